@@ -1,0 +1,77 @@
+# repae build.  `make` builds the library and the program, `make test` runs the
+# unit tests, `make test-asan` runs them again under ASan/UBSan, `make bench`
+# compares our kernels against PyTorch, `make fixtures` regenerates the PyTorch
+# parity fixtures (needs python3-torch).
+#
+# Every .c under src/ goes into librepae.a except src/cli/, which makes the
+# program.  Every tests/test_*.c is its own test program.  New files need no
+# Makefile edit.
+
+CC      ?= gcc
+PYTHON  ?= /usr/bin/python3
+BUILD   ?= build
+WERROR  ?=
+OPT     ?= -O2 -march=native
+# Never -ffast-math: it changes results (and broke llm.c's GELU backward).
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter $(OPT) -g -fopenmp -MMD -MP $(WERROR) $(EXTRA_CFLAGS)
+CPPFLAGS += -Isrc -I/usr/include/x86_64-linux-gnu/openblas-openmp
+LDLIBS  += -lopenblas -llapacke -lcjson -lpng -ljpeg -lz -lm -fopenmp $(EXTRA_LDFLAGS)
+
+LIB_SRC  := $(shell find src -name '*.c' ! -path 'src/cli/*' | sort)
+CLI_SRC  := $(sort $(wildcard src/cli/*.c))
+TEST_SRC := $(sort $(wildcard tests/test_*.c))
+TEST_UTIL_SRC := $(filter-out $(TEST_SRC),$(sort $(wildcard tests/*.c)))
+BENCH_SRC := $(sort $(wildcard bench/*.c))
+
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TEST_UTIL_OBJ := $(TEST_UTIL_SRC:%.c=$(BUILD)/%.o)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+LIB      := $(BUILD)/librepae.a
+PROGRAM  := $(BUILD)/repae
+
+.PHONY: all test test-asan bench fixtures clean
+.SECONDARY:
+all: $(PROGRAM) repae
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(PROGRAM): $(CLI_OBJ) $(LIB)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+# A link at the top so the README can say ./repae.
+repae: $(PROGRAM)
+	ln -sf $(PROGRAM) repae
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_UTIL_OBJ) $(LIB)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+test: $(TEST_BIN) $(PROGRAM)
+	@BUILD=$(BUILD) sh tests/run_tests.sh $(TEST_BIN)
+
+# Same tests, same optimisation flags, with the sanitizers (a separate build dir).
+test-asan:
+	$(MAKE) BUILD=build-asan EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	        EXTRA_LDFLAGS="-fsanitize=address,undefined" test
+
+bench: $(BENCH_BIN)
+	@PYTHON=$(PYTHON) BUILD=$(BUILD) sh bench/run_bench.sh
+
+fixtures:
+	@for f in dev/ref/*_ref.py; do echo "== $$f"; $(PYTHON) $$f || exit 1; done
+
+clean:
+	rm -rf build build-asan repae
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,7 @@
+/* commands.h — one entry point per subcommand; argv[0] is the command name. */
+#ifndef REPAE_COMMANDS_H
+#define REPAE_COMMANDS_H
+
+int cmd_inspect(int argc, char **argv);
+
+#endif

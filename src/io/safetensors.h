@@ -1,0 +1,98 @@
+/* safetensors.h — read and write the safetensors format.
+ *
+ * File layout: u64 little-endian header length N, N bytes of JSON
+ *   {"__metadata__": {"k": "v", ...},
+ *    "name": {"dtype": "F32", "shape": [2, 3], "data_offsets": [begin, end]}, ...}
+ * then the raw little-endian tensor bytes (offsets are relative to the end of
+ * the header).  Weights, test fixtures and our checkpoints all use it.
+ *
+ * Reading maps the file and validates the whole header up front (offsets in
+ * range and non-overlapping, byte counts matching dtype × shape, known dtypes),
+ * so later accessors can trust it.  Every problem dies with the file name.
+ *
+ *   safetensors *st = safetensors_open("w.safetensors");
+ *   const st_tensor *t = safetensors_find(st, "pos_embed");   // NULL if absent
+ *   safetensors_read_f32(st, t, dst);                          // F32/F16/BF16/F64 -> f32
+ *   safetensors_close(st);
+ *
+ *   st_writer *w = st_writer_new();
+ *   st_writer_add_f32(w, "x", 2, (int64_t[]){2, 3}, data);   // data must outlive save
+ *   st_writer_set_metadata(w, "script", "ops_ref.py");
+ *   st_writer_save(w, "out.safetensors");                     // atomic
+ *   st_writer_free(w);
+ */
+#ifndef REPAE_SAFETENSORS_H
+#define REPAE_SAFETENSORS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define ST_MAX_DIMS 8
+
+typedef enum st_dtype {
+    ST_F64, ST_F32, ST_F16, ST_BF16, ST_I64, ST_I32, ST_I16, ST_I8, ST_U8, ST_BOOL
+} st_dtype;
+
+typedef struct st_tensor {
+    char *name;
+    st_dtype dtype;
+    int ndim;
+    int64_t shape[ST_MAX_DIMS];
+    int64_t numel;
+    uint64_t begin, end; /* byte range inside the data section */
+} st_tensor;
+
+typedef struct st_meta_entry {
+    char *key, *value;
+} st_meta_entry;
+
+typedef struct safetensors {
+    char *path;
+    int n_tensors;
+    st_tensor *tensors;     /* in file order of their data offsets */
+    int n_meta;
+    st_meta_entry *meta;
+    const uint8_t *data;    /* start of the data section */
+    size_t data_size;
+    void *map;              /* whole-file mapping */
+    size_t map_size;
+} safetensors;
+
+safetensors *safetensors_open(const char *path);
+void safetensors_close(safetensors *st);
+const st_tensor *safetensors_find(const safetensors *st, const char *name);
+/* Like find, but dies naming the file if the tensor is absent. */
+const st_tensor *safetensors_require(const safetensors *st, const char *name);
+const char *safetensors_meta(const safetensors *st, const char *key); /* NULL if absent */
+
+/* Converts any float or integer dtype to float32 into dst (numel floats). */
+void safetensors_read_f32(const safetensors *st, const st_tensor *t, float *dst);
+/* Converts an integer dtype to int64 into dst. */
+void safetensors_read_i64(const safetensors *st, const st_tensor *t, int64_t *dst);
+/* Finds `name`, checks that its shape equals shape[0..ndim), reads it as f32.
+ * A mismatch dies naming the tensor and both shapes. */
+void safetensors_load_f32(const safetensors *st, const char *name, int ndim, const int64_t *shape, float *dst);
+/* Finds `name` and returns a malloc'd f32 copy; shape/ndim are reported. */
+float *safetensors_get_f32(const safetensors *st, const char *name, int *ndim, int64_t *shape);
+
+const char *st_dtype_name(st_dtype d);
+size_t st_dtype_size(st_dtype d);
+/* "[2, 3, 4]" into buf. */
+const char *st_shape_str(int ndim, const int64_t *shape, char *buf, size_t buf_size);
+
+/* Writer: tensors are written in the order they were added. */
+typedef struct st_writer st_writer;
+st_writer *st_writer_new(void);
+void st_writer_add(st_writer *w, const char *name, st_dtype dtype, int ndim, const int64_t *shape, const void *data);
+void st_writer_add_f32(st_writer *w, const char *name, int ndim, const int64_t *shape, const float *data);
+void st_writer_add_i64(st_writer *w, const char *name, int ndim, const int64_t *shape, const int64_t *data);
+void st_writer_set_metadata(st_writer *w, const char *key, const char *value);
+void st_writer_save(st_writer *w, const char *path);
+void st_writer_free(st_writer *w);
+
+/* Half-precision conversions (exposed for tests). */
+float f16_to_f32(uint16_t h);
+float bf16_to_f32(uint16_t h);
+uint16_t f32_to_f16(float f);
+
+#endif

@@ -1,0 +1,231 @@
+#include "test.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/error.h"
+
+static int tests_passed, tests_failed;
+int test_checks_failed_in_current;
+static const char *current_test = "?";
+
+void check_at(const char *file, int line, int ok, const char *fmt, ...)
+{
+    if (ok)
+        return;
+    test_checks_failed_in_current++;
+    va_list ap;
+    fprintf(stderr, "  FAIL %s (%s:%d): ", current_test, file, line);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+void test_run(const char *name, void (*fn)(void))
+{
+    current_test = name;
+    test_checks_failed_in_current = 0;
+    fn();
+    if (test_checks_failed_in_current) {
+        tests_failed++;
+        printf("FAIL %s\n", name);
+    } else {
+        tests_passed++;
+        printf("ok   %s\n", name);
+    }
+    fflush(stdout);
+}
+
+int test_summary(void)
+{
+    printf("%d passed, %d failed\n", tests_passed, tests_failed);
+    return tests_failed ? 1 : 0;
+}
+
+int check_close(const char *what, const float *got, const float *want, size_t n, double atol, double rtol)
+{
+    double max_abs = 0, max_rel = 0;
+    size_t worst = 0, bad = 0;
+    double worst_excess = -1;
+    for (size_t i = 0; i < n; i++) {
+        double g = got[i], w = want[i];
+        double err = fabs(g - w);
+        if (isnan(g) != isnan(w) || (isnan(g) && 0))
+            err = INFINITY;
+        double rel = err / (fabs(w) > 1e-30 ? fabs(w) : 1e-30);
+        if (err > max_abs)
+            max_abs = err;
+        if (fabs(w) > atol && rel > max_rel)
+            max_rel = rel;
+        double excess = err - (atol + rtol * fabs(w));
+        if (!(excess <= 0)) {
+            bad++;
+            if (!(excess <= worst_excess)) {
+                worst_excess = excess;
+                worst = i;
+            }
+        }
+    }
+    if (bad) {
+        CHECK(0, "%s: %zu of %zu elements off (max abs err %.3g, max rel err %.3g; worst [%zu] got %.8g want %.8g; "
+                 "atol %.1g rtol %.1g)",
+              what, bad, n, max_abs, max_rel, worst, got[worst], want[worst], atol, rtol);
+        return 0;
+    }
+    if (getenv("TEST_VERBOSE"))
+        printf("       %-40s max abs %.3g  max rel %.3g  (n=%zu)\n", what, max_abs, max_rel, n);
+    return 1;
+}
+
+void fill_uniform(float *x, size_t n, float lo, float hi, uint64_t seed)
+{
+    rng r = rng_new(seed, 0x7e57);
+    for (size_t i = 0; i < n; i++)
+        x[i] = lo + (hi - lo) * rng_uniform(&r);
+}
+
+void fill_normal(float *x, size_t n, float std, uint64_t seed)
+{
+    rng r = rng_new(seed, 0x7e58);
+    for (size_t i = 0; i < n; i++)
+        x[i] = std * rng_normal(&r);
+}
+
+float *alloc_uniform(size_t n, float lo, float hi, uint64_t seed)
+{
+    float *x = xmalloc(n * sizeof(float));
+    fill_uniform(x, n, lo, hi, seed);
+    return x;
+}
+
+float *alloc_normal(size_t n, float std, uint64_t seed)
+{
+    float *x = xmalloc(n * sizeof(float));
+    fill_normal(x, n, std, seed);
+    return x;
+}
+
+float *alloc_zeros(size_t n) { return xcalloc(n, sizeof(float)); }
+
+safetensors *fixture_open(const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof path, "tests/fixtures/%s.safetensors", name);
+    if (access(path, R_OK) != 0)
+        die("fixture '%s' not found (run the tests from the repository root; `make fixtures` regenerates "
+            "fixtures with python3-torch)", path);
+    return safetensors_open(path);
+}
+
+float *fixture_f32(const safetensors *st, const char *name, size_t *numel)
+{
+    const st_tensor *t = safetensors_require(st, name);
+    float *x = xmalloc((size_t)t->numel * sizeof(float));
+    safetensors_read_f32(st, t, x);
+    if (numel)
+        *numel = (size_t)t->numel;
+    return x;
+}
+
+int fixture_check(const safetensors *st, const char *name, const float *got, size_t n, double atol, double rtol)
+{
+    size_t m;
+    float *want = fixture_f32(st, name, &m);
+    int ok;
+    if (m != n) {
+        CHECK(0, "%s: fixture has %zu elements, computed %zu", name, m, n);
+        ok = 0;
+    } else {
+        char what[256];
+        snprintf(what, sizeof what, "%s vs torch", name);
+        ok = check_close(what, got, want, n, atol, rtol);
+    }
+    free(want);
+    return ok;
+}
+
+double dot_f64(const float *a, const float *b, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)a[i] * b[i];
+    return s;
+}
+
+int fd_check(const char *what, fd_loss_fn loss, void *ctx, float *x, const float *grad, size_t n, double h,
+             double atol, double rtol, size_t max_elems)
+{
+    double gmax = 0;
+    for (size_t i = 0; i < n; i++)
+        gmax = fmax(gmax, fabs(grad[i]));
+    size_t count = (max_elems && max_elems < n) ? max_elems : n;
+    rng r = rng_new(0xfd, n);
+    double worst = 0;
+    size_t worst_i = 0;
+    double worst_fd = 0;
+    int ok = 1;
+    for (size_t k = 0; k < count; k++) {
+        size_t i = count == n ? k : rng_below(&r, (uint32_t)n);
+        float saved = x[i];
+        /* Step in the float grid, and use the step actually taken. */
+        float xp = (float)(saved + h), xm = (float)(saved - h);
+        x[i] = xp;
+        double lp = loss(ctx);
+        x[i] = xm;
+        double lm = loss(ctx);
+        x[i] = saved;
+        double fd = (lp - lm) / ((double)xp - (double)xm);
+        double err = fabs(fd - grad[i]);
+        double excess = err - (atol + rtol * gmax);
+        if (excess > 0)
+            ok = 0;
+        if (err > worst) {
+            worst = err;
+            worst_i = i;
+            worst_fd = fd;
+        }
+    }
+    if (!ok)
+        CHECK(0, "%s: finite differences disagree: worst [%zu] fd %.6g analytic %.6g (err %.3g, max|grad| %.3g)",
+              what, worst_i, worst_fd, grad[worst_i], worst, gmax);
+    else if (getenv("TEST_VERBOSE"))
+        printf("       fd %-37s worst err %.3g of max|grad| %.3g (%zu elems)\n", what, worst, gmax, count);
+    return ok;
+}
+
+int fd_check_direction(const char *what, fd_loss_fn loss, void *ctx, float *x, const float *grad, size_t n,
+                       double h, double rtol, uint64_t seed)
+{
+    float *u = xmalloc(n * sizeof(float));
+    float *saved = xmalloc(n * sizeof(float));
+    memcpy(saved, x, n * sizeof(float));
+    fill_normal(u, n, 1.0f, seed);
+    double norm = sqrt(dot_f64(u, u, n));
+    for (size_t i = 0; i < n; i++)
+        u[i] = (float)(u[i] / norm);
+    double analytic = dot_f64(grad, u, n);
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)(saved[i] + h * u[i]);
+    double lp = loss(ctx);
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)(saved[i] - h * u[i]);
+    double lm = loss(ctx);
+    memcpy(x, saved, n * sizeof(float));
+    double fd = (lp - lm) / (2 * h);
+    double gnorm = sqrt(dot_f64(grad, grad, n));
+    double err = fabs(fd - analytic);
+    int ok = err <= rtol * fmax(gnorm, 1e-12);
+    CHECK(ok, "%s: directional derivative fd %.8g vs analytic %.8g (err %.3g, |grad| %.3g)", what, fd, analytic,
+          err, gnorm);
+    if (ok && getenv("TEST_VERBOSE"))
+        printf("       fd-dir %-33s fd %.6g analytic %.6g (rel to |grad| %.3g)\n", what, fd, analytic,
+               err / fmax(gnorm, 1e-12));
+    free(u);
+    free(saved);
+    return ok;
+}

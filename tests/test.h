@@ -1,0 +1,75 @@
+/* test.h — the tiny test harness (tests/harness.c) every tests/test_*.c uses.
+ *
+ * Each test file is its own program:
+ *
+ *   static void test_gemm_matches_reference(void) {
+ *       ...
+ *       CHECK(x == 3, "x should be 3, got %d", x);
+ *       check_close("gemm C", got, want, n, 1e-5, 1e-5);
+ *   }
+ *   int main(void) {
+ *       RUN(test_gemm_matches_reference);
+ *       return test_summary();      // prints "N passed, N failed", exit code
+ *   }
+ *
+ * A check counts once; a test function passes if all its checks passed.
+ * Fixtures are safetensors files under tests/fixtures/ written by the
+ * PyTorch scripts in dev/ref/ (see docs/testing.md for the naming rules).
+ */
+#ifndef REPAE_TEST_H
+#define REPAE_TEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/rng.h"
+#include "io/safetensors.h"
+
+extern int test_checks_failed_in_current;
+
+#define CHECK(cond, ...) check_at(__FILE__, __LINE__, (cond) ? 1 : 0, __VA_ARGS__)
+void check_at(const char *file, int line, int ok, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+#define RUN(fn) test_run(#fn, fn)
+void test_run(const char *name, void (*fn)(void));
+int test_summary(void);
+
+/* Elementwise |got - want| <= atol + rtol * |want|; prints max abs and max
+ * relative error and the worst index.  Returns 1 if close. */
+int check_close(const char *what, const float *got, const float *want, size_t n, double atol, double rtol);
+
+/* Random inputs for tests (deterministic per seed). */
+void fill_uniform(float *x, size_t n, float lo, float hi, uint64_t seed);
+void fill_normal(float *x, size_t n, float std, uint64_t seed);
+float *alloc_uniform(size_t n, float lo, float hi, uint64_t seed);
+float *alloc_normal(size_t n, float std, uint64_t seed);
+float *alloc_zeros(size_t n);
+
+/* ---- fixtures ---- */
+/* Opens tests/fixtures/<name>.safetensors (dies with a hint to run `make fixtures`). */
+safetensors *fixture_open(const char *name);
+/* malloc'd f32 copy of a fixture tensor; *numel gets the element count. */
+float *fixture_f32(const safetensors *st, const char *name, size_t *numel);
+/* Checks that `got` matches the fixture tensor `name`. */
+int fixture_check(const safetensors *st, const char *name, const float *got, size_t n, double atol, double rtol);
+
+/* ---- finite differences ----
+ * loss(ctx) runs the forward and returns a scalar (usually sum(out * cot),
+ * accumulated in double).  fd_check perturbs each x[i] by ±h, estimates
+ * dL/dx[i] and compares with grad[i]:  |fd - grad| <= atol + rtol * max|grad|.
+ * For big tensors pass max_elems > 0 to test a random subset of elements.
+ * fd_check_direction tests one random unit direction u instead:
+ * (L(x+hu) - L(x-hu)) / 2h against <grad, u> (kann's cheap check). */
+typedef double (*fd_loss_fn)(void *ctx);
+int fd_check(const char *what, fd_loss_fn loss, void *ctx, float *x, const float *grad, size_t n, double h,
+             double atol, double rtol, size_t max_elems);
+int fd_check_direction(const char *what, fd_loss_fn loss, void *ctx, float *x, const float *grad, size_t n,
+                       double h, double rtol, uint64_t seed);
+
+/* sum(out * cot) in double: the usual scalar for a gradient check. */
+double dot_f64(const float *a, const float *b, size_t n);
+
+#endif

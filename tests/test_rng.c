@@ -1,0 +1,84 @@
+/* The RNG: reproducible per (seed, stream), independent streams, and the
+ * right first two moments for uniform and normal draws. */
+#include <math.h>
+#include <string.h>
+
+#include "core/rng.h"
+#include "test.h"
+
+static void test_rng_reproducible_and_streams_differ(void)
+{
+    rng a = rng_new(42, 1), b = rng_new(42, 1), c = rng_new(42, 2), d = rng_new(43, 1);
+    int same_ab = 1, same_ac = 0, same_ad = 0;
+    for (int i = 0; i < 100; i++) {
+        uint32_t x = rng_u32(&a), y = rng_u32(&b), z = rng_u32(&c), w = rng_u32(&d);
+        same_ab &= x == y;
+        same_ac += x == z;
+        same_ad += x == w;
+    }
+    CHECK(same_ab, "same seed and stream must give the same numbers");
+    CHECK(same_ac < 3 && same_ad < 3, "different streams/seeds should not coincide (%d, %d)", same_ac, same_ad);
+}
+
+static void test_rng_state_copy_resumes(void)
+{
+    rng a = rng_new(7, 0);
+    for (int i = 0; i < 13; i++)
+        rng_normal(&a); /* leaves a spare normal and a half-used block */
+    rng saved;
+    memcpy(&saved, &a, sizeof a);
+    float x[10], y[10];
+    rng_normal_fill(&a, x, 10);
+    rng_normal_fill(&saved, y, 10);
+    CHECK(memcmp(x, y, sizeof x) == 0, "a copied state must continue identically");
+}
+
+static void test_rng_moments(void)
+{
+    rng r = rng_new(1, 0);
+    int n = 200000;
+    double su = 0, su2 = 0, sn = 0, sn2 = 0;
+    float umin = 1, umax = 0;
+    for (int i = 0; i < n; i++) {
+        float u = rng_uniform(&r), z = rng_normal(&r);
+        su += u, su2 += u * u, sn += z, sn2 += (double)z * z;
+        umin = fminf(umin, u), umax = fmaxf(umax, u);
+    }
+    /* 5-sigma bounds: mean of U has sd 0.29/sqrt(n) = 6.5e-4; of N(0,1) 2.2e-3. */
+    CHECK(fabs(su / n - 0.5) < 3.3e-3, "uniform mean %g", su / n);
+    CHECK(fabs(su2 / n - 1.0 / 3) < 5e-3, "uniform E[u^2] %g", su2 / n);
+    CHECK(umin >= 0 && umax < 1, "uniform range [%g, %g]", umin, umax);
+    CHECK(fabs(sn / n) < 1.2e-2, "normal mean %g", sn / n);
+    CHECK(fabs(sn2 / n - 1) < 1.6e-2, "normal variance %g", sn2 / n);
+}
+
+static void test_rng_below_and_shuffle(void)
+{
+    rng r = rng_new(3, 0);
+    int counts[7] = {0};
+    for (int i = 0; i < 70000; i++)
+        counts[rng_below(&r, 7)]++;
+    for (int k = 0; k < 7; k++)
+        CHECK(abs(counts[k] - 10000) < 500, "rng_below(7) bucket %d has %d of 70000", k, counts[k]);
+    uint32_t v[100], seen[100] = {0};
+    for (uint32_t i = 0; i < 100; i++)
+        v[i] = i;
+    rng_shuffle_u32(&r, v, 100);
+    int moved = 0;
+    for (int i = 0; i < 100; i++) {
+        seen[v[i]]++;
+        moved += v[i] != (uint32_t)i;
+    }
+    for (int i = 0; i < 100; i++)
+        CHECK(seen[i] == 1, "shuffle lost or duplicated %d", i);
+    CHECK(moved > 90, "shuffle moved only %d of 100", moved);
+}
+
+int main(void)
+{
+    RUN(test_rng_reproducible_and_streams_differ);
+    RUN(test_rng_state_copy_resumes);
+    RUN(test_rng_moments);
+    RUN(test_rng_below_and_shuffle);
+    return test_summary();
+}
