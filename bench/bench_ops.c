@@ -1,0 +1,198 @@
+/* bench_ops — kernel timings next to PyTorch on the same shapes.
+ *
+ * usage: bench_ops [TORCH_RESULTS]
+ * TORCH_RESULTS holds lines "name milliseconds" written by
+ * dev/ref/bench_torch.py in the same `make bench` run; the table then shows
+ * the ratio torch_ms / our_ms (above 1 = we are faster).
+ * This is a benchmark, not a test: it never fails on speed.
+ */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "ops/act.h"
+#include "ops/attention.h"
+#include "ops/conv2d.h"
+#include "ops/gemm.h"
+#include "ops/norm.h"
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static float *randn(size_t n, uint64_t seed)
+{
+    float *x = xmalloc(n * sizeof(float));
+    rng r = rng_new(seed, 0);
+    rng_normal_fill(&r, x, n);
+    return x;
+}
+
+/* Median of `reps` timed runs after one warm-up. */
+static double time_median(void (*fn)(void *), void *ctx, int reps)
+{
+    double t[64];
+    fn(ctx);
+    for (int i = 0; i < reps; i++) {
+        double t0 = now_ms();
+        fn(ctx);
+        t[i] = now_ms() - t0;
+    }
+    for (int i = 1; i < reps; i++)
+        for (int j = i; j > 0 && t[j - 1] > t[j]; j--) {
+            double s = t[j];
+            t[j] = t[j - 1];
+            t[j - 1] = s;
+        }
+    return t[reps / 2];
+}
+
+/* ---- torch results ---- */
+#define MAX_RESULTS 64
+static char torch_names[MAX_RESULTS][64];
+static double torch_ms[MAX_RESULTS];
+static int n_torch;
+
+static void load_torch(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        warn("no PyTorch results at '%s': ratios are left out", path);
+        return;
+    }
+    while (n_torch < MAX_RESULTS && fscanf(f, "%63s %lf", torch_names[n_torch], &torch_ms[n_torch]) == 2)
+        n_torch++;
+    fclose(f);
+}
+
+static double torch_lookup(const char *name)
+{
+    for (int i = 0; i < n_torch; i++)
+        if (!strcmp(torch_names[i], name))
+            return torch_ms[i];
+    return NAN;
+}
+
+static void report(const char *name, double ms, double gflop)
+{
+    double t = torch_lookup(name);
+    printf("%-34s %10.2f ms %8.1f GFLOP/s", name, ms, gflop > 0 ? gflop / (ms / 1e3) : 0.0);
+    if (!isnan(t))
+        printf("   torch %10.2f ms   ratio %5.2fx\n", t, t / ms);
+    else
+        printf("   torch        n/a\n");
+    fflush(stdout);
+}
+
+/* ---- gemm ---- */
+typedef struct { int M, N, K; float *A, *B, *C; } gemm_ctx;
+static void run_gemm(void *p)
+{
+    gemm_ctx *c = p;
+    gemm(false, true, c->M, c->N, c->K, 1.0f, c->A, c->K, c->B, c->K, 0.0f, c->C, c->N);
+}
+
+static void bench_gemm(int M, int N, int K)
+{
+    gemm_ctx c = {M, N, K, randn((size_t)M * K, 1), randn((size_t)N * K, 2), xmalloc((size_t)M * N * 4)};
+    char name[64];
+    snprintf(name, sizeof name, "gemm_%dx%dx%d", M, N, K);
+    report(name, time_median(run_gemm, &c, 9), 2.0 * M * N * K / 1e9);
+    free(c.A), free(c.B), free(c.C);
+}
+
+/* ---- conv2d 3x3 ---- */
+typedef struct { conv2d_shape s; float *x, *w, *b, *out, *dout, *dx, *dw, *db, *ws; } conv_ctx;
+static void run_conv(void *p)
+{
+    conv_ctx *c = p;
+    conv2d_forward(c->out, c->x, c->w, c->b, &c->s, c->ws);
+    conv2d_backward(c->dx, c->dw, c->db, c->dout, c->x, c->w, &c->s, c->ws);
+}
+
+static void bench_conv3x3(int B, int C, int H)
+{
+    conv_ctx c;
+    c.s = conv2d_make(B, C, H, H, C, 3, 1, 1);
+    size_t nx = (size_t)B * C * H * H, nw = (size_t)C * C * 9;
+    c.x = randn(nx, 3), c.w = randn(nw, 4), c.b = randn(C, 5), c.dout = randn(nx, 6);
+    c.out = xmalloc(nx * 4), c.dx = xcalloc(nx, 4), c.dw = xcalloc(nw, 4), c.db = xcalloc(C, 4);
+    c.ws = xmalloc(conv2d_workspace_floats(&c.s) * sizeof(float));
+    char name[64];
+    snprintf(name, sizeof name, "conv3x3_fwd_bwd_B%d_C%d_%d", B, C, H);
+    /* forward 1 gemm, backward 2 gemms of the same size */
+    report(name, time_median(run_conv, &c, 5), 3 * 2.0 * B * C * C * 9.0 * H * H / 1e9);
+    free(c.x), free(c.w), free(c.b), free(c.dout), free(c.out), free(c.dx), free(c.dw), free(c.db), free(c.ws);
+}
+
+/* ---- GroupNorm + SiLU ---- */
+typedef struct { int B, C, HW; float *x, *w, *b, *h, *y, *mean, *rstd, *dy, *dh, *dx, *dw, *db; } gn_ctx;
+static void run_gn(void *p)
+{
+    gn_ctx *c = p;
+    size_t n = (size_t)c->B * c->C * c->HW;
+    group_norm_forward(c->h, c->mean, c->rstd, c->x, c->w, c->b, c->B, c->C, c->HW, 32, 1e-6f);
+    silu_forward(c->y, c->h, n);
+    memset(c->dh, 0, n * 4);
+    silu_backward(c->dh, c->dy, c->h, n);
+    group_norm_backward(c->dx, c->dw, c->db, c->dh, c->x, c->mean, c->rstd, c->w, c->B, c->C, c->HW, 32);
+}
+
+static void bench_groupnorm_silu(int B, int C, int H)
+{
+    size_t n = (size_t)B * C * H * H;
+    gn_ctx c = {B, C, H * H, randn(n, 7), randn(C, 8), randn(C, 9), xmalloc(n * 4), xmalloc(n * 4),
+                xmalloc(B * 32 * 4), xmalloc(B * 32 * 4), randn(n, 10), xmalloc(n * 4), xcalloc(n, 4),
+                xcalloc(C, 4), xcalloc(C, 4)};
+    char name[64];
+    snprintf(name, sizeof name, "groupnorm_silu_fwd_bwd_B%d_C%d_%d", B, C, H);
+    report(name, time_median(run_gn, &c, 9), 0);
+    free(c.x), free(c.w), free(c.b), free(c.h), free(c.y), free(c.mean), free(c.rstd), free(c.dy), free(c.dh),
+        free(c.dx), free(c.dw), free(c.db);
+}
+
+/* ---- attention ---- */
+typedef struct { int B, T, NH, HD; float *qkv, *out, *probs, *dout, *dqkv, *ws; } attn_ctx;
+static void run_attn(void *p)
+{
+    attn_ctx *c = p;
+    int D = c->NH * c->HD;
+    attention_forward(c->out, c->probs, c->qkv, c->qkv + D, c->qkv + 2 * D, 3 * D, c->B, c->T, c->NH, c->HD, c->ws);
+    attention_backward(c->dqkv, c->dqkv + D, c->dqkv + 2 * D, 3 * D, c->dout, c->probs, c->qkv, c->qkv + D,
+                       c->qkv + 2 * D, 3 * D, c->B, c->T, c->NH, c->HD, c->ws);
+}
+
+static void bench_attention(int B, int T, int NH, int HD)
+{
+    int D = NH * HD;
+    size_t nqkv = (size_t)B * T * 3 * D, no = (size_t)B * T * D;
+    attn_ctx c = {B, T, NH, HD, randn(nqkv, 11), xmalloc(no * 4), xmalloc((size_t)B * NH * T * T * 4),
+                  randn(no, 12), xcalloc(nqkv, 4), xmalloc(attention_workspace_floats(B, T, NH, HD) * 4 + 64)};
+    char name[64];
+    snprintf(name, sizeof name, "attention_fwd_bwd_B%d_T%d_D%d_H%d", B, T, D, NH);
+    /* fwd: QK^T and PV; bwd: dP, dV, dQ, dK: 6 gemms of 2*T*T*HD per head */
+    report(name, time_median(run_attn, &c, 7), 6 * 2.0 * B * NH * (double)T * T * HD / 1e9);
+    free(c.qkv), free(c.out), free(c.probs), free(c.dout), free(c.dqkv), free(c.ws);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1)
+        load_torch(argv[1]);
+    printf("repae kernels vs PyTorch %s, %d OpenMP threads (ratio = torch time / our time)\n",
+           argc > 1 ? "(same run)" : "(no torch results)", omp_get_max_threads());
+    bench_gemm(1024, 1024, 1024);
+    bench_gemm(1024, 3072, 768);
+    bench_conv3x3(4, 128, 64);
+    bench_groupnorm_silu(4, 128, 64);
+    bench_attention(4, 256, 12, 64);
+    return 0;
+}

@@ -1,0 +1,84 @@
+"""PyTorch 1.13 timings for the shapes bench/bench_ops.c measures.
+
+Prints "name milliseconds" lines (median of the same number of runs as the
+C side, after one warm-up).  Run by `make bench` with 2 threads and
+OMP_WAIT_POLICY=PASSIVE, as the project compares on this 2-core machine.
+"""
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+torch.set_num_threads(int(sys.argv[1]) if len(sys.argv) > 1 else 2)
+torch.manual_seed(0)
+
+
+def median_ms(fn, reps):
+    fn()
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        ts.append((time.perf_counter() - t0) * 1e3)
+    ts.sort()
+    return ts[reps // 2]
+
+
+def report(name, ms):
+    print(f"{name} {ms:.4f}", flush=True)
+
+
+def bench_gemm(M, N, K):
+    a, b = torch.randn(M, K), torch.randn(N, K)
+    report(f"gemm_{M}x{N}x{K}", median_ms(lambda: torch.mm(a, b.t()), 9))
+
+
+def bench_conv3x3(B, C, H):
+    x = torch.randn(B, C, H, H, requires_grad=True)
+    w = torch.randn(C, C, 3, 3, requires_grad=True)
+    b = torch.randn(C, requires_grad=True)
+    g = torch.randn(B, C, H, H)
+
+    def run():
+        y = F.conv2d(x, w, b, padding=1)
+        y.backward(g)
+        x.grad = w.grad = b.grad = None
+
+    report(f"conv3x3_fwd_bwd_B{B}_C{C}_{H}", median_ms(run, 5))
+
+
+def bench_groupnorm_silu(B, C, H):
+    x = torch.randn(B, C, H, H, requires_grad=True)
+    w = torch.randn(C, requires_grad=True)
+    b = torch.randn(C, requires_grad=True)
+    g = torch.randn(B, C, H, H)
+
+    def run():
+        y = F.silu(F.group_norm(x, 32, w, b, 1e-6))
+        y.backward(g)
+        x.grad = w.grad = b.grad = None
+
+    report(f"groupnorm_silu_fwd_bwd_B{B}_C{C}_{H}", median_ms(run, 9))
+
+
+def bench_attention(B, T, NH, HD):
+    D = NH * HD
+    qkv = torch.randn(B, T, 3 * D, requires_grad=True)
+    g = torch.randn(B, T, D)
+
+    def run():
+        q, k, v = qkv.reshape(B, T, 3, NH, HD).permute(2, 0, 3, 1, 4).unbind(0)
+        a = (q @ k.transpose(-2, -1)) * HD ** -0.5
+        y = (a.softmax(-1) @ v).transpose(1, 2).reshape(B, T, D)
+        y.backward(g)
+        qkv.grad = None
+
+    report(f"attention_fwd_bwd_B{B}_T{T}_D{D}_H{NH}", median_ms(run, 7))
+
+
+bench_gemm(1024, 1024, 1024)
+bench_gemm(1024, 3072, 768)
+bench_conv3x3(4, 128, 64)
+bench_groupnorm_silu(4, 128, 64)
+bench_attention(4, 256, 12, 64)
