@@ -1,0 +1,96 @@
+#include "train/adamw.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+
+adamw adamw_create(const param_table *t, float lr)
+{
+    adamw o = {0};
+    o.lr = lr;
+    o.beta1 = 0.9;
+    o.beta2 = 0.999;
+    o.eps = 1e-8f;
+    o.weight_decay = 0.0f;
+    o.table = t;
+    o.m = param_alloc(t);
+    o.v = param_alloc(t);
+    return o;
+}
+
+void adamw_free(adamw *o)
+{
+    free(o->m);
+    free(o->v);
+    o->m = o->v = NULL;
+}
+
+void adamw_step(adamw *o, float *params, const float *grads)
+{
+    o->step++;
+    /* Bias corrections in double, as torch computes them in Python floats. */
+    double bc1 = 1.0 - pow(o->beta1, (double)o->step);
+    double bc2 = 1.0 - pow(o->beta2, (double)o->step);
+    float step_size = (float)(o->lr / bc1);
+    float bc2_sqrt = (float)sqrt(bc2);
+    /* torch passes 1-β as a Python double, rounded to float once. */
+    float b1 = (float)o->beta1, b2 = (float)o->beta2, eps = o->eps;
+    float c1 = (float)(1.0 - o->beta1), c2 = (float)(1.0 - o->beta2);
+    float decay = 1.0f - o->lr * o->weight_decay;
+    const param_table *t = o->table;
+    for (int i = 0; i < t->n; i++) {
+        const param_entry *e = &t->entries[i];
+        if (e->kind != PARAM_TRAINABLE)
+            continue;
+        float *p = params + e->offset, *m = o->m + e->offset, *v = o->v + e->offset;
+        const float *g = grads + e->offset;
+        long n = (long)e->numel;
+#pragma omp parallel for if (n > 65536) schedule(static)
+        for (long k = 0; k < n; k++) {
+            m[k] = b1 * m[k] + c1 * g[k];
+            v[k] = b2 * v[k] + c2 * g[k] * g[k];
+            float denom = sqrtf(v[k]) / bc2_sqrt + eps;
+            p[k] = p[k] * decay - step_size * m[k] / denom;
+        }
+    }
+}
+
+double grad_global_norm(const param_table *t, const float *grads)
+{
+    double sum = 0.0;
+    for (int i = 0; i < t->n; i++) {
+        const param_entry *e = &t->entries[i];
+        if (e->kind != PARAM_TRAINABLE)
+            continue;
+        const float *g = grads + e->offset;
+        long n = (long)e->numel;
+        double s = 0.0;
+#pragma omp parallel for if (n > 65536) reduction(+ : s) schedule(static)
+        for (long k = 0; k < n; k++)
+            s += (double)g[k] * g[k];
+        sum += s;
+    }
+    return sqrt(sum);
+}
+
+double grad_clip(const param_table *t, float *grads, double max_norm)
+{
+    double norm = grad_global_norm(t, grads);
+    double coef = max_norm / (norm + 1e-6);
+    if (coef < 1.0) {
+        float c = (float)coef;
+        for (int i = 0; i < t->n; i++) {
+            const param_entry *e = &t->entries[i];
+            if (e->kind != PARAM_TRAINABLE)
+                continue;
+            float *g = grads + e->offset;
+            for (size_t k = 0; k < e->numel; k++)
+                g[k] *= c;
+        }
+    }
+    return norm;
+}
+
+void grad_zero(const param_table *t, float *grads) { memset(grads, 0, t->total * sizeof(float)); }
