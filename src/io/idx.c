@@ -1,0 +1,61 @@
+#include "io/idx.h"
+
+#include <stdlib.h>
+#include <zlib.h>
+
+#include "core/error.h"
+
+static void read_exact(gzFile f, void *buf, size_t n, const char *path, const char *what)
+{
+    size_t done = 0;
+    while (done < n) {
+        unsigned chunk = n - done > (1u << 30) ? (1u << 30) : (unsigned)(n - done);
+        int got = gzread(f, (char *)buf + done, chunk);
+        if (got < 0) {
+            int err;
+            die("'%s': cannot read %s: %s", path, what, gzerror(f, &err));
+        }
+        if (got == 0)
+            die("'%s': file is truncated while reading %s (%zu of %zu bytes)", path, what, done, n);
+        done += (size_t)got;
+    }
+}
+
+idx_array idx_read_u8(const char *path)
+{
+    gzFile f = gzopen(path, "rb");
+    if (!f)
+        die("cannot open '%s': no such file or not readable (Fashion-MNIST comes with Debian's "
+            "dataset-fashion-mnist package)", path);
+    uint8_t magic[4];
+    read_exact(f, magic, 4, path, "the IDX header");
+    if (magic[0] != 0 || magic[1] != 0)
+        die("'%s': not an IDX file (bad magic %02x %02x)", path, magic[0], magic[1]);
+    if (magic[2] != 0x08)
+        die("'%s': IDX element type 0x%02x is not supported (only uint8, 0x08)", path, magic[2]);
+    idx_array a = {0};
+    a.ndim = magic[3];
+    if (a.ndim < 1 || a.ndim > 4)
+        die("'%s': IDX file has %d dimensions (1 to 4 supported)", path, a.ndim);
+    a.count = 1;
+    for (int i = 0; i < a.ndim; i++) {
+        uint8_t b[4];
+        read_exact(f, b, 4, path, "the IDX dimensions");
+        a.dims[i] = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+        if (a.dims[i] == 0 || a.dims[i] > (1u << 28))
+            die("'%s': implausible IDX dimension %u", path, a.dims[i]);
+        a.count *= a.dims[i];
+        if (a.count > ((size_t)1 << 34))
+            die("'%s': IDX data would be larger than 16 GiB", path);
+    }
+    a.data = xmalloc(a.count);
+    read_exact(f, a.data, a.count, path, "the IDX data");
+    gzclose(f);
+    return a;
+}
+
+void idx_free(idx_array *a)
+{
+    free(a->data);
+    a->data = NULL;
+}

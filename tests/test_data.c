@@ -1,0 +1,142 @@
+/* Datasets and the loader: Fashion-MNIST from Debian's package, shard round
+ * trip, epoch permutations, exact resume, and the per-rank split. */
+#include <unistd.h>
+
+#include "data/dataset.h"
+#include "data/loader.h"
+#include "test.h"
+
+static void test_fashion_mnist_padded(void)
+{
+    if (access(FASHION_MNIST_DIR "/t10k-images-idx3-ubyte.gz", R_OK) != 0) {
+        CHECK(0, "Fashion-MNIST is missing: install Debian's dataset-fashion-mnist (scripts/setup.sh does)");
+        return;
+    }
+    dataset d = dataset_fashion_mnist(FASHION_MNIST_DIR, "test", 32, 1);
+    CHECK(d.n == 10000 && d.channels == 1 && d.height == 32 && d.width == 32, "shape %d %d %d %d", d.n, d.channels,
+          d.height, d.width);
+    int counts[10] = {0};
+    for (int i = 0; i < d.n; i++)
+        counts[d.labels[i]]++;
+    for (int k = 0; k < 10; k++)
+        CHECK(counts[k] == 1000, "class %d has %d test images, expected 1000", k, counts[k]);
+    long border = 0, inside = 0;
+    for (int i = 0; i < 100; i++)
+        for (int y = 0; y < 32; y++)
+            for (int x = 0; x < 32; x++) {
+                int v = d.images[(size_t)i * 1024 + y * 32 + x];
+                if (y < 2 || y >= 30 || x < 2 || x >= 30)
+                    border += v;
+                else
+                    inside += v;
+            }
+    CHECK(border == 0, "the 2-pixel padding must be zero, sum %ld", border);
+    CHECK(inside > 100 * 784 * 30, "images look empty (mean %.1f)", inside / (100.0 * 784));
+    dataset rgb = dataset_fashion_mnist(FASHION_MNIST_DIR, "test", 32, 3);
+    CHECK(!memcmp(rgb.images, d.images, 1024) && !memcmp(rgb.images + 2048, d.images, 1024),
+          "3-channel images must replicate the grey channel");
+    dataset_free(&rgb);
+    dataset_free(&d);
+}
+
+static dataset tiny_dataset(int n)
+{
+    dataset d = {0};
+    d.n = n, d.channels = 1, d.height = 2, d.width = 3, d.num_classes = 5;
+    d.images = malloc((size_t)n * 6);
+    d.labels = malloc((size_t)n * sizeof(int32_t));
+    for (int i = 0; i < n; i++) {
+        for (int k = 0; k < 6; k++)
+            d.images[i * 6 + k] = (uint8_t)(i + k);
+        d.labels[i] = i % 5;
+    }
+    d.source = strdup("tiny");
+    return d;
+}
+
+static void test_shard_round_trip(void)
+{
+    char dir[] = "/tmp/repae_shard_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    char path[256];
+    snprintf(path, sizeof path, "%s/s.shard", dir);
+    dataset d = tiny_dataset(17);
+    dataset_write_shard(&d, path);
+    dataset e = dataset_read_shard(path);
+    CHECK(e.n == 17 && e.channels == 1 && e.height == 2 && e.width == 3 && e.num_classes == 5, "shard header");
+    CHECK(!memcmp(e.images, d.images, 17 * 6) && !memcmp(e.labels, d.labels, 17 * 4), "shard contents differ");
+    dataset_free(&d);
+    dataset_free(&e);
+    unlink(path);
+    rmdir(dir);
+}
+
+static void test_loader_epochs_and_resume(void)
+{
+    dataset d = tiny_dataset(23); /* 23 images, batch 4: 5 batches, 3 dropped */
+    loader l = loader_create(&d, 4, 99, 0, 1);
+    CHECK(l.batches_per_epoch == 5, "batches per epoch %d", l.batches_per_epoch);
+    uint8_t img[4 * 6];
+    int32_t lab[4];
+    int seen[23] = {0};
+    uint8_t first_epoch[5][4];
+    for (int b = 0; b < 5; b++) {
+        loader_next(&l, img, lab);
+        for (int k = 0; k < 4; k++) {
+            int idx = img[k * 6]; /* image i starts with byte i */
+            seen[idx]++;
+            first_epoch[b][k] = (uint8_t)idx;
+            CHECK(lab[k] == idx % 5, "label does not follow its image");
+        }
+    }
+    int distinct = 0;
+    for (int i = 0; i < 23; i++) {
+        CHECK(seen[i] <= 1, "image %d seen twice in one epoch", i);
+        distinct += seen[i];
+    }
+    CHECK(distinct == 20, "one epoch should visit 20 distinct images, got %d", distinct);
+    /* Epoch 2 is a different permutation. */
+    loader_next(&l, img, lab);
+    CHECK(l.epoch == 1, "loader should have moved to epoch 1");
+    int same = 1;
+    for (int k = 0; k < 4; k++)
+        same &= img[k * 6] == first_epoch[0][k];
+    CHECK(!same, "epoch 1 repeated epoch 0's order");
+    /* Resume: a fresh loader seeked to (1, 1) continues like the original. */
+    uint8_t img2[4 * 6];
+    loader m = loader_create(&d, 4, 99, 0, 1);
+    loader_seek(&m, 1, 1);
+    loader_next(&l, img, lab);
+    loader_next(&m, img2, lab);
+    CHECK(!memcmp(img, img2, sizeof img), "resumed loader gives a different batch");
+    loader_free(&l);
+    loader_free(&m);
+    dataset_free(&d);
+}
+
+static void test_loader_ranks_disjoint(void)
+{
+    dataset d = tiny_dataset(24);
+    loader a = loader_create(&d, 3, 5, 0, 2), b = loader_create(&d, 3, 5, 1, 2);
+    int owner[24] = {0};
+    for (int i = 0; i < a.per_rank; i++)
+        owner[a.order[i]] |= 1;
+    for (int i = 0; i < b.per_rank; i++)
+        owner[b.order[i]] |= 2;
+    int both = 0, covered = 0;
+    for (int i = 0; i < 24; i++)
+        both += owner[i] == 3, covered += owner[i] != 0;
+    CHECK(both == 0 && covered == 24, "ranks must split the epoch: %d shared, %d covered", both, covered);
+    loader_free(&a);
+    loader_free(&b);
+    dataset_free(&d);
+}
+
+int main(void)
+{
+    RUN(test_fashion_mnist_padded);
+    RUN(test_shard_round_trip);
+    RUN(test_loader_epochs_and_resume);
+    RUN(test_loader_ranks_disjoint);
+    return test_summary();
+}
