@@ -1,0 +1,187 @@
+#include "io/image.h"
+
+#include <stdio.h> /* before jpeglib.h, which needs FILE and size_t */
+#include <jpeglib.h>
+#include <png.h>
+#include <setjmp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+
+/* ---- PNG ---- */
+
+static image read_png(const char *path, FILE *f)
+{
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    if (!info)
+        die("'%s': cannot initialise libpng", path);
+    uint8_t *volatile rgb = NULL;
+    png_bytep *volatile rows = NULL;
+    if (setjmp(png_jmpbuf(png)))
+        die("'%s': corrupt or truncated PNG", path);
+    png_init_io(png, f);
+    png_read_info(png, info);
+    png_set_expand(png);       /* palette, low-bit grey, tRNS → 8-bit */
+    png_set_strip_16(png);
+    png_set_strip_alpha(png);
+    png_read_update_info(png, info);
+    int W = (int)png_get_image_width(png, info), H = (int)png_get_image_height(png, info);
+    int C = png_get_channels(png, info);
+    if (W <= 0 || H <= 0 || W > 65536 || H > 65536 || (C != 1 && C != 3))
+        die("'%s': unsupported PNG (%dx%d, %d channels)", path, W, H, C);
+    rgb = xmalloc((size_t)W * H * C);
+    rows = xmalloc((size_t)H * sizeof(png_bytep));
+    for (int y = 0; y < H; y++)
+        rows[y] = rgb + (size_t)y * W * C;
+    png_read_image(png, rows);
+    png_read_end(png, NULL);
+    png_destroy_read_struct(&png, &info, NULL);
+    free(rows);
+    image im = {C, H, W, xmalloc((size_t)W * H * C)};
+    for (int c = 0; c < C; c++)
+        for (size_t i = 0; i < (size_t)W * H; i++)
+            im.pixels[(size_t)c * W * H + i] = rgb[i * C + c];
+    free(rgb);
+    return im;
+}
+
+/* ---- JPEG ---- */
+
+struct jpeg_error_ctx {
+    struct jpeg_error_mgr mgr;
+    jmp_buf jump;
+};
+
+static void jpeg_error_exit(j_common_ptr cinfo)
+{
+    struct jpeg_error_ctx *ctx = (struct jpeg_error_ctx *)cinfo->err;
+    longjmp(ctx->jump, 1);
+}
+
+static image read_jpeg(const char *path, FILE *f)
+{
+    struct jpeg_decompress_struct cinfo;
+    struct jpeg_error_ctx err;
+    cinfo.err = jpeg_std_error(&err.mgr);
+    err.mgr.error_exit = jpeg_error_exit;
+    if (setjmp(err.jump)) {
+        char msg[JMSG_LENGTH_MAX];
+        err.mgr.format_message((j_common_ptr)&cinfo, msg);
+        die("'%s': corrupt JPEG: %s", path, msg);
+    }
+    jpeg_create_decompress(&cinfo);
+    jpeg_stdio_src(&cinfo, f);
+    jpeg_read_header(&cinfo, TRUE);
+    if (cinfo.jpeg_color_space != JCS_GRAYSCALE)
+        cinfo.out_color_space = JCS_RGB;
+    jpeg_start_decompress(&cinfo);
+    int W = (int)cinfo.output_width, H = (int)cinfo.output_height, C = cinfo.output_components;
+    if (C != 1 && C != 3)
+        die("'%s': unsupported JPEG with %d components", path, C);
+    uint8_t *hwc = xmalloc((size_t)W * H * C);
+    while (cinfo.output_scanline < cinfo.output_height) {
+        JSAMPROW row = hwc + (size_t)cinfo.output_scanline * W * C;
+        jpeg_read_scanlines(&cinfo, &row, 1);
+    }
+    jpeg_finish_decompress(&cinfo);
+    jpeg_destroy_decompress(&cinfo);
+    image im = {C, H, W, xmalloc((size_t)W * H * C)};
+    for (int c = 0; c < C; c++)
+        for (size_t i = 0; i < (size_t)W * H; i++)
+            im.pixels[(size_t)c * W * H + i] = hwc[i * C + c];
+    free(hwc);
+    return im;
+}
+
+image image_read(const char *path, int channels)
+{
+    FILE *f = xfopen(path, "rb");
+    uint8_t sig[8] = {0};
+    size_t got = fread(sig, 1, 8, f);
+    rewind(f);
+    image im;
+    if (got == 8 && !png_sig_cmp(sig, 0, 8))
+        im = read_png(path, f);
+    else if (got >= 3 && sig[0] == 0xFF && sig[1] == 0xD8 && sig[2] == 0xFF)
+        im = read_jpeg(path, f);
+    else
+        die("'%s': not a PNG or JPEG file", path);
+    fclose(f);
+    if (channels && channels != im.channels) {
+        size_t hw = (size_t)im.height * im.width;
+        uint8_t *p = xmalloc(hw * channels);
+        if (channels == 3) /* grey → RGB */
+            for (int c = 0; c < 3; c++)
+                memcpy(p + c * hw, im.pixels, hw);
+        else /* RGB → grey with ITU-R 601 weights, as PIL's convert("L") */
+            for (size_t i = 0; i < hw; i++)
+                p[i] = (uint8_t)((im.pixels[i] * 299 + im.pixels[hw + i] * 587 + im.pixels[2 * hw + i] * 114 + 500) / 1000);
+        free(im.pixels);
+        im.pixels = p;
+        im.channels = channels;
+    }
+    return im;
+}
+
+void image_free(image *im)
+{
+    free(im->pixels);
+    im->pixels = NULL;
+}
+
+void image_write_png(const char *path, const uint8_t *chw, int C, int H, int W)
+{
+    if (C != 1 && C != 3)
+        die("internal: cannot write a %d-channel PNG to '%s'", C, path);
+    atomic_file af = atomic_file_open(path);
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    if (!info)
+        die("'%s': cannot initialise libpng", path);
+    uint8_t *volatile row = xmalloc((size_t)W * C);
+    if (setjmp(png_jmpbuf(png)))
+        die("'%s': PNG write failed", path);
+    png_init_io(png, af.fp);
+    png_set_IHDR(png, info, (png_uint_32)W, (png_uint_32)H, 8, C == 1 ? PNG_COLOR_TYPE_GRAY : PNG_COLOR_TYPE_RGB,
+                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png, info);
+    size_t hw = (size_t)H * W;
+    for (int y = 0; y < H; y++) {
+        for (int x = 0; x < W; x++)
+            for (int c = 0; c < C; c++)
+                row[(size_t)x * C + c] = chw[c * hw + (size_t)y * W + x];
+        png_write_row(png, row);
+    }
+    png_write_end(png, NULL);
+    png_destroy_write_struct(&png, &info);
+    free(row);
+    atomic_file_commit(&af);
+}
+
+void image_grid_png(const char *path, const uint8_t *nchw, int N, int C, int H, int W, int cols)
+{
+    if (cols < 1)
+        cols = 1;
+    int rows = (N + cols - 1) / cols, pad = 2;
+    int GH = rows * (H + pad) + pad, GW = cols * (W + pad) + pad;
+    uint8_t *grid = xcalloc((size_t)C * GH * GW, 1);
+    for (int n = 0; n < N; n++) {
+        int oy = pad + (n / cols) * (H + pad), ox = pad + (n % cols) * (W + pad);
+        for (int c = 0; c < C; c++)
+            for (int y = 0; y < H; y++)
+                memcpy(grid + ((size_t)c * GH + oy + y) * GW + ox, nchw + (((size_t)n * C + c) * H + y) * W, (size_t)W);
+    }
+    image_write_png(path, grid, C, GH, GW);
+    free(grid);
+}
+
+void image_from_model_range(uint8_t *dst, const float *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float v = 255.0f * (src[i] + 1.0f) / 2.0f;
+        v = v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v);
+        dst[i] = (uint8_t)v; /* truncation, as the reference's .to(uint8) */
+    }
+}

@@ -1,0 +1,31 @@
+/* image.h — PNG/JPEG files and image grids.
+ *
+ * Images in memory are uint8 CHW (C = 1 or 3), the layout datasets use.
+ * Reading always yields 8-bit; grey, grey+alpha, palette and RGBA PNGs are
+ * converted (alpha dropped), 16-bit PNGs are reduced to 8 bits.
+ *
+ *   image im = image_read("cat.jpg", 3);     // force 3 channels
+ *   image_write_png("out.png", pixels, C, H, W);
+ *   image_grid_png("grid.png", batch, N, C, H, W, cols);   // N images in a grid
+ */
+#ifndef REPAE_IMAGE_H
+#define REPAE_IMAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct image {
+    int channels, height, width;
+    uint8_t *pixels; /* [C, H, W] */
+} image;
+
+/* channels: 1 or 3 to convert, 0 to keep the file's (grey → 1, colour → 3). */
+image image_read(const char *path, int channels);
+void image_free(image *im);
+void image_write_png(const char *path, const uint8_t *chw, int C, int H, int W);
+/* Tiles N images [N, C, H, W] into rows of `cols` with a 2-pixel border. */
+void image_grid_png(const char *path, const uint8_t *nchw, int N, int C, int H, int W, int cols);
+/* The reference's float → uint8: clamp(255·(x+1)/2, 0, 255), truncated. */
+void image_from_model_range(uint8_t *dst, const float *src, size_t n);
+
+#endif
