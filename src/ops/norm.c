@@ -1,0 +1,337 @@
+/* norm.c — GroupNorm, LayerNorm, BatchNorm2d (see norm.h for the math).
+ *
+ * Every normalised set S is a list of `nchunks` contiguous runs of `len`
+ * floats, `stride` apart:
+ *   GroupNorm: one run of (C/G)·HW floats per (sample, group),
+ *   LayerNorm: one run of D floats per row,
+ *   BatchNorm: B runs of HW floats per channel, C·HW apart.
+ * Threads split the independent sets; reductions that cross sets (dweight,
+ * dbias) are arranged so that each output element is owned by one thread,
+ * which keeps results deterministic without atomics or scratch memory.
+ *
+ * Elementwise passes use the float mean/rstd (as PyTorch does); sums are in
+ * double.
+ */
+#include "ops/norm.h"
+
+#include <math.h>
+#include <stddef.h>
+
+#include "core/error.h"
+
+#define PAR_MIN (1L << 15) /* below this many elements threads cost more than they save */
+
+/* Two-pass mean and biased variance in double over a strided set. */
+static void moments(const float *x, int nchunks, size_t len, size_t stride, double *mean_out, double *var_out)
+{
+    double s = 0;
+    for (int k = 0; k < nchunks; k++) {
+        const float *p = x + (size_t)k * stride;
+        for (size_t i = 0; i < len; i++)
+            s += p[i];
+    }
+    double n = (double)nchunks * len, mean = s / n, ss = 0;
+    for (int k = 0; k < nchunks; k++) {
+        const float *p = x + (size_t)k * stride;
+        for (size_t i = 0; i < len; i++) {
+            double d = p[i] - mean;
+            ss += d * d;
+        }
+    }
+    *mean_out = mean;
+    *var_out = ss / n;
+}
+
+/* ---------------------------------------------------------------- GroupNorm */
+
+void group_norm_forward(float *out, float *mean, float *rstd, const float *x, const float *weight,
+                        const float *bias, int B, int C, int HW, int G, float eps)
+{
+    if (G <= 0 || C % G != 0)
+        die("group_norm_forward: %d channels do not split into %d groups", C, G);
+    int Cg = C / G;
+    size_t glen = (size_t)Cg * HW;
+    if (glen == 0)
+        return;
+#pragma omp parallel for schedule(static) if ((long)B * C * HW >= PAR_MIN)
+    for (int bg = 0; bg < B * G; bg++) {
+        const float *xg = x + (size_t)bg * glen; /* group g of sample b is contiguous in NCHW */
+        float *og = out + (size_t)bg * glen;
+        double m, v;
+        moments(xg, 1, glen, 0, &m, &v);
+        float mf = (float)m, rf = (float)(1.0 / sqrt(v + eps));
+        if (mean)
+            mean[bg] = mf;
+        if (rstd)
+            rstd[bg] = rf;
+        int c0 = (bg % G) * Cg;
+        for (int j = 0; j < Cg; j++) {
+            float w = weight ? weight[c0 + j] : 1.0f, b = bias ? bias[c0 + j] : 0.0f;
+            float scale = rf * w;
+            const float *xc = xg + (size_t)j * HW;
+            float *oc = og + (size_t)j * HW;
+            for (int i = 0; i < HW; i++)
+                oc[i] = (xc[i] - mf) * scale + b;
+        }
+    }
+}
+
+/* Parallel over groups, samples in sequence inside: dweight/dbias of a
+ * channel are then written by the one thread that owns its group.  (VAE
+ * GroupNorms have G = 32 groups, enough work for the usual thread counts.) */
+void group_norm_backward(float *dx, float *dweight, float *dbias, const float *dout, const float *x,
+                         const float *mean, const float *rstd, const float *weight, int B, int C, int HW, int G)
+{
+    if (G <= 0 || C % G != 0)
+        die("group_norm_backward: %d channels do not split into %d groups", C, G);
+    if (!dx && !dweight && !dbias)
+        return;
+    int Cg = C / G;
+    size_t glen = (size_t)Cg * HW;
+    if (glen == 0)
+        return;
+#pragma omp parallel for schedule(static) if ((long)B * C * HW >= PAR_MIN)
+    for (int g = 0; g < G; g++) {
+        int c0 = g * Cg;
+        for (int b = 0; b < B; b++) {
+            size_t off = ((size_t)b * G + g) * glen;
+            const float *xg = x + off, *dyg = dout + off;
+            float mf = mean[b * G + g], rf = rstd[b * G + g];
+            /* Per channel: Σ dy and Σ dy·x̂; weighted by w they give the group
+             * sums Σ dx̂ and Σ dx̂·x̂ that the dx formula needs. */
+            double sum_dxhat = 0, sum_dxhat_xhat = 0;
+            for (int j = 0; j < Cg; j++) {
+                const float *xc = xg + (size_t)j * HW, *dyc = dyg + (size_t)j * HW;
+                double s_dy = 0, s_dy_xc = 0;
+                for (int i = 0; i < HW; i++) {
+                    s_dy += dyc[i];
+                    s_dy_xc += (double)dyc[i] * (xc[i] - mf);
+                }
+                double s_dy_xhat = s_dy_xc * rf;
+                double w = weight ? weight[c0 + j] : 1.0;
+                sum_dxhat += w * s_dy;
+                sum_dxhat_xhat += w * s_dy_xhat;
+                if (dweight)
+                    dweight[c0 + j] += (float)s_dy_xhat;
+                if (dbias)
+                    dbias[c0 + j] += (float)s_dy;
+            }
+            if (!dx)
+                continue;
+            float m1 = (float)(sum_dxhat / glen), m2 = (float)(sum_dxhat_xhat / glen);
+            float *dxg = dx + off;
+            for (int j = 0; j < Cg; j++) {
+                float w = weight ? weight[c0 + j] : 1.0f;
+                const float *xc = xg + (size_t)j * HW, *dyc = dyg + (size_t)j * HW;
+                float *dxc = dxg + (size_t)j * HW;
+                for (int i = 0; i < HW; i++) {
+                    float xhat = (xc[i] - mf) * rf;
+                    dxc[i] += rf * (dyc[i] * w - m1 - xhat * m2);
+                }
+            }
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- LayerNorm */
+
+void layer_norm_forward(float *out, float *mean, float *rstd, const float *x, const float *weight,
+                        const float *bias, int N, int D, float eps)
+{
+    if (D <= 0)
+        return;
+#pragma omp parallel for schedule(static) if ((long)N * D >= PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        const float *xr = x + (size_t)n * D;
+        float *orow = out + (size_t)n * D;
+        double m, v;
+        moments(xr, 1, (size_t)D, 0, &m, &v);
+        float mf = (float)m, rf = (float)(1.0 / sqrt(v + eps));
+        if (mean)
+            mean[n] = mf;
+        if (rstd)
+            rstd[n] = rf;
+        if (weight || bias)
+            for (int d = 0; d < D; d++)
+                orow[d] = (xr[d] - mf) * rf * (weight ? weight[d] : 1.0f) + (bias ? bias[d] : 0.0f);
+        else
+            for (int d = 0; d < D; d++)
+                orow[d] = (xr[d] - mf) * rf;
+    }
+}
+
+/* dweight/dbias sum over rows: each thread owns a block of columns and walks
+ * every row (rows are contiguous, so each visit reads LN_COLS floats in a
+ * row), with double sums on the stack. */
+enum { LN_COLS = 64 };
+
+static void layer_norm_param_grads(float *dweight, float *dbias, const float *dout, const float *x,
+                                   const float *mean, const float *rstd, int N, int D)
+{
+    int nblocks = (D + LN_COLS - 1) / LN_COLS;
+#pragma omp parallel for schedule(static) if ((long)N * D >= PAR_MIN)
+    for (int blk = 0; blk < nblocks; blk++) {
+        int d0 = blk * LN_COLS;
+        int cols = D - d0 < LN_COLS ? D - d0 : LN_COLS;
+        double aw[LN_COLS] = {0}, ab[LN_COLS] = {0};
+        for (int n = 0; n < N; n++) {
+            const float *xr = x + (size_t)n * D + d0, *dyr = dout + (size_t)n * D + d0;
+            float mf = mean[n], rf = rstd[n];
+            for (int j = 0; j < cols; j++) {
+                aw[j] += (double)dyr[j] * ((xr[j] - mf) * rf);
+                ab[j] += dyr[j];
+            }
+        }
+        for (int j = 0; j < cols; j++) {
+            if (dweight)
+                dweight[d0 + j] += (float)aw[j];
+            if (dbias)
+                dbias[d0 + j] += (float)ab[j];
+        }
+    }
+}
+
+void layer_norm_backward(float *dx, float *dweight, float *dbias, const float *dout, const float *x,
+                         const float *mean, const float *rstd, const float *weight, int N, int D)
+{
+    if (D <= 0 || N <= 0)
+        return;
+    if (dweight || dbias)
+        layer_norm_param_grads(dweight, dbias, dout, x, mean, rstd, N, D);
+    if (!dx)
+        return;
+#pragma omp parallel for schedule(static) if ((long)N * D >= PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        const float *xr = x + (size_t)n * D, *dyr = dout + (size_t)n * D;
+        float *dxr = dx + (size_t)n * D;
+        float mf = mean[n], rf = rstd[n];
+        double s1 = 0, s2 = 0; /* Σ dx̂, Σ dx̂·x̂ */
+        for (int d = 0; d < D; d++) {
+            float dxhat = dyr[d] * (weight ? weight[d] : 1.0f);
+            s1 += dxhat;
+            s2 += (double)dxhat * ((xr[d] - mf) * rf);
+        }
+        float m1 = (float)(s1 / D), m2 = (float)(s2 / D);
+        for (int d = 0; d < D; d++) {
+            float dxhat = dyr[d] * (weight ? weight[d] : 1.0f);
+            float xhat = (xr[d] - mf) * rf;
+            dxr[d] += rf * (dxhat - m1 - xhat * m2);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- BatchNorm */
+
+void batch_norm_train_forward(float *out, float *mean, float *rstd, float *running_mean, float *running_var,
+                              const float *x, const float *weight, const float *bias, int B, int C, int HW,
+                              float eps, float momentum)
+{
+    size_t n = (size_t)B * HW;
+    if (n <= 1) /* torch refuses too: the unbiased variance needs two values */
+        die("batch_norm_train_forward: need more than 1 value per channel in training (B=%d, HW=%d)", B, HW);
+    size_t cstride = (size_t)C * HW;
+#pragma omp parallel for schedule(static) if ((long)n * C >= PAR_MIN)
+    for (int c = 0; c < C; c++) {
+        const float *xc = x + (size_t)c * HW;
+        double m, v;
+        moments(xc, B, (size_t)HW, cstride, &m, &v);
+        float mf = (float)m, rf = (float)(1.0 / sqrt(v + eps));
+        if (mean)
+            mean[c] = mf;
+        if (rstd)
+            rstd[c] = rf;
+        if (running_mean)
+            running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * m);
+        if (running_var)
+            running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * v * n / (n - 1));
+        float scale = rf * (weight ? weight[c] : 1.0f), shift = bias ? bias[c] : 0.0f;
+        for (int b = 0; b < B; b++) {
+            const float *xp = xc + (size_t)b * cstride;
+            float *op = out + (size_t)b * cstride + (size_t)c * HW;
+            for (int i = 0; i < HW; i++)
+                op[i] = (xp[i] - mf) * scale + shift;
+        }
+    }
+}
+
+void batch_norm_train_backward(float *dx, float *dweight, float *dbias, const float *dout, const float *x,
+                               const float *mean, const float *rstd, const float *weight, int B, int C, int HW)
+{
+    if (!dx && !dweight && !dbias)
+        return;
+    size_t n = (size_t)B * HW, cstride = (size_t)C * HW;
+    if (n == 0)
+        return;
+#pragma omp parallel for schedule(static) if ((long)n * C >= PAR_MIN)
+    for (int c = 0; c < C; c++) {
+        float mf = mean[c], rf = rstd[c], w = weight ? weight[c] : 1.0f;
+        double s_dy = 0, s_dy_xc = 0;
+        for (int b = 0; b < B; b++) {
+            const float *xp = x + (size_t)b * cstride + (size_t)c * HW;
+            const float *dyp = dout + (size_t)b * cstride + (size_t)c * HW;
+            for (int i = 0; i < HW; i++) {
+                s_dy += dyp[i];
+                s_dy_xc += (double)dyp[i] * (xp[i] - mf);
+            }
+        }
+        double s_dy_xhat = s_dy_xc * rf;
+        if (dweight)
+            dweight[c] += (float)s_dy_xhat;
+        if (dbias)
+            dbias[c] += (float)s_dy;
+        if (!dx)
+            continue;
+        /* mean(dx̂) and mean(dx̂·x̂), with dx̂ = w·dy */
+        float m1 = (float)(w * s_dy / n), m2 = (float)(w * s_dy_xhat / n);
+        for (int b = 0; b < B; b++) {
+            const float *xp = x + (size_t)b * cstride + (size_t)c * HW;
+            const float *dyp = dout + (size_t)b * cstride + (size_t)c * HW;
+            float *dxp = dx + (size_t)b * cstride + (size_t)c * HW;
+            for (int i = 0; i < HW; i++) {
+                float xhat = (xp[i] - mf) * rf;
+                dxp[i] += rf * (dyp[i] * w - m1 - xhat * m2);
+            }
+        }
+    }
+}
+
+void batch_norm_eval_forward(float *out, const float *x, const float *running_mean, const float *running_var,
+                             const float *weight, const float *bias, int B, int C, int HW, float eps)
+{
+#pragma omp parallel for collapse(2) schedule(static) if ((long)B * C * HW >= PAR_MIN)
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < C; c++) {
+            float rf = (float)(1.0 / sqrt((double)running_var[c] + eps));
+            float scale = rf * (weight ? weight[c] : 1.0f), shift = bias ? bias[c] : 0.0f, m = running_mean[c];
+            size_t off = ((size_t)b * C + c) * HW;
+            for (int i = 0; i < HW; i++)
+                out[off + i] = (x[off + i] - m) * scale + shift;
+        }
+}
+
+void batch_norm_eval_backward(float *dx, float *dweight, float *dbias, const float *dout, const float *x,
+                              const float *running_mean, const float *running_var, const float *weight, int B,
+                              int C, int HW, float eps)
+{
+    size_t cstride = (size_t)C * HW;
+#pragma omp parallel for schedule(static) if ((long)B * C * HW >= PAR_MIN)
+    for (int c = 0; c < C; c++) {
+        float rf = (float)(1.0 / sqrt((double)running_var[c] + eps));
+        float w = weight ? weight[c] : 1.0f, m = running_mean[c];
+        double s_dy = 0, s_dy_xhat = 0;
+        for (int b = 0; b < B; b++) {
+            size_t off = (size_t)b * cstride + (size_t)c * HW;
+            for (int i = 0; i < HW; i++) {
+                float dy = dout[off + i];
+                if (dx)
+                    dx[off + i] += dy * w * rf;
+                s_dy += dy;
+                s_dy_xhat += (double)dy * ((x[off + i] - m) * rf);
+            }
+        }
+        if (dweight)
+            dweight[c] += (float)s_dy_xhat;
+        if (dbias)
+            dbias[c] += (float)s_dy;
+    }
+}

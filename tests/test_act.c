@@ -1,0 +1,169 @@
+/* Activations (src/ops/act.c): finite differences, PyTorch parity
+ * (tests/fixtures/ops/act_*.safetensors from dev/ref/act_ref.py), in-place
+ * forward, accumulation into din, and the threaded path against the serial one. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "ops/act.h"
+#include "test.h"
+
+typedef void (*fwd_fn)(float *out, const float *in, size_t n);
+typedef void (*bwd_fn)(float *din, const float *dout, const float *in, size_t n);
+
+/* LeakyReLU with the discriminator's slope, in the common signature. */
+static void leaky02_forward(float *out, const float *in, size_t n) { leaky_relu_forward(out, in, n, 0.2f); }
+static void leaky02_backward(float *din, const float *dout, const float *in, size_t n)
+{
+    leaky_relu_backward(din, dout, in, n, 0.2f);
+}
+
+static const struct {
+    const char *name;
+    fwd_fn fwd;
+    bwd_fn bwd;
+} ACTS[] = {
+    {"silu", silu_forward, silu_backward},
+    {"gelu_tanh", gelu_tanh_forward, gelu_tanh_backward},
+    {"gelu_erf", gelu_erf_forward, gelu_erf_backward},
+    {"relu", relu_forward, relu_backward},
+    {"leaky_relu", leaky02_forward, leaky02_backward},
+};
+#define N_ACTS (sizeof ACTS / sizeof ACTS[0])
+
+typedef struct {
+    fwd_fn fwd;
+    float *x, *out, *cot;
+    size_t n;
+} act_ctx;
+
+static double act_loss(void *p)
+{
+    act_ctx *c = p;
+    c->fwd(c->out, c->x, c->n);
+    return dot_f64(c->out, c->cot, c->n);
+}
+
+static void test_act_finite_differences(void)
+{
+    const size_t n = 64;
+    for (size_t a = 0; a < N_ACTS; a++) {
+        float *x = alloc_uniform(n, -4.0f, 4.0f, 10 + a), *cot = alloc_normal(n, 1.0f, 20 + a);
+        float *out = alloc_zeros(n), *din = alloc_zeros(n);
+        /* Keep every x at least 0.05 from the ReLU kink, well beyond the step h. */
+        for (size_t i = 0; i < n; i++)
+            if (fabsf(x[i]) < 0.05f)
+                x[i] = x[i] < 0 ? -0.05f - x[i] : 0.05f + x[i];
+        ACTS[a].bwd(din, cot, x, n);
+        act_ctx c = {ACTS[a].fwd, x, out, cot, n};
+        char what[64];
+        snprintf(what, sizeof what, "%s dx", ACTS[a].name);
+        /* Elementwise, so a step in x[i] moves one output: the quotient's
+         * rounding error is ~6e-8·|out|/2h ≈ 1.2e-5 and the truncation error
+         * h²/6·|f'''| ≈ 2e-5 for h = 1e-2; 1e-3 of max|grad| leaves room yet
+         * catches any wrong term (the GELU variants' derivatives differ by more). */
+        fd_check(what, act_loss, &c, x, din, n, 1e-2, 0.0, 1e-3, 0);
+        free(x), free(cot), free(out), free(din);
+    }
+}
+
+static void test_act_matches_torch(void)
+{
+    for (size_t a = 0; a < N_ACTS; a++) {
+        char name[64];
+        snprintf(name, sizeof name, "ops/act_%s", ACTS[a].name);
+        safetensors *st = fixture_open(name);
+        size_t n;
+        float *x = fixture_f32(st, "x", &n), *cot = fixture_f32(st, "cot", NULL);
+        float *out = alloc_zeros(n), *din = alloc_zeros(n);
+        ACTS[a].fwd(out, x, n);
+        ACTS[a].bwd(din, cot, x, n);
+        /* The fixture is float64 torch on the same float32 inputs, so this is
+         * our own error: a few float roundings plus libm's expf/erfcf (a few
+         * ulp); measured ≤ 1.3e-6 relative, allowed 1e-5 (other libms).  atol
+         * covers results that underflow (x·σ(x) at x = −90 is −7e-38). */
+        fixture_check(st, "out", out, n, 1e-7, 1e-5);
+        /* In the GELU tails the derivative cdf + x·pdf → 0 by cancellation,
+         * so tiny gradients carry ~1e-7 absolute error (measured ≤ 7e-7
+         * absolute on gradients up to ~3·|cot|): atol 1e-6, rtol 1e-5. */
+        fixture_check(st, "grad.x", din, n, 1e-6, 1e-5);
+        free(x), free(cot), free(out), free(din);
+        safetensors_close(st);
+    }
+}
+
+static void test_act_kinks_follow_torch(void)
+{
+    /* relu'(0) = 0 and leaky_relu'(0) = slope, as torch's threshold_backward
+     * and leaky_relu_backward; also checked by the fixtures' zeros. */
+    float x[2] = {0.0f, -0.0f}, dout[2] = {1.0f, 1.0f}, d1[2] = {0, 0}, d2[2] = {0, 0};
+    relu_backward(d1, dout, x, 2);
+    leaky_relu_backward(d2, dout, x, 2, 0.2f);
+    CHECK(d1[0] == 0.0f && d1[1] == 0.0f, "relu'(0) should be 0, got %g %g", d1[0], d1[1]);
+    CHECK(d2[0] == 0.2f && d2[1] == 0.2f, "leaky_relu'(0) should be 0.2, got %g %g", d2[0], d2[1]);
+    float nan_in = NAN, nan_out = 0;
+    relu_forward(&nan_out, &nan_in, 1);
+    CHECK(isnan(nan_out), "relu(NaN) should stay NaN as in torch, got %g", nan_out);
+}
+
+static void test_act_in_place_forward(void)
+{
+    const size_t n = 1000;
+    for (size_t a = 0; a < N_ACTS; a++) {
+        float *x = alloc_normal(n, 3.0f, 30 + a), *want = alloc_zeros(n);
+        ACTS[a].fwd(want, x, n);
+        ACTS[a].fwd(x, x, n);
+        CHECK(memcmp(x, want, n * sizeof(float)) == 0, "%s: in-place forward differs from out-of-place",
+              ACTS[a].name);
+        free(x), free(want);
+    }
+}
+
+static void test_act_backward_accumulates(void)
+{
+    /* din starts at a nonzero p; after backward it must be p + grad. */
+    safetensors *st = fixture_open("ops/act_gelu_tanh");
+    size_t n;
+    float *x = fixture_f32(st, "x", &n), *cot = fixture_f32(st, "cot", NULL);
+    float *p = alloc_normal(n, 1.0f, 40), *din = malloc(n * sizeof(float));
+    memcpy(din, p, n * sizeof(float));
+    gelu_tanh_backward(din, cot, x, n);
+    for (size_t i = 0; i < n; i++)
+        din[i] -= p[i]; /* exact up to one rounding of p + grad */
+    fixture_check(st, "grad.x", din, n, 1e-6, 1e-5);
+    free(x), free(cot), free(p), free(din);
+    safetensors_close(st);
+}
+
+static void test_act_threaded_matches_serial(void)
+{
+    /* Large n takes the OpenMP path; chunks of 1000 stay serial.  The
+     * elementwise results must be bit-identical and cover every element. */
+    const size_t n = (1u << 17) + 3, chunk = 1000;
+    float *x = alloc_normal(n, 3.0f, 50), *dout = alloc_normal(n, 1.0f, 51);
+    float *o1 = alloc_zeros(n), *o2 = alloc_zeros(n), *d1 = alloc_zeros(n), *d2 = alloc_zeros(n);
+    for (size_t a = 0; a < N_ACTS; a++) {
+        memset(d1, 0, n * sizeof(float));
+        memset(d2, 0, n * sizeof(float));
+        ACTS[a].fwd(o1, x, n);
+        ACTS[a].bwd(d1, dout, x, n);
+        for (size_t i = 0; i < n; i += chunk) {
+            size_t m = n - i < chunk ? n - i : chunk;
+            ACTS[a].fwd(o2 + i, x + i, m);
+            ACTS[a].bwd(d2 + i, dout + i, x + i, m);
+        }
+        CHECK(memcmp(o1, o2, n * sizeof(float)) == 0, "%s: threaded forward differs from serial", ACTS[a].name);
+        CHECK(memcmp(d1, d2, n * sizeof(float)) == 0, "%s: threaded backward differs from serial", ACTS[a].name);
+    }
+    free(x), free(dout), free(o1), free(o2), free(d1), free(d2);
+}
+
+int main(void)
+{
+    RUN(test_act_finite_differences);
+    RUN(test_act_matches_torch);
+    RUN(test_act_kinks_follow_torch);
+    RUN(test_act_in_place_forward);
+    RUN(test_act_backward_accumulates);
+    RUN(test_act_threaded_matches_serial);
+    return test_summary();
+}

@@ -1,0 +1,395 @@
+/* GroupNorm, LayerNorm, BatchNorm (src/ops/norm.c): finite differences of
+ * every gradient, PyTorch parity (tests/fixtures/ops/{group,layer,batch}_norm*
+ * from dev/ref/norm_ref.py, including the updated running stats), accumulation,
+ * NULL gradients, in-place forward, and statistics that survive a large
+ * offset (a one-pass float variance would not). */
+#include <math.h>
+#include <stdlib.h>
+
+#include "ops/norm.h"
+#include "test.h"
+
+typedef enum { GN, LN, BN_TRAIN, BN_EVAL } norm_kind;
+static const char *KIND_NAME[] = {"group_norm", "layer_norm", "batch_norm_train", "batch_norm_eval"};
+
+/* One normalisation call with its buffers.  GN/BN use x [B,C,HW]; LN uses
+ * x [N,D] with N = B, D = C, HW = 1.  upd_rm/upd_rv are the running stats a
+ * train-mode BatchNorm updates (NULL in gradient checks, which call forward
+ * many times); rm/rv are the stats an eval-mode BatchNorm reads. */
+typedef struct {
+    norm_kind k;
+    int B, C, HW, G;
+    float eps, momentum;
+    float *x, *w, *b, *rm, *rv, *upd_rm, *upd_rv;
+    float *out, *mean, *rstd, *cot;
+    size_t n, np; /* elements of x; of weight/bias */
+} norm_ctx;
+
+static void norm_forward(norm_ctx *c, float *out)
+{
+    switch (c->k) {
+    case GN: group_norm_forward(out, c->mean, c->rstd, c->x, c->w, c->b, c->B, c->C, c->HW, c->G, c->eps); break;
+    case LN: layer_norm_forward(out, c->mean, c->rstd, c->x, c->w, c->b, c->B, c->C, c->eps); break;
+    case BN_TRAIN:
+        batch_norm_train_forward(out, c->mean, c->rstd, c->upd_rm, c->upd_rv, c->x, c->w, c->b, c->B, c->C, c->HW,
+                                 c->eps, c->momentum);
+        break;
+    case BN_EVAL: batch_norm_eval_forward(out, c->x, c->rm, c->rv, c->w, c->b, c->B, c->C, c->HW, c->eps); break;
+    }
+}
+
+static void norm_backward(const norm_ctx *c, float *dx, float *dw, float *db, const float *dout)
+{
+    switch (c->k) {
+    case GN: group_norm_backward(dx, dw, db, dout, c->x, c->mean, c->rstd, c->w, c->B, c->C, c->HW, c->G); break;
+    case LN: layer_norm_backward(dx, dw, db, dout, c->x, c->mean, c->rstd, c->w, c->B, c->C); break;
+    case BN_TRAIN:
+        batch_norm_train_backward(dx, dw, db, dout, c->x, c->mean, c->rstd, c->w, c->B, c->C, c->HW);
+        break;
+    case BN_EVAL:
+        batch_norm_eval_backward(dx, dw, db, dout, c->x, c->rm, c->rv, c->w, c->B, c->C, c->HW, c->eps);
+        break;
+    }
+}
+
+static double norm_loss(void *p)
+{
+    norm_ctx *c = p;
+    norm_forward(c, c->out);
+    return dot_f64(c->out, c->cot, c->n);
+}
+
+static size_t n_stats(const norm_ctx *c) { return (size_t)(c->k == GN ? c->B * c->G : c->k == LN ? c->B : c->C); }
+
+/* Random case: x gets per-channel (per-row for LN) offsets and scales so a
+ * missing mean subtraction or variance would show. */
+static norm_ctx norm_new(norm_kind k, int B, int C, int HW, int G, int affine, uint64_t seed)
+{
+    norm_ctx c = {k, B, C, HW, G, k == BN_TRAIN ? 1e-5f : 1e-6f, 0.1f};
+    c.n = (size_t)B * C * HW;
+    c.np = (size_t)C;
+    c.x = alloc_normal(c.n, 1.0f, seed);
+    float *off = alloc_normal(k == LN ? B : C, 2.0f, seed + 1), *sc = alloc_uniform(k == LN ? B : C, 0.5f, 2.5f, seed + 2);
+    for (int b = 0; b < B; b++)
+        for (int ch = 0; ch < C; ch++)
+            for (int i = 0; i < HW; i++) {
+                int j = k == LN ? b : ch;
+                float *v = &c.x[((size_t)b * C + ch) * HW + i];
+                *v = *v * sc[j] + off[j];
+            }
+    free(off), free(sc);
+    if (affine) {
+        c.w = alloc_normal(c.np, 0.5f, seed + 3);
+        for (size_t i = 0; i < c.np; i++)
+            c.w[i] += 1.0f;
+        c.b = alloc_normal(c.np, 0.5f, seed + 4);
+    }
+    c.rm = alloc_normal(C, 0.5f, seed + 5);
+    c.rv = alloc_uniform(C, 0.5f, 1.5f, seed + 6);
+    c.out = alloc_zeros(c.n);
+    c.cot = alloc_normal(c.n, 1.0f, seed + 7);
+    c.mean = alloc_zeros(n_stats(&c));
+    c.rstd = alloc_zeros(n_stats(&c));
+    return c;
+}
+
+static void norm_free(norm_ctx *c)
+{
+    free(c->x), free(c->w), free(c->b), free(c->rm), free(c->rv), free(c->upd_rm), free(c->upd_rv);
+    free(c->out), free(c->mean), free(c->rstd), free(c->cot);
+}
+
+/* Gradients by backward (into zeroed buffers) against finite differences of
+ * L = Σ out·cot: every element for small cases (direction = 0), one random
+ * direction per tensor for large ones. */
+static void fd_case(norm_kind k, int B, int C, int HW, int G, int affine, int direction, uint64_t seed)
+{
+    norm_ctx c = norm_new(k, B, C, HW, G, affine, seed);
+    float *dx = alloc_zeros(c.n), *dw = alloc_zeros(c.np), *db = alloc_zeros(c.np);
+    norm_forward(&c, c.out);
+    norm_backward(&c, dx, affine ? dw : NULL, affine ? db : NULL, c.cot);
+    char what[128];
+    const char *names[3] = {"dx", "dweight", "dbias"};
+    float *params[3] = {c.x, c.w, c.b}, *grads[3] = {dx, dw, db};
+    size_t sizes[3] = {c.n, c.np, c.np};
+    for (int t = 0; t < (affine ? 3 : 1); t++) {
+        snprintf(what, sizeof what, "%s B%d C%d HW%d G%d %s", KIND_NAME[k], B, C, HW, G, names[t]);
+        /* Outputs are O(1), so float rounding in L is ~1e-7·√n absolute, over
+         * 2h = 1e-2: ≲1e-4 for these sizes; the truncation error h²/6·L'''
+         * is ~1e-5 for unit-scale sets.  A missing term in the backward
+         * (e.g. the mean(dx̂·x̂) one) is an O(1) error. */
+        if (direction)
+            fd_check_direction(what, norm_loss, &c, params[t], grads[t], sizes[t], 1e-2, 2e-3, seed + 10 + t);
+        else
+            fd_check(what, norm_loss, &c, params[t], grads[t], sizes[t], 5e-3, 0.0, 2e-3, 0);
+    }
+    free(dx), free(dw), free(db);
+    norm_free(&c);
+}
+
+static void test_group_norm_finite_differences(void)
+{
+    fd_case(GN, 2, 6, 5, 3, 1, 0, 100); /* 2 channels per group */
+    fd_case(GN, 2, 6, 5, 6, 1, 0, 110); /* G = C: one channel per group */
+    fd_case(GN, 2, 6, 5, 1, 1, 0, 120); /* G = 1: whole sample */
+    fd_case(GN, 3, 8, 4, 2, 0, 0, 130); /* no affine */
+    /* VAE shape, above the threading threshold */
+    fd_case(GN, 2, 64, 16 * 16, 32, 1, 1, 140);
+}
+
+static void test_layer_norm_finite_differences(void)
+{
+    fd_case(LN, 3, 7, 1, 0, 1, 0, 200);
+    fd_case(LN, 4, 5, 1, 0, 0, 0, 210);
+    /* threaded, D not a multiple of the 64-column blocks of dweight */
+    fd_case(LN, 200, 200, 1, 0, 1, 1, 220);
+}
+
+static void test_batch_norm_train_finite_differences(void)
+{
+    fd_case(BN_TRAIN, 3, 4, 5, 0, 1, 0, 300);
+    fd_case(BN_TRAIN, 2, 3, 4, 0, 0, 0, 310);
+    fd_case(BN_TRAIN, 8, 8, 32 * 32, 0, 1, 1, 320);
+}
+
+static void test_batch_norm_eval_finite_differences(void)
+{
+    fd_case(BN_EVAL, 3, 4, 5, 0, 1, 0, 400);
+    fd_case(BN_EVAL, 2, 3, 4, 0, 0, 0, 410);
+    fd_case(BN_EVAL, 8, 8, 32 * 32, 0, 1, 1, 420);
+}
+
+/* ---- PyTorch parity ---- */
+
+static double meta_num(const safetensors *st, const char *key)
+{
+    const char *s = safetensors_meta(st, key);
+    CHECK(s != NULL, "fixture metadata '%s' missing", key);
+    return s ? strtod(s, NULL) : 0;
+}
+
+/* Loads a fixture into a norm_ctx, runs forward and backward, compares with
+ * torch.  prefill: gradient buffers start at random nonzero values that are
+ * subtracted afterwards, which only gives the fixture's values if backward
+ * adds with +=. */
+static void fixture_case(const char *name, norm_kind k, int prefill)
+{
+    safetensors *st = fixture_open(name);
+    const st_tensor *tx = safetensors_require(st, "x");
+    norm_ctx c = {k};
+    if (k == LN) {
+        c.B = (int)tx->shape[0], c.C = (int)tx->shape[1], c.HW = 1;
+    } else {
+        c.B = (int)tx->shape[0], c.C = (int)tx->shape[1], c.HW = (int)(tx->shape[2] * tx->shape[3]);
+    }
+    c.eps = (float)meta_num(st, "eps");
+    if (k == GN)
+        c.G = (int)meta_num(st, "G");
+    if (k == BN_TRAIN)
+        c.momentum = (float)meta_num(st, "momentum");
+    c.n = (size_t)tx->numel;
+    c.np = (size_t)c.C;
+    c.x = fixture_f32(st, "x", NULL);
+    c.cot = fixture_f32(st, "cot", NULL);
+    int affine = safetensors_find(st, "weight") != NULL;
+    if (affine) {
+        c.w = fixture_f32(st, "weight", NULL);
+        c.b = fixture_f32(st, "bias", NULL);
+    }
+    if (k == BN_EVAL) {
+        c.rm = fixture_f32(st, "running_mean", NULL);
+        c.rv = fixture_f32(st, "running_var", NULL);
+    }
+    if (k == BN_TRAIN) {
+        c.upd_rm = fixture_f32(st, "running_mean", NULL);
+        c.upd_rv = fixture_f32(st, "running_var", NULL);
+    }
+    c.out = alloc_zeros(c.n);
+    c.mean = alloc_zeros(n_stats(&c));
+    c.rstd = alloc_zeros(n_stats(&c));
+
+    norm_forward(&c, c.out);
+    /* Reference: float64 torch on the same float32 values, so the error is
+     * ours.  Forward: float (x − μ)·rstd·w + b with μ, rstd from double sums,
+     * a few roundings of O(1) values (measured ≲ 1e-6 abs). */
+    fixture_check(st, "out", c.out, c.n, 1e-5, 1e-5);
+    if (k == BN_TRAIN) {
+        /* computed in double, rounded once */
+        fixture_check(st, "new.running_mean", c.upd_rm, c.np, 1e-6, 1e-6);
+        fixture_check(st, "new.running_var", c.upd_rv, c.np, 1e-6, 1e-6);
+    }
+
+    float *dx = prefill ? alloc_normal(c.n, 1.0f, 1) : alloc_zeros(c.n);
+    float *dw = prefill ? alloc_normal(c.np, 1.0f, 2) : alloc_zeros(c.np);
+    float *db = prefill ? alloc_normal(c.np, 1.0f, 3) : alloc_zeros(c.np);
+    float *px = alloc_zeros(c.n), *pw = alloc_zeros(c.np), *pb = alloc_zeros(c.np);
+    memcpy(px, dx, c.n * sizeof(float)), memcpy(pw, dw, c.np * sizeof(float)), memcpy(pb, db, c.np * sizeof(float));
+    norm_backward(&c, dx, affine ? dw : NULL, affine ? db : NULL, c.cot);
+    for (size_t i = 0; i < c.n; i++) dx[i] -= px[i];
+    for (size_t i = 0; i < c.np; i++) dw[i] -= pw[i], db[i] -= pb[i];
+    /* Gradients: dx is rstd·(dx̂ − mean − x̂·mean) with cancellation between
+     * O(1) terms, and dweight/dbias are sums over up to B·HW = 256 products:
+     * float rounding gives ~1e-6 absolute on O(1)…O(10) values; atol 1e-5,
+     * rtol 1e-4. */
+    fixture_check(st, "grad.x", dx, c.n, 1e-5, 1e-4);
+    if (affine) {
+        fixture_check(st, "grad.weight", dw, c.np, 1e-5, 1e-4);
+        fixture_check(st, "grad.bias", db, c.np, 1e-5, 1e-4);
+    }
+    free(dx), free(dw), free(db), free(px), free(pw), free(pb);
+    norm_free(&c);
+    safetensors_close(st);
+}
+
+static void test_group_norm_matches_torch(void)
+{
+    fixture_case("ops/group_norm", GN, 0);             /* G = 32, C = 64, affine, eps 1e-6 */
+    fixture_case("ops/group_norm_g4_noaffine", GN, 0); /* G = C/4, no affine */
+}
+
+static void test_layer_norm_matches_torch(void)
+{
+    fixture_case("ops/layer_norm", LN, 0);        /* SiT: no affine, eps 1e-6 */
+    fixture_case("ops/layer_norm_affine", LN, 0); /* qk-norm: affine, eps 1e-5 */
+}
+
+static void test_batch_norm_matches_torch(void)
+{
+    fixture_case("ops/batch_norm_train_affine", BN_TRAIN, 0); /* PatchGAN */
+    fixture_case("ops/batch_norm_train", BN_TRAIN, 0);        /* SiT latents */
+    fixture_case("ops/batch_norm_eval_affine", BN_EVAL, 0);
+    fixture_case("ops/batch_norm_eval", BN_EVAL, 0);
+}
+
+static void test_norm_backward_accumulates(void)
+{
+    fixture_case("ops/group_norm", GN, 1);
+    fixture_case("ops/layer_norm_affine", LN, 1);
+    fixture_case("ops/batch_norm_train_affine", BN_TRAIN, 1);
+    fixture_case("ops/batch_norm_eval_affine", BN_EVAL, 1);
+}
+
+/* ---- NULL gradients, in place, accuracy ---- */
+
+static void null_case(norm_kind k, int B, int C, int HW, int G)
+{
+    norm_ctx c = norm_new(k, B, C, HW, G, 1, 500 + k);
+    float *dx = alloc_zeros(c.n), *dw = alloc_zeros(c.np), *db = alloc_zeros(c.np);
+    float *dx1 = alloc_zeros(c.n), *dw1 = alloc_zeros(c.np), *db1 = alloc_zeros(c.np);
+    norm_forward(&c, c.out);
+    norm_backward(&c, dx, dw, db, c.cot);
+    norm_backward(&c, dx1, NULL, NULL, c.cot);
+    norm_backward(&c, NULL, dw1, NULL, c.cot);
+    norm_backward(&c, NULL, NULL, db1, c.cot);
+    norm_backward(&c, NULL, NULL, NULL, c.cot);
+    CHECK(memcmp(dx, dx1, c.n * sizeof(float)) == 0, "%s: dx alone differs", KIND_NAME[k]);
+    CHECK(memcmp(dw, dw1, c.np * sizeof(float)) == 0, "%s: dweight alone differs", KIND_NAME[k]);
+    CHECK(memcmp(db, db1, c.np * sizeof(float)) == 0, "%s: dbias alone differs", KIND_NAME[k]);
+    free(dx), free(dw), free(db), free(dx1), free(dw1), free(db1);
+    norm_free(&c);
+}
+
+static void test_norm_null_gradients(void)
+{
+    null_case(GN, 2, 8, 9, 4);
+    null_case(LN, 5, 70, 1, 0);
+    null_case(BN_TRAIN, 3, 4, 9, 0);
+    null_case(BN_EVAL, 3, 4, 9, 0);
+    /* forward without saved statistics (inference) gives the same output */
+    norm_ctx c = norm_new(GN, 2, 8, 9, 4, 1, 550);
+    float *out2 = alloc_zeros(c.n);
+    norm_forward(&c, c.out);
+    free(c.mean), free(c.rstd);
+    c.mean = c.rstd = NULL;
+    norm_forward(&c, out2);
+    CHECK(memcmp(c.out, out2, c.n * sizeof(float)) == 0, "group_norm without saved stats differs");
+    free(out2);
+    norm_free(&c);
+}
+
+static void test_norm_in_place_forward(void)
+{
+    for (int k = GN; k <= BN_EVAL; k++) {
+        norm_ctx c = norm_new(k, 3, 8, k == LN ? 1 : 10, 4, 1, 600 + k); /* LN: x [3, 8] */
+        norm_forward(&c, c.out);
+        norm_forward(&c, c.x); /* out == x */
+        CHECK(memcmp(c.out, c.x, c.n * sizeof(float)) == 0, "%s: in-place forward differs", KIND_NAME[k]);
+        norm_free(&c);
+    }
+}
+
+/* Double-precision reference: x̂ over sets of n_chunks runs of len floats,
+ * stride apart (same layout rule as norm.c). */
+static void ref_normalise(float *out, const float *x, int nchunks, size_t len, size_t stride, double eps)
+{
+    double s = 0, ss = 0;
+    for (int k = 0; k < nchunks; k++)
+        for (size_t i = 0; i < len; i++)
+            s += x[k * stride + i];
+    double n = (double)nchunks * len, m = s / n;
+    for (int k = 0; k < nchunks; k++)
+        for (size_t i = 0; i < len; i++)
+            ss += (x[k * stride + i] - m) * (x[k * stride + i] - m);
+    double r = 1.0 / sqrt(ss / n + eps);
+    for (int k = 0; k < nchunks; k++)
+        for (size_t i = 0; i < len; i++)
+            out[k * stride + i] = (float)((x[k * stride + i] - m) * r);
+}
+
+static void test_norm_large_offset_statistics(void)
+{
+    /* Sets of 4096…16384 values with mean 100 and std 1: Σx² in float (or
+     * E[x²] − E[x]² in float) would be off by far more than 1e-3 in the
+     * variance.  Against a double reference the only error left is the
+     * float mean (ulp(100)/2 ≈ 4e-6) in x − μ, hence atol 1e-5. */
+    int B = 2, C = 64, HW = 4096, G = 32;
+    size_t n = (size_t)B * C * HW;
+    float *x = alloc_normal(n, 1.0f, 700), *out = alloc_zeros(n), *want = alloc_zeros(n);
+    for (size_t i = 0; i < n; i++)
+        x[i] += 100.0f;
+    size_t glen = (size_t)(C / G) * HW;
+    group_norm_forward(out, NULL, NULL, x, NULL, NULL, B, C, HW, G, 1e-6f);
+    for (int bg = 0; bg < B * G; bg++)
+        ref_normalise(want + bg * glen, x + bg * glen, 1, glen, 0, 1e-6);
+    check_close("group_norm offset 100", out, want, n, 1e-5, 1e-5);
+
+    layer_norm_forward(out, NULL, NULL, x, NULL, NULL, (int)(n / 4096), 4096, 1e-6f);
+    for (size_t r = 0; r < n / 4096; r++)
+        ref_normalise(want + r * 4096, x + r * 4096, 1, 4096, 0, 1e-6);
+    check_close("layer_norm offset 100", out, want, n, 1e-5, 1e-5);
+
+    batch_norm_train_forward(out, NULL, NULL, NULL, NULL, x, NULL, NULL, B, C, HW, 1e-4f, 0.1f);
+    for (int ch = 0; ch < C; ch++)
+        ref_normalise(want + (size_t)ch * HW, x + (size_t)ch * HW, B, HW, (size_t)C * HW, 1e-4);
+    check_close("batch_norm offset 100", out, want, n, 1e-5, 1e-5);
+    free(x), free(out), free(want);
+}
+
+static void test_batch_norm_running_stats_momentum(void)
+{
+    /* Hand-checkable case: one channel, values {0, 2} in a batch of 2:
+     * μ = 1, biased σ² = 1, unbiased 2.  From (0, 1) with momentum 0.1:
+     * running_mean = 0.1, running_var = 0.9 + 0.2 = 1.1; output ±1/√(1+eps). */
+    float x[2] = {0.0f, 2.0f}, out[2], mean, rstd, rm = 0.0f, rv = 1.0f;
+    batch_norm_train_forward(out, &mean, &rstd, &rm, &rv, x, NULL, NULL, 2, 1, 1, 1e-4f, 0.1f);
+    CHECK(fabsf(rm - 0.1f) < 1e-7f && fabsf(rv - 1.1f) < 1e-6f, "running stats %g %g, want 0.1 1.1", rm, rv);
+    CHECK(mean == 1.0f && fabsf(out[1] - 1.0f / sqrtf(1.0001f)) < 1e-6f && fabsf(out[0] + out[1]) < 1e-7f,
+          "mean %g out %g %g", mean, out[0], out[1]);
+}
+
+int main(void)
+{
+    RUN(test_group_norm_finite_differences);
+    RUN(test_layer_norm_finite_differences);
+    RUN(test_batch_norm_train_finite_differences);
+    RUN(test_batch_norm_eval_finite_differences);
+    RUN(test_group_norm_matches_torch);
+    RUN(test_layer_norm_matches_torch);
+    RUN(test_batch_norm_matches_torch);
+    RUN(test_norm_backward_accumulates);
+    RUN(test_norm_null_gradients);
+    RUN(test_norm_in_place_forward);
+    RUN(test_norm_large_offset_statistics);
+    RUN(test_batch_norm_running_stats_momentum);
+    return test_summary();
+}
