@@ -162,6 +162,8 @@ void param_load(const param_table *t, float *params, const safetensors *st, cons
             continue;
         if (param_find(t, name + plen))
             continue;
+        if (mode == PARAM_IGNORE_EXTRA)
+            continue;
         if (mode == PARAM_STRICT)
             die("'%s': unexpected tensor '%s' (shape %s) that this model does not have; wrong configuration?",
                 st->path, name, st_shape_str(st->tensors[i].ndim, st->tensors[i].shape, (char[160]){0}, 160));

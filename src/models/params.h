@@ -68,6 +68,7 @@ typedef struct param_table {
 typedef enum param_load_mode {
     PARAM_STRICT,        /* every table entry present, no extra tensors */
     PARAM_ALLOW_EXTRA,   /* extra tensors in the file are listed once and ignored (the reference loads its VAE with strict=False) */
+    PARAM_IGNORE_EXTRA,  /* extra tensors are silently ignored (test fixtures, checkpoints holding several models) */
 } param_load_mode;
 
 /* Registers a tensor; returns its offset in floats.  Names must be unique. */
