@@ -16,25 +16,7 @@ import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fixture_io import save_fixture  # noqa: E402
-
-
-class NLayerDiscriminator(nn.Module):
-    def __init__(self, input_nc=3, ndf=64, n_layers=3):
-        super().__init__()
-        seq = [nn.Conv2d(input_nc, ndf, 4, 2, 1), nn.LeakyReLU(0.2, True)]
-        mult = 1
-        for n in range(1, n_layers):
-            prev, mult = mult, min(2 ** n, 8)
-            seq += [nn.Conv2d(ndf * prev, ndf * mult, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * mult),
-                    nn.LeakyReLU(0.2, True)]
-        prev, mult = mult, min(2 ** n_layers, 8)
-        seq += [nn.Conv2d(ndf * prev, ndf * mult, 4, 1, 1, bias=False), nn.BatchNorm2d(ndf * mult),
-                nn.LeakyReLU(0.2, True)]
-        seq += [nn.Conv2d(ndf * mult, 1, 4, 1, 1)]
-        self.main = nn.Sequential(*seq)
-
-    def forward(self, x):
-        return self.main(x)
+from repae_ref.vae_loss import NLayerDiscriminator  # noqa: E402
 
 
 SEED = 11
