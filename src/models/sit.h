@@ -1,0 +1,265 @@
+/* sit.h — SiT, the latent diffusion transformer of REPA-E (spec §3, §4, §5),
+ * with its latent BatchNorm and REPA projectors, forward and backward.
+ *
+ * A model is a configuration plus a parameter table (models/params.h); the
+ * weights live in a separate contiguous float buffer laid out by that table,
+ * so the training copy, the EMA copy, the gradients and the AdamW moments
+ * are all plain buffers of m->table.total floats addressed by the same
+ * offsets:
+ *
+ *   sit_config cfg = sit_config_default();
+ *   sit_config_preset(&cfg, "SiT-XL/2");
+ *   sit m;  sit_build(&m, &cfg);
+ *   float *w = param_alloc(&m.table);  sit_init_params(&m, w, seed);
+ *
+ * The training forward (spec §5) takes the UN-normalised latent z, applies
+ * the latent BatchNorm (train: batch stats + running-stat update; eval:
+ * running stats), draws or takes t and ε, builds x_t and the velocity target,
+ * runs the transformer, and returns the denoising loss per sample, the
+ * projector outputs after block encoder_depth and the REPA projection loss.
+ * Activations are carved from an arena sized by sit_train_plan_bytes().
+ *
+ *   arena ar = arena_create(sit_train_plan_bytes(&m, N, &opts));
+ *   sit_acts a;
+ *   sit_train_forward(&a, &m, w, &ar, &opts, &in, N);
+ *   sit_train_backward(&m, w, &a, &ar, 1.0f, 0.5f, grads, NULL);   // SiT pass
+ *   arena_reset(&ar, 0);
+ *
+ * The REPA-E alignment pass is opts = {.train = false, .align_only = true}
+ * and sit_train_backward(..., 0, 1.5f, NULL, dz): no parameter gradient is
+ * computed at all (dparams == NULL is the frozen fast path) and the gradient
+ * of 1.5·proj_loss flows through the projector, blocks 1..encoder_depth, the
+ * patch embed and the eval-mode BatchNorm (a per-channel scale) into dz.
+ *
+ * Conventions (docs/architecture.md): backward ADDS into dparams and dz; a
+ * NULL gradient means "not needed".  Only PARAM_TRAINABLE entries receive
+ * gradients (pos_embed and the BN buffers never do).
+ *
+ * Shapes: N batch, C latent channels, H = W = input_size, p patch, G = H/p,
+ * T = G² tokens, D hidden, NH heads, HD = D/NH, E encoders.
+ */
+#ifndef REPAE_SIT_H
+#define REPAE_SIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/arena.h"
+#include "core/rng.h"
+#include "io/safetensors.h"
+#include "models/params.h"
+
+#define SIT_MAX_ENCODERS 4
+#define SIT_FREQ_DIM 256 /* timestep frequency embedding size */
+#define SIT_LN_EPS 1e-6f
+#define SIT_QK_NORM_EPS 1e-5f
+
+typedef struct sit_config {
+    int depth, hidden, heads, patch;
+    int in_channels;        /* C */
+    int input_size;         /* latent H = W */
+    int num_classes;        /* the null class is index num_classes */
+    float class_dropout_prob;
+    int encoder_depth;      /* projectors read the output of this block (1-based) */
+    int projector_dim;
+    int n_encoders;         /* E (0 = no projectors) */
+    int z_dims[SIT_MAX_ENCODERS];
+    bool qk_norm;
+    float mlp_ratio;
+    float bn_momentum, bn_eps;
+} sit_config;
+
+/* Spec defaults: C 4, input 32, 1000 classes, dropout 0.1, encoder_depth 8,
+ * projector 2048, z_dims {768}, no qk-norm, mlp_ratio 4, BN momentum 0.1 and
+ * eps 1e-4; the size fields are those of SiT-XL/2. */
+sit_config sit_config_default(void);
+/* Sets depth/hidden/heads/patch from a preset name "SiT-{S,B,L,XL}/{1,2,4,8}"
+ * (SiT-S = depth 12, hidden 384, 6 heads: the release's S preset is broken).
+ * Returns 0, or -1 for an unknown name (cfg untouched). */
+int sit_config_preset(sit_config *cfg, const char *name);
+/* Heads of the preset with this hidden size (384→6, 768→12, 1024→16,
+ * 1152→16), or 0 if there is none. */
+int sit_heads_for_hidden(int hidden);
+/* Dies with a message if the configuration is inconsistent. */
+void sit_config_check(const sit_config *cfg);
+/* Infers the configuration from the tensor shapes under `prefix` in a
+ * weights file: depth (block count), hidden (pos_embed), patch and C
+ * (x_embedder.proj.weight), input_size, num_classes, mlp_ratio, qk_norm,
+ * projectors.  Heads cannot be read from shapes: `heads` > 0 is used as
+ * given, else the preset for the hidden size.  encoder_depth cannot be read
+ * either: it is kept from *cfg (initialise it with sit_config_default()).
+ * Dies naming the missing key when the file is not a SiT. */
+void sit_config_from_weights(sit_config *cfg, const safetensors *st, const char *prefix, int heads);
+/* One line, e.g. "depth 28 hidden 1152 heads 16 patch 2 C 4 input 32 ...". */
+const char *sit_config_str(const sit_config *cfg, char *buf, size_t n);
+
+/* Parameter offsets of one SiTBlock. */
+typedef struct sit_block_offsets {
+    size_t qkv_w, qkv_b, q_norm_w, q_norm_b, k_norm_w, k_norm_b, proj_w, proj_b;
+    size_t fc1_w, fc1_b, fc2_w, fc2_b, ada_w, ada_b;
+} sit_block_offsets;
+
+typedef struct sit_projector_offsets {
+    size_t w0, b0, w2, b2, w4, b4;
+} sit_projector_offsets;
+
+typedef struct sit {
+    sit_config cfg;
+    param_table table;
+    /* derived sizes */
+    int D, NH, HD, H4, G, T, p, C, H, PC; /* PC = C·p·p (patch vector) */
+    /* offsets into the parameter buffer (see spec §4.4 for the names) */
+    size_t pos_embed, x_w, x_b, t0_w, t0_b, t2_w, t2_b, y_table;
+    sit_block_offsets *blocks;
+    sit_projector_offsets proj[SIT_MAX_ENCODERS];
+    size_t final_w, final_b, final_ada_w, final_ada_b;
+    size_t bn_mean, bn_var, bn_count;
+} sit;
+
+void sit_build(sit *m, const sit_config *cfg);
+void sit_free(sit *m);
+
+/* Spec §4.3 initialisation; BN running mean 0 / var 1 / count 0 (set the
+ * latent statistics afterwards with sit_set_latent_stats). */
+void sit_init_params(const sit *m, float *params, uint64_t seed);
+/* init_bn: running_mean = bias, running_var = 1/scale² (both [C]). */
+void sit_set_latent_stats(const sit *m, float *params, const float *bias, const float *scale);
+/* extract_latents_stats: scale = running_var^(−1/2) (no eps), bias = running_mean. */
+void sit_get_latent_stats(const sit *m, const float *params, float *bias, float *scale);
+
+/* torch's parameters() count: trainable + frozen (pos_embed), no buffers;
+ * with or without the projectors. */
+size_t sit_param_count(const sit *m, bool with_projectors);
+size_t sit_projector_param_count(const sit *m);
+
+/* Load/save by state-dict name under a key prefix ("", "model.", "ema.").
+ * num_batches_tracked is saved as a 0-dim F32 (torch's load_state_dict copies
+ * it into its int64 buffer); I64 files load too. */
+void sit_load(const sit *m, float *params, const safetensors *st, const char *prefix, param_load_mode mode);
+void sit_save(const sit *m, const float *params, st_writer *w, const char *prefix);
+/* Convenience: a standalone weights file with the config in the metadata. */
+void sit_save_file(const sit *m, const float *params, const char *path);
+
+/* ---- training forward / backward (spec §5) ---- */
+
+typedef enum sit_path { SIT_PATH_LINEAR, SIT_PATH_COSINE } sit_path;
+typedef enum sit_weighting { SIT_WEIGHTING_UNIFORM, SIT_WEIGHTING_LOGNORMAL } sit_weighting;
+
+typedef struct sit_train_opts {
+    bool train;      /* BN batch statistics + running update; label dropout */
+    bool align_only; /* stop after block encoder_depth, no final layer, no denoising loss */
+    sit_path path;
+    sit_weighting weighting;
+} sit_train_opts;
+
+typedef struct sit_train_inputs {
+    const float *z;    /* [N,C,H,W] un-normalised latent (kept by pointer until backward) */
+    const int *y;      /* [N] labels in [0, num_classes] */
+    const float *zs[SIT_MAX_ENCODERS]; /* [N,T,z_dims[e]] REPA targets (kept until backward) */
+    const float *time_input; /* [N] or NULL: drawn from rng */
+    const float *noise;      /* [N,C,H,W] or NULL: drawn from rng */
+    const int *force_drop;   /* [N] 1 = replace the label by the null class; NULL: drawn in train mode */
+    rng *rng;                /* draws, in this order: t (if NULL), ε (if NULL), label dropout (if drawn) */
+} sit_train_inputs;
+
+/* Saved activations of one block (pointers into the arena). */
+typedef struct sit_block_acts {
+    float *x_in;                 /* [N,T,D] (the previous block's x_out) */
+    float *c6;                   /* [N,6D] adaLN output: shift/scale/gate msa, shift/scale/gate mlp */
+    float *ln1_mean, *ln1_rstd;  /* [N·T] */
+    float *mod1;                 /* [N,T,D] modulate(norm1(x)) */
+    float *qkv;                  /* [N,T,3D] */
+    float *qkv_n;                /* [N,T,3D] with q,k normalised (qk_norm), else == qkv */
+    float *q_mean, *q_rstd, *k_mean, *k_rstd; /* [N·T·NH] (qk_norm) */
+    float *probs;                /* [N,NH,T,T] (NULL in inference) */
+    float *attn;                 /* [N,T,D] heads concatenated */
+    float *attn_proj;            /* [N,T,D] */
+    float *x_mid;                /* [N,T,D] after the attention residual */
+    float *ln2_mean, *ln2_rstd;
+    float *mod2;                 /* [N,T,D] */
+    float *fc1;                  /* [N,T,H4] pre-GELU */
+    float *act;                  /* [N,T,H4] GELU output */
+    float *fc2;                  /* [N,T,D] */
+    float *x_out;                /* [N,T,D] */
+} sit_block_acts;
+
+typedef struct sit_projector_acts {
+    float *h0, *s0, *h2, *s2; /* [N,T,projector_dim] pre/post SiLU */
+    float *out;               /* zs_tilde [N,T,z_dim] */
+} sit_projector_acts;
+
+typedef struct sit_acts {
+    int N, n_blocks; /* blocks run (encoder_depth in align-only mode) */
+    sit_train_opts opts;
+    bool net_only;   /* from sit_net_forward */
+    const float *z;
+    const float *zs[SIT_MAX_ENCODERS];
+    /* outputs */
+    float *time_input;      /* [N] */
+    float *noise;           /* [N,C,H,W] */
+    int *labels;            /* [N] labels after dropout */
+    float *model_output;    /* [N,C,H,W] v̂ (NULL in align-only mode) */
+    float *denoising_loss;  /* [N] (NULL in align-only mode) */
+    float *zs_tilde[SIT_MAX_ENCODERS];
+    float proj_loss;        /* 0 when there are no encoders */
+    /* saved for backward */
+    float *a_t, *s_t, *da_t, *ds_t; /* [N] α, σ, α', σ' */
+    float *bn_mean, *bn_rstd;   /* [C] train mode */
+    float *target;              /* [N,C,H,W] v* */
+    float *patches;             /* [N,T,C·p·p] patchified x_t */
+    float *x0;                  /* [N,T,D] */
+    float *t_freq;              /* [N,256] */
+    float *t_h, *t_hs;          /* [N,D] mlp.0 output, SiLU of it */
+    float *c, *silu_c;          /* [N,D] conditioning, SiLU(c) */
+    sit_block_acts *blocks;     /* [n_blocks] */
+    sit_projector_acts proj[SIT_MAX_ENCODERS];
+    float *c2;                  /* [N,2D] final adaLN */
+    float *lnf_mean, *lnf_rstd; /* [N·T] */
+    float *modf;                /* [N,T,D] */
+    float *out_tokens;          /* [N,T,p²C] */
+    float *attn_ws;             /* attention workspace */
+} sit_acts;
+
+/* Bytes of arena that one sit_train_forward + sit_train_backward needs
+ * (computed under the current OpenMP thread count, like the attention
+ * workspace). */
+size_t sit_train_plan_bytes(const sit *m, int N, const sit_train_opts *opts);
+
+/* Runs the forward of spec §5 with the activations carved from `ar` (they
+ * stay there until the caller resets the arena).  params is written only in
+ * train mode (BN running stats and num_batches_tracked). */
+void sit_train_forward(sit_acts *a, const sit *m, float *params, arena *ar, const sit_train_opts *opts,
+                       const sit_train_inputs *in, int N);
+
+/* Gradient of L = w_denoise·mean_n(denoising_loss) + w_proj·proj_loss
+ * (w_denoise is ignored in align-only mode).  dparams: table layout, ADDED
+ * into (trainable entries only), NULL = frozen model (no parameter gradient
+ * is computed).  dz [N,C,H,W]: ADDED into, NULL = not needed.  Scratch comes
+ * from `ar` above the activations and is released before returning. */
+void sit_train_backward(const sit *m, const float *params, const sit_acts *a, arena *ar, float w_denoise,
+                        float w_proj, float *dparams, float *dz);
+
+/* ---- the bare network with a backward (tests, guidance experiments) ---- */
+
+/* model_output = SiT(x_t, t, y) exactly as sit_velocity, but with the
+ * activations kept in `a` for sit_net_backward (no BN, no losses, no
+ * projectors). */
+size_t sit_net_plan_bytes(const sit *m, int N);
+void sit_net_forward(sit_acts *a, const sit *m, const float *params, arena *ar, const float *x_t, const float *t,
+                     const int *y, int N);
+/* Adds the gradient of Σ d_out ⊙ model_output into dparams / dx_t (each may be NULL). */
+void sit_net_backward(const sit *m, const float *params, const sit_acts *a, arena *ar, const float *d_out,
+                      float *dparams, float *dx_t);
+
+/* ---- sampling ---- */
+
+/* Arena bytes for sit_velocity at batch N (activations are not kept). */
+size_t sit_velocity_plan_bytes(const sit *m, int N);
+/* v [N,C,H,W] = SiT(x_t, t, y) in eval mode: x_t already normalised (no BN),
+ * labels as given (pass num_classes for the unconditional branch).  Uses
+ * the arena as scratch and resets it to its entry mark before returning. */
+void sit_velocity(const sit *m, const float *params, arena *ar, float *v, const float *x_t, const float *t,
+                  const int *y, int N);
+
+#endif

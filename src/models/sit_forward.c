@@ -1,0 +1,742 @@
+/* sit_forward.c — SiT forward and backward (spec §4.2, §5).
+ *
+ * Layout of one training step in the arena:
+ *   [ sit_acts: everything the backward needs ][ backward scratch ]
+ * Both parts are carved by one function each, which the planning pass runs
+ * with a NULL arena to count the bytes, so plan and use cannot drift apart.
+ *
+ * The residual stream of a block is x_in -> x_mid -> x_out; its gradient
+ * flows backwards through ONE buffer dx: the gated residuals are identities
+ * on the stream, so the branch gradients (LayerNorm backwards) just add into
+ * dx in place.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "models/sit.h"
+#include "ops/act.h"
+#include "ops/attention.h"
+#include "ops/embed.h"
+#include "ops/gemm.h"
+#include "ops/linear.h"
+#include "ops/loss.h"
+#include "ops/modulate.h"
+#include "ops/norm.h"
+
+/* ---- carving: the same code plans (a == NULL) and allocates ---- */
+
+typedef struct carver {
+    arena *a;
+    size_t bytes;
+} carver;
+
+static void *cv_bytes(carver *c, size_t bytes)
+{
+    c->bytes += arena_round(bytes ? bytes : 1);
+    return c->a ? arena_alloc(c->a, bytes ? bytes : 1) : NULL;
+}
+
+static float *cv(carver *c, size_t n) { return cv_bytes(c, n * sizeof(float)); }
+
+static inline size_t szmul(size_t a, size_t b) { return a * b; }
+
+/* Block activations.  `save` = training (everything kept per block);
+ * otherwise (inference) one set is reused by every block. */
+static void carve_block(sit_block_acts *b, const sit *m, int N, bool save, carver *c)
+{
+    const size_t NT = (size_t)N * m->T, D = m->D;
+    memset(b, 0, sizeof *b);
+    b->c6 = cv(c, szmul(N, 6 * D));
+    b->ln1_mean = cv(c, NT), b->ln1_rstd = cv(c, NT);
+    b->mod1 = cv(c, NT * D);
+    b->qkv = cv(c, NT * 3 * D);
+    b->qkv_n = b->qkv;
+    if (m->cfg.qk_norm) {
+        b->qkv_n = cv(c, NT * 3 * D);
+        b->q_mean = cv(c, NT * m->NH), b->q_rstd = cv(c, NT * m->NH);
+        b->k_mean = cv(c, NT * m->NH), b->k_rstd = cv(c, NT * m->NH);
+    }
+    b->probs = save ? cv(c, szmul(szmul(N, m->NH), szmul(m->T, m->T))) : NULL;
+    b->attn = cv(c, NT * D);
+    b->attn_proj = cv(c, NT * D);
+    b->x_mid = cv(c, NT * D);
+    b->ln2_mean = cv(c, NT), b->ln2_rstd = cv(c, NT);
+    b->mod2 = cv(c, NT * D);
+    b->fc1 = cv(c, NT * m->H4);
+    b->act = save ? cv(c, NT * m->H4) : b->fc1; /* GELU in place when nothing is kept */
+    b->fc2 = cv(c, NT * D);
+    b->x_out = save ? cv(c, NT * D) : NULL;
+}
+
+static int blocks_run(const sit *m, const sit_train_opts *o)
+{
+    return o->align_only ? m->cfg.encoder_depth : m->cfg.depth;
+}
+
+/* net_only: the bare network (sit_net_forward): no BN, no losses, no projectors. */
+static void carve_acts(sit_acts *a, const sit *m, int N, const sit_train_opts *o, bool net_only, carver *c)
+{
+    const size_t NT = (size_t)N * m->T, D = m->D, CHW = (size_t)m->C * m->H * m->H;
+    memset(a, 0, sizeof *a);
+    a->N = N;
+    a->opts = *o;
+    a->net_only = net_only;
+    a->n_blocks = blocks_run(m, o);
+    a->time_input = cv(c, N);
+    a->noise = cv(c, N * CHW);
+    a->labels = cv_bytes(c, (size_t)N * sizeof(int));
+    a->a_t = cv(c, N), a->s_t = cv(c, N), a->da_t = cv(c, N), a->ds_t = cv(c, N);
+    a->bn_mean = cv(c, m->C), a->bn_rstd = cv(c, m->C);
+    a->target = o->align_only || net_only ? NULL : cv(c, N * CHW);
+    a->patches = cv(c, NT * m->PC);
+    a->x0 = cv(c, NT * D);
+    a->t_freq = cv(c, (size_t)N * SIT_FREQ_DIM);
+    a->t_h = cv(c, N * D), a->t_hs = cv(c, N * D);
+    a->c = cv(c, N * D), a->silu_c = cv(c, N * D);
+    a->blocks = cv_bytes(c, (size_t)a->n_blocks * sizeof(sit_block_acts));
+    for (int i = 0; i < a->n_blocks; i++) {
+        sit_block_acts tmp, *b = a->blocks ? &a->blocks[i] : &tmp;
+        carve_block(b, m, N, true, c);
+        b->x_in = i == 0 ? a->x0 : (a->blocks ? a->blocks[i - 1].x_out : NULL);
+    }
+    for (int e = 0; e < (net_only ? 0 : m->cfg.n_encoders); e++) {
+        const size_t P = m->cfg.projector_dim;
+        a->proj[e].h0 = cv(c, NT * P), a->proj[e].s0 = cv(c, NT * P);
+        a->proj[e].h2 = cv(c, NT * P), a->proj[e].s2 = cv(c, NT * P);
+        a->proj[e].out = cv(c, NT * m->cfg.z_dims[e]);
+        a->zs_tilde[e] = a->proj[e].out;
+    }
+    if (!o->align_only) {
+        a->c2 = cv(c, N * 2 * D);
+        a->lnf_mean = cv(c, NT), a->lnf_rstd = cv(c, NT);
+        a->modf = cv(c, NT * D);
+        a->out_tokens = cv(c, NT * m->PC);
+        a->model_output = cv(c, N * CHW);
+        a->denoising_loss = net_only ? NULL : cv(c, N);
+    }
+    a->attn_ws = cv(c, attention_workspace_floats(N, m->T, m->NH, m->HD));
+}
+
+/* Backward scratch (everything zeroed right before use, since ops add). */
+typedef struct sit_bwd_scratch {
+    float *dx, *dh, *dmod, *dln, *xhat; /* [N,T,D] */
+    float *dh4a, *dh4b;                 /* [N,T,H4] */
+    float *dqkv, *dqkv_raw;             /* [N,T,3D] (raw: qk_norm only) */
+    float *dc6;                         /* [N,6D] */
+    float *d_silu_c, *dc, *d_ths, *d_th; /* [N,D] */
+    float *dpa, *dpb;                   /* [N,T,projector_dim] */
+    float *dzt;                         /* [N,T,max z_dim] */
+    float *dc2;                         /* [N,2D] */
+    float *dtok;                        /* [N,T,p²C] (final-layer tokens, then patch vectors) */
+    float *dpred, *dtarget, *dxt, *dxn; /* [N,C,H,W] */
+    float *dloss;                       /* [N] */
+} sit_bwd_scratch;
+
+static void carve_bwd(sit_bwd_scratch *s, const sit *m, int N, const sit_train_opts *o, carver *c)
+{
+    const size_t NT = (size_t)N * m->T, D = m->D, CHW = (size_t)m->C * m->H * m->H;
+    memset(s, 0, sizeof *s);
+    s->dx = cv(c, NT * D), s->dh = cv(c, NT * D), s->dmod = cv(c, NT * D), s->dln = cv(c, NT * D);
+    s->xhat = cv(c, NT * D);
+    s->dh4a = cv(c, NT * m->H4), s->dh4b = cv(c, NT * m->H4);
+    s->dqkv = cv(c, NT * 3 * D);
+    s->dqkv_raw = m->cfg.qk_norm ? cv(c, NT * 3 * D) : s->dqkv;
+    s->dc6 = cv(c, N * 6 * D);
+    s->d_silu_c = cv(c, N * D), s->dc = cv(c, N * D), s->d_ths = cv(c, N * D), s->d_th = cv(c, N * D);
+    int zmax = 1;
+    for (int e = 0; e < m->cfg.n_encoders; e++)
+        zmax = m->cfg.z_dims[e] > zmax ? m->cfg.z_dims[e] : zmax;
+    if (m->cfg.n_encoders) {
+        s->dpa = cv(c, NT * m->cfg.projector_dim), s->dpb = cv(c, NT * m->cfg.projector_dim);
+        s->dzt = cv(c, NT * zmax);
+    }
+    s->dc2 = cv(c, N * 2 * D);
+    s->dtok = cv(c, NT * m->PC);
+    s->dpred = o->align_only ? NULL : cv(c, N * CHW);
+    s->dtarget = o->align_only ? NULL : cv(c, N * CHW); /* (unused by the bare network) */
+    s->dxt = cv(c, N * CHW), s->dxn = cv(c, N * CHW);
+    s->dloss = cv(c, N);
+}
+
+/* Forward temporaries, released before the forward returns: the normalised
+ * latent and x_t. */
+static void carve_fwd_tmp(float **xn, float **xt, const sit *m, int N, carver *c)
+{
+    const size_t CHW = (size_t)m->C * m->H * m->H;
+    *xn = cv(c, N * CHW);
+    *xt = cv(c, N * CHW);
+}
+
+size_t sit_train_plan_bytes(const sit *m, int N, const sit_train_opts *opts)
+{
+    carver ca = {NULL, 0}, ct = {NULL, 0}, cb = {NULL, 0};
+    sit_acts a;
+    sit_bwd_scratch s;
+    float *xn, *xt;
+    carve_acts(&a, m, N, opts, false, &ca);
+    carve_fwd_tmp(&xn, &xt, m, N, &ct);
+    carve_bwd(&s, m, N, opts, &cb);
+    return ca.bytes + (ct.bytes > cb.bytes ? ct.bytes : cb.bytes);
+}
+
+static void zero(float *p, size_t n) { memset(p, 0, n * sizeof(float)); }
+
+/* ---- pieces ---- */
+
+/* x0[n,t,:] = patches[n,t,:] · Wᵀ + b + pos_embed[t]: seed with bias + pos,
+ * then one gemm with beta = 1. */
+static void patch_embed_forward(const sit *m, const float *P, float *x0, float *patches, const float *xt, int N)
+{
+    const int D = m->D, T = m->T;
+    patchify_forward(patches, xt, N, m->C, m->H, m->H, m->p);
+    const float *b = P + m->x_b, *pos = P + m->pos_embed;
+#pragma omp parallel for collapse(2) schedule(static) if ((long)N * T * D >= (1L << 15))
+    for (int n = 0; n < N; n++)
+        for (int t = 0; t < T; t++) {
+            float *row = x0 + ((size_t)n * T + t) * D;
+            const float *pr = pos + (size_t)t * D;
+            for (int d = 0; d < D; d++)
+                row[d] = b[d] + pr[d];
+        }
+    gemm(false, true, N * T, D, m->PC, 1.0f, patches, m->PC, P + m->x_w, m->PC, 1.0f, x0, D);
+}
+
+/* c = t_embedder(t) + y_embedder(labels), silu_c = SiLU(c). */
+static void cond_forward(const sit *m, const float *P, float *t_freq, float *t_h, float *t_hs, float *c,
+                         float *silu_c, const float *t, const int *labels, int N)
+{
+    const int D = m->D;
+    timestep_embedding(t_freq, t, N, SIT_FREQ_DIM, 10000.0f);
+    linear_forward(t_h, t_freq, P + m->t0_w, P + m->t0_b, N, SIT_FREQ_DIM, D);
+    silu_forward(t_hs, t_h, (size_t)N * D);
+    linear_forward(c, t_hs, P + m->t2_w, P + m->t2_b, N, D, D);
+    for (int n = 0; n < N; n++) {
+        const float *row = P + m->y_table + (size_t)labels[n] * D;
+        for (int d = 0; d < D; d++)
+            c[(size_t)n * D + d] += row[d];
+    }
+    silu_forward(silu_c, c, (size_t)N * D);
+}
+
+/* qk-norm: LayerNorm(HD, affine) on each head of q and k; v copied. */
+static void qk_norm_forward(const sit *m, const float *P, const sit_block_offsets *o, sit_block_acts *a, int NT)
+{
+    const int D = m->D, NH = m->NH, HD = m->HD;
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < NT; r++) {
+        const float *src = a->qkv + (size_t)r * 3 * D;
+        float *dst = a->qkv_n + (size_t)r * 3 * D;
+        layer_norm_forward(dst, a->q_mean + (size_t)r * NH, a->q_rstd + (size_t)r * NH, src, P + o->q_norm_w,
+                           P + o->q_norm_b, NH, HD, SIT_QK_NORM_EPS);
+        layer_norm_forward(dst + D, a->k_mean + (size_t)r * NH, a->k_rstd + (size_t)r * NH, src + D,
+                           P + o->k_norm_w, P + o->k_norm_b, NH, HD, SIT_QK_NORM_EPS);
+        memcpy(dst + 2 * D, src + 2 * D, (size_t)D * sizeof(float));
+    }
+}
+
+static void qk_norm_backward(const sit *m, const float *P, const sit_block_offsets *o, const sit_block_acts *a,
+                             float *dqkv_raw, const float *dqkv, float *dP, int NT)
+{
+    const int D = m->D, NH = m->NH, HD = m->HD;
+    zero(dqkv_raw, (size_t)NT * 3 * D);
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < NT; r++) {
+        const size_t off = (size_t)r * 3 * D;
+        layer_norm_backward(dqkv_raw + off, NULL, NULL, dqkv + off, a->qkv + off, a->q_mean + (size_t)r * NH,
+                            a->q_rstd + (size_t)r * NH, P + o->q_norm_w, NH, HD);
+        layer_norm_backward(dqkv_raw + off + D, NULL, NULL, dqkv + off + D, a->qkv + off + D,
+                            a->k_mean + (size_t)r * NH, a->k_rstd + (size_t)r * NH, P + o->k_norm_w, NH, HD);
+        for (int d = 0; d < D; d++)
+            dqkv_raw[off + 2 * D + d] += dqkv[off + 2 * D + d];
+    }
+    if (dP) /* weight/bias sums over every (token, head) row: serial over tokens, so no races */
+        for (int r = 0; r < NT; r++) {
+            const size_t off = (size_t)r * 3 * D;
+            layer_norm_backward(NULL, dP + o->q_norm_w, dP + o->q_norm_b, dqkv + off, a->qkv + off,
+                                a->q_mean + (size_t)r * NH, a->q_rstd + (size_t)r * NH, P + o->q_norm_w, NH, HD);
+            layer_norm_backward(NULL, dP + o->k_norm_w, dP + o->k_norm_b, dqkv + off + D, a->qkv + off + D,
+                                a->k_mean + (size_t)r * NH, a->k_rstd + (size_t)r * NH, P + o->k_norm_w, NH, HD);
+        }
+}
+
+/* One SiTBlock: a->x_in -> a->x_out (spec §4.2). */
+static void sit_block_forward(const sit *m, const float *P, int i, sit_block_acts *a, const float *silu_c, int N,
+                              float *attn_ws)
+{
+    const sit_block_offsets *o = &m->blocks[i];
+    const int D = m->D, T = m->T, NT = N * T, H4 = m->H4, D6 = 6 * D;
+    const size_t ND = (size_t)NT * D;
+    linear_forward(a->c6, silu_c, P + o->ada_w, P + o->ada_b, N, D, D6);
+    const float *c6 = a->c6;
+    /* attention branch */
+    layer_norm_forward(a->mod1, a->ln1_mean, a->ln1_rstd, a->x_in, NULL, NULL, NT, D, SIT_LN_EPS);
+    modulate_forward(a->mod1, a->mod1, c6, c6 + D, D6, N, T, D);
+    linear_forward(a->qkv, a->mod1, P + o->qkv_w, P + o->qkv_b, NT, D, 3 * D);
+    if (m->cfg.qk_norm)
+        qk_norm_forward(m, P, o, a, NT);
+    const float *q = a->qkv_n;
+    attention_forward(a->attn, a->probs, q, q + D, q + 2 * D, 3 * D, N, T, m->NH, m->HD, attn_ws);
+    linear_forward(a->attn_proj, a->attn, P + o->proj_w, P + o->proj_b, NT, D, D);
+    memcpy(a->x_mid, a->x_in, ND * sizeof(float));
+    gated_residual_forward(a->x_mid, a->attn_proj, c6 + 2 * D, D6, N, T, D);
+    /* MLP branch */
+    layer_norm_forward(a->mod2, a->ln2_mean, a->ln2_rstd, a->x_mid, NULL, NULL, NT, D, SIT_LN_EPS);
+    modulate_forward(a->mod2, a->mod2, c6 + 3 * D, c6 + 4 * D, D6, N, T, D);
+    linear_forward(a->fc1, a->mod2, P + o->fc1_w, P + o->fc1_b, NT, D, H4);
+    gelu_tanh_forward(a->act, a->fc1, (size_t)NT * H4);
+    linear_forward(a->fc2, a->act, P + o->fc2_w, P + o->fc2_b, NT, H4, D);
+    memcpy(a->x_out, a->x_mid, ND * sizeof(float));
+    gated_residual_forward(a->x_out, a->fc2, c6 + 5 * D, D6, N, T, D);
+}
+
+/* x̂ = (x − mean)·rstd per row: the LayerNorm output, recomputed for the
+ * modulate backward instead of being kept. */
+static void ln_recompute(float *xhat, const float *x, const float *mean, const float *rstd, int rows, int D)
+{
+#pragma omp parallel for schedule(static) if ((long)rows * D >= (1L << 15))
+    for (int r = 0; r < rows; r++) {
+        const float *xr = x + (size_t)r * D;
+        float *o = xhat + (size_t)r * D;
+        const float mf = mean[r], rf = rstd[r];
+        for (int d = 0; d < D; d++)
+            o[d] = (xr[d] - mf) * rf;
+    }
+}
+
+#define GP(off) (dP ? dP + (off) : NULL)
+
+/* dx: in = gradient w.r.t. a->x_out, out = gradient w.r.t. a->x_in.
+ * dP == NULL: frozen block, no parameter gradient and no adaLN path. */
+static void sit_block_backward(const sit *m, const float *P, int i, const sit_block_acts *a, const float *silu_c,
+                               sit_bwd_scratch *s, float *dx, float *dP, float *d_silu_c, float *attn_ws, int N)
+{
+    const sit_block_offsets *o = &m->blocks[i];
+    const int D = m->D, T = m->T, NT = N * T, H4 = m->H4, D6 = 6 * D;
+    const size_t ND = (size_t)NT * D;
+    const float *c6 = a->c6;
+    float *dc6 = dP ? s->dc6 : NULL;
+    if (dc6)
+        zero(dc6, (size_t)N * D6);
+
+    /* MLP branch: x_out = x_mid + gate_mlp ⊙ fc2(gelu(fc1(modulate(norm2(x_mid))))) */
+    zero(s->dh, ND);
+    gated_residual_backward(s->dh, dc6 ? dc6 + 5 * D : NULL, D6, dx, a->fc2, c6 + 5 * D, D6, N, T, D);
+    zero(s->dh4a, (size_t)NT * H4);
+    linear_backward(s->dh4a, GP(o->fc2_w), GP(o->fc2_b), s->dh, a->act, P + o->fc2_w, NT, H4, D);
+    zero(s->dh4b, (size_t)NT * H4);
+    gelu_tanh_backward(s->dh4b, s->dh4a, a->fc1, (size_t)NT * H4);
+    zero(s->dmod, ND);
+    linear_backward(s->dmod, GP(o->fc1_w), GP(o->fc1_b), s->dh4b, a->mod2, P + o->fc1_w, NT, D, H4);
+    /* modulate_backward reads x for dscale; without parameter gradients any
+     * valid buffer will do (its sums are discarded), so skip the recompute. */
+    const float *xh2 = a->mod2;
+    if (dP) {
+        ln_recompute(s->xhat, a->x_mid, a->ln2_mean, a->ln2_rstd, NT, D);
+        xh2 = s->xhat;
+    }
+    zero(s->dln, ND);
+    modulate_backward(s->dln, dc6 ? dc6 + 3 * D : NULL, dc6 ? dc6 + 4 * D : NULL, D6, s->dmod, xh2, c6 + 4 * D, D6,
+                      N, T, D);
+    layer_norm_backward(dx, NULL, NULL, s->dln, a->x_mid, a->ln2_mean, a->ln2_rstd, NULL, NT, D);
+
+    /* attention branch: x_mid = x_in + gate_msa ⊙ proj(attn(qkv(modulate(norm1(x_in))))) */
+    zero(s->dh, ND);
+    gated_residual_backward(s->dh, dc6 ? dc6 + 2 * D : NULL, D6, dx, a->attn_proj, c6 + 2 * D, D6, N, T, D);
+    zero(s->dmod, ND);
+    linear_backward(s->dmod, GP(o->proj_w), GP(o->proj_b), s->dh, a->attn, P + o->proj_w, NT, D, D);
+    zero(s->dqkv, ND * 3);
+    const float *q = a->qkv_n;
+    attention_backward(s->dqkv, s->dqkv + D, s->dqkv + 2 * D, 3 * D, s->dmod, a->probs, q, q + D, q + 2 * D, 3 * D,
+                       N, T, m->NH, m->HD, attn_ws);
+    if (m->cfg.qk_norm)
+        qk_norm_backward(m, P, o, a, s->dqkv_raw, s->dqkv, dP, NT);
+    zero(s->dh, ND);
+    linear_backward(s->dh, GP(o->qkv_w), GP(o->qkv_b), s->dqkv_raw, a->mod1, P + o->qkv_w, NT, D, 3 * D);
+    const float *xh1 = a->mod1;
+    if (dP) {
+        ln_recompute(s->xhat, a->x_in, a->ln1_mean, a->ln1_rstd, NT, D);
+        xh1 = s->xhat;
+    }
+    zero(s->dln, ND);
+    modulate_backward(s->dln, dc6 ? dc6 : NULL, dc6 ? dc6 + D : NULL, D6, s->dh, xh1, c6 + D, D6, N, T, D);
+    layer_norm_backward(dx, NULL, NULL, s->dln, a->x_in, a->ln1_mean, a->ln1_rstd, NULL, NT, D);
+
+    if (dP)
+        linear_backward(d_silu_c, dP + o->ada_w, dP + o->ada_b, dc6, silu_c, P + o->ada_w, N, D, D6);
+}
+
+/* Projector e on h [N,T,D]: Linear, SiLU, Linear, SiLU, Linear. */
+static void projector_forward(const sit *m, const float *P, int e, sit_projector_acts *pa, const float *h, int NT)
+{
+    const sit_projector_offsets *o = &m->proj[e];
+    const int D = m->D, Pd = m->cfg.projector_dim, Z = m->cfg.z_dims[e];
+    linear_forward(pa->h0, h, P + o->w0, P + o->b0, NT, D, Pd);
+    silu_forward(pa->s0, pa->h0, (size_t)NT * Pd);
+    linear_forward(pa->h2, pa->s0, P + o->w2, P + o->b2, NT, Pd, Pd);
+    silu_forward(pa->s2, pa->h2, (size_t)NT * Pd);
+    linear_forward(pa->out, pa->s2, P + o->w4, P + o->b4, NT, Pd, Z);
+}
+
+/* Adds the gradient of w·(1/E)·repa_loss_e into dx (w.r.t. h) and dP. */
+static void projector_backward(const sit *m, const float *P, int e, const sit_projector_acts *pa, const float *h,
+                               const float *zs, float dloss, sit_bwd_scratch *s, float *dx, float *dP, int N)
+{
+    const sit_projector_offsets *o = &m->proj[e];
+    const int D = m->D, Pd = m->cfg.projector_dim, Z = m->cfg.z_dims[e], T = m->T, NT = N * T;
+    zero(s->dzt, (size_t)NT * Z);
+    repa_cosine_loss_backward(s->dzt, NULL, dloss, pa->out, zs, N, T, Z);
+    zero(s->dpa, (size_t)NT * Pd);
+    linear_backward(s->dpa, GP(o->w4), GP(o->b4), s->dzt, pa->s2, P + o->w4, NT, Pd, Z);
+    zero(s->dpb, (size_t)NT * Pd);
+    silu_backward(s->dpb, s->dpa, pa->h2, (size_t)NT * Pd);
+    zero(s->dpa, (size_t)NT * Pd);
+    linear_backward(s->dpa, GP(o->w2), GP(o->b2), s->dpb, pa->s0, P + o->w2, NT, Pd, Pd);
+    zero(s->dpb, (size_t)NT * Pd);
+    silu_backward(s->dpb, s->dpa, pa->h0, (size_t)NT * Pd);
+    linear_backward(dx, GP(o->w0), GP(o->b0), s->dpb, h, P + o->w0, NT, D, Pd);
+}
+
+/* FinalLayer: out_tokens = linear(modulate(norm_final(x), shift, scale)). */
+static void final_forward(const sit *m, const float *P, float *c2, float *lnf_mean, float *lnf_rstd, float *modf,
+                          float *out_tokens, const float *x, const float *silu_c, int N)
+{
+    const int D = m->D, T = m->T, NT = N * T;
+    linear_forward(c2, silu_c, P + m->final_ada_w, P + m->final_ada_b, N, D, 2 * D);
+    layer_norm_forward(modf, lnf_mean, lnf_rstd, x, NULL, NULL, NT, D, SIT_LN_EPS);
+    modulate_forward(modf, modf, c2, c2 + D, 2 * D, N, T, D);
+    linear_forward(out_tokens, modf, P + m->final_w, P + m->final_b, NT, D, m->PC);
+}
+
+/* ---- training forward ---- */
+
+static void interpolant(sit_path path, float t, float *a, float *s, float *da, float *ds)
+{
+    if (path == SIT_PATH_LINEAR) {
+        *a = 1.0f - t, *s = t, *da = -1.0f, *ds = 1.0f;
+    } else {
+        const float hp = (float)(M_PI / 2.0);
+        const float arg = t * (float)M_PI / 2.0f; /* as torch: t * np.pi / 2 in float32 */
+        *a = cosf(arg), *s = sinf(arg), *da = -hp * sinf(arg), *ds = hp * cosf(arg);
+    }
+}
+
+void sit_train_forward(sit_acts *a, const sit *m, float *params, arena *ar, const sit_train_opts *opts,
+                       const sit_train_inputs *in, int N)
+{
+    const sit_config *cfg = &m->cfg;
+    if (N < 1 || !in->z || !in->y)
+        die("sit_train_forward: needs N >= 1, a latent and labels");
+    if (opts->align_only && cfg->n_encoders == 0)
+        die("sit_train_forward: align-only mode needs at least one projector");
+    for (int e = 0; e < cfg->n_encoders; e++)
+        if (!in->zs[e])
+            die("sit_train_forward: missing REPA target for encoder %d", e);
+    if ((!in->time_input || !in->noise || (opts->train && !in->force_drop && cfg->class_dropout_prob > 0)) &&
+        !in->rng)
+        die("sit_train_forward: t, noise or label dropout must be drawn but no rng was given");
+    carver c = {ar, 0};
+    carve_acts(a, m, N, opts, false, &c);
+    a->z = in->z;
+    for (int e = 0; e < cfg->n_encoders; e++)
+        a->zs[e] = in->zs[e];
+    float *P = params;
+    const int C = m->C, HW = m->H * m->H, D = m->D, T = m->T, NT = N * T;
+    const size_t CHW = (size_t)C * HW;
+
+    /* time, noise, labels (the draws in this order) */
+    if (in->time_input)
+        memcpy(a->time_input, in->time_input, (size_t)N * sizeof(float));
+    else
+        for (int n = 0; n < N; n++) {
+            if (opts->weighting == SIT_WEIGHTING_UNIFORM) {
+                a->time_input[n] = rng_uniform(in->rng);
+            } else {
+                double sig = exp((double)rng_normal(in->rng));
+                a->time_input[n] = (float)(opts->path == SIT_PATH_LINEAR ? sig / (1.0 + sig) : 2.0 / M_PI * atan(sig));
+            }
+        }
+    if (in->noise)
+        memcpy(a->noise, in->noise, (size_t)N * CHW * sizeof(float));
+    else
+        rng_normal_fill(in->rng, a->noise, (size_t)N * CHW);
+    const int null_class = cfg->num_classes;
+    for (int n = 0; n < N; n++) {
+        int y = in->y[n];
+        if (y < 0 || y > cfg->num_classes || (y == null_class && cfg->class_dropout_prob <= 0))
+            die("sit_train_forward: label %d of sample %d is outside [0, %d)", y, n, cfg->num_classes);
+        bool drop = false;
+        if (in->force_drop)
+            drop = in->force_drop[n] == 1;
+        else if (opts->train && cfg->class_dropout_prob > 0)
+            drop = rng_uniform(in->rng) < cfg->class_dropout_prob;
+        if (drop && cfg->class_dropout_prob <= 0)
+            die("sit_train_forward: label dropout requested but the model has no null class");
+        a->labels[n] = drop ? null_class : y;
+    }
+
+    /* latent BatchNorm, interpolant, velocity target, patch embed */
+    size_t mark = arena_mark(ar);
+    carver ct = {ar, 0};
+    float *xn, *xt;
+    carve_fwd_tmp(&xn, &xt, m, N, &ct);
+    if (opts->train) {
+        batch_norm_train_forward(xn, a->bn_mean, a->bn_rstd, P + m->bn_mean, P + m->bn_var, in->z, NULL, NULL, N, C,
+                                 HW, cfg->bn_eps, cfg->bn_momentum);
+        P[m->bn_count] += 1.0f;
+    } else {
+        batch_norm_eval_forward(xn, in->z, P + m->bn_mean, P + m->bn_var, NULL, NULL, N, C, HW, cfg->bn_eps);
+    }
+    for (int n = 0; n < N; n++) {
+        float al, si, dal, dsi;
+        interpolant(opts->path, a->time_input[n], &al, &si, &dal, &dsi);
+        a->a_t[n] = al, a->s_t[n] = si, a->da_t[n] = dal, a->ds_t[n] = dsi;
+        const float *xr = xn + n * CHW, *er = a->noise + n * CHW;
+        float *xtr = xt + n * CHW;
+        for (size_t k = 0; k < CHW; k++)
+            xtr[k] = al * xr[k] + si * er[k];
+        if (a->target) {
+            float *tr = a->target + n * CHW;
+            for (size_t k = 0; k < CHW; k++)
+                tr[k] = dal * xr[k] + dsi * er[k];
+        }
+    }
+    patch_embed_forward(m, P, a->x0, a->patches, xt, N);
+    arena_reset(ar, mark);
+
+    cond_forward(m, P, a->t_freq, a->t_h, a->t_hs, a->c, a->silu_c, a->time_input, a->labels, N);
+    for (int i = 0; i < a->n_blocks; i++) {
+        sit_block_forward(m, P, i, &a->blocks[i], a->silu_c, N, a->attn_ws);
+        if (i + 1 == cfg->encoder_depth)
+            for (int e = 0; e < cfg->n_encoders; e++)
+                projector_forward(m, P, e, &a->proj[e], a->blocks[i].x_out, NT);
+    }
+    double pl = 0;
+    for (int e = 0; e < cfg->n_encoders; e++)
+        pl += repa_cosine_loss_forward(a->proj[e].out, in->zs[e], N, T, cfg->z_dims[e]);
+    a->proj_loss = cfg->n_encoders ? (float)(pl / cfg->n_encoders) : 0.0f;
+    if (opts->align_only)
+        return;
+    final_forward(m, P, a->c2, a->lnf_mean, a->lnf_rstd, a->modf, a->out_tokens, a->blocks[a->n_blocks - 1].x_out,
+                  a->silu_c, N);
+    unpatchify_forward(a->model_output, a->out_tokens, N, C, m->H, m->H, m->p);
+    mse_per_sample_forward(a->denoising_loss, a->model_output, a->target, N, (int)CHW);
+    (void)D;
+}
+
+/* ---- training backward ---- */
+
+/* The shared backward.  Training: the cotangent of model_output comes from
+ * the denoising loss and dz is the latent's gradient.  Bare network
+ * (a->net_only): d_out is the cotangent of model_output and dz receives the
+ * gradient w.r.t. x_t. */
+static void backward_impl(const sit *m, const float *params, const sit_acts *a, arena *ar, float w_denoise,
+                          float w_proj, const float *d_out, float *dP, float *dz)
+{
+    const sit_config *cfg = &m->cfg;
+    const float *P = params;
+    const int N = a->N, C = m->C, HW = m->H * m->H, D = m->D, T = m->T, NT = N * T;
+    const size_t CHW = (size_t)C * HW, ND = (size_t)NT * D;
+    const bool full = !a->opts.align_only;
+    if (!dP && !dz)
+        return;
+    size_t mark = arena_mark(ar);
+    carver c = {ar, 0};
+    sit_bwd_scratch s;
+    carve_bwd(&s, m, N, &a->opts, &c);
+    float *dx = s.dx;
+    zero(dx, ND);
+    if (dP)
+        zero(s.d_silu_c, (size_t)N * D);
+
+    /* final layer and denoising loss */
+    if (full) {
+        const float *dpred = d_out;
+        if (!a->net_only) {
+            for (int n = 0; n < N; n++)
+                s.dloss[n] = w_denoise / (float)N;
+            zero(s.dpred, (size_t)N * CHW);
+            if (dz)
+                zero(s.dtarget, (size_t)N * CHW);
+            mse_per_sample_backward(s.dpred, dz ? s.dtarget : NULL, s.dloss, a->model_output, a->target, N,
+                                    (int)CHW);
+            dpred = s.dpred;
+        }
+        zero(s.dtok, (size_t)NT * m->PC);
+        unpatchify_backward(s.dtok, dpred, N, C, m->H, m->H, m->p);
+        zero(s.dmod, ND);
+        linear_backward(s.dmod, GP(m->final_w), GP(m->final_b), s.dtok, a->modf, P + m->final_w, NT, D, m->PC);
+        const float *xlast = a->blocks[a->n_blocks - 1].x_out;
+        const float *xh = a->modf;
+        if (dP) {
+            ln_recompute(s.xhat, xlast, a->lnf_mean, a->lnf_rstd, NT, D);
+            xh = s.xhat;
+            zero(s.dc2, (size_t)N * 2 * D);
+        }
+        zero(s.dln, ND);
+        modulate_backward(s.dln, dP ? s.dc2 : NULL, dP ? s.dc2 + D : NULL, 2 * D, s.dmod, xh, a->c2 + D, 2 * D, N, T,
+                          D);
+        layer_norm_backward(dx, NULL, NULL, s.dln, xlast, a->lnf_mean, a->lnf_rstd, NULL, NT, D);
+        if (dP)
+            linear_backward(s.d_silu_c, dP + m->final_ada_w, dP + m->final_ada_b, s.dc2, a->silu_c,
+                            P + m->final_ada_w, N, D, 2 * D);
+    }
+
+    for (int i = a->n_blocks - 1; i >= 0; i--) {
+        if (i + 1 == cfg->encoder_depth && !a->net_only)
+            for (int e = 0; e < cfg->n_encoders; e++)
+                projector_backward(m, P, e, &a->proj[e], a->blocks[i].x_out, a->zs[e], w_proj / cfg->n_encoders, &s,
+                                   dx, dP, N);
+        sit_block_backward(m, P, i, &a->blocks[i], a->silu_c, &s, dx, dP, s.d_silu_c, a->attn_ws, N);
+    }
+
+    /* patch embed (pos_embed is frozen) */
+    if (dz)
+        zero(s.dtok, (size_t)NT * m->PC);
+    linear_backward(dz ? s.dtok : NULL, GP(m->x_w), GP(m->x_b), dx, a->patches, P + m->x_w, NT, m->PC, D);
+
+    /* conditioning: c = t_embedder(t) + table[labels] */
+    if (dP) {
+        zero(s.dc, (size_t)N * D);
+        silu_backward(s.dc, s.d_silu_c, a->c, (size_t)N * D);
+        float *dtab = dP + m->y_table;
+        for (int n = 0; n < N; n++)
+            for (int d = 0; d < D; d++)
+                dtab[(size_t)a->labels[n] * D + d] += s.dc[(size_t)n * D + d];
+        zero(s.d_ths, (size_t)N * D);
+        linear_backward(s.d_ths, dP + m->t2_w, dP + m->t2_b, s.dc, a->t_hs, P + m->t2_w, N, D, D);
+        zero(s.d_th, (size_t)N * D);
+        silu_backward(s.d_th, s.d_ths, a->t_h, (size_t)N * D);
+        linear_backward(NULL, dP + m->t0_w, dP + m->t0_b, s.d_th, a->t_freq, P + m->t0_w, N, SIT_FREQ_DIM, D);
+    }
+
+    if (dz && a->net_only)
+        patchify_backward(dz, s.dtok, N, C, m->H, m->H, m->p);
+    /* into the latent: x_t = α·xn + σ·ε, v* = α'·xn + σ'·ε, xn = BN(z) */
+    if (dz && !a->net_only) {
+        zero(s.dxt, (size_t)N * CHW);
+        patchify_backward(s.dxt, s.dtok, N, C, m->H, m->H, m->p);
+        for (int n = 0; n < N; n++) {
+            const float al = a->a_t[n], dal = a->da_t[n];
+            const float *gx = s.dxt + n * CHW, *gt = full ? s.dtarget + n * CHW : NULL;
+            float *o = s.dxn + n * CHW;
+            for (size_t k = 0; k < CHW; k++)
+                o[k] = al * gx[k] + (gt ? dal * gt[k] : 0.0f);
+        }
+        if (a->opts.train)
+            batch_norm_train_backward(dz, NULL, NULL, s.dxn, a->z, a->bn_mean, a->bn_rstd, NULL, N, C, HW);
+        else
+            batch_norm_eval_backward(dz, NULL, NULL, s.dxn, a->z, P + m->bn_mean, P + m->bn_var, NULL, N, C, HW,
+                                     cfg->bn_eps);
+    }
+    arena_reset(ar, mark);
+}
+
+void sit_train_backward(const sit *m, const float *params, const sit_acts *a, arena *ar, float w_denoise,
+                        float w_proj, float *dparams, float *dz)
+{
+    if (a->net_only)
+        die("sit_train_backward: these activations come from sit_net_forward (use sit_net_backward)");
+    backward_impl(m, params, a, ar, w_denoise, w_proj, NULL, dparams, dz);
+}
+
+/* ---- the bare network with a backward ---- */
+
+size_t sit_net_plan_bytes(const sit *m, int N)
+{
+    const sit_train_opts o = {0};
+    carver ca = {NULL, 0}, cb = {NULL, 0};
+    sit_acts a;
+    sit_bwd_scratch s;
+    carve_acts(&a, m, N, &o, true, &ca);
+    carve_bwd(&s, m, N, &o, &cb);
+    return ca.bytes + cb.bytes;
+}
+
+void sit_net_forward(sit_acts *a, const sit *m, const float *params, arena *ar, const float *x_t, const float *t,
+                     const int *y, int N)
+{
+    const int rows = m->cfg.num_classes + (m->cfg.class_dropout_prob > 0);
+    for (int n = 0; n < N; n++)
+        if (y[n] < 0 || y[n] >= rows)
+            die("sit_net_forward: label %d of sample %d is outside [0, %d)", y[n], n, rows);
+    const sit_train_opts o = {0};
+    carver c = {ar, 0};
+    carve_acts(a, m, N, &o, true, &c);
+    memcpy(a->time_input, t, (size_t)N * sizeof(float));
+    memcpy(a->labels, y, (size_t)N * sizeof(int));
+    patch_embed_forward(m, params, a->x0, a->patches, x_t, N);
+    cond_forward(m, params, a->t_freq, a->t_h, a->t_hs, a->c, a->silu_c, a->time_input, a->labels, N);
+    for (int i = 0; i < a->n_blocks; i++)
+        sit_block_forward(m, params, i, &a->blocks[i], a->silu_c, N, a->attn_ws);
+    final_forward(m, params, a->c2, a->lnf_mean, a->lnf_rstd, a->modf, a->out_tokens, a->blocks[a->n_blocks - 1].x_out,
+                  a->silu_c, N);
+    unpatchify_forward(a->model_output, a->out_tokens, N, m->C, m->H, m->H, m->p);
+}
+
+void sit_net_backward(const sit *m, const float *params, const sit_acts *a, arena *ar, const float *d_out,
+                      float *dparams, float *dx_t)
+{
+    if (!a->net_only)
+        die("sit_net_backward: these activations come from sit_train_forward (use sit_train_backward)");
+    backward_impl(m, params, a, ar, 0.0f, 0.0f, d_out, dparams, dx_t);
+}
+
+/* ---- sampling ---- */
+
+typedef struct sit_infer_bufs {
+    float *patches, *xa, *xb, *t_freq, *t_h, *t_hs, *c, *silu_c;
+    sit_block_acts blk;
+    float *c2, *lnf_mean, *lnf_rstd, *modf, *out_tokens, *attn_ws;
+} sit_infer_bufs;
+
+static void carve_infer(sit_infer_bufs *b, const sit *m, int N, carver *c)
+{
+    const size_t NT = (size_t)N * m->T, D = m->D;
+    b->patches = cv(c, NT * m->PC);
+    b->xa = cv(c, NT * D), b->xb = cv(c, NT * D);
+    b->t_freq = cv(c, (size_t)N * SIT_FREQ_DIM);
+    b->t_h = cv(c, N * D), b->t_hs = cv(c, N * D), b->c = cv(c, N * D), b->silu_c = cv(c, N * D);
+    carve_block(&b->blk, m, N, false, c);
+    b->c2 = cv(c, N * 2 * D);
+    b->lnf_mean = cv(c, NT), b->lnf_rstd = cv(c, NT);
+    b->modf = cv(c, NT * D);
+    b->out_tokens = cv(c, NT * m->PC);
+    b->attn_ws = cv(c, attention_workspace_floats(N, m->T, m->NH, m->HD));
+}
+
+size_t sit_velocity_plan_bytes(const sit *m, int N)
+{
+    carver c = {NULL, 0};
+    sit_infer_bufs b;
+    carve_infer(&b, m, N, &c);
+    return c.bytes;
+}
+
+void sit_velocity(const sit *m, const float *params, arena *ar, float *v, const float *x_t, const float *t,
+                  const int *y, int N)
+{
+    const int rows = m->cfg.num_classes + (m->cfg.class_dropout_prob > 0);
+    for (int n = 0; n < N; n++)
+        if (y[n] < 0 || y[n] >= rows)
+            die("sit_velocity: label %d of sample %d is outside [0, %d)", y[n], n, rows);
+    size_t mark = arena_mark(ar);
+    carver c = {ar, 0};
+    sit_infer_bufs b;
+    carve_infer(&b, m, N, &c);
+    patch_embed_forward(m, params, b.xa, b.patches, x_t, N);
+    cond_forward(m, params, b.t_freq, b.t_h, b.t_hs, b.c, b.silu_c, t, y, N);
+    float *x = b.xa, *other = b.xb;
+    for (int i = 0; i < m->cfg.depth; i++) {
+        b.blk.x_in = x;
+        b.blk.x_out = other;
+        sit_block_forward(m, params, i, &b.blk, b.silu_c, N, b.attn_ws);
+        other = x;
+        x = b.blk.x_out;
+    }
+    final_forward(m, params, b.c2, b.lnf_mean, b.lnf_rstd, b.modf, b.out_tokens, x, b.silu_c, N);
+    unpatchify_forward(v, b.out_tokens, N, m->C, m->H, m->H, m->p);
+    arena_reset(ar, mark);
+}

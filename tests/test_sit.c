@@ -1,0 +1,858 @@
+/* SiT: parameter table and counts for the presets, config detection and
+ * load/save round trips, finite-difference checks of the whole model
+ * (input latent in the REPA-E alignment pass and in the train-mode SiT pass,
+ * every parameter tensor), the frozen fast path and accumulation, and
+ * PyTorch parity against tests/fixtures/models/sit_tiny*.safetensors
+ * (dev/ref/models_ref.py). */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "core/error.h"
+#include "models/sit.h"
+#include "test.h"
+
+/* ------------------------------------------------------------ helpers */
+
+/* max |got - want| <= rel · max|want| + floor: the fixtures' tolerance rule
+ * (dev/ref/README.md: errors relative to the tensor's largest entry). */
+static int check_rel_max(const char *what, const float *got, const float *want, size_t n, double rel, double floor_)
+{
+    double wmax = 0;
+    for (size_t i = 0; i < n; i++)
+        wmax = fmax(wmax, fabs(want[i]));
+    return check_close(what, got, want, n, rel * wmax + floor_, 0.0);
+}
+
+static int fixture_check_rel(const safetensors *st, const char *name, const float *got, size_t n, double rel,
+                             double floor_)
+{
+    size_t m;
+    float *want = fixture_f32(st, name, &m);
+    int ok = 0;
+    if (m != n)
+        CHECK(0, "%s: fixture has %zu elements, computed %zu", name, m, n);
+    else {
+        char what[256];
+        snprintf(what, sizeof what, "%s vs torch", name);
+        ok = check_rel_max(what, got, want, n, rel, floor_);
+    }
+    free(want);
+    return ok;
+}
+
+static int *fixture_ints(const safetensors *st, const char *name, size_t *n)
+{
+    const st_tensor *t = safetensors_require(st, name);
+    int64_t *v = xmalloc((size_t)t->numel * sizeof(int64_t));
+    safetensors_read_i64(st, t, v);
+    int *r = xmalloc((size_t)t->numel * sizeof(int));
+    for (int64_t i = 0; i < t->numel; i++)
+        r[i] = (int)v[i];
+    free(v);
+    if (n)
+        *n = (size_t)t->numel;
+    return r;
+}
+
+/* Walks the table: every trainable tensor's gradient against "<prefix><key>". */
+static void check_grads_by_name(const safetensors *st, const sit *m, const float *grads, const char *prefix,
+                                double rel, double floor_)
+{
+    char key[PARAM_NAME_MAX + 32];
+    for (int i = 0; i < m->table.n; i++) {
+        const param_entry *e = &m->table.entries[i];
+        if (e->kind != PARAM_TRAINABLE)
+            continue;
+        snprintf(key, sizeof key, "%s%s", prefix, e->name);
+        if (!safetensors_find(st, key)) {
+            CHECK(0, "fixture has no '%s'", key);
+            continue;
+        }
+        fixture_check_rel(st, key, grads + e->offset, e->numel, rel, floor_);
+    }
+}
+
+/* A small model for finite differences: two encoders of different widths,
+ * encoder_depth inside the stack, non-square everything. */
+static sit_config tiny_config(bool qk_norm)
+{
+    sit_config c = sit_config_default();
+    c.depth = 3, c.hidden = 32, c.heads = 2, c.patch = 2;
+    c.in_channels = 3, c.input_size = 8;
+    c.num_classes = 10, c.encoder_depth = 2, c.projector_dim = 40;
+    c.n_encoders = 2, c.z_dims[0] = 24, c.z_dims[1] = 12;
+    c.qk_norm = qk_norm;
+    return c;
+}
+
+/* Every trainable tensor random (the adaLN-Zero and zero final layer would
+ * otherwise hide whole paths), scaled so activations stay O(1). */
+static void randomize_params(const sit *m, float *params, uint64_t seed)
+{
+    sit_init_params(m, params, seed);
+    for (int i = 0; i < m->table.n; i++) {
+        const param_entry *e = &m->table.entries[i];
+        float *p = params + e->offset;
+        if (e->kind != PARAM_TRAINABLE)
+            continue;
+        double fan_in = e->ndim >= 2 ? (double)e->numel / (double)e->shape[0] : 1.0;
+        float std = e->ndim >= 2 ? (float)(1.0 / sqrt(fan_in)) : 0.2f;
+        if (strstr(e->name, "adaLN"))
+            std *= 0.8f;
+        fill_normal(p, e->numel, std, seed + 17 * (uint64_t)i + 1);
+        if (strstr(e->name, "norm.weight"))
+            for (size_t k = 0; k < e->numel; k++)
+                p[k] += 1.0f;
+    }
+    float bias[8], scale[8];
+    for (int c = 0; c < m->C; c++)
+        bias[c] = 0.3f * (float)c - 0.2f, scale[c] = 0.7f + 0.25f * (float)c;
+    sit_set_latent_stats(m, params, bias, scale);
+}
+
+typedef struct fd_ctx {
+    const sit *m;
+    float *params;
+    arena *ar;
+    sit_train_opts opts;
+    sit_train_inputs in;
+    int N;
+    float wd, wp;
+} fd_ctx;
+
+static double loss_of(const sit_acts *a, int N, bool align_only, float wd, float wp)
+{
+    double L = (double)wp * a->proj_loss;
+    if (!align_only) {
+        double s = 0;
+        for (int n = 0; n < N; n++)
+            s += a->denoising_loss[n];
+        L += wd * s / N;
+    }
+    return L;
+}
+
+static double fd_loss(void *p)
+{
+    fd_ctx *c = p;
+    size_t mark = arena_mark(c->ar);
+    sit_acts a;
+    sit_train_forward(&a, c->m, c->params, c->ar, &c->opts, &c->in, c->N);
+    double L = loss_of(&a, c->N, c->opts.align_only, c->wd, c->wp);
+    arena_reset(c->ar, mark);
+    return L;
+}
+
+/* Inputs of a fixed training problem for the tiny model. */
+typedef struct problem {
+    int N;
+    float *z, *t, *eps, *zs[SIT_MAX_ENCODERS];
+    int y[8], drop[8];
+} problem;
+
+static problem make_problem(const sit *m, int N, uint64_t seed)
+{
+    problem p = {0};
+    p.N = N;
+    size_t CHW = (size_t)m->C * m->H * m->H;
+    p.z = alloc_normal(N * CHW, 1.2f, seed);
+    for (size_t i = 0; i < N * CHW; i++)
+        p.z[i] += 0.4f;
+    p.t = alloc_uniform(N, 0.05f, 0.95f, seed + 1);
+    p.eps = alloc_normal(N * CHW, 1.0f, seed + 2);
+    for (int e = 0; e < m->cfg.n_encoders; e++)
+        p.zs[e] = alloc_normal((size_t)N * m->T * m->cfg.z_dims[e], 1.0f, seed + 3 + e);
+    for (int n = 0; n < N; n++)
+        p.y[n] = (3 * n + 1) % m->cfg.num_classes, p.drop[n] = n == 1;
+    return p;
+}
+
+static void free_problem(problem *p)
+{
+    free(p->z), free(p->t), free(p->eps);
+    for (int e = 0; e < SIT_MAX_ENCODERS; e++)
+        free(p->zs[e]);
+}
+
+static sit_train_inputs inputs_of(const problem *p, const sit *m)
+{
+    sit_train_inputs in = {0};
+    in.z = p->z, in.y = p->y, in.time_input = p->t, in.noise = p->eps, in.force_drop = p->drop;
+    for (int e = 0; e < m->cfg.n_encoders; e++)
+        in.zs[e] = p->zs[e];
+    return in;
+}
+
+/* ------------------------------------------------------------ table and counts */
+
+static void test_preset_counts_and_keys(void)
+{
+    sit_config c = sit_config_default();
+    CHECK(sit_config_preset(&c, "SiT-XL/2") == 0, "SiT-XL/2 preset missing");
+    sit m;
+    sit_build(&m, &c); /* the table only: no weights allocated */
+    /* spec §4.1: 675,111,184 (incl. the 256x1152 frozen pos_embed) + projector 8,131,328 */
+    CHECK(sit_param_count(&m, false) == 675111184u, "SiT-XL/2 has %zu parameters, spec says 675,111,184",
+          sit_param_count(&m, false));
+    CHECK(sit_projector_param_count(&m) == 8131328u, "projector has %zu parameters, spec says 8,131,328",
+          sit_projector_param_count(&m));
+    CHECK(param_count(&m.table, PARAM_FROZEN) == 256u * 1152u, "frozen = pos_embed only, got %zu",
+          param_count(&m.table, PARAM_FROZEN));
+    CHECK(param_count(&m.table, PARAM_BUFFER) == 9, "BN buffers: 4 + 4 + 1, got %zu",
+          param_count(&m.table, PARAM_BUFFER));
+    /* key list: state-dict order and count */
+    const char *first[] = {"pos_embed", "x_embedder.proj.weight", "x_embedder.proj.bias", "t_embedder.mlp.0.weight",
+                           "t_embedder.mlp.0.bias", "t_embedder.mlp.2.weight", "t_embedder.mlp.2.bias",
+                           "y_embedder.embedding_table.weight", "blocks.0.attn.qkv.weight",
+                           "blocks.0.attn.qkv.bias", "blocks.0.attn.proj.weight", "blocks.0.attn.proj.bias",
+                           "blocks.0.mlp.fc1.weight", "blocks.0.mlp.fc1.bias", "blocks.0.mlp.fc2.weight",
+                           "blocks.0.mlp.fc2.bias", "blocks.0.adaLN_modulation.1.weight",
+                           "blocks.0.adaLN_modulation.1.bias"};
+    for (size_t i = 0; i < sizeof first / sizeof first[0]; i++)
+        CHECK(strcmp(m.table.entries[i].name, first[i]) == 0, "key %zu is '%s', expected '%s'", i,
+              m.table.entries[i].name, first[i]);
+    const char *last[] = {"projectors.0.0.weight", "projectors.0.0.bias", "projectors.0.2.weight",
+                          "projectors.0.2.bias", "projectors.0.4.weight", "projectors.0.4.bias",
+                          "final_layer.linear.weight", "final_layer.linear.bias",
+                          "final_layer.adaLN_modulation.1.weight", "final_layer.adaLN_modulation.1.bias",
+                          "bn.running_mean", "bn.running_var", "bn.num_batches_tracked"};
+    int nl = (int)(sizeof last / sizeof last[0]);
+    CHECK(m.table.n == 8 + 28 * 10 + 6 + 4 + 3, "SiT-XL/2 has %d keys, expected %d", m.table.n, 8 + 280 + 13);
+    for (int i = 0; i < nl; i++)
+        CHECK(strcmp(m.table.entries[m.table.n - nl + i].name, last[i]) == 0, "key '%s', expected '%s'",
+              m.table.entries[m.table.n - nl + i].name, last[i]);
+    const param_entry *e = param_find(&m.table, "blocks.27.attn.qkv.weight");
+    CHECK(e && e->shape[0] == 3456 && e->shape[1] == 1152, "blocks.27.attn.qkv.weight shape");
+    e = param_find(&m.table, "y_embedder.embedding_table.weight");
+    CHECK(e && e->shape[0] == 1001, "label table has the null class row");
+    e = param_find(&m.table, "bn.num_batches_tracked");
+    CHECK(e && e->ndim == 0 && e->numel == 1 && e->kind == PARAM_BUFFER, "num_batches_tracked is a 0-dim buffer");
+    CHECK(param_find(&m.table, "pos_embed")->kind == PARAM_FROZEN, "pos_embed is frozen");
+    sit_free(&m);
+
+    /* SiT-XL/1 on the f16d32 latent: 675,148,064 */
+    c = sit_config_default();
+    sit_config_preset(&c, "SiT-XL/1");
+    c.in_channels = 32, c.input_size = 16;
+    sit_build(&m, &c);
+    CHECK(sit_param_count(&m, false) == 675148064u, "SiT-XL/1 C=32 has %zu parameters, spec says 675,148,064",
+          sit_param_count(&m, false));
+    CHECK(sit_param_count(&m, true) == 675148064u + 8131328u, "with projector");
+    sit_free(&m);
+
+    /* presets and heads */
+    const struct {
+        const char *name;
+        int depth, hidden, heads, patch;
+    } pr[] = {{"SiT-S/2", 12, 384, 6, 2}, {"SiT-B/4", 12, 768, 12, 4}, {"SiT-L/8", 24, 1024, 16, 8},
+              {"SiT-XL/1", 28, 1152, 16, 1}};
+    for (size_t i = 0; i < sizeof pr / sizeof pr[0]; i++) {
+        c = sit_config_default();
+        CHECK(sit_config_preset(&c, pr[i].name) == 0, "%s", pr[i].name);
+        CHECK(c.depth == pr[i].depth && c.hidden == pr[i].hidden && c.heads == pr[i].heads &&
+                  c.patch == pr[i].patch,
+              "%s: depth %d hidden %d heads %d patch %d", pr[i].name, c.depth, c.hidden, c.heads, c.patch);
+        CHECK(sit_heads_for_hidden(pr[i].hidden) == pr[i].heads, "heads for %d", pr[i].hidden);
+    }
+    CHECK(sit_config_preset(&c, "SiT-XL/3") == -1 && sit_config_preset(&c, "SiT-M/2") == -1 &&
+              sit_config_preset(&c, "SiT-B/2x") == -1,
+          "bad preset names must be refused");
+
+    /* SiT-B/2 count (spec: 12 blocks of 12·768² + 13·768 weights ...): check the parts add up */
+    c = sit_config_default();
+    sit_config_preset(&c, "SiT-B/2");
+    sit_build(&m, &c);
+    size_t D = 768, blk = 3 * D * D + 3 * D + D * D + D + 4 * D * D + 4 * D + 4 * D * D + D + 6 * D * D + 6 * D;
+    size_t want = 256 * D + (D * 16 + D) + (D * 256 + D + D * D + D) + 1001 * D + 12 * blk + (16 * D + 16) +
+                  (2 * D * D + 2 * D);
+    CHECK(sit_param_count(&m, false) == want, "SiT-B/2: %zu parameters, expected %zu", sit_param_count(&m, false),
+          want);
+    sit_free(&m);
+}
+
+static void test_init_rules(void)
+{
+    sit_config c = tiny_config(false);
+    sit m;
+    sit_build(&m, &c);
+    float *w = param_alloc(&m.table);
+    sit_init_params(&m, w, 7);
+    /* adaLN-Zero and the final layer start at exactly zero */
+    const char *zeros[] = {"blocks.1.adaLN_modulation.1.weight", "blocks.2.adaLN_modulation.1.bias",
+                           "final_layer.linear.weight", "final_layer.linear.bias",
+                           "final_layer.adaLN_modulation.1.weight", "bn.running_mean", "bn.num_batches_tracked",
+                           "blocks.0.attn.qkv.bias", "x_embedder.proj.bias"};
+    for (size_t i = 0; i < sizeof zeros / sizeof zeros[0]; i++) {
+        const param_entry *e = param_find(&m.table, zeros[i]);
+        int allz = 1;
+        for (size_t k = 0; k < e->numel; k++)
+            allz &= w[e->offset + k] == 0.0f;
+        CHECK(allz, "%s should start at zero", zeros[i]);
+    }
+    const param_entry *e = param_find(&m.table, "bn.running_var");
+    CHECK(w[e->offset] == 1.0f && w[e->offset + 2] == 1.0f, "running_var starts at 1");
+    /* Xavier bound of the patch embed on its [D, C·p·p] view: sqrt(6/(12+32)) */
+    e = param_find(&m.table, "x_embedder.proj.weight");
+    double a = sqrt(6.0 / (12 + 32)), mx = 0;
+    for (size_t k = 0; k < e->numel; k++)
+        mx = fmax(mx, fabs(w[e->offset + k]));
+    CHECK(mx <= a && mx > 0.9 * a, "patch embed max %g, Xavier bound %g", mx, a);
+    /* qkv: full-matrix Xavier sqrt(6/(32+96)) */
+    e = param_find(&m.table, "blocks.0.attn.qkv.weight");
+    a = sqrt(6.0 / (32 + 96)), mx = 0;
+    for (size_t k = 0; k < e->numel; k++)
+        mx = fmax(mx, fabs(w[e->offset + k]));
+    CHECK(mx <= a && mx > 0.9 * a, "qkv max %g, Xavier bound %g", mx, a);
+    /* label table and t_embedder: N(0, 0.02²) */
+    e = param_find(&m.table, "y_embedder.embedding_table.weight");
+    CHECK(e->shape[0] == 11, "10 classes + null");
+    double ss = 0;
+    for (size_t k = 0; k < e->numel; k++)
+        ss += (double)w[e->offset + k] * w[e->offset + k];
+    double sd = sqrt(ss / e->numel);
+    CHECK(sd > 0.016 && sd < 0.024, "label table std %g, want 0.02", sd);
+    /* pos_embed: token (row 1, col 2), first entry sin(2·ω0) = sin 2, entry Q: cos 2, entry 2Q: sin 1 */
+    e = param_find(&m.table, "pos_embed");
+    const float *pe = w + e->offset + (size_t)(1 * 4 + 2) * 32;
+    CHECK(fabsf(pe[0] - sinf(2.0f)) < 1e-6f && fabsf(pe[8] - cosf(2.0f)) < 1e-6f && fabsf(pe[16] - sinf(1.0f)) < 1e-6f,
+          "pos_embed halves: column first (%g %g %g)", pe[0], pe[8], pe[16]);
+    /* With the true init the output is exactly zero (adaLN-Zero + zero final layer). */
+    int N = 2;
+    size_t CHW = (size_t)m.C * m.H * m.H;
+    float *x = alloc_normal(N * CHW, 1.0f, 3), *v = alloc_normal(N * CHW, 1.0f, 4), t[2] = {0.3f, 0.9f};
+    int y[2] = {1, 10};
+    arena ar = arena_create(sit_velocity_plan_bytes(&m, N));
+    sit_velocity(&m, w, &ar, v, x, t, y, N);
+    double vmax = 0;
+    for (size_t i = 0; i < N * CHW; i++)
+        vmax = fmax(vmax, fabs(v[i]));
+    CHECK(vmax == 0.0, "output under the spec init should be exactly 0, max %g", vmax);
+    /* latent stats round trip */
+    float bias[3] = {0.1f, -0.2f, 0.3f}, scale[3] = {0.5f, 2.0f, 1.25f}, b2[3], s2[3];
+    sit_set_latent_stats(&m, w, bias, scale);
+    sit_get_latent_stats(&m, w, b2, s2);
+    for (int k = 0; k < 3; k++)
+        CHECK(b2[k] == bias[k] && fabsf(s2[k] - scale[k]) < 1e-6f * scale[k], "latent stats round trip [%d]", k);
+    arena_free(&ar);
+    free(x), free(v), free(w);
+    sit_free(&m);
+}
+
+static void test_save_load_and_detect(void)
+{
+    for (int qk = 0; qk < 2; qk++) {
+        sit_config c = tiny_config(qk);
+        sit m;
+        sit_build(&m, &c);
+        float *w = param_alloc(&m.table);
+        randomize_params(&m, w, 11);
+        w[m.bn_count] = 5;
+        char path[] = "/tmp/repae_test_sit_XXXXXX";
+        int fd = mkstemp(path);
+        CHECK(fd >= 0, "mkstemp");
+        close(fd);
+        /* a checkpoint holding two copies under prefixes */
+        float *w2 = param_alloc(&m.table);
+        randomize_params(&m, w2, 12);
+        st_writer *wr = st_writer_new();
+        sit_save(&m, w, wr, "model.");
+        sit_save(&m, w2, wr, "ema.");
+        st_writer_save(wr, path);
+        st_writer_free(wr);
+        safetensors *st = safetensors_open(path);
+        sit_config d = sit_config_default();
+        d.encoder_depth = 2; /* not in the shapes */
+        sit_config_from_weights(&d, st, "ema.", 2); /* hidden 32 matches no preset: heads given */
+        CHECK(d.depth == 3 && d.hidden == 32 && d.heads == 2 && d.patch == 2 && d.in_channels == 3 &&
+                  d.input_size == 8 && d.num_classes == 10 && d.n_encoders == 2 && d.z_dims[0] == 24 &&
+                  d.z_dims[1] == 12 && d.projector_dim == 40 && d.qk_norm == (bool)qk && d.mlp_ratio == 4.0f,
+              "detected config differs (qk %d): depth %d hidden %d patch %d C %d input %d classes %d E %d", qk,
+              d.depth, d.hidden, d.patch, d.in_channels, d.input_size, d.num_classes, d.n_encoders);
+        sit m2;
+        sit_build(&m2, &d);
+        CHECK(m2.table.total == m.table.total, "same table size");
+        float *r = param_alloc(&m2.table), *r2 = param_alloc(&m2.table);
+        sit_load(&m2, r, st, "model.", PARAM_IGNORE_EXTRA);
+        sit_load(&m2, r2, st, "ema.", PARAM_IGNORE_EXTRA);
+        CHECK(memcmp(r, w, m.table.total * sizeof(float)) == 0, "model. copy round trip is exact");
+        CHECK(memcmp(r2, w2, m.table.total * sizeof(float)) == 0, "ema. copy round trip is exact");
+        CHECK(r[m.bn_count] == 5.0f, "num_batches_tracked round trip");
+        safetensors_close(st);
+        unlink(path);
+        free(r), free(r2), free(w), free(w2);
+        sit_free(&m2);
+        sit_free(&m);
+    }
+}
+
+/* ------------------------------------------------------------ finite differences */
+
+/* The REPA-E VAE-alignment pass: SiT frozen, eval BN, align-only; the
+ * gradient of 1.5·proj_loss into the latent. */
+static void test_fd_alignment_pass_dz(void)
+{
+    sit_config c = tiny_config(false);
+    sit m;
+    sit_build(&m, &c);
+    float *w = param_alloc(&m.table);
+    randomize_params(&m, w, 21);
+    int N = 3;
+    problem p = make_problem(&m, N, 100);
+    sit_train_opts o = {.train = false, .align_only = true, .path = SIT_PATH_COSINE};
+    arena ar = arena_create(2 * sit_train_plan_bytes(&m, N, &o));
+    size_t CHW = (size_t)m.C * m.H * m.H;
+    float *dz = alloc_zeros(N * CHW);
+    float *w_before = xmalloc(m.table.total * sizeof(float));
+    memcpy(w_before, w, m.table.total * sizeof(float));
+    sit_acts a;
+    sit_train_inputs in = inputs_of(&p, &m);
+    in.force_drop = NULL; /* eval: no dropout, nothing drawn */
+    sit_train_forward(&a, &m, w, &ar, &o, &in, N);
+    CHECK(a.model_output == NULL && a.denoising_loss == NULL && a.n_blocks == 2, "align-only runs 2 blocks only");
+    for (int n = 0; n < N; n++)
+        CHECK(a.labels[n] == p.y[n], "no label dropout in eval mode");
+    sit_train_backward(&m, w, &a, &ar, 1.0f, 1.5f, NULL, dz);
+    CHECK(memcmp(w_before, w, m.table.total * sizeof(float)) == 0, "eval forward/backward must not touch params");
+    fd_ctx ctx = {&m, w, &ar, o, in, N, 0.0f, 1.5f};
+    /* float32 loss with ~1e-7 relative rounding over a step of 1e-2 plus O(h²)
+     * curvature: 2e-3 of |grad| (a wrong factor or a missing path is O(1)). */
+    fd_check_direction("align-only eval-BN d/dz", fd_loss, &ctx, p.z, dz, N * CHW, 1e-2, 2e-3, 1);
+    fd_check_direction("align-only eval-BN d/dz (2)", fd_loss, &ctx, p.z, dz, N * CHW, 1e-2, 2e-3, 2);
+    /* the eval-BN gradient is per-channel: entries must not depend on running stats updates */
+    arena_free(&ar);
+    free(dz), free(w), free(w_before);
+    free_problem(&p);
+    sit_free(&m);
+}
+
+/* The SiT pass in train mode (batch statistics), full depth: input gradient
+ * (through the batch-statistics BN backward and both the x_t and the v*
+ * paths) and every parameter tensor. */
+static void fd_full_model(bool qk_norm, sit_path path)
+{
+    sit_config c = tiny_config(qk_norm);
+    sit m;
+    sit_build(&m, &c);
+    float *w = param_alloc(&m.table), *g = param_alloc(&m.table);
+    randomize_params(&m, w, 31 + qk_norm);
+    int N = 3;
+    problem p = make_problem(&m, N, 200);
+    sit_train_opts o = {.train = true, .align_only = false, .path = path};
+    arena ar = arena_create(2 * sit_train_plan_bytes(&m, N, &o));
+    size_t CHW = (size_t)m.C * m.H * m.H;
+    float *dz = alloc_zeros(N * CHW);
+    sit_acts a;
+    sit_train_inputs in = inputs_of(&p, &m);
+    sit_train_forward(&a, &m, w, &ar, &o, &in, N);
+    CHECK(a.labels[1] == c.num_classes && a.labels[0] == p.y[0], "forced label dropout");
+    sit_train_backward(&m, w, &a, &ar, 1.0f, 0.5f, g, dz);
+    fd_ctx ctx = {&m, w, &ar, o, in, N, 1.0f, 0.5f};
+    char what[200];
+    snprintf(what, sizeof what, "train-BN full d/dz (qk %d, path %d)", qk_norm, path);
+    fd_check_direction(what, fd_loss, &ctx, p.z, dz, N * CHW, 1e-2, 2e-3, 3);
+    /* a few elements of every trainable tensor: central differences with
+     * h = 1e-2 on O(1) parameters; |err| <= 1e-4 + 1e-2·max|grad of that tensor|
+     * (float32 loss rounding ~1e-7·|L|/h ≈ 1e-5, curvature O(h²)). */
+    for (int i = 0; i < m.table.n; i++) {
+        const param_entry *e = &m.table.entries[i];
+        if (e->kind != PARAM_TRAINABLE)
+            continue;
+        snprintf(what, sizeof what, "d/d %s (qk %d)", e->name, qk_norm);
+        fd_check(what, fd_loss, &ctx, w + e->offset, g + e->offset, e->numel, 1e-2, 1e-4, 1e-2, 4);
+    }
+    /* and the whole trainable vector along one random direction per tensor group */
+    for (int i = 0; i < m.table.n; i++) {
+        const param_entry *e = &m.table.entries[i];
+        if (e->kind != PARAM_TRAINABLE || e->numel < 64)
+            continue;
+        snprintf(what, sizeof what, "dir d/d %s (qk %d)", e->name, qk_norm);
+        fd_check_direction(what, fd_loss, &ctx, w + e->offset, g + e->offset, e->numel, 1e-2, 3e-3, 40 + i);
+    }
+    arena_free(&ar);
+    free(dz), free(w), free(g);
+    free_problem(&p);
+    sit_free(&m);
+}
+
+static void test_fd_train_pass(void) { fd_full_model(false, SIT_PATH_LINEAR); }
+static void test_fd_train_pass_qknorm_cosine(void) { fd_full_model(true, SIT_PATH_COSINE); }
+
+/* Eval-mode full depth (the LDM-only trainer's setting): input gradient with
+ * the per-channel eval BN and both paths into z. */
+static void test_fd_eval_full_dz(void)
+{
+    sit_config c = tiny_config(false);
+    sit m;
+    sit_build(&m, &c);
+    float *w = param_alloc(&m.table);
+    randomize_params(&m, w, 41);
+    int N = 2;
+    problem p = make_problem(&m, N, 300);
+    sit_train_opts o = {.train = false, .align_only = false, .path = SIT_PATH_LINEAR};
+    arena ar = arena_create(2 * sit_train_plan_bytes(&m, N, &o));
+    size_t CHW = (size_t)m.C * m.H * m.H;
+    float *dz = alloc_zeros(N * CHW);
+    sit_acts a;
+    sit_train_inputs in = inputs_of(&p, &m);
+    sit_train_forward(&a, &m, w, &ar, &o, &in, N);
+    sit_train_backward(&m, w, &a, &ar, 1.0f, 0.5f, NULL, dz);
+    fd_ctx ctx = {&m, w, &ar, o, in, N, 1.0f, 0.5f};
+    fd_check_direction("eval-BN full d/dz", fd_loss, &ctx, p.z, dz, N * CHW, 1e-2, 2e-3, 4);
+    arena_free(&ar);
+    free(dz), free(w);
+    free_problem(&p);
+    sit_free(&m);
+}
+
+/* ------------------------------------------------------------ conventions */
+
+/* The frozen pass computes no parameter gradient, gives the same dz as a
+ * pass that also computes them, and both dz and dparams accumulate (+=).
+ * Frozen and buffer entries of dparams are never written. */
+static void test_frozen_and_accumulate(void)
+{
+    sit_config c = tiny_config(false);
+    sit m;
+    sit_build(&m, &c);
+    float *w = param_alloc(&m.table);
+    randomize_params(&m, w, 51);
+    int N = 3;
+    problem p = make_problem(&m, N, 400);
+    size_t CHW = (size_t)m.C * m.H * m.H, P = m.table.total;
+    for (int mode = 0; mode < 2; mode++) {
+        sit_train_opts o = mode == 0 ? (sit_train_opts){.train = false, .align_only = true}
+                                     : (sit_train_opts){.train = true, .align_only = false};
+        arena ar = arena_create(sit_train_plan_bytes(&m, N, &o));
+        sit_train_inputs in = inputs_of(&p, &m);
+        float *dz1 = alloc_zeros(N * CHW), *dz2 = alloc_zeros(N * CHW), *dzacc = alloc_zeros(N * CHW);
+        float *g = param_alloc(&m.table), *gacc = param_alloc(&m.table);
+        for (int i = 0; i < m.table.n; i++) {
+            const param_entry *e = &m.table.entries[i];
+            for (size_t k = 0; k < e->numel; k++)
+                g[e->offset + k] = e->kind == PARAM_TRAINABLE ? 0.0f : 1234.5f;
+        }
+        for (size_t i = 0; i < N * CHW; i++)
+            dzacc[i] = 0.25f;
+        for (size_t i = 0; i < P; i++)
+            gacc[i] = 0.5f;
+        sit_acts a;
+        float *w0 = xmalloc(P * sizeof(float));
+        memcpy(w0, w, P * sizeof(float));
+        sit_train_forward(&a, &m, w, &ar, &o, &in, N);
+        size_t used = ar.used;
+        sit_train_backward(&m, w, &a, &ar, 1.0f, 1.5f, NULL, dz1); /* frozen fast path */
+        CHECK(ar.used == used, "backward releases its scratch");
+        sit_train_backward(&m, w, &a, &ar, 1.0f, 1.5f, g, dz2);
+        sit_train_backward(&m, w, &a, &ar, 1.0f, 1.5f, gacc, dzacc);
+        sit_train_backward(&m, w, &a, &ar, 1.0f, 1.5f, gacc, dzacc);
+        CHECK(ar.high_water <= ar.capacity, "plan covers the step");
+        CHECK(memcmp(dz1, dz2, N * CHW * sizeof(float)) == 0, "dz must not depend on whether dparams is computed");
+        int untouched = 1;
+        for (int i = 0; i < m.table.n; i++) {
+            const param_entry *e = &m.table.entries[i];
+            if (e->kind != PARAM_TRAINABLE)
+                for (size_t k = 0; k < e->numel; k++)
+                    untouched &= g[e->offset + k] == 1234.5f;
+        }
+        CHECK(untouched, "frozen/buffer entries of dparams must not be written (pos_embed, bn.*)");
+        for (size_t i = 0; i < N * CHW; i++)
+            dzacc[i] = (dzacc[i] - 0.25f) * 0.5f;
+        check_close("dz accumulates (+=)", dzacc, dz1, N * CHW, 1e-7, 1e-5);
+        float *gd = xmalloc(P * sizeof(float));
+        for (int i = 0; i < m.table.n; i++) {
+            const param_entry *e = &m.table.entries[i];
+            if (e->kind != PARAM_TRAINABLE)
+                continue;
+            for (size_t k = 0; k < e->numel; k++)
+                gd[e->offset + k] = (gacc[e->offset + k] - 0.5f) * 0.5f;
+            check_close(e->name, gd + e->offset, g + e->offset, e->numel, 1e-6, 1e-4);
+        }
+        if (mode == 0) {
+            /* align-only: blocks after encoder_depth and the final layer get exactly zero */
+            const char *unused[] = {"blocks.2.mlp.fc1.weight", "final_layer.linear.weight", "blocks.2.attn.qkv.bias"};
+            for (int u = 0; u < 3; u++) {
+                const param_entry *e = param_find(&m.table, unused[u]);
+                int z = 1;
+                for (size_t k = 0; k < e->numel; k++)
+                    z &= g[e->offset + k] == 0.0f;
+                CHECK(z, "%s must get no gradient in align-only mode", unused[u]);
+            }
+            CHECK(memcmp(w0, w, P * sizeof(float)) == 0, "eval mode must not change BN running stats");
+        } else {
+            CHECK(w[m.bn_count] == w0[m.bn_count] + 1.0f, "train mode counts the batch");
+            CHECK(w[m.bn_mean] != w0[m.bn_mean], "train mode updates the running mean");
+        }
+        free(gd), free(w0);
+        free(dz1), free(dz2), free(dzacc), free(g), free(gacc);
+        arena_free(&ar);
+    }
+    free(w);
+    free_problem(&p);
+    sit_free(&m);
+}
+
+/* Draws: t, ε and label dropout from the rng when not supplied; the same
+ * draws reproduce; returned t/ε reused with train BN give the SiT pass. */
+static void test_draws_and_velocity(void)
+{
+    sit_config c = tiny_config(false);
+    c.class_dropout_prob = 0.5f;
+    sit m;
+    sit_build(&m, &c);
+    float *w = param_alloc(&m.table);
+    randomize_params(&m, w, 61);
+    int N = 8;
+    problem p = make_problem(&m, N, 500);
+    size_t CHW = (size_t)m.C * m.H * m.H;
+    sit_train_opts o = {.train = true};
+    /* three forwards kept side by side, then the velocity */
+    arena ar = arena_create(3 * sit_train_plan_bytes(&m, N, &o) + sit_velocity_plan_bytes(&m, N));
+    sit_train_inputs in = inputs_of(&p, &m);
+    in.time_input = NULL, in.noise = NULL, in.force_drop = NULL;
+    rng r1 = rng_new(9, 1), r2 = rng_new(9, 1);
+    in.rng = &r1;
+    sit_acts a, b;
+    sit_train_forward(&a, &m, w, &ar, &o, &in, N);
+    in.rng = &r2;
+    sit_train_forward(&b, &m, w, &ar, &o, &in, N);
+    CHECK(memcmp(a.time_input, b.time_input, N * sizeof(float)) == 0 &&
+              memcmp(a.noise, b.noise, N * CHW * sizeof(float)) == 0 &&
+              memcmp(a.labels, b.labels, N * sizeof(int)) == 0,
+          "same rng state, same draws");
+    int dropped = 0, tin = 1;
+    for (int n = 0; n < N; n++) {
+        dropped += a.labels[n] == c.num_classes;
+        tin &= a.time_input[n] >= 0 && a.time_input[n] < 1;
+    }
+    CHECK(tin, "uniform t in [0,1)");
+    CHECK(dropped > 0 && dropped < N, "p = 0.5 dropout over 8 samples dropped %d", dropped);
+    /* Eval mode: sit_velocity on x_t = α·BN_eval(z) + σ·ε equals the training forward's output */
+    sit_train_opts oe = {.train = false};
+    in.time_input = a.time_input, in.noise = a.noise, in.rng = NULL;
+    sit_acts e;
+    sit_train_forward(&e, &m, w, &ar, &oe, &in, N);
+    float *xt = xmalloc(N * CHW * sizeof(float)), *v = xmalloc(N * CHW * sizeof(float));
+    for (int n = 0; n < N; n++)
+        for (int ch = 0; ch < m.C; ch++) {
+            float rs = (float)(1.0 / sqrt((double)w[m.bn_var + ch] + c.bn_eps)), mu = w[m.bn_mean + ch];
+            for (int k = 0; k < m.H * m.H; k++) {
+                size_t i = n * CHW + (size_t)ch * m.H * m.H + k;
+                xt[i] = (1.0f - a.time_input[n]) * ((p.z[i] - mu) * rs) + a.time_input[n] * a.noise[i];
+            }
+        }
+    sit_velocity(&m, w, &ar, v, xt, e.time_input, e.labels, N);
+    check_close("sit_velocity == training forward output (eval)", v, e.model_output, N * CHW, 1e-5, 1e-4);
+    free(xt), free(v);
+    arena_free(&ar);
+    free(w);
+    free_problem(&p);
+    sit_free(&m);
+}
+
+/* ------------------------------------------------------------ PyTorch parity */
+
+/* The shapes give everything but the heads and encoder_depth: those two come
+ * from the fixture's config JSON (the constructor arguments). */
+static int meta_int(const safetensors *st, const char *key)
+{
+    const char *js = safetensors_meta(st, "config");
+    cJSON *root = js ? cJSON_Parse(js) : NULL;
+    const cJSON *v = root ? cJSON_GetObjectItemCaseSensitive(root, key) : NULL;
+    int r = cJSON_IsNumber(v) ? v->valueint : -1;
+    cJSON_Delete(root);
+    CHECK(r >= 0, "fixture config has no '%s'", key);
+    return r;
+}
+
+static void load_fixture_model(sit *m, float **w, const safetensors *st)
+{
+    sit_config c = sit_config_default();
+    c.encoder_depth = meta_int(st, "encoder_depth");
+    sit_config_from_weights(&c, st, "", meta_int(st, "num_heads"));
+    sit_build(m, &c);
+    *w = param_alloc(&m->table);
+    sit_load(m, *w, st, "", PARAM_IGNORE_EXTRA);
+}
+
+/* Tolerances.  The fixtures hold float64 results of the float32 inputs, and
+ * the float32 torch run differs from them by ≤ 7.1e-7 of each tensor's max
+ * (metadata fp32_vs_fp64).  Our float32 forward has the same rounding depth
+ * (3 blocks, sums over ≤ 256 terms), so forwards are held to 1e-5 of the
+ * tensor max and gradients, one backward deeper and through the train-mode
+ * BN, to 1e-4 (docs/testing.md); the measured errors are printed with
+ * TEST_VERBOSE=1 and are 1-2 orders below that. */
+#define FWD_REL 1e-5
+#define GRAD_REL 1e-4
+/* Mathematically zero gradients (qk-norm k_norm.bias) are stored as exact
+ * zeros; float32 leaves ~1e-7 there. */
+#define GRAD_FLOOR 2e-6
+
+static void train_case(const char *fixture)
+{
+    safetensors *st = fixture_open(fixture);
+    sit m;
+    float *w;
+    load_fixture_model(&m, &w, st);
+    CHECK(m.cfg.depth == 3 && m.cfg.hidden == 64 && m.cfg.heads == 4 && m.cfg.n_encoders == 1 &&
+              m.cfg.z_dims[0] == 32 && m.cfg.projector_dim == 64 && m.cfg.num_classes == 10,
+          "fixture config detection");
+    size_t nx;
+    float *x = fixture_f32(st, "train.x", &nx), *t = fixture_f32(st, "train.time_input", NULL);
+    float *eps = fixture_f32(st, "train.noises", NULL), *zs = fixture_f32(st, "train.zs.0", NULL);
+    int *y = fixture_ints(st, "train.y", NULL), *drop = fixture_ints(st, "train.drop_mask", NULL);
+    int N = 4;
+    sit_train_opts o = {.train = true, .path = SIT_PATH_LINEAR};
+    sit_train_inputs in = {.z = x, .y = y, .zs = {zs}, .time_input = t, .noise = eps, .force_drop = drop};
+    arena ar = arena_create(sit_train_plan_bytes(&m, N, &o));
+    sit_acts a;
+    sit_train_forward(&a, &m, w, &ar, &o, &in, N);
+    size_t CHW = (size_t)m.C * m.H * m.H;
+    fixture_check_rel(st, "train.model_output", a.model_output, N * CHW, FWD_REL, 0);
+    fixture_check_rel(st, "train.zs_tilde.0", a.zs_tilde[0], (size_t)N * m.T * 32, FWD_REL, 0);
+    fixture_check_rel(st, "train.denoising_loss", a.denoising_loss, N, FWD_REL, 0);
+    fixture_check_rel(st, "train.proj_loss", &a.proj_loss, 1, FWD_REL, 0);
+    float L = (float)loss_of(&a, N, false, 1.0f, 0.5f);
+    fixture_check_rel(st, "train.loss", &L, 1, FWD_REL, 0);
+    int *yd = fixture_ints(st, "train.y_dropped", NULL);
+    for (int n = 0; n < N; n++)
+        CHECK(a.labels[n] == yd[n], "label after dropout [%d]: %d vs %d", n, a.labels[n], yd[n]);
+    /* running stats: one float32 update of double-accumulated moments */
+    fixture_check_rel(st, "train.bn.running_mean", w + m.bn_mean, m.C, 1e-6, 1e-7);
+    fixture_check_rel(st, "train.bn.running_var", w + m.bn_var, m.C, 1e-6, 1e-7);
+    fixture_check(st, "train.bn.num_batches_tracked", w + m.bn_count, 1, 0, 0);
+    float *g = param_alloc(&m.table), *dz = alloc_zeros(nx);
+    sit_train_backward(&m, w, &a, &ar, 1.0f, 0.5f, g, dz);
+    check_grads_by_name(st, &m, g, "train.grad.", GRAD_REL, GRAD_FLOOR);
+    fixture_check_rel(st, "train.grad.x", dz, nx, GRAD_REL, 0);
+    arena_free(&ar);
+    free(x), free(t), free(eps), free(zs), free(y), free(drop), free(yd), free(g), free(dz), free(w);
+    sit_free(&m);
+    safetensors_close(st);
+}
+
+static void test_torch_train_pass(void) { train_case("models/sit_tiny"); }
+static void test_torch_train_pass_qknorm(void) { train_case("models/sit_tiny_qknorm"); }
+
+static void test_torch_alignment_pass(void)
+{
+    safetensors *st = fixture_open("models/sit_tiny");
+    sit m;
+    float *w;
+    load_fixture_model(&m, &w, st);
+    size_t nx;
+    float *x = fixture_f32(st, "align.x", &nx), *t = fixture_f32(st, "align.time_input", NULL);
+    float *eps = fixture_f32(st, "align.noises", NULL), *zs = fixture_f32(st, "align.zs.0", NULL);
+    int *y = fixture_ints(st, "align.y", NULL);
+    int N = 4;
+    sit_train_opts o = {.train = false, .align_only = true, .path = SIT_PATH_COSINE};
+    sit_train_inputs in = {.z = x, .y = y, .zs = {zs}, .time_input = t, .noise = eps};
+    arena ar = arena_create(sit_train_plan_bytes(&m, N, &o));
+    sit_acts a;
+    sit_train_forward(&a, &m, w, &ar, &o, &in, N);
+    fixture_check_rel(st, "align.zs_tilde.0", a.zs_tilde[0], (size_t)N * m.T * 32, FWD_REL, 0);
+    fixture_check_rel(st, "align.proj_loss", &a.proj_loss, 1, FWD_REL, 0);
+    float *dz = alloc_zeros(nx);
+    sit_train_backward(&m, w, &a, &ar, 0.0f, 1.0f, NULL, dz); /* fixture: coefficient 1 */
+    fixture_check_rel(st, "align.grad.x", dz, nx, GRAD_REL, 0);
+    arena_free(&ar);
+    free(x), free(t), free(eps), free(zs), free(y), free(dz), free(w);
+    sit_free(&m);
+    safetensors_close(st);
+}
+
+static void test_torch_inference(void)
+{
+    safetensors *st = fixture_open("models/sit_tiny");
+    sit m;
+    float *w;
+    load_fixture_model(&m, &w, st);
+    size_t nx;
+    float *x = fixture_f32(st, "infer.x", &nx), *t = fixture_f32(st, "infer.t", NULL);
+    float *cot = fixture_f32(st, "infer.cot.out", NULL);
+    int *y = fixture_ints(st, "infer.y", NULL);
+    int N = 3;
+    CHECK(y[2] == 10, "the fixture passes the null class explicitly");
+    arena ar = arena_create(sit_net_plan_bytes(&m, N) + sit_velocity_plan_bytes(&m, N));
+    float *v = alloc_zeros(nx);
+    sit_velocity(&m, w, &ar, v, x, t, y, N);
+    fixture_check_rel(st, "infer.out", v, nx, FWD_REL, 0);
+    sit_acts a;
+    sit_net_forward(&a, &m, w, &ar, x, t, y, N);
+    CHECK(memcmp(a.model_output, v, nx * sizeof(float)) == 0, "sit_net_forward == sit_velocity bit for bit");
+    float *g = param_alloc(&m.table), *dx = alloc_zeros(nx);
+    sit_net_backward(&m, w, &a, &ar, cot, g, dx);
+    check_grads_by_name(st, &m, g, "infer.grad.", GRAD_REL, GRAD_FLOOR);
+    fixture_check_rel(st, "infer.grad.x", dx, nx, GRAD_REL, 0);
+    arena_free(&ar);
+    free(x), free(t), free(cot), free(y), free(v), free(g), free(dx), free(w);
+    sit_free(&m);
+    safetensors_close(st);
+}
+
+/* ------------------------------------------------------------ timing (opt-in) */
+
+static double now_s(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return tv.tv_sec + tv.tv_usec * 1e-6;
+}
+
+/* SIT_BENCH=1: SiT-B/2, batch 4, 4×32×32 latent, train-mode SiT pass fwd+bwd. */
+static void bench_sit_b2(void)
+{
+    sit_config c = sit_config_default();
+    sit_config_preset(&c, "SiT-B/2");
+    sit m;
+    sit_build(&m, &c);
+    float *w = param_alloc(&m.table), *g = param_alloc(&m.table);
+    randomize_params(&m, w, 1);
+    int N = 4;
+    problem p = make_problem(&m, N, 1);
+    sit_train_opts o = {.train = true};
+    arena ar = arena_create(sit_train_plan_bytes(&m, N, &o));
+    sit_train_inputs in = inputs_of(&p, &m);
+    printf("       SiT-B/2 N=4: arena %.0f MiB, %d threads\n", sit_train_plan_bytes(&m, N, &o) / 1048576.0,
+           omp_get_max_threads());
+    for (int it = 0; it < 3; it++) {
+        sit_acts a;
+        double t0 = now_s();
+        sit_train_forward(&a, &m, w, &ar, &o, &in, N);
+        double t1 = now_s();
+        sit_train_backward(&m, w, &a, &ar, 1.0f, 0.5f, g, NULL);
+        double t2 = now_s();
+        printf("       SiT-B/2 N=4 fwd %.3f s  bwd %.3f s  total %.3f s\n", t1 - t0, t2 - t1, t2 - t0);
+        arena_reset(&ar, 0);
+    }
+    arena_free(&ar);
+    free(w), free(g);
+    free_problem(&p);
+    sit_free(&m);
+}
+
+int main(void)
+{
+    RUN(test_preset_counts_and_keys);
+    RUN(test_init_rules);
+    RUN(test_save_load_and_detect);
+    RUN(test_fd_alignment_pass_dz);
+    RUN(test_fd_train_pass);
+    RUN(test_fd_train_pass_qknorm_cosine);
+    RUN(test_fd_eval_full_dz);
+    RUN(test_frozen_and_accumulate);
+    RUN(test_draws_and_velocity);
+    RUN(test_torch_train_pass);
+    RUN(test_torch_train_pass_qknorm);
+    RUN(test_torch_alignment_pass);
+    RUN(test_torch_inference);
+    if (getenv("SIT_BENCH"))
+        RUN(bench_sit_b2);
+    return test_summary();
+}
