@@ -1,13 +1,22 @@
 #include "test.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/error.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 static int tests_passed, tests_failed;
 int test_checks_failed_in_current;
@@ -228,4 +237,125 @@ int fd_check_direction(const char *what, fd_loss_fn loss, void *ctx, float *x, c
     free(u);
     free(saved);
     return ok;
+}
+
+/* ---- death tests ---- */
+
+/* Present only under -fsanitize=address (LeakSanitizer): allocations made
+ * after __lsan_disable() are never reported as leaks. */
+extern void __lsan_disable(void) __attribute__((weak));
+/* OpenBLAS (OpenMP build) forces its own thread count on its regions. */
+extern void openblas_set_num_threads(int) __attribute__((weak));
+
+#define CHILD_TIMEOUT_S 30
+
+static void read_back(FILE *f, char *buf, size_t size)
+{
+    if (!buf || !size)
+        return;
+    size_t n = 0;
+    if (f && fseek(f, 0, SEEK_SET) == 0)
+        n = fread(buf, 1, size - 1, f);
+    buf[n] = 0;
+}
+
+static int wait_status(pid_t pid)
+{
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    if (WIFEXITED(st))
+        return WEXITSTATUS(st);
+    if (WIFSIGNALED(st))
+        return 128 + WTERMSIG(st);
+    return -1;
+}
+
+/* Forks; in the child redirects stdout/stderr to the given files (NULL:
+ * /dev/null) and runs fn(ctx) or the shell command. */
+static int run_child(void (*fn)(void *), void *ctx, const char *cmd, FILE *outf, FILE *errf)
+{
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(outf ? fileno(outf) : devnull, 1);
+        dup2(errf ? fileno(errf) : devnull, 2);
+        alarm(CHILD_TIMEOUT_S);
+        if (cmd) {
+            execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+            _exit(127);
+        }
+        if (__lsan_disable)
+            __lsan_disable();
+#ifdef _OPENMP
+        /* libgomp's thread pool does not survive fork(): a parallel region in
+         * the child of a process that already ran one would hang.  A team of
+         * one runs inline. */
+        omp_set_num_threads(1);
+#endif
+        if (openblas_set_num_threads)
+            openblas_set_num_threads(1);
+        fn(ctx);
+        fflush(stdout);
+        fflush(stderr);
+        _exit(0);
+    }
+    return wait_status(pid);
+}
+
+int run_in_child(void (*fn)(void *), void *ctx, char *err, size_t err_size)
+{
+    FILE *errf = err ? tmpfile() : NULL;
+    int rc = run_child(fn, ctx, NULL, NULL, errf);
+    read_back(errf, err, err_size);
+    if (errf)
+        fclose(errf);
+    return rc;
+}
+
+int run_command(const char *cmd, char *out, size_t out_size, char *err, size_t err_size)
+{
+    FILE *outf = out ? tmpfile() : NULL, *errf = err ? tmpfile() : NULL;
+    int rc = run_child(NULL, NULL, cmd, outf, errf);
+    read_back(outf, out, out_size);
+    read_back(errf, err, err_size);
+    if (outf)
+        fclose(outf);
+    if (errf)
+        fclose(errf);
+    return rc;
+}
+
+static int check_failure(const char *what, int rc, const char *err, const char *expected)
+{
+    if (rc != 1) {
+        CHECK(0, "%s: expected exit status 1 with an error message, got %s %d; stderr: \"%s\"", what,
+              rc == 0 ? "a normal exit, status" : rc > 128 ? "death by signal" : "status", rc > 128 ? rc - 128 : rc,
+              err);
+        return 0;
+    }
+    if (expected && !strstr(err, expected)) {
+        CHECK(0, "%s: stderr lacks \"%s\"; it was: \"%s\"", what, expected, err);
+        return 0;
+    }
+    return 1;
+}
+
+int expect_die(const char *what, void (*fn)(void *), void *ctx, const char *expected_substring)
+{
+    char err[4096];
+    int rc = run_in_child(fn, ctx, err, sizeof err);
+    return check_failure(what, rc, err, expected_substring);
+}
+
+int expect_command_fails(const char *cmd, const char *expected_substring)
+{
+    char err[4096];
+    int rc = run_command(cmd, NULL, 0, err, sizeof err);
+    return check_failure(cmd, rc, err, expected_substring);
 }

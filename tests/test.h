@@ -72,4 +72,25 @@ int fd_check_direction(const char *what, fd_loss_fn loss, void *ctx, float *x, c
 /* sum(out * cot) in double: the usual scalar for a gradient check. */
 double dot_f64(const float *a, const float *b, size_t n);
 
+/* ---- death tests ----
+ * run_in_child runs fn(ctx) in a forked child (stdout discarded, stderr
+ * captured into err, NUL-terminated and truncated to err_size; err may be
+ * NULL) and returns the child's exit status: 0 if fn returned, 128 + signal
+ * if it was killed (a child still running after 30 s gets SIGALRM), -1 if
+ * the fork failed.  Under LeakSanitizer the child's allocations are not
+ * reported (die() exits with live allocations by design), and OpenMP runs
+ * single-threaded (libgomp's thread pool does not survive fork(): a region
+ * with an explicit num_threads(k > 1) clause would still hang in the child
+ * until the 30 s alarm).
+ * run_command runs `/bin/sh -c cmd` the same way, capturing stdout into out
+ * and stderr into err (either may be NULL).
+ * expect_die passes if fn(ctx) exits with status 1 and its stderr contains
+ * expected_substring (NULL: any message); otherwise a CHECK fails naming
+ * `what`, the status and the child's stderr.  expect_command_fails does the
+ * same for a shell command.  Both return 1 on pass. */
+int run_in_child(void (*fn)(void *), void *ctx, char *err, size_t err_size);
+int run_command(const char *cmd, char *out, size_t out_size, char *err, size_t err_size);
+int expect_die(const char *what, void (*fn)(void *), void *ctx, const char *expected_substring);
+int expect_command_fails(const char *cmd, const char *expected_substring);
+
 #endif

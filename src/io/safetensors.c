@@ -111,12 +111,19 @@ static int json_uint(const cJSON *j, uint64_t *out)
 static void parse_header(safetensors *st, const char *json, size_t json_len)
 {
     const char *path = st->path;
-    cJSON *root = cJSON_ParseWithLength(json, json_len);
+    const char *parse_end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(json, json_len, &parse_end, 0);
     if (!root)
         die("'%s': safetensors header is not valid JSON (near byte %td of the header)", path,
             cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() - json : (ptrdiff_t)0);
     if (!cJSON_IsObject(root))
         die("'%s': safetensors header must be a JSON object", path);
+    /* Only whitespace (writers pad with spaces) may follow the object: cJSON
+     * stops at the end of the first value and would accept trailing junk. */
+    for (const char *p = parse_end; p && p < json + json_len; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
+            die("'%s': unexpected bytes after the JSON header (byte %td of %zu): not a safetensors file, or "
+                "a corrupt header", path, p - json, json_len);
 
     int n = 0;
     for (cJSON *e = root->child; e; e = e->next)
@@ -124,6 +131,8 @@ static void parse_header(safetensors *st, const char *json, size_t json_len)
     st->tensors = xcalloc(n, sizeof(st_tensor));
     for (cJSON *e = root->child; e; e = e->next) {
         if (strcmp(e->string, "__metadata__") == 0) {
+            if (st->meta)
+                die("'%s': __metadata__ appears twice in the header", path);
             if (!cJSON_IsObject(e))
                 die("'%s': __metadata__ must be an object of strings", path);
             int m = 0;
@@ -174,6 +183,10 @@ static void parse_header(safetensors *st, const char *json, size_t json_len)
                 die("'%s': tensor '%s' has an impossibly large shape", path, name);
             t->numel *= (int64_t)v;
         }
+        /* numel <= 2^62 here, but numel * 8 bytes could still wrap around 2^64
+         * (and then match a 0-byte data_offsets range). */
+        if ((uint64_t)t->numel > UINT64_MAX / st_dtype_size(t->dtype))
+            die("'%s': tensor '%s' has an impossibly large shape", path, name);
         uint64_t b, en;
         if (!json_uint(cJSON_GetArrayItem(off, 0), &b) || !json_uint(cJSON_GetArrayItem(off, 1), &en))
             die("'%s': tensor '%s' has non-integer data_offsets", path, name);
