@@ -1,0 +1,412 @@
+#include "ops/conv2d.h"
+
+#include <string.h>
+
+#include "ops/gemm.h"
+
+/* Target size (floats) of the im2col column buffer for one panel.  8 MB keeps
+ * the columns in this machine's L3 while the gemm packs them, and gives
+ * gemms with thousands of columns.  A panel never has fewer than
+ * CONV_MIN_COLS columns, even when C_in·kh·kw is huge. */
+#ifndef CONV_COLS_TARGET
+#define CONV_COLS_TARGET ((long)2 << 20)
+#endif
+#define CONV_MIN_COLS 256L
+/* Below this much work an OpenMP region costs more than it saves. */
+#define CONV_PAR_MIN 32768L
+
+conv2d_shape conv2d_make_pad(int B, int C_in, int H, int W, int C_out, int k, int stride, int pad_top,
+                             int pad_left, int pad_bottom, int pad_right)
+{
+    conv2d_shape s = {B, C_in, H, W, C_out, k, k, stride, pad_top, pad_left, pad_bottom, pad_right};
+    return s;
+}
+
+conv2d_shape conv2d_make(int B, int C_in, int H, int W, int C_out, int k, int stride, int pad)
+{
+    return conv2d_make_pad(B, C_in, H, W, C_out, k, stride, pad, pad, pad, pad);
+}
+
+int conv2d_out_h(const conv2d_shape *s) { return (s->H + s->pad_top + s->pad_bottom - s->kh) / s->stride + 1; }
+int conv2d_out_w(const conv2d_shape *s) { return (s->W + s->pad_left + s->pad_right - s->kw) / s->stride + 1; }
+size_t conv2d_x_numel(const conv2d_shape *s) { return (size_t)s->B * s->C_in * s->H * s->W; }
+size_t conv2d_weight_numel(const conv2d_shape *s) { return (size_t)s->C_out * s->C_in * s->kh * s->kw; }
+size_t conv2d_out_numel(const conv2d_shape *s)
+{
+    return (size_t)s->B * s->C_out * conv2d_out_h(s) * conv2d_out_w(s);
+}
+double conv2d_flops(const conv2d_shape *s)
+{
+    return 2.0 * s->B * s->C_out * (double)conv2d_out_h(s) * conv2d_out_w(s) * s->C_in * s->kh * s->kw;
+}
+
+static int is_direct_1x1(const conv2d_shape *s)
+{
+    return s->kh == 1 && s->kw == 1 && s->stride == 1 && s->pad_top == 0 && s->pad_left == 0 &&
+           s->pad_bottom == 0 && s->pad_right == 0;
+}
+
+/* How the output positions are cut into panels:  G images per panel (G > 1:
+ * whole images, staged), or G = 1 with slices of Nc positions of one image. */
+typedef struct conv_plan {
+    long K, HWo, Nc;
+    int Ho, Wo, G;
+} conv_plan;
+
+static conv_plan make_plan(const conv2d_shape *s)
+{
+    conv_plan p;
+    p.Ho = conv2d_out_h(s);
+    p.Wo = conv2d_out_w(s);
+    p.HWo = (long)p.Ho * p.Wo;
+    p.K = (long)s->C_in * s->kh * s->kw;
+    long cap = CONV_COLS_TARGET / (p.K > 0 ? p.K : 1);
+    if (cap < CONV_MIN_COLS)
+        cap = CONV_MIN_COLS;
+    /* Equal-sized panels: a short last panel makes a slow gemm. */
+    if (p.HWo >= cap || s->B <= 1) {
+        long n = (p.HWo + cap - 1) / cap;
+        p.G = 1;
+        p.Nc = (p.HWo + n - 1) / n;
+    } else {
+        long g = cap / p.HWo, n = (s->B + g - 1) / g;
+        p.G = (int)((s->B + n - 1) / n);
+        p.Nc = p.G * p.HWo;
+    }
+    return p;
+}
+
+size_t conv2d_workspace_floats(const conv2d_shape *s)
+{
+    if (is_direct_1x1(s))
+        return 0;
+    conv_plan p = make_plan(s);
+    size_t n = (size_t)p.K * p.Nc;
+    if (p.G > 1)
+        n += (size_t)s->C_out * p.Nc;
+    return n;
+}
+
+/* Output columns ow whose input column ow·stride − pad_left + kj is inside
+ * [0, W): the range [*lo, *hi). */
+static void valid_range(int k, int pad, int stride, int in, int out, int *lo, int *hi)
+{
+    int a = pad - k; /* ow·stride >= a */
+    int l = a <= 0 ? 0 : (a + stride - 1) / stride;
+    int b = in - 1 + pad - k; /* ow·stride <= b */
+    int h = b < 0 ? 0 : b / stride + 1;
+    if (l > out)
+        l = out;
+    if (h > out)
+        h = out;
+    if (h < l)
+        h = l;
+    *lo = l;
+    *hi = h;
+}
+
+/* One row r = (c, ki, kj) of the column matrix, output positions [n0, n1) of
+ * one image, written to dst[0 .. n1-n0). */
+static void im2col_row(float *dst, const float *x_img, const conv2d_shape *s, int Wo, long n0, long n1, long r)
+{
+    const int kk = s->kh * s->kw;
+    const int c = (int)(r / kk), ki = (int)(r % kk) / s->kw, kj = (int)(r % kk) % s->kw;
+    const int st = s->stride, H = s->H, W = s->W;
+    int lo, hi;
+    valid_range(kj, s->pad_left, st, W, Wo, &lo, &hi);
+    const float *xc = x_img + (long)c * H * W;
+    for (long oh = n0 / Wo; oh * Wo < n1; oh++) {
+        long rb = oh * Wo;
+        int a = (int)(n0 > rb ? n0 - rb : 0);
+        int b = (int)(n1 - rb < Wo ? n1 - rb : Wo);
+        float *d = dst + (rb + a - n0);
+        int ih = (int)oh * st - s->pad_top + ki;
+        if (ih < 0 || ih >= H) {
+            memset(d, 0, (size_t)(b - a) * sizeof(float));
+            continue;
+        }
+        const float *xr = xc + (long)ih * W - s->pad_left + kj; /* xr[ow·st] is the tap */
+        int ow = a;
+        for (; ow < b && ow < lo; ow++)
+            *d++ = 0.0f;
+        int e = b < hi ? b : hi;
+        if (st == 1) {
+            if (e > ow) {
+                memcpy(d, xr + ow, (size_t)(e - ow) * sizeof(float));
+                d += e - ow;
+                ow = e;
+            }
+        } else {
+            for (; ow < e; ow++)
+                *d++ = xr[(long)ow * st];
+        }
+        for (; ow < b; ow++)
+            *d++ = 0.0f;
+    }
+}
+
+/* cols[r·ldc + (n − n0) + g·HWo] for g in [0, G) images starting at x. */
+static void im2col(float *cols, long ldc, const float *x, int G, const conv2d_shape *s, const conv_plan *p,
+                   long n0, long n1)
+{
+    const long K = p->K, img = (long)s->C_in * s->H * s->W;
+    long work = (long)G * K * (n1 - n0);
+#pragma omp parallel for collapse(2) schedule(static) if (work > CONV_PAR_MIN)
+    for (int g = 0; g < G; g++)
+        for (long r = 0; r < K; r++)
+            im2col_row(cols + r * ldc + g * p->HWo, x + g * img, s, p->Wo, n0, n1, r);
+}
+
+/* dx_img[c] += the column rows of channel c, output positions [n0, n1). */
+static void col2im_channel(float *dxc, const float *cols, long ldc, const conv2d_shape *s, int Wo, long n0,
+                           long n1, int c)
+{
+    const int kk = s->kh * s->kw, st = s->stride, H = s->H, W = s->W;
+    for (int ki = 0; ki < s->kh; ki++)
+        for (int kj = 0; kj < s->kw; kj++) {
+            const float *src = cols + ((long)c * kk + ki * s->kw + kj) * ldc;
+            int lo, hi;
+            valid_range(kj, s->pad_left, st, W, Wo, &lo, &hi);
+            for (long oh = n0 / Wo; oh * Wo < n1; oh++) {
+                long rb = oh * Wo;
+                int ih = (int)oh * st - s->pad_top + ki;
+                if (ih < 0 || ih >= H)
+                    continue;
+                int a = (int)(n0 > rb ? n0 - rb : 0);
+                int b = (int)(n1 - rb < Wo ? n1 - rb : Wo);
+                if (a < lo)
+                    a = lo;
+                if (b > hi)
+                    b = hi;
+                const float *sr = src + (rb - n0);
+                float *dr = dxc + (long)ih * W - s->pad_left + kj;
+                if (st == 1) {
+#pragma omp simd
+                    for (int ow = a; ow < b; ow++)
+                        dr[ow] += sr[ow];
+                } else {
+                    for (int ow = a; ow < b; ow++)
+                        dr[(long)ow * st] += sr[ow];
+                }
+            }
+        }
+}
+
+static void col2im(float *dx, const float *cols, long ldc, int G, const conv2d_shape *s, const conv_plan *p,
+                   long n0, long n1)
+{
+    const long img = (long)s->C_in * s->H * s->W, plane = (long)s->H * s->W;
+    long work = (long)G * p->K * (n1 - n0);
+#pragma omp parallel for collapse(2) schedule(static) if (work > CONV_PAR_MIN)
+    for (int g = 0; g < G; g++)
+        for (int c = 0; c < s->C_in; c++)
+            col2im_channel(dx + g * img + c * plane, cols + g * p->HWo, ldc, s, p->Wo, n0, n1, c);
+}
+
+/* out[b][o][:] = bias[o] (or 0) for `nimg` images. */
+static void fill_bias(float *out, const float *bias, int nimg, int C_out, long HWo)
+{
+    long work = (long)nimg * C_out * HWo;
+#pragma omp parallel for collapse(2) schedule(static) if (work > CONV_PAR_MIN)
+    for (int b = 0; b < nimg; b++)
+        for (int o = 0; o < C_out; o++) {
+            float *d = out + ((long)b * C_out + o) * HWo;
+            float v = bias ? bias[o] : 0.0f;
+#pragma omp simd
+            for (long n = 0; n < HWo; n++)
+                d[n] = v;
+        }
+}
+
+void conv2d_forward(float *out, const float *x, const float *weight, const float *bias, const conv2d_shape *s,
+                    float *workspace)
+{
+    const conv_plan p = make_plan(s);
+    const long K = p.K, HWo = p.HWo, C_out = s->C_out;
+    const long ximg = (long)s->C_in * s->H * s->W, oimg = C_out * HWo;
+    if (is_direct_1x1(s)) {
+        fill_bias(out, bias, s->B, s->C_out, HWo);
+        for (int b = 0; b < s->B; b++)
+            gemm(false, false, s->C_out, (int)HWo, s->C_in, 1.0f, weight, s->C_in, x + b * ximg, (int)HWo, 1.0f,
+                 out + b * oimg, (int)HWo);
+        return;
+    }
+    float *cols = workspace;
+    if (p.G == 1) {
+        fill_bias(out, bias, s->B, s->C_out, HWo);
+        for (int b = 0; b < s->B; b++)
+            for (long n0 = 0; n0 < HWo; n0 += p.Nc) {
+                long nc = HWo - n0 < p.Nc ? HWo - n0 : p.Nc;
+                im2col(cols, nc, x + b * ximg, 1, s, &p, n0, n0 + nc);
+                gemm(false, false, s->C_out, (int)nc, (int)K, 1.0f, weight, (int)K, cols, (int)nc, 1.0f,
+                     out + b * oimg + n0, (int)HWo);
+            }
+        return;
+    }
+    float *stage = workspace + K * p.Nc;
+    for (int b0 = 0; b0 < s->B; b0 += p.G) {
+        int G = s->B - b0 < p.G ? s->B - b0 : p.G;
+        long N = G * HWo;
+        im2col(cols, N, x + b0 * ximg, G, s, &p, 0, HWo);
+        gemm(false, false, s->C_out, (int)N, (int)K, 1.0f, weight, (int)K, cols, (int)N, 0.0f, stage, (int)N);
+        float *ob = out + b0 * oimg;
+#pragma omp parallel for collapse(2) schedule(static) if (G * oimg > CONV_PAR_MIN)
+        for (int g = 0; g < G; g++)
+            for (long o = 0; o < C_out; o++) {
+                const float *sr = stage + o * N + g * HWo;
+                float *d = ob + g * oimg + o * HWo;
+                float v = bias ? bias[o] : 0.0f;
+#pragma omp simd
+                for (long n = 0; n < HWo; n++)
+                    d[n] = sr[n] + v;
+            }
+    }
+}
+
+void conv2d_backward(float *dx, float *dweight, float *dbias, const float *dout, const float *x,
+                     const float *weight, const conv2d_shape *s, float *workspace)
+{
+    const conv_plan p = make_plan(s);
+    const long K = p.K, HWo = p.HWo, C_out = s->C_out;
+    const long ximg = (long)s->C_in * s->H * s->W, oimg = C_out * HWo;
+    if (dbias) {
+#pragma omp parallel for schedule(static) if ((long)s->B * oimg > CONV_PAR_MIN)
+        for (long o = 0; o < C_out; o++) {
+            double acc = 0.0;
+            for (int b = 0; b < s->B; b++) {
+                const float *d = dout + b * oimg + o * HWo;
+                float part = 0.0f;
+                for (long n = 0; n < HWo; n++)
+                    part += d[n];
+                acc += part;
+            }
+            dbias[o] += (float)acc;
+        }
+    }
+    if (!dx && !dweight)
+        return;
+    if (is_direct_1x1(s)) {
+        for (int b = 0; b < s->B; b++) {
+            const float *db = dout + b * oimg;
+            if (dweight)
+                gemm(false, true, s->C_out, s->C_in, (int)HWo, 1.0f, db, (int)HWo, x + b * ximg, (int)HWo, 1.0f,
+                     dweight, s->C_in);
+            if (dx)
+                gemm(true, false, s->C_in, (int)HWo, s->C_out, 1.0f, weight, s->C_in, db, (int)HWo, 1.0f,
+                     dx + b * ximg, (int)HWo);
+        }
+        return;
+    }
+    float *cols = workspace;
+    if (p.G == 1) {
+        for (int b = 0; b < s->B; b++)
+            for (long n0 = 0; n0 < HWo; n0 += p.Nc) {
+                long nc = HWo - n0 < p.Nc ? HWo - n0 : p.Nc;
+                const float *dc = dout + b * oimg + n0;
+                if (dweight) {
+                    im2col(cols, nc, x + b * ximg, 1, s, &p, n0, n0 + nc);
+                    gemm(false, true, s->C_out, (int)K, (int)nc, 1.0f, dc, (int)HWo, cols, (int)nc, 1.0f, dweight,
+                         (int)K);
+                }
+                if (dx) {
+                    gemm(true, false, (int)K, (int)nc, s->C_out, 1.0f, weight, (int)K, dc, (int)HWo, 0.0f, cols,
+                         (int)nc);
+                    col2im(dx + b * ximg, cols, nc, 1, s, &p, n0, n0 + nc);
+                }
+            }
+        return;
+    }
+    float *stage = workspace + K * p.Nc;
+    for (int b0 = 0; b0 < s->B; b0 += p.G) {
+        int G = s->B - b0 < p.G ? s->B - b0 : p.G;
+        long N = G * HWo;
+        const float *db = dout + b0 * oimg;
+#pragma omp parallel for collapse(2) schedule(static) if (G * oimg > CONV_PAR_MIN)
+        for (int g = 0; g < G; g++)
+            for (long o = 0; o < C_out; o++)
+                memcpy(stage + o * N + g * HWo, db + g * oimg + o * HWo, (size_t)HWo * sizeof(float));
+        if (dweight) {
+            im2col(cols, N, x + b0 * ximg, G, s, &p, 0, HWo);
+            gemm(false, true, s->C_out, (int)K, (int)N, 1.0f, stage, (int)N, cols, (int)N, 1.0f, dweight, (int)K);
+        }
+        if (dx) {
+            gemm(true, false, (int)K, (int)N, s->C_out, 1.0f, weight, (int)K, stage, (int)N, 0.0f, cols, (int)N);
+            col2im(dx + b0 * ximg, cols, N, G, s, &p, 0, HWo);
+        }
+    }
+}
+
+/* ---- naive reference (tests) ---- */
+
+void conv2d_forward_ref(float *out, const float *x, const float *weight, const float *bias, const conv2d_shape *s)
+{
+    const int Ho = conv2d_out_h(s), Wo = conv2d_out_w(s);
+    for (int b = 0; b < s->B; b++)
+        for (int o = 0; o < s->C_out; o++)
+            for (int oh = 0; oh < Ho; oh++)
+                for (int ow = 0; ow < Wo; ow++) {
+                    double acc = bias ? bias[o] : 0.0;
+                    for (int c = 0; c < s->C_in; c++)
+                        for (int ki = 0; ki < s->kh; ki++)
+                            for (int kj = 0; kj < s->kw; kj++) {
+                                int ih = oh * s->stride - s->pad_top + ki, iw = ow * s->stride - s->pad_left + kj;
+                                if (ih < 0 || ih >= s->H || iw < 0 || iw >= s->W)
+                                    continue;
+                                acc += (double)x[(((long)b * s->C_in + c) * s->H + ih) * s->W + iw] *
+                                       weight[(((long)o * s->C_in + c) * s->kh + ki) * s->kw + kj];
+                            }
+                    out[(((long)b * s->C_out + o) * Ho + oh) * Wo + ow] = (float)acc;
+                }
+}
+
+void conv2d_backward_ref(float *dx, float *dweight, float *dbias, const float *dout, const float *x,
+                         const float *weight, const conv2d_shape *s)
+{
+    const int Ho = conv2d_out_h(s), Wo = conv2d_out_w(s);
+    if (dbias)
+        for (int o = 0; o < s->C_out; o++) {
+            double acc = 0;
+            for (int b = 0; b < s->B; b++)
+                for (long n = 0; n < (long)Ho * Wo; n++)
+                    acc += dout[((long)b * s->C_out + o) * Ho * Wo + n];
+            dbias[o] += (float)acc;
+        }
+    if (dweight)
+        for (int o = 0; o < s->C_out; o++)
+            for (int c = 0; c < s->C_in; c++)
+                for (int ki = 0; ki < s->kh; ki++)
+                    for (int kj = 0; kj < s->kw; kj++) {
+                        double acc = 0;
+                        for (int b = 0; b < s->B; b++)
+                            for (int oh = 0; oh < Ho; oh++)
+                                for (int ow = 0; ow < Wo; ow++) {
+                                    int ih = oh * s->stride - s->pad_top + ki,
+                                        iw = ow * s->stride - s->pad_left + kj;
+                                    if (ih < 0 || ih >= s->H || iw < 0 || iw >= s->W)
+                                        continue;
+                                    acc += (double)dout[(((long)b * s->C_out + o) * Ho + oh) * Wo + ow] *
+                                           x[(((long)b * s->C_in + c) * s->H + ih) * s->W + iw];
+                                }
+                        dweight[(((long)o * s->C_in + c) * s->kh + ki) * s->kw + kj] += (float)acc;
+                    }
+    if (dx)
+        for (int b = 0; b < s->B; b++)
+            for (int c = 0; c < s->C_in; c++)
+                for (int ih = 0; ih < s->H; ih++)
+                    for (int iw = 0; iw < s->W; iw++) {
+                        double acc = 0;
+                        for (int o = 0; o < s->C_out; o++)
+                            for (int ki = 0; ki < s->kh; ki++)
+                                for (int kj = 0; kj < s->kw; kj++) {
+                                    int th = ih + s->pad_top - ki, tw = iw + s->pad_left - kj;
+                                    if (th < 0 || tw < 0 || th % s->stride || tw % s->stride)
+                                        continue;
+                                    int oh = th / s->stride, ow = tw / s->stride;
+                                    if (oh >= Ho || ow >= Wo)
+                                        continue;
+                                    acc += (double)dout[(((long)b * s->C_out + o) * Ho + oh) * Wo + ow] *
+                                           weight[(((long)o * s->C_in + c) * s->kh + ki) * s->kw + kj];
+                                }
+                        dx[(((long)b * s->C_in + c) * s->H + ih) * s->W + iw] += (float)acc;
+                    }
+}

@@ -1,0 +1,68 @@
+/* conv2d.h — 2-D convolution (cross-correlation, as torch.nn.Conv2d), forward
+ * and backward, NCHW.
+ *
+ *   x      [B, C_in, H, W]
+ *   weight [C_out, C_in, kh, kw]      (PyTorch layout)
+ *   bias   [C_out] or NULL
+ *   out    [B, C_out, H_out, W_out]   H_out = (H + pad_top + pad_bottom - kh) / stride + 1
+ *
+ * Padding is zero padding and may be asymmetric (the VAE Downsample pads only
+ * right and bottom: conv2d_make_pad(..., 3, 2, 0, 0, 1, 1)).
+ *
+ * Implementation: im2col + gemm() on panels of output positions.  A panel is
+ * either a slice of one image's output positions (large images; the gemm
+ * writes straight into `out`) or several whole images at once (small images,
+ * so that the gemm has enough columns; output goes through a staging buffer).
+ * The panel size is chosen so that the column buffer stays around 4M floats,
+ * which bounds the workspace whatever the image size.  A 1×1, stride-1,
+ * unpadded conv skips im2col and needs no workspace.
+ *
+ * Backward follows the kernel conventions: it ADDS into dx, dweight, dbias;
+ * a NULL gradient pointer means "not needed" (and skips that work).
+ *   dweight += dout · colsᵀ,  dcols = Wᵀ · dout,  dx += col2im(dcols),
+ *   dbias   += Σ_{b,h,w} dout.
+ *
+ * Workspace: conv2d_workspace_floats(s) floats, shared by forward and
+ * backward (contents are scratch; nothing is kept between calls).
+ * Threads: gemm() uses OpenBLAS's OpenMP pool; im2col / col2im / bias loops
+ * are our own OpenMP loops, never around a gemm call.
+ */
+#ifndef REPAE_CONV2D_H
+#define REPAE_CONV2D_H
+
+#include <stddef.h>
+
+typedef struct conv2d_shape {
+    int B, C_in, H, W, C_out, kh, kw, stride, pad_top, pad_left, pad_bottom, pad_right;
+} conv2d_shape;
+
+/* Square kernel k×k, symmetric padding `pad`. */
+conv2d_shape conv2d_make(int B, int C_in, int H, int W, int C_out, int k, int stride, int pad);
+/* Square kernel k×k, explicit (possibly asymmetric) padding. */
+conv2d_shape conv2d_make_pad(int B, int C_in, int H, int W, int C_out, int k, int stride, int pad_top,
+                             int pad_left, int pad_bottom, int pad_right);
+
+int conv2d_out_h(const conv2d_shape *s);
+int conv2d_out_w(const conv2d_shape *s);
+/* Element counts of x, weight and out. */
+size_t conv2d_x_numel(const conv2d_shape *s);
+size_t conv2d_weight_numel(const conv2d_shape *s);
+size_t conv2d_out_numel(const conv2d_shape *s);
+/* Multiply-adds of the forward pass ×2 (FLOPs); backward is about twice that. */
+double conv2d_flops(const conv2d_shape *s);
+
+/* Scratch needed by forward and backward (im2col columns etc.); may be 0. */
+size_t conv2d_workspace_floats(const conv2d_shape *s);
+
+void conv2d_forward(float *out, const float *x, const float *weight, const float *bias, const conv2d_shape *s,
+                    float *workspace);
+void conv2d_backward(float *dx, float *dweight, float *dbias, const float *dout, const float *x,
+                     const float *weight, const conv2d_shape *s, float *workspace);
+
+/* Naive direct convolution in double precision (tests only; slow).  Same
+ * conventions: forward overwrites out, backward adds into non-NULL grads. */
+void conv2d_forward_ref(float *out, const float *x, const float *weight, const float *bias, const conv2d_shape *s);
+void conv2d_backward_ref(float *dx, float *dweight, float *dbias, const float *dout, const float *x,
+                         const float *weight, const conv2d_shape *s);
+
+#endif

@@ -1,0 +1,287 @@
+/* conv2d: PyTorch parity (tests/fixtures/ops/conv2d_*.safetensors from
+ * dev/ref/conv_ref.py), finite differences for dx, dweight and dbias in every
+ * configuration the models use, the tuned im2col/gemm path against the naive
+ * double-precision reference on shapes that exercise its panelling (several
+ * panels per image, several images per panel), and the backward conventions
+ * (+= into gradients, NULL = not needed). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/conv2d.h"
+#include "test.h"
+
+typedef struct conv_case {
+    const char *name;
+    int B, C_in, H, W, C_out, k, stride, pt, pl, pb, pr, bias;
+} conv_case;
+
+/* Same configurations as dev/ref/conv_ref.py (there with the model layers they stand for). */
+static const conv_case CASES[] = {
+    {"conv2d_3x3", 2, 5, 9, 7, 6, 3, 1, 1, 1, 1, 1, 1},
+    {"conv2d_3x3_s2_down", 2, 4, 10, 10, 5, 3, 2, 0, 0, 1, 1, 1},
+    {"conv2d_1x1", 2, 6, 5, 4, 3, 1, 1, 0, 0, 0, 0, 1},
+    {"conv2d_1x1_nobias", 2, 7, 4, 5, 1, 1, 1, 0, 0, 0, 0, 0},
+    {"conv2d_4x4_s2", 2, 3, 12, 12, 5, 4, 2, 1, 1, 1, 1, 1},
+    {"conv2d_4x4_s2_nobias", 2, 4, 9, 8, 3, 4, 2, 1, 1, 1, 1, 0},
+    {"conv2d_4x4_s1_nobias", 2, 4, 7, 7, 3, 4, 1, 1, 1, 1, 1, 0},
+    {"conv2d_4x4_s1", 2, 3, 6, 8, 2, 4, 1, 1, 1, 1, 1, 1},
+    {"conv2d_patch2", 2, 4, 8, 8, 6, 2, 2, 0, 0, 0, 0, 1},
+    {"conv2d_patch14", 2, 3, 28, 28, 4, 14, 14, 0, 0, 0, 0, 1},
+};
+#define N_CASES (sizeof CASES / sizeof CASES[0])
+
+static conv2d_shape case_shape(const conv_case *c)
+{
+    return conv2d_make_pad(c->B, c->C_in, c->H, c->W, c->C_out, c->k, c->stride, c->pt, c->pl, c->pb, c->pr);
+}
+
+static float *alloc_ws(const conv2d_shape *s) { return alloc_zeros(conv2d_workspace_floats(s) + 1); }
+
+/* fixture tensor `name` against got, labelled with the case name. */
+static void check_fixture(const safetensors *st, const char *casename, const char *name, const float *got, size_t n,
+                          double atol, double rtol)
+{
+    size_t m;
+    float *want = fixture_f32(st, name, &m);
+    char what[160];
+    snprintf(what, sizeof what, "%s %s vs torch", casename, name);
+    CHECK(m == n, "%s: fixture has %zu elements, computed %zu", what, m, n);
+    if (m == n)
+        check_close(what, got, want, n, atol, rtol);
+    free(want);
+}
+
+static int meta_int(const safetensors *st, const char *key)
+{
+    const char *v = safetensors_meta(st, key);
+    CHECK(v != NULL, "fixture metadata lacks '%s'", key);
+    return v ? atoi(v) : -1;
+}
+
+/* Forward and backward against the float64 PyTorch result.  The gradient
+ * buffers start with random values, so the comparison also proves that
+ * backward adds (+=) rather than overwrites.
+ * Tolerances: the reference is exact (float64) rounded to float32; our
+ * float32 gemm accumulates K = C_in·k·k (forward, dx) or B·H_out·W_out
+ * (dweight, dbias) products of O(1) terms, error ~ sqrt(K)·6e-8·|term|, i.e.
+ * below 1e-5 for these sizes.  Forward: atol 1e-5 + rtol 1e-5; gradients
+ * (larger sums, plus the pre-filled value): atol 1e-4 + rtol 1e-4. */
+static void test_conv2d_matches_torch(void)
+{
+    for (size_t ci = 0; ci < N_CASES; ci++) {
+        const conv_case *c = &CASES[ci];
+        char fx[96];
+        snprintf(fx, sizeof fx, "ops/%s", c->name);
+        safetensors *st = fixture_open(fx);
+        conv2d_shape s = conv2d_make_pad(meta_int(st, "B"), meta_int(st, "C_in"), meta_int(st, "H"),
+                                         meta_int(st, "W"), meta_int(st, "C_out"), meta_int(st, "k"),
+                                         meta_int(st, "stride"), meta_int(st, "pad_top"), meta_int(st, "pad_left"),
+                                         meta_int(st, "pad_bottom"), meta_int(st, "pad_right"));
+        int has_bias = meta_int(st, "has_bias");
+        CHECK(has_bias == c->bias, "%s: has_bias %d in fixture, %d in test table", c->name, has_bias, c->bias);
+        size_t nx, nw, no, nb = 0;
+        float *x = fixture_f32(st, "x", &nx);
+        float *w = fixture_f32(st, "weight", &nw);
+        float *b = has_bias ? fixture_f32(st, "bias", &nb) : NULL;
+        float *cot = fixture_f32(st, "cot", &no);
+        CHECK(nx == conv2d_x_numel(&s) && nw == conv2d_weight_numel(&s) && no == conv2d_out_numel(&s),
+              "%s: fixture sizes do not match the shape", c->name);
+        float *ws = alloc_ws(&s);
+        float *out = alloc_zeros(no);
+        conv2d_forward(out, x, w, b, &s, ws);
+        check_fixture(st, c->name, "out", out, no, 1e-5, 1e-5);
+
+        float *pre_x = alloc_normal(nx, 1.0f, 11), *pre_w = alloc_normal(nw, 1.0f, 12),
+              *pre_b = alloc_normal(nb + 1, 1.0f, 13);
+        float *dx = malloc(nx * sizeof *dx), *dw = malloc(nw * sizeof *dw), *db = malloc((nb + 1) * sizeof *db);
+        memcpy(dx, pre_x, nx * sizeof *dx);
+        memcpy(dw, pre_w, nw * sizeof *dw);
+        memcpy(db, pre_b, (nb + 1) * sizeof *db);
+        conv2d_backward(dx, dw, has_bias ? db : NULL, cot, x, w, &s, ws);
+        /* Compare dgrad - pre with the fixture gradient (the subtraction is exact enough: |pre| ~ 1). */
+        for (size_t i = 0; i < nx; i++)
+            dx[i] -= pre_x[i];
+        for (size_t i = 0; i < nw; i++)
+            dw[i] -= pre_w[i];
+        for (size_t i = 0; i < nb; i++)
+            db[i] -= pre_b[i];
+        check_fixture(st, c->name, "grad.x", dx, nx, 1e-4, 1e-4);
+        check_fixture(st, c->name, "grad.weight", dw, nw, 1e-4, 1e-4);
+        if (has_bias)
+            check_fixture(st, c->name, "grad.bias", db, nb, 1e-4, 1e-4);
+        free(x), free(w), free(b), free(cot), free(ws), free(out), free(pre_x), free(pre_w), free(pre_b);
+        free(dx), free(dw), free(db);
+        safetensors_close(st);
+    }
+}
+
+/* ---- finite differences ---- */
+
+typedef struct fd_ctx {
+    conv2d_shape s;
+    float *x, *w, *b, *out, *cot, *ws;
+} fd_ctx;
+
+static double conv_loss(void *p)
+{
+    fd_ctx *c = p;
+    conv2d_forward(c->out, c->x, c->w, c->b, &c->s, c->ws);
+    return dot_f64(c->out, c->cot, conv2d_out_numel(&c->s));
+}
+
+/* L = Σ out·cot is linear in each of x, weight, bias, so central differences
+ * are exact up to float32 rounding of `out` (~sqrt(n_out)·6e-8·|out| in L,
+ * divided by 2h = 2e-2: ~1e-4 at most here).  Tolerance 2e-3 of max|grad|;
+ * a wrong index or a missing tap is off by O(max|grad|). */
+static void test_conv2d_finite_differences(void)
+{
+    for (size_t ci = 0; ci < N_CASES; ci++) {
+        const conv_case *cc = &CASES[ci];
+        fd_ctx c = {.s = case_shape(cc)};
+        size_t nx = conv2d_x_numel(&c.s), nw = conv2d_weight_numel(&c.s), no = conv2d_out_numel(&c.s);
+        c.x = alloc_normal(nx, 1.0f, 100 + ci);
+        c.w = alloc_normal(nw, 0.3f, 200 + ci);
+        c.b = cc->bias ? alloc_normal(c.s.C_out, 1.0f, 300 + ci) : NULL;
+        c.cot = alloc_normal(no, 1.0f, 400 + ci);
+        c.out = alloc_zeros(no);
+        c.ws = alloc_ws(&c.s);
+        float *dx = alloc_zeros(nx), *dw = alloc_zeros(nw), *db = alloc_zeros(c.s.C_out);
+        conv2d_backward(dx, dw, c.b ? db : NULL, c.cot, c.x, c.w, &c.s, c.ws);
+        char what[128];
+        snprintf(what, sizeof what, "%s dx", cc->name);
+        fd_check(what, conv_loss, &c, c.x, dx, nx, 1e-2, 0.0, 2e-3, 0);
+        snprintf(what, sizeof what, "%s dweight", cc->name);
+        fd_check(what, conv_loss, &c, c.w, dw, nw, 1e-2, 0.0, 2e-3, 0);
+        if (c.b) {
+            snprintf(what, sizeof what, "%s dbias", cc->name);
+            fd_check(what, conv_loss, &c, c.b, db, c.s.C_out, 1e-2, 0.0, 2e-3, 0);
+        }
+        free(c.x), free(c.w), free(c.b), free(c.cot), free(c.out), free(c.ws), free(dx), free(dw), free(db);
+    }
+}
+
+/* ---- tuned path against the naive reference on bigger shapes ---- */
+
+static void compare_with_ref(const char *name, conv2d_shape s, int has_bias)
+{
+    size_t nx = conv2d_x_numel(&s), nw = conv2d_weight_numel(&s), no = conv2d_out_numel(&s);
+    float *x = alloc_normal(nx, 1.0f, 1), *w = alloc_normal(nw, 1.0f / sqrtf(s.C_in * s.kh * s.kw), 2);
+    float *b = has_bias ? alloc_normal(s.C_out, 1.0f, 3) : NULL;
+    float *cot = alloc_normal(no, 1.0f, 4), *ws = alloc_ws(&s);
+    float *out = alloc_zeros(no), *out_ref = alloc_zeros(no);
+    float *dx = alloc_zeros(nx), *dw = alloc_zeros(nw), *db = alloc_zeros(s.C_out);
+    float *dx_ref = alloc_zeros(nx), *dw_ref = alloc_zeros(nw), *db_ref = alloc_zeros(s.C_out);
+    conv2d_forward(out, x, w, b, &s, ws);
+    conv2d_forward_ref(out_ref, x, w, b, &s);
+    conv2d_backward(dx, dw, db, cot, x, w, &s, ws);
+    conv2d_backward_ref(dx_ref, dw_ref, db_ref, cot, x, w, &s);
+    char what[128];
+    /* Forward/dx: float32 sums of K <= 576 unit-scale terms (error ~1e-6).
+     * dweight/dbias: sums over B·H_out·W_out (up to ~2e4) products, values up
+     * to ~150: relative 1e-5 plus atol 1e-3 covers sqrt(n)·6e-8·|term| sums. */
+    snprintf(what, sizeof what, "%s out vs ref", name);
+    check_close(what, out, out_ref, no, 1e-5, 1e-5);
+    snprintf(what, sizeof what, "%s dx vs ref", name);
+    check_close(what, dx, dx_ref, nx, 1e-5, 1e-5);
+    snprintf(what, sizeof what, "%s dweight vs ref", name);
+    check_close(what, dw, dw_ref, nw, 1e-3, 1e-5);
+    snprintf(what, sizeof what, "%s dbias vs ref", name);
+    check_close(what, db, db_ref, s.C_out, 1e-3, 1e-5);
+    free(x), free(w), free(b), free(cot), free(ws), free(out), free(out_ref);
+    free(dx), free(dw), free(db), free(dx_ref), free(dw_ref), free(db_ref);
+}
+
+static void test_conv2d_panels_match_reference(void)
+{
+    /* Several panels per image; panel boundaries fall mid-row (63·63 outputs in 2 panels). */
+    compare_with_ref("3x3 s2 down, 64ch 127x127", conv2d_make_pad(2, 64, 127, 127, 4, 3, 2, 0, 0, 1, 1), 1);
+    compare_with_ref("3x3, 64ch 64x64", conv2d_make(1, 64, 64, 64, 3, 3, 1, 1), 1);
+    /* Several whole images per panel, in more than one (uneven) group. */
+    compare_with_ref("3x3, B=21 64ch 16x16", conv2d_make(21, 64, 16, 16, 5, 3, 1, 1), 1);
+    compare_with_ref("4x4 s2 p1, B=7", conv2d_make(7, 8, 12, 12, 6, 4, 2, 1), 0);
+    compare_with_ref("patch 2, B=9", conv2d_make(9, 4, 16, 16, 12, 2, 2, 0), 1);
+    compare_with_ref("1x1, B=3", conv2d_make(3, 16, 20, 20, 8, 1, 1, 0), 1);
+}
+
+/* Gradients add up (a second backward doubles them) and NULL gradients are
+ * skipped without changing the others. */
+static void test_conv2d_backward_accumulates_and_null(void)
+{
+    const conv2d_shape shapes[] = {
+        conv2d_make(3, 4, 6, 6, 5, 3, 1, 1),            /* im2col, whole-image panels */
+        conv2d_make(2, 4, 6, 6, 5, 1, 1, 0),            /* 1x1 direct gemm */
+        conv2d_make_pad(2, 3, 8, 8, 2, 3, 2, 0, 0, 1, 1),
+    };
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        const conv2d_shape *s = &shapes[k];
+        size_t nx = conv2d_x_numel(s), nw = conv2d_weight_numel(s), no = conv2d_out_numel(s);
+        float *x = alloc_normal(nx, 1.0f, 5), *w = alloc_normal(nw, 0.3f, 6), *cot = alloc_normal(no, 1.0f, 7);
+        float *ws = alloc_ws(s);
+        float *dx = alloc_zeros(nx), *dw = alloc_zeros(nw), *db = alloc_zeros(s->C_out);
+        float *dx2 = alloc_zeros(nx), *dw2 = alloc_zeros(nw), *db2 = alloc_zeros(s->C_out);
+        conv2d_backward(dx, dw, db, cot, x, w, s, ws);
+        conv2d_backward(dx2, dw2, db2, cot, x, w, s, ws);
+        conv2d_backward(dx2, dw2, db2, cot, x, w, s, ws);
+        for (size_t i = 0; i < nx; i++)
+            dx[i] *= 2;
+        for (size_t i = 0; i < nw; i++)
+            dw[i] *= 2;
+        for (int i = 0; i < s->C_out; i++)
+            db[i] *= 2;
+        /* 2·g vs g + g: equal up to one rounding. */
+        check_close("twice-accumulated dx", dx2, dx, nx, 1e-6, 1e-6);
+        check_close("twice-accumulated dweight", dw2, dw, nw, 1e-6, 1e-6);
+        check_close("twice-accumulated dbias", db2, db, s->C_out, 1e-6, 1e-6);
+
+        /* Only dx, then only dweight, then only dbias: each equals its part of the full call. */
+        float *gx = alloc_zeros(nx), *gw = alloc_zeros(nw), *gb = alloc_zeros(s->C_out);
+        conv2d_backward(gx, NULL, NULL, cot, x, w, s, ws);
+        conv2d_backward(NULL, gw, NULL, cot, x, w, s, ws);
+        conv2d_backward(NULL, NULL, gb, cot, x, w, s, ws);
+        conv2d_backward(NULL, NULL, NULL, cot, x, w, s, ws);
+        for (size_t i = 0; i < nx; i++)
+            gx[i] *= 2;
+        for (size_t i = 0; i < nw; i++)
+            gw[i] *= 2;
+        for (int i = 0; i < s->C_out; i++)
+            gb[i] *= 2;
+        check_close("dx alone", gx, dx, nx, 1e-6, 1e-6);
+        check_close("dweight alone", gw, dw, nw, 1e-6, 1e-6);
+        check_close("dbias alone", gb, db, s->C_out, 1e-6, 1e-6);
+        free(x), free(w), free(cot), free(ws), free(dx), free(dw), free(db), free(dx2), free(dw2), free(db2);
+        free(gx), free(gw), free(gb);
+    }
+}
+
+/* Shapes as in the models: output sizes and workspace bounds. */
+static void test_conv2d_shapes(void)
+{
+    conv2d_shape down = conv2d_make_pad(1, 128, 256, 256, 128, 3, 2, 0, 0, 1, 1);
+    CHECK(conv2d_out_h(&down) == 128 && conv2d_out_w(&down) == 128, "Downsample 256 -> %dx%d, want 128",
+          conv2d_out_h(&down), conv2d_out_w(&down));
+    conv2d_shape d8 = conv2d_make(1, 256, 32, 32, 512, 4, 1, 1);
+    CHECK(conv2d_out_h(&d8) == 31, "PatchGAN main.8: 32 -> %d, want 31", conv2d_out_h(&d8));
+    conv2d_shape d0 = conv2d_make(1, 3, 256, 256, 64, 4, 2, 1);
+    CHECK(conv2d_out_h(&d0) == 128, "PatchGAN main.0: 256 -> %d, want 128", conv2d_out_h(&d0));
+    conv2d_shape pe = conv2d_make(1, 3, 224, 224, 768, 14, 14, 0);
+    CHECK(conv2d_out_h(&pe) == 16 && conv2d_out_w(&pe) == 16, "DINOv2 patch embed: 224 -> %d", conv2d_out_h(&pe));
+    conv2d_shape one = conv2d_make(8, 512, 32, 32, 512, 1, 1, 0);
+    CHECK(conv2d_workspace_floats(&one) == 0, "1x1 conv should need no workspace, got %zu",
+          conv2d_workspace_floats(&one));
+    /* The workspace stays bounded whatever the image size (a full-resolution
+     * VAE conv would need 1152·65536 floats per image for whole-image im2col). */
+    conv2d_shape big = conv2d_make(8, 128, 256, 256, 128, 3, 1, 1);
+    CHECK(conv2d_workspace_floats(&big) <= ((size_t)4 << 20), "workspace for a 256x256x128 conv: %zu floats",
+          conv2d_workspace_floats(&big));
+}
+
+int main(void)
+{
+    RUN(test_conv2d_shapes);
+    RUN(test_conv2d_matches_torch);
+    RUN(test_conv2d_finite_differences);
+    RUN(test_conv2d_panels_match_reference);
+    RUN(test_conv2d_backward_accumulates_and_null);
+    return test_summary();
+}
