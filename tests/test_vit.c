@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/arena.h"
@@ -27,38 +26,6 @@
 #include "test.h"
 
 /* ------------------------------------------------------------------ helpers */
-
-/* Runs fn(ctx) in a child with stderr captured; returns 1 if it died with
- * status 1 and its message contains `needle`.  Children must not use OpenMP
- * (libgomp is not fork-safe), so death tests only exercise config/load paths. */
-static int dies_with(void (*fn)(void *), void *ctx, const char *needle)
-{
-    int fd[2];
-    if (pipe(fd) != 0)
-        return 0;
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(fd[0]);
-        dup2(fd[1], 2);
-        fn(ctx);
-        _exit(0);
-    }
-    close(fd[1]);
-    char msg[4096] = {0};
-    size_t len = 0;
-    ssize_t r;
-    while (len < sizeof msg - 1 && (r = read(fd[0], msg + len, sizeof msg - 1 - len)) > 0)
-        len += (size_t)r;
-    close(fd[0]);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    int ok = WIFEXITED(status) && WEXITSTATUS(status) == 1 && strstr(msg, needle) != NULL;
-    if (!ok)
-        fprintf(stderr, "  (child status %d, message: %s)\n", status, msg);
-    return ok;
-}
 
 static cJSON *fixture_config(const safetensors *st)
 {
@@ -163,8 +130,8 @@ static void make_unknown(void *ctx) { (void)ctx, (void)vit_preset("dinov2-vit-x"
 
 static void test_unsupported_presets_die_clearly(void)
 {
-    CHECK(dies_with(make_vit_g, NULL, "SwiGLU"), "dinov2-vit-g should die naming SwiGLU");
-    CHECK(dies_with(make_unknown, NULL, "unknown ViT preset"), "unknown preset should die");
+    expect_die("dinov2-vit-g names SwiGLU", make_vit_g, NULL, "SwiGLU");
+    expect_die("unknown preset", make_unknown, NULL, "unknown ViT preset");
 }
 
 /* ------------------------------------------------------------ torch parity */
@@ -545,9 +512,9 @@ static void test_load_errors(void)
     st_writer_save(w, path);
     st_writer_free(w);
     load_ctx lc = {path, "", 1};
-    CHECK(dies_with(load_into_wrong, &lc, "unexpected tensor 'head."), "strict load must name the extra key");
+    expect_die("strict load names the extra key", load_into_wrong, &lc, "unexpected tensor 'head.");
     lc.strict = 0;
-    CHECK(dies_with(load_into_wrong, &lc, "missing tensor 'blocks.1."), "load must name the missing key");
+    expect_die("load names the missing key", load_into_wrong, &lc, "missing tensor 'blocks.1.");
     unlink(path);
 
     /* A SwiGLU (ViT-g-style) checkpoint is refused with a clear message. */
@@ -561,7 +528,7 @@ static void test_load_errors(void)
     st_writer_save(w, path);
     st_writer_free(w);
     lc.strict = 1;
-    CHECK(dies_with(load_into_wrong, &lc, "SwiGLU"), "SwiGLU checkpoint must be refused naming SwiGLU");
+    expect_die("SwiGLU checkpoint refused", load_into_wrong, &lc, "SwiGLU");
     unlink(path);
     vit_free(&m);
 }
@@ -673,7 +640,6 @@ static void test_preprocess_one_channel(void)
 
 int main(void)
 {
-    /* Death tests first: they fork, and libgomp is not fork-safe once its pool exists. */
     RUN(test_unsupported_presets_die_clearly);
     RUN(test_load_errors);
     RUN(test_preset_counts_and_keys);
