@@ -502,6 +502,8 @@ static void test_fd_eval_full_dz(void)
     sit_acts a;
     sit_train_inputs in = inputs_of(&p, &m);
     sit_train_forward(&a, &m, w, &ar, &o, &in, N);
+    for (int n = 0; n < N; n++)
+        CHECK(a.labels[n] == p.y[n], "eval mode ignores the dropout mask (sample %d)", n);
     sit_train_backward(&m, w, &a, &ar, 1.0f, 0.5f, NULL, dz);
     fd_ctx ctx = {&m, w, &ar, o, in, N, 1.0f, 0.5f};
     fd_check_direction("eval-BN full d/dz", fd_loss, &ctx, p.z, dz, N * CHW, 1e-2, 2e-3, 4);

@@ -159,7 +159,8 @@ typedef struct sit_train_inputs {
     const float *zs[SIT_MAX_ENCODERS]; /* [N,T,z_dims[e]] REPA targets (kept until backward) */
     const float *time_input; /* [N] or NULL: drawn from rng */
     const float *noise;      /* [N,C,H,W] or NULL: drawn from rng */
-    const int *force_drop;   /* [N] 1 = replace the label by the null class; NULL: drawn in train mode */
+    const int *force_drop;   /* [N] train mode: 1 = replace the label by the null class, instead of
+                                the draw (the reference's drop_mask); ignored in eval mode */
     rng *rng;                /* draws, in this order: t (if NULL), ε (if NULL), label dropout (if drawn) */
 } sit_train_inputs;
 

@@ -443,7 +443,7 @@ void sit_train_forward(sit_acts *a, const sit *m, float *params, arena *ar, cons
     for (int e = 0; e < cfg->n_encoders; e++)
         a->zs[e] = in->zs[e];
     float *P = params;
-    const int C = m->C, HW = m->H * m->H, D = m->D, T = m->T, NT = N * T;
+    const int C = m->C, HW = m->H * m->H, T = m->T, NT = N * T;
     const size_t CHW = (size_t)C * HW;
 
     /* time, noise, labels (the draws in this order) */
@@ -467,13 +467,11 @@ void sit_train_forward(sit_acts *a, const sit *m, float *params, arena *ar, cons
         int y = in->y[n];
         if (y < 0 || y > cfg->num_classes || (y == null_class && cfg->class_dropout_prob <= 0))
             die("sit_train_forward: label %d of sample %d is outside [0, %d)", y, n, cfg->num_classes);
+        /* label dropout only in train mode (spec §4.2); the mask, when given,
+         * replaces the draw (the reference's drop_mask) */
         bool drop = false;
-        if (in->force_drop)
-            drop = in->force_drop[n] == 1;
-        else if (opts->train && cfg->class_dropout_prob > 0)
-            drop = rng_uniform(in->rng) < cfg->class_dropout_prob;
-        if (drop && cfg->class_dropout_prob <= 0)
-            die("sit_train_forward: label dropout requested but the model has no null class");
+        if (opts->train && cfg->class_dropout_prob > 0)
+            drop = in->force_drop ? in->force_drop[n] == 1 : rng_uniform(in->rng) < cfg->class_dropout_prob;
         a->labels[n] = drop ? null_class : y;
     }
 
@@ -523,7 +521,6 @@ void sit_train_forward(sit_acts *a, const sit *m, float *params, arena *ar, cons
                   a->silu_c, N);
     unpatchify_forward(a->model_output, a->out_tokens, N, C, m->H, m->H, m->p);
     mse_per_sample_forward(a->denoising_loss, a->model_output, a->target, N, (int)CHW);
-    (void)D;
 }
 
 /* ---- training backward ---- */
@@ -592,7 +589,12 @@ static void backward_impl(const sit *m, const float *params, const sit_acts *a, 
         sit_block_backward(m, P, i, &a->blocks[i], a->silu_c, &s, dx, dP, s.d_silu_c, a->attn_ws, N);
     }
 
-    /* patch embed (pos_embed is frozen) */
+    /* patch embed.  pos_embed is frozen, except when a trainer marks it
+     * trainable (the release's REPA-E loop re-enables its grad). */
+    if (dP && param_find(&m->table, "pos_embed")->kind == PARAM_TRAINABLE)
+        for (int n = 0; n < N; n++)
+            for (size_t k = 0; k < (size_t)m->T * D; k++)
+                dP[m->pos_embed + k] += dx[(size_t)n * m->T * D + k];
     if (dz)
         zero(s.dtok, (size_t)NT * m->PC);
     linear_backward(dz ? s.dtok : NULL, GP(m->x_w), GP(m->x_b), dx, a->patches, P + m->x_w, NT, m->PC, D);
