@@ -15,6 +15,7 @@ Writes tests/fixtures/train/repae_steps.safetensors:
   lpips.* the frozen LPIPS; step<s>.images (U8 [B,3,16,16]), step<s>.labels,
   step<s>.eps, step<s>.time [B], step<s>.noise, step<s>.drop_mask;
   step<s>.<logged scalar> (1-element tensors, the reference's log names);
+  step0.grad.{vae,sit,disc}.* the clipped gradients of the first step;
   final.vae.*, final.sit.*, final.ema.*, final.disc.*.
 """
 import json
@@ -43,7 +44,7 @@ CFG = {
                 init_values=1.0),
     "disc": dict(input_nc=3, ndf=8, n_layers=2),
     "lpips_width_div": 16,
-    "lr": 1e-3, "vae_lr": 1e-3, "disc_lr": 1e-3, "max_grad_norm": 1.0, "ema_decay": 0.9,
+    "lr": 1e-4, "vae_lr": 1e-4, "disc_lr": 1e-4, "max_grad_norm": 1.0, "ema_decay": 0.9,
     "proj_coeff": 0.5, "vae_align_proj_coeff": 1.5, "kl_weight": 1e-6, "disc_weight": 0.1,
     "path_type": "linear", "batch": B, "steps": STEPS,
     "encoder_mean": [0.485, 0.456, 0.406], "encoder_std": [0.229, 0.224, 0.225],
@@ -113,11 +114,17 @@ for s in range(STEPS):
     opt_vae.zero_grad(set_to_none=True)
     vae_loss.backward()
     gn_vae = torch.nn.utils.clip_grad_norm_(vae.parameters(), CFG["max_grad_norm"])
+    if s == 0:  # the clipped gradients of the first step, before AdamW amplifies differences
+        for k, p in vae.named_parameters():
+            out["step0.grad.vae." + k] = p.grad.clone()
     opt_vae.step()
     d_loss, dlogs = discriminator_loss(x, recon, disc)
     opt_disc.zero_grad(set_to_none=True)
     d_loss.backward()
     gn_disc = torch.nn.utils.clip_grad_norm_(disc.parameters(), CFG["max_grad_norm"])
+    if s == 0:
+        for k, p in disc.named_parameters():
+            out["step0.grad.disc." + k] = p.grad.clone()
     opt_disc.step()
     set_requires_grad(sit, True)
     sit.train()
@@ -126,6 +133,9 @@ for s in range(STEPS):
     opt_sit.zero_grad(set_to_none=True)
     sit_loss.backward()
     gn_sit = torch.nn.utils.clip_grad_norm_(sit.parameters(), CFG["max_grad_norm"])
+    if s == 0:
+        for k, p in sit.named_parameters():
+            out["step0.grad.sit." + k] = p.grad.clone()
     opt_sit.step()
     with torch.no_grad():  # EMA over parameters and floating buffers; counters copied
         ema_state, state = ema.state_dict(), sit.state_dict()

@@ -1,0 +1,362 @@
+#include "train/repae_step.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "models/encoder_preprocess.h"
+#include "ops/loss.h"
+#include "train/ema.h"
+
+/* RNG streams of one step: (seed, stream base + step). */
+#define STREAM_VAE_EPS 0x56414500000000ull  /* "VAE" */
+#define STREAM_SIT 0x53495400000000ull      /* "SIT": t, ε, label dropout */
+
+const char *const repae_log_names[REPAE_N_LOGS] = {
+    "sit_loss", "denoising_loss", "proj_loss", "grad_norm_sit", "vae_loss", "reconstruction_loss",
+    "perceptual_loss", "kl_loss", "weighted_gan_loss", "discriminator_factor", "gan_loss", "d_weight",
+    "grad_norm_vae", "vae_align_loss", "d_loss", "grad_norm_disc", "logits_real", "logits_fake", "lecam_loss"};
+
+void repae_logs_values(const repae_logs *l, double *o)
+{
+    double v[REPAE_N_LOGS] = {l->sit_loss, l->denoising_loss, l->proj_loss, l->grad_norm_sit, l->vae_loss,
+                              l->reconstruction_loss, l->perceptual_loss, l->kl_loss, l->weighted_gan_loss,
+                              l->discriminator_factor, l->gan_loss, l->d_weight, l->grad_norm_vae,
+                              l->vae_align_loss, l->d_loss, l->grad_norm_disc, l->logits_real, l->logits_fake,
+                              l->lecam_loss};
+    memcpy(o, v, sizeof v);
+}
+
+repae_config repae_config_default(void)
+{
+    repae_config c = {0};
+    c.batch = 256;
+    c.learning_rate = c.vae_learning_rate = c.disc_learning_rate = 1e-4f;
+    c.proj_coeff = 0.5f;
+    c.vae_align_proj_coeff = 1.5f;
+    c.reconstruction_weight = 1.0f;
+    c.perceptual_weight = 1.0f;
+    c.kl_weight = 1e-6f;
+    c.disc_weight = 0.1f;
+    c.disc_factor = 1.0f;
+    c.disc_start = 0;
+    c.lecam_weight = 0.0f;
+    c.max_grad_norm = 1.0f;
+    c.ema_decay = 0.9999f;
+    c.path = SIT_PATH_LINEAR;
+    c.weighting = SIT_WEIGHTING_UNIFORM;
+    c.train_pos_embed = true;
+    const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
+    memcpy(c.enc_mean, mean, sizeof mean);
+    memcpy(c.enc_std, std, sizeof std);
+    return c;
+}
+
+/* Arena bytes of one step: persistent per-step buffers plus the largest phase. */
+static size_t plan_bytes(const repae_trainer *t)
+{
+    const repae_config *c = &t->cfg;
+    int B = c->batch;
+    size_t img = (size_t)B * t->C * t->H * t->W, lat = (size_t)B * t->sit->C * t->h * t->w;
+    size_t img3 = (size_t)B * 3 * t->H * t->W;
+    size_t fixed = 0;
+    fixed += 4 * arena_round(img * sizeof(float));   /* x, d_recon, recon copy for D, enc input */
+    fixed += 6 * arena_round(lat * sizeof(float));   /* z, d_z, d_mean, d_logvar, time/noise copies */
+    fixed += arena_round((size_t)B * sizeof(float)) * 4;
+    if (t->enc)
+        fixed += arena_round((size_t)B * t->enc->npatch * t->enc->cfg.embed_dim * sizeof(float));
+    if (t->lp)
+        fixed += 3 * arena_round(img3 * sizeof(float));
+    size_t enc_phase = 0;
+    if (t->enc)
+        enc_phase = vit_plan_bytes(t->enc, B, false) + arena_round((size_t)B * 3 * t->enc->cfg.img_size *
+                                                                   t->enc->cfg.img_size * sizeof(float)) +
+                    encoder_preprocess_workspace_bytes(ENC_PRE_DINOV2, B, 3, t->H, t->W, t->enc->cfg.img_size) +
+                    arena_round((size_t)B * t->enc->cfg.embed_dim * sizeof(float));
+    vae_plan vp = vae_plan_memory(t->vae, VAE_PASS_TRAIN, B, t->H, t->W);
+    sit_train_opts align = {.train = false, .align_only = !c->e2e_diffusion_loss, .path = c->path,
+                            .weighting = c->weighting};
+    sit_train_opts full = {.train = true, .align_only = false, .path = c->path, .weighting = c->weighting};
+    size_t loss_phase = 0;
+    if (t->lp)
+        loss_phase += lpips_acts_bytes(t->lp, B, t->H, t->W);
+    if (t->disc) {
+        size_t d = disc_acts_bytes(t->disc, B, t->H, t->W);
+        size_t nlog = (size_t)B * disc_logits_h(t->disc, t->H) * disc_logits_w(t->disc, t->W);
+        d += 4 * arena_round(nlog * sizeof(float));
+        loss_phase = loss_phase > 2 * d ? loss_phase : 2 * d;
+    }
+    size_t sit_align = sit_train_plan_bytes(t->sit, B, &align);
+    size_t vae_phase = vp.saved + (vp.scratch > loss_phase + sit_align ? vp.scratch : loss_phase + sit_align);
+    size_t sit_phase = sit_train_plan_bytes(t->sit, B, &full);
+    size_t peak = enc_phase;
+    if (vae_phase > peak)
+        peak = vae_phase;
+    if (sit_phase > peak)
+        peak = sit_phase;
+    return fixed + peak + (1u << 16);
+}
+
+void repae_trainer_init(repae_trainer *t, const repae_config *cfg, vae *v, sit *s, float *sit_params, vit *enc,
+                        discriminator *d, float *disc_params, lpips *lp, float *lpips_params, int H, int W, int C)
+{
+    memset(t, 0, sizeof *t);
+    t->cfg = *cfg;
+    t->vae = v, t->sit = s, t->enc = enc, t->disc = d, t->lp = lp;
+    t->sit_params = sit_params, t->disc_params = disc_params, t->lpips_params = lpips_params;
+    t->H = H, t->W = W, t->C = C;
+    if (C != v->cfg.in_channels || C != v->cfg.out_ch)
+        die("train: the VAE takes %d-channel images, the data has %d", v->cfg.in_channels, C);
+    vae_latent_size(v, H, W, &t->h, &t->w);
+    if (s->C != v->cfg.z_channels || s->H != t->h)
+        die("train: the SiT expects a %d×%d×%d latent, the VAE makes %d×%d×%d", s->C, s->H, s->H, v->cfg.z_channels,
+            t->h, t->w);
+    if (enc) {
+        if (s->cfg.n_encoders != 1 || s->cfg.z_dims[0] != enc->cfg.embed_dim)
+            die("train: the SiT projector targets %d features, the encoder gives %d",
+                s->cfg.n_encoders ? s->cfg.z_dims[0] : 0, enc->cfg.embed_dim);
+        if (enc->npatch != s->T)
+            die("train: the encoder has %d patch tokens, the SiT %d; REPA matches them one to one", enc->npatch,
+                s->T);
+        if (C == 1 && (enc->cfg.img_size != H || enc->cfg.in_chans != 1))
+            die("train: a 1-channel encoder must take the %d×%d images as they are (it takes %d px, %d channels)",
+                H, W, enc->cfg.img_size, enc->cfg.in_chans);
+    } else if (cfg->proj_coeff != 0 || (cfg->vae_align_proj_coeff != 0 && !cfg->e2e_diffusion_loss))
+        die("train: REPA needs an encoder (--enc-ckpt), or set --proj-coeff 0 --vae-align-proj-coeff 0");
+    if (lp && C != 1 && C != 3)
+        die("train: LPIPS needs 1- or 3-channel images");
+    /* The release re-enables requires_grad on every SiT parameter before the
+     * SiT update, pos_embed included, so AdamW trains it. */
+    if (cfg->train_pos_embed)
+        for (int i = 0; i < s->table.n; i++)
+            if (!strcmp(s->table.entries[i].name, "pos_embed"))
+                s->table.entries[i].kind = PARAM_TRAINABLE;
+    t->ema_params = param_alloc(&s->table);
+    ema_update(&s->table, t->ema_params, sit_params, 0.0f);
+    t->vae_grads = param_alloc(&v->table);
+    t->sit_grads = param_alloc(&s->table);
+    t->opt_vae = adamw_create(&v->table, cfg->vae_learning_rate);
+    t->opt_sit = adamw_create(&s->table, cfg->learning_rate);
+    if (d) {
+        t->disc_grads = param_alloc(&d->table);
+        t->opt_disc = adamw_create(&d->table, cfg->disc_learning_rate);
+    }
+    vae_acts_init(&t->vacts, v);
+    t->ar = arena_create(plan_bytes(t));
+}
+
+void repae_trainer_free(repae_trainer *t)
+{
+    arena_free(&t->ar);
+    vae_acts_free(&t->vacts);
+    free(t->ema_params), free(t->vae_grads), free(t->sit_grads), free(t->disc_grads);
+    adamw_free(&t->opt_vae);
+    adamw_free(&t->opt_sit);
+    if (t->disc)
+        adamw_free(&t->opt_disc);
+}
+
+/* LPIPS needs RGB: a 1-channel image is replicated, and the gradient of
+ * the three copies is summed back. */
+static void to_rgb(float *dst, const float *src, int B, int C, int HW)
+{
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < 3; c++)
+            memcpy(dst + ((size_t)b * 3 + c) * HW, src + ((size_t)b * C + (C == 3 ? c : 0)) * HW,
+                   (size_t)HW * sizeof(float));
+}
+
+static void add_from_rgb(float *dst, const float *src3, int B, int C, int HW)
+{
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < 3; c++) {
+            float *d = dst + ((size_t)b * C + (C == 3 ? c : 0)) * HW;
+            const float *s = src3 + ((size_t)b * 3 + c) * HW;
+            for (int i = 0; i < HW; i++)
+                d[i] += s[i];
+        }
+}
+
+void repae_step(repae_trainer *t, const uint8_t *images, const int *labels, const repae_step_random *given,
+                repae_logs *logs)
+{
+    const repae_config *c = &t->cfg;
+    repae_step_random none = {0};
+    if (!given)
+        given = &none;
+    int B = c->batch, C = t->C, HW = t->H * t->W;
+    size_t n_img = (size_t)B * C * HW, n_lat = (size_t)B * t->sit->C * t->h * t->w;
+    arena *ar = &t->ar;
+    arena_reset(ar, 0);
+    memset(logs, 0, sizeof *logs);
+    rng vae_rng = rng_new(c->seed, STREAM_VAE_EPS + (uint64_t)t->step);
+    rng sit_rng = rng_new(c->seed, STREAM_SIT + (uint64_t)t->step);
+    bool gan_on = t->disc && t->step >= c->disc_start;
+    float factor = gan_on ? c->disc_factor : 0.0f;
+
+    /* Step-long buffers. */
+    float *x = arena_floats(ar, n_img);
+    float *d_recon = arena_zeros(ar, n_img);
+    float *z = arena_floats(ar, n_lat), *d_z = arena_zeros(ar, n_lat);
+    float *d_mean = arena_zeros(ar, n_lat), *d_logvar = arena_zeros(ar, n_lat);
+    float *time = arena_floats(ar, (size_t)B), *noise = arena_floats(ar, n_lat);
+    float *zs = NULL;
+
+    /* 1. Encoder targets (frozen, no grad). */
+    if (t->enc) {
+        const vit *e = t->enc;
+        zs = arena_floats(ar, (size_t)B * e->npatch * e->cfg.embed_dim);
+        size_t mark = arena_mark(ar);
+        int S = e->cfg.img_size;
+        float *in = arena_floats(ar, (size_t)B * e->cfg.in_chans * S * S);
+        if (C == 3)
+            encoder_preprocess(in, images, ENC_PRE_DINOV2, B, 3, t->H, t->W, S, ar);
+        else
+            encoder_normalize_u8(in, images, B, C, HW, c->enc_mean, c->enc_std);
+        vit_acts va;
+        vit_acts_alloc(&va, e, ar, B, false);
+        vit_forward(e, &va, in, zs, NULL, NULL, NULL);
+        arena_reset(ar, mark);
+    }
+
+    /* 3. VAE forward (activations stay on the arena until the VAE backward). */
+    for (size_t i = 0; i < n_img; i++)
+        x[i] = images[i] / 127.5f - 1.0f;
+    size_t vae_mark = arena_mark(ar);
+    vae_acts *va = &t->vacts;
+    vae_forward(t->vae, va, x, given->eps, &vae_rng, B, t->H, t->W, ar);
+    memcpy(z, va->z, n_lat * sizeof(float));
+    const float *recon = va->recon;
+
+    /* 5. Generator loss. */
+    int M = t->sit->C * t->h * t->w;
+    logs->reconstruction_loss = c->reconstruction_weight * l1_mean_forward(x, recon, n_img);
+    l1_mean_backward(NULL, d_recon, c->reconstruction_weight, x, recon, n_img);
+    if (t->lp && c->perceptual_weight > 0) {
+        size_t mark = arena_mark(ar);
+        size_t n3 = (size_t)B * 3 * HW;
+        float *x3 = arena_floats(ar, n3), *r3 = arena_floats(ar, n3), *d3 = arena_zeros(ar, n3);
+        float *dist = arena_floats(ar, (size_t)B), *ddist = arena_floats(ar, (size_t)B);
+        to_rgb(x3, x, B, C, HW);
+        to_rgb(r3, recon, B, C, HW);
+        lpips_acts *la = lpips_forward(t->lp, t->lpips_params, dist, x3, r3, B, t->H, t->W, ar);
+        double s = 0;
+        for (int n = 0; n < B; n++) {
+            s += dist[n];
+            ddist[n] = c->perceptual_weight / B;
+        }
+        logs->perceptual_loss = c->perceptual_weight * s / B;
+        lpips_backward(t->lp, t->lpips_params, la, ddist, d3);
+        add_from_rgb(d_recon, d3, B, C, HW);
+        arena_reset(ar, mark);
+    }
+    double kl = kl_diag_gaussian_forward(va->mean, va->logvar, B, M);
+    logs->kl_loss = c->kl_weight * kl;
+    kl_diag_gaussian_backward(d_mean, d_logvar, c->kl_weight, va->mean, va->logvar, B, M);
+    if (t->disc) {
+        /* The discriminator is frozen here but stays in train mode: batch
+         * statistics, running stats updated, full BN backward into recon. */
+        size_t mark = arena_mark(ar);
+        size_t nl = (size_t)B * disc_logits_h(t->disc, t->H) * disc_logits_w(t->disc, t->W);
+        float *logits = arena_floats(ar, nl), *dlog = arena_zeros(ar, nl);
+        disc_acts *da = disc_forward(t->disc, t->disc_params, logits, recon, B, t->H, t->W, ar);
+        logs->gan_loss = hinge_g_loss_forward(logits, nl);
+        logs->weighted_gan_loss = c->disc_weight * factor * logs->gan_loss;
+        if (factor != 0) {
+            hinge_g_loss_backward(dlog, c->disc_weight * factor, nl);
+            disc_backward(t->disc, t->disc_params, da, dlog, NULL, d_recon);
+        }
+        arena_reset(ar, mark);
+    }
+    logs->discriminator_factor = factor;
+    logs->d_weight = c->disc_weight;
+    logs->vae_loss = logs->reconstruction_loss + logs->perceptual_loss + logs->kl_loss + logs->weighted_gan_loss;
+
+    /* 6. The VAE pass through the frozen, eval-mode SiT. */
+    {
+        size_t mark = arena_mark(ar);
+        sit_train_opts o = {.train = false, .align_only = !c->e2e_diffusion_loss, .path = c->path,
+                            .weighting = c->weighting};
+        sit_train_inputs in = {.z = z, .y = labels, .time_input = given->time, .noise = given->noise,
+                               .rng = &sit_rng};
+        if (t->enc)
+            in.zs[0] = zs;
+        sit_acts sa;
+        sit_train_forward(&sa, t->sit, t->sit_params, ar, &o, &in, B);
+        memcpy(time, sa.time_input, (size_t)B * sizeof(float));
+        memcpy(noise, sa.noise, n_lat * sizeof(float));
+        float w_d = c->e2e_diffusion_loss ? 1.0f : 0.0f;
+        logs->vae_align_loss = t->enc ? sa.proj_loss : 0.0;
+        double extra = c->vae_align_proj_coeff * logs->vae_align_loss;
+        if (c->e2e_diffusion_loss) {
+            double dl = 0;
+            for (int n = 0; n < B; n++)
+                dl += sa.denoising_loss[n];
+            extra += dl / B;
+        }
+        logs->vae_loss += extra;
+        sit_train_backward(t->sit, t->sit_params, &sa, ar, w_d, t->enc ? c->vae_align_proj_coeff : 0.0f, NULL, d_z);
+        arena_reset(ar, mark);
+    }
+
+    /* 7. VAE update. */
+    grad_zero(&t->vae->table, t->vae_grads);
+    vae_backward(t->vae, va, d_recon, d_z, d_mean, d_logvar, t->vae_grads, NULL, ar);
+    logs->grad_norm_vae = grad_clip(&t->vae->table, t->vae_grads, c->max_grad_norm);
+    adamw_step(&t->opt_vae, t->vae->params, t->vae_grads);
+
+    /* 8. Discriminator update on x and the pre-update reconstruction. */
+    if (t->disc) {
+        size_t mark = arena_mark(ar);
+        size_t nl = (size_t)B * disc_logits_h(t->disc, t->H) * disc_logits_w(t->disc, t->W);
+        float *lr = arena_floats(ar, nl), *lf = arena_floats(ar, nl);
+        float *dr = arena_zeros(ar, nl), *df = arena_zeros(ar, nl);
+        disc_acts *ar_real = disc_forward(t->disc, t->disc_params, lr, x, B, t->H, t->W, ar);
+        disc_acts *ar_fake = disc_forward(t->disc, t->disc_params, lf, recon, B, t->H, t->W, ar);
+        double d = hinge_d_loss_forward(lr, nl, lf, nl);
+        hinge_d_loss_backward(dr, df, factor, lr, nl, lf, nl);
+        if (c->lecam_weight > 0 && gan_on) {
+            logs->lecam_loss = lecam_forward(lr, nl, lf, nl, t->lecam_ema_real, t->lecam_ema_fake);
+            lecam_backward(dr, df, c->lecam_weight * factor, lr, nl, lf, nl, t->lecam_ema_real, t->lecam_ema_fake);
+            lecam_ema_update(&t->lecam_ema_real, &t->lecam_ema_fake, lr, nl, lf, nl, LECAM_EMA_DECAY);
+            d += c->lecam_weight * logs->lecam_loss;
+        }
+        logs->d_loss = factor * d;
+        logs->logits_real = mean_f64(lr, nl);
+        logs->logits_fake = mean_f64(lf, nl);
+        grad_zero(&t->disc->table, t->disc_grads);
+        disc_backward(t->disc, t->disc_params, ar_real, dr, t->disc_grads, NULL);
+        disc_backward(t->disc, t->disc_params, ar_fake, df, t->disc_grads, NULL);
+        logs->grad_norm_disc = grad_clip(&t->disc->table, t->disc_grads, c->max_grad_norm);
+        adamw_step(&t->opt_disc, t->disc_params, t->disc_grads);
+        arena_reset(ar, mark);
+    }
+    arena_reset(ar, vae_mark); /* the VAE activations are no longer needed */
+
+    /* 10-11. SiT update: same z (pre-update, detached), same t and ε. */
+    {
+        sit_train_opts o = {.train = true, .align_only = false, .path = c->path, .weighting = c->weighting};
+        sit_train_inputs in = {.z = z, .y = labels, .time_input = time, .noise = noise, .force_drop = given->drop,
+                               .rng = &sit_rng};
+        if (t->enc)
+            in.zs[0] = zs;
+        sit_acts sa;
+        sit_train_forward(&sa, t->sit, t->sit_params, ar, &o, &in, B);
+        double dl = 0;
+        for (int n = 0; n < B; n++)
+            dl += sa.denoising_loss[n];
+        logs->denoising_loss = dl / B;
+        logs->proj_loss = t->enc ? sa.proj_loss : 0.0;
+        logs->sit_loss = logs->denoising_loss + c->proj_coeff * logs->proj_loss;
+        grad_zero(&t->sit->table, t->sit_grads);
+        sit_train_backward(t->sit, t->sit_params, &sa, ar, 1.0f, t->enc ? c->proj_coeff : 0.0f, t->sit_grads, NULL);
+        logs->grad_norm_sit = grad_clip(&t->sit->table, t->sit_grads, c->max_grad_norm);
+        adamw_step(&t->opt_sit, t->sit_params, t->sit_grads);
+    }
+
+    /* 12. EMA (parameters and BN buffers). */
+    ema_update(&t->sit->table, t->ema_params, t->sit_params, c->ema_decay);
+    t->step++;
+}
