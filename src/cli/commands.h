@@ -3,5 +3,6 @@
 #define REPAE_COMMANDS_H
 
 int cmd_inspect(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 
 #endif

@@ -10,6 +10,7 @@ static const struct {
     const char *summary;
 } commands[] = {
     {"inspect", cmd_inspect, "list the tensors, shapes and metadata of a safetensors file"},
+    {"train", cmd_train, "end-to-end REPA-E training (VAE + SiT + discriminator)"},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 

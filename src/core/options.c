@@ -7,6 +7,8 @@
 
 #include "core/error.h"
 
+#include <cjson/cJSON.h>
+
 /* Which options were given explicitly (by address of their spec). */
 #define MAX_GIVEN 256
 static const option_spec *given[MAX_GIVEN];
@@ -176,4 +178,36 @@ bool options_given(const option_spec *opts, int n, const char *name)
         if (!strcmp(given[i]->name, name))
             return true;
     return false;
+}
+
+char *options_to_json(const option_spec *opts, int n)
+{
+    cJSON *root = cJSON_CreateObject();
+    for (int i = 0; i < n; i++) {
+        const option_spec *o = &opts[i];
+        char key[96];
+        snprintf(key, sizeof key, "%s", o->name + 2);
+        for (char *c = key; *c; c++)
+            if (*c == '-')
+                *c = '_';
+        switch (o->type) {
+        case OPT_INT: cJSON_AddNumberToObject(root, key, *(int *)o->target); break;
+        case OPT_INT64: cJSON_AddNumberToObject(root, key, (double)*(long long *)o->target); break;
+        case OPT_FLOAT: cJSON_AddNumberToObject(root, key, *(float *)o->target); break;
+        case OPT_DOUBLE: cJSON_AddNumberToObject(root, key, *(double *)o->target); break;
+        case OPT_STRING:
+        case OPT_CHOICE: {
+            const char *s = *(const char **)o->target;
+            if (s)
+                cJSON_AddStringToObject(root, key, s);
+            else
+                cJSON_AddNullToObject(root, key);
+            break;
+        }
+        case OPT_FLAG: cJSON_AddBoolToObject(root, key, *(bool *)o->target); break;
+        }
+    }
+    char *out = cJSON_Print(root);
+    cJSON_Delete(root);
+    return out;
 }

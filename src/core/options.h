@@ -48,6 +48,10 @@ int options_parse(const char *command, const char *usage, const option_spec *opt
 void options_help(FILE *out, const char *command, const char *usage, const option_spec *opts, int n);
 /* Prints "name = value" for every option (the resolved configuration). */
 void options_print(FILE *out, const option_spec *opts, int n);
+/* The resolved options as a JSON object {"name": value, ...} (malloc'd),
+ * names without the leading "--" and with '-' as '_' like the reference's
+ * args.json. */
+char *options_to_json(const option_spec *opts, int n);
 /* True if the user gave this option explicitly on the command line. */
 bool options_given(const option_spec *opts, int n, const char *name);
 

@@ -1,6 +1,7 @@
 #include "train/repae_step.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -274,8 +275,11 @@ void repae_step(repae_trainer *t, const uint8_t *images, const int *labels, cons
     logs->d_weight = c->disc_weight;
     logs->vae_loss = logs->reconstruction_loss + logs->perceptual_loss + logs->kl_loss + logs->weighted_gan_loss;
 
-    /* 6. The VAE pass through the frozen, eval-mode SiT. */
-    {
+    /* 6. The VAE pass through the frozen, eval-mode SiT (skipped when it
+     * would carry no gradient: no encoder and no naive-E2E diffusion loss;
+     * the SiT pass then draws t and ε itself). */
+    bool vae_sit_pass = t->enc || c->e2e_diffusion_loss;
+    if (vae_sit_pass) {
         size_t mark = arena_mark(ar);
         sit_train_opts o = {.train = false, .align_only = !c->e2e_diffusion_loss, .path = c->path,
                             .weighting = c->weighting};
@@ -338,7 +342,8 @@ void repae_step(repae_trainer *t, const uint8_t *images, const int *labels, cons
     /* 10-11. SiT update: same z (pre-update, detached), same t and ε. */
     {
         sit_train_opts o = {.train = true, .align_only = false, .path = c->path, .weighting = c->weighting};
-        sit_train_inputs in = {.z = z, .y = labels, .time_input = time, .noise = noise, .force_drop = given->drop,
+        sit_train_inputs in = {.z = z, .y = labels, .time_input = vae_sit_pass ? time : given->time,
+                               .noise = vae_sit_pass ? noise : given->noise, .force_drop = given->drop,
                                .rng = &sit_rng};
         if (t->enc)
             in.zs[0] = zs;

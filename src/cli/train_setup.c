@@ -1,0 +1,347 @@
+#include "cli/train_setup.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/arena.h"
+#include "core/error.h"
+#include "core/rng.h"
+
+int train_options_table(train_options *o, option_spec *opts, train_kind kind)
+{
+    (void)kind;
+    int n = 0;
+#define OPT(...) opts[n++] = (option_spec){__VA_ARGS__}
+    OPT("--data", OPT_STRING, &o->data, "fashion-mnist", "dataset: 'fashion-mnist' or a shard from 'repae prepare'");
+    OPT("--data-split", OPT_CHOICE, &o->data_split, "train", "Fashion-MNIST split", .choices = "train|test");
+    OPT("--image-size", OPT_INT, &o->image_size, "32", "Fashion-MNIST images are padded to this size", .min = 28,
+        .max = 1024);
+    OPT("--channels", OPT_INT, &o->channels, "1", "Fashion-MNIST channels (1, or 3 = replicated)", .min = 1, .max = 3);
+    OPT("--max-images", OPT_INT, &o->max_images, "0", "use only the first N images (0 = all)", .min = 0, .max = 1e9);
+    OPT("--model", OPT_STRING, &o->model, "custom",
+        "SiT preset (SiT-S/2, SiT-B/2, SiT-L/2, SiT-XL/2, patch 1/2/4/8) or 'custom' (--sit-*)");
+    OPT("--sit-depth", OPT_INT, &o->sit_depth, "6", "custom SiT: blocks", .min = 1, .max = 64);
+    OPT("--sit-hidden", OPT_INT, &o->sit_hidden, "384", "custom SiT: width", .min = 8, .max = 8192);
+    OPT("--sit-heads", OPT_INT, &o->sit_heads, "6", "custom SiT: attention heads", .min = 1, .max = 128);
+    OPT("--sit-patch", OPT_INT, &o->sit_patch, "2", "custom SiT: patch size", .min = 1, .max = 16);
+    OPT("--encoder-depth", OPT_INT, &o->encoder_depth, "2", "SiT block whose output the projector reads (1-based)",
+        .min = 1, .max = 64);
+    OPT("--projector-dim", OPT_INT, &o->projector_dim, "2048", "REPA projector width", .min = 1, .max = 16384);
+    OPT("--qk-norm", OPT_FLAG, &o->qk_norm, NULL, "LayerNorm on queries and keys");
+    OPT("--bn-momentum", OPT_FLOAT, &o->bn_momentum, "0.1", "latent BatchNorm momentum", .min = 0, .max = 1);
+    OPT("--cfg-prob", OPT_FLOAT, &o->cfg_prob, "0.1", "label dropout probability (for CFG)", .min = 0, .max = 1);
+    OPT("--vae", OPT_STRING, &o->vae, "custom", "VAE preset f8d4 | f16d32, or 'custom' (--vae-*)");
+    OPT("--vae-ckpt", OPT_STRING, &o->vae_ckpt, NULL, "VAE weights (safetensors); configuration read from the file");
+    OPT("--vae-ch", OPT_INT, &o->vae_ch, "64", "custom VAE: base width", .min = 1, .max = 1024);
+    OPT("--vae-ch-mult", OPT_STRING, &o->vae_ch_mult, "1,2,2", "custom VAE: width multipliers per level");
+    OPT("--vae-z-channels", OPT_INT, &o->vae_z_channels, "4", "custom VAE: latent channels", .min = 1, .max = 256);
+    OPT("--vae-num-res-blocks", OPT_INT, &o->vae_num_res_blocks, "1", "custom VAE: ResnetBlocks per level", .min = 1,
+        .max = 8);
+    OPT("--vae-norm-groups", OPT_INT, &o->vae_norm_groups, "32", "custom VAE: GroupNorm groups", .min = 1, .max = 256);
+    OPT("--vae-attn-resolutions", OPT_STRING, &o->vae_attn_resolutions, "",
+        "custom VAE: feature sizes with attention, e.g. '8' (empty: mid block only)");
+    OPT("--latents-stats", OPT_STRING, &o->latents_stats, NULL,
+        "latents statistics (safetensors: latents_scale, latents_bias) for the SiT BatchNorm");
+    OPT("--enc-type", OPT_STRING, &o->enc_type, "dinov2-vit-b", "representation encoder family (preprocessing)");
+    OPT("--enc-ckpt", OPT_STRING, &o->enc_ckpt, NULL, "encoder weights (safetensors, DINOv2 keys); none: no REPA");
+    OPT("--enc-heads", OPT_INT, &o->enc_heads, "0", "encoder heads (0: from the width)", .min = 0, .max = 128);
+    OPT("--enc-mean", OPT_FLOAT, &o->enc_mean, "0.5", "1-channel encoder input mean", .min = -10, .max = 10);
+    OPT("--enc-std", OPT_FLOAT, &o->enc_std, "0.5", "1-channel encoder input std", .min = 1e-6, .max = 10);
+    OPT("--disc-ckpt", OPT_STRING, &o->disc_ckpt, NULL, "discriminator weights (none: the reference's random init)");
+    OPT("--disc-ndf", OPT_INT, &o->disc_ndf, "64", "discriminator base width", .min = 1, .max = 1024);
+    OPT("--disc-layers", OPT_INT, &o->disc_layers, "3", "discriminator stride-2 layers", .min = 1, .max = 8);
+    OPT("--no-disc", OPT_FLAG, &o->no_disc, NULL, "no GAN terms at all");
+    OPT("--disc-start", OPT_INT64, &o->disc_start, "0", "GAN terms from this step on", .min = 0, .max = 1e12);
+    OPT("--disc-weight", OPT_FLOAT, &o->disc_weight, "0.1", "GAN generator weight", .min = 0, .max = 100);
+    OPT("--lpips-ckpt", OPT_STRING, &o->lpips_ckpt, NULL, "LPIPS weights (VGG16 + heads); none: no perceptual term");
+    OPT("--perceptual-weight", OPT_FLOAT, &o->perceptual_weight, "1.0", "LPIPS weight", .min = 0, .max = 100);
+    OPT("--kl-weight", OPT_FLOAT, &o->kl_weight, "1e-6", "KL weight", .min = 0, .max = 100);
+    OPT("--lecam-weight", OPT_FLOAT, &o->lecam_weight, "0", "LeCam regulariser weight", .min = 0, .max = 100);
+    OPT("--learning-rate", OPT_FLOAT, &o->learning_rate, "1e-4", "SiT AdamW learning rate", .min = 0, .max = 1);
+    OPT("--vae-learning-rate", OPT_FLOAT, &o->vae_learning_rate, "1e-4", "VAE AdamW learning rate", .min = 0,
+        .max = 1);
+    OPT("--disc-learning-rate", OPT_FLOAT, &o->disc_learning_rate, "1e-4", "discriminator AdamW learning rate",
+        .min = 0, .max = 1);
+    OPT("--max-grad-norm", OPT_FLOAT, &o->max_grad_norm, "1.0", "per-module gradient clipping", .min = 0,
+        .max = 1e9);
+    OPT("--ema-decay", OPT_FLOAT, &o->ema_decay, "0.9999", "EMA decay of the SiT", .min = 0, .max = 1);
+    OPT("--proj-coeff", OPT_FLOAT, &o->proj_coeff, "0.5", "REPA weight in the SiT update", .min = 0, .max = 100);
+    OPT("--vae-align-proj-coeff", OPT_FLOAT, &o->vae_align_proj_coeff, "1.5", "REPA weight in the VAE update",
+        .min = 0, .max = 100);
+    OPT("--path-type", OPT_CHOICE, &o->path_type, "linear", "interpolant", .choices = "linear|cosine");
+    OPT("--weighting", OPT_CHOICE, &o->weighting, "uniform", "time sampling", .choices = "uniform|lognormal");
+    OPT("--e2e-diffusion-loss", OPT_FLAG, &o->e2e_diffusion_loss, NULL,
+        "let the diffusion loss reach the VAE (naive end-to-end training, the paper's negative result)");
+    OPT("--batch-size", OPT_INT, &o->batch_size, "32", "global batch size", .min = 2, .max = 65536);
+    OPT("--max-train-steps", OPT_INT64, &o->max_train_steps, "1000", "training steps", .min = 1, .max = 1e12);
+    OPT("--checkpointing-steps", OPT_INT64, &o->checkpointing_steps, "500", "checkpoint every N steps", .min = 0,
+        .max = 1e12);
+    OPT("--sampling-steps", OPT_INT64, &o->sampling_steps, "500", "preview grid every N steps (and at step 1)",
+        .min = 0, .max = 1e12);
+    OPT("--preview-images", OPT_INT, &o->preview_images, "64", "images in a preview grid", .min = 1, .max = 1024);
+    OPT("--seed", OPT_INT64, &o->seed, "0", "random seed", .min = 0, .max = 9e18);
+    OPT("--output-dir", OPT_STRING, &o->output_dir, "exps", "where runs go");
+    OPT("--exp-name", OPT_STRING, &o->exp_name, "repae-fmnist", "run name (a folder under --output-dir)");
+    OPT("--resume-step", OPT_INT64, &o->resume_step, "0", "resume from this checkpoint step (-1: the latest)",
+        .min = -1, .max = 1e12);
+#undef OPT
+    return n;
+}
+
+void train_setup_data(const train_options *o, train_data *d)
+{
+    memset(d, 0, sizeof *d);
+    if (!strcmp(o->data, "fashion-mnist"))
+        d->ds = dataset_fashion_mnist(FASHION_MNIST_DIR, o->data_split, o->image_size, o->channels);
+    else
+        d->ds = dataset_read_shard(o->data);
+    if (o->max_images > 0)
+        dataset_truncate(&d->ds, o->max_images);
+}
+
+void train_data_free(train_data *d) { dataset_free(&d->ds); }
+
+int parse_int_list(const char *flag, const char *text, int *out, int max)
+{
+    int n = 0;
+    const char *p = text;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v <= 0 || v > 1 << 20)
+            die("%s: '%s' is not a comma-separated list of positive integers", flag, text);
+        if (n == max)
+            die("%s: at most %d values", flag, max);
+        out[n++] = (int)v;
+        p = end;
+        if (*p == ',')
+            p++;
+        else if (*p)
+            die("%s: '%s' is not a comma-separated list of positive integers", flag, text);
+    }
+    return n;
+}
+
+static void load_latents_stats(const char *path, const sit *s, float *params)
+{
+    safetensors *st = safetensors_open(path);
+    int C = s->C;
+    int64_t shape[4] = {1, C, 1, 1};
+    float scale[256], bias[256];
+    if (C > 256)
+        die("latents statistics for %d channels are not supported", C);
+    safetensors_load_f32(st, "latents_scale", 4, shape, scale);
+    safetensors_load_f32(st, "latents_bias", 4, shape, bias);
+    for (int c = 0; c < C; c++)
+        if (!(scale[c] > 0) || !isfinite(scale[c]) || !isfinite(bias[c]))
+            die("'%s': latents_scale[%d] = %g must be positive and finite", path, c, scale[c]);
+    sit_set_latent_stats(s, params, bias, scale);
+    safetensors_close(st);
+}
+
+/* The reference takes the statistics from a file; for a VAE of our own we
+ * measure them: per-channel mean and std of posterior samples. */
+static void estimate_latents_stats(const train_data *d, const vae *v, const sit *s, float *params)
+{
+    int n = d->ds.n < 1024 ? d->ds.n : 1024, B = 32, C = s->C;
+    int H = d->ds.height, W = d->ds.width, h, w;
+    vae_latent_size(v, H, W, &h, &w);
+    size_t img = (size_t)d->ds.channels * H * W, lat = (size_t)C * h * w;
+    vae_plan plan = vae_plan_memory(v, VAE_PASS_ENCODE, B, H, W);
+    arena ar = arena_create(plan.saved + plan.scratch);
+    float *x = xmalloc(B * img * sizeof(float)), *mean = xmalloc(B * lat * sizeof(float)),
+          *std = xmalloc(B * lat * sizeof(float));
+    double s1[256] = {0}, s2[256] = {0};
+    long long cnt = 0;
+    rng r = rng_new(0, 0x5747415453ull);
+    for (int i0 = 0; i0 + B <= n; i0 += B) {
+        for (size_t k = 0; k < B * img; k++)
+            x[k] = d->ds.images[(size_t)i0 * img + k] / 127.5f - 1.0f;
+        vae_encode(v, x, mean, NULL, std, B, H, W, &ar);
+        for (int b = 0; b < B; b++)
+            for (int c = 0; c < C; c++)
+                for (int k = 0; k < h * w; k++) {
+                    size_t idx = (size_t)b * lat + (size_t)c * h * w + k;
+                    double z = mean[idx] + std[idx] * rng_normal(&r);
+                    s1[c] += z, s2[c] += z * z;
+                }
+        cnt += B;
+    }
+    float bias[256], scale[256];
+    double m = (double)cnt * h * w;
+    for (int c = 0; c < C; c++) {
+        double mu = s1[c] / m, var = s2[c] / m - mu * mu;
+        bias[c] = (float)mu;
+        scale[c] = (float)(1.0 / sqrt(var > 1e-12 ? var : 1e-12));
+    }
+    sit_set_latent_stats(s, params, bias, scale);
+    arena_free(&ar);
+    free(x), free(mean), free(std);
+}
+
+void train_setup_models(const train_options *o, const train_data *d, train_models *m, train_kind kind)
+{
+    (void)kind;
+    memset(m, 0, sizeof *m);
+    int C = d->ds.channels;
+    /* VAE */
+    if (o->vae_ckpt)
+        vae_init_from_file(&m->vae, o->vae_ckpt, "", PARAM_ALLOW_EXTRA);
+    else {
+        vae_config vc;
+        if (strcmp(o->vae, "custom") != 0) {
+            if (vae_preset(o->vae, &vc) != 0)
+                die("--vae: unknown preset '%s' (f8d4, f16d32 or custom)", o->vae);
+        } else {
+            vae_preset("f8d4", &vc);
+            vc.ch = o->vae_ch;
+            vc.n_levels = parse_int_list("--vae-ch-mult", o->vae_ch_mult, vc.ch_mult, VAE_MAX_LEVELS);
+            vc.z_channels = o->vae_z_channels;
+            vc.num_res_blocks = o->vae_num_res_blocks;
+            vc.norm_groups = o->vae_norm_groups;
+            vc.n_attn = parse_int_list("--vae-attn-resolutions", o->vae_attn_resolutions, vc.attn_resolutions,
+                                       VAE_MAX_ATTN);
+            vc.resolution = d->ds.height;
+        }
+        vc.in_channels = vc.out_ch = C;
+        vae_config_check(&vc);
+        vae_init(&m->vae, &vc);
+        vae_init_weights(&m->vae, (uint64_t)o->seed + 1);
+    }
+    int h, w;
+    vae_latent_size(&m->vae, d->ds.height, d->ds.width, &h, &w);
+    if (h != w)
+        die("non-square latents (%d×%d) are not supported", h, w);
+    /* Encoder */
+    if (o->enc_ckpt) {
+        safetensors *st = safetensors_open(o->enc_ckpt);
+        int size = C == 3 ? 224 * d->ds.height / 256 : d->ds.height;
+        if (C == 3 && size < 14)
+            size = d->ds.height; /* small images: the encoder runs at their own size */
+        vit_from_checkpoint(&m->vit, st, "", size, o->enc_heads, PARAM_ALLOW_EXTRA);
+        safetensors_close(st);
+        m->enc = true;
+    }
+    /* SiT */
+    sit_config sc = sit_config_default();
+    if (strcmp(o->model, "custom") != 0) {
+        if (sit_config_preset(&sc, o->model) != 0)
+            die("--model: unknown SiT preset '%s'", o->model);
+    } else {
+        sc.depth = o->sit_depth, sc.hidden = o->sit_hidden, sc.heads = o->sit_heads;
+        sc.patch = o->sit_patch;
+    }
+    sc.in_channels = m->vae.cfg.z_channels;
+    sc.input_size = h;
+    sc.num_classes = d->ds.num_classes;
+    sc.class_dropout_prob = o->cfg_prob;
+    sc.encoder_depth = o->encoder_depth;
+    sc.projector_dim = o->projector_dim;
+    sc.qk_norm = o->qk_norm;
+    sc.bn_momentum = o->bn_momentum;
+    sc.n_encoders = m->enc ? 1 : 0;
+    if (m->enc)
+        sc.z_dims[0] = m->vit.cfg.embed_dim;
+    sit_config_check(&sc);
+    sit_build(&m->sit, &sc);
+    m->sit_params = param_alloc(&m->sit.table);
+    sit_init_params(&m->sit, m->sit_params, (uint64_t)o->seed + 2);
+    if (o->latents_stats)
+        load_latents_stats(o->latents_stats, &m->sit, m->sit_params);
+    else
+        estimate_latents_stats(d, &m->vae, &m->sit, m->sit_params);
+    /* Discriminator */
+    if (!o->no_disc) {
+        disc_build(&m->disc, (disc_config){C, o->disc_ndf, o->disc_layers});
+        m->disc_params = param_alloc(&m->disc.table);
+        if (o->disc_ckpt) {
+            safetensors *st = safetensors_open(o->disc_ckpt);
+            param_load(&m->disc.table, m->disc_params, st, "", PARAM_STRICT);
+            safetensors_close(st);
+        } else
+            disc_init(&m->disc, m->disc_params, (uint64_t)o->seed + 3);
+    }
+    /* LPIPS */
+    if (o->lpips_ckpt) {
+        lpips_build(&m->lp, 1);
+        m->lpips_params = param_alloc(&m->lp.table);
+        safetensors *st = safetensors_open(o->lpips_ckpt);
+        param_load(&m->lp.table, m->lpips_params, st, "", PARAM_ALLOW_EXTRA);
+        safetensors_close(st);
+    }
+}
+
+void train_models_free(train_models *m)
+{
+    vae_free(&m->vae);
+    sit_free(&m->sit);
+    free(m->sit_params);
+    if (m->enc)
+        vit_free(&m->vit);
+    if (m->disc_params) {
+        disc_free(&m->disc);
+        free(m->disc_params);
+    }
+    if (m->lpips_params) {
+        lpips_free(&m->lp);
+        free(m->lpips_params);
+    }
+}
+
+void train_print_summary(const train_options *o, const train_data *d, const train_models *m)
+{
+    char buf[256];
+    printf("data: %s, %d images %dx%dx%d, %d classes\n", d->ds.source, d->ds.n, d->ds.channels, d->ds.height,
+           d->ds.width, d->ds.num_classes);
+    printf("VAE: %.2f M parameters, latent %dx%dx%d\n", param_count(&m->vae.table, PARAM_TRAINABLE) / 1e6,
+           m->sit.C, m->sit.H, m->sit.H);
+    printf("SiT: %s (%.2f M parameters)\n", sit_config_str(&m->sit.cfg, buf, sizeof buf),
+           sit_param_count(&m->sit, true) / 1e6);
+    if (m->enc)
+        printf("encoder: %s, %d px, width %d, depth %d, %d tokens\n", o->enc_ckpt, m->vit.cfg.img_size,
+               m->vit.cfg.embed_dim, m->vit.cfg.depth, m->vit.npatch);
+    if (m->disc_params)
+        printf("discriminator: %.2f M parameters%s\n", param_count(&m->disc.table, PARAM_TRAINABLE) / 1e6,
+               o->disc_ckpt ? "" : " (random init)");
+}
+
+void make_dirs(const char *path)
+{
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+                die("cannot create directory '%s': %s", buf, strerror(errno));
+            *p = '/';
+        }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+        die("cannot create directory '%s': %s", buf, strerror(errno));
+}
+
+int latest_checkpoint(const char *dir, char *path, size_t size)
+{
+    DIR *dp = opendir(dir);
+    if (!dp)
+        return 0;
+    long long best = -1;
+    struct dirent *e;
+    while ((e = readdir(dp))) {
+        long long step;
+        char tail[32];
+        if (sscanf(e->d_name, "%lld.%31s", &step, tail) == 2 && !strcmp(tail, "safetensors") && step > best)
+            best = step;
+    }
+    closedir(dp);
+    if (best < 0)
+        return 0;
+    snprintf(path, size, "%s/%07lld.safetensors", dir, best);
+    return 1;
+}

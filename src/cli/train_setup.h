@@ -1,0 +1,88 @@
+/* train_setup.h — what the training commands share: one option table
+ * (flag names follow the reference's train_repae.py), the dataset, and the
+ * models built from flags and weight files. */
+#ifndef REPAE_TRAIN_SETUP_H
+#define REPAE_TRAIN_SETUP_H
+
+#include <stdbool.h>
+
+#include "core/options.h"
+#include "data/dataset.h"
+#include "models/discriminator.h"
+#include "models/lpips.h"
+#include "models/sit.h"
+#include "models/vae.h"
+#include "models/vit.h"
+
+#define TRAIN_MAX_OPTS 96
+
+typedef enum train_kind { TRAIN_KIND_REPAE } train_kind;
+
+typedef struct train_options {
+    /* data */
+    const char *data; /* "fashion-mnist" or a shard written by `repae prepare` */
+    const char *data_split;
+    int image_size, channels, max_images;
+    /* SiT */
+    const char *model;
+    int sit_depth, sit_hidden, sit_heads, sit_patch, encoder_depth, projector_dim;
+    bool qk_norm;
+    float bn_momentum, cfg_prob;
+    /* VAE */
+    const char *vae, *vae_ckpt, *vae_ch_mult, *vae_attn_resolutions, *latents_stats;
+    int vae_ch, vae_z_channels, vae_num_res_blocks, vae_norm_groups;
+    /* encoder */
+    const char *enc_type, *enc_ckpt;
+    int enc_heads;
+    float enc_mean, enc_std;
+    /* discriminator / LPIPS */
+    const char *disc_ckpt, *lpips_ckpt;
+    int disc_ndf, disc_layers;
+    bool no_disc;
+    long long disc_start;
+    float disc_weight, perceptual_weight, kl_weight, lecam_weight;
+    /* optimisation */
+    float learning_rate, vae_learning_rate, disc_learning_rate, max_grad_norm, ema_decay;
+    float proj_coeff, vae_align_proj_coeff;
+    const char *path_type, *weighting;
+    bool e2e_diffusion_loss;
+    int batch_size, preview_images;
+    long long max_train_steps, checkpointing_steps, sampling_steps, seed, resume_step;
+    const char *output_dir, *exp_name;
+} train_options;
+
+typedef struct train_data {
+    dataset ds;
+} train_data;
+
+typedef struct train_models {
+    vae vae;
+    sit sit;
+    float *sit_params;
+    bool enc;
+    vit vit;
+    discriminator disc;
+    float *disc_params; /* NULL: no discriminator */
+    lpips lp;
+    float *lpips_params; /* NULL: no LPIPS */
+} train_models;
+
+/* Fills opts (pointing into *o) and returns their count. */
+int train_options_table(train_options *o, option_spec *opts, train_kind kind);
+void train_setup_data(const train_options *o, train_data *d);
+void train_data_free(train_data *d);
+/* Builds/loads every model; sets the SiT's latent BatchNorm from
+ * --latents-stats or, failing that, from the VAE's posterior samples of up
+ * to 1024 training images (per-channel mean and 1/std). */
+void train_setup_models(const train_options *o, const train_data *d, train_models *m, train_kind kind);
+void train_models_free(train_models *m);
+void train_print_summary(const train_options *o, const train_data *d, const train_models *m);
+
+/* mkdir -p; dies naming the path. */
+void make_dirs(const char *path);
+/* The highest-numbered NNNNNNN.safetensors in dir; 0 if none. */
+int latest_checkpoint(const char *dir, char *path, size_t size);
+/* "1,2,2" → {1,2,2}; dies naming the flag on malformed input.  Returns the count. */
+int parse_int_list(const char *flag, const char *text, int *out, int max);
+
+#endif
