@@ -119,16 +119,23 @@ static void test_vae_preset_tables(void)
 /* Tolerances: the fixtures hold float64 results (rounded once to float32),
  * i.e. the exact answer for the stored inputs.  Our float32 passes differ by
  * rounding only; torch's own float32 run differs from float64 by <= 6e-6 of
- * each tensor's max (fixture metadata fp32_vs_fp64).  We allow 2e-5 of the
- * tensor's max for outputs (a few conv/GroupNorm/attention layers of float32
- * accumulation) and 2e-4 for gradients (the backward runs through twice as
- * many layers and sums over positions).  Gradients that are exactly zero in
+ * each tensor's max (fixture metadata fp32_vs_fp64), and ours measured
+ * <= 2e-6 (outputs) and <= 5e-6 (gradients) of the max.  We allow 1e-5 of
+ * the tensor's max for outputs and 1e-4 for gradients (docs/testing.md): room
+ * for another BLAS blocking or thread count, while a wrong term is off by
+ * O(1) of the max.  Gradients that are exactly zero in
  * math (attention k.bias: softmax ignores a per-query shift) are compared
  * against an absolute floor of 1e-6 (float32 gives about 2e-7). */
+static double worst_rel_seen; /* largest max|got - want| / max|want| of a parity run */
+
 static int check_rel(const char *what, const float *got, const float *want, size_t n, double tol)
 {
-    double atol = fmax(tol * max_abs(want, n), 1e-6);
-    return check_close(what, got, want, n, atol, 0.0);
+    double scale = max_abs(want, n), err = 0;
+    for (size_t i = 0; i < n; i++)
+        err = fmax(err, fabs((double)got[i] - want[i]));
+    if (scale > 0)
+        worst_rel_seen = fmax(worst_rel_seen, err / scale);
+    return check_close(what, got, want, n, fmax(tol * scale, 1e-6), 0.0);
 }
 
 static int is_io_name(const char *k)
@@ -178,19 +185,22 @@ static void vae_parity(const char *fixture)
     vae_forward(&m, &a, x, eps, NULL, B, H, W, &ar);
     size_t nz = lat_numel(&m, B, a.h, a.w), nr = (size_t)B * cfg.out_ch * a.H * a.W, nx = (size_t)B * cfg.in_channels * H * W;
     char what[256];
-    const double TOL_OUT = 2e-5, TOL_GRAD = 2e-4;
+    const double TOL_OUT = 1e-5, TOL_GRAD = 1e-4;
     struct {
         const char *name;
         const float *got;
         size_t n;
     } outs[] = {{"moments", a.moments, 2 * nz}, {"mean", a.mean, nz}, {"logvar", a.logvar, nz},
                 {"z", a.z, nz}, {"recon", a.recon, nr}};
+    worst_rel_seen = 0;
     for (size_t i = 0; i < sizeof outs / sizeof *outs; i++) {
         float *want = fixture_f32(st, outs[i].name, NULL);
         snprintf(what, sizeof what, "%s %s", fixture, outs[i].name);
         check_rel(what, outs[i].got, want, outs[i].n, TOL_OUT);
         free(want);
     }
+    double worst_out = worst_rel_seen;
+    worst_rel_seen = 0;
     float *cr = fixture_f32(st, "cot.recon", NULL), *cz = fixture_f32(st, "cot.z", NULL),
           *cm = fixture_f32(st, "cot.mean", NULL), *cl = fixture_f32(st, "cot.logvar", NULL);
     float *grads = param_alloc(&m.table), *dx = alloc_zeros(nx);
@@ -218,6 +228,9 @@ static void vae_parity(const char *fixture)
     snprintf(what, sizeof what, "%s grad.z", fixture);
     check_rel(what, dz, want, nz, TOL_GRAD);
     free(want);
+    if (getenv("TEST_VERBOSE"))
+        printf("       %s: worst error / tensor max: outputs %.3g, gradients %.3g\n", fixture, worst_out,
+               worst_rel_seen);
     /* Inference entry points give the training forward's values. */
     float *mean = xmalloc(nz * sizeof(float)), *recon = xmalloc(nr * sizeof(float));
     arena_reset(&ar, 0);

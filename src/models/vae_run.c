@@ -201,10 +201,10 @@ static void vae_resblock_backward(vae_run *r, const vae_resblock *rb, const vae_
     conv2d_shape s1 = conv_shape(&rb->conv1, B, H, W), s2 = conv_shape(&rb->conv2, B, H, W),
                  sn = conv_shape(&rb->nin_shortcut, B, H, W);
     size_t mark = mem_mark(r->mem), nmax = zmax(n_in, n_out);
-    /* Four slots: phase 2 keeps d(conv1 out) in S3 while S0..S2 hold the
-     * recomputed norm1/swish outputs and d(swish out). */
+    /* Four slots: the conv1 side keeps d(conv1 out) [c_out] in S3 while
+     * S0..S2 hold the recomputed norm1/swish outputs and d(swish out). */
     float *S0 = mem_floats(r->mem, nmax), *S1 = mem_floats(r->mem, nmax), *S2 = mem_floats(r->mem, nmax),
-          *S3 = mem_floats(r->mem, nmax);
+          *S3 = mem_floats(r->mem, n_out);
     size_t wsn = zmax(conv2d_workspace_floats(&s1), conv2d_workspace_floats(&s2));
     if (rb->has_nin)
         wsn = zmax(wsn, conv2d_workspace_floats(&sn));
