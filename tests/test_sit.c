@@ -24,9 +24,13 @@
  * (dev/ref/README.md: errors relative to the tensor's largest entry). */
 static int check_rel_max(const char *what, const float *got, const float *want, size_t n, double rel, double floor_)
 {
-    double wmax = 0;
-    for (size_t i = 0; i < n; i++)
+    double wmax = 0, emax = 0;
+    for (size_t i = 0; i < n; i++) {
         wmax = fmax(wmax, fabs(want[i]));
+        emax = fmax(emax, fabs((double)got[i] - want[i]));
+    }
+    if (getenv("TEST_VERBOSE"))
+        printf("       %-52s max err / max|want| = %.3g\n", what, wmax > 0 ? emax / wmax : emax);
     return check_close(what, got, want, n, rel * wmax + floor_, 0.0);
 }
 
@@ -422,9 +426,10 @@ static void test_fd_alignment_pass_dz(void)
     CHECK(memcmp(w_before, w, m.table.total * sizeof(float)) == 0, "eval forward/backward must not touch params");
     fd_ctx ctx = {&m, w, &ar, o, in, N, 0.0f, 1.5f};
     /* float32 loss with ~1e-7 relative rounding over a step of 1e-2 plus O(h²)
-     * curvature: 2e-3 of |grad| (a wrong factor or a missing path is O(1)). */
-    fd_check_direction("align-only eval-BN d/dz", fd_loss, &ctx, p.z, dz, N * CHW, 1e-2, 2e-3, 1);
-    fd_check_direction("align-only eval-BN d/dz (2)", fd_loss, &ctx, p.z, dz, N * CHW, 1e-2, 2e-3, 2);
+     * curvature: measured <= 4e-5 of |grad|, limit 1e-3 (a wrong factor or a
+     * missing path is O(1)). */
+    fd_check_direction("align-only eval-BN d/dz", fd_loss, &ctx, p.z, dz, N * CHW, 1e-2, 1e-3, 1);
+    fd_check_direction("align-only eval-BN d/dz (2)", fd_loss, &ctx, p.z, dz, N * CHW, 1e-2, 1e-3, 2);
     /* the eval-BN gradient is per-channel: entries must not depend on running stats updates */
     arena_free(&ar);
     free(dz), free(w), free(w_before);
@@ -456,7 +461,7 @@ static void fd_full_model(bool qk_norm, sit_path path)
     fd_ctx ctx = {&m, w, &ar, o, in, N, 1.0f, 0.5f};
     char what[200];
     snprintf(what, sizeof what, "train-BN full d/dz (qk %d, path %d)", qk_norm, path);
-    fd_check_direction(what, fd_loss, &ctx, p.z, dz, N * CHW, 1e-2, 2e-3, 3);
+    fd_check_direction(what, fd_loss, &ctx, p.z, dz, N * CHW, 1e-2, 1e-3, 3);
     /* a few elements of every trainable tensor: central differences with
      * h = 1e-2 on O(1) parameters; |err| <= 1e-4 + 1e-2·max|grad of that tensor|
      * (float32 loss rounding ~1e-7·|L|/h ≈ 1e-5, curvature O(h²)). */
@@ -473,7 +478,7 @@ static void fd_full_model(bool qk_norm, sit_path path)
         if (e->kind != PARAM_TRAINABLE || e->numel < 64)
             continue;
         snprintf(what, sizeof what, "dir d/d %s (qk %d)", e->name, qk_norm);
-        fd_check_direction(what, fd_loss, &ctx, w + e->offset, g + e->offset, e->numel, 1e-2, 3e-3, 40 + i);
+        fd_check_direction(what, fd_loss, &ctx, w + e->offset, g + e->offset, e->numel, 1e-2, 1e-3, 40 + i); /* measured <= 1.4e-4 */
     }
     arena_free(&ar);
     free(dz), free(w), free(g);
@@ -506,7 +511,7 @@ static void test_fd_eval_full_dz(void)
         CHECK(a.labels[n] == p.y[n], "eval mode ignores the dropout mask (sample %d)", n);
     sit_train_backward(&m, w, &a, &ar, 1.0f, 0.5f, NULL, dz);
     fd_ctx ctx = {&m, w, &ar, o, in, N, 1.0f, 0.5f};
-    fd_check_direction("eval-BN full d/dz", fd_loss, &ctx, p.z, dz, N * CHW, 1e-2, 2e-3, 4);
+    fd_check_direction("eval-BN full d/dz", fd_loss, &ctx, p.z, dz, N * CHW, 1e-2, 1e-3, 4);
     arena_free(&ar);
     free(dz), free(w);
     free_problem(&p);
@@ -683,18 +688,18 @@ static void load_fixture_model(sit *m, float **w, const safetensors *st)
     sit_load(m, *w, st, "", PARAM_IGNORE_EXTRA);
 }
 
-/* Tolerances.  The fixtures hold float64 results of the float32 inputs, and
- * the float32 torch run differs from them by ≤ 7.1e-7 of each tensor's max
- * (metadata fp32_vs_fp64).  Our float32 forward has the same rounding depth
- * (3 blocks, sums over ≤ 256 terms), so forwards are held to 1e-5 of the
- * tensor max and gradients, one backward deeper and through the train-mode
- * BN, to 1e-4 (docs/testing.md); the measured errors are printed with
- * TEST_VERBOSE=1 and are 1-2 orders below that. */
-#define FWD_REL 1e-5
-#define GRAD_REL 1e-4
+/* Tolerances, as max error / max|want| per tensor.  The fixtures hold float64
+ * results of the float32 inputs; the float32 torch run itself differs from
+ * them by up to 7.1e-7 (metadata fp32_vs_fp64).  Our float32 pass has the
+ * same rounding depth (3 blocks, sums of <= 256 terms) and measures <= 6e-7
+ * on forwards and <= 1.1e-6 on gradients (TEST_VERBOSE=1 prints them); the
+ * limits leave ~10x room for other BLAS kernels / thread counts while a
+ * wrong term (a missing path, a swapped chunk) is O(1e-2..1). */
+#define FWD_REL 5e-6
+#define GRAD_REL 2e-5
 /* Mathematically zero gradients (qk-norm k_norm.bias) are stored as exact
- * zeros; float32 leaves ~1e-7 there. */
-#define GRAD_FLOOR 2e-6
+ * zeros; float32 leaves ~1e-9 there. */
+#define GRAD_FLOOR 1e-7
 
 static void train_case(const char *fixture)
 {
