@@ -1,0 +1,63 @@
+#include "diffusion/interpolant.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "core/error.h"
+
+path_type path_type_parse(const char *name)
+{
+    if (name && strcmp(name, "linear") == 0)
+        return PATH_LINEAR;
+    if (name && strcmp(name, "cosine") == 0)
+        return PATH_COSINE;
+    die("unknown path type '%s' (expected 'linear' or 'cosine')", name ? name : "(null)");
+}
+
+const char *path_type_name(path_type p) { return p == PATH_COSINE ? "cosine" : "linear"; }
+
+interp_coeffs interpolant_coeffs(path_type p, double t)
+{
+    interp_coeffs k;
+    if (p == PATH_COSINE) {
+        double a = t * M_PI / 2;
+        k.alpha = cos(a);
+        k.sigma = sin(a);
+        k.d_alpha = -M_PI / 2 * sin(a);
+        k.d_sigma = M_PI / 2 * cos(a);
+    } else {
+        k.alpha = 1 - t;
+        k.sigma = t;
+        k.d_alpha = -1;
+        k.d_sigma = 1;
+    }
+    return k;
+}
+
+void interpolant_forward(path_type p, float *xt, float *vt, const float *x0, const float *eps, const float *t, int B,
+                         size_t n)
+{
+    for (int b = 0; b < B; b++) {
+        float alpha, sigma, d_alpha, d_sigma;
+        if (p == PATH_COSINE) {
+            /* torch: t·(π/2) in float32, then cos/sin in float32. */
+            float a = t[b] * (float)(M_PI / 2);
+            alpha = cosf(a);
+            sigma = sinf(a);
+            d_alpha = -(float)(M_PI / 2) * sinf(a);
+            d_sigma = (float)(M_PI / 2) * cosf(a);
+        } else {
+            alpha = 1.0f - t[b];
+            sigma = t[b];
+            d_alpha = -1.0f;
+            d_sigma = 1.0f;
+        }
+        const float *xb = x0 + (size_t)b * n, *eb = eps + (size_t)b * n;
+        if (xt)
+            for (size_t i = 0; i < n; i++)
+                xt[(size_t)b * n + i] = alpha * xb[i] + sigma * eb[i];
+        if (vt)
+            for (size_t i = 0; i < n; i++)
+                vt[(size_t)b * n + i] = d_alpha * xb[i] + d_sigma * eb[i];
+    }
+}

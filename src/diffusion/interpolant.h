@@ -1,0 +1,39 @@
+/* interpolant.h — the stochastic interpolant x_t = α(t)·x0 + σ(t)·ε (spec §5).
+ *
+ * t = 0 is data, t = 1 is noise.  Two paths:
+ *   linear:  α = 1 − t,        σ = t,          α' = −1,               σ' = 1
+ *   cosine:  α = cos(πt/2),    σ = sin(πt/2),  α' = −(π/2)·sin(πt/2), σ' = (π/2)·cos(πt/2)
+ * The model predicts the velocity v* = α'·x0 + σ'·ε (linear: ε − x0).
+ *
+ * The samplers (sampler.h) use the double-precision coefficients to turn a
+ * velocity into a score; interpolant_forward is the float32 training-time
+ * construction of x_t and v*, for anyone who needs it outside the SiT.
+ *
+ *   path_type p = path_type_parse("cosine");          // dies on an unknown name
+ *   interp_coeffs k = interpolant_coeffs(p, 0.3);     // α, σ, α', σ' at t = 0.3
+ */
+#ifndef REPAE_INTERPOLANT_H
+#define REPAE_INTERPOLANT_H
+
+#include <stddef.h>
+
+typedef enum path_type { PATH_LINEAR, PATH_COSINE } path_type;
+
+typedef struct interp_coeffs {
+    double alpha, sigma, d_alpha, d_sigma;
+} interp_coeffs;
+
+/* "linear" | "cosine"; anything else dies naming the value. */
+path_type path_type_parse(const char *name);
+const char *path_type_name(path_type p);
+
+interp_coeffs interpolant_coeffs(path_type p, double t);
+
+/* x0, eps, xt, vt: [B, n] (n = C·H·W per sample), t: [B].
+ * xt = α(t)·x0 + σ(t)·ε and vt = α'(t)·x0 + σ'(t)·ε, with the coefficients
+ * rounded to float32 as the float32 reference computes them.  xt or vt may be
+ * NULL when not needed. */
+void interpolant_forward(path_type p, float *xt, float *vt, const float *x0, const float *eps, const float *t, int B,
+                         size_t n);
+
+#endif

@@ -1,0 +1,480 @@
+/* .npz writing and reading (src/io/npz.c): round trips, the zip structure
+ * numpy and the ADM evaluator expect (checked byte by byte here), files
+ * written by numpy.savez / savez_compressed (tests/fixtures/diffusion/,
+ * from dev/ref/sampler_ref.py), ZIP64 records, and clear errors naming the
+ * file for malformed input.
+ *
+ * `test_npz --write-samples DIR [--big]` only writes sample files for
+ * dev/ref/npz_check.py, which loads them with numpy. */
+#include <stdint.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "core/error.h"
+#include "io/npz.h"
+#include "test.h"
+
+static char tmpdir[256];
+
+static const char *tmp_path(const char *name)
+{
+    static char buf[4][512];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
+    return buf[k];
+}
+
+/* The arrays of dev/ref/sampler_ref.py's npz_arrays(). */
+static void make_arr0(uint8_t *a) /* [5, 8, 8, 3] */
+{
+    for (int i = 0; i < 5 * 8 * 8 * 3; i++)
+        a[i] = (uint8_t)((i * 7 + 3) % 256);
+}
+static void make_mu(double *mu)
+{
+    for (int i = 0; i < 4; i++)
+        mu[i] = i / 3.0 - 0.5;
+}
+static void make_sigma(float *s)
+{
+    for (int i = 0; i < 6; i++)
+        s[i] = (float)(i * 0.25 - 1);
+}
+
+static uint32_t le32(const uint8_t *p) { return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24; }
+static uint32_t le16(const uint8_t *p) { return p[0] | p[1] << 8; }
+static uint64_t le64(const uint8_t *p) { return le32(p) | (uint64_t)le32(p + 4) << 32; }
+
+static void write_file(const char *path, const void *data, size_t n)
+{
+    FILE *f = xfopen(path, "wb");
+    xfwrite(data, 1, n, f, path);
+    xfclose(f, path);
+}
+
+/* Writes the four sample arrays (arr_0, mu, sigma, scalar) into one file. */
+static void write_four(const char *path, int force_zip64)
+{
+    uint8_t a[960];
+    double mu[4], scalar = 3.5;
+    float sigma[6];
+    make_arr0(a);
+    make_mu(mu);
+    make_sigma(sigma);
+    npz_writer *w = npz_writer_open(path);
+    if (force_zip64)
+        npz_writer_force_zip64(w);
+    npz_writer_begin(w, "arr_0", NPZ_U8, 4, (int64_t[]){5, 8, 8, 3});
+    npz_writer_data(w, a, sizeof a);
+    npz_writer_end(w);
+    npz_writer_begin(w, "mu", NPZ_F64, 1, (int64_t[]){4});
+    npz_writer_data(w, mu, sizeof mu);
+    npz_writer_end(w);
+    npz_writer_begin(w, "sigma", NPZ_F32, 2, (int64_t[]){2, 3});
+    npz_writer_data(w, sigma, sizeof sigma);
+    npz_writer_end(w);
+    npz_writer_begin(w, "scalar", NPZ_F64, 0, NULL);
+    npz_writer_data(w, &scalar, sizeof scalar);
+    npz_writer_end(w);
+    npz_writer_close(w);
+}
+
+/* Checks that `path` holds the four arrays with the right types, shapes and values. */
+static void check_four(const char *path)
+{
+    uint8_t a[960], got_a[960];
+    double mu[4], got_mu[4], got_scalar;
+    float sigma[6], got_sigma[6];
+    make_arr0(a);
+    make_mu(mu);
+    make_sigma(sigma);
+    npz_file *z = npz_open(path);
+    CHECK(z->n_entries == 4, "%s: %d arrays, want 4", path, z->n_entries);
+    const npz_entry *e = npz_require(z, "arr_0", NPZ_U8);
+    CHECK(e->ndim == 4 && e->shape[0] == 5 && e->shape[1] == 8 && e->shape[2] == 8 && e->shape[3] == 3 &&
+              e->nbytes == 960,
+          "%s: arr_0 shape", path);
+    npz_read(z, e, got_a);
+    CHECK(memcmp(a, got_a, sizeof a) == 0, "%s: arr_0 values", path);
+    e = npz_require(z, "mu", NPZ_F64);
+    CHECK(e->ndim == 1 && e->shape[0] == 4, "%s: mu shape", path);
+    npz_read(z, e, got_mu);
+    CHECK(memcmp(mu, got_mu, sizeof mu) == 0, "%s: mu values", path);
+    e = npz_require(z, "sigma", NPZ_F32);
+    CHECK(e->ndim == 2 && e->shape[0] == 2 && e->shape[1] == 3, "%s: sigma shape", path);
+    npz_read(z, e, got_sigma);
+    CHECK(memcmp(sigma, got_sigma, sizeof sigma) == 0, "%s: sigma values", path);
+    e = npz_require(z, "scalar", NPZ_F64);
+    CHECK(e->ndim == 0 && e->numel == 1, "%s: scalar is 0-d", path);
+    npz_read(z, e, &got_scalar);
+    CHECK(got_scalar == 3.5, "%s: scalar %g", path, got_scalar);
+    CHECK(npz_find(z, "nothing") == NULL, "npz_find of an absent name");
+    npz_close(z);
+}
+
+static void test_round_trip_u8(void)
+{
+    const char *path = tmp_path("u8.npz");
+    uint8_t a[960], b[960];
+    make_arr0(a);
+    npz_save(path, "arr_0", NPZ_U8, 4, (int64_t[]){5, 8, 8, 3}, a);
+    CHECK(access(tmp_path("u8.npz.tmp"), F_OK) != 0, "temporary file left behind");
+    npz_file *z = npz_open(path);
+    const npz_entry *e = npz_require(z, "arr_0", NPZ_U8);
+    npz_read(z, e, b);
+    CHECK(memcmp(a, b, sizeof a) == 0, "uint8 [5,8,8,3] round trip");
+    /* Rows 2..3 without reading the rest. */
+    memset(b, 0, sizeof b);
+    npz_read_rows(z, e, 2, 2, b);
+    CHECK(memcmp(a + 2 * 192, b, 2 * 192) == 0, "rows 2..3");
+    npz_read_rows(z, e, 5, 0, b);
+    npz_close(z);
+
+    /* The one-call loaders convert. */
+    int ndim;
+    int64_t shape[8];
+    float *f = npz_load_f32(path, "arr_0", &ndim, shape);
+    CHECK(ndim == 4 && shape[3] == 3 && f[1] == (float)a[1] && f[959] == (float)a[959], "npz_load_f32 of uint8");
+    free(f);
+}
+
+static void test_round_trip_several_arrays(void)
+{
+    write_four(tmp_path("four.npz"), 0);
+    check_four(tmp_path("four.npz"));
+    double *s = npz_load_f64(tmp_path("four.npz"), "sigma", NULL, NULL);
+    CHECK(s[5] == 0.25, "npz_load_f64 of float32: %g", s[5]);
+    free(s);
+}
+
+/* Streaming in odd chunks gives the same file as one write. */
+static void test_chunked_writes_identical(void)
+{
+    enum { N = 7, ROW = 13 * 5 * 3 };
+    uint8_t data[N * ROW];
+    for (int i = 0; i < N * ROW; i++)
+        data[i] = (uint8_t)(i * 31 + 1);
+    const int64_t shape[4] = {N, 13, 5, 3};
+    npz_save(tmp_path("once.npz"), "arr_0", NPZ_U8, 4, shape, data);
+    npz_writer *w = npz_writer_open(tmp_path("chunks.npz"));
+    npz_writer_begin(w, "arr_0", NPZ_U8, 4, shape);
+    size_t off = 0, step = 1;
+    while (off < sizeof data) {
+        size_t n = step < sizeof data - off ? step : sizeof data - off;
+        npz_writer_data(w, data + off, n);
+        off += n;
+        step = step * 3 + 1;
+    }
+    npz_writer_end(w);
+    npz_writer_close(w);
+    size_t n1, n2;
+    char *a = read_file_all(tmp_path("once.npz"), &n1), *b = read_file_all(tmp_path("chunks.npz"), &n2);
+    CHECK(n1 == n2 && memcmp(a, b, n1) == 0, "chunked and one-shot files differ");
+    free(a);
+    free(b);
+}
+
+/* Byte-level structure of a written file: what numpy.savez produces
+ * (a stored zip of arr_0.npy, .npy 1.0 header padded to 64 bytes),
+ * with CRC and offsets consistent. */
+static void test_zip_structure(void)
+{
+    const char *path = tmp_path("struct.npz");
+    uint8_t a[960];
+    make_arr0(a);
+    npz_save(path, "arr_0", NPZ_U8, 4, (int64_t[]){5, 8, 8, 3}, a);
+    size_t n;
+    uint8_t *f = (uint8_t *)read_file_all(path, &n);
+    const char *dict = "{'descr': '|u1', 'fortran_order': False, 'shape': (5, 8, 8, 3), }";
+
+    /* local header */
+    CHECK(le32(f) == 0x04034b50, "local header signature");
+    CHECK(le16(f + 8) == 0, "stored (method 0), got %u", le16(f + 8));
+    CHECK(le16(f + 6) == 0, "no flags (no data descriptor), got %u", le16(f + 6));
+    uint32_t nlen = le16(f + 26), xlen = le16(f + 28);
+    CHECK(nlen == 9 && memcmp(f + 30, "arr_0.npy", 9) == 0, "member name arr_0.npy");
+    const uint8_t *npy = f + 30 + nlen + xlen;
+    uint32_t usize = le32(f + 22), csize = le32(f + 18), crc = le32(f + 14);
+    CHECK(usize == csize && usize == 128 + 960, "sizes %u/%u, want %u", usize, csize, 128 + 960);
+    CHECK(crc == crc32(0, npy, usize), "local CRC-32 %08x != computed %08x", crc, (uint32_t)crc32(0, npy, usize));
+
+    /* .npy 1.0 header */
+    CHECK(memcmp(npy, "\x93NUMPY\x01\x00", 8) == 0, ".npy magic and version 1.0");
+    uint32_t hlen = le16(npy + 8);
+    CHECK((10 + hlen) % 64 == 0, "header not padded to 64 bytes (10 + %u)", hlen);
+    CHECK(memcmp(npy + 10, dict, strlen(dict)) == 0, "header dict: %.*s", (int)strlen(dict), npy + 10);
+    CHECK(npy[10 + hlen - 1] == '\n', "header must end with a newline");
+    for (uint32_t i = (uint32_t)strlen(dict); i + 1 < hlen; i++)
+        if (npy[10 + i] != ' ') {
+            CHECK(0, "header padding has a non-space at %u", i);
+            break;
+        }
+    CHECK(memcmp(npy + 10 + hlen, a, 960) == 0, "array data right after the header");
+
+    /* end record and central directory */
+    const uint8_t *end = f + n - 22;
+    CHECK(le32(end) == 0x06054b50, "end of central directory record at the very end");
+    uint32_t cd_size = le32(end + 12), cd_off = le32(end + 16);
+    CHECK(le16(end + 8) == 1 && le16(end + 10) == 1, "one entry");
+    CHECK(cd_off == 30 + nlen + xlen + usize && cd_off + cd_size == n - 22, "central directory at %u size %u",
+          cd_off, cd_size);
+    const uint8_t *c = f + cd_off;
+    CHECK(le32(c) == 0x02014b50, "central header signature");
+    CHECK(le32(c + 16) == crc && le32(c + 20) == csize && le32(c + 24) == usize && le32(c + 42) == 0,
+          "central header CRC/sizes/offset agree with the local header");
+    CHECK(le16(c + 28) == 9 && memcmp(c + 46, "arr_0.npy", 9) == 0, "central name");
+    free(f);
+}
+
+static void test_forced_zip64_layout(void)
+{
+    const char *path = tmp_path("zip64.npz");
+    write_four(path, 1);
+    check_four(path);
+    size_t n;
+    uint8_t *f = (uint8_t *)read_file_all(path, &n);
+    const uint8_t *end = f + n - 22, *loc = end - 20;
+    CHECK(le32(end) == 0x06054b50 && le32(loc) == 0x07064b50, "ZIP64 locator before the end record");
+    uint64_t e64 = le64(loc + 8);
+    CHECK(e64 + 56 == (uint64_t)(loc - f) && le32(f + e64) == 0x06064b50, "ZIP64 end record right before the locator");
+    uint64_t cd_off = le64(f + e64 + 48), cd_size = le64(f + e64 + 40);
+    CHECK(le64(f + e64 + 32) == 4 && cd_off + cd_size == e64, "ZIP64 end record: 4 entries, directory before it");
+    const uint8_t *c = f + cd_off;
+    CHECK(le32(c + 20) == 0xFFFFFFFFu && le32(c + 42) == 0xFFFFFFFFu && le16(c + 30) == 28 && le16(c + 46 + 9) == 1,
+          "central entry defers sizes and offset to a 28-byte ZIP64 extra");
+    CHECK(le64(c + 46 + 9 + 4) == le64(c + 46 + 9 + 12) && le64(c + 46 + 9 + 20) == 0, "ZIP64 extra values");
+    CHECK(le32(f + 18) == 0xFFFFFFFFu && le16(f + 28) == 20 && le16(f + 4) == 45, "local header ZIP64 extra");
+    free(f);
+}
+
+static void test_reads_numpy_written_files(void)
+{
+    check_four("tests/fixtures/diffusion/numpy_written.npz");
+    check_four("tests/fixtures/diffusion/numpy_compressed.npz");
+    /* np.savez_compressed deflates: row reads need stored members. */
+    npz_file *z = npz_open("tests/fixtures/diffusion/numpy_compressed.npz");
+    CHECK(npz_find(z, "arr_0")->method == 8, "savez_compressed member should be deflated");
+    npz_close(z);
+    /* Our header for the same array matches numpy's byte for byte, up to
+     * the padding (numpy may add spare spaces). */
+    z = npz_open("tests/fixtures/diffusion/numpy_written.npz");
+    const npz_entry *e = npz_find(z, "arr_0");
+    CHECK(e->method == 0 && strcmp(e->descr, "|u1") == 0, "numpy's arr_0: stored, '|u1', got %d '%s'", e->method,
+          e->descr);
+    npz_close(z);
+}
+
+/* ---- errors ---- */
+
+typedef struct read_job {
+    const char *path, *name;
+    npz_dtype dtype;
+    int rows;
+} read_job;
+
+static void do_read(void *ctx)
+{
+    read_job *j = ctx;
+    npz_file *z = npz_open(j->path);
+    const npz_entry *e = npz_require(z, j->name, j->dtype);
+    void *buf = xmalloc(e->nbytes + 1);
+    if (j->rows)
+        npz_read_rows(z, e, 0, 1, buf);
+    else
+        npz_read(z, e, buf);
+    free(buf);
+    npz_close(z);
+}
+
+static void expect_read_dies(const char *what, const char *path, const char *name, npz_dtype dt, int rows,
+                             const char *substring)
+{
+    read_job j = {path, name, dt, rows};
+    char msg[600];
+    /* Every message names the file... */
+    snprintf(msg, sizeof msg, "'%s'", path);
+    expect_die(what, do_read, &j, msg);
+    /* ...and says what is wrong. */
+    expect_die(what, do_read, &j, substring);
+}
+
+static void test_malformed_files_die_naming_the_file(void)
+{
+    uint8_t a[960];
+    make_arr0(a);
+    const char *good = tmp_path("good.npz");
+    npz_save(good, "arr_0", NPZ_U8, 4, (int64_t[]){5, 8, 8, 3}, a);
+    size_t n;
+    uint8_t *f = (uint8_t *)read_file_all(good, &n);
+
+    write_file(tmp_path("text.npz"), "hello, this is not a zip file\n", 30);
+    expect_read_dies("not a zip", tmp_path("text.npz"), "arr_0", NPZ_U8, 0, "not an .npz file");
+    write_file(tmp_path("empty.npz"), "", 0);
+    expect_read_dies("empty file", tmp_path("empty.npz"), "arr_0", NPZ_U8, 0, "not an .npz file");
+    write_file(tmp_path("half.npz"), f, n / 2);
+    expect_read_dies("truncated", tmp_path("half.npz"), "arr_0", NPZ_U8, 0, "no zip end-of-central-directory");
+    /* Truncated inside the central directory: the end record survives (we
+     * copy it after a shortened body), the directory offset does not. */
+    {
+        uint8_t *g = xmalloc(n);
+        size_t keep = 600;
+        memcpy(g, f, keep);
+        memcpy(g + keep, f + n - 22, 22);
+        write_file(tmp_path("cut.npz"), g, keep + 22);
+        free(g);
+    }
+    expect_read_dies("central directory cut", tmp_path("cut.npz"), "arr_0", NPZ_U8, 0, "truncated");
+    /* Bad CRC: flip one data byte. */
+    f[30 + 9 + 128 + 100] ^= 0x40;
+    write_file(tmp_path("badcrc.npz"), f, n);
+    f[30 + 9 + 128 + 100] ^= 0x40;
+    expect_read_dies("bad CRC", tmp_path("badcrc.npz"), "arr_0", NPZ_U8, 0, "CRC-32 mismatch");
+    /* A bare .npy is not an .npz. */
+    write_file(tmp_path("bare.npz"), f + 30 + 9, 128 + 960);
+    expect_read_dies("bare .npy", tmp_path("bare.npz"), "arr_0", NPZ_U8, 0, "bare .npy");
+
+    /* Missing array, wrong dtype. */
+    double mu[4];
+    make_mu(mu);
+    npz_save(tmp_path("mu.npz"), "mu", NPZ_F64, 1, (int64_t[]){4}, mu);
+    expect_read_dies("missing arr_0", tmp_path("mu.npz"), "arr_0", NPZ_U8, 0, "no array 'arr_0' (arrays in the file: mu)");
+    expect_read_dies("wrong dtype", tmp_path("mu.npz"), "mu", NPZ_U8, 0, "'mu' is float64, expected uint8");
+
+    /* Unsupported dtype and Fortran order, by editing the header (same
+     * length, so the zip stays consistent; the error comes before the CRC). */
+    uint8_t *g = xmalloc(n);
+    memcpy(g, f, n);
+    uint8_t *hdr = g + 30 + 9 + 10;
+    memcpy(hdr + 11, "<i4", 3);
+    write_file(tmp_path("int.npz"), g, n);
+    expect_read_dies("int32 array", tmp_path("int.npz"), "arr_0", NPZ_OTHER, 0, "dtype '<i4', which is unsupported");
+    memcpy(g, f, n);
+    char *fo = strstr((char *)hdr, "False");
+    memcpy(fo, "True ", 5);
+    write_file(tmp_path("fortran.npz"), g, n);
+    expect_read_dies("Fortran order", tmp_path("fortran.npz"), "arr_0", NPZ_U8, 0, "Fortran (column-major) order");
+    /* Shape that disagrees with the member size. */
+    memcpy(g, f, n);
+    char *sh = strstr((char *)hdr, "(5, 8");
+    sh[1] = '6';
+    write_file(tmp_path("shape.npz"), g, n);
+    expect_read_dies("shape vs size", tmp_path("shape.npz"), "arr_0", NPZ_U8, 0, "need");
+    /* Not an .npy inside. */
+    memcpy(g, f, n);
+    g[30 + 9 + 1] = 'X';
+    write_file(tmp_path("magic.npz"), g, n);
+    expect_read_dies("bad .npy magic", tmp_path("magic.npz"), "arr_0", NPZ_U8, 0, "bad magic");
+    free(g);
+
+    /* Row reads out of range, and on a deflated member. */
+    expect_read_dies("compressed rows", "tests/fixtures/diffusion/numpy_compressed.npz", "arr_0", NPZ_U8, 1,
+                     "compressed");
+    free(f);
+}
+
+static void write_too_little(void *ctx)
+{
+    npz_writer *w = npz_writer_open(ctx);
+    npz_writer_begin(w, "arr_0", NPZ_U8, 1, (int64_t[]){10});
+    npz_writer_data(w, "12345", 5);
+    npz_writer_end(w);
+}
+
+static void write_too_much(void *ctx)
+{
+    npz_writer *w = npz_writer_open(ctx);
+    npz_writer_begin(w, "arr_0", NPZ_U8, 1, (int64_t[]){4});
+    npz_writer_data(w, "12345", 5);
+}
+
+static void write_bad_name(void *ctx)
+{
+    npz_writer *w = npz_writer_open(ctx);
+    npz_writer_begin(w, "arr/0", NPZ_U8, 1, (int64_t[]){4});
+}
+
+static void test_writer_misuse_dies(void)
+{
+    const char *p = tmp_path("misuse.npz");
+    expect_die("too little data", write_too_little, (void *)p, "5 data bytes written, its shape needs 10");
+    expect_die("too much data", write_too_much, (void *)p, "more data than its shape holds");
+    expect_die("bad name", write_bad_name, (void *)p, "array name 'arr/0'");
+    CHECK(access(p, F_OK) != 0, "a failed write must not leave the final file");
+}
+
+/* ---- sample files for dev/ref/npz_check.py ---- */
+
+static int write_samples(const char *dir, int big)
+{
+    snprintf(tmpdir, sizeof tmpdir, "%s", dir);
+    uint8_t a[960];
+    make_arr0(a);
+    npz_save(tmp_path("c_u8.npz"), "arr_0", NPZ_U8, 4, (int64_t[]){5, 8, 8, 3}, a);
+    write_four(tmp_path("c_four.npz"), 0);
+    write_four(tmp_path("c_four_zip64.npz"), 1);
+    if (big) {
+        /* 22,000 × 256 × 256 × 3 = 4.3 GB: sizes past 4 GiB. Byte k of the
+         * array is k mod 251. */
+        const int64_t N = 22000, row = 256 * 256 * 3;
+        uint8_t *buf = xmalloc((size_t)row);
+        npz_writer *w = npz_writer_open(tmp_path("c_big.npz"));
+        npz_writer_begin(w, "arr_0", NPZ_U8, 4, (int64_t[]){N, 256, 256, 3});
+        uint64_t k = 0;
+        for (int64_t i = 0; i < N; i++) {
+            for (int64_t j = 0; j < row; j++, k++)
+                buf[j] = (uint8_t)(k % 251);
+            npz_writer_data(w, buf, (size_t)row);
+        }
+        npz_writer_end(w);
+        double mu[4];
+        make_mu(mu);
+        npz_writer_begin(w, "mu", NPZ_F64, 1, (int64_t[]){4});
+        npz_writer_data(w, mu, sizeof mu);
+        npz_writer_end(w);
+        npz_writer_close(w);
+        /* Read back a row near the end through our reader. */
+        npz_file *z = npz_open(tmp_path("c_big.npz"));
+        const npz_entry *e = npz_require(z, "arr_0", NPZ_U8);
+        npz_read_rows(z, e, N - 1, 1, buf);
+        int ok = 1;
+        for (int64_t j = 0; j < row; j++)
+            ok &= buf[j] == (uint8_t)(((uint64_t)(N - 1) * row + j) % 251);
+        const npz_entry *m = npz_require(z, "mu", NPZ_F64);
+        double got[4];
+        npz_read(z, m, got);
+        ok &= memcmp(got, mu, sizeof mu) == 0;
+        npz_close(z);
+        free(buf);
+        if (!ok) {
+            fprintf(stderr, "big file: read-back mismatch\n");
+            return 1;
+        }
+    }
+    printf("wrote sample npz files to %s\n", dir);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 3 && strcmp(argv[1], "--write-samples") == 0)
+        return write_samples(argv[2], argc >= 4 && strcmp(argv[3], "--big") == 0);
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/repae_test_npz_XXXXXX");
+    if (!mkdtemp(tmpdir))
+        die("cannot create a temporary directory");
+    RUN(test_round_trip_u8);
+    RUN(test_round_trip_several_arrays);
+    RUN(test_chunked_writes_identical);
+    RUN(test_zip_structure);
+    RUN(test_forced_zip64_layout);
+    RUN(test_reads_numpy_written_files);
+    RUN(test_malformed_files_die_naming_the_file);
+    RUN(test_writer_misuse_dies);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (!getenv("KEEP_TMP") && system(cmd) != 0)
+        fprintf(stderr, "warning: could not remove %s\n", tmpdir);
+    return test_summary();
+}
