@@ -121,6 +121,8 @@ int cmd_train(int argc, char **argv)
     int *labels = xmalloc((size_t)o.batch_size * sizeof(int));
     preview_config pc = {o.preview_images, 50, 4.0f, (uint64_t)o.seed ^ 0x9e3779b97f4a7c15ull};
     uint8_t *grid = xmalloc((size_t)pc.n_images * data.ds.channels * data.ds.height * data.ds.width);
+    const char *fault = getenv("REPAE_FAULT_NAN_STEP");
+    long long fault_nan_step = fault ? atoll(fault) : 0;
     progress pb = progress_start("train", o.max_train_steps, "it");
     int exit_code = 0;
     while (t.step < o.max_train_steps) {
@@ -129,6 +131,10 @@ int cmd_train(int argc, char **argv)
             labels[i] = labels32[i];
         repae_logs logs;
         repae_step(&t, images, labels, NULL, &logs);
+        /* Fault injection for the tests: REPAE_FAULT_NAN_STEP=N poisons
+         * step N's SiT loss, so the NaN stop can be tested end to end. */
+        if (fault_nan_step > 0 && t.step == fault_nan_step)
+            logs.sit_loss = NAN;
         double v[REPAE_N_LOGS];
         repae_logs_values(&logs, v);
         fprintf(metrics, "{\"step\": %lld, \"epoch\": %lld", t.step, ld.epoch);
