@@ -261,7 +261,9 @@ typedef struct vae_plan {
 } vae_plan;
 
 /* Computed by running the passes on shapes only, so it cannot drift from
- * what the passes allocate.  Arena bytes needed: saved + scratch. */
+ * what the passes allocate.  Arena bytes needed: saved + scratch.  Plan under
+ * the OpenMP thread count the passes will run with (the attention workspace
+ * has one slice per thread). */
 vae_plan vae_plan_memory(const vae *m, vae_pass pass, int B, int H, int W);
 
 #endif
