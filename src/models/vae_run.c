@@ -269,7 +269,7 @@ static void vae_attnblock_forward(vae_run *r, const vae_attnblock *ab, vae_attnb
 {
     const int B = r->B, G = r->groups, C = ab->c, L = H * W;
     const size_t n = (size_t)B * C * L;
-    float *mean = NULL, *rstd = NULL, *qkv, *probs = NULL, *att;
+    float *mean = NULL, *rstd = NULL, *qkv = NULL, *probs = NULL, *att = NULL;
     if (r->save) {
         mean = s->mean = mem_floats(r->mem, (size_t)B * G);
         rstd = s->rstd = mem_floats(r->mem, (size_t)B * G);
