@@ -10,6 +10,7 @@
 #include "models/encoder_preprocess.h"
 #include "ops/loss.h"
 #include "train/ema.h"
+#include "train/vae_loss.h"
 
 /* RNG streams of one step: (seed, stream base + step). */
 #define STREAM_VAE_EPS 0x56414500000000ull  /* "VAE" */
@@ -55,21 +56,46 @@ repae_config repae_config_default(void)
     return c;
 }
 
+/* The VAE loss module of this trainer (spec §7), as a view of its fields. */
+static vae_loss loss_of(const repae_trainer *t)
+{
+    const repae_config *c = &t->cfg;
+    vae_loss L = {.w = {.reconstruction = c->reconstruction_weight, .perceptual = c->perceptual_weight,
+                        .kl = c->kl_weight, .disc = c->disc_weight, .disc_factor = c->disc_factor,
+                        .disc_start = c->disc_start, .lecam = c->lecam_weight},
+                  .disc = t->disc, .disc_params = t->disc_params, .lp = t->lp, .lpips_params = t->lpips_params,
+                  .B = c->batch, .C = t->C, .H = t->H, .W = t->W};
+    return L;
+}
+
+static void copy_loss_logs(repae_logs *r, const vae_loss_logs *l)
+{
+    r->reconstruction_loss = l->reconstruction_loss;
+    r->perceptual_loss = l->perceptual_loss;
+    r->kl_loss = l->kl_loss;
+    r->gan_loss = l->gan_loss;
+    r->weighted_gan_loss = l->weighted_gan_loss;
+    r->discriminator_factor = l->discriminator_factor;
+    r->d_weight = l->d_weight;
+    r->d_loss = l->d_loss;
+    r->grad_norm_disc = l->grad_norm_disc;
+    r->logits_real = l->logits_real;
+    r->logits_fake = l->logits_fake;
+    r->lecam_loss = l->lecam_loss;
+}
+
 /* Arena bytes of one step: persistent per-step buffers plus the largest phase. */
 static size_t plan_bytes(const repae_trainer *t)
 {
     const repae_config *c = &t->cfg;
     int B = c->batch;
     size_t img = (size_t)B * t->C * t->H * t->W, lat = (size_t)B * t->sit->C * t->h * t->w;
-    size_t img3 = (size_t)B * 3 * t->H * t->W;
     size_t fixed = 0;
     fixed += 4 * arena_round(img * sizeof(float));   /* x, d_recon, recon copy for D, enc input */
     fixed += 6 * arena_round(lat * sizeof(float));   /* z, d_z, d_mean, d_logvar, time/noise copies */
     fixed += arena_round((size_t)B * sizeof(float)) * 4;
     if (t->enc)
         fixed += arena_round((size_t)B * t->enc->npatch * t->enc->cfg.embed_dim * sizeof(float));
-    if (t->lp)
-        fixed += 3 * arena_round(img3 * sizeof(float));
     size_t enc_phase = 0;
     if (t->enc)
         enc_phase = vit_plan_bytes(t->enc, B, false) + arena_round((size_t)B * 3 * t->enc->cfg.img_size *
@@ -80,15 +106,8 @@ static size_t plan_bytes(const repae_trainer *t)
     sit_train_opts align = {.train = false, .align_only = !c->e2e_diffusion_loss, .path = c->path,
                             .weighting = c->weighting};
     sit_train_opts full = {.train = true, .align_only = false, .path = c->path, .weighting = c->weighting};
-    size_t loss_phase = 0;
-    if (t->lp)
-        loss_phase += lpips_acts_bytes(t->lp, B, t->H, t->W);
-    if (t->disc) {
-        size_t d = disc_acts_bytes(t->disc, B, t->H, t->W);
-        size_t nlog = (size_t)B * disc_logits_h(t->disc, t->H) * disc_logits_w(t->disc, t->W);
-        d += 4 * arena_round(nlog * sizeof(float));
-        loss_phase = loss_phase > 2 * d ? loss_phase : 2 * d;
-    }
+    vae_loss L = loss_of(t);
+    size_t loss_phase = vae_loss_plan_bytes(&L);
     size_t sit_align = sit_train_plan_bytes(t->sit, B, &align);
     size_t vae_phase = vp.saved + (vp.scratch > loss_phase + sit_align ? vp.scratch : loss_phase + sit_align);
     size_t sit_phase = sit_train_plan_bytes(t->sit, B, &full);
@@ -159,27 +178,6 @@ void repae_trainer_free(repae_trainer *t)
         adamw_free(&t->opt_disc);
 }
 
-/* LPIPS needs RGB: a 1-channel image is replicated, and the gradient of
- * the three copies is summed back. */
-static void to_rgb(float *dst, const float *src, int B, int C, int HW)
-{
-    for (int b = 0; b < B; b++)
-        for (int c = 0; c < 3; c++)
-            memcpy(dst + ((size_t)b * 3 + c) * HW, src + ((size_t)b * C + (C == 3 ? c : 0)) * HW,
-                   (size_t)HW * sizeof(float));
-}
-
-static void add_from_rgb(float *dst, const float *src3, int B, int C, int HW)
-{
-    for (int b = 0; b < B; b++)
-        for (int c = 0; c < 3; c++) {
-            float *d = dst + ((size_t)b * C + (C == 3 ? c : 0)) * HW;
-            const float *s = src3 + ((size_t)b * 3 + c) * HW;
-            for (int i = 0; i < HW; i++)
-                d[i] += s[i];
-        }
-}
-
 void repae_step(repae_trainer *t, const uint8_t *images, const int *labels, const repae_step_random *given,
                 repae_logs *logs)
 {
@@ -194,8 +192,6 @@ void repae_step(repae_trainer *t, const uint8_t *images, const int *labels, cons
     memset(logs, 0, sizeof *logs);
     rng vae_rng = rng_new(c->seed, STREAM_VAE_EPS + (uint64_t)t->step);
     rng sit_rng = rng_new(c->seed, STREAM_SIT + (uint64_t)t->step);
-    bool gan_on = t->disc && t->step >= c->disc_start;
-    float factor = gan_on ? c->disc_factor : 0.0f;
 
     /* Step-long buffers. */
     float *x = arena_floats(ar, n_img);
@@ -231,49 +227,11 @@ void repae_step(repae_trainer *t, const uint8_t *images, const int *labels, cons
     memcpy(z, va->z, n_lat * sizeof(float));
     const float *recon = va->recon;
 
-    /* 5. Generator loss. */
-    int M = t->sit->C * t->h * t->w;
-    logs->reconstruction_loss = c->reconstruction_weight * l1_mean_forward(x, recon, n_img);
-    l1_mean_backward(NULL, d_recon, c->reconstruction_weight, x, recon, n_img);
-    if (t->lp && c->perceptual_weight > 0) {
-        size_t mark = arena_mark(ar);
-        size_t n3 = (size_t)B * 3 * HW;
-        float *x3 = arena_floats(ar, n3), *r3 = arena_floats(ar, n3), *d3 = arena_zeros(ar, n3);
-        float *dist = arena_floats(ar, (size_t)B), *ddist = arena_floats(ar, (size_t)B);
-        to_rgb(x3, x, B, C, HW);
-        to_rgb(r3, recon, B, C, HW);
-        lpips_acts *la = lpips_forward(t->lp, t->lpips_params, dist, x3, r3, B, t->H, t->W, ar);
-        double s = 0;
-        for (int n = 0; n < B; n++) {
-            s += dist[n];
-            ddist[n] = c->perceptual_weight / B;
-        }
-        logs->perceptual_loss = c->perceptual_weight * s / B;
-        lpips_backward(t->lp, t->lpips_params, la, ddist, d3);
-        add_from_rgb(d_recon, d3, B, C, HW);
-        arena_reset(ar, mark);
-    }
-    double kl = kl_diag_gaussian_forward(va->mean, va->logvar, B, M);
-    logs->kl_loss = c->kl_weight * kl;
-    kl_diag_gaussian_backward(d_mean, d_logvar, c->kl_weight, va->mean, va->logvar, B, M);
-    if (t->disc) {
-        /* The discriminator is frozen here but stays in train mode: batch
-         * statistics, running stats updated, full BN backward into recon. */
-        size_t mark = arena_mark(ar);
-        size_t nl = (size_t)B * disc_logits_h(t->disc, t->H) * disc_logits_w(t->disc, t->W);
-        float *logits = arena_floats(ar, nl), *dlog = arena_zeros(ar, nl);
-        disc_acts *da = disc_forward(t->disc, t->disc_params, logits, recon, B, t->H, t->W, ar);
-        logs->gan_loss = hinge_g_loss_forward(logits, nl);
-        logs->weighted_gan_loss = c->disc_weight * factor * logs->gan_loss;
-        if (factor != 0) {
-            hinge_g_loss_backward(dlog, c->disc_weight * factor, nl);
-            disc_backward(t->disc, t->disc_params, da, dlog, NULL, d_recon);
-        }
-        arena_reset(ar, mark);
-    }
-    logs->discriminator_factor = factor;
-    logs->d_weight = c->disc_weight;
-    logs->vae_loss = logs->reconstruction_loss + logs->perceptual_loss + logs->kl_loss + logs->weighted_gan_loss;
+    /* 5. Generator loss (spec §7.1). */
+    vae_loss L = loss_of(t);
+    vae_loss_logs ll;
+    logs->vae_loss = vae_generator_loss(&L, t->step, x, recon, va->mean, va->logvar, t->sit->C * t->h * t->w,
+                                        d_recon, d_mean, d_logvar, ar, &ll);
 
     /* 6. The VAE pass through the frozen, eval-mode SiT (skipped when it
      * would carry no gradient: no encoder and no naive-E2E diffusion loss;
@@ -312,31 +270,9 @@ void repae_step(repae_trainer *t, const uint8_t *images, const int *labels, cons
     adamw_step(&t->opt_vae, t->vae->params, t->vae_grads);
 
     /* 8. Discriminator update on x and the pre-update reconstruction. */
-    if (t->disc) {
-        size_t mark = arena_mark(ar);
-        size_t nl = (size_t)B * disc_logits_h(t->disc, t->H) * disc_logits_w(t->disc, t->W);
-        float *lr = arena_floats(ar, nl), *lf = arena_floats(ar, nl);
-        float *dr = arena_zeros(ar, nl), *df = arena_zeros(ar, nl);
-        disc_acts *ar_real = disc_forward(t->disc, t->disc_params, lr, x, B, t->H, t->W, ar);
-        disc_acts *ar_fake = disc_forward(t->disc, t->disc_params, lf, recon, B, t->H, t->W, ar);
-        double d = hinge_d_loss_forward(lr, nl, lf, nl);
-        hinge_d_loss_backward(dr, df, factor, lr, nl, lf, nl);
-        if (c->lecam_weight > 0 && gan_on) {
-            logs->lecam_loss = lecam_forward(lr, nl, lf, nl, t->lecam_ema_real, t->lecam_ema_fake);
-            lecam_backward(dr, df, c->lecam_weight * factor, lr, nl, lf, nl, t->lecam_ema_real, t->lecam_ema_fake);
-            lecam_ema_update(&t->lecam_ema_real, &t->lecam_ema_fake, lr, nl, lf, nl, LECAM_EMA_DECAY);
-            d += c->lecam_weight * logs->lecam_loss;
-        }
-        logs->d_loss = factor * d;
-        logs->logits_real = mean_f64(lr, nl);
-        logs->logits_fake = mean_f64(lf, nl);
-        grad_zero(&t->disc->table, t->disc_grads);
-        disc_backward(t->disc, t->disc_params, ar_real, dr, t->disc_grads, NULL);
-        disc_backward(t->disc, t->disc_params, ar_fake, df, t->disc_grads, NULL);
-        logs->grad_norm_disc = grad_clip(&t->disc->table, t->disc_grads, c->max_grad_norm);
-        adamw_step(&t->opt_disc, t->disc_params, t->disc_grads);
-        arena_reset(ar, mark);
-    }
+    vae_discriminator_step(&L, t->step, x, recon, t->disc_grads, &t->opt_disc, c->max_grad_norm, &t->lecam_ema_real,
+                           &t->lecam_ema_fake, ar, &ll);
+    copy_loss_logs(logs, &ll);
     arena_reset(ar, vae_mark); /* the VAE activations are no longer needed */
 
     /* 10-11. SiT update: same z (pre-update, detached), same t and ε. */
