@@ -11,6 +11,7 @@ static const struct {
 } commands[] = {
     {"inspect", cmd_inspect, "list the tensors, shapes and metadata of a safetensors file"},
     {"train", cmd_train, "end-to-end REPA-E training (VAE + SiT + discriminator)"},
+    {"plot", cmd_plot, "plot loss curves from a run's metrics.jsonl as a PNG"},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 

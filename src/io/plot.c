@@ -1,0 +1,186 @@
+#include "io/plot.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "io/image.h"
+
+#define PW 800
+#define PH 480
+#define LEFT 70
+#define RIGHT 20
+#define TOP 20
+#define BOTTOM 50
+
+/* 5×7 glyphs, one byte per row, bit 4 = leftmost pixel. */
+static const struct {
+    char c;
+    uint8_t rows[7];
+} font[] = {
+    {'0', {0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E}}, {'1', {0x04, 0x0C, 0x04, 0x04, 0x04, 0x04, 0x0E}},
+    {'2', {0x0E, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1F}}, {'3', {0x1F, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0E}},
+    {'4', {0x02, 0x06, 0x0A, 0x12, 0x1F, 0x02, 0x02}}, {'5', {0x1F, 0x10, 0x1E, 0x01, 0x01, 0x11, 0x0E}},
+    {'6', {0x06, 0x08, 0x10, 0x1E, 0x11, 0x11, 0x0E}}, {'7', {0x1F, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08}},
+    {'8', {0x0E, 0x11, 0x11, 0x0E, 0x11, 0x11, 0x0E}}, {'9', {0x0E, 0x11, 0x11, 0x0F, 0x01, 0x02, 0x0C}},
+    {'.', {0x00, 0x00, 0x00, 0x00, 0x00, 0x0C, 0x0C}}, {'-', {0x00, 0x00, 0x00, 0x1F, 0x00, 0x00, 0x00}},
+    {'_', {0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x1F}}, {'+', {0x00, 0x04, 0x04, 0x1F, 0x04, 0x04, 0x00}},
+    {'(', {0x02, 0x04, 0x08, 0x08, 0x08, 0x04, 0x02}}, {')', {0x08, 0x04, 0x02, 0x02, 0x02, 0x04, 0x08}},
+    {'a', {0x00, 0x00, 0x0E, 0x01, 0x0F, 0x11, 0x0F}}, {'b', {0x10, 0x10, 0x16, 0x19, 0x11, 0x11, 0x1E}},
+    {'c', {0x00, 0x00, 0x0E, 0x10, 0x10, 0x11, 0x0E}}, {'d', {0x01, 0x01, 0x0D, 0x13, 0x11, 0x11, 0x0F}},
+    {'e', {0x00, 0x00, 0x0E, 0x11, 0x1F, 0x10, 0x0E}}, {'f', {0x06, 0x09, 0x08, 0x1C, 0x08, 0x08, 0x08}},
+    {'g', {0x00, 0x0F, 0x11, 0x11, 0x0F, 0x01, 0x0E}}, {'h', {0x10, 0x10, 0x16, 0x19, 0x11, 0x11, 0x11}},
+    {'i', {0x04, 0x00, 0x0C, 0x04, 0x04, 0x04, 0x0E}}, {'j', {0x02, 0x00, 0x06, 0x02, 0x02, 0x12, 0x0C}},
+    {'k', {0x10, 0x10, 0x12, 0x14, 0x18, 0x14, 0x12}}, {'l', {0x0C, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0E}},
+    {'m', {0x00, 0x00, 0x1A, 0x15, 0x15, 0x11, 0x11}}, {'n', {0x00, 0x00, 0x16, 0x19, 0x11, 0x11, 0x11}},
+    {'o', {0x00, 0x00, 0x0E, 0x11, 0x11, 0x11, 0x0E}}, {'p', {0x00, 0x00, 0x1E, 0x11, 0x1E, 0x10, 0x10}},
+    {'q', {0x00, 0x00, 0x0D, 0x13, 0x0F, 0x01, 0x01}}, {'r', {0x00, 0x00, 0x16, 0x19, 0x10, 0x10, 0x10}},
+    {'s', {0x00, 0x00, 0x0E, 0x10, 0x0E, 0x01, 0x1E}}, {'t', {0x08, 0x08, 0x1C, 0x08, 0x08, 0x09, 0x06}},
+    {'u', {0x00, 0x00, 0x11, 0x11, 0x11, 0x13, 0x0D}}, {'v', {0x00, 0x00, 0x11, 0x11, 0x11, 0x0A, 0x04}},
+    {'w', {0x00, 0x00, 0x11, 0x11, 0x15, 0x15, 0x0A}}, {'x', {0x00, 0x00, 0x11, 0x0A, 0x04, 0x0A, 0x11}},
+    {'y', {0x00, 0x00, 0x11, 0x11, 0x0F, 0x01, 0x0E}}, {'z', {0x00, 0x00, 0x1F, 0x02, 0x04, 0x08, 0x1F}},
+};
+
+static const uint8_t palette[][3] = {{31, 119, 180}, {255, 127, 14}, {44, 160, 44}, {214, 39, 40},
+                                     {148, 103, 189}, {140, 86, 75}, {227, 119, 194}, {127, 127, 127}};
+
+typedef struct canvas {
+    uint8_t *px; /* CHW, 3 channels */
+} canvas;
+
+static void put(canvas *cv, int x, int y, const uint8_t *rgb)
+{
+    if (x < 0 || y < 0 || x >= PW || y >= PH)
+        return;
+    for (int c = 0; c < 3; c++)
+        cv->px[(size_t)c * PW * PH + (size_t)y * PW + x] = rgb[c];
+}
+
+static void line(canvas *cv, double x0, double y0, double x1, double y1, const uint8_t *rgb)
+{
+    int steps = (int)(fmax(fabs(x1 - x0), fabs(y1 - y0)) * 2) + 1;
+    for (int i = 0; i <= steps; i++) {
+        double f = (double)i / steps;
+        int x = (int)lround(x0 + f * (x1 - x0)), y = (int)lround(y0 + f * (y1 - y0));
+        put(cv, x, y, rgb);
+        put(cv, x, y + 1, rgb); /* 2-pixel-thick strokes read better */
+    }
+}
+
+static void text(canvas *cv, int x, int y, const char *s, const uint8_t *rgb)
+{
+    for (; *s; s++, x += 6) {
+        char ch = *s >= 'A' && *s <= 'Z' ? (char)(*s - 'A' + 'a') : *s;
+        for (size_t g = 0; g < sizeof font / sizeof font[0]; g++)
+            if (font[g].c == ch)
+                for (int r = 0; r < 7; r++)
+                    for (int b = 0; b < 5; b++)
+                        if (font[g].rows[r] & (0x10 >> b))
+                            put(cv, x + b, y + r, rgb);
+    }
+}
+
+static double nice_step(double range, int target)
+{
+    double raw = range / target, mag = pow(10, floor(log10(raw))), f = raw / mag;
+    return (f < 1.5 ? 1 : f < 3 ? 2 : f < 7 ? 5 : 10) * mag;
+}
+
+static void fmt_tick(char *buf, size_t n, double v, bool log_y)
+{
+    if (log_y)
+        v = pow(10, v);
+    double a = fabs(v);
+    if (v == 0)
+        snprintf(buf, n, "0");
+    else if (a >= 1e5 || a < 1e-3)
+        snprintf(buf, n, "%.1e", v);
+    else
+        snprintf(buf, n, "%.4g", v);
+}
+
+void plot_png(const char *path, const plot_series *series, int n_series, const char *x_label, bool log_y)
+{
+    double xmin = INFINITY, xmax = -INFINITY, ymin = INFINITY, ymax = -INFINITY;
+    for (int s = 0; s < n_series; s++)
+        for (size_t i = 0; i < series[s].n; i++) {
+            double x = series[s].x[i], y = series[s].y[i];
+            if (log_y)
+                y = y > 0 ? log10(y) : NAN;
+            if (!isfinite(x) || !isfinite(y))
+                continue;
+            xmin = fmin(xmin, x), xmax = fmax(xmax, x), ymin = fmin(ymin, y), ymax = fmax(ymax, y);
+        }
+    if (!isfinite(xmin))
+        xmin = 0, xmax = 1, ymin = 0, ymax = 1;
+    if (xmax == xmin)
+        xmax = xmin + 1;
+    if (ymax == ymin)
+        ymax = ymin + 1, ymin -= 1;
+    double pad = 0.05 * (ymax - ymin);
+    ymin -= pad, ymax += pad;
+
+    canvas cv = {xmalloc((size_t)3 * PW * PH)};
+    memset(cv.px, 255, (size_t)3 * PW * PH);
+    const uint8_t black[3] = {0, 0, 0}, grey[3] = {225, 225, 225};
+    int x0 = LEFT, x1 = PW - RIGHT, y0 = PH - BOTTOM, y1 = TOP;
+#define SX(v) (x0 + ((v) - xmin) / (xmax - xmin) * (x1 - x0))
+#define SY(v) (y0 - ((v) - ymin) / (ymax - ymin) * (y0 - y1))
+    char buf[32];
+    double ys = nice_step(ymax - ymin, 6);
+    for (double v = ceil(ymin / ys) * ys; v <= ymax; v += ys) {
+        line(&cv, x0, SY(v), x1, SY(v), grey);
+        fmt_tick(buf, sizeof buf, v, log_y);
+        text(&cv, x0 - 6 - 6 * (int)strlen(buf), (int)SY(v) - 3, buf, black);
+    }
+    double xs = nice_step(xmax - xmin, 8);
+    for (double v = ceil(xmin / xs) * xs; v <= xmax; v += xs) {
+        line(&cv, SX(v), y0, SX(v), y1, grey);
+        fmt_tick(buf, sizeof buf, v, false);
+        text(&cv, (int)SX(v) - 3 * (int)strlen(buf), y0 + 8, buf, black);
+    }
+    line(&cv, x0, y0, x1, y0, black);
+    line(&cv, x0, y0, x0, y1, black);
+    text(&cv, (x0 + x1) / 2 - 3 * (int)strlen(x_label), y0 + 24, x_label, black);
+    if (log_y)
+        text(&cv, 4, y1 - 12, "log scale", black);
+    /* Curves first, then the legend on a white box above them. */
+    for (int s = 0; s < n_series; s++) {
+        const uint8_t *col = palette[s % 8];
+        bool have = false;
+        double px = 0, py = 0;
+        for (size_t i = 0; i < series[s].n; i++) {
+            double x = series[s].x[i], y = series[s].y[i];
+            if (log_y)
+                y = y > 0 ? log10(y) : NAN;
+            if (!isfinite(x) || !isfinite(y)) {
+                have = false;
+                continue;
+            }
+            double cx = SX(x), cy = SY(y);
+            if (have)
+                line(&cv, px, py, cx, cy, col);
+            else
+                put(&cv, (int)cx, (int)cy, col);
+            px = cx, py = cy, have = true;
+        }
+    }
+    const uint8_t white[3] = {255, 255, 255};
+    int lx = x1 - 8 - 6 * 24;
+    for (int yy = y1 + 2; yy < y1 + 10 + 12 * n_series; yy++)
+        for (int xx = lx - 4; xx < x1 - 2; xx++)
+            put(&cv, xx, yy, white);
+    for (int s = 0; s < n_series; s++) {
+        int ly = y1 + 6 + 12 * s;
+        for (int k = 0; k < 14; k++)
+            line(&cv, lx + k, ly + 3, lx + k, ly + 4, palette[s % 8]);
+        text(&cv, lx + 20, ly, series[s].label, black);
+    }
+#undef SX
+#undef SY
+    image_write_png(path, cv.px, 3, PH, PW);
+    free(cv.px);
+}

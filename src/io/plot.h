@@ -1,0 +1,24 @@
+/* plot.h — line plots as PNG, no dependencies beyond libpng.
+ *
+ * For loss curves of training runs: a few series over a shared x axis, drawn
+ * with a light grid, tick labels and a legend in a built-in 5×7 pixel font.
+ *
+ *   plot_series s[2] = {{"sit_loss", xs, ys, n}, {"vae_loss", xs, ys2, n}};
+ *   plot_png("loss.png", s, 2, "step", false);
+ */
+#ifndef REPAE_PLOT_H
+#define REPAE_PLOT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct plot_series {
+    const char *label;
+    const double *x, *y;
+    size_t n;
+} plot_series;
+
+/* Non-finite points are skipped.  log_y plots log10(y) (y > 0 only). */
+void plot_png(const char *path, const plot_series *series, int n_series, const char *x_label, bool log_y);
+
+#endif
