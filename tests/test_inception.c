@@ -13,6 +13,7 @@
  *     divisor, features before weights.
  */
 #include <math.h>
+#include <omp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -214,8 +215,9 @@ static void test_parity_with_reference(void)
     check_scaled(st, "logits", logits, (size_t)B * INCEPTION_CLASSES, 5e-5);
 
     /* One image at a time gives the same rows.  conv2d batches images into
-     * its gemm panels differently for B = 1 and B = 2, so only the rounding
-     * may change (measured < 1e-6 of the largest value). */
+     * its gemm panels differently for B = 1 and B = 2, and a batch may run as
+     * one chunk with threaded gemms or as one chunk per thread, so only the
+     * rounding may change (measured < 1e-6 of the largest value). */
     float *p1 = alloc_zeros(m.dim), *s1 = alloc_zeros(INCEPTION_SPATIAL_DIM), *l1 = alloc_zeros(INCEPTION_CLASSES);
     for (int b = 0; b < B; b++) {
         inception_features(&m, images + (size_t)b * H * W * 3, 1, H, W, p1, s1, l1, &a);
@@ -225,6 +227,37 @@ static void test_parity_with_reference(void)
         check_close("logits B=1", l1, logits + (size_t)b * INCEPTION_CLASSES, INCEPTION_CLASSES,
                     1e-5 * max_abs(logits, (size_t)B * INCEPTION_CLASSES), 0);
     }
+    /* Whole images per thread (chunks) or one chunk with threaded gemms: the
+     * same rows for 1, 2 and 3 threads on a batch of 3 (uneven chunks). */
+    const int max_threads = omp_get_max_threads();
+    uint8_t *three = xmalloc((size_t)3 * H * W * 3);
+    memcpy(three, images, (size_t)2 * H * W * 3);
+    memcpy(three + (size_t)2 * H * W * 3, images, (size_t)H * W * 3);
+    float *p3 = alloc_zeros((size_t)3 * m.dim), *s3 = alloc_zeros((size_t)3 * INCEPTION_SPATIAL_DIM),
+          *l3 = alloc_zeros((size_t)3 * INCEPTION_CLASSES);
+    for (int t = 1; t <= 3; t++) {
+        omp_set_num_threads(t);
+        arena a3 = arena_create(inception_workspace_bytes(&m, 3));
+        inception_features(&m, three, 3, H, W, p3, s3, l3, &a3);
+        for (int b = 0; b < 3; b++) {
+            int src = b % 2;
+            char what[64];
+            snprintf(what, sizeof what, "pool3 %d threads, image %d", t, b);
+            check_close(what, p3 + (size_t)b * m.dim, pool3 + (size_t)src * m.dim, m.dim,
+                        1e-5 * max_abs(pool3, (size_t)B * m.dim), 0);
+            snprintf(what, sizeof what, "spatial %d threads, image %d", t, b);
+            check_close(what, s3 + (size_t)b * INCEPTION_SPATIAL_DIM, spatial + (size_t)src * INCEPTION_SPATIAL_DIM,
+                        INCEPTION_SPATIAL_DIM, 1e-5 * max_abs(spatial, (size_t)B * INCEPTION_SPATIAL_DIM), 0);
+            snprintf(what, sizeof what, "logits %d threads, image %d", t, b);
+            check_close(what, l3 + (size_t)b * INCEPTION_CLASSES, logits + (size_t)src * INCEPTION_CLASSES,
+                        INCEPTION_CLASSES, 1e-5 * max_abs(logits, (size_t)B * INCEPTION_CLASSES), 0);
+        }
+        CHECK(a3.high_water <= a3.capacity, "arena overflow");
+        arena_free(&a3);
+    }
+    omp_set_num_threads(max_threads);
+    free(three), free(p3), free(s3), free(l3);
+
     /* spatial and logits are optional. */
     float *p2 = alloc_zeros((size_t)B * m.dim);
     inception_features(&m, images, B, H, W, p2, NULL, NULL, &a);
@@ -237,6 +270,48 @@ static void test_parity_with_reference(void)
     arena_free(&a);
     inception_free(&m);
     safetensors_close(st);
+}
+
+/* Optional end-to-end check at full width: REPAE_INCEPTION_CHECK_DIR names a
+ * directory written by `dev/ref/inception_ref.py --full-width-check DIR`
+ * whose .pth was converted by tools/convert_inception.py to
+ * DIR/inception.safetensors (95 MB, so not a committed fixture).  It checks
+ * the converter's output loads strictly and the width-1 network against the
+ * reference.  Skipped (passes) without the variable. */
+static void test_full_width_converted(void)
+{
+    const char *dir = getenv("REPAE_INCEPTION_CHECK_DIR");
+    if (!dir) {
+        printf("     (skipped: set REPAE_INCEPTION_CHECK_DIR for the full-width check)\n");
+        return;
+    }
+    char wpath[512], epath[512];
+    snprintf(wpath, sizeof wpath, "%s/inception.safetensors", dir);
+    snprintf(epath, sizeof epath, "%s/expected.safetensors", dir);
+    safetensors *ws = safetensors_open(wpath), *ex = safetensors_open(epath);
+    inception m;
+    inception_build(&m, 1);
+    float *params = param_alloc(&m.table);
+    inception_load(&m, params, ws);
+    free(params); /* the forward only needs the folded copy */
+    size_t n;
+    uint8_t *images = fixture_u8(ex, "images", &n);
+    const st_tensor *t = safetensors_require(ex, "images");
+    const int B = (int)t->shape[0], H = (int)t->shape[1], W = (int)t->shape[2];
+    float *pool3 = alloc_zeros((size_t)B * m.dim), *spatial = alloc_zeros((size_t)B * INCEPTION_SPATIAL_DIM),
+          *logits = alloc_zeros((size_t)B * INCEPTION_CLASSES);
+    arena a = arena_create(inception_workspace_bytes(&m, B));
+    inception_features(&m, images, B, H, W, pool3, spatial, logits, &a);
+    /* Same tolerance argument as the width-8 parity test (wider layers: K up
+     * to 3456 there as here, since the kernels do not shrink with the width). */
+    check_scaled(ex, "pool3", pool3, (size_t)B * m.dim, 5e-5);
+    check_scaled(ex, "spatial", spatial, (size_t)B * INCEPTION_SPATIAL_DIM, 5e-5);
+    check_scaled(ex, "logits", logits, (size_t)B * INCEPTION_CLASSES, 5e-5);
+    free(pool3), free(spatial), free(logits), free(images);
+    arena_free(&a);
+    inception_free(&m);
+    safetensors_close(ws);
+    safetensors_close(ex);
 }
 
 /* ------------------------------------------------------------------ resize */
@@ -492,5 +567,6 @@ int main(void)
     RUN(test_conv2d_rectangular_kernels);
     RUN(test_parity_with_reference);
     RUN(test_clear_errors);
+    RUN(test_full_width_converted);
     return test_summary();
 }

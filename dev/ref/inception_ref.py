@@ -39,6 +39,7 @@ Outputs are computed in float64 from the float32 weights and the uint8 images (t
 resize sample positions in float32, as TF computes them), then rounded once to float32.
 
 Run: /usr/bin/python3 dev/ref/inception_ref.py
+     /usr/bin/python3 dev/ref/inception_ref.py --full-width-check DIR   (see full_width_check)
 """
 import os
 import sys
@@ -318,7 +319,48 @@ def c_table_state(model):
             if not k.endswith("num_batches_tracked") and k != "fc.bias"}
 
 
+def make_images(gen, h, w):
+    """Smooth-ish images with some hard edges, noise and the extremes 0 and 255."""
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    base = torch.stack([128 + 100 * torch.sin(xx / 5.0 + c) * torch.cos(yy / 7.0 - c) for c in range(3)], -1)
+    images = torch.stack([base, 255 - base.flip(1)]) + 30 * torch.randn(2, h, w, 3, generator=gen)
+    images[0, :4, :4] = 0
+    images[1, -4:, -4:] = 255
+    return images.round().clamp(0, 255).to(torch.uint8)
+
+
+def full_width_check(outdir):
+    """Writes a FULL-width random network as a pytorch-fid style state dict
+    (<outdir>/pt_inception_random.pth, with num_batches_tracked and fc.bias, as the
+    real file has) and <outdir>/expected.safetensors (images [2, 64, 80, 3] uint8,
+    pool3, spatial, logits in float64 -> float32).  Convert the .pth with
+    tools/convert_inception.py to <outdir>/inception.safetensors and run
+    REPAE_INCEPTION_CHECK_DIR=<outdir> ./build/tests/test_inception: this checks
+    the converter and the full-width structure end to end (95 MB, not committed)."""
+    os.makedirs(outdir, exist_ok=True)
+    g = torch.Generator().manual_seed(SEED + 2)
+    images = make_images(g, 64, 80)
+    x = preprocess(images)
+    torch.manual_seed(SEED + 2)
+    model = FIDInception(1)
+    randomize_(model, x)
+    model.eval()
+    torch.save(model.state_dict(), os.path.join(outdir, "pt_inception_random.pth"))
+    with torch.no_grad():
+        ref = model.double()(x)
+    from fixture_io import write_safetensors
+    t = {"images": images}
+    t.update({n: r.float() for n, r in zip(["pool3", "spatial", "logits"], ref)})
+    write_safetensors(os.path.join(outdir, "expected.safetensors"), t,
+                      {"script": os.path.basename(__file__), "seed": SEED + 2, "width_div": 1,
+                       "spatial_post_relu": int(SPATIAL_POST_RELU)})
+    print(f"wrote {outdir}/pt_inception_random.pth and expected.safetensors")
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--full-width-check":
+        full_width_check(sys.argv[2])
+        return
     check_resize_formula()
     full = FIDInception(1)
     torch_params_full = sum(p.numel() for p in full.parameters())
@@ -328,14 +370,7 @@ def main():
     print(f"full width: {torch_params_full} nn.Parameters (incl. fc.bias), "
           f"{params_full} floats in the C table (+BN stats, -fc.bias), {n_convs} convs")
 
-    g = torch.Generator().manual_seed(SEED)
-    # Smooth-ish images with some hard edges and the extremes 0 and 255.
-    yy, xx = torch.meshgrid(torch.arange(IMG_H), torch.arange(IMG_W), indexing="ij")
-    base = torch.stack([128 + 100 * torch.sin(xx / 5.0 + c) * torch.cos(yy / 7.0 - c) for c in range(3)], -1)
-    images = torch.stack([base, 255 - base.flip(1)]) + 30 * torch.randn(2, IMG_H, IMG_W, 3, generator=g)
-    images[0, :4, :4] = 0
-    images[1, -4:, -4:] = 255
-    images = images.round().clamp(0, 255).to(torch.uint8)
+    images = make_images(torch.Generator().manual_seed(SEED), IMG_H, IMG_W)
     x = preprocess(images)
 
     torch.manual_seed(SEED)

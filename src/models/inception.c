@@ -1,6 +1,7 @@
 #include "models/inception.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -522,60 +523,102 @@ static void plan_sizes(const inception *m, size_t *act, size_t *tmp)
     *tmp = t;
 }
 
-static size_t conv_ws_floats(const inception *m, int B)
+/* conv2d workspace for a batch of n, covering every batch size up to n
+ * (conv2d's panel plan does not grow monotonically with the batch). */
+static size_t conv_ws_floats(const inception *m, int n)
 {
-    size_t ws = 0;
-    for (int i = 0; i < m->n_conv; i++) {
-        conv2d_shape s = shape_of(&m->conv[i], B);
-        size_t n = conv2d_workspace_floats(&s);
-        if (n > ws)
-            ws = n;
-    }
-    return ws ? ws : 1;
+    size_t ws = 1;
+    for (int b = 1; b <= n; b++)
+        for (int i = 0; i < m->n_conv; i++) {
+            conv2d_shape s = shape_of(&m->conv[i], b);
+            size_t k = conv2d_workspace_floats(&s);
+            if (k > ws)
+                ws = k;
+        }
+    return ws;
 }
+
+/* The buffers one chunk of n images runs in. */
+typedef struct chunk_bufs {
+    float *X, *Y, *t1, *t2, *ws;
+} chunk_bufs;
+
+static size_t chunk_bytes(const inception *m, int n)
+{
+    size_t act, tmp;
+    plan_sizes(m, &act, &tmp);
+    return 2 * arena_round((size_t)n * act * sizeof(float)) + 2 * arena_round((size_t)n * tmp * sizeof(float)) +
+           arena_round(conv_ws_floats(m, n) * sizeof(float));
+}
+
+static chunk_bufs chunk_alloc(const inception *m, int n, arena *a)
+{
+    size_t act, tmp;
+    plan_sizes(m, &act, &tmp);
+    chunk_bufs c;
+    c.X = arena_floats(a, (size_t)n * act);
+    c.Y = arena_floats(a, (size_t)n * act);
+    c.t1 = arena_floats(a, (size_t)n * tmp);
+    c.t2 = arena_floats(a, (size_t)n * tmp);
+    c.ws = arena_floats(a, conv_ws_floats(m, n));
+    return c;
+}
+
+/* How a batch is split: `chunks` chunks of up to `per` images, one per thread.
+ * Whole images per thread (single-threaded BLAS inside, no barriers inside the
+ * network) scales better than threading each of the ~100 small gemms, and is
+ * far less hurt by a busy machine.  Batches smaller than the thread count, and
+ * calls from inside a parallel region, run as one chunk with threaded gemms. */
+static void split_batch(int B, int threads, int *chunks, int *per)
+{
+    if (threads <= 1 || B < threads) {
+        *chunks = 1;
+        *per = B;
+        return;
+    }
+    *per = (B + threads - 1) / threads;
+    *chunks = (B + *per - 1) / *per;
+}
+
+static int thread_count(void) { return omp_in_parallel() ? 1 : omp_get_max_threads(); }
 
 size_t inception_workspace_bytes(const inception *m, int B)
 {
-    size_t act, tmp, ws = 0;
-    plan_sizes(m, &act, &tmp);
-    /* conv2d's panel plan depends on B, not monotonically: cover every batch
-     * size up to B so that a short last batch fits the same arena. */
+    /* Cover every batch up to B, so that a short last batch fits the same
+     * arena, and both splits (a call from inside a parallel region runs as one
+     * chunk). */
+    size_t best = 0;
+    const int T = omp_get_max_threads();
     for (int b = 1; b <= B; b++) {
-        size_t n = conv_ws_floats(m, b);
-        if (n > ws)
-            ws = n;
+        int chunks, per;
+        split_batch(b, T, &chunks, &per);
+        size_t n = (size_t)chunks * chunk_bytes(m, per);
+        if (n > best)
+            best = n;
     }
-    return 2 * arena_round((size_t)B * act * sizeof(float)) + 2 * arena_round((size_t)B * tmp * sizeof(float)) +
-           arena_round(ws * sizeof(float));
+    size_t one = chunk_bytes(m, B);
+    return one > best ? one : best;
 }
 
-void inception_features(const inception *m, const uint8_t *images, int B, int H, int W, float *pool3,
-                        float *spatial, float *logits, arena *a)
+/* The whole network on n images: pool3 [n, dim], spatial [n, 2023] or NULL. */
+static void forward_chunk(const inception *m, const chunk_bufs *cb, const uint8_t *images, int n, int H, int W,
+                          float *pool3, float *spatial)
 {
-    if (!m->folded)
-        die("inception: weights not loaded (call inception_load, or inception_fold after param_init)");
-    if (B < 1 || H < 1 || W < 1)
-        die("inception: bad batch %d of %dx%d images", B, H, W);
-    size_t mark = arena_mark(a);
-    size_t act, tmp;
-    plan_sizes(m, &act, &tmp);
-    float *X = arena_floats(a, (size_t)B * act), *Y = arena_floats(a, (size_t)B * act);
-    run r = {m, B, NULL, arena_floats(a, (size_t)B * tmp), arena_floats(a, (size_t)B * tmp)};
-    r.ws = arena_floats(a, conv_ws_floats(m, B));
-
-    inception_resize_legacy(X, images, B, H, W, 3, INCEPTION_SIZE, INCEPTION_SIZE, 128.0f, 1.0f / 128.0f);
+    float *X = cb->X, *Y = cb->Y;
+    run r = {m, n, cb->ws, cb->t1, cb->t2};
+    inception_resize_legacy(X, images, n, H, W, 3, INCEPTION_SIZE, INCEPTION_SIZE, 128.0f, 1.0f / 128.0f);
     const inception_conv *cv = m->conv;
     conv_bn(&r, STEM_1A, Y, X, 1);
     conv_bn(&r, STEM_2A, X, Y, 1);
     conv_bn(&r, STEM_2B, Y, X, 1);
-    maxpool3x3s2(X, (long)cv[STEM_2B].c_out * pool_out(cv[STEM_2B].H) * pool_out(cv[STEM_2B].W), Y, B,
+    maxpool3x3s2(X, (long)cv[STEM_2B].c_out * pool_out(cv[STEM_2B].H) * pool_out(cv[STEM_2B].W), Y, n,
                  cv[STEM_2B].c_out, cv[STEM_2B].H, cv[STEM_2B].W);
     conv_bn(&r, STEM_3B, Y, X, 1);
     conv_bn(&r, STEM_4A, X, Y, 1);
     {
-        conv2d_shape s = shape_of(&cv[STEM_4A], B);
+        conv2d_shape s = shape_of(&cv[STEM_4A], n);
         int h4 = conv2d_out_h(&s), w4 = conv2d_out_w(&s);
-        maxpool3x3s2(Y, (long)s.C_out * pool_out(h4) * pool_out(w4), X, B, s.C_out, h4, w4);
+        maxpool3x3s2(Y, (long)s.C_out * pool_out(h4) * pool_out(w4), X, n, s.C_out, h4, w4);
     }
     float *in = Y, *out = X;
     for (int i = 0; i < INCEPTION_BLOCKS; i++) {
@@ -585,18 +628,46 @@ void inception_features(const inception *m, const uint8_t *images, int B, int H,
         out = t;
     }
     /* Global average pool over the final 8×8. */
-    const int D = m->dim;
-    const long HW = 64;
-#pragma omp parallel for schedule(static) if ((long)B * D * HW > INC_PAR_MIN)
-    for (long p = 0; p < (long)B * D; p++) {
+    int Hf, Wf;
+    block_out_hw(&m->block[INCEPTION_BLOCKS - 1], &Hf, &Wf);
+    const long HW = (long)Hf * Wf, P = (long)n * m->dim;
+#pragma omp parallel for schedule(static) if (P * HW > INC_PAR_MIN)
+    for (long p = 0; p < P; p++) {
         const float *src = in + p * HW;
         double s = 0.0;
         for (long i = 0; i < HW; i++)
             s += src[i];
         pool3[p] = (float)(s / (double)HW);
     }
+}
+
+void inception_features(const inception *m, const uint8_t *images, int B, int H, int W, float *pool3,
+                        float *spatial, float *logits, arena *a)
+{
+    if (!m->folded)
+        die("inception: weights not loaded (call inception_load, or inception_fold after param_init)");
+    if (B < 1 || H < 1 || W < 1)
+        die("inception: bad batch %d of %dx%d images", B, H, W);
+    const size_t mark = arena_mark(a);
+    int chunks, per;
+    split_batch(B, thread_count(), &chunks, &per);
+    if (chunks == 1) {
+        chunk_bufs cb = chunk_alloc(m, B, a);
+        forward_chunk(m, &cb, images, B, H, W, pool3, spatial);
+    } else {
+        chunk_bufs cb[chunks];
+        for (int c = 0; c < chunks; c++)
+            cb[c] = chunk_alloc(m, per, a);
+        const size_t img = (size_t)H * W * 3;
+#pragma omp parallel for num_threads(chunks) schedule(static, 1)
+        for (int c = 0; c < chunks; c++) {
+            int b0 = c * per, n = B - b0 < per ? B - b0 : per;
+            forward_chunk(m, &cb[c], images + b0 * img, n, H, W, pool3 + (size_t)b0 * m->dim,
+                          spatial ? spatial + (size_t)b0 * INCEPTION_SPATIAL_DIM : NULL);
+        }
+    }
     if (logits)
-        gemm(false, true, B, INCEPTION_CLASSES, D, 1.0f, pool3, D, m->folded + m->folded_fc, D, 0.0f, logits,
-             INCEPTION_CLASSES);
+        gemm(false, true, B, INCEPTION_CLASSES, m->dim, 1.0f, pool3, m->dim, m->folded + m->folded_fc, m->dim, 0.0f,
+             logits, INCEPTION_CLASSES);
     arena_reset(a, mark);
 }

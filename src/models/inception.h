@@ -42,7 +42,11 @@
  * `width_div` divides every channel count of the body (pool3 then has
  * 2048/width_div entries; the 1008 classes and the 7 spatial channels stay):
  * tests use tiny networks with the same keys and structure; real weights need 1.
- * Threads: OpenBLAS gemms (conv2d) and OpenMP loops.
+ * Threads: a batch of at least as many images as OpenMP threads is split
+ * into one chunk of whole images per thread (single-threaded gemms inside, no
+ * barriers inside the network); a smaller batch, or a call from inside a
+ * parallel region, runs as one chunk with threaded gemms and loops.  Results
+ * may differ in float rounding (not more) with the batch size and thread count.
  */
 #ifndef REPAE_INCEPTION_H
 #define REPAE_INCEPTION_H
@@ -104,7 +108,8 @@ void inception_load(inception *m, float *params, const safetensors *st);
 /* (Re)builds the BN-folded copy from a table buffer (e.g. after param_init). */
 void inception_fold(inception *m, const float *params);
 
-/* Arena bytes inception_features needs for a batch of B (any input size). */
+/* Arena bytes inception_features needs for any batch of up to B images (any
+ * input size) at the current omp_get_max_threads(). */
 size_t inception_workspace_bytes(const inception *m, int B);
 
 /* images [B, H, W, 3] uint8; pool3 [B, dim]; spatial [B, 2023] or NULL;
