@@ -1,0 +1,139 @@
+#include "train/ldm_step.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "models/encoder_preprocess.h"
+#include "train/ema.h"
+
+#define STREAM_LDM_Z 0x4c444d5a00000000ull    /* "LDMZ": posterior samples */
+#define STREAM_LDM_DROP 0x4c444d4400000000ull /* "LDMD": label dropout */
+#define STREAM_LDM_SIT 0x4c444d5300000000ull  /* "LDMS": t and ε */
+
+ldm_config ldm_config_default(void)
+{
+    ldm_config c = {0};
+    c.batch = 256;
+    c.learning_rate = 1e-4f;
+    c.proj_coeff = 0.5f;
+    c.cfg_prob = 0.1f;
+    c.max_grad_norm = 1.0f;
+    c.ema_decay = 0.9999f;
+    c.path = SIT_PATH_LINEAR;
+    c.weighting = SIT_WEIGHTING_UNIFORM;
+    for (int i = 0; i < 3; i++)
+        c.enc_mean[i] = 0.5f, c.enc_std[i] = 0.5f;
+    return c;
+}
+
+void ldm_trainer_init(ldm_trainer *t, const ldm_config *cfg, sit *s, float *sit_params, vit *enc, int C, int H,
+                      int W)
+{
+    memset(t, 0, sizeof *t);
+    t->cfg = *cfg;
+    t->sit = s, t->sit_params = sit_params, t->enc = enc;
+    t->C = C, t->H = H, t->W = W;
+    if (!enc && cfg->proj_coeff != 0)
+        die("train-ldm: REPA needs an encoder (--enc-ckpt), or set --proj-coeff 0 (vanilla SiT)");
+    if (enc) {
+        if (s->cfg.n_encoders != 1 || s->cfg.z_dims[0] != enc->cfg.embed_dim || enc->npatch != s->T)
+            die("train-ldm: the encoder (%d tokens × %d) does not match the SiT's projector (%d tokens × %d)",
+                enc->npatch, enc->cfg.embed_dim, s->T, s->cfg.n_encoders ? s->cfg.z_dims[0] : 0);
+        if (C == 1 && (enc->cfg.img_size != H || enc->cfg.in_chans != 1))
+            die("train-ldm: a 1-channel encoder must take the %d×%d images as they are", H, W);
+    }
+    t->ema_params = param_alloc(&s->table);
+    ema_update(&s->table, t->ema_params, sit_params, 0.0f);
+    t->grads = param_alloc(&s->table);
+    t->opt = adamw_create(&s->table, cfg->learning_rate);
+    int B = cfg->batch;
+    size_t lat = (size_t)B * s->C * s->H * s->H;
+    sit_train_opts o = {.train = false, .path = cfg->path, .weighting = cfg->weighting};
+    size_t bytes = 2 * arena_round(lat * sizeof(float)) + arena_round((size_t)B * sizeof(int)) +
+                   sit_train_plan_bytes(s, B, &o) + (1u << 16);
+    if (enc) {
+        int S = enc->cfg.img_size;
+        bytes += arena_round((size_t)B * enc->npatch * enc->cfg.embed_dim * sizeof(float)) +
+                 arena_round((size_t)B * enc->cfg.in_chans * S * S * sizeof(float)) +
+                 vit_plan_bytes(enc, B, false) + encoder_preprocess_workspace_bytes(ENC_PRE_DINOV2, B, 3, H, W, S);
+    }
+    t->ar = arena_create(bytes);
+}
+
+void ldm_trainer_free(ldm_trainer *t)
+{
+    arena_free(&t->ar);
+    free(t->ema_params);
+    free(t->grads);
+    adamw_free(&t->opt);
+}
+
+void ldm_step(ldm_trainer *t, const uint8_t *images, const float *lat_mean, const float *lat_std, const int *labels,
+              const ldm_step_random *given, ldm_logs *logs)
+{
+    const ldm_config *c = &t->cfg;
+    static const ldm_step_random none;
+    if (!given)
+        given = &none;
+    int B = c->batch;
+    sit *s = t->sit;
+    size_t lat = (size_t)B * s->C * s->H * s->H;
+    arena *ar = &t->ar;
+    arena_reset(ar, 0);
+    memset(logs, 0, sizeof *logs);
+
+    /* z = mean + std·ε from the cached moments. */
+    float *z = arena_floats(ar, lat);
+    rng zr = rng_new(c->seed, STREAM_LDM_Z + (uint64_t)t->step);
+    for (size_t i = 0; i < lat; i++)
+        z[i] = lat_mean[i] + lat_std[i] * (given->eps_z ? given->eps_z[i] : rng_normal(&zr));
+
+    /* Label dropout, applied to the labels themselves: the SiT runs with its
+     * BN in eval mode (fixed normalisation), where it uses labels as given. */
+    int *y = arena_alloc(ar, (size_t)B * sizeof(int));
+    rng dr = rng_new(c->seed, STREAM_LDM_DROP + (uint64_t)t->step);
+    for (int i = 0; i < B; i++) {
+        bool drop = given->drop ? given->drop[i] != 0 : rng_uniform(&dr) < c->cfg_prob;
+        y[i] = drop ? s->cfg.num_classes : labels[i];
+    }
+
+    float *zs = NULL;
+    if (t->enc) {
+        const vit *e = t->enc;
+        zs = arena_floats(ar, (size_t)B * e->npatch * e->cfg.embed_dim);
+        size_t mark = arena_mark(ar);
+        int S = e->cfg.img_size;
+        float *in = arena_floats(ar, (size_t)B * e->cfg.in_chans * S * S);
+        if (t->C == 3)
+            encoder_preprocess(in, images, ENC_PRE_DINOV2, B, 3, t->H, t->W, S, ar);
+        else
+            encoder_normalize_u8(in, images, B, t->C, t->H * t->W, c->enc_mean, c->enc_std);
+        vit_acts va;
+        vit_acts_alloc(&va, e, ar, B, false);
+        vit_forward(e, &va, in, zs, NULL, NULL, NULL);
+        arena_reset(ar, mark);
+    }
+
+    rng sr = rng_new(c->seed, STREAM_LDM_SIT + (uint64_t)t->step);
+    sit_train_opts o = {.train = false, .align_only = false, .path = c->path, .weighting = c->weighting};
+    sit_train_inputs in = {.z = z, .y = y, .time_input = given->time, .noise = given->noise, .rng = &sr};
+    if (t->enc)
+        in.zs[0] = zs;
+    sit_acts sa;
+    sit_train_forward(&sa, s, t->sit_params, ar, &o, &in, B);
+    double dl = 0;
+    for (int n = 0; n < B; n++)
+        dl += sa.denoising_loss[n];
+    logs->denoising_loss = dl / B;
+    logs->proj_loss = t->enc ? sa.proj_loss : 0.0;
+    logs->loss = logs->denoising_loss + c->proj_coeff * logs->proj_loss;
+    grad_zero(&s->table, t->grads);
+    sit_train_backward(s, t->sit_params, &sa, ar, 1.0f, t->enc ? c->proj_coeff : 0.0f, t->grads, NULL);
+    logs->grad_norm = grad_clip(&s->table, t->grads, c->max_grad_norm);
+    adamw_step(&t->opt, t->sit_params, t->grads);
+    ema_update(&s->table, t->ema_params, t->sit_params, c->ema_decay);
+    t->step++;
+}

@@ -1,0 +1,64 @@
+/* ldm_step.h — one step of traditional latent diffusion training on cached
+ * latents (spec §6.4, train_ldm_only.py), with or without REPA.
+ *
+ *   z = mean + std·ε_z            (fresh posterior sample from the cache)
+ *   SiT in train mode, but its BatchNorm forced to eval: the fixed
+ *   normalisation from the latents statistics, never updated
+ *   fresh t, noise and label dropout (p = cfg_prob → null class)
+ *   L = mean(denoise) + proj_coeff·proj;  clip;  AdamW;  EMA
+ *
+ * The VAE is frozen and not used here (the latents were cached); the
+ * encoder targets are computed from the images when REPA is on.
+ */
+#ifndef REPAE_LDM_STEP_H
+#define REPAE_LDM_STEP_H
+
+#include <stdint.h>
+
+#include "core/arena.h"
+#include "models/sit.h"
+#include "models/vit.h"
+#include "train/adamw.h"
+
+typedef struct ldm_config {
+    int batch;
+    float learning_rate, proj_coeff, cfg_prob, max_grad_norm, ema_decay;
+    sit_path path;
+    sit_weighting weighting;
+    float enc_mean[3], enc_std[3]; /* 1-channel encoder input normalisation */
+    uint64_t seed;
+} ldm_config;
+
+ldm_config ldm_config_default(void);
+
+typedef struct ldm_trainer {
+    ldm_config cfg;
+    sit *sit;
+    float *sit_params, *ema_params, *grads;
+    adamw opt;
+    vit *enc; /* NULL: no REPA (proj_coeff must be 0) */
+    int C, H, W; /* images (for the encoder) */
+    long long step;
+    arena ar;
+} ldm_trainer;
+
+typedef struct ldm_step_random {
+    const float *eps_z; /* [B,C,h,w] posterior-sample noise */
+    const float *time;  /* [B] */
+    const float *noise; /* [B,C,h,w] */
+    const int *drop;    /* [B] 1 = null class */
+} ldm_step_random;
+
+typedef struct ldm_logs {
+    double loss, denoising_loss, proj_loss, grad_norm;
+} ldm_logs;
+
+void ldm_trainer_init(ldm_trainer *t, const ldm_config *cfg, sit *s, float *sit_params, vit *enc, int C, int H,
+                      int W);
+void ldm_trainer_free(ldm_trainer *t);
+/* images [B,C,H,W] (only read when there is an encoder), cached posterior
+ * moments mean/std [B,C,h,w], labels [B]. */
+void ldm_step(ldm_trainer *t, const uint8_t *images, const float *lat_mean, const float *lat_std, const int *labels,
+              const ldm_step_random *given, ldm_logs *logs);
+
+#endif
