@@ -136,6 +136,14 @@ static void im2col_row(float *dst, const float *x_img, const conv2d_shape *s, in
                 d += e - ow;
                 ow = e;
             }
+        } else if (st == 2) {
+            int n = e > ow ? e - ow : 0;
+            const float *xs = xr + 2L * ow;
+#pragma omp simd
+            for (int q = 0; q < n; q++)
+                d[q] = xs[2 * q];
+            d += n;
+            ow += n;
         } else {
             for (; ow < e; ow++)
                 *d++ = xr[(long)ow * st];
@@ -184,6 +192,10 @@ static void col2im_channel(float *dxc, const float *cols, long ldc, const conv2d
 #pragma omp simd
                     for (int ow = a; ow < b; ow++)
                         dr[ow] += sr[ow];
+                } else if (st == 2) {
+#pragma omp simd
+                    for (int ow = a; ow < b; ow++)
+                        dr[2 * ow] += sr[ow];
                 } else {
                     for (int ow = a; ow < b; ow++)
                         dr[(long)ow * st] += sr[ow];
@@ -275,7 +287,8 @@ void conv2d_backward(float *dx, float *dweight, float *dbias, const float *dout,
             double acc = 0.0;
             for (int b = 0; b < s->B; b++) {
                 const float *d = dout + b * oimg + o * HWo;
-                float part = 0.0f;
+                double part = 0.0;
+#pragma omp simd reduction(+ : part)
                 for (long n = 0; n < HWo; n++)
                     part += d[n];
                 acc += part;
