@@ -389,6 +389,15 @@ static void test_save_load_and_detect(void)
         CHECK(memcmp(r2, w2, m.table.total * sizeof(float)) == 0, "ema. copy round trip is exact");
         CHECK(r[m.bn_count] == 5.0f, "num_batches_tracked round trip");
         safetensors_close(st);
+        /* standalone file: no prefix, config in the metadata */
+        sit_save_file(&m, w, path);
+        st = safetensors_open(path);
+        const char *fmt = safetensors_meta(st, "format");
+        CHECK(fmt && strcmp(fmt, "repae-sit") == 0 && safetensors_meta(st, "sit_config"), "sit_save_file metadata");
+        memset(r, 0, m.table.total * sizeof(float));
+        sit_load(&m, r, st, "", PARAM_STRICT);
+        CHECK(memcmp(r, w, m.table.total * sizeof(float)) == 0, "sit_save_file round trip is exact");
+        safetensors_close(st);
         unlink(path);
         free(r), free(r2), free(w), free(w2);
         sit_free(&m2);
