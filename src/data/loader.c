@@ -74,3 +74,10 @@ void loader_free(loader *l)
     free(l->order);
     l->order = NULL;
 }
+
+const uint32_t *loader_last_indices(const loader *l)
+{
+    if (l->position < 1)
+        die("internal: loader_last_indices before the first batch of an epoch");
+    return l->order + (size_t)(l->position - 1) * l->batch;
+}

@@ -27,6 +27,9 @@ typedef struct loader {
 loader loader_create(const dataset *ds, int batch, uint64_t seed, int rank, int world);
 /* Copies the next batch: images [B, C, H, W] uint8 and labels [B]. */
 void loader_next(loader *l, uint8_t *images, int32_t *labels);
+/* The dataset indices of the batch loader_next returned last ([batch]);
+ * lets a caller fetch matching rows of a parallel array (cached latents). */
+const uint32_t *loader_last_indices(const loader *l);
 /* Jumps to (epoch, position), as saved in a checkpoint. */
 void loader_seek(loader *l, long long epoch, int position);
 void loader_free(loader *l);

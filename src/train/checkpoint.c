@@ -102,3 +102,40 @@ void checkpoint_load(repae_trainer *t, const char *path, long long *epoch, int *
     *position = (int)meta_ll_get(st, "position");
     safetensors_close(st);
 }
+
+void ldm_checkpoint_save(const ldm_trainer *t, const char *path, long long epoch, int position, const char *args_json)
+{
+    st_writer *w = st_writer_new();
+    st_writer_set_metadata(w, "format", CHECKPOINT_FORMAT);
+    st_writer_set_metadata(w, "kind", "ldm");
+    meta_ll(w, "version", CHECKPOINT_VERSION);
+    meta_ll(w, "step", t->step);
+    meta_ll(w, "epoch", epoch);
+    meta_ll(w, "position", position);
+    meta_ll(w, "opt_step", t->opt.step);
+    if (args_json)
+        st_writer_set_metadata(w, "args", args_json);
+    param_save(&t->sit->table, t->sit_params, w, "model.");
+    param_save(&t->sit->table, t->ema_params, w, "ema.");
+    param_save(&t->sit->table, t->opt.m, w, "opt.m.model.");
+    param_save(&t->sit->table, t->opt.v, w, "opt.v.model.");
+    st_writer_save(w, path);
+    st_writer_free(w);
+}
+
+void ldm_checkpoint_load(ldm_trainer *t, const char *path, long long *epoch, int *position)
+{
+    safetensors *st = safetensors_open(path);
+    const char *fmt = safetensors_meta(st, "format"), *kind = safetensors_meta(st, "kind");
+    if (!fmt || strcmp(fmt, CHECKPOINT_FORMAT) != 0 || !kind || strcmp(kind, "ldm") != 0)
+        die("'%s': not a repae train-ldm checkpoint", path);
+    param_load(&t->sit->table, t->sit_params, st, "model.", PARAM_IGNORE_EXTRA);
+    param_load(&t->sit->table, t->ema_params, st, "ema.", PARAM_IGNORE_EXTRA);
+    param_load(&t->sit->table, t->opt.m, st, "opt.m.model.", PARAM_IGNORE_EXTRA);
+    param_load(&t->sit->table, t->opt.v, st, "opt.v.model.", PARAM_IGNORE_EXTRA);
+    t->step = meta_ll_get(st, "step");
+    t->opt.step = meta_ll_get(st, "opt_step");
+    *epoch = meta_ll_get(st, "epoch");
+    *position = (int)meta_ll_get(st, "position");
+    safetensors_close(st);
+}

@@ -16,6 +16,7 @@
 #ifndef REPAE_CHECKPOINT_H
 #define REPAE_CHECKPOINT_H
 
+#include "train/ldm_step.h"
 #include "train/repae_step.h"
 
 #define CHECKPOINT_FORMAT "repae-checkpoint"
@@ -24,5 +25,10 @@
 void checkpoint_save(const repae_trainer *t, const char *path, long long epoch, int position, const char *args_json);
 /* Restores models, EMA, optimisers and counters; returns the loader position. */
 void checkpoint_load(repae_trainer *t, const char *path, long long *epoch, int *position);
+
+/* The LDM-only checkpoint (train_ldm_only.py keeps model, ema, opt, args,
+ * steps): model.*, ema.*, opt.{m,v}.model.*, the same metadata. */
+void ldm_checkpoint_save(const ldm_trainer *t, const char *path, long long epoch, int position, const char *args_json);
+void ldm_checkpoint_load(ldm_trainer *t, const char *path, long long *epoch, int *position);
 
 #endif

@@ -1,0 +1,86 @@
+#include "data/latent_cache.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/arena.h"
+#include "core/error.h"
+#include "core/progress.h"
+#include "io/safetensors.h"
+
+void latent_cache_build(const char *path, const vae *v, const dataset *d, int batch, const char *vae_source)
+{
+    if (d->channels != v->cfg.in_channels)
+        die("cache-latents: the VAE takes %d-channel images, '%s' has %d", v->cfg.in_channels, d->source,
+            d->channels);
+    int H = d->height, W = d->width, h, w, C = v->cfg.z_channels;
+    vae_latent_size(v, H, W, &h, &w);
+    size_t img = (size_t)d->channels * H * W, lat = (size_t)C * h * w;
+    float *mean = xmalloc((size_t)d->n * lat * sizeof(float)), *std = xmalloc((size_t)d->n * lat * sizeof(float));
+    int64_t *labels = xmalloc((size_t)d->n * sizeof(int64_t));
+    vae_plan plan = vae_plan_memory(v, VAE_PASS_ENCODE, batch, H, W);
+    arena ar = arena_create(plan.saved + plan.scratch);
+    float *x = xmalloc((size_t)batch * img * sizeof(float));
+    progress pb = progress_start("cache-latents", d->n, "img");
+    for (int i0 = 0; i0 < d->n; i0 += batch) {
+        int B = d->n - i0 < batch ? d->n - i0 : batch;
+        for (size_t k = 0; k < (size_t)B * img; k++)
+            x[k] = d->images[(size_t)i0 * img + k] / 127.5f - 1.0f;
+        vae_encode(v, x, mean + (size_t)i0 * lat, NULL, std + (size_t)i0 * lat, B, H, W, &ar);
+        for (int b = 0; b < B; b++)
+            labels[i0 + b] = d->labels[i0 + b];
+        progress_update(&pb, i0 + B, NULL);
+    }
+    progress_finish(&pb);
+    st_writer *wr = st_writer_new();
+    int64_t shape[4] = {d->n, C, h, w};
+    st_writer_add_f32(wr, "mean", 4, shape, mean);
+    st_writer_add_f32(wr, "std", 4, shape, std);
+    st_writer_add_i64(wr, "labels", 1, (int64_t[]){d->n}, labels);
+    st_writer_set_metadata(wr, "format", "repae-latent-cache");
+    st_writer_set_metadata(wr, "vae", vae_source ? vae_source : "");
+    st_writer_set_metadata(wr, "source", d->source);
+    char buf[32];
+    snprintf(buf, sizeof buf, "%d", d->num_classes);
+    st_writer_set_metadata(wr, "num_classes", buf);
+    st_writer_save(wr, path);
+    st_writer_free(wr);
+    arena_free(&ar);
+    free(x), free(mean), free(std), free(labels);
+}
+
+latent_cache latent_cache_read(const char *path)
+{
+    safetensors *st = safetensors_open(path);
+    const char *fmt = safetensors_meta(st, "format");
+    if (!fmt || strcmp(fmt, "repae-latent-cache") != 0)
+        die("'%s': not a latent cache written by 'repae cache-latents'", path);
+    const st_tensor *m = safetensors_require(st, "mean"), *s = safetensors_require(st, "std"),
+                    *l = safetensors_require(st, "labels");
+    if (m->ndim != 4 || s->ndim != 4 || memcmp(m->shape, s->shape, 4 * sizeof(int64_t)) != 0 || l->ndim != 1 ||
+        l->shape[0] != m->shape[0])
+        die("'%s': mean, std and labels must be [N,C,h,w], [N,C,h,w] and [N]", path);
+    latent_cache c = {(int)m->shape[0], (int)m->shape[1], (int)m->shape[2], (int)m->shape[3], NULL, NULL, NULL};
+    c.mean = xmalloc((size_t)m->numel * sizeof(float));
+    c.std = xmalloc((size_t)s->numel * sizeof(float));
+    safetensors_read_f32(st, m, c.mean);
+    safetensors_read_f32(st, s, c.std);
+    int64_t *lab = xmalloc((size_t)c.n * sizeof(int64_t));
+    safetensors_read_i64(st, l, lab);
+    c.labels = xmalloc((size_t)c.n * sizeof(int32_t));
+    for (int i = 0; i < c.n; i++)
+        c.labels[i] = (int32_t)lab[i];
+    free(lab);
+    for (size_t i = 0; i < (size_t)m->numel; i++)
+        if (!isfinite(c.mean[i]) || !(c.std[i] >= 0) || !isfinite(c.std[i]))
+            die("'%s': latent %zu is not finite (mean %g, std %g)", path, i, c.mean[i], c.std[i]);
+    safetensors_close(st);
+    return c;
+}
+
+void latent_cache_free(latent_cache *c)
+{
+    free(c->mean), free(c->std), free(c->labels);
+    memset(c, 0, sizeof *c);
+}
