@@ -523,18 +523,29 @@ static void plan_sizes(const inception *m, size_t *act, size_t *tmp)
     *tmp = t;
 }
 
-/* conv2d workspace for a batch of n, covering every batch size up to n
- * (conv2d's panel plan does not grow monotonically with the batch). */
+/* conv2d workspace for a batch of exactly n. */
+static size_t conv_ws_at(const inception *m, int n)
+{
+    size_t ws = 1;
+    for (int i = 0; i < m->n_conv; i++) {
+        conv2d_shape s = shape_of(&m->conv[i], n);
+        size_t k = conv2d_workspace_floats(&s);
+        if (k > ws)
+            ws = k;
+    }
+    return ws;
+}
+
+/* The same covering every batch size up to n (conv2d's panel plan does not
+ * grow monotonically with the batch, and a chunk may be short). */
 static size_t conv_ws_floats(const inception *m, int n)
 {
     size_t ws = 1;
-    for (int b = 1; b <= n; b++)
-        for (int i = 0; i < m->n_conv; i++) {
-            conv2d_shape s = shape_of(&m->conv[i], b);
-            size_t k = conv2d_workspace_floats(&s);
-            if (k > ws)
-                ws = k;
-        }
+    for (int b = 1; b <= n; b++) {
+        size_t k = conv_ws_at(m, b);
+        if (k > ws)
+            ws = k;
+    }
     return ws;
 }
 
@@ -543,12 +554,13 @@ typedef struct chunk_bufs {
     float *X, *Y, *t1, *t2, *ws;
 } chunk_bufs;
 
-static size_t chunk_bytes(const inception *m, int n)
+/* Bytes of a chunk of n images whose conv workspace is ws floats. */
+static size_t chunk_bytes(const inception *m, int n, size_t ws)
 {
     size_t act, tmp;
     plan_sizes(m, &act, &tmp);
     return 2 * arena_round((size_t)n * act * sizeof(float)) + 2 * arena_round((size_t)n * tmp * sizeof(float)) +
-           arena_round(conv_ws_floats(m, n) * sizeof(float));
+           arena_round(ws * sizeof(float));
 }
 
 static chunk_bufs chunk_alloc(const inception *m, int n, arena *a)
@@ -584,20 +596,29 @@ static int thread_count(void) { return omp_in_parallel() ? 1 : omp_get_max_threa
 
 size_t inception_workspace_bytes(const inception *m, int B)
 {
+    if (B < 1)
+        B = 1;
+    /* ws_upto[n] = conv workspace covering every batch up to n (as chunk_alloc). */
+    size_t *ws_upto = xmalloc(((size_t)B + 1) * sizeof(size_t));
+    ws_upto[0] = 1;
+    for (int n = 1; n <= B; n++) {
+        size_t k = conv_ws_at(m, n);
+        ws_upto[n] = k > ws_upto[n - 1] ? k : ws_upto[n - 1];
+    }
     /* Cover every batch up to B, so that a short last batch fits the same
      * arena, and both splits (a call from inside a parallel region runs as one
      * chunk). */
-    size_t best = 0;
+    size_t best = chunk_bytes(m, B, ws_upto[B]);
     const int T = omp_get_max_threads();
     for (int b = 1; b <= B; b++) {
         int chunks, per;
         split_batch(b, T, &chunks, &per);
-        size_t n = (size_t)chunks * chunk_bytes(m, per);
+        size_t n = (size_t)chunks * chunk_bytes(m, per, ws_upto[per]);
         if (n > best)
             best = n;
     }
-    size_t one = chunk_bytes(m, B);
-    return one > best ? one : best;
+    free(ws_upto);
+    return best;
 }
 
 /* The whole network on n images: pool3 [n, dim], spatial [n, 2023] or NULL. */
