@@ -3,6 +3,8 @@
 #define REPAE_COMMANDS_H
 
 int cmd_inspect(int argc, char **argv);
+int cmd_sample(int argc, char **argv);
+int cmd_forward(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 

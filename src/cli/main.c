@@ -9,7 +9,9 @@ static const struct {
     int (*run)(int argc, char **argv);
     const char *summary;
 } commands[] = {
-    {"inspect", cmd_inspect, "list the tensors, shapes and metadata of a safetensors file"},
+    {"inspect", cmd_inspect, "tensors, metadata and recognised models of a file; --arch NAME: a preset's parameter table"},
+    {"sample", cmd_sample, "generate images (ODE/SDE, CFG) into PNGs and an ADM .npz"},
+    {"forward", cmd_forward, "run a VAE, SiT or ViT on tensors from a file (checks converted weights)"},
     {"train", cmd_train, "end-to-end REPA-E training (VAE + SiT + discriminator)"},
     {"plot", cmd_plot, "plot loss curves from a run's metrics.jsonl as a PNG"},
 };

@@ -159,7 +159,7 @@ vit_config vit_config_from_checkpoint(const safetensors *st, const char *prefix,
 
 /* ------------------------------------------------------------------- model */
 
-void vit_build(vit *m, const vit_config *cfg)
+void vit_build_table(vit *m, const vit_config *cfg)
 {
     vit_config_check(cfg);
     memset(m, 0, sizeof *m);
@@ -214,7 +214,12 @@ void vit_build(vit *m, const vit_config *cfg)
         m->head_w = param_add(t, "head.weight", INIT_NORMAL, 2, (int64_t[]){c->num_classes, D});
         m->head_b = param_add(t, "head.bias", INIT_ZERO, 1, (int64_t[]){c->num_classes});
     }
-    m->params = param_alloc(t);
+}
+
+void vit_build(vit *m, const vit_config *cfg)
+{
+    vit_build_table(m, cfg);
+    m->params = param_alloc(&m->table);
 }
 
 void vit_free(vit *m)

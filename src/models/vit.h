@@ -135,6 +135,9 @@ void vit_config_check(const vit_config *c);
 /* Builds the parameter table (exact DINOv2 state-dict keys, in state-dict
  * order) and allocates zeroed parameters. */
 void vit_build(vit *m, const vit_config *cfg);
+/* The same without parameter memory (params NULL): for counting and key
+ * lists (`repae inspect --arch`).  vit_free releases it. */
+void vit_build_table(vit *m, const vit_config *cfg);
 void vit_free(vit *m);
 /* Initialisation for training from scratch (DINOv2 / timm): Linear weights
  * N(0, 0.02²) (timm's trunc_normal_(std=.02) truncates at ±2 absolute, i.e.

@@ -7,19 +7,8 @@
 #include "core/arena.h"
 #include "core/error.h"
 #include "diffusion/sampler.h"
+#include "diffusion/sit_velocity.h"
 #include "io/image.h"
-
-typedef struct {
-    const sit *s;
-    const float *params;
-    arena *ar;
-} velocity_ctx;
-
-static void sit_velocity_cb(void *p, float *v, const float *x, const float *t, const int *y, int B)
-{
-    velocity_ctx *c = p;
-    sit_velocity(c->s, c->params, c->ar, v, x, t, y, B);
-}
 
 void preview_grid(const sit *s, const float *params, const vae *v, const preview_config *pc, int H, int W,
                   uint8_t *images_out, const char *path)
@@ -38,28 +27,21 @@ void preview_grid(const sit *s, const float *params, const vae *v, const preview
     sampler_initial_noise(x, N, n, pc->seed, NULL);
     sampler_random_labels(y, N, s->cfg.num_classes, pc->seed, NULL);
     void *ws = xmalloc(sampler_workspace_bytes(&cfg, N, n));
-    arena ar = arena_create(sit_velocity_plan_bytes(s, 2 * N));
-    velocity_ctx ctx = {s, params, &ar};
-    sampler_run(&cfg, sit_velocity_cb, &ctx, x, y, N, n, NULL, ws);
+    arena ar = arena_create(sit_velocity_arena_bytes(s, &cfg, N, 0));
+    sit_velocity_ctx ctx = {s, params, &ar, 0};
+    sampler_run(&cfg, sit_velocity_fn, &ctx, x, y, N, n, NULL, ws);
     arena_free(&ar);
     free(ws);
 
-    /* Denormalise: z = x / scale + bias with the eps-free scale. */
+    /* Denormalise with the eps-free statistics and decode. */
     float bias[64], scale[64];
     if (C > 64)
         die("preview: %d latent channels (at most 64)", C);
     sit_get_latent_stats(s, params, bias, scale);
-    for (int b = 0; b < N; b++)
-        for (int c = 0; c < C; c++)
-            for (int i = 0; i < h * h; i++) {
-                float *z = &x[((size_t)b * C + c) * h * h + i];
-                *z = *z / scale[c] + bias[c];
-            }
-    vae_plan plan = vae_plan_memory(v, VAE_PASS_DECODE, N, h, h);
-    arena dec = arena_create(plan.saved + plan.scratch);
+    arena dec = arena_create(decode_latents_arena_bytes(v, N, h, h, 0));
     int Cout = v->cfg.out_ch;
     float *img = xmalloc((size_t)N * Cout * H * W * sizeof(float));
-    vae_decode(v, x, img, N, h, h, &dec);
+    decode_latents(v, x, bias, scale, img, N, h, h, 0, &dec);
     arena_free(&dec);
     /* The preview maps (x+1)/2 clamped to [0,1], ×255 + 0.5 (rounded). */
     for (size_t i = 0; i < (size_t)N * Cout * H * W; i++) {

@@ -1,0 +1,572 @@
+/* repae sample — class-conditional samples from a trained SiT (spec §9.3,
+ * generate.py): PNGs, a grid and the ADM evaluator's .npz.
+ *
+ * Models: a REPA-E checkpoint gives the EMA SiT (ema.*, or model.* with
+ * --no-ema), the VAE (vae.*) and the latent statistics from that SiT's
+ * BatchNorm buffers (scale = running_var^(-1/2), eps-free; bias =
+ * running_mean).  An LDM-style run gives a SiT weights file plus --vae-ckpt
+ * and --latents-stats.  Either may be overridden by those flags.
+ *
+ * Randomness: image i (its global index) draws its initial noise, its label
+ * and its SDE noise from its own Philox stream (global seed, i), and the
+ * networks always run on fixed chunks (--net-batch, --decode-batch; see
+ * diffusion/sit_velocity.h), so the images do not depend on --batch-size,
+ * bit for bit.  --noise replaces those draws by
+ * tensors from a file, to replay a run or to compare with another
+ * implementation step for step.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/commands.h"
+#include "cli/model_files.h"
+#include "cli/train_setup.h"
+#include "core/arena.h"
+#include "core/error.h"
+#include "core/options.h"
+#include "core/progress.h"
+#include "core/rng.h"
+#include "diffusion/sampler.h"
+#include "diffusion/sit_velocity.h"
+#include "io/image.h"
+#include "io/npz.h"
+#include "io/safetensors.h"
+
+#define BALANCED_STREAM (0x42414C4Eull << 32) /* "BALN": the --balanced shuffle */
+
+static const char *usage =
+    "usage: repae sample --ckpt FILE [options]\n"
+    "\n"
+    "Samples images with the Euler/Heun ODE or the Euler-Maruyama SDE (spec §9),\n"
+    "classifier-free guidance on [--guidance-low, --guidance-high], and decodes\n"
+    "them with the VAE.  Defaults are generate.py's; the paper's numbers use\n"
+    "--mode sde --num-steps 250 --cfg-scale 1.0 (no guidance).\n"
+    "\n"
+    "--ckpt is a REPA-E checkpoint (SiT, its EMA, VAE and latent statistics =\n"
+    "the EMA SiT's BatchNorm running stats, eps-free), an LDM checkpoint of\n"
+    "`repae train-ldm` (SiT only: the VAE is its run's --vae-ckpt, the statistics\n"
+    "that VAE's -latents-stats file, as generate.py), or a SiT weights file (keys\n"
+    "at the top level or under ema./model.) given with --vae-ckpt and\n"
+    "--latents-stats.  --vae-ckpt and --latents-stats override either.\n"
+    "\n"
+    "Output, with DIR = <sample-dir>/<name> and <name> by default\n"
+    "<exp>_<step>_cfg<w>-<low>-<high> (<exp>: the run folder above checkpoints/,\n"
+    "<step>: the checkpoint's file name; a file elsewhere: its name):\n"
+    "  DIR/%06d.png       image i (global index), unless --no-png\n"
+    "  DIR.npz            arr_0: uint8 [N, H, W, 3] (NHWC, RGB), the ADM evaluator's\n"
+    "                     input; grey images are replicated to 3 channels unless\n"
+    "                     --no-rgb (then [N, H, W, 1])\n"
+    "  DIR-grid.png       the first --grid images in a grid\n"
+    "  DIR-labels.txt     the class of every image, one per line, in index order\n"
+    "\n"
+    "Reproducibility: image i draws its noise, label and SDE noise from its own\n"
+    "random stream (--global-seed, i), and the networks always run on chunks of\n"
+    "--net-batch / --decode-batch images, so --batch-size does not change the\n"
+    "images (bit for bit, at the same chunk sizes and thread count).\n"
+    "\n"
+    "Labels: uniform random per image by default; --balanced gives every class\n"
+    "N/classes images (the first N mod classes classes one more), listed in\n"
+    "class order and then shuffled (Fisher-Yates) by a stream of --global-seed;\n"
+    "--labels gives them explicitly.\n"
+    "\n"
+    "--noise FILE.safetensors supplies the randomness: `x` [N, C, h, w] float32,\n"
+    "the initial noise (normalised latent space), and for the SDE `step_noise`\n"
+    "[num_steps-1, N, C, h, w] float32, the noise of each stochastic step; an\n"
+    "optional `y` [N] (integers) gives the labels unless --labels/--balanced do.";
+
+typedef struct sample_options {
+    const char *ckpt, *vae_ckpt, *latents_stats;
+    int heads;
+    bool use_ema, no_ema;
+    const char *mode, *path_type;
+    int num_steps;
+    bool heun;
+    double cfg_scale, guidance_low, guidance_high;
+    int num_samples, batch_size, net_batch, decode_batch, grid;
+    long long global_seed;
+    bool balanced, no_png, rgb, no_rgb;
+    const char *labels, *noise, *sample_dir, *name;
+} sample_options;
+
+static int sample_options_table(sample_options *o, option_spec *opts)
+{
+    int n = 0;
+#define OPT(...) opts[n++] = (option_spec){__VA_ARGS__}
+    OPT("--ckpt", OPT_STRING, &o->ckpt, NULL, "REPA-E checkpoint, or SiT weights (safetensors)");
+    OPT("--vae-ckpt", OPT_STRING, &o->vae_ckpt, NULL, "VAE weights (default: the checkpoint's vae.*)");
+    OPT("--latents-stats", OPT_STRING, &o->latents_stats, NULL,
+        "latents_scale/latents_bias file (default: the SiT's BatchNorm running stats)");
+    OPT("--heads", OPT_INT, &o->heads, "0", "SiT attention heads (0: from the checkpoint's options or the preset)",
+        .min = 0, .max = 256);
+    OPT("--use-ema", OPT_FLAG, &o->use_ema, "true", "sample with the EMA SiT (ema.*), as generate.py");
+    OPT("--no-ema", OPT_FLAG, &o->no_ema, NULL, "sample with the training SiT (model.*) instead");
+    OPT("--mode", OPT_CHOICE, &o->mode, "ode", "sampler", .choices = "ode|sde");
+    OPT("--num-steps", OPT_INT, &o->num_steps, "50", "sampling steps", .min = 1, .max = 100000);
+    OPT("--heun", OPT_FLAG, &o->heun, NULL, "ODE: Heun's second-order correction");
+    OPT("--cfg-scale", OPT_DOUBLE, &o->cfg_scale, "1.5", "classifier-free guidance scale (<= 1: none)", .min = 0,
+        .max = 100);
+    OPT("--guidance-low", OPT_DOUBLE, &o->guidance_low, "0", "guidance only for t >= this", .min = 0, .max = 1);
+    OPT("--guidance-high", OPT_DOUBLE, &o->guidance_high, "1", "guidance only for t <= this", .min = 0, .max = 1);
+    OPT("--path-type", OPT_CHOICE, &o->path_type, "linear", "interpolant (the SDE's score)",
+        .choices = "linear|cosine");
+    OPT("--num-samples", OPT_INT, &o->num_samples, "50000", "images to generate", .min = 1, .max = 100000000);
+    OPT("--batch-size", OPT_INT, &o->batch_size, "32", "images per sampler batch (does not change the images)",
+        .min = 1, .max = 65536);
+    OPT("--net-batch", OPT_INT, &o->net_batch, "16",
+        "the SiT always runs on exactly this many rows (CFG doubles the images), the last chunk padded",
+        .min = 1, .max = 65536);
+    OPT("--decode-batch", OPT_INT, &o->decode_batch, "4", "the VAE always decodes exactly this many images",
+        .min = 1, .max = 65536);
+    OPT("--global-seed", OPT_INT64, &o->global_seed, "0", "seed of the per-image random streams", .min = 0,
+        .max = 9e18);
+    OPT("--balanced", OPT_FLAG, &o->balanced, NULL, "the same number of images per class (see above)");
+    OPT("--labels", OPT_STRING, &o->labels, NULL,
+        "class labels: a comma-separated list or a text file of integers (sets N unless --num-samples)");
+    OPT("--noise", OPT_STRING, &o->noise, NULL, "initial (and SDE step) noise from a safetensors file (see above)");
+    OPT("--sample-dir", OPT_STRING, &o->sample_dir, "samples", "where the sample folder goes");
+    OPT("--name", OPT_STRING, &o->name, NULL, "folder name (default <exp>_<step>_cfg<w>-<low>-<high>)");
+    OPT("--no-png", OPT_FLAG, &o->no_png, NULL, "write the .npz only (no per-image PNGs, no grid unless --grid)");
+    OPT("--grid", OPT_INT, &o->grid, "64", "images in DIR-grid.png (0: none)", .min = 0, .max = 100000);
+    OPT("--rgb", OPT_FLAG, &o->rgb, NULL, "write grey images as RGB in the PNGs too");
+    OPT("--no-rgb", OPT_FLAG, &o->no_rgb, NULL, "keep grey images 1-channel in the .npz");
+#undef OPT
+    return n;
+}
+
+/* Python's str(float): the shortest repr that round-trips, with ".0" for integers. */
+static void py_float(char *buf, size_t size, double v)
+{
+    for (int p = 1; p <= 17; p++) {
+        snprintf(buf, size, "%.*g", p, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    if (!strpbrk(buf, ".eninf"))
+        strncat(buf, ".0", size - strlen(buf) - 1);
+}
+
+/* <exp>_<step> from .../<exp>/checkpoints/<step>.safetensors, else the file's stem. */
+static void run_name(const char *path, char *out, size_t size)
+{
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", path);
+    char *slash = strrchr(buf, '/');
+    char *file = slash ? slash + 1 : buf;
+    char *dot = strrchr(file, '.');
+    if (dot && dot != file)
+        *dot = 0;
+    if (slash) {
+        *slash = 0;
+        char *s2 = strrchr(buf, '/');
+        const char *dir = s2 ? s2 + 1 : buf;
+        if (!strcmp(dir, "checkpoints")) {
+            if (s2) {
+                *s2 = 0;
+                char *s3 = strrchr(buf, '/');
+                snprintf(out, size, "%.140s_%.140s", s3 ? s3 + 1 : buf, file);
+                return;
+            }
+        }
+    }
+    snprintf(out, size, "%.280s", file);
+}
+
+/* "3,1,4" or a file of integers separated by white space or commas.  Returns the count. */
+static int *parse_labels(const char *arg, int *count)
+{
+    char *text;
+    int is_list = arg[0] != 0;
+    for (const char *p = arg; *p; p++)
+        if (!(*p == ',' || (*p >= '0' && *p <= '9') || *p == ' '))
+            is_list = 0;
+    if (is_list)
+        text = xstrdup(arg);
+    else {
+        FILE *f = fopen(arg, "rb");
+        if (!f)
+            die("sample --labels: '%s' is neither a comma-separated list of labels nor a readable file", arg);
+        fseek(f, 0, SEEK_END);
+        long len = ftell(f);
+        fseek(f, 0, SEEK_SET);
+        text = xmalloc((size_t)len + 1);
+        if (fread(text, 1, (size_t)len, f) != (size_t)len)
+            die("sample --labels: cannot read '%s'", arg);
+        text[len] = 0;
+        fclose(f);
+    }
+    int n = 0, cap = 1024;
+    int *v = xmalloc((size_t)cap * sizeof(int));
+    char *p = text;
+    for (;;) {
+        while (*p == ',' || *p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')
+            p++;
+        if (!*p)
+            break;
+        char *end;
+        long x = strtol(p, &end, 10);
+        if (end == p || x < 0 || x > 1 << 30)
+            die("sample --labels: '%.20s' in '%s' is not a non-negative integer", p, arg);
+        if (n == cap)
+            v = xrealloc(v, (size_t)(cap *= 2) * sizeof(int));
+        v[n++] = (int)x;
+        p = end;
+    }
+    free(text);
+    if (n == 0)
+        die("sample --labels: no labels in '%s'", arg);
+    *count = n;
+    return v;
+}
+
+/* Supplied SDE noise: step_noise [S-1, N, n] float32, mapped. */
+typedef struct file_noise {
+    const uint8_t *data;
+    int64_t N;
+    const int64_t *index;
+} file_noise;
+
+static void file_noise_fn(void *p, float *eps, int step, int B, size_t n)
+{
+    file_noise *f = p;
+    for (int i = 0; i < B; i++)
+        memcpy(eps + (size_t)i * n, f->data + (((size_t)step * f->N + f->index[i]) * n) * sizeof(float),
+               n * sizeof(float));
+}
+
+static const st_tensor *require_shape(const safetensors *st, const char *name, int ndim, const int64_t *shape,
+                                      const char *what)
+{
+    const st_tensor *t = safetensors_find(st, name);
+    char want[160], got[160];
+    st_shape_str(ndim, shape, want, sizeof want);
+    if (!t)
+        die("sample --noise '%s': no tensor '%s' (%s, shape %s)", st->path, name, what, want);
+    int ok = t->ndim == ndim;
+    for (int d = 0; ok && d < ndim; d++)
+        ok = t->shape[d] == shape[d];
+    if (!ok)
+        die("sample --noise '%s': '%s' has shape %s, expected %s (%s)", st->path, name,
+            st_shape_str(t->ndim, t->shape, got, sizeof got), want, what);
+    return t;
+}
+
+int cmd_sample(int argc, char **argv)
+{
+    sample_options o;
+    option_spec opts[40];
+    int nopt = sample_options_table(&o, opts);
+    int rest = options_parse("sample", usage, opts, nopt, argc, argv);
+    if (rest > 1)
+        die("sample: unexpected argument '%s' (see 'repae sample --help')", argv[1]);
+    if (!o.ckpt)
+        die("sample: --ckpt is required (a REPA-E checkpoint or SiT weights; see 'repae sample --help')");
+    bool ema = o.use_ema && !o.no_ema;
+
+    /* ---- models ---- */
+    safetensors *st = safetensors_open(o.ckpt);
+    cJSON *args = mf_metadata_json(st);
+    bool is_ckpt = mf_is_checkpoint(st);
+    const char *sit_prefix;
+    if (is_ckpt)
+        sit_prefix = ema ? "ema." : "model.";
+    else {
+        const char *order_ema[] = {"", "ema.", "model.", NULL}, *order_model[] = {"", "model.", "ema.", NULL};
+        sit_prefix = mf_find_prefix(st, "x_embedder.proj.weight", ema ? order_ema : order_model);
+        if (!sit_prefix)
+            die("sample: '%s' holds no SiT (no x_embedder.proj.weight, at the top level or under ema./model.)",
+                o.ckpt);
+    }
+    sit_config sc;
+    mf_sit_config(&sc, st, sit_prefix, args, o.heads, 0);
+    sit s;
+    sit_build(&s, &sc);
+    float *sp = param_alloc(&s.table);
+    sit_load(&s, sp, st, sit_prefix, PARAM_IGNORE_EXTRA);
+
+    /* VAE: --vae-ckpt, else the checkpoint's vae.*, else (an LDM-only run,
+     * as generate.py) the run's vae_ckpt option. */
+    vae v;
+    const char *pre_ckpt[] = {"vae.", NULL};
+    bool has_vae = mf_find_prefix(st, "encoder.conv_in.weight", pre_ckpt) != NULL;
+    const char *vae_path = o.vae_ckpt;
+    if (!vae_path && !has_vae) {
+        vae_path = mf_json_str(args, "vae_ckpt", NULL);
+        if (!vae_path)
+            die("sample: '%s' has no VAE (vae.*) and does not name one: give it with --vae-ckpt (and its "
+                "--latents-stats)", o.ckpt);
+        if (access(vae_path, R_OK) != 0)
+            die("sample: '%s' has no VAE; its run used '%s', which cannot be read: give the VAE with --vae-ckpt",
+                o.ckpt, vae_path);
+    }
+    if (vae_path) {
+        safetensors *vs = safetensors_open(vae_path);
+        const char *pre[] = {"", "vae.", NULL};
+        const char *vp = mf_find_prefix(vs, "encoder.conv_in.weight", pre);
+        if (!vp)
+            die("sample: '%s' holds no VAE (no encoder.conv_in.weight at the top level or under vae.)", vae_path);
+        cJSON *vj = mf_metadata_json(vs);
+        vae_config vc;
+        mf_vae_config(&vc, vs, vp, vj, 0);
+        vae_init(&v, &vc);
+        vae_load_st(&v, vs, vp, PARAM_IGNORE_EXTRA);
+        cJSON_Delete(vj);
+        safetensors_close(vs);
+    } else {
+        vae_config vc;
+        mf_vae_config(&vc, st, "vae.", args, 0);
+        vae_init(&v, &vc);
+        vae_load_st(&v, st, "vae.", PARAM_IGNORE_EXTRA);
+    }
+    if (v.cfg.z_channels != s.C)
+        die("sample: the VAE has %d latent channels but the SiT expects %d", v.cfg.z_channels, s.C);
+
+    /* Latent statistics: --latents-stats; a REPA-E checkpoint's SiT
+     * BatchNorm; the VAE's -latents-stats file (the run's latents_stats
+     * option, or next to the VAE); an LDM checkpoint's BatchNorm (init_bn
+     * put the statistics there). */
+    int C = s.C, h = s.H;
+    float *bias = xmalloc((size_t)C * sizeof(float)), *scale = xmalloc((size_t)C * sizeof(float));
+    char stats_path[1100] = "", stats_from[1200];
+    if (o.latents_stats)
+        snprintf(stats_path, sizeof stats_path, "%s", o.latents_stats);
+    else if (!has_vae) {
+        const char *ls = mf_json_str(args, "latents_stats", NULL);
+        if (ls && access(ls, R_OK) == 0)
+            snprintf(stats_path, sizeof stats_path, "%s", ls);
+        else if (vae_path) {
+            snprintf(stats_path, sizeof stats_path, "%.1000s", vae_path);
+            char *dot = strrchr(stats_path, '.'), *slash = strrchr(stats_path, '/');
+            if (dot && (!slash || dot > slash))
+                *dot = 0;
+            strcat(stats_path, "-latents-stats.safetensors");
+            if (access(stats_path, R_OK) != 0)
+                stats_path[0] = 0;
+        }
+    }
+    if (stats_path[0]) {
+        mf_load_latents_stats(stats_path, C, bias, scale);
+        snprintf(stats_from, sizeof stats_from, "%s", stats_path);
+    } else if (is_ckpt) {
+        sit_get_latent_stats(&s, sp, bias, scale);
+        snprintf(stats_from, sizeof stats_from, "the SiT's BatchNorm (%sbn.running_mean/var)", sit_prefix);
+    } else
+        die("sample: '%s' is not a REPA-E checkpoint, so the latent statistics must come from --latents-stats "
+            "(the VAE's -latents-stats file)", o.ckpt);
+    int H, W;
+    vae_image_size(&v, h, h, &H, &W);
+    int Co = v.cfg.out_ch;
+
+    /* ---- sampler ---- */
+    sampler_config cfg = sampler_config_default();
+    cfg.mode = sampler_mode_parse(o.mode);
+    cfg.heun = o.heun;
+    cfg.num_steps = o.num_steps;
+    cfg.cfg_scale = o.cfg_scale;
+    cfg.guidance_low = o.guidance_low;
+    cfg.guidance_high = o.guidance_high;
+    cfg.path = path_type_parse(o.path_type);
+    cfg.null_class = sc.num_classes;
+    sampler_config_check(&cfg);
+    if (cfg.cfg_scale > 1.0 && sc.class_dropout_prob <= 0)
+        die("sample: --cfg-scale %g needs a SiT trained with label dropout (it has no null-class embedding); "
+            "use --cfg-scale 1", cfg.cfg_scale);
+
+    /* ---- labels and noise ---- */
+    int N = o.num_samples, K = sc.num_classes;
+    int *labels = NULL, n_given_labels = 0;
+    const char *label_source = o.labels ? "given" : o.balanced ? "balanced" : "random";
+    if (o.labels && o.balanced)
+        die("sample: --labels and --balanced exclude each other");
+    if (o.labels) {
+        labels = parse_labels(o.labels, &n_given_labels);
+        if (!options_given(opts, nopt, "--num-samples"))
+            N = n_given_labels;
+        else if (n_given_labels != N)
+            die("sample: --labels gives %d labels but --num-samples is %d", n_given_labels, N);
+        for (int i = 0; i < N; i++)
+            if (labels[i] >= K)
+                die("sample --labels: label %d (image %d) is not below the SiT's %d classes", labels[i], i, K);
+    }
+    size_t n = (size_t)C * h * h;
+    safetensors *ns = NULL;
+    const float *noise_x = NULL;
+    float *noise_x_buf = NULL;
+    file_noise fnoise = {0};
+    if (o.noise) {
+        ns = safetensors_open(o.noise);
+        const st_tensor *tx = safetensors_find(ns, "x");
+        if (!tx)
+            die("sample --noise '%s': no tensor 'x' (the initial noise, shape [N, %d, %d, %d])", o.noise, C, h, h);
+        if (!options_given(opts, nopt, "--num-samples") && !o.labels && tx->ndim == 4)
+            N = (int)tx->shape[0];
+        require_shape(ns, "x", 4, (int64_t[]){N, C, h, h}, "the initial noise");
+        noise_x = noise_x_buf = xmalloc((size_t)N * n * sizeof(float));
+        safetensors_read_f32(ns, tx, noise_x_buf);
+        if (cfg.mode == SAMPLER_SDE && cfg.num_steps > 1) {
+            const st_tensor *ts = require_shape(ns, "step_noise", 5, (int64_t[]){cfg.num_steps - 1, N, C, h, h},
+                                                "the SDE's step noise");
+            if (ts->dtype != ST_F32)
+                die("sample --noise '%s': 'step_noise' must be F32 (it is %s)", o.noise, st_dtype_name(ts->dtype));
+            fnoise.data = ns->data + ts->begin;
+            fnoise.N = N;
+        }
+        const st_tensor *ty = safetensors_find(ns, "y");
+        if (ty && !o.labels && !o.balanced) {
+            if (ty->numel != N)
+                die("sample --noise '%s': 'y' has %lld labels, expected %d", o.noise, (long long)ty->numel, N);
+            int64_t *y64 = xmalloc((size_t)N * sizeof(int64_t));
+            safetensors_read_i64(ns, ty, y64);
+            labels = xmalloc((size_t)N * sizeof(int));
+            label_source = "from --noise";
+            for (int i = 0; i < N; i++) {
+                if (y64[i] < 0 || y64[i] >= K)
+                    die("sample --noise '%s': y[%d] = %lld is not a class of this SiT (0..%d)", o.noise, i,
+                        (long long)y64[i], K - 1);
+                labels[i] = (int)y64[i];
+            }
+            free(y64);
+        }
+    }
+    if (o.balanced) {
+        labels = xmalloc((size_t)N * sizeof(int));
+        uint32_t *perm = xmalloc((size_t)N * sizeof(uint32_t));
+        for (int c = 0, i = 0; c < K; c++)
+            for (int k = 0; k < N / K + (c < N % K); k++)
+                perm[i++] = (uint32_t)c;
+        rng r = rng_new((uint64_t)o.global_seed, BALANCED_STREAM);
+        rng_shuffle_u32(&r, perm, (size_t)N);
+        for (int i = 0; i < N; i++)
+            labels[i] = (int)perm[i];
+        free(perm);
+    } else if (!labels) {
+        labels = xmalloc((size_t)N * sizeof(int));
+        int64_t *all = xmalloc((size_t)N * sizeof(int64_t));
+        for (int i = 0; i < N; i++)
+            all[i] = i;
+        sampler_random_labels(labels, N, K, (uint64_t)o.global_seed, all);
+        free(all);
+    }
+
+    /* ---- output ---- */
+    char name[512], dir[1400], path[1500];
+    if (o.name)
+        snprintf(name, sizeof name, "%s", o.name);
+    else {
+        char run[300], w[40], lo[40], hi[40];
+        run_name(o.ckpt, run, sizeof run);
+        py_float(w, sizeof w, o.cfg_scale);
+        py_float(lo, sizeof lo, o.guidance_low);
+        py_float(hi, sizeof hi, o.guidance_high);
+        snprintf(name, sizeof name, "%s_cfg%s-%s-%s", run, w, lo, hi);
+    }
+    snprintf(dir, sizeof dir, "%s/%s", o.sample_dir, name);
+    bool pngs = !o.no_png;
+    int G = o.grid < N ? o.grid : N;
+    if (o.no_png && !options_given(opts, nopt, "--grid"))
+        G = 0;
+    make_dirs(pngs ? dir : o.sample_dir);
+    int Cpng = (Co == 1 && o.rgb) ? 3 : Co;
+    int Cnpz = (Co == 1 && !o.no_rgb) ? 3 : Co;
+
+    char buf[256];
+    printf("repae sample: %s\n", dir);
+    printf("SiT: %s (%s, keys %s*, %.2f M parameters)\n", sit_config_str(&sc, buf, sizeof buf), o.ckpt,
+           sit_prefix, sit_param_count(&s, false) / 1e6);
+    printf("VAE: %.2f M parameters (%s), latent %dx%dx%d -> image %dx%dx%d\nlatent statistics: %s\n",
+           vae_param_count(&v) / 1e6, vae_path ? vae_path : "vae.*", C, h, h, Co, H, W, stats_from);
+    printf("sampler: %s, %d steps%s, cfg %g on [%g, %g], %s path, %d NFE per image\n", sampler_mode_name(cfg.mode),
+           cfg.num_steps, cfg.heun ? " (Heun)" : "", cfg.cfg_scale, cfg.guidance_low, cfg.guidance_high,
+           path_type_name(cfg.path), sampler_nfe(&cfg));
+    printf("images: %d, %s labels, seed %lld%s\n", N, label_source, o.global_seed,
+           o.noise ? ", noise from --noise" : "");
+    fflush(stdout);
+
+    int B = o.batch_size < N ? o.batch_size : N;
+    size_t npix = (size_t)H * W;
+    float *x = xmalloc((size_t)B * n * sizeof(float));
+    int64_t *index = xmalloc((size_t)B * sizeof(int64_t));
+    float *img = xmalloc((size_t)B * Co * npix * sizeof(float));
+    uint8_t *u8 = xmalloc((size_t)B * Co * npix);
+    uint8_t *png = xmalloc((size_t)3 * npix);
+    uint8_t *hwc = xmalloc((size_t)B * Cnpz * npix);
+    uint8_t *grid = G ? xmalloc((size_t)G * Cpng * npix) : NULL;
+    void *ws = xmalloc(sampler_workspace_bytes(&cfg, B, n));
+    arena net = arena_create(sit_velocity_arena_bytes(&s, &cfg, B, o.net_batch));
+    arena dec = arena_create(decode_latents_arena_bytes(&v, B, h, h, o.decode_batch));
+    sit_velocity_ctx ctx = {&s, sp, &net, o.net_batch};
+
+    snprintf(path, sizeof path, "%s.npz", dir);
+    npz_writer *zw = npz_writer_open(path);
+    npz_writer_begin(zw, "arr_0", NPZ_U8, 4, (int64_t[]){N, H, W, Cnpz});
+    progress pb = progress_start("sample", N, "img");
+    pb.start_step = 0; /* rates count from the start, not from the first batch */
+    for (int b0 = 0; b0 < N; b0 += B) {
+        int nb = N - b0 < B ? N - b0 : B;
+        for (int i = 0; i < nb; i++)
+            index[i] = b0 + i;
+        if (noise_x)
+            memcpy(x, noise_x + (size_t)b0 * n, (size_t)nb * n * sizeof(float));
+        else
+            sampler_initial_noise(x, nb, n, (uint64_t)o.global_seed, index);
+        sampler_noise sn = {.seed = (uint64_t)o.global_seed, .image_index = index};
+        if (fnoise.data) {
+            fnoise.index = index;
+            sn.fn = file_noise_fn;
+            sn.ctx = &fnoise;
+        }
+        sampler_run(&cfg, sit_velocity_fn, &ctx, x, labels + b0, nb, n, &sn, ws);
+        decode_latents(&v, x, bias, scale, img, nb, h, h, o.decode_batch, &dec);
+        image_from_model_range(u8, img, (size_t)nb * Co * npix);
+        for (int i = 0; i < nb; i++) {
+            const uint8_t *im = u8 + (size_t)i * Co * npix;
+            for (int c = 0; c < Cpng; c++)
+                memcpy(png + c * npix, im + (Co == 1 ? 0 : c) * npix, npix);
+            if (pngs) {
+                snprintf(path, sizeof path, "%s/%06d.png", dir, b0 + i);
+                image_write_png(path, png, Cpng, H, W);
+            }
+            if (b0 + i < G)
+                memcpy(grid + (size_t)(b0 + i) * Cpng * npix, png, (size_t)Cpng * npix);
+            uint8_t *out = hwc + (size_t)i * Cnpz * npix;
+            for (size_t p = 0; p < npix; p++)
+                for (int c = 0; c < Cnpz; c++)
+                    out[p * Cnpz + c] = im[(Co == 1 ? 0 : c) * npix + p];
+        }
+        npz_writer_data(zw, hwc, (size_t)nb * Cnpz * npix);
+        progress_update(&pb, b0 + nb, NULL);
+    }
+    npz_writer_end(zw);
+    npz_writer_close(zw);
+    progress_finish(&pb);
+
+    snprintf(path, sizeof path, "%s-labels.txt", dir);
+    atomic_file af = atomic_file_open(path);
+    for (int i = 0; i < N; i++)
+        fprintf(af.fp, "%d\n", labels[i]);
+    atomic_file_commit(&af);
+    if (G) {
+        snprintf(path, sizeof path, "%s-grid.png", dir);
+        image_grid_png(path, grid, G, Cpng, H, W, (int)ceil(sqrt((double)G)));
+    }
+    printf("npz: %s.npz (arr_0 uint8 [%d, %d, %d, %d])\nlabels: %s-labels.txt\n", dir, N, H, W, Cnpz, dir);
+    if (G)
+        printf("grid: %s-grid.png\n", dir);
+    if (pngs)
+        printf("images: %s/%06d.png ... %06d.png\n", dir, 0, N - 1);
+
+    arena_free(&net);
+    arena_free(&dec);
+    free(ws), free(x), free(index), free(img), free(u8), free(png), free(hwc), free(grid);
+    free(labels), free(bias), free(scale), free(noise_x_buf);
+    if (ns)
+        safetensors_close(ns);
+    vae_free(&v);
+    sit_free(&s);
+    free(sp);
+    cJSON_Delete(args);
+    safetensors_close(st);
+    return 0;
+}

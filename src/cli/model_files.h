@@ -1,0 +1,64 @@
+/* model_files.h — finding and configuring models in weights files, shared by
+ * `repae sample`, `repae forward` and `repae inspect`.
+ *
+ * A safetensors file may hold one model at the top level (a converted
+ * state dict, a fixture) or several under key prefixes (our REPA-E
+ * checkpoint: model. ema. vae. disc., see train/checkpoint.h).  Shapes give
+ * most of a configuration; what they cannot (attention heads, the SiT's
+ * encoder depth and label dropout, the VAE's GroupNorm groups) comes from the
+ * file's metadata: a checkpoint's `args` (the run's options, as args.json)
+ * or a fixture's / converted file's `config` JSON.
+ */
+#ifndef REPAE_MODEL_FILES_H
+#define REPAE_MODEL_FILES_H
+
+#include <cjson/cJSON.h>
+
+#include "io/safetensors.h"
+#include "models/sit.h"
+#include "models/vae.h"
+#include "models/vit.h"
+
+/* The first of `candidates` (NULL-terminated) under which `marker` exists,
+ * or NULL. */
+const char *mf_find_prefix(const safetensors *st, const char *marker, const char *const *candidates);
+
+/* True if the file's metadata says it is a REPA-E training checkpoint. */
+int mf_is_checkpoint(const safetensors *st);
+
+/* The file's options: metadata `args` (checkpoints) or `config` (fixtures,
+ * converted weights), parsed; NULL if neither is JSON.  cJSON_Delete it. */
+cJSON *mf_metadata_json(const safetensors *st);
+/* Numbers/strings from that JSON with defaults (j may be NULL). */
+double mf_json_num(const cJSON *j, const char *key, double def);
+const char *mf_json_str(const cJSON *j, const char *key, const char *def);
+
+/* The attention heads a SiT of this width was built with: `heads` if > 0,
+ * else the run's options (sit_heads for a custom model, else its preset
+ * `model`), else the JSON's num_heads, else the preset for the width;
+ * 0 if none of these says. */
+int mf_sit_heads(const cJSON *j, int hidden, int heads);
+
+/* Fills a SiT configuration from the weights under `prefix` and the JSON
+ * (cfg_prob / class_dropout_prob, encoder_depth).  heads: as mf_sit_heads;
+ * if still unknown and `guess` is set, the largest divisor of the width
+ * up to width/64 (only the count of parameters is meaningful then),
+ * otherwise it dies asking for --heads.  Returns 1 if heads were guessed. */
+int mf_sit_config(sit_config *cfg, const safetensors *st, const char *prefix, const cJSON *j, int heads, int guess);
+
+/* VAE configuration from the shapes under `prefix`; the GroupNorm group
+ * count from `norm_groups` if > 0, else the JSON (vae_norm_groups /
+ * norm_groups), else vae_config_detect's.  Dies if there is no VAE there. */
+void mf_vae_config(vae_config *cfg, const safetensors *st, const char *prefix, const cJSON *j, int norm_groups);
+
+/* ViT configuration (vit_config_from_checkpoint); heads from `heads`, the
+ * JSON's num_heads, the DINOv2 width table, or (guess) 1. */
+vit_config mf_vit_config(const safetensors *st, const char *prefix, const cJSON *j, int img_size, int heads,
+                         int guess);
+
+/* Latent statistics from a `-latents-stats` safetensors file (latents_scale,
+ * latents_bias, shape [1,C,1,1] or [C]); dies naming the file on a missing
+ * tensor, a wrong size or a non-positive scale. */
+void mf_load_latents_stats(const char *path, int C, float *bias, float *scale);
+
+#endif
