@@ -7,6 +7,8 @@ int cmd_sample(int argc, char **argv);
 int cmd_forward(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_reconstruct(int argc, char **argv);
 int cmd_cache_latents(int argc, char **argv);
 int cmd_train_ldm(int argc, char **argv);
 

@@ -16,6 +16,8 @@ static const struct {
     {"cache-latents", cmd_cache_latents, "encode a dataset once with a frozen VAE (for train-ldm)"},
     {"train-ldm", cmd_train_ldm, "latent diffusion on cached latents, with or without REPA"},
     {"plot", cmd_plot, "plot loss curves from a run's metrics.jsonl as a PNG"},
+    {"eval", cmd_eval, "FID, sFID, IS, precision/recall of a sample .npz against a reference (ADM suite)"},
+    {"reconstruct", cmd_reconstruct, "VAE reconstruction metrics: PSNR, SSIM, rFID and latent statistics"},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 

@@ -1,0 +1,384 @@
+/* repae eval — the ADM evaluation suite (spec §10) between a sample batch
+ * and a reference batch: FID, sFID, Inception Score, precision and recall.
+ *
+ * As guided-diffusion's evaluations/evaluator.py:
+ *  * every image of both .npz files (arr_0, uint8 [N, H, W, 3]) goes through
+ *    the feature network (Inception: the graph's own resize and scaling);
+ *  * FID / sFID use the reference's stored mu, sigma (mu_s, sigma_s) when the
+ *    .npz has them, else statistics of its images; --ref-stats (a file from
+ *    --save-stats) takes precedence over both;
+ *  * IS from the samples' 1008 logits, splits of 5000;
+ *  * precision / recall (k = 3, fp16 distances in 10,000-blocks) between
+ *    the reference images' pool features and all samples' pool features.
+ * Any other feature network (--feature-net vit) stands in for Inception: the
+ * Fréchet distance is then "FD (<net> features)", not FID, and the metrics
+ * that need Inception's logits or spatial features are skipped.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/commands.h"
+#include "cli/eval_setup.h"
+#include "core/error.h"
+#include "core/options.h"
+#include "core/progress.h"
+#include "eval/feature_stats.h"
+#include "eval/frechet.h"
+#include "eval/inception_score.h"
+#include "eval/precision_recall.h"
+#include "io/npz.h"
+
+static const char *usage =
+    "usage: repae eval --samples S.npz --ref R.npz --weights NET.safetensors [options]\n"
+    "\n"
+    "FID, sFID, Inception Score and precision/recall exactly as the ADM evaluator\n"
+    "computes them (spec §10), between a sample batch and a reference batch\n"
+    "(.npz, arr_0 uint8 [N, H, W, 3]; `repae sample` writes one).  FID/sFID use\n"
+    "the reference's stored mu/sigma (mu_s/sigma_s) when present, else its images;\n"
+    "P/R use its first --pr-ref-images images.  --save-stats keeps the samples'\n"
+    "statistics, so a reference set embedded once can be reused with --ref-stats.\n"
+    "With --feature-net vit a ViT of ours replaces Inception (FD in its feature\n"
+    "space; no sFID, no IS).  Inception weights: tools/convert_inception.py\n"
+    "(docs/evaluation.md).";
+
+typedef struct eval_options {
+    const char *samples, *ref, *ref_stats, *save_stats, *json;
+    int batch_size, pr_ref_images;
+    bool allow_size_mismatch;
+    fnet_options fn;
+} eval_options;
+
+#define EVAL_MAX_OPTS (16 + FNET_MAX_OPTS)
+
+static int eval_options_table(eval_options *o, option_spec *opts)
+{
+    int n = 0;
+#define OPT(...) opts[n++] = (option_spec){__VA_ARGS__}
+    OPT("--samples", OPT_STRING, &o->samples, NULL, "sample batch (.npz, arr_0 uint8 [N, H, W, 3])");
+    OPT("--ref", OPT_STRING, &o->ref, NULL, "reference batch (.npz: arr_0, optionally mu, sigma, mu_s, sigma_s)");
+    OPT("--ref-stats", OPT_STRING, &o->ref_stats, NULL,
+        "reference statistics from an earlier --save-stats (used for FID/sFID instead of --ref's)");
+    OPT("--save-stats", OPT_STRING, &o->save_stats, NULL,
+        "write the samples' statistics (mu, sigma, mu_s, sigma_s, n) to this safetensors file");
+    OPT("--json", OPT_STRING, &o->json, NULL, "append one JSON line with every metric to this file");
+    OPT("--batch-size", OPT_INT, &o->batch_size, "64", "images per feature-network batch", .min = 1, .max = 4096);
+    OPT("--pr-ref-images", OPT_INT, &o->pr_ref_images, "10000",
+        "precision/recall against the reference's first N images (0: skip P/R)", .min = 0, .max = 1e9);
+    OPT("--allow-size-mismatch", OPT_FLAG, &o->allow_size_mismatch, NULL,
+        "accept samples and reference of different image sizes (the feature network resizes both)");
+#undef OPT
+    return fnet_options_table(&o->fn, opts, n);
+}
+
+/* arr_0 of an .npz, read in batches of rows without holding it (stored
+ * members), or once as a whole (deflated members: np.savez_compressed). */
+typedef struct npz_images {
+    const char *path;
+    npz_file *z;
+    const npz_entry *e;
+    int64_t n;
+    int H, W, C;
+    uint8_t *all;
+} npz_images;
+
+static void images_open(npz_images *im, const char *path, const char *flag)
+{
+    memset(im, 0, sizeof *im);
+    im->path = path;
+    im->z = npz_open(path);
+    im->e = npz_require(im->z, "arr_0", NPZ_U8);
+    const npz_entry *e = im->e;
+    if (e->ndim != 4 || (e->shape[3] != 1 && e->shape[3] != 3) || e->shape[1] < 1 || e->shape[2] < 1 ||
+        e->shape[1] > 65536 || e->shape[2] > 65536) {
+        char s[128] = "";
+        size_t len = 0;
+        for (int i = 0; i < e->ndim; i++)
+            len += (size_t)snprintf(s + len, sizeof s - len, "%s%lld", i ? ", " : "", (long long)e->shape[i]);
+        die("%s '%s': arr_0 has shape [%s]; image batches are uint8 [N, H, W, 3] (or [N, H, W, 1])", flag, path, s);
+    }
+    im->n = e->shape[0];
+    im->H = (int)e->shape[1], im->W = (int)e->shape[2], im->C = (int)e->shape[3];
+    if (im->n < 2)
+        die("%s '%s': %lld image(s); statistics need at least 2", flag, path, (long long)im->n);
+}
+
+static void images_read(npz_images *im, int64_t first, int64_t count, uint8_t *dst)
+{
+    size_t img = (size_t)im->H * im->W * im->C;
+    if (im->e->method == 0) {
+        npz_read_rows(im->z, im->e, first, count, dst);
+        return;
+    }
+    if (!im->all) {
+        im->all = xmalloc(im->e->nbytes);
+        npz_read(im->z, im->e, im->all);
+    }
+    memcpy(dst, im->all + (size_t)first * img, (size_t)count * img);
+}
+
+static void images_close(npz_images *im)
+{
+    if (im->z)
+        npz_close(im->z);
+    free(im->all);
+    memset(im, 0, sizeof *im);
+}
+
+/* What one pass over a batch of images produces (each part optional). */
+typedef struct embed_out {
+    feature_accum *pool, *spatial; /* statistics of all n images */
+    float *keep;                   /* [n_keep, dim] pool features of the first n_keep images */
+    int64_t n_keep;
+    float *logits;                 /* [n, 1008] */
+} embed_out;
+
+static void embed(feature_net *f, npz_images *im, int64_t n, int batch, const char *label, embed_out *o)
+{
+    size_t img = (size_t)im->H * im->W * im->C;
+    uint8_t *x = xmalloc((size_t)batch * img);
+    float *pool = xmalloc((size_t)batch * f->dim * sizeof(float));
+    float *sp = o->spatial ? xmalloc((size_t)batch * f->spatial_dim * sizeof(float)) : NULL;
+    progress pb = progress_start(label, n, "img");
+    pb.start_step = 0; /* the rate counts images from the start, not from the first batch's end */
+    for (int64_t i0 = 0; i0 < n; i0 += batch) {
+        int b = n - i0 < batch ? (int)(n - i0) : batch;
+        images_read(im, i0, b, x);
+        feature_net_features(f, x, b, im->H, im->W, im->C, pool, sp,
+                             o->logits ? o->logits + (size_t)i0 * f->n_logits : NULL);
+        if (o->pool)
+            feature_accum_add(o->pool, pool, b);
+        if (o->spatial)
+            feature_accum_add(o->spatial, sp, b);
+        if (o->keep && i0 < o->n_keep) {
+            int64_t k = o->n_keep - i0 < b ? o->n_keep - i0 : b;
+            memcpy(o->keep + (size_t)i0 * f->dim, pool, (size_t)k * f->dim * sizeof(float));
+        }
+        progress_update(&pb, i0 + b, NULL);
+    }
+    progress_finish(&pb);
+    free(x), free(pool), free(sp);
+}
+
+/* Reference statistics stored in an ADM .npz (mu, sigma / mu_s, sigma_s). */
+static int npz_stats(npz_file *z, const char *mu_name, const char *sigma_name, int dim, feature_stats *out)
+{
+    const npz_entry *em = npz_find(z, mu_name), *es = npz_find(z, sigma_name);
+    if (!em || !es)
+        return 0;
+    if (em->ndim != 1 || es->ndim != 2 || es->shape[0] != em->shape[0] || es->shape[1] != em->shape[0])
+        die("'%s': '%s' and '%s' are not a [D] mean and a [D, D] covariance", z->path, mu_name, sigma_name);
+    if (em->shape[0] != dim)
+        return -1;
+    double *mu = npz_load_f64(z->path, mu_name, NULL, NULL);
+    double *sigma = npz_load_f64(z->path, sigma_name, NULL, NULL);
+    feature_stats_from_arrays(out, dim, mu, sigma, 0);
+    free(mu), free(sigma);
+    return 1;
+}
+
+static void accum_finish(feature_accum *a, feature_stats *s)
+{
+    /* the evaluator's own numbers: numpy's float32 mean, float64 covariance */
+    feature_accum_finish(a, FEATURE_MEAN_ADM_F32, s);
+    feature_accum_free(a);
+}
+
+static void print_row(const char *name, double v, const char *note)
+{
+    if (isnan(v))
+        printf("  %-28s %12s  %s\n", name, "n/a", note);
+    else
+        printf("  %-28s %12.4f  %s\n", name, v, note);
+}
+
+int cmd_eval(int argc, char **argv)
+{
+    eval_options o;
+    memset(&o, 0, sizeof o);
+    option_spec opts[EVAL_MAX_OPTS];
+    int n_opts = eval_options_table(&o, opts);
+    int rest = options_parse("eval", usage, opts, n_opts, argc, argv);
+    if (rest > 1)
+        die("eval: unexpected argument '%s'", argv[1]);
+    if (!o.samples)
+        die("eval: --samples S.npz is required");
+    if (!o.ref && !o.ref_stats)
+        die("eval: give the reference: --ref R.npz (images, maybe statistics) and/or --ref-stats STATS.safetensors");
+    double t0 = wall_seconds();
+
+    npz_images S, R = {0};
+    images_open(&S, o.samples, "--samples");
+    if (o.ref) {
+        images_open(&R, o.ref, "--ref");
+        if ((S.H != R.H || S.W != R.W) && !o.allow_size_mismatch)
+            die("eval: samples '%s' are %dx%d but the reference '%s' is %dx%d (pass --allow-size-mismatch to let "
+                "the feature network resize both)",
+                S.path, S.H, S.W, R.path, R.H, R.W);
+    }
+    feature_net f;
+    fnet_open(&o.fn, opts, n_opts, &f, o.batch_size);
+    bool has_spatial = f.spatial_dim > 0, has_logits = f.n_logits > 0;
+
+    /* Reference statistics: --ref-stats, else stored in the npz, else from its images. */
+    feature_stats ref_pool = {0}, ref_sp = {0};
+    bool have_pool = false, have_sp = false;
+    const char *pool_from = NULL, *sp_from = NULL;
+    char note_buf[64];
+    if (o.ref_stats) {
+        have_sp = eval_stats_load(o.ref_stats, &f, &ref_pool, has_spatial ? &ref_sp : NULL);
+        have_pool = true;
+        pool_from = sp_from = o.ref_stats;
+    } else if (o.ref && f.kind == FNET_INCEPTION) {
+        int r = npz_stats(R.z, "mu", "sigma", f.dim, &ref_pool);
+        if (r < 0)
+            warn("'%s': its stored mu has another dimension than the %s features (%d); using its images", R.path,
+                 f.label, f.dim);
+        have_pool = r > 0;
+        pool_from = "the reference's stored mu/sigma";
+        if (have_pool) {
+            have_sp = npz_stats(R.z, "mu_s", "sigma_s", f.spatial_dim, &ref_sp) > 0;
+            sp_from = "the reference's stored mu_s/sigma_s";
+        }
+    }
+    bool ref_pool_from_images = o.ref && !have_pool;
+    bool ref_sp_from_images = o.ref && has_spatial && !have_sp;
+    int64_t n_pr = o.ref ? (R.n < o.pr_ref_images ? R.n : o.pr_ref_images) : 0;
+    bool do_pr = n_pr > 3 && S.n > 3; /* k = 3 neighbours need 4 points in each set */
+
+    printf("repae eval\n  samples:   %s (%lld images %dx%dx%d)\n", S.path, (long long)S.n, S.H, S.W, S.C);
+    if (o.ref)
+        printf("  reference: %s (%lld images %dx%dx%d)\n", R.path, (long long)R.n, R.H, R.W, R.C);
+    if (o.ref_stats)
+        printf("  reference statistics: %s (n = %lld)\n", o.ref_stats, (long long)ref_pool.n);
+    printf("  features:  %s, %s\n", f.label, f.path);
+    fflush(stdout);
+
+    /* Reference pass. */
+    feature_accum ref_pool_acc, ref_sp_acc;
+    float *ref_keep = NULL;
+    if (ref_pool_from_images || ref_sp_from_images || do_pr) {
+        embed_out eo = {0};
+        if (ref_pool_from_images)
+            feature_accum_init(&ref_pool_acc, f.dim, 0), eo.pool = &ref_pool_acc;
+        if (ref_sp_from_images)
+            feature_accum_init(&ref_sp_acc, f.spatial_dim, 0), eo.spatial = &ref_sp_acc;
+        if (do_pr)
+            ref_keep = xmalloc((size_t)n_pr * f.dim * sizeof(float)), eo.keep = ref_keep, eo.n_keep = n_pr;
+        int64_t n = ref_pool_from_images || ref_sp_from_images ? R.n : n_pr;
+        embed(&f, &R, n, o.batch_size, "reference", &eo);
+        if (ref_pool_from_images) {
+            accum_finish(&ref_pool_acc, &ref_pool);
+            have_pool = true;
+            snprintf(note_buf, sizeof note_buf, "the reference's %lld images", (long long)R.n);
+            pool_from = note_buf;
+        }
+        if (ref_sp_from_images) {
+            accum_finish(&ref_sp_acc, &ref_sp);
+            have_sp = true;
+            sp_from = "the reference's images";
+        }
+    }
+
+    /* Sample pass. */
+    feature_accum s_pool_acc, s_sp_acc;
+    feature_accum_init(&s_pool_acc, f.dim, 0);
+    if (has_spatial)
+        feature_accum_init(&s_sp_acc, f.spatial_dim, 0);
+    float *s_keep = do_pr ? xmalloc((size_t)S.n * f.dim * sizeof(float)) : NULL;
+    float *logits = has_logits ? xmalloc((size_t)S.n * f.n_logits * sizeof(float)) : NULL;
+    embed_out eo = {&s_pool_acc, has_spatial ? &s_sp_acc : NULL, s_keep, do_pr ? S.n : 0, logits};
+    embed(&f, &S, S.n, o.batch_size, "samples", &eo);
+    feature_stats s_pool = {0}, s_sp = {0};
+    accum_finish(&s_pool_acc, &s_pool);
+    if (has_spatial)
+        accum_finish(&s_sp_acc, &s_sp);
+
+    /* Metrics. */
+    double fd = NAN, sfd = NAN, is = NAN, prec = NAN, rec = NAN;
+    if (have_pool)
+        fd = frechet_distance(&s_pool, &ref_pool, NULL);
+    if (has_spatial && have_sp)
+        sfd = frechet_distance(&s_sp, &ref_sp, NULL);
+    if (has_logits)
+        is = inception_score_logits(logits, S.n, f.n_logits, IS_SPLIT_SIZE, NULL);
+    pr_counts prc = {0};
+    if (do_pr) {
+        pr_opts po = pr_opts_adm();
+        precision_recall(&prec, &rec, ref_keep, n_pr, s_keep, S.n, f.dim, &po, &prc);
+    }
+
+    char label[96], note[512];
+    fnet_fd_label(&f, label, sizeof label);
+    printf("\n  %-28s %12s  %s\n", "metric", "value", "notes");
+    snprintf(note, sizeof note, "vs %s", pool_from ? pool_from : "?");
+    print_row(label, fd, note);
+    if (has_spatial) {
+        if (have_sp)
+            snprintf(note, sizeof note, "vs %s", sp_from);
+        else
+            snprintf(note, sizeof note, "no reference spatial statistics (mu_s/sigma_s) and no --ref images");
+        print_row(!strcmp(f.name, "inception") ? "sFID" : "sFD (spatial)", sfd, note);
+    } else
+        print_row("sFID", NAN, "Inception only (mixed_6/conv features)");
+    snprintf(note, sizeof note, "%lld split(s) of up to %d", (long long)inception_score_num_splits(S.n, IS_SPLIT_SIZE),
+             IS_SPLIT_SIZE);
+    print_row("Inception Score", is, has_logits ? note : "needs Inception's logits");
+    if (do_pr)
+        snprintf(note, sizeof note, "k = 3, %lld reference images, %lld samples%s", (long long)n_pr, (long long)S.n,
+                 prc.fp32_blocks ? " (some blocks in fp32)" : "");
+    else
+        snprintf(note, sizeof note, "%s",
+                 !o.ref ? "needs reference images (--ref)"
+                        : S.n <= 3 ? "needs at least 4 samples" : "needs at least 4 reference images (--pr-ref-images)");
+    print_row("Precision", prec, note);
+    print_row("Recall", rec, do_pr ? "" : note);
+    if (S.n < f.dim)
+        printf("note: %lld samples < %d feature dimensions: the covariance is singular and the Fréchet distance is "
+               "biased upward; compare only numbers from equally many images\n",
+               (long long)S.n, f.dim);
+    if (f.kind == FNET_INCEPTION && strcmp(f.name, "inception") != 0)
+        printf("note: a reduced-width Inception (test network): these are not FID/IS numbers\n");
+    printf("done in %.1f s\n", wall_seconds() - t0);
+
+    if (o.save_stats) {
+        eval_stats_save(o.save_stats, &f, &s_pool, has_spatial ? &s_sp : NULL, S.H, S.W, S.C, S.path);
+        printf("statistics: %s\n", o.save_stats);
+    }
+    if (o.json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "command", "eval");
+        cJSON_AddStringToObject(j, "samples", S.path);
+        if (o.ref)
+            cJSON_AddStringToObject(j, "ref", o.ref);
+        if (o.ref_stats)
+            cJSON_AddStringToObject(j, "ref_stats", o.ref_stats);
+        cJSON_AddStringToObject(j, "feature_net", f.name);
+        cJSON_AddStringToObject(j, "weights", f.path);
+        cJSON_AddNumberToObject(j, "n_samples", (double)S.n);
+        cJSON_AddNumberToObject(j, !strcmp(f.name, "inception") ? "fid" : "fd", fd);
+        if (has_spatial)
+            cJSON_AddNumberToObject(j, !strcmp(f.name, "inception") ? "sfid" : "sfd", sfd);
+        if (has_logits)
+            cJSON_AddNumberToObject(j, "inception_score", is);
+        if (do_pr) {
+            cJSON_AddNumberToObject(j, "precision", prec);
+            cJSON_AddNumberToObject(j, "recall", rec);
+            cJSON_AddNumberToObject(j, "n_ref_pr", (double)n_pr);
+        }
+        json_line_append(o.json, j);
+    }
+
+    feature_stats_free(&s_pool);
+    feature_stats_free(&ref_pool);
+    if (has_spatial)
+        feature_stats_free(&s_sp);
+    if (have_sp)
+        feature_stats_free(&ref_sp);
+    free(s_keep), free(ref_keep), free(logits);
+    feature_net_free(&f);
+    images_close(&S);
+    images_close(&R);
+    return 0;
+}

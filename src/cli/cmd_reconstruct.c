@@ -1,0 +1,324 @@
+/* repae reconstruct — how well a VAE reconstructs held-out images, and what
+ * its latent space looks like.
+ *
+ * Every image x (uint8 → [-1, 1]) is encoded; z = the posterior mean (the
+ * usual rFID protocol; --sample: z = mean + std·ε, ε from --seed) is decoded
+ * and converted back to uint8 with the reference's truncating conversion.
+ * Reported:
+ *   PSNR  mean over images of 10·log10(255² / MSE) on the uint8 images (a
+ *         perfect reconstruction counts as 100 dB, as `repae train-vae`);
+ *   SSIM  mean over images (Gaussian window σ 1.5, skimage's setting);
+ *   rFID  Fréchet distance between the feature statistics of the
+ *         reconstructions and of the originals (any --feature-net; skipped
+ *         without --weights);
+ *   latents  per channel: mean and std of the posterior mean μ over all
+ *         images and positions, the mean posterior std σ, and the std of a
+ *         posterior sample z, √(var μ + mean σ²) — the spread a diffusion
+ *         model sees (REPA-E's latent BatchNorm normalises by it).
+ * The grid (--out-grid) shows row pairs: 8 originals above their reconstructions.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/commands.h"
+#include "cli/eval_setup.h"
+#include "cli/model_files.h"
+#include "core/arena.h"
+#include "core/error.h"
+#include "core/options.h"
+#include "core/progress.h"
+#include "core/rng.h"
+#include "data/dataset.h"
+#include "eval/feature_stats.h"
+#include "eval/frechet.h"
+#include "eval/image_metrics.h"
+#include "io/image.h"
+#include "models/vae.h"
+
+static const char *usage =
+    "usage: repae reconstruct --vae-ckpt V.safetensors [options]\n"
+    "\n"
+    "Encodes images with the VAE (posterior mean; --sample: a posterior sample),\n"
+    "decodes them and reports PSNR and SSIM (uint8 images, after the reference's\n"
+    "truncating conversion), rFID (feature statistics of the reconstructions vs\n"
+    "the originals; needs --weights) and the latent statistics: per-channel mean\n"
+    "and std of the posterior mean, mean posterior std, std of a posterior sample.\n"
+    "--vae-ckpt takes VAE weights, a `repae train` checkpoint or a `repae\n"
+    "train-vae` checkpoint (the VAE under vae.).";
+
+typedef struct recon_options {
+    const char *vae_ckpt, *data, *data_split, *out_grid, *json;
+    int vae_norm_groups, image_size, channels, max_images, batch_size, grid_images;
+    bool sample;
+    long long seed;
+    fnet_options fn;
+} recon_options;
+
+#define RECON_MAX_OPTS (20 + FNET_MAX_OPTS)
+
+static int recon_options_table(recon_options *o, option_spec *opts)
+{
+    int n = 0;
+#define OPT(...) opts[n++] = (option_spec){__VA_ARGS__}
+    OPT("--vae-ckpt", OPT_STRING, &o->vae_ckpt, NULL, "VAE weights, or a repae train / train-vae checkpoint");
+    OPT("--vae-norm-groups", OPT_INT, &o->vae_norm_groups, "0", "VAE GroupNorm groups (0: from the file)", .min = 0,
+        .max = 256);
+    OPT("--data", OPT_STRING, &o->data, "fashion-mnist", "images: 'fashion-mnist' or a shard from 'repae prepare'");
+    OPT("--data-split", OPT_CHOICE, &o->data_split, "test", "Fashion-MNIST split", .choices = "train|test");
+    OPT("--image-size", OPT_INT, &o->image_size, "32", "Fashion-MNIST images are padded to this size", .min = 28,
+        .max = 1024);
+    OPT("--channels", OPT_INT, &o->channels, "0", "Fashion-MNIST channels (0: the VAE's input channels)", .min = 0,
+        .max = 3);
+    OPT("--max-images", OPT_INT, &o->max_images, "0", "use only the first N images (0 = all)", .min = 0, .max = 1e9);
+    OPT("--batch-size", OPT_INT, &o->batch_size, "32", "images per VAE batch", .min = 1, .max = 4096);
+    OPT("--sample", OPT_FLAG, &o->sample, NULL, "decode a posterior sample instead of the posterior mean");
+    OPT("--seed", OPT_INT64, &o->seed, "0", "noise seed for --sample", .min = 0, .max = 9e18);
+    OPT("--out-grid", OPT_STRING, &o->out_grid, NULL, "PNG of originals (rows) over their reconstructions");
+    OPT("--grid-images", OPT_INT, &o->grid_images, "16", "images in the grid", .min = 1, .max = 1024);
+    OPT("--json", OPT_STRING, &o->json, NULL, "append one JSON line with every metric to this file");
+#undef OPT
+    return fnet_options_table(&o->fn, opts, n);
+}
+
+static const char *load_vae(const recon_options *o, vae *v)
+{
+    static const char *const pre[] = {"", "vae.", NULL};
+    safetensors *st = safetensors_open(o->vae_ckpt);
+    const char *prefix = mf_find_prefix(st, "encoder.conv_in.weight", pre);
+    if (!prefix)
+        die("--vae-ckpt '%s': no VAE encoder in this file (no encoder.conv_in.weight or vae.encoder.conv_in.weight)",
+            o->vae_ckpt);
+    cJSON *j = mf_metadata_json(st);
+    vae_config cfg;
+    mf_vae_config(&cfg, st, prefix, j, o->vae_norm_groups);
+    cJSON_Delete(j);
+    vae_init(v, &cfg);
+    vae_load_st(v, st, prefix, prefix[0] ? PARAM_IGNORE_EXTRA : PARAM_ALLOW_EXTRA);
+    safetensors_close(st);
+    return prefix;
+}
+
+/* [B, C, H, W] → [B, H, W, C] (the feature network's layout). */
+static void to_nhwc(uint8_t *dst, const uint8_t *src, int B, int C, int H, int W)
+{
+    size_t HW = (size_t)H * W;
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < C; c++)
+            for (size_t p = 0; p < HW; p++)
+                dst[((size_t)b * HW + p) * C + c] = src[((size_t)b * C + c) * HW + p];
+}
+
+int cmd_reconstruct(int argc, char **argv)
+{
+    recon_options o;
+    memset(&o, 0, sizeof o);
+    option_spec opts[RECON_MAX_OPTS];
+    int n_opts = recon_options_table(&o, opts);
+    int rest = options_parse("reconstruct", usage, opts, n_opts, argc, argv);
+    if (rest > 1)
+        die("reconstruct: unexpected argument '%s'", argv[1]);
+    if (!o.vae_ckpt)
+        die("reconstruct: --vae-ckpt V.safetensors is required");
+    double t0 = wall_seconds();
+
+    vae v;
+    const char *prefix = load_vae(&o, &v);
+    int Cv = v.cfg.in_channels;
+    dataset ds;
+    if (!strcmp(o.data, "fashion-mnist"))
+        ds = dataset_fashion_mnist(FASHION_MNIST_DIR, o.data_split, o.image_size, o.channels ? o.channels : Cv);
+    else
+        ds = dataset_read_shard(o.data);
+    if (o.max_images > 0)
+        dataset_truncate(&ds, o.max_images);
+    int N = ds.n, C = ds.channels, H = ds.height, W = ds.width, B = o.batch_size;
+    if (C != Cv || v.cfg.out_ch != C)
+        die("reconstruct: the VAE '%s' takes %d-channel images and makes %d-channel ones, but '%s' has %d channels",
+            o.vae_ckpt, Cv, v.cfg.out_ch, ds.source, C);
+    if (N < 1)
+        die("reconstruct: '%s' has no images", ds.source);
+
+    bool do_fd = o.fn.weights || options_given(opts, n_opts, "--feature-net");
+    feature_net f;
+    if (do_fd) {
+        if (N < 2)
+            die("reconstruct: rFID needs at least 2 images");
+        fnet_open(&o.fn, opts, n_opts, &f, B);
+    }
+
+    int h, w, Cz = v.cfg.z_channels;
+    vae_latent_size(&v, H, W, &h, &w);
+    size_t img = (size_t)C * H * W, lat = (size_t)Cz * h * w;
+    vae_plan pe = vae_plan_memory(&v, VAE_PASS_ENCODE, B, H, W), pd = vae_plan_memory(&v, VAE_PASS_DECODE, B, h, w);
+    size_t need = pe.saved + pe.scratch > pd.saved + pd.scratch ? pe.saved + pe.scratch : pd.saved + pd.scratch;
+    arena ar = arena_create(need);
+    float *x = xmalloc(B * img * sizeof(float)), *recon = xmalloc(B * img * sizeof(float));
+    float *mean = xmalloc(B * lat * sizeof(float)), *std = xmalloc(B * lat * sizeof(float));
+    float *z = xmalloc(B * lat * sizeof(float));
+    uint8_t *out = xmalloc(B * img), *nhwc = do_fd ? xmalloc(B * img) : NULL;
+    float *feat = do_fd ? xmalloc((size_t)B * f.dim * sizeof(float)) : NULL;
+    int G = o.grid_images < N ? o.grid_images : N;
+    uint8_t *grid_rec = xmalloc((size_t)G * img);
+    feature_accum acc_orig, acc_rec;
+    if (do_fd) {
+        feature_accum_init(&acc_orig, f.dim, 0);
+        feature_accum_init(&acc_rec, f.dim, 0);
+    }
+    double *s_mu = xcalloc(Cz, sizeof(double)), *s_mu2 = xcalloc(Cz, sizeof(double)),
+           *s_sd = xcalloc(Cz, sizeof(double)), *s_var = xcalloc(Cz, sizeof(double));
+    double sum_psnr = 0, sum_ssim = 0;
+    int n_perfect = 0;
+    bool do_ssim = H >= SSIM_WIN && W >= SSIM_WIN;
+    rng r = rng_new((uint64_t)o.seed, 0x5245434f4eull);
+
+    char buf[256];
+    printf("repae reconstruct\n  VAE:  %s%s%s (%.2f M parameters, latent %dx%dx%d), z = %s\n", o.vae_ckpt,
+           prefix[0] ? ", under " : "", prefix, vae_param_count(&v) / 1e6, Cz, h, w,
+           o.sample ? "a posterior sample (--sample)" : "the posterior mean");
+    printf("  data: %s, %d images %dx%dx%d\n", ds.source, N, C, H, W);
+    if (do_fd)
+        printf("  features: %s, %s\n", f.label, f.path);
+    fflush(stdout);
+
+    progress pb = progress_start("reconstruct", N, "img");
+    pb.start_step = 0; /* the rate counts images from the start, not from the first batch's end */
+    for (int i0 = 0; i0 < N; i0 += B) {
+        int b = N - i0 < B ? N - i0 : B;
+        const uint8_t *orig = ds.images + (size_t)i0 * img;
+        for (size_t k = 0; k < b * img; k++)
+            x[k] = orig[k] / 127.5f - 1.0f;
+        arena_reset(&ar, 0);
+        vae_encode(&v, x, mean, NULL, std, b, H, W, &ar);
+        for (size_t k = 0; k < b * lat; k++)
+            z[k] = o.sample ? mean[k] + std[k] * rng_normal(&r) : mean[k];
+        arena_reset(&ar, 0);
+        vae_decode(&v, z, recon, b, h, w, &ar);
+        image_from_model_range(out, recon, b * img);
+        for (int i = 0; i < b; i++) {
+            double p = psnr_u8(orig + i * img, out + i * img, img);
+            if (isfinite(p))
+                sum_psnr += p;
+            else
+                sum_psnr += 100.0, n_perfect++;
+            if (do_ssim)
+                sum_ssim += ssim_u8(orig + i * img, out + i * img, C, H, W);
+            for (int c = 0; c < Cz; c++)
+                for (int k = 0; k < h * w; k++) {
+                    size_t idx = (size_t)i * lat + (size_t)c * h * w + k;
+                    double m = mean[idx], s = std[idx];
+                    s_mu[c] += m, s_mu2[c] += m * m, s_sd[c] += s, s_var[c] += s * s;
+                }
+        }
+        if (i0 < G)
+            memcpy(grid_rec + (size_t)i0 * img, out, (size_t)(G - i0 < b ? G - i0 : b) * img);
+        if (do_fd) {
+            to_nhwc(nhwc, orig, b, C, H, W);
+            feature_net_features(&f, nhwc, b, H, W, C, feat, NULL, NULL);
+            feature_accum_add(&acc_orig, feat, b);
+            to_nhwc(nhwc, out, b, C, H, W);
+            feature_net_features(&f, nhwc, b, H, W, C, feat, NULL, NULL);
+            feature_accum_add(&acc_rec, feat, b);
+        }
+        progress_update(&pb, i0 + b, NULL);
+    }
+    progress_finish(&pb);
+
+    double psnr = sum_psnr / N, ssim = do_ssim ? sum_ssim / N : NAN, fd = NAN;
+    if (do_fd) {
+        feature_stats so, sr;
+        feature_accum_finish(&acc_orig, FEATURE_MEAN_ADM_F32, &so);
+        feature_accum_finish(&acc_rec, FEATURE_MEAN_ADM_F32, &sr);
+        fd = frechet_distance(&sr, &so, NULL);
+        feature_accum_free(&acc_orig), feature_accum_free(&acc_rec);
+        feature_stats_free(&so), feature_stats_free(&sr);
+    }
+
+    printf("\n  %-28s %12s  %s\n", "metric", "value", "notes");
+    snprintf(buf, sizeof buf, "dB, uint8, mean over %d images%s", N,
+             n_perfect ? " (perfect ones count as 100 dB)" : "");
+    printf("  %-28s %12.4f  %s\n", "PSNR", psnr, buf);
+    if (do_ssim)
+        printf("  %-28s %12.4f  %s\n", "SSIM", ssim, "Gaussian window 11, sigma 1.5");
+    else
+        printf("  %-28s %12s  %s\n", "SSIM", "n/a", "images smaller than the 11x11 window");
+    char label[96], rlabel[112];
+    if (do_fd) {
+        fnet_fd_label(&f, label, sizeof label);
+        snprintf(rlabel, sizeof rlabel, "r%s", label);
+        printf("  %-28s %12.4f  reconstructions vs originals, %d images\n", rlabel, fd, N);
+        if (N < f.dim)
+            printf("note: %d images < %d feature dimensions: the Fréchet distance is biased upward; compare only "
+                   "numbers from equally many images\n",
+                   N, f.dim);
+    } else
+        printf("  %-28s %12s  %s\n", "rFID", "n/a", "no feature network (--weights)");
+
+    double M = (double)N * h * w;
+    double *lm = xmalloc(Cz * sizeof(double)), *ls = xmalloc(Cz * sizeof(double)), *lp = xmalloc(Cz * sizeof(double)),
+           *lz = xmalloc(Cz * sizeof(double));
+    double a_mu = 0, a_mu2 = 0, a_sd = 0, a_var = 0;
+    printf("\nlatents (posterior mean mu, posterior std sigma; over %d images x %dx%d positions):\n", N, h, w);
+    printf("  %-8s %12s %12s %12s %12s\n", "channel", "mean(mu)", "std(mu)", "mean(sigma)", "std(z)");
+    for (int c = 0; c <= Cz; c++) {
+        double m1, m2, sd, var;
+        if (c < Cz)
+            m1 = s_mu[c] / M, m2 = s_mu2[c] / M, sd = s_sd[c] / M, var = s_var[c] / M;
+        else
+            m1 = a_mu / (M * Cz), m2 = a_mu2 / (M * Cz), sd = a_sd / (M * Cz), var = a_var / (M * Cz);
+        double vmu = m2 - m1 * m1 > 0 ? m2 - m1 * m1 : 0, zstd = sqrt(vmu + var);
+        if (c < Cz) {
+            lm[c] = m1, ls[c] = sqrt(vmu), lp[c] = sd, lz[c] = zstd;
+            a_mu += s_mu[c], a_mu2 += s_mu2[c], a_sd += s_sd[c], a_var += s_var[c];
+            snprintf(buf, sizeof buf, "%d", c);
+        } else
+            snprintf(buf, sizeof buf, "all");
+        printf("  %-8s %12.5f %12.5f %12.5f %12.5f\n", buf, m1, sqrt(vmu), sd, zstd);
+    }
+    printf("done in %.1f s\n", wall_seconds() - t0);
+
+    if (o.out_grid) {
+        int cols = G < 8 ? G : 8, rows = (G + cols - 1) / cols, k = 0;
+        uint8_t *grid = xcalloc((size_t)rows * 2 * cols, img);
+        for (int rr = 0; rr < rows; rr++)
+            for (int which = 0; which < 2; which++)
+                for (int cc = 0; cc < cols; cc++, k++) {
+                    int i = rr * cols + cc;
+                    if (i < G)
+                        memcpy(grid + (size_t)k * img, (which ? grid_rec : ds.images) + (size_t)i * img, img);
+                }
+        image_grid_png(o.out_grid, grid, rows * 2 * cols, C, H, W, cols);
+        free(grid);
+        printf("grid: %s (%d originals above their reconstructions)\n", o.out_grid, G);
+    }
+    if (o.json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "command", "reconstruct");
+        cJSON_AddStringToObject(j, "vae", o.vae_ckpt);
+        cJSON_AddStringToObject(j, "data", ds.source);
+        cJSON_AddNumberToObject(j, "n_images", N);
+        cJSON_AddStringToObject(j, "z", o.sample ? "sample" : "mean");
+        cJSON_AddNumberToObject(j, "psnr", psnr);
+        cJSON_AddNumberToObject(j, "ssim", ssim);
+        if (do_fd) {
+            cJSON_AddStringToObject(j, "feature_net", f.name);
+            cJSON_AddNumberToObject(j, !strcmp(f.name, "inception") ? "rfid" : "rfd", fd);
+        }
+        cJSON_AddItemToObject(j, "latent_mean", cJSON_CreateDoubleArray(lm, Cz));
+        cJSON_AddItemToObject(j, "latent_std", cJSON_CreateDoubleArray(ls, Cz));
+        cJSON_AddItemToObject(j, "posterior_std", cJSON_CreateDoubleArray(lp, Cz));
+        cJSON_AddItemToObject(j, "z_std", cJSON_CreateDoubleArray(lz, Cz));
+        json_line_append(o.json, j);
+    }
+
+    free(lm), free(ls), free(lp), free(lz);
+    free(s_mu), free(s_mu2), free(s_sd), free(s_var);
+    free(x), free(recon), free(mean), free(std), free(z), free(out), free(nhwc), free(feat), free(grid_rec);
+    arena_free(&ar);
+    if (do_fd)
+        feature_net_free(&f);
+    dataset_free(&ds);
+    vae_free(&v);
+    return 0;
+}

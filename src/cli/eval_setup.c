@@ -1,0 +1,116 @@
+#include "cli/eval_setup.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "io/safetensors.h"
+
+int fnet_options_table(fnet_options *o, option_spec *opts, int n)
+{
+#define OPT(...) opts[n++] = (option_spec){__VA_ARGS__}
+    OPT("--feature-net", OPT_CHOICE, &o->feature_net, "inception",
+        "feature network: the ADM Inception-v3, or a ViT of ours (FD in its feature space)",
+        .choices = "inception|vit");
+    OPT("--weights", OPT_STRING, &o->weights, NULL,
+        "feature network weights (safetensors; Inception: from tools/convert_inception.py)");
+    OPT("--layer", OPT_CHOICE, &o->layer, "cls", "ViT features: final-norm cls token or mean of the patch tokens",
+        .choices = "cls|mean-patch");
+    OPT("--enc-heads", OPT_INT, &o->enc_heads, "0", "ViT attention heads (0: from the file or the width)", .min = 0,
+        .max = 128);
+    OPT("--enc-mean", OPT_FLOAT, &o->enc_mean, NULL,
+        "1-channel ViT input mean (default: the weights' enc_mean metadata, else 0.5)", .min = -10, .max = 10);
+    OPT("--enc-std", OPT_FLOAT, &o->enc_std, NULL,
+        "1-channel ViT input std (default: the weights' enc_std metadata, else 0.5)", .min = 1e-6, .max = 10);
+#undef OPT
+    return n;
+}
+
+void fnet_open(const fnet_options *o, const option_spec *opts, int n_opts, feature_net *f, int max_batch)
+{
+    bool vit = !strcmp(o->feature_net, "vit");
+    if (!o->weights) {
+        if (vit)
+            die("--feature-net vit needs --weights ENCODER.safetensors (e.g. from `repae train-encoder`)");
+        die("--feature-net inception needs --weights INCEPTION.safetensors: convert pytorch-fid's "
+            "pt_inception-2015-12-05-6726825d.pth with tools/convert_inception.py (docs/evaluation.md)");
+    }
+    if (vit)
+        feature_net_open_vit(f, o->weights, !strcmp(o->layer, "cls") ? FNET_VIT_CLS : FNET_VIT_MEAN_PATCH,
+                             o->enc_heads, options_given(opts, n_opts, "--enc-mean") ? o->enc_mean : NAN,
+                             options_given(opts, n_opts, "--enc-std") ? o->enc_std : NAN, max_batch);
+    else {
+        if (options_given(opts, n_opts, "--layer"))
+            warn("--layer applies to --feature-net vit only; ignored");
+        feature_net_open_inception(f, o->weights, max_batch);
+    }
+}
+
+const char *fnet_fd_label(const feature_net *f, char *buf, size_t size)
+{
+    if (!strcmp(f->name, "inception"))
+        snprintf(buf, size, "FID");
+    else
+        snprintf(buf, size, "FD (%s features)", f->name);
+    return buf;
+}
+
+void eval_stats_save(const char *path, const feature_net *f, const feature_stats *pool, const feature_stats *spatial,
+                     int H, int W, int C, const char *source)
+{
+    st_writer *w = st_writer_new();
+    const feature_stats *sets[2] = {pool, spatial};
+    const char *names[2][3] = {{"mu", "sigma", "n"}, {"mu_s", "sigma_s", "n_s"}};
+    char buf[64];
+    for (int k = 0; k < 2; k++) {
+        const feature_stats *s = sets[k];
+        if (!s)
+            continue;
+        int64_t d = s->dim;
+        st_writer_add(w, names[k][0], ST_F64, 1, (int64_t[]){d}, s->mu);
+        st_writer_add(w, names[k][1], ST_F64, 2, (int64_t[]){d, d}, s->sigma);
+        snprintf(buf, sizeof buf, "%" PRId64, s->n);
+        st_writer_set_metadata(w, names[k][2], buf);
+    }
+    st_writer_set_metadata(w, "format", "repae-feature-stats");
+    st_writer_set_metadata(w, "version", "1");
+    st_writer_set_metadata(w, "feature_net", f->name);
+    snprintf(buf, sizeof buf, "%dx%dx%d", H, W, C);
+    st_writer_set_metadata(w, "image_size", buf);
+    if (source)
+        st_writer_set_metadata(w, "source", source);
+    st_writer_save(w, path);
+    st_writer_free(w);
+}
+
+int eval_stats_load(const char *path, const feature_net *f, feature_stats *pool, feature_stats *spatial)
+{
+    safetensors *st = safetensors_open(path);
+    const char *net = safetensors_meta(st, "feature_net");
+    if (net && strcmp(net, f->name) != 0)
+        die("'%s': these statistics are of feature network '%s', but this evaluation uses '%s'", path, net, f->name);
+    int has_spatial = safetensors_find(st, "mu_s") != NULL;
+    safetensors_close(st);
+    feature_stats_load(path, "mu", "sigma", pool);
+    if (pool->dim != f->dim)
+        die("'%s': mu has %d entries, but the %s features have %d", path, pool->dim, f->label, f->dim);
+    if (!spatial || !has_spatial)
+        return 0;
+    feature_stats_load(path, "mu_s", "sigma_s", spatial);
+    if (spatial->dim != f->spatial_dim)
+        die("'%s': mu_s has %d entries, but the spatial features have %d", path, spatial->dim, f->spatial_dim);
+    return 1;
+}
+
+void json_line_append(const char *path, cJSON *j)
+{
+    char *s = cJSON_PrintUnformatted(j);
+    FILE *fp = xfopen(path, "a");
+    fprintf(fp, "%s\n", s);
+    xfclose(fp, path);
+    free(s);
+    cJSON_Delete(j);
+}
