@@ -13,6 +13,7 @@ static const struct {
     {"sample", cmd_sample, "generate images (ODE/SDE, CFG) into PNGs and an ADM .npz"},
     {"forward", cmd_forward, "run a VAE, SiT or ViT on tensors from a file (checks converted weights)"},
     {"train", cmd_train, "end-to-end REPA-E training (VAE + SiT + discriminator)"},
+    {"prepare", cmd_prepare, "pack Fashion-MNIST or an image folder (ADM centre crop) into a shard or an ADM .npz"},
     {"cache-latents", cmd_cache_latents, "encode a dataset once with a frozen VAE (for train-ldm)"},
     {"train-ldm", cmd_train_ldm, "latent diffusion on cached latents, with or without REPA"},
     {"plot", cmd_plot, "plot loss curves from a run's metrics.jsonl as a PNG"},

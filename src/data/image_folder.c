@@ -1,0 +1,196 @@
+#include "data/image_folder.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "core/error.h"
+#include "core/progress.h"
+#include "io/image.h"
+#include "ops/resample.h"
+
+typedef struct path_list {
+    char **items;
+    int n, cap;
+} path_list;
+
+static int has_image_ext(const char *name)
+{
+    const char *dot = strrchr(name, '.');
+    return dot && (!strcasecmp(dot, ".png") || !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg"));
+}
+
+static void walk(const char *root, const char *rel, path_list *out)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s%s%s", root, rel[0] ? "/" : "", rel);
+    DIR *d = opendir(path);
+    if (!d)
+        die("cannot read folder '%s': %s", path, strerror(errno));
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char sub[4096], full[8192];
+        snprintf(sub, sizeof sub, "%s%s%s", rel, rel[0] ? "/" : "", e->d_name);
+        snprintf(full, sizeof full, "%s/%s", root, sub);
+        struct stat sb;
+        if (stat(full, &sb) != 0)
+            continue;
+        if (S_ISDIR(sb.st_mode))
+            walk(root, sub, out);
+        else if (S_ISREG(sb.st_mode) && has_image_ext(e->d_name)) {
+            if (out->n == out->cap) {
+                out->cap = out->cap ? 2 * out->cap : 256;
+                out->items = xrealloc(out->items, (size_t)out->cap * sizeof(char *));
+            }
+            out->items[out->n++] = xstrdup(sub);
+        }
+    }
+    closedir(d);
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* PIL's BOX filter, separable, for the halving steps. */
+static void box_resize(float *out, const float *in, int C, int H, int W, int Ho, int Wo)
+{
+    float *tmp = xmalloc((size_t)C * H * Wo * sizeof(float));
+    for (int pass = 0; pass < 2; pass++) {
+        int n_in = pass == 0 ? W : H, n_out = pass == 0 ? Wo : Ho, lines = pass == 0 ? C * H : C * Wo;
+        double scale = (double)n_in / n_out, support = 0.5 * scale;
+        for (int i = 0; i < n_out; i++) {
+            double center = (i + 0.5) * scale;
+            int lo = (int)fmax(floor(center - support + 0.5), 0), hi = (int)fmin(floor(center + support + 0.5), n_in);
+            double wsum = 0, w[64];
+            int n = 0;
+            for (int j = lo; j < hi && n < 64; j++, n++) {
+                double x = (j + 0.5 - center) / scale;
+                w[n] = (x >= -0.5 && x < 0.5) ? 1.0 : 0.0;
+                wsum += w[n];
+            }
+            for (int l = 0; l < lines; l++) {
+                double acc = 0;
+                for (int k = 0; k < n; k++) {
+                    int j = lo + k;
+                    if (pass == 0)
+                        acc += w[k] * in[(size_t)l * W + j];
+                    else {
+                        int c = l / Wo, x = l % Wo;
+                        acc += w[k] * tmp[((size_t)c * H + j) * Wo + x];
+                    }
+                }
+                float v = (float)(acc / (wsum > 0 ? wsum : 1));
+                if (pass == 0)
+                    tmp[(size_t)l * Wo + i] = v;
+                else {
+                    int c = l / Wo, x = l % Wo;
+                    out[((size_t)c * Ho + i) * Wo + x] = v;
+                }
+            }
+        }
+    }
+    free(tmp);
+}
+
+static uint8_t to_u8(float v)
+{
+    v = roundf(v);
+    return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+}
+
+void adm_center_crop(uint8_t *out, const uint8_t *img, int C, int H, int W, int R)
+{
+    float *cur = xmalloc((size_t)C * H * W * sizeof(float));
+    for (size_t i = 0; i < (size_t)C * H * W; i++)
+        cur[i] = img[i];
+    /* Each halving result is an 8-bit image in PIL: round between steps. */
+    while ((H < W ? H : W) >= 2 * R) {
+        int Ho = H / 2, Wo = W / 2;
+        float *next = xmalloc((size_t)C * Ho * Wo * sizeof(float));
+        box_resize(next, cur, C, H, W, Ho, Wo);
+        for (size_t i = 0; i < (size_t)C * Ho * Wo; i++)
+            next[i] = to_u8(next[i]);
+        free(cur);
+        cur = next, H = Ho, W = Wo;
+    }
+    double scale = (double)R / (H < W ? H : W);
+    int Wn = (int)nearbyint(W * scale), Hn = (int)nearbyint(H * scale); /* ties to even, as Python's round */
+    float *res = xmalloc((size_t)C * Hn * Wn * sizeof(float));
+    if (Hn == H && Wn == W)
+        memcpy(res, cur, (size_t)C * H * W * sizeof(float));
+    else
+        bicubic_resize_antialias_forward(res, cur, 1, C, H, W, Hn, Wn);
+    int top = (Hn - R) / 2, left = (Wn - R) / 2;
+    for (int c = 0; c < C; c++)
+        for (int y = 0; y < R; y++)
+            for (int x = 0; x < R; x++)
+                out[((size_t)c * R + y) * R + x] = to_u8(res[((size_t)c * Hn + top + y) * Wn + left + x]);
+    free(res);
+    free(cur);
+}
+
+dataset dataset_image_folder(const char *root, int resolution, int channels)
+{
+    if (resolution < 1 || resolution > 4096)
+        die("image folder: resolution %d is out of range [1, 4096]", resolution);
+    path_list files = {0};
+    walk(root, "", &files);
+    if (files.n == 0)
+        die("'%s': no .png/.jpg/.jpeg images found", root);
+    qsort(files.items, (size_t)files.n, sizeof(char *), cmp_str);
+    /* Distinct top-level folders → labels. */
+    char **tops = xmalloc((size_t)files.n * sizeof(char *));
+    int n_tops = 0;
+    for (int i = 0; i < files.n; i++) {
+        const char *slash = strchr(files.items[i], '/');
+        size_t len = slash ? (size_t)(slash - files.items[i]) : 0;
+        if (!slash)
+            continue;
+        if (n_tops == 0 || strncmp(tops[n_tops - 1], files.items[i], len) != 0 || tops[n_tops - 1][len] != 0) {
+            tops[n_tops] = xmalloc(len + 1);
+            memcpy(tops[n_tops], files.items[i], len);
+            tops[n_tops][len] = 0;
+            n_tops++;
+        }
+    }
+    dataset d = {0};
+    d.n = files.n, d.channels = channels, d.height = d.width = resolution;
+    d.num_classes = n_tops > 1 ? n_tops : 1;
+    d.source = xstrdup(root);
+    size_t img = (size_t)channels * resolution * resolution;
+    d.images = xmalloc((size_t)d.n * img);
+    d.labels = xcalloc((size_t)d.n, sizeof(int32_t));
+    progress pb = progress_start("prepare", d.n, "img");
+    int top = 0;
+    for (int i = 0; i < files.n; i++) {
+        char full[8192];
+        snprintf(full, sizeof full, "%s/%s", root, files.items[i]);
+        image im = image_read(full, channels);
+        adm_center_crop(d.images + (size_t)i * img, im.pixels, channels, im.height, im.width, resolution);
+        image_free(&im);
+        if (n_tops > 1) {
+            /* Paths are sorted, so their top-level folders come in order. */
+            const char *slash = strchr(files.items[i], '/');
+            size_t len = slash ? (size_t)(slash - files.items[i]) : 0;
+            while (slash && top < n_tops - 1 &&
+                   !(strlen(tops[top]) == len && !strncmp(tops[top], files.items[i], len)))
+                top++;
+            d.labels[i] = slash ? top : 0;
+        }
+        progress_update(&pb, i + 1, NULL);
+    }
+    progress_finish(&pb);
+    for (int i = 0; i < files.n; i++)
+        free(files.items[i]);
+    for (int k = 0; k < n_tops; k++)
+        free(tops[k]);
+    free(files.items);
+    free(tops);
+    return d;
+}

@@ -1,0 +1,29 @@
+/* image_folder.h — an ImageNet-style folder of images as a dataset, with
+ * the reference's preprocessing (spec §1.1).
+ *
+ * Files: every .png/.jpg/.jpeg (any case) below the root, recursively,
+ * sorted by relative path (byte order = Python's string order for UTF-8).
+ * Labels: the index of the top-level folder name among the sorted distinct
+ * top-level folders, when there is more than one (ImageNet synsets → 0…999);
+ * otherwise every image gets label 0.
+ *
+ * ADM centre crop to R×R: while min(W,H) >= 2R halve both sides (floor)
+ * with a box filter; then resize so the short side is R (bicubic, a = −0.5,
+ * antialiased, the new size rounded half to even as Python's round); then
+ * crop the centre.  PIL computes the two resizes in 8-bit fixed point; we do
+ * them in float and round once, so a pixel may differ from PIL's by one
+ * level [unverified beyond that bound].
+ */
+#ifndef REPAE_IMAGE_FOLDER_H
+#define REPAE_IMAGE_FOLDER_H
+
+#include <stdint.h>
+
+#include "data/dataset.h"
+
+/* Loads and preprocesses every image (channels: 1 or 3). */
+dataset dataset_image_folder(const char *root, int resolution, int channels);
+/* The ADM centre crop of one image [C, H, W] into out [C, R, R]. */
+void adm_center_crop(uint8_t *out, const uint8_t *img, int C, int H, int W, int R);
+
+#endif

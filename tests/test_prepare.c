@@ -1,0 +1,95 @@
+/* Image folders with the ADM centre crop, labels from top-level folders,
+ * and `repae prepare` writing shards and ADM npz batches. */
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "data/dataset.h"
+#include "data/image_folder.h"
+#include "io/image.h"
+#include "io/npz.h"
+#include "test.h"
+
+static void test_center_crop_identity_and_halving(void)
+{
+    uint8_t img[3 * 4 * 4], out[3 * 4 * 4];
+    for (int i = 0; i < 48; i++)
+        img[i] = (uint8_t)(i * 5);
+    adm_center_crop(out, img, 3, 4, 4, 4);
+    CHECK(!memcmp(img, out, sizeof img), "an R×R image must pass through unchanged");
+    /* 8×8 made of 2×2 constant blocks: the halving box filter recovers the blocks exactly. */
+    uint8_t big[8 * 8], small[4 * 4], want[16];
+    for (int y = 0; y < 8; y++)
+        for (int x = 0; x < 8; x++)
+            big[y * 8 + x] = (uint8_t)(10 * (y / 2) + x / 2 + 3);
+    for (int y = 0; y < 4; y++)
+        for (int x = 0; x < 4; x++)
+            want[y * 4 + x] = (uint8_t)(10 * y + x + 3);
+    adm_center_crop(small, big, 1, 8, 8, 4);
+    CHECK(!memcmp(small, want, 16), "halving 2×2 blocks gave %d %d %d ... instead of %d %d %d", small[0], small[1],
+          small[2], want[0], want[1], want[2]);
+    /* A wide image keeps its centre: 4 rows × 12 columns, R = 4 → columns 4..7. */
+    uint8_t wide[4 * 12], crop[16];
+    for (int y = 0; y < 4; y++)
+        for (int x = 0; x < 12; x++)
+            wide[y * 12 + x] = (uint8_t)(x * 20);
+    adm_center_crop(crop, wide, 1, 4, 12, 4);
+    CHECK(crop[0] == 80 && crop[3] == 140, "centre crop took columns starting at %d", crop[0] / 20);
+}
+
+static void test_folder_labels_and_prepare(void)
+{
+    char root[] = "/tmp/repae_folder_XXXXXX";
+    CHECK(mkdtemp(root) != NULL, "mkdtemp");
+    char path[512];
+    const char *classes[2] = {"n002", "n001"};
+    uint8_t px[3 * 6 * 6];
+    for (int k = 0; k < 2; k++) {
+        snprintf(path, sizeof path, "%s/%s", root, classes[k]);
+        mkdir(path, 0755);
+        for (int j = 0; j < 2; j++) {
+            memset(px, 40 * (k + 1) + j, sizeof px);
+            snprintf(path, sizeof path, "%s/%s/img%d.png", root, classes[k], j);
+            image_write_png(path, px, 3, 6, 6);
+        }
+    }
+    snprintf(path, sizeof path, "%s/n001/notes.txt", root);
+    FILE *f = fopen(path, "w");
+    fputs("not an image", f);
+    fclose(f);
+    dataset d = dataset_image_folder(root, 4, 3);
+    CHECK(d.n == 4 && d.num_classes == 2, "found %d images in %d classes", d.n, d.num_classes);
+    /* Sorted paths: n001/img0, n001/img1, n002/img0, n002/img1 → labels 0 0 1 1. */
+    CHECK(d.labels[0] == 0 && d.labels[1] == 0 && d.labels[2] == 1 && d.labels[3] == 1, "labels %d %d %d %d",
+          d.labels[0], d.labels[1], d.labels[2], d.labels[3]);
+    CHECK(d.images[0] == 80 && d.images[2 * 48] == 40, "images not in sorted order (%d, %d)", d.images[0],
+          d.images[2 * 48]);
+    dataset_free(&d);
+
+    char cmd[1024], out[2048], err[2048];
+    const char *b = getenv("BUILD");
+    snprintf(cmd, sizeof cmd, "%s/repae prepare --data %s --resolution 4 --channels 3 --output %s/s.shard --npz %s/r.npz",
+             b ? b : "build", root, root, root);
+    CHECK(run_command(cmd, out, sizeof out, err, sizeof err) == 0, "prepare failed: %s", err);
+    snprintf(path, sizeof path, "%s/s.shard", root);
+    dataset s = dataset_read_shard(path);
+    CHECK(s.n == 4 && s.height == 4 && s.num_classes == 2, "shard %d images %d px %d classes", s.n, s.height,
+          s.num_classes);
+    dataset_free(&s);
+    snprintf(path, sizeof path, "%s/r.npz", root);
+    npz_file *z = npz_open(path);
+    const npz_entry *e = npz_require(z, "arr_0", NPZ_U8);
+    CHECK(e->ndim == 4 && e->shape[0] == 4 && e->shape[1] == 4 && e->shape[3] == 3, "npz shape wrong");
+    npz_close(z);
+    snprintf(cmd, sizeof cmd, "%s/repae prepare --data %s/nothing-here --output %s/x", b ? b : "build", root, root);
+    expect_command_fails(cmd, "nothing-here");
+    snprintf(cmd, sizeof cmd, "rm -rf %s", root);
+    CHECK(system(cmd) == 0, "cleanup");
+}
+
+int main(void)
+{
+    setenv("OMP_NUM_THREADS", "1", 1);
+    RUN(test_center_crop_identity_and_halving);
+    RUN(test_folder_labels_and_prepare);
+    return test_summary();
+}
