@@ -11,6 +11,7 @@
 #include "core/arena.h"
 #include "core/error.h"
 #include "core/rng.h"
+#include "train/vae_trainer.h"
 
 int train_options_table(train_options *o, option_spec *opts, train_kind kind)
 {
@@ -146,53 +147,19 @@ static void load_latents_stats(const char *path, const sit *s, float *params)
 }
 
 /* The reference takes the statistics from a file; for a VAE of our own we
- * measure them: per-channel mean and std of posterior samples. */
+ * measure them on up to 1024 training images. */
 static void estimate_latents_stats(const train_data *d, const vae *v, const sit *s, float *params)
 {
-    int n = d->ds.n < 1024 ? d->ds.n : 1024, B = 32, C = s->C;
-    int H = d->ds.height, W = d->ds.width, h, w;
-    vae_latent_size(v, H, W, &h, &w);
-    size_t img = (size_t)d->ds.channels * H * W, lat = (size_t)C * h * w;
-    vae_plan plan = vae_plan_memory(v, VAE_PASS_ENCODE, B, H, W);
-    arena ar = arena_create(plan.saved + plan.scratch);
-    float *x = xmalloc(B * img * sizeof(float)), *mean = xmalloc(B * lat * sizeof(float)),
-          *std = xmalloc(B * lat * sizeof(float));
-    double s1[256] = {0}, s2[256] = {0};
-    long long cnt = 0;
-    rng r = rng_new(0, 0x5747415453ull);
-    for (int i0 = 0; i0 + B <= n; i0 += B) {
-        for (size_t k = 0; k < B * img; k++)
-            x[k] = d->ds.images[(size_t)i0 * img + k] / 127.5f - 1.0f;
-        vae_encode(v, x, mean, NULL, std, B, H, W, &ar);
-        for (int b = 0; b < B; b++)
-            for (int c = 0; c < C; c++)
-                for (int k = 0; k < h * w; k++) {
-                    size_t idx = (size_t)b * lat + (size_t)c * h * w + k;
-                    double z = mean[idx] + std[idx] * rng_normal(&r);
-                    s1[c] += z, s2[c] += z * z;
-                }
-        cnt += B;
-    }
     float bias[256], scale[256];
-    double m = (double)cnt * h * w;
-    for (int c = 0; c < C; c++) {
-        double mu = s1[c] / m, var = s2[c] / m - mu * mu;
-        bias[c] = (float)mu;
-        scale[c] = (float)(1.0 / sqrt(var > 1e-12 ? var : 1e-12));
-    }
+    vae_latents_stats(&d->ds, v, 1024, bias, scale);
     sit_set_latent_stats(s, params, bias, scale);
-    arena_free(&ar);
-    free(x), free(mean), free(std);
 }
 
-void train_setup_models(const train_options *o, const train_data *d, train_models *m, train_kind kind)
+void train_build_vae(const train_options *o, const train_data *d, vae *v)
 {
-    (void)kind;
-    memset(m, 0, sizeof *m);
     int C = d->ds.channels;
-    /* VAE */
     if (o->vae_ckpt)
-        vae_init_from_file(&m->vae, o->vae_ckpt, "", PARAM_ALLOW_EXTRA);
+        vae_init_from_file(v, o->vae_ckpt, "", PARAM_ALLOW_EXTRA);
     else {
         vae_config vc;
         if (strcmp(o->vae, "custom") != 0) {
@@ -211,9 +178,41 @@ void train_setup_models(const train_options *o, const train_data *d, train_model
         }
         vc.in_channels = vc.out_ch = C;
         vae_config_check(&vc);
-        vae_init(&m->vae, &vc);
-        vae_init_weights(&m->vae, (uint64_t)o->seed + 1);
+        vae_init(v, &vc);
+        vae_init_weights(v, (uint64_t)o->seed + 1);
     }
+}
+
+void train_build_loss_nets(const train_options *o, const train_data *d, train_models *m)
+{
+    int C = d->ds.channels;
+    /* Discriminator */
+    if (!o->no_disc) {
+        disc_build(&m->disc, (disc_config){C, o->disc_ndf, o->disc_layers});
+        m->disc_params = param_alloc(&m->disc.table);
+        if (o->disc_ckpt) {
+            safetensors *st = safetensors_open(o->disc_ckpt);
+            param_load(&m->disc.table, m->disc_params, st, "", PARAM_STRICT);
+            safetensors_close(st);
+        } else
+            disc_init(&m->disc, m->disc_params, (uint64_t)o->seed + 3);
+    }
+    /* LPIPS */
+    if (o->lpips_ckpt) {
+        lpips_build(&m->lp, 1);
+        m->lpips_params = param_alloc(&m->lp.table);
+        safetensors *st = safetensors_open(o->lpips_ckpt);
+        param_load(&m->lp.table, m->lpips_params, st, "", PARAM_ALLOW_EXTRA);
+        safetensors_close(st);
+    }
+}
+
+void train_setup_models(const train_options *o, const train_data *d, train_models *m, train_kind kind)
+{
+    (void)kind;
+    memset(m, 0, sizeof *m);
+    int C = d->ds.channels;
+    train_build_vae(o, d, &m->vae);
     int h, w;
     vae_latent_size(&m->vae, d->ds.height, d->ds.width, &h, &w);
     if (h != w)
@@ -256,25 +255,7 @@ void train_setup_models(const train_options *o, const train_data *d, train_model
         load_latents_stats(o->latents_stats, &m->sit, m->sit_params);
     else
         estimate_latents_stats(d, &m->vae, &m->sit, m->sit_params);
-    /* Discriminator */
-    if (!o->no_disc) {
-        disc_build(&m->disc, (disc_config){C, o->disc_ndf, o->disc_layers});
-        m->disc_params = param_alloc(&m->disc.table);
-        if (o->disc_ckpt) {
-            safetensors *st = safetensors_open(o->disc_ckpt);
-            param_load(&m->disc.table, m->disc_params, st, "", PARAM_STRICT);
-            safetensors_close(st);
-        } else
-            disc_init(&m->disc, m->disc_params, (uint64_t)o->seed + 3);
-    }
-    /* LPIPS */
-    if (o->lpips_ckpt) {
-        lpips_build(&m->lp, 1);
-        m->lpips_params = param_alloc(&m->lp.table);
-        safetensors *st = safetensors_open(o->lpips_ckpt);
-        param_load(&m->lp.table, m->lpips_params, st, "", PARAM_ALLOW_EXTRA);
-        safetensors_close(st);
-    }
+    train_build_loss_nets(o, d, m);
 }
 
 void train_models_free(train_models *m)
@@ -309,6 +290,28 @@ void train_print_summary(const train_options *o, const train_data *d, const trai
     if (m->disc_params)
         printf("discriminator: %.2f M parameters%s\n", param_count(&m->disc.table, PARAM_TRAINABLE) / 1e6,
                o->disc_ckpt ? "" : " (random init)");
+}
+
+uint16_t *param_save_as(st_writer *w, const param_table *t, const float *params, const char *skip_prefix, bool f16)
+{
+    uint16_t *half = f16 ? xmalloc(t->total * sizeof(uint16_t) + 1) : NULL;
+    size_t skip = skip_prefix ? strlen(skip_prefix) : 0;
+    for (int i = 0; i < t->n; i++) {
+        const param_entry *e = &t->entries[i];
+        if (skip && !strncmp(e->name, skip_prefix, skip))
+            continue;
+        if (!f16) {
+            st_writer_add_f32(w, e->name, e->ndim, e->shape, params + e->offset);
+            continue;
+        }
+        for (size_t k = 0; k < e->numel; k++) {
+            half[e->offset + k] = f32_to_f16(params[e->offset + k]);
+            if (isfinite(params[e->offset + k]) && !isfinite(f16_to_f32(half[e->offset + k])))
+                die("'%s' holds %g, which float16 cannot represent: save as f32", e->name, params[e->offset + k]);
+        }
+        st_writer_add(w, e->name, ST_F16, e->ndim, e->shape, half + e->offset);
+    }
+    return half;
 }
 
 void make_dirs(const char *path)

@@ -76,7 +76,20 @@ void train_data_free(train_data *d);
  * to 1024 training images (per-channel mean and 1/std). */
 void train_setup_models(const train_options *o, const train_data *d, train_models *m, train_kind kind);
 void train_models_free(train_models *m);
+/* The pieces of train_setup_models that the VAE-only trainer shares: the VAE
+ * (from --vae-ckpt, a preset or the --vae-* flags, weights from --seed + 1),
+ * and the loss networks (discriminator unless --no-disc, from --disc-ckpt or
+ * --seed + 3; LPIPS from --lpips-ckpt) into m->disc / m->lp. */
+void train_build_vae(const train_options *o, const train_data *d, vae *v);
+void train_build_loss_nets(const train_options *o, const train_data *d, train_models *m);
 void train_print_summary(const train_options *o, const train_data *d, const train_models *m);
+
+/* Adds a model's tensors to a writer as float32 (pointing into params) or,
+ * with f16, as float16 (round to nearest even; a value out of float16's range
+ * dies naming the tensor) in a malloc'd buffer that is returned and must stay
+ * alive until the writer is saved (NULL for float32).  Names starting with
+ * skip_prefix (NULL: none) are left out.  Readers widen F16 back to float32. */
+uint16_t *param_save_as(st_writer *w, const param_table *t, const float *params, const char *skip_prefix, bool f16);
 
 /* mkdir -p; dies naming the path. */
 void make_dirs(const char *path);

@@ -1,0 +1,186 @@
+/* repae export-vae — the reference's save_vae_weights.py (spec §6.5): from a
+ * REPA-E training checkpoint write the end-to-end-tuned VAE and the latents
+ * statistics its SiT was trained with, for LDM training or sampling:
+ *
+ *   NAME.safetensors                 vae.* of the checkpoint, with the config (metadata `config`)
+ *   NAME-latents-stats.safetensors   latents_scale = ema.bn.running_var^(−1/2) (no eps),
+ *                                    latents_bias  = ema.bn.running_mean, both [1,C,1,1]
+ *   NAME-discriminator.safetensors   disc.* (when the checkpoint has one)
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli/commands.h"
+#include "cli/train_setup.h"
+#include "core/error.h"
+#include "core/options.h"
+#include "models/vae.h"
+#include "train/checkpoint.h"
+#include "train/vae_trainer.h"
+
+static const char *usage =
+    "usage: repae export-vae --checkpoint CKPT --output NAME [options]\n"
+    "\n"
+    "Writes the VAE of a `repae train` (REPA-E) checkpoint as NAME.safetensors\n"
+    "(with its configuration) and NAME-latents-stats.safetensors: latents_scale =\n"
+    "running_var^(-1/2) (eps ignored) and latents_bias = running_mean of the EMA\n"
+    "model's latent BatchNorm, shaped [1,C,1,1] (spec §3, §6.5); plus\n"
+    "NAME-discriminator.safetensors when the checkpoint has a discriminator.\n"
+    "The GroupNorm group count is not visible in tensor shapes: it is read from\n"
+    "the checkpoint's metadata (its args), or given with --norm-groups.";
+
+/* GroupNorm groups of the checkpoint's VAE: from a `vae_config` entry, else
+ * from the run's args (the --vae-ckpt file's config, or --vae-norm-groups
+ * for a custom VAE), else 32 (the presets).  *from says which. */
+static int norm_groups_of(const safetensors *st, const char **from)
+{
+    vae_config c;
+    const char *meta = safetensors_meta(st, "vae_config");
+    if (meta && vae_config_from_json(meta, &c) == 0) {
+        *from = "checkpoint metadata vae_config";
+        return c.norm_groups;
+    }
+    const char *args = safetensors_meta(st, "args");
+    cJSON *a = args ? cJSON_Parse(args) : NULL;
+    int groups = 32;
+    *from = "default (preset VAE)";
+    if (a) {
+        const cJSON *ck = cJSON_GetObjectItemCaseSensitive(a, "vae_ckpt");
+        const cJSON *kind = cJSON_GetObjectItemCaseSensitive(a, "vae");
+        const cJSON *ng = cJSON_GetObjectItemCaseSensitive(a, "vae_norm_groups");
+        if (cJSON_IsString(ck) && access(ck->valuestring, R_OK) == 0) {
+            safetensors *src = safetensors_open(ck->valuestring);
+            if (vae_config_detect(src, "", &c) == 0) {
+                groups = c.norm_groups;
+                *from = "the run's --vae-ckpt file";
+            }
+            safetensors_close(src);
+        } else if (cJSON_IsString(ck)) {
+            warn("'%s': the run started from --vae-ckpt '%s', which is not readable here; assuming %d GroupNorm "
+                 "groups (give --norm-groups if that is wrong)",
+                 st->path, ck->valuestring, groups);
+        } else if (cJSON_IsString(kind) && !strcmp(kind->valuestring, "custom") && cJSON_IsNumber(ng)) {
+            groups = ng->valueint;
+            *from = "the run's --vae-norm-groups";
+        }
+        cJSON_Delete(a);
+    }
+    return groups;
+}
+
+static void write_stats(const char *path, const float *bias, const float *scale, int C, const char *ckpt)
+{
+    int64_t shape[4] = {1, C, 1, 1};
+    st_writer *w = st_writer_new();
+    st_writer_add_f32(w, "latents_scale", 4, shape, scale);
+    st_writer_add_f32(w, "latents_bias", 4, shape, bias);
+    st_writer_set_metadata(w, "format", "repae-latents-stats");
+    st_writer_set_metadata(w, "source", ckpt);
+    st_writer_save(w, path);
+    st_writer_free(w);
+}
+
+/* Copies every "disc.*" tensor, prefix stripped; returns how many. */
+static int write_discriminator(const safetensors *st, const char *path)
+{
+    st_writer *w = st_writer_new();
+    float **bufs = xcalloc((size_t)st->n_tensors, sizeof *bufs);
+    int n = 0;
+    for (int i = 0; i < st->n_tensors; i++) {
+        const st_tensor *t = &st->tensors[i];
+        if (strncmp(t->name, "disc.", 5) != 0)
+            continue;
+        bufs[n] = xmalloc((size_t)(t->numel ? t->numel : 1) * sizeof(float));
+        safetensors_read_f32(st, t, bufs[n]);
+        st_writer_add_f32(w, t->name + 5, t->ndim, t->shape, bufs[n]);
+        n++;
+    }
+    if (n) {
+        st_writer_set_metadata(w, "format", "repae-discriminator");
+        st_writer_save(w, path);
+    }
+    st_writer_free(w);
+    for (int i = 0; i < n; i++)
+        free(bufs[i]);
+    free(bufs);
+    return n;
+}
+
+int cmd_export_vae(int argc, char **argv)
+{
+    const char *ckpt, *output;
+    int norm_groups;
+    option_spec opts[] = {
+        {"--checkpoint", OPT_STRING, &ckpt, NULL, "a `repae train` checkpoint (checkpoints/NNNNNNN.safetensors)"},
+        {"--output", OPT_STRING, &output, NULL, "output name: writes NAME.safetensors, NAME-latents-stats.safetensors"},
+        {"--norm-groups", OPT_INT, &norm_groups, "0", "VAE GroupNorm groups (0: from the checkpoint's metadata)",
+         .min = 0, .max = 1024},
+    };
+    int rest = options_parse("export-vae", usage, opts, N_OPTS(opts), argc, argv);
+    if (rest > 1)
+        die("export-vae: unexpected argument '%s' (use --checkpoint and --output)", argv[1]);
+    if (!ckpt)
+        die("export-vae: --checkpoint is required (see 'repae export-vae --help')");
+    if (!output || !*output)
+        die("export-vae: --output is required (see 'repae export-vae --help')");
+
+    safetensors *st = safetensors_open(ckpt);
+    const char *fmt = safetensors_meta(st, "format");
+    if (fmt && !strcmp(fmt, VAE_CHECKPOINT_FORMAT))
+        die("export-vae: '%s' is a train-vae checkpoint: it has no latent BatchNorm; train-vae itself writes "
+            "vae.safetensors and vae-latents-stats.safetensors at the end of its run",
+            ckpt);
+    if (!fmt || strcmp(fmt, CHECKPOINT_FORMAT) != 0)
+        die("export-vae: '%s' is not a repae training checkpoint (format '%s', expected '%s')", ckpt,
+            fmt ? fmt : "missing", CHECKPOINT_FORMAT);
+    vae_config cfg;
+    if (vae_config_detect(st, "vae.", &cfg) != 0)
+        die("export-vae: '%s' holds no VAE (no vae.encoder.conv_in.weight / vae.quant_conv.weight)", ckpt);
+    const char *from = "--norm-groups";
+    cfg.norm_groups = norm_groups ? norm_groups : norm_groups_of(st, &from);
+    vae_config_check(&cfg);
+    vae m;
+    vae_init(&m, &cfg);
+    vae_load_st(&m, st, "vae.", PARAM_IGNORE_EXTRA);
+
+    int C = cfg.z_channels;
+    int64_t shape[1] = {C};
+    float *mean = xmalloc((size_t)C * sizeof(float)), *var = xmalloc((size_t)C * sizeof(float));
+    float *bias = xmalloc((size_t)C * sizeof(float)), *scale = xmalloc((size_t)C * sizeof(float));
+    if (!safetensors_find(st, "ema.bn.running_mean") || !safetensors_find(st, "ema.bn.running_var"))
+        die("export-vae: '%s' has no ema.bn.running_mean / ema.bn.running_var (the EMA SiT's latent BatchNorm)",
+            ckpt);
+    safetensors_load_f32(st, "ema.bn.running_mean", 1, shape, mean);
+    safetensors_load_f32(st, "ema.bn.running_var", 1, shape, var);
+    for (int c = 0; c < C; c++) {
+        if (!(var[c] > 0) || !isfinite(var[c]) || !isfinite(mean[c]))
+            die("export-vae: '%s': ema.bn.running_var[%d] = %g, running_mean[%d] = %g: not usable statistics", ckpt,
+                c, var[c], c, mean[c]);
+        bias[c] = mean[c];
+        scale[c] = (float)(1.0 / sqrt((double)var[c])); /* eps ignored, as extract_latents_stats */
+    }
+
+    char path[2048];
+    snprintf(path, sizeof path, "%s.safetensors", output);
+    vae_save(&m, path, "");
+    printf("vae: %s (%.3f M parameters, z %d, GroupNorm groups %d from %s)\n", path,
+           param_count(&m.table, PARAM_TRAINABLE) / 1e6, C, cfg.norm_groups, from);
+    snprintf(path, sizeof path, "%s-latents-stats.safetensors", output);
+    write_stats(path, bias, scale, C, ckpt);
+    printf("latents statistics: %s\n", path);
+    for (int c = 0; c < C; c++)
+        printf("  channel %d: bias %.6g scale %.6g\n", c, bias[c], scale[c]);
+    snprintf(path, sizeof path, "%s-discriminator.safetensors", output);
+    if (write_discriminator(st, path))
+        printf("discriminator: %s\n", path);
+
+    free(mean), free(var), free(bias), free(scale);
+    vae_free(&m);
+    safetensors_close(st);
+    return 0;
+}

@@ -1,0 +1,296 @@
+/* repae train-encoder — train a small DINOv2-family ViT as the REPA target
+ * encoder (spec §8 replaced by supervised training: no pretrained DINOv2
+ * can be had here), on Fashion-MNIST or a shard, with a linear head on the
+ * cls token and cross-entropy (train/classifier_trainer.h).
+ *
+ * Output layout:
+ *   <output-dir>/<exp-name>/args.json
+ *   <output-dir>/<exp-name>/metrics.jsonl         one line per step; epoch lines with test_accuracy
+ *   <output-dir>/<exp-name>/encoder.safetensors   the ViT WITHOUT the head (pure DINOv2 keys, for
+ *                                                 `repae train --enc-ckpt`), config in metadata
+ */
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/commands.h"
+#include "cli/train_setup.h"
+#include "core/error.h"
+#include "core/options.h"
+#include "core/progress.h"
+#include "data/loader.h"
+#include "train/classifier_trainer.h"
+
+static volatile sig_atomic_t stop_requested;
+static void on_signal(int sig) { stop_requested = sig; }
+
+static const char *usage =
+    "usage: repae train-encoder [options]\n"
+    "\n"
+    "Trains a DINOv2-style ViT (cls token, LayerScale, optional registers) from\n"
+    "scratch as a classifier (linear head on the final-norm cls token,\n"
+    "cross-entropy, AdamW with a linear warm-up and cosine decay to 0), reports\n"
+    "the test accuracy after every epoch, and writes the encoder WITHOUT its head\n"
+    "as <dir>/encoder.safetensors: DINOv2 keys, loadable by `repae train\n"
+    "--enc-ckpt` as the REPA target encoder (its patch tokens are the targets).\n"
+    "\n"
+    "The token grids must match: REPA pairs the encoder's (img-size/patch)^2 patch\n"
+    "tokens one to one with the SiT's tokens.  For 32x32 images, a VAE with 2\n"
+    "downsamples (ch-mult 1,2,2: 8x8 latent) and SiT patch 2 (4x4 = 16 tokens),\n"
+    "the encoder needs --patch 8 (4x4 = 16 tokens).  1-channel inputs are\n"
+    "normalised as (u/255 - enc-mean)/enc-std, the same as `repae train\n"
+    "--enc-mean/--enc-std`; 3-channel ones get the DINOv2 preprocessing.\n"
+    "`repae train` takes the head count from the width (192->3, 384->6, 768->12);\n"
+    "other --heads must be passed to it as --enc-heads.";
+
+typedef struct enc_options {
+    const char *data, *eval_data;
+    int image_size, channels, max_images, max_eval_images;
+    int img_size, patch, embed_dim, depth, heads, num_register_tokens;
+    float mlp_ratio, layerscale_init;
+    int epochs, batch_size, eval_batch;
+    long long max_train_steps, warmup_steps, seed;
+    float learning_rate, weight_decay, max_grad_norm, enc_mean, enc_std;
+    bool hflip;
+    const char *output_dir, *exp_name, *save_dtype;
+} enc_options;
+
+static int enc_options_table(enc_options *o, option_spec *opts)
+{
+    int n = 0;
+#define OPT(...) opts[n++] = (option_spec){__VA_ARGS__}
+    OPT("--data", OPT_STRING, &o->data, "fashion-mnist", "training data: 'fashion-mnist' (train split) or a shard");
+    OPT("--eval-data", OPT_STRING, &o->eval_data, NULL,
+        "test data: a shard (default: the Fashion-MNIST test split with --data fashion-mnist, else none)");
+    OPT("--image-size", OPT_INT, &o->image_size, "32", "Fashion-MNIST images are padded to this size", .min = 28,
+        .max = 1024);
+    OPT("--channels", OPT_INT, &o->channels, "1", "Fashion-MNIST channels (1, or 3 = replicated)", .min = 1, .max = 3);
+    OPT("--max-images", OPT_INT, &o->max_images, "0", "train on the first N images only (0 = all)", .min = 0,
+        .max = 1e9);
+    OPT("--max-eval-images", OPT_INT, &o->max_eval_images, "0", "test on the first N images only (0 = all)",
+        .min = 0, .max = 1e9);
+    OPT("--img-size", OPT_INT, &o->img_size, "0",
+        "the ViT's input size (0: the image size; 3-channel inputs are resized to it)", .min = 0, .max = 1024);
+    OPT("--patch", OPT_INT, &o->patch, "8", "patch size (32 px and patch 8: 4x4 = 16 tokens)", .min = 1, .max = 64);
+    OPT("--embed-dim", OPT_INT, &o->embed_dim, "192", "width D", .min = 8, .max = 4096);
+    OPT("--depth", OPT_INT, &o->depth, "6", "transformer blocks", .min = 1, .max = 64);
+    OPT("--heads", OPT_INT, &o->heads, "3", "attention heads (D must divide by it)", .min = 1, .max = 64);
+    OPT("--mlp-ratio", OPT_FLOAT, &o->mlp_ratio, "4", "MLP width / D", .min = 0.25, .max = 16);
+    OPT("--num-register-tokens", OPT_INT, &o->num_register_tokens, "0", "register tokens (DINOv2-reg: 4)", .min = 0,
+        .max = 64);
+    OPT("--layerscale-init", OPT_FLOAT, &o->layerscale_init, "0.1",
+        "initial LayerScale gammas (0: no LayerScale; DINOv2's hub value is 1e-5)", .min = 0, .max = 10);
+    OPT("--epochs", OPT_INT, &o->epochs, "5", "passes over the training data", .min = 1, .max = 100000);
+    OPT("--max-train-steps", OPT_INT64, &o->max_train_steps, "0", "stop after N steps (0: --epochs decides)",
+        .min = 0, .max = 1e12);
+    OPT("--batch-size", OPT_INT, &o->batch_size, "128", "batch size", .min = 1, .max = 65536);
+    OPT("--eval-batch", OPT_INT, &o->eval_batch, "250", "batch size of the test pass", .min = 1, .max = 65536);
+    OPT("--learning-rate", OPT_FLOAT, &o->learning_rate, "1e-3", "AdamW peak learning rate", .min = 0, .max = 1);
+    OPT("--warmup-steps", OPT_INT64, &o->warmup_steps, "200",
+        "linear warm-up steps before the cosine decay (at most a fifth of the run)",
+        .min = 0, .max = 1e12);
+    OPT("--weight-decay", OPT_FLOAT, &o->weight_decay, "0.05", "AdamW decoupled weight decay", .min = 0, .max = 10);
+    OPT("--max-grad-norm", OPT_FLOAT, &o->max_grad_norm, "1.0", "gradient clipping (0: none)", .min = 0, .max = 1e9);
+    OPT("--hflip", OPT_FLAG, &o->hflip, NULL, "random horizontal flips");
+    OPT("--enc-mean", OPT_FLOAT, &o->enc_mean, "0.5", "1-channel input mean (as repae train --enc-mean)", .min = -10,
+        .max = 10);
+    OPT("--enc-std", OPT_FLOAT, &o->enc_std, "0.5", "1-channel input std (as repae train --enc-std)", .min = 1e-6,
+        .max = 10);
+    OPT("--save-dtype", OPT_CHOICE, &o->save_dtype, "f32",
+        "dtype of encoder.safetensors (f16 halves the file; loads as float32)", .choices = "f32|f16");
+    OPT("--seed", OPT_INT64, &o->seed, "0", "random seed", .min = 0, .max = 9e18);
+    OPT("--output-dir", OPT_STRING, &o->output_dir, "exps", "where runs go");
+    OPT("--exp-name", OPT_STRING, &o->exp_name, "encoder-fmnist", "run name (a folder under --output-dir)");
+#undef OPT
+    return n;
+}
+
+/* The encoder without its head: DINOv2 keys only, config in metadata. */
+static void save_encoder(const vit *m, const char *path, const enc_options *o, double test_acc, long long step)
+{
+    const vit_config *c = &m->cfg;
+    st_writer *w = st_writer_new();
+    uint16_t *half = param_save_as(w, &m->table, m->params, "head.", !strcmp(o->save_dtype, "f16"));
+    char buf[1024];
+    snprintf(buf, sizeof buf,
+             "{\"img_size\": %d, \"patch\": %d, \"in_chans\": %d, \"embed_dim\": %d, \"depth\": %d, \"heads\": %d, "
+             "\"mlp_ratio\": %g, \"num_register_tokens\": %d, \"layerscale\": %s, \"ln_eps\": %g}",
+             c->img_size, c->patch, c->in_chans, c->embed_dim, c->depth, c->heads, c->mlp_ratio,
+             c->num_register_tokens, c->layerscale ? "true" : "false", c->ln_eps);
+    st_writer_set_metadata(w, "format", "repae-encoder");
+    st_writer_set_metadata(w, "config", buf);
+    snprintf(buf, sizeof buf, "%g", o->enc_mean);
+    st_writer_set_metadata(w, "enc_mean", buf);
+    snprintf(buf, sizeof buf, "%g", o->enc_std);
+    st_writer_set_metadata(w, "enc_std", buf);
+    snprintf(buf, sizeof buf, "%lld", step);
+    st_writer_set_metadata(w, "step", buf);
+    if (!isnan(test_acc)) {
+        snprintf(buf, sizeof buf, "%.6f", test_acc);
+        st_writer_set_metadata(w, "test_accuracy", buf);
+    }
+    st_writer_set_metadata(w, "trained_by", "repae train-encoder (supervised classification, head dropped)");
+    st_writer_save(w, path);
+    st_writer_free(w);
+    free(half);
+}
+
+int cmd_train_encoder(int argc, char **argv)
+{
+    enc_options o;
+    option_spec opts[40];
+    int n = enc_options_table(&o, opts);
+    int rest = options_parse("train-encoder", usage, opts, n, argc, argv);
+    if (rest > 1)
+        die("train-encoder: unexpected argument '%s'", argv[1]);
+    char *args_json = options_to_json(opts, n);
+
+    /* Data: the training set through train_setup_data, the test set beside it. */
+    train_options to = {.data = o.data, .data_split = "train", .image_size = o.image_size, .channels = o.channels,
+                        .max_images = o.max_images};
+    train_data data;
+    train_setup_data(&to, &data);
+    dataset test = {0};
+    bool have_test = false;
+    if (o.eval_data) {
+        test = dataset_read_shard(o.eval_data);
+        have_test = true;
+    } else if (!strcmp(o.data, "fashion-mnist")) {
+        test = dataset_fashion_mnist(FASHION_MNIST_DIR, "test", o.image_size, o.channels);
+        have_test = true;
+    }
+    if (have_test) {
+        if (o.max_eval_images > 0)
+            dataset_truncate(&test, o.max_eval_images);
+        if (test.channels != data.ds.channels || test.height != data.ds.height || test.width != data.ds.width)
+            die("train-encoder: --eval-data '%s' has %dx%dx%d images, the training data %dx%dx%d", test.source,
+                test.channels, test.height, test.width, data.ds.channels, data.ds.height, data.ds.width);
+    }
+    int C = data.ds.channels, H = data.ds.height, W = data.ds.width, K = data.ds.num_classes;
+    if (data.ds.n < o.batch_size)
+        die("train-encoder: %d training images cannot fill a batch of %d (--max-images / --batch-size)", data.ds.n,
+            o.batch_size);
+    if (K < 2)
+        die("train-encoder: '%s' has %d classes; a classifier needs at least 2", data.ds.source, K);
+
+    vit_config vc = {.img_size = o.img_size ? o.img_size : H, .patch = o.patch, .in_chans = C,
+                     .embed_dim = o.embed_dim, .depth = o.depth, .heads = o.heads, .mlp_ratio = o.mlp_ratio,
+                     .num_register_tokens = o.num_register_tokens, .layerscale = o.layerscale_init > 0,
+                     .layerscale_init = o.layerscale_init, .num_classes = K, .ln_eps = 1e-6f};
+    if (vc.img_size % vc.patch)
+        die("train-encoder --patch %d: the ViT input (%d px) must be a multiple of the patch size", o.patch,
+            vc.img_size);
+    if (o.embed_dim % o.heads)
+        die("train-encoder --heads %d: the width %d must be divisible by the head count", o.heads, o.embed_dim);
+    if (C == 1 && vc.img_size != H)
+        die("train-encoder --img-size %d: 1-channel images are not resized; use %d (the image size)", vc.img_size, H);
+    vit m;
+    vit_build(&m, &vc);
+    vit_init_params(&m, (uint64_t)o.seed + 7);
+
+    int bpe = data.ds.n / o.batch_size;
+    long long total = (long long)o.epochs * bpe;
+    if (o.max_train_steps > 0 && o.max_train_steps < total)
+        total = o.max_train_steps;
+    long long warmup = o.warmup_steps < total / 5 ? o.warmup_steps : total / 5; /* short runs still decay */
+    classifier_config cc = {.batch = o.batch_size, .lr = o.learning_rate, .weight_decay = o.weight_decay,
+                            .max_grad_norm = o.max_grad_norm, .warmup_steps = warmup, .total_steps = total,
+                            .hflip = o.hflip, .mean = o.enc_mean, .std = o.enc_std, .seed = (uint64_t)o.seed};
+    int eval_batch = have_test && test.n < o.eval_batch ? test.n : o.eval_batch;
+    classifier_trainer t;
+    classifier_trainer_init(&t, &cc, &m, C, H, W, eval_batch);
+    loader ld = loader_create(&data.ds, o.batch_size, (uint64_t)o.seed, 0, 1);
+
+    char dir[1024], path[1300];
+    snprintf(dir, sizeof dir, "%s/%s", o.output_dir, o.exp_name);
+    make_dirs(dir);
+    snprintf(path, sizeof path, "%s/args.json", dir);
+    atomic_file af = atomic_file_open(path);
+    fputs(args_json, af.fp);
+    fputc('\n', af.fp);
+    atomic_file_commit(&af);
+
+    printf("repae train-encoder: %s\n", dir);
+    printf("data: %s, %d images %dx%dx%d, %d classes; test: %s\n", data.ds.source, data.ds.n, C, H, W, K,
+           have_test ? test.source : "none");
+    printf("ViT: %d px, patch %d (%dx%d = %d tokens), width %d, depth %d, %d heads, %.3f M parameters "
+           "(%.3f M without the head)\n",
+           vc.img_size, vc.patch, m.grid, m.grid, m.npatch, vc.embed_dim, vc.depth, vc.heads,
+           param_count(&m.table, PARAM_TRAINABLE) / 1e6,
+           (param_count(&m.table, PARAM_TRAINABLE) - (size_t)K * (vc.embed_dim + 1)) / 1e6);
+    printf("schedule: %lld steps (%d per epoch), warm-up %lld, cosine to 0\n", total, bpe, warmup);
+    options_print(stdout, opts, n);
+    if (vit_heads_for_width(o.embed_dim) != o.heads)
+        printf("note: repae train will need --enc-heads %d for this encoder\n", o.heads);
+    fflush(stdout);
+
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    FILE *metrics = xfopen(path, "w");
+    char enc_path[1300];
+    snprintf(enc_path, sizeof enc_path, "%s/encoder.safetensors", dir);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    uint8_t *images = xmalloc((size_t)o.batch_size * C * H * W);
+    int32_t *labels = xmalloc((size_t)o.batch_size * sizeof(int32_t));
+    double test_acc = NAN;
+    int exit_code = 0;
+    progress pb = progress_start("train-encoder", total, "it");
+    while (t.step < total) {
+        loader_next(&ld, images, labels);
+        classifier_logs logs;
+        classifier_step(&t, images, labels, &logs);
+        fprintf(metrics,
+                "{\"step\": %lld, \"epoch\": %lld, \"loss\": %.8g, \"accuracy\": %.6g, \"grad_norm\": %.8g, "
+                "\"lr\": %.8g",
+                t.step, ld.epoch, logs.loss, logs.accuracy, logs.grad_norm, logs.lr);
+        if (!isfinite(logs.loss) || !isfinite(logs.grad_norm)) {
+            fputs("}\n", metrics);
+            progress_finish(&pb);
+            fprintf(stderr,
+                    "repae: error: the loss is %g at step %lld: training stopped (try a lower --learning-rate); "
+                    "'%s' keeps the last epoch's encoder, if any\n",
+                    logs.loss, t.step, enc_path);
+            exit_code = 1;
+            break;
+        }
+        bool epoch_end = t.step % bpe == 0 || t.step == total;
+        if (epoch_end && have_test) {
+            test_acc = (double)classifier_evaluate(&t, test.images, test.labels, test.n) / test.n;
+            fprintf(metrics, ", \"test_accuracy\": %.6f", test_acc);
+        }
+        fputs("}\n", metrics);
+        fflush(metrics);
+        progress_update(&pb, t.step, "loss %.4f acc %.3f test %.4f lr %.2e", logs.loss, logs.accuracy, test_acc,
+                        logs.lr);
+        if (epoch_end) {
+            if (have_test)
+                fprintf(stderr, "epoch %lld (step %lld): test accuracy %.4f\n",
+                        (t.step + bpe - 1) / bpe, t.step, test_acc);
+            save_encoder(&m, enc_path, &o, test_acc, t.step);
+        }
+        if (stop_requested) {
+            progress_finish(&pb);
+            save_encoder(&m, enc_path, &o, test_acc, t.step);
+            fprintf(stderr, "repae: stopped by signal %d at step %lld; the encoder so far is in '%s'\n",
+                    (int)stop_requested, t.step, enc_path);
+            break;
+        }
+    }
+    if (!stop_requested && exit_code == 0) {
+        progress_finish(&pb);
+        if (have_test)
+            printf("test accuracy: %.4f (%d images)\n", test_acc, test.n);
+        printf("encoder: %s\nmetrics: %s/metrics.jsonl\n", enc_path, dir);
+    }
+    fclose(metrics);
+    free(images), free(labels), free(args_json);
+    loader_free(&ld);
+    classifier_trainer_free(&t);
+    vit_free(&m);
+    if (have_test)
+        dataset_free(&test);
+    train_data_free(&data);
+    return exit_code;
+}

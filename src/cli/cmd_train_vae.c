@@ -1,0 +1,356 @@
+/* repae train-vae — pre-train a VAE from scratch with the regularisation
+ * loss alone (spec §7: L1 + LPIPS + KL + PatchGAN hinge), the starting point
+ * for REPA-E when no pretrained SD-VAE can be had.
+ *
+ * Same flags as `repae train` where they apply (the option table of
+ * cli/train_setup.c, filtered), same models, same loss code.  Output layout:
+ *   <output-dir>/<exp-name>/args.json
+ *   <output-dir>/<exp-name>/metrics.jsonl      one line per step (+ psnr, ssim on evaluation steps)
+ *   <output-dir>/<exp-name>/checkpoints/%07d.safetensors
+ *   <output-dir>/<exp-name>/samples/%07d.png   held-out originals above their reconstructions
+ *   <output-dir>/<exp-name>/vae.safetensors               at the end: the VAE (+ config)
+ *   <output-dir>/<exp-name>/vae-latents-stats.safetensors  latents_scale / latents_bias [1,C,1,1]
+ *   <output-dir>/<exp-name>/discriminator.safetensors     (for `repae train --disc-ckpt`)
+ */
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/commands.h"
+#include "cli/train_setup.h"
+#include "core/error.h"
+#include "core/options.h"
+#include "core/progress.h"
+#include "data/loader.h"
+#include "eval/image_metrics.h"
+#include "io/image.h"
+#include "train/vae_trainer.h"
+
+static volatile sig_atomic_t stop_requested;
+static void on_signal(int sig) { stop_requested = sig; }
+
+static const char *usage =
+    "usage: repae train-vae [options]\n"
+    "\n"
+    "Pre-trains a VAE (AutoencoderKL) from scratch with the REPA-E regularisation\n"
+    "loss alone (spec §7): L1 + LPIPS (with --lpips-ckpt) + kl-weight·KL +\n"
+    "disc-weight·hinge GAN against a PatchGAN kept in train mode; the\n"
+    "discriminator is updated with the hinge loss after each VAE update.  AdamW,\n"
+    "constant learning rates, per-module clipping, as `repae train`.\n"
+    "\n"
+    "Every --sampling-steps (and at step 1 and the end) the held-out images\n"
+    "(--preview-images of them: the other Fashion-MNIST split, or the last images\n"
+    "of a shard, which are then not trained on) are reconstructed through the\n"
+    "posterior mean: a PNG grid (originals above reconstructions) and their mean\n"
+    "PSNR/SSIM (uint8, range 255) in metrics.jsonl.  At the end the VAE is written\n"
+    "as <dir>/vae.safetensors with <dir>/vae-latents-stats.safetensors (per-channel\n"
+    "mean and 1/std of posterior samples of up to --stats-images training images),\n"
+    "ready for `repae train --vae-ckpt ... --latents-stats ...`.";
+
+/* The flags of `repae train` that mean something here. */
+static const char *const vae_flags[] = {
+    "--data", "--data-split", "--image-size", "--channels", "--max-images", "--vae", "--vae-ckpt", "--vae-ch",
+    "--vae-ch-mult", "--vae-z-channels", "--vae-num-res-blocks", "--vae-norm-groups", "--vae-attn-resolutions",
+    "--disc-ckpt", "--disc-ndf", "--disc-layers", "--no-disc", "--disc-start", "--disc-weight", "--lpips-ckpt",
+    "--perceptual-weight", "--kl-weight", "--lecam-weight", "--vae-learning-rate", "--disc-learning-rate",
+    "--max-grad-norm", "--batch-size", "--max-train-steps", "--checkpointing-steps", "--sampling-steps",
+    "--preview-images", "--seed", "--output-dir", "--exp-name", "--resume-step"};
+
+static int vae_options_table(train_options *o, option_spec *opts, int *stats_images, const char **save_dtype)
+{
+    option_spec all[TRAIN_MAX_OPTS];
+    int n_all = train_options_table(o, all, TRAIN_KIND_REPAE), n = 0;
+    for (size_t k = 0; k < sizeof vae_flags / sizeof vae_flags[0]; k++)
+        for (int i = 0; i < n_all; i++)
+            if (!strcmp(all[i].name, vae_flags[k])) {
+                opts[n] = all[i];
+                if (!strcmp(opts[n].name, "--exp-name"))
+                    opts[n].default_value = "vae-fmnist";
+                else if (!strcmp(opts[n].name, "--preview-images"))
+                    opts[n].help = "held-out images reconstructed for the grid and PSNR/SSIM";
+                else if (!strcmp(opts[n].name, "--sampling-steps"))
+                    opts[n].help = "reconstruction grid and PSNR every N steps (and at step 1)";
+                n++;
+            }
+    opts[n++] = (option_spec){"--stats-images", OPT_INT, stats_images, "10000",
+                              "training images the final latents statistics are measured on", .min = 1,
+                              .max = 1e9};
+    opts[n++] = (option_spec){"--save-dtype", OPT_CHOICE, save_dtype, "f32",
+                              "dtype of the final vae.safetensors (f16 halves the file; loads as float32)",
+                              .choices = "f32|f16"};
+    return n;
+}
+
+/* The held-out images: the other Fashion-MNIST split, or the tail of a shard
+ * (removed from the training set). */
+static dataset held_out_images(const train_options *o, train_data *data, int n)
+{
+    dataset h;
+    if (!strcmp(o->data, "fashion-mnist")) {
+        h = dataset_fashion_mnist(FASHION_MNIST_DIR, !strcmp(o->data_split, "train") ? "test" : "train",
+                                  o->image_size, o->channels);
+        dataset_truncate(&h, n);
+        return h;
+    }
+    dataset *d = &data->ds;
+    if (d->n < n + o->batch_size)
+        die("train-vae: '%s' has %d images: too few to hold out --preview-images %d and still fill a batch of %d",
+            d->source, d->n, n, o->batch_size);
+    size_t img = (size_t)d->channels * d->height * d->width;
+    h = (dataset){.n = n, .channels = d->channels, .height = d->height, .width = d->width,
+                  .num_classes = d->num_classes};
+    h.images = xmalloc((size_t)n * img);
+    h.labels = xmalloc((size_t)n * sizeof(int32_t));
+    memcpy(h.images, d->images + (size_t)(d->n - n) * img, (size_t)n * img);
+    memcpy(h.labels, d->labels + (d->n - n), (size_t)n * sizeof(int32_t));
+    h.source = xstrdup("held-out tail of the shard");
+    dataset_truncate(d, d->n - n);
+    return h;
+}
+
+/* Reconstructs the held-out images, writes the grid (row pairs: 8 originals
+ * above their 8 reconstructions) and returns the mean PSNR and SSIM. */
+static void evaluate(vae_trainer *t, const dataset *h, uint8_t *recon, uint8_t *grid, const char *png, double *psnr,
+                     double *ssim)
+{
+    int n = h->n, C = h->channels, H = h->height, W = h->width, cols = 8;
+    size_t img = (size_t)C * H * W;
+    for (int i0 = 0; i0 < n; i0 += t->eval_batch) {
+        int b = n - i0 < t->eval_batch ? n - i0 : t->eval_batch;
+        vae_trainer_reconstruct(t, h->images + (size_t)i0 * img, b, recon + (size_t)i0 * img);
+    }
+    double sp = 0, ss = 0;
+    for (int i = 0; i < n; i++) {
+        double p = psnr_u8(h->images + i * img, recon + i * img, img);
+        sp += isfinite(p) ? p : 100.0; /* a perfect image counts as 100 dB, not +inf */
+        ss += ssim_u8(h->images + i * img, recon + i * img, C, H, W);
+    }
+    *psnr = sp / n, *ssim = ss / n;
+    int rows = (n + cols - 1) / cols, k = 0;
+    memset(grid, 0, (size_t)rows * 2 * cols * img);
+    for (int r = 0; r < rows; r++)
+        for (int which = 0; which < 2; which++)
+            for (int c = 0; c < cols; c++, k++) {
+                int i = r * cols + c;
+                if (i < n)
+                    memcpy(grid + (size_t)k * img, (which ? recon : h->images) + (size_t)i * img, img);
+            }
+    image_grid_png(png, grid, rows * 2 * cols, C, H, W, cols);
+}
+
+/* vae.safetensors: the VAE's keys and its config, as `vae_save` writes them,
+ * optionally in float16. */
+static void save_final_vae(const vae *v, const char *path, bool f16, long long step, double psnr)
+{
+    char json[1024], buf[64];
+    st_writer *w = st_writer_new();
+    uint16_t *half = param_save_as(w, &v->table, v->params, NULL, f16);
+    st_writer_set_metadata(w, "format", "repae-vae");
+    st_writer_set_metadata(w, "config", vae_config_to_json(&v->cfg, json, sizeof json));
+    snprintf(buf, sizeof buf, "%lld", step);
+    st_writer_set_metadata(w, "step", buf);
+    snprintf(buf, sizeof buf, "%.4f", psnr);
+    st_writer_set_metadata(w, "held_out_psnr", buf);
+    st_writer_set_metadata(w, "trained_by", "repae train-vae");
+    st_writer_save(w, path);
+    st_writer_free(w);
+    free(half);
+}
+
+static void write_latents_stats(const char *path, const float *bias, const float *scale, int C, const char *source)
+{
+    int64_t shape[4] = {1, C, 1, 1};
+    st_writer *w = st_writer_new();
+    st_writer_add_f32(w, "latents_scale", 4, shape, scale);
+    st_writer_add_f32(w, "latents_bias", 4, shape, bias);
+    st_writer_set_metadata(w, "format", "repae-latents-stats");
+    st_writer_set_metadata(w, "source", source);
+    st_writer_save(w, path);
+    st_writer_free(w);
+}
+
+int cmd_train_vae(int argc, char **argv)
+{
+    train_options o;
+    int stats_images;
+    const char *save_dtype;
+    option_spec opts[TRAIN_MAX_OPTS];
+    int n = vae_options_table(&o, opts, &stats_images, &save_dtype);
+    options_parse("train-vae", usage, opts, n, argc, argv);
+    char *args_json = options_to_json(opts, n);
+    if (o.disc_ckpt && o.no_disc)
+        die("train-vae: --disc-ckpt and --no-disc contradict each other");
+
+    train_data data;
+    train_setup_data(&o, &data);
+    dataset held = held_out_images(&o, &data, o.preview_images);
+    if (data.ds.n < o.batch_size)
+        die("train-vae: %d training images cannot fill a batch of %d (--max-images / --batch-size)", data.ds.n,
+            o.batch_size);
+    vae v;
+    train_models nets;
+    memset(&nets, 0, sizeof nets);
+    train_build_vae(&o, &data, &v);
+    train_build_loss_nets(&o, &data, &nets);
+    int H = data.ds.height, W = data.ds.width, C = data.ds.channels;
+
+    char dir[1024], ckdir[1100], sdir[1100], path[1300];
+    snprintf(dir, sizeof dir, "%s/%s", o.output_dir, o.exp_name);
+    snprintf(ckdir, sizeof ckdir, "%s/checkpoints", dir);
+    snprintf(sdir, sizeof sdir, "%s/samples", dir);
+    make_dirs(ckdir);
+    make_dirs(sdir);
+
+    vae_trainer_config tc = vae_trainer_config_default();
+    tc.batch = o.batch_size;
+    tc.learning_rate = o.vae_learning_rate;
+    tc.disc_learning_rate = o.disc_learning_rate;
+    tc.max_grad_norm = o.max_grad_norm;
+    tc.loss.kl = o.kl_weight;
+    tc.loss.disc = o.disc_weight;
+    tc.loss.disc_start = o.disc_start;
+    tc.loss.lecam = o.lecam_weight;
+    tc.loss.perceptual = nets.lpips_params ? o.perceptual_weight : 0.0f;
+    tc.seed = (uint64_t)o.seed;
+    int eval_batch = held.n < 64 ? held.n : 64;
+    vae_trainer t;
+    vae_trainer_init(&t, &tc, &v, nets.disc_params ? &nets.disc : NULL, nets.disc_params,
+                     nets.lpips_params ? &nets.lp : NULL, nets.lpips_params, H, W, C, eval_batch);
+    loader ld = loader_create(&data.ds, o.batch_size, (uint64_t)o.seed, 0, 1);
+
+    if (o.resume_step) {
+        if (o.resume_step > 0)
+            snprintf(path, sizeof path, "%s/%07lld.safetensors", ckdir, o.resume_step);
+        else if (!latest_checkpoint(ckdir, path, sizeof path))
+            die("train-vae --resume-step -1: no checkpoint in '%s'", ckdir);
+        long long epoch;
+        int pos;
+        vae_trainer_load(&t, path, &epoch, &pos);
+        loader_seek(&ld, epoch, pos);
+        fprintf(stderr, "resumed from '%s' at step %lld\n", path, t.step);
+    } else {
+        snprintf(path, sizeof path, "%s/args.json", dir);
+        atomic_file af = atomic_file_open(path);
+        fputs(args_json, af.fp);
+        fputc('\n', af.fp);
+        atomic_file_commit(&af);
+    }
+
+    int h, w;
+    vae_latent_size(&v, H, W, &h, &w);
+    printf("repae train-vae: %s\n", dir);
+    printf("data: %s, %d images %dx%dx%d; held out: %s, %d images\n", data.ds.source, data.ds.n, C, H, W,
+           held.source, held.n);
+    printf("VAE: %.3f M parameters, latent %dx%dx%d\n", param_count(&v.table, PARAM_TRAINABLE) / 1e6,
+           v.cfg.z_channels, h, w);
+    if (nets.disc_params)
+        printf("discriminator: %.3f M parameters%s\n", param_count(&nets.disc.table, PARAM_TRAINABLE) / 1e6,
+               o.disc_ckpt ? "" : " (random init)");
+    options_print(stdout, opts, n);
+    if (!nets.lpips_params)
+        printf("note: no --lpips-ckpt: the perceptual (LPIPS) term is off\n");
+    fflush(stdout);
+
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    FILE *metrics = xfopen(path, o.resume_step ? "a" : "w");
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    size_t img = (size_t)C * H * W;
+    uint8_t *images = xmalloc((size_t)o.batch_size * img);
+    int32_t *labels = xmalloc((size_t)o.batch_size * sizeof(int32_t));
+    uint8_t *recon = xmalloc((size_t)held.n * img);
+    uint8_t *grid = xmalloc((size_t)((held.n + 7) / 8) * 16 * img);
+    double psnr = NAN, ssim = NAN;
+    progress pb = progress_start("train-vae", o.max_train_steps, "it");
+    int exit_code = 0;
+    while (t.step < o.max_train_steps) {
+        loader_next(&ld, images, labels);
+        vae_train_logs logs;
+        vae_trainer_step(&t, images, NULL, &logs);
+        double val[VAE_TRAIN_N_LOGS];
+        vae_train_logs_values(&logs, val);
+        fprintf(metrics, "{\"step\": %lld, \"epoch\": %lld", t.step, ld.epoch);
+        int bad = -1;
+        for (int k = 0; k < VAE_TRAIN_N_LOGS; k++) {
+            fprintf(metrics, ", \"%s\": %.8g", vae_train_log_names[k], val[k]);
+            if (!isfinite(val[k]) && bad < 0)
+                bad = k;
+        }
+        bool last = t.step >= o.max_train_steps;
+        if (bad < 0 && (t.step == 1 || (o.sampling_steps > 0 && t.step % o.sampling_steps == 0) || last)) {
+            snprintf(path, sizeof path, "%s/%07lld.png", sdir, t.step);
+            evaluate(&t, &held, recon, grid, path, &psnr, &ssim);
+            fprintf(metrics, ", \"psnr\": %.6f, \"ssim\": %.6f", psnr, ssim);
+        }
+        fputs("}\n", metrics);
+        fflush(metrics);
+        if (bad >= 0) {
+            progress_finish(&pb);
+            fprintf(stderr,
+                    "repae: error: %s is %g at step %lld: training stopped; the last good checkpoint in '%s' is "
+                    "intact (try a lower learning rate, or resume with --resume-step -1)\n",
+                    vae_train_log_names[bad], val[bad], t.step, ckdir);
+            exit_code = 1;
+            break;
+        }
+        progress_update(&pb, t.step, "rec %.4f kl %.1f gan %.3f d %.4f psnr %.2f", logs.loss.reconstruction_loss,
+                        logs.loss.kl_loss / (o.kl_weight > 0 ? o.kl_weight : 1), logs.loss.gan_loss,
+                        logs.loss.d_loss, psnr);
+        if ((o.checkpointing_steps > 0 && t.step % o.checkpointing_steps == 0) || last || stop_requested) {
+            snprintf(path, sizeof path, "%s/%07lld.safetensors", ckdir, t.step);
+            vae_trainer_save(&t, path, ld.epoch, ld.position, args_json);
+        }
+        if (stop_requested) {
+            progress_finish(&pb);
+            fprintf(stderr, "repae: stopped by signal %d at step %lld; checkpoint saved in '%s'\n",
+                    (int)stop_requested, t.step, ckdir);
+            break;
+        }
+    }
+    if (!stop_requested && exit_code == 0) {
+        progress_finish(&pb);
+        if (isnan(psnr)) {
+            snprintf(path, sizeof path, "%s/%07lld.png", sdir, t.step);
+            evaluate(&t, &held, recon, grid, path, &psnr, &ssim);
+        }
+        snprintf(path, sizeof path, "%s/vae.safetensors", dir);
+        save_final_vae(&v, path, !strcmp(save_dtype, "f16"), t.step, psnr);
+        char stats_path[1300];
+        snprintf(stats_path, sizeof stats_path, "%s/vae-latents-stats.safetensors", dir);
+        float bias[256], scale[256];
+        vae_latents_stats(&data.ds, &v, stats_images, bias, scale);
+        char source[128];
+        snprintf(source, sizeof source, "posterior samples of %d training images",
+                 data.ds.n < stats_images ? data.ds.n : stats_images);
+        write_latents_stats(stats_path, bias, scale, v.cfg.z_channels, source);
+        if (nets.disc_params) {
+            char dpath[1300];
+            snprintf(dpath, sizeof dpath, "%s/discriminator.safetensors", dir);
+            st_writer *dw = st_writer_new();
+            param_save(&nets.disc.table, nets.disc_params, dw, "");
+            st_writer_set_metadata(dw, "format", "repae-discriminator");
+            st_writer_save(dw, dpath);
+            st_writer_free(dw);
+        }
+        printf("held-out reconstruction (%d images, posterior mean): PSNR %.2f dB, SSIM %.4f\n", held.n, psnr, ssim);
+        printf("latents statistics:");
+        for (int c = 0; c < v.cfg.z_channels; c++)
+            printf(" [%d] mean %.4f std %.4f", c, bias[c], 1.0 / scale[c]);
+        printf("\nvae: %s\nlatents statistics: %s\ncheckpoint: %s/%07lld.safetensors\nmetrics: %s/metrics.jsonl\n",
+               path, stats_path, ckdir, t.step, dir);
+    }
+    fclose(metrics);
+    free(images), free(labels), free(recon), free(grid), free(args_json);
+    loader_free(&ld);
+    vae_trainer_free(&t);
+    vae_free(&v);
+    if (nets.disc_params)
+        disc_free(&nets.disc), free(nets.disc_params);
+    if (nets.lpips_params)
+        lpips_free(&nets.lp), free(nets.lpips_params);
+    dataset_free(&held);
+    train_data_free(&data);
+    return exit_code;
+}

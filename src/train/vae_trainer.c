@@ -1,0 +1,277 @@
+#include "train/vae_trainer.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "io/image.h"
+
+#define STREAM_VAE_EPS 0x56414500000000ull /* "VAE": the posterior noise of step k */
+
+const char *const vae_train_log_names[VAE_TRAIN_N_LOGS] = {
+    "vae_loss", "reconstruction_loss", "perceptual_loss", "kl_loss", "gan_loss", "weighted_gan_loss",
+    "discriminator_factor", "d_weight", "grad_norm_vae", "d_loss", "grad_norm_disc", "logits_real", "logits_fake",
+    "lecam_loss"};
+
+void vae_train_logs_values(const vae_train_logs *l, double *o)
+{
+    const vae_loss_logs *s = &l->loss;
+    double v[VAE_TRAIN_N_LOGS] = {l->vae_loss, s->reconstruction_loss, s->perceptual_loss, s->kl_loss, s->gan_loss,
+                                  s->weighted_gan_loss, s->discriminator_factor, s->d_weight, l->grad_norm_vae,
+                                  s->d_loss, s->grad_norm_disc, s->logits_real, s->logits_fake, s->lecam_loss};
+    memcpy(o, v, sizeof v);
+}
+
+vae_trainer_config vae_trainer_config_default(void)
+{
+    vae_trainer_config c = {0};
+    c.batch = 32;
+    c.learning_rate = c.disc_learning_rate = 1e-4f;
+    c.max_grad_norm = 1.0f;
+    c.loss = (vae_loss_weights){.reconstruction = 1.0f, .perceptual = 1.0f, .kl = 1e-6f, .disc = 0.1f,
+                                .disc_factor = 1.0f, .disc_start = 0, .lecam = 0.0f};
+    return c;
+}
+
+/* Arena bytes: the training step, or an evaluation batch, whichever is larger. */
+static size_t plan_bytes(const vae_trainer *t)
+{
+    int B = t->cfg.batch, E = t->eval_batch;
+    size_t img = (size_t)t->C * t->H * t->W, lat = (size_t)t->vae->cfg.z_channels * t->h * t->w;
+    vae_plan vp = vae_plan_memory(t->vae, VAE_PASS_TRAIN, B, t->H, t->W);
+    size_t loss = vae_loss_plan_bytes(&t->loss);
+    size_t train = 2 * arena_round(B * img * sizeof(float)) + 2 * arena_round(B * lat * sizeof(float)) + vp.saved +
+                   (vp.scratch > loss ? vp.scratch : loss);
+    size_t eval = 0;
+    if (E > 0) {
+        vae_plan pe = vae_plan_memory(t->vae, VAE_PASS_ENCODE, E, t->H, t->W);
+        vae_plan pd = vae_plan_memory(t->vae, VAE_PASS_DECODE, E, t->h, t->w);
+        size_t enc = pe.saved + pe.scratch, dec = pd.saved + pd.scratch;
+        eval = 2 * arena_round(E * img * sizeof(float)) + arena_round(E * lat * sizeof(float)) +
+               (enc > dec ? enc : dec);
+    }
+    return (train > eval ? train : eval) + (1u << 16);
+}
+
+void vae_trainer_init(vae_trainer *t, const vae_trainer_config *cfg, vae *v, discriminator *d, float *disc_params,
+                      lpips *lp, const float *lpips_params, int H, int W, int C, int eval_batch)
+{
+    memset(t, 0, sizeof *t);
+    t->cfg = *cfg;
+    t->vae = v;
+    t->H = H, t->W = W, t->C = C, t->eval_batch = eval_batch;
+    if (C != v->cfg.in_channels || C != v->cfg.out_ch)
+        die("train-vae: the VAE takes %d-channel images, the data has %d", v->cfg.in_channels, C);
+    if (lp && C != 1 && C != 3)
+        die("train-vae: LPIPS needs 1- or 3-channel images");
+    vae_latent_size(v, H, W, &t->h, &t->w);
+    t->loss = (vae_loss){.w = cfg->loss, .disc = d, .disc_params = disc_params, .lp = lp,
+                         .lpips_params = lpips_params, .B = cfg->batch, .C = C, .H = H, .W = W};
+    t->vae_grads = param_alloc(&v->table);
+    t->opt_vae = adamw_create(&v->table, cfg->learning_rate);
+    if (d) {
+        t->disc_grads = param_alloc(&d->table);
+        t->opt_disc = adamw_create(&d->table, cfg->disc_learning_rate);
+    }
+    vae_acts_init(&t->vacts, v);
+    t->ar = arena_create(plan_bytes(t));
+}
+
+void vae_trainer_free(vae_trainer *t)
+{
+    arena_free(&t->ar);
+    vae_acts_free(&t->vacts);
+    free(t->vae_grads), free(t->disc_grads);
+    adamw_free(&t->opt_vae);
+    if (t->loss.disc)
+        adamw_free(&t->opt_disc);
+}
+
+void vae_trainer_step(vae_trainer *t, const uint8_t *images, const float *eps, vae_train_logs *logs)
+{
+    const vae_trainer_config *c = &t->cfg;
+    int B = c->batch;
+    size_t n_img = (size_t)B * t->C * t->H * t->W, n_lat = (size_t)B * t->vae->cfg.z_channels * t->h * t->w;
+    arena *ar = &t->ar;
+    arena_reset(ar, 0);
+    memset(logs, 0, sizeof *logs);
+    rng vae_rng = rng_new(c->seed, STREAM_VAE_EPS + (uint64_t)t->step);
+
+    float *x = arena_floats(ar, n_img), *d_recon = arena_zeros(ar, n_img);
+    float *d_mean = arena_zeros(ar, n_lat), *d_logvar = arena_zeros(ar, n_lat);
+    for (size_t i = 0; i < n_img; i++)
+        x[i] = images[i] / 127.5f - 1.0f;
+    vae_acts *va = &t->vacts;
+    vae_forward(t->vae, va, x, eps, &vae_rng, B, t->H, t->W, ar);
+
+    logs->vae_loss = vae_generator_loss(&t->loss, t->step, x, va->recon, va->mean, va->logvar,
+                                        t->vae->cfg.z_channels * t->h * t->w, d_recon, d_mean, d_logvar, ar,
+                                        &logs->loss);
+    grad_zero(&t->vae->table, t->vae_grads);
+    vae_backward(t->vae, va, d_recon, NULL, d_mean, d_logvar, t->vae_grads, NULL, ar);
+    logs->grad_norm_vae = grad_clip(&t->vae->table, t->vae_grads, c->max_grad_norm);
+    adamw_step(&t->opt_vae, t->vae->params, t->vae_grads);
+
+    /* The reconstruction of the pre-update VAE is still on the arena. */
+    vae_discriminator_step(&t->loss, t->step, x, va->recon, t->disc_grads, &t->opt_disc, c->max_grad_norm,
+                           &t->lecam_ema_real, &t->lecam_ema_fake, ar, &logs->loss);
+    arena_reset(ar, 0);
+    t->step++;
+}
+
+void vae_trainer_reconstruct(vae_trainer *t, const uint8_t *images, int n, uint8_t *out)
+{
+    if (n < 1 || n > t->eval_batch)
+        die("vae_trainer_reconstruct: %d images, the plan is for 1..%d", n, t->eval_batch);
+    size_t n_img = (size_t)n * t->C * t->H * t->W, n_lat = (size_t)n * t->vae->cfg.z_channels * t->h * t->w;
+    arena *ar = &t->ar;
+    arena_reset(ar, 0);
+    float *x = arena_floats(ar, n_img), *recon = arena_floats(ar, n_img), *mean = arena_floats(ar, n_lat);
+    for (size_t i = 0; i < n_img; i++)
+        x[i] = images[i] / 127.5f - 1.0f;
+    vae_encode(t->vae, x, mean, NULL, NULL, n, t->H, t->W, ar);
+    vae_decode(t->vae, mean, recon, n, t->h, t->w, ar);
+    image_from_model_range(out, recon, n_img);
+    arena_reset(ar, 0);
+}
+
+/* ---- checkpoint ---- */
+
+static void meta_ll(st_writer *w, const char *key, long long v)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%lld", v);
+    st_writer_set_metadata(w, key, buf);
+}
+
+static void meta_f(st_writer *w, const char *key, float v)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%.9g", v); /* round-trips a float exactly */
+    st_writer_set_metadata(w, key, buf);
+}
+
+static long long meta_ll_get(const safetensors *st, const char *key)
+{
+    const char *v = safetensors_meta(st, key);
+    if (!v)
+        die("'%s': not a repae VAE checkpoint (metadata '%s' is missing)", st->path, key);
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (errno || *end || end == v)
+        die("'%s': metadata '%s' = '%s' is not an integer", st->path, key, v);
+    return x;
+}
+
+static float meta_f_get(const safetensors *st, const char *key)
+{
+    const char *v = safetensors_meta(st, key);
+    return v ? strtof(v, NULL) : 0.0f;
+}
+
+void vae_trainer_save(const vae_trainer *t, const char *path, long long epoch, int position, const char *args_json)
+{
+    char json[1024];
+    const discriminator *d = t->loss.disc;
+    st_writer *w = st_writer_new();
+    st_writer_set_metadata(w, "format", VAE_CHECKPOINT_FORMAT);
+    meta_ll(w, "version", VAE_CHECKPOINT_VERSION);
+    meta_ll(w, "step", t->step);
+    meta_ll(w, "epoch", epoch);
+    meta_ll(w, "position", position);
+    meta_ll(w, "opt_vae_step", t->opt_vae.step);
+    meta_ll(w, "opt_disc_step", d ? t->opt_disc.step : 0);
+    meta_f(w, "lecam_ema_real", t->lecam_ema_real);
+    meta_f(w, "lecam_ema_fake", t->lecam_ema_fake);
+    st_writer_set_metadata(w, "vae_config", vae_config_to_json(&t->vae->cfg, json, sizeof json));
+    if (args_json)
+        st_writer_set_metadata(w, "args", args_json);
+    param_save(&t->vae->table, t->vae->params, w, "vae.");
+    param_save(&t->vae->table, t->opt_vae.m, w, "opt.m.vae.");
+    param_save(&t->vae->table, t->opt_vae.v, w, "opt.v.vae.");
+    if (d) {
+        param_save(&d->table, t->loss.disc_params, w, "disc.");
+        param_save(&d->table, t->opt_disc.m, w, "opt.m.disc.");
+        param_save(&d->table, t->opt_disc.v, w, "opt.v.disc.");
+    }
+    st_writer_save(w, path);
+    st_writer_free(w);
+}
+
+void vae_trainer_load(vae_trainer *t, const char *path, long long *epoch, int *position)
+{
+    safetensors *st = safetensors_open(path);
+    const char *fmt = safetensors_meta(st, "format");
+    if (!fmt || strcmp(fmt, VAE_CHECKPOINT_FORMAT) != 0)
+        die("'%s': not a repae train-vae checkpoint (format is '%s')", path, fmt ? fmt : "missing");
+    if (meta_ll_get(st, "version") != VAE_CHECKPOINT_VERSION)
+        die("'%s': VAE checkpoint version %lld is not supported", path, meta_ll_get(st, "version"));
+    const discriminator *d = t->loss.disc;
+    param_load(&t->vae->table, t->vae->params, st, "vae.", PARAM_IGNORE_EXTRA);
+    param_load(&t->vae->table, t->opt_vae.m, st, "opt.m.vae.", PARAM_IGNORE_EXTRA);
+    param_load(&t->vae->table, t->opt_vae.v, st, "opt.v.vae.", PARAM_IGNORE_EXTRA);
+    if (d) {
+        if (!safetensors_find(st, "disc.main.0.weight"))
+            die("'%s': the checkpoint has no discriminator but this run has one (add --no-disc)", path);
+        param_load(&d->table, t->loss.disc_params, st, "disc.", PARAM_IGNORE_EXTRA);
+        param_load(&d->table, t->opt_disc.m, st, "opt.m.disc.", PARAM_IGNORE_EXTRA);
+        param_load(&d->table, t->opt_disc.v, st, "opt.v.disc.", PARAM_IGNORE_EXTRA);
+        t->opt_disc.step = meta_ll_get(st, "opt_disc_step");
+    } else if (safetensors_find(st, "disc.main.0.weight"))
+        die("'%s': the checkpoint has a discriminator but this run has none (--no-disc)", path);
+    t->step = meta_ll_get(st, "step");
+    t->opt_vae.step = meta_ll_get(st, "opt_vae_step");
+    t->lecam_ema_real = meta_f_get(st, "lecam_ema_real");
+    t->lecam_ema_fake = meta_f_get(st, "lecam_ema_fake");
+    *epoch = meta_ll_get(st, "epoch");
+    *position = (int)meta_ll_get(st, "position");
+    safetensors_close(st);
+}
+
+/* ---- latents statistics ---- */
+
+void vae_latents_stats(const dataset *ds, const vae *v, int max_images, float *bias, float *scale)
+{
+    int n = ds->n < max_images ? ds->n : max_images, B = 32, C = v->cfg.z_channels;
+    int H = ds->height, W = ds->width, h, w;
+    if (C > 256)
+        die("latents statistics for %d channels are not supported", C);
+    if (n < 1)
+        die("'%s': no images to measure the latents statistics on", ds->source);
+    vae_latent_size(v, H, W, &h, &w);
+    size_t img = (size_t)ds->channels * H * W, lat = (size_t)C * h * w;
+    vae_plan plan = vae_plan_memory(v, VAE_PASS_ENCODE, B, H, W);
+    arena ar = arena_create(plan.saved + plan.scratch);
+    float *x = xmalloc(B * img * sizeof(float)), *mean = xmalloc(B * lat * sizeof(float)),
+          *std = xmalloc(B * lat * sizeof(float));
+    double s1[256] = {0}, s2[256] = {0};
+    long long cnt = 0;
+    rng r = rng_new(0, 0x5747415453ull);
+    for (int i0 = 0; i0 < n; i0 += B) {
+        int b_n = n - i0 < B ? n - i0 : B; /* the last batch may be short */
+        for (size_t k = 0; k < b_n * img; k++)
+            x[k] = ds->images[(size_t)i0 * img + k] / 127.5f - 1.0f;
+        vae_encode(v, x, mean, NULL, std, b_n, H, W, &ar);
+        for (int b = 0; b < b_n; b++)
+            for (int c = 0; c < C; c++)
+                for (int k = 0; k < h * w; k++) {
+                    size_t idx = (size_t)b * lat + (size_t)c * h * w + k;
+                    double z = mean[idx] + std[idx] * rng_normal(&r);
+                    s1[c] += z, s2[c] += z * z;
+                }
+        cnt += b_n;
+    }
+    double m = (double)cnt * h * w;
+    for (int c = 0; c < C; c++) {
+        double mu = s1[c] / m, var = s2[c] / m - mu * mu;
+        bias[c] = (float)mu;
+        scale[c] = (float)(1.0 / sqrt(var > 1e-12 ? var : 1e-12));
+    }
+    arena_free(&ar);
+    free(x), free(mean), free(std);
+}
