@@ -2,6 +2,7 @@
  * trip, epoch permutations, exact resume, and the per-rank split. */
 #include <unistd.h>
 
+#include "core/error.h"
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "test.h"
@@ -132,11 +133,81 @@ static void test_loader_ranks_disjoint(void)
     dataset_free(&d);
 }
 
+/* ---- bad data: each a clear error naming the file ---- */
+
+static char bad_path[256];
+
+static void read_bad_shard(void *ctx)
+{
+    (void)ctx;
+    dataset d = dataset_read_shard(bad_path);
+    dataset_free(&d);
+}
+
+static void loader_too_small(void *ctx)
+{
+    dataset *d = ctx;
+    loader l = loader_create(d, 64, 0, 0, 1);
+    loader_free(&l);
+}
+
+static void read_bad_image(void *ctx)
+{
+    (void)ctx;
+    dataset d = dataset_fashion_mnist(bad_path, "train", 32, 1);
+    dataset_free(&d);
+}
+
+static void test_bad_data_errors(void)
+{
+    char dir[] = "/tmp/repae_baddata_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    dataset d = tiny_dataset(10);
+    snprintf(bad_path, sizeof bad_path, "%s/good.shard", dir);
+    dataset_write_shard(&d, bad_path);
+    /* Truncated shard: cut the labels short. */
+    size_t size;
+    char *bytes = read_file_all(bad_path, &size);
+    snprintf(bad_path, sizeof bad_path, "%s/truncated.shard", dir);
+    FILE *f = fopen(bad_path, "wb");
+    fwrite(bytes, 1, size - 7, f);
+    fclose(f);
+    expect_die("truncated shard", read_bad_shard, NULL, "truncated.shard': file is truncated");
+    /* Label out of range: the last label says 99 for a 5-class shard. */
+    snprintf(bad_path, sizeof bad_path, "%s/label.shard", dir);
+    bytes[size - 4] = 99;
+    f = fopen(bad_path, "wb");
+    fwrite(bytes, 1, size, f);
+    fclose(f);
+    expect_die("label out of range", read_bad_shard, NULL, "label 99 of image 9 is out of range");
+    /* Not a shard at all. */
+    snprintf(bad_path, sizeof bad_path, "%s/text.shard", dir);
+    f = fopen(bad_path, "wb");
+    fputs("hello, this is not a shard at all, just some text", f);
+    fclose(f);
+    expect_die("bad magic", read_bad_shard, NULL, "not a repae shard");
+    /* A dataset smaller than one batch. */
+    expect_die("dataset smaller than a batch", loader_too_small, &d, "fewer than one batch of 64");
+    /* A corrupt (truncated) Fashion-MNIST image file. */
+    snprintf(bad_path, sizeof bad_path, "%s/train-images-idx3-ubyte.gz", dir);
+    f = fopen(bad_path, "wb");
+    fputs("\x1f\x8b garbage", f);
+    fclose(f);
+    snprintf(bad_path, sizeof bad_path, "%s", dir);
+    expect_die("corrupt image file", read_bad_image, NULL, "train-images-idx3-ubyte.gz");
+    free(bytes);
+    dataset_free(&d);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0, "cleanup");
+}
+
 int main(void)
 {
     RUN(test_fashion_mnist_padded);
     RUN(test_shard_round_trip);
     RUN(test_loader_epochs_and_resume);
     RUN(test_loader_ranks_disjoint);
+    RUN(test_bad_data_errors);
     return test_summary();
 }
