@@ -50,12 +50,10 @@ int cmd_train(int argc, char **argv)
     train_setup_data(&o, &data);
     train_setup_models(&o, &data, &mdl, TRAIN_KIND_REPAE);
 
-    char dir[1024], ckdir[1100], sdir[1100], path[1300];
-    snprintf(dir, sizeof dir, "%s/%s", o.output_dir, o.exp_name);
-    snprintf(ckdir, sizeof ckdir, "%s/checkpoints", dir);
-    snprintf(sdir, sizeof sdir, "%s/samples", dir);
-    make_dirs(ckdir);
-    make_dirs(sdir);
+    run_paths rp;
+    run_paths_make(&rp, o.output_dir, o.exp_name);
+    const char *dir = rp.dir, *ckdir = rp.ckdir, *sdir = rp.sdir;
+    char path[1300];
 
     repae_config rc = repae_config_default();
     rc.batch = o.batch_size;
@@ -86,21 +84,14 @@ int cmd_train(int argc, char **argv)
     loader ld = loader_create(&data.ds, o.batch_size, (uint64_t)o.seed, 0, 1);
 
     if (o.resume_step) {
-        if (o.resume_step > 0)
-            snprintf(path, sizeof path, "%s/%07lld.safetensors", ckdir, o.resume_step);
-        else if (!latest_checkpoint(ckdir, path, sizeof path))
-            die("train --resume-step -1: no checkpoint in '%s'", ckdir);
+        resume_checkpoint_path("train", &rp, o.resume_step, path, sizeof path);
         long long epoch;
         int pos;
         checkpoint_load(&t, path, &epoch, &pos);
         loader_seek(&ld, epoch, pos);
         fprintf(stderr, "resumed from '%s' at step %lld\n", path, t.step);
     } else {
-        snprintf(path, sizeof path, "%s/args.json", dir);
-        atomic_file af = atomic_file_open(path);
-        fputs(args_json, af.fp);
-        fputc('\n', af.fp);
-        atomic_file_commit(&af);
+        write_args_json(&rp, args_json);
     }
 
     printf("repae train: %s\n", dir);

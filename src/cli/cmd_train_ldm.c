@@ -177,27 +177,19 @@ int cmd_train_ldm(int argc, char **argv)
     ldm_trainer_init(&t, &lcfg, &s, sp, have_enc ? &enc : NULL, data.ds.channels, data.ds.height, data.ds.width);
     loader ld = loader_create(&data.ds, o.batch_size, (uint64_t)o.seed, 0, 1);
 
-    char dir[1024], ckdir[1100], sdir[1100], path[1300];
-    snprintf(dir, sizeof dir, "%s/%s", o.output_dir, o.exp_name);
-    snprintf(ckdir, sizeof ckdir, "%s/checkpoints", dir);
-    snprintf(sdir, sizeof sdir, "%s/samples", dir);
-    make_dirs(ckdir);
-    make_dirs(sdir);
+    run_paths rp;
+    run_paths_make(&rp, o.output_dir, o.exp_name);
+    const char *dir = rp.dir, *ckdir = rp.ckdir, *sdir = rp.sdir;
+    char path[1300];
     if (o.resume_step) {
-        if (o.resume_step > 0)
-            snprintf(path, sizeof path, "%s/%07lld.safetensors", ckdir, o.resume_step);
-        else if (!latest_checkpoint(ckdir, path, sizeof path))
-            die("train-ldm --resume-step -1: no checkpoint in '%s'", ckdir);
+        resume_checkpoint_path("train-ldm", &rp, o.resume_step, path, sizeof path);
         long long epoch;
         int pos;
         ldm_checkpoint_load(&t, path, &epoch, &pos);
         loader_seek(&ld, epoch, pos);
         fprintf(stderr, "resumed from '%s' at step %lld\n", path, t.step);
     } else {
-        snprintf(path, sizeof path, "%s/args.json", dir);
-        atomic_file af = atomic_file_open(path);
-        fprintf(af.fp, "%s\n", args_json);
-        atomic_file_commit(&af);
+        write_args_json(&rp, args_json);
     }
     char buf[256];
     printf("repae train-ldm: %s\nlatents: %s, %d × %d×%d×%d\nSiT: %s (%.2f M parameters)\n%s\n", dir, o.latents,

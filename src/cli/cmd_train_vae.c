@@ -196,12 +196,10 @@ int cmd_train_vae(int argc, char **argv)
     train_build_loss_nets(&o, &data, &nets);
     int H = data.ds.height, W = data.ds.width, C = data.ds.channels;
 
-    char dir[1024], ckdir[1100], sdir[1100], path[1300];
-    snprintf(dir, sizeof dir, "%s/%s", o.output_dir, o.exp_name);
-    snprintf(ckdir, sizeof ckdir, "%s/checkpoints", dir);
-    snprintf(sdir, sizeof sdir, "%s/samples", dir);
-    make_dirs(ckdir);
-    make_dirs(sdir);
+    run_paths rp;
+    run_paths_make(&rp, o.output_dir, o.exp_name);
+    const char *dir = rp.dir, *ckdir = rp.ckdir, *sdir = rp.sdir;
+    char path[1300];
 
     vae_trainer_config tc = vae_trainer_config_default();
     tc.batch = o.batch_size;
@@ -221,21 +219,14 @@ int cmd_train_vae(int argc, char **argv)
     loader ld = loader_create(&data.ds, o.batch_size, (uint64_t)o.seed, 0, 1);
 
     if (o.resume_step) {
-        if (o.resume_step > 0)
-            snprintf(path, sizeof path, "%s/%07lld.safetensors", ckdir, o.resume_step);
-        else if (!latest_checkpoint(ckdir, path, sizeof path))
-            die("train-vae --resume-step -1: no checkpoint in '%s'", ckdir);
+        resume_checkpoint_path("train-vae", &rp, o.resume_step, path, sizeof path);
         long long epoch;
         int pos;
         vae_trainer_load(&t, path, &epoch, &pos);
         loader_seek(&ld, epoch, pos);
         fprintf(stderr, "resumed from '%s' at step %lld\n", path, t.step);
     } else {
-        snprintf(path, sizeof path, "%s/args.json", dir);
-        atomic_file af = atomic_file_open(path);
-        fputs(args_json, af.fp);
-        fputc('\n', af.fp);
-        atomic_file_commit(&af);
+        write_args_json(&rp, args_json);
     }
 
     int h, w;

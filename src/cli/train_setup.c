@@ -348,3 +348,30 @@ int latest_checkpoint(const char *dir, char *path, size_t size)
     snprintf(path, size, "%s/%07lld.safetensors", dir, best);
     return 1;
 }
+
+void run_paths_make(run_paths *p, const char *output_dir, const char *exp_name)
+{
+    snprintf(p->dir, sizeof p->dir, "%s/%s", output_dir, exp_name);
+    snprintf(p->ckdir, sizeof p->ckdir, "%s/checkpoints", p->dir);
+    snprintf(p->sdir, sizeof p->sdir, "%s/samples", p->dir);
+    make_dirs(p->ckdir);
+    make_dirs(p->sdir);
+}
+
+void resume_checkpoint_path(const char *command, const run_paths *p, long long step, char *path, size_t size)
+{
+    if (step > 0)
+        snprintf(path, size, "%s/%07lld.safetensors", p->ckdir, step);
+    else if (!latest_checkpoint(p->ckdir, path, size))
+        die("%s --resume-step -1: no checkpoint in '%s'", command, p->ckdir);
+}
+
+void write_args_json(const run_paths *p, const char *args_json)
+{
+    char path[1200];
+    snprintf(path, sizeof path, "%s/args.json", p->dir);
+    atomic_file af = atomic_file_open(path);
+    fputs(args_json, af.fp);
+    fputc('\n', af.fp);
+    atomic_file_commit(&af);
+}

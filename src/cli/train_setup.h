@@ -91,6 +91,18 @@ void train_print_summary(const train_options *o, const train_data *d, const trai
  * skip_prefix (NULL: none) are left out.  Readers widen F16 back to float32. */
 uint16_t *param_save_as(st_writer *w, const param_table *t, const float *params, const char *skip_prefix, bool f16);
 
+/* The folders of a run: <output-dir>/<exp-name>, its checkpoints/ and
+ * samples/ (created). */
+typedef struct run_paths {
+    char dir[1024], ckdir[1100], sdir[1100];
+} run_paths;
+void run_paths_make(run_paths *p, const char *output_dir, const char *exp_name);
+/* The checkpoint --resume-step names: step > 0 → checkpoints/NNNNNNN.safetensors,
+ * -1 → the latest one (dies, naming `command`, if there is none). */
+void resume_checkpoint_path(const char *command, const run_paths *p, long long step, char *path, size_t size);
+/* <dir>/args.json, written atomically. */
+void write_args_json(const run_paths *p, const char *args_json);
+
 /* mkdir -p; dies naming the path. */
 void make_dirs(const char *path);
 /* The highest-numbered NNNNNNN.safetensors in dir; 0 if none. */
