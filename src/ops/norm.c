@@ -27,12 +27,14 @@ static void moments(const float *x, int nchunks, size_t len, size_t stride, doub
     double s = 0;
     for (int k = 0; k < nchunks; k++) {
         const float *p = x + (size_t)k * stride;
+#pragma omp simd reduction(+ : s)
         for (size_t i = 0; i < len; i++)
             s += p[i];
     }
     double n = (double)nchunks * len, mean = s / n, ss = 0;
     for (int k = 0; k < nchunks; k++) {
         const float *p = x + (size_t)k * stride;
+#pragma omp simd reduction(+ : ss)
         for (size_t i = 0; i < len; i++) {
             double d = p[i] - mean;
             ss += d * d;
@@ -70,6 +72,7 @@ void group_norm_forward(float *out, float *mean, float *rstd, const float *x, co
             float scale = rf * w;
             const float *xc = xg + (size_t)j * HW;
             float *oc = og + (size_t)j * HW;
+#pragma omp simd
             for (int i = 0; i < HW; i++)
                 oc[i] = (xc[i] - mf) * scale + b;
         }
@@ -103,6 +106,7 @@ void group_norm_backward(float *dx, float *dweight, float *dbias, const float *d
             for (int j = 0; j < Cg; j++) {
                 const float *xc = xg + (size_t)j * HW, *dyc = dyg + (size_t)j * HW;
                 double s_dy = 0, s_dy_xc = 0;
+#pragma omp simd reduction(+ : s_dy, s_dy_xc)
                 for (int i = 0; i < HW; i++) {
                     s_dy += dyc[i];
                     s_dy_xc += (double)dyc[i] * (xc[i] - mf);
@@ -124,6 +128,7 @@ void group_norm_backward(float *dx, float *dweight, float *dbias, const float *d
                 float w = weight ? weight[c0 + j] : 1.0f;
                 const float *xc = xg + (size_t)j * HW, *dyc = dyg + (size_t)j * HW;
                 float *dxc = dxg + (size_t)j * HW;
+#pragma omp simd
                 for (int i = 0; i < HW; i++) {
                     float xhat = (xc[i] - mf) * rf;
                     dxc[i] += rf * (dyc[i] * w - m1 - xhat * m2);
