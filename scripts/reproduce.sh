@@ -19,6 +19,7 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 STEPS=${STEPS:-3000}
 EVALS=${EVALS:-3}
 N_SAMPLES=${N_SAMPLES:-5000}
+SAMPLE_STEPS=${SAMPLE_STEPS:-100}
 BATCH=${BATCH:-32}
 SEED=${SEED:-0}
 OUT=${OUT:-out/reproduce}
@@ -42,7 +43,7 @@ evaluate() { # run-name checkpoint-dir
     local run=$1 dir=$2 step ck
     for ck in "$dir"/checkpoints/*.safetensors; do
         step=$(basename "$ck" .safetensors)
-        $R sample --ckpt "$ck" --mode sde --num-steps 100 --cfg-scale 1 --num-samples "$N_SAMPLES" --balanced \
+        $R sample --ckpt "$ck" --mode sde --num-steps "$SAMPLE_STEPS" --cfg-scale 1 --num-samples "$N_SAMPLES" --balanced \
             --no-png --grid 100 --global-seed 1 --sample-dir "$OUT/samples" --name "${run}_$step" >/dev/null
         $R eval --samples "$OUT/samples/${run}_$step.npz" --ref "$OUT/test.npz" --feature-net vit \
             --weights $W/fmnist-evalnet.safetensors --pr-ref-images 5000 --json "$OUT/$run-$step.json" >/dev/null
