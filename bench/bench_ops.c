@@ -3,93 +3,31 @@
  * usage: bench_ops [TORCH_RESULTS]
  * TORCH_RESULTS holds lines "name milliseconds" written by
  * dev/ref/bench_torch.py in the same `make bench` run; the table then shows
- * the ratio torch_ms / our_ms (above 1 = we are faster).
+ * the ratio torch_ms / our_ms (above 1 = we are faster).  The kernels run
+ * in one process, so no per-kernel peak RSS is given.
  * This is a benchmark, not a test: it never fails on speed.
  */
-#include <math.h>
-#include <omp.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-
-#include "core/error.h"
-#include "core/rng.h"
+#include "bench_common.h"
 #include "ops/act.h"
 #include "ops/attention.h"
 #include "ops/conv2d.h"
 #include "ops/gemm.h"
 #include "ops/norm.h"
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
+static float *randn(size_t n, uint64_t seed) { return bench_randn(n, seed); }
 
-static float *randn(size_t n, uint64_t seed)
-{
-    float *x = xmalloc(n * sizeof(float));
-    rng r = rng_new(seed, 0);
-    rng_normal_fill(&r, x, n);
-    return x;
-}
-
-/* Median of `reps` timed runs after one warm-up. */
-static double time_median(void (*fn)(void *), void *ctx, int reps)
-{
-    double t[64];
-    fn(ctx);
-    for (int i = 0; i < reps; i++) {
-        double t0 = now_ms();
-        fn(ctx);
-        t[i] = now_ms() - t0;
-    }
-    for (int i = 1; i < reps; i++)
-        for (int j = i; j > 0 && t[j - 1] > t[j]; j--) {
-            double s = t[j];
-            t[j] = t[j - 1];
-            t[j - 1] = s;
-        }
-    return t[reps / 2];
-}
-
-/* ---- torch results ---- */
-#define MAX_RESULTS 64
-static char torch_names[MAX_RESULTS][64];
-static double torch_ms[MAX_RESULTS];
-static int n_torch;
-
-static void load_torch(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        warn("no PyTorch results at '%s': ratios are left out", path);
-        return;
-    }
-    while (n_torch < MAX_RESULTS && fscanf(f, "%63s %lf", torch_names[n_torch], &torch_ms[n_torch]) == 2)
-        n_torch++;
-    fclose(f);
-}
-
-static double torch_lookup(const char *name)
-{
-    for (int i = 0; i < n_torch; i++)
-        if (!strcmp(torch_names[i], name))
-            return torch_ms[i];
-    return NAN;
-}
-
+/* One table row; the note gives both sides' GFLOP/s when the FLOPs are known. */
 static void report(const char *name, double ms, double gflop)
 {
-    double t = torch_lookup(name);
-    printf("%-34s %10.2f ms %8.1f GFLOP/s", name, ms, gflop > 0 ? gflop / (ms / 1e3) : 0.0);
-    if (!isnan(t))
-        printf("   torch %10.2f ms   ratio %5.2fx\n", t, t / ms);
-    else
-        printf("   torch        n/a\n");
-    fflush(stdout);
+    char note[128] = "";
+    if (gflop > 0) {
+        double t = torch_ms_of(name);
+        if (isnan(t))
+            snprintf(note, sizeof note, "GFLOP/s ours %.1f", gflop / (ms / 1e3));
+        else
+            snprintf(note, sizeof note, "GFLOP/s ours %.1f, torch %.1f", gflop / (ms / 1e3), gflop / (t / 1e3));
+    }
+    bench_row(name, ms, -1, note);
 }
 
 /* ---- gemm ---- */
@@ -105,7 +43,7 @@ static void bench_gemm(int M, int N, int K)
     gemm_ctx c = {M, N, K, randn((size_t)M * K, 1), randn((size_t)N * K, 2), xmalloc((size_t)M * N * 4)};
     char name[64];
     snprintf(name, sizeof name, "gemm_%dx%dx%d", M, N, K);
-    report(name, time_median(run_gemm, &c, 9), 2.0 * M * N * K / 1e9);
+    report(name, time_median(run_gemm, &c, bench_reps(9)), 2.0 * M * N * K / 1e9);
     free(c.A), free(c.B), free(c.C);
 }
 
@@ -129,7 +67,7 @@ static void bench_conv3x3(int B, int C, int H)
     char name[64];
     snprintf(name, sizeof name, "conv3x3_fwd_bwd_B%d_C%d_%d", B, C, H);
     /* forward 1 gemm, backward 2 gemms of the same size */
-    report(name, time_median(run_conv, &c, 5), 3 * 2.0 * B * C * C * 9.0 * H * H / 1e9);
+    report(name, time_median(run_conv, &c, bench_reps(5)), 3 * 2.0 * B * C * C * 9.0 * H * H / 1e9);
     free(c.x), free(c.w), free(c.b), free(c.dout), free(c.out), free(c.dx), free(c.dw), free(c.db), free(c.ws);
 }
 
@@ -154,7 +92,7 @@ static void bench_groupnorm_silu(int B, int C, int H)
                 xcalloc(C, 4), xcalloc(C, 4)};
     char name[64];
     snprintf(name, sizeof name, "groupnorm_silu_fwd_bwd_B%d_C%d_%d", B, C, H);
-    report(name, time_median(run_gn, &c, 9), 0);
+    report(name, time_median(run_gn, &c, bench_reps(9)), 0);
     free(c.x), free(c.w), free(c.b), free(c.h), free(c.y), free(c.mean), free(c.rstd), free(c.dy), free(c.dh),
         free(c.dx), free(c.dw), free(c.db);
 }
@@ -179,7 +117,7 @@ static void bench_attention(int B, int T, int NH, int HD)
     char name[64];
     snprintf(name, sizeof name, "attention_fwd_bwd_B%d_T%d_D%d_H%d", B, T, D, NH);
     /* fwd: QK^T and PV; bwd: dP, dV, dQ, dK: 6 gemms of 2*T*T*HD per head */
-    report(name, time_median(run_attn, &c, 7), 6 * 2.0 * B * NH * (double)T * T * HD / 1e9);
+    report(name, time_median(run_attn, &c, bench_reps(7)), 6 * 2.0 * B * NH * (double)T * T * HD / 1e9);
     free(c.qkv), free(c.out), free(c.probs), free(c.dout), free(c.dqkv), free(c.ws);
 }
 
@@ -187,8 +125,8 @@ int main(int argc, char **argv)
 {
     if (argc > 1)
         load_torch(argv[1]);
-    printf("repae kernels vs PyTorch %s, %d OpenMP threads (ratio = torch time / our time)\n",
-           argc > 1 ? "(same run)" : "(no torch results)", omp_get_max_threads());
+    fprintf(stderr, "bench_ops: repae kernels, %d OpenMP threads%s\n", omp_get_max_threads(),
+            argc > 1 ? "" : " (no torch results)");
     bench_gemm(1024, 1024, 1024);
     bench_gemm(1024, 3072, 768);
     bench_conv3x3(4, 128, 64);

@@ -1,9 +1,12 @@
 """PyTorch 1.13 timings for the shapes bench/bench_ops.c measures.
 
-Prints "name milliseconds" lines (median of the same number of runs as the
-C side, after one warm-up).  Run by `make bench` with 2 threads and
+Prints "name milliseconds -1 others_percent" lines (median of the same
+number of runs as the C side, after one warm-up; -1: no per-kernel peak
+RSS; others_percent: share of all cores' time used by OTHER processes
+during the timed runs).  BENCH_REPS overrides the repetitions.  Run by `make bench` with 2 threads and
 OMP_WAIT_POLICY=PASSIVE, as the project compares on this 2-core machine.
 """
+import os
 import sys
 import time
 
@@ -14,19 +17,47 @@ torch.set_num_threads(int(sys.argv[1]) if len(sys.argv) > 1 else 2)
 torch.manual_seed(0)
 
 
+def _cpu_snap():
+    """(wall s, busy ticks of all cores, this process's ticks) from /proc (None if unreadable)."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
+        busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
+        with open("/proc/self/stat") as f:
+            rest = f.read().rsplit(")", 1)[1].split()
+        return time.perf_counter(), busy, int(rest[11]) + int(rest[12])  # utime, stime
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _others_percent(a, b):
+    """Share (%) of all cores' time between snapshots a and b used by OTHER processes, -1 if unknown."""
+    if a is None or b is None or b[0] <= a[0]:
+        return -1.0
+    hz, ncpu = os.sysconf("SC_CLK_TCK"), os.sysconf("SC_NPROCESSORS_ONLN")
+    return max(0.0, 100.0 * ((b[1] - a[1]) - (b[2] - a[2])) / (hz * ncpu * (b[0] - a[0])))
+
+
+OTHERS = [-1.0]
+
+
 def median_ms(fn, reps):
+    r = os.environ.get("BENCH_REPS", "")
+    reps = max(1, int(r)) if r else reps
     fn()
     ts = []
+    c0 = _cpu_snap()
     for _ in range(reps):
         t0 = time.perf_counter()
         fn()
         ts.append((time.perf_counter() - t0) * 1e3)
+    OTHERS[0] = _others_percent(c0, _cpu_snap())
     ts.sort()
     return ts[reps // 2]
 
 
 def report(name, ms):
-    print(f"{name} {ms:.4f}", flush=True)
+    print(f"{name} {ms:.4f} -1 {OTHERS[0]:.1f}", flush=True)
 
 
 def bench_gemm(M, N, K):
