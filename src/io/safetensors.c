@@ -489,3 +489,36 @@ void st_writer_free(st_writer *w)
     free(w->meta);
     free(w);
 }
+
+long long safetensors_meta_ll(const safetensors *st, const char *key)
+{
+    const char *v = safetensors_meta(st, key);
+    if (!v)
+        die("'%s': metadata '%s' is missing (not a file of the expected kind?)", st->path, key);
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (errno || end == v || *end)
+        die("'%s': metadata '%s' = '%s' is not an integer", st->path, key, v);
+    return x;
+}
+
+float safetensors_meta_f32(const safetensors *st, const char *key, float fallback)
+{
+    const char *v = safetensors_meta(st, key);
+    return v ? strtof(v, NULL) : fallback;
+}
+
+void st_writer_set_metadata_ll(st_writer *w, const char *key, long long value)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%lld", value);
+    st_writer_set_metadata(w, key, buf);
+}
+
+void st_writer_set_metadata_f32(st_writer *w, const char *key, float value)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%.9g", value); /* 9 significant digits: exact for a float */
+    st_writer_set_metadata(w, key, buf);
+}

@@ -64,6 +64,10 @@ const st_tensor *safetensors_find(const safetensors *st, const char *name);
 /* Like find, but dies naming the file if the tensor is absent. */
 const st_tensor *safetensors_require(const safetensors *st, const char *name);
 const char *safetensors_meta(const safetensors *st, const char *key); /* NULL if absent */
+/* Integer metadata; dies naming the file and key if it is absent or not an integer. */
+long long safetensors_meta_ll(const safetensors *st, const char *key);
+/* Float metadata, or `fallback` if absent. */
+float safetensors_meta_f32(const safetensors *st, const char *key, float fallback);
 
 /* Converts any float or integer dtype to float32 into dst (numel floats). */
 void safetensors_read_f32(const safetensors *st, const st_tensor *t, float *dst);
@@ -87,6 +91,8 @@ void st_writer_add(st_writer *w, const char *name, st_dtype dtype, int ndim, con
 void st_writer_add_f32(st_writer *w, const char *name, int ndim, const int64_t *shape, const float *data);
 void st_writer_add_i64(st_writer *w, const char *name, int ndim, const int64_t *shape, const int64_t *data);
 void st_writer_set_metadata(st_writer *w, const char *key, const char *value);
+void st_writer_set_metadata_ll(st_writer *w, const char *key, long long value);
+void st_writer_set_metadata_f32(st_writer *w, const char *key, float value); /* round-trips exactly */
 void st_writer_save(st_writer *w, const char *path);
 void st_writer_free(st_writer *w);
 

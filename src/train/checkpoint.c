@@ -7,33 +7,19 @@
 
 #include "core/error.h"
 
-static void meta_ll(st_writer *w, const char *key, long long v)
-{
-    char buf[32];
-    snprintf(buf, sizeof buf, "%lld", v);
-    st_writer_set_metadata(w, key, buf);
-}
-
-static void meta_f(st_writer *w, const char *key, float v)
-{
-    char buf[32];
-    snprintf(buf, sizeof buf, "%.9g", v); /* round-trips a float exactly */
-    st_writer_set_metadata(w, key, buf);
-}
-
 void checkpoint_save(const repae_trainer *t, const char *path, long long epoch, int position, const char *args_json)
 {
     st_writer *w = st_writer_new();
     st_writer_set_metadata(w, "format", CHECKPOINT_FORMAT);
-    meta_ll(w, "version", CHECKPOINT_VERSION);
-    meta_ll(w, "step", t->step);
-    meta_ll(w, "epoch", epoch);
-    meta_ll(w, "position", position);
-    meta_ll(w, "opt_step", t->opt_sit.step);
-    meta_ll(w, "opt_vae_step", t->opt_vae.step);
-    meta_ll(w, "opt_disc_step", t->disc ? t->opt_disc.step : 0);
-    meta_f(w, "lecam_ema_real", t->lecam_ema_real);
-    meta_f(w, "lecam_ema_fake", t->lecam_ema_fake);
+    st_writer_set_metadata_ll(w, "version", CHECKPOINT_VERSION);
+    st_writer_set_metadata_ll(w, "step", t->step);
+    st_writer_set_metadata_ll(w, "epoch", epoch);
+    st_writer_set_metadata_ll(w, "position", position);
+    st_writer_set_metadata_ll(w, "opt_step", t->opt_sit.step);
+    st_writer_set_metadata_ll(w, "opt_vae_step", t->opt_vae.step);
+    st_writer_set_metadata_ll(w, "opt_disc_step", t->disc ? t->opt_disc.step : 0);
+    st_writer_set_metadata_f32(w, "lecam_ema_real", t->lecam_ema_real);
+    st_writer_set_metadata_f32(w, "lecam_ema_fake", t->lecam_ema_fake);
     if (args_json)
         st_writer_set_metadata(w, "args", args_json);
     param_save(&t->sit->table, t->sit_params, w, "model.");
@@ -52,33 +38,14 @@ void checkpoint_save(const repae_trainer *t, const char *path, long long epoch, 
     st_writer_free(w);
 }
 
-static long long meta_ll_get(const safetensors *st, const char *key)
-{
-    const char *v = safetensors_meta(st, key);
-    if (!v)
-        die("'%s': not a repae checkpoint (metadata '%s' is missing)", st->path, key);
-    char *end;
-    errno = 0;
-    long long x = strtoll(v, &end, 10);
-    if (errno || *end)
-        die("'%s': metadata '%s' = '%s' is not an integer", st->path, key, v);
-    return x;
-}
-
-static float meta_f_get(const safetensors *st, const char *key)
-{
-    const char *v = safetensors_meta(st, key);
-    return v ? strtof(v, NULL) : 0.0f;
-}
-
 void checkpoint_load(repae_trainer *t, const char *path, long long *epoch, int *position)
 {
     safetensors *st = safetensors_open(path);
     const char *fmt = safetensors_meta(st, "format");
     if (!fmt || strcmp(fmt, CHECKPOINT_FORMAT) != 0)
         die("'%s': not a repae training checkpoint (format is '%s')", path, fmt ? fmt : "missing");
-    if (meta_ll_get(st, "version") != CHECKPOINT_VERSION)
-        die("'%s': checkpoint version %lld is not supported", path, meta_ll_get(st, "version"));
+    if (safetensors_meta_ll(st, "version") != CHECKPOINT_VERSION)
+        die("'%s': checkpoint version %lld is not supported", path, safetensors_meta_ll(st, "version"));
     param_load(&t->sit->table, t->sit_params, st, "model.", PARAM_IGNORE_EXTRA);
     param_load(&t->sit->table, t->ema_params, st, "ema.", PARAM_IGNORE_EXTRA);
     param_load(&t->vae->table, t->vae->params, st, "vae.", PARAM_IGNORE_EXTRA);
@@ -90,16 +57,16 @@ void checkpoint_load(repae_trainer *t, const char *path, long long *epoch, int *
         param_load(&t->disc->table, t->disc_params, st, "disc.", PARAM_IGNORE_EXTRA);
         param_load(&t->disc->table, t->opt_disc.m, st, "opt.m.disc.", PARAM_IGNORE_EXTRA);
         param_load(&t->disc->table, t->opt_disc.v, st, "opt.v.disc.", PARAM_IGNORE_EXTRA);
-        t->opt_disc.step = meta_ll_get(st, "opt_disc_step");
+        t->opt_disc.step = safetensors_meta_ll(st, "opt_disc_step");
     } else if (safetensors_find(st, "disc.main.0.weight"))
         die("'%s': the checkpoint has a discriminator but this run has none", path);
-    t->step = meta_ll_get(st, "step");
-    t->opt_sit.step = meta_ll_get(st, "opt_step");
-    t->opt_vae.step = meta_ll_get(st, "opt_vae_step");
-    t->lecam_ema_real = meta_f_get(st, "lecam_ema_real");
-    t->lecam_ema_fake = meta_f_get(st, "lecam_ema_fake");
-    *epoch = meta_ll_get(st, "epoch");
-    *position = (int)meta_ll_get(st, "position");
+    t->step = safetensors_meta_ll(st, "step");
+    t->opt_sit.step = safetensors_meta_ll(st, "opt_step");
+    t->opt_vae.step = safetensors_meta_ll(st, "opt_vae_step");
+    t->lecam_ema_real = safetensors_meta_f32(st, "lecam_ema_real", 0.0f);
+    t->lecam_ema_fake = safetensors_meta_f32(st, "lecam_ema_fake", 0.0f);
+    *epoch = safetensors_meta_ll(st, "epoch");
+    *position = (int)safetensors_meta_ll(st, "position");
     safetensors_close(st);
 }
 
@@ -108,11 +75,11 @@ void ldm_checkpoint_save(const ldm_trainer *t, const char *path, long long epoch
     st_writer *w = st_writer_new();
     st_writer_set_metadata(w, "format", CHECKPOINT_FORMAT);
     st_writer_set_metadata(w, "kind", "ldm");
-    meta_ll(w, "version", CHECKPOINT_VERSION);
-    meta_ll(w, "step", t->step);
-    meta_ll(w, "epoch", epoch);
-    meta_ll(w, "position", position);
-    meta_ll(w, "opt_step", t->opt.step);
+    st_writer_set_metadata_ll(w, "version", CHECKPOINT_VERSION);
+    st_writer_set_metadata_ll(w, "step", t->step);
+    st_writer_set_metadata_ll(w, "epoch", epoch);
+    st_writer_set_metadata_ll(w, "position", position);
+    st_writer_set_metadata_ll(w, "opt_step", t->opt.step);
     if (args_json)
         st_writer_set_metadata(w, "args", args_json);
     param_save(&t->sit->table, t->sit_params, w, "model.");
@@ -133,9 +100,9 @@ void ldm_checkpoint_load(ldm_trainer *t, const char *path, long long *epoch, int
     param_load(&t->sit->table, t->ema_params, st, "ema.", PARAM_IGNORE_EXTRA);
     param_load(&t->sit->table, t->opt.m, st, "opt.m.model.", PARAM_IGNORE_EXTRA);
     param_load(&t->sit->table, t->opt.v, st, "opt.v.model.", PARAM_IGNORE_EXTRA);
-    t->step = meta_ll_get(st, "step");
-    t->opt.step = meta_ll_get(st, "opt_step");
-    *epoch = meta_ll_get(st, "epoch");
-    *position = (int)meta_ll_get(st, "position");
+    t->step = safetensors_meta_ll(st, "step");
+    t->opt.step = safetensors_meta_ll(st, "opt_step");
+    *epoch = safetensors_meta_ll(st, "epoch");
+    *position = (int)safetensors_meta_ll(st, "position");
     safetensors_close(st);
 }

@@ -141,53 +141,20 @@ void vae_trainer_reconstruct(vae_trainer *t, const uint8_t *images, int n, uint8
 
 /* ---- checkpoint ---- */
 
-static void meta_ll(st_writer *w, const char *key, long long v)
-{
-    char buf[32];
-    snprintf(buf, sizeof buf, "%lld", v);
-    st_writer_set_metadata(w, key, buf);
-}
-
-static void meta_f(st_writer *w, const char *key, float v)
-{
-    char buf[32];
-    snprintf(buf, sizeof buf, "%.9g", v); /* round-trips a float exactly */
-    st_writer_set_metadata(w, key, buf);
-}
-
-static long long meta_ll_get(const safetensors *st, const char *key)
-{
-    const char *v = safetensors_meta(st, key);
-    if (!v)
-        die("'%s': not a repae VAE checkpoint (metadata '%s' is missing)", st->path, key);
-    char *end;
-    errno = 0;
-    long long x = strtoll(v, &end, 10);
-    if (errno || *end || end == v)
-        die("'%s': metadata '%s' = '%s' is not an integer", st->path, key, v);
-    return x;
-}
-
-static float meta_f_get(const safetensors *st, const char *key)
-{
-    const char *v = safetensors_meta(st, key);
-    return v ? strtof(v, NULL) : 0.0f;
-}
-
 void vae_trainer_save(const vae_trainer *t, const char *path, long long epoch, int position, const char *args_json)
 {
     char json[1024];
     const discriminator *d = t->loss.disc;
     st_writer *w = st_writer_new();
     st_writer_set_metadata(w, "format", VAE_CHECKPOINT_FORMAT);
-    meta_ll(w, "version", VAE_CHECKPOINT_VERSION);
-    meta_ll(w, "step", t->step);
-    meta_ll(w, "epoch", epoch);
-    meta_ll(w, "position", position);
-    meta_ll(w, "opt_vae_step", t->opt_vae.step);
-    meta_ll(w, "opt_disc_step", d ? t->opt_disc.step : 0);
-    meta_f(w, "lecam_ema_real", t->lecam_ema_real);
-    meta_f(w, "lecam_ema_fake", t->lecam_ema_fake);
+    st_writer_set_metadata_ll(w, "version", VAE_CHECKPOINT_VERSION);
+    st_writer_set_metadata_ll(w, "step", t->step);
+    st_writer_set_metadata_ll(w, "epoch", epoch);
+    st_writer_set_metadata_ll(w, "position", position);
+    st_writer_set_metadata_ll(w, "opt_vae_step", t->opt_vae.step);
+    st_writer_set_metadata_ll(w, "opt_disc_step", d ? t->opt_disc.step : 0);
+    st_writer_set_metadata_f32(w, "lecam_ema_real", t->lecam_ema_real);
+    st_writer_set_metadata_f32(w, "lecam_ema_fake", t->lecam_ema_fake);
     st_writer_set_metadata(w, "vae_config", vae_config_to_json(&t->vae->cfg, json, sizeof json));
     if (args_json)
         st_writer_set_metadata(w, "args", args_json);
@@ -209,8 +176,8 @@ void vae_trainer_load(vae_trainer *t, const char *path, long long *epoch, int *p
     const char *fmt = safetensors_meta(st, "format");
     if (!fmt || strcmp(fmt, VAE_CHECKPOINT_FORMAT) != 0)
         die("'%s': not a repae train-vae checkpoint (format is '%s')", path, fmt ? fmt : "missing");
-    if (meta_ll_get(st, "version") != VAE_CHECKPOINT_VERSION)
-        die("'%s': VAE checkpoint version %lld is not supported", path, meta_ll_get(st, "version"));
+    if (safetensors_meta_ll(st, "version") != VAE_CHECKPOINT_VERSION)
+        die("'%s': VAE checkpoint version %lld is not supported", path, safetensors_meta_ll(st, "version"));
     const discriminator *d = t->loss.disc;
     param_load(&t->vae->table, t->vae->params, st, "vae.", PARAM_IGNORE_EXTRA);
     param_load(&t->vae->table, t->opt_vae.m, st, "opt.m.vae.", PARAM_IGNORE_EXTRA);
@@ -221,15 +188,15 @@ void vae_trainer_load(vae_trainer *t, const char *path, long long *epoch, int *p
         param_load(&d->table, t->loss.disc_params, st, "disc.", PARAM_IGNORE_EXTRA);
         param_load(&d->table, t->opt_disc.m, st, "opt.m.disc.", PARAM_IGNORE_EXTRA);
         param_load(&d->table, t->opt_disc.v, st, "opt.v.disc.", PARAM_IGNORE_EXTRA);
-        t->opt_disc.step = meta_ll_get(st, "opt_disc_step");
+        t->opt_disc.step = safetensors_meta_ll(st, "opt_disc_step");
     } else if (safetensors_find(st, "disc.main.0.weight"))
         die("'%s': the checkpoint has a discriminator but this run has none (--no-disc)", path);
-    t->step = meta_ll_get(st, "step");
-    t->opt_vae.step = meta_ll_get(st, "opt_vae_step");
-    t->lecam_ema_real = meta_f_get(st, "lecam_ema_real");
-    t->lecam_ema_fake = meta_f_get(st, "lecam_ema_fake");
-    *epoch = meta_ll_get(st, "epoch");
-    *position = (int)meta_ll_get(st, "position");
+    t->step = safetensors_meta_ll(st, "step");
+    t->opt_vae.step = safetensors_meta_ll(st, "opt_vae_step");
+    t->lecam_ema_real = safetensors_meta_f32(st, "lecam_ema_real", 0.0f);
+    t->lecam_ema_fake = safetensors_meta_f32(st, "lecam_ema_fake", 0.0f);
+    *epoch = safetensors_meta_ll(st, "epoch");
+    *position = (int)safetensors_meta_ll(st, "position");
     safetensors_close(st);
 }
 
