@@ -6,9 +6,12 @@
  * machine's CPU time (all cores) that OTHER processes used, from /proc/stat
  * minus our own /proc/self/stat; the table shows it for both sides so that
  * a number taken while someone else was compiling is visible as such.
+ * Spread: (slowest − fastest) / median of the timed runs, both sides, also
+ * in the table: the machine is a shared VM, and noise from the host is not
+ * visible to the others' CPU measure.
  * PyTorch results: a file of lines "name milliseconds [peak_rss_kib
- * [others_percent]]" that dev/ref/bench_torch*.py wrote earlier in the same
- * `make bench` run.
+ * [others_percent [spread_percent]]]" that dev/ref/bench_torch*.py wrote
+ * earlier in the same `make bench` run.
  * Table: every result is printed as one row of the final table (fixed
  * columns, see BENCH_ROW_FMT) on stdout and, if BENCH_TABLE names a file,
  * appended there too; run_bench.sh prints that file at the end.
@@ -85,8 +88,10 @@ static inline double cpu_others_frac(cpu_snap a, cpu_snap b)
 
 /* Of the latest time_median (or a caller's own loop): see cpu_others_frac. */
 static double bench_others = NAN;
+/* Of the latest median_of: (slowest − fastest) / median of the timed runs, NAN for one run. */
+static double bench_spread = NAN;
 
-/* Sorts t[0..n) and returns the median. */
+/* Sorts t[0..n) and returns the median (and sets bench_spread). */
 static inline double median_of(double *t, int n)
 {
     for (int i = 1; i < n; i++)
@@ -95,6 +100,7 @@ static inline double median_of(double *t, int n)
             t[j] = t[j - 1];
             t[j - 1] = s;
         }
+    bench_spread = n > 1 ? (t[n - 1] - t[0]) / t[n / 2] : NAN;
     return t[n / 2];
 }
 
@@ -138,7 +144,7 @@ static inline double peak_rss_kib(void)
 #define BENCH_MAX_RESULTS 128
 static char bench_torch_names[BENCH_MAX_RESULTS][80];
 static double bench_torch_ms[BENCH_MAX_RESULTS], bench_torch_rss[BENCH_MAX_RESULTS],
-    bench_torch_others[BENCH_MAX_RESULTS];
+    bench_torch_others[BENCH_MAX_RESULTS], bench_torch_spread[BENCH_MAX_RESULTS];
 static int bench_n_torch;
 
 static inline void load_torch(const char *path)
@@ -151,43 +157,53 @@ static inline void load_torch(const char *path)
     char line[512];
     while (bench_n_torch < BENCH_MAX_RESULTS && fgets(line, sizeof line, f)) {
         char name[80];
-        double ms, rss = -1, others = NAN;
-        int k = sscanf(line, "%79s %lf %lf %lf", name, &ms, &rss, &others);
+        double ms, rss = -1, others = NAN, spread = NAN;
+        int k = sscanf(line, "%79s %lf %lf %lf %lf", name, &ms, &rss, &others, &spread);
         if (k < 2)
             continue;
         int i = bench_n_torch++;
         snprintf(bench_torch_names[i], sizeof bench_torch_names[i], "%s", name);
         bench_torch_ms[i] = ms;
         bench_torch_rss[i] = k >= 3 ? rss : -1;
-        bench_torch_others[i] = k >= 4 ? others / 100 : NAN;
+        bench_torch_others[i] = k >= 4 && others >= 0 ? others / 100 : NAN;
+        bench_torch_spread[i] = k >= 5 && spread >= 0 ? spread / 100 : NAN;
     }
     fclose(f);
 }
 
 /* Torch milliseconds (NAN if absent); *rss_kib = its peak RSS or -1,
- * *others = its others' CPU share or NAN (either pointer may be NULL). */
-static inline double torch_lookup3(const char *name, double *rss_kib, double *others)
+ * *others = its others' CPU share or NAN, *spread = its spread or NAN
+ * (any pointer may be NULL). */
+static inline double torch_lookup4(const char *name, double *rss_kib, double *others, double *spread)
 {
     if (rss_kib)
         *rss_kib = -1;
     if (others)
         *others = NAN;
+    if (spread)
+        *spread = NAN;
     for (int i = bench_n_torch - 1; i >= 0; i--) /* the latest line wins (reruns append) */
         if (!strcmp(bench_torch_names[i], name)) {
             if (rss_kib)
                 *rss_kib = bench_torch_rss[i];
             if (others)
                 *others = bench_torch_others[i];
+            if (spread)
+                *spread = bench_torch_spread[i];
             return bench_torch_ms[i];
         }
     return NAN;
 }
 
-static inline double torch_lookup(const char *name, double *rss_kib) { return torch_lookup3(name, rss_kib, NULL); }
+static inline double torch_lookup(const char *name, double *rss_kib)
+{
+    return torch_lookup4(name, rss_kib, NULL, NULL);
+}
 
 /* ---- the table ---- */
-/* name, ours ms, torch ms, ratio, ours MiB, torch MiB, others' CPU % (ours/torch), note */
-#define BENCH_ROW_FMT "%-34s %11s %11s %7s %9s %9s %7s  %s\n"
+/* name, ours ms, torch ms, ratio, ours MiB, torch MiB, others' CPU % (ours/torch),
+ * spread % (ours/torch), note */
+#define BENCH_ROW_FMT "%-34s %11s %11s %7s %9s %9s %7s %7s  %s\n"
 
 static inline void fmt_num(char *buf, size_t n, double v, int prec)
 {
@@ -203,8 +219,8 @@ static inline void fmt_num(char *buf, size_t n, double v, int prec)
  * BENCH_OURS, if set, names a file that gets "name ms rss_kib others%". */
 static inline void bench_row(const char *name, double ours_ms, double our_rss_kib, const char *note)
 {
-    double trss, toth;
-    double tms = torch_lookup3(name, &trss, &toth);
+    double trss, toth, tspr;
+    double tms = torch_lookup4(name, &trss, &toth, &tspr);
     char o[32], t[32], r[32], orss[32], tr[32];
     fmt_num(o, sizeof o, ours_ms, ours_ms < 100 ? 2 : 0);
     fmt_num(t, sizeof t, tms, tms < 100 ? 2 : 0);
@@ -218,8 +234,12 @@ static inline void bench_row(const char *name, double ours_ms, double our_rss_ki
     fmt_num(oo, sizeof oo, bench_others * 100, 0);
     fmt_num(ot, sizeof ot, toth * 100, 0);
     snprintf(oth, sizeof oth, "%s/%s", oo, ot);
+    char spr[32];
+    fmt_num(oo, sizeof oo, bench_spread * 100, 0);
+    fmt_num(ot, sizeof ot, tspr * 100, 0);
+    snprintf(spr, sizeof spr, "%s/%s", oo, ot);
     char row[512];
-    snprintf(row, sizeof row, BENCH_ROW_FMT, name, o, t, r, orss, tr, oth, note ? note : "");
+    snprintf(row, sizeof row, BENCH_ROW_FMT, name, o, t, r, orss, tr, oth, spr, note ? note : "");
     fputs(row, stdout);
     fflush(stdout);
     const char *table = getenv("BENCH_TABLE");

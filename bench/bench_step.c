@@ -20,12 +20,23 @@
  *   repae_step_small_plain_B32   no encoder, no GAN, no LPIPS: VAE L1+KL update,
  *                                SiT denoising update, EMA
  * One warm-up step, then the median of 5 (BENCH_REPS overrides).
+ *
+ * bench_step --phases [TORCH_RESULTS] times the parts of the full step
+ * separately (not part of `make bench`; the torch side is
+ * `bench_torch_models.py phases`): encoder forward, VAE forward+backward
+ * (L1), the alignment pass through the frozen SiT into dz, the SiT training
+ * forward+backward, the three discriminator passes, and clipping + AdamW of
+ * the three models + EMA.
  */
 #include "bench_common.h"
 #include "models/discriminator.h"
+#include "models/encoder_preprocess.h"
 #include "models/sit.h"
 #include "models/vae.h"
 #include "models/vit.h"
+#include "ops/loss.h"
+#include "train/adamw.h"
+#include "train/ema.h"
 #include "train/repae_step.h"
 
 #define B 32
@@ -44,8 +55,20 @@ static void run_step(void *p)
     repae_step(&c->t, c->images, c->labels, NULL, &logs);
 }
 
-static void bench_step(const char *name, bool full)
+/* The small configuration's models (see the top of the file). */
+typedef struct {
+    vae v;
+    vit enc;
+    sit s;
+    float *sit_params;
+    discriminator d;
+    float *disc_params;
+    bool full;
+} small_models;
+
+static void build_small(small_models *m, bool full)
 {
+    m->full = full;
     /* VAE */
     vae_config vc;
     vae_preset("f8d4", &vc);
@@ -53,17 +76,15 @@ static void bench_step(const char *name, bool full)
     vc.num_res_blocks = 1, vc.z_channels = 4, vc.n_attn = 0, vc.resolution = IMG;
     vc.in_channels = vc.out_ch = 3, vc.norm_groups = 32;
     vae_config_check(&vc);
-    vae v;
-    vae_init(&v, &vc);
-    vae_init_weights(&v, 1);
+    vae_init(&m->v, &vc);
+    vae_init_weights(&m->v, 1);
     /* encoder */
-    vit enc;
     if (full) {
         vit_config ec = vit_preset("dinov2-vit-s", IMG);
         ec.patch = 8, ec.embed_dim = 192, ec.depth = 4, ec.heads = 3;
         vit_config_check(&ec);
-        vit_build(&enc, &ec);
-        vit_init_params(&enc, 2);
+        vit_build(&m->enc, &ec);
+        vit_init_params(&m->enc, 2);
     }
     /* SiT */
     sit_config sc = sit_config_default();
@@ -72,48 +93,203 @@ static void bench_step(const char *name, bool full)
     sc.encoder_depth = 2, sc.projector_dim = 2048;
     sc.n_encoders = full ? 1 : 0, sc.z_dims[0] = 192;
     sit_config_check(&sc);
-    sit s;
-    sit_build(&s, &sc);
-    float *sit_params = param_alloc(&s.table);
-    sit_init_params(&s, sit_params, 3);
+    sit_build(&m->s, &sc);
+    m->sit_params = param_alloc(&m->s.table);
+    sit_init_params(&m->s, m->sit_params, 3);
     /* discriminator */
-    discriminator d;
-    float *disc_params = NULL;
+    m->disc_params = NULL;
     if (full) {
-        disc_build(&d, (disc_config){3, 64, 3});
-        disc_params = param_alloc(&d.table);
-        disc_init(&d, disc_params, 4);
+        disc_build(&m->d, (disc_config){3, 64, 3});
+        m->disc_params = param_alloc(&m->d.table);
+        disc_init(&m->d, m->disc_params, 4);
     }
+}
+
+static void free_small(small_models *m)
+{
+    free(m->sit_params);
+    sit_free(&m->s);
+    vae_free(&m->v);
+    if (m->full) {
+        vit_free(&m->enc);
+        disc_free(&m->d);
+        free(m->disc_params);
+    }
+}
+
+static void random_batch(uint8_t *images, int *labels)
+{
+    rng r = rng_new(5, 0);
+    for (size_t i = 0; i < (size_t)B * 3 * IMG * IMG; i++)
+        images[i] = (uint8_t)rng_below(&r, 256);
+    for (int i = 0; i < B; i++)
+        labels[i] = (int)rng_below(&r, 10);
+}
+
+static void bench_step(const char *name, bool full)
+{
+    small_models m;
+    build_small(&m, full);
     repae_config rc = repae_config_default();
     rc.batch = B;
     rc.perceptual_weight = 0.0f;
     if (!full)
         rc.proj_coeff = rc.vae_align_proj_coeff = 0.0f;
     step_ctx c;
-    repae_trainer_init(&c.t, &rc, &v, &s, sit_params, full ? &enc : NULL, full ? &d : NULL, disc_params, NULL, NULL,
-                       IMG, IMG, 3);
+    repae_trainer_init(&c.t, &rc, &m.v, &m.s, m.sit_params, full ? &m.enc : NULL, full ? &m.d : NULL, m.disc_params,
+                       NULL, NULL, IMG, IMG, 3);
     c.images = xmalloc((size_t)B * 3 * IMG * IMG);
     c.labels = xmalloc(B * sizeof(int));
-    rng r = rng_new(5, 0);
-    for (size_t i = 0; i < (size_t)B * 3 * IMG * IMG; i++)
-        c.images[i] = (uint8_t)rng_below(&r, 256);
-    for (int i = 0; i < B; i++)
-        c.labels[i] = (int)rng_below(&r, 10);
+    random_batch(c.images, c.labels);
     double ms = time_median(run_step, &c, bench_reps(5));
     char note[160];
     snprintf(note, sizeof note, "VAE %.2f M, SiT %.2f M params, arena %.0f MiB",
-             param_count(&v.table, PARAM_TRAINABLE) / 1e6, sit_param_count(&s, full) / 1e6,
+             param_count(&m.v.table, PARAM_TRAINABLE) / 1e6, sit_param_count(&m.s, full) / 1e6,
              c.t.ar.capacity / 1048576.0);
     bench_row(name, ms, peak_rss_kib(), note);
     repae_trainer_free(&c.t);
-    free(c.images), free(c.labels), free(sit_params);
-    sit_free(&s);
-    vae_free(&v);
-    if (full) {
-        vit_free(&enc);
-        disc_free(&d);
-        free(disc_params);
-    }
+    free(c.images), free(c.labels);
+    free_small(&m);
+}
+
+/* ---- the step's parts, timed separately ---- */
+
+typedef struct {
+    small_models *m;
+    arena ar;
+    float *x, *enc_in, *zs, *z, *d_recon, *d_z, *logits, *dlogits, *recon;
+    float *vae_grads, *sit_grads, *disc_grads, *ema;
+    int *labels;
+    vae_acts va;
+    rng r;
+    adamw ov, os, od;
+} phase_ctx;
+
+static void ph_encoder(void *p)
+{
+    phase_ctx *c = p;
+    arena_reset(&c->ar, 0);
+    vit_acts a;
+    vit_acts_alloc(&a, &c->m->enc, &c->ar, B, false);
+    vit_forward(&c->m->enc, &a, c->enc_in, c->zs, NULL, NULL, NULL);
+}
+
+static void ph_vae(void *p)
+{
+    phase_ctx *c = p;
+    size_t n = (size_t)B * 3 * IMG * IMG;
+    arena_reset(&c->ar, 0);
+    grad_zero(&c->m->v.table, c->vae_grads);
+    vae_forward(&c->m->v, &c->va, c->x, NULL, &c->r, B, IMG, IMG, &c->ar);
+    memset(c->d_recon, 0, n * sizeof(float));
+    l1_mean_backward(c->d_recon, NULL, 1.0f, c->va.recon, c->x, n);
+    vae_backward(&c->m->v, &c->va, c->d_recon, NULL, NULL, NULL, c->vae_grads, NULL, &c->ar);
+}
+
+static void ph_sit(phase_ctx *c, bool align)
+{
+    arena_reset(&c->ar, 0);
+    sit_train_opts o = {.train = !align, .align_only = align};
+    sit_train_inputs in = {.z = c->z, .y = c->labels, .zs = {c->zs}, .rng = &c->r};
+    sit_acts a;
+    if (!align)
+        grad_zero(&c->m->s.table, c->sit_grads);
+    sit_train_forward(&a, &c->m->s, c->m->sit_params, &c->ar, &o, &in, B);
+    if (align)
+        sit_train_backward(&c->m->s, c->m->sit_params, &a, &c->ar, 0.0f, 1.5f, NULL, c->d_z);
+    else
+        sit_train_backward(&c->m->s, c->m->sit_params, &a, &c->ar, 1.0f, 0.5f, c->sit_grads, NULL);
+}
+static void ph_sit_align(void *p) { ph_sit(p, true); }
+static void ph_sit_train(void *p) { ph_sit(p, false); }
+
+/* The GAN work of one step: D(recon) backward into recon only (generator
+ * term), then D(x) and D(recon) backward into D's parameters (D step). */
+static void ph_disc(void *p)
+{
+    phase_ctx *c = p;
+    discriminator *d = &c->m->d;
+    float *w = c->m->disc_params;
+    size_t nl = (size_t)B * disc_logits_h(d, IMG) * disc_logits_w(d, IMG);
+    for (size_t i = 0; i < nl; i++)
+        c->dlogits[i] = -1.0f / (float)nl;
+    memset(c->d_recon, 0, (size_t)B * 3 * IMG * IMG * sizeof(float));
+    arena_reset(&c->ar, 0);
+    disc_acts *s = disc_forward(d, w, c->logits, c->recon, B, IMG, IMG, &c->ar);
+    disc_backward(d, w, s, c->dlogits, NULL, c->d_recon);
+    arena_reset(&c->ar, 0);
+    grad_zero(&d->table, c->disc_grads);
+    s = disc_forward(d, w, c->logits, c->x, B, IMG, IMG, &c->ar);
+    disc_backward(d, w, s, c->dlogits, c->disc_grads, NULL);
+    arena_reset(&c->ar, 0);
+    s = disc_forward(d, w, c->logits, c->recon, B, IMG, IMG, &c->ar);
+    disc_backward(d, w, s, c->dlogits, c->disc_grads, NULL);
+}
+
+static void ph_optim(void *p)
+{
+    phase_ctx *c = p;
+    small_models *m = c->m;
+    grad_clip(&m->v.table, c->vae_grads, 1.0);
+    adamw_step(&c->ov, m->v.params, c->vae_grads);
+    grad_clip(&m->d.table, c->disc_grads, 1.0);
+    adamw_step(&c->od, m->disc_params, c->disc_grads);
+    grad_clip(&m->s.table, c->sit_grads, 1.0);
+    adamw_step(&c->os, m->sit_params, c->sit_grads);
+    ema_update(&m->s.table, c->ema, m->sit_params, 0.9999f);
+}
+
+static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
+
+static void bench_phases(void)
+{
+    small_models m;
+    build_small(&m, true);
+    phase_ctx c = {.m = &m};
+    size_t n = (size_t)B * 3 * IMG * IMG, nz = (size_t)B * 4 * (IMG / 4) * (IMG / 4);
+    sit_train_opts full = {.train = true}, align = {.align_only = true};
+    vae_plan vp = vae_plan_memory(&m.v, VAE_PASS_TRAIN, B, IMG, IMG);
+    size_t bytes = vp.saved + vp.scratch;
+    bytes = max_sz(bytes, sit_train_plan_bytes(&m.s, B, &full));
+    bytes = max_sz(bytes, sit_train_plan_bytes(&m.s, B, &align));
+    bytes = max_sz(bytes, vit_plan_bytes(&m.enc, B, false));
+    bytes = max_sz(bytes, disc_acts_bytes(&m.d, B, IMG, IMG));
+    c.ar = arena_create(bytes + (1u << 20));
+    c.r = rng_new(9, 0);
+    uint8_t *u8 = xmalloc(n);
+    c.labels = xmalloc(B * sizeof(int));
+    random_batch(u8, c.labels);
+    c.x = xmalloc(n * sizeof(float)), c.enc_in = xmalloc(n * sizeof(float)), c.recon = xmalloc(n * sizeof(float));
+    const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
+    for (size_t i = 0; i < n; i++)
+        c.x[i] = u8[i] / 127.5f - 1.0f, c.recon[i] = 0.9f * c.x[i];
+    encoder_normalize_u8(c.enc_in, u8, B, 3, IMG * IMG, mean, std);
+    c.zs = bench_randn((size_t)B * m.s.T * 192, 31);
+    c.z = bench_randn(nz, 32);
+    c.d_recon = xmalloc(n * sizeof(float)), c.d_z = xcalloc(nz, sizeof(float));
+    size_t nl = (size_t)B * disc_logits_h(&m.d, IMG) * disc_logits_w(&m.d, IMG);
+    c.logits = xmalloc(nl * sizeof(float)), c.dlogits = xmalloc(nl * sizeof(float));
+    c.vae_grads = param_alloc(&m.v.table), c.sit_grads = param_alloc(&m.s.table);
+    c.disc_grads = param_alloc(&m.d.table), c.ema = param_alloc(&m.s.table);
+    memcpy(c.ema, m.sit_params, m.s.table.total * sizeof(float));
+    vae_acts_init(&c.va, &m.v);
+    c.ov = adamw_create(&m.v.table, 1e-4f), c.os = adamw_create(&m.s.table, 1e-4f);
+    c.od = adamw_create(&m.d.table, 1e-4f);
+    struct {
+        const char *name;
+        void (*fn)(void *);
+    } ph[] = {{"phase_encoder_fwd", ph_encoder},         {"phase_vae_fwd_bwd", ph_vae},
+              {"phase_sit_align_fwd_bwd", ph_sit_align}, {"phase_sit_train_fwd_bwd", ph_sit_train},
+              {"phase_disc_3fwd_3bwd", ph_disc},         {"phase_clip_adamw_ema", ph_optim}};
+    for (size_t i = 0; i < sizeof ph / sizeof ph[0]; i++)
+        bench_row(ph[i].name, time_median(ph[i].fn, &c, bench_reps(5)), -1, NULL);
+    adamw_free(&c.ov), adamw_free(&c.os), adamw_free(&c.od);
+    vae_acts_free(&c.va);
+    arena_free(&c.ar);
+    free(u8), free(c.labels), free(c.x), free(c.enc_in), free(c.recon), free(c.zs), free(c.z), free(c.d_recon);
+    free(c.d_z), free(c.logits), free(c.dlogits), free(c.vae_grads), free(c.sit_grads), free(c.disc_grads);
+    free(c.ema);
+    free_small(&m);
 }
 
 int main(int argc, char **argv)
@@ -121,13 +297,17 @@ int main(int argc, char **argv)
     const char *names[] = {"repae_step_small_full_B32", "repae_step_small_plain_B32"};
     if (argc < 2 || !strcmp(argv[1], "--list")) {
         if (argc < 2)
-            fprintf(stderr, "usage: bench_step --list | NAME [TORCH_RESULTS]\n");
+            fprintf(stderr, "usage: bench_step --list | NAME [TORCH_RESULTS] | --phases [TORCH_RESULTS]\n");
         for (int i = 0; i < 2; i++)
             printf("%s\n", names[i]);
         return argc < 2;
     }
     if (argc > 2)
         load_torch(argv[2]);
+    if (!strcmp(argv[1], "--phases")) {
+        bench_phases();
+        return 0;
+    }
     if (!strcmp(argv[1], names[0]))
         bench_step(argv[1], true);
     else if (!strcmp(argv[1], names[1]))

@@ -2,16 +2,17 @@
 # make bench: our kernels, models and training step next to PyTorch 1.13 on
 # the same shapes, in the same run, ending with one table:
 #   name, ours ms, torch ms, ratio (= torch / ours, > 1: we are faster),
-#   our peak RSS MiB, torch peak RSS MiB, note.
+#   our peak RSS MiB, torch peak RSS MiB, others%, spread%, note.
 # PyTorch runs with 2 threads and OMP_WAIT_POLICY=PASSIVE, ours with the
 # default OpenMP threads; OPENBLAS_* settings of the environment are left as
 # they are for both.  Kernels: all torch first, then ours (one process each
 # side).  Models and steps: one process per benchmark and side (so the peak
 # RSS is that benchmark's), torch then ours, next to each other in time.
 #
-# Disturbance: each side reports the share of all cores' time that OTHER
-# processes used during its timed runs (column "others%", ours/torch).  A
-# model or step benchmark where either exceeds BENCH_MAX_OTHERS percent is
+# Columns others% and spread% are "ours/torch": the share of all cores' time
+# that OTHER processes used during the timed runs, and (slowest − fastest) /
+# median of the timed runs.  See BENCHMARKS.md for the reading.
+# Disturbance: a model or step benchmark where either exceeds BENCH_MAX_OTHERS percent is
 # run again (both sides), up to BENCH_RETRIES times, each time after waiting
 # (at most BENCH_WAIT seconds) for a 5-second window in which the machine
 # is that quiet; the row then says which try it is.  Kernel rows are not
@@ -127,5 +128,5 @@ done
 
 echo
 echo "== repae vs PyTorch $( [ $have_torch = 1 ] && "$PYTHON" -c 'import torch; print(torch.__version__)' ) (ratio = torch time / our time; > 1: we are faster; RSS = peak resident MiB)"
-printf '%-34s %11s %11s %7s %9s %9s %7s  %s\n' name "ours ms" "torch ms" ratio "ours MiB" "torch MiB" others% note
+printf '%-34s %11s %11s %7s %9s %9s %7s %7s  %s\n' name "ours ms" "torch ms" ratio "ours MiB" "torch MiB" others% spread% note
 cat "$TABLE"

@@ -1,10 +1,12 @@
 """PyTorch 1.13 timings for the shapes bench/bench_ops.c measures.
 
-Prints "name milliseconds -1 others_percent" lines (median of the same
-number of runs as the C side, after one warm-up; -1: no per-kernel peak
-RSS; others_percent: share of all cores' time used by OTHER processes
-during the timed runs).  BENCH_REPS overrides the repetitions.  Run by `make bench` with 2 threads and
-OMP_WAIT_POLICY=PASSIVE, as the project compares on this 2-core machine.
+Prints "name milliseconds -1 others_percent spread_percent" lines (median
+of the same number of runs as the C side, after one warm-up; -1: no
+per-kernel peak RSS; others_percent: share of all cores' time used by
+OTHER processes during the timed runs; spread_percent: (slowest - fastest)
+/ median).  BENCH_REPS overrides the repetitions.  Run by `make bench` with
+2 threads and OMP_WAIT_POLICY=PASSIVE, as the project compares on this
+2-core machine.
 """
 import os
 import sys
@@ -39,6 +41,7 @@ def _others_percent(a, b):
 
 
 OTHERS = [-1.0]
+SPREAD = [-1.0]
 
 
 def median_ms(fn, reps):
@@ -53,11 +56,12 @@ def median_ms(fn, reps):
         ts.append((time.perf_counter() - t0) * 1e3)
     OTHERS[0] = _others_percent(c0, _cpu_snap())
     ts.sort()
+    SPREAD[0] = 100.0 * (ts[-1] - ts[0]) / ts[len(ts) // 2] if len(ts) > 1 else -1.0
     return ts[reps // 2]
 
 
 def report(name, ms):
-    print(f"{name} {ms:.4f} -1 {OTHERS[0]:.1f}", flush=True)
+    print(f"{name} {ms:.4f} -1 {OTHERS[0]:.1f} {SPREAD[0]:.1f}", flush=True)
 
 
 def bench_gemm(M, N, K):

@@ -4,11 +4,12 @@ usage: bench_torch_models.py NAME [THREADS]
 
 Runs ONE benchmark (so that the peak RSS belongs to it alone) on the
 reference modules of dev/ref/repae_ref/ and prints one line
-    "NAME milliseconds peak_rss_kib others_percent"
+    "NAME milliseconds peak_rss_kib others_percent spread_percent"
 (median of the timed runs after one warm-up; peak RSS from
 resource.getrusage(RUSAGE_SELF).ru_maxrss at the end, which includes the
 torch import; others_percent: the share of all cores' time that OTHER
-processes used during the timed runs, a disturbance indicator).  Same shapes, same math and the same repetitions as the C
+processes used during the timed runs, a disturbance indicator; spread_percent:
+(slowest - fastest) / median of the timed runs, -1 for a single run).  Same shapes, same math and the same repetitions as the C
 side (BENCH_REPS overrides; the sampler's warm-up is one network call).
 Run by `make bench` with 2 threads and OMP_WAIT_POLICY=PASSIVE.
 
@@ -25,6 +26,8 @@ Names:
                                  width 192 depth 4 (REPA targets), PatchGAN ndf 64 n_layers 3, no LPIPS
   repae_step_small_plain_B32     the same without encoder / GAN / LPIPS: VAE L1+KL update, SiT
                                  denoising update, EMA
+  phases                         (not in make bench) the full small step's parts, one line each, as
+                                 bench/bench_step --phases
 """
 import math
 import os
@@ -69,6 +72,7 @@ def _others_percent(a, b):
 
 
 OTHERS = [-1.0]  # others' CPU share during the latest timed runs
+SPREAD = [-1.0]  # (slowest - fastest) / median of the latest timed runs, percent
 
 
 def median_ms(fn, n, warmup=None):
@@ -81,6 +85,7 @@ def median_ms(fn, n, warmup=None):
         ts.append((time.perf_counter() - t0) * 1e3)
     OTHERS[0] = _others_percent(c0, _cpu_snap())
     ts.sort()
+    SPREAD[0] = 100.0 * (ts[-1] - ts[0]) / ts[len(ts) // 2] if len(ts) > 1 else -1.0
     return ts[n // 2]
 
 
@@ -252,10 +257,94 @@ def bench_repae_step(B, full):
     return median_ms(step, reps(5))
 
 
+def bench_phases(B=32):
+    """The parts of the full small step, timed separately (as bench_step --phases); prints one line each."""
+    torch.manual_seed(0)
+    vae = AutoencoderKL(**SMALL["vae"]).train()
+    sit = SiT(z_dims=[192], **SMALL["sit"])
+    ema = SiT(z_dims=[192], **SMALL["sit"])
+    set_requires_grad(ema, False)
+    enc = DinoVisionTransformer(**SMALL["enc"]).eval()
+    set_requires_grad(enc, False)
+    disc = NLayerDiscriminator(**SMALL["disc"]).train()
+    images = torch.randint(0, 256, (B, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.randint(0, 10, (B,))
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    x = images.float() / 127.5 - 1
+    enc_in = ((images.float() / 255) - mean) / std
+    zs = [torch.randn(B, 16, 192)]
+    z = torch.randn(B, 4, 8, 8)
+    recon = (0.9 * x).requires_grad_(True)
+
+    def encoder():
+        with torch.no_grad():
+            enc.forward_features(enc_in)["x_norm_patchtokens"]
+
+    def vae_fb():
+        _, _, r = vae(x)
+        (x - r).abs().mean().backward()
+        for p in vae.parameters():
+            p.grad = None
+
+    def sit_align():
+        set_requires_grad(sit, False)
+        sit.eval()
+        zz = z.clone().requires_grad_(True)
+        out = sit(zz, labels, zs, align_only=True)
+        (1.5 * out["proj_loss"]).backward()
+
+    def sit_train():
+        set_requires_grad(sit, True)
+        sit.train()
+        out = sit(z, labels, zs)
+        (out["denoising_loss"].mean() + 0.5 * out["proj_loss"]).backward()
+        for p in sit.parameters():
+            p.grad = None
+
+    def disc_3():
+        set_requires_grad(disc, False)
+        (-disc(recon).mean()).backward()
+        recon.grad = None
+        set_requires_grad(disc, True)
+        d_loss, _ = discriminator_loss(x, recon, disc)
+        d_loss.backward()
+        for p in disc.parameters():
+            p.grad = None
+
+    opts = [torch.optim.AdamW(m.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0)
+            for m in (vae, disc, sit)]
+    set_requires_grad(sit, True)
+
+    def optim():
+        for m, o in zip((vae, disc, sit), opts):
+            for p in m.parameters():
+                if p.grad is None:
+                    p.grad = torch.randn_like(p) * 1e-3
+            torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+            o.step()
+        with torch.no_grad():
+            ema_state, state = ema.state_dict(), sit.state_dict()
+            for k, v in state.items():
+                if v.dtype.is_floating_point:
+                    ema_state[k].mul_(0.9999).add_(v, alpha=1 - 0.9999)
+                else:
+                    ema_state[k].copy_(v)
+
+    for name, fn in (("phase_encoder_fwd", encoder), ("phase_vae_fwd_bwd", vae_fb),
+                     ("phase_sit_align_fwd_bwd", sit_align), ("phase_sit_train_fwd_bwd", sit_train),
+                     ("phase_disc_3fwd_3bwd", disc_3), ("phase_clip_adamw_ema", optim)):
+        ms = median_ms(fn, reps(5))
+        print(f"{name} {ms:.4f} -1 {OTHERS[0]:.1f} {SPREAD[0]:.1f}", flush=True)
+
+
 def main():
     name = sys.argv[1]
     torch.set_num_threads(int(sys.argv[2]) if len(sys.argv) > 2 else 2)
     torch.manual_seed(0)
+    if name == "phases":  # not part of make bench: the full small step's parts (bench_step --phases)
+        bench_phases()
+        return
     if name == "sit_b2_train_B4":
         ms = bench_sit_train(4)
     elif name == "vae_f8d4_train_256_B1":
@@ -269,7 +358,7 @@ def main():
     else:
         sys.exit(f"bench_torch_models.py: unknown benchmark '{name}'")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    print(f"{name} {ms:.4f} {rss} {OTHERS[0]:.1f}", flush=True)
+    print(f"{name} {ms:.4f} {rss} {OTHERS[0]:.1f} {SPREAD[0]:.1f}", flush=True)
 
 
 if __name__ == "__main__":
