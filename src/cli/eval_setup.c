@@ -62,21 +62,8 @@ void eval_stats_save(const char *path, const feature_net *f, const feature_stats
                      int H, int W, int C, const char *source)
 {
     st_writer *w = st_writer_new();
-    const feature_stats *sets[2] = {pool, spatial};
-    const char *names[2][3] = {{"mu", "sigma", "n"}, {"mu_s", "sigma_s", "n_s"}};
+    feature_stats_write(w, pool, spatial);
     char buf[64];
-    for (int k = 0; k < 2; k++) {
-        const feature_stats *s = sets[k];
-        if (!s)
-            continue;
-        int64_t d = s->dim;
-        st_writer_add(w, names[k][0], ST_F64, 1, (int64_t[]){d}, s->mu);
-        st_writer_add(w, names[k][1], ST_F64, 2, (int64_t[]){d, d}, s->sigma);
-        snprintf(buf, sizeof buf, "%" PRId64, s->n);
-        st_writer_set_metadata(w, names[k][2], buf);
-    }
-    st_writer_set_metadata(w, "format", "repae-feature-stats");
-    st_writer_set_metadata(w, "version", "1");
     st_writer_set_metadata(w, "feature_net", f->name);
     snprintf(buf, sizeof buf, "%dx%dx%d", H, W, C);
     st_writer_set_metadata(w, "image_size", buf);

@@ -153,9 +153,8 @@ void feature_stats_free(feature_stats *s)
     memset(s, 0, sizeof *s);
 }
 
-void feature_stats_save(const char *path, const feature_stats *pool, const feature_stats *spatial)
+void feature_stats_write(st_writer *w, const feature_stats *pool, const feature_stats *spatial)
 {
-    st_writer *w = st_writer_new();
     const feature_stats *sets[2] = {pool, spatial};
     const char *names[2][3] = {{"mu", "sigma", "n"}, {"mu_s", "sigma_s", "n_s"}};
     char num[32];
@@ -171,6 +170,12 @@ void feature_stats_save(const char *path, const feature_stats *pool, const featu
     }
     st_writer_set_metadata(w, "format", "repae-feature-stats");
     st_writer_set_metadata(w, "version", "1");
+}
+
+void feature_stats_save(const char *path, const feature_stats *pool, const feature_stats *spatial)
+{
+    st_writer *w = st_writer_new();
+    feature_stats_write(w, pool, spatial);
     st_writer_save(w, path);
     st_writer_free(w);
 }

@@ -33,6 +33,8 @@
 
 #include <stdint.h>
 
+#include "io/safetensors.h"
+
 typedef enum feature_mean_mode {
     FEATURE_MEAN_F64 = 0,     /* double accumulation (default) */
     FEATURE_MEAN_ADM_F32 = 1, /* numpy's float32 sequential sum / N, bit-exact */
@@ -79,6 +81,9 @@ void feature_stats_free(feature_stats *s);
 /* safetensors file with "mu" [D], "sigma" [D,D] (F64) and, when spatial is
  * not NULL, "mu_s", "sigma_s" — the ADM npz names.  Metadata: format
  * "repae-feature-stats", version "1", n (and n_s).  Written atomically. */
+/* Adds the statistics (mu, sigma[, mu_s, sigma_s] as F64, n in the metadata)
+ * to a writer; feature_stats_save writes them as a file of their own. */
+void feature_stats_write(st_writer *w, const feature_stats *pool, const feature_stats *spatial);
 void feature_stats_save(const char *path, const feature_stats *pool, const feature_stats *spatial);
 /* Reads tensors mu_name [D] and sigma_name [D,D] (F64, F32, F16 or BF16);
  * dies naming the file on a missing tensor or inconsistent shapes.  n comes
