@@ -56,17 +56,22 @@ static void run_conv(void *p)
     conv2d_backward(c->dx, c->dw, c->db, c->dout, c->x, c->w, &c->s, c->ws);
 }
 
-static void bench_conv3x3(int B, int C, int H)
+/* algo: CONV2D_AUTO (the row torch is compared with: Winograd for these
+ * shapes) or CONV2D_IM2COL (an extra row, name suffixed "_im2col", to show
+ * what the Winograd path gains). */
+static void bench_conv3x3(int B, int C, int H, conv2d_algo algo)
 {
     conv_ctx c;
     c.s = conv2d_make(B, C, H, H, C, 3, 1, 1);
+    c.s.algo = algo;
     size_t nx = (size_t)B * C * H * H, nw = (size_t)C * C * 9;
     c.x = randn(nx, 3), c.w = randn(nw, 4), c.b = randn(C, 5), c.dout = randn(nx, 6);
     c.out = xmalloc(nx * 4), c.dx = xcalloc(nx, 4), c.dw = xcalloc(nw, 4), c.db = xcalloc(C, 4);
     c.ws = xmalloc(conv2d_workspace_floats(&c.s) * sizeof(float));
     char name[64];
-    snprintf(name, sizeof name, "conv3x3_fwd_bwd_B%d_C%d_%d", B, C, H);
-    /* forward 1 gemm, backward 2 gemms of the same size */
+    snprintf(name, sizeof name, "conv3x3_fwd_bwd_B%d_C%d_%d%s", B, C, H, algo == CONV2D_IM2COL ? "_im2col" : "");
+    /* Direct-convolution FLOPs (forward 1 gemm, backward 2 of the same size),
+     * whatever the algorithm does: GFLOP/s are comparable across rows. */
     report(name, time_median(run_conv, &c, bench_reps(5)), 3 * 2.0 * B * C * C * 9.0 * H * H / 1e9);
     free(c.x), free(c.w), free(c.b), free(c.dout), free(c.out), free(c.dx), free(c.dw), free(c.db), free(c.ws);
 }
@@ -129,7 +134,13 @@ int main(int argc, char **argv)
             argc > 1 ? "" : " (no torch results)");
     bench_gemm(1024, 1024, 1024);
     bench_gemm(1024, 3072, 768);
-    bench_conv3x3(4, 128, 64);
+    bench_conv3x3(4, 128, 64, CONV2D_AUTO);
+    bench_conv3x3(4, 128, 64, CONV2D_IM2COL);
+    /* The small REPA-E step's VAE: 32x32 and 8x8 maps at batch 32. */
+    bench_conv3x3(32, 64, 32, CONV2D_AUTO);
+    bench_conv3x3(32, 64, 32, CONV2D_IM2COL);
+    bench_conv3x3(32, 128, 8, CONV2D_AUTO);
+    bench_conv3x3(32, 128, 8, CONV2D_IM2COL);
     bench_groupnorm_silu(4, 128, 64);
     bench_attention(4, 256, 12, 64);
     return 0;

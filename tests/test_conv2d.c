@@ -28,8 +28,20 @@ static const conv_case CASES[] = {
     {"conv2d_4x4_s1", 2, 3, 6, 8, 2, 4, 1, 1, 1, 1, 1, 1},
     {"conv2d_patch2", 2, 4, 8, 8, 6, 2, 2, 0, 0, 0, 0, 1},
     {"conv2d_patch14", 2, 3, 28, 28, 4, 14, 14, 0, 0, 0, 0, 1},
+    {"conv2d_3x3_wide", 3, 16, 7, 9, 24, 3, 1, 1, 1, 1, 1, 1},
 };
 #define N_CASES (sizeof CASES / sizeof CASES[0])
+
+/* Every case runs with each algorithm that applies to it (Winograd only to
+ * 3×3 stride-1 kernels; forcing it elsewhere would silently test im2col). */
+static const conv2d_algo ALGOS[] = {CONV2D_IM2COL, CONV2D_WINOGRAD};
+static const char *ALGO_NAMES[] = {"im2col", "winograd"};
+#define N_ALGOS 2
+
+static int algo_applies(conv2d_algo a, const conv2d_shape *s)
+{
+    return a != CONV2D_WINOGRAD || (s->kh == 3 && s->kw == 3 && s->stride == 1);
+}
 
 static conv2d_shape case_shape(const conv_case *c)
 {
@@ -69,15 +81,21 @@ static int meta_int(const safetensors *st, const char *key)
  * (larger sums, plus the pre-filled value): atol 1e-4 + rtol 1e-4. */
 static void test_conv2d_matches_torch(void)
 {
-    for (size_t ci = 0; ci < N_CASES; ci++) {
-        const conv_case *c = &CASES[ci];
-        char fx[96];
+    for (size_t run = 0; run < N_CASES * N_ALGOS; run++) {
+        const conv_case *c = &CASES[run / N_ALGOS];
+        char fx[96], name[128];
         snprintf(fx, sizeof fx, "ops/%s", c->name);
         safetensors *st = fixture_open(fx);
         conv2d_shape s = conv2d_make_pad(meta_int(st, "B"), meta_int(st, "C_in"), meta_int(st, "H"),
                                          meta_int(st, "W"), meta_int(st, "C_out"), meta_int(st, "k"),
                                          meta_int(st, "stride"), meta_int(st, "pad_top"), meta_int(st, "pad_left"),
                                          meta_int(st, "pad_bottom"), meta_int(st, "pad_right"));
+        s.algo = ALGOS[run % N_ALGOS];
+        if (!algo_applies(s.algo, &s)) {
+            safetensors_close(st);
+            continue;
+        }
+        snprintf(name, sizeof name, "%s (%s)", c->name, ALGO_NAMES[run % N_ALGOS]);
         int has_bias = meta_int(st, "has_bias");
         CHECK(has_bias == c->bias, "%s: has_bias %d in fixture, %d in test table", c->name, has_bias, c->bias);
         size_t nx, nw, no, nb = 0;
@@ -90,7 +108,7 @@ static void test_conv2d_matches_torch(void)
         float *ws = alloc_ws(&s);
         float *out = alloc_zeros(no);
         conv2d_forward(out, x, w, b, &s, ws);
-        check_fixture(st, c->name, "out", out, no, 1e-5, 1e-5);
+        check_fixture(st, name, "out", out, no, 1e-5, 1e-5);
 
         float *pre_x = alloc_normal(nx, 1.0f, 11), *pre_w = alloc_normal(nw, 1.0f, 12),
               *pre_b = alloc_normal(nb + 1, 1.0f, 13);
@@ -106,10 +124,10 @@ static void test_conv2d_matches_torch(void)
             dw[i] -= pre_w[i];
         for (size_t i = 0; i < nb; i++)
             db[i] -= pre_b[i];
-        check_fixture(st, c->name, "grad.x", dx, nx, 1e-4, 1e-4);
-        check_fixture(st, c->name, "grad.weight", dw, nw, 1e-4, 1e-4);
+        check_fixture(st, name, "grad.x", dx, nx, 1e-4, 1e-4);
+        check_fixture(st, name, "grad.weight", dw, nw, 1e-4, 1e-4);
         if (has_bias)
-            check_fixture(st, c->name, "grad.bias", db, nb, 1e-4, 1e-4);
+            check_fixture(st, name, "grad.bias", db, nb, 1e-4, 1e-4);
         free(x), free(w), free(b), free(cot), free(ws), free(out), free(pre_x), free(pre_w), free(pre_b);
         free(dx), free(dw), free(db);
         safetensors_close(st);
@@ -136,9 +154,13 @@ static double conv_loss(void *p)
  * a wrong index or a missing tap is off by O(max|grad|). */
 static void test_conv2d_finite_differences(void)
 {
-    for (size_t ci = 0; ci < N_CASES; ci++) {
+    for (size_t run = 0; run < N_CASES * N_ALGOS; run++) {
+        size_t ci = run / N_ALGOS;
         const conv_case *cc = &CASES[ci];
         fd_ctx c = {.s = case_shape(cc)};
+        c.s.algo = ALGOS[run % N_ALGOS];
+        if (!algo_applies(c.s.algo, &c.s))
+            continue;
         size_t nx = conv2d_x_numel(&c.s), nw = conv2d_weight_numel(&c.s), no = conv2d_out_numel(&c.s);
         c.x = alloc_normal(nx, 1.0f, 100 + ci);
         c.w = alloc_normal(nw, 0.3f, 200 + ci);
@@ -149,12 +171,12 @@ static void test_conv2d_finite_differences(void)
         float *dx = alloc_zeros(nx), *dw = alloc_zeros(nw), *db = alloc_zeros(c.s.C_out);
         conv2d_backward(dx, dw, c.b ? db : NULL, c.cot, c.x, c.w, &c.s, c.ws);
         char what[128];
-        snprintf(what, sizeof what, "%s dx", cc->name);
+        snprintf(what, sizeof what, "%s (%s) dx", cc->name, ALGO_NAMES[run % N_ALGOS]);
         fd_check(what, conv_loss, &c, c.x, dx, nx, 1e-2, 0.0, 2e-3, 0);
-        snprintf(what, sizeof what, "%s dweight", cc->name);
+        snprintf(what, sizeof what, "%s (%s) dweight", cc->name, ALGO_NAMES[run % N_ALGOS]);
         fd_check(what, conv_loss, &c, c.w, dw, nw, 1e-2, 0.0, 2e-3, 0);
         if (c.b) {
-            snprintf(what, sizeof what, "%s dbias", cc->name);
+            snprintf(what, sizeof what, "%s (%s) dbias", cc->name, ALGO_NAMES[run % N_ALGOS]);
             fd_check(what, conv_loss, &c, c.b, db, c.s.C_out, 1e-2, 0.0, 2e-3, 0);
         }
         free(c.x), free(c.w), free(c.b), free(c.cot), free(c.out), free(c.ws), free(dx), free(dw), free(db);
@@ -204,12 +226,34 @@ static void test_conv2d_panels_match_reference(void)
     compare_with_ref("1x1, B=3", conv2d_make(3, 16, 20, 20, 8, 1, 1, 0), 1);
 }
 
+static conv2d_shape winograd(conv2d_shape s)
+{
+    s.algo = CONV2D_WINOGRAD;
+    return s;
+}
+
+/* Winograd F(2x2,3x3) against the direct reference: odd sizes (half tiles at
+ * the right/bottom edge), padding 0, 1, 2 and asymmetric, one channel, many
+ * chunks of tiles (T = 8·32·32 = 8192 tiles; a chunk ends mid-image), and the
+ * VAE's channel counts. */
+static void test_conv2d_winograd_matches_reference(void)
+{
+    compare_with_ref("winograd 3x3, odd 9x7, B=3", winograd(conv2d_make(3, 5, 9, 7, 6, 3, 1, 1)), 1);
+    compare_with_ref("winograd 3x3 pad 0", winograd(conv2d_make(2, 4, 8, 11, 3, 3, 1, 0)), 1);
+    compare_with_ref("winograd 3x3 pad 2", winograd(conv2d_make(2, 4, 6, 5, 3, 3, 1, 2)), 0);
+    compare_with_ref("winograd 3x3 pad (0,1,2,1)", winograd(conv2d_make_pad(2, 3, 7, 8, 4, 3, 1, 0, 1, 2, 1)), 1);
+    compare_with_ref("winograd 3x3 1 channel, 1x1 image", winograd(conv2d_make(2, 1, 1, 1, 2, 3, 1, 1)), 1);
+    compare_with_ref("winograd 3x3 many chunks, 64ch 64x64 B=8", conv2d_make(8, 64, 64, 64, 16, 3, 1, 1), 1);
+    compare_with_ref("winograd 3x3 128->3 (VAE conv_out)", conv2d_make(2, 128, 16, 16, 3, 3, 1, 1), 1);
+}
+
 /* Gradients add up (a second backward doubles them) and NULL gradients are
  * skipped without changing the others. */
 static void test_conv2d_backward_accumulates_and_null(void)
 {
     const conv2d_shape shapes[] = {
         conv2d_make(3, 4, 6, 6, 5, 3, 1, 1),            /* im2col, whole-image panels */
+        conv2d_make(3, 16, 7, 6, 5, 3, 1, 1),           /* Winograd */
         conv2d_make(2, 4, 6, 6, 5, 1, 1, 0),            /* 1x1 direct gemm */
         conv2d_make_pad(2, 3, 8, 8, 2, 3, 2, 0, 0, 1, 1),
     };
@@ -272,8 +316,17 @@ static void test_conv2d_shapes(void)
     /* The workspace stays bounded whatever the image size (a full-resolution
      * VAE conv would need 1152·65536 floats per image for whole-image im2col). */
     conv2d_shape big = conv2d_make(8, 128, 256, 256, 128, 3, 1, 1);
-    CHECK(conv2d_workspace_floats(&big) <= ((size_t)4 << 20), "workspace for a 256x256x128 conv: %zu floats",
+    conv2d_shape big_im2col = big;
+    big_im2col.algo = CONV2D_IM2COL;
+    CHECK(conv2d_workspace_floats(&big_im2col) <= ((size_t)4 << 20), "im2col workspace for a 256x256x128 conv: %zu floats",
+          conv2d_workspace_floats(&big_im2col));
+    /* Winograd: transformed weights and their gradient (2·16·128·128) plus
+     * ~4M floats of tile chunks. */
+    CHECK(conv2d_workspace_floats(&big) <= ((size_t)5 << 20), "Winograd workspace for a 256x256x128 conv: %zu floats",
           conv2d_workspace_floats(&big));
+    conv2d_shape wide = conv2d_make(1, 512, 32, 32, 512, 3, 1, 1);
+    CHECK(conv2d_workspace_floats(&wide) <= ((size_t)13 << 20), "Winograd workspace for a 32x32x512 conv: %zu floats",
+          conv2d_workspace_floats(&wide));
 }
 
 int main(void)
@@ -282,6 +335,7 @@ int main(void)
     RUN(test_conv2d_matches_torch);
     RUN(test_conv2d_finite_differences);
     RUN(test_conv2d_panels_match_reference);
+    RUN(test_conv2d_winograd_matches_reference);
     RUN(test_conv2d_backward_accumulates_and_null);
     return test_summary();
 }

@@ -115,5 +115,7 @@ def bench_attention(B, T, NH, HD):
 bench_gemm(1024, 1024, 1024)
 bench_gemm(1024, 3072, 768)
 bench_conv3x3(4, 128, 64)
+bench_conv3x3(32, 64, 32)
+bench_conv3x3(32, 128, 8)
 bench_groupnorm_silu(4, 128, 64)
 bench_attention(4, 256, 12, 64)

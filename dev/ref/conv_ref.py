@@ -93,6 +93,9 @@ def main():
         conv_case(name, B, C_in, H, W, C_out, k, stride, pad, has_bias, gen)
     maxpool_case("maxpool2x2", 2, 3, 8, 10, gen)
     maxpool_case("maxpool2x2_odd", 2, 2, 7, 9, gen)
+    # Added later, with its own generator so the cases above keep their values:
+    # a 3x3 conv wide enough (C_in >= 8) for conv2d's automatic Winograd path.
+    conv_case("conv2d_3x3_wide", 3, 16, 7, 9, 24, 3, 1, (1, 1, 1, 1), True, torch.Generator().manual_seed(SEED + 1))
 
 
 if __name__ == "__main__":

@@ -443,7 +443,9 @@ static void conv_layer_backward(vae_run *r, const vae_layer *ly, float *dx, cons
     if (ly->kind == VAE_LAYER_UP) {
         conv2d_shape cs = conv_shape(&ly->conv, B, 2 * H, 2 * W);
         size_t nu = (size_t)B * ly->c_in * 4 * H * W;
-        float *up = mem_floats(r->mem, nu), *d_up = dx ? mem_floats(r->mem, nu) : NULL;
+        /* A planning run has no dx buffers (its pointers are all NULL) but
+         * must count d_up as if dx were wanted. */
+        float *up = mem_floats(r->mem, nu), *d_up = dx || r->plan ? mem_floats(r->mem, nu) : NULL;
         float *ws = mem_floats(r->mem, conv2d_workspace_floats(&cs));
         if (!r->plan) {
             upsample_nearest2x_forward(up, x, B, ly->c_in, H, W);

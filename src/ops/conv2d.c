@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "ops/conv2d_winograd.h"
 #include "ops/gemm.h"
 
 /* Target size (floats) of the im2col column buffer for one panel.  8 MB keeps
@@ -38,6 +39,13 @@ size_t conv2d_out_numel(const conv2d_shape *s)
 double conv2d_flops(const conv2d_shape *s)
 {
     return 2.0 * s->B * s->C_out * (double)conv2d_out_h(s) * conv2d_out_w(s) * s->C_in * s->kh * s->kw;
+}
+
+static int use_winograd(const conv2d_shape *s)
+{
+    if (s->algo == CONV2D_IM2COL || !conv2d_winograd_applies(s))
+        return 0;
+    return s->algo == CONV2D_WINOGRAD || s->C_in >= CONV2D_WINOGRAD_MIN_CIN;
 }
 
 static int is_direct_1x1(const conv2d_shape *s)
@@ -78,6 +86,8 @@ static conv_plan make_plan(const conv2d_shape *s)
 
 size_t conv2d_workspace_floats(const conv2d_shape *s)
 {
+    if (use_winograd(s))
+        return conv2d_winograd_workspace_floats(s);
     if (is_direct_1x1(s))
         return 0;
     conv_plan p = make_plan(s);
@@ -236,6 +246,10 @@ void conv2d_forward(float *out, const float *x, const float *weight, const float
     const conv_plan p = make_plan(s);
     const long K = p.K, HWo = p.HWo, C_out = s->C_out;
     const long ximg = (long)s->C_in * s->H * s->W, oimg = C_out * HWo;
+    if (use_winograd(s)) {
+        conv2d_winograd_forward(out, x, weight, bias, s, workspace);
+        return;
+    }
     if (is_direct_1x1(s)) {
         fill_bias(out, bias, s->B, s->C_out, HWo);
         for (int b = 0; b < s->B; b++)
@@ -298,6 +312,10 @@ void conv2d_backward(float *dx, float *dweight, float *dbias, const float *dout,
     }
     if (!dx && !dweight)
         return;
+    if (use_winograd(s)) {
+        conv2d_winograd_backward(dx, dweight, dout, x, weight, s, workspace);
+        return;
+    }
     if (is_direct_1x1(s)) {
         for (int b = 0; b < s->B; b++) {
             const float *db = dout + b * oimg;

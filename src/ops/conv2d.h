@@ -9,7 +9,9 @@
  * Padding is zero padding and may be asymmetric (the VAE Downsample pads only
  * right and bottom: conv2d_make_pad(..., 3, 2, 0, 0, 1, 1)).
  *
- * Implementation: im2col + gemm() on panels of output positions.  A panel is
+ * Implementation: 3×3 stride-1 convolutions with enough input channels use
+ * Winograd F(2×2,3×3) (conv2d_winograd.h: 2.25× fewer multiply-adds, same
+ * results to ~1e-6 relative).  The rest: im2col + gemm() on panels of output positions.  A panel is
  * either a slice of one image's output positions (large images; the gemm
  * writes straight into `out`) or several whole images at once (small images,
  * so that the gemm has enough columns; output goes through a staging buffer).
@@ -32,8 +34,17 @@
 
 #include <stddef.h>
 
+/* Which algorithm runs the convolution.  AUTO (0, what the constructors
+ * give) picks Winograd F(2×2,3×3) (ops/conv2d_winograd.h) for 3×3 stride-1
+ * convolutions with at least CONV2D_WINOGRAD_MIN_CIN input channels, im2col +
+ * gemm otherwise.  Tests and benchmarks force one of them; forcing Winograd
+ * on a shape it does not apply to falls back to im2col. */
+typedef enum conv2d_algo { CONV2D_AUTO = 0, CONV2D_IM2COL, CONV2D_WINOGRAD } conv2d_algo;
+#define CONV2D_WINOGRAD_MIN_CIN 8
+
 typedef struct conv2d_shape {
     int B, C_in, H, W, C_out, kh, kw, stride, pad_top, pad_left, pad_bottom, pad_right;
+    conv2d_algo algo;
 } conv2d_shape;
 
 /* Square kernel k×k, symmetric padding `pad`. */

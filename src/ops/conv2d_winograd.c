@@ -1,0 +1,392 @@
+#include "ops/conv2d_winograd.h"
+
+#include <string.h>
+
+#include "ops/gemm.h"
+
+/* Floats of per-chunk buffers (transformed tiles) to aim for: 16 MB, so a
+ * chunk's V/M/P stay in this machine's L3 between transform and GEMM while
+ * the GEMMs still get hundreds of columns. */
+#ifndef WINO_CHUNK_FLOATS
+#define WINO_CHUNK_FLOATS ((long)4 << 20)
+#endif
+#define WINO_MIN_TILES 64L
+
+/* Tile geometry: output 2×2 blocks, TY × TX per image, R = B·TY tile rows
+ * in the batch; chunks of RC whole tile rows (Tc = RC·TX tiles). */
+typedef struct wino_geom {
+    long Ci, Co, H, W, Ho, Wo, TY, TX, R, RC, Tc;
+    int pt, pl;
+} wino_geom;
+
+static wino_geom make_geom(const conv2d_shape *s)
+{
+    wino_geom g;
+    g.Ci = s->C_in;
+    g.Co = s->C_out;
+    g.H = s->H;
+    g.W = s->W;
+    g.Ho = conv2d_out_h(s);
+    g.Wo = conv2d_out_w(s);
+    g.TY = (g.Ho + 1) / 2;
+    g.TX = (g.Wo + 1) / 2;
+    g.R = (long)s->B * g.TY;
+    g.pt = s->pad_top;
+    g.pl = s->pad_left;
+    /* Backward holds V (Ci), P (Co) and dV (Ci) for a chunk at once. */
+    long per_tile = 16 * (2 * g.Ci + g.Co);
+    long cap = WINO_CHUNK_FLOATS / per_tile;
+    if (cap < WINO_MIN_TILES)
+        cap = WINO_MIN_TILES;
+    long rows = cap / g.TX > 0 ? cap / g.TX : 1;
+    long n = (g.R + rows - 1) / rows; /* equal chunks */
+    g.RC = n > 0 ? (g.R + n - 1) / n : 1;
+    g.Tc = g.RC * g.TX;
+    return g;
+}
+
+int conv2d_winograd_applies(const conv2d_shape *s)
+{
+    return s->kh == 3 && s->kw == 3 && s->stride == 1 && conv2d_out_h(s) > 0 && conv2d_out_w(s) > 0;
+}
+
+size_t conv2d_winograd_workspace_floats(const conv2d_shape *s)
+{
+    wino_geom g = make_geom(s);
+    /* U and dU, then the chunk buffers (forward uses V + M, backward V + P + dV). */
+    long chunk = 16 * g.Tc * (g.Ci + (g.Ci > g.Co ? g.Ci : g.Co) + g.Co);
+    return (size_t)(2 * 16 * g.Co * g.Ci + chunk);
+}
+
+/* ---- the three 1-D transforms, applied to columns then rows ---- */
+
+/* G g Gᵀ: 3×3 → 4×4. */
+static inline void weight_tile(float u[16], const float k[9])
+{
+    float r[12]; /* 4 rows × 3 */
+    for (int j = 0; j < 3; j++) {
+        r[0 + j] = k[j];
+        r[3 + j] = 0.5f * (k[j] + k[3 + j] + k[6 + j]);
+        r[6 + j] = 0.5f * (k[j] - k[3 + j] + k[6 + j]);
+        r[9 + j] = k[6 + j];
+    }
+    for (int i = 0; i < 4; i++) {
+        const float *a = r + 3 * i;
+        u[4 * i + 0] = a[0];
+        u[4 * i + 1] = 0.5f * (a[0] + a[1] + a[2]);
+        u[4 * i + 2] = 0.5f * (a[0] - a[1] + a[2]);
+        u[4 * i + 3] = a[2];
+    }
+}
+
+/* Its adjoint Gᵀ du G: 4×4 → 3×3. */
+static inline void weight_tile_adjoint(float k[9], const float u[16])
+{
+    float e[12]; /* 3 rows × 4 */
+    for (int j = 0; j < 4; j++) {
+        e[0 + j] = u[j] + 0.5f * (u[4 + j] + u[8 + j]);
+        e[4 + j] = 0.5f * (u[4 + j] - u[8 + j]);
+        e[8 + j] = 0.5f * (u[4 + j] + u[8 + j]) + u[12 + j];
+    }
+    for (int i = 0; i < 3; i++) {
+        const float *a = e + 4 * i;
+        k[3 * i + 0] = a[0] + 0.5f * (a[1] + a[2]);
+        k[3 * i + 1] = 0.5f * (a[1] - a[2]);
+        k[3 * i + 2] = 0.5f * (a[1] + a[2]) + a[3];
+    }
+}
+
+/* ---- whole-tensor passes ---- */
+
+/* U[ξ][o][c] from weight[o][c][3][3]. */
+static void transform_weights(float *U, const float *w, const wino_geom *g)
+{
+    const long Co = g->Co, Ci = g->Ci;
+#pragma omp parallel for schedule(static) if (Co * Ci > 4096)
+    for (long o = 0; o < Co; o++)
+        for (long c = 0; c < Ci; c++) {
+            float u[16];
+            weight_tile(u, w + (o * Ci + c) * 9);
+            for (int xi = 0; xi < 16; xi++)
+                U[(xi * Co + o) * Ci + c] = u[xi];
+        }
+}
+
+static void add_weight_gradient(float *dw, const float *dU, const wino_geom *g)
+{
+    const long Co = g->Co, Ci = g->Ci;
+#pragma omp parallel for schedule(static) if (Co * Ci > 4096)
+    for (long o = 0; o < Co; o++)
+        for (long c = 0; c < Ci; c++) {
+            float u[16], k[9];
+            for (int xi = 0; xi < 16; xi++)
+                u[xi] = dU[(xi * Co + o) * Ci + c];
+            weight_tile_adjoint(k, u);
+            float *d = dw + (o * Ci + c) * 9;
+            for (int i = 0; i < 9; i++)
+                d[i] += k[i];
+        }
+}
+
+/* The passes below walk one row of tiles (fixed image, channel and tile
+ * row ty) in segments of up to SEG tiles, with the tile index n running
+ * along SIMD lanes: the 4×4 tiles of a row overlap by two columns, so
+ * splitting the input columns into even and odd ones turns every transform
+ * into whole-vector adds (tile n's columns 0..3 are even[n], odd[n],
+ * even[n+1], odd[n+1]). */
+#define SEG 64
+
+/* Input columns base .. base+width-1 of row r (zero outside the image). */
+static inline void load_padded(float *buf, const float *xc, const wino_geom *g, long r, long base, long width)
+{
+    if (r < 0 || r >= g->H) {
+        memset(buf, 0, (size_t)width * sizeof(float));
+        return;
+    }
+    const float *row = xc + r * g->W;
+    for (long k = 0; k < width; k++) {
+        long col = base + k;
+        buf[k] = (col >= 0 && col < g->W) ? row[col] : 0.0f;
+    }
+}
+
+/* V[ξ][c][n] for the chunk's tile rows [row0, row0 + nrows). */
+static void transform_input(float *V, const float *x, const wino_geom *g, long row0, long nrows)
+{
+    const long Ci = g->Ci, TX = g->TX, tc = nrows * TX;
+#pragma omp parallel for schedule(static) if (Ci * tc > 2048)
+    for (long c = 0; c < Ci; c++) {
+        float buf[2 * SEG + 2], e[4][SEG + 1], o[4][SEG + 1], te[4][SEG + 1], to[4][SEG + 1];
+        for (long q = 0; q < nrows; q++) {
+            long R = row0 + q, b = R / g->TY, ty = R % g->TY;
+            const float *xc = x + (b * Ci + c) * g->H * g->W;
+            for (long tx0 = 0; tx0 < TX; tx0 += SEG) {
+                long len = TX - tx0 < SEG ? TX - tx0 : SEG, base = 2 * tx0 - g->pl;
+                for (int i = 0; i < 4; i++) {
+                    load_padded(buf, xc, g, 2 * ty - g->pt + i, base, 2 * len + 2);
+#pragma omp simd
+                    for (long n = 0; n <= len; n++) {
+                        e[i][n] = buf[2 * n];
+                        o[i][n] = buf[2 * n + 1];
+                    }
+                }
+#pragma omp simd
+                for (long n = 0; n <= len; n++) { /* Bᵀ over the rows */
+                    te[0][n] = e[0][n] - e[2][n], to[0][n] = o[0][n] - o[2][n];
+                    te[1][n] = e[1][n] + e[2][n], to[1][n] = o[1][n] + o[2][n];
+                    te[2][n] = e[2][n] - e[1][n], to[2][n] = o[2][n] - o[1][n];
+                    te[3][n] = e[1][n] - e[3][n], to[3][n] = o[1][n] - o[3][n];
+                }
+                float *dst = V + c * tc + q * TX + tx0;
+                const long xs = Ci * tc; /* stride between ξ planes */
+                for (int k = 0; k < 4; k++) {
+                    float *d0 = dst + (4 * k) * xs, *d1 = d0 + xs, *d2 = d1 + xs, *d3 = d2 + xs;
+                    const float *E = te[k], *O = to[k];
+#pragma omp simd
+                    for (long n = 0; n < len; n++) { /* ... and B along the columns */
+                        d0[n] = E[n] - E[n + 1];
+                        d1[n] = O[n] + E[n + 1];
+                        d2[n] = E[n + 1] - O[n];
+                        d3[n] = O[n] - O[n + 1];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* dx += overlap-add of B dV Bᵀ over the chunk's tiles (a thread owns a
+ * channel, so overlapping tiles never race). */
+static void add_input_gradient(float *dx, const float *dV, const wino_geom *g, long row0, long nrows)
+{
+    const long Ci = g->Ci, TX = g->TX, tc = nrows * TX;
+#pragma omp parallel for schedule(static) if (Ci * tc > 2048)
+    for (long c = 0; c < Ci; c++) {
+        float w[16][SEG], acc[2 * SEG + 2];
+        for (long q = 0; q < nrows; q++) {
+            long R = row0 + q, b = R / g->TY, ty = R % g->TY;
+            float *xc = dx + (b * Ci + c) * g->H * g->W;
+            for (long tx0 = 0; tx0 < TX; tx0 += SEG) {
+                long len = TX - tx0 < SEG ? TX - tx0 : SEG, base = 2 * tx0 - g->pl;
+                const float *src = dV + c * tc + q * TX + tx0;
+                const long xs = Ci * tc;
+                for (int j = 0; j < 4; j++) { /* B over the rows (i) of column j */
+                    const float *v0 = src + j * xs, *v1 = v0 + 4 * xs, *v2 = v1 + 4 * xs, *v3 = v2 + 4 * xs;
+#pragma omp simd
+                    for (long n = 0; n < len; n++) {
+                        w[0 + j][n] = v0[n];
+                        w[4 + j][n] = v1[n] - v2[n] + v3[n];
+                        w[8 + j][n] = -v0[n] + v1[n] + v2[n];
+                        w[12 + j][n] = -v3[n];
+                    }
+                }
+                for (int k = 0; k < 4; k++) { /* ... Bᵀ along the columns, overlap-added */
+                    long r = 2 * ty - g->pt + k;
+                    if (r < 0 || r >= g->H)
+                        continue;
+                    const float *a0 = w[4 * k], *a1 = w[4 * k + 1], *a2 = w[4 * k + 2], *a3 = w[4 * k + 3];
+                    memset(acc, 0, sizeof acc);
+#pragma omp simd
+                    for (long n = 0; n < len; n++) {
+                        acc[2 * n] += a0[n];
+                        acc[2 * n + 1] += a1[n] - a2[n] + a3[n];
+                    }
+#pragma omp simd
+                    for (long n = 0; n < len; n++) {
+                        acc[2 * n + 2] += -a0[n] + a1[n] + a2[n];
+                        acc[2 * n + 3] += -a3[n];
+                    }
+                    float *row = xc + r * g->W;
+                    long lo = base < 0 ? -base : 0, hi = 2 * len + 2;
+                    if (base + hi > g->W)
+                        hi = g->W - base;
+                    for (long k2 = lo; k2 < hi; k2++)
+                        row[base + k2] += acc[k2];
+                }
+            }
+        }
+    }
+}
+
+/* out[b][o] 2×2 blocks = Aᵀ M A (+ bias), cut at the output's edge. */
+static void transform_output(float *out, const float *M, const float *bias, const wino_geom *g, long row0,
+                             long nrows)
+{
+    const long Co = g->Co, TX = g->TX, tc = nrows * TX, HWo = g->Ho * g->Wo;
+#pragma omp parallel for schedule(static) if (Co * tc > 2048)
+    for (long o = 0; o < Co; o++) {
+        const float bv = bias ? bias[o] : 0.0f;
+        float s[8][SEG], line[2 * SEG];
+        for (long q = 0; q < nrows; q++) {
+            long R = row0 + q, b = R / g->TY, ty = R % g->TY;
+            float *oc = out + (b * Co + o) * HWo;
+            for (long tx0 = 0; tx0 < TX; tx0 += SEG) {
+                long len = TX - tx0 < SEG ? TX - tx0 : SEG;
+                const float *src = M + o * tc + q * TX + tx0;
+                const long xs = Co * tc;
+                for (int j = 0; j < 4; j++) { /* Aᵀ over the rows of column j */
+                    const float *m0 = src + j * xs, *m1 = m0 + 4 * xs, *m2 = m1 + 4 * xs, *m3 = m2 + 4 * xs;
+#pragma omp simd
+                    for (long n = 0; n < len; n++) {
+                        s[j][n] = m0[n] + m1[n] + m2[n];
+                        s[4 + j][n] = m1[n] - m2[n] - m3[n];
+                    }
+                }
+                long width = g->Wo - 2 * tx0 < 2 * len ? g->Wo - 2 * tx0 : 2 * len;
+                for (int a = 0; a < 2; a++) { /* ... and A along the columns */
+                    long oh = 2 * ty + a;
+                    if (oh >= g->Ho)
+                        break;
+                    const float *r0 = s[4 * a], *r1 = s[4 * a + 1], *r2 = s[4 * a + 2], *r3 = s[4 * a + 3];
+#pragma omp simd
+                    for (long n = 0; n < len; n++) {
+                        line[2 * n] = r0[n] + r1[n] + r2[n] + bv;
+                        line[2 * n + 1] = r1[n] - r2[n] - r3[n] + bv;
+                    }
+                    memcpy(oc + oh * g->Wo + 2 * tx0, line, (size_t)width * sizeof(float));
+                }
+            }
+        }
+    }
+}
+
+/* P[ξ][o][n] = A dY Aᵀ of each tile's 2×2 output gradient (0 past the edge). */
+static void transform_output_gradient(float *P, const float *dout, const wino_geom *g, long row0, long nrows)
+{
+    const long Co = g->Co, TX = g->TX, tc = nrows * TX, HWo = g->Ho * g->Wo;
+#pragma omp parallel for schedule(static) if (Co * tc > 2048)
+    for (long o = 0; o < Co; o++) {
+        float line[2][2 * SEG], qa[4][SEG], qb[4][SEG];
+        for (long q = 0; q < nrows; q++) {
+            long R = row0 + q, b = R / g->TY, ty = R % g->TY;
+            const float *dc = dout + (b * Co + o) * HWo;
+            for (long tx0 = 0; tx0 < TX; tx0 += SEG) {
+                long len = TX - tx0 < SEG ? TX - tx0 : SEG;
+                long width = g->Wo - 2 * tx0 < 2 * len ? g->Wo - 2 * tx0 : 2 * len;
+                for (int a = 0; a < 2; a++) {
+                    long oh = 2 * ty + a;
+                    memset(line[a], 0, sizeof line[a]);
+                    if (oh < g->Ho)
+                        memcpy(line[a], dc + oh * g->Wo + 2 * tx0, (size_t)width * sizeof(float));
+                }
+                /* A over the rows: q_i = (dy_0· , dy_1·) combined; columns b = even/odd */
+#pragma omp simd
+                for (long n = 0; n < len; n++) {
+                    float y00 = line[0][2 * n], y01 = line[0][2 * n + 1];
+                    float y10 = line[1][2 * n], y11 = line[1][2 * n + 1];
+                    qa[0][n] = y00, qb[0][n] = y01;
+                    qa[1][n] = y00 + y10, qb[1][n] = y01 + y11;
+                    qa[2][n] = y00 - y10, qb[2][n] = y01 - y11;
+                    qa[3][n] = -y10, qb[3][n] = -y11;
+                }
+                float *dst = P + o * tc + q * TX + tx0;
+                const long xs = Co * tc;
+                for (int i = 0; i < 4; i++) { /* ... Aᵀ along the columns */
+                    float *p0 = dst + (4 * i) * xs, *p1 = p0 + xs, *p2 = p1 + xs, *p3 = p2 + xs;
+                    const float *A = qa[i], *B = qb[i];
+#pragma omp simd
+                    for (long n = 0; n < len; n++) {
+                        p0[n] = A[n];
+                        p1[n] = A[n] + B[n];
+                        p2[n] = A[n] - B[n];
+                        p3[n] = -B[n];
+                    }
+                }
+            }
+        }
+    }
+}
+
+void conv2d_winograd_forward(float *out, const float *x, const float *weight, const float *bias,
+                             const conv2d_shape *s, float *workspace)
+{
+    const wino_geom g = make_geom(s);
+    const long Co = g.Co, Ci = g.Ci;
+    float *U = workspace, *V = U + 2 * 16 * Co * Ci;
+    transform_weights(U, weight, &g);
+    for (long r0 = 0; r0 < g.R; r0 += g.RC) {
+        long nr = g.R - r0 < g.RC ? g.R - r0 : g.RC, tc = nr * g.TX;
+        float *M = V + 16 * Ci * tc;
+        transform_input(V, x, &g, r0, nr);
+        /* One GEMM per ξ per thread: OpenBLAS stays single-threaded inside. */
+#pragma omp parallel for schedule(static)
+        for (int xi = 0; xi < 16; xi++)
+            gemm(false, false, (int)Co, (int)tc, (int)Ci, 1.0f, U + xi * Co * Ci, (int)Ci, V + xi * Ci * tc,
+                 (int)tc, 0.0f, M + xi * Co * tc, (int)tc);
+        transform_output(out, M, bias, &g, r0, nr);
+    }
+}
+
+void conv2d_winograd_backward(float *dx, float *dweight, const float *dout, const float *x, const float *weight,
+                              const conv2d_shape *s, float *workspace)
+{
+    if (!dx && !dweight)
+        return;
+    const wino_geom g = make_geom(s);
+    const long Co = g.Co, Ci = g.Ci;
+    float *U = workspace, *dU = U + 16 * Co * Ci, *V = dU + 16 * Co * Ci;
+    if (dx)
+        transform_weights(U, weight, &g);
+    if (dweight)
+        memset(dU, 0, (size_t)(16 * Co * Ci) * sizeof(float));
+    for (long r0 = 0; r0 < g.R; r0 += g.RC) {
+        long nr = g.R - r0 < g.RC ? g.R - r0 : g.RC, tc = nr * g.TX;
+        float *P = V + 16 * Ci * tc, *dV = P + 16 * Co * tc;
+        transform_output_gradient(P, dout, &g, r0, nr);
+        if (dweight)
+            transform_input(V, x, &g, r0, nr);
+#pragma omp parallel for schedule(static)
+        for (int xi = 0; xi < 16; xi++) {
+            if (dweight)
+                gemm(false, true, (int)Co, (int)Ci, (int)tc, 1.0f, P + xi * Co * tc, (int)tc, V + xi * Ci * tc,
+                     (int)tc, 1.0f, dU + xi * Co * Ci, (int)Ci);
+            if (dx)
+                gemm(true, false, (int)Ci, (int)tc, (int)Co, 1.0f, U + xi * Co * Ci, (int)Ci, P + xi * Co * tc,
+                     (int)tc, 0.0f, dV + xi * Ci * tc, (int)tc);
+        }
+        if (dx)
+            add_input_gradient(dx, dV, &g, r0, nr);
+    }
+    if (dweight)
+        add_weight_gradient(dweight, dU, &g);
+}
