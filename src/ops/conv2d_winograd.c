@@ -139,15 +139,16 @@ static void add_weight_gradient(float *dw, const float *dU, const wino_geom *g)
 /* Input columns base .. base+width-1 of row r (zero outside the image). */
 static inline void load_padded(float *buf, const float *xc, const wino_geom *g, long r, long base, long width)
 {
-    if (r < 0 || r >= g->H) {
+    long lo = base < 0 ? -base : 0, hi = g->W - base < width ? g->W - base : width;
+    if (r < 0 || r >= g->H || hi <= lo) {
         memset(buf, 0, (size_t)width * sizeof(float));
         return;
     }
-    const float *row = xc + r * g->W;
-    for (long k = 0; k < width; k++) {
-        long col = base + k;
-        buf[k] = (col >= 0 && col < g->W) ? row[col] : 0.0f;
-    }
+    if (lo > 0)
+        memset(buf, 0, (size_t)lo * sizeof(float));
+    memcpy(buf + lo, xc + r * g->W + base + lo, (size_t)(hi - lo) * sizeof(float));
+    if (hi < width)
+        memset(buf + hi, 0, (size_t)(width - hi) * sizeof(float));
 }
 
 /* V[ξ][c][n] for the chunk's tile rows [row0, row0 + nrows). */
