@@ -10,7 +10,7 @@
  *  * IS from the samples' 1008 logits, splits of 5000;
  *  * precision / recall (k = 3, fp16 distances in 10,000-blocks) between
  *    the reference images' pool features and all samples' pool features.
- * Any other feature network (--feature-net vit) stands in for Inception: the
+ * Any other feature network (--feature-net vit or cnn) stands in for Inception: the
  * Fréchet distance is then "FD (<net> features)", not FID, and the metrics
  * that need Inception's logits or spatial features are skipped.
  */
@@ -40,7 +40,10 @@ static const char *usage =
     "P/R use its first --pr-ref-images images.  --save-stats keeps the samples'\n"
     "statistics, so a reference set embedded once can be reused with --ref-stats.\n"
     "With --feature-net vit a ViT of ours replaces Inception (FD in its feature\n"
-    "space; no sFID, no IS).  Inception weights: tools/convert_inception.py\n"
+    "space; no sFID, no IS); with --feature-net cnn our CNN classifier from\n"
+    "`repae train-encoder --arch cnn` does (FD in its global-average-pooled\n"
+    "features, e.g. --weights weights/fmnist-evalnet-cnn.safetensors on\n"
+    "Fashion-MNIST).  Inception weights: tools/convert_inception.py\n"
     "(docs/evaluation.md).";
 
 typedef struct eval_options {

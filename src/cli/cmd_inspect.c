@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "core/options.h"
 #include "io/safetensors.h"
+#include "models/cnn_classifier.h"
 #include "models/discriminator.h"
 #include "models/params.h"
 #include "models/sit.h"
@@ -30,7 +31,8 @@ static const char *help =
     "recognises by their keys, at the top level or under a prefix (model., ema.,\n"
     "vae., disc., ...): a VAE (encoder.conv_in.weight), a SiT\n"
     "(x_embedder.proj.weight), a DINOv2 ViT (patch_embed.proj.weight + cls_token),\n"
-    "a PatchGAN discriminator (main.0.weight); for each its configuration (read\n"
+    "a PatchGAN discriminator (main.0.weight), our CNN classifier\n"
+    "(stages.0.conv1.weight); for each its configuration (read\n"
     "from the shapes and the metadata), its parameter count and whether every\n"
     "key of that configuration is present with the right shape.  A REPA-E\n"
     "checkpoint (metadata format repae-checkpoint) is named as such; optimiser\n"
@@ -45,7 +47,9 @@ static const char *help =
     "  vae-f8d4, vae-f16d32         AutoencoderKL presets (SD-VAE; IN-VAE / VA-VAE)\n"
     "  dinov2-vit-{s,b,l}[-reg]     DINOv2 ViT/14 (pos_embed at --img-size, default the\n"
     "                               checkpoint's 518; REPA-E runs it at 224)\n"
-    "  disc                         PatchGAN discriminator (ndf 64, 3 layers)";
+    "  disc                         PatchGAN discriminator (ndf 64, 3 layers)\n"
+    "  cnn                          the CNN classifier of `train-encoder --arch cnn` (widths\n"
+    "                               32,64,128, 8 groups, 10 classes)";
 
 typedef struct inspect_options {
     const char *arch;
@@ -182,9 +186,17 @@ static int arch_inspect(const inspect_options *o)
         print_table(&d.table);
         print_counts(&d.table);
         disc_free(&d);
+    } else if (!strcmp(name, "cnn")) {
+        cnn_classifier m;
+        cnn_build_table(&m, &(cnn_config){.in_chans = o->in_channels ? o->in_channels : 1, .n_stages = 3,
+                                          .widths = {32, 64, 128}, .groups = 8, .num_classes = 10, .gn_eps = 1e-5f});
+        printf("cnn: %s\n", cnn_config_to_json(&m.cfg, buf, sizeof buf));
+        print_table(&m.table);
+        print_counts(&m.table);
+        cnn_free(&m);
     } else
         die("inspect --arch: unknown architecture '%s' (sit-xl/2 and the other sit-{s,b,l,xl}/{1,2,4,8}, vae-f8d4, "
-            "vae-f16d32, dinov2-vit-{s,b,l}[-reg], disc)", o->arch);
+            "vae-f16d32, dinov2-vit-{s,b,l}[-reg], disc, cnn)", o->arch);
     return 0;
 }
 
@@ -281,6 +293,19 @@ static void describe_model(const safetensors *st, const cJSON *j, const char *ki
         printf("    %s parameters (pos_embed at the file's grid)\n", commas(n, a));
         check_keys(&m.table, st, prefix, NULL);
         vit_free(&m);
+    } else if (!strcmp(kind, "CNN classifier")) {
+        /* The group count only comes from the metadata; the count of parameters does not depend on it. */
+        int recorded = mf_json_num(j, "groups", 0) > 0;
+        cnn_config c = cnn_config_from_checkpoint(st, prefix, recorded ? 0 : 1);
+        cnn_classifier m;
+        cnn_build_table(&m, &c);
+        printf("    %s%s\n", cnn_config_to_json(&c, buf, sizeof buf),
+               recorded ? "" : " (GroupNorm groups not recorded in the file)");
+        const char *acc = safetensors_meta(st, "test_accuracy");
+        printf("    %s parameters, %d-dim pooled features%s%s\n", commas(param_count(&m.table, PARAM_TRAINABLE), a),
+               m.dim, acc ? ", test accuracy " : "", acc ? acc : "");
+        check_keys(&m.table, st, prefix, NULL);
+        cnn_free(&m);
     } else {
         snprintf(buf, sizeof buf, "%smain.0.weight", prefix);
         const st_tensor *w0 = safetensors_find(st, buf);
@@ -313,6 +338,7 @@ static void list_models(const safetensors *st, int heads)
         {"x_embedder.proj.weight", "SiT", NULL},
         {"patch_embed.proj.weight", "ViT", "cls_token"},
         {"main.0.weight", "discriminator", NULL},
+        {"stages.0.conv1.weight", "CNN classifier", NULL},
     };
     cJSON *j = mf_metadata_json(st);
     int found = 0;
@@ -348,7 +374,7 @@ static void list_models(const safetensors *st, int heads)
             describe_model(st, j, kinds[k].kind, prefix, heads);
         }
     if (!found)
-        printf("models: none recognised (VAE, SiT, DINOv2 ViT, discriminator)\n");
+        printf("models: none recognised (VAE, SiT, DINOv2 ViT, discriminator, CNN classifier)\n");
     cJSON_Delete(j);
 }
 

@@ -1,19 +1,28 @@
 /* repae train-encoder — train a small DINOv2-family ViT as the REPA target
  * encoder (spec §8 replaced by supervised training: no pretrained DINOv2
  * can be had here), on Fashion-MNIST or a shard, with a linear head on the
- * cls token and cross-entropy (train/classifier_trainer.h).
+ * cls token and cross-entropy (train/classifier_trainer.h); or, with
+ * --arch cnn, the CNN classifier whose features our Fréchet distances use
+ * (models/cnn_classifier.h), with the same optimiser and schedule.
  *
  * Output layout:
  *   <output-dir>/<exp-name>/args.json
- *   <output-dir>/<exp-name>/metrics.jsonl         one line per step; epoch lines with test_accuracy
- *   <output-dir>/<exp-name>/encoder.safetensors   the ViT WITHOUT the head (pure DINOv2 keys, for
- *                                                 `repae train --enc-ckpt`), config in metadata
+ *   <output-dir>/<exp-name>/metrics.jsonl            one line per step; epoch lines with test_accuracy
+ *   <output-dir>/<exp-name>/encoder.safetensors      --arch vit: the ViT WITHOUT the head (pure DINOv2
+ *                                                    keys, for `repae train --enc-ckpt`), config in metadata
+ *   <output-dir>/<exp-name>/classifier.safetensors   --arch cnn: the CNN WITH its head; metadata format
+ *                                                    repae-cnn-classifier, arch, config (widths, groups),
+ *                                                    enc_mean/enc_std (`repae eval --feature-net cnn`)
+ *
+ * --evaluate FILE skips training: it tests a saved CNN classifier (its head)
+ * on the test data and prints the accuracy.
  */
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli/commands.h"
 #include "cli/train_setup.h"
@@ -24,6 +33,14 @@
 #include "train/classifier_trainer.h"
 
 static volatile sig_atomic_t stop_requested;
+
+/* CPU time of the whole process (every thread), for the run's report. */
+static double cpu_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
 static void on_signal(int sig) { stop_requested = sig; }
 
 static const char *usage =
@@ -43,9 +60,19 @@ static const char *usage =
     "normalised as (u/255 - enc-mean)/enc-std, the same as `repae train\n"
     "--enc-mean/--enc-std`; 3-channel ones get the DINOv2 preprocessing.\n"
     "`repae train` takes the head count from the width (192->3, 384->6, 768->12);\n"
-    "other --heads must be passed to it as --enc-heads.";
+    "other --heads must be passed to it as --enc-heads.\n"
+    "\n"
+    "--arch cnn trains the evaluation network instead: a VGG-style CNN (per\n"
+    "--cnn-widths entry a stage of [3x3 conv, GroupNorm(--cnn-groups), ReLU] x 2\n"
+    "and a 2x2 max-pool; global average pool; linear head), every channel\n"
+    "normalised as (u/255 - enc-mean)/enc-std, saved WITH its head as\n"
+    "<dir>/classifier.safetensors for `repae eval --feature-net cnn --weights F`\n"
+    "(FD in its pooled features).  The ViT flags (--patch ... --layerscale-init)\n"
+    "do not apply to it.  --evaluate F tests such a file on the test data.";
 
 typedef struct enc_options {
+    const char *arch, *cnn_widths, *evaluate;
+    int cnn_groups, crop_pad;
     const char *data, *eval_data;
     int image_size, channels, max_images, max_eval_images;
     int img_size, patch, embed_dim, depth, heads, num_register_tokens;
@@ -61,6 +88,8 @@ static int enc_options_table(enc_options *o, option_spec *opts)
 {
     int n = 0;
 #define OPT(...) opts[n++] = (option_spec){__VA_ARGS__}
+    OPT("--arch", OPT_CHOICE, &o->arch, "vit",
+        "vit: the DINOv2-style REPA encoder; cnn: the VGG-style evaluation network", .choices = "vit|cnn");
     OPT("--data", OPT_STRING, &o->data, "fashion-mnist", "training data: 'fashion-mnist' (train split) or a shard");
     OPT("--eval-data", OPT_STRING, &o->eval_data, NULL,
         "test data: a shard (default: the Fashion-MNIST test split with --data fashion-mnist, else none)");
@@ -82,6 +111,12 @@ static int enc_options_table(enc_options *o, option_spec *opts)
         .max = 64);
     OPT("--layerscale-init", OPT_FLOAT, &o->layerscale_init, "0.1",
         "initial LayerScale gammas (0: no LayerScale; DINOv2's hub value is 1e-5)", .min = 0, .max = 10);
+    OPT("--cnn-widths", OPT_STRING, &o->cnn_widths, "32,64,128",
+        "--arch cnn: stage widths (each stage: two 3x3 convs, then a 2x2 max-pool)");
+    OPT("--cnn-groups", OPT_INT, &o->cnn_groups, "8", "--arch cnn: GroupNorm groups (every width must divide by it)",
+        .min = 1, .max = 4096);
+    OPT("--evaluate", OPT_STRING, &o->evaluate, NULL,
+        "no training: test this --arch cnn classifier file (with its head) on the test data");
     OPT("--epochs", OPT_INT, &o->epochs, "5", "passes over the training data", .min = 1, .max = 100000);
     OPT("--max-train-steps", OPT_INT64, &o->max_train_steps, "0", "stop after N steps (0: --epochs decides)",
         .min = 0, .max = 1e12);
@@ -94,17 +129,34 @@ static int enc_options_table(enc_options *o, option_spec *opts)
     OPT("--weight-decay", OPT_FLOAT, &o->weight_decay, "0.05", "AdamW decoupled weight decay", .min = 0, .max = 10);
     OPT("--max-grad-norm", OPT_FLOAT, &o->max_grad_norm, "1.0", "gradient clipping (0: none)", .min = 0, .max = 1e9);
     OPT("--hflip", OPT_FLAG, &o->hflip, NULL, "random horizontal flips");
+    OPT("--crop-pad", OPT_INT, &o->crop_pad, "0",
+        "random crops of the image zero-padded by N px (random shifts of up to N px; 0: none)", .min = 0, .max = 64);
     OPT("--enc-mean", OPT_FLOAT, &o->enc_mean, "0.5", "1-channel input mean (as repae train --enc-mean)", .min = -10,
         .max = 10);
     OPT("--enc-std", OPT_FLOAT, &o->enc_std, "0.5", "1-channel input std (as repae train --enc-std)", .min = 1e-6,
         .max = 10);
     OPT("--save-dtype", OPT_CHOICE, &o->save_dtype, "f32",
-        "dtype of encoder.safetensors (f16 halves the file; loads as float32)", .choices = "f32|f16");
+        "dtype of the saved network (f16 halves the file; loads as float32)", .choices = "f32|f16");
     OPT("--seed", OPT_INT64, &o->seed, "0", "random seed", .min = 0, .max = 9e18);
     OPT("--output-dir", OPT_STRING, &o->output_dir, "exps", "where runs go");
     OPT("--exp-name", OPT_STRING, &o->exp_name, "encoder-fmnist", "run name (a folder under --output-dir)");
 #undef OPT
     return n;
+}
+
+static void set_common_metadata(st_writer *w, const enc_options *o, double test_acc, long long step)
+{
+    char buf[64];
+    snprintf(buf, sizeof buf, "%g", o->enc_mean);
+    st_writer_set_metadata(w, "enc_mean", buf);
+    snprintf(buf, sizeof buf, "%g", o->enc_std);
+    st_writer_set_metadata(w, "enc_std", buf);
+    snprintf(buf, sizeof buf, "%lld", step);
+    st_writer_set_metadata(w, "step", buf);
+    if (!isnan(test_acc)) {
+        snprintf(buf, sizeof buf, "%.6f", test_acc);
+        st_writer_set_metadata(w, "test_accuracy", buf);
+    }
 }
 
 /* The encoder without its head: DINOv2 keys only, config in metadata. */
@@ -121,37 +173,114 @@ static void save_encoder(const vit *m, const char *path, const enc_options *o, d
              c->num_register_tokens, c->layerscale ? "true" : "false", c->ln_eps);
     st_writer_set_metadata(w, "format", "repae-encoder");
     st_writer_set_metadata(w, "config", buf);
-    snprintf(buf, sizeof buf, "%g", o->enc_mean);
-    st_writer_set_metadata(w, "enc_mean", buf);
-    snprintf(buf, sizeof buf, "%g", o->enc_std);
-    st_writer_set_metadata(w, "enc_std", buf);
-    snprintf(buf, sizeof buf, "%lld", step);
-    st_writer_set_metadata(w, "step", buf);
-    if (!isnan(test_acc)) {
-        snprintf(buf, sizeof buf, "%.6f", test_acc);
-        st_writer_set_metadata(w, "test_accuracy", buf);
-    }
+    set_common_metadata(w, o, test_acc, step);
     st_writer_set_metadata(w, "trained_by", "repae train-encoder (supervised classification, head dropped)");
     st_writer_save(w, path);
     st_writer_free(w);
     free(half);
 }
 
+/* The CNN with its head; what a loader needs in metadata (the state dict
+ * cannot tell the GroupNorm groups). */
+static void save_cnn(const cnn_classifier *m, const char *path, const enc_options *o, int img_size, double test_acc,
+                     long long step)
+{
+    st_writer *w = st_writer_new();
+    uint16_t *half = param_save_as(w, &m->table, m->params, NULL, !strcmp(o->save_dtype, "f16"));
+    char buf[1024], widths[256];
+    cnn_config_to_json(&m->cfg, buf, sizeof buf);
+    st_writer_set_metadata(w, "format", CNN_FILE_FORMAT);
+    st_writer_set_metadata(w, "arch", "cnn");
+    st_writer_set_metadata(w, "config", buf);
+    size_t n = 0;
+    for (int s = 0; s < m->cfg.n_stages; s++)
+        n += (size_t)snprintf(widths + n, sizeof widths - n, "%s%d", s ? "," : "", m->cfg.widths[s]);
+    st_writer_set_metadata(w, "widths", widths);
+    snprintf(buf, sizeof buf, "%d", m->cfg.groups);
+    st_writer_set_metadata(w, "groups", buf);
+    snprintf(buf, sizeof buf, "%d", img_size);
+    st_writer_set_metadata(w, "img_size", buf);
+    set_common_metadata(w, o, test_acc, step);
+    st_writer_set_metadata(w, "trained_by", "repae train-encoder --arch cnn (supervised classification)");
+    st_writer_save(w, path);
+    st_writer_free(w);
+    free(half);
+}
+
+/* --arch cnn's configuration from the flags; dies naming the flag. */
+static cnn_config cnn_config_from_options(const enc_options *o, int C, int H, int W, int K)
+{
+    cnn_config c = {.in_chans = C, .groups = o->cnn_groups, .num_classes = K, .gn_eps = 1e-5f};
+    c.n_stages = parse_int_list("--cnn-widths", o->cnn_widths, c.widths, CNN_MAX_STAGES);
+    if (c.n_stages < 1)
+        die("train-encoder --cnn-widths: give at least one stage width (e.g. 32,64,128)");
+    for (int s = 0; s < c.n_stages; s++)
+        if (c.widths[s] % c.groups)
+            die("train-encoder --cnn-groups %d: the stage width %d (--cnn-widths %s) is not divisible by it",
+                c.groups, c.widths[s], o->cnn_widths);
+    int max_stages = 0;
+    while ((H >> (max_stages + 1)) >= 1 && (W >> (max_stages + 1)) >= 1)
+        max_stages++;
+    if (c.n_stages > max_stages)
+        die("train-encoder --cnn-widths %s: %d stages halve %dx%d images to nothing (at most %d stages)",
+            o->cnn_widths, c.n_stages, H, W, max_stages);
+    return c;
+}
+
+/* --evaluate FILE: the test accuracy of a saved CNN classifier. */
+static int evaluate_file(const enc_options *o, const option_spec *opts, int n_opts, const dataset *test)
+{
+    safetensors *st = safetensors_open(o->evaluate);
+    if (safetensors_find(st, "cls_token"))
+        die("train-encoder --evaluate '%s': a ViT encoder file (saved without its head); --evaluate takes a "
+            "classifier from `repae train-encoder --arch cnn`",
+            o->evaluate);
+    cnn_classifier m;
+    cnn_from_checkpoint(&m, st, "", 0, PARAM_STRICT);
+    if (m.cfg.num_classes <= 0)
+        die("train-encoder --evaluate '%s': the CNN has no head (head.weight)", o->evaluate);
+    if (m.cfg.num_classes != test->num_classes || m.cfg.in_chans != test->channels)
+        die("train-encoder --evaluate '%s': a %d-class, %d-channel classifier for %d-class, %d-channel test data",
+            o->evaluate, m.cfg.num_classes, m.cfg.in_chans, test->num_classes, test->channels);
+    float mean = options_given(opts, n_opts, "--enc-mean") ? o->enc_mean : safetensors_meta_f32(st, "enc_mean", 0.5f);
+    float std = options_given(opts, n_opts, "--enc-std") ? o->enc_std : safetensors_meta_f32(st, "enc_std", 0.5f);
+    safetensors_close(st);
+    classifier_config cc = {.batch = 1, .mean = mean, .std = std};
+    int eval_batch = test->n < o->eval_batch ? test->n : o->eval_batch;
+    classifier_trainer t;
+    classifier_trainer_init_cnn(&t, &cc, &m, test->channels, test->height, test->width, eval_batch);
+    double t0 = wall_seconds();
+    int correct = classifier_evaluate(&t, test->images, test->labels, test->n);
+    printf("%s: %s, enc_mean %g enc_std %g\n", o->evaluate, cnn_config_to_json(&m.cfg, (char[512]){0}, 512), mean,
+           std);
+    printf("test accuracy: %.4f (%d of %d images, %s; %.1f s)\n", (double)correct / test->n, correct, test->n,
+           test->source, wall_seconds() - t0);
+    classifier_trainer_free(&t);
+    cnn_free(&m);
+    return 0;
+}
+
 int cmd_train_encoder(int argc, char **argv)
 {
     enc_options o;
-    option_spec opts[40];
+    option_spec opts[48];
     int n = enc_options_table(&o, opts);
     int rest = options_parse("train-encoder", usage, opts, n, argc, argv);
     if (rest > 1)
         die("train-encoder: unexpected argument '%s'", argv[1]);
+    bool cnn = !strcmp(o.arch, "cnn");
+    static const char *const vit_flags[] = {"--img-size", "--patch", "--embed-dim", "--depth", "--heads",
+                                            "--mlp-ratio", "--num-register-tokens", "--layerscale-init"};
+    static const char *const cnn_flags[] = {"--cnn-widths", "--cnn-groups", "--evaluate"};
+    for (int i = 0; i < (int)(sizeof vit_flags / sizeof *vit_flags); i++)
+        if (cnn && options_given(opts, n, vit_flags[i]))
+            die("train-encoder: %s is a ViT flag; --arch cnn takes --cnn-widths and --cnn-groups", vit_flags[i]);
+    for (int i = 0; i < (int)(sizeof cnn_flags / sizeof *cnn_flags); i++)
+        if (!cnn && options_given(opts, n, cnn_flags[i]))
+            die("train-encoder: %s needs --arch cnn", cnn_flags[i]);
     char *args_json = options_to_json(opts, n);
 
-    /* Data: the training set through train_setup_data, the test set beside it. */
-    train_options to = {.data = o.data, .data_split = "train", .image_size = o.image_size, .channels = o.channels,
-                        .max_images = o.max_images};
-    train_data data;
-    train_setup_data(&to, &data);
+    /* Data: the test set, then (unless only evaluating) the training set through train_setup_data. */
     dataset test = {0};
     bool have_test = false;
     if (o.eval_data) {
@@ -161,34 +290,56 @@ int cmd_train_encoder(int argc, char **argv)
         test = dataset_fashion_mnist(FASHION_MNIST_DIR, "test", o.image_size, o.channels);
         have_test = true;
     }
-    if (have_test) {
-        if (o.max_eval_images > 0)
-            dataset_truncate(&test, o.max_eval_images);
-        if (test.channels != data.ds.channels || test.height != data.ds.height || test.width != data.ds.width)
-            die("train-encoder: --eval-data '%s' has %dx%dx%d images, the training data %dx%dx%d", test.source,
-                test.channels, test.height, test.width, data.ds.channels, data.ds.height, data.ds.width);
+    if (have_test && o.max_eval_images > 0)
+        dataset_truncate(&test, o.max_eval_images);
+    if (o.evaluate) {
+        if (!have_test)
+            die("train-encoder --evaluate: no test data (give --eval-data, or --data fashion-mnist)");
+        int rc = evaluate_file(&o, opts, n, &test);
+        dataset_free(&test);
+        free(args_json);
+        return rc;
     }
+    train_options to = {.data = o.data, .data_split = "train", .image_size = o.image_size, .channels = o.channels,
+                        .max_images = o.max_images};
+    train_data data;
+    train_setup_data(&to, &data);
+    if (have_test && (test.channels != data.ds.channels || test.height != data.ds.height ||
+                      test.width != data.ds.width))
+        die("train-encoder: --eval-data '%s' has %dx%dx%d images, the training data %dx%dx%d", test.source,
+            test.channels, test.height, test.width, data.ds.channels, data.ds.height, data.ds.width);
     int C = data.ds.channels, H = data.ds.height, W = data.ds.width, K = data.ds.num_classes;
     if (data.ds.n < o.batch_size)
         die("train-encoder: %d training images cannot fill a batch of %d (--max-images / --batch-size)", data.ds.n,
             o.batch_size);
     if (K < 2)
         die("train-encoder: '%s' has %d classes; a classifier needs at least 2", data.ds.source, K);
+    if (o.crop_pad >= H || o.crop_pad >= W)
+        die("train-encoder --crop-pad %d: must be smaller than the %dx%d images", o.crop_pad, H, W);
 
-    vit_config vc = {.img_size = o.img_size ? o.img_size : H, .patch = o.patch, .in_chans = C,
-                     .embed_dim = o.embed_dim, .depth = o.depth, .heads = o.heads, .mlp_ratio = o.mlp_ratio,
-                     .num_register_tokens = o.num_register_tokens, .layerscale = o.layerscale_init > 0,
-                     .layerscale_init = o.layerscale_init, .num_classes = K, .ln_eps = 1e-6f};
-    if (vc.img_size % vc.patch)
-        die("train-encoder --patch %d: the ViT input (%d px) must be a multiple of the patch size", o.patch,
-            vc.img_size);
-    if (o.embed_dim % o.heads)
-        die("train-encoder --heads %d: the width %d must be divisible by the head count", o.heads, o.embed_dim);
-    if (C == 1 && vc.img_size != H)
-        die("train-encoder --img-size %d: 1-channel images are not resized; use %d (the image size)", vc.img_size, H);
-    vit m;
-    vit_build(&m, &vc);
-    vit_init_params(&m, (uint64_t)o.seed + 7);
+    vit m = {0};
+    vit_config vc = {0};
+    cnn_classifier cm = {0};
+    if (cnn) {
+        cnn_config cc = cnn_config_from_options(&o, C, H, W, K);
+        cnn_build(&cm, &cc);
+        cnn_init_params(&cm, (uint64_t)o.seed + 7);
+    } else {
+        vc = (vit_config){.img_size = o.img_size ? o.img_size : H, .patch = o.patch, .in_chans = C,
+                          .embed_dim = o.embed_dim, .depth = o.depth, .heads = o.heads, .mlp_ratio = o.mlp_ratio,
+                          .num_register_tokens = o.num_register_tokens, .layerscale = o.layerscale_init > 0,
+                          .layerscale_init = o.layerscale_init, .num_classes = K, .ln_eps = 1e-6f};
+        if (vc.img_size % vc.patch)
+            die("train-encoder --patch %d: the ViT input (%d px) must be a multiple of the patch size", o.patch,
+                vc.img_size);
+        if (o.embed_dim % o.heads)
+            die("train-encoder --heads %d: the width %d must be divisible by the head count", o.heads, o.embed_dim);
+        if (C == 1 && vc.img_size != H)
+            die("train-encoder --img-size %d: 1-channel images are not resized; use %d (the image size)", vc.img_size,
+                H);
+        vit_build(&m, &vc);
+        vit_init_params(&m, (uint64_t)o.seed + 7);
+    }
 
     int bpe = data.ds.n / o.batch_size;
     long long total = (long long)o.epochs * bpe;
@@ -197,10 +348,14 @@ int cmd_train_encoder(int argc, char **argv)
     long long warmup = o.warmup_steps < total / 5 ? o.warmup_steps : total / 5; /* short runs still decay */
     classifier_config cc = {.batch = o.batch_size, .lr = o.learning_rate, .weight_decay = o.weight_decay,
                             .max_grad_norm = o.max_grad_norm, .warmup_steps = warmup, .total_steps = total,
-                            .hflip = o.hflip, .mean = o.enc_mean, .std = o.enc_std, .seed = (uint64_t)o.seed};
+                            .hflip = o.hflip, .crop_pad = o.crop_pad, .mean = o.enc_mean, .std = o.enc_std,
+                            .seed = (uint64_t)o.seed};
     int eval_batch = have_test && test.n < o.eval_batch ? test.n : o.eval_batch;
     classifier_trainer t;
-    classifier_trainer_init(&t, &cc, &m, C, H, W, eval_batch);
+    if (cnn)
+        classifier_trainer_init_cnn(&t, &cc, &cm, C, H, W, eval_batch);
+    else
+        classifier_trainer_init(&t, &cc, &m, C, H, W, eval_batch);
     loader ld = loader_create(&data.ds, o.batch_size, (uint64_t)o.seed, 0, 1);
 
     char dir[1024], path[1300];
@@ -215,27 +370,41 @@ int cmd_train_encoder(int argc, char **argv)
     printf("repae train-encoder: %s\n", dir);
     printf("data: %s, %d images %dx%dx%d, %d classes; test: %s\n", data.ds.source, data.ds.n, C, H, W, K,
            have_test ? test.source : "none");
-    printf("ViT: %d px, patch %d (%dx%d = %d tokens), width %d, depth %d, %d heads, %.3f M parameters "
-           "(%.3f M without the head)\n",
-           vc.img_size, vc.patch, m.grid, m.grid, m.npatch, vc.embed_dim, vc.depth, vc.heads,
-           param_count(&m.table, PARAM_TRAINABLE) / 1e6,
-           (param_count(&m.table, PARAM_TRAINABLE) - (size_t)K * (vc.embed_dim + 1)) / 1e6);
+    if (cnn) {
+        char buf[512];
+        printf("CNN: %s, %.3f M parameters (%.3f M without the head), %d-dim features\n",
+               cnn_config_to_json(&cm.cfg, buf, sizeof buf), param_count(&cm.table, PARAM_TRAINABLE) / 1e6,
+               (param_count(&cm.table, PARAM_TRAINABLE) - (size_t)K * (cm.dim + 1)) / 1e6, cm.dim);
+    } else
+        printf("ViT: %d px, patch %d (%dx%d = %d tokens), width %d, depth %d, %d heads, %.3f M parameters "
+               "(%.3f M without the head)\n",
+               vc.img_size, vc.patch, m.grid, m.grid, m.npatch, vc.embed_dim, vc.depth, vc.heads,
+               param_count(&m.table, PARAM_TRAINABLE) / 1e6,
+               (param_count(&m.table, PARAM_TRAINABLE) - (size_t)K * (vc.embed_dim + 1)) / 1e6);
     printf("schedule: %lld steps (%d per epoch), warm-up %lld, cosine to 0\n", total, bpe, warmup);
     options_print(stdout, opts, n);
-    if (vit_heads_for_width(o.embed_dim) != o.heads)
+    if (!cnn && vit_heads_for_width(o.embed_dim) != o.heads)
         printf("note: repae train will need --enc-heads %d for this encoder\n", o.heads);
     fflush(stdout);
 
     snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
     FILE *metrics = xfopen(path, "w");
-    char enc_path[1300];
-    snprintf(enc_path, sizeof enc_path, "%s/encoder.safetensors", dir);
+    char out_path[1300];
+    snprintf(out_path, sizeof out_path, "%s/%s.safetensors", dir, cnn ? "classifier" : "encoder");
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     uint8_t *images = xmalloc((size_t)o.batch_size * C * H * W);
     int32_t *labels = xmalloc((size_t)o.batch_size * sizeof(int32_t));
     double test_acc = NAN;
     int exit_code = 0;
+    double cpu0 = cpu_seconds();
+#define SAVE()                                                                                                        \
+    do {                                                                                                              \
+        if (cnn)                                                                                                      \
+            save_cnn(&cm, out_path, &o, H, test_acc, t.step);                                                         \
+        else                                                                                                          \
+            save_encoder(&m, out_path, &o, test_acc, t.step);                                                         \
+    } while (0)
     progress pb = progress_start("train-encoder", total, "it");
     while (t.step < total) {
         loader_next(&ld, images, labels);
@@ -250,15 +419,15 @@ int cmd_train_encoder(int argc, char **argv)
             progress_finish(&pb);
             fprintf(stderr,
                     "repae: error: the loss is %g at step %lld: training stopped (try a lower --learning-rate); "
-                    "'%s' keeps the last epoch's encoder, if any\n",
-                    logs.loss, t.step, enc_path);
+                    "'%s' keeps the last epoch's network, if any\n",
+                    logs.loss, t.step, out_path);
             exit_code = 1;
             break;
         }
         bool epoch_end = t.step % bpe == 0 || t.step == total;
         if (epoch_end && have_test) {
             test_acc = (double)classifier_evaluate(&t, test.images, test.labels, test.n) / test.n;
-            fprintf(metrics, ", \"test_accuracy\": %.6f", test_acc);
+            fprintf(metrics, ", \"test_accuracy\": %.6f, \"cpu_s\": %.1f", test_acc, cpu_seconds() - cpu0);
         }
         fputs("}\n", metrics);
         fflush(metrics);
@@ -266,29 +435,34 @@ int cmd_train_encoder(int argc, char **argv)
                         logs.lr);
         if (epoch_end) {
             if (have_test)
-                fprintf(stderr, "epoch %lld (step %lld): test accuracy %.4f\n",
-                        (t.step + bpe - 1) / bpe, t.step, test_acc);
-            save_encoder(&m, enc_path, &o, test_acc, t.step);
+                fprintf(stderr, "epoch %lld (step %lld): test accuracy %.4f (%.0f s of CPU so far)\n",
+                        (t.step + bpe - 1) / bpe, t.step, test_acc, cpu_seconds() - cpu0);
+            SAVE();
         }
         if (stop_requested) {
             progress_finish(&pb);
-            save_encoder(&m, enc_path, &o, test_acc, t.step);
-            fprintf(stderr, "repae: stopped by signal %d at step %lld; the encoder so far is in '%s'\n",
-                    (int)stop_requested, t.step, enc_path);
+            SAVE();
+            fprintf(stderr, "repae: stopped by signal %d at step %lld; the network so far is in '%s'\n",
+                    (int)stop_requested, t.step, out_path);
             break;
         }
     }
+#undef SAVE
     if (!stop_requested && exit_code == 0) {
         progress_finish(&pb);
         if (have_test)
             printf("test accuracy: %.4f (%d images)\n", test_acc, test.n);
-        printf("encoder: %s\nmetrics: %s/metrics.jsonl\n", enc_path, dir);
+        printf("%s: %s\nmetrics: %s/metrics.jsonl\nCPU time: %.0f s\n", cnn ? "classifier" : "encoder", out_path, dir,
+               cpu_seconds() - cpu0);
     }
     fclose(metrics);
     free(images), free(labels), free(args_json);
     loader_free(&ld);
     classifier_trainer_free(&t);
-    vit_free(&m);
+    if (cnn)
+        cnn_free(&cm);
+    else
+        vit_free(&m);
     if (have_test)
         dataset_free(&test);
     train_data_free(&data);

@@ -13,35 +13,45 @@ int fnet_options_table(fnet_options *o, option_spec *opts, int n)
 {
 #define OPT(...) opts[n++] = (option_spec){__VA_ARGS__}
     OPT("--feature-net", OPT_CHOICE, &o->feature_net, "inception",
-        "feature network: the ADM Inception-v3, or a ViT of ours (FD in its feature space)",
-        .choices = "inception|vit");
+        "feature network: the ADM Inception-v3, a ViT of ours, or our CNN classifier (train-encoder --arch cnn; "
+        "FD in its pooled features)",
+        .choices = "inception|vit|cnn");
     OPT("--weights", OPT_STRING, &o->weights, NULL,
-        "feature network weights (safetensors; Inception: from tools/convert_inception.py)");
+        "feature network weights (safetensors; Inception: from tools/convert_inception.py; vit/cnn: from "
+        "repae train-encoder)");
     OPT("--layer", OPT_CHOICE, &o->layer, "cls", "ViT features: final-norm cls token or mean of the patch tokens",
         .choices = "cls|mean-patch");
     OPT("--enc-heads", OPT_INT, &o->enc_heads, "0", "ViT attention heads (0: from the file or the width)", .min = 0,
         .max = 128);
     OPT("--enc-mean", OPT_FLOAT, &o->enc_mean, NULL,
-        "1-channel ViT input mean (default: the weights' enc_mean metadata, else 0.5)", .min = -10, .max = 10);
+        "1-channel ViT / CNN input mean (default: the weights' enc_mean metadata, else 0.5)", .min = -10, .max = 10);
     OPT("--enc-std", OPT_FLOAT, &o->enc_std, NULL,
-        "1-channel ViT input std (default: the weights' enc_std metadata, else 0.5)", .min = 1e-6, .max = 10);
+        "1-channel ViT / CNN input std (default: the weights' enc_std metadata, else 0.5)", .min = 1e-6, .max = 10);
 #undef OPT
     return n;
 }
 
 void fnet_open(const fnet_options *o, const option_spec *opts, int n_opts, feature_net *f, int max_batch)
 {
-    bool vit = !strcmp(o->feature_net, "vit");
+    bool vit = !strcmp(o->feature_net, "vit"), cnn = !strcmp(o->feature_net, "cnn");
     if (!o->weights) {
         if (vit)
             die("--feature-net vit needs --weights ENCODER.safetensors (e.g. from `repae train-encoder`)");
+        if (cnn)
+            die("--feature-net cnn needs --weights CLASSIFIER.safetensors (from `repae train-encoder --arch cnn`, "
+                "e.g. weights/fmnist-evalnet-cnn.safetensors)");
         die("--feature-net inception needs --weights INCEPTION.safetensors: convert pytorch-fid's "
             "pt_inception-2015-12-05-6726825d.pth with tools/convert_inception.py (docs/evaluation.md)");
     }
-    if (vit)
+    float mean = options_given(opts, n_opts, "--enc-mean") ? o->enc_mean : NAN;
+    float std = options_given(opts, n_opts, "--enc-std") ? o->enc_std : NAN;
+    if (cnn) {
+        if (options_given(opts, n_opts, "--layer") || options_given(opts, n_opts, "--enc-heads"))
+            warn("--layer and --enc-heads apply to --feature-net vit only; ignored");
+        feature_net_open_cnn(f, o->weights, mean, std, max_batch);
+    } else if (vit)
         feature_net_open_vit(f, o->weights, !strcmp(o->layer, "cls") ? FNET_VIT_CLS : FNET_VIT_MEAN_PATCH,
-                             o->enc_heads, options_given(opts, n_opts, "--enc-mean") ? o->enc_mean : NAN,
-                             options_given(opts, n_opts, "--enc-std") ? o->enc_std : NAN, max_batch);
+                             o->enc_heads, mean, std, max_batch);
     else {
         if (options_given(opts, n_opts, "--layer"))
             warn("--layer applies to --feature-net vit only; ignored");

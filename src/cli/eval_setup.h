@@ -15,7 +15,7 @@
 #define FNET_MAX_OPTS 6
 
 typedef struct fnet_options {
-    const char *feature_net; /* "inception" | "vit" */
+    const char *feature_net; /* "inception" | "vit" | "cnn" */
     const char *weights;
     const char *layer;       /* vit: "cls" | "mean-patch" */
     int enc_heads;

@@ -83,6 +83,8 @@ void feature_net_open_vit(feature_net *f, const char *path, feature_net_layer la
     f->max_batch = max_batch;
     safetensors *st = safetensors_open(path);
     const st_tensor *cls = safetensors_find(st, "cls_token");
+    if (!cls && cnn_in_file(st, ""))
+        die("'%s': a CNN classifier (from `repae train-encoder --arch cnn`), not a ViT: use --feature-net cnn", path);
     if (!cls || cls->ndim != 3)
         die("'%s': not a DINOv2-family ViT (no cls_token [1, 1, D]); --feature-net vit takes an encoder from "
             "`repae train-encoder` or converted DINOv2 weights",
@@ -112,10 +114,44 @@ void feature_net_open_vit(feature_net *f, const char *path, feature_net_layer la
              layer == FNET_VIT_CLS ? "cls token" : "mean patch token", f->dim, f->v.cfg.img_size, f->v.cfg.in_chans);
 }
 
+void feature_net_open_cnn(feature_net *f, const char *path, float enc_mean, float enc_std, int max_batch)
+{
+    memset(f, 0, sizeof *f);
+    f->kind = FNET_CNN;
+    f->path = path;
+    f->max_batch = max_batch;
+    safetensors *st = safetensors_open(path);
+    if (!cnn_in_file(st, "")) {
+        if (safetensors_find(st, "cls_token"))
+            die("'%s': a ViT encoder, not a CNN classifier: use --feature-net vit (--feature-net cnn takes a file "
+                "from `repae train-encoder --arch cnn`)",
+                path);
+        die("'%s': not a CNN classifier (no stages.0.conv1.weight); --feature-net cnn takes a file from "
+            "`repae train-encoder --arch cnn`",
+            path);
+    }
+    cnn_from_checkpoint(&f->cnn, st, "", 0, PARAM_ALLOW_EXTRA);
+    f->enc_mean = isnan(enc_mean) ? meta_float(st, "enc_mean") : enc_mean;
+    f->enc_std = isnan(enc_std) ? meta_float(st, "enc_std") : enc_std;
+    if (isnan(f->enc_mean))
+        f->enc_mean = 0.5f;
+    if (isnan(f->enc_std) || !(f->enc_std > 0))
+        f->enc_std = 0.5f;
+    float size = meta_float(st, "img_size");
+    f->cnn_size = size >= 1 && size <= 65536 ? (int)size : 0;
+    safetensors_close(st);
+    f->dim = f->cnn.dim;
+    snprintf(f->name, sizeof f->name, "cnn");
+    snprintf(f->label, sizeof f->label, "CNN pooled features (D %d, %d stages, %d ch)", f->dim, f->cnn.cfg.n_stages,
+             f->cnn.cfg.in_chans);
+}
+
 void feature_net_free(feature_net *f)
 {
     if (f->kind == FNET_INCEPTION)
         inception_free(&f->inc);
+    else if (f->kind == FNET_CNN)
+        cnn_free(&f->cnn);
     else
         vit_free(&f->v);
     arena_free(&f->ar);
@@ -189,6 +225,57 @@ static void vit_features(feature_net *f, const uint8_t *images, int B, int H, in
     arena_reset(ar, 0);
 }
 
+/* Arena bytes of one CNN batch of B images H×W at the network's size S×S. */
+static size_t cnn_bytes(const feature_net *f, int B, int H, int W, int Ho, int Wo)
+{
+    int Cm = f->cnn.cfg.in_chans;
+    size_t b = cnn_plan_bytes(&f->cnn, B, Ho, Wo, false);
+    b += arena_round((size_t)B * Cm * H * W * sizeof(float));   /* normalised, NCHW */
+    b += arena_round((size_t)B * Cm * Ho * Wo * sizeof(float)); /* resized */
+    return b + 4 * ARENA_ALIGN;
+}
+
+static void cnn_features(feature_net *f, const uint8_t *images, int B, int H, int W, int C, float *pool)
+{
+    const int Cm = f->cnn.cfg.in_chans;
+    const int Ho = f->cnn_size > 0 ? f->cnn_size : H, Wo = f->cnn_size > 0 ? f->cnn_size : W;
+    if (Cm != 1 && C != 1 && C != Cm)
+        die("feature network %s takes %d-channel images; these have %d", f->name, Cm, C);
+    size_t need = cnn_bytes(f, f->max_batch, H, W, Ho, Wo);
+    if (f->ar.capacity < need) {
+        arena_free(&f->ar);
+        f->ar = arena_create(need);
+    }
+    arena *ar = &f->ar;
+    arena_reset(ar, 0);
+    const size_t HW = (size_t)H * W;
+    float *g = arena_floats(ar, (size_t)B * Cm * HW);
+    for (int b = 0; b < B; b++)
+        for (size_t p = 0; p < HW; p++) {
+            const uint8_t *px = images + ((size_t)b * HW + p) * C;
+            for (int c = 0; c < Cm; c++) {
+                float v;
+                if (Cm == 1) { /* grey = mean of the channels: exact for replicated grey */
+                    v = 0;
+                    for (int k = 0; k < C; k++)
+                        v += (float)px[k];
+                    v = C == 1 ? v : v / (float)C;
+                } else
+                    v = (float)px[C == 1 ? 0 : c];
+                g[((size_t)b * Cm + c) * HW + p] = (v / 255.0f - f->enc_mean) / f->enc_std;
+            }
+        }
+    float *in = g;
+    if (Ho != H || Wo != W) {
+        in = arena_floats(ar, (size_t)B * Cm * Ho * Wo);
+        bicubic_resize_forward(in, g, B, Cm, H, W, Ho, Wo);
+    }
+    cnn_acts a;
+    cnn_acts_alloc(&a, &f->cnn, ar, B, Ho, Wo, false);
+    cnn_forward(&f->cnn, &a, in, pool, NULL);
+    arena_reset(ar, 0);
+}
+
 void feature_net_features(feature_net *f, const uint8_t *images, int B, int H, int W, int C, float *pool,
                           float *spatial, float *logits)
 {
@@ -200,6 +287,10 @@ void feature_net_features(feature_net *f, const uint8_t *images, int B, int H, i
         die("feature network %s has no %s output", f->name, spatial ? "spatial" : "logits");
     if (f->kind == FNET_VIT) {
         vit_features(f, images, B, H, W, C, pool);
+        return;
+    }
+    if (f->kind == FNET_CNN) {
+        cnn_features(f, images, B, H, W, C, pool);
         return;
     }
     const uint8_t *rgb = images;

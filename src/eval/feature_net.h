@@ -1,6 +1,7 @@
 /* feature_net.h — the network whose features FID, sFID, IS and P/R are
- * computed in: the ADM Inception-v3 (models/inception.h) or one of our ViTs
- * (models/vit.h), behind one call that takes the evaluator's images.
+ * computed in: the ADM Inception-v3 (models/inception.h), one of our ViTs
+ * (models/vit.h) or our CNN classifier (models/cnn_classifier.h), behind one
+ * call that takes the evaluator's images.
  *
  *   feature_net f;
  *   feature_net_open_inception(&f, "inception.safetensors", 64);
@@ -31,6 +32,14 @@
  * `repae train-encoder`), else 0.5/0.5.  Heads: `heads` if > 0, else the
  * metadata config JSON's "heads"/"num_heads", else the DINOv2 width table;
  * unknown widths die asking for them.
+ *
+ * CNN (`repae train-encoder --arch cnn`; its head, if any, is ignored):
+ * pool = the global average of the last stage's pooled map [B, w_last]; no
+ * spatial features, no logits.  Preprocessing as it was trained:
+ *   1-channel CNN: grey = channel mean, (grey/255 − mean)/std;
+ *   C-channel CNN: 1-channel images replicated, each channel (u/255 − mean)/std;
+ * then a bicubic resize to the training size (metadata img_size) if the
+ * images are another size.  mean/std as for the ViT.
  */
 #ifndef REPAE_FEATURE_NET_H
 #define REPAE_FEATURE_NET_H
@@ -39,16 +48,17 @@
 #include <stdint.h>
 
 #include "core/arena.h"
+#include "models/cnn_classifier.h"
 #include "models/inception.h"
 #include "models/vit.h"
 
-typedef enum feature_net_kind { FNET_INCEPTION, FNET_VIT } feature_net_kind;
+typedef enum feature_net_kind { FNET_INCEPTION, FNET_VIT, FNET_CNN } feature_net_kind;
 typedef enum feature_net_layer { FNET_VIT_CLS, FNET_VIT_MEAN_PATCH } feature_net_layer;
 
 typedef struct feature_net {
     feature_net_kind kind;
-    char name[64];       /* "inception", "inception/8", "vit-cls", "vit-mean-patch": stored with statistics */
-    char label[96];      /* for messages: "Inception-v3 (pool_3)", "ViT cls token (D 192)" */
+    char name[64];       /* "inception", "inception/8", "vit-cls", "vit-mean-patch", "cnn": stored with statistics */
+    char label[96];      /* for messages: "Inception-v3 (pool_3)", "ViT cls token (D 192)", "CNN pooled features (D 128)" */
     const char *path;    /* the weights file */
     int dim;             /* pool features */
     int spatial_dim;     /* 2023 for Inception, 0 if none */
@@ -59,6 +69,10 @@ typedef struct feature_net {
     /* ViT */
     vit v;
     feature_net_layer layer;
+    /* CNN */
+    cnn_classifier cnn;
+    int cnn_size;        /* the image size it was trained at (images of another size are resized) */
+    /* ViT and CNN */
     float enc_mean, enc_std;
     /* scratch */
     arena ar;
@@ -69,6 +83,8 @@ typedef struct feature_net {
 void feature_net_open_inception(feature_net *f, const char *path, int max_batch);
 void feature_net_open_vit(feature_net *f, const char *path, feature_net_layer layer, int heads, float enc_mean,
                           float enc_std, int max_batch);
+/* Dies naming the file if it holds no CNN classifier (a ViT file says so). */
+void feature_net_open_cnn(feature_net *f, const char *path, float enc_mean, float enc_std, int max_batch);
 void feature_net_free(feature_net *f);
 
 /* images [B, H, W, C] uint8 (B <= max_batch, C 1 or 3).  pool [B, dim];

@@ -10,6 +10,7 @@
 #include "ops/cross_entropy.h"
 
 #define STREAM_FLIP 0x464c495000000000ull /* "FLIP": the flips of step k */
+#define STREAM_CROP 0x43524f5000000000ull /* "CROP": the translations of step k */
 
 float classifier_lr(const classifier_config *c, long long step)
 {
@@ -24,34 +25,65 @@ float classifier_lr(const classifier_config *c, long long step)
     return (float)(c->lr * 0.5 * (1.0 + cos(M_PI * p)));
 }
 
-/* Bytes of one model input batch [N, C, S, S] plus its preprocessing. */
+/* Floats of one model input batch of N images. */
+static size_t input_floats(const classifier_trainer *t, int N)
+{
+    if (t->arch == CLASSIFIER_CNN)
+        return (size_t)N * t->C * t->H * t->W;
+    int S = t->m->cfg.img_size;
+    return (size_t)N * t->m->cfg.in_chans * S * S;
+}
+
+/* Bytes of one model input batch plus its preprocessing. */
 static size_t input_bytes(const classifier_trainer *t, int N)
 {
-    int S = t->m->cfg.img_size;
-    size_t b = arena_round((size_t)N * t->m->cfg.in_chans * S * S * sizeof(float));
-    if (t->C == 3)
-        b += encoder_preprocess_workspace_bytes(ENC_PRE_DINOV2, N, 3, t->H, t->W, S);
+    size_t b = arena_round(input_floats(t, N) * sizeof(float));
+    if (t->arch == CLASSIFIER_VIT && t->C == 3)
+        b += encoder_preprocess_workspace_bytes(ENC_PRE_DINOV2, N, 3, t->H, t->W, t->m->cfg.img_size);
     return b;
+}
+
+static size_t model_bytes(const classifier_trainer *t, int N, bool train)
+{
+    if (t->arch == CLASSIFIER_CNN)
+        return cnn_plan_bytes(t->cnn, N, t->H, t->W, train);
+    return vit_plan_bytes(t->m, N, train);
 }
 
 static size_t plan_bytes(const classifier_trainer *t)
 {
-    int B = t->cfg.batch, E = t->eval_batch, K = t->m->cfg.num_classes;
-    size_t train = vit_plan_bytes(t->m, B, true) + input_bytes(t, B) +
-                   3 * arena_round((size_t)B * K * sizeof(float)) + arena_round((size_t)B * sizeof(int)) +
-                   arena_round((size_t)B * t->C * t->H * t->W);
-    size_t eval = vit_plan_bytes(t->m, E, false) + input_bytes(t, E) + arena_round((size_t)E * K * sizeof(float)) +
+    int B = t->cfg.batch, E = t->eval_batch, K = t->num_classes;
+    size_t img = (size_t)t->C * t->H * t->W;
+    size_t train = model_bytes(t, B, true) + input_bytes(t, B) + 3 * arena_round((size_t)B * K * sizeof(float)) +
+                   arena_round((size_t)B * sizeof(int)) + arena_round((size_t)B * img) +
+                   (t->cfg.crop_pad > 0 ? arena_round((size_t)B * img) : 0);
+    size_t eval = model_bytes(t, E, false) + input_bytes(t, E) + arena_round((size_t)E * K * sizeof(float)) +
                   arena_round((size_t)E * sizeof(int));
     return (train > eval ? train : eval) + (1u << 16);
+}
+
+static void trainer_common_init(classifier_trainer *t, const classifier_config *cfg, int C, int H, int W,
+                                int eval_batch)
+{
+    t->cfg = *cfg;
+    t->C = C, t->H = H, t->W = W, t->eval_batch = eval_batch;
+    if (cfg->crop_pad < 0 || cfg->crop_pad >= H || cfg->crop_pad >= W)
+        die("classifier: a random crop padding of %d px for %dx%d images", cfg->crop_pad, H, W);
+    t->grads = param_alloc(t->table);
+    t->opt = adamw_create(t->table, cfg->lr);
+    t->opt.weight_decay = cfg->weight_decay;
+    t->ar = arena_create(plan_bytes(t));
 }
 
 void classifier_trainer_init(classifier_trainer *t, const classifier_config *cfg, vit *m, int C, int H, int W,
                              int eval_batch)
 {
     memset(t, 0, sizeof *t);
-    t->cfg = *cfg;
+    t->arch = CLASSIFIER_VIT;
     t->m = m;
-    t->C = C, t->H = H, t->W = W, t->eval_batch = eval_batch;
+    t->table = &m->table;
+    t->params = m->params;
+    t->num_classes = m->cfg.num_classes;
     if (m->cfg.num_classes <= 0)
         die("classifier: the ViT has no classification head (num_classes 0)");
     if (m->cfg.in_chans != C)
@@ -61,10 +93,23 @@ void classifier_trainer_init(classifier_trainer *t, const classifier_config *cfg
     if (C == 1 && (m->cfg.img_size != H || H != W))
         die("classifier: a 1-channel ViT takes the %dx%d images as they are, but its img_size is %d", H, W,
             m->cfg.img_size);
-    t->grads = param_alloc(&m->table);
-    t->opt = adamw_create(&m->table, cfg->lr);
-    t->opt.weight_decay = cfg->weight_decay;
-    t->ar = arena_create(plan_bytes(t));
+    trainer_common_init(t, cfg, C, H, W, eval_batch);
+}
+
+void classifier_trainer_init_cnn(classifier_trainer *t, const classifier_config *cfg, cnn_classifier *m, int C, int H,
+                                 int W, int eval_batch)
+{
+    memset(t, 0, sizeof *t);
+    t->arch = CLASSIFIER_CNN;
+    t->cnn = m;
+    t->table = &m->table;
+    t->params = m->params;
+    t->num_classes = m->cfg.num_classes;
+    if (m->cfg.num_classes <= 0)
+        die("classifier: the CNN has no classification head (num_classes 0)");
+    if (m->cfg.in_chans != C)
+        die("classifier: the CNN takes %d channels, the data has %d", m->cfg.in_chans, C);
+    trainer_common_init(t, cfg, C, H, W, eval_batch);
 }
 
 void classifier_trainer_free(classifier_trainer *t)
@@ -76,26 +121,48 @@ void classifier_trainer_free(classifier_trainer *t)
 
 static float *prepare(classifier_trainer *t, const uint8_t *images, int N)
 {
-    int S = t->m->cfg.img_size;
-    float *in = arena_floats(&t->ar, (size_t)N * t->m->cfg.in_chans * S * S);
-    if (t->C == 3)
-        encoder_preprocess(in, images, ENC_PRE_DINOV2, N, 3, t->H, t->W, S, &t->ar);
+    float *in = arena_floats(&t->ar, input_floats(t, N));
+    if (t->arch == CLASSIFIER_CNN) {
+        float mean[4096], std[4096];
+        for (int c = 0; c < t->C && c < 4096; c++)
+            mean[c] = t->cfg.mean, std[c] = t->cfg.std;
+        encoder_normalize_u8(in, images, N, t->C, t->H * t->W, mean, std);
+    } else if (t->C == 3)
+        encoder_preprocess(in, images, ENC_PRE_DINOV2, N, 3, t->H, t->W, t->m->cfg.img_size, &t->ar);
     else
         encoder_normalize_u8(in, images, N, 1, t->H * t->W, &t->cfg.mean, &t->cfg.std);
     return in;
 }
 
+/* Random translation by (dy, dx) in [−P, P]², zero fill: the crop at
+ * (P + dy, P + dx) of the image padded by P on every side. */
+static void random_crop(uint8_t *dst, const uint8_t *src, int B, int C, int H, int W, int P, rng *r)
+{
+    for (int b = 0; b < B; b++) {
+        int dy = (int)rng_below(r, (uint32_t)(2 * P + 1)) - P, dx = (int)rng_below(r, (uint32_t)(2 * P + 1)) - P;
+        for (int c = 0; c < C; c++) {
+            const uint8_t *s = src + ((size_t)b * C + c) * H * W;
+            uint8_t *d = dst + ((size_t)b * C + c) * H * W;
+            for (int y = 0; y < H; y++)
+                for (int x = 0; x < W; x++) {
+                    int sy = y + dy, sx = x + dx;
+                    d[y * W + x] = sy >= 0 && sy < H && sx >= 0 && sx < W ? s[sy * W + sx] : 0;
+                }
+        }
+    }
+}
+
 void classifier_step(classifier_trainer *t, const uint8_t *images, const int32_t *labels32, classifier_logs *logs)
 {
     const classifier_config *c = &t->cfg;
-    int B = c->batch, K = t->m->cfg.num_classes, H = t->H, W = t->W;
+    int B = c->batch, K = t->num_classes, H = t->H, W = t->W;
     arena *ar = &t->ar;
     arena_reset(ar, 0);
     int *labels = arena_alloc(ar, (size_t)B * sizeof(int));
     for (int i = 0; i < B; i++)
         labels[i] = labels32[i];
+    size_t img = (size_t)t->C * H * W;
     if (c->hflip) {
-        size_t img = (size_t)t->C * H * W;
         uint8_t *flipped = arena_alloc(ar, (size_t)B * img);
         rng r = rng_new(c->seed, STREAM_FLIP + (uint64_t)t->step);
         for (int b = 0; b < B; b++) {
@@ -110,29 +177,44 @@ void classifier_step(classifier_trainer *t, const uint8_t *images, const int32_t
         }
         images = flipped;
     }
+    if (c->crop_pad > 0) {
+        uint8_t *cropped = arena_alloc(ar, (size_t)B * img);
+        rng r = rng_new(c->seed, STREAM_CROP + (uint64_t)t->step);
+        random_crop(cropped, images, B, t->C, H, W, c->crop_pad, &r);
+        images = cropped;
+    }
     float *in = prepare(t, images, B);
     float *logits = arena_floats(ar, (size_t)B * K), *probs = arena_floats(ar, (size_t)B * K);
     float *dlogits = arena_zeros(ar, (size_t)B * K);
     vit_acts a;
-    vit_acts_alloc(&a, t->m, ar, B, true);
-    vit_forward(t->m, &a, in, NULL, NULL, NULL, logits);
+    cnn_acts ca;
+    if (t->arch == CLASSIFIER_CNN) {
+        cnn_acts_alloc(&ca, t->cnn, ar, B, H, W, true);
+        cnn_forward(t->cnn, &ca, in, NULL, logits);
+    } else {
+        vit_acts_alloc(&a, t->m, ar, B, true);
+        vit_forward(t->m, &a, in, NULL, NULL, NULL, logits);
+    }
     logs->loss = cross_entropy_forward(probs, logits, labels, B, K);
     logs->accuracy = (double)count_correct(logits, labels, B, K) / B;
     cross_entropy_backward(dlogits, 1.0f, probs, labels, B, K);
-    grad_zero(&t->m->table, t->grads);
-    vit_backward(t->m, &a, ar, t->grads, NULL, NULL, NULL, NULL, dlogits);
-    logs->grad_norm = c->max_grad_norm > 0 ? grad_clip(&t->m->table, t->grads, c->max_grad_norm)
-                                           : grad_global_norm(&t->m->table, t->grads);
+    grad_zero(t->table, t->grads);
+    if (t->arch == CLASSIFIER_CNN)
+        cnn_backward(t->cnn, &ca, t->grads, NULL, NULL, dlogits);
+    else
+        vit_backward(t->m, &a, ar, t->grads, NULL, NULL, NULL, NULL, dlogits);
+    logs->grad_norm = c->max_grad_norm > 0 ? grad_clip(t->table, t->grads, c->max_grad_norm)
+                                           : grad_global_norm(t->table, t->grads);
     t->opt.lr = classifier_lr(c, t->step);
     logs->lr = t->opt.lr;
-    adamw_step(&t->opt, t->m->params, t->grads);
+    adamw_step(&t->opt, t->params, t->grads);
     arena_reset(ar, 0);
     t->step++;
 }
 
 int classifier_evaluate(classifier_trainer *t, const uint8_t *images, const int32_t *labels, int n)
 {
-    int K = t->m->cfg.num_classes, correct = 0;
+    int K = t->num_classes, correct = 0;
     size_t img = (size_t)t->C * t->H * t->W;
     for (int i0 = 0; i0 < n; i0 += t->eval_batch) {
         int b = n - i0 < t->eval_batch ? n - i0 : t->eval_batch;
@@ -142,9 +224,15 @@ int classifier_evaluate(classifier_trainer *t, const uint8_t *images, const int3
             lab[i] = labels[i0 + i];
         float *in = prepare(t, images + (size_t)i0 * img, b);
         float *logits = arena_floats(&t->ar, (size_t)b * K);
-        vit_acts a;
-        vit_acts_alloc(&a, t->m, &t->ar, b, false);
-        vit_forward(t->m, &a, in, NULL, NULL, NULL, logits);
+        if (t->arch == CLASSIFIER_CNN) {
+            cnn_acts a;
+            cnn_acts_alloc(&a, t->cnn, &t->ar, b, t->H, t->W, false);
+            cnn_forward(t->cnn, &a, in, NULL, logits);
+        } else {
+            vit_acts a;
+            vit_acts_alloc(&a, t->m, &t->ar, b, false);
+            vit_forward(t->m, &a, in, NULL, NULL, NULL, logits);
+        }
         correct += count_correct(logits, lab, b, K);
     }
     arena_reset(&t->ar, 0);
