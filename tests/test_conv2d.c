@@ -152,6 +152,9 @@ static double conv_loss(void *p)
  * are exact up to float32 rounding of `out` (~sqrt(n_out)·6e-8·|out| in L,
  * divided by 2h = 2e-2: ~1e-4 at most here).  Tolerance 2e-3 of max|grad|;
  * a wrong index or a missing tap is off by O(max|grad|). */
+/* Elements per tensor checked (a random subset when larger): every element of
+ * the small cases, 600 of the 16-channel one (each probe is two forwards). */
+#define FD_MAX_ELEMS 600
 static void test_conv2d_finite_differences(void)
 {
     for (size_t run = 0; run < N_CASES * N_ALGOS; run++) {
@@ -172,9 +175,9 @@ static void test_conv2d_finite_differences(void)
         conv2d_backward(dx, dw, c.b ? db : NULL, c.cot, c.x, c.w, &c.s, c.ws);
         char what[128];
         snprintf(what, sizeof what, "%s (%s) dx", cc->name, ALGO_NAMES[run % N_ALGOS]);
-        fd_check(what, conv_loss, &c, c.x, dx, nx, 1e-2, 0.0, 2e-3, 0);
+        fd_check(what, conv_loss, &c, c.x, dx, nx, 1e-2, 0.0, 2e-3, FD_MAX_ELEMS);
         snprintf(what, sizeof what, "%s (%s) dweight", cc->name, ALGO_NAMES[run % N_ALGOS]);
-        fd_check(what, conv_loss, &c, c.w, dw, nw, 1e-2, 0.0, 2e-3, 0);
+        fd_check(what, conv_loss, &c, c.w, dw, nw, 1e-2, 0.0, 2e-3, FD_MAX_ELEMS);
         if (c.b) {
             snprintf(what, sizeof what, "%s (%s) dbias", cc->name, ALGO_NAMES[run % N_ALGOS]);
             fd_check(what, conv_loss, &c, c.b, db, c.s.C_out, 1e-2, 0.0, 2e-3, 0);
@@ -234,7 +237,7 @@ static conv2d_shape winograd(conv2d_shape s)
 
 /* Winograd F(2x2,3x3) against the direct reference: odd sizes (half tiles at
  * the right/bottom edge), padding 0, 1, 2 and asymmetric, one channel, many
- * chunks of tiles (T = 8·32·32 = 8192 tiles; a chunk ends mid-image), and the
+ * chunks of tile rows (a chunk ends mid-image), and the
  * VAE's channel counts. */
 static void test_conv2d_winograd_matches_reference(void)
 {
@@ -243,7 +246,8 @@ static void test_conv2d_winograd_matches_reference(void)
     compare_with_ref("winograd 3x3 pad 2", winograd(conv2d_make(2, 4, 6, 5, 3, 3, 1, 2)), 0);
     compare_with_ref("winograd 3x3 pad (0,1,2,1)", winograd(conv2d_make_pad(2, 3, 7, 8, 4, 3, 1, 0, 1, 2, 1)), 1);
     compare_with_ref("winograd 3x3 1 channel, 1x1 image", winograd(conv2d_make(2, 1, 1, 1, 2, 3, 1, 1)), 1);
-    compare_with_ref("winograd 3x3 many chunks, 64ch 64x64 B=8", conv2d_make(8, 64, 64, 64, 16, 3, 1, 1), 1);
+    /* 5·32 tile rows of 32 tiles; chunks of 80 rows: the boundary falls in image 2. */
+    compare_with_ref("winograd 3x3 two chunks, 32ch 64x64 B=5", conv2d_make(5, 32, 64, 64, 4, 3, 1, 1), 1);
     compare_with_ref("winograd 3x3 128->3 (VAE conv_out)", conv2d_make(2, 128, 16, 16, 3, 3, 1, 1), 1);
 }
 
