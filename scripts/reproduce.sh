@@ -7,24 +7,36 @@
 #   5 e2e-vae   the VAE exported from run 4, frozen, SiT from scratch with REPA
 # Same SiT, steps, batch and seed everywhere.  At each checkpoint: N samples
 # (SDE, no guidance, balanced labels) and their Fréchet distance to the test
-# split in the feature space of our evaluation classifier (a different network
-# from the REPA encoder).  Results: $OUT/results.jsonl and a table on stdout.
+# split in the feature space of our evaluation CNN (a different network from
+# the REPA encoder).  Then the VAEs before and after (reconstruction PSNR,
+# SSIM, rFD, latent statistics), an FD-vs-steps plot and the last grids.
 #
-#   STEPS=3000 EVALS=3 N_SAMPLES=5000 bash scripts/reproduce.sh
+#   STEPS=2400 EVALS=3 N_SAMPLES=2000 SAMPLE_STEPS=50 bash scripts/reproduce.sh
+#
+# Environment: STEPS EVALS N_SAMPLES SAMPLE_STEPS BATCH SEED OUT (see below);
+#   RUNS="vanilla repa ..."  train only these runs (default: all five);
+#   EVAL_ONLY=1              train nothing: (re-)evaluate the checkpoints in $OUT
+#                            (samples already drawn are reused) and write the report;
+#   FEATURE_NET, EVAL_WEIGHTS  the evaluation network (default: our CNN).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Idle OpenMP threads sleep instead of spinning: on a busy machine (or one
 # shared with other jobs) spinning threads made training steps up to 4x slower.
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
-STEPS=${STEPS:-3000}
+STEPS=${STEPS:-2400}
 EVALS=${EVALS:-3}
-N_SAMPLES=${N_SAMPLES:-5000}
-SAMPLE_STEPS=${SAMPLE_STEPS:-100}
+N_SAMPLES=${N_SAMPLES:-2000}
+SAMPLE_STEPS=${SAMPLE_STEPS:-50}
 BATCH=${BATCH:-32}
 SEED=${SEED:-0}
 OUT=${OUT:-out/reproduce}
+RUNS=${RUNS:-vanilla repa naive-e2e repa-e e2e-vae}
+EVAL_ONLY=${EVAL_ONLY:-0}
 W=weights
+FEATURE_NET=${FEATURE_NET:-cnn}
+EVAL_WEIGHTS=${EVAL_WEIGHTS:-$W/fmnist-evalnet-cnn.safetensors}
 bash scripts/setup.sh >/dev/null
+make -s -j2 >/dev/null
 R=./build/repae
 EVERY=$((STEPS / EVALS))
 SIT="--sit-depth 4 --sit-hidden 192 --sit-heads 3 --sit-patch 2 --encoder-depth 2 --projector-dim 512"
@@ -32,49 +44,88 @@ COMMON="$SIT --batch-size $BATCH --max-train-steps $STEPS --checkpointing-steps 
         --preview-images 64 --seed $SEED --ema-decay 0.999 --output-dir $OUT"
 E2E="--vae-ckpt $W/fmnist-vae.safetensors --latents-stats $W/fmnist-vae-latents-stats.safetensors \
      --disc-ndf 32 --disc-layers 2"
-mkdir -p "$OUT"
+EVAL="--feature-net $FEATURE_NET --weights $EVAL_WEIGHTS"
+mkdir -p "$OUT/samples"
 RES="$OUT/results.jsonl"
-: > "$RES"
 
 [ -f "$OUT/test.npz" ] || $R prepare --data fashion-mnist --data-split test --npz "$OUT/test.npz" >/dev/null
 [ -f "$OUT/latents.safetensors" ] || $R cache-latents --vae-ckpt $W/fmnist-vae.safetensors --output "$OUT/latents.safetensors"
 
-evaluate() { # run-name checkpoint-dir
-    local run=$1 dir=$2 step ck
-    for ck in "$dir"/checkpoints/*.safetensors; do
-        step=$(basename "$ck" .safetensors)
-        $R sample --ckpt "$ck" --mode sde --num-steps "$SAMPLE_STEPS" --cfg-scale 1 --num-samples "$N_SAMPLES" --balanced \
-            --no-png --grid 100 --global-seed 1 --sample-dir "$OUT/samples" --name "${run}_$step" >/dev/null
-        $R eval --samples "$OUT/samples/${run}_$step.npz" --ref "$OUT/test.npz" --feature-net vit \
-            --weights $W/fmnist-evalnet.safetensors --pr-ref-images 5000 --json "$OUT/$run-$step.json" >/dev/null
-        echo "{\"run\": \"$run\", \"step\": $((10#$step)), \"metrics\": $(cat "$OUT/$run-$step.json")}" >> "$RES"
-        echo "$run step $((10#$step)): $(cat "$OUT/$run-$step.json")"
-    done
-}
+wanted() { [ "$EVAL_ONLY" = 0 ] && case " $RUNS " in *" $1 "*) true ;; *) false ;; esac; }
 
-$R train-ldm --latents "$OUT/latents.safetensors" --vae-ckpt $W/fmnist-vae.safetensors \
-    --latents-stats $W/fmnist-vae-latents-stats.safetensors --proj-coeff 0 $COMMON --exp-name vanilla
-evaluate vanilla "$OUT/vanilla"
-$R train-ldm --latents "$OUT/latents.safetensors" --vae-ckpt $W/fmnist-vae.safetensors \
-    --latents-stats $W/fmnist-vae-latents-stats.safetensors --enc-ckpt $W/fmnist-encoder.safetensors $COMMON \
-    --exp-name repa
-evaluate repa "$OUT/repa"
-$R train $E2E --e2e-diffusion-loss --proj-coeff 0 --vae-align-proj-coeff 0 $COMMON --exp-name naive-e2e
-evaluate naive-e2e "$OUT/naive-e2e"
-$R train $E2E --enc-ckpt $W/fmnist-encoder.safetensors $COMMON --exp-name repa-e
-evaluate repa-e "$OUT/repa-e"
-last=$(ls "$OUT"/repa-e/checkpoints/*.safetensors | tail -n 1)
-$R export-vae --checkpoint "$last" --output "$OUT/e2e-vae"
-$R cache-latents --vae-ckpt "$OUT/e2e-vae.safetensors" --output "$OUT/latents-e2e.safetensors"
-$R train-ldm --latents "$OUT/latents-e2e.safetensors" --vae-ckpt "$OUT/e2e-vae.safetensors" \
-    --latents-stats "$OUT/e2e-vae-latents-stats.safetensors" --enc-ckpt $W/fmnist-encoder.safetensors $COMMON \
-    --exp-name e2e-vae
-evaluate e2e-vae "$OUT/e2e-vae"
+if wanted vanilla; then
+    $R train-ldm --latents "$OUT/latents.safetensors" --vae-ckpt $W/fmnist-vae.safetensors \
+        --latents-stats $W/fmnist-vae-latents-stats.safetensors --proj-coeff 0 $COMMON --exp-name vanilla
+fi
+if wanted repa; then
+    $R train-ldm --latents "$OUT/latents.safetensors" --vae-ckpt $W/fmnist-vae.safetensors \
+        --latents-stats $W/fmnist-vae-latents-stats.safetensors --enc-ckpt $W/fmnist-encoder.safetensors $COMMON \
+        --exp-name repa
+fi
+if wanted naive-e2e; then
+    $R train $E2E --e2e-diffusion-loss --proj-coeff 0 --vae-align-proj-coeff 0 $COMMON --exp-name naive-e2e
+fi
+if wanted repa-e; then
+    $R train $E2E --enc-ckpt $W/fmnist-encoder.safetensors $COMMON --exp-name repa-e
+fi
+if wanted e2e-vae; then
+    last=$(ls "$OUT"/repa-e/checkpoints/*.safetensors | tail -n 1)
+    $R export-vae --checkpoint "$last" --output "$OUT/e2e-vae"
+    $R cache-latents --vae-ckpt "$OUT/e2e-vae.safetensors" --output "$OUT/latents-e2e.safetensors"
+    $R train-ldm --latents "$OUT/latents-e2e.safetensors" --vae-ckpt "$OUT/e2e-vae.safetensors" \
+        --latents-stats "$OUT/e2e-vae-latents-stats.safetensors" --enc-ckpt $W/fmnist-encoder.safetensors $COMMON \
+        --exp-name e2e-vae
+fi
+
+# ---- evaluation: every checkpoint of every run found in $OUT ----
+: > "$RES"
+for run in vanilla repa naive-e2e repa-e e2e-vae; do
+    [ -d "$OUT/$run/checkpoints" ] || continue
+    for ck in "$OUT/$run"/checkpoints/*.safetensors; do
+        step=$(basename "$ck" .safetensors)
+        npz="$OUT/samples/${run}_$step.npz"
+        if [ ! -f "$npz" ]; then
+            $R sample --ckpt "$ck" --mode sde --num-steps "$SAMPLE_STEPS" --cfg-scale 1 --num-samples "$N_SAMPLES" \
+                --balanced --no-png --grid 100 --global-seed 1 --sample-dir "$OUT/samples" --name "${run}_$step" >/dev/null
+        fi
+        $R eval --samples "$npz" --ref "$OUT/test.npz" $EVAL --pr-ref-images 5000 \
+            --json "$OUT/$run-$step.json" >/dev/null
+        echo "{\"run\": \"$run\", \"step\": $((10#$step)), \"metrics\": $(cat "$OUT/$run-$step.json")}" >> "$RES"
+    done
+done
+
+# FD against steps: one line per step with each run's FD as a key, for `repae plot`.
+field() { sed -n "s/.*\"$2\": *\([-0-9.eE+]*\).*/\1/p" "$1"; }
+: > "$OUT/fd.jsonl"
+for ck in $(ls "$OUT"/*/checkpoints/*.safetensors 2>/dev/null | xargs -n1 basename | sort -u); do
+    step=$(basename "$ck" .safetensors)
+    line="{\"step\": $((10#$step))"
+    for run in vanilla repa naive-e2e repa-e e2e-vae; do
+        [ -f "$OUT/$run-$step.json" ] && line="$line, \"$run\": $(field "$OUT/$run-$step.json" fd)"
+    done
+    echo "$line}" >> "$OUT/fd.jsonl"
+done
+keys=$(for run in vanilla repa naive-e2e repa-e e2e-vae; do [ -d "$OUT/$run" ] && printf '%s,' "$run"; done)
+$R plot "$OUT/fd.jsonl" --keys "${keys%,}" --out "$OUT/fd.png" >/dev/null
 
 # The VAEs before and after: reconstruction quality and latent statistics.
-for v in $W/fmnist-vae "$OUT/e2e-vae"; do
-    $R reconstruct --vae-ckpt "$v.safetensors" --data-split test --max-images 2000 --feature-net vit \
-        --weights $W/fmnist-evalnet.safetensors --json "$OUT/reconstruct.jsonl" --out-grid "$v-recon.png" \
-        | tee -a "$OUT/reconstruct.txt"
+: > "$OUT/reconstruct.jsonl"
+: > "$OUT/reconstruct.txt"
+for v in $W/fmnist-vae "$OUT/e2e-vae" "$OUT/naive-e2e-vae"; do
+    if [ "$v" = "$OUT/naive-e2e-vae" ] && [ -d "$OUT/naive-e2e/checkpoints" ]; then
+        $R export-vae --checkpoint "$(ls "$OUT"/naive-e2e/checkpoints/*.safetensors | tail -n 1)" --output "$v" >/dev/null
+    fi
+    [ -f "$v.safetensors" ] || continue
+    $R reconstruct --vae-ckpt "$v.safetensors" --data-split test --max-images 2000 $EVAL \
+        --json "$OUT/reconstruct.jsonl" --out-grid "$OUT/$(basename "$v")-recon.png" | tee -a "$OUT/reconstruct.txt"
 done
-echo "results: $RES, $OUT/reconstruct.jsonl, sample grids in $OUT/samples"
+
+echo
+echo "run        step      FD   precision  recall"
+while read -r l; do
+    run=$(echo "$l" | sed 's/.*"run": "\([^"]*\)".*/\1/')
+    step=$(echo "$l" | sed 's/.*"step": \([0-9]*\).*/\1/')
+    printf '%-9s %6s %8.2f %8.3f %8.3f\n' "$run" "$step" "$(echo "$l" | sed 's/.*"fd": *\([-0-9.eE+]*\).*/\1/')" \
+        "$(echo "$l" | sed 's/.*"precision": *\([-0-9.eE+]*\).*/\1/')" "$(echo "$l" | sed 's/.*"recall": *\([-0-9.eE+]*\).*/\1/')"
+done < "$RES"
+echo "results: $RES, $OUT/fd.png, $OUT/reconstruct.txt, sample grids in $OUT/samples"
