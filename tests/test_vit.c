@@ -1,13 +1,15 @@
 /* DINOv2-family ViT (src/models/vit.c) and the encoder preprocessing
  * (src/models/encoder_preprocess.c):
  *   - preset parameter counts and keys against the reference's param_counts.json;
- *   - PyTorch parity on tests/fixtures/models/vit_tiny{,_reg}.safetensors
+ *   - PyTorch parity on tests/fixtures/models/vit_tiny{,_reg,_swiglu}.safetensors
  *     (dev/ref/models_ref.py): the load-time pos_embed resample, the outputs,
- *     and every gradient by name from the parameter table;
+ *     and every gradient by name from the parameter table (_swiglu: ViT-g's
+ *     SwiGLUFFNFused FFN);
  *   - finite differences on a random model (1-channel input, head, registers;
- *     and a variant without layerscale);
+ *     a variant without layerscale; a SwiGLU variant);
  *   - backward accumulates (+=), NULL gradients, inference == train forward;
- *   - save/load round trip, config detection, clear errors (ViT-g, strict load);
+ *   - save/load round trip, config detection (SwiGLU from mlp.w12), clear
+ *     errors (strict load);
  *   - preprocessing parity with torch (dev/ref/vit_preprocess_ref.py).
  */
 #include <cjson/cJSON.h>
@@ -75,13 +77,13 @@ static void test_preset_counts_and_keys(void)
         return;
     }
     const cJSON *counts = cJSON_GetObjectItemCaseSensitive(root, "dinov2_counts");
-    static const char *names[] = {"dinov2-vit-s", "dinov2-vit-s-reg", "dinov2-vit-b",
-                                  "dinov2-vit-b-reg", "dinov2-vit-l", "dinov2-vit-l-reg"};
+    static const char *names[] = {"dinov2-vit-s", "dinov2-vit-s-reg", "dinov2-vit-b", "dinov2-vit-b-reg",
+                                  "dinov2-vit-l", "dinov2-vit-l-reg", "dinov2-vit-g", "dinov2-vit-g-reg"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
-        /* Count from the table alone: no parameters allocated beyond the build. */
+        /* Count from the table alone (ViT-g's weights would be 4.5 GB). */
         vit_config c = vit_preset(names[i], 518);
         vit m;
-        vit_build(&m, &c);
+        vit_build_table(&m, &c);
         char key[64];
         const char *reg = strstr(names[i], "-reg");
         snprintf(key, sizeof key, "%.*s/14%s", (int)(reg ? reg - names[i] : (long)strlen(names[i])), names[i],
@@ -90,10 +92,15 @@ static void test_preset_counts_and_keys(void)
         CHECK(cJSON_IsNumber(want) && (double)param_count_all(&m.table) == want->valuedouble,
               "%s: %zu parameters, torch says %.0f", names[i], param_count_all(&m.table),
               cJSON_IsNumber(want) ? want->valuedouble : -1.0);
-        if (strcmp(names[i], "dinov2-vit-b") == 0) {
-            CHECK(param_count_all(&m.table) == 86580480, "ViT-B/14 @518 should have 86,580,480 parameters");
+        if (strcmp(names[i], "dinov2-vit-b") == 0 || strcmp(names[i], "dinov2-vit-g") == 0) {
+            const int g = names[i][11] == 'g';
+            if (g)
+                CHECK(param_count_all(&m.table) == 1136480768, "ViT-g/14 @518 should have 1,136,480,768 parameters");
+            else
+                CHECK(param_count_all(&m.table) == 86580480, "ViT-B/14 @518 should have 86,580,480 parameters");
             /* Keys, order and shapes against the torch state dict. */
-            const cJSON *e = cJSON_GetObjectItemCaseSensitive(root, "dinov2-vit-b/14");
+            const cJSON *e = cJSON_GetObjectItemCaseSensitive(root, g ? "dinov2-vit-g/14" : "dinov2-vit-b/14");
+            CHECK(e != NULL, "param_counts.json has no entry for %s", names[i]);
             const cJSON *params = cJSON_GetObjectItemCaseSensitive(e, "params");
             int n = 0;
             const cJSON *p;
@@ -125,13 +132,38 @@ static void test_preset_counts_and_keys(void)
     free(js);
 }
 
-static void make_vit_g(void *ctx) { (void)ctx, (void)vit_preset("dinov2-vit-g", 224); }
 static void make_unknown(void *ctx) { (void)ctx, (void)vit_preset("dinov2-vit-x", 224); }
 
 static void test_unsupported_presets_die_clearly(void)
 {
-    expect_die("dinov2-vit-g names SwiGLU", make_vit_g, NULL, "SwiGLU");
     expect_die("unknown preset", make_unknown, NULL, "unknown ViT preset");
+}
+
+static void test_vit_g_preset_swiglu(void)
+{
+    vit_config c = vit_preset("dinov2-vit-g", 224);
+    CHECK(c.embed_dim == 1536 && c.depth == 40 && c.heads == 24 && c.patch == 14 && c.ffn == VIT_FFN_SWIGLU &&
+              c.mlp_ratio == 4.0f && c.num_register_tokens == 0,
+          "dinov2-vit-g: 1536 wide, 40 blocks, 24 heads, patch 14, SwiGLU");
+    /* SwiGLUFFNFused: (int(6144·2/3) + 7) // 8 · 8 = 4096. */
+    CHECK(vit_ffn_hidden(&c) == 4096, "ViT-g FFN hidden %d, want 4096", vit_ffn_hidden(&c));
+    /* The rounding rule where it matters: h = 64 -> int(42.67) = 42 -> 48;
+     * h = 1536·4 = 6144 for the Mlp kind stays 6144; ffn_hidden overrides. */
+    vit_config t = {.embed_dim = 16, .mlp_ratio = 4.0f, .ffn = VIT_FFN_SWIGLU};
+    CHECK(vit_ffn_hidden(&t) == 48, "SwiGLU rule at D 16, ratio 4: %d, want 48", vit_ffn_hidden(&t));
+    t.embed_dim = 40; /* h 160 -> int(106.67) = 106 -> 112 */
+    CHECK(vit_ffn_hidden(&t) == 112, "SwiGLU rule at D 40, ratio 4: %d, want 112", vit_ffn_hidden(&t));
+    c.ffn = VIT_FFN_MLP;
+    CHECK(vit_ffn_hidden(&c) == 6144, "Mlp hidden at 1536·4: %d", vit_ffn_hidden(&c));
+    c.ffn_hidden = 100;
+    CHECK(vit_ffn_hidden(&c) == 100, "ffn_hidden must override the rule");
+    vit m;
+    c = vit_preset("dinov2-vit-g", 224);
+    vit_build_table(&m, &c);
+    CHECK(m.hidden == 4096 && m.ffn1 == 8192, "ViT-g table: hidden %d, first FFN linear %d", m.hidden, m.ffn1);
+    CHECK(!param_find(&m.table, "blocks.0.mlp.fc1.weight") && param_find(&m.table, "blocks.39.mlp.w3.bias"),
+          "ViT-g has mlp.w12/w3, not mlp.fc1/fc2");
+    vit_free(&m);
 }
 
 /* ------------------------------------------------------------ torch parity */
@@ -146,6 +178,8 @@ static void check_parity(const char *name)
     cJSON *cfgj = fixture_config(st);
     const int input = json_int(cfgj, "input_size"), B = json_int(cfgj, "batch");
     const int heads = json_int(cfgj, "num_heads"), R = json_int(cfgj, "num_register_tokens");
+    const cJSON *ffn_layer = cJSON_GetObjectItemCaseSensitive(cfgj, "ffn_layer");
+    const int swiglu = cJSON_IsString(ffn_layer) && strcmp(ffn_layer->valuestring, "swiglufused") == 0;
 
     /* Config detection from shapes (heads from the metadata: 48 is not a preset width). */
     vit m;
@@ -155,6 +189,12 @@ static void check_parity(const char *name)
               c->patch == json_int(cfgj, "patch_size") && c->in_chans == json_int(cfgj, "in_chans") &&
               c->num_register_tokens == R && c->layerscale && c->mlp_ratio == 4.0f && c->num_classes == 0,
           "%s: detected config differs from the fixture's", name);
+    /* The FFN kind from the keys (mlp.w12 -> SwiGLU) and H from w12's shape. */
+    CHECK(c->ffn == (swiglu ? VIT_FFN_SWIGLU : VIT_FFN_MLP), "%s: detected FFN kind %d", name, (int)c->ffn);
+    if (swiglu)
+        CHECK(m.hidden == json_int(cfgj, "ffn_hidden") && m.ffn1 == 2 * m.hidden && c->ffn_hidden == m.hidden,
+              "%s: SwiGLU hidden %d (first linear %d), torch %d", name, m.hidden, m.ffn1,
+              json_int(cfgj, "ffn_hidden"));
     CHECK(m.grid == json_int(cfgj, "pos_grid"), "%s: grid %d", name, m.grid);
     vit_config c0 = vit_config_from_checkpoint(st, "", 0, heads);
     CHECK(c0.img_size == json_int(cfgj, "pos_grid_checkpoint") * c0.patch, "img_size 0 should give the checkpoint's");
@@ -260,6 +300,8 @@ static void check_parity(const char *name)
 
 static void test_parity_vit_tiny(void) { check_parity("models/vit_tiny"); }
 static void test_parity_vit_tiny_registers(void) { check_parity("models/vit_tiny_reg"); }
+/* ViT-g's FFN on a 16-wide model: w12 [96,16] -> SiLU(u₁)·u₂ -> w3 [16,48]. */
+static void test_parity_vit_tiny_swiglu(void) { check_parity("models/vit_tiny_swiglu"); }
 
 /* --------------------------------------------------- finite differences */
 
@@ -325,7 +367,10 @@ static void fd_model(vit_config cfg, const char *tag)
     static const char *names[] = {"cls_token", "pos_embed", "register_tokens", "patch_embed.proj.weight",
                                   "patch_embed.proj.bias", "blocks.0.attn.qkv.weight", "blocks.0.ls1.gamma",
                                   "blocks.1.ls2.gamma", "blocks.1.mlp.fc1.weight", "blocks.0.norm2.weight",
-                                  "norm.bias", "head.weight", "head.bias"};
+                                  "norm.bias", "head.weight", "head.bias",
+                                  /* SwiGLU: both halves of w12 (u₁ through SiLU', u₂ linear), w3 */
+                                  "blocks.0.mlp.w12.weight", "blocks.1.mlp.w12.bias", "blocks.0.mlp.w3.weight",
+                                  "blocks.1.mlp.w3.bias"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         const param_entry *e = param_find(&m.table, names[i]);
         if (!e)
@@ -349,6 +394,17 @@ static void test_fd_one_channel_registers_head(void)
     fd_model(c, "1ch+reg+head");
 }
 
+static void test_fd_swiglu(void)
+{
+    /* ViT-g's block kind: SwiGLU FFN, layerscale; 24 wide with ratio 4 ->
+     * h 96 -> int(64) = 64 -> H 64 (w12 [128, 24], w3 [24, 64]); a register
+     * and a head so every output path runs through the SwiGLU blocks. */
+    vit_config c = {.img_size = 8, .patch = 4, .in_chans = 3, .embed_dim = 24, .depth = 2, .heads = 3,
+                    .mlp_ratio = 4.0f, .ffn = VIT_FFN_SWIGLU, .num_register_tokens = 1, .layerscale = true,
+                    .layerscale_init = 0.8f, .num_classes = 3, .ln_eps = 1e-6f};
+    fd_model(c, "swiglu");
+}
+
 static void test_fd_no_layerscale(void)
 {
     vit_config c = {.img_size = 8, .patch = 4, .in_chans = 3, .embed_dim = 12, .depth = 2, .heads = 3,
@@ -359,11 +415,11 @@ static void test_fd_no_layerscale(void)
 
 /* ------------------------------------------------ accumulation and NULLs */
 
-static void test_backward_accumulates_and_nulls(void)
+static void backward_accumulates_and_nulls(vit_ffn ffn)
 {
     vit_config c = {.img_size = 8, .patch = 4, .in_chans = 2, .embed_dim = 12, .depth = 2, .heads = 2,
-                    .mlp_ratio = 2.0f, .num_register_tokens = 1, .layerscale = true, .layerscale_init = 0.5f,
-                    .num_classes = 3, .ln_eps = 1e-6f};
+                    .mlp_ratio = 2.0f, .ffn = ffn, .num_register_tokens = 1, .layerscale = true,
+                    .layerscale_init = 0.5f, .num_classes = 3, .ln_eps = 1e-6f};
     vit m;
     vit_build(&m, &c);
     vit_init_params(&m, 5);
@@ -425,6 +481,9 @@ static void test_backward_accumulates_and_nulls(void)
     arena_free(&ar);
     vit_free(&m);
 }
+
+static void test_backward_accumulates_and_nulls(void) { backward_accumulates_and_nulls(VIT_FFN_MLP); }
+static void test_backward_accumulates_and_nulls_swiglu(void) { backward_accumulates_and_nulls(VIT_FFN_SWIGLU); }
 
 /* ------------------------------------------------------- save / load */
 
@@ -517,20 +576,89 @@ static void test_load_errors(void)
     expect_die("load names the missing key", load_into_wrong, &lc, "missing tensor 'blocks.1.");
     unlink(path);
 
-    /* A SwiGLU (ViT-g-style) checkpoint is refused with a clear message. */
-    float z[64] = {0};
-    w = st_writer_new();
+    vit_free(&m);
+}
+
+/* ------------------------------------------------- SwiGLU detection */
+
+/* A minimal file with the keys detection reads; FFN keys as given. */
+static void write_ffn_stub(const char *path, const char *k1, int64_t rows1, const char *k2)
+{
+    static float z[1024]; /* the largest stub tensor: w12 [96, 8] */
+    st_writer *w = st_writer_new();
     st_writer_add_f32(w, "cls_token", 3, (int64_t[]){1, 1, 8}, z);
     st_writer_add_f32(w, "pos_embed", 3, (int64_t[]){1, 5, 8}, z);
     st_writer_add_f32(w, "patch_embed.proj.weight", 4, (int64_t[]){8, 1, 2, 2}, z);
     st_writer_add_f32(w, "blocks.0.norm1.weight", 1, (int64_t[]){8}, z);
-    st_writer_add_f32(w, "blocks.0.mlp.w12.weight", 2, (int64_t[]){8, 8}, z);
+    if (k1)
+        st_writer_add_f32(w, k1, 2, (int64_t[]){rows1, 8}, z);
+    if (k2)
+        st_writer_add_f32(w, k2, 2, (int64_t[]){8, 8}, z);
     st_writer_save(w, path);
     st_writer_free(w);
-    lc.strict = 1;
-    expect_die("SwiGLU checkpoint refused", load_into_wrong, &lc, "SwiGLU");
-    unlink(path);
+}
+
+static void detect_stub(void *p)
+{
+    safetensors *st = safetensors_open(((load_ctx *)p)->path);
+    (void)vit_config_from_checkpoint(st, "", 0, 2);
+}
+
+static void test_swiglu_detection(void)
+{
+    /* A saved SwiGLU model (mlp.w12/w3 keys) comes back as SwiGLU with its
+     * width, loads strictly and exactly; H = 40 is not what DINOv2's rule
+     * gives at ratio 4 for D 16 (48), so the width must come from the shape. */
+    vit_config c = {.img_size = 8, .patch = 4, .in_chans = 1, .embed_dim = 16, .depth = 2, .heads = 2,
+                    .mlp_ratio = 4.0f, .ffn = VIT_FFN_SWIGLU, .ffn_hidden = 40, .layerscale = true,
+                    .layerscale_init = 1.0f, .ln_eps = 1e-6f};
+    vit m;
+    vit_build(&m, &c);
+    vit_init_params(&m, 3);
+    const char *path = "build/tests/test_vit_swiglu.safetensors";
+    st_writer *w = st_writer_new();
+    vit_save(&m, w, "enc.");
+    st_writer_save(w, path);
+    st_writer_free(w);
+    safetensors *st = safetensors_open(path);
+    CHECK(safetensors_find(st, "enc.blocks.1.mlp.w12.weight") && !safetensors_find(st, "enc.blocks.0.mlp.fc1.weight"),
+          "a SwiGLU model saves mlp.w12/w3");
+    vit m2;
+    vit_from_checkpoint(&m2, st, "enc.", 0, 2, PARAM_STRICT);
+    CHECK(m2.cfg.ffn == VIT_FFN_SWIGLU && m2.hidden == 40 && m2.ffn1 == 80 && m2.cfg.ffn_hidden == 40 &&
+              m2.cfg.depth == 2 && m2.table.total == m.table.total,
+          "SwiGLU file detected as ffn %d, hidden %d", (int)m2.cfg.ffn, m2.hidden);
+    CHECK(fabsf(m2.cfg.mlp_ratio - 3.75f) < 1e-6f, "informative mlp_ratio 1.5·40/16 = 3.75, got %g",
+          (double)m2.cfg.mlp_ratio);
+    CHECK(memcmp(m.params, m2.params, m.table.total * sizeof(float)) == 0, "SwiGLU round trip must be exact");
+    vit_free(&m2);
+    safetensors_close(st);
     vit_free(&m);
+    unlink(path);
+
+    /* Hand-made files: w12 [2H, D] alone decides the kind and H; DINOv2's
+     * width gives mlp_ratio 4 back; a GELU file stays Mlp. */
+    write_ffn_stub(path, "blocks.0.mlp.w12.weight", 96, "blocks.0.mlp.w3.weight");
+    st = safetensors_open(path);
+    vit_config d = vit_config_from_checkpoint(st, "", 0, 2);
+    vit_config d8 = {.embed_dim = 8, .mlp_ratio = 4.0f, .ffn = VIT_FFN_SWIGLU};
+    CHECK(d.ffn == VIT_FFN_SWIGLU && d.ffn_hidden == 48 && vit_ffn_hidden(&d) == 48,
+          "w12 [96, 8]: SwiGLU with H 48 (got ffn %d, H %d)", (int)d.ffn, vit_ffn_hidden(&d));
+    CHECK(vit_ffn_hidden(&d8) == 24 && fabsf(d.mlp_ratio - 9.0f) < 1e-6f, "H 48 at D 8: ratio 1.5·48/8 = 9");
+    safetensors_close(st);
+    write_ffn_stub(path, "blocks.0.mlp.fc1.weight", 32, NULL);
+    st = safetensors_open(path);
+    d = vit_config_from_checkpoint(st, "", 0, 2);
+    CHECK(d.ffn == VIT_FFN_MLP && d.ffn_hidden == 0 && vit_ffn_hidden(&d) == 32 && d.mlp_ratio == 4.0f,
+          "fc1 [32, 8]: Mlp with H 32");
+    safetensors_close(st);
+    /* Broken SwiGLU files die naming w12. */
+    load_ctx lc = {path, "", 0};
+    write_ffn_stub(path, "blocks.0.mlp.w12.weight", 7, NULL);
+    expect_die("odd w12 width", detect_stub, &lc, "expected [2H, 8]");
+    write_ffn_stub(path, NULL, 0, "blocks.0.mlp.w3.weight");
+    expect_die("w3 without w12", detect_stub, &lc, "blocks.0.mlp.w12.weight");
+    unlink(path);
 }
 
 /* ---------------------------------------------------- preprocessing */
@@ -641,14 +769,19 @@ static void test_preprocess_one_channel(void)
 int main(void)
 {
     RUN(test_unsupported_presets_die_clearly);
+    RUN(test_vit_g_preset_swiglu);
     RUN(test_load_errors);
     RUN(test_preset_counts_and_keys);
     RUN(test_parity_vit_tiny);
     RUN(test_parity_vit_tiny_registers);
+    RUN(test_parity_vit_tiny_swiglu);
     RUN(test_fd_one_channel_registers_head);
     RUN(test_fd_no_layerscale);
+    RUN(test_fd_swiglu);
     RUN(test_backward_accumulates_and_nulls);
+    RUN(test_backward_accumulates_and_nulls_swiglu);
     RUN(test_save_load_roundtrip);
+    RUN(test_swiglu_detection);
     RUN(test_preprocess_parity);
     RUN(test_preprocess_noresize_path);
     RUN(test_preprocess_one_channel);

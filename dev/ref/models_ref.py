@@ -510,12 +510,17 @@ def sit_tiny_qknorm_fixture(seed=2101):
 # ============================================================================ ViT
 VIT_TINY = dict(img_size=24, patch_size=4, in_chans=3, embed_dim=48, depth=2, num_heads=3,
                 mlp_ratio=4.0, init_values=1.0, ffn_layer="mlp")
+# ViT-g's FFN (SwiGLUFFNFused) at ViT-g's mlp_ratio 4, kept under 100 kB: hidden
+# int(16*4)=64 -> (int(64*2/3)+7)//8*8 = 48, so the rounding up to a multiple of 8
+# (42 -> 48) is exercised; w12 [96,16], w3 [16,48].
+VIT_TINY_SWIGLU = dict(VIT_TINY, embed_dim=16, num_heads=2, ffn_layer="swiglufused")
 
 
-def vit_fixture(name, seed, num_reg):
+def vit_fixture(name, seed, num_reg, arch=VIT_TINY):
     torch.manual_seed(seed)
+    D = arch["embed_dim"]
     reg_kw = dict(interpolate_antialias=True, interpolate_offset=0.0) if num_reg else {}
-    model = T.DinoVisionTransformer(**VIT_TINY, num_register_tokens=num_reg, **reg_kw)
+    model = T.DinoVisionTransformer(**arch, num_register_tokens=num_reg, **reg_kw)
     perturb_(model)
     with torch.no_grad():  # LayerScale gammas spread over [0.3, 1.3]
         for b in model.blocks:
@@ -525,18 +530,18 @@ def vit_fixture(name, seed, num_reg):
     pos_ckpt = model.pos_embed.detach().clone()
     model.resample_pos_embed_(4)                   # load-time resample to the 4x4 input grid
     pos_rs = model.pos_embed.detach().clone()
-    assert pos_rs.shape == (1, 17, 48) and torch.equal(pos_rs[:, 0], pos_ckpt[:, 0])
+    assert pos_rs.shape == (1, 17, D) and torch.equal(pos_rs[:, 0], pos_ckpt[:, 0])
     M = T.aa_bicubic_weights(6, 4)
-    grid = pos_ckpt[0, 1:].double().reshape(6, 6, 48)
-    ref = torch.einsum("ia,jb,abd->ijd", M, M, grid).reshape(16, 48)
+    grid = pos_ckpt[0, 1:].double().reshape(6, 6, D)
+    ref = torch.einsum("ia,jb,abd->ijd", M, M, grid).reshape(16, D)
     assert (ref - pos_rs[0, 1:].double()).abs().max() < 1e-5
     tensors["pos_embed_resampled"] = pos_rs
     g = torch.Generator().manual_seed(seed + 1)
     N = 2
     inputs = {"x": torch.randn(N, 3, 16, 16, generator=g)}
     outs_names = ["x_norm_clstoken", "x_norm_patchtokens"] + (["x_norm_regtokens"] if num_reg else [])
-    shapes = {"x_norm_clstoken": (N, 48), "x_norm_patchtokens": (N, 16, 48),
-              "x_norm_regtokens": (N, num_reg, 48)}
+    shapes = {"x_norm_clstoken": (N, D), "x_norm_patchtokens": (N, 16, D),
+              "x_norm_regtokens": (N, num_reg, D)}
     for k in outs_names:
         inputs["cot." + k] = torch.randn(*shapes[k], generator=g)
 
@@ -548,7 +553,7 @@ def vit_fixture(name, seed, num_reg):
         outs["x_prenorm"] = f["x_prenorm"]
         return outs, loss, {}
     _, outs, grads, dev = both(model, inputs, ["x"], fn)
-    assert outs["x_prenorm"].shape == (N, 1 + num_reg + 16, 48)
+    assert outs["x_prenorm"].shape == (N, 1 + num_reg + 16, D)
     grads["pos_embed_resampled"] = grads.pop("pos_embed")
     assert grads["mask_token"].abs().max() == 0
     tensors.update(f32(inputs))
@@ -560,8 +565,13 @@ def vit_fixture(name, seed, num_reg):
                        "resample_abs_pos_embed(pos_embed, [4,4]) (float32, antialiased bicubic); "
                        "grad.pos_embed_resampled is the gradient of the table actually used")
     dev["grad.pos_embed_resampled"] = dev.pop("grad.pos_embed")
-    write(name, tensors, seed, config, dev,
-          "DINOv2 ViT tiny (%d register tokens): forward_features and backward" % num_reg)
+    if arch["ffn_layer"] == "mlp":
+        description = "DINOv2 ViT tiny (%d register tokens): forward_features and backward" % num_reg
+    else:
+        description = ("DINOv2 ViT tiny with ViT-g's SwiGLUFFNFused FFN (hidden %d), %d register tokens: "
+                       "forward_features and backward" % (model.blocks[0].mlp.hidden, num_reg))
+        config["ffn_hidden"] = model.blocks[0].mlp.hidden
+    write(name, tensors, seed, config, dev, description)
 
 
 # ============================================================================ read-back
@@ -706,6 +716,10 @@ def param_counts():
     g = T.dinov2_preset("g", device="meta")
     assert tuple(g.blocks[0].mlp.w12.weight.shape) == (8192, 1536)
     assert tuple(g.blocks[0].mlp.w3.weight.shape) == (1536, 4096)
+    e = add("dinov2-vit-g/14", g, g.config,
+            {"note": "checkpoint layout (pos_embed 37x37 + cls); SwiGLUFFNFused: hidden "
+                     "(int(6144*2/3)+7)//8*8 = 4096, mlp.w12 [8192,1536], mlp.w3 [1536,4096]"})
+    assert e["num_params"] == others["dinov2-vit-g/14"] == 1136480768
     entries["dinov2_counts"] = others
     path = os.path.join(FIXTURE_DIR, "models", "param_counts.json")
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -737,6 +751,7 @@ FIXTURES = {
     "sit_tiny_qknorm": sit_tiny_qknorm_fixture,
     "vit_tiny": lambda: vit_fixture("vit_tiny", 3001, 0),
     "vit_tiny_reg": lambda: vit_fixture("vit_tiny_reg", 3101, 2),
+    "vit_tiny_swiglu": lambda: vit_fixture("vit_tiny_swiglu", 3201, 0, VIT_TINY_SWIGLU),
     "param_counts": param_counts,
 }
 

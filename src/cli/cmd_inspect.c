@@ -45,8 +45,9 @@ static const char *help =
     "  sit-{s,b,l,xl}/{1,2,4,8}     SiT (latent --in-channels x --input-size², --num-classes,\n"
     "                               one REPA projector to --z-dim, 0 = none)\n"
     "  vae-f8d4, vae-f16d32         AutoencoderKL presets (SD-VAE; IN-VAE / VA-VAE)\n"
-    "  dinov2-vit-{s,b,l}[-reg]     DINOv2 ViT/14 (pos_embed at --img-size, default the\n"
-    "                               checkpoint's 518; REPA-E runs it at 224)\n"
+    "  dinov2-vit-{s,b,l,g}[-reg]   DINOv2 ViT/14 (pos_embed at --img-size, default the\n"
+    "                               checkpoint's 518; REPA-E runs it at 224); -g has the\n"
+    "                               SwiGLU FFN (mlp.w12/w3, hidden 4096)\n"
     "  disc                         PatchGAN discriminator (ndf 64, 3 layers)\n"
     "  cnn                          the CNN classifier of `train-encoder --arch cnn` (widths\n"
     "                               32,64,128, 8 groups, 10 classes)";
@@ -174,8 +175,9 @@ static int arch_inspect(const inspect_options *o)
         c.layerscale_init = 1.0f;
         vit m;
         vit_build_table(&m, &c);
-        printf("%s: img_size %d patch %d width %d depth %d heads %d registers %d (%d patch tokens)\n", name,
-               c.img_size, c.patch, c.embed_dim, c.depth, c.heads, c.num_register_tokens, m.npatch);
+        printf("%s: img_size %d patch %d width %d depth %d heads %d registers %d ffn %s %d (%d patch tokens)\n",
+               name, c.img_size, c.patch, c.embed_dim, c.depth, c.heads, c.num_register_tokens,
+               c.ffn == VIT_FFN_SWIGLU ? "swiglu" : "mlp", m.hidden, m.npatch);
         print_table(&m.table);
         print_counts(&m.table);
         vit_free(&m);
@@ -196,7 +198,7 @@ static int arch_inspect(const inspect_options *o)
         cnn_free(&m);
     } else
         die("inspect --arch: unknown architecture '%s' (sit-xl/2 and the other sit-{s,b,l,xl}/{1,2,4,8}, vae-f8d4, "
-            "vae-f16d32, dinov2-vit-{s,b,l}[-reg], disc, cnn)", o->arch);
+            "vae-f16d32, dinov2-vit-{s,b,l,g}[-reg], disc, cnn)", o->arch);
     return 0;
 }
 
@@ -286,9 +288,9 @@ static void describe_model(const safetensors *st, const cJSON *j, const char *ki
         vit_config c = mf_vit_config(st, prefix, j, 0, heads, 1);
         vit m;
         vit_build_table(&m, &c);
-        printf("    img_size %d patch %d in %d width %d depth %d heads %d registers %d%s\n", c.img_size, c.patch,
-               c.in_chans, c.embed_dim, c.depth, c.heads, c.num_register_tokens,
-               c.layerscale ? " layerscale" : "");
+        printf("    img_size %d patch %d in %d width %d depth %d heads %d registers %d ffn %s %d%s\n", c.img_size,
+               c.patch, c.in_chans, c.embed_dim, c.depth, c.heads, c.num_register_tokens,
+               c.ffn == VIT_FFN_SWIGLU ? "swiglu" : "mlp", m.hidden, c.layerscale ? " layerscale" : "");
         size_t n = param_count(&m.table, PARAM_TRAINABLE) + param_count(&m.table, PARAM_FROZEN);
         printf("    %s parameters (pos_embed at the file's grid)\n", commas(n, a));
         check_keys(&m.table, st, prefix, NULL);

@@ -10,6 +10,7 @@
 #include "ops/act.h"
 #include "ops/attention.h"
 #include "ops/embed.h"
+#include "ops/fast_exp.h"
 #include "ops/linear.h"
 #include "ops/norm.h"
 #include "ops/resample.h"
@@ -48,13 +49,23 @@ vit_config vit_preset(const char *name, int img_size)
     } else if (strcmp(base, "dinov2-vit-l") == 0) {
         c.embed_dim = 1024, c.depth = 24, c.heads = 16;
     } else if (strcmp(base, "dinov2-vit-g") == 0) {
-        die("encoder '%s': DINOv2 ViT-g/14 uses a SwiGLU FFN, which repae does not implement "
-            "(use dinov2-vit-s, -b or -l)", name);
+        c.embed_dim = 1536, c.depth = 40, c.heads = 24, c.ffn = VIT_FFN_SWIGLU; /* H = 4096 */
     } else {
-        die("unknown ViT preset '%s' (known: dinov2-vit-s, dinov2-vit-b, dinov2-vit-l, each optionally with "
-            "-reg for 4 register tokens; dinov2-vit-g is not supported)", name);
+        die("unknown ViT preset '%s' (known: dinov2-vit-s, dinov2-vit-b, dinov2-vit-l, dinov2-vit-g, each "
+            "optionally with -reg for 4 register tokens)", name);
     }
     return c;
+}
+
+int vit_ffn_hidden(const vit_config *c)
+{
+    if (c->ffn_hidden > 0)
+        return c->ffn_hidden;
+    int h = (int)(c->embed_dim * c->mlp_ratio);
+    if (c->ffn != VIT_FFN_SWIGLU)
+        return h;
+    /* SwiGLUFFNFused: (int(hidden * 2 / 3) + 7) // 8 * 8, the division in double as Python's. */
+    return ((int)((double)h * 2 / 3) + 7) / 8 * 8;
 }
 
 void vit_config_check(const vit_config *c)
@@ -67,8 +78,12 @@ void vit_config_check(const vit_config *c)
         die("ViT: embed_dim %d is not a positive multiple of heads %d", c->embed_dim, c->heads);
     if (c->depth <= 0)
         die("ViT: depth %d must be positive", c->depth);
-    if (!(c->mlp_ratio > 0) || (int)(c->embed_dim * c->mlp_ratio) <= 0)
-        die("ViT: mlp_ratio %g gives no MLP width", (double)c->mlp_ratio);
+    if (c->ffn != VIT_FFN_MLP && c->ffn != VIT_FFN_SWIGLU)
+        die("ViT: unknown FFN kind %d", (int)c->ffn);
+    if (c->ffn_hidden < 0)
+        die("ViT: ffn_hidden %d must be positive (or 0: from mlp_ratio)", c->ffn_hidden);
+    if (c->ffn_hidden == 0 && (!(c->mlp_ratio > 0) || vit_ffn_hidden(c) <= 0))
+        die("ViT: mlp_ratio %g gives no FFN width", (double)c->mlp_ratio);
     if (c->num_register_tokens < 0 || c->num_classes < 0)
         die("ViT: negative register or class count");
     if (!(c->ln_eps > 0))
@@ -115,8 +130,6 @@ vit_config vit_config_from_checkpoint(const safetensors *st, const char *prefix,
         die("'%s': %spos_embed has %lld patch entries, not a square grid", st->path, prefix,
             (long long)(t->shape[1] - 1));
     c.img_size = img_size > 0 ? img_size : g * c.patch;
-    if (find_pref(st, prefix, "blocks.0.mlp.w12.weight") || find_pref(st, prefix, "blocks.0.mlp.w3.weight"))
-        die("'%s': this ViT uses a SwiGLU FFN (DINOv2 ViT-g/14), which repae does not implement", st->path);
     if (find_pref(st, prefix, "blocks.0.0.norm1.weight"))
         die("'%s': chunked block keys (blocks.<chunk>.<i>.*, block_chunks > 0) are not supported; "
             "re-save the model with block_chunks=0 (the torch.hub layout)", st->path);
@@ -127,13 +140,29 @@ vit_config vit_config_from_checkpoint(const safetensors *st, const char *prefix,
     }
     if (c.depth == 0)
         die("'%s': no blocks.0.norm1.weight under prefix '%s'", st->path, prefix);
-    t = require_pref(st, prefix, "blocks.0.mlp.fc1.weight");
-    if (t->ndim != 2 || t->shape[1] != c.embed_dim)
-        die("'%s': %sblocks.0.mlp.fc1.weight has shape %s, expected [H, %d]", st->path, prefix,
-            st_shape_str(t->ndim, t->shape, buf, sizeof buf), c.embed_dim);
-    c.mlp_ratio = (float)t->shape[0] / (float)c.embed_dim;
-    if ((int)(c.embed_dim * c.mlp_ratio) != t->shape[0])
-        die("'%s': MLP width %lld is not representable as embed_dim·mlp_ratio", st->path, (long long)t->shape[0]);
+    if (find_pref(st, prefix, "blocks.0.mlp.w12.weight") || find_pref(st, prefix, "blocks.0.mlp.w3.weight")) {
+        /* SwiGLUFFNFused (ViT-g): w12 is [2H, D].  H is taken as stored
+         * (ffn_hidden), since DINOv2's rounding rule cannot be inverted
+         * uniquely; mlp_ratio is then only informative: DINOv2's 4 where that
+         * gives H (ViT-g), else 1.5·H/D, which undoes the 2/3. */
+        t = require_pref(st, prefix, "blocks.0.mlp.w12.weight");
+        if (t->ndim != 2 || t->shape[1] != c.embed_dim || t->shape[0] < 2 || t->shape[0] % 2)
+            die("'%s': %sblocks.0.mlp.w12.weight has shape %s, expected [2H, %d]", st->path, prefix,
+                st_shape_str(t->ndim, t->shape, buf, sizeof buf), c.embed_dim);
+        c.ffn = VIT_FFN_SWIGLU;
+        c.ffn_hidden = (int)(t->shape[0] / 2);
+        vit_config four = {.embed_dim = c.embed_dim, .mlp_ratio = 4.0f, .ffn = VIT_FFN_SWIGLU};
+        c.mlp_ratio = vit_ffn_hidden(&four) == c.ffn_hidden ? 4.0f : 1.5f * (float)c.ffn_hidden / (float)c.embed_dim;
+    } else {
+        t = require_pref(st, prefix, "blocks.0.mlp.fc1.weight");
+        if (t->ndim != 2 || t->shape[1] != c.embed_dim)
+            die("'%s': %sblocks.0.mlp.fc1.weight has shape %s, expected [H, %d]", st->path, prefix,
+                st_shape_str(t->ndim, t->shape, buf, sizeof buf), c.embed_dim);
+        c.mlp_ratio = (float)t->shape[0] / (float)c.embed_dim;
+        if ((int)(c.embed_dim * c.mlp_ratio) != t->shape[0])
+            die("'%s': MLP width %lld is not representable as embed_dim·mlp_ratio", st->path,
+                (long long)t->shape[0]);
+    }
     c.layerscale = find_pref(st, prefix, "blocks.0.ls1.gamma") != NULL;
     t = find_pref(st, prefix, "register_tokens");
     if (t) {
@@ -169,8 +198,10 @@ void vit_build_table(vit *m, const vit_config *cfg)
     m->grid = c->img_size / c->patch;
     m->npatch = m->grid * m->grid;
     m->ntok = 1 + c->num_register_tokens + m->npatch;
-    m->hidden = (int)(c->embed_dim * c->mlp_ratio);
-    const int64_t Hd = m->hidden, K = c->patch;
+    m->hidden = vit_ffn_hidden(c);
+    m->ffn1 = c->ffn == VIT_FFN_SWIGLU ? 2 * m->hidden : m->hidden;
+    const int64_t Hd = m->hidden, H1 = m->ffn1, K = c->patch;
+    const bool swiglu = c->ffn == VIT_FFN_SWIGLU;
     param_table *t = &m->table;
     char n[PARAM_NAME_MAX];
 
@@ -200,10 +231,11 @@ void vit_build_table(vit *m, const vit_config *cfg)
                                   PARAM_TRAINABLE, 1, (int64_t[]){D});
         b->norm2_w = param_add(t, param_name(n, "blocks.%d.norm2.weight", i), INIT_ONE, 1, (int64_t[]){D});
         b->norm2_b = param_add(t, param_name(n, "blocks.%d.norm2.bias", i), INIT_ZERO, 1, (int64_t[]){D});
-        b->fc1_w = param_add(t, param_name(n, "blocks.%d.mlp.fc1.weight", i), INIT_NORMAL, 2, (int64_t[]){Hd, D});
-        b->fc1_b = param_add(t, param_name(n, "blocks.%d.mlp.fc1.bias", i), INIT_ZERO, 1, (int64_t[]){Hd});
-        b->fc2_w = param_add(t, param_name(n, "blocks.%d.mlp.fc2.weight", i), INIT_NORMAL, 2, (int64_t[]){D, Hd});
-        b->fc2_b = param_add(t, param_name(n, "blocks.%d.mlp.fc2.bias", i), INIT_ZERO, 1, (int64_t[]){D});
+        const char *l1 = swiglu ? "w12" : "fc1", *l2 = swiglu ? "w3" : "fc2";
+        b->ffn1_w = param_add(t, param_name(n, "blocks.%d.mlp.%s.weight", i, l1), INIT_NORMAL, 2, (int64_t[]){H1, D});
+        b->ffn1_b = param_add(t, param_name(n, "blocks.%d.mlp.%s.bias", i, l1), INIT_ZERO, 1, (int64_t[]){H1});
+        b->ffn2_w = param_add(t, param_name(n, "blocks.%d.mlp.%s.weight", i, l2), INIT_NORMAL, 2, (int64_t[]){D, Hd});
+        b->ffn2_b = param_add(t, param_name(n, "blocks.%d.mlp.%s.bias", i, l2), INIT_ZERO, 1, (int64_t[]){D});
         if (c->layerscale)
             b->ls2 = param_add_ex(t, param_name(n, "blocks.%d.ls2.gamma", i), INIT_CONSTANT, c->layerscale_init,
                                   PARAM_TRAINABLE, 1, (int64_t[]){D});
@@ -337,7 +369,7 @@ static void acts_carve(vit_acts *a, const vit *m, planner *p, int B, bool train)
 {
     const vit_config *c = &m->cfg;
     const size_t D = (size_t)c->embed_dim, N = (size_t)B * m->ntok, T = (size_t)m->ntok, Hd = (size_t)m->hidden;
-    const size_t cpp = (size_t)c->in_chans * c->patch * c->patch;
+    const size_t H1 = (size_t)m->ffn1, cpp = (size_t)c->in_chans * c->patch * c->patch;
     memset(a, 0, sizeof *a);
     a->B = B;
     a->train = train;
@@ -350,13 +382,13 @@ static void acts_carve(vit_acts *a, const vit *m, planner *p, int B, bool train)
     a->attn_ws = take(p, attention_workspace_floats(B, m->ntok, c->heads, c->embed_dim / c->heads));
     a->blocks = take_bytes(p, (size_t)c->depth * sizeof(vit_block_acts));
     if (train) {
-        float *hg = take(p, N * Hd); /* GELU output: shared scratch, recomputed in the backward */
+        float *hg = take(p, N * Hd); /* activation output: shared scratch, recomputed in the backward */
         for (int l = 0; l < c->depth; l++) {
             vit_block_acts s = {
                 .ln1 = take(p, N * D), .mean1 = take(p, N), .rstd1 = take(p, N), .qkv = take(p, N * 3 * D),
                 .probs = take(p, (size_t)B * c->heads * T * T), .att = take(p, N * D), .ao = take(p, N * D),
                 .xmid = take(p, N * D), .ln2 = take(p, N * D), .mean2 = take(p, N), .rstd2 = take(p, N),
-                .h = take(p, N * Hd), .hg = hg, .mo = take(p, N * D),
+                .h = take(p, N * H1), .hg = hg, .mo = take(p, N * D),
             };
             if (a->blocks)
                 a->blocks[l] = s;
@@ -364,11 +396,13 @@ static void acts_carve(vit_acts *a, const vit *m, planner *p, int B, bool train)
     } else {
         /* Inference: one set of scratch for all blocks, residual stream in place. */
         float *ln = take(p, N * D), *qkv = take(p, N * 3 * D), *att = take(p, N * D), *br = take(p, N * D),
-              *h = take(p, N * Hd);
+              *h = take(p, N * H1);
+        /* GELU runs in place; the SwiGLU gate halves the width, so it gets its own buffer. */
+        float *hg = c->ffn == VIT_FFN_SWIGLU ? take(p, N * Hd) : h;
         if (a->blocks)
             for (int l = 0; l < c->depth; l++)
                 a->blocks[l] = (vit_block_acts){
-                    .ln1 = ln, .qkv = qkv, .att = att, .ao = br, .xmid = a->x, .ln2 = ln, .h = h, .hg = h, .mo = br,
+                    .ln1 = ln, .qkv = qkv, .att = att, .ao = br, .xmid = a->x, .ln2 = ln, .h = h, .hg = hg, .mo = br,
                 };
     }
 }
@@ -379,7 +413,7 @@ static void block_scratch_carve(const vit *m, planner *p, int B, float **dbr, fl
 {
     const size_t D = (size_t)m->cfg.embed_dim, N = (size_t)B * m->ntok, Hd = (size_t)m->hidden;
     *dbr = take(p, N * D);
-    *hg = take(p, N * Hd);
+    *hg = take(p, N * (size_t)m->ffn1); /* later d h, which is ffn1 wide */
     *dhg = take(p, N * Hd);
     *dln = take(p, N * D);
     *datt = take(p, N * D);
@@ -463,6 +497,60 @@ static void scale_rows(float *out, const float *dy, const float *g, size_t N, in
             out[n * D + d] = dy[n * D + d] * g[d];
 }
 
+/* SwiGLU gate of DINOv2's SwiGLUFFN, between w12 and w3: in [N, 2H] holds
+ * u₁ = in[n, :H] and u₂ = in[n, H:] (torch's chunk(2, dim=-1)), out [N, H] =
+ * SiLU(u₁)·u₂.  Not ops/act's silu_*: the gate reads two strided halves and
+ * its backward needs SiLU(u₁) and SiLU'(u₁) at once; the formulas are the
+ * same (x·σ(x), σ through fast_expf), so both FFN kinds round alike. */
+static void swiglu_forward(float *out, const float *in, size_t N, int H)
+{
+#pragma omp parallel for schedule(static) if (N * H >= (1u << 15))
+    for (size_t n = 0; n < N; n++) {
+        const float *u1 = in + n * 2 * H, *u2 = u1 + H;
+        float *o = out + n * H;
+#pragma omp simd
+        for (int j = 0; j < H; j++) {
+            float s = 1.0f / (1.0f + fast_expf(-u1[j]));
+            o[j] = u1[j] * s * u2[j];
+        }
+    }
+}
+
+/* din [N, 2H] += d/d[u₁ | u₂] of Σ dout·SiLU(u₁)·u₂:
+ *   d u₁ = dout·u₂·σ(u₁)(1 + u₁(1 − σ(u₁))),  d u₂ = dout·SiLU(u₁). */
+static void swiglu_backward(float *din, const float *dout, const float *in, size_t N, int H)
+{
+#pragma omp parallel for schedule(static) if (N * H >= (1u << 15))
+    for (size_t n = 0; n < N; n++) {
+        const float *u1 = in + n * 2 * H, *u2 = u1 + H, *g = dout + n * H;
+        float *d1 = din + n * 2 * H, *d2 = d1 + H;
+#pragma omp simd
+        for (int j = 0; j < H; j++) {
+            float x = u1[j], s = 1.0f / (1.0f + fast_expf(-x));
+            d1[j] += g[j] * u2[j] * (s * (1.0f + x * (1.0f - s)));
+            d2[j] += g[j] * (x * s);
+        }
+    }
+}
+
+/* hg = act(h): GELU (Mlp) or the SwiGLU gate. */
+static void ffn_act_forward(const vit *m, float *hg, const float *h, size_t N)
+{
+    if (m->cfg.ffn == VIT_FFN_SWIGLU)
+        swiglu_forward(hg, h, N, m->hidden);
+    else
+        gelu_erf_forward(hg, h, N * (size_t)m->hidden);
+}
+
+/* dh [N, ffn1] += act'(h)ᵀ dhg */
+static void ffn_act_backward(const vit *m, float *dh, const float *dhg, const float *h, size_t N)
+{
+    if (m->cfg.ffn == VIT_FFN_SWIGLU)
+        swiglu_backward(dh, dhg, h, N, m->hidden);
+    else
+        gelu_erf_backward(dh, dhg, h, N * (size_t)m->hidden);
+}
+
 /* ------------------------------------------------------------------ blocks */
 
 void vit_block_forward(const vit *m, int l, vit_block_acts *a, float *x_out, const float *x_in, int B,
@@ -478,9 +566,9 @@ void vit_block_forward(const vit *m, int l, vit_block_acts *a, float *x_out, con
     linear_forward(a->ao, a->att, P + k->proj_w, P + k->proj_b, N, D, D);
     residual_add(a->xmid, x_in, a->ao, c->layerscale ? P + k->ls1 : NULL, (size_t)N, D);
     layer_norm_forward(a->ln2, a->mean2, a->rstd2, a->xmid, P + k->norm2_w, P + k->norm2_b, N, D, c->ln_eps);
-    linear_forward(a->h, a->ln2, P + k->fc1_w, P + k->fc1_b, N, D, Hd);
-    gelu_erf_forward(a->hg, a->h, (size_t)N * Hd);
-    linear_forward(a->mo, a->hg, P + k->fc2_w, P + k->fc2_b, N, Hd, D);
+    linear_forward(a->h, a->ln2, P + k->ffn1_w, P + k->ffn1_b, N, D, m->ffn1);
+    ffn_act_forward(m, a->hg, a->h, (size_t)N);
+    linear_forward(a->mo, a->hg, P + k->ffn2_w, P + k->ffn2_b, N, Hd, D);
     residual_add(x_out, a->xmid, a->mo, c->layerscale ? P + k->ls2 : NULL, (size_t)N, D);
 }
 
@@ -493,7 +581,7 @@ void vit_block_backward(const vit *m, int l, const vit_block_acts *a, float *gra
     const vit_block *k = &m->blocks[l];
     const float *P = m->params;
     const int D = c->embed_dim, T = m->ntok, N = B * T, Hd = m->hidden, NH = c->heads;
-    const size_t ND = (size_t)N * D, NH_ = (size_t)N * Hd;
+    const size_t ND = (size_t)N * D, NH_ = (size_t)N * Hd, NH1 = (size_t)N * m->ffn1;
     if (!a->probs)
         die("internal: vit_block_backward needs activations from a train-mode forward");
     size_t mark = arena_mark(ar);
@@ -501,7 +589,7 @@ void vit_block_backward(const vit *m, int l, const vit_block_acts *a, float *gra
     float *dbr, *hg, *dhg, *dln, *datt, *dqkv;
     block_scratch_carve(m, &p, B, &dbr, &hg, &dhg, &dln, &datt, &dqkv);
 
-    /* MLP branch: x_out = xmid + g2 ⊙ fc2(gelu(fc1(norm2(xmid)))) */
+    /* FFN branch: x_out = xmid + g2 ⊙ ffn2(act(ffn1(norm2(xmid)))) */
     const float *dmo = dx;
     if (c->layerscale) {
         if (grads)
@@ -509,14 +597,14 @@ void vit_block_backward(const vit *m, int l, const vit_block_acts *a, float *gra
         scale_rows(dbr, dx, P + k->ls2, (size_t)N, D);
         dmo = dbr;
     }
-    gelu_erf_forward(hg, a->h, NH_);
+    ffn_act_forward(m, hg, a->h, (size_t)N);
     memset(dhg, 0, NH_ * sizeof(float));
-    linear_backward(dhg, GRAD(k->fc2_w), GRAD(k->fc2_b), dmo, hg, P + k->fc2_w, N, Hd, D);
-    float *dh = hg; /* the GELU output is no longer needed */
-    memset(dh, 0, NH_ * sizeof(float));
-    gelu_erf_backward(dh, dhg, a->h, NH_);
+    linear_backward(dhg, GRAD(k->ffn2_w), GRAD(k->ffn2_b), dmo, hg, P + k->ffn2_w, N, Hd, D);
+    float *dh = hg; /* the activation output is no longer needed (hg was carved ffn1 wide for this) */
+    memset(dh, 0, NH1 * sizeof(float));
+    ffn_act_backward(m, dh, dhg, a->h, (size_t)N);
     memset(dln, 0, ND * sizeof(float));
-    linear_backward(dln, GRAD(k->fc1_w), GRAD(k->fc1_b), dh, a->ln2, P + k->fc1_w, N, D, Hd);
+    linear_backward(dln, GRAD(k->ffn1_w), GRAD(k->ffn1_b), dh, a->ln2, P + k->ffn1_w, N, D, m->ffn1);
     layer_norm_backward(dx, GRAD(k->norm2_w), GRAD(k->norm2_b), dln, a->xmid, a->mean2, a->rstd2, P + k->norm2_w,
                         N, D);
 

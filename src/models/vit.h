@@ -8,7 +8,13 @@
  *   tokens after cls (they get no position) -> depth blocks -> LayerNorm
  *
  *   block:  x += ls1.gamma ⊙ proj(Attn(qkv(norm1(x))))
- *           x += ls2.gamma ⊙ fc2(GELU_erf(fc1(norm2(x))))
+ *           x += ls2.gamma ⊙ FFN(norm2(x))
+ *
+ *   FFN, two kinds (DINOv2's ffn_layer):
+ *     "mlp"          fc2(GELU_erf(fc1(y)))                 mlp.fc1 [H,D], mlp.fc2 [D,H]; H = (int)(D·mlp_ratio)
+ *     "swiglufused"  w3(SiLU(u₁) ⊙ u₂), [u₁ | u₂] = w12(y)  mlp.w12 [2H,D], mlp.w3 [D,H] (ViT-g/14);
+ *                    u₁ the first H features of w12's output, u₂ the last H (torch chunk(2, dim=-1));
+ *                    H = (int(h·2/3) + 7) / 8 · 8 with h = (int)(D·mlp_ratio): 6144 -> 4096 for ViT-g
  *
  * Token order after the embedding: [cls, reg_0..reg_{R-1}, patch_0..patch_{G²-1}],
  * T = 1 + R + G², G = S / p, patches row-major.  Outputs (slices of the final
@@ -49,6 +55,11 @@
 #include "io/safetensors.h"
 #include "models/params.h"
 
+typedef enum vit_ffn {
+    VIT_FFN_MLP = 0, /* DINOv2 Mlp: fc1, exact GELU, fc2 (ViT-S/B/L) */
+    VIT_FFN_SWIGLU,  /* DINOv2 SwiGLUFFNFused: w12, SiLU gate, w3 (ViT-g) */
+} vit_ffn;
+
 typedef struct vit_config {
     int img_size;            /* S: the input the model runs at (pos grid G = S / patch) */
     int patch;               /* p */
@@ -56,7 +67,9 @@ typedef struct vit_config {
     int embed_dim;           /* D */
     int depth;
     int heads;               /* NH; head dim D / NH */
-    float mlp_ratio;         /* MLP hidden = (int)(D · mlp_ratio), as DINOv2's Mlp */
+    float mlp_ratio;         /* FFN width from D (see the FFN rule above and vit_ffn_hidden) */
+    vit_ffn ffn;             /* VIT_FFN_MLP (0, the default) or VIT_FFN_SWIGLU */
+    int ffn_hidden;          /* H if > 0 (a checkpoint's width, read off its shapes); 0: from mlp_ratio */
     int num_register_tokens; /* R (DINOv2 `_reg` models: 4) */
     bool layerscale;         /* ls1/ls2.gamma present */
     float layerscale_init;   /* init value of the gammas when training from scratch (DINOv2 hub: 1e-5) */
@@ -64,10 +77,11 @@ typedef struct vit_config {
     float ln_eps;            /* 1e-6 */
 } vit_config;
 
-/* Offsets (in floats, into the parameter buffer) of one block's tensors. */
+/* Offsets (in floats, into the parameter buffer) of one block's tensors.
+ * ffn1/ffn2: the FFN's two linears, mlp.fc1/fc2 or mlp.w12/w3. */
 typedef struct vit_block {
     size_t norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, ls1;
-    size_t norm2_w, norm2_b, fc1_w, fc1_b, fc2_w, fc2_b, ls2;
+    size_t norm2_w, norm2_b, ffn1_w, ffn1_b, ffn2_w, ffn2_b, ls2;
 } vit_block;
 
 typedef struct vit {
@@ -75,7 +89,8 @@ typedef struct vit {
     int grid;   /* G */
     int npatch; /* G² */
     int ntok;   /* T = 1 + R + G² */
-    int hidden; /* MLP hidden width */
+    int hidden; /* H: FFN hidden width (the input of fc2 / w3) */
+    int ffn1;   /* the first linear's width: H (Mlp) or 2H (SwiGLU: [u₁ | u₂]) */
     param_table table;
     float *params; /* owned, laid out by `table` */
     size_t cls_token, pos_embed, mask_token, register_tokens, patch_w, patch_b, norm_w, norm_b, head_w, head_b;
@@ -94,10 +109,11 @@ typedef struct vit_block_acts {
     float *xmid;         /* [B,T,D] residual after the attention branch */
     float *ln2;          /* [B,T,D] */
     float *mean2, *rstd2; /* [B·T] */
-    float *h;            /* [B,T,H] fc1 output before GELU */
-    float *hg;           /* [B,T,H] GELU output (train: scratch shared by all blocks and recomputed in
-                            the backward; inference: == h, GELU in place) */
-    float *mo;           /* [B,T,D] fc2 output (the ls2 branch before the gamma) */
+    float *h;            /* [B,T,ffn1] fc1 / w12 output before the activation */
+    float *hg;           /* [B,T,H] GELU(h) or SiLU(u₁)⊙u₂ (train: scratch shared by all blocks and
+                            recomputed in the backward; inference: Mlp == h, GELU in place; SwiGLU
+                            its own buffer) */
+    float *mo;           /* [B,T,D] fc2 / w3 output (the ls2 branch before the gamma) */
 } vit_block_acts;
 
 typedef struct vit_acts {
@@ -115,17 +131,25 @@ typedef struct vit_acts {
 
 /* ---- configuration ---- */
 
-/* dinov2-vit-s/b/l at patch 14 (img_size as given, e.g. 224 or 518);
- * "-reg" suffix (dinov2-vit-b-reg) gives 4 register tokens.  dinov2-vit-g
- * dies: its SwiGLU FFN is not implemented.  Unknown names die listing the known. */
+/* dinov2-vit-s/b/l/g at patch 14 (img_size as given, e.g. 224 or 518);
+ * "-reg" suffix (dinov2-vit-b-reg) gives 4 register tokens.  dinov2-vit-g is
+ * 1536 wide, 40 blocks, 24 heads, SwiGLU FFN (H 4096): 1,136,480,768
+ * parameters at 518 (the official ViT-g/14 backbone).  Unknown names die
+ * listing the known. */
 vit_config vit_preset(const char *name, int img_size);
+/* The FFN hidden width H of a configuration: ffn_hidden if set, else from
+ * mlp_ratio by the FFN kind's rule (Mlp (int)(D·mlp_ratio); SwiGLU DINOv2's
+ * rounding of two thirds of it up to a multiple of 8). */
+int vit_ffn_hidden(const vit_config *c);
 /* Heads for a width from the DINOv2 table (192→3, 384→6, 768→12, 1024→16, 1536→24); 0 if unknown. */
 int vit_heads_for_width(int embed_dim);
 /* Detects the configuration from tensor shapes under `prefix`: embed_dim
  * (cls_token), patch and in_chans (patch_embed.proj.weight), depth (blocks.N),
- * registers (register_tokens), MLP ratio (fc1), layerscale (ls1.gamma), head.
- * img_size 0 = the checkpoint's own grid · patch; heads 0 = from the width
- * table.  Dies clearly on a SwiGLU (ViT-g) checkpoint. */
+ * registers (register_tokens), FFN kind and width (mlp.fc1: Mlp, mlp_ratio
+ * H/D; mlp.w12 [2H, D]: SwiGLU, ffn_hidden H, mlp_ratio informative only:
+ * 4 where DINOv2's rule gives H from it, else 1.5·H/D), layerscale
+ * (ls1.gamma), head.  img_size 0 = the checkpoint's own grid · patch; heads
+ * 0 = from the width table. */
 vit_config vit_config_from_checkpoint(const safetensors *st, const char *prefix, int img_size, int heads);
 /* Checks a configuration; dies naming the bad field. */
 void vit_config_check(const vit_config *c);
