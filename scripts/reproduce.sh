@@ -17,7 +17,8 @@
 #   RUNS="vanilla repa ..."  train only these runs (default: all five);
 #   EVAL_ONLY=1              train nothing: (re-)evaluate the checkpoints in $OUT
 #                            (samples already drawn are reused) and write the report;
-#   FEATURE_NET, EVAL_WEIGHTS  the evaluation network (default: our CNN).
+#   FEATURE_NET, EVAL_WEIGHTS  the evaluation network (default: our CNN);
+#   SAMPLE_WEIGHTS           --no-ema (default) or --use-ema.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Idle OpenMP threads sleep instead of spinning: on a busy machine (or one
@@ -45,6 +46,11 @@ COMMON="$SIT --batch-size $BATCH --max-train-steps $STEPS --checkpointing-steps 
 E2E="--vae-ckpt $W/fmnist-vae.safetensors --latents-stats $W/fmnist-vae-latents-stats.safetensors \
      --disc-ndf 32 --disc-layers 2"
 EVAL="--feature-net $FEATURE_NET --weights $EVAL_WEIGHTS"
+# Samples come from the training weights (model.*), not the EMA: after 2,400
+# steps an EMA of decay 0.999 still holds 0.999^2400 = 9 % of the random
+# initial weights, and its samples are formless blobs (FD ~17 vs ~6; see
+# docs/reproduction.md).  SAMPLE_WEIGHTS=--use-ema samples the EMA.
+SAMPLE_WEIGHTS=${SAMPLE_WEIGHTS:---no-ema}
 mkdir -p "$OUT/samples"
 RES="$OUT/results.jsonl"
 
@@ -85,7 +91,7 @@ for run in vanilla repa naive-e2e repa-e e2e-vae; do
         step=$(basename "$ck" .safetensors)
         npz="$OUT/samples/${run}_$step.npz"
         if [ ! -f "$npz" ]; then
-            $R sample --ckpt "$ck" --mode sde --num-steps "$SAMPLE_STEPS" --cfg-scale 1 --num-samples "$N_SAMPLES" \
+            $R sample --ckpt "$ck" $SAMPLE_WEIGHTS --mode sde --num-steps "$SAMPLE_STEPS" --cfg-scale 1 --num-samples "$N_SAMPLES" \
                 --balanced --no-png --grid 100 --global-seed 1 --sample-dir "$OUT/samples" --name "${run}_$step" >/dev/null
         fi
         $R eval --samples "$npz" --ref "$OUT/test.npz" $EVAL --pr-ref-images 5000 \
