@@ -94,6 +94,7 @@ for run in vanilla repa naive-e2e repa-e e2e-vae; do
             $R sample --ckpt "$ck" $SAMPLE_WEIGHTS --mode sde --num-steps "$SAMPLE_STEPS" --cfg-scale 1 --num-samples "$N_SAMPLES" \
                 --balanced --no-png --grid 100 --global-seed 1 --sample-dir "$OUT/samples" --name "${run}_$step" >/dev/null
         fi
+        rm -f "$OUT/$run-$step.json" # eval --json appends
         $R eval --samples "$npz" --ref "$OUT/test.npz" $EVAL --pr-ref-images 5000 \
             --json "$OUT/$run-$step.json" >/dev/null
         echo "{\"run\": \"$run\", \"step\": $((10#$step)), \"metrics\": $(cat "$OUT/$run-$step.json")}" >> "$RES"
