@@ -279,6 +279,18 @@ int cmd_sample(int argc, char **argv)
             die("sample: '%s' holds no SiT (no x_embedder.proj.weight, at the top level or under ema./model.)",
                 o.ckpt);
     }
+    /* An EMA that has seen few updates for its decay is still partly the
+     * random initialisation (decay^steps of it) and samples badly: say so. */
+    if (is_ckpt && ema && safetensors_meta(st, "step")) {
+        double decay = mf_json_num(args, "ema_decay", -1.0);
+        long long steps = safetensors_meta_ll(st, "step");
+        double left = decay > 0 && decay < 1 && steps >= 0 ? pow(decay, (double)steps) : 0.0;
+        if (left > 0.01)
+            fprintf(stderr,
+                    "sample: warning: the EMA (decay %g) has had %lld updates, so %.0f%% of it is still the "
+                    "initial weights and its samples can be formless; --no-ema samples the training weights\n",
+                    decay, steps, 100.0 * left);
+    }
     sit_config sc;
     mf_sit_config(&sc, st, sit_prefix, args, o.heads, 0);
     sit s;
