@@ -25,6 +25,7 @@
  * Repetitions: one warm-up, then the median of a few runs (BENCH_REPS
  * overrides).  The sampler's warm-up is one network call, not a whole run.
  */
+#include "core/omp_spin.h"
 #include "bench_common.h"
 #include "core/arena.h"
 #include "diffusion/sampler.h"
@@ -230,6 +231,7 @@ static int sample_batch(void)
 
 int main(int argc, char **argv)
 {
+    omp_spin_default(argv);
     char sample_name[64];
     snprintf(sample_name, sizeof sample_name, "sample_sit_b2_ode50_cfg_B%d", sample_batch());
     const char *names[] = {"sit_b2_train_B4", "vae_f8d4_train_256_B1", sample_name};

@@ -7,6 +7,7 @@
  * in one process, so no per-kernel peak RSS is given.
  * This is a benchmark, not a test: it never fails on speed.
  */
+#include "core/omp_spin.h"
 #include "bench_common.h"
 #include "ops/act.h"
 #include "ops/attention.h"
@@ -128,6 +129,7 @@ static void bench_attention(int B, int T, int NH, int HD)
 
 int main(int argc, char **argv)
 {
+    omp_spin_default(argv);
     if (argc > 1)
         load_torch(argv[1]);
     fprintf(stderr, "bench_ops: repae kernels, %d OpenMP threads%s\n", omp_get_max_threads(),

@@ -28,6 +28,7 @@
  * forward+backward, the three discriminator passes, and clipping + AdamW of
  * the three models + EMA.
  */
+#include "core/omp_spin.h"
 #include "bench_common.h"
 #include "models/discriminator.h"
 #include "models/encoder_preprocess.h"
@@ -294,6 +295,7 @@ static void bench_phases(void)
 
 int main(int argc, char **argv)
 {
+    omp_spin_default(argv);
     const char *names[] = {"repae_step_small_full_B32", "repae_step_small_plain_B32"};
     if (argc < 2 || !strcmp(argv[1], "--list")) {
         if (argc < 2)

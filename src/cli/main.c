@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/omp_spin.h"
 #include "cli/commands.h"
 
 static const struct {
@@ -35,6 +36,7 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
+    omp_spin_default(argv);
     if (argc < 2) {
         usage(stderr);
         return 2;
