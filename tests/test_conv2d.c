@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "ops/conv2d.h"
+#include "ops/conv2d_winograd.h"
 #include "test.h"
 
 typedef struct conv_case {
@@ -40,7 +41,7 @@ static const char *ALGO_NAMES[] = {"im2col", "winograd"};
 
 static int algo_applies(conv2d_algo a, const conv2d_shape *s)
 {
-    return a != CONV2D_WINOGRAD || (s->kh == 3 && s->kw == 3 && s->stride == 1);
+    return a != CONV2D_WINOGRAD || conv2d_winograd_applies(s);
 }
 
 static conv2d_shape case_shape(const conv_case *c)

@@ -173,28 +173,49 @@ static size_t vit_bytes(const feature_net *f, int B, int H, int W)
     return b + 4 * ARENA_ALIGN;
 }
 
-static void vit_features(feature_net *f, const uint8_t *images, int B, int H, int W, int C, float *pool)
+/* Makes sure f->ar holds `need` bytes, then empties it. */
+static arena *reserve_arena(feature_net *f, size_t need)
 {
-    const vit *m = &f->v;
-    int S = m->cfg.img_size, Cv = m->cfg.in_chans, D = m->cfg.embed_dim, G2 = m->npatch;
-    size_t need = vit_bytes(f, f->max_batch, H, W);
     if (f->ar.capacity < need) {
         arena_free(&f->ar);
         f->ar = arena_create(need);
     }
-    arena *ar = &f->ar;
-    arena_reset(ar, 0);
+    arena_reset(&f->ar, 0);
+    return &f->ar;
+}
+
+/* uint8 NHWC images (C = 1 or 3) → float NCHW with Cm channels, each value
+ * (u/255 − mean)/std.  Cm = 1: grey = mean of the channels (exactly the grey
+ * value when it was replicated); C = 1: the grey value in every channel. */
+static void normalise_u8(float *dst, const uint8_t *images, int B, size_t HW, int C, int Cm, float mean, float std)
+{
+    for (int b = 0; b < B; b++)
+        for (size_t p = 0; p < HW; p++) {
+            const uint8_t *px = images + ((size_t)b * HW + p) * C;
+            for (int c = 0; c < Cm; c++) {
+                float v;
+                if (Cm == 1) {
+                    v = 0;
+                    for (int k = 0; k < C; k++)
+                        v += (float)px[k];
+                    v = C == 1 ? v : v / (float)C;
+                } else
+                    v = (float)px[C == 1 ? 0 : c];
+                dst[((size_t)b * Cm + c) * HW + p] = (v / 255.0f - mean) / std;
+            }
+        }
+}
+
+static void vit_features(feature_net *f, const uint8_t *images, int B, int H, int W, int C, float *pool)
+{
+    const vit *m = &f->v;
+    int S = m->cfg.img_size, Cv = m->cfg.in_chans, D = m->cfg.embed_dim, G2 = m->npatch;
+    arena *ar = reserve_arena(f, vit_bytes(f, f->max_batch, H, W));
     const size_t HW = (size_t)H * W;
     float *in = arena_floats(ar, (size_t)B * Cv * S * S);
     if (Cv == 1) {
-        /* grey = mean of the channels: exactly the grey value when it was replicated */
         float *g = arena_floats(ar, (size_t)B * HW);
-        for (int b = 0; b < B; b++)
-            for (size_t p = 0; p < HW; p++) {
-                const uint8_t *px = images + ((size_t)b * HW + p) * C;
-                float v = C == 1 ? (float)px[0] : ((float)px[0] + (float)px[1] + (float)px[2]) / 3.0f;
-                g[(size_t)b * HW + p] = (v / 255.0f - f->enc_mean) / f->enc_std;
-            }
+        normalise_u8(g, images, B, HW, C, 1, f->enc_mean, f->enc_std);
         if (H == S && W == S)
             memcpy(in, g, (size_t)B * HW * sizeof(float));
         else
@@ -241,30 +262,10 @@ static void cnn_features(feature_net *f, const uint8_t *images, int B, int H, in
     const int Ho = f->cnn_size > 0 ? f->cnn_size : H, Wo = f->cnn_size > 0 ? f->cnn_size : W;
     if (Cm != 1 && C != 1 && C != Cm)
         die("feature network %s takes %d-channel images; these have %d", f->name, Cm, C);
-    size_t need = cnn_bytes(f, f->max_batch, H, W, Ho, Wo);
-    if (f->ar.capacity < need) {
-        arena_free(&f->ar);
-        f->ar = arena_create(need);
-    }
-    arena *ar = &f->ar;
-    arena_reset(ar, 0);
+    arena *ar = reserve_arena(f, cnn_bytes(f, f->max_batch, H, W, Ho, Wo));
     const size_t HW = (size_t)H * W;
     float *g = arena_floats(ar, (size_t)B * Cm * HW);
-    for (int b = 0; b < B; b++)
-        for (size_t p = 0; p < HW; p++) {
-            const uint8_t *px = images + ((size_t)b * HW + p) * C;
-            for (int c = 0; c < Cm; c++) {
-                float v;
-                if (Cm == 1) { /* grey = mean of the channels: exact for replicated grey */
-                    v = 0;
-                    for (int k = 0; k < C; k++)
-                        v += (float)px[k];
-                    v = C == 1 ? v : v / (float)C;
-                } else
-                    v = (float)px[C == 1 ? 0 : c];
-                g[((size_t)b * Cm + c) * HW + p] = (v / 255.0f - f->enc_mean) / f->enc_std;
-            }
-        }
+    normalise_u8(g, images, B, HW, C, Cm, f->enc_mean, f->enc_std);
     float *in = g;
     if (Ho != H || Wo != W) {
         in = arena_floats(ar, (size_t)B * Cm * Ho * Wo);
