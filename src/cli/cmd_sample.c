@@ -24,6 +24,7 @@
 #include "cli/commands.h"
 #include "cli/model_files.h"
 #include "cli/train_setup.h"
+#include "core/path.h"
 #include "core/arena.h"
 #include "core/error.h"
 #include "core/options.h"

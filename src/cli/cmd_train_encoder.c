@@ -18,7 +18,6 @@
  * on the test data and prints the accuracy.
  */
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,9 +29,9 @@
 #include "core/options.h"
 #include "core/progress.h"
 #include "data/loader.h"
+#include "core/path.h"
 #include "train/classifier_trainer.h"
-
-static volatile sig_atomic_t stop_requested;
+#include "train/run_loop.h"
 
 /* CPU time of the whole process (every thread), for the run's report. */
 static double cpu_seconds(void)
@@ -41,7 +40,6 @@ static double cpu_seconds(void)
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
-static void on_signal(int sig) { stop_requested = sig; }
 
 static const char *usage =
     "usage: repae train-encoder [options]\n"
@@ -260,6 +258,103 @@ static int evaluate_file(const enc_options *o, const option_spec *opts, int n_op
     return 0;
 }
 
+/* The network to train: the CNN (--arch cnn) or the ViT, from the flags. */
+static void build_network(const enc_options *o, bool cnn, int C, int H, int K, vit *m, vit_config *vc,
+                          cnn_classifier *cm, int W)
+{
+    if (cnn) {
+        cnn_config cc = cnn_config_from_options(o, C, H, W, K);
+        cnn_build(cm, &cc);
+        cnn_init_params(cm, (uint64_t)o->seed + 7);
+        return;
+    }
+    *vc = (vit_config){.img_size = o->img_size ? o->img_size : H, .patch = o->patch, .in_chans = C,
+                       .embed_dim = o->embed_dim, .depth = o->depth, .heads = o->heads, .mlp_ratio = o->mlp_ratio,
+                       .num_register_tokens = o->num_register_tokens, .layerscale = o->layerscale_init > 0,
+                       .layerscale_init = o->layerscale_init, .num_classes = K, .ln_eps = 1e-6f};
+    if (vc->img_size % vc->patch)
+        die("train-encoder --patch %d: the ViT input (%d px) must be a multiple of the patch size", o->patch,
+            vc->img_size);
+    if (o->embed_dim % o->heads)
+        die("train-encoder --heads %d: the width %d must be divisible by the head count", o->heads, o->embed_dim);
+    if (C == 1 && vc->img_size != H)
+        die("train-encoder --img-size %d: 1-channel images are not resized; use %d (the image size)", vc->img_size,
+            H);
+    vit_build(m, vc);
+    vit_init_params(m, (uint64_t)o->seed + 7);
+}
+
+/* What the run loop's callbacks need. */
+typedef struct enc_run {
+    classifier_trainer t;
+    loader ld;
+    const enc_options *o;
+    bool cnn;
+    vit *m;
+    cnn_classifier *cm;
+    const dataset *test;
+    int H, bpe;
+    uint8_t *images;
+    int32_t *labels;
+    double test_acc, cpu0;
+    classifier_logs last;
+} enc_run;
+
+static const char *const enc_log_names[] = {"loss", "accuracy", "grad_norm", "lr"};
+static const char *const enc_extra_names[] = {"test_accuracy", "cpu_s"};
+
+static long long run_step(void *ctx, double *logs)
+{
+    enc_run *r = ctx;
+    loader_next(&r->ld, r->images, r->labels);
+    classifier_step(&r->t, r->images, r->labels, &r->last);
+    logs[0] = r->last.loss, logs[1] = r->last.accuracy, logs[2] = r->last.grad_norm, logs[3] = r->last.lr;
+    return r->t.step;
+}
+
+static void run_status(void *ctx, const double *logs, char *buf, size_t size)
+{
+    snprintf(buf, size, "loss %.4f acc %.3f test %.4f lr %.2e", logs[0], logs[1], ((enc_run *)ctx)->test_acc,
+             logs[3]);
+}
+
+/* The network file, rewritten at every epoch's end (no resume). */
+static void run_save(void *ctx, const char *path, long long epoch, long long position)
+{
+    enc_run *r = ctx;
+    if (r->cnn)
+        save_cnn(r->cm, path, r->o, r->H, r->test_acc, r->t.step);
+    else
+        save_encoder(r->m, path, r->o, r->test_acc, r->t.step);
+}
+
+static long long run_current_step(void *ctx) { return ((enc_run *)ctx)->t.step; }
+
+/* The epoch's end: test accuracy. */
+static void run_evaluate(void *ctx, long long step, const char *png, double *extras)
+{
+    enc_run *r = ctx;
+    r->test_acc = (double)classifier_evaluate(&r->t, r->test->images, r->test->labels, r->test->n) / r->test->n;
+    extras[0] = r->test_acc, extras[1] = cpu_seconds() - r->cpu0;
+    fprintf(stderr, "epoch %lld (step %lld): test accuracy %.4f (%.0f s of CPU so far)\n",
+            (step + r->bpe - 1) / r->bpe, step, r->test_acc, extras[1]);
+}
+
+static void print_network(bool cnn, const cnn_classifier *cm, const vit *m, const vit_config *vc, int K)
+{
+    if (cnn) {
+        char buf[512];
+        printf("CNN: %s, %.3f M parameters (%.3f M without the head), %d-dim features\n",
+               cnn_config_to_json(&cm->cfg, buf, sizeof buf), param_count(&cm->table, PARAM_TRAINABLE) / 1e6,
+               (param_count(&cm->table, PARAM_TRAINABLE) - (size_t)K * (cm->dim + 1)) / 1e6, cm->dim);
+    } else
+        printf("ViT: %d px, patch %d (%dx%d = %d tokens), width %d, depth %d, %d heads, %.3f M parameters "
+               "(%.3f M without the head)\n",
+               vc->img_size, vc->patch, m->grid, m->grid, m->npatch, vc->embed_dim, vc->depth, vc->heads,
+               param_count(&m->table, PARAM_TRAINABLE) / 1e6,
+               (param_count(&m->table, PARAM_TRAINABLE) - (size_t)K * (vc->embed_dim + 1)) / 1e6);
+}
+
 int cmd_train_encoder(int argc, char **argv)
 {
     enc_options o;
@@ -320,26 +415,7 @@ int cmd_train_encoder(int argc, char **argv)
     vit m = {0};
     vit_config vc = {0};
     cnn_classifier cm = {0};
-    if (cnn) {
-        cnn_config cc = cnn_config_from_options(&o, C, H, W, K);
-        cnn_build(&cm, &cc);
-        cnn_init_params(&cm, (uint64_t)o.seed + 7);
-    } else {
-        vc = (vit_config){.img_size = o.img_size ? o.img_size : H, .patch = o.patch, .in_chans = C,
-                          .embed_dim = o.embed_dim, .depth = o.depth, .heads = o.heads, .mlp_ratio = o.mlp_ratio,
-                          .num_register_tokens = o.num_register_tokens, .layerscale = o.layerscale_init > 0,
-                          .layerscale_init = o.layerscale_init, .num_classes = K, .ln_eps = 1e-6f};
-        if (vc.img_size % vc.patch)
-            die("train-encoder --patch %d: the ViT input (%d px) must be a multiple of the patch size", o.patch,
-                vc.img_size);
-        if (o.embed_dim % o.heads)
-            die("train-encoder --heads %d: the width %d must be divisible by the head count", o.heads, o.embed_dim);
-        if (C == 1 && vc.img_size != H)
-            die("train-encoder --img-size %d: 1-channel images are not resized; use %d (the image size)", vc.img_size,
-                H);
-        vit_build(&m, &vc);
-        vit_init_params(&m, (uint64_t)o.seed + 7);
-    }
+    build_network(&o, cnn, C, H, K, &m, &vc, &cm, W);
 
     int bpe = data.ds.n / o.batch_size;
     long long total = (long long)o.epochs * bpe;
@@ -351,114 +427,46 @@ int cmd_train_encoder(int argc, char **argv)
                             .hflip = o.hflip, .crop_pad = o.crop_pad, .mean = o.enc_mean, .std = o.enc_std,
                             .seed = (uint64_t)o.seed};
     int eval_batch = have_test && test.n < o.eval_batch ? test.n : o.eval_batch;
-    classifier_trainer t;
+    enc_run r = {.o = &o, .cnn = cnn, .m = &m, .cm = &cm, .test = &test, .H = H, .bpe = bpe, .test_acc = NAN};
     if (cnn)
-        classifier_trainer_init_cnn(&t, &cc, &cm, C, H, W, eval_batch);
+        classifier_trainer_init_cnn(&r.t, &cc, &cm, C, H, W, eval_batch);
     else
-        classifier_trainer_init(&t, &cc, &m, C, H, W, eval_batch);
-    loader ld = loader_create(&data.ds, o.batch_size, (uint64_t)o.seed, 0, 1);
+        classifier_trainer_init(&r.t, &cc, &m, C, H, W, eval_batch);
+    r.ld = loader_create(&data.ds, o.batch_size, (uint64_t)o.seed, 0, 1);
 
-    char dir[1024], path[1300];
-    snprintf(dir, sizeof dir, "%s/%s", o.output_dir, o.exp_name);
-    make_dirs(dir);
-    snprintf(path, sizeof path, "%s/args.json", dir);
-    atomic_file af = atomic_file_open(path);
-    fputs(args_json, af.fp);
-    fputc('\n', af.fp);
-    atomic_file_commit(&af);
-
-    printf("repae train-encoder: %s\n", dir);
+    run_dir rd;
+    run_dir_open(&rd, "train-encoder", o.output_dir, o.exp_name, false);
+    printf("repae train-encoder: %s\n", rd.dir);
     printf("data: %s, %d images %dx%dx%d, %d classes; test: %s\n", data.ds.source, data.ds.n, C, H, W, K,
            have_test ? test.source : "none");
-    if (cnn) {
-        char buf[512];
-        printf("CNN: %s, %.3f M parameters (%.3f M without the head), %d-dim features\n",
-               cnn_config_to_json(&cm.cfg, buf, sizeof buf), param_count(&cm.table, PARAM_TRAINABLE) / 1e6,
-               (param_count(&cm.table, PARAM_TRAINABLE) - (size_t)K * (cm.dim + 1)) / 1e6, cm.dim);
-    } else
-        printf("ViT: %d px, patch %d (%dx%d = %d tokens), width %d, depth %d, %d heads, %.3f M parameters "
-               "(%.3f M without the head)\n",
-               vc.img_size, vc.patch, m.grid, m.grid, m.npatch, vc.embed_dim, vc.depth, vc.heads,
-               param_count(&m.table, PARAM_TRAINABLE) / 1e6,
-               (param_count(&m.table, PARAM_TRAINABLE) - (size_t)K * (vc.embed_dim + 1)) / 1e6);
+    print_network(cnn, &cm, &m, &vc, K);
     printf("schedule: %lld steps (%d per epoch), warm-up %lld, cosine to 0\n", total, bpe, warmup);
     options_print(stdout, opts, n);
     if (!cnn && vit_heads_for_width(o.embed_dim) != o.heads)
         printf("note: repae train will need --enc-heads %d for this encoder\n", o.heads);
     fflush(stdout);
 
-    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
-    FILE *metrics = xfopen(path, "w");
-    char out_path[1300];
-    snprintf(out_path, sizeof out_path, "%s/%s.safetensors", dir, cnn ? "classifier" : "encoder");
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    uint8_t *images = xmalloc((size_t)o.batch_size * C * H * W);
-    int32_t *labels = xmalloc((size_t)o.batch_size * sizeof(int32_t));
-    double test_acc = NAN;
-    int exit_code = 0;
-    double cpu0 = cpu_seconds();
-#define SAVE()                                                                                                        \
-    do {                                                                                                              \
-        if (cnn)                                                                                                      \
-            save_cnn(&cm, out_path, &o, H, test_acc, t.step);                                                         \
-        else                                                                                                          \
-            save_encoder(&m, out_path, &o, test_acc, t.step);                                                         \
-    } while (0)
-    progress pb = progress_start("train-encoder", total, "it");
-    while (t.step < total) {
-        loader_next(&ld, images, labels);
-        classifier_logs logs;
-        classifier_step(&t, images, labels, &logs);
-        fprintf(metrics,
-                "{\"step\": %lld, \"epoch\": %lld, \"loss\": %.8g, \"accuracy\": %.6g, \"grad_norm\": %.8g, "
-                "\"lr\": %.8g",
-                t.step, ld.epoch, logs.loss, logs.accuracy, logs.grad_norm, logs.lr);
-        if (!isfinite(logs.loss) || !isfinite(logs.grad_norm)) {
-            fputs("}\n", metrics);
-            progress_finish(&pb);
-            fprintf(stderr,
-                    "repae: error: the loss is %g at step %lld: training stopped (try a lower --learning-rate); "
-                    "'%s' keeps the last epoch's network, if any\n",
-                    logs.loss, t.step, out_path);
-            exit_code = 1;
-            break;
-        }
-        bool epoch_end = t.step % bpe == 0 || t.step == total;
-        if (epoch_end && have_test) {
-            test_acc = (double)classifier_evaluate(&t, test.images, test.labels, test.n) / test.n;
-            fprintf(metrics, ", \"test_accuracy\": %.6f, \"cpu_s\": %.1f", test_acc, cpu_seconds() - cpu0);
-        }
-        fputs("}\n", metrics);
-        fflush(metrics);
-        progress_update(&pb, t.step, "loss %.4f acc %.3f test %.4f lr %.2e", logs.loss, logs.accuracy, test_acc,
-                        logs.lr);
-        if (epoch_end) {
-            if (have_test)
-                fprintf(stderr, "epoch %lld (step %lld): test accuracy %.4f (%.0f s of CPU so far)\n",
-                        (t.step + bpe - 1) / bpe, t.step, test_acc, cpu_seconds() - cpu0);
-            SAVE();
-        }
-        if (stop_requested) {
-            progress_finish(&pb);
-            SAVE();
-            fprintf(stderr, "repae: stopped by signal %d at step %lld; the network so far is in '%s'\n",
-                    (int)stop_requested, t.step, out_path);
-            break;
-        }
-    }
-#undef SAVE
-    if (!stop_requested && exit_code == 0) {
-        progress_finish(&pb);
+    char *out_path = run_dir_file(&rd, cnn ? "classifier.safetensors" : "encoder.safetensors");
+    char *nan_note = path_printf("'%s' keeps the last epoch's network, if any (try a lower --learning-rate)",
+                                 out_path);
+    r.images = xmalloc((size_t)o.batch_size * C * H * W);
+    r.labels = xmalloc((size_t)o.batch_size * sizeof(int32_t));
+    r.cpu0 = cpu_seconds();
+    run_loop rl = {.command = "train-encoder", .dir = &rd, .data = &r.ld, .max_steps = total,
+                   .checkpoint_every = bpe, .preview_every = bpe, .n_logs = 4, .log_names = enc_log_names,
+                   .n_extras = 2, .extra_names = enc_extra_names, .ctx = &r, .step = run_step,
+                   .status = run_status, .save = run_save, .save_path = out_path, .current_step = run_current_step,
+                   .preview = have_test ? run_evaluate : NULL, .nan_note = nan_note};
+    int exit_code = run_loop_run(&rl, 0, args_json);
+    if (!run_loop_stop_signal() && exit_code == 0) {
         if (have_test)
-            printf("test accuracy: %.4f (%d images)\n", test_acc, test.n);
-        printf("%s: %s\nmetrics: %s/metrics.jsonl\nCPU time: %.0f s\n", cnn ? "classifier" : "encoder", out_path, dir,
-               cpu_seconds() - cpu0);
+            printf("test accuracy: %.4f (%d images)\n", r.test_acc, test.n);
+        printf("%s: %s\nmetrics: %s/metrics.jsonl\nCPU time: %.0f s\n", cnn ? "classifier" : "encoder", out_path,
+               rd.dir, cpu_seconds() - r.cpu0);
     }
-    fclose(metrics);
-    free(images), free(labels), free(args_json);
-    loader_free(&ld);
-    classifier_trainer_free(&t);
+    free(r.images), free(r.labels), free(args_json), free(out_path), free(nan_note);
+    loader_free(&r.ld);
+    classifier_trainer_free(&r.t);
     if (cnn)
         cnn_free(&cm);
     else
@@ -466,5 +474,6 @@ int cmd_train_encoder(int argc, char **argv)
     if (have_test)
         dataset_free(&test);
     train_data_free(&data);
+    run_dir_close(&rd);
     return exit_code;
 }

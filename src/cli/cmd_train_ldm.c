@@ -2,7 +2,6 @@
  * §6.4): a SiT trained with a frozen VAE, with REPA (--proj-coeff > 0 and an
  * encoder) or without (vanilla SiT).  Output layout as `repae train`. */
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,15 +11,12 @@
 #include "cli/train_setup.h"
 #include "core/error.h"
 #include "core/options.h"
-#include "core/progress.h"
 #include "data/latent_cache.h"
 #include "data/loader.h"
 #include "train/checkpoint.h"
 #include "train/ldm_step.h"
 #include "train/preview.h"
-
-static volatile sig_atomic_t stop_requested;
-static void on_signal(int sig) { stop_requested = sig; }
+#include "train/run_loop.h"
 
 static const char *usage =
     "usage: repae train-ldm --latents LATENTS.safetensors [options]\n"
@@ -60,6 +56,67 @@ static void cache_stats(const latent_cache *c, float *bias, float *scale)
         bias[ch] = (float)mu;
         scale[ch] = (float)(1.0 / sqrt(var > 1e-12 ? var : 1e-12));
     }
+}
+
+/* What the run loop's callbacks need. */
+typedef struct ldm_run {
+    ldm_trainer t;
+    loader ld;
+    const latent_cache *lc;
+    sit *s;
+    float *sp;
+    vae *v; /* NULL: no previews */
+    const char *args_json;
+    int B, H, W;
+    size_t lat;
+    uint8_t *images, *grid;
+    int32_t *labels32;
+    int *labels;
+    float *mean, *stdv;
+    preview_config pc;
+    ldm_logs last;
+} ldm_run;
+
+static const char *const ldm_log_names[] = {"loss", "denoising_loss", "proj_loss", "grad_norm"};
+
+static long long run_step(void *ctx, double *logs)
+{
+    ldm_run *r = ctx;
+    loader_next(&r->ld, r->images, r->labels32);
+    const uint32_t *idx = loader_last_indices(&r->ld);
+    for (int i = 0; i < r->B; i++) {
+        r->labels[i] = r->labels32[i];
+        memcpy(r->mean + i * r->lat, r->lc->mean + (size_t)idx[i] * r->lat, r->lat * sizeof(float));
+        memcpy(r->stdv + i * r->lat, r->lc->std + (size_t)idx[i] * r->lat, r->lat * sizeof(float));
+    }
+    ldm_step(&r->t, r->images, r->mean, r->stdv, r->labels, NULL, &r->last);
+    logs[0] = r->last.loss, logs[1] = r->last.denoising_loss, logs[2] = r->last.proj_loss;
+    logs[3] = r->last.grad_norm;
+    return r->t.step;
+}
+
+static void run_status(void *ctx, const double *logs, char *buf, size_t size)
+{
+    snprintf(buf, size, "loss %.4f denoise %.4f proj %.4f", logs[0], logs[1], logs[2]);
+}
+
+static void run_save(void *ctx, const char *path, long long epoch, long long position)
+{
+    ldm_run *r = ctx;
+    ldm_checkpoint_save(&r->t, path, epoch, position, r->args_json);
+}
+
+static void run_load(void *ctx, const char *path, long long *epoch, long long *position)
+{
+    ldm_checkpoint_load(&((ldm_run *)ctx)->t, path, epoch, position);
+}
+
+static long long run_current_step(void *ctx) { return ((ldm_run *)ctx)->t.step; }
+
+static void run_preview(void *ctx, long long step, const char *png, double *extras)
+{
+    ldm_run *r = ctx;
+    preview_grid(r->s, r->sp, r->v, &r->pc, r->H, r->W, r->grid, png);
 }
 
 int cmd_train_ldm(int argc, char **argv)
@@ -134,6 +191,7 @@ int cmd_train_ldm(int argc, char **argv)
         vit_from_checkpoint(&enc, st, "", size, o.enc_heads, PARAM_ALLOW_EXTRA);
         safetensors_close(st);
     }
+    train_check_channels(data.ds.source, data.ds.channels, NULL, NULL, have_enc ? &enc : NULL, o.enc_ckpt);
     sit_config sc = sit_config_default();
     if (strcmp(o.model, "custom") != 0) {
         if (sit_config_preset(&sc, o.model) != 0)
@@ -173,90 +231,38 @@ int cmd_train_ldm(int argc, char **argv)
     lcfg.seed = (uint64_t)o.seed;
     for (int c = 0; c < 3; c++)
         lcfg.enc_mean[c] = o.enc_mean, lcfg.enc_std[c] = o.enc_std;
-    ldm_trainer t;
-    ldm_trainer_init(&t, &lcfg, &s, sp, have_enc ? &enc : NULL, data.ds.channels, data.ds.height, data.ds.width);
-    loader ld = loader_create(&data.ds, o.batch_size, (uint64_t)o.seed, 0, 1);
+    run_dir rd;
+    run_dir_open(&rd, "train-ldm", o.output_dir, o.exp_name, true);
+    ldm_run r = {.lc = &lc, .s = &s, .sp = sp, .v = o.vae_ckpt ? &v : NULL, .args_json = args_json,
+                 .B = o.batch_size, .H = data.ds.height, .W = data.ds.width, .lat = (size_t)lc.C * lc.h * lc.w};
+    ldm_trainer_init(&r.t, &lcfg, &s, sp, have_enc ? &enc : NULL, data.ds.channels, data.ds.height, data.ds.width);
+    r.ld = loader_create(&data.ds, o.batch_size, (uint64_t)o.seed, 0, 1);
 
-    run_paths rp;
-    run_paths_make(&rp, o.output_dir, o.exp_name);
-    const char *dir = rp.dir, *ckdir = rp.ckdir, *sdir = rp.sdir;
-    char path[1300];
-    if (o.resume_step) {
-        resume_checkpoint_path("train-ldm", &rp, o.resume_step, path, sizeof path);
-        long long epoch;
-        int pos;
-        ldm_checkpoint_load(&t, path, &epoch, &pos);
-        loader_seek(&ld, epoch, pos);
-        fprintf(stderr, "resumed from '%s' at step %lld\n", path, t.step);
-    } else {
-        write_args_json(&rp, args_json);
-    }
     char buf[256];
-    printf("repae train-ldm: %s\nlatents: %s, %d × %d×%d×%d\nSiT: %s (%.2f M parameters)\n%s\n", dir, o.latents,
+    printf("repae train-ldm: %s\nlatents: %s, %d × %d×%d×%d\nSiT: %s (%.2f M parameters)\n%s\n", rd.dir, o.latents,
            lc.n, lc.C, lc.h, lc.w, sit_config_str(&sc, buf, sizeof buf), sit_param_count(&s, true) / 1e6,
            have_enc ? "REPA: on" : "REPA: off (vanilla SiT)");
     options_print(stdout, opts, n);
     fflush(stdout);
 
-    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
-    FILE *metrics = xfopen(path, o.resume_step ? "a" : "w");
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
     int B = o.batch_size;
-    size_t img = (size_t)data.ds.channels * data.ds.height * data.ds.width, lat = (size_t)lc.C * lc.h * lc.w;
-    uint8_t *images = xmalloc((size_t)B * img);
-    int32_t *labels32 = xmalloc((size_t)B * sizeof(int32_t));
-    int *labels = xmalloc((size_t)B * sizeof(int));
-    float *mean = xmalloc((size_t)B * lat * sizeof(float)), *stdv = xmalloc((size_t)B * lat * sizeof(float));
-    preview_config pc = {o.preview_images, 50, 4.0f, (uint64_t)o.seed ^ 0x9e3779b97f4a7c15ull};
-    uint8_t *grid = xmalloc((size_t)pc.n_images * img);
-    progress pb = progress_start("train-ldm", o.max_train_steps, "it");
-    int exit_code = 0;
-    while (t.step < o.max_train_steps) {
-        loader_next(&ld, images, labels32);
-        const uint32_t *idx = loader_last_indices(&ld);
-        for (int i = 0; i < B; i++) {
-            labels[i] = labels32[i];
-            memcpy(mean + i * lat, lc.mean + (size_t)idx[i] * lat, lat * sizeof(float));
-            memcpy(stdv + i * lat, lc.std + (size_t)idx[i] * lat, lat * sizeof(float));
-        }
-        ldm_logs logs;
-        ldm_step(&t, images, mean, stdv, labels, NULL, &logs);
-        fprintf(metrics, "{\"step\": %lld, \"epoch\": %lld, \"loss\": %.8g, \"denoising_loss\": %.8g, "
-                         "\"proj_loss\": %.8g, \"grad_norm\": %.8g}\n",
-                t.step, ld.epoch, logs.loss, logs.denoising_loss, logs.proj_loss, logs.grad_norm);
-        fflush(metrics);
-        if (!isfinite(logs.loss) || !isfinite(logs.grad_norm)) {
-            progress_finish(&pb);
-            fprintf(stderr, "repae: error: the loss is %g at step %lld: training stopped; the last good checkpoint "
-                            "in '%s' is intact\n", logs.loss, t.step, ckdir);
-            exit_code = 1;
-            break;
-        }
-        progress_update(&pb, t.step, "loss %.4f denoise %.4f proj %.4f", logs.loss, logs.denoising_loss,
-                        logs.proj_loss);
-        bool last = t.step >= o.max_train_steps;
-        if ((o.checkpointing_steps > 0 && t.step % o.checkpointing_steps == 0) || last || stop_requested) {
-            snprintf(path, sizeof path, "%s/%07lld.safetensors", ckdir, t.step);
-            ldm_checkpoint_save(&t, path, ld.epoch, ld.position, args_json);
-        }
-        if (o.vae_ckpt && (t.step == 1 || (o.sampling_steps > 0 && t.step % o.sampling_steps == 0) || last)) {
-            snprintf(path, sizeof path, "%s/%07lld.png", sdir, t.step);
-            preview_grid(&s, sp, &v, &pc, data.ds.height, data.ds.width, grid, path);
-        }
-        if (stop_requested) {
-            progress_finish(&pb);
-            fprintf(stderr, "repae: stopped by signal %d at step %lld; checkpoint saved\n", (int)stop_requested,
-                    t.step);
-            break;
-        }
-    }
-    if (!stop_requested && exit_code == 0)
-        progress_finish(&pb);
-    fclose(metrics);
-    free(images), free(labels32), free(labels), free(mean), free(stdv), free(grid), free(args_json);
-    loader_free(&ld);
-    ldm_trainer_free(&t);
+    size_t img = (size_t)data.ds.channels * data.ds.height * data.ds.width;
+    r.images = xmalloc((size_t)B * img);
+    r.labels32 = xmalloc((size_t)B * sizeof(int32_t));
+    r.labels = xmalloc((size_t)B * sizeof(int));
+    r.mean = xmalloc((size_t)B * r.lat * sizeof(float)), r.stdv = xmalloc((size_t)B * r.lat * sizeof(float));
+    r.pc = (preview_config){o.preview_images, 50, 4.0f, (uint64_t)o.seed ^ 0x9e3779b97f4a7c15ull};
+    r.grid = xmalloc((size_t)r.pc.n_images * img);
+
+    run_loop rl = {.command = "train-ldm", .dir = &rd, .data = &r.ld, .max_steps = o.max_train_steps,
+                   .checkpoint_every = o.checkpointing_steps, .preview_every = o.sampling_steps,
+                   .preview_first = true, .n_logs = 4, .log_names = ldm_log_names, .ctx = &r, .step = run_step,
+                   .status = run_status, .save = run_save, .load = run_load, .current_step = run_current_step,
+                   .preview = o.vae_ckpt ? run_preview : NULL};
+    int exit_code = run_loop_run(&rl, o.resume_step, args_json);
+    free(r.images), free(r.labels32), free(r.labels), free(r.mean), free(r.stdv), free(r.grid), free(args_json);
+    loader_free(&r.ld);
+    ldm_trainer_free(&r.t);
     free(sp);
     sit_free(&s);
     if (have_enc)
@@ -265,5 +271,6 @@ int cmd_train_ldm(int argc, char **argv)
         vae_free(&v);
     latent_cache_free(&lc);
     train_data_free(&data);
+    run_dir_close(&rd);
     return exit_code;
 }

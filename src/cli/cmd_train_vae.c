@@ -13,7 +13,6 @@
  *   <output-dir>/<exp-name>/discriminator.safetensors     (for `repae train --disc-ckpt`)
  */
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,14 +21,11 @@
 #include "cli/train_setup.h"
 #include "core/error.h"
 #include "core/options.h"
-#include "core/progress.h"
 #include "data/loader.h"
 #include "eval/image_metrics.h"
 #include "io/image.h"
+#include "train/run_loop.h"
 #include "train/vae_trainer.h"
-
-static volatile sig_atomic_t stop_requested;
-static void on_signal(int sig) { stop_requested = sig; }
 
 static const char *usage =
     "usage: repae train-vae [options]\n"
@@ -171,6 +167,97 @@ static void write_latents_stats(const char *path, const float *bias, const float
     st_writer_free(w);
 }
 
+/* What the run loop's callbacks need. */
+typedef struct vae_run {
+    vae_trainer t;
+    loader ld;
+    const dataset *held;
+    const char *args_json;
+    float kl_weight;
+    uint8_t *images, *recon, *grid;
+    int32_t *labels;
+    double psnr, ssim;
+    vae_train_logs last;
+} vae_run;
+
+static const char *const vae_extra_names[] = {"psnr", "ssim"};
+
+static long long run_step(void *ctx, double *logs)
+{
+    vae_run *r = ctx;
+    loader_next(&r->ld, r->images, r->labels);
+    vae_trainer_step(&r->t, r->images, NULL, &r->last);
+    vae_train_logs_values(&r->last, logs);
+    return r->t.step;
+}
+
+static void run_status(void *ctx, const double *logs, char *buf, size_t size)
+{
+    vae_run *r = ctx;
+    const vae_loss_logs *l = &r->last.loss;
+    snprintf(buf, size, "rec %.4f kl %.1f gan %.3f d %.4f psnr %.2f", l->reconstruction_loss,
+             l->kl_loss / (r->kl_weight > 0 ? r->kl_weight : 1), l->gan_loss, l->d_loss, r->psnr);
+}
+
+static void run_save(void *ctx, const char *path, long long epoch, long long position)
+{
+    vae_run *r = ctx;
+    vae_trainer_save(&r->t, path, epoch, position, r->args_json);
+}
+
+static void run_load(void *ctx, const char *path, long long *epoch, long long *position)
+{
+    vae_trainer_load(&((vae_run *)ctx)->t, path, epoch, position);
+}
+
+static long long run_current_step(void *ctx) { return ((vae_run *)ctx)->t.step; }
+
+static void run_preview(void *ctx, long long step, const char *png, double *extras)
+{
+    vae_run *r = ctx;
+    evaluate(&r->t, r->held, r->recon, r->grid, png, &r->psnr, &r->ssim);
+    extras[0] = r->psnr, extras[1] = r->ssim;
+}
+
+/* At the end of a run: vae.safetensors, its latents statistics and the
+ * discriminator, and a summary. */
+static void write_final_files(const train_options *o, const run_dir *rd, vae_run *r, const train_data *data,
+                              const train_models *nets, int stats_images, const char *save_dtype)
+{
+    const vae *v = r->t.vae;
+    if (isnan(r->psnr)) {
+        char *png = run_dir_preview(rd, r->t.step);
+        evaluate(&r->t, r->held, r->recon, r->grid, png, &r->psnr, &r->ssim);
+        free(png);
+    }
+    char *path = run_dir_file(rd, "vae.safetensors");
+    save_final_vae(v, path, !strcmp(save_dtype, "f16"), r->t.step, r->psnr);
+    char *stats_path = run_dir_file(rd, "vae-latents-stats.safetensors");
+    float bias[256], scale[256];
+    vae_latents_stats(&data->ds, v, stats_images, bias, scale);
+    char source[128];
+    snprintf(source, sizeof source, "posterior samples of %d training images",
+             data->ds.n < stats_images ? data->ds.n : stats_images);
+    write_latents_stats(stats_path, bias, scale, v->cfg.z_channels, source);
+    if (nets->disc_params) {
+        char *dpath = run_dir_file(rd, "discriminator.safetensors");
+        st_writer *dw = st_writer_new();
+        param_save(&nets->disc.table, nets->disc_params, dw, "");
+        st_writer_set_metadata(dw, "format", "repae-discriminator");
+        st_writer_save(dw, dpath);
+        st_writer_free(dw);
+        free(dpath);
+    }
+    printf("held-out reconstruction (%d images, posterior mean): PSNR %.2f dB, SSIM %.4f\n", r->held->n, r->psnr,
+           r->ssim);
+    printf("latents statistics:");
+    for (int c = 0; c < v->cfg.z_channels; c++)
+        printf(" [%d] mean %.4f std %.4f", c, bias[c], 1.0 / scale[c]);
+    printf("\nvae: %s\nlatents statistics: %s\ncheckpoint: %s/%07lld.safetensors\nmetrics: %s/metrics.jsonl\n",
+           path, stats_path, rd->ckdir, r->t.step, rd->dir);
+    free(path), free(stats_path);
+}
+
 int cmd_train_vae(int argc, char **argv)
 {
     train_options o;
@@ -178,7 +265,8 @@ int cmd_train_vae(int argc, char **argv)
     const char *save_dtype;
     option_spec opts[TRAIN_MAX_OPTS];
     int n = vae_options_table(&o, opts, &stats_images, &save_dtype);
-    options_parse("train-vae", usage, opts, n, argc, argv);
+    if (options_parse("train-vae", usage, opts, n, argc, argv) != 1)
+        die("train-vae: unexpected argument '%s' (every option starts with --)", argv[1]);
     char *args_json = options_to_json(opts, n);
     if (o.disc_ckpt && o.no_disc)
         die("train-vae: --disc-ckpt and --no-disc contradict each other");
@@ -193,14 +281,12 @@ int cmd_train_vae(int argc, char **argv)
     train_models nets;
     memset(&nets, 0, sizeof nets);
     train_build_vae(&o, &data, &v);
+    train_check_channels(data.ds.source, data.ds.channels, &v, o.vae_ckpt ? o.vae_ckpt : "from the flags", NULL, NULL);
     train_build_loss_nets(&o, &data, &nets);
     int H = data.ds.height, W = data.ds.width, C = data.ds.channels;
 
-    run_paths rp;
-    run_paths_make(&rp, o.output_dir, o.exp_name);
-    const char *dir = rp.dir, *ckdir = rp.ckdir, *sdir = rp.sdir;
-    char path[1300];
-
+    run_dir rd;
+    run_dir_open(&rd, "train-vae", o.output_dir, o.exp_name, true);
     vae_trainer_config tc = vae_trainer_config_default();
     tc.batch = o.batch_size;
     tc.learning_rate = o.vae_learning_rate;
@@ -213,25 +299,14 @@ int cmd_train_vae(int argc, char **argv)
     tc.loss.perceptual = nets.lpips_params ? o.perceptual_weight : 0.0f;
     tc.seed = (uint64_t)o.seed;
     int eval_batch = held.n < 64 ? held.n : 64;
-    vae_trainer t;
-    vae_trainer_init(&t, &tc, &v, nets.disc_params ? &nets.disc : NULL, nets.disc_params,
+    vae_run r = {.held = &held, .args_json = args_json, .kl_weight = o.kl_weight, .psnr = NAN, .ssim = NAN};
+    vae_trainer_init(&r.t, &tc, &v, nets.disc_params ? &nets.disc : NULL, nets.disc_params,
                      nets.lpips_params ? &nets.lp : NULL, nets.lpips_params, H, W, C, eval_batch);
-    loader ld = loader_create(&data.ds, o.batch_size, (uint64_t)o.seed, 0, 1);
-
-    if (o.resume_step) {
-        resume_checkpoint_path("train-vae", &rp, o.resume_step, path, sizeof path);
-        long long epoch;
-        int pos;
-        vae_trainer_load(&t, path, &epoch, &pos);
-        loader_seek(&ld, epoch, pos);
-        fprintf(stderr, "resumed from '%s' at step %lld\n", path, t.step);
-    } else {
-        write_args_json(&rp, args_json);
-    }
+    r.ld = loader_create(&data.ds, o.batch_size, (uint64_t)o.seed, 0, 1);
 
     int h, w;
     vae_latent_size(&v, H, W, &h, &w);
-    printf("repae train-vae: %s\n", dir);
+    printf("repae train-vae: %s\n", rd.dir);
     printf("data: %s, %d images %dx%dx%d; held out: %s, %d images\n", data.ds.source, data.ds.n, C, H, W,
            held.source, held.n);
     printf("VAE: %.3f M parameters, latent %dx%dx%d\n", param_count(&v.table, PARAM_TRAINABLE) / 1e6,
@@ -244,98 +319,22 @@ int cmd_train_vae(int argc, char **argv)
         printf("note: no --lpips-ckpt: the perceptual (LPIPS) term is off\n");
     fflush(stdout);
 
-    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
-    FILE *metrics = xfopen(path, o.resume_step ? "a" : "w");
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
     size_t img = (size_t)C * H * W;
-    uint8_t *images = xmalloc((size_t)o.batch_size * img);
-    int32_t *labels = xmalloc((size_t)o.batch_size * sizeof(int32_t));
-    uint8_t *recon = xmalloc((size_t)held.n * img);
-    uint8_t *grid = xmalloc((size_t)((held.n + 7) / 8) * 16 * img);
-    double psnr = NAN, ssim = NAN;
-    progress pb = progress_start("train-vae", o.max_train_steps, "it");
-    int exit_code = 0;
-    while (t.step < o.max_train_steps) {
-        loader_next(&ld, images, labels);
-        vae_train_logs logs;
-        vae_trainer_step(&t, images, NULL, &logs);
-        double val[VAE_TRAIN_N_LOGS];
-        vae_train_logs_values(&logs, val);
-        fprintf(metrics, "{\"step\": %lld, \"epoch\": %lld", t.step, ld.epoch);
-        int bad = -1;
-        for (int k = 0; k < VAE_TRAIN_N_LOGS; k++) {
-            fprintf(metrics, ", \"%s\": %.8g", vae_train_log_names[k], val[k]);
-            if (!isfinite(val[k]) && bad < 0)
-                bad = k;
-        }
-        bool last = t.step >= o.max_train_steps;
-        if (bad < 0 && (t.step == 1 || (o.sampling_steps > 0 && t.step % o.sampling_steps == 0) || last)) {
-            snprintf(path, sizeof path, "%s/%07lld.png", sdir, t.step);
-            evaluate(&t, &held, recon, grid, path, &psnr, &ssim);
-            fprintf(metrics, ", \"psnr\": %.6f, \"ssim\": %.6f", psnr, ssim);
-        }
-        fputs("}\n", metrics);
-        fflush(metrics);
-        if (bad >= 0) {
-            progress_finish(&pb);
-            fprintf(stderr,
-                    "repae: error: %s is %g at step %lld: training stopped; the last good checkpoint in '%s' is "
-                    "intact (try a lower learning rate, or resume with --resume-step -1)\n",
-                    vae_train_log_names[bad], val[bad], t.step, ckdir);
-            exit_code = 1;
-            break;
-        }
-        progress_update(&pb, t.step, "rec %.4f kl %.1f gan %.3f d %.4f psnr %.2f", logs.loss.reconstruction_loss,
-                        logs.loss.kl_loss / (o.kl_weight > 0 ? o.kl_weight : 1), logs.loss.gan_loss,
-                        logs.loss.d_loss, psnr);
-        if ((o.checkpointing_steps > 0 && t.step % o.checkpointing_steps == 0) || last || stop_requested) {
-            snprintf(path, sizeof path, "%s/%07lld.safetensors", ckdir, t.step);
-            vae_trainer_save(&t, path, ld.epoch, ld.position, args_json);
-        }
-        if (stop_requested) {
-            progress_finish(&pb);
-            fprintf(stderr, "repae: stopped by signal %d at step %lld; checkpoint saved in '%s'\n",
-                    (int)stop_requested, t.step, ckdir);
-            break;
-        }
-    }
-    if (!stop_requested && exit_code == 0) {
-        progress_finish(&pb);
-        if (isnan(psnr)) {
-            snprintf(path, sizeof path, "%s/%07lld.png", sdir, t.step);
-            evaluate(&t, &held, recon, grid, path, &psnr, &ssim);
-        }
-        snprintf(path, sizeof path, "%s/vae.safetensors", dir);
-        save_final_vae(&v, path, !strcmp(save_dtype, "f16"), t.step, psnr);
-        char stats_path[1300];
-        snprintf(stats_path, sizeof stats_path, "%s/vae-latents-stats.safetensors", dir);
-        float bias[256], scale[256];
-        vae_latents_stats(&data.ds, &v, stats_images, bias, scale);
-        char source[128];
-        snprintf(source, sizeof source, "posterior samples of %d training images",
-                 data.ds.n < stats_images ? data.ds.n : stats_images);
-        write_latents_stats(stats_path, bias, scale, v.cfg.z_channels, source);
-        if (nets.disc_params) {
-            char dpath[1300];
-            snprintf(dpath, sizeof dpath, "%s/discriminator.safetensors", dir);
-            st_writer *dw = st_writer_new();
-            param_save(&nets.disc.table, nets.disc_params, dw, "");
-            st_writer_set_metadata(dw, "format", "repae-discriminator");
-            st_writer_save(dw, dpath);
-            st_writer_free(dw);
-        }
-        printf("held-out reconstruction (%d images, posterior mean): PSNR %.2f dB, SSIM %.4f\n", held.n, psnr, ssim);
-        printf("latents statistics:");
-        for (int c = 0; c < v.cfg.z_channels; c++)
-            printf(" [%d] mean %.4f std %.4f", c, bias[c], 1.0 / scale[c]);
-        printf("\nvae: %s\nlatents statistics: %s\ncheckpoint: %s/%07lld.safetensors\nmetrics: %s/metrics.jsonl\n",
-               path, stats_path, ckdir, t.step, dir);
-    }
-    fclose(metrics);
-    free(images), free(labels), free(recon), free(grid), free(args_json);
-    loader_free(&ld);
-    vae_trainer_free(&t);
+    r.images = xmalloc((size_t)o.batch_size * img);
+    r.labels = xmalloc((size_t)o.batch_size * sizeof(int32_t));
+    r.recon = xmalloc((size_t)held.n * img);
+    r.grid = xmalloc((size_t)((held.n + 7) / 8) * 16 * img);
+    run_loop rl = {.command = "train-vae", .dir = &rd, .data = &r.ld, .max_steps = o.max_train_steps,
+                   .checkpoint_every = o.checkpointing_steps, .preview_every = o.sampling_steps,
+                   .preview_first = true, .n_logs = VAE_TRAIN_N_LOGS, .log_names = vae_train_log_names,
+                   .n_extras = 2, .extra_names = vae_extra_names, .ctx = &r, .step = run_step, .status = run_status,
+                   .save = run_save, .load = run_load, .current_step = run_current_step, .preview = run_preview};
+    int exit_code = run_loop_run(&rl, o.resume_step, args_json);
+    if (!run_loop_stop_signal() && exit_code == 0)
+        write_final_files(&o, &rd, &r, &data, &nets, stats_images, save_dtype);
+    free(r.images), free(r.labels), free(r.recon), free(r.grid), free(args_json);
+    loader_free(&r.ld);
+    vae_trainer_free(&r.t);
     vae_free(&v);
     if (nets.disc_params)
         disc_free(&nets.disc), free(nets.disc_params);
@@ -343,5 +342,6 @@ int cmd_train_vae(int argc, char **argv)
         lpips_free(&nets.lp), free(nets.lpips_params);
     dataset_free(&held);
     train_data_free(&data);
+    run_dir_close(&rd);
     return exit_code;
 }

@@ -1,12 +1,10 @@
 #include "cli/train_setup.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "core/arena.h"
 #include "core/error.h"
@@ -207,6 +205,19 @@ void train_build_loss_nets(const train_options *o, const train_data *d, train_mo
     }
 }
 
+void train_check_channels(const char *data, int C, const vae *v, const char *vae_file, const vit *enc,
+                          const char *enc_file)
+{
+    if (C != 1 && C != 3)
+        die("'%s': %d-channel images; repae trains on 1-channel (grey) or 3-channel (RGB) images", data, C);
+    if (v && (v->cfg.in_channels != C || v->cfg.out_ch != C))
+        die("the VAE (%s) is for %d-channel images (out %d), but the data '%s' has %d channels", vae_file,
+            v->cfg.in_channels, v->cfg.out_ch, data, C);
+    if (enc && enc->cfg.in_chans != C)
+        die("--enc-ckpt '%s': an encoder for %d-channel images, but the data '%s' has %d channels", enc_file,
+            enc->cfg.in_chans, data, C);
+}
+
 void train_setup_models(const train_options *o, const train_data *d, train_models *m, train_kind kind)
 {
     (void)kind;
@@ -227,6 +238,8 @@ void train_setup_models(const train_options *o, const train_data *d, train_model
         safetensors_close(st);
         m->enc = true;
     }
+    train_check_channels(d->ds.source, C, &m->vae, o->vae_ckpt ? o->vae_ckpt : "from the flags", m->enc ? &m->vit : NULL,
+                         o->enc_ckpt);
     /* SiT */
     sit_config sc = sit_config_default();
     if (strcmp(o->model, "custom") != 0) {
@@ -312,66 +325,4 @@ uint16_t *param_save_as(st_writer *w, const param_table *t, const float *params,
         st_writer_add(w, e->name, ST_F16, e->ndim, e->shape, half + e->offset);
     }
     return half;
-}
-
-void make_dirs(const char *path)
-{
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-                die("cannot create directory '%s': %s", buf, strerror(errno));
-            *p = '/';
-        }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-        die("cannot create directory '%s': %s", buf, strerror(errno));
-}
-
-int latest_checkpoint(const char *dir, char *path, size_t size)
-{
-    DIR *dp = opendir(dir);
-    if (!dp)
-        return 0;
-    long long best = -1;
-    struct dirent *e;
-    while ((e = readdir(dp))) {
-        long long step;
-        char tail[32];
-        if (sscanf(e->d_name, "%lld.%31s", &step, tail) == 2 && !strcmp(tail, "safetensors") && step > best)
-            best = step;
-    }
-    closedir(dp);
-    if (best < 0)
-        return 0;
-    snprintf(path, size, "%s/%07lld.safetensors", dir, best);
-    return 1;
-}
-
-void run_paths_make(run_paths *p, const char *output_dir, const char *exp_name)
-{
-    snprintf(p->dir, sizeof p->dir, "%s/%s", output_dir, exp_name);
-    snprintf(p->ckdir, sizeof p->ckdir, "%s/checkpoints", p->dir);
-    snprintf(p->sdir, sizeof p->sdir, "%s/samples", p->dir);
-    make_dirs(p->ckdir);
-    make_dirs(p->sdir);
-}
-
-void resume_checkpoint_path(const char *command, const run_paths *p, long long step, char *path, size_t size)
-{
-    if (step > 0)
-        snprintf(path, size, "%s/%07lld.safetensors", p->ckdir, step);
-    else if (!latest_checkpoint(p->ckdir, path, size))
-        die("%s --resume-step -1: no checkpoint in '%s'", command, p->ckdir);
-}
-
-void write_args_json(const run_paths *p, const char *args_json)
-{
-    char path[1200];
-    snprintf(path, sizeof path, "%s/args.json", p->dir);
-    atomic_file af = atomic_file_open(path);
-    fputs(args_json, af.fp);
-    fputc('\n', af.fp);
-    atomic_file_commit(&af);
 }

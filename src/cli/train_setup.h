@@ -82,6 +82,10 @@ void train_models_free(train_models *m);
  * --seed + 3; LPIPS from --lpips-ckpt) into m->disc / m->lp. */
 void train_build_vae(const train_options *o, const train_data *d, vae *v);
 void train_build_loss_nets(const train_options *o, const train_data *d, train_models *m);
+/* Data, VAE and encoder agree on the image channels (1 or 3); dies naming
+ * the file that does not.  v or enc may be NULL. */
+void train_check_channels(const char *data, int C, const vae *v, const char *vae_file, const vit *enc,
+                          const char *enc_file);
 void train_print_summary(const train_options *o, const train_data *d, const train_models *m);
 
 /* Adds a model's tensors to a writer as float32 (pointing into params) or,
@@ -91,22 +95,6 @@ void train_print_summary(const train_options *o, const train_data *d, const trai
  * skip_prefix (NULL: none) are left out.  Readers widen F16 back to float32. */
 uint16_t *param_save_as(st_writer *w, const param_table *t, const float *params, const char *skip_prefix, bool f16);
 
-/* The folders of a run: <output-dir>/<exp-name>, its checkpoints/ and
- * samples/ (created). */
-typedef struct run_paths {
-    char dir[1024], ckdir[1100], sdir[1100];
-} run_paths;
-void run_paths_make(run_paths *p, const char *output_dir, const char *exp_name);
-/* The checkpoint --resume-step names: step > 0 → checkpoints/NNNNNNN.safetensors,
- * -1 → the latest one (dies, naming `command`, if there is none). */
-void resume_checkpoint_path(const char *command, const run_paths *p, long long step, char *path, size_t size);
-/* <dir>/args.json, written atomically. */
-void write_args_json(const run_paths *p, const char *args_json);
-
-/* mkdir -p; dies naming the path. */
-void make_dirs(const char *path);
-/* The highest-numbered NNNNNNN.safetensors in dir; 0 if none. */
-int latest_checkpoint(const char *dir, char *path, size_t size);
 /* "1,2,2" → {1,2,2}; dies naming the flag on malformed input.  Returns the count. */
 int parse_int_list(const char *flag, const char *text, int *out, int max);
 

@@ -9,9 +9,11 @@
  * (the run's options as JSON) so a run can say how it was made.
  *
  * Written to <path>.tmp, fsynced and renamed, so a crash leaves either the
- * previous checkpoint or the new one.  Loading checks every tensor by name
- * and shape against the models built from the command line, so resuming
- * with different flags fails with the key and both shapes.
+ * previous checkpoint or the new one.  Both formats are layouts of
+ * train/checkpoint_file.h: loading checks every tensor by name and shape
+ * against the models built from the command line (resuming with different
+ * flags fails with the key and both shapes), refuses tensors no model has,
+ * and range-checks every counter.
  */
 #ifndef REPAE_CHECKPOINT_H
 #define REPAE_CHECKPOINT_H
@@ -22,13 +24,15 @@
 #define CHECKPOINT_FORMAT "repae-checkpoint"
 #define CHECKPOINT_VERSION 1
 
-void checkpoint_save(const repae_trainer *t, const char *path, long long epoch, int position, const char *args_json);
+void checkpoint_save(const repae_trainer *t, const char *path, long long epoch, long long position,
+                     const char *args_json);
 /* Restores models, EMA, optimisers and counters; returns the loader position. */
-void checkpoint_load(repae_trainer *t, const char *path, long long *epoch, int *position);
+void checkpoint_load(repae_trainer *t, const char *path, long long *epoch, long long *position);
 
 /* The LDM-only checkpoint (train_ldm_only.py keeps model, ema, opt, args,
  * steps): model.*, ema.*, opt.{m,v}.model.*, the same metadata. */
-void ldm_checkpoint_save(const ldm_trainer *t, const char *path, long long epoch, int position, const char *args_json);
-void ldm_checkpoint_load(ldm_trainer *t, const char *path, long long *epoch, int *position);
+void ldm_checkpoint_save(const ldm_trainer *t, const char *path, long long epoch, long long position,
+                         const char *args_json);
+void ldm_checkpoint_load(ldm_trainer *t, const char *path, long long *epoch, long long *position);
 
 #endif

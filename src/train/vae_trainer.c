@@ -1,5 +1,7 @@
 #include "train/vae_trainer.h"
 
+#include "train/checkpoint_file.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -141,62 +143,57 @@ void vae_trainer_reconstruct(vae_trainer *t, const uint8_t *images, int n, uint8
 
 /* ---- checkpoint ---- */
 
-void vae_trainer_save(const vae_trainer *t, const char *path, long long epoch, int position, const char *args_json)
+/* One description of the checkpoint serves save and load; without a
+ * discriminator opt_disc_step is stored as 0 (into *dummy on load). */
+static ckpt_layout vae_layout(vae_trainer *t, long long *epoch, long long *position, long long *dummy,
+                              const char *config_json)
 {
-    char json[1024];
     const discriminator *d = t->loss.disc;
-    st_writer *w = st_writer_new();
-    st_writer_set_metadata(w, "format", VAE_CHECKPOINT_FORMAT);
-    st_writer_set_metadata_ll(w, "version", VAE_CHECKPOINT_VERSION);
-    st_writer_set_metadata_ll(w, "step", t->step);
-    st_writer_set_metadata_ll(w, "epoch", epoch);
-    st_writer_set_metadata_ll(w, "position", position);
-    st_writer_set_metadata_ll(w, "opt_vae_step", t->opt_vae.step);
-    st_writer_set_metadata_ll(w, "opt_disc_step", d ? t->opt_disc.step : 0);
-    st_writer_set_metadata_f32(w, "lecam_ema_real", t->lecam_ema_real);
-    st_writer_set_metadata_f32(w, "lecam_ema_fake", t->lecam_ema_fake);
-    st_writer_set_metadata(w, "vae_config", vae_config_to_json(&t->vae->cfg, json, sizeof json));
-    if (args_json)
-        st_writer_set_metadata(w, "args", args_json);
-    param_save(&t->vae->table, t->vae->params, w, "vae.");
-    param_save(&t->vae->table, t->opt_vae.m, w, "opt.m.vae.");
-    param_save(&t->vae->table, t->opt_vae.v, w, "opt.v.vae.");
+    ckpt_layout l = ckpt_layout_new(VAE_CHECKPOINT_FORMAT, NULL, VAE_CHECKPOINT_VERSION);
+    ckpt_add_counter(&l, "step", &t->step, 0, CKPT_MAX_STEP);
+    ckpt_add_counter(&l, "epoch", epoch, 0, CKPT_MAX_STEP);
+    ckpt_add_counter(&l, "position", position, 0, INT32_MAX);
+    ckpt_add_counter(&l, "opt_vae_step", &t->opt_vae.step, 0, CKPT_MAX_STEP);
+    ckpt_add_counter(&l, "opt_disc_step", d ? &t->opt_disc.step : dummy, 0, CKPT_MAX_STEP);
+    ckpt_add_scalar(&l, "lecam_ema_real", &t->lecam_ema_real);
+    ckpt_add_scalar(&l, "lecam_ema_fake", &t->lecam_ema_fake);
+    ckpt_add_text(&l, "vae_config", config_json);
+    ckpt_add_tensors(&l, "vae.", &t->vae->table, t->vae->params);
+    ckpt_add_tensors(&l, "opt.m.vae.", &t->vae->table, t->opt_vae.m);
+    ckpt_add_tensors(&l, "opt.v.vae.", &t->vae->table, t->opt_vae.v);
     if (d) {
-        param_save(&d->table, t->loss.disc_params, w, "disc.");
-        param_save(&d->table, t->opt_disc.m, w, "opt.m.disc.");
-        param_save(&d->table, t->opt_disc.v, w, "opt.v.disc.");
+        ckpt_add_tensors(&l, "disc.", &d->table, t->loss.disc_params);
+        ckpt_add_tensors(&l, "opt.m.disc.", &d->table, t->opt_disc.m);
+        ckpt_add_tensors(&l, "opt.v.disc.", &d->table, t->opt_disc.v);
     }
-    st_writer_save(w, path);
-    st_writer_free(w);
+    return l;
 }
 
-void vae_trainer_load(vae_trainer *t, const char *path, long long *epoch, int *position)
+void vae_trainer_save(const vae_trainer *t, const char *path, long long epoch, long long position,
+                      const char *args_json)
+{
+    char json[1024];
+    long long zero = 0;
+    /* The layout takes writable pointers because load uses the same one; save only reads. */
+    ckpt_layout l = vae_layout((vae_trainer *)t, &epoch, &position, &zero,
+                               vae_config_to_json(&t->vae->cfg, json, sizeof json));
+    ckpt_save(&l, path, args_json);
+}
+
+void vae_trainer_load(vae_trainer *t, const char *path, long long *epoch, long long *position)
 {
     safetensors *st = safetensors_open(path);
     const char *fmt = safetensors_meta(st, "format");
     if (!fmt || strcmp(fmt, VAE_CHECKPOINT_FORMAT) != 0)
         die("'%s': not a repae train-vae checkpoint (format is '%s')", path, fmt ? fmt : "missing");
-    if (safetensors_meta_ll(st, "version") != VAE_CHECKPOINT_VERSION)
-        die("'%s': VAE checkpoint version %lld is not supported", path, safetensors_meta_ll(st, "version"));
     const discriminator *d = t->loss.disc;
-    param_load(&t->vae->table, t->vae->params, st, "vae.", PARAM_IGNORE_EXTRA);
-    param_load(&t->vae->table, t->opt_vae.m, st, "opt.m.vae.", PARAM_IGNORE_EXTRA);
-    param_load(&t->vae->table, t->opt_vae.v, st, "opt.v.vae.", PARAM_IGNORE_EXTRA);
-    if (d) {
-        if (!safetensors_find(st, "disc.main.0.weight"))
-            die("'%s': the checkpoint has no discriminator but this run has one (add --no-disc)", path);
-        param_load(&d->table, t->loss.disc_params, st, "disc.", PARAM_IGNORE_EXTRA);
-        param_load(&d->table, t->opt_disc.m, st, "opt.m.disc.", PARAM_IGNORE_EXTRA);
-        param_load(&d->table, t->opt_disc.v, st, "opt.v.disc.", PARAM_IGNORE_EXTRA);
-        t->opt_disc.step = safetensors_meta_ll(st, "opt_disc_step");
-    } else if (safetensors_find(st, "disc.main.0.weight"))
+    if (d && !safetensors_find(st, "disc.main.0.weight"))
+        die("'%s': the checkpoint has no discriminator but this run has one (add --no-disc)", path);
+    if (!d && safetensors_find(st, "disc.main.0.weight"))
         die("'%s': the checkpoint has a discriminator but this run has none (--no-disc)", path);
-    t->step = safetensors_meta_ll(st, "step");
-    t->opt_vae.step = safetensors_meta_ll(st, "opt_vae_step");
-    t->lecam_ema_real = safetensors_meta_f32(st, "lecam_ema_real", 0.0f);
-    t->lecam_ema_fake = safetensors_meta_f32(st, "lecam_ema_fake", 0.0f);
-    *epoch = safetensors_meta_ll(st, "epoch");
-    *position = (int)safetensors_meta_ll(st, "position");
+    long long dummy;
+    ckpt_layout l = vae_layout(t, epoch, position, &dummy, "");
+    ckpt_load_st(&l, st);
     safetensors_close(st);
 }
 

@@ -84,8 +84,9 @@ void vae_trainer_reconstruct(vae_trainer *t, const uint8_t *images, int n, uint8
  * shape against the models built from the command line. */
 #define VAE_CHECKPOINT_FORMAT "repae-vae-checkpoint"
 #define VAE_CHECKPOINT_VERSION 1
-void vae_trainer_save(const vae_trainer *t, const char *path, long long epoch, int position, const char *args_json);
-void vae_trainer_load(vae_trainer *t, const char *path, long long *epoch, int *position);
+void vae_trainer_save(const vae_trainer *t, const char *path, long long epoch, long long position,
+                      const char *args_json);
+void vae_trainer_load(vae_trainer *t, const char *path, long long *epoch, long long *position);
 
 /* Per-channel mean (bias) and 1/std (scale) of posterior samples z of the
  * first max_images images of ds (fixed noise stream, batches of 32): the

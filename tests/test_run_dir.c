@@ -1,0 +1,286 @@
+/* The run folder and the checkpoint layout (src/train/run_dir.c,
+ * src/train/checkpoint_file.c):
+ *  - a checkpoint layout round-trips exactly, and loading is strict: a
+ *    missing or unexpected tensor, a wrong format/kind/version, and counters
+ *    that are not integers or out of range (step -5, position 2^32+1) each die
+ *    naming the file and the key;
+ *  - one writer per run folder: a second opener dies naming the folder and
+ *    the first process's pid;
+ *  - stale *.tmp files are removed when the folder is opened; an empty
+ *    --output-dir or --exp-name is refused; paths longer than the old fixed
+ *    1024-byte buffers work;
+ *  - metrics.jsonl is trimmed to the resumed step, dropping a torn line.
+ */
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "core/path.h"
+#include "test.h"
+#include "train/checkpoint_file.h"
+#include "train/run_dir.h"
+
+static char tmp[64];
+
+static const char *tmp_path(const char *name)
+{
+    static char bufs[8][512];
+    static int k;
+    char *p = bufs[k++ % 8];
+    snprintf(p, 512, "%s/%s", tmp, name);
+    return p;
+}
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "wb");
+    fputs(text, f);
+    fclose(f);
+}
+
+/* ---- checkpoint layout ---------------------------------------------------------- */
+
+typedef struct tiny_state {
+    param_table t;
+    float *a, *b;
+    long long step, epoch, position;
+    float scalar;
+} tiny_state;
+
+static void tiny_init(tiny_state *s)
+{
+    memset(s, 0, sizeof *s);
+    param_add(&s->t, "w", INIT_ZERO, 2, (int64_t[]){2, 3});
+    param_add(&s->t, "b", INIT_ZERO, 1, (int64_t[]){3});
+    s->a = param_alloc(&s->t);
+    s->b = param_alloc(&s->t);
+}
+
+static ckpt_layout tiny_layout(tiny_state *s)
+{
+    ckpt_layout l = ckpt_layout_new("test-checkpoint", NULL, 3);
+    ckpt_add_counter(&l, "step", &s->step, 0, CKPT_MAX_STEP);
+    ckpt_add_counter(&l, "epoch", &s->epoch, 0, CKPT_MAX_STEP);
+    ckpt_add_counter(&l, "position", &s->position, 0, INT32_MAX);
+    ckpt_add_scalar(&l, "scalar", &s->scalar);
+    ckpt_add_tensors(&l, "model.", &s->t, s->a);
+    ckpt_add_tensors(&l, "opt.", &s->t, s->b);
+    return l;
+}
+
+static void tiny_free(tiny_state *s)
+{
+    free(s->a), free(s->b);
+    param_table_free(&s->t);
+}
+
+static void test_layout_round_trip(void)
+{
+    tiny_state s, r;
+    tiny_init(&s), tiny_init(&r);
+    for (int k = 0; k < s.t.n; k++)
+        for (size_t i = 0; i < s.t.entries[k].numel; i++) {
+            size_t j = s.t.entries[k].offset + i;
+            s.a[j] = 0.25f * (float)j - 1, s.b[j] = 1e-3f * (float)j;
+        }
+    s.step = 1234, s.epoch = 5, s.position = 17, s.scalar = 0.1f;
+    ckpt_layout l = tiny_layout(&s);
+    ckpt_save(&l, tmp_path("ok.safetensors"), "{\"x\": 1}");
+    ckpt_layout lr = tiny_layout(&r);
+    ckpt_load(&lr, tmp_path("ok.safetensors"));
+    CHECK(r.step == 1234 && r.epoch == 5 && r.position == 17 && r.scalar == 0.1f, "counters did not round-trip");
+    CHECK(!memcmp(r.a, s.a, s.t.total * sizeof(float)) && !memcmp(r.b, s.b, s.t.total * sizeof(float)),
+          "tensors did not round-trip");
+    tiny_free(&s), tiny_free(&r);
+}
+
+/* Writes a file like tiny_layout's with one thing changed. */
+typedef struct tamper {
+    const char *format, *kind, *version, *step, *position, *scalar;
+    bool extra_tensor, drop_tensor;
+} tamper;
+
+static void write_tampered(const char *path, tamper t)
+{
+    float data[9] = {0};
+    st_writer *w = st_writer_new();
+    st_writer_set_metadata(w, "format", t.format ? t.format : "test-checkpoint");
+    if (t.kind)
+        st_writer_set_metadata(w, "kind", t.kind);
+    st_writer_set_metadata(w, "version", t.version ? t.version : "3");
+    st_writer_set_metadata(w, "step", t.step ? t.step : "4");
+    st_writer_set_metadata(w, "epoch", "0");
+    st_writer_set_metadata(w, "position", t.position ? t.position : "4");
+    if (t.scalar)
+        st_writer_set_metadata(w, "scalar", t.scalar);
+    const char *names[] = {"model.w", "model.b", "opt.w", "opt.b"};
+    for (int i = 0; i < 4; i++) {
+        if (t.drop_tensor && i == 3)
+            continue;
+        if (i % 2 == 0)
+            st_writer_add_f32(w, names[i], 2, (int64_t[]){2, 3}, data);
+        else
+            st_writer_add_f32(w, names[i], 1, (int64_t[]){3}, data);
+    }
+    if (t.extra_tensor)
+        st_writer_add_f32(w, "model.w_misspelt", 1, (int64_t[]){3}, data);
+    st_writer_save(w, path);
+    st_writer_free(w);
+}
+
+static void load_tampered(void *ctx)
+{
+    tiny_state s;
+    tiny_init(&s);
+    ckpt_layout l = tiny_layout(&s);
+    ckpt_load(&l, (const char *)ctx);
+}
+
+static void test_layout_load_is_strict(void)
+{
+    static const struct {
+        const char *name;
+        tamper t;
+        const char *expect;
+    } cases[] = {
+        {"good", {0}, NULL},
+        {"step_negative", {.step = "-5"}, "'step' = -5 is out of range"},
+        {"position_2p32", {.position = "4294967297"}, "'position' = 4294967297 is out of range"},
+        {"step_text", {.step = "12abc"}, "'step' = '12abc' is not an integer"},
+        {"step_huge", {.step = "99999999999999999999999"}, "is not an integer"},
+        {"version", {.version = "4"}, "version 4 is not supported"},
+        {"format", {.format = "repae-vae-checkpoint"}, "not a test-checkpoint file"},
+        {"kind", {.kind = "ldm"}, "a 'ldm' checkpoint"},
+        {"extra", {.extra_tensor = true}, "unexpected tensor 'model.w_misspelt'"},
+        {"missing", {.drop_tensor = true}, "missing tensor 'opt.b'"},
+        {"scalar_nan", {.scalar = "nan"}, "'scalar' = 'nan' is not a finite number"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *path = path_printf("%s/%s.safetensors", tmp, cases[i].name);
+        write_tampered(path, cases[i].t);
+        if (cases[i].expect)
+            expect_die(cases[i].name, load_tampered, path, cases[i].expect);
+        else {
+            char err[2048];
+            CHECK(run_in_child(load_tampered, path, err, sizeof err) == 0, "the untampered file failed: %s", err);
+        }
+        free(path);
+    }
+}
+
+/* ---- run folder ------------------------------------------------------------------- */
+
+static void open_run(void *ctx)
+{
+    run_dir r;
+    run_dir_open(&r, "train", (const char *)ctx, "run", true);
+    run_dir_close(&r);
+}
+
+static void open_empty_output(void *ctx)
+{
+    run_dir r;
+    run_dir_open(&r, "train", "", "run", true);
+}
+
+static void open_empty_name(void *ctx)
+{
+    run_dir r;
+    run_dir_open(&r, "train", tmp, "", true);
+}
+
+static void test_one_writer_per_folder(void)
+{
+    run_dir r;
+    run_dir_open(&r, "train", tmp, "run", true);
+    char pid[64];
+    snprintf(pid, sizeof pid, "in use by another repae process (pid %ld)", (long)getpid());
+    expect_die("second writer", open_run, tmp, pid);
+    run_dir_close(&r);
+    char err[2048];
+    CHECK(run_in_child(open_run, tmp, err, sizeof err) == 0, "after close the folder should open again: %s", err);
+    expect_die("empty --output-dir", open_empty_output, NULL, "--output-dir: empty");
+    expect_die("empty --exp-name", open_empty_name, NULL, "--exp-name: empty");
+}
+
+static void test_stale_tmp_removed(void)
+{
+    mkdir(tmp_path("stale"), 0755);
+    mkdir(tmp_path("stale/checkpoints"), 0755);
+    write_text(tmp_path("stale/checkpoints/0000004.safetensors.tmp"), "half a checkpoint");
+    write_text(tmp_path("stale/args.json.tmp"), "{");
+    write_text(tmp_path("stale/checkpoints/0000002.safetensors"), "kept");
+    run_dir r;
+    run_dir_open(&r, "train", tmp, "stale", true);
+    CHECK(access(tmp_path("stale/checkpoints/0000004.safetensors.tmp"), F_OK) != 0, "stale checkpoint .tmp kept");
+    CHECK(access(tmp_path("stale/args.json.tmp"), F_OK) != 0, "stale args.json.tmp kept");
+    CHECK(access(tmp_path("stale/checkpoints/0000002.safetensors"), F_OK) == 0, "a real checkpoint was removed");
+    CHECK(run_dir_latest_step(&r) == 2, "latest step %lld, want 2", run_dir_latest_step(&r));
+    run_dir_close(&r);
+}
+
+static void test_long_paths(void)
+{
+    /* 6 components of 200 bytes: past the 1024-byte buffers run folders used to have. */
+    char *dir = xstrdup(tmp);
+    for (int i = 0; i < 6; i++) {
+        char comp[201];
+        memset(comp, 'a' + i, 200);
+        comp[200] = 0;
+        char *next = path_printf("%s/%s", dir, comp);
+        free(dir);
+        dir = next;
+    }
+    run_dir r;
+    run_dir_open(&r, "train", dir, "run", true);
+    char *ck = run_dir_checkpoint(&r, 7);
+    CHECK(strlen(ck) > 1200 && strstr(ck, "/run/checkpoints/0000007.safetensors"), "checkpoint path '%s'", ck);
+    write_text(ck, "x");
+    CHECK(run_dir_latest_step(&r) == 7, "a checkpoint under a long path was not found");
+    free(ck);
+    run_dir_close(&r);
+    free(dir);
+}
+
+static void test_trim_metrics(void)
+{
+    mkdir(tmp_path("trim"), 0755);
+    write_text(tmp_path("trim/metrics.jsonl"), "{\"step\": 1, \"loss\": 1}\n{\"step\": 2, \"loss\": null}\n"
+                                               "{\"step\": 3, \"loss\": 3}\n{\"step\": 4, \"loss\": 4}\n"
+                                               "{\"step\": 5, \"lo");
+    run_dir r;
+    run_dir_open(&r, "train", tmp, "trim", true);
+    run_dir_trim_metrics(&r, 3);
+    size_t n;
+    char *m = read_file_all(tmp_path("trim/metrics.jsonl"), &n);
+    CHECK(!strcmp(m, "{\"step\": 1, \"loss\": 1}\n{\"step\": 2, \"loss\": null}\n{\"step\": 3, \"loss\": 3}\n"),
+          "trimmed metrics:\n%s", m);
+    free(m);
+    run_dir_close(&r);
+}
+
+int main(void)
+{
+    snprintf(tmp, sizeof tmp, "/tmp/repae_run_dir_XXXXXX");
+    if (!mkdtemp(tmp)) {
+        CHECK(0, "mkdtemp failed");
+        return test_summary();
+    }
+    RUN(test_layout_round_trip);
+    RUN(test_layout_load_is_strict);
+    RUN(test_one_writer_per_folder);
+    RUN(test_stale_tmp_removed);
+    RUN(test_long_paths);
+    RUN(test_trim_metrics);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", tmp);
+    return test_summary();
+}
