@@ -20,6 +20,14 @@ CPPFLAGS += -Isrc -I/usr/include/x86_64-linux-gnu/openblas-openmp
 BLAS_DIR ?= /usr/lib/x86_64-linux-gnu/openblas-openmp
 LDLIBS  += -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -llapacke -lcjson -lpng -ljpeg -lz -lm -fopenmp $(EXTRA_LDFLAGS)
 
+# MPI (data-parallel training and sampling, src/core/dist.c): on when OpenMPI's
+# mpicc is installed, MPI=0 builds the one-process program.
+MPI ?= $(if $(shell command -v mpicc 2>/dev/null),1,0)
+ifeq ($(MPI),1)
+CPPFLAGS += -DREPAE_MPI $(shell mpicc --showme:compile)
+LDLIBS   += $(shell mpicc --showme:link)
+endif
+
 LIB_SRC  := $(shell find src -name '*.c' ! -path 'src/cli/*' | sort)
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))

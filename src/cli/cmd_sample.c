@@ -26,6 +26,7 @@
 #include "cli/train_setup.h"
 #include "core/path.h"
 #include "core/arena.h"
+#include "core/dist.h"
 #include "core/error.h"
 #include "core/options.h"
 #include "core/progress.h"
@@ -480,7 +481,8 @@ int cmd_sample(int argc, char **argv)
     int G = o.grid < N ? o.grid : N;
     if (o.no_png && !options_given(opts, nopt, "--grid"))
         G = 0;
-    make_dirs(pngs ? dir : o.sample_dir);
+    if (dist_rank() == 0)
+        make_dirs(pngs ? dir : o.sample_dir);
     int Cpng = (Co == 1 && o.rgb) ? 3 : Co;
     int Cnpz = (Co == 1 && !o.no_rgb) ? 3 : Co;
 
@@ -511,64 +513,86 @@ int cmd_sample(int argc, char **argv)
     arena dec = arena_create(decode_latents_arena_bytes(&v, B, h, h, o.decode_batch));
     sit_velocity_ctx ctx = {&s, sp, &net, o.net_batch};
 
-    snprintf(path, sizeof path, "%s.npz", dir);
-    npz_writer *zw = npz_writer_open(path);
-    npz_writer_begin(zw, "arr_0", NPZ_U8, 4, (int64_t[]){N, H, W, Cnpz});
+    /* Over several processes each round of world × B images is split in
+     * contiguous chunks of B, one per rank; rank 0 gathers the uint8 images
+     * in order and writes them.  Images draw from their own streams, so the
+     * files equal a one-process run's byte for byte. */
+    const int rank = dist_rank(), world = dist_world();
+    const bool writer = rank == 0;
+    uint8_t *round_u8 = writer ? xmalloc((size_t)world * B * Co * npix) : NULL;
+    npz_writer *zw = NULL;
+    if (writer) {
+        snprintf(path, sizeof path, "%s.npz", dir);
+        zw = npz_writer_open(path);
+        npz_writer_begin(zw, "arr_0", NPZ_U8, 4, (int64_t[]){N, H, W, Cnpz});
+    }
     progress pb = progress_start("sample", N, "img");
     pb.start_step = 0; /* rates count from the start, not from the first batch */
-    for (int b0 = 0; b0 < N; b0 += B) {
-        int nb = N - b0 < B ? N - b0 : B;
+    for (int r0 = 0; r0 < N; r0 += world * B) {
+        int b0 = r0 + rank * B;
+        int nb = b0 >= N ? 0 : (N - b0 < B ? N - b0 : B);
         for (int i = 0; i < nb; i++)
             index[i] = b0 + i;
-        if (noise_x)
-            memcpy(x, noise_x + (size_t)b0 * n, (size_t)nb * n * sizeof(float));
-        else
-            sampler_initial_noise(x, nb, n, (uint64_t)o.global_seed, index);
-        sampler_noise sn = {.seed = (uint64_t)o.global_seed, .image_index = index};
-        if (fnoise.data) {
-            fnoise.index = index;
-            sn.fn = file_noise_fn;
-            sn.ctx = &fnoise;
+        if (nb > 0) {
+            if (noise_x)
+                memcpy(x, noise_x + (size_t)b0 * n, (size_t)nb * n * sizeof(float));
+            else
+                sampler_initial_noise(x, nb, n, (uint64_t)o.global_seed, index);
+            sampler_noise sn = {.seed = (uint64_t)o.global_seed, .image_index = index};
+            if (fnoise.data) {
+                fnoise.index = index;
+                sn.fn = file_noise_fn;
+                sn.ctx = &fnoise;
+            }
+            sampler_run(&cfg, sit_velocity_fn, &ctx, x, labels + b0, nb, n, &sn, ws);
+            decode_latents(&v, x, bias, scale, img, nb, h, h, o.decode_batch, &dec);
+            image_from_model_range(u8, img, (size_t)nb * Co * npix);
         }
-        sampler_run(&cfg, sit_velocity_fn, &ctx, x, labels + b0, nb, n, &sn, ws);
-        decode_latents(&v, x, bias, scale, img, nb, h, h, o.decode_batch, &dec);
-        image_from_model_range(u8, img, (size_t)nb * Co * npix);
-        for (int i = 0; i < nb; i++) {
-            const uint8_t *im = u8 + (size_t)i * Co * npix;
+        dist_gather_bytes(u8, (size_t)nb * Co * npix, writer ? round_u8 : NULL);
+        if (!writer)
+            continue;
+        int rn = N - r0 < world * B ? N - r0 : world * B;
+        for (int i = 0; i < rn; i++) {
+            const uint8_t *im = round_u8 + (size_t)i * Co * npix;
             for (int c = 0; c < Cpng; c++)
                 memcpy(png + c * npix, im + (Co == 1 ? 0 : c) * npix, npix);
             if (pngs) {
-                snprintf(path, sizeof path, "%s/%06d.png", dir, b0 + i);
+                snprintf(path, sizeof path, "%s/%06d.png", dir, r0 + i);
                 image_write_png(path, png, Cpng, H, W);
             }
-            if (b0 + i < G)
-                memcpy(grid + (size_t)(b0 + i) * Cpng * npix, png, (size_t)Cpng * npix);
-            uint8_t *out = hwc + (size_t)i * Cnpz * npix;
+            if (r0 + i < G)
+                memcpy(grid + (size_t)(r0 + i) * Cpng * npix, png, (size_t)Cpng * npix);
+            uint8_t *out = hwc + (size_t)(i % B) * Cnpz * npix;
             for (size_t p = 0; p < npix; p++)
                 for (int c = 0; c < Cnpz; c++)
                     out[p * Cnpz + c] = im[(Co == 1 ? 0 : c) * npix + p];
+            if (i % B == B - 1 || i == rn - 1)
+                npz_writer_data(zw, hwc, (size_t)(i % B + 1) * Cnpz * npix);
         }
-        npz_writer_data(zw, hwc, (size_t)nb * Cnpz * npix);
-        progress_update(&pb, b0 + nb, NULL);
+        progress_update(&pb, r0 + rn, NULL);
     }
-    npz_writer_end(zw);
-    npz_writer_close(zw);
-    progress_finish(&pb);
+    free(round_u8);
+    if (writer) {
+        npz_writer_end(zw);
+        npz_writer_close(zw);
+        progress_finish(&pb);
 
-    snprintf(path, sizeof path, "%s-labels.txt", dir);
-    atomic_file af = atomic_file_open(path);
-    for (int i = 0; i < N; i++)
-        fprintf(af.fp, "%d\n", labels[i]);
-    atomic_file_commit(&af);
-    if (G) {
-        snprintf(path, sizeof path, "%s-grid.png", dir);
-        image_grid_png(path, grid, G, Cpng, H, W, (int)ceil(sqrt((double)G)));
-    }
-    printf("npz: %s.npz (arr_0 uint8 [%d, %d, %d, %d])\nlabels: %s-labels.txt\n", dir, N, H, W, Cnpz, dir);
-    if (G)
-        printf("grid: %s-grid.png\n", dir);
-    if (pngs)
-        printf("images: %s/%06d.png ... %06d.png\n", dir, 0, N - 1);
+        snprintf(path, sizeof path, "%s-labels.txt", dir);
+        atomic_file af = atomic_file_open(path);
+        for (int i = 0; i < N; i++)
+            fprintf(af.fp, "%d\n", labels[i]);
+        atomic_file_commit(&af);
+        if (G) {
+            snprintf(path, sizeof path, "%s-grid.png", dir);
+            image_grid_png(path, grid, G, Cpng, H, W, (int)ceil(sqrt((double)G)));
+        }
+        printf("npz: %s.npz (arr_0 uint8 [%d, %d, %d, %d])\nlabels: %s-labels.txt\n", dir, N, H, W, Cnpz, dir);
+        if (G)
+            printf("grid: %s-grid.png\n", dir);
+        if (pngs)
+            printf("images: %s/%06d.png ... %06d.png\n", dir, 0, N - 1);
+    } else
+        progress_finish(&pb);
 
     arena_free(&net);
     arena_free(&dec);

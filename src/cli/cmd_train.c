@@ -16,6 +16,7 @@
 
 #include "cli/commands.h"
 #include "cli/train_setup.h"
+#include "core/dist.h"
 #include "core/error.h"
 #include "core/options.h"
 #include "data/loader.h"
@@ -73,6 +74,16 @@ static void run_load(void *ctx, const char *path, long long *epoch, long long *p
 
 static long long run_current_step(void *ctx) { return ((train_run *)ctx)->t.step; }
 
+static void run_check_same(void *ctx)
+{
+    train_run *r = ctx;
+    dist_check_same(r->mdl->sit_params, r->mdl->sit.table.total, "the SiT parameters");
+    dist_check_same(r->t.ema_params, r->mdl->sit.table.total, "the SiT EMA parameters");
+    dist_check_same(r->mdl->vae.params, r->mdl->vae.table.total, "the VAE parameters");
+    if (r->mdl->disc_params)
+        dist_check_same(r->mdl->disc_params, r->mdl->disc.table.total, "the discriminator parameters");
+}
+
 static void run_preview(void *ctx, long long step, const char *png, double *extras)
 {
     train_run *r = ctx;
@@ -90,7 +101,7 @@ static const char *usage =
 static repae_config repae_config_from(const train_options *o, const train_data *data, const train_models *mdl)
 {
     repae_config rc = repae_config_default();
-    rc.batch = o->batch_size;
+    rc.batch = train_local_batch("train", o->batch_size);
     rc.learning_rate = o->learning_rate;
     rc.vae_learning_rate = o->vae_learning_rate;
     rc.disc_learning_rate = o->disc_learning_rate;
@@ -131,12 +142,14 @@ int cmd_train(int argc, char **argv)
     run_dir rd;
     run_dir_open(&rd, "train", o.output_dir, o.exp_name, true);
 
-    train_run r = {.mdl = &mdl, .args_json = args_json, .B = o.batch_size, .C = data.ds.channels, .H = data.ds.height, .W = data.ds.width};
+    train_run r = {.mdl = &mdl, .args_json = args_json, .C = data.ds.channels, .H = data.ds.height,
+                   .W = data.ds.width};
     repae_config rc = repae_config_from(&o, &data, &mdl);
+    r.B = rc.batch;
     repae_trainer_init(&r.t, &rc, &mdl.vae, &mdl.sit, mdl.sit_params, mdl.enc ? &mdl.vit : NULL,
                        mdl.disc_params ? &mdl.disc : NULL, mdl.disc_params, mdl.lpips_params ? &mdl.lp : NULL,
                        mdl.lpips_params, r.H, r.W, r.C);
-    r.ld = loader_create(&data.ds, o.batch_size, (uint64_t)o.seed, 0, 1);
+    r.ld = loader_create(&data.ds, r.B, (uint64_t)o.seed, dist_rank(), dist_world());
 
     printf("repae train: %s\n", rd.dir);
     train_print_summary(&o, &data, &mdl);
@@ -160,7 +173,8 @@ int cmd_train(int argc, char **argv)
                    .checkpoint_every = o.checkpointing_steps, .preview_every = o.sampling_steps,
                    .preview_first = true, .n_logs = REPAE_N_LOGS, .log_names = repae_log_names, .ctx = &r,
                    .step = run_step, .status = run_status, .save = run_save, .load = run_load,
-                   .current_step = run_current_step, .preview = run_preview};
+                   .current_step = run_current_step, .preview = run_preview,
+                   .check_same = run_check_same};
     int exit_code = run_loop_run(&rl, o.resume_step, args_json);
     if (!run_loop_stop_signal() && exit_code == 0)
         printf("samples: %s/%07lld.png\ncheckpoint: %s/%07lld.safetensors\nmetrics: %s/metrics.jsonl\n", rd.sdir,

@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "cli/model_files.h"
 #include "cli/train_setup.h"
+#include "core/dist.h"
 #include "core/error.h"
 #include "core/options.h"
 #include "data/latent_cache.h"
@@ -112,6 +113,13 @@ static void run_load(void *ctx, const char *path, long long *epoch, long long *p
 }
 
 static long long run_current_step(void *ctx) { return ((ldm_run *)ctx)->t.step; }
+
+static void run_check_same(void *ctx)
+{
+    ldm_run *r = ctx;
+    dist_check_same(r->sp, r->s->table.total, "the SiT parameters");
+    dist_check_same(r->t.ema_params, r->s->table.total, "the SiT EMA parameters");
+}
 
 static void run_preview(void *ctx, long long step, const char *png, double *extras)
 {
@@ -223,7 +231,8 @@ int cmd_train_ldm(int argc, char **argv)
         vae_init_from_file(&v, o.vae_ckpt, "", PARAM_ALLOW_EXTRA);
 
     ldm_config lcfg = ldm_config_default();
-    lcfg.batch = o.batch_size, lcfg.learning_rate = o.learning_rate;
+    int B = train_local_batch("train-ldm", o.batch_size);
+    lcfg.batch = B, lcfg.learning_rate = o.learning_rate;
     lcfg.proj_coeff = have_enc ? o.proj_coeff : 0.0f;
     lcfg.cfg_prob = o.cfg_prob, lcfg.max_grad_norm = o.max_grad_norm, lcfg.ema_decay = o.ema_decay;
     lcfg.path = !strcmp(o.path_type, "cosine") ? SIT_PATH_COSINE : SIT_PATH_LINEAR;
@@ -234,9 +243,9 @@ int cmd_train_ldm(int argc, char **argv)
     run_dir rd;
     run_dir_open(&rd, "train-ldm", o.output_dir, o.exp_name, true);
     ldm_run r = {.lc = &lc, .s = &s, .sp = sp, .v = o.vae_ckpt ? &v : NULL, .args_json = args_json,
-                 .B = o.batch_size, .H = data.ds.height, .W = data.ds.width, .lat = (size_t)lc.C * lc.h * lc.w};
+                 .B = B, .H = data.ds.height, .W = data.ds.width, .lat = (size_t)lc.C * lc.h * lc.w};
     ldm_trainer_init(&r.t, &lcfg, &s, sp, have_enc ? &enc : NULL, data.ds.channels, data.ds.height, data.ds.width);
-    r.ld = loader_create(&data.ds, o.batch_size, (uint64_t)o.seed, 0, 1);
+    r.ld = loader_create(&data.ds, B, (uint64_t)o.seed, dist_rank(), dist_world());
 
     char buf[256];
     printf("repae train-ldm: %s\nlatents: %s, %d × %d×%d×%d\nSiT: %s (%.2f M parameters)\n%s\n", rd.dir, o.latents,
@@ -245,7 +254,6 @@ int cmd_train_ldm(int argc, char **argv)
     options_print(stdout, opts, n);
     fflush(stdout);
 
-    int B = o.batch_size;
     size_t img = (size_t)data.ds.channels * data.ds.height * data.ds.width;
     r.images = xmalloc((size_t)B * img);
     r.labels32 = xmalloc((size_t)B * sizeof(int32_t));
@@ -258,7 +266,7 @@ int cmd_train_ldm(int argc, char **argv)
                    .checkpoint_every = o.checkpointing_steps, .preview_every = o.sampling_steps,
                    .preview_first = true, .n_logs = 4, .log_names = ldm_log_names, .ctx = &r, .step = run_step,
                    .status = run_status, .save = run_save, .load = run_load, .current_step = run_current_step,
-                   .preview = o.vae_ckpt ? run_preview : NULL};
+                   .preview = o.vae_ckpt ? run_preview : NULL, .check_same = run_check_same};
     int exit_code = run_loop_run(&rl, o.resume_step, args_json);
     free(r.images), free(r.labels32), free(r.labels), free(r.mean), free(r.stdv), free(r.grid), free(args_json);
     loader_free(&r.ld);

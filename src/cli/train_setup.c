@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/arena.h"
+#include "core/dist.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "train/vae_trainer.h"
@@ -325,4 +326,13 @@ uint16_t *param_save_as(st_writer *w, const param_table *t, const float *params,
         st_writer_add(w, e->name, ST_F16, e->ndim, e->shape, half + e->offset);
     }
     return half;
+}
+
+int train_local_batch(const char *command, int global_batch)
+{
+    int world = dist_world();
+    if (global_batch % world)
+        die("%s --batch-size %d: the global batch must divide evenly over the %d processes", command, global_batch,
+            world);
+    return global_batch / world;
 }

@@ -95,6 +95,10 @@ void train_print_summary(const train_options *o, const train_data *d, const trai
  * skip_prefix (NULL: none) are left out.  Readers widen F16 back to float32. */
 uint16_t *param_save_as(st_writer *w, const param_table *t, const float *params, const char *skip_prefix, bool f16);
 
+/* --batch-size is the global batch (as in the reference): this process's
+ * share under mpirun; dies naming `command` if it does not divide evenly. */
+int train_local_batch(const char *command, int global_batch);
+
 /* "1,2,2" → {1,2,2}; dies naming the flag on malformed input.  Returns the count. */
 int parse_int_list(const char *flag, const char *text, int *out, int max);
 

@@ -227,6 +227,10 @@ typedef struct sit_acts {
  * workspace). */
 size_t sit_train_plan_bytes(const sit *m, int N, const sit_train_opts *opts);
 
+/* Draws N training times t as sit_train_forward does when none are given
+ * (uniform, or the lognormal weighting), in the same order from r. */
+void sit_draw_time(float *t, rng *r, int N, sit_weighting weighting, sit_path path);
+
 /* Runs the forward of spec §5 with the activations carved from `ar` (they
  * stay there until the caller resets the arena).  params is written only in
  * train mode (BN running stats and num_batches_tracked). */

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/dist.h"
 #include "core/error.h"
 #include "models/sit.h"
 #include "ops/act.h"
@@ -25,6 +26,7 @@
 #include "ops/loss.h"
 #include "ops/modulate.h"
 #include "ops/norm.h"
+#include "ops/sync_batch_norm.h"
 
 /* ---- carving: the same code plans (a == NULL) and allocates ---- */
 
@@ -423,6 +425,18 @@ static void interpolant(sit_path path, float t, float *a, float *s, float *da, f
     }
 }
 
+void sit_draw_time(float *t, rng *r, int N, sit_weighting weighting, sit_path path)
+{
+    for (int n = 0; n < N; n++) {
+        if (weighting == SIT_WEIGHTING_UNIFORM) {
+            t[n] = rng_uniform(r);
+        } else {
+            double sig = exp((double)rng_normal(r));
+            t[n] = (float)(path == SIT_PATH_LINEAR ? sig / (1.0 + sig) : 2.0 / M_PI * atan(sig));
+        }
+    }
+}
+
 void sit_train_forward(sit_acts *a, const sit *m, float *params, arena *ar, const sit_train_opts *opts,
                        const sit_train_inputs *in, int N)
 {
@@ -450,14 +464,7 @@ void sit_train_forward(sit_acts *a, const sit *m, float *params, arena *ar, cons
     if (in->time_input)
         memcpy(a->time_input, in->time_input, (size_t)N * sizeof(float));
     else
-        for (int n = 0; n < N; n++) {
-            if (opts->weighting == SIT_WEIGHTING_UNIFORM) {
-                a->time_input[n] = rng_uniform(in->rng);
-            } else {
-                double sig = exp((double)rng_normal(in->rng));
-                a->time_input[n] = (float)(opts->path == SIT_PATH_LINEAR ? sig / (1.0 + sig) : 2.0 / M_PI * atan(sig));
-            }
-        }
+        sit_draw_time(a->time_input, in->rng, N, opts->weighting, opts->path);
     if (in->noise)
         memcpy(a->noise, in->noise, (size_t)N * CHW * sizeof(float));
     else
@@ -481,8 +488,13 @@ void sit_train_forward(sit_acts *a, const sit *m, float *params, arena *ar, cons
     float *xn, *xt;
     carve_fwd_tmp(&xn, &xt, m, N, &ct);
     if (opts->train) {
-        batch_norm_train_forward(xn, a->bn_mean, a->bn_rstd, P + m->bn_mean, P + m->bn_var, in->z, NULL, NULL, N, C,
-                                 HW, cfg->bn_eps, cfg->bn_momentum);
+        /* under data parallelism the reference's SyncBatchNorm: global-batch statistics */
+        if (dist_world() > 1)
+            sync_batch_norm_train_forward(xn, a->bn_mean, a->bn_rstd, P + m->bn_mean, P + m->bn_var, in->z, NULL,
+                                          NULL, N, C, HW, cfg->bn_eps, cfg->bn_momentum);
+        else
+            batch_norm_train_forward(xn, a->bn_mean, a->bn_rstd, P + m->bn_mean, P + m->bn_var, in->z, NULL, NULL, N,
+                                     C, HW, cfg->bn_eps, cfg->bn_momentum);
         P[m->bn_count] += 1.0f;
     } else {
         batch_norm_eval_forward(xn, in->z, P + m->bn_mean, P + m->bn_var, NULL, NULL, N, C, HW, cfg->bn_eps);
@@ -628,7 +640,8 @@ static void backward_impl(const sit *m, const float *params, const sit_acts *a, 
                 o[k] = al * gx[k] + (gt ? dal * gt[k] : 0.0f);
         }
         if (a->opts.train)
-            batch_norm_train_backward(dz, NULL, NULL, s.dxn, a->z, a->bn_mean, a->bn_rstd, NULL, N, C, HW);
+            (dist_world() > 1 ? sync_batch_norm_train_backward : batch_norm_train_backward)(
+                dz, NULL, NULL, s.dxn, a->z, a->bn_mean, a->bn_rstd, NULL, N, C, HW);
         else
             batch_norm_eval_backward(dz, NULL, NULL, s.dxn, a->z, P + m->bn_mean, P + m->bn_var, NULL, N, C, HW,
                                      cfg->bn_eps);

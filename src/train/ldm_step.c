@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/dist.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "models/encoder_preprocess.h"
@@ -60,6 +61,9 @@ void ldm_trainer_init(ldm_trainer *t, const ldm_config *cfg, sit *s, float *sit_
                  arena_round((size_t)B * enc->cfg.in_chans * S * S * sizeof(float)) +
                  vit_plan_bytes(enc, B, false) + encoder_preprocess_workspace_bytes(ENC_PRE_DINOV2, B, 3, H, W, S);
     }
+    if (dist_world() > 1) /* parallel_random's rows */
+        bytes += 2 * arena_round(lat * sizeof(float)) + arena_round((size_t)B * sizeof(float)) +
+                 arena_round((size_t)B * sizeof(int));
     t->ar = arena_create(bytes);
 }
 
@@ -69,6 +73,44 @@ void ldm_trainer_free(ldm_trainer *t)
     free(t->ema_params);
     free(t->grads);
     adamw_free(&t->opt);
+}
+
+/* This rank's rows of the randoms the one-process step would draw for the
+ * global batch (world × batch): the loader gives rank r the global rows
+ * j = r + world·k (k = 0..batch-1), and the streams are drawn in the order
+ * ldm_step and sit_train_forward use.  The buffers live on the arena. */
+static void parallel_random(ldm_trainer *t, ldm_step_random *out)
+{
+    const ldm_config *c = &t->cfg;
+    const sit *s = t->sit;
+    int B = c->batch, world = dist_world(), rank = dist_rank(), G = B * world;
+    size_t chw = (size_t)s->C * s->H * s->H;
+    arena *ar = &t->ar;
+    float *eps = arena_floats(ar, (size_t)B * chw), *time = arena_floats(ar, (size_t)B);
+    float *noise = arena_floats(ar, (size_t)B * chw);
+    int *drop = arena_alloc(ar, (size_t)B * sizeof(int));
+    float *row = xmalloc(chw * sizeof(float)), *gtime = xmalloc((size_t)G * sizeof(float));
+    rng zr = rng_new(c->seed, STREAM_LDM_Z + (uint64_t)t->step);
+    rng dr = rng_new(c->seed, STREAM_LDM_DROP + (uint64_t)t->step);
+    rng sr = rng_new(c->seed, STREAM_LDM_SIT + (uint64_t)t->step);
+    sit_draw_time(gtime, &sr, G, c->weighting, c->path);
+    for (int j = 0; j < G; j++) {
+        rng_normal_fill(&zr, row, chw);
+        bool d = rng_uniform(&dr) < c->cfg_prob;
+        int k = (j - rank) / world;
+        if ((j - rank) % world == 0 && j >= rank) {
+            memcpy(eps + (size_t)k * chw, row, chw * sizeof(float));
+            drop[k] = d;
+            time[k] = gtime[j];
+        }
+    }
+    for (int j = 0; j < G; j++) {
+        rng_normal_fill(&sr, row, chw);
+        if ((j - rank) % world == 0 && j >= rank)
+            memcpy(noise + (size_t)((j - rank) / world) * chw, row, chw * sizeof(float));
+    }
+    free(row), free(gtime);
+    *out = (ldm_step_random){.time = time, .noise = noise, .eps_z = eps, .drop = drop};
 }
 
 void ldm_step(ldm_trainer *t, const uint8_t *images, const float *lat_mean, const float *lat_std, const int *labels,
@@ -84,6 +126,15 @@ void ldm_step(ldm_trainer *t, const uint8_t *images, const float *lat_mean, cons
     arena *ar = &t->ar;
     arena_reset(ar, 0);
     memset(logs, 0, sizeof *logs);
+
+    /* Over several processes each rank draws the whole global batch's
+     * randoms and keeps its own rows, so a step equals the one-process step
+     * on the same global batch (see parallel_random). */
+    ldm_step_random par;
+    if (dist_world() > 1 && given == &none) {
+        parallel_random(t, &par);
+        given = &par;
+    }
 
     /* z = mean + std·ε from the cached moments. */
     float *z = arena_floats(ar, lat);
@@ -132,6 +183,9 @@ void ldm_step(ldm_trainer *t, const uint8_t *images, const float *lat_mean, cons
     logs->loss = logs->denoising_loss + c->proj_coeff * logs->proj_loss;
     grad_zero(&s->table, t->grads);
     sit_train_backward(s, t->sit_params, &sa, ar, 1.0f, t->enc ? c->proj_coeff : 0.0f, t->grads, NULL);
+    /* Data parallel: the mean of the ranks' gradients of their local means is
+     * the gradient of the global batch's mean (equal local batches). */
+    dist_allreduce_mean(t->grads, s->table.total);
     logs->grad_norm = grad_clip(&s->table, t->grads, c->max_grad_norm);
     adamw_step(&t->opt, t->sit_params, t->grads);
     ema_update(&s->table, t->ema_params, t->sit_params, c->ema_decay);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/dist.h"
 #include "core/rng.h"
 #include "models/encoder_preprocess.h"
 #include "ops/loss.h"
@@ -116,6 +117,8 @@ static size_t plan_bytes(const repae_trainer *t)
         peak = vae_phase;
     if (sit_phase > peak)
         peak = sit_phase;
+    if (dist_world() > 1) /* parallel_random's rows: eps, time, noise, drop */
+        fixed += 2 * arena_round(lat * sizeof(float)) + 2 * arena_round((size_t)B * sizeof(float));
     return fixed + peak + (1u << 16);
 }
 
@@ -178,6 +181,45 @@ void repae_trainer_free(repae_trainer *t)
         adamw_free(&t->opt_disc);
 }
 
+/* This rank's rows of the randoms the one-process step would draw for the
+ * global batch (world × batch): the loader gives rank r the global rows
+ * j = r + world·k, and the streams are drawn in the order repae_step, the
+ * VAE and the SiT use (posterior ε; then t, ε, label dropout).  The buffers
+ * live on the arena. */
+static void parallel_random(repae_trainer *t, repae_step_random *out)
+{
+    const repae_config *c = &t->cfg;
+    int B = c->batch, world = dist_world(), rank = dist_rank(), G = B * world;
+    size_t chw = (size_t)t->sit->C * t->h * t->w;
+    arena *ar = &t->ar;
+    float *eps = arena_floats(ar, (size_t)B * chw), *noise = arena_floats(ar, (size_t)B * chw);
+    float *time = arena_floats(ar, (size_t)B);
+    int *drop = arena_alloc(ar, (size_t)B * sizeof(int));
+    float *row = xmalloc(chw * sizeof(float)), *gtime = xmalloc((size_t)G * sizeof(float));
+    rng vae_rng = rng_new(c->seed, STREAM_VAE_EPS + (uint64_t)t->step);
+    rng sit_rng = rng_new(c->seed, STREAM_SIT + (uint64_t)t->step);
+    sit_draw_time(gtime, &sit_rng, G, c->weighting, c->path);
+    for (int j = 0; j < G; j++) {
+        bool mine = j >= rank && (j - rank) % world == 0;
+        size_t k = mine ? (size_t)((j - rank) / world) : 0;
+        rng_normal_fill(&vae_rng, mine ? eps + k * chw : row, chw);
+        if (mine)
+            time[k] = gtime[j];
+    }
+    for (int j = 0; j < G; j++) {
+        bool mine = j >= rank && (j - rank) % world == 0;
+        rng_normal_fill(&sit_rng, mine ? noise + (size_t)((j - rank) / world) * chw : row, chw);
+    }
+    float p = t->sit->cfg.class_dropout_prob;
+    for (int j = 0; j < G; j++) {
+        int d = p > 0 && rng_uniform(&sit_rng) < p;
+        if (j >= rank && (j - rank) % world == 0)
+            drop[(j - rank) / world] = d;
+    }
+    free(row), free(gtime);
+    *out = (repae_step_random){.eps = eps, .time = time, .noise = noise, .drop = drop};
+}
+
 void repae_step(repae_trainer *t, const uint8_t *images, const int *labels, const repae_step_random *given,
                 repae_logs *logs)
 {
@@ -192,6 +234,13 @@ void repae_step(repae_trainer *t, const uint8_t *images, const int *labels, cons
     memset(logs, 0, sizeof *logs);
     rng vae_rng = rng_new(c->seed, STREAM_VAE_EPS + (uint64_t)t->step);
     rng sit_rng = rng_new(c->seed, STREAM_SIT + (uint64_t)t->step);
+    /* Over several processes every rank takes its rows of the global batch's
+     * draws, so a step equals the one-process step on the global batch. */
+    repae_step_random par;
+    if (dist_world() > 1 && !given->eps && !given->time && !given->noise && !given->drop) {
+        parallel_random(t, &par);
+        given = &par;
+    }
 
     /* Step-long buffers. */
     float *x = arena_floats(ar, n_img);
@@ -266,6 +315,7 @@ void repae_step(repae_trainer *t, const uint8_t *images, const int *labels, cons
     /* 7. VAE update. */
     grad_zero(&t->vae->table, t->vae_grads);
     vae_backward(t->vae, va, d_recon, d_z, d_mean, d_logvar, t->vae_grads, NULL, ar);
+    dist_allreduce_mean(t->vae_grads, t->vae->table.total); /* data parallel: the global batch's gradient */
     logs->grad_norm_vae = grad_clip(&t->vae->table, t->vae_grads, c->max_grad_norm);
     adamw_step(&t->opt_vae, t->vae->params, t->vae_grads);
 
@@ -293,6 +343,7 @@ void repae_step(repae_trainer *t, const uint8_t *images, const int *labels, cons
         logs->sit_loss = logs->denoising_loss + c->proj_coeff * logs->proj_loss;
         grad_zero(&t->sit->table, t->sit_grads);
         sit_train_backward(t->sit, t->sit_params, &sa, ar, 1.0f, t->enc ? c->proj_coeff : 0.0f, t->sit_grads, NULL);
+        dist_allreduce_mean(t->sit_grads, t->sit->table.total);
         logs->grad_norm_sit = grad_clip(&t->sit->table, t->sit_grads, c->max_grad_norm);
         adamw_step(&t->opt_sit, t->sit_params, t->sit_grads);
     }

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/dist.h"
 #include "core/error.h"
 #include "core/path.h"
 
@@ -82,6 +83,13 @@ void run_dir_open(run_dir *r, const char *command, const char *output_dir, const
     if (!strcmp(exp_name, ".") || !strcmp(exp_name, ".."))
         die("%s --exp-name '%s': not a run name", command, exp_name);
     r->dir = path_printf("%s/%s", output_dir, exp_name);
+    if (dist_rank() != 0) { /* rank 0 alone writes the run folder */
+        if (checkpoints) {
+            r->ckdir = path_printf("%s/checkpoints", r->dir);
+            r->sdir = path_printf("%s/samples", r->dir);
+        }
+        return;
+    }
     make_dirs(r->dir);
     check_writable(command, r->dir);
     take_lock(r, command);

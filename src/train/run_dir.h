@@ -16,7 +16,9 @@
  *   char *ck = run_dir_checkpoint(&rd, step);      // malloc'd, free it
  *   run_dir_close(&rd);
  *
- * Paths are heap strings: no length limit but the file system's.
+ * Paths are heap strings: no length limit but the file system's.  Over
+ * several processes only rank 0 creates, locks and writes the folder; the
+ * other ranks just know its paths (to read a checkpoint when resuming).
  */
 #ifndef REPAE_RUN_DIR_H
 #define REPAE_RUN_DIR_H

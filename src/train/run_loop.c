@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/dist.h"
 #include "core/error.h"
 #include "core/progress.h"
 
@@ -30,6 +31,13 @@ static bool due(long long step, long long every) { return every > 0 && step % ev
 static void resume(run_loop *rl, long long resume_step)
 {
     long long file_step, epoch, position;
+    /* "the latest" is rank 0's answer, so every rank loads the same file */
+    if (resume_step < 0 && dist_world() > 1) {
+        long long latest = dist_rank() == 0 ? run_dir_latest_step(rl->dir) : 0;
+        dist_broadcast(&latest, sizeof latest, 0);
+        if (latest > 0)
+            resume_step = latest;
+    }
     char *path = run_dir_resume_path(rl->dir, rl->command, resume_step, &file_step);
     rl->load(rl->ctx, path, &epoch, &position);
     long long step = rl->current_step(rl->ctx);
@@ -46,8 +54,10 @@ static void resume(run_loop *rl, long long resume_step)
             "written for other data or another --batch-size",
             path, step, epoch, position, bpe);
     loader_seek(rl->data, epoch, (int)position);
-    run_dir_trim_metrics(rl->dir, step);
-    fprintf(stderr, "resumed from '%s' at step %lld\n", path, step);
+    if (dist_rank() == 0) {
+        run_dir_trim_metrics(rl->dir, step);
+        fprintf(stderr, "resumed from '%s' at step %lld\n", path, step);
+    }
     free(path);
 }
 
@@ -58,19 +68,42 @@ static void save(run_loop *rl, long long step)
     free(path);
 }
 
+/* Over several processes: the logs become their mean over the ranks (every
+ * logged value is a mean over the local batch, and local batches are equal)
+ * and a stop requested on any rank stops all of them at the same step. */
+static int sync_step(run_loop *rl, double *logs)
+{
+    if (dist_world() == 1)
+        return (int)stop_requested;
+    double v[RUN_LOOP_MAX_LOGS + 1];
+    for (int k = 0; k < rl->n_logs; k++)
+        v[k] = logs[k];
+    dist_allreduce_sum_f64(v, (size_t)rl->n_logs);
+    for (int k = 0; k < rl->n_logs; k++)
+        logs[k] = v[k] / dist_world();
+    double stop = stop_requested;
+    dist_allreduce_max_f64(&stop, 1);
+    return (int)stop;
+}
+
+/* Every this many steps (and at each checkpoint) the ranks compare their
+ * parameters: data parallelism keeps them identical, bit for bit. */
+#define RUN_LOOP_CHECK_EVERY 100
+
 int run_loop_run(run_loop *rl, long long resume_step, const char *args_json)
 {
     if (rl->n_logs > RUN_LOOP_MAX_LOGS || rl->n_extras > RUN_LOOP_MAX_LOGS)
         die("internal: %s logs more than %d values", rl->command, RUN_LOOP_MAX_LOGS);
+    const bool writer = dist_rank() == 0;
     if (resume_step != 0) {
         if (!rl->load)
             die("%s: this command cannot resume (--resume-step)", rl->command);
         resume(rl, resume_step);
-    } else {
+    } else if (writer) {
         run_dir_write_args(rl->dir, args_json);
     }
     char *metrics_path = run_dir_file(rl->dir, "metrics.jsonl");
-    FILE *metrics = xfopen(metrics_path, resume_step ? "a" : "w");
+    FILE *metrics = writer ? xfopen(metrics_path, resume_step ? "a" : "w") : NULL;
     stop_requested = 0;
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
@@ -79,32 +112,39 @@ int run_loop_run(run_loop *rl, long long resume_step, const char *args_json)
     progress pb = progress_start(rl->command, rl->max_steps, "it");
     double logs[RUN_LOOP_MAX_LOGS], extras[RUN_LOOP_MAX_LOGS];
     char status[512];
-    int exit_code = 0;
+    int exit_code = 0, stop = 0;
     while (step < rl->max_steps) {
         step = rl->step(rl->ctx, logs);
-        fprintf(metrics, "{\"step\": %lld, \"epoch\": %lld", step, rl->data->epoch);
+        stop = sync_step(rl, logs);
         int bad = -1;
-        for (int k = 0; k < rl->n_logs; k++) {
-            write_value(metrics, rl->log_names[k], logs[k]);
+        for (int k = 0; k < rl->n_logs; k++)
             if (!isfinite(logs[k]) && bad < 0)
                 bad = k;
-        }
         bool last = step >= rl->max_steps;
-        if (bad < 0 && rl->preview && ((rl->preview_first && step == 1) || due(step, rl->preview_every) || last)) {
-            char *png = rl->dir->sdir ? run_dir_preview(rl->dir, step) : NULL;
-            rl->preview(rl->ctx, step, png, extras);
-            for (int k = 0; k < rl->n_extras; k++)
-                write_value(metrics, rl->extra_names[k], extras[k]);
-            free(png);
+        bool preview = bad < 0 && rl->preview && ((rl->preview_first && step == 1) || due(step, rl->preview_every) || last);
+        bool checkpoint = bad < 0 && rl->save && (due(step, rl->checkpoint_every) || last || stop);
+        if (rl->check_same && (checkpoint || due(step, RUN_LOOP_CHECK_EVERY)))
+            rl->check_same(rl->ctx);
+        if (writer) {
+            fprintf(metrics, "{\"step\": %lld, \"epoch\": %lld", step, rl->data->epoch);
+            for (int k = 0; k < rl->n_logs; k++)
+                write_value(metrics, rl->log_names[k], logs[k]);
+            if (preview) {
+                char *png = rl->dir->sdir ? run_dir_preview(rl->dir, step) : NULL;
+                rl->preview(rl->ctx, step, png, extras);
+                for (int k = 0; k < rl->n_extras; k++)
+                    write_value(metrics, rl->extra_names[k], extras[k]);
+                free(png);
+            }
+            fputs("}\n", metrics);
+            fflush(metrics);
         }
-        fputs("}\n", metrics);
-        fflush(metrics);
         if (bad >= 0) {
             progress_finish(&pb);
-            if (rl->nan_note)
+            if (writer && rl->nan_note)
                 fprintf(stderr, "repae: error: %s is %g at step %lld: training stopped; %s\n", rl->log_names[bad],
                         logs[bad], step, rl->nan_note);
-            else
+            else if (writer)
                 fprintf(stderr,
                         "repae: error: %s is %g at step %lld: training stopped; the last good checkpoint in '%s' is "
                         "intact (try a lower learning rate, or resume with --resume-step -1)\n",
@@ -112,22 +152,31 @@ int run_loop_run(run_loop *rl, long long resume_step, const char *args_json)
             exit_code = 1;
             break;
         }
-        rl->status(rl->ctx, logs, status, sizeof status);
-        progress_update(&pb, step, "%s", status);
-        if (rl->save && (due(step, rl->checkpoint_every) || last || stop_requested))
-            save(rl, step);
-        if (stop_requested) {
+        if (writer) {
+            rl->status(rl->ctx, logs, status, sizeof status);
+            progress_update(&pb, step, "%s", status);
+            if (checkpoint)
+                save(rl, step);
+        }
+        if (stop) {
             progress_finish(&pb);
-            fprintf(stderr, "repae: stopped by signal %d at step %lld; checkpoint saved in '%s'\n",
-                    (int)stop_requested, step, rl->save_path ? rl->save_path : rl->dir->ckdir);
+            if (writer)
+                fprintf(stderr, "repae: stopped by signal %d at step %lld; checkpoint saved in '%s'\n", stop, step,
+                        rl->save_path ? rl->save_path : rl->dir->ckdir);
             break;
         }
     }
-    if (!stop_requested && exit_code == 0)
+    if (!stop && exit_code == 0)
         progress_finish(&pb);
-    xfclose(metrics, metrics_path);
+    if (metrics)
+        xfclose(metrics, metrics_path);
     free(metrics_path);
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
+    stop_requested = stop;
+    /* Rank 0 has written its files and messages before any rank may exit
+     * (a non-zero exit aborts the whole job). */
+    double sync = 0;
+    dist_allreduce_max_f64(&sync, 1);
     return exit_code;
 }

@@ -14,7 +14,11 @@
  *     when `preview_first`) and at the last step;
  *   - SIGINT/SIGTERM: the current step finishes, a checkpoint is written,
  *     the run exits 0;
- *   - the progress bar.
+ *   - the progress bar;
+ *   - over several processes (mpirun): rank 0 alone writes files and
+ *     messages, the logs are averaged over the ranks, a signal on any rank
+ *     stops all at the same step, and the ranks' parameters are compared
+ *     every 100 steps and at each checkpoint.
  *
  *   run_loop rl = {.command = "train", .dir = &rd, .data = &ld, .max_steps = N, ...,
  *                  .ctx = &trainer, .step = my_step, .save = my_save, .load = my_load};
@@ -60,6 +64,10 @@ typedef struct run_loop {
     /* Writes a preview (png: samples/NNNNNNN.png) and fills extras[n_extras]
      * (NULL: no previews). */
     void (*preview)(void *ctx, long long step, const char *png, double *extras);
+    /* Over several processes: dies if the ranks' parameters differ
+     * (dist_check_same), called every 100 steps and at each checkpoint
+     * (NULL: no check). */
+    void (*check_same)(void *ctx);
 
     /* What is on disk after a NaN stop (NULL: "the last good checkpoint in
      * <checkpoints> is intact"). */

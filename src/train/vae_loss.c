@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "core/dist.h"
 #include "ops/loss.h"
 
 float vae_loss_factor(const vae_loss *L, long long step)
@@ -135,7 +136,16 @@ void vae_discriminator_step(const vae_loss *L, long long step, const float *x, c
     grad_zero(&L->disc->table, disc_grads);
     disc_backward(L->disc, L->disc_params, ar_real, dr, disc_grads, NULL);
     disc_backward(L->disc, L->disc_params, ar_fake, df, disc_grads, NULL);
+    dist_allreduce_mean(disc_grads, L->disc->table.total); /* data parallel */
     logs->grad_norm_disc = grad_clip(&L->disc->table, disc_grads, max_grad_norm);
     adamw_step(opt, L->disc_params, disc_grads);
+    /* BatchNorm statistics stay per rank, as in the reference; like its DDP
+     * (broadcast_buffers) every rank then continues from rank 0's buffers. */
+    if (dist_world() > 1)
+        for (int i = 0; i < L->disc->table.n; i++) {
+            const param_entry *e = &L->disc->table.entries[i];
+            if (e->kind == PARAM_BUFFER)
+                dist_broadcast(L->disc_params + e->offset, e->numel * sizeof(float), 0);
+        }
     arena_reset(ar, mark);
 }

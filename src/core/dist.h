@@ -1,0 +1,45 @@
+/* dist.h — data parallelism over MPI processes (ranks).
+ *
+ * repae builds with MPI when the Makefile finds OpenMPI (`mpicc`; `make
+ * MPI=0` builds without it) and runs as one process otherwise: every call
+ * below then acts on a world of one and does nothing.  MPI is only
+ * initialised when the program was started by mpirun (its environment says
+ * so), so a plain `repae ...` never pays for it.
+ *
+ *   dist_init(&argc, &argv);                  // main(): once
+ *   if (dist_rank() == 0) write_checkpoint();  // rank 0 writes files
+ *   dist_allreduce_mean(grads, n);             // data-parallel gradients
+ *
+ * A rank that exits with a non-zero status (die(), a NaN stop) aborts the
+ * whole job (MPI_Abort), so the others never hang waiting for it.
+ */
+#ifndef REPAE_DIST_H
+#define REPAE_DIST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+void dist_init(int *argc, char ***argv);
+void dist_finalize(void);
+int dist_rank(void);
+int dist_world(void);
+/* True when this build can run over MPI (compiled with it). */
+int dist_available(void);
+
+/* In place over all ranks: sum, mean (sum / world), max. */
+void dist_allreduce_sum(float *x, size_t n);
+void dist_allreduce_mean(float *x, size_t n);
+void dist_allreduce_sum_f64(double *x, size_t n);
+void dist_allreduce_max_f64(double *x, size_t n);
+/* Rank root's bytes to every rank. */
+void dist_broadcast(void *buf, size_t bytes, int root);
+/* Concatenates each rank's `bytes` (may differ per rank) on rank 0 into out
+ * (rank order); out is only written on rank 0. */
+void dist_gather_bytes(const void *in, size_t bytes, void *out);
+/* Dies on every rank, naming `what`, if x differs between ranks (compares a
+ * 64-bit hash of its bits). */
+void dist_check_same(const float *x, size_t n, const char *what);
+/* Bytes this process has sent through the calls above (for the benchmark). */
+uint64_t dist_bytes_sent(void);
+
+#endif

@@ -1,0 +1,116 @@
+#include "ops/sync_batch_norm.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "core/dist.h"
+#include "core/error.h"
+
+/* Σ over b, i of f(x[b, c, i]) for every channel, into acc[C]. */
+static void channel_sums(double *acc, const float *x, const double *center, int B, int C, int HW)
+{
+    size_t cstride = (size_t)C * HW;
+#pragma omp parallel for schedule(static) if ((long)B * C * HW >= (1L << 15))
+    for (int c = 0; c < C; c++) {
+        double s = 0, m = center ? center[c] : 0.0;
+        for (int b = 0; b < B; b++) {
+            const float *p = x + (size_t)b * cstride + (size_t)c * HW;
+            if (center)
+                for (int i = 0; i < HW; i++) {
+                    double d = p[i] - m;
+                    s += d * d;
+                }
+            else
+                for (int i = 0; i < HW; i++)
+                    s += p[i];
+        }
+        acc[c] = s;
+    }
+}
+
+void sync_batch_norm_train_forward(float *out, float *mean, float *rstd, float *running_mean, float *running_var,
+                                   const float *x, const float *weight, const float *bias, int B, int C, int HW,
+                                   float eps, float momentum)
+{
+    double n = (double)B * HW * dist_world();
+    if (n <= 1)
+        die("sync_batch_norm_train_forward: need more than 1 value per channel in training (B=%d, HW=%d, %d "
+            "processes)",
+            B, HW, dist_world());
+    double *m = xmalloc((size_t)C * sizeof(double)), *v = xmalloc((size_t)C * sizeof(double));
+    channel_sums(m, x, NULL, B, C, HW);
+    dist_allreduce_sum_f64(m, (size_t)C);
+    for (int c = 0; c < C; c++)
+        m[c] /= n;
+    channel_sums(v, x, m, B, C, HW);
+    dist_allreduce_sum_f64(v, (size_t)C);
+    size_t cstride = (size_t)C * HW;
+    for (int c = 0; c < C; c++) {
+        double var = v[c] / n;
+        float mf = (float)m[c], rf = (float)(1.0 / sqrt(var + eps));
+        if (mean)
+            mean[c] = mf;
+        if (rstd)
+            rstd[c] = rf;
+        if (running_mean)
+            running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * m[c]);
+        if (running_var)
+            running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * var * n / (n - 1));
+        float scale = rf * (weight ? weight[c] : 1.0f), shift = bias ? bias[c] : 0.0f;
+        for (int b = 0; b < B; b++) {
+            const float *xp = x + (size_t)b * cstride + (size_t)c * HW;
+            float *op = out + (size_t)b * cstride + (size_t)c * HW;
+            for (int i = 0; i < HW; i++)
+                op[i] = (xp[i] - mf) * scale + shift;
+        }
+    }
+    free(m), free(v);
+}
+
+void sync_batch_norm_train_backward(float *dx, float *dweight, float *dbias, const float *dout, const float *x,
+                                    const float *mean, const float *rstd, const float *weight, int B, int C, int HW)
+{
+    if (!dx && !dweight && !dbias)
+        return;
+    size_t cstride = (size_t)C * HW;
+    double n = (double)B * HW * dist_world();
+    double *s = xmalloc(2 * (size_t)C * sizeof(double)); /* Σdy, Σdy·(x − mean) per channel */
+    for (int c = 0; c < C; c++) {
+        double s_dy = 0, s_dy_xc = 0;
+        float mf = mean[c];
+        for (int b = 0; b < B; b++) {
+            const float *xp = x + (size_t)b * cstride + (size_t)c * HW;
+            const float *dyp = dout + (size_t)b * cstride + (size_t)c * HW;
+            for (int i = 0; i < HW; i++) {
+                s_dy += dyp[i];
+                s_dy_xc += (double)dyp[i] * (xp[i] - mf);
+            }
+        }
+        s[2 * c] = s_dy, s[2 * c + 1] = s_dy_xc;
+    }
+    dist_allreduce_sum_f64(s, 2 * (size_t)C);
+    for (int c = 0; c < C; c++) {
+        float rf = rstd[c], w = weight ? weight[c] : 1.0f, mf = mean[c];
+        double s_dy = s[2 * c], s_dy_xhat = s[2 * c + 1] * rf;
+        /* every rank holds the global sums: a 1/world share each, so the sum
+         * over ranks (what the data-parallel gradient all-reduce forms) is
+         * the global gradient */
+        if (dweight)
+            dweight[c] += (float)(s_dy_xhat / dist_world());
+        if (dbias)
+            dbias[c] += (float)(s_dy / dist_world());
+        if (!dx)
+            continue;
+        float m1 = (float)(w * s_dy / n), m2 = (float)(w * s_dy_xhat / n);
+        for (int b = 0; b < B; b++) {
+            const float *xp = x + (size_t)b * cstride + (size_t)c * HW;
+            const float *dyp = dout + (size_t)b * cstride + (size_t)c * HW;
+            float *dxp = dx + (size_t)b * cstride + (size_t)c * HW;
+            for (int i = 0; i < HW; i++) {
+                float xhat = (xp[i] - mf) * rf;
+                dxp[i] += rf * (dyp[i] * w - m1 - xhat * m2);
+            }
+        }
+    }
+    free(s);
+}

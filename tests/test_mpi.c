@@ -1,0 +1,299 @@
+/* Data parallelism over MPI (src/core/dist.c), run with `mpirun -np 2`:
+ *  - SyncBatchNorm forward and backward on two ranks equal BatchNorm on the
+ *    concatenated batch (this program relaunches itself under mpirun);
+ *  - `train-ldm` and `train` (REPA-E with an encoder, no discriminator) on 2
+ *    ranks at global batch 8 equal 1 process at batch 8: every logged value
+ *    per step and the final parameters;
+ *  - `sample` on 2 ranks writes byte-identical files to 1 process;
+ *  - an indivisible global batch, and a command that cannot run in parallel,
+ *    are clear errors; a killed rank brings the job down within seconds with
+ *    a non-zero status, and the last checkpoint still loads.
+ *
+ * Tolerances: both runs see the same samples and the same random draws (each
+ * rank takes its rows of the global batch's draws), so they differ only in
+ * the order of fp32 reductions: the gradient of the mean over 8 samples is
+ * summed as 2 × 4 then averaged instead of 8 at once (relative rounding
+ * ~1e-7 per step).  AdamW's update is bounded by the learning rate per step,
+ * and near-zero gradients can flip its sign-like first updates, so after S
+ * steps a parameter can differ by at most 2·lr·S; logged losses agree to
+ * 1e-5 relative (measured: 4e-7 for train, 3e-8 for train-ldm).
+ *
+ * Without MPI in the build (make MPI=0) or without mpirun, the tests say so
+ * and pass: the one-process program is then all there is.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/dist.h"
+#include "core/error.h"
+#include "io/safetensors.h"
+#include "ops/norm.h"
+#include "ops/sync_batch_norm.h"
+#include "test.h"
+
+static char tmp[64];
+static char bin[256];
+static const char *mpirun = "mpirun --oversubscribe -np 2";
+
+static const char *tmp_path(const char *name)
+{
+    static char bufs[8][512];
+    static int k;
+    char *p = bufs[k++ % 8];
+    snprintf(p, 512, "%s/%s", tmp, name);
+    return p;
+}
+
+/* ---- the rank side: SyncBatchNorm against BatchNorm on the whole batch ---------------- */
+
+static int sync_bn_rank(void)
+{
+    const int B = 3, C = 4, HW = 5, world = dist_world(), rank = dist_rank(), G = B * world;
+    size_t n = (size_t)G * C * HW, local = (size_t)B * C * HW;
+    float *x = alloc_normal(n, 1.5f, 11), *dy = alloc_normal(n, 1.0f, 12);
+    for (size_t i = 0; i < n; i++)
+        x[i] += 0.3f;
+    float *out = alloc_zeros(n), *dx = alloc_zeros(n), mean[4], rstd[4], rm[4] = {0}, rv[4] = {1, 1, 1, 1};
+    float w[4] = {1.5f, -0.5f, 2.0f, 0.7f}, bias[4] = {0.1f, 0.2f, -0.3f, 0.0f}, dw[4] = {0}, db[4] = {0};
+    batch_norm_train_forward(out, mean, rstd, rm, rv, x, w, bias, G, C, HW, 1e-4f, 0.1f);
+    batch_norm_train_backward(dx, dw, db, dy, x, mean, rstd, w, G, C, HW);
+    const float *xs = x + (size_t)rank * local, *dys = dy + (size_t)rank * local;
+    float *o2 = alloc_zeros(local), *dx2 = alloc_zeros(local), m2[4], r2[4], rm2[4] = {0}, rv2[4] = {1, 1, 1, 1};
+    float dw2[4] = {0}, db2[4] = {0};
+    sync_batch_norm_train_forward(o2, m2, r2, rm2, rv2, xs, w, bias, B, C, HW, 1e-4f, 0.1f);
+    sync_batch_norm_train_backward(dx2, dw2, db2, dys, xs, m2, r2, w, B, C, HW);
+    dist_allreduce_sum(dw2, 4); /* each rank holds 1/world of the weight gradients */
+    dist_allreduce_sum(db2, 4);
+    /* Double accumulation both ways: agreement to float rounding. */
+    check_close("sync BN out", o2, out + (size_t)rank * local, local, 1e-6, 1e-6);
+    check_close("sync BN mean", m2, mean, 4, 1e-6, 1e-6);
+    check_close("sync BN rstd", r2, rstd, 4, 1e-6, 1e-6);
+    check_close("sync BN running_mean", rm2, rm, 4, 1e-6, 1e-6);
+    check_close("sync BN running_var", rv2, rv, 4, 1e-6, 1e-6);
+    check_close("sync BN dx", dx2, dx + (size_t)rank * local, local, 1e-5, 1e-5);
+    check_close("sync BN dweight", dw2, dw, 4, 1e-5, 1e-5);
+    check_close("sync BN dbias", db2, db, 4, 1e-5, 1e-5);
+    CHECK(world == 2, "expected 2 ranks, got %d", world);
+    free(x), free(dy), free(out), free(dx), free(o2), free(dx2);
+    return test_summary();
+}
+
+/* ---- the driver side ------------------------------------------------------------------ */
+
+static int sh(const char *cmd, char *err, size_t err_size)
+{
+    static char out[1 << 16];
+    return run_command(cmd, out, sizeof out, err, err_size);
+}
+
+static void test_sync_batch_norm(void)
+{
+    char cmd[512], err[8192];
+    snprintf(cmd, sizeof cmd, "%s build/tests/test_mpi --rank-sync-bn 2>&1", mpirun);
+    const char *b = getenv("BUILD");
+    if (b && *b)
+        snprintf(cmd, sizeof cmd, "%s %s/tests/test_mpi --rank-sync-bn 2>&1", mpirun, b);
+    static char out[1 << 16];
+    int rc = run_command(cmd, out, sizeof out, err, sizeof err);
+    CHECK(rc == 0 && strstr(out, "0 failed"), "SyncBatchNorm on 2 ranks (status %d):\n%s%s", rc, out, err);
+}
+
+/* Compares two metrics.jsonl files value by value; returns the max relative difference. */
+static double metrics_diff(const char *a_path, const char *b_path, int *lines)
+{
+    size_t na, nb;
+    char *a = read_file_all(a_path, &na), *b = read_file_all(b_path, &nb);
+    double worst = 0;
+    *lines = 0;
+    char *pa = a, *pb = b;
+    while (*pa && *pb) {
+        (*lines)++;
+        char *ea = strchr(pa, '\n'), *eb = strchr(pb, '\n');
+        if (!ea || !eb)
+            break;
+        /* walk the numbers of both lines in step */
+        char *qa = pa, *qb = pb;
+        while (qa < ea && qb < eb) {
+            char *ca = strchr(qa, ':'), *cb = strchr(qb, ':');
+            if (!ca || !cb || ca > ea || cb > eb)
+                break;
+            double x = strtod(ca + 1, NULL), y = strtod(cb + 1, NULL);
+            double d = fabs(x - y) / fmax(1e-6, fabs(x));
+            if (d > worst)
+                worst = d;
+            qa = ca + 1, qb = cb + 1;
+        }
+        pa = ea + 1, pb = eb + 1;
+    }
+    if (*pa || *pb)
+        worst = INFINITY; /* different line counts */
+    free(a), free(b);
+    return worst;
+}
+
+/* Max |a - b| over the tensors with this prefix of two checkpoints. */
+static double checkpoint_diff(const char *a_path, const char *b_path, const char *prefix)
+{
+    safetensors *a = safetensors_open(a_path), *b = safetensors_open(b_path);
+    double worst = 0;
+    size_t plen = strlen(prefix);
+    for (int i = 0; i < a->n_tensors; i++) {
+        const st_tensor *ta = &a->tensors[i];
+        if (strncmp(ta->name, prefix, plen) != 0)
+            continue;
+        const st_tensor *tb = safetensors_find(b, ta->name);
+        if (!tb || tb->numel != ta->numel) {
+            worst = INFINITY;
+            break;
+        }
+        float *x = xmalloc((size_t)ta->numel * sizeof(float)), *y = xmalloc((size_t)ta->numel * sizeof(float));
+        safetensors_read_f32(a, ta, x);
+        safetensors_read_f32(b, tb, y);
+        for (int64_t k = 0; k < ta->numel; k++)
+            if (fabs((double)x[k] - y[k]) > worst)
+                worst = fabs((double)x[k] - y[k]);
+        free(x), free(y);
+    }
+    safetensors_close(a), safetensors_close(b);
+    return worst;
+}
+
+#define TINY "--max-images 64 --batch-size 8 --sit-depth 2 --sit-hidden 32 --sit-heads 2 --vae-ch 32 " \
+             "--projector-dim 32 --encoder-depth 1 --sampling-steps 0 --preview-images 2 --checkpointing-steps 3 " \
+             "--max-train-steps 6"
+
+static void compare_runs(const char *what, const char *one, const char *two, int steps, double lr)
+{
+    int lines;
+    double d = metrics_diff(tmp_path(one), tmp_path(two), &lines);
+    CHECK(lines == steps && d < 1e-5, "%s: logged values of 2 ranks vs 1 process differ by %.3g (relative; %d lines)",
+          what, d, lines);
+    char a[600], b[600];
+    snprintf(a, sizeof a, "%s", tmp_path(one));
+    snprintf(b, sizeof b, "%s", tmp_path(two));
+    strcpy(strrchr(a, '/') + 1, "checkpoints/0000006.safetensors");
+    strcpy(strrchr(b, '/') + 1, "checkpoints/0000006.safetensors");
+    const char *prefixes[] = {"model.", "ema.", "vae."};
+    for (int i = 0; i < 3; i++) {
+        double p = checkpoint_diff(a, b, prefixes[i]);
+        CHECK(p <= 2 * lr * steps, "%s: final %s parameters differ by %.3g (bound 2·lr·steps = %.3g)", what,
+              prefixes[i], p, 2 * lr * steps);
+        printf("   %s: %s* max |Δ| %.3g\n", what, prefixes[i], p);
+    }
+    printf("   %s: logged values max relative difference %.3g\n", what, d);
+}
+
+static void test_train_two_ranks_equal_one(void)
+{
+    char cmd[2048], err[8192];
+    /* an encoder for REPA (tiny, untrained: it only has to give targets) */
+    snprintf(cmd, sizeof cmd,
+             "%s train-encoder --max-images 32 --max-eval-images 16 --batch-size 16 --eval-batch 16 --embed-dim 24 "
+             "--heads 2 --depth 1 --epochs 1 --patch 8 --output-dir %s --exp-name enc",
+             bin, tmp);
+    CHECK(sh(cmd, err, sizeof err) == 0, "train-encoder failed: %s", err);
+    const char *common = TINY " --no-disc --enc-heads 2 --learning-rate 1e-4 --vae-learning-rate 1e-4";
+    snprintf(cmd, sizeof cmd, "%s train %s --enc-ckpt %s/enc/encoder.safetensors --output-dir %s --exp-name one", bin,
+             common, tmp, tmp);
+    CHECK(sh(cmd, err, sizeof err) == 0, "1-process train failed: %s", err);
+    snprintf(cmd, sizeof cmd, "%s %s train %s --enc-ckpt %s/enc/encoder.safetensors --output-dir %s --exp-name two",
+             mpirun, bin, common, tmp, tmp);
+    CHECK(sh(cmd, err, sizeof err) == 0, "2-rank train failed: %s", err);
+    compare_runs("train", "one/metrics.jsonl", "two/metrics.jsonl", 6, 1e-4);
+}
+
+static void test_train_ldm_and_sample(void)
+{
+    char cmd[2048], err[8192];
+    snprintf(cmd, sizeof cmd, "%s export-vae --checkpoint %s/one/checkpoints/0000006.safetensors --output %s/vae", bin,
+             tmp, tmp);
+    CHECK(sh(cmd, err, sizeof err) == 0, "export-vae failed: %s", err);
+    snprintf(cmd, sizeof cmd, "%s cache-latents --vae-ckpt %s/vae.safetensors --output %s/lat.safetensors "
+             "--max-images 48", bin, tmp, tmp);
+    CHECK(sh(cmd, err, sizeof err) == 0, "cache-latents failed: %s", err);
+    char ldm[1024];
+    snprintf(ldm, sizeof ldm, "train-ldm --latents %s/lat.safetensors --sit-depth 2 --sit-hidden 32 --sit-heads 2 "
+             "--projector-dim 32 --encoder-depth 1 --batch-size 8 --sampling-steps 0 --checkpointing-steps 3 "
+             "--max-train-steps 6 --enc-ckpt %s/enc/encoder.safetensors --enc-heads 2 --output-dir %s", tmp, tmp, tmp);
+    snprintf(cmd, sizeof cmd, "%s %s --exp-name ldm1", bin, ldm);
+    CHECK(sh(cmd, err, sizeof err) == 0, "1-process train-ldm failed: %s", err);
+    snprintf(cmd, sizeof cmd, "%s %s %s --exp-name ldm2", mpirun, bin, ldm);
+    CHECK(sh(cmd, err, sizeof err) == 0, "2-rank train-ldm failed: %s", err);
+    compare_runs("train-ldm", "ldm1/metrics.jsonl", "ldm2/metrics.jsonl", 6, 1e-4);
+
+    /* sampling: 11 images in batches of 3 (rounds of 6 split 3 + 3; the last round 3 + 2) */
+    const char *s = "sample --num-samples 11 --batch-size 3 --num-steps 4 --mode sde --no-ema";
+    snprintf(cmd, sizeof cmd, "%s %s --ckpt %s/one/checkpoints/0000006.safetensors --sample-dir %s/s1", bin, s, tmp,
+             tmp);
+    CHECK(sh(cmd, err, sizeof err) == 0, "1-process sample failed: %s", err);
+    snprintf(cmd, sizeof cmd, "%s %s %s --ckpt %s/one/checkpoints/0000006.safetensors --sample-dir %s/s2", mpirun, bin,
+             s, tmp, tmp);
+    CHECK(sh(cmd, err, sizeof err) == 0, "2-rank sample failed: %s", err);
+    snprintf(cmd, sizeof cmd, "cd %s/s1 && find . -type f | sort | xargs cat | cksum > ../s1.sum && cd ../s2 && "
+             "find . -type f | sort | xargs cat | cksum > ../s2.sum && cmp ../s1.sum ../s2.sum && "
+             "test $(find . -name '*.png' | wc -l) -ge 11",
+             tmp);
+    CHECK(sh(cmd, err, sizeof err) == 0, "2-rank samples differ from 1-process samples (PNGs, npz, labels): %s", err);
+}
+
+static void test_failures(void)
+{
+    char cmd[2048], err[8192];
+    snprintf(cmd, sizeof cmd, "%s %s train " TINY " --batch-size 7 --output-dir %s --exp-name odd", mpirun, bin, tmp);
+    int rc = sh(cmd, err, sizeof err);
+    CHECK(rc != 0 && strstr(err, "--batch-size 7: the global batch must divide evenly over the 2 processes"),
+          "indivisible batch (status %d): %s", rc, err);
+    snprintf(cmd, sizeof cmd, "%s %s train-vae --output-dir %s", mpirun, bin, tmp);
+    rc = sh(cmd, err, sizeof err);
+    CHECK(rc != 0 && strstr(err, "'train-vae' does not run over several processes yet"),
+          "a one-process command under mpirun (status %d): %s", rc, err);
+    /* Kill rank 1 after the first checkpoint: everything ends, non-zero, within seconds. */
+    snprintf(cmd, sizeof cmd,
+             "%s %s train " TINY " --checkpointing-steps 1 --max-train-steps 100000 --output-dir %s --exp-name killed "
+             ">/dev/null 2>&1 & job=$!; i=0; "
+             "while [ ! -e %s/killed/checkpoints/0000002.safetensors ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); "
+             "done; pkill -9 -n -f 'repae train.*exp-name killed'; t0=$(date +%%s); wait $job; rc=$?; t1=$(date +%%s); "
+             "echo \"status $rc after $((t1-t0)) s\" >&2; [ $rc -ne 0 ] && [ $((t1-t0)) -le 20 ]",
+             mpirun, bin, tmp, tmp);
+    rc = sh(cmd, err, sizeof err);
+    CHECK(rc == 0, "killing one rank must end the job with a non-zero status within 20 s: %s", err);
+    snprintf(cmd, sizeof cmd, "%s inspect %s/killed/checkpoints/0000002.safetensors", bin, tmp);
+    CHECK(sh(cmd, err, sizeof err) == 0, "the checkpoint before the kill does not load: %s", err);
+}
+
+int main(int argc, char **argv)
+{
+    dist_init(&argc, &argv);
+    if (argc > 1 && !strcmp(argv[1], "--rank-sync-bn"))
+        return sync_bn_rank();
+    if (!dist_available() || system("command -v mpirun >/dev/null 2>&1") != 0) {
+        printf("   MPI is not in this build or mpirun is missing: nothing to test (the one-process program "
+               "is tested by the other programs)\n");
+        return test_summary();
+    }
+    /* Open MPI refuses root unless told; CI runs as root. */
+    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+    setenv("OMPI_MCA_rmaps_base_oversubscribe", "1", 1);
+    if (!getenv("OMP_NUM_THREADS"))
+        setenv("OMP_NUM_THREADS", "1", 1);
+    const char *b = getenv("BUILD");
+    snprintf(bin, sizeof bin, "%s/repae", b && *b ? b : "build");
+    snprintf(tmp, sizeof tmp, "/tmp/repae_mpi_XXXXXX");
+    if (!mkdtemp(tmp)) {
+        CHECK(0, "mkdtemp failed");
+        return test_summary();
+    }
+    RUN(test_sync_batch_norm);
+    RUN(test_train_two_ranks_equal_one);
+    RUN(test_train_ldm_and_sample);
+    RUN(test_failures);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", tmp);
+    return test_summary();
+}
