@@ -51,6 +51,11 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
+# dist.o is the only object that depends on MPI: a stamp, touched when MPI
+# changes, rebuilds it (and so the library and programs).
+$(shell mkdir -p $(BUILD) && [ -e $(BUILD)/.mpi-$(MPI) ] || { rm -f $(BUILD)/.mpi-*; touch $(BUILD)/.mpi-$(MPI); })
+$(BUILD)/src/core/dist.o: $(BUILD)/.mpi-$(MPI)
+
 $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^

@@ -130,3 +130,9 @@ echo
 echo "== repae vs PyTorch $( [ $have_torch = 1 ] && "$PYTHON" -c 'import torch; print(torch.__version__)' ) (ratio = torch time / our time; > 1: we are faster; RSS = peak resident MiB)"
 printf '%-34s %11s %11s %7s %9s %9s %7s %7s  %s\n' name "ours ms" "torch ms" ratio "ours MiB" "torch MiB" others% spread% note
 cat "$TABLE"
+
+if [ -z "$BENCH_ONLY" ]; then
+    echo
+    echo "== data parallel (load $(load))"
+    BUILD="$BUILD" sh bench/bench_mpi.sh
+fi

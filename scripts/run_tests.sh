@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # itself when neither variable is set: src/core/omp_spin.h); long spinning
 # made two-thread steps ~1.4x slower here, and up to 13x on a busy machine.
 [ -n "${OMP_WAIT_POLICY:-}" ] || export GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-10000}
-WERROR=-Werror bash scripts/setup.sh
+WERROR=-Werror bash scripts/setup.sh --test
 make -j"$(nproc)" WERROR=-Werror test
 echo "== the same tests under ASan/UBSan"
 make -j"$(nproc)" WERROR=-Werror test-asan

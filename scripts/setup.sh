@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages repae needs (only those missing), then builds.
 #   scripts/setup.sh          build dependencies + Fashion-MNIST
-#   scripts/setup.sh --dev    also python3-torch/numpy/scipy (fixtures, benchmarks)
+#   scripts/setup.sh --test   also OpenMPI (the data-parallel build and its tests)
+#   scripts/setup.sh --dev    also OpenMPI and python3-torch/numpy/scipy (fixtures, benchmarks)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(gcc make libopenblas-openmp-dev liblapacke-dev libcjson-dev zlib1g-dev libpng-dev
           libjpeg62-turbo-dev dataset-fashion-mnist)
+if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--dev" ]; then
+    packages+=(openmpi-bin libopenmpi-dev)
+fi
 if [ "${1:-}" = "--dev" ]; then
     packages+=(python3-torch python3-numpy python3-scipy)
 fi

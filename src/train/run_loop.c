@@ -174,6 +174,9 @@ int run_loop_run(run_loop *rl, long long resume_step, const char *args_json)
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     stop_requested = stop;
+    if (dist_world() > 1 && writer && step > 0)
+        fprintf(stderr, "data parallel: %d processes, %.0f bytes sent per step by rank 0\n", dist_world(),
+                (double)dist_bytes_sent() / (double)step);
     /* Rank 0 has written its files and messages before any rank may exit
      * (a non-zero exit aborts the whole job). */
     double sync = 0;
