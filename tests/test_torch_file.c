@@ -685,6 +685,127 @@ static void test_random_corruptions_never_crash(void)
     CHECK(rl > 30, "only %d of 150 legacy corruptions rejected", rl);
 }
 
+
+/* ---- the command line: inspect, convert, a model loaded from a .pt ---------------- */
+
+static char repae_bin[256];
+
+static int have_repae(void)
+{
+    const char *b = getenv("BUILD");
+    snprintf(repae_bin, sizeof repae_bin, "%s/repae", b && *b ? b : "build");
+    if (access(repae_bin, X_OK) != 0) {
+        CHECK(0, "%s not found: run the tests from the repository root after building it", repae_bin);
+        return 0;
+    }
+    return 1;
+}
+
+static char out_buf[1 << 17], err_buf[8192];
+
+static int run(const char *fmt, const char *a, const char *b, const char *c)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, fmt, repae_bin, a, b, c);
+    return run_command(cmd, out_buf, sizeof out_buf, err_buf, sizeof err_buf);
+}
+
+static void test_cli_inspect_pt(void)
+{
+    if (!have_repae())
+        return;
+    int rc = run("'%s' inspect '%s'%s%s", FIX "pt_checkpoint.pt", "", "");
+    CHECK(rc == 0, "inspect .pt exited %d: %s", rc, err_buf);
+    const char *want[] = {"670 tensors", "format: PyTorch zip", "argparse.Namespace", "torch._utils._rebuild_tensor_v2",
+                          "vae.encoder.conv_in.weight", "F32", "[8, 4, 3, 3]", "ema.pos_embed",
+                          "opt.state.1.exp_avg_sq", "steps = 400000", "args = {\"model\":\"custom\"",
+                          "VAE at 'vae.'", "SiT at 'ema.'", "discriminator at 'discriminator.'"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        CHECK(strstr(out_buf, want[i]) != NULL, "inspect .pt output lacks \"%s\"", want[i]);
+    rc = run("'%s' inspect '%s'%s%s", FIX "pt_tensors_legacy.pt", "", "");
+    CHECK(rc == 0 && strstr(out_buf, "format: PyTorch legacy") && strstr(out_buf, "BF16") &&
+              strstr(out_buf, "nested.inner.w"),
+          "inspect of the legacy file: status %d\n%s", rc, out_buf);
+    rc = run("'%s' inspect '%s'%s%s", FIX "evil_system.pt", "", "");
+    CHECK(rc == 1 && strstr(err_buf, "refusing to load global posix.system"), "inspect of a malicious file: %d %s", rc,
+          err_buf);
+}
+
+static void test_cli_convert_pt(void)
+{
+    if (!have_repae())
+        return;
+    const char *out = tmp_path("vae_converted.safetensors");
+    int rc = run("'%s' convert '%s' '%s' --prefix %s", FIX "pt_checkpoint.pt", out, "vae");
+    CHECK(rc == 0 && strstr(out_buf, "124 tensors"), "convert --prefix vae: status %d, %s %s", rc, out_buf, err_buf);
+    safetensors *c = safetensors_open(out), *ref = safetensors_open(FIX "pt_checkpoint_ref.safetensors");
+    CHECK(c->n_tensors == 124, "converted file has %d tensors", c->n_tensors);
+    int bad = 0;
+    for (int i = 0; i < c->n_tensors; i++) {
+        char key[300];
+        snprintf(key, sizeof key, "vae.%s", c->tensors[i].name);
+        const st_tensor *r = safetensors_find(ref, key), *t = &c->tensors[i];
+        bad += !r || r->dtype != t->dtype || r->numel != t->numel ||
+               memcmp(r->bytes, t->bytes, (size_t)t->numel * st_dtype_size(t->dtype));
+    }
+    CHECK(bad == 0, "%d converted tensors differ from the reference", bad);
+    const char *args = safetensors_meta(c, "args");
+    CHECK(args && strstr(args, "\"vae_norm_groups\":2"), "converted file keeps the args metadata");
+    safetensors_close(c);
+    safetensors_close(ref);
+    /* Whole file, dtypes kept (F16 stays F16, BOOL stays BOOL). */
+    out = tmp_path("all_converted.safetensors");
+    rc = run("'%s' convert '%s' '%s'%s", FIX "pt_tensors_legacy.pt", out, "");
+    c = safetensors_open(out);
+    CHECK(rc == 0 && c->n_tensors == 19 && safetensors_find(c, "f16")->dtype == ST_F16 &&
+              safetensors_find(c, "bool")->dtype == ST_BOOL && safetensors_find(c, "transposed")->shape[0] == 4,
+          "convert of the legacy file");
+    safetensors_close(c);
+    rc = run("'%s' convert '%s' '%s' --prefix %s", FIX "pt_checkpoint.pt", out, "nope");
+    CHECK(rc == 1 && strstr(err_buf, "prefixes there: model. ema. vae."), "convert with a wrong prefix: %s", err_buf);
+}
+
+static void test_cli_forward_vae_from_pt_equals_safetensors(void)
+{
+    if (!have_repae())
+        return;
+    float x[3 * 16 * 16];
+    fill_uniform(x, 3 * 16 * 16, -1, 1, 5);
+    st_writer *w = st_writer_new();
+    st_writer_add_f32(w, "x", 4, (int64_t[]){1, 3, 16, 16}, x);
+    const char *in = tmp_path("fwd_in.safetensors");
+    st_writer_save(w, in);
+    st_writer_free(w);
+    const char *o1 = tmp_path("fwd_pt.safetensors"), *o2 = tmp_path("fwd_st.safetensors");
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "'%%s' forward --model vae --weights '%%s' --input '%s' --output '%%s'%%s", in);
+    int rc1 = run(cmd, FIX "pt_checkpoint.pt", o1, "");
+    CHECK(rc1 == 0, "forward --weights .pt: status %d, %s", rc1, err_buf);
+    int rc2 = run(cmd, FIX "pt_checkpoint_ref.safetensors", o2, "");
+    CHECK(rc2 == 0, "forward --weights .safetensors: status %d, %s", rc2, err_buf);
+    if (rc1 || rc2)
+        return;
+    safetensors *a = safetensors_open(o1), *b = safetensors_open(o2);
+    CHECK(a->n_tensors == b->n_tensors && a->n_tensors >= 3, "forward outputs: %d vs %d tensors", a->n_tensors,
+          b->n_tensors);
+    for (int i = 0; i < b->n_tensors; i++) {
+        const st_tensor *tb = &b->tensors[i], *ta = safetensors_find(a, tb->name);
+        CHECK(ta && ta->numel == tb->numel && !memcmp(ta->bytes, tb->bytes, (size_t)tb->numel * 4),
+              "forward output '%s' from the .pt differs from the safetensors run", tb->name);
+    }
+    safetensors_close(a);
+    safetensors_close(b);
+    /* Files that are no weights at all. */
+    const char *junk = tmp_path("junk.pt");
+    write_bytes(junk, "this is a text file, not weights\n", 33);
+    int rc = run(cmd, junk, o1, "");
+    CHECK(rc == 1 && strstr(err_buf, "not a weights file") && strstr(err_buf, junk), "junk weights: %s", err_buf);
+    const char *pkl = tmp_path("bare.pkl");
+    write_bytes(pkl, "\x80\x02}q\x00.\x00\x00\x00\x00\x00", 11);
+    rc = run(cmd, pkl, o1, "");
+    CHECK(rc == 1 && strstr(err_buf, "a bare Python pickle"), "bare pickle as weights: %s", err_buf);
+}
+
 int main(void)
 {
     strcpy(tmp_dir, "/tmp/repae-test-pt-XXXXXX");
@@ -703,6 +824,9 @@ int main(void)
     RUN(test_hostile_legacy_files);
     RUN(test_fifo_and_directory_refused);
     RUN(test_random_corruptions_never_crash);
+    RUN(test_cli_inspect_pt);
+    RUN(test_cli_convert_pt);
+    RUN(test_cli_forward_vae_from_pt_equals_safetensors);
     remove_tmp_dir();
     return test_summary();
 }

@@ -18,6 +18,7 @@
 #include "train/checkpoint.h"
 #include "train/ldm_step.h"
 #include "train/preview.h"
+#include "io/weights_file.h"
 
 static volatile sig_atomic_t stop_requested;
 static void on_signal(int sig) { stop_requested = sig; }
@@ -127,7 +128,7 @@ int cmd_train_ldm(int argc, char **argv)
     vit enc;
     bool have_enc = o.enc_ckpt && o.proj_coeff > 0;
     if (have_enc) {
-        safetensors *st = safetensors_open(o.enc_ckpt);
+        safetensors *st = weights_open(o.enc_ckpt);
         int size = data.ds.channels == 3 ? 224 * data.ds.height / 256 : data.ds.height;
         if (size < 14)
             size = data.ds.height;
