@@ -301,34 +301,63 @@ static void put16(buf *b, uint16_t v) { put8(b, (uint8_t)v), put8(b, (uint8_t)(v
 static void put32(buf *b, uint32_t v) { put16(b, (uint16_t)v), put16(b, (uint16_t)(v >> 16)); }
 static void puts_(buf *b, const char *s) { put(b, s, strlen(s)); }
 
-/* Writes a stored ZIP of n members to path. */
-static const char *write_zip(const char *name, int n, const char **names, const buf *datas)
+/* Writes a stored ZIP of n members to path.  zip64: every size and offset
+ * goes through ZIP64 extra fields and the ZIP64 end records, as for a file
+ * over 4 GB; the local headers carry a padding extra field the central
+ * directory does not have (torch aligns data to 64 bytes that way). */
+static const char *write_zip_ex(const char *name, int n, const char **names, const buf *datas, int zip64)
 {
     buf z = {0}, cd = {0};
     for (int i = 0; i < n; i++) {
         uint32_t crc = (uint32_t)crc32(0, datas[i].p ? datas[i].p : (const Bytef *)"", (uInt)datas[i].n);
-        uint32_t off = (uint32_t)z.n;
-        put32(&z, 0x04034b50), put16(&z, 20), put16(&z, 0), put16(&z, 0), put16(&z, 0), put16(&z, 0);
-        put32(&z, crc), put32(&z, (uint32_t)datas[i].n), put32(&z, (uint32_t)datas[i].n);
-        put16(&z, (uint16_t)strlen(names[i])), put16(&z, 0), puts_(&z, names[i]);
+        uint64_t off = z.n, sz = datas[i].n;
+        uint32_t sz32 = zip64 ? 0xffffffffu : (uint32_t)sz, off32 = zip64 ? 0xffffffffu : (uint32_t)off;
+        uint16_t nl = (uint16_t)strlen(names[i]), pad = (uint16_t)(i * 5 + 3);
+        put32(&z, 0x04034b50), put16(&z, zip64 ? 45 : 20), put16(&z, 0), put16(&z, 0), put16(&z, 0), put16(&z, 0);
+        put32(&z, crc), put32(&z, sz32), put32(&z, sz32);
+        put16(&z, nl), put16(&z, (uint16_t)((zip64 ? 20 : 0) + 4 + pad)), puts_(&z, names[i]);
+        if (zip64)
+            put16(&z, 1), put16(&z, 16), put32(&z, (uint32_t)sz), put32(&z, 0), put32(&z, (uint32_t)sz), put32(&z, 0);
+        put16(&z, 0x4246), put16(&z, pad); /* "FB": padding, like torch's */
+        for (int k = 0; k < pad; k++)
+            put8(&z, 'Z');
         if (datas[i].n)
             put(&z, datas[i].p, datas[i].n);
-        put32(&cd, 0x02014b50), put16(&cd, 20), put16(&cd, 20), put16(&cd, 0), put16(&cd, 0), put16(&cd, 0);
-        put16(&cd, 0), put32(&cd, crc), put32(&cd, (uint32_t)datas[i].n), put32(&cd, (uint32_t)datas[i].n);
-        put16(&cd, (uint16_t)strlen(names[i])), put16(&cd, 0), put16(&cd, 0), put16(&cd, 0), put16(&cd, 0);
-        put32(&cd, 0), put32(&cd, off), puts_(&cd, names[i]);
+        put32(&cd, 0x02014b50), put16(&cd, 45), put16(&cd, zip64 ? 45 : 20), put16(&cd, 0), put16(&cd, 0);
+        put16(&cd, 0), put16(&cd, 0), put32(&cd, crc), put32(&cd, sz32), put32(&cd, sz32);
+        put16(&cd, nl), put16(&cd, zip64 ? 28 : 0), put16(&cd, 0), put16(&cd, 0), put16(&cd, 0);
+        put32(&cd, 0), put32(&cd, off32), puts_(&cd, names[i]);
+        if (zip64) {
+            put16(&cd, 1), put16(&cd, 24);
+            put32(&cd, (uint32_t)sz), put32(&cd, 0), put32(&cd, (uint32_t)sz), put32(&cd, 0);
+            put32(&cd, (uint32_t)off), put32(&cd, (uint32_t)(off >> 32));
+        }
     }
-    uint32_t cd_off = (uint32_t)z.n;
+    uint64_t cd_off = z.n;
     put(&z, cd.p, cd.n);
-    put32(&z, 0x06054b50), put16(&z, 0), put16(&z, 0), put16(&z, (uint16_t)n), put16(&z, (uint16_t)n);
-    put32(&z, (uint32_t)cd.n), put32(&z, cd_off), put16(&z, 0);
+    if (zip64) {
+        uint64_t rec = z.n;
+        put32(&z, 0x06064b50), put32(&z, 44), put32(&z, 0), put16(&z, 45), put16(&z, 45), put32(&z, 0), put32(&z, 0);
+        put32(&z, (uint32_t)n), put32(&z, 0), put32(&z, (uint32_t)n), put32(&z, 0);
+        put32(&z, (uint32_t)cd.n), put32(&z, 0), put32(&z, (uint32_t)cd_off), put32(&z, 0);
+        put32(&z, 0x07064b50), put32(&z, 0), put32(&z, (uint32_t)rec), put32(&z, 0), put32(&z, 1);
+    }
+    put32(&z, 0x06054b50), put16(&z, 0), put16(&z, 0), put16(&z, zip64 ? 0xffff : (uint16_t)n);
+    put16(&z, zip64 ? 0xffff : (uint16_t)n);
+    put32(&z, zip64 ? 0xffffffffu : (uint32_t)cd.n), put32(&z, zip64 ? 0xffffffffu : (uint32_t)cd_off), put16(&z, 0);
     const char *path = tmp_path(name);
     write_bytes(path, z.p, z.n);
     free(z.p), free(cd.p);
     return path;
 }
 
+static const char *write_zip(const char *name, int n, const char **names, const buf *datas)
+{
+    return write_zip_ex(name, n, names, datas, 0);
+}
+
 /* A .pt whose data.pkl is `pkl` and whose storage "0" has `nbytes` bytes. */
+static int pt_zip64;
 static const char *write_pt(const char *name, const buf *pkl, size_t nbytes)
 {
     buf data[3] = {*pkl, {0}, {0}};
@@ -336,7 +365,7 @@ static const char *write_pt(const char *name, const buf *pkl, size_t nbytes)
         put8(&data[1], (uint8_t)(i * 7));
     puts_(&data[2], "3\n");
     const char *names[3] = {"arch/data.pkl", "arch/data/0", "arch/version"};
-    const char *p = write_zip(name, 3, names, data);
+    const char *p = write_zip_ex(name, 3, names, data, pt_zip64);
     free(data[1].p), free(data[2].p);
     return p;
 }
@@ -376,27 +405,28 @@ static buf tensor_pickle(int64_t numel, int64_t offset, int ndim, const int64_t 
 
 static void test_handmade_tensor_pickles(void)
 {
-    /* The good one first: a [2, 3] view with offset 2 and row stride 4 of 10 floats. */
-    buf g = tensor_pickle(10, 2, 2, (int64_t[]){2, 3}, (int64_t[]){4, 1});
-    const char *p = write_pt("good.pt", &g, 40);
-    safetensors *st = torch_file_open(p);
-    const st_tensor *t = safetensors_require(st, "w");
-    CHECK(t->ndim == 2 && t->shape[0] == 2 && t->shape[1] == 3, "hand-made tensor shape");
-    float got[6];
-    safetensors_read_f32(st, t, got);
-    const uint8_t *raw = st->data; /* the file: recompute the storage bytes as written */
-    (void)raw;
-    uint8_t want_bytes[40];
-    for (int i = 0; i < 40; i++)
-        want_bytes[i] = (uint8_t)(i * 7);
-    float all[10], want[6];
-    memcpy(all, want_bytes, 40);
-    for (int r = 0; r < 2; r++)
-        for (int c = 0; c < 3; c++)
-            want[r * 3 + c] = all[2 + r * 4 + c];
-    CHECK(memcmp(got, want, sizeof got) == 0, "hand-made strided view read wrongly");
-    safetensors_close(st);
-    free(g.p);
+    /* The good one first: a [2, 3] view with offset 2 and row stride 4 of 10
+     * floats, in a plain archive and in a ZIP64 one (padded local headers). */
+    for (pt_zip64 = 0; pt_zip64 < 2; pt_zip64++) {
+        buf g = tensor_pickle(10, 2, 2, (int64_t[]){2, 3}, (int64_t[]){4, 1});
+        const char *p = write_pt(pt_zip64 ? "good64.pt" : "good.pt", &g, 40);
+        safetensors *st = torch_file_open(p);
+        const st_tensor *t = safetensors_require(st, "w");
+        CHECK(t->ndim == 2 && t->shape[0] == 2 && t->shape[1] == 3, "hand-made tensor shape (zip64 %d)", pt_zip64);
+        float got[6], all[10], want[6];
+        safetensors_read_f32(st, t, got);
+        uint8_t want_bytes[40];
+        for (int i = 0; i < 40; i++)
+            want_bytes[i] = (uint8_t)(i * 7);
+        memcpy(all, want_bytes, 40);
+        for (int r = 0; r < 2; r++)
+            for (int c = 0; c < 3; c++)
+                want[r * 3 + c] = all[2 + r * 4 + c];
+        CHECK(memcmp(got, want, sizeof got) == 0, "hand-made strided view read wrongly (zip64 %d)", pt_zip64);
+        safetensors_close(st);
+        free(g.p);
+    }
+    pt_zip64 = 0;
 
     struct {
         const char *label;

@@ -9,6 +9,34 @@
 
 #include "core/error.h"
 
+#ifdef REPAE_FUZZ
+static struct {
+    void *map;
+    size_t size;
+} live[64];
+
+static void track(void *map, size_t size, int add)
+{
+    for (int i = 0; i < 64; i++)
+        if (add ? !live[i].map : live[i].map == map) {
+            live[i].map = add ? map : NULL;
+            live[i].size = size;
+            return;
+        }
+}
+
+void file_map_release_all(void)
+{
+    for (int i = 0; i < 64; i++)
+        if (live[i].map) {
+            munmap(live[i].map, live[i].size);
+            live[i].map = NULL;
+        }
+}
+#else
+#define track(map, size, add) ((void)0)
+#endif
+
 file_map file_map_open(const char *path)
 {
     /* O_NONBLOCK: opening a FIFO without a writer would otherwise block in
@@ -33,6 +61,7 @@ file_map file_map_open(const char *path)
         if (m.map == MAP_FAILED)
             die("cannot map '%s': %s", path, strerror(errno));
         m.data = m.map;
+        track(m.map, m.size, 1);
     }
     close(fd);
     return m;
@@ -40,8 +69,10 @@ file_map file_map_open(const char *path)
 
 void file_map_close(file_map *m)
 {
-    if (m->map)
+    if (m->map) {
+        track(m->map, m->size, 0);
         munmap(m->map, m->size);
+    }
     m->map = NULL;
     m->size = 0;
 }

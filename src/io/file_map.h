@@ -27,4 +27,10 @@ typedef struct file_map {
 file_map file_map_open(const char *path);
 void file_map_close(file_map *m);
 
+#ifdef REPAE_FUZZ
+/* Fuzz builds only: unmaps every mapping still open (die() longjmps out of a
+ * reader there instead of exiting, abandoning its mapping). */
+void file_map_release_all(void);
+#endif
+
 #endif

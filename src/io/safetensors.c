@@ -322,8 +322,8 @@ void safetensors_close(safetensors *st)
     free(st->globals);
     if (st->ext_free)
         st->ext_free(st->ext);
-    if (st->map)
-        munmap(st->map, st->map_size);
+    file_map fm = {st->map, st->map_size, st->map};
+    file_map_close(&fm);
     free(st->path);
     free(st);
 }
@@ -439,7 +439,6 @@ void safetensors_load_f32(const safetensors *st, const char *name, int ndim, con
 float *safetensors_get_f32(const safetensors *st, const char *name, int *ndim, int64_t *shape)
 {
     const st_tensor *t = safetensors_require(st, name);
-    require_float(st, t);
     float *dst = xmalloc((size_t)t->numel * sizeof(float));
     safetensors_read_f32(st, t, dst);
     if (ndim)
@@ -463,6 +462,8 @@ typedef struct st_pending {
 struct st_writer {
     int n, cap;
     st_pending *items;
+    int *index; /* name hash over items (index + 1), for a linear duplicate check */
+    size_t index_mask;
     int n_meta;
     st_meta_entry *meta;
 };
@@ -475,9 +476,23 @@ void st_writer_add(st_writer *w, const char *name, st_dtype dtype, int ndim, con
         die("internal: tensor '%s' has %d dimensions (at most %d)", name, ndim, ST_MAX_DIMS);
     if (strcmp(name, "__metadata__") == 0)
         die("internal: '__metadata__' is not a valid tensor name");
-    for (int i = 0; i < w->n; i++)
-        if (strcmp(w->items[i].name, name) == 0)
+    if ((size_t)(w->n + 1) * 2 > (w->index ? w->index_mask + 1 : 0)) { /* grow and rehash */
+        size_t cap = w->index ? 2 * (w->index_mask + 1) : 64;
+        free(w->index);
+        w->index = xcalloc(cap, sizeof(int));
+        w->index_mask = cap - 1;
+        for (int i = 0; i < w->n; i++) {
+            size_t h = (size_t)name_hash(w->items[i].name) & w->index_mask;
+            while (w->index[h])
+                h = (h + 1) & w->index_mask;
+            w->index[h] = i + 1;
+        }
+    }
+    size_t h = (size_t)name_hash(name) & w->index_mask;
+    for (; w->index[h]; h = (h + 1) & w->index_mask)
+        if (strcmp(w->items[w->index[h] - 1].name, name) == 0)
             die("internal: tensor '%s' added twice to a safetensors writer", name);
+    w->index[h] = w->n + 1;
     if (w->n == w->cap) {
         w->cap = w->cap ? 2 * w->cap : 16;
         w->items = xrealloc(w->items, (size_t)w->cap * sizeof(st_pending));
@@ -576,6 +591,7 @@ void st_writer_free(st_writer *w)
     }
     free(w->items);
     free(w->meta);
+    free(w->index);
     free(w);
 }
 

@@ -102,7 +102,7 @@ void safetensors_read_i64(const safetensors *st, const st_tensor *t, int64_t *ds
  * BOOL tensor under a weight's name is a wrong file, not something to cast;
  * only a BatchNorm num_batches_tracked may be I64/I32, as torch stores it). */
 void safetensors_load_f32(const safetensors *st, const char *name, int ndim, const int64_t *shape, float *dst);
-/* Finds `name` and returns a malloc'd f32 copy (float dtypes only, as load); shape/ndim are reported. */
+/* Finds `name` and returns a malloc'd f32 copy (any dtype, as read_f32); shape/ndim are reported. */
 float *safetensors_get_f32(const safetensors *st, const char *name, int *ndim, int64_t *shape);
 
 const char *st_dtype_name(st_dtype d);
