@@ -26,6 +26,7 @@
 #include "core/error.h"
 #include "io/file_map.h"
 #include "io/safetensors.h"
+#include "io/torch_file.h"
 #include "io/weights_file.h"
 
 extern void (*die_fuzz_handler)(const char *message); /* src/core/error.c, REPAE_FUZZ builds */
@@ -41,10 +42,8 @@ static void on_die(const char *message)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (!fuzz_path[0]) {
+    if (!fuzz_path[0]) /* die() prints nothing in fuzz builds: the handler runs first */
         snprintf(fuzz_path, sizeof fuzz_path, "/tmp/repae-fuzz-pt-%d.pt", (int)getpid());
-        freopen("/dev/null", "w", stderr); /* die() messages: millions of them */
-    }
     FILE *f = fopen(fuzz_path, "wb");
     if (!f)
         abort();
@@ -74,7 +73,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(buf);
     if (st)
         safetensors_close(st);
-    file_map_release_all(); /* what a die() inside the reader left mapped */
+    torch_file_fuzz_release(); /* what a die() inside the reader abandoned */
+    file_map_release_all();
     die_fuzz_handler = NULL;
     return 0;
 }

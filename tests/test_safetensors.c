@@ -326,6 +326,23 @@ static void test_half_converters_all_bit_patterns(void)
     CHECK(f32_to_f16(0x1p-25f) == 0x0000, "2^-25 is a tie and rounds to 0");
     CHECK(f32_to_f16(0x1.000002p-25f) == 0x0001, "just above 2^-25 rounds to the smallest subnormal");
     CHECK(f32_to_f16(-0.0f) == 0x8000, "-0 keeps its sign");
+    /* The integer conversion against the hardware on 4M random floats (every
+     * exponent, so rounding, subnormals, overflow and ties are all hit). */
+    rng r = rng_new(1234, 7);
+    int badhw = 0;
+    for (int k = 0; k < (1 << 22); k++) {
+        uint32_t bits = (uint32_t)rng_below(&r, 1u << 31) << 1 | (uint32_t)rng_below(&r, 2);
+        float f;
+        memcpy(&f, &bits, 4);
+        if (isnan(f))
+            continue;
+        _Float16 hw = (_Float16)f;
+        uint16_t want;
+        memcpy(&want, &hw, 2);
+        if (f32_to_f16(f) != want && badhw++ < 3)
+            CHECK(0, "f32_to_f16(%a) = 0x%04x, hardware 0x%04x", f, f32_to_f16(f), want);
+    }
+    CHECK(badhw == 0, "%d of 4M random floats convert differently from the hardware", badhw);
 }
 
 /* ---- accessors that die ------------------------------------------------------ */

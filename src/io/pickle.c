@@ -11,7 +11,7 @@
 
 /* ---- arena: every node of every pickle loaded through it ------------------ */
 
-#define BLOCK_NODES 4096
+#define BLOCK_NODES 256 /* small: most pickles besides data.pkl are tiny */
 
 struct pk_arena {
     pk_value **blocks;

@@ -59,6 +59,7 @@ typedef struct loader {
     int cap_tensors, cap_meta;
     long long visits, max_visits;
     uint64_t materialised, materialise_limit;
+    char *name; /* the walk's dotted-name buffer */
 } loader;
 
 static const struct {
@@ -604,6 +605,36 @@ static const pk_value *open_legacy(loader *L, char *what, size_t what_size)
     return obj;
 }
 
+static void loader_free(loader *L)
+{
+    pk_arena_free(L->arena);
+    for (int i = 0; i < L->n_storages; i++)
+        free(L->storages[i].key);
+    free(L->storages);
+    free(L->hash);
+    if (L->prefix && L->prefix[0])
+        free((char *)L->prefix);
+    free(L->name);
+    free(L);
+}
+
+#ifdef REPAE_FUZZ
+/* Fuzz builds: what an open abandoned when die() longjmped out of it. */
+static loader *fuzz_loader;
+
+void torch_file_fuzz_release(void)
+{
+    if (!fuzz_loader)
+        return;
+    safetensors_close(fuzz_loader->st); /* the partial view: its tensors, metadata, mapping */
+    loader_free(fuzz_loader);
+    fuzz_loader = NULL;
+}
+#define FUZZ_TRACK(L) (fuzz_loader = (L))
+#else
+#define FUZZ_TRACK(L) ((void)0)
+#endif
+
 safetensors *torch_file_open_map(const char *path, file_map fm)
 {
     torch_kind kind = torch_file_sniff(fm.data, fm.size);
@@ -618,33 +649,28 @@ safetensors *torch_file_open_map(const char *path, file_map fm)
     st->ext_free = free_state;
     st->verify = kind == TORCH_ZIP ? verify_tensor : NULL;
     st->data = fm.data;
-    loader L = {.path = st->path, .st = st, .ps = ps, .arena = pk_arena_new(), .prefix = ""};
-    L.materialise_limit = 2 * (uint64_t)fm.size + TORCH_MATERIALISE_SLACK;
+    loader *L = xcalloc(1, sizeof *L); /* on the heap: a fuzz build frees it after a die() */
+    *L = (loader){.path = st->path, .st = st, .ps = ps, .arena = pk_arena_new(), .prefix = ""};
+    FUZZ_TRACK(L);
+    L->materialise_limit = 2 * (uint64_t)fm.size + TORCH_MATERIALISE_SLACK;
     char what[1200];
-    const pk_value *root = kind == TORCH_ZIP ? open_zip(&L, what, sizeof what) : open_legacy(&L, what, sizeof what);
-    L.max_visits = 4 * pk_arena_count(L.arena) + 1000;
-    char *name = xmalloc(4096);
-    name[0] = 0;
-    walk(&L, root, name, 0, 0);
-    free(name);
+    const pk_value *root = kind == TORCH_ZIP ? open_zip(L, what, sizeof what) : open_legacy(L, what, sizeof what);
+    L->max_visits = 4 * pk_arena_count(L->arena) + 1000;
+    L->name = xcalloc(4096, 1);
+    walk(L, root, L->name, 0, 0);
     safetensors_build_index(st);
     /* The globals, for inspect. */
     size_t glen = 1;
-    for (int i = 0; i < pk_arena_n_globals(L.arena); i++)
-        glen += strlen(pk_arena_global(L.arena, i)) + 1;
+    for (int i = 0; i < pk_arena_n_globals(L->arena); i++)
+        glen += strlen(pk_arena_global(L->arena, i)) + 1;
     st->globals = xcalloc(glen, 1);
-    for (int i = 0; i < pk_arena_n_globals(L.arena); i++) {
+    for (int i = 0; i < pk_arena_n_globals(L->arena); i++) {
         if (i)
             strcat(st->globals, " ");
-        strcat(st->globals, pk_arena_global(L.arena, i));
+        strcat(st->globals, pk_arena_global(L->arena, i));
     }
-    pk_arena_free(L.arena);
-    for (int i = 0; i < L.n_storages; i++)
-        free(L.storages[i].key);
-    free(L.storages);
-    free(L.hash);
-    if (kind == TORCH_ZIP)
-        free((char *)L.prefix);
+    FUZZ_TRACK(NULL);
+    loader_free(L);
     return st;
 }
 

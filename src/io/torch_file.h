@@ -55,6 +55,11 @@ safetensors *torch_file_open(const char *path);
 /* Same, on a mapping the caller made (ownership passes to the result). */
 safetensors *torch_file_open_map(const char *path, file_map fm);
 
+#ifdef REPAE_FUZZ
+/* Fuzz builds only: frees what an open abandoned when die() longjmped out. */
+void torch_file_fuzz_release(void);
+#endif
+
 /* Limit on the bytes copied out for non-contiguous tensors: twice the file
  * plus 64 MiB (views with zero strides could otherwise ask for terabytes). */
 #define TORCH_MATERIALISE_SLACK (64ull << 20)
