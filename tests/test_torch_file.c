@@ -836,6 +836,37 @@ static void test_cli_forward_vae_from_pt_equals_safetensors(void)
     CHECK(rc == 1 && strstr(err_buf, "a bare Python pickle"), "bare pickle as weights: %s", err_buf);
 }
 
+/* repae sample --ckpt CHECKPOINT.pt --latents-stats STATS.pt: the same images
+ * as from the safetensors copy (EMA SiT, VAE and args all from the .pt). */
+static void test_cli_sample_from_pt_equals_safetensors(void)
+{
+    if (!have_repae())
+        return;
+    const char *ck[2] = {FIX "pt_checkpoint.pt", FIX "pt_checkpoint_ref.safetensors"}, *names[2] = {"s_pt", "s_st"};
+    char npz[2][600];
+    for (int k = 0; k < 2; k++) {
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd,
+                 "'%%s' sample --ckpt '%s' --latents-stats '%%s' --num-samples 3 --num-steps 3 --sample-dir '%%s' "
+                 "--name %s --no-png%%s",
+                 ck[k], names[k]);
+        int rc = run(cmd, FIX "pt_latents_stats.pt", tmp_dir, "");
+        CHECK(rc == 0, "sample --ckpt %s: status %d, %s", ck[k], rc, err_buf);
+        snprintf(npz[k], sizeof npz[k], "%s/%s.npz", tmp_dir, names[k]);
+    }
+    size_t na = 0, nb = 0;
+    char *a = access(npz[0], R_OK) == 0 ? read_file_all(npz[0], &na) : NULL;
+    char *b = access(npz[1], R_OK) == 0 ? read_file_all(npz[1], &nb) : NULL;
+    CHECK(a && b && na == nb && na > 100 && !memcmp(a, b, na), "samples from the .pt differ from the safetensors run");
+    free(a), free(b);
+    unlink(npz[0]), unlink(npz[1]);
+    char lab[600];
+    for (int k = 0; k < 2; k++) {
+        snprintf(lab, sizeof lab, "%s/%s-labels.txt", tmp_dir, names[k]);
+        unlink(lab);
+    }
+}
+
 int main(void)
 {
     strcpy(tmp_dir, "/tmp/repae-test-pt-XXXXXX");
@@ -857,6 +888,7 @@ int main(void)
     RUN(test_cli_inspect_pt);
     RUN(test_cli_convert_pt);
     RUN(test_cli_forward_vae_from_pt_equals_safetensors);
+    RUN(test_cli_sample_from_pt_equals_safetensors);
     remove_tmp_dir();
     return test_summary();
 }
