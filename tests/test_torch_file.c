@@ -382,12 +382,16 @@ static void pk_int(buf *b, int64_t v)
     }
 }
 
-/* {"w": _rebuild_tensor_v2(storage("0", FloatStorage, numel), offset, size, stride, False, OrderedDict())} */
+/* {"w": _rebuild_tensor_v2(storage("0", FloatStorage, numel), offset, size, stride, False, OrderedDict())},
+ * wrapped `wraps` times in torch._utils._rebuild_parameter(..., False, OrderedDict()). */
+static int param_wraps;
 static buf tensor_pickle(int64_t numel, int64_t offset, int ndim, const int64_t *size, const int64_t *stride)
 {
     buf b = {0};
     put8(&b, 0x80), put8(&b, 2), put8(&b, '}'), put8(&b, '(');
     pk_str(&b, "w");
+    for (int i = 0; i < param_wraps; i++)
+        puts_(&b, "ctorch._utils\n_rebuild_parameter\n(");
     puts_(&b, "ctorch._utils\n_rebuild_tensor_v2\n(");
     put8(&b, '('), pk_str(&b, "storage"), puts_(&b, "ctorch\nFloatStorage\n"), pk_str(&b, "0"), pk_str(&b, "cpu");
     pk_int(&b, numel), put8(&b, 't'), put8(&b, 'Q');
@@ -399,7 +403,10 @@ static buf tensor_pickle(int64_t numel, int64_t offset, int ndim, const int64_t 
     for (int d = 0; d < ndim; d++)
         pk_int(&b, stride[d]);
     put8(&b, 't'), put8(&b, 0x89), puts_(&b, "ccollections\nOrderedDict\n)R");
-    put8(&b, 't'), put8(&b, 'R'), put8(&b, 'u'), put8(&b, '.');
+    put8(&b, 't'), put8(&b, 'R');
+    for (int i = 0; i < param_wraps; i++)
+        put8(&b, 0x89), puts_(&b, "ccollections\nOrderedDict\n)Rt"), put8(&b, 'R');
+    put8(&b, 'u'), put8(&b, '.');
     return b;
 }
 
@@ -427,6 +434,19 @@ static void test_handmade_tensor_pickles(void)
         free(g.p);
     }
     pt_zip64 = 0;
+    /* An nn.Parameter (one wrap) loads; a chain of 60,000 wraps is refused
+     * cleanly (it would have been a deep recursion). */
+    param_wraps = 1;
+    buf g = tensor_pickle(10, 0, 1, (int64_t[]){10}, (int64_t[]){1});
+    safetensors *st = torch_file_open(write_pt("param.pt", &g, 40));
+    CHECK(safetensors_find(st, "w") && safetensors_find(st, "w")->numel == 10, "a Parameter should load as its tensor");
+    safetensors_close(st);
+    free(g.p);
+    param_wraps = 60000;
+    g = tensor_pickle(10, 0, 1, (int64_t[]){10}, (int64_t[]){1});
+    expect_bad("60,000 nested Parameters", write_pt("params.pt", &g, 40), "unexpected arguments");
+    free(g.p);
+    param_wraps = 0;
 
     struct {
         const char *label;

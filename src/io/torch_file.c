@@ -332,11 +332,16 @@ static void make_tensor(loader *L, const char *name, const pk_value *call)
 {
     const pk_value *args = call->args;
     const char *fn = call->func->s;
-    if (!strcmp(fn, "torch._utils._rebuild_parameter") || !strcmp(fn, "torch._utils._rebuild_parameter_with_state")) {
-        if (args->n < 3 || args->items[0]->kind != PK_CALL)
+    /* A Parameter wraps its tensor (once; a loop, not a recursion: a hostile
+     * file could chain a million of them). */
+    for (int wraps = 0; !strcmp(fn, "torch._utils._rebuild_parameter") ||
+                        !strcmp(fn, "torch._utils._rebuild_parameter_with_state");
+         wraps++) {
+        if (wraps == 4 || args->n < 3 || args->items[0]->kind != PK_CALL)
             die("'%s': '%s': unexpected arguments to %s", L->path, name, fn);
-        make_tensor(L, name, args->items[0]);
-        return;
+        call = args->items[0];
+        args = call->args;
+        fn = call->func->s;
     }
     int v2 = !strcmp(fn, "torch._utils._rebuild_tensor_v2");
     if (!(v2 || !strcmp(fn, "torch._utils._rebuild_tensor")) || args->n < 4 || (!v2 && args->n != 4))
