@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/error.h"
@@ -325,6 +326,23 @@ static void test_half_converters_all_bit_patterns(void)
     CHECK(f32_to_f16(0x1p-25f) == 0x0000, "2^-25 is a tie and rounds to 0");
     CHECK(f32_to_f16(0x1.000002p-25f) == 0x0001, "just above 2^-25 rounds to the smallest subnormal");
     CHECK(f32_to_f16(-0.0f) == 0x8000, "-0 keeps its sign");
+    /* The integer conversion against the hardware on 4M random floats (every
+     * exponent, so rounding, subnormals, overflow and ties are all hit). */
+    rng r = rng_new(1234, 7);
+    int badhw = 0;
+    for (int k = 0; k < (1 << 22); k++) {
+        uint32_t bits = (uint32_t)rng_below(&r, 1u << 31) << 1 | (uint32_t)rng_below(&r, 2);
+        float f;
+        memcpy(&f, &bits, 4);
+        if (isnan(f))
+            continue;
+        _Float16 hw = (_Float16)f;
+        uint16_t want;
+        memcpy(&want, &hw, 2);
+        if (f32_to_f16(f) != want && badhw++ < 3)
+            CHECK(0, "f32_to_f16(%a) = 0x%04x, hardware 0x%04x", f, f32_to_f16(f), want);
+    }
+    CHECK(badhw == 0, "%d of 4M random floats convert differently from the hardware", badhw);
 }
 
 /* ---- accessors that die ------------------------------------------------------ */
@@ -619,6 +637,139 @@ static void test_corrupted_files_never_crash(void)
     free(orig), free(buf);
 }
 
+/* ---- issue 12: many tensors, strict names, integer weights, FIFOs ------------- */
+
+/* 80,000 tensors (a header of ~5 MB): the parse used to compare every name
+ * with every earlier one (quadratic, 20 s); now duplicates go through a hash
+ * index, so opening and finding are linear.  Not a timed test: it has to
+ * finish, and TEST_VERBOSE prints the time. */
+static void test_many_tensors_open_in_linear_time(void)
+{
+    enum { N = 80000 };
+    size_t cap = (size_t)N * 80 + 64, len = 0;
+    char *h = xmalloc(cap);
+    len += (size_t)snprintf(h + len, cap - len, "{");
+    for (int i = 0; i < N; i++)
+        len += (size_t)snprintf(h + len, cap - len, "%s\"layer.%05d.w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[%d,%d]}",
+                                i ? "," : "", N - 1 - i, 4 * i, 4 * i + 4);
+    len += (size_t)snprintf(h + len, cap - len, "}");
+    float *data = xmalloc((size_t)N * 4);
+    for (int i = 0; i < N; i++)
+        data[i] = (float)i;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    safetensors *st = safetensors_open(write_st("many.safetensors", h, data, (size_t)N * 4));
+    int found = 0;
+    for (int i = 0; i < N; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "layer.%05d.w", i);
+        const st_tensor *t = safetensors_find(st, name);
+        float v = -1;
+        if (t)
+            safetensors_read_f32(st, t, &v);
+        found += v == (float)(N - 1 - i);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    CHECK(st->n_tensors == N && found == N, "%d tensors, %d found with the right value", st->n_tensors, found);
+    safetensors_close(st);
+    /* The writer's duplicate check is linear too. */
+    st_writer *w = st_writer_new();
+    char (*names)[32] = xmalloc((size_t)N * 32);
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], 32, "w%d", i);
+        st_writer_add_f32(w, names[i], 1, (int64_t[]){1}, data + i);
+    }
+    const char *p = tmp_path("many_written.safetensors");
+    st_writer_save(w, p);
+    st_writer_free(w);
+    st = safetensors_open(p);
+    CHECK(st->n_tensors == N, "writer round trip of %d tensors: %d", N, st->n_tensors);
+    safetensors_close(st);
+    struct timespec t2;
+    clock_gettime(CLOCK_MONOTONIC, &t2);
+    if (getenv("TEST_VERBOSE"))
+        printf("       80,000 tensors: open + 80,000 finds %.3f s, write + reopen %.3f s\n",
+               (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec),
+               (double)(t2.tv_sec - t1.tv_sec) + 1e-9 * (double)(t2.tv_nsec - t1.tv_nsec));
+    free(names), free(data), free(h);
+}
+
+static void test_names_must_be_strict_utf8_without_controls(void)
+{
+    expect_bad_file("escaped control character in a name",
+                    write_st("name_ctl.safetensors", "{\"a\\u0001b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", NULL, 4),
+                    "control characters");
+    expect_bad_file("raw control character in a name",
+                    write_st("name_raw.safetensors", "{\"a\x01" "b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", NULL, 4),
+                    "raw control character (0x01)");
+    expect_bad_file("tab in a name", write_st("name_tab.safetensors", "{\"a\tb\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", NULL, 4),
+                    "raw control character (0x09)");
+    expect_bad_file("invalid UTF-8 in a name",
+                    write_st("name_utf8.safetensors", "{\"a\xff" "b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", NULL, 4),
+                    "not valid UTF-8");
+    expect_bad_file("overlong UTF-8", write_st("name_overlong.safetensors", "{\"a\xc0\xaf\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", NULL, 4),
+                    "not valid UTF-8");
+    expect_bad_file("NUL escape in a name (would truncate it)",
+                    write_st("name_nul.safetensors", "{\"a\\u0000b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", NULL, 4),
+                    "\\u0000 escape");
+    expect_bad_file("DEL in a name", write_st("name_del.safetensors", "{\"a\\u007fb\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", NULL, 4),
+                    "control characters");
+    expect_bad_file("empty name", write_st("name_empty.safetensors", "{\"\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", NULL, 4),
+                    "empty or has control characters");
+    /* Valid non-ASCII names and escaped newlines in metadata values stay fine. */
+    safetensors *st = safetensors_open(write_st("name_ok.safetensors",
+        "{\"__metadata__\":{\"note\":\"two\\nlines\"},\"gewicht_\xc3\xbc\\u00e9\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
+        NULL, 4));
+    CHECK(safetensors_find(st, "gewicht_\xc3\xbc\xc3\xa9") != NULL, "a UTF-8 name (raw and escaped) should be accepted");
+    CHECK(!strcmp(safetensors_meta(st, "note"), "two\nlines"), "an escaped newline in metadata should be accepted");
+    safetensors_close(st);
+}
+
+static const char *int_weights_path;
+
+static void child_load_bool_weight(void *ctx)
+{
+    safetensors *st = safetensors_open(int_weights_path);
+    float buf[4];
+    safetensors_load_f32(st, (const char *)ctx, 1, (int64_t[]){4}, buf);
+}
+
+static void test_integer_tensors_are_not_float_weights(void)
+{
+    st_writer *w = st_writer_new();
+    uint8_t b[4] = {1, 0, 1, 1};
+    int8_t c[4] = {-1, 2, 3, 4};
+    int64_t nbt = 7;
+    float f[4] = {1, 2, 3, 4};
+    st_writer_add(w, "mask", ST_BOOL, 1, (int64_t[]){4}, b);
+    st_writer_add(w, "q", ST_I8, 1, (int64_t[]){4}, c);
+    st_writer_add(w, "idx", ST_I64, 1, (int64_t[]){4}, (int64_t[]){1, 2, 3, 4});
+    st_writer_add(w, "bn.num_batches_tracked", ST_I64, 0, NULL, &nbt);
+    st_writer_add_f32(w, "f", 1, (int64_t[]){4}, f);
+    int_weights_path = tmp_path("int_weights.safetensors");
+    st_writer_save(w, int_weights_path);
+    st_writer_free(w);
+    expect_die("BOOL as a weight", child_load_bool_weight, "mask", "has dtype BOOL where a floating-point weight");
+    expect_die("I8 as a weight", child_load_bool_weight, "q", "has dtype I8 where a floating-point weight");
+    expect_die("I64 as a weight", child_load_bool_weight, "idx", "has dtype I64 where a floating-point weight");
+    safetensors *st = safetensors_open(int_weights_path);
+    float v = 0, g[4];
+    safetensors_load_f32(st, "bn.num_batches_tracked", 0, NULL, &v);
+    CHECK(v == 7, "num_batches_tracked (I64, as torch stores it) should load as a weight: %g", v);
+    safetensors_load_f32(st, "f", 1, (int64_t[]){4}, g);
+    CHECK(g[3] == 4, "F32 weight");
+    safetensors_read_f32(st, safetensors_require(st, "mask"), g); /* an explicit conversion stays possible */
+    CHECK(g[0] == 1 && g[1] == 0, "read_f32 of BOOL");
+    safetensors_close(st);
+}
+
+static void test_fifo_is_refused_without_blocking(void)
+{
+    const char *p = tmp_path("fifo.safetensors");
+    CHECK(mkfifo(p, 0600) == 0, "mkfifo");
+    expect_bad_file("a FIFO", p, "not a regular file (a FIFO)");
+}
+
 /* ---- repae inspect ------------------------------------------------------------ */
 
 static char repae_bin[256];
@@ -771,6 +922,10 @@ int main(void)
     RUN(test_bad_headers_die_with_clear_messages);
     RUN(test_bad_framing_dies_with_clear_messages);
     RUN(test_corrupted_files_never_crash);
+    RUN(test_many_tensors_open_in_linear_time);
+    RUN(test_names_must_be_strict_utf8_without_controls);
+    RUN(test_integer_tensors_are_not_float_weights);
+    RUN(test_fifo_is_refused_without_blocking);
     RUN(test_inspect_good_file);
     RUN(test_inspect_bad_files_exit_1);
     remove_tmp_dir();

@@ -22,6 +22,7 @@
 #include "models/vae.h"
 #include "train/checkpoint.h"
 #include "train/vae_trainer.h"
+#include "io/weights_file.h"
 
 static const char *usage =
     "usage: repae export-vae --checkpoint CKPT --output NAME [options]\n"
@@ -54,7 +55,7 @@ static int norm_groups_of(const safetensors *st, const char **from)
         const cJSON *kind = cJSON_GetObjectItemCaseSensitive(a, "vae");
         const cJSON *ng = cJSON_GetObjectItemCaseSensitive(a, "vae_norm_groups");
         if (cJSON_IsString(ck) && access(ck->valuestring, R_OK) == 0) {
-            safetensors *src = safetensors_open(ck->valuestring);
+            safetensors *src = weights_open(ck->valuestring);
             if (vae_config_detect(src, "", &c) == 0) {
                 groups = c.norm_groups;
                 *from = "the run's --vae-ckpt file";
@@ -129,7 +130,7 @@ int cmd_export_vae(int argc, char **argv)
     if (!output || !*output)
         die("export-vae: --output is required (see 'repae export-vae --help')");
 
-    safetensors *st = safetensors_open(ckpt);
+    safetensors *st = weights_open(ckpt);
     const char *fmt = safetensors_meta(st, "format");
     if (fmt && !strcmp(fmt, VAE_CHECKPOINT_FORMAT))
         die("export-vae: '%s' is a train-vae checkpoint: it has no latent BatchNorm; train-vae itself writes "

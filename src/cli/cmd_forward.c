@@ -17,6 +17,7 @@
 #include "models/sit.h"
 #include "models/vae.h"
 #include "models/vit.h"
+#include "io/weights_file.h"
 
 static const char *usage =
     "usage: repae forward --model vae|sit|vit --weights W.safetensors --input IN.safetensors\n"
@@ -408,7 +409,7 @@ int cmd_forward(int argc, char **argv)
         die("forward: unexpected argument '%s' (see 'repae forward --help')", argv[1]);
     if (!o.model || !o.weights || !o.input || !o.output)
         die("forward: --model, --weights, --input and --output are required (see 'repae forward --help')");
-    safetensors *st = safetensors_open(o.weights);
+    safetensors *st = weights_open(o.weights);
     safetensors *in = safetensors_open(o.input);
     cJSON *j = mf_metadata_json(st);
     outputs out = {.w = st_writer_new()};

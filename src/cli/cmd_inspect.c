@@ -21,11 +21,16 @@
 #include "models/sit.h"
 #include "models/vae.h"
 #include "models/vit.h"
+#include "io/weights_file.h"
 
 static const char *help =
-    "usage: repae inspect FILE.safetensors [--heads N]\n"
+    "usage: repae inspect FILE [--heads N]\n"
     "       repae inspect --arch NAME [options]\n"
     "\n"
+    "FILE: safetensors, or a PyTorch .pt/.pth (zip or legacy format, recognised by\n"
+    "content; read without Python: nested dicts become dotted names, non-tensor\n"
+    "values such as a pickled argparse.Namespace `args` become metadata, and the\n"
+    "pickle's globals are listed).\n"
     "With a FILE: lists every tensor (name, dtype, shape, element count), the total\n"
     "number of elements and the file's __metadata__ entries, then the models it\n"
     "recognises by their keys, at the top level or under a prefix (model., ema.,\n"
@@ -382,6 +387,11 @@ static void list_models(const safetensors *st, int heads)
 
 /* ------------------------------------------------------------------ entry */
 
+static int cmp_tensor_name(const void *a, const void *b)
+{
+    return strcmp((*(const st_tensor *const *)a)->name, (*(const st_tensor *const *)b)->name);
+}
+
 int cmd_inspect(int argc, char **argv)
 {
     inspect_options o;
@@ -411,24 +421,22 @@ int cmd_inspect(int argc, char **argv)
         die("inspect: expected exactly one FILE argument%s", rest > 2 ? " (got several)" : "");
     }
     const char *path = argv[1];
-    safetensors *st = safetensors_open(path);
-    /* Sorted by name reads better than by offset. */
+    safetensors *st = weights_open(path);
+    /* Sorted by name reads better than by offset (qsort: files with 100,000 tensors exist). */
     int n = st->n_tensors;
     const st_tensor **order = xmalloc((size_t)(n ? n : 1) * sizeof *order);
     for (int i = 0; i < n; i++)
         order[i] = &st->tensors[i];
-    for (int i = 1; i < n; i++)
-        for (int j = i; j > 0 && strcmp(order[j - 1]->name, order[j]->name) > 0; j--) {
-            const st_tensor *t = order[j];
-            order[j] = order[j - 1];
-            order[j - 1] = t;
-        }
+    qsort(order, (size_t)n, sizeof *order, cmp_tensor_name);
     int64_t total = 0;
     size_t width = 4;
     for (int i = 0; i < n; i++)
         if (strlen(order[i]->name) > width)
             width = strlen(order[i]->name);
     printf("%s: %d tensors\n", path, n);
+    if (strcmp(st->format, "safetensors") != 0)
+        printf("format: %s%s%s\n", st->format, st->globals ? "; pickle globals: " : "",
+               st->globals ? st->globals : "");
     for (int i = 0; i < n; i++) {
         char shape[160];
         printf("  %-*s  %-4s  %-20s  %" PRId64 "\n", (int)width, order[i]->name, st_dtype_name(order[i]->dtype),

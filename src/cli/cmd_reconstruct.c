@@ -36,6 +36,7 @@
 #include "eval/image_metrics.h"
 #include "io/image.h"
 #include "models/vae.h"
+#include "io/weights_file.h"
 
 static const char *usage =
     "usage: repae reconstruct --vae-ckpt V.safetensors [options]\n"
@@ -85,7 +86,7 @@ static int recon_options_table(recon_options *o, option_spec *opts)
 static const char *load_vae(const recon_options *o, vae *v)
 {
     static const char *const pre[] = {"", "vae.", NULL};
-    safetensors *st = safetensors_open(o->vae_ckpt);
+    safetensors *st = weights_open(o->vae_ckpt);
     const char *prefix = mf_find_prefix(st, "encoder.conv_in.weight", pre);
     if (!prefix)
         die("--vae-ckpt '%s': no VAE encoder in this file (no encoder.conv_in.weight or vae.encoder.conv_in.weight)",

@@ -36,6 +36,7 @@
 #include "io/image.h"
 #include "io/npz.h"
 #include "io/safetensors.h"
+#include "io/weights_file.h"
 
 #define BALANCED_STREAM (0x42414C4Eull << 32) /* "BALN": the --balanced shuffle */
 
@@ -268,7 +269,7 @@ int cmd_sample(int argc, char **argv)
     bool ema = o.use_ema && !o.no_ema;
 
     /* ---- models ---- */
-    safetensors *st = safetensors_open(o.ckpt);
+    safetensors *st = weights_open(o.ckpt);
     cJSON *args = mf_metadata_json(st);
     bool is_ckpt = mf_is_checkpoint(st);
     const char *sit_prefix;
@@ -316,7 +317,7 @@ int cmd_sample(int argc, char **argv)
                 o.ckpt, vae_path);
     }
     if (vae_path) {
-        safetensors *vs = safetensors_open(vae_path);
+        safetensors *vs = weights_open(vae_path);
         const char *pre[] = {"", "vae.", NULL};
         const char *vp = mf_find_prefix(vs, "encoder.conv_in.weight", pre);
         if (!vp)

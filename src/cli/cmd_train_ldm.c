@@ -14,6 +14,7 @@
 #include "core/options.h"
 #include "data/latent_cache.h"
 #include "data/loader.h"
+#include "io/weights_file.h"
 #include "train/checkpoint.h"
 #include "train/ldm_step.h"
 #include "train/preview.h"
@@ -192,7 +193,7 @@ int cmd_train_ldm(int argc, char **argv)
     vit enc;
     bool have_enc = o.enc_ckpt && o.proj_coeff > 0;
     if (have_enc) {
-        safetensors *st = safetensors_open(o.enc_ckpt);
+        safetensors *st = weights_open(o.enc_ckpt);
         int size = data.ds.channels == 3 ? 224 * data.ds.height / 256 : data.ds.height;
         if (size < 14)
             size = data.ds.height;

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "io/safetensors.h"
+#include "io/weights_file.h"
 
 int fnet_options_table(fnet_options *o, option_spec *opts, int n)
 {
@@ -85,7 +86,7 @@ void eval_stats_save(const char *path, const feature_net *f, const feature_stats
 
 int eval_stats_load(const char *path, const feature_net *f, feature_stats *pool, feature_stats *spatial)
 {
-    safetensors *st = safetensors_open(path);
+    safetensors *st = weights_open(path);
     const char *net = safetensors_meta(st, "feature_net");
     if (net && strcmp(net, f->name) != 0)
         die("'%s': these statistics are of feature network '%s', but this evaluation uses '%s'", path, net, f->name);

@@ -13,6 +13,7 @@ static const struct {
     int parallel; /* runs data-parallel under mpirun */
 } commands[] = {
     {"inspect", cmd_inspect, "tensors, metadata and recognised models of a file; --arch NAME: a preset's parameter table"},
+    {"convert", cmd_convert, "write a PyTorch .pt/.pth (or any weights file) as safetensors, optionally one key prefix"},
     {"sample", cmd_sample, "generate images (ODE/SDE, CFG) into PNGs and an ADM .npz", 1},
     {"forward", cmd_forward, "run a VAE, SiT or ViT on tensors from a file (checks converted weights)"},
     {"train", cmd_train, "end-to-end REPA-E training (VAE + SiT + discriminator)", 1},

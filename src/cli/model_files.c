@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "train/checkpoint.h"
+#include "io/weights_file.h"
 
 const char *mf_find_prefix(const safetensors *st, const char *marker, const char *const *candidates)
 {
@@ -148,7 +149,7 @@ vit_config mf_vit_config(const safetensors *st, const char *prefix, const cJSON 
 
 void mf_load_latents_stats(const char *path, int C, float *bias, float *scale)
 {
-    safetensors *st = safetensors_open(path);
+    safetensors *st = weights_open(path);
     const char *names[2] = {"latents_scale", "latents_bias"};
     float *dst[2] = {scale, bias};
     for (int k = 0; k < 2; k++) {

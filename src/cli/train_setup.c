@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "train/vae_trainer.h"
+#include "io/weights_file.h"
 
 int train_options_table(train_options *o, option_spec *opts, train_kind kind)
 {
@@ -130,7 +131,7 @@ int parse_int_list(const char *flag, const char *text, int *out, int max)
 
 static void load_latents_stats(const char *path, const sit *s, float *params)
 {
-    safetensors *st = safetensors_open(path);
+    safetensors *st = weights_open(path);
     int C = s->C;
     int64_t shape[4] = {1, C, 1, 1};
     float scale[256], bias[256];
@@ -190,7 +191,7 @@ void train_build_loss_nets(const train_options *o, const train_data *d, train_mo
         disc_build(&m->disc, (disc_config){C, o->disc_ndf, o->disc_layers});
         m->disc_params = param_alloc(&m->disc.table);
         if (o->disc_ckpt) {
-            safetensors *st = safetensors_open(o->disc_ckpt);
+            safetensors *st = weights_open(o->disc_ckpt);
             param_load(&m->disc.table, m->disc_params, st, "", PARAM_STRICT);
             safetensors_close(st);
         } else
@@ -200,7 +201,7 @@ void train_build_loss_nets(const train_options *o, const train_data *d, train_mo
     if (o->lpips_ckpt) {
         lpips_build(&m->lp, 1);
         m->lpips_params = param_alloc(&m->lp.table);
-        safetensors *st = safetensors_open(o->lpips_ckpt);
+        safetensors *st = weights_open(o->lpips_ckpt);
         param_load(&m->lp.table, m->lpips_params, st, "", PARAM_ALLOW_EXTRA);
         safetensors_close(st);
     }
@@ -231,7 +232,7 @@ void train_setup_models(const train_options *o, const train_data *d, train_model
         die("non-square latents (%d×%d) are not supported", h, w);
     /* Encoder */
     if (o->enc_ckpt) {
-        safetensors *st = safetensors_open(o->enc_ckpt);
+        safetensors *st = weights_open(o->enc_ckpt);
         int size = C == 3 ? 224 * d->ds.height / 256 : d->ds.height;
         if (C == 3 && size < 14)
             size = d->ds.height; /* small images: the encoder runs at their own size */

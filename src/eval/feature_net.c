@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "models/encoder_preprocess.h"
 #include "ops/resample.h"
+#include "io/weights_file.h"
 
 void feature_net_open_inception(feature_net *f, const char *path, int max_batch)
 {
@@ -17,7 +18,7 @@ void feature_net_open_inception(feature_net *f, const char *path, int max_batch)
     f->kind = FNET_INCEPTION;
     f->path = path;
     f->max_batch = max_batch;
-    safetensors *st = safetensors_open(path);
+    safetensors *st = weights_open(path);
     const st_tensor *t = safetensors_find(st, "Conv2d_1a_3x3.conv.weight");
     if (!t)
         die("'%s': not Inception-v3 weights (no Conv2d_1a_3x3.conv.weight); convert pytorch-fid's "
@@ -81,7 +82,7 @@ void feature_net_open_vit(feature_net *f, const char *path, feature_net_layer la
     f->path = path;
     f->layer = layer;
     f->max_batch = max_batch;
-    safetensors *st = safetensors_open(path);
+    safetensors *st = weights_open(path);
     const st_tensor *cls = safetensors_find(st, "cls_token");
     if (!cls && cnn_in_file(st, ""))
         die("'%s': a CNN classifier (from `repae train-encoder --arch cnn`), not a ViT: use --feature-net cnn", path);
@@ -120,7 +121,7 @@ void feature_net_open_cnn(feature_net *f, const char *path, float enc_mean, floa
     f->kind = FNET_CNN;
     f->path = path;
     f->max_batch = max_batch;
-    safetensors *st = safetensors_open(path);
+    safetensors *st = weights_open(path);
     if (!cnn_in_file(st, "")) {
         if (safetensors_find(st, "cls_token"))
             die("'%s': a ViT encoder, not a CNN classifier: use --feature-net vit (--feature-net cnn takes a file "

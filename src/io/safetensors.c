@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "core/utf8.h"
+#include "io/file_map.h"
 
 /* A header larger than this is not a real safetensors file (the largest
  * real headers are a few MB for thousands of tensors). */
@@ -83,11 +85,32 @@ float bf16_to_f32(uint16_t h)
 
 uint16_t f32_to_f16(float f)
 {
-    /* Round to nearest even, through the hardware conversion. */
-    _Float16 h = (_Float16)f;
-    uint16_t bits;
-    memcpy(&bits, &h, 2);
-    return bits;
+    /* Round to nearest even, in integers: the same bits as the hardware
+     * conversion (tested over every half value), without _Float16, which
+     * Debian's clang 14 (the fuzz builds) lacks on x86. */
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
+    uint32_t exp = (x >> 23) & 0xff, mant = x & 0x7fffff;
+    if (exp == 0xff) /* inf, or NaN kept quiet with its top payload bits */
+        return (uint16_t)(sign | 0x7c00 | (mant ? 0x200 | (mant >> 13) : 0));
+    int e = (int)exp - 127 + 15;
+    if (e >= 31)
+        return (uint16_t)(sign | 0x7c00);
+    if (e <= 0) { /* subnormal half (or zero) */
+        if (e < -10)
+            return sign;
+        mant |= 0x800000;
+        int shift = 14 - e;
+        uint32_t r = mant >> shift, rem = mant & ((1u << shift) - 1), half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (r & 1)))
+            r++;
+        return (uint16_t)(sign | r);
+    }
+    uint32_t r = ((uint32_t)e << 10) | (mant >> 13), rem = mant & 0x1fff;
+    if (rem > 0x1000 || (rem == 0x1000 && (r & 1)))
+        r++; /* a carry into the exponent is right, up to inf */
+    return (uint16_t)(sign | r);
 }
 
 static int cmp_by_begin(const void *a, const void *b)
@@ -108,10 +131,39 @@ static int json_uint(const cJSON *j, uint64_t *out)
     return 1;
 }
 
+/* What cJSON lets through but strict JSON (and the reference Rust parser)
+ * does not: invalid UTF-8, raw control characters inside strings, and a
+ * \u0000 escape (it would cut a C string short: a name that silently
+ * differs from the file's).  One pass over the header. */
+static void check_strict_json_text(const char *path, const char *json, size_t n)
+{
+    if (!utf8_valid(json, n))
+        die("'%s': the safetensors header is not valid UTF-8", path);
+    int in_str = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)json[i];
+        if (!in_str) {
+            in_str = c == '"';
+            continue;
+        }
+        if (c == '"')
+            in_str = 0;
+        else if (c < 0x20)
+            die("'%s': the safetensors header has a raw control character (0x%02x) inside a string at byte %zu "
+                "(not strict JSON)", path, c, i);
+        else if (c == '\\' && i + 1 < n) {
+            if (json[i + 1] == 'u' && i + 5 < n && !strncmp(json + i + 2, "000", 3) && json[i + 5] == '0')
+                die("'%s': the safetensors header has a \\u0000 escape at byte %zu", path, i);
+            i++; /* skip the escaped character (\" does not end the string) */
+        }
+    }
+}
+
 static void parse_header(safetensors *st, const char *json, size_t json_len)
 {
     const char *path = st->path;
     const char *parse_end = NULL;
+    check_strict_json_text(path, json, json_len);
     cJSON *root = cJSON_ParseWithLengthOpts(json, json_len, &parse_end, 0);
     if (!root)
         die("'%s': safetensors header is not valid JSON (near byte %td of the header)", path,
@@ -149,9 +201,10 @@ static void parse_header(safetensors *st, const char *json, size_t json_len)
             continue;
         }
         const char *name = e->string;
-        for (int i = 0; i < st->n_tensors; i++)
-            if (strcmp(st->tensors[i].name, name) == 0)
-                die("'%s': tensor '%s' appears twice in the header", path, name);
+        /* Duplicates are found by the name index below (linear, not a scan per name). */
+        if (!*name || !utf8_name_ok(name, strlen(name)))
+            die("'%s': a tensor name is empty or has control characters (entry %d of the header)", path,
+                st->n_tensors + 1);
         if (!cJSON_IsObject(e))
             die("'%s': entry '%s' is not an object", path, name);
         const cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
@@ -203,40 +256,61 @@ static void parse_header(safetensors *st, const char *json, size_t json_len)
         }
         t->begin = b;
         t->end = en;
+        t->bytes = st->data + b;
         st->n_tensors++;
     }
     cJSON_Delete(root);
 
     qsort(st->tensors, st->n_tensors, sizeof(st_tensor), cmp_by_begin);
+    safetensors_build_index(st);
     for (int i = 1; i < st->n_tensors; i++)
         if (st->tensors[i].begin < st->tensors[i - 1].end)
             die("'%s': tensors '%s' and '%s' overlap in the data section", path, st->tensors[i - 1].name,
                 st->tensors[i].name);
 }
 
+/* FNV-1a: names are short, this is plenty. */
+static uint64_t name_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 1099511628211ull;
+    return h;
+}
+
+void safetensors_build_index(safetensors *st)
+{
+    size_t cap = 16;
+    while (cap < 2 * (size_t)st->n_tensors)
+        cap *= 2;
+    free(st->index);
+    st->index = xcalloc(cap, sizeof(int));
+    st->index_mask = cap - 1;
+    for (int i = 0; i < st->n_tensors; i++) {
+        size_t h = (size_t)name_hash(st->tensors[i].name) & st->index_mask;
+        while (st->index[h]) {
+            if (strcmp(st->tensors[st->index[h] - 1].name, st->tensors[i].name) == 0)
+                die("'%s': tensor '%s' appears twice in the header", st->path, st->tensors[i].name);
+            h = (h + 1) & st->index_mask;
+        }
+        st->index[h] = i + 1;
+    }
+}
+
 safetensors *safetensors_open(const char *path)
 {
-    int fd = open(path, O_RDONLY);
-    if (fd < 0)
-        die("cannot open '%s': %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0)
-        die("cannot stat '%s': %s", path, strerror(errno));
-    if (!S_ISREG(sb.st_mode))
-        die("'%s' is not a regular file", path);
-    size_t size = (size_t)sb.st_size;
+    file_map fm = file_map_open(path); /* refuses FIFOs, directories, devices */
+    size_t size = fm.size;
     if (size < 8)
         die("'%s': too short to be a safetensors file (%zu bytes; the 8-byte header length is missing)", path, size);
 
     safetensors *st = xcalloc(1, sizeof *st);
     st->path = xstrdup(path);
-    st->map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (st->map == MAP_FAILED)
-        die("cannot map '%s': %s", path, strerror(errno));
+    st->format = "safetensors";
+    st->map = fm.map;
     st->map_size = size;
 
-    const uint8_t *bytes = st->map;
+    const uint8_t *bytes = fm.data;
     uint64_t header_len = 0;
     for (int i = 7; i >= 0; i--)
         header_len = header_len << 8 | bytes[i];
@@ -265,17 +339,35 @@ void safetensors_close(safetensors *st)
     }
     free(st->tensors);
     free(st->meta);
-    munmap(st->map, st->map_size);
+    free(st->index);
+    free(st->globals);
+    if (st->ext_free)
+        st->ext_free(st->ext);
+    file_map fm = {st->map, st->map_size, st->map};
+    file_map_close(&fm);
     free(st->path);
     free(st);
 }
 
 const st_tensor *safetensors_find(const safetensors *st, const char *name)
 {
-    for (int i = 0; i < st->n_tensors; i++)
-        if (strcmp(st->tensors[i].name, name) == 0)
-            return &st->tensors[i];
+    if (!st->index) /* a struct filled by hand (tests): plain scan */
+        for (int i = 0; i < st->n_tensors; i++)
+            if (strcmp(st->tensors[i].name, name) == 0)
+                return &st->tensors[i];
+    if (!st->index)
+        return NULL;
+    for (size_t h = (size_t)name_hash(name) & st->index_mask; st->index[h]; h = (h + 1) & st->index_mask)
+        if (strcmp(st->tensors[st->index[h] - 1].name, name) == 0)
+            return &st->tensors[st->index[h] - 1];
     return NULL;
+}
+
+const uint8_t *safetensors_tensor_bytes(const safetensors *st, const st_tensor *t)
+{
+    if (st->verify)
+        st->verify(st, t);
+    return t->bytes;
 }
 
 const st_tensor *safetensors_require(const safetensors *st, const char *name)
@@ -303,7 +395,7 @@ static inline uint16_t load_u16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2)
 
 void safetensors_read_f32(const safetensors *st, const st_tensor *t, float *dst)
 {
-    const uint8_t *src = st->data + t->begin;
+    const uint8_t *src = safetensors_tensor_bytes(st, t);
     int64_t n = t->numel;
     switch (t->dtype) {
     case ST_F32: memcpy(dst, src, (size_t)n * 4); break;
@@ -320,7 +412,7 @@ void safetensors_read_f32(const safetensors *st, const st_tensor *t, float *dst)
 
 void safetensors_read_i64(const safetensors *st, const st_tensor *t, int64_t *dst)
 {
-    const uint8_t *src = st->data + t->begin;
+    const uint8_t *src = safetensors_tensor_bytes(st, t);
     int64_t n = t->numel;
     switch (t->dtype) {
     case ST_I64: memcpy(dst, src, (size_t)n * 8); break;
@@ -334,9 +426,26 @@ void safetensors_read_i64(const safetensors *st, const st_tensor *t, int64_t *ds
     }
 }
 
+/* Weights are floating point: an integer or BOOL tensor where a weight is
+ * expected is a wrong file (e.g. a mask or an index under the weight's name),
+ * never a value to cast silently.  The one integer a state dict holds among
+ * its weights is BatchNorm's counter, which torch stores as int64: a
+ * "num_batches_tracked" may be I64 or I32. */
+static void require_float(const safetensors *st, const st_tensor *t)
+{
+    if (t->dtype == ST_F32 || t->dtype == ST_F16 || t->dtype == ST_BF16 || t->dtype == ST_F64)
+        return;
+    size_t n = strlen(t->name), k = strlen("num_batches_tracked");
+    if ((t->dtype == ST_I64 || t->dtype == ST_I32) && n >= k && !strcmp(t->name + n - k, "num_batches_tracked"))
+        return;
+    die("'%s': tensor '%s' has dtype %s where a floating-point weight (F32, F16, BF16 or F64) is expected",
+        st->path, t->name, st_dtype_name(t->dtype));
+}
+
 void safetensors_load_f32(const safetensors *st, const char *name, int ndim, const int64_t *shape, float *dst)
 {
     const st_tensor *t = safetensors_require(st, name);
+    require_float(st, t);
     int same = t->ndim == ndim;
     for (int i = 0; same && i < ndim; i++)
         same = t->shape[i] == shape[i];
@@ -374,6 +483,8 @@ typedef struct st_pending {
 struct st_writer {
     int n, cap;
     st_pending *items;
+    int *index; /* name hash over items (index + 1), for a linear duplicate check */
+    size_t index_mask;
     int n_meta;
     st_meta_entry *meta;
 };
@@ -386,9 +497,23 @@ void st_writer_add(st_writer *w, const char *name, st_dtype dtype, int ndim, con
         die("internal: tensor '%s' has %d dimensions (at most %d)", name, ndim, ST_MAX_DIMS);
     if (strcmp(name, "__metadata__") == 0)
         die("internal: '__metadata__' is not a valid tensor name");
-    for (int i = 0; i < w->n; i++)
-        if (strcmp(w->items[i].name, name) == 0)
+    if ((size_t)(w->n + 1) * 2 > (w->index ? w->index_mask + 1 : 0)) { /* grow and rehash */
+        size_t cap = w->index ? 2 * (w->index_mask + 1) : 64;
+        free(w->index);
+        w->index = xcalloc(cap, sizeof(int));
+        w->index_mask = cap - 1;
+        for (int i = 0; i < w->n; i++) {
+            size_t h = (size_t)name_hash(w->items[i].name) & w->index_mask;
+            while (w->index[h])
+                h = (h + 1) & w->index_mask;
+            w->index[h] = i + 1;
+        }
+    }
+    size_t h = (size_t)name_hash(name) & w->index_mask;
+    for (; w->index[h]; h = (h + 1) & w->index_mask)
+        if (strcmp(w->items[w->index[h] - 1].name, name) == 0)
             die("internal: tensor '%s' added twice to a safetensors writer", name);
+    w->index[h] = w->n + 1;
     if (w->n == w->cap) {
         w->cap = w->cap ? 2 * w->cap : 16;
         w->items = xrealloc(w->items, (size_t)w->cap * sizeof(st_pending));
@@ -487,6 +612,7 @@ void st_writer_free(st_writer *w)
     }
     free(w->items);
     free(w->meta);
+    free(w->index);
     free(w);
 }
 

@@ -15,6 +15,14 @@
  *   safetensors_read_f32(st, t, dst);                          // F32/F16/BF16/F64 -> f32
  *   safetensors_close(st);
  *
+ * Other weights formats (PyTorch .pt, io/torch_file.h) are presented through
+ * the same struct: then `data` is unused, each tensor's `bytes` points at its
+ * elements (into the file's mapping, or into a buffer the reader owns), and
+ * `verify` checks a tensor's record lazily (CRC) before its first read.
+ * Readers of tensor bytes go through safetensors_tensor_bytes.  Names are
+ * looked up through a hash index: opening and finding are linear overall,
+ * even for 100,000 tensors.
+ *
  *   st_writer *w = st_writer_new();
  *   st_writer_add_f32(w, "x", 2, (int64_t[]){2, 3}, data);   // data must outlive save
  *   st_writer_set_metadata(w, "script", "ops_ref.py");
@@ -39,7 +47,8 @@ typedef struct st_tensor {
     int ndim;
     int64_t shape[ST_MAX_DIMS];
     int64_t numel;
-    uint64_t begin, end; /* byte range inside the data section */
+    uint64_t begin, end; /* byte range inside the data section (safetensors files) */
+    const uint8_t *bytes; /* the numel elements, little-endian (every format) */
 } st_tensor;
 
 typedef struct st_meta_entry {
@@ -56,9 +65,23 @@ typedef struct safetensors {
     size_t data_size;
     void *map;              /* whole-file mapping */
     size_t map_size;
+    const char *format;     /* "safetensors", "PyTorch zip" or "PyTorch legacy" */
+    char *globals;          /* PyTorch files: the pickle's globals, space-separated; else NULL */
+    int *index;             /* name hash: tensor index + 1 per slot, 0 = empty */
+    size_t index_mask;
+    void *ext;              /* another reader's state, freed by ext_free at close */
+    void (*ext_free)(void *ext);
+    void (*verify)(const struct safetensors *st, const st_tensor *t); /* or NULL */
 } safetensors;
 
+/* Opens a safetensors file (only that format: user-given weights go
+ * through weights_open, io/weights_file.h, which also reads PyTorch files). */
 safetensors *safetensors_open(const char *path);
+/* For readers presenting another format: builds the name index after
+ * st->tensors is filled; dies naming the file on a duplicated name. */
+void safetensors_build_index(safetensors *st);
+/* The tensor's bytes, verified first where the format checks lazily. */
+const uint8_t *safetensors_tensor_bytes(const safetensors *st, const st_tensor *t);
 void safetensors_close(safetensors *st);
 const st_tensor *safetensors_find(const safetensors *st, const char *name);
 /* Like find, but dies naming the file if the tensor is absent. */
@@ -73,10 +96,13 @@ float safetensors_meta_f32(const safetensors *st, const char *key, float fallbac
 void safetensors_read_f32(const safetensors *st, const st_tensor *t, float *dst);
 /* Converts an integer dtype to int64 into dst. */
 void safetensors_read_i64(const safetensors *st, const st_tensor *t, int64_t *dst);
-/* Finds `name`, checks that its shape equals shape[0..ndim), reads it as f32.
- * A mismatch dies naming the tensor and both shapes. */
+/* Finds `name`, checks that its shape equals shape[0..ndim), reads it as f32:
+ * the loader of weights.  A mismatch dies naming the tensor and both shapes;
+ * so does an integer or BOOL tensor (a weight is F32/F16/BF16/F64: an I8 or
+ * BOOL tensor under a weight's name is a wrong file, not something to cast;
+ * only a BatchNorm num_batches_tracked may be I64/I32, as torch stores it). */
 void safetensors_load_f32(const safetensors *st, const char *name, int ndim, const int64_t *shape, float *dst);
-/* Finds `name` and returns a malloc'd f32 copy; shape/ndim are reported. */
+/* Finds `name` and returns a malloc'd f32 copy (any dtype, as read_f32); shape/ndim are reported. */
 float *safetensors_get_f32(const safetensors *st, const char *name, int *ndim, int64_t *shape);
 
 const char *st_dtype_name(st_dtype d);

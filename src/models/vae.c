@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "io/weights_file.h"
 
 /* ------------------------------------------------------------------ configuration */
 
@@ -421,14 +422,14 @@ void vae_load_st(vae *m, const safetensors *st, const char *prefix, param_load_m
 
 void vae_load(vae *m, const char *path, const char *prefix, param_load_mode mode)
 {
-    safetensors *st = safetensors_open(path);
+    safetensors *st = weights_open(path);
     vae_load_st(m, st, prefix, mode);
     safetensors_close(st);
 }
 
 void vae_init_from_file(vae *m, const char *path, const char *prefix, param_load_mode mode)
 {
-    safetensors *st = safetensors_open(path);
+    safetensors *st = weights_open(path);
     vae_config cfg;
     if (vae_config_detect(st, prefix, &cfg) != 0)
         die("'%s': no AutoencoderKL weights found under prefix '%s' (expected %sencoder.conv_in.weight, "

@@ -1,0 +1,914 @@
+/* PyTorch .pt/.pth reader (src/io/zip_archive.c, pickle.c, torch_file.c).
+ *
+ *  - the fixtures of dev/ref/torch_file_ref.py (torch 1.13): every dtype,
+ *    0-d, empty, transposed, sliced-with-offset and storage-sharing tensors,
+ *    nested dicts and lists, in the zip and in the legacy format, equal the
+ *    expected values bit for bit; non-tensor leaves are metadata;
+ *  - a train_repae.py-style checkpoint equals its safetensors copy bit for
+ *    bit, tensor by tensor and through the VAE and SiT loaders; its pickled
+ *    argparse.Namespace is the "args" JSON;
+ *  - malicious pickles (os.system, eval, torch.storage._load_from_bytes, a
+ *    STACK_GLOBAL) are refused naming the global, and their side effect (a
+ *    marker file) does not happen;
+ *  - hostile archives and pickles built here (a tiny stored-ZIP writer and
+ *    hand-written pickles): truncation, CRC, out-of-range and overlapping
+ *    records, compressed members, storages smaller than the view, negative or
+ *    overflowing sizes/strides, memo indices, deep and cyclic nesting, an
+ *    exponential DAG, unknown opcodes, huge LONGs, truncated legacy storages,
+ *    a FIFO; and a few hundred random corruptions: each a clean "repae: error:"
+ *    naming the file (in a forked child), never a crash or a hang.
+ */
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "core/error.h"
+#include "io/pickle.h"
+#include "io/safetensors.h"
+#include "io/torch_file.h"
+#include "io/zip_archive.h"
+#include "models/sit.h"
+#include "models/vae.h"
+#include "test.h"
+
+#define FIX "tests/fixtures/io/"
+#define MARKER "/tmp/repae_pt_pwned_marker"
+
+/* ---- temp directory ---------------------------------------------------------- */
+
+static char tmp_dir[64];
+
+static const char *tmp_path(const char *name)
+{
+    static char bufs[8][512];
+    static int k;
+    char *p = bufs[k++ % 8];
+    snprintf(p, 512, "%s/%s", tmp_dir, name);
+    return p;
+}
+
+static void remove_tmp_dir(void)
+{
+    DIR *d = opendir(tmp_dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        char p[600];
+        snprintf(p, sizeof p, "%s/%s", tmp_dir, e->d_name);
+        unlink(p);
+    }
+    closedir(d);
+    rmdir(tmp_dir);
+}
+
+static void write_bytes(const char *path, const void *bytes, size_t n)
+{
+    FILE *f = xfopen(path, "wb");
+    if (n)
+        xfwrite(bytes, 1, n, f, path);
+    xfclose(f, path);
+}
+
+/* ---- reading everything (the child of the death tests) ------------------------ */
+
+static int is_float(st_dtype d) { return d == ST_F32 || d == ST_F64 || d == ST_F16 || d == ST_BF16; }
+
+/* Opens and reads every tensor; returns normally only if all of it worked. */
+static void child_open_and_read(void *ctx)
+{
+    safetensors *st = torch_file_open((const char *)ctx);
+    for (int i = 0; i < st->n_tensors; i++) {
+        const st_tensor *t = &st->tensors[i];
+        if (t->numel > (1 << 24))
+            return;
+        float *buf = xmalloc((size_t)t->numel * sizeof(double) + 8);
+        if (is_float(t->dtype))
+            safetensors_read_f32(st, t, buf);
+        else
+            safetensors_read_i64(st, t, (int64_t *)buf);
+        free(buf);
+    }
+    safetensors_close(st);
+}
+
+/* The reader must exit 1 with one "repae: error:" line naming the file and the problem. */
+static void expect_bad(const char *label, const char *path, const char *problem)
+{
+    char err[4096];
+    int rc = run_in_child(child_open_and_read, (void *)path, err, sizeof err);
+    if (rc != 1) {
+        CHECK(0, "%s: the reader should exit 1, got %s %d; stderr \"%s\"", label,
+              rc == 0 ? "a normal return, status" : rc > 128 ? "signal" : "status", rc > 128 ? rc - 128 : rc, err);
+        return;
+    }
+    char *nl = strchr(err, '\n');
+    if (nl)
+        *nl = 0;
+    CHECK(strncmp(err, "repae: error: ", 14) == 0, "%s: message does not start with 'repae: error:': \"%s\"", label,
+          err);
+    CHECK(strstr(err, path) != NULL, "%s: message does not name the file %s: \"%s\"", label, path, err);
+    CHECK(strstr(err, problem) != NULL, "%s: message lacks \"%s\": \"%s\"", label, problem, err);
+}
+
+/* ---- the fixtures --------------------------------------------------------------- */
+
+static void compare_with_expected(const char *pt_path, int zip)
+{
+    safetensors *pt = torch_file_open(pt_path);
+    safetensors *ex = safetensors_open(FIX "pt_tensors_expected.safetensors");
+    cJSON *dtypes = cJSON_Parse(safetensors_meta(ex, "dtypes"));
+    CHECK(dtypes != NULL, "expected fixture lacks its dtypes metadata");
+    CHECK(pt->n_tensors == ex->n_tensors, "%s: %d tensors, expected %d", pt_path, pt->n_tensors, ex->n_tensors);
+    CHECK(!strcmp(pt->format, zip ? "PyTorch zip" : "PyTorch legacy"), "%s: format %s", pt_path, pt->format);
+    int bad = 0;
+    for (int i = 0; i < ex->n_tensors; i++) {
+        const st_tensor *e = &ex->tensors[i], *t = safetensors_find(pt, e->name);
+        if (!t) {
+            CHECK(0, "%s: tensor '%s' missing", pt_path, e->name);
+            continue;
+        }
+        const cJSON *dj = cJSON_GetObjectItemCaseSensitive(dtypes, e->name);
+        CHECK(cJSON_IsString(dj) && !strcmp(dj->valuestring, st_dtype_name(t->dtype)), "%s: '%s' has dtype %s, want %s",
+              pt_path, e->name, st_dtype_name(t->dtype), cJSON_IsString(dj) ? dj->valuestring : "?");
+        int same_shape = t->ndim == e->ndim;
+        for (int d = 0; same_shape && d < t->ndim; d++)
+            same_shape = t->shape[d] == e->shape[d];
+        CHECK(same_shape, "%s: '%s' shape differs", pt_path, e->name);
+        if (!same_shape)
+            continue;
+        size_t n = (size_t)e->numel;
+        if (is_float(t->dtype)) {
+            float *a = xmalloc(n * 4 + 4), *b = xmalloc(n * 4 + 4);
+            safetensors_read_f32(pt, t, a);
+            safetensors_read_f32(ex, e, b);
+            if (memcmp(a, b, n * 4) && bad++ < 5)
+                CHECK(0, "%s: '%s' values differ from torch's", pt_path, e->name);
+            free(a), free(b);
+        } else {
+            int64_t *a = xmalloc(n * 8 + 8), *b = xmalloc(n * 8 + 8);
+            safetensors_read_i64(pt, t, a);
+            safetensors_read_i64(ex, e, b);
+            if (memcmp(a, b, n * 8) && bad++ < 5)
+                CHECK(0, "%s: '%s' values differ from torch's", pt_path, e->name);
+            free(a), free(b);
+        }
+    }
+    CHECK(bad == 0, "%s: %d tensors differ", pt_path, bad);
+    /* Views of one storage share it (both contiguous: no copies); the
+     * transposed one is a copy, outside the file's mapping. */
+    const st_tensor *sa = safetensors_find(pt, "shared_a"), *sb = safetensors_find(pt, "shared_b");
+    const st_tensor *tr = safetensors_find(pt, "transposed");
+    CHECK(sa && sb && sb->bytes == sa->bytes + 4 * 4, "shared_b should point 4 floats after shared_a in one storage");
+    const uint8_t *map = pt->data;
+    CHECK(tr && !(tr->bytes >= map && tr->bytes < map + 1000000), "the transposed tensor should be a copy");
+    const char *meta[][2] = {{"meta_int", "7"}, {"meta_str", "hello"}, {"meta_float", "0.25"}, {"meta_bool", "true"},
+                             {"meta_list", "[1,2,3]"}};
+    for (int i = 0; i < 5; i++) {
+        const char *v = safetensors_meta(pt, meta[i][0]);
+        CHECK(v && !strcmp(v, meta[i][1]), "%s: metadata %s = %s, want %s", pt_path, meta[i][0], v ? v : "(none)",
+              meta[i][1]);
+    }
+    CHECK(pt->globals && strstr(pt->globals, "torch._utils._rebuild_tensor_v2") &&
+              strstr(pt->globals, "torch.BFloat16Storage") && strstr(pt->globals, "collections.OrderedDict"),
+          "globals list: %s", pt->globals ? pt->globals : "(null)");
+    cJSON_Delete(dtypes);
+    safetensors_close(pt);
+    safetensors_close(ex);
+}
+
+static void test_zip_format_every_dtype_and_layout(void) { compare_with_expected(FIX "pt_tensors_zip.pt", 1); }
+static void test_legacy_format_every_dtype_and_layout(void) { compare_with_expected(FIX "pt_tensors_legacy.pt", 0); }
+
+static void test_checkpoint_equals_safetensors_bit_for_bit(void)
+{
+    safetensors *pt = torch_file_open(FIX "pt_checkpoint.pt");
+    safetensors *ref = safetensors_open(FIX "pt_checkpoint_ref.safetensors");
+    int bad = 0, ema_differs = 0;
+    for (int i = 0; i < ref->n_tensors; i++) {
+        const st_tensor *r = &ref->tensors[i], *t = safetensors_find(pt, r->name);
+        if (!t || t->dtype != r->dtype || t->numel != r->numel ||
+            memcmp(safetensors_tensor_bytes(pt, t), r->bytes, (size_t)r->numel * st_dtype_size(r->dtype))) {
+            if (bad++ < 5)
+                CHECK(0, "checkpoint tensor '%s' differs from the safetensors copy", r->name);
+            continue;
+        }
+        if (!strncmp(r->name, "ema.", 4) && r->dtype == ST_F32) {
+            char other[300];
+            snprintf(other, sizeof other, "model.%s", r->name + 4);
+            const st_tensor *m = safetensors_find(pt, other);
+            ema_differs |= m && memcmp(m->bytes, t->bytes, (size_t)t->numel * 4) != 0;
+        }
+    }
+    CHECK(bad == 0, "%d checkpoint tensors differ", bad);
+    CHECK(ema_differs, "ema.* should differ from model.* (two names, two tensors)");
+    const char *steps = safetensors_meta(pt, "steps");
+    CHECK(steps && !strcmp(steps, "400000"), "steps = %s", steps ? steps : "(none)");
+    cJSON *args = cJSON_Parse(safetensors_meta(pt, "args") ? safetensors_meta(pt, "args") : "");
+    const cJSON *heads = cJSON_GetObjectItemCaseSensitive(args, "sit_heads");
+    const cJSON *betas = cJSON_GetObjectItemCaseSensitive(args, "betas");
+    const cJSON *ck = cJSON_GetObjectItemCaseSensitive(args, "vae_ckpt");
+    CHECK(cJSON_IsNumber(heads) && heads->valueint == 2 && cJSON_GetArraySize(betas) == 2 && cJSON_IsNull(ck),
+          "args JSON: %s", safetensors_meta(pt, "args") ? safetensors_meta(pt, "args") : "(none)");
+    cJSON_Delete(args);
+    CHECK(safetensors_find(pt, "opt_vae.state.0.exp_avg_sq") && safetensors_find(pt, "opt_disc.state.0.step"),
+          "AdamW states should be named opt_vae.state.0.exp_avg_sq, opt_disc.state.0.step");
+    const char *lr = safetensors_meta(pt, "opt.param_groups.0.lr");
+    CHECK(lr && !strcmp(lr, "0.001"), "opt.param_groups.0.lr = %s", lr ? lr : "(none)");
+
+    /* Through the model loaders: the VAE and the EMA SiT from the .pt equal
+     * the same from safetensors. */
+    vae_config vc;
+    CHECK(vae_config_detect(pt, "vae.", &vc) == 0, "no VAE under vae. in the checkpoint");
+    vc.norm_groups = 2;
+    vae a, b;
+    vae_init(&a, &vc);
+    vae_init(&b, &vc);
+    vae_load_st(&a, pt, "vae.", PARAM_STRICT);
+    vae_load_st(&b, ref, "vae.", PARAM_STRICT);
+    CHECK(memcmp(a.params, b.params, a.table.total * 4) == 0, "VAE from .pt != VAE from safetensors");
+    vae_free(&a), vae_free(&b);
+    sit_config sc = sit_config_default();
+    sc.encoder_depth = 1;
+    sit_config_from_weights(&sc, pt, "ema.", 2);
+    sit s;
+    sit_build(&s, &sc);
+    float *pa = xcalloc(s.table.total, 4), *pb = xcalloc(s.table.total, 4);
+    sit_load(&s, pa, pt, "ema.", PARAM_STRICT);
+    sit_load(&s, pb, ref, "ema.", PARAM_STRICT);
+    CHECK(memcmp(pa, pb, s.table.total * 4) == 0, "EMA SiT from .pt != from safetensors");
+    free(pa), free(pb);
+    sit_free(&s);
+    safetensors_close(pt);
+    safetensors_close(ref);
+}
+
+static void test_latents_stats_file(void)
+{
+    safetensors *st = torch_file_open(FIX "pt_latents_stats.pt");
+    float scale[4], bias[4];
+    safetensors_load_f32(st, "latents_scale", 4, (int64_t[]){1, 4, 1, 1}, scale);
+    safetensors_load_f32(st, "latents_bias", 4, (int64_t[]){1, 4, 1, 1}, bias);
+    for (int c = 0; c < 4; c++)
+        CHECK(scale[c] >= 0.5f && scale[c] <= 1.5f && isfinite(bias[c]), "latents stats [%d]: %g %g", c, scale[c],
+              bias[c]);
+    safetensors_close(st);
+}
+
+/* ---- malicious pickles ------------------------------------------------------------- */
+
+static void test_malicious_pickles_are_refused_and_nothing_runs(void)
+{
+    static const char *cases[][2] = {
+        {FIX "evil_system.pt", "refusing to load global posix.system"},
+        {FIX "evil_eval.pt", "refusing to load global __builtin__.eval"},
+        {FIX "evil_load_from_bytes.pt", "refusing to load global torch.storage._load_from_bytes"},
+        {FIX "evil_system_legacy.pt", "refusing to load global posix.system"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        unlink(MARKER);
+        expect_bad(cases[i][0], cases[i][0], cases[i][1]);
+        CHECK(access(MARKER, F_OK) != 0, "%s: the marker file exists: the pickle ran code!", cases[i][0]);
+    }
+}
+
+/* ---- a tiny stored-ZIP writer and hand-written pickles ---------------------------- */
+
+typedef struct buf {
+    uint8_t *p;
+    size_t n, cap;
+} buf;
+
+static void put(buf *b, const void *src, size_t n)
+{
+    if (b->n + n > b->cap) {
+        b->cap = (b->n + n) * 2 + 64;
+        b->p = xrealloc(b->p, b->cap);
+    }
+    memcpy(b->p + b->n, src, n);
+    b->n += n;
+}
+static void put8(buf *b, uint8_t v) { put(b, &v, 1); }
+static void put16(buf *b, uint16_t v) { put8(b, (uint8_t)v), put8(b, (uint8_t)(v >> 8)); }
+static void put32(buf *b, uint32_t v) { put16(b, (uint16_t)v), put16(b, (uint16_t)(v >> 16)); }
+static void puts_(buf *b, const char *s) { put(b, s, strlen(s)); }
+
+/* Writes a stored ZIP of n members to path.  zip64: every size and offset
+ * goes through ZIP64 extra fields and the ZIP64 end records, as for a file
+ * over 4 GB; the local headers carry a padding extra field the central
+ * directory does not have (torch aligns data to 64 bytes that way). */
+static const char *write_zip_ex(const char *name, int n, const char **names, const buf *datas, int zip64)
+{
+    buf z = {0}, cd = {0};
+    for (int i = 0; i < n; i++) {
+        uint32_t crc = (uint32_t)crc32(0, datas[i].p ? datas[i].p : (const Bytef *)"", (uInt)datas[i].n);
+        uint64_t off = z.n, sz = datas[i].n;
+        uint32_t sz32 = zip64 ? 0xffffffffu : (uint32_t)sz, off32 = zip64 ? 0xffffffffu : (uint32_t)off;
+        uint16_t nl = (uint16_t)strlen(names[i]), pad = (uint16_t)(i * 5 + 3);
+        put32(&z, 0x04034b50), put16(&z, zip64 ? 45 : 20), put16(&z, 0), put16(&z, 0), put16(&z, 0), put16(&z, 0);
+        put32(&z, crc), put32(&z, sz32), put32(&z, sz32);
+        put16(&z, nl), put16(&z, (uint16_t)((zip64 ? 20 : 0) + 4 + pad)), puts_(&z, names[i]);
+        if (zip64)
+            put16(&z, 1), put16(&z, 16), put32(&z, (uint32_t)sz), put32(&z, 0), put32(&z, (uint32_t)sz), put32(&z, 0);
+        put16(&z, 0x4246), put16(&z, pad); /* "FB": padding, like torch's */
+        for (int k = 0; k < pad; k++)
+            put8(&z, 'Z');
+        if (datas[i].n)
+            put(&z, datas[i].p, datas[i].n);
+        put32(&cd, 0x02014b50), put16(&cd, 45), put16(&cd, zip64 ? 45 : 20), put16(&cd, 0), put16(&cd, 0);
+        put16(&cd, 0), put16(&cd, 0), put32(&cd, crc), put32(&cd, sz32), put32(&cd, sz32);
+        put16(&cd, nl), put16(&cd, zip64 ? 28 : 0), put16(&cd, 0), put16(&cd, 0), put16(&cd, 0);
+        put32(&cd, 0), put32(&cd, off32), puts_(&cd, names[i]);
+        if (zip64) {
+            put16(&cd, 1), put16(&cd, 24);
+            put32(&cd, (uint32_t)sz), put32(&cd, 0), put32(&cd, (uint32_t)sz), put32(&cd, 0);
+            put32(&cd, (uint32_t)off), put32(&cd, (uint32_t)(off >> 32));
+        }
+    }
+    uint64_t cd_off = z.n;
+    put(&z, cd.p, cd.n);
+    if (zip64) {
+        uint64_t rec = z.n;
+        put32(&z, 0x06064b50), put32(&z, 44), put32(&z, 0), put16(&z, 45), put16(&z, 45), put32(&z, 0), put32(&z, 0);
+        put32(&z, (uint32_t)n), put32(&z, 0), put32(&z, (uint32_t)n), put32(&z, 0);
+        put32(&z, (uint32_t)cd.n), put32(&z, 0), put32(&z, (uint32_t)cd_off), put32(&z, 0);
+        put32(&z, 0x07064b50), put32(&z, 0), put32(&z, (uint32_t)rec), put32(&z, 0), put32(&z, 1);
+    }
+    put32(&z, 0x06054b50), put16(&z, 0), put16(&z, 0), put16(&z, zip64 ? 0xffff : (uint16_t)n);
+    put16(&z, zip64 ? 0xffff : (uint16_t)n);
+    put32(&z, zip64 ? 0xffffffffu : (uint32_t)cd.n), put32(&z, zip64 ? 0xffffffffu : (uint32_t)cd_off), put16(&z, 0);
+    const char *path = tmp_path(name);
+    write_bytes(path, z.p, z.n);
+    free(z.p), free(cd.p);
+    return path;
+}
+
+static const char *write_zip(const char *name, int n, const char **names, const buf *datas)
+{
+    return write_zip_ex(name, n, names, datas, 0);
+}
+
+/* A .pt whose data.pkl is `pkl` and whose storage "0" has `nbytes` bytes. */
+static int pt_zip64;
+static const char *write_pt(const char *name, const buf *pkl, size_t nbytes)
+{
+    buf data[3] = {*pkl, {0}, {0}};
+    for (size_t i = 0; i < nbytes; i++)
+        put8(&data[1], (uint8_t)(i * 7));
+    puts_(&data[2], "3\n");
+    const char *names[3] = {"arch/data.pkl", "arch/data/0", "arch/version"};
+    const char *p = write_zip_ex(name, 3, names, data, pt_zip64);
+    free(data[1].p), free(data[2].p);
+    return p;
+}
+
+static void pk_str(buf *b, const char *s) { put8(b, 'X'), put32(b, (uint32_t)strlen(s)), puts_(b, s); }
+static void pk_int(buf *b, int64_t v)
+{
+    if (v >= INT32_MIN && v <= INT32_MAX)
+        put8(b, 'J'), put32(b, (uint32_t)(int32_t)v);
+    else {
+        put8(b, 0x8a), put8(b, 8);
+        for (int i = 0; i < 8; i++)
+            put8(b, (uint8_t)((uint64_t)v >> (8 * i)));
+    }
+}
+
+/* {"w": _rebuild_tensor_v2(storage("0", FloatStorage, numel), offset, size, stride, False, OrderedDict())},
+ * wrapped `wraps` times in torch._utils._rebuild_parameter(..., False, OrderedDict()). */
+static int param_wraps;
+static buf tensor_pickle(int64_t numel, int64_t offset, int ndim, const int64_t *size, const int64_t *stride)
+{
+    buf b = {0};
+    put8(&b, 0x80), put8(&b, 2), put8(&b, '}'), put8(&b, '(');
+    pk_str(&b, "w");
+    for (int i = 0; i < param_wraps; i++)
+        puts_(&b, "ctorch._utils\n_rebuild_parameter\n(");
+    puts_(&b, "ctorch._utils\n_rebuild_tensor_v2\n(");
+    put8(&b, '('), pk_str(&b, "storage"), puts_(&b, "ctorch\nFloatStorage\n"), pk_str(&b, "0"), pk_str(&b, "cpu");
+    pk_int(&b, numel), put8(&b, 't'), put8(&b, 'Q');
+    pk_int(&b, offset);
+    put8(&b, '(');
+    for (int d = 0; d < ndim; d++)
+        pk_int(&b, size[d]);
+    put8(&b, 't'), put8(&b, '(');
+    for (int d = 0; d < ndim; d++)
+        pk_int(&b, stride[d]);
+    put8(&b, 't'), put8(&b, 0x89), puts_(&b, "ccollections\nOrderedDict\n)R");
+    put8(&b, 't'), put8(&b, 'R');
+    for (int i = 0; i < param_wraps; i++)
+        put8(&b, 0x89), puts_(&b, "ccollections\nOrderedDict\n)Rt"), put8(&b, 'R');
+    put8(&b, 'u'), put8(&b, '.');
+    return b;
+}
+
+static void test_handmade_tensor_pickles(void)
+{
+    /* The good one first: a [2, 3] view with offset 2 and row stride 4 of 10
+     * floats, in a plain archive and in a ZIP64 one (padded local headers). */
+    for (pt_zip64 = 0; pt_zip64 < 2; pt_zip64++) {
+        buf g = tensor_pickle(10, 2, 2, (int64_t[]){2, 3}, (int64_t[]){4, 1});
+        const char *p = write_pt(pt_zip64 ? "good64.pt" : "good.pt", &g, 40);
+        safetensors *st = torch_file_open(p);
+        const st_tensor *t = safetensors_require(st, "w");
+        CHECK(t->ndim == 2 && t->shape[0] == 2 && t->shape[1] == 3, "hand-made tensor shape (zip64 %d)", pt_zip64);
+        float got[6], all[10], want[6];
+        safetensors_read_f32(st, t, got);
+        uint8_t want_bytes[40];
+        for (int i = 0; i < 40; i++)
+            want_bytes[i] = (uint8_t)(i * 7);
+        memcpy(all, want_bytes, 40);
+        for (int r = 0; r < 2; r++)
+            for (int c = 0; c < 3; c++)
+                want[r * 3 + c] = all[2 + r * 4 + c];
+        CHECK(memcmp(got, want, sizeof got) == 0, "hand-made strided view read wrongly (zip64 %d)", pt_zip64);
+        safetensors_close(st);
+        free(g.p);
+    }
+    pt_zip64 = 0;
+    /* An nn.Parameter (one wrap) loads; a chain of 60,000 wraps is refused
+     * cleanly (it would have been a deep recursion). */
+    param_wraps = 1;
+    buf g = tensor_pickle(10, 0, 1, (int64_t[]){10}, (int64_t[]){1});
+    safetensors *st = torch_file_open(write_pt("param.pt", &g, 40));
+    CHECK(safetensors_find(st, "w") && safetensors_find(st, "w")->numel == 10, "a Parameter should load as its tensor");
+    safetensors_close(st);
+    free(g.p);
+    param_wraps = 60000;
+    g = tensor_pickle(10, 0, 1, (int64_t[]){10}, (int64_t[]){1});
+    expect_bad("60,000 nested Parameters", write_pt("params.pt", &g, 40), "unexpected arguments");
+    free(g.p);
+    param_wraps = 0;
+
+    struct {
+        const char *label;
+        int64_t numel, offset;
+        int ndim;
+        int64_t size[3], stride[3];
+        size_t bytes;
+        const char *problem;
+    } cases[] = {
+        {"storage too small", 4, 0, 2, {2, 3}, {3, 1}, 16, "reaches past the end of its storage"},
+        {"offset past the end", 10, 9, 1, {2}, {1}, 40, "reaches past the end of its storage"},
+        {"strided past the end", 10, 0, 2, {2, 3}, {8, 1}, 40, "reaches past the end of its storage"},
+        {"negative stride", 10, 0, 1, {2}, {-1}, 40, "a tensor stride must be an integer"},
+        {"negative size", 10, 0, 1, {-2}, {1}, 40, "a tensor size must be an integer"},
+        {"negative offset", 10, -1, 1, {2}, {1}, 40, "storage offset must be an integer"},
+        {"huge size", 10, 0, 1, {(int64_t)1 << 50}, {1}, 40, "a tensor size must be an integer"},
+        {"overflowing shape", 10, 0, 3, {1 << 20, 1 << 20, 1 << 20}, {0, 0, 0}, 40, "impossibly large"},
+        {"overflowing stride span", 10, 0, 2, {1 << 20, 2}, {(int64_t)1 << 40, 1}, 40, "reaches past the end"},
+        {"zero strides asking for terabytes", 10, 0, 2, {1 << 20, 1 << 20}, {0, 0}, 40, "copied out"},
+        {"record size mismatch", 10, 0, 1, {2}, {1}, 36, "its record has 36 bytes"},
+        {"negative numel", -5, 0, 1, {2}, {1}, 40, "element count must be an integer"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        buf b = tensor_pickle(cases[i].numel, cases[i].offset, cases[i].ndim, cases[i].size, cases[i].stride);
+        char name[64];
+        snprintf(name, sizeof name, "bad_tensor_%zu.pt", i);
+        expect_bad(cases[i].label, write_pt(name, &b, cases[i].bytes), cases[i].problem);
+        free(b.p);
+    }
+}
+
+static void test_handmade_hostile_pickles(void)
+{
+    static const struct {
+        const char *label;
+        const char *bytes;
+        size_t n;
+        const char *problem;
+    } cases[] = {
+#define C(label, lit, problem) {label, lit, sizeof lit - 1, problem}
+        C("memo index out of range", "\x80\x02h\x05.", "memo index 5 was never stored"),
+        C("long memo index", "\x80\x02j\xff\xff\xff\x7f.", "never stored"),
+        C("memo put too large", "\x80\x02Nr\xff\xff\xff\x7f.", "memo index 2147483647 is too large"),
+        C("unknown opcode", "\x80\x02\xff.", "unsupported opcode 0xff"),
+        C("text INT opcode", "\x80\x02I12\n.", "unsupported opcode 0x49 ('I')"),
+        C("huge LONG1", "\x80\x02\x8a\x10" "0123456789abcdef.", "integer of 16 bytes is too large"),
+        C("huge LONG4", "\x80\x02\x8b\xff\xff\xff\xff.", "is too large"),
+        C("truncated string", "\x80\x02X\xff\xff\x00\x00" "abc", "more bytes"),
+        C("no STOP", "\x80\x02N", "more bytes"),
+        C("stack underflow", "\x80\x02R.", "stack underflow"),
+        C("SETITEM on a list", "\x80\x02]NNs.", "not a dict"),
+        C("APPEND on a dict", "\x80\x02}Na.", "not a list"),
+        C("protocol 1 header", "\x80\x01N.", "protocol 1 is not supported"),
+        C("STACK_GLOBAL os.system", "\x80\x04\x8c\x05posix\x8c\x06system\x93.", "refusing to load global posix.system"),
+        C("GLOBAL builtins.exec", "\x80\x02" "cbuiltins\nexec\n.", "refusing to load global builtins.exec"),
+        C("GLOBAL with NUL", "\x80\x02" "ctorch\x00x\nSize\n.", "refusing to load global"),
+        C("GLOBAL without newline", "\x80\x02" "ctorch", "without a newline"),
+        C("call of a storage type", "\x80\x02" "ctorch\nFloatStorage\n)R.", "refusing to call torch.FloatStorage"),
+        C("NEWOBJ of OrderedDict", "\x80\x02" "ccollections\nOrderedDict\n)\x81.", "refusing to instantiate"),
+        C("invalid UTF-8", "\x80\x02X\x02\x00\x00\x00\xc3\x28.", "not valid UTF-8"),
+        C("cyclic list", "\x80\x02]q\x00" "h\x00" "a.", "nests deeper than"),
+        C("bare storage", "\x80\x02(X\x07\x00\x00\x00" "storagectorch\nFloatStorage\nX\x01\x00\x00\x00" "0X\x03\x00\x00\x00" "cpuK\x01tQ.",
+          "bare storage"),
+#undef C
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        buf b = {0};
+        put(&b, cases[i].bytes, cases[i].n);
+        char name[64];
+        snprintf(name, sizeof name, "bad_pickle_%zu.pt", i);
+        expect_bad(cases[i].label, write_pt(name, &b, 40), cases[i].problem);
+        free(b.p);
+    }
+    /* Deep nesting: a tuple in a tuple ... 300 deep. */
+    buf b = {0};
+    put8(&b, 0x80), put8(&b, 2), put8(&b, ')');
+    for (int i = 0; i < 300; i++)
+        put8(&b, 0x85);
+    put8(&b, '.');
+    expect_bad("300-deep tuples", write_pt("deep.pt", &b, 40), "nests deeper than 200 levels");
+    free(b.p);
+    /* An exponential DAG: x = (x, x) forty times (2^40 leaves from 200 bytes). */
+    b = (buf){0};
+    put8(&b, 0x80), put8(&b, 2), put8(&b, ')');
+    for (int i = 0; i < 40; i++)
+        put8(&b, 'q'), put8(&b, 0), put8(&b, '0'), put8(&b, 'h'), put8(&b, 0), put8(&b, 'h'), put8(&b, 0), put8(&b, 0x86);
+    put8(&b, '.');
+    expect_bad("exponential DAG", write_pt("dag.pt", &b, 40), "too large when expanded");
+    free(b.p);
+    /* Marks nested past the limit, and a stack past its limit. */
+    b = (buf){0};
+    put8(&b, 0x80), put8(&b, 2);
+    for (int i = 0; i <= PK_MAX_MARKS; i++)
+        put8(&b, '(');
+    put8(&b, '.');
+    expect_bad("too many MARKs", write_pt("marks.pt", &b, 40), "nested MARKs");
+    free(b.p);
+    b = (buf){0};
+    put8(&b, 0x80), put8(&b, 2);
+    for (int i = 0; i <= PK_MAX_STACK; i++)
+        put8(&b, 'N');
+    put8(&b, '.');
+    expect_bad("stack too deep", write_pt("stack.pt", &b, 40), "stack deeper than");
+    free(b.p);
+}
+
+/* ---- hostile archives ------------------------------------------------------------------ */
+
+static uint8_t *fixture_bytes(const char *path, size_t *n) { return (uint8_t *)read_file_all(path, n); }
+
+static size_t find_sig(const uint8_t *d, size_t n, uint32_t sig, int from_end)
+{
+    uint8_t s[4] = {(uint8_t)sig, (uint8_t)(sig >> 8), (uint8_t)(sig >> 16), (uint8_t)(sig >> 24)};
+    if (from_end) {
+        for (size_t i = n - 4; i > 0; i--)
+            if (!memcmp(d + i, s, 4))
+                return i;
+    } else
+        for (size_t i = 0; i + 4 <= n; i++)
+            if (!memcmp(d + i, s, 4))
+                return i;
+    return (size_t)-1;
+}
+
+static void patch32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static const char *write_variant(const char *name, const uint8_t *d, size_t n)
+{
+    const char *p = tmp_path(name);
+    write_bytes(p, d, n);
+    return p;
+}
+
+static void test_hostile_archives(void)
+{
+    size_t n;
+    uint8_t *orig = fixture_bytes(FIX "pt_tensors_zip.pt", &n), *d = xmalloc(n);
+    size_t eocd = find_sig(orig, n, 0x06054b50, 1), cd = find_sig(orig, n, 0x02014b50, 0);
+    CHECK(eocd != (size_t)-1 && cd != (size_t)-1, "fixture has no EOCD / central directory");
+
+    expect_bad("empty file", write_variant("empty.pt", orig, 0), "not a PyTorch file");
+    expect_bad("truncated to 10 bytes", write_variant("t10.pt", orig, 10), "too short for a ZIP");
+    expect_bad("truncated by one byte", write_variant("t1.pt", orig, n - 1), "end-of-central-directory");
+    expect_bad("truncated in half", write_variant("thalf.pt", orig, n / 2), "end-of-central-directory");
+
+    memcpy(d, orig, n);
+    patch32(d + eocd + 16, (uint32_t)n); /* central directory offset past the end */
+    expect_bad("central directory out of range", write_variant("cdoff.pt", d, n), "lies outside the archive");
+
+    memcpy(d, orig, n);
+    patch32(d + cd + 42, 0x7fffffff); /* first member's local header far away */
+    expect_bad("local header out of range", write_variant("lhoff.pt", d, n), "outside the archive's data area");
+
+    memcpy(d, orig, n);
+    patch32(d + cd + 20, 0x7fffff00), patch32(d + cd + 24, 0x7fffff00); /* first member's size */
+    expect_bad("record past the end", write_variant("size.pt", d, n), "runs past the end of the data area");
+
+    memcpy(d, orig, n);
+    d[cd + 10] = 8; /* deflate */
+    expect_bad("compressed member", write_variant("deflate.pt", d, n), "is compressed");
+
+    /* Two central entries pointing at the same local header. */
+    memcpy(d, orig, n);
+    size_t cd2 = find_sig(orig + cd + 4, n - cd - 4, 0x02014b50, 0) + cd + 4;
+    memcpy(d + cd2 + 42, d + cd + 42, 4);
+    expect_bad("overlapping members", write_variant("overlap.pt", d, n), "");
+
+    /* CRC: data.pkl is checked at open; a storage record when read. */
+    zip_archive *z = zip_archive_open("fixture", orig, n);
+    const zip_member *pkl = NULL, *f32 = NULL;
+    for (int i = 0; i < z->n; i++)
+        if (strstr(z->members[i].name, "data.pkl"))
+            pkl = &z->members[i];
+    safetensors *st = torch_file_open(FIX "pt_tensors_zip.pt");
+    const st_tensor *tf = safetensors_require(st, "f32");
+    for (int i = 0; i < z->n; i++)
+        if (tf->bytes == (const uint8_t *)st->data + z->members[i].data_offset)
+            f32 = &z->members[i];
+    CHECK(pkl && f32, "fixture members not found");
+    if (pkl && f32) {
+        memcpy(d, orig, n);
+        d[pkl->data_offset + pkl->size / 2] ^= 0x40;
+        expect_bad("data.pkl CRC", write_variant("crc_pkl.pt", d, n), "fails its CRC-32 check");
+        memcpy(d, orig, n);
+        d[f32->data_offset + 5] ^= 1;
+        const char *p = write_variant("crc_f32.pt", d, n);
+        safetensors *ok = torch_file_open(p); /* opening does not read tensor records */
+        safetensors_close(ok);
+        expect_bad("storage CRC when read", p, "fails its CRC-32 check");
+    }
+    safetensors_close(st);
+    zip_archive_close(z);
+
+    /* A ZIP without data.pkl, and an npz. */
+    buf one = {0};
+    puts_(&one, "hello");
+    const char *nm[1] = {"readme.txt"};
+    expect_bad("zip without data.pkl", write_zip("nopkl.pt", 1, nm, &one), "without <prefix>/data.pkl");
+    const char *np[1] = {"arr_0.npy"};
+    expect_bad("an npz", write_zip("arr.npz", 1, np, &one), "NumPy .npz");
+    free(one.p);
+    free(orig), free(d);
+}
+
+static void test_hostile_legacy_files(void)
+{
+    size_t n;
+    uint8_t *orig = fixture_bytes(FIX "pt_tensors_legacy.pt", &n);
+    expect_bad("legacy truncated by 1", write_variant("l1.pt", orig, n - 1), "runs past the end of the file");
+    expect_bad("legacy truncated by 100", write_variant("l100.pt", orig, n - 100), "");
+    expect_bad("legacy magic only", write_variant("lmagic.pt", orig, 15), "more bytes");
+    uint8_t *d = xmalloc(n + 3);
+    memcpy(d, orig, n);
+    memcpy(d + n, "abc", 3);
+    expect_bad("legacy trailing bytes", write_variant("ltrail.pt", d, n + 3), "unexpected bytes after the last storage");
+    free(d), free(orig);
+}
+
+static void test_fifo_and_directory_refused(void)
+{
+    const char *p = tmp_path("fifo.pt");
+    if (mkfifo(p, 0600) != 0) {
+        CHECK(0, "mkfifo failed");
+        return;
+    }
+    expect_bad("a FIFO (would block)", p, "not a regular file (a FIFO)");
+    expect_bad("a directory", tmp_dir, "not a regular file (a directory)");
+}
+
+/* Random corruptions of both fixtures: accepted, or a clean die. */
+static void corrupt_loop(const char *fixture, int rounds, uint64_t seed, int *rejected_out)
+{
+    size_t n;
+    uint8_t *orig = fixture_bytes(fixture, &n), *d = xmalloc(n);
+    rng r = rng_new(seed, 3);
+    int accepted = 0, rejected = 0, crashed = 0;
+    const char *path = tmp_path("fuzz.pt");
+    for (int k = 0; k < rounds; k++) {
+        memcpy(d, orig, n);
+        size_t len = n;
+        int kind = (int)rng_below(&r, 4), edits = 1 + (int)rng_below(&r, 4);
+        for (int e = 0; e < edits; e++) {
+            size_t at = rng_below(&r, (uint32_t)n);
+            if (kind == 0)
+                d[at] = (uint8_t)rng_below(&r, 256);
+            else if (kind == 1)
+                d[at] ^= (uint8_t)(1u << rng_below(&r, 8));
+            else if (kind == 2) /* the last 400 bytes: central directory and EOCD */
+                d[n - 1 - rng_below(&r, n < 400 ? (uint32_t)n : 400)] = (uint8_t)rng_below(&r, 256);
+        }
+        if (kind == 3)
+            len = rng_below(&r, (uint32_t)n);
+        write_bytes(path, d, len);
+        char err[4096];
+        int rc = run_in_child(child_open_and_read, (void *)path, err, sizeof err);
+        if (rc == 0)
+            accepted++;
+        else if (rc == 1 && !strncmp(err, "repae: error: ", 14) && !strstr(err, "Sanitizer") &&
+                 !strstr(err, "runtime error"))
+            rejected++;
+        else if (crashed++ < 3) {
+            char keep[600];
+            snprintf(keep, sizeof keep, "/tmp/repae-pt-crash-%d.pt", k);
+            write_bytes(keep, d, len);
+            CHECK(0, "corrupted %s %d (kind %d, kept as %s): status %d, stderr \"%.600s\"", fixture, k, kind, keep, rc,
+                  err);
+        }
+    }
+    CHECK(crashed == 0, "%d of %d corruptions of %s crashed the reader", crashed, rounds, fixture);
+    if (getenv("TEST_VERBOSE"))
+        printf("       %s: %d accepted, %d rejected, %d crashed\n", fixture, accepted, rejected, crashed);
+    *rejected_out = rejected;
+    free(orig), free(d);
+}
+
+static void test_random_corruptions_never_crash(void)
+{
+    int rz, rl;
+    corrupt_loop(FIX "pt_tensors_zip.pt", 250, 91, &rz);
+    corrupt_loop(FIX "pt_tensors_legacy.pt", 150, 92, &rl);
+    CHECK(rz > 150, "only %d of 250 zip corruptions rejected (CRC should catch most)", rz);
+    CHECK(rl > 30, "only %d of 150 legacy corruptions rejected", rl);
+}
+
+
+/* ---- the command line: inspect, convert, a model loaded from a .pt ---------------- */
+
+static char repae_bin[256];
+
+static int have_repae(void)
+{
+    const char *b = getenv("BUILD");
+    snprintf(repae_bin, sizeof repae_bin, "%s/repae", b && *b ? b : "build");
+    if (access(repae_bin, X_OK) != 0) {
+        CHECK(0, "%s not found: run the tests from the repository root after building it", repae_bin);
+        return 0;
+    }
+    return 1;
+}
+
+static char out_buf[1 << 17], err_buf[8192];
+
+static int run(const char *fmt, const char *a, const char *b, const char *c)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, fmt, repae_bin, a, b, c);
+    return run_command(cmd, out_buf, sizeof out_buf, err_buf, sizeof err_buf);
+}
+
+static void test_cli_inspect_pt(void)
+{
+    if (!have_repae())
+        return;
+    int rc = run("'%s' inspect '%s'%s%s", FIX "pt_checkpoint.pt", "", "");
+    CHECK(rc == 0, "inspect .pt exited %d: %s", rc, err_buf);
+    const char *want[] = {"670 tensors", "format: PyTorch zip", "argparse.Namespace", "torch._utils._rebuild_tensor_v2",
+                          "vae.encoder.conv_in.weight", "F32", "[8, 4, 3, 3]", "ema.pos_embed",
+                          "opt.state.1.exp_avg_sq", "steps = 400000", "args = {\"model\":\"custom\"",
+                          "VAE at 'vae.'", "SiT at 'ema.'", "discriminator at 'discriminator.'"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        CHECK(strstr(out_buf, want[i]) != NULL, "inspect .pt output lacks \"%s\"", want[i]);
+    rc = run("'%s' inspect '%s'%s%s", FIX "pt_tensors_legacy.pt", "", "");
+    CHECK(rc == 0 && strstr(out_buf, "format: PyTorch legacy") && strstr(out_buf, "BF16") &&
+              strstr(out_buf, "nested.inner.w"),
+          "inspect of the legacy file: status %d\n%s", rc, out_buf);
+    rc = run("'%s' inspect '%s'%s%s", FIX "evil_system.pt", "", "");
+    CHECK(rc == 1 && strstr(err_buf, "refusing to load global posix.system"), "inspect of a malicious file: %d %s", rc,
+          err_buf);
+}
+
+static void test_cli_convert_pt(void)
+{
+    if (!have_repae())
+        return;
+    const char *out = tmp_path("vae_converted.safetensors");
+    int rc = run("'%s' convert '%s' '%s' --prefix %s", FIX "pt_checkpoint.pt", out, "vae");
+    CHECK(rc == 0 && strstr(out_buf, "124 tensors"), "convert --prefix vae: status %d, %s %s", rc, out_buf, err_buf);
+    safetensors *c = safetensors_open(out), *ref = safetensors_open(FIX "pt_checkpoint_ref.safetensors");
+    CHECK(c->n_tensors == 124, "converted file has %d tensors", c->n_tensors);
+    int bad = 0;
+    for (int i = 0; i < c->n_tensors; i++) {
+        char key[300];
+        snprintf(key, sizeof key, "vae.%s", c->tensors[i].name);
+        const st_tensor *r = safetensors_find(ref, key), *t = &c->tensors[i];
+        bad += !r || r->dtype != t->dtype || r->numel != t->numel ||
+               memcmp(r->bytes, t->bytes, (size_t)t->numel * st_dtype_size(t->dtype));
+    }
+    CHECK(bad == 0, "%d converted tensors differ from the reference", bad);
+    const char *args = safetensors_meta(c, "args");
+    CHECK(args && strstr(args, "\"vae_norm_groups\":2"), "converted file keeps the args metadata");
+    safetensors_close(c);
+    safetensors_close(ref);
+    /* Whole file, dtypes kept (F16 stays F16, BOOL stays BOOL). */
+    out = tmp_path("all_converted.safetensors");
+    rc = run("'%s' convert '%s' '%s'%s", FIX "pt_tensors_legacy.pt", out, "");
+    c = safetensors_open(out);
+    CHECK(rc == 0 && c->n_tensors == 19 && safetensors_find(c, "f16")->dtype == ST_F16 &&
+              safetensors_find(c, "bool")->dtype == ST_BOOL && safetensors_find(c, "transposed")->shape[0] == 4,
+          "convert of the legacy file");
+    safetensors_close(c);
+    rc = run("'%s' convert '%s' '%s' --prefix %s", FIX "pt_checkpoint.pt", out, "nope");
+    CHECK(rc == 1 && strstr(err_buf, "prefixes there: model. ema. vae."), "convert with a wrong prefix: %s", err_buf);
+}
+
+static void test_cli_forward_vae_from_pt_equals_safetensors(void)
+{
+    if (!have_repae())
+        return;
+    float x[3 * 16 * 16];
+    fill_uniform(x, 3 * 16 * 16, -1, 1, 5);
+    st_writer *w = st_writer_new();
+    st_writer_add_f32(w, "x", 4, (int64_t[]){1, 3, 16, 16}, x);
+    const char *in = tmp_path("fwd_in.safetensors");
+    st_writer_save(w, in);
+    st_writer_free(w);
+    const char *o1 = tmp_path("fwd_pt.safetensors"), *o2 = tmp_path("fwd_st.safetensors");
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "'%%s' forward --model vae --weights '%%s' --input '%s' --output '%%s'%%s", in);
+    int rc1 = run(cmd, FIX "pt_checkpoint.pt", o1, "");
+    CHECK(rc1 == 0, "forward --weights .pt: status %d, %s", rc1, err_buf);
+    int rc2 = run(cmd, FIX "pt_checkpoint_ref.safetensors", o2, "");
+    CHECK(rc2 == 0, "forward --weights .safetensors: status %d, %s", rc2, err_buf);
+    if (rc1 || rc2)
+        return;
+    safetensors *a = safetensors_open(o1), *b = safetensors_open(o2);
+    CHECK(a->n_tensors == b->n_tensors && a->n_tensors >= 3, "forward outputs: %d vs %d tensors", a->n_tensors,
+          b->n_tensors);
+    for (int i = 0; i < b->n_tensors; i++) {
+        const st_tensor *tb = &b->tensors[i], *ta = safetensors_find(a, tb->name);
+        CHECK(ta && ta->numel == tb->numel && !memcmp(ta->bytes, tb->bytes, (size_t)tb->numel * 4),
+              "forward output '%s' from the .pt differs from the safetensors run", tb->name);
+    }
+    safetensors_close(a);
+    safetensors_close(b);
+    /* Files that are no weights at all. */
+    const char *junk = tmp_path("junk.pt");
+    write_bytes(junk, "this is a text file, not weights\n", 33);
+    int rc = run(cmd, junk, o1, "");
+    CHECK(rc == 1 && strstr(err_buf, "not a weights file") && strstr(err_buf, junk), "junk weights: %s", err_buf);
+    const char *pkl = tmp_path("bare.pkl");
+    write_bytes(pkl, "\x80\x02}q\x00.\x00\x00\x00\x00\x00", 11);
+    rc = run(cmd, pkl, o1, "");
+    CHECK(rc == 1 && strstr(err_buf, "a bare Python pickle"), "bare pickle as weights: %s", err_buf);
+}
+
+/* repae sample --ckpt CHECKPOINT.pt --latents-stats STATS.pt: the same images
+ * as from the safetensors copy (EMA SiT, VAE and args all from the .pt). */
+static void test_cli_sample_from_pt_equals_safetensors(void)
+{
+    if (!have_repae())
+        return;
+    const char *ck[2] = {FIX "pt_checkpoint.pt", FIX "pt_checkpoint_ref.safetensors"}, *names[2] = {"s_pt", "s_st"};
+    char npz[2][600];
+    for (int k = 0; k < 2; k++) {
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd,
+                 "'%%s' sample --ckpt '%s' --latents-stats '%%s' --num-samples 3 --num-steps 3 --sample-dir '%%s' "
+                 "--name %s --no-png%%s",
+                 ck[k], names[k]);
+        int rc = run(cmd, FIX "pt_latents_stats.pt", tmp_dir, "");
+        CHECK(rc == 0, "sample --ckpt %s: status %d, %s", ck[k], rc, err_buf);
+        snprintf(npz[k], sizeof npz[k], "%s/%s.npz", tmp_dir, names[k]);
+    }
+    size_t na = 0, nb = 0;
+    char *a = access(npz[0], R_OK) == 0 ? read_file_all(npz[0], &na) : NULL;
+    char *b = access(npz[1], R_OK) == 0 ? read_file_all(npz[1], &nb) : NULL;
+    CHECK(a && b && na == nb && na > 100 && !memcmp(a, b, na), "samples from the .pt differ from the safetensors run");
+    free(a), free(b);
+    unlink(npz[0]), unlink(npz[1]);
+    char lab[600];
+    for (int k = 0; k < 2; k++) {
+        snprintf(lab, sizeof lab, "%s/%s-labels.txt", tmp_dir, names[k]);
+        unlink(lab);
+    }
+}
+
+int main(void)
+{
+    strcpy(tmp_dir, "/tmp/repae-test-pt-XXXXXX");
+    if (!mkdtemp(tmp_dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    RUN(test_zip_format_every_dtype_and_layout);
+    RUN(test_legacy_format_every_dtype_and_layout);
+    RUN(test_checkpoint_equals_safetensors_bit_for_bit);
+    RUN(test_latents_stats_file);
+    RUN(test_malicious_pickles_are_refused_and_nothing_runs);
+    RUN(test_handmade_tensor_pickles);
+    RUN(test_handmade_hostile_pickles);
+    RUN(test_hostile_archives);
+    RUN(test_hostile_legacy_files);
+    RUN(test_fifo_and_directory_refused);
+    RUN(test_random_corruptions_never_crash);
+    RUN(test_cli_inspect_pt);
+    RUN(test_cli_convert_pt);
+    RUN(test_cli_forward_vae_from_pt_equals_safetensors);
+    RUN(test_cli_sample_from_pt_equals_safetensors);
+    remove_tmp_dir();
+    return test_summary();
+}
