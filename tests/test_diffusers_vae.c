@@ -17,7 +17,8 @@
  *    does, forward and backward (training a Flux-style VAE);
  *  - bad folders die naming the file and the field or tensor;
  *  - the CLI: `repae export-vae --format diffusers` then `repae reconstruct`
- *    on the folder gives the numbers of the CompVis file.
+ *    on the folder gives the numbers of the CompVis file; back to CompVis;
+ *    `repae inspect FOLDER`, `repae forward --model vae --weights FOLDER`.
  *
  * Tolerances: the references are float64 answers for float32 inputs; our
  * float32 VAE passes differ by rounding, measured <= 2e-6 of each tensor's
@@ -34,6 +35,7 @@
 
 #include "core/arena.h"
 #include "core/error.h"
+#include "models/sit.h"
 #include "models/vae.h"
 #include "models/vae_diffusers.h"
 #include "test.h"
@@ -658,6 +660,50 @@ static void test_cli_export_then_reconstruct(void)
     safetensors_load_f32(st, "latents_scale", 4, (int64_t[]){1, 8, 1, 1}, rs);
     CHECK(!memcmp(rs, scale, sizeof scale), "folder -> CompVis statistics");
     safetensors_close(st);
+
+    /* sample: a SiT weights file + the folder as --vae-ckpt; the latent
+     * statistics then come from the folder (its sidecar). */
+    sit_config sc = sit_config_default();
+    sc.depth = 1, sc.hidden = 32, sc.heads = 2, sc.patch = 2, sc.in_channels = 8, sc.input_size = 4;
+    sc.num_classes = 10, sc.encoder_depth = 1, sc.n_encoders = 0;
+    sit s;
+    sit_build(&s, &sc);
+    float *sp = param_alloc(&s.table);
+    sit_init_params(&s, sp, 5);
+    sit_save_file(&s, sp, tmp_path("sit.safetensors"));
+    free(sp);
+    sit_free(&s);
+    snprintf(cmd, sizeof cmd,
+             "%s'%s' sample --ckpt '%s' --vae-ckpt '%s' --heads 2 --num-samples 2 --num-steps 2 --cfg-scale 1 "
+             "--mode ode --sample-dir '%s' --no-png",
+             omp, bin, tmp_path("sit.safetensors"), tmp_path("cli_dir"), tmp_dir);
+    rc = run_command(cmd, out, sizeof out, err, sizeof err);
+    char want_line[700];
+    snprintf(want_line, sizeof want_line, "latent statistics: %s\n", tmp_path("cli_dir"));
+    CHECK(rc == 0 && strstr(out, want_line), "`%s` exited %d (want '%s'):\n%s%s", cmd, rc, want_line, out, err);
+
+    /* inspect and forward take a folder too (the z = 16 one: no quant convs). */
+    snprintf(cmd, sizeof cmd, "'%s' inspect '%s'", bin, folder(2));
+    rc = run_command(cmd, out, sizeof out, err, sizeof err);
+    CHECK(rc == 0 && strstr(out, "diffusers AutoencoderKL folder") && strstr(out, "\"use_quant_conv\": false") &&
+              strstr(out, "(0.1159, 0.3611)"),
+          "`%s` exited %d:\n%s%s", cmd, rc, out, err);
+    snprintf(cmd, sizeof cmd, "%s'%s' forward --model vae --weights '%s' --input '" FX "%s_ref.safetensors' --output '%s'",
+             omp, bin, folder(2), CASES[2].name, tmp_path("fwd.safetensors"));
+    rc = run_command(cmd, out, sizeof out, err, sizeof err);
+    CHECK(rc == 0, "`%s` exited %d:\n%s", cmd, rc, err);
+    if (rc == 0) {
+        safetensors *fo = safetensors_open(tmp_path("fwd.safetensors"));
+        safetensors *ref = safetensors_open(FX "diffusers_vae_tiny_z16_ref.safetensors");
+        size_t n1, n2;
+        float *got = fixture_f32(fo, "mean", &n1), *want = fixture_f32(ref, "mean", &n2);
+        CHECK(n1 == n2, "forward mean: %zu values, want %zu", n1, n2);
+        if (n1 == n2)
+            check_rel("repae forward --weights FOLDER: mean", got, want, n1, TOL_OUT);
+        free(got), free(want);
+        safetensors_close(fo);
+        safetensors_close(ref);
+    }
 
     /* Bad flags. */
     snprintf(cmd, sizeof cmd, "'%s' export-vae --vae-ckpt '%s' --output x --format onnx", bin, srcs[0]);
