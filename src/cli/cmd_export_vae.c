@@ -182,7 +182,7 @@ static void from_checkpoint(const char *ckpt, int norm_groups, vae *m, float **b
  * folder's own, else none (NULL). */
 static void from_vae(const char *path, const char *stats, int norm_groups, vae *m, float **bias_out, float **scale_out)
 {
-    mf_open_vae(m, path, norm_groups, PARAM_STRICT);
+    mf_open_vae(m, path, norm_groups, PARAM_ALLOW_EXTRA); /* as the reference loads a VAE */
     printf("vae: %s\n", path);
     int C = m->cfg.z_channels;
     *bias_out = *scale_out = NULL;
