@@ -142,7 +142,7 @@ const char *mf_open_vae(vae *v, const char *path, int norm_groups, param_load_mo
     safetensors *st = safetensors_open(path);
     const char *prefix = mf_find_prefix(st, "encoder.conv_in.weight", pre);
     if (!prefix)
-        die("'%s': no VAE in this file (no encoder.conv_in.weight at the top level or under vae.); a diffusers "
+        die("'%s': no VAE encoder in this file (no encoder.conv_in.weight at the top level or under vae.); a diffusers "
             "VAE is a folder with config.json", path);
     cJSON *j = mf_metadata_json(st);
     vae_config cfg;
