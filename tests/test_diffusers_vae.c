@@ -13,6 +13,7 @@
  *  - export -> load gives identical parameters, the written names equal the
  *    fixture's, the statistics come back from the sidecar exactly and from
  *    latents_mean/std to float rounding, and the pooled scalars are right;
+ *  - a folder holding only the fp16 variant loads as the weights rounded to half;
  *  - a VAE without quant convs computes what one with identity quant convs
  *    does, forward and backward (training a Flux-style VAE);
  *  - bad folders die naming the file and the field or tensor;
@@ -453,6 +454,52 @@ static void test_init_from_file_takes_folders(void)
     vae_free(&b);
 }
 
+/* Only the fp16 variant in a folder: read and widened exactly. */
+static void test_fp16_variant(void)
+{
+    const char *dir = tmp_path("fp16");
+    char path[600], src[300];
+    mkdir(dir, 0755);
+    snprintf(src, sizeof src, "%s/" VAE_DIFFUSERS_CONFIG, folder(1));
+    size_t n;
+    char *cfg = read_file_all(src, &n);
+    snprintf(path, sizeof path, "%s/" VAE_DIFFUSERS_CONFIG, dir);
+    FILE *fp = xfopen(path, "wb");
+    xfwrite(cfg, 1, n, fp, path);
+    xfclose(fp, path);
+    free(cfg);
+    snprintf(src, sizeof src, "%s/" VAE_DIFFUSERS_WEIGHTS, folder(1));
+    safetensors *st = safetensors_open(src);
+    st_writer *w = st_writer_new();
+    uint16_t **h = xcalloc((size_t)st->n_tensors, sizeof *h);
+    for (int i = 0; i < st->n_tensors; i++) {
+        const st_tensor *t = &st->tensors[i];
+        float *f = xmalloc((size_t)t->numel * sizeof(float));
+        safetensors_read_f32(st, t, f);
+        h[i] = xmalloc((size_t)t->numel * sizeof(uint16_t));
+        for (int64_t k = 0; k < t->numel; k++)
+            h[i][k] = f32_to_f16(f[k]);
+        free(f);
+        st_writer_add(w, t->name, ST_F16, t->ndim, t->shape, h[i]);
+    }
+    snprintf(path, sizeof path, "%s/" VAE_DIFFUSERS_WEIGHTS_FP16, dir);
+    st_writer_save(w, path);
+    st_writer_free(w);
+    for (int i = 0; i < st->n_tensors; i++)
+        free(h[i]);
+    free(h);
+    safetensors_close(st);
+    vae a, b;
+    vae_diffusers_load(&a, folder(1));
+    vae_diffusers_load(&b, dir);
+    int ok = a.table.total == b.table.total;
+    for (size_t k = 0; ok && k < a.table.total; k++)
+        ok = b.params[k] == f16_to_f32(f32_to_f16(a.params[k]));
+    CHECK(ok, "the fp16 variant should load as the fp32 weights rounded to half");
+    vae_free(&a);
+    vae_free(&b);
+}
+
 /* ---- bad folders ---- */
 
 static char *slurp(const char *path)
@@ -727,6 +774,7 @@ int main(void)
     RUN(test_export_roundtrip);
     RUN(test_no_quant_conv_is_identity);
     RUN(test_init_from_file_takes_folders);
+    RUN(test_fp16_variant);
     RUN(test_bad_folders);
     RUN(test_cli_export_then_reconstruct);
     char cmd[128];

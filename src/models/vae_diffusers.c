@@ -391,9 +391,11 @@ void vae_diffusers_load(vae *m, const char *dir)
     vae_diffusers_read_config(dir, &cfg);
     char path[4096];
     join(path, sizeof path, dir, VAE_DIFFUSERS_WEIGHTS);
+    if (access(path, F_OK) != 0) /* hub repositories often hold only the fp16 variant */
+        join(path, sizeof path, dir, VAE_DIFFUSERS_WEIGHTS_FP16);
     if (access(path, F_OK) != 0)
-        die("'%s': no %s beside %s (a sharded or .bin diffusers VAE is not supported)", dir, VAE_DIFFUSERS_WEIGHTS,
-            VAE_DIFFUSERS_CONFIG);
+        die("'%s': no %s (or %s) beside %s (a sharded or .bin diffusers VAE is not supported)", dir,
+            VAE_DIFFUSERS_WEIGHTS, VAE_DIFFUSERS_WEIGHTS_FP16, VAE_DIFFUSERS_CONFIG);
     safetensors *st = safetensors_open(path);
     int old = attn_naming(st);
     vae_init(m, &cfg);

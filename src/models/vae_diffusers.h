@@ -4,7 +4,8 @@
  * A diffusers VAE is a directory
  *
  *   config.json                           {"_class_name": "AutoencoderKL", "block_out_channels": [...], ...}
- *   diffusion_pytorch_model.safetensors   the state dict in diffusers' names
+ *   diffusion_pytorch_model.safetensors   the state dict in diffusers' names (any float dtype;
+ *                                         the .fp16.safetensors variant if only that is there)
  *   latents_stats.safetensors             ours only (see below), optional
  *
  * The network is the same AutoencoderKL as the CompVis/LDM one (spec §2); only
@@ -64,6 +65,7 @@
 
 #define VAE_DIFFUSERS_CONFIG "config.json"
 #define VAE_DIFFUSERS_WEIGHTS "diffusion_pytorch_model.safetensors"
+#define VAE_DIFFUSERS_WEIGHTS_FP16 "diffusion_pytorch_model.fp16.safetensors" /* read when the above is absent */
 #define VAE_DIFFUSERS_STATS "latents_stats.safetensors"
 /* diffusers' default when config.json has no scaling_factor (SD-VAE's). */
 #define VAE_DIFFUSERS_DEFAULT_SCALING 0.18215
