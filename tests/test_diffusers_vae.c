@@ -755,8 +755,9 @@ static void test_cli_export_then_reconstruct(void)
     /* Bad flags. */
     snprintf(cmd, sizeof cmd, "'%s' export-vae --vae-ckpt '%s' --output x --format onnx", bin, srcs[0]);
     expect_command_fails(cmd, "--format");
-    snprintf(cmd, sizeof cmd, "'%s' reconstruct --vae-ckpt '%s'", bin, tmp_dir);
-    expect_command_fails(cmd, tmp_dir);
+    mkdir(tmp_path("empty"), 0755);
+    snprintf(cmd, sizeof cmd, "'%s' reconstruct --vae-ckpt '%s'", bin, tmp_path("empty"));
+    expect_command_fails(cmd, "empty' is not a diffusers AutoencoderKL folder: no config.json in it");
     vae_free(&m);
 }
 

@@ -418,7 +418,7 @@ int cmd_forward(int argc, char **argv)
         die("forward: unexpected argument '%s' (see 'repae forward --help')", argv[1]);
     if (!o.model || !o.weights || !o.input || !o.output)
         die("forward: --model, --weights, --input and --output are required (see 'repae forward --help')");
-    bool folder = !strcmp(o.model, "vae") && vae_diffusers_is_folder(o.weights);
+    bool folder = !strcmp(o.model, "vae") && vae_diffusers_is_dir(o.weights);
     safetensors *st = folder ? NULL : safetensors_open(o.weights);
     safetensors *in = safetensors_open(o.input);
     cJSON *j = st ? mf_metadata_json(st) : NULL;

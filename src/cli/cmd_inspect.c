@@ -436,7 +436,7 @@ int cmd_inspect(int argc, char **argv)
         die("inspect: expected exactly one FILE argument%s", rest > 2 ? " (got several)" : "");
     }
     const char *path = argv[1];
-    if (vae_diffusers_is_folder(path))
+    if (vae_diffusers_is_dir(path))
         return inspect_diffusers_folder(path);
     safetensors *st = safetensors_open(path);
     /* Sorted by name reads better than by offset. */

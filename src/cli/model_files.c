@@ -131,7 +131,7 @@ void mf_vae_config(vae_config *cfg, const safetensors *st, const char *prefix, c
 
 const char *mf_open_vae(vae *v, const char *path, int norm_groups, param_load_mode top_mode)
 {
-    if (vae_diffusers_is_folder(path)) {
+    if (vae_diffusers_is_dir(path)) {
         vae_diffusers_load(v, path);
         if (norm_groups > 0 && norm_groups != v->cfg.norm_groups)
             die("'%s': config.json says norm_num_groups %d, which --vae-norm-groups %d contradicts", path,
@@ -174,7 +174,7 @@ vit_config mf_vit_config(const safetensors *st, const char *prefix, const cJSON 
 
 void mf_load_latents_stats(const char *path, int C, float *bias, float *scale)
 {
-    if (vae_diffusers_is_folder(path)) {
+    if (vae_diffusers_is_dir(path)) {
         vae_diffusers_latents_stats(path, C, bias, scale, NULL);
         return;
     }

@@ -451,7 +451,7 @@ void vae_init_from_file(vae *m, const char *path, const char *prefix, param_load
     /* A diffusers folder holds exactly one VAE and is always loaded strictly:
      * its configuration comes from config.json, not from the keys, so an
      * unexpected key means the two disagree. */
-    if (prefix[0] == '\0' && vae_diffusers_is_folder(path)) {
+    if (prefix[0] == '\0' && vae_diffusers_is_dir(path)) {
         vae_diffusers_load(m, path);
         return;
     }

@@ -37,6 +37,12 @@ int vae_diffusers_is_folder(const char *path)
     return access(cfg, F_OK) == 0;
 }
 
+int vae_diffusers_is_dir(const char *path)
+{
+    struct stat sb;
+    return path && stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
 /* ------------------------------------------------------------------ names */
 
 static int starts(const char *s, const char *prefix, const char **rest)

@@ -72,6 +72,9 @@
 
 /* True if path is a directory holding config.json (the recognition rule). */
 int vae_diffusers_is_folder(const char *path);
+/* True if path is a directory: where a VAE file or a folder is accepted, a
+ * directory goes to vae_diffusers_load, which says what it lacks. */
+int vae_diffusers_is_dir(const char *path);
 
 /* The diffusers name of one of our (CompVis) parameter names, for a VAE of
  * configuration cfg; old_attn selects query/key/value/proj_attn.  *linear
