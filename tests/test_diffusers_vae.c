@@ -617,6 +617,8 @@ static void test_bad_folders(void)
          "attention at the same levels"},
         {"\"up_block_types\": [", "\"up_block_types\": [\"UpDecoderBlock2D\",", "must have the same length"},
         {"{", "[", "not a JSON object"},
+        {"    16\n  ]", "    65536\n  ]", "describes an AutoencoderKL of"},
+        {"\"layers_per_block\": 1", "\"layers_per_block\": 64", "missing tensor 'encoder.down_blocks.0.resnets.1.norm1.weight'"},
         {"\"act_fn\"", "\"act_fn\" \"", "not a JSON object"},
     };
     for (size_t i = 0; i < sizeof J / sizeof J[0]; i++) {

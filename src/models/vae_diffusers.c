@@ -5,6 +5,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -404,6 +405,19 @@ void vae_diffusers_load(vae *m, const char *dir)
             VAE_DIFFUSERS_WEIGHTS, VAE_DIFFUSERS_WEIGHTS_FP16, VAE_DIFFUSERS_CONFIG);
     safetensors *st = safetensors_open(path);
     int old = attn_naming(st);
+    /* A config.json that describes far more parameters than the file holds
+     * is refused before the (possibly huge) parameter buffer is allocated;
+     * a few missing tensors pass this and are named below. */
+    vae shape_only;
+    vae_init_table(&shape_only, &cfg);
+    size_t need = vae_param_count(&shape_only);
+    vae_free(&shape_only);
+    uint64_t have = 0;
+    for (int i = 0; i < st->n_tensors; i++)
+        have += (uint64_t)st->tensors[i].numel;
+    if (need > 2 * have + (1u << 20))
+        die("'%s': config.json describes an AutoencoderKL of %zu parameters but '%s' holds %llu values", dir, need,
+            path, (unsigned long long)have);
     vae_init(m, &cfg);
     char *used = xcalloc((size_t)st->n_tensors + 1, 1);
     char dn[PARAM_NAME_MAX + 32], a[96], b[96];
