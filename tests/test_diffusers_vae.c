@@ -18,7 +18,8 @@
  *    does, forward and backward (training a Flux-style VAE);
  *  - bad folders die naming the file and the field or tensor;
  *  - the CLI: `repae export-vae --format diffusers` then `repae reconstruct`
- *    on the folder gives the numbers of the CompVis file; back to CompVis;
+ *    and `repae cache-latents` on the folder give the numbers of the CompVis
+ *    file; back to CompVis;
  *    `repae inspect FOLDER`, `repae forward --model vae --weights FOLDER`.
  *
  * Tolerances: the references are float64 answers for float32 inputs; our
@@ -696,6 +697,27 @@ static void test_cli_export_then_reconstruct(void)
     }
     cJSON_Delete(ja);
     cJSON_Delete(jb);
+
+    /* cache-latents on the folder = on the CompVis file (same posterior tensors). */
+    for (int k = 0; k < 2; k++) {
+        snprintf(cmd, sizeof cmd, "%s'%s' cache-latents --vae-ckpt '%s' --output '%s' --max-images 8 --batch-size 4",
+                 omp, bin, srcs[k], tmp_path(k ? "lat_b.safetensors" : "lat_a.safetensors"));
+        rc = run_command(cmd, out, sizeof out, err, sizeof err);
+        CHECK(rc == 0, "`%s` exited %d:\n%s", cmd, rc, err);
+    }
+    if (rc == 0) {
+        safetensors *la = safetensors_open(tmp_path("lat_a.safetensors")),
+                    *lb = safetensors_open(tmp_path("lat_b.safetensors"));
+        int same = la->n_tensors == lb->n_tensors && la->n_tensors > 0;
+        for (int t = 0; same && t < la->n_tensors; t++) {
+            const st_tensor *u = safetensors_find(lb, la->tensors[t].name);
+            same = u && u->end - u->begin == la->tensors[t].end - la->tensors[t].begin &&
+                   !memcmp(la->data + la->tensors[t].begin, lb->data + u->begin, u->end - u->begin);
+        }
+        CHECK(same, "cache-latents: the folder's latent cache should equal the CompVis file's tensor for tensor");
+        safetensors_close(la);
+        safetensors_close(lb);
+    }
 
     /* Back to CompVis from the folder (statistics from the folder). */
     snprintf(cmd, sizeof cmd, "%s'%s' export-vae --vae-ckpt '%s' --output '%s'", omp, bin, tmp_path("cli_dir"),
