@@ -18,7 +18,8 @@
  *  - export-vae: from a `repae train` checkpoint, NAME.safetensors equals the
  *    checkpoint's vae.* (GroupNorm groups recovered from its args) and the
  *    statistics are ema.bn.running_var^(-1/2) / running_mean as [1,C,1,1];
- *    wrong inputs give clear errors.
+ *    --format diffusers writes the same VAE as a diffusers folder, which
+ *    `repae train --vae-ckpt` starts from; wrong inputs give clear errors.
  *
  * The commands run as $BUILD/repae (default build/repae), from the
  * repository root, in a mkdtemp directory removed at the end, with
@@ -486,6 +487,34 @@ static void test_export_vae(void)
     snprintf(path, sizeof path, "%s-discriminator.safetensors", name);
     CHECK(file_exists(path), "no %s", path);
     safetensors_close(ck);
+
+    /* --format diffusers: the same VAE and statistics as a diffusers folder;
+     * `repae train --vae-ckpt FOLDER` starts from it, and exporting that
+     * run finds the GroupNorm groups in the folder's config.json. */
+    snprintf(args, sizeof args, "export-vae --checkpoint '%s' --format diffusers --output '%s'", ckpt,
+             tmp_path("exported/e2e-vae-diffusers"));
+    if (repae_ok("export-vae --format diffusers", args, NULL, 0) == 0) {
+        vae a, b;
+        snprintf(path, sizeof path, "%s.safetensors", name);
+        vae_init_from_file(&a, path, "", PARAM_STRICT);
+        vae_init_from_file(&b, tmp_path("exported/e2e-vae-diffusers"), "", PARAM_STRICT);
+        CHECK(a.table.total == b.table.total && same_bits(a.params, b.params, a.table.total),
+              "the diffusers folder should hold the exported VAE bit for bit");
+        vae_free(&a);
+        vae_free(&b);
+        snprintf(args, sizeof args,
+                 "train " DATA " " DISC_FLAGS " --vae-ckpt '%s' --sit-depth 1 --sit-hidden 32 --sit-heads 2 "
+                 "--projector-dim 16 --max-train-steps 1 --preview-images 4 --output-dir '%s' --exp-name fromdiff",
+                 tmp_path("exported/e2e-vae-diffusers"), tmp_dir);
+        if (repae_ok("repae train --vae-ckpt FOLDER", args, NULL, 0) == 0) {
+            snprintf(args, sizeof args, "export-vae --checkpoint '%s' --output '%s'",
+                     tmp_path("fromdiff/checkpoints/0000001.safetensors"), tmp_path("exported/fromdiff"));
+            char out2[8192];
+            if (repae_ok("export-vae of a run started from a folder", args, out2, sizeof out2) == 0)
+                CHECK(strstr(out2, "groups 4 from the run's --vae-ckpt folder") != NULL, "export-vae output:\n%s",
+                      out2);
+        }
+    }
 
     /* Wrong inputs. */
     snprintf(args, sizeof args, "export-vae --checkpoint '%s'", ckpt);

@@ -16,6 +16,7 @@
 #include "io/safetensors.h"
 #include "models/sit.h"
 #include "models/vae.h"
+#include "models/vae_diffusers.h"
 #include "models/vit.h"
 #include "io/weights_file.h"
 
@@ -28,7 +29,8 @@ static const char *usage =
     "cannot tell (heads, encoder depth, ...) from the flags below.  Weights may sit\n"
     "under a key prefix (a REPA-E checkpoint: vae., ema., model.): found\n"
     "automatically, or given with --prefix.  Integer inputs (labels, masks) may be\n"
-    "any integer dtype.\n"
+    "any integer dtype.  For --model vae, --weights may be a diffusers\n"
+    "AutoencoderKL folder (config.json + diffusion_pytorch_model.safetensors).\n"
     "\n"
     "--model vae   in:  x [B, C, H, W] image in [-1, 1]; optional eps [B, Cz, h, w]\n"
     "              out: mean, logvar (clamped to [-30, 20]), std [B, Cz, h, w];\n"
@@ -181,15 +183,23 @@ static const char *auto_prefix(const safetensors *st, const char *marker, const 
 
 /* ---- models ---- */
 
+/* st NULL: --weights is a diffusers AutoencoderKL folder. */
 static void run_vae(const fwd_options *o, const safetensors *st, const cJSON *j, const safetensors *in, outputs *out)
 {
-    const char *cands[] = {"", "vae.", NULL};
-    const char *prefix = o->prefix ? o->prefix : auto_prefix(st, "encoder.conv_in.weight", cands, "VAE");
-    vae_config vc;
-    mf_vae_config(&vc, st, prefix, j, o->norm_groups);
     vae m;
-    vae_init(&m, &vc);
-    vae_load_st(&m, st, prefix, PARAM_IGNORE_EXTRA);
+    if (!st) {
+        if (o->prefix)
+            die("forward --weights '%s' is a diffusers folder: --prefix does not apply", o->weights);
+        mf_open_vae(&m, o->weights, o->norm_groups, PARAM_STRICT);
+    } else {
+        const char *cands[] = {"", "vae.", NULL};
+        const char *prefix = o->prefix ? o->prefix : auto_prefix(st, "encoder.conv_in.weight", cands, "VAE");
+        vae_config c;
+        mf_vae_config(&c, st, prefix, j, o->norm_groups);
+        vae_init(&m, &c);
+        vae_load_st(&m, st, prefix, PARAM_IGNORE_EXTRA);
+    }
+    const vae_config vc = m.cfg;
     const st_tensor *tx = need(in, "x", "the image [B, C, H, W] in [-1, 1]");
     check_shape(in, tx, 4, (int64_t[]){-1, vc.in_channels, -1, -1}, "the VAE's image");
     int B = (int)tx->shape[0], H = (int)tx->shape[2], W = (int)tx->shape[3], h, w;
@@ -409,9 +419,10 @@ int cmd_forward(int argc, char **argv)
         die("forward: unexpected argument '%s' (see 'repae forward --help')", argv[1]);
     if (!o.model || !o.weights || !o.input || !o.output)
         die("forward: --model, --weights, --input and --output are required (see 'repae forward --help')");
-    safetensors *st = weights_open(o.weights);
+    bool folder = !strcmp(o.model, "vae") && vae_diffusers_is_dir(o.weights);
+    safetensors *st = folder ? NULL : weights_open(o.weights);
     safetensors *in = safetensors_open(o.input);
-    cJSON *j = mf_metadata_json(st);
+    cJSON *j = st ? mf_metadata_json(st) : NULL;
     outputs out = {.w = st_writer_new()};
     st_writer_set_metadata(out.w, "model", o.model);
     st_writer_set_metadata(out.w, "weights", o.weights);
@@ -432,6 +443,7 @@ int cmd_forward(int argc, char **argv)
     printf("\n");
     cJSON_Delete(j);
     safetensors_close(in);
-    safetensors_close(st);
+    if (st)
+        safetensors_close(st);
     return 0;
 }

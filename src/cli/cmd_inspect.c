@@ -20,6 +20,7 @@
 #include "models/params.h"
 #include "models/sit.h"
 #include "models/vae.h"
+#include "models/vae_diffusers.h"
 #include "models/vit.h"
 #include "io/weights_file.h"
 
@@ -392,6 +393,30 @@ static int cmp_tensor_name(const void *a, const void *b)
     return strcmp((*(const st_tensor *const *)a)->name, (*(const st_tensor *const *)b)->name);
 }
 
+/* A diffusers AutoencoderKL folder: the configuration config.json gives, and
+ * whether every tensor maps onto it (the load dies naming any that does not). */
+static int inspect_diffusers_folder(const char *path)
+{
+    char buf[1024], a[40];
+    vae m;
+    vae_diffusers_load(&m, path);
+    int C = m.cfg.z_channels;
+    float *bias = xmalloc((size_t)C * sizeof(float)), *scale = xmalloc((size_t)C * sizeof(float));
+    const char *src;
+    vae_diffusers_latents_stats(path, C, bias, scale, &src);
+    printf("%s: diffusers AutoencoderKL folder (%s + %s)\n", path, VAE_DIFFUSERS_CONFIG, VAE_DIFFUSERS_WEIGHTS);
+    printf("  VAE: %s\n  %s parameters; every tensor maps onto the CompVis names\n",
+           vae_config_to_json(&m.cfg, buf, sizeof buf), commas(vae_param_count(&m), a));
+    printf("  latent statistics from %s:", src);
+    for (int c = 0; c < C && c < 8; c++)
+        printf(" (%.4g, %.4g)", bias[c], scale[c]);
+    printf("%s  [(bias, scale) per channel]\n", C > 8 ? " ..." : "");
+    free(bias);
+    free(scale);
+    vae_free(&m);
+    return 0;
+}
+
 int cmd_inspect(int argc, char **argv)
 {
     inspect_options o;
@@ -421,6 +446,8 @@ int cmd_inspect(int argc, char **argv)
         die("inspect: expected exactly one FILE argument%s", rest > 2 ? " (got several)" : "");
     }
     const char *path = argv[1];
+    if (vae_diffusers_is_dir(path))
+        return inspect_diffusers_folder(path);
     safetensors *st = weights_open(path);
     /* Sorted by name reads better than by offset (qsort: files with 100,000 tensors exist). */
     int n = st->n_tensors;

@@ -47,7 +47,8 @@ static const char *usage =
     "the originals; needs --weights) and the latent statistics: per-channel mean\n"
     "and std of the posterior mean, mean posterior std, std of a posterior sample.\n"
     "--vae-ckpt takes VAE weights, a `repae train` checkpoint or a `repae\n"
-    "train-vae` checkpoint (the VAE under vae.).";
+    "train-vae` checkpoint (the VAE under vae.), or a diffusers AutoencoderKL\n"
+    "folder (config.json + diffusion_pytorch_model.safetensors).";
 
 typedef struct recon_options {
     const char *vae_ckpt, *data, *data_split, *out_grid, *json;
@@ -85,20 +86,7 @@ static int recon_options_table(recon_options *o, option_spec *opts)
 
 static const char *load_vae(const recon_options *o, vae *v)
 {
-    static const char *const pre[] = {"", "vae.", NULL};
-    safetensors *st = weights_open(o->vae_ckpt);
-    const char *prefix = mf_find_prefix(st, "encoder.conv_in.weight", pre);
-    if (!prefix)
-        die("--vae-ckpt '%s': no VAE encoder in this file (no encoder.conv_in.weight or vae.encoder.conv_in.weight)",
-            o->vae_ckpt);
-    cJSON *j = mf_metadata_json(st);
-    vae_config cfg;
-    mf_vae_config(&cfg, st, prefix, j, o->vae_norm_groups);
-    cJSON_Delete(j);
-    vae_init(v, &cfg);
-    vae_load_st(v, st, prefix, prefix[0] ? PARAM_IGNORE_EXTRA : PARAM_ALLOW_EXTRA);
-    safetensors_close(st);
-    return prefix;
+    return mf_open_vae(v, o->vae_ckpt, o->vae_norm_groups, PARAM_ALLOW_EXTRA);
 }
 
 /* [B, C, H, W] → [B, H, W, C] (the feature network's layout). */

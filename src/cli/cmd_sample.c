@@ -37,6 +37,7 @@
 #include "io/npz.h"
 #include "io/safetensors.h"
 #include "io/weights_file.h"
+#include "models/vae_diffusers.h"
 
 #define BALANCED_STREAM (0x42414C4Eull << 32) /* "BALN": the --balanced shuffle */
 
@@ -54,6 +55,9 @@ static const char *usage =
     "that VAE's -latents-stats file, as generate.py), or a SiT weights file (keys\n"
     "at the top level or under ema./model.) given with --vae-ckpt and\n"
     "--latents-stats.  --vae-ckpt and --latents-stats override either.\n"
+    "--vae-ckpt may be a diffusers AutoencoderKL folder; its latent statistics\n"
+    "(latents_stats.safetensors, else config.json's factors) are then the\n"
+    "default after a REPA-E checkpoint's own.\n"
     "\n"
     "Output, with DIR = <sample-dir>/<name> and <name> by default\n"
     "<exp>_<step>_cfg<w>-<low>-<high> (<exp>: the run folder above checkpoints/,\n"
@@ -317,18 +321,7 @@ int cmd_sample(int argc, char **argv)
                 o.ckpt, vae_path);
     }
     if (vae_path) {
-        safetensors *vs = weights_open(vae_path);
-        const char *pre[] = {"", "vae.", NULL};
-        const char *vp = mf_find_prefix(vs, "encoder.conv_in.weight", pre);
-        if (!vp)
-            die("sample: '%s' holds no VAE (no encoder.conv_in.weight at the top level or under vae.)", vae_path);
-        cJSON *vj = mf_metadata_json(vs);
-        vae_config vc;
-        mf_vae_config(&vc, vs, vp, vj, 0);
-        vae_init(&v, &vc);
-        vae_load_st(&v, vs, vp, PARAM_IGNORE_EXTRA);
-        cJSON_Delete(vj);
-        safetensors_close(vs);
+        mf_open_vae(&v, vae_path, 0, PARAM_IGNORE_EXTRA);
     } else {
         vae_config vc;
         mf_vae_config(&vc, st, "vae.", args, 0);
@@ -351,6 +344,8 @@ int cmd_sample(int argc, char **argv)
         const char *ls = mf_json_str(args, "latents_stats", NULL);
         if (ls && access(ls, R_OK) == 0)
             snprintf(stats_path, sizeof stats_path, "%s", ls);
+        else if (vae_path && vae_diffusers_is_folder(vae_path))
+            snprintf(stats_path, sizeof stats_path, "%s", vae_path); /* its config.json / latents_stats */
         else if (vae_path) {
             snprintf(stats_path, sizeof stats_path, "%.1000s", vae_path);
             char *dot = strrchr(stats_path, '.'), *slash = strrchr(stats_path, '/');

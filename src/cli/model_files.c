@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "models/vae_diffusers.h"
 #include "train/checkpoint.h"
 #include "io/weights_file.h"
 
@@ -129,6 +130,31 @@ void mf_vae_config(vae_config *cfg, const safetensors *st, const char *prefix, c
     vae_config_check(cfg);
 }
 
+const char *mf_open_vae(vae *v, const char *path, int norm_groups, param_load_mode top_mode)
+{
+    if (vae_diffusers_is_dir(path)) {
+        vae_diffusers_load(v, path);
+        if (norm_groups > 0 && norm_groups != v->cfg.norm_groups)
+            die("'%s': config.json says norm_num_groups %d, which --vae-norm-groups %d contradicts", path,
+                v->cfg.norm_groups, norm_groups);
+        return "";
+    }
+    static const char *const pre[] = {"", "vae.", NULL};
+    safetensors *st = weights_open(path);
+    const char *prefix = mf_find_prefix(st, "encoder.conv_in.weight", pre);
+    if (!prefix)
+        die("'%s': no VAE encoder in this file (no encoder.conv_in.weight at the top level or under vae.); a diffusers "
+            "VAE is a folder with config.json", path);
+    cJSON *j = mf_metadata_json(st);
+    vae_config cfg;
+    mf_vae_config(&cfg, st, prefix, j, norm_groups);
+    cJSON_Delete(j);
+    vae_init(v, &cfg);
+    vae_load_st(v, st, prefix, prefix[0] ? PARAM_IGNORE_EXTRA : top_mode);
+    safetensors_close(st);
+    return prefix;
+}
+
 vit_config mf_vit_config(const safetensors *st, const char *prefix, const cJSON *j, int img_size, int heads,
                          int guess)
 {
@@ -149,6 +175,10 @@ vit_config mf_vit_config(const safetensors *st, const char *prefix, const cJSON 
 
 void mf_load_latents_stats(const char *path, int C, float *bias, float *scale)
 {
+    if (vae_diffusers_is_dir(path)) {
+        vae_diffusers_latents_stats(path, C, bias, scale, NULL);
+        return;
+    }
     safetensors *st = weights_open(path);
     const char *names[2] = {"latents_scale", "latents_bias"};
     float *dst[2] = {scale, bias};

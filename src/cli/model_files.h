@@ -51,13 +51,22 @@ int mf_sit_config(sit_config *cfg, const safetensors *st, const char *prefix, co
  * norm_groups), else vae_config_detect's.  Dies if there is no VAE there. */
 void mf_vae_config(vae_config *cfg, const safetensors *st, const char *prefix, const cJSON *j, int norm_groups);
 
+/* Builds and loads the VAE that a --vae-ckpt names, for every command: a
+ * diffusers AutoencoderKL folder (a directory with config.json, read by
+ * models/vae_diffusers.h), or a weights file with the VAE at the top level
+ * (loaded with `top_mode`) or under vae. (a training checkpoint; extra
+ * tensors ignored), configured as mf_vae_config does.  Returns the prefix
+ * the VAE was found under ("" for a folder).  Dies naming the path. */
+const char *mf_open_vae(vae *v, const char *path, int norm_groups, param_load_mode top_mode);
+
 /* ViT configuration (vit_config_from_checkpoint); heads from `heads`, the
  * JSON's num_heads, the DINOv2 width table, or (guess) 1. */
 vit_config mf_vit_config(const safetensors *st, const char *prefix, const cJSON *j, int img_size, int heads,
                          int guess);
 
 /* Latent statistics from a `-latents-stats` safetensors file (latents_scale,
- * latents_bias, shape [1,C,1,1] or [C]); dies naming the file on a missing
+ * latents_bias, shape [1,C,1,1] or [C]), or from a diffusers VAE folder
+ * (vae_diffusers_latents_stats); dies naming the file on a missing
  * tensor, a wrong size or a non-positive scale. */
 void mf_load_latents_stats(const char *path, int C, float *bias, float *scale);
 

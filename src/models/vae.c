@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "io/weights_file.h"
+#include "models/vae_diffusers.h"
 
 /* ------------------------------------------------------------------ configuration */
 
@@ -104,6 +105,10 @@ int vae_config_from_json(const char *json, vae_config *cfg)
               json_int(o, "resolution", &c.resolution) | json_int(o, "in_channels", &c.in_channels) |
               json_int(o, "out_ch", &c.out_ch) | json_int(o, "double_z", &c.double_z) |
               json_int(o, "norm_groups", &c.norm_groups);
+    int use_q = 1, use_pq = 1;
+    err |= json_int(o, "use_quant_conv", &use_q) | json_int(o, "use_post_quant_conv", &use_pq);
+    c.no_quant_conv = !use_q;
+    c.no_post_quant_conv = !use_pq;
     cJSON_Delete(o);
     if (err || (embed_dim >= 0 && embed_dim != c.z_channels))
         return -1;
@@ -123,9 +128,12 @@ const char *vae_config_to_json(const vae_config *c, char *buf, size_t size)
     snprintf(buf, size,
              "{\"ch\": %d, \"ch_mult\": [%s], \"num_res_blocks\": %d, \"z_channels\": %d, \"embed_dim\": %d, "
              "\"attn_resolutions\": [%s], \"resolution\": %d, \"in_channels\": %d, \"out_ch\": %d, "
-             "\"norm_groups\": %d, \"double_z\": %s}",
+             "\"norm_groups\": %d, \"double_z\": %s%s%s}",
              c->ch, mult, c->num_res_blocks, c->z_channels, c->z_channels, attn, c->resolution, c->in_channels,
-             c->out_ch, c->norm_groups, c->double_z ? "true" : "false");
+             c->out_ch, c->norm_groups, c->double_z ? "true" : "false",
+             /* only when absent, so that the JSON of a CompVis VAE stays as it was */
+             c->no_quant_conv ? ", \"use_quant_conv\": false" : "",
+             c->no_post_quant_conv ? ", \"use_post_quant_conv\": false" : "");
     return buf;
 }
 
@@ -163,10 +171,16 @@ int vae_config_detect(const safetensors *st, const char *prefix, vae_config *cfg
     c.num_res_blocks = 0;
     while (find_pf(st, prefix, "encoder.down.0.block.%d.conv1.weight", c.num_res_blocks, 0))
         c.num_res_blocks++;
+    /* z from quant_conv [2Z, 2Z, 1, 1]; a VAE without it (Flux / SD3.5) has
+     * the moments straight from encoder.conv_out [2Z, ch_last, 3, 3]. */
     t = find_pf(st, prefix, "quant_conv.weight", 0, 0);
-    if (!t || t->ndim != 4 || t->shape[0] % 2)
+    c.no_quant_conv = t == NULL;
+    if (!t)
+        t = find_pf(st, prefix, "encoder.conv_out.weight", 0, 0);
+    if (!t || t->ndim != 4 || t->shape[0] % 2 || t->shape[0] < 2)
         return -1;
     c.z_channels = (int)(t->shape[0] / 2);
+    c.no_post_quant_conv = find_pf(st, prefix, "post_quant_conv.weight", 0, 0) == NULL;
     t = find_pf(st, prefix, "decoder.conv_out.weight", 0, 0);
     if (!t || t->ndim != 4)
         return -1;
@@ -381,16 +395,22 @@ void vae_init_table(vae *m, const vae_config *cfg)
     ly->norm = reg_norm(t, "decoder.", "norm_out", last);
     ly->conv = reg_conv(t, "decoder.", "conv_out", last, c->out_ch, 3);
 
-    /* ---- wrapper convs (registered after encoder and decoder) ---- */
-    ly = push(&enc, VAE_LAYER_CONV, 2 * Z, 2 * Z, "quant_conv", 0, 0);
-    ly->conv = reg_conv(t, "", "quant_conv", 2 * Z, 2 * Z, 1);
-    vae_conv pq = reg_conv(t, "", "post_quant_conv", Z, Z, 1);
-    ly = push(&dec, VAE_LAYER_CONV, Z, Z, "post_quant_conv", 0, 0);
-    ly->conv = pq;
-    /* post_quant_conv runs first: rotate it to the front. */
-    vae_layer first = dec.v[dec.n - 1];
-    memmove(dec.v + 1, dec.v, (size_t)(dec.n - 1) * sizeof(vae_layer));
-    dec.v[0] = first;
+    /* ---- wrapper convs (registered after encoder and decoder) ----
+     * Without them (Flux / SD3.5) the layer lists simply end at the encoder's
+     * conv_out and start at the decoder's conv_in: an identity, no copy. */
+    if (!c->no_quant_conv) {
+        ly = push(&enc, VAE_LAYER_CONV, 2 * Z, 2 * Z, "quant_conv", 0, 0);
+        ly->conv = reg_conv(t, "", "quant_conv", 2 * Z, 2 * Z, 1);
+    }
+    if (!c->no_post_quant_conv) {
+        vae_conv pq = reg_conv(t, "", "post_quant_conv", Z, Z, 1);
+        ly = push(&dec, VAE_LAYER_CONV, Z, Z, "post_quant_conv", 0, 0);
+        ly->conv = pq;
+        /* post_quant_conv runs first: rotate it to the front. */
+        vae_layer first = dec.v[dec.n - 1];
+        memmove(dec.v + 1, dec.v, (size_t)(dec.n - 1) * sizeof(vae_layer));
+        dec.v[0] = first;
+    }
 
     free(rb);
     free(ab);
@@ -429,6 +449,13 @@ void vae_load(vae *m, const char *path, const char *prefix, param_load_mode mode
 
 void vae_init_from_file(vae *m, const char *path, const char *prefix, param_load_mode mode)
 {
+    /* A diffusers folder holds exactly one VAE and is always loaded strictly:
+     * its configuration comes from config.json, not from the keys, so an
+     * unexpected key means the two disagree. */
+    if (prefix[0] == '\0' && vae_diffusers_is_dir(path)) {
+        vae_diffusers_load(m, path);
+        return;
+    }
     safetensors *st = weights_open(path);
     vae_config cfg;
     if (vae_config_detect(st, prefix, &cfg) != 0)

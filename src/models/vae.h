@@ -73,6 +73,12 @@ typedef struct vae_config {
     int in_channels, out_ch;              /* 3, 3 (1 for Fashion-MNIST) */
     int double_z;                         /* must be 1 (AutoencoderKL) */
     int norm_groups;                      /* GroupNorm groups (32) */
+    /* The Flux / SD3.5 VAEs (z = 16; diffusers' use_quant_conv /
+     * use_post_quant_conv = false) have no 1x1 quant_conv after the encoder
+     * and no post_quant_conv before the decoder: the moments are the
+     * encoder's conv_out and z goes straight into decoder.conv_in.  Zero (the
+     * default of a zero-initialised config) keeps the CompVis convs. */
+    int no_quant_conv, no_post_quant_conv;
 } vae_config;
 
 /* "f8d4" (SD-VAE) or "f16d32" (IN-VAE / VA-VAE).  Returns 0, or -1 for an
@@ -90,7 +96,8 @@ const char *vae_config_to_json(const vae_config *cfg, char *buf, size_t size);
 /* Infers the configuration from the tensor shapes in a weights file (keys
  * under `prefix`): ch and in_channels from encoder.conv_in.weight, ch_mult
  * from the down.{l}.block.0.conv1 widths, num_res_blocks from block counts,
- * z_channels from quant_conv, attention from the presence of attn keys
+ * z_channels from quant_conv (else from encoder.conv_out: a VAE without
+ * quant convs; post_quant_conv likewise by presence), attention from the presence of attn keys
  * (placed at nominal resolution `resolution` >> level, resolution = 256),
  * out_ch from decoder.conv_out.  norm_groups cannot be seen in shapes: 32,
  * unless the file's metadata has a `config` JSON, which then wins.
@@ -148,8 +155,8 @@ typedef struct vae {
     param_table table;
     float *params;  /* table.total floats, owned */
     int n_enc, n_dec;
-    vae_layer *enc; /* conv_in ... conv_out, quant_conv */
-    vae_layer *dec; /* post_quant_conv, conv_in ... conv_out */
+    vae_layer *enc; /* conv_in ... conv_out, quant_conv (unless cfg.no_quant_conv) */
+    vae_layer *dec; /* post_quant_conv (unless cfg.no_post_quant_conv), conv_in ... conv_out */
 } vae;
 
 /* Builds the table and layer lists and allocates zero parameters. */
@@ -168,7 +175,9 @@ size_t vae_param_count(const vae *m);
  * for cache-latents. */
 void vae_load_st(vae *m, const safetensors *st, const char *prefix, param_load_mode mode);
 void vae_load(vae *m, const char *path, const char *prefix, param_load_mode mode);
-/* Detects the configuration from `path`, builds the model and loads it. */
+/* Detects the configuration from `path`, builds the model and loads it.  A
+ * diffusers AutoencoderKL folder (a directory with config.json; prefix "")
+ * is read by vae_diffusers_load (models/vae_diffusers.h). */
 void vae_init_from_file(vae *m, const char *path, const char *prefix, param_load_mode mode);
 /* Adds the tensors to a writer (with the config JSON as metadata `config`
  * when prefix is ""), or writes a file of its own. */
@@ -206,7 +215,7 @@ typedef struct vae_acts {
     int B, H, W, h, w;
     int have_enc, have_dec;  /* which forward filled it */
     const float *x;          /* encoder input (caller's; keep it alive until backward) */
-    float *moments;          /* [B, 2C, h, w] quant_conv output (raw logvar, for the clamp mask) */
+    float *moments;          /* [B, 2C, h, w] quant_conv (or encoder conv_out) output (raw logvar, for the clamp mask) */
     float *mean, *logvar, *std, *eps, *z; /* [B, C, h, w]; logvar clamped */
     const float *z_in;       /* decoder input (a->z, or the caller's z) */
     float *recon;            /* [B, out_ch, H, W] */

@@ -8,8 +8,10 @@ level), decoder.up.{l}.upsample.conv, quant_conv, post_quant_conv.
 Configurable (all keyword arguments of AutoencoderKL):
   ch, ch_mult, num_res_blocks, z_channels (= embed_dim = C), attn_resolutions,
   resolution (nominal; only decides where attention blocks sit), in_channels, out_ch,
-  norm_groups (GroupNorm groups; 32 in every real preset), device ("meta" to build
-  without allocating, for parameter counting).
+  norm_groups (GroupNorm groups; 32 in every real preset), use_quant_conv /
+  use_post_quant_conv (False: the Flux / SD3.5 layout without the 1x1 convs, the
+  moments come straight from encoder.conv_out and z goes straight into
+  decoder.conv_in), device ("meta" to build without allocating, for parameter counting).
 """
 import torch
 import torch.nn as nn
@@ -212,13 +214,18 @@ class DiagonalGaussian:
 class AutoencoderKL(nn.Module):
     def __init__(self, *, ch=128, ch_mult=(1, 2, 4, 4), num_res_blocks=2, z_channels=4,
                  attn_resolutions=(16,), resolution=256, in_channels=3, out_ch=3,
-                 norm_groups=32, device=None):
+                 norm_groups=32, use_quant_conv=True, use_post_quant_conv=True, device=None):
         super().__init__()
         self.config = dict(ch=ch, ch_mult=list(ch_mult), num_res_blocks=num_res_blocks,
                            z_channels=z_channels, embed_dim=z_channels,
                            attn_resolutions=list(attn_resolutions), resolution=resolution,
                            in_channels=in_channels, out_ch=out_ch, norm_groups=norm_groups,
                            double_z=True, dropout=0.0, resamp_with_conv=True)
+        # recorded only when off, so that the CompVis fixtures' configs stay as they were
+        if not use_quant_conv:
+            self.config["use_quant_conv"] = False
+        if not use_post_quant_conv:
+            self.config["use_post_quant_conv"] = False
         self.z_channels = z_channels
         self.encoder = Encoder(ch=ch, ch_mult=ch_mult, num_res_blocks=num_res_blocks,
                                attn_resolutions=attn_resolutions, in_channels=in_channels,
@@ -228,14 +235,18 @@ class AutoencoderKL(nn.Module):
                                num_res_blocks=num_res_blocks, attn_resolutions=attn_resolutions,
                                resolution=resolution, z_channels=z_channels, groups=norm_groups,
                                device=device)
-        self.quant_conv = nn.Conv2d(2 * z_channels, 2 * z_channels, 1, device=device)
-        self.post_quant_conv = nn.Conv2d(z_channels, z_channels, 1, device=device)
+        if use_quant_conv:
+            self.quant_conv = nn.Conv2d(2 * z_channels, 2 * z_channels, 1, device=device)
+        if use_post_quant_conv:
+            self.post_quant_conv = nn.Conv2d(z_channels, z_channels, 1, device=device)
+        self.use_quant_conv, self.use_post_quant_conv = use_quant_conv, use_post_quant_conv
 
     def encode(self, x):
-        return DiagonalGaussian(self.quant_conv(self.encoder(x)))
+        h = self.encoder(x)
+        return DiagonalGaussian(self.quant_conv(h) if self.use_quant_conv else h)
 
     def decode(self, z):
-        return self.decoder(self.post_quant_conv(z))
+        return self.decoder(self.post_quant_conv(z) if self.use_post_quant_conv else z)
 
     def forward(self, x, eps=None, return_recon=True):
         """Returns (posterior, z, recon); z = posterior.sample(eps) (eps ~ N(0,I) if None)."""
