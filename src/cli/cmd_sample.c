@@ -185,17 +185,12 @@ static int *parse_labels(const char *arg, int *count)
     if (is_list)
         text = xstrdup(arg);
     else {
-        FILE *f = fopen(arg, "rb");
-        if (!f)
-            die("sample --labels: '%s' is neither a comma-separated list of labels nor a readable file", arg);
-        fseek(f, 0, SEEK_END);
-        long len = ftell(f);
-        fseek(f, 0, SEEK_SET);
-        text = xmalloc((size_t)len + 1);
-        if (fread(text, 1, (size_t)len, f) != (size_t)len)
-            die("sample --labels: cannot read '%s'", arg);
-        text[len] = 0;
-        fclose(f);
+        if (access(arg, F_OK) != 0)
+            die("sample --labels: '%s' is neither a comma-separated list of labels nor an existing file", arg);
+        size_t len;
+        text = read_file_all(arg, &len); /* refuses a directory or FIFO, naming it */
+        if (strlen(text) != len)
+            die("sample --labels: '%s' contains a NUL byte (not a text file of labels?)", arg);
     }
     int n = 0, cap = 1024;
     int *v = xmalloc((size_t)cap * sizeof(int));

@@ -1,6 +1,7 @@
 #include "io/idx.h"
 
 #include <stdlib.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "core/error.h"
@@ -23,10 +24,15 @@ static void read_exact(gzFile f, void *buf, size_t n, const char *path, const ch
 
 idx_array idx_read_u8(const char *path)
 {
-    gzFile f = gzopen(path, "rb");
-    if (!f)
-        die("cannot open '%s': no such file or not readable (Fashion-MNIST comes with Debian's "
-            "dataset-fashion-mnist package)", path);
+    if (access(path, F_OK) != 0)
+        die("cannot open '%s': no such file (Fashion-MNIST comes with Debian's dataset-fashion-mnist package)",
+            path);
+    int fd = xopen_read(path);
+    gzFile f = gzdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        die("cannot open '%s': out of memory for the zlib stream", path);
+    }
     uint8_t magic[4];
     read_exact(f, magic, 4, path, "the IDX header");
     if (magic[0] != 0 || magic[1] != 0)
