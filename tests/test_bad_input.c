@@ -152,7 +152,7 @@ static void test_npz_huge_1d_shape_refused(void)
     int hits = patch_file(p, "(0,), }                    ", "(2305843009213693952,), }  ");
     CHECK(hits == 2 || hits == 1, "patched %d headers", hits);
     expect_die("npz with a 2^61-element float64 shape", npz_open_child, (void *)p,
-               "holds 0 data bytes, but its shape has 2305843009213693952 elements of float64");
+               "holds 0 data bytes, but its shape and dtype need 2305843009213693952 elements of float64");
 }
 
 /* ---- item 15: two members named arr_0.npy ---- */

@@ -545,7 +545,7 @@ static void read_npy_header(npz_file *z, npz_entry *e)
          * (2^61 float64 elements "need" 0 bytes in 64 bits). */
         uint64_t avail = e->size - e->header_size, es = npz_dtype_size(e->dtype);
         if ((uint64_t)e->numel != avail / es || avail % es != 0)
-            die("'%s': member '%s.npy' holds %" PRIu64 " data bytes, but its shape has %" PRId64
+            die("'%s': member '%s.npy' holds %" PRIu64 " data bytes, but its shape and dtype need %" PRId64
                 " elements of %s (%" PRIu64 " bytes each): truncated or corrupt",
                 z->path, e->name, avail, e->numel, npz_dtype_name(e->dtype), es);
         e->nbytes = (uint64_t)e->numel * es;
