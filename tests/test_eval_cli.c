@@ -14,6 +14,7 @@
 #include <stdarg.h>
 #include <unistd.h>
 
+#include "data/dataset.h"
 #include "eval/feature_stats.h"
 #include "io/image.h"
 #include "io/npz.h"
@@ -424,6 +425,17 @@ static void test_reconstruct_bad_inputs(void)
     FAILS("/nonexistent/shard", "%s reconstruct --vae-ckpt %s --data /nonexistent/shard", b, vae_path);
     FAILS("--vae-ckpt V.safetensors is required", "%s reconstruct", b);
     FAILS("needs --weights", "%s reconstruct --vae-ckpt %s --feature-net vit --max-images 4", b, vae_path);
+    /* Issue 12 item 3: 31x32 images with a VAE that halves once decode to
+     * 30x32; reading that with the input's layout gave a meaningless PSNR
+     * and exit 0. */
+    dataset d = {.n = 2, .channels = 1, .height = 31, .width = 32, .num_classes = 1};
+    d.images = calloc(2 * 31 * 32, 1);
+    d.labels = calloc(2, sizeof(int32_t));
+    const char *odd = tmp("odd.shard");
+    dataset_write_shard(&d, odd);
+    free(d.images), free(d.labels);
+    FAILS("odd.shard' has 31x32 images, which this VAE (downsampling by 2) would reconstruct as 30x32",
+          "%s reconstruct --vae-ckpt %s --data %s", b, vae_path, odd);
 }
 
 int main(void)

@@ -148,8 +148,13 @@ int cmd_reconstruct(int argc, char **argv)
         fnet_open(&o.fn, opts, n_opts, &f, B);
     }
 
-    int h, w, Cz = v.cfg.z_channels;
+    int h, w, Cz = v.cfg.z_channels, Hd, Wd;
     vae_latent_size(&v, H, W, &h, &w);
+    vae_image_size(&v, h, w, &Hd, &Wd);
+    if (Hd != H || Wd != W)
+        die("reconstruct: '%s' has %dx%d images, which this VAE (downsampling by %d) would reconstruct as %dx%d: "
+            "use images whose sides are multiples of %d",
+            ds.source, H, W, 1 << (v.cfg.n_levels - 1), Hd, Wd, 1 << (v.cfg.n_levels - 1));
     size_t img = (size_t)C * H * W, lat = (size_t)Cz * h * w;
     vae_plan pe = vae_plan_memory(&v, VAE_PASS_ENCODE, B, H, W), pd = vae_plan_memory(&v, VAE_PASS_DECODE, B, h, w);
     size_t need = pe.saved + pe.scratch > pd.saved + pd.scratch ? pe.saved + pe.scratch : pd.saved + pd.scratch;
