@@ -200,7 +200,9 @@ int cmd_reconstruct(int argc, char **argv)
             z[k] = o.sample ? mean[k] + std[k] * rng_normal(&r) : mean[k];
         arena_reset(&ar, 0);
         vae_decode(&v, z, recon, b, h, w, &ar);
-        image_from_model_range(out, recon, b * img);
+        if (image_from_model_range(out, recon, b * img))
+            die("reconstruct: the VAE '%s' decodes images %d..%d to non-finite pixels (NaN/Inf)", o.vae_ckpt, i0,
+                i0 + b - 1);
         for (int i = 0; i < b; i++) {
             double p = psnr_u8(orig + i * img, out + i * img, img);
             if (isfinite(p))

@@ -26,6 +26,7 @@
 #include "cli/train_setup.h"
 #include "core/arena.h"
 #include "core/error.h"
+#include "core/finite_check.h"
 #include "core/options.h"
 #include "core/progress.h"
 #include "core/rng.h"
@@ -231,6 +232,20 @@ static void file_noise_fn(void *p, float *eps, int step, int B, size_t n)
                n * sizeof(float));
 }
 
+/* Noise drives every sampler step: NaN/Inf or values no standard normal
+ * produces (|x| > 1000, e.g. a file of 1e30) would only show up as NaN images
+ * at the end. */
+static void check_noise(const char *path, const char *name, const float *x, size_t n)
+{
+    size_t bad = finite_check_f32(x, n);
+    if (bad < n)
+        die("sample --noise '%s': '%s' holds %g at index %zu: noise must be finite", path, name, x[bad], bad);
+    for (size_t i = 0; i < n; i++)
+        if (fabsf(x[i]) > 1000.0f)
+            die("sample --noise '%s': '%s' holds %g at index %zu: not plausible standard-normal noise (|x| > 1000)",
+                path, name, x[i], i);
+}
+
 static const st_tensor *require_shape(const safetensors *st, const char *name, int ndim, const int64_t *shape,
                                       const char *what)
 {
@@ -359,6 +374,10 @@ int cmd_sample(int argc, char **argv)
     } else if (is_ckpt) {
         sit_get_latent_stats(&s, sp, bias, scale);
         snprintf(stats_from, sizeof stats_from, "the SiT's BatchNorm (%sbn.running_mean/var)", sit_prefix);
+        for (int c = 0; c < C; c++)
+            if (!isfinite(scale[c])) /* running_var 0: the reference's eps-free 1/sqrt is infinite */
+                die("sample: '%s': %sbn.running_var[%d] is 0, so the latents scale 1/sqrt(running_var) is infinite",
+                    o.ckpt, sit_prefix, c);
     } else
         die("sample: '%s' is not a REPA-E checkpoint, so the latent statistics must come from --latents-stats "
             "(the VAE's -latents-stats file)", o.ckpt);
@@ -372,6 +391,9 @@ int cmd_sample(int argc, char **argv)
     cfg.heun = o.heun;
     cfg.num_steps = o.num_steps;
     cfg.cfg_scale = o.cfg_scale;
+    if (o.guidance_low > o.guidance_high)
+        die("sample: --guidance-low %g is above --guidance-high %g: the guidance interval [low, high] would be "
+            "empty", o.guidance_low, o.guidance_high);
     cfg.guidance_low = o.guidance_low;
     cfg.guidance_high = o.guidance_high;
     cfg.path = path_type_parse(o.path_type);
@@ -407,11 +429,16 @@ int cmd_sample(int argc, char **argv)
         const st_tensor *tx = safetensors_find(ns, "x");
         if (!tx)
             die("sample --noise '%s': no tensor 'x' (the initial noise, shape [N, %d, %d, %d])", o.noise, C, h, h);
-        if (!options_given(opts, nopt, "--num-samples") && !o.labels && tx->ndim == 4)
+        if (!options_given(opts, nopt, "--num-samples") && !o.labels && tx->ndim == 4) {
+            if (tx->shape[0] < 1 || tx->shape[0] > INT32_MAX)
+                die("sample --noise '%s': 'x' holds %lld samples (at least 1 needed)", o.noise,
+                    (long long)tx->shape[0]);
             N = (int)tx->shape[0];
+        }
         require_shape(ns, "x", 4, (int64_t[]){N, C, h, h}, "the initial noise");
         noise_x = noise_x_buf = xmalloc((size_t)N * n * sizeof(float));
         safetensors_read_f32(ns, tx, noise_x_buf);
+        check_noise(o.noise, "x", noise_x_buf, (size_t)N * n);
         if (cfg.mode == SAMPLER_SDE && cfg.num_steps > 1) {
             const st_tensor *ts = require_shape(ns, "step_noise", 5, (int64_t[]){cfg.num_steps - 1, N, C, h, h},
                                                 "the SDE's step noise");
@@ -419,6 +446,12 @@ int cmd_sample(int argc, char **argv)
                 die("sample --noise '%s': 'step_noise' must be F32 (it is %s)", o.noise, st_dtype_name(ts->dtype));
             fnoise.data = ns->data + ts->begin;
             fnoise.N = N;
+            float *chunk = xmalloc(n * sizeof(float));
+            for (size_t r = 0; r < (size_t)ts->numel / n; r++) { /* mapped, maybe unaligned: copy row by row */
+                memcpy(chunk, fnoise.data + r * n * sizeof(float), n * sizeof(float));
+                check_noise(o.noise, "step_noise", chunk, n);
+            }
+            free(chunk);
         }
         const st_tensor *ty = safetensors_find(ns, "y");
         if (ty && !o.labels && !o.balanced) {
@@ -526,7 +559,9 @@ int cmd_sample(int argc, char **argv)
         }
         sampler_run(&cfg, sit_velocity_fn, &ctx, x, labels + b0, nb, n, &sn, ws);
         decode_latents(&v, x, bias, scale, img, nb, h, h, o.decode_batch, &dec);
-        image_from_model_range(u8, img, (size_t)nb * Co * npix);
+        if (image_from_model_range(u8, img, (size_t)nb * Co * npix))
+            die("sample: images %d..%d decode to non-finite pixels (NaN/Inf): the SiT, the VAE or the latent "
+                "statistics (%s) produce them", b0, b0 + nb - 1, stats_from);
         for (int i = 0; i < nb; i++) {
             const uint8_t *im = u8 + (size_t)i * Co * npix;
             for (int c = 0; c < Cpng; c++)

@@ -3,6 +3,7 @@
 #include <stdio.h> /* before jpeglib.h, which needs FILE and size_t */
 #include <jpeglib.h>
 #include <png.h>
+#include <math.h>
 #include <setjmp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,11 +178,18 @@ void image_grid_png(const char *path, const uint8_t *nchw, int N, int C, int H, 
     free(grid);
 }
 
-void image_from_model_range(uint8_t *dst, const float *src, size_t n)
+size_t image_from_model_range(uint8_t *dst, const float *src, size_t n)
 {
+    size_t bad = 0;
     for (size_t i = 0; i < n; i++) {
         float v = 255.0f * (src[i] + 1.0f) / 2.0f;
+        if (!isfinite(v)) { /* NaN → uint8 is undefined behaviour; the caller reports */
+            dst[i] = 0;
+            bad++;
+            continue;
+        }
         v = v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v);
         dst[i] = (uint8_t)v; /* truncation, as the reference's .to(uint8) */
     }
+    return bad;
 }

@@ -25,7 +25,10 @@ void image_free(image *im);
 void image_write_png(const char *path, const uint8_t *chw, int C, int H, int W);
 /* Tiles N images [N, C, H, W] into rows of `cols` with a 2-pixel border. */
 void image_grid_png(const char *path, const uint8_t *nchw, int N, int C, int H, int W, int cols);
-/* The reference's float → uint8: clamp(255·(x+1)/2, 0, 255), truncated. */
-void image_from_model_range(uint8_t *dst, const float *src, size_t n);
+/* The reference's float → uint8: clamp(255·(x+1)/2, 0, 255), truncated.
+ * Returns how many inputs were NaN or ±Inf (written as 0): a model that
+ * produced them is broken, and the caller must say so rather than write
+ * black squares. */
+size_t image_from_model_range(uint8_t *dst, const float *src, size_t n);
 
 #endif
