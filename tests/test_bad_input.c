@@ -44,7 +44,7 @@ static void write_bytes_at(const char *p, const void *data, size_t len)
     fclose(f);
 }
 
-static __attribute__((unused)) const char *write_bytes(const char *name, const void *data, size_t len)
+static const char *write_bytes(const char *name, const void *data, size_t len)
 {
     const char *p = tmp(name);
     write_bytes_at(p, data, len);
@@ -173,6 +173,58 @@ static void test_npz_duplicate_member_refused(void)
                "dup.npz': the archive holds two members named 'arr_0.npy'");
 }
 
+/* ---- item 10: sizes are checked against the file / the machine, not
+ * discovered as "out of memory ... try a smaller batch" ---- */
+static void shard_child(void *path)
+{
+    alarm(5);
+    dataset d = dataset_read_shard(path);
+    dataset_free(&d);
+}
+
+static void alloc_child(void *unused)
+{
+    (void)unused;
+    free(dataset_alloc_images((size_t)1 << 40, 1 << 20, "some/folder", "use --max-images"));
+}
+
+static void test_sizes_checked_before_allocating(void)
+{
+    uint8_t h[32] = "REPAESHD";
+    const uint32_t fields[6] = {1, 1u << 27, 4, 8192, 8192, 10}; /* version, N, C, H, W, classes */
+    for (int i = 0; i < 6; i++)
+        for (int b = 0; b < 4; b++)
+            h[8 + 4 * i + b] = (uint8_t)(fields[i] >> (8 * b));
+    const char *p = write_bytes("huge.shard", h, sizeof h);
+    expect_die("a 32-byte shard declaring 2^27 images of 4x8192x8192", shard_child, (void *)p,
+               "huge.shard': the header declares 134217728 images of 4x8192x8192");
+    /* One byte too many or too few is caught the same way. */
+    const uint32_t small[6] = {1, 2, 1, 2, 2, 3};
+    for (int i = 0; i < 6; i++)
+        for (int b = 0; b < 4; b++)
+            h[8 + 4 * i + b] = (uint8_t)(small[i] >> (8 * b));
+    uint8_t file[32 + 8 + 8 + 1] = {0};
+    memcpy(file, h, 32);
+    p = write_bytes("short.shard", file, 32 + 8 + 7);
+    expect_die("a shard one byte short", shard_child, (void *)p, "short.shard': the header declares 2 images");
+    p = write_bytes("long.shard", file, 32 + 8 + 8 + 1);
+    expect_die("a shard with a trailing byte", shard_child, (void *)p, "(48 bytes with the labels), but the file has 49");
+    expect_die("more images than memory", alloc_child, NULL,
+               "'some/folder': 1099511627776 images of 1048576 bytes need");
+    /* --max-images applies before padding: 16 images at 1024x1024 are 16 MB,
+     * not the 63 GB of all 60,000 (which died as "out of memory"). */
+    char cmd[1024], err[2048];
+    snprintf(cmd, sizeof cmd, "%s prepare --data fashion-mnist --resolution 1024 --max-images 16 --output %s",
+             repae_bin(), tmp("big.shard"));
+    int rc = run_command(cmd, NULL, 0, err, sizeof err);
+    CHECK(rc == 0, "prepare --resolution 1024 --max-images 16 failed (%d): %s", rc, err);
+    if (rc == 0) {
+        dataset d = dataset_read_shard(tmp("big.shard"));
+        CHECK(d.n == 16 && d.height == 1024, "shard has %d images of %d", d.n, d.height);
+        dataset_free(&d);
+    }
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/repae_bad_XXXXXX");
@@ -181,6 +233,7 @@ int main(void)
     RUN(test_non_regular_files_refused);
     RUN(test_npz_huge_1d_shape_refused);
     RUN(test_npz_duplicate_member_refused);
+    RUN(test_sizes_checked_before_allocating);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0)

@@ -128,7 +128,8 @@ int cmd_reconstruct(int argc, char **argv)
     int Cv = v.cfg.in_channels;
     dataset ds;
     if (!strcmp(o.data, "fashion-mnist"))
-        ds = dataset_fashion_mnist(FASHION_MNIST_DIR, o.data_split, o.image_size, o.channels ? o.channels : Cv);
+        ds = dataset_fashion_mnist_first(FASHION_MNIST_DIR, o.data_split, o.image_size, o.channels ? o.channels : Cv,
+                                         o.max_images);
     else
         ds = dataset_read_shard(o.data);
     if (o.max_images > 0)

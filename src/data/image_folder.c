@@ -135,7 +135,7 @@ void adm_center_crop(uint8_t *out, const uint8_t *img, int C, int H, int W, int 
     free(cur);
 }
 
-dataset dataset_image_folder(const char *root, int resolution, int channels)
+dataset dataset_image_folder(const char *root, int resolution, int channels, int max_images)
 {
     if (resolution < 1 || resolution > 4096)
         die("image folder: resolution %d is out of range [1, 4096]", resolution);
@@ -160,15 +160,18 @@ dataset dataset_image_folder(const char *root, int resolution, int channels)
         }
     }
     dataset d = {0};
-    d.n = files.n, d.channels = channels, d.height = d.width = resolution;
+    /* Labels come from every file, so a class keeps its index; only the
+     * first max_images are decoded. */
+    d.n = max_images > 0 && max_images < files.n ? max_images : files.n;
+    d.channels = channels, d.height = d.width = resolution;
     d.num_classes = n_tops > 1 ? n_tops : 1;
     d.source = xstrdup(root);
     size_t img = (size_t)channels * resolution * resolution;
-    d.images = xmalloc((size_t)d.n * img);
+    d.images = dataset_alloc_images((size_t)d.n, img, root, "use --max-images or a smaller --resolution");
     d.labels = xcalloc((size_t)d.n, sizeof(int32_t));
     progress pb = progress_start("prepare", d.n, "img");
     int top = 0;
-    for (int i = 0; i < files.n; i++) {
+    for (int i = 0; i < d.n; i++) {
         char full[8192];
         snprintf(full, sizeof full, "%s/%s", root, files.items[i]);
         image im = image_read(full, channels);

@@ -21,8 +21,9 @@
 
 #include "data/dataset.h"
 
-/* Loads and preprocesses every image (channels: 1 or 3). */
-dataset dataset_image_folder(const char *root, int resolution, int channels);
+/* Loads and preprocesses every image (channels: 1 or 3); max_images > 0
+ * decodes only the first ones (in path order). */
+dataset dataset_image_folder(const char *root, int resolution, int channels, int max_images);
 /* The ADM centre crop of one image [C, H, W] into out [C, R, R]. */
 void adm_center_crop(uint8_t *out, const uint8_t *img, int C, int H, int W, int R);
 
