@@ -9,7 +9,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <stdio.h> /* before jpeglib.h, which needs FILE */
+#include <jpeglib.h>
+
 #include "core/error.h"
+#include "data/image_folder.h"
 #include "data/dataset.h"
 #include "io/idx.h"
 #include "io/image.h"
@@ -225,6 +229,103 @@ static void test_sizes_checked_before_allocating(void)
     }
 }
 
+/* ---- item 12: image folders ---- */
+
+/* A 32x32 grey JPEG of a gradient, into a malloc'd buffer. */
+static unsigned char *make_jpeg(unsigned long *size)
+{
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr e;
+    c.err = jpeg_std_error(&e);
+    jpeg_create_compress(&c);
+    unsigned char *buf = NULL;
+    jpeg_mem_dest(&c, &buf, size);
+    c.image_width = 32, c.image_height = 32, c.input_components = 1, c.in_color_space = JCS_GRAYSCALE;
+    jpeg_set_defaults(&c);
+    jpeg_start_compress(&c, TRUE);
+    unsigned char row[32];
+    for (int y = 0; y < 32; y++) {
+        for (int x = 0; x < 32; x++)
+            row[x] = (unsigned char)(x * 7 + y * 3);
+        JSAMPROW r = row;
+        jpeg_write_scanlines(&c, &r, 1);
+    }
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    return buf;
+}
+
+static void image_child(void *path)
+{
+    alarm(5);
+    image im = image_read(path, 0);
+    image_free(&im);
+}
+
+static void folder_child(void *root)
+{
+    alarm(10);
+    dataset d = dataset_image_folder(root, 8, 1, 0);
+    dataset_free(&d);
+}
+
+static void test_image_folder_problems_refused(void)
+{
+    unsigned long n;
+    unsigned char *jpg = make_jpeg(&n);
+    const char *whole = write_bytes("whole.jpg", jpg, n);
+    char err[1024];
+    CHECK(run_in_child(image_child, (void *)whole, err, sizeof err) == 0, "a whole JPEG must read: %s", err);
+    /* Cut in the middle of the entropy-coded data: libjpeg warned "Premature
+     * end of JPEG file" (naming no file) and returned grey-padded pixels. */
+    const char *cut = write_bytes("cut.jpg", jpg, n * 2 / 3);
+    expect_die("a truncated JPEG", image_child, (void *)cut, "cut.jpg': corrupt or truncated JPEG: Premature end");
+    free(jpg);
+    /* A truncated PNG names the file and libpng's reason. */
+    uint8_t px[3 * 16 * 16];
+    for (size_t i = 0; i < sizeof px; i++)
+        px[i] = (uint8_t)(i * 37);
+    image_write_png(tmp("whole.png"), px, 3, 16, 16);
+    size_t pn;
+    char *png = read_file_all(tmp("whole.png"), &pn);
+    const char *pcut = write_bytes("cut.png", png, pn - 30);
+    free(png);
+    expect_die("a truncated PNG", image_child, (void *)pcut, "cut.png': corrupt or truncated PNG (");
+
+    /* Class folders with an image loose next to them: it was class 0. */
+    char root[256], path[512];
+    snprintf(root, sizeof root, "%s/folder", tmpdir);
+    mkdir(root, 0755);
+    for (int k = 0; k < 2; k++) {
+        snprintf(path, sizeof path, "%s/class%d", root, k);
+        mkdir(path, 0755);
+        snprintf(path, sizeof path, "%s/class%d/a.png", root, k);
+        image_write_png(path, px, 3, 16, 16);
+    }
+    CHECK(run_in_child(folder_child, root, err, sizeof err) == 0, "a clean folder must load: %s", err);
+    snprintf(path, sizeof path, "%s/loose.png", root);
+    image_write_png(path, px, 3, 16, 16);
+    expect_die("a loose image next to class folders", folder_child, root,
+               "1 image(s) lie directly in the folder (e.g. 'loose.png') next to 2 class folder(s)");
+    unlink(path);
+    /* A symlink back to the root: images multiplied 40 times before. */
+    snprintf(path, sizeof path, "%s/class1/loop", root);
+    CHECK(symlink("..", path) == 0, "symlink");
+    expect_die("a symlink loop", folder_child, root, "the folder 'class1/loop' is the same as '.'");
+    unlink(path);
+    /* Two links to one folder would count it twice. */
+    snprintf(path, sizeof path, "%s/class2", root);
+    CHECK(symlink("class0", path) == 0, "symlink");
+    expect_die("a second link to a class folder", folder_child, root, "the folder 'class2' is the same as 'class0'");
+    unlink(path);
+    /* A dangling link named like an image is an error, not a skip. */
+    snprintf(path, sizeof path, "%s/class0/gone.png", root);
+    CHECK(symlink("/nonexistent/gone.png", path) == 0, "symlink");
+    expect_die("a dangling image link", folder_child, root, "class0/gone.png': No such file");
+    unlink(path);
+    CHECK(run_in_child(folder_child, root, err, sizeof err) == 0, "the folder must load again: %s", err);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/repae_bad_XXXXXX");
@@ -234,6 +335,7 @@ int main(void)
     RUN(test_npz_huge_1d_shape_refused);
     RUN(test_npz_duplicate_member_refused);
     RUN(test_sizes_checked_before_allocating);
+    RUN(test_image_folder_problems_refused);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0)

@@ -5,7 +5,9 @@
  * sorted by relative path (byte order = Python's string order for UTF-8).
  * Labels: the index of the top-level folder name among the sorted distinct
  * top-level folders, when there is more than one (ImageNet synsets → 0…999);
- * otherwise every image gets label 0.
+ * otherwise every image gets label 0.  Images directly in the root next to
+ * class folders are an error (they would silently be class 0), and so is a
+ * folder reached twice (a symlink loop, two links to one folder).
  *
  * ADM centre crop to R×R: while min(W,H) >= 2R halve both sides (floor)
  * with a box filter; then resize so the short side is R (bicubic, a = −0.5,

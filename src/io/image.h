@@ -19,7 +19,13 @@ typedef struct image {
     uint8_t *pixels; /* [C, H, W] */
 } image;
 
-/* channels: 1 or 3 to convert, 0 to keep the file's (grey → 1, colour → 3). */
+/* Larger images are refused before decoding: 256 megapixels (16384²) is far
+ * beyond any dataset image, and a crafted header must not ask for 12 GB. */
+#define IMAGE_MAX_PIXELS ((size_t)1 << 28)
+
+/* channels: 1 or 3 to convert, 0 to keep the file's (grey → 1, colour → 3).
+ * Dies naming the file on anything malformed, including a truncated JPEG
+ * (libjpeg alone would pad it with grey and only print a warning). */
 image image_read(const char *path, int channels);
 void image_free(image *im);
 void image_write_png(const char *path, const uint8_t *chw, int C, int H, int W);
