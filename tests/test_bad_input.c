@@ -177,6 +177,28 @@ static void test_npz_duplicate_member_refused(void)
                "dup.npz': the archive holds two members named 'arr_0.npy'");
 }
 
+/* ---- item 15: bytes after an IDX payload ---- */
+static void idx_child(void *path)
+{
+    alarm(5);
+    idx_array a = idx_read_u8(path);
+    idx_free(&a);
+}
+
+static void test_idx_trailing_bytes_refused(void)
+{
+    /* 1-D uint8 IDX of 3 bytes, then the same with a stray byte. */
+    const uint8_t ok[4 + 4 + 3] = {0, 0, 8, 1, 0, 0, 0, 3, 7, 8, 9};
+    uint8_t extra[sizeof ok + 1];
+    memcpy(extra, ok, sizeof ok);
+    extra[sizeof ok] = 0x42;
+    char err[512];
+    CHECK(run_in_child(idx_child, (void *)write_bytes("ok.idx", ok, sizeof ok), err, sizeof err) == 0,
+          "a well-formed IDX must read: %s", err);
+    expect_die("an IDX with a trailing byte", idx_child, (void *)write_bytes("extra.idx", extra, sizeof extra),
+               "extra.idx': unexpected bytes after the 3 bytes of IDX data");
+}
+
 /* ---- item 10: sizes are checked against the file / the machine, not
  * discovered as "out of memory ... try a smaller batch" ---- */
 static void shard_child(void *path)
@@ -334,6 +356,7 @@ int main(void)
     RUN(test_non_regular_files_refused);
     RUN(test_npz_huge_1d_shape_refused);
     RUN(test_npz_duplicate_member_refused);
+    RUN(test_idx_trailing_bytes_refused);
     RUN(test_sizes_checked_before_allocating);
     RUN(test_image_folder_problems_refused);
     char cmd[128];

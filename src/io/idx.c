@@ -56,6 +56,12 @@ idx_array idx_read_u8(const char *path)
     }
     a.data = xmalloc(a.count);
     read_exact(f, a.data, a.count, path, "the IDX data");
+    /* The header fixes the size: more bytes mean a wrong header or two files
+     * concatenated, not data to ignore. */
+    char extra;
+    if (gzread(f, &extra, 1) != 0)
+        die("'%s': unexpected bytes after the %zu bytes of IDX data the header declares (corrupt or wrong header?)",
+            path, a.count);
     gzclose(f);
     return a;
 }
