@@ -33,6 +33,7 @@
 #include "diffusion/sampler.h"
 #include "diffusion/sit_velocity.h"
 #include "io/image.h"
+#include "io/labels.h"
 #include "io/npz.h"
 #include "io/safetensors.h"
 
@@ -173,48 +174,6 @@ static void run_name(const char *path, char *out, size_t size)
         }
     }
     snprintf(out, size, "%.280s", file);
-}
-
-/* "3,1,4" or a file of integers separated by white space or commas.  Returns the count. */
-static int *parse_labels(const char *arg, int *count)
-{
-    char *text;
-    int is_list = arg[0] != 0;
-    for (const char *p = arg; *p; p++)
-        if (!(*p == ',' || (*p >= '0' && *p <= '9') || *p == ' '))
-            is_list = 0;
-    if (is_list)
-        text = xstrdup(arg);
-    else {
-        if (access(arg, F_OK) != 0)
-            die("sample --labels: '%s' is neither a comma-separated list of labels nor an existing file", arg);
-        size_t len;
-        text = read_file_all(arg, &len); /* refuses a directory or FIFO, naming it */
-        if (strlen(text) != len)
-            die("sample --labels: '%s' contains a NUL byte (not a text file of labels?)", arg);
-    }
-    int n = 0, cap = 1024;
-    int *v = xmalloc((size_t)cap * sizeof(int));
-    char *p = text;
-    for (;;) {
-        while (*p == ',' || *p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')
-            p++;
-        if (!*p)
-            break;
-        char *end;
-        long x = strtol(p, &end, 10);
-        if (end == p || x < 0 || x > 1 << 30)
-            die("sample --labels: '%.20s' in '%s' is not a non-negative integer", p, arg);
-        if (n == cap)
-            v = xrealloc(v, (size_t)(cap *= 2) * sizeof(int));
-        v[n++] = (int)x;
-        p = end;
-    }
-    free(text);
-    if (n == 0)
-        die("sample --labels: no labels in '%s'", arg);
-    *count = n;
-    return v;
 }
 
 /* Supplied SDE noise: step_noise [S-1, N, n] float32, mapped. */
@@ -410,7 +369,7 @@ int cmd_sample(int argc, char **argv)
     if (o.labels && o.balanced)
         die("sample: --labels and --balanced exclude each other");
     if (o.labels) {
-        labels = parse_labels(o.labels, &n_given_labels);
+        labels = labels_parse(o.labels, "sample --labels", &n_given_labels);
         if (!options_given(opts, nopt, "--num-samples"))
             N = n_given_labels;
         else if (n_given_labels != N)

@@ -21,7 +21,9 @@ typedef struct image {
 
 /* Larger images are refused before decoding: 256 megapixels (16384²) is far
  * beyond any dataset image, and a crafted header must not ask for 12 GB. */
+#ifndef IMAGE_MAX_PIXELS /* fuzz builds set a smaller limit, to keep each input cheap */
 #define IMAGE_MAX_PIXELS ((size_t)1 << 28)
+#endif
 
 /* channels: 1 or 3 to convert, 0 to keep the file's (grey → 1, colour → 3).
  * Dies naming the file on anything malformed, including a truncated JPEG
