@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "data/image_folder.h"
+#include "data/latent_cache.h"
 #include "data/dataset.h"
 #include "io/idx.h"
 #include "io/image.h"
@@ -199,6 +200,33 @@ static void test_idx_trailing_bytes_refused(void)
                "extra.idx': unexpected bytes after the 3 bytes of IDX data");
 }
 
+/* ---- a latent cache's labels must be class indices (an I64 of -1 or 2^32
+ * became a wrapped int32) ---- */
+static void cache_child(void *path)
+{
+    alarm(5);
+    latent_cache c = latent_cache_read(path);
+    latent_cache_free(&c);
+}
+
+static void test_latent_cache_bad_labels_refused(void)
+{
+    float mean[2 * 1 * 1 * 1] = {0.5f, -0.5f}, sd[2] = {1, 1};
+    const int64_t bad[2][2] = {{0, -1}, {0, (int64_t)1 << 32}};
+    for (int k = 0; k < 2; k++) {
+        st_writer *w = st_writer_new();
+        st_writer_add_f32(w, "mean", 4, (int64_t[]){2, 1, 1, 1}, mean);
+        st_writer_add_f32(w, "std", 4, (int64_t[]){2, 1, 1, 1}, sd);
+        st_writer_add_i64(w, "labels", 1, (int64_t[]){2}, bad[k]);
+        st_writer_set_metadata(w, "format", "repae-latent-cache");
+        const char *p = tmp(k ? "cache_big.safetensors" : "cache_neg.safetensors");
+        st_writer_save(w, p);
+        st_writer_free(w);
+        expect_die("a latent cache with a bad label", cache_child, (void *)p, k ? "label 4294967296 of latent 1"
+                                                                              : "label -1 of latent 1");
+    }
+}
+
 /* ---- item 10: sizes are checked against the file / the machine, not
  * discovered as "out of memory ... try a smaller batch" ---- */
 static void shard_child(void *path)
@@ -357,6 +385,7 @@ int main(void)
     RUN(test_npz_huge_1d_shape_refused);
     RUN(test_npz_duplicate_member_refused);
     RUN(test_idx_trailing_bytes_refused);
+    RUN(test_latent_cache_bad_labels_refused);
     RUN(test_sizes_checked_before_allocating);
     RUN(test_image_folder_problems_refused);
     char cmd[128];
