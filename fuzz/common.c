@@ -1,7 +1,6 @@
 /* The die() trap and resource tracking shared by the fuzz harnesses (see
  * common.h).  The __wrap_X functions replace X for every call from the code
  * linked into a fuzz binary (GNU ld / lld --wrap); __real_X is the original. */
-#define _GNU_SOURCE
 #include "common.h"
 
 #include <cjson/cJSON.h>
@@ -50,7 +49,8 @@ typedef struct res {
 } res;
 
 static res *table;
-static size_t cap, used; /* used counts live + deleted slots */
+static size_t cap, used;  /* used counts live + deleted slots */
+static size_t *touched;   /* slots used since the last release: release and clear visit only these */
 static int tracking;
 
 static size_t slot_of(uintptr_t key, int kind)
@@ -77,6 +77,14 @@ static void table_grow(void)
             used++;
         }
     __real_free(old);
+    __real_free(touched);
+    touched = __real_malloc(cap * sizeof *touched);
+    if (!touched)
+        abort();
+    used = 0;
+    for (size_t i = 0; i < cap; i++)
+        if (table[i].kind > 0)
+            touched[used++] = i;
 }
 
 static void track(uintptr_t key, int kind, size_t len)
@@ -89,7 +97,7 @@ static void track(uintptr_t key, int kind, size_t len)
     while (table[k].kind > 0)
         k = (k + 1) & (cap - 1);
     if (table[k].kind == 0)
-        used++;
+        touched[used++] = k;
     table[k] = (res){key, len, kind};
 }
 
@@ -111,8 +119,8 @@ static size_t release_all(void)
     size_t n = 0;
     int order[] = {R_GZ, R_FILE, R_DIR, R_MAP, R_FD, R_MEM};
     for (int o = 0; o < 6; o++)
-        for (size_t i = 0; i < cap; i++) {
-            res *r = &table[i];
+        for (size_t t = 0; t < used; t++) {
+            res *r = &table[touched[t]];
             if (r->kind != order[o])
                 continue;
             n++;
@@ -125,8 +133,8 @@ static size_t release_all(void)
             case R_MEM: __real_free((void *)r->key); break;
             }
         }
-    if (cap)
-        memset(table, 0, cap * sizeof *table);
+    for (size_t t = 0; t < used; t++)
+        table[touched[t]].kind = 0;
     used = 0;
     return n;
 }

@@ -3,7 +3,6 @@
  * LLVMFuzzerTestOneInput once.  `make fuzz-replay` builds the harnesses with
  * gcc + ASan/UBSan and this driver to replay fuzz/corpus/<target>/ as a
  * regression test, so CI needs no clang. */
-#define _GNU_SOURCE
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>

@@ -54,8 +54,19 @@ idx_array idx_read_u8(const char *path)
         if (a.count > ((size_t)1 << 34))
             die("'%s': IDX data would be larger than 16 GiB", path);
     }
-    a.data = xmalloc(a.count);
-    read_exact(f, a.data, a.count, path, "the IDX data");
+    /* The header's size is a claim: grow the buffer with the data actually
+     * read (doubling from 1 MiB), so a 16-byte file declaring gigabytes
+     * fails as truncated instead of allocating them first. */
+    size_t have = 0, cap = a.count < ((size_t)1 << 20) ? a.count : (size_t)1 << 20;
+    a.data = xmalloc(cap);
+    while (have < a.count) {
+        if (have == cap) {
+            cap = cap * 2 < a.count ? cap * 2 : a.count;
+            a.data = xrealloc(a.data, cap);
+        }
+        read_exact(f, a.data + have, cap - have, path, "the IDX data");
+        have = cap;
+    }
     /* The header fixes the size: more bytes mean a wrong header or two files
      * concatenated, not data to ignore. */
     char extra;
