@@ -6,6 +6,7 @@
  * build/repae (expect_command_fails). */
 #include <math.h>
 #include <stdarg.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -200,6 +201,27 @@ static void test_idx_trailing_bytes_refused(void)
                "extra.idx': unexpected bytes after the 3 bytes of IDX data");
 }
 
+/* Found by fuzz_idx (fuzz/corpus/idx/crash_4gb_header): a 16-byte IDX
+ * declaring 2^28 x 4 x 4 bytes allocated 4 GiB before reading any data.
+ * In a child limited to 512 MiB of address space the reader must fail as
+ * truncated, not as out of memory (not under ASan, whose shadow memory
+ * needs terabytes of address space). */
+static void idx_limited_child(void *path)
+{
+#ifndef __SANITIZE_ADDRESS__
+    struct rlimit lim = {512u << 20, 512u << 20};
+    setrlimit(RLIMIT_AS, &lim);
+#endif
+    idx_child(path);
+}
+
+static void test_idx_huge_header_small_file(void)
+{
+    const uint8_t hdr[16] = {0, 0, 8, 3, 0x10, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 4};
+    expect_die("a 16-byte IDX declaring 4 GiB", idx_limited_child, (void *)write_bytes("huge.idx", hdr, sizeof hdr),
+               "huge.idx': file is truncated while reading the IDX data");
+}
+
 /* ---- a latent cache's labels must be class indices (an I64 of -1 or 2^32
  * became a wrapped int32) ---- */
 static void cache_child(void *path)
@@ -385,6 +407,7 @@ int main(void)
     RUN(test_npz_huge_1d_shape_refused);
     RUN(test_npz_duplicate_member_refused);
     RUN(test_idx_trailing_bytes_refused);
+    RUN(test_idx_huge_header_small_file);
     RUN(test_latent_cache_bad_labels_refused);
     RUN(test_sizes_checked_before_allocating);
     RUN(test_image_folder_problems_refused);
