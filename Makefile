@@ -43,7 +43,7 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 LIB      := $(BUILD)/librepae.a
 PROGRAM  := $(BUILD)/repae
 
-.PHONY: all test test-asan bench fixtures clean
+.PHONY: all test test-asan bench fixtures clean fuzz fuzz-build fuzz-replay
 .SECONDARY:
 all: $(PROGRAM) repae
 
@@ -87,7 +87,81 @@ bench: $(BENCH_BIN)
 fixtures:
 	@for f in dev/ref/*_ref.py; do echo "== $$f"; $(PYTHON) $$f || exit 1; done
 
+# ---- fuzzing (docs/testing.md) ----
+# Every fuzz/fuzz_<target>.c is a libFuzzer harness (LLVMFuzzerTestOneInput).
+# `make fuzz FUZZ_SECONDS=60` builds them with clang -fsanitize=fuzzer and runs
+# each for that long (or FUZZ_RUNS executions; FUZZ_ONLY="npz idx" picks
+# targets) on its corpus (fuzz/corpus/<target>/, read-only seeds;
+# new finds go to build-fuzz/corpus/<target>/, crashes to build-fuzz/crashes/).
+# `make fuzz-replay` builds the same harnesses with gcc + ASan/UBSan and a
+# small main() (fuzz/replay_main.c) and runs every committed corpus file once:
+# the regression test, no clang needed.  Both define REPAE_FUZZ (die() then
+# longjmps back to the harness) and wrap the allocation and file functions so
+# a rejected input leaks nothing (fuzz/common.c).
+FUZZ_SECONDS ?= 60
+FUZZ_RUNS ?= -1
+FUZZ_ONLY ?= $(FUZZ_TARGETS)
+FUZZ_TARGETS := $(sort $(patsubst fuzz_%,%,$(basename $(notdir $(wildcard fuzz/fuzz_*.c)))))
+FUZZ_WRAPS := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=free,--wrap=aligned_alloc,--wrap=strdup \
+              -Wl,--wrap=fopen,--wrap=fdopen,--wrap=fclose,--wrap=open,--wrap=close,--wrap=gzdopen,--wrap=gzopen \
+              -Wl,--wrap=gzclose,--wrap=opendir,--wrap=closedir,--wrap=mmap,--wrap=munmap,--wrap=getline,--wrap=exit
+FUZZ_LIBS := -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -llapacke -lcjson -lpng -ljpeg -lz -lm -lgomp
+# No -fopenmp: the harnesses are single-threaded (OpenMP pragmas are ignored,
+# libgomp only provides omp_* for the few direct calls).
+# -Wno-unused-variable: loop bounds used only in OpenMP if() clauses, ignored here.
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -DREPAE_FUZZ -DIMAGE_MAX_PIXELS='((size_t)1 << 22)' -g -O1 \
+               -fno-omit-frame-pointer -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
+               -Wno-unknown-pragmas -Wno-unused-variable $(WERROR) -Isrc -Ifuzz -I/usr/include/x86_64-linux-gnu/openblas-openmp
+FUZZ_LIB_SRC := $(filter-out src/core/omp_spin.c,$(LIB_SRC))
+# clang 14 has no _Float16 on x86 without AVX512-FP16; its storage-only __fp16
+# converts the same way (round to nearest even, via compiler-rt's builtins).
+CLANG_F16 := -D_Float16=__fp16
+
+build-fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) $(CLANG_F16) -fsanitize=fuzzer-no-link,address,undefined -MMD -MP -c $< -o $@
+# The harness plumbing is not code under test: no coverage feedback from it.
+build-fuzz/obj/fuzz/common.o: fuzz/common.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -fsanitize=address,undefined -MMD -MP -c $< -o $@
+build-fuzz/librepae.a: $(FUZZ_LIB_SRC:%.c=build-fuzz/obj/%.o)
+	@rm -f $@
+	ar rcs $@ $^
+build-fuzz/fuzz_%: build-fuzz/obj/fuzz/fuzz_%.o build-fuzz/obj/fuzz/common.o build-fuzz/librepae.a
+	clang -fsanitize=fuzzer,address,undefined -rtlib=compiler-rt $^ -o $@ $(FUZZ_WRAPS) $(FUZZ_LIBS)
+
+build-fuzz-replay/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(FUZZ_CFLAGS) -fsanitize=address,undefined -fno-sanitize-recover=undefined -MMD -MP -c $< -o $@
+build-fuzz-replay/librepae.a: $(FUZZ_LIB_SRC:%.c=build-fuzz-replay/obj/%.o)
+	@rm -f $@
+	ar rcs $@ $^
+build-fuzz-replay/fuzz_%: build-fuzz-replay/obj/fuzz/fuzz_%.o build-fuzz-replay/obj/fuzz/common.o \
+                          build-fuzz-replay/obj/fuzz/replay_main.o build-fuzz-replay/librepae.a
+	$(CC) -fsanitize=address,undefined $^ -o $@ $(FUZZ_WRAPS) $(FUZZ_LIBS)
+
+fuzz-build: $(FUZZ_TARGETS:%=build-fuzz/fuzz_%)
+
+fuzz: fuzz-build
+	@for t in $(FUZZ_ONLY); do \
+	    mkdir -p build-fuzz/corpus/$$t build-fuzz/crashes/$$t fuzz/corpus/$$t; \
+	    echo "== $$t ($(FUZZ_SECONDS) s)"; \
+	    ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 nice -n 10 ./build-fuzz/fuzz_$$t \
+	        build-fuzz/corpus/$$t fuzz/corpus/$$t -max_total_time=$(FUZZ_SECONDS) -runs=$(FUZZ_RUNS) -timeout=10 -rss_limit_mb=4096 \
+	        -close_fd_mask=1 -print_final_stats=1 -artifact_prefix=build-fuzz/crashes/$$t/ 2>&1 \
+	        | grep -E '^(#[0-9]+ *DONE|stat::number_of_executed_units|==[0-9]+==ERROR|SUMMARY|Done)' || true; \
+	done
+
+fuzz-replay: $(FUZZ_TARGETS:%=build-fuzz-replay/fuzz_%)
+	@for t in $(FUZZ_TARGETS); do \
+	    printf '%s: ' $$t; \
+	    ASAN_OPTIONS=detect_leaks=0 ./build-fuzz-replay/fuzz_$$t fuzz/corpus/$$t || exit 1; \
+	done
+
 clean:
-	rm -rf build build-asan repae
+	rm -rf build build-asan build-fuzz build-fuzz-replay repae
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+ifneq ($(filter fuzz fuzz-build fuzz-replay build-fuzz%,$(MAKECMDGOALS)),)
+-include $(shell find build-fuzz build-fuzz-replay -name '*.d' 2>/dev/null)
+endif

@@ -9,5 +9,7 @@ cd "$(dirname "$0")/.."
 [ -n "${OMP_WAIT_POLICY:-}" ] || export GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-10000}
 WERROR=-Werror bash scripts/setup.sh --test
 make -j"$(nproc)" WERROR=-Werror test
+echo "== the committed fuzz corpus, replayed under ASan/UBSan (fuzz/corpus/)"
+make -j"$(nproc)" WERROR=-Werror fuzz-replay
 echo "== the same tests under ASan/UBSan"
 make -j"$(nproc)" WERROR=-Werror test-asan

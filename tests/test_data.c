@@ -172,7 +172,7 @@ static void test_bad_data_errors(void)
     FILE *f = fopen(bad_path, "wb");
     fwrite(bytes, 1, size - 7, f);
     fclose(f);
-    expect_die("truncated shard", read_bad_shard, NULL, "truncated.shard': file is truncated");
+    expect_die("truncated shard", read_bad_shard, NULL, "truncated.shard': the header declares 10 images");
     /* Label out of range: the last label says 99 for a 5-class shard. */
     snprintf(bad_path, sizeof bad_path, "%s/label.shard", dir);
     bytes[size - 4] = 99;

@@ -14,6 +14,8 @@
 #include <stdarg.h>
 #include <unistd.h>
 
+#include "data/dataset.h"
+#include "eval/feature_stats.h"
 #include "io/image.h"
 #include "io/npz.h"
 #include "models/inception.h"
@@ -256,6 +258,79 @@ static void test_eval_inception_and_stored_stats(void)
     cJSON_Delete(j);
 }
 
+/* Issue 12 items 10 and 11: reference statistics with NaN sigma, Inf mu, or
+ * a sigma that is not a covariance matrix printed "n/a"/"inf" or an
+ * "imaginary component" naming no file, and exited 0.  Each must now fail
+ * naming the file and the tensor — from --ref-stats and from an .npz. */
+static void test_eval_bad_reference_stats(void)
+{
+    const char *A = tmp("a.npz"), *good = tmp("a_stats.safetensors");
+    feature_stats g;
+    feature_stats_load(good, "mu", "sigma", &g);
+    const size_t D = (size_t)g.dim;
+    const struct { const char *name, *want; int kind; } cases[] = {
+        {"nan_sigma", "sigma[1, 2] is nan", 0},
+        {"inf_mu", "mu[3] is inf", 1},
+        {"not_psd", "sigma is not positive semidefinite", 2},
+        {"asym", "sigma is not symmetric", 3},
+        {"neg_var", "sigma[0, 0] = -1 is a negative variance", 4},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        feature_stats b;
+        feature_stats_from_arrays(&b, g.dim, g.mu, g.sigma, g.n);
+        switch (cases[c].kind) {
+        case 0: b.sigma[1 * D + 2] = NAN; break;
+        case 1: b.mu[3] = INFINITY; break;
+        case 2: /* symmetric, positive diagonal, but an eigenvalue below zero */
+            for (size_t i = 0; i < D * D; i++)
+                b.sigma[i] = i % (D + 1) == 0 ? 1.0 : 0.0;
+            b.sigma[1] = b.sigma[D] = 2.0;
+            break;
+        case 3: b.sigma[1] += 1.0; break;
+        case 4: b.sigma[0] = -1.0; break;
+        }
+        char name[64], cmd[2048];
+        snprintf(name, sizeof name, "%s.safetensors", cases[c].name);
+        const char *path = tmp(name);
+        feature_stats_save(path, &b, NULL);
+        snprintf(cmd, sizeof cmd, "%s eval --samples %s --ref-stats %s --feature-net vit --weights %s", repae_bin(),
+                 A, path, vit_path);
+        char want[256];
+        snprintf(want, sizeof want, "%s': %s", name, cases[c].want);
+        expect_command_fails(cmd, want);
+        feature_stats_free(&b);
+    }
+    feature_stats_free(&g);
+
+    /* The same in statistics stored in a reference .npz (read for Inception). */
+    feature_stats_load(tmp("inc_r.safetensors"), "mu", "sigma", &g);
+    const size_t Di = (size_t)g.dim;
+    for (int kind = 0; kind < 2; kind++) {
+        if (kind == 0)
+            g.sigma[1 * Di + 2] = NAN;
+        else
+            g.sigma[1 * Di + 2] = g.sigma[2 * Di + 1], g.mu[3] = INFINITY;
+        const char *npz = tmp(kind == 0 ? "nan_sigma.npz" : "inf_mu.npz");
+        static uint8_t img[6 * 12 * 12 * 3];
+        npz_writer *w = npz_writer_open(npz);
+        npz_writer_begin(w, "arr_0", NPZ_U8, 4, (int64_t[]){6, 12, 12, 3});
+        npz_writer_data(w, img, sizeof img);
+        npz_writer_end(w);
+        npz_writer_begin(w, "mu", NPZ_F64, 1, (int64_t[]){(int64_t)Di});
+        npz_writer_data(w, g.mu, Di * 8);
+        npz_writer_end(w);
+        npz_writer_begin(w, "sigma", NPZ_F64, 2, (int64_t[]){(int64_t)Di, (int64_t)Di});
+        npz_writer_data(w, g.sigma, Di * Di * 8);
+        npz_writer_end(w);
+        npz_writer_close(w);
+        char cmd[2048];
+        snprintf(cmd, sizeof cmd, "%s eval --samples %s --ref %s --weights %s --pr-ref-images 0", repae_bin(),
+                 tmp("inc_s.npz"), npz, inc_path);
+        expect_command_fails(cmd, kind == 0 ? "nan_sigma.npz': sigma[1, 2] is nan" : "inf_mu.npz': mu[3] is inf");
+    }
+    feature_stats_free(&g);
+}
+
 static void test_eval_bad_inputs(void)
 {
     char cmd[2048];
@@ -350,6 +425,17 @@ static void test_reconstruct_bad_inputs(void)
     FAILS("/nonexistent/shard", "%s reconstruct --vae-ckpt %s --data /nonexistent/shard", b, vae_path);
     FAILS("--vae-ckpt V.safetensors is required", "%s reconstruct", b);
     FAILS("needs --weights", "%s reconstruct --vae-ckpt %s --feature-net vit --max-images 4", b, vae_path);
+    /* Issue 12 item 3: 31x32 images with a VAE that halves once decode to
+     * 30x32; reading that with the input's layout gave a meaningless PSNR
+     * and exit 0. */
+    dataset d = {.n = 2, .channels = 1, .height = 31, .width = 32, .num_classes = 1};
+    d.images = calloc(2 * 31 * 32, 1);
+    d.labels = calloc(2, sizeof(int32_t));
+    const char *odd = tmp("odd.shard");
+    dataset_write_shard(&d, odd);
+    free(d.images), free(d.labels);
+    FAILS("odd.shard' has 31x32 images, which this VAE (downsampling by 2) would reconstruct as 30x32",
+          "%s reconstruct --vae-ckpt %s --data %s", b, vae_path, odd);
 }
 
 int main(void)
@@ -374,6 +460,7 @@ int main(void)
     RUN(test_eval_vit_identical_and_different);
     RUN(test_eval_saved_stats_match);
     RUN(test_eval_inception_and_stored_stats);
+    RUN(test_eval_bad_reference_stats);
     RUN(test_eval_bad_inputs);
     RUN(test_reconstruct);
     RUN(test_reconstruct_bad_inputs);

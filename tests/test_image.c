@@ -1,4 +1,5 @@
 /* PNG write/read round trip, grids, and the reference's float → uint8 rule. */
+#include <math.h>
 #include <unistd.h>
 
 #include "io/image.h"
@@ -54,10 +55,25 @@ static void test_model_range_truncates(void)
           "got %d %d %d %d %d %d", u[0], u[1], u[2], u[3], u[4], u[5]);
 }
 
+/* Issue 12 item 5: NaN → uint8 is undefined behaviour and gave black
+ * squares; non-finite inputs are now counted (written as 0) for the caller
+ * to refuse. */
+static void test_model_range_counts_non_finite(void)
+{
+    const float x[5] = {0.0f, NAN, INFINITY, -INFINITY, 1.0f};
+    uint8_t u[5];
+    size_t bad = image_from_model_range(u, x, 5);
+    CHECK(bad == 3, "non-finite count %zu, want 3", bad);
+    CHECK(u[0] == 127 && u[1] == 0 && u[2] == 0 && u[3] == 0 && u[4] == 255, "values %d %d %d %d %d", u[0], u[1],
+          u[2], u[3], u[4]);
+    CHECK(image_from_model_range(u, x, 1) == 0, "a finite input counted as bad");
+}
+
 int main(void)
 {
     RUN(test_png_round_trip);
     RUN(test_grid_layout);
     RUN(test_model_range_truncates);
+    RUN(test_model_range_counts_non_finite);
     return test_summary();
 }

@@ -4,8 +4,43 @@
 #include <unistd.h>
 
 #include "io/image.h"
+#include "io/metrics_read.h"
 #include "io/plot.h"
 #include "test.h"
+
+static char tmpdir[64];
+
+static const char *repae_bin(void)
+{
+    static char path[256];
+    const char *b = getenv("BUILD");
+    snprintf(path, sizeof path, "%s/repae", b ? b : "build");
+    return path;
+}
+
+/* tmpdir/name, written with `len` bytes of `text` when text is non-NULL. */
+static const char *tmp_file(const char *name, const char *text, size_t len)
+{
+    static char bufs[8][256];
+    static int k;
+    char *p = bufs[k++ % 8];
+    snprintf(p, 256, "%s/%s", tmpdir, name);
+    if (text) {
+        FILE *f = fopen(p, "wb");
+        fwrite(text, 1, len, f);
+        fclose(f);
+    }
+    return p;
+}
+#define TMP_TEXT(name, literal) tmp_file(name, literal, sizeof(literal) - 1)
+
+/* `repae plot ARGS` must fail with `want` in its message. */
+static void plot_fails(const char *args, const char *want)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s plot %s --out %s/out.png", repae_bin(), args, tmpdir);
+    expect_command_fails(cmd, want);
+}
 
 static int count_colour(const image *im, int r, int g, int b)
 {
@@ -36,8 +71,116 @@ static void test_plot_draws_series(void)
     unlink(path);
 }
 
+/* Catalogue item 1: x values near 1e17 have a float spacing of 16, so a tick
+ * loop `v += 2` never ended.  The plot itself must finish for any finite
+ * input (a 10 s alarm turns a hang into a failure). */
+typedef struct { double x0, x1, y0, y1; } plot_range;
+static void plot_range_child(void *ctx)
+{
+    const plot_range *r = ctx;
+    alarm(10);
+    double x[2] = {r->x0, r->x1}, y[2] = {r->y0, r->y1};
+    plot_series s = {"loss", x, y, 2};
+    plot_png(tmp_file("range.png", NULL, 0), &s, 1, "step", false);
+}
+
+static void test_plot_extreme_ranges_finish(void)
+{
+    const plot_range cases[] = {
+        {1e17, 1e17 + 16, 0.5, 0.25},    /* the reported hang */
+        {0, 1, 1e17, 1e17 + 16},         /* the same on the y axis */
+        {1e17, 1e17, 1e17, 1e17},        /* flat axes at a magnitude where +1 is lost */
+        {-1e308, 1e308, -1e308, 1e308},  /* a range that overflows to inf */
+        {0, 1e-300, 5e-324, 1e-323},     /* subnormal ranges */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char err[1024];
+        int rc = run_in_child(plot_range_child, (void *)&cases[i], err, sizeof err);
+        CHECK(rc == 0, "plot of range case %zu: status %d (%s)", i, rc, err);
+    }
+}
+
+/* The same file through the command: steps beyond 2^53 are refused naming
+ * the file and the key (doubles cannot hold such step counts exactly). */
+static void test_plot_cli_huge_steps_refused(void)
+{
+    const char *m = TMP_TEXT("huge.jsonl", "{\"step\": 1e17, \"sit_loss\": 0.5}\n"
+                                           "{\"step\": 100000000000000016, \"sit_loss\": 0.25}\n");
+    char args[512];
+    snprintf(args, sizeof args, "%s --keys sit_loss", m);
+    plot_fails(args, "huge.jsonl': line 1: 'step' = 1e+17 is beyond 2^53");
+}
+
+/* Catalogue item 7 (read side): null, "nan" and the bare nan older runs
+ * wrote are gaps, not errors; the curve continues after them. */
+static void test_metrics_nan_values_are_gaps(void)
+{
+    const char *m = TMP_TEXT("gaps.jsonl", "{\"step\": 1, \"loss\": 0.5, \"other\": 1}\n"
+                                           "{\"step\": 2, \"loss\": null}\n"
+                                           "\n"
+                                           "{\"step\": 3, \"loss\": \"nan\"}\n"
+                                           "{\"step\": 4, \"loss\": nan, \"note\": \"x: nan\"}\n"
+                                           "{\"step\": 5, \"loss\": -nan}\n"
+                                           "{\"step\": 6,\"loss\":inf}\n"
+                                           "{\"step\": 7, \"loss\": 0.25}\n");
+    const char *keys[] = {"loss", "other"};
+    metrics_table t = metrics_read(m, "step", keys, 2);
+    CHECK(t.n == 7, "rows %zu, want 7", t.n);
+    CHECK(t.found[0] && t.found[1], "found %d %d", t.found[0], t.found[1]);
+    if (t.n == 7) {
+        CHECK(t.y[0][0] == 0.5 && t.y[0][6] == 0.25 && t.x[6] == 7, "ends: %g %g x %g", t.y[0][0], t.y[0][6],
+              t.x[6]);
+        for (int i = 1; i < 6; i++)
+            CHECK(isnan(t.y[0][i]), "row %d: %g, want a gap", i, t.y[0][i]);
+        CHECK(t.y[1][0] == 1 && isnan(t.y[1][1]), "other: %g %g", t.y[1][0], t.y[1][1]);
+    }
+    metrics_free(&t);
+    char cmd[1024], err[1024];
+    snprintf(cmd, sizeof cmd, "%s plot %s --keys loss --smooth 3 --out %s/gaps.png", repae_bin(), m, tmpdir);
+    int rc = run_command(cmd, NULL, 0, err, sizeof err);
+    CHECK(rc == 0, "plot with gaps: status %d: %s", rc, err);
+}
+
+/* Catalogue item 15: junk after the object, a NUL byte, a non-number value
+ * and an empty --keys are errors naming the file (or flag) and line. */
+static void test_metrics_bad_lines_refused(void)
+{
+    char args[512];
+    const char *junk = TMP_TEXT("junk.jsonl", "{\"step\": 1, \"loss\": 0.5}\n{\"step\": 2, \"loss\": 0.4} xyz\n");
+    snprintf(args, sizeof args, "%s --keys loss", junk);
+    plot_fails(args, "junk.jsonl': line 2: unexpected text after the JSON object");
+    const char *two = TMP_TEXT("two.jsonl", "{\"step\": 1, \"loss\": 0.5}{\"step\": 2}\n");
+    snprintf(args, sizeof args, "%s --keys loss", two);
+    plot_fails(args, "two.jsonl': line 1: unexpected text");
+    const char *nul = TMP_TEXT("nul.jsonl", "{\"step\": 1, \"loss\": 0.5}\n{\"step\": 2,\0 \"loss\": 0.4}\n");
+    snprintf(args, sizeof args, "%s --keys loss", nul);
+    plot_fails(args, "nul.jsonl': line 2 contains a NUL byte");
+    const char *str = TMP_TEXT("str.jsonl", "{\"step\": 1, \"loss\": \"abc\"}\n");
+    snprintf(args, sizeof args, "%s --keys loss", str);
+    plot_fails(args, "str.jsonl': line 1: 'loss' is not a number");
+    const char *xnull = TMP_TEXT("xnull.jsonl", "{\"step\": null, \"loss\": 1}\n");
+    snprintf(args, sizeof args, "%s --keys loss", xnull);
+    plot_fails(args, "xnull.jsonl': line 1: the x value 'step' is not a finite number");
+    const char *good = TMP_TEXT("good.jsonl", "{\"step\": 1, \"loss\": 0.5}\n");
+    snprintf(args, sizeof args, "%s --keys ''", good);
+    plot_fails(args, "plot --keys '': empty scalar name");
+    snprintf(args, sizeof args, "%s --keys loss,,loss", good);
+    plot_fails(args, "empty scalar name");
+}
+
 int main(void)
 {
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/repae_plot_XXXXXX");
+    if (!mkdtemp(tmpdir))
+        return 1;
     RUN(test_plot_draws_series);
+    RUN(test_plot_extreme_ranges_finish);
+    RUN(test_plot_cli_huge_steps_refused);
+    RUN(test_metrics_nan_values_are_gaps);
+    RUN(test_metrics_bad_lines_refused);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    if (system(cmd) != 0)
+        return 1;
     return test_summary();
 }

@@ -56,7 +56,7 @@ static void test_folder_labels_and_prepare(void)
     FILE *f = fopen(path, "w");
     fputs("not an image", f);
     fclose(f);
-    dataset d = dataset_image_folder(root, 4, 3);
+    dataset d = dataset_image_folder(root, 4, 3, 0);
     CHECK(d.n == 4 && d.num_classes == 2, "found %d images in %d classes", d.n, d.num_classes);
     /* Sorted paths: n001/img0, n001/img1, n002/img0, n002/img1 → labels 0 0 1 1. */
     CHECK(d.labels[0] == 0 && d.labels[1] == 0 && d.labels[2] == 1 && d.labels[3] == 1, "labels %d %d %d %d",

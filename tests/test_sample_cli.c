@@ -375,6 +375,119 @@ static void test_sample_bad_flags(void)
     expect_command_fails(cmd, "Heun applies to the ODE sampler only");
 }
 
+/* Copies the checkpoint to `name` with one float of tensor `key` set to v. */
+static const char *ckpt_with(const char *name, const char *key, int64_t index, float v)
+{
+    safetensors *st = safetensors_open(ckpt);
+    st_writer *w = st_writer_new();
+    float *buf = NULL;
+    for (int i = 0; i < st->n_tensors; i++) {
+        const st_tensor *t = &st->tensors[i];
+        const void *data = st->data + t->begin;
+        if (!strcmp(t->name, key)) {
+            buf = malloc(t->end - t->begin);
+            memcpy(buf, data, t->end - t->begin);
+            buf[index] = v;
+            data = buf;
+        }
+        st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, data);
+    }
+    for (int i = 0; i < st->n_meta; i++)
+        st_writer_set_metadata(w, st->meta[i].key, st->meta[i].value);
+    const char *path = tmp(name);
+    st_writer_save(w, path);
+    st_writer_free(w);
+    free(buf);
+    safetensors_close(st);
+    return path;
+}
+
+/* Issue 12 items 5, 10, 15: impossible numbers in what sample loads, and
+ * flags that contradict each other, are refused naming the file or flag
+ * (before: black or NaN images, an empty .npz, exit 0). */
+static void test_sample_bad_numbers(void)
+{
+    if (!have_ckpt)
+        return;
+    char cmd[4096];
+    const int C = 4, h = 8;
+    const size_t n = (size_t)C * h * h;
+    float *x = calloc(3 * n, sizeof(float));
+    const struct { const char *file; int N; float v; const char *want; } noise[] = {
+        {"noise_nan.safetensors", 3, NAN, "noise_nan.safetensors': 'x' holds nan at index 5: noise must be finite"},
+        {"noise_inf.safetensors", 3, -INFINITY, "'x' holds -inf at index 5"},
+        {"noise_big.safetensors", 3, 1e30f, "'x' holds 1e+30 at index 5: not plausible standard-normal noise"},
+        {"noise_empty.safetensors", 0, 0, "noise_empty.safetensors': 'x' holds 0 samples (at least 1 needed)"},
+    };
+    for (size_t k = 0; k < sizeof noise / sizeof noise[0]; k++) {
+        if (noise[k].N)
+            x[5] = noise[k].v;
+        st_writer *w = st_writer_new();
+        st_writer_add_f32(w, "x", 4, (int64_t[]){noise[k].N, C, h, h}, x);
+        st_writer_save(w, tmp(noise[k].file));
+        st_writer_free(w);
+        snprintf(cmd, sizeof cmd, "%s sample --ckpt %s --sample-dir %s --no-png " SAMPLE " --noise %s", repae_bin(),
+                 ckpt, tmpdir, tmp(noise[k].file));
+        expect_command_fails(cmd, noise[k].want);
+    }
+    /* SDE step noise is checked too. */
+    x[5] = 0;
+    float *steps = calloc(3 * 3 * n, sizeof(float));
+    steps[2 * 3 * n + 7] = NAN;
+    st_writer *w = st_writer_new();
+    st_writer_add_f32(w, "x", 4, (int64_t[]){3, C, h, h}, x);
+    st_writer_add_f32(w, "step_noise", 5, (int64_t[]){3, 3, C, h, h}, steps);
+    st_writer_save(w, tmp("noise_steps.safetensors"));
+    st_writer_free(w);
+    snprintf(cmd, sizeof cmd, "%s sample --ckpt %s --sample-dir %s --no-png --mode sde " SAMPLE " --noise %s",
+             repae_bin(), ckpt, tmpdir, tmp("noise_steps.safetensors"));
+    expect_command_fails(cmd, "'step_noise' holds nan at index 7");
+    free(x), free(steps);
+
+    /* Weights: NaN/Inf anywhere, a negative BatchNorm variance, a zero one
+     * (its eps-free latents scale would be infinite). */
+    const struct { const char *file, *key; int64_t index; float v; const char *want; } bad[] = {
+        {"nan_w.safetensors", "ema.final_layer.linear.weight", 3, NAN,
+         "nan_w.safetensors': tensor 'ema.final_layer.linear.weight' holds nan at index 3: the weights are not finite"},
+        {"inf_vae.safetensors", "vae.decoder.conv_out.bias", 0, INFINITY,
+         "tensor 'vae.decoder.conv_out.bias' holds inf at index 0"},
+        {"neg_var.safetensors", "ema.bn.running_var", 1, -0.5f,
+         "tensor 'ema.bn.running_var' holds -0.5 at index 1: a BatchNorm running variance cannot be negative"},
+        {"zero_var.safetensors", "ema.bn.running_var", 2, 0.0f,
+         "ema.bn.running_var[2] is 0, so the latents scale 1/sqrt(running_var) is infinite"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        const char *p = ckpt_with(bad[k].file, bad[k].key, bad[k].index, bad[k].v);
+        snprintf(cmd, sizeof cmd, "%s sample --ckpt %s --sample-dir %s --no-png " SAMPLE " --num-samples 2",
+                 repae_bin(), p, tmpdir);
+        expect_command_fails(cmd, bad[k].want);
+    }
+
+    /* An Inf latents_bias was blamed on latents_scale. */
+    float scale[4] = {1, 1, 1, 1}, bias[4] = {0, INFINITY, 0, 0};
+    w = st_writer_new();
+    st_writer_add_f32(w, "latents_scale", 4, (int64_t[]){1, 4, 1, 1}, scale);
+    st_writer_add_f32(w, "latents_bias", 4, (int64_t[]){1, 4, 1, 1}, bias);
+    st_writer_save(w, tmp("inf_bias.safetensors"));
+    st_writer_free(w);
+    snprintf(cmd, sizeof cmd, "%s sample --ckpt %s --latents-stats %s --sample-dir %s --no-png " SAMPLE, repae_bin(),
+             ckpt, tmp("inf_bias.safetensors"), tmpdir);
+    expect_command_fails(cmd, "inf_bias.safetensors': latents_bias[1] = inf must be finite");
+
+    /* --labels: a directory, a NUL byte; an empty guidance interval. */
+    snprintf(cmd, sizeof cmd, "%s sample --ckpt %s --sample-dir %s --labels %s", repae_bin(), ckpt, tmpdir, tmpdir);
+    expect_command_fails(cmd, "is a directory, not a regular file");
+    FILE *f = fopen(tmp("labels_nul.txt"), "wb");
+    fwrite("1 2\0 3\n", 1, 7, f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s sample --ckpt %s --sample-dir %s --labels %s", repae_bin(), ckpt, tmpdir,
+             tmp("labels_nul.txt"));
+    expect_command_fails(cmd, "labels_nul.txt' contains a NUL byte");
+    snprintf(cmd, sizeof cmd, "%s sample --ckpt %s --sample-dir %s --cfg-scale 1.5 --guidance-low 0.8 "
+             "--guidance-high 0.2", repae_bin(), ckpt, tmpdir);
+    expect_command_fails(cmd, "--guidance-low 0.8 is above --guidance-high 0.2");
+}
+
 /* ---- inspect ---- */
 
 static long long parse_params(const char *out)
@@ -504,6 +617,7 @@ int main(void)
     RUN(test_noise_file_reproduces);
     RUN(test_ldm_style_inputs_match_checkpoint);
     RUN(test_sample_bad_flags);
+    RUN(test_sample_bad_numbers);
     RUN(test_inspect_arch_counts);
     RUN(test_inspect_recognises_models);
     char cmd[128];

@@ -334,7 +334,9 @@ static void test_train_vae_nan_stops_without_a_checkpoint(void)
 {
     if (!have_repae())
         return;
-    /* A VAE with one NaN weight: the first loss is NaN. */
+    /* A VAE whose weights are finite (NaN weights are refused at load) but
+     * overflow: conv_in's output is ±Inf, GroupNorm's Inf − Inf is NaN, and
+     * the first loss is NaN. */
     vae_config vc;
     vae_preset("f8d4", &vc);
     vc.ch = 8, vc.norm_groups = 4, vc.n_levels = 2, vc.ch_mult[0] = 1, vc.ch_mult[1] = 2, vc.n_attn = 0;
@@ -342,7 +344,9 @@ static void test_train_vae_nan_stops_without_a_checkpoint(void)
     vae v;
     vae_init(&v, &vc);
     vae_init_weights(&v, 1);
-    v.params[param_find(&v.table, "encoder.conv_in.weight")->offset] = NAN;
+    size_t w0 = param_find(&v.table, "encoder.conv_in.weight")->offset;
+    for (int k = 0; k < 9; k++)
+        v.params[w0 + k] = 3e38f;
     char nan_path[600];
     snprintf(nan_path, sizeof nan_path, "%s", tmp_path("nan-vae.safetensors"));
     vae_save(&v, nan_path, "");

@@ -178,6 +178,7 @@ static int npz_stats(npz_file *z, const char *mu_name, const char *sigma_name, i
     double *sigma = npz_load_f64(z->path, sigma_name, NULL, NULL);
     feature_stats_from_arrays(out, dim, mu, sigma, 0);
     free(mu), free(sigma);
+    feature_stats_check(out, z->path, mu_name, sigma_name);
     return 1;
 }
 
@@ -304,6 +305,11 @@ int cmd_eval(int argc, char **argv)
         fd = frechet_distance(&s_pool, &ref_pool, NULL);
     if (has_spatial && have_sp)
         sfd = frechet_distance(&s_sp, &ref_sp, NULL);
+    /* Checked inputs are finite; a non-finite distance is an overflow, and
+     * printing "n/a" with exit 0 would pass for a result. */
+    if ((have_pool && !isfinite(fd)) || (has_spatial && have_sp && !isfinite(sfd)))
+        die("eval: the Frechet distance is not finite (FD %g, sFD %g): the statistics (%s) are too large for "
+            "double precision", fd, sfd, pool_from ? pool_from : "?");
     if (has_logits)
         is = inception_score_logits(logits, S.n, f.n_logits, IS_SPLIT_SIZE, NULL);
     pr_counts prc = {0};

@@ -1,5 +1,4 @@
 /* repae plot — loss curves from a run's metrics.jsonl as a PNG. */
-#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +7,7 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/options.h"
+#include "io/metrics_read.h"
 #include "io/plot.h"
 
 static const char *usage =
@@ -16,7 +16,7 @@ static const char *usage =
     "Plots the chosen scalars of a run's metrics.jsonl (one JSON object per\n"
     "step, as `repae train` writes) against the step, as a PNG.";
 
-#define MAX_KEYS 8
+#define MAX_KEYS METRICS_MAX_KEYS
 
 int cmd_plot(int argc, char **argv)
 {
@@ -35,64 +35,39 @@ int cmd_plot(int argc, char **argv)
         die("plot: expected one METRICS.jsonl argument (see 'repae plot --help')");
     const char *path = argv[1];
 
-    char *names[MAX_KEYS];
+    const char *names[MAX_KEYS];
     int n_keys = 0;
     char *list = xstrdup(keys);
-    for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ","))
-        if (n_keys < MAX_KEYS)
-            names[n_keys++] = tok;
-        else
+    /* strsep, not strtok: an empty name ("a,,b", "") is a mistake to report. */
+    for (char *rest_list = list, *tok; (tok = strsep(&rest_list, ",")) != NULL;) {
+        if (!*tok)
+            die("plot --keys '%s': empty scalar name (give comma-separated names, e.g. sit_loss,vae_loss)", keys);
+        if (n_keys == MAX_KEYS)
             die("plot --keys: at most %d scalars", MAX_KEYS);
-
-    FILE *f = xfopen(path, "r");
-    size_t cap = 1024, n = 0;
-    double *x = xmalloc(cap * sizeof(double)), *y[MAX_KEYS];
-    for (int k = 0; k < n_keys; k++)
-        y[k] = xmalloc(cap * sizeof(double));
-    char *line = NULL;
-    size_t line_cap = 0;
-    long lineno = 0;
-    bool found[MAX_KEYS] = {0};
-    while (getline(&line, &line_cap, f) > 0) {
-        lineno++;
-        if (line[0] == '\n')
-            continue;
-        cJSON *obj = cJSON_Parse(line);
-        if (!cJSON_IsObject(obj))
-            die("'%s': line %ld is not a JSON object", path, lineno);
-        if (n == cap) {
-            cap *= 2;
-            x = xrealloc(x, cap * sizeof(double));
-            for (int k = 0; k < n_keys; k++)
-                y[k] = xrealloc(y[k], cap * sizeof(double));
-        }
-        const cJSON *xv = cJSON_GetObjectItemCaseSensitive(obj, x_key);
-        x[n] = cJSON_IsNumber(xv) ? xv->valuedouble : (double)n;
-        for (int k = 0; k < n_keys; k++) {
-            const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, names[k]);
-            y[k][n] = cJSON_IsNumber(v) ? v->valuedouble : NAN;
-            found[k] |= cJSON_IsNumber(v);
-        }
-        n++;
-        cJSON_Delete(obj);
+        names[n_keys++] = tok;
     }
-    free(line);
-    fclose(f);
+    if (!*x_key)
+        die("plot --x: empty scalar name");
+
+    metrics_table t = metrics_read(path, x_key, names, n_keys);
+    size_t n = t.n;
+    double *x = t.x, **y = t.y;
     if (n == 0)
         die("'%s': no metrics in the file", path);
     for (int k = 0; k < n_keys; k++)
-        if (!found[k])
+        if (!t.found[k])
             die("'%s': no scalar named '%s' (check --keys)", path, names[k]);
     plot_series s[MAX_KEYS];
     for (int k = 0; k < n_keys; k++) {
-        if (smooth > 1) { /* trailing moving average */
+        if (smooth > 1) { /* trailing moving average over the finite values; a gap stays a gap */
             double *sm = xmalloc(n * sizeof(double)), acc = 0;
             int cnt = 0;
             for (size_t i = 0; i < n; i++) {
-                acc += y[k][i], cnt++;
-                if (cnt > smooth)
+                if (isfinite(y[k][i]))
+                    acc += y[k][i], cnt++;
+                if (i >= (size_t)smooth && isfinite(y[k][i - smooth]))
                     acc -= y[k][i - smooth], cnt--;
-                sm[i] = acc / cnt;
+                sm[i] = isfinite(y[k][i]) && cnt > 0 ? acc / cnt : NAN;
             }
             free(y[k]);
             y[k] = sm;
@@ -101,9 +76,7 @@ int cmd_plot(int argc, char **argv)
     }
     plot_png(out, s, n_keys, x_key, log_y);
     printf("%s\n", out);
-    for (int k = 0; k < n_keys; k++)
-        free(y[k]);
-    free(x);
+    metrics_free(&t);
     free(list);
     return 0;
 }

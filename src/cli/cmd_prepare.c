@@ -46,10 +46,9 @@ int cmd_prepare(int argc, char **argv)
         die("prepare: give --output and/or --npz");
     if (channels == 2)
         die("prepare --channels: 1 or 3");
-    dataset d = !strcmp(data, "fashion-mnist") ? dataset_fashion_mnist(FASHION_MNIST_DIR, split, resolution, channels)
-                                               : dataset_image_folder(data, resolution, channels);
-    if (max_images > 0)
-        dataset_truncate(&d, max_images);
+    dataset d = !strcmp(data, "fashion-mnist")
+                    ? dataset_fashion_mnist_first(FASHION_MNIST_DIR, split, resolution, channels, max_images)
+                    : dataset_image_folder(data, resolution, channels, max_images);
     if (output) {
         dataset_write_shard(&d, output);
         printf("%s: %d images %dx%dx%d, %d classes\n", output, d.n, d.channels, d.height, d.width, d.num_classes);

@@ -117,7 +117,8 @@ int cmd_reconstruct(int argc, char **argv)
     int Cv = v.cfg.in_channels;
     dataset ds;
     if (!strcmp(o.data, "fashion-mnist"))
-        ds = dataset_fashion_mnist(FASHION_MNIST_DIR, o.data_split, o.image_size, o.channels ? o.channels : Cv);
+        ds = dataset_fashion_mnist_first(FASHION_MNIST_DIR, o.data_split, o.image_size, o.channels ? o.channels : Cv,
+                                         o.max_images);
     else
         ds = dataset_read_shard(o.data);
     if (o.max_images > 0)
@@ -137,8 +138,13 @@ int cmd_reconstruct(int argc, char **argv)
         fnet_open(&o.fn, opts, n_opts, &f, B);
     }
 
-    int h, w, Cz = v.cfg.z_channels;
+    int h, w, Cz = v.cfg.z_channels, Hd, Wd;
     vae_latent_size(&v, H, W, &h, &w);
+    vae_image_size(&v, h, w, &Hd, &Wd);
+    if (Hd != H || Wd != W)
+        die("reconstruct: '%s' has %dx%d images, which this VAE (downsampling by %d) would reconstruct as %dx%d: "
+            "use images whose sides are multiples of %d",
+            ds.source, H, W, 1 << (v.cfg.n_levels - 1), Hd, Wd, 1 << (v.cfg.n_levels - 1));
     size_t img = (size_t)C * H * W, lat = (size_t)Cz * h * w;
     vae_plan pe = vae_plan_memory(&v, VAE_PASS_ENCODE, B, H, W), pd = vae_plan_memory(&v, VAE_PASS_DECODE, B, h, w);
     size_t need = pe.saved + pe.scratch > pd.saved + pd.scratch ? pe.saved + pe.scratch : pd.saved + pd.scratch;
@@ -184,7 +190,9 @@ int cmd_reconstruct(int argc, char **argv)
             z[k] = o.sample ? mean[k] + std[k] * rng_normal(&r) : mean[k];
         arena_reset(&ar, 0);
         vae_decode(&v, z, recon, b, h, w, &ar);
-        image_from_model_range(out, recon, b * img);
+        if (image_from_model_range(out, recon, b * img))
+            die("reconstruct: the VAE '%s' decodes images %d..%d to non-finite pixels (NaN/Inf)", o.vae_ckpt, i0,
+                i0 + b - 1);
         for (int i = 0; i < b; i++) {
             double p = psnr_u8(orig + i * img, out + i * img, img);
             if (isfinite(p))

@@ -28,12 +28,14 @@
 #include "core/arena.h"
 #include "core/dist.h"
 #include "core/error.h"
+#include "core/finite_check.h"
 #include "core/options.h"
 #include "core/progress.h"
 #include "core/rng.h"
 #include "diffusion/sampler.h"
 #include "diffusion/sit_velocity.h"
 #include "io/image.h"
+#include "io/labels.h"
 #include "io/npz.h"
 #include "io/safetensors.h"
 #include "io/weights_file.h"
@@ -181,53 +183,6 @@ static void run_name(const char *path, char *out, size_t size)
     snprintf(out, size, "%.280s", file);
 }
 
-/* "3,1,4" or a file of integers separated by white space or commas.  Returns the count. */
-static int *parse_labels(const char *arg, int *count)
-{
-    char *text;
-    int is_list = arg[0] != 0;
-    for (const char *p = arg; *p; p++)
-        if (!(*p == ',' || (*p >= '0' && *p <= '9') || *p == ' '))
-            is_list = 0;
-    if (is_list)
-        text = xstrdup(arg);
-    else {
-        FILE *f = fopen(arg, "rb");
-        if (!f)
-            die("sample --labels: '%s' is neither a comma-separated list of labels nor a readable file", arg);
-        fseek(f, 0, SEEK_END);
-        long len = ftell(f);
-        fseek(f, 0, SEEK_SET);
-        text = xmalloc((size_t)len + 1);
-        if (fread(text, 1, (size_t)len, f) != (size_t)len)
-            die("sample --labels: cannot read '%s'", arg);
-        text[len] = 0;
-        fclose(f);
-    }
-    int n = 0, cap = 1024;
-    int *v = xmalloc((size_t)cap * sizeof(int));
-    char *p = text;
-    for (;;) {
-        while (*p == ',' || *p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')
-            p++;
-        if (!*p)
-            break;
-        char *end;
-        long x = strtol(p, &end, 10);
-        if (end == p || x < 0 || x > 1 << 30)
-            die("sample --labels: '%.20s' in '%s' is not a non-negative integer", p, arg);
-        if (n == cap)
-            v = xrealloc(v, (size_t)(cap *= 2) * sizeof(int));
-        v[n++] = (int)x;
-        p = end;
-    }
-    free(text);
-    if (n == 0)
-        die("sample --labels: no labels in '%s'", arg);
-    *count = n;
-    return v;
-}
-
 /* Supplied SDE noise: step_noise [S-1, N, n] float32, mapped. */
 typedef struct file_noise {
     const uint8_t *data;
@@ -241,6 +196,20 @@ static void file_noise_fn(void *p, float *eps, int step, int B, size_t n)
     for (int i = 0; i < B; i++)
         memcpy(eps + (size_t)i * n, f->data + (((size_t)step * f->N + f->index[i]) * n) * sizeof(float),
                n * sizeof(float));
+}
+
+/* Noise drives every sampler step: NaN/Inf or values no standard normal
+ * produces (|x| > 1000, e.g. a file of 1e30) would only show up as NaN images
+ * at the end. */
+static void check_noise(const char *path, const char *name, const float *x, size_t n)
+{
+    size_t bad = finite_check_f32(x, n);
+    if (bad < n)
+        die("sample --noise '%s': '%s' holds %g at index %zu: noise must be finite", path, name, x[bad], bad);
+    for (size_t i = 0; i < n; i++)
+        if (fabsf(x[i]) > 1000.0f)
+            die("sample --noise '%s': '%s' holds %g at index %zu: not plausible standard-normal noise (|x| > 1000)",
+                path, name, x[i], i);
 }
 
 static const st_tensor *require_shape(const safetensors *st, const char *name, int ndim, const int64_t *shape,
@@ -362,6 +331,10 @@ int cmd_sample(int argc, char **argv)
     } else if (is_ckpt) {
         sit_get_latent_stats(&s, sp, bias, scale);
         snprintf(stats_from, sizeof stats_from, "the SiT's BatchNorm (%sbn.running_mean/var)", sit_prefix);
+        for (int c = 0; c < C; c++)
+            if (!isfinite(scale[c])) /* running_var 0: the reference's eps-free 1/sqrt is infinite */
+                die("sample: '%s': %sbn.running_var[%d] is 0, so the latents scale 1/sqrt(running_var) is infinite",
+                    o.ckpt, sit_prefix, c);
     } else
         die("sample: '%s' is not a REPA-E checkpoint, so the latent statistics must come from --latents-stats "
             "(the VAE's -latents-stats file)", o.ckpt);
@@ -375,6 +348,9 @@ int cmd_sample(int argc, char **argv)
     cfg.heun = o.heun;
     cfg.num_steps = o.num_steps;
     cfg.cfg_scale = o.cfg_scale;
+    if (o.guidance_low > o.guidance_high)
+        die("sample: --guidance-low %g is above --guidance-high %g: the guidance interval [low, high] would be "
+            "empty", o.guidance_low, o.guidance_high);
     cfg.guidance_low = o.guidance_low;
     cfg.guidance_high = o.guidance_high;
     cfg.path = path_type_parse(o.path_type);
@@ -391,7 +367,7 @@ int cmd_sample(int argc, char **argv)
     if (o.labels && o.balanced)
         die("sample: --labels and --balanced exclude each other");
     if (o.labels) {
-        labels = parse_labels(o.labels, &n_given_labels);
+        labels = labels_parse(o.labels, "sample --labels", &n_given_labels);
         if (!options_given(opts, nopt, "--num-samples"))
             N = n_given_labels;
         else if (n_given_labels != N)
@@ -410,11 +386,16 @@ int cmd_sample(int argc, char **argv)
         const st_tensor *tx = safetensors_find(ns, "x");
         if (!tx)
             die("sample --noise '%s': no tensor 'x' (the initial noise, shape [N, %d, %d, %d])", o.noise, C, h, h);
-        if (!options_given(opts, nopt, "--num-samples") && !o.labels && tx->ndim == 4)
+        if (!options_given(opts, nopt, "--num-samples") && !o.labels && tx->ndim == 4) {
+            if (tx->shape[0] < 1 || tx->shape[0] > INT32_MAX)
+                die("sample --noise '%s': 'x' holds %lld samples (at least 1 needed)", o.noise,
+                    (long long)tx->shape[0]);
             N = (int)tx->shape[0];
+        }
         require_shape(ns, "x", 4, (int64_t[]){N, C, h, h}, "the initial noise");
         noise_x = noise_x_buf = xmalloc((size_t)N * n * sizeof(float));
         safetensors_read_f32(ns, tx, noise_x_buf);
+        check_noise(o.noise, "x", noise_x_buf, (size_t)N * n);
         if (cfg.mode == SAMPLER_SDE && cfg.num_steps > 1) {
             const st_tensor *ts = require_shape(ns, "step_noise", 5, (int64_t[]){cfg.num_steps - 1, N, C, h, h},
                                                 "the SDE's step noise");
@@ -422,6 +403,12 @@ int cmd_sample(int argc, char **argv)
                 die("sample --noise '%s': 'step_noise' must be F32 (it is %s)", o.noise, st_dtype_name(ts->dtype));
             fnoise.data = ns->data + ts->begin;
             fnoise.N = N;
+            float *chunk = xmalloc(n * sizeof(float));
+            for (size_t r = 0; r < (size_t)ts->numel / n; r++) { /* mapped, maybe unaligned: copy row by row */
+                memcpy(chunk, fnoise.data + r * n * sizeof(float), n * sizeof(float));
+                check_noise(o.noise, "step_noise", chunk, n);
+            }
+            free(chunk);
         }
         const st_tensor *ty = safetensors_find(ns, "y");
         if (ty && !o.labels && !o.balanced) {
@@ -542,7 +529,9 @@ int cmd_sample(int argc, char **argv)
             }
             sampler_run(&cfg, sit_velocity_fn, &ctx, x, labels + b0, nb, n, &sn, ws);
             decode_latents(&v, x, bias, scale, img, nb, h, h, o.decode_batch, &dec);
-            image_from_model_range(u8, img, (size_t)nb * Co * npix);
+            if (image_from_model_range(u8, img, (size_t)nb * Co * npix))
+                die("sample: images %d..%d decode to non-finite pixels (NaN/Inf): the SiT, the VAE or the latent "
+                    "statistics (%s) produce them", b0, b0 + nb - 1, stats_from);
         }
         dist_gather_bytes(u8, (size_t)nb * Co * npix, writer ? round_u8 : NULL);
         if (!writer)

@@ -194,8 +194,11 @@ void mf_load_latents_stats(const char *path, int C, float *bias, float *scale)
         }
         safetensors_read_f32(st, t, dst[k]);
     }
-    for (int c = 0; c < C; c++)
-        if (!(scale[c] > 0) || !isfinite(scale[c]) || !isfinite(bias[c]))
+    for (int c = 0; c < C; c++) {
+        if (!(scale[c] > 0) || !isfinite(scale[c]))
             die("'%s': latents_scale[%d] = %g must be positive and finite", path, c, scale[c]);
+        if (!isfinite(bias[c]))
+            die("'%s': latents_bias[%d] = %g must be finite", path, c, bias[c]);
+    }
     safetensors_close(st);
 }

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Internal source locations help developers; users see them only with
@@ -16,9 +17,26 @@ static void print_location(const char *src_file, int src_line)
         fprintf(stderr, " [%s:%d]", src_file, src_line);
 }
 
+#ifdef REPAE_FUZZ
+/* Fuzz builds only (fuzz/fuzz_common.c sets it): the handler gets the
+ * message and longjmps back to the harness, so one process can run a
+ * million inputs.  The product is compiled without REPAE_FUZZ and always
+ * exits. */
+void (*die_fuzz_handler)(const char *message);
+#endif
+
 void die_at(const char *src_file, int src_line, const char *fmt, ...)
 {
     va_list ap;
+#ifdef REPAE_FUZZ
+    if (die_fuzz_handler) {
+        char msg[1024];
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        die_fuzz_handler(msg);
+    }
+#endif
     fflush(stdout);
     fputs("repae: error: ", stderr);
     va_start(ap, fmt);
@@ -72,8 +90,55 @@ char *xstrdup_at(const char *f, int l, const char *s)
     return p;
 }
 
+/* What a non-regular file is, for the message. */
+static const char *file_kind(mode_t m)
+{
+    return S_ISDIR(m) ? "a directory" : S_ISFIFO(m) ? "a FIFO (named pipe)" : S_ISSOCK(m) ? "a socket"
+           : S_ISCHR(m) ? "a character device" : S_ISBLK(m) ? "a block device" : "not a regular file";
+}
+
+int xopen_read_at(const char *f, int l, const char *path)
+{
+    /* O_NONBLOCK: opening a FIFO without a writer would otherwise wait forever
+     * before fstat could tell what it is. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        die_at(f, l, "cannot open '%s' (for reading): %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        int e = errno;
+        close(fd);
+        die_at(f, l, "cannot stat '%s': %s", path, strerror(e));
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        die_at(f, l, "'%s' is %s, not a regular file", path, file_kind(sb.st_mode));
+    }
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+        int e = errno;
+        close(fd);
+        die_at(f, l, "'%s': cannot set blocking mode: %s", path, strerror(e));
+    }
+    return fd;
+}
+
 FILE *xfopen_at(const char *f, int l, const char *path, const char *mode)
 {
+    if (mode[0] == 'r') {
+        int fd = xopen_read_at(f, l, path);
+        FILE *fp = fdopen(fd, mode);
+        if (!fp) {
+            int e = errno;
+            close(fd);
+            die_at(f, l, "cannot open '%s' (for reading): %s", path, strerror(e));
+        }
+        return fp;
+    }
+    /* An output that exists must not block (FIFO, socket); /dev/null is fine. */
+    struct stat sb;
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode) && !S_ISCHR(sb.st_mode))
+        die_at(f, l, "cannot open '%s' for writing: it is %s, not a regular file", path, file_kind(sb.st_mode));
     FILE *fp = fopen(path, mode);
     if (!fp)
         die_at(f, l, "cannot open '%s' (%s): %s", path,

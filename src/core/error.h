@@ -33,12 +33,19 @@ void *xcalloc_at(const char *f, int l, size_t n, size_t size);
 void *xrealloc_at(const char *f, int l, void *p, size_t n);
 char *xstrdup_at(const char *f, int l, const char *s);
 
-/* Checked stdio: the path is only used for the message. */
+/* Checked stdio: the path is only used for the message.  Reading modes
+ * refuse anything but a regular file (a FIFO would block forever, a
+ * directory or a device is never a valid input); writing refuses an existing
+ * FIFO, socket or directory. */
 #define xfopen(path, mode) xfopen_at(__FILE__, __LINE__, (path), (mode))
 #define xfread(p, size, n, fp, path) xfread_at(__FILE__, __LINE__, (p), (size), (n), (fp), (path))
 #define xfwrite(p, size, n, fp, path) xfwrite_at(__FILE__, __LINE__, (p), (size), (n), (fp), (path))
 #define xfclose(fp, path) xfclose_at(__FILE__, __LINE__, (fp), (path))
 FILE *xfopen_at(const char *f, int l, const char *path, const char *mode);
+/* The same check for readers that need a file descriptor (gzdopen, mmap):
+ * an O_RDONLY | O_CLOEXEC descriptor of a regular file. */
+#define xopen_read(path) xopen_read_at(__FILE__, __LINE__, (path))
+int xopen_read_at(const char *f, int l, const char *path);
 void xfread_at(const char *f, int l, void *p, size_t size, size_t n, FILE *fp, const char *path);
 void xfwrite_at(const char *f, int l, const void *p, size_t size, size_t n, FILE *fp, const char *path);
 void xfclose_at(const char *f, int l, FILE *fp, const char *path);
@@ -56,5 +63,11 @@ typedef struct atomic_file {
 } atomic_file;
 atomic_file atomic_file_open(const char *path);
 void atomic_file_commit(atomic_file *af);
+
+#ifdef REPAE_FUZZ
+/* Fuzz builds only: when set, die() calls it with the message first; it must
+ * not return (it longjmps back to the harness). */
+extern void (*die_fuzz_handler)(const char *message);
+#endif
 
 #endif

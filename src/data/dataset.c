@@ -1,8 +1,12 @@
 #include "data/dataset.h"
 
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/error.h"
 #include "io/idx.h"
@@ -10,7 +14,27 @@
 #define SHARD_MAGIC "REPAESHD"
 #define SHARD_VERSION 1u
 
+uint8_t *dataset_alloc_images(size_t n, size_t bytes_per_image, const char *source, const char *hint)
+{
+    /* Linux overcommits: a malloc larger than the machine may succeed and
+     * the process die later, killed while filling it.  Compare first. */
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    double need = (double)n * (double)bytes_per_image, have = pages > 0 && page > 0 ? (double)pages * page : 0;
+    if ((have > 0 && need > have) || (bytes_per_image && n > SIZE_MAX / bytes_per_image))
+        die("'%s': %zu images of %zu bytes need %.1f GB, more than this machine's %.1f GB of memory (%s)", source, n,
+            bytes_per_image, need / 1e9, have / 1e9, hint);
+    uint8_t *p = calloc(n ? n : 1, bytes_per_image ? bytes_per_image : 1);
+    if (!p)
+        die("'%s': out of memory allocating %.1f GB for %zu images (%s)", source, need / 1e9, n, hint);
+    return p;
+}
+
 dataset dataset_fashion_mnist(const char *dir, const char *split, int size, int channels)
+{
+    return dataset_fashion_mnist_first(dir, split, size, channels, 0);
+}
+
+dataset dataset_fashion_mnist_first(const char *dir, const char *split, int size, int channels, int max_images)
 {
     const char *prefix;
     if (!strcmp(split, "train"))
@@ -34,11 +58,14 @@ dataset dataset_fashion_mnist(const char *dir, const char *split, int size, int 
 
     dataset d = {0};
     d.n = (int)im.dims[0];
+    if (max_images > 0 && max_images < d.n) /* before padding: 60,000 × 1024² would be 63 GB */
+        d.n = max_images;
     d.channels = channels;
     d.height = d.width = size;
     d.num_classes = 10;
     d.source = xstrdup(ipath);
-    d.images = xcalloc((size_t)d.n * channels * size * size, 1);
+    d.images = dataset_alloc_images((size_t)d.n, (size_t)channels * size * size, ipath,
+                                    "use --max-images or a smaller --image-size");
     d.labels = xmalloc((size_t)d.n * sizeof(int32_t));
     int off = (size - 28) / 2; /* centred zero padding: FMNIST backgrounds are 0 */
     for (int i = 0; i < d.n; i++) {
@@ -74,6 +101,16 @@ dataset dataset_read_shard(const char *path)
     if (!n || !c || !hh || !w || c > 4 || hh > 8192 || w > 8192 || n > (1u << 27) || !k || k > 100000)
         die("'%s': implausible shard header (N=%u C=%u H=%u W=%u classes=%u)", path, n, c, hh, w, k);
     size_t pixels = (size_t)n * c * hh * w;
+    /* The header decides the allocation: hold it to the file's real size
+     * before trusting it (a 40-byte file must not ask for 2^50 bytes). */
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0)
+        die("'%s': cannot stat: %s", path, strerror(errno));
+    uint64_t want = 32 + (uint64_t)pixels + 4 * (uint64_t)n;
+    if ((uint64_t)sb.st_size != want)
+        die("'%s': the header declares %u images of %ux%ux%u (%llu bytes with the labels), but the file has %llu "
+            "bytes: truncated or corrupt shard", path, n, c, hh, w, (unsigned long long)want,
+            (unsigned long long)sb.st_size);
     dataset d = {0};
     d.n = (int)n, d.channels = (int)c, d.height = (int)hh, d.width = (int)w, d.num_classes = (int)k;
     d.source = xstrdup(path);

@@ -11,6 +11,7 @@
 #ifndef REPAE_DATASET_H
 #define REPAE_DATASET_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct dataset {
@@ -26,6 +27,11 @@ typedef struct dataset {
 /* Fashion-MNIST split "train" (60k) or "test" (10k) from `dir`, zero-padded
  * from 28×28 to size×size (size >= 28), replicated to `channels` (1 or 3). */
 dataset dataset_fashion_mnist(const char *dir, const char *split, int size, int channels);
+/* The same, keeping only the first max_images (> 0) before padding. */
+dataset dataset_fashion_mnist_first(const char *dir, const char *split, int size, int channels, int max_images);
+/* Zeroed storage for n images of bytes_per_image; dies naming `source` and
+ * suggesting `hint` when it exceeds the machine's memory. */
+uint8_t *dataset_alloc_images(size_t n, size_t bytes_per_image, const char *source, const char *hint);
 dataset dataset_read_shard(const char *path);
 void dataset_write_shard(const dataset *d, const char *path); /* atomic */
 /* Keeps the first n images (tests, quick runs). */

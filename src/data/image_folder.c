@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,25 +26,84 @@ static int has_image_ext(const char *name)
     return dot && (!strcasecmp(dot, ".png") || !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg"));
 }
 
-static void walk(const char *root, const char *rel, path_list *out)
+/* Directories already walked, by device and inode: a symlink that leads
+ * back to an ancestor would otherwise repeat its images until the path
+ * resolution limit (40 levels), and two links to one folder would count
+ * its images twice. */
+typedef struct dir_ids {
+    dev_t *dev;
+    ino_t *ino;
+    char **path;
+    int n, cap;
+    int *slot; /* open-addressing hash of (dev, ino) → index + 1; hcap slots */
+    size_t hcap;
+} dir_ids;
+
+static size_t dir_hash(dev_t dev, ino_t ino)
+{
+    uint64_t h = (uint64_t)ino * 0x9E3779B97F4A7C15ull ^ (uint64_t)dev * 0xC2B2AE3D27D4EB4Full;
+    return (size_t)(h ^ (h >> 29));
+}
+
+static void dir_ids_enter(dir_ids *v, const struct stat *sb, const char *root, const char *rel)
+{
+    if ((size_t)(v->n + 1) * 2 > v->hcap) { /* grow and rehash: load factor at most 1/2 */
+        size_t hcap = v->hcap ? 2 * v->hcap : 256;
+        int *slot = xcalloc(hcap, sizeof *slot);
+        for (int i = 0; i < v->n; i++) {
+            size_t k = dir_hash(v->dev[i], v->ino[i]) & (hcap - 1);
+            while (slot[k])
+                k = (k + 1) & (hcap - 1);
+            slot[k] = i + 1;
+        }
+        free(v->slot);
+        v->slot = slot, v->hcap = hcap;
+    }
+    size_t k = dir_hash(sb->st_dev, sb->st_ino) & (v->hcap - 1);
+    for (; v->slot[k]; k = (k + 1) & (v->hcap - 1)) {
+        int i = v->slot[k] - 1;
+        if (v->dev[i] == sb->st_dev && v->ino[i] == sb->st_ino)
+            die("'%s': the folder '%s' is the same as '%s' (a symbolic link loop or a second link to it): its "
+                "images would be counted twice", root, rel[0] ? rel : ".", v->path[i][0] ? v->path[i] : ".");
+    }
+    if (v->n == v->cap) {
+        v->cap = v->cap ? 2 * v->cap : 64;
+        v->dev = xrealloc(v->dev, (size_t)v->cap * sizeof *v->dev);
+        v->ino = xrealloc(v->ino, (size_t)v->cap * sizeof *v->ino);
+        v->path = xrealloc(v->path, (size_t)v->cap * sizeof *v->path);
+    }
+    v->dev[v->n] = sb->st_dev, v->ino[v->n] = sb->st_ino, v->path[v->n] = xstrdup(rel);
+    v->slot[k] = ++v->n;
+}
+
+static void walk(const char *root, const char *rel, path_list *out, dir_ids *seen)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s%s%s", root, rel[0] ? "/" : "", rel);
+    if ((size_t)snprintf(path, sizeof path, "%s%s%s", root, rel[0] ? "/" : "", rel) >= sizeof path)
+        die("'%s': path '%s' is too long", root, rel);
     DIR *d = opendir(path);
     if (!d)
         die("cannot read folder '%s': %s", path, strerror(errno));
+    struct stat dsb;
+    if (fstat(dirfd(d), &dsb) != 0)
+        die("cannot stat folder '%s': %s", path, strerror(errno));
+    dir_ids_enter(seen, &dsb, root, rel);
     struct dirent *e;
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.')
             continue;
         char sub[4096], full[8192];
-        snprintf(sub, sizeof sub, "%s%s%s", rel, rel[0] ? "/" : "", e->d_name);
+        if ((size_t)snprintf(sub, sizeof sub, "%s%s%s", rel, rel[0] ? "/" : "", e->d_name) >= sizeof sub)
+            die("'%s': path '%s/%s' is too long", root, rel, e->d_name);
         snprintf(full, sizeof full, "%s/%s", root, sub);
         struct stat sb;
-        if (stat(full, &sb) != 0)
+        if (stat(full, &sb) != 0) {
+            if (has_image_ext(e->d_name) || errno == ELOOP)
+                die("cannot read '%s': %s", full, strerror(errno)); /* a dangling link or a loop, not a skip */
             continue;
+        }
         if (S_ISDIR(sb.st_mode))
-            walk(root, sub, out);
+            walk(root, sub, out, seen);
         else if (S_ISREG(sb.st_mode) && has_image_ext(e->d_name)) {
             if (out->n == out->cap) {
                 out->cap = out->cap ? 2 * out->cap : 256;
@@ -135,12 +195,16 @@ void adm_center_crop(uint8_t *out, const uint8_t *img, int C, int H, int W, int 
     free(cur);
 }
 
-dataset dataset_image_folder(const char *root, int resolution, int channels)
+dataset dataset_image_folder(const char *root, int resolution, int channels, int max_images)
 {
     if (resolution < 1 || resolution > 4096)
         die("image folder: resolution %d is out of range [1, 4096]", resolution);
     path_list files = {0};
-    walk(root, "", &files);
+    dir_ids seen = {0};
+    walk(root, "", &files, &seen);
+    for (int i = 0; i < seen.n; i++)
+        free(seen.path[i]);
+    free(seen.dev), free(seen.ino), free(seen.path), free(seen.slot);
     if (files.n == 0)
         die("'%s': no .png/.jpg/.jpeg images found", root);
     qsort(files.items, (size_t)files.n, sizeof(char *), cmp_str);
@@ -159,16 +223,29 @@ dataset dataset_image_folder(const char *root, int resolution, int channels)
             n_tops++;
         }
     }
+    /* Either every image sits in a class folder, or none does (one class).
+     * A mix would silently put the loose files in class 0. */
+    int loose = 0, first_loose = -1;
+    for (int i = 0; i < files.n; i++)
+        if (!strchr(files.items[i], '/') && loose++ == 0)
+            first_loose = i;
+    if (loose && n_tops > 0)
+        die("'%s': %d image(s) lie directly in the folder (e.g. '%s') next to %d class folder(s): move them into a "
+            "class folder (labels come from the top-level folders) or remove them",
+            root, loose, files.items[first_loose], n_tops);
     dataset d = {0};
-    d.n = files.n, d.channels = channels, d.height = d.width = resolution;
+    /* Labels come from every file, so a class keeps its index; only the
+     * first max_images are decoded. */
+    d.n = max_images > 0 && max_images < files.n ? max_images : files.n;
+    d.channels = channels, d.height = d.width = resolution;
     d.num_classes = n_tops > 1 ? n_tops : 1;
     d.source = xstrdup(root);
     size_t img = (size_t)channels * resolution * resolution;
-    d.images = xmalloc((size_t)d.n * img);
+    d.images = dataset_alloc_images((size_t)d.n, img, root, "use --max-images or a smaller --resolution");
     d.labels = xcalloc((size_t)d.n, sizeof(int32_t));
     progress pb = progress_start("prepare", d.n, "img");
     int top = 0;
-    for (int i = 0; i < files.n; i++) {
+    for (int i = 0; i < d.n; i++) {
         char full[8192];
         snprintf(full, sizeof full, "%s/%s", root, files.items[i]);
         image im = image_read(full, channels);

@@ -5,7 +5,9 @@
  * sorted by relative path (byte order = Python's string order for UTF-8).
  * Labels: the index of the top-level folder name among the sorted distinct
  * top-level folders, when there is more than one (ImageNet synsets → 0…999);
- * otherwise every image gets label 0.
+ * otherwise every image gets label 0.  Images directly in the root next to
+ * class folders are an error (they would silently be class 0), and so is a
+ * folder reached twice (a symlink loop, two links to one folder).
  *
  * ADM centre crop to R×R: while min(W,H) >= 2R halve both sides (floor)
  * with a box filter; then resize so the short side is R (bicubic, a = −0.5,
@@ -21,8 +23,9 @@
 
 #include "data/dataset.h"
 
-/* Loads and preprocesses every image (channels: 1 or 3). */
-dataset dataset_image_folder(const char *root, int resolution, int channels);
+/* Loads and preprocesses every image (channels: 1 or 3); max_images > 0
+ * decodes only the first ones (in path order). */
+dataset dataset_image_folder(const char *root, int resolution, int channels, int max_images);
 /* The ADM centre crop of one image [C, H, W] into out [C, R, R]. */
 void adm_center_crop(uint8_t *out, const uint8_t *img, int C, int H, int W, int R);
 

@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "core/arena.h"
@@ -61,6 +62,9 @@ latent_cache latent_cache_read(const char *path)
     if (m->ndim != 4 || s->ndim != 4 || memcmp(m->shape, s->shape, 4 * sizeof(int64_t)) != 0 || l->ndim != 1 ||
         l->shape[0] != m->shape[0])
         die("'%s': mean, std and labels must be [N,C,h,w], [N,C,h,w] and [N]", path);
+    for (int k = 0; k < 4; k++)
+        if (m->shape[k] < 1 || m->shape[k] > INT32_MAX)
+            die("'%s': mean has an empty or oversized dimension (%lld)", path, (long long)m->shape[k]);
     latent_cache c = {(int)m->shape[0], (int)m->shape[1], (int)m->shape[2], (int)m->shape[3], NULL, NULL, NULL};
     c.mean = xmalloc((size_t)m->numel * sizeof(float));
     c.std = xmalloc((size_t)s->numel * sizeof(float));
@@ -69,8 +73,11 @@ latent_cache latent_cache_read(const char *path)
     int64_t *lab = xmalloc((size_t)c.n * sizeof(int64_t));
     safetensors_read_i64(st, l, lab);
     c.labels = xmalloc((size_t)c.n * sizeof(int32_t));
-    for (int i = 0; i < c.n; i++)
+    for (int i = 0; i < c.n; i++) {
+        if (lab[i] < 0 || lab[i] > INT32_MAX)
+            die("'%s': label %lld of latent %d is not a class index", path, (long long)lab[i], i);
         c.labels[i] = (int32_t)lab[i];
+    }
     free(lab);
     for (size_t i = 0; i < (size_t)m->numel; i++)
         if (!isfinite(c.mean[i]) || !(c.std[i] >= 0) || !isfinite(c.std[i]))

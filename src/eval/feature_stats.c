@@ -2,6 +2,7 @@
 
 #include <cblas.h>
 #include <inttypes.h>
+#include <lapacke.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -222,4 +223,41 @@ void feature_stats_load(const char *path, const char *mu_name, const char *sigma
     if (nv)
         out->n = strtoll(nv, NULL, 10);
     safetensors_close(st);
+    feature_stats_check(out, path, mu_name, sigma_name);
+}
+
+void feature_stats_check(const feature_stats *s, const char *path, const char *mu_name, const char *sigma_name)
+{
+    const size_t D = (size_t)s->dim;
+    for (size_t i = 0; i < D; i++)
+        if (!isfinite(s->mu[i]))
+            die("'%s': %s[%zu] is %g: reference statistics must be finite", path, mu_name, i, s->mu[i]);
+    for (size_t i = 0; i < D * D; i++)
+        if (!isfinite(s->sigma[i]))
+            die("'%s': %s[%zu, %zu] is %g: reference statistics must be finite", path, sigma_name, i / D, i % D,
+                s->sigma[i]);
+    for (size_t i = 0; i < D; i++) {
+        if (s->sigma[i * D + i] < 0)
+            die("'%s': %s[%zu, %zu] = %g is a negative variance: not a covariance matrix", path, sigma_name, i, i,
+                s->sigma[i * D + i]);
+        for (size_t j = i + 1; j < D; j++) {
+            double a = s->sigma[i * D + j], b = s->sigma[j * D + i];
+            if (fabs(a - b) > 1e-6 * (fabs(a) + fabs(b)) + 1e-300)
+                die("'%s': %s is not symmetric ([%zu, %zu] = %g, [%zu, %zu] = %g): not a covariance matrix", path,
+                    sigma_name, i, j, a, j, i, b);
+        }
+    }
+    /* Positive semidefinite up to rounding: the smallest eigenvalue may be
+     * a little negative (a covariance of fewer rows than dimensions is
+     * singular), not by more than 1e-6 of the largest. */
+    double *A = xmalloc(D * D * sizeof(double)), *w = xmalloc(D * sizeof(double));
+    memcpy(A, s->sigma, D * D * sizeof(double));
+    int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'N', 'U', (lapack_int)D, A, (lapack_int)D, w);
+    double lo = w[0], hi = w[D - 1];
+    free(A), free(w);
+    if (info != 0)
+        die("'%s': the eigenvalues of %s did not converge (LAPACK info %d)", path, sigma_name, (int)info);
+    if (lo < -1e-6 * fmax(hi, 0) - 1e-12)
+        die("'%s': %s is not positive semidefinite (smallest eigenvalue %g, largest %g): not a covariance matrix",
+            path, sigma_name, lo, hi);
 }

@@ -89,5 +89,10 @@ void feature_stats_save(const char *path, const feature_stats *pool, const featu
  * dies naming the file on a missing tensor or inconsistent shapes.  n comes
  * from the metadata ("n" for "mu", "n_s" for "mu_s") or is 0. */
 void feature_stats_load(const char *path, const char *mu_name, const char *sigma_name, feature_stats *out);
+/* Statistics from a file must be finite, with a symmetric positive
+ * semidefinite sigma (an eigenvalue pass, O(D³) once); otherwise FID would be
+ * NaN, Inf or "imaginary" with no hint of which file is wrong.  Dies naming
+ * path, the tensor and the entry.  feature_stats_load calls it. */
+void feature_stats_check(const feature_stats *s, const char *path, const char *mu_name, const char *sigma_name);
 
 #endif

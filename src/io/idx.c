@@ -1,6 +1,7 @@
 #include "io/idx.h"
 
 #include <stdlib.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "core/error.h"
@@ -23,10 +24,15 @@ static void read_exact(gzFile f, void *buf, size_t n, const char *path, const ch
 
 idx_array idx_read_u8(const char *path)
 {
-    gzFile f = gzopen(path, "rb");
-    if (!f)
-        die("cannot open '%s': no such file or not readable (Fashion-MNIST comes with Debian's "
-            "dataset-fashion-mnist package)", path);
+    if (access(path, F_OK) != 0)
+        die("cannot open '%s': no such file (Fashion-MNIST comes with Debian's dataset-fashion-mnist package)",
+            path);
+    int fd = xopen_read(path);
+    gzFile f = gzdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        die("cannot open '%s': out of memory for the zlib stream", path);
+    }
     uint8_t magic[4];
     read_exact(f, magic, 4, path, "the IDX header");
     if (magic[0] != 0 || magic[1] != 0)
@@ -48,8 +54,25 @@ idx_array idx_read_u8(const char *path)
         if (a.count > ((size_t)1 << 34))
             die("'%s': IDX data would be larger than 16 GiB", path);
     }
-    a.data = xmalloc(a.count);
-    read_exact(f, a.data, a.count, path, "the IDX data");
+    /* The header's size is a claim: grow the buffer with the data actually
+     * read (doubling from 1 MiB), so a 16-byte file declaring gigabytes
+     * fails as truncated instead of allocating them first. */
+    size_t have = 0, cap = a.count < ((size_t)1 << 20) ? a.count : (size_t)1 << 20;
+    a.data = xmalloc(cap);
+    while (have < a.count) {
+        if (have == cap) {
+            cap = cap * 2 < a.count ? cap * 2 : a.count;
+            a.data = xrealloc(a.data, cap);
+        }
+        read_exact(f, a.data + have, cap - have, path, "the IDX data");
+        have = cap;
+    }
+    /* The header fixes the size: more bytes mean a wrong header or two files
+     * concatenated, not data to ignore. */
+    char extra;
+    if (gzread(f, &extra, 1) != 0)
+        die("'%s': unexpected bytes after the %zu bytes of IDX data the header declares (corrupt or wrong header?)",
+            path, a.count);
     gzclose(f);
     return a;
 }

@@ -2,7 +2,9 @@
 
 #include <stdio.h> /* before jpeglib.h, which needs FILE and size_t */
 #include <jpeglib.h>
+#include <jerror.h> /* the JWRN_* message codes */
 #include <png.h>
+#include <math.h>
 #include <setjmp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,16 +13,38 @@
 
 /* ---- PNG ---- */
 
+/* libpng's messages name no file: say which, and keep the error text. */
+static void png_on_warning(png_structp png, png_const_charp msg)
+{
+    warn("'%s': PNG: %s", (const char *)png_get_error_ptr(png), msg);
+}
+
+static void png_on_error(png_structp png, png_const_charp msg)
+{
+    char *last = png_get_error_ptr(png);
+    snprintf(last + strlen(last) + 1, 256, "%s", msg); /* after the path, see read_png */
+    png_longjmp(png, 1);
+}
+
 static image read_png(const char *path, FILE *f)
 {
-    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    /* error_ptr: the path, then a NUL, then room for libpng's message. */
+    size_t plen = strlen(path);
+    char *volatile ctx = xcalloc(plen + 258, 1);
+    memcpy(ctx, path, plen);
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, ctx, png_on_error, png_on_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     if (!info)
         die("'%s': cannot initialise libpng", path);
     uint8_t *volatile rgb = NULL;
     png_bytep *volatile rows = NULL;
-    if (setjmp(png_jmpbuf(png)))
-        die("'%s': corrupt or truncated PNG", path);
+    if (setjmp(png_jmpbuf(png))) {
+        char msg[260];
+        snprintf(msg, sizeof msg, "%s", ctx + plen + 1);
+        png_destroy_read_struct(&png, &info, NULL);
+        free(rgb), free(rows), free(ctx);
+        die("'%s': corrupt or truncated PNG (%s)", path, msg);
+    }
     png_init_io(png, f);
     png_read_info(png, info);
     png_set_expand(png);       /* palette, low-bit grey, tRNS → 8-bit */
@@ -29,8 +53,9 @@ static image read_png(const char *path, FILE *f)
     png_read_update_info(png, info);
     int W = (int)png_get_image_width(png, info), H = (int)png_get_image_height(png, info);
     int C = png_get_channels(png, info);
-    if (W <= 0 || H <= 0 || W > 65536 || H > 65536 || (C != 1 && C != 3))
-        die("'%s': unsupported PNG (%dx%d, %d channels)", path, W, H, C);
+    if (W <= 0 || H <= 0 || W > 65536 || H > 65536 || (C != 1 && C != 3) || (size_t)W * H > IMAGE_MAX_PIXELS)
+        die("'%s': unsupported PNG (%dx%d, %d channels; at most %d megapixels)", path, W, H, C,
+            (int)(IMAGE_MAX_PIXELS >> 20));
     rgb = xmalloc((size_t)W * H * C);
     rows = xmalloc((size_t)H * sizeof(png_bytep));
     for (int y = 0; y < H; y++)
@@ -39,6 +64,7 @@ static image read_png(const char *path, FILE *f)
     png_read_end(png, NULL);
     png_destroy_read_struct(&png, &info, NULL);
     free(rows);
+    free(ctx);
     image im = {C, H, W, xmalloc((size_t)W * H * C)};
     for (int c = 0; c < C; c++)
         for (size_t i = 0; i < (size_t)W * H; i++)
@@ -52,6 +78,7 @@ static image read_png(const char *path, FILE *f)
 struct jpeg_error_ctx {
     struct jpeg_error_mgr mgr;
     jmp_buf jump;
+    const char *path;
 };
 
 static void jpeg_error_exit(j_common_ptr cinfo)
@@ -60,16 +87,41 @@ static void jpeg_error_exit(j_common_ptr cinfo)
     longjmp(ctx->jump, 1);
 }
 
+/* libjpeg reports a truncated file as a warning ("Premature end of JPEG
+ * file"), fills the rest with grey and carries on, printing a message that
+ * names no file.  Missing data is an error, as in PIL (which raises on a
+ * truncated image); other warnings (extraneous bytes, …) decode fine there
+ * and here, and are passed on with the file's name. */
+static void jpeg_on_message(j_common_ptr cinfo, int level)
+{
+    if (level >= 0)
+        return; /* trace messages */
+    struct jpeg_error_ctx *ctx = (struct jpeg_error_ctx *)cinfo->err;
+    int code = cinfo->err->msg_code;
+    if (code == JWRN_JPEG_EOF || code == JWRN_HIT_MARKER || code == JWRN_MUST_RESYNC)
+        longjmp(ctx->jump, 1);
+    if (cinfo->err->num_warnings++ == 0) {
+        char msg[JMSG_LENGTH_MAX];
+        cinfo->err->format_message(cinfo, msg);
+        warn("'%s': JPEG: %s", ctx->path, msg);
+    }
+}
+
 static image read_jpeg(const char *path, FILE *f)
 {
     struct jpeg_decompress_struct cinfo;
     struct jpeg_error_ctx err;
     cinfo.err = jpeg_std_error(&err.mgr);
     err.mgr.error_exit = jpeg_error_exit;
+    err.mgr.emit_message = jpeg_on_message;
+    err.path = path;
+    uint8_t *volatile hwc = NULL;
     if (setjmp(err.jump)) {
         char msg[JMSG_LENGTH_MAX];
         err.mgr.format_message((j_common_ptr)&cinfo, msg);
-        die("'%s': corrupt JPEG: %s", path, msg);
+        jpeg_destroy_decompress(&cinfo);
+        free(hwc);
+        die("'%s': corrupt or truncated JPEG: %s", path, msg);
     }
     jpeg_create_decompress(&cinfo);
     jpeg_stdio_src(&cinfo, f);
@@ -78,9 +130,12 @@ static image read_jpeg(const char *path, FILE *f)
         cinfo.out_color_space = JCS_RGB;
     jpeg_start_decompress(&cinfo);
     int W = (int)cinfo.output_width, H = (int)cinfo.output_height, C = cinfo.output_components;
-    if (C != 1 && C != 3)
-        die("'%s': unsupported JPEG with %d components", path, C);
-    uint8_t *hwc = xmalloc((size_t)W * H * C);
+    if ((C != 1 && C != 3) || (size_t)W * H > IMAGE_MAX_PIXELS) {
+        jpeg_destroy_decompress(&cinfo);
+        die("'%s': unsupported JPEG (%dx%d, %d components; at most %d megapixels)", path, W, H, C,
+            (int)(IMAGE_MAX_PIXELS >> 20));
+    }
+    hwc = xmalloc((size_t)W * H * C);
     while (cinfo.output_scanline < cinfo.output_height) {
         JSAMPROW row = hwc + (size_t)cinfo.output_scanline * W * C;
         jpeg_read_scanlines(&cinfo, &row, 1);
@@ -177,11 +232,18 @@ void image_grid_png(const char *path, const uint8_t *nchw, int N, int C, int H, 
     free(grid);
 }
 
-void image_from_model_range(uint8_t *dst, const float *src, size_t n)
+size_t image_from_model_range(uint8_t *dst, const float *src, size_t n)
 {
+    size_t bad = 0;
     for (size_t i = 0; i < n; i++) {
         float v = 255.0f * (src[i] + 1.0f) / 2.0f;
+        if (!isfinite(v)) { /* NaN → uint8 is undefined behaviour; the caller reports */
+            dst[i] = 0;
+            bad++;
+            continue;
+        }
         v = v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v);
         dst[i] = (uint8_t)v; /* truncation, as the reference's .to(uint8) */
     }
+    return bad;
 }

@@ -19,13 +19,24 @@ typedef struct image {
     uint8_t *pixels; /* [C, H, W] */
 } image;
 
-/* channels: 1 or 3 to convert, 0 to keep the file's (grey → 1, colour → 3). */
+/* Larger images are refused before decoding: 256 megapixels (16384²) is far
+ * beyond any dataset image, and a crafted header must not ask for 12 GB. */
+#ifndef IMAGE_MAX_PIXELS /* fuzz builds set a smaller limit, to keep each input cheap */
+#define IMAGE_MAX_PIXELS ((size_t)1 << 28)
+#endif
+
+/* channels: 1 or 3 to convert, 0 to keep the file's (grey → 1, colour → 3).
+ * Dies naming the file on anything malformed, including a truncated JPEG
+ * (libjpeg alone would pad it with grey and only print a warning). */
 image image_read(const char *path, int channels);
 void image_free(image *im);
 void image_write_png(const char *path, const uint8_t *chw, int C, int H, int W);
 /* Tiles N images [N, C, H, W] into rows of `cols` with a 2-pixel border. */
 void image_grid_png(const char *path, const uint8_t *nchw, int N, int C, int H, int W, int cols);
-/* The reference's float → uint8: clamp(255·(x+1)/2, 0, 255), truncated. */
-void image_from_model_range(uint8_t *dst, const float *src, size_t n);
+/* The reference's float → uint8: clamp(255·(x+1)/2, 0, 255), truncated.
+ * Returns how many inputs were NaN or ±Inf (written as 0): a model that
+ * produced them is broken, and the caller must say so rather than write
+ * black squares. */
+size_t image_from_model_range(uint8_t *dst, const float *src, size_t n);
 
 #endif

@@ -525,6 +525,10 @@ static void read_npy_header(npz_file *z, npz_entry *e)
     } else {
         die("'%s': member '%s.npy': unsupported .npy format version %d.%d", z->path, e->name, major, pre[7]);
     }
+    /* numpy itself refuses headers over 10,000 bytes by default; a claimed
+     * gigabyte header would otherwise be allocated before anything is read. */
+    if (hlen > (1u << 20))
+        die("'%s': member '%s.npy': implausible .npy header length %" PRIu64 " bytes", z->path, e->name, hlen);
     if (pre_len + hlen > e->size)
         die("'%s': member '%s.npy': header length %" PRIu64 " runs past the member (%" PRIu64 " bytes)", z->path,
             e->name, hlen, e->size);
@@ -537,12 +541,37 @@ static void read_npy_header(npz_file *z, npz_entry *e)
     free(r);
     e->header_size = pre_len + hlen;
     if (e->dtype != NPZ_OTHER) {
-        e->nbytes = (uint64_t)e->numel * npz_dtype_size(e->dtype);
-        if (e->size - e->header_size != e->nbytes)
-            die("'%s': member '%s.npy' holds %" PRIu64 " data bytes, but its shape and dtype (%s) need %" PRIu64
-                " (truncated or corrupt)",
-                z->path, e->name, e->size - e->header_size, npz_dtype_name(e->dtype), e->nbytes);
+        /* Compare element counts, not byte counts: numel × size can wrap
+         * (2^61 float64 elements "need" 0 bytes in 64 bits). */
+        uint64_t avail = e->size - e->header_size, es = npz_dtype_size(e->dtype);
+        if ((uint64_t)e->numel != avail / es || avail % es != 0)
+            die("'%s': member '%s.npy' holds %" PRIu64 " data bytes, but its shape and dtype need %" PRId64
+                " elements of %s (%" PRIu64 " bytes each): truncated or corrupt",
+                z->path, e->name, avail, e->numel, npz_dtype_name(e->dtype), es);
+        e->nbytes = (uint64_t)e->numel * es;
     }
+}
+
+static int cmp_entry_name(const void *a, const void *b)
+{
+    return strcmp((*(const npz_entry *const *)a)->name, (*(const npz_entry *const *)b)->name);
+}
+
+/* Two members of one name (a zip allows it; numpy's writer never makes it):
+ * which one a lookup finds would be arbitrary.  Sorted, so a directory of a
+ * million entries costs n log n, not n². */
+static void check_unique_names(const npz_file *z)
+{
+    if (z->n_entries < 2)
+        return;
+    const npz_entry **sorted = xmalloc((size_t)z->n_entries * sizeof *sorted);
+    for (int i = 0; i < z->n_entries; i++)
+        sorted[i] = &z->entries[i];
+    qsort(sorted, (size_t)z->n_entries, sizeof *sorted, cmp_entry_name);
+    for (int i = 1; i < z->n_entries; i++)
+        if (!strcmp(sorted[i]->name, sorted[i - 1]->name))
+            die("'%s': the archive holds two members named '%s.npy'", z->path, sorted[i]->name);
+    free(sorted);
 }
 
 npz_file *npz_open(const char *path)
@@ -597,7 +626,7 @@ npz_file *npz_open(const char *path)
     if (cd_offset > cd_end_limit || cd_size > cd_end_limit - cd_offset)
         die("'%s': the central directory (%" PRIu64 " bytes at %" PRIu64 ") lies outside the file: truncated?",
             path, cd_size, cd_offset);
-    if (count > cd_size / CENTRAL_SIZE)
+    if (count > cd_size / CENTRAL_SIZE || count > INT32_MAX)
         die("'%s': %" PRIu64 " entries cannot fit a %" PRIu64 "-byte central directory", path, count, cd_size);
     uint8_t *cd = xmalloc(cd_size + 1);
     read_at(z, cd_offset, cd, cd_size, "central directory");
@@ -665,6 +694,7 @@ npz_file *npz_open(const char *path)
                 path, en->name, csize, en->data_offset);
     }
     free(cd);
+    check_unique_names(z);
     for (int i = 0; i < z->n_entries; i++)
         read_npy_header(z, &z->entries[i]);
     return z;

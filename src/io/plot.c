@@ -59,8 +59,19 @@ static void put(canvas *cv, int x, int y, const uint8_t *rgb)
         cv->px[(size_t)c * PW * PH + (size_t)y * PW + x] = rgb[c];
 }
 
+/* Canvas coordinates far outside the image (a value the axis range cannot
+ * resolve, or an infinite range) are clamped, so the int conversions below
+ * stay defined; NaN draws nothing. */
+static double clamp_coord(double v)
+{
+    return fmin(fmax(v, -4.0 * PW), 4.0 * PW);
+}
+
 static void line(canvas *cv, double x0, double y0, double x1, double y1, const uint8_t *rgb)
 {
+    if (isnan(x0) || isnan(y0) || isnan(x1) || isnan(y1))
+        return;
+    x0 = clamp_coord(x0), y0 = clamp_coord(y0), x1 = clamp_coord(x1), y1 = clamp_coord(y1);
     int steps = (int)(fmax(fabs(x1 - x0), fabs(y1 - y0)) * 2) + 1;
     for (int i = 0; i <= steps; i++) {
         double f = (double)i / steps;
@@ -83,8 +94,13 @@ static void text(canvas *cv, int x, int y, const char *s, const uint8_t *rgb)
     }
 }
 
+/* Tick spacing for `range`; 0 when there is none to draw (an infinite
+ * range).  Callers step by index, never by `v += step`: near 1e17 a step of
+ * 2 is below the float spacing and such a loop never ends. */
 static double nice_step(double range, int target)
 {
+    if (!isfinite(range) || range <= 0)
+        return 0;
     double raw = range / target, mag = pow(10, floor(log10(raw))), f = raw / mag;
     return (f < 1.5 ? 1 : f < 3 ? 2 : f < 7 ? 5 : 10) * mag;
 }
@@ -116,10 +132,14 @@ void plot_png(const char *path, const plot_series *series, int n_series, const c
         }
     if (!isfinite(xmin))
         xmin = 0, xmax = 1, ymin = 0, ymax = 1;
-    if (xmax == xmin)
-        xmax = xmin + 1;
-    if (ymax == ymin)
-        ymax = ymin + 1, ymin -= 1;
+    /* A flat axis gets a unit of room, or more where 1 is below the spacing
+     * of doubles at that magnitude. */
+    if (!(xmax > xmin))
+        xmax = xmin + fmax(1, fabs(xmin) * 1e-6);
+    if (!(ymax > ymin)) {
+        double d = fmax(1, fabs(ymin) * 1e-6);
+        ymax = ymin + d, ymin -= d;
+    }
     double pad = 0.05 * (ymax - ymin);
     ymin -= pad, ymax += pad;
 
@@ -131,16 +151,22 @@ void plot_png(const char *path, const plot_series *series, int n_series, const c
 #define SY(v) (y0 - ((v) - ymin) / (ymax - ymin) * (y0 - y1))
     char buf[32];
     double ys = nice_step(ymax - ymin, 6);
-    for (double v = ceil(ymin / ys) * ys; v <= ymax; v += ys) {
+    for (int i = 0; ys > 0 && i < 40; i++) {
+        double v = (ceil(ymin / ys) + i) * ys;
+        if (!(v <= ymax))
+            break;
         line(&cv, x0, SY(v), x1, SY(v), grey);
         fmt_tick(buf, sizeof buf, v, log_y);
-        text(&cv, x0 - 6 - 6 * (int)strlen(buf), (int)SY(v) - 3, buf, black);
+        text(&cv, x0 - 6 - 6 * (int)strlen(buf), (int)clamp_coord(SY(v)) - 3, buf, black);
     }
     double xs = nice_step(xmax - xmin, 8);
-    for (double v = ceil(xmin / xs) * xs; v <= xmax; v += xs) {
+    for (int i = 0; xs > 0 && i < 40; i++) {
+        double v = (ceil(xmin / xs) + i) * xs;
+        if (!(v <= xmax))
+            break;
         line(&cv, SX(v), y0, SX(v), y1, grey);
         fmt_tick(buf, sizeof buf, v, false);
-        text(&cv, (int)SX(v) - 3 * (int)strlen(buf), y0 + 8, buf, black);
+        text(&cv, (int)clamp_coord(SX(v)) - 3 * (int)strlen(buf), y0 + 8, buf, black);
     }
     line(&cv, x0, y0, x1, y0, black);
     line(&cv, x0, y0, x0, y1, black);
@@ -164,7 +190,7 @@ void plot_png(const char *path, const plot_series *series, int n_series, const c
             if (have)
                 line(&cv, px, py, cx, cy, col);
             else
-                put(&cv, (int)cx, (int)cy, col);
+                line(&cv, cx, cy, cx, cy, col);
             px = cx, py = cy, have = true;
         }
     }

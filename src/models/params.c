@@ -8,6 +8,7 @@
 
 #include "core/arena.h"
 #include "core/error.h"
+#include "core/finite_check.h"
 #include "core/rng.h"
 
 size_t param_add_ex(param_table *t, const char *name, param_init_rule init, float init_arg, param_kind kind, int ndim,
@@ -142,6 +143,30 @@ void param_init(const param_table *t, float *params, uint64_t seed)
     }
 }
 
+/* PyTorch's BatchNorm buffer name: a state-dict convention fixed by torch,
+ * so the suffix identifies every BN running variance we load. */
+static bool is_running_var(const char *name)
+{
+    size_t n = strlen(name), s = strlen("running_var");
+    return n >= s && !strcmp(name + n - s, "running_var") && (n == s || name[n - s - 1] == '.');
+}
+
+/* One pass over what was just loaded: NaN/Inf anywhere (a diverged run, a
+ * corrupt file) or a negative BatchNorm variance would only show up much
+ * later as NaN losses or black images, far from the file that caused them. */
+static void check_loaded(const param_entry *e, const float *p, const char *path, const char *key)
+{
+    size_t bad = finite_check_f32(p, e->numel);
+    if (bad < e->numel)
+        die("'%s': tensor '%s' holds %g at index %zu: the weights are not finite (a diverged run or a corrupt "
+            "file)", path, key, p[bad], bad);
+    if (is_running_var(e->name))
+        for (size_t k = 0; k < e->numel; k++)
+            if (p[k] < 0)
+                die("'%s': tensor '%s' holds %g at index %zu: a BatchNorm running variance cannot be negative", path,
+                    key, p[k], k);
+}
+
 void param_load(const param_table *t, float *params, const safetensors *st, const char *prefix, param_load_mode mode)
 {
     char key[PARAM_NAME_MAX + 64];
@@ -154,6 +179,7 @@ void param_load(const param_table *t, float *params, const safetensors *st, cons
             die("'%s': missing tensor '%s' (expected shape %s); is this the right model/configuration?", st->path, key,
                 st_shape_str(e->ndim, e->shape, (char[160]){0}, 160));
         safetensors_load_f32(st, key, e->ndim, e->shape, params + e->offset);
+        check_loaded(e, params + e->offset, st->path, key);
     }
     int extra = 0;
     for (int i = 0; i < st->n_tensors; i++) {

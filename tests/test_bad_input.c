@@ -1,0 +1,419 @@
+/* The bad-input catalogue of issue 12: each malformed file or flag must end
+ * in one clear error naming the file (or flag) and what is wrong, with exit
+ * status 1 — never a hang, a crash or a silent wrong result.  Every check
+ * here failed before its fix (item numbers refer to the issue).
+ * Library readers are run in a forked child (expect_die); commands through
+ * build/repae (expect_command_fails). */
+#include <math.h>
+#include <stdarg.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <stdio.h> /* before jpeglib.h, which needs FILE */
+#include <jpeglib.h>
+
+#include "core/error.h"
+#include "data/image_folder.h"
+#include "data/latent_cache.h"
+#include "data/dataset.h"
+#include "io/idx.h"
+#include "io/image.h"
+#include "io/metrics_read.h"
+#include "io/npz.h"
+#include "test.h"
+
+static char tmpdir[64];
+
+static const char *repae_bin(void)
+{
+    static char path[256];
+    const char *b = getenv("BUILD");
+    snprintf(path, sizeof path, "%s/repae", b ? b : "build");
+    return path;
+}
+
+/* tmpdir/name in one of a few rotating buffers. */
+static const char *tmp(const char *name)
+{
+    static char bufs[16][256];
+    static int k;
+    char *p = bufs[k++ % 16];
+    snprintf(p, 256, "%s/%s", tmpdir, name);
+    return p;
+}
+
+static void write_bytes_at(const char *p, const void *data, size_t len)
+{
+    FILE *f = fopen(p, "wb");
+    fwrite(data, 1, len, f);
+    fclose(f);
+}
+
+static const char *write_bytes(const char *name, const void *data, size_t len)
+{
+    const char *p = tmp(name);
+    write_bytes_at(p, data, len);
+    return p;
+}
+
+/* `repae ARGS` fails with `want` in its message. */
+static void repae_fails(const char *want, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void repae_fails(const char *want, const char *fmt, ...)
+{
+    char cmd[2048];
+    int k = snprintf(cmd, sizeof cmd, "%s ", repae_bin());
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd + k, sizeof cmd - (size_t)k, fmt, ap);
+    va_end(ap);
+    expect_command_fails(cmd, want);
+}
+
+/* ---- item 14: a FIFO (or any non-regular file) is refused, not waited on ---- */
+
+typedef void (*path_reader)(const char *path);
+static void read_with_xfopen(const char *p) { fclose(xfopen(p, "rb")); }
+static void read_with_file_all(const char *p) { size_t n; free(read_file_all(p, &n)); }
+static void read_with_npz(const char *p) { npz_close(npz_open(p)); }
+static void read_with_idx(const char *p) { idx_array a = idx_read_u8(p); idx_free(&a); }
+static void read_with_image(const char *p) { image im = image_read(p, 0); image_free(&im); }
+static void read_with_shard(const char *p) { dataset d = dataset_read_shard(p); dataset_free(&d); }
+static void write_with_xfopen(const char *p) { fclose(xfopen(p, "ab")); }
+static void read_with_metrics(const char *p)
+{
+    const char *k[] = {"loss"};
+    metrics_table t = metrics_read(p, "step", k, 1);
+    metrics_free(&t);
+}
+
+typedef struct { path_reader fn; const char *path; } reader_ctx;
+static void reader_child(void *ctx)
+{
+    const reader_ctx *c = ctx;
+    alarm(5); /* a hang becomes SIGALRM, a failed check */
+    c->fn(c->path);
+}
+
+static void test_non_regular_files_refused(void)
+{
+    const char *fifo = tmp("pipe.npz");
+    CHECK(mkfifo(fifo, 0600) == 0, "mkfifo failed");
+    const struct { const char *what; path_reader fn; } readers[] = {
+        {"xfopen", read_with_xfopen}, {"read_file_all", read_with_file_all}, {"npz_open", read_with_npz},
+        {"idx_read_u8", read_with_idx}, {"image_read", read_with_image}, {"dataset_read_shard", read_with_shard},
+        {"metrics_read", read_with_metrics},
+    };
+    for (size_t i = 0; i < sizeof readers / sizeof readers[0]; i++) {
+        char what[128];
+        reader_ctx c = {readers[i].fn, fifo};
+        snprintf(what, sizeof what, "%s on a FIFO", readers[i].what);
+        expect_die(what, reader_child, &c, "pipe.npz' is a FIFO (named pipe), not a regular file");
+        c.path = tmpdir;
+        snprintf(what, sizeof what, "%s on a directory", readers[i].what);
+        expect_die(what, reader_child, &c, "is a directory, not a regular file");
+    }
+    reader_ctx dev = {read_with_npz, "/dev/zero"};
+    expect_die("npz_open on /dev/zero", reader_child, &dev, "'/dev/zero' is a character device");
+    /* Through the commands too, with the flag's file named. */
+    repae_fails("pipe.npz' is a FIFO", "eval --samples %s --ref %s", fifo, fifo);
+    repae_fails("is a FIFO", "plot %s", fifo);
+    /* An existing FIFO as an output (metrics.jsonl appended to) would block as well. */
+    reader_ctx w = {write_with_xfopen, fifo};
+    expect_die("xfopen(FIFO, \"ab\")", reader_child, &w, "it is a FIFO (named pipe), not a regular file");
+    unlink(fifo);
+}
+
+/* Replaces every occurrence of `from` in the file by `to` (same length). */
+static int patch_file(const char *path, const char *from, const char *to)
+{
+    size_t n, len = strlen(from), hits = 0;
+    char *buf = read_file_all(path, &n);
+    for (size_t i = 0; i + len <= n; i++)
+        if (!memcmp(buf + i, from, len))
+            memcpy(buf + i, to, len), hits++;
+    write_bytes_at(path, buf, n);
+    free(buf);
+    return (int)hits;
+}
+
+static void npz_open_child(void *path)
+{
+    alarm(5);
+    npz_file *z = npz_open(path);
+    const npz_entry *e = npz_require(z, "arr_0", NPZ_OTHER);
+    void *dst = malloc(e->nbytes ? e->nbytes : 1);
+    npz_read(z, e, dst);
+    free(dst);
+    npz_close(z);
+}
+
+/* ---- item 16: the .npy byte count must not wrap ---- */
+static void test_npz_huge_1d_shape_refused(void)
+{
+    const char *p = tmp("wrap.npz");
+    npz_save(p, "arr_0", NPZ_F64, 1, (int64_t[]){0}, NULL);
+    /* 2^61 float64 elements "need" 2^64 = 0 bytes modulo 2^64: before the
+     * fix this opened as an empty array claiming 2^61 elements. */
+    int hits = patch_file(p, "(0,), }                    ", "(2305843009213693952,), }  ");
+    CHECK(hits == 2 || hits == 1, "patched %d headers", hits);
+    expect_die("npz with a 2^61-element float64 shape", npz_open_child, (void *)p,
+               "holds 0 data bytes, but its shape and dtype need 2305843009213693952 elements of float64");
+}
+
+/* ---- item 15: two members named arr_0.npy ---- */
+static void test_npz_duplicate_member_refused(void)
+{
+    const char *p = tmp("dup.npz");
+    npz_writer *w = npz_writer_open(p);
+    uint8_t a[4] = {1, 2, 3, 4}, b[4] = {5, 6, 7, 8};
+    npz_writer_begin(w, "arr_0", NPZ_U8, 1, (int64_t[]){4});
+    npz_writer_data(w, a, 4);
+    npz_writer_end(w);
+    npz_writer_begin(w, "arr_1", NPZ_U8, 1, (int64_t[]){4});
+    npz_writer_data(w, b, 4);
+    npz_writer_end(w);
+    npz_writer_close(w);
+    CHECK(patch_file(p, "arr_1.npy", "arr_0.npy") == 2, "patched the local and central names");
+    expect_die("npz with two arr_0 members", npz_open_child, (void *)p,
+               "dup.npz': the archive holds two members named 'arr_0.npy'");
+}
+
+/* ---- item 15: bytes after an IDX payload ---- */
+static void idx_child(void *path)
+{
+    alarm(5);
+    idx_array a = idx_read_u8(path);
+    idx_free(&a);
+}
+
+static void test_idx_trailing_bytes_refused(void)
+{
+    /* 1-D uint8 IDX of 3 bytes, then the same with a stray byte. */
+    const uint8_t ok[4 + 4 + 3] = {0, 0, 8, 1, 0, 0, 0, 3, 7, 8, 9};
+    uint8_t extra[sizeof ok + 1];
+    memcpy(extra, ok, sizeof ok);
+    extra[sizeof ok] = 0x42;
+    char err[512];
+    CHECK(run_in_child(idx_child, (void *)write_bytes("ok.idx", ok, sizeof ok), err, sizeof err) == 0,
+          "a well-formed IDX must read: %s", err);
+    expect_die("an IDX with a trailing byte", idx_child, (void *)write_bytes("extra.idx", extra, sizeof extra),
+               "extra.idx': unexpected bytes after the 3 bytes of IDX data");
+}
+
+/* Found by fuzz_idx (fuzz/corpus/idx/crash_4gb_header): a 16-byte IDX
+ * declaring 2^28 x 4 x 4 bytes allocated 4 GiB before reading any data.
+ * In a child limited to 512 MiB of address space the reader must fail as
+ * truncated, not as out of memory (not under ASan, whose shadow memory
+ * needs terabytes of address space). */
+static void idx_limited_child(void *path)
+{
+#ifndef __SANITIZE_ADDRESS__
+    struct rlimit lim = {512u << 20, 512u << 20};
+    setrlimit(RLIMIT_AS, &lim);
+#endif
+    idx_child(path);
+}
+
+static void test_idx_huge_header_small_file(void)
+{
+    const uint8_t hdr[16] = {0, 0, 8, 3, 0x10, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 4};
+    expect_die("a 16-byte IDX declaring 4 GiB", idx_limited_child, (void *)write_bytes("huge.idx", hdr, sizeof hdr),
+               "huge.idx': file is truncated while reading the IDX data");
+}
+
+/* ---- a latent cache's labels must be class indices (an I64 of -1 or 2^32
+ * became a wrapped int32) ---- */
+static void cache_child(void *path)
+{
+    alarm(5);
+    latent_cache c = latent_cache_read(path);
+    latent_cache_free(&c);
+}
+
+static void test_latent_cache_bad_labels_refused(void)
+{
+    float mean[2 * 1 * 1 * 1] = {0.5f, -0.5f}, sd[2] = {1, 1};
+    const int64_t bad[2][2] = {{0, -1}, {0, (int64_t)1 << 32}};
+    for (int k = 0; k < 2; k++) {
+        st_writer *w = st_writer_new();
+        st_writer_add_f32(w, "mean", 4, (int64_t[]){2, 1, 1, 1}, mean);
+        st_writer_add_f32(w, "std", 4, (int64_t[]){2, 1, 1, 1}, sd);
+        st_writer_add_i64(w, "labels", 1, (int64_t[]){2}, bad[k]);
+        st_writer_set_metadata(w, "format", "repae-latent-cache");
+        const char *p = tmp(k ? "cache_big.safetensors" : "cache_neg.safetensors");
+        st_writer_save(w, p);
+        st_writer_free(w);
+        expect_die("a latent cache with a bad label", cache_child, (void *)p, k ? "label 4294967296 of latent 1"
+                                                                              : "label -1 of latent 1");
+    }
+}
+
+/* ---- item 10: sizes are checked against the file / the machine, not
+ * discovered as "out of memory ... try a smaller batch" ---- */
+static void shard_child(void *path)
+{
+    alarm(5);
+    dataset d = dataset_read_shard(path);
+    dataset_free(&d);
+}
+
+static void alloc_child(void *unused)
+{
+    (void)unused;
+    free(dataset_alloc_images((size_t)1 << 40, 1 << 20, "some/folder", "use --max-images"));
+}
+
+static void test_sizes_checked_before_allocating(void)
+{
+    uint8_t h[32] = "REPAESHD";
+    const uint32_t fields[6] = {1, 1u << 27, 4, 8192, 8192, 10}; /* version, N, C, H, W, classes */
+    for (int i = 0; i < 6; i++)
+        for (int b = 0; b < 4; b++)
+            h[8 + 4 * i + b] = (uint8_t)(fields[i] >> (8 * b));
+    const char *p = write_bytes("huge.shard", h, sizeof h);
+    expect_die("a 32-byte shard declaring 2^27 images of 4x8192x8192", shard_child, (void *)p,
+               "huge.shard': the header declares 134217728 images of 4x8192x8192");
+    /* One byte too many or too few is caught the same way. */
+    const uint32_t small[6] = {1, 2, 1, 2, 2, 3};
+    for (int i = 0; i < 6; i++)
+        for (int b = 0; b < 4; b++)
+            h[8 + 4 * i + b] = (uint8_t)(small[i] >> (8 * b));
+    uint8_t file[32 + 8 + 8 + 1] = {0};
+    memcpy(file, h, 32);
+    p = write_bytes("short.shard", file, 32 + 8 + 7);
+    expect_die("a shard one byte short", shard_child, (void *)p, "short.shard': the header declares 2 images");
+    p = write_bytes("long.shard", file, 32 + 8 + 8 + 1);
+    expect_die("a shard with a trailing byte", shard_child, (void *)p, "(48 bytes with the labels), but the file has 49");
+    expect_die("more images than memory", alloc_child, NULL,
+               "'some/folder': 1099511627776 images of 1048576 bytes need");
+    /* --max-images applies before padding: 16 images at 1024x1024 are 16 MB,
+     * not the 63 GB of all 60,000 (which died as "out of memory"). */
+    char cmd[1024], err[2048];
+    snprintf(cmd, sizeof cmd, "%s prepare --data fashion-mnist --resolution 1024 --max-images 16 --output %s",
+             repae_bin(), tmp("big.shard"));
+    int rc = run_command(cmd, NULL, 0, err, sizeof err);
+    CHECK(rc == 0, "prepare --resolution 1024 --max-images 16 failed (%d): %s", rc, err);
+    if (rc == 0) {
+        dataset d = dataset_read_shard(tmp("big.shard"));
+        CHECK(d.n == 16 && d.height == 1024, "shard has %d images of %d", d.n, d.height);
+        dataset_free(&d);
+    }
+}
+
+/* ---- item 12: image folders ---- */
+
+/* A 32x32 grey JPEG of a gradient, into a malloc'd buffer. */
+static unsigned char *make_jpeg(unsigned long *size)
+{
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr e;
+    c.err = jpeg_std_error(&e);
+    jpeg_create_compress(&c);
+    unsigned char *buf = NULL;
+    jpeg_mem_dest(&c, &buf, size);
+    c.image_width = 32, c.image_height = 32, c.input_components = 1, c.in_color_space = JCS_GRAYSCALE;
+    jpeg_set_defaults(&c);
+    jpeg_start_compress(&c, TRUE);
+    unsigned char row[32];
+    for (int y = 0; y < 32; y++) {
+        for (int x = 0; x < 32; x++)
+            row[x] = (unsigned char)(x * 7 + y * 3);
+        JSAMPROW r = row;
+        jpeg_write_scanlines(&c, &r, 1);
+    }
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    return buf;
+}
+
+static void image_child(void *path)
+{
+    alarm(5);
+    image im = image_read(path, 0);
+    image_free(&im);
+}
+
+static void folder_child(void *root)
+{
+    alarm(10);
+    dataset d = dataset_image_folder(root, 8, 1, 0);
+    dataset_free(&d);
+}
+
+static void test_image_folder_problems_refused(void)
+{
+    unsigned long n;
+    unsigned char *jpg = make_jpeg(&n);
+    const char *whole = write_bytes("whole.jpg", jpg, n);
+    char err[1024];
+    CHECK(run_in_child(image_child, (void *)whole, err, sizeof err) == 0, "a whole JPEG must read: %s", err);
+    /* Cut in the middle of the entropy-coded data: libjpeg warned "Premature
+     * end of JPEG file" (naming no file) and returned grey-padded pixels. */
+    const char *cut = write_bytes("cut.jpg", jpg, n * 2 / 3);
+    expect_die("a truncated JPEG", image_child, (void *)cut, "cut.jpg': corrupt or truncated JPEG: Premature end");
+    free(jpg);
+    /* A truncated PNG names the file and libpng's reason. */
+    uint8_t px[3 * 16 * 16];
+    for (size_t i = 0; i < sizeof px; i++)
+        px[i] = (uint8_t)(i * 37);
+    image_write_png(tmp("whole.png"), px, 3, 16, 16);
+    size_t pn;
+    char *png = read_file_all(tmp("whole.png"), &pn);
+    const char *pcut = write_bytes("cut.png", png, pn - 30);
+    free(png);
+    expect_die("a truncated PNG", image_child, (void *)pcut, "cut.png': corrupt or truncated PNG (");
+
+    /* Class folders with an image loose next to them: it was class 0. */
+    char root[256], path[512];
+    snprintf(root, sizeof root, "%s/folder", tmpdir);
+    mkdir(root, 0755);
+    for (int k = 0; k < 2; k++) {
+        snprintf(path, sizeof path, "%s/class%d", root, k);
+        mkdir(path, 0755);
+        snprintf(path, sizeof path, "%s/class%d/a.png", root, k);
+        image_write_png(path, px, 3, 16, 16);
+    }
+    CHECK(run_in_child(folder_child, root, err, sizeof err) == 0, "a clean folder must load: %s", err);
+    snprintf(path, sizeof path, "%s/loose.png", root);
+    image_write_png(path, px, 3, 16, 16);
+    expect_die("a loose image next to class folders", folder_child, root,
+               "1 image(s) lie directly in the folder (e.g. 'loose.png') next to 2 class folder(s)");
+    unlink(path);
+    /* A symlink back to the root: images multiplied 40 times before. */
+    snprintf(path, sizeof path, "%s/class1/loop", root);
+    CHECK(symlink("..", path) == 0, "symlink");
+    expect_die("a symlink loop", folder_child, root, "the folder 'class1/loop' is the same as '.'");
+    unlink(path);
+    /* Two links to one folder would count it twice. */
+    snprintf(path, sizeof path, "%s/class2", root);
+    CHECK(symlink("class0", path) == 0, "symlink");
+    expect_die("a second link to a class folder", folder_child, root, "the folder 'class2' is the same as 'class0'");
+    unlink(path);
+    /* A dangling link named like an image is an error, not a skip. */
+    snprintf(path, sizeof path, "%s/class0/gone.png", root);
+    CHECK(symlink("/nonexistent/gone.png", path) == 0, "symlink");
+    expect_die("a dangling image link", folder_child, root, "class0/gone.png': No such file");
+    unlink(path);
+    CHECK(run_in_child(folder_child, root, err, sizeof err) == 0, "the folder must load again: %s", err);
+}
+
+int main(void)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/repae_bad_XXXXXX");
+    if (!mkdtemp(tmpdir))
+        return 1;
+    RUN(test_non_regular_files_refused);
+    RUN(test_npz_huge_1d_shape_refused);
+    RUN(test_npz_duplicate_member_refused);
+    RUN(test_idx_trailing_bytes_refused);
+    RUN(test_idx_huge_header_small_file);
+    RUN(test_latent_cache_bad_labels_refused);
+    RUN(test_sizes_checked_before_allocating);
+    RUN(test_image_folder_problems_refused);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    if (system(cmd) != 0)
+        return 1;
+    return test_summary();
+}
