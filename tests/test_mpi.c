@@ -4,7 +4,8 @@
  *  - `train-ldm` and `train` (REPA-E with an encoder, no discriminator) on 2
  *    ranks at global batch 8 equal 1 process at batch 8: every logged value
  *    per step and the final parameters;
- *  - `sample` on 2 ranks writes byte-identical files to 1 process;
+ *  - `sample` and `cache-latents` on 2 ranks write byte-identical files to 1
+ *    process;
  *  - an indivisible global batch, and a command that cannot run in parallel,
  *    are clear errors; a killed rank brings the job down within seconds with
  *    a non-zero status, and the last checkpoint still loads.
@@ -214,6 +215,11 @@ static void test_train_ldm_and_sample(void)
     snprintf(cmd, sizeof cmd, "%s cache-latents --vae-ckpt %s/vae.safetensors --output %s/lat.safetensors "
              "--max-images 48", bin, tmp, tmp);
     CHECK(sh(cmd, err, sizeof err) == 0, "cache-latents failed: %s", err);
+    /* 48 latents in batches of 5 over 2 ranks: rounds of 10, the last one 5 + 3 */
+    snprintf(cmd, sizeof cmd, "%s %s cache-latents --vae-ckpt %s/vae.safetensors --output %s/lat2.safetensors "
+             "--max-images 48 --batch-size 5 && cmp %s/lat.safetensors %s/lat2.safetensors",
+             mpirun, bin, tmp, tmp, tmp, tmp);
+    CHECK(sh(cmd, err, sizeof err) == 0, "cache-latents on 2 ranks differs from 1 process: %s", err);
     char ldm[1024];
     snprintf(ldm, sizeof ldm, "train-ldm --latents %s/lat.safetensors --sit-depth 2 --sit-hidden 32 --sit-heads 2 "
              "--projector-dim 32 --encoder-depth 1 --batch-size 8 --sampling-steps 0 --checkpointing-steps 3 "

@@ -21,7 +21,7 @@ static const struct {
     {"train-encoder", cmd_train_encoder, "train a small DINOv2-style ViT classifier as the REPA target encoder"},
     {"export-vae", cmd_export_vae, "write the VAE and its latents statistics (EMA BatchNorm) of a REPA-E checkpoint"},
     {"prepare", cmd_prepare, "pack Fashion-MNIST or an image folder (ADM centre crop) into a shard or an ADM .npz"},
-    {"cache-latents", cmd_cache_latents, "encode a dataset once with a frozen VAE (for train-ldm)"},
+    {"cache-latents", cmd_cache_latents, "encode a dataset once with a frozen VAE (for train-ldm)", 1},
     {"train-ldm", cmd_train_ldm, "latent diffusion on cached latents, with or without REPA", 1},
     {"plot", cmd_plot, "plot loss curves from a run's metrics.jsonl as a PNG"},
     {"eval", cmd_eval, "FID, sFID, IS, precision/recall of a sample .npz against a reference (ADM suite)"},
@@ -54,7 +54,7 @@ int main(int argc, char **argv)
             if (dist_world() > 1 && !commands[i].parallel) {
                 if (dist_rank() == 0)
                     fprintf(stderr, "repae: error: '%s' does not run over several processes yet; run it without "
-                                    "mpirun (train, train-ldm and sample do)\n", argv[1]);
+                                    "mpirun (train, train-ldm, sample and cache-latents do)\n", argv[1]);
                 return 1;
             }
             return commands[i].run(argc - 1, argv + 1);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/arena.h"
+#include "core/dist.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "io/safetensors.h"
@@ -23,17 +24,38 @@ void latent_cache_build(const char *path, const vae *v, const dataset *d, int ba
     vae_plan plan = vae_plan_memory(v, VAE_PASS_ENCODE, batch, H, W);
     arena ar = arena_create(plan.saved + plan.scratch);
     float *x = xmalloc((size_t)batch * img * sizeof(float));
+    /* Over several processes each round of world × batch images is split in
+     * contiguous chunks, one per rank, gathered on rank 0 (the encoder is
+     * per image, so the cache equals a one-process cache byte for byte). */
+    const int rank = dist_rank(), world = dist_world();
+    float *part = world > 1 ? xmalloc(2 * (size_t)batch * lat * sizeof(float)) : NULL;
     progress pb = progress_start("cache-latents", d->n, "img");
-    for (int i0 = 0; i0 < d->n; i0 += batch) {
-        int B = d->n - i0 < batch ? d->n - i0 : batch;
+    for (int r0 = 0; r0 < d->n; r0 += world * batch) {
+        int i0 = r0 + rank * batch;
+        int B = i0 >= d->n ? 0 : (d->n - i0 < batch ? d->n - i0 : batch);
         for (size_t k = 0; k < (size_t)B * img; k++)
             x[k] = d->images[(size_t)i0 * img + k] / 127.5f - 1.0f;
-        vae_encode(v, x, mean + (size_t)i0 * lat, NULL, std + (size_t)i0 * lat, B, H, W, &ar);
-        for (int b = 0; b < B; b++)
-            labels[i0 + b] = d->labels[i0 + b];
-        progress_update(&pb, i0 + B, NULL);
+        if (world == 1) {
+            vae_encode(v, x, mean + (size_t)i0 * lat, NULL, std + (size_t)i0 * lat, B, H, W, &ar);
+        } else {
+            float *pm = part, *ps = part + (size_t)batch * lat;
+            if (B > 0)
+                vae_encode(v, x, pm, NULL, ps, B, H, W, &ar);
+            dist_gather_bytes(pm, (size_t)B * lat * sizeof(float), rank == 0 ? mean + (size_t)r0 * lat : NULL);
+            dist_gather_bytes(ps, (size_t)B * lat * sizeof(float), rank == 0 ? std + (size_t)r0 * lat : NULL);
+        }
+        int rn = d->n - r0 < world * batch ? d->n - r0 : world * batch;
+        for (int b = 0; b < rn; b++)
+            labels[r0 + b] = d->labels[r0 + b];
+        progress_update(&pb, r0 + rn, NULL);
     }
+    free(part);
     progress_finish(&pb);
+    if (rank != 0) { /* rank 0 writes the cache */
+        arena_free(&ar);
+        free(x), free(mean), free(std), free(labels);
+        return;
+    }
     st_writer *wr = st_writer_new();
     int64_t shape[4] = {d->n, C, h, w};
     st_writer_add_f32(wr, "mean", 4, shape, mean);
