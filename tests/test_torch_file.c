@@ -669,6 +669,56 @@ static void test_hostile_legacy_files(void)
     free(d), free(orig);
 }
 
+/* An old-style legacy file, written by hand: torch._utils._rebuild_tensor (4
+ * arguments, torch < 0.4) on a storage *view* (view_metadata = (key, offset,
+ * size)), a stride-2 tensor with offset 1 inside the view. */
+static const char *write_old_legacy(const char *name, int64_t count, int64_t view_off, int64_t view_size, size_t extra)
+{
+    buf b = {0};
+    static const uint8_t magic[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20,
+                                    0x6a, 0xa8, 0x50, 0x19, '.'};
+    put(&b, magic, sizeof magic);
+    put(&b, "\x80\x02M\xe9\x03.", 6);                                  /* protocol 1001 */
+    put(&b, "\x80\x02}(X\x0d\x00\x00\x00little_endian\x88u.", 25); /* sys info */
+    put8(&b, 0x80), put8(&b, 2), put8(&b, '}'), put8(&b, '('), pk_str(&b, "w");
+    puts_(&b, "ctorch._utils\n_rebuild_tensor\n(");
+    put8(&b, '('), pk_str(&b, "storage"), puts_(&b, "ctorch\nFloatStorage\n"), pk_str(&b, "k"), pk_str(&b, "cpu");
+    pk_int(&b, count), put8(&b, '('), pk_str(&b, "kv"), pk_int(&b, view_off), pk_int(&b, view_size), put8(&b, 't');
+    put8(&b, 't'), put8(&b, 'Q');
+    pk_int(&b, 1), put8(&b, '('), pk_int(&b, 3), put8(&b, 't'), put8(&b, '('), pk_int(&b, 2), put8(&b, 't');
+    put8(&b, 't'), put8(&b, 'R'), put8(&b, 'u'), put8(&b, '.');
+    put8(&b, 0x80), put8(&b, 2), put8(&b, ']'), put8(&b, '('), pk_str(&b, "k"), put8(&b, 'e'), put8(&b, '.');
+    for (int i = 0; i < 8; i++)
+        put8(&b, (uint8_t)((uint64_t)count >> (8 * i)));
+    for (int i = 0; i < 10; i++) {
+        float v = (float)i + 0.5f;
+        put(&b, &v, 4);
+    }
+    for (size_t i = 0; i < extra; i++)
+        put8(&b, 0);
+    const char *p = tmp_path(name);
+    write_bytes(p, b.p, b.n);
+    free(b.p);
+    return p;
+}
+
+static void test_old_legacy_storage_views(void)
+{
+    safetensors *st = torch_file_open(write_old_legacy("old.pt", 10, 2, 6, 0));
+    const st_tensor *t = safetensors_require(st, "w");
+    float got[3];
+    safetensors_read_f32(st, t, got);
+    /* view starts at element 2; tensor offset 1, stride 2: elements 3, 5, 7 */
+    CHECK(t->ndim == 1 && t->shape[0] == 3 && got[0] == 3.5f && got[1] == 5.5f && got[2] == 7.5f,
+          "old legacy view read %g %g %g", got[0], got[1], got[2]);
+    CHECK(st->globals && strstr(st->globals, "torch._utils._rebuild_tensor"), "globals %s", st->globals);
+    safetensors_close(st);
+    expect_bad("view past its storage", write_old_legacy("oldv.pt", 10, 6, 6, 0), "storage view");
+    expect_bad("tensor past its view", write_old_legacy("oldt.pt", 10, 2, 5, 0), "reaches past the end");
+    expect_bad("count mismatch", write_old_legacy("oldc.pt", 9, 2, 6, 0), "");
+    expect_bad("trailing bytes", write_old_legacy("oldx.pt", 10, 2, 6, 4), "unexpected bytes after the last storage");
+}
+
 static void test_fifo_and_directory_refused(void)
 {
     const char *p = tmp_path("fifo.pt");
@@ -903,6 +953,7 @@ int main(void)
     RUN(test_handmade_hostile_pickles);
     RUN(test_hostile_archives);
     RUN(test_hostile_legacy_files);
+    RUN(test_old_legacy_storage_views);
     RUN(test_fifo_and_directory_refused);
     RUN(test_random_corruptions_never_crash);
     RUN(test_cli_inspect_pt);
