@@ -8,7 +8,7 @@
  *  - train-vae: a few steps on 64 images with tiny models: checkpoints,
  *    metrics (with psnr/ssim on evaluation steps), reconstruction grids, the
  *    final vae.safetensors (loads, with its config), latents statistics
- *    [1,C,1,1] equal to vae_latents_stats of the final VAE, the
+ *    [1,C,1,1] equal to latents_stats_estimate_vae of the final VAE, the
  *    discriminator; resume from a checkpoint is bit-identical to a straight
  *    run (metrics lines and final VAE bytes); SIGTERM saves a checkpoint and
  *    exits 0; a NaN stops with status 1 and writes no checkpoint; bad flags;
@@ -39,6 +39,7 @@
 #include "models/vit.h"
 #include "test.h"
 #include "train/repae_step.h"
+#include "train/latents_stats.h"
 #include "train/vae_trainer.h"
 
 static char tmp_dir[64];
@@ -265,7 +266,7 @@ static void test_train_vae_writes_everything(void)
     safetensors_close(st);
     dataset ds = dataset_fashion_mnist(FASHION_MNIST_DIR, "train", 32, 1);
     dataset_truncate(&ds, 64);
-    vae_latents_stats(&ds, &v, 64, want_b, want_s);
+    latents_stats_estimate_vae(&ds, &v, 64, want_b, want_s);
     CHECK(same_bits(scale, want_s, 4) && same_bits(bias, want_b, 4), "latents statistics differ from the VAE's");
     for (int c = 0; c < 4; c++)
         CHECK(scale[c] > 0 && isfinite(scale[c]) && isfinite(bias[c]), "scale[%d] %g bias %g", c, scale[c], bias[c]);

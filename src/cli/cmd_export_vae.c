@@ -31,6 +31,7 @@
 #include "train/checkpoint.h"
 #include "train/vae_trainer.h"
 #include "io/weights_file.h"
+#include "train/latents_stats.h"
 
 static const char *usage =
     "usage: repae export-vae --checkpoint CKPT --output NAME [options]\n"
@@ -96,18 +97,6 @@ static int norm_groups_of(const safetensors *st, const char **from)
     return groups;
 }
 
-static void write_stats(const char *path, const float *bias, const float *scale, int C, const char *ckpt)
-{
-    int64_t shape[4] = {1, C, 1, 1};
-    st_writer *w = st_writer_new();
-    st_writer_add_f32(w, "latents_scale", 4, shape, scale);
-    st_writer_add_f32(w, "latents_bias", 4, shape, bias);
-    st_writer_set_metadata(w, "format", "repae-latents-stats");
-    st_writer_set_metadata(w, "source", ckpt);
-    st_writer_save(w, path);
-    st_writer_free(w);
-}
-
 /* Copies every "disc.*" tensor, prefix stripped; returns how many. */
 static int write_discriminator(const safetensors *st, const char *path)
 {
@@ -166,13 +155,9 @@ static void from_checkpoint(const char *ckpt, int norm_groups, vae *m, float **b
             ckpt);
     safetensors_load_f32(st, "ema.bn.running_mean", 1, shape, mean);
     safetensors_load_f32(st, "ema.bn.running_var", 1, shape, var);
-    for (int c = 0; c < C; c++) {
-        if (!(var[c] > 0) || !isfinite(var[c]) || !isfinite(mean[c]))
-            die("export-vae: '%s': ema.bn.running_var[%d] = %g, running_mean[%d] = %g: not usable statistics", ckpt,
-                c, var[c], c, mean[c]);
-        bias[c] = mean[c];
-        scale[c] = (float)(1.0 / sqrt((double)var[c])); /* eps ignored, as extract_latents_stats */
-    }
+    char what[1200];
+    snprintf(what, sizeof what, "export-vae: '%s': the EMA's", ckpt);
+    latents_stats_from_bn(mean, var, C, bias, scale, what);
     free(mean), free(var);
     safetensors_close(st);
     *bias_out = bias;
@@ -192,7 +177,7 @@ static void from_vae(const char *path, const char *stats, int norm_groups, vae *
     if (stats) {
         *bias_out = xmalloc((size_t)C * sizeof(float));
         *scale_out = xmalloc((size_t)C * sizeof(float));
-        mf_load_latents_stats(stats, C, *bias_out, *scale_out);
+        latents_stats_read(stats, C, *bias_out, *scale_out);
     }
 }
 
@@ -250,7 +235,7 @@ int cmd_export_vae(int argc, char **argv)
         printf("vae: %s\n", path);
         if (bias) {
             snprintf(path, sizeof path, "%s-latents-stats.safetensors", output);
-            write_stats(path, bias, scale, C, ckpt ? ckpt : vae_ckpt);
+            latents_stats_write(path, bias, scale, C, ckpt ? ckpt : vae_ckpt);
             printf("latents statistics: %s\n", path);
         }
     }

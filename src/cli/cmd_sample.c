@@ -38,6 +38,7 @@
 #include "io/labels.h"
 #include "io/npz.h"
 #include "io/safetensors.h"
+#include "train/latents_stats.h"
 #include "io/weights_file.h"
 #include "models/vae_diffusers.h"
 
@@ -326,7 +327,7 @@ int cmd_sample(int argc, char **argv)
         }
     }
     if (stats_path[0]) {
-        mf_load_latents_stats(stats_path, C, bias, scale);
+        latents_stats_read(stats_path, C, bias, scale);
         snprintf(stats_from, sizeof stats_from, "%s", stats_path);
     } else if (is_ckpt) {
         sit_get_latent_stats(&s, sp, bias, scale);

@@ -16,6 +16,7 @@
 #include "data/loader.h"
 #include "io/weights_file.h"
 #include "train/checkpoint.h"
+#include "train/latents_stats.h"
 #include "train/ldm_step.h"
 #include "train/preview.h"
 #include "train/run_loop.h"
@@ -40,25 +41,6 @@ typedef struct ldm_options {
     long long max_train_steps, checkpointing_steps, sampling_steps, seed, resume_step;
 } ldm_options;
 
-/* Bias = mean and scale = 1/std of posterior samples z = mean + std·ε over
- * the cache (up to 10k latents), per channel. */
-static void cache_stats(const latent_cache *c, float *bias, float *scale)
-{
-    int n = c->n < 10000 ? c->n : 10000, hw = c->h * c->w;
-    rng r = rng_new(0, 0x5354415453ull);
-    for (int ch = 0; ch < c->C; ch++) {
-        double s1 = 0, s2 = 0;
-        for (int i = 0; i < n; i++)
-            for (int k = 0; k < hw; k++) {
-                size_t idx = ((size_t)i * c->C + ch) * hw + k;
-                double z = c->mean[idx] + c->std[idx] * rng_normal(&r);
-                s1 += z, s2 += z * z;
-            }
-        double m = (double)n * hw, mu = s1 / m, var = s2 / m - mu * mu;
-        bias[ch] = (float)mu;
-        scale[ch] = (float)(1.0 / sqrt(var > 1e-12 ? var : 1e-12));
-    }
-}
 
 /* What the run loop's callbacks need. */
 typedef struct ldm_run {
@@ -223,9 +205,9 @@ int cmd_train_ldm(int argc, char **argv)
     if (lc.C > 256)
         die("train-ldm: at most 256 latent channels");
     if (o.latents_stats)
-        mf_load_latents_stats(o.latents_stats, lc.C, bias, scale);
+        latents_stats_read(o.latents_stats, lc.C, bias, scale);
     else
-        cache_stats(&lc, bias, scale);
+        latents_stats_estimate_cache(&lc, bias, scale);
     sit_set_latent_stats(&s, sp, bias, scale);
     vae v;
     if (o.vae_ckpt)

@@ -24,6 +24,7 @@
 #include "data/loader.h"
 #include "eval/image_metrics.h"
 #include "io/image.h"
+#include "train/latents_stats.h"
 #include "train/run_loop.h"
 #include "train/vae_trainer.h"
 
@@ -155,18 +156,6 @@ static void save_final_vae(const vae *v, const char *path, bool f16, long long s
     free(half);
 }
 
-static void write_latents_stats(const char *path, const float *bias, const float *scale, int C, const char *source)
-{
-    int64_t shape[4] = {1, C, 1, 1};
-    st_writer *w = st_writer_new();
-    st_writer_add_f32(w, "latents_scale", 4, shape, scale);
-    st_writer_add_f32(w, "latents_bias", 4, shape, bias);
-    st_writer_set_metadata(w, "format", "repae-latents-stats");
-    st_writer_set_metadata(w, "source", source);
-    st_writer_save(w, path);
-    st_writer_free(w);
-}
-
 /* What the run loop's callbacks need. */
 typedef struct vae_run {
     vae_trainer t;
@@ -234,11 +223,11 @@ static void write_final_files(const train_options *o, const run_dir *rd, vae_run
     save_final_vae(v, path, !strcmp(save_dtype, "f16"), r->t.step, r->psnr);
     char *stats_path = run_dir_file(rd, "vae-latents-stats.safetensors");
     float bias[256], scale[256];
-    vae_latents_stats(&data->ds, v, stats_images, bias, scale);
+    latents_stats_estimate_vae(&data->ds, v, stats_images, bias, scale);
     char source[128];
     snprintf(source, sizeof source, "posterior samples of %d training images",
              data->ds.n < stats_images ? data->ds.n : stats_images);
-    write_latents_stats(stats_path, bias, scale, v->cfg.z_channels, source);
+    latents_stats_write(stats_path, bias, scale, v->cfg.z_channels, source);
     if (nets->disc_params) {
         char *dpath = run_dir_file(rd, "discriminator.safetensors");
         st_writer *dw = st_writer_new();

@@ -172,33 +172,3 @@ vit_config mf_vit_config(const safetensors *st, const char *prefix, const cJSON 
         heads = guess_heads(width);
     return vit_config_from_checkpoint(st, prefix, img_size, heads);
 }
-
-void mf_load_latents_stats(const char *path, int C, float *bias, float *scale)
-{
-    if (vae_diffusers_is_dir(path)) {
-        vae_diffusers_latents_stats(path, C, bias, scale, NULL);
-        return;
-    }
-    safetensors *st = weights_open(path);
-    const char *names[2] = {"latents_scale", "latents_bias"};
-    float *dst[2] = {scale, bias};
-    for (int k = 0; k < 2; k++) {
-        const st_tensor *t = safetensors_find(st, names[k]);
-        if (!t)
-            die("'%s': no tensor '%s' (a latents-stats file has latents_scale and latents_bias, shape [1, C, 1, 1])",
-                path, names[k]);
-        if (t->numel != C) {
-            char buf[96];
-            die("'%s': '%s' has shape %s; the SiT has %d latent channels", path, names[k],
-                st_shape_str(t->ndim, t->shape, buf, sizeof buf), C);
-        }
-        safetensors_read_f32(st, t, dst[k]);
-    }
-    for (int c = 0; c < C; c++) {
-        if (!(scale[c] > 0) || !isfinite(scale[c]))
-            die("'%s': latents_scale[%d] = %g must be positive and finite", path, c, scale[c]);
-        if (!isfinite(bias[c]))
-            die("'%s': latents_bias[%d] = %g must be finite", path, c, bias[c]);
-    }
-    safetensors_close(st);
-}

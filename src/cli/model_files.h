@@ -64,10 +64,5 @@ const char *mf_open_vae(vae *v, const char *path, int norm_groups, param_load_mo
 vit_config mf_vit_config(const safetensors *st, const char *prefix, const cJSON *j, int img_size, int heads,
                          int guess);
 
-/* Latent statistics from a `-latents-stats` safetensors file (latents_scale,
- * latents_bias, shape [1,C,1,1] or [C]), or from a diffusers VAE folder
- * (vae_diffusers_latents_stats); dies naming the file on a missing
- * tensor, a wrong size or a non-positive scale. */
-void mf_load_latents_stats(const char *path, int C, float *bias, float *scale);
 
 #endif

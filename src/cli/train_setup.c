@@ -10,6 +10,7 @@
 #include "core/dist.h"
 #include "core/error.h"
 #include "core/rng.h"
+#include "train/latents_stats.h"
 #include "train/vae_trainer.h"
 #include "io/weights_file.h"
 
@@ -131,19 +132,11 @@ int parse_int_list(const char *flag, const char *text, int *out, int max)
 
 static void load_latents_stats(const char *path, const sit *s, float *params)
 {
-    safetensors *st = weights_open(path);
-    int C = s->C;
-    int64_t shape[4] = {1, C, 1, 1};
-    float scale[256], bias[256];
-    if (C > 256)
-        die("latents statistics for %d channels are not supported", C);
-    safetensors_load_f32(st, "latents_scale", 4, shape, scale);
-    safetensors_load_f32(st, "latents_bias", 4, shape, bias);
-    for (int c = 0; c < C; c++)
-        if (!(scale[c] > 0) || !isfinite(scale[c]) || !isfinite(bias[c]))
-            die("'%s': latents_scale[%d] = %g must be positive and finite", path, c, scale[c]);
+    float scale[LATENTS_STATS_MAX_C], bias[LATENTS_STATS_MAX_C];
+    if (s->C > LATENTS_STATS_MAX_C)
+        die("latents statistics for %d channels are not supported", s->C);
+    latents_stats_read(path, s->C, bias, scale);
     sit_set_latent_stats(s, params, bias, scale);
-    safetensors_close(st);
 }
 
 /* The reference takes the statistics from a file; for a VAE of our own we
@@ -151,7 +144,7 @@ static void load_latents_stats(const char *path, const sit *s, float *params)
 static void estimate_latents_stats(const train_data *d, const vae *v, const sit *s, float *params)
 {
     float bias[256], scale[256];
-    vae_latents_stats(&d->ds, v, 1024, bias, scale);
+    latents_stats_estimate_vae(&d->ds, v, 1024, bias, scale);
     sit_set_latent_stats(s, params, bias, scale);
 }
 

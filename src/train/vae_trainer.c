@@ -197,45 +197,4 @@ void vae_trainer_load(vae_trainer *t, const char *path, long long *epoch, long l
     safetensors_close(st);
 }
 
-/* ---- latents statistics ---- */
 
-void vae_latents_stats(const dataset *ds, const vae *v, int max_images, float *bias, float *scale)
-{
-    int n = ds->n < max_images ? ds->n : max_images, B = 32, C = v->cfg.z_channels;
-    int H = ds->height, W = ds->width, h, w;
-    if (C > 256)
-        die("latents statistics for %d channels are not supported", C);
-    if (n < 1)
-        die("'%s': no images to measure the latents statistics on", ds->source);
-    vae_latent_size(v, H, W, &h, &w);
-    size_t img = (size_t)ds->channels * H * W, lat = (size_t)C * h * w;
-    vae_plan plan = vae_plan_memory(v, VAE_PASS_ENCODE, B, H, W);
-    arena ar = arena_create(plan.saved + plan.scratch);
-    float *x = xmalloc(B * img * sizeof(float)), *mean = xmalloc(B * lat * sizeof(float)),
-          *std = xmalloc(B * lat * sizeof(float));
-    double s1[256] = {0}, s2[256] = {0};
-    long long cnt = 0;
-    rng r = rng_new(0, 0x5747415453ull);
-    for (int i0 = 0; i0 < n; i0 += B) {
-        int b_n = n - i0 < B ? n - i0 : B; /* the last batch may be short */
-        for (size_t k = 0; k < b_n * img; k++)
-            x[k] = ds->images[(size_t)i0 * img + k] / 127.5f - 1.0f;
-        vae_encode(v, x, mean, NULL, std, b_n, H, W, &ar);
-        for (int b = 0; b < b_n; b++)
-            for (int c = 0; c < C; c++)
-                for (int k = 0; k < h * w; k++) {
-                    size_t idx = (size_t)b * lat + (size_t)c * h * w + k;
-                    double z = mean[idx] + std[idx] * rng_normal(&r);
-                    s1[c] += z, s2[c] += z * z;
-                }
-        cnt += b_n;
-    }
-    double m = (double)cnt * h * w;
-    for (int c = 0; c < C; c++) {
-        double mu = s1[c] / m, var = s2[c] / m - mu * mu;
-        bias[c] = (float)mu;
-        scale[c] = (float)(1.0 / sqrt(var > 1e-12 ? var : 1e-12));
-    }
-    arena_free(&ar);
-    free(x), free(mean), free(std);
-}

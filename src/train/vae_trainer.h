@@ -88,10 +88,5 @@ void vae_trainer_save(const vae_trainer *t, const char *path, long long epoch, l
                       const char *args_json);
 void vae_trainer_load(vae_trainer *t, const char *path, long long *epoch, long long *position);
 
-/* Per-channel mean (bias) and 1/std (scale) of posterior samples z of the
- * first max_images images of ds (fixed noise stream, batches of 32): the
- * latents statistics a SiT's latent BatchNorm starts from (spec §3;
- * the reference's files for SD-VAE etc. come from its authors). */
-void vae_latents_stats(const dataset *ds, const vae *v, int max_images, float *bias, float *scale);
 
 #endif
