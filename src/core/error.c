@@ -158,6 +158,8 @@ void xfread_at(const char *f, int l, void *p, size_t size, size_t n, FILE *fp, c
 
 void xfwrite_at(const char *f, int l, const void *p, size_t size, size_t n, FILE *fp, const char *path)
 {
+    if (!size || !n) /* an empty array may come as NULL, which fwrite must not see */
+        return;
     if (fwrite(p, size, n, fp) != n)
         die_at(f, l, "'%s': write failed: %s (disk full?)", path, strerror(errno));
 }
