@@ -116,13 +116,7 @@ int cmd_reconstruct(int argc, char **argv)
     const char *prefix = load_vae(&o, &v);
     int Cv = v.cfg.in_channels;
     dataset ds;
-    if (!strcmp(o.data, "fashion-mnist"))
-        ds = dataset_fashion_mnist_first(FASHION_MNIST_DIR, o.data_split, o.image_size, o.channels ? o.channels : Cv,
-                                         o.max_images);
-    else
-        ds = dataset_read_shard(o.data);
-    if (o.max_images > 0)
-        dataset_truncate(&ds, o.max_images);
+    ds = dataset_open(o.data, o.data_split, o.image_size, o.channels ? o.channels : Cv, o.max_images);
     int N = ds.n, C = ds.channels, H = ds.height, W = ds.width, B = o.batch_size;
     if (C != Cv || v.cfg.out_ch != C)
         die("reconstruct: the VAE '%s' takes %d-channel images and makes %d-channel ones, but '%s' has %d channels",

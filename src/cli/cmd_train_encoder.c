@@ -378,15 +378,10 @@ int cmd_train_encoder(int argc, char **argv)
     /* Data: the test set, then (unless only evaluating) the training set through train_setup_data. */
     dataset test = {0};
     bool have_test = false;
-    if (o.eval_data) {
-        test = dataset_read_shard(o.eval_data);
-        have_test = true;
-    } else if (!strcmp(o.data, "fashion-mnist")) {
-        test = dataset_fashion_mnist(FASHION_MNIST_DIR, "test", o.image_size, o.channels);
+    if (o.eval_data || !strcmp(o.data, "fashion-mnist")) {
+        test = dataset_open(o.eval_data ? o.eval_data : o.data, "test", o.image_size, o.channels, o.max_eval_images);
         have_test = true;
     }
-    if (have_test && o.max_eval_images > 0)
-        dataset_truncate(&test, o.max_eval_images);
     if (o.evaluate) {
         if (!have_test)
             die("train-encoder --evaluate: no test data (give --eval-data, or --data fashion-mnist)");

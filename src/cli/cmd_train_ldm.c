@@ -31,16 +31,6 @@ static const char *usage =
     "trains a vanilla SiT.  The images (--data, the same order as the cache)\n"
     "are only read for the encoder's targets.";
 
-typedef struct ldm_options {
-    const char *latents, *data, *split, *vae_ckpt, *latents_stats, *enc_ckpt, *model, *path_type, *weighting;
-    const char *output_dir, *exp_name;
-    int image_size, channels, sit_depth, sit_hidden, sit_heads, sit_patch, encoder_depth, projector_dim;
-    int batch_size, preview_images, enc_heads;
-    float learning_rate, proj_coeff, cfg_prob, max_grad_norm, ema_decay, enc_mean, enc_std;
-    bool qk_norm;
-    long long max_train_steps, checkpointing_steps, sampling_steps, seed, resume_step;
-} ldm_options;
-
 
 /* What the run loop's callbacks need. */
 typedef struct ldm_run {
@@ -110,50 +100,40 @@ static void run_preview(void *ctx, long long step, const char *png, double *extr
     preview_grid(r->s, r->sp, r->v, &r->pc, r->H, r->W, r->grid, png);
 }
 
+/* train-ldm's flags: the shared training table's (same names, same JSON
+ * keys in args.json), those that mean something here, in this order. */
+static const char *const ldm_flags[] = {
+    "--data", "--data-split", "--image-size", "--channels", "--vae-ckpt", "--latents-stats", "--model", "--sit-depth",
+    "--sit-hidden", "--sit-heads", "--sit-patch", "--encoder-depth", "--projector-dim", "--qk-norm", "--enc-ckpt",
+    "--enc-heads", "--enc-mean", "--enc-std", "--proj-coeff", "--cfg-prob", "--path-type", "--weighting",
+    "--learning-rate", "--max-grad-norm", "--ema-decay", "--batch-size", "--max-train-steps", "--checkpointing-steps",
+    "--sampling-steps", "--preview-images", "--seed", "--output-dir", "--exp-name", "--resume-step"};
+
+static int ldm_options_table(train_options *o, option_spec *opts)
+{
+    opts[0] = (option_spec){"--latents", OPT_STRING, &o->latents, NULL, "latent cache from 'repae cache-latents'"};
+    int n = 1 + train_options_subset(o, opts + 1, ldm_flags, (int)(sizeof ldm_flags / sizeof ldm_flags[0]));
+    train_option_adjust(opts, n, "--data", NULL, "the images the cache was made from (encoder targets)");
+    train_option_adjust(opts, n, "--vae-ckpt", NULL, "the frozen VAE, only for preview grids (none: no previews)");
+    train_option_adjust(opts, n, "--latents-stats", NULL, "latents statistics file (none: measured on the cache)");
+    train_option_adjust(opts, n, "--enc-ckpt", NULL, "REPA encoder (none: vanilla SiT)");
+    train_option_adjust(opts, n, "--proj-coeff", NULL, "REPA weight (0: vanilla SiT)");
+    train_option_adjust(opts, n, "--learning-rate", NULL, "AdamW learning rate");
+    train_option_adjust(opts, n, "--sampling-steps", NULL, "preview every N steps (needs --vae-ckpt)");
+    train_option_adjust(opts, n, "--exp-name", "ldm-fmnist", NULL);
+    for (int i = 0; i < n; i++)
+        if (!strcmp(opts[i].name, "--batch-size"))
+            opts[i].min = 1; /* the BatchNorm is fixed here: one image per step is fine */
+    return n;
+}
+
 int cmd_train_ldm(int argc, char **argv)
 {
-    ldm_options o;
-    option_spec opts[] = {
-        {"--latents", OPT_STRING, &o.latents, NULL, "latent cache from 'repae cache-latents'"},
-        {"--data", OPT_STRING, &o.data, "fashion-mnist", "the images the cache was made from (encoder targets)"},
-        {"--data-split", OPT_CHOICE, &o.split, "train", "Fashion-MNIST split", .choices = "train|test"},
-        {"--image-size", OPT_INT, &o.image_size, "32", "Fashion-MNIST padding size", .min = 28, .max = 1024},
-        {"--channels", OPT_INT, &o.channels, "1", "Fashion-MNIST channels", .min = 1, .max = 3},
-        {"--vae-ckpt", OPT_STRING, &o.vae_ckpt, NULL, "the frozen VAE, only for preview grids (none: no previews)"},
-        {"--latents-stats", OPT_STRING, &o.latents_stats, NULL, "latents statistics file (none: measured on the cache)"},
-        {"--model", OPT_STRING, &o.model, "custom", "SiT preset (SiT-B/2, ...) or 'custom' (--sit-*)"},
-        {"--sit-depth", OPT_INT, &o.sit_depth, "6", "custom SiT: blocks", .min = 1, .max = 64},
-        {"--sit-hidden", OPT_INT, &o.sit_hidden, "384", "custom SiT: width", .min = 8, .max = 8192},
-        {"--sit-heads", OPT_INT, &o.sit_heads, "6", "custom SiT: heads", .min = 1, .max = 128},
-        {"--sit-patch", OPT_INT, &o.sit_patch, "2", "custom SiT: patch size", .min = 1, .max = 16},
-        {"--encoder-depth", OPT_INT, &o.encoder_depth, "2", "block the projector reads (1-based)", .min = 1, .max = 64},
-        {"--projector-dim", OPT_INT, &o.projector_dim, "2048", "REPA projector width", .min = 1, .max = 16384},
-        {"--qk-norm", OPT_FLAG, &o.qk_norm, NULL, "LayerNorm on queries and keys"},
-        {"--enc-ckpt", OPT_STRING, &o.enc_ckpt, NULL, "REPA encoder (none: vanilla SiT)"},
-        {"--enc-heads", OPT_INT, &o.enc_heads, "0", "encoder heads (0: from the width)", .min = 0, .max = 128},
-        {"--enc-mean", OPT_FLOAT, &o.enc_mean, "0.5", "1-channel encoder input mean", .min = -10, .max = 10},
-        {"--enc-std", OPT_FLOAT, &o.enc_std, "0.5", "1-channel encoder input std", .min = 1e-6, .max = 10},
-        {"--proj-coeff", OPT_FLOAT, &o.proj_coeff, "0.5", "REPA weight (0: vanilla SiT)", .min = 0, .max = 100},
-        {"--cfg-prob", OPT_FLOAT, &o.cfg_prob, "0.1", "label dropout probability", .min = 0, .max = 1},
-        {"--path-type", OPT_CHOICE, &o.path_type, "linear", "interpolant", .choices = "linear|cosine"},
-        {"--weighting", OPT_CHOICE, &o.weighting, "uniform", "time sampling", .choices = "uniform|lognormal"},
-        {"--learning-rate", OPT_FLOAT, &o.learning_rate, "1e-4", "AdamW learning rate", .min = 0, .max = 1},
-        {"--max-grad-norm", OPT_FLOAT, &o.max_grad_norm, "1.0", "gradient clipping", .min = 0, .max = 1e9},
-        {"--ema-decay", OPT_FLOAT, &o.ema_decay, "0.9999", "EMA decay", .min = 0, .max = 1},
-        {"--batch-size", OPT_INT, &o.batch_size, "32", "batch size", .min = 1, .max = 65536},
-        {"--max-train-steps", OPT_INT64, &o.max_train_steps, "1000", "training steps", .min = 1, .max = 1e12},
-        {"--checkpointing-steps", OPT_INT64, &o.checkpointing_steps, "500", "checkpoint every N steps", .min = 0,
-         .max = 1e12},
-        {"--sampling-steps", OPT_INT64, &o.sampling_steps, "500", "preview every N steps (needs --vae-ckpt)",
-         .min = 0, .max = 1e12},
-        {"--preview-images", OPT_INT, &o.preview_images, "64", "images per preview grid", .min = 1, .max = 1024},
-        {"--seed", OPT_INT64, &o.seed, "0", "random seed", .min = 0, .max = 9e18},
-        {"--output-dir", OPT_STRING, &o.output_dir, "exps", "where runs go"},
-        {"--exp-name", OPT_STRING, &o.exp_name, "ldm-fmnist", "run name"},
-        {"--resume-step", OPT_INT64, &o.resume_step, "0", "resume from this checkpoint (-1: the latest)", .min = -1,
-         .max = 1e12},
-    };
-    int n = N_OPTS(opts);
+    train_options o;
+    memset(&o, 0, sizeof o);
+    o.bn_momentum = sit_config_default().bn_momentum; /* unused: the BatchNorm is fixed (eval) here */
+    option_spec opts[TRAIN_MAX_OPTS];
+    int n = ldm_options_table(&o, opts);
     if (options_parse("train-ldm", usage, opts, n, argc, argv) != 1)
         die("train-ldm: unexpected positional argument '%s'", argv[1]);
     if (!o.latents)
@@ -161,9 +141,8 @@ int cmd_train_ldm(int argc, char **argv)
     char *args_json = options_to_json(opts, n);
 
     latent_cache lc = latent_cache_read(o.latents);
-    train_options to = {.data = o.data, .data_split = o.split, .image_size = o.image_size, .channels = o.channels};
     train_data data;
-    train_setup_data(&to, &data);
+    train_setup_data(&o, &data);
     if (data.ds.n < lc.n)
         die("train-ldm: '%s' has %d latents but '%s' only %d images", o.latents, lc.n, data.ds.source, data.ds.n);
     data.ds.n = lc.n;
@@ -174,28 +153,12 @@ int cmd_train_ldm(int argc, char **argv)
 
     vit enc;
     bool have_enc = o.enc_ckpt && o.proj_coeff > 0;
-    if (have_enc) {
-        safetensors *st = weights_open(o.enc_ckpt);
-        int size = data.ds.channels == 3 ? 224 * data.ds.height / 256 : data.ds.height;
-        if (size < 14)
-            size = data.ds.height;
-        vit_from_checkpoint(&enc, st, "", size, o.enc_heads, PARAM_ALLOW_EXTRA);
-        safetensors_close(st);
-    }
+    if (have_enc)
+        train_load_encoder(o.enc_ckpt, data.ds.channels, data.ds.height, o.enc_heads, &enc);
     train_check_channels(data.ds.source, data.ds.channels, NULL, NULL, have_enc ? &enc : NULL, o.enc_ckpt);
-    sit_config sc = sit_config_default();
-    if (strcmp(o.model, "custom") != 0) {
-        if (sit_config_preset(&sc, o.model) != 0)
-            die("--model: unknown SiT preset '%s'", o.model);
-    } else
-        sc.depth = o.sit_depth, sc.hidden = o.sit_hidden, sc.heads = o.sit_heads, sc.patch = o.sit_patch;
     if (lc.h != lc.w)
         die("'%s': non-square latents are not supported", o.latents);
-    sc.in_channels = lc.C, sc.input_size = lc.h, sc.num_classes = data.ds.num_classes;
-    sc.class_dropout_prob = o.cfg_prob, sc.encoder_depth = o.encoder_depth, sc.projector_dim = o.projector_dim;
-    sc.qk_norm = o.qk_norm, sc.n_encoders = have_enc ? 1 : 0;
-    if (have_enc)
-        sc.z_dims[0] = enc.cfg.embed_dim;
+    sit_config sc = train_sit_config(&o, lc.C, lc.h, data.ds.num_classes, have_enc ? &enc : NULL);
     sit_config_check(&sc);
     sit s;
     sit_build(&s, &sc);

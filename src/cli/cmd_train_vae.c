@@ -57,20 +57,10 @@ static const char *const vae_flags[] = {
 
 static int vae_options_table(train_options *o, option_spec *opts, int *stats_images, const char **save_dtype)
 {
-    option_spec all[TRAIN_MAX_OPTS];
-    int n_all = train_options_table(o, all, TRAIN_KIND_REPAE), n = 0;
-    for (size_t k = 0; k < sizeof vae_flags / sizeof vae_flags[0]; k++)
-        for (int i = 0; i < n_all; i++)
-            if (!strcmp(all[i].name, vae_flags[k])) {
-                opts[n] = all[i];
-                if (!strcmp(opts[n].name, "--exp-name"))
-                    opts[n].default_value = "vae-fmnist";
-                else if (!strcmp(opts[n].name, "--preview-images"))
-                    opts[n].help = "held-out images reconstructed for the grid and PSNR/SSIM";
-                else if (!strcmp(opts[n].name, "--sampling-steps"))
-                    opts[n].help = "reconstruction grid and PSNR every N steps (and at step 1)";
-                n++;
-            }
+    int n = train_options_subset(o, opts, vae_flags, (int)(sizeof vae_flags / sizeof vae_flags[0]));
+    train_option_adjust(opts, n, "--exp-name", "vae-fmnist", NULL);
+    train_option_adjust(opts, n, "--preview-images", NULL, "held-out images reconstructed for the grid and PSNR/SSIM");
+    train_option_adjust(opts, n, "--sampling-steps", NULL, "reconstruction grid and PSNR every N steps (and at step 1)");
     opts[n++] = (option_spec){"--stats-images", OPT_INT, stats_images, "10000",
                               "training images the final latents statistics are measured on", .min = 1,
                               .max = 1e9};
@@ -86,10 +76,8 @@ static dataset held_out_images(const train_options *o, train_data *data, int n)
 {
     dataset h;
     if (!strcmp(o->data, "fashion-mnist")) {
-        h = dataset_fashion_mnist(FASHION_MNIST_DIR, !strcmp(o->data_split, "train") ? "test" : "train",
-                                  o->image_size, o->channels);
-        dataset_truncate(&h, n);
-        return h;
+        return dataset_open(o->data, !strcmp(o->data_split, "train") ? "test" : "train", o->image_size, o->channels,
+                            n);
     }
     dataset *d = &data->ds;
     if (d->n < n + o->batch_size)

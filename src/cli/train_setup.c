@@ -10,6 +10,7 @@
 #include "core/dist.h"
 #include "core/error.h"
 #include "core/rng.h"
+#include "models/encoder_preprocess.h"
 #include "train/latents_stats.h"
 #include "train/vae_trainer.h"
 #include "io/weights_file.h"
@@ -18,7 +19,12 @@ int train_options_table(train_options *o, option_spec *opts, train_kind kind)
 {
     (void)kind;
     int n = 0;
-#define OPT(...) opts[n++] = (option_spec){__VA_ARGS__}
+#define OPT(...)                                                                                                      \
+    do {                                                                                                              \
+        if (n >= TRAIN_MAX_OPTS)                                                                                      \
+            die("internal: more than %d training options", TRAIN_MAX_OPTS);                                          \
+        opts[n++] = (option_spec){__VA_ARGS__};                                                                       \
+    } while (0)
     OPT("--data", OPT_STRING, &o->data, "fashion-mnist", "dataset: 'fashion-mnist' or a shard from 'repae prepare'");
     OPT("--data-split", OPT_CHOICE, &o->data_split, "train", "Fashion-MNIST split", .choices = "train|test");
     OPT("--image-size", OPT_INT, &o->image_size, "32", "Fashion-MNIST images are padded to this size", .min = 28,
@@ -98,12 +104,7 @@ int train_options_table(train_options *o, option_spec *opts, train_kind kind)
 void train_setup_data(const train_options *o, train_data *d)
 {
     memset(d, 0, sizeof *d);
-    if (!strcmp(o->data, "fashion-mnist"))
-        d->ds = dataset_fashion_mnist(FASHION_MNIST_DIR, o->data_split, o->image_size, o->channels);
-    else
-        d->ds = dataset_read_shard(o->data);
-    if (o->max_images > 0)
-        dataset_truncate(&d->ds, o->max_images);
+    d->ds = dataset_open(o->data, o->data_split, o->image_size, o->channels, o->max_images);
 }
 
 void train_data_free(train_data *d) { dataset_free(&d->ds); }
@@ -225,36 +226,13 @@ void train_setup_models(const train_options *o, const train_data *d, train_model
         die("non-square latents (%d×%d) are not supported", h, w);
     /* Encoder */
     if (o->enc_ckpt) {
-        safetensors *st = weights_open(o->enc_ckpt);
-        int size = C == 3 ? 224 * d->ds.height / 256 : d->ds.height;
-        if (C == 3 && size < 14)
-            size = d->ds.height; /* small images: the encoder runs at their own size */
-        vit_from_checkpoint(&m->vit, st, "", size, o->enc_heads, PARAM_ALLOW_EXTRA);
-        safetensors_close(st);
+        train_load_encoder(o->enc_ckpt, C, d->ds.height, o->enc_heads, &m->vit);
         m->enc = true;
     }
     train_check_channels(d->ds.source, C, &m->vae, o->vae_ckpt ? o->vae_ckpt : "from the flags", m->enc ? &m->vit : NULL,
                          o->enc_ckpt);
     /* SiT */
-    sit_config sc = sit_config_default();
-    if (strcmp(o->model, "custom") != 0) {
-        if (sit_config_preset(&sc, o->model) != 0)
-            die("--model: unknown SiT preset '%s'", o->model);
-    } else {
-        sc.depth = o->sit_depth, sc.hidden = o->sit_hidden, sc.heads = o->sit_heads;
-        sc.patch = o->sit_patch;
-    }
-    sc.in_channels = m->vae.cfg.z_channels;
-    sc.input_size = h;
-    sc.num_classes = d->ds.num_classes;
-    sc.class_dropout_prob = o->cfg_prob;
-    sc.encoder_depth = o->encoder_depth;
-    sc.projector_dim = o->projector_dim;
-    sc.qk_norm = o->qk_norm;
-    sc.bn_momentum = o->bn_momentum;
-    sc.n_encoders = m->enc ? 1 : 0;
-    if (m->enc)
-        sc.z_dims[0] = m->vit.cfg.embed_dim;
+    sit_config sc = train_sit_config(o, m->vae.cfg.z_channels, h, d->ds.num_classes, m->enc ? &m->vit : NULL);
     sit_config_check(&sc);
     sit_build(&m->sit, &sc);
     m->sit_params = param_alloc(&m->sit.table);
@@ -320,6 +298,68 @@ uint16_t *param_save_as(st_writer *w, const param_table *t, const float *params,
         st_writer_add(w, e->name, ST_F16, e->ndim, e->shape, half + e->offset);
     }
     return half;
+}
+
+int train_options_subset(train_options *o, option_spec *opts, const char *const *names, int n_names)
+{
+    option_spec all[TRAIN_MAX_OPTS];
+    int n_all = train_options_table(o, all, TRAIN_KIND_REPAE), n = 0;
+    for (int k = 0; k < n_names; k++) {
+        int i = 0;
+        while (i < n_all && strcmp(all[i].name, names[k]) != 0)
+            i++;
+        if (i == n_all)
+            die("internal: no training option '%s'", names[k]);
+        if (n >= TRAIN_MAX_OPTS)
+            die("internal: more than %d training options", TRAIN_MAX_OPTS);
+        opts[n++] = all[i];
+    }
+    return n;
+}
+
+void train_option_adjust(option_spec *opts, int n, const char *name, const char *default_value, const char *help)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(opts[i].name, name)) {
+            if (default_value)
+                opts[i].default_value = default_value;
+            if (help)
+                opts[i].help = help;
+            return;
+        }
+    die("internal: no option '%s' to adjust", name);
+}
+
+sit_config train_sit_config(const train_options *o, int in_channels, int input_size, int num_classes,
+                            const vit *enc)
+{
+    sit_config sc = sit_config_default();
+    if (strcmp(o->model, "custom") != 0) {
+        if (sit_config_preset(&sc, o->model) != 0)
+            die("--model: unknown SiT preset '%s'", o->model);
+    } else {
+        sc.depth = o->sit_depth, sc.hidden = o->sit_hidden, sc.heads = o->sit_heads;
+        sc.patch = o->sit_patch;
+    }
+    sc.in_channels = in_channels;
+    sc.input_size = input_size;
+    sc.num_classes = num_classes;
+    sc.class_dropout_prob = o->cfg_prob;
+    sc.encoder_depth = o->encoder_depth;
+    sc.projector_dim = o->projector_dim;
+    sc.qk_norm = o->qk_norm;
+    sc.bn_momentum = o->bn_momentum;
+    sc.n_encoders = enc ? 1 : 0;
+    if (enc)
+        sc.z_dims[0] = enc->cfg.embed_dim;
+    return sc;
+}
+
+void train_load_encoder(const char *path, int C, int H, int heads, vit *enc)
+{
+    safetensors *st = weights_open(path);
+    vit_from_checkpoint(enc, st, "", encoder_train_input_size(C, H), heads, PARAM_ALLOW_EXTRA);
+    safetensors_close(st);
 }
 
 int train_local_batch(const char *command, int global_batch)

@@ -19,6 +19,7 @@
 typedef enum train_kind { TRAIN_KIND_REPAE } train_kind;
 
 typedef struct train_options {
+    const char *latents; /* train-ldm: the latent cache */
     /* data */
     const char *data; /* "fashion-mnist" or a shard written by `repae prepare` */
     const char *data_split;
@@ -67,8 +68,22 @@ typedef struct train_models {
     float *lpips_params; /* NULL: no LPIPS */
 } train_models;
 
-/* Fills opts (pointing into *o) and returns their count. */
+/* Fills opts (pointing into *o; at most TRAIN_MAX_OPTS) and returns their count. */
 int train_options_table(train_options *o, option_spec *opts, train_kind kind);
+/* The entries of the shared table named in `names`, in that order (a command
+ * that uses only some of them: train-vae, train-ldm); dies on a name the
+ * table lacks.  Returns the count; opts has room for TRAIN_MAX_OPTS. */
+int train_options_subset(train_options *o, option_spec *opts, const char *const *names, int n_names);
+/* Changes an entry's default and help (NULL: keep) in a table from the above. */
+void train_option_adjust(option_spec *opts, int n, const char *name, const char *default_value, const char *help);
+/* The SiT the flags describe (--model preset or the custom --sit-*), for
+ * latents of in_channels × input_size² and num_classes classes, with a
+ * projector for the encoder (NULL: none). */
+sit_config train_sit_config(const train_options *o, int in_channels, int input_size, int num_classes,
+                            const vit *enc);
+/* The REPA encoder of --enc-ckpt for C-channel H×H images (input size from
+ * encoder_train_input_size). */
+void train_load_encoder(const char *path, int C, int H, int heads, vit *enc);
 void train_setup_data(const train_options *o, train_data *d);
 void train_data_free(train_data *d);
 /* Builds/loads every model; sets the SiT's latent BatchNorm from

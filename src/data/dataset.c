@@ -85,6 +85,18 @@ dataset dataset_fashion_mnist_first(const char *dir, const char *split, int size
 static uint32_t get_u32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
 static void put_u32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i)); }
 
+dataset dataset_open(const char *name, const char *split, int size, int channels, int max_images)
+{
+    dataset d;
+    if (!strcmp(name, "fashion-mnist"))
+        d = dataset_fashion_mnist_first(FASHION_MNIST_DIR, split, size, channels, max_images);
+    else
+        d = dataset_read_shard(name);
+    if (max_images > 0)
+        dataset_truncate(&d, max_images);
+    return d;
+}
+
 dataset dataset_read_shard(const char *path)
 {
     FILE *f = xfopen(path, "rb");

@@ -33,6 +33,10 @@ dataset dataset_fashion_mnist_first(const char *dir, const char *split, int size
  * suggesting `hint` when it exceeds the machine's memory. */
 uint8_t *dataset_alloc_images(size_t n, size_t bytes_per_image, const char *source, const char *hint);
 dataset dataset_read_shard(const char *path);
+/* What a --data flag names: "fashion-mnist" (the given split, padded to
+ * size, replicated to channels) or a shard from `repae prepare`; at most
+ * max_images (0: all), applied before padding. */
+dataset dataset_open(const char *name, const char *split, int size, int channels, int max_images);
 void dataset_write_shard(const dataset *d, const char *path); /* atomic */
 /* Keeps the first n images (tests, quick runs). */
 void dataset_truncate(dataset *d, int n);
