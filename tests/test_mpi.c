@@ -1,7 +1,8 @@
 /* Data parallelism over MPI (src/core/dist.c), run with `mpirun -np 2`:
  *  - SyncBatchNorm forward and backward on two ranks equal BatchNorm on the
  *    concatenated batch (this program relaunches itself under mpirun);
- *  - `train-ldm` and `train` (REPA-E with an encoder, no discriminator) on 2
+ *  - `train-ldm`, `train-vae` (no discriminator) and `train` (REPA-E with an
+ *    encoder, no discriminator) on 2
  *    ranks at global batch 8 equal 1 process at batch 8: every logged value
  *    per step and the final parameters;
  *  - `sample` and `cache-latents` on 2 ranks write byte-identical files to 1
@@ -206,6 +207,19 @@ static void test_train_two_ranks_equal_one(void)
     compare_runs("train", "one/metrics.jsonl", "two/metrics.jsonl", 6, 1e-4);
 }
 
+static void test_train_vae_two_ranks_equal_one(void)
+{
+    char cmd[2048], err[8192];
+    const char *v = "train-vae --max-images 64 --batch-size 8 --vae-ch 8 --vae-norm-groups 4 --vae-ch-mult 1,2,2 "
+                    "--no-disc --preview-images 8 --stats-images 16 --sampling-steps 0 --checkpointing-steps 3 "
+                    "--max-train-steps 6 --vae-learning-rate 1e-4";
+    snprintf(cmd, sizeof cmd, "%s %s --output-dir %s --exp-name vae1", bin, v, tmp);
+    CHECK(sh(cmd, err, sizeof err) == 0, "1-process train-vae failed: %s", err);
+    snprintf(cmd, sizeof cmd, "%s %s %s --output-dir %s --exp-name vae2", mpirun, bin, v, tmp);
+    CHECK(sh(cmd, err, sizeof err) == 0, "2-rank train-vae failed: %s", err);
+    compare_runs("train-vae", "vae1/metrics.jsonl", "vae2/metrics.jsonl", 6, 1e-4);
+}
+
 static void test_train_ldm_and_sample(void)
 {
     char cmd[2048], err[8192];
@@ -252,9 +266,9 @@ static void test_failures(void)
     int rc = sh(cmd, err, sizeof err);
     CHECK(rc != 0 && strstr(err, "--batch-size 7: the global batch must divide evenly over the 2 processes"),
           "indivisible batch (status %d): %s", rc, err);
-    snprintf(cmd, sizeof cmd, "%s %s train-vae --output-dir %s", mpirun, bin, tmp);
+    snprintf(cmd, sizeof cmd, "%s %s train-encoder --output-dir %s", mpirun, bin, tmp);
     rc = sh(cmd, err, sizeof err);
-    CHECK(rc != 0 && strstr(err, "'train-vae' does not run over several processes yet"),
+    CHECK(rc != 0 && strstr(err, "'train-encoder' does not run over several processes yet"),
           "a one-process command under mpirun (status %d): %s", rc, err);
     /* Kill rank 1 after the first checkpoint: everything ends, non-zero, within seconds. */
     snprintf(cmd, sizeof cmd,
@@ -295,6 +309,7 @@ int main(int argc, char **argv)
     }
     RUN(test_sync_batch_norm);
     RUN(test_train_two_ranks_equal_one);
+    RUN(test_train_vae_two_ranks_equal_one);
     RUN(test_train_ldm_and_sample);
     RUN(test_failures);
     char cmd[128];

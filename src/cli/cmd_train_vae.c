@@ -19,6 +19,7 @@
 
 #include "cli/commands.h"
 #include "cli/train_setup.h"
+#include "core/dist.h"
 #include "core/error.h"
 #include "core/options.h"
 #include "data/loader.h"
@@ -189,6 +190,14 @@ static void run_load(void *ctx, const char *path, long long *epoch, long long *p
 
 static long long run_current_step(void *ctx) { return ((vae_run *)ctx)->t.step; }
 
+static void run_check_same(void *ctx)
+{
+    vae_run *r = ctx;
+    dist_check_same(r->t.vae->params, r->t.vae->table.total, "the VAE parameters");
+    if (r->t.loss.disc)
+        dist_check_same(r->t.loss.disc_params, r->t.loss.disc->table.total, "the discriminator parameters");
+}
+
 static void run_preview(void *ctx, long long step, const char *png, double *extras)
 {
     vae_run *r = ctx;
@@ -265,7 +274,7 @@ int cmd_train_vae(int argc, char **argv)
     run_dir rd;
     run_dir_open(&rd, "train-vae", o.output_dir, o.exp_name, true);
     vae_trainer_config tc = vae_trainer_config_default();
-    tc.batch = o.batch_size;
+    tc.batch = train_local_batch("train-vae", o.batch_size);
     tc.learning_rate = o.vae_learning_rate;
     tc.disc_learning_rate = o.disc_learning_rate;
     tc.max_grad_norm = o.max_grad_norm;
@@ -279,7 +288,7 @@ int cmd_train_vae(int argc, char **argv)
     vae_run r = {.held = &held, .args_json = args_json, .kl_weight = o.kl_weight, .psnr = NAN, .ssim = NAN};
     vae_trainer_init(&r.t, &tc, &v, nets.disc_params ? &nets.disc : NULL, nets.disc_params,
                      nets.lpips_params ? &nets.lp : NULL, nets.lpips_params, H, W, C, eval_batch);
-    r.ld = loader_create(&data.ds, o.batch_size, (uint64_t)o.seed, 0, 1);
+    r.ld = loader_create(&data.ds, tc.batch, (uint64_t)o.seed, dist_rank(), dist_world());
 
     int h, w;
     vae_latent_size(&v, H, W, &h, &w);
@@ -297,17 +306,18 @@ int cmd_train_vae(int argc, char **argv)
     fflush(stdout);
 
     size_t img = (size_t)C * H * W;
-    r.images = xmalloc((size_t)o.batch_size * img);
-    r.labels = xmalloc((size_t)o.batch_size * sizeof(int32_t));
+    r.images = xmalloc((size_t)tc.batch * img);
+    r.labels = xmalloc((size_t)tc.batch * sizeof(int32_t));
     r.recon = xmalloc((size_t)held.n * img);
     r.grid = xmalloc((size_t)((held.n + 7) / 8) * 16 * img);
     run_loop rl = {.command = "train-vae", .dir = &rd, .data = &r.ld, .max_steps = o.max_train_steps,
                    .checkpoint_every = o.checkpointing_steps, .preview_every = o.sampling_steps,
                    .preview_first = true, .n_logs = VAE_TRAIN_N_LOGS, .log_names = vae_train_log_names,
                    .n_extras = 2, .extra_names = vae_extra_names, .ctx = &r, .step = run_step, .status = run_status,
-                   .save = run_save, .load = run_load, .current_step = run_current_step, .preview = run_preview};
+                   .save = run_save, .load = run_load, .current_step = run_current_step, .preview = run_preview,
+                   .check_same = run_check_same};
     int exit_code = run_loop_run(&rl, o.resume_step, args_json);
-    if (!run_loop_stop_signal() && exit_code == 0)
+    if (!run_loop_stop_signal() && exit_code == 0 && dist_rank() == 0)
         write_final_files(&o, &rd, &r, &data, &nets, stats_images, save_dtype);
     free(r.images), free(r.labels), free(r.recon), free(r.grid), free(args_json);
     loader_free(&r.ld);

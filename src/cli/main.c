@@ -17,7 +17,7 @@ static const struct {
     {"sample", cmd_sample, "generate images (ODE/SDE, CFG) into PNGs and an ADM .npz", 1},
     {"forward", cmd_forward, "run a VAE, SiT or ViT on tensors from a file (checks converted weights)"},
     {"train", cmd_train, "end-to-end REPA-E training (VAE + SiT + discriminator)", 1},
-    {"train-vae", cmd_train_vae, "pre-train a VAE from scratch with the regularisation loss (L1+LPIPS+KL+GAN)"},
+    {"train-vae", cmd_train_vae, "pre-train a VAE from scratch with the regularisation loss (L1+LPIPS+KL+GAN)", 1},
     {"train-encoder", cmd_train_encoder, "train a small DINOv2-style ViT classifier as the REPA target encoder"},
     {"export-vae", cmd_export_vae, "write the VAE and its latents statistics (EMA BatchNorm) of a REPA-E checkpoint"},
     {"prepare", cmd_prepare, "pack Fashion-MNIST or an image folder (ADM centre crop) into a shard or an ADM .npz"},
@@ -54,7 +54,7 @@ int main(int argc, char **argv)
             if (dist_world() > 1 && !commands[i].parallel) {
                 if (dist_rank() == 0)
                     fprintf(stderr, "repae: error: '%s' does not run over several processes yet; run it without "
-                                    "mpirun (train, train-ldm, sample and cache-latents do)\n", argv[1]);
+                                    "mpirun (train, train-vae, train-ldm, sample and cache-latents do)\n", argv[1]);
                 return 1;
             }
             return commands[i].run(argc - 1, argv + 1);

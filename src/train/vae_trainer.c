@@ -1,15 +1,15 @@
 #include "train/vae_trainer.h"
 
-#include "train/checkpoint_file.h"
-
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/dist.h"
 #include "core/error.h"
 #include "core/rng.h"
+#include "train/checkpoint_file.h"
 #include "io/image.h"
 
 #define STREAM_VAE_EPS 0x56414500000000ull /* "VAE": the posterior noise of step k */
@@ -48,6 +48,8 @@ static size_t plan_bytes(const vae_trainer *t)
     size_t loss = vae_loss_plan_bytes(&t->loss);
     size_t train = 2 * arena_round(B * img * sizeof(float)) + 2 * arena_round(B * lat * sizeof(float)) + vp.saved +
                    (vp.scratch > loss ? vp.scratch : loss);
+    if (dist_world() > 1) /* this rank's rows of the global batch's posterior noise */
+        train += arena_round(B * lat * sizeof(float));
     size_t eval = 0;
     if (E > 0) {
         vae_plan pe = vae_plan_memory(t->vae, VAE_PASS_ENCODE, E, t->H, t->W);
@@ -102,6 +104,20 @@ void vae_trainer_step(vae_trainer *t, const uint8_t *images, const float *eps, v
     arena_reset(ar, 0);
     memset(logs, 0, sizeof *logs);
     rng vae_rng = rng_new(c->seed, STREAM_VAE_EPS + (uint64_t)t->step);
+    /* Over several processes: this rank's rows j = rank + world·k of the
+     * global batch's posterior noise, so a step equals the one-process step
+     * on the global batch. */
+    if (dist_world() > 1 && !eps) {
+        int world = dist_world(), rank = dist_rank();
+        size_t lat = n_lat / (size_t)B;
+        float *mine = arena_floats(ar, n_lat), *row = xmalloc(lat * sizeof(float));
+        for (int j = 0; j < B * world; j++) {
+            bool own = j >= rank && (j - rank) % world == 0;
+            rng_normal_fill(&vae_rng, own ? mine + (size_t)((j - rank) / world) * lat : row, lat);
+        }
+        free(row);
+        eps = mine;
+    }
 
     float *x = arena_floats(ar, n_img), *d_recon = arena_zeros(ar, n_img);
     float *d_mean = arena_zeros(ar, n_lat), *d_logvar = arena_zeros(ar, n_lat);
@@ -115,6 +131,7 @@ void vae_trainer_step(vae_trainer *t, const uint8_t *images, const float *eps, v
                                         &logs->loss);
     grad_zero(&t->vae->table, t->vae_grads);
     vae_backward(t->vae, va, d_recon, NULL, d_mean, d_logvar, t->vae_grads, NULL, ar);
+    dist_allreduce_mean(t->vae_grads, t->vae->table.total); /* data parallel: the global batch's gradient */
     logs->grad_norm_vae = grad_clip(&t->vae->table, t->vae_grads, c->max_grad_norm);
     adamw_step(&t->opt_vae, t->vae->params, t->vae_grads);
 
