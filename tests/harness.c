@@ -359,3 +359,40 @@ int expect_command_fails(const char *cmd, const char *expected_substring)
     int rc = run_command(cmd, NULL, 0, err, sizeof err);
     return check_failure(cmd, rc, err, expected_substring);
 }
+
+static char tmp_dir_path[64];
+static pid_t tmp_dir_owner;
+
+/* Only the process that made it: death tests fork children that exit too. */
+static void remove_tmp_dir(void)
+{
+    if (getpid() != tmp_dir_owner)
+        return;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_dir_path);
+    if (tmp_dir_path[0] && system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", tmp_dir_path);
+}
+
+const char *test_tmp_dir(const char *tag)
+{
+    if (!tmp_dir_path[0]) {
+        snprintf(tmp_dir_path, sizeof tmp_dir_path, "/tmp/repae_%.20s_XXXXXX", tag);
+        if (!mkdtemp(tmp_dir_path)) {
+            fprintf(stderr, "mkdtemp(%s) failed\n", tmp_dir_path);
+            exit(1);
+        }
+        tmp_dir_owner = getpid();
+        atexit(remove_tmp_dir);
+    }
+    return tmp_dir_path;
+}
+
+const char *test_tmp_path(const char *name)
+{
+    static char bufs[8][512];
+    static int k;
+    char *p = bufs[k++ % 8];
+    snprintf(p, 512, "%s/%s", test_tmp_dir("test"), name);
+    return p;
+}

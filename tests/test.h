@@ -93,4 +93,10 @@ int run_command(const char *cmd, char *out, size_t out_size, char *err, size_t e
 int expect_die(const char *what, void (*fn)(void *), void *ctx, const char *expected_substring);
 int expect_command_fails(const char *cmd, const char *expected_substring);
 
+/* A scratch folder /tmp/repae_<tag>_XXXXXX, made on the first call and
+ * removed (with everything in it) when the test program exits; test_tmp_path
+ * returns "<folder>/<name>" in one of 8 rotating buffers. */
+const char *test_tmp_dir(const char *tag);
+const char *test_tmp_path(const char *name);
+
 #endif

@@ -28,7 +28,8 @@
 #include "io/safetensors.h"
 #include "test.h"
 
-static char tmp[64], bin[256];
+static const char *tmp;
+static char bin[256];
 
 #define TINY_SIT "--sit-depth 2 --sit-hidden 32 --sit-heads 2 --projector-dim 32 --encoder-depth 1"
 #define STEPS 6
@@ -247,19 +248,11 @@ int main(void)
 {
     const char *b = getenv("BUILD");
     snprintf(bin, sizeof bin, "%s/repae", b && *b ? b : "build");
-    snprintf(tmp, sizeof tmp, "/tmp/repae_crash_XXXXXX");
-    if (!mkdtemp(tmp)) {
-        CHECK(0, "mkdtemp failed");
-        return test_summary();
-    }
+    tmp = test_tmp_dir("crash");
     RUN(test_train_killed);
     RUN(test_train_vae_killed);
     RUN(test_train_ldm_killed);
     RUN(test_full_disk);
     RUN(test_read_only_folder);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", tmp);
     return test_summary();
 }

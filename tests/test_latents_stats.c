@@ -10,7 +10,7 @@
 #include "test.h"
 #include "train/latents_stats.h"
 
-static char tmp[64];
+static const char *tmp;
 
 static const char *write_stats(const char *name, int ndim, const int64_t *shape, const float *scale,
                                const float *bias)
@@ -76,16 +76,8 @@ static void test_from_bn(void)
 
 int main(void)
 {
-    snprintf(tmp, sizeof tmp, "/tmp/repae_lstats_XXXXXX");
-    if (!mkdtemp(tmp)) {
-        CHECK(0, "mkdtemp failed");
-        return test_summary();
-    }
+    tmp = test_tmp_dir("lstats");
     RUN(test_shapes_and_round_trip);
     RUN(test_from_bn);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", tmp);
     return test_summary();
 }

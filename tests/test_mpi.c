@@ -36,18 +36,11 @@
 #include "ops/sync_batch_norm.h"
 #include "test.h"
 
-static char tmp[64];
+static const char *tmp;
 static char bin[256];
 static const char *mpirun = "mpirun --oversubscribe -np 2";
 
-static const char *tmp_path(const char *name)
-{
-    static char bufs[8][512];
-    static int k;
-    char *p = bufs[k++ % 8];
-    snprintf(p, 512, "%s/%s", tmp, name);
-    return p;
-}
+#define tmp_path test_tmp_path
 
 /* ---- the rank side: SyncBatchNorm against BatchNorm on the whole batch ---------------- */
 
@@ -302,19 +295,11 @@ int main(int argc, char **argv)
         setenv("OMP_NUM_THREADS", "1", 1);
     const char *b = getenv("BUILD");
     snprintf(bin, sizeof bin, "%s/repae", b && *b ? b : "build");
-    snprintf(tmp, sizeof tmp, "/tmp/repae_mpi_XXXXXX");
-    if (!mkdtemp(tmp)) {
-        CHECK(0, "mkdtemp failed");
-        return test_summary();
-    }
+    tmp = test_tmp_dir("mpi");
     RUN(test_sync_batch_norm);
     RUN(test_train_two_ranks_equal_one);
     RUN(test_train_vae_two_ranks_equal_one);
     RUN(test_train_ldm_and_sample);
     RUN(test_failures);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", tmp);
     return test_summary();
 }

@@ -26,16 +26,8 @@
 #include "train/checkpoint_file.h"
 #include "train/run_dir.h"
 
-static char tmp[64];
-
-static const char *tmp_path(const char *name)
-{
-    static char bufs[8][512];
-    static int k;
-    char *p = bufs[k++ % 8];
-    snprintf(p, 512, "%s/%s", tmp, name);
-    return p;
-}
+static const char *tmp;
+#define tmp_path test_tmp_path
 
 static void write_text(const char *path, const char *text)
 {
@@ -201,10 +193,10 @@ static void test_one_writer_per_folder(void)
     run_dir_open(&r, "train", tmp, "run", true);
     char pid[64];
     snprintf(pid, sizeof pid, "in use by another repae process (pid %ld)", (long)getpid());
-    expect_die("second writer", open_run, tmp, pid);
+    expect_die("second writer", open_run, (void *)tmp, pid);
     run_dir_close(&r);
     char err[2048];
-    CHECK(run_in_child(open_run, tmp, err, sizeof err) == 0, "after close the folder should open again: %s", err);
+    CHECK(run_in_child(open_run, (void *)tmp, err, sizeof err) == 0, "after close the folder should open again: %s", err);
     expect_die("empty --output-dir", open_empty_output, NULL, "--output-dir: empty");
     expect_die("empty --exp-name", open_empty_name, NULL, "--exp-name: empty");
 }
@@ -267,20 +259,12 @@ static void test_trim_metrics(void)
 
 int main(void)
 {
-    snprintf(tmp, sizeof tmp, "/tmp/repae_run_dir_XXXXXX");
-    if (!mkdtemp(tmp)) {
-        CHECK(0, "mkdtemp failed");
-        return test_summary();
-    }
+    tmp = test_tmp_dir("run_dir");
     RUN(test_layout_round_trip);
     RUN(test_layout_load_is_strict);
     RUN(test_one_writer_per_folder);
     RUN(test_stale_tmp_removed);
     RUN(test_long_paths);
     RUN(test_trim_metrics);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", tmp);
     return test_summary();
 }

@@ -259,44 +259,61 @@ void batch_norm_train_forward(float *out, float *mean, float *rstd, float *runni
     }
 }
 
+void batch_norm_backward_channel(float *dx, float *dweight, float *dbias, const float *dout, const float *x,
+                                 float mean, float rstd, float w, double s_dy, double s_dy_xc, double n, double share,
+                                 int c, int B, int C, int HW)
+{
+    size_t cstride = (size_t)C * HW;
+    double s_dy_xhat = s_dy_xc * rstd;
+    if (dweight)
+        dweight[c] += (float)(s_dy_xhat * share);
+    if (dbias)
+        dbias[c] += (float)(s_dy * share);
+    if (!dx)
+        return;
+    /* mean(dx̂) and mean(dx̂·x̂), with dx̂ = w·dy */
+    float m1 = (float)(w * s_dy / n), m2 = (float)(w * s_dy_xhat / n);
+    for (int b = 0; b < B; b++) {
+        const float *xp = x + (size_t)b * cstride + (size_t)c * HW;
+        const float *dyp = dout + (size_t)b * cstride + (size_t)c * HW;
+        float *dxp = dx + (size_t)b * cstride + (size_t)c * HW;
+        for (int i = 0; i < HW; i++) {
+            float xhat = (xp[i] - mean) * rstd;
+            dxp[i] += rstd * (dyp[i] * w - m1 - xhat * m2);
+        }
+    }
+}
+
+void batch_norm_channel_sums(double *s_dy, double *s_dy_xc, const float *dout, const float *x, float mean, int c, int B,
+                             int C, int HW)
+{
+    size_t cstride = (size_t)C * HW;
+    double a = 0, b2 = 0;
+    for (int b = 0; b < B; b++) {
+        const float *xp = x + (size_t)b * cstride + (size_t)c * HW;
+        const float *dyp = dout + (size_t)b * cstride + (size_t)c * HW;
+        for (int i = 0; i < HW; i++) {
+            a += dyp[i];
+            b2 += (double)dyp[i] * (xp[i] - mean);
+        }
+    }
+    *s_dy = a, *s_dy_xc = b2;
+}
+
 void batch_norm_train_backward(float *dx, float *dweight, float *dbias, const float *dout, const float *x,
                                const float *mean, const float *rstd, const float *weight, int B, int C, int HW)
 {
     if (!dx && !dweight && !dbias)
         return;
-    size_t n = (size_t)B * HW, cstride = (size_t)C * HW;
+    size_t n = (size_t)B * HW;
     if (n == 0)
         return;
 #pragma omp parallel for schedule(static) if ((long)n * C >= PAR_MIN)
     for (int c = 0; c < C; c++) {
-        float mf = mean[c], rf = rstd[c], w = weight ? weight[c] : 1.0f;
-        double s_dy = 0, s_dy_xc = 0;
-        for (int b = 0; b < B; b++) {
-            const float *xp = x + (size_t)b * cstride + (size_t)c * HW;
-            const float *dyp = dout + (size_t)b * cstride + (size_t)c * HW;
-            for (int i = 0; i < HW; i++) {
-                s_dy += dyp[i];
-                s_dy_xc += (double)dyp[i] * (xp[i] - mf);
-            }
-        }
-        double s_dy_xhat = s_dy_xc * rf;
-        if (dweight)
-            dweight[c] += (float)s_dy_xhat;
-        if (dbias)
-            dbias[c] += (float)s_dy;
-        if (!dx)
-            continue;
-        /* mean(dx̂) and mean(dx̂·x̂), with dx̂ = w·dy */
-        float m1 = (float)(w * s_dy / n), m2 = (float)(w * s_dy_xhat / n);
-        for (int b = 0; b < B; b++) {
-            const float *xp = x + (size_t)b * cstride + (size_t)c * HW;
-            const float *dyp = dout + (size_t)b * cstride + (size_t)c * HW;
-            float *dxp = dx + (size_t)b * cstride + (size_t)c * HW;
-            for (int i = 0; i < HW; i++) {
-                float xhat = (xp[i] - mf) * rf;
-                dxp[i] += rf * (dyp[i] * w - m1 - xhat * m2);
-            }
-        }
+        double s_dy, s_dy_xc;
+        batch_norm_channel_sums(&s_dy, &s_dy_xc, dout, x, mean[c], c, B, C, HW);
+        batch_norm_backward_channel(dx, dweight, dbias, dout, x, mean[c], rstd[c], weight ? weight[c] : 1.0f, s_dy,
+                                    s_dy_xc, (double)n, 1.0, c, B, C, HW);
     }
 }
 

@@ -64,4 +64,14 @@ void batch_norm_eval_backward(float *dx, float *dweight, float *dbias, const flo
                               const float *running_mean, const float *running_var, const float *weight, int B,
                               int C, int HW, float eps);
 
+/* The pieces of the training backward, per channel c (shared with
+ * sync_batch_norm, which all-reduces the sums between them): the sums
+ * Σdy and Σdy·(x − mean) over this process's values, then dweight/dbias
+ * (times share) and dx from sums over n values. */
+void batch_norm_channel_sums(double *s_dy, double *s_dy_xc, const float *dout, const float *x, float mean, int c, int B,
+                             int C, int HW);
+void batch_norm_backward_channel(float *dx, float *dweight, float *dbias, const float *dout, const float *x,
+                                 float mean, float rstd, float w, double s_dy, double s_dy_xc, double n, double share,
+                                 int c, int B, int C, int HW);
+
 #endif

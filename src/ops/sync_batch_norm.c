@@ -5,6 +5,7 @@
 
 #include "core/dist.h"
 #include "core/error.h"
+#include "ops/norm.h"
 
 /* Σ over b, i of f(x[b, c, i]) for every channel, into acc[C]. */
 static void channel_sums(double *acc, const float *x, const double *center, int B, int C, int HW)
@@ -72,45 +73,16 @@ void sync_batch_norm_train_backward(float *dx, float *dweight, float *dbias, con
 {
     if (!dx && !dweight && !dbias)
         return;
-    size_t cstride = (size_t)C * HW;
     double n = (double)B * HW * dist_world();
     double *s = xmalloc(2 * (size_t)C * sizeof(double)); /* Σdy, Σdy·(x − mean) per channel */
-    for (int c = 0; c < C; c++) {
-        double s_dy = 0, s_dy_xc = 0;
-        float mf = mean[c];
-        for (int b = 0; b < B; b++) {
-            const float *xp = x + (size_t)b * cstride + (size_t)c * HW;
-            const float *dyp = dout + (size_t)b * cstride + (size_t)c * HW;
-            for (int i = 0; i < HW; i++) {
-                s_dy += dyp[i];
-                s_dy_xc += (double)dyp[i] * (xp[i] - mf);
-            }
-        }
-        s[2 * c] = s_dy, s[2 * c + 1] = s_dy_xc;
-    }
+    for (int c = 0; c < C; c++)
+        batch_norm_channel_sums(&s[2 * c], &s[2 * c + 1], dout, x, mean[c], c, B, C, HW);
     dist_allreduce_sum_f64(s, 2 * (size_t)C);
-    for (int c = 0; c < C; c++) {
-        float rf = rstd[c], w = weight ? weight[c] : 1.0f, mf = mean[c];
-        double s_dy = s[2 * c], s_dy_xhat = s[2 * c + 1] * rf;
-        /* every rank holds the global sums: a 1/world share each, so the sum
-         * over ranks (what the data-parallel gradient all-reduce forms) is
-         * the global gradient */
-        if (dweight)
-            dweight[c] += (float)(s_dy_xhat / dist_world());
-        if (dbias)
-            dbias[c] += (float)(s_dy / dist_world());
-        if (!dx)
-            continue;
-        float m1 = (float)(w * s_dy / n), m2 = (float)(w * s_dy_xhat / n);
-        for (int b = 0; b < B; b++) {
-            const float *xp = x + (size_t)b * cstride + (size_t)c * HW;
-            const float *dyp = dout + (size_t)b * cstride + (size_t)c * HW;
-            float *dxp = dx + (size_t)b * cstride + (size_t)c * HW;
-            for (int i = 0; i < HW; i++) {
-                float xhat = (xp[i] - mf) * rf;
-                dxp[i] += rf * (dyp[i] * w - m1 - xhat * m2);
-            }
-        }
-    }
+    /* every rank holds the global sums: a 1/world share of the weight
+     * gradients each, so the sum over ranks (what the data-parallel gradient
+     * all-reduce forms) is the global gradient */
+    for (int c = 0; c < C; c++)
+        batch_norm_backward_channel(dx, dweight, dbias, dout, x, mean[c], rstd[c], weight ? weight[c] : 1.0f, s[2 * c],
+                                    s[2 * c + 1], n, 1.0 / dist_world(), c, B, C, HW);
     free(s);
 }

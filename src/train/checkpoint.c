@@ -12,9 +12,7 @@
 static ckpt_layout repae_layout(repae_trainer *t, long long *epoch, long long *position, long long *dummy)
 {
     ckpt_layout l = ckpt_layout_new(CHECKPOINT_FORMAT, NULL, CHECKPOINT_VERSION);
-    ckpt_add_counter(&l, "step", &t->step, 0, CKPT_MAX_STEP);
-    ckpt_add_counter(&l, "epoch", epoch, 0, CKPT_MAX_STEP);
-    ckpt_add_counter(&l, "position", position, 0, INT32_MAX);
+    ckpt_add_run_counters(&l, &t->step, epoch, position);
     ckpt_add_counter(&l, "opt_step", &t->opt_sit.step, 0, CKPT_MAX_STEP);
     ckpt_add_counter(&l, "opt_vae_step", &t->opt_vae.step, 0, CKPT_MAX_STEP);
     ckpt_add_counter(&l, "opt_disc_step", t->disc ? &t->opt_disc.step : dummy, 0, CKPT_MAX_STEP);
@@ -60,9 +58,7 @@ void checkpoint_load(repae_trainer *t, const char *path, long long *epoch, long 
 static ckpt_layout ldm_layout(ldm_trainer *t, long long *epoch, long long *position)
 {
     ckpt_layout l = ckpt_layout_new(CHECKPOINT_FORMAT, "ldm", CHECKPOINT_VERSION);
-    ckpt_add_counter(&l, "step", &t->step, 0, CKPT_MAX_STEP);
-    ckpt_add_counter(&l, "epoch", epoch, 0, CKPT_MAX_STEP);
-    ckpt_add_counter(&l, "position", position, 0, INT32_MAX);
+    ckpt_add_run_counters(&l, &t->step, epoch, position);
     ckpt_add_counter(&l, "opt_step", &t->opt.step, 0, CKPT_MAX_STEP);
     ckpt_add_tensors(&l, "model.", &t->sit->table, t->sit_params);
     ckpt_add_tensors(&l, "ema.", &t->sit->table, t->ema_params);

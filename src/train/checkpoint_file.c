@@ -46,6 +46,13 @@ void ckpt_add_text(ckpt_layout *l, const char *key, const char *value)
     l->texts[l->n_texts++] = (ckpt_text){key, value};
 }
 
+void ckpt_add_run_counters(ckpt_layout *l, long long *step, long long *epoch, long long *position)
+{
+    ckpt_add_counter(l, "step", step, 0, CKPT_MAX_STEP);
+    ckpt_add_counter(l, "epoch", epoch, 0, CKPT_MAX_STEP);
+    ckpt_add_counter(l, "position", position, 0, INT32_MAX);
+}
+
 void ckpt_save(const ckpt_layout *l, const char *path, const char *args_json)
 {
     st_writer *w = st_writer_new();

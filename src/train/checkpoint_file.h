@@ -61,6 +61,9 @@ void ckpt_add_tensors(ckpt_layout *l, const char *prefix, const param_table *t, 
 void ckpt_add_counter(ckpt_layout *l, const char *key, long long *value, long long min, long long max);
 void ckpt_add_scalar(ckpt_layout *l, const char *key, float *value);
 void ckpt_add_text(ckpt_layout *l, const char *key, const char *value);
+/* The counters every training checkpoint has: step, epoch and position (the
+ * data loader's), with their ranges. */
+void ckpt_add_run_counters(ckpt_layout *l, long long *step, long long *epoch, long long *position);
 
 /* Metadata in the order format, kind, version, counters, scalars, texts,
  * args; then the rows' tensors in order. */

@@ -167,9 +167,7 @@ static ckpt_layout vae_layout(vae_trainer *t, long long *epoch, long long *posit
 {
     const discriminator *d = t->loss.disc;
     ckpt_layout l = ckpt_layout_new(VAE_CHECKPOINT_FORMAT, NULL, VAE_CHECKPOINT_VERSION);
-    ckpt_add_counter(&l, "step", &t->step, 0, CKPT_MAX_STEP);
-    ckpt_add_counter(&l, "epoch", epoch, 0, CKPT_MAX_STEP);
-    ckpt_add_counter(&l, "position", position, 0, INT32_MAX);
+    ckpt_add_run_counters(&l, &t->step, epoch, position);
     ckpt_add_counter(&l, "opt_vae_step", &t->opt_vae.step, 0, CKPT_MAX_STEP);
     ckpt_add_counter(&l, "opt_disc_step", d ? &t->opt_disc.step : dummy, 0, CKPT_MAX_STEP);
     ckpt_add_scalar(&l, "lecam_ema_real", &t->lecam_ema_real);
