@@ -5,8 +5,8 @@
  *    encoder, no discriminator) on 2
  *    ranks at global batch 8 equal 1 process at batch 8: every logged value
  *    per step and the final parameters;
- *  - `sample` and `cache-latents` on 2 ranks write byte-identical files to 1
- *    process;
+ *  - `sample`, `cache-latents` and `eval` on 2 ranks write byte-identical
+ *    files (images, latents, statistics and metrics) to 1 process;
  *  - an indivisible global batch, and a command that cannot run in parallel,
  *    are clear errors; a killed rank brings the job down within seconds with
  *    a non-zero status, and the last checkpoint still loads.
@@ -250,6 +250,14 @@ static void test_train_ldm_and_sample(void)
              "test $(find . -name '*.png' | wc -l) -ge 11",
              tmp);
     CHECK(sh(cmd, err, sizeof err) == 0, "2-rank samples differ from 1-process samples (PNGs, npz, labels): %s", err);
+
+    /* eval: the 11 samples against themselves in the CNN's features (batches of 2: rounds 2 + 2, the last 1 + 0) */
+    const char *e = "eval --feature-net cnn --weights weights/fmnist-evalnet-cnn.safetensors --batch-size 2";
+    snprintf(cmd, sizeof cmd, "%s %s --samples %s/s1/*.npz --ref %s/s1/*.npz --save-stats %s/e1.safetensors "
+             "--json %s/e1.jsonl && %s %s %s --samples %s/s1/*.npz --ref %s/s1/*.npz --save-stats %s/e2.safetensors "
+             "--json %s/e2.jsonl && cmp %s/e1.safetensors %s/e2.safetensors && cmp %s/e1.jsonl %s/e2.jsonl",
+             bin, e, tmp, tmp, tmp, tmp, mpirun, bin, e, tmp, tmp, tmp, tmp, tmp, tmp, tmp, tmp);
+    CHECK(sh(cmd, err, sizeof err) == 0, "eval on 2 ranks differs from 1 process (statistics or metrics): %s", err);
 }
 
 static void test_failures(void)

@@ -21,6 +21,7 @@
 
 #include "cli/commands.h"
 #include "cli/eval_setup.h"
+#include "core/dist.h"
 #include "core/error.h"
 #include "core/options.h"
 #include "core/progress.h"
@@ -137,31 +138,50 @@ typedef struct embed_out {
     float *logits;                 /* [n, 1008] */
 } embed_out;
 
+/* Under mpirun each round of world × batch images is split in contiguous
+ * chunks, one per rank, and every rank receives every chunk's features and
+ * adds them in image order: the statistics are those of one process, bit
+ * for bit, and every rank can finish the metrics (rank 0 alone prints and
+ * writes). */
 static void embed(feature_net *f, npz_images *im, int64_t n, int batch, const char *label, embed_out *o)
 {
-    size_t img = (size_t)im->H * im->W * im->C;
+    const int rank = dist_rank(), world = dist_world();
+    size_t img = (size_t)im->H * im->W * im->C, np = (size_t)f->dim, ns = o->spatial ? (size_t)f->spatial_dim : 0;
+    size_t nl = o->logits ? (size_t)f->n_logits : 0, per = np + ns + nl; /* floats per image */
     uint8_t *x = xmalloc((size_t)batch * img);
-    float *pool = xmalloc((size_t)batch * f->dim * sizeof(float));
-    float *sp = o->spatial ? xmalloc((size_t)batch * f->spatial_dim * sizeof(float)) : NULL;
+    float *mine = xmalloc((size_t)batch * per * sizeof(float)), *all = xmalloc((size_t)world * batch * per * sizeof(float));
     progress pb = progress_start(label, n, "img");
     pb.start_step = 0; /* the rate counts images from the start, not from the first batch's end */
-    for (int64_t i0 = 0; i0 < n; i0 += batch) {
-        int b = n - i0 < batch ? (int)(n - i0) : batch;
-        images_read(im, i0, b, x);
-        feature_net_features(f, x, b, im->H, im->W, im->C, pool, sp,
-                             o->logits ? o->logits + (size_t)i0 * f->n_logits : NULL);
-        if (o->pool)
-            feature_accum_add(o->pool, pool, b);
-        if (o->spatial)
-            feature_accum_add(o->spatial, sp, b);
-        if (o->keep && i0 < o->n_keep) {
-            int64_t k = o->n_keep - i0 < b ? o->n_keep - i0 : b;
-            memcpy(o->keep + (size_t)i0 * f->dim, pool, (size_t)k * f->dim * sizeof(float));
+    for (int64_t r0 = 0; r0 < n; r0 += (int64_t)world * batch) {
+        int64_t i0 = r0 + (int64_t)rank * batch;
+        int b = i0 >= n ? 0 : (n - i0 < batch ? (int)(n - i0) : batch);
+        if (b > 0) {
+            images_read(im, i0, b, x);
+            feature_net_features(f, x, b, im->H, im->W, im->C, mine, ns ? mine + (size_t)b * np : NULL,
+                                 nl ? mine + (size_t)b * (np + ns) : NULL);
         }
-        progress_update(&pb, i0 + b, NULL);
+        dist_allgather_bytes(mine, (size_t)b * per * sizeof(float), all);
+        /* each chunk: [b, dim] pool, [b, spatial_dim], [b, n_logits], in rank order */
+        float *chunk = all;
+        for (int64_t c0 = r0; c0 < n && c0 < r0 + (int64_t)world * batch; c0 += batch) {
+            int cb = n - c0 < batch ? (int)(n - c0) : batch;
+            const float *pool = chunk, *sp = chunk + (size_t)cb * np, *lg = chunk + (size_t)cb * (np + ns);
+            if (o->pool)
+                feature_accum_add(o->pool, pool, cb);
+            if (o->spatial)
+                feature_accum_add(o->spatial, sp, cb);
+            if (nl)
+                memcpy(o->logits + (size_t)c0 * nl, lg, (size_t)cb * nl * sizeof(float));
+            if (o->keep && c0 < o->n_keep) {
+                int64_t k = o->n_keep - c0 < cb ? o->n_keep - c0 : cb;
+                memcpy(o->keep + (size_t)c0 * np, pool, (size_t)k * np * sizeof(float));
+            }
+            chunk += (size_t)cb * per;
+        }
+        progress_update(&pb, r0 + (int64_t)world * batch < n ? r0 + (int64_t)world * batch : n, NULL);
     }
     progress_finish(&pb);
-    free(x), free(pool), free(sp);
+    free(x), free(mine), free(all);
 }
 
 /* Reference statistics stored in an ADM .npz (mu, sigma / mu_s, sigma_s). */
@@ -351,11 +371,11 @@ int cmd_eval(int argc, char **argv)
         printf("note: a reduced-width Inception (test network): these are not FID/IS numbers\n");
     printf("done in %.1f s\n", wall_seconds() - t0);
 
-    if (o.save_stats) {
+    if (o.save_stats && dist_rank() == 0) {
         eval_stats_save(o.save_stats, &f, &s_pool, has_spatial ? &s_sp : NULL, S.H, S.W, S.C, S.path);
         printf("statistics: %s\n", o.save_stats);
     }
-    if (o.json) {
+    if (o.json && dist_rank() == 0) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "command", "eval");
         cJSON_AddStringToObject(j, "samples", S.path);

@@ -142,6 +142,28 @@ void dist_gather_bytes(const void *in, size_t bytes, void *out)
     free(counts), free(displs);
 }
 
+void dist_allgather_bytes(const void *in, size_t bytes, void *out)
+{
+    if (world_ == 1) {
+        memmove(out, in, bytes);
+        return;
+    }
+    if (bytes > (size_t)1 << 30)
+        die("dist_allgather_bytes: %zu bytes per rank is more than one gather handles", bytes);
+    int n = (int)bytes, *counts = xmalloc((size_t)world_ * sizeof(int)), *displs = xmalloc((size_t)world_ * sizeof(int));
+    MPI_Allgather(&n, 1, MPI_INT, counts, 1, MPI_INT, MPI_COMM_WORLD);
+    size_t total = 0;
+    for (int r = 0; r < world_; r++) {
+        if (total > (size_t)1 << 30)
+            die("dist_allgather_bytes: more than 1 GiB in one gather");
+        displs[r] = (int)total;
+        total += (size_t)counts[r];
+    }
+    MPI_Allgatherv(in, n, MPI_BYTE, out, counts, displs, MPI_BYTE, MPI_COMM_WORLD);
+    bytes_sent += bytes * (size_t)(world_ - 1);
+    free(counts), free(displs);
+}
+
 void dist_check_same(const float *x, size_t n, const char *what)
 {
     if (world_ == 1)
@@ -165,6 +187,7 @@ void dist_allreduce_sum_f64(double *x, size_t n) { (void)x, (void)n; }
 void dist_allreduce_max_f64(double *x, size_t n) { (void)x, (void)n; }
 void dist_broadcast(void *buf, size_t bytes, int root) { (void)buf, (void)bytes, (void)root; }
 void dist_gather_bytes(const void *in, size_t bytes, void *out) { memmove(out, in, bytes); }
+void dist_allgather_bytes(const void *in, size_t bytes, void *out) { memmove(out, in, bytes); }
 void dist_check_same(const float *x, size_t n, const char *what) { (void)hash_bits, (void)x, (void)n, (void)what; }
 
 #endif

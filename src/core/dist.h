@@ -36,6 +36,8 @@ void dist_broadcast(void *buf, size_t bytes, int root);
 /* Concatenates each rank's `bytes` (may differ per rank) on rank 0 into out
  * (rank order); out is only written on rank 0. */
 void dist_gather_bytes(const void *in, size_t bytes, void *out);
+/* The same, with the concatenation on every rank. */
+void dist_allgather_bytes(const void *in, size_t bytes, void *out);
 /* Dies on every rank, naming `what`, if x differs between ranks (compares a
  * 64-bit hash of its bits). */
 void dist_check_same(const float *x, size_t n, const char *what);

@@ -5,6 +5,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/dist.h"
+
 double wall_seconds(void)
 {
     struct timespec ts;
@@ -22,6 +24,7 @@ progress progress_start(const char *label, long long total, const char *unit)
     p.tty = isatty(STDERR_FILENO);
     p.log_every = total >= 100 ? total / 20 : 1;
     p.start_step = -1;
+    p.quiet = dist_rank() != 0; /* under mpirun rank 0 alone reports */
     return p;
 }
 
@@ -37,6 +40,8 @@ static void format_eta(char *buf, size_t n, double seconds)
 
 void progress_update(progress *p, long long done, const char *fmt, ...)
 {
+    if (p->quiet)
+        return;
     double now = wall_seconds();
     if (p->start_step < 0)
         p->start_step = done - 1;
@@ -69,6 +74,8 @@ void progress_update(progress *p, long long done, const char *fmt, ...)
 
 void progress_finish(progress *p)
 {
+    if (p->quiet)
+        return;
     if (p->tty)
         fputc('\n', stderr);
     fprintf(stderr, "%s: done in %.1f s\n", p->label, wall_seconds() - p->t_start);

@@ -21,6 +21,7 @@ typedef struct progress {
     long long start_step;
     bool tty;
     long long log_every;
+    bool quiet; /* a rank other than 0 under mpirun: prints nothing */
 } progress;
 
 progress progress_start(const char *label, long long total, const char *unit);
