@@ -25,6 +25,7 @@
 
 #include "cli/commands.h"
 #include "cli/train_setup.h"
+#include "core/dist.h"
 #include "core/error.h"
 #include "core/options.h"
 #include "core/progress.h"
@@ -330,6 +331,12 @@ static void run_save(void *ctx, const char *path, long long epoch, long long pos
 
 static long long run_current_step(void *ctx) { return ((enc_run *)ctx)->t.step; }
 
+static void run_check_same(void *ctx)
+{
+    enc_run *r = ctx;
+    dist_check_same(r->t.params, r->t.table->total, "the network's parameters");
+}
+
 /* The epoch's end: test accuracy. */
 static void run_evaluate(void *ctx, long long step, const char *png, double *extras)
 {
@@ -417,7 +424,7 @@ int cmd_train_encoder(int argc, char **argv)
     if (o.max_train_steps > 0 && o.max_train_steps < total)
         total = o.max_train_steps;
     long long warmup = o.warmup_steps < total / 5 ? o.warmup_steps : total / 5; /* short runs still decay */
-    classifier_config cc = {.batch = o.batch_size, .lr = o.learning_rate, .weight_decay = o.weight_decay,
+    classifier_config cc = {.batch = train_local_batch("train-encoder", o.batch_size), .lr = o.learning_rate, .weight_decay = o.weight_decay,
                             .max_grad_norm = o.max_grad_norm, .warmup_steps = warmup, .total_steps = total,
                             .hflip = o.hflip, .crop_pad = o.crop_pad, .mean = o.enc_mean, .std = o.enc_std,
                             .seed = (uint64_t)o.seed};
@@ -427,7 +434,7 @@ int cmd_train_encoder(int argc, char **argv)
         classifier_trainer_init_cnn(&r.t, &cc, &cm, C, H, W, eval_batch);
     else
         classifier_trainer_init(&r.t, &cc, &m, C, H, W, eval_batch);
-    r.ld = loader_create(&data.ds, o.batch_size, (uint64_t)o.seed, 0, 1);
+    r.ld = loader_create(&data.ds, cc.batch, (uint64_t)o.seed, dist_rank(), dist_world());
 
     run_dir rd;
     run_dir_open(&rd, "train-encoder", o.output_dir, o.exp_name, false);
@@ -444,14 +451,14 @@ int cmd_train_encoder(int argc, char **argv)
     char *out_path = run_dir_file(&rd, cnn ? "classifier.safetensors" : "encoder.safetensors");
     char *nan_note = path_printf("'%s' keeps the last epoch's network, if any (try a lower --learning-rate)",
                                  out_path);
-    r.images = xmalloc((size_t)o.batch_size * C * H * W);
-    r.labels = xmalloc((size_t)o.batch_size * sizeof(int32_t));
+    r.images = xmalloc((size_t)cc.batch * C * H * W);
+    r.labels = xmalloc((size_t)cc.batch * sizeof(int32_t));
     r.cpu0 = cpu_seconds();
     run_loop rl = {.command = "train-encoder", .dir = &rd, .data = &r.ld, .max_steps = total,
                    .checkpoint_every = bpe, .preview_every = bpe, .n_logs = 4, .log_names = enc_log_names,
                    .n_extras = 2, .extra_names = enc_extra_names, .ctx = &r, .step = run_step,
                    .status = run_status, .save = run_save, .save_path = out_path, .current_step = run_current_step,
-                   .preview = have_test ? run_evaluate : NULL, .nan_note = nan_note};
+                   .preview = have_test ? run_evaluate : NULL, .check_same = run_check_same, .nan_note = nan_note};
     int exit_code = run_loop_run(&rl, 0, args_json);
     if (!run_loop_stop_signal() && exit_code == 0) {
         if (have_test)

@@ -18,7 +18,7 @@ static const struct {
     {"forward", cmd_forward, "run a VAE, SiT or ViT on tensors from a file (checks converted weights)"},
     {"train", cmd_train, "end-to-end REPA-E training (VAE + SiT + discriminator)", 1},
     {"train-vae", cmd_train_vae, "pre-train a VAE from scratch with the regularisation loss (L1+LPIPS+KL+GAN)", 1},
-    {"train-encoder", cmd_train_encoder, "train a small DINOv2-style ViT classifier as the REPA target encoder"},
+    {"train-encoder", cmd_train_encoder, "train a small DINOv2-style ViT classifier as the REPA target encoder", 1},
     {"export-vae", cmd_export_vae, "write the VAE and its latents statistics (EMA BatchNorm) of a REPA-E checkpoint"},
     {"prepare", cmd_prepare, "pack Fashion-MNIST or an image folder (ADM centre crop) into a shard or an ADM .npz"},
     {"cache-latents", cmd_cache_latents, "encode a dataset once with a frozen VAE (for train-ldm)", 1},
@@ -54,7 +54,7 @@ int main(int argc, char **argv)
             if (dist_world() > 1 && !commands[i].parallel) {
                 if (dist_rank() == 0)
                     fprintf(stderr, "repae: error: '%s' does not run over several processes yet; run it without "
-                                    "mpirun (train, train-vae, train-ldm, sample, cache-latents and eval do)\n", argv[1]);
+                                    "mpirun (train, train-vae, train-ldm, train-encoder, sample, cache-latents and eval do)\n", argv[1]);
                 return 1;
             }
             return commands[i].run(argc - 1, argv + 1);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/dist.h"
 #include "core/rng.h"
 #include "models/encoder_preprocess.h"
 #include "ops/cross_entropy.h"
@@ -56,7 +57,7 @@ static size_t plan_bytes(const classifier_trainer *t)
     size_t img = (size_t)t->C * t->H * t->W;
     size_t train = model_bytes(t, B, true) + input_bytes(t, B) + 3 * arena_round((size_t)B * K * sizeof(float)) +
                    arena_round((size_t)B * sizeof(int)) + arena_round((size_t)B * img) +
-                   (t->cfg.crop_pad > 0 ? arena_round((size_t)B * img) : 0);
+                   (t->cfg.crop_pad > 0 ? arena_round((size_t)B * img) + 2 * arena_round((size_t)B * sizeof(int)) : 0);
     size_t eval = model_bytes(t, E, false) + input_bytes(t, E) + arena_round((size_t)E * K * sizeof(float)) +
                   arena_round((size_t)E * sizeof(int));
     return (train > eval ? train : eval) + (1u << 16);
@@ -134,22 +135,32 @@ static float *prepare(classifier_trainer *t, const uint8_t *images, int N)
     return in;
 }
 
-/* Random translation by (dy, dx) in [−P, P]², zero fill: the crop at
+/* Translation of image b by (dy[b], dx[b]), zero fill: the crop at
  * (P + dy, P + dx) of the image padded by P on every side. */
-static void random_crop(uint8_t *dst, const uint8_t *src, int B, int C, int H, int W, int P, rng *r)
+static void shift_images(uint8_t *dst, const uint8_t *src, int B, int C, int H, int W, const int *dy, const int *dx)
 {
-    for (int b = 0; b < B; b++) {
-        int dy = (int)rng_below(r, (uint32_t)(2 * P + 1)) - P, dx = (int)rng_below(r, (uint32_t)(2 * P + 1)) - P;
+    for (int b = 0; b < B; b++)
         for (int c = 0; c < C; c++) {
             const uint8_t *s = src + ((size_t)b * C + c) * H * W;
             uint8_t *d = dst + ((size_t)b * C + c) * H * W;
             for (int y = 0; y < H; y++)
                 for (int x = 0; x < W; x++) {
-                    int sy = y + dy, sx = x + dx;
+                    int sy = y + dy[b], sx = x + dx[b];
                     d[y * W + x] = sy >= 0 && sy < H && sx >= 0 && sx < W ? s[sy * W + sx] : 0;
                 }
         }
-    }
+}
+
+/* Over several processes the step's draws are those of the global batch
+ * (world × B samples) and this rank keeps its rows j = rank + world·k, as
+ * the data loader hands them out; one process: all rows. */
+static bool own_row(int j, int *k)
+{
+    int world = dist_world(), rank = dist_rank();
+    if (j < rank || (j - rank) % world != 0)
+        return false;
+    *k = (j - rank) / world;
+    return true;
 }
 
 void classifier_step(classifier_trainer *t, const uint8_t *images, const int32_t *labels32, classifier_logs *logs)
@@ -162,13 +173,17 @@ void classifier_step(classifier_trainer *t, const uint8_t *images, const int32_t
     for (int i = 0; i < B; i++)
         labels[i] = labels32[i];
     size_t img = (size_t)t->C * H * W;
+    int G = B * dist_world(), k;
     if (c->hflip) {
         uint8_t *flipped = arena_alloc(ar, (size_t)B * img);
         rng r = rng_new(c->seed, STREAM_FLIP + (uint64_t)t->step);
-        for (int b = 0; b < B; b++) {
-            const uint8_t *src = images + b * img;
-            uint8_t *dst = flipped + b * img;
-            if (rng_uniform(&r) < 0.5f)
+        for (int j = 0; j < G; j++) {
+            bool flip = rng_uniform(&r) < 0.5f;
+            if (!own_row(j, &k))
+                continue;
+            const uint8_t *src = images + k * img;
+            uint8_t *dst = flipped + k * img;
+            if (flip)
                 for (size_t row = 0; row < (size_t)t->C * H; row++)
                     for (int x = 0; x < W; x++)
                         dst[row * W + x] = src[row * W + (W - 1 - x)];
@@ -179,8 +194,15 @@ void classifier_step(classifier_trainer *t, const uint8_t *images, const int32_t
     }
     if (c->crop_pad > 0) {
         uint8_t *cropped = arena_alloc(ar, (size_t)B * img);
+        int *dy = arena_alloc(ar, (size_t)B * sizeof(int)), *dx = arena_alloc(ar, (size_t)B * sizeof(int));
         rng r = rng_new(c->seed, STREAM_CROP + (uint64_t)t->step);
-        random_crop(cropped, images, B, t->C, H, W, c->crop_pad, &r);
+        uint32_t span = (uint32_t)(2 * c->crop_pad + 1);
+        for (int j = 0; j < G; j++) {
+            int y = (int)rng_below(&r, span) - c->crop_pad, x = (int)rng_below(&r, span) - c->crop_pad;
+            if (own_row(j, &k))
+                dy[k] = y, dx[k] = x;
+        }
+        shift_images(cropped, images, B, t->C, H, W, dy, dx);
         images = cropped;
     }
     float *in = prepare(t, images, B);
@@ -203,6 +225,7 @@ void classifier_step(classifier_trainer *t, const uint8_t *images, const int32_t
         cnn_backward(t->cnn, &ca, t->grads, NULL, NULL, dlogits);
     else
         vit_backward(t->m, &a, ar, t->grads, NULL, NULL, NULL, NULL, dlogits);
+    dist_allreduce_mean(t->grads, t->table->total); /* data parallel: the global batch's gradient */
     logs->grad_norm = c->max_grad_norm > 0 ? grad_clip(t->table, t->grads, c->max_grad_norm)
                                            : grad_global_norm(t->table, t->grads);
     t->opt.lr = classifier_lr(c, t->step);
