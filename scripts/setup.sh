@@ -2,6 +2,7 @@
 # Installs the Debian 12 packages repae needs (only those missing), then builds.
 #   scripts/setup.sh          build dependencies + Fashion-MNIST
 #   scripts/setup.sh --dev    also python3-torch/numpy/scipy (fixtures, benchmarks)
+#   scripts/setup.sh --fuzz   also clang + its sanitizer runtimes (libFuzzer, for `make fuzz`; `make fuzz-replay` needs only gcc)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,9 @@ packages=(gcc make libopenblas-openmp-dev liblapacke-dev libcjson-dev zlib1g-dev
           libjpeg62-turbo-dev dataset-fashion-mnist)
 if [ "${1:-}" = "--dev" ]; then
     packages+=(python3-torch python3-numpy python3-scipy)
+fi
+if [ "${1:-}" = "--fuzz" ]; then
+    packages+=(clang libclang-rt-14-dev)
 fi
 
 missing=()
