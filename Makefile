@@ -104,7 +104,7 @@ FUZZ_ONLY ?= $(FUZZ_TARGETS)
 FUZZ_TARGETS := $(sort $(patsubst fuzz_%,%,$(basename $(notdir $(wildcard fuzz/fuzz_*.c)))))
 FUZZ_WRAPS := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=free,--wrap=aligned_alloc,--wrap=strdup \
               -Wl,--wrap=fopen,--wrap=fdopen,--wrap=fclose,--wrap=open,--wrap=close,--wrap=gzdopen,--wrap=gzopen \
-              -Wl,--wrap=gzclose,--wrap=opendir,--wrap=closedir,--wrap=mmap,--wrap=munmap,--wrap=getline,--wrap=exit
+              -Wl,--wrap=gzclose,--wrap=opendir,--wrap=closedir,--wrap=mmap,--wrap=munmap,--wrap=getline,--wrap=__getdelim,--wrap=exit
 FUZZ_LIBS := -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -llapacke -lcjson -lpng -ljpeg -lz -lm -lgomp
 # No -fopenmp: the harnesses are single-threaded (OpenMP pragmas are ignored,
 # libgomp only provides omp_* for the few direct calls).
@@ -155,7 +155,10 @@ fuzz: fuzz-build
 fuzz-replay: $(FUZZ_TARGETS:%=build-fuzz-replay/fuzz_%)
 	@for t in $(FUZZ_TARGETS); do \
 	    printf '%s: ' $$t; \
-	    ASAN_OPTIONS=detect_leaks=0 ./build-fuzz-replay/fuzz_$$t fuzz/corpus/$$t || exit 1; \
+	    if [ ! -d fuzz/corpus/$$t ]; then echo "no corpus (fuzz/corpus/$$t)"; continue; fi; \
+	    ASAN_OPTIONS=detect_leaks=0 ./build-fuzz-replay/fuzz_$$t fuzz/corpus/$$t > build-fuzz-replay/$$t.log 2>&1 \
+	        || { cat build-fuzz-replay/$$t.log; exit 1; }; \
+	    tail -n 1 build-fuzz-replay/$$t.log; \
 	done
 
 clean:

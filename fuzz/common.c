@@ -36,6 +36,7 @@ int __real_closedir(DIR *d);
 void *__real_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
 int __real_munmap(void *addr, size_t len);
 ssize_t __real_getline(char **line, size_t *n, FILE *fp);
+ssize_t __real___getdelim(char **line, size_t *n, int delim, FILE *fp);
 void __real_exit(int status) __attribute__((noreturn));
 
 /* ---- the resource table: open addressing, cleared after every run ---- */
@@ -294,6 +295,19 @@ ssize_t __wrap_getline(char **line, size_t *n, FILE *fp)
     char *old = *line;
     ssize_t r = __real_getline(line, n, fp);
     if (*line != old) { /* libc (re)allocated it internally */
+        if (old)
+            untrack((uintptr_t)old, R_MEM);
+        track((uintptr_t)*line, R_MEM, 0);
+    }
+    return r;
+}
+
+/* glibc's optimised stdio.h inlines getline as a call to __getdelim. */
+ssize_t __wrap___getdelim(char **line, size_t *n, int delim, FILE *fp)
+{
+    char *old = *line;
+    ssize_t r = __real___getdelim(line, n, delim, fp);
+    if (*line != old) {
         if (old)
             untrack((uintptr_t)old, R_MEM);
         track((uintptr_t)*line, R_MEM, 0);

@@ -395,6 +395,12 @@ static void test_image_folder_problems_refused(void)
     CHECK(symlink("/nonexistent/gone.png", path) == 0, "symlink");
     expect_die("a dangling image link", folder_child, root, "class0/gone.png': No such file");
     unlink(path);
+    /* A FIFO named like an image was skipped silently (reading it would block). */
+    snprintf(path, sizeof path, "%s/class0/pipe.png", root);
+    CHECK(mkfifo(path, 0600) == 0, "mkfifo");
+    expect_die("a FIFO named like an image", folder_child, root,
+               "class0/pipe.png' is named like an image but is not a regular file");
+    unlink(path);
     CHECK(run_in_child(folder_child, root, err, sizeof err) == 0, "the folder must load again: %s", err);
 }
 

@@ -104,6 +104,8 @@ static void walk(const char *root, const char *rel, path_list *out, dir_ids *see
         }
         if (S_ISDIR(sb.st_mode))
             walk(root, sub, out, seen);
+        else if (has_image_ext(e->d_name) && !S_ISREG(sb.st_mode))
+            die("'%s' is named like an image but is not a regular file (a FIFO, socket or device)", full);
         else if (S_ISREG(sb.st_mode) && has_image_ext(e->d_name)) {
             if (out->n == out->cap) {
                 out->cap = out->cap ? 2 * out->cap : 256;

@@ -418,6 +418,21 @@ typedef struct mreader {
     uint8_t inbuf[1 << 16];
 } mreader;
 
+/* zlib's state through our own malloc/free (what zlib would call anyway), so
+ * that fuzz builds see it and can release it when a die() abandons a
+ * stream (fuzz/common.c). */
+static voidpf npz_zalloc(voidpf opaque, uInt items, uInt size)
+{
+    (void)opaque;
+    return calloc(items, size);
+}
+
+static void npz_zfree(voidpf opaque, voidpf p)
+{
+    (void)opaque;
+    free(p);
+}
+
 static void mr_open(mreader *r, npz_file *z, const npz_entry *e)
 {
     memset(r, 0, offsetof(mreader, inbuf));
@@ -427,6 +442,8 @@ static void mr_open(mreader *r, npz_file *z, const npz_entry *e)
     r->in_left = e->comp_size;
     xfseek(r->fp, e->data_offset, z->path);
     if (e->method == 8) {
+        r->zs.zalloc = npz_zalloc;
+        r->zs.zfree = npz_zfree;
         if (inflateInit2(&r->zs, -MAX_WBITS) != Z_OK)
             die("'%s': zlib inflateInit2 failed", z->path);
         r->zinit = 1;
