@@ -156,6 +156,8 @@ static void test_bad_flags_and_files(void)
     expect_command_fails(cmd, "unexpected argument '-batch-size'");
     snprintf(cmd, sizeof cmd, "%s train " TINY " --no-disc --disc-ckpt d.safetensors", repae_bin());
     expect_command_fails(cmd, "--disc-ckpt and --no-disc contradict");
+    snprintf(cmd, sizeof cmd, "%s train " TINY " --enc-type dinov3-vit-b", repae_bin());
+    expect_command_fails(cmd, "encoder 'dinov3-vit-b': unknown family");
     snprintf(cmd, sizeof cmd, "%s train " TINY " --output-dir ''", repae_bin());
     expect_command_fails(cmd, "--output-dir: empty");
     /* A 3-channel encoder (ViT-S, random) on 1-channel data; a 1-channel run on 3-channel data with its VAE. */

@@ -103,11 +103,12 @@ static void run_preview(void *ctx, long long step, const char *png, double *extr
 /* train-ldm's flags: the shared training table's (same names, same JSON
  * keys in args.json), those that mean something here, in this order. */
 static const char *const ldm_flags[] = {
-    "--data", "--data-split", "--image-size", "--channels", "--vae-ckpt", "--latents-stats", "--model", "--sit-depth",
-    "--sit-hidden", "--sit-heads", "--sit-patch", "--encoder-depth", "--projector-dim", "--qk-norm", "--enc-ckpt",
-    "--enc-heads", "--enc-mean", "--enc-std", "--proj-coeff", "--cfg-prob", "--path-type", "--weighting",
-    "--learning-rate", "--max-grad-norm", "--ema-decay", "--batch-size", "--max-train-steps", "--checkpointing-steps",
-    "--sampling-steps", "--preview-images", "--seed", "--output-dir", "--exp-name", "--resume-step"};
+    "--data", "--data-split", "--image-size", "--channels", "--vae-ckpt", "--latents-stats", "--model",
+    "--sit-depth", "--sit-hidden", "--sit-heads", "--sit-patch", "--encoder-depth", "--projector-dim", "--qk-norm",
+    "--enc-type", "--enc-ckpt", "--enc-heads", "--enc-mean", "--enc-std", "--proj-coeff", "--cfg-prob",
+    "--path-type", "--weighting", "--learning-rate", "--max-grad-norm", "--ema-decay", "--batch-size",
+    "--max-train-steps", "--checkpointing-steps", "--sampling-steps", "--preview-images", "--seed", "--output-dir",
+    "--exp-name", "--resume-step"};
 
 static int ldm_options_table(train_options *o, option_spec *opts)
 {
@@ -154,7 +155,8 @@ int cmd_train_ldm(int argc, char **argv)
     vit enc;
     bool have_enc = o.enc_ckpt && o.proj_coeff > 0;
     if (have_enc)
-        train_load_encoder(o.enc_ckpt, data.ds.channels, data.ds.height, o.enc_heads, &enc);
+        train_load_encoder(o.enc_ckpt, encoder_preprocess_kind_for(o.enc_type), data.ds.channels, data.ds.height,
+                           o.enc_heads, &enc);
     train_check_channels(data.ds.source, data.ds.channels, NULL, NULL, have_enc ? &enc : NULL, o.enc_ckpt);
     if (lc.h != lc.w)
         die("'%s': non-square latents are not supported", o.latents);
@@ -184,6 +186,7 @@ int cmd_train_ldm(int argc, char **argv)
     lcfg.path = !strcmp(o.path_type, "cosine") ? SIT_PATH_COSINE : SIT_PATH_LINEAR;
     lcfg.weighting = !strcmp(o.weighting, "lognormal") ? SIT_WEIGHTING_LOGNORMAL : SIT_WEIGHTING_UNIFORM;
     lcfg.seed = (uint64_t)o.seed;
+    lcfg.enc_pre = encoder_preprocess_kind_for(o.enc_type);
     for (int c = 0; c < 3; c++)
         lcfg.enc_mean[c] = o.enc_mean, lcfg.enc_std[c] = o.enc_std;
     run_dir rd;

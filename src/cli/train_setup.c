@@ -219,6 +219,7 @@ void train_setup_models(const train_options *o, const train_data *d, train_model
     (void)kind;
     memset(m, 0, sizeof *m);
     int C = d->ds.channels;
+    encoder_preprocess_kind_for(o->enc_type); /* an unknown family is an error, also for grey images */
     train_build_vae(o, d, &m->vae);
     int h, w;
     vae_latent_size(&m->vae, d->ds.height, d->ds.width, &h, &w);
@@ -226,7 +227,8 @@ void train_setup_models(const train_options *o, const train_data *d, train_model
         die("non-square latents (%d×%d) are not supported", h, w);
     /* Encoder */
     if (o->enc_ckpt) {
-        train_load_encoder(o->enc_ckpt, C, d->ds.height, o->enc_heads, &m->vit);
+        train_load_encoder(o->enc_ckpt, encoder_preprocess_kind_for(o->enc_type), C, d->ds.height, o->enc_heads,
+                           &m->vit);
         m->enc = true;
     }
     train_check_channels(d->ds.source, C, &m->vae, o->vae_ckpt ? o->vae_ckpt : "from the flags", m->enc ? &m->vit : NULL,
@@ -355,10 +357,10 @@ sit_config train_sit_config(const train_options *o, int in_channels, int input_s
     return sc;
 }
 
-void train_load_encoder(const char *path, int C, int H, int heads, vit *enc)
+void train_load_encoder(const char *path, encoder_preprocess_kind kind, int C, int H, int heads, vit *enc)
 {
     safetensors *st = weights_open(path);
-    vit_from_checkpoint(enc, st, "", encoder_train_input_size(C, H), heads, PARAM_ALLOW_EXTRA);
+    vit_from_checkpoint(enc, st, "", encoder_train_input_size(kind, C, H), heads, PARAM_ALLOW_EXTRA);
     safetensors_close(st);
 }
 

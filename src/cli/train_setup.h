@@ -9,6 +9,7 @@
 #include "core/options.h"
 #include "data/dataset.h"
 #include "models/discriminator.h"
+#include "models/encoder_preprocess.h"
 #include "models/lpips.h"
 #include "models/sit.h"
 #include "models/vae.h"
@@ -82,8 +83,8 @@ void train_option_adjust(option_spec *opts, int n, const char *name, const char 
 sit_config train_sit_config(const train_options *o, int in_channels, int input_size, int num_classes,
                             const vit *enc);
 /* The REPA encoder of --enc-ckpt for C-channel H×H images (input size from
- * encoder_train_input_size). */
-void train_load_encoder(const char *path, int C, int H, int heads, vit *enc);
+ * encoder_train_input_size for its preprocessing family). */
+void train_load_encoder(const char *path, encoder_preprocess_kind kind, int C, int H, int heads, vit *enc);
 void train_setup_data(const train_options *o, train_data *d);
 void train_data_free(train_data *d);
 /* Builds/loads every model; sets the SiT's latent BatchNorm from

@@ -98,8 +98,8 @@ void encoder_preprocess(float *out, const uint8_t *img, encoder_preprocess_kind 
     arena_reset(ar, mark);
 }
 
-int encoder_train_input_size(int C, int H)
+int encoder_train_input_size(encoder_preprocess_kind kind, int C, int H)
 {
-    int size = C == 3 ? 224 * H / 256 : H;
+    int size = C == 3 && kind != ENC_PRE_IMAGENET ? 224 * H / 256 : H;
     return size < 14 ? H : size;
 }

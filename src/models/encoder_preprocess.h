@@ -53,10 +53,11 @@ void encoder_preprocess(float *out, const uint8_t *img, encoder_preprocess_kind 
 void encoder_normalize_u8(float *out, const uint8_t *img, int B, int C, int HW, const float *mean, const float *std);
 
 /* The size the REPA encoder runs at during training for C-channel H×H
- * images: RGB images are resized to 224·H/256 — the reference's rule above
- * where H is a multiple of 256, extended to the small images we train on —
- * unless that falls below one 14-pixel patch; grey images run at their own
- * size (they are normalised, never resized). */
-int encoder_train_input_size(int C, int H);
+ * images: RGB images are resized to 224·H/256 for the DINOv2 and CLIP
+ * families — the reference's rule above where H is a multiple of 256,
+ * extended to the small images we train on — unless that falls below one
+ * 14-pixel patch; ImageNet-family encoders and grey images run at the images'
+ * own size (grey images are normalised, never resized). */
+int encoder_train_input_size(encoder_preprocess_kind kind, int C, int H);
 
 #endif

@@ -59,7 +59,7 @@ void ldm_trainer_init(ldm_trainer *t, const ldm_config *cfg, sit *s, float *sit_
         int S = enc->cfg.img_size;
         bytes += arena_round((size_t)B * enc->npatch * enc->cfg.embed_dim * sizeof(float)) +
                  arena_round((size_t)B * enc->cfg.in_chans * S * S * sizeof(float)) +
-                 vit_plan_bytes(enc, B, false) + encoder_preprocess_workspace_bytes(ENC_PRE_DINOV2, B, 3, H, W, S);
+                 vit_plan_bytes(enc, B, false) + encoder_preprocess_workspace_bytes(cfg->enc_pre, B, 3, H, W, S);
     }
     if (dist_world() > 1) /* parallel_random's rows */
         bytes += 2 * arena_round(lat * sizeof(float)) + arena_round((size_t)B * sizeof(float)) +
@@ -159,7 +159,7 @@ void ldm_step(ldm_trainer *t, const uint8_t *images, const float *lat_mean, cons
         int S = e->cfg.img_size;
         float *in = arena_floats(ar, (size_t)B * e->cfg.in_chans * S * S);
         if (t->C == 3)
-            encoder_preprocess(in, images, ENC_PRE_DINOV2, B, 3, t->H, t->W, S, ar);
+            encoder_preprocess(in, images, c->enc_pre, B, 3, t->H, t->W, S, ar);
         else
             encoder_normalize_u8(in, images, B, t->C, t->H * t->W, c->enc_mean, c->enc_std);
         vit_acts va;

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "core/arena.h"
+#include "models/encoder_preprocess.h"
 #include "models/sit.h"
 #include "models/vit.h"
 #include "train/adamw.h"
@@ -26,6 +27,7 @@ typedef struct ldm_config {
     sit_path path;
     sit_weighting weighting;
     float enc_mean[3], enc_std[3]; /* 1-channel encoder input normalisation */
+    encoder_preprocess_kind enc_pre; /* 3-channel images: the encoder family's preprocessing (spec §1.3) */
     uint64_t seed;
 } ldm_config;
 

@@ -101,7 +101,7 @@ static size_t plan_bytes(const repae_trainer *t)
     if (t->enc)
         enc_phase = vit_plan_bytes(t->enc, B, false) + arena_round((size_t)B * 3 * t->enc->cfg.img_size *
                                                                    t->enc->cfg.img_size * sizeof(float)) +
-                    encoder_preprocess_workspace_bytes(ENC_PRE_DINOV2, B, 3, t->H, t->W, t->enc->cfg.img_size) +
+                    encoder_preprocess_workspace_bytes(c->enc_pre, B, 3, t->H, t->W, t->enc->cfg.img_size) +
                     arena_round((size_t)B * t->enc->cfg.embed_dim * sizeof(float));
     vae_plan vp = vae_plan_memory(t->vae, VAE_PASS_TRAIN, B, t->H, t->W);
     sit_train_opts align = {.train = false, .align_only = !c->e2e_diffusion_loss, .path = c->path,
@@ -258,7 +258,7 @@ void repae_step(repae_trainer *t, const uint8_t *images, const int *labels, cons
         int S = e->cfg.img_size;
         float *in = arena_floats(ar, (size_t)B * e->cfg.in_chans * S * S);
         if (C == 3)
-            encoder_preprocess(in, images, ENC_PRE_DINOV2, B, 3, t->H, t->W, S, ar);
+            encoder_preprocess(in, images, c->enc_pre, B, 3, t->H, t->W, S, ar);
         else
             encoder_normalize_u8(in, images, B, C, HW, c->enc_mean, c->enc_std);
         vit_acts va;

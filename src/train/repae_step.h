@@ -33,6 +33,7 @@
 
 #include "core/arena.h"
 #include "models/discriminator.h"
+#include "models/encoder_preprocess.h"
 #include "models/lpips.h"
 #include "models/sit.h"
 #include "models/vae.h"
@@ -58,6 +59,7 @@ typedef struct repae_config {
      * encoder's size for 3-channel images; (u/255 − mean)/std per channel
      * for 1-channel ones (our Fashion-MNIST encoders). */
     float enc_mean[3], enc_std[3];
+    encoder_preprocess_kind enc_pre; /* 3-channel images: the encoder family's preprocessing (spec §1.3) */
     uint64_t seed;
 } repae_config;
 
