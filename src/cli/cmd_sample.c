@@ -243,105 +243,20 @@ int cmd_sample(int argc, char **argv)
     bool ema = o.use_ema && !o.no_ema;
 
     /* ---- models ---- */
-    safetensors *st = weights_open(o.ckpt);
-    cJSON *args = mf_metadata_json(st);
-    bool is_ckpt = mf_is_checkpoint(st);
-    const char *sit_prefix;
-    if (is_ckpt)
-        sit_prefix = ema ? "ema." : "model.";
-    else {
-        const char *order_ema[] = {"", "ema.", "model.", NULL}, *order_model[] = {"", "model.", "ema.", NULL};
-        sit_prefix = mf_find_prefix(st, "x_embedder.proj.weight", ema ? order_ema : order_model);
-        if (!sit_prefix)
-            die("sample: '%s' holds no SiT (no x_embedder.proj.weight, at the top level or under ema./model.)",
-                o.ckpt);
+    mf_sample_models m;
+    mf_sample_models_open(&m, o.ckpt, o.vae_ckpt, o.latents_stats, ema, o.heads);
+    if (!options_given(opts, nopt, "--path-type")) { /* generate.py's own default unless the run says */
+        const char *pt = mf_json_str(m.args, "path_type", NULL);
+        if (pt && (!strcmp(pt, "linear") || !strcmp(pt, "cosine")))
+            o.path_type = pt;
     }
-    /* An EMA that has seen few updates for its decay is still partly the
-     * random initialisation (decay^steps of it) and samples badly: say so. */
-    if (is_ckpt && ema && safetensors_meta(st, "step")) {
-        double decay = mf_json_num(args, "ema_decay", -1.0);
-        long long steps = safetensors_meta_ll(st, "step");
-        double left = decay > 0 && decay < 1 && steps >= 0 ? pow(decay, (double)steps) : 0.0;
-        if (left > 0.01)
-            fprintf(stderr,
-                    "sample: warning: the EMA (decay %g) has had %lld updates, so %.0f%% of it is still the "
-                    "initial weights and its samples can be formless; --no-ema samples the training weights\n",
-                    decay, steps, 100.0 * left);
-    }
-    sit_config sc;
-    mf_sit_config(&sc, st, sit_prefix, args, o.heads, 0);
-    sit s;
-    sit_build(&s, &sc);
-    float *sp = param_alloc(&s.table);
-    sit_load(&s, sp, st, sit_prefix, PARAM_IGNORE_EXTRA);
-
-    /* VAE: --vae-ckpt, else the checkpoint's vae.*, else (an LDM-only run,
-     * as generate.py) the run's vae_ckpt option. */
-    vae v;
-    const char *pre_ckpt[] = {"vae.", NULL};
-    bool has_vae = mf_find_prefix(st, "encoder.conv_in.weight", pre_ckpt) != NULL;
-    const char *vae_path = o.vae_ckpt;
-    if (!vae_path && !has_vae) {
-        vae_path = mf_json_str(args, "vae_ckpt", NULL);
-        if (!vae_path)
-            die("sample: '%s' has no VAE (vae.*) and does not name one: give it with --vae-ckpt (and its "
-                "--latents-stats)", o.ckpt);
-        if (access(vae_path, R_OK) != 0)
-            die("sample: '%s' has no VAE; its run used '%s', which cannot be read: give the VAE with --vae-ckpt",
-                o.ckpt, vae_path);
-    }
-    if (vae_path) {
-        mf_open_vae(&v, vae_path, 0, PARAM_IGNORE_EXTRA);
-    } else {
-        vae_config vc;
-        mf_vae_config(&vc, st, "vae.", args, 0);
-        vae_init(&v, &vc);
-        vae_load_st(&v, st, "vae.", PARAM_IGNORE_EXTRA);
-    }
-    if (v.cfg.z_channels != s.C)
-        die("sample: the VAE has %d latent channels but the SiT expects %d", v.cfg.z_channels, s.C);
-
-    /* Latent statistics: --latents-stats; a REPA-E checkpoint's SiT
-     * BatchNorm; the VAE's -latents-stats file (the run's latents_stats
-     * option, or next to the VAE); an LDM checkpoint's BatchNorm (init_bn
-     * put the statistics there). */
-    int C = s.C, h = s.H;
-    float *bias = xmalloc((size_t)C * sizeof(float)), *scale = xmalloc((size_t)C * sizeof(float));
-    char stats_path[1100] = "", stats_from[1200];
-    if (o.latents_stats)
-        snprintf(stats_path, sizeof stats_path, "%s", o.latents_stats);
-    else if (!has_vae) {
-        const char *ls = mf_json_str(args, "latents_stats", NULL);
-        if (ls && access(ls, R_OK) == 0)
-            snprintf(stats_path, sizeof stats_path, "%s", ls);
-        else if (vae_path && vae_diffusers_is_folder(vae_path))
-            snprintf(stats_path, sizeof stats_path, "%s", vae_path); /* its config.json / latents_stats */
-        else if (vae_path) {
-            snprintf(stats_path, sizeof stats_path, "%.1000s", vae_path);
-            char *dot = strrchr(stats_path, '.'), *slash = strrchr(stats_path, '/');
-            if (dot && (!slash || dot > slash))
-                *dot = 0;
-            strcat(stats_path, "-latents-stats.safetensors");
-            if (access(stats_path, R_OK) != 0)
-                stats_path[0] = 0;
-        }
-    }
-    if (stats_path[0]) {
-        latents_stats_read(stats_path, C, bias, scale);
-        snprintf(stats_from, sizeof stats_from, "%s", stats_path);
-    } else if (is_ckpt) {
-        sit_get_latent_stats(&s, sp, bias, scale);
-        snprintf(stats_from, sizeof stats_from, "the SiT's BatchNorm (%sbn.running_mean/var)", sit_prefix);
-        for (int c = 0; c < C; c++)
-            if (!isfinite(scale[c])) /* running_var 0: the reference's eps-free 1/sqrt is infinite */
-                die("sample: '%s': %sbn.running_var[%d] is 0, so the latents scale 1/sqrt(running_var) is infinite",
-                    o.ckpt, sit_prefix, c);
-    } else
-        die("sample: '%s' is not a REPA-E checkpoint, so the latent statistics must come from --latents-stats "
-            "(the VAE's -latents-stats file)", o.ckpt);
+    const sit_config sc = m.sc;
+    const char *stats_from = m.stats_from;
+    float *bias = m.bias, *scale = m.scale;
+    int C = m.s.C, h = m.s.H;
     int H, W;
-    vae_image_size(&v, h, h, &H, &W);
-    int Co = v.cfg.out_ch;
+    vae_image_size(&m.v, h, h, &H, &W);
+    int Co = m.v.cfg.out_ch;
 
     /* ---- sampler ---- */
     sampler_config cfg = sampler_config_default();
@@ -472,10 +387,10 @@ int cmd_sample(int argc, char **argv)
 
     char buf[256];
     printf("repae sample: %s\n", dir);
-    printf("SiT: %s (%s, keys %s*, %.2f M parameters)\n", sit_config_str(&sc, buf, sizeof buf), o.ckpt,
-           sit_prefix, sit_param_count(&s, false) / 1e6);
+    printf("SiT: %s (%s, keys %s*, %.2f M parameters)\noptions: %s\n", sit_config_str(&sc, buf, sizeof buf),
+           o.ckpt, m.sit_prefix, sit_param_count(&m.s, false) / 1e6, m.args_from);
     printf("VAE: %.2f M parameters (%s), latent %dx%dx%d -> image %dx%dx%d\nlatent statistics: %s\n",
-           vae_param_count(&v) / 1e6, vae_path ? vae_path : "vae.*", C, h, h, Co, H, W, stats_from);
+           vae_param_count(&m.v) / 1e6, m.vae_from, C, h, h, Co, H, W, stats_from);
     printf("sampler: %s, %d steps%s, cfg %g on [%g, %g], %s path, %d NFE per image\n", sampler_mode_name(cfg.mode),
            cfg.num_steps, cfg.heun ? " (Heun)" : "", cfg.cfg_scale, cfg.guidance_low, cfg.guidance_high,
            path_type_name(cfg.path), sampler_nfe(&cfg));
@@ -493,9 +408,9 @@ int cmd_sample(int argc, char **argv)
     uint8_t *hwc = xmalloc((size_t)B * Cnpz * npix);
     uint8_t *grid = G ? xmalloc((size_t)G * Cpng * npix) : NULL;
     void *ws = xmalloc(sampler_workspace_bytes(&cfg, B, n));
-    arena net = arena_create(sit_velocity_arena_bytes(&s, &cfg, B, o.net_batch));
-    arena dec = arena_create(decode_latents_arena_bytes(&v, B, h, h, o.decode_batch));
-    sit_velocity_ctx ctx = {&s, sp, &net, o.net_batch};
+    arena net = arena_create(sit_velocity_arena_bytes(&m.s, &cfg, B, o.net_batch));
+    arena dec = arena_create(decode_latents_arena_bytes(&m.v, B, h, h, o.decode_batch));
+    sit_velocity_ctx ctx = {&m.s, m.sp, &net, o.net_batch};
 
     /* Over several processes each round of world × B images is split in
      * contiguous chunks of B, one per rank; rank 0 gathers the uint8 images
@@ -529,7 +444,7 @@ int cmd_sample(int argc, char **argv)
                 sn.ctx = &fnoise;
             }
             sampler_run(&cfg, sit_velocity_fn, &ctx, x, labels + b0, nb, n, &sn, ws);
-            decode_latents(&v, x, bias, scale, img, nb, h, h, o.decode_batch, &dec);
+            decode_latents(&m.v, x, bias, scale, img, nb, h, h, o.decode_batch, &dec);
             if (image_from_model_range(u8, img, (size_t)nb * Co * npix))
                 die("sample: images %d..%d decode to non-finite pixels (NaN/Inf): the SiT, the VAE or the latent "
                     "statistics (%s) produce them", b0, b0 + nb - 1, stats_from);
@@ -583,13 +498,9 @@ int cmd_sample(int argc, char **argv)
     arena_free(&net);
     arena_free(&dec);
     free(ws), free(x), free(index), free(img), free(u8), free(png), free(hwc), free(grid);
-    free(labels), free(bias), free(scale), free(noise_x_buf);
+    free(labels), free(noise_x_buf);
     if (ns)
         safetensors_close(ns);
-    vae_free(&v);
-    sit_free(&s);
-    free(sp);
-    cJSON_Delete(args);
-    safetensors_close(st);
+    mf_sample_models_free(&m);
     return 0;
 }
