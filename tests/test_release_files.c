@@ -13,6 +13,9 @@
  *    a clear error;
  *  - DINOv2 hub state dicts (mask_token, ls1/ls2.gamma, register_tokens of
  *    the _reg4 files) load strictly, every value as in the file;
+ *  - pytorch-fid's Inception .pth layout (its names and order, 1/16 width):
+ *    loads directly, num_batches_tracked and fc.bias ignored, every table
+ *    tensor as in the file; AuxLogits or a 1000-class fc are refused;
  *  - the release's VAE triple (bare VAE state dict, -latents-stats.pt,
  *    -discriminator-ckpt.pt) with the hub encoder: `repae train`,
  *    `cache-latents`, `train-ldm` and `reconstruct` run on them.
@@ -25,7 +28,9 @@
 #include "core/error.h"
 #include "io/safetensors.h"
 #include "io/weights_file.h"
+#include "eval/feature_net.h"
 #include "models/discriminator.h"
+#include "models/inception.h"
 #include "models/vit.h"
 #include "train/latents_stats.h"
 #include "test.h"
@@ -307,6 +312,68 @@ static void test_release_vae_files_train_and_friends(void)
     CHECK(rc == 0, "reconstruct with the release VAE: %d %s", rc, err_buf);
 }
 
+static void test_pytorch_fid_inception_loads_directly(void)
+{
+    const char *path = REL "pt_inception_fid_layout.pth";
+    safetensors *st = weights_open(path);
+    inception m;
+    inception_build(&m, 16);
+    float *p = param_alloc(&m.table);
+    inception_load(&m, p, st);
+    int bad = 0, nbt = 0;
+    for (int i = 0; i < m.table.n; i++) {
+        const param_entry *e = &m.table.entries[i];
+        const st_tensor *t = safetensors_find(st, e->name);
+        float *v = xmalloc(e->numel * sizeof(float));
+        if (t && (size_t)t->numel == e->numel)
+            safetensors_read_f32(st, t, v);
+        bad += !t || (size_t)t->numel != e->numel || memcmp(v, p + e->offset, e->numel * sizeof(float)) != 0;
+        free(v);
+    }
+    for (int i = 0; i < st->n_tensors; i++)
+        nbt += strstr(st->tensors[i].name, "num_batches_tracked") != NULL;
+    CHECK(bad == 0 && m.table.n == 94 * 5 + 1 && nbt == 94 && safetensors_find(st, "fc.bias") &&
+              st->n_tensors == m.table.n + 95,
+          "pytorch-fid layout: %d of %d tensors differ (file: %d tensors, %d counters)", bad, m.table.n, st->n_tensors,
+          nbt);
+    free(p);
+    inception_free(&m);
+    safetensors_close(st);
+    /* The path `repae eval --weights` takes. */
+    feature_net f;
+    feature_net_open_inception(&f, path, 1);
+    CHECK(f.dim == 128 && !strcmp(f.name, "inception/16"), "eval's Inception from the .pth: dim %d, %s", f.dim, f.name);
+    feature_net_free(&f);
+}
+
+/* Files that are not the FID Inception. */
+static void load_inception_file(void *path)
+{
+    safetensors *st = weights_open(path);
+    inception m;
+    inception_build(&m, 1);
+    float *p = param_alloc(&m.table);
+    inception_load(&m, p, st);
+}
+
+static void test_other_inceptions_refused(void)
+{
+    st_writer *w = st_writer_new();
+    float x[4] = {0};
+    st_writer_add_f32(w, "Conv2d_1a_3x3.conv.weight", 1, (int64_t[]){1}, x);
+    st_writer_add_f32(w, "AuxLogits.fc.weight", 1, (int64_t[]){4}, x);
+    const char *aux = tmp("aux.safetensors");
+    st_writer_save(w, aux);
+    st_writer_free(w);
+    expect_die("AuxLogits", load_inception_file, (void *)aux, "unexpected tensor 'AuxLogits.fc.weight'");
+    w = st_writer_new();
+    st_writer_add_f32(w, "fc.weight", 2, (int64_t[]){1000, 1}, alloc_zeros(1000));
+    const char *tv = tmp("tv.safetensors");
+    st_writer_save(w, tv);
+    st_writer_free(w);
+    expect_die("1000 classes", load_inception_file, (void *)tv, "fc.weight has 1000 classes");
+}
+
 int main(void)
 {
     const char *b = getenv("BUILD");
@@ -326,6 +393,8 @@ int main(void)
     RUN(test_dinov2_hub_files);
     RUN(test_release_discriminator_file);
     RUN(test_release_vae_files_train_and_friends);
+    RUN(test_pytorch_fid_inception_loads_directly);
+    RUN(test_other_inceptions_refused);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_dir);
     if (system(cmd) != 0)

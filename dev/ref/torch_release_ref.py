@@ -18,7 +18,12 @@ Writes tests/fixtures/io/release/:
                                     cls_token, pos_embed, mask_token [1, D], patch_embed.proj, blocks.N.{norm1,
                                     attn.qkv, attn.proj, ls1.gamma, norm2, mlp.fc1, mlp.fc2, ls2.gamma}, norm),
                                     width 8, depth 1, 2 heads, a 4x4 patch grid (56 px) that the loader resamples;
-  dinov2_tiny_reg4_pretrain.pth     the same with register_tokens [1, 4, D] (the _reg4 hub files).
+  dinov2_tiny_reg4_pretrain.pth     the same with register_tokens [1, 4, D] (the _reg4 hub files);
+  pt_inception_fid_layout.pth       pytorch-fid's pt_inception-2015-12-05-6726825d.pth layout: its key names
+                                    and order (94 BasicConv2d units: conv.weight, bn.{weight, bias, running_mean,
+                                    running_var, num_batches_tracked}; fc.weight, fc.bias), at the tests'
+                                    1/16 width (fc.weight [1008, 128]) and in float16 to stay ~450 kB (the real
+                                    file is float32 at full width: 95 MB); random values, a loader test.
 """
 import argparse
 import json
@@ -142,5 +147,28 @@ def dinov2_hub(D=8, depth=1, grid=4, regs=0):
 
 torch.save(dinov2_hub(), path("dinov2_tiny_pretrain.pth"))
 torch.save(dinov2_hub(regs=4), path("dinov2_tiny_reg4_pretrain.pth"))
+
+
+# ---- pytorch-fid's Inception state dict (key layout only) ------------------------------
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "tools"))
+from convert_inception import expected_keys  # noqa: E402  (the key list and shapes, in table order)
+
+DIV = 16  # the tests' reduced width (inception_build(&m, 16)): every body channel / 16, the 1008 classes stay
+gen = torch.Generator().manual_seed(SEED + 1)
+fid = OrderedDict()
+for name, shape in expected_keys():
+    if name == "fc.weight":
+        shape = (1008, 2048 // DIV)
+    else:
+        shape = tuple(n if (i == 1 and n == 3) or i >= 2 else n // DIV for i, n in enumerate(shape))
+    t = torch.randn(shape, generator=gen) * 0.1
+    if name.endswith("running_var"):
+        t = torch.rand(shape, generator=gen) + 0.5
+    fid[name] = t.half()
+    if name.endswith(".bn.running_var"):
+        fid[name[: -len("running_var")] + "num_batches_tracked"] = torch.tensor(0)
+fid["fc.bias"] = (torch.randn(1008, generator=gen) * 0.1).half()
+torch.save(fid, path("pt_inception_fid_layout.pth"))
+
 total = sum(os.path.getsize(path(f)) for f in os.listdir(OUT))
 print(f"wrote {len(os.listdir(OUT))} files to {OUT}, {total} bytes")
