@@ -16,6 +16,10 @@
  *  - pytorch-fid's Inception .pth layout (its names and order, 1/16 width):
  *    loads directly, num_batches_tracked and fc.bias ignored, every table
  *    tensor as in the file; AuxLogits or a 1000-class fc are refused;
+ *  - LPIPS from its heads-only vgg.pth (legacy format) + torchvision's
+ *    vgg16 .pth: features.<i> land in net.slice<k>.<i>, value for value;
+ *    `train --lpips-ckpt` without the VGG, or with the wrong width, fails
+ *    naming the file;
  *  - the release's VAE triple (bare VAE state dict, -latents-stats.pt,
  *    -discriminator-ckpt.pt) with the hub encoder: `repae train`,
  *    `cache-latents`, `train-ldm` and `reconstruct` run on them.
@@ -31,6 +35,7 @@
 #include "eval/feature_net.h"
 #include "models/discriminator.h"
 #include "models/inception.h"
+#include "models/lpips.h"
 #include "models/vit.h"
 #include "train/latents_stats.h"
 #include "test.h"
@@ -374,6 +379,78 @@ static void test_other_inceptions_refused(void)
     expect_die("1000 classes", load_inception_file, (void *)tv, "fc.weight has 1000 classes");
 }
 
+typedef struct lp_ctx {
+    const char *heads, *vgg;
+} lp_ctx;
+
+static void load_lpips64(void *p)
+{
+    const lp_ctx *c = p;
+    lpips l;
+    lpips_build(&l, 64);
+    float *w = param_alloc(&l.table);
+    lpips_load_files(&l, w, c->heads, c->vgg);
+}
+
+static void test_lpips_heads_plus_torchvision_vgg(void)
+{
+    const char *heads = REL "lpips_vgg_heads_div64.pth", *vggp = REL "vgg16_div64.pth";
+    lpips l;
+    lpips_build(&l, 64);
+    float *w = param_alloc(&l.table);
+    lpips_load_files(&l, w, heads, vggp);
+    safetensors *h = weights_open(heads), *v = weights_open(vggp);
+    /* LPIPS's slices keep torchvision's feature indices. */
+    static const int idx[13] = {0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28};
+    static const int slice[13] = {1, 1, 2, 2, 3, 3, 3, 4, 4, 4, 5, 5, 5};
+    int bad = 0, n = 0;
+    for (int i = 0; i < l.table.n; i++) {
+        const param_entry *e = &l.table.entries[i];
+        char src[160] = "";
+        const safetensors *st = h;
+        int s, k;
+        char kind[8];
+        if (sscanf(e->name, "net.slice%d.%d.%7s", &s, &k, kind) == 3) {
+            for (int j = 0; j < 13; j++)
+                if (idx[j] == k && slice[j] == s)
+                    snprintf(src, sizeof src, "features.%d.%s", k, kind);
+            st = v;
+        } else
+            snprintf(src, sizeof src, "%s", e->name);
+        const st_tensor *t = safetensors_find(st, src);
+        float *x = xmalloc(e->numel * sizeof(float));
+        if (t && (size_t)t->numel == e->numel)
+            safetensors_read_f32(st, t, x);
+        bad += !t || (size_t)t->numel != e->numel || memcmp(x, w + e->offset, e->numel * sizeof(float)) != 0;
+        n++;
+        free(x);
+    }
+    CHECK(bad == 0 && n == 13 * 2 + 5, "LPIPS from vgg.pth + vgg16: %d of %d tensors differ", bad, n);
+    safetensors_close(h), safetensors_close(v);
+    free(w);
+    lpips_free(&l);
+    lp_ctx c = {heads, NULL};
+    expect_die("heads only", load_lpips64, &c, "--lpips-vgg");
+    c = (lp_ctx){vggp, NULL};
+    expect_die("VGG as heads", load_lpips64, &c, "not LPIPS weights");
+    c = (lp_ctx){heads, heads};
+    expect_die("heads as VGG", load_lpips64, &c, "not torchvision's VGG16");
+    /* The train flags reach the loader: full width wanted, tiny files given. */
+    char args[2000];
+    snprintf(args, sizeof args,
+             "train --max-images 8 --batch-size 2 --max-train-steps 1 --sit-depth 1 --sit-hidden 16 --sit-heads 2 "
+             "--vae-ch 8 --vae-norm-groups 4 --projector-dim 16 --encoder-depth 1 --disc-ndf 4 --channels 3 "
+             "--output-dir '%s' --exp-name lp --lpips-ckpt '%s'", tmp_dir, heads);
+    int rc = repae(args);
+    CHECK(rc == 1 && strstr(err_buf, "--lpips-vgg") && strstr(err_buf, "lpips_vgg_heads_div64.pth"),
+          "train --lpips-ckpt heads-only: %d %s", rc, err_buf);
+    size_t len = strlen(args);
+    snprintf(args + len, sizeof args - len, " --lpips-vgg '%s'", vggp);
+    rc = repae(args);
+    CHECK(rc == 1 && strstr(err_buf, "lin0.model.1.weight") && strstr(err_buf, "[1, 64, 1, 1]"),
+          "train --lpips-vgg of the wrong width: %d %s", rc, err_buf);
+}
+
 int main(void)
 {
     const char *b = getenv("BUILD");
@@ -395,6 +472,7 @@ int main(void)
     RUN(test_release_vae_files_train_and_friends);
     RUN(test_pytorch_fid_inception_loads_directly);
     RUN(test_other_inceptions_refused);
+    RUN(test_lpips_heads_plus_torchvision_vgg);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_dir);
     if (system(cmd) != 0)

@@ -23,7 +23,11 @@ Writes tests/fixtures/io/release/:
                                     and order (94 BasicConv2d units: conv.weight, bn.{weight, bias, running_mean,
                                     running_var, num_batches_tracked}; fc.weight, fc.bias), at the tests'
                                     1/16 width (fc.weight [1008, 128]) and in float16 to stay ~450 kB (the real
-                                    file is float32 at full width: 95 MB); random values, a loader test.
+                                    file is float32 at full width: 95 MB); random values, a loader test;
+  lpips_vgg_heads_div64.pth         the LPIPS vgg.pth layout (lin0..lin4.model.1.weight [1, C_k, 1, 1] only), in
+                                    torch's legacy (non-zip) format like the older LPIPS files, at 1/64 width;
+  vgg16_div64.pth                   torchvision's vgg16-397923af.pth layout (features.<i>.{weight, bias} for the 13
+                                    convs, classifier.{0,3,6}.{weight, bias}), at 1/64 width (classifier shrunk).
 """
 import argparse
 import json
@@ -169,6 +173,26 @@ for name, shape in expected_keys():
         fid[name[: -len("running_var")] + "num_batches_tracked"] = torch.tensor(0)
 fid["fc.bias"] = (torch.randn(1008, generator=gen) * 0.1).half()
 torch.save(fid, path("pt_inception_fid_layout.pth"))
+
+
+
+# ---- LPIPS heads + torchvision VGG16 (1/64 width) ------------------------------------------
+VGG_INDEX = [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]
+VGG_WIDTH = [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
+vgg = OrderedDict()
+cin = 3
+for i, w in zip(VGG_INDEX, VGG_WIDTH):
+    vgg[f"features.{i}.weight"] = torch.randn(w // 64, cin, 3, 3, generator=gen) * 0.3
+    vgg[f"features.{i}.bias"] = torch.randn(w // 64, generator=gen) * 0.1
+    cin = w // 64
+for i, (o, k) in zip((0, 3, 6), ((16, 8 * 7 * 7), (16, 16), (10, 16))):
+    vgg[f"classifier.{i}.weight"] = torch.randn(o, k, generator=gen) * 0.1
+    vgg[f"classifier.{i}.bias"] = torch.randn(o, generator=gen) * 0.1
+torch.save(vgg, path("vgg16_div64.pth"))
+heads = OrderedDict()
+for k, c in enumerate((64, 128, 256, 512, 512)):
+    heads[f"lin{k}.model.1.weight"] = torch.rand(1, c // 64, 1, 1, generator=gen)
+torch.save(heads, path("lpips_vgg_heads_div64.pth"), _use_new_zipfile_serialization=False)
 
 total = sum(os.path.getsize(path(f)) for f in os.listdir(OUT))
 print(f"wrote {len(os.listdir(OUT))} files to {OUT}, {total} bytes")

@@ -61,6 +61,8 @@ int train_options_table(train_options *o, option_spec *opts, train_kind kind)
     OPT("--disc-start", OPT_INT64, &o->disc_start, "0", "GAN terms from this step on", .min = 0, .max = 1e12);
     OPT("--disc-weight", OPT_FLOAT, &o->disc_weight, "0.1", "GAN generator weight", .min = 0, .max = 100);
     OPT("--lpips-ckpt", OPT_STRING, &o->lpips_ckpt, NULL, "LPIPS weights (VGG16 + heads); none: no perceptual term");
+    OPT("--lpips-vgg", OPT_STRING, &o->lpips_vgg, NULL,
+        "torchvision's VGG16 (vgg16-397923af.pth) when --lpips-ckpt is LPIPS's heads-only vgg.pth");
     OPT("--perceptual-weight", OPT_FLOAT, &o->perceptual_weight, "1.0", "LPIPS weight", .min = 0, .max = 100);
     OPT("--kl-weight", OPT_FLOAT, &o->kl_weight, "1e-6", "KL weight", .min = 0, .max = 100);
     OPT("--lecam-weight", OPT_FLOAT, &o->lecam_weight, "0", "LeCam regulariser weight", .min = 0, .max = 100);
@@ -194,10 +196,9 @@ void train_build_loss_nets(const train_options *o, const train_data *d, train_mo
     if (o->lpips_ckpt) {
         lpips_build(&m->lp, 1);
         m->lpips_params = param_alloc(&m->lp.table);
-        safetensors *st = weights_open(o->lpips_ckpt);
-        param_load(&m->lp.table, m->lpips_params, st, "", PARAM_ALLOW_EXTRA);
-        safetensors_close(st);
-    }
+        lpips_load_files(&m->lp, m->lpips_params, o->lpips_ckpt, o->lpips_vgg);
+    } else if (o->lpips_vgg)
+        die("--lpips-vgg '%s' is LPIPS's VGG16: it needs --lpips-ckpt (the LPIPS heads, vgg.pth)", o->lpips_vgg);
 }
 
 void train_check_channels(const char *data, int C, const vae *v, const char *vae_file, const vit *enc,
