@@ -1,11 +1,13 @@
 /* repae sample — class-conditional samples from a trained SiT (spec §9.3,
  * generate.py): PNGs, a grid and the ADM evaluator's .npz.
  *
- * Models: a REPA-E checkpoint gives the EMA SiT (ema.*, or model.* with
+ * Models (cli/model_files.h, mf_sample_models_open): a REPA-E checkpoint,
+ * ours or the release's .pt, gives the EMA SiT (ema.*, or model.* with
  * --no-ema), the VAE (vae.*) and the latent statistics from that SiT's
  * BatchNorm buffers (scale = running_var^(-1/2), eps-free; bias =
- * running_mean).  An LDM-style run gives a SiT weights file plus --vae-ckpt
- * and --latents-stats.  Either may be overridden by those flags.
+ * running_mean); a release run's args.json configures it as generate.py.
+ * An LDM-style run gives a SiT weights file plus --vae-ckpt and
+ * --latents-stats.  Either may be overridden by those flags.
  *
  * Randomness: image i (its global index) draws its initial noise, its label
  * and its SDE noise from its own Philox stream (global seed, i), and the
@@ -58,6 +60,11 @@ static const char *usage =
     "that VAE's -latents-stats file, as generate.py), or a SiT weights file (keys\n"
     "at the top level or under ema./model.) given with --vae-ckpt and\n"
     "--latents-stats.  --vae-ckpt and --latents-stats override either.\n"
+    "The official release's checkpoints work the same way, configured as\n"
+    "generate.py does: exps/NAME/checkpoints/0400000.pt reads exps/NAME/args.json\n"
+    "(else the checkpoint's pickled args) for the model, encoder depth, label\n"
+    "dropout and path type; an LDM-only run's VAE is args.json's vae_ckpt, tried\n"
+    "as given and beside exps/, with its -latents-stats file.\n"
     "--vae-ckpt may be a diffusers AutoencoderKL folder; its latent statistics\n"
     "(latents_stats.safetensors, else config.json's factors) are then the\n"
     "default after a REPA-E checkpoint's own.\n"
@@ -105,7 +112,7 @@ static int sample_options_table(sample_options *o, option_spec *opts)
 {
     int n = 0;
 #define OPT(...) opts[n++] = (option_spec){__VA_ARGS__}
-    OPT("--ckpt", OPT_STRING, &o->ckpt, NULL, "REPA-E checkpoint, or SiT weights (safetensors)");
+    OPT("--ckpt", OPT_STRING, &o->ckpt, NULL, "REPA-E / LDM checkpoint (ours or the release's exps/NAME/checkpoints/N.pt), or SiT weights");
     OPT("--vae-ckpt", OPT_STRING, &o->vae_ckpt, NULL, "VAE weights (default: the checkpoint's vae.*)");
     OPT("--latents-stats", OPT_STRING, &o->latents_stats, NULL,
         "latents_scale/latents_bias file (default: the SiT's BatchNorm running stats)");

@@ -38,7 +38,7 @@ int train_options_table(train_options *o, option_spec *opts, train_kind kind)
     OPT("--bn-momentum", OPT_FLOAT, &o->bn_momentum, "0.1", "latent BatchNorm momentum", .min = 0, .max = 1);
     OPT("--cfg-prob", OPT_FLOAT, &o->cfg_prob, "0.1", "label dropout probability (for CFG)", .min = 0, .max = 1);
     OPT("--vae", OPT_STRING, &o->vae, "custom", "VAE preset f8d4 | f16d32, or 'custom' (--vae-*)");
-    OPT("--vae-ckpt", OPT_STRING, &o->vae_ckpt, NULL, "VAE weights (safetensors); configuration read from the file");
+    OPT("--vae-ckpt", OPT_STRING, &o->vae_ckpt, NULL, "VAE weights (.safetensors, .pt/.pth, or a diffusers folder); configuration read from it");
     OPT("--vae-ch", OPT_INT, &o->vae_ch, "64", "custom VAE: base width", .min = 1, .max = 1024);
     OPT("--vae-ch-mult", OPT_STRING, &o->vae_ch_mult, "1,2,2", "custom VAE: width multipliers per level");
     OPT("--vae-z-channels", OPT_INT, &o->vae_z_channels, "4", "custom VAE: latent channels", .min = 1, .max = 256);
@@ -48,9 +48,9 @@ int train_options_table(train_options *o, option_spec *opts, train_kind kind)
     OPT("--vae-attn-resolutions", OPT_STRING, &o->vae_attn_resolutions, "",
         "custom VAE: feature sizes with attention, e.g. '8' (empty: mid block only)");
     OPT("--latents-stats", OPT_STRING, &o->latents_stats, NULL,
-        "latents statistics (safetensors: latents_scale, latents_bias) for the SiT BatchNorm");
+        "latents statistics (latents_scale, latents_bias; e.g. the release's *-latents-stats.pt) for the SiT BatchNorm");
     OPT("--enc-type", OPT_STRING, &o->enc_type, "dinov2-vit-b", "representation encoder family (preprocessing)");
-    OPT("--enc-ckpt", OPT_STRING, &o->enc_ckpt, NULL, "encoder weights (safetensors, DINOv2 keys); none: no REPA");
+    OPT("--enc-ckpt", OPT_STRING, &o->enc_ckpt, NULL, "encoder weights (DINOv2 keys, e.g. the hub's dinov2_vitb14_pretrain.pth); none: no REPA");
     OPT("--enc-heads", OPT_INT, &o->enc_heads, "0", "encoder heads (0: from the width)", .min = 0, .max = 128);
     OPT("--enc-mean", OPT_FLOAT, &o->enc_mean, "0.5", "1-channel encoder input mean", .min = -10, .max = 10);
     OPT("--enc-std", OPT_FLOAT, &o->enc_std, "0.5", "1-channel encoder input std", .min = 1e-6, .max = 10);
