@@ -22,6 +22,7 @@
 
 #include "core/arena.h"
 #include "core/error.h"
+#include "io/weights_file.h"
 #include "models/inception.h"
 #include "models/params.h"
 #include "ops/conv2d.h"
@@ -274,21 +275,18 @@ static void test_parity_with_reference(void)
 
 /* Optional end-to-end check at full width: REPAE_INCEPTION_CHECK_DIR names a
  * directory written by `dev/ref/inception_ref.py --full-width-check DIR`
- * whose .pth was converted by tools/convert_inception.py to
- * DIR/inception.safetensors (95 MB, so not a committed fixture).  It checks
- * the converter's output loads strictly and the width-1 network against the
- * reference.  Skipped (passes) without the variable. */
-static void test_full_width_converted(void)
+ * (95 MB, so not a committed fixture).  Its pytorch-fid style
+ * pt_inception_random.pth (with num_batches_tracked and fc.bias, as the real
+ * file) is loaded as it is, and, if present, its tools/convert_inception.py
+ * copy DIR/inception.safetensors too; each runs the width-1 network against
+ * the reference.  Skipped (passes) without the variable. */
+static void full_width_check(const char *wpath, const char *epath)
 {
-    const char *dir = getenv("REPAE_INCEPTION_CHECK_DIR");
-    if (!dir) {
-        printf("     (skipped: set REPAE_INCEPTION_CHECK_DIR for the full-width check)\n");
+    if (access(wpath, R_OK) != 0) {
+        printf("     (no %s)\n", wpath);
         return;
     }
-    char wpath[512], epath[512];
-    snprintf(wpath, sizeof wpath, "%s/inception.safetensors", dir);
-    snprintf(epath, sizeof epath, "%s/expected.safetensors", dir);
-    safetensors *ws = safetensors_open(wpath), *ex = safetensors_open(epath);
+    safetensors *ws = weights_open(wpath), *ex = safetensors_open(epath);
     inception m;
     inception_build(&m, 1);
     float *params = param_alloc(&m.table);
@@ -307,11 +305,27 @@ static void test_full_width_converted(void)
     check_scaled(ex, "pool3", pool3, (size_t)B * m.dim, 5e-5);
     check_scaled(ex, "spatial", spatial, (size_t)B * INCEPTION_SPATIAL_DIM, 5e-5);
     check_scaled(ex, "logits", logits, (size_t)B * INCEPTION_CLASSES, 5e-5);
+    printf("     full width from %s: checked\n", wpath);
     free(pool3), free(spatial), free(logits), free(images);
     arena_free(&a);
     inception_free(&m);
     safetensors_close(ws);
     safetensors_close(ex);
+}
+
+static void test_full_width_converted(void)
+{
+    const char *dir = getenv("REPAE_INCEPTION_CHECK_DIR");
+    if (!dir) {
+        printf("     (skipped: set REPAE_INCEPTION_CHECK_DIR for the full-width check)\n");
+        return;
+    }
+    char wpath[512], epath[512];
+    snprintf(epath, sizeof epath, "%s/expected.safetensors", dir);
+    snprintf(wpath, sizeof wpath, "%s/pt_inception_random.pth", dir);
+    full_width_check(wpath, epath);
+    snprintf(wpath, sizeof wpath, "%s/inception.safetensors", dir);
+    full_width_check(wpath, epath);
 }
 
 /* ------------------------------------------------------------------ resize */
@@ -537,8 +551,12 @@ static void test_clear_errors(void)
     write_variant(path, &m, params, NULL, "Mixed_7b.branch3x3_2a.conv.weight", NULL, scratch);
     expect_die("misshaped key", load_file, &c, "Mixed_7b.branch3x3_2a.conv.weight");
 
+    /* fc.bias and *.bn.num_batches_tracked are pytorch-fid's and ignored
+     * (test_release_files); any other extra tensor is not this network. */
+    write_variant(path, &m, params, NULL, NULL, "AuxLogits.fc.bias", scratch);
+    expect_die("unexpected AuxLogits", load_file, &c, "unexpected tensor 'AuxLogits.fc.bias'");
     write_variant(path, &m, params, NULL, NULL, "fc.bias", scratch);
-    expect_die("unexpected fc.bias", load_file, &c, "fc.bias");
+    CHECK(run_in_child(load_file, &c, NULL, 0) == 0, "pytorch-fid's fc.bias is not ignored");
 
     /* Real weights into a width-8 table: the first tensor's shape is wrong. */
     err_ctx c1 = {path, 1};

@@ -107,6 +107,12 @@ sit = SiT(**SIT)
 disc = NLayerDiscriminator(input_nc=3, ndf=4, n_layers=1)
 with torch.no_grad():
     sit.init_bn(torch.randn(4) * 0.3, torch.rand(4) + 0.5)
+    # The zero-initialised final layer and adaLN would make the velocity 0, so samples would not depend on the
+    # SiT at all: give them values (from their own generator, leaving the global stream as it was).
+    g = torch.Generator().manual_seed(SEED + 100)
+    for name, p in sit.named_parameters():
+        if "final_layer" in name or "adaLN" in name:
+            p.copy_(torch.randn(p.shape, generator=g) * 0.1)
 ema = SiT(**SIT)
 ema.load_state_dict(sit.state_dict())
 opts = []

@@ -20,7 +20,7 @@ int cmd_cache_latents(int argc, char **argv)
     const char *vae_ckpt, *output, *data, *split;
     int batch, image_size, channels, max_images;
     option_spec opts[] = {
-        {"--vae-ckpt", OPT_STRING, &vae_ckpt, NULL, "the VAE (safetensors; configuration read from the file)"},
+        {"--vae-ckpt", OPT_STRING, &vae_ckpt, NULL, "the VAE (.safetensors, .pt/.pth or a diffusers folder; configuration read from it)"},
         {"--output", OPT_STRING, &output, NULL, "the latent cache to write"},
         {"--data", OPT_STRING, &data, "fashion-mnist", "'fashion-mnist' or a shard from 'repae prepare'"},
         {"--data-split", OPT_CHOICE, &split, "train", "Fashion-MNIST split", .choices = "train|test"},

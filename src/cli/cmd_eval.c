@@ -32,7 +32,7 @@
 #include "io/npz.h"
 
 static const char *usage =
-    "usage: repae eval --samples S.npz --ref R.npz --weights NET.safetensors [options]\n"
+    "usage: repae eval --samples S.npz --ref R.npz --weights NET [options]\n"
     "\n"
     "FID, sFID, Inception Score and precision/recall exactly as the ADM evaluator\n"
     "computes them (spec §10), between a sample batch and a reference batch\n"
@@ -44,8 +44,9 @@ static const char *usage =
     "space; no sFID, no IS); with --feature-net cnn our CNN classifier from\n"
     "`repae train-encoder --arch cnn` does (FD in its global-average-pooled\n"
     "features, e.g. --weights weights/fmnist-evalnet-cnn.safetensors on\n"
-    "Fashion-MNIST).  Inception weights: tools/convert_inception.py\n"
-    "(docs/evaluation.md).";
+    "Fashion-MNIST).  Inception weights: pytorch-fid's\n"
+    "pt_inception-2015-12-05-6726825d.pth as it is, or tools/convert_inception.py's\n"
+    "safetensors copy (docs/evaluation.md).";
 
 typedef struct eval_options {
     const char *samples, *ref, *ref_stats, *save_stats, *json;

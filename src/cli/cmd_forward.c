@@ -69,7 +69,7 @@ static int fwd_options_table(fwd_options *o, option_spec *opts)
     int n = 0;
 #define OPT(...) opts[n++] = (option_spec){__VA_ARGS__}
     OPT("--model", OPT_CHOICE, &o->model, NULL, "which model", .choices = "vae|sit|vit");
-    OPT("--weights", OPT_STRING, &o->weights, NULL, "weights (safetensors, PyTorch state-dict keys)");
+    OPT("--weights", OPT_STRING, &o->weights, NULL, "weights (.safetensors or .pt/.pth, PyTorch state-dict keys)");
     OPT("--input", OPT_STRING, &o->input, NULL, "input tensors (safetensors, names above)");
     OPT("--output", OPT_STRING, &o->output, NULL, "where the outputs go (safetensors)");
     OPT("--prefix", OPT_STRING, &o->prefix, NULL, "key prefix of the model in --weights (default: found)");

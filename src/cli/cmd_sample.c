@@ -1,11 +1,13 @@
 /* repae sample — class-conditional samples from a trained SiT (spec §9.3,
  * generate.py): PNGs, a grid and the ADM evaluator's .npz.
  *
- * Models: a REPA-E checkpoint gives the EMA SiT (ema.*, or model.* with
+ * Models (cli/model_files.h, mf_sample_models_open): a REPA-E checkpoint,
+ * ours or the release's .pt, gives the EMA SiT (ema.*, or model.* with
  * --no-ema), the VAE (vae.*) and the latent statistics from that SiT's
  * BatchNorm buffers (scale = running_var^(-1/2), eps-free; bias =
- * running_mean).  An LDM-style run gives a SiT weights file plus --vae-ckpt
- * and --latents-stats.  Either may be overridden by those flags.
+ * running_mean); a release run's args.json configures it as generate.py.
+ * An LDM-style run gives a SiT weights file plus --vae-ckpt and
+ * --latents-stats.  Either may be overridden by those flags.
  *
  * Randomness: image i (its global index) draws its initial noise, its label
  * and its SDE noise from its own Philox stream (global seed, i), and the
@@ -58,6 +60,11 @@ static const char *usage =
     "that VAE's -latents-stats file, as generate.py), or a SiT weights file (keys\n"
     "at the top level or under ema./model.) given with --vae-ckpt and\n"
     "--latents-stats.  --vae-ckpt and --latents-stats override either.\n"
+    "The official release's checkpoints work the same way, configured as\n"
+    "generate.py does: exps/NAME/checkpoints/0400000.pt reads exps/NAME/args.json\n"
+    "(else the checkpoint's pickled args) for the model, encoder depth, label\n"
+    "dropout and path type; an LDM-only run's VAE is args.json's vae_ckpt, tried\n"
+    "as given and beside exps/, with its -latents-stats file.\n"
     "--vae-ckpt may be a diffusers AutoencoderKL folder; its latent statistics\n"
     "(latents_stats.safetensors, else config.json's factors) are then the\n"
     "default after a REPA-E checkpoint's own.\n"
@@ -105,7 +112,7 @@ static int sample_options_table(sample_options *o, option_spec *opts)
 {
     int n = 0;
 #define OPT(...) opts[n++] = (option_spec){__VA_ARGS__}
-    OPT("--ckpt", OPT_STRING, &o->ckpt, NULL, "REPA-E checkpoint, or SiT weights (safetensors)");
+    OPT("--ckpt", OPT_STRING, &o->ckpt, NULL, "REPA-E / LDM checkpoint (ours or the release's exps/NAME/checkpoints/N.pt), or SiT weights");
     OPT("--vae-ckpt", OPT_STRING, &o->vae_ckpt, NULL, "VAE weights (default: the checkpoint's vae.*)");
     OPT("--latents-stats", OPT_STRING, &o->latents_stats, NULL,
         "latents_scale/latents_bias file (default: the SiT's BatchNorm running stats)");
@@ -230,6 +237,224 @@ static const st_tensor *require_shape(const safetensors *st, const char *name, i
     return t;
 }
 
+/* The labels and the randomness of a run: --labels / --balanced / random
+ * labels, and --noise's initial noise, SDE step noise and labels. */
+typedef struct sample_inputs {
+    int N;
+    int *labels; /* [N] */
+    const char *label_source;
+    safetensors *ns;  /* --noise, kept open: fnoise maps it */
+    float *noise_x;   /* [N, C, h, h] from --noise, or NULL */
+    file_noise fnoise;
+} sample_inputs;
+
+/* --noise FILE: x (sets N unless given), step_noise for the SDE, y. */
+static void read_noise(sample_inputs *in, const sample_options *o, bool n_given, const sampler_config *cfg, int K,
+                       int C, int h)
+{
+    size_t n = (size_t)C * h * h;
+    int N = in->N;
+    safetensors *ns = in->ns = safetensors_open(o->noise);
+    const st_tensor *tx = safetensors_find(ns, "x");
+    if (!tx)
+        die("sample --noise '%s': no tensor 'x' (the initial noise, shape [N, %d, %d, %d])", o->noise, C, h, h);
+    if (!n_given && !o->labels && tx->ndim == 4) {
+        if (tx->shape[0] < 1 || tx->shape[0] > INT32_MAX)
+            die("sample --noise '%s': 'x' holds %lld samples (at least 1 needed)", o->noise, (long long)tx->shape[0]);
+        N = in->N = (int)tx->shape[0];
+    }
+    require_shape(ns, "x", 4, (int64_t[]){N, C, h, h}, "the initial noise");
+    in->noise_x = xmalloc((size_t)N * n * sizeof(float));
+    safetensors_read_f32(ns, tx, in->noise_x);
+    check_noise(o->noise, "x", in->noise_x, (size_t)N * n);
+    if (cfg->mode == SAMPLER_SDE && cfg->num_steps > 1) {
+        const st_tensor *ts = require_shape(ns, "step_noise", 5, (int64_t[]){cfg->num_steps - 1, N, C, h, h},
+                                            "the SDE's step noise");
+        if (ts->dtype != ST_F32)
+            die("sample --noise '%s': 'step_noise' must be F32 (it is %s)", o->noise, st_dtype_name(ts->dtype));
+        in->fnoise.data = ns->data + ts->begin;
+        in->fnoise.N = N;
+        float *chunk = xmalloc(n * sizeof(float));
+        for (size_t r = 0; r < (size_t)ts->numel / n; r++) { /* mapped, maybe unaligned: copy row by row */
+            memcpy(chunk, in->fnoise.data + r * n * sizeof(float), n * sizeof(float));
+            check_noise(o->noise, "step_noise", chunk, n);
+        }
+        free(chunk);
+    }
+    const st_tensor *ty = safetensors_find(ns, "y");
+    if (ty && !o->labels && !o->balanced) {
+        if (ty->numel != N)
+            die("sample --noise '%s': 'y' has %lld labels, expected %d", o->noise, (long long)ty->numel, N);
+        int64_t *y64 = xmalloc((size_t)N * sizeof(int64_t));
+        safetensors_read_i64(ns, ty, y64);
+        in->labels = xmalloc((size_t)N * sizeof(int));
+        in->label_source = "from --noise";
+        for (int i = 0; i < N; i++) {
+            if (y64[i] < 0 || y64[i] >= K)
+                die("sample --noise '%s': y[%d] = %lld is not a class of this SiT (0..%d)", o->noise, i,
+                    (long long)y64[i], K - 1);
+            in->labels[i] = (int)y64[i];
+        }
+        free(y64);
+    }
+}
+
+static void sample_inputs_prepare(sample_inputs *in, const sample_options *o, bool n_given, const sampler_config *cfg,
+                                  int K, int C, int h)
+{
+    memset(in, 0, sizeof *in);
+    int N = in->N = o->num_samples, n_given_labels = 0;
+    in->label_source = o->labels ? "given" : o->balanced ? "balanced" : "random";
+    if (o->labels && o->balanced)
+        die("sample: --labels and --balanced exclude each other");
+    if (o->labels) {
+        in->labels = labels_parse(o->labels, "sample --labels", &n_given_labels);
+        if (!n_given)
+            N = in->N = n_given_labels;
+        else if (n_given_labels != N)
+            die("sample: --labels gives %d labels but --num-samples is %d", n_given_labels, N);
+        for (int i = 0; i < N; i++)
+            if (in->labels[i] >= K)
+                die("sample --labels: label %d (image %d) is not below the SiT's %d classes", in->labels[i], i, K);
+    }
+    if (o->noise) {
+        read_noise(in, o, n_given, cfg, K, C, h);
+        N = in->N;
+    }
+    if (o->balanced) {
+        in->labels = xmalloc((size_t)N * sizeof(int));
+        uint32_t *perm = xmalloc((size_t)N * sizeof(uint32_t));
+        for (int c = 0, i = 0; c < K; c++)
+            for (int k = 0; k < N / K + (c < N % K); k++)
+                perm[i++] = (uint32_t)c;
+        rng r = rng_new((uint64_t)o->global_seed, BALANCED_STREAM);
+        rng_shuffle_u32(&r, perm, (size_t)N);
+        for (int i = 0; i < N; i++)
+            in->labels[i] = (int)perm[i];
+        free(perm);
+    } else if (!in->labels) {
+        in->labels = xmalloc((size_t)N * sizeof(int));
+        int64_t *all = xmalloc((size_t)N * sizeof(int64_t));
+        for (int i = 0; i < N; i++)
+            all[i] = i;
+        sampler_random_labels(in->labels, N, K, (uint64_t)o->global_seed, all);
+        free(all);
+    }
+}
+
+/* generate.py's sampler from the flags, checked against the SiT. */
+static sampler_config sample_sampler_config(const sample_options *o, const sit_config *sc)
+{
+    sampler_config cfg = sampler_config_default();
+    cfg.mode = sampler_mode_parse(o->mode);
+    cfg.heun = o->heun;
+    cfg.num_steps = o->num_steps;
+    cfg.cfg_scale = o->cfg_scale;
+    if (o->guidance_low > o->guidance_high)
+        die("sample: --guidance-low %g is above --guidance-high %g: the guidance interval [low, high] would be "
+            "empty", o->guidance_low, o->guidance_high);
+    cfg.guidance_low = o->guidance_low;
+    cfg.guidance_high = o->guidance_high;
+    cfg.path = path_type_parse(o->path_type);
+    cfg.null_class = sc->num_classes;
+    sampler_config_check(&cfg);
+    if (cfg.cfg_scale > 1.0 && sc->class_dropout_prob <= 0)
+        die("sample: --cfg-scale %g needs a SiT trained with label dropout (it has no null-class embedding); "
+            "use --cfg-scale 1", cfg.cfg_scale);
+    return cfg;
+}
+
+/* <sample-dir>/<name>, <name> = --name or generate.py's <exp>_<step>_cfg<w>-<low>-<high>. */
+static void sample_dir_path(const sample_options *o, char *dir, size_t size)
+{
+    char name[512];
+    if (o->name)
+        snprintf(name, sizeof name, "%s", o->name);
+    else {
+        char run[300], w[40], lo[40], hi[40];
+        run_name(o->ckpt, run, sizeof run);
+        py_float(w, sizeof w, o->cfg_scale);
+        py_float(lo, sizeof lo, o->guidance_low);
+        py_float(hi, sizeof hi, o->guidance_high);
+        snprintf(name, sizeof name, "%s_cfg%s-%s-%s", run, w, lo, hi);
+    }
+    snprintf(dir, size, "%s/%s", o->sample_dir, name);
+}
+
+static void print_setup(const sample_options *o, const mf_sample_models *m, const sampler_config *cfg,
+                        const sample_inputs *in, const char *dir)
+{
+    char buf[256];
+    int C = m->s.C, h = m->s.H, H, W;
+    vae_image_size(&m->v, h, h, &H, &W);
+    printf("repae sample: %s\n", dir);
+    printf("SiT: %s (%s, keys %s*, %.2f M parameters)\noptions: %s\n", sit_config_str(&m->sc, buf, sizeof buf),
+           o->ckpt, m->sit_prefix, sit_param_count(&m->s, false) / 1e6, m->args_from);
+    printf("VAE: %.2f M parameters (%s), latent %dx%dx%d -> image %dx%dx%d\nlatent statistics: %s\n",
+           vae_param_count(&m->v) / 1e6, m->vae_from, C, h, h, m->v.cfg.out_ch, H, W, m->stats_from);
+    printf("sampler: %s, %d steps%s, cfg %g on [%g, %g], %s path, %d NFE per image\n", sampler_mode_name(cfg->mode),
+           cfg->num_steps, cfg->heun ? " (Heun)" : "", cfg->cfg_scale, cfg->guidance_low, cfg->guidance_high,
+           path_type_name(cfg->path), sampler_nfe(cfg));
+    printf("images: %d, %s labels, seed %lld%s\n", in->N, in->label_source, o->global_seed,
+           o->noise ? ", noise from --noise" : "");
+    fflush(stdout);
+}
+
+/* What rank 0 writes per image: its PNG, its place in the grid, its .npz row. */
+typedef struct sample_out {
+    const char *dir;
+    bool pngs;
+    int G, Co, Cpng, Cnpz, H, W, B;
+    uint8_t *png, *hwc, *grid; /* [3, H, W], [B, H, W, Cnpz], [G, Cpng, H, W] */
+    npz_writer *zw;
+} sample_out;
+
+/* Images r0 .. r0+rn-1 of a gathered round ([rn, Co, H, W] uint8). */
+static void write_round(const sample_out *so, const uint8_t *round_u8, int r0, int rn)
+{
+    const size_t npix = (size_t)so->H * so->W;
+    const int Co = so->Co, B = so->B;
+    char path[1500];
+    for (int i = 0; i < rn; i++) {
+        const uint8_t *im = round_u8 + (size_t)i * Co * npix;
+        for (int c = 0; c < so->Cpng; c++)
+            memcpy(so->png + c * npix, im + (Co == 1 ? 0 : c) * npix, npix);
+        if (so->pngs) {
+            snprintf(path, sizeof path, "%s/%06d.png", so->dir, r0 + i);
+            image_write_png(path, so->png, so->Cpng, so->H, so->W);
+        }
+        if (r0 + i < so->G)
+            memcpy(so->grid + (size_t)(r0 + i) * so->Cpng * npix, so->png, (size_t)so->Cpng * npix);
+        uint8_t *out = so->hwc + (size_t)(i % B) * so->Cnpz * npix;
+        for (size_t p = 0; p < npix; p++)
+            for (int c = 0; c < so->Cnpz; c++)
+                out[p * so->Cnpz + c] = im[(Co == 1 ? 0 : c) * npix + p];
+        if (i % B == B - 1 || i == rn - 1)
+            npz_writer_data(so->zw, so->hwc, (size_t)(i % B + 1) * so->Cnpz * npix);
+    }
+}
+
+/* DIR-labels.txt (one class per line, index order), DIR-grid.png, and what was written. */
+static void write_labels_grid(const sample_out *so, const int *labels, int N)
+{
+    char path[1500];
+    snprintf(path, sizeof path, "%s-labels.txt", so->dir);
+    atomic_file af = atomic_file_open(path);
+    for (int i = 0; i < N; i++)
+        fprintf(af.fp, "%d\n", labels[i]);
+    atomic_file_commit(&af);
+    if (so->G) {
+        snprintf(path, sizeof path, "%s-grid.png", so->dir);
+        image_grid_png(path, so->grid, so->G, so->Cpng, so->H, so->W, (int)ceil(sqrt((double)so->G)));
+    }
+    printf("npz: %s.npz (arr_0 uint8 [%d, %d, %d, %d])\nlabels: %s-labels.txt\n", so->dir, N, so->H, so->W, so->Cnpz,
+           so->dir);
+    if (so->G)
+        printf("grid: %s-grid.png\n", so->dir);
+    if (so->pngs)
+        printf("images: %s/%06d.png ... %06d.png\n", so->dir, 0, N - 1);
+}
+
 int cmd_sample(int argc, char **argv)
 {
     sample_options o;
@@ -243,224 +468,34 @@ int cmd_sample(int argc, char **argv)
     bool ema = o.use_ema && !o.no_ema;
 
     /* ---- models ---- */
-    safetensors *st = weights_open(o.ckpt);
-    cJSON *args = mf_metadata_json(st);
-    bool is_ckpt = mf_is_checkpoint(st);
-    const char *sit_prefix;
-    if (is_ckpt)
-        sit_prefix = ema ? "ema." : "model.";
-    else {
-        const char *order_ema[] = {"", "ema.", "model.", NULL}, *order_model[] = {"", "model.", "ema.", NULL};
-        sit_prefix = mf_find_prefix(st, "x_embedder.proj.weight", ema ? order_ema : order_model);
-        if (!sit_prefix)
-            die("sample: '%s' holds no SiT (no x_embedder.proj.weight, at the top level or under ema./model.)",
-                o.ckpt);
+    mf_sample_models m;
+    mf_sample_models_open(&m, o.ckpt, o.vae_ckpt, o.latents_stats, ema, o.heads);
+    if (!options_given(opts, nopt, "--path-type")) { /* generate.py's own default unless the run says */
+        const char *pt = mf_json_str(m.args, "path_type", NULL);
+        if (pt && (!strcmp(pt, "linear") || !strcmp(pt, "cosine")))
+            o.path_type = pt;
     }
-    /* An EMA that has seen few updates for its decay is still partly the
-     * random initialisation (decay^steps of it) and samples badly: say so. */
-    if (is_ckpt && ema && safetensors_meta(st, "step")) {
-        double decay = mf_json_num(args, "ema_decay", -1.0);
-        long long steps = safetensors_meta_ll(st, "step");
-        double left = decay > 0 && decay < 1 && steps >= 0 ? pow(decay, (double)steps) : 0.0;
-        if (left > 0.01)
-            fprintf(stderr,
-                    "sample: warning: the EMA (decay %g) has had %lld updates, so %.0f%% of it is still the "
-                    "initial weights and its samples can be formless; --no-ema samples the training weights\n",
-                    decay, steps, 100.0 * left);
-    }
-    sit_config sc;
-    mf_sit_config(&sc, st, sit_prefix, args, o.heads, 0);
-    sit s;
-    sit_build(&s, &sc);
-    float *sp = param_alloc(&s.table);
-    sit_load(&s, sp, st, sit_prefix, PARAM_IGNORE_EXTRA);
-
-    /* VAE: --vae-ckpt, else the checkpoint's vae.*, else (an LDM-only run,
-     * as generate.py) the run's vae_ckpt option. */
-    vae v;
-    const char *pre_ckpt[] = {"vae.", NULL};
-    bool has_vae = mf_find_prefix(st, "encoder.conv_in.weight", pre_ckpt) != NULL;
-    const char *vae_path = o.vae_ckpt;
-    if (!vae_path && !has_vae) {
-        vae_path = mf_json_str(args, "vae_ckpt", NULL);
-        if (!vae_path)
-            die("sample: '%s' has no VAE (vae.*) and does not name one: give it with --vae-ckpt (and its "
-                "--latents-stats)", o.ckpt);
-        if (access(vae_path, R_OK) != 0)
-            die("sample: '%s' has no VAE; its run used '%s', which cannot be read: give the VAE with --vae-ckpt",
-                o.ckpt, vae_path);
-    }
-    if (vae_path) {
-        mf_open_vae(&v, vae_path, 0, PARAM_IGNORE_EXTRA);
-    } else {
-        vae_config vc;
-        mf_vae_config(&vc, st, "vae.", args, 0);
-        vae_init(&v, &vc);
-        vae_load_st(&v, st, "vae.", PARAM_IGNORE_EXTRA);
-    }
-    if (v.cfg.z_channels != s.C)
-        die("sample: the VAE has %d latent channels but the SiT expects %d", v.cfg.z_channels, s.C);
-
-    /* Latent statistics: --latents-stats; a REPA-E checkpoint's SiT
-     * BatchNorm; the VAE's -latents-stats file (the run's latents_stats
-     * option, or next to the VAE); an LDM checkpoint's BatchNorm (init_bn
-     * put the statistics there). */
-    int C = s.C, h = s.H;
-    float *bias = xmalloc((size_t)C * sizeof(float)), *scale = xmalloc((size_t)C * sizeof(float));
-    char stats_path[1100] = "", stats_from[1200];
-    if (o.latents_stats)
-        snprintf(stats_path, sizeof stats_path, "%s", o.latents_stats);
-    else if (!has_vae) {
-        const char *ls = mf_json_str(args, "latents_stats", NULL);
-        if (ls && access(ls, R_OK) == 0)
-            snprintf(stats_path, sizeof stats_path, "%s", ls);
-        else if (vae_path && vae_diffusers_is_folder(vae_path))
-            snprintf(stats_path, sizeof stats_path, "%s", vae_path); /* its config.json / latents_stats */
-        else if (vae_path) {
-            snprintf(stats_path, sizeof stats_path, "%.1000s", vae_path);
-            char *dot = strrchr(stats_path, '.'), *slash = strrchr(stats_path, '/');
-            if (dot && (!slash || dot > slash))
-                *dot = 0;
-            strcat(stats_path, "-latents-stats.safetensors");
-            if (access(stats_path, R_OK) != 0)
-                stats_path[0] = 0;
-        }
-    }
-    if (stats_path[0]) {
-        latents_stats_read(stats_path, C, bias, scale);
-        snprintf(stats_from, sizeof stats_from, "%s", stats_path);
-    } else if (is_ckpt) {
-        sit_get_latent_stats(&s, sp, bias, scale);
-        snprintf(stats_from, sizeof stats_from, "the SiT's BatchNorm (%sbn.running_mean/var)", sit_prefix);
-        for (int c = 0; c < C; c++)
-            if (!isfinite(scale[c])) /* running_var 0: the reference's eps-free 1/sqrt is infinite */
-                die("sample: '%s': %sbn.running_var[%d] is 0, so the latents scale 1/sqrt(running_var) is infinite",
-                    o.ckpt, sit_prefix, c);
-    } else
-        die("sample: '%s' is not a REPA-E checkpoint, so the latent statistics must come from --latents-stats "
-            "(the VAE's -latents-stats file)", o.ckpt);
+    const sit_config sc = m.sc;
+    int C = m.s.C, h = m.s.H;
     int H, W;
-    vae_image_size(&v, h, h, &H, &W);
-    int Co = v.cfg.out_ch;
+    vae_image_size(&m.v, h, h, &H, &W);
+    int Co = m.v.cfg.out_ch;
 
     /* ---- sampler ---- */
-    sampler_config cfg = sampler_config_default();
-    cfg.mode = sampler_mode_parse(o.mode);
-    cfg.heun = o.heun;
-    cfg.num_steps = o.num_steps;
-    cfg.cfg_scale = o.cfg_scale;
-    if (o.guidance_low > o.guidance_high)
-        die("sample: --guidance-low %g is above --guidance-high %g: the guidance interval [low, high] would be "
-            "empty", o.guidance_low, o.guidance_high);
-    cfg.guidance_low = o.guidance_low;
-    cfg.guidance_high = o.guidance_high;
-    cfg.path = path_type_parse(o.path_type);
-    cfg.null_class = sc.num_classes;
-    sampler_config_check(&cfg);
-    if (cfg.cfg_scale > 1.0 && sc.class_dropout_prob <= 0)
-        die("sample: --cfg-scale %g needs a SiT trained with label dropout (it has no null-class embedding); "
-            "use --cfg-scale 1", cfg.cfg_scale);
+    const sampler_config cfg = sample_sampler_config(&o, &sc);
 
     /* ---- labels and noise ---- */
-    int N = o.num_samples, K = sc.num_classes;
-    int *labels = NULL, n_given_labels = 0;
-    const char *label_source = o.labels ? "given" : o.balanced ? "balanced" : "random";
-    if (o.labels && o.balanced)
-        die("sample: --labels and --balanced exclude each other");
-    if (o.labels) {
-        labels = labels_parse(o.labels, "sample --labels", &n_given_labels);
-        if (!options_given(opts, nopt, "--num-samples"))
-            N = n_given_labels;
-        else if (n_given_labels != N)
-            die("sample: --labels gives %d labels but --num-samples is %d", n_given_labels, N);
-        for (int i = 0; i < N; i++)
-            if (labels[i] >= K)
-                die("sample --labels: label %d (image %d) is not below the SiT's %d classes", labels[i], i, K);
-    }
+    sample_inputs in;
+    sample_inputs_prepare(&in, &o, options_given(opts, nopt, "--num-samples"), &cfg, sc.num_classes, C, h);
+    const int N = in.N;
+    int *labels = in.labels;
     size_t n = (size_t)C * h * h;
-    safetensors *ns = NULL;
-    const float *noise_x = NULL;
-    float *noise_x_buf = NULL;
-    file_noise fnoise = {0};
-    if (o.noise) {
-        ns = safetensors_open(o.noise);
-        const st_tensor *tx = safetensors_find(ns, "x");
-        if (!tx)
-            die("sample --noise '%s': no tensor 'x' (the initial noise, shape [N, %d, %d, %d])", o.noise, C, h, h);
-        if (!options_given(opts, nopt, "--num-samples") && !o.labels && tx->ndim == 4) {
-            if (tx->shape[0] < 1 || tx->shape[0] > INT32_MAX)
-                die("sample --noise '%s': 'x' holds %lld samples (at least 1 needed)", o.noise,
-                    (long long)tx->shape[0]);
-            N = (int)tx->shape[0];
-        }
-        require_shape(ns, "x", 4, (int64_t[]){N, C, h, h}, "the initial noise");
-        noise_x = noise_x_buf = xmalloc((size_t)N * n * sizeof(float));
-        safetensors_read_f32(ns, tx, noise_x_buf);
-        check_noise(o.noise, "x", noise_x_buf, (size_t)N * n);
-        if (cfg.mode == SAMPLER_SDE && cfg.num_steps > 1) {
-            const st_tensor *ts = require_shape(ns, "step_noise", 5, (int64_t[]){cfg.num_steps - 1, N, C, h, h},
-                                                "the SDE's step noise");
-            if (ts->dtype != ST_F32)
-                die("sample --noise '%s': 'step_noise' must be F32 (it is %s)", o.noise, st_dtype_name(ts->dtype));
-            fnoise.data = ns->data + ts->begin;
-            fnoise.N = N;
-            float *chunk = xmalloc(n * sizeof(float));
-            for (size_t r = 0; r < (size_t)ts->numel / n; r++) { /* mapped, maybe unaligned: copy row by row */
-                memcpy(chunk, fnoise.data + r * n * sizeof(float), n * sizeof(float));
-                check_noise(o.noise, "step_noise", chunk, n);
-            }
-            free(chunk);
-        }
-        const st_tensor *ty = safetensors_find(ns, "y");
-        if (ty && !o.labels && !o.balanced) {
-            if (ty->numel != N)
-                die("sample --noise '%s': 'y' has %lld labels, expected %d", o.noise, (long long)ty->numel, N);
-            int64_t *y64 = xmalloc((size_t)N * sizeof(int64_t));
-            safetensors_read_i64(ns, ty, y64);
-            labels = xmalloc((size_t)N * sizeof(int));
-            label_source = "from --noise";
-            for (int i = 0; i < N; i++) {
-                if (y64[i] < 0 || y64[i] >= K)
-                    die("sample --noise '%s': y[%d] = %lld is not a class of this SiT (0..%d)", o.noise, i,
-                        (long long)y64[i], K - 1);
-                labels[i] = (int)y64[i];
-            }
-            free(y64);
-        }
-    }
-    if (o.balanced) {
-        labels = xmalloc((size_t)N * sizeof(int));
-        uint32_t *perm = xmalloc((size_t)N * sizeof(uint32_t));
-        for (int c = 0, i = 0; c < K; c++)
-            for (int k = 0; k < N / K + (c < N % K); k++)
-                perm[i++] = (uint32_t)c;
-        rng r = rng_new((uint64_t)o.global_seed, BALANCED_STREAM);
-        rng_shuffle_u32(&r, perm, (size_t)N);
-        for (int i = 0; i < N; i++)
-            labels[i] = (int)perm[i];
-        free(perm);
-    } else if (!labels) {
-        labels = xmalloc((size_t)N * sizeof(int));
-        int64_t *all = xmalloc((size_t)N * sizeof(int64_t));
-        for (int i = 0; i < N; i++)
-            all[i] = i;
-        sampler_random_labels(labels, N, K, (uint64_t)o.global_seed, all);
-        free(all);
-    }
+    const float *noise_x = in.noise_x;
+    file_noise fnoise = in.fnoise;
 
     /* ---- output ---- */
-    char name[512], dir[1400], path[1500];
-    if (o.name)
-        snprintf(name, sizeof name, "%s", o.name);
-    else {
-        char run[300], w[40], lo[40], hi[40];
-        run_name(o.ckpt, run, sizeof run);
-        py_float(w, sizeof w, o.cfg_scale);
-        py_float(lo, sizeof lo, o.guidance_low);
-        py_float(hi, sizeof hi, o.guidance_high);
-        snprintf(name, sizeof name, "%s_cfg%s-%s-%s", run, w, lo, hi);
-    }
-    snprintf(dir, sizeof dir, "%s/%s", o.sample_dir, name);
+    char dir[1400], path[1500];
+    sample_dir_path(&o, dir, sizeof dir);
     bool pngs = !o.no_png;
     int G = o.grid < N ? o.grid : N;
     if (o.no_png && !options_given(opts, nopt, "--grid"))
@@ -470,18 +505,7 @@ int cmd_sample(int argc, char **argv)
     int Cpng = (Co == 1 && o.rgb) ? 3 : Co;
     int Cnpz = (Co == 1 && !o.no_rgb) ? 3 : Co;
 
-    char buf[256];
-    printf("repae sample: %s\n", dir);
-    printf("SiT: %s (%s, keys %s*, %.2f M parameters)\n", sit_config_str(&sc, buf, sizeof buf), o.ckpt,
-           sit_prefix, sit_param_count(&s, false) / 1e6);
-    printf("VAE: %.2f M parameters (%s), latent %dx%dx%d -> image %dx%dx%d\nlatent statistics: %s\n",
-           vae_param_count(&v) / 1e6, vae_path ? vae_path : "vae.*", C, h, h, Co, H, W, stats_from);
-    printf("sampler: %s, %d steps%s, cfg %g on [%g, %g], %s path, %d NFE per image\n", sampler_mode_name(cfg.mode),
-           cfg.num_steps, cfg.heun ? " (Heun)" : "", cfg.cfg_scale, cfg.guidance_low, cfg.guidance_high,
-           path_type_name(cfg.path), sampler_nfe(&cfg));
-    printf("images: %d, %s labels, seed %lld%s\n", N, label_source, o.global_seed,
-           o.noise ? ", noise from --noise" : "");
-    fflush(stdout);
+    print_setup(&o, &m, &cfg, &in, dir);
 
     int B = o.batch_size < N ? o.batch_size : N;
     size_t npix = (size_t)H * W;
@@ -489,13 +513,10 @@ int cmd_sample(int argc, char **argv)
     int64_t *index = xmalloc((size_t)B * sizeof(int64_t));
     float *img = xmalloc((size_t)B * Co * npix * sizeof(float));
     uint8_t *u8 = xmalloc((size_t)B * Co * npix);
-    uint8_t *png = xmalloc((size_t)3 * npix);
-    uint8_t *hwc = xmalloc((size_t)B * Cnpz * npix);
-    uint8_t *grid = G ? xmalloc((size_t)G * Cpng * npix) : NULL;
     void *ws = xmalloc(sampler_workspace_bytes(&cfg, B, n));
-    arena net = arena_create(sit_velocity_arena_bytes(&s, &cfg, B, o.net_batch));
-    arena dec = arena_create(decode_latents_arena_bytes(&v, B, h, h, o.decode_batch));
-    sit_velocity_ctx ctx = {&s, sp, &net, o.net_batch};
+    arena net = arena_create(sit_velocity_arena_bytes(&m.s, &cfg, B, o.net_batch));
+    arena dec = arena_create(decode_latents_arena_bytes(&m.v, B, h, h, o.decode_batch));
+    sit_velocity_ctx ctx = {&m.s, m.sp, &net, o.net_batch};
 
     /* Over several processes each round of world × B images is split in
      * contiguous chunks of B, one per rank; rank 0 gathers the uint8 images
@@ -504,11 +525,12 @@ int cmd_sample(int argc, char **argv)
     const int rank = dist_rank(), world = dist_world();
     const bool writer = rank == 0;
     uint8_t *round_u8 = writer ? xmalloc((size_t)world * B * Co * npix) : NULL;
-    npz_writer *zw = NULL;
+    sample_out so = {dir, pngs, G, Co, Cpng, Cnpz, H, W, B, xmalloc((size_t)3 * npix), xmalloc((size_t)B * Cnpz * npix),
+                     G ? xmalloc((size_t)G * Cpng * npix) : NULL, NULL};
     if (writer) {
         snprintf(path, sizeof path, "%s.npz", dir);
-        zw = npz_writer_open(path);
-        npz_writer_begin(zw, "arr_0", NPZ_U8, 4, (int64_t[]){N, H, W, Cnpz});
+        so.zw = npz_writer_open(path);
+        npz_writer_begin(so.zw, "arr_0", NPZ_U8, 4, (int64_t[]){N, H, W, Cnpz});
     }
     progress pb = progress_start("sample", N, "img");
     pb.start_step = 0; /* rates count from the start, not from the first batch */
@@ -529,67 +551,34 @@ int cmd_sample(int argc, char **argv)
                 sn.ctx = &fnoise;
             }
             sampler_run(&cfg, sit_velocity_fn, &ctx, x, labels + b0, nb, n, &sn, ws);
-            decode_latents(&v, x, bias, scale, img, nb, h, h, o.decode_batch, &dec);
+            decode_latents(&m.v, x, m.bias, m.scale, img, nb, h, h, o.decode_batch, &dec);
             if (image_from_model_range(u8, img, (size_t)nb * Co * npix))
                 die("sample: images %d..%d decode to non-finite pixels (NaN/Inf): the SiT, the VAE or the latent "
-                    "statistics (%s) produce them", b0, b0 + nb - 1, stats_from);
+                    "statistics (%s) produce them", b0, b0 + nb - 1, m.stats_from);
         }
         dist_gather_bytes(u8, (size_t)nb * Co * npix, writer ? round_u8 : NULL);
         if (!writer)
             continue;
         int rn = N - r0 < world * B ? N - r0 : world * B;
-        for (int i = 0; i < rn; i++) {
-            const uint8_t *im = round_u8 + (size_t)i * Co * npix;
-            for (int c = 0; c < Cpng; c++)
-                memcpy(png + c * npix, im + (Co == 1 ? 0 : c) * npix, npix);
-            if (pngs) {
-                snprintf(path, sizeof path, "%s/%06d.png", dir, r0 + i);
-                image_write_png(path, png, Cpng, H, W);
-            }
-            if (r0 + i < G)
-                memcpy(grid + (size_t)(r0 + i) * Cpng * npix, png, (size_t)Cpng * npix);
-            uint8_t *out = hwc + (size_t)(i % B) * Cnpz * npix;
-            for (size_t p = 0; p < npix; p++)
-                for (int c = 0; c < Cnpz; c++)
-                    out[p * Cnpz + c] = im[(Co == 1 ? 0 : c) * npix + p];
-            if (i % B == B - 1 || i == rn - 1)
-                npz_writer_data(zw, hwc, (size_t)(i % B + 1) * Cnpz * npix);
-        }
+        write_round(&so, round_u8, r0, rn);
         progress_update(&pb, r0 + rn, NULL);
     }
     free(round_u8);
     if (writer) {
-        npz_writer_end(zw);
-        npz_writer_close(zw);
+        npz_writer_end(so.zw);
+        npz_writer_close(so.zw);
         progress_finish(&pb);
 
-        snprintf(path, sizeof path, "%s-labels.txt", dir);
-        atomic_file af = atomic_file_open(path);
-        for (int i = 0; i < N; i++)
-            fprintf(af.fp, "%d\n", labels[i]);
-        atomic_file_commit(&af);
-        if (G) {
-            snprintf(path, sizeof path, "%s-grid.png", dir);
-            image_grid_png(path, grid, G, Cpng, H, W, (int)ceil(sqrt((double)G)));
-        }
-        printf("npz: %s.npz (arr_0 uint8 [%d, %d, %d, %d])\nlabels: %s-labels.txt\n", dir, N, H, W, Cnpz, dir);
-        if (G)
-            printf("grid: %s-grid.png\n", dir);
-        if (pngs)
-            printf("images: %s/%06d.png ... %06d.png\n", dir, 0, N - 1);
+        write_labels_grid(&so, labels, N);
     } else
         progress_finish(&pb);
 
     arena_free(&net);
     arena_free(&dec);
-    free(ws), free(x), free(index), free(img), free(u8), free(png), free(hwc), free(grid);
-    free(labels), free(bias), free(scale), free(noise_x_buf);
-    if (ns)
-        safetensors_close(ns);
-    vae_free(&v);
-    sit_free(&s);
-    free(sp);
-    cJSON_Delete(args);
-    safetensors_close(st);
+    free(ws), free(x), free(index), free(img), free(u8), free(so.png), free(so.hwc), free(so.grid);
+    free(labels), free(in.noise_x);
+    if (in.ns)
+        safetensors_close(in.ns);
+    mf_sample_models_free(&m);
     return 0;
 }

@@ -52,7 +52,8 @@ static const char *const vae_flags[] = {
     "--data", "--data-split", "--image-size", "--channels", "--max-images", "--vae", "--vae-ckpt", "--vae-ch",
     "--vae-ch-mult", "--vae-z-channels", "--vae-num-res-blocks", "--vae-norm-groups", "--vae-attn-resolutions",
     "--disc-ckpt", "--disc-ndf", "--disc-layers", "--no-disc", "--disc-start", "--disc-weight", "--lpips-ckpt",
-    "--perceptual-weight", "--kl-weight", "--lecam-weight", "--vae-learning-rate", "--disc-learning-rate",
+    "--lpips-vgg", "--perceptual-weight", "--kl-weight", "--lecam-weight", "--vae-learning-rate",
+    "--disc-learning-rate",
     "--max-grad-norm", "--batch-size", "--max-train-steps", "--checkpointing-steps", "--sampling-steps",
     "--preview-images", "--seed", "--output-dir", "--exp-name", "--resume-step"};
 

@@ -18,8 +18,8 @@ int fnet_options_table(fnet_options *o, option_spec *opts, int n)
         "FD in its pooled features)",
         .choices = "inception|vit|cnn");
     OPT("--weights", OPT_STRING, &o->weights, NULL,
-        "feature network weights (safetensors; Inception: from tools/convert_inception.py; vit/cnn: from "
-        "repae train-encoder)");
+        "feature network weights (Inception: pytorch-fid's pt_inception-2015-12-05-6726825d.pth, or "
+        "tools/convert_inception.py's copy; vit/cnn: from repae train-encoder)");
     OPT("--layer", OPT_CHOICE, &o->layer, "cls", "ViT features: final-norm cls token or mean of the patch tokens",
         .choices = "cls|mean-patch");
     OPT("--enc-heads", OPT_INT, &o->enc_heads, "0", "ViT attention heads (0: from the file or the width)", .min = 0,
@@ -41,8 +41,8 @@ void fnet_open(const fnet_options *o, const option_spec *opts, int n_opts, featu
         if (cnn)
             die("--feature-net cnn needs --weights CLASSIFIER.safetensors (from `repae train-encoder --arch cnn`, "
                 "e.g. weights/fmnist-evalnet-cnn.safetensors)");
-        die("--feature-net inception needs --weights INCEPTION.safetensors: convert pytorch-fid's "
-            "pt_inception-2015-12-05-6726825d.pth with tools/convert_inception.py (docs/evaluation.md)");
+        die("--feature-net inception needs --weights: pytorch-fid's pt_inception-2015-12-05-6726825d.pth as it "
+            "is, or its safetensors copy from tools/convert_inception.py (docs/evaluation.md)");
     }
     float mean = options_given(opts, n_opts, "--enc-mean") ? o->enc_mean : NAN;
     float std = options_given(opts, n_opts, "--enc-std") ? o->enc_std : NAN;

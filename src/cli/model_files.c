@@ -4,8 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/error.h"
+#include "train/latents_stats.h"
 #include "models/vae_diffusers.h"
 #include "train/checkpoint.h"
 #include "io/weights_file.h"
@@ -171,4 +173,229 @@ vit_config mf_vit_config(const safetensors *st, const char *prefix, const cJSON 
     if (heads <= 0 && guess)
         heads = guess_heads(width);
     return vit_config_from_checkpoint(st, prefix, img_size, heads);
+}
+
+/* ---- the models of `repae sample` ---------------------------------------------- */
+
+/* <run> when path is <run>/checkpoints/<file> ("." for checkpoints/<file>). */
+static int run_dir_of(const char *path, char *out, size_t size)
+{
+    char buf[1100];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return 0;
+    char *slash = strrchr(buf, '/');
+    if (!slash)
+        return 0;
+    *slash = 0;
+    char *s2 = strrchr(buf, '/');
+    if (strcmp(s2 ? s2 + 1 : buf, "checkpoints") != 0)
+        return 0;
+    if (s2)
+        *s2 = 0;
+    snprintf(out, size, "%s", s2 ? (buf[0] ? buf : "/") : ".");
+    return 1;
+}
+
+cJSON *mf_run_args(const safetensors *st, const char *path, char *from, size_t size)
+{
+    char run[1100], json_path[1200];
+    if (!mf_is_checkpoint(st) && run_dir_of(path, run, sizeof run)) {
+        snprintf(json_path, sizeof json_path, "%s/args.json", run);
+        if (access(json_path, F_OK) == 0) {
+            size_t n;
+            char *text = read_file_all(json_path, &n);
+            if (n > (1u << 24))
+                die("'%s': %zu bytes is too large for a run's options", json_path, n);
+            cJSON *j = cJSON_ParseWithLength(text, n);
+            free(text);
+            if (!j || !cJSON_IsObject(j))
+                die("'%s' (the options of the run of '%s'): not a JSON object", json_path, path);
+            snprintf(from, size, "%s", json_path);
+            return j;
+        }
+    }
+    cJSON *j = mf_metadata_json(st);
+    snprintf(from, size, "%s", j ? "the file's own options (metadata args/config)" : "none (shapes and defaults)");
+    return j;
+}
+
+/* A file a run's options name: as given (relative to the working directory,
+ * as the reference scripts ran), else relative to the folder that holds the
+ * run's folder (exps/.. in the release layout), else to the run folder. */
+static int run_file(const char *given, const char *ckpt, char *out, size_t size)
+{
+    snprintf(out, size, "%s", given);
+    if (access(out, R_OK) == 0)
+        return 1;
+    char run[1100];
+    if (given[0] == '/' || !run_dir_of(ckpt, run, sizeof run))
+        return 0;
+    if (snprintf(out, size, "%s/../../%s", run, given) < (int)size && access(out, R_OK) == 0)
+        return 1;
+    if (snprintf(out, size, "%s/%s", run, given) < (int)size && access(out, R_OK) == 0)
+        return 1;
+    snprintf(out, size, "%s", given);
+    return 0;
+}
+
+/* A checkpoint dict of the official scripts: no SiT at the top level, one
+ * under ema./model., and the dict's `args` or `steps`. */
+static int is_official_checkpoint(const safetensors *st)
+{
+    static const char *const pre[] = {"ema.", "model.", NULL};
+    return !mf_is_checkpoint(st) && !safetensors_find(st, "x_embedder.proj.weight") &&
+           mf_find_prefix(st, "x_embedder.proj.weight", pre) &&
+           (safetensors_meta(st, "args") || safetensors_meta(st, "steps"));
+}
+
+static void sample_sit(mf_sample_models *m, const safetensors *st, const char *ckpt, int ema, int heads)
+{
+    bool train_ckpt = mf_is_checkpoint(st) || is_official_checkpoint(st);
+    if (train_ckpt) {
+        m->sit_prefix = ema ? "ema." : "model.";
+        char key[64];
+        snprintf(key, sizeof key, "%sx_embedder.proj.weight", m->sit_prefix);
+        if (!safetensors_find(st, key))
+            die("sample: '%s' is a training checkpoint without %s* (%s)%s", ckpt, m->sit_prefix,
+                ema ? "the EMA SiT" : "the training SiT", ema ? "; --no-ema samples model.*" : "");
+    } else {
+        static const char *const order_ema[] = {"", "ema.", "model.", NULL}, *const order_model[] = {"", "model.", "ema.", NULL};
+        m->sit_prefix = mf_find_prefix(st, "x_embedder.proj.weight", ema ? order_ema : order_model);
+        if (!m->sit_prefix)
+            die("sample: '%s' holds no SiT (no x_embedder.proj.weight, at the top level or under ema./model.)", ckpt);
+    }
+    /* An EMA that has seen few updates for its decay is still partly the
+     * random initialisation (decay^steps of it) and samples badly: say so. */
+    const char *step = safetensors_meta(st, "step") ? "step" : "steps";
+    if (train_ckpt && ema && safetensors_meta(st, step)) {
+        double decay = mf_json_num(m->args, "ema_decay", -1.0);
+        long long steps = safetensors_meta_ll(st, step);
+        double left = decay > 0 && decay < 1 && steps >= 0 ? pow(decay, (double)steps) : 0.0;
+        if (left > 0.01)
+            fprintf(stderr,
+                    "sample: warning: the EMA (decay %g) has had %lld updates, so %.0f%% of it is still the "
+                    "initial weights and its samples can be formless; --no-ema samples the training weights\n",
+                    decay, steps, 100.0 * left);
+    }
+    mf_sit_config(&m->sc, st, m->sit_prefix, m->args, heads, 0);
+    sit_build(&m->s, &m->sc);
+    m->sp = param_alloc(&m->s.table);
+    sit_load(&m->s, m->sp, st, m->sit_prefix, PARAM_IGNORE_EXTRA);
+}
+
+/* The VAE; returns 1 if it is the file's own vae.*. */
+static int sample_vae(mf_sample_models *m, const safetensors *st, const char *ckpt, const char *vae_ckpt)
+{
+    static const char *const pre_ckpt[] = {"vae.", NULL};
+    int has_vae = mf_find_prefix(st, "encoder.conv_in.weight", pre_ckpt) != NULL;
+    if (vae_ckpt)
+        snprintf(m->vae_from, sizeof m->vae_from, "%s", vae_ckpt);
+    else if (!has_vae) {
+        const char *named = mf_json_str(m->args, "vae_ckpt", NULL);
+        if (!named)
+            die("sample: '%s' has no VAE (vae.*) and its run's options (%s) name none: give it with --vae-ckpt "
+                "(and its --latents-stats)", ckpt, m->args_from);
+        if (!run_file(named, ckpt, m->vae_from, sizeof m->vae_from))
+            die("sample: '%s' is an LDM-only checkpoint (no vae entry); its run's VAE is vae_ckpt '%s' (%s), which "
+                "cannot be read here nor beside the run's folder: give the VAE with --vae-ckpt and its statistics "
+                "with --latents-stats", ckpt, named, m->args_from);
+    }
+    if (m->vae_from[0]) {
+        mf_open_vae(&m->v, m->vae_from, 0, PARAM_IGNORE_EXTRA);
+    } else {
+        vae_config vc;
+        mf_vae_config(&vc, st, "vae.", m->args, 0);
+        vae_init(&m->v, &vc);
+        vae_load_st(&m->v, st, "vae.", PARAM_IGNORE_EXTRA);
+        snprintf(m->vae_from, sizeof m->vae_from, "%s (vae.*)", ckpt);
+    }
+    if (m->v.cfg.z_channels != m->s.C)
+        die("sample: the VAE (%s) has %d latent channels but the SiT expects %d", m->vae_from, m->v.cfg.z_channels,
+            m->s.C);
+    return has_vae && !vae_ckpt;
+}
+
+/* generate.py's statistics file of an LDM-only run: the VAE's
+ * "<stem>-latents-stats<ext>" (.pt as released, or our .safetensors), or a
+ * diffusers folder (its latents_stats.safetensors or config.json). */
+static int stats_sidecar(const char *vae_path, char *out, size_t size)
+{
+    if (vae_diffusers_is_folder(vae_path)) {
+        snprintf(out, size, "%s", vae_path);
+        return 1;
+    }
+    char stem[1100];
+    snprintf(stem, sizeof stem, "%s", vae_path);
+    char *dot = strrchr(stem, '.'), *slash = strrchr(stem, '/');
+    const char *ext = "";
+    if (dot && (!slash || dot > slash)) {
+        ext = vae_path + (dot - stem);
+        *dot = 0;
+    }
+    const char *exts[] = {ext, ".pt", ".safetensors", ".pth"};
+    for (int i = 0; i < 4; i++) {
+        if (snprintf(out, size, "%s-latents-stats%s", stem, exts[i]) < (int)size && exts[i][0] &&
+            access(out, R_OK) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static void sample_stats(mf_sample_models *m, const safetensors *st, const char *ckpt, const char *latents_stats,
+                         int own_vae)
+{
+    int C = m->s.C;
+    m->bias = xmalloc((size_t)C * sizeof(float));
+    m->scale = xmalloc((size_t)C * sizeof(float));
+    char path[1100] = "";
+    if (latents_stats)
+        snprintf(path, sizeof path, "%s", latents_stats);
+    else if (!own_vae) {
+        const char *ls = mf_json_str(m->args, "latents_stats", NULL);
+        if (!(ls && run_file(ls, ckpt, path, sizeof path)) && !stats_sidecar(m->vae_from, path, sizeof path))
+            path[0] = 0;
+    }
+    if (path[0]) {
+        latents_stats_read(path, C, m->bias, m->scale);
+        snprintf(m->stats_from, sizeof m->stats_from, "%s", path);
+        return;
+    }
+    /* A REPA-E checkpoint (its own vae.*), or our LDM checkpoint whose
+     * BatchNorm init_bn set from the statistics. */
+    if (!own_vae && !mf_is_checkpoint(st))
+        die("sample: no latent statistics for '%s': %s; give them with --latents-stats (the VAE's "
+            "-latents-stats file)", ckpt,
+            is_official_checkpoint(st) ? "an LDM-only checkpoint takes them from its VAE's -latents-stats file, "
+                                         "which is not beside the VAE"
+                                       : "a bare SiT file does not hold them");
+    float *mean = m->sp + m->s.bn_mean, *var = m->sp + m->s.bn_var;
+    for (int c = 0; c < C; c++)
+        if (var[c] == 0) /* the reference's eps-free 1/sqrt would be infinite */
+            die("sample: '%s': %sbn.running_var[%d] is 0, so the latents scale 1/sqrt(running_var) is infinite", ckpt,
+                m->sit_prefix, c);
+    char what[1200];
+    snprintf(what, sizeof what, "sample: '%s': %sbn.running_var", ckpt, m->sit_prefix);
+    latents_stats_from_bn(mean, var, C, m->bias, m->scale, what);
+    snprintf(m->stats_from, sizeof m->stats_from, "the SiT's BatchNorm (%sbn.running_mean/var)", m->sit_prefix);
+}
+
+void mf_sample_models_open(mf_sample_models *m, const char *ckpt, const char *vae_ckpt, const char *latents_stats,
+                           int ema, int heads)
+{
+    memset(m, 0, sizeof *m);
+    safetensors *st = weights_open(ckpt);
+    m->args = mf_run_args(st, ckpt, m->args_from, sizeof m->args_from);
+    sample_sit(m, st, ckpt, ema, heads);
+    int own_vae = sample_vae(m, st, ckpt, vae_ckpt);
+    sample_stats(m, st, ckpt, latents_stats, own_vae);
+    safetensors_close(st);
+}
+
+void mf_sample_models_free(mf_sample_models *m)
+{
+    vae_free(&m->v);
+    sit_free(&m->s);
+    free(m->sp), free(m->bias), free(m->scale);
+    cJSON_Delete(m->args);
+    memset(m, 0, sizeof *m);
 }

@@ -64,5 +64,47 @@ const char *mf_open_vae(vae *v, const char *path, int norm_groups, param_load_mo
 vit_config mf_vit_config(const safetensors *st, const char *prefix, const cJSON *j, int img_size, int heads,
                          int guess);
 
+/* ---- the models of `repae sample` (generate.py's rules, spec §9.3) ----
+ *
+ * --ckpt may be
+ *   - our REPA-E or LDM checkpoint (train/checkpoint.h): options from its
+ *     metadata;
+ *   - a checkpoint of the official scripts (train_repae.py, train_ldm_only.py:
+ *     a torch.save dict with ema/model/args/steps, read by weights_open): the
+ *     options from args.json beside checkpoints/ (exps/NAME/args.json, as
+ *     generate.py), else the pickled argparse.Namespace `args`;
+ *   - a bare SiT state dict (keys at the top level or under ema./model.).
+ * The SiT is ema.* (model.* with ema = false); heads, encoder depth, label
+ * dropout and BatchNorm momentum come from the options, the rest from shapes.
+ * The VAE is --vae-ckpt, else the file's vae.* (a REPA-E checkpoint), else
+ * the run's vae_ckpt option (an LDM-only run; a relative path is tried as
+ * given and then beside the exps/ folder that holds the run).  The latent
+ * statistics are --latents-stats; for a file with vae.* the SiT's BatchNorm
+ * (save_vae_weights.py's rule); otherwise the run's latents_stats option, the
+ * VAE's "-latents-stats" sidecar (generate.py), a diffusers folder's own, and
+ * for our LDM checkpoints at last the BatchNorm that init_bn set. */
+typedef struct mf_sample_models {
+    cJSON *args;            /* the run's options, or NULL */
+    char args_from[1100];   /* where they came from, for the log */
+    const char *sit_prefix; /* "ema.", "model." or "" */
+    sit_config sc;
+    sit s;
+    float *sp;
+    vae v;
+    char vae_from[1100];
+    float *bias, *scale; /* [C] */
+    char stats_from[1200];
+} mf_sample_models;
+
+void mf_sample_models_open(mf_sample_models *m, const char *ckpt, const char *vae_ckpt, const char *latents_stats,
+                           int ema, int heads);
+void mf_sample_models_free(mf_sample_models *m);
+
+/* The options of the run that wrote `path`: our checkpoints' metadata; else
+ * <run>/args.json when the file is <run>/checkpoints/<step>.<ext>; else the
+ * file's metadata `args`/`config` (mf_metadata_json).  NULL if none; `from`
+ * says which.  A malformed args.json dies naming it. */
+cJSON *mf_run_args(const safetensors *st, const char *path, char *from, size_t size);
+
 
 #endif

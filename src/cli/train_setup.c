@@ -44,7 +44,7 @@ int train_options_table(train_options *o, option_spec *opts, train_kind kind)
     OPT("--bn-momentum", OPT_FLOAT, &o->bn_momentum, "0.1", "latent BatchNorm momentum", .min = 0, .max = 1);
     OPT("--cfg-prob", OPT_FLOAT, &o->cfg_prob, "0.1", "label dropout probability (for CFG)", .min = 0, .max = 1);
     OPT("--vae", OPT_STRING, &o->vae, "custom", "VAE preset f8d4 | f16d32, or 'custom' (--vae-*)");
-    OPT("--vae-ckpt", OPT_STRING, &o->vae_ckpt, NULL, "VAE weights (safetensors); configuration read from the file");
+    OPT("--vae-ckpt", OPT_STRING, &o->vae_ckpt, NULL, "VAE weights (.safetensors, .pt/.pth, or a diffusers folder); configuration read from it");
     OPT("--vae-ch", OPT_INT, &o->vae_ch, "64", "custom VAE: base width", .min = 1, .max = 1024);
     OPT("--vae-ch-mult", OPT_STRING, &o->vae_ch_mult, "1,2,2", "custom VAE: width multipliers per level");
     OPT("--vae-z-channels", OPT_INT, &o->vae_z_channels, "4", "custom VAE: latent channels", .min = 1, .max = 256);
@@ -54,9 +54,9 @@ int train_options_table(train_options *o, option_spec *opts, train_kind kind)
     OPT("--vae-attn-resolutions", OPT_STRING, &o->vae_attn_resolutions, "",
         "custom VAE: feature sizes with attention, e.g. '8' (empty: mid block only)");
     OPT("--latents-stats", OPT_STRING, &o->latents_stats, NULL,
-        "latents statistics (safetensors: latents_scale, latents_bias) for the SiT BatchNorm");
+        "latents statistics (latents_scale, latents_bias; e.g. the release's *-latents-stats.pt) for the SiT BatchNorm");
     OPT("--enc-type", OPT_STRING, &o->enc_type, "dinov2-vit-b", "representation encoder family (preprocessing)");
-    OPT("--enc-ckpt", OPT_STRING, &o->enc_ckpt, NULL, "encoder weights (safetensors, DINOv2 keys); none: no REPA");
+    OPT("--enc-ckpt", OPT_STRING, &o->enc_ckpt, NULL, "encoder weights (DINOv2 keys, e.g. the hub's dinov2_vitb14_pretrain.pth); none: no REPA");
     OPT("--enc-heads", OPT_INT, &o->enc_heads, "0", "encoder heads (0: from the width)", .min = 0, .max = 128);
     OPT("--enc-mean", OPT_FLOAT, &o->enc_mean, "0.5", "1-channel encoder input mean", .min = -10, .max = 10);
     OPT("--enc-std", OPT_FLOAT, &o->enc_std, "0.5", "1-channel encoder input std", .min = 1e-6, .max = 10);
@@ -67,6 +67,8 @@ int train_options_table(train_options *o, option_spec *opts, train_kind kind)
     OPT("--disc-start", OPT_INT64, &o->disc_start, "0", "GAN terms from this step on", .min = 0, .max = 1e12);
     OPT("--disc-weight", OPT_FLOAT, &o->disc_weight, "0.1", "GAN generator weight", .min = 0, .max = 100);
     OPT("--lpips-ckpt", OPT_STRING, &o->lpips_ckpt, NULL, "LPIPS weights (VGG16 + heads); none: no perceptual term");
+    OPT("--lpips-vgg", OPT_STRING, &o->lpips_vgg, NULL,
+        "torchvision's VGG16 (vgg16-397923af.pth) when --lpips-ckpt is LPIPS's heads-only vgg.pth");
     OPT("--perceptual-weight", OPT_FLOAT, &o->perceptual_weight, "1.0", "LPIPS weight", .min = 0, .max = 100);
     OPT("--kl-weight", OPT_FLOAT, &o->kl_weight, "1e-6", "KL weight", .min = 0, .max = 100);
     OPT("--lecam-weight", OPT_FLOAT, &o->lecam_weight, "0", "LeCam regulariser weight", .min = 0, .max = 100);
@@ -195,10 +197,9 @@ void train_build_loss_nets(const train_options *o, const train_data *d, train_mo
     if (o->lpips_ckpt) {
         lpips_build(&m->lp, 1);
         m->lpips_params = param_alloc(&m->lp.table);
-        safetensors *st = weights_open(o->lpips_ckpt);
-        param_load(&m->lp.table, m->lpips_params, st, "", PARAM_ALLOW_EXTRA);
-        safetensors_close(st);
-    }
+        lpips_load_files(&m->lp, m->lpips_params, o->lpips_ckpt, o->lpips_vgg);
+    } else if (o->lpips_vgg)
+        die("--lpips-vgg '%s' is LPIPS's VGG16: it needs --lpips-ckpt (the LPIPS heads, vgg.pth)", o->lpips_vgg);
 }
 
 void train_check_channels(const char *data, int C, const vae *v, const char *vae_file, const vit *enc,

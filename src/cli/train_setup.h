@@ -38,7 +38,7 @@ typedef struct train_options {
     int enc_heads;
     float enc_mean, enc_std;
     /* discriminator / LPIPS */
-    const char *disc_ckpt, *lpips_ckpt;
+    const char *disc_ckpt, *lpips_ckpt, *lpips_vgg;
     int disc_ndf, disc_layers;
     bool no_disc;
     long long disc_start;

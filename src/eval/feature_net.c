@@ -21,8 +21,8 @@ void feature_net_open_inception(feature_net *f, const char *path, int max_batch)
     safetensors *st = weights_open(path);
     const st_tensor *t = safetensors_find(st, "Conv2d_1a_3x3.conv.weight");
     if (!t)
-        die("'%s': not Inception-v3 weights (no Conv2d_1a_3x3.conv.weight); convert pytorch-fid's "
-            "pt_inception-2015-12-05-6726825d.pth with tools/convert_inception.py (docs/inception.md)",
+        die("'%s': not Inception-v3 weights (no Conv2d_1a_3x3.conv.weight); use pytorch-fid's "
+            "pt_inception-2015-12-05-6726825d.pth (or its tools/convert_inception.py copy; docs/inception.md)",
             path);
     int wd = t->ndim == 4 && t->shape[0] > 0 && 32 % t->shape[0] == 0 ? 32 / (int)t->shape[0] : 0;
     if (wd != 1 && wd != 2 && wd != 4 && wd != 8 && wd != 16)

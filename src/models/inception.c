@@ -238,9 +238,40 @@ void inception_fold(inception *m, const float *params)
     memcpy(m->folded + m->folded_fc, params + m->fc, (size_t)INCEPTION_CLASSES * m->dim * sizeof(float));
 }
 
+/* pytorch-fid's pt_inception-2015-12-05-6726825d.pth (a torchvision
+ * Inception3 state dict) names every tensor as our table does and holds two
+ * more kinds, which tools/convert_inception.py drops and so do we:
+ * <unit>.bn.num_batches_tracked (a training counter) and fc.bias (the ADM
+ * evaluator's logits are pool3 · Wᵀ with no bias, spec §10.1).  Anything
+ * else is not this network: AuxLogits.* or a 1000-class fc are torchvision's
+ * ImageNet Inception, which computes different features. */
+static int pytorch_fid_extra(const char *name)
+{
+    size_t n = strlen(name);
+    const char *nbt = ".bn.num_batches_tracked";
+    return !strcmp(name, "fc.bias") || (n > strlen(nbt) && !strcmp(name + n - strlen(nbt), nbt));
+}
+
 void inception_load(inception *m, float *params, const safetensors *st)
 {
-    param_load(&m->table, params, st, "", PARAM_STRICT);
+    const st_tensor *fc = safetensors_find(st, "fc.weight");
+    if (fc && fc->ndim == 2 && fc->shape[0] != INCEPTION_CLASSES)
+        die("'%s': fc.weight has %lld classes, the FID Inception has %d: these are not pytorch-fid's "
+            "pt_inception-2015-12-05-6726825d.pth weights (torchvision's ImageNet Inception-v3 has 1000 classes and "
+            "computes different features)", st->path, (long long)fc->shape[0], INCEPTION_CLASSES);
+    int extra = 0;
+    for (int i = 0; i < st->n_tensors; i++) {
+        const char *name = st->tensors[i].name;
+        if (param_find(&m->table, name))
+            continue;
+        if (!pytorch_fid_extra(name))
+            die("'%s': unexpected tensor '%s' for the FID Inception-v3 (pytorch-fid's state dict or "
+                "tools/convert_inception.py's file)%s", st->path, name,
+                !strncmp(name, "AuxLogits.", 10) ? ": AuxLogits belong to torchvision's ImageNet Inception-v3, "
+                                                    "a different network" : "");
+        extra++;
+    }
+    param_load(&m->table, params, st, "", extra ? PARAM_IGNORE_EXTRA : PARAM_STRICT); /* extras screened above */
     inception_fold(m, params);
 }
 

@@ -23,9 +23,11 @@
  * Weights: a safetensors file with pytorch-fid's state-dict names
  * (Conv2d_1a_3x3.conv.weight, Conv2d_1a_3x3.bn.{weight,bias,running_mean,
  * running_var}, Mixed_5b.branch1x1.conv.weight, ..., Mixed_7c.branch_pool.bn
- * .running_var, fc.weight [1008, 2048]) and nothing else: no
- * bn.num_batches_tracked and no fc.bias (tools/convert_inception.py drops
- * them from pt_inception-2015-12-05-6726825d.pth).  See docs/inception.md.
+ * .running_var, fc.weight [1008, 2048]).  pytorch-fid's
+ * pt_inception-2015-12-05-6726825d.pth loads as it is (through weights_open):
+ * its bn.num_batches_tracked and fc.bias are the only extra tensors allowed
+ * and are ignored (tools/convert_inception.py drops the same; the logits have
+ * no bias).  See docs/inception.md.
  *
  *   inception m;
  *   inception_build(&m, 1);
@@ -102,8 +104,9 @@ typedef struct inception {
 void inception_build(inception *m, int width_div);
 void inception_free(inception *m);
 
-/* param_load(PARAM_STRICT): a missing, misshaped or unexpected tensor dies
- * naming it; then inception_fold. */
+/* Strict by name except for pytorch-fid's *.bn.num_batches_tracked and
+ * fc.bias (ignored): a missing, misshaped or unexpected tensor (AuxLogits.*,
+ * a 1000-class fc) dies naming it; then inception_fold. */
 void inception_load(inception *m, float *params, const safetensors *st);
 /* (Re)builds the BN-folded copy from a table buffer (e.g. after param_init). */
 void inception_fold(inception *m, const float *params);

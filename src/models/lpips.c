@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "io/weights_file.h"
 #include "ops/act.h"
 #include "ops/pool.h"
 
@@ -43,6 +44,62 @@ void lpips_build(lpips *l, int width_div)
 }
 
 void lpips_free(lpips *l) { param_table_free(&l->table); }
+
+/* One table entry from the tensor `name` of st, its shape checked. */
+static void load_as(float *params, const param_entry *e, const safetensors *st, const char *name,
+                    const char *what)
+{
+    const st_tensor *t = safetensors_find(st, name);
+    if (!t)
+        die("'%s': no tensor '%s' (%s)", st->path, name, what);
+    int ok = t->ndim == e->ndim;
+    for (int d = 0; ok && d < e->ndim; d++)
+        ok = t->shape[d] == e->shape[d];
+    if (!ok) {
+        char got[128], want[128];
+        die("'%s': '%s' has shape %s, %s needs %s", st->path, name, st_shape_str(t->ndim, t->shape, got, sizeof got),
+            what, st_shape_str(e->ndim, e->shape, want, sizeof want));
+    }
+    safetensors_read_f32(st, t, params + e->offset);
+}
+
+void lpips_load_files(const lpips *l, float *params, const char *path, const char *vgg_path)
+{
+    safetensors *st = weights_open(path);
+    char name[PARAM_NAME_MAX];
+    if (safetensors_find(st, "net.slice1.0.weight")) { /* a whole LPIPS state dict (ours, lpips', taming's) */
+        if (vgg_path)
+            die("'%s' already holds LPIPS's VGG16 (net.slice*); --lpips-vgg '%s' is not needed", path, vgg_path);
+        param_load(&l->table, params, st, "", PARAM_ALLOW_EXTRA);
+        safetensors_close(st);
+        return;
+    }
+    if (!safetensors_find(st, "lin0.model.1.weight"))
+        die("'%s': not LPIPS weights (neither net.slice1.0.weight nor lin0.model.1.weight)", path);
+    if (!vgg_path)
+        die("'%s' holds only LPIPS's linear heads (lin0..lin4, the LPIPS vgg.pth): give torchvision's VGG16 "
+            "(vgg16-397923af.pth) with --lpips-vgg, or one file with both (net.slice*, lin*)", path);
+    /* The heads by their own names; the VGG16 from torchvision's
+     * features.<i>.* (its classifier is not used): LPIPS's net.slice<k>.<i>
+     * keeps torchvision's index i. */
+    for (int k = 0; k < LPIPS_TAPS; k++) {
+        param_name(name, "lin%d.model.1.weight", k);
+        load_as(params, param_find(&l->table, name), st, name, "an LPIPS linear head");
+    }
+    safetensors_close(st);
+    st = weights_open(vgg_path);
+    if (!safetensors_find(st, "features.0.weight"))
+        die("--lpips-vgg '%s': not torchvision's VGG16 (no features.0.weight)", vgg_path);
+    char ours[PARAM_NAME_MAX];
+    static const char *const kinds[2] = {"weight", "bias"};
+    for (int i = 0; i < LPIPS_CONVS; i++)
+        for (int w = 0; w < 2; w++) {
+            snprintf(ours, sizeof ours, "net.slice%d.%d.%s", vgg_slice[i], vgg_index[i], kinds[w]);
+            snprintf(name, sizeof name, "features.%d.%s", vgg_index[i], kinds[w]);
+            load_as(params, param_find(&l->table, ours), st, name, "LPIPS's VGG16");
+        }
+    safetensors_close(st);
+}
 
 static void plan_shapes(const lpips *l, int B, int H, int W, conv2d_shape *shape)
 {

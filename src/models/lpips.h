@@ -10,7 +10,8 @@
  *
  * Keys: net.slice{1..5}.{i}.{weight,bias} with torchvision's feature indices
  * (0,2 | 5,7 | 10,12,14 | 17,19,21 | 24,26,28) and lin{0..4}.model.1.weight
- * [1, C_k, 1, 1].  `width_div` divides every VGG width (tests use tiny
+ * [1, C_k, 1, 1] (lpips_load_files also maps torchvision's VGG16
+ * features.<i> there, for the LPIPS vgg.pth + vgg16-397923af.pth pair).  `width_div` divides every VGG width (tests use tiny
  * networks; real weights need 1).  Inputs must have 3 channels.
  */
 #ifndef REPAE_LPIPS_H
@@ -46,6 +47,14 @@ typedef struct lpips_acts {
 
 void lpips_build(lpips *l, int width_div);
 void lpips_free(lpips *l);
+/* Loads the weights (l built at the files' width) from
+ *   - one file with net.slice* and lin* (ours, or a whole LPIPS state dict;
+ *     other tensors such as scaling_layer.* ignored), vgg_path NULL; or
+ *   - the LPIPS heads file (vgg.pth: lin0..4.model.1.weight only) plus
+ *     torchvision's VGG16 (vgg16-397923af.pth) as vgg_path, whose
+ *     features.<i>.{weight,bias} become net.slice<k>.<i> (classifier.* unused).
+ * Any .pt/.pth/.safetensors (weights_open).  Dies naming the file. */
+void lpips_load_files(const lpips *l, float *params, const char *path, const char *vgg_path);
 size_t lpips_acts_bytes(const lpips *l, int B, int H, int W);
 /* dist[n] = LPIPS(a_n, b_n); a, b: [B, 3, H, W] in the model's [−1, 1]. */
 lpips_acts *lpips_forward(const lpips *l, const float *params, float *dist, const float *a, const float *b, int B,
