@@ -144,11 +144,11 @@ static void test_conv_projector_table(void)
     CHECK(wmax <= bound && wmax > 0.95 * bound, "conv weight init within ±%g, max %g", bound, wmax);
     CHECK(bmax <= bound && bmax > 0.5 * bound, "conv bias init within ±%g, max %g", bound, bmax);
     char buf[512];
-    CHECK(strstr(sit_config_str(&c, buf, sizeof buf), "projector_type conv kernel 3") != NULL,
+    CHECK(strstr(sit_config_str(&c, buf, sizeof buf), "projector conv kernel 3 z_dims 24,12") != NULL,
           "config string names the conv projector: %s", buf);
     sit_config mlp = c;
     mlp.projector_type = SIT_PROJECTOR_MLP;
-    CHECK(strstr(sit_config_str(&mlp, buf, sizeof buf), "projector_type") == NULL,
+    CHECK(strstr(sit_config_str(&mlp, buf, sizeof buf), "projector 40 z_dims 24,12") != NULL,
           "the MLP configuration string is unchanged: %s", buf);
     free(p);
     sit_free(&m);

@@ -118,6 +118,8 @@ static repae_config repae_config_from(const train_options *o, const train_data *
     rc.lecam_weight = o->lecam_weight;
     rc.perceptual_weight = mdl->lpips_params ? o->perceptual_weight : 0.0f;
     rc.seed = (uint64_t)o->seed;
+    rc.spatial_norm = irepa_spatial_norm(&o->irepa);
+    rc.zscore_alpha = o->irepa.zscore_alpha;
     if (data->ds.channels == 1)
         for (int c = 0; c < 3; c++)
             rc.enc_mean[c] = o->enc_mean, rc.enc_std[c] = o->enc_std;

@@ -37,6 +37,7 @@ typedef struct ldm_options {
     int batch_size, preview_images, enc_heads;
     float learning_rate, proj_coeff, cfg_prob, max_grad_norm, ema_decay, enc_mean, enc_std;
     bool qk_norm;
+    irepa_options irepa;
     long long max_train_steps, checkpointing_steps, sampling_steps, seed, resume_step;
 } ldm_options;
 
@@ -146,6 +147,7 @@ int cmd_train_ldm(int argc, char **argv)
         {"--sit-patch", OPT_INT, &o.sit_patch, "2", "custom SiT: patch size", .min = 1, .max = 16},
         {"--encoder-depth", OPT_INT, &o.encoder_depth, "2", "block the projector reads (1-based)", .min = 1, .max = 64},
         {"--projector-dim", OPT_INT, &o.projector_dim, "2048", "REPA projector width", .min = 1, .max = 16384},
+        IREPA_OPTION_SPECS(o.irepa),
         {"--qk-norm", OPT_FLAG, &o.qk_norm, NULL, "LayerNorm on queries and keys"},
         {"--enc-ckpt", OPT_STRING, &o.enc_ckpt, NULL, "REPA encoder (none: vanilla SiT)"},
         {"--enc-heads", OPT_INT, &o.enc_heads, "0", "encoder heads (0: from the width)", .min = 0, .max = 128},
@@ -214,6 +216,8 @@ int cmd_train_ldm(int argc, char **argv)
     sc.qk_norm = o.qk_norm, sc.n_encoders = have_enc ? 1 : 0;
     if (have_enc)
         sc.z_dims[0] = enc.cfg.embed_dim;
+    irepa_apply_sit(&o.irepa, &sc);
+    irepa_warn_unused(&o.irepa, "train-ldm", have_enc);
     sit_config_check(&sc);
     sit s;
     sit_build(&s, &sc);
@@ -239,6 +243,7 @@ int cmd_train_ldm(int argc, char **argv)
     lcfg.path = !strcmp(o.path_type, "cosine") ? SIT_PATH_COSINE : SIT_PATH_LINEAR;
     lcfg.weighting = !strcmp(o.weighting, "lognormal") ? SIT_WEIGHTING_LOGNORMAL : SIT_WEIGHTING_UNIFORM;
     lcfg.seed = (uint64_t)o.seed;
+    lcfg.spatial_norm = irepa_spatial_norm(&o.irepa), lcfg.zscore_alpha = o.irepa.zscore_alpha;
     for (int c = 0; c < 3; c++)
         lcfg.enc_mean[c] = o.enc_mean, lcfg.enc_std[c] = o.enc_std;
     run_dir rd;

@@ -105,19 +105,23 @@ void sit_config_check(const sit_config *c)
 
 const char *sit_config_str(const sit_config *c, char *buf, size_t n)
 {
+    /* The MLP line stays as it always was; the conv projector names itself
+     * (its projector_dim is unused). */
+    char proj[48];
+    if (c->n_encoders && c->projector_type == SIT_PROJECTOR_CONV)
+        snprintf(proj, sizeof proj, "conv kernel %d", c->projector_kernel);
+    else
+        snprintf(proj, sizeof proj, "%d", c->projector_dim);
     int k = snprintf(buf, n,
                      "depth %d hidden %d heads %d patch %d C %d input %d classes %d dropout %g encoder_depth %d "
-                     "projector %d z_dims",
+                     "projector %s z_dims",
                      c->depth, c->hidden, c->heads, c->patch, c->in_channels, c->input_size, c->num_classes,
-                     c->class_dropout_prob, c->encoder_depth, c->projector_dim);
+                     c->class_dropout_prob, c->encoder_depth, proj);
     for (int e = 0; e < c->n_encoders && k > 0 && (size_t)k < n; e++)
         k += snprintf(buf + k, n - k, "%s%d", e ? "," : " ", c->z_dims[e]);
     if (k > 0 && (size_t)k < n)
-        k += snprintf(buf + k, n - k, "%s qk_norm %d mlp_ratio %g bn_momentum %g bn_eps %g",
-                      c->n_encoders ? "" : " none", (int)c->qk_norm, c->mlp_ratio, c->bn_momentum, c->bn_eps);
-    /* the MLP line stays as it always was; only the conv projector says so */
-    if (c->n_encoders && c->projector_type == SIT_PROJECTOR_CONV && k > 0 && (size_t)k < n)
-        snprintf(buf + k, n - k, " projector_type conv kernel %d", c->projector_kernel);
+        snprintf(buf + k, n - k, "%s qk_norm %d mlp_ratio %g bn_momentum %g bn_eps %g",
+                 c->n_encoders ? "" : " none", (int)c->qk_norm, c->mlp_ratio, c->bn_momentum, c->bn_eps);
     return buf;
 }
 

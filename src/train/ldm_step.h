@@ -26,6 +26,8 @@ typedef struct ldm_config {
     sit_path path;
     sit_weighting weighting;
     float enc_mean[3], enc_std[3]; /* 1-channel encoder input normalisation */
+    bool spatial_norm;             /* iREPA's spatial z-score of the targets (off) */
+    float zscore_alpha;            /* its mean-subtraction scale (0.6) */
     uint64_t seed;
 } ldm_config;
 

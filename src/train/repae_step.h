@@ -58,6 +58,10 @@ typedef struct repae_config {
      * encoder's size for 3-channel images; (u/255 − mean)/std per channel
      * for 1-channel ones (our Fashion-MNIST encoders). */
     float enc_mean[3], enc_std[3];
+    /* iREPA's spatial normalisation of the targets (ops/spatial_norm.h), which
+     * then feed both the VAE-alignment pass and the SiT pass (off; alpha 0.6). */
+    bool spatial_norm;
+    float zscore_alpha;
     uint64_t seed;
 } repae_config;
 
