@@ -149,6 +149,54 @@ static void test_train_ldm(void)
           "inspect of an LDM checkpoint does not show the conv projector:\n%s\n%s", out, err);
 }
 
+/* `forward --model sit` on the PyTorch fixture's conv-projector SiT (its
+ * config metadata gives heads and encoder_depth): the alignment pass with the
+ * raw encoder features and --spnorm-method zscore gives the fixture's
+ * zs_tilde and proj_loss, i.e. iREPA's target normalisation and projector
+ * end to end. */
+static void test_forward_torch_fixture(void)
+{
+    safetensors *fx = fixture_open("models/sit_tiny_irepa");
+    size_t nx, nz, nt, ne, ny;
+    float *x = fixture_f32(fx, "align.x", &nx), *raw = fixture_f32(fx, "align.zs_raw.0", &nz);
+    float *t = fixture_f32(fx, "align.time_input", &nt), *eps = fixture_f32(fx, "align.noises", &ne);
+    float *yf = fixture_f32(fx, "align.y", &ny);
+    int64_t y[4];
+    for (int i = 0; i < 4; i++)
+        y[i] = (int64_t)yf[i];
+    st_writer *w = st_writer_new();
+    st_writer_add_f32(w, "x", 4, (const int64_t[]){4, 4, 8, 8}, x);
+    st_writer_add_i64(w, "y", 1, (const int64_t[]){4}, y);
+    st_writer_add_f32(w, "zs", 3, (const int64_t[]){4, 16, 16}, raw);
+    st_writer_add_f32(w, "time_input", 1, (const int64_t[]){4}, t);
+    st_writer_add_f32(w, "noises", 4, (const int64_t[]){4, 4, 8, 8}, eps);
+    char in[256], outp[256], cmd[2048], err[8192];
+    snprintf(in, sizeof in, "%s/fwd_in.safetensors", dir);
+    snprintf(outp, sizeof outp, "%s/fwd_out.safetensors", dir);
+    st_writer_save(w, in);
+    st_writer_free(w);
+    snprintf(cmd, sizeof cmd, "%s forward --model sit --weights tests/fixtures/models/sit_tiny_irepa.safetensors "
+             "--input %s --output %s --sit-mode align --path-type cosine --spnorm-method zscore --zscore-alpha 0.6",
+             bin, in, outp);
+    CHECK(sh(cmd, NULL, 0, err, sizeof err) == 0, "forward on the iREPA fixture failed: %s", err);
+    safetensors *o = safetensors_open(outp);
+    size_t n;
+    float *zt = fixture_f32(o, "zs_tilde.0", &n), *pl = fixture_f32(o, "proj_loss", NULL);
+    fixture_check(fx, "align.zs_tilde.0", zt, n, 1e-5, 1e-4);
+    fixture_check(fx, "align.proj_loss", pl, 1, 1e-6, 1e-4);
+    /* without the normalisation the loss differs: the option is live */
+    snprintf(cmd, sizeof cmd, "%s forward --model sit --weights tests/fixtures/models/sit_tiny_irepa.safetensors "
+             "--input %s --output %s.raw --sit-mode align --path-type cosine", bin, in, outp);
+    CHECK(sh(cmd, NULL, 0, err, sizeof err) == 0, "forward without spnorm failed: %s", err);
+    char rawp[300];
+    snprintf(rawp, sizeof rawp, "%s.raw", outp);
+    safetensors *o2 = safetensors_open(rawp);
+    float *pl2 = fixture_f32(o2, "proj_loss", NULL);
+    CHECK(fabsf(pl2[0] - pl[0]) > 1e-4f, "spnorm on/off: proj_loss %g vs %g", pl[0], pl2[0]);
+    safetensors_close(o), safetensors_close(o2), safetensors_close(fx);
+    free(x), free(raw), free(t), free(eps), free(yf), free(zt), free(pl), free(pl2);
+}
+
 static void test_bad_values(void)
 {
     char cmd[1024];
@@ -174,6 +222,7 @@ int main(void)
         return 1;
     RUN(test_train_resume_inspect_sample);
     RUN(test_train_ldm);
+    RUN(test_forward_torch_fixture);
     RUN(test_bad_values);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

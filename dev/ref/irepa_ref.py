@@ -113,7 +113,9 @@ def sit_tiny_irepa_fixture(seed=4101):
              "y": torch.tensor([1, 2, 8, 4]),
              "time_input": torch.rand(N, 1, 1, 1, generator=g),
              "noises": torch.randn(N, C, hw, hw, generator=g),
-             "zs.0": spatial_zscore(torch.randn(N, T, Z, generator=g), 0.6)}
+             # raw encoder features (zs_raw.0) and their spatial z-score (alpha 0.6), the target
+             "zs_raw.0": torch.randn(N, T, Z, generator=g) * 0.7 + 0.4}
+    ins_c["zs.0"] = spatial_zscore(ins_c["zs_raw.0"].double(), 0.6).float()
 
     def fn_align(m, i):
         m.eval()
@@ -131,7 +133,8 @@ def sit_tiny_irepa_fixture(seed=4101):
     config = dict(model.config, cases={
         "train": "train mode; forward(x, y, [zs.0], time_input, noises, drop_mask), linear path; "
                  "L = mean(denoising_loss) + 0.5*proj_loss; grads of all trainable params and x",
-        "align": "eval mode, align_only, cosine path, params frozen; L = proj_loss; grad of x only"})
+        "align": "eval mode, align_only, cosine path, params frozen; L = proj_loss; grad of x only; "
+                 "zs.0 = spatial z-score (alpha 0.6) of zs_raw.0"})
     path = save_fixture("models/sit_tiny_irepa", tensors, __file__, seed,
                         config=json.dumps(config, sort_keys=True),
                         fp32_vs_fp64=json.dumps(devs, sort_keys=True),
