@@ -96,7 +96,12 @@ static const char *usage =
     "End-to-end REPA-E training (spec §6.2): each step updates the VAE (with the\n"
     "REPA gradient through the frozen SiT), the discriminator, then the SiT.\n"
     "Defaults are the reference's, except the model sizes and the data, which\n"
-    "default to the small Fashion-MNIST configuration.";
+    "default to the small Fashion-MNIST configuration.\n"
+    "\n"
+    "iREPA (arXiv 2512.10794): --projection-layer-type conv --spnorm-method zscore,\n"
+    "under iREPA's own flag names; the conv projector also serves the VAE's\n"
+    "alignment pass, the normalised targets both passes.  (iREPA's LDM config\n"
+    "also raises --proj-coeff to 1.0; set it if you want that too.)";
 
 static repae_config repae_config_from(const train_options *o, const train_data *data, const train_models *mdl)
 {

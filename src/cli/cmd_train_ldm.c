@@ -28,7 +28,10 @@ static const char *usage =
     "the latents statistics (from --latents-stats, else measured on the cache),\n"
     "L = mean(denoise) + proj_coeff·REPA.  --proj-coeff 0 (or no --enc-ckpt)\n"
     "trains a vanilla SiT.  The images (--data, the same order as the cache)\n"
-    "are only read for the encoder's targets.";
+    "are only read for the encoder's targets.\n"
+    "\n"
+    "iREPA (arXiv 2512.10794): --projection-layer-type conv --spnorm-method zscore,\n"
+    "under iREPA's own flag names (its configs/irepa.yaml also sets --proj-coeff 1.0).";
 
 typedef struct ldm_options {
     const char *latents, *data, *split, *vae_ckpt, *latents_stats, *enc_ckpt, *model, *path_type, *weighting;
