@@ -16,7 +16,9 @@
 #include "core/error.h"
 #include "models/sit.h"
 #include "ops/spatial_norm.h"
+#include "param_check.h"
 #include "test.h"
+#include "train/ldm_step.h"
 
 /* ------------------------------------------------------------ helpers */
 
@@ -435,6 +437,78 @@ static void test_torch_conv_alignment_pass(void)
     safetensors_close(st);
 }
 
+/* ------------------------------------------------------------ golden LDM steps */
+
+static float *step_tensor(const safetensors *st, int step, const char *what)
+{
+    char name[64];
+    snprintf(name, sizeof name, "step%d.%s", step, what);
+    return fixture_f32(st, name, NULL);
+}
+
+/* dev/ref/ldm_step_ref.py's two train-ldm steps with iREPA on: the conv
+ * projector and the spatially normalised targets inside ldm_step (logged
+ * losses, clipped first-step gradients, final parameters and EMA), the same
+ * tolerances as test_ldm_step. */
+static void test_ldm_steps_irepa_match_torch(void)
+{
+    enum { B = 4 };
+    safetensors *st = fixture_open("train/ldm_steps_irepa");
+    sit_config sc = sit_config_default();
+    sc.depth = 2, sc.hidden = 32, sc.heads = 2, sc.patch = 2, sc.in_channels = 4, sc.input_size = 8;
+    sc.num_classes = 10, sc.encoder_depth = 1, sc.projector_dim = 32, sc.n_encoders = 1, sc.z_dims[0] = 24;
+    sc.projector_type = SIT_PROJECTOR_CONV, sc.projector_kernel = 3;
+    sit s;
+    sit_build(&s, &sc);
+    float *sp = param_alloc(&s.table);
+    sit_load(&s, sp, st, "init.sit.", PARAM_IGNORE_EXTRA);
+    vit e;
+    vit_config ec = {.img_size = 16, .patch = 4, .in_chans = 1, .embed_dim = 24, .depth = 1, .heads = 2,
+                     .mlp_ratio = 4.0f, .layerscale = true, .layerscale_init = 1.0f, .ln_eps = 1e-6f};
+    vit_build(&e, &ec);
+    vit_load(&e, st, "enc.", PARAM_IGNORE_EXTRA);
+    ldm_config cfg = ldm_config_default();
+    cfg.batch = B;
+    cfg.ema_decay = 0.9f;
+    cfg.spatial_norm = true, cfg.zscore_alpha = 0.6f;
+    ldm_trainer t;
+    ldm_trainer_init(&t, &cfg, &s, sp, &e, 1, 16, 16);
+    for (int step = 0; step < 2; step++) {
+        float *imf = step_tensor(st, step, "images"), *lab = step_tensor(st, step, "labels");
+        float *drop = step_tensor(st, step, "drop_mask");
+        uint8_t images[B * 16 * 16];
+        for (int i = 0; i < B * 256; i++)
+            images[i] = (uint8_t)imf[i];
+        int labels[B], drops[B];
+        for (int i = 0; i < B; i++)
+            labels[i] = (int)lab[i], drops[i] = (int)drop[i];
+        float *mean = step_tensor(st, step, "mean"), *stdv = step_tensor(st, step, "std");
+        float *eps = step_tensor(st, step, "eps_z"), *time = step_tensor(st, step, "time");
+        float *noise = step_tensor(st, step, "noise");
+        ldm_step_random given = {eps, time, noise, drops};
+        ldm_logs logs;
+        ldm_step(&t, images, mean, stdv, labels, &given, &logs);
+        const char *names[4] = {"loss", "denoising_loss", "proj_loss", "grad_norm"};
+        double got[4] = {logs.loss, logs.denoising_loss, logs.proj_loss, logs.grad_norm};
+        for (int k = 0; k < 4; k++) {
+            float *want = step_tensor(st, step, names[k]);
+            CHECK(fabs(got[k] - want[0]) <= 1e-6 + 1e-4 * fabs(want[0]), "step%d.%s: %.8g vs torch %.8g", step,
+                  names[k], got[k], want[0]);
+            free(want);
+        }
+        if (step == 0)
+            check_params_against_fixture(st, &s.table, t.grads, "step0.grad.", PARAM_TRAINABLE, 2e-7, 2e-3);
+        free(imf), free(lab), free(drop), free(mean), free(stdv), free(eps), free(time), free(noise);
+    }
+    check_params_against_fixture(st, &s.table, sp, "final.sit.", -1, 2e-5, 1e-4);
+    check_params_against_fixture(st, &s.table, t.ema_params, "final.ema.", -1, 2e-5, 1e-4);
+    ldm_trainer_free(&t);
+    free(sp);
+    sit_free(&s);
+    vit_free(&e);
+    safetensors_close(st);
+}
+
 /* ------------------------------------------------------------ spatial normalisation */
 
 static void test_spatial_norm_torch(void)
@@ -503,6 +577,7 @@ int main(void)
     RUN(test_fd_conv_align_dz);
     RUN(test_torch_conv_train_pass);
     RUN(test_torch_conv_alignment_pass);
+    RUN(test_ldm_steps_irepa_match_torch);
     RUN(test_spatial_norm_torch);
     RUN(test_spatial_norm_bad_input);
     return test_summary();

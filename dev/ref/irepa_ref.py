@@ -17,6 +17,8 @@ ldm/train.py, ldm/configs/irepa.yaml; restated here, not copied):
 
 Fixtures:
   ops/spatial_norm    x [3, 16, 8] -> out for alpha 0.6 (out_a06) and 1.0 (out_a10)
+  train/ldm_steps_irepa  ldm_step_ref.py's two golden train-ldm steps with the conv
+    projector (k 3) and the targets spatially normalised (alpha 0.6)
   models/sit_tiny_irepa  a tiny SiT with the conv projector (k = 3): the REPA-E SiT
     training pass (train BN, linear path, L = mean(denoise) + 0.5 proj) with every
     gradient, and the VAE-alignment pass (eval BN, align-only, cosine path, frozen,
@@ -32,6 +34,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fixture_io import save_fixture  # noqa: E402
+import ldm_step_ref  # noqa: E402
 import models_ref as M  # noqa: E402
 from repae_ref import sit as S  # noqa: E402
 
@@ -149,3 +152,6 @@ def sit_tiny_irepa_fixture(seed=4101):
 if __name__ == "__main__":
     spatial_norm_fixture()
     sit_tiny_irepa_fixture()
+    ldm_step_ref.golden("ldm_steps_irepa", dict(projection_layer_type="conv", proj_kwargs_kernel_size=3), 0.6,
+                        script=__file__)
+    print("  wrote tests/fixtures/train/ldm_steps_irepa.safetensors")
