@@ -19,6 +19,7 @@
 #include "param_check.h"
 #include "test.h"
 #include "train/ldm_step.h"
+#include "train/repae_step.h"
 
 /* ------------------------------------------------------------ helpers */
 
@@ -509,6 +510,121 @@ static void test_ldm_steps_irepa_match_torch(void)
     safetensors_close(st);
 }
 
+/* Parameters after a few AdamW steps: every element within max_motion and
+ * all but 0.5 % within atol (test_repae_step.c explains why: elements with
+ * |g| ~ eps move by a rounding-decided fraction of lr). */
+static void check_after_adam(const safetensors *st, const param_table *tab, const float *values, const char *prefix,
+                             double atol, double max_motion)
+{
+    size_t total = 0, outliers = 0;
+    double worst = 0;
+    char key[256];
+    for (int i = 0; i < tab->n; i++) {
+        const param_entry *e = &tab->entries[i];
+        snprintf(key, sizeof key, "%s%s", prefix, e->name);
+        const st_tensor *t = safetensors_find(st, key);
+        if (!t || (size_t)t->numel != e->numel) {
+            CHECK(0, "fixture lacks '%s' or its size differs", key);
+            continue;
+        }
+        float *want = fixture_f32(st, key, NULL);
+        for (size_t k = 0; k < e->numel; k++) {
+            double err = fabs((double)values[e->offset + k] - want[k]);
+            outliers += err > atol;
+            worst = fmax(worst, err);
+        }
+        total += e->numel;
+        free(want);
+    }
+    CHECK(worst <= max_motion && outliers * 200 <= total, "%s: worst %.3g, %zu of %zu beyond %.1g", prefix, worst,
+          outliers, total, atol);
+}
+
+/* dev/ref/repae_step_ref.py's three REPA-E steps with iREPA on: the conv
+ * projector carries the VAE's alignment gradient (frozen SiT) and the SiT's
+ * REPA term, both on the spatially normalised targets.  Everything but the
+ * SiT (VAE, encoder, discriminator, LPIPS, step data) comes from
+ * train/repae_steps, the SiT and the expected values from
+ * train/repae_steps_irepa; tolerances as test_repae_step. */
+static void test_repae_steps_irepa_match_torch(void)
+{
+    enum { B = 4, STEPS = 3 };
+    safetensors *base = fixture_open("train/repae_steps"), *st = fixture_open("train/repae_steps_irepa");
+    vae v;
+    vae_config vc = {.ch = 16, .n_levels = 2, .ch_mult = {1, 2}, .num_res_blocks = 1, .z_channels = 4,
+                     .n_attn = 0, .resolution = 16, .in_channels = 3, .out_ch = 3, .double_z = 1, .norm_groups = 8};
+    vae_init(&v, &vc);
+    sit_config sc = sit_config_default();
+    sc.depth = 2, sc.hidden = 32, sc.heads = 2, sc.patch = 2, sc.in_channels = 4, sc.input_size = 8;
+    sc.num_classes = 10, sc.encoder_depth = 1, sc.projector_dim = 32, sc.n_encoders = 1, sc.z_dims[0] = 24;
+    sc.projector_type = SIT_PROJECTOR_CONV, sc.projector_kernel = 3;
+    sit s;
+    sit_build(&s, &sc);
+    vit e;
+    vit_config ec = {.img_size = 16, .patch = 4, .in_chans = 3, .embed_dim = 24, .depth = 1, .heads = 2,
+                     .mlp_ratio = 4.0f, .layerscale = true, .layerscale_init = 1.0f, .ln_eps = 1e-6f};
+    vit_build(&e, &ec);
+    discriminator d;
+    disc_build(&d, (disc_config){3, 8, 2});
+    lpips l;
+    lpips_build(&l, 16);
+    float *sp = param_alloc(&s.table), *dp = param_alloc(&d.table), *lp = param_alloc(&l.table);
+    vae_load_st(&v, base, "init.vae.", PARAM_IGNORE_EXTRA);
+    sit_load(&s, sp, st, "init.sit.", PARAM_IGNORE_EXTRA);
+    vit_load(&e, base, "enc.", PARAM_IGNORE_EXTRA);
+    param_load(&d.table, dp, base, "init.disc.", PARAM_IGNORE_EXTRA);
+    param_load(&l.table, lp, base, "lpips.", PARAM_IGNORE_EXTRA);
+    repae_config cfg = repae_config_default();
+    cfg.batch = B;
+    cfg.learning_rate = cfg.vae_learning_rate = cfg.disc_learning_rate = 1e-4f;
+    cfg.ema_decay = 0.9f;
+    cfg.spatial_norm = true, cfg.zscore_alpha = 0.6f;
+    repae_trainer t;
+    repae_trainer_init(&t, &cfg, &v, &s, sp, &e, &d, dp, &l, lp, 16, 16, 3);
+    for (int step = 0; step < STEPS; step++) {
+        char name[64];
+        uint8_t images[B * 3 * 16 * 16];
+        float *imf = step_tensor(base, step, "images");
+        for (size_t i = 0; i < sizeof images; i++)
+            images[i] = (uint8_t)imf[i];
+        float *lab = step_tensor(base, step, "labels"), *drop = step_tensor(base, step, "drop_mask");
+        int labels[B], drops[B];
+        for (int i = 0; i < B; i++)
+            labels[i] = (int)lab[i], drops[i] = (int)drop[i];
+        float *eps = step_tensor(base, step, "eps"), *time = step_tensor(base, step, "time");
+        float *noise = step_tensor(base, step, "noise");
+        repae_step_random given = {eps, time, noise, drops};
+        repae_logs logs;
+        repae_step(&t, images, labels, &given, &logs);
+        double values[REPAE_N_LOGS];
+        repae_logs_values(&logs, values);
+        for (int k = 0; k < REPAE_N_LOGS; k++) {
+            snprintf(name, sizeof name, "step%d.%s", step, repae_log_names[k]);
+            if (!safetensors_find(st, name))
+                continue;
+            float want;
+            safetensors_load_f32(st, name, 1, (int64_t[]){1}, &want);
+            bool norm = strstr(repae_log_names[k], "grad_norm") != NULL;
+            double rtol = norm && step > 0 ? 1e-2 : 1e-4;
+            CHECK(fabs(values[k] - want) <= 2e-5 + rtol * fabs(want), "%s: %.8g vs torch %.8g", name, values[k],
+                  want);
+        }
+        if (step == 0)
+            check_params_against_fixture(st, &s.table, t.sit_grads, "step0.grad.sit.", PARAM_TRAINABLE, 2e-7, 2e-3);
+        free(imf), free(lab), free(drop), free(eps), free(time), free(noise);
+    }
+    check_after_adam(st, &s.table, sp, "final.sit.", 1e-4, 6e-3);
+    check_after_adam(st, &s.table, t.ema_params, "final.ema.", 1e-4, 6e-3);
+    repae_trainer_free(&t);
+    free(sp), free(dp), free(lp);
+    vae_free(&v);
+    sit_free(&s);
+    vit_free(&e);
+    disc_free(&d);
+    lpips_free(&l);
+    safetensors_close(st), safetensors_close(base);
+}
+
 /* ------------------------------------------------------------ spatial normalisation */
 
 static void test_spatial_norm_torch(void)
@@ -578,6 +694,7 @@ int main(void)
     RUN(test_torch_conv_train_pass);
     RUN(test_torch_conv_alignment_pass);
     RUN(test_ldm_steps_irepa_match_torch);
+    RUN(test_repae_steps_irepa_match_torch);
     RUN(test_spatial_norm_torch);
     RUN(test_spatial_norm_bad_input);
     return test_summary();

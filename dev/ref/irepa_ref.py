@@ -19,6 +19,9 @@ Fixtures:
   ops/spatial_norm    x [3, 16, 8] -> out for alpha 0.6 (out_a06) and 1.0 (out_a10)
   train/ldm_steps_irepa  ldm_step_ref.py's two golden train-ldm steps with the conv
     projector (k 3) and the targets spatially normalised (alpha 0.6)
+  train/repae_steps_irepa  repae_step_ref.py's three golden REPA-E steps with the conv
+    projector in both SiT passes and normalised targets (models other than the SiT
+    and all step data are those of train/repae_steps)
   models/sit_tiny_irepa  a tiny SiT with the conv projector (k = 3): the REPA-E SiT
     training pass (train BN, linear path, L = mean(denoise) + 0.5 proj) with every
     gradient, and the VAE-alignment pass (eval BN, align-only, cosine path, frozen,
@@ -36,6 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fixture_io import save_fixture  # noqa: E402
 import ldm_step_ref  # noqa: E402
 import models_ref as M  # noqa: E402
+import repae_step_ref  # noqa: E402
 from repae_ref import sit as S  # noqa: E402
 
 torch.set_num_threads(1)
@@ -155,3 +159,6 @@ if __name__ == "__main__":
     ldm_step_ref.golden("ldm_steps_irepa", dict(projection_layer_type="conv", proj_kwargs_kernel_size=3), 0.6,
                         script=__file__)
     print("  wrote tests/fixtures/train/ldm_steps_irepa.safetensors")
+    repae_step_ref.golden("repae_steps_irepa", irepa=dict(
+        sit_extra=dict(projection_layer_type="conv", proj_kwargs_kernel_size=3), zscore_alpha=0.6), script=__file__)
+    print("  wrote tests/fixtures/train/repae_steps_irepa.safetensors")
