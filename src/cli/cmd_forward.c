@@ -15,6 +15,7 @@
 #include "core/rng.h"
 #include "io/safetensors.h"
 #include "models/sit.h"
+#include "ops/spatial_norm.h"
 #include "models/vae.h"
 #include "models/vae_diffusers.h"
 #include "models/vit.h"
@@ -45,6 +46,8 @@ static const char *usage =
     "                   optional time_input [N] (any shape of N elements),\n"
     "                   noises [N, C, H, W], drop_mask [N] (1 = null label, train mode);\n"
     "                   what is not given is drawn from --seed\n"
+    "                   (--spnorm-method zscore: iREPA's spatial normalisation of zs\n"
+    "                   first; iREPA's conv projector is recognised from its keys)\n"
     "              out: zs_tilde.0 [N, T, z_dim] (.1 ...), proj_loss []; except in\n"
     "                   align mode: model_output [N, C, H, W], denoising_loss [N];\n"
     "                   always time_input [N], noises; train mode also the updated\n"
@@ -60,7 +63,8 @@ typedef struct fwd_options {
     const char *model, *weights, *input, *output, *prefix;
     int heads, encoder_depth, img_size, norm_groups;
     float cfg_prob;
-    const char *sit_mode, *path_type, *weighting;
+    const char *sit_mode, *path_type, *weighting, *spnorm_method;
+    float zscore_alpha;
     long long seed;
 } fwd_options;
 
@@ -88,6 +92,11 @@ static int fwd_options_table(fwd_options *o, option_spec *opts)
         .choices = "linear|cosine");
     OPT("--weighting", OPT_CHOICE, &o->weighting, "uniform", "SiT training forward: time sampling (if drawn)",
         .choices = "uniform|lognormal");
+    OPT("--spnorm-method", OPT_CHOICE, &o->spnorm_method, "none",
+        "SiT training forward: zscore = iREPA's spatial normalisation of the given zs first (the projector type "
+        "comes from the weights)", .choices = "none|zscore");
+    OPT("--zscore-alpha", OPT_FLOAT, &o->zscore_alpha, "0.6", "iREPA spatial normalisation: mean-subtraction scale",
+        .min = 0, .max = 10);
     OPT("--seed", OPT_INT64, &o->seed, "0", "seed for what the input does not give", .min = 0, .max = 9e18);
 #undef OPT
     return n;
@@ -312,6 +321,8 @@ static void run_sit(const fwd_options *o, const safetensors *st, const cJSON *j,
                                                                         : need(in, nm, "a REPA target [N, T, z_dim]");
             check_shape(in, t, 3, (int64_t[]){N, T, sc.z_dims[e]}, "the encoder features for this projector");
             ti.zs[e] = zsb[e] = read_f32(in, t);
+            if (!strcmp(o->spnorm_method, "zscore"))
+                spatial_norm_forward(zsb[e], zsb[e], N, T, sc.z_dims[e], o->zscore_alpha, SPATIAL_NORM_EPS);
         }
         float *time_in = NULL, *noises = NULL;
         int *drop = NULL;

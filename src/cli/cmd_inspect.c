@@ -284,6 +284,10 @@ static void describe_model(const safetensors *st, const cJSON *j, const char *ki
         sit_build(&m, &c);
         printf("    %s%s\n", sit_config_str(&c, buf, sizeof buf),
                guessed ? " (heads not recorded in the file: a guess; --heads to set)" : "");
+        const char *spn = mf_json_str(j, "spnorm_method", NULL); /* iREPA's target option, from args */
+        if (spn && !strcmp(spn, "zscore"))
+            printf("    REPA targets: iREPA spatial normalisation (zscore, alpha %g)\n",
+                   mf_json_num(j, "zscore_alpha", 0.6));
         size_t all = sit_param_count(&m, true), proj = sit_projector_param_count(&m);
         printf("    %s parameters (SiT %s + projectors %s)\n", commas(all, a), commas(all - proj, b),
                commas(proj, buf));

@@ -96,7 +96,12 @@ static const char *usage =
     "End-to-end REPA-E training (spec §6.2): each step updates the VAE (with the\n"
     "REPA gradient through the frozen SiT), the discriminator, then the SiT.\n"
     "Defaults are the reference's, except the model sizes and the data, which\n"
-    "default to the small Fashion-MNIST configuration.";
+    "default to the small Fashion-MNIST configuration.\n"
+    "\n"
+    "iREPA (arXiv 2512.10794): --projection-layer-type conv --spnorm-method zscore,\n"
+    "under iREPA's own flag names; the conv projector also serves the VAE's\n"
+    "alignment pass, the normalised targets both passes.  (iREPA's LDM config\n"
+    "also raises --proj-coeff to 1.0; set it if you want that too.)";
 
 static repae_config repae_config_from(const train_options *o, const train_data *data, const train_models *mdl)
 {
@@ -119,6 +124,8 @@ static repae_config repae_config_from(const train_options *o, const train_data *
     rc.perceptual_weight = mdl->lpips_params ? o->perceptual_weight : 0.0f;
     rc.seed = (uint64_t)o->seed;
     rc.enc_pre = encoder_preprocess_kind_for(o->enc_type);
+    rc.spatial_norm = irepa_spatial_norm(&o->irepa);
+    rc.zscore_alpha = o->irepa.zscore_alpha;
     if (data->ds.channels == 1)
         for (int c = 0; c < 3; c++)
             rc.enc_mean[c] = o->enc_mean, rc.enc_std[c] = o->enc_std;

@@ -29,7 +29,10 @@ static const char *usage =
     "the latents statistics (from --latents-stats, else measured on the cache),\n"
     "L = mean(denoise) + proj_coeff·REPA.  --proj-coeff 0 (or no --enc-ckpt)\n"
     "trains a vanilla SiT.  The images (--data, the same order as the cache)\n"
-    "are only read for the encoder's targets.";
+    "are only read for the encoder's targets.\n"
+    "\n"
+    "iREPA (arXiv 2512.10794): --projection-layer-type conv --spnorm-method zscore,\n"
+    "under iREPA's own flag names (its configs/irepa.yaml also sets --proj-coeff 1.0).";
 
 
 /* What the run loop's callbacks need. */
@@ -104,7 +107,8 @@ static void run_preview(void *ctx, long long step, const char *png, double *extr
  * keys in args.json), those that mean something here, in this order. */
 static const char *const ldm_flags[] = {
     "--data", "--data-split", "--image-size", "--channels", "--vae-ckpt", "--latents-stats", "--model",
-    "--sit-depth", "--sit-hidden", "--sit-heads", "--sit-patch", "--encoder-depth", "--projector-dim", "--qk-norm",
+    "--sit-depth", "--sit-hidden", "--sit-heads", "--sit-patch", "--encoder-depth", "--projector-dim",
+    "--projection-layer-type", "--proj-kwargs-kernel-size", "--spnorm-method", "--zscore-alpha", "--qk-norm",
     "--enc-type", "--enc-ckpt", "--enc-heads", "--enc-mean", "--enc-std", "--proj-coeff", "--cfg-prob",
     "--path-type", "--weighting", "--learning-rate", "--max-grad-norm", "--ema-decay", "--batch-size",
     "--max-train-steps", "--checkpointing-steps", "--sampling-steps", "--preview-images", "--seed", "--output-dir",
@@ -161,6 +165,7 @@ int cmd_train_ldm(int argc, char **argv)
     if (lc.h != lc.w)
         die("'%s': non-square latents are not supported", o.latents);
     sit_config sc = train_sit_config(&o, lc.C, lc.h, data.ds.num_classes, have_enc ? &enc : NULL);
+    irepa_warn_unused(&o.irepa, "train-ldm", have_enc);
     sit_config_check(&sc);
     sit s;
     sit_build(&s, &sc);
@@ -187,6 +192,7 @@ int cmd_train_ldm(int argc, char **argv)
     lcfg.weighting = !strcmp(o.weighting, "lognormal") ? SIT_WEIGHTING_LOGNORMAL : SIT_WEIGHTING_UNIFORM;
     lcfg.seed = (uint64_t)o.seed;
     lcfg.enc_pre = encoder_preprocess_kind_for(o.enc_type);
+    lcfg.spatial_norm = irepa_spatial_norm(&o.irepa), lcfg.zscore_alpha = o.irepa.zscore_alpha;
     for (int c = 0; c < 3; c++)
         lcfg.enc_mean[c] = o.enc_mean, lcfg.enc_std[c] = o.enc_std;
     run_dir rd;

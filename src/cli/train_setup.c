@@ -40,6 +40,7 @@ int train_options_table(train_options *o, option_spec *opts, train_kind kind)
     OPT("--encoder-depth", OPT_INT, &o->encoder_depth, "2", "SiT block whose output the projector reads (1-based)",
         .min = 1, .max = 64);
     OPT("--projector-dim", OPT_INT, &o->projector_dim, "2048", "REPA projector width", .min = 1, .max = 16384);
+    n += irepa_options_table(&o->irepa, opts + n);
     OPT("--qk-norm", OPT_FLAG, &o->qk_norm, NULL, "LayerNorm on queries and keys");
     OPT("--bn-momentum", OPT_FLOAT, &o->bn_momentum, "0.1", "latent BatchNorm momentum", .min = 0, .max = 1);
     OPT("--cfg-prob", OPT_FLOAT, &o->cfg_prob, "0.1", "label dropout probability (for CFG)", .min = 0, .max = 1);
@@ -236,6 +237,7 @@ void train_setup_models(const train_options *o, const train_data *d, train_model
                          o->enc_ckpt);
     /* SiT */
     sit_config sc = train_sit_config(o, m->vae.cfg.z_channels, h, d->ds.num_classes, m->enc ? &m->vit : NULL);
+    irepa_warn_unused(&o->irepa, "train", m->enc);
     sit_config_check(&sc);
     sit_build(&m->sit, &sc);
     m->sit_params = param_alloc(&m->sit.table);
@@ -355,6 +357,7 @@ sit_config train_sit_config(const train_options *o, int in_channels, int input_s
     sc.n_encoders = enc ? 1 : 0;
     if (enc)
         sc.z_dims[0] = enc->cfg.embed_dim;
+    irepa_apply_sit(&o->irepa, &sc);
     return sc;
 }
 

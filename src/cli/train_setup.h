@@ -11,6 +11,7 @@
 #include "models/discriminator.h"
 #include "models/encoder_preprocess.h"
 #include "models/lpips.h"
+#include "cli/irepa_options.h"
 #include "models/sit.h"
 #include "models/vae.h"
 #include "models/vit.h"
@@ -30,6 +31,7 @@ typedef struct train_options {
     int sit_depth, sit_hidden, sit_heads, sit_patch, encoder_depth, projector_dim;
     bool qk_norm;
     float bn_momentum, cfg_prob;
+    irepa_options irepa; /* iREPA's conv projector and spatial normalisation */
     /* VAE */
     const char *vae, *vae_ckpt, *vae_ch_mult, *vae_attn_resolutions, *latents_stats;
     int vae_ch, vae_z_channels, vae_num_res_blocks, vae_norm_groups;

@@ -18,6 +18,7 @@ sit_config sit_config_default(void)
     c.in_channels = 4, c.input_size = 32;
     c.num_classes = 1000, c.class_dropout_prob = 0.1f;
     c.encoder_depth = 8, c.projector_dim = 2048;
+    c.projector_type = SIT_PROJECTOR_MLP, c.projector_kernel = 3;
     c.n_encoders = 1, c.z_dims[0] = 768;
     c.qk_norm = false, c.mlp_ratio = 4.0f;
     c.bn_momentum = 0.1f, c.bn_eps = 1e-4f;
@@ -89,6 +90,12 @@ void sit_config_check(const sit_config *c)
         for (int e = 0; e < c->n_encoders; e++)
             if (c->z_dims[e] < 1)
                 die("SiT config: z_dims[%d] = %d must be positive", e, c->z_dims[e]);
+        if (c->projector_type != SIT_PROJECTOR_MLP && c->projector_type != SIT_PROJECTOR_CONV)
+            die("SiT config: unknown projector type %d", (int)c->projector_type);
+        /* padding k/2 keeps the grid size only for odd k (iREPA offers 1, 3, 5, 7) */
+        if (c->projector_type == SIT_PROJECTOR_CONV &&
+            (c->projector_kernel < 1 || c->projector_kernel > 31 || c->projector_kernel % 2 == 0))
+            die("SiT config: conv projector kernel %d must be odd and in [1, 31]", c->projector_kernel);
     }
     if (mlp_hidden_of(c) < 1)
         die("SiT config: mlp_ratio %g gives an empty MLP", c->mlp_ratio);
@@ -98,11 +105,18 @@ void sit_config_check(const sit_config *c)
 
 const char *sit_config_str(const sit_config *c, char *buf, size_t n)
 {
+    /* The MLP line stays as it always was; the conv projector names itself
+     * (its projector_dim is unused). */
+    char proj[48];
+    if (c->n_encoders && c->projector_type == SIT_PROJECTOR_CONV)
+        snprintf(proj, sizeof proj, "conv kernel %d", c->projector_kernel);
+    else
+        snprintf(proj, sizeof proj, "%d", c->projector_dim);
     int k = snprintf(buf, n,
                      "depth %d hidden %d heads %d patch %d C %d input %d classes %d dropout %g encoder_depth %d "
-                     "projector %d z_dims",
+                     "projector %s z_dims",
                      c->depth, c->hidden, c->heads, c->patch, c->in_channels, c->input_size, c->num_classes,
-                     c->class_dropout_prob, c->encoder_depth, c->projector_dim);
+                     c->class_dropout_prob, c->encoder_depth, proj);
     for (int e = 0; e < c->n_encoders && k > 0 && (size_t)k < n; e++)
         k += snprintf(buf + k, n - k, "%s%d", e ? "," : " ", c->z_dims[e]);
     if (k > 0 && (size_t)k < n)
@@ -182,6 +196,15 @@ void sit_build(sit *m, const sit_config *cfg)
     }
     for (int e = 0; e < cfg->n_encoders; e++) {
         sit_projector_offsets *o = &m->proj[e];
+        if (cfg->projector_type == SIT_PROJECTOR_CONV) {
+            /* iREPA's initialize_weights only re-initialises nn.Linear, so the
+             * conv keeps torch's Conv2d default: U(±1/sqrt(fan_in)) for weight
+             * and bias, fan_in = D·k·k. */
+            int k = cfg->projector_kernel, Z = cfg->z_dims[e];
+            o->conv_w = add(t, INIT_TORCH_DEFAULT, 0, TR, 4, SH(Z, D, k, k), "projectors.%d.projection_layer.weight", e);
+            o->conv_b = add(t, INIT_TORCH_BIAS, (float)D * k * k, TR, 1, SH(Z), "projectors.%d.projection_layer.bias", e);
+            continue;
+        }
         int P = cfg->projector_dim;
         add_linear(t, &o->w0, &o->b0, P, D, INIT_XAVIER_UNIFORM, INIT_ZERO, 0, param_name(nm, "projectors.%d.0", e));
         add_linear(t, &o->w2, &o->b2, P, P, INIT_XAVIER_UNIFORM, INIT_ZERO, 0, param_name(nm, "projectors.%d.2", e));
@@ -323,7 +346,20 @@ void sit_config_from_weights(sit_config *cfg, const safetensors *st, const char 
     else
         cfg->num_classes = (int)yt->shape[0];
     int E = 0;
-    while (E < SIT_MAX_ENCODERS && find_key(st, prefix, param_name(nm, "projectors.%d.0.weight", E))) {
+    cfg->projector_type = SIT_PROJECTOR_MLP;
+    while (E < SIT_MAX_ENCODERS && find_key(st, prefix, param_name(nm, "projectors.%d.projection_layer.weight", E))) {
+        const st_tensor *w = require_key(st, prefix, nm, 4);
+        if (w->shape[1] != D || w->shape[2] != w->shape[3] || w->shape[2] % 2 == 0 || w->shape[2] > 31)
+            die("'%s': '%s%s' has shape [%lld, %lld, %lld, %lld]; a conv projector is [z_dim, %d, k, k] with odd k",
+                st->path, prefix, nm, (long long)w->shape[0], (long long)w->shape[1], (long long)w->shape[2],
+                (long long)w->shape[3], D);
+        cfg->projector_type = SIT_PROJECTOR_CONV;
+        cfg->projector_kernel = (int)w->shape[2];
+        cfg->z_dims[E] = (int)w->shape[0];
+        E++;
+    }
+    while (E < SIT_MAX_ENCODERS && cfg->projector_type == SIT_PROJECTOR_MLP &&
+           find_key(st, prefix, param_name(nm, "projectors.%d.0.weight", E))) {
         const st_tensor *w0 = require_key(st, prefix, nm, 2);
         const st_tensor *w4 = require_key(st, prefix, param_name(nm, "projectors.%d.4.weight", E), 2);
         cfg->projector_dim = (int)w0->shape[0];

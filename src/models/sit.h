@@ -55,6 +55,14 @@
 #define SIT_LN_EPS 1e-6f
 #define SIT_QK_NORM_EPS 1e-5f
 
+/* The REPA projector.  MLP: REPA's Linear-SiLU-Linear-SiLU-Linear on each
+ * token (keys projectors.<e>.{0,2,4}.*, the REPA / REPA-E layout).  CONV:
+ * iREPA's single nn.Conv2d(hidden, z_dim, k, stride 1, padding k//2) over the
+ * G×G token grid (tokens [N,T,D] -> [N,D,G,G] -> conv -> [N,z,G,G] -> tokens),
+ * keys projectors.<e>.projection_layer.{weight,bias} as iREPA's ProjectionLayer
+ * names them (End2End-Diffusion/iREPA, ldm/models/sit.py). */
+typedef enum sit_projector_type { SIT_PROJECTOR_MLP = 0, SIT_PROJECTOR_CONV = 1 } sit_projector_type;
+
 typedef struct sit_config {
     int depth, hidden, heads, patch;
     int in_channels;        /* C */
@@ -62,7 +70,9 @@ typedef struct sit_config {
     int num_classes;        /* the null class is index num_classes */
     float class_dropout_prob;
     int encoder_depth;      /* projectors read the output of this block (1-based) */
-    int projector_dim;
+    int projector_dim;      /* MLP projector width (unused by the conv projector) */
+    sit_projector_type projector_type;
+    int projector_kernel;   /* conv projector: odd kernel size k (padding k/2) */
     int n_encoders;         /* E (0 = no projectors) */
     int z_dims[SIT_MAX_ENCODERS];
     bool qk_norm;
@@ -71,7 +81,7 @@ typedef struct sit_config {
 } sit_config;
 
 /* Spec defaults: C 4, input 32, 1000 classes, dropout 0.1, encoder_depth 8,
- * projector 2048, z_dims {768}, no qk-norm, mlp_ratio 4, BN momentum 0.1 and
+ * MLP projector 2048 (conv kernel 3 when switched to conv), z_dims {768}, no qk-norm, mlp_ratio 4, BN momentum 0.1 and
  * eps 1e-4; the size fields are those of SiT-XL/2. */
 sit_config sit_config_default(void);
 /* Sets depth/hidden/heads/patch from a preset name "SiT-{S,B,L,XL}/{1,2,4,8}"
@@ -101,7 +111,8 @@ typedef struct sit_block_offsets {
 } sit_block_offsets;
 
 typedef struct sit_projector_offsets {
-    size_t w0, b0, w2, b2, w4, b4;
+    size_t w0, b0, w2, b2, w4, b4; /* MLP */
+    size_t conv_w, conv_b;         /* conv: [z, D, k, k], [z] */
 } sit_projector_offsets;
 
 typedef struct sit {
@@ -186,7 +197,8 @@ typedef struct sit_block_acts {
 } sit_block_acts;
 
 typedef struct sit_projector_acts {
-    float *h0, *s0, *h2, *s2; /* [N,T,projector_dim] pre/post SiLU */
+    float *h0, *s0, *h2, *s2; /* MLP: [N,T,projector_dim] pre/post SiLU */
+    float *grid;              /* conv: the block output as a grid [N,D,G,G] */
     float *out;               /* zs_tilde [N,T,z_dim] */
 } sit_projector_acts;
 
@@ -220,6 +232,8 @@ typedef struct sit_acts {
     float *modf;                /* [N,T,D] */
     float *out_tokens;          /* [N,T,p²C] */
     float *attn_ws;             /* attention workspace */
+    float *conv_ws;             /* conv projector: conv2d workspace (scratch) */
+    float *conv_out;            /* conv projector: output grid [N,z,G,G] before the token transpose (scratch) */
 } sit_acts;
 
 /* Bytes of arena that one sit_train_forward + sit_train_backward needs

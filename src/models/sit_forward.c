@@ -20,6 +20,7 @@
 #include "models/sit.h"
 #include "ops/act.h"
 #include "ops/attention.h"
+#include "ops/conv2d.h"
 #include "ops/embed.h"
 #include "ops/gemm.h"
 #include "ops/linear.h"
@@ -78,6 +79,23 @@ static int blocks_run(const sit *m, const sit_train_opts *o)
     return o->align_only ? m->cfg.encoder_depth : m->cfg.depth;
 }
 
+static bool conv_projector(const sit *m) { return m->cfg.projector_type == SIT_PROJECTOR_CONV; }
+
+/* iREPA's conv projector e on the G×G token grid: stride 1, padding k/2. */
+static conv2d_shape proj_conv_shape(const sit *m, int e, int N)
+{
+    int k = m->cfg.projector_kernel;
+    return conv2d_make(N, m->D, m->G, m->G, m->cfg.z_dims[e], k, 1, k / 2);
+}
+
+static int max_z_dim(const sit *m)
+{
+    int zmax = 1;
+    for (int e = 0; e < m->cfg.n_encoders; e++)
+        zmax = m->cfg.z_dims[e] > zmax ? m->cfg.z_dims[e] : zmax;
+    return zmax;
+}
+
 /* net_only: the bare network (sit_net_forward): no BN, no losses, no projectors. */
 static void carve_acts(sit_acts *a, const sit *m, int N, const sit_train_opts *o, bool net_only, carver *c)
 {
@@ -104,7 +122,23 @@ static void carve_acts(sit_acts *a, const sit *m, int N, const sit_train_opts *o
         carve_block(b, m, N, true, c);
         b->x_in = i == 0 ? a->x0 : (a->blocks ? a->blocks[i - 1].x_out : NULL);
     }
-    for (int e = 0; e < (net_only ? 0 : m->cfg.n_encoders); e++) {
+    const int n_proj = net_only ? 0 : m->cfg.n_encoders;
+    for (int e = 0; e < n_proj && conv_projector(m); e++) {
+        a->proj[e].grid = cv(c, NT * D);
+        a->proj[e].out = cv(c, NT * m->cfg.z_dims[e]);
+        a->zs_tilde[e] = a->proj[e].out;
+    }
+    if (n_proj && conv_projector(m)) {
+        size_t ws = 0;
+        for (int e = 0; e < n_proj; e++) {
+            conv2d_shape cs = proj_conv_shape(m, e, N);
+            size_t w = conv2d_workspace_floats(&cs);
+            ws = w > ws ? w : ws;
+        }
+        a->conv_ws = cv(c, ws);
+        a->conv_out = cv(c, NT * max_z_dim(m));
+    }
+    for (int e = 0; e < (conv_projector(m) ? 0 : n_proj); e++) {
         const size_t P = m->cfg.projector_dim;
         a->proj[e].h0 = cv(c, NT * P), a->proj[e].s0 = cv(c, NT * P);
         a->proj[e].h2 = cv(c, NT * P), a->proj[e].s2 = cv(c, NT * P);
@@ -152,7 +186,12 @@ static void carve_bwd(sit_bwd_scratch *s, const sit *m, int N, const sit_train_o
     for (int e = 0; e < m->cfg.n_encoders; e++)
         zmax = m->cfg.z_dims[e] > zmax ? m->cfg.z_dims[e] : zmax;
     if (m->cfg.n_encoders) {
-        s->dpa = cv(c, NT * m->cfg.projector_dim), s->dpb = cv(c, NT * m->cfg.projector_dim);
+        /* the conv projector uses dpa for its output-grid gradient [N,z,G,G]
+         * and dpb for its input-grid gradient [N,D,G,G] */
+        size_t pw = (size_t)m->cfg.projector_dim;
+        if (conv_projector(m))
+            pw = (size_t)(zmax > (int)D ? zmax : (int)D);
+        s->dpa = cv(c, NT * pw), s->dpb = cv(c, NT * pw);
         s->dzt = cv(c, NT * zmax);
     }
     s->dc2 = cv(c, N * 2 * D);
@@ -370,6 +409,36 @@ static void sit_block_backward(const sit *m, const float *P, int i, const sit_bl
         linear_backward(d_silu_c, dP + o->ada_w, dP + o->ada_b, dc6, silu_c, P + o->ada_w, N, D, D6);
 }
 
+/* dst[n, j, i] (+)= src[n, i, j] for n < N, i < R, j < K: tokens [N,T,D]
+ * <-> grid [N,D,T] (T = G·G row-major, which is iREPA's reshape(B,H,W,D)
+ * then permute(0,3,1,2)). */
+static void batched_transpose(float *dst, const float *src, int N, int R, int K, bool accumulate)
+{
+#pragma omp parallel for collapse(2) schedule(static) if ((long)N * R * K >= (1L << 15))
+    for (int n = 0; n < N; n++)
+        for (int j = 0; j < K; j++) {
+            float *d = dst + ((size_t)n * K + j) * R;
+            const float *sp = src + (size_t)n * R * K + j;
+            if (accumulate)
+                for (int i = 0; i < R; i++)
+                    d[i] += sp[(size_t)i * K];
+            else
+                for (int i = 0; i < R; i++)
+                    d[i] = sp[(size_t)i * K];
+        }
+}
+
+/* iREPA conv projector e: tokens -> grid -> Conv2d -> grid -> tokens. */
+static void conv_projector_forward(const sit *m, const float *P, int e, sit_projector_acts *pa, const float *h, int N,
+                                   float *conv_out, float *ws)
+{
+    const sit_projector_offsets *o = &m->proj[e];
+    conv2d_shape cs = proj_conv_shape(m, e, N);
+    batched_transpose(pa->grid, h, N, m->T, m->D, false);
+    conv2d_forward(conv_out, pa->grid, P + o->conv_w, P + o->conv_b, &cs, ws);
+    batched_transpose(pa->out, conv_out, N, m->cfg.z_dims[e], m->T, false);
+}
+
 /* Projector e on h [N,T,D]: Linear, SiLU, Linear, SiLU, Linear. */
 static void projector_forward(const sit *m, const float *P, int e, sit_projector_acts *pa, const float *h, int NT)
 {
@@ -384,12 +453,21 @@ static void projector_forward(const sit *m, const float *P, int e, sit_projector
 
 /* Adds the gradient of w·(1/E)·repa_loss_e into dx (w.r.t. h) and dP. */
 static void projector_backward(const sit *m, const float *P, int e, const sit_projector_acts *pa, const float *h,
-                               const float *zs, float dloss, sit_bwd_scratch *s, float *dx, float *dP, int N)
+                               const float *zs, float dloss, sit_bwd_scratch *s, float *dx, float *dP, int N,
+                               float *conv_ws)
 {
     const sit_projector_offsets *o = &m->proj[e];
     const int D = m->D, Pd = m->cfg.projector_dim, Z = m->cfg.z_dims[e], T = m->T, NT = N * T;
     zero(s->dzt, (size_t)NT * Z);
     repa_cosine_loss_backward(s->dzt, NULL, dloss, pa->out, zs, N, T, Z);
+    if (conv_projector(m)) {
+        conv2d_shape cs = proj_conv_shape(m, e, N);
+        batched_transpose(s->dpa, s->dzt, N, T, Z, false); /* d grid_out [N,Z,G,G] */
+        zero(s->dpb, (size_t)NT * D);
+        conv2d_backward(s->dpb, GP(o->conv_w), GP(o->conv_b), s->dpa, pa->grid, P + o->conv_w, &cs, conv_ws);
+        batched_transpose(dx, s->dpb, N, D, T, true); /* back to tokens, added into the stream */
+        return;
+    }
     zero(s->dpa, (size_t)NT * Pd);
     linear_backward(s->dpa, GP(o->w4), GP(o->b4), s->dzt, pa->s2, P + o->w4, NT, Pd, Z);
     zero(s->dpb, (size_t)NT * Pd);
@@ -520,8 +598,12 @@ void sit_train_forward(sit_acts *a, const sit *m, float *params, arena *ar, cons
     for (int i = 0; i < a->n_blocks; i++) {
         sit_block_forward(m, P, i, &a->blocks[i], a->silu_c, N, a->attn_ws);
         if (i + 1 == cfg->encoder_depth)
-            for (int e = 0; e < cfg->n_encoders; e++)
-                projector_forward(m, P, e, &a->proj[e], a->blocks[i].x_out, NT);
+            for (int e = 0; e < cfg->n_encoders; e++) {
+                if (conv_projector(m))
+                    conv_projector_forward(m, P, e, &a->proj[e], a->blocks[i].x_out, N, a->conv_out, a->conv_ws);
+                else
+                    projector_forward(m, P, e, &a->proj[e], a->blocks[i].x_out, NT);
+            }
     }
     double pl = 0;
     for (int e = 0; e < cfg->n_encoders; e++)
@@ -597,7 +679,7 @@ static void backward_impl(const sit *m, const float *params, const sit_acts *a, 
         if (i + 1 == cfg->encoder_depth && !a->net_only)
             for (int e = 0; e < cfg->n_encoders; e++)
                 projector_backward(m, P, e, &a->proj[e], a->blocks[i].x_out, a->zs[e], w_proj / cfg->n_encoders, &s,
-                                   dx, dP, N);
+                                   dx, dP, N, a->conv_ws);
         sit_block_backward(m, P, i, &a->blocks[i], a->silu_c, &s, dx, dP, s.d_silu_c, a->attn_ws, N);
     }
 

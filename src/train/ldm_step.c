@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "models/encoder_preprocess.h"
+#include "ops/spatial_norm.h"
 #include "train/ema.h"
 
 #define STREAM_LDM_Z 0x4c444d5a00000000ull    /* "LDMZ": posterior samples */
@@ -25,6 +26,7 @@ ldm_config ldm_config_default(void)
     c.ema_decay = 0.9999f;
     c.path = SIT_PATH_LINEAR;
     c.weighting = SIT_WEIGHTING_UNIFORM;
+    c.zscore_alpha = 0.6f;
     for (int i = 0; i < 3; i++)
         c.enc_mean[i] = 0.5f, c.enc_std[i] = 0.5f;
     return c;
@@ -165,6 +167,8 @@ void ldm_step(ldm_trainer *t, const uint8_t *images, const float *lat_mean, cons
         vit_acts va;
         vit_acts_alloc(&va, e, ar, B, false);
         vit_forward(e, &va, in, zs, NULL, NULL, NULL);
+        if (c->spatial_norm)
+            spatial_norm_forward(zs, zs, B, e->npatch, e->cfg.embed_dim, c->zscore_alpha, SPATIAL_NORM_EPS);
         arena_reset(ar, mark);
     }
 

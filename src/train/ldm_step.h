@@ -28,6 +28,8 @@ typedef struct ldm_config {
     sit_weighting weighting;
     float enc_mean[3], enc_std[3]; /* 1-channel encoder input normalisation */
     encoder_preprocess_kind enc_pre; /* 3-channel images: the encoder family's preprocessing (spec §1.3) */
+    bool spatial_norm;             /* iREPA's spatial z-score of the targets (off) */
+    float zscore_alpha;            /* its mean-subtraction scale (0.6) */
     uint64_t seed;
 } ldm_config;
 

@@ -9,6 +9,7 @@
 #include "core/dist.h"
 #include "core/rng.h"
 #include "models/encoder_preprocess.h"
+#include "ops/spatial_norm.h"
 #include "ops/loss.h"
 #include "train/ema.h"
 #include "train/vae_loss.h"
@@ -51,6 +52,7 @@ repae_config repae_config_default(void)
     c.path = SIT_PATH_LINEAR;
     c.weighting = SIT_WEIGHTING_UNIFORM;
     c.train_pos_embed = true;
+    c.zscore_alpha = 0.6f;
     const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
     memcpy(c.enc_mean, mean, sizeof mean);
     memcpy(c.enc_std, std, sizeof std);
@@ -264,6 +266,8 @@ void repae_step(repae_trainer *t, const uint8_t *images, const int *labels, cons
         vit_acts va;
         vit_acts_alloc(&va, e, ar, B, false);
         vit_forward(e, &va, in, zs, NULL, NULL, NULL);
+        if (c->spatial_norm)
+            spatial_norm_forward(zs, zs, B, e->npatch, e->cfg.embed_dim, c->zscore_alpha, SPATIAL_NORM_EPS);
         arena_reset(ar, mark);
     }
 

@@ -60,6 +60,10 @@ typedef struct repae_config {
      * for 1-channel ones (our Fashion-MNIST encoders). */
     float enc_mean[3], enc_std[3];
     encoder_preprocess_kind enc_pre; /* 3-channel images: the encoder family's preprocessing (spec §1.3) */
+    /* iREPA's spatial normalisation of the targets (ops/spatial_norm.h), which
+     * then feed both the VAE-alignment pass and the SiT pass (off; alpha 0.6). */
+    bool spatial_norm;
+    float zscore_alpha;
     uint64_t seed;
 } repae_config;
 

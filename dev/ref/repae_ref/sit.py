@@ -161,6 +161,26 @@ def build_projector(D, projector_dim, z_dim, device=None):
                          nn.Linear(projector_dim, z_dim, device=device))
 
 
+class ConvProjector(nn.Module):
+    """iREPA's projector (End2End-Diffusion/iREPA, ldm/models/sit.py, ProjectionLayer with
+    projection_layer_type="conv"): one nn.Conv2d(D, z_dim, k, stride 1, padding k//2) on
+    the token grid.  [N,T,D] -> reshape(N,G,G,D).permute(0,3,1,2) -> conv ->
+    permute(0,2,3,1).reshape(N,T,z_dim).  The conv is stored as `projection_layer`, so
+    the state-dict keys are projectors.<e>.projection_layer.{weight,bias}."""
+
+    def __init__(self, D, z_dim, kernel_size, device=None):
+        super().__init__()
+        self.projection_layer = nn.Conv2d(D, z_dim, kernel_size=kernel_size, stride=1,
+                                          padding=kernel_size // 2, device=device)
+
+    def forward(self, x):
+        N, T, D = x.shape
+        G = math.isqrt(T)
+        assert G * G == T
+        y = self.projection_layer(x.reshape(N, G, G, D).permute(0, 3, 1, 2).contiguous())
+        return y.permute(0, 2, 3, 1).contiguous().reshape(N, T, -1)
+
+
 def interpolant(t, path_type):
     """(alpha, sigma, d_alpha, d_sigma); t = 0 data, t = 1 noise."""
     if path_type == "linear":
@@ -176,7 +196,8 @@ class SiT(nn.Module):
                  decoder_hidden_size=None, depth=28, num_heads=16, mlp_ratio=4.0,
                  class_dropout_prob=0.1, num_classes=1000, encoder_depth=8,
                  projector_dim=2048, z_dims=(768,), qk_norm=False, bn_momentum=0.1,
-                 path_type="linear", weighting="uniform", device=None, init=True):
+                 path_type="linear", weighting="uniform", device=None, init=True,
+                 projection_layer_type="mlp", proj_kwargs_kernel_size=3):
         super().__init__()
         D = hidden_size
         if decoder_hidden_size is None:
@@ -192,6 +213,11 @@ class SiT(nn.Module):
                            encoder_depth=encoder_depth, projector_dim=projector_dim,
                            z_dims=list(z_dims), qk_norm=qk_norm, bn_momentum=bn_momentum,
                            bn_eps=1e-4, path_type=path_type, weighting=weighting)
+        if projection_layer_type != "mlp":  # iREPA's option names; absent = REPA's MLP
+            self.config.update(projection_layer_type=projection_layer_type,
+                               proj_kwargs_kernel_size=proj_kwargs_kernel_size)
+        assert projection_layer_type in ("mlp", "conv")
+        self.projection_layer_type = projection_layer_type
         self.in_channels = self.out_channels = in_channels
         self.patch_size, self.num_heads = patch_size, num_heads
         self.num_classes, self.encoder_depth = num_classes, encoder_depth
@@ -205,7 +231,12 @@ class SiT(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, T, D, device=device), requires_grad=False)
         self.blocks = nn.ModuleList([SiTBlock(D, num_heads, mlp_ratio, qk_norm, device)
                                      for _ in range(depth)])
-        self.projectors = nn.ModuleList([build_projector(D, projector_dim, z, device) for z in z_dims])
+        if projection_layer_type == "conv":
+            self.projectors = nn.ModuleList([ConvProjector(D, z, proj_kwargs_kernel_size, device)
+                                             for z in z_dims])
+        else:
+            self.projectors = nn.ModuleList([build_projector(D, projector_dim, z, device)
+                                             for z in z_dims])
         self.final_layer = FinalLayer(decoder_hidden_size, patch_size, in_channels, device)
         self.bn = nn.BatchNorm2d(in_channels, eps=1e-4, momentum=bn_momentum, affine=False,
                                  track_running_stats=True, device=device)
@@ -270,7 +301,10 @@ class SiT(nn.Module):
             h = blk(h, c)
             if i + 1 == self.encoder_depth:
                 T, D = h.shape[1], h.shape[2]
-                zs_tilde = [proj(h.reshape(-1, D)).reshape(N, T, -1) for proj in self.projectors]
+                if self.projection_layer_type == "conv":
+                    zs_tilde = [proj(h) for proj in self.projectors]
+                else:
+                    zs_tilde = [proj(h.reshape(-1, D)).reshape(N, T, -1) for proj in self.projectors]
                 if align_only:
                     return zs_tilde, None  # final layer skipped (its output is unused)
         return zs_tilde, self.unpatchify(self.final_layer(h, c))
