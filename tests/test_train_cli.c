@@ -4,6 +4,8 @@
  * files fail with messages that name them. */
 #include <unistd.h>
 
+#include "core/error.h"
+#include "data/dataset.h"
 #include "test.h"
 
 #define TINY "--max-images 64 --batch-size 8 --sit-depth 2 --sit-hidden 32 --sit-heads 2 --vae-ch 32 " \
@@ -173,6 +175,26 @@ static void test_bad_flags_and_files(void)
     expect_command_fails(cmd, "is for 3-channel images (out 3), but the data");
 }
 
+/* Data with 2 or 4 channels (a shard can hold any count) is refused before
+ * training: it used to be read past a 3-element normalisation array. */
+static void test_channel_counts_checked(void)
+{
+    for (int C = 2; C <= 4; C += 2) {
+        dataset d = {.n = 16, .channels = C, .height = 32, .width = 32, .num_classes = 10};
+        d.images = xcalloc((size_t)16 * C * 32 * 32, 1);
+        d.labels = xcalloc(16, sizeof(int32_t));
+        d.source = xstrdup("test");
+        char path[256], cmd[1024], want[128];
+        snprintf(path, sizeof path, "%s/c%d.shard", tmpdir, C);
+        dataset_write_shard(&d, path);
+        dataset_free(&d);
+        snprintf(cmd, sizeof cmd, "%s train " TINY " --data %s --output-dir %s --exp-name c%d", repae_bin(), path,
+                 tmpdir, C);
+        snprintf(want, sizeof want, "%d-channel images; repae trains on 1-channel (grey) or 3-channel", C);
+        expect_command_fails(cmd, want);
+    }
+}
+
 /* Two runs on one folder: the second dies naming the folder and the first's pid. */
 static void test_one_writer_per_run_folder(void)
 {
@@ -199,6 +221,7 @@ int main(void)
     RUN(test_resume_checks_the_checkpoint);
     RUN(test_bad_flags_and_files);
     RUN(test_one_writer_per_run_folder);
+    RUN(test_channel_counts_checked);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0)
