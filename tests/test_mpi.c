@@ -326,12 +326,16 @@ static void test_failures(void)
     rc = sh(cmd, err, sizeof err);
     CHECK(rc != 0 && strstr(err, "'reconstruct' does not run over several processes yet"),
           "a one-process command under mpirun (status %d): %s", rc, err);
-    /* Kill rank 1 after the first checkpoint: everything ends, non-zero, within seconds. */
+    /* Kill one rank after the first checkpoints: everything ends, non-zero, within seconds.  Whatever
+     * happens, nothing of the job may outlive the test (a guard kills mpirun after 60 s, and the
+     * ranks are killed at the end; the ^[^ ]*repae anchor keeps pkill off this shell and mpirun). */
     snprintf(cmd, sizeof cmd,
              "%s %s train " TINY " --checkpointing-steps 1 --max-train-steps 100000 --output-dir %s --exp-name killed "
              ">/dev/null 2>&1 & job=$!; i=0; "
              "while [ ! -e %s/killed/checkpoints/0000002.safetensors ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); "
-             "done; pkill -9 -n -f 'repae train.*exp-name killed'; t0=$(date +%%s); wait $job; rc=$?; t1=$(date +%%s); "
+             "done; pkill -9 -n -f '^[^ ]*repae train .*exp-name killed'; t0=$(date +%%s); "
+             "( sleep 60; kill -9 $job 2>/dev/null ) & guard=$!; wait $job; rc=$?; t1=$(date +%%s); kill $guard 2>/dev/null; "
+             "pkill -9 -f '^[^ ]*repae train .*exp-name killed' 2>/dev/null; "
              "echo \"status $rc after $((t1-t0)) s\" >&2; [ $rc -ne 0 ] && [ $((t1-t0)) -le 20 ]",
              mpirun, bin, tmp, tmp);
     rc = sh(cmd, err, sizeof err);
