@@ -99,6 +99,140 @@ static void to_nhwc(uint8_t *dst, const uint8_t *src, int B, int C, int H, int W
                 dst[((size_t)b * HW + p) * C + c] = src[((size_t)b * C + c) * HW + p];
 }
 
+/* What a pass over the images accumulates. */
+typedef struct recon_result {
+    double sum_psnr, sum_ssim, fd;
+    int n_perfect;
+    double *s_mu, *s_mu2, *s_sd, *s_var; /* [Cz] sums of μ, μ², σ, σ² over images and positions */
+    uint8_t *grid_rec;                   /* [G, C, H, W] the first G reconstructions */
+    int G;
+} recon_result;
+
+/* Encodes, decodes and measures every image of ds (f: the feature network
+ * for rFID, or NULL). */
+static void reconstruct_images(const recon_options *o, vae *v, const dataset *ds, feature_net *f, recon_result *r)
+{
+    int N = ds->n, C = ds->channels, H = ds->height, W = ds->width, B = o->batch_size;
+    int h, w, Cz = v->cfg.z_channels;
+    vae_latent_size(v, H, W, &h, &w);
+    size_t img = (size_t)C * H * W, lat = (size_t)Cz * h * w;
+    vae_plan pe = vae_plan_memory(v, VAE_PASS_ENCODE, B, H, W), pd = vae_plan_memory(v, VAE_PASS_DECODE, B, h, w);
+    size_t need = pe.saved + pe.scratch > pd.saved + pd.scratch ? pe.saved + pe.scratch : pd.saved + pd.scratch;
+    arena ar = arena_create(need);
+    float *x = xmalloc(B * img * sizeof(float)), *recon = xmalloc(B * img * sizeof(float));
+    float *mean = xmalloc(B * lat * sizeof(float)), *std = xmalloc(B * lat * sizeof(float));
+    float *z = xmalloc(B * lat * sizeof(float));
+    uint8_t *out = xmalloc(B * img), *nhwc = f ? xmalloc(B * img) : NULL;
+    float *feat = f ? xmalloc((size_t)B * f->dim * sizeof(float)) : NULL;
+    feature_accum acc_orig, acc_rec;
+    if (f) {
+        feature_accum_init(&acc_orig, f->dim, 0);
+        feature_accum_init(&acc_rec, f->dim, 0);
+    }
+    bool do_ssim = H >= SSIM_WIN && W >= SSIM_WIN;
+    rng rg = rng_new((uint64_t)o->seed, 0x5245434f4eull);
+    progress pb = progress_start("reconstruct", N, "img");
+    pb.start_step = 0; /* the rate counts images from the start, not from the first batch's end */
+    for (int i0 = 0; i0 < N; i0 += B) {
+        int b = N - i0 < B ? N - i0 : B;
+        const uint8_t *orig = ds->images + (size_t)i0 * img;
+        for (size_t k = 0; k < b * img; k++)
+            x[k] = orig[k] / 127.5f - 1.0f;
+        arena_reset(&ar, 0);
+        vae_encode(v, x, mean, NULL, std, b, H, W, &ar);
+        for (size_t k = 0; k < b * lat; k++)
+            z[k] = o->sample ? mean[k] + std[k] * rng_normal(&rg) : mean[k];
+        arena_reset(&ar, 0);
+        vae_decode(v, z, recon, b, h, w, &ar);
+        if (image_from_model_range(out, recon, b * img))
+            die("reconstruct: the VAE '%s' decodes images %d..%d to non-finite pixels (NaN/Inf)", o->vae_ckpt, i0,
+                i0 + b - 1);
+        for (int i = 0; i < b; i++) {
+            double p = psnr_u8(orig + i * img, out + i * img, img);
+            if (isfinite(p))
+                r->sum_psnr += p;
+            else
+                r->sum_psnr += 100.0, r->n_perfect++;
+            if (do_ssim)
+                r->sum_ssim += ssim_u8(orig + i * img, out + i * img, C, H, W);
+            for (int c = 0; c < Cz; c++)
+                for (int k = 0; k < h * w; k++) {
+                    size_t idx = (size_t)i * lat + (size_t)c * h * w + k;
+                    double m = mean[idx], sd = std[idx];
+                    r->s_mu[c] += m, r->s_mu2[c] += m * m, r->s_sd[c] += sd, r->s_var[c] += sd * sd;
+                }
+        }
+        if (i0 < r->G)
+            memcpy(r->grid_rec + (size_t)i0 * img, out, (size_t)(r->G - i0 < b ? r->G - i0 : b) * img);
+        if (f) {
+            to_nhwc(nhwc, orig, b, C, H, W);
+            feature_net_features(f, nhwc, b, H, W, C, feat, NULL, NULL);
+            feature_accum_add(&acc_orig, feat, b);
+            to_nhwc(nhwc, out, b, C, H, W);
+            feature_net_features(f, nhwc, b, H, W, C, feat, NULL, NULL);
+            feature_accum_add(&acc_rec, feat, b);
+        }
+        progress_update(&pb, i0 + b, NULL);
+    }
+    progress_finish(&pb);
+    r->fd = NAN;
+    if (f) {
+        feature_stats so, sr;
+        feature_accum_finish(&acc_orig, FEATURE_MEAN_ADM_F32, &so);
+        feature_accum_finish(&acc_rec, FEATURE_MEAN_ADM_F32, &sr);
+        r->fd = frechet_distance(&sr, &so, NULL);
+        feature_accum_free(&acc_orig), feature_accum_free(&acc_rec);
+        feature_stats_free(&so), feature_stats_free(&sr);
+    }
+    free(x), free(recon), free(mean), free(std), free(z), free(out), free(nhwc), free(feat);
+    arena_free(&ar);
+}
+
+/* The latent statistics table; per channel into lm (mean μ), ls (std μ),
+ * lp (mean σ), lz (std z), over M = N·h·w values each. */
+static void print_latents(const recon_result *r, int Cz, int N, int h, int w, double *lm, double *ls, double *lp,
+                          double *lz)
+{
+    char buf[32];
+    double M = (double)N * h * w, a_mu = 0, a_mu2 = 0, a_sd = 0, a_var = 0;
+    printf("\nlatents (posterior mean mu, posterior std sigma; over %d images x %dx%d positions):\n", N, h, w);
+    printf("  %-8s %12s %12s %12s %12s\n", "channel", "mean(mu)", "std(mu)", "mean(sigma)", "std(z)");
+    for (int c = 0; c <= Cz; c++) {
+        double m1, m2, sd, var;
+        if (c < Cz)
+            m1 = r->s_mu[c] / M, m2 = r->s_mu2[c] / M, sd = r->s_sd[c] / M, var = r->s_var[c] / M;
+        else
+            m1 = a_mu / (M * Cz), m2 = a_mu2 / (M * Cz), sd = a_sd / (M * Cz), var = a_var / (M * Cz);
+        double vmu = m2 - m1 * m1 > 0 ? m2 - m1 * m1 : 0, zstd = sqrt(vmu + var);
+        if (c < Cz) {
+            lm[c] = m1, ls[c] = sqrt(vmu), lp[c] = sd, lz[c] = zstd;
+            a_mu += r->s_mu[c], a_mu2 += r->s_mu2[c], a_sd += r->s_sd[c], a_var += r->s_var[c];
+            snprintf(buf, sizeof buf, "%d", c);
+        } else
+            snprintf(buf, sizeof buf, "all");
+        printf("  %-8s %12.5f %12.5f %12.5f %12.5f\n", buf, m1, sqrt(vmu), sd, zstd);
+    }
+}
+
+/* --out-grid: row pairs of 8 originals above their reconstructions. */
+static void write_grid(const char *path, const dataset *ds, const recon_result *r)
+{
+    int G = r->G, C = ds->channels, H = ds->height, W = ds->width;
+    size_t img = (size_t)C * H * W;
+    int cols = G < 8 ? G : 8, rows = (G + cols - 1) / cols, k = 0;
+    uint8_t *grid = xcalloc((size_t)rows * 2 * cols, img);
+    for (int rr = 0; rr < rows; rr++)
+        for (int which = 0; which < 2; which++)
+            for (int cc = 0; cc < cols; cc++, k++) {
+                int i = rr * cols + cc;
+                if (i < G)
+                    memcpy(grid + (size_t)k * img, (which ? r->grid_rec : ds->images) + (size_t)i * img, img);
+            }
+    image_grid_png(path, grid, rows * 2 * cols, C, H, W, cols);
+    free(grid);
+    printf("grid: %s (%d originals above their reconstructions)\n", path, G);
+}
+
 int cmd_reconstruct(int argc, char **argv)
 {
     recon_options o;
@@ -115,23 +249,20 @@ int cmd_reconstruct(int argc, char **argv)
     vae v;
     const char *prefix = load_vae(&o, &v);
     int Cv = v.cfg.in_channels;
-    dataset ds;
-    ds = dataset_open(o.data, o.data_split, o.image_size, o.channels ? o.channels : Cv, o.max_images);
-    int N = ds.n, C = ds.channels, H = ds.height, W = ds.width, B = o.batch_size;
+    dataset ds = dataset_open(o.data, o.data_split, o.image_size, o.channels ? o.channels : Cv, o.max_images);
+    int N = ds.n, C = ds.channels, H = ds.height, W = ds.width;
     if (C != Cv || v.cfg.out_ch != C)
         die("reconstruct: the VAE '%s' takes %d-channel images and makes %d-channel ones, but '%s' has %d channels",
             o.vae_ckpt, Cv, v.cfg.out_ch, ds.source, C);
     if (N < 1)
         die("reconstruct: '%s' has no images", ds.source);
-
     bool do_fd = o.fn.weights || options_given(opts, n_opts, "--feature-net");
     feature_net f;
     if (do_fd) {
         if (N < 2)
             die("reconstruct: rFID needs at least 2 images");
-        fnet_open(&o.fn, opts, n_opts, &f, B);
+        fnet_open(&o.fn, opts, n_opts, &f, o.batch_size);
     }
-
     int h, w, Cz = v.cfg.z_channels, Hd, Wd;
     vae_latent_size(&v, H, W, &h, &w);
     vae_image_size(&v, h, w, &Hd, &Wd);
@@ -139,30 +270,7 @@ int cmd_reconstruct(int argc, char **argv)
         die("reconstruct: '%s' has %dx%d images, which this VAE (downsampling by %d) would reconstruct as %dx%d: "
             "use images whose sides are multiples of %d",
             ds.source, H, W, 1 << (v.cfg.n_levels - 1), Hd, Wd, 1 << (v.cfg.n_levels - 1));
-    size_t img = (size_t)C * H * W, lat = (size_t)Cz * h * w;
-    vae_plan pe = vae_plan_memory(&v, VAE_PASS_ENCODE, B, H, W), pd = vae_plan_memory(&v, VAE_PASS_DECODE, B, h, w);
-    size_t need = pe.saved + pe.scratch > pd.saved + pd.scratch ? pe.saved + pe.scratch : pd.saved + pd.scratch;
-    arena ar = arena_create(need);
-    float *x = xmalloc(B * img * sizeof(float)), *recon = xmalloc(B * img * sizeof(float));
-    float *mean = xmalloc(B * lat * sizeof(float)), *std = xmalloc(B * lat * sizeof(float));
-    float *z = xmalloc(B * lat * sizeof(float));
-    uint8_t *out = xmalloc(B * img), *nhwc = do_fd ? xmalloc(B * img) : NULL;
-    float *feat = do_fd ? xmalloc((size_t)B * f.dim * sizeof(float)) : NULL;
-    int G = o.grid_images < N ? o.grid_images : N;
-    uint8_t *grid_rec = xmalloc((size_t)G * img);
-    feature_accum acc_orig, acc_rec;
-    if (do_fd) {
-        feature_accum_init(&acc_orig, f.dim, 0);
-        feature_accum_init(&acc_rec, f.dim, 0);
-    }
-    double *s_mu = xcalloc(Cz, sizeof(double)), *s_mu2 = xcalloc(Cz, sizeof(double)),
-           *s_sd = xcalloc(Cz, sizeof(double)), *s_var = xcalloc(Cz, sizeof(double));
-    double sum_psnr = 0, sum_ssim = 0;
-    int n_perfect = 0;
-    bool do_ssim = H >= SSIM_WIN && W >= SSIM_WIN;
-    rng r = rng_new((uint64_t)o.seed, 0x5245434f4eull);
 
-    char buf[256];
     printf("repae reconstruct\n  VAE:  %s%s%s (%.2f M parameters, latent %dx%dx%d), z = %s\n", o.vae_ckpt,
            prefix[0] ? ", under " : "", prefix, vae_param_count(&v) / 1e6, Cz, h, w,
            o.sample ? "a posterior sample (--sample)" : "the posterior mean");
@@ -171,64 +279,18 @@ int cmd_reconstruct(int argc, char **argv)
         printf("  features: %s, %s\n", f.label, f.path);
     fflush(stdout);
 
-    progress pb = progress_start("reconstruct", N, "img");
-    pb.start_step = 0; /* the rate counts images from the start, not from the first batch's end */
-    for (int i0 = 0; i0 < N; i0 += B) {
-        int b = N - i0 < B ? N - i0 : B;
-        const uint8_t *orig = ds.images + (size_t)i0 * img;
-        for (size_t k = 0; k < b * img; k++)
-            x[k] = orig[k] / 127.5f - 1.0f;
-        arena_reset(&ar, 0);
-        vae_encode(&v, x, mean, NULL, std, b, H, W, &ar);
-        for (size_t k = 0; k < b * lat; k++)
-            z[k] = o.sample ? mean[k] + std[k] * rng_normal(&r) : mean[k];
-        arena_reset(&ar, 0);
-        vae_decode(&v, z, recon, b, h, w, &ar);
-        if (image_from_model_range(out, recon, b * img))
-            die("reconstruct: the VAE '%s' decodes images %d..%d to non-finite pixels (NaN/Inf)", o.vae_ckpt, i0,
-                i0 + b - 1);
-        for (int i = 0; i < b; i++) {
-            double p = psnr_u8(orig + i * img, out + i * img, img);
-            if (isfinite(p))
-                sum_psnr += p;
-            else
-                sum_psnr += 100.0, n_perfect++;
-            if (do_ssim)
-                sum_ssim += ssim_u8(orig + i * img, out + i * img, C, H, W);
-            for (int c = 0; c < Cz; c++)
-                for (int k = 0; k < h * w; k++) {
-                    size_t idx = (size_t)i * lat + (size_t)c * h * w + k;
-                    double m = mean[idx], s = std[idx];
-                    s_mu[c] += m, s_mu2[c] += m * m, s_sd[c] += s, s_var[c] += s * s;
-                }
-        }
-        if (i0 < G)
-            memcpy(grid_rec + (size_t)i0 * img, out, (size_t)(G - i0 < b ? G - i0 : b) * img);
-        if (do_fd) {
-            to_nhwc(nhwc, orig, b, C, H, W);
-            feature_net_features(&f, nhwc, b, H, W, C, feat, NULL, NULL);
-            feature_accum_add(&acc_orig, feat, b);
-            to_nhwc(nhwc, out, b, C, H, W);
-            feature_net_features(&f, nhwc, b, H, W, C, feat, NULL, NULL);
-            feature_accum_add(&acc_rec, feat, b);
-        }
-        progress_update(&pb, i0 + b, NULL);
-    }
-    progress_finish(&pb);
+    recon_result r = {.G = o.grid_images < N ? o.grid_images : N};
+    r.s_mu = xcalloc(Cz, sizeof(double)), r.s_mu2 = xcalloc(Cz, sizeof(double));
+    r.s_sd = xcalloc(Cz, sizeof(double)), r.s_var = xcalloc(Cz, sizeof(double));
+    r.grid_rec = xmalloc((size_t)r.G * C * H * W);
+    reconstruct_images(&o, &v, &ds, do_fd ? &f : NULL, &r);
 
-    double psnr = sum_psnr / N, ssim = do_ssim ? sum_ssim / N : NAN, fd = NAN;
-    if (do_fd) {
-        feature_stats so, sr;
-        feature_accum_finish(&acc_orig, FEATURE_MEAN_ADM_F32, &so);
-        feature_accum_finish(&acc_rec, FEATURE_MEAN_ADM_F32, &sr);
-        fd = frechet_distance(&sr, &so, NULL);
-        feature_accum_free(&acc_orig), feature_accum_free(&acc_rec);
-        feature_stats_free(&so), feature_stats_free(&sr);
-    }
-
+    bool do_ssim = H >= SSIM_WIN && W >= SSIM_WIN;
+    double psnr = r.sum_psnr / N, ssim = do_ssim ? r.sum_ssim / N : NAN, fd = r.fd;
+    char buf[256];
     printf("\n  %-28s %12s  %s\n", "metric", "value", "notes");
     snprintf(buf, sizeof buf, "dB, uint8, mean over %d images%s", N,
-             n_perfect ? " (perfect ones count as 100 dB)" : "");
+             r.n_perfect ? " (perfect ones count as 100 dB)" : "");
     printf("  %-28s %12.4f  %s\n", "PSNR", psnr, buf);
     if (do_ssim)
         printf("  %-28s %12.4f  %s\n", "SSIM", ssim, "Gaussian window 11, sigma 1.5");
@@ -245,44 +307,13 @@ int cmd_reconstruct(int argc, char **argv)
                    N, f.dim);
     } else
         printf("  %-28s %12s  %s\n", "rFID", "n/a", "no feature network (--weights)");
-
-    double M = (double)N * h * w;
     double *lm = xmalloc(Cz * sizeof(double)), *ls = xmalloc(Cz * sizeof(double)), *lp = xmalloc(Cz * sizeof(double)),
            *lz = xmalloc(Cz * sizeof(double));
-    double a_mu = 0, a_mu2 = 0, a_sd = 0, a_var = 0;
-    printf("\nlatents (posterior mean mu, posterior std sigma; over %d images x %dx%d positions):\n", N, h, w);
-    printf("  %-8s %12s %12s %12s %12s\n", "channel", "mean(mu)", "std(mu)", "mean(sigma)", "std(z)");
-    for (int c = 0; c <= Cz; c++) {
-        double m1, m2, sd, var;
-        if (c < Cz)
-            m1 = s_mu[c] / M, m2 = s_mu2[c] / M, sd = s_sd[c] / M, var = s_var[c] / M;
-        else
-            m1 = a_mu / (M * Cz), m2 = a_mu2 / (M * Cz), sd = a_sd / (M * Cz), var = a_var / (M * Cz);
-        double vmu = m2 - m1 * m1 > 0 ? m2 - m1 * m1 : 0, zstd = sqrt(vmu + var);
-        if (c < Cz) {
-            lm[c] = m1, ls[c] = sqrt(vmu), lp[c] = sd, lz[c] = zstd;
-            a_mu += s_mu[c], a_mu2 += s_mu2[c], a_sd += s_sd[c], a_var += s_var[c];
-            snprintf(buf, sizeof buf, "%d", c);
-        } else
-            snprintf(buf, sizeof buf, "all");
-        printf("  %-8s %12.5f %12.5f %12.5f %12.5f\n", buf, m1, sqrt(vmu), sd, zstd);
-    }
+    print_latents(&r, Cz, N, h, w, lm, ls, lp, lz);
     printf("done in %.1f s\n", wall_seconds() - t0);
 
-    if (o.out_grid) {
-        int cols = G < 8 ? G : 8, rows = (G + cols - 1) / cols, k = 0;
-        uint8_t *grid = xcalloc((size_t)rows * 2 * cols, img);
-        for (int rr = 0; rr < rows; rr++)
-            for (int which = 0; which < 2; which++)
-                for (int cc = 0; cc < cols; cc++, k++) {
-                    int i = rr * cols + cc;
-                    if (i < G)
-                        memcpy(grid + (size_t)k * img, (which ? grid_rec : ds.images) + (size_t)i * img, img);
-                }
-        image_grid_png(o.out_grid, grid, rows * 2 * cols, C, H, W, cols);
-        free(grid);
-        printf("grid: %s (%d originals above their reconstructions)\n", o.out_grid, G);
-    }
+    if (o.out_grid)
+        write_grid(o.out_grid, &ds, &r);
     if (o.json) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "command", "reconstruct");
@@ -304,9 +335,7 @@ int cmd_reconstruct(int argc, char **argv)
     }
 
     free(lm), free(ls), free(lp), free(lz);
-    free(s_mu), free(s_mu2), free(s_sd), free(s_var);
-    free(x), free(recon), free(mean), free(std), free(z), free(out), free(nhwc), free(feat), free(grid_rec);
-    arena_free(&ar);
+    free(r.s_mu), free(r.s_mu2), free(r.s_sd), free(r.s_var), free(r.grid_rec);
     if (do_fd)
         feature_net_free(&f);
     dataset_free(&ds);
