@@ -218,6 +218,77 @@ static void print_row(const char *name, double v, const char *note)
         printf("  %-28s %12.4f  %s\n", name, v, note);
 }
 
+/* Everything the report and the JSON line say. */
+typedef struct eval_metrics {
+    double fd, sfd, is, prec, rec;
+    int64_t n_pr;
+    bool do_pr, has_spatial, have_sp, has_logits, have_ref;
+    const char *pool_from, *sp_from;
+    pr_counts prc;
+} eval_metrics;
+
+static void print_metrics(const feature_net *f, const npz_images *S, const eval_metrics *m)
+{
+    char label[96], note[512];
+    fnet_fd_label(f, label, sizeof label);
+    printf("\n  %-28s %12s  %s\n", "metric", "value", "notes");
+    snprintf(note, sizeof note, "vs %s", m->pool_from ? m->pool_from : "?");
+    print_row(label, m->fd, note);
+    if (m->has_spatial) {
+        if (m->have_sp)
+            snprintf(note, sizeof note, "vs %s", m->sp_from);
+        else
+            snprintf(note, sizeof note, "no reference spatial statistics (mu_s/sigma_s) and no --ref images");
+        print_row(!strcmp(f->name, "inception") ? "sFID" : "sFD (spatial)", m->sfd, note);
+    } else
+        print_row("sFID", NAN, "Inception only (mixed_6/conv features)");
+    snprintf(note, sizeof note, "%lld split(s) of up to %d", (long long)inception_score_num_splits(S->n, IS_SPLIT_SIZE),
+             IS_SPLIT_SIZE);
+    print_row("Inception Score", m->is, m->has_logits ? note : "needs Inception's logits");
+    if (m->do_pr)
+        snprintf(note, sizeof note, "k = 3, %lld reference images, %lld samples%s", (long long)m->n_pr,
+                 (long long)S->n, m->prc.fp32_blocks ? " (some blocks in fp32)" : "");
+    else
+        snprintf(note, sizeof note, "%s",
+                 !m->have_ref ? "needs reference images (--ref)"
+                 : S->n <= 3  ? "needs at least 4 samples"
+                              : "needs at least 4 reference images (--pr-ref-images)");
+    print_row("Precision", m->prec, note);
+    print_row("Recall", m->rec, m->do_pr ? "" : note);
+    if (S->n < f->dim)
+        printf("note: %lld samples < %d feature dimensions: the covariance is singular and the Fréchet distance is "
+               "biased upward; compare only numbers from equally many images\n",
+               (long long)S->n, f->dim);
+    if (f->kind == FNET_INCEPTION && strcmp(f->name, "inception") != 0)
+        printf("note: a reduced-width Inception (test network): these are not FID/IS numbers\n");
+}
+
+/* --json: one line with every metric, appended. */
+static void write_json(const eval_options *o, const feature_net *f, const npz_images *S, const eval_metrics *m)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "command", "eval");
+    cJSON_AddStringToObject(j, "samples", S->path);
+    if (o->ref)
+        cJSON_AddStringToObject(j, "ref", o->ref);
+    if (o->ref_stats)
+        cJSON_AddStringToObject(j, "ref_stats", o->ref_stats);
+    cJSON_AddStringToObject(j, "feature_net", f->name);
+    cJSON_AddStringToObject(j, "weights", f->path);
+    cJSON_AddNumberToObject(j, "n_samples", (double)S->n);
+    cJSON_AddNumberToObject(j, !strcmp(f->name, "inception") ? "fid" : "fd", m->fd);
+    if (m->has_spatial)
+        cJSON_AddNumberToObject(j, !strcmp(f->name, "inception") ? "sfid" : "sfd", m->sfd);
+    if (m->has_logits)
+        cJSON_AddNumberToObject(j, "inception_score", m->is);
+    if (m->do_pr) {
+        cJSON_AddNumberToObject(j, "precision", m->prec);
+        cJSON_AddNumberToObject(j, "recall", m->rec);
+        cJSON_AddNumberToObject(j, "n_ref_pr", (double)m->n_pr);
+    }
+    json_line_append(o->json, j);
+}
+
 int cmd_eval(int argc, char **argv)
 {
     eval_options o;
@@ -339,66 +410,16 @@ int cmd_eval(int argc, char **argv)
         precision_recall(&prec, &rec, ref_keep, n_pr, s_keep, S.n, f.dim, &po, &prc);
     }
 
-    char label[96], note[512];
-    fnet_fd_label(&f, label, sizeof label);
-    printf("\n  %-28s %12s  %s\n", "metric", "value", "notes");
-    snprintf(note, sizeof note, "vs %s", pool_from ? pool_from : "?");
-    print_row(label, fd, note);
-    if (has_spatial) {
-        if (have_sp)
-            snprintf(note, sizeof note, "vs %s", sp_from);
-        else
-            snprintf(note, sizeof note, "no reference spatial statistics (mu_s/sigma_s) and no --ref images");
-        print_row(!strcmp(f.name, "inception") ? "sFID" : "sFD (spatial)", sfd, note);
-    } else
-        print_row("sFID", NAN, "Inception only (mixed_6/conv features)");
-    snprintf(note, sizeof note, "%lld split(s) of up to %d", (long long)inception_score_num_splits(S.n, IS_SPLIT_SIZE),
-             IS_SPLIT_SIZE);
-    print_row("Inception Score", is, has_logits ? note : "needs Inception's logits");
-    if (do_pr)
-        snprintf(note, sizeof note, "k = 3, %lld reference images, %lld samples%s", (long long)n_pr, (long long)S.n,
-                 prc.fp32_blocks ? " (some blocks in fp32)" : "");
-    else
-        snprintf(note, sizeof note, "%s",
-                 !o.ref ? "needs reference images (--ref)"
-                        : S.n <= 3 ? "needs at least 4 samples" : "needs at least 4 reference images (--pr-ref-images)");
-    print_row("Precision", prec, note);
-    print_row("Recall", rec, do_pr ? "" : note);
-    if (S.n < f.dim)
-        printf("note: %lld samples < %d feature dimensions: the covariance is singular and the Fréchet distance is "
-               "biased upward; compare only numbers from equally many images\n",
-               (long long)S.n, f.dim);
-    if (f.kind == FNET_INCEPTION && strcmp(f.name, "inception") != 0)
-        printf("note: a reduced-width Inception (test network): these are not FID/IS numbers\n");
+    eval_metrics m = {fd,       sfd,        is,        prec,      rec, n_pr, do_pr, has_spatial, have_sp, has_logits,
+                      o.ref != NULL, pool_from, sp_from, prc};
+    print_metrics(&f, &S, &m);
     printf("done in %.1f s\n", wall_seconds() - t0);
-
     if (o.save_stats && dist_rank() == 0) {
         eval_stats_save(o.save_stats, &f, &s_pool, has_spatial ? &s_sp : NULL, S.H, S.W, S.C, S.path);
         printf("statistics: %s\n", o.save_stats);
     }
-    if (o.json && dist_rank() == 0) {
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "command", "eval");
-        cJSON_AddStringToObject(j, "samples", S.path);
-        if (o.ref)
-            cJSON_AddStringToObject(j, "ref", o.ref);
-        if (o.ref_stats)
-            cJSON_AddStringToObject(j, "ref_stats", o.ref_stats);
-        cJSON_AddStringToObject(j, "feature_net", f.name);
-        cJSON_AddStringToObject(j, "weights", f.path);
-        cJSON_AddNumberToObject(j, "n_samples", (double)S.n);
-        cJSON_AddNumberToObject(j, !strcmp(f.name, "inception") ? "fid" : "fd", fd);
-        if (has_spatial)
-            cJSON_AddNumberToObject(j, !strcmp(f.name, "inception") ? "sfid" : "sfd", sfd);
-        if (has_logits)
-            cJSON_AddNumberToObject(j, "inception_score", is);
-        if (do_pr) {
-            cJSON_AddNumberToObject(j, "precision", prec);
-            cJSON_AddNumberToObject(j, "recall", rec);
-            cJSON_AddNumberToObject(j, "n_ref_pr", (double)n_pr);
-        }
-        json_line_append(o.json, j);
-    }
+    if (o.json && dist_rank() == 0)
+        write_json(&o, &f, &S, &m);
 
     feature_stats_free(&s_pool);
     feature_stats_free(&ref_pool);
