@@ -334,6 +334,31 @@ static void test_conv2d_shapes(void)
           conv2d_workspace_floats(&wide));
 }
 
+/* A workspace planned for the largest batch must serve every smaller one:
+ * conv2d_workspace_floats never decreases with B.  Winograd's equal chunks
+ * once made it decrease (8 images of 32×32 in two chunks of 64 tile rows, 5
+ * in one of 80), and `repae reconstruct` with the CNN feature network died
+ * on the short last batch. */
+static void test_workspace_monotonic_in_batch(void)
+{
+    const int chans[] = {8, 24, 48, 96, 128}, sizes[] = {8, 16, 32, 64, 96};
+    for (int ci = 0; ci < 5; ci++)
+        for (int si = 0; si < 5; si++)
+            for (int k = 1; k <= 4; k += 2) {
+                size_t prev = 0;
+                for (int B = 1; B <= 32; B++) {
+                    conv2d_shape s = conv2d_make(B, chans[ci], sizes[si], sizes[si], chans[ci], k, 1, k / 2);
+                    size_t w = conv2d_workspace_floats(&s);
+                    if (w < prev) {
+                        CHECK(0, "workspace %zu floats at B=%d < %zu at B=%d (C %d, %dx%d, k %d)", w, B, prev, B - 1,
+                              chans[ci], sizes[si], sizes[si], k);
+                        return;
+                    }
+                    prev = w;
+                }
+            }
+}
+
 int main(void)
 {
     RUN(test_conv2d_shapes);
@@ -342,5 +367,6 @@ int main(void)
     RUN(test_conv2d_panels_match_reference);
     RUN(test_conv2d_winograd_matches_reference);
     RUN(test_conv2d_backward_accumulates_and_null);
+    RUN(test_workspace_monotonic_in_batch);
     return test_summary();
 }

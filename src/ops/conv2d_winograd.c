@@ -53,8 +53,18 @@ int conv2d_winograd_applies(const conv2d_shape *s)
 size_t conv2d_winograd_workspace_floats(const conv2d_shape *s)
 {
     wino_geom g = make_geom(s);
+    /* The chunk is sized for the most tile rows any batch up to s->B can
+     * give: equal chunks make RC non-monotonic in B (8 images may split in
+     * two chunks of 64 rows where 5 take one of 80), and a workspace planned
+     * for the largest batch must serve every smaller one. */
+    long per_tile = 16 * (2 * g.Ci + g.Co), cap = WINO_CHUNK_FLOATS / per_tile;
+    if (cap < WINO_MIN_TILES)
+        cap = WINO_MIN_TILES;
+    long rows = cap / g.TX > 0 ? cap / g.TX : 1, max_rows = g.R < rows ? g.R : rows;
+    if (max_rows < g.RC)
+        max_rows = g.RC;
     /* U and dU, then the chunk buffers (forward uses V + M, backward V + P + dV). */
-    long chunk = 16 * g.Tc * (g.Ci + (g.Ci > g.Co ? g.Ci : g.Co) + g.Co);
+    long chunk = 16 * max_rows * g.TX * (g.Ci + (g.Ci > g.Co ? g.Ci : g.Co) + g.Co);
     return (size_t)(2 * 16 * g.Co * g.Ci + chunk);
 }
 
