@@ -5,8 +5,9 @@
  *    encoder, no discriminator) on 2
  *    ranks at global batch 8 equal 1 process at batch 8: every logged value
  *    per step and the final parameters;
- *  - `sample`, `cache-latents` and `eval` on 2 ranks write byte-identical
- *    files (images, latents, statistics and metrics) to 1 process;
+ *  - `sample`, `cache-latents`, `eval` and `reconstruct` on 2 ranks write
+ *    byte-identical files (images, latents, statistics, metrics, grids) to 1
+ *    process;
  *  - an indivisible global batch, and a command that cannot run in parallel,
  *    are clear errors; a killed rank brings the job down within seconds with
  *    a non-zero status, and the last checkpoint still loads.
@@ -277,6 +278,14 @@ static void test_train_ldm_and_sample(void)
              "--json %s/e2.jsonl && cmp %s/e1.safetensors %s/e2.safetensors && cmp %s/e1.jsonl %s/e2.jsonl",
              bin, e, tmp, tmp, tmp, tmp, mpirun, bin, e, tmp, tmp, tmp, tmp, tmp, tmp, tmp, tmp);
     CHECK(sh(cmd, err, sizeof err) == 0, "eval on 2 ranks differs from 1 process (statistics or metrics): %s", err);
+
+    /* reconstruct: 45 images in batches of 8 (rounds of 16; the last 8 + 5), posterior samples, rFD, a grid */
+    const char *r = "reconstruct --vae-ckpt weights/fmnist-vae.safetensors --max-images 45 --batch-size 8 --sample "
+                    "--seed 3 --grid-images 20 --feature-net cnn --weights weights/fmnist-evalnet-cnn.safetensors";
+    snprintf(cmd, sizeof cmd, "%s %s --out-grid %s/r1.png --json %s/r1.jsonl && %s %s %s --out-grid %s/r2.png "
+             "--json %s/r2.jsonl && cmp %s/r1.png %s/r2.png && cmp %s/r1.jsonl %s/r2.jsonl",
+             bin, r, tmp, tmp, mpirun, bin, r, tmp, tmp, tmp, tmp, tmp, tmp);
+    CHECK(sh(cmd, err, sizeof err) == 0, "reconstruct on 2 ranks differs from 1 process (metrics or grid): %s", err);
 }
 
 /* Resuming: on the same number of ranks the resumed run equals the straight
@@ -322,9 +331,9 @@ static void test_failures(void)
     int rc = sh(cmd, err, sizeof err);
     CHECK(rc != 0 && strstr(err, "--batch-size 7: the global batch must divide evenly over the 2 processes"),
           "indivisible batch (status %d): %s", rc, err);
-    snprintf(cmd, sizeof cmd, "%s %s reconstruct --vae-ckpt x", mpirun, bin);
+    snprintf(cmd, sizeof cmd, "%s %s prepare --data fashion-mnist --output x", mpirun, bin);
     rc = sh(cmd, err, sizeof err);
-    CHECK(rc != 0 && strstr(err, "'reconstruct' does not run over several processes yet"),
+    CHECK(rc != 0 && strstr(err, "'prepare' does not run over several processes yet"),
           "a one-process command under mpirun (status %d): %s", rc, err);
     /* Kill one rank after the first checkpoints: everything ends, non-zero, within seconds.  Whatever
      * happens, nothing of the job may outlive the test (a guard kills mpirun after 60 s, and the

@@ -26,6 +26,7 @@
 #include "cli/eval_setup.h"
 #include "cli/model_files.h"
 #include "core/arena.h"
+#include "core/dist.h"
 #include "core/error.h"
 #include "core/options.h"
 #include "core/progress.h"
@@ -109,21 +110,27 @@ typedef struct recon_result {
 } recon_result;
 
 /* Encodes, decodes and measures every image of ds (f: the feature network
- * for rFID, or NULL). */
+ * for rFID, or NULL).  Under mpirun each round of world × batch images is
+ * split in contiguous chunks, one per rank; every rank receives every
+ * chunk's reconstructions, posterior moments and features and adds them up
+ * in image order, so the results equal a one-process run's bit for bit. */
 static void reconstruct_images(const recon_options *o, vae *v, const dataset *ds, feature_net *f, recon_result *r)
 {
+    const int rank = dist_rank(), world = dist_world();
     int N = ds->n, C = ds->channels, H = ds->height, W = ds->width, B = o->batch_size;
     int h, w, Cz = v->cfg.z_channels;
     vae_latent_size(v, H, W, &h, &w);
-    size_t img = (size_t)C * H * W, lat = (size_t)Cz * h * w;
+    size_t img = (size_t)C * H * W, lat = (size_t)Cz * h * w, dim = f ? (size_t)f->dim : 0;
     vae_plan pe = vae_plan_memory(v, VAE_PASS_ENCODE, B, H, W), pd = vae_plan_memory(v, VAE_PASS_DECODE, B, h, w);
     size_t need = pe.saved + pe.scratch > pd.saved + pd.scratch ? pe.saved + pe.scratch : pd.saved + pd.scratch;
     arena ar = arena_create(need);
     float *x = xmalloc(B * img * sizeof(float)), *recon = xmalloc(B * img * sizeof(float));
-    float *mean = xmalloc(B * lat * sizeof(float)), *std = xmalloc(B * lat * sizeof(float));
     float *z = xmalloc(B * lat * sizeof(float));
-    uint8_t *out = xmalloc(B * img), *nhwc = f ? xmalloc(B * img) : NULL;
-    float *feat = f ? xmalloc((size_t)B * f->dim * sizeof(float)) : NULL;
+    /* this rank's chunk, packed: floats mean, std [b, lat] and features [2, b, dim], then the
+     * reconstructions [b, img] as bytes, padded to 16 bytes (the floats of the next chunk stay aligned) */
+#define CHUNK_BYTES(b) ((((size_t)(b) * ((2 * lat + 2 * dim) * sizeof(float) + img)) + 15) & ~(size_t)15)
+    uint8_t *mine = xmalloc(CHUNK_BYTES(B)), *all = xmalloc((size_t)world * CHUNK_BYTES(B));
+    uint8_t *nhwc = f ? xmalloc(B * img) : NULL;
     feature_accum acc_orig, acc_rec;
     if (f) {
         feature_accum_init(&acc_orig, f->dim, 0);
@@ -133,46 +140,71 @@ static void reconstruct_images(const recon_options *o, vae *v, const dataset *ds
     rng rg = rng_new((uint64_t)o->seed, 0x5245434f4eull);
     progress pb = progress_start("reconstruct", N, "img");
     pb.start_step = 0; /* the rate counts images from the start, not from the first batch's end */
-    for (int i0 = 0; i0 < N; i0 += B) {
-        int b = N - i0 < B ? N - i0 : B;
-        const uint8_t *orig = ds->images + (size_t)i0 * img;
-        for (size_t k = 0; k < b * img; k++)
-            x[k] = orig[k] / 127.5f - 1.0f;
-        arena_reset(&ar, 0);
-        vae_encode(v, x, mean, NULL, std, b, H, W, &ar);
-        for (size_t k = 0; k < b * lat; k++)
-            z[k] = o->sample ? mean[k] + std[k] * rng_normal(&rg) : mean[k];
-        arena_reset(&ar, 0);
-        vae_decode(v, z, recon, b, h, w, &ar);
-        if (image_from_model_range(out, recon, b * img))
-            die("reconstruct: the VAE '%s' decodes images %d..%d to non-finite pixels (NaN/Inf)", o->vae_ckpt, i0,
-                i0 + b - 1);
-        for (int i = 0; i < b; i++) {
-            double p = psnr_u8(orig + i * img, out + i * img, img);
-            if (isfinite(p))
-                r->sum_psnr += p;
-            else
-                r->sum_psnr += 100.0, r->n_perfect++;
-            if (do_ssim)
-                r->sum_ssim += ssim_u8(orig + i * img, out + i * img, C, H, W);
-            for (int c = 0; c < Cz; c++)
-                for (int k = 0; k < h * w; k++) {
-                    size_t idx = (size_t)i * lat + (size_t)c * h * w + k;
-                    double m = mean[idx], sd = std[idx];
-                    r->s_mu[c] += m, r->s_mu2[c] += m * m, r->s_sd[c] += sd, r->s_var[c] += sd * sd;
-                }
+    for (int r0 = 0; r0 < N; r0 += world * B) {
+        int i0 = r0 + rank * B, b = i0 >= N ? 0 : (N - i0 < B ? N - i0 : B);
+        float *mean = (float *)mine, *std = mean + (size_t)b * lat, *feat = std + (size_t)b * lat;
+        uint8_t *out = (uint8_t *)(feat + 2 * (size_t)b * dim);
+        /* --sample: the draws of the whole round in image order, this chunk's kept */
+        for (int c0 = r0; o->sample && c0 < N && c0 < r0 + world * B; c0 += B) {
+            int cb = N - c0 < B ? N - c0 : B;
+            for (size_t k = 0; k < (size_t)cb * lat; k++) {
+                float e = rng_normal(&rg);
+                if (c0 == i0)
+                    z[k] = e;
+            }
         }
-        if (i0 < r->G)
-            memcpy(r->grid_rec + (size_t)i0 * img, out, (size_t)(r->G - i0 < b ? r->G - i0 : b) * img);
-        if (f) {
-            to_nhwc(nhwc, orig, b, C, H, W);
-            feature_net_features(f, nhwc, b, H, W, C, feat, NULL, NULL);
-            feature_accum_add(&acc_orig, feat, b);
-            to_nhwc(nhwc, out, b, C, H, W);
-            feature_net_features(f, nhwc, b, H, W, C, feat, NULL, NULL);
-            feature_accum_add(&acc_rec, feat, b);
+        if (b > 0) {
+            const uint8_t *orig = ds->images + (size_t)i0 * img;
+            for (size_t k = 0; k < b * img; k++)
+                x[k] = orig[k] / 127.5f - 1.0f;
+            arena_reset(&ar, 0);
+            vae_encode(v, x, mean, NULL, std, b, H, W, &ar);
+            for (size_t k = 0; k < b * lat; k++)
+                z[k] = o->sample ? mean[k] + std[k] * z[k] : mean[k];
+            arena_reset(&ar, 0);
+            vae_decode(v, z, recon, b, h, w, &ar);
+            if (image_from_model_range(out, recon, b * img))
+                die("reconstruct: the VAE '%s' decodes images %d..%d to non-finite pixels (NaN/Inf)", o->vae_ckpt,
+                    i0, i0 + b - 1);
+            if (f) {
+                to_nhwc(nhwc, orig, b, C, H, W);
+                feature_net_features(f, nhwc, b, H, W, C, feat, NULL, NULL);
+                to_nhwc(nhwc, out, b, C, H, W);
+                feature_net_features(f, nhwc, b, H, W, C, feat + (size_t)b * dim, NULL, NULL);
+            }
         }
-        progress_update(&pb, i0 + b, NULL);
+        dist_allgather_bytes(mine, CHUNK_BYTES(b), all);
+        uint8_t *chunk = all;
+        for (int c0 = r0; c0 < N && c0 < r0 + world * B; c0 += B) {
+            int cb = N - c0 < B ? N - c0 : B;
+            const uint8_t *orig = ds->images + (size_t)c0 * img;
+            const float *cmean = (const float *)chunk, *cstd = cmean + (size_t)cb * lat;
+            const float *cfeat = cstd + (size_t)cb * lat;
+            const uint8_t *cout = (const uint8_t *)(cfeat + 2 * (size_t)cb * dim);
+            for (int i = 0; i < cb; i++) {
+                double p = psnr_u8(orig + i * img, cout + i * img, img);
+                if (isfinite(p))
+                    r->sum_psnr += p;
+                else
+                    r->sum_psnr += 100.0, r->n_perfect++;
+                if (do_ssim)
+                    r->sum_ssim += ssim_u8(orig + i * img, cout + i * img, C, H, W);
+                for (int c = 0; c < Cz; c++)
+                    for (int k = 0; k < h * w; k++) {
+                        size_t idx = (size_t)i * lat + (size_t)c * h * w + k;
+                        double m = cmean[idx], sd = cstd[idx];
+                        r->s_mu[c] += m, r->s_mu2[c] += m * m, r->s_sd[c] += sd, r->s_var[c] += sd * sd;
+                    }
+            }
+            if (c0 < r->G)
+                memcpy(r->grid_rec + (size_t)c0 * img, cout, (size_t)(r->G - c0 < cb ? r->G - c0 : cb) * img);
+            if (f) {
+                feature_accum_add(&acc_orig, cfeat, cb);
+                feature_accum_add(&acc_rec, cfeat + (size_t)cb * dim, cb);
+            }
+            chunk += CHUNK_BYTES(cb);
+        }
+        progress_update(&pb, r0 + world * B < N ? r0 + world * B : N, NULL);
     }
     progress_finish(&pb);
     r->fd = NAN;
@@ -184,8 +216,9 @@ static void reconstruct_images(const recon_options *o, vae *v, const dataset *ds
         feature_accum_free(&acc_orig), feature_accum_free(&acc_rec);
         feature_stats_free(&so), feature_stats_free(&sr);
     }
-    free(x), free(recon), free(mean), free(std), free(z), free(out), free(nhwc), free(feat);
+    free(x), free(recon), free(z), free(mine), free(all), free(nhwc);
     arena_free(&ar);
+#undef CHUNK_BYTES
 }
 
 /* The latent statistics table; per channel into lm (mean μ), ls (std μ),
@@ -312,9 +345,9 @@ int cmd_reconstruct(int argc, char **argv)
     print_latents(&r, Cz, N, h, w, lm, ls, lp, lz);
     printf("done in %.1f s\n", wall_seconds() - t0);
 
-    if (o.out_grid)
+    if (o.out_grid && dist_rank() == 0)
         write_grid(o.out_grid, &ds, &r);
-    if (o.json) {
+    if (o.json && dist_rank() == 0) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "command", "reconstruct");
         cJSON_AddStringToObject(j, "vae", o.vae_ckpt);

@@ -25,7 +25,7 @@ static const struct {
     {"train-ldm", cmd_train_ldm, "latent diffusion on cached latents, with or without REPA", 1},
     {"plot", cmd_plot, "plot loss curves from a run's metrics.jsonl as a PNG"},
     {"eval", cmd_eval, "FID, sFID, IS, precision/recall of a sample .npz against a reference (ADM suite)", 1},
-    {"reconstruct", cmd_reconstruct, "VAE reconstruction metrics: PSNR, SSIM, rFID and latent statistics"},
+    {"reconstruct", cmd_reconstruct, "VAE reconstruction metrics: PSNR, SSIM, rFID and latent statistics", 1},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 
@@ -54,7 +54,7 @@ int main(int argc, char **argv)
             if (dist_world() > 1 && !commands[i].parallel) {
                 if (dist_rank() == 0)
                     fprintf(stderr, "repae: error: '%s' does not run over several processes yet; run it without "
-                                    "mpirun (train, train-vae, train-ldm, train-encoder, sample, cache-latents and eval do)\n", argv[1]);
+                                    "mpirun (train, train-vae, train-ldm, train-encoder, sample, cache-latents, eval and reconstruct do)\n", argv[1]);
                 return 1;
             }
             return commands[i].run(argc - 1, argv + 1);
