@@ -362,6 +362,15 @@ static void test_sample_bad_flags(void)
         return;
     snprintf(cmd, sizeof cmd, "%s sample --ckpt %s --sample-dir %s --labels 1,12", repae_bin(), ckpt, tmpdir);
     expect_command_fails(cmd, "label 12 (image 1) is not below the SiT's 10 classes");
+    {
+        /* a --sample-dir longer than the output paths' buffers: refused, never truncated to another path */
+        char longdir[1601], big[4096];
+        memset(longdir, 'x', 1600);
+        longdir[1600] = 0;
+        snprintf(big, sizeof big, "%s sample --ckpt %s --num-samples 2 --num-steps 2 --sample-dir %s/%s", repae_bin(),
+                 ckpt, tmpdir, longdir);
+        expect_command_fails(big, "path too long");
+    }
     snprintf(cmd, sizeof cmd, "%s sample --ckpt %s --sample-dir %s --labels 1,2 --num-samples 3", repae_bin(), ckpt,
              tmpdir);
     expect_command_fails(cmd, "--labels gives 2 labels but --num-samples is 3");

@@ -24,6 +24,7 @@
 #include "cli/commands.h"
 #include "cli/train_setup.h"
 #include "core/error.h"
+#include "core/path.h"
 #include "core/options.h"
 #include "cli/model_files.h"
 #include "models/vae.h"
@@ -230,11 +231,11 @@ int cmd_export_vae(int argc, char **argv)
             printf("  config.json: per-channel latents_mean / latents_std, and as scalars the pooled "
                    "shift_factor / scaling_factor (pipelines that read only those lose the per-channel part)\n");
     } else {
-        snprintf(path, sizeof path, "%s.safetensors", output);
+        path_format(path, sizeof path, "%s.safetensors", output);
         vae_save(&m, path, "");
         printf("vae: %s\n", path);
         if (bias) {
-            snprintf(path, sizeof path, "%s-latents-stats.safetensors", output);
+            path_format(path, sizeof path, "%s-latents-stats.safetensors", output);
             latents_stats_write(path, bias, scale, C, ckpt ? ckpt : vae_ckpt);
             printf("latents statistics: %s\n", path);
         }
@@ -243,7 +244,7 @@ int cmd_export_vae(int argc, char **argv)
         printf("  channel %d: bias %.6g scale %.6g\n", c, bias[c], scale[c]);
     if (ckpt && strcmp(format, "diffusers") != 0) {
         safetensors *st = weights_open(ckpt);
-        snprintf(path, sizeof path, "%s-discriminator.safetensors", output);
+        path_format(path, sizeof path, "%s-discriminator.safetensors", output);
         if (write_discriminator(st, path))
             printf("discriminator: %s\n", path);
         safetensors_close(st);

@@ -369,16 +369,16 @@ static void sample_dir_path(const sample_options *o, char *dir, size_t size)
 {
     char name[512];
     if (o->name)
-        snprintf(name, sizeof name, "%s", o->name);
+        path_format(name, sizeof name, "%s", o->name);
     else {
         char run[300], w[40], lo[40], hi[40];
         run_name(o->ckpt, run, sizeof run);
         py_float(w, sizeof w, o->cfg_scale);
         py_float(lo, sizeof lo, o->guidance_low);
         py_float(hi, sizeof hi, o->guidance_high);
-        snprintf(name, sizeof name, "%s_cfg%s-%s-%s", run, w, lo, hi);
+        path_format(name, sizeof name, "%s_cfg%s-%s-%s", run, w, lo, hi);
     }
-    snprintf(dir, size, "%s/%s", o->sample_dir, name);
+    path_format(dir, size, "%s/%s", o->sample_dir, name);
 }
 
 static void print_setup(const sample_options *o, const mf_sample_models *m, const sampler_config *cfg,
@@ -420,7 +420,7 @@ static void write_round(const sample_out *so, const uint8_t *round_u8, int r0, i
         for (int c = 0; c < so->Cpng; c++)
             memcpy(so->png + c * npix, im + (Co == 1 ? 0 : c) * npix, npix);
         if (so->pngs) {
-            snprintf(path, sizeof path, "%s/%06d.png", so->dir, r0 + i);
+            path_format(path, sizeof path, "%s/%06d.png", so->dir, r0 + i);
             image_write_png(path, so->png, so->Cpng, so->H, so->W);
         }
         if (r0 + i < so->G)
@@ -438,13 +438,13 @@ static void write_round(const sample_out *so, const uint8_t *round_u8, int r0, i
 static void write_labels_grid(const sample_out *so, const int *labels, int N)
 {
     char path[1500];
-    snprintf(path, sizeof path, "%s-labels.txt", so->dir);
+    path_format(path, sizeof path, "%s-labels.txt", so->dir);
     atomic_file af = atomic_file_open(path);
     for (int i = 0; i < N; i++)
         fprintf(af.fp, "%d\n", labels[i]);
     atomic_file_commit(&af);
     if (so->G) {
-        snprintf(path, sizeof path, "%s-grid.png", so->dir);
+        path_format(path, sizeof path, "%s-grid.png", so->dir);
         image_grid_png(path, so->grid, so->G, so->Cpng, so->H, so->W, (int)ceil(sqrt((double)so->G)));
     }
     printf("npz: %s.npz (arr_0 uint8 [%d, %d, %d, %d])\nlabels: %s-labels.txt\n", so->dir, N, so->H, so->W, so->Cnpz,
@@ -528,7 +528,7 @@ int cmd_sample(int argc, char **argv)
     sample_out so = {dir, pngs, G, Co, Cpng, Cnpz, H, W, B, xmalloc((size_t)3 * npix), xmalloc((size_t)B * Cnpz * npix),
                      G ? xmalloc((size_t)G * Cpng * npix) : NULL, NULL};
     if (writer) {
-        snprintf(path, sizeof path, "%s.npz", dir);
+        path_format(path, sizeof path, "%s.npz", dir);
         so.zw = npz_writer_open(path);
         npz_writer_begin(so.zw, "arr_0", NPZ_U8, 4, (int64_t[]){N, H, W, Cnpz});
     }

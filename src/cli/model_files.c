@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "core/path.h"
 #include "train/latents_stats.h"
 #include "models/vae_diffusers.h"
 #include "train/checkpoint.h"
@@ -349,7 +350,7 @@ static void sample_stats(mf_sample_models *m, const safetensors *st, const char 
     m->scale = xmalloc((size_t)C * sizeof(float));
     char path[1100] = "";
     if (latents_stats)
-        snprintf(path, sizeof path, "%s", latents_stats);
+        path_format(path, sizeof path, "%s", latents_stats);
     else if (!own_vae) {
         const char *ls = mf_json_str(m->args, "latents_stats", NULL);
         if (!(ls && run_file(ls, ckpt, path, sizeof path)) && !stats_sidecar(m->vae_from, path, sizeof path))

@@ -24,6 +24,16 @@ char *path_printf(const char *fmt, ...)
     return s;
 }
 
+void path_format(char *buf, size_t size, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, size, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= size)
+        die("path too long (more than %zu bytes): '%.60s...'", size - 1, buf);
+}
+
 void make_dirs(const char *path)
 {
     if (!*path)
