@@ -201,3 +201,23 @@ void dist_allreduce_mean(float *x, size_t n)
     for (size_t i = 0; i < n; i++)
         x[i] *= inv;
 }
+
+bool dist_own_row(int j, int *k)
+{
+    if (j < rank_ || (j - rank_) % world_ != 0)
+        return false;
+    *k = (j - rank_) / world_;
+    return true;
+}
+
+void dist_normal_rows(rng *r, float *out, int B, size_t len)
+{
+    int k;
+    for (int j = 0; j < B * world_; j++) {
+        if (dist_own_row(j, &k))
+            rng_normal_fill(r, out + (size_t)k * len, len);
+        else
+            for (size_t i = 0; i < len; i++) /* another rank's row: the same draws, discarded */
+                (void)rng_normal(r);
+    }
+}

@@ -17,7 +17,10 @@
 #define REPAE_DIST_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
+
+#include "core/rng.h"
 
 void dist_init(int *argc, char ***argv);
 void dist_finalize(void);
@@ -41,6 +44,15 @@ void dist_allgather_bytes(const void *in, size_t bytes, void *out);
 /* Dies on every rank, naming `what`, if x differs between ranks (compares a
  * 64-bit hash of its bits). */
 void dist_check_same(const float *x, size_t n, const char *what);
+/* Random draws under data parallelism: every rank draws the global batch's
+ * values (world × B rows, in row order, from the run's streams) and keeps
+ * its own rows, so a step does not depend on the world size.  Rank r's local
+ * row k is global row j = r + world·k, as the data loader splits batches.
+ * dist_own_row says whether global row j is this rank's (and its k);
+ * dist_normal_rows draws world·B rows of len normals from r and stores this
+ * rank's B rows in out [B, len] (one process: exactly rng_normal_fill). */
+bool dist_own_row(int j, int *k);
+void dist_normal_rows(rng *r, float *out, int B, size_t len);
 /* Bytes this process has sent through the calls above (for the benchmark). */
 uint64_t dist_bytes_sent(void);
 

@@ -151,18 +151,6 @@ static void shift_images(uint8_t *dst, const uint8_t *src, int B, int C, int H, 
         }
 }
 
-/* Over several processes the step's draws are those of the global batch
- * (world × B samples) and this rank keeps its rows j = rank + world·k, as
- * the data loader hands them out; one process: all rows. */
-static bool own_row(int j, int *k)
-{
-    int world = dist_world(), rank = dist_rank();
-    if (j < rank || (j - rank) % world != 0)
-        return false;
-    *k = (j - rank) / world;
-    return true;
-}
-
 void classifier_step(classifier_trainer *t, const uint8_t *images, const int32_t *labels32, classifier_logs *logs)
 {
     const classifier_config *c = &t->cfg;
@@ -173,13 +161,14 @@ void classifier_step(classifier_trainer *t, const uint8_t *images, const int32_t
     for (int i = 0; i < B; i++)
         labels[i] = labels32[i];
     size_t img = (size_t)t->C * H * W;
+    /* the flips and crops of the global batch, this rank's rows kept (dist_own_row) */
     int G = B * dist_world(), k;
     if (c->hflip) {
         uint8_t *flipped = arena_alloc(ar, (size_t)B * img);
         rng r = rng_new(c->seed, STREAM_FLIP + (uint64_t)t->step);
         for (int j = 0; j < G; j++) {
             bool flip = rng_uniform(&r) < 0.5f;
-            if (!own_row(j, &k))
+            if (!dist_own_row(j, &k))
                 continue;
             const uint8_t *src = images + k * img;
             uint8_t *dst = flipped + k * img;
@@ -199,7 +188,7 @@ void classifier_step(classifier_trainer *t, const uint8_t *images, const int32_t
         uint32_t span = (uint32_t)(2 * c->crop_pad + 1);
         for (int j = 0; j < G; j++) {
             int y = (int)rng_below(&r, span) - c->crop_pad, x = (int)rng_below(&r, span) - c->crop_pad;
-            if (own_row(j, &k))
+            if (dist_own_row(j, &k))
                 dy[k] = y, dx[k] = x;
         }
         shift_images(cropped, images, B, t->C, H, W, dy, dx);

@@ -85,33 +85,24 @@ static void parallel_random(ldm_trainer *t, ldm_step_random *out)
 {
     const ldm_config *c = &t->cfg;
     const sit *s = t->sit;
-    int B = c->batch, world = dist_world(), rank = dist_rank(), G = B * world;
+    int B = c->batch, G = B * dist_world(), k;
     size_t chw = (size_t)s->C * s->H * s->H;
     arena *ar = &t->ar;
     float *eps = arena_floats(ar, (size_t)B * chw), *time = arena_floats(ar, (size_t)B);
     float *noise = arena_floats(ar, (size_t)B * chw);
     int *drop = arena_alloc(ar, (size_t)B * sizeof(int));
-    float *row = xmalloc(chw * sizeof(float)), *gtime = xmalloc((size_t)G * sizeof(float));
     rng zr = rng_new(c->seed, STREAM_LDM_Z + (uint64_t)t->step);
     rng dr = rng_new(c->seed, STREAM_LDM_DROP + (uint64_t)t->step);
     rng sr = rng_new(c->seed, STREAM_LDM_SIT + (uint64_t)t->step);
-    sit_draw_time(gtime, &sr, G, c->weighting, c->path);
+    dist_normal_rows(&zr, eps, B, chw);
     for (int j = 0; j < G; j++) {
-        rng_normal_fill(&zr, row, chw);
         bool d = rng_uniform(&dr) < c->cfg_prob;
-        int k = (j - rank) / world;
-        if ((j - rank) % world == 0 && j >= rank) {
-            memcpy(eps + (size_t)k * chw, row, chw * sizeof(float));
-            drop[k] = d;
-            time[k] = gtime[j];
-        }
+        float tj;
+        sit_draw_time(&tj, &sr, 1, c->weighting, c->path); /* one at a time: the same sequence as G at once */
+        if (dist_own_row(j, &k))
+            drop[k] = d, time[k] = tj;
     }
-    for (int j = 0; j < G; j++) {
-        rng_normal_fill(&sr, row, chw);
-        if ((j - rank) % world == 0 && j >= rank)
-            memcpy(noise + (size_t)((j - rank) / world) * chw, row, chw * sizeof(float));
-    }
-    free(row), free(gtime);
+    dist_normal_rows(&sr, noise, B, chw); /* after the times, as sit_train_forward draws them */
     *out = (ldm_step_random){.time = time, .noise = noise, .eps_z = eps, .drop = drop};
 }
 

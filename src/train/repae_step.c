@@ -191,34 +191,28 @@ void repae_trainer_free(repae_trainer *t)
 static void parallel_random(repae_trainer *t, repae_step_random *out)
 {
     const repae_config *c = &t->cfg;
-    int B = c->batch, world = dist_world(), rank = dist_rank(), G = B * world;
+    int B = c->batch, G = B * dist_world(), k;
     size_t chw = (size_t)t->sit->C * t->h * t->w;
     arena *ar = &t->ar;
     float *eps = arena_floats(ar, (size_t)B * chw), *noise = arena_floats(ar, (size_t)B * chw);
     float *time = arena_floats(ar, (size_t)B);
     int *drop = arena_alloc(ar, (size_t)B * sizeof(int));
-    float *row = xmalloc(chw * sizeof(float)), *gtime = xmalloc((size_t)G * sizeof(float));
     rng vae_rng = rng_new(c->seed, STREAM_VAE_EPS + (uint64_t)t->step);
     rng sit_rng = rng_new(c->seed, STREAM_SIT + (uint64_t)t->step);
-    sit_draw_time(gtime, &sit_rng, G, c->weighting, c->path);
+    dist_normal_rows(&vae_rng, eps, B, chw);
     for (int j = 0; j < G; j++) {
-        bool mine = j >= rank && (j - rank) % world == 0;
-        size_t k = mine ? (size_t)((j - rank) / world) : 0;
-        rng_normal_fill(&vae_rng, mine ? eps + k * chw : row, chw);
-        if (mine)
-            time[k] = gtime[j];
+        float tj;
+        sit_draw_time(&tj, &sit_rng, 1, c->weighting, c->path); /* one at a time: the same sequence */
+        if (dist_own_row(j, &k))
+            time[k] = tj;
     }
-    for (int j = 0; j < G; j++) {
-        bool mine = j >= rank && (j - rank) % world == 0;
-        rng_normal_fill(&sit_rng, mine ? noise + (size_t)((j - rank) / world) * chw : row, chw);
-    }
+    dist_normal_rows(&sit_rng, noise, B, chw);
     float p = t->sit->cfg.class_dropout_prob;
     for (int j = 0; j < G; j++) {
         int d = p > 0 && rng_uniform(&sit_rng) < p;
-        if (j >= rank && (j - rank) % world == 0)
-            drop[(j - rank) / world] = d;
+        if (dist_own_row(j, &k))
+            drop[k] = d;
     }
-    free(row), free(gtime);
     *out = (repae_step_random){.eps = eps, .time = time, .noise = noise, .drop = drop};
 }
 

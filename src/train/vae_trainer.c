@@ -108,14 +108,8 @@ void vae_trainer_step(vae_trainer *t, const uint8_t *images, const float *eps, v
      * global batch's posterior noise, so a step equals the one-process step
      * on the global batch. */
     if (dist_world() > 1 && !eps) {
-        int world = dist_world(), rank = dist_rank();
-        size_t lat = n_lat / (size_t)B;
-        float *mine = arena_floats(ar, n_lat), *row = xmalloc(lat * sizeof(float));
-        for (int j = 0; j < B * world; j++) {
-            bool own = j >= rank && (j - rank) % world == 0;
-            rng_normal_fill(&vae_rng, own ? mine + (size_t)((j - rank) / world) * lat : row, lat);
-        }
-        free(row);
+        float *mine = arena_floats(ar, n_lat);
+        dist_normal_rows(&vae_rng, mine, B, n_lat / (size_t)B);
         eps = mine;
     }
 
