@@ -227,6 +227,30 @@ void layer_norm_backward(float *dx, float *dweight, float *dbias, const float *d
 
 /* ---------------------------------------------------------------- BatchNorm */
 
+void batch_norm_forward_channel(float *out, float *mean, float *rstd, float *running_mean, float *running_var,
+                                const float *x, const float *weight, const float *bias, double m, double v, double n,
+                                float eps, float momentum, int c, int B, int C, int HW)
+{
+    size_t cstride = (size_t)C * HW;
+    const float *xc = x + (size_t)c * HW;
+    float mf = (float)m, rf = (float)(1.0 / sqrt(v + eps));
+    if (mean)
+        mean[c] = mf;
+    if (rstd)
+        rstd[c] = rf;
+    if (running_mean)
+        running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * m);
+    if (running_var)
+        running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * v * n / (n - 1));
+    float scale = rf * (weight ? weight[c] : 1.0f), shift = bias ? bias[c] : 0.0f;
+    for (int b = 0; b < B; b++) {
+        const float *xp = xc + (size_t)b * cstride;
+        float *op = out + (size_t)b * cstride + (size_t)c * HW;
+        for (int i = 0; i < HW; i++)
+            op[i] = (xp[i] - mf) * scale + shift;
+    }
+}
+
 void batch_norm_train_forward(float *out, float *mean, float *rstd, float *running_mean, float *running_var,
                               const float *x, const float *weight, const float *bias, int B, int C, int HW,
                               float eps, float momentum)
@@ -237,25 +261,10 @@ void batch_norm_train_forward(float *out, float *mean, float *rstd, float *runni
     size_t cstride = (size_t)C * HW;
 #pragma omp parallel for schedule(static) if ((long)n * C >= PAR_MIN)
     for (int c = 0; c < C; c++) {
-        const float *xc = x + (size_t)c * HW;
         double m, v;
-        moments(xc, B, (size_t)HW, cstride, &m, &v);
-        float mf = (float)m, rf = (float)(1.0 / sqrt(v + eps));
-        if (mean)
-            mean[c] = mf;
-        if (rstd)
-            rstd[c] = rf;
-        if (running_mean)
-            running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * m);
-        if (running_var)
-            running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * v * n / (n - 1));
-        float scale = rf * (weight ? weight[c] : 1.0f), shift = bias ? bias[c] : 0.0f;
-        for (int b = 0; b < B; b++) {
-            const float *xp = xc + (size_t)b * cstride;
-            float *op = out + (size_t)b * cstride + (size_t)c * HW;
-            for (int i = 0; i < HW; i++)
-                op[i] = (xp[i] - mf) * scale + shift;
-        }
+        moments(x + (size_t)c * HW, B, (size_t)HW, cstride, &m, &v);
+        batch_norm_forward_channel(out, mean, rstd, running_mean, running_var, x, weight, bias, m, v, (double)n, eps,
+                                   momentum, c, B, C, HW);
     }
 }
 

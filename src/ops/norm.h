@@ -64,6 +64,13 @@ void batch_norm_eval_backward(float *dx, float *dweight, float *dbias, const flo
                               const float *running_mean, const float *running_var, const float *weight, int B,
                               int C, int HW, float eps);
 
+/* The training forward's second half for channel c, from its batch mean m
+ * and biased variance v over n values (shared with sync_batch_norm, whose
+ * statistics are the global batch's): normalise, scale, shift, update the
+ * running statistics (unbiased variance). */
+void batch_norm_forward_channel(float *out, float *mean, float *rstd, float *running_mean, float *running_var,
+                                const float *x, const float *weight, const float *bias, double m, double v, double n,
+                                float eps, float momentum, int c, int B, int C, int HW);
 /* The pieces of the training backward, per channel c (shared with
  * sync_batch_norm, which all-reduces the sums between them): the sums
  * Σdy and Σdy·(x − mean) over this process's values, then dweight/dbias

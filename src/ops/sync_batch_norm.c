@@ -45,26 +45,9 @@ void sync_batch_norm_train_forward(float *out, float *mean, float *rstd, float *
         m[c] /= n;
     channel_sums(v, x, m, B, C, HW);
     dist_allreduce_sum_f64(v, (size_t)C);
-    size_t cstride = (size_t)C * HW;
-    for (int c = 0; c < C; c++) {
-        double var = v[c] / n;
-        float mf = (float)m[c], rf = (float)(1.0 / sqrt(var + eps));
-        if (mean)
-            mean[c] = mf;
-        if (rstd)
-            rstd[c] = rf;
-        if (running_mean)
-            running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * m[c]);
-        if (running_var)
-            running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * var * n / (n - 1));
-        float scale = rf * (weight ? weight[c] : 1.0f), shift = bias ? bias[c] : 0.0f;
-        for (int b = 0; b < B; b++) {
-            const float *xp = x + (size_t)b * cstride + (size_t)c * HW;
-            float *op = out + (size_t)b * cstride + (size_t)c * HW;
-            for (int i = 0; i < HW; i++)
-                op[i] = (xp[i] - mf) * scale + shift;
-        }
-    }
+    for (int c = 0; c < C; c++)
+        batch_norm_forward_channel(out, mean, rstd, running_mean, running_var, x, weight, bias, m[c], v[c] / n, n, eps,
+                                   momentum, c, B, C, HW);
     free(m), free(v);
 }
 
