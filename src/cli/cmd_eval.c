@@ -146,7 +146,7 @@ typedef struct embed_out {
  * writes). */
 static void embed(feature_net *f, npz_images *im, int64_t n, int batch, const char *label, embed_out *o)
 {
-    const int rank = dist_rank(), world = dist_world();
+    const int world = dist_world();
     size_t img = (size_t)im->H * im->W * im->C, np = (size_t)f->dim, ns = o->spatial ? (size_t)f->spatial_dim : 0;
     size_t nl = o->logits ? (size_t)f->n_logits : 0, per = np + ns + nl; /* floats per image */
     uint8_t *x = xmalloc((size_t)batch * img);
@@ -154,8 +154,8 @@ static void embed(feature_net *f, npz_images *im, int64_t n, int batch, const ch
     progress pb = progress_start(label, n, "img");
     pb.start_step = 0; /* the rate counts images from the start, not from the first batch's end */
     for (int64_t r0 = 0; r0 < n; r0 += (int64_t)world * batch) {
-        int64_t i0 = r0 + (int64_t)rank * batch;
-        int b = i0 >= n ? 0 : (n - i0 < batch ? (int)(n - i0) : batch);
+        int64_t i0;
+        int b = dist_round_chunk(r0, n, batch, &i0);
         if (b > 0) {
             images_read(im, i0, b, x);
             feature_net_features(f, x, b, im->H, im->W, im->C, mine, ns ? mine + (size_t)b * np : NULL,

@@ -116,7 +116,7 @@ typedef struct recon_result {
  * in image order, so the results equal a one-process run's bit for bit. */
 static void reconstruct_images(const recon_options *o, vae *v, const dataset *ds, feature_net *f, recon_result *r)
 {
-    const int rank = dist_rank(), world = dist_world();
+    const int world = dist_world();
     int N = ds->n, C = ds->channels, H = ds->height, W = ds->width, B = o->batch_size;
     int h, w, Cz = v->cfg.z_channels;
     vae_latent_size(v, H, W, &h, &w);
@@ -141,7 +141,8 @@ static void reconstruct_images(const recon_options *o, vae *v, const dataset *ds
     progress pb = progress_start("reconstruct", N, "img");
     pb.start_step = 0; /* the rate counts images from the start, not from the first batch's end */
     for (int r0 = 0; r0 < N; r0 += world * B) {
-        int i0 = r0 + rank * B, b = i0 >= N ? 0 : (N - i0 < B ? N - i0 : B);
+        int64_t first;
+        int b = dist_round_chunk(r0, N, B, &first), i0 = (int)first;
         float *mean = (float *)mine, *std = mean + (size_t)b * lat, *feat = std + (size_t)b * lat;
         uint8_t *out = (uint8_t *)(feat + 2 * (size_t)b * dim);
         /* --sample: the draws of the whole round in image order, this chunk's kept */

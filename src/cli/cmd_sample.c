@@ -535,8 +535,8 @@ int cmd_sample(int argc, char **argv)
     progress pb = progress_start("sample", N, "img");
     pb.start_step = 0; /* rates count from the start, not from the first batch */
     for (int r0 = 0; r0 < N; r0 += world * B) {
-        int b0 = r0 + rank * B;
-        int nb = b0 >= N ? 0 : (N - b0 < B ? N - b0 : B);
+        int64_t first;
+        int nb = dist_round_chunk(r0, N, B, &first), b0 = (int)first;
         for (int i = 0; i < nb; i++)
             index[i] = b0 + i;
         if (nb > 0) {

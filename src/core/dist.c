@@ -221,3 +221,10 @@ void dist_normal_rows(rng *r, float *out, int B, size_t len)
                 (void)rng_normal(r);
     }
 }
+
+int dist_round_chunk(int64_t r0, int64_t n, int batch, int64_t *first)
+{
+    int64_t i0 = r0 + (int64_t)rank_ * batch;
+    *first = i0;
+    return i0 >= n ? 0 : (n - i0 < batch ? (int)(n - i0) : batch);
+}

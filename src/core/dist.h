@@ -52,6 +52,11 @@ void dist_check_same(const float *x, size_t n, const char *what);
  * dist_normal_rows draws world·B rows of len normals from r and stores this
  * rank's B rows in out [B, len] (one process: exactly rng_normal_fill). */
 bool dist_own_row(int j, int *k);
+/* Work split in rounds (sample, cache-latents, eval, reconstruct): the round
+ * starting at item r0 holds world × batch items of n, in contiguous chunks of
+ * batch, one per rank in rank order.  Returns the size of this rank's chunk
+ * (0 past the end) and its first item in *first. */
+int dist_round_chunk(int64_t r0, int64_t n, int batch, int64_t *first);
 void dist_normal_rows(rng *r, float *out, int B, size_t len);
 /* Bytes this process has sent through the calls above (for the benchmark). */
 uint64_t dist_bytes_sent(void);

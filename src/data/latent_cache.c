@@ -31,8 +31,8 @@ void latent_cache_build(const char *path, const vae *v, const dataset *d, int ba
     float *part = world > 1 ? xmalloc(2 * (size_t)batch * lat * sizeof(float)) : NULL;
     progress pb = progress_start("cache-latents", d->n, "img");
     for (int r0 = 0; r0 < d->n; r0 += world * batch) {
-        int i0 = r0 + rank * batch;
-        int B = i0 >= d->n ? 0 : (d->n - i0 < batch ? d->n - i0 : batch);
+        int64_t first;
+        int B = dist_round_chunk(r0, d->n, batch, &first), i0 = (int)first;
         for (size_t k = 0; k < (size_t)B * img; k++)
             x[k] = d->images[(size_t)i0 * img + k] / 127.5f - 1.0f;
         if (world == 1) {
