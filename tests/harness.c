@@ -366,7 +366,7 @@ static pid_t tmp_dir_owner;
 /* Only the process that made it: death tests fork children that exit too. */
 static void remove_tmp_dir(void)
 {
-    if (getpid() != tmp_dir_owner)
+    if (getpid() != tmp_dir_owner || getenv("KEEP_TMP")) /* KEEP_TMP=1: leave it for a look */
         return;
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_dir_path);

@@ -94,7 +94,8 @@ int expect_die(const char *what, void (*fn)(void *), void *ctx, const char *expe
 int expect_command_fails(const char *cmd, const char *expected_substring);
 
 /* A scratch folder /tmp/repae_<tag>_XXXXXX, made on the first call and
- * removed (with everything in it) when the test program exits; test_tmp_path
+ * removed (with everything in it) when the test program exits (unless
+ * KEEP_TMP is set); test_tmp_path
  * returns "<folder>/<name>" in one of 8 rotating buffers. */
 const char *test_tmp_dir(const char *tag);
 const char *test_tmp_path(const char *name);

@@ -55,16 +55,8 @@ static const struct {
 };
 #define N_CASES 3
 
-static char tmp_dir[64];
-
-static const char *tmp_path(const char *name)
-{
-    static char bufs[8][512];
-    static int k;
-    char *p = bufs[k++ % 8];
-    snprintf(p, 512, "%s/%s", tmp_dir, name);
-    return p;
-}
+static const char *tmp_dir; /* test_tmp_dir(): removed at exit */
+#define tmp_path test_tmp_path
 
 static const char *folder(int i)
 {
@@ -787,11 +779,7 @@ static void test_cli_export_then_reconstruct(void)
 
 int main(void)
 {
-    snprintf(tmp_dir, sizeof tmp_dir, "/tmp/repae_diffusers_XXXXXX");
-    if (!mkdtemp(tmp_dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    tmp_dir = test_tmp_dir("diffusers");
     RUN(test_name_map);
     RUN(test_folders_match_reference);
     RUN(test_folder_equals_compvis_file);
@@ -802,9 +790,5 @@ int main(void)
     RUN(test_fp16_variant);
     RUN(test_bad_folders);
     RUN(test_cli_export_then_reconstruct);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", tmp_dir);
     return test_summary();
 }

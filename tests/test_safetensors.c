@@ -28,37 +28,8 @@
 
 /* ---- temp directory ---------------------------------------------------------- */
 
-static char tmp_dir[64];
-
-static const char *tmp_path(const char *name)
-{
-    static char bufs[8][512];
-    static int k;
-    char *p = bufs[k++ % 8];
-    snprintf(p, 512, "%s/%s", tmp_dir, name);
-    return p;
-}
-
-static void remove_tmp_dir(void)
-{
-    DIR *d = opendir(tmp_dir);
-    if (!d)
-        return;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-            continue;
-        char p[600];
-        snprintf(p, sizeof p, "%s/%s", tmp_dir, e->d_name);
-        struct stat sb;
-        if (stat(p, &sb) == 0 && S_ISDIR(sb.st_mode))
-            rmdir(p);
-        else
-            unlink(p);
-    }
-    closedir(d);
-    rmdir(tmp_dir);
-}
+static const char *tmp_dir; /* test_tmp_dir(): removed at exit */
+#define tmp_path test_tmp_path
 
 static void write_bytes(const char *path, const void *bytes, size_t n)
 {
@@ -907,11 +878,7 @@ static void test_death_helpers_report_status_and_stderr(void)
 
 int main(void)
 {
-    strcpy(tmp_dir, "/tmp/repae-test-st-XXXXXX");
-    if (!mkdtemp(tmp_dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    tmp_dir = test_tmp_dir("st");
     RUN(test_death_helpers_report_status_and_stderr);
     RUN(test_roundtrip_f32_i64_metadata_zero_size_scalar);
     RUN(test_empty_writer_and_empty_header);
@@ -928,6 +895,5 @@ int main(void)
     RUN(test_fifo_is_refused_without_blocking);
     RUN(test_inspect_good_file);
     RUN(test_inspect_bad_files_exit_1);
-    remove_tmp_dir();
     return test_summary();
 }

@@ -42,33 +42,8 @@
 
 /* ---- temp directory ---------------------------------------------------------- */
 
-static char tmp_dir[64];
-
-static const char *tmp_path(const char *name)
-{
-    static char bufs[8][512];
-    static int k;
-    char *p = bufs[k++ % 8];
-    snprintf(p, 512, "%s/%s", tmp_dir, name);
-    return p;
-}
-
-static void remove_tmp_dir(void)
-{
-    DIR *d = opendir(tmp_dir);
-    if (!d)
-        return;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-            continue;
-        char p[600];
-        snprintf(p, sizeof p, "%s/%s", tmp_dir, e->d_name);
-        unlink(p);
-    }
-    closedir(d);
-    rmdir(tmp_dir);
-}
+static const char *tmp_dir; /* test_tmp_dir(): removed at exit */
+#define tmp_path test_tmp_path
 
 static void write_bytes(const char *path, const void *bytes, size_t n)
 {
@@ -939,11 +914,7 @@ static void test_cli_sample_from_pt_equals_safetensors(void)
 
 int main(void)
 {
-    strcpy(tmp_dir, "/tmp/repae-test-pt-XXXXXX");
-    if (!mkdtemp(tmp_dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    tmp_dir = test_tmp_dir("pt");
     RUN(test_zip_format_every_dtype_and_layout);
     RUN(test_legacy_format_every_dtype_and_layout);
     RUN(test_checkpoint_equals_safetensors_bit_for_bit);
@@ -960,6 +931,5 @@ int main(void)
     RUN(test_cli_convert_pt);
     RUN(test_cli_forward_vae_from_pt_equals_safetensors);
     RUN(test_cli_sample_from_pt_equals_safetensors);
-    remove_tmp_dir();
     return test_summary();
 }

@@ -42,17 +42,9 @@
 #include "train/latents_stats.h"
 #include "train/vae_trainer.h"
 
-static char tmp_dir[64];
+static const char *tmp_dir; /* test_tmp_dir(): removed at exit */
+#define tmp_path test_tmp_path
 static char repae_bin[256];
-
-static const char *tmp_path(const char *name)
-{
-    static char bufs[8][512];
-    static int k;
-    char *p = bufs[k++ % 8];
-    snprintf(p, 512, "%s/%s", tmp_dir, name);
-    return p;
-}
 
 static int file_exists(const char *path)
 {
@@ -539,9 +531,7 @@ static void test_export_vae(void)
 
 int main(void)
 {
-    snprintf(tmp_dir, sizeof tmp_dir, "/tmp/repae-train-cmds-XXXXXX");
-    if (!mkdtemp(tmp_dir))
-        die("cannot create a temporary directory: %s", tmp_dir);
+    tmp_dir = test_tmp_dir("train_cmds");
     RUN(test_vae_trainer_matches_repae_step_without_encoder);
     RUN(test_train_vae_writes_everything);
     RUN(test_train_vae_resume_is_exact);
@@ -550,10 +540,5 @@ int main(void)
     RUN(test_train_vae_bad_flags);
     RUN(test_train_encoder_and_use_it);
     RUN(test_export_vae);
-    int rc = test_summary();
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_dir);
-    if (!getenv("KEEP_TMP") && system(cmd) != 0)
-        warn("could not remove %s", tmp_dir);
-    return rc;
+    return test_summary();
 }
