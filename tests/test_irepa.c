@@ -17,6 +17,7 @@
 #include "models/sit.h"
 #include "ops/spatial_norm.h"
 #include "param_check.h"
+#include "sit_problem.h"
 #include "test.h"
 #include "train/ldm_step.h"
 #include "train/repae_step.h"
@@ -32,93 +33,6 @@ static sit_config conv_config(int kernel, int n_encoders)
     c.n_encoders = n_encoders, c.z_dims[0] = 24, c.z_dims[1] = 12;
     c.projector_type = SIT_PROJECTOR_CONV, c.projector_kernel = kernel;
     return c;
-}
-
-/* Every trainable tensor random so that no path is hidden by a zero init. */
-static void randomize_params(const sit *m, float *params, uint64_t seed)
-{
-    sit_init_params(m, params, seed);
-    for (int i = 0; i < m->table.n; i++) {
-        const param_entry *e = &m->table.entries[i];
-        if (e->kind != PARAM_TRAINABLE)
-            continue;
-        double fan_in = e->ndim >= 2 ? (double)e->numel / (double)e->shape[0] : 1.0;
-        float std = e->ndim >= 2 ? (float)(1.0 / sqrt(fan_in)) : 0.2f;
-        if (strstr(e->name, "adaLN"))
-            std *= 0.8f;
-        fill_normal(params + e->offset, e->numel, std, seed + 17 * (uint64_t)i + 1);
-    }
-    float bias[8], scale[8];
-    for (int c = 0; c < m->C; c++)
-        bias[c] = 0.3f * (float)c - 0.2f, scale[c] = 0.7f + 0.25f * (float)c;
-    sit_set_latent_stats(m, params, bias, scale);
-}
-
-typedef struct problem {
-    int N;
-    float *z, *t, *eps, *zs[SIT_MAX_ENCODERS];
-    int y[8], drop[8];
-} problem;
-
-static problem make_problem(const sit *m, int N, uint64_t seed)
-{
-    problem p = {0};
-    p.N = N;
-    size_t CHW = (size_t)m->C * m->H * m->H;
-    p.z = alloc_normal(N * CHW, 1.2f, seed);
-    p.t = alloc_uniform(N, 0.05f, 0.95f, seed + 1);
-    p.eps = alloc_normal(N * CHW, 1.0f, seed + 2);
-    for (int e = 0; e < m->cfg.n_encoders; e++) {
-        size_t nz = (size_t)N * m->T * m->cfg.z_dims[e];
-        p.zs[e] = alloc_normal(nz, 1.0f, seed + 3 + e);
-        spatial_norm_forward(p.zs[e], p.zs[e], N, m->T, m->cfg.z_dims[e], 0.6f, SPATIAL_NORM_EPS);
-    }
-    for (int n = 0; n < N; n++)
-        p.y[n] = (3 * n + 1) % m->cfg.num_classes, p.drop[n] = n == 1;
-    return p;
-}
-
-static void free_problem(problem *p)
-{
-    free(p->z), free(p->t), free(p->eps);
-    for (int e = 0; e < SIT_MAX_ENCODERS; e++)
-        free(p->zs[e]);
-}
-
-static sit_train_inputs inputs_of(const problem *p, const sit *m)
-{
-    sit_train_inputs in = {0};
-    in.z = p->z, in.y = p->y, in.time_input = p->t, in.noise = p->eps, in.force_drop = p->drop;
-    for (int e = 0; e < m->cfg.n_encoders; e++)
-        in.zs[e] = p->zs[e];
-    return in;
-}
-
-typedef struct fd_ctx {
-    const sit *m;
-    float *params;
-    arena *ar;
-    sit_train_opts opts;
-    sit_train_inputs in;
-    int N;
-    float wd, wp;
-} fd_ctx;
-
-static double fd_loss(void *p)
-{
-    fd_ctx *c = p;
-    size_t mark = arena_mark(c->ar);
-    sit_acts a;
-    sit_train_forward(&a, c->m, c->params, c->ar, &c->opts, &c->in, c->N);
-    double L = (double)c->wp * a.proj_loss;
-    if (!c->opts.align_only) {
-        double s = 0;
-        for (int n = 0; n < c->N; n++)
-            s += a.denoising_loss[n];
-        L += c->wd * s / c->N;
-    }
-    arena_reset(c->ar, mark);
-    return L;
 }
 
 /* ------------------------------------------------------------ table, init, detection */
@@ -163,7 +77,7 @@ static void test_conv_detect_and_roundtrip(void)
     sit m;
     sit_build(&m, &c);
     float *w = param_alloc(&m.table);
-    randomize_params(&m, w, 7);
+    sit_test_randomize(&m, w, 7, false);
     char path[] = "/tmp/repae_test_irepa_XXXXXX";
     int fd = mkstemp(path);
     CHECK(fd >= 0, "mkstemp");
@@ -242,21 +156,21 @@ static void fd_conv_train(int kernel)
     sit m;
     sit_build(&m, &c);
     float *w = param_alloc(&m.table), *g = param_alloc(&m.table);
-    randomize_params(&m, w, 31 + kernel);
+    sit_test_randomize(&m, w, 31 + kernel, false);
     int N = 3;
-    problem p = make_problem(&m, N, 200);
+    sit_problem p = sit_problem_make(&m, N, 200, 0.0f, 0.6f);
     sit_train_opts o = {.train = true, .path = SIT_PATH_LINEAR};
     arena ar = arena_create(2 * sit_train_plan_bytes(&m, N, &o));
     size_t CHW = (size_t)m.C * m.H * m.H;
     float *dz = alloc_zeros(N * CHW);
     sit_acts a;
-    sit_train_inputs in = inputs_of(&p, &m);
+    sit_train_inputs in = sit_problem_inputs(&p, &m);
     sit_train_forward(&a, &m, w, &ar, &o, &in, N);
     sit_train_backward(&m, w, &a, &ar, 1.0f, 0.5f, g, dz);
-    fd_ctx ctx = {&m, w, &ar, o, in, N, 1.0f, 0.5f};
+    sit_fd_ctx ctx = {&m, w, &ar, o, in, N, 1.0f, 0.5f};
     char what[200];
     snprintf(what, sizeof what, "conv k%d train d/dz", kernel);
-    fd_check_direction(what, fd_loss, &ctx, p.z, dz, N * CHW, 1e-2, 1e-3, 3);
+    fd_check_direction(what, sit_fd_loss, &ctx, p.z, dz, N * CHW, 1e-2, 1e-3, 3);
     for (int i = 0; i < m.table.n; i++) {
         const param_entry *e = &m.table.entries[i];
         if (e->kind != PARAM_TRAINABLE)
@@ -265,15 +179,15 @@ static void fd_conv_train(int kernel)
         if (!proj && strncmp(e->name, "blocks.1.", 9) != 0)
             continue; /* the rest is test_sit's; here: the projectors and the block they read */
         snprintf(what, sizeof what, "conv k%d d/d %s", kernel, e->name);
-        fd_check(what, fd_loss, &ctx, w + e->offset, g + e->offset, e->numel, 1e-2, 1e-4, 1e-2, proj ? 24 : 4);
+        fd_check(what, sit_fd_loss, &ctx, w + e->offset, g + e->offset, e->numel, 1e-2, 1e-4, 1e-2, proj ? 24 : 4);
         if (e->numel >= 64) {
             snprintf(what, sizeof what, "conv k%d dir d/d %s", kernel, e->name);
-            fd_check_direction(what, fd_loss, &ctx, w + e->offset, g + e->offset, e->numel, 1e-2, 1e-3, 40 + i);
+            fd_check_direction(what, sit_fd_loss, &ctx, w + e->offset, g + e->offset, e->numel, 1e-2, 1e-3, 40 + i);
         }
     }
     arena_free(&ar);
     free(dz), free(w), free(g);
-    free_problem(&p);
+    sit_problem_free(&p);
     sit_free(&m);
 }
 
@@ -290,27 +204,27 @@ static void test_fd_conv_align_dz(void)
     sit m;
     sit_build(&m, &c);
     float *w = param_alloc(&m.table), *g = param_alloc(&m.table);
-    randomize_params(&m, w, 21);
+    sit_test_randomize(&m, w, 21, false);
     int N = 3;
-    problem p = make_problem(&m, N, 100);
+    sit_problem p = sit_problem_make(&m, N, 100, 0.0f, 0.6f);
     sit_train_opts o = {.train = false, .align_only = true, .path = SIT_PATH_COSINE};
     arena ar = arena_create(2 * sit_train_plan_bytes(&m, N, &o));
     size_t CHW = (size_t)m.C * m.H * m.H;
     float *dz = alloc_zeros(N * CHW), *dz2 = alloc_zeros(N * CHW);
     sit_acts a;
-    sit_train_inputs in = inputs_of(&p, &m);
+    sit_train_inputs in = sit_problem_inputs(&p, &m);
     in.force_drop = NULL;
     sit_train_forward(&a, &m, w, &ar, &o, &in, N);
     CHECK(a.model_output == NULL && a.n_blocks == 2, "align-only stops at encoder_depth");
     sit_train_backward(&m, w, &a, &ar, 1.0f, 1.5f, NULL, dz);
     sit_train_backward(&m, w, &a, &ar, 1.0f, 1.5f, g, dz2);
     CHECK(memcmp(dz, dz2, N * CHW * sizeof(float)) == 0, "frozen and full passes give the same dz");
-    fd_ctx ctx = {&m, w, &ar, o, in, N, 0.0f, 1.5f};
-    fd_check_direction("conv align d/dz", fd_loss, &ctx, p.z, dz, N * CHW, 1e-2, 1e-3, 1);
-    fd_check_direction("conv align d/dz (2)", fd_loss, &ctx, p.z, dz, N * CHW, 1e-2, 1e-3, 2);
+    sit_fd_ctx ctx = {&m, w, &ar, o, in, N, 0.0f, 1.5f};
+    fd_check_direction("conv align d/dz", sit_fd_loss, &ctx, p.z, dz, N * CHW, 1e-2, 1e-3, 1);
+    fd_check_direction("conv align d/dz (2)", sit_fd_loss, &ctx, p.z, dz, N * CHW, 1e-2, 1e-3, 2);
     arena_free(&ar);
     free(dz), free(dz2), free(w), free(g);
-    free_problem(&p);
+    sit_problem_free(&p);
     sit_free(&m);
 }
 

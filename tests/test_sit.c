@@ -16,6 +16,7 @@
 
 #include "core/error.h"
 #include "models/sit.h"
+#include "sit_problem.h"
 #include "test.h"
 
 /* ------------------------------------------------------------ helpers */
@@ -94,104 +95,6 @@ static sit_config tiny_config(bool qk_norm)
     c.n_encoders = 2, c.z_dims[0] = 24, c.z_dims[1] = 12;
     c.qk_norm = qk_norm;
     return c;
-}
-
-/* Every trainable tensor random (the adaLN-Zero and zero final layer would
- * otherwise hide whole paths), scaled so activations stay O(1). */
-static void randomize_params(const sit *m, float *params, uint64_t seed)
-{
-    sit_init_params(m, params, seed);
-    for (int i = 0; i < m->table.n; i++) {
-        const param_entry *e = &m->table.entries[i];
-        float *p = params + e->offset;
-        if (e->kind != PARAM_TRAINABLE)
-            continue;
-        double fan_in = e->ndim >= 2 ? (double)e->numel / (double)e->shape[0] : 1.0;
-        float std = e->ndim >= 2 ? (float)(1.0 / sqrt(fan_in)) : 0.2f;
-        if (strstr(e->name, "adaLN"))
-            std *= 0.8f;
-        fill_normal(p, e->numel, std, seed + 17 * (uint64_t)i + 1);
-        if (strstr(e->name, "norm.weight"))
-            for (size_t k = 0; k < e->numel; k++)
-                p[k] += 1.0f;
-    }
-    float bias[8], scale[8];
-    for (int c = 0; c < m->C; c++)
-        bias[c] = 0.3f * (float)c - 0.2f, scale[c] = 0.7f + 0.25f * (float)c;
-    sit_set_latent_stats(m, params, bias, scale);
-}
-
-typedef struct fd_ctx {
-    const sit *m;
-    float *params;
-    arena *ar;
-    sit_train_opts opts;
-    sit_train_inputs in;
-    int N;
-    float wd, wp;
-} fd_ctx;
-
-static double loss_of(const sit_acts *a, int N, bool align_only, float wd, float wp)
-{
-    double L = (double)wp * a->proj_loss;
-    if (!align_only) {
-        double s = 0;
-        for (int n = 0; n < N; n++)
-            s += a->denoising_loss[n];
-        L += wd * s / N;
-    }
-    return L;
-}
-
-static double fd_loss(void *p)
-{
-    fd_ctx *c = p;
-    size_t mark = arena_mark(c->ar);
-    sit_acts a;
-    sit_train_forward(&a, c->m, c->params, c->ar, &c->opts, &c->in, c->N);
-    double L = loss_of(&a, c->N, c->opts.align_only, c->wd, c->wp);
-    arena_reset(c->ar, mark);
-    return L;
-}
-
-/* Inputs of a fixed training problem for the tiny model. */
-typedef struct problem {
-    int N;
-    float *z, *t, *eps, *zs[SIT_MAX_ENCODERS];
-    int y[8], drop[8];
-} problem;
-
-static problem make_problem(const sit *m, int N, uint64_t seed)
-{
-    problem p = {0};
-    p.N = N;
-    size_t CHW = (size_t)m->C * m->H * m->H;
-    p.z = alloc_normal(N * CHW, 1.2f, seed);
-    for (size_t i = 0; i < N * CHW; i++)
-        p.z[i] += 0.4f;
-    p.t = alloc_uniform(N, 0.05f, 0.95f, seed + 1);
-    p.eps = alloc_normal(N * CHW, 1.0f, seed + 2);
-    for (int e = 0; e < m->cfg.n_encoders; e++)
-        p.zs[e] = alloc_normal((size_t)N * m->T * m->cfg.z_dims[e], 1.0f, seed + 3 + e);
-    for (int n = 0; n < N; n++)
-        p.y[n] = (3 * n + 1) % m->cfg.num_classes, p.drop[n] = n == 1;
-    return p;
-}
-
-static void free_problem(problem *p)
-{
-    free(p->z), free(p->t), free(p->eps);
-    for (int e = 0; e < SIT_MAX_ENCODERS; e++)
-        free(p->zs[e]);
-}
-
-static sit_train_inputs inputs_of(const problem *p, const sit *m)
-{
-    sit_train_inputs in = {0};
-    in.z = p->z, in.y = p->y, in.time_input = p->t, in.noise = p->eps, in.force_drop = p->drop;
-    for (int e = 0; e < m->cfg.n_encoders; e++)
-        in.zs[e] = p->zs[e];
-    return in;
 }
 
 /* ------------------------------------------------------------ table and counts */
@@ -356,7 +259,7 @@ static void test_save_load_and_detect(void)
         sit m;
         sit_build(&m, &c);
         float *w = param_alloc(&m.table);
-        randomize_params(&m, w, 11);
+        sit_test_randomize(&m, w, 11, true);
         w[m.bn_count] = 5;
         char path[] = "/tmp/repae_test_sit_XXXXXX";
         int fd = mkstemp(path);
@@ -364,7 +267,7 @@ static void test_save_load_and_detect(void)
         close(fd);
         /* a checkpoint holding two copies under prefixes */
         float *w2 = param_alloc(&m.table);
-        randomize_params(&m, w2, 12);
+        sit_test_randomize(&m, w2, 12, true);
         st_writer *wr = st_writer_new();
         sit_save(&m, w, wr, "model.");
         sit_save(&m, w2, wr, "ema.");
@@ -415,9 +318,9 @@ static void test_fd_alignment_pass_dz(void)
     sit m;
     sit_build(&m, &c);
     float *w = param_alloc(&m.table);
-    randomize_params(&m, w, 21);
+    sit_test_randomize(&m, w, 21, true);
     int N = 3;
-    problem p = make_problem(&m, N, 100);
+    sit_problem p = sit_problem_make(&m, N, 100, 0.4f, -1.0f);
     sit_train_opts o = {.train = false, .align_only = true, .path = SIT_PATH_COSINE};
     arena ar = arena_create(2 * sit_train_plan_bytes(&m, N, &o));
     size_t CHW = (size_t)m.C * m.H * m.H;
@@ -425,7 +328,7 @@ static void test_fd_alignment_pass_dz(void)
     float *w_before = xmalloc(m.table.total * sizeof(float));
     memcpy(w_before, w, m.table.total * sizeof(float));
     sit_acts a;
-    sit_train_inputs in = inputs_of(&p, &m);
+    sit_train_inputs in = sit_problem_inputs(&p, &m);
     in.force_drop = NULL; /* eval: no dropout, nothing drawn */
     sit_train_forward(&a, &m, w, &ar, &o, &in, N);
     CHECK(a.model_output == NULL && a.denoising_loss == NULL && a.n_blocks == 2, "align-only runs 2 blocks only");
@@ -433,16 +336,16 @@ static void test_fd_alignment_pass_dz(void)
         CHECK(a.labels[n] == p.y[n], "no label dropout in eval mode");
     sit_train_backward(&m, w, &a, &ar, 1.0f, 1.5f, NULL, dz);
     CHECK(memcmp(w_before, w, m.table.total * sizeof(float)) == 0, "eval forward/backward must not touch params");
-    fd_ctx ctx = {&m, w, &ar, o, in, N, 0.0f, 1.5f};
+    sit_fd_ctx ctx = {&m, w, &ar, o, in, N, 0.0f, 1.5f};
     /* float32 loss with ~1e-7 relative rounding over a step of 1e-2 plus O(h²)
      * curvature: measured <= 4e-5 of |grad|, limit 1e-3 (a wrong factor or a
      * missing path is O(1)). */
-    fd_check_direction("align-only eval-BN d/dz", fd_loss, &ctx, p.z, dz, N * CHW, 1e-2, 1e-3, 1);
-    fd_check_direction("align-only eval-BN d/dz (2)", fd_loss, &ctx, p.z, dz, N * CHW, 1e-2, 1e-3, 2);
+    fd_check_direction("align-only eval-BN d/dz", sit_fd_loss, &ctx, p.z, dz, N * CHW, 1e-2, 1e-3, 1);
+    fd_check_direction("align-only eval-BN d/dz (2)", sit_fd_loss, &ctx, p.z, dz, N * CHW, 1e-2, 1e-3, 2);
     /* the eval-BN gradient is per-channel: entries must not depend on running stats updates */
     arena_free(&ar);
     free(dz), free(w), free(w_before);
-    free_problem(&p);
+    sit_problem_free(&p);
     sit_free(&m);
 }
 
@@ -455,22 +358,22 @@ static void fd_full_model(bool qk_norm, sit_path path)
     sit m;
     sit_build(&m, &c);
     float *w = param_alloc(&m.table), *g = param_alloc(&m.table);
-    randomize_params(&m, w, 31 + qk_norm);
+    sit_test_randomize(&m, w, 31 + qk_norm, true);
     int N = 3;
-    problem p = make_problem(&m, N, 200);
+    sit_problem p = sit_problem_make(&m, N, 200, 0.4f, -1.0f);
     sit_train_opts o = {.train = true, .align_only = false, .path = path};
     arena ar = arena_create(2 * sit_train_plan_bytes(&m, N, &o));
     size_t CHW = (size_t)m.C * m.H * m.H;
     float *dz = alloc_zeros(N * CHW);
     sit_acts a;
-    sit_train_inputs in = inputs_of(&p, &m);
+    sit_train_inputs in = sit_problem_inputs(&p, &m);
     sit_train_forward(&a, &m, w, &ar, &o, &in, N);
     CHECK(a.labels[1] == c.num_classes && a.labels[0] == p.y[0], "forced label dropout");
     sit_train_backward(&m, w, &a, &ar, 1.0f, 0.5f, g, dz);
-    fd_ctx ctx = {&m, w, &ar, o, in, N, 1.0f, 0.5f};
+    sit_fd_ctx ctx = {&m, w, &ar, o, in, N, 1.0f, 0.5f};
     char what[200];
     snprintf(what, sizeof what, "train-BN full d/dz (qk %d, path %d)", qk_norm, path);
-    fd_check_direction(what, fd_loss, &ctx, p.z, dz, N * CHW, 1e-2, 1e-3, 3);
+    fd_check_direction(what, sit_fd_loss, &ctx, p.z, dz, N * CHW, 1e-2, 1e-3, 3);
     /* a few elements of every trainable tensor: central differences with
      * h = 1e-2 on O(1) parameters; |err| <= 1e-4 + 1e-2·max|grad of that tensor|
      * (float32 loss rounding ~1e-7·|L|/h ≈ 1e-5, curvature O(h²)). */
@@ -479,7 +382,7 @@ static void fd_full_model(bool qk_norm, sit_path path)
         if (e->kind != PARAM_TRAINABLE)
             continue;
         snprintf(what, sizeof what, "d/d %s (qk %d)", e->name, qk_norm);
-        fd_check(what, fd_loss, &ctx, w + e->offset, g + e->offset, e->numel, 1e-2, 1e-4, 1e-2, 4);
+        fd_check(what, sit_fd_loss, &ctx, w + e->offset, g + e->offset, e->numel, 1e-2, 1e-4, 1e-2, 4);
     }
     /* and the whole trainable vector along one random direction per tensor group */
     for (int i = 0; i < m.table.n; i++) {
@@ -487,11 +390,11 @@ static void fd_full_model(bool qk_norm, sit_path path)
         if (e->kind != PARAM_TRAINABLE || e->numel < 64)
             continue;
         snprintf(what, sizeof what, "dir d/d %s (qk %d)", e->name, qk_norm);
-        fd_check_direction(what, fd_loss, &ctx, w + e->offset, g + e->offset, e->numel, 1e-2, 1e-3, 40 + i); /* measured <= 1.4e-4 */
+        fd_check_direction(what, sit_fd_loss, &ctx, w + e->offset, g + e->offset, e->numel, 1e-2, 1e-3, 40 + i); /* measured <= 1.4e-4 */
     }
     arena_free(&ar);
     free(dz), free(w), free(g);
-    free_problem(&p);
+    sit_problem_free(&p);
     sit_free(&m);
 }
 
@@ -506,24 +409,24 @@ static void test_fd_eval_full_dz(void)
     sit m;
     sit_build(&m, &c);
     float *w = param_alloc(&m.table);
-    randomize_params(&m, w, 41);
+    sit_test_randomize(&m, w, 41, true);
     int N = 2;
-    problem p = make_problem(&m, N, 300);
+    sit_problem p = sit_problem_make(&m, N, 300, 0.4f, -1.0f);
     sit_train_opts o = {.train = false, .align_only = false, .path = SIT_PATH_LINEAR};
     arena ar = arena_create(2 * sit_train_plan_bytes(&m, N, &o));
     size_t CHW = (size_t)m.C * m.H * m.H;
     float *dz = alloc_zeros(N * CHW);
     sit_acts a;
-    sit_train_inputs in = inputs_of(&p, &m);
+    sit_train_inputs in = sit_problem_inputs(&p, &m);
     sit_train_forward(&a, &m, w, &ar, &o, &in, N);
     for (int n = 0; n < N; n++)
         CHECK(a.labels[n] == p.y[n], "eval mode ignores the dropout mask (sample %d)", n);
     sit_train_backward(&m, w, &a, &ar, 1.0f, 0.5f, NULL, dz);
-    fd_ctx ctx = {&m, w, &ar, o, in, N, 1.0f, 0.5f};
-    fd_check_direction("eval-BN full d/dz", fd_loss, &ctx, p.z, dz, N * CHW, 1e-2, 1e-3, 4);
+    sit_fd_ctx ctx = {&m, w, &ar, o, in, N, 1.0f, 0.5f};
+    fd_check_direction("eval-BN full d/dz", sit_fd_loss, &ctx, p.z, dz, N * CHW, 1e-2, 1e-3, 4);
     arena_free(&ar);
     free(dz), free(w);
-    free_problem(&p);
+    sit_problem_free(&p);
     sit_free(&m);
 }
 
@@ -538,15 +441,15 @@ static void test_frozen_and_accumulate(void)
     sit m;
     sit_build(&m, &c);
     float *w = param_alloc(&m.table);
-    randomize_params(&m, w, 51);
+    sit_test_randomize(&m, w, 51, true);
     int N = 3;
-    problem p = make_problem(&m, N, 400);
+    sit_problem p = sit_problem_make(&m, N, 400, 0.4f, -1.0f);
     size_t CHW = (size_t)m.C * m.H * m.H, P = m.table.total;
     for (int mode = 0; mode < 2; mode++) {
         sit_train_opts o = mode == 0 ? (sit_train_opts){.train = false, .align_only = true}
                                      : (sit_train_opts){.train = true, .align_only = false};
         arena ar = arena_create(sit_train_plan_bytes(&m, N, &o));
-        sit_train_inputs in = inputs_of(&p, &m);
+        sit_train_inputs in = sit_problem_inputs(&p, &m);
         float *dz1 = alloc_zeros(N * CHW), *dz2 = alloc_zeros(N * CHW), *dzacc = alloc_zeros(N * CHW);
         float *g = param_alloc(&m.table), *gacc = param_alloc(&m.table);
         for (int i = 0; i < m.table.n; i++) {
@@ -610,7 +513,7 @@ static void test_frozen_and_accumulate(void)
         arena_free(&ar);
     }
     free(w);
-    free_problem(&p);
+    sit_problem_free(&p);
     sit_free(&m);
 }
 
@@ -623,14 +526,14 @@ static void test_draws_and_velocity(void)
     sit m;
     sit_build(&m, &c);
     float *w = param_alloc(&m.table);
-    randomize_params(&m, w, 61);
+    sit_test_randomize(&m, w, 61, true);
     int N = 8;
-    problem p = make_problem(&m, N, 500);
+    sit_problem p = sit_problem_make(&m, N, 500, 0.4f, -1.0f);
     size_t CHW = (size_t)m.C * m.H * m.H;
     sit_train_opts o = {.train = true};
     /* three forwards kept side by side, then the velocity */
     arena ar = arena_create(3 * sit_train_plan_bytes(&m, N, &o) + sit_velocity_plan_bytes(&m, N));
-    sit_train_inputs in = inputs_of(&p, &m);
+    sit_train_inputs in = sit_problem_inputs(&p, &m);
     in.time_input = NULL, in.noise = NULL, in.force_drop = NULL;
     rng r1 = rng_new(9, 1), r2 = rng_new(9, 1);
     in.rng = &r1;
@@ -668,7 +571,7 @@ static void test_draws_and_velocity(void)
     free(xt), free(v);
     arena_free(&ar);
     free(w);
-    free_problem(&p);
+    sit_problem_free(&p);
     sit_free(&m);
 }
 
@@ -734,7 +637,7 @@ static void train_case(const char *fixture)
     fixture_check_rel(st, "train.zs_tilde.0", a.zs_tilde[0], (size_t)N * m.T * 32, FWD_REL, 0);
     fixture_check_rel(st, "train.denoising_loss", a.denoising_loss, N, FWD_REL, 0);
     fixture_check_rel(st, "train.proj_loss", &a.proj_loss, 1, FWD_REL, 0);
-    float L = (float)loss_of(&a, N, false, 1.0f, 0.5f);
+    float L = (float)sit_loss_of(&a, N, false, 1.0f, 0.5f);
     fixture_check_rel(st, "train.loss", &L, 1, FWD_REL, 0);
     int *yd = fixture_ints(st, "train.y_dropped", NULL);
     for (int n = 0; n < N; n++)
@@ -829,12 +732,12 @@ static void bench_sit_b2(void)
     sit m;
     sit_build(&m, &c);
     float *w = param_alloc(&m.table), *g = param_alloc(&m.table);
-    randomize_params(&m, w, 1);
+    sit_test_randomize(&m, w, 1, true);
     int N = 4;
-    problem p = make_problem(&m, N, 1);
+    sit_problem p = sit_problem_make(&m, N, 1, 0.4f, -1.0f);
     sit_train_opts o = {.train = true};
     arena ar = arena_create(sit_train_plan_bytes(&m, N, &o));
-    sit_train_inputs in = inputs_of(&p, &m);
+    sit_train_inputs in = sit_problem_inputs(&p, &m);
     printf("       SiT-B/2 N=4: arena %.0f MiB, %d threads\n", sit_train_plan_bytes(&m, N, &o) / 1048576.0,
            omp_get_max_threads());
     for (int it = 0; it < 3; it++) {
@@ -849,7 +752,7 @@ static void bench_sit_b2(void)
     }
     arena_free(&ar);
     free(w), free(g);
-    free_problem(&p);
+    sit_problem_free(&p);
     sit_free(&m);
 }
 
