@@ -112,7 +112,7 @@ static inline void weight_tile_adjoint(float k[9], const float u[16])
 static void transform_weights(float *U, const float *w, const wino_geom *g)
 {
     const long Co = g->Co, Ci = g->Ci;
-#pragma omp parallel for schedule(static) if (Co * Ci > 4096)
+#pragma omp for schedule(static)
     for (long o = 0; o < Co; o++)
         for (long c = 0; c < Ci; c++) {
             float u[16];
@@ -125,7 +125,7 @@ static void transform_weights(float *U, const float *w, const wino_geom *g)
 static void add_weight_gradient(float *dw, const float *dU, const wino_geom *g)
 {
     const long Co = g->Co, Ci = g->Ci;
-#pragma omp parallel for schedule(static) if (Co * Ci > 4096)
+#pragma omp for schedule(static)
     for (long o = 0; o < Co; o++)
         for (long c = 0; c < Ci; c++) {
             float u[16], k[9];
@@ -207,7 +207,7 @@ static inline void input_rows(float t[4][SEG], float d[4][SEG], long len)
 static void transform_input(float *V, const float *x, const wino_geom *g, long row0, long nrows)
 {
     const long Ci = g->Ci, TX = g->TX, tc = nrows * TX;
-#pragma omp parallel for schedule(static) if (Ci * tc > 2048)
+#pragma omp for schedule(static)
     for (long c = 0; c < Ci; c++) {
         float buf[2 * SEG + 2];
         /* input columns 4 families (even, odd, even', odd') × 4 rows, then Bᵀ over the rows */
@@ -255,7 +255,7 @@ static void transform_input(float *V, const float *x, const wino_geom *g, long r
 static void add_input_gradient(float *dx, const float *dV, const wino_geom *g, long row0, long nrows)
 {
     const long Ci = g->Ci, TX = g->TX, tc = nrows * TX;
-#pragma omp parallel for schedule(static) if (Ci * tc > 2048)
+#pragma omp for schedule(static)
     for (long c = 0; c < Ci; c++) {
         float w[16][SEG], col[4][4][SEG], acc[2 * SEG + 2];
         wino_piece pc[SEG];
@@ -323,7 +323,7 @@ static void transform_output(float *out, const float *M, const float *bias, cons
                              long nrows)
 {
     const long Co = g->Co, TX = g->TX, tc = nrows * TX, HWo = g->Ho * g->Wo;
-#pragma omp parallel for schedule(static) if (Co * tc > 2048)
+#pragma omp for schedule(static)
     for (long o = 0; o < Co; o++) {
         const float bv = bias ? bias[o] : 0.0f;
         float s[8][SEG], line[2][2 * SEG];
@@ -369,7 +369,7 @@ static void transform_output(float *out, const float *M, const float *bias, cons
 static void transform_output_gradient(float *P, const float *dout, const wino_geom *g, long row0, long nrows)
 {
     const long Co = g->Co, TX = g->TX, tc = nrows * TX, HWo = g->Ho * g->Wo;
-#pragma omp parallel for schedule(static) if (Co * tc > 2048)
+#pragma omp for schedule(static)
     for (long o = 0; o < Co; o++) {
         float line[2][2 * SEG], qa[4][SEG], qb[4][SEG];
         wino_piece pc[SEG];
@@ -416,23 +416,33 @@ static void transform_output_gradient(float *P, const float *dout, const wino_ge
     }
 }
 
+/* Below this many floats of work (channels × tiles) one conv runs on one
+ * thread: the barriers would cost more than they save. */
+#define WINO_PAR_MIN 2048L
+
+/* The passes above are worksharing loops (`omp for`): each convolution runs
+ * in ONE parallel region, the passes and the 16 GEMMs separated by barriers
+ * only (a region per pass and chunk woke the threads 5 times per chunk). */
 void conv2d_winograd_forward(float *out, const float *x, const float *weight, const float *bias,
                              const conv2d_shape *s, float *workspace)
 {
     const wino_geom g = make_geom(s);
     const long Co = g.Co, Ci = g.Ci;
     float *U = workspace, *V = U + 2 * 16 * Co * Ci;
-    transform_weights(U, weight, &g);
-    for (long r0 = 0; r0 < g.R; r0 += g.RC) {
-        long nr = g.R - r0 < g.RC ? g.R - r0 : g.RC, tc = nr * g.TX;
-        float *M = V + 16 * Ci * tc;
-        transform_input(V, x, &g, r0, nr);
-        /* One GEMM per ξ per thread: OpenBLAS stays single-threaded inside. */
-#pragma omp parallel for schedule(static)
-        for (int xi = 0; xi < 16; xi++)
-            gemm(false, false, (int)Co, (int)tc, (int)Ci, 1.0f, U + xi * Co * Ci, (int)Ci, V + xi * Ci * tc,
-                 (int)tc, 0.0f, M + xi * Co * tc, (int)tc);
-        transform_output(out, M, bias, &g, r0, nr);
+#pragma omp parallel if ((Ci + Co) * g.Tc > WINO_PAR_MIN)
+    {
+        transform_weights(U, weight, &g);
+        for (long r0 = 0; r0 < g.R; r0 += g.RC) {
+            long nr = g.R - r0 < g.RC ? g.R - r0 : g.RC, tc = nr * g.TX;
+            float *M = V + 16 * Ci * tc;
+            transform_input(V, x, &g, r0, nr);
+            /* One GEMM per ξ per thread: OpenBLAS stays single-threaded inside. */
+#pragma omp for schedule(static)
+            for (int xi = 0; xi < 16; xi++)
+                gemm(false, false, (int)Co, (int)tc, (int)Ci, 1.0f, U + xi * Co * Ci, (int)Ci, V + xi * Ci * tc,
+                     (int)tc, 0.0f, M + xi * Co * tc, (int)tc);
+            transform_output(out, M, bias, &g, r0, nr);
+        }
     }
 }
 
@@ -444,28 +454,31 @@ void conv2d_winograd_backward(float *dx, float *dweight, const float *dout, cons
     const wino_geom g = make_geom(s);
     const long Co = g.Co, Ci = g.Ci;
     float *U = workspace, *dU = U + 16 * Co * Ci, *V = dU + 16 * Co * Ci;
-    if (dx)
-        transform_weights(U, weight, &g);
     if (dweight)
         memset(dU, 0, (size_t)(16 * Co * Ci) * sizeof(float));
-    for (long r0 = 0; r0 < g.R; r0 += g.RC) {
-        long nr = g.R - r0 < g.RC ? g.R - r0 : g.RC, tc = nr * g.TX;
-        float *P = V + 16 * Ci * tc, *dV = P + 16 * Co * tc;
-        transform_output_gradient(P, dout, &g, r0, nr);
-        if (dweight)
-            transform_input(V, x, &g, r0, nr);
-#pragma omp parallel for schedule(static)
-        for (int xi = 0; xi < 16; xi++) {
-            if (dweight)
-                gemm(false, true, (int)Co, (int)Ci, (int)tc, 1.0f, P + xi * Co * tc, (int)tc, V + xi * Ci * tc,
-                     (int)tc, 1.0f, dU + xi * Co * Ci, (int)Ci);
-            if (dx)
-                gemm(true, false, (int)Ci, (int)tc, (int)Co, 1.0f, U + xi * Co * Ci, (int)Ci, P + xi * Co * tc,
-                     (int)tc, 0.0f, dV + xi * Ci * tc, (int)tc);
-        }
+#pragma omp parallel if ((Ci + Co) * g.Tc > WINO_PAR_MIN)
+    {
         if (dx)
-            add_input_gradient(dx, dV, &g, r0, nr);
+            transform_weights(U, weight, &g);
+        for (long r0 = 0; r0 < g.R; r0 += g.RC) {
+            long nr = g.R - r0 < g.RC ? g.R - r0 : g.RC, tc = nr * g.TX;
+            float *P = V + 16 * Ci * tc, *dV = P + 16 * Co * tc;
+            transform_output_gradient(P, dout, &g, r0, nr);
+            if (dweight)
+                transform_input(V, x, &g, r0, nr);
+#pragma omp for schedule(static)
+            for (int xi = 0; xi < 16; xi++) {
+                if (dweight)
+                    gemm(false, true, (int)Co, (int)Ci, (int)tc, 1.0f, P + xi * Co * tc, (int)tc, V + xi * Ci * tc,
+                         (int)tc, 1.0f, dU + xi * Co * Ci, (int)Ci);
+                if (dx)
+                    gemm(true, false, (int)Ci, (int)tc, (int)Co, 1.0f, U + xi * Co * Ci, (int)Ci, P + xi * Co * tc,
+                         (int)tc, 0.0f, dV + xi * Ci * tc, (int)tc);
+            }
+            if (dx)
+                add_input_gradient(dx, dV, &g, r0, nr);
+        }
+        if (dweight)
+            add_weight_gradient(dweight, dU, &g);
     }
-    if (dweight)
-        add_weight_gradient(dweight, dU, &g);
 }
