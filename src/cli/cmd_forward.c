@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/options.h"
 #include "core/rng.h"
+#include "diffusion/denoising_objective.h"
 #include "io/safetensors.h"
 #include "models/sit.h"
 #include "ops/spatial_norm.h"
@@ -305,14 +306,14 @@ static void run_sit(const fwd_options *o, const safetensors *st, const cJSON *j,
     if (tz) {
         if (sc.n_encoders == 0)
             die("forward: the SiT in '%s' has no projectors, so there is no REPA training forward", st->path);
-        sit_train_opts to = {
+        denoising_opts to = {
             .train = !strcmp(o->sit_mode, "train"),
             .align_only = !strcmp(o->sit_mode, "align"),
-            .path = !strcmp(o->path_type, "cosine") ? SIT_PATH_COSINE : SIT_PATH_LINEAR,
-            .weighting = !strcmp(o->weighting, "lognormal") ? SIT_WEIGHTING_LOGNORMAL : SIT_WEIGHTING_UNIFORM,
+            .path = path_type_parse(o->path_type),
+            .weighting = time_weighting_parse(o->weighting),
         };
         rng r = rng_new((uint64_t)o->seed, 0x464F5257ull);
-        sit_train_inputs ti = {.z = x, .y = y, .rng = &r};
+        denoising_inputs ti = {.z = x, .y = y, .rng = &r};
         float *zsb[SIT_MAX_ENCODERS] = {0};
         for (int e = 0; e < sc.n_encoders; e++) {
             char nm[32];
@@ -339,9 +340,9 @@ static void run_sit(const fwd_options *o, const safetensors *st, const cJSON *j,
         }
         if ((t = safetensors_find(in, "drop_mask")))
             ti.force_drop = drop = read_ints(in, t, N, "one dropout flag per sample");
-        arena ar = arena_create(sit_train_plan_bytes(&m, N, &to));
-        sit_acts a;
-        sit_train_forward(&a, &m, params, &ar, &to, &ti, N);
+        arena ar = arena_create(denoising_objective_plan_bytes(&m, N, &to));
+        denoising_pass a;
+        denoising_objective_forward(&a, &m, params, &ar, &to, &ti, N);
         for (int e = 0; e < sc.n_encoders; e++) {
             char nm[32];
             snprintf(nm, sizeof nm, "zs_tilde.%d", e);
