@@ -90,9 +90,9 @@ static int fwd_options_table(fwd_options *o, option_spec *opts)
         .max = 1024);
     OPT("--sit-mode", OPT_CHOICE, &o->sit_mode, "train", "SiT training forward mode", .choices = "train|eval|align");
     OPT("--path-type", OPT_CHOICE, &o->path_type, "linear", "SiT training forward: interpolant",
-        .choices = "linear|cosine");
+        .choices = PATH_TYPE_CHOICES);
     OPT("--weighting", OPT_CHOICE, &o->weighting, "uniform", "SiT training forward: time sampling (if drawn)",
-        .choices = "uniform|lognormal");
+        .choices = TIME_WEIGHTING_CHOICES);
     OPT("--spnorm-method", OPT_CHOICE, &o->spnorm_method, "none",
         "SiT training forward: zscore = iREPA's spatial normalisation of the given zs first (the projector type "
         "comes from the weights)", .choices = "none|zscore");

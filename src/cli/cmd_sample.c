@@ -128,7 +128,7 @@ static int sample_options_table(sample_options *o, option_spec *opts)
     OPT("--guidance-low", OPT_DOUBLE, &o->guidance_low, "0", "guidance only for t >= this", .min = 0, .max = 1);
     OPT("--guidance-high", OPT_DOUBLE, &o->guidance_high, "1", "guidance only for t <= this", .min = 0, .max = 1);
     OPT("--path-type", OPT_CHOICE, &o->path_type, "linear", "interpolant (the SDE's score)",
-        .choices = "linear|cosine");
+        .choices = PATH_TYPE_CHOICES);
     OPT("--num-samples", OPT_INT, &o->num_samples, "50000", "images to generate", .min = 1, .max = 100000000);
     OPT("--batch-size", OPT_INT, &o->batch_size, "32", "images per sampler batch (does not change the images)",
         .min = 1, .max = 65536);
@@ -546,7 +546,8 @@ int cmd_sample(int argc, char **argv)
     mf_sample_models_open(&m, o.ckpt, o.vae_ckpt, o.latents_stats, ema, o.heads);
     if (!options_given(opts, nopt, "--path-type")) { /* generate.py's own default unless the run says */
         const char *pt = mf_json_str(m.args, "path_type", NULL);
-        if (pt && (!strcmp(pt, "linear") || !strcmp(pt, "cosine")))
+        path_type known;
+        if (path_type_lookup(pt, &known))
             o.path_type = pt;
     }
     const sit_config sc = m.sc;

@@ -43,6 +43,9 @@
 /* How training times are drawn (spec §5.2). */
 typedef enum time_weighting { TIME_WEIGHTING_UNIFORM, TIME_WEIGHTING_LOGNORMAL } time_weighting;
 
+/* The names, as an OPT_CHOICE list for every option that takes a weighting. */
+#define TIME_WEIGHTING_CHOICES "uniform|lognormal"
+
 /* "uniform" | "lognormal"; anything else dies naming the value. */
 time_weighting time_weighting_parse(const char *name);
 const char *time_weighting_name(time_weighting w);

@@ -5,12 +5,22 @@
 
 #include "core/error.h"
 
-path_type path_type_parse(const char *name)
+bool path_type_lookup(const char *name, path_type *p)
 {
     if (name && strcmp(name, "linear") == 0)
-        return PATH_LINEAR;
-    if (name && strcmp(name, "cosine") == 0)
-        return PATH_COSINE;
+        *p = PATH_LINEAR;
+    else if (name && strcmp(name, "cosine") == 0)
+        *p = PATH_COSINE;
+    else
+        return false;
+    return true;
+}
+
+path_type path_type_parse(const char *name)
+{
+    path_type p;
+    if (path_type_lookup(name, &p))
+        return p;
     die("unknown path type '%s' (expected 'linear' or 'cosine')", name ? name : "(null)");
 }
 

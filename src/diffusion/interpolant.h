@@ -17,6 +17,7 @@
 #ifndef REPAE_INTERPOLANT_H
 #define REPAE_INTERPOLANT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef enum path_type { PATH_LINEAR, PATH_COSINE } path_type;
@@ -25,8 +26,13 @@ typedef struct interp_coeffs {
     double alpha, sigma, d_alpha, d_sigma;
 } interp_coeffs;
 
+/* The names, as an OPT_CHOICE list for every option that takes a path type. */
+#define PATH_TYPE_CHOICES "linear|cosine"
+
 /* "linear" | "cosine"; anything else dies naming the value. */
 path_type path_type_parse(const char *name);
+/* The same without dying: false (and *p untouched) for an unknown name. */
+bool path_type_lookup(const char *name, path_type *p);
 const char *path_type_name(path_type p);
 
 interp_coeffs interpolant_coeffs(path_type p, double t);
