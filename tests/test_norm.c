@@ -5,7 +5,10 @@
  * offset (a one-pass float variance would not). */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "core/error.h"
+#include "ops/act.h"
 #include "ops/norm.h"
 #include "test.h"
 
@@ -318,6 +321,34 @@ static void test_norm_in_place_forward(void)
     }
 }
 
+/* The fused GroupNorm + SiLU gives exactly the bits of the two ops run one
+ * after the other (the VAE's results must not change when it fuses them),
+ * with and without the pre-activation output, in place, and on a size large
+ * enough for the parallel path. */
+static void test_group_norm_silu_fused_is_exact(void)
+{
+    const int B = 4, C = 32, HW = 300, G = 8;
+    const size_t n = (size_t)B * C * HW;
+    float *x = xmalloc(n * sizeof(float)), *w = xmalloc(C * sizeof(float)), *b = xmalloc(C * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        x[i] = 3.0f * sinf(0.37f * (float)i) + 0.5f;
+    for (int c = 0; c < C; c++)
+        w[c] = 0.5f + 0.03f * c, b[c] = 0.1f * (c % 5) - 0.2f;
+    float *pre_ref = xmalloc(n * sizeof(float)), *out_ref = xmalloc(n * sizeof(float));
+    float *pre = xmalloc(n * sizeof(float)), *out = xmalloc(n * sizeof(float));
+    float m_ref[32], r_ref[32], m[32], r[32];
+    group_norm_forward(pre_ref, m_ref, r_ref, x, w, b, B, C, HW, G, 1e-6f);
+    silu_forward(out_ref, pre_ref, n);
+    group_norm_silu_forward(out, pre, m, r, x, w, b, B, C, HW, G, 1e-6f);
+    CHECK(memcmp(out, out_ref, n * sizeof(float)) == 0, "fused GroupNorm+SiLU output differs from the two ops");
+    CHECK(memcmp(pre, pre_ref, n * sizeof(float)) == 0, "fused GroupNorm+SiLU pre-activation differs");
+    CHECK(memcmp(m, m_ref, sizeof m) == 0 && memcmp(r, r_ref, sizeof r) == 0, "fused GroupNorm+SiLU statistics differ");
+    memcpy(out, x, n * sizeof(float));
+    group_norm_silu_forward(out, NULL, NULL, NULL, out, w, b, B, C, HW, G, 1e-6f); /* in place, no pre */
+    CHECK(memcmp(out, out_ref, n * sizeof(float)) == 0, "in-place fused GroupNorm+SiLU differs");
+    free(x), free(w), free(b), free(pre_ref), free(out_ref), free(pre), free(out);
+}
+
 /* Double-precision reference: x̂ over sets of n_chunks runs of len floats,
  * stride apart (same layout rule as norm.c). */
 static void ref_normalise(float *out, const float *x, int nchunks, size_t len, size_t stride, double eps)
@@ -389,6 +420,7 @@ int main(void)
     RUN(test_norm_backward_accumulates);
     RUN(test_norm_null_gradients);
     RUN(test_norm_in_place_forward);
+    RUN(test_group_norm_silu_fused_is_exact);
     RUN(test_norm_large_offset_statistics);
     RUN(test_batch_norm_running_stats_momentum);
     return test_summary();

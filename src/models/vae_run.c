@@ -174,12 +174,11 @@ static void vae_resblock_forward(vae_run *r, const vae_resblock *rb, vae_resbloc
         wsn = zmax(wsn, conv2d_workspace_floats(&sn));
     float *ws = mem_floats(r->mem, wsn);
     if (!r->plan) {
-        group_norm_forward(a, m1, r1, x, PW(r, rb->norm1.w), PW(r, rb->norm1.b), B, rb->c_in, (int)HW, G, VAE_GN_EPS);
-        silu_forward(a, a, n_in);
+        group_norm_silu_forward(a, NULL, m1, r1, x, PW(r, rb->norm1.w), PW(r, rb->norm1.b), B, rb->c_in, (int)HW, G,
+                                VAE_GN_EPS);
         conv2d_forward(h1, a, PW(r, rb->conv1.w), PW(r, rb->conv1.b), &s1, ws);
-        group_norm_forward(a, m2, r2, h1, PW(r, rb->norm2.w), PW(r, rb->norm2.b), B, rb->c_out, (int)HW, G,
-                           VAE_GN_EPS);
-        silu_forward(a, a, n_out);
+        group_norm_silu_forward(a, NULL, m2, r2, h1, PW(r, rb->norm2.w), PW(r, rb->norm2.b), B, rb->c_out, (int)HW, G,
+                                VAE_GN_EPS);
         conv2d_forward(out, a, PW(r, rb->conv2.w), PW(r, rb->conv2.b), &s2, ws);
         if (rb->has_nin) {
             conv2d_forward(a, x, PW(r, rb->nin_shortcut.w), PW(r, rb->nin_shortcut.b), &sn, ws);
@@ -215,8 +214,8 @@ static void vae_resblock_backward(vae_run *r, const vae_resblock *rb, const vae_
         return;
     }
     /* conv2 ∘ swish ∘ norm2 */
-    group_norm_forward(S0, NULL, NULL, s->h1, PW(r, rb->norm2.w), PW(r, rb->norm2.b), B, Co, (int)HW, G, VAE_GN_EPS);
-    silu_forward(S1, S0, n_out);
+    group_norm_silu_forward(S1, S0, NULL, NULL, s->h1, PW(r, rb->norm2.w), PW(r, rb->norm2.b), B, Co, (int)HW, G,
+                            VAE_GN_EPS);
     zero(S2, n_out);
     conv2d_backward(S2, GW(r, rb->conv2.w), GW(r, rb->conv2.b), dy, S1, PW(r, rb->conv2.w), &s2, ws);
     zero(S1, n_out);
@@ -225,8 +224,8 @@ static void vae_resblock_backward(vae_run *r, const vae_resblock *rb, const vae_
     group_norm_backward(S3, GW(r, rb->norm2.w), GW(r, rb->norm2.b), S1, s->h1, s->mean2, s->rstd2, PW(r, rb->norm2.w),
                         B, Co, (int)HW, G);
     /* conv1 ∘ swish ∘ norm1 */
-    group_norm_forward(S0, NULL, NULL, x, PW(r, rb->norm1.w), PW(r, rb->norm1.b), B, Ci, (int)HW, G, VAE_GN_EPS);
-    silu_forward(S1, S0, n_in);
+    group_norm_silu_forward(S1, S0, NULL, NULL, x, PW(r, rb->norm1.w), PW(r, rb->norm1.b), B, Ci, (int)HW, G,
+                            VAE_GN_EPS);
     zero(S2, n_in);
     conv2d_backward(S2, GW(r, rb->conv1.w), GW(r, rb->conv1.b), S3, S1, PW(r, rb->conv1.w), &s1, ws);
     zero(S1, n_in);
@@ -393,8 +392,8 @@ static void head_forward(vae_run *r, const vae_layer *ly, vae_layer_saved *s, fl
     float *a = mem_floats(r->mem, n);
     float *ws = mem_floats(r->mem, conv2d_workspace_floats(&cs));
     if (!r->plan) {
-        group_norm_forward(a, mean, rstd, x, PW(r, ly->norm.w), PW(r, ly->norm.b), B, C, (int)HW, G, VAE_GN_EPS);
-        silu_forward(a, a, n);
+        group_norm_silu_forward(a, NULL, mean, rstd, x, PW(r, ly->norm.w), PW(r, ly->norm.b), B, C, (int)HW, G,
+                                VAE_GN_EPS);
         conv2d_forward(out, a, PW(r, ly->conv.w), PW(r, ly->conv.b), &cs, ws);
     }
     mem_reset(r->mem, mark);
@@ -415,8 +414,7 @@ static void head_backward(vae_run *r, const vae_layer *ly, const vae_layer_saved
         mem_reset(r->mem, mark);
         return;
     }
-    group_norm_forward(S0, NULL, NULL, x, PW(r, ly->norm.w), PW(r, ly->norm.b), B, C, (int)HW, G, VAE_GN_EPS);
-    silu_forward(S1, S0, n);
+    group_norm_silu_forward(S1, S0, NULL, NULL, x, PW(r, ly->norm.w), PW(r, ly->norm.b), B, C, (int)HW, G, VAE_GN_EPS);
     zero(S2, n);
     conv2d_backward(S2, GW(r, ly->conv.w), GW(r, ly->conv.b), dy, S1, PW(r, ly->conv.w), &cs, ws);
     zero(S1, n);

@@ -41,4 +41,8 @@ static inline float fast_expf(float x)
     return x >= lo ? y : (x < lo ? 0.0f : x); /* the last case: NaN in, NaN out */
 }
 
+/* σ(x) = 1/(1+e^−x) with fast_expf: the SiLU's sigmoid (ops/act.c) and the
+ * fused GroupNorm + SiLU (ops/norm.c) share it, so both give the same bits. */
+static inline float fast_sigmoidf(float x) { return 1.0f / (1.0f + fast_expf(-x)); }
+
 #endif

@@ -15,9 +15,11 @@
 #include "ops/norm.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "core/error.h"
+#include "ops/fast_exp.h"
 
 #define PAR_MIN (1L << 15) /* below this many elements threads cost more than they save */
 
@@ -46,11 +48,14 @@ static void moments(const float *x, int nchunks, size_t len, size_t stride, doub
 
 /* ---------------------------------------------------------------- GroupNorm */
 
-void group_norm_forward(float *out, float *mean, float *rstd, const float *x, const float *weight,
-                        const float *bias, int B, int C, int HW, int G, float eps)
+/* GroupNorm, optionally followed by SiLU in the same pass: out = SiLU(GN(x))
+ * and, when pre is given, pre = GN(x) (what SiLU's backward needs). */
+static void group_norm_apply(float *out, float *pre, bool silu, float *mean, float *rstd, const float *x,
+                             const float *weight, const float *bias, int B, int C, int HW, int G, float eps,
+                             const char *who)
 {
     if (G <= 0 || C % G != 0)
-        die("group_norm_forward: %d channels do not split into %d groups", C, G);
+        die("%s: %d channels do not split into %d groups", who, C, G);
     int Cg = C / G;
     size_t glen = (size_t)Cg * HW;
     if (glen == 0)
@@ -58,7 +63,7 @@ void group_norm_forward(float *out, float *mean, float *rstd, const float *x, co
 #pragma omp parallel for schedule(static) if ((long)B * C * HW >= PAR_MIN)
     for (int bg = 0; bg < B * G; bg++) {
         const float *xg = x + (size_t)bg * glen; /* group g of sample b is contiguous in NCHW */
-        float *og = out + (size_t)bg * glen;
+        float *og = out + (size_t)bg * glen, *pg = pre ? pre + (size_t)bg * glen : NULL;
         double m, v;
         moments(xg, 1, glen, 0, &m, &v);
         float mf = (float)m, rf = (float)(1.0 / sqrt(v + eps));
@@ -72,11 +77,39 @@ void group_norm_forward(float *out, float *mean, float *rstd, const float *x, co
             float scale = rf * w;
             const float *xc = xg + (size_t)j * HW;
             float *oc = og + (size_t)j * HW;
+            if (!silu) {
 #pragma omp simd
-            for (int i = 0; i < HW; i++)
-                oc[i] = (xc[i] - mf) * scale + b;
+                for (int i = 0; i < HW; i++)
+                    oc[i] = (xc[i] - mf) * scale + b;
+            } else if (pg) {
+                float *pc = pg + (size_t)j * HW;
+#pragma omp simd
+                for (int i = 0; i < HW; i++) {
+                    float h = (xc[i] - mf) * scale + b;
+                    pc[i] = h;
+                    oc[i] = h * fast_sigmoidf(h);
+                }
+            } else {
+#pragma omp simd
+                for (int i = 0; i < HW; i++) {
+                    float h = (xc[i] - mf) * scale + b;
+                    oc[i] = h * fast_sigmoidf(h);
+                }
+            }
         }
     }
+}
+
+void group_norm_forward(float *out, float *mean, float *rstd, const float *x, const float *weight,
+                        const float *bias, int B, int C, int HW, int G, float eps)
+{
+    group_norm_apply(out, NULL, false, mean, rstd, x, weight, bias, B, C, HW, G, eps, "group_norm_forward");
+}
+
+void group_norm_silu_forward(float *out, float *pre, float *mean, float *rstd, const float *x, const float *weight,
+                             const float *bias, int B, int C, int HW, int G, float eps)
+{
+    group_norm_apply(out, pre, true, mean, rstd, x, weight, bias, B, C, HW, G, eps, "group_norm_silu_forward");
 }
 
 /* Parallel over groups, samples in sequence inside: dweight/dbias of a

@@ -31,6 +31,11 @@
 
 void group_norm_forward(float *out, float *mean, float *rstd, const float *x, const float *weight,
                         const float *bias, int B, int C, int HW, int G, float eps);
+/* SiLU(GroupNorm(x)) in one pass over x (out may equal x); pre, when not
+ * NULL, receives GroupNorm(x).  Bit-identical to group_norm_forward followed
+ * by silu_forward. */
+void group_norm_silu_forward(float *out, float *pre, float *mean, float *rstd, const float *x, const float *weight,
+                             const float *bias, int B, int C, int HW, int G, float eps);
 void group_norm_backward(float *dx, float *dweight, float *dbias, const float *dout, const float *x,
                          const float *mean, const float *rstd, const float *weight, int B, int C, int HW, int G);
 
