@@ -90,6 +90,7 @@ static void bench_sit_train(const char *name, int N)
 
 typedef struct {
     vae m;
+    float *w;
     vae_acts a;
     arena ar;
     float *x, *d_recon, *grads;
@@ -103,12 +104,12 @@ static void run_vae(void *p)
     size_t n = (size_t)c->B * 3 * c->H * c->H;
     arena_reset(&c->ar, 0);
     memset(c->grads, 0, c->m.table.total * sizeof(float));
-    vae_forward(&c->m, &c->a, c->x, NULL, &c->r, c->B, c->H, c->H, &c->ar);
+    vae_forward(&c->m, c->w, &c->a, c->x, NULL, &c->r, c->B, c->H, c->H, &c->ar);
     volatile float loss = l1_mean_forward(c->a.recon, c->x, n);
     (void)loss;
     memset(c->d_recon, 0, n * sizeof(float));
     l1_mean_backward(c->d_recon, NULL, 1.0f, c->a.recon, c->x, n);
-    vae_backward(&c->m, &c->a, c->d_recon, NULL, NULL, NULL, c->grads, NULL, &c->ar);
+    vae_backward(&c->m, c->w, &c->a, c->d_recon, NULL, NULL, NULL, c->grads, NULL, &c->ar);
 }
 
 static void bench_vae_train(const char *name, int B, int H)
@@ -116,8 +117,9 @@ static void bench_vae_train(const char *name, int B, int H)
     vae_ctx c = {0};
     vae_config vc;
     vae_preset("f8d4", &vc);
-    vae_init(&c.m, &vc);
-    vae_init_weights(&c.m, 1);
+    vae_build(&c.m, &vc);
+    c.w = param_alloc(&c.m.table);
+    vae_init_weights(&c.m, c.w, 1);
     vae_acts_init(&c.a, &c.m);
     vae_plan p = vae_plan_memory(&c.m, VAE_PASS_TRAIN, B, H, H);
     c.ar = arena_create(p.saved + p.scratch);
@@ -137,7 +139,7 @@ static void bench_vae_train(const char *name, int B, int H)
     bench_row(name, ms, peak_rss_kib(), note);
     arena_free(&c.ar);
     vae_acts_free(&c.a);
-    free(c.x), free(c.d_recon), free(c.grads);
+    free(c.x), free(c.d_recon), free(c.grads), free(c.w);
     vae_free(&c.m);
 }
 

@@ -59,6 +59,7 @@ static void run_step(void *p)
 /* The small configuration's models (see the top of the file). */
 typedef struct {
     vae v;
+    float *vae_params;
     vit enc;
     sit s;
     float *sit_params;
@@ -77,8 +78,9 @@ static void build_small(small_models *m, bool full)
     vc.num_res_blocks = 1, vc.z_channels = 4, vc.n_attn = 0, vc.resolution = IMG;
     vc.in_channels = vc.out_ch = 3, vc.norm_groups = 32;
     vae_config_check(&vc);
-    vae_init(&m->v, &vc);
-    vae_init_weights(&m->v, 1);
+    vae_build(&m->v, &vc);
+    m->vae_params = param_alloc(&m->v.table);
+    vae_init_weights(&m->v, m->vae_params, 1);
     /* encoder */
     if (full) {
         vit_config ec = vit_preset("dinov2-vit-s", IMG);
@@ -111,6 +113,7 @@ static void free_small(small_models *m)
     free(m->sit_params);
     sit_free(&m->s);
     vae_free(&m->v);
+    free(m->vae_params);
     if (m->full) {
         vit_free(&m->enc);
         disc_free(&m->d);
@@ -137,8 +140,8 @@ static void bench_step(const char *name, bool full)
     if (!full)
         rc.proj_coeff = rc.vae_align_proj_coeff = 0.0f;
     step_ctx c;
-    repae_trainer_init(&c.t, &rc, &m.v, &m.s, m.sit_params, full ? &m.enc : NULL, full ? &m.d : NULL, m.disc_params,
-                       NULL, NULL, IMG, IMG, 3);
+    repae_trainer_init(&c.t, &rc, &m.v, m.vae_params, &m.s, m.sit_params, full ? &m.enc : NULL,
+                       full ? m.enc.params : NULL, full ? &m.d : NULL, m.disc_params, NULL, NULL, IMG, IMG, 3);
     c.images = xmalloc((size_t)B * 3 * IMG * IMG);
     c.labels = xmalloc(B * sizeof(int));
     random_batch(c.images, c.labels);
@@ -181,10 +184,10 @@ static void ph_vae(void *p)
     size_t n = (size_t)B * 3 * IMG * IMG;
     arena_reset(&c->ar, 0);
     grad_zero(&c->m->v.table, c->vae_grads);
-    vae_forward(&c->m->v, &c->va, c->x, NULL, &c->r, B, IMG, IMG, &c->ar);
+    vae_forward(&c->m->v, c->m->vae_params, &c->va, c->x, NULL, &c->r, B, IMG, IMG, &c->ar);
     memset(c->d_recon, 0, n * sizeof(float));
     l1_mean_backward(c->d_recon, NULL, 1.0f, c->va.recon, c->x, n);
-    vae_backward(&c->m->v, &c->va, c->d_recon, NULL, NULL, NULL, c->vae_grads, NULL, &c->ar);
+    vae_backward(&c->m->v, c->m->vae_params, &c->va, c->d_recon, NULL, NULL, NULL, c->vae_grads, NULL, &c->ar);
 }
 
 static void ph_sit(phase_ctx *c, bool align)
@@ -232,7 +235,7 @@ static void ph_optim(void *p)
     phase_ctx *c = p;
     small_models *m = c->m;
     grad_clip(&m->v.table, c->vae_grads, 1.0);
-    adamw_step(&c->ov, m->v.params, c->vae_grads);
+    adamw_step(&c->ov, m->vae_params, c->vae_grads);
     grad_clip(&m->d.table, c->disc_grads, 1.0);
     adamw_step(&c->od, m->disc_params, c->disc_grads);
     grad_clip(&m->s.table, c->sit_grads, 1.0);

@@ -96,10 +96,12 @@ static void write_vae(const char *path)
     vc.ch = 8, vc.n_levels = 2, vc.ch_mult[0] = 1, vc.ch_mult[1] = 2, vc.num_res_blocks = 1;
     vc.z_channels = 4, vc.n_attn = 0, vc.resolution = 32, vc.in_channels = vc.out_ch = 1, vc.norm_groups = 4;
     vae v;
-    vae_init(&v, &vc);
-    vae_init_weights(&v, 9);
-    vae_save(&v, path, "");
+    vae_build(&v, &vc);
+    float *vw = param_alloc(&v.table);
+    vae_init_weights(&v, vw, 9);
+    vae_save_file(&v, vw, path, "");
     vae_free(&v);
+    free(vw);
 }
 
 static char out[1 << 16], err[1 << 16];

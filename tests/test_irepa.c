@@ -467,7 +467,7 @@ static void test_repae_steps_irepa_match_torch(void)
     vae v;
     vae_config vc = {.ch = 16, .n_levels = 2, .ch_mult = {1, 2}, .num_res_blocks = 1, .z_channels = 4,
                      .n_attn = 0, .resolution = 16, .in_channels = 3, .out_ch = 3, .double_z = 1, .norm_groups = 8};
-    vae_init(&v, &vc);
+    vae_build(&v, &vc);
     sit_config sc = sit_config_default();
     sc.depth = 2, sc.hidden = 32, sc.heads = 2, sc.patch = 2, sc.in_channels = 4, sc.input_size = 8;
     sc.num_classes = 10, sc.encoder_depth = 1, sc.projector_dim = 32, sc.n_encoders = 1, sc.z_dims[0] = 24;
@@ -482,8 +482,9 @@ static void test_repae_steps_irepa_match_torch(void)
     disc_build(&d, (disc_config){3, 8, 2});
     lpips l;
     lpips_build(&l, 16);
-    float *sp = param_alloc(&s.table), *dp = param_alloc(&d.table), *lp = param_alloc(&l.table);
-    vae_load_st(&v, base, "init.vae.", PARAM_IGNORE_EXTRA);
+    float *vp = param_alloc(&v.table), *sp = param_alloc(&s.table), *dp = param_alloc(&d.table),
+          *lp = param_alloc(&l.table);
+    vae_load(&v, vp, base, "init.vae.", PARAM_IGNORE_EXTRA);
     sit_load(&s, sp, st, "init.sit.", PARAM_IGNORE_EXTRA);
     vit_load(&e, base, "enc.", PARAM_IGNORE_EXTRA);
     param_load(&d.table, dp, base, "init.disc.", PARAM_IGNORE_EXTRA);
@@ -494,7 +495,7 @@ static void test_repae_steps_irepa_match_torch(void)
     cfg.ema_decay = 0.9f;
     cfg.spatial_norm = true, cfg.zscore_alpha = 0.6f;
     repae_trainer t;
-    repae_trainer_init(&t, &cfg, &v, &s, sp, &e, &d, dp, &l, lp, 16, 16, 3);
+    repae_trainer_init(&t, &cfg, &v, vp, &s, sp, &e, e.params, &d, dp, &l, lp, 16, 16, 3);
     for (int step = 0; step < STEPS; step++) {
         char name[64];
         uint8_t images[B * 3 * 16 * 16];
@@ -530,7 +531,7 @@ static void test_repae_steps_irepa_match_torch(void)
     check_after_adam(st, &s.table, sp, "final.sit.", 1e-4, 6e-3);
     check_after_adam(st, &s.table, t.ema_params, "final.ema.", 1e-4, 6e-3);
     repae_trainer_free(&t);
-    free(sp), free(dp), free(lp);
+    free(vp), free(sp), free(dp), free(lp);
     vae_free(&v);
     sit_free(&s);
     vit_free(&e);

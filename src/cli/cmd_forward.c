@@ -196,17 +196,19 @@ static const char *auto_prefix(const safetensors *st, const char *marker, const 
 static void run_vae(const fwd_options *o, const safetensors *st, const cJSON *j, const safetensors *in, outputs *out)
 {
     vae m;
+    float *mw;
     if (!st) {
         if (o->prefix)
             die("forward --weights '%s' is a diffusers folder: --prefix does not apply", o->weights);
-        mf_open_vae(&m, o->weights, o->norm_groups, PARAM_STRICT);
+        mw = mf_open_vae(&m, o->weights, o->norm_groups, PARAM_STRICT, NULL);
     } else {
         const char *cands[] = {"", "vae.", NULL};
         const char *prefix = o->prefix ? o->prefix : auto_prefix(st, "encoder.conv_in.weight", cands, "VAE");
         vae_config c;
         mf_vae_config(&c, st, prefix, j, o->norm_groups);
-        vae_init(&m, &c);
-        vae_load_st(&m, st, prefix, PARAM_IGNORE_EXTRA);
+        vae_build(&m, &c);
+        mw = param_alloc(&m.table);
+        vae_load(&m, mw, st, prefix, PARAM_IGNORE_EXTRA);
     }
     const vae_config vc = m.cfg;
     const st_tensor *tx = need(in, "x", "the image [B, C, H, W] in [-1, 1]");
@@ -220,7 +222,7 @@ static void run_vae(const fwd_options *o, const safetensors *st, const cJSON *j,
     vae_plan pe = vae_plan_memory(&m, VAE_PASS_ENCODE, B, H, W), pd = vae_plan_memory(&m, VAE_PASS_DECODE, B, h, w);
     size_t need_bytes = pe.saved + pe.scratch > pd.saved + pd.scratch ? pe.saved + pe.scratch : pd.saved + pd.scratch;
     arena ar = arena_create(need_bytes);
-    vae_encode(&m, x, mean, logvar, std, B, H, W, &ar);
+    vae_encode(&m, mw, x, mean, logvar, std, B, H, W, &ar);
     arena_reset(&ar, 0);
     int64_t zs[4] = {B, Cz, h, w};
     put(out, "mean", 4, zs, mean);
@@ -240,10 +242,10 @@ static void run_vae(const fwd_options *o, const safetensors *st, const cJSON *j,
     int Ho, Wo;
     vae_image_size(&m, h, w, &Ho, &Wo);
     float *recon = xmalloc((size_t)B * vc.out_ch * Ho * Wo * sizeof(float));
-    vae_decode(&m, dec_in, recon, B, h, w, &ar);
+    vae_decode(&m, mw, dec_in, recon, B, h, w, &ar);
     put(out, "recon", 4, (int64_t[]){B, vc.out_ch, Ho, Wo}, recon);
     arena_free(&ar);
-    free(x);
+    free(x), free(mw);
     vae_free(&m);
     printf("vae: %d images %dx%dx%d -> latent %dx%dx%d%s\n", B, vc.in_channels, H, W, Cz, h, w,
            te ? " (sampled with eps)" : "");

@@ -169,7 +169,7 @@ static int arch_inspect(const inspect_options *o)
             c.in_channels = c.out_ch = o->in_channels;
         vae_config_check(&c);
         vae m;
-        vae_init_table(&m, &c);
+        vae_build(&m, &c);
         printf("%s: %s\n", name, vae_config_to_json(&c, buf, sizeof buf));
         print_table(&m.table);
         print_counts(&m.table);
@@ -273,7 +273,7 @@ static void describe_model(const safetensors *st, const cJSON *j, const char *ki
         mf_vae_config(&tmp, st, prefix, j, 0);
         c = tmp;
         vae m;
-        vae_init_table(&m, &c);
+        vae_build(&m, &c);
         printf("    %s\n    %s parameters\n", vae_config_to_json(&c, buf, sizeof buf), commas(vae_param_count(&m), a));
         check_keys(&m.table, st, prefix, NULL);
         vae_free(&m);

@@ -43,6 +43,7 @@ typedef struct ldm_run {
     sit *s;
     float *sp;
     vae *v; /* NULL: no previews */
+    const float *vp;
     const char *args_json;
     int B, H, W;
     size_t lat;
@@ -100,7 +101,7 @@ static void run_check_same(void *ctx)
 static void run_preview(void *ctx, long long step, const char *png, double *extras)
 {
     ldm_run *r = ctx;
-    preview_grid(r->s, r->sp, r->v, &r->pc, r->H, r->W, r->grid, png);
+    preview_grid(r->s, r->sp, r->v, r->vp, &r->pc, r->H, r->W, r->grid, png);
 }
 
 /* train-ldm's flags: the shared training table's (same names, same JSON
@@ -180,8 +181,7 @@ int cmd_train_ldm(int argc, char **argv)
         latents_stats_estimate_cache(&lc, bias, scale);
     sit_set_latent_stats(&s, sp, bias, scale);
     vae v;
-    if (o.vae_ckpt)
-        vae_init_from_file(&v, o.vae_ckpt, "", PARAM_ALLOW_EXTRA);
+    float *vw = o.vae_ckpt ? vae_from_file(&v, o.vae_ckpt, "", PARAM_ALLOW_EXTRA) : NULL;
 
     ldm_config lcfg = ldm_config_default();
     int B = train_local_batch("train-ldm", o.batch_size);
@@ -197,7 +197,7 @@ int cmd_train_ldm(int argc, char **argv)
         lcfg.enc_mean[c] = o.enc_mean, lcfg.enc_std[c] = o.enc_std;
     run_dir rd;
     run_dir_open(&rd, "train-ldm", o.output_dir, o.exp_name, true);
-    ldm_run r = {.lc = &lc, .s = &s, .sp = sp, .v = o.vae_ckpt ? &v : NULL, .args_json = args_json,
+    ldm_run r = {.lc = &lc, .s = &s, .sp = sp, .v = o.vae_ckpt ? &v : NULL, .vp = vw, .args_json = args_json,
                  .B = B, .H = data.ds.height, .W = data.ds.width, .lat = (size_t)lc.C * lc.h * lc.w};
     ldm_trainer_init(&r.t, &lcfg, &s, sp, have_enc ? &enc : NULL, data.ds.channels, data.ds.height, data.ds.width);
     r.ld = loader_create(&data.ds, B, (uint64_t)o.seed, dist_rank(), dist_world());
@@ -232,6 +232,7 @@ int cmd_train_ldm(int argc, char **argv)
         vit_free(&enc);
     if (o.vae_ckpt)
         vae_free(&v);
+    free(vw);
     latent_cache_free(&lc);
     train_data_free(&data);
     run_dir_close(&rd);

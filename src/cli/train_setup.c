@@ -145,18 +145,19 @@ static void load_latents_stats(const char *path, const sit *s, float *params)
 
 /* The reference takes the statistics from a file; for a VAE of our own we
  * measure them on up to 1024 training images. */
-static void estimate_latents_stats(const train_data *d, const vae *v, const sit *s, float *params)
+static void estimate_latents_stats(const train_data *d, const vae *v, const float *vae_params, const sit *s,
+                                   float *params)
 {
     float bias[256], scale[256];
-    latents_stats_estimate_vae(&d->ds, v, 1024, bias, scale);
+    latents_stats_estimate_vae(&d->ds, v, vae_params, 1024, bias, scale);
     sit_set_latent_stats(s, params, bias, scale);
 }
 
-void train_build_vae(const train_options *o, const train_data *d, vae *v)
+float *train_build_vae(const train_options *o, const train_data *d, vae *v)
 {
     int C = d->ds.channels;
     if (o->vae_ckpt)
-        vae_init_from_file(v, o->vae_ckpt, "", PARAM_ALLOW_EXTRA);
+        return vae_from_file(v, o->vae_ckpt, "", PARAM_ALLOW_EXTRA);
     else {
         vae_config vc;
         if (strcmp(o->vae, "custom") != 0) {
@@ -175,8 +176,10 @@ void train_build_vae(const train_options *o, const train_data *d, vae *v)
         }
         vc.in_channels = vc.out_ch = C;
         vae_config_check(&vc);
-        vae_init(v, &vc);
-        vae_init_weights(v, (uint64_t)o->seed + 1);
+        vae_build(v, &vc);
+        float *params = param_alloc(&v->table);
+        vae_init_weights(v, params, (uint64_t)o->seed + 1);
+        return params;
     }
 }
 
@@ -222,7 +225,7 @@ void train_setup_models(const train_options *o, const train_data *d, train_model
     memset(m, 0, sizeof *m);
     int C = d->ds.channels;
     encoder_preprocess_kind_for(o->enc_type); /* an unknown family is an error, also for grey images */
-    train_build_vae(o, d, &m->vae);
+    m->vae_params = train_build_vae(o, d, &m->vae);
     int h, w;
     vae_latent_size(&m->vae, d->ds.height, d->ds.width, &h, &w);
     if (h != w)
@@ -245,13 +248,14 @@ void train_setup_models(const train_options *o, const train_data *d, train_model
     if (o->latents_stats)
         load_latents_stats(o->latents_stats, &m->sit, m->sit_params);
     else
-        estimate_latents_stats(d, &m->vae, &m->sit, m->sit_params);
+        estimate_latents_stats(d, &m->vae, m->vae_params, &m->sit, m->sit_params);
     train_build_loss_nets(o, d, m);
 }
 
 void train_models_free(train_models *m)
 {
     vae_free(&m->vae);
+    free(m->vae_params);
     sit_free(&m->sit);
     free(m->sit_params);
     if (m->enc)
