@@ -61,6 +61,7 @@ typedef struct {
     vae v;
     float *vae_params;
     vit enc;
+    float *enc_params;
     sit s;
     float *sit_params;
     discriminator d;
@@ -87,7 +88,8 @@ static void build_small(small_models *m, bool full)
         ec.patch = 8, ec.embed_dim = 192, ec.depth = 4, ec.heads = 3;
         vit_config_check(&ec);
         vit_build(&m->enc, &ec);
-        vit_init_params(&m->enc, 2);
+        m->enc_params = param_alloc(&m->enc.table);
+        vit_init_weights(&m->enc, m->enc_params, 2);
     }
     /* SiT */
     sit_config sc = sit_config_default();
@@ -116,6 +118,7 @@ static void free_small(small_models *m)
     free(m->vae_params);
     if (m->full) {
         vit_free(&m->enc);
+        free(m->enc_params);
         disc_free(&m->d);
         free(m->disc_params);
     }
@@ -141,7 +144,7 @@ static void bench_step(const char *name, bool full)
         rc.proj_coeff = rc.vae_align_proj_coeff = 0.0f;
     step_ctx c;
     repae_trainer_init(&c.t, &rc, &m.v, m.vae_params, &m.s, m.sit_params, full ? &m.enc : NULL,
-                       full ? m.enc.params : NULL, full ? &m.d : NULL, m.disc_params, NULL, NULL, IMG, IMG, 3);
+                       full ? m.enc_params : NULL, full ? &m.d : NULL, m.disc_params, NULL, NULL, IMG, IMG, 3);
     c.images = xmalloc((size_t)B * 3 * IMG * IMG);
     c.labels = xmalloc(B * sizeof(int));
     random_batch(c.images, c.labels);
@@ -175,7 +178,7 @@ static void ph_encoder(void *p)
     arena_reset(&c->ar, 0);
     vit_acts a;
     vit_acts_alloc(&a, &c->m->enc, &c->ar, B, false);
-    vit_forward(&c->m->enc, &a, c->enc_in, c->zs, NULL, NULL, NULL);
+    vit_forward(&c->m->enc, c->m->enc_params, &a, c->enc_in, c->zs, NULL, NULL, NULL);
 }
 
 static void ph_vae(void *p)

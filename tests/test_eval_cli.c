@@ -65,14 +65,16 @@ static void write_vit(const char *path, int img_size, int in_chans, int heads_me
                     .ln_eps = 1e-6f};
     vit m;
     vit_build(&m, &c);
-    vit_init_params(&m, 3);
+    float *mw = param_alloc(&m.table);
+    vit_init_weights(&m, mw, 3);
     st_writer *w = st_writer_new();
-    vit_save(&m, w, "");
+    vit_save(&m, mw, w, "");
     if (heads_meta)
         st_writer_set_metadata(w, "config", "{\"heads\": 2}");
     st_writer_save(w, path);
     st_writer_free(w);
     vit_free(&m);
+    free(mw);
 }
 
 static void write_inception(const char *path)

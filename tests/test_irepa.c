@@ -381,13 +381,14 @@ static void test_ldm_steps_irepa_match_torch(void)
     vit_config ec = {.img_size = 16, .patch = 4, .in_chans = 1, .embed_dim = 24, .depth = 1, .heads = 2,
                      .mlp_ratio = 4.0f, .layerscale = true, .layerscale_init = 1.0f, .ln_eps = 1e-6f};
     vit_build(&e, &ec);
-    vit_load(&e, st, "enc.", PARAM_IGNORE_EXTRA);
+    float *ew = param_alloc(&e.table);
+    vit_load(&e, ew, st, "enc.", PARAM_IGNORE_EXTRA);
     ldm_config cfg = ldm_config_default();
     cfg.batch = B;
     cfg.ema_decay = 0.9f;
     cfg.spatial_norm = true, cfg.zscore_alpha = 0.6f;
     ldm_trainer t;
-    ldm_trainer_init(&t, &cfg, &s, sp, &e, 1, 16, 16);
+    ldm_trainer_init(&t, &cfg, &s, sp, &e, ew, 1, 16, 16);
     for (int step = 0; step < 2; step++) {
         float *imf = step_tensor(st, step, "images"), *lab = step_tensor(st, step, "labels");
         float *drop = step_tensor(st, step, "drop_mask");
@@ -418,7 +419,7 @@ static void test_ldm_steps_irepa_match_torch(void)
     check_params_against_fixture(st, &s.table, sp, "final.sit.", -1, 2e-5, 1e-4);
     check_params_against_fixture(st, &s.table, t.ema_params, "final.ema.", -1, 2e-5, 1e-4);
     ldm_trainer_free(&t);
-    free(sp);
+    free(sp), free(ew);
     sit_free(&s);
     vit_free(&e);
     safetensors_close(st);
@@ -486,7 +487,8 @@ static void test_repae_steps_irepa_match_torch(void)
           *lp = param_alloc(&l.table);
     vae_load(&v, vp, base, "init.vae.", PARAM_IGNORE_EXTRA);
     sit_load(&s, sp, st, "init.sit.", PARAM_IGNORE_EXTRA);
-    vit_load(&e, base, "enc.", PARAM_IGNORE_EXTRA);
+    float *ew = param_alloc(&e.table);
+    vit_load(&e, ew, base, "enc.", PARAM_IGNORE_EXTRA);
     param_load(&d.table, dp, base, "init.disc.", PARAM_IGNORE_EXTRA);
     param_load(&l.table, lp, base, "lpips.", PARAM_IGNORE_EXTRA);
     repae_config cfg = repae_config_default();
@@ -495,7 +497,7 @@ static void test_repae_steps_irepa_match_torch(void)
     cfg.ema_decay = 0.9f;
     cfg.spatial_norm = true, cfg.zscore_alpha = 0.6f;
     repae_trainer t;
-    repae_trainer_init(&t, &cfg, &v, vp, &s, sp, &e, e.params, &d, dp, &l, lp, 16, 16, 3);
+    repae_trainer_init(&t, &cfg, &v, vp, &s, sp, &e, ew, &d, dp, &l, lp, 16, 16, 3);
     for (int step = 0; step < STEPS; step++) {
         char name[64];
         uint8_t images[B * 3 * 16 * 16];
@@ -531,7 +533,7 @@ static void test_repae_steps_irepa_match_torch(void)
     check_after_adam(st, &s.table, sp, "final.sit.", 1e-4, 6e-3);
     check_after_adam(st, &s.table, t.ema_params, "final.ema.", 1e-4, 6e-3);
     repae_trainer_free(&t);
-    free(vp), free(sp), free(dp), free(lp);
+    free(vp), free(sp), free(dp), free(lp), free(ew);
     vae_free(&v);
     sit_free(&s);
     vit_free(&e);

@@ -93,7 +93,8 @@ static void test_three_repae_steps_match_torch(void)
           *lp = param_alloc(&l.table);
     vae_load(&v, vp, st, "init.vae.", PARAM_IGNORE_EXTRA);
     sit_load(&s, sp, st, "init.sit.", PARAM_IGNORE_EXTRA);
-    vit_load(&e, st, "enc.", PARAM_IGNORE_EXTRA);
+    float *ew = param_alloc(&e.table);
+    vit_load(&e, ew, st, "enc.", PARAM_IGNORE_EXTRA);
     param_load(&d.table, dp, st, "init.disc.", PARAM_IGNORE_EXTRA);
     param_load(&l.table, lp, st, "lpips.", PARAM_IGNORE_EXTRA);
 
@@ -102,7 +103,7 @@ static void test_three_repae_steps_match_torch(void)
     cfg.learning_rate = cfg.vae_learning_rate = cfg.disc_learning_rate = 1e-4f; /* the release default */
     cfg.ema_decay = 0.9f;
     repae_trainer t;
-    repae_trainer_init(&t, &cfg, &v, vp, &s, sp, &e, e.params, &d, dp, &l, lp, 16, 16, 3);
+    repae_trainer_init(&t, &cfg, &v, vp, &s, sp, &e, ew, &d, dp, &l, lp, 16, 16, 3);
 
     for (int step = 0; step < STEPS; step++) {
         char name[64];
@@ -159,7 +160,7 @@ static void test_three_repae_steps_match_torch(void)
     check_model_after_adam(st, &d.table, dp, "final.disc.", 1e-4, 6e-3);
 
     repae_trainer_free(&t);
-    free(vp), free(sp), free(dp), free(lp);
+    free(vp), free(sp), free(dp), free(lp), free(ew);
     vae_free(&v);
     sit_free(&s);
     vit_free(&e);

@@ -399,7 +399,8 @@ static void run_vit(const fwd_options *o, const safetensors *st, const cJSON *j,
     check_shape(in, tx, 4, (int64_t[]){-1, vc.in_chans, S, S}, "the ViT's input at --img-size");
     vit m;
     vit_build(&m, &vc);
-    vit_load(&m, st, prefix, PARAM_IGNORE_EXTRA);
+    float *mw = param_alloc(&m.table);
+    vit_load(&m, mw, st, prefix, PARAM_IGNORE_EXTRA);
     int B = (int)tx->shape[0], D = vc.embed_dim, R = vc.num_register_tokens;
     float *x = read_f32(in, tx);
     float *patch = xmalloc((size_t)B * m.npatch * D * sizeof(float)), *cls = xmalloc((size_t)B * D * sizeof(float));
@@ -408,7 +409,7 @@ static void run_vit(const fwd_options *o, const safetensors *st, const cJSON *j,
     arena ar = arena_create(vit_plan_bytes(&m, B, false));
     vit_acts a;
     vit_acts_alloc(&a, &m, &ar, B, false);
-    vit_forward(&m, &a, x, patch, cls, reg, logits);
+    vit_forward(&m, mw, &a, x, patch, cls, reg, logits);
     arena_free(&ar);
     put(out, "x_norm_clstoken", 2, (int64_t[]){B, D}, cls);
     put(out, "x_norm_patchtokens", 3, (int64_t[]){B, m.npatch, D}, patch);
@@ -418,7 +419,7 @@ static void run_vit(const fwd_options *o, const safetensors *st, const cJSON *j,
         put(out, "logits", 2, (int64_t[]){B, vc.num_classes}, logits);
     printf("vit: %d images %dx%dx%d, width %d, depth %d, %d heads, %d patch tokens\n", B, vc.in_chans, S, S, D,
            vc.depth, vc.heads, m.npatch);
-    free(x);
+    free(x), free(mw);
     vit_free(&m);
 }
 

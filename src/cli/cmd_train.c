@@ -155,7 +155,7 @@ int cmd_train(int argc, char **argv)
     repae_config rc = repae_config_from(&o, &data, &mdl);
     r.B = rc.batch;
     repae_trainer_init(&r.t, &rc, &mdl.vae, mdl.vae_params, &mdl.sit, mdl.sit_params, mdl.enc ? &mdl.vit : NULL,
-                       mdl.enc ? mdl.vit.params : NULL, mdl.disc_params ? &mdl.disc : NULL, mdl.disc_params,
+                       mdl.vit_params, mdl.disc_params ? &mdl.disc : NULL, mdl.disc_params,
                        mdl.lpips_params ? &mdl.lp : NULL, mdl.lpips_params, r.H, r.W, r.C);
     r.ld = loader_create(&data.ds, r.B, (uint64_t)o.seed, dist_rank(), dist_world());
 

@@ -158,10 +158,11 @@ int cmd_train_ldm(int argc, char **argv)
                 "images", i, data.ds.source, data.ds.labels[i], i, lc.labels[i]);
 
     vit enc;
+    float *enc_w = NULL;
     bool have_enc = o.enc_ckpt && o.proj_coeff > 0;
     if (have_enc)
-        train_load_encoder(o.enc_ckpt, encoder_preprocess_kind_for(o.enc_type), data.ds.channels, data.ds.height,
-                           o.enc_heads, &enc);
+        enc_w = train_load_encoder(o.enc_ckpt, encoder_preprocess_kind_for(o.enc_type), data.ds.channels,
+                                   data.ds.height, o.enc_heads, &enc);
     train_check_channels(data.ds.source, data.ds.channels, NULL, NULL, have_enc ? &enc : NULL, o.enc_ckpt);
     if (lc.h != lc.w)
         die("'%s': non-square latents are not supported", o.latents);
@@ -199,7 +200,8 @@ int cmd_train_ldm(int argc, char **argv)
     run_dir_open(&rd, "train-ldm", o.output_dir, o.exp_name, true);
     ldm_run r = {.lc = &lc, .s = &s, .sp = sp, .v = o.vae_ckpt ? &v : NULL, .vp = vw, .args_json = args_json,
                  .B = B, .H = data.ds.height, .W = data.ds.width, .lat = (size_t)lc.C * lc.h * lc.w};
-    ldm_trainer_init(&r.t, &lcfg, &s, sp, have_enc ? &enc : NULL, data.ds.channels, data.ds.height, data.ds.width);
+    ldm_trainer_init(&r.t, &lcfg, &s, sp, have_enc ? &enc : NULL, enc_w, data.ds.channels, data.ds.height,
+                     data.ds.width);
     r.ld = loader_create(&data.ds, B, (uint64_t)o.seed, dist_rank(), dist_world());
 
     char buf[256];
@@ -230,6 +232,7 @@ int cmd_train_ldm(int argc, char **argv)
     sit_free(&s);
     if (have_enc)
         vit_free(&enc);
+    free(enc_w);
     if (o.vae_ckpt)
         vae_free(&v);
     free(vw);

@@ -232,8 +232,8 @@ void train_setup_models(const train_options *o, const train_data *d, train_model
         die("non-square latents (%d×%d) are not supported", h, w);
     /* Encoder */
     if (o->enc_ckpt) {
-        train_load_encoder(o->enc_ckpt, encoder_preprocess_kind_for(o->enc_type), C, d->ds.height, o->enc_heads,
-                           &m->vit);
+        m->vit_params = train_load_encoder(o->enc_ckpt, encoder_preprocess_kind_for(o->enc_type), C, d->ds.height,
+                                           o->enc_heads, &m->vit);
         m->enc = true;
     }
     train_check_channels(d->ds.source, C, &m->vae, o->vae_ckpt ? o->vae_ckpt : "from the flags", m->enc ? &m->vit : NULL,
@@ -260,6 +260,7 @@ void train_models_free(train_models *m)
     free(m->sit_params);
     if (m->enc)
         vit_free(&m->vit);
+    free(m->vit_params);
     if (m->disc_params) {
         disc_free(&m->disc);
         free(m->disc_params);
@@ -365,11 +366,12 @@ sit_config train_sit_config(const train_options *o, int in_channels, int input_s
     return sc;
 }
 
-void train_load_encoder(const char *path, encoder_preprocess_kind kind, int C, int H, int heads, vit *enc)
+float *train_load_encoder(const char *path, encoder_preprocess_kind kind, int C, int H, int heads, vit *enc)
 {
     safetensors *st = weights_open(path);
-    vit_from_checkpoint(enc, st, "", encoder_train_input_size(kind, C, H), heads, PARAM_ALLOW_EXTRA);
+    float *params = vit_from_checkpoint(enc, st, "", encoder_train_input_size(kind, C, H), heads, PARAM_ALLOW_EXTRA);
     safetensors_close(st);
+    return params;
 }
 
 int train_local_batch(const char *command, int global_batch)

@@ -68,6 +68,7 @@ typedef struct train_models {
     float *sit_params;
     bool enc;
     vit vit;
+    float *vit_params;
     discriminator disc;
     float *disc_params; /* NULL: no discriminator */
     lpips lp;
@@ -88,8 +89,9 @@ void train_option_adjust(option_spec *opts, int n, const char *name, const char 
 sit_config train_sit_config(const train_options *o, int in_channels, int input_size, int num_classes,
                             const vit *enc);
 /* The REPA encoder of --enc-ckpt for C-channel H×H images (input size from
- * encoder_train_input_size for its preprocessing family). */
-void train_load_encoder(const char *path, encoder_preprocess_kind kind, int C, int H, int heads, vit *enc);
+ * encoder_train_input_size for its preprocessing family); returns its new
+ * weights buffer (the caller frees it). */
+float *train_load_encoder(const char *path, encoder_preprocess_kind kind, int C, int H, int heads, vit *enc);
 void train_setup_data(const train_options *o, train_data *d);
 void train_data_free(train_data *d);
 /* Builds/loads every model; sets the SiT's latent BatchNorm from

@@ -99,7 +99,7 @@ void feature_net_open_vit(feature_net *f, const char *path, feature_net_layer la
         die("'%s': the ViT's width %d matches no DINOv2 preset and the file does not record its heads; pass "
             "--enc-heads",
             path, width);
-    vit_from_checkpoint(&f->v, st, "", 0, heads, PARAM_ALLOW_EXTRA);
+    f->weights = vit_from_checkpoint(&f->v, st, "", 0, heads, PARAM_ALLOW_EXTRA);
     f->enc_mean = isnan(enc_mean) ? meta_float(st, "enc_mean") : enc_mean;
     f->enc_std = isnan(enc_std) ? meta_float(st, "enc_std") : enc_std;
     if (isnan(f->enc_mean))
@@ -131,7 +131,7 @@ void feature_net_open_cnn(feature_net *f, const char *path, float enc_mean, floa
             "`repae train-encoder --arch cnn`",
             path);
     }
-    cnn_from_checkpoint(&f->cnn, st, "", 0, PARAM_ALLOW_EXTRA);
+    f->weights = cnn_from_checkpoint(&f->cnn, st, "", 0, PARAM_ALLOW_EXTRA);
     f->enc_mean = isnan(enc_mean) ? meta_float(st, "enc_mean") : enc_mean;
     f->enc_std = isnan(enc_std) ? meta_float(st, "enc_std") : enc_std;
     if (isnan(f->enc_mean))
@@ -157,6 +157,7 @@ void feature_net_free(feature_net *f)
         vit_free(&f->v);
     arena_free(&f->ar);
     free(f->rgb);
+    free(f->weights);
     memset(f, 0, sizeof *f);
 }
 
@@ -232,10 +233,10 @@ static void vit_features(feature_net *f, const uint8_t *images, int B, int H, in
     vit_acts a;
     vit_acts_alloc(&a, m, ar, B, false);
     if (f->layer == FNET_VIT_CLS)
-        vit_forward(m, &a, in, NULL, pool, NULL, NULL);
+        vit_forward(m, f->weights, &a, in, NULL, pool, NULL, NULL);
     else {
         float *patch = arena_floats(ar, (size_t)B * G2 * D);
-        vit_forward(m, &a, in, patch, NULL, NULL, NULL);
+        vit_forward(m, f->weights, &a, in, patch, NULL, NULL, NULL);
         for (int b = 0; b < B; b++)
             for (int d = 0; d < D; d++) {
                 double s = 0;
@@ -274,7 +275,7 @@ static void cnn_features(feature_net *f, const uint8_t *images, int B, int H, in
     }
     cnn_acts a;
     cnn_acts_alloc(&a, &f->cnn, ar, B, Ho, Wo, false);
-    cnn_forward(&f->cnn, &a, in, pool, NULL);
+    cnn_forward(&f->cnn, f->weights, &a, in, pool, NULL);
     arena_reset(ar, 0);
 }
 

@@ -73,6 +73,7 @@ typedef struct feature_net {
     cnn_classifier cnn;
     int cnn_size;        /* the image size it was trained at (images of another size are resized) */
     /* ViT and CNN */
+    float *weights;      /* the ViT's or the CNN's weights buffer (ours) */
     float enc_mean, enc_std;
     /* scratch */
     arena ar;

@@ -261,7 +261,7 @@ void repae_step(repae_trainer *t, const uint8_t *images, const int *labels, cons
             encoder_normalize_u8(in, images, B, C, HW, c->enc_mean, c->enc_std);
         vit_acts va;
         vit_acts_alloc(&va, e, ar, B, false);
-        vit_forward(e, &va, in, zs, NULL, NULL, NULL);
+        vit_forward(e, t->enc_params, &va, in, zs, NULL, NULL, NULL);
         if (c->spatial_norm)
             spatial_norm_forward(zs, zs, B, e->npatch, e->cfg.embed_dim, c->zscore_alpha, SPATIAL_NORM_EPS);
         arena_reset(ar, mark);
