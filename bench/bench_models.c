@@ -65,7 +65,7 @@ static void bench_sit_train(const char *name, int N)
     sit_build(&c.m, &cfg);
     c.w = param_alloc(&c.m.table);
     c.grads = param_alloc(&c.m.table);
-    sit_init_params(&c.m, c.w, 1);
+    sit_init_weights(&c.m, c.w, 1);
     c.N = N;
     c.opts = (sit_train_opts){.train = true, .align_only = false, .path = SIT_PATH_LINEAR,
                               .weighting = SIT_WEIGHTING_UNIFORM};
@@ -183,7 +183,7 @@ static void bench_sample(const char *name, int B)
     cfg.in_channels = 4, cfg.input_size = 32, cfg.num_classes = 1000, cfg.n_encoders = 0;
     sit_build(&m, &cfg);
     float *w = param_alloc(&m.table);
-    sit_init_params(&m, w, 1);
+    sit_init_weights(&m, w, 1);
     c.cfg = sampler_config_default(); /* ODE, 50 Euler steps, CFG 1.5 on [0, 1], null class 1000 */
     c.B = B, c.n = (size_t)4 * 32 * 32;
     arena ar = arena_create(sit_velocity_plan_bytes(&m, 2 * B));

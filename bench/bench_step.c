@@ -100,13 +100,13 @@ static void build_small(small_models *m, bool full)
     sit_config_check(&sc);
     sit_build(&m->s, &sc);
     m->sit_params = param_alloc(&m->s.table);
-    sit_init_params(&m->s, m->sit_params, 3);
+    sit_init_weights(&m->s, m->sit_params, 3);
     /* discriminator */
     m->disc_params = NULL;
     if (full) {
-        disc_build(&m->d, (disc_config){3, 64, 3});
+        disc_build(&m->d, &(disc_config){3, 64, 3});
         m->disc_params = param_alloc(&m->d.table);
-        disc_init(&m->d, m->disc_params, 4);
+        disc_init_weights(&m->d, m->disc_params, 4);
     }
 }
 

@@ -741,7 +741,7 @@ static void test_cli_export_then_reconstruct(void)
     sit s;
     sit_build(&s, &sc);
     float *sp = param_alloc(&s.table);
-    sit_init_params(&s, sp, 5);
+    sit_init_weights(&s, sp, 5);
     sit_save_file(&s, sp, tmp_path("sit.safetensors"));
     free(sp);
     sit_free(&s);

@@ -10,7 +10,7 @@
 static void test_disc_parameter_count(void)
 {
     discriminator d;
-    disc_build(&d, (disc_config){3, 64, 3});
+    disc_build(&d, &(disc_config){3, 64, 3});
     /* spec §7.4: 2,765,633 trainable parameters (running stats are buffers) */
     CHECK(param_count(&d.table, PARAM_TRAINABLE) == 2765633, "trainable parameters %zu, spec says 2,765,633",
           param_count(&d.table, PARAM_TRAINABLE));
@@ -42,7 +42,7 @@ static void test_disc_matches_torch(void)
 {
     safetensors *st = fixture_open("models/disc_tiny");
     discriminator d;
-    disc_build(&d, (disc_config){3, 8, 3});
+    disc_build(&d, &(disc_config){3, 8, 3});
     float *params = param_alloc(&d.table), *grads = param_alloc(&d.table);
     param_load(&d.table, params, st, "", PARAM_IGNORE_EXTRA);
     int B = 3;

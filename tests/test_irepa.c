@@ -52,7 +52,7 @@ static void test_conv_projector_table(void)
           sit_projector_param_count(&m));
     /* torch's Conv2d default init: U(±1/sqrt(fan_in)), fan_in = D·k·k, for weight and bias */
     float *p = param_alloc(&m.table);
-    sit_init_params(&m, p, 5);
+    sit_init_weights(&m, p, 5);
     double bound = 1.0 / sqrt(32.0 * 9), wmax = 0, bmax = 0;
     for (size_t k = 0; k < w->numel; k++)
         wmax = fmax(wmax, fabs(p[w->offset + k]));
@@ -125,7 +125,7 @@ static void test_bad_conv_projector(void)
     sit m;
     sit_build(&m, &c);
     float *w = param_alloc(&m.table);
-    sit_init_params(&m, w, 1);
+    sit_init_weights(&m, w, 1);
     st_writer *wr = st_writer_new();
     for (int i = 0; i < m.table.n; i++) {
         const param_entry *e = &m.table.entries[i];
@@ -480,7 +480,7 @@ static void test_repae_steps_irepa_match_torch(void)
                      .mlp_ratio = 4.0f, .layerscale = true, .layerscale_init = 1.0f, .ln_eps = 1e-6f};
     vit_build(&e, &ec);
     discriminator d;
-    disc_build(&d, (disc_config){3, 8, 2});
+    disc_build(&d, &(disc_config){3, 8, 2});
     lpips l;
     lpips_build(&l, 16);
     float *vp = param_alloc(&v.table), *sp = param_alloc(&s.table), *dp = param_alloc(&d.table),
@@ -489,8 +489,8 @@ static void test_repae_steps_irepa_match_torch(void)
     sit_load(&s, sp, st, "init.sit.", PARAM_IGNORE_EXTRA);
     float *ew = param_alloc(&e.table);
     vit_load(&e, ew, base, "enc.", PARAM_IGNORE_EXTRA);
-    param_load(&d.table, dp, base, "init.disc.", PARAM_IGNORE_EXTRA);
-    param_load(&l.table, lp, base, "lpips.", PARAM_IGNORE_EXTRA);
+    disc_load(&d, dp, base, "init.disc.", PARAM_IGNORE_EXTRA);
+    lpips_load(&l, lp, base, "lpips.", PARAM_IGNORE_EXTRA);
     repae_config cfg = repae_config_default();
     cfg.batch = B;
     cfg.learning_rate = cfg.vae_learning_rate = cfg.disc_learning_rate = 1e-4f;

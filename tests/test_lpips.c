@@ -39,7 +39,7 @@ static void test_lpips_matches_torch(void)
     lpips l;
     lpips_build(&l, 16);
     float *params = param_alloc(&l.table);
-    param_load(&l.table, params, st, "", PARAM_IGNORE_EXTRA);
+    lpips_load(&l, params, st, "", PARAM_IGNORE_EXTRA);
     size_t n = 2 * 3 * 32 * 32;
     float *a = fixture_f32(st, "a", NULL), *b = fixture_f32(st, "b", NULL), *cot = fixture_f32(st, "cot", NULL);
     float dist[2], *db = alloc_zeros(n);

@@ -267,7 +267,7 @@ static void test_dinov2_hub_files(void)
 static void test_release_discriminator_file(void)
 {
     discriminator d;
-    disc_build(&d, (disc_config){3, 4, 1});
+    disc_build(&d, &(disc_config){3, 4, 1});
     float *p = param_alloc(&d.table);
     safetensors *st = weights_open(REL "pt_vae-discriminator-ckpt.pt");
     param_load(&d.table, p, st, "", PARAM_STRICT);

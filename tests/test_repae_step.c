@@ -26,7 +26,7 @@ static void build(vae *v, sit *s, vit *e, discriminator *d, lpips *l)
     vit_config ec = {.img_size = 16, .patch = 4, .in_chans = 3, .embed_dim = 24, .depth = 1, .heads = 2,
                      .mlp_ratio = 4.0f, .layerscale = true, .layerscale_init = 1.0f, .ln_eps = 1e-6f};
     vit_build(e, &ec);
-    disc_build(d, (disc_config){3, 8, 2});
+    disc_build(d, &(disc_config){3, 8, 2});
     lpips_build(l, 16);
 }
 
@@ -95,8 +95,8 @@ static void test_three_repae_steps_match_torch(void)
     sit_load(&s, sp, st, "init.sit.", PARAM_IGNORE_EXTRA);
     float *ew = param_alloc(&e.table);
     vit_load(&e, ew, st, "enc.", PARAM_IGNORE_EXTRA);
-    param_load(&d.table, dp, st, "init.disc.", PARAM_IGNORE_EXTRA);
-    param_load(&l.table, lp, st, "lpips.", PARAM_IGNORE_EXTRA);
+    disc_load(&d, dp, st, "init.disc.", PARAM_IGNORE_EXTRA);
+    lpips_load(&l, lp, st, "lpips.", PARAM_IGNORE_EXTRA);
 
     repae_config cfg = repae_config_default();
     cfg.batch = B;

@@ -143,21 +143,21 @@ static void test_vae_trainer_matches_repae_step_without_encoder(void)
     vae_init_weights(&va, vpa, 5);
     memcpy(vpb, vpa, va.table.total * sizeof(float));
     discriminator d;
-    disc_build(&d, (disc_config){C, 8, 2});
+    disc_build(&d, &(disc_config){C, 8, 2});
     float *dpa = param_alloc(&d.table), *dpb = param_alloc(&d.table);
-    disc_init(&d, dpa, 6);
+    disc_init_weights(&d, dpa, 6);
     memcpy(dpb, dpa, d.table.total * sizeof(float));
     lpips lp;
     lpips_build(&lp, 16);
     float *lpp = param_alloc(&lp.table);
-    param_init(&lp.table, lpp, 7); /* a random VGG, heads 1/C */
+    lpips_init_weights(&lp, lpp, 7); /* a random VGG, heads 1/C */
     sit s;
     sit_config sc = sit_config_default();
     sc.depth = 1, sc.hidden = 16, sc.heads = 2, sc.patch = 2, sc.in_channels = 4, sc.input_size = 8;
     sc.num_classes = 10, sc.n_encoders = 0, sc.encoder_depth = 1, sc.projector_dim = 8;
     sit_build(&s, &sc);
     float *sp = param_alloc(&s.table);
-    sit_init_params(&s, sp, 8);
+    sit_init_weights(&s, sp, 8);
 
     repae_config rc = repae_config_default();
     rc.batch = B, rc.proj_coeff = rc.vae_align_proj_coeff = 0;
@@ -269,10 +269,10 @@ static void test_train_vae_writes_everything(void)
     free(vw);
 
     discriminator d;
-    disc_build(&d, (disc_config){1, 8, 2});
+    disc_build(&d, &(disc_config){1, 8, 2});
     float *dp = param_alloc(&d.table);
     st = safetensors_open(tmp_path("full/discriminator.safetensors"));
-    param_load(&d.table, dp, st, "", PARAM_STRICT); /* what `repae train --disc-ckpt` does */
+    disc_load(&d, dp, st, "", PARAM_STRICT); /* what `repae train --disc-ckpt` does */
     safetensors_close(st);
     disc_free(&d);
     free(dp);

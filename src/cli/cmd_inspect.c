@@ -189,7 +189,7 @@ static int arch_inspect(const inspect_options *o)
         vit_free(&m);
     } else if (!strcmp(name, "disc")) {
         discriminator d;
-        disc_build(&d, (disc_config){o->in_channels ? o->in_channels : 3, 64, 3});
+        disc_build(&d, &(disc_config){o->in_channels ? o->in_channels : 3, 64, 3});
         printf("disc: PatchGAN in %d, ndf 64, 3 layers\n", d.cfg.in_channels);
         print_table(&d.table);
         print_counts(&d.table);
@@ -333,7 +333,7 @@ static void describe_model(const safetensors *st, const cJSON *j, const char *ki
             return;
         }
         discriminator d;
-        disc_build(&d, (disc_config){(int)w0->shape[1], (int)w0->shape[0], convs - 2});
+        disc_build(&d, &(disc_config){(int)w0->shape[1], (int)w0->shape[0], convs - 2});
         printf("    in %d, ndf %d, %d layers\n    %s parameters, %zu buffer elements\n", d.cfg.in_channels, d.cfg.ndf,
                d.cfg.n_layers, commas(param_count(&d.table, PARAM_TRAINABLE), a), param_count(&d.table, PARAM_BUFFER));
         check_keys(&d.table, st, prefix, NULL);

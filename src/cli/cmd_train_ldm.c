@@ -172,7 +172,7 @@ int cmd_train_ldm(int argc, char **argv)
     sit s;
     sit_build(&s, &sc);
     float *sp = param_alloc(&s.table);
-    sit_init_params(&s, sp, (uint64_t)o.seed + 2);
+    sit_init_weights(&s, sp, (uint64_t)o.seed + 2);
     float bias[256], scale[256];
     if (lc.C > 256)
         die("train-ldm: at most 256 latent channels");

@@ -230,7 +230,7 @@ static void write_final_files(const train_options *o, const run_dir *rd, vae_run
     if (nets->disc_params) {
         char *dpath = run_dir_file(rd, "discriminator.safetensors");
         st_writer *dw = st_writer_new();
-        param_save(&nets->disc.table, nets->disc_params, dw, "");
+        disc_save(&nets->disc, nets->disc_params, dw, "");
         st_writer_set_metadata(dw, "format", "repae-discriminator");
         st_writer_save(dw, dpath);
         st_writer_free(dw);

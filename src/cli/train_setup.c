@@ -188,14 +188,14 @@ void train_build_loss_nets(const train_options *o, const train_data *d, train_mo
     int C = d->ds.channels;
     /* Discriminator */
     if (!o->no_disc) {
-        disc_build(&m->disc, (disc_config){C, o->disc_ndf, o->disc_layers});
+        disc_build(&m->disc, &(disc_config){C, o->disc_ndf, o->disc_layers});
         m->disc_params = param_alloc(&m->disc.table);
         if (o->disc_ckpt) {
             safetensors *st = weights_open(o->disc_ckpt);
-            param_load(&m->disc.table, m->disc_params, st, "", PARAM_STRICT);
+            disc_load(&m->disc, m->disc_params, st, "", PARAM_STRICT);
             safetensors_close(st);
         } else
-            disc_init(&m->disc, m->disc_params, (uint64_t)o->seed + 3);
+            disc_init_weights(&m->disc, m->disc_params, (uint64_t)o->seed + 3);
     }
     /* LPIPS */
     if (o->lpips_ckpt) {
@@ -244,7 +244,7 @@ void train_setup_models(const train_options *o, const train_data *d, train_model
     sit_config_check(&sc);
     sit_build(&m->sit, &sc);
     m->sit_params = param_alloc(&m->sit.table);
-    sit_init_params(&m->sit, m->sit_params, (uint64_t)o->seed + 2);
+    sit_init_weights(&m->sit, m->sit_params, (uint64_t)o->seed + 2);
     if (o->latents_stats)
         load_latents_stats(o->latents_stats, &m->sit, m->sit_params);
     else

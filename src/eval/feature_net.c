@@ -32,7 +32,8 @@ void feature_net_open_inception(feature_net *f, const char *path, int max_batch)
     inception_build(&f->inc, wd);
     float *params = param_alloc(&f->inc.table);
     inception_load(&f->inc, params, st);
-    free(params);
+    f->weights = inception_fold(&f->inc, params);
+    free(params); /* the forward reads only the folded copy */
     safetensors_close(st);
     f->dim = f->inc.dim;
     f->spatial_dim = INCEPTION_SPATIAL_DIM;
@@ -308,5 +309,5 @@ void feature_net_features(feature_net *f, const uint8_t *images, int B, int H, i
             f->rgb[3 * p] = f->rgb[3 * p + 1] = f->rgb[3 * p + 2] = images[p];
         rgb = f->rgb;
     }
-    inception_features(&f->inc, rgb, B, H, W, pool, spatial, logits, &f->ar);
+    inception_features(&f->inc, f->weights, rgb, B, H, W, pool, spatial, logits, &f->ar);
 }

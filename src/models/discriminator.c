@@ -6,8 +6,9 @@
 #include "ops/act.h"
 #include "ops/norm.h"
 
-void disc_build(discriminator *d, disc_config cfg)
+void disc_build(discriminator *d, const disc_config *config)
 {
+    const disc_config cfg = *config;
     if (cfg.in_channels < 1 || cfg.ndf < 1 || cfg.n_layers < 1 || cfg.n_layers + 2 > DISC_MAX_CONVS)
         die("discriminator: unsupported configuration (in %d, ndf %d, layers %d)", cfg.in_channels, cfg.ndf,
             cfg.n_layers);
@@ -62,7 +63,17 @@ void disc_build(discriminator *d, disc_config cfg)
 
 void disc_free(discriminator *d) { param_table_free(&d->table); }
 
-void disc_init(const discriminator *d, float *params, uint64_t seed) { param_init(&d->table, params, seed); }
+void disc_init_weights(const discriminator *d, float *params, uint64_t seed) { param_init(&d->table, params, seed); }
+
+void disc_load(const discriminator *d, float *params, const safetensors *st, const char *prefix, param_load_mode mode)
+{
+    param_load(&d->table, params, st, prefix, mode);
+}
+
+void disc_save(const discriminator *d, const float *params, st_writer *w, const char *prefix)
+{
+    param_save(&d->table, params, w, prefix);
+}
 
 static void layer_shapes(const discriminator *d, int B, int H, int W, conv2d_shape *shapes)
 {

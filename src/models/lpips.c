@@ -45,6 +45,13 @@ void lpips_build(lpips *l, int width_div)
 
 void lpips_free(lpips *l) { param_table_free(&l->table); }
 
+void lpips_init_weights(const lpips *l, float *params, uint64_t seed) { param_init(&l->table, params, seed); }
+
+void lpips_load(const lpips *l, float *params, const safetensors *st, const char *prefix, param_load_mode mode)
+{
+    param_load(&l->table, params, st, prefix, mode);
+}
+
 /* One table entry from the tensor `name` of st, its shape checked. */
 static void load_as(float *params, const param_entry *e, const safetensors *st, const char *name,
                     const char *what)
@@ -70,7 +77,7 @@ void lpips_load_files(const lpips *l, float *params, const char *path, const cha
     if (safetensors_find(st, "net.slice1.0.weight")) { /* a whole LPIPS state dict (ours, lpips', taming's) */
         if (vgg_path)
             die("'%s' already holds LPIPS's VGG16 (net.slice*); --lpips-vgg '%s' is not needed", path, vgg_path);
-        param_load(&l->table, params, st, "", PARAM_ALLOW_EXTRA);
+        lpips_load(l, params, st, "", PARAM_ALLOW_EXTRA);
         safetensors_close(st);
         return;
     }
