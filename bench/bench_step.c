@@ -222,15 +222,16 @@ static void ph_disc(void *p)
         c->dlogits[i] = -1.0f / (float)nl;
     memset(c->d_recon, 0, (size_t)B * 3 * IMG * IMG * sizeof(float));
     arena_reset(&c->ar, 0);
-    disc_acts *s = disc_forward(d, w, c->logits, c->recon, B, IMG, IMG, &c->ar);
-    disc_backward(d, w, s, c->dlogits, NULL, c->d_recon);
+    disc_acts s;
+    disc_forward(d, w, &s, c->logits, c->recon, B, IMG, IMG, &c->ar);
+    disc_backward(d, w, &s, c->dlogits, NULL, c->d_recon);
     arena_reset(&c->ar, 0);
     grad_zero(&d->table, c->disc_grads);
-    s = disc_forward(d, w, c->logits, c->x, B, IMG, IMG, &c->ar);
-    disc_backward(d, w, s, c->dlogits, c->disc_grads, NULL);
+    disc_forward(d, w, &s, c->logits, c->x, B, IMG, IMG, &c->ar);
+    disc_backward(d, w, &s, c->dlogits, c->disc_grads, NULL);
     arena_reset(&c->ar, 0);
-    s = disc_forward(d, w, c->logits, c->recon, B, IMG, IMG, &c->ar);
-    disc_backward(d, w, s, c->dlogits, c->disc_grads, NULL);
+    disc_forward(d, w, &s, c->logits, c->recon, B, IMG, IMG, &c->ar);
+    disc_backward(d, w, &s, c->dlogits, c->disc_grads, NULL);
 }
 
 static void ph_optim(void *p)

@@ -106,7 +106,7 @@ size_t disc_acts_bytes(const discriminator *d, int B, int H, int W)
 {
     conv2d_shape s[DISC_MAX_CONVS];
     layer_shapes(d, B, H, W, s);
-    size_t bytes = arena_round(sizeof(disc_acts)), ws = 0;
+    size_t bytes = 0, ws = 0;
     for (int i = 0; i < d->n_convs; i++) {
         size_t n = conv2d_out_numel(&s[i]) * sizeof(float);
         bytes += arena_round(n);                             /* conv_out */
@@ -124,10 +124,9 @@ size_t disc_acts_bytes(const discriminator *d, int B, int H, int W)
     return bytes + arena_round(ws * sizeof(float)) + 2 * arena_round(max_n * sizeof(float));
 }
 
-disc_acts *disc_forward(const discriminator *d, float *params, float *logits, const float *x, int B, int H, int W,
-                        arena *a)
+void disc_forward(const discriminator *d, float *params, disc_acts *s, float *logits, const float *x, int B, int H,
+                  int W, arena *a)
 {
-    disc_acts *s = arena_alloc(a, sizeof(disc_acts));
     memset(s, 0, sizeof *s);
     s->B = B;
     s->input = x;
@@ -170,7 +169,6 @@ disc_acts *disc_forward(const discriminator *d, float *params, float *logits, co
             in = s->act_out[i];
         }
     }
-    return s;
 }
 
 void disc_backward(const discriminator *d, const float *params, const disc_acts *s, const float *dlogits,

@@ -15,8 +15,9 @@
  *   discriminator d;  disc_build(&d, &(disc_config){3, 64, 3});
  *   float *params = param_alloc(&d.table);  disc_init_weights(&d, params, seed);   // the caller's buffer
  *   arena a = arena_create(disc_acts_bytes(&d, B, H, W));
- *   disc_acts *s = disc_forward(&d, params, logits, x, B, H, W, &a);
- *   disc_backward(&d, params, s, dlogits, dparams_or_NULL, dx_or_NULL);
+ *   disc_acts s;                                  // filled with pointers into the arena
+ *   disc_forward(&d, params, &s, logits, x, B, H, W, &a);
+ *   disc_backward(&d, params, &s, dlogits, dparams_or_NULL, dx_or_NULL);
  */
 #ifndef REPAE_DISCRIMINATOR_H
 #define REPAE_DISCRIMINATOR_H
@@ -78,9 +79,10 @@ int disc_logits_h(const discriminator *d, int H);
 int disc_logits_w(const discriminator *d, int W);
 size_t disc_acts_bytes(const discriminator *d, int B, int H, int W);
 /* Train-mode forward: writes logits [B,1,h,w], updates the BN running
- * statistics inside params, returns the saved activations (from the arena). */
-disc_acts *disc_forward(const discriminator *d, float *params, float *logits, const float *x, int B, int H, int W,
-                        arena *a);
+ * statistics inside params, and fills `s` with the saved activations, carved
+ * from the arena (disc_acts_bytes; valid until the caller resets it). */
+void disc_forward(const discriminator *d, float *params, disc_acts *s, float *logits, const float *x, int B, int H,
+                  int W, arena *a);
 /* Adds into dparams (table layout) and dx; either may be NULL. */
 void disc_backward(const discriminator *d, const float *params, const disc_acts *s, const float *dlogits,
                    float *dparams, float *dx);

@@ -125,7 +125,7 @@ size_t lpips_acts_bytes(const lpips *l, int B, int H, int W)
 {
     conv2d_shape s[LPIPS_CONVS];
     plan_shapes(l, B, H, W, s);
-    size_t bytes = arena_round(sizeof(lpips_acts)), ws = 0, max_n = 0;
+    size_t bytes = 0, ws = 0, max_n = 0;
     bytes += arena_round((size_t)B * 3 * H * W * sizeof(float)); /* scaled b */
     for (int i = 0; i < LPIPS_CONVS; i++) {
         size_t n_in = conv2d_x_numel(&s[i]), n_out = conv2d_out_numel(&s[i]);
@@ -208,10 +208,9 @@ static void vgg_forward(const lpips *l, const float *params, const float *x, lpi
     }
 }
 
-lpips_acts *lpips_forward(const lpips *l, const float *params, float *dist, const float *a, const float *b, int B,
-                          int H, int W, arena *ar)
+void lpips_forward(const lpips *l, const float *params, lpips_acts *s, float *dist, const float *a, const float *b,
+                   int B, int H, int W, arena *ar)
 {
-    lpips_acts *s = arena_alloc(ar, sizeof(lpips_acts));
     memset(s, 0, sizeof *s);
     s->B = B, s->H = H, s->W = W;
     plan_shapes(l, B, H, W, s->shape);
@@ -268,7 +267,6 @@ lpips_acts *lpips_forward(const lpips *l, const float *params, float *dist, cons
             dist[n] += (float)(acc / HW);
         }
     }
-    return s;
 }
 
 void lpips_backward(const lpips *l, const float *params, const lpips_acts *s, const float *ddist, float *db)

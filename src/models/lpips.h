@@ -64,9 +64,11 @@ void lpips_load(const lpips *l, float *params, const safetensors *st, const char
  * Any .pt/.pth/.safetensors (weights_open).  Dies naming the file. */
 void lpips_load_files(const lpips *l, float *params, const char *path, const char *vgg_path);
 size_t lpips_acts_bytes(const lpips *l, int B, int H, int W);
-/* dist[n] = LPIPS(a_n, b_n); a, b: [B, 3, H, W] in the model's [−1, 1]. */
-lpips_acts *lpips_forward(const lpips *l, const float *params, float *dist, const float *a, const float *b, int B,
-                          int H, int W, arena *ar);
+/* dist[n] = LPIPS(a_n, b_n); a, b: [B, 3, H, W] in the model's [−1, 1].
+ * Fills `s` with what the backward needs, carved from the arena
+ * (lpips_acts_bytes; valid until the caller resets it). */
+void lpips_forward(const lpips *l, const float *params, lpips_acts *s, float *dist, const float *a, const float *b,
+                   int B, int H, int W, arena *ar);
 /* db += d(Σ_n ddist[n]·dist[n]) / db. */
 void lpips_backward(const lpips *l, const float *params, const lpips_acts *s, const float *ddist, float *db);
 
