@@ -120,7 +120,6 @@ static void bench_vae_train(const char *name, int B, int H)
     vae_build(&c.m, &vc);
     c.w = param_alloc(&c.m.table);
     vae_init_weights(&c.m, c.w, 1);
-    vae_acts_init(&c.a, &c.m);
     vae_plan p = vae_plan_memory(&c.m, VAE_PASS_TRAIN, B, H, H);
     c.ar = arena_create(p.saved + p.scratch);
     c.B = B, c.H = H;
@@ -138,7 +137,6 @@ static void bench_vae_train(const char *name, int B, int H)
              (p.saved + p.scratch) / 1048576.0);
     bench_row(name, ms, peak_rss_kib(), note);
     arena_free(&c.ar);
-    vae_acts_free(&c.a);
     free(c.x), free(c.d_recon), free(c.grads), free(c.w);
     vae_free(&c.m);
 }

@@ -280,7 +280,6 @@ static void bench_phases(void)
     c.vae_grads = param_alloc(&m.v.table), c.sit_grads = param_alloc(&m.s.table);
     c.disc_grads = param_alloc(&m.d.table), c.ema = param_alloc(&m.s.table);
     memcpy(c.ema, m.sit_params, m.s.table.total * sizeof(float));
-    vae_acts_init(&c.va, &m.v);
     c.ov = adamw_create(&m.v.table, 1e-4f), c.os = adamw_create(&m.s.table, 1e-4f);
     c.od = adamw_create(&m.d.table, 1e-4f);
     struct {
@@ -292,7 +291,6 @@ static void bench_phases(void)
     for (size_t i = 0; i < sizeof ph / sizeof ph[0]; i++)
         bench_row(ph[i].name, time_median(ph[i].fn, &c, bench_reps(5)), -1, NULL);
     adamw_free(&c.ov), adamw_free(&c.os), adamw_free(&c.od);
-    vae_acts_free(&c.va);
     arena_free(&c.ar);
     free(u8), free(c.labels), free(c.x), free(c.enc_in), free(c.recon), free(c.zs), free(c.z), free(c.d_recon);
     free(c.d_z), free(c.logits), free(c.dlogits), free(c.vae_grads), free(c.sit_grads), free(c.disc_grads);

@@ -181,8 +181,7 @@ static void vae_parity(const char *fixture)
     float *x = fixture_f32(st, "x", NULL), *eps = fixture_f32(st, "eps", NULL);
     vae_plan plan = vae_plan_memory(&m, VAE_PASS_TRAIN, B, H, W);
     arena ar = arena_create(plan.saved + plan.scratch);
-    vae_acts a;
-    vae_acts_init(&a, &m);
+    vae_acts a = {0};
     vae_forward(&m, mw, &a, x, eps, NULL, B, H, W, &ar);
     size_t nz = lat_numel(&m, B, a.h, a.w), nr = (size_t)B * cfg.out_ch * a.H * a.W, nx = (size_t)B * cfg.in_channels * H * W;
     char what[256];
@@ -255,7 +254,6 @@ static void vae_parity(const char *fixture)
     free(cl);
     free(x);
     free(eps);
-    vae_acts_free(&a);
     arena_free(&ar);
     vae_free(&m);
     free(mw);
@@ -340,7 +338,6 @@ static void tiny_setup(tiny_case *t, uint64_t seed)
     vae_build(&t->m, &cfg);
     t->w = param_alloc(&t->m.table);
     tiny_weights(&t->m, t->w, seed);
-    vae_acts_init(&t->a, &t->m);
     int B = 2, H = 8, W = 6, h, w;
     vae_latent_size(&t->m, H, W, &h, &w);
     vae_plan p = vae_plan_memory(&t->m, VAE_PASS_TRAIN, B, H, W);
@@ -365,7 +362,6 @@ static void tiny_free(tiny_case *t)
     free(t->c.cz);
     free(t->c.cm);
     free(t->c.cl);
-    vae_acts_free(&t->a);
     arena_free(&t->ar);
     vae_free(&t->m);
     free(t->w);
@@ -756,8 +752,7 @@ static void bench_f8d4(void)
     printf("       f8d4 256² B1: params %.1f MiB, saved activations %.1f MiB, scratch %.1f MiB\n",
            m.table.total * 4 / 1048576.0, p.saved / 1048576.0, p.scratch / 1048576.0);
     arena ar = arena_create(p.saved + p.scratch);
-    vae_acts a;
-    vae_acts_init(&a, &m);
+    vae_acts a = {0};
     size_t nx = (size_t)B * 3 * H * W;
     float *x = alloc_uniform(nx, -1, 1, 1), *grads = param_alloc(&m.table), *dx = alloc_zeros(nx);
     float *cr = alloc_normal(nx, 1e-3f, 2);
@@ -779,7 +774,6 @@ static void bench_f8d4(void)
     free(grads);
     free(dx);
     free(cr);
-    vae_acts_free(&a);
     arena_free(&ar);
     vae_free(&m);
     free(mw);

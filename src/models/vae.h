@@ -22,7 +22,7 @@
  *
  * Training (the REPA-E step, spec §6.2 steps 3 and 7):
  *
- *   vae_acts a; vae_acts_init(&a, &m);                    // once
+ *   vae_acts a;                                           // filled by the forward, pointers into the arena
  *   vae_plan p = vae_plan_memory(&m, VAE_PASS_TRAIN, B, H, W);  // arena >= p.saved + p.scratch
  *   size_t mark = arena_mark(&ar);
  *   vae_forward(&m, w, &a, x, NULL, &rng, B, H, W, &ar);  // a.mean a.logvar a.std a.eps a.z a.recon
@@ -35,8 +35,9 @@
  * laid out by the parameter table, e.g. param_alloc(&m.table)) and into d_x;
  * a NULL gradient means "not needed" (grads NULL = frozen VAE).  The
  * gradients reaching z from the decoder path and from d_z simply add.
- * Nothing is malloc'd inside forward/backward: saved activations, scratch and
- * conv workspaces come from the arena.  The forward leaves the saved
+ * Nothing is malloc'd inside forward/backward: saved activations (and the
+ * per-layer records that point to them), scratch and conv workspaces come
+ * from the arena.  The forward leaves the saved
  * activations on the arena (they stay valid, and a.recon stays usable, until
  * the caller resets); the backward releases its own scratch on return.
  *
@@ -221,12 +222,8 @@ typedef struct vae_acts {
     float *mean, *logvar, *std, *eps, *z; /* [B, C, h, w]; logvar clamped */
     const float *z_in;       /* decoder input (a->z, or the caller's z) */
     float *recon;            /* [B, out_ch, H, W] */
-    int n_enc, n_dec;
-    vae_layer_saved *enc, *dec; /* per layer, malloc'd by vae_acts_init */
+    vae_layer_saved *enc, *dec; /* per layer [m->n_enc], [m->n_dec], carved from the arena by the forward */
 } vae_acts;
-
-void vae_acts_init(vae_acts *a, const vae *m);
-void vae_acts_free(vae_acts *a);
 
 /* Encoder + posterior, keeping activations: mean, logvar (clamped to
  * [-30, 20]), std = exp(logvar/2), eps, z = mean + std·eps.  eps [B,C,h,w] is

@@ -32,6 +32,7 @@ typedef struct vae_mem {
     arena *a;    /* NULL: planning run */
     size_t used; /* planning run: bytes in use */
     size_t peak; /* planning run: largest `used` */
+    vae_layer_saved *plan_records[2]; /* planning run: encoder/decoder records (heap, freed by vae_plan_memory) */
 } vae_mem;
 
 static size_t mem_mark(const vae_mem *m) { return m->a ? arena_mark(m->a) : m->used; }
@@ -52,6 +53,25 @@ static float *mem_floats(vae_mem *m, size_t n)
     if (m->used > m->peak)
         m->peak = m->used;
     return NULL;
+}
+
+/* The per-layer records of a training forward (which: 0 encoder, 1 decoder),
+ * zeroed, from the arena like the activations they point to.  A planning run
+ * counts their bytes but keeps them on the heap: the planning passes read
+ * the sizes recorded in them. */
+static vae_layer_saved *mem_records(vae_mem *m, int n, int which)
+{
+    size_t bytes = (size_t)n * sizeof(vae_layer_saved);
+    if (m->a) {
+        vae_layer_saved *s = arena_alloc(m->a, bytes);
+        memset(s, 0, bytes);
+        return s;
+    }
+    m->used += arena_round(bytes);
+    if (m->used > m->peak)
+        m->peak = m->used;
+    free(m->plan_records[which]);
+    return m->plan_records[which] = xcalloc((size_t)n, sizeof(vae_layer_saved));
 }
 
 typedef struct vae_run {
@@ -611,6 +631,7 @@ static void encoder_forward_impl(const vae *m, const float *params, vae_acts *a,
     a->H = H;
     a->W = W;
     a->x = x;
+    a->enc = mem_records(mem, m->n_enc, 0);
     a->moments = seq_forward(&r, m->enc, m->n_enc, a->enc, x, H, W, NULL, NULL, &h, &w);
     a->h = h;
     a->w = w;
@@ -645,6 +666,7 @@ static void decoder_forward_impl(const vae *m, const float *params, vae_acts *a,
     a->h = h;
     a->w = w;
     a->z_in = z;
+    a->dec = mem_records(mem, m->n_dec, 1);
     a->recon = seq_forward(&r, m->dec, m->n_dec, a->dec, z, h, w, NULL, NULL, &H, &W);
     a->H = H;
     a->W = W;
@@ -734,32 +756,9 @@ static void decode_impl(const vae *m, const float *params, const float *z, float
 
 /* ------------------------------------------------------------------ public entry points */
 
-void vae_acts_init(vae_acts *a, const vae *m)
-{
-    memset(a, 0, sizeof *a);
-    a->n_enc = m->n_enc;
-    a->n_dec = m->n_dec;
-    a->enc = xcalloc((size_t)m->n_enc, sizeof *a->enc);
-    a->dec = xcalloc((size_t)m->n_dec, sizeof *a->dec);
-}
-
-void vae_acts_free(vae_acts *a)
-{
-    free(a->enc);
-    free(a->dec);
-    memset(a, 0, sizeof *a);
-}
-
-static void check_acts(const vae *m, const vae_acts *a)
-{
-    if (a->n_enc != m->n_enc || a->n_dec != m->n_dec)
-        die("internal: vae_acts built for another VAE configuration");
-}
-
 void vae_encoder_forward(const vae *m, const float *params, vae_acts *a, const float *x, const float *eps, rng *r,
                          int B, int H, int W, arena *ar)
 {
-    check_acts(m, a);
     vae_mem mem = {.a = ar};
     a->have_enc = a->have_dec = 0;
     encoder_forward_impl(m, params, a, x, eps, r, B, H, W, &mem);
@@ -767,7 +766,6 @@ void vae_encoder_forward(const vae *m, const float *params, vae_acts *a, const f
 
 void vae_decoder_forward(const vae *m, const float *params, vae_acts *a, const float *z, int B, int h, int w, arena *ar)
 {
-    check_acts(m, a);
     vae_mem mem = {.a = ar};
     a->have_dec = 0;
     decoder_forward_impl(m, params, a, z, B, h, w, &mem);
@@ -776,7 +774,6 @@ void vae_decoder_forward(const vae *m, const float *params, vae_acts *a, const f
 void vae_forward(const vae *m, const float *params, vae_acts *a, const float *x, const float *eps, rng *r, int B, int H,
                  int W, arena *ar)
 {
-    check_acts(m, a);
     vae_mem mem = {.a = ar};
     a->have_enc = a->have_dec = 0;
     encoder_forward_impl(m, params, a, x, eps, r, B, H, W, &mem);
@@ -786,7 +783,6 @@ void vae_forward(const vae *m, const float *params, vae_acts *a, const float *x,
 void vae_decoder_backward(const vae *m, const float *params, const vae_acts *a, const float *d_recon, float *grads,
                           float *d_z, arena *ar)
 {
-    check_acts(m, a);
     vae_mem mem = {.a = ar};
     decoder_backward_impl(m, params, a, d_recon, grads, d_z, &mem);
 }
@@ -794,7 +790,6 @@ void vae_decoder_backward(const vae *m, const float *params, const vae_acts *a, 
 void vae_encoder_backward(const vae *m, const float *params, const vae_acts *a, const float *d_z, const float *d_mean,
                           const float *d_logvar, float *grads, float *d_x, arena *ar)
 {
-    check_acts(m, a);
     vae_mem mem = {.a = ar};
     encoder_backward_impl(m, params, a, d_z, d_mean, d_logvar, grads, d_x, &mem);
 }
@@ -802,7 +797,6 @@ void vae_encoder_backward(const vae *m, const float *params, const vae_acts *a, 
 void vae_backward(const vae *m, const float *params, const vae_acts *a, const float *d_recon, const float *d_z,
                   const float *d_mean, const float *d_logvar, float *grads, float *d_x, arena *ar)
 {
-    check_acts(m, a);
     vae_mem mem = {.a = ar};
     backward_impl(m, params, a, d_recon, d_z, d_mean, d_logvar, grads, d_x, &mem);
 }
@@ -822,8 +816,7 @@ void vae_decode(const vae *m, const float *params, const float *z, float *recon,
 
 vae_plan vae_plan_memory(const vae *m, vae_pass pass, int B, int H, int W)
 {
-    vae_acts a;
-    vae_acts_init(&a, m);
+    vae_acts a = {0};
     vae_mem mem = {0};
     vae_plan p = {0};
     /* A planning run never reads or writes through these: they only say
@@ -851,6 +844,7 @@ vae_plan vae_plan_memory(const vae *m, vae_pass pass, int B, int H, int W)
         break;
     }
     p.scratch = mem.peak - p.saved;
-    vae_acts_free(&a);
+    free(mem.plan_records[0]);
+    free(mem.plan_records[1]);
     return p;
 }

@@ -170,14 +170,12 @@ void repae_trainer_init(repae_trainer *t, const repae_config *cfg, vae *v, float
         t->disc_grads = param_alloc(&d->table);
         t->opt_disc = adamw_create(&d->table, cfg->disc_learning_rate);
     }
-    vae_acts_init(&t->vacts, v);
     t->ar = arena_create(plan_bytes(t));
 }
 
 void repae_trainer_free(repae_trainer *t)
 {
     arena_free(&t->ar);
-    vae_acts_free(&t->vacts);
     free(t->ema_params), free(t->vae_grads), free(t->sit_grads), free(t->disc_grads);
     adamw_free(&t->opt_vae);
     adamw_free(&t->opt_sit);
@@ -271,7 +269,7 @@ void repae_step(repae_trainer *t, const uint8_t *images, const int *labels, cons
     for (size_t i = 0; i < n_img; i++)
         x[i] = images[i] / 127.5f - 1.0f;
     size_t vae_mark = arena_mark(ar);
-    vae_acts *va = &t->vacts;
+    vae_acts vacts = {0}, *va = &vacts; /* pointers into the arena */
     vae_forward(t->vae, t->vae_params, va, x, given->eps, &vae_rng, B, t->H, t->W, ar);
     memcpy(z, va->z, n_lat * sizeof(float));
     const float *recon = va->recon;

@@ -85,7 +85,6 @@ typedef struct repae_trainer {
     const float *enc_params;
     float *vae_grads, *sit_grads, *disc_grads;
     adamw opt_vae, opt_sit, opt_disc;
-    vae_acts vacts;
     float lecam_ema_real, lecam_ema_fake;
     long long step;        /* steps taken */
     int H, W, C, h, w;     /* image and latent sizes */

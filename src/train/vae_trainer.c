@@ -82,14 +82,12 @@ void vae_trainer_init(vae_trainer *t, const vae_trainer_config *cfg, vae *v, flo
         t->disc_grads = param_alloc(&d->table);
         t->opt_disc = adamw_create(&d->table, cfg->disc_learning_rate);
     }
-    vae_acts_init(&t->vacts, v);
     t->ar = arena_create(plan_bytes(t));
 }
 
 void vae_trainer_free(vae_trainer *t)
 {
     arena_free(&t->ar);
-    vae_acts_free(&t->vacts);
     free(t->vae_grads), free(t->disc_grads);
     adamw_free(&t->opt_vae);
     if (t->loss.disc)
@@ -118,7 +116,7 @@ void vae_trainer_step(vae_trainer *t, const uint8_t *images, const float *eps, v
     float *d_mean = arena_zeros(ar, n_lat), *d_logvar = arena_zeros(ar, n_lat);
     for (size_t i = 0; i < n_img; i++)
         x[i] = images[i] / 127.5f - 1.0f;
-    vae_acts *va = &t->vacts;
+    vae_acts vacts = {0}, *va = &vacts; /* pointers into the arena */
     vae_forward(t->vae, t->vae_params, va, x, eps, &vae_rng, B, t->H, t->W, ar);
 
     logs->vae_loss = vae_generator_loss(&t->loss, t->step, x, va->recon, va->mean, va->logvar,

@@ -53,7 +53,6 @@ typedef struct vae_trainer {
     vae_loss loss;      /* the discriminator and LPIPS (either NULL) */
     float *vae_grads, *disc_grads;
     adamw opt_vae, opt_disc;
-    vae_acts vacts;
     float lecam_ema_real, lecam_ema_fake;
     long long step;     /* steps taken */
     int H, W, C, h, w;  /* image and latent sizes */
