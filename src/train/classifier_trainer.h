@@ -23,7 +23,7 @@
  * Weight decay is AdamW's decoupled decay on every trained tensor.
  *
  *   classifier_trainer t;
- *   classifier_trainer_init(&t, &cfg, &vit, w, C, H, W, 256);  // or classifier_trainer_init_cnn(&t, &cfg, &cnn, w, ...)
+ *   classifier_trainer_init(&t, &cfg, &vit, w, C, H, W, 256);  // or classifier_trainer_init_cnn(&t, &cfg, &cnn, w, ..)
  *   classifier_step(&t, images, labels, &logs);
  *   int correct = classifier_evaluate(&t, test_images, test_labels, n);
  *
