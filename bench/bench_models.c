@@ -28,6 +28,7 @@
 #include "core/omp_spin.h"
 #include "bench_common.h"
 #include "core/arena.h"
+#include "diffusion/denoising_objective.h"
 #include "diffusion/sampler.h"
 #include "models/sit.h"
 #include "models/vae.h"
@@ -39,8 +40,8 @@ typedef struct {
     sit m;
     float *w, *grads;
     arena ar;
-    sit_train_opts opts;
-    sit_train_inputs in;
+    denoising_opts opts;
+    denoising_inputs in;
     rng r;
     int N;
 } sit_train_ctx;
@@ -50,9 +51,9 @@ static void run_sit_train(void *p)
     sit_train_ctx *c = p;
     arena_reset(&c->ar, 0);
     memset(c->grads, 0, c->m.table.total * sizeof(float));
-    sit_acts a;
-    sit_train_forward(&a, &c->m, c->w, &c->ar, &c->opts, &c->in, c->N);
-    sit_train_backward(&c->m, c->w, &a, &c->ar, 1.0f, 0.5f, c->grads, NULL);
+    denoising_pass a;
+    denoising_objective_forward(&a, &c->m, c->w, &c->ar, &c->opts, &c->in, c->N);
+    denoising_objective_backward(&c->m, c->w, &a, &c->ar, 1.0f, 0.5f, c->grads, NULL);
 }
 
 static void bench_sit_train(const char *name, int N)
@@ -67,16 +68,16 @@ static void bench_sit_train(const char *name, int N)
     c.grads = param_alloc(&c.m.table);
     sit_init_weights(&c.m, c.w, 1);
     c.N = N;
-    c.opts = (sit_train_opts){.train = true, .align_only = false, .path = SIT_PATH_LINEAR,
-                              .weighting = SIT_WEIGHTING_UNIFORM};
-    c.ar = arena_create(sit_train_plan_bytes(&c.m, N, &c.opts));
+    c.opts = (denoising_opts){.train = true, .align_only = false, .path = PATH_LINEAR,
+                              .weighting = TIME_WEIGHTING_UNIFORM};
+    c.ar = arena_create(denoising_objective_plan_bytes(&c.m, N, &c.opts));
     float *z = bench_randn((size_t)N * 4 * 32 * 32, 11);
     float *zs = bench_randn((size_t)N * c.m.T * 768, 12);
     int *y = xmalloc(N * sizeof(int));
     c.r = rng_new(13, 0);
     for (int i = 0; i < N; i++)
         y[i] = (int)rng_below(&c.r, 1000);
-    c.in = (sit_train_inputs){.z = z, .y = y, .zs = {zs}, .rng = &c.r};
+    c.in = (denoising_inputs){.z = z, .y = y, .zs = {zs}, .rng = &c.r};
     double ms = time_median(run_sit_train, &c, bench_reps(3));
     char note[128];
     snprintf(note, sizeof note, "%.1f M params", sit_param_count(&c.m, true) / 1e6);

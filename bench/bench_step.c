@@ -30,6 +30,7 @@
  */
 #include "core/omp_spin.h"
 #include "bench_common.h"
+#include "diffusion/denoising_objective.h"
 #include "models/discriminator.h"
 #include "models/encoder_preprocess.h"
 #include "models/sit.h"
@@ -196,16 +197,16 @@ static void ph_vae(void *p)
 static void ph_sit(phase_ctx *c, bool align)
 {
     arena_reset(&c->ar, 0);
-    sit_train_opts o = {.train = !align, .align_only = align};
-    sit_train_inputs in = {.z = c->z, .y = c->labels, .zs = {c->zs}, .rng = &c->r};
-    sit_acts a;
+    denoising_opts o = {.train = !align, .align_only = align};
+    denoising_inputs in = {.z = c->z, .y = c->labels, .zs = {c->zs}, .rng = &c->r};
+    denoising_pass a;
     if (!align)
         grad_zero(&c->m->s.table, c->sit_grads);
-    sit_train_forward(&a, &c->m->s, c->m->sit_params, &c->ar, &o, &in, B);
+    denoising_objective_forward(&a, &c->m->s, c->m->sit_params, &c->ar, &o, &in, B);
     if (align)
-        sit_train_backward(&c->m->s, c->m->sit_params, &a, &c->ar, 0.0f, 1.5f, NULL, c->d_z);
+        denoising_objective_backward(&c->m->s, c->m->sit_params, &a, &c->ar, 0.0f, 1.5f, NULL, c->d_z);
     else
-        sit_train_backward(&c->m->s, c->m->sit_params, &a, &c->ar, 1.0f, 0.5f, c->sit_grads, NULL);
+        denoising_objective_backward(&c->m->s, c->m->sit_params, &a, &c->ar, 1.0f, 0.5f, c->sit_grads, NULL);
 }
 static void ph_sit_align(void *p) { ph_sit(p, true); }
 static void ph_sit_train(void *p) { ph_sit(p, false); }
@@ -255,11 +256,11 @@ static void bench_phases(void)
     build_small(&m, true);
     phase_ctx c = {.m = &m};
     size_t n = (size_t)B * 3 * IMG * IMG, nz = (size_t)B * 4 * (IMG / 4) * (IMG / 4);
-    sit_train_opts full = {.train = true}, align = {.align_only = true};
+    denoising_opts full = {.train = true}, align = {.align_only = true};
     vae_plan vp = vae_plan_memory(&m.v, VAE_PASS_TRAIN, B, IMG, IMG);
     size_t bytes = vp.saved + vp.scratch;
-    bytes = max_sz(bytes, sit_train_plan_bytes(&m.s, B, &full));
-    bytes = max_sz(bytes, sit_train_plan_bytes(&m.s, B, &align));
+    bytes = max_sz(bytes, denoising_objective_plan_bytes(&m.s, B, &full));
+    bytes = max_sz(bytes, denoising_objective_plan_bytes(&m.s, B, &align));
     bytes = max_sz(bytes, vit_plan_bytes(&m.enc, B, false));
     bytes = max_sz(bytes, disc_acts_bytes(&m.d, B, IMG, IMG));
     c.ar = arena_create(bytes + (1u << 20));

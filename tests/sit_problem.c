@@ -58,16 +58,16 @@ void sit_problem_free(sit_problem *p)
         free(p->zs[e]);
 }
 
-sit_train_inputs sit_problem_inputs(const sit_problem *p, const sit *m)
+denoising_inputs sit_problem_inputs(const sit_problem *p, const sit *m)
 {
-    sit_train_inputs in = {0};
+    denoising_inputs in = {0};
     in.z = p->z, in.y = p->y, in.time_input = p->t, in.noise = p->eps, in.force_drop = p->drop;
     for (int e = 0; e < m->cfg.n_encoders; e++)
         in.zs[e] = p->zs[e];
     return in;
 }
 
-double sit_loss_of(const sit_acts *a, int N, bool align_only, float wd, float wp)
+double sit_loss_of(const denoising_pass *a, int N, bool align_only, float wd, float wp)
 {
     double L = (double)wp * a->proj_loss;
     if (!align_only) {
@@ -83,8 +83,8 @@ double sit_fd_loss(void *p)
 {
     sit_fd_ctx *c = p;
     size_t mark = arena_mark(c->ar);
-    sit_acts a;
-    sit_train_forward(&a, c->m, c->params, c->ar, &c->opts, &c->in, c->N);
+    denoising_pass a;
+    denoising_objective_forward(&a, c->m, c->params, c->ar, &c->opts, &c->in, c->N);
     double L = sit_loss_of(&a, c->N, c->opts.align_only, c->wd, c->wp);
     arena_reset(c->ar, mark);
     return L;

@@ -1,6 +1,6 @@
 /* sit_problem.h — the tiny SiT training problem the SiT tests share
  * (test_sit, test_irepa): randomised weights, fixed inputs, and the scalar
- * loss whose finite differences check sit_train_backward.
+ * loss whose finite differences check denoising_objective_backward.
  *
  *   sit_test_randomize(&m, w, 11, true);
  *   sit_problem p = sit_problem_make(&m, N, 100, 0.4f, -1.0f);
@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "core/arena.h"
+#include "diffusion/denoising_objective.h"
 #include "models/sit.h"
 
 /* sit_init_weights, then every trainable tensor N(0, 1/fan_in) (adaLN 0.8×,
@@ -32,20 +33,20 @@ typedef struct sit_problem {
  * (spatially z-scored with alpha when zscore_alpha >= 0), labels, a dropout mask. */
 sit_problem sit_problem_make(const sit *m, int N, uint64_t seed, float z_shift, float zscore_alpha);
 void sit_problem_free(sit_problem *p);
-sit_train_inputs sit_problem_inputs(const sit_problem *p, const sit *m);
+denoising_inputs sit_problem_inputs(const sit_problem *p, const sit *m);
 
 typedef struct sit_fd_ctx {
     const sit *m;
     float *params;
     arena *ar;
-    sit_train_opts opts;
-    sit_train_inputs in;
+    denoising_opts opts;
+    denoising_inputs in;
     int N;
     float wd, wp;
 } sit_fd_ctx;
 
 /* wd·mean(denoising) + wp·proj (the denoising term not in align-only mode). */
-double sit_loss_of(const sit_acts *a, int N, bool align_only, float wd, float wp);
+double sit_loss_of(const denoising_pass *a, int N, bool align_only, float wd, float wp);
 /* fd_loss_fn: a forward of ctx's problem, its loss. */
 double sit_fd_loss(void *ctx);
 

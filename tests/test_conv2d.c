@@ -247,6 +247,11 @@ static void test_conv2d_winograd_matches_reference(void)
     compare_with_ref("winograd 3x3 pad 2", winograd(conv2d_make(2, 4, 6, 5, 3, 3, 1, 2)), 0);
     compare_with_ref("winograd 3x3 pad (0,1,2,1)", winograd(conv2d_make_pad(2, 3, 7, 8, 4, 3, 1, 0, 1, 2, 1)), 1);
     compare_with_ref("winograd 3x3 1 channel, 1x1 image", winograd(conv2d_make(2, 1, 1, 1, 2, 3, 1, 1)), 1);
+    /* Segments of SEG = 64 tiles: several whole tile rows each with a partial
+     * last one (5 tiles per row: 12 rows, 12, then 11), and rows wider than a
+     * segment (130 tiles per row: 64 + 64 + 2). */
+    compare_with_ref("winograd 3x3 10x10, B=7 (rows grouped)", winograd(conv2d_make(7, 3, 10, 10, 4, 3, 1, 1)), 1);
+    compare_with_ref("winograd 3x3 3x260 (rows split)", winograd(conv2d_make(1, 5, 3, 260, 4, 3, 1, 1)), 1);
     /* 5·32 tile rows of 32 tiles; chunks of 80 rows: the boundary falls in image 2. */
     compare_with_ref("winograd 3x3 two chunks, 32ch 64x64 B=5", conv2d_make(5, 32, 64, 64, 4, 3, 1, 1), 1);
     compare_with_ref("winograd 3x3 128->3 (VAE conv_out)", conv2d_make(2, 128, 16, 16, 3, 3, 1, 1), 1);

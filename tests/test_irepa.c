@@ -14,6 +14,7 @@
 #include <cjson/cJSON.h>
 
 #include "core/error.h"
+#include "diffusion/denoising_objective.h"
 #include "models/sit.h"
 #include "ops/spatial_norm.h"
 #include "param_check.h"
@@ -159,14 +160,14 @@ static void fd_conv_train(int kernel)
     sit_test_randomize(&m, w, 31 + kernel, false);
     int N = 3;
     sit_problem p = sit_problem_make(&m, N, 200, 0.0f, 0.6f);
-    sit_train_opts o = {.train = true, .path = SIT_PATH_LINEAR};
-    arena ar = arena_create(2 * sit_train_plan_bytes(&m, N, &o));
+    denoising_opts o = {.train = true, .path = PATH_LINEAR};
+    arena ar = arena_create(2 * denoising_objective_plan_bytes(&m, N, &o));
     size_t CHW = (size_t)m.C * m.H * m.H;
     float *dz = alloc_zeros(N * CHW);
-    sit_acts a;
-    sit_train_inputs in = sit_problem_inputs(&p, &m);
-    sit_train_forward(&a, &m, w, &ar, &o, &in, N);
-    sit_train_backward(&m, w, &a, &ar, 1.0f, 0.5f, g, dz);
+    denoising_pass a;
+    denoising_inputs in = sit_problem_inputs(&p, &m);
+    denoising_objective_forward(&a, &m, w, &ar, &o, &in, N);
+    denoising_objective_backward(&m, w, &a, &ar, 1.0f, 0.5f, g, dz);
     sit_fd_ctx ctx = {&m, w, &ar, o, in, N, 1.0f, 0.5f};
     char what[200];
     snprintf(what, sizeof what, "conv k%d train d/dz", kernel);
@@ -207,17 +208,17 @@ static void test_fd_conv_align_dz(void)
     sit_test_randomize(&m, w, 21, false);
     int N = 3;
     sit_problem p = sit_problem_make(&m, N, 100, 0.0f, 0.6f);
-    sit_train_opts o = {.train = false, .align_only = true, .path = SIT_PATH_COSINE};
-    arena ar = arena_create(2 * sit_train_plan_bytes(&m, N, &o));
+    denoising_opts o = {.train = false, .align_only = true, .path = PATH_COSINE};
+    arena ar = arena_create(2 * denoising_objective_plan_bytes(&m, N, &o));
     size_t CHW = (size_t)m.C * m.H * m.H;
     float *dz = alloc_zeros(N * CHW), *dz2 = alloc_zeros(N * CHW);
-    sit_acts a;
-    sit_train_inputs in = sit_problem_inputs(&p, &m);
+    denoising_pass a;
+    denoising_inputs in = sit_problem_inputs(&p, &m);
     in.force_drop = NULL;
-    sit_train_forward(&a, &m, w, &ar, &o, &in, N);
-    CHECK(a.model_output == NULL && a.n_blocks == 2, "align-only stops at encoder_depth");
-    sit_train_backward(&m, w, &a, &ar, 1.0f, 1.5f, NULL, dz);
-    sit_train_backward(&m, w, &a, &ar, 1.0f, 1.5f, g, dz2);
+    denoising_objective_forward(&a, &m, w, &ar, &o, &in, N);
+    CHECK(a.model_output == NULL && a.net.n_blocks == 2, "align-only stops at encoder_depth");
+    denoising_objective_backward(&m, w, &a, &ar, 1.0f, 1.5f, NULL, dz);
+    denoising_objective_backward(&m, w, &a, &ar, 1.0f, 1.5f, g, dz2);
     CHECK(memcmp(dz, dz2, N * CHW * sizeof(float)) == 0, "frozen and full passes give the same dz");
     sit_fd_ctx ctx = {&m, w, &ar, o, in, N, 0.0f, 1.5f};
     fd_check_direction("conv align d/dz", sit_fd_loss, &ctx, p.z, dz, N * CHW, 1e-2, 1e-3, 1);
@@ -298,18 +299,18 @@ static void test_torch_conv_train_pass(void)
     float *eps = fixture_f32(st, "train.noises", NULL), *zs = fixture_f32(st, "train.zs.0", NULL);
     int *y = fixture_ints(st, "train.y"), *drop = fixture_ints(st, "train.drop_mask");
     int N = 4, Z = m.cfg.z_dims[0];
-    sit_train_opts o = {.train = true, .path = SIT_PATH_LINEAR};
-    sit_train_inputs in = {.z = x, .y = y, .zs = {zs}, .time_input = t, .noise = eps, .force_drop = drop};
-    arena ar = arena_create(sit_train_plan_bytes(&m, N, &o));
-    sit_acts a;
-    sit_train_forward(&a, &m, w, &ar, &o, &in, N);
+    denoising_opts o = {.train = true, .path = PATH_LINEAR};
+    denoising_inputs in = {.z = x, .y = y, .zs = {zs}, .time_input = t, .noise = eps, .force_drop = drop};
+    arena ar = arena_create(denoising_objective_plan_bytes(&m, N, &o));
+    denoising_pass a;
+    denoising_objective_forward(&a, &m, w, &ar, &o, &in, N);
     size_t CHW = (size_t)m.C * m.H * m.H;
     check_rel(st, "train.zs_tilde.0", a.zs_tilde[0], (size_t)N * m.T * Z, FWD_REL);
     check_rel(st, "train.proj_loss", &a.proj_loss, 1, FWD_REL);
     check_rel(st, "train.model_output", a.model_output, N * CHW, FWD_REL);
     check_rel(st, "train.denoising_loss", a.denoising_loss, N, FWD_REL);
     float *g = param_alloc(&m.table), *dz = alloc_zeros(nx);
-    sit_train_backward(&m, w, &a, &ar, 1.0f, 0.5f, g, dz);
+    denoising_objective_backward(&m, w, &a, &ar, 1.0f, 0.5f, g, dz);
     char key[256];
     for (int i = 0; i < m.table.n; i++) {
         const param_entry *e = &m.table.entries[i];
@@ -336,15 +337,15 @@ static void test_torch_conv_alignment_pass(void)
     float *eps = fixture_f32(st, "align.noises", NULL), *zs = fixture_f32(st, "align.zs.0", NULL);
     int *y = fixture_ints(st, "align.y");
     int N = 4;
-    sit_train_opts o = {.train = false, .align_only = true, .path = SIT_PATH_COSINE};
-    sit_train_inputs in = {.z = x, .y = y, .zs = {zs}, .time_input = t, .noise = eps};
-    arena ar = arena_create(sit_train_plan_bytes(&m, N, &o));
-    sit_acts a;
-    sit_train_forward(&a, &m, w, &ar, &o, &in, N);
+    denoising_opts o = {.train = false, .align_only = true, .path = PATH_COSINE};
+    denoising_inputs in = {.z = x, .y = y, .zs = {zs}, .time_input = t, .noise = eps};
+    arena ar = arena_create(denoising_objective_plan_bytes(&m, N, &o));
+    denoising_pass a;
+    denoising_objective_forward(&a, &m, w, &ar, &o, &in, N);
     check_rel(st, "align.zs_tilde.0", a.zs_tilde[0], (size_t)N * m.T * m.cfg.z_dims[0], FWD_REL);
     check_rel(st, "align.proj_loss", &a.proj_loss, 1, FWD_REL);
     float *dz = alloc_zeros(nx);
-    sit_train_backward(&m, w, &a, &ar, 0.0f, 1.0f, NULL, dz);
+    denoising_objective_backward(&m, w, &a, &ar, 0.0f, 1.0f, NULL, dz);
     check_rel(st, "align.grad.x", dz, nx, GRAD_REL);
     arena_free(&ar);
     free(x), free(t), free(eps), free(zs), free(y), free(dz), free(w);

@@ -15,6 +15,7 @@
 #include <cjson/cJSON.h>
 
 #include "core/error.h"
+#include "diffusion/denoising_objective.h"
 #include "models/sit.h"
 #include "sit_problem.h"
 #include "test.h"
@@ -321,20 +322,20 @@ static void test_fd_alignment_pass_dz(void)
     sit_test_randomize(&m, w, 21, true);
     int N = 3;
     sit_problem p = sit_problem_make(&m, N, 100, 0.4f, -1.0f);
-    sit_train_opts o = {.train = false, .align_only = true, .path = SIT_PATH_COSINE};
-    arena ar = arena_create(2 * sit_train_plan_bytes(&m, N, &o));
+    denoising_opts o = {.train = false, .align_only = true, .path = PATH_COSINE};
+    arena ar = arena_create(2 * denoising_objective_plan_bytes(&m, N, &o));
     size_t CHW = (size_t)m.C * m.H * m.H;
     float *dz = alloc_zeros(N * CHW);
     float *w_before = xmalloc(m.table.total * sizeof(float));
     memcpy(w_before, w, m.table.total * sizeof(float));
-    sit_acts a;
-    sit_train_inputs in = sit_problem_inputs(&p, &m);
+    denoising_pass a;
+    denoising_inputs in = sit_problem_inputs(&p, &m);
     in.force_drop = NULL; /* eval: no dropout, nothing drawn */
-    sit_train_forward(&a, &m, w, &ar, &o, &in, N);
-    CHECK(a.model_output == NULL && a.denoising_loss == NULL && a.n_blocks == 2, "align-only runs 2 blocks only");
+    denoising_objective_forward(&a, &m, w, &ar, &o, &in, N);
+    CHECK(a.model_output == NULL && a.denoising_loss == NULL && a.net.n_blocks == 2, "align-only runs 2 blocks only");
     for (int n = 0; n < N; n++)
         CHECK(a.labels[n] == p.y[n], "no label dropout in eval mode");
-    sit_train_backward(&m, w, &a, &ar, 1.0f, 1.5f, NULL, dz);
+    denoising_objective_backward(&m, w, &a, &ar, 1.0f, 1.5f, NULL, dz);
     CHECK(memcmp(w_before, w, m.table.total * sizeof(float)) == 0, "eval forward/backward must not touch params");
     sit_fd_ctx ctx = {&m, w, &ar, o, in, N, 0.0f, 1.5f};
     /* float32 loss with ~1e-7 relative rounding over a step of 1e-2 plus O(h²)
@@ -352,7 +353,7 @@ static void test_fd_alignment_pass_dz(void)
 /* The SiT pass in train mode (batch statistics), full depth: input gradient
  * (through the batch-statistics BN backward and both the x_t and the v*
  * paths) and every parameter tensor. */
-static void fd_full_model(bool qk_norm, sit_path path)
+static void fd_full_model(bool qk_norm, path_type path)
 {
     sit_config c = tiny_config(qk_norm);
     sit m;
@@ -361,15 +362,15 @@ static void fd_full_model(bool qk_norm, sit_path path)
     sit_test_randomize(&m, w, 31 + qk_norm, true);
     int N = 3;
     sit_problem p = sit_problem_make(&m, N, 200, 0.4f, -1.0f);
-    sit_train_opts o = {.train = true, .align_only = false, .path = path};
-    arena ar = arena_create(2 * sit_train_plan_bytes(&m, N, &o));
+    denoising_opts o = {.train = true, .align_only = false, .path = path};
+    arena ar = arena_create(2 * denoising_objective_plan_bytes(&m, N, &o));
     size_t CHW = (size_t)m.C * m.H * m.H;
     float *dz = alloc_zeros(N * CHW);
-    sit_acts a;
-    sit_train_inputs in = sit_problem_inputs(&p, &m);
-    sit_train_forward(&a, &m, w, &ar, &o, &in, N);
+    denoising_pass a;
+    denoising_inputs in = sit_problem_inputs(&p, &m);
+    denoising_objective_forward(&a, &m, w, &ar, &o, &in, N);
     CHECK(a.labels[1] == c.num_classes && a.labels[0] == p.y[0], "forced label dropout");
-    sit_train_backward(&m, w, &a, &ar, 1.0f, 0.5f, g, dz);
+    denoising_objective_backward(&m, w, &a, &ar, 1.0f, 0.5f, g, dz);
     sit_fd_ctx ctx = {&m, w, &ar, o, in, N, 1.0f, 0.5f};
     char what[200];
     snprintf(what, sizeof what, "train-BN full d/dz (qk %d, path %d)", qk_norm, path);
@@ -398,8 +399,8 @@ static void fd_full_model(bool qk_norm, sit_path path)
     sit_free(&m);
 }
 
-static void test_fd_train_pass(void) { fd_full_model(false, SIT_PATH_LINEAR); }
-static void test_fd_train_pass_qknorm_cosine(void) { fd_full_model(true, SIT_PATH_COSINE); }
+static void test_fd_train_pass(void) { fd_full_model(false, PATH_LINEAR); }
+static void test_fd_train_pass_qknorm_cosine(void) { fd_full_model(true, PATH_COSINE); }
 
 /* Eval-mode full depth (the LDM-only trainer's setting): input gradient with
  * the per-channel eval BN and both paths into z. */
@@ -412,16 +413,16 @@ static void test_fd_eval_full_dz(void)
     sit_test_randomize(&m, w, 41, true);
     int N = 2;
     sit_problem p = sit_problem_make(&m, N, 300, 0.4f, -1.0f);
-    sit_train_opts o = {.train = false, .align_only = false, .path = SIT_PATH_LINEAR};
-    arena ar = arena_create(2 * sit_train_plan_bytes(&m, N, &o));
+    denoising_opts o = {.train = false, .align_only = false, .path = PATH_LINEAR};
+    arena ar = arena_create(2 * denoising_objective_plan_bytes(&m, N, &o));
     size_t CHW = (size_t)m.C * m.H * m.H;
     float *dz = alloc_zeros(N * CHW);
-    sit_acts a;
-    sit_train_inputs in = sit_problem_inputs(&p, &m);
-    sit_train_forward(&a, &m, w, &ar, &o, &in, N);
+    denoising_pass a;
+    denoising_inputs in = sit_problem_inputs(&p, &m);
+    denoising_objective_forward(&a, &m, w, &ar, &o, &in, N);
     for (int n = 0; n < N; n++)
         CHECK(a.labels[n] == p.y[n], "eval mode ignores the dropout mask (sample %d)", n);
-    sit_train_backward(&m, w, &a, &ar, 1.0f, 0.5f, NULL, dz);
+    denoising_objective_backward(&m, w, &a, &ar, 1.0f, 0.5f, NULL, dz);
     sit_fd_ctx ctx = {&m, w, &ar, o, in, N, 1.0f, 0.5f};
     fd_check_direction("eval-BN full d/dz", sit_fd_loss, &ctx, p.z, dz, N * CHW, 1e-2, 1e-3, 4);
     arena_free(&ar);
@@ -446,10 +447,10 @@ static void test_frozen_and_accumulate(void)
     sit_problem p = sit_problem_make(&m, N, 400, 0.4f, -1.0f);
     size_t CHW = (size_t)m.C * m.H * m.H, P = m.table.total;
     for (int mode = 0; mode < 2; mode++) {
-        sit_train_opts o = mode == 0 ? (sit_train_opts){.train = false, .align_only = true}
-                                     : (sit_train_opts){.train = true, .align_only = false};
-        arena ar = arena_create(sit_train_plan_bytes(&m, N, &o));
-        sit_train_inputs in = sit_problem_inputs(&p, &m);
+        denoising_opts o = mode == 0 ? (denoising_opts){.train = false, .align_only = true}
+                                     : (denoising_opts){.train = true, .align_only = false};
+        arena ar = arena_create(denoising_objective_plan_bytes(&m, N, &o));
+        denoising_inputs in = sit_problem_inputs(&p, &m);
         float *dz1 = alloc_zeros(N * CHW), *dz2 = alloc_zeros(N * CHW), *dzacc = alloc_zeros(N * CHW);
         float *g = param_alloc(&m.table), *gacc = param_alloc(&m.table);
         for (int i = 0; i < m.table.n; i++) {
@@ -461,16 +462,16 @@ static void test_frozen_and_accumulate(void)
             dzacc[i] = 0.25f;
         for (size_t i = 0; i < P; i++)
             gacc[i] = 0.5f;
-        sit_acts a;
+        denoising_pass a;
         float *w0 = xmalloc(P * sizeof(float));
         memcpy(w0, w, P * sizeof(float));
-        sit_train_forward(&a, &m, w, &ar, &o, &in, N);
+        denoising_objective_forward(&a, &m, w, &ar, &o, &in, N);
         size_t used = ar.used;
-        sit_train_backward(&m, w, &a, &ar, 1.0f, 1.5f, NULL, dz1); /* frozen fast path */
+        denoising_objective_backward(&m, w, &a, &ar, 1.0f, 1.5f, NULL, dz1); /* frozen fast path */
         CHECK(ar.used == used, "backward releases its scratch");
-        sit_train_backward(&m, w, &a, &ar, 1.0f, 1.5f, g, dz2);
-        sit_train_backward(&m, w, &a, &ar, 1.0f, 1.5f, gacc, dzacc);
-        sit_train_backward(&m, w, &a, &ar, 1.0f, 1.5f, gacc, dzacc);
+        denoising_objective_backward(&m, w, &a, &ar, 1.0f, 1.5f, g, dz2);
+        denoising_objective_backward(&m, w, &a, &ar, 1.0f, 1.5f, gacc, dzacc);
+        denoising_objective_backward(&m, w, &a, &ar, 1.0f, 1.5f, gacc, dzacc);
         CHECK(ar.high_water <= ar.capacity, "plan covers the step");
         CHECK(memcmp(dz1, dz2, N * CHW * sizeof(float)) == 0, "dz must not depend on whether dparams is computed");
         int untouched = 1;
@@ -530,17 +531,17 @@ static void test_draws_and_velocity(void)
     int N = 8;
     sit_problem p = sit_problem_make(&m, N, 500, 0.4f, -1.0f);
     size_t CHW = (size_t)m.C * m.H * m.H;
-    sit_train_opts o = {.train = true};
+    denoising_opts o = {.train = true};
     /* three forwards kept side by side, then the velocity */
-    arena ar = arena_create(3 * sit_train_plan_bytes(&m, N, &o) + sit_velocity_plan_bytes(&m, N));
-    sit_train_inputs in = sit_problem_inputs(&p, &m);
+    arena ar = arena_create(3 * denoising_objective_plan_bytes(&m, N, &o) + sit_velocity_plan_bytes(&m, N));
+    denoising_inputs in = sit_problem_inputs(&p, &m);
     in.time_input = NULL, in.noise = NULL, in.force_drop = NULL;
     rng r1 = rng_new(9, 1), r2 = rng_new(9, 1);
     in.rng = &r1;
-    sit_acts a, b;
-    sit_train_forward(&a, &m, w, &ar, &o, &in, N);
+    denoising_pass a, b;
+    denoising_objective_forward(&a, &m, w, &ar, &o, &in, N);
     in.rng = &r2;
-    sit_train_forward(&b, &m, w, &ar, &o, &in, N);
+    denoising_objective_forward(&b, &m, w, &ar, &o, &in, N);
     CHECK(memcmp(a.time_input, b.time_input, N * sizeof(float)) == 0 &&
               memcmp(a.noise, b.noise, N * CHW * sizeof(float)) == 0 &&
               memcmp(a.labels, b.labels, N * sizeof(int)) == 0,
@@ -553,10 +554,10 @@ static void test_draws_and_velocity(void)
     CHECK(tin, "uniform t in [0,1)");
     CHECK(dropped > 0 && dropped < N, "p = 0.5 dropout over 8 samples dropped %d", dropped);
     /* Eval mode: sit_velocity on x_t = α·BN_eval(z) + σ·ε equals the training forward's output */
-    sit_train_opts oe = {.train = false};
+    denoising_opts oe = {.train = false};
     in.time_input = a.time_input, in.noise = a.noise, in.rng = NULL;
-    sit_acts e;
-    sit_train_forward(&e, &m, w, &ar, &oe, &in, N);
+    denoising_pass e;
+    denoising_objective_forward(&e, &m, w, &ar, &oe, &in, N);
     float *xt = xmalloc(N * CHW * sizeof(float)), *v = xmalloc(N * CHW * sizeof(float));
     for (int n = 0; n < N; n++)
         for (int ch = 0; ch < m.C; ch++) {
@@ -627,11 +628,11 @@ static void train_case(const char *fixture)
     float *eps = fixture_f32(st, "train.noises", NULL), *zs = fixture_f32(st, "train.zs.0", NULL);
     int *y = fixture_ints(st, "train.y", NULL), *drop = fixture_ints(st, "train.drop_mask", NULL);
     int N = 4;
-    sit_train_opts o = {.train = true, .path = SIT_PATH_LINEAR};
-    sit_train_inputs in = {.z = x, .y = y, .zs = {zs}, .time_input = t, .noise = eps, .force_drop = drop};
-    arena ar = arena_create(sit_train_plan_bytes(&m, N, &o));
-    sit_acts a;
-    sit_train_forward(&a, &m, w, &ar, &o, &in, N);
+    denoising_opts o = {.train = true, .path = PATH_LINEAR};
+    denoising_inputs in = {.z = x, .y = y, .zs = {zs}, .time_input = t, .noise = eps, .force_drop = drop};
+    arena ar = arena_create(denoising_objective_plan_bytes(&m, N, &o));
+    denoising_pass a;
+    denoising_objective_forward(&a, &m, w, &ar, &o, &in, N);
     size_t CHW = (size_t)m.C * m.H * m.H;
     fixture_check_rel(st, "train.model_output", a.model_output, N * CHW, FWD_REL, 0);
     fixture_check_rel(st, "train.zs_tilde.0", a.zs_tilde[0], (size_t)N * m.T * 32, FWD_REL, 0);
@@ -647,7 +648,7 @@ static void train_case(const char *fixture)
     fixture_check_rel(st, "train.bn.running_var", w + m.bn_var, m.C, 1e-6, 1e-7);
     fixture_check(st, "train.bn.num_batches_tracked", w + m.bn_count, 1, 0, 0);
     float *g = param_alloc(&m.table), *dz = alloc_zeros(nx);
-    sit_train_backward(&m, w, &a, &ar, 1.0f, 0.5f, g, dz);
+    denoising_objective_backward(&m, w, &a, &ar, 1.0f, 0.5f, g, dz);
     check_grads_by_name(st, &m, g, "train.grad.", GRAD_REL, GRAD_FLOOR);
     fixture_check_rel(st, "train.grad.x", dz, nx, GRAD_REL, 0);
     arena_free(&ar);
@@ -670,15 +671,15 @@ static void test_torch_alignment_pass(void)
     float *eps = fixture_f32(st, "align.noises", NULL), *zs = fixture_f32(st, "align.zs.0", NULL);
     int *y = fixture_ints(st, "align.y", NULL);
     int N = 4;
-    sit_train_opts o = {.train = false, .align_only = true, .path = SIT_PATH_COSINE};
-    sit_train_inputs in = {.z = x, .y = y, .zs = {zs}, .time_input = t, .noise = eps};
-    arena ar = arena_create(sit_train_plan_bytes(&m, N, &o));
-    sit_acts a;
-    sit_train_forward(&a, &m, w, &ar, &o, &in, N);
+    denoising_opts o = {.train = false, .align_only = true, .path = PATH_COSINE};
+    denoising_inputs in = {.z = x, .y = y, .zs = {zs}, .time_input = t, .noise = eps};
+    arena ar = arena_create(denoising_objective_plan_bytes(&m, N, &o));
+    denoising_pass a;
+    denoising_objective_forward(&a, &m, w, &ar, &o, &in, N);
     fixture_check_rel(st, "align.zs_tilde.0", a.zs_tilde[0], (size_t)N * m.T * 32, FWD_REL, 0);
     fixture_check_rel(st, "align.proj_loss", &a.proj_loss, 1, FWD_REL, 0);
     float *dz = alloc_zeros(nx);
-    sit_train_backward(&m, w, &a, &ar, 0.0f, 1.0f, NULL, dz); /* fixture: coefficient 1 */
+    denoising_objective_backward(&m, w, &a, &ar, 0.0f, 1.0f, NULL, dz); /* fixture: coefficient 1 */
     fixture_check_rel(st, "align.grad.x", dz, nx, GRAD_REL, 0);
     arena_free(&ar);
     free(x), free(t), free(eps), free(zs), free(y), free(dz), free(w);
@@ -698,15 +699,16 @@ static void test_torch_inference(void)
     int *y = fixture_ints(st, "infer.y", NULL);
     int N = 3;
     CHECK(y[2] == 10, "the fixture passes the null class explicitly");
-    arena ar = arena_create(sit_net_plan_bytes(&m, N) + sit_velocity_plan_bytes(&m, N));
+    const sit_net_opts o = {.train = false};
+    arena ar = arena_create(sit_net_plan_bytes(&m, N, &o) + sit_velocity_plan_bytes(&m, N));
     float *v = alloc_zeros(nx);
     sit_velocity(&m, w, &ar, v, x, t, y, N);
     fixture_check_rel(st, "infer.out", v, nx, FWD_REL, 0);
     sit_acts a;
-    sit_net_forward(&a, &m, w, &ar, x, t, y, N);
+    sit_net_forward(&a, &m, w, &ar, &o, &(sit_net_inputs){.x_t = x, .t = t, .y = y}, N);
     CHECK(memcmp(a.model_output, v, nx * sizeof(float)) == 0, "sit_net_forward == sit_velocity bit for bit");
     float *g = param_alloc(&m.table), *dx = alloc_zeros(nx);
-    sit_net_backward(&m, w, &a, &ar, cot, g, dx);
+    sit_net_backward(&m, w, &a, &ar, cot, NULL, g, dx);
     check_grads_by_name(st, &m, g, "infer.grad.", GRAD_REL, GRAD_FLOOR);
     fixture_check_rel(st, "infer.grad.x", dx, nx, GRAD_REL, 0);
     arena_free(&ar);
@@ -735,17 +737,17 @@ static void bench_sit_b2(void)
     sit_test_randomize(&m, w, 1, true);
     int N = 4;
     sit_problem p = sit_problem_make(&m, N, 1, 0.4f, -1.0f);
-    sit_train_opts o = {.train = true};
-    arena ar = arena_create(sit_train_plan_bytes(&m, N, &o));
-    sit_train_inputs in = sit_problem_inputs(&p, &m);
-    printf("       SiT-B/2 N=4: arena %.0f MiB, %d threads\n", sit_train_plan_bytes(&m, N, &o) / 1048576.0,
+    denoising_opts o = {.train = true};
+    arena ar = arena_create(denoising_objective_plan_bytes(&m, N, &o));
+    denoising_inputs in = sit_problem_inputs(&p, &m);
+    printf("       SiT-B/2 N=4: arena %.0f MiB, %d threads\n", denoising_objective_plan_bytes(&m, N, &o) / 1048576.0,
            omp_get_max_threads());
     for (int it = 0; it < 3; it++) {
-        sit_acts a;
+        denoising_pass a;
         double t0 = now_s();
-        sit_train_forward(&a, &m, w, &ar, &o, &in, N);
+        denoising_objective_forward(&a, &m, w, &ar, &o, &in, N);
         double t1 = now_s();
-        sit_train_backward(&m, w, &a, &ar, 1.0f, 0.5f, g, NULL);
+        denoising_objective_backward(&m, w, &a, &ar, 1.0f, 0.5f, g, NULL);
         double t2 = now_s();
         printf("       SiT-B/2 N=4 fwd %.3f s  bwd %.3f s  total %.3f s\n", t1 - t0, t2 - t1, t2 - t0);
         arena_reset(&ar, 0);

@@ -289,6 +289,126 @@ static void write_json(const eval_options *o, const feature_net *f, const npz_im
     json_line_append(o->json, j);
 }
 
+/* The reference side: its Fréchet statistics (pooled and spatial) and where
+ * they came from, and its features kept for precision/recall. */
+typedef struct reference_side {
+    feature_stats pool, sp;
+    bool have_pool, have_sp;
+    const char *pool_from, *sp_from;
+    char note[64];
+    bool pool_from_images, sp_from_images; /* no stored statistics: computed from --ref's images */
+    int64_t n_pr;                          /* reference images for precision/recall */
+    bool do_pr;
+    float *keep;                           /* [n_pr, dim] their features */
+} reference_side;
+
+/* Reference statistics given as such: --ref-stats, else stored in the npz
+ * (Inception features only).  Decides what the reference pass computes. */
+static void reference_stats_given(reference_side *r, const eval_options *o, const feature_net *f,
+                                  const npz_images *R, int64_t n_samples)
+{
+    bool has_spatial = f->spatial_dim > 0;
+    if (o->ref_stats) {
+        r->have_sp = eval_stats_load(o->ref_stats, f, &r->pool, has_spatial ? &r->sp : NULL);
+        r->have_pool = true;
+        r->pool_from = r->sp_from = o->ref_stats;
+    } else if (o->ref && f->kind == FNET_INCEPTION) {
+        int k = npz_stats(R->z, "mu", "sigma", f->dim, &r->pool);
+        if (k < 0)
+            warn("'%s': its stored mu has another dimension than the %s features (%d); using its images", R->path,
+                 f->label, f->dim);
+        r->have_pool = k > 0;
+        r->pool_from = "the reference's stored mu/sigma";
+        if (r->have_pool) {
+            r->have_sp = npz_stats(R->z, "mu_s", "sigma_s", f->spatial_dim, &r->sp) > 0;
+            r->sp_from = "the reference's stored mu_s/sigma_s";
+        }
+    }
+    r->pool_from_images = o->ref && !r->have_pool;
+    r->sp_from_images = o->ref && has_spatial && !r->have_sp;
+    r->n_pr = o->ref ? (R->n < o->pr_ref_images ? R->n : o->pr_ref_images) : 0;
+    r->do_pr = r->n_pr > 3 && n_samples > 3; /* k = 3 neighbours need 4 points in each set */
+}
+
+/* The reference pass: the statistics not given, and the features for
+ * precision/recall. */
+static void reference_pass(reference_side *r, feature_net *f, npz_images *R, int batch)
+{
+    if (!r->pool_from_images && !r->sp_from_images && !r->do_pr)
+        return;
+    feature_accum pool_acc, sp_acc;
+    embed_out eo = {0};
+    if (r->pool_from_images)
+        feature_accum_init(&pool_acc, f->dim, 0), eo.pool = &pool_acc;
+    if (r->sp_from_images)
+        feature_accum_init(&sp_acc, f->spatial_dim, 0), eo.spatial = &sp_acc;
+    if (r->do_pr)
+        r->keep = xmalloc((size_t)r->n_pr * f->dim * sizeof(float)), eo.keep = r->keep, eo.n_keep = r->n_pr;
+    int64_t n = r->pool_from_images || r->sp_from_images ? R->n : r->n_pr;
+    embed(f, R, n, batch, "reference", &eo);
+    if (r->pool_from_images) {
+        accum_finish(&pool_acc, &r->pool);
+        r->have_pool = true;
+        snprintf(r->note, sizeof r->note, "the reference's %lld images", (long long)R->n);
+        r->pool_from = r->note;
+    }
+    if (r->sp_from_images) {
+        accum_finish(&sp_acc, &r->sp);
+        r->have_sp = true;
+        r->sp_from = "the reference's images";
+    }
+}
+
+/* The samples' side: statistics, features for precision/recall, logits. */
+typedef struct sample_side {
+    feature_stats pool, sp;
+    float *keep;   /* [S.n, dim] (precision/recall only) */
+    float *logits; /* [S.n, n_logits] (a network with logits only) */
+} sample_side;
+
+static void sample_pass(sample_side *s, feature_net *f, npz_images *S, int batch, bool do_pr)
+{
+    bool has_spatial = f->spatial_dim > 0, has_logits = f->n_logits > 0;
+    feature_accum pool_acc, sp_acc;
+    feature_accum_init(&pool_acc, f->dim, 0);
+    if (has_spatial)
+        feature_accum_init(&sp_acc, f->spatial_dim, 0);
+    s->keep = do_pr ? xmalloc((size_t)S->n * f->dim * sizeof(float)) : NULL;
+    s->logits = has_logits ? xmalloc((size_t)S->n * f->n_logits * sizeof(float)) : NULL;
+    embed_out eo = {&pool_acc, has_spatial ? &sp_acc : NULL, s->keep, do_pr ? S->n : 0, s->logits};
+    embed(f, S, S->n, batch, "samples", &eo);
+    accum_finish(&pool_acc, &s->pool);
+    if (has_spatial)
+        accum_finish(&sp_acc, &s->sp);
+}
+
+/* FD, sFD, IS and precision/recall from the two sides. */
+static eval_metrics compute_metrics(const feature_net *f, const npz_images *S, const reference_side *r,
+                                    const sample_side *s, bool has_ref)
+{
+    bool has_spatial = f->spatial_dim > 0, has_logits = f->n_logits > 0;
+    double fd = NAN, sfd = NAN, is = NAN, prec = NAN, rec = NAN;
+    if (r->have_pool)
+        fd = frechet_distance(&s->pool, &r->pool, NULL);
+    if (has_spatial && r->have_sp)
+        sfd = frechet_distance(&s->sp, &r->sp, NULL);
+    /* Checked inputs are finite; a non-finite distance is an overflow, and
+     * printing "n/a" with exit 0 would pass for a result. */
+    if ((r->have_pool && !isfinite(fd)) || (has_spatial && r->have_sp && !isfinite(sfd)))
+        die("eval: the Frechet distance is not finite (FD %g, sFD %g): the statistics (%s) are too large for "
+            "double precision", fd, sfd, r->pool_from ? r->pool_from : "?");
+    if (has_logits)
+        is = inception_score_logits(s->logits, S->n, f->n_logits, IS_SPLIT_SIZE, NULL);
+    pr_counts prc = {0};
+    if (r->do_pr) {
+        pr_opts po = pr_opts_adm();
+        precision_recall(&prec, &rec, r->keep, r->n_pr, s->keep, S->n, f->dim, &po, &prc);
+    }
+    eval_metrics m = {fd,       sfd,        is,         prec,      rec, r->n_pr, r->do_pr, has_spatial, r->have_sp,
+                      has_logits, has_ref, r->pool_from, r->sp_from, prc};
+    return m;
+}
+
 int cmd_eval(int argc, char **argv)
 {
     eval_options o;
@@ -315,119 +435,40 @@ int cmd_eval(int argc, char **argv)
     }
     feature_net f;
     fnet_open(&o.fn, opts, n_opts, &f, o.batch_size);
-    bool has_spatial = f.spatial_dim > 0, has_logits = f.n_logits > 0;
+    bool has_spatial = f.spatial_dim > 0;
 
     /* Reference statistics: --ref-stats, else stored in the npz, else from its images. */
-    feature_stats ref_pool = {0}, ref_sp = {0};
-    bool have_pool = false, have_sp = false;
-    const char *pool_from = NULL, *sp_from = NULL;
-    char note_buf[64];
-    if (o.ref_stats) {
-        have_sp = eval_stats_load(o.ref_stats, &f, &ref_pool, has_spatial ? &ref_sp : NULL);
-        have_pool = true;
-        pool_from = sp_from = o.ref_stats;
-    } else if (o.ref && f.kind == FNET_INCEPTION) {
-        int r = npz_stats(R.z, "mu", "sigma", f.dim, &ref_pool);
-        if (r < 0)
-            warn("'%s': its stored mu has another dimension than the %s features (%d); using its images", R.path,
-                 f.label, f.dim);
-        have_pool = r > 0;
-        pool_from = "the reference's stored mu/sigma";
-        if (have_pool) {
-            have_sp = npz_stats(R.z, "mu_s", "sigma_s", f.spatial_dim, &ref_sp) > 0;
-            sp_from = "the reference's stored mu_s/sigma_s";
-        }
-    }
-    bool ref_pool_from_images = o.ref && !have_pool;
-    bool ref_sp_from_images = o.ref && has_spatial && !have_sp;
-    int64_t n_pr = o.ref ? (R.n < o.pr_ref_images ? R.n : o.pr_ref_images) : 0;
-    bool do_pr = n_pr > 3 && S.n > 3; /* k = 3 neighbours need 4 points in each set */
+    reference_side ref = {0};
+    reference_stats_given(&ref, &o, &f, &R, S.n);
 
     printf("repae eval\n  samples:   %s (%lld images %dx%dx%d)\n", S.path, (long long)S.n, S.H, S.W, S.C);
     if (o.ref)
         printf("  reference: %s (%lld images %dx%dx%d)\n", R.path, (long long)R.n, R.H, R.W, R.C);
     if (o.ref_stats)
-        printf("  reference statistics: %s (n = %lld)\n", o.ref_stats, (long long)ref_pool.n);
+        printf("  reference statistics: %s (n = %lld)\n", o.ref_stats, (long long)ref.pool.n);
     printf("  features:  %s, %s\n", f.label, f.path);
     fflush(stdout);
 
-    /* Reference pass. */
-    feature_accum ref_pool_acc, ref_sp_acc;
-    float *ref_keep = NULL;
-    if (ref_pool_from_images || ref_sp_from_images || do_pr) {
-        embed_out eo = {0};
-        if (ref_pool_from_images)
-            feature_accum_init(&ref_pool_acc, f.dim, 0), eo.pool = &ref_pool_acc;
-        if (ref_sp_from_images)
-            feature_accum_init(&ref_sp_acc, f.spatial_dim, 0), eo.spatial = &ref_sp_acc;
-        if (do_pr)
-            ref_keep = xmalloc((size_t)n_pr * f.dim * sizeof(float)), eo.keep = ref_keep, eo.n_keep = n_pr;
-        int64_t n = ref_pool_from_images || ref_sp_from_images ? R.n : n_pr;
-        embed(&f, &R, n, o.batch_size, "reference", &eo);
-        if (ref_pool_from_images) {
-            accum_finish(&ref_pool_acc, &ref_pool);
-            have_pool = true;
-            snprintf(note_buf, sizeof note_buf, "the reference's %lld images", (long long)R.n);
-            pool_from = note_buf;
-        }
-        if (ref_sp_from_images) {
-            accum_finish(&ref_sp_acc, &ref_sp);
-            have_sp = true;
-            sp_from = "the reference's images";
-        }
-    }
-
-    /* Sample pass. */
-    feature_accum s_pool_acc, s_sp_acc;
-    feature_accum_init(&s_pool_acc, f.dim, 0);
-    if (has_spatial)
-        feature_accum_init(&s_sp_acc, f.spatial_dim, 0);
-    float *s_keep = do_pr ? xmalloc((size_t)S.n * f.dim * sizeof(float)) : NULL;
-    float *logits = has_logits ? xmalloc((size_t)S.n * f.n_logits * sizeof(float)) : NULL;
-    embed_out eo = {&s_pool_acc, has_spatial ? &s_sp_acc : NULL, s_keep, do_pr ? S.n : 0, logits};
-    embed(&f, &S, S.n, o.batch_size, "samples", &eo);
-    feature_stats s_pool = {0}, s_sp = {0};
-    accum_finish(&s_pool_acc, &s_pool);
-    if (has_spatial)
-        accum_finish(&s_sp_acc, &s_sp);
-
-    /* Metrics. */
-    double fd = NAN, sfd = NAN, is = NAN, prec = NAN, rec = NAN;
-    if (have_pool)
-        fd = frechet_distance(&s_pool, &ref_pool, NULL);
-    if (has_spatial && have_sp)
-        sfd = frechet_distance(&s_sp, &ref_sp, NULL);
-    /* Checked inputs are finite; a non-finite distance is an overflow, and
-     * printing "n/a" with exit 0 would pass for a result. */
-    if ((have_pool && !isfinite(fd)) || (has_spatial && have_sp && !isfinite(sfd)))
-        die("eval: the Frechet distance is not finite (FD %g, sFD %g): the statistics (%s) are too large for "
-            "double precision", fd, sfd, pool_from ? pool_from : "?");
-    if (has_logits)
-        is = inception_score_logits(logits, S.n, f.n_logits, IS_SPLIT_SIZE, NULL);
-    pr_counts prc = {0};
-    if (do_pr) {
-        pr_opts po = pr_opts_adm();
-        precision_recall(&prec, &rec, ref_keep, n_pr, s_keep, S.n, f.dim, &po, &prc);
-    }
-
-    eval_metrics m = {fd,       sfd,        is,        prec,      rec, n_pr, do_pr, has_spatial, have_sp, has_logits,
-                      o.ref != NULL, pool_from, sp_from, prc};
+    reference_pass(&ref, &f, &R, o.batch_size);
+    sample_side smp = {0};
+    sample_pass(&smp, &f, &S, o.batch_size, ref.do_pr);
+    eval_metrics m = compute_metrics(&f, &S, &ref, &smp, o.ref != NULL);
     print_metrics(&f, &S, &m);
     printf("done in %.1f s\n", wall_seconds() - t0);
     if (o.save_stats && dist_rank() == 0) {
-        eval_stats_save(o.save_stats, &f, &s_pool, has_spatial ? &s_sp : NULL, S.H, S.W, S.C, S.path);
+        eval_stats_save(o.save_stats, &f, &smp.pool, has_spatial ? &smp.sp : NULL, S.H, S.W, S.C, S.path);
         printf("statistics: %s\n", o.save_stats);
     }
     if (o.json && dist_rank() == 0)
         write_json(&o, &f, &S, &m);
 
-    feature_stats_free(&s_pool);
-    feature_stats_free(&ref_pool);
+    feature_stats_free(&smp.pool);
+    feature_stats_free(&ref.pool);
     if (has_spatial)
-        feature_stats_free(&s_sp);
-    if (have_sp)
-        feature_stats_free(&ref_sp);
-    free(s_keep), free(ref_keep), free(logits);
+        feature_stats_free(&smp.sp);
+    if (ref.have_sp)
+        feature_stats_free(&ref.sp);
+    free(smp.keep), free(ref.keep), free(smp.logits);
     feature_net_free(&f);
     images_close(&S);
     images_close(&R);

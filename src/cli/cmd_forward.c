@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/options.h"
 #include "core/rng.h"
+#include "diffusion/denoising_objective.h"
 #include "io/safetensors.h"
 #include "models/sit.h"
 #include "ops/spatial_norm.h"
@@ -89,9 +90,9 @@ static int fwd_options_table(fwd_options *o, option_spec *opts)
         .max = 1024);
     OPT("--sit-mode", OPT_CHOICE, &o->sit_mode, "train", "SiT training forward mode", .choices = "train|eval|align");
     OPT("--path-type", OPT_CHOICE, &o->path_type, "linear", "SiT training forward: interpolant",
-        .choices = "linear|cosine");
+        .choices = PATH_TYPE_CHOICES);
     OPT("--weighting", OPT_CHOICE, &o->weighting, "uniform", "SiT training forward: time sampling (if drawn)",
-        .choices = "uniform|lognormal");
+        .choices = TIME_WEIGHTING_CHOICES);
     OPT("--spnorm-method", OPT_CHOICE, &o->spnorm_method, "none",
         "SiT training forward: zscore = iREPA's spatial normalisation of the given zs first (the projector type "
         "comes from the weights)", .choices = "none|zscore");
@@ -251,12 +252,12 @@ static void run_vae(const fwd_options *o, const safetensors *st, const cJSON *j,
            te ? " (sampled with eps)" : "");
 }
 
-static void run_sit(const fwd_options *o, const safetensors *st, const cJSON *j, const safetensors *in,
-                    outputs *out)
+/* The SiT in --weights, its configuration from the shapes and metadata with
+ * the command line's --cfg-prob / --encoder-depth over the file's. */
+static float *open_sit(sit *m, const fwd_options *o, const safetensors *st, const cJSON *j)
 {
     const char *cands[] = {"", "ema.", "model.", NULL};
     const char *prefix = o->prefix ? o->prefix : auto_prefix(st, "x_embedder.proj.weight", cands, "SiT");
-    /* Options given on the command line override the file's metadata. */
     cJSON *jj = j ? cJSON_Duplicate(j, 1) : cJSON_CreateObject();
     if (o->cfg_prob >= 0) {
         cJSON_DeleteItemFromObject(jj, "cfg_prob");
@@ -271,114 +272,141 @@ static void run_sit(const fwd_options *o, const safetensors *st, const cJSON *j,
     cJSON_Delete(jj);
     if (o->encoder_depth > sc.depth)
         die("forward --encoder-depth %d: the SiT has only %d blocks", o->encoder_depth, sc.depth);
+    sit_build(m, &sc);
+    float *params = param_alloc(&m->table);
+    sit_load(m, params, st, prefix, PARAM_IGNORE_EXTRA);
+    return params;
+}
+
+/* The sampling velocity v = SiT(x, t, y). */
+static void sit_velocity_pass(const sit *m, const float *params, const safetensors *in, const st_tensor *tt,
+                              const float *x, const int *y, int N, outputs *out)
+{
+    if (tt->numel != N)
+        die("forward --input '%s': 't' has %lld elements, expected %d", in->path, (long long)tt->numel, N);
+    const size_t nx = (size_t)N * m->C * m->H * m->H;
+    float *t = read_f32(in, tt), *v = xmalloc(nx * sizeof(float));
+    arena ar = arena_create(sit_velocity_plan_bytes(m, N));
+    sit_velocity(m, params, &ar, v, x, t, y, N);
+    arena_free(&ar);
+    put(out, "v", 4, (int64_t[]){N, m->C, m->H, m->H}, v);
+    free(t);
+    printf("sit: velocity of %d latents %dx%dx%d\n", N, m->C, m->H, m->H);
+}
+
+/* The training forward's optional inputs: REPA targets (iREPA's spatial
+ * normalisation applied when asked), time_input, noises, drop_mask.  The
+ * buffers read are returned in *zsb, *time_in, *noises, *drop for the caller
+ * to free. */
+static void read_training_inputs(denoising_inputs *ti, const fwd_options *o, const sit *m, const safetensors *in,
+                                 int N, float **zsb, float **time_in, float **noises, int **drop)
+{
+    const sit_config *sc = &m->cfg;
+    for (int e = 0; e < sc->n_encoders; e++) {
+        char nm[32];
+        snprintf(nm, sizeof nm, "zs.%d", e);
+        const st_tensor *t = (e == 0 && safetensors_find(in, "zs")) ? safetensors_find(in, "zs")
+                                                                    : need(in, nm, "a REPA target [N, T, z_dim]");
+        check_shape(in, t, 3, (int64_t[]){N, m->T, sc->z_dims[e]}, "the encoder features for this projector");
+        ti->zs[e] = zsb[e] = read_f32(in, t);
+        if (!strcmp(o->spnorm_method, "zscore"))
+            spatial_norm_forward(zsb[e], zsb[e], N, m->T, sc->z_dims[e], o->zscore_alpha, SPATIAL_NORM_EPS);
+    }
+    const st_tensor *t;
+    if ((t = safetensors_find(in, "time_input"))) {
+        if (t->numel != N)
+            die("forward --input '%s': 'time_input' has %lld elements, expected %d", in->path, (long long)t->numel,
+                N);
+        ti->time_input = *time_in = read_f32(in, t);
+    }
+    if ((t = safetensors_find(in, "noises"))) {
+        check_shape(in, t, 4, (int64_t[]){N, m->C, m->H, m->H}, "the interpolant's noise, the latent's shape");
+        ti->noise = *noises = read_f32(in, t);
+    }
+    if ((t = safetensors_find(in, "drop_mask")))
+        ti->force_drop = *drop = read_ints(in, t, N, "one dropout flag per sample");
+}
+
+/* A copy of n floats as a new output tensor. */
+static void put_copy(outputs *out, const char *name, int ndim, const int64_t *shape, const float *src, size_t n)
+{
+    float *c = xmalloc(n * sizeof(float));
+    memcpy(c, src, n * sizeof(float));
+    put(out, name, ndim, shape, c);
+}
+
+/* The training forward of spec §5 (denoising objective) in --sit-mode. */
+static void sit_training_pass(const fwd_options *o, const sit *m, float *params, const safetensors *in,
+                              const float *x, const int *y, int N, outputs *out)
+{
+    const sit_config *sc = &m->cfg;
+    const int C = m->C, T = m->T;
+    const size_t nx = (size_t)N * C * m->H * m->H;
+    const int64_t xs[4] = {N, C, m->H, m->H};
+    denoising_opts to = {
+        .train = !strcmp(o->sit_mode, "train"),
+        .align_only = !strcmp(o->sit_mode, "align"),
+        .path = path_type_parse(o->path_type),
+        .weighting = time_weighting_parse(o->weighting),
+    };
+    rng r = rng_new((uint64_t)o->seed, 0x464F5257ull);
+    denoising_inputs ti = {.z = x, .y = y, .rng = &r};
+    float *zsb[SIT_MAX_ENCODERS] = {0}, *time_in = NULL, *noises = NULL;
+    int *drop = NULL;
+    read_training_inputs(&ti, o, m, in, N, zsb, &time_in, &noises, &drop);
+    arena ar = arena_create(denoising_objective_plan_bytes(m, N, &to));
+    denoising_pass a;
+    denoising_objective_forward(&a, m, params, &ar, &to, &ti, N);
+    for (int e = 0; e < sc->n_encoders; e++) {
+        char nm[32];
+        snprintf(nm, sizeof nm, "zs_tilde.%d", e);
+        put_copy(out, nm, 3, (int64_t[]){N, T, sc->z_dims[e]}, a.zs_tilde[e], (size_t)N * T * sc->z_dims[e]);
+    }
+    put_copy(out, "proj_loss", 0, NULL, &a.proj_loss, 1);
+    if (!to.align_only) {
+        put_copy(out, "model_output", 4, xs, a.model_output, nx);
+        put_copy(out, "denoising_loss", 1, (int64_t[]){N}, a.denoising_loss, (size_t)N);
+    }
+    put_copy(out, "time_input", 1, (int64_t[]){N}, a.time_input, (size_t)N);
+    put_copy(out, "noises", 4, xs, a.noise, nx);
+    if (to.train) {
+        put_copy(out, "bn.running_mean", 1, (int64_t[]){C}, params + m->bn_mean, (size_t)C);
+        put_copy(out, "bn.running_var", 1, (int64_t[]){C}, params + m->bn_var, (size_t)C);
+    }
+    arena_free(&ar);
+    for (int e = 0; e < sc->n_encoders; e++)
+        free(zsb[e]);
+    free(time_in), free(noises), free(drop);
+    printf("sit: %s-mode training forward of %d latents, proj_loss %.6g\n", o->sit_mode, N, a.proj_loss);
+}
+
+static void run_sit(const fwd_options *o, const safetensors *st, const cJSON *j, const safetensors *in,
+                    outputs *out)
+{
     sit m;
-    sit_build(&m, &sc);
-    float *params = param_alloc(&m.table);
-    sit_load(&m, params, st, prefix, PARAM_IGNORE_EXTRA);
-    const int C = m.C, Hs = m.H, T = m.T;
+    float *params = open_sit(&m, o, st, j);
+    const sit_config *sc = &m.cfg;
     const st_tensor *tt = safetensors_find(in, "t");
     const st_tensor *tz = safetensors_find(in, "zs") ? safetensors_find(in, "zs") : safetensors_find(in, "zs.0");
     if (!tt && !tz)
         die("forward --input '%s': give `t` (with x, y: the velocity) and/or `zs` (with x, y: the training "
             "forward); see 'repae forward --help'", in->path);
     const st_tensor *tx = need(in, "x", "the latent [N, C, H, W]");
-    check_shape(in, tx, 4, (int64_t[]){-1, C, Hs, Hs}, "the SiT's latent");
+    check_shape(in, tx, 4, (int64_t[]){-1, m.C, m.H, m.H}, "the SiT's latent");
     int N = (int)tx->shape[0];
-    size_t nx = (size_t)N * C * Hs * Hs;
-    int64_t xs[4] = {N, C, Hs, Hs};
     float *x = read_f32(in, tx);
     int *y = read_ints(in, need(in, "y", "the class labels [N]"), N, "one label per sample");
-    int rows = sc.num_classes + (sc.class_dropout_prob > 0);
+    int rows = sc->num_classes + (sc->class_dropout_prob > 0);
     for (int i = 0; i < N; i++)
         if (y[i] < 0 || y[i] >= rows)
             die("forward --input '%s': y[%d] = %d is outside [0, %d) (%d classes%s)", in->path, i, y[i], rows,
-                sc.num_classes, rows > sc.num_classes ? " + the null class" : "");
-    if (tt) {
-        if (tt->numel != N)
-            die("forward --input '%s': 't' has %lld elements, expected %d", in->path, (long long)tt->numel, N);
-        float *t = read_f32(in, tt), *v = xmalloc(nx * sizeof(float));
-        arena ar = arena_create(sit_velocity_plan_bytes(&m, N));
-        sit_velocity(&m, params, &ar, v, x, t, y, N);
-        arena_free(&ar);
-        put(out, "v", 4, xs, v);
-        free(t);
-        printf("sit: velocity of %d latents %dx%dx%d\n", N, C, Hs, Hs);
-    }
+                sc->num_classes, rows > sc->num_classes ? " + the null class" : "");
+    if (tt)
+        sit_velocity_pass(&m, params, in, tt, x, y, N, out);
     if (tz) {
-        if (sc.n_encoders == 0)
+        if (sc->n_encoders == 0)
             die("forward: the SiT in '%s' has no projectors, so there is no REPA training forward", st->path);
-        sit_train_opts to = {
-            .train = !strcmp(o->sit_mode, "train"),
-            .align_only = !strcmp(o->sit_mode, "align"),
-            .path = !strcmp(o->path_type, "cosine") ? SIT_PATH_COSINE : SIT_PATH_LINEAR,
-            .weighting = !strcmp(o->weighting, "lognormal") ? SIT_WEIGHTING_LOGNORMAL : SIT_WEIGHTING_UNIFORM,
-        };
-        rng r = rng_new((uint64_t)o->seed, 0x464F5257ull);
-        sit_train_inputs ti = {.z = x, .y = y, .rng = &r};
-        float *zsb[SIT_MAX_ENCODERS] = {0};
-        for (int e = 0; e < sc.n_encoders; e++) {
-            char nm[32];
-            snprintf(nm, sizeof nm, "zs.%d", e);
-            const st_tensor *t = (e == 0 && safetensors_find(in, "zs")) ? safetensors_find(in, "zs")
-                                                                        : need(in, nm, "a REPA target [N, T, z_dim]");
-            check_shape(in, t, 3, (int64_t[]){N, T, sc.z_dims[e]}, "the encoder features for this projector");
-            ti.zs[e] = zsb[e] = read_f32(in, t);
-            if (!strcmp(o->spnorm_method, "zscore"))
-                spatial_norm_forward(zsb[e], zsb[e], N, T, sc.z_dims[e], o->zscore_alpha, SPATIAL_NORM_EPS);
-        }
-        float *time_in = NULL, *noises = NULL;
-        int *drop = NULL;
-        const st_tensor *t;
-        if ((t = safetensors_find(in, "time_input"))) {
-            if (t->numel != N)
-                die("forward --input '%s': 'time_input' has %lld elements, expected %d", in->path,
-                    (long long)t->numel, N);
-            ti.time_input = time_in = read_f32(in, t);
-        }
-        if ((t = safetensors_find(in, "noises"))) {
-            check_shape(in, t, 4, xs, "the interpolant's noise, the latent's shape");
-            ti.noise = noises = read_f32(in, t);
-        }
-        if ((t = safetensors_find(in, "drop_mask")))
-            ti.force_drop = drop = read_ints(in, t, N, "one dropout flag per sample");
-        arena ar = arena_create(sit_train_plan_bytes(&m, N, &to));
-        sit_acts a;
-        sit_train_forward(&a, &m, params, &ar, &to, &ti, N);
-        for (int e = 0; e < sc.n_encoders; e++) {
-            char nm[32];
-            snprintf(nm, sizeof nm, "zs_tilde.%d", e);
-            size_t k = (size_t)N * T * sc.z_dims[e];
-            float *c = xmalloc(k * sizeof(float));
-            memcpy(c, a.zs_tilde[e], k * sizeof(float));
-            put(out, nm, 3, (int64_t[]){N, T, sc.z_dims[e]}, c);
-        }
-        float *pl = xmalloc(sizeof(float));
-        *pl = a.proj_loss;
-        put(out, "proj_loss", 0, NULL, pl);
-        if (!to.align_only) {
-            float *mo = xmalloc(nx * sizeof(float)), *dl = xmalloc((size_t)N * sizeof(float));
-            memcpy(mo, a.model_output, nx * sizeof(float));
-            memcpy(dl, a.denoising_loss, (size_t)N * sizeof(float));
-            put(out, "model_output", 4, xs, mo);
-            put(out, "denoising_loss", 1, (int64_t[]){N}, dl);
-        }
-        float *tic = xmalloc((size_t)N * sizeof(float)), *nc = xmalloc(nx * sizeof(float));
-        memcpy(tic, a.time_input, (size_t)N * sizeof(float));
-        memcpy(nc, a.noise, nx * sizeof(float));
-        put(out, "time_input", 1, (int64_t[]){N}, tic);
-        put(out, "noises", 4, xs, nc);
-        if (to.train) {
-            float *bm = xmalloc((size_t)C * sizeof(float)), *bv = xmalloc((size_t)C * sizeof(float));
-            memcpy(bm, params + m.bn_mean, (size_t)C * sizeof(float));
-            memcpy(bv, params + m.bn_var, (size_t)C * sizeof(float));
-            put(out, "bn.running_mean", 1, (int64_t[]){C}, bm);
-            put(out, "bn.running_var", 1, (int64_t[]){C}, bv);
-        }
-        arena_free(&ar);
-        for (int e = 0; e < sc.n_encoders; e++)
-            free(zsb[e]);
-        free(time_in), free(noises), free(drop);
-        printf("sit: %s-mode training forward of %d latents, proj_loss %.6g\n", o->sit_mode, N, *pl);
+        sit_training_pass(o, &m, params, in, x, y, N, out);
     }
     free(x), free(y), free(params);
     sit_free(&m);

@@ -128,7 +128,7 @@ static int sample_options_table(sample_options *o, option_spec *opts)
     OPT("--guidance-low", OPT_DOUBLE, &o->guidance_low, "0", "guidance only for t >= this", .min = 0, .max = 1);
     OPT("--guidance-high", OPT_DOUBLE, &o->guidance_high, "1", "guidance only for t <= this", .min = 0, .max = 1);
     OPT("--path-type", OPT_CHOICE, &o->path_type, "linear", "interpolant (the SDE's score)",
-        .choices = "linear|cosine");
+        .choices = PATH_TYPE_CHOICES);
     OPT("--num-samples", OPT_INT, &o->num_samples, "50000", "images to generate", .min = 1, .max = 100000000);
     OPT("--batch-size", OPT_INT, &o->batch_size, "32", "images per sampler batch (does not change the images)",
         .min = 1, .max = 65536);
@@ -455,6 +455,80 @@ static void write_labels_grid(const sample_out *so, const int *labels, int N)
         printf("images: %s/%06d.png ... %06d.png\n", so->dir, 0, N - 1);
 }
 
+/* Samples and decodes the N images in rounds of world × B (B = so->B):
+ * every rank takes a contiguous chunk of B of each round; rank 0 gathers the
+ * uint8 images in order and writes them (so: the npz, PNGs, grid, labels).
+ * Images draw from their own streams, so the files equal a one-process run's
+ * byte for byte. */
+static void generate_images(sample_out *so, const sample_options *o, mf_sample_models *m, const sampler_config *cfg,
+                            sample_inputs *in, int N)
+{
+    const int B = so->B, Co = so->Co, h = m->s.H;
+    const size_t n = (size_t)m->s.C * h * h, npix = (size_t)so->H * so->W;
+    float *x = xmalloc((size_t)B * n * sizeof(float));
+    int64_t *index = xmalloc((size_t)B * sizeof(int64_t));
+    float *img = xmalloc((size_t)B * Co * npix * sizeof(float));
+    uint8_t *u8 = xmalloc((size_t)B * Co * npix);
+    void *ws = xmalloc(sampler_workspace_bytes(cfg, B, n));
+    arena net = arena_create(sit_velocity_arena_bytes(&m->s, cfg, B, o->net_batch));
+    arena dec = arena_create(decode_latents_arena_bytes(&m->v, B, h, h, o->decode_batch));
+    sit_velocity_ctx ctx = {&m->s, m->sp, &net, o->net_batch};
+    const int rank = dist_rank(), world = dist_world();
+    const bool writer = rank == 0;
+    uint8_t *round_u8 = writer ? xmalloc((size_t)world * B * Co * npix) : NULL;
+    so->png = xmalloc((size_t)3 * npix), so->hwc = xmalloc((size_t)B * so->Cnpz * npix);
+    so->grid = so->G ? xmalloc((size_t)so->G * so->Cpng * npix) : NULL;
+    if (writer) {
+        char path[1500];
+        path_format(path, sizeof path, "%s.npz", so->dir);
+        so->zw = npz_writer_open(path);
+        npz_writer_begin(so->zw, "arr_0", NPZ_U8, 4, (int64_t[]){N, so->H, so->W, so->Cnpz});
+    }
+    progress pb = progress_start("sample", N, "img");
+    pb.start_step = 0; /* rates count from the start, not from the first batch */
+    for (int r0 = 0; r0 < N; r0 += world * B) {
+        int64_t first;
+        int nb = dist_round_chunk(r0, N, B, &first), b0 = (int)first;
+        for (int i = 0; i < nb; i++)
+            index[i] = b0 + i;
+        if (nb > 0) {
+            if (in->noise_x)
+                memcpy(x, in->noise_x + (size_t)b0 * n, (size_t)nb * n * sizeof(float));
+            else
+                sampler_initial_noise(x, nb, n, (uint64_t)o->global_seed, index);
+            sampler_noise sn = {.seed = (uint64_t)o->global_seed, .image_index = index};
+            if (in->fnoise.data) {
+                in->fnoise.index = index;
+                sn.fn = file_noise_fn;
+                sn.ctx = &in->fnoise;
+            }
+            sampler_run(cfg, sit_velocity_fn, &ctx, x, in->labels + b0, nb, n, &sn, ws);
+            decode_latents(&m->v, m->vp, x, m->bias, m->scale, img, nb, h, h, o->decode_batch, &dec);
+            if (image_from_model_range(u8, img, (size_t)nb * Co * npix))
+                die("sample: images %d..%d decode to non-finite pixels (NaN/Inf): the SiT, the VAE or the latent "
+                    "statistics (%s) produce them", b0, b0 + nb - 1, m->stats_from);
+        }
+        dist_gather_bytes(u8, (size_t)nb * Co * npix, writer ? round_u8 : NULL);
+        if (!writer)
+            continue;
+        int rn = N - r0 < world * B ? N - r0 : world * B;
+        write_round(so, round_u8, r0, rn);
+        progress_update(&pb, r0 + rn, NULL);
+    }
+    free(round_u8);
+    if (writer) {
+        npz_writer_end(so->zw);
+        npz_writer_close(so->zw);
+        progress_finish(&pb);
+
+        write_labels_grid(so, in->labels, N);
+    } else
+        progress_finish(&pb);
+    arena_free(&net);
+    arena_free(&dec);
+    free(ws), free(x), free(index), free(img), free(u8), free(so->png), free(so->hwc), free(so->grid);
+}
+
 int cmd_sample(int argc, char **argv)
 {
     sample_options o;
@@ -472,7 +546,8 @@ int cmd_sample(int argc, char **argv)
     mf_sample_models_open(&m, o.ckpt, o.vae_ckpt, o.latents_stats, ema, o.heads);
     if (!options_given(opts, nopt, "--path-type")) { /* generate.py's own default unless the run says */
         const char *pt = mf_json_str(m.args, "path_type", NULL);
-        if (pt && (!strcmp(pt, "linear") || !strcmp(pt, "cosine")))
+        path_type known;
+        if (path_type_lookup(pt, &known))
             o.path_type = pt;
     }
     const sit_config sc = m.sc;
@@ -488,13 +563,9 @@ int cmd_sample(int argc, char **argv)
     sample_inputs in;
     sample_inputs_prepare(&in, &o, options_given(opts, nopt, "--num-samples"), &cfg, sc.num_classes, C, h);
     const int N = in.N;
-    int *labels = in.labels;
-    size_t n = (size_t)C * h * h;
-    const float *noise_x = in.noise_x;
-    file_noise fnoise = in.fnoise;
 
     /* ---- output ---- */
-    char dir[1400], path[1500];
+    char dir[1400];
     sample_dir_path(&o, dir, sizeof dir);
     bool pngs = !o.no_png;
     int G = o.grid < N ? o.grid : N;
@@ -508,75 +579,10 @@ int cmd_sample(int argc, char **argv)
     print_setup(&o, &m, &cfg, &in, dir);
 
     int B = o.batch_size < N ? o.batch_size : N;
-    size_t npix = (size_t)H * W;
-    float *x = xmalloc((size_t)B * n * sizeof(float));
-    int64_t *index = xmalloc((size_t)B * sizeof(int64_t));
-    float *img = xmalloc((size_t)B * Co * npix * sizeof(float));
-    uint8_t *u8 = xmalloc((size_t)B * Co * npix);
-    void *ws = xmalloc(sampler_workspace_bytes(&cfg, B, n));
-    arena net = arena_create(sit_velocity_arena_bytes(&m.s, &cfg, B, o.net_batch));
-    arena dec = arena_create(decode_latents_arena_bytes(&m.v, B, h, h, o.decode_batch));
-    sit_velocity_ctx ctx = {&m.s, m.sp, &net, o.net_batch};
+    sample_out so = {dir, pngs, G, Co, Cpng, Cnpz, H, W, B, NULL, NULL, NULL, NULL};
+    generate_images(&so, &o, &m, &cfg, &in, N);
 
-    /* Over several processes each round of world × B images is split in
-     * contiguous chunks of B, one per rank; rank 0 gathers the uint8 images
-     * in order and writes them.  Images draw from their own streams, so the
-     * files equal a one-process run's byte for byte. */
-    const int rank = dist_rank(), world = dist_world();
-    const bool writer = rank == 0;
-    uint8_t *round_u8 = writer ? xmalloc((size_t)world * B * Co * npix) : NULL;
-    sample_out so = {dir, pngs, G, Co, Cpng, Cnpz, H, W, B, xmalloc((size_t)3 * npix), xmalloc((size_t)B * Cnpz * npix),
-                     G ? xmalloc((size_t)G * Cpng * npix) : NULL, NULL};
-    if (writer) {
-        path_format(path, sizeof path, "%s.npz", dir);
-        so.zw = npz_writer_open(path);
-        npz_writer_begin(so.zw, "arr_0", NPZ_U8, 4, (int64_t[]){N, H, W, Cnpz});
-    }
-    progress pb = progress_start("sample", N, "img");
-    pb.start_step = 0; /* rates count from the start, not from the first batch */
-    for (int r0 = 0; r0 < N; r0 += world * B) {
-        int64_t first;
-        int nb = dist_round_chunk(r0, N, B, &first), b0 = (int)first;
-        for (int i = 0; i < nb; i++)
-            index[i] = b0 + i;
-        if (nb > 0) {
-            if (noise_x)
-                memcpy(x, noise_x + (size_t)b0 * n, (size_t)nb * n * sizeof(float));
-            else
-                sampler_initial_noise(x, nb, n, (uint64_t)o.global_seed, index);
-            sampler_noise sn = {.seed = (uint64_t)o.global_seed, .image_index = index};
-            if (fnoise.data) {
-                fnoise.index = index;
-                sn.fn = file_noise_fn;
-                sn.ctx = &fnoise;
-            }
-            sampler_run(&cfg, sit_velocity_fn, &ctx, x, labels + b0, nb, n, &sn, ws);
-            decode_latents(&m.v, m.vp, x, m.bias, m.scale, img, nb, h, h, o.decode_batch, &dec);
-            if (image_from_model_range(u8, img, (size_t)nb * Co * npix))
-                die("sample: images %d..%d decode to non-finite pixels (NaN/Inf): the SiT, the VAE or the latent "
-                    "statistics (%s) produce them", b0, b0 + nb - 1, m.stats_from);
-        }
-        dist_gather_bytes(u8, (size_t)nb * Co * npix, writer ? round_u8 : NULL);
-        if (!writer)
-            continue;
-        int rn = N - r0 < world * B ? N - r0 : world * B;
-        write_round(&so, round_u8, r0, rn);
-        progress_update(&pb, r0 + rn, NULL);
-    }
-    free(round_u8);
-    if (writer) {
-        npz_writer_end(so.zw);
-        npz_writer_close(so.zw);
-        progress_finish(&pb);
-
-        write_labels_grid(&so, labels, N);
-    } else
-        progress_finish(&pb);
-
-    arena_free(&net);
-    arena_free(&dec);
-    free(ws), free(x), free(index), free(img), free(u8), free(so.png), free(so.hwc), free(so.grid);
-    free(labels), free(in.noise_x);
+    free(in.labels), free(in.noise_x);
     if (in.ns)
         safetensors_close(in.ns);
     mf_sample_models_free(&m);

@@ -114,8 +114,8 @@ static repae_config repae_config_from(const train_options *o, const train_data *
     rc.vae_align_proj_coeff = mdl->enc ? o->vae_align_proj_coeff : 0.0f;
     rc.max_grad_norm = o->max_grad_norm;
     rc.ema_decay = o->ema_decay;
-    rc.path = !strcmp(o->path_type, "cosine") ? SIT_PATH_COSINE : SIT_PATH_LINEAR;
-    rc.weighting = !strcmp(o->weighting, "lognormal") ? SIT_WEIGHTING_LOGNORMAL : SIT_WEIGHTING_UNIFORM;
+    rc.path = path_type_parse(o->path_type);
+    rc.weighting = time_weighting_parse(o->weighting);
     rc.e2e_diffusion_loss = o->e2e_diffusion_loss;
     rc.disc_start = o->disc_start;
     rc.disc_weight = o->disc_weight;

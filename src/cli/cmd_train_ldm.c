@@ -189,8 +189,8 @@ int cmd_train_ldm(int argc, char **argv)
     lcfg.batch = B, lcfg.learning_rate = o.learning_rate;
     lcfg.proj_coeff = have_enc ? o.proj_coeff : 0.0f;
     lcfg.cfg_prob = o.cfg_prob, lcfg.max_grad_norm = o.max_grad_norm, lcfg.ema_decay = o.ema_decay;
-    lcfg.path = !strcmp(o.path_type, "cosine") ? SIT_PATH_COSINE : SIT_PATH_LINEAR;
-    lcfg.weighting = !strcmp(o.weighting, "lognormal") ? SIT_WEIGHTING_LOGNORMAL : SIT_WEIGHTING_UNIFORM;
+    lcfg.path = path_type_parse(o.path_type);
+    lcfg.weighting = time_weighting_parse(o.weighting);
     lcfg.seed = (uint64_t)o.seed;
     lcfg.enc_pre = encoder_preprocess_kind_for(o.enc_type);
     lcfg.spatial_norm = irepa_spatial_norm(&o.irepa), lcfg.zscore_alpha = o.irepa.zscore_alpha;

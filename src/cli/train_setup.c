@@ -10,6 +10,7 @@
 #include "core/dist.h"
 #include "core/error.h"
 #include "core/rng.h"
+#include "diffusion/denoising_objective.h"
 #include "models/encoder_preprocess.h"
 #include "train/latents_stats.h"
 #include "train/vae_trainer.h"
@@ -84,8 +85,8 @@ int train_options_table(train_options *o, option_spec *opts, train_kind kind)
     OPT("--proj-coeff", OPT_FLOAT, &o->proj_coeff, "0.5", "REPA weight in the SiT update", .min = 0, .max = 100);
     OPT("--vae-align-proj-coeff", OPT_FLOAT, &o->vae_align_proj_coeff, "1.5", "REPA weight in the VAE update",
         .min = 0, .max = 100);
-    OPT("--path-type", OPT_CHOICE, &o->path_type, "linear", "interpolant", .choices = "linear|cosine");
-    OPT("--weighting", OPT_CHOICE, &o->weighting, "uniform", "time sampling", .choices = "uniform|lognormal");
+    OPT("--path-type", OPT_CHOICE, &o->path_type, "linear", "interpolant", .choices = PATH_TYPE_CHOICES);
+    OPT("--weighting", OPT_CHOICE, &o->weighting, "uniform", "time sampling", .choices = TIME_WEIGHTING_CHOICES);
     OPT("--e2e-diffusion-loss", OPT_FLAG, &o->e2e_diffusion_loss, NULL,
         "let the diffusion loss reach the VAE (naive end-to-end training, the paper's negative result)");
     OPT("--batch-size", OPT_INT, &o->batch_size, "32", "global batch size", .min = 2, .max = 65536);

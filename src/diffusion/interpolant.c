@@ -5,12 +5,22 @@
 
 #include "core/error.h"
 
-path_type path_type_parse(const char *name)
+bool path_type_lookup(const char *name, path_type *p)
 {
     if (name && strcmp(name, "linear") == 0)
-        return PATH_LINEAR;
-    if (name && strcmp(name, "cosine") == 0)
-        return PATH_COSINE;
+        *p = PATH_LINEAR;
+    else if (name && strcmp(name, "cosine") == 0)
+        *p = PATH_COSINE;
+    else
+        return false;
+    return true;
+}
+
+path_type path_type_parse(const char *name)
+{
+    path_type p;
+    if (path_type_lookup(name, &p))
+        return p;
     die("unknown path type '%s' (expected 'linear' or 'cosine')", name ? name : "(null)");
 }
 
@@ -34,30 +44,36 @@ interp_coeffs interpolant_coeffs(path_type p, double t)
     return k;
 }
 
+interp_coeffs_f32 interpolant_coeffs_f32(path_type p, float t)
+{
+    interp_coeffs_f32 k;
+    if (p == PATH_COSINE) {
+        const float half_pi = (float)(M_PI / 2.0);
+        const float a = t * (float)M_PI / 2.0f; /* as torch: t * np.pi / 2 in float32 */
+        k.alpha = cosf(a);
+        k.sigma = sinf(a);
+        k.d_alpha = -half_pi * sinf(a);
+        k.d_sigma = half_pi * cosf(a);
+    } else {
+        k.alpha = 1.0f - t;
+        k.sigma = t;
+        k.d_alpha = -1.0f;
+        k.d_sigma = 1.0f;
+    }
+    return k;
+}
+
 void interpolant_forward(path_type p, float *xt, float *vt, const float *x0, const float *eps, const float *t, int B,
                          size_t n)
 {
     for (int b = 0; b < B; b++) {
-        float alpha, sigma, d_alpha, d_sigma;
-        if (p == PATH_COSINE) {
-            /* torch: t·(π/2) in float32, then cos/sin in float32. */
-            float a = t[b] * (float)(M_PI / 2);
-            alpha = cosf(a);
-            sigma = sinf(a);
-            d_alpha = -(float)(M_PI / 2) * sinf(a);
-            d_sigma = (float)(M_PI / 2) * cosf(a);
-        } else {
-            alpha = 1.0f - t[b];
-            sigma = t[b];
-            d_alpha = -1.0f;
-            d_sigma = 1.0f;
-        }
+        const interp_coeffs_f32 k = interpolant_coeffs_f32(p, t[b]);
         const float *xb = x0 + (size_t)b * n, *eb = eps + (size_t)b * n;
         if (xt)
             for (size_t i = 0; i < n; i++)
-                xt[(size_t)b * n + i] = alpha * xb[i] + sigma * eb[i];
+                xt[(size_t)b * n + i] = k.alpha * xb[i] + k.sigma * eb[i];
         if (vt)
             for (size_t i = 0; i < n; i++)
-                vt[(size_t)b * n + i] = d_alpha * xb[i] + d_sigma * eb[i];
+                vt[(size_t)b * n + i] = k.d_alpha * xb[i] + k.d_sigma * eb[i];
     }
 }

@@ -1,4 +1,4 @@
-/* sit.h — SiT, the latent diffusion transformer of REPA-E (spec §3, §4, §5),
+/* sit.h — SiT, the latent diffusion transformer of REPA-E (spec §3, §4),
  * with its latent BatchNorm and REPA projectors, forward and backward.
  *
  * A model is a configuration plus a parameter table (models/params.h); the
@@ -12,26 +12,32 @@
  *   sit m;  sit_build(&m, &cfg);
  *   float *w = param_alloc(&m.table);  sit_init_weights(&m, w, seed);
  *
- * The training forward (spec §5) takes the UN-normalised latent z, applies
- * the latent BatchNorm (train: batch stats + running-stat update; eval:
- * running stats), draws or takes t and ε, builds x_t and the velocity target,
- * runs the transformer, and returns the denoising loss per sample, the
- * projector outputs after block encoder_depth and the REPA projection loss.
- * Activations are carved from an arena sized by sit_train_plan_bytes().
+ * The model is the network of spec §4.2 plus the latent BatchNorm of §3:
  *
- *   arena ar = arena_create(sit_train_plan_bytes(&m, N, &opts));
+ *   sit_latent_norm_forward   z -> BN(z)  (train: batch statistics and the
+ *                             running-stat update; eval: running statistics)
+ *   sit_net_forward           (x_t, t, y) -> v̂ = model_output, and the
+ *                             projector outputs zs_tilde after block
+ *                             encoder_depth; label dropout in train mode
+ *   sit_velocity              the same network for sampling, nothing kept
+ *
+ * The training objective around them (time, noise, x_t, the velocity target,
+ * the denoising and REPA losses, spec §5) is diffusion/denoising_objective.h.
+ * Activations are carved from an arena sized by sit_net_plan_bytes():
+ *
+ *   arena ar = arena_create(sit_net_plan_bytes(&m, N, &o));
  *   sit_acts a;
- *   sit_train_forward(&a, &m, w, &ar, &opts, &in, N);
- *   sit_train_backward(&m, w, &a, &ar, 1.0f, 0.5f, grads, NULL);   // SiT pass
+ *   sit_net_forward(&a, &m, w, &ar, &o, &in, N);
+ *   sit_net_backward(&m, w, &a, &ar, d_out, d_zs_tilde, grads, dx_t);
  *   arena_reset(&ar, 0);
  *
- * The REPA-E alignment pass is opts = {.train = false, .align_only = true}
- * and sit_train_backward(..., 0, 1.5f, NULL, dz): no parameter gradient is
- * computed at all (dparams == NULL is the frozen fast path) and the gradient
- * of 1.5·proj_loss flows through the projector, blocks 1..encoder_depth, the
- * patch embed and the eval-mode BatchNorm (a per-channel scale) into dz.
+ * The REPA-E alignment pass runs the network with o = {.align_only = true}
+ * and sit_net_backward(..., NULL, d_zs_tilde, NULL, dx_t): no parameter
+ * gradient is computed at all (dparams == NULL is the frozen fast path) and
+ * the projector gradient flows through blocks 1..encoder_depth and the patch
+ * embed into dx_t.
  *
- * Conventions (docs/architecture.md): backward ADDS into dparams and dz; a
+ * Conventions (docs/architecture.md): backward ADDS into dparams and dx_t; a
  * NULL gradient means "not needed".  Only PARAM_TRAINABLE entries receive
  * gradients (pos_embed and the BN buffers never do).
  *
@@ -152,28 +158,35 @@ void sit_save(const sit *m, const float *params, st_writer *w, const char *prefi
 /* Convenience: a standalone weights file with the config in the metadata. */
 void sit_save_file(const sit *m, const float *params, const char *path);
 
-/* ---- training forward / backward (spec §5) ---- */
+/* ---- the latent BatchNorm (spec §3) ---- */
 
-typedef enum sit_path { SIT_PATH_LINEAR, SIT_PATH_COSINE } sit_path;
-typedef enum sit_weighting { SIT_WEIGHTING_UNIFORM, SIT_WEIGHTING_LOGNORMAL } sit_weighting;
+/* xn = BN(z), z and xn [N,C,H,W].  train: batch statistics (the global
+ * batch's under data parallelism, the reference's SyncBatchNorm), saved in
+ * batch_mean / batch_rstd [C] for the backward, and the running-stat update
+ * and num_batches_tracked += 1 written into params; eval: the running
+ * statistics (params untouched, batch_mean / batch_rstd unused). */
+void sit_latent_norm_forward(const sit *m, float *params, float *xn, float *batch_mean, float *batch_rstd,
+                             const float *z, int N, bool train);
+/* Adds the gradient through the same BN (train: batch statistics, saved by
+ * the forward) into dz [N,C,H,W], given dxn, the gradient w.r.t. xn. */
+void sit_latent_norm_backward(const sit *m, const float *params, float *dz, const float *dxn, const float *z,
+                              const float *batch_mean, const float *batch_rstd, int N, bool train);
 
-typedef struct sit_train_opts {
-    bool train;      /* BN batch statistics + running update; label dropout */
-    bool align_only; /* stop after block encoder_depth, no final layer, no denoising loss */
-    sit_path path;
-    sit_weighting weighting;
-} sit_train_opts;
+/* ---- the network with a backward (spec §4.2) ---- */
 
-typedef struct sit_train_inputs {
-    const float *z;    /* [N,C,H,W] un-normalised latent (kept by pointer until backward) */
-    const int *y;      /* [N] labels in [0, num_classes] */
-    const float *zs[SIT_MAX_ENCODERS]; /* [N,T,z_dims[e]] REPA targets (kept until backward) */
-    const float *time_input; /* [N] or NULL: drawn from rng */
-    const float *noise;      /* [N,C,H,W] or NULL: drawn from rng */
-    const int *force_drop;   /* [N] train mode: 1 = replace the label by the null class, instead of
-                                the draw (the reference's drop_mask); ignored in eval mode */
-    rng *rng;                /* draws, in this order: t (if NULL), ε (if NULL), label dropout (if drawn) */
-} sit_train_inputs;
+typedef struct sit_net_opts {
+    bool train;      /* the LabelEmbedder in train mode: label dropout */
+    bool align_only; /* stop after block encoder_depth: projector outputs only, no final layer */
+} sit_net_opts;
+
+typedef struct sit_net_inputs {
+    const float *x_t;      /* [N,C,H,W] the network's input, in normalised latent space */
+    const float *t;        /* [N] time */
+    const int *y;          /* [N] labels in [0, num_classes]; num_classes is the null class */
+    const int *force_drop; /* [N] train mode: 1 = replace the label by the null class, instead of the
+                              draw (the reference's drop_mask); ignored in eval mode */
+    rng *rng;              /* the label dropout draws (train mode without force_drop) */
+} sit_net_inputs;
 
 /* Saved activations of one block (pointers into the arena). */
 typedef struct sit_block_acts {
@@ -204,22 +217,12 @@ typedef struct sit_projector_acts {
 
 typedef struct sit_acts {
     int N, n_blocks; /* blocks run (encoder_depth in align-only mode) */
-    sit_train_opts opts;
-    bool net_only;   /* from sit_net_forward */
-    const float *z;
-    const float *zs[SIT_MAX_ENCODERS];
+    sit_net_opts opts;
     /* outputs */
-    float *time_input;      /* [N] */
-    float *noise;           /* [N,C,H,W] */
     int *labels;            /* [N] labels after dropout */
     float *model_output;    /* [N,C,H,W] v̂ (NULL in align-only mode) */
-    float *denoising_loss;  /* [N] (NULL in align-only mode) */
-    float *zs_tilde[SIT_MAX_ENCODERS];
-    float proj_loss;        /* 0 when there are no encoders */
+    float *zs_tilde[SIT_MAX_ENCODERS]; /* [N,T,z_dims[e]] projector outputs (n_encoders of them) */
     /* saved for backward */
-    float *a_t, *s_t, *da_t, *ds_t; /* [N] α, σ, α', σ' */
-    float *bn_mean, *bn_rstd;   /* [C] train mode */
-    float *target;              /* [N,C,H,W] v* */
     float *patches;             /* [N,T,C·p·p] patchified x_t */
     float *x0;                  /* [N,T,D] */
     float *t_freq;              /* [N,256] */
@@ -236,40 +239,27 @@ typedef struct sit_acts {
     float *conv_out;            /* conv projector: output grid [N,z,G,G] before the token transpose (scratch) */
 } sit_acts;
 
-/* Bytes of arena that one sit_train_forward + sit_train_backward needs
+/* Bytes of arena that one sit_net_forward + sit_net_backward needs
  * (computed under the current OpenMP thread count, like the attention
  * workspace). */
-size_t sit_train_plan_bytes(const sit *m, int N, const sit_train_opts *opts);
+size_t sit_net_plan_bytes(const sit *m, int N, const sit_net_opts *opts);
 
-/* Draws N training times t as sit_train_forward does when none are given
- * (uniform, or the lognormal weighting), in the same order from r. */
-void sit_draw_time(float *t, rng *r, int N, sit_weighting weighting, sit_path path);
+/* Runs the network with the activations carved from `ar` (they stay there
+ * until the caller resets the arena).  model_output equals sit_velocity's bit
+ * for bit (eval mode).  Dies on a label outside [0, num_classes] (the null
+ * class only when the model has one). */
+void sit_net_forward(sit_acts *a, const sit *m, const float *params, arena *ar, const sit_net_opts *opts,
+                     const sit_net_inputs *in, int N);
 
-/* Runs the forward of spec §5 with the activations carved from `ar` (they
- * stay there until the caller resets the arena).  params is written only in
- * train mode (BN running stats and num_batches_tracked). */
-void sit_train_forward(sit_acts *a, const sit *m, float *params, arena *ar, const sit_train_opts *opts,
-                       const sit_train_inputs *in, int N);
-
-/* Gradient of L = w_denoise·mean_n(denoising_loss) + w_proj·proj_loss
- * (w_denoise is ignored in align-only mode).  dparams: table layout, ADDED
- * into (trainable entries only), NULL = frozen model (no parameter gradient
- * is computed).  dz [N,C,H,W]: ADDED into, NULL = not needed.  Scratch comes
- * from `ar` above the activations and is released before returning. */
-void sit_train_backward(const sit *m, const float *params, const sit_acts *a, arena *ar, float w_denoise,
-                        float w_proj, float *dparams, float *dz);
-
-/* ---- the bare network with a backward (tests, guidance experiments) ---- */
-
-/* model_output = SiT(x_t, t, y) exactly as sit_velocity, but with the
- * activations kept in `a` for sit_net_backward (no BN, no losses, no
- * projectors). */
-size_t sit_net_plan_bytes(const sit *m, int N);
-void sit_net_forward(sit_acts *a, const sit *m, const float *params, arena *ar, const float *x_t, const float *t,
-                     const int *y, int N);
-/* Adds the gradient of Σ d_out ⊙ model_output into dparams / dx_t (each may be NULL). */
+/* Adds the gradient of Σ d_out ⊙ model_output + Σ_e Σ d_zs_tilde[e] ⊙ zs_tilde[e]
+ * into dparams (table layout, trainable entries only; NULL = frozen model: no
+ * parameter gradient is computed) and dx_t [N,C,H,W] (NULL = not needed).
+ * d_out NULL: no gradient through the final layer (it must be NULL in
+ * align-only mode); d_zs_tilde NULL: none through the projectors, else one
+ * [N,T,z_dims[e]] cotangent per encoder.  Scratch comes from `ar` above the
+ * activations and is released before returning. */
 void sit_net_backward(const sit *m, const float *params, const sit_acts *a, arena *ar, const float *d_out,
-                      float *dparams, float *dx_t);
+                      const float *const *d_zs_tilde, float *dparams, float *dx_t);
 
 /* ---- sampling ---- */
 

@@ -1,6 +1,8 @@
-/* sit_forward.c — SiT forward and backward (spec §4.2, §5).
+/* sit_forward.c — SiT forward and backward (spec §3, §4.2): the latent
+ * BatchNorm, the network (x_t, t, y) -> v̂ with its projectors, and the
+ * sampling forward.  The training objective is diffusion/denoising_objective.c.
  *
- * Layout of one training step in the arena:
+ * Layout of one network pass in the arena:
  *   [ sit_acts: everything the backward needs ][ backward scratch ]
  * Both parts are carved by one function each, which the planning pass runs
  * with a NULL arena to count the bytes, so plan and use cannot drift apart.
@@ -24,7 +26,6 @@
 #include "ops/embed.h"
 #include "ops/gemm.h"
 #include "ops/linear.h"
-#include "ops/loss.h"
 #include "ops/modulate.h"
 #include "ops/norm.h"
 #include "ops/sync_batch_norm.h"
@@ -74,7 +75,7 @@ static void carve_block(sit_block_acts *b, const sit *m, int N, bool save, carve
     b->x_out = save ? cv(c, NT * D) : NULL;
 }
 
-static int blocks_run(const sit *m, const sit_train_opts *o)
+static int blocks_run(const sit *m, const sit_net_opts *o)
 {
     return o->align_only ? m->cfg.encoder_depth : m->cfg.depth;
 }
@@ -96,21 +97,14 @@ static int max_z_dim(const sit *m)
     return zmax;
 }
 
-/* net_only: the bare network (sit_net_forward): no BN, no losses, no projectors. */
-static void carve_acts(sit_acts *a, const sit *m, int N, const sit_train_opts *o, bool net_only, carver *c)
+static void carve_acts(sit_acts *a, const sit *m, int N, const sit_net_opts *o, carver *c)
 {
     const size_t NT = (size_t)N * m->T, D = m->D, CHW = (size_t)m->C * m->H * m->H;
     memset(a, 0, sizeof *a);
     a->N = N;
     a->opts = *o;
-    a->net_only = net_only;
     a->n_blocks = blocks_run(m, o);
-    a->time_input = cv(c, N);
-    a->noise = cv(c, N * CHW);
     a->labels = cv_bytes(c, (size_t)N * sizeof(int));
-    a->a_t = cv(c, N), a->s_t = cv(c, N), a->da_t = cv(c, N), a->ds_t = cv(c, N);
-    a->bn_mean = cv(c, m->C), a->bn_rstd = cv(c, m->C);
-    a->target = o->align_only || net_only ? NULL : cv(c, N * CHW);
     a->patches = cv(c, NT * m->PC);
     a->x0 = cv(c, NT * D);
     a->t_freq = cv(c, (size_t)N * SIT_FREQ_DIM);
@@ -122,7 +116,7 @@ static void carve_acts(sit_acts *a, const sit *m, int N, const sit_train_opts *o
         carve_block(b, m, N, true, c);
         b->x_in = i == 0 ? a->x0 : (a->blocks ? a->blocks[i - 1].x_out : NULL);
     }
-    const int n_proj = net_only ? 0 : m->cfg.n_encoders;
+    const int n_proj = m->cfg.n_encoders;
     for (int e = 0; e < n_proj && conv_projector(m); e++) {
         a->proj[e].grid = cv(c, NT * D);
         a->proj[e].out = cv(c, NT * m->cfg.z_dims[e]);
@@ -151,7 +145,6 @@ static void carve_acts(sit_acts *a, const sit *m, int N, const sit_train_opts *o
         a->modf = cv(c, NT * D);
         a->out_tokens = cv(c, NT * m->PC);
         a->model_output = cv(c, N * CHW);
-        a->denoising_loss = net_only ? NULL : cv(c, N);
     }
     a->attn_ws = cv(c, attention_workspace_floats(N, m->T, m->NH, m->HD));
 }
@@ -164,16 +157,13 @@ typedef struct sit_bwd_scratch {
     float *dc6;                         /* [N,6D] */
     float *d_silu_c, *dc, *d_ths, *d_th; /* [N,D] */
     float *dpa, *dpb;                   /* [N,T,projector_dim] */
-    float *dzt;                         /* [N,T,max z_dim] */
     float *dc2;                         /* [N,2D] */
     float *dtok;                        /* [N,T,p²C] (final-layer tokens, then patch vectors) */
-    float *dpred, *dtarget, *dxt, *dxn; /* [N,C,H,W] */
-    float *dloss;                       /* [N] */
 } sit_bwd_scratch;
 
-static void carve_bwd(sit_bwd_scratch *s, const sit *m, int N, const sit_train_opts *o, carver *c)
+static void carve_bwd(sit_bwd_scratch *s, const sit *m, int N, carver *c)
 {
-    const size_t NT = (size_t)N * m->T, D = m->D, CHW = (size_t)m->C * m->H * m->H;
+    const size_t NT = (size_t)N * m->T, D = m->D;
     memset(s, 0, sizeof *s);
     s->dx = cv(c, NT * D), s->dh = cv(c, NT * D), s->dmod = cv(c, NT * D), s->dln = cv(c, NT * D);
     s->xhat = cv(c, NT * D);
@@ -182,45 +172,27 @@ static void carve_bwd(sit_bwd_scratch *s, const sit *m, int N, const sit_train_o
     s->dqkv_raw = m->cfg.qk_norm ? cv(c, NT * 3 * D) : s->dqkv;
     s->dc6 = cv(c, N * 6 * D);
     s->d_silu_c = cv(c, N * D), s->dc = cv(c, N * D), s->d_ths = cv(c, N * D), s->d_th = cv(c, N * D);
-    int zmax = 1;
-    for (int e = 0; e < m->cfg.n_encoders; e++)
-        zmax = m->cfg.z_dims[e] > zmax ? m->cfg.z_dims[e] : zmax;
     if (m->cfg.n_encoders) {
         /* the conv projector uses dpa for its output-grid gradient [N,z,G,G]
          * and dpb for its input-grid gradient [N,D,G,G] */
+        const int zmax = max_z_dim(m);
         size_t pw = (size_t)m->cfg.projector_dim;
         if (conv_projector(m))
             pw = (size_t)(zmax > (int)D ? zmax : (int)D);
         s->dpa = cv(c, NT * pw), s->dpb = cv(c, NT * pw);
-        s->dzt = cv(c, NT * zmax);
     }
     s->dc2 = cv(c, N * 2 * D);
     s->dtok = cv(c, NT * m->PC);
-    s->dpred = o->align_only ? NULL : cv(c, N * CHW);
-    s->dtarget = o->align_only ? NULL : cv(c, N * CHW); /* (unused by the bare network) */
-    s->dxt = cv(c, N * CHW), s->dxn = cv(c, N * CHW);
-    s->dloss = cv(c, N);
 }
 
-/* Forward temporaries, released before the forward returns: the normalised
- * latent and x_t. */
-static void carve_fwd_tmp(float **xn, float **xt, const sit *m, int N, carver *c)
+size_t sit_net_plan_bytes(const sit *m, int N, const sit_net_opts *opts)
 {
-    const size_t CHW = (size_t)m->C * m->H * m->H;
-    *xn = cv(c, N * CHW);
-    *xt = cv(c, N * CHW);
-}
-
-size_t sit_train_plan_bytes(const sit *m, int N, const sit_train_opts *opts)
-{
-    carver ca = {NULL, 0}, ct = {NULL, 0}, cb = {NULL, 0};
+    carver ca = {NULL, 0}, cb = {NULL, 0};
     sit_acts a;
     sit_bwd_scratch s;
-    float *xn, *xt;
-    carve_acts(&a, m, N, opts, false, &ca);
-    carve_fwd_tmp(&xn, &xt, m, N, &ct);
-    carve_bwd(&s, m, N, opts, &cb);
-    return ca.bytes + (ct.bytes > cb.bytes ? ct.bytes : cb.bytes);
+    carve_acts(&a, m, N, opts, &ca);
+    carve_bwd(&s, m, N, &cb);
+    return ca.bytes + cb.bytes;
 }
 
 static void zero(float *p, size_t n) { memset(p, 0, n * sizeof(float)); }
@@ -451,25 +423,23 @@ static void projector_forward(const sit *m, const float *P, int e, sit_projector
     linear_forward(pa->out, pa->s2, P + o->w4, P + o->b4, NT, Pd, Z);
 }
 
-/* Adds the gradient of w·(1/E)·repa_loss_e into dx (w.r.t. h) and dP. */
+/* Adds the gradient of Σ dzt ⊙ projector_e(h) (dzt [N,T,z_dims[e]]) into dx
+ * (w.r.t. h) and dP. */
 static void projector_backward(const sit *m, const float *P, int e, const sit_projector_acts *pa, const float *h,
-                               const float *zs, float dloss, sit_bwd_scratch *s, float *dx, float *dP, int N,
-                               float *conv_ws)
+                               const float *dzt, sit_bwd_scratch *s, float *dx, float *dP, int N, float *conv_ws)
 {
     const sit_projector_offsets *o = &m->proj[e];
     const int D = m->D, Pd = m->cfg.projector_dim, Z = m->cfg.z_dims[e], T = m->T, NT = N * T;
-    zero(s->dzt, (size_t)NT * Z);
-    repa_cosine_loss_backward(s->dzt, NULL, dloss, pa->out, zs, N, T, Z);
     if (conv_projector(m)) {
         conv2d_shape cs = proj_conv_shape(m, e, N);
-        batched_transpose(s->dpa, s->dzt, N, T, Z, false); /* d grid_out [N,Z,G,G] */
+        batched_transpose(s->dpa, dzt, N, T, Z, false); /* d grid_out [N,Z,G,G] */
         zero(s->dpb, (size_t)NT * D);
         conv2d_backward(s->dpb, GP(o->conv_w), GP(o->conv_b), s->dpa, pa->grid, P + o->conv_w, &cs, conv_ws);
         batched_transpose(dx, s->dpb, N, D, T, true); /* back to tokens, added into the stream */
         return;
     }
     zero(s->dpa, (size_t)NT * Pd);
-    linear_backward(s->dpa, GP(o->w4), GP(o->b4), s->dzt, pa->s2, P + o->w4, NT, Pd, Z);
+    linear_backward(s->dpa, GP(o->w4), GP(o->b4), dzt, pa->s2, P + o->w4, NT, Pd, Z);
     zero(s->dpb, (size_t)NT * Pd);
     silu_backward(s->dpb, s->dpa, pa->h2, (size_t)NT * Pd);
     zero(s->dpa, (size_t)NT * Pd);
@@ -490,111 +460,78 @@ static void final_forward(const sit *m, const float *P, float *c2, float *lnf_me
     linear_forward(out_tokens, modf, P + m->final_w, P + m->final_b, NT, D, m->PC);
 }
 
-/* ---- training forward ---- */
+/* ---- the latent BatchNorm ---- */
 
-static void interpolant(sit_path path, float t, float *a, float *s, float *da, float *ds)
-{
-    if (path == SIT_PATH_LINEAR) {
-        *a = 1.0f - t, *s = t, *da = -1.0f, *ds = 1.0f;
-    } else {
-        const float hp = (float)(M_PI / 2.0);
-        const float arg = t * (float)M_PI / 2.0f; /* as torch: t * np.pi / 2 in float32 */
-        *a = cosf(arg), *s = sinf(arg), *da = -hp * sinf(arg), *ds = hp * cosf(arg);
-    }
-}
-
-void sit_draw_time(float *t, rng *r, int N, sit_weighting weighting, sit_path path)
-{
-    for (int n = 0; n < N; n++) {
-        if (weighting == SIT_WEIGHTING_UNIFORM) {
-            t[n] = rng_uniform(r);
-        } else {
-            double sig = exp((double)rng_normal(r));
-            t[n] = (float)(path == SIT_PATH_LINEAR ? sig / (1.0 + sig) : 2.0 / M_PI * atan(sig));
-        }
-    }
-}
-
-void sit_train_forward(sit_acts *a, const sit *m, float *params, arena *ar, const sit_train_opts *opts,
-                       const sit_train_inputs *in, int N)
+void sit_latent_norm_forward(const sit *m, float *params, float *xn, float *batch_mean, float *batch_rstd,
+                             const float *z, int N, bool train)
 {
     const sit_config *cfg = &m->cfg;
-    if (N < 1 || !in->z || !in->y)
-        die("sit_train_forward: needs N >= 1, a latent and labels");
-    if (opts->align_only && cfg->n_encoders == 0)
-        die("sit_train_forward: align-only mode needs at least one projector");
-    for (int e = 0; e < cfg->n_encoders; e++)
-        if (!in->zs[e])
-            die("sit_train_forward: missing REPA target for encoder %d", e);
-    if ((!in->time_input || !in->noise || (opts->train && !in->force_drop && cfg->class_dropout_prob > 0)) &&
-        !in->rng)
-        die("sit_train_forward: t, noise or label dropout must be drawn but no rng was given");
-    carver c = {ar, 0};
-    carve_acts(a, m, N, opts, false, &c);
-    a->z = in->z;
-    for (int e = 0; e < cfg->n_encoders; e++)
-        a->zs[e] = in->zs[e];
     float *P = params;
-    const int C = m->C, HW = m->H * m->H, T = m->T, NT = N * T;
-    const size_t CHW = (size_t)C * HW;
+    const int C = m->C, HW = m->H * m->H;
+    if (train) {
+        /* under data parallelism the reference's SyncBatchNorm: global-batch statistics */
+        if (dist_world() > 1)
+            sync_batch_norm_train_forward(xn, batch_mean, batch_rstd, P + m->bn_mean, P + m->bn_var, z, NULL, NULL,
+                                          N, C, HW, cfg->bn_eps, cfg->bn_momentum);
+        else
+            batch_norm_train_forward(xn, batch_mean, batch_rstd, P + m->bn_mean, P + m->bn_var, z, NULL, NULL, N, C,
+                                     HW, cfg->bn_eps, cfg->bn_momentum);
+        P[m->bn_count] += 1.0f;
+    } else {
+        batch_norm_eval_forward(xn, z, P + m->bn_mean, P + m->bn_var, NULL, NULL, N, C, HW, cfg->bn_eps);
+    }
+}
 
-    /* time, noise, labels (the draws in this order) */
-    if (in->time_input)
-        memcpy(a->time_input, in->time_input, (size_t)N * sizeof(float));
+void sit_latent_norm_backward(const sit *m, const float *params, float *dz, const float *dxn, const float *z,
+                              const float *batch_mean, const float *batch_rstd, int N, bool train)
+{
+    const int C = m->C, HW = m->H * m->H;
+    if (train)
+        (dist_world() > 1 ? sync_batch_norm_train_backward : batch_norm_train_backward)(
+            dz, NULL, NULL, dxn, z, batch_mean, batch_rstd, NULL, N, C, HW);
     else
-        sit_draw_time(a->time_input, in->rng, N, opts->weighting, opts->path);
-    if (in->noise)
-        memcpy(a->noise, in->noise, (size_t)N * CHW * sizeof(float));
-    else
-        rng_normal_fill(in->rng, a->noise, (size_t)N * CHW);
+        batch_norm_eval_backward(dz, NULL, NULL, dxn, z, params + m->bn_mean, params + m->bn_var, NULL, N, C, HW,
+                                 m->cfg.bn_eps);
+}
+
+/* ---- the network ---- */
+
+/* Labels after dropout (spec §4.2): in train mode each label is replaced by
+ * the null class with probability class_dropout_prob (one uniform draw per
+ * sample), or where the given mask says so. */
+static void drop_labels(int *labels, const sit *m, const sit_net_opts *o, const sit_net_inputs *in, int N)
+{
+    const sit_config *cfg = &m->cfg;
     const int null_class = cfg->num_classes;
     for (int n = 0; n < N; n++) {
         int y = in->y[n];
         if (y < 0 || y > cfg->num_classes || (y == null_class && cfg->class_dropout_prob <= 0))
-            die("sit_train_forward: label %d of sample %d is outside [0, %d)", y, n, cfg->num_classes);
-        /* label dropout only in train mode (spec §4.2); the mask, when given,
-         * replaces the draw (the reference's drop_mask) */
+            die("sit_net_forward: label %d of sample %d is outside [0, %d)", y, n,
+                cfg->num_classes + (cfg->class_dropout_prob > 0));
         bool drop = false;
-        if (opts->train && cfg->class_dropout_prob > 0)
+        if (o->train && cfg->class_dropout_prob > 0)
             drop = in->force_drop ? in->force_drop[n] == 1 : rng_uniform(in->rng) < cfg->class_dropout_prob;
-        a->labels[n] = drop ? null_class : y;
+        labels[n] = drop ? null_class : y;
     }
+}
 
-    /* latent BatchNorm, interpolant, velocity target, patch embed */
-    size_t mark = arena_mark(ar);
-    carver ct = {ar, 0};
-    float *xn, *xt;
-    carve_fwd_tmp(&xn, &xt, m, N, &ct);
-    if (opts->train) {
-        /* under data parallelism the reference's SyncBatchNorm: global-batch statistics */
-        if (dist_world() > 1)
-            sync_batch_norm_train_forward(xn, a->bn_mean, a->bn_rstd, P + m->bn_mean, P + m->bn_var, in->z, NULL,
-                                          NULL, N, C, HW, cfg->bn_eps, cfg->bn_momentum);
-        else
-            batch_norm_train_forward(xn, a->bn_mean, a->bn_rstd, P + m->bn_mean, P + m->bn_var, in->z, NULL, NULL, N,
-                                     C, HW, cfg->bn_eps, cfg->bn_momentum);
-        P[m->bn_count] += 1.0f;
-    } else {
-        batch_norm_eval_forward(xn, in->z, P + m->bn_mean, P + m->bn_var, NULL, NULL, N, C, HW, cfg->bn_eps);
-    }
-    for (int n = 0; n < N; n++) {
-        float al, si, dal, dsi;
-        interpolant(opts->path, a->time_input[n], &al, &si, &dal, &dsi);
-        a->a_t[n] = al, a->s_t[n] = si, a->da_t[n] = dal, a->ds_t[n] = dsi;
-        const float *xr = xn + n * CHW, *er = a->noise + n * CHW;
-        float *xtr = xt + n * CHW;
-        for (size_t k = 0; k < CHW; k++)
-            xtr[k] = al * xr[k] + si * er[k];
-        if (a->target) {
-            float *tr = a->target + n * CHW;
-            for (size_t k = 0; k < CHW; k++)
-                tr[k] = dal * xr[k] + dsi * er[k];
-        }
-    }
-    patch_embed_forward(m, P, a->x0, a->patches, xt, N);
-    arena_reset(ar, mark);
-
-    cond_forward(m, P, a->t_freq, a->t_h, a->t_hs, a->c, a->silu_c, a->time_input, a->labels, N);
+void sit_net_forward(sit_acts *a, const sit *m, const float *params, arena *ar, const sit_net_opts *opts,
+                     const sit_net_inputs *in, int N)
+{
+    const sit_config *cfg = &m->cfg;
+    if (N < 1 || !in->x_t || !in->t || !in->y)
+        die("sit_net_forward: needs N >= 1, x_t, t and labels");
+    if (opts->align_only && cfg->n_encoders == 0)
+        die("sit_net_forward: align-only mode needs at least one projector");
+    if (opts->train && !in->force_drop && cfg->class_dropout_prob > 0 && !in->rng)
+        die("sit_net_forward: label dropout must be drawn but no rng was given");
+    carver c = {ar, 0};
+    carve_acts(a, m, N, opts, &c);
+    drop_labels(a->labels, m, opts, in, N);
+    const float *P = params;
+    const int NT = N * m->T;
+    patch_embed_forward(m, P, a->x0, a->patches, in->x_t, N);
+    cond_forward(m, P, a->t_freq, a->t_h, a->t_hs, a->c, a->silu_c, in->t, a->labels, N);
     for (int i = 0; i < a->n_blocks; i++) {
         sit_block_forward(m, P, i, &a->blocks[i], a->silu_c, N, a->attn_ws);
         if (i + 1 == cfg->encoder_depth)
@@ -605,58 +542,38 @@ void sit_train_forward(sit_acts *a, const sit *m, float *params, arena *ar, cons
                     projector_forward(m, P, e, &a->proj[e], a->blocks[i].x_out, NT);
             }
     }
-    double pl = 0;
-    for (int e = 0; e < cfg->n_encoders; e++)
-        pl += repa_cosine_loss_forward(a->proj[e].out, in->zs[e], N, T, cfg->z_dims[e]);
-    a->proj_loss = cfg->n_encoders ? (float)(pl / cfg->n_encoders) : 0.0f;
     if (opts->align_only)
         return;
     final_forward(m, P, a->c2, a->lnf_mean, a->lnf_rstd, a->modf, a->out_tokens, a->blocks[a->n_blocks - 1].x_out,
                   a->silu_c, N);
-    unpatchify_forward(a->model_output, a->out_tokens, N, C, m->H, m->H, m->p);
-    mse_per_sample_forward(a->denoising_loss, a->model_output, a->target, N, (int)CHW);
+    unpatchify_forward(a->model_output, a->out_tokens, N, m->C, m->H, m->H, m->p);
 }
 
-/* ---- training backward ---- */
-
-/* The shared backward.  Training: the cotangent of model_output comes from
- * the denoising loss and dz is the latent's gradient.  Bare network
- * (a->net_only): d_out is the cotangent of model_output and dz receives the
- * gradient w.r.t. x_t. */
-static void backward_impl(const sit *m, const float *params, const sit_acts *a, arena *ar, float w_denoise,
-                          float w_proj, const float *d_out, float *dP, float *dz)
+void sit_net_backward(const sit *m, const float *params, const sit_acts *a, arena *ar, const float *d_out,
+                      const float *const *d_zs_tilde, float *dparams, float *dx_t)
 {
     const sit_config *cfg = &m->cfg;
     const float *P = params;
-    const int N = a->N, C = m->C, HW = m->H * m->H, D = m->D, T = m->T, NT = N * T;
-    const size_t CHW = (size_t)C * HW, ND = (size_t)NT * D;
-    const bool full = !a->opts.align_only;
-    if (!dP && !dz)
+    float *dP = dparams;
+    const int N = a->N, C = m->C, D = m->D, T = m->T, NT = N * T;
+    const size_t ND = (size_t)NT * D;
+    if (d_out && a->opts.align_only)
+        die("sit_net_backward: an align-only pass has no model_output to take a gradient of");
+    if (!dP && !dx_t)
         return;
     size_t mark = arena_mark(ar);
     carver c = {ar, 0};
     sit_bwd_scratch s;
-    carve_bwd(&s, m, N, &a->opts, &c);
+    carve_bwd(&s, m, N, &c);
     float *dx = s.dx;
     zero(dx, ND);
     if (dP)
         zero(s.d_silu_c, (size_t)N * D);
 
-    /* final layer and denoising loss */
-    if (full) {
-        const float *dpred = d_out;
-        if (!a->net_only) {
-            for (int n = 0; n < N; n++)
-                s.dloss[n] = w_denoise / (float)N;
-            zero(s.dpred, (size_t)N * CHW);
-            if (dz)
-                zero(s.dtarget, (size_t)N * CHW);
-            mse_per_sample_backward(s.dpred, dz ? s.dtarget : NULL, s.dloss, a->model_output, a->target, N,
-                                    (int)CHW);
-            dpred = s.dpred;
-        }
+    /* final layer */
+    if (d_out) {
         zero(s.dtok, (size_t)NT * m->PC);
-        unpatchify_backward(s.dtok, dpred, N, C, m->H, m->H, m->p);
+        unpatchify_backward(s.dtok, d_out, N, C, m->H, m->H, m->p);
         zero(s.dmod, ND);
         linear_backward(s.dmod, GP(m->final_w), GP(m->final_b), s.dtok, a->modf, P + m->final_w, NT, D, m->PC);
         const float *xlast = a->blocks[a->n_blocks - 1].x_out;
@@ -676,10 +593,10 @@ static void backward_impl(const sit *m, const float *params, const sit_acts *a, 
     }
 
     for (int i = a->n_blocks - 1; i >= 0; i--) {
-        if (i + 1 == cfg->encoder_depth && !a->net_only)
+        if (i + 1 == cfg->encoder_depth && d_zs_tilde)
             for (int e = 0; e < cfg->n_encoders; e++)
-                projector_backward(m, P, e, &a->proj[e], a->blocks[i].x_out, a->zs[e], w_proj / cfg->n_encoders, &s,
-                                   dx, dP, N, a->conv_ws);
+                projector_backward(m, P, e, &a->proj[e], a->blocks[i].x_out, d_zs_tilde[e], &s, dx, dP, N,
+                                   a->conv_ws);
         sit_block_backward(m, P, i, &a->blocks[i], a->silu_c, &s, dx, dP, s.d_silu_c, a->attn_ws, N);
     }
 
@@ -689,9 +606,9 @@ static void backward_impl(const sit *m, const float *params, const sit_acts *a, 
         for (int n = 0; n < N; n++)
             for (size_t k = 0; k < (size_t)m->T * D; k++)
                 dP[m->pos_embed + k] += dx[(size_t)n * m->T * D + k];
-    if (dz)
+    if (dx_t)
         zero(s.dtok, (size_t)NT * m->PC);
-    linear_backward(dz ? s.dtok : NULL, GP(m->x_w), GP(m->x_b), dx, a->patches, P + m->x_w, NT, m->PC, D);
+    linear_backward(dx_t ? s.dtok : NULL, GP(m->x_w), GP(m->x_b), dx, a->patches, P + m->x_w, NT, m->PC, D);
 
     /* conditioning: c = t_embedder(t) + table[labels] */
     if (dP) {
@@ -708,77 +625,9 @@ static void backward_impl(const sit *m, const float *params, const sit_acts *a, 
         linear_backward(NULL, dP + m->t0_w, dP + m->t0_b, s.d_th, a->t_freq, P + m->t0_w, N, SIT_FREQ_DIM, D);
     }
 
-    if (dz && a->net_only)
-        patchify_backward(dz, s.dtok, N, C, m->H, m->H, m->p);
-    /* into the latent: x_t = α·xn + σ·ε, v* = α'·xn + σ'·ε, xn = BN(z) */
-    if (dz && !a->net_only) {
-        zero(s.dxt, (size_t)N * CHW);
-        patchify_backward(s.dxt, s.dtok, N, C, m->H, m->H, m->p);
-        for (int n = 0; n < N; n++) {
-            const float al = a->a_t[n], dal = a->da_t[n];
-            const float *gx = s.dxt + n * CHW, *gt = full ? s.dtarget + n * CHW : NULL;
-            float *o = s.dxn + n * CHW;
-            for (size_t k = 0; k < CHW; k++)
-                o[k] = al * gx[k] + (gt ? dal * gt[k] : 0.0f);
-        }
-        if (a->opts.train)
-            (dist_world() > 1 ? sync_batch_norm_train_backward : batch_norm_train_backward)(
-                dz, NULL, NULL, s.dxn, a->z, a->bn_mean, a->bn_rstd, NULL, N, C, HW);
-        else
-            batch_norm_eval_backward(dz, NULL, NULL, s.dxn, a->z, P + m->bn_mean, P + m->bn_var, NULL, N, C, HW,
-                                     cfg->bn_eps);
-    }
+    if (dx_t)
+        patchify_backward(dx_t, s.dtok, N, C, m->H, m->H, m->p);
     arena_reset(ar, mark);
-}
-
-void sit_train_backward(const sit *m, const float *params, const sit_acts *a, arena *ar, float w_denoise,
-                        float w_proj, float *dparams, float *dz)
-{
-    if (a->net_only)
-        die("sit_train_backward: these activations come from sit_net_forward (use sit_net_backward)");
-    backward_impl(m, params, a, ar, w_denoise, w_proj, NULL, dparams, dz);
-}
-
-/* ---- the bare network with a backward ---- */
-
-size_t sit_net_plan_bytes(const sit *m, int N)
-{
-    const sit_train_opts o = {0};
-    carver ca = {NULL, 0}, cb = {NULL, 0};
-    sit_acts a;
-    sit_bwd_scratch s;
-    carve_acts(&a, m, N, &o, true, &ca);
-    carve_bwd(&s, m, N, &o, &cb);
-    return ca.bytes + cb.bytes;
-}
-
-void sit_net_forward(sit_acts *a, const sit *m, const float *params, arena *ar, const float *x_t, const float *t,
-                     const int *y, int N)
-{
-    const int rows = m->cfg.num_classes + (m->cfg.class_dropout_prob > 0);
-    for (int n = 0; n < N; n++)
-        if (y[n] < 0 || y[n] >= rows)
-            die("sit_net_forward: label %d of sample %d is outside [0, %d)", y[n], n, rows);
-    const sit_train_opts o = {0};
-    carver c = {ar, 0};
-    carve_acts(a, m, N, &o, true, &c);
-    memcpy(a->time_input, t, (size_t)N * sizeof(float));
-    memcpy(a->labels, y, (size_t)N * sizeof(int));
-    patch_embed_forward(m, params, a->x0, a->patches, x_t, N);
-    cond_forward(m, params, a->t_freq, a->t_h, a->t_hs, a->c, a->silu_c, a->time_input, a->labels, N);
-    for (int i = 0; i < a->n_blocks; i++)
-        sit_block_forward(m, params, i, &a->blocks[i], a->silu_c, N, a->attn_ws);
-    final_forward(m, params, a->c2, a->lnf_mean, a->lnf_rstd, a->modf, a->out_tokens, a->blocks[a->n_blocks - 1].x_out,
-                  a->silu_c, N);
-    unpatchify_forward(a->model_output, a->out_tokens, N, m->C, m->H, m->H, m->p);
-}
-
-void sit_net_backward(const sit *m, const float *params, const sit_acts *a, arena *ar, const float *d_out,
-                      float *dparams, float *dx_t)
-{
-    if (!a->net_only)
-        die("sit_net_backward: these activations come from sit_train_forward (use sit_train_backward)");
-    backward_impl(m, params, a, ar, 0.0f, 0.0f, d_out, dparams, dx_t);
 }
 
 /* ---- sampling ---- */

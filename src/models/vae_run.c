@@ -15,6 +15,7 @@
  */
 #include <math.h>
 #include <stdlib.h>
+#include <omp.h>
 #include <string.h>
 
 #include "core/error.h"
@@ -264,14 +265,23 @@ static void vae_resblock_backward(vae_run *r, const vae_resblock *rb, const vae_
 /* ------------------------------------------------------------------ AttnBlock */
 
 /* q, k, v = 1×1 convs of hn [B, C, L], written token-major into qkv [B, L, 3C]. */
+/* Per-image GEMMs go one image per thread when there are at least as many
+ * images as threads. */
+static int per_image_parallel(int B) { return B >= omp_get_max_threads(); }
+
 static void attn_qkv(const vae_run *r, const vae_attnblock *ab, float *qkv, const float *hn, int L)
 {
     const int B = r->B, C = ab->c;
     const vae_conv *cv[3] = {&ab->q, &ab->k, &ab->v};
-    for (int b = 0; b < B; b++)
-        for (int j = 0; j < 3; j++)
-            gemm(true, true, L, C, C, 1.0f, hn + (size_t)b * C * L, L, PW(r, cv[j]->w), C, 0.0f,
-                 qkv + (size_t)b * L * 3 * C + (size_t)j * C, 3 * C);
+    /* One GEMM per (image, projection): spread over the threads when every
+     * thread gets an image (inside the loop OpenBLAS runs single-threaded:
+     * one fork, not 3·B); with fewer images OpenBLAS threads each GEMM. */
+#pragma omp parallel for schedule(static) if (per_image_parallel(B))
+    for (int bj = 0; bj < 3 * B; bj++) {
+        const int b = bj / 3, j = bj % 3;
+        gemm(true, true, L, C, C, 1.0f, hn + (size_t)b * C * L, L, PW(r, cv[j]->w), C, 0.0f,
+             qkv + (size_t)b * L * 3 * C + (size_t)j * C, 3 * C);
+    }
     const float *bq = PW(r, ab->q.b), *bk = PW(r, ab->k.b), *bv = PW(r, ab->v.b);
 #pragma omp parallel for schedule(static) if ((size_t)B * L * C >= (1u << 14))
     for (size_t t = 0; t < (size_t)B * L; t++) {
@@ -310,6 +320,7 @@ static void vae_attnblock_forward(vae_run *r, const vae_attnblock *ab, vae_attnb
         /* NH = 1, HD = C: the op's HD^-1/2 scale is the block's C^-1/2. */
         attention_forward(att, probs, qkv, qkv + C, qkv + 2 * C, 3 * C, B, L, 1, C, ws);
         memcpy(out, x, n * sizeof(float));
+#pragma omp parallel for schedule(static) if (per_image_parallel(B))
         for (int b = 0; b < B; b++)
             gemm(false, true, C, L, C, 1.0f, PW(r, ab->proj_out.w), C, att + (size_t)b * L * C, C, 1.0f,
                  out + (size_t)b * C * L, L);
@@ -338,13 +349,16 @@ static void vae_attnblock_backward(vae_run *r, const vae_attnblock *ab, const va
     if (dx)
         add_into(dx, dy, n); /* residual */
     /* proj_out */
+    /* Weight gradients accumulate image by image in order (serial loops);
+     * the per-image input gradients are independent (parallel loops). */
     float *dWp = GW(r, ab->proj_out.w);
-    for (int b = 0; b < B; b++) {
-        const float *dyb = dy + (size_t)b * C * L;
-        if (dWp)
-            gemm(false, false, C, C, L, 1.0f, dyb, L, s->att + (size_t)b * L * C, C, 1.0f, dWp, C);
-        gemm(true, false, L, C, C, 1.0f, dyb, L, PW(r, ab->proj_out.w), C, 0.0f, d_att + (size_t)b * L * C, C);
-    }
+    if (dWp)
+        for (int b = 0; b < B; b++)
+            gemm(false, false, C, C, L, 1.0f, dy + (size_t)b * C * L, L, s->att + (size_t)b * L * C, C, 1.0f, dWp, C);
+#pragma omp parallel for schedule(static) if (per_image_parallel(B))
+    for (int b = 0; b < B; b++)
+        gemm(true, false, L, C, C, 1.0f, dy + (size_t)b * C * L, L, PW(r, ab->proj_out.w), C, 0.0f,
+             d_att + (size_t)b * L * C, C);
     if (r->G)
         bias_grad_cl(GW(r, ab->proj_out.b), dy, B, C, (size_t)L);
     /* attention */
@@ -357,14 +371,15 @@ static void vae_attnblock_backward(vae_run *r, const vae_attnblock *ab, const va
     const vae_conv *cv[3] = {&ab->q, &ab->k, &ab->v};
     for (int j = 0; j < 3; j++) {
         float *dW = GW(r, cv[j]->w), *db = GW(r, cv[j]->b);
-        for (int b = 0; b < B; b++) {
-            const float *dj = d_qkv + (size_t)b * L * 3 * C + (size_t)j * C;
-            const float *hb = hn + (size_t)b * C * L;
-            if (dW) /* dW[o,c] += Σ_l d[l,o] hn[c,l] */
-                gemm(true, true, C, C, L, 1.0f, dj, 3 * C, hb, L, 1.0f, dW, C);
-            /* d_hn[c,l] += Σ_o W[o,c] d[l,o] */
-            gemm(true, true, C, L, C, 1.0f, PW(r, cv[j]->w), C, dj, 3 * C, 1.0f, d_hn + (size_t)b * C * L, L);
-        }
+        if (dW) /* dW[o,c] += Σ_l d[l,o] hn[c,l] */
+            for (int b = 0; b < B; b++)
+                gemm(true, true, C, C, L, 1.0f, d_qkv + (size_t)b * L * 3 * C + (size_t)j * C, 3 * C,
+                     hn + (size_t)b * C * L, L, 1.0f, dW, C);
+        /* d_hn[c,l] += Σ_o W[o,c] d[l,o] */
+#pragma omp parallel for schedule(static) if (per_image_parallel(B))
+        for (int b = 0; b < B; b++)
+            gemm(true, true, C, L, C, 1.0f, PW(r, cv[j]->w), C, d_qkv + (size_t)b * L * 3 * C + (size_t)j * C,
+                 3 * C, 1.0f, d_hn + (size_t)b * C * L, L);
         if (db) {
 #pragma omp parallel for schedule(static) if ((size_t)B * L * C >= (1u << 14))
             for (int o = 0; o < C; o++) {

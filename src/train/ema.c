@@ -1,5 +1,7 @@
 #include "train/ema.h"
 
+#include <omp.h>
+#include <stdbool.h>
 #include <string.h>
 
 static int is_counter(const char *name)
@@ -8,19 +10,30 @@ static int is_counter(const char *name)
     return n >= s && !strcmp(name + n - s, "num_batches_tracked");
 }
 
+/* One parallel region for the whole table; a large tensor is shared out
+ * among the threads (nowait: the tensors are independent), a small one is
+ * done by one thread. */
 void ema_update(const param_table *t, float *ema, const float *params, float decay)
 {
+#pragma omp parallel
     for (int i = 0; i < t->n; i++) {
         const param_entry *e = &t->entries[i];
         float *a = ema + e->offset;
         const float *p = params + e->offset;
         long n = (long)e->numel;
-        if (decay == 0.0f || is_counter(e->name)) {
-            memcpy(a, p, (size_t)n * sizeof(float));
+        const bool copy = decay == 0.0f || is_counter(e->name);
+        const float keep = decay, take = 1.0f - decay;
+        if (copy || n <= 65536) {
+            if (omp_get_thread_num() != i % omp_get_num_threads())
+                continue;
+            if (copy)
+                memcpy(a, p, (size_t)n * sizeof(float));
+            else
+                for (long k = 0; k < n; k++)
+                    a[k] = keep * a[k] + take * p[k];
             continue;
         }
-        float keep = decay, take = 1.0f - decay;
-#pragma omp parallel for if (n > 65536) schedule(static)
+#pragma omp for schedule(static) nowait
         for (long k = 0; k < n; k++)
             a[k] = keep * a[k] + take * p[k];
     }

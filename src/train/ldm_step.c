@@ -24,8 +24,8 @@ ldm_config ldm_config_default(void)
     c.cfg_prob = 0.1f;
     c.max_grad_norm = 1.0f;
     c.ema_decay = 0.9999f;
-    c.path = SIT_PATH_LINEAR;
-    c.weighting = SIT_WEIGHTING_UNIFORM;
+    c.path = PATH_LINEAR;
+    c.weighting = TIME_WEIGHTING_UNIFORM;
     c.zscore_alpha = 0.6f;
     for (int i = 0; i < 3; i++)
         c.enc_mean[i] = 0.5f, c.enc_std[i] = 0.5f;
@@ -54,9 +54,9 @@ void ldm_trainer_init(ldm_trainer *t, const ldm_config *cfg, sit *s, float *sit_
     t->opt = adamw_create(&s->table, cfg->learning_rate);
     int B = cfg->batch;
     size_t lat = (size_t)B * s->C * s->H * s->H;
-    sit_train_opts o = {.train = false, .path = cfg->path, .weighting = cfg->weighting};
+    denoising_opts o = {.train = false, .path = cfg->path, .weighting = cfg->weighting};
     size_t bytes = 2 * arena_round(lat * sizeof(float)) + arena_round((size_t)B * sizeof(int)) +
-                   sit_train_plan_bytes(s, B, &o) + (1u << 16);
+                   denoising_objective_plan_bytes(s, B, &o) + (1u << 16);
     if (enc) {
         int S = enc->cfg.img_size;
         bytes += arena_round((size_t)B * enc->npatch * enc->cfg.embed_dim * sizeof(float)) +
@@ -80,7 +80,7 @@ void ldm_trainer_free(ldm_trainer *t)
 /* This rank's rows of the randoms the one-process step would draw for the
  * global batch (world × batch): the loader gives rank r the global rows
  * j = r + world·k (k = 0..batch-1), and the streams are drawn in the order
- * ldm_step and sit_train_forward use.  The buffers live on the arena. */
+ * ldm_step and denoising_objective_forward use.  The buffers live on the arena. */
 static void parallel_random(ldm_trainer *t, ldm_step_random *out)
 {
     const ldm_config *c = &t->cfg;
@@ -98,11 +98,11 @@ static void parallel_random(ldm_trainer *t, ldm_step_random *out)
     for (int j = 0; j < G; j++) {
         bool d = rng_uniform(&dr) < c->cfg_prob;
         float tj;
-        sit_draw_time(&tj, &sr, 1, c->weighting, c->path); /* one at a time: the same sequence as G at once */
+        denoising_draw_time(&tj, &sr, 1, c->weighting, c->path); /* one at a time: the same sequence as G at once */
         if (dist_own_row(j, &k))
             drop[k] = d, time[k] = tj;
     }
-    dist_normal_rows(&sr, noise, B, chw); /* after the times, as sit_train_forward draws them */
+    dist_normal_rows(&sr, noise, B, chw); /* after the times, as denoising_objective_forward draws them */
     *out = (ldm_step_random){.time = time, .noise = noise, .eps_z = eps, .drop = drop};
 }
 
@@ -164,12 +164,12 @@ void ldm_step(ldm_trainer *t, const uint8_t *images, const float *lat_mean, cons
     }
 
     rng sr = rng_new(c->seed, STREAM_LDM_SIT + (uint64_t)t->step);
-    sit_train_opts o = {.train = false, .align_only = false, .path = c->path, .weighting = c->weighting};
-    sit_train_inputs in = {.z = z, .y = y, .time_input = given->time, .noise = given->noise, .rng = &sr};
+    denoising_opts o = {.train = false, .align_only = false, .path = c->path, .weighting = c->weighting};
+    denoising_inputs in = {.z = z, .y = y, .time_input = given->time, .noise = given->noise, .rng = &sr};
     if (t->enc)
         in.zs[0] = zs;
-    sit_acts sa;
-    sit_train_forward(&sa, s, t->sit_params, ar, &o, &in, B);
+    denoising_pass sa;
+    denoising_objective_forward(&sa, s, t->sit_params, ar, &o, &in, B);
     double dl = 0;
     for (int n = 0; n < B; n++)
         dl += sa.denoising_loss[n];
@@ -177,7 +177,7 @@ void ldm_step(ldm_trainer *t, const uint8_t *images, const float *lat_mean, cons
     logs->proj_loss = t->enc ? sa.proj_loss : 0.0;
     logs->loss = logs->denoising_loss + c->proj_coeff * logs->proj_loss;
     grad_zero(&s->table, t->grads);
-    sit_train_backward(s, t->sit_params, &sa, ar, 1.0f, t->enc ? c->proj_coeff : 0.0f, t->grads, NULL);
+    denoising_objective_backward(s, t->sit_params, &sa, ar, 1.0f, t->enc ? c->proj_coeff : 0.0f, t->grads, NULL);
     /* Data parallel: the mean of the ranks' gradients of their local means is
      * the gradient of the global batch's mean (equal local batches). */
     dist_allreduce_mean(t->grads, s->table.total);

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "core/arena.h"
+#include "diffusion/denoising_objective.h"
 #include "models/encoder_preprocess.h"
 #include "models/sit.h"
 #include "models/vit.h"
@@ -24,8 +25,8 @@
 typedef struct ldm_config {
     int batch;
     float learning_rate, proj_coeff, cfg_prob, max_grad_norm, ema_decay;
-    sit_path path;
-    sit_weighting weighting;
+    path_type path;
+    time_weighting weighting;
     float enc_mean[3], enc_std[3]; /* 1-channel encoder input normalisation */
     encoder_preprocess_kind enc_pre; /* 3-channel images: the encoder family's preprocessing (spec §1.3) */
     bool spatial_norm;             /* iREPA's spatial z-score of the targets (off) */

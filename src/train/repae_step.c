@@ -49,8 +49,8 @@ repae_config repae_config_default(void)
     c.lecam_weight = 0.0f;
     c.max_grad_norm = 1.0f;
     c.ema_decay = 0.9999f;
-    c.path = SIT_PATH_LINEAR;
-    c.weighting = SIT_WEIGHTING_UNIFORM;
+    c.path = PATH_LINEAR;
+    c.weighting = TIME_WEIGHTING_UNIFORM;
     c.train_pos_embed = true;
     c.zscore_alpha = 0.6f;
     const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
@@ -106,14 +106,14 @@ static size_t plan_bytes(const repae_trainer *t)
                     encoder_preprocess_workspace_bytes(c->enc_pre, B, 3, t->H, t->W, t->enc->cfg.img_size) +
                     arena_round((size_t)B * t->enc->cfg.embed_dim * sizeof(float));
     vae_plan vp = vae_plan_memory(t->vae, VAE_PASS_TRAIN, B, t->H, t->W);
-    sit_train_opts align = {.train = false, .align_only = !c->e2e_diffusion_loss, .path = c->path,
+    denoising_opts align = {.train = false, .align_only = !c->e2e_diffusion_loss, .path = c->path,
                             .weighting = c->weighting};
-    sit_train_opts full = {.train = true, .align_only = false, .path = c->path, .weighting = c->weighting};
+    denoising_opts full = {.train = true, .align_only = false, .path = c->path, .weighting = c->weighting};
     vae_loss L = loss_of(t);
     size_t loss_phase = vae_loss_plan_bytes(&L);
-    size_t sit_align = sit_train_plan_bytes(t->sit, B, &align);
+    size_t sit_align = denoising_objective_plan_bytes(t->sit, B, &align);
     size_t vae_phase = vp.saved + (vp.scratch > loss_phase + sit_align ? vp.scratch : loss_phase + sit_align);
-    size_t sit_phase = sit_train_plan_bytes(t->sit, B, &full);
+    size_t sit_phase = denoising_objective_plan_bytes(t->sit, B, &full);
     size_t peak = enc_phase;
     if (vae_phase > peak)
         peak = vae_phase;
@@ -202,7 +202,7 @@ static void parallel_random(repae_trainer *t, repae_step_random *out)
     dist_normal_rows(&vae_rng, eps, B, chw);
     for (int j = 0; j < G; j++) {
         float tj;
-        sit_draw_time(&tj, &sit_rng, 1, c->weighting, c->path); /* one at a time: the same sequence */
+        denoising_draw_time(&tj, &sit_rng, 1, c->weighting, c->path); /* one at a time: the same sequence */
         if (dist_own_row(j, &k))
             time[k] = tj;
     }
@@ -286,14 +286,14 @@ void repae_step(repae_trainer *t, const uint8_t *images, const int *labels, cons
     bool vae_sit_pass = t->enc || c->e2e_diffusion_loss;
     if (vae_sit_pass) {
         size_t mark = arena_mark(ar);
-        sit_train_opts o = {.train = false, .align_only = !c->e2e_diffusion_loss, .path = c->path,
+        denoising_opts o = {.train = false, .align_only = !c->e2e_diffusion_loss, .path = c->path,
                             .weighting = c->weighting};
-        sit_train_inputs in = {.z = z, .y = labels, .time_input = given->time, .noise = given->noise,
+        denoising_inputs in = {.z = z, .y = labels, .time_input = given->time, .noise = given->noise,
                                .rng = &sit_rng};
         if (t->enc)
             in.zs[0] = zs;
-        sit_acts sa;
-        sit_train_forward(&sa, t->sit, t->sit_params, ar, &o, &in, B);
+        denoising_pass sa;
+        denoising_objective_forward(&sa, t->sit, t->sit_params, ar, &o, &in, B);
         memcpy(time, sa.time_input, (size_t)B * sizeof(float));
         memcpy(noise, sa.noise, n_lat * sizeof(float));
         float w_d = c->e2e_diffusion_loss ? 1.0f : 0.0f;
@@ -306,7 +306,7 @@ void repae_step(repae_trainer *t, const uint8_t *images, const int *labels, cons
             extra += dl / B;
         }
         logs->vae_loss += extra;
-        sit_train_backward(t->sit, t->sit_params, &sa, ar, w_d, t->enc ? c->vae_align_proj_coeff : 0.0f, NULL, d_z);
+        denoising_objective_backward(t->sit, t->sit_params, &sa, ar, w_d, t->enc ? c->vae_align_proj_coeff : 0.0f, NULL, d_z);
         arena_reset(ar, mark);
     }
 
@@ -325,14 +325,14 @@ void repae_step(repae_trainer *t, const uint8_t *images, const int *labels, cons
 
     /* 10-11. SiT update: same z (pre-update, detached), same t and ε. */
     {
-        sit_train_opts o = {.train = true, .align_only = false, .path = c->path, .weighting = c->weighting};
-        sit_train_inputs in = {.z = z, .y = labels, .time_input = vae_sit_pass ? time : given->time,
+        denoising_opts o = {.train = true, .align_only = false, .path = c->path, .weighting = c->weighting};
+        denoising_inputs in = {.z = z, .y = labels, .time_input = vae_sit_pass ? time : given->time,
                                .noise = vae_sit_pass ? noise : given->noise, .force_drop = given->drop,
                                .rng = &sit_rng};
         if (t->enc)
             in.zs[0] = zs;
-        sit_acts sa;
-        sit_train_forward(&sa, t->sit, t->sit_params, ar, &o, &in, B);
+        denoising_pass sa;
+        denoising_objective_forward(&sa, t->sit, t->sit_params, ar, &o, &in, B);
         double dl = 0;
         for (int n = 0; n < B; n++)
             dl += sa.denoising_loss[n];
@@ -340,7 +340,7 @@ void repae_step(repae_trainer *t, const uint8_t *images, const int *labels, cons
         logs->proj_loss = t->enc ? sa.proj_loss : 0.0;
         logs->sit_loss = logs->denoising_loss + c->proj_coeff * logs->proj_loss;
         grad_zero(&t->sit->table, t->sit_grads);
-        sit_train_backward(t->sit, t->sit_params, &sa, ar, 1.0f, t->enc ? c->proj_coeff : 0.0f, t->sit_grads, NULL);
+        denoising_objective_backward(t->sit, t->sit_params, &sa, ar, 1.0f, t->enc ? c->proj_coeff : 0.0f, t->sit_grads, NULL);
         dist_allreduce_mean(t->sit_grads, t->sit->table.total);
         logs->grad_norm_sit = grad_clip(&t->sit->table, t->sit_grads, c->max_grad_norm);
         adamw_step(&t->opt_sit, t->sit_params, t->sit_grads);

@@ -32,6 +32,7 @@
 #include <stdint.h>
 
 #include "core/arena.h"
+#include "diffusion/denoising_objective.h"
 #include "models/discriminator.h"
 #include "models/encoder_preprocess.h"
 #include "models/lpips.h"
@@ -51,8 +52,8 @@ typedef struct repae_config {
     float lecam_weight;         /* 0: off */
     float max_grad_norm;        /* 1.0 */
     float ema_decay;            /* 0.9999 */
-    sit_path path;
-    sit_weighting weighting;
+    path_type path;
+    time_weighting weighting;
     bool e2e_diffusion_loss;    /* naive E2E: the diffusion loss reaches the VAE */
     bool train_pos_embed;       /* the release re-enables grad on pos_embed (true) */
     /* Encoder preprocessing: ImageNet mean/std and bicubic resize to the
