@@ -66,7 +66,7 @@ static void bench_sit_train(const char *name, int N)
     sit_build(&c.m, &cfg);
     c.w = param_alloc(&c.m.table);
     c.grads = param_alloc(&c.m.table);
-    sit_init_params(&c.m, c.w, 1);
+    sit_init_weights(&c.m, c.w, 1);
     c.N = N;
     c.opts = (denoising_opts){.train = true, .align_only = false, .path = PATH_LINEAR,
                               .weighting = TIME_WEIGHTING_UNIFORM};
@@ -91,6 +91,7 @@ static void bench_sit_train(const char *name, int N)
 
 typedef struct {
     vae m;
+    float *w;
     vae_acts a;
     arena ar;
     float *x, *d_recon, *grads;
@@ -104,12 +105,12 @@ static void run_vae(void *p)
     size_t n = (size_t)c->B * 3 * c->H * c->H;
     arena_reset(&c->ar, 0);
     memset(c->grads, 0, c->m.table.total * sizeof(float));
-    vae_forward(&c->m, &c->a, c->x, NULL, &c->r, c->B, c->H, c->H, &c->ar);
+    vae_forward(&c->m, c->w, &c->a, c->x, NULL, &c->r, c->B, c->H, c->H, &c->ar);
     volatile float loss = l1_mean_forward(c->a.recon, c->x, n);
     (void)loss;
     memset(c->d_recon, 0, n * sizeof(float));
     l1_mean_backward(c->d_recon, NULL, 1.0f, c->a.recon, c->x, n);
-    vae_backward(&c->m, &c->a, c->d_recon, NULL, NULL, NULL, c->grads, NULL, &c->ar);
+    vae_backward(&c->m, c->w, &c->a, c->d_recon, NULL, NULL, NULL, c->grads, NULL, &c->ar);
 }
 
 static void bench_vae_train(const char *name, int B, int H)
@@ -117,9 +118,9 @@ static void bench_vae_train(const char *name, int B, int H)
     vae_ctx c = {0};
     vae_config vc;
     vae_preset("f8d4", &vc);
-    vae_init(&c.m, &vc);
-    vae_init_weights(&c.m, 1);
-    vae_acts_init(&c.a, &c.m);
+    vae_build(&c.m, &vc);
+    c.w = param_alloc(&c.m.table);
+    vae_init_weights(&c.m, c.w, 1);
     vae_plan p = vae_plan_memory(&c.m, VAE_PASS_TRAIN, B, H, H);
     c.ar = arena_create(p.saved + p.scratch);
     c.B = B, c.H = H;
@@ -137,8 +138,7 @@ static void bench_vae_train(const char *name, int B, int H)
              (p.saved + p.scratch) / 1048576.0);
     bench_row(name, ms, peak_rss_kib(), note);
     arena_free(&c.ar);
-    vae_acts_free(&c.a);
-    free(c.x), free(c.d_recon), free(c.grads);
+    free(c.x), free(c.d_recon), free(c.grads), free(c.w);
     vae_free(&c.m);
 }
 
@@ -182,7 +182,7 @@ static void bench_sample(const char *name, int B)
     cfg.in_channels = 4, cfg.input_size = 32, cfg.num_classes = 1000, cfg.n_encoders = 0;
     sit_build(&m, &cfg);
     float *w = param_alloc(&m.table);
-    sit_init_params(&m, w, 1);
+    sit_init_weights(&m, w, 1);
     c.cfg = sampler_config_default(); /* ODE, 50 Euler steps, CFG 1.5 on [0, 1], null class 1000 */
     c.B = B, c.n = (size_t)4 * 32 * 32;
     arena ar = arena_create(sit_velocity_plan_bytes(&m, 2 * B));

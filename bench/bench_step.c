@@ -60,7 +60,9 @@ static void run_step(void *p)
 /* The small configuration's models (see the top of the file). */
 typedef struct {
     vae v;
+    float *vae_params;
     vit enc;
+    float *enc_params;
     sit s;
     float *sit_params;
     discriminator d;
@@ -78,15 +80,17 @@ static void build_small(small_models *m, bool full)
     vc.num_res_blocks = 1, vc.z_channels = 4, vc.n_attn = 0, vc.resolution = IMG;
     vc.in_channels = vc.out_ch = 3, vc.norm_groups = 32;
     vae_config_check(&vc);
-    vae_init(&m->v, &vc);
-    vae_init_weights(&m->v, 1);
+    vae_build(&m->v, &vc);
+    m->vae_params = param_alloc(&m->v.table);
+    vae_init_weights(&m->v, m->vae_params, 1);
     /* encoder */
     if (full) {
         vit_config ec = vit_preset("dinov2-vit-s", IMG);
         ec.patch = 8, ec.embed_dim = 192, ec.depth = 4, ec.heads = 3;
         vit_config_check(&ec);
         vit_build(&m->enc, &ec);
-        vit_init_params(&m->enc, 2);
+        m->enc_params = param_alloc(&m->enc.table);
+        vit_init_weights(&m->enc, m->enc_params, 2);
     }
     /* SiT */
     sit_config sc = sit_config_default();
@@ -97,13 +101,13 @@ static void build_small(small_models *m, bool full)
     sit_config_check(&sc);
     sit_build(&m->s, &sc);
     m->sit_params = param_alloc(&m->s.table);
-    sit_init_params(&m->s, m->sit_params, 3);
+    sit_init_weights(&m->s, m->sit_params, 3);
     /* discriminator */
     m->disc_params = NULL;
     if (full) {
-        disc_build(&m->d, (disc_config){3, 64, 3});
+        disc_build(&m->d, &(disc_config){3, 64, 3});
         m->disc_params = param_alloc(&m->d.table);
-        disc_init(&m->d, m->disc_params, 4);
+        disc_init_weights(&m->d, m->disc_params, 4);
     }
 }
 
@@ -112,8 +116,10 @@ static void free_small(small_models *m)
     free(m->sit_params);
     sit_free(&m->s);
     vae_free(&m->v);
+    free(m->vae_params);
     if (m->full) {
         vit_free(&m->enc);
+        free(m->enc_params);
         disc_free(&m->d);
         free(m->disc_params);
     }
@@ -138,8 +144,8 @@ static void bench_step(const char *name, bool full)
     if (!full)
         rc.proj_coeff = rc.vae_align_proj_coeff = 0.0f;
     step_ctx c;
-    repae_trainer_init(&c.t, &rc, &m.v, &m.s, m.sit_params, full ? &m.enc : NULL, full ? &m.d : NULL, m.disc_params,
-                       NULL, NULL, IMG, IMG, 3);
+    repae_trainer_init(&c.t, &rc, &m.v, m.vae_params, &m.s, m.sit_params, full ? &m.enc : NULL,
+                       full ? m.enc_params : NULL, full ? &m.d : NULL, m.disc_params, NULL, NULL, IMG, IMG, 3);
     c.images = xmalloc((size_t)B * 3 * IMG * IMG);
     c.labels = xmalloc(B * sizeof(int));
     random_batch(c.images, c.labels);
@@ -173,7 +179,7 @@ static void ph_encoder(void *p)
     arena_reset(&c->ar, 0);
     vit_acts a;
     vit_acts_alloc(&a, &c->m->enc, &c->ar, B, false);
-    vit_forward(&c->m->enc, &a, c->enc_in, c->zs, NULL, NULL, NULL);
+    vit_forward(&c->m->enc, c->m->enc_params, &a, c->enc_in, c->zs, NULL, NULL, NULL);
 }
 
 static void ph_vae(void *p)
@@ -182,10 +188,10 @@ static void ph_vae(void *p)
     size_t n = (size_t)B * 3 * IMG * IMG;
     arena_reset(&c->ar, 0);
     grad_zero(&c->m->v.table, c->vae_grads);
-    vae_forward(&c->m->v, &c->va, c->x, NULL, &c->r, B, IMG, IMG, &c->ar);
+    vae_forward(&c->m->v, c->m->vae_params, &c->va, c->x, NULL, &c->r, B, IMG, IMG, &c->ar);
     memset(c->d_recon, 0, n * sizeof(float));
     l1_mean_backward(c->d_recon, NULL, 1.0f, c->va.recon, c->x, n);
-    vae_backward(&c->m->v, &c->va, c->d_recon, NULL, NULL, NULL, c->vae_grads, NULL, &c->ar);
+    vae_backward(&c->m->v, c->m->vae_params, &c->va, c->d_recon, NULL, NULL, NULL, c->vae_grads, NULL, &c->ar);
 }
 
 static void ph_sit(phase_ctx *c, bool align)
@@ -217,15 +223,16 @@ static void ph_disc(void *p)
         c->dlogits[i] = -1.0f / (float)nl;
     memset(c->d_recon, 0, (size_t)B * 3 * IMG * IMG * sizeof(float));
     arena_reset(&c->ar, 0);
-    disc_acts *s = disc_forward(d, w, c->logits, c->recon, B, IMG, IMG, &c->ar);
-    disc_backward(d, w, s, c->dlogits, NULL, c->d_recon);
+    disc_acts s;
+    disc_forward(d, w, &s, c->logits, c->recon, B, IMG, IMG, &c->ar);
+    disc_backward(d, w, &s, c->dlogits, NULL, c->d_recon);
     arena_reset(&c->ar, 0);
     grad_zero(&d->table, c->disc_grads);
-    s = disc_forward(d, w, c->logits, c->x, B, IMG, IMG, &c->ar);
-    disc_backward(d, w, s, c->dlogits, c->disc_grads, NULL);
+    disc_forward(d, w, &s, c->logits, c->x, B, IMG, IMG, &c->ar);
+    disc_backward(d, w, &s, c->dlogits, c->disc_grads, NULL);
     arena_reset(&c->ar, 0);
-    s = disc_forward(d, w, c->logits, c->recon, B, IMG, IMG, &c->ar);
-    disc_backward(d, w, s, c->dlogits, c->disc_grads, NULL);
+    disc_forward(d, w, &s, c->logits, c->recon, B, IMG, IMG, &c->ar);
+    disc_backward(d, w, &s, c->dlogits, c->disc_grads, NULL);
 }
 
 static void ph_optim(void *p)
@@ -233,7 +240,7 @@ static void ph_optim(void *p)
     phase_ctx *c = p;
     small_models *m = c->m;
     grad_clip(&m->v.table, c->vae_grads, 1.0);
-    adamw_step(&c->ov, m->v.params, c->vae_grads);
+    adamw_step(&c->ov, m->vae_params, c->vae_grads);
     grad_clip(&m->d.table, c->disc_grads, 1.0);
     adamw_step(&c->od, m->disc_params, c->disc_grads);
     grad_clip(&m->s.table, c->sit_grads, 1.0);
@@ -274,7 +281,6 @@ static void bench_phases(void)
     c.vae_grads = param_alloc(&m.v.table), c.sit_grads = param_alloc(&m.s.table);
     c.disc_grads = param_alloc(&m.d.table), c.ema = param_alloc(&m.s.table);
     memcpy(c.ema, m.sit_params, m.s.table.total * sizeof(float));
-    vae_acts_init(&c.va, &m.v);
     c.ov = adamw_create(&m.v.table, 1e-4f), c.os = adamw_create(&m.s.table, 1e-4f);
     c.od = adamw_create(&m.d.table, 1e-4f);
     struct {
@@ -286,7 +292,6 @@ static void bench_phases(void)
     for (size_t i = 0; i < sizeof ph / sizeof ph[0]; i++)
         bench_row(ph[i].name, time_median(ph[i].fn, &c, bench_reps(5)), -1, NULL);
     adamw_free(&c.ov), adamw_free(&c.os), adamw_free(&c.od);
-    vae_acts_free(&c.va);
     arena_free(&c.ar);
     free(u8), free(c.labels), free(c.x), free(c.enc_in), free(c.recon), free(c.zs), free(c.z), free(c.d_recon);
     free(c.d_z), free(c.logits), free(c.dlogits), free(c.vae_grads), free(c.sit_grads), free(c.disc_grads);

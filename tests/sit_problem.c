@@ -9,7 +9,7 @@
 
 void sit_test_randomize(const sit *m, float *params, uint64_t seed, bool norms_near_one)
 {
-    sit_init_params(m, params, seed);
+    sit_init_weights(m, params, seed);
     for (int i = 0; i < m->table.n; i++) {
         const param_entry *e = &m->table.entries[i];
         float *p = params + e->offset;

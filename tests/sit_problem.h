@@ -18,7 +18,7 @@
 #include "diffusion/denoising_objective.h"
 #include "models/sit.h"
 
-/* sit_init_params, then every trainable tensor N(0, 1/fan_in) (adaLN 0.8×,
+/* sit_init_weights, then every trainable tensor N(0, 1/fan_in) (adaLN 0.8×,
  * vectors 0.2) so no path is zero-initialised; with norms_near_one the
  * LayerNorm weights get +1; fixed latent statistics. */
 void sit_test_randomize(const sit *m, float *params, uint64_t seed, bool norms_near_one);

@@ -14,7 +14,7 @@ static void test_cnn_table(void)
 {
     safetensors *st = fixture_open("models/cnn_tiny");
     cnn_classifier m;
-    cnn_build_table(&m, &(cnn_config){.in_chans = 1, .n_stages = 3, .widths = {32, 64, 128}, .groups = 8,
+    cnn_build(&m, &(cnn_config){.in_chans = 1, .n_stages = 3, .widths = {32, 64, 128}, .groups = 8,
                                       .num_classes = 10, .gn_eps = 1e-5f});
     long long want = safetensors_meta_ll(st, "param_count_32_64_128");
     CHECK((long long)param_count(&m.table, PARAM_TRAINABLE) == want, "parameters %zu, torch counts %lld",
@@ -24,7 +24,7 @@ static void test_cnn_table(void)
           "key names differ from the reference");
     cnn_free(&m);
     /* Without a head: features only. */
-    cnn_build_table(&m, &(cnn_config){.in_chans = 3, .n_stages = 1, .widths = {4}, .groups = 2, .gn_eps = 1e-5f});
+    cnn_build(&m, &(cnn_config){.in_chans = 3, .n_stages = 1, .widths = {4}, .groups = 2, .gn_eps = 1e-5f});
     CHECK(!param_find(&m.table, "head.weight") && param_count(&m.table, PARAM_TRAINABLE) == 4 * 27 + 4 * 36 + 16,
           "headless table: %zu parameters", param_count(&m.table, PARAM_TRAINABLE));
     cnn_free(&m);
@@ -33,6 +33,7 @@ static void test_cnn_table(void)
 
 typedef struct {
     cnn_classifier *m;
+    const float *w;
     cnn_acts *a;
     float *x, *cot, *features, *logits, *probs;
     int *labels;
@@ -43,7 +44,7 @@ typedef struct {
 static double cnn_loss(void *p)
 {
     cnn_ctx *c = p;
-    cnn_forward(c->m, c->a, c->x, c->features, c->logits);
+    cnn_forward(c->m, c->w, c->a, c->x, c->features, c->logits);
     double l = cross_entropy_forward(c->probs, c->logits, c->labels, c->B, c->K);
     return l + dot_f64(c->features, c->cot, (size_t)c->B * c->m->dim);
 }
@@ -52,7 +53,7 @@ static void test_cnn_matches_torch(void)
 {
     safetensors *st = fixture_open("models/cnn_tiny");
     cnn_classifier m;
-    cnn_from_checkpoint(&m, st, "", 0, PARAM_IGNORE_EXTRA);
+    float *mw = cnn_from_checkpoint(&m, st, "", 0, PARAM_IGNORE_EXTRA);
     CHECK(m.cfg.in_chans == 1 && m.cfg.n_stages == 2 && m.cfg.widths[0] == 8 && m.cfg.widths[1] == 16 &&
               m.cfg.groups == 4 && m.cfg.num_classes == 5 && m.dim == 16,
           "configuration from the fixture: in %d stages %d widths %d,%d groups %d classes %d", m.cfg.in_chans,
@@ -69,7 +70,7 @@ static void test_cnn_matches_torch(void)
     cnn_acts_alloc(&a, &m, &ar, B, S, S, true);
     CHECK(ar.used <= ar.capacity && ar.used == cnn_plan_bytes(&m, B, S, S, true), "plan %zu bytes, carved %zu",
           cnn_plan_bytes(&m, B, S, S, true), ar.used);
-    cnn_forward(&m, &a, x, features, logits);
+    cnn_forward(&m, mw, &a, x, features, logits);
     /* Four 3×3 convs of ≤ 144 terms and two GroupNorms in float32: ~1e-6 relative. */
     fixture_check(st, "features", features, (size_t)B * D, 1e-5, 1e-4);
     fixture_check(st, "logits", logits, (size_t)B * K, 1e-5, 1e-4);
@@ -77,7 +78,7 @@ static void test_cnn_matches_torch(void)
     CHECK(fabsf(loss - want_loss[0]) <= 1e-5f * (1 + fabsf(want_loss[0])), "loss %.8g, torch %.8g", loss,
           want_loss[0]);
     cross_entropy_backward(dlogits, 1.0f, probs, labels, B, K);
-    cnn_backward(&m, &a, grads, dx, cot, dlogits);
+    cnn_backward(&m, mw, &a, grads, dx, cot, dlogits);
     /* Gradients through two GroupNorm backwards each stage: ~1e-5 relative. */
     check_params_against_fixture(st, &m.table, grads, "grad.", PARAM_TRAINABLE, 1e-5, 1e-3);
     fixture_check(st, "grad.x", dx, nx, 1e-6, 1e-3);
@@ -88,7 +89,7 @@ static void test_cnn_matches_torch(void)
     cnn_acts_alloc(&a2, &m, &ai, B, S, S, false);
     CHECK(cnn_plan_bytes(&m, B, S, S, false) < cnn_plan_bytes(&m, B, S, S, true), "inference plan not smaller");
     float *f2 = alloc_zeros((size_t)B * D), *l2 = alloc_zeros((size_t)B * K);
-    cnn_forward(&m, &a2, x, f2, l2);
+    cnn_forward(&m, mw, &a2, x, f2, l2);
     CHECK(!memcmp(f2, features, (size_t)B * D * sizeof(float)) && !memcmp(l2, logits, (size_t)B * K * sizeof(float)),
           "inference-mode outputs differ from train-mode ones");
 
@@ -97,7 +98,7 @@ static void test_cnn_matches_torch(void)
     float *dx2 = alloc_zeros(nx), *grads2 = param_alloc(&m.table);
     memcpy(grads2, grads, m.table.total * sizeof(float));
     memcpy(dx2, dx, nx * sizeof(float));
-    cnn_backward(&m, &a, grads2, dx2, cot, dlogits);
+    cnn_backward(&m, mw, &a, grads2, dx2, cot, dlogits);
     for (size_t i = 0; i < m.table.total; i++)
         grads2[i] -= 2 * grads[i];
     for (size_t i = 0; i < nx; i++)
@@ -106,25 +107,25 @@ static void test_cnn_matches_torch(void)
     check_close("grads accumulate", grads2, zeros, m.table.total, 1e-6, 0);
     check_close("dx accumulates", dx2, zeros, nx, 1e-6, 0);
     memset(dx2, 0, nx * sizeof(float));
-    cnn_backward(&m, &a, NULL, dx2, cot, dlogits);
+    cnn_backward(&m, mw, &a, NULL, dx2, cot, dlogits);
     check_close("frozen model: dx", dx2, dx, nx, 0, 0);
 
     /* Finite differences of the same scalar (float32 forward, double sum). */
-    cnn_ctx c = {&m, &a, x, cot, features, logits, probs, labels, B, K};
+    cnn_ctx c = {&m, mw, &a, x, cot, features, logits, probs, labels, B, K};
     fd_check_direction("cnn d/dx", cnn_loss, &c, x, dx, nx, 1e-2, 2e-3, 5);
     size_t w = param_find(&m.table, "stages.1.conv2.weight")->offset;
     /* Small steps: a ReLU or max-pool switch within ±h would bias the quotient;
      * float32 rounding of the O(1) scalar then limits the quotient to ~1e-3. */
-    fd_check("cnn d/d stages.1.conv2.weight", cnn_loss, &c, m.params + w, grads + w, 16 * 16 * 9, 2e-4, 1e-4, 5e-3,
+    fd_check("cnn d/d stages.1.conv2.weight", cnn_loss, &c, mw + w, grads + w, 16 * 16 * 9, 2e-4, 1e-4, 5e-3,
              40);
     size_t g = param_find(&m.table, "stages.0.norm1.weight")->offset;
-    fd_check("cnn d/d stages.0.norm1.weight", cnn_loss, &c, m.params + g, grads + g, 8, 2e-4, 1e-4, 5e-3, 0);
+    fd_check("cnn d/d stages.0.norm1.weight", cnn_loss, &c, mw + g, grads + g, 8, 2e-4, 1e-4, 5e-3, 0);
     size_t h = param_find(&m.table, "head.weight")->offset;
-    fd_check("cnn d/d head.weight", cnn_loss, &c, m.params + h, grads + h, (size_t)K * D, 1e-3, 1e-4, 5e-3, 0);
+    fd_check("cnn d/d head.weight", cnn_loss, &c, mw + h, grads + h, (size_t)K * D, 1e-3, 1e-4, 5e-3, 0);
 
     arena_free(&ar), arena_free(&ai);
     free(x), free(cot), free(lab), free(want_loss), free(features), free(logits), free(probs), free(dlogits);
-    free(grads), free(dx), free(f2), free(l2), free(dx2), free(grads2), free(zeros);
+    free(grads), free(dx), free(f2), free(l2), free(dx2), free(grads2), free(zeros), free(mw);
     cnn_free(&m);
     safetensors_close(st);
 }
@@ -132,13 +133,13 @@ static void test_cnn_matches_torch(void)
 static void build_bad_groups(void *ctx)
 {
     cnn_classifier m;
-    cnn_build_table(&m, &(cnn_config){.in_chans = 1, .n_stages = 2, .widths = {8, 12}, .groups = 8, .gn_eps = 1e-5f});
+    cnn_build(&m, &(cnn_config){.in_chans = 1, .n_stages = 2, .widths = {8, 12}, .groups = 8, .gn_eps = 1e-5f});
 }
 
 static void acts_too_small(void *ctx)
 {
     cnn_classifier m;
-    cnn_build_table(&m, &(cnn_config){.in_chans = 1, .n_stages = 3, .widths = {4, 4, 4}, .groups = 2, .gn_eps = 1e-5f});
+    cnn_build(&m, &(cnn_config){.in_chans = 1, .n_stages = 3, .widths = {4, 4, 4}, .groups = 2, .gn_eps = 1e-5f});
     cnn_plan_bytes(&m, 2, 4, 4, false);
 }
 
@@ -148,7 +149,7 @@ static void load_no_groups(void *ctx)
     cnn_classifier m;
     cnn_build(&m, &(cnn_config){.in_chans = 1, .n_stages = 1, .widths = {4}, .groups = 2, .gn_eps = 1e-5f});
     st_writer *w = st_writer_new();
-    param_save(&m.table, m.params, w, "");
+    param_save(&m.table, param_alloc(&m.table), w, "");
     st_writer_save(w, ctx);
     st_writer_free(w);
     safetensors *st = safetensors_open(ctx);

@@ -137,7 +137,7 @@ static void test_train_cnn(void)
           "classifier metadata: format %s arch %s widths %s img_size %s accuracy %s", fmt, arch, widths, img, acc);
     CHECK(safetensors_find(st, "head.weight") && safetensors_find(st, "head.bias"), "the head was not saved");
     cnn_classifier c;
-    cnn_from_checkpoint(&c, st, "", 0, PARAM_STRICT);
+    free(cnn_from_checkpoint(&c, st, "", 0, PARAM_STRICT));
     CHECK(c.cfg.n_stages == 2 && c.cfg.widths[1] == 16 && c.cfg.groups == 4 && c.cfg.num_classes == 10 && c.dim == 16,
           "saved configuration: %d stages, groups %d, classes %d", c.cfg.n_stages, c.cfg.groups, c.cfg.num_classes);
     cnn_free(&c);
@@ -234,13 +234,15 @@ static void write_vit(const char *path)
                     .mlp_ratio = 2.0f, .ln_eps = 1e-6f};
     vit m;
     vit_build(&m, &c);
-    vit_init_params(&m, 3);
+    float *mw = param_alloc(&m.table);
+    vit_init_weights(&m, mw, 3);
     st_writer *w = st_writer_new();
-    vit_save(&m, w, "");
+    vit_save(&m, mw, w, "");
     st_writer_set_metadata(w, "config", "{\"heads\": 2}");
     st_writer_save(w, path);
     st_writer_free(w);
     vit_free(&m);
+    free(mw);
 }
 
 static void test_bad_input(void)

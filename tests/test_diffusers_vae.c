@@ -87,7 +87,7 @@ static void check_rel(const char *what, const float *got, const float *want, siz
     check_close(what, got, want, n, fmax(tol * s, 1e-7), 0.0);
 }
 
-static int same_params(const vae *a, const vae *b)
+static int same_params(const vae *a, const float *aw, const vae *b, const float *bw)
 {
     if (a->table.n != b->table.n || a->table.total != b->table.total)
         return 0;
@@ -95,7 +95,7 @@ static int same_params(const vae *a, const vae *b)
         if (strcmp(a->table.entries[i].name, b->table.entries[i].name) ||
             a->table.entries[i].offset != b->table.entries[i].offset)
             return 0;
-    return memcmp(a->params, b->params, a->table.total * sizeof(float)) == 0;
+    return memcmp(aw, bw, a->table.total * sizeof(float)) == 0;
 }
 
 /* ---- the name map ---- */
@@ -149,7 +149,7 @@ static void test_name_map(void)
               out);
     /* Every parameter of the preset maps, and to distinct names. */
     vae m;
-    vae_init_table(&m, &c);
+    vae_build(&m, &c);
     char(*names)[160] = xmalloc((size_t)m.table.n * sizeof *names);
     int ok = 1;
     for (int i = 0; i < m.table.n; i++)
@@ -171,7 +171,7 @@ static void test_folders_match_reference(void)
         snprintf(ref_name, sizeof ref_name, "io/%s_ref", CASES[i].name);
         safetensors *ref = fixture_open(ref_name);
         vae m;
-        vae_diffusers_load(&m, folder(i));
+        float *mw = vae_diffusers_load(&m, folder(i));
         const st_tensor *tx = safetensors_require(ref, "x"), *tz = safetensors_require(ref, "zin");
         int B = (int)tx->shape[0], H = (int)tx->shape[2], W = (int)tx->shape[3], h, w;
         vae_latent_size(&m, H, W, &h, &w);
@@ -184,8 +184,8 @@ static void test_folders_match_reference(void)
         vae_plan pe = vae_plan_memory(&m, VAE_PASS_ENCODE, B, H, W), pd = vae_plan_memory(&m, VAE_PASS_DECODE, B, h, w);
         arena ar = arena_create((pe.saved + pe.scratch > pd.saved + pd.scratch ? pe.saved + pe.scratch : pd.saved + pd.scratch) +
                             (1 << 16));
-        vae_encode(&m, x, mean, logvar, NULL, B, H, W, &ar);
-        vae_decode(&m, zin, recon, B, h, w, &ar);
+        vae_encode(&m, mw, x, mean, logvar, NULL, B, H, W, &ar);
+        vae_decode(&m, mw, zin, recon, B, h, w, &ar);
         float *want = fixture_f32(ref, "mean", &n);
         snprintf(what, sizeof what, "%s mean", CASES[i].name);
         check_rel(what, mean, want, nz, TOL_OUT);
@@ -205,7 +205,7 @@ static void test_folders_match_reference(void)
         else
             CHECK(!m.cfg.no_quant_conv && !m.cfg.no_post_quant_conv, "%s: should have quant convs", CASES[i].name);
         arena_free(&ar);
-        free(x), free(zin), free(mean), free(logvar), free(recon);
+        free(x), free(zin), free(mean), free(logvar), free(recon), free(mw);
         vae_free(&m);
         safetensors_close(ref);
     }
@@ -219,12 +219,13 @@ static void test_folder_equals_compvis_file(void)
         snprintf(ref_name, sizeof ref_name, "io/%s_ref", CASES[i].name);
         safetensors *ref = fixture_open(ref_name);
         vae a, b;
-        vae_diffusers_load(&a, folder(i));
+        float *aw = vae_diffusers_load(&a, folder(i));
         vae_config c;
         CHECK(vae_config_detect(ref, "", &c) == 0, "%s: CompVis copy not detected", CASES[i].name);
-        vae_init(&b, &c);
-        vae_load_st(&b, ref, "", PARAM_IGNORE_EXTRA);
-        CHECK(same_params(&a, &b), "%s: the folder's parameters differ from the CompVis copy's", CASES[i].name);
+        vae_build(&b, &c);
+        float *bw = param_alloc(&b.table);
+        vae_load(&b, bw, ref, "", PARAM_IGNORE_EXTRA);
+        CHECK(same_params(&a, aw, &b, bw), "%s: the folder's parameters differ from the CompVis copy's", CASES[i].name);
         CHECK(a.cfg.ch == b.cfg.ch && a.cfg.n_levels == b.cfg.n_levels && a.cfg.z_channels == b.cfg.z_channels &&
                   a.cfg.norm_groups == b.cfg.norm_groups && a.cfg.num_res_blocks == b.cfg.num_res_blocks &&
                   a.cfg.no_quant_conv == b.cfg.no_quant_conv && a.n_enc == b.n_enc && a.n_dec == b.n_dec,
@@ -233,7 +234,7 @@ static void test_folder_equals_compvis_file(void)
         /* The same weights without any config metadata: shapes alone must
          * find the missing quant convs. */
         st_writer *w = st_writer_new();
-        param_save(&b.table, b.params, w, "");
+        param_save(&b.table, bw, w, "");
         st_writer_save(w, tmp_path("plain.safetensors"));
         st_writer_free(w);
         safetensors *plain = safetensors_open(tmp_path("plain.safetensors"));
@@ -245,6 +246,7 @@ static void test_folder_equals_compvis_file(void)
         safetensors_close(plain);
         vae_free(&a);
         vae_free(&b);
+        free(aw), free(bw);
         safetensors_close(ref);
     }
 }
@@ -300,15 +302,15 @@ static void test_export_roundtrip(void)
     char out[512], path[600];
     for (int i = 0; i < N_CASES; i++) {
         vae a, b;
-        vae_diffusers_load(&a, folder(i));
+        float *aw = vae_diffusers_load(&a, folder(i));
         int C = a.cfg.z_channels;
         float *bias = alloc_normal((size_t)C, 0.5f, 11 + i), *scale = alloc_uniform((size_t)C, 0.2f, 2.0f, 21 + i);
         float *rb = xmalloc((size_t)C * sizeof(float)), *rs = xmalloc((size_t)C * sizeof(float));
         snprintf(out, sizeof out, "%s", tmp_path(CASES[i].name));
-        vae_diffusers_save(&a, out, bias, scale);
+        vae_diffusers_save(&a, aw, out, bias, scale);
         CHECK(vae_diffusers_is_folder(out), "%s: the export is not recognised as a folder", out);
-        vae_diffusers_load(&b, out);
-        CHECK(same_params(&a, &b), "%s: export -> load changed the parameters", CASES[i].name);
+        float *bw = vae_diffusers_load(&b, out);
+        CHECK(same_params(&a, aw, &b, bw), "%s: export -> load changed the parameters", CASES[i].name);
         CHECK(a.cfg.no_quant_conv == b.cfg.no_quant_conv && a.cfg.no_post_quant_conv == b.cfg.no_post_quant_conv &&
                   a.cfg.n_attn == b.cfg.n_attn && a.cfg.attn_resolutions[0] == b.cfg.attn_resolutions[0],
               "%s: export -> load changed the configuration", CASES[i].name);
@@ -349,14 +351,14 @@ static void test_export_roundtrip(void)
               cJSON_IsNumber(sf) ? sf->valuedouble : -1, 1 / sqrt(var), cJSON_IsNumber(sh) ? sh->valuedouble : -1, mu);
         cJSON_Delete(j);
         /* Without statistics: diffusers' default scale, no shift, no sidecar. */
-        vae_diffusers_save(&a, out, NULL, NULL);
+        vae_diffusers_save(&a, aw, out, NULL, NULL);
         CHECK(access(path, F_OK) == 0, "config.json missing after a second export");
         snprintf(path, sizeof path, "%s/" VAE_DIFFUSERS_STATS, out);
         CHECK(access(path, F_OK) != 0, "a stale sidecar should be removed");
         vae_diffusers_latents_stats(out, C, rb, rs, &src);
         CHECK(rb[0] == 0 && rs[0] == (float)VAE_DIFFUSERS_DEFAULT_SCALING && rs[C - 1] == rs[0],
               "no statistics: bias %g scale %g", rb[0], rs[0]);
-        free(bias), free(scale), free(rb), free(rs);
+        free(bias), free(scale), free(rb), free(rs), free(aw), free(bw);
         vae_free(&a);
         vae_free(&b);
     }
@@ -364,17 +366,17 @@ static void test_export_roundtrip(void)
 
 /* ---- a VAE without quant convs = one with identity quant convs ---- */
 
-static void identity_conv(vae *m, const char *name, int c)
+static void identity_conv(const vae *m, float *params, const char *name, int c)
 {
     char key[64];
     snprintf(key, sizeof key, "%s.weight", name);
     const param_entry *w = param_find(&m->table, key);
     snprintf(key, sizeof key, "%s.bias", name);
     const param_entry *b = param_find(&m->table, key);
-    memset(m->params + w->offset, 0, w->numel * sizeof(float));
-    memset(m->params + b->offset, 0, b->numel * sizeof(float));
+    memset(params + w->offset, 0, w->numel * sizeof(float));
+    memset(params + b->offset, 0, b->numel * sizeof(float));
     for (int k = 0; k < c; k++)
-        m->params[w->offset + (size_t)k * c + k] = 1.0f;
+        params[w->offset + (size_t)k * c + k] = 1.0f;
 }
 
 static void test_no_quant_conv_is_identity(void)
@@ -382,19 +384,21 @@ static void test_no_quant_conv_is_identity(void)
     vae_config c = {.ch = 8, .n_levels = 2, .ch_mult = {1, 2}, .num_res_blocks = 1, .z_channels = 4, .n_attn = 0,
                     .resolution = 16, .in_channels = 3, .out_ch = 3, .double_z = 1, .norm_groups = 4};
     vae q, n;
-    vae_init(&q, &c);
-    vae_init_weights(&q, 7);
-    identity_conv(&q, "quant_conv", 8);
-    identity_conv(&q, "post_quant_conv", 4);
+    vae_build(&q, &c);
+    float *qw = param_alloc(&q.table);
+    vae_init_weights(&q, qw, 7);
+    identity_conv(&q, qw, "quant_conv", 8);
+    identity_conv(&q, qw, "post_quant_conv", 4);
     c.no_quant_conv = c.no_post_quant_conv = 1;
-    vae_init(&n, &c);
+    vae_build(&n, &c);
+    float *nw = param_alloc(&n.table);
     CHECK(vae_param_count(&n) + 8 * 8 + 8 + 4 * 4 + 4 == vae_param_count(&q) && n.n_enc == q.n_enc - 1 &&
               n.n_dec == q.n_dec - 1,
           "no-quant-conv table: %zu parameters (with: %zu), %d/%d layers (with: %d/%d)", vae_param_count(&n),
           vae_param_count(&q), n.n_enc, n.n_dec, q.n_enc, q.n_dec);
     for (int i = 0; i < n.table.n; i++) {
         const param_entry *e = &n.table.entries[i], *f = param_find(&q.table, e->name);
-        memcpy(n.params + e->offset, q.params + f->offset, e->numel * sizeof(float));
+        memcpy(nw + e->offset, qw + f->offset, e->numel * sizeof(float));
     }
     const int B = 2, H = 16, W = 16;
     size_t nx = (size_t)B * 3 * H * W, nz = (size_t)B * 4 * 8 * 8;
@@ -405,16 +409,14 @@ static void test_no_quant_conv_is_identity(void)
     CHECK(pn.saved + pn.scratch <= p.saved + p.scratch && pn.saved > 0, "plan without quant convs: %zu + %zu",
           pn.saved, pn.scratch);
     arena ar = arena_create(2 * (p.saved + p.scratch) + (1 << 16));
-    vae_acts aq, an;
-    vae_acts_init(&aq, &q);
-    vae_acts_init(&an, &n);
-    vae_forward(&q, &aq, x, eps, NULL, B, H, W, &ar);
-    vae_forward(&n, &an, x, eps, NULL, B, H, W, &ar);
+    vae_acts aq = {0}, an = {0};
+    vae_forward(&q, qw, &aq, x, eps, NULL, B, H, W, &ar);
+    vae_forward(&n, nw, &an, x, eps, NULL, B, H, W, &ar);
     check_close("mean", an.mean, aq.mean, nz, 1e-6, 1e-6);
     check_close("logvar", an.logvar, aq.logvar, nz, 1e-6, 1e-6);
     check_close("recon", an.recon, aq.recon, nx, 1e-6, 1e-6);
-    vae_backward(&q, &aq, d_recon, d_z, d_mean, d_lv, gq, dxq, &ar);
-    vae_backward(&n, &an, d_recon, d_z, d_mean, d_lv, gn, dxn, &ar);
+    vae_backward(&q, qw, &aq, d_recon, d_z, d_mean, d_lv, gq, dxq, &ar);
+    vae_backward(&n, nw, &an, d_recon, d_z, d_mean, d_lv, gn, dxn, &ar);
     check_close("d_x", dxn, dxq, nx, 1e-5 * max_abs(dxq, nx), 1e-5);
     int ok = 1;
     for (int i = 0; i < n.table.n; i++) {
@@ -430,21 +432,21 @@ static void test_no_quant_conv_is_identity(void)
     }
     CHECK(ok, "parameter gradients without quant convs should equal those with identity quant convs");
     arena_free(&ar);
-    vae_acts_free(&aq);
-    vae_acts_free(&an);
     free(x), free(eps), free(d_recon), free(d_z), free(d_mean), free(d_lv), free(gq), free(gn), free(dxq), free(dxn);
     vae_free(&q);
     vae_free(&n);
+    free(qw), free(nw);
 }
 
 static void test_init_from_file_takes_folders(void)
 {
     vae a, b;
-    vae_init_from_file(&a, folder(2), "", PARAM_STRICT);
-    vae_diffusers_load(&b, folder(2));
-    CHECK(same_params(&a, &b) && a.cfg.no_quant_conv, "vae_init_from_file(folder) should read the diffusers folder");
+    float *aw = vae_from_file(&a, folder(2), "", PARAM_STRICT);
+    float *bw = vae_diffusers_load(&b, folder(2));
+    CHECK(same_params(&a, aw, &b, bw) && a.cfg.no_quant_conv, "vae_from_file(folder) should read the diffusers folder");
     vae_free(&a);
     vae_free(&b);
+    free(aw), free(bw);
 }
 
 /* Only the fp16 variant in a folder: read and widened exactly. */
@@ -483,14 +485,15 @@ static void test_fp16_variant(void)
     free(h);
     safetensors_close(st);
     vae a, b;
-    vae_diffusers_load(&a, folder(1));
-    vae_diffusers_load(&b, dir);
+    float *aw = vae_diffusers_load(&a, folder(1));
+    float *bw = vae_diffusers_load(&b, dir);
     int ok = a.table.total == b.table.total;
     for (size_t k = 0; ok && k < a.table.total; k++)
-        ok = b.params[k] == f16_to_f32(f32_to_f16(a.params[k]));
+        ok = bw[k] == f16_to_f32(f32_to_f16(aw[k]));
     CHECK(ok, "the fp16 variant should load as the fp32 weights rounded to half");
     vae_free(&a);
     vae_free(&b);
+    free(aw), free(bw);
 }
 
 /* ---- bad folders ---- */
@@ -561,7 +564,7 @@ static const char *bad_folder(const char *name, const char *from, const char *to
 static void load_child(void *ctx)
 {
     vae m;
-    vae_diffusers_load(&m, ctx);
+    (void)vae_diffusers_load(&m, ctx);
 }
 
 static void expect_load_dies(const char *what, const char *dir, const char *msg)
@@ -644,8 +647,8 @@ static void test_cli_export_then_reconstruct(void)
     const char *omp = getenv("OMP_NUM_THREADS") ? "" : "OMP_NUM_THREADS=1 ";
     /* A 1-channel CompVis VAE file (Fashion-MNIST) and its statistics. */
     vae m;
-    vae_diffusers_load(&m, folder(1));
-    vae_save(&m, tmp_path("cv.safetensors"), "");
+    float *mw = vae_diffusers_load(&m, folder(1));
+    vae_save_file(&m, mw, tmp_path("cv.safetensors"), "");
     float bias[8], scale[8];
     for (int c = 0; c < 8; c++)
         bias[c] = 0.1f * c - 0.3f, scale[c] = 0.5f + 0.25f * c;
@@ -660,12 +663,13 @@ static void test_cli_export_then_reconstruct(void)
     int rc = run_command(cmd, out, sizeof out, err, sizeof err);
     CHECK(rc == 0 && strstr(out, "diffusers AutoencoderKL folder"), "`%s` exited %d:\n%s%s", cmd, rc, out, err);
     vae b;
-    vae_diffusers_load(&b, tmp_path("cli_dir"));
-    CHECK(same_params(&m, &b), "the CLI's folder should hold the VAE bit for bit");
+    float *bw = vae_diffusers_load(&b, tmp_path("cli_dir"));
+    CHECK(same_params(&m, mw, &b, bw), "the CLI's folder should hold the VAE bit for bit");
     float rb[8], rs[8];
     vae_diffusers_latents_stats(tmp_path("cli_dir"), 8, rb, rs, NULL);
     CHECK(!memcmp(rb, bias, sizeof bias) && !memcmp(rs, scale, sizeof scale), "the CLI's folder statistics");
     vae_free(&b);
+    free(bw);
 
     /* reconstruct on the folder = reconstruct on the CompVis file. */
     char json_a[700], json_b[700];
@@ -716,9 +720,10 @@ static void test_cli_export_then_reconstruct(void)
              tmp_path("back"));
     rc = run_command(cmd, out, sizeof out, err, sizeof err);
     CHECK(rc == 0, "`%s` exited %d:\n%s", cmd, rc, err);
-    vae_init_from_file(&b, tmp_path("back.safetensors"), "", PARAM_STRICT);
-    CHECK(same_params(&m, &b), "folder -> CompVis file changed the VAE");
+    bw = vae_from_file(&b, tmp_path("back.safetensors"), "", PARAM_STRICT);
+    CHECK(same_params(&m, mw, &b, bw), "folder -> CompVis file changed the VAE");
     vae_free(&b);
+    free(bw);
     safetensors *st = safetensors_open(tmp_path("back-latents-stats.safetensors"));
     safetensors_load_f32(st, "latents_scale", 4, (int64_t[]){1, 8, 1, 1}, rs);
     CHECK(!memcmp(rs, scale, sizeof scale), "folder -> CompVis statistics");
@@ -732,7 +737,7 @@ static void test_cli_export_then_reconstruct(void)
     sit s;
     sit_build(&s, &sc);
     float *sp = param_alloc(&s.table);
-    sit_init_params(&s, sp, 5);
+    sit_init_weights(&s, sp, 5);
     sit_save_file(&s, sp, tmp_path("sit.safetensors"));
     free(sp);
     sit_free(&s);
@@ -775,6 +780,7 @@ static void test_cli_export_then_reconstruct(void)
     snprintf(cmd, sizeof cmd, "'%s' reconstruct --vae-ckpt '%s'", bin, tmp_path("empty"));
     expect_command_fails(cmd, "empty' is not a diffusers AutoencoderKL folder: no config.json in it");
     vae_free(&m);
+    free(mw);
 }
 
 int main(void)

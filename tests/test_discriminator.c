@@ -10,7 +10,7 @@
 static void test_disc_parameter_count(void)
 {
     discriminator d;
-    disc_build(&d, (disc_config){3, 64, 3});
+    disc_build(&d, &(disc_config){3, 64, 3});
     /* spec §7.4: 2,765,633 trainable parameters (running stats are buffers) */
     CHECK(param_count(&d.table, PARAM_TRAINABLE) == 2765633, "trainable parameters %zu, spec says 2,765,633",
           param_count(&d.table, PARAM_TRAINABLE));
@@ -33,7 +33,8 @@ static double disc_loss(void *p)
     disc_ctx *c = p;
     size_t mark = arena_mark(c->a);
     /* Running stats move on every forward; they don't affect train-mode outputs. */
-    disc_forward(c->d, c->params, c->logits, c->x, c->B, 32, 32, c->a);
+    disc_acts s;
+    disc_forward(c->d, c->params, &s, c->logits, c->x, c->B, 32, 32, c->a);
     arena_reset(c->a, mark);
     return dot_f64(c->logits, c->cot, (size_t)c->B * 4);
 }
@@ -42,18 +43,19 @@ static void test_disc_matches_torch(void)
 {
     safetensors *st = fixture_open("models/disc_tiny");
     discriminator d;
-    disc_build(&d, (disc_config){3, 8, 3});
+    disc_build(&d, &(disc_config){3, 8, 3});
     float *params = param_alloc(&d.table), *grads = param_alloc(&d.table);
-    param_load(&d.table, params, st, "", PARAM_IGNORE_EXTRA);
+    disc_load(&d, params, st, "", PARAM_IGNORE_EXTRA);
     int B = 3;
     float *x = fixture_f32(st, "x", NULL), *cot = fixture_f32(st, "cot", NULL);
     float *logits = alloc_zeros((size_t)B * 4), *dx = alloc_zeros((size_t)B * 3 * 32 * 32);
     arena a = arena_create(2 * disc_acts_bytes(&d, B, 32, 32)); /* saved acts + one for the FD forwards */
-    disc_acts *s = disc_forward(&d, params, logits, x, B, 32, 32, &a);
+    disc_acts s;
+    disc_forward(&d, params, &s, logits, x, B, 32, 32, &a);
     /* Four conv layers of fp32 sums over ≤ 512 terms: ~1e-6 relative. */
     fixture_check(st, "logits", logits, (size_t)B * 4, 1e-5, 1e-4);
     check_params_against_fixture(st, &d.table, params, "after.", PARAM_BUFFER, 1e-6, 1e-5);
-    disc_backward(&d, params, s, cot, grads, dx);
+    disc_backward(&d, params, &s, cot, grads, dx);
     /* Gradients pass back through three train-mode BNs: ~1e-5 relative. */
     check_params_against_fixture(st, &d.table, grads, "grad.", PARAM_TRAINABLE, 1e-5, 1e-3);
     fixture_check(st, "grad.x", dx, (size_t)B * 3 * 32 * 32, 1e-6, 1e-3);
@@ -71,8 +73,8 @@ static void test_disc_matches_torch(void)
     for (size_t i = 0; i < (size_t)B * 3 * 32 * 32; i++)
         dx2[i] = 1.0f;
     arena_reset(&a, 0);
-    s = disc_forward(&d, params, logits, x, B, 32, 32, &a);
-    disc_backward(&d, params, s, cot, NULL, dx2);
+    disc_forward(&d, params, &s, logits, x, B, 32, 32, &a);
+    disc_backward(&d, params, &s, cot, NULL, dx2);
     for (size_t i = 0; i < (size_t)B * 3 * 32 * 32; i++)
         dx2[i] -= 1.0f;
     check_close("frozen dx accumulates", dx2, dx, (size_t)B * 3 * 32 * 32, 1e-6, 1e-4);

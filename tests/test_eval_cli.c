@@ -65,14 +65,16 @@ static void write_vit(const char *path, int img_size, int in_chans, int heads_me
                     .ln_eps = 1e-6f};
     vit m;
     vit_build(&m, &c);
-    vit_init_params(&m, 3);
+    float *mw = param_alloc(&m.table);
+    vit_init_weights(&m, mw, 3);
     st_writer *w = st_writer_new();
-    vit_save(&m, w, "");
+    vit_save(&m, mw, w, "");
     if (heads_meta)
         st_writer_set_metadata(w, "config", "{\"heads\": 2}");
     st_writer_save(w, path);
     st_writer_free(w);
     vit_free(&m);
+    free(mw);
 }
 
 static void write_inception(const char *path)
@@ -96,10 +98,12 @@ static void write_vae(const char *path)
     vc.ch = 8, vc.n_levels = 2, vc.ch_mult[0] = 1, vc.ch_mult[1] = 2, vc.num_res_blocks = 1;
     vc.z_channels = 4, vc.n_attn = 0, vc.resolution = 32, vc.in_channels = vc.out_ch = 1, vc.norm_groups = 4;
     vae v;
-    vae_init(&v, &vc);
-    vae_init_weights(&v, 9);
-    vae_save(&v, path, "");
+    vae_build(&v, &vc);
+    float *vw = param_alloc(&v.table);
+    vae_init_weights(&v, vw, 9);
+    vae_save_file(&v, vw, path, "");
     vae_free(&v);
+    free(vw);
 }
 
 static char out[1 << 16], err[1 << 16];

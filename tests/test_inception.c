@@ -191,7 +191,7 @@ static void test_parity_with_reference(void)
     inception_build(&m, (int)meta_long(st, "width_div"));
     float *params = param_alloc(&m.table);
     param_load(&m.table, params, st, "", PARAM_IGNORE_EXTRA);
-    inception_fold(&m, params);
+    float *folded = inception_fold(&m, params);
 
     size_t n;
     uint8_t *images = fixture_u8(st, "images", &n);
@@ -200,7 +200,7 @@ static void test_parity_with_reference(void)
     float *pool3 = alloc_zeros((size_t)B * m.dim), *spatial = alloc_zeros((size_t)B * INCEPTION_SPATIAL_DIM),
           *logits = alloc_zeros((size_t)B * INCEPTION_CLASSES);
     arena a = arena_create(inception_workspace_bytes(&m, B));
-    inception_features(&m, images, B, H, W, pool3, spatial, logits, &a);
+    inception_features(&m, folded, images, B, H, W, pool3, spatial, logits, &a);
 
     /* The reference is float64 from the same float32 weights, rounded once.
      * Torch's own float32 run of this network deviates from it by 2.3e-6
@@ -221,7 +221,7 @@ static void test_parity_with_reference(void)
      * rounding may change (measured < 1e-6 of the largest value). */
     float *p1 = alloc_zeros(m.dim), *s1 = alloc_zeros(INCEPTION_SPATIAL_DIM), *l1 = alloc_zeros(INCEPTION_CLASSES);
     for (int b = 0; b < B; b++) {
-        inception_features(&m, images + (size_t)b * H * W * 3, 1, H, W, p1, s1, l1, &a);
+        inception_features(&m, folded, images + (size_t)b * H * W * 3, 1, H, W, p1, s1, l1, &a);
         check_close("pool3 B=1", p1, pool3 + (size_t)b * m.dim, m.dim, 1e-5 * max_abs(pool3, (size_t)B * m.dim), 0);
         check_close("spatial B=1", s1, spatial + (size_t)b * INCEPTION_SPATIAL_DIM, INCEPTION_SPATIAL_DIM,
                     1e-5 * max_abs(spatial, (size_t)B * INCEPTION_SPATIAL_DIM), 0);
@@ -239,7 +239,7 @@ static void test_parity_with_reference(void)
     for (int t = 1; t <= 3; t++) {
         omp_set_num_threads(t);
         arena a3 = arena_create(inception_workspace_bytes(&m, 3));
-        inception_features(&m, three, 3, H, W, p3, s3, l3, &a3);
+        inception_features(&m, folded, three, 3, H, W, p3, s3, l3, &a3);
         for (int b = 0; b < 3; b++) {
             int src = b % 2;
             char what[64];
@@ -261,13 +261,13 @@ static void test_parity_with_reference(void)
 
     /* spatial and logits are optional. */
     float *p2 = alloc_zeros((size_t)B * m.dim);
-    inception_features(&m, images, B, H, W, p2, NULL, NULL, &a);
+    inception_features(&m, folded, images, B, H, W, p2, NULL, NULL, &a);
     check_close("pool3 without spatial/logits", p2, pool3, (size_t)B * m.dim, 0, 0);
     CHECK(a.used == 0, "arena not released (%zu bytes in use)", a.used);
     CHECK(a.high_water <= a.capacity, "arena overflow");
 
     free(p1), free(s1), free(l1), free(p2);
-    free(pool3), free(spatial), free(logits), free(images), free(params);
+    free(pool3), free(spatial), free(logits), free(images), free(params), free(folded);
     arena_free(&a);
     inception_free(&m);
     safetensors_close(st);
@@ -291,6 +291,7 @@ static void full_width_check(const char *wpath, const char *epath)
     inception_build(&m, 1);
     float *params = param_alloc(&m.table);
     inception_load(&m, params, ws);
+    float *folded = inception_fold(&m, params);
     free(params); /* the forward only needs the folded copy */
     size_t n;
     uint8_t *images = fixture_u8(ex, "images", &n);
@@ -299,14 +300,14 @@ static void full_width_check(const char *wpath, const char *epath)
     float *pool3 = alloc_zeros((size_t)B * m.dim), *spatial = alloc_zeros((size_t)B * INCEPTION_SPATIAL_DIM),
           *logits = alloc_zeros((size_t)B * INCEPTION_CLASSES);
     arena a = arena_create(inception_workspace_bytes(&m, B));
-    inception_features(&m, images, B, H, W, pool3, spatial, logits, &a);
+    inception_features(&m, folded, images, B, H, W, pool3, spatial, logits, &a);
     /* Same tolerance argument as the width-8 parity test (wider layers: K up
      * to 3456 there as here, since the kernels do not shrink with the width). */
     check_scaled(ex, "pool3", pool3, (size_t)B * m.dim, 5e-5);
     check_scaled(ex, "spatial", spatial, (size_t)B * INCEPTION_SPATIAL_DIM, 5e-5);
     check_scaled(ex, "logits", logits, (size_t)B * INCEPTION_CLASSES, 5e-5);
     printf("     full width from %s: checked\n", wpath);
-    free(pool3), free(spatial), free(logits), free(images);
+    free(pool3), free(spatial), free(logits), free(images), free(folded);
     arena_free(&a);
     inception_free(&m);
     safetensors_close(ws);
@@ -502,7 +503,7 @@ static void features_unloaded(void *p)
     arena a = arena_create(inception_workspace_bytes(&m, 1));
     uint8_t img[3 * 4 * 4] = {0};
     float pool3[128];
-    inception_features(&m, img, 1, 4, 4, pool3, NULL, NULL, &a);
+    inception_features(&m, NULL, img, 1, 4, 4, pool3, NULL, NULL, &a);
 }
 
 /* Writes the fixture's weights to `path`, dropping `skip`, reshaping

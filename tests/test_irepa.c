@@ -53,7 +53,7 @@ static void test_conv_projector_table(void)
           sit_projector_param_count(&m));
     /* torch's Conv2d default init: U(±1/sqrt(fan_in)), fan_in = D·k·k, for weight and bias */
     float *p = param_alloc(&m.table);
-    sit_init_params(&m, p, 5);
+    sit_init_weights(&m, p, 5);
     double bound = 1.0 / sqrt(32.0 * 9), wmax = 0, bmax = 0;
     for (size_t k = 0; k < w->numel; k++)
         wmax = fmax(wmax, fabs(p[w->offset + k]));
@@ -126,7 +126,7 @@ static void test_bad_conv_projector(void)
     sit m;
     sit_build(&m, &c);
     float *w = param_alloc(&m.table);
-    sit_init_params(&m, w, 1);
+    sit_init_weights(&m, w, 1);
     st_writer *wr = st_writer_new();
     for (int i = 0; i < m.table.n; i++) {
         const param_entry *e = &m.table.entries[i];
@@ -382,13 +382,14 @@ static void test_ldm_steps_irepa_match_torch(void)
     vit_config ec = {.img_size = 16, .patch = 4, .in_chans = 1, .embed_dim = 24, .depth = 1, .heads = 2,
                      .mlp_ratio = 4.0f, .layerscale = true, .layerscale_init = 1.0f, .ln_eps = 1e-6f};
     vit_build(&e, &ec);
-    vit_load(&e, st, "enc.", PARAM_IGNORE_EXTRA);
+    float *ew = param_alloc(&e.table);
+    vit_load(&e, ew, st, "enc.", PARAM_IGNORE_EXTRA);
     ldm_config cfg = ldm_config_default();
     cfg.batch = B;
     cfg.ema_decay = 0.9f;
     cfg.spatial_norm = true, cfg.zscore_alpha = 0.6f;
     ldm_trainer t;
-    ldm_trainer_init(&t, &cfg, &s, sp, &e, 1, 16, 16);
+    ldm_trainer_init(&t, &cfg, &s, sp, &e, ew, 1, 16, 16);
     for (int step = 0; step < 2; step++) {
         float *imf = step_tensor(st, step, "images"), *lab = step_tensor(st, step, "labels");
         float *drop = step_tensor(st, step, "drop_mask");
@@ -419,7 +420,7 @@ static void test_ldm_steps_irepa_match_torch(void)
     check_params_against_fixture(st, &s.table, sp, "final.sit.", -1, 2e-5, 1e-4);
     check_params_against_fixture(st, &s.table, t.ema_params, "final.ema.", -1, 2e-5, 1e-4);
     ldm_trainer_free(&t);
-    free(sp);
+    free(sp), free(ew);
     sit_free(&s);
     vit_free(&e);
     safetensors_close(st);
@@ -468,7 +469,7 @@ static void test_repae_steps_irepa_match_torch(void)
     vae v;
     vae_config vc = {.ch = 16, .n_levels = 2, .ch_mult = {1, 2}, .num_res_blocks = 1, .z_channels = 4,
                      .n_attn = 0, .resolution = 16, .in_channels = 3, .out_ch = 3, .double_z = 1, .norm_groups = 8};
-    vae_init(&v, &vc);
+    vae_build(&v, &vc);
     sit_config sc = sit_config_default();
     sc.depth = 2, sc.hidden = 32, sc.heads = 2, sc.patch = 2, sc.in_channels = 4, sc.input_size = 8;
     sc.num_classes = 10, sc.encoder_depth = 1, sc.projector_dim = 32, sc.n_encoders = 1, sc.z_dims[0] = 24;
@@ -480,22 +481,24 @@ static void test_repae_steps_irepa_match_torch(void)
                      .mlp_ratio = 4.0f, .layerscale = true, .layerscale_init = 1.0f, .ln_eps = 1e-6f};
     vit_build(&e, &ec);
     discriminator d;
-    disc_build(&d, (disc_config){3, 8, 2});
+    disc_build(&d, &(disc_config){3, 8, 2});
     lpips l;
     lpips_build(&l, 16);
-    float *sp = param_alloc(&s.table), *dp = param_alloc(&d.table), *lp = param_alloc(&l.table);
-    vae_load_st(&v, base, "init.vae.", PARAM_IGNORE_EXTRA);
+    float *vp = param_alloc(&v.table), *sp = param_alloc(&s.table), *dp = param_alloc(&d.table),
+          *lp = param_alloc(&l.table);
+    vae_load(&v, vp, base, "init.vae.", PARAM_IGNORE_EXTRA);
     sit_load(&s, sp, st, "init.sit.", PARAM_IGNORE_EXTRA);
-    vit_load(&e, base, "enc.", PARAM_IGNORE_EXTRA);
-    param_load(&d.table, dp, base, "init.disc.", PARAM_IGNORE_EXTRA);
-    param_load(&l.table, lp, base, "lpips.", PARAM_IGNORE_EXTRA);
+    float *ew = param_alloc(&e.table);
+    vit_load(&e, ew, base, "enc.", PARAM_IGNORE_EXTRA);
+    disc_load(&d, dp, base, "init.disc.", PARAM_IGNORE_EXTRA);
+    lpips_load(&l, lp, base, "lpips.", PARAM_IGNORE_EXTRA);
     repae_config cfg = repae_config_default();
     cfg.batch = B;
     cfg.learning_rate = cfg.vae_learning_rate = cfg.disc_learning_rate = 1e-4f;
     cfg.ema_decay = 0.9f;
     cfg.spatial_norm = true, cfg.zscore_alpha = 0.6f;
     repae_trainer t;
-    repae_trainer_init(&t, &cfg, &v, &s, sp, &e, &d, dp, &l, lp, 16, 16, 3);
+    repae_trainer_init(&t, &cfg, &v, vp, &s, sp, &e, ew, &d, dp, &l, lp, 16, 16, 3);
     for (int step = 0; step < STEPS; step++) {
         char name[64];
         uint8_t images[B * 3 * 16 * 16];
@@ -531,7 +534,7 @@ static void test_repae_steps_irepa_match_torch(void)
     check_after_adam(st, &s.table, sp, "final.sit.", 1e-4, 6e-3);
     check_after_adam(st, &s.table, t.ema_params, "final.ema.", 1e-4, 6e-3);
     repae_trainer_free(&t);
-    free(sp), free(dp), free(lp);
+    free(vp), free(sp), free(dp), free(lp), free(ew);
     vae_free(&v);
     sit_free(&s);
     vit_free(&e);

@@ -31,12 +31,13 @@ static void test_ldm_steps_match_torch(void)
     vit_config ec = {.img_size = 16, .patch = 4, .in_chans = 1, .embed_dim = 24, .depth = 1, .heads = 2,
                      .mlp_ratio = 4.0f, .layerscale = true, .layerscale_init = 1.0f, .ln_eps = 1e-6f};
     vit_build(&e, &ec);
-    vit_load(&e, st, "enc.", PARAM_IGNORE_EXTRA);
+    float *ew = param_alloc(&e.table);
+    vit_load(&e, ew, st, "enc.", PARAM_IGNORE_EXTRA);
     ldm_config cfg = ldm_config_default();
     cfg.batch = B;
     cfg.ema_decay = 0.9f;
     ldm_trainer t;
-    ldm_trainer_init(&t, &cfg, &s, sp, &e, 1, 16, 16);
+    ldm_trainer_init(&t, &cfg, &s, sp, &e, ew, 1, 16, 16);
     for (int step = 0; step < 2; step++) {
         float *imf = get(st, step, "images"), *lab = get(st, step, "labels"), *drop = get(st, step, "drop_mask");
         uint8_t images[B * 16 * 16];
@@ -67,7 +68,7 @@ static void test_ldm_steps_match_torch(void)
     check_params_against_fixture(st, &s.table, sp, "final.sit.", -1, 2e-5, 1e-4);
     check_params_against_fixture(st, &s.table, t.ema_params, "final.ema.", -1, 2e-5, 1e-4);
     ldm_trainer_free(&t);
-    free(sp);
+    free(sp), free(ew);
     sit_free(&s);
     vit_free(&e);
     safetensors_close(st);

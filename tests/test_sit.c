@@ -191,7 +191,7 @@ static void test_init_rules(void)
     sit m;
     sit_build(&m, &c);
     float *w = param_alloc(&m.table);
-    sit_init_params(&m, w, 7);
+    sit_init_weights(&m, w, 7);
     /* adaLN-Zero and the final layer start at exactly zero */
     const char *zeros[] = {"blocks.1.adaLN_modulation.1.weight", "blocks.2.adaLN_modulation.1.bias",
                            "final_layer.linear.weight", "final_layer.linear.bias",

@@ -137,26 +137,27 @@ static void test_vae_trainer_matches_repae_step_without_encoder(void)
     vae_config vc = {.ch = 8, .n_levels = 2, .ch_mult = {1, 2}, .num_res_blocks = 1, .z_channels = 4, .n_attn = 0,
                      .resolution = 16, .in_channels = C, .out_ch = C, .double_z = 1, .norm_groups = 4};
     vae va, vb;
-    vae_init(&va, &vc);
-    vae_init_weights(&va, 5);
-    vae_init(&vb, &vc);
-    memcpy(vb.params, va.params, va.table.total * sizeof(float));
+    vae_build(&va, &vc);
+    vae_build(&vb, &vc);
+    float *vpa = param_alloc(&va.table), *vpb = param_alloc(&vb.table);
+    vae_init_weights(&va, vpa, 5);
+    memcpy(vpb, vpa, va.table.total * sizeof(float));
     discriminator d;
-    disc_build(&d, (disc_config){C, 8, 2});
+    disc_build(&d, &(disc_config){C, 8, 2});
     float *dpa = param_alloc(&d.table), *dpb = param_alloc(&d.table);
-    disc_init(&d, dpa, 6);
+    disc_init_weights(&d, dpa, 6);
     memcpy(dpb, dpa, d.table.total * sizeof(float));
     lpips lp;
     lpips_build(&lp, 16);
     float *lpp = param_alloc(&lp.table);
-    param_init(&lp.table, lpp, 7); /* a random VGG, heads 1/C */
+    lpips_init_weights(&lp, lpp, 7); /* a random VGG, heads 1/C */
     sit s;
     sit_config sc = sit_config_default();
     sc.depth = 1, sc.hidden = 16, sc.heads = 2, sc.patch = 2, sc.in_channels = 4, sc.input_size = 8;
     sc.num_classes = 10, sc.n_encoders = 0, sc.encoder_depth = 1, sc.projector_dim = 8;
     sit_build(&s, &sc);
     float *sp = param_alloc(&s.table);
-    sit_init_params(&s, sp, 8);
+    sit_init_weights(&s, sp, 8);
 
     repae_config rc = repae_config_default();
     rc.batch = B, rc.proj_coeff = rc.vae_align_proj_coeff = 0;
@@ -164,14 +165,14 @@ static void test_vae_trainer_matches_repae_step_without_encoder(void)
     rc.disc_start = 1; /* step 0 without the GAN term, then with it */
     rc.seed = 11;
     repae_trainer rt;
-    repae_trainer_init(&rt, &rc, &va, &s, sp, NULL, &d, dpa, &lp, lpp, H, H, C);
+    repae_trainer_init(&rt, &rc, &va, vpa, &s, sp, NULL, NULL, &d, dpa, &lp, lpp, H, H, C);
 
     vae_trainer_config tc = vae_trainer_config_default();
     tc.batch = B, tc.learning_rate = tc.disc_learning_rate = 1e-3f;
     tc.loss.disc_start = 1;
     tc.seed = 11;
     vae_trainer vt;
-    vae_trainer_init(&vt, &tc, &vb, &d, dpb, &lp, lpp, H, H, C, 4);
+    vae_trainer_init(&vt, &tc, &vb, vpb, &d, dpb, &lp, lpp, H, H, C, 4);
 
     uint8_t images[B * C * H * H];
     int labels[B] = {1, 2, 3, 4};
@@ -194,7 +195,7 @@ static void test_vae_trainer_matches_repae_step_without_encoder(void)
         CHECK(rl.perceptual_loss > 0 && vl.loss.gan_loss != 0, "step %d: LPIPS (%g) and GAN (%g) terms should be live",
               step, rl.perceptual_loss, vl.loss.gan_loss);
     }
-    CHECK(same_bits(va.params, vb.params, va.table.total), "VAE parameters differ after %d steps", STEPS);
+    CHECK(same_bits(vpa, vpb, va.table.total), "VAE parameters differ after %d steps", STEPS);
     CHECK(same_bits(dpa, dpb, d.table.total), "discriminator parameters (and BN statistics) differ");
     CHECK(same_bits(rt.opt_vae.m, vt.opt_vae.m, va.table.total) && rt.opt_vae.step == vt.opt_vae.step,
           "VAE AdamW moments differ");
@@ -209,6 +210,7 @@ static void test_vae_trainer_matches_repae_step_without_encoder(void)
     repae_trainer_free(&rt);
     vae_trainer_free(&vt);
     vae_free(&va), vae_free(&vb);
+    free(vpa), free(vpb);
     disc_free(&d), lpips_free(&lp), sit_free(&s);
     free(dpa), free(dpb), free(lpp), free(sp);
 }
@@ -245,7 +247,7 @@ static void test_train_vae_writes_everything(void)
      * of its own posterior samples. */
     snprintf(path, sizeof path, "%s", tmp_path("full/vae.safetensors"));
     vae v;
-    vae_init_from_file(&v, path, "", PARAM_STRICT);
+    float *vw = vae_from_file(&v, path, "", PARAM_STRICT);
     CHECK(v.cfg.ch == 8 && v.cfg.norm_groups == 4 && v.cfg.n_levels == 3 && v.cfg.in_channels == 1 &&
               v.cfg.z_channels == 4,
           "vae.safetensors config: ch %d groups %d levels %d in %d z %d", v.cfg.ch, v.cfg.norm_groups,
@@ -258,18 +260,19 @@ static void test_train_vae_writes_everything(void)
     safetensors_close(st);
     dataset ds = dataset_fashion_mnist(FASHION_MNIST_DIR, "train", 32, 1);
     dataset_truncate(&ds, 64);
-    latents_stats_estimate_vae(&ds, &v, 64, want_b, want_s);
+    latents_stats_estimate_vae(&ds, &v, vw, 64, want_b, want_s);
     CHECK(same_bits(scale, want_s, 4) && same_bits(bias, want_b, 4), "latents statistics differ from the VAE's");
     for (int c = 0; c < 4; c++)
         CHECK(scale[c] > 0 && isfinite(scale[c]) && isfinite(bias[c]), "scale[%d] %g bias %g", c, scale[c], bias[c]);
     dataset_free(&ds);
     vae_free(&v);
+    free(vw);
 
     discriminator d;
-    disc_build(&d, (disc_config){1, 8, 2});
+    disc_build(&d, &(disc_config){1, 8, 2});
     float *dp = param_alloc(&d.table);
     st = safetensors_open(tmp_path("full/discriminator.safetensors"));
-    param_load(&d.table, dp, st, "", PARAM_STRICT); /* what `repae train --disc-ckpt` does */
+    disc_load(&d, dp, st, "", PARAM_STRICT); /* what `repae train --disc-ckpt` does */
     safetensors_close(st);
     disc_free(&d);
     free(dp);
@@ -335,15 +338,17 @@ static void test_train_vae_nan_stops_without_a_checkpoint(void)
     vc.ch = 8, vc.norm_groups = 4, vc.n_levels = 2, vc.ch_mult[0] = 1, vc.ch_mult[1] = 2, vc.n_attn = 0;
     vc.in_channels = vc.out_ch = 1, vc.resolution = 32;
     vae v;
-    vae_init(&v, &vc);
-    vae_init_weights(&v, 1);
+    vae_build(&v, &vc);
+    float *vw = param_alloc(&v.table);
+    vae_init_weights(&v, vw, 1);
     size_t w0 = param_find(&v.table, "encoder.conv_in.weight")->offset;
     for (int k = 0; k < 9; k++)
-        v.params[w0 + k] = 3e38f;
+        vw[w0 + k] = 3e38f;
     char nan_path[600];
     snprintf(nan_path, sizeof nan_path, "%s", tmp_path("nan-vae.safetensors"));
-    vae_save(&v, nan_path, "");
+    vae_save_file(&v, vw, nan_path, "");
     vae_free(&v);
+    free(vw);
     char args[2048];
     snprintf(args, sizeof args,
              "train-vae " DATA " " DISC_FLAGS " --vae-ckpt '%s' --preview-images 8 --output-dir '%s' --exp-name nan "
@@ -458,13 +463,13 @@ static void test_export_vae(void)
     safetensors *ck = safetensors_open(ckpt);
     snprintf(path, sizeof path, "%s.safetensors", name);
     vae v;
-    vae_init_from_file(&v, path, "", PARAM_STRICT);
+    float *vw = vae_from_file(&v, path, "", PARAM_STRICT);
     CHECK(v.cfg.norm_groups == 4 && v.cfg.ch == 8 && v.cfg.z_channels == 4, "exported config: groups %d ch %d",
           v.cfg.norm_groups, v.cfg.ch);
     float *want = param_alloc(&v.table);
     param_load(&v.table, want, ck, "vae.", PARAM_IGNORE_EXTRA);
-    CHECK(same_bits(v.params, want, v.table.total), "exported VAE differs from the checkpoint's vae.*");
-    free(want);
+    CHECK(same_bits(vw, want, v.table.total), "exported VAE differs from the checkpoint's vae.*");
+    free(want), free(vw);
     vae_free(&v);
 
     float rm[4], rv[4], scale[4], bias[4];
@@ -493,12 +498,13 @@ static void test_export_vae(void)
     if (repae_ok("export-vae --format diffusers", args, NULL, 0) == 0) {
         vae a, b;
         snprintf(path, sizeof path, "%s.safetensors", name);
-        vae_init_from_file(&a, path, "", PARAM_STRICT);
-        vae_init_from_file(&b, tmp_path("exported/e2e-vae-diffusers"), "", PARAM_STRICT);
-        CHECK(a.table.total == b.table.total && same_bits(a.params, b.params, a.table.total),
+        float *aw = vae_from_file(&a, path, "", PARAM_STRICT);
+        float *bw = vae_from_file(&b, tmp_path("exported/e2e-vae-diffusers"), "", PARAM_STRICT);
+        CHECK(a.table.total == b.table.total && same_bits(aw, bw, a.table.total),
               "the diffusers folder should hold the exported VAE bit for bit");
         vae_free(&a);
         vae_free(&b);
+        free(aw), free(bw);
         snprintf(args, sizeof args,
                  "train " DATA " " DISC_FLAGS " --vae-ckpt '%s' --sit-depth 1 --sit-hidden 32 --sit-heads 2 "
                  "--projector-dim 16 --max-train-steps 1 --preview-images 4 --output-dir '%s' --exp-name fromdiff",

@@ -56,7 +56,7 @@ static void test_vae_preset_tables(void)
         vae_config cfg;
         CHECK(vae_preset(presets[p].name, &cfg) == 0, "preset %s", presets[p].name);
         vae m;
-        vae_init_table(&m, &cfg);
+        vae_build(&m, &cfg);
         size_t n = vae_param_count(&m);
         CHECK(n == presets[p].count, "%s: %zu parameters, expected %zu", presets[p].name, n, presets[p].count);
         /* Every key, shape and the state-dict order against the reference's
@@ -154,7 +154,8 @@ static void vae_parity(const char *fixture)
     const char *meta = safetensors_meta(st, "config");
     CHECK(meta && vae_config_from_json(meta, &cfg) == 0, "%s: no parsable config", fixture);
     vae m;
-    vae_init(&m, &cfg);
+    vae_build(&m, &cfg);
+    float *mw = param_alloc(&m.table);
     /* Key set and order: the file's parameter tensors (state-dict order)
      * must be exactly the table, in the same order. */
     int k = 0, order_ok = 1;
@@ -173,16 +174,15 @@ static void vae_parity(const char *fixture)
     CHECK(k == m.table.n, "%s: %d parameter tensors in the file, %d in the table", fixture, k, m.table.n);
     for (int i = 0; i < m.table.n; i++) {
         const param_entry *e = &m.table.entries[i];
-        safetensors_load_f32(st, e->name, e->ndim, e->shape, m.params + e->offset);
+        safetensors_load_f32(st, e->name, e->ndim, e->shape, mw + e->offset);
     }
     const st_tensor *tx = safetensors_require(st, "x");
     int B = (int)tx->shape[0], H = (int)tx->shape[2], W = (int)tx->shape[3];
     float *x = fixture_f32(st, "x", NULL), *eps = fixture_f32(st, "eps", NULL);
     vae_plan plan = vae_plan_memory(&m, VAE_PASS_TRAIN, B, H, W);
     arena ar = arena_create(plan.saved + plan.scratch);
-    vae_acts a;
-    vae_acts_init(&a, &m);
-    vae_forward(&m, &a, x, eps, NULL, B, H, W, &ar);
+    vae_acts a = {0};
+    vae_forward(&m, mw, &a, x, eps, NULL, B, H, W, &ar);
     size_t nz = lat_numel(&m, B, a.h, a.w), nr = (size_t)B * cfg.out_ch * a.H * a.W, nx = (size_t)B * cfg.in_channels * H * W;
     char what[256];
     const double TOL_OUT = 1e-5, TOL_GRAD = 1e-4;
@@ -204,7 +204,7 @@ static void vae_parity(const char *fixture)
     float *cr = fixture_f32(st, "cot.recon", NULL), *cz = fixture_f32(st, "cot.z", NULL),
           *cm = fixture_f32(st, "cot.mean", NULL), *cl = fixture_f32(st, "cot.logvar", NULL);
     float *grads = param_alloc(&m.table), *dx = alloc_zeros(nx);
-    vae_backward(&m, &a, cr, cz, cm, cl, grads, dx, &ar);
+    vae_backward(&m, mw, &a, cr, cz, cm, cl, grads, dx, &ar);
     CHECK(arena_mark(&ar) == plan.saved, "backward must release its scratch");
     int n_bad = 0;
     for (int i = 0; i < m.table.n; i++) {
@@ -223,7 +223,7 @@ static void vae_parity(const char *fixture)
     free(want);
     /* grad.z = cot.z + the decoder's gradient: the two paths into z add. */
     float *dz = dup_f(cz, nz);
-    vae_decoder_backward(&m, &a, cr, NULL, dz, &ar);
+    vae_decoder_backward(&m, mw, &a, cr, NULL, dz, &ar);
     want = fixture_f32(st, "grad.z", NULL);
     snprintf(what, sizeof what, "%s grad.z", fixture);
     check_rel(what, dz, want, nz, TOL_GRAD);
@@ -238,8 +238,8 @@ static void vae_parity(const char *fixture)
     CHECK(pe.saved == 0 && pd.saved == 0 && pe.scratch <= ar.capacity && pd.scratch <= ar.capacity,
           "inference plans should fit inside the training plan");
     float *zz = dup_f(a.z, nz); /* a.z lives in the arena we are about to reuse */
-    vae_encode(&m, x, mean, NULL, NULL, B, H, W, &ar);
-    vae_decode(&m, zz, recon, B, a.h, a.w, &ar);
+    vae_encode(&m, mw, x, mean, NULL, NULL, B, H, W, &ar);
+    vae_decode(&m, mw, zz, recon, B, a.h, a.w, &ar);
     fixture_check(st, "mean", mean, nz, TOL_OUT * max_abs(mean, nz), 0.0);
     fixture_check(st, "recon", recon, nr, TOL_OUT * max_abs(recon, nr), 0.0);
     free(zz);
@@ -254,9 +254,9 @@ static void vae_parity(const char *fixture)
     free(cl);
     free(x);
     free(eps);
-    vae_acts_free(&a);
     arena_free(&ar);
     vae_free(&m);
+    free(mw);
     safetensors_close(st);
 }
 
@@ -289,12 +289,12 @@ static vae_config tiny_config(void)
 
 /* Reference init plus noise, so GroupNorm affines are not 1/0 and every path
  * carries a signal. */
-static void tiny_weights(vae *m, uint64_t seed)
+static void tiny_weights(const vae *m, float *w, uint64_t seed)
 {
-    vae_init_weights(m, seed);
+    vae_init_weights(m, w, seed);
     for (int i = 0; i < m->table.n; i++) {
         const param_entry *e = &m->table.entries[i];
-        float *p = m->params + e->offset;
+        float *p = w + e->offset;
         float *noise = alloc_normal(e->numel, 0.1f, seed * 1000 + (uint64_t)i);
         for (size_t k = 0; k < e->numel; k++)
             p[k] += noise[k];
@@ -304,6 +304,7 @@ static void tiny_weights(vae *m, uint64_t seed)
 
 typedef struct fd_ctx {
     vae *m;
+    const float *w;
     vae_acts *a;
     arena *ar;
     float *x, *eps, *cr, *cz, *cm, *cl;
@@ -314,7 +315,7 @@ static double fd_loss(void *p)
 {
     fd_ctx *c = p;
     size_t mark = arena_mark(c->ar);
-    vae_forward(c->m, c->a, c->x, c->eps, NULL, c->B, c->H, c->W, c->ar);
+    vae_forward(c->m, c->w, c->a, c->x, c->eps, NULL, c->B, c->H, c->W, c->ar);
     size_t nz = lat_numel(c->m, c->B, c->a->h, c->a->w), nr = (size_t)c->B * c->m->cfg.out_ch * c->a->H * c->a->W;
     double L = dot_f64(c->a->recon, c->cr, nr) + dot_f64(c->a->z, c->cz, nz) + dot_f64(c->a->mean, c->cm, nz) +
                dot_f64(c->a->logvar, c->cl, nz);
@@ -324,6 +325,7 @@ static double fd_loss(void *p)
 
 typedef struct tiny_case {
     vae m;
+    float *w;
     vae_acts a;
     arena ar;
     fd_ctx c;
@@ -333,9 +335,9 @@ typedef struct tiny_case {
 static void tiny_setup(tiny_case *t, uint64_t seed)
 {
     vae_config cfg = tiny_config();
-    vae_init(&t->m, &cfg);
-    tiny_weights(&t->m, seed);
-    vae_acts_init(&t->a, &t->m);
+    vae_build(&t->m, &cfg);
+    t->w = param_alloc(&t->m.table);
+    tiny_weights(&t->m, t->w, seed);
     int B = 2, H = 8, W = 6, h, w;
     vae_latent_size(&t->m, H, W, &h, &w);
     vae_plan p = vae_plan_memory(&t->m, VAE_PASS_TRAIN, B, H, W);
@@ -343,7 +345,7 @@ static void tiny_setup(tiny_case *t, uint64_t seed)
     t->nx = (size_t)B * cfg.in_channels * H * W;
     t->nz = lat_numel(&t->m, B, h, w);
     t->nr = (size_t)B * cfg.out_ch * H * W;
-    t->c = (fd_ctx){.m = &t->m, .a = &t->a, .ar = &t->ar, .B = B, .H = H, .W = W};
+    t->c = (fd_ctx){.m = &t->m, .w = t->w, .a = &t->a, .ar = &t->ar, .B = B, .H = H, .W = W};
     t->c.x = alloc_uniform(t->nx, -1, 1, seed + 1);
     t->c.eps = alloc_normal(t->nz, 1, seed + 2);
     t->c.cr = alloc_normal(t->nr, 1, seed + 3);
@@ -360,17 +362,17 @@ static void tiny_free(tiny_case *t)
     free(t->c.cz);
     free(t->c.cm);
     free(t->c.cl);
-    vae_acts_free(&t->a);
     arena_free(&t->ar);
     vae_free(&t->m);
+    free(t->w);
 }
 
 /* Full forward + backward of the FD loss; grads and dx (either may be NULL) get +=. */
 static void tiny_grads(tiny_case *t, float *grads, float *dx, int use_recon, int use_z, int use_kl)
 {
     size_t mark = arena_mark(&t->ar);
-    vae_forward(&t->m, &t->a, t->c.x, t->c.eps, NULL, t->c.B, t->c.H, t->c.W, &t->ar);
-    vae_backward(&t->m, &t->a, use_recon ? t->c.cr : NULL, use_z ? t->c.cz : NULL, use_kl ? t->c.cm : NULL,
+    vae_forward(&t->m, t->w, &t->a, t->c.x, t->c.eps, NULL, t->c.B, t->c.H, t->c.W, &t->ar);
+    vae_backward(&t->m, t->w, &t->a, use_recon ? t->c.cr : NULL, use_z ? t->c.cz : NULL, use_kl ? t->c.cm : NULL,
                  use_kl ? t->c.cl : NULL, grads, dx, &t->ar);
     arena_reset(&t->ar, mark);
 }
@@ -386,8 +388,8 @@ static void test_vae_finite_differences(void)
      * good to ~1e-4 absolute; the curvature term is O(h²).  1e-3 of |grad|
      * leaves room for both and still catches any missing term. */
     fd_check_direction("d/dx (direction)", fd_loss, &t.c, t.c.x, dx, t.nx, 1e-2, 1e-3, 101);
-    fd_check_direction("d/dparams (direction)", fd_loss, &t.c, t.m.params, grads, t.m.table.total, 1e-2, 1e-3, 102);
-    fd_check_direction("d/dparams (direction 2)", fd_loss, &t.c, t.m.params, grads, t.m.table.total, 1e-2, 1e-3, 103);
+    fd_check_direction("d/dparams (direction)", fd_loss, &t.c, t.w, grads, t.m.table.total, 1e-2, 1e-3, 102);
+    fd_check_direction("d/dparams (direction 2)", fd_loss, &t.c, t.w, grads, t.m.table.total, 1e-2, 1e-3, 103);
     /* Element-wise on a sample of single tensors, one per kind of layer. */
     static const char *names[] = {
         "encoder.conv_in.weight",           "encoder.down.0.block.0.norm1.weight",
@@ -406,7 +408,7 @@ static void test_vae_finite_differences(void)
             continue;
         /* Per element the quotient's noise is ~1e-6·|L|/h ≈ 1e-3 for
          * h = 1e-2: atol 3e-3 plus 1% of the tensor's largest gradient. */
-        fd_check(names[i], fd_loss, &t.c, t.m.params + e->offset, grads + e->offset, e->numel, 1e-2, 3e-3, 1e-2, 12);
+        fd_check(names[i], fd_loss, &t.c, t.w + e->offset, grads + e->offset, e->numel, 1e-2, 3e-3, 1e-2, 12);
     }
     fd_check("x", fd_loss, &t.c, t.c.x, dx, t.nx, 1e-2, 3e-3, 1e-2, 12);
     free(grads);
@@ -422,8 +424,8 @@ static void test_vae_logvar_clamp(void)
     tiny_setup(&t, 12);
     const int C = t.m.cfg.z_channels;
     const param_entry *qb = param_find(&t.m.table, "quant_conv.bias"), *qw = param_find(&t.m.table, "quant_conv.weight");
-    t.m.params[qb->offset + C + 0] += 100.0f; /* logvar channel 0 -> clamped at 20 */
-    t.m.params[qb->offset + C + 1] -= 100.0f; /* logvar channel 1 -> clamped at -30 */
+    t.w[qb->offset + C + 0] += 100.0f; /* logvar channel 0 -> clamped at 20 */
+    t.w[qb->offset + C + 1] -= 100.0f; /* logvar channel 1 -> clamped at -30 */
     /* z = mean + e^10·eps would dominate everything: scale that channel's eps. */
     int hw = (int)(t.nz / (size_t)(t.c.B * C));
     for (int b = 0; b < t.c.B; b++)
@@ -431,7 +433,7 @@ static void test_vae_logvar_clamp(void)
             t.c.eps[((size_t)b * C + 0) * hw + i] *= 1e-4f;
     float *grads = param_alloc(&t.m.table), *dx = alloc_zeros(t.nx);
     size_t mark = arena_mark(&t.ar);
-    vae_forward(&t.m, &t.a, t.c.x, t.c.eps, NULL, t.c.B, t.c.H, t.c.W, &t.ar);
+    vae_forward(&t.m, t.w, &t.a, t.c.x, t.c.eps, NULL, t.c.B, t.c.H, t.c.W, &t.ar);
     int vals_ok = 1;
     for (int b = 0; b < t.c.B; b++)
         for (int i = 0; i < hw; i++) {
@@ -440,7 +442,7 @@ static void test_vae_logvar_clamp(void)
             vals_ok &= t.a.std[((size_t)b * C + 1) * hw + i] == expf(-15.0f);
         }
     CHECK(vals_ok, "clamped logvar must be exactly 20 / -30 and std exp(logvar/2)");
-    vae_backward(&t.m, &t.a, t.c.cr, t.c.cz, t.c.cm, t.c.cl, grads, dx, &t.ar);
+    vae_backward(&t.m, t.w, &t.a, t.c.cr, t.c.cz, t.c.cm, t.c.cl, grads, dx, &t.ar);
     arena_reset(&t.ar, mark);
     int zero_ok = grads[qb->offset + C] == 0.0f && grads[qb->offset + C + 1] == 0.0f;
     for (int j = 0; j < 2 * C; j++)
@@ -451,7 +453,7 @@ static void test_vae_logvar_clamp(void)
     CHECK(grads[qb->offset + C + 2] != 0.0f && grads[qb->offset + 0] != 0.0f,
           "unclamped channels must still get gradient");
     /* And the whole thing still agrees with finite differences. */
-    fd_check("quant_conv.bias (clamped)", fd_loss, &t.c, t.m.params + qb->offset, grads + qb->offset, 2 * C, 1e-2,
+    fd_check("quant_conv.bias (clamped)", fd_loss, &t.c, t.w + qb->offset, grads + qb->offset, 2 * C, 1e-2,
              3e-3, 1e-2, 0);
     fd_check_direction("d/dx (clamped)", fd_loss, &t.c, t.c.x, dx, t.nx, 1e-2, 1e-3, 104);
     free(grads);
@@ -519,9 +521,9 @@ static void test_vae_accumulate_and_null(void)
     size_t hw_before = t.ar.high_water;
     arena_reset(&t.ar, 0);
     t.ar.high_water = 0;
-    vae_forward(&t.m, &t.a, t.c.x, t.c.eps, NULL, t.c.B, t.c.H, t.c.W, &t.ar);
+    vae_forward(&t.m, t.w, &t.a, t.c.x, t.c.eps, NULL, t.c.B, t.c.H, t.c.W, &t.ar);
     size_t fwd = t.ar.high_water;
-    vae_backward(&t.m, &t.a, t.c.cr, t.c.cz, t.c.cm, t.c.cl, NULL, NULL, &t.ar);
+    vae_backward(&t.m, t.w, &t.a, t.c.cr, t.c.cz, t.c.cm, t.c.cl, NULL, NULL, &t.ar);
     CHECK(t.ar.high_water == fwd, "a backward with no gradient wanted should not touch the arena");
     t.ar.high_water = hw_before;
     arena_reset(&t.ar, 0);
@@ -556,22 +558,22 @@ static void test_vae_plan_is_exact(void)
         arena ar = arena_create(p.saved + p.scratch);
         size_t after_fwd = 0;
         switch ((vae_pass)pass) {
-        case VAE_PASS_ENCODE: vae_encode(&t.m, t.c.x, mean, lv, sd, B, H, W, &ar); break;
-        case VAE_PASS_DECODE: vae_decode(&t.m, t.c.eps, rec, B, h, w, &ar); break;
+        case VAE_PASS_ENCODE: vae_encode(&t.m, t.w, t.c.x, mean, lv, sd, B, H, W, &ar); break;
+        case VAE_PASS_DECODE: vae_decode(&t.m, t.w, t.c.eps, rec, B, h, w, &ar); break;
         case VAE_PASS_TRAIN:
-            vae_forward(&t.m, &t.a, t.c.x, t.c.eps, NULL, B, H, W, &ar);
+            vae_forward(&t.m, t.w, &t.a, t.c.x, t.c.eps, NULL, B, H, W, &ar);
             after_fwd = arena_mark(&ar);
-            vae_backward(&t.m, &t.a, t.c.cr, t.c.cz, t.c.cm, t.c.cl, grads, dx, &ar);
+            vae_backward(&t.m, t.w, &t.a, t.c.cr, t.c.cz, t.c.cm, t.c.cl, grads, dx, &ar);
             break;
         case VAE_PASS_TRAIN_ENCODER:
-            vae_encoder_forward(&t.m, &t.a, t.c.x, t.c.eps, NULL, B, H, W, &ar);
+            vae_encoder_forward(&t.m, t.w, &t.a, t.c.x, t.c.eps, NULL, B, H, W, &ar);
             after_fwd = arena_mark(&ar);
-            vae_encoder_backward(&t.m, &t.a, t.c.cz, t.c.cm, t.c.cl, grads, dx, &ar);
+            vae_encoder_backward(&t.m, t.w, &t.a, t.c.cz, t.c.cm, t.c.cl, grads, dx, &ar);
             break;
         case VAE_PASS_TRAIN_DECODER:
-            vae_decoder_forward(&t.m, &t.a, t.c.eps, B, h, w, &ar);
+            vae_decoder_forward(&t.m, t.w, &t.a, t.c.eps, B, h, w, &ar);
             after_fwd = arena_mark(&ar);
-            vae_decoder_backward(&t.m, &t.a, t.c.cr, grads, dz, &ar);
+            vae_decoder_backward(&t.m, t.w, &t.a, t.c.cr, grads, dz, &ar);
             break;
         }
         CHECK(after_fwd == p.saved, "pass %d: forward left %zu bytes, plan says %zu", pass, after_fwd, p.saved);
@@ -598,14 +600,14 @@ static void test_vae_inference_matches_forward(void)
     tiny_case t;
     tiny_setup(&t, 15);
     const int B = t.c.B, H = t.c.H, W = t.c.W;
-    vae_forward(&t.m, &t.a, t.c.x, t.c.eps, NULL, B, H, W, &t.ar);
+    vae_forward(&t.m, t.w, &t.a, t.c.x, t.c.eps, NULL, B, H, W, &t.ar);
     float *mean = xmalloc(t.nz * sizeof(float)), *lv = xmalloc(t.nz * sizeof(float)), *sd = xmalloc(t.nz * sizeof(float)),
           *rec = xmalloc(t.nr * sizeof(float));
     vae_plan pe = vae_plan_memory(&t.m, VAE_PASS_ENCODE, B, H, W);
     vae_plan pd = vae_plan_memory(&t.m, VAE_PASS_DECODE, B, t.a.h, t.a.w);
     arena ar = arena_create(pe.scratch > pd.scratch ? pe.scratch : pd.scratch);
-    vae_encode(&t.m, t.c.x, mean, lv, sd, B, H, W, &ar);
-    vae_decode(&t.m, t.a.z, rec, B, t.a.h, t.a.w, &ar);
+    vae_encode(&t.m, t.w, t.c.x, mean, lv, sd, B, H, W, &ar);
+    vae_decode(&t.m, t.w, t.a.z, rec, B, t.a.h, t.a.w, &ar);
     CHECK(memcmp(mean, t.a.mean, t.nz * 4) == 0 && memcmp(lv, t.a.logvar, t.nz * 4) == 0 &&
               memcmp(sd, t.a.std, t.nz * 4) == 0,
           "vae_encode must equal the training forward's posterior");
@@ -619,13 +621,13 @@ static void test_vae_inference_matches_forward(void)
     /* eps from an rng: fresh draws per call, reproducible per seed. */
     rng r1 = rng_new(5, 0), r2 = rng_new(5, 0);
     arena_reset(&t.ar, 0);
-    vae_encoder_forward(&t.m, &t.a, t.c.x, NULL, &r1, B, H, W, &t.ar);
+    vae_encoder_forward(&t.m, t.w, &t.a, t.c.x, NULL, &r1, B, H, W, &t.ar);
     float *z1 = dup_f(t.a.z, t.nz);
     arena_reset(&t.ar, 0);
-    vae_encoder_forward(&t.m, &t.a, t.c.x, NULL, &r2, B, H, W, &t.ar);
+    vae_encoder_forward(&t.m, t.w, &t.a, t.c.x, NULL, &r2, B, H, W, &t.ar);
     CHECK(memcmp(z1, t.a.z, t.nz * 4) == 0, "same rng state, same z");
     arena_reset(&t.ar, 0);
-    vae_encoder_forward(&t.m, &t.a, t.c.x, NULL, &r2, B, H, W, &t.ar);
+    vae_encoder_forward(&t.m, t.w, &t.a, t.c.x, NULL, &r2, B, H, W, &t.ar);
     CHECK(memcmp(z1, t.a.z, t.nz * 4) != 0, "the next draw must differ");
     arena_reset(&t.ar, 0);
     free(z1);
@@ -660,15 +662,17 @@ static void roundtrip(const vae_config *cfg, const char *prefix, const vae_confi
     char path[256];
     snprintf(path, sizeof path, "/tmp/test_vae_%d_%s.safetensors", (int)getpid(), prefix[0] ? "prefixed" : "plain");
     vae m, m2;
-    vae_init(&m, cfg);
-    vae_init_weights(&m, 77);
-    vae_save(&m, path, prefix);
-    vae_init_from_file(&m2, path, prefix, PARAM_STRICT);
+    vae_build(&m, cfg);
+    float *mw = param_alloc(&m.table);
+    vae_init_weights(&m, mw, 77);
+    vae_save_file(&m, mw, path, prefix);
+    float *m2w = vae_from_file(&m2, path, prefix, PARAM_STRICT);
     CHECK(config_equal(&m2.cfg, expect), "%s: detected configuration differs", what);
-    CHECK(m2.table.total == m.table.total && memcmp(m2.params, m.params, m.table.total * sizeof(float)) == 0,
+    CHECK(m2.table.total == m.table.total && memcmp(m2w, mw, m.table.total * sizeof(float)) == 0,
           "%s: parameters differ after save/load", what);
     vae_free(&m2);
     vae_free(&m);
+    free(m2w), free(mw);
     unlink(path);
 }
 
@@ -707,21 +711,23 @@ static void test_vae_reference_init(void)
     cfg.ch = 32;
     cfg.norm_groups = 32;
     vae m;
-    vae_init(&m, &cfg);
-    vae_init_weights(&m, 3);
+    vae_build(&m, &cfg);
+    float *vw = param_alloc(&m.table);
+    vae_init_weights(&m, vw, 3);
     const param_entry *w = param_find(&m.table, "decoder.up.0.block.0.conv1.weight");
     const param_entry *b = param_find(&m.table, "decoder.up.0.block.0.conv1.bias");
     const param_entry *g = param_find(&m.table, "encoder.mid.attn_1.norm.weight");
     const param_entry *gb = param_find(&m.table, "encoder.mid.attn_1.norm.bias");
     double fan_in = (double)(w->shape[1] * 9), bound = 1.0 / sqrt(fan_in);
-    double mw = max_abs(m.params + w->offset, w->numel), mb = max_abs(m.params + b->offset, b->numel);
+    double mw = max_abs(vw + w->offset, w->numel), mb = max_abs(vw + b->offset, b->numel);
     CHECK(mw <= bound && mw > 0.9 * bound, "conv weight max %.4g, bound 1/sqrt(%g) = %.4g", mw, fan_in, bound);
     CHECK(mb <= bound && mb > 0.5 * bound, "conv bias max %.4g, bound %.4g", mb, bound);
     int gn_ok = 1;
     for (size_t k = 0; k < g->numel; k++)
-        gn_ok &= m.params[g->offset + k] == 1.0f && m.params[gb->offset + k] == 0.0f;
+        gn_ok &= vw[g->offset + k] == 1.0f && vw[gb->offset + k] == 0.0f;
     CHECK(gn_ok, "GroupNorm weight 1, bias 0");
     vae_free(&m);
+    free(vw);
 }
 
 /* ------------------------------------------------------------------ benchmark (opt-in) */
@@ -738,24 +744,24 @@ static void bench_f8d4(void)
     vae_config cfg;
     vae_preset("f8d4", &cfg);
     vae m;
-    vae_init(&m, &cfg);
-    vae_init_weights(&m, 1);
+    vae_build(&m, &cfg);
+    float *mw = param_alloc(&m.table);
+    vae_init_weights(&m, mw, 1);
     const int B = 1, H = 256, W = 256;
     vae_plan p = vae_plan_memory(&m, VAE_PASS_TRAIN, B, H, W);
     printf("       f8d4 256² B1: params %.1f MiB, saved activations %.1f MiB, scratch %.1f MiB\n",
            m.table.total * 4 / 1048576.0, p.saved / 1048576.0, p.scratch / 1048576.0);
     arena ar = arena_create(p.saved + p.scratch);
-    vae_acts a;
-    vae_acts_init(&a, &m);
+    vae_acts a = {0};
     size_t nx = (size_t)B * 3 * H * W;
     float *x = alloc_uniform(nx, -1, 1, 1), *grads = param_alloc(&m.table), *dx = alloc_zeros(nx);
     float *cr = alloc_normal(nx, 1e-3f, 2);
     rng r = rng_new(1, 0);
     for (int it = 0; it < 2; it++) {
         double t0 = now_s();
-        vae_forward(&m, &a, x, NULL, &r, B, H, W, &ar);
+        vae_forward(&m, mw, &a, x, NULL, &r, B, H, W, &ar);
         double t1 = now_s();
-        vae_backward(&m, &a, cr, NULL, NULL, NULL, grads, NULL, &ar);
+        vae_backward(&m, mw, &a, cr, NULL, NULL, NULL, grads, NULL, &ar);
         double t2 = now_s();
         arena_reset(&ar, 0);
         printf("       f8d4 256² B1 (%d threads): forward %.2f s, backward %.2f s, total %.2f s\n",
@@ -768,9 +774,9 @@ static void bench_f8d4(void)
     free(grads);
     free(dx);
     free(cr);
-    vae_acts_free(&a);
     arena_free(&ar);
     vae_free(&m);
+    free(mw);
 }
 
 int main(void)

@@ -50,7 +50,7 @@ static int json_int(const cJSON *j, const char *k)
 
 /* Adds noise to every parameter so no path is trivially zero/one (gammas and
  * tokens included); head/LN weights stay O(1). */
-static void perturb(vit *m, float std, uint64_t seed)
+static void perturb(const vit *m, float *params, float std, uint64_t seed)
 {
     float *noise = alloc_normal(m->table.total, 1.0f, seed);
     for (int i = 0; i < m->table.n; i++) {
@@ -59,7 +59,7 @@ static void perturb(vit *m, float std, uint64_t seed)
         if (e->ndim == 2 && e->kind == PARAM_TRAINABLE && strstr(e->name, "weight"))
             s = std / sqrtf((float)e->shape[1]) * 4.0f;
         for (size_t k = 0; k < e->numel; k++)
-            m->params[e->offset + k] += s * noise[e->offset + k];
+            params[e->offset + k] += s * noise[e->offset + k];
     }
     free(noise);
 }
@@ -83,7 +83,7 @@ static void test_preset_counts_and_keys(void)
         /* Count from the table alone (ViT-g's weights would be 4.5 GB). */
         vit_config c = vit_preset(names[i], 518);
         vit m;
-        vit_build_table(&m, &c);
+        vit_build(&m, &c);
         char key[64];
         const char *reg = strstr(names[i], "-reg");
         snprintf(key, sizeof key, "%.*s/14%s", (int)(reg ? reg - names[i] : (long)strlen(names[i])), names[i],
@@ -159,7 +159,7 @@ static void test_vit_g_preset_swiglu(void)
     CHECK(vit_ffn_hidden(&c) == 100, "ffn_hidden must override the rule");
     vit m;
     c = vit_preset("dinov2-vit-g", 224);
-    vit_build_table(&m, &c);
+    vit_build(&m, &c);
     CHECK(m.hidden == 4096 && m.ffn1 == 8192, "ViT-g table: hidden %d, first FFN linear %d", m.hidden, m.ffn1);
     CHECK(!param_find(&m.table, "blocks.0.mlp.fc1.weight") && param_find(&m.table, "blocks.39.mlp.w3.bias"),
           "ViT-g has mlp.w12/w3, not mlp.fc1/fc2");
@@ -183,7 +183,7 @@ static void check_parity(const char *name)
 
     /* Config detection from shapes (heads from the metadata: 48 is not a preset width). */
     vit m;
-    vit_from_checkpoint(&m, st, "", input, heads, PARAM_IGNORE_EXTRA);
+    float *mw = vit_from_checkpoint(&m, st, "", input, heads, PARAM_IGNORE_EXTRA);
     const vit_config *c = &m.cfg;
     CHECK(c->embed_dim == json_int(cfgj, "embed_dim") && c->depth == json_int(cfgj, "depth") &&
               c->patch == json_int(cfgj, "patch_size") && c->in_chans == json_int(cfgj, "in_chans") &&
@@ -204,7 +204,7 @@ static void check_parity(const char *name)
      * to 1e-5).  Each output is a normalised weighted sum of ≤ 36 float32
      * values of size O(1): a few ulp, so 2e-6 abs. */
     const param_entry *pe = param_find(&m.table, "pos_embed");
-    fixture_check(st, "pos_embed_resampled", m.params + pe->offset, pe->numel, 2e-6, 1e-5);
+    fixture_check(st, "pos_embed_resampled", mw + pe->offset, pe->numel, 2e-6, 1e-5);
 
     /* Forward (train mode, so the same pass feeds the backward). */
     const int D = c->embed_dim, G2 = m.npatch;
@@ -215,7 +215,7 @@ static void check_parity(const char *name)
     float *x = fixture_f32(st, "x", &nx);
     float *patch = alloc_zeros((size_t)B * G2 * D), *cls = alloc_zeros((size_t)B * D);
     float *reg = alloc_zeros((size_t)B * (R ? R : 1) * D);
-    vit_forward(&m, &a, x, patch, cls, R ? reg : NULL, NULL);
+    vit_forward(&m, mw, &a, x, patch, cls, R ? reg : NULL, NULL);
     /* The reference is float64 (rounded once to float32); its own float32 run
      * deviates by ~3e-7 relative (metadata fp32_vs_fp64).  Two LayerNorms on
      * O(1) activations through 2 blocks: 1e-5 abs/rel leaves ~30× headroom over
@@ -233,7 +233,7 @@ static void check_parity(const char *name)
     float *cot_r = R ? fixture_f32(st, "cot.x_norm_regtokens", NULL) : NULL;
     float *grads = param_alloc(&m.table);
     float *dx = alloc_zeros(nx);
-    vit_backward(&m, &a, &ar, grads, dx, cot_p, cot_c, cot_r, NULL);
+    vit_backward(&m, mw, &a, &ar, grads, dx, cot_p, cot_c, cot_r, NULL);
     CHECK(ar.high_water <= vit_plan_bytes(&m, B, true), "arena high water %zu over the plan", ar.high_water);
     char key[PARAM_NAME_MAX + 16];
     int compared = 0;
@@ -277,14 +277,15 @@ static void check_parity(const char *name)
     /* Inference mode (in-place residual, shared scratch) computes the same
      * numbers with the same kernels in the same order. */
     vit_free(&m);
-    vit_from_checkpoint(&m, st, "", input, heads, PARAM_IGNORE_EXTRA);
+    free(mw);
+    mw = vit_from_checkpoint(&m, st, "", input, heads, PARAM_IGNORE_EXTRA);
     arena ar2 = arena_create(vit_plan_bytes(&m, B, false));
     vit_acts ai;
     vit_acts_alloc(&ai, &m, &ar2, B, false);
     CHECK(ar2.used == vit_plan_bytes(&m, B, false), "inference plan %zu, carved %zu", vit_plan_bytes(&m, B, false),
           ar2.used);
     float *patch2 = alloc_zeros((size_t)B * G2 * D);
-    vit_forward(&m, &ai, x, patch2, NULL, NULL, NULL);
+    vit_forward(&m, mw, &ai, x, patch2, NULL, NULL, NULL);
     check_close("inference == train forward", patch2, patch, (size_t)B * G2 * D, 1e-6, 0);
     fixture_check(st, "x_norm_patchtokens", patch2, (size_t)B * G2 * D, 1e-5, 1e-5);
 
@@ -294,6 +295,7 @@ static void check_parity(const char *name)
     free(x), free(patch), free(cls), free(reg);
     arena_free(&ar);
     vit_free(&m);
+    free(mw);
     cJSON_Delete(cfgj);
     safetensors_close(st);
 }
@@ -307,6 +309,7 @@ static void test_parity_vit_tiny_swiglu(void) { check_parity("models/vit_tiny_sw
 
 typedef struct fd_ctx {
     vit *m;
+    const float *w;
     vit_acts *a;
     float *img, *patch, *cls, *reg, *logits;
     const float *cot_p, *cot_c, *cot_r, *cot_l;
@@ -316,7 +319,7 @@ typedef struct fd_ctx {
 static double fd_loss(void *p)
 {
     fd_ctx *c = p;
-    vit_forward(c->m, c->a, c->img, c->patch, c->cls, c->reg, c->logits);
+    vit_forward(c->m, c->w, c->a, c->img, c->patch, c->cls, c->reg, c->logits);
     double L = dot_f64(c->patch, c->cot_p, c->np) + dot_f64(c->cls, c->cot_c, c->nc);
     if (c->nr)
         L += dot_f64(c->reg, c->cot_r, c->nr);
@@ -329,14 +332,15 @@ static void fd_model(vit_config cfg, const char *tag)
 {
     vit m;
     vit_build(&m, &cfg);
-    vit_init_params(&m, 11);
-    perturb(&m, 0.3f, 12);
+    float *mw = param_alloc(&m.table);
+    vit_init_weights(&m, mw, 11);
+    perturb(&m, mw, 0.3f, 12);
     const int B = 2, D = cfg.embed_dim, R = cfg.num_register_tokens, K = cfg.num_classes, S = cfg.img_size;
     const size_t nimg = (size_t)B * cfg.in_chans * S * S;
     arena ar = arena_create(vit_plan_bytes(&m, B, true));
     vit_acts a;
     vit_acts_alloc(&a, &m, &ar, B, true);
-    fd_ctx c = {.m = &m, .a = &a, .np = (size_t)B * m.npatch * D, .nc = (size_t)B * D, .nr = (size_t)B * R * D,
+    fd_ctx c = {.m = &m, .w = mw, .a = &a, .np = (size_t)B * m.npatch * D, .nc = (size_t)B * D, .nr = (size_t)B * R * D,
                 .nl = (size_t)B * K};
     c.img = alloc_normal(nimg, 1.0f, 21);
     float *regbuf = alloc_zeros(c.nr + 1);
@@ -348,7 +352,7 @@ static void fd_model(vit_config cfg, const char *tag)
 
     fd_loss(&c);
     float *grads = param_alloc(&m.table), *dimg = alloc_zeros(nimg);
-    vit_backward(&m, &a, &ar, grads, dimg, cp, cc, R ? cr : NULL, K ? cl : NULL);
+    vit_backward(&m, mw, &a, &ar, grads, dimg, cp, cc, R ? cr : NULL, K ? cl : NULL);
     CHECK(ar.high_water <= vit_plan_bytes(&m, B, true), "%s: arena high water %zu over plan %zu", tag,
           ar.high_water, vit_plan_bytes(&m, B, true));
 
@@ -360,7 +364,7 @@ static void fd_model(vit_config cfg, const char *tag)
     snprintf(what, sizeof what, "%s d/dimg", tag);
     fd_check_direction(what, fd_loss, &c, c.img, dimg, nimg, 1e-2, 2e-2, 31);
     snprintf(what, sizeof what, "%s d/dparams (all)", tag);
-    fd_check_direction(what, fd_loss, &c, m.params, grads, m.table.total, 1e-2, 2e-2, 32);
+    fd_check_direction(what, fd_loss, &c, mw, grads, m.table.total, 1e-2, 2e-2, 32);
     /* Element-wise on samples of single tensors (covers the token plumbing,
      * the gammas and the head one entry at a time).  Tolerance relative to the
      * tensor's largest gradient entry, as fd_check defines it. */
@@ -376,12 +380,13 @@ static void fd_model(vit_config cfg, const char *tag)
         if (!e)
             continue;
         snprintf(what, sizeof what, "%s %s", tag, names[i]);
-        fd_check(what, fd_loss, &c, m.params + e->offset, grads + e->offset, e->numel, 1e-2, 1e-3, 2e-2, 24);
+        fd_check(what, fd_loss, &c, mw + e->offset, grads + e->offset, e->numel, 1e-2, 1e-3, 2e-2, 24);
     }
     free(grads), free(dimg), free(cp), free(cc), free(cr), free(cl);
     free(c.img), free(c.patch), free(c.cls), free(regbuf), free(c.logits);
     arena_free(&ar);
     vit_free(&m);
+    free(mw);
 }
 
 static void test_fd_one_channel_registers_head(void)
@@ -422,8 +427,9 @@ static void backward_accumulates_and_nulls(vit_ffn ffn)
                     .layerscale_init = 0.5f, .num_classes = 3, .ln_eps = 1e-6f};
     vit m;
     vit_build(&m, &c);
-    vit_init_params(&m, 5);
-    perturb(&m, 0.3f, 6);
+    float *mw = param_alloc(&m.table);
+    vit_init_weights(&m, mw, 5);
+    perturb(&m, mw, 0.3f, 6);
     const int B = 3, D = c.embed_dim;
     const size_t nimg = (size_t)B * c.in_chans * 64, np = (size_t)B * m.npatch * D;
     arena ar = arena_create(vit_plan_bytes(&m, B, true));
@@ -433,10 +439,10 @@ static void backward_accumulates_and_nulls(vit_ffn ffn)
     float *cp = alloc_normal(np, 1.0f, 8), *cc = alloc_normal((size_t)B * D, 1.0f, 9);
     float *cr = alloc_normal((size_t)B * D, 1.0f, 10), *cl = alloc_normal((size_t)B * 3, 1.0f, 11);
     float *logits = alloc_zeros((size_t)B * 3);
-    vit_forward(&m, &a, img, patch, NULL, NULL, logits);
+    vit_forward(&m, mw, &a, img, patch, NULL, NULL, logits);
 
     float *g1 = param_alloc(&m.table), *d1 = alloc_zeros(nimg);
-    vit_backward(&m, &a, &ar, g1, d1, cp, cc, cr, cl);
+    vit_backward(&m, mw, &a, &ar, g1, d1, cp, cc, cr, cl);
     /* += : a second backward into pre-filled buffers adds exactly the same
      * amount (same kernels, same order), so g2 = base + g1. */
     float *g2 = param_alloc(&m.table), *d2 = alloc_zeros(nimg);
@@ -444,7 +450,7 @@ static void backward_accumulates_and_nulls(vit_ffn ffn)
         g2[i] = 1.0f;
     for (size_t i = 0; i < nimg; i++)
         d2[i] = -2.0f;
-    vit_backward(&m, &a, &ar, g2, d2, cp, cc, cr, cl);
+    vit_backward(&m, mw, &a, &ar, g2, d2, cp, cc, cr, cl);
     float *w = xmalloc(m.table.total * sizeof(float));
     for (size_t i = 0; i < m.table.total; i++)
         w[i] = 1.0f + g1[i];
@@ -456,27 +462,27 @@ static void backward_accumulates_and_nulls(vit_ffn ffn)
 
     /* Frozen model (grads NULL) still gives the input gradient. */
     float *d3 = alloc_zeros(nimg);
-    vit_backward(&m, &a, &ar, NULL, d3, cp, cc, cr, cl);
+    vit_backward(&m, mw, &a, &ar, NULL, d3, cp, cc, cr, cl);
     check_close("d_img with frozen weights", d3, d1, nimg, 0, 0);
     /* No input gradient: weight grads unchanged. */
     float *g4 = param_alloc(&m.table);
-    vit_backward(&m, &a, &ar, g4, NULL, cp, cc, cr, cl);
+    vit_backward(&m, mw, &a, &ar, g4, NULL, cp, cc, cr, cl);
     check_close("grads without d_img", g4, g1, m.table.total, 0, 0);
     /* Every cotangent NULL: nothing to propagate, grads stay zero. */
     float *g5 = param_alloc(&m.table);
-    vit_backward(&m, &a, &ar, g5, NULL, NULL, NULL, NULL, NULL);
+    vit_backward(&m, mw, &a, &ar, g5, NULL, NULL, NULL, NULL, NULL);
     double s = 0;
     for (size_t i = 0; i < m.table.total; i++)
         s += fabs(g5[i]);
     CHECK(s == 0, "all-NULL cotangents must give zero gradients (sum |g| = %g)", s);
     /* Cotangents are linear: patch-only + rest = all. */
     float *g6 = param_alloc(&m.table);
-    vit_backward(&m, &a, &ar, g6, NULL, cp, NULL, NULL, NULL);
-    vit_backward(&m, &a, &ar, g6, NULL, NULL, cc, cr, cl);
+    vit_backward(&m, mw, &a, &ar, g6, NULL, cp, NULL, NULL, NULL);
+    vit_backward(&m, mw, &a, &ar, g6, NULL, NULL, cc, cr, cl);
     check_close("split cotangents add up", g6, g1, m.table.total, 1e-5, 1e-4);
     CHECK(ar.used == arena_mark(&ar) && ar.high_water <= ar.capacity, "backward must give its scratch back");
 
-    free(g1), free(g2), free(g4), free(g5), free(g6), free(d1), free(d2), free(d3), free(w), free(wd);
+    free(g1), free(g2), free(g4), free(g5), free(g6), free(d1), free(d2), free(d3), free(w), free(wd), free(mw);
     free(img), free(patch), free(cp), free(cc), free(cr), free(cl), free(logits);
     arena_free(&ar);
     vit_free(&m);
@@ -494,44 +500,47 @@ static void test_save_load_roundtrip(void)
                     .num_classes = 10, .ln_eps = 1e-6f};
     vit m;
     vit_build(&m, &c);
-    vit_init_params(&m, 99);
+    float *mw = param_alloc(&m.table);
+    vit_init_weights(&m, mw, 99);
     /* Init rules: LN 1/0, gammas = layerscale_init, mask 0, linear std ~0.02. */
     const param_entry *e = param_find(&m.table, "blocks.1.ls2.gamma");
-    CHECK(m.params[e->offset] == 1e-5f, "gamma init %g", m.params[e->offset]);
+    CHECK(mw[e->offset] == 1e-5f, "gamma init %g", mw[e->offset]);
     e = param_find(&m.table, "norm.weight");
-    CHECK(m.params[e->offset] == 1.0f, "LN weight init");
+    CHECK(mw[e->offset] == 1.0f, "LN weight init");
     e = param_find(&m.table, "blocks.2.mlp.fc1.weight");
     double ss = 0;
     for (size_t k = 0; k < e->numel; k++)
-        ss += (double)m.params[e->offset + k] * m.params[e->offset + k];
+        ss += (double)mw[e->offset + k] * mw[e->offset + k];
     double sd = sqrt(ss / e->numel);
     CHECK(sd > 0.017 && sd < 0.023, "fc1 init std %g, want 0.02", sd);
     e = param_find(&m.table, "cls_token");
-    CHECK(fabsf(m.params[e->offset]) < 1e-4f, "cls_token init should be tiny (DINOv2: std 1e-6)");
+    CHECK(fabsf(mw[e->offset]) < 1e-4f, "cls_token init should be tiny (DINOv2: std 1e-6)");
 
     const char *path = "build/tests/test_vit_roundtrip.safetensors";
     st_writer *w = st_writer_new();
-    vit_save(&m, w, "enc.");
+    vit_save(&m, mw, w, "enc.");
     st_writer_save(w, path);
     st_writer_free(w);
     safetensors *st = safetensors_open(path);
     vit m2;
-    vit_from_checkpoint(&m2, st, "enc.", 0, 2, PARAM_STRICT);
+    float *m2w = vit_from_checkpoint(&m2, st, "enc.", 0, 2, PARAM_STRICT);
     CHECK(m2.cfg.embed_dim == 24 && m2.cfg.depth == 3 && m2.cfg.in_chans == 1 && m2.cfg.patch == 4 &&
               m2.cfg.num_register_tokens == 4 && m2.cfg.num_classes == 10 && m2.cfg.mlp_ratio == 3.0f &&
               m2.cfg.img_size == 12 && m2.table.total == m.table.total,
           "detected config differs from the saved model");
-    CHECK(memcmp(m.params, m2.params, m.table.total * sizeof(float)) == 0, "round trip must be exact");
+    CHECK(memcmp(mw, m2w, m.table.total * sizeof(float)) == 0, "round trip must be exact");
     /* Same grid: loading must copy pos_embed unchanged (no resampling). */
     vit_free(&m2);
+    free(m2w);
     /* Resampling to a bigger grid keeps the cls entry exactly. */
-    vit_from_checkpoint(&m2, st, "enc.", 20, 2, PARAM_STRICT);
+    m2w = vit_from_checkpoint(&m2, st, "enc.", 20, 2, PARAM_STRICT);
     CHECK(m2.grid == 5, "grid %d", m2.grid);
-    CHECK(memcmp(m.params + m.pos_embed, m2.params + m2.pos_embed, 24 * sizeof(float)) == 0,
+    CHECK(memcmp(mw + m.pos_embed, m2w + m2.pos_embed, 24 * sizeof(float)) == 0,
           "cls position entry must be kept");
     vit_free(&m2);
     safetensors_close(st);
     vit_free(&m);
+    free(m2w), free(mw);
     unlink(path);
 }
 
@@ -550,12 +559,12 @@ static void load_into_wrong(void *p)
         vit m;
         cfg.num_classes = 0; /* the file has head.*: strict load must refuse */
         vit_build(&m, &cfg);
-        vit_load(&m, st, "", PARAM_STRICT);
+        vit_load(&m, param_alloc(&m.table), st, "", PARAM_STRICT);
     } else {
         vit m;
         cfg.depth += 1; /* blocks.N missing */
         vit_build(&m, &cfg);
-        vit_load(&m, st, "", PARAM_ALLOW_EXTRA);
+        vit_load(&m, param_alloc(&m.table), st, "", PARAM_ALLOW_EXTRA);
     }
 }
 
@@ -565,9 +574,10 @@ static void test_load_errors(void)
                     .mlp_ratio = 2.0f, .layerscale = true, .layerscale_init = 1.0f, .num_classes = 2, .ln_eps = 1e-6f};
     vit m;
     vit_build(&m, &c);
+    float *mw = param_alloc(&m.table);
     const char *path = "build/tests/test_vit_errors.safetensors";
     st_writer *w = st_writer_new();
-    vit_save(&m, w, "");
+    vit_save(&m, mw, w, "");
     st_writer_save(w, path);
     st_writer_free(w);
     load_ctx lc = {path, "", 1};
@@ -577,6 +587,7 @@ static void test_load_errors(void)
     unlink(path);
 
     vit_free(&m);
+    free(mw);
 }
 
 /* ------------------------------------------------- SwiGLU detection */
@@ -614,26 +625,28 @@ static void test_swiglu_detection(void)
                     .layerscale_init = 1.0f, .ln_eps = 1e-6f};
     vit m;
     vit_build(&m, &c);
-    vit_init_params(&m, 3);
+    float *mw = param_alloc(&m.table);
+    vit_init_weights(&m, mw, 3);
     const char *path = "build/tests/test_vit_swiglu.safetensors";
     st_writer *w = st_writer_new();
-    vit_save(&m, w, "enc.");
+    vit_save(&m, mw, w, "enc.");
     st_writer_save(w, path);
     st_writer_free(w);
     safetensors *st = safetensors_open(path);
     CHECK(safetensors_find(st, "enc.blocks.1.mlp.w12.weight") && !safetensors_find(st, "enc.blocks.0.mlp.fc1.weight"),
           "a SwiGLU model saves mlp.w12/w3");
     vit m2;
-    vit_from_checkpoint(&m2, st, "enc.", 0, 2, PARAM_STRICT);
+    float *m2w = vit_from_checkpoint(&m2, st, "enc.", 0, 2, PARAM_STRICT);
     CHECK(m2.cfg.ffn == VIT_FFN_SWIGLU && m2.hidden == 40 && m2.ffn1 == 80 && m2.cfg.ffn_hidden == 40 &&
               m2.cfg.depth == 2 && m2.table.total == m.table.total,
           "SwiGLU file detected as ffn %d, hidden %d", (int)m2.cfg.ffn, m2.hidden);
     CHECK(fabsf(m2.cfg.mlp_ratio - 3.75f) < 1e-6f, "informative mlp_ratio 1.5·40/16 = 3.75, got %g",
           (double)m2.cfg.mlp_ratio);
-    CHECK(memcmp(m.params, m2.params, m.table.total * sizeof(float)) == 0, "SwiGLU round trip must be exact");
+    CHECK(memcmp(mw, m2w, m.table.total * sizeof(float)) == 0, "SwiGLU round trip must be exact");
     vit_free(&m2);
     safetensors_close(st);
     vit_free(&m);
+    free(m2w), free(mw);
     unlink(path);
 
     /* Hand-made files: w12 [2H, D] alone decides the kind and H; DINOv2's

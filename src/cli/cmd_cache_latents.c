@@ -1,5 +1,6 @@
 /* repae cache-latents — encode a dataset once with a frozen VAE (spec §6.4). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/commands.h"
@@ -40,10 +41,11 @@ int cmd_cache_latents(int argc, char **argv)
     train_data d;
     train_setup_data(&o, &d);
     vae v;
-    vae_init_from_file(&v, vae_ckpt, "", PARAM_STRICT);
-    latent_cache_build(output, &v, &d.ds, batch, vae_ckpt);
+    float *vw = vae_from_file(&v, vae_ckpt, "", PARAM_STRICT);
+    latent_cache_build(output, &v, vw, &d.ds, batch, vae_ckpt);
     printf("%s: %d latents\n", output, d.ds.n);
     vae_free(&v);
+    free(vw);
     train_data_free(&d);
     return 0;
 }

@@ -124,8 +124,9 @@ static int write_discriminator(const safetensors *st, const char *path)
     return n;
 }
 
-/* The VAE and its statistics from a REPA-E checkpoint (bias/scale: C floats, malloc'd). */
-static void from_checkpoint(const char *ckpt, int norm_groups, vae *m, float **bias_out, float **scale_out)
+/* The VAE (returns its weights, malloc'd) and its statistics from a REPA-E
+ * checkpoint (bias/scale: C floats, malloc'd). */
+static float *from_checkpoint(const char *ckpt, int norm_groups, vae *m, float **bias_out, float **scale_out)
 {
     safetensors *st = weights_open(ckpt);
     const char *fmt = safetensors_meta(st, "format");
@@ -143,8 +144,9 @@ static void from_checkpoint(const char *ckpt, int norm_groups, vae *m, float **b
     const char *from = "--norm-groups";
     cfg.norm_groups = norm_groups ? norm_groups : norm_groups_of(st, &from);
     vae_config_check(&cfg);
-    vae_init(m, &cfg);
-    vae_load_st(m, st, "vae.", PARAM_IGNORE_EXTRA);
+    vae_build(m, &cfg);
+    float *params = param_alloc(&m->table);
+    vae_load(m, params, st, "vae.", PARAM_IGNORE_EXTRA);
     printf("vae: %s (GroupNorm groups %d from %s)\n", ckpt, cfg.norm_groups, from);
 
     int C = cfg.z_channels;
@@ -163,13 +165,15 @@ static void from_checkpoint(const char *ckpt, int norm_groups, vae *m, float **b
     safetensors_close(st);
     *bias_out = bias;
     *scale_out = scale;
+    return params;
 }
 
-/* A VAE on its own; statistics from --latents-stats, else a diffusers
- * folder's own, else none (NULL). */
-static void from_vae(const char *path, const char *stats, int norm_groups, vae *m, float **bias_out, float **scale_out)
+/* A VAE on its own (returns its weights, malloc'd); statistics from
+ * --latents-stats, else a diffusers folder's own, else none (NULL). */
+static float *from_vae(const char *path, const char *stats, int norm_groups, vae *m, float **bias_out,
+                       float **scale_out)
 {
-    mf_open_vae(m, path, norm_groups, PARAM_ALLOW_EXTRA); /* as the reference loads a VAE */
+    float *params = mf_open_vae(m, path, norm_groups, PARAM_ALLOW_EXTRA, NULL); /* as the reference loads a VAE */
     printf("vae: %s\n", path);
     int C = m->cfg.z_channels;
     *bias_out = *scale_out = NULL;
@@ -180,6 +184,7 @@ static void from_vae(const char *path, const char *stats, int norm_groups, vae *
         *scale_out = xmalloc((size_t)C * sizeof(float));
         latents_stats_read(stats, C, *bias_out, *scale_out);
     }
+    return params;
 }
 
 int cmd_export_vae(int argc, char **argv)
@@ -211,17 +216,15 @@ int cmd_export_vae(int argc, char **argv)
 
     vae m;
     float *bias = NULL, *scale = NULL;
-    if (ckpt)
-        from_checkpoint(ckpt, norm_groups, &m, &bias, &scale);
-    else
-        from_vae(vae_ckpt, stats, norm_groups, &m, &bias, &scale);
+    float *mw = ckpt ? from_checkpoint(ckpt, norm_groups, &m, &bias, &scale)
+                     : from_vae(vae_ckpt, stats, norm_groups, &m, &bias, &scale);
     int C = m.cfg.z_channels;
     printf("  %.3f M parameters, z %d, GroupNorm groups %d%s\n", param_count(&m.table, PARAM_TRAINABLE) / 1e6, C,
            m.cfg.norm_groups, m.cfg.no_quant_conv ? ", no quant_conv" : "");
 
     char path[2048];
     if (!strcmp(format, "diffusers")) {
-        vae_diffusers_save(&m, output, bias, scale);
+        vae_diffusers_save(&m, mw, output, bias, scale);
         printf("diffusers AutoencoderKL folder: %s/ (config.json, %s%s)\n", output, VAE_DIFFUSERS_WEIGHTS,
                bias ? ", " VAE_DIFFUSERS_STATS : "");
         if (!bias)
@@ -232,7 +235,7 @@ int cmd_export_vae(int argc, char **argv)
                    "shift_factor / scaling_factor (pipelines that read only those lose the per-channel part)\n");
     } else {
         path_format(path, sizeof path, "%s.safetensors", output);
-        vae_save(&m, path, "");
+        vae_save_file(&m, mw, path, "");
         printf("vae: %s\n", path);
         if (bias) {
             path_format(path, sizeof path, "%s-latents-stats.safetensors", output);
@@ -249,7 +252,7 @@ int cmd_export_vae(int argc, char **argv)
             printf("discriminator: %s\n", path);
         safetensors_close(st);
     }
-    free(bias), free(scale);
+    free(bias), free(scale), free(mw);
     vae_free(&m);
     return 0;
 }

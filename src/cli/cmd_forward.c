@@ -197,17 +197,19 @@ static const char *auto_prefix(const safetensors *st, const char *marker, const 
 static void run_vae(const fwd_options *o, const safetensors *st, const cJSON *j, const safetensors *in, outputs *out)
 {
     vae m;
+    float *mw;
     if (!st) {
         if (o->prefix)
             die("forward --weights '%s' is a diffusers folder: --prefix does not apply", o->weights);
-        mf_open_vae(&m, o->weights, o->norm_groups, PARAM_STRICT);
+        mw = mf_open_vae(&m, o->weights, o->norm_groups, PARAM_STRICT, NULL);
     } else {
         const char *cands[] = {"", "vae.", NULL};
         const char *prefix = o->prefix ? o->prefix : auto_prefix(st, "encoder.conv_in.weight", cands, "VAE");
         vae_config c;
         mf_vae_config(&c, st, prefix, j, o->norm_groups);
-        vae_init(&m, &c);
-        vae_load_st(&m, st, prefix, PARAM_IGNORE_EXTRA);
+        vae_build(&m, &c);
+        mw = param_alloc(&m.table);
+        vae_load(&m, mw, st, prefix, PARAM_IGNORE_EXTRA);
     }
     const vae_config vc = m.cfg;
     const st_tensor *tx = need(in, "x", "the image [B, C, H, W] in [-1, 1]");
@@ -221,7 +223,7 @@ static void run_vae(const fwd_options *o, const safetensors *st, const cJSON *j,
     vae_plan pe = vae_plan_memory(&m, VAE_PASS_ENCODE, B, H, W), pd = vae_plan_memory(&m, VAE_PASS_DECODE, B, h, w);
     size_t need_bytes = pe.saved + pe.scratch > pd.saved + pd.scratch ? pe.saved + pe.scratch : pd.saved + pd.scratch;
     arena ar = arena_create(need_bytes);
-    vae_encode(&m, x, mean, logvar, std, B, H, W, &ar);
+    vae_encode(&m, mw, x, mean, logvar, std, B, H, W, &ar);
     arena_reset(&ar, 0);
     int64_t zs[4] = {B, Cz, h, w};
     put(out, "mean", 4, zs, mean);
@@ -241,10 +243,10 @@ static void run_vae(const fwd_options *o, const safetensors *st, const cJSON *j,
     int Ho, Wo;
     vae_image_size(&m, h, w, &Ho, &Wo);
     float *recon = xmalloc((size_t)B * vc.out_ch * Ho * Wo * sizeof(float));
-    vae_decode(&m, dec_in, recon, B, h, w, &ar);
+    vae_decode(&m, mw, dec_in, recon, B, h, w, &ar);
     put(out, "recon", 4, (int64_t[]){B, vc.out_ch, Ho, Wo}, recon);
     arena_free(&ar);
-    free(x);
+    free(x), free(mw);
     vae_free(&m);
     printf("vae: %d images %dx%dx%d -> latent %dx%dx%d%s\n", B, vc.in_channels, H, W, Cz, h, w,
            te ? " (sampled with eps)" : "");
@@ -425,7 +427,8 @@ static void run_vit(const fwd_options *o, const safetensors *st, const cJSON *j,
     check_shape(in, tx, 4, (int64_t[]){-1, vc.in_chans, S, S}, "the ViT's input at --img-size");
     vit m;
     vit_build(&m, &vc);
-    vit_load(&m, st, prefix, PARAM_IGNORE_EXTRA);
+    float *mw = param_alloc(&m.table);
+    vit_load(&m, mw, st, prefix, PARAM_IGNORE_EXTRA);
     int B = (int)tx->shape[0], D = vc.embed_dim, R = vc.num_register_tokens;
     float *x = read_f32(in, tx);
     float *patch = xmalloc((size_t)B * m.npatch * D * sizeof(float)), *cls = xmalloc((size_t)B * D * sizeof(float));
@@ -434,7 +437,7 @@ static void run_vit(const fwd_options *o, const safetensors *st, const cJSON *j,
     arena ar = arena_create(vit_plan_bytes(&m, B, false));
     vit_acts a;
     vit_acts_alloc(&a, &m, &ar, B, false);
-    vit_forward(&m, &a, x, patch, cls, reg, logits);
+    vit_forward(&m, mw, &a, x, patch, cls, reg, logits);
     arena_free(&ar);
     put(out, "x_norm_clstoken", 2, (int64_t[]){B, D}, cls);
     put(out, "x_norm_patchtokens", 3, (int64_t[]){B, m.npatch, D}, patch);
@@ -444,7 +447,7 @@ static void run_vit(const fwd_options *o, const safetensors *st, const cJSON *j,
         put(out, "logits", 2, (int64_t[]){B, vc.num_classes}, logits);
     printf("vit: %d images %dx%dx%d, width %d, depth %d, %d heads, %d patch tokens\n", B, vc.in_chans, S, S, D,
            vc.depth, vc.heads, m.npatch);
-    free(x);
+    free(x), free(mw);
     vit_free(&m);
 }
 

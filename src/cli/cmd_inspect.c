@@ -169,7 +169,7 @@ static int arch_inspect(const inspect_options *o)
             c.in_channels = c.out_ch = o->in_channels;
         vae_config_check(&c);
         vae m;
-        vae_init_table(&m, &c);
+        vae_build(&m, &c);
         printf("%s: %s\n", name, vae_config_to_json(&c, buf, sizeof buf));
         print_table(&m.table);
         print_counts(&m.table);
@@ -180,7 +180,7 @@ static int arch_inspect(const inspect_options *o)
             c.in_chans = o->in_channels;
         c.layerscale_init = 1.0f;
         vit m;
-        vit_build_table(&m, &c);
+        vit_build(&m, &c);
         printf("%s: img_size %d patch %d width %d depth %d heads %d registers %d ffn %s %d (%d patch tokens)\n",
                name, c.img_size, c.patch, c.embed_dim, c.depth, c.heads, c.num_register_tokens,
                c.ffn == VIT_FFN_SWIGLU ? "swiglu" : "mlp", m.hidden, m.npatch);
@@ -189,14 +189,14 @@ static int arch_inspect(const inspect_options *o)
         vit_free(&m);
     } else if (!strcmp(name, "disc")) {
         discriminator d;
-        disc_build(&d, (disc_config){o->in_channels ? o->in_channels : 3, 64, 3});
+        disc_build(&d, &(disc_config){o->in_channels ? o->in_channels : 3, 64, 3});
         printf("disc: PatchGAN in %d, ndf 64, 3 layers\n", d.cfg.in_channels);
         print_table(&d.table);
         print_counts(&d.table);
         disc_free(&d);
     } else if (!strcmp(name, "cnn")) {
         cnn_classifier m;
-        cnn_build_table(&m, &(cnn_config){.in_chans = o->in_channels ? o->in_channels : 1, .n_stages = 3,
+        cnn_build(&m, &(cnn_config){.in_chans = o->in_channels ? o->in_channels : 1, .n_stages = 3,
                                           .widths = {32, 64, 128}, .groups = 8, .num_classes = 10, .gn_eps = 1e-5f});
         printf("cnn: %s\n", cnn_config_to_json(&m.cfg, buf, sizeof buf));
         print_table(&m.table);
@@ -273,7 +273,7 @@ static void describe_model(const safetensors *st, const cJSON *j, const char *ki
         mf_vae_config(&tmp, st, prefix, j, 0);
         c = tmp;
         vae m;
-        vae_init_table(&m, &c);
+        vae_build(&m, &c);
         printf("    %s\n    %s parameters\n", vae_config_to_json(&c, buf, sizeof buf), commas(vae_param_count(&m), a));
         check_keys(&m.table, st, prefix, NULL);
         vae_free(&m);
@@ -297,7 +297,7 @@ static void describe_model(const safetensors *st, const cJSON *j, const char *ki
     } else if (!strcmp(kind, "ViT")) {
         vit_config c = mf_vit_config(st, prefix, j, 0, heads, 1);
         vit m;
-        vit_build_table(&m, &c);
+        vit_build(&m, &c);
         printf("    img_size %d patch %d in %d width %d depth %d heads %d registers %d ffn %s %d%s\n", c.img_size,
                c.patch, c.in_chans, c.embed_dim, c.depth, c.heads, c.num_register_tokens,
                c.ffn == VIT_FFN_SWIGLU ? "swiglu" : "mlp", m.hidden, c.layerscale ? " layerscale" : "");
@@ -310,7 +310,7 @@ static void describe_model(const safetensors *st, const cJSON *j, const char *ki
         int recorded = mf_json_num(j, "groups", 0) > 0;
         cnn_config c = cnn_config_from_checkpoint(st, prefix, recorded ? 0 : 1);
         cnn_classifier m;
-        cnn_build_table(&m, &c);
+        cnn_build(&m, &c);
         printf("    %s%s\n", cnn_config_to_json(&c, buf, sizeof buf),
                recorded ? "" : " (GroupNorm groups not recorded in the file)");
         const char *acc = safetensors_meta(st, "test_accuracy");
@@ -333,7 +333,7 @@ static void describe_model(const safetensors *st, const cJSON *j, const char *ki
             return;
         }
         discriminator d;
-        disc_build(&d, (disc_config){(int)w0->shape[1], (int)w0->shape[0], convs - 2});
+        disc_build(&d, &(disc_config){(int)w0->shape[1], (int)w0->shape[0], convs - 2});
         printf("    in %d, ndf %d, %d layers\n    %s parameters, %zu buffer elements\n", d.cfg.in_channels, d.cfg.ndf,
                d.cfg.n_layers, commas(param_count(&d.table, PARAM_TRAINABLE), a), param_count(&d.table, PARAM_BUFFER));
         check_keys(&d.table, st, prefix, NULL);

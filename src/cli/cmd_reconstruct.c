@@ -85,9 +85,9 @@ static int recon_options_table(recon_options *o, option_spec *opts)
     return fnet_options_table(&o->fn, opts, n);
 }
 
-static const char *load_vae(const recon_options *o, vae *v)
+static float *load_vae(const recon_options *o, vae *v, const char **prefix)
 {
-    return mf_open_vae(v, o->vae_ckpt, o->vae_norm_groups, PARAM_ALLOW_EXTRA);
+    return mf_open_vae(v, o->vae_ckpt, o->vae_norm_groups, PARAM_ALLOW_EXTRA, prefix);
 }
 
 /* [B, C, H, W] → [B, H, W, C] (the feature network's layout). */
@@ -114,7 +114,8 @@ typedef struct recon_result {
  * split in contiguous chunks, one per rank; every rank receives every
  * chunk's reconstructions, posterior moments and features and adds them up
  * in image order, so the results equal a one-process run's bit for bit. */
-static void reconstruct_images(const recon_options *o, vae *v, const dataset *ds, feature_net *f, recon_result *r)
+static void reconstruct_images(const recon_options *o, vae *v, const float *vw, const dataset *ds, feature_net *f,
+                               recon_result *r)
 {
     const int world = dist_world();
     int N = ds->n, C = ds->channels, H = ds->height, W = ds->width, B = o->batch_size;
@@ -159,11 +160,11 @@ static void reconstruct_images(const recon_options *o, vae *v, const dataset *ds
             for (size_t k = 0; k < b * img; k++)
                 x[k] = orig[k] / 127.5f - 1.0f;
             arena_reset(&ar, 0);
-            vae_encode(v, x, mean, NULL, std, b, H, W, &ar);
+            vae_encode(v, vw, x, mean, NULL, std, b, H, W, &ar);
             for (size_t k = 0; k < b * lat; k++)
                 z[k] = o->sample ? mean[k] + std[k] * z[k] : mean[k];
             arena_reset(&ar, 0);
-            vae_decode(v, z, recon, b, h, w, &ar);
+            vae_decode(v, vw, z, recon, b, h, w, &ar);
             if (image_from_model_range(out, recon, b * img))
                 die("reconstruct: the VAE '%s' decodes images %d..%d to non-finite pixels (NaN/Inf)", o->vae_ckpt,
                     i0, i0 + b - 1);
@@ -281,7 +282,8 @@ int cmd_reconstruct(int argc, char **argv)
     double t0 = wall_seconds();
 
     vae v;
-    const char *prefix = load_vae(&o, &v);
+    const char *prefix;
+    float *vw = load_vae(&o, &v, &prefix);
     int Cv = v.cfg.in_channels;
     dataset ds = dataset_open(o.data, o.data_split, o.image_size, o.channels ? o.channels : Cv, o.max_images);
     int N = ds.n, C = ds.channels, H = ds.height, W = ds.width;
@@ -317,7 +319,7 @@ int cmd_reconstruct(int argc, char **argv)
     r.s_mu = xcalloc(Cz, sizeof(double)), r.s_mu2 = xcalloc(Cz, sizeof(double));
     r.s_sd = xcalloc(Cz, sizeof(double)), r.s_var = xcalloc(Cz, sizeof(double));
     r.grid_rec = xmalloc((size_t)r.G * C * H * W);
-    reconstruct_images(&o, &v, &ds, do_fd ? &f : NULL, &r);
+    reconstruct_images(&o, &v, vw, &ds, do_fd ? &f : NULL, &r);
 
     bool do_ssim = H >= SSIM_WIN && W >= SSIM_WIN;
     double psnr = r.sum_psnr / N, ssim = do_ssim ? r.sum_ssim / N : NAN, fd = r.fd;
@@ -374,5 +376,6 @@ int cmd_reconstruct(int argc, char **argv)
         feature_net_free(&f);
     dataset_free(&ds);
     vae_free(&v);
+    free(vw);
     return 0;
 }

@@ -503,7 +503,7 @@ static void generate_images(sample_out *so, const sample_options *o, mf_sample_m
                 sn.ctx = &in->fnoise;
             }
             sampler_run(cfg, sit_velocity_fn, &ctx, x, in->labels + b0, nb, n, &sn, ws);
-            decode_latents(&m->v, x, m->bias, m->scale, img, nb, h, h, o->decode_batch, &dec);
+            decode_latents(&m->v, m->vp, x, m->bias, m->scale, img, nb, h, h, o->decode_batch, &dec);
             if (image_from_model_range(u8, img, (size_t)nb * Co * npix))
                 die("sample: images %d..%d decode to non-finite pixels (NaN/Inf): the SiT, the VAE or the latent "
                     "statistics (%s) produce them", b0, b0 + nb - 1, m->stats_from);

@@ -79,7 +79,7 @@ static void run_check_same(void *ctx)
     train_run *r = ctx;
     dist_check_same(r->mdl->sit_params, r->mdl->sit.table.total, "the SiT parameters");
     dist_check_same(r->t.ema_params, r->mdl->sit.table.total, "the SiT EMA parameters");
-    dist_check_same(r->mdl->vae.params, r->mdl->vae.table.total, "the VAE parameters");
+    dist_check_same(r->mdl->vae_params, r->mdl->vae.table.total, "the VAE parameters");
     if (r->mdl->disc_params)
         dist_check_same(r->mdl->disc_params, r->mdl->disc.table.total, "the discriminator parameters");
 }
@@ -87,7 +87,7 @@ static void run_check_same(void *ctx)
 static void run_preview(void *ctx, long long step, const char *png, double *extras)
 {
     train_run *r = ctx;
-    preview_grid(&r->mdl->sit, r->mdl->sit_params, &r->mdl->vae, &r->pc, r->H, r->W, r->grid, png);
+    preview_grid(&r->mdl->sit, r->mdl->sit_params, &r->mdl->vae, r->mdl->vae_params, &r->pc, r->H, r->W, r->grid, png);
 }
 
 static const char *usage =
@@ -154,9 +154,9 @@ int cmd_train(int argc, char **argv)
                    .W = data.ds.width};
     repae_config rc = repae_config_from(&o, &data, &mdl);
     r.B = rc.batch;
-    repae_trainer_init(&r.t, &rc, &mdl.vae, &mdl.sit, mdl.sit_params, mdl.enc ? &mdl.vit : NULL,
-                       mdl.disc_params ? &mdl.disc : NULL, mdl.disc_params, mdl.lpips_params ? &mdl.lp : NULL,
-                       mdl.lpips_params, r.H, r.W, r.C);
+    repae_trainer_init(&r.t, &rc, &mdl.vae, mdl.vae_params, &mdl.sit, mdl.sit_params, mdl.enc ? &mdl.vit : NULL,
+                       mdl.vit_params, mdl.disc_params ? &mdl.disc : NULL, mdl.disc_params,
+                       mdl.lpips_params ? &mdl.lp : NULL, mdl.lpips_params, r.H, r.W, r.C);
     r.ld = loader_create(&data.ds, r.B, (uint64_t)o.seed, dist_rank(), dist_world());
 
     printf("repae train: %s\n", rd.dir);

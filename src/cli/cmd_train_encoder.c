@@ -159,11 +159,12 @@ static void set_common_metadata(st_writer *w, const enc_options *o, double test_
 }
 
 /* The encoder without its head: DINOv2 keys only, config in metadata. */
-static void save_encoder(const vit *m, const char *path, const enc_options *o, double test_acc, long long step)
+static void save_encoder(const vit *m, const float *params, const char *path, const enc_options *o, double test_acc,
+                         long long step)
 {
     const vit_config *c = &m->cfg;
     st_writer *w = st_writer_new();
-    uint16_t *half = param_save_as(w, &m->table, m->params, "head.", !strcmp(o->save_dtype, "f16"));
+    uint16_t *half = param_save_as(w, &m->table, params, "head.", !strcmp(o->save_dtype, "f16"));
     char buf[1024];
     snprintf(buf, sizeof buf,
              "{\"img_size\": %d, \"patch\": %d, \"in_chans\": %d, \"embed_dim\": %d, \"depth\": %d, \"heads\": %d, "
@@ -181,11 +182,11 @@ static void save_encoder(const vit *m, const char *path, const enc_options *o, d
 
 /* The CNN with its head; what a loader needs in metadata (the state dict
  * cannot tell the GroupNorm groups). */
-static void save_cnn(const cnn_classifier *m, const char *path, const enc_options *o, int img_size, double test_acc,
-                     long long step)
+static void save_cnn(const cnn_classifier *m, const float *params, const char *path, const enc_options *o, int img_size,
+                     double test_acc, long long step)
 {
     st_writer *w = st_writer_new();
-    uint16_t *half = param_save_as(w, &m->table, m->params, NULL, !strcmp(o->save_dtype, "f16"));
+    uint16_t *half = param_save_as(w, &m->table, params, NULL, !strcmp(o->save_dtype, "f16"));
     char buf[1024], widths[256];
     cnn_config_to_json(&m->cfg, buf, sizeof buf);
     st_writer_set_metadata(w, "format", CNN_FILE_FORMAT);
@@ -235,7 +236,7 @@ static int evaluate_file(const enc_options *o, const option_spec *opts, int n_op
             "classifier from `repae train-encoder --arch cnn`",
             o->evaluate);
     cnn_classifier m;
-    cnn_from_checkpoint(&m, st, "", 0, PARAM_STRICT);
+    float *mw = cnn_from_checkpoint(&m, st, "", 0, PARAM_STRICT);
     if (m.cfg.num_classes <= 0)
         die("train-encoder --evaluate '%s': the CNN has no head (head.weight)", o->evaluate);
     if (m.cfg.num_classes != test->num_classes || m.cfg.in_chans != test->channels)
@@ -247,7 +248,7 @@ static int evaluate_file(const enc_options *o, const option_spec *opts, int n_op
     classifier_config cc = {.batch = 1, .mean = mean, .std = std};
     int eval_batch = test->n < o->eval_batch ? test->n : o->eval_batch;
     classifier_trainer t;
-    classifier_trainer_init_cnn(&t, &cc, &m, test->channels, test->height, test->width, eval_batch);
+    classifier_trainer_init_cnn(&t, &cc, &m, mw, test->channels, test->height, test->width, eval_batch);
     double t0 = wall_seconds();
     int correct = classifier_evaluate(&t, test->images, test->labels, test->n);
     printf("%s: %s, enc_mean %g enc_std %g\n", o->evaluate, cnn_config_to_json(&m.cfg, (char[512]){0}, 512), mean,
@@ -256,18 +257,21 @@ static int evaluate_file(const enc_options *o, const option_spec *opts, int n_op
            test->source, wall_seconds() - t0);
     classifier_trainer_free(&t);
     cnn_free(&m);
+    free(mw);
     return 0;
 }
 
-/* The network to train: the CNN (--arch cnn) or the ViT, from the flags. */
-static void build_network(const enc_options *o, bool cnn, int C, int H, int K, vit *m, vit_config *vc,
+/* The network to train: the CNN (--arch cnn) or the ViT, from the flags;
+ * returns its new weights buffer (the caller frees it). */
+static float *build_network(const enc_options *o, bool cnn, int C, int H, int K, vit *m, vit_config *vc,
                           cnn_classifier *cm, int W)
 {
     if (cnn) {
         cnn_config cc = cnn_config_from_options(o, C, H, W, K);
         cnn_build(cm, &cc);
-        cnn_init_params(cm, (uint64_t)o->seed + 7);
-        return;
+        float *params = param_alloc(&cm->table);
+        cnn_init_weights(cm, params, (uint64_t)o->seed + 7);
+        return params;
     }
     *vc = (vit_config){.img_size = o->img_size ? o->img_size : H, .patch = o->patch, .in_chans = C,
                        .embed_dim = o->embed_dim, .depth = o->depth, .heads = o->heads, .mlp_ratio = o->mlp_ratio,
@@ -282,7 +286,9 @@ static void build_network(const enc_options *o, bool cnn, int C, int H, int K, v
         die("train-encoder --img-size %d: 1-channel images are not resized; use %d (the image size)", vc->img_size,
             H);
     vit_build(m, vc);
-    vit_init_params(m, (uint64_t)o->seed + 7);
+    float *params = param_alloc(&m->table);
+    vit_init_weights(m, params, (uint64_t)o->seed + 7);
+    return params;
 }
 
 /* What the run loop's callbacks need. */
@@ -324,9 +330,9 @@ static void run_save(void *ctx, const char *path, long long epoch, long long pos
 {
     enc_run *r = ctx;
     if (r->cnn)
-        save_cnn(r->cm, path, r->o, r->H, r->test_acc, r->t.step);
+        save_cnn(r->cm, r->t.params, path, r->o, r->H, r->test_acc, r->t.step);
     else
-        save_encoder(r->m, path, r->o, r->test_acc, r->t.step);
+        save_encoder(r->m, r->t.params, path, r->o, r->test_acc, r->t.step);
 }
 
 static long long run_current_step(void *ctx) { return ((enc_run *)ctx)->t.step; }
@@ -417,7 +423,7 @@ int cmd_train_encoder(int argc, char **argv)
     vit m = {0};
     vit_config vc = {0};
     cnn_classifier cm = {0};
-    build_network(&o, cnn, C, H, K, &m, &vc, &cm, W);
+    float *weights = build_network(&o, cnn, C, H, K, &m, &vc, &cm, W);
 
     int bpe = data.ds.n / o.batch_size;
     long long total = (long long)o.epochs * bpe;
@@ -431,9 +437,9 @@ int cmd_train_encoder(int argc, char **argv)
     int eval_batch = have_test && test.n < o.eval_batch ? test.n : o.eval_batch;
     enc_run r = {.o = &o, .cnn = cnn, .m = &m, .cm = &cm, .test = &test, .H = H, .bpe = bpe, .test_acc = NAN};
     if (cnn)
-        classifier_trainer_init_cnn(&r.t, &cc, &cm, C, H, W, eval_batch);
+        classifier_trainer_init_cnn(&r.t, &cc, &cm, weights, C, H, W, eval_batch);
     else
-        classifier_trainer_init(&r.t, &cc, &m, C, H, W, eval_batch);
+        classifier_trainer_init(&r.t, &cc, &m, weights, C, H, W, eval_batch);
     r.ld = loader_create(&data.ds, cc.batch, (uint64_t)o.seed, dist_rank(), dist_world());
 
     run_dir rd;
@@ -473,6 +479,7 @@ int cmd_train_encoder(int argc, char **argv)
         cnn_free(&cm);
     else
         vit_free(&m);
+    free(weights);
     if (have_test)
         dataset_free(&test);
     train_data_free(&data);

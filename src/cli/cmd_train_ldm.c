@@ -43,6 +43,7 @@ typedef struct ldm_run {
     sit *s;
     float *sp;
     vae *v; /* NULL: no previews */
+    const float *vp;
     const char *args_json;
     int B, H, W;
     size_t lat;
@@ -100,7 +101,7 @@ static void run_check_same(void *ctx)
 static void run_preview(void *ctx, long long step, const char *png, double *extras)
 {
     ldm_run *r = ctx;
-    preview_grid(r->s, r->sp, r->v, &r->pc, r->H, r->W, r->grid, png);
+    preview_grid(r->s, r->sp, r->v, r->vp, &r->pc, r->H, r->W, r->grid, png);
 }
 
 /* train-ldm's flags: the shared training table's (same names, same JSON
@@ -157,10 +158,11 @@ int cmd_train_ldm(int argc, char **argv)
                 "images", i, data.ds.source, data.ds.labels[i], i, lc.labels[i]);
 
     vit enc;
+    float *enc_w = NULL;
     bool have_enc = o.enc_ckpt && o.proj_coeff > 0;
     if (have_enc)
-        train_load_encoder(o.enc_ckpt, encoder_preprocess_kind_for(o.enc_type), data.ds.channels, data.ds.height,
-                           o.enc_heads, &enc);
+        enc_w = train_load_encoder(o.enc_ckpt, encoder_preprocess_kind_for(o.enc_type), data.ds.channels,
+                                   data.ds.height, o.enc_heads, &enc);
     train_check_channels(data.ds.source, data.ds.channels, NULL, NULL, have_enc ? &enc : NULL, o.enc_ckpt);
     if (lc.h != lc.w)
         die("'%s': non-square latents are not supported", o.latents);
@@ -170,7 +172,7 @@ int cmd_train_ldm(int argc, char **argv)
     sit s;
     sit_build(&s, &sc);
     float *sp = param_alloc(&s.table);
-    sit_init_params(&s, sp, (uint64_t)o.seed + 2);
+    sit_init_weights(&s, sp, (uint64_t)o.seed + 2);
     float bias[256], scale[256];
     if (lc.C > 256)
         die("train-ldm: at most 256 latent channels");
@@ -180,8 +182,7 @@ int cmd_train_ldm(int argc, char **argv)
         latents_stats_estimate_cache(&lc, bias, scale);
     sit_set_latent_stats(&s, sp, bias, scale);
     vae v;
-    if (o.vae_ckpt)
-        vae_init_from_file(&v, o.vae_ckpt, "", PARAM_ALLOW_EXTRA);
+    float *vw = o.vae_ckpt ? vae_from_file(&v, o.vae_ckpt, "", PARAM_ALLOW_EXTRA) : NULL;
 
     ldm_config lcfg = ldm_config_default();
     int B = train_local_batch("train-ldm", o.batch_size);
@@ -197,9 +198,10 @@ int cmd_train_ldm(int argc, char **argv)
         lcfg.enc_mean[c] = o.enc_mean, lcfg.enc_std[c] = o.enc_std;
     run_dir rd;
     run_dir_open(&rd, "train-ldm", o.output_dir, o.exp_name, true);
-    ldm_run r = {.lc = &lc, .s = &s, .sp = sp, .v = o.vae_ckpt ? &v : NULL, .args_json = args_json,
+    ldm_run r = {.lc = &lc, .s = &s, .sp = sp, .v = o.vae_ckpt ? &v : NULL, .vp = vw, .args_json = args_json,
                  .B = B, .H = data.ds.height, .W = data.ds.width, .lat = (size_t)lc.C * lc.h * lc.w};
-    ldm_trainer_init(&r.t, &lcfg, &s, sp, have_enc ? &enc : NULL, data.ds.channels, data.ds.height, data.ds.width);
+    ldm_trainer_init(&r.t, &lcfg, &s, sp, have_enc ? &enc : NULL, enc_w, data.ds.channels, data.ds.height,
+                     data.ds.width);
     r.ld = loader_create(&data.ds, B, (uint64_t)o.seed, dist_rank(), dist_world());
 
     char buf[256];
@@ -230,8 +232,10 @@ int cmd_train_ldm(int argc, char **argv)
     sit_free(&s);
     if (have_enc)
         vit_free(&enc);
+    free(enc_w);
     if (o.vae_ckpt)
         vae_free(&v);
+    free(vw);
     latent_cache_free(&lc);
     train_data_free(&data);
     run_dir_close(&rd);

@@ -129,11 +129,12 @@ static void evaluate(vae_trainer *t, const dataset *h, uint8_t *recon, uint8_t *
 
 /* vae.safetensors: the VAE's keys and its config, as `vae_save` writes them,
  * optionally in float16. */
-static void save_final_vae(const vae *v, const char *path, bool f16, long long step, double psnr)
+static void save_final_vae(const vae *v, const float *params, const char *path, bool f16, long long step,
+                           double psnr)
 {
     char json[1024], buf[64];
     st_writer *w = st_writer_new();
-    uint16_t *half = param_save_as(w, &v->table, v->params, NULL, f16);
+    uint16_t *half = param_save_as(w, &v->table, params, NULL, f16);
     st_writer_set_metadata(w, "format", "repae-vae");
     st_writer_set_metadata(w, "config", vae_config_to_json(&v->cfg, json, sizeof json));
     snprintf(buf, sizeof buf, "%lld", step);
@@ -194,7 +195,7 @@ static long long run_current_step(void *ctx) { return ((vae_run *)ctx)->t.step; 
 static void run_check_same(void *ctx)
 {
     vae_run *r = ctx;
-    dist_check_same(r->t.vae->params, r->t.vae->table.total, "the VAE parameters");
+    dist_check_same(r->t.vae_params, r->t.vae->table.total, "the VAE parameters");
     if (r->t.loss.disc)
         dist_check_same(r->t.loss.disc_params, r->t.loss.disc->table.total, "the discriminator parameters");
 }
@@ -218,10 +219,10 @@ static void write_final_files(const train_options *o, const run_dir *rd, vae_run
         free(png);
     }
     char *path = run_dir_file(rd, "vae.safetensors");
-    save_final_vae(v, path, !strcmp(save_dtype, "f16"), r->t.step, r->psnr);
+    save_final_vae(v, r->t.vae_params, path, !strcmp(save_dtype, "f16"), r->t.step, r->psnr);
     char *stats_path = run_dir_file(rd, "vae-latents-stats.safetensors");
     float bias[256], scale[256];
-    latents_stats_estimate_vae(&data->ds, v, stats_images, bias, scale);
+    latents_stats_estimate_vae(&data->ds, v, r->t.vae_params, stats_images, bias, scale);
     char source[128];
     snprintf(source, sizeof source, "posterior samples of %d training images",
              data->ds.n < stats_images ? data->ds.n : stats_images);
@@ -229,7 +230,7 @@ static void write_final_files(const train_options *o, const run_dir *rd, vae_run
     if (nets->disc_params) {
         char *dpath = run_dir_file(rd, "discriminator.safetensors");
         st_writer *dw = st_writer_new();
-        param_save(&nets->disc.table, nets->disc_params, dw, "");
+        disc_save(&nets->disc, nets->disc_params, dw, "");
         st_writer_set_metadata(dw, "format", "repae-discriminator");
         st_writer_save(dw, dpath);
         st_writer_free(dw);
@@ -267,7 +268,7 @@ int cmd_train_vae(int argc, char **argv)
     vae v;
     train_models nets;
     memset(&nets, 0, sizeof nets);
-    train_build_vae(&o, &data, &v);
+    float *vw = train_build_vae(&o, &data, &v);
     train_check_channels(data.ds.source, data.ds.channels, &v, o.vae_ckpt ? o.vae_ckpt : "from the flags", NULL, NULL);
     train_build_loss_nets(&o, &data, &nets);
     int H = data.ds.height, W = data.ds.width, C = data.ds.channels;
@@ -287,7 +288,7 @@ int cmd_train_vae(int argc, char **argv)
     tc.seed = (uint64_t)o.seed;
     int eval_batch = held.n < 64 ? held.n : 64;
     vae_run r = {.held = &held, .args_json = args_json, .kl_weight = o.kl_weight, .psnr = NAN, .ssim = NAN};
-    vae_trainer_init(&r.t, &tc, &v, nets.disc_params ? &nets.disc : NULL, nets.disc_params,
+    vae_trainer_init(&r.t, &tc, &v, vw, nets.disc_params ? &nets.disc : NULL, nets.disc_params,
                      nets.lpips_params ? &nets.lp : NULL, nets.lpips_params, H, W, C, eval_batch);
     r.ld = loader_create(&data.ds, tc.batch, (uint64_t)o.seed, dist_rank(), dist_world());
 
@@ -324,6 +325,7 @@ int cmd_train_vae(int argc, char **argv)
     loader_free(&r.ld);
     vae_trainer_free(&r.t);
     vae_free(&v);
+    free(vw);
     if (nets.disc_params)
         disc_free(&nets.disc), free(nets.disc_params);
     if (nets.lpips_params)

@@ -133,14 +133,16 @@ void mf_vae_config(vae_config *cfg, const safetensors *st, const char *prefix, c
     vae_config_check(cfg);
 }
 
-const char *mf_open_vae(vae *v, const char *path, int norm_groups, param_load_mode top_mode)
+float *mf_open_vae(vae *v, const char *path, int norm_groups, param_load_mode top_mode, const char **prefix_out)
 {
     if (vae_diffusers_is_dir(path)) {
-        vae_diffusers_load(v, path);
+        float *params = vae_diffusers_load(v, path);
         if (norm_groups > 0 && norm_groups != v->cfg.norm_groups)
             die("'%s': config.json says norm_num_groups %d, which --vae-norm-groups %d contradicts", path,
                 v->cfg.norm_groups, norm_groups);
-        return "";
+        if (prefix_out)
+            *prefix_out = "";
+        return params;
     }
     static const char *const pre[] = {"", "vae.", NULL};
     safetensors *st = weights_open(path);
@@ -152,10 +154,13 @@ const char *mf_open_vae(vae *v, const char *path, int norm_groups, param_load_mo
     vae_config cfg;
     mf_vae_config(&cfg, st, prefix, j, norm_groups);
     cJSON_Delete(j);
-    vae_init(v, &cfg);
-    vae_load_st(v, st, prefix, prefix[0] ? PARAM_IGNORE_EXTRA : top_mode);
+    vae_build(v, &cfg);
+    float *params = param_alloc(&v->table);
+    vae_load(v, params, st, prefix, prefix[0] ? PARAM_IGNORE_EXTRA : top_mode);
     safetensors_close(st);
-    return prefix;
+    if (prefix_out)
+        *prefix_out = prefix;
+    return params;
 }
 
 vit_config mf_vit_config(const safetensors *st, const char *prefix, const cJSON *j, int img_size, int heads,
@@ -302,12 +307,13 @@ static int sample_vae(mf_sample_models *m, const safetensors *st, const char *ck
                 "with --latents-stats", ckpt, named, m->args_from);
     }
     if (m->vae_from[0]) {
-        mf_open_vae(&m->v, m->vae_from, 0, PARAM_IGNORE_EXTRA);
+        m->vp = mf_open_vae(&m->v, m->vae_from, 0, PARAM_IGNORE_EXTRA, NULL);
     } else {
         vae_config vc;
         mf_vae_config(&vc, st, "vae.", m->args, 0);
-        vae_init(&m->v, &vc);
-        vae_load_st(&m->v, st, "vae.", PARAM_IGNORE_EXTRA);
+        vae_build(&m->v, &vc);
+        m->vp = param_alloc(&m->v.table);
+        vae_load(&m->v, m->vp, st, "vae.", PARAM_IGNORE_EXTRA);
         snprintf(m->vae_from, sizeof m->vae_from, "%s (vae.*)", ckpt);
     }
     if (m->v.cfg.z_channels != m->s.C)
@@ -396,7 +402,7 @@ void mf_sample_models_free(mf_sample_models *m)
 {
     vae_free(&m->v);
     sit_free(&m->s);
-    free(m->sp), free(m->bias), free(m->scale);
+    free(m->sp), free(m->vp), free(m->bias), free(m->scale);
     cJSON_Delete(m->args);
     memset(m, 0, sizeof *m);
 }

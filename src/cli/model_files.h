@@ -55,9 +55,10 @@ void mf_vae_config(vae_config *cfg, const safetensors *st, const char *prefix, c
  * diffusers AutoencoderKL folder (a directory with config.json, read by
  * models/vae_diffusers.h), or a weights file with the VAE at the top level
  * (loaded with `top_mode`) or under vae. (a training checkpoint; extra
- * tensors ignored), configured as mf_vae_config does.  Returns the prefix
- * the VAE was found under ("" for a folder).  Dies naming the path. */
-const char *mf_open_vae(vae *v, const char *path, int norm_groups, param_load_mode top_mode);
+ * tensors ignored), configured as mf_vae_config does.  Returns the new
+ * weights buffer (the caller frees it) and, when `prefix` is not NULL, the
+ * prefix the VAE was found under ("" for a folder).  Dies naming the path. */
+float *mf_open_vae(vae *v, const char *path, int norm_groups, param_load_mode top_mode, const char **prefix);
 
 /* ViT configuration (vit_config_from_checkpoint); heads from `heads`, the
  * JSON's num_heads, the DINOv2 width table, or (guess) 1. */
@@ -91,6 +92,7 @@ typedef struct mf_sample_models {
     sit s;
     float *sp;
     vae v;
+    float *vp;
     char vae_from[1100];
     float *bias, *scale; /* [C] */
     char stats_from[1200];

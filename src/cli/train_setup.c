@@ -146,18 +146,19 @@ static void load_latents_stats(const char *path, const sit *s, float *params)
 
 /* The reference takes the statistics from a file; for a VAE of our own we
  * measure them on up to 1024 training images. */
-static void estimate_latents_stats(const train_data *d, const vae *v, const sit *s, float *params)
+static void estimate_latents_stats(const train_data *d, const vae *v, const float *vae_params, const sit *s,
+                                   float *params)
 {
     float bias[256], scale[256];
-    latents_stats_estimate_vae(&d->ds, v, 1024, bias, scale);
+    latents_stats_estimate_vae(&d->ds, v, vae_params, 1024, bias, scale);
     sit_set_latent_stats(s, params, bias, scale);
 }
 
-void train_build_vae(const train_options *o, const train_data *d, vae *v)
+float *train_build_vae(const train_options *o, const train_data *d, vae *v)
 {
     int C = d->ds.channels;
     if (o->vae_ckpt)
-        vae_init_from_file(v, o->vae_ckpt, "", PARAM_ALLOW_EXTRA);
+        return vae_from_file(v, o->vae_ckpt, "", PARAM_ALLOW_EXTRA);
     else {
         vae_config vc;
         if (strcmp(o->vae, "custom") != 0) {
@@ -176,8 +177,10 @@ void train_build_vae(const train_options *o, const train_data *d, vae *v)
         }
         vc.in_channels = vc.out_ch = C;
         vae_config_check(&vc);
-        vae_init(v, &vc);
-        vae_init_weights(v, (uint64_t)o->seed + 1);
+        vae_build(v, &vc);
+        float *params = param_alloc(&v->table);
+        vae_init_weights(v, params, (uint64_t)o->seed + 1);
+        return params;
     }
 }
 
@@ -186,14 +189,14 @@ void train_build_loss_nets(const train_options *o, const train_data *d, train_mo
     int C = d->ds.channels;
     /* Discriminator */
     if (!o->no_disc) {
-        disc_build(&m->disc, (disc_config){C, o->disc_ndf, o->disc_layers});
+        disc_build(&m->disc, &(disc_config){C, o->disc_ndf, o->disc_layers});
         m->disc_params = param_alloc(&m->disc.table);
         if (o->disc_ckpt) {
             safetensors *st = weights_open(o->disc_ckpt);
-            param_load(&m->disc.table, m->disc_params, st, "", PARAM_STRICT);
+            disc_load(&m->disc, m->disc_params, st, "", PARAM_STRICT);
             safetensors_close(st);
         } else
-            disc_init(&m->disc, m->disc_params, (uint64_t)o->seed + 3);
+            disc_init_weights(&m->disc, m->disc_params, (uint64_t)o->seed + 3);
     }
     /* LPIPS */
     if (o->lpips_ckpt) {
@@ -223,15 +226,15 @@ void train_setup_models(const train_options *o, const train_data *d, train_model
     memset(m, 0, sizeof *m);
     int C = d->ds.channels;
     encoder_preprocess_kind_for(o->enc_type); /* an unknown family is an error, also for grey images */
-    train_build_vae(o, d, &m->vae);
+    m->vae_params = train_build_vae(o, d, &m->vae);
     int h, w;
     vae_latent_size(&m->vae, d->ds.height, d->ds.width, &h, &w);
     if (h != w)
         die("non-square latents (%d×%d) are not supported", h, w);
     /* Encoder */
     if (o->enc_ckpt) {
-        train_load_encoder(o->enc_ckpt, encoder_preprocess_kind_for(o->enc_type), C, d->ds.height, o->enc_heads,
-                           &m->vit);
+        m->vit_params = train_load_encoder(o->enc_ckpt, encoder_preprocess_kind_for(o->enc_type), C, d->ds.height,
+                                           o->enc_heads, &m->vit);
         m->enc = true;
     }
     train_check_channels(d->ds.source, C, &m->vae, o->vae_ckpt ? o->vae_ckpt : "from the flags", m->enc ? &m->vit : NULL,
@@ -242,21 +245,23 @@ void train_setup_models(const train_options *o, const train_data *d, train_model
     sit_config_check(&sc);
     sit_build(&m->sit, &sc);
     m->sit_params = param_alloc(&m->sit.table);
-    sit_init_params(&m->sit, m->sit_params, (uint64_t)o->seed + 2);
+    sit_init_weights(&m->sit, m->sit_params, (uint64_t)o->seed + 2);
     if (o->latents_stats)
         load_latents_stats(o->latents_stats, &m->sit, m->sit_params);
     else
-        estimate_latents_stats(d, &m->vae, &m->sit, m->sit_params);
+        estimate_latents_stats(d, &m->vae, m->vae_params, &m->sit, m->sit_params);
     train_build_loss_nets(o, d, m);
 }
 
 void train_models_free(train_models *m)
 {
     vae_free(&m->vae);
+    free(m->vae_params);
     sit_free(&m->sit);
     free(m->sit_params);
     if (m->enc)
         vit_free(&m->vit);
+    free(m->vit_params);
     if (m->disc_params) {
         disc_free(&m->disc);
         free(m->disc_params);
@@ -362,11 +367,12 @@ sit_config train_sit_config(const train_options *o, int in_channels, int input_s
     return sc;
 }
 
-void train_load_encoder(const char *path, encoder_preprocess_kind kind, int C, int H, int heads, vit *enc)
+float *train_load_encoder(const char *path, encoder_preprocess_kind kind, int C, int H, int heads, vit *enc)
 {
     safetensors *st = weights_open(path);
-    vit_from_checkpoint(enc, st, "", encoder_train_input_size(kind, C, H), heads, PARAM_ALLOW_EXTRA);
+    float *params = vit_from_checkpoint(enc, st, "", encoder_train_input_size(kind, C, H), heads, PARAM_ALLOW_EXTRA);
     safetensors_close(st);
+    return params;
 }
 
 int train_local_batch(const char *command, int global_batch)

@@ -59,12 +59,16 @@ typedef struct train_data {
     dataset ds;
 } train_data;
 
+/* Every model with its weights buffer (models/params.h: the buffers are
+ * ours, the model structs only describe them). */
 typedef struct train_models {
     vae vae;
+    float *vae_params;
     sit sit;
     float *sit_params;
     bool enc;
     vit vit;
+    float *vit_params;
     discriminator disc;
     float *disc_params; /* NULL: no discriminator */
     lpips lp;
@@ -85,8 +89,9 @@ void train_option_adjust(option_spec *opts, int n, const char *name, const char 
 sit_config train_sit_config(const train_options *o, int in_channels, int input_size, int num_classes,
                             const vit *enc);
 /* The REPA encoder of --enc-ckpt for C-channel H×H images (input size from
- * encoder_train_input_size for its preprocessing family). */
-void train_load_encoder(const char *path, encoder_preprocess_kind kind, int C, int H, int heads, vit *enc);
+ * encoder_train_input_size for its preprocessing family); returns its new
+ * weights buffer (the caller frees it). */
+float *train_load_encoder(const char *path, encoder_preprocess_kind kind, int C, int H, int heads, vit *enc);
 void train_setup_data(const train_options *o, train_data *d);
 void train_data_free(train_data *d);
 /* Builds/loads every model; sets the SiT's latent BatchNorm from
@@ -97,8 +102,9 @@ void train_models_free(train_models *m);
 /* The pieces of train_setup_models that the VAE-only trainer shares: the VAE
  * (from --vae-ckpt, a preset or the --vae-* flags, weights from --seed + 1),
  * and the loss networks (discriminator unless --no-disc, from --disc-ckpt or
- * --seed + 3; LPIPS from --lpips-ckpt) into m->disc / m->lp. */
-void train_build_vae(const train_options *o, const train_data *d, vae *v);
+ * --seed + 3; LPIPS from --lpips-ckpt) into m->disc / m->lp.  train_build_vae
+ * returns the VAE's new weights buffer (the caller frees it). */
+float *train_build_vae(const train_options *o, const train_data *d, vae *v);
 void train_build_loss_nets(const train_options *o, const train_data *d, train_models *m);
 /* Data, VAE and encoder agree on the image channels (1 or 3); dies naming
  * the file that does not.  v or enc may be NULL. */

@@ -11,7 +11,8 @@
 #include "core/progress.h"
 #include "io/safetensors.h"
 
-void latent_cache_build(const char *path, const vae *v, const dataset *d, int batch, const char *vae_source)
+void latent_cache_build(const char *path, const vae *v, const float *vae_params, const dataset *d, int batch,
+                        const char *vae_source)
 {
     if (d->channels != v->cfg.in_channels)
         die("cache-latents: the VAE takes %d-channel images, '%s' has %d", v->cfg.in_channels, d->source,
@@ -36,11 +37,11 @@ void latent_cache_build(const char *path, const vae *v, const dataset *d, int ba
         for (size_t k = 0; k < (size_t)B * img; k++)
             x[k] = d->images[(size_t)i0 * img + k] / 127.5f - 1.0f;
         if (world == 1) {
-            vae_encode(v, x, mean + (size_t)i0 * lat, NULL, std + (size_t)i0 * lat, B, H, W, &ar);
+            vae_encode(v, vae_params, x, mean + (size_t)i0 * lat, NULL, std + (size_t)i0 * lat, B, H, W, &ar);
         } else {
             float *pm = part, *ps = part + (size_t)batch * lat;
             if (B > 0)
-                vae_encode(v, x, pm, NULL, ps, B, H, W, &ar);
+                vae_encode(v, vae_params, x, pm, NULL, ps, B, H, W, &ar);
             dist_gather_bytes(pm, (size_t)B * lat * sizeof(float), rank == 0 ? mean + (size_t)r0 * lat : NULL);
             dist_gather_bytes(ps, (size_t)B * lat * sizeof(float), rank == 0 ? std + (size_t)r0 * lat : NULL);
         }

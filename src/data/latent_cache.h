@@ -22,7 +22,8 @@ typedef struct latent_cache {
 } latent_cache;
 
 /* Encodes every image of d with v (batches of `batch`) and writes `path`. */
-void latent_cache_build(const char *path, const vae *v, const dataset *d, int batch, const char *vae_source);
+void latent_cache_build(const char *path, const vae *v, const float *vae_params, const dataset *d, int batch,
+                        const char *vae_source);
 latent_cache latent_cache_read(const char *path);
 void latent_cache_free(latent_cache *c);
 

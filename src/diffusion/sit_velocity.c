@@ -68,14 +68,14 @@ size_t decode_latents_arena_bytes(const vae *v, int N, int h, int w, int chunk)
     return bytes;
 }
 
-void decode_latents(const vae *v, float *x, const float *bias, const float *scale, float *img, int N, int h, int w,
-                    int chunk, arena *ar)
+void decode_latents(const vae *v, const float *vae_params, float *x, const float *bias, const float *scale, float *img,
+                    int N, int h, int w, int chunk, arena *ar)
 {
     if (bias && scale)
         latents_denormalize(x, N, v->cfg.z_channels, (size_t)h * w, bias, scale);
     size_t mark = arena_mark(ar);
     if (chunk <= 0) {
-        vae_decode(v, x, img, N, h, w, ar);
+        vae_decode(v, vae_params, x, img, N, h, w, ar);
         arena_reset(ar, mark);
         return;
     }
@@ -85,14 +85,14 @@ void decode_latents(const vae *v, float *x, const float *bias, const float *scal
     for (int b0 = 0; b0 < N; b0 += chunk) {
         int nb = N - b0 < chunk ? N - b0 : chunk;
         if (nb == chunk) {
-            vae_decode(v, x + (size_t)b0 * nz, img + (size_t)b0 * ni, chunk, h, w, ar);
+            vae_decode(v, vae_params, x + (size_t)b0 * nz, img + (size_t)b0 * ni, chunk, h, w, ar);
             arena_reset(ar, mark);
             continue;
         }
         float *pz = arena_floats(ar, (size_t)chunk * nz), *pi = arena_floats(ar, (size_t)chunk * ni);
         for (int i = 0; i < chunk; i++)
             memcpy(pz + (size_t)i * nz, x + (size_t)(b0 + (i < nb ? i : nb - 1)) * nz, nz * sizeof(float));
-        vae_decode(v, pz, pi, chunk, h, w, ar);
+        vae_decode(v, vae_params, pz, pi, chunk, h, w, ar);
         memcpy(img + (size_t)b0 * ni, pi, (size_t)nb * ni * sizeof(float));
         arena_reset(ar, mark);
     }

@@ -5,7 +5,7 @@
  *   sit_velocity_ctx ctx = {&sit, params, &ar, chunk};   // ar: sit_velocity_arena_bytes
  *   sampler_run(&cfg, sit_velocity_fn, &ctx, x, y, B, n, &noise, ws);
  *   float bias[C], scale[C];  sit_get_latent_stats(&sit, params, bias, scale);
- *   decode_latents(&vae, x, bias, scale, img, B, h, w, chunk, &dec);   // dec: decode_latents_arena_bytes
+ *   decode_latents(&vae, vae_w, x, bias, scale, img, B, h, w, chunk, &dec);   // dec: decode_latents_arena_bytes
  *   image_from_model_range(u8, img, B * out_ch * H * W);
  *
  * The sampler state is the NORMALISED latent (the SiT never sees its
@@ -53,7 +53,7 @@ size_t decode_latents_arena_bytes(const vae *v, int N, int h, int w, int chunk);
 /* Denormalises x [N, C, h, w] in place (bias/scale [C]; both NULL: x is
  * already a VAE latent) and decodes it into img [N, out_ch, H, W] in the
  * model's [-1, 1] range, `chunk` images at a time (0: all at once). */
-void decode_latents(const vae *v, float *x, const float *bias, const float *scale, float *img, int N, int h, int w,
-                    int chunk, arena *ar);
+void decode_latents(const vae *v, const float *vae_params, float *x, const float *bias, const float *scale, float *img,
+                    int N, int h, int w, int chunk, arena *ar);
 
 #endif

@@ -32,7 +32,8 @@ void feature_net_open_inception(feature_net *f, const char *path, int max_batch)
     inception_build(&f->inc, wd);
     float *params = param_alloc(&f->inc.table);
     inception_load(&f->inc, params, st);
-    free(params);
+    f->weights = inception_fold(&f->inc, params);
+    free(params); /* the forward reads only the folded copy */
     safetensors_close(st);
     f->dim = f->inc.dim;
     f->spatial_dim = INCEPTION_SPATIAL_DIM;
@@ -99,7 +100,7 @@ void feature_net_open_vit(feature_net *f, const char *path, feature_net_layer la
         die("'%s': the ViT's width %d matches no DINOv2 preset and the file does not record its heads; pass "
             "--enc-heads",
             path, width);
-    vit_from_checkpoint(&f->v, st, "", 0, heads, PARAM_ALLOW_EXTRA);
+    f->weights = vit_from_checkpoint(&f->v, st, "", 0, heads, PARAM_ALLOW_EXTRA);
     f->enc_mean = isnan(enc_mean) ? meta_float(st, "enc_mean") : enc_mean;
     f->enc_std = isnan(enc_std) ? meta_float(st, "enc_std") : enc_std;
     if (isnan(f->enc_mean))
@@ -131,7 +132,7 @@ void feature_net_open_cnn(feature_net *f, const char *path, float enc_mean, floa
             "`repae train-encoder --arch cnn`",
             path);
     }
-    cnn_from_checkpoint(&f->cnn, st, "", 0, PARAM_ALLOW_EXTRA);
+    f->weights = cnn_from_checkpoint(&f->cnn, st, "", 0, PARAM_ALLOW_EXTRA);
     f->enc_mean = isnan(enc_mean) ? meta_float(st, "enc_mean") : enc_mean;
     f->enc_std = isnan(enc_std) ? meta_float(st, "enc_std") : enc_std;
     if (isnan(f->enc_mean))
@@ -157,6 +158,7 @@ void feature_net_free(feature_net *f)
         vit_free(&f->v);
     arena_free(&f->ar);
     free(f->rgb);
+    free(f->weights);
     memset(f, 0, sizeof *f);
 }
 
@@ -232,10 +234,10 @@ static void vit_features(feature_net *f, const uint8_t *images, int B, int H, in
     vit_acts a;
     vit_acts_alloc(&a, m, ar, B, false);
     if (f->layer == FNET_VIT_CLS)
-        vit_forward(m, &a, in, NULL, pool, NULL, NULL);
+        vit_forward(m, f->weights, &a, in, NULL, pool, NULL, NULL);
     else {
         float *patch = arena_floats(ar, (size_t)B * G2 * D);
-        vit_forward(m, &a, in, patch, NULL, NULL, NULL);
+        vit_forward(m, f->weights, &a, in, patch, NULL, NULL, NULL);
         for (int b = 0; b < B; b++)
             for (int d = 0; d < D; d++) {
                 double s = 0;
@@ -274,7 +276,7 @@ static void cnn_features(feature_net *f, const uint8_t *images, int B, int H, in
     }
     cnn_acts a;
     cnn_acts_alloc(&a, &f->cnn, ar, B, Ho, Wo, false);
-    cnn_forward(&f->cnn, &a, in, pool, NULL);
+    cnn_forward(&f->cnn, f->weights, &a, in, pool, NULL);
     arena_reset(ar, 0);
 }
 
@@ -307,5 +309,5 @@ void feature_net_features(feature_net *f, const uint8_t *images, int B, int H, i
             f->rgb[3 * p] = f->rgb[3 * p + 1] = f->rgb[3 * p + 2] = images[p];
         rgb = f->rgb;
     }
-    inception_features(&f->inc, rgb, B, H, W, pool, spatial, logits, &f->ar);
+    inception_features(&f->inc, f->weights, rgb, B, H, W, pool, spatial, logits, &f->ar);
 }

@@ -73,6 +73,7 @@ typedef struct feature_net {
     cnn_classifier cnn;
     int cnn_size;        /* the image size it was trained at (images of another size are resized) */
     /* ViT and CNN */
+    float *weights;      /* the weights buffer (ours): Inception's BN-folded copy, the ViT's or the CNN's */
     float enc_mean, enc_std;
     /* scratch */
     arena ar;

@@ -105,7 +105,7 @@ cnn_config cnn_config_from_checkpoint(const safetensors *st, const char *prefix,
 
 /* ------------------------------------------------------------------ model */
 
-void cnn_build_table(cnn_classifier *m, const cnn_config *cfg)
+void cnn_build(cnn_classifier *m, const cnn_config *cfg)
 {
     cnn_config_check(cfg);
     memset(m, 0, sizeof *m);
@@ -136,32 +136,32 @@ void cnn_build_table(cnn_classifier *m, const cnn_config *cfg)
     }
 }
 
-void cnn_build(cnn_classifier *m, const cnn_config *cfg)
-{
-    cnn_build_table(m, cfg);
-    m->params = param_alloc(&m->table);
-}
-
 void cnn_free(cnn_classifier *m)
 {
-    free(m->params);
     param_table_free(&m->table);
     memset(m, 0, sizeof *m);
 }
 
-void cnn_init_params(cnn_classifier *m, uint64_t seed) { param_init(&m->table, m->params, seed); }
+void cnn_init_weights(const cnn_classifier *m, float *params, uint64_t seed) { param_init(&m->table, params, seed); }
 
-void cnn_load(cnn_classifier *m, const safetensors *st, const char *prefix, param_load_mode mode)
+void cnn_load(const cnn_classifier *m, float *params, const safetensors *st, const char *prefix, param_load_mode mode)
 {
-    param_load(&m->table, m->params, st, prefix, mode);
+    param_load(&m->table, params, st, prefix, mode);
 }
 
-void cnn_from_checkpoint(cnn_classifier *m, const safetensors *st, const char *prefix, int groups,
-                         param_load_mode mode)
+void cnn_save(const cnn_classifier *m, const float *params, st_writer *w, const char *prefix)
+{
+    param_save(&m->table, params, w, prefix);
+}
+
+float *cnn_from_checkpoint(cnn_classifier *m, const safetensors *st, const char *prefix, int groups,
+                           param_load_mode mode)
 {
     cnn_config c = cnn_config_from_checkpoint(st, prefix, groups);
     cnn_build(m, &c);
-    cnn_load(m, st, prefix, mode);
+    float *params = param_alloc(&m->table);
+    cnn_load(m, params, st, prefix, mode);
+    return params;
 }
 
 /* ------------------------------------------------------------- activations */
@@ -247,10 +247,11 @@ void cnn_acts_alloc(cnn_acts *a, const cnn_classifier *m, arena *ar, int B, int 
 
 /* ------------------------------------------------------------------ passes */
 
-void cnn_forward(const cnn_classifier *m, cnn_acts *a, const float *img, float *features, float *logits)
+void cnn_forward(const cnn_classifier *m, const float *params, cnn_acts *a, const float *img, float *features,
+                 float *logits)
 {
     const cnn_config *c = &m->cfg;
-    const float *P = m->params;
+    const float *P = params;
     const int B = a->B, G = c->groups, L = c->n_stages - 1;
     a->img = img;
     const float *in = img;
@@ -289,13 +290,13 @@ void cnn_forward(const cnn_classifier *m, cnn_acts *a, const float *img, float *
     }
 }
 
-void cnn_backward(const cnn_classifier *m, const cnn_acts *a, float *grads, float *d_img, const float *d_features,
-                  const float *d_logits)
+void cnn_backward(const cnn_classifier *m, const float *params, const cnn_acts *a, float *grads, float *d_img,
+                  const float *d_features, const float *d_logits)
 {
     if (!a->train)
         die("cnn_backward: the forward ran in inference mode (nothing saved)");
     const cnn_config *c = &m->cfg;
-    const float *P = m->params;
+    const float *P = params;
     const int B = a->B, G = c->groups, L = c->n_stages - 1, D = m->dim;
     float *dfeat = a->dfeat;
     memset(dfeat, 0, (size_t)B * D * sizeof(float));

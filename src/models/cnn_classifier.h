@@ -24,12 +24,13 @@
  *   cnn_classifier m;
  *   cnn_build(&m, &(cnn_config){.in_chans = 1, .n_stages = 3, .widths = {32, 64, 128}, .groups = 8,
  *                               .num_classes = 10, .gn_eps = 1e-5f});
- *   cnn_init_params(&m, seed);
+ *   float *w = param_alloc(&m.table);                   // the weights: the caller's (models/params.h)
+ *   cnn_init_weights(&m, w, seed);
  *   arena ar = arena_create(cnn_plan_bytes(&m, B, H, W, true));
  *   cnn_acts a;
  *   cnn_acts_alloc(&a, &m, &ar, B, H, W, true);
- *   cnn_forward(&m, &a, img, features, logits);
- *   cnn_backward(&m, &a, grads, d_img, NULL, d_logits);   // ADDS into grads, d_img
+ *   cnn_forward(&m, w, &a, img, features, logits);
+ *   cnn_backward(&m, w, &a, grads, d_img, NULL, d_logits);   // ADDS into grads, d_img
  *
  * Inference mode (train = false) keeps nothing for a backward: every stage
  * runs through two shared scratch buffers.  All memory comes from the arena
@@ -67,8 +68,7 @@ typedef struct cnn_stage {
 typedef struct cnn_classifier {
     cnn_config cfg;
     int dim; /* feature width = widths[n_stages - 1] */
-    param_table table;
-    float *params; /* owned, laid out by `table` (NULL after cnn_build_table) */
+    param_table table; /* the weights are a separate buffer laid out by it (models/params.h) */
     cnn_stage stages[CNN_MAX_STAGES];
     size_t head_w, head_b;
 } cnn_classifier;
@@ -110,17 +110,19 @@ bool cnn_in_file(const safetensors *st, const char *prefix);
 
 /* ---- model ---- */
 
-void cnn_build(cnn_classifier *m, const cnn_config *cfg);       /* table + zeroed params */
-void cnn_build_table(cnn_classifier *m, const cnn_config *cfg); /* table only (params NULL) */
+void cnn_build(cnn_classifier *m, const cnn_config *cfg); /* the table only (no weight memory) */
 void cnn_free(cnn_classifier *m);
 /* PyTorch's defaults: conv/linear weights U(±1/sqrt(fan_in)), head bias
  * U(±1/sqrt(w_last)), GroupNorm weight 1, bias 0. */
-void cnn_init_params(cnn_classifier *m, uint64_t seed);
+void cnn_init_weights(const cnn_classifier *m, float *params, uint64_t seed);
 /* Loads by name under prefix (shape mismatches and missing keys die). */
-void cnn_load(cnn_classifier *m, const safetensors *st, const char *prefix, param_load_mode mode);
-/* cnn_config_from_checkpoint + cnn_build + cnn_load. */
-void cnn_from_checkpoint(cnn_classifier *m, const safetensors *st, const char *prefix, int groups,
-                         param_load_mode mode);
+void cnn_load(const cnn_classifier *m, float *params, const safetensors *st, const char *prefix, param_load_mode mode);
+/* Adds every tensor to a writer under prefix (pointing into params). */
+void cnn_save(const cnn_classifier *m, const float *params, st_writer *w, const char *prefix);
+/* cnn_config_from_checkpoint + cnn_build + cnn_load into a new buffer, which
+ * it returns (the caller frees it). */
+float *cnn_from_checkpoint(cnn_classifier *m, const safetensors *st, const char *prefix, int groups,
+                           param_load_mode mode);
 
 /* ---- activations and passes ---- */
 
@@ -131,11 +133,12 @@ void cnn_acts_alloc(cnn_acts *a, const cnn_classifier *m, arena *ar, int B, int 
 
 /* img [B,C,H,W] (kept by pointer until the backward).  features [B, dim]
  * and logits [B, K] (needs num_classes > 0) may each be NULL. */
-void cnn_forward(const cnn_classifier *m, cnn_acts *a, const float *img, float *features, float *logits);
+void cnn_forward(const cnn_classifier *m, const float *params, cnn_acts *a, const float *img, float *features,
+                 float *logits);
 /* Needs a train-mode forward in `a`.  d_features [B, dim] and d_logits [B, K]
  * (each may be NULL) are the cotangents; ADDS into grads (laid out like
- * m->params; NULL = frozen) and d_img [B,C,H,W] (NULL = not needed). */
-void cnn_backward(const cnn_classifier *m, const cnn_acts *a, float *grads, float *d_img, const float *d_features,
-                  const float *d_logits);
+ * params; NULL = frozen) and d_img [B,C,H,W] (NULL = not needed). */
+void cnn_backward(const cnn_classifier *m, const float *params, const cnn_acts *a, float *grads, float *d_img,
+                  const float *d_features, const float *d_logits);
 
 #endif

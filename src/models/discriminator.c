@@ -6,8 +6,9 @@
 #include "ops/act.h"
 #include "ops/norm.h"
 
-void disc_build(discriminator *d, disc_config cfg)
+void disc_build(discriminator *d, const disc_config *config)
 {
+    const disc_config cfg = *config;
     if (cfg.in_channels < 1 || cfg.ndf < 1 || cfg.n_layers < 1 || cfg.n_layers + 2 > DISC_MAX_CONVS)
         die("discriminator: unsupported configuration (in %d, ndf %d, layers %d)", cfg.in_channels, cfg.ndf,
             cfg.n_layers);
@@ -62,7 +63,17 @@ void disc_build(discriminator *d, disc_config cfg)
 
 void disc_free(discriminator *d) { param_table_free(&d->table); }
 
-void disc_init(const discriminator *d, float *params, uint64_t seed) { param_init(&d->table, params, seed); }
+void disc_init_weights(const discriminator *d, float *params, uint64_t seed) { param_init(&d->table, params, seed); }
+
+void disc_load(const discriminator *d, float *params, const safetensors *st, const char *prefix, param_load_mode mode)
+{
+    param_load(&d->table, params, st, prefix, mode);
+}
+
+void disc_save(const discriminator *d, const float *params, st_writer *w, const char *prefix)
+{
+    param_save(&d->table, params, w, prefix);
+}
 
 static void layer_shapes(const discriminator *d, int B, int H, int W, conv2d_shape *shapes)
 {
@@ -95,7 +106,7 @@ size_t disc_acts_bytes(const discriminator *d, int B, int H, int W)
 {
     conv2d_shape s[DISC_MAX_CONVS];
     layer_shapes(d, B, H, W, s);
-    size_t bytes = arena_round(sizeof(disc_acts)), ws = 0;
+    size_t bytes = 0, ws = 0;
     for (int i = 0; i < d->n_convs; i++) {
         size_t n = conv2d_out_numel(&s[i]) * sizeof(float);
         bytes += arena_round(n);                             /* conv_out */
@@ -113,10 +124,9 @@ size_t disc_acts_bytes(const discriminator *d, int B, int H, int W)
     return bytes + arena_round(ws * sizeof(float)) + 2 * arena_round(max_n * sizeof(float));
 }
 
-disc_acts *disc_forward(const discriminator *d, float *params, float *logits, const float *x, int B, int H, int W,
-                        arena *a)
+void disc_forward(const discriminator *d, float *params, disc_acts *s, float *logits, const float *x, int B, int H,
+                  int W, arena *a)
 {
-    disc_acts *s = arena_alloc(a, sizeof(disc_acts));
     memset(s, 0, sizeof *s);
     s->B = B;
     s->input = x;
@@ -159,7 +169,6 @@ disc_acts *disc_forward(const discriminator *d, float *params, float *logits, co
             in = s->act_out[i];
         }
     }
-    return s;
 }
 
 void disc_backward(const discriminator *d, const float *params, const disc_acts *s, const float *dlogits,

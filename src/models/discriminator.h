@@ -12,10 +12,12 @@
  * the generator's gradient into the reconstruction goes through that
  * train-mode BatchNorm (a full BN backward).
  *
- *   discriminator d;  disc_build(&d, (disc_config){3, 64, 3});
+ *   discriminator d;  disc_build(&d, &(disc_config){3, 64, 3});
+ *   float *params = param_alloc(&d.table);  disc_init_weights(&d, params, seed);   // the caller's buffer
  *   arena a = arena_create(disc_acts_bytes(&d, B, H, W));
- *   disc_acts *s = disc_forward(&d, params, logits, x, B, H, W, &a);
- *   disc_backward(&d, params, s, dlogits, dparams_or_NULL, dx_or_NULL);
+ *   disc_acts s;                                  // filled with pointers into the arena
+ *   disc_forward(&d, params, &s, logits, x, B, H, W, &a);
+ *   disc_backward(&d, params, &s, dlogits, dparams_or_NULL, dx_or_NULL);
  */
 #ifndef REPAE_DISCRIMINATOR_H
 #define REPAE_DISCRIMINATOR_H
@@ -63,18 +65,24 @@ typedef struct disc_acts {
     float *grad_a, *grad_b; /* backward scratch, largest activation each */
 } disc_acts;
 
-void disc_build(discriminator *d, disc_config cfg);
+/* The parameter table only; the weights (and BN running statistics) are a
+ * buffer laid out by it that the caller owns (models/params.h). */
+void disc_build(discriminator *d, const disc_config *cfg);
 void disc_free(discriminator *d);
 /* From-scratch init (spec §7.4): conv weights N(0, 0.02²), BN weight
  * N(1, 0.02²), BN bias 0, the two conv biases PyTorch's default uniform. */
-void disc_init(const discriminator *d, float *params, uint64_t seed);
+void disc_init_weights(const discriminator *d, float *params, uint64_t seed);
+/* By state-dict name under prefix (main.0.weight, ...), and back. */
+void disc_load(const discriminator *d, float *params, const safetensors *st, const char *prefix, param_load_mode mode);
+void disc_save(const discriminator *d, const float *params, st_writer *w, const char *prefix);
 int disc_logits_h(const discriminator *d, int H);
 int disc_logits_w(const discriminator *d, int W);
 size_t disc_acts_bytes(const discriminator *d, int B, int H, int W);
 /* Train-mode forward: writes logits [B,1,h,w], updates the BN running
- * statistics inside params, returns the saved activations (from the arena). */
-disc_acts *disc_forward(const discriminator *d, float *params, float *logits, const float *x, int B, int H, int W,
-                        arena *a);
+ * statistics inside params, and fills `s` with the saved activations, carved
+ * from the arena (disc_acts_bytes; valid until the caller resets it). */
+void disc_forward(const discriminator *d, float *params, disc_acts *s, float *logits, const float *x, int B, int H,
+                  int W, arena *a);
 /* Adds into dparams (table layout) and dx; either may be NULL. */
 void disc_backward(const discriminator *d, const float *params, const disc_acts *s, const float *dlogits,
                    float *dparams, float *dx);

@@ -197,37 +197,35 @@ void inception_build(inception *m, int width_div)
     m->dim = c;
     m->fc = param_add_ex(&m->table, "fc.weight", INIT_NORMAL, 1.0f / sqrtf((float)c), PARAM_FROZEN, 2,
                          (int64_t[]){INCEPTION_CLASSES, c});
+    /* The layout of the BN-folded buffer (inception_fold). */
+    size_t n = 0;
+    for (int i = 0; i < m->n_conv; i++) {
+        inception_conv *cv = &m->conv[i];
+        size_t K = (size_t)cv->c_in * cv->kh * cv->kw;
+        cv->fweight = n;
+        n += (K * cv->c_out + 15) / 16 * 16;
+        cv->fbias = n;
+        n += ((size_t)cv->c_out + 15) / 16 * 16;
+    }
+    m->folded_fc = n;
+    m->folded_floats = n + (size_t)INCEPTION_CLASSES * m->dim;
 }
 
 void inception_free(inception *m)
 {
     param_table_free(&m->table);
-    free(m->folded);
     memset(m, 0, sizeof *m);
 }
 
-void inception_fold(inception *m, const float *params)
+float *inception_fold(const inception *m, const float *params)
 {
-    size_t n = 0;
-    for (int i = 0; i < m->n_conv; i++) {
-        inception_conv *c = &m->conv[i];
-        size_t K = (size_t)c->c_in * c->kh * c->kw;
-        c->fweight = n;
-        n += (K * c->c_out + 15) / 16 * 16;
-        c->fbias = n;
-        n += ((size_t)c->c_out + 15) / 16 * 16;
-    }
-    m->folded_fc = n;
-    n += (size_t)INCEPTION_CLASSES * m->dim;
-    free(m->folded);
-    m->folded = xmalloc(n * sizeof(float));
-    m->folded_floats = n;
+    float *folded = xmalloc(m->folded_floats * sizeof(float));
     for (int i = 0; i < m->n_conv; i++) {
         const inception_conv *c = &m->conv[i];
         size_t K = (size_t)c->c_in * c->kh * c->kw;
         const float *w = params + c->weight, *g = params + c->bn_weight, *beta = params + c->bn_bias,
                     *mean = params + c->bn_mean, *var = params + c->bn_var;
-        float *fw = m->folded + c->fweight, *fb = m->folded + c->fbias;
+        float *fw = folded + c->fweight, *fb = folded + c->fbias;
         for (int o = 0; o < c->c_out; o++) {
             double s = (double)g[o] / sqrt((double)var[o] + INCEPTION_BN_EPS);
             for (size_t k = 0; k < K; k++)
@@ -235,7 +233,8 @@ void inception_fold(inception *m, const float *params)
             fb[o] = (float)(beta[o] - mean[o] * s);
         }
     }
-    memcpy(m->folded + m->folded_fc, params + m->fc, (size_t)INCEPTION_CLASSES * m->dim * sizeof(float));
+    memcpy(folded + m->folded_fc, params + m->fc, (size_t)INCEPTION_CLASSES * m->dim * sizeof(float));
+    return folded;
 }
 
 /* pytorch-fid's pt_inception-2015-12-05-6726825d.pth (a torchvision
@@ -252,7 +251,7 @@ static int pytorch_fid_extra(const char *name)
     return !strcmp(name, "fc.bias") || (n > strlen(nbt) && !strcmp(name + n - strlen(nbt), nbt));
 }
 
-void inception_load(inception *m, float *params, const safetensors *st)
+void inception_load(const inception *m, float *params, const safetensors *st)
 {
     const st_tensor *fc = safetensors_find(st, "fc.weight");
     if (fc && fc->ndim == 2 && fc->shape[0] != INCEPTION_CLASSES)
@@ -272,7 +271,6 @@ void inception_load(inception *m, float *params, const safetensors *st)
         extra++;
     }
     param_load(&m->table, params, st, "", extra ? PARAM_IGNORE_EXTRA : PARAM_STRICT); /* extras screened above */
-    inception_fold(m, params);
 }
 
 /* ------------------------------------------------------------------ pieces */
@@ -386,6 +384,7 @@ static void maxpool3x3s1(float *out, const float *x, int B, int C, int H, int W)
 
 typedef struct run {
     const inception *m;
+    const float *folded; /* inception_fold's buffer */
     int B;
     float *ws;       /* conv2d workspace */
     float *t1, *t2;  /* branch temporaries inside a block */
@@ -402,7 +401,7 @@ static void conv_bn(const run *r, int i, float *out, const float *in, int relu)
 {
     const inception_conv *c = &r->m->conv[i];
     conv2d_shape s = shape_of(c, r->B);
-    conv2d_forward(out, in, r->m->folded + c->fweight, r->m->folded + c->fbias, &s, r->ws);
+    conv2d_forward(out, in, r->folded + c->fweight, r->folded + c->fbias, &s, r->ws);
     if (relu)
         relu_forward(out, out, conv2d_out_numel(&s));
 }
@@ -653,11 +652,11 @@ size_t inception_workspace_bytes(const inception *m, int B)
 }
 
 /* The whole network on n images: pool3 [n, dim], spatial [n, 2023] or NULL. */
-static void forward_chunk(const inception *m, const chunk_bufs *cb, const uint8_t *images, int n, int H, int W,
-                          float *pool3, float *spatial)
+static void forward_chunk(const inception *m, const float *folded, const chunk_bufs *cb, const uint8_t *images, int n,
+                          int H, int W, float *pool3, float *spatial)
 {
     float *X = cb->X, *Y = cb->Y;
-    run r = {m, n, cb->ws, cb->t1, cb->t2};
+    run r = {m, folded, n, cb->ws, cb->t1, cb->t2};
     inception_resize_legacy(X, images, n, H, W, 3, INCEPTION_SIZE, INCEPTION_SIZE, 128.0f, 1.0f / 128.0f);
     const inception_conv *cv = m->conv;
     conv_bn(&r, STEM_1A, Y, X, 1);
@@ -693,11 +692,11 @@ static void forward_chunk(const inception *m, const chunk_bufs *cb, const uint8_
     }
 }
 
-void inception_features(const inception *m, const uint8_t *images, int B, int H, int W, float *pool3,
-                        float *spatial, float *logits, arena *a)
+void inception_features(const inception *m, const float *folded, const uint8_t *images, int B, int H, int W,
+                        float *pool3, float *spatial, float *logits, arena *a)
 {
-    if (!m->folded)
-        die("inception: weights not loaded (call inception_load, or inception_fold after param_init)");
+    if (!folded)
+        die("inception: weights not loaded (pass inception_fold's buffer, after inception_load or param_init)");
     if (B < 1 || H < 1 || W < 1)
         die("inception: bad batch %d of %dx%d images", B, H, W);
     const size_t mark = arena_mark(a);
@@ -705,7 +704,7 @@ void inception_features(const inception *m, const uint8_t *images, int B, int H,
     split_batch(B, thread_count(), &chunks, &per);
     if (chunks == 1) {
         chunk_bufs cb = chunk_alloc(m, B, a);
-        forward_chunk(m, &cb, images, B, H, W, pool3, spatial);
+        forward_chunk(m, folded, &cb, images, B, H, W, pool3, spatial);
     } else {
         chunk_bufs cb[chunks];
         for (int c = 0; c < chunks; c++)
@@ -714,12 +713,12 @@ void inception_features(const inception *m, const uint8_t *images, int B, int H,
 #pragma omp parallel for num_threads(chunks) schedule(static, 1)
         for (int c = 0; c < chunks; c++) {
             int b0 = c * per, n = B - b0 < per ? B - b0 : per;
-            forward_chunk(m, &cb[c], images + b0 * img, n, H, W, pool3 + (size_t)b0 * m->dim,
+            forward_chunk(m, folded, &cb[c], images + b0 * img, n, H, W, pool3 + (size_t)b0 * m->dim,
                           spatial ? spatial + (size_t)b0 * INCEPTION_SPATIAL_DIM : NULL);
         }
     }
     if (logits)
-        gemm(false, true, B, INCEPTION_CLASSES, m->dim, 1.0f, pool3, m->dim, m->folded + m->folded_fc, m->dim, 0.0f,
+        gemm(false, true, B, INCEPTION_CLASSES, m->dim, 1.0f, pool3, m->dim, folded + m->folded_fc, m->dim, 0.0f,
              logits, INCEPTION_CLASSES);
     arena_reset(a, mark);
 }

@@ -32,14 +32,15 @@
  *   inception m;
  *   inception_build(&m, 1);
  *   float *params = param_alloc(&m.table);
- *   inception_load(&m, params, st);          // strict by name, then folds BN
+ *   inception_load(&m, params, st);          // strict by name
+ *   float *folded = inception_fold(&m, params);   // BN folded in; params may be freed now
  *   arena a = arena_create(inception_workspace_bytes(&m, B));
- *   inception_features(&m, images, B, H, W, pool3, spatial, logits, &a);
+ *   inception_features(&m, folded, images, B, H, W, pool3, spatial, logits, &a);
  *
- * inception_load (or inception_fold after param_init) keeps a copy of every
- * conv with its BatchNorm folded in (w' = w·γ/√(var+eps), b' = β − mean·γ/
- * √(var+eps)) and of fc.weight inside the model, so the forward needs only
- * `m`; the parameter table buffer may be freed afterwards.
+ * inception_fold returns a new buffer (the caller's, as every weights buffer:
+ * models/params.h) laid out by m's folded offsets: every conv with its
+ * BatchNorm folded in (w' = w·γ/√(var+eps), b' = β − mean·γ/√(var+eps)) and
+ * fc.weight, which is all the forward reads.
  *
  * `width_div` divides every channel count of the body (pool3 then has
  * 2048/width_div entries; the 1008 classes and the 7 spatial channels stay):
@@ -75,7 +76,7 @@ typedef struct inception_conv {
     int c_in, c_out, kh, kw, stride, pad_h, pad_w;
     int H, W;                                    /* per-image input size */
     size_t weight, bn_weight, bn_bias, bn_mean, bn_var; /* offsets into the table buffer */
-    size_t fweight, fbias;                       /* offsets into m->folded */
+    size_t fweight, fbias;                       /* offsets into the folded buffer (inception_fold) */
 } inception_conv;
 
 typedef enum inception_block_kind { INC_A, INC_B, INC_C, INC_D, INC_E_AVG, INC_E_MAX } inception_block_kind;
@@ -94,8 +95,7 @@ typedef struct inception {
     inception_conv conv[INCEPTION_CONVS];
     inception_block block[INCEPTION_BLOCKS];
     size_t fc;                /* fc.weight [1008, dim] in the table */
-    /* Folded copy (inception_fold): conv weights/biases, then fc.weight. */
-    float *folded;
+    /* Layout of the folded buffer (inception_fold): conv weights/biases, then fc.weight. */
     size_t folded_floats, folded_fc;
 } inception;
 
@@ -106,10 +106,11 @@ void inception_free(inception *m);
 
 /* Strict by name except for pytorch-fid's *.bn.num_batches_tracked and
  * fc.bias (ignored): a missing, misshaped or unexpected tensor (AuxLogits.*,
- * a 1000-class fc) dies naming it; then inception_fold. */
-void inception_load(inception *m, float *params, const safetensors *st);
-/* (Re)builds the BN-folded copy from a table buffer (e.g. after param_init). */
-void inception_fold(inception *m, const float *params);
+ * a 1000-class fc) dies naming it. */
+void inception_load(const inception *m, float *params, const safetensors *st);
+/* The BN-folded weights (m->folded_floats floats, malloc'd: the caller frees
+ * them) from a table buffer (after inception_load or param_init). */
+float *inception_fold(const inception *m, const float *params);
 
 /* Arena bytes inception_features needs for any batch of up to B images (any
  * input size) at the current omp_get_max_threads(). */
@@ -118,8 +119,8 @@ size_t inception_workspace_bytes(const inception *m, int B);
 /* images [B, H, W, 3] uint8; pool3 [B, dim]; spatial [B, 2023] or NULL;
  * logits [B, 1008] or NULL.  Scratch comes from `a` and is released before
  * returning. */
-void inception_features(const inception *m, const uint8_t *images, int B, int H, int W, float *pool3,
-                        float *spatial, float *logits, arena *a);
+void inception_features(const inception *m, const float *folded, const uint8_t *images, int B, int H, int W,
+                        float *pool3, float *spatial, float *logits, arena *a);
 
 /* ---- building blocks, exposed for tests ---- */
 

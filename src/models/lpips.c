@@ -45,6 +45,13 @@ void lpips_build(lpips *l, int width_div)
 
 void lpips_free(lpips *l) { param_table_free(&l->table); }
 
+void lpips_init_weights(const lpips *l, float *params, uint64_t seed) { param_init(&l->table, params, seed); }
+
+void lpips_load(const lpips *l, float *params, const safetensors *st, const char *prefix, param_load_mode mode)
+{
+    param_load(&l->table, params, st, prefix, mode);
+}
+
 /* One table entry from the tensor `name` of st, its shape checked. */
 static void load_as(float *params, const param_entry *e, const safetensors *st, const char *name,
                     const char *what)
@@ -70,7 +77,7 @@ void lpips_load_files(const lpips *l, float *params, const char *path, const cha
     if (safetensors_find(st, "net.slice1.0.weight")) { /* a whole LPIPS state dict (ours, lpips', taming's) */
         if (vgg_path)
             die("'%s' already holds LPIPS's VGG16 (net.slice*); --lpips-vgg '%s' is not needed", path, vgg_path);
-        param_load(&l->table, params, st, "", PARAM_ALLOW_EXTRA);
+        lpips_load(l, params, st, "", PARAM_ALLOW_EXTRA);
         safetensors_close(st);
         return;
     }
@@ -118,7 +125,7 @@ size_t lpips_acts_bytes(const lpips *l, int B, int H, int W)
 {
     conv2d_shape s[LPIPS_CONVS];
     plan_shapes(l, B, H, W, s);
-    size_t bytes = arena_round(sizeof(lpips_acts)), ws = 0, max_n = 0;
+    size_t bytes = 0, ws = 0, max_n = 0;
     bytes += arena_round((size_t)B * 3 * H * W * sizeof(float)); /* scaled b */
     for (int i = 0; i < LPIPS_CONVS; i++) {
         size_t n_in = conv2d_x_numel(&s[i]), n_out = conv2d_out_numel(&s[i]);
@@ -201,10 +208,9 @@ static void vgg_forward(const lpips *l, const float *params, const float *x, lpi
     }
 }
 
-lpips_acts *lpips_forward(const lpips *l, const float *params, float *dist, const float *a, const float *b, int B,
-                          int H, int W, arena *ar)
+void lpips_forward(const lpips *l, const float *params, lpips_acts *s, float *dist, const float *a, const float *b,
+                   int B, int H, int W, arena *ar)
 {
-    lpips_acts *s = arena_alloc(ar, sizeof(lpips_acts));
     memset(s, 0, sizeof *s);
     s->B = B, s->H = H, s->W = W;
     plan_shapes(l, B, H, W, s->shape);
@@ -261,7 +267,6 @@ lpips_acts *lpips_forward(const lpips *l, const float *params, float *dist, cons
             dist[n] += (float)(acc / HW);
         }
     }
-    return s;
 }
 
 void lpips_backward(const lpips *l, const float *params, const lpips_acts *s, const float *ddist, float *db)

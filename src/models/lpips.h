@@ -18,6 +18,7 @@
 #define REPAE_LPIPS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/arena.h"
 #include "models/params.h"
@@ -45,8 +46,15 @@ typedef struct lpips_acts {
     float *workspace, *grad_a, *grad_b;
 } lpips_acts;
 
+/* The parameter table only; the (frozen) weights are a buffer laid out by it
+ * that the caller owns (models/params.h).  LPIPS is never trained, so it has
+ * no save. */
 void lpips_build(lpips *l, int width_div);
 void lpips_free(lpips *l);
+/* The table's init rules (a random network: tests and benchmarks only). */
+void lpips_init_weights(const lpips *l, float *params, uint64_t seed);
+/* By state-dict name under prefix (net.slice*, lin*). */
+void lpips_load(const lpips *l, float *params, const safetensors *st, const char *prefix, param_load_mode mode);
 /* Loads the weights (l built at the files' width) from
  *   - one file with net.slice* and lin* (ours, or a whole LPIPS state dict;
  *     other tensors such as scaling_layer.* ignored), vgg_path NULL; or
@@ -56,9 +64,11 @@ void lpips_free(lpips *l);
  * Any .pt/.pth/.safetensors (weights_open).  Dies naming the file. */
 void lpips_load_files(const lpips *l, float *params, const char *path, const char *vgg_path);
 size_t lpips_acts_bytes(const lpips *l, int B, int H, int W);
-/* dist[n] = LPIPS(a_n, b_n); a, b: [B, 3, H, W] in the model's [−1, 1]. */
-lpips_acts *lpips_forward(const lpips *l, const float *params, float *dist, const float *a, const float *b, int B,
-                          int H, int W, arena *ar);
+/* dist[n] = LPIPS(a_n, b_n); a, b: [B, 3, H, W] in the model's [−1, 1].
+ * Fills `s` with what the backward needs, carved from the arena
+ * (lpips_acts_bytes; valid until the caller resets it). */
+void lpips_forward(const lpips *l, const float *params, lpips_acts *s, float *dist, const float *a, const float *b,
+                   int B, int H, int W, arena *ar);
 /* db += d(Σ_n ddist[n]·dist[n]) / db. */
 void lpips_backward(const lpips *l, const float *params, const lpips_acts *s, const float *ddist, float *db);
 

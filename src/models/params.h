@@ -17,6 +17,25 @@
  * the AdamW moments, and an EMA or an all-reduce is a single loop.
  * Loading, saving, counting and the parity tests all walk this table, so
  * the lists can never drift apart.
+ *
+ * Ownership (every model: vae, vit, cnn_classifier, discriminator, lpips,
+ * inception, sit).  A model struct is its configuration, its parameter table
+ * and what is derived from them (offsets, layer lists); it never owns
+ * parameter memory.  Weights, EMA copies, gradients and AdamW moments are
+ * plain buffers of table.total floats laid out by the table, owned by
+ * whoever allocates them (param_alloc(&m.table), free()), and every function
+ * that reads or writes weights takes that buffer explicitly.  Every model
+ * has the same lifecycle:
+ *
+ *   X_build(m, cfg)                            table and structure, no weights
+ *   X_init_weights(m, params, seed)            from-scratch initialisation
+ *   X_load(m, params, st, prefix, mode)        by name from an open safetensors
+ *   X_save(m, params, w, prefix)               onto a writer
+ *   X_free(m)                                  the table and structure
+ *
+ * (plus X_load_file / X_save_file / X_from_checkpoint conveniences where a
+ * model has them).  Activations are not part of the model either: they are
+ * carved from an arena the caller sized with the model's plan function.
  */
 #ifndef REPAE_PARAMS_H
 #define REPAE_PARAMS_H

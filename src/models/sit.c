@@ -165,7 +165,7 @@ void sit_build(sit *m, const sit_config *cfg)
     char nm[PARAM_NAME_MAX];
 
     m->pos_embed = add(t, INIT_EXTERNAL, 0, PARAM_FROZEN, 3, SH(1, m->T, D), "pos_embed");
-    /* Xavier on the [D, C·p·p] view, which param_init's conv fan-out rule would not give: done in sit_init_params. */
+    /* Xavier on the [D, C·p·p] view, which param_init's conv fan-out rule would not give: in sit_init_weights. */
     m->x_w = add(t, INIT_EXTERNAL, 0, TR, 4, SH(D, m->C, m->p, m->p), "x_embedder.proj.weight");
     m->x_b = add(t, INIT_ZERO, 0, TR, 1, SH(D), "x_embedder.proj.bias");
     add_linear(t, &m->t0_w, &m->t0_b, D, SIT_FREQ_DIM, INIT_NORMAL, INIT_ZERO, 0.02f, "t_embedder.mlp.0");
@@ -226,7 +226,7 @@ void sit_free(sit *m)
     memset(m, 0, sizeof *m);
 }
 
-void sit_init_params(const sit *m, float *params, uint64_t seed)
+void sit_init_weights(const sit *m, float *params, uint64_t seed)
 {
     param_init(&m->table, params, seed);
     pos_embed_2d_sincos(params + m->pos_embed, m->D, m->G);

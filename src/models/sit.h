@@ -10,7 +10,7 @@
  *   sit_config cfg = sit_config_default();
  *   sit_config_preset(&cfg, "SiT-XL/2");
  *   sit m;  sit_build(&m, &cfg);
- *   float *w = param_alloc(&m.table);  sit_init_params(&m, w, seed);
+ *   float *w = param_alloc(&m.table);  sit_init_weights(&m, w, seed);
  *
  * The model is the network of spec §4.2 plus the latent BatchNorm of §3:
  *
@@ -139,7 +139,7 @@ void sit_free(sit *m);
 
 /* Spec §4.3 initialisation; BN running mean 0 / var 1 / count 0 (set the
  * latent statistics afterwards with sit_set_latent_stats). */
-void sit_init_params(const sit *m, float *params, uint64_t seed);
+void sit_init_weights(const sit *m, float *params, uint64_t seed);
 /* init_bn: running_mean = bias, running_var = 1/scale² (both [C]). */
 void sit_set_latent_stats(const sit *m, float *params, const float *bias, const float *scale);
 /* extract_latents_stats: scale = running_var^(−1/2) (no eps), bias = running_mean. */

@@ -282,13 +282,7 @@ static int has_attn(const vae_config *c, int curr_res)
     return 0;
 }
 
-void vae_init(vae *m, const vae_config *cfg)
-{
-    vae_init_table(m, cfg);
-    m->params = param_alloc(&m->table);
-}
-
-void vae_init_table(vae *m, const vae_config *cfg)
+void vae_build(vae *m, const vae_config *cfg)
 {
     vae_config_check(cfg);
     memset(m, 0, sizeof *m);
@@ -425,61 +419,60 @@ void vae_init_table(vae *m, const vae_config *cfg)
 void vae_free(vae *m)
 {
     param_table_free(&m->table);
-    free(m->params);
     free(m->enc);
     free(m->dec);
     memset(m, 0, sizeof *m);
 }
 
-void vae_init_weights(vae *m, uint64_t seed) { param_init(&m->table, m->params, seed); }
+void vae_init_weights(const vae *m, float *params, uint64_t seed) { param_init(&m->table, params, seed); }
 
 size_t vae_param_count(const vae *m) { return param_count_all(&m->table); }
 
-void vae_load_st(vae *m, const safetensors *st, const char *prefix, param_load_mode mode)
+void vae_load(const vae *m, float *params, const safetensors *st, const char *prefix, param_load_mode mode)
 {
-    param_load(&m->table, m->params, st, prefix, mode);
+    param_load(&m->table, params, st, prefix, mode);
 }
 
-void vae_load(vae *m, const char *path, const char *prefix, param_load_mode mode)
+void vae_load_file(const vae *m, float *params, const char *path, const char *prefix, param_load_mode mode)
 {
     safetensors *st = weights_open(path);
-    vae_load_st(m, st, prefix, mode);
+    vae_load(m, params, st, prefix, mode);
     safetensors_close(st);
 }
 
-void vae_init_from_file(vae *m, const char *path, const char *prefix, param_load_mode mode)
+float *vae_from_file(vae *m, const char *path, const char *prefix, param_load_mode mode)
 {
     /* A diffusers folder holds exactly one VAE and is always loaded strictly:
      * its configuration comes from config.json, not from the keys, so an
      * unexpected key means the two disagree. */
-    if (prefix[0] == '\0' && vae_diffusers_is_dir(path)) {
-        vae_diffusers_load(m, path);
-        return;
-    }
+    if (prefix[0] == '\0' && vae_diffusers_is_dir(path))
+        return vae_diffusers_load(m, path);
     safetensors *st = weights_open(path);
     vae_config cfg;
     if (vae_config_detect(st, prefix, &cfg) != 0)
         die("'%s': no AutoencoderKL weights found under prefix '%s' (expected %sencoder.conv_in.weight, "
             "%squant_conv.weight, ...)",
             path, prefix, prefix, prefix);
-    vae_init(m, &cfg);
-    vae_load_st(m, st, prefix, mode);
+    vae_build(m, &cfg);
+    float *params = param_alloc(&m->table);
+    vae_load(m, params, st, prefix, mode);
     safetensors_close(st);
+    return params;
 }
 
-void vae_save_to(const vae *m, st_writer *w, const char *prefix)
+void vae_save(const vae *m, const float *params, st_writer *w, const char *prefix)
 {
-    param_save(&m->table, m->params, w, prefix);
+    param_save(&m->table, params, w, prefix);
     if (prefix[0] == '\0') {
         char json[1024];
         st_writer_set_metadata(w, "config", vae_config_to_json(&m->cfg, json, sizeof json));
     }
 }
 
-void vae_save(const vae *m, const char *path, const char *prefix)
+void vae_save_file(const vae *m, const float *params, const char *path, const char *prefix)
 {
     st_writer *w = st_writer_new();
-    vae_save_to(m, w, prefix);
+    vae_save(m, params, w, prefix);
     st_writer_set_metadata(w, "format", "repae-vae");
     st_writer_save(w, path);
     st_writer_free(w);

@@ -8,31 +8,36 @@
  *   vae m;
  *   vae_config cfg;
  *   vae_preset("f8d4", &cfg);
- *   vae_init(&m, &cfg);                 // m.params: one zero-filled buffer
- *   vae_load(&m, "sdvae.safetensors", "", PARAM_ALLOW_EXTRA);   // or vae_init_weights(&m, seed)
+ *   vae_build(&m, &cfg);                          // table and layer lists only
+ *   float *w = param_alloc(&m.table);             // the weights: the caller's buffer
+ *   vae_load_file(&m, w, "sdvae.safetensors", "", PARAM_ALLOW_EXTRA);   // or vae_init_weights(&m, w, seed)
+ *
+ * (models/params.h: a model never owns parameter memory; every function
+ * that reads weights takes the buffer.)
  *
  * Inference (no activations kept; sized by vae_plan_memory):
  *
- *   vae_encode(&m, x, mean, logvar, std, B, H, W, &ar);   // cache-latents
- *   vae_decode(&m, z, recon, B, h, w, &ar);               // sampling
+ *   vae_encode(&m, w, x, mean, logvar, std, B, H, W, &ar);   // cache-latents
+ *   vae_decode(&m, w, z, recon, B, h, w, &ar);               // sampling
  *
  * Training (the REPA-E step, spec §6.2 steps 3 and 7):
  *
- *   vae_acts a; vae_acts_init(&a, &m);                    // once
+ *   vae_acts a;                                           // filled by the forward, pointers into the arena
  *   vae_plan p = vae_plan_memory(&m, VAE_PASS_TRAIN, B, H, W);  // arena >= p.saved + p.scratch
  *   size_t mark = arena_mark(&ar);
- *   vae_forward(&m, &a, x, NULL, &rng, B, H, W, &ar);     // a.mean a.logvar a.std a.eps a.z a.recon
+ *   vae_forward(&m, w, &a, x, NULL, &rng, B, H, W, &ar);  // a.mean a.logvar a.std a.eps a.z a.recon
  *   ... losses: d_recon (L1/LPIPS/GAN), d_z (REPA through the frozen SiT),
  *       d_mean/d_logvar (KL) ...
- *   vae_backward(&m, &a, d_recon, d_z, d_mean, d_logvar, grads, NULL, &ar);
+ *   vae_backward(&m, w, &a, d_recon, d_z, d_mean, d_logvar, grads, NULL, &ar);
  *   arena_reset(&ar, mark);                               // releases the saved activations
  *
  * Conventions (docs/architecture.md): backward ADDS into `grads` (a buffer
  * laid out by the parameter table, e.g. param_alloc(&m.table)) and into d_x;
  * a NULL gradient means "not needed" (grads NULL = frozen VAE).  The
  * gradients reaching z from the decoder path and from d_z simply add.
- * Nothing is malloc'd inside forward/backward: saved activations, scratch and
- * conv workspaces come from the arena.  The forward leaves the saved
+ * Nothing is malloc'd inside forward/backward: saved activations (and the
+ * per-layer records that point to them), scratch and conv workspaces come
+ * from the arena.  The forward leaves the saved
  * activations on the arena (they stay valid, and a.recon stays usable, until
  * the caller resets); the backward releases its own scratch on return.
  *
@@ -152,37 +157,35 @@ typedef struct vae_layer {
 
 typedef struct vae {
     vae_config cfg;
-    param_table table;
-    float *params;  /* table.total floats, owned */
+    param_table table; /* the weights are a separate buffer laid out by it (models/params.h) */
     int n_enc, n_dec;
     vae_layer *enc; /* conv_in ... conv_out, quant_conv (unless cfg.no_quant_conv) */
     vae_layer *dec; /* post_quant_conv (unless cfg.no_post_quant_conv), conv_in ... conv_out */
 } vae;
 
-/* Builds the table and layer lists and allocates zero parameters. */
-void vae_init(vae *m, const vae_config *cfg);
-/* The same without parameter memory (params NULL): for counting, key lists
- * and vae_plan_memory. */
-void vae_init_table(vae *m, const vae_config *cfg);
+/* Builds the parameter table and the layer lists (no weight memory:
+ * param_alloc(&m->table) gives a zero-filled buffer). */
+void vae_build(vae *m, const vae_config *cfg);
 void vae_free(vae *m);
 /* The reference's from-scratch init: PyTorch default conv init (weights
  * U(±1/√fan_in), biases U(±1/√fan_in)), GroupNorm weight 1, bias 0. */
-void vae_init_weights(vae *m, uint64_t seed);
+void vae_init_weights(const vae *m, float *params, uint64_t seed);
 size_t vae_param_count(const vae *m);
 
 /* Loads by name (keys prefixed by `prefix`), checking every shape.  The
  * reference loads non-strictly for training (PARAM_ALLOW_EXTRA) and strictly
  * for cache-latents. */
-void vae_load_st(vae *m, const safetensors *st, const char *prefix, param_load_mode mode);
-void vae_load(vae *m, const char *path, const char *prefix, param_load_mode mode);
-/* Detects the configuration from `path`, builds the model and loads it.  A
- * diffusers AutoencoderKL folder (a directory with config.json; prefix "")
- * is read by vae_diffusers_load (models/vae_diffusers.h). */
-void vae_init_from_file(vae *m, const char *path, const char *prefix, param_load_mode mode);
+void vae_load(const vae *m, float *params, const safetensors *st, const char *prefix, param_load_mode mode);
+void vae_load_file(const vae *m, float *params, const char *path, const char *prefix, param_load_mode mode);
+/* Detects the configuration from `path`, builds the model and loads it into
+ * a new buffer, which it returns (the caller frees it).  A diffusers
+ * AutoencoderKL folder (a directory with config.json; prefix "") is read by
+ * vae_diffusers_load (models/vae_diffusers.h). */
+float *vae_from_file(vae *m, const char *path, const char *prefix, param_load_mode mode);
 /* Adds the tensors to a writer (with the config JSON as metadata `config`
  * when prefix is ""), or writes a file of its own. */
-void vae_save_to(const vae *m, st_writer *w, const char *prefix);
-void vae_save(const vae *m, const char *path, const char *prefix);
+void vae_save(const vae *m, const float *params, st_writer *w, const char *prefix);
+void vae_save_file(const vae *m, const float *params, const char *path, const char *prefix);
 
 /* Latent size of an H×W image; image size of an h×w latent. */
 void vae_latent_size(const vae *m, int H, int W, int *h, int *w);
@@ -219,40 +222,39 @@ typedef struct vae_acts {
     float *mean, *logvar, *std, *eps, *z; /* [B, C, h, w]; logvar clamped */
     const float *z_in;       /* decoder input (a->z, or the caller's z) */
     float *recon;            /* [B, out_ch, H, W] */
-    int n_enc, n_dec;
-    vae_layer_saved *enc, *dec; /* per layer, malloc'd by vae_acts_init */
+    vae_layer_saved *enc, *dec; /* per layer [m->n_enc], [m->n_dec], carved from the arena by the forward */
 } vae_acts;
-
-void vae_acts_init(vae_acts *a, const vae *m);
-void vae_acts_free(vae_acts *a);
 
 /* Encoder + posterior, keeping activations: mean, logvar (clamped to
  * [-30, 20]), std = exp(logvar/2), eps, z = mean + std·eps.  eps [B,C,h,w] is
  * copied if given, else drawn from r (N(0,1)). */
-void vae_encoder_forward(const vae *m, vae_acts *a, const float *x, const float *eps, rng *r, int B, int H, int W,
-                         arena *ar);
+void vae_encoder_forward(const vae *m, const float *params, vae_acts *a, const float *x, const float *eps, rng *r,
+                         int B, int H, int W, arena *ar);
 /* Decoder from z [B,C,h,w] (kept by pointer), keeping activations; a->recon. */
-void vae_decoder_forward(const vae *m, vae_acts *a, const float *z, int B, int h, int w, arena *ar);
+void vae_decoder_forward(const vae *m, const float *params, vae_acts *a, const float *z, int B, int h, int w,
+                         arena *ar);
 /* Both: (posterior, z, recon) = vae(x), with z = a->z fed to the decoder. */
-void vae_forward(const vae *m, vae_acts *a, const float *x, const float *eps, rng *r, int B, int H, int W,
-                 arena *ar);
+void vae_forward(const vae *m, const float *params, vae_acts *a, const float *x, const float *eps, rng *r, int B,
+                 int H, int W, arena *ar);
 
 /* d_z += (decoder path); grads += decoder and post_quant_conv gradients. */
-void vae_decoder_backward(const vae *m, const vae_acts *a, const float *d_recon, float *grads, float *d_z, arena *ar);
+void vae_decoder_backward(const vae *m, const float *params, const vae_acts *a, const float *d_recon, float *grads,
+                          float *d_z, arena *ar);
 /* From d_z (through the reparameterisation), d_mean, d_logvar (each may be
  * NULL; d_logvar is w.r.t. the clamped logvar, and the gradient to the raw
  * channel is zero where the clamp is active) into encoder/quant_conv grads and
  * d_x. */
-void vae_encoder_backward(const vae *m, const vae_acts *a, const float *d_z, const float *d_mean,
+void vae_encoder_backward(const vae *m, const float *params, const vae_acts *a, const float *d_z, const float *d_mean,
                           const float *d_logvar, float *grads, float *d_x, arena *ar);
 /* The whole backward of vae_forward; d_z from outside (the REPA path) and the
  * decoder's gradient into z add. */
-void vae_backward(const vae *m, const vae_acts *a, const float *d_recon, const float *d_z, const float *d_mean,
-                  const float *d_logvar, float *grads, float *d_x, arena *ar);
+void vae_backward(const vae *m, const float *params, const vae_acts *a, const float *d_recon, const float *d_z,
+                  const float *d_mean, const float *d_logvar, float *grads, float *d_x, arena *ar);
 
 /* Inference without saved activations.  Any of mean/logvar/std may be NULL. */
-void vae_encode(const vae *m, const float *x, float *mean, float *logvar, float *std, int B, int H, int W, arena *ar);
-void vae_decode(const vae *m, const float *z, float *recon, int B, int h, int w, arena *ar);
+void vae_encode(const vae *m, const float *params, const float *x, float *mean, float *logvar, float *std, int B,
+                int H, int W, arena *ar);
+void vae_decode(const vae *m, const float *params, const float *z, float *recon, int B, int h, int w, arena *ar);
 
 /* ---- memory plan ---- */
 

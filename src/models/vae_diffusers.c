@@ -392,7 +392,7 @@ static int attn_naming(const safetensors *st)
     return old;
 }
 
-void vae_diffusers_load(vae *m, const char *dir)
+float *vae_diffusers_load(vae *m, const char *dir)
 {
     vae_config cfg;
     vae_diffusers_read_config(dir, &cfg);
@@ -408,17 +408,15 @@ void vae_diffusers_load(vae *m, const char *dir)
     /* A config.json that describes far more parameters than the file holds
      * is refused before the (possibly huge) parameter buffer is allocated;
      * a few missing tensors pass this and are named below. */
-    vae shape_only;
-    vae_init_table(&shape_only, &cfg);
-    size_t need = vae_param_count(&shape_only);
-    vae_free(&shape_only);
+    vae_build(m, &cfg);
+    size_t need = vae_param_count(m);
     uint64_t have = 0;
     for (int i = 0; i < st->n_tensors; i++)
         have += (uint64_t)st->tensors[i].numel;
     if (need > 2 * have + (1u << 20))
         die("'%s': config.json describes an AutoencoderKL of %zu parameters but '%s' holds %llu values", dir, need,
             path, (unsigned long long)have);
-    vae_init(m, &cfg);
+    float *params = param_alloc(&m->table);
     char *used = xcalloc((size_t)st->n_tensors + 1, 1);
     char dn[PARAM_NAME_MAX + 32], a[96], b[96];
     for (int i = 0; i < m->table.n; i++) {
@@ -437,7 +435,7 @@ void vae_diffusers_load(vae *m, const char *dir)
         if (!ok)
             die("'%s': tensor '%s' (our %s) has shape %s; config.json needs %s", path, dn, e->name,
                 st_shape_str(t->ndim, t->shape, a, sizeof a), st_shape_str(ndim, e->shape, b, sizeof b));
-        safetensors_read_f32(st, t, m->params + e->offset);
+        safetensors_read_f32(st, t, params + e->offset);
         used[t - st->tensors] = 1;
     }
     for (int i = 0; i < st->n_tensors; i++)
@@ -447,6 +445,7 @@ void vae_diffusers_load(vae *m, const char *dir)
                 st->tensors[i].name);
     free(used);
     safetensors_close(st);
+    return params;
 }
 
 /* ------------------------------------------------------------------ latent statistics */
@@ -602,7 +601,7 @@ static char *config_text(const vae_config *c, const float *bias, const float *sc
     return text;
 }
 
-void vae_diffusers_save(const vae *m, const char *dir, const float *bias, const float *scale)
+void vae_diffusers_save(const vae *m, const float *params, const char *dir, const float *bias, const float *scale)
 {
     const vae_config *c = &m->cfg;
     if (bias && scale)
@@ -621,7 +620,7 @@ void vae_diffusers_save(const vae *m, const char *dir, const float *bias, const 
         int linear;
         if (vae_diffusers_name(c, e->name, 0, dn, sizeof dn, &linear) != 0)
             die("internal: no diffusers name for VAE parameter '%s'", e->name);
-        st_writer_add_f32(w, dn, linear ? 2 : e->ndim, e->shape, m->params + e->offset);
+        st_writer_add_f32(w, dn, linear ? 2 : e->ndim, e->shape, params + e->offset);
     }
     /* what safetensors.torch.save_file writes for save_pretrained */
     st_writer_set_metadata(w, "format", "pt");

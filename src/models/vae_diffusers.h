@@ -89,9 +89,10 @@ int vae_diffusers_name(const vae_config *cfg, const char *compvis, int old_attn,
 void vae_diffusers_read_config(const char *dir, vae_config *cfg);
 
 /* Builds the VAE from config.json and loads diffusion_pytorch_model.safetensors
- * strictly: a missing tensor, an unexpected one or a wrong shape dies naming
- * the tensor (both names) and the shapes. */
-void vae_diffusers_load(vae *m, const char *dir);
+ * strictly into a new weights buffer, which it returns (the caller frees it):
+ * a missing tensor, an unexpected one or a wrong shape dies naming the tensor
+ * (both names) and the shapes. */
+float *vae_diffusers_load(vae *m, const char *dir);
 
 /* Per-channel latent statistics bias[C], scale[C] of the folder (see the top
  * of this file for the order of sources); *source (may be NULL) says which.
@@ -101,6 +102,6 @@ void vae_diffusers_latents_stats(const char *dir, int C, float *bias, float *sca
 /* Writes the folder (created if needed): the weights, the sidecar when
  * bias/scale are given (else any old sidecar is removed), config.json last,
  * each file atomically, so a folder with config.json is complete. */
-void vae_diffusers_save(const vae *m, const char *dir, const float *bias, const float *scale);
+void vae_diffusers_save(const vae *m, const float *params, const char *dir, const float *bias, const float *scale);
 
 #endif

@@ -33,6 +33,7 @@ typedef struct vae_mem {
     arena *a;    /* NULL: planning run */
     size_t used; /* planning run: bytes in use */
     size_t peak; /* planning run: largest `used` */
+    vae_layer_saved *plan_records[2]; /* planning run: encoder/decoder records (heap, freed by vae_plan_memory) */
 } vae_mem;
 
 static size_t mem_mark(const vae_mem *m) { return m->a ? arena_mark(m->a) : m->used; }
@@ -53,6 +54,25 @@ static float *mem_floats(vae_mem *m, size_t n)
     if (m->used > m->peak)
         m->peak = m->used;
     return NULL;
+}
+
+/* The per-layer records of a training forward (which: 0 encoder, 1 decoder),
+ * zeroed, from the arena like the activations they point to.  A planning run
+ * counts their bytes but keeps them on the heap: the planning passes read
+ * the sizes recorded in them. */
+static vae_layer_saved *mem_records(vae_mem *m, int n, int which)
+{
+    size_t bytes = (size_t)n * sizeof(vae_layer_saved);
+    if (m->a) {
+        vae_layer_saved *s = arena_alloc(m->a, bytes);
+        memset(s, 0, bytes);
+        return s;
+    }
+    m->used += arena_round(bytes);
+    if (m->used > m->peak)
+        m->peak = m->used;
+    free(m->plan_records[which]);
+    return m->plan_records[which] = xcalloc((size_t)n, sizeof(vae_layer_saved));
 }
 
 typedef struct vae_run {
@@ -606,24 +626,25 @@ static void posterior_backward(float *d_mom, const float *d_z, const float *d_me
 
 /* ------------------------------------------------------------------ passes */
 
-static vae_run make_run(const vae *m, vae_mem *mem, float *grads, int save, int B)
+static vae_run make_run(const vae *m, const float *params, vae_mem *mem, float *grads, int save, int B)
 {
-    return (vae_run){.P = m->params, .G = grads, .mem = mem, .plan = mem->a == NULL, .save = save, .B = B,
+    return (vae_run){.P = params, .G = grads, .mem = mem, .plan = mem->a == NULL, .save = save, .B = B,
                      .groups = m->cfg.norm_groups};
 }
 
-static void encoder_forward_impl(const vae *m, vae_acts *a, const float *x, const float *eps, rng *rg, int B, int H,
-                                 int W, vae_mem *mem)
+static void encoder_forward_impl(const vae *m, const float *params, vae_acts *a, const float *x, const float *eps,
+                                 rng *rg, int B, int H, int W, vae_mem *mem)
 {
     if (B <= 0 || H <= 0 || W <= 0)
         die("vae_encoder_forward: bad input size %d×%d×%d", B, H, W);
-    vae_run r = make_run(m, mem, NULL, 1, B);
+    vae_run r = make_run(m, params, mem, NULL, 1, B);
     const int C = m->cfg.z_channels;
     int h, w;
     a->B = B;
     a->H = H;
     a->W = W;
     a->x = x;
+    a->enc = mem_records(mem, m->n_enc, 0);
     a->moments = seq_forward(&r, m->enc, m->n_enc, a->enc, x, H, W, NULL, NULL, &h, &w);
     a->h = h;
     a->w = w;
@@ -647,44 +668,46 @@ static void encoder_forward_impl(const vae *m, vae_acts *a, const float *x, cons
     a->have_enc = 1;
 }
 
-static void decoder_forward_impl(const vae *m, vae_acts *a, const float *z, int B, int h, int w, vae_mem *mem)
+static void decoder_forward_impl(const vae *m, const float *params, vae_acts *a, const float *z, int B, int h, int w,
+                                 vae_mem *mem)
 {
     if (B <= 0 || h <= 0 || w <= 0)
         die("vae_decoder_forward: bad latent size %d×%d×%d", B, h, w);
-    vae_run r = make_run(m, mem, NULL, 1, B);
+    vae_run r = make_run(m, params, mem, NULL, 1, B);
     int H, W;
     a->B = B;
     a->h = h;
     a->w = w;
     a->z_in = z;
+    a->dec = mem_records(mem, m->n_dec, 1);
     a->recon = seq_forward(&r, m->dec, m->n_dec, a->dec, z, h, w, NULL, NULL, &H, &W);
     a->H = H;
     a->W = W;
     a->have_dec = 1;
 }
 
-static void decoder_backward_impl(const vae *m, const vae_acts *a, const float *d_recon, float *grads, float *d_z,
-                                  vae_mem *mem)
+static void decoder_backward_impl(const vae *m, const float *params, const vae_acts *a, const float *d_recon,
+                                  float *grads, float *d_z, vae_mem *mem)
 {
     if (!d_recon || (!grads && !d_z))
         return;
     if (!a->have_dec)
         die("vae_decoder_backward: no decoder forward to go back through");
-    vae_run r = make_run(m, mem, grads, 0, a->B);
+    vae_run r = make_run(m, params, mem, grads, 0, a->B);
     size_t mark = mem_mark(mem), np = max_act(m->dec, m->n_dec, a->B, a->h, a->w);
     float *pp[2] = {mem_floats(mem, np), mem_floats(mem, np)};
     seq_backward(&r, m->dec, m->n_dec, a->dec, d_recon, d_z, pp);
     mem_reset(mem, mark);
 }
 
-static void encoder_backward_impl(const vae *m, const vae_acts *a, const float *d_z, const float *d_mean,
-                                  const float *d_logvar, float *grads, float *d_x, vae_mem *mem)
+static void encoder_backward_impl(const vae *m, const float *params, const vae_acts *a, const float *d_z,
+                                  const float *d_mean, const float *d_logvar, float *grads, float *d_x, vae_mem *mem)
 {
     if ((!grads && !d_x) || (!d_z && !d_mean && !d_logvar))
         return;
     if (!a->have_enc)
         die("vae_encoder_backward: no encoder forward to go back through");
-    vae_run r = make_run(m, mem, grads, 0, a->B);
+    vae_run r = make_run(m, params, mem, grads, 0, a->B);
     const int C = m->cfg.z_channels;
     size_t mark = mem_mark(mem), np = max_act(m->enc, m->n_enc, a->B, a->H, a->W);
     float *d_mom = mem_floats(mem, (size_t)a->B * 2 * C * a->h * a->w);
@@ -695,7 +718,7 @@ static void encoder_backward_impl(const vae *m, const vae_acts *a, const float *
     mem_reset(mem, mark);
 }
 
-static void backward_impl(const vae *m, const vae_acts *a, const float *d_recon, const float *d_z,
+static void backward_impl(const vae *m, const float *params, const vae_acts *a, const float *d_recon, const float *d_z,
                           const float *d_mean, const float *d_logvar, float *grads, float *d_x, vae_mem *mem)
 {
     if (!grads && !d_x)
@@ -709,17 +732,17 @@ static void backward_impl(const vae *m, const vae_acts *a, const float *d_recon,
         else
             zero(dz, nz);
     }
-    decoder_backward_impl(m, a, d_recon, grads, dz, mem);
-    encoder_backward_impl(m, a, dz, d_mean, d_logvar, grads, d_x, mem);
+    decoder_backward_impl(m, params, a, d_recon, grads, dz, mem);
+    encoder_backward_impl(m, params, a, dz, d_mean, d_logvar, grads, d_x, mem);
     mem_reset(mem, mark);
 }
 
-static void encode_impl(const vae *m, const float *x, float *mean, float *logvar, float *std, int B, int H, int W,
-                        vae_mem *mem)
+static void encode_impl(const vae *m, const float *params, const float *x, float *mean, float *logvar, float *std,
+                        int B, int H, int W, vae_mem *mem)
 {
     if (B <= 0 || H <= 0 || W <= 0)
         die("vae_encode: bad input size %d×%d×%d", B, H, W);
-    vae_run r = make_run(m, mem, NULL, 0, B);
+    vae_run r = make_run(m, params, mem, NULL, 0, B);
     int h, w;
     vae_latent_size(m, H, W, &h, &w);
     size_t mark = mem_mark(mem), np = max_act(m->enc, m->n_enc, B, H, W);
@@ -731,11 +754,12 @@ static void encode_impl(const vae *m, const float *x, float *mean, float *logvar
     mem_reset(mem, mark);
 }
 
-static void decode_impl(const vae *m, const float *z, float *recon, int B, int h, int w, vae_mem *mem)
+static void decode_impl(const vae *m, const float *params, const float *z, float *recon, int B, int h, int w,
+                        vae_mem *mem)
 {
     if (B <= 0 || h <= 0 || w <= 0)
         die("vae_decode: bad latent size %d×%d×%d", B, h, w);
-    vae_run r = make_run(m, mem, NULL, 0, B);
+    vae_run r = make_run(m, params, mem, NULL, 0, B);
     int H, W;
     size_t mark = mem_mark(mem), np = max_act(m->dec, m->n_dec, B, h, w);
     float *pp[2] = {mem_floats(mem, np), mem_floats(mem, np)};
@@ -745,93 +769,67 @@ static void decode_impl(const vae *m, const float *z, float *recon, int B, int h
 
 /* ------------------------------------------------------------------ public entry points */
 
-void vae_acts_init(vae_acts *a, const vae *m)
+void vae_encoder_forward(const vae *m, const float *params, vae_acts *a, const float *x, const float *eps, rng *r,
+                         int B, int H, int W, arena *ar)
 {
-    memset(a, 0, sizeof *a);
-    a->n_enc = m->n_enc;
-    a->n_dec = m->n_dec;
-    a->enc = xcalloc((size_t)m->n_enc, sizeof *a->enc);
-    a->dec = xcalloc((size_t)m->n_dec, sizeof *a->dec);
-}
-
-void vae_acts_free(vae_acts *a)
-{
-    free(a->enc);
-    free(a->dec);
-    memset(a, 0, sizeof *a);
-}
-
-static void check_acts(const vae *m, const vae_acts *a)
-{
-    if (a->n_enc != m->n_enc || a->n_dec != m->n_dec)
-        die("internal: vae_acts built for another VAE configuration");
-}
-
-void vae_encoder_forward(const vae *m, vae_acts *a, const float *x, const float *eps, rng *r, int B, int H, int W,
-                         arena *ar)
-{
-    check_acts(m, a);
     vae_mem mem = {.a = ar};
     a->have_enc = a->have_dec = 0;
-    encoder_forward_impl(m, a, x, eps, r, B, H, W, &mem);
+    encoder_forward_impl(m, params, a, x, eps, r, B, H, W, &mem);
 }
 
-void vae_decoder_forward(const vae *m, vae_acts *a, const float *z, int B, int h, int w, arena *ar)
+void vae_decoder_forward(const vae *m, const float *params, vae_acts *a, const float *z, int B, int h, int w, arena *ar)
 {
-    check_acts(m, a);
     vae_mem mem = {.a = ar};
     a->have_dec = 0;
-    decoder_forward_impl(m, a, z, B, h, w, &mem);
+    decoder_forward_impl(m, params, a, z, B, h, w, &mem);
 }
 
-void vae_forward(const vae *m, vae_acts *a, const float *x, const float *eps, rng *r, int B, int H, int W, arena *ar)
+void vae_forward(const vae *m, const float *params, vae_acts *a, const float *x, const float *eps, rng *r, int B, int H,
+                 int W, arena *ar)
 {
-    check_acts(m, a);
     vae_mem mem = {.a = ar};
     a->have_enc = a->have_dec = 0;
-    encoder_forward_impl(m, a, x, eps, r, B, H, W, &mem);
-    decoder_forward_impl(m, a, a->z, B, a->h, a->w, &mem);
+    encoder_forward_impl(m, params, a, x, eps, r, B, H, W, &mem);
+    decoder_forward_impl(m, params, a, a->z, B, a->h, a->w, &mem);
 }
 
-void vae_decoder_backward(const vae *m, const vae_acts *a, const float *d_recon, float *grads, float *d_z, arena *ar)
+void vae_decoder_backward(const vae *m, const float *params, const vae_acts *a, const float *d_recon, float *grads,
+                          float *d_z, arena *ar)
 {
-    check_acts(m, a);
     vae_mem mem = {.a = ar};
-    decoder_backward_impl(m, a, d_recon, grads, d_z, &mem);
+    decoder_backward_impl(m, params, a, d_recon, grads, d_z, &mem);
 }
 
-void vae_encoder_backward(const vae *m, const vae_acts *a, const float *d_z, const float *d_mean,
+void vae_encoder_backward(const vae *m, const float *params, const vae_acts *a, const float *d_z, const float *d_mean,
                           const float *d_logvar, float *grads, float *d_x, arena *ar)
 {
-    check_acts(m, a);
     vae_mem mem = {.a = ar};
-    encoder_backward_impl(m, a, d_z, d_mean, d_logvar, grads, d_x, &mem);
+    encoder_backward_impl(m, params, a, d_z, d_mean, d_logvar, grads, d_x, &mem);
 }
 
-void vae_backward(const vae *m, const vae_acts *a, const float *d_recon, const float *d_z, const float *d_mean,
-                  const float *d_logvar, float *grads, float *d_x, arena *ar)
+void vae_backward(const vae *m, const float *params, const vae_acts *a, const float *d_recon, const float *d_z,
+                  const float *d_mean, const float *d_logvar, float *grads, float *d_x, arena *ar)
 {
-    check_acts(m, a);
     vae_mem mem = {.a = ar};
-    backward_impl(m, a, d_recon, d_z, d_mean, d_logvar, grads, d_x, &mem);
+    backward_impl(m, params, a, d_recon, d_z, d_mean, d_logvar, grads, d_x, &mem);
 }
 
-void vae_encode(const vae *m, const float *x, float *mean, float *logvar, float *std, int B, int H, int W, arena *ar)
+void vae_encode(const vae *m, const float *params, const float *x, float *mean, float *logvar, float *std, int B, int H,
+                int W, arena *ar)
 {
     vae_mem mem = {.a = ar};
-    encode_impl(m, x, mean, logvar, std, B, H, W, &mem);
+    encode_impl(m, params, x, mean, logvar, std, B, H, W, &mem);
 }
 
-void vae_decode(const vae *m, const float *z, float *recon, int B, int h, int w, arena *ar)
+void vae_decode(const vae *m, const float *params, const float *z, float *recon, int B, int h, int w, arena *ar)
 {
     vae_mem mem = {.a = ar};
-    decode_impl(m, z, recon, B, h, w, &mem);
+    decode_impl(m, params, z, recon, B, h, w, &mem);
 }
 
 vae_plan vae_plan_memory(const vae *m, vae_pass pass, int B, int H, int W)
 {
-    vae_acts a;
-    vae_acts_init(&a, m);
+    vae_acts a = {0};
     vae_mem mem = {0};
     vae_plan p = {0};
     /* A planning run never reads or writes through these: they only say
@@ -839,26 +837,27 @@ vae_plan vae_plan_memory(const vae *m, vae_pass pass, int B, int H, int W)
     static float want;
     float *g = &want;
     switch (pass) {
-    case VAE_PASS_ENCODE: encode_impl(m, NULL, g, g, g, B, H, W, &mem); break;
-    case VAE_PASS_DECODE: decode_impl(m, NULL, g, B, H, W, &mem); break;
+    case VAE_PASS_ENCODE: encode_impl(m, NULL, NULL, g, g, g, B, H, W, &mem); break;
+    case VAE_PASS_DECODE: decode_impl(m, NULL, NULL, g, B, H, W, &mem); break;
     case VAE_PASS_TRAIN:
-        encoder_forward_impl(m, &a, NULL, g, NULL, B, H, W, &mem);
-        decoder_forward_impl(m, &a, a.z, B, a.h, a.w, &mem);
+        encoder_forward_impl(m, NULL, &a, NULL, g, NULL, B, H, W, &mem);
+        decoder_forward_impl(m, NULL, &a, a.z, B, a.h, a.w, &mem);
         p.saved = mem.used;
-        backward_impl(m, &a, g, g, g, g, g, g, &mem);
+        backward_impl(m, NULL, &a, g, g, g, g, g, g, &mem);
         break;
     case VAE_PASS_TRAIN_ENCODER:
-        encoder_forward_impl(m, &a, NULL, g, NULL, B, H, W, &mem);
+        encoder_forward_impl(m, NULL, &a, NULL, g, NULL, B, H, W, &mem);
         p.saved = mem.used;
-        encoder_backward_impl(m, &a, g, g, g, g, g, &mem);
+        encoder_backward_impl(m, NULL, &a, g, g, g, g, g, &mem);
         break;
     case VAE_PASS_TRAIN_DECODER:
-        decoder_forward_impl(m, &a, NULL, B, H, W, &mem);
+        decoder_forward_impl(m, NULL, &a, NULL, B, H, W, &mem);
         p.saved = mem.used;
-        decoder_backward_impl(m, &a, g, g, g, &mem);
+        decoder_backward_impl(m, NULL, &a, g, g, g, &mem);
         break;
     }
     p.scratch = mem.peak - p.saved;
-    vae_acts_free(&a);
+    free(mem.plan_records[0]);
+    free(mem.plan_records[1]);
     return p;
 }

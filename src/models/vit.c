@@ -188,7 +188,7 @@ vit_config vit_config_from_checkpoint(const safetensors *st, const char *prefix,
 
 /* ------------------------------------------------------------------- model */
 
-void vit_build_table(vit *m, const vit_config *cfg)
+void vit_build(vit *m, const vit_config *cfg)
 {
     vit_config_check(cfg);
     memset(m, 0, sizeof *m);
@@ -248,21 +248,14 @@ void vit_build_table(vit *m, const vit_config *cfg)
     }
 }
 
-void vit_build(vit *m, const vit_config *cfg)
-{
-    vit_build_table(m, cfg);
-    m->params = param_alloc(&m->table);
-}
-
 void vit_free(vit *m)
 {
-    free(m->params);
     free(m->blocks);
     param_table_free(&m->table);
     memset(m, 0, sizeof *m);
 }
 
-void vit_init_params(vit *m, uint64_t seed) { param_init(&m->table, m->params, seed); }
+void vit_init_weights(const vit *m, float *params, uint64_t seed) { param_init(&m->table, params, seed); }
 
 size_t vit_pos_resample_workspace_floats(int D, int g_in, int g_out)
 {
@@ -291,7 +284,7 @@ void vit_resample_pos_embed(float *out, const float *in, int D, int n_prefix, in
             dst[s * D + d] = chw_out[(size_t)d * n_out + s];
 }
 
-void vit_load(vit *m, const safetensors *st, const char *prefix, param_load_mode mode)
+void vit_load(const vit *m, float *params, const safetensors *st, const char *prefix, param_load_mode mode)
 {
     const param_table *t = &m->table;
     const int D = m->cfg.embed_dim;
@@ -305,7 +298,7 @@ void vit_load(vit *m, const safetensors *st, const char *prefix, param_load_mode
             die("'%s': missing tensor '%s' (expected shape %s); is this the right model/configuration?", st->path, key,
                 st_shape_str(e->ndim, e->shape, buf, sizeof buf));
         if (e->offset != m->pos_embed || (s->ndim == 3 && s->shape[1] == e->shape[1])) {
-            safetensors_load_f32(st, key, e->ndim, e->shape, m->params + e->offset);
+            safetensors_load_f32(st, key, e->ndim, e->shape, params + e->offset);
             continue;
         }
         /* pos_embed at another grid: resample once, keeping the cls entry. */
@@ -318,7 +311,7 @@ void vit_load(vit *m, const safetensors *st, const char *prefix, param_load_mode
         float *tmp = xmalloc((size_t)s->numel * sizeof(float));
         safetensors_read_f32(st, s, tmp);
         float *ws = xmalloc(vit_pos_resample_workspace_floats(D, g_in, m->grid) * sizeof(float));
-        vit_resample_pos_embed(m->params + e->offset, tmp, D, 1, g_in, m->grid, ws);
+        vit_resample_pos_embed(params + e->offset, tmp, D, 1, g_in, m->grid, ws);
         free(ws);
         free(tmp);
     }
@@ -337,15 +330,20 @@ void vit_load(vit *m, const safetensors *st, const char *prefix, param_load_mode
         warn("'%s': ignored %d extra tensors in all", st->path, extra);
 }
 
-void vit_from_checkpoint(vit *m, const safetensors *st, const char *prefix, int img_size, int heads,
-                         param_load_mode mode)
+float *vit_from_checkpoint(vit *m, const safetensors *st, const char *prefix, int img_size, int heads,
+                           param_load_mode mode)
 {
     vit_config c = vit_config_from_checkpoint(st, prefix, img_size, heads);
     vit_build(m, &c);
-    vit_load(m, st, prefix, mode);
+    float *params = param_alloc(&m->table);
+    vit_load(m, params, st, prefix, mode);
+    return params;
 }
 
-void vit_save(const vit *m, st_writer *w, const char *prefix) { param_save(&m->table, m->params, w, prefix); }
+void vit_save(const vit *m, const float *params, st_writer *w, const char *prefix)
+{
+    param_save(&m->table, params, w, prefix);
+}
 
 /* ------------------------------------------------------------- activations */
 
@@ -553,12 +551,12 @@ static void ffn_act_backward(const vit *m, float *dh, const float *dhg, const fl
 
 /* ------------------------------------------------------------------ blocks */
 
-void vit_block_forward(const vit *m, int l, vit_block_acts *a, float *x_out, const float *x_in, int B,
-                       float *attn_ws)
+void vit_block_forward(const vit *m, const float *params, int l, vit_block_acts *a, float *x_out, const float *x_in,
+                       int B, float *attn_ws)
 {
     const vit_config *c = &m->cfg;
     const vit_block *k = &m->blocks[l];
-    const float *P = m->params;
+    const float *P = params;
     const int D = c->embed_dim, T = m->ntok, N = B * T, Hd = m->hidden, NH = c->heads;
     layer_norm_forward(a->ln1, a->mean1, a->rstd1, x_in, P + k->norm1_w, P + k->norm1_b, N, D, c->ln_eps);
     linear_forward(a->qkv, a->ln1, P + k->qkv_w, P + k->qkv_b, N, D, 3 * D);
@@ -574,12 +572,12 @@ void vit_block_forward(const vit *m, int l, vit_block_acts *a, float *x_out, con
 
 #define GRAD(off) (grads ? grads + (off) : NULL)
 
-void vit_block_backward(const vit *m, int l, const vit_block_acts *a, float *grads, float *dx, const float *x_in,
-                        int B, arena *ar, float *attn_ws)
+void vit_block_backward(const vit *m, const float *params, int l, const vit_block_acts *a, float *grads, float *dx,
+                        const float *x_in, int B, arena *ar, float *attn_ws)
 {
     const vit_config *c = &m->cfg;
     const vit_block *k = &m->blocks[l];
-    const float *P = m->params;
+    const float *P = params;
     const int D = c->embed_dim, T = m->ntok, N = B * T, Hd = m->hidden, NH = c->heads;
     const size_t ND = (size_t)N * D, NH_ = (size_t)N * Hd, NH1 = (size_t)N * m->ffn1;
     if (!a->probs)
@@ -630,10 +628,11 @@ void vit_block_backward(const vit *m, int l, const vit_block_acts *a, float *gra
 
 /* ------------------------------------------------------------------- model */
 
-void vit_forward(const vit *m, vit_acts *a, const float *img, float *patch, float *cls, float *reg, float *logits)
+void vit_forward(const vit *m, const float *params, vit_acts *a, const float *img, float *patch, float *cls, float *reg,
+                 float *logits)
 {
     const vit_config *c = &m->cfg;
-    const float *P = m->params;
+    const float *P = params;
     const int B = a->B, D = c->embed_dim, T = m->ntok, R = c->num_register_tokens, G2 = m->npatch;
     const int cpp = c->in_chans * c->patch * c->patch;
     const size_t ND = (size_t)B * T * D;
@@ -664,7 +663,7 @@ void vit_forward(const vit *m, vit_acts *a, const float *img, float *patch, floa
     for (int l = 0; l < c->depth; l++) {
         float *xi = a->train ? a->x + (size_t)l * ND : a->x;
         float *xo = a->train ? a->x + (size_t)(l + 1) * ND : a->x;
-        vit_block_forward(m, l, &a->blocks[l], xo, xi, B, a->attn_ws);
+        vit_block_forward(m, params, l, &a->blocks[l], xo, xi, B, a->attn_ws);
     }
     const float *xl = a->train ? a->x + (size_t)c->depth * ND : a->x;
     layer_norm_forward(a->xn, a->mean_f, a->rstd_f, xl, P + m->norm_w, P + m->norm_b, B * T, D, c->ln_eps);
@@ -686,11 +685,11 @@ void vit_forward(const vit *m, vit_acts *a, const float *img, float *patch, floa
     }
 }
 
-void vit_backward(const vit *m, const vit_acts *a, arena *ar, float *grads, float *d_img, const float *d_patch,
-                  const float *d_cls, const float *d_reg, const float *d_logits)
+void vit_backward(const vit *m, const float *params, const vit_acts *a, arena *ar, float *grads, float *d_img,
+                  const float *d_patch, const float *d_cls, const float *d_reg, const float *d_logits)
 {
     const vit_config *c = &m->cfg;
-    const float *P = m->params;
+    const float *P = params;
     const int B = a->B, D = c->embed_dim, T = m->ntok, R = c->num_register_tokens, G2 = m->npatch, N = B * T;
     const int cpp = c->in_chans * c->patch * c->patch;
     const size_t ND = (size_t)N * D;
@@ -722,7 +721,7 @@ void vit_backward(const vit *m, const vit_acts *a, arena *ar, float *grads, floa
                         a->rstd_f, P + m->norm_w, N, D);
 
     for (int l = c->depth - 1; l >= 0; l--)
-        vit_block_backward(m, l, &a->blocks[l], grads, dx, a->x + (size_t)l * ND, B, ar, a->attn_ws);
+        vit_block_backward(m, params, l, &a->blocks[l], grads, dx, a->x + (size_t)l * ND, B, ar, a->attn_ws);
 
     /* Token assembly: cls and pos₀ get token 0, registers tokens 1..R, pos₁.. and the patch embedding the rest. */
     if (grads) {

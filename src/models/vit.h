@@ -26,16 +26,17 @@
  *
  *   safetensors *st = safetensors_open("dinov2_vitb14.safetensors");
  *   vit m;
- *   vit_from_checkpoint(&m, st, "", 224, 0, PARAM_STRICT); // detects the config, resamples pos_embed 37² -> 16²
- *   arena ar = arena_create(vit_plan_bytes(&m, B, false));
+ *   float *w = vit_from_checkpoint(&m, st, "", 224, 0, PARAM_STRICT); // detects the config, resamples pos_embed
+ *   arena ar = arena_create(vit_plan_bytes(&m, B, false));            // 37² -> 16²; w is the caller's to free
  *   vit_acts a;
  *   vit_acts_alloc(&a, &m, &ar, B, false);       // inference: no saved activations
- *   vit_forward(&m, &a, img, patch_tokens, NULL, NULL, NULL);
+ *   vit_forward(&m, w, &a, img, patch_tokens, NULL, NULL, NULL);
  *
- * Training (from vit_build + vit_init_params): plan with train = true, then
- * vit_backward(&m, &a, &ar, grads, d_img, d_patch, d_cls, d_reg, d_logits).
- * `grads` is a buffer laid out like m.params (param_alloc(&m.table)); NULL
- * means frozen.  Backward ADDS (+=) into grads and d_img; every d_* may be
+ * Training (vit_build, w = param_alloc(&m.table), vit_init_weights(&m, w,
+ * seed)): plan with train = true, then vit_backward(&m, w, &a, &ar, grads,
+ * d_img, d_patch, d_cls, d_reg, d_logits).  The model never owns weights
+ * (models/params.h); `grads` is a buffer laid out like them
+ * (param_alloc(&m.table)); NULL means frozen.  Backward ADDS (+=) into grads and d_img; every d_* may be
  * NULL.  mask_token is in the state dict (DINOv2 has it) but never used and
  * never gets a gradient (it is registered PARAM_FROZEN).
  *
@@ -91,8 +92,7 @@ typedef struct vit {
     int ntok;   /* T = 1 + R + G² */
     int hidden; /* H: FFN hidden width (the input of fc2 / w3) */
     int ffn1;   /* the first linear's width: H (Mlp) or 2H (SwiGLU: [u₁ | u₂]) */
-    param_table table;
-    float *params; /* owned, laid out by `table` */
+    param_table table; /* the weights are a separate buffer laid out by it (models/params.h) */
     size_t cls_token, pos_embed, mask_token, register_tokens, patch_w, patch_b, norm_w, norm_b, head_w, head_b;
     vit_block *blocks; /* [depth] */
 } vit;
@@ -157,11 +157,8 @@ void vit_config_check(const vit_config *c);
 /* ---- model ---- */
 
 /* Builds the parameter table (exact DINOv2 state-dict keys, in state-dict
- * order) and allocates zeroed parameters. */
+ * order); no weight memory (param_alloc(&m->table) gives a zeroed buffer). */
 void vit_build(vit *m, const vit_config *cfg);
-/* The same without parameter memory (params NULL): for counting and key
- * lists (`repae inspect --arch`).  vit_free releases it. */
-void vit_build_table(vit *m, const vit_config *cfg);
 void vit_free(vit *m);
 /* Initialisation for training from scratch (DINOv2 / timm): Linear weights
  * N(0, 0.02²) (timm's trunc_normal_(std=.02) truncates at ±2 absolute, i.e.
@@ -169,16 +166,17 @@ void vit_free(vit *m);
  * cls_token and register_tokens N(0, 1e-6²), mask_token 0, LayerNorm 1/0,
  * gammas = layerscale_init, patch-embed conv PyTorch's default (DINOv2's
  * init only touches nn.Linear). */
-void vit_init_params(vit *m, uint64_t seed);
+void vit_init_weights(const vit *m, float *params, uint64_t seed);
 /* Loads by name under `prefix` (strict: missing keys and shape mismatches
  * die; mode says what to do with extra keys under the prefix).  pos_embed may
  * come at any square grid and is resampled to m->grid. */
-void vit_load(vit *m, const safetensors *st, const char *prefix, param_load_mode mode);
-/* vit_config_from_checkpoint + vit_build + vit_load. */
-void vit_from_checkpoint(vit *m, const safetensors *st, const char *prefix, int img_size, int heads,
-                         param_load_mode mode);
+void vit_load(const vit *m, float *params, const safetensors *st, const char *prefix, param_load_mode mode);
+/* vit_config_from_checkpoint + vit_build + vit_load into a new buffer,
+ * which it returns (the caller frees it). */
+float *vit_from_checkpoint(vit *m, const safetensors *st, const char *prefix, int img_size, int heads,
+                           param_load_mode mode);
 /* Adds every parameter (pos_embed at the model's grid) under prefix. */
-void vit_save(const vit *m, st_writer *w, const char *prefix);
+void vit_save(const vit *m, const float *params, st_writer *w, const char *prefix);
 
 /* Resamples a position table [n_prefix + g_in², D] to [n_prefix + g_out², D]:
  * the first n_prefix rows (cls) are copied, the grid is resized with
@@ -197,23 +195,23 @@ void vit_acts_alloc(vit_acts *a, const vit *m, arena *ar, int B, bool train);
 
 /* img [B,C,S,S].  Outputs (each may be NULL): patch [B,G²,D], cls [B,D],
  * reg [B,R,D], logits [B,K] (needs num_classes > 0). */
-void vit_forward(const vit *m, vit_acts *a, const float *img, float *patch, float *cls, float *reg,
-                 float *logits);
+void vit_forward(const vit *m, const float *params, vit_acts *a, const float *img, float *patch, float *cls,
+                 float *reg, float *logits);
 
 /* Needs a train-mode forward in `a`.  Cotangents (each may be NULL):
  * d_patch [B,G²,D], d_cls [B,D], d_reg [B,R,D], d_logits [B,K].  ADDS into
- * grads (laid out like m->params; NULL = frozen) and d_img [B,C,S,S] (NULL =
+ * grads (laid out like params; NULL = frozen) and d_img [B,C,S,S] (NULL =
  * not needed).  Scratch comes from `ar` and is released before returning. */
-void vit_backward(const vit *m, const vit_acts *a, arena *ar, float *grads, float *d_img, const float *d_patch,
-                  const float *d_cls, const float *d_reg, const float *d_logits);
+void vit_backward(const vit *m, const float *params, const vit_acts *a, arena *ar, float *grads, float *d_img,
+                  const float *d_patch, const float *d_cls, const float *d_reg, const float *d_logits);
 
 /* One block (exposed for tests and for callers that run blocks themselves).
  * Forward: x_out may equal x_in (inference).  Backward: dx holds d x_out on
  * entry and d x_in on exit (the residual passes straight through; the
  * branches add onto it); scratch from `ar`. */
-void vit_block_forward(const vit *m, int l, vit_block_acts *a, float *x_out, const float *x_in, int B,
-                       float *attn_ws);
-void vit_block_backward(const vit *m, int l, const vit_block_acts *a, float *grads, float *dx, const float *x_in,
-                        int B, arena *ar, float *attn_ws);
+void vit_block_forward(const vit *m, const float *params, int l, vit_block_acts *a, float *x_out, const float *x_in,
+                       int B, float *attn_ws);
+void vit_block_backward(const vit *m, const float *params, int l, const vit_block_acts *a, float *grads, float *dx,
+                        const float *x_in, int B, arena *ar, float *attn_ws);
 
 #endif

@@ -20,7 +20,7 @@ static ckpt_layout repae_layout(repae_trainer *t, long long *epoch, long long *p
     ckpt_add_scalar(&l, "lecam_ema_fake", &t->lecam_ema_fake);
     ckpt_add_tensors(&l, "model.", &t->sit->table, t->sit_params);
     ckpt_add_tensors(&l, "ema.", &t->sit->table, t->ema_params);
-    ckpt_add_tensors(&l, "vae.", &t->vae->table, t->vae->params);
+    ckpt_add_tensors(&l, "vae.", &t->vae->table, t->vae_params);
     ckpt_add_tensors(&l, "opt.m.model.", &t->sit->table, t->opt_sit.m);
     ckpt_add_tensors(&l, "opt.v.model.", &t->sit->table, t->opt_sit.v);
     ckpt_add_tensors(&l, "opt.m.vae.", &t->vae->table, t->opt_vae.m);

@@ -76,14 +76,14 @@ static void trainer_common_init(classifier_trainer *t, const classifier_config *
     t->ar = arena_create(plan_bytes(t));
 }
 
-void classifier_trainer_init(classifier_trainer *t, const classifier_config *cfg, vit *m, int C, int H, int W,
-                             int eval_batch)
+void classifier_trainer_init(classifier_trainer *t, const classifier_config *cfg, vit *m, float *params, int C, int H,
+                             int W, int eval_batch)
 {
     memset(t, 0, sizeof *t);
     t->arch = CLASSIFIER_VIT;
     t->m = m;
     t->table = &m->table;
-    t->params = m->params;
+    t->params = params;
     t->num_classes = m->cfg.num_classes;
     if (m->cfg.num_classes <= 0)
         die("classifier: the ViT has no classification head (num_classes 0)");
@@ -97,14 +97,14 @@ void classifier_trainer_init(classifier_trainer *t, const classifier_config *cfg
     trainer_common_init(t, cfg, C, H, W, eval_batch);
 }
 
-void classifier_trainer_init_cnn(classifier_trainer *t, const classifier_config *cfg, cnn_classifier *m, int C, int H,
-                                 int W, int eval_batch)
+void classifier_trainer_init_cnn(classifier_trainer *t, const classifier_config *cfg, cnn_classifier *m,
+                                 float *params, int C, int H, int W, int eval_batch)
 {
     memset(t, 0, sizeof *t);
     t->arch = CLASSIFIER_CNN;
     t->cnn = m;
     t->table = &m->table;
-    t->params = m->params;
+    t->params = params;
     t->num_classes = m->cfg.num_classes;
     if (m->cfg.num_classes <= 0)
         die("classifier: the CNN has no classification head (num_classes 0)");
@@ -201,19 +201,19 @@ void classifier_step(classifier_trainer *t, const uint8_t *images, const int32_t
     cnn_acts ca;
     if (t->arch == CLASSIFIER_CNN) {
         cnn_acts_alloc(&ca, t->cnn, ar, B, H, W, true);
-        cnn_forward(t->cnn, &ca, in, NULL, logits);
+        cnn_forward(t->cnn, t->params, &ca, in, NULL, logits);
     } else {
         vit_acts_alloc(&a, t->m, ar, B, true);
-        vit_forward(t->m, &a, in, NULL, NULL, NULL, logits);
+        vit_forward(t->m, t->params, &a, in, NULL, NULL, NULL, logits);
     }
     logs->loss = cross_entropy_forward(probs, logits, labels, B, K);
     logs->accuracy = (double)count_correct(logits, labels, B, K) / B;
     cross_entropy_backward(dlogits, 1.0f, probs, labels, B, K);
     grad_zero(t->table, t->grads);
     if (t->arch == CLASSIFIER_CNN)
-        cnn_backward(t->cnn, &ca, t->grads, NULL, NULL, dlogits);
+        cnn_backward(t->cnn, t->params, &ca, t->grads, NULL, NULL, dlogits);
     else
-        vit_backward(t->m, &a, ar, t->grads, NULL, NULL, NULL, NULL, dlogits);
+        vit_backward(t->m, t->params, &a, ar, t->grads, NULL, NULL, NULL, NULL, dlogits);
     dist_allreduce_mean(t->grads, t->table->total); /* data parallel: the global batch's gradient */
     logs->grad_norm = c->max_grad_norm > 0 ? grad_clip(t->table, t->grads, c->max_grad_norm)
                                            : grad_global_norm(t->table, t->grads);
@@ -239,11 +239,11 @@ int classifier_evaluate(classifier_trainer *t, const uint8_t *images, const int3
         if (t->arch == CLASSIFIER_CNN) {
             cnn_acts a;
             cnn_acts_alloc(&a, t->cnn, &t->ar, b, t->H, t->W, false);
-            cnn_forward(t->cnn, &a, in, NULL, logits);
+            cnn_forward(t->cnn, t->params, &a, in, NULL, logits);
         } else {
             vit_acts a;
             vit_acts_alloc(&a, t->m, &t->ar, b, false);
-            vit_forward(t->m, &a, in, NULL, NULL, NULL, logits);
+            vit_forward(t->m, t->params, &a, in, NULL, NULL, NULL, logits);
         }
         correct += count_correct(logits, lab, b, K);
     }

@@ -23,7 +23,7 @@
  * Weight decay is AdamW's decoupled decay on every trained tensor.
  *
  *   classifier_trainer t;
- *   classifier_trainer_init(&t, &cfg, &vit, C, H, W, 256);  // or classifier_trainer_init_cnn(&t, &cfg, &cnn, ...)
+ *   classifier_trainer_init(&t, &cfg, &vit, w, C, H, W, 256);  // or classifier_trainer_init_cnn(&t, &cfg, &cnn, w, ..)
  *   classifier_step(&t, images, labels, &logs);
  *   int correct = classifier_evaluate(&t, test_images, test_labels, n);
  *
@@ -58,7 +58,7 @@ typedef struct classifier_trainer {
     vit *m;               /* CLASSIFIER_VIT, with num_classes > 0 */
     cnn_classifier *cnn;  /* CLASSIFIER_CNN, with num_classes > 0 */
     const param_table *table; /* the model's */
-    float *params;            /* the model's */
+    float *params;            /* the caller's weights buffer, trained in place */
     int num_classes;
     float *grads;
     adamw opt;
@@ -72,10 +72,10 @@ typedef struct classifier_logs {
 } classifier_logs;
 
 float classifier_lr(const classifier_config *c, long long step);
-void classifier_trainer_init(classifier_trainer *t, const classifier_config *cfg, vit *m, int C, int H, int W,
-                             int eval_batch);
-void classifier_trainer_init_cnn(classifier_trainer *t, const classifier_config *cfg, cnn_classifier *m, int C, int H,
-                                 int W, int eval_batch);
+void classifier_trainer_init(classifier_trainer *t, const classifier_config *cfg, vit *m, float *params, int C, int H,
+                             int W, int eval_batch);
+void classifier_trainer_init_cnn(classifier_trainer *t, const classifier_config *cfg, cnn_classifier *m,
+                                 float *params, int C, int H, int W, int eval_batch);
 void classifier_trainer_free(classifier_trainer *t);
 void classifier_step(classifier_trainer *t, const uint8_t *images, const int32_t *labels, classifier_logs *logs);
 /* Top-1 correct predictions over n images (batches of eval_batch, no flips). */

@@ -69,7 +69,8 @@ void latents_stats_from_bn(const float *running_mean, const float *running_var, 
     }
 }
 
-void latents_stats_estimate_vae(const dataset *ds, const vae *v, int max_images, float *bias, float *scale)
+void latents_stats_estimate_vae(const dataset *ds, const vae *v, const float *vae_params, int max_images, float *bias,
+                                float *scale)
 {
     int n = ds->n < max_images ? ds->n : max_images, B = 32, C = v->cfg.z_channels;
     int H = ds->height, W = ds->width, h, w;
@@ -90,7 +91,7 @@ void latents_stats_estimate_vae(const dataset *ds, const vae *v, int max_images,
         int b_n = n - i0 < B ? n - i0 : B; /* the last batch may be short */
         for (size_t k = 0; k < b_n * img; k++)
             x[k] = ds->images[(size_t)i0 * img + k] / 127.5f - 1.0f;
-        vae_encode(v, x, mean, NULL, std, b_n, H, W, &ar);
+        vae_encode(v, vae_params, x, mean, NULL, std, b_n, H, W, &ar);
         for (int b = 0; b < b_n; b++)
             for (int c = 0; c < C; c++)
                 for (int k = 0; k < h * w; k++) {

@@ -6,7 +6,7 @@
  *   latents_stats_read("sdvae-f8d4-latents-stats.pt", C, bias, scale);    // any weights file, or a diffusers folder
  *   latents_stats_write("vae-latents-stats.safetensors", bias, scale, C, "how they were measured");
  *   latents_stats_from_bn(running_mean, running_var, C, bias, scale, "ckpt"); // save_vae_weights.py's rule
- *   latents_stats_estimate_vae(&ds, &vae, 1024, bias, scale);             // posterior samples of a dataset
+ *   latents_stats_estimate_vae(&ds, &vae, w, 1024, bias, scale);          // posterior samples of a dataset
  *   latents_stats_estimate_cache(&cache, bias, scale);                    // posterior samples of a latent cache
  *
  * A file holds latents_scale and latents_bias of shape [C] or [1, C, 1, 1]
@@ -34,7 +34,8 @@ void latents_stats_from_bn(const float *running_mean, const float *running_var, 
                            const char *what);
 /* Mean and 1/std per channel of posterior samples z = mean + std·ε of the
  * first max_images images (a fixed stream, so the result is reproducible). */
-void latents_stats_estimate_vae(const dataset *ds, const vae *v, int max_images, float *bias, float *scale);
+void latents_stats_estimate_vae(const dataset *ds, const vae *v, const float *vae_params, int max_images, float *bias,
+                                float *scale);
 /* The same over a latent cache (up to 10,000 latents). */
 void latents_stats_estimate_cache(const latent_cache *c, float *bias, float *scale);
 

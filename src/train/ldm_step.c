@@ -32,12 +32,12 @@ ldm_config ldm_config_default(void)
     return c;
 }
 
-void ldm_trainer_init(ldm_trainer *t, const ldm_config *cfg, sit *s, float *sit_params, vit *enc, int C, int H,
-                      int W)
+void ldm_trainer_init(ldm_trainer *t, const ldm_config *cfg, sit *s, float *sit_params, vit *enc,
+                      const float *enc_params, int C, int H, int W)
 {
     memset(t, 0, sizeof *t);
     t->cfg = *cfg;
-    t->sit = s, t->sit_params = sit_params, t->enc = enc;
+    t->sit = s, t->sit_params = sit_params, t->enc = enc, t->enc_params = enc_params;
     t->C = C, t->H = H, t->W = W;
     if (!enc && cfg->proj_coeff != 0)
         die("train-ldm: REPA needs an encoder (--enc-ckpt), or set --proj-coeff 0 (vanilla SiT)");
@@ -157,7 +157,7 @@ void ldm_step(ldm_trainer *t, const uint8_t *images, const float *lat_mean, cons
             encoder_normalize_u8(in, images, B, t->C, t->H * t->W, c->enc_mean, c->enc_std);
         vit_acts va;
         vit_acts_alloc(&va, e, ar, B, false);
-        vit_forward(e, &va, in, zs, NULL, NULL, NULL);
+        vit_forward(e, t->enc_params, &va, in, zs, NULL, NULL, NULL);
         if (c->spatial_norm)
             spatial_norm_forward(zs, zs, B, e->npatch, e->cfg.embed_dim, c->zscore_alpha, SPATIAL_NORM_EPS);
         arena_reset(ar, mark);

@@ -42,6 +42,7 @@ typedef struct ldm_trainer {
     float *sit_params, *ema_params, *grads;
     adamw opt;
     vit *enc; /* NULL: no REPA (proj_coeff must be 0) */
+    const float *enc_params;
     int C, H, W; /* images (for the encoder) */
     long long step;
     arena ar;
@@ -58,8 +59,8 @@ typedef struct ldm_logs {
     double loss, denoising_loss, proj_loss, grad_norm;
 } ldm_logs;
 
-void ldm_trainer_init(ldm_trainer *t, const ldm_config *cfg, sit *s, float *sit_params, vit *enc, int C, int H,
-                      int W);
+void ldm_trainer_init(ldm_trainer *t, const ldm_config *cfg, sit *s, float *sit_params, vit *enc,
+                      const float *enc_params, int C, int H, int W);
 void ldm_trainer_free(ldm_trainer *t);
 /* images [B,C,H,W] (only read when there is an encoder), cached posterior
  * moments mean/std [B,C,h,w], labels [B]. */

@@ -10,8 +10,8 @@
 #include "diffusion/sit_velocity.h"
 #include "io/image.h"
 
-void preview_grid(const sit *s, const float *params, const vae *v, const preview_config *pc, int H, int W,
-                  uint8_t *images_out, const char *path)
+void preview_grid(const sit *s, const float *params, const vae *v, const float *vae_params, const preview_config *pc,
+                  int H, int W, uint8_t *images_out, const char *path)
 {
     int N = pc->n_images, C = s->C, h = s->H;
     size_t n = (size_t)C * h * h;
@@ -41,7 +41,7 @@ void preview_grid(const sit *s, const float *params, const vae *v, const preview
     arena dec = arena_create(decode_latents_arena_bytes(v, N, h, h, 0));
     int Cout = v->cfg.out_ch;
     float *img = xmalloc((size_t)N * Cout * H * W * sizeof(float));
-    decode_latents(v, x, bias, scale, img, N, h, h, 0, &dec);
+    decode_latents(v, vae_params, x, bias, scale, img, N, h, h, 0, &dec);
     arena_free(&dec);
     /* The preview maps (x+1)/2 clamped to [0,1], ×255 + 0.5 (rounded). */
     for (size_t i = 0; i < (size_t)N * Cout * H * W; i++) {

@@ -19,9 +19,10 @@ typedef struct preview_config {
     uint64_t seed;
 } preview_config;
 
-/* Samples n_images with sit/params and decodes them with the VAE into
- * uint8 images [N, C, H, W]; also writes a PNG grid when path is non-NULL. */
-void preview_grid(const sit *s, const float *params, const vae *v, const preview_config *cfg, int H, int W,
-                  uint8_t *images_out, const char *path);
+/* Samples n_images with sit/params and decodes them with the VAE
+ * (v/vae_params) into uint8 images [N, C, H, W]; also writes a PNG grid when
+ * path is non-NULL. */
+void preview_grid(const sit *s, const float *params, const vae *v, const float *vae_params, const preview_config *cfg,
+                  int H, int W, uint8_t *images_out, const char *path);
 
 #endif

@@ -124,13 +124,15 @@ static size_t plan_bytes(const repae_trainer *t)
     return fixed + peak + (1u << 16);
 }
 
-void repae_trainer_init(repae_trainer *t, const repae_config *cfg, vae *v, sit *s, float *sit_params, vit *enc,
-                        discriminator *d, float *disc_params, lpips *lp, float *lpips_params, int H, int W, int C)
+void repae_trainer_init(repae_trainer *t, const repae_config *cfg, vae *v, float *vae_params, sit *s,
+                        float *sit_params, vit *enc, const float *enc_params, discriminator *d, float *disc_params,
+                        lpips *lp, float *lpips_params, int H, int W, int C)
 {
     memset(t, 0, sizeof *t);
     t->cfg = *cfg;
     t->vae = v, t->sit = s, t->enc = enc, t->disc = d, t->lp = lp;
-    t->sit_params = sit_params, t->disc_params = disc_params, t->lpips_params = lpips_params;
+    t->vae_params = vae_params, t->sit_params = sit_params, t->enc_params = enc_params;
+    t->disc_params = disc_params, t->lpips_params = lpips_params;
     t->H = H, t->W = W, t->C = C;
     if (C != v->cfg.in_channels || C != v->cfg.out_ch)
         die("train: the VAE takes %d-channel images, the data has %d", v->cfg.in_channels, C);
@@ -168,14 +170,12 @@ void repae_trainer_init(repae_trainer *t, const repae_config *cfg, vae *v, sit *
         t->disc_grads = param_alloc(&d->table);
         t->opt_disc = adamw_create(&d->table, cfg->disc_learning_rate);
     }
-    vae_acts_init(&t->vacts, v);
     t->ar = arena_create(plan_bytes(t));
 }
 
 void repae_trainer_free(repae_trainer *t)
 {
     arena_free(&t->ar);
-    vae_acts_free(&t->vacts);
     free(t->ema_params), free(t->vae_grads), free(t->sit_grads), free(t->disc_grads);
     adamw_free(&t->opt_vae);
     adamw_free(&t->opt_sit);
@@ -259,7 +259,7 @@ void repae_step(repae_trainer *t, const uint8_t *images, const int *labels, cons
             encoder_normalize_u8(in, images, B, C, HW, c->enc_mean, c->enc_std);
         vit_acts va;
         vit_acts_alloc(&va, e, ar, B, false);
-        vit_forward(e, &va, in, zs, NULL, NULL, NULL);
+        vit_forward(e, t->enc_params, &va, in, zs, NULL, NULL, NULL);
         if (c->spatial_norm)
             spatial_norm_forward(zs, zs, B, e->npatch, e->cfg.embed_dim, c->zscore_alpha, SPATIAL_NORM_EPS);
         arena_reset(ar, mark);
@@ -269,8 +269,8 @@ void repae_step(repae_trainer *t, const uint8_t *images, const int *labels, cons
     for (size_t i = 0; i < n_img; i++)
         x[i] = images[i] / 127.5f - 1.0f;
     size_t vae_mark = arena_mark(ar);
-    vae_acts *va = &t->vacts;
-    vae_forward(t->vae, va, x, given->eps, &vae_rng, B, t->H, t->W, ar);
+    vae_acts vacts = {0}, *va = &vacts; /* pointers into the arena */
+    vae_forward(t->vae, t->vae_params, va, x, given->eps, &vae_rng, B, t->H, t->W, ar);
     memcpy(z, va->z, n_lat * sizeof(float));
     const float *recon = va->recon;
 
@@ -312,10 +312,10 @@ void repae_step(repae_trainer *t, const uint8_t *images, const int *labels, cons
 
     /* 7. VAE update. */
     grad_zero(&t->vae->table, t->vae_grads);
-    vae_backward(t->vae, va, d_recon, d_z, d_mean, d_logvar, t->vae_grads, NULL, ar);
+    vae_backward(t->vae, t->vae_params, va, d_recon, d_z, d_mean, d_logvar, t->vae_grads, NULL, ar);
     dist_allreduce_mean(t->vae_grads, t->vae->table.total); /* data parallel: the global batch's gradient */
     logs->grad_norm_vae = grad_clip(&t->vae->table, t->vae_grads, c->max_grad_norm);
-    adamw_step(&t->opt_vae, t->vae->params, t->vae_grads);
+    adamw_step(&t->opt_vae, t->vae_params, t->vae_grads);
 
     /* 8. Discriminator update on x and the pre-update reconstruction. */
     vae_discriminator_step(&L, t->step, x, recon, t->disc_grads, &t->opt_disc, c->max_grad_norm, &t->lecam_ema_real,

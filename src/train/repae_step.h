@@ -72,7 +72,9 @@ typedef struct repae_config {
 repae_config repae_config_default(void);
 
 /* Models, their parameter/gradient buffers and optimisers.  The caller
- * builds and loads the models; repae_trainer_init allocates the rest. */
+ * builds and loads the models and owns their weight buffers
+ * (models/params.h); repae_trainer_init allocates the rest (EMA, gradients,
+ * moments). */
 typedef struct repae_trainer {
     repae_config cfg;
     vae *vae;
@@ -80,10 +82,10 @@ typedef struct repae_trainer {
     vit *enc;              /* NULL: no REPA targets (proj coefficients must be 0) */
     discriminator *disc;   /* NULL: no GAN terms */
     lpips *lp;             /* NULL: no perceptual term */
-    float *sit_params, *ema_params, *disc_params, *lpips_params;
+    float *vae_params, *sit_params, *ema_params, *disc_params, *lpips_params;
+    const float *enc_params;
     float *vae_grads, *sit_grads, *disc_grads;
     adamw opt_vae, opt_sit, opt_disc;
-    vae_acts vacts;
     float lecam_ema_real, lecam_ema_fake;
     long long step;        /* steps taken */
     int H, W, C, h, w;     /* image and latent sizes */
@@ -111,9 +113,9 @@ typedef struct repae_logs {
 extern const char *const repae_log_names[REPAE_N_LOGS];
 void repae_logs_values(const repae_logs *l, double *out);
 
-void repae_trainer_init(repae_trainer *t, const repae_config *cfg, vae *v, sit *s, float *sit_params, vit *enc,
-                        discriminator *d, float *disc_params, lpips *lp, float *lpips_params, int H, int W,
-                        int C);
+void repae_trainer_init(repae_trainer *t, const repae_config *cfg, vae *v, float *vae_params, sit *s,
+                        float *sit_params, vit *enc, const float *enc_params, discriminator *d, float *disc_params,
+                        lpips *lp, float *lpips_params, int H, int W, int C);
 void repae_trainer_free(repae_trainer *t);
 /* One step on images [B,C,H,W] uint8 and labels [B]. */
 void repae_step(repae_trainer *t, const uint8_t *images, const int *labels, const repae_step_random *given,

@@ -71,14 +71,15 @@ double vae_generator_loss(const vae_loss *L, long long step, const float *x, con
         float *dist = arena_floats(ar, (size_t)B), *ddist = arena_floats(ar, (size_t)B);
         to_rgb(x3, x, B, C, HW);
         to_rgb(r3, recon, B, C, HW);
-        lpips_acts *la = lpips_forward(L->lp, L->lpips_params, dist, x3, r3, B, L->H, L->W, ar);
+        lpips_acts la;
+        lpips_forward(L->lp, L->lpips_params, &la, dist, x3, r3, B, L->H, L->W, ar);
         double s = 0;
         for (int n = 0; n < B; n++) {
             s += dist[n];
             ddist[n] = w->perceptual / B;
         }
         logs->perceptual_loss = w->perceptual * s / B;
-        lpips_backward(L->lp, L->lpips_params, la, ddist, d3);
+        lpips_backward(L->lp, L->lpips_params, &la, ddist, d3);
         add_from_rgb(d_recon, d3, B, C, HW);
         arena_reset(ar, mark);
     }
@@ -92,12 +93,13 @@ double vae_generator_loss(const vae_loss *L, long long step, const float *x, con
         size_t mark = arena_mark(ar);
         size_t nl = n_logits(L);
         float *logits = arena_floats(ar, nl), *dlog = arena_zeros(ar, nl);
-        disc_acts *da = disc_forward(L->disc, L->disc_params, logits, recon, B, L->H, L->W, ar);
+        disc_acts da;
+        disc_forward(L->disc, L->disc_params, &da, logits, recon, B, L->H, L->W, ar);
         logs->gan_loss = hinge_g_loss_forward(logits, nl);
         logs->weighted_gan_loss = w->disc * factor * logs->gan_loss;
         if (factor != 0) {
             hinge_g_loss_backward(dlog, w->disc * factor, nl);
-            disc_backward(L->disc, L->disc_params, da, dlog, NULL, d_recon);
+            disc_backward(L->disc, L->disc_params, &da, dlog, NULL, d_recon);
         }
         arena_reset(ar, mark);
     }
@@ -120,8 +122,9 @@ void vae_discriminator_step(const vae_loss *L, long long step, const float *x, c
     size_t nl = n_logits(L);
     float *lr = arena_floats(ar, nl), *lf = arena_floats(ar, nl);
     float *dr = arena_zeros(ar, nl), *df = arena_zeros(ar, nl);
-    disc_acts *ar_real = disc_forward(L->disc, L->disc_params, lr, x, B, L->H, L->W, ar);
-    disc_acts *ar_fake = disc_forward(L->disc, L->disc_params, lf, recon, B, L->H, L->W, ar);
+    disc_acts ar_real, ar_fake;
+    disc_forward(L->disc, L->disc_params, &ar_real, lr, x, B, L->H, L->W, ar);
+    disc_forward(L->disc, L->disc_params, &ar_fake, lf, recon, B, L->H, L->W, ar);
     double d = hinge_d_loss_forward(lr, nl, lf, nl);
     hinge_d_loss_backward(dr, df, factor, lr, nl, lf, nl);
     if (w->lecam > 0 && L->disc && step >= w->disc_start) {
@@ -134,8 +137,8 @@ void vae_discriminator_step(const vae_loss *L, long long step, const float *x, c
     logs->logits_real = mean_f64(lr, nl);
     logs->logits_fake = mean_f64(lf, nl);
     grad_zero(&L->disc->table, disc_grads);
-    disc_backward(L->disc, L->disc_params, ar_real, dr, disc_grads, NULL);
-    disc_backward(L->disc, L->disc_params, ar_fake, df, disc_grads, NULL);
+    disc_backward(L->disc, L->disc_params, &ar_real, dr, disc_grads, NULL);
+    disc_backward(L->disc, L->disc_params, &ar_fake, df, disc_grads, NULL);
     dist_allreduce_mean(disc_grads, L->disc->table.total); /* data parallel */
     logs->grad_norm_disc = grad_clip(&L->disc->table, disc_grads, max_grad_norm);
     adamw_step(opt, L->disc_params, disc_grads);

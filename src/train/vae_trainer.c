@@ -61,12 +61,13 @@ static size_t plan_bytes(const vae_trainer *t)
     return (train > eval ? train : eval) + (1u << 16);
 }
 
-void vae_trainer_init(vae_trainer *t, const vae_trainer_config *cfg, vae *v, discriminator *d, float *disc_params,
-                      lpips *lp, const float *lpips_params, int H, int W, int C, int eval_batch)
+void vae_trainer_init(vae_trainer *t, const vae_trainer_config *cfg, vae *v, float *vae_params, discriminator *d,
+                      float *disc_params, lpips *lp, const float *lpips_params, int H, int W, int C, int eval_batch)
 {
     memset(t, 0, sizeof *t);
     t->cfg = *cfg;
     t->vae = v;
+    t->vae_params = vae_params;
     t->H = H, t->W = W, t->C = C, t->eval_batch = eval_batch;
     if (C != v->cfg.in_channels || C != v->cfg.out_ch)
         die("train-vae: the VAE takes %d-channel images, the data has %d", v->cfg.in_channels, C);
@@ -81,14 +82,12 @@ void vae_trainer_init(vae_trainer *t, const vae_trainer_config *cfg, vae *v, dis
         t->disc_grads = param_alloc(&d->table);
         t->opt_disc = adamw_create(&d->table, cfg->disc_learning_rate);
     }
-    vae_acts_init(&t->vacts, v);
     t->ar = arena_create(plan_bytes(t));
 }
 
 void vae_trainer_free(vae_trainer *t)
 {
     arena_free(&t->ar);
-    vae_acts_free(&t->vacts);
     free(t->vae_grads), free(t->disc_grads);
     adamw_free(&t->opt_vae);
     if (t->loss.disc)
@@ -117,17 +116,17 @@ void vae_trainer_step(vae_trainer *t, const uint8_t *images, const float *eps, v
     float *d_mean = arena_zeros(ar, n_lat), *d_logvar = arena_zeros(ar, n_lat);
     for (size_t i = 0; i < n_img; i++)
         x[i] = images[i] / 127.5f - 1.0f;
-    vae_acts *va = &t->vacts;
-    vae_forward(t->vae, va, x, eps, &vae_rng, B, t->H, t->W, ar);
+    vae_acts vacts = {0}, *va = &vacts; /* pointers into the arena */
+    vae_forward(t->vae, t->vae_params, va, x, eps, &vae_rng, B, t->H, t->W, ar);
 
     logs->vae_loss = vae_generator_loss(&t->loss, t->step, x, va->recon, va->mean, va->logvar,
                                         t->vae->cfg.z_channels * t->h * t->w, d_recon, d_mean, d_logvar, ar,
                                         &logs->loss);
     grad_zero(&t->vae->table, t->vae_grads);
-    vae_backward(t->vae, va, d_recon, NULL, d_mean, d_logvar, t->vae_grads, NULL, ar);
+    vae_backward(t->vae, t->vae_params, va, d_recon, NULL, d_mean, d_logvar, t->vae_grads, NULL, ar);
     dist_allreduce_mean(t->vae_grads, t->vae->table.total); /* data parallel: the global batch's gradient */
     logs->grad_norm_vae = grad_clip(&t->vae->table, t->vae_grads, c->max_grad_norm);
-    adamw_step(&t->opt_vae, t->vae->params, t->vae_grads);
+    adamw_step(&t->opt_vae, t->vae_params, t->vae_grads);
 
     /* The reconstruction of the pre-update VAE is still on the arena. */
     vae_discriminator_step(&t->loss, t->step, x, va->recon, t->disc_grads, &t->opt_disc, c->max_grad_norm,
@@ -146,8 +145,8 @@ void vae_trainer_reconstruct(vae_trainer *t, const uint8_t *images, int n, uint8
     float *x = arena_floats(ar, n_img), *recon = arena_floats(ar, n_img), *mean = arena_floats(ar, n_lat);
     for (size_t i = 0; i < n_img; i++)
         x[i] = images[i] / 127.5f - 1.0f;
-    vae_encode(t->vae, x, mean, NULL, NULL, n, t->H, t->W, ar);
-    vae_decode(t->vae, mean, recon, n, t->h, t->w, ar);
+    vae_encode(t->vae, t->vae_params, x, mean, NULL, NULL, n, t->H, t->W, ar);
+    vae_decode(t->vae, t->vae_params, mean, recon, n, t->h, t->w, ar);
     image_from_model_range(out, recon, n_img);
     arena_reset(ar, 0);
 }
@@ -167,7 +166,7 @@ static ckpt_layout vae_layout(vae_trainer *t, long long *epoch, long long *posit
     ckpt_add_scalar(&l, "lecam_ema_real", &t->lecam_ema_real);
     ckpt_add_scalar(&l, "lecam_ema_fake", &t->lecam_ema_fake);
     ckpt_add_text(&l, "vae_config", config_json);
-    ckpt_add_tensors(&l, "vae.", &t->vae->table, t->vae->params);
+    ckpt_add_tensors(&l, "vae.", &t->vae->table, t->vae_params);
     ckpt_add_tensors(&l, "opt.m.vae.", &t->vae->table, t->opt_vae.m);
     ckpt_add_tensors(&l, "opt.v.vae.", &t->vae->table, t->opt_vae.v);
     if (d) {

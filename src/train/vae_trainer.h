@@ -14,7 +14,8 @@
  * stream (seed, k), so a resumed run draws what an uninterrupted one would.
  *
  *   vae_trainer t;
- *   vae_trainer_init(&t, &cfg, &vae, disc_or_NULL, disc_params, lpips_or_NULL, lpips_params, H, W, C, 64);
+ *   vae_trainer_init(&t, &cfg, &vae, vae_params, disc_or_NULL, disc_params, lpips_or_NULL, lpips_params, H, W, C,
+ *                    64);
  *   vae_trainer_step(&t, images, NULL, &logs);               // images [B,C,H,W] uint8
  *   vae_trainer_reconstruct(&t, held_out, 64, recon_u8);     // posterior mean → decode
  *   vae_trainer_save(&t, "ckpt.safetensors", epoch, position, args_json);
@@ -48,10 +49,10 @@ vae_trainer_config vae_trainer_config_default(void);
 typedef struct vae_trainer {
     vae_trainer_config cfg;
     vae *vae;
+    float *vae_params;  /* the caller's weights buffer, trained in place */
     vae_loss loss;      /* the discriminator and LPIPS (either NULL) */
     float *vae_grads, *disc_grads;
     adamw opt_vae, opt_disc;
-    vae_acts vacts;
     float lecam_ema_real, lecam_ema_fake;
     long long step;     /* steps taken */
     int H, W, C, h, w;  /* image and latent sizes */
@@ -68,8 +69,8 @@ typedef struct vae_train_logs {
 extern const char *const vae_train_log_names[VAE_TRAIN_N_LOGS];
 void vae_train_logs_values(const vae_train_logs *l, double *out);
 
-void vae_trainer_init(vae_trainer *t, const vae_trainer_config *cfg, vae *v, discriminator *d, float *disc_params,
-                      lpips *lp, const float *lpips_params, int H, int W, int C, int eval_batch);
+void vae_trainer_init(vae_trainer *t, const vae_trainer_config *cfg, vae *v, float *vae_params, discriminator *d,
+                      float *disc_params, lpips *lp, const float *lpips_params, int H, int W, int C, int eval_batch);
 void vae_trainer_free(vae_trainer *t);
 /* One step on images [B,C,H,W] uint8; eps [B,C,h,w] may be given (tests). */
 void vae_trainer_step(vae_trainer *t, const uint8_t *images, const float *eps, vae_train_logs *logs);
