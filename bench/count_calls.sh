@@ -23,7 +23,7 @@ def load(path):
         f = line.split()
         if len(f) == 2:
             totals[f[0]] = int(f[1])
-        else:
+        elif f[0] != "gemm_time":
             sites[(f[0], f[2], f[3])] += int(f[1])
     return totals, sites
 (t1, s1), (t3, s3) = load(sys.argv[1]), load(sys.argv[2])

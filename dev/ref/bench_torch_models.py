@@ -28,6 +28,9 @@ Names:
                                  denoising update, EMA
   phases                         (not in make bench) the full small step's parts, one line each, as
                                  bench/bench_step --phases
+  profile NAME                   (not in make bench; bench/profile.sh) NAME's iteration under
+                                 torch.profiler: self CPU ms per iteration by op class, one
+                                 "class ms" line each (after one warm-up, mean of 3 iterations)
 """
 import math
 import os
@@ -338,7 +341,51 @@ def bench_phases(B=32):
         print(f"{name} {ms:.4f} -1 {OTHERS[0]:.1f} {SPREAD[0]:.1f}", flush=True)
 
 
+# Op classes for the profile table (bench/profile.sh puts ours in the same ones).
+TORCH_OP_CLASSES = [
+    ("convolution", ("conv", "mkldnn_convolution")),
+    ("gemm (linear, matmul)", ("addmm", "aten::mm", "bmm", "matmul", "linear", "aten::dot")),
+    ("normalisation", ("norm",)),
+    ("activations", ("silu", "gelu", "relu", "leaky", "sigmoid", "tanh")),
+    ("attention softmax", ("softmax",)),
+    ("optimizer + EMA", ("adamw", "addcdiv", "addcmul", "lerp", "sqrt", "foreach", "clip", "norm_")),
+    ("memory (copy, fill, cat)", ("copy_", "fill_", "zero_", "empty", "clone", "cat", "contiguous", "to", "pad")),
+]
+
+
+def op_class(key):
+    k = key.lower()
+    for name, needles in TORCH_OP_CLASSES:
+        if any(n in k for n in needles):
+            return name
+    return "other"
+
+
+def profile_ms(fn, n, warmup=None):
+    """Replaces median_ms under `profile NAME`: one warm-up, then 3 iterations under the profiler."""
+    from torch.profiler import ProfilerActivity, profile
+    (warmup or fn)()
+    iters = 3
+    t0 = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(iters):
+            fn()
+    wall = (time.perf_counter() - t0) * 1e3 / iters
+    by_class = {}
+    for e in prof.key_averages():
+        c = op_class(e.key)
+        by_class[c] = by_class.get(c, 0.0) + e.self_cpu_time_total / 1e3 / iters
+    for c, ms in sorted(by_class.items(), key=lambda kv: -kv[1]):
+        print(f"{c}\t{ms:.1f}")
+    print(f"wall (under the profiler)\t{wall:.1f}")
+    return wall
+
+
 def main():
+    if sys.argv[1] == "profile":  # bench/profile.sh: NAME's iteration by op class
+        global median_ms
+        median_ms = profile_ms
+        del sys.argv[1]
     name = sys.argv[1]
     torch.set_num_threads(int(sys.argv[2]) if len(sys.argv) > 2 else 2)
     torch.manual_seed(0)
