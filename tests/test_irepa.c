@@ -355,13 +355,6 @@ static void test_torch_conv_alignment_pass(void)
 
 /* ------------------------------------------------------------ golden LDM steps */
 
-static float *step_tensor(const safetensors *st, int step, const char *what)
-{
-    char name[64];
-    snprintf(name, sizeof name, "step%d.%s", step, what);
-    return fixture_f32(st, name, NULL);
-}
-
 /* dev/ref/ldm_step_ref.py's two train-ldm steps with iREPA on: the conv
  * projector and the spatially normalised targets inside ldm_step (logged
  * losses, clipped first-step gradients, final parameters and EMA), the same
@@ -391,24 +384,24 @@ static void test_ldm_steps_irepa_match_torch(void)
     ldm_trainer t;
     ldm_trainer_init(&t, &cfg, &s, sp, &e, ew, 1, 16, 16);
     for (int step = 0; step < 2; step++) {
-        float *imf = step_tensor(st, step, "images"), *lab = step_tensor(st, step, "labels");
-        float *drop = step_tensor(st, step, "drop_mask");
+        float *imf = golden_step_tensor(st, step, "images"), *lab = golden_step_tensor(st, step, "labels");
+        float *drop = golden_step_tensor(st, step, "drop_mask");
         uint8_t images[B * 16 * 16];
         for (int i = 0; i < B * 256; i++)
             images[i] = (uint8_t)imf[i];
         int labels[B], drops[B];
         for (int i = 0; i < B; i++)
             labels[i] = (int)lab[i], drops[i] = (int)drop[i];
-        float *mean = step_tensor(st, step, "mean"), *stdv = step_tensor(st, step, "std");
-        float *eps = step_tensor(st, step, "eps_z"), *time = step_tensor(st, step, "time");
-        float *noise = step_tensor(st, step, "noise");
+        float *mean = golden_step_tensor(st, step, "mean"), *stdv = golden_step_tensor(st, step, "std");
+        float *eps = golden_step_tensor(st, step, "eps_z"), *time = golden_step_tensor(st, step, "time");
+        float *noise = golden_step_tensor(st, step, "noise");
         ldm_step_random given = {eps, time, noise, drops};
         ldm_logs logs;
         ldm_step(&t, images, mean, stdv, labels, &given, &logs);
         const char *names[4] = {"loss", "denoising_loss", "proj_loss", "grad_norm"};
         double got[4] = {logs.loss, logs.denoising_loss, logs.proj_loss, logs.grad_norm};
         for (int k = 0; k < 4; k++) {
-            float *want = step_tensor(st, step, names[k]);
+            float *want = golden_step_tensor(st, step, names[k]);
             CHECK(fabs(got[k] - want[0]) <= 1e-6 + 1e-4 * fabs(want[0]), "step%d.%s: %.8g vs torch %.8g", step,
                   names[k], got[k], want[0]);
             free(want);
@@ -424,36 +417,6 @@ static void test_ldm_steps_irepa_match_torch(void)
     sit_free(&s);
     vit_free(&e);
     safetensors_close(st);
-}
-
-/* Parameters after a few AdamW steps: every element within max_motion and
- * all but 0.5 % within atol (test_repae_step.c explains why: elements with
- * |g| ~ eps move by a rounding-decided fraction of lr). */
-static void check_after_adam(const safetensors *st, const param_table *tab, const float *values, const char *prefix,
-                             double atol, double max_motion)
-{
-    size_t total = 0, outliers = 0;
-    double worst = 0;
-    char key[256];
-    for (int i = 0; i < tab->n; i++) {
-        const param_entry *e = &tab->entries[i];
-        snprintf(key, sizeof key, "%s%s", prefix, e->name);
-        const st_tensor *t = safetensors_find(st, key);
-        if (!t || (size_t)t->numel != e->numel) {
-            CHECK(0, "fixture lacks '%s' or its size differs", key);
-            continue;
-        }
-        float *want = fixture_f32(st, key, NULL);
-        for (size_t k = 0; k < e->numel; k++) {
-            double err = fabs((double)values[e->offset + k] - want[k]);
-            outliers += err > atol;
-            worst = fmax(worst, err);
-        }
-        total += e->numel;
-        free(want);
-    }
-    CHECK(worst <= max_motion && outliers * 200 <= total, "%s: worst %.3g, %zu of %zu beyond %.1g", prefix, worst,
-          outliers, total, atol);
 }
 
 /* dev/ref/repae_step_ref.py's three REPA-E steps with iREPA on: the conv
@@ -502,15 +465,15 @@ static void test_repae_steps_irepa_match_torch(void)
     for (int step = 0; step < STEPS; step++) {
         char name[64];
         uint8_t images[B * 3 * 16 * 16];
-        float *imf = step_tensor(base, step, "images");
+        float *imf = golden_step_tensor(base, step, "images");
         for (size_t i = 0; i < sizeof images; i++)
             images[i] = (uint8_t)imf[i];
-        float *lab = step_tensor(base, step, "labels"), *drop = step_tensor(base, step, "drop_mask");
+        float *lab = golden_step_tensor(base, step, "labels"), *drop = golden_step_tensor(base, step, "drop_mask");
         int labels[B], drops[B];
         for (int i = 0; i < B; i++)
             labels[i] = (int)lab[i], drops[i] = (int)drop[i];
-        float *eps = step_tensor(base, step, "eps"), *time = step_tensor(base, step, "time");
-        float *noise = step_tensor(base, step, "noise");
+        float *eps = golden_step_tensor(base, step, "eps"), *time = golden_step_tensor(base, step, "time");
+        float *noise = golden_step_tensor(base, step, "noise");
         repae_step_random given = {eps, time, noise, drops};
         repae_logs logs;
         repae_step(&t, images, labels, &given, &logs);
@@ -531,8 +494,8 @@ static void test_repae_steps_irepa_match_torch(void)
             check_params_against_fixture(st, &s.table, t.sit_grads, "step0.grad.sit.", PARAM_TRAINABLE, 2e-7, 2e-3);
         free(imf), free(lab), free(drop), free(eps), free(time), free(noise);
     }
-    check_after_adam(st, &s.table, sp, "final.sit.", 1e-4, 6e-3);
-    check_after_adam(st, &s.table, t.ema_params, "final.ema.", 1e-4, 6e-3);
+    check_params_after_adam(st, &s.table, sp, "final.sit.", 1e-4, 6e-3);
+    check_params_after_adam(st, &s.table, t.ema_params, "final.ema.", 1e-4, 6e-3);
     repae_trainer_free(&t);
     free(vp), free(sp), free(dp), free(lp), free(ew);
     vae_free(&v);

@@ -10,13 +10,6 @@
 
 #define B 4
 
-static float *get(const safetensors *st, int step, const char *what)
-{
-    char name[64];
-    snprintf(name, sizeof name, "step%d.%s", step, what);
-    return fixture_f32(st, name, NULL);
-}
-
 static void test_ldm_steps_match_torch(void)
 {
     safetensors *st = fixture_open("train/ldm_steps");
@@ -39,22 +32,22 @@ static void test_ldm_steps_match_torch(void)
     ldm_trainer t;
     ldm_trainer_init(&t, &cfg, &s, sp, &e, ew, 1, 16, 16);
     for (int step = 0; step < 2; step++) {
-        float *imf = get(st, step, "images"), *lab = get(st, step, "labels"), *drop = get(st, step, "drop_mask");
+        float *imf = golden_step_tensor(st, step, "images"), *lab = golden_step_tensor(st, step, "labels"), *drop = golden_step_tensor(st, step, "drop_mask");
         uint8_t images[B * 16 * 16];
         for (int i = 0; i < B * 256; i++)
             images[i] = (uint8_t)imf[i];
         int labels[B], drops[B];
         for (int i = 0; i < B; i++)
             labels[i] = (int)lab[i], drops[i] = (int)drop[i];
-        float *mean = get(st, step, "mean"), *stdv = get(st, step, "std"), *eps = get(st, step, "eps_z"),
-              *time = get(st, step, "time"), *noise = get(st, step, "noise");
+        float *mean = golden_step_tensor(st, step, "mean"), *stdv = golden_step_tensor(st, step, "std"), *eps = golden_step_tensor(st, step, "eps_z"),
+              *time = golden_step_tensor(st, step, "time"), *noise = golden_step_tensor(st, step, "noise");
         ldm_step_random given = {eps, time, noise, drops};
         ldm_logs logs;
         ldm_step(&t, images, mean, stdv, labels, &given, &logs);
         const char *names[4] = {"loss", "denoising_loss", "proj_loss", "grad_norm"};
         double got[4] = {logs.loss, logs.denoising_loss, logs.proj_loss, logs.grad_norm};
         for (int k = 0; k < 4; k++) {
-            float *want = get(st, step, names[k]);
+            float *want = golden_step_tensor(st, step, names[k]);
             /* fp32 sums over a few thousand terms: ~1e-5 relative. */
             CHECK(fabs(got[k] - want[0]) <= 1e-6 + 1e-4 * fabs(want[0]), "step%d.%s: %.8g vs torch %.8g", step,
                   names[k], got[k], want[0]);

@@ -38,48 +38,6 @@ static void load_u8(const safetensors *st, const char *name, uint8_t *dst, size_
     free(f);
 }
 
-/* Parameters after a few AdamW steps.  AdamW moves every element by about
- * lr per step whatever its gradient's size, so an element whose gradient is
- * near zero (|g| ~ eps = 1e-8) moves by a fraction of lr that fp32 rounding
- * in the gradient decides: such elements legitimately differ from torch by
- * up to ~lr·steps.  So: every element within max_motion, and all but a few
- * (≤ 0.5% of the model) within atol.  A wrong gradient moves most elements
- * the wrong way and fails the second bound at once. */
-static void check_model_after_adam(const safetensors *st, const param_table *tab, const float *values,
-                                   const char *prefix, double atol, double max_motion)
-{
-    size_t total = 0, outliers = 0;
-    double worst = 0;
-    const char *worst_name = "";
-    char key[256];
-    for (int i = 0; i < tab->n; i++) {
-        const param_entry *e = &tab->entries[i];
-        snprintf(key, sizeof key, "%s%s", prefix, e->name);
-        const st_tensor *t = safetensors_find(st, key);
-        if (!t || (size_t)t->numel != e->numel) {
-            CHECK(0, "fixture lacks '%s' or its size differs", key);
-            continue;
-        }
-        float *want = fixture_f32(st, key, NULL);
-        for (size_t k = 0; k < e->numel; k++) {
-            double err = fabs((double)values[e->offset + k] - want[k]);
-            if (err > atol)
-                outliers++;
-            if (err > worst)
-                worst = err, worst_name = e->name;
-        }
-        total += e->numel;
-        free(want);
-    }
-    CHECK(worst <= max_motion, "%s: %s differs from torch by %.3g (more than the %.3g AdamW can move it)", prefix,
-          worst_name, worst, max_motion);
-    CHECK(outliers * 200 <= total, "%s: %zu of %zu elements differ from torch by more than %.1g", prefix, outliers,
-          total, atol);
-    if (getenv("TEST_VERBOSE"))
-        printf("       %-28s %zu of %zu elements beyond %.1g, worst %.3g (%s)\n", prefix, outliers, total, atol,
-               worst, worst_name);
-}
-
 static void test_three_repae_steps_match_torch(void)
 {
     safetensors *st = fixture_open("train/repae_steps");
@@ -154,10 +112,10 @@ static void test_three_repae_steps_match_torch(void)
         }
     }
     /* 3 steps of lr 1e-3: an element moves by at most ~3e-3 (6e-3 allowed). */
-    check_model_after_adam(st, &v.table, vp, "final.vae.", 1e-4, 6e-3);
-    check_model_after_adam(st, &s.table, sp, "final.sit.", 1e-4, 6e-3);
-    check_model_after_adam(st, &s.table, t.ema_params, "final.ema.", 1e-4, 6e-3);
-    check_model_after_adam(st, &d.table, dp, "final.disc.", 1e-4, 6e-3);
+    check_params_after_adam(st, &v.table, vp, "final.vae.", 1e-4, 6e-3);
+    check_params_after_adam(st, &s.table, sp, "final.sit.", 1e-4, 6e-3);
+    check_params_after_adam(st, &s.table, t.ema_params, "final.ema.", 1e-4, 6e-3);
+    check_params_after_adam(st, &d.table, dp, "final.disc.", 1e-4, 6e-3);
 
     repae_trainer_free(&t);
     free(vp), free(sp), free(dp), free(lp), free(ew);
