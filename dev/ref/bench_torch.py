@@ -83,6 +83,20 @@ def bench_conv3x3(B, C, H):
     report(f"conv3x3_fwd_bwd_B{B}_C{C}_{H}", median_ms(run, 5))
 
 
+def bench_conv4x4(B, Cin, Cout, H, stride):
+    x = torch.randn(B, Cin, H, H, requires_grad=True)
+    w = torch.randn(Cout, Cin, 4, 4, requires_grad=True)
+    b = torch.randn(Cout, requires_grad=True)
+    g = torch.randn(B, Cout, (H + 2 - 4) // stride + 1, (H + 2 - 4) // stride + 1)
+
+    def run():
+        y = F.conv2d(x, w, b, stride=stride, padding=1)
+        y.backward(g)
+        x.grad = w.grad = b.grad = None
+
+    report(f"conv4x4s{stride}_fwd_bwd_B{B}_C{Cin}to{Cout}_{H}", median_ms(run, 7))
+
+
 def bench_groupnorm_silu(B, C, H):
     x = torch.randn(B, C, H, H, requires_grad=True)
     w = torch.randn(C, requires_grad=True)
@@ -117,5 +131,10 @@ bench_gemm(1024, 3072, 768)
 bench_conv3x3(4, 128, 64)
 bench_conv3x3(32, 64, 32)
 bench_conv3x3(32, 128, 8)
+bench_conv4x4(32, 3, 64, 32, 2)  # the PatchGAN discriminator (ndf 64, n_layers 3)
+bench_conv4x4(32, 64, 128, 16, 2)
+bench_conv4x4(32, 128, 256, 8, 2)
+bench_conv4x4(32, 256, 512, 4, 1)
+bench_conv4x4(32, 512, 1, 3, 1)
 bench_groupnorm_silu(4, 128, 64)
 bench_attention(4, 256, 12, 64)

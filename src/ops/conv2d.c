@@ -169,12 +169,69 @@ static void im2col_row(float *dst, const float *x_img, const conv2d_shape *s, in
     }
 }
 
+/* Small maps: whole-image panels look every tap up in a table made once
+ * per call, tap_src[t·HWo + n] = the offset in a channel plane that output
+ * position n reads through tap t = ki·kw + kj, or −1 in the padding.  The
+ * per-row bookkeeping of im2col_row (ranges, padding tests) dominates on
+ * 16×16 and smaller maps; the table takes it out of the loops.  The columns
+ * hold the same values either way. */
+#define CONV_TAP_TABLE_MAX 4096
+
+static int tap_table_fits(const conv2d_shape *s, const conv_plan *p, long n0, long n1)
+{
+    return n0 == 0 && n1 == p->HWo && (long)s->kh * s->kw * p->HWo <= CONV_TAP_TABLE_MAX;
+}
+
+static void make_tap_table(int *tap_src, const conv2d_shape *s, const conv_plan *p)
+{
+    for (int ki = 0; ki < s->kh; ki++)
+        for (int kj = 0; kj < s->kw; kj++)
+            for (int oh = 0; oh < p->Ho; oh++)
+                for (int ow = 0; ow < p->Wo; ow++) {
+                    int ih = oh * s->stride - s->pad_top + ki, iw = ow * s->stride - s->pad_left + kj;
+                    *tap_src++ = ih < 0 || ih >= s->H || iw < 0 || iw >= s->W ? -1 : ih * s->W + iw;
+                }
+}
+
+/* The kh·kw column rows of channel plane xc (channel c), all output positions of one image. */
+static void im2col_taps(float *cols, long ldc, const float *xc, const int *tap_src, int kk, long HWo, int c)
+{
+    for (int t = 0; t < kk; t++) {
+        float *d = cols + ((long)c * kk + t) * ldc;
+        const int *ix = tap_src + t * HWo;
+        for (long n = 0; n < HWo; n++)
+            d[n] = ix[n] < 0 ? 0.0f : xc[ix[n]];
+    }
+}
+
+/* dx channel plane += its column rows: each element receives its terms in
+ * tap order, as in col2im_channel. */
+static void col2im_taps(float *dxc, const float *cols, long ldc, const int *tap_src, int kk, long HWo, int c)
+{
+    for (int t = 0; t < kk; t++) {
+        const float *src = cols + ((long)c * kk + t) * ldc;
+        const int *ix = tap_src + t * HWo;
+        for (long n = 0; n < HWo; n++)
+            if (ix[n] >= 0)
+                dxc[ix[n]] += src[n];
+    }
+}
+
 /* cols[r·ldc + (n − n0) + g·HWo] for g in [0, G) images starting at x. */
 static void im2col(float *cols, long ldc, const float *x, int G, const conv2d_shape *s, const conv_plan *p,
                    long n0, long n1)
 {
-    const long K = p->K, img = (long)s->C_in * s->H * s->W;
+    const long K = p->K, img = (long)s->C_in * s->H * s->W, plane = (long)s->H * s->W;
     long work = (long)G * K * (n1 - n0);
+    if (tap_table_fits(s, p, n0, n1)) {
+        int tap_src[CONV_TAP_TABLE_MAX];
+        make_tap_table(tap_src, s, p);
+#pragma omp parallel for collapse(2) schedule(static) if (work > CONV_PAR_MIN)
+        for (int c = 0; c < s->C_in; c++)
+            for (int g = 0; g < G; g++)
+                im2col_taps(cols + g * p->HWo, ldc, x + g * img + c * plane, tap_src, s->kh * s->kw, p->HWo, c);
+        return;
+    }
 #pragma omp parallel for collapse(2) schedule(static) if (work > CONV_PAR_MIN)
     for (int g = 0; g < G; g++)
         for (long r = 0; r < K; r++)
@@ -225,6 +282,15 @@ static void col2im(float *dx, const float *cols, long ldc, int G, const conv2d_s
 {
     const long img = (long)s->C_in * s->H * s->W, plane = (long)s->H * s->W;
     long work = (long)G * p->K * (n1 - n0);
+    if (tap_table_fits(s, p, n0, n1)) {
+        int tap_src[CONV_TAP_TABLE_MAX];
+        make_tap_table(tap_src, s, p);
+#pragma omp parallel for collapse(2) schedule(static) if (work > CONV_PAR_MIN)
+        for (int c = 0; c < s->C_in; c++)
+            for (int g = 0; g < G; g++)
+                col2im_taps(dx + g * img + c * plane, cols + g * p->HWo, ldc, tap_src, s->kh * s->kw, p->HWo, c);
+        return;
+    }
 #pragma omp parallel for collapse(2) schedule(static) if (work > CONV_PAR_MIN)
     for (int g = 0; g < G; g++)
         for (int c = 0; c < s->C_in; c++)

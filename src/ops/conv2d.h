@@ -16,7 +16,9 @@
  * writes straight into `out`) or several whole images at once (small images,
  * so that the gemm has enough columns; output goes through a staging buffer).
  * The panel size is chosen so that the column buffer stays around 4M floats,
- * which bounds the workspace whatever the image size.  A 1×1, stride-1,
+ * which bounds the workspace whatever the image size.  Whole-image panels of
+ * small maps (kh·kw·H_out·W_out ≤ 4096, e.g. the PatchGAN discriminator's)
+ * fill and scatter the columns through a per-call table of tap offsets.  A 1×1, stride-1,
  * unpadded conv skips im2col and needs no workspace.
  *
  * Backward follows the kernel conventions: it ADDS into dx, dweight, dbias;
