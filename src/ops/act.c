@@ -115,14 +115,14 @@ void relu_backward(float *din, const float *dout, const float *in, size_t n)
 
 void leaky_relu_forward(float *out, const float *in, size_t n, float slope)
 {
-#pragma omp parallel for schedule(static) if ((long)n >= PAR_MIN)
+#pragma omp parallel for simd schedule(static) if ((long)n >= PAR_MIN)
     for (size_t i = 0; i < n; i++)
         out[i] = in[i] > 0.0f ? in[i] : in[i] * slope;
 }
 
 void leaky_relu_backward(float *din, const float *dout, const float *in, size_t n, float slope)
 {
-#pragma omp parallel for schedule(static) if ((long)n >= PAR_MIN)
+#pragma omp parallel for simd schedule(static) if ((long)n >= PAR_MIN)
     for (size_t i = 0; i < n; i++)
         din[i] += in[i] > 0.0f ? dout[i] : dout[i] * slope;
 }
