@@ -146,7 +146,7 @@ static void print_final_table(const speedup_summary *s, const char *metric, int 
            metric, s->set);
     printf("| run | seeds | step | %s | min-max | noise |", metric);
     if (reference >= 0)
-        printf(" - %s | difference |", s->runs[reference].name);
+        printf(" Δ vs %s | difference |", s->runs[reference].name);
     printf("\n|---|---:|---:|---:|---|---:|%s\n", reference >= 0 ? "---:|---|" : "");
     for (int k = 0; k < s->n_runs; k++) {
         const speedup_run *r = &s->runs[k];
