@@ -1,139 +1,225 @@
 #!/usr/bin/env bash
-# Re-runs the small-scale REPA-E comparison on Fashion-MNIST (issue 6):
-#   1 vanilla   frozen VAE, SiT without REPA          (cache-latents + train-ldm --proj-coeff 0)
-#   2 repa      frozen VAE, SiT with REPA             (train-ldm --enc-ckpt)
-#   3 naive-e2e VAE + SiT jointly, diffusion loss into the VAE, no REPA (train --e2e-diffusion-loss)
-#   4 repa-e    the end-to-end REPA-E step            (train)
-#   5 e2e-vae   the VAE exported from run 4, frozen, SiT from scratch with REPA
-# Same SiT, steps, batch and seed everywhere.  At each checkpoint: N samples
-# (SDE, no guidance, balanced labels) and their Fréchet distance to the test
-# split in the feature space of our evaluation CNN (a different network from
-# the REPA encoder).  Then the VAEs before and after (reconstruction PSNR,
-# SSIM, rFD, latent statistics), an FD-vs-steps plot and the last grids.
+# Re-runs the small-scale REPA-E comparison on Fashion-MNIST (issues 6, 15):
+#   vanilla       frozen VAE, SiT without REPA           (cache-latents + train-ldm --proj-coeff 0)
+#   repa          frozen VAE, SiT with REPA              (train-ldm --enc-ckpt)
+#   repa-irepa    repa with iREPA's conv projector and spatial z-score (optional, not in the default RUNS)
+#   naive-e2e     VAE + SiT jointly, diffusion loss into the VAE, no REPA (train --e2e-diffusion-loss)
+#   repa-e        the end-to-end REPA-E step             (train)
+#   repa-e-irepa  repa-e with iREPA's options            (train --projection-layer-type conv --spnorm-method zscore)
+#   e2e-vae       the VAE exported from repa-e (first seed), frozen, SiT from scratch with REPA
+# Same SiT, steps and batch everywhere; every run once per seed in SEEDS
+# (naive-e2e and e2e-vae: the first seed only), in $OUT/<run>-s<seed>.
+# Every EVAL_EVERY steps a checkpoint; at each: N samples (SDE, no guidance,
+# balanced labels, --global-seed 1 at every checkpoint and in every run: the
+# same labels and noise) and their Fréchet distance to the test split in the
+# feature space of our evaluation CNN (a different network from the REPA
+# encoder).  At the final checkpoint a second, independent sample set
+# (--global-seed $NOISE_SEED) measures the FD's sampling noise.  Then
+# `repae speedup` (steps each run needs to reach vanilla's FD at 50/75/100 %
+# of the horizon, ratios, final FD against the noise), the FD-vs-steps plot
+# with a min-max band over seeds per run, the VAEs before and after
+# (reconstruction PSNR, SSIM, rFD, latent statistics) and the runtime of
+# every part.
 #
-#   STEPS=2400 EVALS=3 N_SAMPLES=2000 SAMPLE_STEPS=50 bash scripts/reproduce.sh
+#   bash scripts/reproduce.sh                  # the full comparison (hours of CPU)
+#   STEPS=40 EVAL_EVERY=20 N_SAMPLES=200 SAMPLE_STEPS=10 SEEDS="0 1" RUNS="vanilla repa repa-e" \
+#       OUT=/tmp/repro-smoke bash scripts/reproduce.sh      # a smoke test of the machinery
 #
-# Environment: STEPS EVALS N_SAMPLES SAMPLE_STEPS BATCH SEED OUT (see below);
-#   RUNS="vanilla repa ..."  train only these runs (default: all five);
+# Environment (defaults below): STEPS EVAL_EVERY SEEDS N_SAMPLES SAMPLE_STEPS BATCH OUT;
+#   RUNS="vanilla repa ..."  train only these runs (repa-irepa only when named);
 #   EVAL_ONLY=1              train nothing: (re-)evaluate the checkpoints in $OUT
 #                            (samples already drawn are reused) and write the report;
+#   NOISE_SEED               --global-seed of the second sample set (default 2);
+#   RATIOS                   step-count ratios for the speed-up table (A/B pairs);
 #   FEATURE_NET, EVAL_WEIGHTS  the evaluation network (default: our CNN);
 #   SAMPLE_WEIGHTS           --no-ema (default) or --use-ema.
+# A run whose final checkpoint exists is not trained again; one with earlier
+# checkpoints resumes from the latest (--resume-step -1).
+# Outputs in $OUT: results.jsonl (one line per run, seed, step and sample
+# set), fd.jsonl (mean/min/max over seeds per step), fd.png, speedup.md and
+# speedup.json, reconstruct.txt/.jsonl, times.jsonl (seconds of every
+# training, sampling+evaluation and reconstruction), samples/ (grids, .npz).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Idle OpenMP threads spin only briefly before they sleep (repae sets this
 # itself when neither variable is set: src/core/omp_spin.h); long spinning
 # made two-thread steps ~1.4x slower here, and up to 13x on a busy machine.
 [ -n "${OMP_WAIT_POLICY:-}" ] || export GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-10000}
-STEPS=${STEPS:-2400}
-EVALS=${EVALS:-3}
+STEPS=${STEPS:-4800}
+if [ -z "${EVAL_EVERY:-}" ] && [ -n "${EVALS:-}" ]; then EVAL_EVERY=$((STEPS / EVALS)); fi # the old knob
+EVAL_EVERY=${EVAL_EVERY:-400}
+if [ -z "${SEEDS:-}" ] && [ -n "${SEED:-}" ]; then SEEDS=$SEED; fi # the old knob
+SEEDS=${SEEDS:-0 1 2}
 N_SAMPLES=${N_SAMPLES:-2000}
 SAMPLE_STEPS=${SAMPLE_STEPS:-50}
 BATCH=${BATCH:-32}
-SEED=${SEED:-0}
 OUT=${OUT:-out/reproduce}
-RUNS=${RUNS:-vanilla repa naive-e2e repa-e e2e-vae}
+ALL_RUNS="vanilla repa repa-irepa naive-e2e repa-e repa-e-irepa e2e-vae"
+RUNS=${RUNS:-vanilla repa naive-e2e repa-e repa-e-irepa e2e-vae}
+SINGLE_SEED_RUNS="naive-e2e e2e-vae"
+NOISE_SEED=${NOISE_SEED:-2}
+RATIOS=${RATIOS:-vanilla/repa-e,repa/repa-e,repa-e/repa-e-irepa,repa/repa-irepa}
 EVAL_ONLY=${EVAL_ONLY:-0}
 W=weights
 FEATURE_NET=${FEATURE_NET:-cnn}
 EVAL_WEIGHTS=${EVAL_WEIGHTS:-$W/fmnist-evalnet-cnn.safetensors}
+for r in $RUNS; do
+    case " $ALL_RUNS " in *" $r "*) ;; *) echo "reproduce.sh: unknown run '$r' in RUNS (known: $ALL_RUNS)" >&2; exit 1 ;; esac
+done
+for s in $SEEDS; do
+    case $s in '' | *[!0-9]*) echo "reproduce.sh: SEEDS must be non-negative integers, not '$s'" >&2; exit 1 ;; esac
+done
+[ "$NOISE_SEED" != 1 ] || { echo "reproduce.sh: NOISE_SEED must differ from 1 (the main sample set's seed)" >&2; exit 1; }
+FIRST_SEED=${SEEDS%% *}
 bash scripts/setup.sh >/dev/null
 make -s -j2 >/dev/null
 R=./build/repae
-EVERY=$((STEPS / EVALS))
 SIT="--sit-depth 4 --sit-hidden 192 --sit-heads 3 --sit-patch 2 --encoder-depth 2 --projector-dim 512"
-COMMON="$SIT --batch-size $BATCH --max-train-steps $STEPS --checkpointing-steps $EVERY --sampling-steps $EVERY \
-        --preview-images 64 --seed $SEED --ema-decay 0.999 --output-dir $OUT"
+COMMON="$SIT --batch-size $BATCH --max-train-steps $STEPS --checkpointing-steps $EVAL_EVERY \
+        --sampling-steps $EVAL_EVERY --preview-images 64 --ema-decay 0.999 --output-dir $OUT"
+FROZEN="--vae-ckpt $W/fmnist-vae.safetensors --latents-stats $W/fmnist-vae-latents-stats.safetensors"
 E2E="--vae-ckpt $W/fmnist-vae.safetensors --latents-stats $W/fmnist-vae-latents-stats.safetensors \
      --disc-ndf 32 --disc-layers 2"
+ENC="--enc-ckpt $W/fmnist-encoder.safetensors"
+IREPA="--projection-layer-type conv --spnorm-method zscore"
 EVAL="--feature-net $FEATURE_NET --weights $EVAL_WEIGHTS"
 # Samples come from the training weights (model.*), not the EMA: after 2,400
 # steps an EMA of decay 0.999 still holds 0.999^2400 = 9 % of the random
 # initial weights, and its samples are formless blobs (FD ~17 vs ~6; see
 # docs/reproduction.md).  SAMPLE_WEIGHTS=--use-ema samples the EMA.
 SAMPLE_WEIGHTS=${SAMPLE_WEIGHTS:---no-ema}
-mkdir -p "$OUT/samples"
+mkdir -p "$OUT/samples" "$OUT/evals"
 RES="$OUT/results.jsonl"
+TIMES="$OUT/times.jsonl"
+touch "$TIMES"
+
+# timed PART RUN SEED STEP SET -- COMMAND...: runs COMMAND and appends its wall time to times.jsonl.
+timed() {
+    local part=$1 run=$2 seed=$3 step=$4 set=$5 t0 t1
+    shift 6
+    t0=$(date +%s.%N)
+    "$@"
+    t1=$(date +%s.%N)
+    printf '{"part": "%s", "run": "%s", "seed": %s, "step": %s, "set": %s, "seconds": %s}\n' "$part" "$run" \
+        "$seed" "$step" "$set" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')" >> "$TIMES"
+}
 
 [ -f "$OUT/test.npz" ] || $R prepare --data fashion-mnist --data-split test --npz "$OUT/test.npz" >/dev/null
-[ -f "$OUT/latents.safetensors" ] || $R cache-latents --vae-ckpt $W/fmnist-vae.safetensors --output "$OUT/latents.safetensors"
+if [ "$EVAL_ONLY" = 0 ] && [ ! -f "$OUT/latents.safetensors" ]; then
+    timed cache-latents all null null null -- $R cache-latents --vae-ckpt $W/fmnist-vae.safetensors --output "$OUT/latents.safetensors"
+fi
 
 wanted() { [ "$EVAL_ONLY" = 0 ] && case " $RUNS " in *" $1 "*) true ;; *) false ;; esac; }
+seeds_of() { case " $SINGLE_SEED_RUNS " in *" $1 "*) echo "$FIRST_SEED" ;; *) echo "$SEEDS" ;; esac; }
+last_checkpoint() { ls "$1"/checkpoints/*.safetensors 2>/dev/null | tail -n 1; }
 
-if wanted vanilla; then
-    $R train-ldm --latents "$OUT/latents.safetensors" --vae-ckpt $W/fmnist-vae.safetensors \
-        --latents-stats $W/fmnist-vae-latents-stats.safetensors --proj-coeff 0 $COMMON --exp-name vanilla
-fi
-if wanted repa; then
-    $R train-ldm --latents "$OUT/latents.safetensors" --vae-ckpt $W/fmnist-vae.safetensors \
-        --latents-stats $W/fmnist-vae-latents-stats.safetensors --enc-ckpt $W/fmnist-encoder.safetensors $COMMON \
-        --exp-name repa
-fi
-if wanted naive-e2e; then
-    $R train $E2E --e2e-diffusion-loss --proj-coeff 0 --vae-align-proj-coeff 0 $COMMON --exp-name naive-e2e
-fi
-if wanted repa-e; then
-    $R train $E2E --enc-ckpt $W/fmnist-encoder.safetensors $COMMON --exp-name repa-e
-fi
-if wanted e2e-vae; then
-    last=$(ls "$OUT"/repa-e/checkpoints/*.safetensors | tail -n 1)
-    $R export-vae --checkpoint "$last" --output "$OUT/e2e-vae"
+# The E2E-VAE of the first repa-e seed, and the latents it gives.
+prepare_e2e_vae() {
+    local last
+    last=$(last_checkpoint "$OUT/repa-e-s$FIRST_SEED")
+    [ -n "$last" ] || { echo "reproduce.sh: e2e-vae needs repa-e-s$FIRST_SEED trained first (RUNS)" >&2; exit 1; }
+    $R export-vae --checkpoint "$last" --output "$OUT/e2e-vae" >/dev/null
     $R cache-latents --vae-ckpt "$OUT/e2e-vae.safetensors" --output "$OUT/latents-e2e.safetensors"
-    $R train-ldm --latents "$OUT/latents-e2e.safetensors" --vae-ckpt "$OUT/e2e-vae.safetensors" \
-        --latents-stats "$OUT/e2e-vae-latents-stats.safetensors" --enc-ckpt $W/fmnist-encoder.safetensors $COMMON \
-        --exp-name e2e-vae
-fi
+}
+
+# train_run RUN SEED: one training run into $OUT/RUN-sSEED.
+train_run() {
+    local run=$1 seed=$2 name="$1-s$2" resume=""
+    if [ -f "$OUT/$name/checkpoints/$(printf %07d "$STEPS").safetensors" ]; then
+        echo "reproduce.sh: $name is trained already (step $STEPS); skipped"
+        return
+    fi
+    [ -z "$(last_checkpoint "$OUT/$name")" ] || resume="--resume-step -1"
+    local args="$COMMON --seed $seed --exp-name $name $resume"
+    case $run in
+    vanilla) timed train "$run" "$seed" null null -- $R train-ldm --latents "$OUT/latents.safetensors" $FROZEN --proj-coeff 0 $args ;;
+    repa) timed train "$run" "$seed" null null -- $R train-ldm --latents "$OUT/latents.safetensors" $FROZEN $ENC $args ;;
+    repa-irepa) timed train "$run" "$seed" null null -- $R train-ldm --latents "$OUT/latents.safetensors" $FROZEN $ENC $IREPA $args ;;
+    naive-e2e) timed train "$run" "$seed" null null -- $R train $E2E --e2e-diffusion-loss --proj-coeff 0 --vae-align-proj-coeff 0 $args ;;
+    repa-e) timed train "$run" "$seed" null null -- $R train $E2E $ENC $args ;;
+    repa-e-irepa) timed train "$run" "$seed" null null -- $R train $E2E $ENC $IREPA $args ;;
+    e2e-vae)
+        timed export-cache "$run" "$seed" null null -- prepare_e2e_vae
+        timed train "$run" "$seed" null null -- $R train-ldm --latents "$OUT/latents-e2e.safetensors" \
+            --vae-ckpt "$OUT/e2e-vae.safetensors" --latents-stats "$OUT/e2e-vae-latents-stats.safetensors" $ENC $args ;;
+    esac
+}
+
+for run in $ALL_RUNS; do
+    wanted "$run" || continue
+    for seed in $(seeds_of "$run"); do train_run "$run" "$seed"; done
+done
 
 # ---- evaluation: every checkpoint of every run found in $OUT ----
+# eval_one RUN SEED STEP SET GLOBAL_SEED CHECKPOINT: one sample set and its metrics, a line in results.jsonl.
+eval_one() {
+    local run=$1 seed=$2 step=$3 set=$4 gseed=$5 ck=$6 name npz json
+    name="$run-s${seed}_${step}_set$set"
+    npz="$OUT/samples/$name.npz"
+    json="$OUT/evals/$name.json"
+    if [ ! -f "$npz" ]; then
+        $R sample --ckpt "$ck" $SAMPLE_WEIGHTS --mode sde --num-steps "$SAMPLE_STEPS" --cfg-scale 1 \
+            --num-samples "$N_SAMPLES" --balanced --no-png --grid 100 --global-seed "$gseed" \
+            --sample-dir "$OUT/samples" --name "$name" >/dev/null
+    fi
+    rm -f "$json" # eval --json appends
+    $R eval --samples "$npz" --ref "$OUT/test.npz" $EVAL --pr-ref-images 5000 --json "$json" >/dev/null
+    echo "{\"run\": \"$run\", \"seed\": $seed, \"step\": $((10#$step)), \"set\": $set, \"metrics\": $(cat "$json")}" >> "$RES"
+}
+
 : > "$RES"
-for run in vanilla repa naive-e2e repa-e e2e-vae; do
-    [ -d "$OUT/$run/checkpoints" ] || continue
-    for ck in "$OUT/$run"/checkpoints/*.safetensors; do
-        step=$(basename "$ck" .safetensors)
-        npz="$OUT/samples/${run}_$step.npz"
-        if [ ! -f "$npz" ]; then
-            $R sample --ckpt "$ck" $SAMPLE_WEIGHTS --mode sde --num-steps "$SAMPLE_STEPS" --cfg-scale 1 --num-samples "$N_SAMPLES" \
-                --balanced --no-png --grid 100 --global-seed 1 --sample-dir "$OUT/samples" --name "${run}_$step" >/dev/null
-        fi
-        rm -f "$OUT/$run-$step.json" # eval --json appends
-        $R eval --samples "$npz" --ref "$OUT/test.npz" $EVAL --pr-ref-images 5000 \
-            --json "$OUT/$run-$step.json" >/dev/null
-        echo "{\"run\": \"$run\", \"step\": $((10#$step)), \"metrics\": $(cat "$OUT/$run-$step.json")}" >> "$RES"
+grep -v '"part": "eval"' "$TIMES" > "$TIMES.tmp" || true # this pass's evaluation times replace the last pass's
+mv "$TIMES.tmp" "$TIMES"
+present=""
+for run in $ALL_RUNS; do
+    found=0
+    for dir in "$OUT/$run"-s*; do
+        seed=${dir##*-s}
+        case $seed in '' | *[!0-9]*) continue ;; esac
+        last=$(last_checkpoint "$dir")
+        [ -n "$last" ] || continue
+        found=1
+        for ck in "$dir"/checkpoints/*.safetensors; do
+            step=$(basename "$ck" .safetensors)
+            timed eval "$run" "$seed" "$((10#$step))" 0 -- eval_one "$run" "$seed" "$step" 0 1 "$ck"
+            if [ "$ck" = "$last" ]; then
+                timed eval "$run" "$seed" "$((10#$step))" 1 -- eval_one "$run" "$seed" "$step" 1 "$NOISE_SEED" "$ck"
+            fi
+        done
     done
+    [ "$found" = 0 ] || present="$present,$run"
 done
+present=${present#,}
 
-# FD against steps: one line per step with each run's FD as a key, for `repae plot`.
-field() { sed -n "s/.*\"$2\": *\([-0-9.eE+]*\).*/\1/p" "$1"; }
-: > "$OUT/fd.jsonl"
-for ck in $(ls "$OUT"/*/checkpoints/*.safetensors 2>/dev/null | xargs -n1 basename | sort -u); do
-    step=$(basename "$ck" .safetensors)
-    line="{\"step\": $((10#$step))"
-    for run in vanilla repa naive-e2e repa-e e2e-vae; do
-        [ -f "$OUT/$run-$step.json" ] && line="$line, \"$run\": $(field "$OUT/$run-$step.json" fd)"
-    done
-    echo "$line}" >> "$OUT/fd.jsonl"
-done
-keys=$(for run in vanilla repa naive-e2e repa-e e2e-vae; do [ -d "$OUT/$run" ] && printf '%s,' "$run"; done)
-$R plot "$OUT/fd.jsonl" --keys "${keys%,}" --out "$OUT/fd.png" >/dev/null
+# ---- the speed-up table, the banded FD plot ----
+if grep -q '"run": "vanilla"' "$RES"; then
+    $R speedup "$RES" --baseline vanilla --reference repa-e --ratios "$RATIOS" --json "$OUT/speedup.json" \
+        --curves "$OUT/fd.jsonl" | tee "$OUT/speedup.md"
+    $R plot "$OUT/fd.jsonl" --keys "$present" --bands --out "$OUT/fd.png" >/dev/null
+else
+    echo "reproduce.sh: no vanilla run in $OUT: no speed-up table (its thresholds come from vanilla)"
+fi
 
-# The VAEs before and after: reconstruction quality and latent statistics.
+# ---- the VAEs before and after: reconstruction quality and latent statistics ----
 : > "$OUT/reconstruct.jsonl"
 : > "$OUT/reconstruct.txt"
-for v in $W/fmnist-vae "$OUT/e2e-vae" "$OUT/naive-e2e-vae"; do
-    if [ "$v" = "$OUT/naive-e2e-vae" ] && [ -d "$OUT/naive-e2e/checkpoints" ]; then
-        $R export-vae --checkpoint "$(ls "$OUT"/naive-e2e/checkpoints/*.safetensors | tail -n 1)" --output "$v" >/dev/null
-    fi
+for v in $W/fmnist-vae "$OUT/e2e-vae" "$OUT/naive-e2e-vae" "$OUT/repa-e-irepa-vae"; do
+    case $v in
+    "$OUT/naive-e2e-vae" | "$OUT/repa-e-irepa-vae")
+        src=${v%-vae}-s$FIRST_SEED
+        src=$(last_checkpoint "$src")
+        [ -z "$src" ] || $R export-vae --checkpoint "$src" --output "$v" >/dev/null ;;
+    esac
     [ -f "$v.safetensors" ] || continue
-    $R reconstruct --vae-ckpt "$v.safetensors" --data-split test --max-images 2000 $EVAL \
-        --json "$OUT/reconstruct.jsonl" --out-grid "$OUT/$(basename "$v")-recon.png" | tee -a "$OUT/reconstruct.txt"
+    timed reconstruct "$(basename "$v")" null null null -- $R reconstruct --vae-ckpt "$v.safetensors" --data-split test \
+        --max-images 2000 $EVAL --json "$OUT/reconstruct.jsonl" --out-grid "$OUT/$(basename "$v")-recon.png" |
+        tee -a "$OUT/reconstruct.txt"
 done
 
+# ---- runtime: seconds per part and run (times.jsonl has every entry) ----
 echo
-echo "run        step      FD   precision  recall"
-while read -r l; do
-    run=$(echo "$l" | sed 's/.*"run": "\([^"]*\)".*/\1/')
-    step=$(echo "$l" | sed 's/.*"step": \([0-9]*\).*/\1/')
-    printf '%-9s %6s %8.2f %8.3f %8.3f\n' "$run" "$step" "$(echo "$l" | sed 's/.*"fd": *\([-0-9.eE+]*\).*/\1/')" \
-        "$(echo "$l" | sed 's/.*"precision": *\([-0-9.eE+]*\).*/\1/')" "$(echo "$l" | sed 's/.*"recall": *\([-0-9.eE+]*\).*/\1/')"
-done < "$RES"
-echo "results: $RES, $OUT/fd.png, $OUT/reconstruct.txt, sample grids in $OUT/samples"
+echo "runtime (s)    part           run"
+sed -n 's/.*"part": "\([^"]*\)", "run": "\([^"]*\)".*"seconds": \([0-9.]*\).*/\1 \2 \3/p' "$TIMES" |
+    awk '{ s[$1 " " $2] += $3 } END { for (k in s) { split(k, p, " "); printf "%10.1f    %-14s %s\n", s[k], p[1], p[2] } }' |
+    sort -k2,2 -k3,3
+echo "results: $RES, $OUT/speedup.md, $OUT/fd.png, $OUT/fd.jsonl, $OUT/times.jsonl, $OUT/reconstruct.txt, sample grids in $OUT/samples"

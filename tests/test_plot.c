@@ -71,6 +71,57 @@ static void test_plot_draws_series(void)
     unlink(path);
 }
 
+/* Bands: shaded in a light tint of the series colour (20 % over white)
+ * between lower and upper, under the curve; a plot without bands has none of
+ * that tint; non-finite band points leave a gap; the axis range covers the
+ * band. */
+static void test_plot_bands(void)
+{
+    const char *path = tmp_file("band.png", NULL, 0);
+    double x[20], y[20], lo[20], hi[20];
+    for (int i = 0; i < 20; i++)
+        x[i] = 100 * i, y[i] = 10 - 0.3 * i, lo[i] = y[i] - 1, hi[i] = i == 7 ? NAN : y[i] + 1;
+    plot_series s = {"fd", x, y, 20, lo, hi};
+    plot_png(path, &s, 1, "step", false);
+    image im = image_read(path, 0);
+    CHECK(im.channels == 3 && im.width == 800 && im.height == 480, "banded plot is %dx%dx%d", im.channels, im.width,
+          im.height);
+    int tint = count_colour(&im, 210, 228, 240), blue = count_colour(&im, 31, 119, 180);
+    /* The band spans ~700 columns, about 2/12.6 of ~410 rows high, minus the
+     * gap around point 7 and the curve drawn over it. */
+    CHECK(tint > 20000 && blue > 700, "band pixels %d, curve pixels %d", tint, blue);
+    image_free(&im);
+    plot_series plain = {"fd", x, y, 20};
+    plot_png(path, &plain, 1, "step", false);
+    im = image_read(path, 0);
+    CHECK(count_colour(&im, 210, 228, 240) == 0, "no band drawn without lower/upper");
+    image_free(&im);
+    plot_png(path, &s, 1, "step", true); /* log scale with a band */
+    double all_nan[20];
+    for (int i = 0; i < 20; i++)
+        all_nan[i] = NAN;
+    plot_series gap = {"fd", x, y, 20, all_nan, all_nan};
+    plot_png(path, &gap, 1, "step", false);
+}
+
+/* `repae plot --bands` on what `repae speedup --curves` writes: K, K_min, K_max
+ * (null where a run has no point); a key without them is drawn plain, with a warning. */
+static void test_plot_cli_bands(void)
+{
+    const char *m = TMP_TEXT("curves.jsonl",
+                             "{\"step\":400,\"a\":10,\"a_min\":9,\"a_max\":11,\"b\":8,\"b_min\":7.5,\"b_max\":8.5,\"c\":5}\n"
+                             "{\"step\":800,\"a\":7,\"a_min\":6,\"a_max\":8,\"b\":null,\"b_min\":null,\"b_max\":null,\"c\":4}\n"
+                             "{\"step\":1200,\"a\":5,\"a_min\":4.5,\"a_max\":5.5,\"b\":4,\"b_min\":3,\"b_max\":5,\"c\":3}\n");
+    char cmd[1024], err[1024];
+    snprintf(cmd, sizeof cmd, "%s plot %s --keys a,b,c --bands --out %s/bands.png", repae_bin(), m, tmpdir);
+    int rc = run_command(cmd, NULL, 0, err, sizeof err);
+    CHECK(rc == 0, "plot --bands: status %d: %s", rc, err);
+    CHECK(strstr(err, "no c_min and c_max") != NULL, "warning for the key without a band: %s", err);
+    image im = image_read(tmp_file("bands.png", NULL, 0), 0);
+    CHECK(im.width == 800 && im.height == 480 && count_colour(&im, 210, 228, 240) > 1000, "band of a drawn");
+    image_free(&im);
+}
+
 /* Catalogue item 1: x values near 1e17 have a float spacing of 16, so a tick
  * loop `v += 2` never ended.  The plot itself must finish for any finite
  * input (a 10 s alarm turns a hang into a failure). */
@@ -82,6 +133,9 @@ static void plot_range_child(void *ctx)
     double x[2] = {r->x0, r->x1}, y[2] = {r->y0, r->y1};
     plot_series s = {"loss", x, y, 2};
     plot_png(tmp_file("range.png", NULL, 0), &s, 1, "step", false);
+    double lo[2] = {fmin(y[0], y[1]), -INFINITY}, hi[2] = {fmax(y[0], y[1]), r->y1};
+    plot_series banded = {"loss", x, y, 2, lo, hi}; /* and with a band over the same ranges */
+    plot_png(tmp_file("range.png", NULL, 0), &banded, 1, "step", false);
 }
 
 static void test_plot_extreme_ranges_finish(void)
@@ -174,6 +228,8 @@ int main(void)
     if (!mkdtemp(tmpdir))
         return 1;
     RUN(test_plot_draws_series);
+    RUN(test_plot_bands);
+    RUN(test_plot_cli_bands);
     RUN(test_plot_extreme_ranges_finish);
     RUN(test_plot_cli_huge_steps_refused);
     RUN(test_metrics_nan_values_are_gaps);

@@ -14,21 +14,63 @@ static const char *usage =
     "usage: repae plot METRICS.jsonl [options]\n"
     "\n"
     "Plots the chosen scalars of a run's metrics.jsonl (one JSON object per\n"
-    "step, as `repae train` writes) against the step, as a PNG.";
+    "step, as `repae train` writes) against the step, as a PNG.\n"
+    "\n"
+    "--bands: for every key K that has K_min and K_max on the lines too (as\n"
+    "`repae speedup --curves` writes: the mean over seeds and its range), the\n"
+    "range is shaded lightly in K's colour under the curves.";
 
 #define MAX_KEYS METRICS_MAX_KEYS
+
+/* Trailing moving average over the finite values; a gap stays a gap. */
+static void smooth_in_place(double **y, size_t n, int window)
+{
+    double *sm = xmalloc(n * sizeof(double)), acc = 0;
+    int cnt = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (isfinite((*y)[i]))
+            acc += (*y)[i], cnt++;
+        if (i >= (size_t)window && isfinite((*y)[i - window]))
+            acc -= (*y)[i - window], cnt--;
+        sm[i] = isfinite((*y)[i]) && cnt > 0 ? acc / cnt : NAN;
+    }
+    free(*y);
+    *y = sm;
+}
+
+/* The K_min and K_max columns of every key K (not found: found[k] = 0). */
+static void read_bands(const char *path, const char *x_key, const char *const *names, int n_keys,
+                       metrics_table *lo, metrics_table *hi)
+{
+    char *lo_names[MAX_KEYS], *hi_names[MAX_KEYS];
+    for (int k = 0; k < n_keys; k++) {
+        size_t len = strlen(names[k]) + 5;
+        lo_names[k] = xmalloc(len), hi_names[k] = xmalloc(len);
+        snprintf(lo_names[k], len, "%s_min", names[k]);
+        snprintf(hi_names[k], len, "%s_max", names[k]);
+    }
+    *lo = metrics_read(path, x_key, (const char *const *)lo_names, n_keys);
+    *hi = metrics_read(path, x_key, (const char *const *)hi_names, n_keys);
+    for (int k = 0; k < n_keys; k++) {
+        if (!lo->found[k] || !hi->found[k])
+            warn("plot --bands: no %s and %s in '%s': '%s' is drawn without a band", lo_names[k], hi_names[k], path,
+                 names[k]);
+        free(lo_names[k]), free(hi_names[k]);
+    }
+}
 
 int cmd_plot(int argc, char **argv)
 {
     const char *keys, *out, *x_key;
     int smooth;
-    bool log_y;
+    bool log_y, bands;
     option_spec opts[] = {
         {"--keys", OPT_STRING, &keys, "sit_loss,denoising_loss,vae_loss,d_loss", "comma-separated scalars to plot"},
         {"--out", OPT_STRING, &out, "loss.png", "output PNG"},
         {"--x", OPT_STRING, &x_key, "step", "the x axis scalar"},
         {"--smooth", OPT_INT, &smooth, "1", "moving-average window in steps", .min = 1, .max = 100000},
         {"--log-y", OPT_FLAG, &log_y, NULL, "logarithmic y axis"},
+        {"--bands", OPT_FLAG, &bands, NULL, "shade K_min..K_max under each key K (see above)"},
     };
     int rest = options_parse("plot", usage, opts, N_OPTS(opts), argc, argv);
     if (rest != 2)
@@ -57,26 +99,24 @@ int cmd_plot(int argc, char **argv)
     for (int k = 0; k < n_keys; k++)
         if (!t.found[k])
             die("'%s': no scalar named '%s' (check --keys)", path, names[k]);
+    metrics_table lo = {0}, hi = {0};
+    if (bands)
+        read_bands(path, x_key, names, n_keys, &lo, &hi);
     plot_series s[MAX_KEYS];
     for (int k = 0; k < n_keys; k++) {
-        if (smooth > 1) { /* trailing moving average over the finite values; a gap stays a gap */
-            double *sm = xmalloc(n * sizeof(double)), acc = 0;
-            int cnt = 0;
-            for (size_t i = 0; i < n; i++) {
-                if (isfinite(y[k][i]))
-                    acc += y[k][i], cnt++;
-                if (i >= (size_t)smooth && isfinite(y[k][i - smooth]))
-                    acc -= y[k][i - smooth], cnt--;
-                sm[i] = isfinite(y[k][i]) && cnt > 0 ? acc / cnt : NAN;
-            }
-            free(y[k]);
-            y[k] = sm;
+        bool band = bands && lo.found[k] && hi.found[k];
+        if (smooth > 1) {
+            smooth_in_place(&y[k], n, smooth);
+            if (band)
+                smooth_in_place(&lo.y[k], n, smooth), smooth_in_place(&hi.y[k], n, smooth);
         }
-        s[k] = (plot_series){names[k], x, y[k], n};
+        s[k] = (plot_series){names[k], x, y[k], n, band ? lo.y[k] : NULL, band ? hi.y[k] : NULL};
     }
     plot_png(out, s, n_keys, x_key, log_y);
     printf("%s\n", out);
     metrics_free(&t);
+    if (bands)
+        metrics_free(&lo), metrics_free(&hi);
     free(list);
     return 0;
 }

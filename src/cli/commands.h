@@ -16,5 +16,6 @@ int cmd_cache_latents(int argc, char **argv);
 int cmd_train_ldm(int argc, char **argv);
 int cmd_prepare(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
+int cmd_speedup(int argc, char **argv);
 
 #endif

@@ -24,6 +24,7 @@ static const struct {
     {"cache-latents", cmd_cache_latents, "encode a dataset once with a frozen VAE (for train-ldm)", 1},
     {"train-ldm", cmd_train_ldm, "latent diffusion on cached latents, with or without REPA", 1},
     {"plot", cmd_plot, "plot loss curves from a run's metrics.jsonl as a PNG"},
+    {"speedup", cmd_speedup, "steps each run needs to reach the baseline's FD (a comparison's results.jsonl): table + JSON"},
     {"eval", cmd_eval, "FID, sFID, IS, precision/recall of a sample .npz against a reference (ADM suite)", 1},
     {"reconstruct", cmd_reconstruct, "VAE reconstruction metrics: PSNR, SSIM, rFID and latent statistics", 1},
 };

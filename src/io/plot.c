@@ -67,6 +67,17 @@ static double clamp_coord(double v)
     return fmin(fmax(v, -4.0 * PW), 4.0 * PW);
 }
 
+/* Mixes `alpha` of rgb into the pixel: overlapping bands stay visible. */
+static void blend(canvas *cv, int x, int y, const uint8_t *rgb, double alpha)
+{
+    if (x < 0 || y < 0 || x >= PW || y >= PH)
+        return;
+    for (int c = 0; c < 3; c++) {
+        uint8_t *p = &cv->px[(size_t)c * PW * PH + (size_t)y * PW + x];
+        *p = (uint8_t)lround(*p * (1 - alpha) + rgb[c] * alpha);
+    }
+}
+
 static void line(canvas *cv, double x0, double y0, double x1, double y1, const uint8_t *rgb)
 {
     if (isnan(x0) || isnan(y0) || isnan(x1) || isnan(y1))
@@ -118,17 +129,66 @@ static void fmt_tick(char *buf, size_t n, double v, bool log_y)
         snprintf(buf, n, "%.4g", v);
 }
 
+static double y_value(double y, bool log_y)
+{
+    return log_y ? (y > 0 ? log10(y) : NAN) : y;
+}
+
+/* The plot area: pixel columns x0..x1, rows y1 (top) .. y0 (bottom), and the
+ * data ranges mapped onto it. */
+typedef struct plot_area {
+    int x0, x1, y0, y1;
+    double xmin, xmax, ymin, ymax;
+} plot_area;
+
+static double area_x(const plot_area *a, double v) { return a->x0 + (v - a->xmin) / (a->xmax - a->xmin) * (a->x1 - a->x0); }
+static double area_y(const plot_area *a, double v) { return a->y0 - (v - a->ymin) / (a->ymax - a->ymin) * (a->y0 - a->y1); }
+
+/* A series' band: every pixel column between two consecutive finite points
+ * is shaded between the linearly interpolated lower and upper values. */
+static void draw_band(canvas *cv, const plot_area *a, const plot_series *s, const uint8_t *rgb, bool log_y)
+{
+    const double alpha = 0.2;
+    int last_col = INT32_MIN;
+    for (size_t i = 0; i < s->n; i++) {
+        size_t j = i + 1 < s->n ? i + 1 : i; /* a lone last point shades its own column */
+        double xa = s->x[i], xb = s->x[j];
+        double la = y_value(s->lower[i], log_y), ua = y_value(s->upper[i], log_y);
+        double lb = y_value(s->lower[j], log_y), ub = y_value(s->upper[j], log_y);
+        if (!isfinite(xa) || !isfinite(la) || !isfinite(ua))
+            continue;
+        if (!isfinite(xb) || !isfinite(lb) || !isfinite(ub) || !(xb > xa))
+            xb = xa, lb = la, ub = ua;
+        double ca = clamp_coord(area_x(a, xa)), cb = clamp_coord(area_x(a, xb));
+        int from = (int)fmax(ceil(ca), a->x0), to = (int)fmin(floor(cb), a->x1);
+        if (from > to && cb == ca && lround(ca) >= a->x0 && lround(ca) <= a->x1)
+            from = to = (int)lround(ca);
+        for (int cx = from > last_col ? from : last_col + 1; cx <= to; cx++) {
+            double f = cb > ca ? (cx - ca) / (cb - ca) : 0;
+            double lo = la + f * (lb - la), hi = ua + f * (ub - ua);
+            int top = (int)fmax(lround(clamp_coord(area_y(a, fmax(lo, hi)))), a->y1);
+            int bottom = (int)fmin(lround(clamp_coord(area_y(a, fmin(lo, hi)))), a->y0);
+            for (int cy = top; cy <= bottom; cy++)
+                blend(cv, cx, cy, rgb, alpha);
+            last_col = cx;
+        }
+    }
+}
+
 void plot_png(const char *path, const plot_series *series, int n_series, const char *x_label, bool log_y)
 {
     double xmin = INFINITY, xmax = -INFINITY, ymin = INFINITY, ymax = -INFINITY;
     for (int s = 0; s < n_series; s++)
         for (size_t i = 0; i < series[s].n; i++) {
-            double x = series[s].x[i], y = series[s].y[i];
-            if (log_y)
-                y = y > 0 ? log10(y) : NAN;
-            if (!isfinite(x) || !isfinite(y))
-                continue;
-            xmin = fmin(xmin, x), xmax = fmax(xmax, x), ymin = fmin(ymin, y), ymax = fmax(ymax, y);
+            double x = series[s].x[i];
+            double ys[3] = {y_value(series[s].y[i], log_y), NAN, NAN};
+            if (series[s].lower && series[s].upper)
+                ys[1] = y_value(series[s].lower[i], log_y), ys[2] = y_value(series[s].upper[i], log_y);
+            for (int k = 0; k < 3; k++) {
+                if (!isfinite(x) || !isfinite(ys[k]))
+                    continue;
+                xmin = fmin(xmin, x), xmax = fmax(xmax, x), ymin = fmin(ymin, ys[k]), ymax = fmax(ymax, ys[k]);
+            }
         }
     if (!isfinite(xmin))
         xmin = 0, xmax = 1, ymin = 0, ymax = 1;
@@ -173,7 +233,11 @@ void plot_png(const char *path, const plot_series *series, int n_series, const c
     text(&cv, (x0 + x1) / 2 - 3 * (int)strlen(x_label), y0 + 24, x_label, black);
     if (log_y)
         text(&cv, 4, y1 - 12, "log scale", black);
-    /* Curves first, then the legend on a white box above them. */
+    /* Bands under every curve, then the curves, then the legend on a white box above them. */
+    plot_area area = {x0, x1, y0, y1, xmin, xmax, ymin, ymax};
+    for (int s = 0; s < n_series; s++)
+        if (series[s].lower && series[s].upper)
+            draw_band(&cv, &area, &series[s], palette[s % 8], log_y);
     for (int s = 0; s < n_series; s++) {
         const uint8_t *col = palette[s % 8];
         bool have = false;

@@ -5,6 +5,9 @@
  *
  *   plot_series s[2] = {{"sit_loss", xs, ys, n}, {"vae_loss", xs, ys2, n}};
  *   plot_png("loss.png", s, 2, "step", false);
+ *
+ * A series may carry a band (lower, upper: e.g. the min and max over seeds),
+ * shaded lightly in its colour under all the curves; NULL for none.
  */
 #ifndef REPAE_PLOT_H
 #define REPAE_PLOT_H
@@ -16,6 +19,7 @@ typedef struct plot_series {
     const char *label;
     const double *x, *y;
     size_t n;
+    const double *lower, *upper; /* optional band [n], both or neither; non-finite points leave a gap */
 } plot_series;
 
 /* Non-finite points are skipped.  log_y plots log10(y) (y > 0 only). */

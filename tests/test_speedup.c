@@ -1,0 +1,301 @@
+/* `repae speedup` and src/eval/speedup: synthetic FD curves whose crossings
+ * are known in closed form (piecewise-linear, so interpolation is exact),
+ * thresholds never reached, spreads over seeds, the bounds carried into
+ * means and ratios, the sample-set noise verdicts, and bad result lines
+ * refused naming the file and line. */
+#include <math.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "eval/speedup.h"
+#include "io/results_read.h"
+#include "test.h"
+
+static const char *repae_bin(void)
+{
+    static char path[256];
+    const char *b = getenv("BUILD");
+    snprintf(path, sizeof path, "%s/repae", b ? b : "build");
+    return path;
+}
+
+static int near(double a, double b) { return fabs(a - b) <= 1e-9 * fmax(1, fabs(b)); }
+
+static void test_interpolate_and_first_crossing(void)
+{
+    const double step[] = {400, 800, 1200, 1600}, fd[] = {10, 8, 5, 4};
+    CHECK(near(speedup_interpolate(step, fd, 4, 1000), 6.5), "interp 1000: %g", speedup_interpolate(step, fd, 4, 1000));
+    CHECK(near(speedup_interpolate(step, fd, 4, 1600), 4), "interp at the end");
+    CHECK(near(speedup_interpolate(step, fd, 4, 400), 10), "interp at the start");
+    CHECK(isnan(speedup_interpolate(step, fd, 4, 300)) && isnan(speedup_interpolate(step, fd, 4, 1601)),
+          "outside the curve is NaN");
+    speedup_crossing c = speedup_first_crossing(step, fd, 4, 6);
+    CHECK(c.bound == SPEEDUP_EXACT && near(c.step, 800 + 400 * 2.0 / 3.0), "crossing 6: %.12g (%s)", c.step,
+          speedup_bound_name(c.bound));
+    c = speedup_first_crossing(step, fd, 4, 8); /* met exactly at an evaluation */
+    CHECK(c.bound == SPEEDUP_EXACT && c.step == 800, "crossing 8: %g", c.step);
+    c = speedup_first_crossing(step, fd, 4, 10.5);
+    CHECK(c.bound == SPEEDUP_AT_MOST && c.step == 400, "met at the first evaluation: %g %s", c.step,
+          speedup_bound_name(c.bound));
+    c = speedup_first_crossing(step, fd, 4, 3);
+    CHECK(c.bound == SPEEDUP_AT_LEAST && c.step == 1600, "never met: %g %s", c.step, speedup_bound_name(c.bound));
+    /* The first crossing counts even when the curve rises again. */
+    const double bumpy[] = {10, 5, 9, 3};
+    c = speedup_first_crossing(step, bumpy, 4, 7.5);
+    CHECK(c.bound == SPEEDUP_EXACT && near(c.step, 400 + 400 * 0.5), "bumpy: %g", c.step);
+}
+
+static void test_stats_spread(void)
+{
+    const double v[] = {1, 2, 3, 4};
+    speedup_stats s = speedup_stats_of(v, 4);
+    CHECK(s.n == 4 && near(s.mean, 2.5) && near(s.sd, sqrt(5.0 / 3.0)) && s.min == 1 && s.max == 4,
+          "stats %g %g %g %g", s.mean, s.sd, s.min, s.max);
+    s = speedup_stats_of(v + 2, 1);
+    CHECK(s.mean == 3 && s.sd == 0 && s.min == 3 && s.max == 3, "one value: sd %g", s.sd);
+}
+
+static speedup_steps steps_of(double a, speedup_bound ba, double b, speedup_bound bb)
+{
+    speedup_crossing c[2] = {{a, ba}, {b, bb}};
+    return speedup_steps_of(c, 2);
+}
+
+static void test_bounds_in_means_and_ratios(void)
+{
+    speedup_steps exact = steps_of(1000, SPEEDUP_EXACT, 1400, SPEEDUP_EXACT);
+    speedup_steps early = steps_of(400, SPEEDUP_AT_MOST, 600, SPEEDUP_EXACT);
+    speedup_steps late = steps_of(4800, SPEEDUP_AT_LEAST, 4000, SPEEDUP_EXACT);
+    speedup_steps never = steps_of(4800, SPEEDUP_AT_LEAST, 4800, SPEEDUP_AT_LEAST);
+    speedup_steps mixed = steps_of(400, SPEEDUP_AT_MOST, 4800, SPEEDUP_AT_LEAST);
+    CHECK(exact.bound == SPEEDUP_EXACT && exact.reached == 2 && exact.stats.mean == 1200, "exact");
+    CHECK(early.bound == SPEEDUP_AT_MOST && early.reached == 2 && early.stats.mean == 500, "early");
+    CHECK(late.bound == SPEEDUP_AT_LEAST && late.reached == 1 && late.stats.mean == 4400, "late");
+    CHECK(never.bound == SPEEDUP_AT_LEAST && never.reached == 0, "never");
+    CHECK(mixed.bound == SPEEDUP_UNKNOWN, "mixed: %s", speedup_bound_name(mixed.bound));
+    speedup_ratio r = speedup_ratio_of(&exact, &exact);
+    CHECK(r.bound == SPEEDUP_EXACT && r.value == 1, "exact/exact");
+    r = speedup_ratio_of(&exact, &early);
+    CHECK(r.bound == SPEEDUP_AT_LEAST && near(r.value, 2.4), "exact/early: %g %s", r.value, speedup_bound_name(r.bound));
+    r = speedup_ratio_of(&late, &exact);
+    CHECK(r.bound == SPEEDUP_AT_LEAST && near(r.value, 4400.0 / 1200), "late/exact: %s", speedup_bound_name(r.bound));
+    r = speedup_ratio_of(&exact, &never);
+    CHECK(r.bound == SPEEDUP_AT_MOST && near(r.value, 1200.0 / 4800), "exact/never: %s", speedup_bound_name(r.bound));
+    r = speedup_ratio_of(&late, &never); /* both only bounded below: nothing to say */
+    CHECK(r.bound == SPEEDUP_UNKNOWN && isnan(r.value), "late/never: %s", speedup_bound_name(r.bound));
+    r = speedup_ratio_of(&mixed, &exact);
+    CHECK(r.bound == SPEEDUP_UNKNOWN && isnan(r.value), "mixed/exact");
+}
+
+/* Three seeds each:
+ *   vanilla  seed s: fd = 20 - step/200 + (s - 1)             mean 20 - step/200
+ *   repa-e   seed s: fd = max(16 - step/100, 2) + 0.5 (s - 1)
+ *   naive    seed 0: fd = 30 (never reaches anything), one null point
+ * at steps 400..2400; a second sample set at 2400 (vanilla +0.1, repa-e
+ * 2.1/2.2/2.3), and a run with only a second set (left out). */
+static const char *write_results(void)
+{
+    const char *path = test_tmp_path("results.jsonl");
+    FILE *f = fopen(path, "w");
+    for (int s = 0; s < 3; s++)
+        for (int step = 400; step <= 2400; step += 400) {
+            fprintf(f, "{\"run\": \"vanilla\", \"seed\": %d, \"step\": %d, \"metrics\": {\"fd\": %.17g}}\n", s, step,
+                    20 - step / 200.0 + (s - 1));
+            fprintf(f, "{\"run\": \"repa-e\", \"seed\": %d, \"step\": %d, \"set\": 0, \"metrics\": {\"fd\": %.17g, \"precision\": 0.5}}\n",
+                    s, step, fmax(16 - step / 100.0, 2) + 0.5 * (s - 1));
+        }
+    for (int s = 0; s < 3; s++) {
+        fprintf(f, "{\"run\": \"vanilla\", \"seed\": %d, \"step\": 2400, \"set\": 1, \"metrics\": {\"fd\": %.17g}}\n", s,
+                20 - 12 + (s - 1) + 0.1);
+        fprintf(f, "\n{\"run\": \"repa-e\", \"seed\": %d, \"step\": 2400, \"set\": 1, \"metrics\": {\"fd\": %.17g}}\n", s,
+                2.1 + 0.1 * s);
+    }
+    for (int step = 400; step <= 2400; step += 400)
+        fprintf(f, "{\"run\": \"naive\", \"seed\": 0, \"step\": %d, \"metrics\": {\"fd\": %s}}\n", step,
+                step == 800 ? "null" : "30");
+    fprintf(f, "{\"run\": \"other\", \"seed\": 0, \"step\": 400, \"set\": 1, \"metrics\": {\"fd\": 1}}\n");
+    fclose(f);
+    return path;
+}
+
+static void test_summary_known_crossings(void)
+{
+    const char *path = write_results();
+    eval_results r = results_read(path, "fd");
+    CHECK(r.n == 18 * 2 + 6 + 6 + 1 && r.n_runs == 4, "rows %zu runs %d", r.n, r.n_runs);
+    const double fr[] = {0.5, 0.75, 1.0};
+    speedup_summary s = speedup_summarise(&r, 0, "vanilla", fr, 3);
+    CHECK(s.n_runs == 3 && s.baseline == 0 && s.horizon == 2400, "runs %d baseline %d horizon %g", s.n_runs,
+          s.baseline, s.horizon);
+    int v = speedup_find_run(&s, "vanilla"), e = speedup_find_run(&s, "repa-e"), nv = speedup_find_run(&s, "naive");
+    CHECK(v == 0 && e == 1 && nv == 2 && speedup_find_run(&s, "other") < 0, "run order");
+    if (s.n_runs != 3 || s.n_thresholds != 3) {
+        speedup_summary_free(&s), results_free(&r);
+        return;
+    }
+    /* Thresholds: the vanilla mean at 1200, 1800, 2400. */
+    CHECK(near(s.thresholds[0].value, 14) && near(s.thresholds[1].value, 11) && near(s.thresholds[2].value, 8),
+          "thresholds %g %g %g", s.thresholds[0].value, s.thresholds[1].value, s.thresholds[2].value);
+    CHECK(s.thresholds[1].step == 1800, "threshold step %g", s.thresholds[1].step);
+    /* 14: vanilla seeds at 1000, 1200, 1400; repa-e below at the first evaluation. */
+    const speedup_steps *a = &s.thresholds[0].steps[v], *b = &s.thresholds[0].steps[e];
+    CHECK(a->bound == SPEEDUP_EXACT && near(a->stats.mean, 1200) && near(a->stats.sd, 200) &&
+              near(a->stats.min, 1000) && near(a->stats.max, 1400), "vanilla @14: %g ± %g", a->stats.mean, a->stats.sd);
+    CHECK(b->bound == SPEEDUP_AT_MOST && b->stats.mean == 400 && b->reached == 3, "repa-e @14: %g %s", b->stats.mean,
+          speedup_bound_name(b->bound));
+    speedup_ratio ratio = speedup_ratio_of(a, b);
+    CHECK(ratio.bound == SPEEDUP_AT_LEAST && near(ratio.value, 3), "ratio @14: %g", ratio.value);
+    /* 11: vanilla 1600, 1800, 2000; repa-e 450, 500, 550. */
+    a = &s.thresholds[1].steps[v], b = &s.thresholds[1].steps[e];
+    CHECK(near(s.thresholds[1].crossings[e][0].step, 450) && near(s.thresholds[1].crossings[e][2].step, 550),
+          "repa-e crossings @11: %g %g", s.thresholds[1].crossings[e][0].step, s.thresholds[1].crossings[e][2].step);
+    CHECK(b->bound == SPEEDUP_EXACT && near(b->stats.mean, 500) && near(b->stats.sd, 50), "repa-e @11: %g ± %g",
+          b->stats.mean, b->stats.sd);
+    ratio = speedup_ratio_of(a, b);
+    CHECK(ratio.bound == SPEEDUP_EXACT && near(ratio.value, 3.6), "ratio @11: %g", ratio.value);
+    /* 8: vanilla 2200, 2400 (met exactly), never (seed 2 ends at 9); repa-e 750, 800, 850. */
+    a = &s.thresholds[2].steps[v], b = &s.thresholds[2].steps[e];
+    CHECK(a->bound == SPEEDUP_AT_LEAST && a->reached == 2 && near(a->stats.mean, 7000.0 / 3), "vanilla @8: %g %s %d",
+          a->stats.mean, speedup_bound_name(a->bound), a->reached);
+    CHECK(b->bound == SPEEDUP_EXACT && near(b->stats.mean, 800) && near(b->stats.sd, 50), "repa-e @8");
+    ratio = speedup_ratio_of(a, b);
+    CHECK(ratio.bound == SPEEDUP_AT_LEAST && near(ratio.value, 7000.0 / 3 / 800), "ratio @8: %g", ratio.value);
+    /* naive never reaches any threshold; its null point is left out. */
+    const speedup_steps *n = &s.thresholds[0].steps[nv];
+    CHECK(n->reached == 0 && n->bound == SPEEDUP_AT_LEAST && s.runs[nv].seeds[0].n == 5, "naive: reached %d, %zu points",
+          n->reached, s.runs[nv].seeds[0].n);
+    /* Bands, finals and noise. */
+    const speedup_run *re = &s.runs[e];
+    CHECK(re->n_band == 6 && re->band_step[0] == 400 && near(re->band_mean[0], 12) && near(re->band_min[0], 11.5) &&
+              near(re->band_max[0], 12.5) && re->band_count[0] == 3, "repa-e band at 400");
+    CHECK(near(re->final.mean, 2) && near(re->final.min, 1.5) && near(re->final.max, 2.5) && re->final_step == 2400,
+          "repa-e final %g", re->final.mean);
+    CHECK(re->n_noise == 3 && near(re->noise, (0.6 + 0.2 + 0.2) / 3), "repa-e noise %g (%d)", re->noise, re->n_noise);
+    CHECK(near(s.runs[v].noise, 0.1) && s.runs[nv].n_noise == 0 && isnan(s.runs[nv].noise), "noise vanilla %g",
+          s.runs[v].noise);
+    CHECK(speedup_compare_finals(&s.runs[v], re) == SPEEDUP_BEYOND_NOISE, "vanilla vs repa-e: %s",
+          speedup_verdict_name(speedup_compare_finals(&s.runs[v], re)));
+    speedup_summary_free(&s);
+    results_free(&r);
+}
+
+static speedup_run final_run(double mean, double min, double max, double noise)
+{
+    return (speedup_run){.final = {.n = 3, .mean = mean, .min = min, .max = max}, .noise = noise,
+                         .n_noise = isnan(noise) ? 0 : 3};
+}
+
+static void test_noise_verdicts(void)
+{
+    speedup_run a = final_run(5.0, 4.8, 5.2, 0.3), b = final_run(5.5, 5.3, 5.7, 0.2);
+    CHECK(speedup_compare_finals(&a, &b) == SPEEDUP_WITHIN_NOISE, "0.5 <= 2 x 0.3");
+    b = final_run(6.0, 5.1, 6.9, 0.1);
+    CHECK(speedup_compare_finals(&a, &b) == SPEEDUP_SEEDS_OVERLAP, "ranges overlap");
+    b = final_run(6.0, 5.9, 6.1, 0.1);
+    CHECK(speedup_compare_finals(&a, &b) == SPEEDUP_BEYOND_NOISE, "beyond");
+    a = final_run(5.0, 4.8, 5.2, NAN), b = final_run(6.0, 5.9, 6.1, NAN);
+    CHECK(speedup_compare_finals(&a, &b) == SPEEDUP_NOISE_UNMEASURED, "unmeasured");
+}
+
+/* The command: the markdown rows, the JSON summary and the band curves. */
+static void test_cli_table_and_files(void)
+{
+    const char *path = write_results(), *json = test_tmp_path("summary.json"), *curves = test_tmp_path("fd.jsonl");
+    char cmd[1024], out[8192], err[1024];
+    snprintf(cmd, sizeof cmd, "%s speedup %s --ratios vanilla/repa-e,naive/repa-e,vanilla/absent --json %s --curves %s",
+             repae_bin(), path, json, curves);
+    int rc = run_command(cmd, out, sizeof out, err, sizeof err);
+    CHECK(rc == 0, "speedup: status %d: %s", rc, err);
+    const char *rows[] = {
+        "| threshold | fd | vanilla | repa-e | naive | vanilla/repa-e | naive/repa-e |",
+        "| vanilla @ 50 % (step 1200) | 14.000 | 1200 ± 200 | ≤ 400 ± 0 | not reached | ≥ 3.00× | ≥ 6.00× |",
+        "| vanilla @ 75 % (step 1800) | 11.000 | 1800 ± 200 | 500 ± 50 | not reached | 3.60× | ≥ 4.80× |",
+        "| vanilla @ 100 % (step 2400) | 8.000 | ≥ 2333 ± 115 (2/3 reached) | 800 ± 50 | not reached | ≥ 2.92× | ≥ 3.00× |",
+        "| vanilla | 3 | 2400 | 8.000 ± 1.000 | 7.000-9.000 | 0.100 | +6.000 | beyond noise |",
+        "| naive | 1 | 2400 | 30.000 | 30.000-30.000 | - | +28.000 | beyond noise |",
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        CHECK(strstr(out, rows[i]) != NULL, "row missing: %s\n--- output:\n%s", rows[i], out);
+    CHECK(!strstr(out, "absent"), "a ratio naming an absent run is left out");
+    size_t size;
+    char *text = read_file_all(json, &size);
+    CHECK(strstr(text, "\"horizon\":\t2400") && strstr(text, "\"vanilla/repa-e\"") && strstr(text, "\"at_least\""),
+          "summary JSON:\n%s", text);
+    free(text);
+    text = read_file_all(curves, &size);
+    CHECK(strstr(text, "{\"step\":400,\"vanilla\":18,\"vanilla_min\":17,\"vanilla_max\":19,\"repa-e\":12,"
+                       "\"repa-e_min\":11.5,\"repa-e_max\":12.5,\"naive\":30,\"naive_min\":30,\"naive_max\":30}\n") &&
+              strstr(text, "\"naive\":null"), "curves:\n%s", text);
+    free(text);
+}
+
+/* A results file with one line, and what `repae speedup` must say about it. */
+static void expect_refused(const char *name, const char *content, size_t len, const char *args, const char *want)
+{
+    const char *path = test_tmp_path(name);
+    FILE *f = fopen(path, "wb");
+    fwrite(content, 1, len, f);
+    fclose(f);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s speedup %s %s", repae_bin(), path, args);
+    expect_command_fails(cmd, want);
+}
+#define REFUSED(name, literal, args, want) expect_refused(name, literal, sizeof(literal) - 1, args, want)
+
+#define GOOD "{\"run\": \"vanilla\", \"seed\": 0, \"step\": 400, \"metrics\": {\"fd\": 5}}\n"
+
+static void test_bad_lines_refused(void)
+{
+    REFUSED("two.jsonl", GOOD GOOD "x\n", "", "two.jsonl': line 3 is not a JSON object");
+    REFUSED("notobj.jsonl", GOOD "[1, 2]\n", "", "notobj.jsonl': line 2 is not a JSON object");
+    REFUSED("trunc.jsonl", GOOD "{\"run\": \"vanilla\", \"se\n", "", "trunc.jsonl': line 2 is not a JSON object");
+    REFUSED("junk.jsonl", GOOD "{\"run\": \"a\"} x\n", "", "junk.jsonl': line 2: unexpected text after the JSON object");
+    REFUSED("nul.jsonl", GOOD "{\"run\": \"a\",\0}\n", "", "nul.jsonl': line 2 contains a NUL byte");
+    REFUSED("norun.jsonl", "{\"seed\": 0, \"step\": 1, \"metrics\": {\"fd\": 1}}\n", "",
+            "norun.jsonl': line 1: \"run\" must be a string");
+    REFUSED("name.jsonl", "{\"run\": \"a|b\", \"seed\": 0, \"step\": 1, \"metrics\": {\"fd\": 1}}\n", "",
+            "name.jsonl': line 1: the run name may only hold");
+    REFUSED("empty_name.jsonl", "{\"run\": \"\", \"seed\": 0, \"step\": 1, \"metrics\": {\"fd\": 1}}\n", "",
+            "the run name must have 1 to 64 characters");
+    REFUSED("seed.jsonl", GOOD "{\"run\": \"a\", \"seed\": 1.5, \"step\": 1, \"metrics\": {\"fd\": 1}}\n", "",
+            "seed.jsonl': line 2: \"seed\" must be an integer");
+    REFUSED("step.jsonl", "{\"run\": \"a\", \"seed\": 0, \"step\": -400, \"metrics\": {\"fd\": 1}}\n", "",
+            "step.jsonl': line 1: \"step\" must be an integer");
+    REFUSED("nostep.jsonl", "{\"run\": \"a\", \"seed\": 0, \"metrics\": {\"fd\": 1}}\n", "",
+            "nostep.jsonl': line 1: no \"step\"");
+    REFUSED("bigstep.jsonl", "{\"run\": \"a\", \"seed\": 0, \"step\": 1e300, \"metrics\": {\"fd\": 1}}\n", "",
+            "\"step\" must be an integer");
+    REFUSED("set.jsonl", "{\"run\": \"a\", \"seed\": 0, \"step\": 1, \"set\": 1000, \"metrics\": {\"fd\": 1}}\n", "",
+            "set.jsonl': line 1: \"set\" must be an integer between 0 and 999");
+    REFUSED("metrics.jsonl", "{\"run\": \"a\", \"seed\": 0, \"step\": 1, \"metrics\": 5}\n", "",
+            "metrics.jsonl': line 1: \"metrics\" must be an object");
+    REFUSED("nofd.jsonl", "{\"run\": \"a\", \"seed\": 0, \"step\": 1, \"metrics\": {\"fid\": 1}}\n", "",
+            "nofd.jsonl': line 1: no \"fd\" in \"metrics\"");
+    REFUSED("strfd.jsonl", "{\"run\": \"a\", \"seed\": 0, \"step\": 1, \"metrics\": {\"fd\": \"5\"}}\n", "",
+            "strfd.jsonl': line 1: \"fd\" must be a finite number or null");
+    REFUSED("dup.jsonl", GOOD "\n{\"run\": \"vanilla\", \"seed\": 0, \"step\": 400, \"metrics\": {\"fd\": 6}}\n", "",
+            "dup.jsonl': line 3: run 'vanilla', seed 0, set 0, step 400 is already on line 1");
+    REFUSED("blank.jsonl", "\n  \n", "", "blank.jsonl': no results in the file");
+    REFUSED("nobase.jsonl", "{\"run\": \"repa\", \"seed\": 0, \"step\": 1, \"metrics\": {\"fd\": 1}}\n", "",
+            "the baseline run 'vanilla' has no evaluation in sample set 0");
+    REFUSED("fr.jsonl", GOOD, "--fractions 0.5,1.5", "speedup --fractions '0.5,1.5': '1.5' is not a fraction");
+    REFUSED("fr0.jsonl", GOOD, "--fractions 0.5,,1", "'' is not a fraction");
+    REFUSED("ratio.jsonl", GOOD, "--ratios vanilla", "speedup --ratios 'vanilla': 'vanilla' is not of the form RUN/RUN");
+    REFUSED("metric.jsonl", GOOD, "--metric precision", "metric.jsonl': line 1: no \"precision\" in \"metrics\"");
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "%s speedup %s/missing.jsonl", repae_bin(), test_tmp_dir("speedup"));
+    expect_command_fails(cmd, "missing.jsonl");
+}
+
+int main(void)
+{
+    test_tmp_dir("speedup");
+    RUN(test_interpolate_and_first_crossing);
+    RUN(test_stats_spread);
+    RUN(test_bounds_in_means_and_ratios);
+    RUN(test_summary_known_crossings);
+    RUN(test_noise_verdicts);
+    RUN(test_cli_table_and_files);
+    RUN(test_bad_lines_refused);
+    return test_summary();
+}
