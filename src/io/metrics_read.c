@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "core/error.h"
+#include "io/jsonl_lines.h"
 
 /* Copies `line` into a fresh buffer with bare nan/inf tokens outside strings
  * (what printf's %g wrote for a NaN loss before repae wrote null) replaced
@@ -116,32 +117,18 @@ metrics_table metrics_read(const char *path, const char *x_key, const char *cons
     t.x = xmalloc(cap * sizeof(double));
     for (int k = 0; k < n_keys; k++)
         t.y[k] = xmalloc(cap * sizeof(double));
-    FILE *f = xfopen(path, "r");
-    char *line = NULL;
-    size_t line_cap = 0;
-    long lineno = 0;
-    ssize_t len;
-    while ((len = getline(&line, &line_cap, f)) > 0) {
-        lineno++;
-        if (memchr(line, 0, (size_t)len))
-            die("'%s': line %ld contains a NUL byte (not a text file?)", path, lineno);
-        bool blank = true;
-        for (ssize_t i = 0; i < len && blank; i++)
-            blank = isspace((unsigned char)line[i]);
-        if (blank)
-            continue;
+    jsonl_reader in = jsonl_open(path);
+    size_t len;
+    for (char *line; (line = jsonl_next(&in, &len));) {
         if (t.n == cap) {
             cap *= 2;
             t.x = xrealloc(t.x, cap * sizeof(double));
             for (int k = 0; k < n_keys; k++)
                 t.y[k] = xrealloc(t.y[k], cap * sizeof(double));
         }
-        parse_line(&t, keys, x_key, line, (size_t)len, path, lineno);
+        parse_line(&t, keys, x_key, line, len, path, in.lineno);
     }
-    if (ferror(f))
-        die("'%s': read error", path);
-    free(line);
-    fclose(f);
+    jsonl_close(&in);
     return t;
 }
 

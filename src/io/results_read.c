@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "io/jsonl_lines.h"
 
 #define MAX_RUN_NAME 64
 
@@ -120,28 +121,14 @@ eval_results results_read(const char *path, const char *metric)
     eval_results r = {0};
     size_t cap = 256;
     r.rows = xmalloc(cap * sizeof *r.rows);
-    FILE *f = xfopen(path, "r");
-    char *line = NULL;
-    size_t line_cap = 0;
-    long lineno = 0;
-    ssize_t len;
-    while ((len = getline(&line, &line_cap, f)) > 0) {
-        lineno++;
-        if (memchr(line, 0, (size_t)len))
-            die("'%s': line %ld contains a NUL byte (not a text file?)", path, lineno);
-        bool blank = true;
-        for (ssize_t i = 0; i < len && blank; i++)
-            blank = isspace((unsigned char)line[i]);
-        if (blank)
-            continue;
+    jsonl_reader in = jsonl_open(path);
+    size_t len;
+    for (char *line; (line = jsonl_next(&in, &len));) {
         if (r.n == cap)
             r.rows = xrealloc(r.rows, (cap *= 2) * sizeof *r.rows);
-        r.rows[r.n++] = parse_line(&r, line, metric, path, lineno);
+        r.rows[r.n++] = parse_line(&r, line, metric, path, in.lineno);
     }
-    if (ferror(f))
-        die("'%s': read error", path);
-    free(line);
-    fclose(f);
+    jsonl_close(&in);
     refuse_duplicates(&r, path);
     return r;
 }
