@@ -266,7 +266,7 @@ static void vae_resblock_backward(vae_run *r, const vae_resblock *rb, const vae_
 /* q, k, v = 1×1 convs of hn [B, C, L], written token-major into qkv [B, L, 3C]. */
 /* Per-image GEMMs go one image per thread when there are at least as many
  * images as threads. */
-static int per_image_parallel(int B) { return B >= omp_get_max_threads(); }
+static inline int per_image_parallel(int B) { return B >= omp_get_max_threads(); }
 
 static void attn_qkv(const vae_run *r, const vae_attnblock *ab, float *qkv, const float *hn, int L)
 {

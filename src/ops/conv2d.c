@@ -52,7 +52,7 @@ static int use_winograd(const conv2d_shape *s)
 
 /* Per-image GEMMs go one image per thread when there are at least as many
  * images as threads (else OpenBLAS threads each GEMM). */
-static int per_image_parallel(int B) { return B >= omp_get_max_threads(); }
+static inline int per_image_parallel(int B) { return B >= omp_get_max_threads(); }
 
 static int is_direct_1x1(const conv2d_shape *s)
 {
