@@ -15,7 +15,6 @@
  */
 #include <math.h>
 #include <stdlib.h>
-#include <omp.h>
 #include <string.h>
 
 #include "core/error.h"
@@ -264,10 +263,6 @@ static void vae_resblock_backward(vae_run *r, const vae_resblock *rb, const vae_
 /* ------------------------------------------------------------------ AttnBlock */
 
 /* q, k, v = 1×1 convs of hn [B, C, L], written token-major into qkv [B, L, 3C]. */
-/* Per-image GEMMs go one image per thread when there are at least as many
- * images as threads. */
-static inline int per_image_parallel(int B) { return B >= omp_get_max_threads(); }
-
 static void attn_qkv(const vae_run *r, const vae_attnblock *ab, float *qkv, const float *hn, int L)
 {
     const int B = r->B, C = ab->c;
@@ -275,7 +270,7 @@ static void attn_qkv(const vae_run *r, const vae_attnblock *ab, float *qkv, cons
     /* One GEMM per (image, projection): spread over the threads when every
      * thread gets an image (inside the loop OpenBLAS runs single-threaded:
      * one fork, not 3·B); with fewer images OpenBLAS threads each GEMM. */
-#pragma omp parallel for schedule(static) if (per_image_parallel(B))
+#pragma omp parallel for schedule(static) if (gemm_items_in_parallel(B))
     for (int bj = 0; bj < 3 * B; bj++) {
         const int b = bj / 3, j = bj % 3;
         gemm(true, true, L, C, C, 1.0f, hn + (size_t)b * C * L, L, PW(r, cv[j]->w), C, 0.0f,
@@ -319,7 +314,7 @@ static void vae_attnblock_forward(vae_run *r, const vae_attnblock *ab, vae_attnb
         /* NH = 1, HD = C: the op's HD^-1/2 scale is the block's C^-1/2. */
         attention_forward(att, probs, qkv, qkv + C, qkv + 2 * C, 3 * C, B, L, 1, C, ws);
         memcpy(out, x, n * sizeof(float));
-#pragma omp parallel for schedule(static) if (per_image_parallel(B))
+#pragma omp parallel for schedule(static) if (gemm_items_in_parallel(B))
         for (int b = 0; b < B; b++)
             gemm(false, true, C, L, C, 1.0f, PW(r, ab->proj_out.w), C, att + (size_t)b * L * C, C, 1.0f,
                  out + (size_t)b * C * L, L);
@@ -354,7 +349,7 @@ static void vae_attnblock_backward(vae_run *r, const vae_attnblock *ab, const va
     if (dWp)
         for (int b = 0; b < B; b++)
             gemm(false, false, C, C, L, 1.0f, dy + (size_t)b * C * L, L, s->att + (size_t)b * L * C, C, 1.0f, dWp, C);
-#pragma omp parallel for schedule(static) if (per_image_parallel(B))
+#pragma omp parallel for schedule(static) if (gemm_items_in_parallel(B))
     for (int b = 0; b < B; b++)
         gemm(true, false, L, C, C, 1.0f, dy + (size_t)b * C * L, L, PW(r, ab->proj_out.w), C, 0.0f,
              d_att + (size_t)b * L * C, C);
@@ -375,7 +370,7 @@ static void vae_attnblock_backward(vae_run *r, const vae_attnblock *ab, const va
                 gemm(true, true, C, C, L, 1.0f, d_qkv + (size_t)b * L * 3 * C + (size_t)j * C, 3 * C,
                      hn + (size_t)b * C * L, L, 1.0f, dW, C);
         /* d_hn[c,l] += Σ_o W[o,c] d[l,o] */
-#pragma omp parallel for schedule(static) if (per_image_parallel(B))
+#pragma omp parallel for schedule(static) if (gemm_items_in_parallel(B))
         for (int b = 0; b < B; b++)
             gemm(true, true, C, L, C, 1.0f, PW(r, cv[j]->w), C, d_qkv + (size_t)b * L * 3 * C + (size_t)j * C,
                  3 * C, 1.0f, d_hn + (size_t)b * C * L, L);

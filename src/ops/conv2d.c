@@ -1,7 +1,5 @@
 #include "ops/conv2d.h"
 
-#include <omp.h>
-
 #include <string.h>
 
 #include "ops/conv2d_winograd.h"
@@ -49,10 +47,6 @@ static int use_winograd(const conv2d_shape *s)
         return 0;
     return s->algo == CONV2D_WINOGRAD || s->C_in >= CONV2D_WINOGRAD_MIN_CIN;
 }
-
-/* Per-image GEMMs go one image per thread when there are at least as many
- * images as threads (else OpenBLAS threads each GEMM). */
-static inline int per_image_parallel(int B) { return B >= omp_get_max_threads(); }
 
 static int is_direct_1x1(const conv2d_shape *s)
 {
@@ -324,7 +318,7 @@ void conv2d_forward(float *out, const float *x, const float *weight, const float
     }
     if (is_direct_1x1(s)) {
         fill_bias(out, bias, s->B, s->C_out, HWo);
-#pragma omp parallel for schedule(static) if (per_image_parallel(s->B))
+#pragma omp parallel for schedule(static) if (gemm_items_in_parallel(s->B))
         for (int b = 0; b < s->B; b++)
             gemm(false, false, s->C_out, (int)HWo, s->C_in, 1.0f, weight, s->C_in, x + b * ximg, (int)HWo, 1.0f,
                  out + b * oimg, (int)HWo);
@@ -396,7 +390,7 @@ void conv2d_backward(float *dx, float *dweight, float *dbias, const float *dout,
                 gemm(false, true, s->C_out, s->C_in, (int)HWo, 1.0f, dout + b * oimg, (int)HWo, x + b * ximg,
                      (int)HWo, 1.0f, dweight, s->C_in);
         if (dx) {
-#pragma omp parallel for schedule(static) if (per_image_parallel(s->B))
+#pragma omp parallel for schedule(static) if (gemm_items_in_parallel(s->B))
             for (int b = 0; b < s->B; b++)
                 gemm(true, false, s->C_in, (int)HWo, s->C_out, 1.0f, weight, s->C_in, dout + b * oimg, (int)HWo, 1.0f,
                      dx + b * ximg, (int)HWo);

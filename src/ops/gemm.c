@@ -1,5 +1,7 @@
 #include "ops/gemm.h"
 
+#include <omp.h>
+
 #include <cblas.h>
 
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
@@ -33,3 +35,5 @@ void gemm_ref(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
             *c = (float)(alpha * acc + (beta == 0.0f ? 0.0 : (double)beta * *c));
         }
 }
+
+int gemm_items_in_parallel(int items) { return items >= omp_get_max_threads(); }

@@ -16,6 +16,12 @@
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
           const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
+/* Whether `items` independent GEMMs (one per image, say) should run one per
+ * thread, each single-threaded inside OpenBLAS, instead of one after the
+ * other with OpenBLAS threading each (a fork per call): yes when every
+ * thread gets at least one. */
+int gemm_items_in_parallel(int items);
+
 void gemm_ref(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
               const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
