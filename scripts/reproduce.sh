@@ -27,18 +27,25 @@
 #
 # Environment (defaults below): STEPS EVAL_EVERY SEEDS N_SAMPLES SAMPLE_STEPS BATCH OUT;
 #   RUNS="vanilla repa ..."  train only these runs (repa-irepa only when named);
-#   EVAL_ONLY=1              train nothing: (re-)evaluate the checkpoints in $OUT
-#                            (samples already drawn are reused) and write the report;
+#   EVAL_ONLY=1              train nothing: re-evaluate the checkpoints in $OUT of the
+#                            runs and seeds named (samples already drawn are reused) and
+#                            write the report (otherwise evaluations already made are kept);
+#   REPORT_ONLY=1            train and evaluate nothing: the report from the evaluations
+#                            in $OUT so far (while runs are still going, say);
+#   JOBS                     tasks (one run and seed: train, then evaluate) side by side,
+#                            each with cores/JOBS threads (default: one per core);
 #   NOISE_SEED               --global-seed of the second sample set (default 2);
 #   RATIOS                   step-count ratios for the speed-up table (A/B pairs);
 #   FEATURE_NET, EVAL_WEIGHTS  the evaluation network (default: our CNN);
 #   SAMPLE_WEIGHTS           --no-ema (default) or --use-ema.
 # A run whose final checkpoint exists is not trained again; one with earlier
 # checkpoints resumes from the latest (--resume-step -1).
+# Killed, it picks up where it stopped: run it again with the same settings.
 # Outputs in $OUT: results.jsonl (one line per run, seed, step and sample
 # set), fd.jsonl (mean/min/max over seeds per step), fd.png, speedup.md and
 # speedup.json, reconstruct.txt/.jsonl, times.jsonl (seconds of every
-# training, sampling+evaluation and reconstruction), samples/ (grids, .npz).
+# training, sampling+evaluation and reconstruction), samples/ (grids, .npz),
+# logs/RUN-sSEED.log (each task's output), evals/ (each sample set's metrics).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Idle OpenMP threads spin only briefly before they sleep (repae sets this
@@ -60,6 +67,16 @@ SINGLE_SEED_RUNS="naive-e2e e2e-vae"
 NOISE_SEED=${NOISE_SEED:-2}
 RATIOS=${RATIOS:-vanilla/repa-e,repa/repa-e,repa-e/repa-e-irepa,repa/repa-irepa}
 EVAL_ONLY=${EVAL_ONLY:-0}
+REPORT_ONLY=${REPORT_ONLY:-0}
+CORES=$(nproc)
+JOBS=${JOBS:-$CORES}
+case $JOBS in '' | *[!0-9]* | 0) echo "reproduce.sh: JOBS must be a positive integer, not '$JOBS'" >&2; exit 1 ;; esac
+# Threads per task: the cores shared out, unless OMP_NUM_THREADS is set (JOBS=1: all of them).
+LANE_THREADS=""
+if [ "$JOBS" -gt 1 ] && [ -z "${OMP_NUM_THREADS:-}" ]; then
+    LANE_THREADS=$((CORES / JOBS))
+    [ "$LANE_THREADS" -ge 1 ] || LANE_THREADS=1
+fi
 W=weights
 FEATURE_NET=${FEATURE_NET:-cnn}
 EVAL_WEIGHTS=${EVAL_WEIGHTS:-$W/fmnist-evalnet-cnn.safetensors}
@@ -105,19 +122,19 @@ timed() {
 }
 
 [ -f "$OUT/test.npz" ] || $R prepare --data fashion-mnist --data-split test --npz "$OUT/test.npz" >/dev/null
-if [ "$EVAL_ONLY" = 0 ] && [ ! -f "$OUT/latents.safetensors" ]; then
+if [ "$EVAL_ONLY" = 0 ] && [ "$REPORT_ONLY" = 0 ] && [ ! -f "$OUT/latents.safetensors" ]; then
     timed cache-latents all null null null -- $R cache-latents --vae-ckpt $W/fmnist-vae.safetensors --output "$OUT/latents.safetensors"
 fi
 
-wanted() { [ "$EVAL_ONLY" = 0 ] && case " $RUNS " in *" $1 "*) true ;; *) false ;; esac; }
+wanted() { [ "$EVAL_ONLY" = 0 ] && [ "$REPORT_ONLY" = 0 ] && case " $RUNS " in *" $1 "*) true ;; *) false ;; esac; }
 seeds_of() { case " $SINGLE_SEED_RUNS " in *" $1 "*) echo "$FIRST_SEED" ;; *) echo "$SEEDS" ;; esac; }
 last_checkpoint() { ls "$1"/checkpoints/*.safetensors 2>/dev/null | tail -n 1; }
 
 # The E2E-VAE of the first repa-e seed, and the latents it gives.
 prepare_e2e_vae() {
     local last
-    last=$(last_checkpoint "$OUT/repa-e-s$FIRST_SEED")
-    [ -n "$last" ] || { echo "reproduce.sh: e2e-vae needs repa-e-s$FIRST_SEED trained first (RUNS)" >&2; exit 1; }
+    last="$OUT/repa-e-s$FIRST_SEED/checkpoints/$(printf %07d "$STEPS").safetensors"
+    [ -f "$last" ] || { echo "reproduce.sh: e2e-vae needs repa-e-s$FIRST_SEED trained to step $STEPS first (RUNS)" >&2; exit 1; }
     $R export-vae --checkpoint "$last" --output "$OUT/e2e-vae" >/dev/null
     $R cache-latents --vae-ckpt "$OUT/e2e-vae.safetensors" --output "$OUT/latents-e2e.safetensors"
 }
@@ -145,13 +162,9 @@ train_run() {
     esac
 }
 
-for run in $ALL_RUNS; do
-    wanted "$run" || continue
-    for seed in $(seeds_of "$run"); do train_run "$run" "$seed"; done
-done
-
-# ---- evaluation: every checkpoint of every run found in $OUT ----
-# eval_one RUN SEED STEP SET GLOBAL_SEED CHECKPOINT: one sample set and its metrics, a line in results.jsonl.
+# ---- evaluation of one run's checkpoints ----
+# eval_one RUN SEED STEP SET GLOBAL_SEED CHECKPOINT: one sample set and its metrics in
+# evals/NAME.json (kept: a later pass reuses it unless EVAL_ONLY=1 asks for a re-evaluation).
 eval_one() {
     local run=$1 seed=$2 step=$3 set=$4 gseed=$5 ck=$6 name npz json
     name="$run-s${seed}_${step}_set$set"
@@ -162,29 +175,106 @@ eval_one() {
             --num-samples "$N_SAMPLES" --balanced --no-png --grid 100 --global-seed "$gseed" \
             --sample-dir "$OUT/samples" --name "$name" >/dev/null
     fi
-    rm -f "$json" # eval --json appends
-    $R eval --samples "$npz" --ref "$OUT/test.npz" $EVAL --pr-ref-images 5000 --json "$json" >/dev/null
-    echo "{\"run\": \"$run\", \"seed\": $seed, \"step\": $((10#$step)), \"set\": $set, \"metrics\": $(cat "$json")}" >> "$RES"
+    rm -f "$json.tmp" # eval --json appends; the rename makes a killed evaluation leave no half file
+    $R eval --samples "$npz" --ref "$OUT/test.npz" $EVAL --pr-ref-images 5000 --json "$json.tmp" >/dev/null
+    mv "$json.tmp" "$json"
 }
 
+# eval_set RUN SEED STEP SET GLOBAL_SEED CHECKPOINT: eval_one, timed, unless its metrics exist (EVAL_ONLY=1: redone).
+eval_set() {
+    [ "$EVAL_ONLY" = 1 ] || [ ! -f "$OUT/evals/$1-s${2}_${3}_set$4.json" ] || return 0
+    timed eval "$1" "$2" "$((10#$3))" "$4" -- eval_one "$@"
+}
+
+# eval_run RUN SEED: every checkpoint of $OUT/RUN-sSEED, and the second sample set at its last.
+eval_run() {
+    local run=$1 seed=$2 dir="$OUT/$1-s$2" last ck step
+    last=$(last_checkpoint "$dir")
+    [ -n "$last" ] || return 0
+    for ck in "$dir"/checkpoints/*.safetensors; do
+        step=$(basename "$ck" .safetensors)
+        eval_set "$run" "$seed" "$step" 0 1 "$ck"
+        [ "$ck" != "$last" ] || eval_set "$run" "$seed" "$step" 1 "$NOISE_SEED" "$ck"
+    done
+}
+
+# ---- the runs, JOBS at a time ----
+# Each task trains one run and seed, then evaluates its checkpoints; its output
+# goes to logs/RUN-sSEED.log.  Results do not depend on the thread count (the
+# golden tests check 1 and 2 threads bit for bit), so the lanes share the
+# cores: two one-thread runs side by side did 18 % more work per hour than one
+# two-thread run on a 2-core machine.  The longest (end-to-end) runs go first;
+# e2e-vae waits for the repa-e run whose VAE it takes.
+if [ "$EVAL_ONLY" = 1 ]; then # this pass's evaluation times replace the last pass's
+    grep -v '"part": "eval"' "$TIMES" > "$TIMES.tmp" || true
+    mv "$TIMES.tmp" "$TIMES"
+fi
+mkdir -p "$OUT/logs"
+declare -A PID_OF=() NAME_OF=() DONE=()
+running=0
+failed=""
+# reap: wait for one task to end; note it if it failed.
+reap() {
+    local pid status=0
+    wait -n -p pid || status=$?
+    running=$((running - 1))
+    DONE[${NAME_OF[$pid]}]=1
+    if [ "$status" != 0 ]; then
+        failed="$failed ${NAME_OF[$pid]}"
+        echo "reproduce.sh: ${NAME_OF[$pid]} failed (exit $status); see $OUT/logs/${NAME_OF[$pid]}.log" >&2
+    fi
+}
+# launch RUN SEED: start its task when a lane is free.
+launch() {
+    local run=$1 seed=$2 name="$1-s$2"
+    while [ "$running" -ge "$JOBS" ]; do reap; done
+    if [ "$run" = e2e-vae ]; then
+        while [ -n "${PID_OF[repa-e-s$FIRST_SEED]:-}" ] && [ -z "${DONE[repa-e-s$FIRST_SEED]:-}" ]; do reap; done
+    fi
+    echo "reproduce.sh: $name started $(date -u +%H:%M:%S)"
+    (
+        [ -z "$LANE_THREADS" ] || export OMP_NUM_THREADS=$LANE_THREADS
+        if wanted "$run"; then train_run "$run" "$seed"; fi
+        eval_run "$run" "$seed"
+    ) > "$OUT/logs/$name.log" 2>&1 &
+    PID_OF[$name]=$!
+    NAME_OF[$!]=$name
+    running=$((running + 1))
+}
+# Task order: the first repa-e seed, then the frozen-VAE runs beside it (so
+# that a first comparison exists early), the other end-to-end runs, and the
+# short LDM runs last (no lane idles long at the end).
+tasks="repa-e:$FIRST_SEED"
+for run in vanilla repa repa-e repa-e-irepa naive-e2e e2e-vae repa-irepa; do
+    for seed in $(seeds_of "$run"); do
+        [ "$run:$seed" = "repa-e:$FIRST_SEED" ] || tasks="$tasks $run:$seed"
+    done
+done
+if [ "$REPORT_ONLY" = 0 ]; then
+    for task in $tasks; do
+        run=${task%:*} seed=${task#*:}
+        if wanted "$run" || [ -d "$OUT/$run-s$seed" ]; then launch "$run" "$seed"; fi
+    done
+fi
+while [ "$running" -gt 0 ]; do reap; done
+[ -z "$failed" ] || { echo "reproduce.sh: failed:$failed" >&2; exit 1; }
+
+# ---- results.jsonl: one line per run, seed, checkpoint and sample set, in a fixed order ----
 : > "$RES"
-grep -v '"part": "eval"' "$TIMES" > "$TIMES.tmp" || true # this pass's evaluation times replace the last pass's
-mv "$TIMES.tmp" "$TIMES"
 present=""
 for run in $ALL_RUNS; do
     found=0
     for dir in "$OUT/$run"-s*; do
         seed=${dir##*-s}
         case $seed in '' | *[!0-9]*) continue ;; esac
-        last=$(last_checkpoint "$dir")
-        [ -n "$last" ] || continue
-        found=1
-        for ck in "$dir"/checkpoints/*.safetensors; do
-            step=$(basename "$ck" .safetensors)
-            timed eval "$run" "$seed" "$((10#$step))" 0 -- eval_one "$run" "$seed" "$step" 0 1 "$ck"
-            if [ "$ck" = "$last" ]; then
-                timed eval "$run" "$seed" "$((10#$step))" 1 -- eval_one "$run" "$seed" "$step" 1 "$NOISE_SEED" "$ck"
-            fi
+        for json in "$OUT/evals/$run-s${seed}"_*_set*.json; do
+            [ -f "$json" ] || continue
+            found=1
+            name=$(basename "$json" .json)
+            step=${name#"$run-s${seed}_"}
+            set=${step##*_set}
+            step=${step%_set*}
+            echo "{\"run\": \"$run\", \"seed\": $seed, \"step\": $((10#$step)), \"set\": $set, \"metrics\": $(cat "$json")}" >> "$RES"
         done
     done
     [ "$found" = 0 ] || present="$present,$run"
@@ -201,6 +291,9 @@ else
 fi
 
 # ---- the VAEs before and after: reconstruction quality and latent statistics ----
+[ "$REPORT_ONLY" = 0 ] || exit 0 # (the end-to-end VAEs are not final yet)
+grep -v '"part": "reconstruct"' "$TIMES" > "$TIMES.tmp" || true # this pass's reconstructions replace the last's
+mv "$TIMES.tmp" "$TIMES"
 : > "$OUT/reconstruct.jsonl"
 : > "$OUT/reconstruct.txt"
 for v in $W/fmnist-vae "$OUT/e2e-vae" "$OUT/naive-e2e-vae" "$OUT/repa-e-irepa-vae"; do
