@@ -7,6 +7,8 @@
  */
 #include "ops/linear.h"
 
+#include <string.h>
+
 #include <stddef.h>
 
 #include "ops/gemm.h"
@@ -19,9 +21,8 @@ void linear_forward(float *out, const float *inp, const float *weight, const flo
     if (bias) {
         /* Seed every row with the bias and let gemm add onto it (beta = 1):
          * one pass over `out` instead of a second one after the product. */
-        for (int n = 0; n < N; n++)
-            for (int o = 0; o < OUT; o++)
-                out[(size_t)n * OUT + o] = bias[o];
+        for (int n = 0; n < N; n++) /* (memcpy: the -O2 loop was scalar, 3 % of a 1-thread step) */
+            memcpy(out + (size_t)n * OUT, bias, (size_t)OUT * sizeof(float));
         beta = 1.0f;
     }
     gemm(false, true, N, OUT, IN, 1.0f, inp, IN, weight, IN, beta, out, OUT);
