@@ -13,7 +13,9 @@ BUILD   ?= build
 WERROR  ?=
 OPT     ?= -O2 -march=native
 # Never -ffast-math: it changes results (and broke llm.c's GELU backward).
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers $(OPT) -g -fopenmp -MMD -MP $(WERROR) $(EXTRA_CFLAGS)
+# -fno-math-errno changes no result (nothing reads errno after a math call):
+# sqrtf becomes one instruction that `omp simd` loops can vectorise.
+CFLAGS  += -std=c11 -D_GNU_SOURCE -fno-math-errno -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers $(OPT) -g -fopenmp -MMD -MP $(WERROR) $(EXTRA_CFLAGS)
 CPPFLAGS += -Isrc -I/usr/include/x86_64-linux-gnu/openblas-openmp
 # Link the OpenMP build of OpenBLAS explicitly, whichever variant the system
 # alternatives point at: one thread pool (libgomp) for BLAS and our loops.

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/thread_share.h"
 
 adamw adamw_create(const param_table *t, float lr)
 {
@@ -32,6 +33,7 @@ void adamw_free(adamw *o)
 static inline void adamw_update(float *p, float *m, float *v, const float *g, long k0, long k1, float b1, float b2,
                                 float c1, float c2, float bc2_sqrt, float eps, float decay, float step_size)
 {
+#pragma omp simd
     for (long k = k0; k < k1; k++) {
         m[k] = b1 * m[k] + c1 * g[k];
         v[k] = b2 * v[k] + c2 * g[k] * g[k];
@@ -70,9 +72,9 @@ void adamw_step(adamw *o, float *params, const float *grads)
                 adamw_update(p, m, v, g, 0, n, b1, b2, c1, c2, bc2_sqrt, eps, decay, step_size);
             continue;
         }
-#pragma omp for schedule(static) nowait
-        for (long k = 0; k < n; k++)
-            adamw_update(p, m, v, g, k, k + 1, b1, b2, c1, c2, bc2_sqrt, eps, decay, step_size);
+        long k0, k1;
+        thread_share(n, &k0, &k1);
+        adamw_update(p, m, v, g, k0, k1, b1, b2, c1, c2, bc2_sqrt, eps, decay, step_size);
     }
 }
 
@@ -133,13 +135,17 @@ double grad_clip(const param_table *t, float *grads, double max_norm)
     double norm = grad_global_norm(t, grads);
     double coef = max_norm / (norm + 1e-6);
     if (coef < 1.0) {
-        float c = (float)coef;
+        const float c = (float)coef;
+#pragma omp parallel
         for (int i = 0; i < t->n; i++) {
             const param_entry *e = &t->entries[i];
             if (e->kind != PARAM_TRAINABLE)
                 continue;
             float *g = grads + e->offset;
-            for (size_t k = 0; k < e->numel; k++)
+            long k0, k1;
+            thread_share((long)e->numel, &k0, &k1);
+#pragma omp simd
+            for (long k = k0; k < k1; k++)
                 g[k] *= c;
         }
     }

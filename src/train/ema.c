@@ -1,5 +1,7 @@
 #include "train/ema.h"
 
+#include "core/thread_share.h"
+
 #include <omp.h>
 #include <stdbool.h>
 #include <string.h>
@@ -8,6 +10,13 @@ static int is_counter(const char *name)
 {
     size_t n = strlen(name), s = strlen("num_batches_tracked");
     return n >= s && !strcmp(name + n - s, "num_batches_tracked");
+}
+
+static inline void ema_range(float *a, const float *p, long k0, long k1, float keep, float take)
+{
+#pragma omp simd
+    for (long k = k0; k < k1; k++)
+        a[k] = keep * a[k] + take * p[k];
 }
 
 /* One parallel region for the whole table; a large tensor is shared out
@@ -29,12 +38,11 @@ void ema_update(const param_table *t, float *ema, const float *params, float dec
             if (copy)
                 memcpy(a, p, (size_t)n * sizeof(float));
             else
-                for (long k = 0; k < n; k++)
-                    a[k] = keep * a[k] + take * p[k];
+                ema_range(a, p, 0, n, keep, take);
             continue;
         }
-#pragma omp for schedule(static) nowait
-        for (long k = 0; k < n; k++)
-            a[k] = keep * a[k] + take * p[k];
+        long k0, k1;
+        thread_share(n, &k0, &k1);
+        ema_range(a, p, k0, k1, keep, take);
     }
 }
