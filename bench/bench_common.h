@@ -118,6 +118,8 @@ static inline double time_median(void (*fn)(void *), void *ctx, int reps)
         double t0 = now_ms();
         fn(ctx);
         t[i] = now_ms() - t0;
+        if (getenv("BENCH_TRACE")) /* every timed run, to see what makes the spread */
+            fprintf(stderr, "run %d: %.1f ms\n", i + 1, t[i]);
     }
     bench_others = cpu_others_frac(c0, cpu_snap_now());
     return median_of(t, reps);
