@@ -228,6 +228,12 @@ static void test_conv2d_panels_match_reference(void)
     compare_with_ref("4x4 s2 p1, B=7", conv2d_make(7, 8, 12, 12, 6, 4, 2, 1), 0);
     compare_with_ref("patch 2, B=9", conv2d_make(9, 4, 16, 16, 12, 2, 2, 0), 1);
     compare_with_ref("1x1, B=3", conv2d_make(3, 16, 20, 20, 8, 1, 1, 0), 1);
+    /* One output channel (the PatchGAN's last layer): dx without the column
+     * buffer when the tap table fits (images grouped, or one 16×16 output
+     * per panel), through gemm + col2im when it does not (20×20 output). */
+    compare_with_ref("4x4 s1 -> 1 channel, B=6 3x3 out", conv2d_make(6, 32, 4, 4, 1, 4, 1, 1), 1);
+    compare_with_ref("4x4 s1 -> 1 channel, B=2 16x16 out", conv2d_make(2, 8, 17, 17, 1, 4, 1, 1), 1);
+    compare_with_ref("4x4 s2 -> 1 channel, B=2 20x20 out", conv2d_make(2, 4, 40, 40, 1, 4, 2, 1), 0);
 }
 
 static conv2d_shape winograd(conv2d_shape s)

@@ -291,6 +291,39 @@ static void col2im(float *dx, const float *cols, long ldc, int G, const conv2d_s
             col2im_channel(dx + g * img + c * plane, cols + g * p->HWo, ldc, s, p->Wo, n0, n1, c);
 }
 
+/* dx += col2im(wᵀ · dout) for a layer with one output channel (the
+ * PatchGAN's last), without the column buffer.  With C_out = 1 the product
+ * has one term, so every column entry is the rounded w[k]·dout[n] whether
+ * gemm or this loop makes it (a one-term sum has no order), and each dx
+ * element receives its terms in col2im_taps' order: bit for bit the gemm +
+ * col2im path, minus a K × N buffer written, zeroed and read back. */
+static int col2im_rank1_applies(const conv2d_shape *s, const conv_plan *p)
+{
+    return s->C_out == 1 && tap_table_fits(s, p, 0, p->HWo);
+}
+
+static void col2im_rank1(float *dx, const float *weight, const float *dout, int G, const conv2d_shape *s,
+                         const conv_plan *p)
+{
+    const long img = (long)s->C_in * s->H * s->W, plane = (long)s->H * s->W, HWo = p->HWo;
+    const int kk = s->kh * s->kw;
+    int tap_src[CONV_TAP_TABLE_MAX];
+    make_tap_table(tap_src, s, p);
+#pragma omp parallel for collapse(2) schedule(static) if ((long)G * p->K * HWo > CONV_PAR_MIN)
+    for (int c = 0; c < s->C_in; c++)
+        for (int g = 0; g < G; g++) {
+            float *dxc = dx + g * img + c * plane;
+            const float *dy = dout + g * HWo;
+            for (int t = 0; t < kk; t++) {
+                const float w = weight[(long)c * kk + t];
+                const int *ix = tap_src + t * HWo;
+                for (long n = 0; n < HWo; n++)
+                    if (ix[n] >= 0)
+                        dxc[ix[n]] += w * dy[n];
+            }
+        }
+}
+
 /* out[b][o][:] = bias[o] (or 0) for `nimg` images. */
 static void fill_bias(float *out, const float *bias, int nimg, int C_out, long HWo)
 {
@@ -408,7 +441,9 @@ void conv2d_backward(float *dx, float *dweight, float *dbias, const float *dout,
                     gemm(false, true, s->C_out, (int)K, (int)nc, 1.0f, dc, (int)HWo, cols, (int)nc, 1.0f, dweight,
                          (int)K);
                 }
-                if (dx) {
+                if (dx && nc == HWo && col2im_rank1_applies(s, &p)) {
+                    col2im_rank1(dx + b * ximg, weight, dc, 1, s, &p);
+                } else if (dx) {
                     gemm(true, false, (int)K, (int)nc, s->C_out, 1.0f, weight, (int)K, dc, (int)HWo, 0.0f, cols,
                          (int)nc);
                     col2im(dx + b * ximg, cols, nc, 1, s, &p, n0, n0 + nc);
@@ -429,7 +464,9 @@ void conv2d_backward(float *dx, float *dweight, float *dbias, const float *dout,
             im2col(cols, N, x + b0 * ximg, G, s, &p, 0, HWo);
             gemm(false, true, s->C_out, (int)K, (int)N, 1.0f, stage, (int)N, cols, (int)N, 1.0f, dweight, (int)K);
         }
-        if (dx) {
+        if (dx && col2im_rank1_applies(s, &p)) {
+            col2im_rank1(dx + b0 * ximg, weight, db, G, s, &p); /* (one channel: dout is stage's layout) */
+        } else if (dx) {
             gemm(true, false, (int)K, (int)N, s->C_out, 1.0f, weight, (int)K, stage, (int)N, 0.0f, cols, (int)N);
             col2im(dx + b0 * ximg, cols, N, G, s, &p, 0, HWo);
         }
