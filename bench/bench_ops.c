@@ -80,16 +80,21 @@ static void bench_conv3x3(int B, int C, int H, conv2d_algo algo)
 /* The PatchGAN discriminator's convolutions (4×4, pad 1; stride 2 down to
  * 4×4 maps, then stride 1): the small REPA-E step's ndf 64, n_layers 3 at
  * batch 32 on 32×32 images.  Forward + backward (dx, dweight, dbias). */
-static void bench_conv4x4(int B, int C_in, int C_out, int H, int stride)
+/* algo: CONV2D_AUTO (the row torch is compared with: im2col + gemm) or
+ * CONV2D_WINOGRAD (an extra row, suffixed "_winograd": F(2×2,2×2), which
+ * AUTO does not pick while it is slower). */
+static void bench_conv4x4(int B, int C_in, int C_out, int H, int stride, conv2d_algo algo)
 {
     conv_ctx c;
     c.s = conv2d_make(B, C_in, H, H, C_out, 4, stride, 1);
+    c.s.algo = algo;
     size_t nx = conv2d_x_numel(&c.s), nw = conv2d_weight_numel(&c.s), no = conv2d_out_numel(&c.s);
     c.x = randn(nx, 13), c.w = randn(nw, 14), c.b = randn(C_out, 15), c.dout = randn(no, 16);
     c.out = xmalloc(no * 4), c.dx = xcalloc(nx, 4), c.dw = xcalloc(nw, 4), c.db = xcalloc(C_out, 4);
     c.ws = xmalloc((conv2d_workspace_floats(&c.s) + 1) * sizeof(float));
     char name[64];
-    snprintf(name, sizeof name, "conv4x4s%d_fwd_bwd_B%d_C%dto%d_%d", stride, B, C_in, C_out, H);
+    snprintf(name, sizeof name, "conv4x4s%d_fwd_bwd_B%d_C%dto%d_%d%s", stride, B, C_in, C_out, H,
+             algo == CONV2D_WINOGRAD ? "_winograd" : "");
     report(name, time_median(run_conv, &c, bench_reps(7)), 3 * conv2d_flops(&c.s) / 1e9);
     free(c.x), free(c.w), free(c.b), free(c.dout), free(c.out), free(c.dx), free(c.dw), free(c.db), free(c.ws);
 }
@@ -160,11 +165,14 @@ int main(int argc, char **argv)
     bench_conv3x3(32, 64, 32, CONV2D_IM2COL);
     bench_conv3x3(32, 128, 8, CONV2D_AUTO);
     bench_conv3x3(32, 128, 8, CONV2D_IM2COL);
-    bench_conv4x4(32, 3, 64, 32, 2);
-    bench_conv4x4(32, 64, 128, 16, 2);
-    bench_conv4x4(32, 128, 256, 8, 2);
-    bench_conv4x4(32, 256, 512, 4, 1);
-    bench_conv4x4(32, 512, 1, 3, 1);
+    bench_conv4x4(32, 3, 64, 32, 2, CONV2D_AUTO);
+    bench_conv4x4(32, 64, 128, 16, 2, CONV2D_AUTO);
+    bench_conv4x4(32, 64, 128, 16, 2, CONV2D_WINOGRAD);
+    bench_conv4x4(32, 128, 256, 8, 2, CONV2D_AUTO);
+    bench_conv4x4(32, 128, 256, 8, 2, CONV2D_WINOGRAD);
+    bench_conv4x4(32, 256, 512, 4, 1, CONV2D_AUTO);
+    bench_conv4x4(32, 256, 512, 4, 1, CONV2D_WINOGRAD);
+    bench_conv4x4(32, 512, 1, 3, 1, CONV2D_AUTO);
     bench_groupnorm_silu(4, 128, 64);
     bench_attention(4, 256, 12, 64);
     return 0;

@@ -10,6 +10,7 @@
 
 #include "ops/conv2d.h"
 #include "ops/conv2d_winograd.h"
+#include "ops/conv2d_winograd_4x4.h"
 #include "test.h"
 
 typedef struct conv_case {
@@ -34,14 +35,15 @@ static const conv_case CASES[] = {
 #define N_CASES (sizeof CASES / sizeof CASES[0])
 
 /* Every case runs with each algorithm that applies to it (Winograd only to
- * 3×3 stride-1 kernels; forcing it elsewhere would silently test im2col). */
+ * 3×3 stride-1 and 4×4 stride-1/2 kernels; forcing it elsewhere would
+ * silently test im2col). */
 static const conv2d_algo ALGOS[] = {CONV2D_IM2COL, CONV2D_WINOGRAD};
 static const char *ALGO_NAMES[] = {"im2col", "winograd"};
 #define N_ALGOS 2
 
 static int algo_applies(conv2d_algo a, const conv2d_shape *s)
 {
-    return a != CONV2D_WINOGRAD || conv2d_winograd_applies(s);
+    return a != CONV2D_WINOGRAD || conv2d_winograd_applies(s) || conv2d_winograd_4x4_applies(s);
 }
 
 static conv2d_shape case_shape(const conv_case *c)
@@ -261,6 +263,16 @@ static void test_conv2d_winograd_matches_reference(void)
     /* 5·32 tile rows of 32 tiles; chunks of 80 rows: the boundary falls in image 2. */
     compare_with_ref("winograd 3x3 two chunks, 32ch 64x64 B=5", conv2d_make(5, 32, 64, 64, 4, 3, 1, 1), 1);
     compare_with_ref("winograd 3x3 128->3 (VAE conv_out)", conv2d_make(2, 128, 16, 16, 3, 3, 1, 1), 1);
+    /* F(2×2,2×2) for 4×4 kernels: the PatchGAN's layers (stride 2 pad 1,
+     * stride 1 pad 1), odd outputs (half tiles), asymmetric padding, one
+     * channel, several chunks. */
+    compare_with_ref("winograd 4x4 s2 p1 16x16", winograd(conv2d_make(3, 8, 16, 16, 12, 4, 2, 1)), 1);
+    compare_with_ref("winograd 4x4 s1 p1 4x4 -> 3x3", winograd(conv2d_make(4, 16, 4, 4, 8, 4, 1, 1)), 1);
+    compare_with_ref("winograd 4x4 s1 p1 -> 1 channel", winograd(conv2d_make(2, 8, 5, 5, 1, 4, 1, 1)), 1);
+    compare_with_ref("winograd 4x4 s2 odd 11x9", winograd(conv2d_make(2, 5, 11, 9, 4, 4, 2, 1)), 0);
+    compare_with_ref("winograd 4x4 s1 pad (0,1,2,1)", winograd(conv2d_make_pad(2, 3, 7, 8, 4, 4, 1, 0, 1, 2, 1)), 1);
+    compare_with_ref("winograd 4x4 s2 1 channel 1x1 out", winograd(conv2d_make(2, 1, 2, 2, 2, 4, 2, 1)), 1);
+    compare_with_ref("winograd 4x4 s2 two chunks, 128->16 64x64", winograd(conv2d_make(3, 128, 64, 64, 16, 4, 2, 1)), 1);
 }
 
 /* Gradients add up (a second backward doubles them) and NULL gradients are

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "ops/conv2d_winograd.h"
+#include "ops/conv2d_winograd_4x4.h"
 #include "ops/gemm.h"
 
 /* Target size (floats) of the im2col column buffer for one panel.  8 MB keeps
@@ -48,6 +49,14 @@ static int use_winograd(const conv2d_shape *s)
     return s->algo == CONV2D_WINOGRAD || s->C_in >= CONV2D_WINOGRAD_MIN_CIN;
 }
 
+/* F(2×2,2×2) for 4×4 kernels only when forced: with its transforms still
+ * scalar it is slower than im2col + gemm on every PatchGAN shape measured
+ * (bench_ops' "_winograd" rows, BENCHMARKS.md, session 5). */
+static int use_winograd_4x4(const conv2d_shape *s)
+{
+    return s->algo == CONV2D_WINOGRAD && conv2d_winograd_4x4_applies(s);
+}
+
 static int is_direct_1x1(const conv2d_shape *s)
 {
     return s->kh == 1 && s->kw == 1 && s->stride == 1 && s->pad_top == 0 && s->pad_left == 0 &&
@@ -88,6 +97,8 @@ size_t conv2d_workspace_floats(const conv2d_shape *s)
 {
     if (use_winograd(s))
         return conv2d_winograd_workspace_floats(s);
+    if (use_winograd_4x4(s))
+        return conv2d_winograd_4x4_workspace_floats(s);
     if (is_direct_1x1(s))
         return 0;
     conv_plan p = make_plan(s);
@@ -349,6 +360,10 @@ void conv2d_forward(float *out, const float *x, const float *weight, const float
         conv2d_winograd_forward(out, x, weight, bias, s, workspace);
         return;
     }
+    if (use_winograd_4x4(s)) {
+        conv2d_winograd_4x4_forward(out, x, weight, bias, s, workspace);
+        return;
+    }
     if (is_direct_1x1(s)) {
         fill_bias(out, bias, s->B, s->C_out, HWo);
 #pragma omp parallel for schedule(static) if (gemm_items_in_parallel(s->B))
@@ -414,6 +429,10 @@ void conv2d_backward(float *dx, float *dweight, float *dbias, const float *dout,
         return;
     if (use_winograd(s)) {
         conv2d_winograd_backward(dx, dweight, dout, x, weight, s, workspace);
+        return;
+    }
+    if (use_winograd_4x4(s)) {
+        conv2d_winograd_4x4_backward(dx, dweight, dout, x, weight, s, workspace);
         return;
     }
     if (is_direct_1x1(s)) {

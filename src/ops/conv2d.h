@@ -39,8 +39,10 @@
 /* Which algorithm runs the convolution.  AUTO (0, what the constructors
  * give) picks Winograd F(2×2,3×3) (ops/conv2d_winograd.h) for 3×3 stride-1
  * convolutions with at least CONV2D_WINOGRAD_MIN_CIN input channels, im2col +
- * gemm otherwise.  Tests and benchmarks force one of them; forcing Winograd
- * on a shape it does not apply to falls back to im2col. */
+ * gemm otherwise.  Tests and benchmarks force one of them.  Forcing Winograd
+ * on a 4×4 kernel of stride 1 or 2 runs F(2×2,2×2)
+ * (ops/conv2d_winograd_4x4.h; AUTO does not pick it yet: slower so far);
+ * on any other shape it falls back to im2col. */
 typedef enum conv2d_algo { CONV2D_AUTO = 0, CONV2D_IM2COL, CONV2D_WINOGRAD } conv2d_algo;
 #define CONV2D_WINOGRAD_MIN_CIN 8
 
