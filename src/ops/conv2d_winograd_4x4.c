@@ -120,39 +120,77 @@ static void add_weight_gradient(float *dw, const float *dU, const w4_geom *g)
         }
 }
 
-/* V[ξ][q·Ci + c][t] = (Bᵀ d B)[ξ] for the chunk's tiles t (tile rows row0 ..). */
+/* The passes below walk a tile row in segments of up to SEG tiles, with the
+ * tile index i along SIMD lanes: a 3×3 patch entry (m, n) of tile tx0 + i
+ * is column 2·st·i + st·n of a zero-padded copy of its input row. */
+#define SEG 64
+#define ROW_MAX (4 * SEG + 1)
+
+/* d[m][n][k + i] = patch entry (m, n) of tiles tx .. tx+run-1 of one tile
+ * row, from input rows row_m = row0 + st·m (zero outside the image). */
+static inline void gather_patches(float d[3][3][SEG], long k, const float *xc, const w4_geom *g, long row0,
+                                  long col0, long run)
+{
+    const long st = g->st, width = 2 * st * run + 1;
+    for (int m = 0; m < 3; m++) {
+        const long r = row0 + st * m;
+        float buf[ROW_MAX];
+        for (long j = 0; j < width; j++) {
+            const long col = col0 + j;
+            buf[j] = r < 0 || r >= g->H || col < 0 || col >= g->W ? 0.0f : xc[r * g->W + col];
+        }
+        if (st == 1) /* (constant strides, so the gathers vectorise) */
+            for (int n = 0; n < 3; n++) {
+#pragma omp simd
+                for (long i = 0; i < run; i++)
+                    d[m][n][k + i] = buf[2 * i + n];
+            }
+        else
+            for (int n = 0; n < 3; n++) {
+#pragma omp simd
+                for (long i = 0; i < run; i++)
+                    d[m][n][k + i] = buf[4 * i + 2 * n];
+            }
+    }
+}
+
+/* V[ξ][q·Ci + c][t] = (Bᵀ d B)[ξ] for the chunk's tiles t (tile rows row0 ..),
+ * SEG tiles at a time along the SIMD lanes (a segment may span tile rows:
+ * small maps have only 2–4 tiles per row). */
 static void transform_input(float *V, const float *x, const w4_geom *g, long row0, long nrows)
 {
-    const long Ci = g->Ci, K4 = g->K4, TX = g->TX, T = nrows * TX, st = g->st;
+    const long Ci = g->Ci, K4 = g->K4, TX = g->TX, T = nrows * TX, st = g->st, xs = K4 * T;
 #pragma omp for schedule(static)
     for (long c = 0; c < Ci; c++)
         for (int q = 0; q < 4; q++) {
             const long ka = (q >> 1) * 2 / st, kb = (q & 1) * 2 / st;
             float *v = V + (q * Ci + c) * T;
-            for (long lr = 0; lr < nrows; lr++) {
-                const long R = row0 + lr, b = R / g->TY, ty = R % g->TY;
-                const float *xc = x + (b * Ci + c) * g->H * g->W;
-                for (long tx = 0; tx < TX; tx++) {
-                    float d[3][3];
-                    for (int m = 0; m < 3; m++) {
-                        long r = 2 * st * ty + ka - g->pt + st * m;
-                        for (int n = 0; n < 3; n++) {
-                            long col = 2 * st * tx + kb - g->pl + st * n;
-                            d[m][n] = r < 0 || r >= g->H || col < 0 || col >= g->W ? 0.0f : xc[r * g->W + col];
-                        }
-                    }
-                    float e[3][3];
-                    for (int n = 0; n < 3; n++) { /* Bᵀ over the rows */
-                        e[0][n] = d[0][n] - d[1][n];
-                        e[1][n] = d[1][n];
-                        e[2][n] = d[2][n] - d[1][n];
-                    }
-                    const long t = lr * TX + tx;
-                    for (int i = 0; i < 3; i++) { /* ... and the columns */
-                        v[(3 * i + 0) * K4 * T + t] = e[i][0] - e[i][1];
-                        v[(3 * i + 1) * K4 * T + t] = e[i][1];
-                        v[(3 * i + 2) * K4 * T + t] = e[i][2] - e[i][1];
-                    }
+            for (long t0 = 0; t0 < T; t0 += SEG) {
+                const long len = T - t0 < SEG ? T - t0 : SEG;
+                float d[3][3][SEG];
+                for (long k = 0; k < len;) {
+                    const long t = t0 + k, lr = t / TX, tx = t % TX, run = TX - tx < len - k ? TX - tx : len - k;
+                    const long R = row0 + lr, b = R / g->TY, ty = R % g->TY;
+                    gather_patches(d, k, x + (b * Ci + c) * g->H * g->W, g, 2 * st * ty + ka - g->pt,
+                                   2 * st * tx + kb - g->pl, run);
+                    k += run;
+                }
+                float *dst = v + t0;
+#pragma omp simd
+                for (long i = 0; i < len; i++) {
+                    /* Bᵀ over the rows ... */
+                    float a0 = d[0][0][i] - d[1][0][i], a1 = d[0][1][i] - d[1][1][i], a2 = d[0][2][i] - d[1][2][i];
+                    float b0 = d[1][0][i], b1 = d[1][1][i], b2 = d[1][2][i];
+                    float c0 = d[2][0][i] - d[1][0][i], c1 = d[2][1][i] - d[1][1][i], c2 = d[2][2][i] - d[1][2][i];
+                    dst[0 * xs + i] = a0 - a1; /* ... and the columns */
+                    dst[1 * xs + i] = a1;
+                    dst[2 * xs + i] = a2 - a1;
+                    dst[3 * xs + i] = b0 - b1;
+                    dst[4 * xs + i] = b1;
+                    dst[5 * xs + i] = b2 - b1;
+                    dst[6 * xs + i] = c0 - c1;
+                    dst[7 * xs + i] = c1;
+                    dst[8 * xs + i] = c2 - c1;
                 }
             }
         }
@@ -169,24 +207,27 @@ static void transform_output(float *out, const float *M, const float *bias, cons
         for (long lr = 0; lr < nrows; lr++) {
             const long R = row0 + lr, b = R / g->TY, ty = R % g->TY;
             float *oc = out + (b * Co + o) * g->Ho * g->Wo;
-            for (long tx = 0; tx < TX; tx++) {
-                const long t = lr * TX + tx;
-                float m[3][3], e[2][3];
-                for (int xi = 0; xi < 9; xi++)
-                    m[xi / 3][xi % 3] = M[(xi * Co + o) * T + t];
-                for (int j = 0; j < 3; j++) {
-                    e[0][j] = m[0][j] + m[1][j];
-                    e[1][j] = m[1][j] + m[2][j];
+            for (long tx0 = 0; tx0 < TX; tx0 += SEG) {
+                const long len = TX - tx0 < SEG ? TX - tx0 : SEG, t0 = lr * TX + tx0;
+                float line[2][2 * SEG];
+                const float *m0 = M + o * T + t0;
+                const long xs = Co * T;
+#pragma omp simd
+                for (long i = 0; i < len; i++) {
+                    const float m00 = m0[0 * xs + i], m01 = m0[1 * xs + i], m02 = m0[2 * xs + i];
+                    const float m10 = m0[3 * xs + i], m11 = m0[4 * xs + i], m12 = m0[5 * xs + i];
+                    const float m20 = m0[6 * xs + i], m21 = m0[7 * xs + i], m22 = m0[8 * xs + i];
+                    const float e0 = m00 + m10, e1 = m01 + m11, e2 = m02 + m12; /* Aᵀ over the rows ... */
+                    const float f0 = m10 + m20, f1 = m11 + m21, f2 = m12 + m22;
+                    line[0][2 * i] = e0 + e1 + bv; /* ... and the columns */
+                    line[0][2 * i + 1] = e1 + e2 + bv;
+                    line[1][2 * i] = f0 + f1 + bv;
+                    line[1][2 * i + 1] = f1 + f2 + bv;
                 }
-                for (int i = 0; i < 2; i++) {
-                    long oh = 2 * ty + i;
-                    if (oh >= g->Ho)
-                        continue;
-                    float y0 = e[i][0] + e[i][1], y1 = e[i][1] + e[i][2];
-                    oc[oh * g->Wo + 2 * tx] = y0 + bv;
-                    if (2 * tx + 1 < g->Wo)
-                        oc[oh * g->Wo + 2 * tx + 1] = y1 + bv;
-                }
+                long width = g->Wo - 2 * tx0 < 2 * len ? g->Wo - 2 * tx0 : 2 * len;
+                for (int a = 0; a < 2; a++)
+                    if (2 * ty + a < g->Ho)
+                        memcpy(oc + (2 * ty + a) * g->Wo + 2 * tx0, line[a], (size_t)width * sizeof(float));
             }
         }
     }
@@ -201,58 +242,100 @@ static void transform_output_gradient(float *P, const float *dout, const w4_geom
         for (long lr = 0; lr < nrows; lr++) {
             const long R = row0 + lr, b = R / g->TY, ty = R % g->TY;
             const float *dc = dout + (b * Co + o) * g->Ho * g->Wo;
-            for (long tx = 0; tx < TX; tx++) {
-                float y[2][2];
-                for (int i = 0; i < 2; i++)
-                    for (int j = 0; j < 2; j++) {
-                        long oh = 2 * ty + i, ow = 2 * tx + j;
-                        y[i][j] = oh < g->Ho && ow < g->Wo ? dc[oh * g->Wo + ow] : 0.0f;
-                    }
-                float e[3][2] = {{y[0][0], y[0][1]}, {y[0][0] + y[1][0], y[0][1] + y[1][1]}, {y[1][0], y[1][1]}};
-                const long t = lr * TX + tx;
-                for (int i = 0; i < 3; i++) {
-                    P[((3 * i + 0) * Co + o) * T + t] = e[i][0];
-                    P[((3 * i + 1) * Co + o) * T + t] = e[i][0] + e[i][1];
-                    P[((3 * i + 2) * Co + o) * T + t] = e[i][1];
+            for (long tx0 = 0; tx0 < TX; tx0 += SEG) {
+                const long len = TX - tx0 < SEG ? TX - tx0 : SEG, t0 = lr * TX + tx0;
+                float line[2][2 * SEG];
+                long width = g->Wo - 2 * tx0 < 2 * len ? g->Wo - 2 * tx0 : 2 * len;
+                for (int a = 0; a < 2; a++) {
+                    if (2 * ty + a < g->Ho)
+                        memcpy(line[a], dc + (2 * ty + a) * g->Wo + 2 * tx0, (size_t)width * sizeof(float));
+                    else /* (width ≥ 1: tx0 < TX = ⌈Wo/2⌉) */
+                        memset(line[a], 0, (size_t)width * sizeof(float));
+                    if (width < 2 * len)
+                        memset(line[a] + width, 0, (size_t)(2 * len - width) * sizeof(float));
+                }
+                float *p0 = P + o * T + t0;
+                const long xs = Co * T;
+#pragma omp simd
+                for (long i = 0; i < len; i++) {
+                    const float y00 = line[0][2 * i], y01 = line[0][2 * i + 1];
+                    const float y10 = line[1][2 * i], y11 = line[1][2 * i + 1];
+                    const float s0 = y00 + y10, s1 = y01 + y11; /* A over the rows ... */
+                    p0[0 * xs + i] = y00; /* ... and the columns */
+                    p0[1 * xs + i] = y00 + y01;
+                    p0[2 * xs + i] = y01;
+                    p0[3 * xs + i] = s0;
+                    p0[4 * xs + i] = s0 + s1;
+                    p0[5 * xs + i] = s1;
+                    p0[6 * xs + i] = y10;
+                    p0[7 * xs + i] = y10 + y11;
+                    p0[8 * xs + i] = y11;
                 }
             }
         }
 }
 
-/* dx += B dV Bᵀ at each sub-kernel's input patch (patches overlap; a thread
- * owns a channel, and each element gets its terms in a fixed order). */
+/* dx += B dV Bᵀ at each sub-kernel's input patch, SEG tiles at a time.
+ * Patches overlap; a thread owns a channel, and each element gets its terms
+ * in a fixed order (sub-kernel, tile, patch row m, patch column n). */
 static void add_input_gradient(float *dx, const float *dV, const w4_geom *g, long row0, long nrows)
 {
-    const long Ci = g->Ci, K4 = g->K4, TX = g->TX, T = nrows * TX, st = g->st;
+    const long Ci = g->Ci, K4 = g->K4, TX = g->TX, T = nrows * TX, st = g->st, xs = K4 * T;
 #pragma omp for schedule(static)
     for (long c = 0; c < Ci; c++)
         for (int q = 0; q < 4; q++) {
             const long ka = (q >> 1) * 2 / st, kb = (q & 1) * 2 / st;
             const float *v = dV + (q * Ci + c) * T;
-            for (long lr = 0; lr < nrows; lr++) {
-                const long R = row0 + lr, b = R / g->TY, ty = R % g->TY;
-                float *xc = dx + (b * Ci + c) * g->H * g->W;
-                for (long tx = 0; tx < TX; tx++) {
-                    const long t = lr * TX + tx;
-                    float u[3][3], e[3][3];
-                    for (int xi = 0; xi < 9; xi++)
-                        u[xi / 3][xi % 3] = v[xi * K4 * T + t];
-                    for (int j = 0; j < 3; j++) { /* B over the rows */
-                        e[0][j] = u[0][j];
-                        e[1][j] = u[1][j] - u[0][j] - u[2][j];
-                        e[2][j] = u[2][j];
-                    }
+            for (long t0 = 0; t0 < T; t0 += SEG) {
+                const long len = T - t0 < SEG ? T - t0 : SEG;
+                const float *u0 = v + t0;
+                float dd[3][3][SEG];
+#pragma omp simd
+                for (long i = 0; i < len; i++) {
+                    const float u00 = u0[0 * xs + i], u01 = u0[1 * xs + i], u02 = u0[2 * xs + i];
+                    const float u10 = u0[3 * xs + i], u11 = u0[4 * xs + i], u12 = u0[5 * xs + i];
+                    const float u20 = u0[6 * xs + i], u21 = u0[7 * xs + i], u22 = u0[8 * xs + i];
+                    /* B over the rows ... */
+                    const float e10 = u10 - u00 - u20, e11 = u11 - u01 - u21, e12 = u12 - u02 - u22;
+                    dd[0][0][i] = u00; /* ... and the columns */
+                    dd[0][1][i] = u01 - u00 - u02;
+                    dd[0][2][i] = u02;
+                    dd[1][0][i] = e10;
+                    dd[1][1][i] = e11 - e10 - e12;
+                    dd[1][2][i] = e12;
+                    dd[2][0][i] = u20;
+                    dd[2][1][i] = u21 - u20 - u22;
+                    dd[2][2][i] = u22;
+                }
+                for (long k = 0; k < len;) { /* overlap-add each tile row's piece into its input rows */
+                    const long t = t0 + k, lr = t / TX, tx = t % TX, run = TX - tx < len - k ? TX - tx : len - k;
+                    const long R = row0 + lr, b = R / g->TY, ty = R % g->TY;
+                    const long base = 2 * st * tx + kb - g->pl, width = 2 * st * run + 1;
+                    float *xc = dx + (b * Ci + c) * g->H * g->W;
                     for (int m = 0; m < 3; m++) {
-                        long r = 2 * st * ty + ka - g->pt + st * m;
+                        const long r = 2 * st * ty + ka - g->pt + st * m;
                         if (r < 0 || r >= g->H)
                             continue;
-                        float d[3] = {e[m][0], e[m][1] - e[m][0] - e[m][2], e[m][2]}; /* ... and the columns */
-                        for (int n = 0; n < 3; n++) {
-                            long col = 2 * st * tx + kb - g->pl + st * n;
-                            if (col >= 0 && col < g->W)
-                                xc[r * g->W + col] += d[n];
-                        }
+                        float acc[ROW_MAX];
+                        memset(acc, 0, (size_t)width * sizeof(float));
+                        if (st == 1)
+                            for (int n = 0; n < 3; n++) {
+#pragma omp simd
+                                for (long i = 0; i < run; i++)
+                                    acc[2 * i + n] += dd[m][n][k + i];
+                            }
+                        else
+                            for (int n = 0; n < 3; n++) {
+#pragma omp simd
+                                for (long i = 0; i < run; i++)
+                                    acc[4 * i + 2 * n] += dd[m][n][k + i];
+                            }
+                        long lo = base < 0 ? -base : 0, hi = g->W - base < width ? g->W - base : width;
+                        float *row = xc + r * g->W + base;
+                        for (long j = lo; j < hi; j++)
+                            row[j] += acc[j];
                     }
+                    k += run;
                 }
             }
         }
