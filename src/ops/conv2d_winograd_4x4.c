@@ -126,6 +126,27 @@ static void add_weight_gradient(float *dw, const float *dU, const w4_geom *g)
 #define SEG 64
 #define ROW_MAX (4 * SEG + 1)
 
+/* Small maps (few tiles per row) gather through a table of tap offsets:
+ * tab[(q·9 + 3m + n)·TT + j] = the input plane offset of patch entry (m, n)
+ * of sub-kernel q for tile j = ty·TX + tx of an image, or −1 in the padding. */
+#define TAB_MAX 8192
+static int use_table(const w4_geom *g) { return 36 * g->TY * g->TX <= TAB_MAX && g->TX < 16; }
+
+static void make_table(int *tab, const w4_geom *g)
+{
+    const long TT = g->TY * g->TX, st = g->st;
+    for (int q = 0; q < 4; q++) {
+        const long ka = (q >> 1) * 2 / st, kb = (q & 1) * 2 / st;
+        for (int mn = 0; mn < 9; mn++)
+            for (long j = 0; j < TT; j++) {
+                long ty = j / g->TX, tx = j % g->TX;
+                long r = 2 * st * ty + ka - g->pt + st * (mn / 3), col = 2 * st * tx + kb - g->pl + st * (mn % 3);
+                tab[(q * 9 + mn) * TT + j] = r < 0 || r >= g->H || col < 0 || col >= g->W ? -1 : (int)(r * g->W + col);
+            }
+    }
+}
+
+
 /* d[m][n][k + i] = patch entry (m, n) of tiles tx .. tx+run-1 of one tile
  * row, from input rows row_m = row0 + st·m (zero outside the image). */
 static inline void gather_patches(float d[3][3][SEG], long k, const float *xc, const w4_geom *g, long row0,
@@ -157,9 +178,9 @@ static inline void gather_patches(float d[3][3][SEG], long k, const float *xc, c
 /* V[ξ][q·Ci + c][t] = (Bᵀ d B)[ξ] for the chunk's tiles t (tile rows row0 ..),
  * SEG tiles at a time along the SIMD lanes (a segment may span tile rows:
  * small maps have only 2–4 tiles per row). */
-static void transform_input(float *V, const float *x, const w4_geom *g, long row0, long nrows)
+static void transform_input(float *V, const float *x, const int *tab, const w4_geom *g, long row0, long nrows)
 {
-    const long Ci = g->Ci, K4 = g->K4, TX = g->TX, T = nrows * TX, st = g->st, xs = K4 * T;
+    const long Ci = g->Ci, K4 = g->K4, TX = g->TX, T = nrows * TX, st = g->st, xs = K4 * T, TT = g->TY * TX;
 #pragma omp for schedule(static)
     for (long c = 0; c < Ci; c++)
         for (int q = 0; q < 4; q++) {
@@ -168,7 +189,20 @@ static void transform_input(float *V, const float *x, const w4_geom *g, long row
             for (long t0 = 0; t0 < T; t0 += SEG) {
                 const long len = T - t0 < SEG ? T - t0 : SEG;
                 float d[3][3][SEG];
-                for (long k = 0; k < len;) {
+                for (long k = 0; k < len && tab;) { /* small maps: one image's tiles at a time, by table */
+                    const long t = t0 + k, R = row0 + t / TX, b = R / g->TY, j0 = (R % g->TY) * TX + t % TX;
+                    const long run = TT - j0 < len - k ? TT - j0 : len - k;
+                    const float *xb = x + (b * Ci + c) * g->H * g->W;
+                    for (int mn = 0; mn < 9; mn++) {
+                        const int *ix = tab + (q * 9 + mn) * TT + j0;
+                        float *dm = &d[mn / 3][mn % 3][k];
+#pragma omp simd
+                        for (long i = 0; i < run; i++)
+                            dm[i] = ix[i] < 0 ? 0.0f : xb[ix[i]];
+                    }
+                    k += run;
+                }
+                for (long k = 0; k < len && !tab;) { /* else one tile row's tiles at a time */
                     const long t = t0 + k, lr = t / TX, tx = t % TX, run = TX - tx < len - k ? TX - tx : len - k;
                     const long R = row0 + lr, b = R / g->TY, ty = R % g->TY;
                     gather_patches(d, k, x + (b * Ci + c) * g->H * g->W, g, 2 * st * ty + ka - g->pt,
@@ -278,9 +312,9 @@ static void transform_output_gradient(float *P, const float *dout, const w4_geom
 /* dx += B dV Bᵀ at each sub-kernel's input patch, SEG tiles at a time.
  * Patches overlap; a thread owns a channel, and each element gets its terms
  * in a fixed order (sub-kernel, tile, patch row m, patch column n). */
-static void add_input_gradient(float *dx, const float *dV, const w4_geom *g, long row0, long nrows)
+static void add_input_gradient(float *dx, const float *dV, const int *tab, const w4_geom *g, long row0, long nrows)
 {
-    const long Ci = g->Ci, K4 = g->K4, TX = g->TX, T = nrows * TX, st = g->st, xs = K4 * T;
+    const long Ci = g->Ci, K4 = g->K4, TX = g->TX, T = nrows * TX, st = g->st, xs = K4 * T, TT = g->TY * TX;
 #pragma omp for schedule(static)
     for (long c = 0; c < Ci; c++)
         for (int q = 0; q < 4; q++) {
@@ -307,7 +341,21 @@ static void add_input_gradient(float *dx, const float *dV, const w4_geom *g, lon
                     dd[2][1][i] = u21 - u20 - u22;
                     dd[2][2][i] = u22;
                 }
-                for (long k = 0; k < len;) { /* overlap-add each tile row's piece into its input rows */
+                for (long k = 0; k < len && tab;) { /* small maps: one image's tiles at a time, by table */
+                    const long t = t0 + k, R = row0 + t / TX, b = R / g->TY, j0 = (R % g->TY) * TX + t % TX;
+                    const long run = TT - j0 < len - k ? TT - j0 : len - k;
+                    float *xb = dx + (b * Ci + c) * g->H * g->W;
+                    for (int mn = 0; mn < 9; mn++) { /* (one patch entry's taps never collide) */
+                        const int *ix = tab + (q * 9 + mn) * TT + j0;
+                        const float *dm = &dd[mn / 3][mn % 3][k];
+#pragma omp simd
+                        for (long i = 0; i < run; i++)
+                            if (ix[i] >= 0)
+                                xb[ix[i]] += dm[i];
+                    }
+                    k += run;
+                }
+                for (long k = 0; k < len && !tab;) { /* else overlap-add each tile row's piece into its input rows */
                     const long t = t0 + k, lr = t / TX, tx = t % TX, run = TX - tx < len - k ? TX - tx : len - k;
                     const long R = row0 + lr, b = R / g->TY, ty = R % g->TY;
                     const long base = 2 * st * tx + kb - g->pl, width = 2 * st * run + 1;
@@ -347,13 +395,16 @@ void conv2d_winograd_4x4_forward(float *out, const float *x, const float *weight
     const w4_geom g = make_geom(s);
     float *U = workspace, *V = U + 2 * 9 * g.Co * g.K4;
     const long work = (long)s->B * g.Ci * g.H * g.W;
+    int table[TAB_MAX], *tab = use_table(&g) ? table : NULL;
+    if (tab)
+        make_table(tab, &g);
 #pragma omp parallel if (work > W4_PAR_MIN)
     transform_weights(U, weight, &g);
     for (long row0 = 0; row0 < g.R; row0 += g.RC) {
         const long nrows = g.R - row0 < g.RC ? g.R - row0 : g.RC, T = nrows * g.TX;
         float *M = V + 9 * g.K4 * T;
 #pragma omp parallel if (work > W4_PAR_MIN)
-        transform_input(V, x, &g, row0, nrows);
+        transform_input(V, x, tab, &g, row0, nrows);
         for (int xi = 0; xi < 9; xi++)
             gemm(false, false, (int)g.Co, (int)T, (int)g.K4, 1.0f, U + xi * g.Co * g.K4, (int)g.K4,
                  V + xi * g.K4 * T, (int)T, 0.0f, M + xi * g.Co * T, (int)T);
@@ -370,6 +421,9 @@ void conv2d_winograd_4x4_backward(float *dx, float *dweight, const float *dout, 
     const w4_geom g = make_geom(s);
     float *U = workspace, *dU = U + 9 * g.Co * g.K4, *V = dU + 9 * g.Co * g.K4;
     const long work = (long)s->B * g.Ci * g.H * g.W;
+    int table[TAB_MAX], *tab = use_table(&g) ? table : NULL;
+    if (tab)
+        make_table(tab, &g);
 #pragma omp parallel if (work > W4_PAR_MIN)
     transform_weights(U, weight, &g);
     if (dweight)
@@ -380,7 +434,7 @@ void conv2d_winograd_4x4_backward(float *dx, float *dweight, const float *dout, 
 #pragma omp parallel if (work > W4_PAR_MIN)
         {
             if (dweight)
-                transform_input(V, x, &g, row0, nrows);
+                transform_input(V, x, tab, &g, row0, nrows);
             transform_output_gradient(P, dout, &g, row0, nrows);
         }
         for (int xi = 0; xi < 9; xi++) {
@@ -393,7 +447,7 @@ void conv2d_winograd_4x4_backward(float *dx, float *dweight, const float *dout, 
         }
         if (dx) {
 #pragma omp parallel if (work > W4_PAR_MIN)
-            add_input_gradient(dx, dV, &g, row0, nrows);
+            add_input_gradient(dx, dV, tab, &g, row0, nrows);
         }
     }
     if (dweight) {
