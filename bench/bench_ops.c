@@ -58,8 +58,9 @@ static void run_conv(void *p)
 }
 
 /* algo: CONV2D_AUTO (the row torch is compared with: Winograd for these
- * shapes) or CONV2D_IM2COL (an extra row, name suffixed "_im2col", to show
- * what the Winograd path gains). */
+ * shapes), CONV2D_IM2COL (an extra row, name suffixed "_im2col", to show
+ * what the Winograd path gains) or CONV2D_WINOGRAD_F4 (suffixed "_f4x4":
+ * Winograd F(4×4,3×3)). */
 static void bench_conv3x3(int B, int C, int H, conv2d_algo algo)
 {
     conv_ctx c;
@@ -70,7 +71,8 @@ static void bench_conv3x3(int B, int C, int H, conv2d_algo algo)
     c.out = xmalloc(nx * 4), c.dx = xcalloc(nx, 4), c.dw = xcalloc(nw, 4), c.db = xcalloc(C, 4);
     c.ws = xmalloc(conv2d_workspace_floats(&c.s) * sizeof(float));
     char name[64];
-    snprintf(name, sizeof name, "conv3x3_fwd_bwd_B%d_C%d_%d%s", B, C, H, algo == CONV2D_IM2COL ? "_im2col" : "");
+    snprintf(name, sizeof name, "conv3x3_fwd_bwd_B%d_C%d_%d%s", B, C, H,
+             algo == CONV2D_IM2COL ? "_im2col" : algo == CONV2D_WINOGRAD_F4 ? "_f4x4" : "");
     /* Direct-convolution FLOPs (forward 1 gemm, backward 2 of the same size),
      * whatever the algorithm does: GFLOP/s are comparable across rows. */
     report(name, time_median(run_conv, &c, bench_reps(5)), 3 * 2.0 * B * C * C * 9.0 * H * H / 1e9);
@@ -160,11 +162,14 @@ int main(int argc, char **argv)
     bench_gemm(1024, 3072, 768);
     bench_conv3x3(4, 128, 64, CONV2D_AUTO);
     bench_conv3x3(4, 128, 64, CONV2D_IM2COL);
+    bench_conv3x3(4, 128, 64, CONV2D_WINOGRAD_F4);
     /* The small REPA-E step's VAE: 32x32 and 8x8 maps at batch 32. */
     bench_conv3x3(32, 64, 32, CONV2D_AUTO);
     bench_conv3x3(32, 64, 32, CONV2D_IM2COL);
+    bench_conv3x3(32, 64, 32, CONV2D_WINOGRAD_F4);
     bench_conv3x3(32, 128, 8, CONV2D_AUTO);
     bench_conv3x3(32, 128, 8, CONV2D_IM2COL);
+    bench_conv3x3(32, 128, 8, CONV2D_WINOGRAD_F4);
     bench_conv4x4(32, 3, 64, 32, 2, CONV2D_AUTO);
     bench_conv4x4(32, 64, 128, 16, 2, CONV2D_AUTO);
     bench_conv4x4(32, 64, 128, 16, 2, CONV2D_WINOGRAD);

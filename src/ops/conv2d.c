@@ -46,7 +46,7 @@ static int use_winograd(const conv2d_shape *s)
 {
     if (s->algo == CONV2D_IM2COL || !conv2d_winograd_applies(s))
         return 0;
-    return s->algo == CONV2D_WINOGRAD || s->C_in >= CONV2D_WINOGRAD_MIN_CIN;
+    return s->algo == CONV2D_WINOGRAD || s->algo == CONV2D_WINOGRAD_F4 || s->C_in >= CONV2D_WINOGRAD_MIN_CIN;
 }
 
 /* F(2×2,2×2) for 4×4 kernels only when forced: with its transforms still

@@ -37,13 +37,17 @@
 #include <stddef.h>
 
 /* Which algorithm runs the convolution.  AUTO (0, what the constructors
- * give) picks Winograd F(2×2,3×3) (ops/conv2d_winograd.h) for 3×3 stride-1
- * convolutions with at least CONV2D_WINOGRAD_MIN_CIN input channels, im2col +
- * gemm otherwise.  Tests and benchmarks force one of them.  Forcing Winograd
- * on a 4×4 kernel of stride 1 or 2 runs F(2×2,2×2)
- * (ops/conv2d_winograd_4x4.h; AUTO does not pick it yet: slower so far);
- * on any other shape it falls back to im2col. */
-typedef enum conv2d_algo { CONV2D_AUTO = 0, CONV2D_IM2COL, CONV2D_WINOGRAD } conv2d_algo;
+ * give) picks Winograd F(2×2,3×3) (ops/conv2d_winograd.h) for
+ * 3×3 stride-1 convolutions with at least CONV2D_WINOGRAD_MIN_CIN input
+ * channels, im2col + gemm otherwise.  Tests and benchmarks force one:
+ *   CONV2D_WINOGRAD     F(2×2,3×3) on 3×3 stride-1 kernels, F(2×2,2×2) on
+ *                       4×4 kernels of stride 1 or 2 (ops/conv2d_winograd_4x4.h;
+ *                       AUTO does not pick that one: slower so far);
+ *   CONV2D_WINOGRAD_F4  F(4×4,3×3) on 3×3 stride-1 kernels (faster, but its
+ *                       larger rounding error fails three tests as the
+ *                       default, see conv2d_winograd.h);
+ * on any other shape both fall back to im2col. */
+typedef enum conv2d_algo { CONV2D_AUTO = 0, CONV2D_IM2COL, CONV2D_WINOGRAD, CONV2D_WINOGRAD_F4 } conv2d_algo;
 #define CONV2D_WINOGRAD_MIN_CIN 8
 
 typedef struct conv2d_shape {

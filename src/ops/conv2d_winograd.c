@@ -12,30 +12,46 @@
 #endif
 #define WINO_MIN_TILES 64L
 
-/* Tile geometry: output 2×2 blocks, TY × TX per image, R = B·TY tile rows
- * in the batch; chunks of RC whole tile rows (Tc = RC·TX tiles). */
+/* Tile geometry: output m×m blocks (m = 2 or 4) from (m+2)×(m+2) input
+ * tiles, nx = (m+2)² transformed elements ξ per tile; TY × TX tiles per
+ * image, R = B·TY tile rows in the batch; chunks of RC whole tile rows
+ * (Tc = RC·TX tiles). */
 typedef struct wino_geom {
-    long Ci, Co, H, W, Ho, Wo, TY, TX, R, RC, Tc;
+    long Ci, Co, H, W, Ho, Wo, TY, TX, R, RC, Tc, m, nx;
     int pt, pl;
 } wino_geom;
+
+int conv2d_winograd_tile(const conv2d_shape *s)
+{
+    if (s->algo == CONV2D_WINOGRAD)
+        return 2;
+    if (s->algo == CONV2D_WINOGRAD_F4)
+        return 4;
+    /* AUTO: F(2×2,3×3).  F(4×4,3×3) is faster (BENCHMARKS.md, session 6) but
+     * its error breaks three tests' tolerances (conv2d.h). */
+    return 2;
+}
+
+/* Floats a chunk holds per tile: backward keeps V (Ci), P (Co) and dV (Ci). */
+static long floats_per_tile(const wino_geom *g) { return g->nx * (2 * g->Ci + g->Co); }
 
 static wino_geom make_geom(const conv2d_shape *s)
 {
     wino_geom g;
+    g.m = conv2d_winograd_tile(s);
+    g.nx = (g.m + 2) * (g.m + 2);
     g.Ci = s->C_in;
     g.Co = s->C_out;
     g.H = s->H;
     g.W = s->W;
     g.Ho = conv2d_out_h(s);
     g.Wo = conv2d_out_w(s);
-    g.TY = (g.Ho + 1) / 2;
-    g.TX = (g.Wo + 1) / 2;
+    g.TY = (g.Ho + g.m - 1) / g.m;
+    g.TX = (g.Wo + g.m - 1) / g.m;
     g.R = (long)s->B * g.TY;
     g.pt = s->pad_top;
     g.pl = s->pad_left;
-    /* Backward holds V (Ci), P (Co) and dV (Ci) for a chunk at once. */
-    long per_tile = 16 * (2 * g.Ci + g.Co);
-    long cap = WINO_CHUNK_FLOATS / per_tile;
+    long cap = WINO_CHUNK_FLOATS / floats_per_tile(&g);
     if (cap < WINO_MIN_TILES)
         cap = WINO_MIN_TILES;
     long rows = cap / g.TX > 0 ? cap / g.TX : 1;
@@ -57,15 +73,15 @@ size_t conv2d_winograd_workspace_floats(const conv2d_shape *s)
      * give: equal chunks make RC non-monotonic in B (8 images may split in
      * two chunks of 64 rows where 5 take one of 80), and a workspace planned
      * for the largest batch must serve every smaller one. */
-    long per_tile = 16 * (2 * g.Ci + g.Co), cap = WINO_CHUNK_FLOATS / per_tile;
+    long cap = WINO_CHUNK_FLOATS / floats_per_tile(&g);
     if (cap < WINO_MIN_TILES)
         cap = WINO_MIN_TILES;
     long rows = cap / g.TX > 0 ? cap / g.TX : 1, max_rows = g.R < rows ? g.R : rows;
     if (max_rows < g.RC)
         max_rows = g.RC;
     /* U and dU, then the chunk buffers (forward uses V + M, backward V + P + dV). */
-    long chunk = 16 * max_rows * g.TX * (g.Ci + (g.Ci > g.Co ? g.Ci : g.Co) + g.Co);
-    return (size_t)(2 * 16 * g.Co * g.Ci + chunk);
+    long chunk = g.nx * max_rows * g.TX * (g.Ci + (g.Ci > g.Co ? g.Ci : g.Co) + g.Co);
+    return (size_t)(2 * g.nx * g.Co * g.Ci + chunk);
 }
 
 /* ---- the three 1-D transforms, applied to columns then rows ---- */
@@ -106,32 +122,92 @@ static inline void weight_tile_adjoint(float k[9], const float u[16])
     }
 }
 
+/* F(4×4,3×3), points 0, -1, 1, ½, -2 and ∞ (Barabasz et al., "Error
+ * analysis and improving the accuracy of Winograd convolution", 2020: a
+ * third to a half of the error of the usual 0, ±1, ±2, ∞ here).  The
+ * matrices (rows of Bᵀ scaled to integers, A's ½-column by 8, both
+ * compensated in G):
+ *   Bᵀ = [ 2 -3 -4  3  2  0 ]   G = [   1/2     0     0  ]   Aᵀ = [ 1  1  1  8  1  0 ]
+ *        [ 0  2 -5  1  2  0 ]       [  -1/6   1/6  -1/6 ]        [ 0 -1  1  4 -2  0 ]
+ *        [ 0 -2  1  5  2  0 ]       [   1/6   1/6   1/6 ]        [ 0  1  1  2  4  0 ]
+ *        [ 0 -2 -1  2  1  0 ]       [ -2/15 -1/15 -1/30 ]        [ 0 -1  1  1 -8  1 ]
+ *        [ 0  1 -2 -1  2  0 ]       [  1/30 -1/15  2/15 ]
+ *        [ 0  2 -3 -4  3  2 ]       [     0     0   1/2 ] */
+
+/* G g Gᵀ for F(4×4,3×3): 3×3 → 6×6. */
+static inline void weight_tile_f4(float u[36], const float k[9])
+{
+    float r[18]; /* 6 rows × 3 */
+    for (int j = 0; j < 3; j++) {
+        float g0 = k[j], g1 = k[3 + j], g2 = k[6 + j];
+        r[0 + j] = g0 / 2;
+        r[3 + j] = (-g0 + g1 - g2) / 6;
+        r[6 + j] = (g0 + g1 + g2) / 6;
+        r[9 + j] = (-2 * g0 - g1 - g2 / 2) / 15;
+        r[12 + j] = (g0 - 2 * g1 + 4 * g2) / 30;
+        r[15 + j] = g2 / 2;
+    }
+    for (int i = 0; i < 6; i++) {
+        const float *a = r + 3 * i;
+        u[6 * i + 0] = a[0] / 2;
+        u[6 * i + 1] = (-a[0] + a[1] - a[2]) / 6;
+        u[6 * i + 2] = (a[0] + a[1] + a[2]) / 6;
+        u[6 * i + 3] = (-2 * a[0] - a[1] - a[2] / 2) / 15;
+        u[6 * i + 4] = (a[0] - 2 * a[1] + 4 * a[2]) / 30;
+        u[6 * i + 5] = a[2] / 2;
+    }
+}
+
+/* Its adjoint Gᵀ du G: 6×6 → 3×3. */
+static inline void weight_tile_adjoint_f4(float k[9], const float u[36])
+{
+    float e[18]; /* 3 rows × 6 */
+    for (int j = 0; j < 6; j++) {
+        float u0 = u[j], u1 = u[6 + j], u2 = u[12 + j], u3 = u[18 + j], u4 = u[24 + j], u5 = u[30 + j];
+        e[0 + j] = u0 / 2 - u1 / 6 + u2 / 6 - 2 * u3 / 15 + u4 / 30;
+        e[6 + j] = u1 / 6 + u2 / 6 - u3 / 15 - u4 / 15;
+        e[12 + j] = -u1 / 6 + u2 / 6 - u3 / 30 + 2 * u4 / 15 + u5 / 2;
+    }
+    for (int i = 0; i < 3; i++) {
+        const float *a = e + 6 * i;
+        k[3 * i + 0] = a[0] / 2 - a[1] / 6 + a[2] / 6 - 2 * a[3] / 15 + a[4] / 30;
+        k[3 * i + 1] = a[1] / 6 + a[2] / 6 - a[3] / 15 - a[4] / 15;
+        k[3 * i + 2] = -a[1] / 6 + a[2] / 6 - a[3] / 30 + 2 * a[4] / 15 + a[5] / 2;
+    }
+}
+
 /* ---- whole-tensor passes ---- */
 
 /* U[ξ][o][c] from weight[o][c][3][3]. */
 static void transform_weights(float *U, const float *w, const wino_geom *g)
 {
-    const long Co = g->Co, Ci = g->Ci;
+    const long Co = g->Co, Ci = g->Ci, nx = g->nx;
 #pragma omp for schedule(static)
     for (long o = 0; o < Co; o++)
         for (long c = 0; c < Ci; c++) {
-            float u[16];
-            weight_tile(u, w + (o * Ci + c) * 9);
-            for (int xi = 0; xi < 16; xi++)
+            float u[36];
+            if (g->m == 4)
+                weight_tile_f4(u, w + (o * Ci + c) * 9);
+            else
+                weight_tile(u, w + (o * Ci + c) * 9);
+            for (int xi = 0; xi < nx; xi++)
                 U[(xi * Co + o) * Ci + c] = u[xi];
         }
 }
 
 static void add_weight_gradient(float *dw, const float *dU, const wino_geom *g)
 {
-    const long Co = g->Co, Ci = g->Ci;
+    const long Co = g->Co, Ci = g->Ci, nx = g->nx;
 #pragma omp for schedule(static)
     for (long o = 0; o < Co; o++)
         for (long c = 0; c < Ci; c++) {
-            float u[16], k[9];
-            for (int xi = 0; xi < 16; xi++)
+            float u[36], k[9];
+            for (int xi = 0; xi < nx; xi++)
                 u[xi] = dU[(xi * Co + o) * Ci + c];
-            weight_tile_adjoint(k, u);
+            if (g->m == 4)
+                weight_tile_adjoint_f4(k, u);
+            else
+                weight_tile_adjoint(k, u);
             float *d = dw + (o * Ci + c) * 9;
             for (int i = 0; i < 9; i++)
                 d[i] += k[i];
@@ -416,6 +492,277 @@ static void transform_output_gradient(float *P, const float *dout, const wino_ge
     }
 }
 
+/* ---- F(4×4,3×3) passes: as the F(2×2,3×3) ones above, with six input
+ * column families (tile n's columns 0..5 are input columns 4n .. 4n+5) ---- */
+
+/* Bᵀ on six vectors: o = Bᵀ d, lane by lane. */
+static inline void bt6(float *const o[6], const float *const d[6], long len)
+{
+    const float *d0 = d[0], *d1 = d[1], *d2 = d[2], *d3 = d[3], *d4 = d[4], *d5 = d[5];
+    float *o0 = o[0], *o1 = o[1], *o2 = o[2], *o3 = o[3], *o4 = o[4], *o5 = o[5];
+#pragma omp simd
+    for (long n = 0; n < len; n++) {
+        o0[n] = 2 * d0[n] - 3 * d1[n] - 4 * d2[n] + 3 * d3[n] + 2 * d4[n];
+        o1[n] = 2 * d1[n] - 5 * d2[n] + d3[n] + 2 * d4[n];
+        o2[n] = -2 * d1[n] + d2[n] + 5 * d3[n] + 2 * d4[n];
+        o3[n] = -2 * d1[n] - d2[n] + 2 * d3[n] + d4[n];
+        o4[n] = d1[n] - 2 * d2[n] - d3[n] + 2 * d4[n];
+        o5[n] = 2 * d1[n] - 3 * d2[n] - 4 * d3[n] + 3 * d4[n] + 2 * d5[n];
+    }
+}
+
+/* Its adjoint: o = B v. */
+static inline void b6(float *const o[6], const float *const v[6], long len)
+{
+    const float *v0 = v[0], *v1 = v[1], *v2 = v[2], *v3 = v[3], *v4 = v[4], *v5 = v[5];
+    float *o0 = o[0], *o1 = o[1], *o2 = o[2], *o3 = o[3], *o4 = o[4], *o5 = o[5];
+#pragma omp simd
+    for (long n = 0; n < len; n++) {
+        o0[n] = 2 * v0[n];
+        o1[n] = -3 * v0[n] + 2 * v1[n] - 2 * v2[n] - 2 * v3[n] + v4[n] + 2 * v5[n];
+        o2[n] = -4 * v0[n] - 5 * v1[n] + v2[n] - v3[n] - 2 * v4[n] - 3 * v5[n];
+        o3[n] = 3 * v0[n] + v1[n] + 5 * v2[n] + 2 * v3[n] - v4[n] - 4 * v5[n];
+        o4[n] = 2 * v0[n] + 2 * v1[n] + 2 * v2[n] + v3[n] + 2 * v4[n] + 3 * v5[n];
+        o5[n] = 2 * v5[n];
+    }
+}
+
+/* Aᵀ on six vectors: four outputs. */
+static inline void at6(float *const o[4], const float *const m[6], long len)
+{
+    const float *m0 = m[0], *m1 = m[1], *m2 = m[2], *m3 = m[3], *m4 = m[4], *m5 = m[5];
+    float *o0 = o[0], *o1 = o[1], *o2 = o[2], *o3 = o[3];
+#pragma omp simd
+    for (long n = 0; n < len; n++) {
+        o0[n] = m0[n] + m1[n] + m2[n] + 8 * m3[n] + m4[n];
+        o1[n] = -m1[n] + m2[n] + 4 * m3[n] - 2 * m4[n];
+        o2[n] = m1[n] + m2[n] + 2 * m3[n] + 4 * m4[n];
+        o3[n] = -m1[n] + m2[n] + m3[n] - 8 * m4[n] + m5[n];
+    }
+}
+
+/* Its adjoint: six outputs o = A y from four. */
+static inline void a6(float *const o[6], const float *const y[4], long len)
+{
+    const float *y0 = y[0], *y1 = y[1], *y2 = y[2], *y3 = y[3];
+    float *o0 = o[0], *o1 = o[1], *o2 = o[2], *o3 = o[3], *o4 = o[4], *o5 = o[5];
+#pragma omp simd
+    for (long n = 0; n < len; n++) {
+        o0[n] = y0[n];
+        o1[n] = y0[n] - y1[n] + y2[n] - y3[n];
+        o2[n] = y0[n] + y1[n] + y2[n] + y3[n];
+        o3[n] = 8 * y0[n] + 4 * y1[n] + 2 * y2[n] + y3[n];
+        o4[n] = y0[n] - 2 * y1[n] + 4 * y2[n] - 8 * y3[n];
+        o5[n] = y3[n];
+    }
+}
+
+static void transform_input_f4(float *V, const float *x, const wino_geom *g, long row0, long nrows)
+{
+    const long Ci = g->Ci, TX = g->TX, tc = nrows * TX, xs = Ci * tc;
+#pragma omp for schedule(static)
+    for (long c = 0; c < Ci; c++) {
+        float buf[4 * SEG + 2];
+        float in[6][6][SEG], t[6][6][SEG]; /* [column family f][row i], then [f][Bᵀ row k] */
+        wino_piece pc[SEG];
+        int npc;
+        for (long t0 = 0; t0 < tc;) {
+            long len = segment_pieces(pc, &npc, t0, TX, nrows);
+            for (int p = 0; p < npc; p++) {
+                long R = row0 + pc[p].q, b = R / g->TY, ty = R % g->TY, n0 = pc[p].off, pl = pc[p].len;
+                const float *xc = x + (b * Ci + c) * g->H * g->W;
+                for (int i = 0; i < 6; i++) {
+                    load_padded(buf, xc, g, 4 * ty - g->pt + i, 4 * pc[p].tx0 - g->pl, 4 * pl + 2);
+#pragma omp simd
+                    for (long n = 0; n < pl; n++) {
+                        in[0][i][n0 + n] = buf[4 * n];
+                        in[1][i][n0 + n] = buf[4 * n + 1];
+                        in[2][i][n0 + n] = buf[4 * n + 2];
+                        in[3][i][n0 + n] = buf[4 * n + 3];
+                        in[4][i][n0 + n] = buf[4 * n + 4];
+                        in[5][i][n0 + n] = buf[4 * n + 5];
+                    }
+                }
+            }
+            for (int f = 0; f < 6; f++) { /* Bᵀ over the rows of each column family */
+                float *o[6] = {t[f][0], t[f][1], t[f][2], t[f][3], t[f][4], t[f][5]};
+                const float *d[6] = {in[f][0], in[f][1], in[f][2], in[f][3], in[f][4], in[f][5]};
+                bt6(o, d, len);
+            }
+            float *dst = V + c * tc + t0;
+            for (int k = 0; k < 6; k++) { /* ... and B along the columns into ξ = 6k + j */
+                float *o[6];
+                for (int j = 0; j < 6; j++)
+                    o[j] = dst + (6 * k + j) * xs;
+                const float *d[6] = {t[0][k], t[1][k], t[2][k], t[3][k], t[4][k], t[5][k]};
+                bt6(o, d, len);
+            }
+            t0 += len;
+        }
+    }
+}
+
+/* dx += overlap-add of B dV Bᵀ (tiles overlap by two columns and rows). */
+static void add_input_gradient_f4(float *dx, const float *dV, const wino_geom *g, long row0, long nrows)
+{
+    const long Ci = g->Ci, TX = g->TX, tc = nrows * TX, xs = Ci * tc;
+#pragma omp for schedule(static)
+    for (long c = 0; c < Ci; c++) {
+        float w[6][6][SEG], col[6][6][SEG], acc[4 * SEG + 2]; /* w[row i][ξ column j], col[row i][column f] */
+        wino_piece pc[SEG];
+        int npc;
+        for (long t0 = 0; t0 < tc;) {
+            long len = segment_pieces(pc, &npc, t0, TX, nrows);
+            const float *src = dV + c * tc + t0;
+            for (int j = 0; j < 6; j++) { /* B over the rows of column j */
+                float *o[6] = {w[0][j], w[1][j], w[2][j], w[3][j], w[4][j], w[5][j]};
+                const float *v[6];
+                for (int k = 0; k < 6; k++)
+                    v[k] = src + (6 * k + j) * xs;
+                b6(o, v, len);
+            }
+            for (int i = 0; i < 6; i++) { /* ... Bᵀ along the columns */
+                float *o[6] = {col[i][0], col[i][1], col[i][2], col[i][3], col[i][4], col[i][5]};
+                const float *v[6] = {w[i][0], w[i][1], w[i][2], w[i][3], w[i][4], w[i][5]};
+                b6(o, v, len);
+            }
+            for (int p = 0; p < npc; p++) {
+                long R = row0 + pc[p].q, b = R / g->TY, ty = R % g->TY, n0 = pc[p].off, pl = pc[p].len;
+                long base = 4 * pc[p].tx0 - g->pl;
+                float *xc = dx + (b * Ci + c) * g->H * g->W;
+                for (int i = 0; i < 6; i++) {
+                    long r = 4 * ty - g->pt + i;
+                    if (r < 0 || r >= g->H)
+                        continue;
+                    const float *c0 = col[i][0] + n0, *c1 = col[i][1] + n0, *c2 = col[i][2] + n0,
+                                *c3 = col[i][3] + n0, *c4 = col[i][4] + n0, *c5 = col[i][5] + n0;
+#pragma omp simd
+                    for (long n = 0; n < pl; n++) {
+                        acc[4 * n] = c0[n];
+                        acc[4 * n + 1] = c1[n];
+                        acc[4 * n + 2] = c2[n];
+                        acc[4 * n + 3] = c3[n];
+                    }
+                    acc[4 * pl] = acc[4 * pl + 1] = 0.0f;
+#pragma omp simd
+                    for (long n = 0; n < pl; n++) {
+                        acc[4 * n + 4] += c4[n];
+                        acc[4 * n + 5] += c5[n];
+                    }
+                    float *row = xc + r * g->W;
+                    long lo = base < 0 ? -base : 0, hi = 4 * pl + 2;
+                    if (base + hi > g->W)
+                        hi = g->W - base;
+                    for (long k2 = lo; k2 < hi; k2++)
+                        row[base + k2] += acc[k2];
+                }
+            }
+            t0 += len;
+        }
+    }
+}
+
+/* out 4×4 blocks = Aᵀ M A (+ bias), cut at the output's edge. */
+static void transform_output_f4(float *out, const float *M, const float *bias, const wino_geom *g, long row0,
+                                long nrows)
+{
+    const long Co = g->Co, TX = g->TX, tc = nrows * TX, HWo = g->Ho * g->Wo, xs = Co * tc;
+#pragma omp for schedule(static)
+    for (long o = 0; o < Co; o++) {
+        const float bv = bias ? bias[o] : 0.0f;
+        float s[4][6][SEG], r[4][SEG], line[4][4 * SEG];
+        wino_piece pc[SEG];
+        int npc;
+        for (long t0 = 0; t0 < tc;) {
+            long len = segment_pieces(pc, &npc, t0, TX, nrows);
+            const float *src = M + o * tc + t0;
+            for (int j = 0; j < 6; j++) { /* Aᵀ over the rows of column j */
+                float *dst[4] = {s[0][j], s[1][j], s[2][j], s[3][j]};
+                const float *m[6];
+                for (int k = 0; k < 6; k++)
+                    m[k] = src + (6 * k + j) * xs;
+                at6(dst, m, len);
+            }
+            for (int a = 0; a < 4; a++) { /* ... and A along the columns */
+                float *dst[4] = {r[0], r[1], r[2], r[3]};
+                const float *m[6] = {s[a][0], s[a][1], s[a][2], s[a][3], s[a][4], s[a][5]};
+                at6(dst, m, len);
+                float *l = line[a];
+#pragma omp simd
+                for (long n = 0; n < len; n++) {
+                    l[4 * n] = r[0][n] + bv;
+                    l[4 * n + 1] = r[1][n] + bv;
+                    l[4 * n + 2] = r[2][n] + bv;
+                    l[4 * n + 3] = r[3][n] + bv;
+                }
+            }
+            for (int p = 0; p < npc; p++) {
+                long R = row0 + pc[p].q, b = R / g->TY, ty = R % g->TY, tx0 = pc[p].tx0, pl = pc[p].len;
+                float *oc = out + (b * Co + o) * HWo;
+                long width = g->Wo - 4 * tx0 < 4 * pl ? g->Wo - 4 * tx0 : 4 * pl;
+                for (int a = 0; a < 4; a++) {
+                    long oh = 4 * ty + a;
+                    if (oh >= g->Ho)
+                        break;
+                    memcpy(oc + oh * g->Wo + 4 * tx0, line[a] + 4 * pc[p].off, (size_t)width * sizeof(float));
+                }
+            }
+            t0 += len;
+        }
+    }
+}
+
+/* P[ξ][o][n] = A dY Aᵀ of each tile's 4×4 output gradient (0 past the edge). */
+static void transform_output_gradient_f4(float *P, const float *dout, const wino_geom *g, long row0, long nrows)
+{
+    const long Co = g->Co, TX = g->TX, tc = nrows * TX, HWo = g->Ho * g->Wo, xs = Co * tc;
+#pragma omp for schedule(static)
+    for (long o = 0; o < Co; o++) {
+        float line[4][4 * SEG], y[4][4][SEG], q[6][4][SEG]; /* y[row a][column b], q[A row k][column b] */
+        wino_piece pc[SEG];
+        int npc;
+        for (long t0 = 0; t0 < tc;) {
+            long len = segment_pieces(pc, &npc, t0, TX, nrows);
+            for (int p = 0; p < npc; p++) {
+                long R = row0 + pc[p].q, b = R / g->TY, ty = R % g->TY, tx0 = pc[p].tx0, pl = pc[p].len;
+                const float *dc = dout + (b * Co + o) * HWo;
+                long width = g->Wo - 4 * tx0 < 4 * pl ? g->Wo - 4 * tx0 : 4 * pl;
+                for (int a = 0; a < 4; a++) {
+                    long oh = 4 * ty + a;
+                    float *l = line[a] + 4 * pc[p].off;
+                    memset(l, 0, (size_t)(4 * pl) * sizeof(float));
+                    if (oh < g->Ho)
+                        memcpy(l, dc + oh * g->Wo + 4 * tx0, (size_t)width * sizeof(float));
+                }
+            }
+            for (int a = 0; a < 4; a++) {
+                const float *l = line[a];
+#pragma omp simd
+                for (long n = 0; n < len; n++) {
+                    y[a][0][n] = l[4 * n];
+                    y[a][1][n] = l[4 * n + 1];
+                    y[a][2][n] = l[4 * n + 2];
+                    y[a][3][n] = l[4 * n + 3];
+                }
+            }
+            for (int b = 0; b < 4; b++) { /* A over the rows of column b */
+                float *dst[6] = {q[0][b], q[1][b], q[2][b], q[3][b], q[4][b], q[5][b]};
+                const float *yy[4] = {y[0][b], y[1][b], y[2][b], y[3][b]};
+                a6(dst, yy, len);
+            }
+            float *base = P + o * tc + t0;
+            for (int k = 0; k < 6; k++) { /* ... Aᵀ along the columns into ξ = 6k + j */
+                float *dst[6];
+                for (int j = 0; j < 6; j++)
+                    dst[j] = base + (6 * k + j) * xs;
+                const float *yy[4] = {q[k][0], q[k][1], q[k][2], q[k][3]};
+                a6(dst, yy, len);
+            }
+            t0 += len;
+        }
+    }
+}
+
 /* Below this many floats of work (channels × tiles) one conv runs on one
  * thread: the barriers would cost more than they save. */
 #define WINO_PAR_MIN 2048L
@@ -427,21 +774,27 @@ void conv2d_winograd_forward(float *out, const float *x, const float *weight, co
                              const conv2d_shape *s, float *workspace)
 {
     const wino_geom g = make_geom(s);
-    const long Co = g.Co, Ci = g.Ci;
-    float *U = workspace, *V = U + 2 * 16 * Co * Ci;
+    const long Co = g.Co, Ci = g.Ci, nx = g.nx;
+    float *U = workspace, *V = U + 2 * nx * Co * Ci;
 #pragma omp parallel if ((Ci + Co) * g.Tc > WINO_PAR_MIN)
     {
         transform_weights(U, weight, &g);
         for (long r0 = 0; r0 < g.R; r0 += g.RC) {
             long nr = g.R - r0 < g.RC ? g.R - r0 : g.RC, tc = nr * g.TX;
-            float *M = V + 16 * Ci * tc;
-            transform_input(V, x, &g, r0, nr);
+            float *M = V + nx * Ci * tc;
+            if (g.m == 4)
+                transform_input_f4(V, x, &g, r0, nr);
+            else
+                transform_input(V, x, &g, r0, nr);
             /* One GEMM per ξ per thread: OpenBLAS stays single-threaded inside. */
 #pragma omp for schedule(static)
-            for (int xi = 0; xi < 16; xi++)
+            for (int xi = 0; xi < nx; xi++)
                 gemm(false, false, (int)Co, (int)tc, (int)Ci, 1.0f, U + xi * Co * Ci, (int)Ci, V + xi * Ci * tc,
                      (int)tc, 0.0f, M + xi * Co * tc, (int)tc);
-            transform_output(out, M, bias, &g, r0, nr);
+            if (g.m == 4)
+                transform_output_f4(out, M, bias, &g, r0, nr);
+            else
+                transform_output(out, M, bias, &g, r0, nr);
         }
     }
 }
@@ -452,22 +805,29 @@ void conv2d_winograd_backward(float *dx, float *dweight, const float *dout, cons
     if (!dx && !dweight)
         return;
     const wino_geom g = make_geom(s);
-    const long Co = g.Co, Ci = g.Ci;
-    float *U = workspace, *dU = U + 16 * Co * Ci, *V = dU + 16 * Co * Ci;
+    const long Co = g.Co, Ci = g.Ci, nx = g.nx;
+    float *U = workspace, *dU = U + nx * Co * Ci, *V = dU + nx * Co * Ci;
     if (dweight)
-        memset(dU, 0, (size_t)(16 * Co * Ci) * sizeof(float));
+        memset(dU, 0, (size_t)(nx * Co * Ci) * sizeof(float));
 #pragma omp parallel if ((Ci + Co) * g.Tc > WINO_PAR_MIN)
     {
         if (dx)
             transform_weights(U, weight, &g);
         for (long r0 = 0; r0 < g.R; r0 += g.RC) {
             long nr = g.R - r0 < g.RC ? g.R - r0 : g.RC, tc = nr * g.TX;
-            float *P = V + 16 * Ci * tc, *dV = P + 16 * Co * tc;
-            transform_output_gradient(P, dout, &g, r0, nr);
-            if (dweight)
-                transform_input(V, x, &g, r0, nr);
+            float *P = V + nx * Ci * tc, *dV = P + nx * Co * tc;
+            if (g.m == 4)
+                transform_output_gradient_f4(P, dout, &g, r0, nr);
+            else
+                transform_output_gradient(P, dout, &g, r0, nr);
+            if (dweight) {
+                if (g.m == 4)
+                    transform_input_f4(V, x, &g, r0, nr);
+                else
+                    transform_input(V, x, &g, r0, nr);
+            }
 #pragma omp for schedule(static)
-            for (int xi = 0; xi < 16; xi++) {
+            for (int xi = 0; xi < nx; xi++) {
                 if (dweight)
                     gemm(false, true, (int)Co, (int)Ci, (int)tc, 1.0f, P + xi * Co * tc, (int)tc, V + xi * Ci * tc,
                          (int)tc, 1.0f, dU + xi * Co * Ci, (int)Ci);
@@ -475,8 +835,12 @@ void conv2d_winograd_backward(float *dx, float *dweight, const float *dout, cons
                     gemm(true, false, (int)Ci, (int)tc, (int)Co, 1.0f, U + xi * Co * Ci, (int)Ci, P + xi * Co * tc,
                          (int)tc, 0.0f, dV + xi * Ci * tc, (int)tc);
             }
-            if (dx)
-                add_input_gradient(dx, dV, &g, r0, nr);
+            if (dx) {
+                if (g.m == 4)
+                    add_input_gradient_f4(dx, dV, &g, r0, nr);
+                else
+                    add_input_gradient(dx, dV, &g, r0, nr);
+            }
         }
         if (dweight)
             add_weight_gradient(dweight, dU, &g);

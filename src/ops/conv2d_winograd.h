@@ -1,6 +1,6 @@
 /* conv2d_winograd.h — 3×3 stride-1 convolution by Winograd's minimal
- * filtering F(2×2, 3×3) (Lavin & Gray, "Fast Algorithms for Convolutional
- * Neural Networks", 2016).  Used by conv2d.c for the VAE's and LPIPS's 3×3
+ * filtering F(2×2, 3×3) or F(4×4, 3×3) (Lavin & Gray, "Fast Algorithms for
+ * Convolutional Neural Networks", 2016).  Used by conv2d.c for the VAE's and LPIPS's 3×3
  * convolutions; not meant to be called directly (conv2d_forward/backward pick
  * it, see conv2d.h).
  *
@@ -18,8 +18,23 @@
  * so the workspace is bounded whatever the image size.  The 16 GEMMs of a
  * chunk run as one OpenMP loop (OpenBLAS runs single-threaded inside it).
  *
+ * F(4×4,3×3) is the same with 6×6 input tiles, 4×4 output blocks and 36
+ * GEMMs: 36 multiply-adds per 16 outputs instead of 144 (4×; 1.78× fewer than
+ * F(2×2,3×3)), and a quarter as many tiles to transform.
+ *
  * Rounding: F(2×2,3×3)'s transforms only use ±1 and ½, and the results
  * match the direct convolution to ~1e-6 relative (tests/test_conv2d.c).
+ * F(4×4,3×3)'s use constants up to 8 and amplify the GEMMs' float32 rounding:
+ * its error is 5–10× F(2×2,3×3)'s, ~4e-6 of the output's largest magnitude
+ * at 128 channels (tests/test_conv2d.c bounds it at 1e-5 of the largest
+ * magnitude).  It takes 11–24 % off the small REPA-E step, but with it as the
+ * default three tests fail: the golden REPA-E steps against PyTorch (two
+ * decoder weight gradients, 3.7× over atol 2e-7), the CNN's finite
+ * differences, and cache-latents on 2 MPI ranks against 1 process: its
+ * GEMMs have a quarter of the columns, and at 8×8 maps their rounding then
+ * depends on the batch (image 0 of a 128-channel conv differs between B = 2
+ * and B = 5; F(2×2,3×3)'s does not).  So only forcing it runs
+ * it (BENCHMARKS.md, session 6).
  */
 #ifndef REPAE_CONV2D_WINOGRAD_H
 #define REPAE_CONV2D_WINOGRAD_H
@@ -27,6 +42,10 @@
 #include <stddef.h>
 
 #include "ops/conv2d.h"
+
+/* Output tile size m of F(m×m,3×3): 4 when s->algo forces
+ * CONV2D_WINOGRAD_F4, else 2. */
+int conv2d_winograd_tile(const conv2d_shape *s);
 
 /* 3×3 kernel, stride 1 (any zero padding). */
 int conv2d_winograd_applies(const conv2d_shape *s);
