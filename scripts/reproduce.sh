@@ -200,7 +200,7 @@ eval_run() {
 
 # ---- the runs, JOBS at a time ----
 # Each task trains one run and seed, then evaluates its checkpoints; its output
-# goes to logs/RUN-sSEED.log.  The commands used here give the same bits at
+# is appended to logs/RUN-sSEED.log.  The commands used here give the same bits at
 # any thread count (a smoke run with JOBS=1 and JOBS=2 wrote byte-identical
 # checkpoints and samples; the FDs agreed to 1e-14), so the lanes share the
 # cores: two one-thread runs side by side did 18 % more work per hour than one
@@ -234,10 +234,11 @@ launch() {
     fi
     echo "reproduce.sh: $name started $(date -u +%H:%M:%S)"
     (
+        echo "reproduce.sh: pass started $(date -u '+%F %H:%M:%S')"
         [ -z "$LANE_THREADS" ] || export OMP_NUM_THREADS=$LANE_THREADS
         if wanted "$run"; then train_run "$run" "$seed"; fi
         eval_run "$run" "$seed"
-    ) > "$OUT/logs/$name.log" 2>&1 &
+    ) >> "$OUT/logs/$name.log" 2>&1 & # appended: a resumed pass keeps the earlier passes' output
     PID_OF[$name]=$!
     NAME_OF[$!]=$name
     running=$((running + 1))
