@@ -123,8 +123,8 @@ static inline void weight_tile_adjoint(float k[9], const float u[16])
 }
 
 /* F(4×4,3×3), points 0, -1, 1, ½, -2 and ∞ (Barabasz et al., "Error
- * analysis and improving the accuracy of Winograd convolution", 2020: a
- * third to a half of the error of the usual 0, ±1, ±2, ∞ here).  The
+ * analysis and improving the accuracy of Winograd convolution", 2020: 0.4×
+ * the error of the usual 0, ±1, ±2, ∞ in dev/ref/winograd_error_model.py).  The
  * matrices (rows of Bᵀ scaled to integers, A's ½-column by 8, both
  * compensated in G):
  *   Bᵀ = [ 2 -3 -4  3  2  0 ]   G = [   1/2     0     0  ]   Aᵀ = [ 1  1  1  8  1  0 ]
