@@ -178,20 +178,31 @@ static inline void weight_tile_adjoint_f4(float k[9], const float u[36])
 
 /* ---- whole-tensor passes ---- */
 
-/* U[ξ][o][c] from weight[o][c][3][3]. */
+/* U[ξ][o][c] from weight[o][c][3][3].  Blocks of WBLK input channels are
+ * transformed into a local buffer first, so that U is written in runs of
+ * WBLK floats rather than one float per ξ plane (a stride of Co·Ci floats:
+ * 8.5 % of a one-thread 128-channel 8×8 convolution went there, 4 % after;
+ * the convolution took 6 % less, and no difference showed at 32×32). */
+#define WBLK 64
 static void transform_weights(float *U, const float *w, const wino_geom *g)
 {
     const long Co = g->Co, Ci = g->Ci, nx = g->nx;
 #pragma omp for schedule(static)
     for (long o = 0; o < Co; o++)
-        for (long c = 0; c < Ci; c++) {
-            float u[36];
-            if (g->m == 4)
-                weight_tile_f4(u, w + (o * Ci + c) * 9);
-            else
-                weight_tile(u, w + (o * Ci + c) * 9);
+        for (long c0 = 0; c0 < Ci; c0 += WBLK) {
+            long len = Ci - c0 < WBLK ? Ci - c0 : WBLK;
+            float blk[36][WBLK];
+            for (long c = 0; c < len; c++) {
+                float u[36];
+                if (g->m == 4)
+                    weight_tile_f4(u, w + (o * Ci + c0 + c) * 9);
+                else
+                    weight_tile(u, w + (o * Ci + c0 + c) * 9);
+                for (int xi = 0; xi < nx; xi++)
+                    blk[xi][c] = u[xi];
+            }
             for (int xi = 0; xi < nx; xi++)
-                U[(xi * Co + o) * Ci + c] = u[xi];
+                memcpy(U + (xi * Co + o) * Ci + c0, blk[xi], (size_t)len * sizeof(float));
         }
 }
 
@@ -200,17 +211,23 @@ static void add_weight_gradient(float *dw, const float *dU, const wino_geom *g)
     const long Co = g->Co, Ci = g->Ci, nx = g->nx;
 #pragma omp for schedule(static)
     for (long o = 0; o < Co; o++)
-        for (long c = 0; c < Ci; c++) {
-            float u[36], k[9];
+        for (long c0 = 0; c0 < Ci; c0 += WBLK) {
+            long len = Ci - c0 < WBLK ? Ci - c0 : WBLK;
+            float blk[36][WBLK];
             for (int xi = 0; xi < nx; xi++)
-                u[xi] = dU[(xi * Co + o) * Ci + c];
-            if (g->m == 4)
-                weight_tile_adjoint_f4(k, u);
-            else
-                weight_tile_adjoint(k, u);
-            float *d = dw + (o * Ci + c) * 9;
-            for (int i = 0; i < 9; i++)
-                d[i] += k[i];
+                memcpy(blk[xi], dU + (xi * Co + o) * Ci + c0, (size_t)len * sizeof(float));
+            for (long c = 0; c < len; c++) {
+                float u[36], k[9];
+                for (int xi = 0; xi < nx; xi++)
+                    u[xi] = blk[xi][c];
+                if (g->m == 4)
+                    weight_tile_adjoint_f4(k, u);
+                else
+                    weight_tile_adjoint(k, u);
+                float *d = dw + (o * Ci + c0 + c) * 9;
+                for (int i = 0; i < 9; i++)
+                    d[i] += k[i];
+            }
         }
 }
 
