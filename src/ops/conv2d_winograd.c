@@ -343,6 +343,15 @@ static void transform_input(float *V, const float *x, const wino_geom *g, long r
     }
 }
 
+/* row[base + k] += acc[k] for k < width, where 0 <= base + k < W (the
+ * overlap-added tile columns of one input row, cut at the padding). */
+static inline void add_clipped(float *row, const float *acc, long base, long width, long W)
+{
+    long lo = base < 0 ? -base : 0, hi = base + width > W ? W - base : width;
+    for (long k = lo; k < hi; k++)
+        row[base + k] += acc[k];
+}
+
 /* dx += overlap-add of B dV Bᵀ over the chunk's tiles (a thread owns a
  * channel, so overlapping tiles never race). */
 static void add_input_gradient(float *dx, const float *dV, const wino_geom *g, long row0, long nrows)
@@ -398,12 +407,7 @@ static void add_input_gradient(float *dx, const float *dV, const wino_geom *g, l
                         acc[2 * n + 2] += c2[n];
                         acc[2 * n + 3] += c3[n];
                     }
-                    float *row = xc + r * g->W;
-                    long lo = base < 0 ? -base : 0, hi = 2 * pl + 2;
-                    if (base + hi > g->W)
-                        hi = g->W - base;
-                    for (long k2 = lo; k2 < hi; k2++)
-                        row[base + k2] += acc[k2];
+                    add_clipped(xc + r * g->W, acc, base, 2 * pl + 2, g->W);
                 }
             }
             t0 += len;
@@ -666,12 +670,7 @@ static void add_input_gradient_f4(float *dx, const float *dV, const wino_geom *g
                         acc[4 * n + 4] += c4[n];
                         acc[4 * n + 5] += c5[n];
                     }
-                    float *row = xc + r * g->W;
-                    long lo = base < 0 ? -base : 0, hi = 4 * pl + 2;
-                    if (base + hi > g->W)
-                        hi = g->W - base;
-                    for (long k2 = lo; k2 < hi; k2++)
-                        row[base + k2] += acc[k2];
+                    add_clipped(xc + r * g->W, acc, base, 4 * pl + 2, g->W);
                 }
             }
             t0 += len;
