@@ -415,6 +415,46 @@ static void add_input_gradient(float *dx, const float *dV, const wino_geom *g, l
     }
 }
 
+/* The segment's m×m output blocks between the image and m rows of lines
+ * (line a at lines + a·stride holds output row m·ty + a of the segment's
+ * tiles side by side), cut at the output's edge.  `plane` is output
+ * channel o of image 0; image b's is plane + b·Co·Ho·Wo. */
+static void store_blocks(float *plane, const float *lines, long stride, const wino_piece *pc, int npc, long row0,
+                         const wino_geom *g)
+{
+    const long m = g->m, HWo = g->Ho * g->Wo;
+    for (int p = 0; p < npc; p++) {
+        long R = row0 + pc[p].q, b = R / g->TY, ty = R % g->TY, tx0 = pc[p].tx0, pl = pc[p].len;
+        float *oc = plane + b * g->Co * HWo;
+        long width = g->Wo - m * tx0 < m * pl ? g->Wo - m * tx0 : m * pl;
+        for (long a = 0; a < m; a++) {
+            long oh = m * ty + a;
+            if (oh >= g->Ho)
+                break;
+            memcpy(oc + oh * g->Wo + m * tx0, lines + a * stride + m * pc[p].off, (size_t)width * sizeof(float));
+        }
+    }
+}
+
+/* Its inverse for the output gradient: lines from the image, 0 past the edge. */
+static void load_blocks(float *lines, long stride, const float *plane, const wino_piece *pc, int npc, long row0,
+                        const wino_geom *g)
+{
+    const long m = g->m, HWo = g->Ho * g->Wo;
+    for (int p = 0; p < npc; p++) {
+        long R = row0 + pc[p].q, b = R / g->TY, ty = R % g->TY, tx0 = pc[p].tx0, pl = pc[p].len;
+        const float *dc = plane + b * g->Co * HWo;
+        long width = g->Wo - m * tx0 < m * pl ? g->Wo - m * tx0 : m * pl;
+        for (long a = 0; a < m; a++) {
+            long oh = m * ty + a;
+            float *l = lines + a * stride + m * pc[p].off;
+            memset(l, 0, (size_t)(m * pl) * sizeof(float));
+            if (oh < g->Ho)
+                memcpy(l, dc + oh * g->Wo + m * tx0, (size_t)width * sizeof(float));
+        }
+    }
+}
+
 /* out[b][o] 2×2 blocks = Aᵀ M A (+ bias), cut at the output's edge. */
 static void transform_output(float *out, const float *M, const float *bias, const wino_geom *g, long row0,
                              long nrows)
@@ -446,17 +486,7 @@ static void transform_output(float *out, const float *M, const float *bias, cons
                     line[a][2 * n + 1] = r1[n] - r2[n] - r3[n] + bv;
                 }
             }
-            for (int p = 0; p < npc; p++) {
-                long R = row0 + pc[p].q, b = R / g->TY, ty = R % g->TY, tx0 = pc[p].tx0, pl = pc[p].len;
-                float *oc = out + (b * Co + o) * HWo;
-                long width = g->Wo - 2 * tx0 < 2 * pl ? g->Wo - 2 * tx0 : 2 * pl;
-                for (int a = 0; a < 2; a++) {
-                    long oh = 2 * ty + a;
-                    if (oh >= g->Ho)
-                        break;
-                    memcpy(oc + oh * g->Wo + 2 * tx0, line[a] + 2 * pc[p].off, (size_t)width * sizeof(float));
-                }
-            }
+            store_blocks(out + o * HWo, &line[0][0], 2 * SEG, pc, npc, row0, g);
             t0 += len;
         }
     }
@@ -473,18 +503,7 @@ static void transform_output_gradient(float *P, const float *dout, const wino_ge
         int npc;
         for (long t0 = 0; t0 < tc;) {
             long len = segment_pieces(pc, &npc, t0, TX, nrows);
-            for (int p = 0; p < npc; p++) {
-                long R = row0 + pc[p].q, b = R / g->TY, ty = R % g->TY, tx0 = pc[p].tx0, pl = pc[p].len;
-                const float *dc = dout + (b * Co + o) * HWo;
-                long width = g->Wo - 2 * tx0 < 2 * pl ? g->Wo - 2 * tx0 : 2 * pl;
-                for (int a = 0; a < 2; a++) {
-                    long oh = 2 * ty + a;
-                    float *l = line[a] + 2 * pc[p].off;
-                    memset(l, 0, (size_t)(2 * pl) * sizeof(float));
-                    if (oh < g->Ho)
-                        memcpy(l, dc + oh * g->Wo + 2 * tx0, (size_t)width * sizeof(float));
-                }
-            }
+            load_blocks(&line[0][0], 2 * SEG, dout + o * HWo, pc, npc, row0, g);
             /* A over the rows: q_i = (dy_0· , dy_1·) combined; columns b = even/odd */
 #pragma omp simd
             for (long n = 0; n < len; n++) {
@@ -712,17 +731,7 @@ static void transform_output_f4(float *out, const float *M, const float *bias, c
                     l[4 * n + 3] = r[3][n] + bv;
                 }
             }
-            for (int p = 0; p < npc; p++) {
-                long R = row0 + pc[p].q, b = R / g->TY, ty = R % g->TY, tx0 = pc[p].tx0, pl = pc[p].len;
-                float *oc = out + (b * Co + o) * HWo;
-                long width = g->Wo - 4 * tx0 < 4 * pl ? g->Wo - 4 * tx0 : 4 * pl;
-                for (int a = 0; a < 4; a++) {
-                    long oh = 4 * ty + a;
-                    if (oh >= g->Ho)
-                        break;
-                    memcpy(oc + oh * g->Wo + 4 * tx0, line[a] + 4 * pc[p].off, (size_t)width * sizeof(float));
-                }
-            }
+            store_blocks(out + o * HWo, &line[0][0], 4 * SEG, pc, npc, row0, g);
             t0 += len;
         }
     }
@@ -739,18 +748,7 @@ static void transform_output_gradient_f4(float *P, const float *dout, const wino
         int npc;
         for (long t0 = 0; t0 < tc;) {
             long len = segment_pieces(pc, &npc, t0, TX, nrows);
-            for (int p = 0; p < npc; p++) {
-                long R = row0 + pc[p].q, b = R / g->TY, ty = R % g->TY, tx0 = pc[p].tx0, pl = pc[p].len;
-                const float *dc = dout + (b * Co + o) * HWo;
-                long width = g->Wo - 4 * tx0 < 4 * pl ? g->Wo - 4 * tx0 : 4 * pl;
-                for (int a = 0; a < 4; a++) {
-                    long oh = 4 * ty + a;
-                    float *l = line[a] + 4 * pc[p].off;
-                    memset(l, 0, (size_t)(4 * pl) * sizeof(float));
-                    if (oh < g->Ho)
-                        memcpy(l, dc + oh * g->Wo + 4 * tx0, (size_t)width * sizeof(float));
-                }
-            }
+            load_blocks(&line[0][0], 4 * SEG, dout + o * HWo, pc, npc, row0, g);
             for (int a = 0; a < 4; a++) {
                 const float *l = line[a];
 #pragma omp simd
