@@ -49,9 +49,9 @@ static int use_winograd(const conv2d_shape *s)
     return s->algo == CONV2D_WINOGRAD || s->algo == CONV2D_WINOGRAD_F4 || s->C_in >= CONV2D_WINOGRAD_MIN_CIN;
 }
 
-/* F(2×2,2×2) for 4×4 kernels only when forced: with its transforms still
- * scalar it is slower than im2col + gemm on every PatchGAN shape measured
- * (bench_ops' "_winograd" rows, BENCHMARKS.md, session 5). */
+/* F(2×2,2×2) for 4×4 kernels only when forced: it beats im2col + gemm on
+ * 8×8 outputs only, and loses on the PatchGAN's 4×4 and 3×3 ones
+ * (bench_ops' "_winograd" rows, BENCHMARKS.md, sessions 5 and 6). */
 static int use_winograd_4x4(const conv2d_shape *s)
 {
     return s->algo == CONV2D_WINOGRAD && conv2d_winograd_4x4_applies(s);

@@ -21,19 +21,19 @@ typedef struct wino_geom {
     int pt, pl;
 } wino_geom;
 
-int conv2d_winograd_tile(const conv2d_shape *s)
-{
-    if (s->algo == CONV2D_WINOGRAD)
-        return 2;
-    if (s->algo == CONV2D_WINOGRAD_F4)
-        return 4;
-    /* AUTO: F(2×2,3×3).  F(4×4,3×3) is faster (BENCHMARKS.md, session 6) but
-     * its error breaks three tests' tolerances (conv2d.h). */
-    return 2;
-}
+/* AUTO takes F(2×2,3×3) too: F(4×4,3×3) is faster (BENCHMARKS.md, session
+ * 6), but its error breaks three tests' tolerances (conv2d_winograd.h). */
+int conv2d_winograd_tile(const conv2d_shape *s) { return s->algo == CONV2D_WINOGRAD_F4 ? 4 : 2; }
 
-/* Floats a chunk holds per tile: backward keeps V (Ci), P (Co) and dV (Ci). */
-static long floats_per_tile(const wino_geom *g) { return g->nx * (2 * g->Ci + g->Co); }
+/* The most tile rows a chunk may hold: its buffers (backward keeps V (Ci),
+ * P (Co) and dV (Ci) per tile) stay around WINO_CHUNK_FLOATS. */
+static long max_chunk_rows(const wino_geom *g)
+{
+    long cap = WINO_CHUNK_FLOATS / (g->nx * (2 * g->Ci + g->Co));
+    if (cap < WINO_MIN_TILES)
+        cap = WINO_MIN_TILES;
+    return cap / g->TX > 0 ? cap / g->TX : 1;
+}
 
 static wino_geom make_geom(const conv2d_shape *s)
 {
@@ -51,10 +51,7 @@ static wino_geom make_geom(const conv2d_shape *s)
     g.R = (long)s->B * g.TY;
     g.pt = s->pad_top;
     g.pl = s->pad_left;
-    long cap = WINO_CHUNK_FLOATS / floats_per_tile(&g);
-    if (cap < WINO_MIN_TILES)
-        cap = WINO_MIN_TILES;
-    long rows = cap / g.TX > 0 ? cap / g.TX : 1;
+    long rows = max_chunk_rows(&g);
     long n = (g.R + rows - 1) / rows; /* equal chunks */
     g.RC = n > 0 ? (g.R + n - 1) / n : 1;
     g.Tc = g.RC * g.TX;
@@ -73,10 +70,7 @@ size_t conv2d_winograd_workspace_floats(const conv2d_shape *s)
      * give: equal chunks make RC non-monotonic in B (8 images may split in
      * two chunks of 64 rows where 5 take one of 80), and a workspace planned
      * for the largest batch must serve every smaller one. */
-    long cap = WINO_CHUNK_FLOATS / floats_per_tile(&g);
-    if (cap < WINO_MIN_TILES)
-        cap = WINO_MIN_TILES;
-    long rows = cap / g.TX > 0 ? cap / g.TX : 1, max_rows = g.R < rows ? g.R : rows;
+    long rows = max_chunk_rows(&g), max_rows = g.R < rows ? g.R : rows;
     if (max_rows < g.RC)
         max_rows = g.RC;
     /* U and dU, then the chunk buffers (forward uses V + M, backward V + P + dV). */

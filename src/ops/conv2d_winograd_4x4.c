@@ -21,6 +21,17 @@ typedef struct w4_geom {
     int st, pt, pl;
 } w4_geom;
 
+/* Floats a chunk holds per tile row: backward keeps V (K4), P (Co) and dV
+ * (K4) per tile and ξ. */
+static long floats_per_row(const w4_geom *g) { return 9 * g->TX * (2 * g->K4 + g->Co); }
+
+/* The most tile rows whose buffers stay around W4_CHUNK_FLOATS (at least 1). */
+static long max_chunk_rows(const w4_geom *g)
+{
+    long per_row = floats_per_row(g), rows = W4_CHUNK_FLOATS / (per_row > 0 ? per_row : 1);
+    return rows < 1 ? 1 : rows;
+}
+
 static w4_geom make_geom(const conv2d_shape *s)
 {
     w4_geom g;
@@ -37,11 +48,7 @@ static w4_geom make_geom(const conv2d_shape *s)
     g.st = s->stride;
     g.pt = s->pad_top;
     g.pl = s->pad_left;
-    /* Backward holds V (K4), P (Co) and dV (K4) per tile and ξ. */
-    long per_row = 9 * g.TX * (2 * g.K4 + g.Co);
-    long rows = W4_CHUNK_FLOATS / (per_row > 0 ? per_row : 1);
-    if (rows < 1)
-        rows = 1;
+    long rows = max_chunk_rows(&g);
     long n = (g.R + rows - 1) / rows; /* equal chunks */
     g.RC = n > 0 ? (g.R + n - 1) / n : 1;
     return g;
@@ -57,14 +64,12 @@ size_t conv2d_winograd_4x4_workspace_floats(const conv2d_shape *s)
 {
     w4_geom g = make_geom(s);
     /* The most rows a chunk can have for any batch up to s->B (see conv2d_winograd.c). */
-    long per_row = 9 * g.TX * (2 * g.K4 + g.Co), rows = W4_CHUNK_FLOATS / (per_row > 0 ? per_row : 1);
-    if (rows < 1)
-        rows = 1;
+    long rows = max_chunk_rows(&g);
     if (rows < g.RC)
         rows = g.RC;
     if (rows > g.R)
         rows = g.R;
-    return (size_t)(2 * 9 * g.Co * g.K4 + rows * per_row);
+    return (size_t)(2 * 9 * g.Co * g.K4 + rows * floats_per_row(&g));
 }
 
 /* ---- the 1-D transforms of F(2, 2) (points 0, 1, ∞) ----
@@ -147,6 +152,16 @@ static void make_table(int *tab, const w4_geom *g)
 }
 
 
+/* Chunk tile t (tile rows from row0) lies in image *b at table index *j0 =
+ * ty·TX + tx; returns how many of the next `left` tiles stay in that image. */
+static inline long image_run(const w4_geom *g, long row0, long t, long left, long *b, long *j0)
+{
+    const long R = row0 + t / g->TX, TT = g->TY * g->TX;
+    *b = R / g->TY;
+    *j0 = (R % g->TY) * g->TX + t % g->TX;
+    return TT - *j0 < left ? TT - *j0 : left;
+}
+
 /* d[m][n][k + i] = patch entry (m, n) of tiles tx .. tx+run-1 of one tile
  * row, from input rows row_m = row0 + st·m (zero outside the image). */
 static inline void gather_patches(float d[3][3][SEG], long k, const float *xc, const w4_geom *g, long row0,
@@ -190,8 +205,7 @@ static void transform_input(float *V, const float *x, const int *tab, const w4_g
                 const long len = T - t0 < SEG ? T - t0 : SEG;
                 float d[3][3][SEG];
                 for (long k = 0; k < len && tab;) { /* small maps: one image's tiles at a time, by table */
-                    const long t = t0 + k, R = row0 + t / TX, b = R / g->TY, j0 = (R % g->TY) * TX + t % TX;
-                    const long run = TT - j0 < len - k ? TT - j0 : len - k;
+                    long b, j0, run = image_run(g, row0, t0 + k, len - k, &b, &j0);
                     const float *xb = x + (b * Ci + c) * g->H * g->W;
                     for (int mn = 0; mn < 9; mn++) {
                         const int *ix = tab + (q * 9 + mn) * TT + j0;
@@ -342,8 +356,7 @@ static void add_input_gradient(float *dx, const float *dV, const int *tab, const
                     dd[2][2][i] = u22;
                 }
                 for (long k = 0; k < len && tab;) { /* small maps: one image's tiles at a time, by table */
-                    const long t = t0 + k, R = row0 + t / TX, b = R / g->TY, j0 = (R % g->TY) * TX + t % TX;
-                    const long run = TT - j0 < len - k ? TT - j0 : len - k;
+                    long b, j0, run = image_run(g, row0, t0 + k, len - k, &b, &j0);
                     float *xb = dx + (b * Ci + c) * g->H * g->W;
                     for (int mn = 0; mn < 9; mn++) { /* (one patch entry's taps never collide) */
                         const int *ix = tab + (q * 9 + mn) * TT + j0;
