@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/rng.h"
+#include "core/error.h"
 #include "ops/conv2d.h"
 #include "ops/conv2d_winograd.h"
 #include "ops/conv2d_winograd_4x4.h"
@@ -286,8 +288,8 @@ static void test_conv2d_winograd_matches_reference(void)
     compare_with_ref("winograd 3x3 10x10, B=7 (rows grouped)", winograd(conv2d_make(7, 3, 10, 10, 4, 3, 1, 1)), 1);
     compare_with_ref("winograd 3x3 3x260 (rows split)", winograd(conv2d_make(1, 5, 3, 260, 4, 3, 1, 1)), 1);
     /* 5·32 tile rows of 32 tiles; chunks of 80 rows: the boundary falls in image 2. */
-    compare_with_ref("winograd 3x3 two chunks, 32ch 64x64 B=5", conv2d_make(5, 32, 64, 64, 4, 3, 1, 1), 1);
-    compare_with_ref("winograd 3x3 128->3 (VAE conv_out)", conv2d_make(2, 128, 16, 16, 3, 3, 1, 1), 1);
+    compare_with_ref("winograd 3x3 two chunks, 32ch 64x64 B=5", winograd(conv2d_make(5, 32, 64, 64, 4, 3, 1, 1)), 1);
+    compare_with_ref("winograd 3x3 128->3 (VAE conv_out)", winograd(conv2d_make(2, 128, 16, 16, 3, 3, 1, 1)), 1);
     /* F(2×2,2×2) for 4×4 kernels: the PatchGAN's layers (stride 2 pad 1,
      * stride 1 pad 1), odd outputs (half tiles), asymmetric padding, one
      * channel, several chunks. */
@@ -408,9 +410,57 @@ static void test_conv2d_shapes(void)
      * ~4M floats of tile chunks. */
     CHECK(conv2d_workspace_floats(&big) <= ((size_t)5 << 20), "Winograd workspace for a 256x256x128 conv: %zu floats",
           conv2d_workspace_floats(&big));
+    /* F(4×4,3×3) (AUTO on 32×32): 2·36·512·512 transformed weights and
+     * their gradient, plus the chunks. */
     conv2d_shape wide = conv2d_make(1, 512, 32, 32, 512, 3, 1, 1);
-    CHECK(conv2d_workspace_floats(&wide) <= ((size_t)13 << 20), "Winograd workspace for a 32x32x512 conv: %zu floats",
+    CHECK(conv2d_workspace_floats(&wide) <= ((size_t)22 << 20), "Winograd workspace for a 32x32x512 conv: %zu floats",
           conv2d_workspace_floats(&wide));
+}
+
+/* AUTO's tile choice (conv2d_winograd.h): F(4×4,3×3) from 16×16 outputs
+ * in both directions, F(2×2,3×3) below and whenever CONV2D_WINOGRAD forces
+ * it; and on 16×16 maps the F(4×4,3×3) results of an image do not depend on
+ * how many images share the batch (MPI ranks split batches and must agree
+ * with one process): image 0's output and input gradient at B = 1, 2, 5. */
+static void test_conv2d_auto_tile_and_batch_independence(void)
+{
+    conv2d_shape s16 = conv2d_make(2, 8, 16, 16, 8, 3, 1, 1), s15 = conv2d_make(2, 8, 16, 15, 8, 3, 1, 1),
+                 s8 = conv2d_make(2, 8, 8, 8, 8, 3, 1, 1), s32 = conv2d_make(2, 8, 34, 34, 8, 3, 1, 0);
+    CHECK(conv2d_winograd_tile(&s16) == 4, "AUTO 16x16 takes tile %d", conv2d_winograd_tile(&s16));
+    CHECK(conv2d_winograd_tile(&s32) == 4, "AUTO 34x34 pad 0 (32x32 out) takes tile %d", conv2d_winograd_tile(&s32));
+    CHECK(conv2d_winograd_tile(&s15) == 2, "AUTO 16x15 takes tile %d", conv2d_winograd_tile(&s15));
+    CHECK(conv2d_winograd_tile(&s8) == 2, "AUTO 8x8 takes tile %d", conv2d_winograd_tile(&s8));
+    s16.algo = CONV2D_WINOGRAD;
+    CHECK(conv2d_winograd_tile(&s16) == 2, "forced CONV2D_WINOGRAD 16x16 takes tile %d", conv2d_winograd_tile(&s16));
+
+    const int C = 128, H = 16, batches[] = {1, 2, 5};
+    size_t per = (size_t)C * H * H;
+    float *out0 = xmalloc(per * sizeof(float)), *dx0 = xmalloc(per * sizeof(float));
+    for (int bi = 0; bi < 3; bi++) {
+        conv2d_shape s = conv2d_make(batches[bi], C, H, H, C, 3, 1, 1);
+        size_t n = (size_t)batches[bi] * per, nw = conv2d_weight_numel(&s);
+        float *x = xmalloc(n * sizeof(float)), *dy = xmalloc(n * sizeof(float)), *out = xmalloc(n * sizeof(float)),
+              *dx = xcalloc(n, sizeof(float)), *w = xmalloc(nw * sizeof(float)),
+              *ws = xmalloc((conv2d_workspace_floats(&s) + 1) * sizeof(float));
+        rng r = rng_new(7, 0); /* image i gets the same values whatever the batch */
+        for (size_t i = 0; i < n; i++)
+            x[i] = rng_normal(&r), dy[i] = rng_normal(&r);
+        rng rw = rng_new(8, 0);
+        for (size_t i = 0; i < nw; i++)
+            w[i] = 0.03f * rng_normal(&rw);
+        conv2d_forward(out, x, w, NULL, &s, ws);
+        conv2d_backward(dx, NULL, NULL, dy, x, w, &s, ws);
+        if (bi == 0)
+            memcpy(out0, out, per * sizeof(float)), memcpy(dx0, dx, per * sizeof(float));
+        else {
+            CHECK(memcmp(out, out0, per * sizeof(float)) == 0, "F(4x4,3x3) image 0 output differs at B=%d from B=1",
+                  batches[bi]);
+            CHECK(memcmp(dx, dx0, per * sizeof(float)) == 0, "F(4x4,3x3) image 0 dx differs at B=%d from B=1",
+                  batches[bi]);
+        }
+        free(x), free(dy), free(out), free(dx), free(w), free(ws);
+    }
+    free(out0), free(dx0);
 }
 
 /* A workspace planned for the largest batch must serve every smaller one:
@@ -448,5 +498,6 @@ int main(void)
     RUN(test_conv2d_winograd_f4_matches_reference);
     RUN(test_conv2d_backward_accumulates_and_null);
     RUN(test_workspace_monotonic_in_batch);
+    RUN(test_conv2d_auto_tile_and_batch_independence);
     return test_summary();
 }

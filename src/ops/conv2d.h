@@ -37,18 +37,21 @@
 #include <stddef.h>
 
 /* Which algorithm runs the convolution.  AUTO (0, what the constructors
- * give) picks Winograd F(2×2,3×3) (ops/conv2d_winograd.h) for
- * 3×3 stride-1 convolutions with at least CONV2D_WINOGRAD_MIN_CIN input
- * channels, im2col + gemm otherwise.  Tests and benchmarks force one:
+ * give) picks Winograd (ops/conv2d_winograd.h) for 3×3 stride-1
+ * convolutions with at least CONV2D_WINOGRAD_MIN_CIN input channels:
+ * F(4×4,3×3) where the output is at least CONV2D_WINOGRAD_F4_MIN_OUT in both
+ * directions, F(2×2,3×3) on smaller maps; im2col + gemm otherwise.  Tests and
+ * benchmarks force one:
  *   CONV2D_WINOGRAD     F(2×2,3×3) on 3×3 stride-1 kernels, F(2×2,2×2) on
  *                       4×4 kernels of stride 1 or 2 (ops/conv2d_winograd_4x4.h;
  *                       AUTO does not pick that one: slower so far);
- *   CONV2D_WINOGRAD_F4  F(4×4,3×3) on 3×3 stride-1 kernels (faster, but its
- *                       larger rounding error fails three tests as the
- *                       default, see conv2d_winograd.h);
+ *   CONV2D_WINOGRAD_F4  F(4×4,3×3) on 3×3 stride-1 kernels of any size (on
+ *                       8×8 maps its larger rounding error fails two tests,
+ *                       see conv2d_winograd.h);
  * on any other shape both fall back to im2col. */
 typedef enum conv2d_algo { CONV2D_AUTO = 0, CONV2D_IM2COL, CONV2D_WINOGRAD, CONV2D_WINOGRAD_F4 } conv2d_algo;
 #define CONV2D_WINOGRAD_MIN_CIN 8
+#define CONV2D_WINOGRAD_F4_MIN_OUT 16
 
 typedef struct conv2d_shape {
     int B, C_in, H, W, C_out, kh, kw, stride, pad_top, pad_left, pad_bottom, pad_right;

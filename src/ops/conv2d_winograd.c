@@ -21,9 +21,17 @@ typedef struct wino_geom {
     int pt, pl;
 } wino_geom;
 
-/* AUTO takes F(2×2,3×3) too: F(4×4,3×3) is faster (BENCHMARKS.md, session
- * 6), but its error breaks three tests' tolerances (conv2d_winograd.h). */
-int conv2d_winograd_tile(const conv2d_shape *s) { return s->algo == CONV2D_WINOGRAD_F4 ? 4 : 2; }
+/* AUTO takes F(4×4,3×3) on outputs of at least CONV2D_WINOGRAD_F4_MIN_OUT
+ * in both directions, F(2×2,3×3) below (conv2d_winograd.h says why). */
+int conv2d_winograd_tile(const conv2d_shape *s)
+{
+    if (s->algo == CONV2D_WINOGRAD_F4)
+        return 4;
+    if (s->algo == CONV2D_AUTO && conv2d_out_h(s) >= CONV2D_WINOGRAD_F4_MIN_OUT &&
+        conv2d_out_w(s) >= CONV2D_WINOGRAD_F4_MIN_OUT)
+        return 4;
+    return 2;
+}
 
 /* The most tile rows a chunk may hold: its buffers (backward keeps V (Ci),
  * P (Co) and dV (Ci) per tile) stay around WINO_CHUNK_FLOATS. */

@@ -27,14 +27,19 @@
  * F(4×4,3×3)'s use constants up to 8 and amplify the GEMMs' float32 rounding:
  * its error is 5–10× F(2×2,3×3)'s, ~4e-6 of the output's largest magnitude
  * at 128 channels (tests/test_conv2d.c bounds it at 1e-5 of the largest
- * magnitude).  It takes 11–24 % off the small REPA-E step, but with it as the
- * default three tests fail: the golden REPA-E steps against PyTorch (two
- * decoder weight gradients, 3.7× over atol 2e-7), the CNN's finite
- * differences, and cache-latents on 2 MPI ranks against 1 process: its
- * GEMMs have a quarter of the columns, and at 8×8 maps their rounding then
- * depends on the batch (image 0 of a 128-channel conv differs between B = 2
- * and B = 5; F(2×2,3×3)'s does not).  So only forcing it runs
- * it (BENCHMARKS.md, session 6).
+ * magnitude).  AUTO takes it on outputs of at least 16×16 and F(2×2,3×3)
+ * on smaller ones (session 7; 7–11 % off the small REPA-E step):
+ *  - on 8×8 maps its error fails the golden REPA-E steps against PyTorch
+ *    (two decoder weight gradients, 3.7× over atol 2e-7) and the CNN's
+ *    finite differences; with 16×16 and up only, every parity, golden and
+ *    finite-difference test passes unchanged;
+ *  - on 8×8 maps an image has 4 tiles, so a GEMM has 4·B columns, and
+ *    OpenBLAS rounds a GEMM of fewer than ~12 columns differently from a wider
+ *    one (image 0 of a 128-channel conv differs between B = 2 and B = 5); from
+ *    16×16 an image has at least 16 tiles and the results do not depend on
+ *    the batch or the thread count (checked for 8–256 channels, B = 1–8), so
+ *    MPI ranks still agree with one process.
+ * (BENCHMARKS.md, sessions 6 and 7.)
  */
 #ifndef REPAE_CONV2D_WINOGRAD_H
 #define REPAE_CONV2D_WINOGRAD_H
@@ -44,7 +49,8 @@
 #include "ops/conv2d.h"
 
 /* Output tile size m of F(m×m,3×3): 4 when s->algo forces
- * CONV2D_WINOGRAD_F4, else 2. */
+ * CONV2D_WINOGRAD_F4, or for AUTO on outputs of at least
+ * CONV2D_WINOGRAD_F4_MIN_OUT in both directions; else 2. */
 int conv2d_winograd_tile(const conv2d_shape *s);
 
 /* 3×3 kernel, stride 1 (any zero padding). */
