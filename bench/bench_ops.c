@@ -58,9 +58,10 @@ static void run_conv(void *p)
 }
 
 /* algo: CONV2D_AUTO (the row torch is compared with: Winograd for these
- * shapes), CONV2D_IM2COL (an extra row, name suffixed "_im2col", to show
- * what the Winograd path gains) or CONV2D_WINOGRAD_F4 (suffixed "_f4x4":
- * Winograd F(4×4,3×3)). */
+ * shapes, F(4×4,3×3) from 16×16, F(2×2,3×3) below), CONV2D_IM2COL (an
+ * extra row, name suffixed "_im2col", to show what the Winograd path gains),
+ * CONV2D_WINOGRAD (suffixed "_f2x2": F(2×2,3×3) where AUTO takes F(4×4,3×3))
+ * or CONV2D_WINOGRAD_F4 (suffixed "_f4x4": F(4×4,3×3) where AUTO does not). */
 static void bench_conv3x3(int B, int C, int H, conv2d_algo algo)
 {
     conv_ctx c;
@@ -72,7 +73,10 @@ static void bench_conv3x3(int B, int C, int H, conv2d_algo algo)
     c.ws = xmalloc(conv2d_workspace_floats(&c.s) * sizeof(float));
     char name[64];
     snprintf(name, sizeof name, "conv3x3_fwd_bwd_B%d_C%d_%d%s", B, C, H,
-             algo == CONV2D_IM2COL ? "_im2col" : algo == CONV2D_WINOGRAD_F4 ? "_f4x4" : "");
+             algo == CONV2D_IM2COL        ? "_im2col"
+             : algo == CONV2D_WINOGRAD    ? "_f2x2"
+             : algo == CONV2D_WINOGRAD_F4 ? "_f4x4"
+                                          : "");
     /* Direct-convolution FLOPs (forward 1 gemm, backward 2 of the same size),
      * whatever the algorithm does: GFLOP/s are comparable across rows. */
     report(name, time_median(run_conv, &c, bench_reps(5)), 3 * 2.0 * B * C * C * 9.0 * H * H / 1e9);
@@ -162,11 +166,11 @@ int main(int argc, char **argv)
     bench_gemm(1024, 3072, 768);
     bench_conv3x3(4, 128, 64, CONV2D_AUTO);
     bench_conv3x3(4, 128, 64, CONV2D_IM2COL);
-    bench_conv3x3(4, 128, 64, CONV2D_WINOGRAD_F4);
+    bench_conv3x3(4, 128, 64, CONV2D_WINOGRAD);
     /* The small REPA-E step's VAE: 32x32 and 8x8 maps at batch 32. */
     bench_conv3x3(32, 64, 32, CONV2D_AUTO);
     bench_conv3x3(32, 64, 32, CONV2D_IM2COL);
-    bench_conv3x3(32, 64, 32, CONV2D_WINOGRAD_F4);
+    bench_conv3x3(32, 64, 32, CONV2D_WINOGRAD);
     bench_conv3x3(32, 128, 8, CONV2D_AUTO);
     bench_conv3x3(32, 128, 8, CONV2D_IM2COL);
     bench_conv3x3(32, 128, 8, CONV2D_WINOGRAD_F4);
