@@ -286,7 +286,10 @@ present=${present#,}
 # ---- the speed-up table, the banded FD plot ----
 if grep -q '"run": "vanilla"' "$RES"; then
     $R speedup "$RES" --baseline vanilla --reference repa-e --ratios "$RATIOS" --json "$OUT/speedup.json" \
-        --curves "$OUT/fd.jsonl" | tee "$OUT/speedup.md"
+        --curves "$OUT/fd.jsonl" --by-step 800 | tee "$OUT/speedup.md"
+    for m in precision recall; do
+        $R speedup "$RES" --metric $m --final-only --baseline vanilla --reference repa-e --by-step 1600 | tee -a "$OUT/speedup.md"
+    done
     $R plot "$OUT/fd.jsonl" --keys "$present" --bands --out "$OUT/fd.png" >/dev/null
 else
     echo "reproduce.sh: no vanilla run in $OUT: no speed-up table (its thresholds come from vanilla)"

@@ -229,6 +229,45 @@ static void test_cli_table_and_files(void)
     free(text);
 }
 
+/* --by-step: the metric at every evaluated multiple of the step, mean ± sd
+ * over seeds, "-" where a run has no value (naive's null at 800); and
+ * --final-only for a metric where higher is better: no steps-to-reach table. */
+static void test_cli_by_step_and_final_only(void)
+{
+    const char *path = write_results();
+    char cmd[1024], out[8192], err[1024];
+    snprintf(cmd, sizeof cmd, "%s speedup %s --by-step 800", repae_bin(), path);
+    int rc = run_command(cmd, out, sizeof out, err, sizeof err);
+    CHECK(rc == 0, "speedup --by-step: status %d: %s", rc, err);
+    const char *rows[] = {
+        "## fd by step (sample set 0; mean ± sd over seeds)",
+        "| run | 800 | 1600 | 2400 |",
+        "| vanilla | 16.00 ± 1.00 | 12.00 ± 1.00 | 8.00 ± 1.00 |",
+        "| repa-e | 8.00 ± 0.50 | 2.00 ± 0.50 | 2.00 ± 0.50 |",
+        "| naive | - | 30.00 | 30.00 |",
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        CHECK(strstr(out, rows[i]) != NULL, "row missing: %s\n--- output:\n%s", rows[i], out);
+
+    const char *pr = test_tmp_path("pr.jsonl");
+    FILE *f = fopen(pr, "w");
+    for (int s = 0; s < 2; s++)
+        for (int step = 400; step <= 800; step += 400) {
+            fprintf(f, "{\"run\": \"vanilla\", \"seed\": %d, \"step\": %d, \"metrics\": {\"precision\": %g}}\n", s,
+                    step, 0.5 + 0.1 * s + step / 8000.0);
+            fprintf(f, "{\"run\": \"repa-e\", \"seed\": %d, \"step\": %d, \"metrics\": {\"precision\": %g}}\n", s,
+                    step, 0.65 + 0.1 * s);
+        }
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s speedup %s --metric precision --final-only", repae_bin(), pr);
+    rc = run_command(cmd, out, sizeof out, err, sizeof err);
+    CHECK(rc == 0, "speedup --final-only: status %d: %s", rc, err);
+    CHECK(!strstr(out, "Steps to reach") && strstr(out, "## Final precision") &&
+              strstr(out, "| vanilla | 2 | 800 | 0.650 ± 0.071 | 0.600-0.700 | - | -0.050 | seed ranges overlap |") &&
+              !strstr(out, "by step"),
+          "final-only output:\n%s", out);
+}
+
 /* A results file with one line, and what `repae speedup` must say about it. */
 static void expect_refused(const char *name, const char *content, size_t len, const char *args, const char *want)
 {
@@ -296,6 +335,7 @@ int main(void)
     RUN(test_summary_known_crossings);
     RUN(test_noise_verdicts);
     RUN(test_cli_table_and_files);
+    RUN(test_cli_by_step_and_final_only);
     RUN(test_bad_lines_refused);
     return test_summary();
 }

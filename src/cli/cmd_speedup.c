@@ -29,10 +29,14 @@ static const char *usage =
     "between the main sample set and any other set drawn at the final\n"
     "checkpoint) and whether its difference to --reference exceeds the noise\n"
     "(more than 2x the larger noise and the seeds' min-max ranges apart).\n"
+    "--by-step N adds the metric at every evaluated multiple of N (mean ± sd\n"
+    "over seeds); --final-only prints the final table alone, for a metric where\n"
+    "higher is better (precision, recall), whose 'steps to reach' would mean nothing.\n"
     "Ratio pairs naming a run that is not in the results are left out.";
 
 #define MAX_FRACTIONS 16
 #define MAX_RATIOS 16
+#define RESULTS_MAX_SEEDS_SHOWN 256
 
 typedef struct ratio_pair {
     int num, den;
@@ -100,6 +104,8 @@ static void steps_cell(char *buf, size_t size, const speedup_steps *st, int n_se
         snprintf(buf + k, size - (size_t)k, " (%d/%d reached)", st->reached, n_seeds);
 }
 
+static int by_double(const void *pa, const void *pb);
+
 static void print_speedup_table(const speedup_summary *s, const char *metric, const ratio_pair *rp, int n_rp)
 {
     const speedup_run *b = &s->runs[s->baseline];
@@ -160,6 +166,62 @@ static void print_final_table(const speedup_summary *s, const char *metric, int 
                    verdict_text(speedup_compare_finals(r, &s->runs[reference])));
         else if (reference >= 0)
             printf(" | |");
+        printf("\n");
+    }
+}
+
+/* The metric at every evaluated step that is a multiple of `every` (and at
+ * the last one): a row per run, mean ± sd over the seeds evaluated there
+ * ("(k/n)" when only k of n seeds were), "-" where none was. */
+static void print_by_step_table(const speedup_summary *s, const char *metric, double every)
+{
+    double steps[64];
+    int n = 0;
+    for (int k = 0; k < s->n_runs; k++)
+        for (size_t i = 0; i < s->runs[k].n_band; i++) {
+            double st = s->runs[k].band_step[i];
+            bool last = st == s->horizon || st == s->runs[k].final_step;
+            if (fmod(st, every) != 0 && !last)
+                continue;
+            int j = 0;
+            while (j < n && steps[j] != st)
+                j++;
+            if (j == n) {
+                if (n == 64)
+                    die("speedup --by-step %g: more than 64 columns; take a larger step", every);
+                steps[n++] = st;
+            }
+        }
+    qsort(steps, n, sizeof *steps, by_double);
+    printf("\n## %s by step (sample set %d; mean ± sd over seeds)\n\n| run |", metric, s->set);
+    for (int j = 0; j < n; j++)
+        printf(" %.0f |", steps[j]);
+    printf("\n|---|");
+    for (int j = 0; j < n; j++)
+        printf("---:|");
+    printf("\n");
+    for (int k = 0; k < s->n_runs; k++) {
+        const speedup_run *r = &s->runs[k];
+        printf("| %s |", r->name);
+        for (int j = 0; j < n; j++) {
+            double v[RESULTS_MAX_SEEDS_SHOWN];
+            int m = 0;
+            for (int i = 0; i < r->n_seeds && m < RESULTS_MAX_SEEDS_SHOWN; i++)
+                for (size_t q = 0; q < r->seeds[i].n; q++)
+                    if (r->seeds[i].step[q] == steps[j])
+                        v[m++] = r->seeds[i].value[q];
+            if (m == 0) {
+                printf(" - |");
+                continue;
+            }
+            speedup_stats st = speedup_stats_of(v, m);
+            printf(" %.2f", st.mean);
+            if (m > 1)
+                printf(" ± %.2f", st.sd);
+            if (m < r->n_seeds)
+                printf(" (%d/%d)", m, r->n_seeds);
+            printf(" |");
+        }
         printf("\n");
     }
 }
@@ -291,6 +353,8 @@ int cmd_speedup(int argc, char **argv)
 {
     const char *metric, *baseline, *fractions_list, *ratios_list, *reference_name, *json_path, *curves_path;
     int set;
+    bool final_only;
+    double by_step;
     option_spec opts[] = {
         {"--metric", OPT_STRING, &metric, "fd", "the metric in \"metrics\" (lower is better)"},
         {"--baseline", OPT_STRING, &baseline, "vanilla", "the run whose mean curve gives the thresholds"},
@@ -300,6 +364,10 @@ int cmd_speedup(int argc, char **argv)
         {"--set", OPT_INT, &set, "0", "the main sample set (curves and thresholds)", .min = 0, .max = RESULTS_MAX_SET},
         {"--json", OPT_STRING, &json_path, NULL, "write the summary as JSON here"},
         {"--curves", OPT_STRING, &curves_path, NULL, "write per-step mean/min/max per run as JSONL here (for plot --bands)"},
+        {"--by-step", OPT_DOUBLE, &by_step, "0", "also a table of the metric at every evaluated multiple of this step (0: none)",
+         .min = 0, .max = 1e15},
+        {"--final-only", OPT_FLAG, &final_only, NULL,
+         "print only the final table (for a metric where higher is better, e.g. precision)"},
     };
     int rest = options_parse("speedup", usage, opts, N_OPTS(opts), argc, argv);
     if (rest != 2)
@@ -318,8 +386,11 @@ int cmd_speedup(int argc, char **argv)
     int n_rp = parse_ratios(ratios_list, &s, rp, &ratio_storage);
     int reference = speedup_find_run(&s, reference_name);
 
-    print_speedup_table(&s, metric, rp, n_rp);
+    if (!final_only)
+        print_speedup_table(&s, metric, rp, n_rp);
     print_final_table(&s, metric, reference);
+    if (by_step > 0)
+        print_by_step_table(&s, metric, by_step);
     if (json_path)
         write_json(json_path, &s, metric, rp, n_rp, reference);
     if (curves_path)
