@@ -43,7 +43,8 @@
 # Killed, it picks up where it stopped: run it again with the same settings.
 # Outputs in $OUT: results.jsonl (one line per run, seed, step and sample
 # set), fd.jsonl (mean/min/max over seeds per step), fd.png, speedup.md and
-# speedup.json, reconstruct.txt/.jsonl, times.jsonl (seconds of every
+# speedup.json, reconstruct.txt/.jsonl, passes.jsonl (commit and host of
+# every pass), times.jsonl (seconds of every
 # training, sampling+evaluation and reconstruction), samples/ (grids, .npz),
 # logs/RUN-sSEED.log (each task's output), evals/ (each sample set's metrics).
 set -euo pipefail
@@ -109,6 +110,17 @@ mkdir -p "$OUT/samples" "$OUT/evals"
 RES="$OUT/results.jsonl"
 TIMES="$OUT/times.jsonl"
 touch "$TIMES"
+# passes.jsonl: one line per pass that trains or evaluates, saying which
+# source tree and which host made what follows (a run can span passes).
+if [ "$REPORT_ONLY" = 0 ]; then
+    commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+    modified=false
+    [ -z "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] || modified=true
+    cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -n 1 | tr -d '"\\')
+    printf '{"started": "%s", "commit": "%s", "modified": %s, "cpu": "%s", "cores": %s, "jobs": %s, "runs": "%s", "seeds": "%s", "eval_only": %s}\n' \
+        "$(date -u '+%F %H:%M:%S')" "$commit" "$modified" "${cpu:-unknown}" "$(nproc)" "$JOBS" "$RUNS" "$SEEDS" \
+        "$([ "$EVAL_ONLY" = 0 ] && echo false || echo true)" >> "$OUT/passes.jsonl"
+fi
 
 # timed PART RUN SEED STEP SET -- COMMAND...: runs COMMAND and appends its wall time to times.jsonl.
 timed() {
