@@ -38,6 +38,9 @@
 #   RATIOS                   step-count ratios for the speed-up table (A/B pairs);
 #   FEATURE_NET, EVAL_WEIGHTS  the evaluation network (default: our CNN);
 #   SAMPLE_WEIGHTS           --no-ema (default) or --use-ema.
+#   PUBLISH=DIR              at the end, copy the report (raw JSONL, tables, plots,
+#                            reconstruction and final sample grids) into DIR, e.g.
+#                            docs/img/reproduction.
 # A run whose final checkpoint exists is not trained again; one with earlier
 # checkpoints resumes from the latest (--resume-step -1).
 # Killed, it picks up where it stopped: run it again with the same settings.
@@ -69,6 +72,7 @@ NOISE_SEED=${NOISE_SEED:-2}
 RATIOS=${RATIOS:-vanilla/repa-e,repa/repa-e,repa-e/repa-e-irepa,repa/repa-irepa}
 EVAL_ONLY=${EVAL_ONLY:-0}
 REPORT_ONLY=${REPORT_ONLY:-0}
+PUBLISH=${PUBLISH:-}
 CORES=$(nproc)
 JOBS=${JOBS:-$CORES}
 case $JOBS in '' | *[!0-9]* | 0) echo "reproduce.sh: JOBS must be a positive integer, not '$JOBS'" >&2; exit 1 ;; esac
@@ -307,8 +311,32 @@ else
     echo "reproduce.sh: no vanilla run in $OUT: no speed-up table (its thresholds come from vanilla)"
 fi
 
+# publish: with PUBLISH=DIR, copy what docs/reproduction.md shows into DIR
+# (docs/img/reproduction): the raw JSONL beside the tables and plots, the
+# reconstruction grids and each run's final sample grid (first seed, set 0).
+publish() {
+    [ -n "$PUBLISH" ] || return 0
+    mkdir -p "$PUBLISH"
+    local f v run grid
+    for f in results.jsonl fd.jsonl fd.png speedup.md speedup.json passes.jsonl times.jsonl reconstruct.txt \
+        reconstruct.jsonl; do
+        [ ! -f "$OUT/$f" ] || cp "$OUT/$f" "$PUBLISH/$f"
+    done
+    for v in fmnist-vae:pretrained e2e-vae:e2e-vae naive-e2e-vae:naive-e2e-vae repa-e-irepa-vae:repa-e-irepa-vae; do
+        [ ! -f "$OUT/${v%%:*}-recon.png" ] || cp "$OUT/${v%%:*}-recon.png" "$PUBLISH/recon-${v#*:}.png"
+    done
+    for run in $ALL_RUNS; do
+        grid="$OUT/samples/$run-s${FIRST_SEED}_$(printf %07d "$STEPS")_set0-grid.png"
+        [ ! -f "$grid" ] || cp "$grid" "$PUBLISH/samples-$run.png"
+    done
+    echo "reproduce.sh: published to $PUBLISH"
+}
+
 # ---- the VAEs before and after: reconstruction quality and latent statistics ----
-[ "$REPORT_ONLY" = 0 ] || exit 0 # (the end-to-end VAEs are not final yet)
+if [ "$REPORT_ONLY" != 0 ]; then # (the end-to-end VAEs are not final yet)
+    publish
+    exit 0
+fi
 grep -v '"part": "reconstruct"' "$TIMES" > "$TIMES.tmp" || true # this pass's reconstructions replace the last's
 mv "$TIMES.tmp" "$TIMES"
 : > "$OUT/reconstruct.jsonl"
@@ -333,3 +361,5 @@ sed -n 's/.*"part": "\([^"]*\)", "run": "\([^"]*\)".*"seconds": \([0-9.]*\).*/\1
     awk '{ s[$1 " " $2] += $3 } END { for (k in s) { split(k, p, " "); printf "%10.1f    %-14s %s\n", s[k], p[1], p[2] } }' |
     sort -k2,2 -k3,3
 echo "results: $RES, $OUT/speedup.md, $OUT/fd.png, $OUT/fd.jsonl, $OUT/times.jsonl, $OUT/reconstruct.txt, sample grids in $OUT/samples"
+publish
+
