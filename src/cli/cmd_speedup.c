@@ -36,7 +36,6 @@ static const char *usage =
 
 #define MAX_FRACTIONS 16
 #define MAX_RATIOS 16
-#define RESULTS_MAX_SEEDS_SHOWN 256
 
 typedef struct ratio_pair {
     int num, den;
@@ -202,11 +201,11 @@ static void print_by_step_table(const speedup_summary *s, const char *metric, do
     printf("\n");
     for (int k = 0; k < s->n_runs; k++) {
         const speedup_run *r = &s->runs[k];
+        double *v = xmalloc((r->n_seeds > 0 ? r->n_seeds : 1) * sizeof *v); /* the seeds' values at one step */
         printf("| %s |", r->name);
         for (int j = 0; j < n; j++) {
-            double v[RESULTS_MAX_SEEDS_SHOWN];
             int m = 0;
-            for (int i = 0; i < r->n_seeds && m < RESULTS_MAX_SEEDS_SHOWN; i++)
+            for (int i = 0; i < r->n_seeds; i++)
                 for (size_t q = 0; q < r->seeds[i].n; q++)
                     if (r->seeds[i].step[q] == steps[j])
                         v[m++] = r->seeds[i].value[q];
@@ -223,6 +222,7 @@ static void print_by_step_table(const speedup_summary *s, const char *metric, do
             printf(" |");
         }
         printf("\n");
+        free(v);
     }
 }
 

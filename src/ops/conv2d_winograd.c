@@ -298,6 +298,43 @@ static inline void input_rows(float t[4][SEG], float d[4][SEG], long len)
     }
 }
 
+/* The segment's (m+2)×(m+2) input tiles of channel c (m = 2 or 4, tiles m
+ * apart), in column families: in[(f·(m+2) + i)·SEG + n] is row i, column f
+ * of the segment's tile n (zero outside the image).  buf holds m·SEG + 2. */
+static inline void gather_tiles(float *in, float *buf, const float *x, const wino_geom *g, long c,
+                                const wino_piece *pc, int npc, long row0, int m)
+{
+    const int side = m + 2;
+    for (int p = 0; p < npc; p++) {
+        long R = row0 + pc[p].q, b = R / g->TY, ty = R % g->TY, n0 = pc[p].off, pl = pc[p].len;
+        const float *xc = x + (b * g->Ci + c) * g->H * g->W;
+        for (int i = 0; i < side; i++) {
+            load_padded(buf, xc, g, m * ty - g->pt + i, m * pc[p].tx0 - g->pl, m * pl + 2);
+            float *d = in + i * SEG + n0; /* family f at d + f·side·SEG */
+            /* one pass over buf writing every family (faster than a pass per family) */
+            if (m == 2) {
+#pragma omp simd
+                for (long n = 0; n < pl; n++) {
+                    d[n] = buf[2 * n];
+                    d[4 * SEG + n] = buf[2 * n + 1];
+                    d[8 * SEG + n] = buf[2 * n + 2];
+                    d[12 * SEG + n] = buf[2 * n + 3];
+                }
+            } else {
+#pragma omp simd
+                for (long n = 0; n < pl; n++) {
+                    d[n] = buf[4 * n];
+                    d[6 * SEG + n] = buf[4 * n + 1];
+                    d[12 * SEG + n] = buf[4 * n + 2];
+                    d[18 * SEG + n] = buf[4 * n + 3];
+                    d[24 * SEG + n] = buf[4 * n + 4];
+                    d[30 * SEG + n] = buf[4 * n + 5];
+                }
+            }
+        }
+    }
+}
+
 /* V[ξ][c][n] for the chunk's tile rows [row0, row0 + nrows). */
 static void transform_input(float *V, const float *x, const wino_geom *g, long row0, long nrows)
 {
@@ -311,20 +348,7 @@ static void transform_input(float *V, const float *x, const wino_geom *g, long r
         int npc;
         for (long t0 = 0; t0 < tc;) {
             long len = segment_pieces(pc, &npc, t0, TX, nrows);
-            for (int p = 0; p < npc; p++) {
-                long R = row0 + pc[p].q, b = R / g->TY, ty = R % g->TY, n0 = pc[p].off, pl = pc[p].len;
-                const float *xc = x + (b * Ci + c) * g->H * g->W;
-                for (int i = 0; i < 4; i++) {
-                    load_padded(buf, xc, g, 2 * ty - g->pt + i, 2 * pc[p].tx0 - g->pl, 2 * pl + 2);
-#pragma omp simd
-                    for (long n = 0; n < pl; n++) {
-                        in[0][i][n0 + n] = buf[2 * n];
-                        in[1][i][n0 + n] = buf[2 * n + 1];
-                        in[2][i][n0 + n] = buf[2 * n + 2];
-                        in[3][i][n0 + n] = buf[2 * n + 3];
-                    }
-                }
-            }
+            gather_tiles(&in[0][0][0], buf, x, g, c, pc, npc, row0, 2);
             for (int f = 0; f < 4; f++)
                 input_rows(t[f], in[f], len);
             float *dst = V + c * tc + t0;
@@ -352,6 +376,50 @@ static inline void add_clipped(float *row, const float *acc, long base, long wid
     long lo = base < 0 ? -base : 0, hi = base + width > W ? W - base : width;
     for (long k = lo; k < hi; k++)
         row[base + k] += acc[k];
+}
+
+/* The adjoint: dx of channel c += the segment's tiles overlap-added, from
+ * col[(i·(m+2) + f)·SEG + n] (row i, column f of tile n).  Tiles overlap by
+ * 2 columns and 2 rows; a thread owns a channel, so they never race.  acc
+ * holds m·SEG + 2. */
+static inline void scatter_tiles(float *dx, const float *col, float *acc, const wino_geom *g, long c,
+                                 const wino_piece *pc, int npc, long row0, int m)
+{
+    const int side = m + 2;
+    for (int p = 0; p < npc; p++) {
+        long R = row0 + pc[p].q, b = R / g->TY, ty = R % g->TY, n0 = pc[p].off, pl = pc[p].len;
+        long base = m * pc[p].tx0 - g->pl;
+        float *xc = dx + (b * g->Ci + c) * g->H * g->W;
+        for (int i = 0; i < side; i++) {
+            long r = m * ty - g->pt + i;
+            if (r < 0 || r >= g->H)
+                continue;
+            const float *cr = col + i * side * SEG + n0; /* column f at cr + f·SEG */
+            if (m == 2) { /* the first m columns of each tile are its own ... */
+#pragma omp simd
+                for (long n = 0; n < pl; n++) {
+                    acc[2 * n] = cr[n];
+                    acc[2 * n + 1] = cr[SEG + n];
+                }
+            } else {
+#pragma omp simd
+                for (long n = 0; n < pl; n++) {
+                    acc[4 * n] = cr[n];
+                    acc[4 * n + 1] = cr[SEG + n];
+                    acc[4 * n + 2] = cr[2 * SEG + n];
+                    acc[4 * n + 3] = cr[3 * SEG + n];
+                }
+            }
+            acc[m * pl] = acc[m * pl + 1] = 0.0f;
+            const float *ca = cr + m * SEG, *cb = ca + SEG; /* ... the last 2 overlap the next tile's */
+#pragma omp simd
+            for (long n = 0; n < pl; n++) {
+                acc[m * n + m] += ca[n];
+                acc[m * n + m + 1] += cb[n];
+            }
+            add_clipped(xc + r * g->W, acc, base, m * pl + 2, g->W);
+        }
+    }
 }
 
 /* dx += overlap-add of B dV Bᵀ over the chunk's tiles (a thread owns a
@@ -388,30 +456,7 @@ static void add_input_gradient(float *dx, const float *dV, const wino_geom *g, l
                     col[k][3][n] = -a3[n];
                 }
             }
-            for (int p = 0; p < npc; p++) { /* overlap-add each tile row's tiles into its input rows */
-                long R = row0 + pc[p].q, b = R / g->TY, ty = R % g->TY, n0 = pc[p].off, pl = pc[p].len;
-                long base = 2 * pc[p].tx0 - g->pl;
-                float *xc = dx + (b * Ci + c) * g->H * g->W;
-                for (int k = 0; k < 4; k++) {
-                    long r = 2 * ty - g->pt + k;
-                    if (r < 0 || r >= g->H)
-                        continue;
-                    const float *c0 = col[k][0] + n0, *c1 = col[k][1] + n0, *c2 = col[k][2] + n0,
-                                *c3 = col[k][3] + n0;
-                    memset(acc, 0, (size_t)(2 * pl + 2) * sizeof(float));
-#pragma omp simd
-                    for (long n = 0; n < pl; n++) {
-                        acc[2 * n] += c0[n];
-                        acc[2 * n + 1] += c1[n];
-                    }
-#pragma omp simd
-                    for (long n = 0; n < pl; n++) {
-                        acc[2 * n + 2] += c2[n];
-                        acc[2 * n + 3] += c3[n];
-                    }
-                    add_clipped(xc + r * g->W, acc, base, 2 * pl + 2, g->W);
-                }
-            }
+            scatter_tiles(dx, &col[0][0][0], acc, g, c, pc, npc, row0, 2);
             t0 += len;
         }
     }
@@ -610,22 +655,7 @@ static void transform_input_f4(float *V, const float *x, const wino_geom *g, lon
         int npc;
         for (long t0 = 0; t0 < tc;) {
             long len = segment_pieces(pc, &npc, t0, TX, nrows);
-            for (int p = 0; p < npc; p++) {
-                long R = row0 + pc[p].q, b = R / g->TY, ty = R % g->TY, n0 = pc[p].off, pl = pc[p].len;
-                const float *xc = x + (b * Ci + c) * g->H * g->W;
-                for (int i = 0; i < 6; i++) {
-                    load_padded(buf, xc, g, 4 * ty - g->pt + i, 4 * pc[p].tx0 - g->pl, 4 * pl + 2);
-#pragma omp simd
-                    for (long n = 0; n < pl; n++) {
-                        in[0][i][n0 + n] = buf[4 * n];
-                        in[1][i][n0 + n] = buf[4 * n + 1];
-                        in[2][i][n0 + n] = buf[4 * n + 2];
-                        in[3][i][n0 + n] = buf[4 * n + 3];
-                        in[4][i][n0 + n] = buf[4 * n + 4];
-                        in[5][i][n0 + n] = buf[4 * n + 5];
-                    }
-                }
-            }
+            gather_tiles(&in[0][0][0], buf, x, g, c, pc, npc, row0, 4);
             for (int f = 0; f < 6; f++) { /* Bᵀ over the rows of each column family */
                 float *o[6] = {t[f][0], t[f][1], t[f][2], t[f][3], t[f][4], t[f][5]};
                 const float *d[6] = {in[f][0], in[f][1], in[f][2], in[f][3], in[f][4], in[f][5]};
@@ -668,32 +698,7 @@ static void add_input_gradient_f4(float *dx, const float *dV, const wino_geom *g
                 const float *v[6] = {w[i][0], w[i][1], w[i][2], w[i][3], w[i][4], w[i][5]};
                 b6(o, v, len);
             }
-            for (int p = 0; p < npc; p++) {
-                long R = row0 + pc[p].q, b = R / g->TY, ty = R % g->TY, n0 = pc[p].off, pl = pc[p].len;
-                long base = 4 * pc[p].tx0 - g->pl;
-                float *xc = dx + (b * Ci + c) * g->H * g->W;
-                for (int i = 0; i < 6; i++) {
-                    long r = 4 * ty - g->pt + i;
-                    if (r < 0 || r >= g->H)
-                        continue;
-                    const float *c0 = col[i][0] + n0, *c1 = col[i][1] + n0, *c2 = col[i][2] + n0,
-                                *c3 = col[i][3] + n0, *c4 = col[i][4] + n0, *c5 = col[i][5] + n0;
-#pragma omp simd
-                    for (long n = 0; n < pl; n++) {
-                        acc[4 * n] = c0[n];
-                        acc[4 * n + 1] = c1[n];
-                        acc[4 * n + 2] = c2[n];
-                        acc[4 * n + 3] = c3[n];
-                    }
-                    acc[4 * pl] = acc[4 * pl + 1] = 0.0f;
-#pragma omp simd
-                    for (long n = 0; n < pl; n++) {
-                        acc[4 * n + 4] += c4[n];
-                        acc[4 * n + 5] += c5[n];
-                    }
-                    add_clipped(xc + r * g->W, acc, base, 4 * pl + 2, g->W);
-                }
-            }
+            scatter_tiles(dx, &col[0][0][0], acc, g, c, pc, npc, row0, 4);
             t0 += len;
         }
     }
