@@ -20,7 +20,7 @@ CPPFLAGS += -Isrc -I/usr/include/x86_64-linux-gnu/openblas-openmp
 # Link the OpenMP build of OpenBLAS explicitly, whichever variant the system
 # alternatives point at: one thread pool (libgomp) for BLAS and our loops.
 BLAS_DIR ?= /usr/lib/x86_64-linux-gnu/openblas-openmp
-LDLIBS  += -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -llapacke -lcjson -lpng -ljpeg -lz -lm -fopenmp $(EXTRA_LDFLAGS)
+LDLIBS  += -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -ldnnl -llapacke -lcjson -lpng -ljpeg -lz -lm -fopenmp $(EXTRA_LDFLAGS)
 
 # MPI (data-parallel training and sampling, src/core/dist.c): on when OpenMPI's
 # mpicc is installed, MPI=0 builds the one-process program.
@@ -107,7 +107,7 @@ FUZZ_TARGETS := $(sort $(patsubst fuzz_%,%,$(basename $(notdir $(wildcard fuzz/f
 FUZZ_WRAPS := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=free,--wrap=aligned_alloc,--wrap=strdup \
               -Wl,--wrap=fopen,--wrap=fdopen,--wrap=fclose,--wrap=open,--wrap=close,--wrap=gzdopen,--wrap=gzopen \
               -Wl,--wrap=gzclose,--wrap=opendir,--wrap=closedir,--wrap=mmap,--wrap=munmap,--wrap=getline,--wrap=__getdelim,--wrap=exit
-FUZZ_LIBS := -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -llapacke -lcjson -lpng -ljpeg -lz -lm -lgomp
+FUZZ_LIBS := -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -ldnnl -llapacke -lcjson -lpng -ljpeg -lz -lm -lgomp
 # No -fopenmp: the harnesses are single-threaded (OpenMP pragmas are ignored,
 # libgomp only provides omp_* for the few direct calls).
 # -Wno-unused-variable: loop bounds used only in OpenMP if() clauses, ignored here.

@@ -60,8 +60,9 @@ static void run_conv(void *p)
 /* algo: CONV2D_AUTO (the row torch is compared with: Winograd for these
  * shapes, F(4×4,3×3) from 16×16, F(2×2,3×3) below), CONV2D_IM2COL (an
  * extra row, name suffixed "_im2col", to show what the Winograd path gains),
- * CONV2D_WINOGRAD (suffixed "_f2x2": F(2×2,3×3) where AUTO takes F(4×4,3×3))
- * or CONV2D_WINOGRAD_F4 (suffixed "_f4x4": F(4×4,3×3) where AUTO does not). */
+ * CONV2D_WINOGRAD (suffixed "_f2x2": F(2×2,3×3) where AUTO takes F(4×4,3×3)),
+ * CONV2D_WINOGRAD_F4 (suffixed "_f4x4": F(4×4,3×3) where AUTO does not) or
+ * CONV2D_DNNL (suffixed "_dnnl": oneDNN, head to head with our kernels). */
 static void bench_conv3x3(int B, int C, int H, conv2d_algo algo)
 {
     conv_ctx c;
@@ -70,12 +71,13 @@ static void bench_conv3x3(int B, int C, int H, conv2d_algo algo)
     size_t nx = (size_t)B * C * H * H, nw = (size_t)C * C * 9;
     c.x = randn(nx, 3), c.w = randn(nw, 4), c.b = randn(C, 5), c.dout = randn(nx, 6);
     c.out = xmalloc(nx * 4), c.dx = xcalloc(nx, 4), c.dw = xcalloc(nw, 4), c.db = xcalloc(C, 4);
-    c.ws = xmalloc(conv2d_workspace_floats(&c.s) * sizeof(float));
+    c.ws = xmalloc((conv2d_workspace_floats(&c.s) + 1) * sizeof(float));
     char name[64];
     snprintf(name, sizeof name, "conv3x3_fwd_bwd_B%d_C%d_%d%s", B, C, H,
              algo == CONV2D_IM2COL        ? "_im2col"
              : algo == CONV2D_WINOGRAD    ? "_f2x2"
              : algo == CONV2D_WINOGRAD_F4 ? "_f4x4"
+             : algo == CONV2D_DNNL        ? "_dnnl"
                                           : "");
     /* Direct-convolution FLOPs (forward 1 gemm, backward 2 of the same size),
      * whatever the algorithm does: GFLOP/s are comparable across rows. */
@@ -86,9 +88,10 @@ static void bench_conv3x3(int B, int C, int H, conv2d_algo algo)
 /* The PatchGAN discriminator's convolutions (4×4, pad 1; stride 2 down to
  * 4×4 maps, then stride 1): the small REPA-E step's ndf 64, n_layers 3 at
  * batch 32 on 32×32 images.  Forward + backward (dx, dweight, dbias). */
-/* algo: CONV2D_AUTO (the row torch is compared with: im2col + gemm) or
- * CONV2D_WINOGRAD (an extra row, suffixed "_winograd": F(2×2,2×2), which
- * AUTO does not pick while it is slower). */
+/* algo: CONV2D_AUTO (the row torch is compared with: oneDNN since session
+ * 8), CONV2D_IM2COL (suffixed "_im2col": our im2col + gemm, AUTO's choice
+ * before) or CONV2D_WINOGRAD (suffixed "_winograd": F(2×2,2×2), which AUTO
+ * does not pick while it is slower). */
 static void bench_conv4x4(int B, int C_in, int C_out, int H, int stride, conv2d_algo algo)
 {
     conv_ctx c;
@@ -100,7 +103,7 @@ static void bench_conv4x4(int B, int C_in, int C_out, int H, int stride, conv2d_
     c.ws = xmalloc((conv2d_workspace_floats(&c.s) + 1) * sizeof(float));
     char name[64];
     snprintf(name, sizeof name, "conv4x4s%d_fwd_bwd_B%d_C%dto%d_%d%s", stride, B, C_in, C_out, H,
-             algo == CONV2D_WINOGRAD ? "_winograd" : "");
+             algo == CONV2D_WINOGRAD ? "_winograd" : algo == CONV2D_IM2COL ? "_im2col" : "");
     report(name, time_median(run_conv, &c, bench_reps(7)), 3 * conv2d_flops(&c.s) / 1e9);
     free(c.x), free(c.w), free(c.b), free(c.dout), free(c.out), free(c.dx), free(c.dw), free(c.db), free(c.ws);
 }
@@ -167,21 +170,29 @@ int main(int argc, char **argv)
     bench_conv3x3(4, 128, 64, CONV2D_AUTO);
     bench_conv3x3(4, 128, 64, CONV2D_IM2COL);
     bench_conv3x3(4, 128, 64, CONV2D_WINOGRAD);
+    bench_conv3x3(4, 128, 64, CONV2D_DNNL);
     /* The small REPA-E step's VAE: 32x32 and 8x8 maps at batch 32. */
     bench_conv3x3(32, 64, 32, CONV2D_AUTO);
     bench_conv3x3(32, 64, 32, CONV2D_IM2COL);
     bench_conv3x3(32, 64, 32, CONV2D_WINOGRAD);
+    bench_conv3x3(32, 64, 32, CONV2D_DNNL);
     bench_conv3x3(32, 128, 8, CONV2D_AUTO);
     bench_conv3x3(32, 128, 8, CONV2D_IM2COL);
     bench_conv3x3(32, 128, 8, CONV2D_WINOGRAD_F4);
+    bench_conv3x3(32, 128, 8, CONV2D_DNNL);
     bench_conv4x4(32, 3, 64, 32, 2, CONV2D_AUTO);
+    bench_conv4x4(32, 3, 64, 32, 2, CONV2D_IM2COL);
     bench_conv4x4(32, 64, 128, 16, 2, CONV2D_AUTO);
+    bench_conv4x4(32, 64, 128, 16, 2, CONV2D_IM2COL);
     bench_conv4x4(32, 64, 128, 16, 2, CONV2D_WINOGRAD);
     bench_conv4x4(32, 128, 256, 8, 2, CONV2D_AUTO);
+    bench_conv4x4(32, 128, 256, 8, 2, CONV2D_IM2COL);
     bench_conv4x4(32, 128, 256, 8, 2, CONV2D_WINOGRAD);
     bench_conv4x4(32, 256, 512, 4, 1, CONV2D_AUTO);
+    bench_conv4x4(32, 256, 512, 4, 1, CONV2D_IM2COL);
     bench_conv4x4(32, 256, 512, 4, 1, CONV2D_WINOGRAD);
     bench_conv4x4(32, 512, 1, 3, 1, CONV2D_AUTO);
+    bench_conv4x4(32, 512, 1, 3, 1, CONV2D_IM2COL);
     bench_groupnorm_silu(4, 128, 64);
     bench_attention(4, 256, 12, 64);
     return 0;

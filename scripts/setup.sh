@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(gcc make libopenblas-openmp-dev liblapacke-dev libcjson-dev zlib1g-dev libpng-dev
+packages=(gcc make libopenblas-openmp-dev libdnnl-dev liblapacke-dev libcjson-dev zlib1g-dev libpng-dev
           libjpeg62-turbo-dev dataset-fashion-mnist)
 if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--dev" ]; then
     packages+=(openmpi-bin libopenmpi-dev)

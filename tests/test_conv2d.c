@@ -11,6 +11,7 @@
 #include "core/rng.h"
 #include "core/error.h"
 #include "ops/conv2d.h"
+#include "ops/conv2d_dnnl.h"
 #include "ops/conv2d_winograd.h"
 #include "ops/conv2d_winograd_4x4.h"
 #include "test.h"
@@ -38,13 +39,15 @@ static const conv_case CASES[] = {
 
 /* Every case runs with each algorithm that applies to it (Winograd only to
  * 3×3 stride-1 and 4×4 stride-1/2 kernels; forcing it elsewhere would
- * silently test im2col). */
-static const conv2d_algo ALGOS[] = {CONV2D_IM2COL, CONV2D_WINOGRAD, CONV2D_WINOGRAD_F4};
-static const char *ALGO_NAMES[] = {"im2col", "winograd", "winograd_f4"};
-#define N_ALGOS 3
+ * silently test im2col; oneDNN takes them all). */
+static const conv2d_algo ALGOS[] = {CONV2D_IM2COL, CONV2D_WINOGRAD, CONV2D_WINOGRAD_F4, CONV2D_DNNL};
+static const char *ALGO_NAMES[] = {"im2col", "winograd", "winograd_f4", "dnnl"};
+#define N_ALGOS 4
 
 static int algo_applies(conv2d_algo a, const conv2d_shape *s)
 {
+    if (a == CONV2D_DNNL)
+        return conv2d_dnnl_applies(s);
     if (a == CONV2D_WINOGRAD_F4)
         return conv2d_winograd_applies(s);
     return a != CONV2D_WINOGRAD || conv2d_winograd_applies(s) || conv2d_winograd_4x4_applies(s);
@@ -341,7 +344,8 @@ static void test_conv2d_backward_accumulates_and_null(void)
         conv2d_make(3, 4, 6, 6, 5, 3, 1, 1),            /* im2col, whole-image panels */
         conv2d_make(3, 16, 7, 6, 5, 3, 1, 1),           /* Winograd */
         conv2d_make(2, 4, 6, 6, 5, 1, 1, 0),            /* 1x1 direct gemm */
-        conv2d_make_pad(2, 3, 8, 8, 2, 3, 2, 0, 0, 1, 1),
+        conv2d_make_pad(2, 3, 8, 8, 2, 3, 2, 0, 0, 1, 1), /* oneDNN (strided 3x3) */
+        conv2d_make(3, 6, 8, 8, 5, 4, 2, 1),              /* oneDNN (4x4) */
     };
     for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
         const conv2d_shape *s = &shapes[k];
@@ -415,6 +419,104 @@ static void test_conv2d_shapes(void)
     conv2d_shape wide = conv2d_make(1, 512, 32, 32, 512, 3, 1, 1);
     CHECK(conv2d_workspace_floats(&wide) <= ((size_t)22 << 20), "Winograd workspace for a 32x32x512 conv: %zu floats",
           conv2d_workspace_floats(&wide));
+}
+
+static conv2d_shape dnnl(conv2d_shape s)
+{
+    s.algo = CONV2D_DNNL;
+    return s;
+}
+
+/* oneDNN against the direct reference: the PatchGAN's layers (4×4 stride 2
+ * and 1, down to one output channel), the VAE's downsampling (3×3 stride 2,
+ * padding right and bottom only), odd sizes, one input channel, B = 1, 1×1
+ * and 2×2 kernels, and rectangular kernels (Inception's 1×7). */
+static void test_conv2d_dnnl_matches_reference(void)
+{
+    compare_with_ref("dnnl 4x4 s2 p1 3->64 32x32, B=4", dnnl(conv2d_make(4, 3, 32, 32, 64, 4, 2, 1)), 1);
+    compare_with_ref("dnnl 4x4 s2 p1 64->128 16x16, B=3", dnnl(conv2d_make(3, 64, 16, 16, 128, 4, 2, 1)), 0);
+    compare_with_ref("dnnl 4x4 s1 p1 -> 3x3 out", dnnl(conv2d_make(4, 32, 4, 4, 24, 4, 1, 1)), 0);
+    compare_with_ref("dnnl 4x4 s1 p1 -> 1 channel", dnnl(conv2d_make(2, 40, 5, 5, 1, 4, 1, 1)), 1);
+    compare_with_ref("dnnl 4x4 s2 odd 11x9", dnnl(conv2d_make(2, 5, 11, 9, 4, 4, 2, 1)), 0);
+    compare_with_ref("dnnl 3x3 s2 down (0,0,1,1) 64ch 33x33", dnnl(conv2d_make_pad(2, 64, 33, 33, 16, 3, 2, 0, 0, 1, 1)), 1);
+    compare_with_ref("dnnl 3x3 s2 down (0,0,1,1) B=1 3ch 16x16", dnnl(conv2d_make_pad(1, 3, 16, 16, 8, 3, 2, 0, 0, 1, 1)), 1);
+    compare_with_ref("dnnl 3x3 s1 pad (0,1,2,1)", dnnl(conv2d_make_pad(2, 3, 7, 8, 4, 3, 1, 0, 1, 2, 1)), 1);
+    compare_with_ref("dnnl 3x3 1 channel, 1x1 image", dnnl(conv2d_make(2, 1, 1, 1, 2, 3, 1, 1)), 1);
+    compare_with_ref("dnnl 1x1, B=3", dnnl(conv2d_make(3, 16, 20, 20, 8, 1, 1, 0)), 1);
+    compare_with_ref("dnnl patch 2, B=9", dnnl(conv2d_make(9, 4, 16, 16, 12, 2, 2, 0)), 0);
+    conv2d_shape r = conv2d_make(2, 6, 9, 11, 5, 1, 1, 0);
+    r.kh = 1, r.kw = 7, r.pad_left = r.pad_right = 3;
+    compare_with_ref("dnnl 1x7 pad (0,3)", dnnl(r), 1);
+}
+
+/* Which algorithm AUTO takes (conv2d.c: use_dnnl): oneDNN for 4×4 kernels
+ * and strided 3×3 ones, F(2×2,3×3) for 3×3 stride-1 ones on small maps
+ * (bit for bit the forced algorithm's results); and oneDNN is safe to call
+ * from several threads at once (Inception runs one image per thread): each
+ * thread's results equal a call on its own. */
+static void run_conv(const conv2d_shape *s, const float *x, const float *w, const float *b, const float *dy, float *out,
+                     float *dx, float *dw)
+{
+    float *ws = xmalloc((conv2d_workspace_floats(s) + 1) * sizeof(float));
+    conv2d_forward(out, x, w, b, s, ws);
+    memset(dx, 0, conv2d_x_numel(s) * sizeof(float));
+    memset(dw, 0, conv2d_weight_numel(s) * sizeof(float));
+    conv2d_backward(dx, dw, NULL, dy, x, w, s, ws);
+    free(ws);
+}
+
+static void test_conv2d_dnnl_auto_policy_and_threads(void)
+{
+    const struct { conv2d_shape s; conv2d_algo same_as; const char *what; } cases[] = {
+        {conv2d_make(4, 16, 16, 16, 32, 4, 2, 1), CONV2D_DNNL, "4x4 s2 (PatchGAN)"},
+        {conv2d_make(4, 32, 4, 4, 16, 4, 1, 1), CONV2D_DNNL, "4x4 s1 (PatchGAN)"},
+        {conv2d_make_pad(2, 16, 16, 16, 16, 3, 2, 0, 0, 1, 1), CONV2D_DNNL, "3x3 s2 (VAE downsample)"},
+        {conv2d_make(4, 16, 8, 8, 16, 3, 1, 1), CONV2D_WINOGRAD, "3x3 s1 8x8"},
+        {conv2d_make(2, 16, 12, 12, 8, 5, 1, 2), CONV2D_IM2COL, "5x5 s1"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        conv2d_shape a = cases[k].s, f = cases[k].s;
+        f.algo = cases[k].same_as;
+        size_t nx = conv2d_x_numel(&a), nw = conv2d_weight_numel(&a), no = conv2d_out_numel(&a);
+        float *x = alloc_normal(nx, 1.0f, 21), *w = alloc_normal(nw, 0.2f, 22), *b = alloc_normal(a.C_out, 1.0f, 23),
+              *dy = alloc_normal(no, 1.0f, 24);
+        float *o1 = alloc_zeros(no), *o2 = alloc_zeros(no), *dx1 = alloc_zeros(nx), *dx2 = alloc_zeros(nx),
+              *dw1 = alloc_zeros(nw), *dw2 = alloc_zeros(nw);
+        run_conv(&a, x, w, b, dy, o1, dx1, dw1);
+        run_conv(&f, x, w, b, dy, o2, dx2, dw2);
+        CHECK(memcmp(o1, o2, no * sizeof(float)) == 0 && memcmp(dx1, dx2, nx * sizeof(float)) == 0 &&
+                  memcmp(dw1, dw2, nw * sizeof(float)) == 0,
+              "%s: AUTO differs from the algorithm it should take (%d)", cases[k].what, (int)cases[k].same_as);
+        free(x), free(w), free(b), free(dy), free(o1), free(o2), free(dx1), free(dx2), free(dw1), free(dw2);
+    }
+
+    /* Six independent problems of two shapes, run by 3 threads at once. */
+    enum { N = 6 };
+    conv2d_shape shapes[2] = {conv2d_make(2, 16, 16, 16, 32, 4, 2, 1), conv2d_make_pad(2, 8, 9, 9, 8, 3, 2, 0, 0, 1, 1)};
+    float *x[N], *w[N], *dy[N], *out[N], *dx[N], *dw[N], *out1[N], *dx1[N], *dw1[N];
+    for (int i = 0; i < N; i++) {
+        const conv2d_shape *s = &shapes[i % 2];
+        size_t nx = conv2d_x_numel(s), nw = conv2d_weight_numel(s), no = conv2d_out_numel(s);
+        x[i] = alloc_normal(nx, 1.0f, 30 + i), w[i] = alloc_normal(nw, 0.2f, 40 + i), dy[i] = alloc_normal(no, 1.0f, 50 + i);
+        out[i] = alloc_zeros(no), dx[i] = alloc_zeros(nx), dw[i] = alloc_zeros(nw);
+        out1[i] = alloc_zeros(no), dx1[i] = alloc_zeros(nx), dw1[i] = alloc_zeros(nw);
+        run_conv(s, x[i], w[i], NULL, dy[i], out1[i], dx1[i], dw1[i]);
+    }
+#pragma omp parallel for num_threads(3) schedule(static, 1)
+    for (int i = 0; i < N; i++)
+        run_conv(&shapes[i % 2], x[i], w[i], NULL, dy[i], out[i], dx[i], dw[i]);
+    for (int i = 0; i < N; i++) {
+        const conv2d_shape *s = &shapes[i % 2];
+        char what[64];
+        snprintf(what, sizeof what, "threaded problem %d out", i);
+        check_close(what, out[i], out1[i], conv2d_out_numel(s), 1e-6, 1e-6);
+        snprintf(what, sizeof what, "threaded problem %d dx", i);
+        check_close(what, dx[i], dx1[i], conv2d_x_numel(s), 1e-6, 1e-6);
+        snprintf(what, sizeof what, "threaded problem %d dweight", i);
+        check_close(what, dw[i], dw1[i], conv2d_weight_numel(s), 1e-5, 1e-5);
+        free(x[i]), free(w[i]), free(dy[i]), free(out[i]), free(dx[i]), free(dw[i]), free(out1[i]), free(dx1[i]),
+            free(dw1[i]);
+    }
 }
 
 /* AUTO's tile choice (conv2d_winograd.h): F(4×4,3×3) from 16×16 outputs
@@ -496,6 +598,8 @@ int main(void)
     RUN(test_conv2d_panels_match_reference);
     RUN(test_conv2d_winograd_matches_reference);
     RUN(test_conv2d_winograd_f4_matches_reference);
+    RUN(test_conv2d_dnnl_matches_reference);
+    RUN(test_conv2d_dnnl_auto_policy_and_threads);
     RUN(test_conv2d_backward_accumulates_and_null);
     RUN(test_workspace_monotonic_in_batch);
     RUN(test_conv2d_auto_tile_and_batch_independence);

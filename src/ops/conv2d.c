@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "ops/conv2d_dnnl.h"
 #include "ops/conv2d_winograd.h"
 #include "ops/conv2d_winograd_4x4.h"
 #include "ops/gemm.h"
@@ -47,6 +48,22 @@ static int use_winograd(const conv2d_shape *s)
     if (s->algo == CONV2D_IM2COL || !conv2d_winograd_applies(s))
         return 0;
     return s->algo == CONV2D_WINOGRAD || s->algo == CONV2D_WINOGRAD_F4 || s->C_in >= CONV2D_WINOGRAD_MIN_CIN;
+}
+
+/* oneDNN for the shapes where it beat our own kernels head to head
+ * (BENCHMARKS.md, session 8): 4×4 kernels (the PatchGAN) and strided 3×3
+ * ones (the VAE's downsampling).  It also beats F(2×2,3×3) on 3×3 maps
+ * under 16×16, but there its other summation order moves two decoder weight
+ * gradients of the golden REPA-E steps past their tolerance against PyTorch
+ * (as F(4×4,3×3) did), so those stay on F(2×2,3×3). */
+static int use_dnnl(const conv2d_shape *s)
+{
+    if (s->algo == CONV2D_DNNL)
+        return conv2d_dnnl_applies(s);
+    if (s->algo != CONV2D_AUTO)
+        return 0;
+    int k4 = s->kh == 4 && s->kw == 4, k3_strided = s->kh == 3 && s->kw == 3 && s->stride == 2;
+    return (k4 || k3_strided) && conv2d_dnnl_applies(s);
 }
 
 /* F(2×2,2×2) for 4×4 kernels only when forced: it beats im2col + gemm on
@@ -95,6 +112,8 @@ static conv_plan make_plan(const conv2d_shape *s)
 
 size_t conv2d_workspace_floats(const conv2d_shape *s)
 {
+    if (use_dnnl(s))
+        return 0;
     if (use_winograd(s))
         return conv2d_winograd_workspace_floats(s);
     if (use_winograd_4x4(s))
@@ -356,6 +375,10 @@ void conv2d_forward(float *out, const float *x, const float *weight, const float
     const conv_plan p = make_plan(s);
     const long K = p.K, HWo = p.HWo, C_out = s->C_out;
     const long ximg = (long)s->C_in * s->H * s->W, oimg = C_out * HWo;
+    if (use_dnnl(s)) {
+        conv2d_dnnl_forward(out, x, weight, bias, s);
+        return;
+    }
     if (use_winograd(s)) {
         conv2d_winograd_forward(out, x, weight, bias, s, workspace);
         return;
@@ -427,6 +450,10 @@ void conv2d_backward(float *dx, float *dweight, float *dbias, const float *dout,
     }
     if (!dx && !dweight)
         return;
+    if (use_dnnl(s)) {
+        conv2d_dnnl_backward(dx, dweight, dout, x, weight, s);
+        return;
+    }
     if (use_winograd(s)) {
         conv2d_winograd_backward(dx, dweight, dout, x, weight, s, workspace);
         return;

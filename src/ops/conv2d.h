@@ -9,9 +9,13 @@
  * Padding is zero padding and may be asymmetric (the VAE Downsample pads only
  * right and bottom: conv2d_make_pad(..., 3, 2, 0, 0, 1, 1)).
  *
- * Implementation: 3×3 stride-1 convolutions with enough input channels use
- * Winograd F(2×2,3×3) (conv2d_winograd.h: 2.25× fewer multiply-adds, same
- * results to ~1e-6 relative).  The rest: im2col + gemm() on panels of output positions.  A panel is
+ * Implementation: 3×3 stride-1 convolutions with enough input channels and
+ * outputs of 16×16 or more use Winograd F(4×4,3×3), smaller ones
+ * F(2×2,3×3) (conv2d_winograd.h: 4× and 2.25× fewer multiply-adds); the
+ * PatchGAN's 4×4 kernels and strided 3×3 kernels go to oneDNN
+ * (conv2d_dnnl.h).  The rest, and every
+ * shape when CONV2D_IM2COL is forced: im2col + gemm() on panels of output
+ * positions.  A panel is
  * either a slice of one image's output positions (large images; the gemm
  * writes straight into `out`) or several whole images at once (small images,
  * so that the gemm has enough columns; output goes through a staging buffer).
@@ -40,16 +44,20 @@
  * give) picks Winograd (ops/conv2d_winograd.h) for 3×3 stride-1
  * convolutions with at least CONV2D_WINOGRAD_MIN_CIN input channels:
  * F(4×4,3×3) where the output is at least CONV2D_WINOGRAD_F4_MIN_OUT in both
- * directions, F(2×2,3×3) on smaller maps; im2col + gemm otherwise.  Tests and
- * benchmarks force one:
+ * directions, F(2×2,3×3) on smaller maps; oneDNN for the shapes named
+ * below; im2col + gemm otherwise.  Tests and benchmarks force one:
  *   CONV2D_WINOGRAD     F(2×2,3×3) on 3×3 stride-1 kernels, F(2×2,2×2) on
  *                       4×4 kernels of stride 1 or 2 (ops/conv2d_winograd_4x4.h;
  *                       AUTO does not pick that one: slower so far);
  *   CONV2D_WINOGRAD_F4  F(4×4,3×3) on 3×3 stride-1 kernels of any size (on
  *                       8×8 maps its larger rounding error fails two tests,
  *                       see conv2d_winograd.h);
- * on any other shape both fall back to im2col. */
-typedef enum conv2d_algo { CONV2D_AUTO = 0, CONV2D_IM2COL, CONV2D_WINOGRAD, CONV2D_WINOGRAD_F4 } conv2d_algo;
+ *   CONV2D_DNNL         oneDNN (ops/conv2d_dnnl.h), on any shape it takes;
+ * on any other shape they fall back to im2col.  AUTO gives oneDNN the 4×4
+ * kernels and the strided 3×3 ones (where it beat im2col head to head) and
+ * F(2×2,3×3) the 3×3 stride-1 ones on smaller maps; 1×1 kernels are one
+ * gemm per image. */
+typedef enum conv2d_algo { CONV2D_AUTO = 0, CONV2D_IM2COL, CONV2D_WINOGRAD, CONV2D_WINOGRAD_F4, CONV2D_DNNL } conv2d_algo;
 #define CONV2D_WINOGRAD_MIN_CIN 8
 #define CONV2D_WINOGRAD_F4_MIN_OUT 16
 
