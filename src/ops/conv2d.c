@@ -50,20 +50,18 @@ static int use_winograd(const conv2d_shape *s)
     return s->algo == CONV2D_WINOGRAD || s->algo == CONV2D_WINOGRAD_F4 || s->C_in >= CONV2D_WINOGRAD_MIN_CIN;
 }
 
-/* oneDNN for the shapes where it beat our own kernels head to head
- * (BENCHMARKS.md, session 8): 4×4 kernels (the PatchGAN) and strided 3×3
- * ones (the VAE's downsampling).  It also beats F(2×2,3×3) on 3×3 maps
- * under 16×16, but there its other summation order moves two decoder weight
- * gradients of the golden REPA-E steps past their tolerance against PyTorch
- * (as F(4×4,3×3) did), so those stay on F(2×2,3×3). */
+/* oneDNN for the PatchGAN's 4×4 kernels, where it beat im2col + gemm head
+ * to head (BENCHMARKS.md, session 8: 1.2–2.8× per layer).  It is faster on
+ * strided 3×3 kernels (2×) and on 3×3 maps under 16×16 too, but there its
+ * other summation order moves decoder weight gradients of the golden
+ * REPA-E steps past their tolerance against PyTorch (strided 3×3: in the
+ * sanitizer build; small maps: in both, as F(4×4,3×3) did), so those keep
+ * im2col and F(2×2,3×3). */
 static int use_dnnl(const conv2d_shape *s)
 {
     if (s->algo == CONV2D_DNNL)
         return conv2d_dnnl_applies(s);
-    if (s->algo != CONV2D_AUTO)
-        return 0;
-    int k4 = s->kh == 4 && s->kw == 4, k3_strided = s->kh == 3 && s->kw == 3 && s->stride == 2;
-    return (k4 || k3_strided) && conv2d_dnnl_applies(s);
+    return s->algo == CONV2D_AUTO && s->kh == 4 && s->kw == 4 && conv2d_dnnl_applies(s);
 }
 
 /* F(2×2,2×2) for 4×4 kernels only when forced: it beats im2col + gemm on

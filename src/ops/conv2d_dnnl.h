@@ -1,11 +1,11 @@
 /* conv2d_dnnl.h — 2-D convolution through oneDNN (Debian's libdnnl, the
- * library PyTorch's CPU convolutions run on).  conv2d.c hands it the shapes
- * where it beat our own kernels head to head (BENCHMARKS.md, session 8):
- * 4×4 kernels (the PatchGAN discriminator) and strided 3×3 kernels (the
- * VAE's downsampling).  Our Winograd F(4×4,3×3) keeps the 3×3 stride-1 maps
- * of 16×16 and up (there it is 1.2–1.8× faster than oneDNN), F(2×2,3×3) the
- * smaller ones (conv2d.c says why), and 1×1 kernels stay a plain gemm.  Not
- * meant to be called directly (see conv2d.h).
+ * library PyTorch's CPU convolutions run on).  conv2d.c hands it the 4×4
+ * kernels of the PatchGAN discriminator, where it beat im2col + gemm head to
+ * head (BENCHMARKS.md, session 8).  Our Winograd F(4×4,3×3) keeps the 3×3
+ * stride-1 maps of 16×16 and up (there it is 1.2–1.8× faster than oneDNN),
+ * F(2×2,3×3) the smaller ones and im2col the strided 3×3 ones (conv2d.c
+ * says why), and 1×1 kernels stay a plain gemm.  Not meant to be called
+ * directly (see conv2d.h); CONV2D_DNNL forces it on any shape.
  *
  * Our tensors stay NCHW / OIHW.  oneDNN runs each pass in the layouts it
  * prefers (blocked channels); the reorders into and out of them are part of
