@@ -421,32 +421,33 @@ static void test_conv2d_shapes(void)
           conv2d_workspace_floats(&wide));
 }
 
-static conv2d_shape dnnl(conv2d_shape s)
-{
-    s.algo = CONV2D_DNNL;
-    return s;
-}
-
 /* oneDNN against the direct reference: the PatchGAN's layers (4×4 stride 2
  * and 1, down to one output channel), the VAE's downsampling (3×3 stride 2,
  * padding right and bottom only), odd sizes, one input channel, B = 1, 1×1
  * and 2×2 kernels, and rectangular kernels (Inception's 1×7). */
 static void test_conv2d_dnnl_matches_reference(void)
 {
-    compare_with_ref("dnnl 4x4 s2 p1 3->64 32x32, B=4", dnnl(conv2d_make(4, 3, 32, 32, 64, 4, 2, 1)), 1);
-    compare_with_ref("dnnl 4x4 s2 p1 64->128 16x16, B=3", dnnl(conv2d_make(3, 64, 16, 16, 128, 4, 2, 1)), 0);
-    compare_with_ref("dnnl 4x4 s1 p1 -> 3x3 out", dnnl(conv2d_make(4, 32, 4, 4, 24, 4, 1, 1)), 0);
-    compare_with_ref("dnnl 4x4 s1 p1 -> 1 channel", dnnl(conv2d_make(2, 40, 5, 5, 1, 4, 1, 1)), 1);
-    compare_with_ref("dnnl 4x4 s2 odd 11x9", dnnl(conv2d_make(2, 5, 11, 9, 4, 4, 2, 1)), 0);
-    compare_with_ref("dnnl 3x3 s2 down (0,0,1,1) 64ch 33x33", dnnl(conv2d_make_pad(2, 64, 33, 33, 16, 3, 2, 0, 0, 1, 1)), 1);
-    compare_with_ref("dnnl 3x3 s2 down (0,0,1,1) B=1 3ch 16x16", dnnl(conv2d_make_pad(1, 3, 16, 16, 8, 3, 2, 0, 0, 1, 1)), 1);
-    compare_with_ref("dnnl 3x3 s1 pad (0,1,2,1)", dnnl(conv2d_make_pad(2, 3, 7, 8, 4, 3, 1, 0, 1, 2, 1)), 1);
-    compare_with_ref("dnnl 3x3 1 channel, 1x1 image", dnnl(conv2d_make(2, 1, 1, 1, 2, 3, 1, 1)), 1);
-    compare_with_ref("dnnl 1x1, B=3", dnnl(conv2d_make(3, 16, 20, 20, 8, 1, 1, 0)), 1);
-    compare_with_ref("dnnl patch 2, B=9", dnnl(conv2d_make(9, 4, 16, 16, 12, 2, 2, 0)), 0);
     conv2d_shape r = conv2d_make(2, 6, 9, 11, 5, 1, 1, 0);
     r.kh = 1, r.kw = 7, r.pad_left = r.pad_right = 3;
-    compare_with_ref("dnnl 1x7 pad (0,3)", dnnl(r), 1);
+    const struct { const char *name; conv2d_shape s; int bias; } cases[] = {
+        {"dnnl 4x4 s2 p1 3->64 32x32, B=4", conv2d_make(4, 3, 32, 32, 64, 4, 2, 1), 1},
+        {"dnnl 4x4 s2 p1 64->128 16x16, B=3", conv2d_make(3, 64, 16, 16, 128, 4, 2, 1), 0},
+        {"dnnl 4x4 s1 p1 -> 3x3 out", conv2d_make(4, 32, 4, 4, 24, 4, 1, 1), 0},
+        {"dnnl 4x4 s1 p1 -> 1 channel", conv2d_make(2, 40, 5, 5, 1, 4, 1, 1), 1},
+        {"dnnl 4x4 s2 odd 11x9", conv2d_make(2, 5, 11, 9, 4, 4, 2, 1), 0},
+        {"dnnl 3x3 s2 down (0,0,1,1) 64ch 33x33", conv2d_make_pad(2, 64, 33, 33, 16, 3, 2, 0, 0, 1, 1), 1},
+        {"dnnl 3x3 s2 down (0,0,1,1) B=1 3ch 16x16", conv2d_make_pad(1, 3, 16, 16, 8, 3, 2, 0, 0, 1, 1), 1},
+        {"dnnl 3x3 s1 pad (0,1,2,1)", conv2d_make_pad(2, 3, 7, 8, 4, 3, 1, 0, 1, 2, 1), 1},
+        {"dnnl 3x3 1 channel, 1x1 image", conv2d_make(2, 1, 1, 1, 2, 3, 1, 1), 1},
+        {"dnnl 1x1, B=3", conv2d_make(3, 16, 20, 20, 8, 1, 1, 0), 1},
+        {"dnnl patch 2, B=9", conv2d_make(9, 4, 16, 16, 12, 2, 2, 0), 0},
+        {"dnnl 1x7 pad (0,3)", r, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        conv2d_shape s = cases[i].s;
+        s.algo = CONV2D_DNNL;
+        compare_with_ref(cases[i].name, s, cases[i].bias);
+    }
 }
 
 /* Which algorithm AUTO takes (conv2d.c: use_dnnl): oneDNN for 4×4 kernels,
