@@ -10,7 +10,10 @@
 #include "core/error.h"
 
 /* Shapes whose primitives are kept: a model's layers at a batch size or
- * two; past it the oldest entry is dropped and made again when needed. */
+ * two; past it the oldest entry is dropped and made again when needed.
+ * Dropping does not wait for other threads: threads running convolutions
+ * at once must not cycle through more shapes than this together (our only
+ * such callers run one model's few layers per thread). */
 #define DNNL_CACHE_SIZE 64
 /* Buffers carved from a thread's scratch buffer start on a cache line. */
 #define DNNL_ALIGN 64
