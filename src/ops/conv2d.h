@@ -30,7 +30,8 @@
  *   dbias   += Σ_{b,h,w} dout.
  *
  * Workspace: conv2d_workspace_floats(s) floats, shared by forward and
- * backward (contents are scratch; nothing is kept between calls).
+ * backward (contents are scratch; nothing is kept between calls).  Shapes
+ * that go to oneDNN need none: it keeps its own buffers (conv2d_dnnl.h).
  * Threads: gemm() uses OpenBLAS's OpenMP pool; im2col / col2im / bias loops
  * are our own OpenMP loops, never around a gemm call.
  */
