@@ -450,7 +450,7 @@ static void test_conv2d_dnnl_matches_reference(void)
     }
 }
 
-/* Which algorithm AUTO takes (conv2d.c: use_dnnl): oneDNN for 4×4 kernels,
+/* Which algorithm AUTO takes (conv2d.c: wants_dnnl): oneDNN for 4×4 kernels,
  * im2col for strided 3×3 ones, F(2×2,3×3) for 3×3 stride-1 ones on small
  * maps (bit for bit the forced algorithm's results); and oneDNN is safe to call
  * from several threads at once (Inception runs one image per thread): each

@@ -57,11 +57,9 @@ static int use_winograd(const conv2d_shape *s)
  * REPA-E steps past their tolerance against PyTorch (strided 3×3: in the
  * sanitizer build; small maps: in both, as F(4×4,3×3) did), so those keep
  * im2col and F(2×2,3×3). */
-static int use_dnnl(const conv2d_shape *s)
+static int wants_dnnl(const conv2d_shape *s)
 {
-    if (s->algo == CONV2D_DNNL)
-        return conv2d_dnnl_applies(s);
-    return s->algo == CONV2D_AUTO && s->kh == 4 && s->kw == 4 && conv2d_dnnl_applies(s);
+    return s->algo == CONV2D_DNNL || (s->algo == CONV2D_AUTO && s->kh == 4 && s->kw == 4);
 }
 
 /* F(2×2,2×2) for 4×4 kernels only when forced: it beats im2col + gemm on
@@ -110,7 +108,7 @@ static conv_plan make_plan(const conv2d_shape *s)
 
 size_t conv2d_workspace_floats(const conv2d_shape *s)
 {
-    if (use_dnnl(s))
+    if (wants_dnnl(s) && conv2d_dnnl_applies(s))
         return 0;
     if (use_winograd(s))
         return conv2d_winograd_workspace_floats(s);
@@ -373,10 +371,8 @@ void conv2d_forward(float *out, const float *x, const float *weight, const float
     const conv_plan p = make_plan(s);
     const long K = p.K, HWo = p.HWo, C_out = s->C_out;
     const long ximg = (long)s->C_in * s->H * s->W, oimg = C_out * HWo;
-    if (use_dnnl(s)) {
-        conv2d_dnnl_forward(out, x, weight, bias, s);
+    if (wants_dnnl(s) && conv2d_dnnl_forward(out, x, weight, bias, s))
         return;
-    }
     if (use_winograd(s)) {
         conv2d_winograd_forward(out, x, weight, bias, s, workspace);
         return;
@@ -448,10 +444,8 @@ void conv2d_backward(float *dx, float *dweight, float *dbias, const float *dout,
     }
     if (!dx && !dweight)
         return;
-    if (use_dnnl(s)) {
-        conv2d_dnnl_backward(dx, dweight, dout, x, weight, s);
+    if (wants_dnnl(s) && conv2d_dnnl_backward(dx, dweight, dout, x, weight, s))
         return;
-    }
     if (use_winograd(s)) {
         conv2d_winograd_backward(dx, dweight, dout, x, weight, s, workspace);
         return;

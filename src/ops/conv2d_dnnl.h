@@ -34,10 +34,12 @@
 /* Whether oneDNN takes this shape (it takes every shape with a non-empty
  * output in practice; the answer comes from oneDNN itself). */
 int conv2d_dnnl_applies(const conv2d_shape *s);
-/* out = conv(x, weight) + bias (bias may be NULL); overwrites out. */
-void conv2d_dnnl_forward(float *out, const float *x, const float *weight, const float *bias, const conv2d_shape *s);
-/* dx += ∂/∂x, dweight += ∂/∂weight (either may be NULL); no bias gradient. */
-void conv2d_dnnl_backward(float *dx, float *dweight, const float *dout, const float *x, const float *weight,
-                          const conv2d_shape *s);
+/* out = conv(x, weight) + bias (bias may be NULL); overwrites out.
+ * Returns 0, touching nothing, when oneDNN declines the shape. */
+int conv2d_dnnl_forward(float *out, const float *x, const float *weight, const float *bias, const conv2d_shape *s);
+/* dx += ∂/∂x, dweight += ∂/∂weight (either may be NULL); no bias gradient.
+ * Returns 0, touching nothing, when oneDNN declines the shape. */
+int conv2d_dnnl_backward(float *dx, float *dweight, const float *dout, const float *x, const float *weight,
+                         const conv2d_shape *s);
 
 #endif

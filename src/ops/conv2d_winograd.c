@@ -298,6 +298,31 @@ static inline void input_rows(float t[4][SEG], float d[4][SEG], long len)
     }
 }
 
+/* One row of a segment's tiles into its m+2 column families: family f of
+ * tile n is buf[m·n + f], written to d[f·(m+2)·SEG + n].  Inlined with a
+ * constant m, the family loop unrolls and one pass over buf writes every
+ * family (a pass per family was slower, session 7). */
+static inline __attribute__((always_inline)) void split_families(float *d, const float *buf, long pl, const int m)
+{
+#pragma omp simd
+    for (long n = 0; n < pl; n++)
+#pragma GCC unroll 6
+        for (int f = 0; f < m + 2; f++)
+            d[f * (m + 2) * SEG + n] = buf[m * n + f];
+}
+
+/* The first m columns of a row of tiles, interleaved back: acc[m·n + f] =
+ * col[f·SEG + n] (the adjoint of split_families for the columns a tile owns
+ * alone); inlined with a constant m like it. */
+static inline __attribute__((always_inline)) void join_own_columns(float *acc, const float *col, long pl, const int m)
+{
+#pragma omp simd
+    for (long n = 0; n < pl; n++)
+#pragma GCC unroll 4
+        for (int f = 0; f < m; f++)
+            acc[m * n + f] = col[f * SEG + n];
+}
+
 /* The segment's (m+2)×(m+2) input tiles of channel c (m = 2 or 4, tiles m
  * apart), in column families: in[(f·(m+2) + i)·SEG + n] is row i, column f
  * of the segment's tile n (zero outside the image).  buf holds m·SEG + 2. */
@@ -311,26 +336,10 @@ static inline void gather_tiles(float *in, float *buf, const float *x, const win
         for (int i = 0; i < side; i++) {
             load_padded(buf, xc, g, m * ty - g->pt + i, m * pc[p].tx0 - g->pl, m * pl + 2);
             float *d = in + i * SEG + n0; /* family f at d + f·side·SEG */
-            /* one pass over buf writing every family (faster than a pass per family) */
-            if (m == 2) {
-#pragma omp simd
-                for (long n = 0; n < pl; n++) {
-                    d[n] = buf[2 * n];
-                    d[4 * SEG + n] = buf[2 * n + 1];
-                    d[8 * SEG + n] = buf[2 * n + 2];
-                    d[12 * SEG + n] = buf[2 * n + 3];
-                }
-            } else {
-#pragma omp simd
-                for (long n = 0; n < pl; n++) {
-                    d[n] = buf[4 * n];
-                    d[6 * SEG + n] = buf[4 * n + 1];
-                    d[12 * SEG + n] = buf[4 * n + 2];
-                    d[18 * SEG + n] = buf[4 * n + 3];
-                    d[24 * SEG + n] = buf[4 * n + 4];
-                    d[30 * SEG + n] = buf[4 * n + 5];
-                }
-            }
+            if (m == 2)
+                split_families(d, buf, pl, 2);
+            else
+                split_families(d, buf, pl, 4);
         }
     }
 }
@@ -395,21 +404,11 @@ static inline void scatter_tiles(float *dx, const float *col, float *acc, const 
             if (r < 0 || r >= g->H)
                 continue;
             const float *cr = col + i * side * SEG + n0; /* column f at cr + f·SEG */
-            if (m == 2) { /* the first m columns of each tile are its own ... */
-#pragma omp simd
-                for (long n = 0; n < pl; n++) {
-                    acc[2 * n] = cr[n];
-                    acc[2 * n + 1] = cr[SEG + n];
-                }
-            } else {
-#pragma omp simd
-                for (long n = 0; n < pl; n++) {
-                    acc[4 * n] = cr[n];
-                    acc[4 * n + 1] = cr[SEG + n];
-                    acc[4 * n + 2] = cr[2 * SEG + n];
-                    acc[4 * n + 3] = cr[3 * SEG + n];
-                }
-            }
+            /* the first m columns of each tile are its own ... */
+            if (m == 2)
+                join_own_columns(acc, cr, pl, 2);
+            else
+                join_own_columns(acc, cr, pl, 4);
             acc[m * pl] = acc[m * pl + 1] = 0.0f;
             const float *ca = cr + m * SEG, *cb = ca + SEG; /* ... the last 2 overlap the next tile's */
 #pragma omp simd
