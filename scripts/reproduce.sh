@@ -306,7 +306,7 @@ if grep -q '"run": "vanilla"' "$RES"; then
     for m in precision recall; do
         $R speedup "$RES" --metric $m --final-only --baseline vanilla --reference repa-e --by-step 1600 | tee -a "$OUT/speedup.md"
     done
-    $R plot "$OUT/fd.jsonl" --keys "$present" --bands --out "$OUT/fd.png" >/dev/null
+    $R plot "$OUT/fd.jsonl" --keys "$present" --bands --y-label FD --out "$OUT/fd.png" >/dev/null
 else
     echo "reproduce.sh: no vanilla run in $OUT: no speed-up table (its thresholds come from vanilla)"
 fi

@@ -51,6 +51,19 @@ static int count_colour(const image *im, int r, int g, int b)
     return n;
 }
 
+/* Black pixels above the plot area's top-left corner, where the y label goes. */
+static int black_in_corner(const image *im)
+{
+    size_t hw = (size_t)im->height * im->width;
+    int n = 0;
+    for (int y = 0; y < 16; y++)
+        for (int x = 0; x < 64; x++) {
+            size_t i = (size_t)y * im->width + x;
+            n += im->pixels[i] == 0 && im->pixels[hw + i] == 0 && im->pixels[2 * hw + i] == 0;
+        }
+    return n;
+}
+
 static void test_plot_draws_series(void)
 {
     char path[] = "/tmp/repae_plot_XXXXXX";
@@ -59,15 +72,21 @@ static void test_plot_draws_series(void)
     for (int i = 0; i < 50; i++)
         x[i] = i, a[i] = exp(-i / 10.0), b[i] = i == 20 ? NAN : 0.5;
     plot_series s[2] = {{"first", x, a, 50}, {"second", x, b, 50}};
-    plot_png(path, s, 2, "step", false);
+    plot_png(path, s, 2, "step", NULL, false);
     image im = image_read(path, 0);
     CHECK(im.channels == 3 && im.width == 800 && im.height == 480, "plot is %dx%dx%d", im.channels, im.width,
           im.height);
     int blue = count_colour(&im, 31, 119, 180), orange = count_colour(&im, 255, 127, 14);
     /* Each series draws a 2-pixel line across ~700 px plus its legend swatch. */
     CHECK(blue > 700 && orange > 600, "series pixels: blue %d orange %d", blue, orange);
+    CHECK(black_in_corner(&im) == 0, "no y label drawn without one: %d black pixels", black_in_corner(&im));
     image_free(&im);
-    plot_png(path, s, 1, "step", true); /* log scale must not fail */
+    plot_png(path, s, 1, "step", NULL, true); /* log scale must not fail */
+    plot_png(path, s, 2, "step", "FD", false);
+    im = image_read(path, 0);
+    /* "fd" in the 5×7 font: 11 pixels of "f", 16 of "d". */
+    CHECK(black_in_corner(&im) == 27, "y label 'FD' above the axis: %d black pixels", black_in_corner(&im));
+    image_free(&im);
     unlink(path);
 }
 
@@ -82,7 +101,7 @@ static void test_plot_bands(void)
     for (int i = 0; i < 20; i++)
         x[i] = 100 * i, y[i] = 10 - 0.3 * i, lo[i] = y[i] - 1, hi[i] = i == 7 ? NAN : y[i] + 1;
     plot_series s = {"fd", x, y, 20, lo, hi};
-    plot_png(path, &s, 1, "step", false);
+    plot_png(path, &s, 1, "step", NULL, false);
     image im = image_read(path, 0);
     CHECK(im.channels == 3 && im.width == 800 && im.height == 480, "banded plot is %dx%dx%d", im.channels, im.width,
           im.height);
@@ -92,16 +111,16 @@ static void test_plot_bands(void)
     CHECK(tint > 20000 && blue > 700, "band pixels %d, curve pixels %d", tint, blue);
     image_free(&im);
     plot_series plain = {"fd", x, y, 20};
-    plot_png(path, &plain, 1, "step", false);
+    plot_png(path, &plain, 1, "step", NULL, false);
     im = image_read(path, 0);
     CHECK(count_colour(&im, 210, 228, 240) == 0, "no band drawn without lower/upper");
     image_free(&im);
-    plot_png(path, &s, 1, "step", true); /* log scale with a band */
+    plot_png(path, &s, 1, "step", NULL, true); /* log scale with a band */
     double all_nan[20];
     for (int i = 0; i < 20; i++)
         all_nan[i] = NAN;
     plot_series gap = {"fd", x, y, 20, all_nan, all_nan};
-    plot_png(path, &gap, 1, "step", false);
+    plot_png(path, &gap, 1, "step", NULL, false);
 }
 
 /* `repae plot --bands` on what `repae speedup --curves` writes: K, K_min, K_max
@@ -132,10 +151,10 @@ static void plot_range_child(void *ctx)
     alarm(10);
     double x[2] = {r->x0, r->x1}, y[2] = {r->y0, r->y1};
     plot_series s = {"loss", x, y, 2};
-    plot_png(tmp_file("range.png", NULL, 0), &s, 1, "step", false);
+    plot_png(tmp_file("range.png", NULL, 0), &s, 1, "step", NULL, false);
     double lo[2] = {fmin(y[0], y[1]), -INFINITY}, hi[2] = {fmax(y[0], y[1]), r->y1};
     plot_series banded = {"loss", x, y, 2, lo, hi}; /* and with a band over the same ranges */
-    plot_png(tmp_file("range.png", NULL, 0), &banded, 1, "step", false);
+    plot_png(tmp_file("range.png", NULL, 0), &banded, 1, "step", NULL, false);
 }
 
 static void test_plot_extreme_ranges_finish(void)

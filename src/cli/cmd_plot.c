@@ -61,13 +61,14 @@ static void read_bands(const char *path, const char *x_key, const char *const *n
 
 int cmd_plot(int argc, char **argv)
 {
-    const char *keys, *out, *x_key;
+    const char *keys, *out, *x_key, *y_label;
     int smooth;
     bool log_y, bands;
     option_spec opts[] = {
         {"--keys", OPT_STRING, &keys, "sit_loss,denoising_loss,vae_loss,d_loss", "comma-separated scalars to plot"},
         {"--out", OPT_STRING, &out, "loss.png", "output PNG"},
         {"--x", OPT_STRING, &x_key, "step", "the x axis scalar"},
+        {"--y-label", OPT_STRING, &y_label, "", "name of the y axis, written above it (e.g. FD)"},
         {"--smooth", OPT_INT, &smooth, "1", "moving-average window in steps", .min = 1, .max = 100000},
         {"--log-y", OPT_FLAG, &log_y, NULL, "logarithmic y axis"},
         {"--bands", OPT_FLAG, &bands, NULL, "shade K_min..K_max under each key K (see above)"},
@@ -112,7 +113,7 @@ int cmd_plot(int argc, char **argv)
         }
         s[k] = (plot_series){names[k], x, y[k], n, band ? lo.y[k] : NULL, band ? hi.y[k] : NULL};
     }
-    plot_png(out, s, n_keys, x_key, log_y);
+    plot_png(out, s, n_keys, x_key, y_label, log_y);
     printf("%s\n", out);
     metrics_free(&t);
     if (bands)

@@ -175,7 +175,8 @@ static void draw_band(canvas *cv, const plot_area *a, const plot_series *s, cons
     }
 }
 
-void plot_png(const char *path, const plot_series *series, int n_series, const char *x_label, bool log_y)
+void plot_png(const char *path, const plot_series *series, int n_series, const char *x_label, const char *y_label,
+              bool log_y)
 {
     double xmin = INFINITY, xmax = -INFINITY, ymin = INFINITY, ymax = -INFINITY;
     for (int s = 0; s < n_series; s++)
@@ -231,8 +232,13 @@ void plot_png(const char *path, const plot_series *series, int n_series, const c
     line(&cv, x0, y0, x1, y0, black);
     line(&cv, x0, y0, x0, y1, black);
     text(&cv, (x0 + x1) / 2 - 3 * (int)strlen(x_label), y0 + 24, x_label, black);
-    if (log_y)
-        text(&cv, 4, y1 - 12, "log scale", black);
+    /* The y axis's name above its tick labels (the font has no rotation). */
+    char ylab[96];
+    if (y_label && *y_label)
+        snprintf(ylab, sizeof ylab, "%s%s", y_label, log_y ? " (log scale)" : "");
+    else
+        snprintf(ylab, sizeof ylab, "%s", log_y ? "log scale" : "");
+    text(&cv, 4, y1 - 12, ylab, black);
     /* Bands under every curve, then the curves, then the legend on a white box above them. */
     plot_area area = {x0, x1, y0, y1, xmin, xmax, ymin, ymax};
     for (int s = 0; s < n_series; s++)

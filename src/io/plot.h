@@ -4,7 +4,7 @@
  * with a light grid, tick labels and a legend in a built-in 5×7 pixel font.
  *
  *   plot_series s[2] = {{"sit_loss", xs, ys, n}, {"vae_loss", xs, ys2, n}};
- *   plot_png("loss.png", s, 2, "step", false);
+ *   plot_png("loss.png", s, 2, "step", "loss", false);
  *
  * A series may carry a band (lower, upper: e.g. the min and max over seeds),
  * shaded lightly in its colour under all the curves; NULL for none.
@@ -22,7 +22,9 @@ typedef struct plot_series {
     const double *lower, *upper; /* optional band [n], both or neither; non-finite points leave a gap */
 } plot_series;
 
-/* Non-finite points are skipped.  log_y plots log10(y) (y > 0 only). */
-void plot_png(const char *path, const plot_series *series, int n_series, const char *x_label, bool log_y);
+/* Non-finite points are skipped.  log_y plots log10(y) (y > 0 only).
+ * y_label (NULL or "" for none) is written above the y axis. */
+void plot_png(const char *path, const plot_series *series, int n_series, const char *x_label, const char *y_label,
+              bool log_y);
 
 #endif
