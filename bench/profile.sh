@@ -39,7 +39,7 @@ path, ours_ms, name, torch_txt = sys.argv[1], float(sys.argv[2]), sys.argv[3], s
 conv_gemm = float(sys.argv[5])  # share of our sgemm time spent in convolutions
 # Our symbols -> the same classes as the torch side (dev/ref/bench_torch_models.py).
 CLASSES = [
-    ("convolution", r"transform_|add_input_gradient|add_weight_gradient|weight_tile|load_padded|segment_pieces|im2col|col2im|fill_bias|conv2d"),
+    ("convolution", r"transform_|add_input_gradient|add_weight_gradient|weight_tile|load_padded|segment_pieces|im2col|col2im|fill_bias|conv2d|^b6$|^bt6$|^a6$|^at6$|gather_|scatter_|load_blocks|store_blocks"),
     ("gemm (linear, matmul)", r"sgemm|cblas|^gemm"),
     ("normalisation", r"group_norm|layer_norm|batch_norm|moments|ln_recompute|qk_norm"),
     ("activations", r"silu|gelu|relu|sigmoid"),
@@ -51,13 +51,15 @@ CLASSES = [
 share = {}
 total = 0.0
 for line in open(path):
-    m = re.match(r"\s*([0-9.]+)%\s+(\S+)\s+\[.\]\s+(.*)", line)
+    m = re.match(r"\s*([0-9.]+)%\s+(\[JIT\] tid \d+|\S+)\s+\[.\]\s+(.*)", line)
     if not m:
         continue
     pct, dso, sym = float(m.group(1)), m.group(2), m.group(3).strip()
     total += pct
     cls = "other"
-    for c, rx in CLASSES:
+    if "libdnnl" in dso or dso.startswith("[JIT]"):  # oneDNN runs our 4x4 convolutions only
+        cls = "convolution"
+    for c, rx in CLASSES if cls == "other" else []:
         if re.search(rx, sym) or (c.startswith("OpenMP") and "libgomp" in dso):
             cls = c
             break
