@@ -45,6 +45,23 @@ static void test_interpolate_and_first_crossing(void)
     CHECK(c.bound == SPEEDUP_EXACT && near(c.step, 400 + 400 * 0.5), "bumpy: %g", c.step);
 }
 
+/* The trapezoidal mean of a polyline over a span (exact for piecewise-linear
+ * curves), interpolated at span ends between evaluations; NaN unless spanned. */
+static void test_curve_mean(void)
+{
+    const double step[] = {0, 10, 20}, v[] = {4, 2, 2};
+    CHECK(near(speedup_curve_mean(step, v, 3, 0, 20), 2.5), "mean over [0, 20]: %g",
+          speedup_curve_mean(step, v, 3, 0, 20));
+    CHECK(near(speedup_curve_mean(step, v, 3, 5, 20), 32.5 / 15), "mean over [5, 20]: %g",
+          speedup_curve_mean(step, v, 3, 5, 20));
+    CHECK(near(speedup_curve_mean(step, v, 3, 2, 8), 3.0), "mean over [2, 8] inside one segment: %g",
+          speedup_curve_mean(step, v, 3, 2, 8));
+    CHECK(isnan(speedup_curve_mean(step, v, 3, 0, 30)) && isnan(speedup_curve_mean(step, v, 3, -1, 20)),
+          "a span the curve does not cover is NaN");
+    CHECK(isnan(speedup_curve_mean(step, v, 3, 10, 10)) && isnan(speedup_curve_mean(step, v, 0, 0, 20)),
+          "an empty span or curve is NaN");
+}
+
 static void test_stats_spread(void)
 {
     const double v[] = {1, 2, 3, 4};
@@ -175,6 +192,19 @@ static void test_summary_known_crossings(void)
           s.runs[v].noise);
     CHECK(speedup_compare_finals(&s.runs[v], re) == SPEEDUP_BEYOND_NOISE, "vanilla vs repa-e: %s",
           speedup_verdict_name(speedup_compare_finals(&s.runs[v], re)));
+    /* Curve means over [400, 2400]: vanilla is linear, so the mean of its
+     * ends, 13 + (seed − 1); repa-e's polyline (12, 8, 4, 2, 2, 2) has area
+     * 9200 over 2000 steps, 4.6 + 0.5 (seed − 1); naive's null point is
+     * bridged (30 throughout). */
+    CHECK(s.span_from == 400, "span from %g", s.span_from);
+    const speedup_stats *cv = &s.runs[v].curve_mean, *ce = &re->curve_mean, *cn = &s.runs[nv].curve_mean;
+    CHECK(cv->n == 3 && near(cv->mean, 13) && near(cv->sd, 1) && near(cv->min, 12) && near(cv->max, 14),
+          "vanilla curve mean %g ± %g (%d)", cv->mean, cv->sd, cv->n);
+    CHECK(ce->n == 3 && near(ce->mean, 4.6) && near(ce->sd, 0.5) && near(ce->min, 4.1), "repa-e curve mean %g ± %g",
+          ce->mean, ce->sd);
+    CHECK(cn->n == 1 && near(cn->mean, 30), "naive curve mean %g (%d)", cn->mean, cn->n);
+    CHECK(speedup_curve_means_apart(&s.runs[v], re) && speedup_curve_means_apart(re, &s.runs[v]),
+          "vanilla's and repa-e's curve means are apart");
     speedup_summary_free(&s);
     results_free(&r);
 }
@@ -213,13 +243,19 @@ static void test_cli_table_and_files(void)
         "| vanilla @ 100 % (step 2400) | 8.000 | ≥ 2333 ± 115 (2/3 reached) | 800 ± 50 | not reached | ≥ 2.92× | ≥ 3.00× |",
         "| vanilla | 3 | 2400 | 8.000 ± 1.000 | 7.000-9.000 | 0.100 | +6.000 | beyond noise |",
         "| naive | 1 | 2400 | 30.000 | 30.000-30.000 | - | +28.000 | beyond noise |",
+        "## Mean fd over steps 400-2400 (the area under each seed's curve / 2000 steps; mean ± sd over seeds)",
+        "| run | seeds | mean fd | min-max | Δ vs repa-e | seed ranges |",
+        "| vanilla | 3 | 13.000 ± 1.000 | 12.000-14.000 | +8.400 | apart |",
+        "| repa-e | 3 | 4.600 ± 0.500 | 4.100-5.100 | | |",
+        "| naive | 1 | 30.000 | 30.000-30.000 | +25.400 | apart |",
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
         CHECK(strstr(out, rows[i]) != NULL, "row missing: %s\n--- output:\n%s", rows[i], out);
     CHECK(!strstr(out, "absent"), "a ratio naming an absent run is left out");
     size_t size;
     char *text = read_file_all(json, &size);
-    CHECK(strstr(text, "\"horizon\":\t2400") && strstr(text, "\"vanilla/repa-e\"") && strstr(text, "\"at_least\""),
+    CHECK(strstr(text, "\"horizon\":\t2400") && strstr(text, "\"vanilla/repa-e\"") && strstr(text, "\"at_least\"") &&
+              strstr(text, "\"span_from\":\t400") && strstr(text, "\"curve_mean\":"),
           "summary JSON:\n%s", text);
     free(text);
     text = read_file_all(curves, &size);
@@ -266,6 +302,36 @@ static void test_cli_by_step_and_final_only(void)
               strstr(out, "| vanilla | 2 | 800 | 0.650 ± 0.071 | 0.600-0.700 | - | -0.050 | seed ranges overlap |") &&
               !strstr(out, "by step"),
           "final-only output:\n%s", out);
+}
+
+/* A seed whose curve stops before the baseline's horizon is left out of its
+ * run's curve mean ("1/2"); a run with no spanning seed says so; ranges that
+ * overlap say so. */
+static void test_cli_curve_mean_partial(void)
+{
+    const char *path = test_tmp_path("partial.jsonl");
+    FILE *f = fopen(path, "w");
+    for (int s = 0; s < 2; s++)
+        for (int step = 400; step <= 1200; step += 400) {
+            fprintf(f, "{\"run\": \"vanilla\", \"seed\": %d, \"step\": %d, \"metrics\": {\"fd\": %d}}\n", s, step, 10 + s);
+            if (s == 0 || step < 1200)
+                fprintf(f, "{\"run\": \"repa-e\", \"seed\": %d, \"step\": %d, \"metrics\": {\"fd\": %g}}\n", s, step,
+                        10.5);
+            if (step == 400)
+                fprintf(f, "{\"run\": \"short\", \"seed\": %d, \"step\": %d, \"metrics\": {\"fd\": 3}}\n", s, step);
+        }
+    fclose(f);
+    char cmd[1024], out[8192], err[1024];
+    snprintf(cmd, sizeof cmd, "%s speedup %s", repae_bin(), path);
+    int rc = run_command(cmd, out, sizeof out, err, sizeof err);
+    CHECK(rc == 0, "speedup: status %d: %s", rc, err);
+    const char *rows[] = {
+        "| vanilla | 2 | 10.500 ± 0.707 | 10.000-11.000 | +0.000 | overlap |",
+        "| repa-e | 1/2 | 10.500 | 10.500-10.500 | | |",
+        "| short | 0/2 | not spanned | - | - | - |",
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        CHECK(strstr(out, rows[i]) != NULL, "row missing: %s\n--- output:\n%s", rows[i], out);
 }
 
 /* A results file with one line, and what `repae speedup` must say about it. */
@@ -330,12 +396,14 @@ int main(void)
 {
     test_tmp_dir("speedup");
     RUN(test_interpolate_and_first_crossing);
+    RUN(test_curve_mean);
     RUN(test_stats_spread);
     RUN(test_bounds_in_means_and_ratios);
     RUN(test_summary_known_crossings);
     RUN(test_noise_verdicts);
     RUN(test_cli_table_and_files);
     RUN(test_cli_by_step_and_final_only);
+    RUN(test_cli_curve_mean_partial);
     RUN(test_bad_lines_refused);
     return test_summary();
 }

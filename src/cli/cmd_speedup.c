@@ -29,6 +29,9 @@ static const char *usage =
     "between the main sample set and any other set drawn at the final\n"
     "checkpoint) and whether its difference to --reference exceeds the noise\n"
     "(more than 2x the larger noise and the seeds' min-max ranges apart).\n"
+    "Then each run's mean over the baseline's span of steps (first to last\n"
+    "evaluation): the area under each seed's curve divided by the span, a\n"
+    "summary of the whole curve, with its seeds' range against --reference's.\n"
     "--by-step N adds the metric at every evaluated multiple of N (mean ± sd\n"
     "over seeds); --final-only prints the final table alone, for a metric where\n"
     "higher is better (precision, recall), whose 'steps to reach' would mean nothing.\n"
@@ -169,6 +172,42 @@ static void print_final_table(const speedup_summary *s, const char *metric, int 
     }
 }
 
+/* Each run's mean of the metric over the baseline's span of steps (the area
+ * under each seed's curve over the span's length), mean ± sd over the seeds
+ * whose curves span it, and whether the seeds' ranges are apart from the
+ * reference's. */
+static void print_curve_mean_table(const speedup_summary *s, const char *metric, int reference)
+{
+    if (!(s->span_from < s->horizon))
+        return;
+    printf("\n## Mean %s over steps %.0f-%.0f (the area under each seed's curve / %.0f steps; mean ± sd over seeds)\n\n",
+           metric, s->span_from, s->horizon, s->horizon - s->span_from);
+    printf("| run | seeds | mean %s | min-max |", metric);
+    if (reference >= 0)
+        printf(" Δ vs %s | seed ranges |", s->runs[reference].name);
+    printf("\n|---|---:|---:|---|%s\n", reference >= 0 ? "---:|---|" : "");
+    for (int k = 0; k < s->n_runs; k++) {
+        const speedup_run *r = &s->runs[k];
+        const speedup_stats *c = &r->curve_mean;
+        if (c->n == 0) {
+            printf("| %s | 0/%d | not spanned | - |%s\n", r->name, r->n_seeds, reference >= 0 ? " - | - |" : "");
+            continue;
+        }
+        printf("| %s | ", r->name);
+        printf(c->n < r->n_seeds ? "%d/%d" : "%d", c->n, r->n_seeds);
+        printf(" | %.3f", c->mean);
+        if (c->n > 1)
+            printf(" ± %.3f", c->sd);
+        printf(" | %.3f-%.3f |", c->min, c->max);
+        if (reference >= 0 && k != reference && s->runs[reference].curve_mean.n > 0)
+            printf(" %+.3f | %s |", c->mean - s->runs[reference].curve_mean.mean,
+                   speedup_curve_means_apart(r, &s->runs[reference]) ? "apart" : "overlap");
+        else if (reference >= 0)
+            printf(" | |");
+        printf("\n");
+    }
+}
+
 /* The metric at every evaluated step that is a multiple of `every` (and at
  * the last one): a row per run, mean ± sd over the seeds evaluated there
  * ("(k/n)" when only k of n seeds were), "-" where none was. */
@@ -276,6 +315,7 @@ static void write_json(const char *path, const speedup_summary *s, const char *m
     cJSON_AddNumberToObject(j, "set", s->set);
     cJSON_AddStringToObject(j, "baseline", s->runs[s->baseline].name);
     cJSON_AddNumberToObject(j, "horizon", s->horizon);
+    cJSON_AddNumberToObject(j, "span_from", s->span_from);
     cJSON *runs = cJSON_AddObjectToObject(j, "runs");
     for (int k = 0; k < s->n_runs; k++) {
         const speedup_run *r = &s->runs[k];
@@ -287,6 +327,7 @@ static void write_json(const char *path, const speedup_summary *s, const char *m
         cJSON_AddItemToObject(o, "final", stats_json(&r->final));
         cJSON_AddNumberToObject(o, "noise", r->noise);
         cJSON_AddNumberToObject(o, "noise_seeds", r->n_noise);
+        cJSON_AddItemToObject(o, "curve_mean", stats_json(&r->curve_mean)); /* over [span_from, horizon] */
         if (reference >= 0 && k != reference)
             cJSON_AddStringToObject(o, "vs_reference", speedup_verdict_name(speedup_compare_finals(r, &s->runs[reference])));
     }
@@ -389,6 +430,8 @@ int cmd_speedup(int argc, char **argv)
     if (!final_only)
         print_speedup_table(&s, metric, rp, n_rp);
     print_final_table(&s, metric, reference);
+    if (!final_only)
+        print_curve_mean_table(&s, metric, reference);
     if (by_step > 0)
         print_by_step_table(&s, metric, by_step);
     if (json_path)

@@ -32,6 +32,21 @@ double speedup_interpolate(const double *x, const double *y, size_t n, double at
     return y[n - 1]; /* n == 1 and at == x[0] */
 }
 
+double speedup_curve_mean(const double *step, const double *value, size_t n, double from, double to)
+{
+    if (n == 0 || !(from < to) || !(step[0] <= from) || !(step[n - 1] >= to))
+        return NAN;
+    double area = 0;
+    for (size_t i = 0; i + 1 < n; i++) {
+        double a = fmax(step[i], from), b = fmin(step[i + 1], to);
+        if (!(a < b))
+            continue;
+        double ya = speedup_interpolate(step, value, n, a), yb = speedup_interpolate(step, value, n, b);
+        area += 0.5 * (ya + yb) * (b - a);
+    }
+    return area / (to - from);
+}
+
 speedup_crossing speedup_first_crossing(const double *step, const double *value, size_t n, double threshold)
 {
     for (size_t i = 0; i < n; i++) {
@@ -108,6 +123,13 @@ speedup_verdict speedup_compare_finals(const speedup_run *a, const speedup_run *
     if (!a->n_noise && !b->n_noise)
         return SPEEDUP_NOISE_UNMEASURED;
     return SPEEDUP_BEYOND_NOISE;
+}
+
+int speedup_curve_means_apart(const speedup_run *a, const speedup_run *b)
+{
+    if (a->curve_mean.n == 0 || b->curve_mean.n == 0)
+        return 0;
+    return a->curve_mean.max < b->curve_mean.min || b->curve_mean.max < a->curve_mean.min;
 }
 
 static int by_seed_then_step(const void *pa, const void *pb)
@@ -220,6 +242,20 @@ static int build_run(const eval_results *r, int run, int set, speedup_run *out)
     return 1;
 }
 
+/* The curve means of the seeds whose curves span [from, to]. */
+static void run_curve_mean(speedup_run *run, double from, double to)
+{
+    double *v = xmalloc((size_t)(run->n_seeds ? run->n_seeds : 1) * sizeof *v);
+    int m = 0;
+    for (int j = 0; j < run->n_seeds; j++) {
+        double c = speedup_curve_mean(run->seeds[j].step, run->seeds[j].value, run->seeds[j].n, from, to);
+        if (isfinite(c))
+            v[m++] = c;
+    }
+    run->curve_mean = speedup_stats_of(v, m);
+    free(v);
+}
+
 int speedup_find_run(const speedup_summary *s, const char *name)
 {
     for (int k = 0; k < s->n_runs; k++)
@@ -256,6 +292,9 @@ speedup_summary speedup_summarise(const eval_results *r, int set, const char *ba
         die("speedup: the baseline run '%s' has no evaluation in sample set %d", baseline, set);
     const speedup_run *b = &s.runs[s.baseline];
     s.horizon = b->band_step[b->n_band - 1];
+    s.span_from = b->band_step[0];
+    for (int k = 0; k < s.n_runs; k++)
+        run_curve_mean(&s.runs[k], s.span_from, s.horizon);
     s.n_thresholds = n_fractions;
     s.thresholds = xcalloc((size_t)(n_fractions ? n_fractions : 1), sizeof *s.thresholds);
     for (int i = 0; i < n_fractions; i++) {

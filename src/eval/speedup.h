@@ -53,6 +53,13 @@ typedef struct speedup_crossing {
 /* The first step at which value <= threshold (steps strictly increasing). */
 speedup_crossing speedup_first_crossing(const double *step, const double *value, size_t n, double threshold);
 
+/* The polyline's mean over [from, to] (from < to): its trapezoidal area
+ * there divided by to − from, the linear interpolation of speedup_interpolate
+ * between evaluations.  NaN unless the curve spans [from, to].  A summary of
+ * a whole training curve (lower is better for FD: fewer steps spent at a
+ * high value), less noisy than one threshold crossing. */
+double speedup_curve_mean(const double *step, const double *value, size_t n, double from, double to);
+
 typedef struct speedup_stats {
     int n;
     double mean, sd, min, max; /* sd: sample standard deviation (n - 1), 0 for one value */
@@ -95,6 +102,7 @@ typedef struct speedup_run {
     double final_step;         /* the largest last step */
     double noise;              /* mean of the seeds' noise; NaN if none measured */
     int n_noise;
+    speedup_stats curve_mean;  /* speedup_curve_mean over the summary's span, over the seeds that span it */
 } speedup_run;
 
 typedef enum speedup_verdict {
@@ -106,6 +114,8 @@ typedef enum speedup_verdict {
 
 const char *speedup_verdict_name(speedup_verdict v);
 speedup_verdict speedup_compare_finals(const speedup_run *a, const speedup_run *b);
+/* 1 when the seeds' min–max ranges of the two runs' curve means are apart. */
+int speedup_curve_means_apart(const speedup_run *a, const speedup_run *b);
 
 typedef struct speedup_threshold {
     double fraction, step; /* step = fraction × horizon */
@@ -120,6 +130,7 @@ typedef struct speedup_summary {
     speedup_run *runs; /* in the order of the results (runs without the main set are left out) */
     int baseline;
     double horizon;    /* the baseline's last evaluated step */
+    double span_from;  /* the baseline's first evaluated step: curve means cover [span_from, horizon] */
     int n_thresholds;
     speedup_threshold *thresholds;
 } speedup_summary;
