@@ -18,7 +18,7 @@ static void parse(void *path)
             s[k] = (plot_series){keys[k], t.x, t.y[k], t.n};
         char out[128];
         snprintf(out, sizeof out, "%s/plot.png", fuzz_scratch_dir());
-        plot_png(out, s, 3, "step", t.n % 2 == 0);
+        plot_png(out, s, 3, "step", t.n % 3 == 0 ? "fd" : NULL, t.n % 2 == 0);
     }
     metrics_free(&t);
 }
