@@ -59,10 +59,11 @@ for line in open(path):
     cls = "other"
     if "libdnnl" in dso or dso.startswith("[JIT]"):  # oneDNN runs our 4x4 convolutions only
         cls = "convolution"
-    for c, rx in CLASSES if cls == "other" else []:
-        if re.search(rx, sym) or (c.startswith("OpenMP") and "libgomp" in dso):
-            cls = c
-            break
+    else:
+        for c, rx in CLASSES:
+            if re.search(rx, sym) or (c.startswith("OpenMP") and "libgomp" in dso):
+                cls = c
+                break
     if cls.startswith("gemm"):  # the convolutions' GEMMs count as convolution, as in torch
         share["convolution"] = share.get("convolution", 0.0) + pct * conv_gemm
         pct *= 1.0 - conv_gemm

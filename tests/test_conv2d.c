@@ -344,7 +344,7 @@ static void test_conv2d_backward_accumulates_and_null(void)
         conv2d_make(3, 4, 6, 6, 5, 3, 1, 1),            /* im2col, whole-image panels */
         conv2d_make(3, 16, 7, 6, 5, 3, 1, 1),           /* Winograd */
         conv2d_make(2, 4, 6, 6, 5, 1, 1, 0),            /* 1x1 direct gemm */
-        conv2d_make_pad(2, 3, 8, 8, 2, 3, 2, 0, 0, 1, 1),
+        conv2d_make_pad(2, 3, 8, 8, 2, 3, 2, 0, 0, 1, 1), /* im2col (strided 3x3) */
         conv2d_make(3, 6, 8, 8, 5, 4, 2, 1),              /* oneDNN (4x4) */
     };
     for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {

@@ -21,6 +21,14 @@ static const char *repae_bin(void)
 
 static int near(double a, double b) { return fabs(a - b) <= 1e-9 * fmax(1, fabs(b)); }
 
+/* Every one of rows[0..n) appears in out (the command's markdown). */
+static void expect_rows(const char *out, const char *const *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        CHECK(strstr(out, rows[i]) != NULL, "row missing: %s\n--- output:\n%s", rows[i], out);
+}
+#define EXPECT_ROWS(out, rows) expect_rows(out, rows, sizeof rows / sizeof rows[0])
+
 static void test_interpolate_and_first_crossing(void)
 {
     const double step[] = {400, 800, 1200, 1600}, fd[] = {10, 8, 5, 4};
@@ -249,8 +257,7 @@ static void test_cli_table_and_files(void)
         "| repa-e | 3 | 4.600 ± 0.500 | 4.100-5.100 | | |",
         "| naive | 1 | 30.000 | 30.000-30.000 | +25.400 | apart |",
     };
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
-        CHECK(strstr(out, rows[i]) != NULL, "row missing: %s\n--- output:\n%s", rows[i], out);
+    EXPECT_ROWS(out, rows);
     CHECK(!strstr(out, "absent"), "a ratio naming an absent run is left out");
     size_t size;
     char *text = read_file_all(json, &size);
@@ -282,8 +289,7 @@ static void test_cli_by_step_and_final_only(void)
         "| repa-e | 8.00 ± 0.50 | 2.00 ± 0.50 | 2.00 ± 0.50 |",
         "| naive | - | 30.00 | 30.00 |",
     };
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
-        CHECK(strstr(out, rows[i]) != NULL, "row missing: %s\n--- output:\n%s", rows[i], out);
+    EXPECT_ROWS(out, rows);
 
     const char *pr = test_tmp_path("pr.jsonl");
     FILE *f = fopen(pr, "w");
@@ -330,8 +336,7 @@ static void test_cli_curve_mean_partial(void)
         "| repa-e | 1/2 | 10.500 | 10.500-10.500 | | |",
         "| short | 0/2 | not spanned | - | - | - |",
     };
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
-        CHECK(strstr(out, rows[i]) != NULL, "row missing: %s\n--- output:\n%s", rows[i], out);
+    EXPECT_ROWS(out, rows);
 }
 
 /* A results file with one line, and what `repae speedup` must say about it. */

@@ -148,6 +148,15 @@ static const char *verdict_text(speedup_verdict v)
     return text[v];
 }
 
+/* " mean[ ± sd] | min-max |": a statistic over seeds as two table cells. */
+static void print_stats_cells(const speedup_stats *st)
+{
+    printf(" %.3f", st->mean);
+    if (st->n > 1)
+        printf(" ± %.3f", st->sd);
+    printf(" | %.3f-%.3f |", st->min, st->max);
+}
+
 static void print_final_table(const speedup_summary *s, const char *metric, int reference)
 {
     printf("\n## Final %s (mean ± sd over seeds; noise: mean |set %d - other set| at the last checkpoint)\n\n",
@@ -158,10 +167,8 @@ static void print_final_table(const speedup_summary *s, const char *metric, int 
     printf("\n|---|---:|---:|---:|---|---:|%s\n", reference >= 0 ? "---:|---|" : "");
     for (int k = 0; k < s->n_runs; k++) {
         const speedup_run *r = &s->runs[k];
-        printf("| %s | %d | %.0f | %.3f", r->name, r->n_seeds, r->final_step, r->final.mean);
-        if (r->n_seeds > 1)
-            printf(" ± %.3f", r->final.sd);
-        printf(" | %.3f-%.3f |", r->final.min, r->final.max);
+        printf("| %s | %d | %.0f |", r->name, r->n_seeds, r->final_step);
+        print_stats_cells(&r->final); /* final.n is the run's seed count */
         printf(r->n_noise ? " %.3f |" : " - |", r->noise);
         if (reference >= 0 && k != reference)
             printf(" %+.3f | %s |", r->final.mean - s->runs[reference].final.mean,
@@ -194,11 +201,8 @@ static void print_curve_mean_table(const speedup_summary *s, const char *metric,
             continue;
         }
         printf("| %s | ", r->name);
-        printf(c->n < r->n_seeds ? "%d/%d" : "%d", c->n, r->n_seeds);
-        printf(" | %.3f", c->mean);
-        if (c->n > 1)
-            printf(" ± %.3f", c->sd);
-        printf(" | %.3f-%.3f |", c->min, c->max);
+        printf(c->n < r->n_seeds ? "%d/%d |" : "%d |", c->n, r->n_seeds);
+        print_stats_cells(c);
         if (reference >= 0 && k != reference && s->runs[reference].curve_mean.n > 0)
             printf(" %+.3f | %s |", c->mean - s->runs[reference].curve_mean.mean,
                    speedup_curve_means_apart(r, &s->runs[reference]) ? "apart" : "overlap");

@@ -41,7 +41,10 @@ double speedup_curve_mean(const double *step, const double *value, size_t n, dou
         double a = fmax(step[i], from), b = fmin(step[i + 1], to);
         if (!(a < b))
             continue;
-        double ya = speedup_interpolate(step, value, n, a), yb = speedup_interpolate(step, value, n, b);
+        /* the segment's line at the clipped ends, as speedup_interpolate draws it */
+        double dx = step[i + 1] - step[i], dy = value[i + 1] - value[i];
+        double ya = a == step[i] ? value[i] : value[i] + (a - step[i]) / dx * dy;
+        double yb = b == step[i + 1] ? value[i + 1] : value[i] + (b - step[i]) / dx * dy;
         area += 0.5 * (ya + yb) * (b - a);
     }
     return area / (to - from);
