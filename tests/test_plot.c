@@ -225,6 +225,10 @@ static void test_metrics_bad_lines_refused(void)
     const char *two = TMP_TEXT("two.jsonl", "{\"step\": 1, \"loss\": 0.5}{\"step\": 2}\n");
     snprintf(args, sizeof args, "%s --keys loss", two);
     plot_fails(args, "two.jsonl': line 1: unexpected text");
+    /* a y label longer than fits above the axis */
+    const char *ok = TMP_TEXT("ok.jsonl", "{\"step\": 1, \"loss\": 0.5}\n");
+    snprintf(args, sizeof args, "%s --keys loss --y-label %081d", ok, 0);
+    plot_fails(args, "plot --y-label: 81 characters; at most 80 fit above the axis");
     const char *nul = TMP_TEXT("nul.jsonl", "{\"step\": 1, \"loss\": 0.5}\n{\"step\": 2,\0 \"loss\": 0.4}\n");
     snprintf(args, sizeof args, "%s --keys loss", nul);
     plot_fails(args, "nul.jsonl': line 2 contains a NUL byte");

@@ -91,6 +91,8 @@ int cmd_plot(int argc, char **argv)
     }
     if (!*x_key)
         die("plot --x: empty scalar name");
+    if (strlen(y_label) > PLOT_Y_LABEL_MAX)
+        die("plot --y-label: %zu characters; at most %d fit above the axis", strlen(y_label), PLOT_Y_LABEL_MAX);
 
     metrics_table t = metrics_read(path, x_key, names, n_keys);
     size_t n = t.n;

@@ -235,7 +235,7 @@ void plot_png(const char *path, const plot_series *series, int n_series, const c
     /* The y axis's name above its tick labels (the font has no rotation). */
     char ylab[96];
     if (y_label && *y_label)
-        snprintf(ylab, sizeof ylab, "%s%s", y_label, log_y ? " (log scale)" : "");
+        snprintf(ylab, sizeof ylab, "%.*s%s", PLOT_Y_LABEL_MAX, y_label, log_y ? " (log scale)" : "");
     else
         snprintf(ylab, sizeof ylab, "%s", log_y ? "log scale" : "");
     text(&cv, 4, y1 - 12, ylab, black);

@@ -23,7 +23,9 @@ typedef struct plot_series {
 } plot_series;
 
 /* Non-finite points are skipped.  log_y plots log10(y) (y > 0 only).
- * y_label (NULL or "" for none) is written above the y axis. */
+ * y_label (NULL or "" for none) is written above the y axis, cut at
+ * PLOT_Y_LABEL_MAX characters. */
+#define PLOT_Y_LABEL_MAX 80
 void plot_png(const char *path, const plot_series *series, int n_series, const char *x_label, const char *y_label,
               bool log_y);
 
