@@ -144,7 +144,8 @@ fi
 
 wanted() { [ "$EVAL_ONLY" = 0 ] && [ "$REPORT_ONLY" = 0 ] && case " $RUNS " in *" $1 "*) true ;; *) false ;; esac; }
 seeds_of() { case " $SINGLE_SEED_RUNS " in *" $1 "*) echo "$FIRST_SEED" ;; *) echo "$SEEDS" ;; esac; }
-last_checkpoint() { ls "$1"/checkpoints/*.safetensors 2>/dev/null | tail -n 1; }
+# (empty, and status 0, when there is none: under pipefail a failed ls would end the script)
+last_checkpoint() { ls "$1"/checkpoints/*.safetensors 2>/dev/null | tail -n 1 || true; }
 
 # The E2E-VAE of the first repa-e seed, and the latents it gives.
 prepare_e2e_vae() {
@@ -236,11 +237,20 @@ reap() {
     wait -n -p pid || status=$?
     running=$((running - 1))
     DONE[${NAME_OF[$pid]}]=1
-    if [ "$status" != 0 ]; then
+    if [ "$status" = "$HELD_ELSEWHERE" ]; then
+        echo "reproduce.sh: ${NAME_OF[$pid]} skipped: another pass of this script is training or evaluating it" \
+            "(its lock: $OUT/logs/${NAME_OF[$pid]}.lock)" >&2
+    elif [ "$status" != 0 ]; then
         failed="$failed ${NAME_OF[$pid]}"
         echo "reproduce.sh: ${NAME_OF[$pid]} failed (exit $status); see $OUT/logs/${NAME_OF[$pid]}.log" >&2
     fi
 }
+# One writer per run: a task holds an flock on logs/RUN-sSEED.lock while it
+# trains and evaluates, so that two passes over the same $OUT (say, a second
+# one started for other RUNS or SEEDS, which still evaluates every run folder
+# it finds) never write the same checkpoints, sample sets or evals/ files.  A
+# task whose lock is held exits with HELD_ELSEWHERE and is skipped, not failed.
+HELD_ELSEWHERE=75
 # launch RUN SEED: start its task when a lane is free.
 launch() {
     local run=$1 seed=$2 name="$1-s$2"
@@ -250,6 +260,8 @@ launch() {
     fi
     echo "reproduce.sh: $name started $(date -u +%H:%M:%S)"
     (
+        exec 9>> "$OUT/logs/$name.lock"
+        flock -n 9 || exit "$HELD_ELSEWHERE"
         echo "reproduce.sh: pass started $(date -u '+%F %H:%M:%S')"
         [ -z "$LANE_THREADS" ] || export OMP_NUM_THREADS=$LANE_THREADS
         if wanted "$run"; then train_run "$run" "$seed"; fi
