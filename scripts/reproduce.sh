@@ -249,7 +249,8 @@ reap() {
 # trains and evaluates, so that two passes over the same $OUT (say, a second
 # one started for other RUNS or SEEDS, which still evaluates every run folder
 # it finds) never write the same checkpoints, sample sets or evals/ files.  A
-# task whose lock is held exits with HELD_ELSEWHERE and is skipped, not failed.
+# task whose lock is held exits with HELD_ELSEWHERE and is skipped, not failed.  (Not the run
+# folder's own .lock: `repae train` takes that one itself, for training only.)
 HELD_ELSEWHERE=75
 # launch RUN SEED: start its task when a lane is free.
 launch() {
