@@ -3,10 +3,20 @@
 #include <stdlib.h>
 #include <math.h>
 
+#include <string.h>
+
+#include <cblas.h>
+#include <omp.h>
+
 #include "ops/gemm.h"
+#include "ops/gemm_avx512.h"
 #include "test.h"
 
-static void check_case(bool ta, bool tb, int M, int N, int K, float alpha, float beta)
+typedef void (*gemm_fn)(bool, bool, int, int, int, float, const float *, int, const float *, int, float, float *,
+                        int);
+
+static void check_case_with(gemm_fn fn, const char *name, bool ta, bool tb, int M, int N, int K, float alpha,
+                            float beta)
 {
     int lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 2, ldc = N + 1;
     float *A = alloc_normal((size_t)(ta ? K : M) * lda, 1.0f, 1);
@@ -15,13 +25,18 @@ static void check_case(bool ta, bool tb, int M, int N, int K, float alpha, float
     float *C_ref = malloc((size_t)M * ldc * sizeof(float));
     for (size_t i = 0; i < (size_t)M * ldc; i++)
         C_ref[i] = C[i];
-    gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    fn(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     gemm_ref(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C_ref, ldc);
-    char what[96];
-    snprintf(what, sizeof what, "gemm ta=%d tb=%d %dx%dx%d beta=%g", ta, tb, M, N, K, beta);
+    char what[128];
+    snprintf(what, sizeof what, "%s ta=%d tb=%d %dx%dx%d alpha=%g beta=%g", name, ta, tb, M, N, K, alpha, beta);
     /* fp32 accumulation over K terms of unit-variance products: error ~ sqrt(K) * 6e-8 * |terms|. */
     check_close(what, C, C_ref, (size_t)M * ldc, 1e-4 * sqrt(K), 1e-5);
     free(A), free(B), free(C), free(C_ref);
+}
+
+static void check_case(bool ta, bool tb, int M, int N, int K, float alpha, float beta)
+{
+    check_case_with(gemm, "gemm", ta, tb, M, N, K, alpha, beta);
 }
 
 static void test_gemm_all_transposes(void)
@@ -48,10 +63,89 @@ static void test_gemm_empty_k(void)
     CHECK(C[0] == 0 && C[1] == 0, "K=0 with beta=0 should zero C, got %g %g", C[0], C[1]);
 }
 
+/* Our AVX-512 kernel on its own (gemm() uses it only on some hosts): every
+ * transpose case, edges of the 12 × 32 tile, several KC (256) inner blocks,
+ * more than one MC (240) row block and NC (3072) column block, alpha and
+ * beta not 1. */
+static void test_gemm_avx512_shapes(void)
+{
+    if (!gemm_avx512_supported()) {
+        printf("  (no AVX-512 on this CPU: our kernel is not used here)\n");
+        return;
+    }
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            check_case_with(gemm_avx512, "gemm_avx512", ta, tb, 1, 1, 1, 1.0f, 0.0f);
+            check_case_with(gemm_avx512, "gemm_avx512", ta, tb, 13, 33, 7, 1.0f, 1.0f);
+            check_case_with(gemm_avx512, "gemm_avx512", ta, tb, 12, 32, 256, 0.5f, 0.0f);
+            check_case_with(gemm_avx512, "gemm_avx512", ta, tb, 251, 47, 600, 1.0f, 0.25f);
+            check_case_with(gemm_avx512, "gemm_avx512", ta, tb, 5, 17, 513, -2.0f, 1.0f);
+        }
+    check_case_with(gemm_avx512, "gemm_avx512", false, true, 3, 3100, 40, 1.0f, 0.0f);
+    check_case_with(gemm_avx512, "gemm_avx512", true, false, 500, 70, 300, 1.0f, 1.0f);
+}
+
+/* beta = 0 never reads C (NaN there must not leak), K = 0 scales C. */
+static void test_gemm_avx512_beta_and_empty_k(void)
+{
+    if (!gemm_avx512_supported())
+        return;
+    float A[4] = {1, 2, 3, 4}, B[4] = {1, 0, 0, 1}, C[4] = {NAN, NAN, NAN, NAN};
+    gemm_avx512(false, false, 2, 2, 2, 1.0f, A, 2, B, 2, 0.0f, C, 2);
+    CHECK(C[0] == 1 && C[1] == 2 && C[2] == 3 && C[3] == 4, "beta=0 must overwrite C, got %g %g %g %g", C[0], C[1],
+          C[2], C[3]);
+    float D[2] = {5, 7};
+    gemm_avx512(false, false, 1, 2, 0, 1.0f, NULL, 1, NULL, 2, 0.5f, D, 2);
+    CHECK(D[0] == 2.5f && D[1] == 3.5f, "K=0 with beta=0.5 should halve C, got %g %g", D[0], D[1]);
+}
+
+/* Each element is summed in k order whatever the thread split or the batch
+ * it is in: a row computed alone, inside a batch, on one thread or inside a
+ * parallel region must be bit-identical. */
+static void test_gemm_avx512_row_independent_of_batch(void)
+{
+    if (!gemm_avx512_supported())
+        return;
+    int M = 200, N = 300, K = 700;
+    float *A = alloc_normal((size_t)M * K, 1.0f, 4), *B = alloc_normal((size_t)K * N, 1.0f, 5);
+    float *C = malloc((size_t)M * N * sizeof(float)), *row = malloc((size_t)N * sizeof(float));
+    float *P = malloc((size_t)M * N * sizeof(float));
+    gemm_avx512(false, false, M, N, K, 1.0f, A, K, B, N, 0.0f, C, N);
+    int mismatch = 0;
+    for (int i = 0; i < M; i += 37) {
+        gemm_avx512(false, false, 1, N, K, 1.0f, A + (long)i * K, K, B, N, 0.0f, row, N);
+        mismatch += memcmp(row, C + (long)i * N, (size_t)N * sizeof(float)) != 0;
+    }
+    CHECK(mismatch == 0, "%d rows differ between a batch of %d and a batch of 1", mismatch, M);
+#pragma omp parallel
+    {
+#pragma omp single
+        gemm_avx512(false, false, M, N, K, 1.0f, A, K, B, N, 0.0f, P, N);
+    }
+    CHECK(memcmp(P, C, (size_t)M * N * sizeof(float)) == 0, "inside a parallel region (one thread) != outside (%d)",
+          omp_get_max_threads());
+    free(A), free(B), free(C), free(row), free(P);
+}
+
+static void test_blas_core_names(void)
+{
+    CHECK(blas_core_is_avx512("SkylakeX") && blas_core_is_avx512("cooperlake") &&
+              blas_core_is_avx512("SapphireRapids"),
+          "OpenBLAS's AVX-512 cores must be recognised");
+    CHECK(!blas_core_is_avx512("Haswell") && !blas_core_is_avx512("Zen") && !blas_core_is_avx512(NULL),
+          "AVX2 cores (and no name) are not AVX-512 ones");
+    printf("  (OpenBLAS core %s; gemm() runs %s)\n", openblas_get_corename(),
+           gemm_uses_own_kernel() ? "our AVX-512 kernel" : "OpenBLAS");
+}
+
 int main(void)
 {
     RUN(test_gemm_all_transposes);
     RUN(test_gemm_beta_zero_ignores_nan);
     RUN(test_gemm_empty_k);
+    RUN(test_gemm_avx512_shapes);
+    RUN(test_gemm_avx512_beta_and_empty_k);
+    RUN(test_gemm_avx512_row_independent_of_batch);
+    RUN(test_blas_core_names);
     return test_summary();
 }

@@ -1,8 +1,35 @@
 #include "ops/gemm.h"
 
+#include <stdatomic.h>
+#include <strings.h>
+
 #include <omp.h>
 
 #include <cblas.h>
+
+#include "ops/gemm_avx512.h"
+
+bool blas_core_is_avx512(const char *core)
+{
+    static const char *const avx512_cores[] = {"SkylakeX", "Cooperlake", "SapphireRapids"};
+    for (size_t i = 0; core && i < sizeof avx512_cores / sizeof avx512_cores[0]; i++)
+        if (!strcasecmp(core, avx512_cores[i]))
+            return true;
+    return false;
+}
+
+bool gemm_uses_own_kernel(void)
+{
+    /* Decided once: 0 undecided, 1 OpenBLAS, 2 ours.  A race only computes
+     * the same answer twice. */
+    static atomic_int choice;
+    int c = atomic_load_explicit(&choice, memory_order_relaxed);
+    if (!c) {
+        c = gemm_avx512_supported() && !blas_core_is_avx512(openblas_get_corename()) ? 2 : 1;
+        atomic_store_explicit(&choice, c, memory_order_relaxed);
+    }
+    return c == 2;
+}
 
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
           const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc)
@@ -13,6 +40,10 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
         for (int i = 0; i < M; i++)
             for (int j = 0; j < N; j++)
                 C[(long)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(long)i * ldc + j];
+        return;
+    }
+    if (gemm_uses_own_kernel()) {
+        gemm_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,

@@ -1,0 +1,314 @@
+/* gemm_avx512.c — our own single-precision GEMM for CPUs with AVX-512.
+ *
+ * Used by gemm() where OpenBLAS runs AVX2 kernels on an AVX-512 CPU (see
+ * gemm.c for the rule).  The structure is the usual one of packed GEMMs
+ * (Goto / BLIS): C is computed in MR × NR tiles by a register-blocked
+ * micro-kernel that reads A and B from small "packed" copies laid out in the
+ * order it consumes them:
+ *
+ *   for each block of NC columns          (B block, KC × NC, lives in L3)
+ *     for each block of KC inner indices
+ *       pack B's block into NR-wide panels, k-major
+ *       for each block of MC rows         (A block, MC × KC, lives in L2)
+ *         pack A's block into MR-tall panels, k-major
+ *         for each NR panel, for each MR panel: micro-kernel (KC FMAs deep)
+ *
+ * The micro-kernel keeps a 12 × 32 tile of C in 24 zmm registers; each k
+ * loads 32 floats of B (two zmm) and broadcasts 12 floats of A: 24 FMAs per
+ * 14 loads.  Edges: panels are zero-padded when packed, stores are masked.
+ *
+ * Summation order: every element of C is the sum over k in increasing order,
+ * one FMA at a time, in blocks of KC that are added to C in order.  It does
+ * not depend on M, N, the thread split or where a tile starts, so a row of
+ * C is bit-identical whatever batch it was computed in (OpenBLAS does not
+ * promise that).
+ *
+ * Threads: outside a parallel region the output is split into one stripe
+ * per thread (columns when N is the larger side, else rows), each stripe a
+ * GEMM of its own with its own packed copies; inside one of our parallel
+ * regions it runs on the calling thread only.
+ */
+#include "ops/gemm_avx512.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <omp.h>
+
+#include "core/error.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define HAVE_AVX512_CODE 1
+#define TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma")))
+#else
+#define HAVE_AVX512_CODE 0
+#endif
+
+enum {
+    MR = 12,  /* rows of the C tile in registers */
+    NR = 32,  /* columns: two zmm */
+    KC = 256, /* inner block: a B micro-panel (KC × NR, 32 KiB) stays in L1 */
+    MC = 240, /* A block: MC × KC = 240 KiB, in L2 */
+    NC = 3072 /* B block: KC × NC = 3 MiB, in L3 */
+};
+
+bool gemm_avx512_supported(void)
+{
+#if HAVE_AVX512_CODE
+    /* libgcc's checks include the OS's support for the zmm state (XCR0). */
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("fma");
+#else
+    return false;
+#endif
+}
+
+#if HAVE_AVX512_CODE
+
+/* Each thread's packing buffers, grown to the largest call it has made. */
+static _Thread_local float *pack_a_buf, *pack_b_buf;
+static _Thread_local size_t pack_a_cap, pack_b_cap;
+
+static float *grow(float **buf, size_t *cap, size_t n)
+{
+    if (n > *cap) {
+        free(*buf);
+        void *p = NULL;
+        if (posix_memalign(&p, 64, n * sizeof(float)) != 0)
+            die("out of memory: %zu bytes for the GEMM's packed operands", n * sizeof(float));
+        *buf = p;
+        *cap = n;
+    }
+    return *buf;
+}
+
+/* 16 × 16 transpose in registers: r[i] (row i) becomes column i. */
+TARGET_AVX512 static inline __attribute__((always_inline)) void transpose16(__m512 r[16])
+{
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
+        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
+    }
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+    }
+}
+
+/* rows (≤ 16) rows of src, each contiguous in k (row stride ld), kc values
+ * each, into dst k-major: dst[k*dst_ld + i] = src[i*ld + k] for i < width
+ * (values of rows past `rows` are zero).  width ≤ 16 values are written
+ * per k. */
+TARGET_AVX512 static void pack_rows_k_major(const float *src, long ld, int rows, int kc, float *dst, int dst_ld,
+                                            int width)
+{
+    __mmask16 wmask = (__mmask16)((1u << width) - 1);
+    for (int k0 = 0; k0 < kc; k0 += 16) {
+        int kn = kc - k0 < 16 ? kc - k0 : 16;
+        __mmask16 kmask = (__mmask16)((1u << kn) - 1);
+        __m512 r[16];
+        for (int i = 0; i < 16; i++)
+            r[i] = i < rows ? _mm512_maskz_loadu_ps(kmask, src + (long)i * ld + k0) : _mm512_setzero_ps();
+        transpose16(r);
+        for (int k = 0; k < kn; k++)
+            _mm512_mask_storeu_ps(dst + (long)(k0 + k) * dst_ld, wmask, r[k]);
+    }
+}
+
+/* A[ic.., pc..] (mc × kc of op(A)) into ceil(mc/MR) panels of MR × kc,
+ * k-major (panel[k*MR + i]), rows past mc zero. */
+TARGET_AVX512 static void pack_a(bool trans, const float *A, long lda, int mc, int kc, float *dst)
+{
+    for (int i0 = 0; i0 < mc; i0 += MR, dst += (long)MR * kc) {
+        int mr = mc - i0 < MR ? mc - i0 : MR;
+        if (trans) { /* stored K × M: the MR values of one k are adjacent */
+            __mmask16 m = (__mmask16)((1u << mr) - 1);
+            for (int k = 0; k < kc; k++)
+                _mm512_mask_storeu_ps(dst + (long)k * MR, 0xfff,
+                                      _mm512_maskz_loadu_ps(m, A + (long)k * lda + i0));
+        } else { /* stored M × K: each row contiguous in k */
+            pack_rows_k_major(A + (long)i0 * lda, lda, mr, kc, dst, MR, MR);
+        }
+    }
+}
+
+/* B[pc.., jc..] (kc × nc of op(B)) into ceil(nc/NR) panels of kc × NR,
+ * k-major (panel[k*NR + j]), columns past nc zero. */
+TARGET_AVX512 static void pack_b(bool trans, const float *B, long ldb, int kc, int nc, float *dst)
+{
+    for (int j0 = 0; j0 < nc; j0 += NR, dst += (long)NR * kc) {
+        int nr = nc - j0 < NR ? nc - j0 : NR;
+        if (!trans) { /* stored K × N: the NR values of one k are adjacent */
+            __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
+            __mmask16 m1 = nr >= 32 ? 0xffff : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
+            for (int k = 0; k < kc; k++) {
+                const float *src = B + (long)k * ldb + j0;
+                _mm512_store_ps(dst + (long)k * NR, _mm512_maskz_loadu_ps(m0, src));
+                _mm512_store_ps(dst + (long)k * NR + 16, _mm512_maskz_loadu_ps(m1, src + 16));
+            }
+        } else { /* stored N × K: each column of op(B) contiguous in k */
+            for (int h = 0; h < NR; h += 16) {
+                int rows = nr - h < 0 ? 0 : nr - h > 16 ? 16 : nr - h;
+                pack_rows_k_major(B + (long)(j0 + h) * ldb, ldb, rows, kc, dst + h, NR, 16);
+            }
+        }
+    }
+}
+
+/* kc steps of packed a (MR per k) times packed b (NR per k) into the MR × NR
+ * tile `out`.  Nothing else is live in the loop, so the 24 accumulators,
+ * two B vectors and a broadcast fit in the 32 zmm registers. */
+TARGET_AVX512 __attribute__((noinline)) static void micro_kernel(int kc, const float *restrict a, const float *restrict b,
+                                       float *restrict out)
+{
+    __m512 acc[MR][2];
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; i++)
+        acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (int k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+#pragma GCC unroll 12
+        for (int i = 0; i < MR; i++) {
+            __m512 ai = _mm512_set1_ps(a[i]);
+            acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
+        }
+        a += MR;
+        b += NR;
+    }
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; i++) {
+        _mm512_store_ps(out + i * NR, acc[i][0]);
+        _mm512_store_ps(out + i * NR + 16, acc[i][1]);
+    }
+}
+
+/* The tile into C (mr × nr at c, row stride ldc).  first: the first KC
+ * block, so C = beta*C + alpha*tile (C not read when beta = 0); later blocks
+ * add alpha*tile. */
+TARGET_AVX512 static void store_tile(const float *tile, float *c, long ldc, int mr, int nr, float alpha, float beta,
+                                     bool first)
+{
+    __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
+    __mmask16 m1 = nr >= 32 ? 0xffff : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    bool scale = alpha != 1.0f, add = !first || beta == 1.0f, blend = first && beta != 0.0f && beta != 1.0f;
+    for (int i = 0; i < mr; i++) {
+        float *row = c + (long)i * ldc;
+        __m512 x0 = _mm512_load_ps(tile + i * NR), x1 = _mm512_load_ps(tile + i * NR + 16);
+        if (scale) {
+            x0 = _mm512_mul_ps(va, x0);
+            x1 = _mm512_mul_ps(va, x1);
+        }
+        if (add) {
+            x0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, row), x0);
+            x1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, row + 16), x1);
+        } else if (blend) {
+            x0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, row), x0);
+            x1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, row + 16), x1);
+        }
+        _mm512_mask_storeu_ps(row, m0, x0);
+        _mm512_mask_storeu_ps(row + 16, m1, x1);
+    }
+}
+
+/* One thread's GEMM on a stripe of C. */
+TARGET_AVX512 static void gemm_serial(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, long lda,
+                                      const float *B, long ldb, float beta, float *C, long ldc)
+{
+    int kc_max = K < KC ? K : KC;
+    int nc_max = N < NC ? N : NC;
+    int mc_max = M < MC ? M : MC;
+    float *pb = grow(&pack_b_buf, &pack_b_cap, (size_t)kc_max * ((nc_max + NR - 1) / NR * NR));
+    float *pa = grow(&pack_a_buf, &pack_a_cap, (size_t)kc_max * ((mc_max + MR - 1) / MR * MR));
+    _Alignas(64) float tile[MR * NR];
+    for (int jc = 0; jc < N; jc += NC) {
+        int nc = N - jc < NC ? N - jc : NC;
+        for (int pc = 0; pc < K; pc += KC) {
+            int kc = K - pc < KC ? K - pc : KC;
+            bool first = pc == 0;
+            pack_b(tb, tb ? B + (long)jc * ldb + pc : B + (long)pc * ldb + jc, ldb, kc, nc, pb);
+            for (int ic = 0; ic < M; ic += MC) {
+                int mc = M - ic < MC ? M - ic : MC;
+                pack_a(ta, ta ? A + (long)pc * lda + ic : A + (long)ic * lda + pc, lda, mc, kc, pa);
+                for (int jr = 0; jr < nc; jr += NR) {
+                    int nr = nc - jr < NR ? nc - jr : NR;
+                    const float *bp = pb + (long)jr * kc;
+                    for (int ir = 0; ir < mc; ir += MR) {
+                        int mr = mc - ir < MR ? mc - ir : MR;
+                        micro_kernel(kc, pa + (long)ir * kc, bp, tile);
+                        store_tile(tile, C + (long)(ic + ir) * ldc + jc + jr, ldc, mr, nr, alpha, beta, first);
+                    }
+                }
+            }
+        }
+    }
+}
+
+void gemm_avx512(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                 int ldb, float beta, float *C, int ldc)
+{
+    if (M <= 0 || N <= 0)
+        return;
+    if (K <= 0) {
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++)
+                C[(long)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(long)i * ldc + j];
+        return;
+    }
+    int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+    /* Below ~1 MFLOP a fork costs more than the second thread saves. */
+    if ((double)M * N * K < 5e5)
+        threads = 1;
+    /* Stripes along the longer side of C, each a whole number of tiles. */
+    bool by_cols = N >= M;
+    int unit = by_cols ? NR : MR, len = by_cols ? N : M;
+    int units = (len + unit - 1) / unit;
+    if (threads > units)
+        threads = units;
+    if (threads <= 1) {
+        gemm_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+#pragma omp parallel num_threads(threads)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        int u0 = (int)((long)units * t / nt), u1 = (int)((long)units * (t + 1) / nt);
+        int s0 = u0 * unit, s1 = u1 * unit < len ? u1 * unit : len;
+        if (s1 > s0) {
+            if (by_cols)
+                gemm_serial(ta, tb, M, s1 - s0, K, alpha, A, lda, tb ? B + (long)s0 * ldb : B + s0, ldb, beta,
+                            C + s0, ldc);
+            else
+                gemm_serial(ta, tb, s1 - s0, N, K, alpha, ta ? A + s0 : A + (long)s0 * lda, lda, B, ldb, beta,
+                            C + (long)s0 * ldc, ldc);
+        }
+    }
+}
+
+#else /* no AVX-512 code on this compiler or architecture */
+
+void gemm_avx512(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                 int ldb, float beta, float *C, int ldc)
+{
+    die("gemm_avx512: not built for this architecture");
+}
+
+#endif
