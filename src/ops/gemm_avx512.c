@@ -17,14 +17,14 @@
  * loads 32 floats of B (two zmm) and broadcasts 12 floats of A: 24 FMAs per
  * 14 loads.  Edges: panels are zero-padded when packed, stores are masked.
  *
- * Summation order: every element of C is summed over k in increasing order,
- * one FMA at a time; the first KC block starts from zero (then scaled and
- * added to beta C, unless alpha = 1 and beta is 0 or 1, where it starts
- * from C or zero), later blocks continue from C.  It does not depend on M, N,
- * the thread split or where a tile starts, so a row of C is bit-identical
- * whatever batch it was computed in (OpenBLAS does not promise that).
- * Block sizes: KC 384 / MC 144 beat 256 / 240 by ~5 % on SiT-B/2's shapes
- * (Zen 5, 2026-12-04); larger KC cuts the C traffic between blocks.
+ * Summation order: every element of C is the sum over k in increasing order,
+ * one FMA at a time from zero, in blocks of KC that are added to C in order
+ * (a two-level sum: continuing one FMA chain across blocks instead put two
+ * long-K weight gradients of the tests past their tolerances).  It does not
+ * depend on M, N, the thread split or where a tile starts, so a row of C is
+ * bit-identical whatever batch it was computed in (OpenBLAS does not promise
+ * that).  Block sizes: KC 384 / MC 144 beat 256 / 240 by ~5 % on SiT-B/2's
+ * shapes (Zen 5, 2026-12-04).
  *
  * Threads: outside a parallel region the output is split into one stripe
  * per thread (columns when N is the larger side, else rows), each stripe a
@@ -180,29 +180,21 @@ TARGET_AVX512 static void pack_b(bool trans, const float *B, long ldb, int kc, i
     }
 }
 
-/* kc steps of packed a (MR per k) times packed b (NR per k).  Nothing else
- * is live in the loop, so the 24 accumulators, two B vectors and a
- * broadcast fit in the 32 zmm registers.  Two ways out:
- * - c_direct: a full-height tile of C (row stride ldc, columns masked by
- *   m0/m1) is the accumulator: loaded first when load_c, stored at the end;
- * - otherwise the MR × NR result goes to `tile` (store_tile finishes it). */
+/* kc steps of packed a (MR per k) times packed b (NR per k), summed from
+ * zero.  Nothing else is live in the loop, so the 24 accumulators, two B
+ * vectors and a broadcast fit in the 32 zmm registers.  Two ways out:
+ * - c_direct: into a full-height tile of C (row stride ldc, columns masked
+ *   by m0/m1): C = sum, or C = C + sum when add_c;
+ * - otherwise the MR × NR sum goes to `out` (store_tile finishes it). */
 TARGET_AVX512 __attribute__((noinline)) static void micro_kernel(int kc, const float *restrict a,
                                                                  const float *restrict b, float *out, long ldc,
                                                                  __mmask16 m0, __mmask16 m1, bool c_direct,
-                                                                 bool load_c)
+                                                                 bool add_c)
 {
     __m512 acc[MR][2];
-    if (c_direct && load_c) {
 #pragma GCC unroll 12
-        for (int i = 0; i < MR; i++) {
-            acc[i][0] = _mm512_maskz_loadu_ps(m0, out + i * ldc);
-            acc[i][1] = _mm512_maskz_loadu_ps(m1, out + i * ldc + 16);
-        }
-    } else {
-#pragma GCC unroll 12
-        for (int i = 0; i < MR; i++)
-            acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-    }
+    for (int i = 0; i < MR; i++)
+        acc[i][0] = acc[i][1] = _mm512_setzero_ps();
     for (int k = 0; k < kc; k++) {
         __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
 #pragma GCC unroll 12
@@ -217,8 +209,13 @@ TARGET_AVX512 __attribute__((noinline)) static void micro_kernel(int kc, const f
     if (c_direct) {
 #pragma GCC unroll 12
         for (int i = 0; i < MR; i++) {
-            _mm512_mask_storeu_ps(out + i * ldc, m0, acc[i][0]);
-            _mm512_mask_storeu_ps(out + i * ldc + 16, m1, acc[i][1]);
+            __m512 x0 = acc[i][0], x1 = acc[i][1];
+            if (add_c) {
+                x0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, out + i * ldc), x0);
+                x1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, out + i * ldc + 16), x1);
+            }
+            _mm512_mask_storeu_ps(out + i * ldc, m0, x0);
+            _mm512_mask_storeu_ps(out + i * ldc + 16, m1, x1);
         }
     } else {
 #pragma GCC unroll 12
@@ -273,7 +270,7 @@ TARGET_AVX512 static void gemm_serial(bool ta, bool tb, int M, int N, int K, flo
         for (int pc = 0; pc < K; pc += KC) {
             int kc = K - pc < KC ? K - pc : KC;
             bool first = pc == 0;
-            /* C itself can be the accumulator when nothing scales it. */
+            /* Full tiles go straight to C when nothing scales the sum. */
             bool direct = alpha == 1.0f && (!first || beta == 0.0f || beta == 1.0f);
             pack_b(tb, tb ? B + (long)jc * ldb + pc : B + (long)pc * ldb + jc, ldb, kc, nc, pb);
             for (int ic = 0; ic < M; ic += MC) {
@@ -287,23 +284,8 @@ TARGET_AVX512 static void gemm_serial(bool ta, bool tb, int M, int N, int K, flo
                         float *c = C + (long)(ic + ir) * ldc + jc + jr;
                         __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
                         __mmask16 m1 = nr >= 32 ? 0xffff : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
-                        bool load_c = !first || beta != 0.0f;
                         if (direct && mr == MR) {
-                            micro_kernel(kc, pa + (long)ir * kc, bp, c, ldc, m0, m1, true, load_c);
-                        } else if (direct) {
-                            /* A short tile: the same arithmetic through a copy of its rows, so that a row's
-                             * result does not depend on where the batch ends. */
-                            for (int i = 0; i < MR; i++) {
-                                bool in = i < mr && load_c;
-                                _mm512_store_ps(tile + i * NR, _mm512_maskz_loadu_ps(in ? m0 : 0, c + (in ? i * ldc : 0)));
-                                _mm512_store_ps(tile + i * NR + 16,
-                                                _mm512_maskz_loadu_ps(in ? m1 : 0, c + (in ? i * ldc : 0) + 16));
-                            }
-                            micro_kernel(kc, pa + (long)ir * kc, bp, tile, NR, 0xffff, 0xffff, true, true);
-                            for (int i = 0; i < mr; i++) {
-                                _mm512_mask_storeu_ps(c + i * ldc, m0, _mm512_load_ps(tile + i * NR));
-                                _mm512_mask_storeu_ps(c + i * ldc + 16, m1, _mm512_load_ps(tile + i * NR + 16));
-                            }
+                            micro_kernel(kc, pa + (long)ir * kc, bp, c, ldc, m0, m1, true, !first || beta != 0.0f);
                         } else {
                             micro_kernel(kc, pa + (long)ir * kc, bp, tile, NR, 0, 0, false, false);
                             store_tile(tile, c, ldc, mr, nr, alpha, beta, first);
