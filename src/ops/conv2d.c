@@ -56,10 +56,18 @@ static int use_winograd(const conv2d_shape *s)
  * other summation order moves decoder weight gradients of the golden
  * REPA-E steps past their tolerance against PyTorch (strided 3×3: in the
  * sanitizer build; small maps: in both, as F(4×4,3×3) did), so those keep
- * im2col and F(2×2,3×3). */
+ * im2col and F(2×2,3×3).
+ * Where gemm() runs our AVX-512 kernel (gemm.h), im2col + gemm wins back the
+ * layers with 128 channels and more in and out (the PatchGAN's last two
+ * wide ones: 1.1–1.2× over oneDNN, BENCHMARKS.md session 11); oneDNN keeps
+ * the others. */
 static int wants_dnnl(const conv2d_shape *s)
 {
-    return s->algo == CONV2D_DNNL || (s->algo == CONV2D_AUTO && s->kh == 4 && s->kw == 4);
+    if (s->algo == CONV2D_DNNL)
+        return 1;
+    if (s->algo != CONV2D_AUTO || s->kh != 4 || s->kw != 4)
+        return 0;
+    return !(gemm_uses_own_kernel() && s->C_in >= 128 && s->C_out >= 128);
 }
 
 /* F(2×2,2×2) for 4×4 kernels only when forced: it beats im2col + gemm on
