@@ -181,24 +181,27 @@ TARGET_AVX512 static void pack_b(bool trans, const float *B, long ldb, int kc, i
 }
 
 /* kc steps of packed a (MR per k) times packed b (NR per k), summed from
- * zero.  Nothing else is live in the loop, so the 24 accumulators, two B
- * vectors and a broadcast fit in the 32 zmm registers.  Two ways out:
- * - c_direct: into a full-height tile of C (row stride ldc, columns masked
+ * zero, for the first `rows` rows of the panel (a constant in each
+ * instantiation below).  Nothing else is live in the loop, so the 24
+ * accumulators, two B vectors and a broadcast fit in the 32 zmm registers.
+ * Two ways out:
+ * - c_direct: into a `rows`-high tile of C (row stride ldc, columns masked
  *   by m0/m1): C = sum, or C = C + sum when add_c;
- * - otherwise the MR × NR sum goes to `out` (store_tile finishes it). */
-TARGET_AVX512 __attribute__((noinline)) static void micro_kernel(int kc, const float *restrict a,
-                                                                 const float *restrict b, float *out, long ldc,
-                                                                 __mmask16 m0, __mmask16 m1, bool c_direct,
-                                                                 bool add_c)
+ * - otherwise the rows × NR sum goes to `out` (store_tile finishes it). */
+TARGET_AVX512 static inline __attribute__((always_inline)) void kernel_rows(const int rows, int kc,
+                                                                           const float *restrict a,
+                                                                           const float *restrict b, float *out,
+                                                                           long ldc, __mmask16 m0, __mmask16 m1,
+                                                                           bool c_direct, bool add_c)
 {
     __m512 acc[MR][2];
 #pragma GCC unroll 12
-    for (int i = 0; i < MR; i++)
+    for (int i = 0; i < rows; i++)
         acc[i][0] = acc[i][1] = _mm512_setzero_ps();
     for (int k = 0; k < kc; k++) {
         __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
 #pragma GCC unroll 12
-        for (int i = 0; i < MR; i++) {
+        for (int i = 0; i < rows; i++) {
             __m512 ai = _mm512_set1_ps(a[i]);
             acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
             acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
@@ -208,7 +211,7 @@ TARGET_AVX512 __attribute__((noinline)) static void micro_kernel(int kc, const f
     }
     if (c_direct) {
 #pragma GCC unroll 12
-        for (int i = 0; i < MR; i++) {
+        for (int i = 0; i < rows; i++) {
             __m512 x0 = acc[i][0], x1 = acc[i][1];
             if (add_c) {
                 x0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, out + i * ldc), x0);
@@ -219,11 +222,38 @@ TARGET_AVX512 __attribute__((noinline)) static void micro_kernel(int kc, const f
         }
     } else {
 #pragma GCC unroll 12
-        for (int i = 0; i < MR; i++) {
+        for (int i = 0; i < rows; i++) {
             _mm512_store_ps(out + i * NR, acc[i][0]);
             _mm512_store_ps(out + i * NR + 16, acc[i][1]);
         }
     }
+}
+
+/* The full-height kernel, and shorter ones for the last panel of M (M = 64
+ * is 5 panels of 12 and 4 rows: the 12-row kernel would do 72 rows' work).
+ * Each element's sum is the same FMA chain in every variant. */
+#define KERNEL_VARIANT(name, R)                                                                                    \
+    TARGET_AVX512 __attribute__((noinline)) static void name(int kc, const float *restrict a,                      \
+                                                             const float *restrict b, float *out, long ldc,        \
+                                                             __mmask16 m0, __mmask16 m1, bool c_direct, bool add_c) \
+    {                                                                                                              \
+        kernel_rows(R, kc, a, b, out, ldc, m0, m1, c_direct, add_c);                                               \
+    }
+KERNEL_VARIANT(micro_kernel, MR)
+KERNEL_VARIANT(micro_kernel_8, 8)
+KERNEL_VARIANT(micro_kernel_4, 4)
+
+typedef void (*kernel_fn)(int, const float *restrict, const float *restrict, float *, long, __mmask16, __mmask16,
+                          bool, bool);
+
+/* The shortest kernel that covers mr rows, and its height. */
+static kernel_fn kernel_for(int mr, int *height)
+{
+    if (mr <= 4)
+        return *height = 4, micro_kernel_4;
+    if (mr <= 8)
+        return *height = 8, micro_kernel_8;
+    return *height = MR, micro_kernel;
 }
 
 /* The tile into C (mr × nr at c, row stride ldc).  first: the first KC
@@ -284,10 +314,12 @@ TARGET_AVX512 static void gemm_serial(bool ta, bool tb, int M, int N, int K, flo
                         float *c = C + (long)(ic + ir) * ldc + jc + jr;
                         __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
                         __mmask16 m1 = nr >= 32 ? 0xffff : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
-                        if (direct && mr == MR) {
-                            micro_kernel(kc, pa + (long)ir * kc, bp, c, ldc, m0, m1, true, !first || beta != 0.0f);
+                        int height;
+                        kernel_fn kernel = kernel_for(mr, &height);
+                        if (direct && mr == height) {
+                            kernel(kc, pa + (long)ir * kc, bp, c, ldc, m0, m1, true, !first || beta != 0.0f);
                         } else {
-                            micro_kernel(kc, pa + (long)ir * kc, bp, tile, NR, 0, 0, false, false);
+                            kernel(kc, pa + (long)ir * kc, bp, tile, NR, 0, 0, false, false);
                             store_tile(tile, c, ldc, mr, nr, alpha, beta, first);
                         }
                     }
