@@ -10,12 +10,15 @@
  *     for each block of KC inner indices
  *       pack B's block into NR-wide panels, k-major
  *       for each block of MC rows         (A block, MC × KC, lives in L2)
- *         pack A's block into MR-tall panels, k-major
+ *         pack A's block into MR-tall panels (k-major, or row-major where A
+ *         is stored row-major: a copy either way, never a transpose)
  *         for each NR panel, for each MR panel: micro-kernel (KC FMAs deep)
  *
  * The micro-kernel keeps a 12 × 32 tile of C in 24 zmm registers; each k
  * loads 32 floats of B (two zmm) and broadcasts 12 floats of A: 24 FMAs per
- * 14 loads.  Edges: panels are zero-padded when packed, stores are masked.
+ * 14 loads.  Edges: panels are zero-padded when packed, stores are masked,
+ * and the last panel of M runs a 4- or 8-row kernel where it is that short.
+ * Only a transposed B (N × K) is transposed while packing.
  *
  * Summation order: every element of C is the sum over k in increasing order,
  * one FMA at a time from zero, in blocks of KC that are added to C in order
@@ -140,19 +143,31 @@ TARGET_AVX512 static void pack_rows_k_major(const float *src, long ld, int rows,
     }
 }
 
-/* A[ic.., pc..] (mc × kc of op(A)) into ceil(mc/MR) panels of MR × kc,
- * k-major (panel[k*MR + i]), rows past mc zero. */
+/* A[ic.., pc..] (mc × kc of op(A)) into ceil(mc/MR) panels of MR rows,
+ * rows past mc zero, in the layout that is a plain copy of A's storage:
+ * - A stored K × M (trans): k-major, panel[k*MR + i] (the MR values of one k
+ *   are adjacent in A);
+ * - A stored M × K: row-major with a fixed row stride KC, panel[i*KC + k]
+ *   (each row contiguous in k; the micro-kernel's broadcasts then read 12
+ *   rows at constant offsets, and packing needs no transpose).
+ * Panels are MR*KC floats apart in the row-major layout, MR*kc k-major. */
 TARGET_AVX512 static void pack_a(bool trans, const float *A, long lda, int mc, int kc, float *dst)
 {
-    for (int i0 = 0; i0 < mc; i0 += MR, dst += (long)MR * kc) {
+    for (int i0 = 0; i0 < mc; i0 += MR) {
         int mr = mc - i0 < MR ? mc - i0 : MR;
         if (trans) { /* stored K × M: the MR values of one k are adjacent */
+            float *panel = dst + (long)i0 * kc;
             __mmask16 m = (__mmask16)((1u << mr) - 1);
             for (int k = 0; k < kc; k++)
-                _mm512_mask_storeu_ps(dst + (long)k * MR, 0xfff,
-                                      _mm512_maskz_loadu_ps(m, A + (long)k * lda + i0));
+                _mm512_mask_storeu_ps(panel + (long)k * MR, 0xfff, _mm512_maskz_loadu_ps(m, A + (long)k * lda + i0));
         } else { /* stored M × K: each row contiguous in k */
-            pack_rows_k_major(A + (long)i0 * lda, lda, mr, kc, dst, MR, MR);
+            float *panel = dst + (long)i0 * KC;
+            for (int i = 0; i < MR; i++) {
+                if (i < mr)
+                    memcpy(panel + (long)i * KC, A + (long)(i0 + i) * lda, (size_t)kc * sizeof(float));
+                else
+                    memset(panel + (long)i * KC, 0, (size_t)kc * sizeof(float));
+            }
         }
     }
 }
@@ -182,13 +197,13 @@ TARGET_AVX512 static void pack_b(bool trans, const float *B, long ldb, int kc, i
 
 /* kc steps of packed a (MR per k) times packed b (NR per k), summed from
  * zero, for the first `rows` rows of the panel (a constant in each
- * instantiation below).  Nothing else is live in the loop, so the 24
+ * instantiation below; a_kmajor: which of pack_a's two layouts).  Nothing else is live in the loop, so the 24
  * accumulators, two B vectors and a broadcast fit in the 32 zmm registers.
  * Two ways out:
  * - c_direct: into a `rows`-high tile of C (row stride ldc, columns masked
  *   by m0/m1): C = sum, or C = C + sum when add_c;
  * - otherwise the rows × NR sum goes to `out` (store_tile finishes it). */
-TARGET_AVX512 static inline __attribute__((always_inline)) void kernel_rows(const int rows, int kc,
+TARGET_AVX512 static inline __attribute__((always_inline)) void kernel_rows(const int rows, const bool a_kmajor, int kc,
                                                                            const float *restrict a,
                                                                            const float *restrict b, float *out,
                                                                            long ldc, __mmask16 m0, __mmask16 m1,
@@ -202,11 +217,11 @@ TARGET_AVX512 static inline __attribute__((always_inline)) void kernel_rows(cons
         __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
 #pragma GCC unroll 12
         for (int i = 0; i < rows; i++) {
-            __m512 ai = _mm512_set1_ps(a[i]);
+            __m512 ai = _mm512_set1_ps(a_kmajor ? a[i] : a[(long)i * KC]);
             acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
             acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
         }
-        a += MR;
+        a += a_kmajor ? MR : 1;
         b += NR;
     }
     if (c_direct) {
@@ -232,28 +247,32 @@ TARGET_AVX512 static inline __attribute__((always_inline)) void kernel_rows(cons
 /* The full-height kernel, and shorter ones for the last panel of M (M = 64
  * is 5 panels of 12 and 4 rows: the 12-row kernel would do 72 rows' work).
  * Each element's sum is the same FMA chain in every variant. */
-#define KERNEL_VARIANT(name, R)                                                                                    \
+#define KERNEL_VARIANT(name, R, KMAJOR)                                                                            \
     TARGET_AVX512 __attribute__((noinline)) static void name(int kc, const float *restrict a,                      \
                                                              const float *restrict b, float *out, long ldc,        \
                                                              __mmask16 m0, __mmask16 m1, bool c_direct, bool add_c) \
     {                                                                                                              \
-        kernel_rows(R, kc, a, b, out, ldc, m0, m1, c_direct, add_c);                                               \
+        kernel_rows(R, KMAJOR, kc, a, b, out, ldc, m0, m1, c_direct, add_c);                                       \
     }
-KERNEL_VARIANT(micro_kernel, MR)
-KERNEL_VARIANT(micro_kernel_8, 8)
-KERNEL_VARIANT(micro_kernel_4, 4)
+KERNEL_VARIANT(micro_kernel, MR, true)
+KERNEL_VARIANT(micro_kernel_8, 8, true)
+KERNEL_VARIANT(micro_kernel_4, 4, true)
+KERNEL_VARIANT(micro_kernel_rows, MR, false)
+KERNEL_VARIANT(micro_kernel_rows_8, 8, false)
+KERNEL_VARIANT(micro_kernel_rows_4, 4, false)
 
 typedef void (*kernel_fn)(int, const float *restrict, const float *restrict, float *, long, __mmask16, __mmask16,
                           bool, bool);
 
-/* The shortest kernel that covers mr rows, and its height. */
-static kernel_fn kernel_for(int mr, int *height)
+/* The shortest kernel that covers mr rows of A packed k-major (a_kmajor) or
+ * row-major, and its height. */
+static kernel_fn kernel_for(int mr, bool a_kmajor, int *height)
 {
     if (mr <= 4)
-        return *height = 4, micro_kernel_4;
+        return *height = 4, a_kmajor ? micro_kernel_4 : micro_kernel_rows_4;
     if (mr <= 8)
-        return *height = 8, micro_kernel_8;
-    return *height = MR, micro_kernel;
+        return *height = 8, a_kmajor ? micro_kernel_8 : micro_kernel_rows_8;
+    return *height = MR, a_kmajor ? micro_kernel : micro_kernel_rows;
 }
 
 /* The tile into C (mr × nr at c, row stride ldc).  first: the first KC
@@ -293,7 +312,8 @@ TARGET_AVX512 static void gemm_serial(bool ta, bool tb, int M, int N, int K, flo
     int nc_max = N < NC ? N : NC;
     int mc_max = M < MC ? M : MC;
     float *pb = grow(&pack_b_buf, &pack_b_cap, (size_t)kc_max * ((nc_max + NR - 1) / NR * NR));
-    float *pa = grow(&pack_a_buf, &pack_a_cap, (size_t)kc_max * ((mc_max + MR - 1) / MR * MR));
+    /* row-major panels keep a row stride of KC whatever kc is */
+    float *pa = grow(&pack_a_buf, &pack_a_cap, (size_t)(ta ? kc_max : KC) * ((mc_max + MR - 1) / MR * MR));
     _Alignas(64) float tile[MR * NR];
     for (int jc = 0; jc < N; jc += NC) {
         int nc = N - jc < NC ? N - jc : NC;
@@ -315,11 +335,12 @@ TARGET_AVX512 static void gemm_serial(bool ta, bool tb, int M, int N, int K, flo
                         __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
                         __mmask16 m1 = nr >= 32 ? 0xffff : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
                         int height;
-                        kernel_fn kernel = kernel_for(mr, &height);
+                        kernel_fn kernel = kernel_for(mr, ta, &height);
+                        const float *ap = pa + (long)ir * (ta ? kc : KC);
                         if (direct && mr == height) {
-                            kernel(kc, pa + (long)ir * kc, bp, c, ldc, m0, m1, true, !first || beta != 0.0f);
+                            kernel(kc, ap, bp, c, ldc, m0, m1, true, !first || beta != 0.0f);
                         } else {
-                            kernel(kc, pa + (long)ir * kc, bp, tile, NR, 0, 0, false, false);
+                            kernel(kc, ap, bp, tile, NR, 0, 0, false, false);
                             store_tile(tile, c, ldc, mr, nr, alpha, beta, first);
                         }
                     }
