@@ -124,13 +124,10 @@ TARGET_AVX512 static inline __attribute__((always_inline)) void transpose16(__m5
 }
 
 /* rows (≤ 16) rows of src, each contiguous in k (row stride ld), kc values
- * each, into dst k-major: dst[k*dst_ld + i] = src[i*ld + k] for i < width
- * (values of rows past `rows` are zero).  width ≤ 16 values are written
- * per k. */
-TARGET_AVX512 static void pack_rows_k_major(const float *src, long ld, int rows, int kc, float *dst, int dst_ld,
-                                            int width)
+ * each, into dst k-major: dst[k*dst_ld + i] = src[i*ld + k] for i < 16
+ * (values of rows past `rows` are zero).  Only a transposed B needs this. */
+TARGET_AVX512 static void pack_rows_k_major(const float *src, long ld, int rows, int kc, float *dst, int dst_ld)
 {
-    __mmask16 wmask = (__mmask16)((1u << width) - 1);
     for (int k0 = 0; k0 < kc; k0 += 16) {
         int kn = kc - k0 < 16 ? kc - k0 : 16;
         __mmask16 kmask = (__mmask16)((1u << kn) - 1);
@@ -139,7 +136,7 @@ TARGET_AVX512 static void pack_rows_k_major(const float *src, long ld, int rows,
             r[i] = i < rows ? _mm512_maskz_loadu_ps(kmask, src + (long)i * ld + k0) : _mm512_setzero_ps();
         transpose16(r);
         for (int k = 0; k < kn; k++)
-            _mm512_mask_storeu_ps(dst + (long)(k0 + k) * dst_ld, wmask, r[k]);
+            _mm512_storeu_ps(dst + (long)(k0 + k) * dst_ld, r[k]);
     }
 }
 
@@ -189,16 +186,17 @@ TARGET_AVX512 static void pack_b(bool trans, const float *B, long ldb, int kc, i
         } else { /* stored N × K: each column of op(B) contiguous in k */
             for (int h = 0; h < NR; h += 16) {
                 int rows = nr - h < 0 ? 0 : nr - h > 16 ? 16 : nr - h;
-                pack_rows_k_major(B + (long)(j0 + h) * ldb, ldb, rows, kc, dst + h, NR, 16);
+                pack_rows_k_major(B + (long)(j0 + h) * ldb, ldb, rows, kc, dst + h, NR);
             }
         }
     }
 }
 
-/* kc steps of packed a (MR per k) times packed b (NR per k), summed from
- * zero, for the first `rows` rows of the panel (a constant in each
- * instantiation below; a_kmajor: which of pack_a's two layouts).  Nothing else is live in the loop, so the 24
- * accumulators, two B vectors and a broadcast fit in the 32 zmm registers.
+/* kc steps of packed a times packed b (NR per k), summed from zero, for the
+ * first `rows` rows of the panel (a constant in each instantiation below;
+ * a_kmajor: which of pack_a's two layouts).  Nothing else is live in the
+ * loop, so the 24 accumulators, two B vectors and a broadcast fit in the 32
+ * zmm registers.
  * Two ways out:
  * - c_direct: into a `rows`-high tile of C (row stride ldc, columns masked
  *   by m0/m1): C = sum, or C = C + sum when add_c;
