@@ -349,6 +349,54 @@ static void test_group_norm_silu_fused_is_exact(void)
     free(x), free(w), free(b), free(pre_ref), free(out_ref), free(pre), free(out);
 }
 
+/* The fused SiLU + GroupNorm backward gives exactly the bits of
+ * silu_backward into a zeroed buffer followed by group_norm_backward (the
+ * VAE's gradients must not change when it fuses them): adding into a dx
+ * that holds values, storing into one that holds NaN, with and without the
+ * affine weights and with only the parameter gradients; on a size large
+ * enough for the parallel path and with groups of different lengths. */
+static void test_group_norm_silu_backward_fused_is_exact(void)
+{
+    const int shapes[2][4] = {{4, 32, 300, 8}, {3, 64, 70, 32}}; /* B, C, HW, G */
+    for (int sh = 0; sh < 2; sh++) {
+        const int B = shapes[sh][0], C = shapes[sh][1], HW = shapes[sh][2], G = shapes[sh][3];
+        const size_t n = (size_t)B * C * HW;
+        float *x = xmalloc(n * sizeof(float)), *dy = xmalloc(n * sizeof(float)), *pre = xmalloc(n * sizeof(float));
+        float *w = xmalloc(C * sizeof(float)), *b = xmalloc(C * sizeof(float));
+        for (size_t i = 0; i < n; i++)
+            x[i] = 3.0f * sinf(0.37f * (float)i) + 0.5f, dy[i] = cosf(0.11f * (float)i) - 0.2f;
+        for (int c = 0; c < C; c++)
+            w[c] = 0.5f + 0.03f * c, b[c] = 0.1f * (c % 5) - 0.2f;
+        float *mean = xmalloc((size_t)B * G * sizeof(float)), *rstd = xmalloc((size_t)B * G * sizeof(float));
+        float *out = xmalloc(n * sizeof(float));
+        group_norm_silu_forward(out, pre, mean, rstd, x, w, b, B, C, HW, G, 1e-6f);
+        float *dsilu = xcalloc(n, sizeof(float)), *dx_ref = xmalloc(n * sizeof(float)), *dx = xmalloc(n * sizeof(float));
+        silu_backward(dsilu, dy, pre, n);
+        for (int affine = 0; affine < 2; affine++) {
+            const float *wp = affine ? w : NULL;
+            float dw_ref[64] = {0}, db_ref[64] = {0}, dw[64] = {0}, db[64] = {0};
+            for (size_t i = 0; i < n; i++)
+                dx_ref[i] = dx[i] = 0.25f * sinf(0.05f * (float)i);
+            group_norm_backward(dx_ref, dw_ref, db_ref, dsilu, x, mean, rstd, wp, B, C, HW, G);
+            group_norm_silu_backward(dx, true, dw, db, dy, pre, x, mean, rstd, wp, B, C, HW, G);
+            CHECK(memcmp(dx, dx_ref, n * sizeof(float)) == 0, "fused SiLU+GroupNorm backward: dx (adding) differs");
+            CHECK(memcmp(dw, dw_ref, sizeof dw) == 0 && memcmp(db, db_ref, sizeof db) == 0,
+                  "fused SiLU+GroupNorm backward: dweight/dbias differ");
+            for (size_t i = 0; i < n; i++)
+                dx_ref[i] = 0.0f, dx[i] = NAN;
+            group_norm_backward(dx_ref, NULL, NULL, dsilu, x, mean, rstd, wp, B, C, HW, G);
+            group_norm_silu_backward(dx, false, NULL, NULL, dy, pre, x, mean, rstd, wp, B, C, HW, G);
+            CHECK(memcmp(dx, dx_ref, n * sizeof(float)) == 0, "fused SiLU+GroupNorm backward: dx (storing) differs");
+            float dw2[64] = {0}, db2[64] = {0};
+            group_norm_silu_backward(NULL, false, dw2, db2, dy, pre, x, mean, rstd, wp, B, C, HW, G);
+            CHECK(memcmp(dw2, dw_ref, sizeof dw2) == 0 && memcmp(db2, db_ref, sizeof db2) == 0,
+                  "fused SiLU+GroupNorm backward without dx: dweight/dbias differ");
+        }
+        free(x), free(dy), free(pre), free(w), free(b), free(mean), free(rstd), free(out), free(dsilu), free(dx_ref),
+            free(dx);
+    }
+}
+
 /* Double-precision reference: x̂ over sets of n_chunks runs of len floats,
  * stride apart (same layout rule as norm.c). */
 static void ref_normalise(float *out, const float *x, int nchunks, size_t len, size_t stride, double eps)
@@ -421,6 +469,7 @@ int main(void)
     RUN(test_norm_null_gradients);
     RUN(test_norm_in_place_forward);
     RUN(test_group_norm_silu_fused_is_exact);
+    RUN(test_group_norm_silu_backward_fused_is_exact);
     RUN(test_norm_large_offset_statistics);
     RUN(test_batch_norm_running_stats_momentum);
     return test_summary();

@@ -237,20 +237,15 @@ static void vae_resblock_backward(vae_run *r, const vae_resblock *rb, const vae_
                             VAE_GN_EPS);
     zero(S2, n_out);
     conv2d_backward(S2, GW(r, rb->conv2.w), GW(r, rb->conv2.b), dy, S1, PW(r, rb->conv2.w), &s2, ws);
-    zero(S1, n_out);
-    silu_backward(S1, S2, S0, n_out);
-    zero(S3, n_out);
-    group_norm_backward(S3, GW(r, rb->norm2.w), GW(r, rb->norm2.b), S1, s->h1, s->mean2, s->rstd2, PW(r, rb->norm2.w),
-                        B, Co, (int)HW, G);
+    group_norm_silu_backward(S3, false, GW(r, rb->norm2.w), GW(r, rb->norm2.b), S2, S0, s->h1, s->mean2, s->rstd2,
+                             PW(r, rb->norm2.w), B, Co, (int)HW, G);
     /* conv1 ∘ swish ∘ norm1 */
     group_norm_silu_forward(S1, S0, NULL, NULL, x, PW(r, rb->norm1.w), PW(r, rb->norm1.b), B, Ci, (int)HW, G,
                             VAE_GN_EPS);
     zero(S2, n_in);
     conv2d_backward(S2, GW(r, rb->conv1.w), GW(r, rb->conv1.b), S3, S1, PW(r, rb->conv1.w), &s1, ws);
-    zero(S1, n_in);
-    silu_backward(S1, S2, S0, n_in);
-    group_norm_backward(dx, GW(r, rb->norm1.w), GW(r, rb->norm1.b), S1, x, s->mean1, s->rstd1, PW(r, rb->norm1.w), B,
-                        Ci, (int)HW, G);
+    group_norm_silu_backward(dx, true, GW(r, rb->norm1.w), GW(r, rb->norm1.b), S2, S0, x, s->mean1, s->rstd1,
+                             PW(r, rb->norm1.w), B, Ci, (int)HW, G);
     /* skip */
     if (rb->has_nin)
         conv2d_backward(dx, GW(r, rb->nin_shortcut.w), GW(r, rb->nin_shortcut.b), dy, x, PW(r, rb->nin_shortcut.w),
@@ -432,10 +427,8 @@ static void head_backward(vae_run *r, const vae_layer *ly, const vae_layer_saved
     group_norm_silu_forward(S1, S0, NULL, NULL, x, PW(r, ly->norm.w), PW(r, ly->norm.b), B, C, (int)HW, G, VAE_GN_EPS);
     zero(S2, n);
     conv2d_backward(S2, GW(r, ly->conv.w), GW(r, ly->conv.b), dy, S1, PW(r, ly->conv.w), &cs, ws);
-    zero(S1, n);
-    silu_backward(S1, S2, S0, n);
-    group_norm_backward(dx, GW(r, ly->norm.w), GW(r, ly->norm.b), S1, x, s->mean, s->rstd, PW(r, ly->norm.w), B, C,
-                        (int)HW, G);
+    group_norm_silu_backward(dx, true, GW(r, ly->norm.w), GW(r, ly->norm.b), S2, S0, x, s->mean, s->rstd,
+                             PW(r, ly->norm.w), B, C, (int)HW, G);
     mem_reset(r->mem, mark);
 }
 

@@ -7,7 +7,8 @@
  *   BatchNorm: B runs of HW floats per channel, C·HW apart.
  * Threads split the independent sets; reductions that cross sets (dweight,
  * dbias) are arranged so that each output element is owned by one thread,
- * which keeps results deterministic without atomics or scratch memory.
+ * which keeps results deterministic without atomics (the only scratch is
+ * group_norm_silu_backward's one group per thread).
  *
  * Elementwise passes use the float mean/rstd (as PyTorch does); sums are in
  * double.
@@ -17,6 +18,7 @@
 #include <math.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdlib.h>
 
 #include "core/error.h"
 #include "ops/fast_exp.h"
@@ -112,14 +114,36 @@ void group_norm_silu_forward(float *out, float *pre, float *mean, float *rstd, c
     group_norm_apply(out, pre, true, mean, rstd, x, weight, bias, B, C, HW, G, eps, "group_norm_silu_forward");
 }
 
-/* Parallel over groups, samples in sequence inside: dweight/dbias of a
+/* One thread's scratch for group_norm_silu_backward: a group's gradient at
+ * the GroupNorm output, kept in cache between the two passes that read it.
+ * Grown as needed and kept for the thread's life (like gemm_avx512's
+ * packing buffers). */
+static _Thread_local float *silu_grad_buf;
+static _Thread_local size_t silu_grad_cap;
+
+static float *silu_grad_scratch(size_t n)
+{
+    if (n > silu_grad_cap) {
+        free(silu_grad_buf);
+        silu_grad_buf = xmalloc(n * sizeof(float));
+        silu_grad_cap = n;
+    }
+    return silu_grad_buf;
+}
+
+/* GroupNorm's backward; with `pre`, through the SiLU after it first (dout is
+ * then the gradient at the SiLU's output and pre its input, GroupNorm(x)).
+ * accumulate: dx += (the kernel convention), else dx = 0 + ... (bit-identical
+ * to adding into a zeroed dx, without the zeroing pass).
+ * Parallel over groups, samples in sequence inside: dweight/dbias of a
  * channel are then written by the one thread that owns its group.  (VAE
  * GroupNorms have G = 32 groups, enough work for the usual thread counts.) */
-void group_norm_backward(float *dx, float *dweight, float *dbias, const float *dout, const float *x,
-                         const float *mean, const float *rstd, const float *weight, int B, int C, int HW, int G)
+static void group_norm_backward_impl(float *dx, bool accumulate, float *dweight, float *dbias, const float *dout,
+                                     const float *pre, const float *x, const float *mean, const float *rstd,
+                                     const float *weight, int B, int C, int HW, int G, const char *name)
 {
     if (G <= 0 || C % G != 0)
-        die("group_norm_backward: %d channels do not split into %d groups", C, G);
+        die("%s: %d channels do not split into %d groups", name, C, G);
     if (!dx && !dweight && !dbias)
         return;
     int Cg = C / G;
@@ -129,9 +153,20 @@ void group_norm_backward(float *dx, float *dweight, float *dbias, const float *d
 #pragma omp parallel for schedule(static) if ((long)B * C * HW >= PAR_MIN)
     for (int g = 0; g < G; g++) {
         int c0 = g * Cg;
+        float *dpre = pre ? silu_grad_scratch(glen) : NULL;
         for (int b = 0; b < B; b++) {
             size_t off = ((size_t)b * G + g) * glen;
             const float *xg = x + off, *dyg = dout + off;
+            if (pre) {
+                /* silu_backward's arithmetic into a zeroed buffer, element by element */
+                const float *pg = pre + off;
+#pragma omp simd
+                for (size_t i = 0; i < glen; i++) {
+                    float p = pg[i], s = fast_sigmoidf(p);
+                    dpre[i] = 0.0f + dyg[i] * s * (1.0f + p * (1.0f - s));
+                }
+                dyg = dpre;
+            }
             float mf = mean[b * G + g], rf = rstd[b * G + g];
             /* Per channel: Σ dy and Σ dy·x̂; weighted by w they give the group
              * sums Σ dx̂ and Σ dx̂·x̂ that the dx formula needs. */
@@ -161,14 +196,37 @@ void group_norm_backward(float *dx, float *dweight, float *dbias, const float *d
                 float w = weight ? weight[c0 + j] : 1.0f;
                 const float *xc = xg + (size_t)j * HW, *dyc = dyg + (size_t)j * HW;
                 float *dxc = dxg + (size_t)j * HW;
+                if (accumulate) {
 #pragma omp simd
-                for (int i = 0; i < HW; i++) {
-                    float xhat = (xc[i] - mf) * rf;
-                    dxc[i] += rf * (dyc[i] * w - m1 - xhat * m2);
+                    for (int i = 0; i < HW; i++) {
+                        float xhat = (xc[i] - mf) * rf;
+                        dxc[i] += rf * (dyc[i] * w - m1 - xhat * m2);
+                    }
+                } else {
+#pragma omp simd
+                    for (int i = 0; i < HW; i++) {
+                        float xhat = (xc[i] - mf) * rf;
+                        dxc[i] = 0.0f + rf * (dyc[i] * w - m1 - xhat * m2);
+                    }
                 }
             }
         }
     }
+}
+
+void group_norm_backward(float *dx, float *dweight, float *dbias, const float *dout, const float *x,
+                         const float *mean, const float *rstd, const float *weight, int B, int C, int HW, int G)
+{
+    group_norm_backward_impl(dx, true, dweight, dbias, dout, NULL, x, mean, rstd, weight, B, C, HW, G,
+                             "group_norm_backward");
+}
+
+void group_norm_silu_backward(float *dx, bool accumulate, float *dweight, float *dbias, const float *dout,
+                              const float *pre, const float *x, const float *mean, const float *rstd,
+                              const float *weight, int B, int C, int HW, int G)
+{
+    group_norm_backward_impl(dx, accumulate, dweight, dbias, dout, pre, x, mean, rstd, weight, B, C, HW, G,
+                             "group_norm_silu_backward");
 }
 
 /* ---------------------------------------------------------------- LayerNorm */

@@ -29,6 +29,8 @@
 #ifndef REPAE_NORM_H
 #define REPAE_NORM_H
 
+#include <stdbool.h>
+
 void group_norm_forward(float *out, float *mean, float *rstd, const float *x, const float *weight,
                         const float *bias, int B, int C, int HW, int G, float eps);
 /* SiLU(GroupNorm(x)) in one pass over x (out may equal x); pre, when not
@@ -38,6 +40,14 @@ void group_norm_silu_forward(float *out, float *pre, float *mean, float *rstd, c
                              const float *bias, int B, int C, int HW, int G, float eps);
 void group_norm_backward(float *dx, float *dweight, float *dbias, const float *dout, const float *x,
                          const float *mean, const float *rstd, const float *weight, int B, int C, int HW, int G);
+/* The backward of SiLU(GroupNorm(x)) in one parallel pass: dout is the
+ * gradient at the SiLU's output, pre = GroupNorm(x) (group_norm_silu_forward's
+ * `pre`).  Bit-identical to silu_backward into a zeroed buffer followed by
+ * group_norm_backward, without writing that buffer.  accumulate = false
+ * stores into dx instead of adding (as if dx had been zeroed first). */
+void group_norm_silu_backward(float *dx, bool accumulate, float *dweight, float *dbias, const float *dout,
+                              const float *pre, const float *x, const float *mean, const float *rstd,
+                              const float *weight, int B, int C, int HW, int G);
 
 void layer_norm_forward(float *out, float *mean, float *rstd, const float *x, const float *weight,
                         const float *bias, int N, int D, float eps);
