@@ -6,7 +6,6 @@
 #include "ops/conv2d_winograd.h"
 #include "ops/conv2d_winograd_4x4.h"
 #include "ops/gemm.h"
-#include "ops/gemm_avx512.h"
 
 /* Target size (floats) of the im2col column buffer for one panel.  8 MB keeps
  * the columns in this machine's L3 while the gemm packs them, and gives
@@ -58,20 +57,17 @@ static int use_winograd(const conv2d_shape *s)
  * REPA-E steps past their tolerance against PyTorch (strided 3×3: in the
  * sanitizer build; small maps: in both, as F(4×4,3×3) did), so those keep
  * im2col and F(2×2,3×3).
- * On CPUs with AVX-512, im2col + gemm wins back the layers with 128
- * channels and more in and out (the PatchGAN's last two wide ones), whichever
- * kernel gemm() runs there: 1.1–1.2× over oneDNN with our AVX-512 kernel
- * (BENCHMARKS.md session 11), the discriminator's whole phase 1.12× with
- * OpenBLAS's Cooperlake kernels (session 12; with 64 input channels too it
- * was 0.92×).  oneDNN keeps the others, and every 4×4 layer on CPUs without
- * AVX-512 (not measured there). */
+ * Where gemm() runs our AVX-512 kernel (gemm.h), im2col + gemm wins back the
+ * layers with 128 channels and more in and out (the PatchGAN's last two
+ * wide ones: 1.1–1.2× over oneDNN, BENCHMARKS.md session 11); oneDNN keeps
+ * the others. */
 static int wants_dnnl(const conv2d_shape *s)
 {
     if (s->algo == CONV2D_DNNL)
         return 1;
     if (s->algo != CONV2D_AUTO || s->kh != 4 || s->kw != 4)
         return 0;
-    return !(gemm_avx512_supported() && s->C_in >= 128 && s->C_out >= 128);
+    return !(gemm_uses_own_kernel() && s->C_in >= 128 && s->C_out >= 128);
 }
 
 /* F(2×2,2×2) for 4×4 kernels only when forced: it beats im2col + gemm on

@@ -12,8 +12,7 @@
  * Implementation: 3×3 stride-1 convolutions with enough input channels and
  * outputs of 16×16 or more use Winograd F(4×4,3×3), smaller ones
  * F(2×2,3×3) (conv2d_winograd.h: 4× and 2.25× fewer multiply-adds); the
- * PatchGAN's 4×4 kernels go to oneDNN (conv2d_dnnl.h), except, on CPUs with
- * AVX-512, those with 128 channels and more in and out.  The rest, and every
+ * PatchGAN's 4×4 kernels go to oneDNN (conv2d_dnnl.h).  The rest, and every
  * shape when CONV2D_IM2COL is forced: im2col + gemm() on panels of output
  * positions.  A panel is
  * either a slice of one image's output positions (large images; the gemm
@@ -55,8 +54,7 @@
  *                       see conv2d_winograd.h);
  *   CONV2D_DNNL         oneDNN (ops/conv2d_dnnl.h), on any shape it takes;
  * on any other shape they fall back to im2col.  AUTO gives oneDNN the 4×4
- * kernels where it beat im2col head to head (conv2d.c says which, and why
- * not more)
+ * kernels (where it beat im2col head to head; conv2d.c says why not more)
  * and F(2×2,3×3) the 3×3 stride-1 ones on smaller maps; 1×1 kernels are
  * one gemm per image. */
 typedef enum conv2d_algo { CONV2D_AUTO = 0, CONV2D_IM2COL, CONV2D_WINOGRAD, CONV2D_WINOGRAD_F4, CONV2D_DNNL } conv2d_algo;
