@@ -273,9 +273,17 @@ static void layer_norm_param_grads(float *dweight, float *dbias, const float *do
         for (int n = 0; n < N; n++) {
             const float *xr = x + (size_t)n * D + d0, *dyr = dout + (size_t)n * D + d0;
             float mf = mean[n], rf = rstd[n];
-            for (int j = 0; j < cols; j++) {
-                aw[j] += (double)dyr[j] * ((xr[j] - mf) * rf);
-                ab[j] += dyr[j];
+            if (cols == LN_COLS) { /* a constant width: -O2 vectorises across j, each sum keeps its order */
+#pragma omp simd
+                for (int j = 0; j < LN_COLS; j++) {
+                    aw[j] += (double)dyr[j] * ((xr[j] - mf) * rf);
+                    ab[j] += dyr[j];
+                }
+            } else {
+                for (int j = 0; j < cols; j++) {
+                    aw[j] += (double)dyr[j] * ((xr[j] - mf) * rf);
+                    ab[j] += dyr[j];
+                }
             }
         }
         for (int j = 0; j < cols; j++) {
@@ -308,10 +316,20 @@ void layer_norm_backward(float *dx, float *dweight, float *dbias, const float *d
             s2 += (double)dxhat * ((xr[d] - mf) * rf);
         }
         float m1 = (float)(s1 / D), m2 = (float)(s2 / D);
-        for (int d = 0; d < D; d++) {
-            float dxhat = dyr[d] * (weight ? weight[d] : 1.0f);
-            float xhat = (xr[d] - mf) * rf;
-            dxr[d] += rf * (dxhat - m1 - xhat * m2);
+        if (weight) {
+#pragma omp simd
+            for (int d = 0; d < D; d++) {
+                float dxhat = dyr[d] * weight[d];
+                float xhat = (xr[d] - mf) * rf;
+                dxr[d] += rf * (dxhat - m1 - xhat * m2);
+            }
+        } else {
+#pragma omp simd
+            for (int d = 0; d < D; d++) {
+                float dxhat = dyr[d] * 1.0f;
+                float xhat = (xr[d] - mf) * rf;
+                dxr[d] += rf * (dxhat - m1 - xhat * m2);
+            }
         }
     }
 }
