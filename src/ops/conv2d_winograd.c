@@ -383,6 +383,7 @@ static void transform_input(float *V, const float *x, const wino_geom *g, long r
 static inline void add_clipped(float *row, const float *acc, long base, long width, long W)
 {
     long lo = base < 0 ? -base : 0, hi = base + width > W ? W - base : width;
+#pragma omp simd
     for (long k = lo; k < hi; k++)
         row[base + k] += acc[k];
 }
