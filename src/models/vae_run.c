@@ -96,7 +96,7 @@ static void zero(float *x, size_t n)
 
 static void add_into(float *y, const float *x, size_t n)
 {
-#pragma omp parallel for schedule(static) if (n >= (1u << 15))
+#pragma omp parallel for simd schedule(static) if (n >= (1u << 15))
     for (size_t i = 0; i < n; i++)
         y[i] += x[i];
 }

@@ -227,6 +227,7 @@ static void im2col_taps(float *cols, long ldc, const float *xc, const int *tap_s
     for (int t = 0; t < kk; t++) {
         float *d = cols + ((long)c * kk + t) * ldc;
         const int *ix = tap_src + t * HWo;
+#pragma omp simd
         for (long n = 0; n < HWo; n++)
             d[n] = ix[n] < 0 ? 0.0f : xc[ix[n]];
     }

@@ -21,6 +21,7 @@ void upsample_nearest2x_forward(float *out, const float *x, int B, int C, int H,
         for (int h = 0; h < H; h++) {
             const float *xr = x + (p * H + h) * W;
             float *o0 = out + (p * 2 * H + 2 * h) * W2, *o1 = o0 + W2;
+#pragma omp simd
             for (int w = 0; w < W; w++) {
                 float v = xr[w];
                 o0[2 * w] = v;
@@ -41,6 +42,7 @@ void upsample_nearest2x_backward(float *dx, const float *dout, int B, int C, int
         for (int h = 0; h < H; h++) {
             float *dr = dx + (p * H + h) * W;
             const float *g0 = dout + (p * 2 * H + 2 * h) * W2, *g1 = g0 + W2;
+#pragma omp simd
             for (int w = 0; w < W; w++)
                 dr[w] += (g0[2 * w] + g0[2 * w + 1]) + (g1[2 * w] + g1[2 * w + 1]);
         }
