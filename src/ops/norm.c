@@ -355,6 +355,7 @@ void batch_norm_forward_channel(float *out, float *mean, float *rstd, float *run
     for (int b = 0; b < B; b++) {
         const float *xp = xc + (size_t)b * cstride;
         float *op = out + (size_t)b * cstride + (size_t)c * HW;
+#pragma omp simd
         for (int i = 0; i < HW; i++)
             op[i] = (xp[i] - mf) * scale + shift;
     }
@@ -395,6 +396,7 @@ void batch_norm_backward_channel(float *dx, float *dweight, float *dbias, const 
         const float *xp = x + (size_t)b * cstride + (size_t)c * HW;
         const float *dyp = dout + (size_t)b * cstride + (size_t)c * HW;
         float *dxp = dx + (size_t)b * cstride + (size_t)c * HW;
+#pragma omp simd
         for (int i = 0; i < HW; i++) {
             float xhat = (xp[i] - mean) * rstd;
             dxp[i] += rstd * (dyp[i] * w - m1 - xhat * m2);
@@ -444,6 +446,7 @@ void batch_norm_eval_forward(float *out, const float *x, const float *running_me
             float rf = (float)(1.0 / sqrt((double)running_var[c] + eps));
             float scale = rf * (weight ? weight[c] : 1.0f), shift = bias ? bias[c] : 0.0f, m = running_mean[c];
             size_t off = ((size_t)b * C + c) * HW;
+#pragma omp simd
             for (int i = 0; i < HW; i++)
                 out[off + i] = (x[off + i] - m) * scale + shift;
         }
