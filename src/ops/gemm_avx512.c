@@ -19,8 +19,8 @@
  * 14 loads; where it writes C directly it first prefetches the C tile, whose
  * rows are far apart in memory (6–8 % on 2-thread 1024×3072×768 GEMMs: the
  * tile's loads and stores no longer wait on memory at the end).  Edges:
- * panels are zero-padded when packed, stores are masked,
- * and the last panel of M runs a 4- or 8-row kernel where it is that short.
+ * panels are zero-padded when packed, stores are masked, and the last panel
+ * of M runs a 4- or 8-row kernel where it is that short.
  * Only a transposed B (N × K) is transposed while packing.
  *
  * Summation order: every element of C is the sum over k in increasing order,

@@ -43,19 +43,11 @@ static void bias_grad(float *dbias, const float *dout, int N, int OUT)
         int o0 = blk * BIAS_COLS;
         int cols = OUT - o0 < BIAS_COLS ? OUT - o0 : BIAS_COLS;
         double acc[BIAS_COLS] = {0};
-        if (cols == BIAS_COLS) { /* a constant width, so that -O2 vectorises across j (each sum keeps its order) */
-            for (int n = 0; n < N; n++) {
-                const float *row = dout + (size_t)n * OUT + o0;
-#pragma omp simd
-                for (int j = 0; j < BIAS_COLS; j++)
-                    acc[j] += row[j];
-            }
-        } else {
-            for (int n = 0; n < N; n++) {
-                const float *row = dout + (size_t)n * OUT + o0;
-                for (int j = 0; j < cols; j++)
-                    acc[j] += row[j];
-            }
+        for (int n = 0; n < N; n++) {
+            const float *row = dout + (size_t)n * OUT + o0;
+#pragma omp simd /* across columns: each sum keeps its order (-O2 had left this loop scalar) */
+            for (int j = 0; j < cols; j++)
+                acc[j] += row[j];
         }
         for (int j = 0; j < cols; j++)
             dbias[o0 + j] += (float)acc[j];

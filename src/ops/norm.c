@@ -196,18 +196,10 @@ static void group_norm_backward_impl(float *dx, bool accumulate, float *dweight,
                 float w = weight ? weight[c0 + j] : 1.0f;
                 const float *xc = xg + (size_t)j * HW, *dyc = dyg + (size_t)j * HW;
                 float *dxc = dxg + (size_t)j * HW;
-                if (accumulate) {
 #pragma omp simd
-                    for (int i = 0; i < HW; i++) {
-                        float xhat = (xc[i] - mf) * rf;
-                        dxc[i] += rf * (dyc[i] * w - m1 - xhat * m2);
-                    }
-                } else {
-#pragma omp simd
-                    for (int i = 0; i < HW; i++) {
-                        float xhat = (xc[i] - mf) * rf;
-                        dxc[i] = 0.0f + rf * (dyc[i] * w - m1 - xhat * m2);
-                    }
+                for (int i = 0; i < HW; i++) {
+                    float xhat = (xc[i] - mf) * rf;
+                    dxc[i] = (accumulate ? dxc[i] : 0.0f) + rf * (dyc[i] * w - m1 - xhat * m2);
                 }
             }
         }
@@ -273,17 +265,10 @@ static void layer_norm_param_grads(float *dweight, float *dbias, const float *do
         for (int n = 0; n < N; n++) {
             const float *xr = x + (size_t)n * D + d0, *dyr = dout + (size_t)n * D + d0;
             float mf = mean[n], rf = rstd[n];
-            if (cols == LN_COLS) { /* a constant width: -O2 vectorises across j, each sum keeps its order */
-#pragma omp simd
-                for (int j = 0; j < LN_COLS; j++) {
-                    aw[j] += (double)dyr[j] * ((xr[j] - mf) * rf);
-                    ab[j] += dyr[j];
-                }
-            } else {
-                for (int j = 0; j < cols; j++) {
-                    aw[j] += (double)dyr[j] * ((xr[j] - mf) * rf);
-                    ab[j] += dyr[j];
-                }
+#pragma omp simd /* across columns: each sum keeps its order */
+            for (int j = 0; j < cols; j++) {
+                aw[j] += (double)dyr[j] * ((xr[j] - mf) * rf);
+                ab[j] += dyr[j];
             }
         }
         for (int j = 0; j < cols; j++) {
@@ -316,20 +301,11 @@ void layer_norm_backward(float *dx, float *dweight, float *dbias, const float *d
             s2 += (double)dxhat * ((xr[d] - mf) * rf);
         }
         float m1 = (float)(s1 / D), m2 = (float)(s2 / D);
-        if (weight) {
 #pragma omp simd
-            for (int d = 0; d < D; d++) {
-                float dxhat = dyr[d] * weight[d];
-                float xhat = (xr[d] - mf) * rf;
-                dxr[d] += rf * (dxhat - m1 - xhat * m2);
-            }
-        } else {
-#pragma omp simd
-            for (int d = 0; d < D; d++) {
-                float dxhat = dyr[d] * 1.0f;
-                float xhat = (xr[d] - mf) * rf;
-                dxr[d] += rf * (dxhat - m1 - xhat * m2);
-            }
+        for (int d = 0; d < D; d++) {
+            float dxhat = dyr[d] * (weight ? weight[d] : 1.0f);
+            float xhat = (xr[d] - mf) * rf;
+            dxr[d] += rf * (dxhat - m1 - xhat * m2);
         }
     }
 }
