@@ -35,10 +35,8 @@ void silu_forward(float *out, const float *in, size_t n)
 void silu_backward(float *din, const float *dout, const float *in, size_t n)
 {
 #pragma omp parallel for simd schedule(static) if ((long)n >= PAR_MIN)
-    for (size_t i = 0; i < n; i++) {
-        float x = in[i], s = sigmoidf(x);
-        din[i] += dout[i] * s * (1.0f + x * (1.0f - s));
-    }
+    for (size_t i = 0; i < n; i++)
+        din[i] += silu_grad(dout[i], in[i]);
 }
 
 /* GELU-tanh through the identity 0.5(1 + tanh u) = σ(2u): x·σ(2u) keeps full

@@ -16,8 +16,18 @@
 
 #include <stddef.h>
 
+#include "ops/fast_exp.h"
+
 void silu_forward(float *out, const float *in, size_t n);
 void silu_backward(float *din, const float *dout, const float *in, size_t n);
+/* One element of silu_backward's term: dout·σ(x)·(1 + x·(1 − σ(x))).  Shared
+ * with fused kernels (group_norm_silu_backward) so that their SiLU gradient
+ * is the same arithmetic by construction. */
+static inline float silu_grad(float dout, float x)
+{
+    float s = fast_sigmoidf(x);
+    return dout * s * (1.0f + x * (1.0f - s));
+}
 
 void gelu_tanh_forward(float *out, const float *in, size_t n);
 void gelu_tanh_backward(float *din, const float *dout, const float *in, size_t n);

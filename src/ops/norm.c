@@ -21,6 +21,7 @@
 #include <stdlib.h>
 
 #include "core/error.h"
+#include "ops/act.h"
 #include "ops/fast_exp.h"
 
 #define PAR_MIN (1L << 15) /* below this many elements threads cost more than they save */
@@ -158,13 +159,11 @@ static void group_norm_backward_impl(float *dx, bool accumulate, float *dweight,
             size_t off = ((size_t)b * G + g) * glen;
             const float *xg = x + off, *dyg = dout + off;
             if (pre) {
-                /* silu_backward's arithmetic into a zeroed buffer, element by element */
+                /* silu_backward into a zeroed buffer, element by element */
                 const float *pg = pre + off;
 #pragma omp simd
-                for (size_t i = 0; i < glen; i++) {
-                    float p = pg[i], s = fast_sigmoidf(p);
-                    dpre[i] = 0.0f + dyg[i] * s * (1.0f + p * (1.0f - s));
-                }
+                for (size_t i = 0; i < glen; i++)
+                    dpre[i] = 0.0f + silu_grad(dyg[i], pg[i]);
                 dyg = dpre;
             }
             float mf = mean[b * G + g], rf = rstd[b * G + g];
