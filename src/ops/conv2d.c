@@ -6,6 +6,7 @@
 #include "ops/conv2d_winograd.h"
 #include "ops/conv2d_winograd_4x4.h"
 #include "ops/gemm.h"
+#include "ops/im2col_permute.h"
 
 /* Target size (floats) of the im2col column buffer for one panel.  8 MB keeps
  * the columns in this machine's L3 while the gemm packs them, and gives
@@ -255,6 +256,15 @@ static void im2col(float *cols, long ldc, const float *x, int G, const conv2d_sh
     if (tap_table_fits(s, p, n0, n1)) {
         int tap_src[CONV_TAP_TABLE_MAX];
         make_tap_table(tap_src, s, p);
+        if (im2col_permute_applies((int)plane, s->kh * s->kw, p->HWo)) {
+            im2col_permute_plan pp;
+            im2col_permute_make(&pp, tap_src, s->kh * s->kw, p->HWo, (int)plane);
+#pragma omp parallel for collapse(2) schedule(static) if (work > CONV_PAR_MIN)
+            for (int c = 0; c < s->C_in; c++)
+                for (int g = 0; g < G; g++)
+                    im2col_permute_channel(cols + g * p->HWo, ldc, x + g * img + c * plane, c, &pp);
+            return;
+        }
 #pragma omp parallel for collapse(2) schedule(static) if (work > CONV_PAR_MIN)
         for (int c = 0; c < s->C_in; c++)
             for (int g = 0; g < G; g++)

@@ -1,0 +1,72 @@
+#include "ops/im2col_permute.h"
+
+#include <string.h>
+
+#include "core/error.h"
+#include "ops/gemm_avx512.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define HAVE_AVX512_CODE 1
+#define TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq")))
+#else
+#define HAVE_AVX512_CODE 0
+#endif
+
+bool im2col_permute_applies(int plane, int kk, long HWo)
+{
+    static int cpu = -1; /* racy but idempotent */
+    if (cpu < 0)
+        cpu = HAVE_AVX512_CODE && gemm_avx512_supported();
+    return cpu && plane > 0 && plane <= IM2COL_PERMUTE_PLANE_MAX && HWo > 0 &&
+           (long)kk * ((HWo + 15) / 16) <= IM2COL_PERMUTE_ROWS_MAX;
+}
+
+void im2col_permute_make(im2col_permute_plan *p, const int *tap_src, int kk, long HWo, int plane)
+{
+    memset(p, 0, sizeof *p);
+    p->kk = kk, p->HWo = (int)HWo, p->plane = plane, p->chunks = (int)((HWo + 15) / 16);
+    for (int t = 0; t < kk; t++)
+        for (int ch = 0; ch < p->chunks; ch++) {
+            int row = t * p->chunks + ch;
+            for (int l = 0; l < 16 && ch * 16 + l < HWo; l++) {
+                int src = tap_src[t * HWo + ch * 16 + l];
+                if (src < 0)
+                    continue;
+                p->idx[row][l] = (uint8_t)src;
+                p->valid[row] |= (uint16_t)(1u << l);
+            }
+        }
+}
+
+#if HAVE_AVX512_CODE
+
+static inline __mmask16 first_lanes(int n) { return n >= 16 ? 0xffff : (__mmask16)((1u << (n < 0 ? 0 : n)) - 1); }
+
+TARGET_AVX512 void im2col_permute_channel(float *cols, long ldc, const float *xc, int c, const im2col_permute_plan *p)
+{
+    __m512 v[4];
+    for (int j = 0; j < 4; j++)
+        v[j] = _mm512_maskz_loadu_ps(first_lanes(p->plane - 16 * j), xc + 16 * j);
+    const __m512i bit5 = _mm512_set1_epi32(32);
+    for (int t = 0; t < p->kk; t++) {
+        float *d = cols + ((long)c * p->kk + t) * ldc;
+        for (int ch = 0; ch < p->chunks; ch++) {
+            int row = t * p->chunks + ch;
+            __m512i ix = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p->idx[row]));
+            __m512 lo = _mm512_permutex2var_ps(v[0], ix, v[1]); /* plane elements 0..31 */
+            __m512 hi = _mm512_permutex2var_ps(v[2], ix, v[3]); /* 32..63 */
+            __m512 r = _mm512_mask_blend_ps(_mm512_test_epi32_mask(ix, bit5), lo, hi);
+            _mm512_mask_storeu_ps(d + 16 * ch, first_lanes(p->HWo - 16 * ch), _mm512_maskz_mov_ps(p->valid[row], r));
+        }
+    }
+}
+
+#else
+
+void im2col_permute_channel(float *cols, long ldc, const float *xc, int c, const im2col_permute_plan *p)
+{
+    die("im2col_permute: not built for this architecture");
+}
+
+#endif

@@ -1,0 +1,95 @@
+/* im2col_permute: the permute-based im2col for planes of at most 64 floats
+ * writes bit for bit the columns the geometry defines (the value each tap
+ * reads, +0 in the padding), for the stride, padding and plane sizes the
+ * models use and the edges of the path (a plane of exactly 64 floats,
+ * several 16-position chunks with a short last one, one output position);
+ * special values (−0, NaN, ±inf) are copied as they are.  conv2d's PyTorch
+ * parity tests run this path too on AVX-512 machines (their 4×4 and small
+ * 3×3 cases have planes under 64 floats). */
+#include <math.h>
+#include <string.h>
+
+#include "ops/conv2d.h"
+#include "ops/im2col_permute.h"
+#include "test.h"
+
+/* The tap table of conv2d.c, from the geometry. */
+static void tap_table(int *tap, const conv2d_shape *s)
+{
+    int Ho = conv2d_out_h(s), Wo = conv2d_out_w(s);
+    for (int ki = 0; ki < s->kh; ki++)
+        for (int kj = 0; kj < s->kw; kj++)
+            for (int oh = 0; oh < Ho; oh++)
+                for (int ow = 0; ow < Wo; ow++) {
+                    int ih = oh * s->stride - s->pad_top + ki, iw = ow * s->stride - s->pad_left + kj;
+                    *tap++ = ih < 0 || ih >= s->H || iw < 0 || iw >= s->W ? -1 : ih * s->W + iw;
+                }
+}
+
+static void check_shape(const char *name, conv2d_shape s)
+{
+    const int kk = s.kh * s.kw, plane = s.H * s.W;
+    const long HWo = (long)conv2d_out_h(&s) * conv2d_out_w(&s);
+    if (!im2col_permute_applies(plane, kk, HWo)) {
+        CHECK(0, "%s: the permute path should apply (plane %d, %d taps, %ld positions)", name, plane, kk, HWo);
+        return;
+    }
+    const int C = s.C_in;
+    const long ldc = HWo + 5; /* a row stride past the row: nothing may be written between rows */
+    float *x = alloc_normal((size_t)C * plane, 1.0f, 7);
+    x[0] = -0.0f, x[1] = NAN, x[plane - 1] = INFINITY, x[plane] = -INFINITY;
+    int *tap = malloc(sizeof(int) * kk * HWo);
+    tap_table(tap, &s);
+    im2col_permute_plan p;
+    im2col_permute_make(&p, tap, kk, HWo, plane);
+    size_t n = (size_t)C * kk * ldc;
+    float *got = malloc(n * sizeof(float)), *want = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        got[i] = want[i] = 12345.0f; /* sentinel between rows */
+    for (int c = 0; c < C; c++) {
+        im2col_permute_channel(got, ldc, x + (long)c * plane, c, &p);
+        for (int t = 0; t < kk; t++)
+            for (long q = 0; q < HWo; q++) {
+                int src = tap[t * HWo + q];
+                want[((long)c * kk + t) * ldc + q] = src < 0 ? 0.0f : x[(long)c * plane + src];
+            }
+    }
+    CHECK(memcmp(got, want, n * sizeof(float)) == 0, "%s: columns differ from the geometry's", name);
+    free(x), free(tap), free(got), free(want);
+}
+
+static void test_columns_bit_exact(void)
+{
+    if (!im2col_permute_applies(64, 16, 16)) {
+        printf("     (no AVX-512 on this CPU: the permute path does not run; nothing to test)\n");
+        return;
+    }
+    /* PatchGAN: 4×4 stride 2 on 8×8 → 4×4, stride 1 on 4×4 → 3×3 and 3×3 → 2×2 */
+    check_shape("4x4 s2 8x8", conv2d_make(1, 3, 8, 8, 1, 4, 2, 1));
+    check_shape("4x4 s1 4x4", conv2d_make(1, 2, 4, 4, 1, 4, 1, 1));
+    check_shape("4x4 s1 3x3", conv2d_make(1, 2, 3, 3, 1, 4, 1, 1));
+    /* VAE downsample: 3×3 stride 2, padding (0, 0, 1, 1) */
+    check_shape("3x3 s2 asym 8x8", conv2d_make_pad(1, 2, 8, 8, 1, 3, 2, 0, 0, 1, 1));
+    /* several chunks, short last one; non-square; a plane under 16 floats */
+    check_shape("3x3 s1 8x8", conv2d_make(1, 2, 8, 8, 1, 3, 1, 1));
+    check_shape("3x3 s1 7x9", conv2d_make(1, 2, 7, 9, 1, 3, 1, 1));
+    check_shape("3x3 s1 3x5", conv2d_make(1, 2, 3, 5, 1, 3, 1, 1));
+    check_shape("2x2 s2 2x2 (one position)", conv2d_make(1, 2, 2, 2, 1, 2, 2, 0));
+}
+
+static void test_applies_only_to_small_planes(void)
+{
+    if (!im2col_permute_applies(64, 16, 16))
+        return;
+    CHECK(!im2col_permute_applies(65, 9, 16), "a 65-float plane does not fit four registers");
+    CHECK(!im2col_permute_applies(0, 9, 16), "an empty plane");
+    CHECK(!im2col_permute_applies(64, 49, 81), "49 taps × 6 chunks exceed the plan's rows");
+    CHECK(im2col_permute_applies(64, 16, 64), "16 taps × 4 chunks fit");
+}
+
+int main(void)
+{
+    RUN(test_columns_bit_exact);
+    RUN(test_applies_only_to_small_planes);
+    return test_summary();
+}
