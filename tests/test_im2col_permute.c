@@ -3,7 +3,8 @@
  * reads, +0 in the padding), for the stride, padding and plane sizes the
  * models use and the edges of the path (a plane of exactly 64 floats,
  * several 16-position chunks with a short last one, one output position);
- * special values (−0, NaN, ±inf) are copied as they are.  conv2d's PyTorch
+ * special values (−0, NaN, ±inf) are copied as they are.  The transposed
+ * form (the weight gradient's operand) holds the same values.  conv2d's PyTorch
  * parity tests run this path too on AVX-512 machines (their 4×4 and small
  * 3×3 cases have planes under 64 floats). */
 #include <math.h>
@@ -55,6 +56,23 @@ static void check_shape(const char *name, conv2d_shape s)
             }
     }
     CHECK(memcmp(got, want, n * sizeof(float)) == 0, "%s: columns differ from the geometry's", name);
+    if (im2col_permute_transposed_applies(&p)) { /* the transposed form: the same values, [n][c·kk + t] */
+        const long ldk = (long)C * kk + 3;
+        size_t nt = (size_t)HWo * ldk;
+        float *gotT = malloc(nt * sizeof(float)), *wantT = malloc(nt * sizeof(float));
+        for (size_t i = 0; i < nt; i++)
+            gotT[i] = wantT[i] = 12345.0f;
+        for (int c = 0; c < C; c++) {
+            im2col_permute_channel_transposed(gotT, ldk, x + (long)c * plane, c, &p);
+            for (int t = 0; t < kk; t++)
+                for (long q = 0; q < HWo; q++)
+                    wantT[q * ldk + (long)c * kk + t] = want[((long)c * kk + t) * ldc + q];
+        }
+        CHECK(memcmp(gotT, wantT, nt * sizeof(float)) == 0, "%s: transposed columns differ", name);
+        free(gotT), free(wantT);
+    } else {
+        CHECK(kk > 16 || HWo > 16, "%s: the transposed form should apply (%d taps, %ld positions)", name, kk, HWo);
+    }
     free(x), free(tap), free(got), free(want);
 }
 

@@ -49,6 +49,8 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
+
+#include "ops/avx512_transpose.h"
 #define HAVE_AVX512_CODE 1
 #define TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma")))
 #else
@@ -100,32 +102,6 @@ static float *grow(float **buf, size_t *cap, size_t n)
     return *buf;
 }
 
-/* 16 × 16 transpose in registers: r[i] (row i) becomes column i. */
-TARGET_AVX512 static inline __attribute__((always_inline)) void transpose16(__m512 r[16])
-{
-    __m512 t[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) {
-        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
-        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
-        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-    }
-    for (int i = 0; i < 4; i++) {
-        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
-        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
-        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
-        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
-    }
-    for (int i = 0; i < 8; i++) {
-        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
-        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
-    }
-}
-
 /* rows (≤ 16) rows of src, each contiguous in k (row stride ld), kc values
  * each, into dst k-major: dst[k*dst_ld + i] = src[i*ld + k] for i < 16
  * (values of rows past `rows` are zero).  Only a transposed B needs this. */
@@ -137,7 +113,7 @@ TARGET_AVX512 static void pack_rows_k_major(const float *src, long ld, int rows,
         __m512 r[16];
         for (int i = 0; i < 16; i++)
             r[i] = i < rows ? _mm512_maskz_loadu_ps(kmask, src + (long)i * ld + k0) : _mm512_setzero_ps();
-        transpose16(r);
+        avx512_transpose16(r);
         for (int k = 0; k < kn; k++)
             _mm512_storeu_ps(dst + (long)(k0 + k) * dst_ld, r[k]);
     }

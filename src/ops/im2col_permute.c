@@ -7,6 +7,8 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
+
+#include "ops/avx512_transpose.h"
 #define HAVE_AVX512_CODE 1
 #define TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq")))
 #else
@@ -39,32 +41,63 @@ void im2col_permute_make(im2col_permute_plan *p, const int *tap_src, int kk, lon
         }
 }
 
+bool im2col_permute_transposed_applies(const im2col_permute_plan *p) { return p->kk <= 16 && p->chunks == 1; }
+
 #if HAVE_AVX512_CODE
 
 static inline __mmask16 first_lanes(int n) { return n >= 16 ? 0xffff : (__mmask16)((1u << (n < 0 ? 0 : n)) - 1); }
 
+/* Lanes of (tap, chunk) row `row` of the plan from the plane in v. */
+TARGET_AVX512 static inline __attribute__((always_inline)) __m512 tap_row(const __m512 v[4], const im2col_permute_plan *p,
+                                                                         int row)
+{
+    const __m512i bit5 = _mm512_set1_epi32(32);
+    __m512i ix = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p->idx[row]));
+    __m512 lo = _mm512_permutex2var_ps(v[0], ix, v[1]); /* plane elements 0..31 */
+    __m512 hi = _mm512_permutex2var_ps(v[2], ix, v[3]); /* 32..63 */
+    return _mm512_maskz_mov_ps(p->valid[row], _mm512_mask_blend_ps(_mm512_test_epi32_mask(ix, bit5), lo, hi));
+}
+
+TARGET_AVX512 static inline __attribute__((always_inline)) void load_plane(__m512 v[4], const float *xc, int plane)
+{
+    for (int j = 0; j < 4; j++)
+        v[j] = _mm512_maskz_loadu_ps(first_lanes(plane - 16 * j), xc + 16 * j);
+}
+
 TARGET_AVX512 void im2col_permute_channel(float *cols, long ldc, const float *xc, int c, const im2col_permute_plan *p)
 {
     __m512 v[4];
-    for (int j = 0; j < 4; j++)
-        v[j] = _mm512_maskz_loadu_ps(first_lanes(p->plane - 16 * j), xc + 16 * j);
-    const __m512i bit5 = _mm512_set1_epi32(32);
+    load_plane(v, xc, p->plane);
     for (int t = 0; t < p->kk; t++) {
         float *d = cols + ((long)c * p->kk + t) * ldc;
         for (int ch = 0; ch < p->chunks; ch++) {
-            int row = t * p->chunks + ch;
-            __m512i ix = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p->idx[row]));
-            __m512 lo = _mm512_permutex2var_ps(v[0], ix, v[1]); /* plane elements 0..31 */
-            __m512 hi = _mm512_permutex2var_ps(v[2], ix, v[3]); /* 32..63 */
-            __m512 r = _mm512_mask_blend_ps(_mm512_test_epi32_mask(ix, bit5), lo, hi);
-            _mm512_mask_storeu_ps(d + 16 * ch, first_lanes(p->HWo - 16 * ch), _mm512_maskz_mov_ps(p->valid[row], r));
+            _mm512_mask_storeu_ps(d + 16 * ch, first_lanes(p->HWo - 16 * ch), tap_row(v, p, t * p->chunks + ch));
         }
     }
+}
+
+TARGET_AVX512 void im2col_permute_channel_transposed(float *colsT, long ldk, const float *xc, int c,
+                                                     const im2col_permute_plan *p)
+{
+    __m512 v[4], r[16];
+    load_plane(v, xc, p->plane);
+    for (int t = 0; t < 16; t++) /* one chunk: row t is tap t */
+        r[t] = t < p->kk ? tap_row(v, p, t) : _mm512_setzero_ps();
+    avx512_transpose16(r); /* r[n]: the taps of position n */
+    __mmask16 taps = first_lanes(p->kk);
+    float *d = colsT + (long)c * p->kk;
+    for (int n = 0; n < p->HWo; n++)
+        _mm512_mask_storeu_ps(d + n * ldk, taps, r[n]);
 }
 
 #else
 
 void im2col_permute_channel(float *cols, long ldc, const float *xc, int c, const im2col_permute_plan *p)
+{
+    die("im2col_permute: not built for this architecture");
+}
+
+void im2col_permute_channel_transposed(float *colsT, long ldk, const float *xc, int c, const im2col_permute_plan *p)
 {
     die("im2col_permute: not built for this architecture");
 }

@@ -39,4 +39,12 @@ void im2col_permute_make(im2col_permute_plan *p, const int *tap_src, int kk, lon
 /* cols[(c·kk + t)·ldc + n] = tap t of channel plane xc at position n. */
 void im2col_permute_channel(float *cols, long ldc, const float *xc, int c, const im2col_permute_plan *p);
 
+/* The same columns transposed, for plans of at most 16 taps and 16 output
+ * positions (one 16 × 16 register transpose per channel):
+ * colsT[n·ldk + c·kk + t] = tap t of channel plane xc at position n.  The
+ * weight gradient then reads them as a plain (not transposed) GEMM operand,
+ * which packs faster than cols transposed on the fly. */
+bool im2col_permute_transposed_applies(const im2col_permute_plan *p);
+void im2col_permute_channel_transposed(float *colsT, long ldk, const float *xc, int c, const im2col_permute_plan *p);
+
 #endif
