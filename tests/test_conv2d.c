@@ -285,6 +285,12 @@ static void test_conv2d_winograd_matches_reference(void)
     compare_with_ref("winograd 3x3 pad 2", winograd(conv2d_make(2, 4, 6, 5, 3, 3, 1, 2)), 0);
     compare_with_ref("winograd 3x3 pad (0,1,2,1)", winograd(conv2d_make_pad(2, 3, 7, 8, 4, 3, 1, 0, 1, 2, 1)), 1);
     compare_with_ref("winograd 3x3 1 channel, 1x1 image", winograd(conv2d_make(2, 1, 1, 1, 2, 3, 1, 1)), 1);
+    /* Small images gathered whole by register permutes (conv2d_winograd.c's
+     * tile_gather): 8×8 and 4×4 maps; 6×8 has 3 tile rows of 4 tiles, so
+     * images straddle the 16-row segments and some take the row-copy path. */
+    compare_with_ref("winograd 3x3 8x8 whole images, 64ch B=6", winograd(conv2d_make(6, 64, 8, 8, 16, 3, 1, 1)), 1);
+    compare_with_ref("winograd 3x3 4x4 whole images, B=5", winograd(conv2d_make(5, 32, 4, 4, 8, 3, 1, 1)), 1);
+    compare_with_ref("winograd 3x3 6x8 images across segments, B=7", winograd(conv2d_make(7, 8, 6, 8, 4, 3, 1, 1)), 1);
     /* Segments of SEG = 64 tiles: several whole tile rows each with a partial
      * last one (5 tiles per row: 12 rows, 12, then 11), and rows wider than a
      * segment (130 tiles per row: 64 + 64 + 2). */

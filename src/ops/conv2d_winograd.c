@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "ops/gemm.h"
+#include "ops/im2col_permute.h"
 
 /* Floats of per-chunk buffers (transformed tiles) to aim for: 16 MB, so a
  * chunk's V/M/P stay in this machine's L3 between transform and GEMM while
@@ -350,16 +351,78 @@ static inline __attribute__((always_inline)) void join_own_columns(float *acc, c
             acc[m * n + f] = col[f * SEG + n];
 }
 
+/* Small images (a plane of at most 64 floats, at most 16 tiles): the
+ * (m+2)² rows of gather_tiles' `in` for all of an image's tiles come
+ * straight from the plane held in registers, one permute each
+ * (im2col_permute.h), instead of (m+2)·TY padded row copies (libc
+ * memcpy/memset calls of ten floats on 8×8 maps) and family splits.  The
+ * same values: bit-identical.  idx[f·(m+2) + i][ty·TX + tx] is the plane
+ * offset of row i, column f of tile (ty, tx); valid marks those inside
+ * the image. */
+typedef struct tile_gather {
+    int on;
+    uint8_t idx[36][16];
+    uint16_t valid[36];
+} tile_gather;
+
+static void tile_gather_make(tile_gather *tg, const wino_geom *g)
+{
+    const int m = (int)g->m, side = m + 2;
+    tg->on = g->H * g->W <= IM2COL_PERMUTE_PLANE_MAX && g->TY * g->TX <= 16 &&
+             im2col_permute_applies((int)(g->H * g->W), 1, 1);
+    if (!tg->on)
+        return;
+    memset(tg, 0, sizeof *tg);
+    tg->on = 1;
+    for (int ty = 0; ty < g->TY; ty++)
+        for (int f = 0; f < side; f++)
+            for (int i = 0; i < side; i++)
+                for (int tx = 0; tx < g->TX; tx++) {
+                    long r = m * ty - g->pt + i, col = m * tx + f - g->pl;
+                    int lane = (int)(ty * g->TX + tx);
+                    if (r >= 0 && r < g->H && col >= 0 && col < g->W) {
+                        tg->idx[f * side + i][lane] = (uint8_t)(r * g->W + col);
+                        tg->valid[f * side + i] |= (uint16_t)(1u << lane);
+                    }
+                }
+}
+
+/* Whether pieces p .. p+TY-1 are one whole image (tile rows 0 .. TY-1 of
+ * it, every tile, side by side in the segment). */
+static int whole_image_at(const wino_piece *pc, int p, int npc, long row0, const wino_geom *g)
+{
+    if (p + g->TY > npc || (row0 + pc[p].q) % g->TY != 0)
+        return 0;
+    for (int k = 0; k < g->TY; k++)
+        if (pc[p + k].q != pc[p].q + k || pc[p + k].tx0 != 0 || pc[p + k].len != g->TX ||
+            pc[p + k].off != pc[p].off + k * g->TX)
+            return 0;
+    return 1;
+}
+
 /* The segment's (m+2)×(m+2) input tiles of channel c (m = 2 or 4, tiles m
  * apart), in column families: in[(f·(m+2) + i)·SEG + n] is row i, column f
  * of the segment's tile n (zero outside the image).  buf holds m·SEG + 2. */
 static inline void gather_tiles(float *in, float *buf, const float *x, const wino_geom *g, long c,
-                                const wino_piece *pc, int npc, long row0, int m)
+                                const wino_piece *pc, int npc, long row0, int m, const tile_gather *tg)
 {
     const int side = m + 2;
     for (int p = 0; p < npc; p++) {
         long R = row0 + pc[p].q, b = R / g->TY, ty = R % g->TY, n0 = pc[p].off, pl = pc[p].len;
         const float *xc = x + (b * g->Ci + c) * g->H * g->W;
+        if (tg->on && whole_image_at(pc, p, npc, row0, g)) {
+            /* the plane two images on: images are Ci planes apart, a stride
+             * the hardware prefetchers did not follow (the plane's loads
+             * were 85 % of this gather) */
+            for (long k = 0; k < g->H * g->W; k += 16)
+                __builtin_prefetch(xc + 2 * g->Ci * g->H * g->W + k);
+            float *dst[36];
+            for (int r = 0; r < side * side; r++)
+                dst[r] = in + r * SEG + n0;
+            permute_gather_rows(dst, side * side, xc, (int)(g->H * g->W), tg->idx, tg->valid, (int)(g->TY * g->TX));
+            p += (int)g->TY - 1;
+            continue;
+        }
         for (int i = 0; i < side; i++) {
             load_padded(buf, xc, g, m * ty - g->pt + i, m * pc[p].tx0 - g->pl, m * pl + 2);
             float *d = in + i * SEG + n0; /* family f at d + f·side·SEG */
@@ -375,6 +438,8 @@ static inline void gather_tiles(float *in, float *buf, const float *x, const win
 static void transform_input(float *V, const float *x, const wino_geom *g, long row0, long nrows)
 {
     const long Ci = g->Ci, TX = g->TX, tc = nrows * TX;
+    tile_gather tg;
+    tile_gather_make(&tg, g);
 #pragma omp for schedule(static)
     for (long c = 0; c < Ci; c++) {
         float buf[2 * SEG + 2];
@@ -384,7 +449,7 @@ static void transform_input(float *V, const float *x, const wino_geom *g, long r
         int npc;
         for (long t0 = 0; t0 < tc;) {
             long len = segment_pieces(pc, &npc, t0, TX, nrows);
-            gather_tiles(&in[0][0][0], buf, x, g, c, pc, npc, row0, 2);
+            gather_tiles(&in[0][0][0], buf, x, g, c, pc, npc, row0, 2, &tg);
             for (int f = 0; f < 4; f++)
                 input_rows(t[f], in[f], len);
             float *dst = V + c * tc + t0;
@@ -674,6 +739,8 @@ static inline void a6(float *const o[6], const float *const y[4], long len)
 static void transform_input_f4(float *V, const float *x, const wino_geom *g, long row0, long nrows)
 {
     const long Ci = g->Ci, TX = g->TX, tc = nrows * TX, xs = Ci * tc;
+    tile_gather tg;
+    tile_gather_make(&tg, g);
 #pragma omp for schedule(static)
     for (long c = 0; c < Ci; c++) {
         float buf[4 * SEG + 2];
@@ -682,7 +749,7 @@ static void transform_input_f4(float *V, const float *x, const wino_geom *g, lon
         int npc;
         for (long t0 = 0; t0 < tc;) {
             long len = segment_pieces(pc, &npc, t0, TX, nrows);
-            gather_tiles(&in[0][0][0], buf, x, g, c, pc, npc, row0, 4);
+            gather_tiles(&in[0][0][0], buf, x, g, c, pc, npc, row0, 4, &tg);
             for (int f = 0; f < 6; f++) { /* Bᵀ over the rows of each column family */
                 float *o[6] = {t[f][0], t[f][1], t[f][2], t[f][3], t[f][4], t[f][5]};
                 const float *d[6] = {in[f][0], in[f][1], in[f][2], in[f][3], in[f][4], in[f][5]};

@@ -61,7 +61,24 @@ TARGET_AVX512 static inline __attribute__((always_inline)) __m512 tap_row(const 
 TARGET_AVX512 static inline __attribute__((always_inline)) void load_plane(__m512 v[4], const float *xc, int plane)
 {
     for (int j = 0; j < 4; j++)
-        v[j] = _mm512_maskz_loadu_ps(first_lanes(plane - 16 * j), xc + 16 * j);
+        v[j] = 16 * j + 16 <= plane ? _mm512_loadu_ps(xc + 16 * j)
+                                    : _mm512_maskz_loadu_ps(first_lanes(plane - 16 * j), xc + 16 * j);
+}
+
+TARGET_AVX512 void permute_gather_rows(float *const *dst, int rows, const float *xc, int plane,
+                                       const uint8_t (*idx)[16], const uint16_t *valid, int n)
+{
+    const __m512i bit5 = _mm512_set1_epi32(32);
+    __m512 v[4];
+    load_plane(v, xc, plane);
+    const __mmask16 lanes = first_lanes(n);
+    for (int r = 0; r < rows; r++) {
+        __m512i ix = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)idx[r]));
+        __m512 lo = _mm512_permutex2var_ps(v[0], ix, v[1]);
+        __m512 hi = _mm512_permutex2var_ps(v[2], ix, v[3]);
+        __m512 x = _mm512_maskz_mov_ps(valid[r], _mm512_mask_blend_ps(_mm512_test_epi32_mask(ix, bit5), lo, hi));
+        _mm512_mask_storeu_ps(dst[r], lanes, x);
+    }
 }
 
 TARGET_AVX512 void im2col_permute_channel(float *cols, long ldc, const float *xc, int c, const im2col_permute_plan *p)
@@ -98,6 +115,12 @@ void im2col_permute_channel(float *cols, long ldc, const float *xc, int c, const
 }
 
 void im2col_permute_channel_transposed(float *colsT, long ldk, const float *xc, int c, const im2col_permute_plan *p)
+{
+    die("im2col_permute: not built for this architecture");
+}
+
+void permute_gather_rows(float *const *dst, int rows, const float *xc, int plane, const uint8_t (*idx)[16],
+                         const uint16_t *valid, int n)
 {
     die("im2col_permute: not built for this architecture");
 }

@@ -8,6 +8,9 @@
  * AMD cores (10 % of the PatchGAN's 8×8 → 4×4 layer went to it; this path
  * takes ~0.5 ms off each of that layer's two im2cols, one thread, Zen 5).
  * Pure data movement: the columns hold the same values.
+ * Whole 16-float rows of the plane are loaded without masks where the plane
+ * has them: a masked load cost ~2× the rest of the Winograd tile gather on
+ * Zen 5 (its share of an 8×8 convolution 9–10 % → 5 %).
  * col2im the same way (inverse permutes and masked adds, tap by tap) was
  * tried and lost to conv2d.c's scalar loop (that layer's dx 4.3–5.4 ms
  * against 4.0), so it is not here.
@@ -46,5 +49,12 @@ void im2col_permute_channel(float *cols, long ldc, const float *xc, int c, const
  * which packs faster than cols transposed on the fly. */
 bool im2col_permute_transposed_applies(const im2col_permute_plan *p);
 void im2col_permute_channel_transposed(float *colsT, long ldk, const float *xc, int c, const im2col_permute_plan *p);
+
+/* The same gather for any table (conv2d_winograd.c's input tiles of small
+ * images use it): dst[r][l]
+ * = xc[idx[r][l]] for lanes l < n where bit l of valid[r] is set, +0 for the
+ * others, rows r < rows; xc is a plane of `plane` (≤ 64) floats. */
+void permute_gather_rows(float *const *dst, int rows, const float *xc, int plane, const uint8_t (*idx)[16],
+                         const uint16_t *valid, int n);
 
 #endif
