@@ -111,8 +111,12 @@ TARGET_AVX512 static void pack_rows_k_major(const float *src, long ld, int rows,
         int kn = kc - k0 < 16 ? kc - k0 : 16;
         __mmask16 kmask = (__mmask16)((1u << kn) - 1);
         __m512 r[16];
+        for (int i = 0; i < rows; i++) /* 16 row streams at once: more than the prefetchers follow */
+            _mm_prefetch((const char *)(src + (long)i * ld + k0 + 64), _MM_HINT_T0);
         for (int i = 0; i < 16; i++)
-            r[i] = i < rows ? _mm512_maskz_loadu_ps(kmask, src + (long)i * ld + k0) : _mm512_setzero_ps();
+            r[i] = i >= rows  ? _mm512_setzero_ps()
+                   : kn == 16 ? _mm512_loadu_ps(src + (long)i * ld + k0)
+                              : _mm512_maskz_loadu_ps(kmask, src + (long)i * ld + k0);
         avx512_transpose16(r);
         for (int k = 0; k < kn; k++)
             _mm512_storeu_ps(dst + (long)(k0 + k) * dst_ld, r[k]);
@@ -134,8 +138,16 @@ TARGET_AVX512 static void pack_a(bool trans, const float *A, long lda, int mc, i
         if (trans) { /* stored K × M: the MR values of one k are adjacent */
             float *panel = dst + (long)i0 * kc;
             __mmask16 m = (__mmask16)((1u << mr) - 1);
-            for (int k = 0; k < kc; k++)
-                _mm512_mask_storeu_ps(panel + (long)k * MR, 0xfff, _mm512_maskz_loadu_ps(m, A + (long)k * lda + i0));
+            if (mr == MR) /* 8 + 4 floats: no masked load or store (slow on AMD cores) */
+                for (int k = 0; k < kc; k++) {
+                    const float *a = A + (long)k * lda + i0;
+                    _mm256_storeu_ps(panel + (long)k * MR, _mm256_loadu_ps(a));
+                    _mm_storeu_ps(panel + (long)k * MR + 8, _mm_loadu_ps(a + 8));
+                }
+            else
+                for (int k = 0; k < kc; k++)
+                    _mm512_mask_storeu_ps(panel + (long)k * MR, 0xfff,
+                                          _mm512_maskz_loadu_ps(m, A + (long)k * lda + i0));
         } else { /* stored M × K: each row contiguous in k */
             float *panel = dst + (long)i0 * KC;
             for (int i = 0; i < MR; i++) {
@@ -157,11 +169,20 @@ TARGET_AVX512 static void pack_b(bool trans, const float *B, long ldb, int kc, i
         if (!trans) { /* stored K × N: the NR values of one k are adjacent */
             __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
             __mmask16 m1 = nr >= 32 ? 0xffff : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
-            for (int k = 0; k < kc; k++) {
-                const float *src = B + (long)k * ldb + j0;
-                _mm512_store_ps(dst + (long)k * NR, _mm512_maskz_loadu_ps(m0, src));
-                _mm512_store_ps(dst + (long)k * NR + 16, _mm512_maskz_loadu_ps(m1, src + 16));
-            }
+            if (nr == NR) /* whole panels without masks (a masked load is slow on AMD cores) */
+                for (int k = 0; k < kc; k++) {
+                    const float *src = B + (long)k * ldb + j0;
+                    _mm_prefetch((const char *)(src + 8 * ldb), _MM_HINT_T0); /* a row 8 on: a long stride */
+                    _mm_prefetch((const char *)(src + 8 * ldb + 16), _MM_HINT_T0);
+                    _mm512_store_ps(dst + (long)k * NR, _mm512_loadu_ps(src));
+                    _mm512_store_ps(dst + (long)k * NR + 16, _mm512_loadu_ps(src + 16));
+                }
+            else
+                for (int k = 0; k < kc; k++) {
+                    const float *src = B + (long)k * ldb + j0;
+                    _mm512_store_ps(dst + (long)k * NR, _mm512_maskz_loadu_ps(m0, src));
+                    _mm512_store_ps(dst + (long)k * NR + 16, _mm512_maskz_loadu_ps(m1, src + 16));
+                }
         } else { /* stored N × K: each column of op(B) contiguous in k */
             for (int h = 0; h < NR; h += 16) {
                 int rows = nr - h < 0 ? 0 : nr - h > 16 ? 16 : nr - h;
@@ -208,7 +229,18 @@ TARGET_AVX512 static inline __attribute__((always_inline)) void kernel_rows(cons
         a += a_kmajor ? MR : 1;
         b += NR;
     }
-    if (c_direct) {
+    if (c_direct && (m0 & m1) == 0xffff) { /* a whole tile: no masks (slow on AMD cores) */
+#pragma GCC unroll 12
+        for (int i = 0; i < rows; i++) {
+            __m512 x0 = acc[i][0], x1 = acc[i][1];
+            if (add_c) {
+                x0 = _mm512_add_ps(_mm512_loadu_ps(out + i * ldc), x0);
+                x1 = _mm512_add_ps(_mm512_loadu_ps(out + i * ldc + 16), x1);
+            }
+            _mm512_storeu_ps(out + i * ldc, x0);
+            _mm512_storeu_ps(out + i * ldc + 16, x1);
+        }
+    } else if (c_direct) {
 #pragma GCC unroll 12
         for (int i = 0; i < rows; i++) {
             __m512 x0 = acc[i][0], x1 = acc[i][1];
