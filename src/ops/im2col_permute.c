@@ -62,7 +62,8 @@ TARGET_AVX512 static inline __attribute__((always_inline)) void load_plane(__m51
 {
     for (int j = 0; j < 4; j++)
         v[j] = 16 * j + 16 <= plane ? _mm512_loadu_ps(xc + 16 * j)
-                                    : _mm512_maskz_loadu_ps(first_lanes(plane - 16 * j), xc + 16 * j);
+               : 16 * j < plane     ? _mm512_maskz_loadu_ps(first_lanes(plane - 16 * j), xc + 16 * j)
+                                    : _mm512_setzero_ps();
 }
 
 TARGET_AVX512 void permute_gather_rows(float *const *dst, int rows, const float *xc, int plane,
