@@ -51,9 +51,9 @@ bool im2col_permute_transposed_applies(const im2col_permute_plan *p);
 void im2col_permute_channel_transposed(float *colsT, long ldk, const float *xc, int c, const im2col_permute_plan *p);
 
 /* The same gather for any table (conv2d_winograd.c's input tiles of small
- * images use it): dst[r][l]
- * = xc[idx[r][l]] for lanes l < n where bit l of valid[r] is set, +0 for the
- * others, rows r < rows; xc is a plane of `plane` (≤ 64) floats. */
+ * images and short rows use it): for rows r < rows and lanes l < n,
+ * dst[r][l] = xc[idx[r][l]] where bit l of valid[r] is set, else +0;
+ * xc holds `plane` (≤ 64) floats. */
 void permute_gather_rows(float *const *dst, int rows, const float *xc, int plane, const uint8_t (*idx)[16],
                          const uint16_t *valid, int n);
 
