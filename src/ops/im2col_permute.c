@@ -1,5 +1,6 @@
 #include "ops/im2col_permute.h"
 
+#include <stdatomic.h>
 #include <string.h>
 
 #include "core/error.h"
@@ -17,10 +18,14 @@
 
 bool im2col_permute_applies(int plane, int kk, long HWo)
 {
-    static int cpu = -1; /* racy but idempotent */
-    if (cpu < 0)
-        cpu = HAVE_AVX512_CODE && gemm_avx512_supported();
-    return cpu && plane > 0 && plane <= IM2COL_PERMUTE_PLANE_MAX && HWo > 0 &&
+    /* Decided once: 0 undecided, 1 no, 2 yes (a race computes the same answer twice). */
+    static atomic_int cpu;
+    int c = atomic_load_explicit(&cpu, memory_order_relaxed);
+    if (!c) {
+        c = HAVE_AVX512_CODE && gemm_avx512_supported() ? 2 : 1;
+        atomic_store_explicit(&cpu, c, memory_order_relaxed);
+    }
+    return c == 2 && plane > 0 && plane <= IM2COL_PERMUTE_PLANE_MAX && HWo > 0 &&
            (long)kk * ((HWo + 15) / 16) <= IM2COL_PERMUTE_ROWS_MAX;
 }
 
