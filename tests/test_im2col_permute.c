@@ -56,7 +56,7 @@ static void check_shape(const char *name, conv2d_shape s)
             }
     }
     CHECK(memcmp(got, want, n * sizeof(float)) == 0, "%s: columns differ from the geometry's", name);
-    if (im2col_permute_transposed_applies(&p)) { /* the transposed form: the same values, [n][c·kk + t] */
+    if (im2col_permute_transposed_applies(kk, HWo)) { /* the transposed form: the same values, [n][c·kk + t] */
         const long ldk = (long)C * kk + 3;
         size_t nt = (size_t)HWo * ldk;
         float *gotT = malloc(nt * sizeof(float)), *wantT = malloc(nt * sizeof(float));

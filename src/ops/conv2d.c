@@ -247,24 +247,36 @@ static void col2im_taps(float *dxc, const float *cols, long ldc, const int *tap_
     }
 }
 
+/* im2col_permute's plan for whole-image panels of this shape, where it
+ * applies (planes of at most 64 floats on an AVX-512 CPU); 0 elsewhere. */
+static int permute_plan(im2col_permute_plan *pp, const conv2d_shape *s, const conv_plan *p)
+{
+    const int plane = s->H * s->W, kk = s->kh * s->kw;
+    if (!tap_table_fits(s, p, 0, p->HWo) || !im2col_permute_applies(plane, kk, p->HWo))
+        return 0;
+    int tap_src[CONV_TAP_TABLE_MAX];
+    make_tap_table(tap_src, s, p);
+    im2col_permute_make(pp, tap_src, kk, p->HWo, plane);
+    return 1;
+}
+
 /* cols[r·ldc + (n − n0) + g·HWo] for g in [0, G) images starting at x. */
 static void im2col(float *cols, long ldc, const float *x, int G, const conv2d_shape *s, const conv_plan *p,
                    long n0, long n1)
 {
     const long K = p->K, img = (long)s->C_in * s->H * s->W, plane = (long)s->H * s->W;
     long work = (long)G * K * (n1 - n0);
+    im2col_permute_plan pp;
+    if (tap_table_fits(s, p, n0, n1) && permute_plan(&pp, s, p)) {
+#pragma omp parallel for collapse(2) schedule(static) if (work > CONV_PAR_MIN)
+        for (int c = 0; c < s->C_in; c++)
+            for (int g = 0; g < G; g++)
+                im2col_permute_channel(cols + g * p->HWo, ldc, x + g * img + c * plane, c, &pp);
+        return;
+    }
     if (tap_table_fits(s, p, n0, n1)) {
         int tap_src[CONV_TAP_TABLE_MAX];
         make_tap_table(tap_src, s, p);
-        if (im2col_permute_applies((int)plane, s->kh * s->kw, p->HWo)) {
-            im2col_permute_plan pp;
-            im2col_permute_make(&pp, tap_src, s->kh * s->kw, p->HWo, (int)plane);
-#pragma omp parallel for collapse(2) schedule(static) if (work > CONV_PAR_MIN)
-            for (int c = 0; c < s->C_in; c++)
-                for (int g = 0; g < G; g++)
-                    im2col_permute_channel(cols + g * p->HWo, ldc, x + g * img + c * plane, c, &pp);
-            return;
-        }
 #pragma omp parallel for collapse(2) schedule(static) if (work > CONV_PAR_MIN)
         for (int c = 0; c < s->C_in; c++)
             for (int g = 0; g < G; g++)
@@ -287,13 +299,8 @@ static void im2col(float *cols, long ldc, const float *x, int G, const conv2d_sh
 static int im2col_transposed(float *colsT, const float *x, int G, const conv2d_shape *s, const conv_plan *p)
 {
     const long K = p->K, img = (long)s->C_in * s->H * s->W, plane = (long)s->H * s->W;
-    if (!tap_table_fits(s, p, 0, p->HWo) || !im2col_permute_applies((int)plane, s->kh * s->kw, p->HWo))
-        return 0;
-    int tap_src[CONV_TAP_TABLE_MAX];
-    make_tap_table(tap_src, s, p);
     im2col_permute_plan pp;
-    im2col_permute_make(&pp, tap_src, s->kh * s->kw, p->HWo, (int)plane);
-    if (!im2col_permute_transposed_applies(&pp))
+    if (!im2col_permute_transposed_applies(s->kh * s->kw, p->HWo) || !permute_plan(&pp, s, p))
         return 0;
 #pragma omp parallel for collapse(2) schedule(static) if ((long)G * K * p->HWo > CONV_PAR_MIN)
     for (int g = 0; g < G; g++)

@@ -46,21 +46,21 @@ void im2col_permute_make(im2col_permute_plan *p, const int *tap_src, int kk, lon
         }
 }
 
-bool im2col_permute_transposed_applies(const im2col_permute_plan *p) { return p->kk <= 16 && p->chunks == 1; }
+bool im2col_permute_transposed_applies(int kk, long HWo) { return kk <= 16 && HWo <= 16; }
 
 #if HAVE_AVX512_CODE
 
 static inline __mmask16 first_lanes(int n) { return n >= 16 ? 0xffff : (__mmask16)((1u << (n < 0 ? 0 : n)) - 1); }
 
-/* Lanes of (tap, chunk) row `row` of the plan from the plane in v. */
-TARGET_AVX512 static inline __attribute__((always_inline)) __m512 tap_row(const __m512 v[4], const im2col_permute_plan *p,
-                                                                         int row)
+/* The 16 lanes idx[l] of the plane in v (two two-source permutes and a
+ * blend), +0 where bit l of valid is clear. */
+TARGET_AVX512 static inline __attribute__((always_inline)) __m512 plane_lanes(const __m512 v[4], const uint8_t idx[16],
+                                                                             uint16_t valid)
 {
-    const __m512i bit5 = _mm512_set1_epi32(32);
-    __m512i ix = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p->idx[row]));
+    __m512i ix = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)idx));
     __m512 lo = _mm512_permutex2var_ps(v[0], ix, v[1]); /* plane elements 0..31 */
     __m512 hi = _mm512_permutex2var_ps(v[2], ix, v[3]); /* 32..63 */
-    return _mm512_maskz_mov_ps(p->valid[row], _mm512_mask_blend_ps(_mm512_test_epi32_mask(ix, bit5), lo, hi));
+    return _mm512_maskz_mov_ps(valid, _mm512_mask_blend_ps(_mm512_test_epi32_mask(ix, _mm512_set1_epi32(32)), lo, hi));
 }
 
 TARGET_AVX512 static inline __attribute__((always_inline)) void load_plane(__m512 v[4], const float *xc, int plane)
@@ -74,17 +74,11 @@ TARGET_AVX512 static inline __attribute__((always_inline)) void load_plane(__m51
 TARGET_AVX512 void permute_gather_rows(float *const *dst, int rows, const float *xc, int plane,
                                        const uint8_t (*idx)[16], const uint16_t *valid, int n)
 {
-    const __m512i bit5 = _mm512_set1_epi32(32);
     __m512 v[4];
     load_plane(v, xc, plane);
     const __mmask16 lanes = first_lanes(n);
-    for (int r = 0; r < rows; r++) {
-        __m512i ix = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)idx[r]));
-        __m512 lo = _mm512_permutex2var_ps(v[0], ix, v[1]);
-        __m512 hi = _mm512_permutex2var_ps(v[2], ix, v[3]);
-        __m512 x = _mm512_maskz_mov_ps(valid[r], _mm512_mask_blend_ps(_mm512_test_epi32_mask(ix, bit5), lo, hi));
-        _mm512_mask_storeu_ps(dst[r], lanes, x);
-    }
+    for (int r = 0; r < rows; r++)
+        _mm512_mask_storeu_ps(dst[r], lanes, plane_lanes(v, idx[r], valid[r]));
 }
 
 TARGET_AVX512 void im2col_permute_channel(float *cols, long ldc, const float *xc, int c, const im2col_permute_plan *p)
@@ -94,7 +88,8 @@ TARGET_AVX512 void im2col_permute_channel(float *cols, long ldc, const float *xc
     for (int t = 0; t < p->kk; t++) {
         float *d = cols + ((long)c * p->kk + t) * ldc;
         for (int ch = 0; ch < p->chunks; ch++) {
-            _mm512_mask_storeu_ps(d + 16 * ch, first_lanes(p->HWo - 16 * ch), tap_row(v, p, t * p->chunks + ch));
+            int row = t * p->chunks + ch;
+            _mm512_mask_storeu_ps(d + 16 * ch, first_lanes(p->HWo - 16 * ch), plane_lanes(v, p->idx[row], p->valid[row]));
         }
     }
 }
@@ -105,7 +100,7 @@ TARGET_AVX512 void im2col_permute_channel_transposed(float *colsT, long ldk, con
     __m512 v[4], r[16];
     load_plane(v, xc, p->plane);
     for (int t = 0; t < 16; t++) /* one chunk: row t is tap t */
-        r[t] = t < p->kk ? tap_row(v, p, t) : _mm512_setzero_ps();
+        r[t] = t < p->kk ? plane_lanes(v, p->idx[t], p->valid[t]) : _mm512_setzero_ps();
     avx512_transpose16(r); /* r[n]: the taps of position n */
     __mmask16 taps = first_lanes(p->kk);
     float *d = colsT + (long)c * p->kk;

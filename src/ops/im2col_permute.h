@@ -47,7 +47,7 @@ void im2col_permute_channel(float *cols, long ldc, const float *xc, int c, const
  * colsT[n·ldk + c·kk + t] = tap t of channel plane xc at position n.  The
  * weight gradient then reads them as a plain (not transposed) GEMM operand,
  * which packs faster than cols transposed on the fly. */
-bool im2col_permute_transposed_applies(const im2col_permute_plan *p);
+bool im2col_permute_transposed_applies(int kk, long HWo);
 void im2col_permute_channel_transposed(float *colsT, long ldk, const float *xc, int c, const im2col_permute_plan *p);
 
 /* The same gather for any table (conv2d_winograd.c's input tiles of small

@@ -201,7 +201,7 @@ static void group_norm_backward_impl(float *dx, bool accumulate, float *dweight,
 #pragma omp simd
                     for (int i = 0; i < HW; i++) {
                         float xhat = (xc[i] - mf) * rf;
-                        dxc[i] = dxc[i] + rf * (dyc[i] * w - m1 - xhat * m2);
+                        dxc[i] += rf * (dyc[i] * w - m1 - xhat * m2);
                     }
                 } else {
 #pragma omp simd
