@@ -160,6 +160,41 @@ TARGET_AVX512 static void pack_a(bool trans, const float *A, long lda, int mc, i
     }
 }
 
+/* Masked loads and stores are slow on AMD cores even with every lane set, so
+ * the loops below come in two instantiations (`whole` a literal): whole
+ * vectors with plain loads and stores, or the edge of a matrix under masks. */
+TARGET_AVX512 static inline __attribute__((always_inline)) __m512 load_lanes(const bool whole, __mmask16 m,
+                                                                            const float *p)
+{
+    return whole ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(m, p);
+}
+
+TARGET_AVX512 static inline __attribute__((always_inline)) void store_lanes(const bool whole, float *p, __mmask16 m,
+                                                                           __m512 v)
+{
+    if (whole)
+        _mm512_storeu_ps(p, v);
+    else
+        _mm512_mask_storeu_ps(p, m, v);
+}
+
+/* kc rows of NR floats of B (row stride ldb, lanes m0/m1) into one k-major
+ * panel; past the edge the panel gets zeros. */
+TARGET_AVX512 static inline __attribute__((always_inline)) void copy_panel(const float *B, long ldb, int kc,
+                                                                          float *dst, __mmask16 m0, __mmask16 m1,
+                                                                          const bool whole)
+{
+    for (int k = 0; k < kc; k++) {
+        const float *src = B + (long)k * ldb;
+        if (whole) { /* a row 8 on: a long stride (an edge panel is short, and follows a whole one) */
+            _mm_prefetch((const char *)(src + 8 * ldb), _MM_HINT_T0);
+            _mm_prefetch((const char *)(src + 8 * ldb + 16), _MM_HINT_T0);
+        }
+        _mm512_store_ps(dst + (long)k * NR, load_lanes(whole, m0, src));
+        _mm512_store_ps(dst + (long)k * NR + 16, load_lanes(whole, m1, src + 16));
+    }
+}
+
 /* B[pc.., jc..] (kc × nc of op(B)) into ceil(nc/NR) panels of kc × NR,
  * k-major (panel[k*NR + j]), columns past nc zero. */
 TARGET_AVX512 static void pack_b(bool trans, const float *B, long ldb, int kc, int nc, float *dst)
@@ -169,26 +204,35 @@ TARGET_AVX512 static void pack_b(bool trans, const float *B, long ldb, int kc, i
         if (!trans) { /* stored K × N: the NR values of one k are adjacent */
             __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
             __mmask16 m1 = nr >= 32 ? 0xffff : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
-            if (nr == NR) /* whole panels without masks (a masked load is slow on AMD cores) */
-                for (int k = 0; k < kc; k++) {
-                    const float *src = B + (long)k * ldb + j0;
-                    _mm_prefetch((const char *)(src + 8 * ldb), _MM_HINT_T0); /* a row 8 on: a long stride */
-                    _mm_prefetch((const char *)(src + 8 * ldb + 16), _MM_HINT_T0);
-                    _mm512_store_ps(dst + (long)k * NR, _mm512_loadu_ps(src));
-                    _mm512_store_ps(dst + (long)k * NR + 16, _mm512_loadu_ps(src + 16));
-                }
+            if (nr == NR)
+                copy_panel(B + j0, ldb, kc, dst, m0, m1, true);
             else
-                for (int k = 0; k < kc; k++) {
-                    const float *src = B + (long)k * ldb + j0;
-                    _mm512_store_ps(dst + (long)k * NR, _mm512_maskz_loadu_ps(m0, src));
-                    _mm512_store_ps(dst + (long)k * NR + 16, _mm512_maskz_loadu_ps(m1, src + 16));
-                }
+                copy_panel(B + j0, ldb, kc, dst, m0, m1, false);
         } else { /* stored N × K: each column of op(B) contiguous in k */
             for (int h = 0; h < NR; h += 16) {
                 int rows = nr - h < 0 ? 0 : nr - h > 16 ? 16 : nr - h;
                 pack_rows_k_major(B + (long)(j0 + h) * ldb, ldb, rows, kc, dst + h, NR);
             }
         }
+    }
+}
+
+/* The rows × NR sum into C (row stride ldc, columns m0/m1): C = sum, or
+ * C = C + sum when add_c. */
+TARGET_AVX512 static inline __attribute__((always_inline)) void store_tile_direct(const int rows, __m512 acc[][2],
+                                                                                 float *out, long ldc, __mmask16 m0,
+                                                                                 __mmask16 m1, bool add_c,
+                                                                                 const bool whole)
+{
+#pragma GCC unroll 12
+    for (int i = 0; i < rows; i++) {
+        __m512 x0 = acc[i][0], x1 = acc[i][1];
+        if (add_c) {
+            x0 = _mm512_add_ps(load_lanes(whole, m0, out + i * ldc), x0);
+            x1 = _mm512_add_ps(load_lanes(whole, m1, out + i * ldc + 16), x1);
+        }
+        store_lanes(whole, out + i * ldc, m0, x0);
+        store_lanes(whole, out + i * ldc + 16, m1, x1);
     }
 }
 
@@ -229,29 +273,11 @@ TARGET_AVX512 static inline __attribute__((always_inline)) void kernel_rows(cons
         a += a_kmajor ? MR : 1;
         b += NR;
     }
-    if (c_direct && (m0 & m1) == 0xffff) { /* a whole tile: no masks (slow on AMD cores) */
-#pragma GCC unroll 12
-        for (int i = 0; i < rows; i++) {
-            __m512 x0 = acc[i][0], x1 = acc[i][1];
-            if (add_c) {
-                x0 = _mm512_add_ps(_mm512_loadu_ps(out + i * ldc), x0);
-                x1 = _mm512_add_ps(_mm512_loadu_ps(out + i * ldc + 16), x1);
-            }
-            _mm512_storeu_ps(out + i * ldc, x0);
-            _mm512_storeu_ps(out + i * ldc + 16, x1);
-        }
-    } else if (c_direct) {
-#pragma GCC unroll 12
-        for (int i = 0; i < rows; i++) {
-            __m512 x0 = acc[i][0], x1 = acc[i][1];
-            if (add_c) {
-                x0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, out + i * ldc), x0);
-                x1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, out + i * ldc + 16), x1);
-            }
-            _mm512_mask_storeu_ps(out + i * ldc, m0, x0);
-            _mm512_mask_storeu_ps(out + i * ldc + 16, m1, x1);
-        }
-    } else {
+    if (c_direct && (m0 & m1) == 0xffff)
+        store_tile_direct(rows, acc, out, ldc, m0, m1, add_c, true);
+    else if (c_direct)
+        store_tile_direct(rows, acc, out, ldc, m0, m1, add_c, false);
+    else {
 #pragma GCC unroll 12
         for (int i = 0; i < rows; i++) {
             _mm512_store_ps(out + i * NR, acc[i][0]);
