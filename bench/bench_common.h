@@ -86,6 +86,29 @@ static inline double cpu_others_frac(cpu_snap a, cpu_snap b)
     return f < 0 ? 0 : f;
 }
 
+/* Profiling the timed runs only: bench/profile.sh starts `perf record` with
+ * its events off (-D -1, --control=fifo:CTL,ACK) and names the two FIFOs in
+ * BENCH_PERF_CTL / BENCH_PERF_ACK; perf_control("enable") before the timed
+ * runs and ("disable") after them, so that set-up (building models, first
+ * touches of fresh memory) and the warm-up run are not in the samples.
+ * Without the variables it does nothing. */
+static inline void perf_control(const char *cmd)
+{
+    static FILE *ctl, *ack;
+    const char *ctl_path = getenv("BENCH_PERF_CTL"), *ack_path = getenv("BENCH_PERF_ACK");
+    if (!ctl_path || !*ctl_path)
+        return;
+    if (!ctl && !(ctl = fopen(ctl_path, "w")))
+        die("BENCH_PERF_CTL=%s: cannot open the perf control FIFO", ctl_path);
+    if (ack_path && *ack_path && !ack && !(ack = fopen(ack_path, "r")))
+        die("BENCH_PERF_ACK=%s: cannot open the perf acknowledgement FIFO", ack_path);
+    fprintf(ctl, "%s\n", cmd);
+    fflush(ctl);
+    char reply[16];
+    if (ack && !fgets(reply, sizeof reply, ack)) /* perf answers "ack" once the events are switched */
+        die("BENCH_PERF_ACK=%s: no acknowledgement from perf", ack_path);
+}
+
 /* Of the latest time_median (or a caller's own loop): see cpu_others_frac. */
 static double bench_others = NAN;
 /* Of the latest median_of: (slowest − fastest) / median of the timed runs, NAN for one run. */
@@ -113,6 +136,7 @@ static inline double time_median(void (*fn)(void *), void *ctx, int reps)
     if (reps > 64)
         reps = 64;
     fn(ctx);
+    perf_control("enable");
     cpu_snap c0 = cpu_snap_now();
     for (int i = 0; i < reps; i++) {
         double t0 = now_ms();
@@ -122,6 +146,7 @@ static inline double time_median(void (*fn)(void *), void *ctx, int reps)
             fprintf(stderr, "run %d: %.1f ms\n", i + 1, t[i]);
     }
     bench_others = cpu_others_frac(c0, cpu_snap_now());
+    perf_control("disable");
     return median_of(t, reps);
 }
 

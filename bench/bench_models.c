@@ -201,6 +201,7 @@ static void bench_sample(const char *name, int B)
     int reps = bench_reps(1);
     reps = reps > 64 ? 64 : reps;
     double t[64];
+    perf_control("enable");
     cpu_snap c0 = cpu_snap_now();
     for (int i = 0; i < reps; i++) {
         double t0 = now_ms();
@@ -208,6 +209,7 @@ static void bench_sample(const char *name, int B)
         t[i] = now_ms() - t0;
     }
     bench_others = cpu_others_frac(c0, cpu_snap_now());
+    perf_control("disable");
     double ms = median_of(t, reps);
     double tms = torch_ms_of(name);
     char note[160];

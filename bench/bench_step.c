@@ -26,7 +26,8 @@
  * `bench_torch_models.py phases`): encoder forward, VAE forward+backward
  * (L1), the alignment pass through the frozen SiT into dz, the SiT training
  * forward+backward, the three discriminator passes, and clipping + AdamW of
- * the three models + EMA.
+ * the three models + EMA.  BENCH_PHASE=phase_... runs that one alone (for
+ * `perf record`).
  */
 #include "core/omp_spin.h"
 #include "bench_common.h"
@@ -289,8 +290,10 @@ static void bench_phases(void)
     } ph[] = {{"phase_encoder_fwd", ph_encoder},         {"phase_vae_fwd_bwd", ph_vae},
               {"phase_sit_align_fwd_bwd", ph_sit_align}, {"phase_sit_train_fwd_bwd", ph_sit_train},
               {"phase_disc_3fwd_3bwd", ph_disc},         {"phase_clip_adamw_ema", ph_optim}};
+    const char *only = getenv("BENCH_PHASE"); /* one phase alone, for a profile of it */
     for (size_t i = 0; i < sizeof ph / sizeof ph[0]; i++)
-        bench_row(ph[i].name, time_median(ph[i].fn, &c, bench_reps(5)), -1, NULL);
+        if (!only || !strcmp(only, ph[i].name))
+            bench_row(ph[i].name, time_median(ph[i].fn, &c, bench_reps(5)), -1, NULL);
     adamw_free(&c.ov), adamw_free(&c.os), adamw_free(&c.od);
     arena_free(&c.ar);
     free(u8), free(c.labels), free(c.x), free(c.enc_in), free(c.recon), free(c.zs), free(c.z), free(c.d_recon);

@@ -5,10 +5,9 @@
 # (sit_b2_train_B4, vae_f8d4_train_256_B1, sample_*).
 # Ours: `perf record` of the benchmark program (both threads), the samples'
 # symbols put into op classes; ms = the class's share of our samples × our
-# median iteration time (set-up is included in the samples but is a small
-# part with REPS iterations).  Torch: dev/ref/bench_torch_models.py profile
-# NAME, torch.profiler's self CPU time per op, summed by class (per
-# iteration, mean of 3).  Needs perf and python3-torch; run it on an idle
+# median iteration time (only the timed iterations are sampled).  Torch:
+# dev/ref/bench_torch_models.py profile NAME, torch.profiler's self CPU time
+# per op, summed by class (per iteration, mean of 3).  Needs perf and python3-torch; run it on an idle
 # machine.  Not part of `make bench`.
 set -eu
 NAME=${1:-repae_step_small_plain_B32}
@@ -21,8 +20,15 @@ case "$NAME" in
 esac
 make -s "$BUILD/bench/$PROG"
 DATA="$BUILD/bench/profile-$NAME.data"
-OURS=$(BENCH_REPS=$REPS perf record -q -F 499 -o "$DATA" "$BUILD/bench/$PROG" "$NAME" 2>/dev/null |
-       awk -v n="$NAME" '$1 == n { print $2 }')
+# perf starts with its events off; the benchmark switches them on for its
+# timed runs only (perf_control in bench/bench_common.h): set-up and warm-up
+# are not sampled.
+FIFO_DIR=$(mktemp -d)
+trap 'rm -rf "$FIFO_DIR"' EXIT
+mkfifo "$FIFO_DIR/ctl" "$FIFO_DIR/ack"
+OURS=$(BENCH_REPS=$REPS BENCH_PERF_CTL="$FIFO_DIR/ctl" BENCH_PERF_ACK="$FIFO_DIR/ack" \
+       perf record -q -F 499 -D -1 --control="fifo:$FIFO_DIR/ctl,$FIFO_DIR/ack" -o "$DATA" \
+       "$BUILD/bench/$PROG" "$NAME" 2>/dev/null | awk -v n="$NAME" '$1 == n { print $2 }')
 perf report -i "$DATA" --no-children --sort dso,symbol --stdio 2>/dev/null | grep -E '^ +[0-9.]+%' >"$DATA.txt"
 # Which GEMMs are convolutions: the sgemm time by caller (bench/tools/count_calls.c).
 gcc -O2 -fopenmp -shared -fPIC bench/tools/count_calls.c -o "$BUILD/bench/libcount_calls.so" -ldl
@@ -54,7 +60,8 @@ for line in open(path):
     m = re.match(r"\s*([0-9.]+)%\s+(\[JIT\] tid \d+|\S+)\s+\[.\]\s+(.*)", line)
     if not m:
         continue
-    pct, dso, sym = float(m.group(1)), m.group(2), m.group(3).strip()
+    pct, dso = float(m.group(1)), m.group(2)
+    sym = re.sub(r"(\s+-)+\s*$", "", m.group(3)).strip()  # without perf's empty IPC columns ("-  -")
     total += pct
     cls = "other"
     if "libdnnl" in dso or dso.startswith("[JIT]"):  # oneDNN runs our 4x4 convolutions only
