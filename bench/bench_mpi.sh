@@ -19,9 +19,16 @@ t1=$(date +%s.%N)
 OMP_NUM_THREADS=1 mpirun -np 2 -x OMP_NUM_THREADS "$BIN" train $ARGS --exp-name two > "$OUT/two.log" 2>&1
 t2=$(date +%s.%N)
 bytes=$(sed -n 's/.*processes, \([0-9]*\) bytes sent per step.*/\1/p' "$OUT/two.log")
-awk -v a="$t0" -v b="$t1" -v c="$t2" -v s="$STEPS" -v by="$bytes" 'BEGIN {
+# The training loop alone ("train: done in S s", from its first step to its
+# last): without the launch (mpirun starts two processes and connects them),
+# loading the data and building the models, which are fixed costs.
+loop_one=$(sed -n 's/^train: done in \([0-9.]*\) s.*/\1/p' "$OUT/one.log")
+loop_two=$(sed -n 's/^train: done in \([0-9.]*\) s.*/\1/p' "$OUT/two.log")
+awk -v a="$t0" -v b="$t1" -v c="$t2" -v s="$STEPS" -v by="$bytes" -v l1="$loop_one" -v l2="$loop_two" 'BEGIN {
     one = s / (b - a); two = s / (c - b);
     printf "data parallel, repae train (small), %d steps incl. start-up:\n", s;
     printf "  1 process x 2 threads: %.2f steps/s\n  2 ranks x 1 thread:    %.2f steps/s (%.2fx)\n", one, two, two / one;
+    if (l1 > 0 && l2 > 0)
+        printf "  training loop alone:   %.2f vs %.2f steps/s (%.2fx)\n", s / l1, s / l2, l1 / l2;
     printf "  bytes sent per step by rank 0: %.1f MB\n", by / 1e6 }'
 rm -rf "$OUT"
