@@ -102,6 +102,13 @@ static float *grow(float **buf, size_t *cap, size_t n)
     return *buf;
 }
 
+/* The lanes of the first nr (≤ NR) columns of a tile, in its two zmm halves. */
+static inline void column_masks(int nr, __mmask16 *m0, __mmask16 *m1)
+{
+    *m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
+    *m1 = nr >= 32 ? 0xffff : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
+}
+
 /* rows (≤ 16) rows of src, each contiguous in k (row stride ld), kc values
  * each, into dst k-major: dst[k*dst_ld + i] = src[i*ld + k] for i < 16
  * (values of rows past `rows` are zero).  Only a transposed B needs this. */
@@ -202,8 +209,8 @@ TARGET_AVX512 static void pack_b(bool trans, const float *B, long ldb, int kc, i
     for (int j0 = 0; j0 < nc; j0 += NR, dst += (long)NR * kc) {
         int nr = nc - j0 < NR ? nc - j0 : NR;
         if (!trans) { /* stored K × N: the NR values of one k are adjacent */
-            __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
-            __mmask16 m1 = nr >= 32 ? 0xffff : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
+            __mmask16 m0, m1;
+            column_masks(nr, &m0, &m1);
             if (nr == NR)
                 copy_panel(B + j0, ldb, kc, dst, m0, m1, true);
             else
@@ -323,8 +330,8 @@ static kernel_fn kernel_for(int mr, bool a_kmajor, int *height)
 TARGET_AVX512 static void store_tile(const float *tile, float *c, long ldc, int mr, int nr, float alpha, float beta,
                                      bool first)
 {
-    __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
-    __mmask16 m1 = nr >= 32 ? 0xffff : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
+    __mmask16 m0, m1;
+    column_masks(nr, &m0, &m1);
     __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
     bool scale = alpha != 1.0f, add = !first || beta == 1.0f, blend = first && beta != 0.0f && beta != 1.0f;
     for (int i = 0; i < mr; i++) {
@@ -374,8 +381,8 @@ TARGET_AVX512 static void gemm_serial(bool ta, bool tb, int M, int N, int K, flo
                     for (int ir = 0; ir < mc; ir += MR) {
                         int mr = mc - ir < MR ? mc - ir : MR;
                         float *c = C + (long)(ic + ir) * ldc + jc + jr;
-                        __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
-                        __mmask16 m1 = nr >= 32 ? 0xffff : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
+                        __mmask16 m0, m1;
+                        column_masks(nr, &m0, &m1);
                         int height;
                         kernel_fn kernel = kernel_for(mr, ta, &height);
                         const float *ap = pa + (long)ir * (ta ? kc : KC);
