@@ -58,17 +58,18 @@ static int use_winograd(const conv2d_shape *s)
  * REPA-E steps past their tolerance against PyTorch (strided 3×3: in the
  * sanitizer build; small maps: in both, as F(4×4,3×3) did), so those keep
  * im2col and F(2×2,3×3).
- * Where gemm() runs our AVX-512 kernel (gemm.h), im2col + gemm wins back the
- * layers with 128 channels and more in and out (the PatchGAN's last two
- * wide ones: 1.1–1.2× over oneDNN, BENCHMARKS.md session 11); oneDNN keeps
- * the others. */
+ * im2col + gemm wins back the layers with 128 channels and more in and out
+ * (the PatchGAN's last two wide ones), whichever kernel gemm() runs: with
+ * our AVX-512 one 1.1–1.2× over oneDNN (BENCHMARKS.md, session 11), with
+ * OpenBLAS's AVX-512 one 1.25× on 256→512 and even on 128→256 (session 15);
+ * oneDNN keeps the others. */
 static int wants_dnnl(const conv2d_shape *s)
 {
     if (s->algo == CONV2D_DNNL)
         return 1;
     if (s->algo != CONV2D_AUTO || s->kh != 4 || s->kw != 4)
         return 0;
-    return !(gemm_uses_own_kernel() && s->C_in >= 128 && s->C_out >= 128);
+    return !(s->C_in >= 128 && s->C_out >= 128);
 }
 
 /* F(2×2,2×2) for 4×4 kernels only when forced: it beats im2col + gemm on
