@@ -369,26 +369,33 @@ static void test_group_norm_silu_backward_fused_is_exact(void)
             w[c] = 0.5f + 0.03f * c, b[c] = 0.1f * (c % 5) - 0.2f;
         float *mean = xmalloc((size_t)B * G * sizeof(float)), *rstd = xmalloc((size_t)B * G * sizeof(float));
         float *out = xmalloc(n * sizeof(float));
-        group_norm_silu_forward(out, pre, mean, rstd, x, w, b, B, C, HW, G, 1e-6f);
-        float *dsilu = xcalloc(n, sizeof(float)), *dx_ref = xmalloc(n * sizeof(float)), *dx = xmalloc(n * sizeof(float));
-        silu_backward(dsilu, dy, pre, n);
+        float *dsilu = xmalloc(n * sizeof(float)), *dx_ref = xmalloc(n * sizeof(float)), *dx = xmalloc(n * sizeof(float));
         for (int affine = 0; affine < 2; affine++) {
-            const float *wp = affine ? w : NULL;
+            const float *wp = affine ? w : NULL, *bp = affine ? b : NULL;
+            /* the reference: the forward's pre-activation, kept */
+            group_norm_silu_forward(out, pre, mean, rstd, x, wp, bp, B, C, HW, G, 1e-6f);
+            memset(dsilu, 0, n * sizeof(float));
+            silu_backward(dsilu, dy, pre, n);
+            /* the recomputation from the saved statistics gives the forward's output */
+            float *again = xmalloc(n * sizeof(float));
+            group_norm_silu_recompute(again, x, mean, rstd, wp, bp, B, C, HW, G);
+            CHECK(memcmp(again, out, n * sizeof(float)) == 0, "GroupNorm+SiLU recomputed from saved statistics differs");
+            free(again);
             float dw_ref[64] = {0}, db_ref[64] = {0}, dw[64] = {0}, db[64] = {0};
             for (size_t i = 0; i < n; i++)
                 dx_ref[i] = dx[i] = 0.25f * sinf(0.05f * (float)i);
             group_norm_backward(dx_ref, dw_ref, db_ref, dsilu, x, mean, rstd, wp, B, C, HW, G);
-            group_norm_silu_backward(dx, true, dw, db, dy, pre, x, mean, rstd, wp, B, C, HW, G);
+            group_norm_silu_backward(dx, true, dw, db, dy, x, mean, rstd, wp, bp, B, C, HW, G);
             CHECK(memcmp(dx, dx_ref, n * sizeof(float)) == 0, "fused SiLU+GroupNorm backward: dx (adding) differs");
             CHECK(memcmp(dw, dw_ref, sizeof dw) == 0 && memcmp(db, db_ref, sizeof db) == 0,
                   "fused SiLU+GroupNorm backward: dweight/dbias differ");
             for (size_t i = 0; i < n; i++)
                 dx_ref[i] = 0.0f, dx[i] = NAN;
             group_norm_backward(dx_ref, NULL, NULL, dsilu, x, mean, rstd, wp, B, C, HW, G);
-            group_norm_silu_backward(dx, false, NULL, NULL, dy, pre, x, mean, rstd, wp, B, C, HW, G);
+            group_norm_silu_backward(dx, false, NULL, NULL, dy, x, mean, rstd, wp, bp, B, C, HW, G);
             CHECK(memcmp(dx, dx_ref, n * sizeof(float)) == 0, "fused SiLU+GroupNorm backward: dx (storing) differs");
             float dw2[64] = {0}, db2[64] = {0};
-            group_norm_silu_backward(NULL, false, dw2, db2, dy, pre, x, mean, rstd, wp, B, C, HW, G);
+            group_norm_silu_backward(NULL, false, dw2, db2, dy, x, mean, rstd, wp, bp, B, C, HW, G);
             CHECK(memcmp(dw2, dw_ref, sizeof dw2) == 0 && memcmp(db2, db_ref, sizeof db2) == 0,
                   "fused SiLU+GroupNorm backward without dx: dweight/dbias differ");
         }

@@ -220,10 +220,9 @@ static void vae_resblock_backward(vae_run *r, const vae_resblock *rb, const vae_
     conv2d_shape s1 = conv_shape(&rb->conv1, B, H, W), s2 = conv_shape(&rb->conv2, B, H, W),
                  sn = conv_shape(&rb->nin_shortcut, B, H, W);
     size_t mark = mem_mark(r->mem), nmax = zmax(n_in, n_out);
-    /* Four slots: the conv1 side keeps d(conv1 out) [c_out] in S3 while
-     * S0..S2 hold the recomputed norm1/swish outputs and d(swish out). */
-    float *S0 = mem_floats(r->mem, nmax), *S1 = mem_floats(r->mem, nmax), *S2 = mem_floats(r->mem, nmax),
-          *S3 = mem_floats(r->mem, n_out);
+    /* Three slots: the conv1 side keeps d(conv1 out) [c_out] in S3 while
+     * S1, S2 hold the recomputed swish output and d(swish out). */
+    float *S1 = mem_floats(r->mem, nmax), *S2 = mem_floats(r->mem, nmax), *S3 = mem_floats(r->mem, n_out);
     size_t wsn = zmax(conv2d_workspace_floats(&s1), conv2d_workspace_floats(&s2));
     if (rb->has_nin)
         wsn = zmax(wsn, conv2d_workspace_floats(&sn));
@@ -233,19 +232,18 @@ static void vae_resblock_backward(vae_run *r, const vae_resblock *rb, const vae_
         return;
     }
     /* conv2 ∘ swish ∘ norm2 */
-    group_norm_silu_forward(S1, S0, NULL, NULL, s->h1, PW(r, rb->norm2.w), PW(r, rb->norm2.b), B, Co, (int)HW, G,
-                            VAE_GN_EPS);
+    group_norm_silu_recompute(S1, s->h1, s->mean2, s->rstd2, PW(r, rb->norm2.w), PW(r, rb->norm2.b), B, Co, (int)HW,
+                              G);
     zero(S2, n_out);
     conv2d_backward(S2, GW(r, rb->conv2.w), GW(r, rb->conv2.b), dy, S1, PW(r, rb->conv2.w), &s2, ws);
-    group_norm_silu_backward(S3, false, GW(r, rb->norm2.w), GW(r, rb->norm2.b), S2, S0, s->h1, s->mean2, s->rstd2,
-                             PW(r, rb->norm2.w), B, Co, (int)HW, G);
+    group_norm_silu_backward(S3, false, GW(r, rb->norm2.w), GW(r, rb->norm2.b), S2, s->h1, s->mean2, s->rstd2,
+                             PW(r, rb->norm2.w), PW(r, rb->norm2.b), B, Co, (int)HW, G);
     /* conv1 ∘ swish ∘ norm1 */
-    group_norm_silu_forward(S1, S0, NULL, NULL, x, PW(r, rb->norm1.w), PW(r, rb->norm1.b), B, Ci, (int)HW, G,
-                            VAE_GN_EPS);
+    group_norm_silu_recompute(S1, x, s->mean1, s->rstd1, PW(r, rb->norm1.w), PW(r, rb->norm1.b), B, Ci, (int)HW, G);
     zero(S2, n_in);
     conv2d_backward(S2, GW(r, rb->conv1.w), GW(r, rb->conv1.b), S3, S1, PW(r, rb->conv1.w), &s1, ws);
-    group_norm_silu_backward(dx, true, GW(r, rb->norm1.w), GW(r, rb->norm1.b), S2, S0, x, s->mean1, s->rstd1,
-                             PW(r, rb->norm1.w), B, Ci, (int)HW, G);
+    group_norm_silu_backward(dx, true, GW(r, rb->norm1.w), GW(r, rb->norm1.b), S2, x, s->mean1, s->rstd1,
+                             PW(r, rb->norm1.w), PW(r, rb->norm1.b), B, Ci, (int)HW, G);
     /* skip */
     if (rb->has_nin)
         conv2d_backward(dx, GW(r, rb->nin_shortcut.w), GW(r, rb->nin_shortcut.b), dy, x, PW(r, rb->nin_shortcut.w),
@@ -418,17 +416,17 @@ static void head_backward(vae_run *r, const vae_layer *ly, const vae_layer_saved
     const size_t HW = (size_t)H * W, n = (size_t)B * C * HW;
     conv2d_shape cs = conv_shape(&ly->conv, B, H, W);
     size_t mark = mem_mark(r->mem);
-    float *S0 = mem_floats(r->mem, n), *S1 = mem_floats(r->mem, n), *S2 = mem_floats(r->mem, n);
+    float *S1 = mem_floats(r->mem, n), *S2 = mem_floats(r->mem, n);
     float *ws = mem_floats(r->mem, conv2d_workspace_floats(&cs));
     if (r->plan) {
         mem_reset(r->mem, mark);
         return;
     }
-    group_norm_silu_forward(S1, S0, NULL, NULL, x, PW(r, ly->norm.w), PW(r, ly->norm.b), B, C, (int)HW, G, VAE_GN_EPS);
+    group_norm_silu_recompute(S1, x, s->mean, s->rstd, PW(r, ly->norm.w), PW(r, ly->norm.b), B, C, (int)HW, G);
     zero(S2, n);
     conv2d_backward(S2, GW(r, ly->conv.w), GW(r, ly->conv.b), dy, S1, PW(r, ly->conv.w), &cs, ws);
-    group_norm_silu_backward(dx, true, GW(r, ly->norm.w), GW(r, ly->norm.b), S2, S0, x, s->mean, s->rstd,
-                             PW(r, ly->norm.w), B, C, (int)HW, G);
+    group_norm_silu_backward(dx, true, GW(r, ly->norm.w), GW(r, ly->norm.b), S2, x, s->mean, s->rstd,
+                             PW(r, ly->norm.w), PW(r, ly->norm.b), B, C, (int)HW, G);
     mem_reset(r->mem, mark);
 }
 

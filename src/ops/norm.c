@@ -52,10 +52,13 @@ static void moments(const float *x, int nchunks, size_t len, size_t stride, doub
 /* ---------------------------------------------------------------- GroupNorm */
 
 /* GroupNorm, optionally followed by SiLU in the same pass: out = SiLU(GN(x))
- * and, when pre is given, pre = GN(x) (what SiLU's backward needs). */
-static void group_norm_apply(float *out, float *pre, bool silu, float *mean, float *rstd, const float *x,
-                             const float *weight, const float *bias, int B, int C, int HW, int G, float eps,
-                             const char *who)
+ * and, when pre is given, pre = GN(x) (what SiLU's backward needs).  With
+ * saved_mean/saved_rstd (a backward's recomputation) the statistics come
+ * from there instead of two passes over x: the same floats, so the same
+ * outputs. */
+static void group_norm_apply(float *out, float *pre, bool silu, float *mean, float *rstd, const float *saved_mean,
+                             const float *saved_rstd, const float *x, const float *weight, const float *bias, int B,
+                             int C, int HW, int G, float eps, const char *who)
 {
     if (G <= 0 || C % G != 0)
         die("%s: %d channels do not split into %d groups", who, C, G);
@@ -67,9 +70,14 @@ static void group_norm_apply(float *out, float *pre, bool silu, float *mean, flo
     for (int bg = 0; bg < B * G; bg++) {
         const float *xg = x + (size_t)bg * glen; /* group g of sample b is contiguous in NCHW */
         float *og = out + (size_t)bg * glen, *pg = pre ? pre + (size_t)bg * glen : NULL;
-        double m, v;
-        moments(xg, 1, glen, 0, &m, &v);
-        float mf = (float)m, rf = (float)(1.0 / sqrt(v + eps));
+        float mf, rf;
+        if (saved_mean) {
+            mf = saved_mean[bg], rf = saved_rstd[bg];
+        } else {
+            double m, v;
+            moments(xg, 1, glen, 0, &m, &v);
+            mf = (float)m, rf = (float)(1.0 / sqrt(v + eps));
+        }
         if (mean)
             mean[bg] = mf;
         if (rstd)
@@ -106,13 +114,22 @@ static void group_norm_apply(float *out, float *pre, bool silu, float *mean, flo
 void group_norm_forward(float *out, float *mean, float *rstd, const float *x, const float *weight,
                         const float *bias, int B, int C, int HW, int G, float eps)
 {
-    group_norm_apply(out, NULL, false, mean, rstd, x, weight, bias, B, C, HW, G, eps, "group_norm_forward");
+    group_norm_apply(out, NULL, false, mean, rstd, NULL, NULL, x, weight, bias, B, C, HW, G, eps,
+                     "group_norm_forward");
 }
 
 void group_norm_silu_forward(float *out, float *pre, float *mean, float *rstd, const float *x, const float *weight,
                              const float *bias, int B, int C, int HW, int G, float eps)
 {
-    group_norm_apply(out, pre, true, mean, rstd, x, weight, bias, B, C, HW, G, eps, "group_norm_silu_forward");
+    group_norm_apply(out, pre, true, mean, rstd, NULL, NULL, x, weight, bias, B, C, HW, G, eps,
+                     "group_norm_silu_forward");
+}
+
+void group_norm_silu_recompute(float *out, const float *x, const float *mean, const float *rstd, const float *weight,
+                               const float *bias, int B, int C, int HW, int G)
+{
+    group_norm_apply(out, NULL, true, NULL, NULL, mean, rstd, x, weight, bias, B, C, HW, G, 0.0f,
+                     "group_norm_silu_recompute");
 }
 
 /* One thread's scratch for group_norm_silu_backward: a group's gradient at
@@ -132,16 +149,19 @@ static float *silu_grad_scratch(size_t n)
     return silu_grad_buf;
 }
 
-/* GroupNorm's backward; with `pre`, through the SiLU after it first (dout is
- * then the gradient at the SiLU's output and pre its input, GroupNorm(x)).
+/* GroupNorm's backward; with `silu`, through the SiLU after it first (dout
+ * is then the gradient at the SiLU's output, whose input GroupNorm(x) is
+ * recomputed here from x, the statistics and weight/bias, with
+ * group_norm_apply's arithmetic: the same floats as its `pre`).
  * accumulate: dx += (the kernel convention), else dx = 0 + ... (bit-identical
  * to adding into a zeroed dx, without the zeroing pass).
  * Parallel over groups, samples in sequence inside: dweight/dbias of a
  * channel are then written by the one thread that owns its group.  (VAE
  * GroupNorms have G = 32 groups, enough work for the usual thread counts.) */
 static void group_norm_backward_impl(float *dx, bool accumulate, float *dweight, float *dbias, const float *dout,
-                                     const float *pre, const float *x, const float *mean, const float *rstd,
-                                     const float *weight, int B, int C, int HW, int G, const char *name)
+                                     bool silu, const float *x, const float *mean, const float *rstd,
+                                     const float *weight, const float *bias, int B, int C, int HW, int G,
+                                     const char *name)
 {
     if (G <= 0 || C % G != 0)
         die("%s: %d channels do not split into %d groups", name, C, G);
@@ -154,19 +174,25 @@ static void group_norm_backward_impl(float *dx, bool accumulate, float *dweight,
 #pragma omp parallel for schedule(static) if ((long)B * C * HW >= PAR_MIN)
     for (int g = 0; g < G; g++) {
         int c0 = g * Cg;
-        float *dpre = pre ? silu_grad_scratch(glen) : NULL;
+        float *dpre = silu ? silu_grad_scratch(glen) : NULL;
         for (int b = 0; b < B; b++) {
             size_t off = ((size_t)b * G + g) * glen;
             const float *xg = x + off, *dyg = dout + off;
-            if (pre) {
-                /* silu_backward into a zeroed buffer, element by element */
-                const float *pg = pre + off;
+            float mf = mean[b * G + g], rf = rstd[b * G + g];
+            if (silu) {
+                /* silu_backward into a zeroed buffer, element by element, at
+                 * the pre-activation GroupNorm(x) recomputed channel by channel */
+                for (int j = 0; j < Cg; j++) {
+                    float w = weight ? weight[c0 + j] : 1.0f, bj = bias ? bias[c0 + j] : 0.0f;
+                    float scale = rf * w;
+                    const float *xc = xg + (size_t)j * HW, *dyc = dyg + (size_t)j * HW;
+                    float *dc = dpre + (size_t)j * HW;
 #pragma omp simd
-                for (size_t i = 0; i < glen; i++)
-                    dpre[i] = 0.0f + silu_grad(dyg[i], pg[i]);
+                    for (int i = 0; i < HW; i++)
+                        dc[i] = 0.0f + silu_grad(dyc[i], (xc[i] - mf) * scale + bj);
+                }
                 dyg = dpre;
             }
-            float mf = mean[b * G + g], rf = rstd[b * G + g];
             /* Per channel: Σ dy and Σ dy·x̂; weighted by w they give the group
              * sums Σ dx̂ and Σ dx̂·x̂ that the dx formula needs. */
             double sum_dxhat = 0, sum_dxhat_xhat = 0;
@@ -218,15 +244,15 @@ static void group_norm_backward_impl(float *dx, bool accumulate, float *dweight,
 void group_norm_backward(float *dx, float *dweight, float *dbias, const float *dout, const float *x,
                          const float *mean, const float *rstd, const float *weight, int B, int C, int HW, int G)
 {
-    group_norm_backward_impl(dx, true, dweight, dbias, dout, NULL, x, mean, rstd, weight, B, C, HW, G,
+    group_norm_backward_impl(dx, true, dweight, dbias, dout, false, x, mean, rstd, weight, NULL, B, C, HW, G,
                              "group_norm_backward");
 }
 
 void group_norm_silu_backward(float *dx, bool accumulate, float *dweight, float *dbias, const float *dout,
-                              const float *pre, const float *x, const float *mean, const float *rstd,
-                              const float *weight, int B, int C, int HW, int G)
+                              const float *x, const float *mean, const float *rstd, const float *weight,
+                              const float *bias, int B, int C, int HW, int G)
 {
-    group_norm_backward_impl(dx, accumulate, dweight, dbias, dout, pre, x, mean, rstd, weight, B, C, HW, G,
+    group_norm_backward_impl(dx, accumulate, dweight, dbias, dout, true, x, mean, rstd, weight, bias, B, C, HW, G,
                              "group_norm_silu_backward");
 }
 

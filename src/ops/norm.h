@@ -40,14 +40,22 @@ void group_norm_silu_forward(float *out, float *pre, float *mean, float *rstd, c
                              const float *bias, int B, int C, int HW, int G, float eps);
 void group_norm_backward(float *dx, float *dweight, float *dbias, const float *dout, const float *x,
                          const float *mean, const float *rstd, const float *weight, int B, int C, int HW, int G);
+/* SiLU(GroupNorm(x)) again, for a backward that did not keep it, from the
+ * statistics group_norm_silu_forward saved (no pass over x to make them):
+ * bit-identical to that forward's out. */
+void group_norm_silu_recompute(float *out, const float *x, const float *mean, const float *rstd, const float *weight,
+                               const float *bias, int B, int C, int HW, int G);
 /* The backward of SiLU(GroupNorm(x)) in one parallel pass: dout is the
- * gradient at the SiLU's output, pre = GroupNorm(x) (group_norm_silu_forward's
- * `pre`).  Bit-identical to silu_backward into a zeroed buffer followed by
- * group_norm_backward, without writing that buffer.  accumulate = false
- * stores into dx instead of adding (as if dx had been zeroed first). */
+ * gradient at the SiLU's output; the SiLU's input GroupNorm(x) is
+ * recomputed on the way from x, the saved statistics, weight and bias (the
+ * same floats as group_norm_silu_forward's `pre`, which therefore need not
+ * be kept or rewritten).  Bit-identical to silu_backward into a zeroed
+ * buffer followed by group_norm_backward, without writing that buffer.
+ * accumulate = false stores into dx instead of adding (as if dx had been
+ * zeroed first). */
 void group_norm_silu_backward(float *dx, bool accumulate, float *dweight, float *dbias, const float *dout,
-                              const float *pre, const float *x, const float *mean, const float *rstd,
-                              const float *weight, int B, int C, int HW, int G);
+                              const float *x, const float *mean, const float *rstd, const float *weight,
+                              const float *bias, int B, int C, int HW, int G);
 
 void layer_norm_forward(float *out, float *mean, float *rstd, const float *x, const float *weight,
                         const float *bias, int N, int D, float eps);
