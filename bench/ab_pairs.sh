@@ -3,12 +3,13 @@
 #   sh bench/ab_pairs.sh REV_A REV_B [ROW] [PAIRS]
 # REV_A, REV_B: git revisions (a commit, a branch, HEAD~1) or "." for the
 # working tree as it is.  ROW: a bench_step or bench_models row (default
-# repae_step_small_plain_B32).  PAIRS: how many A-then-B pairs (default 6).
+# repae_step_small_plain_B32).  PAIRS: how many pairs (default 6).
 # A commit is built in its own git worktree, build-ab/src-<hash>/ (kept for
 # the next call; `git worktree remove` when done), "." in build/;
-# then A, B, A, B, ... each run as its own process with BENCH_REPS timed
-# runs (default 5), and the medians of the per-process times are printed
-# with the ratio A/B (> 1: B is faster).
+# then A, B, B, A, A, B, ... (pairs alternate which side runs first), each
+# run as its own process with BENCH_REPS timed runs (default 5); printed:
+# the medians of the per-process times with their ratio A/B (> 1: B is
+# faster), and the median of the pairs' own ratios.
 #
 # Why processes and not one process that switches code paths every step
 # (session 12): alternating oneDNN and im2col inside one process gave the
@@ -48,10 +49,21 @@ PB=$(build_rev "$B")
 time_of() { BENCH_REPS=$REPS "$1" "$ROW" | awk -v r="$ROW" '$1 == r { print $2 }'; }
 TA=""
 TB=""
+RATIOS=""
 i=0
 while [ $i -lt "$PAIRS" ]; do
-    TA="$TA $(time_of "$PA")"
-    TB="$TB $(time_of "$PB")"
+    # A first in even pairs, B first in odd ones: whichever side a process
+    # slot favours (the second of two runs in a row, say), both get it.
+    if [ $((i % 2)) -eq 0 ]; then
+        ta=$(time_of "$PA")
+        tb=$(time_of "$PB")
+    else
+        tb=$(time_of "$PB")
+        ta=$(time_of "$PA")
+    fi
+    TA="$TA $ta"
+    TB="$TB $tb"
+    RATIOS="$RATIOS $(echo "$ta $tb" | awk '{ printf "%.4f", $1 / $2 }')"
     i=$((i + 1))
 done
 median() { echo "$@" | tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
@@ -61,3 +73,7 @@ echo "$ROW, $PAIRS pairs of processes, $REPS timed runs each (ms, per-process me
 echo "  A $A:$TA  -> median $MA"
 echo "  B $B:$TB  -> median $MB"
 echo "$MA $MB" | awk '{ printf "  A/B = %.3f (> 1: B is faster)\n", $1 / $2 }'
+# Each pair's own ratio, then their median: a pair's two runs are minutes
+# apart at most, so a host that drifts by a third over a session (session
+# 15) moves both sides of a pair alike.
+echo "  median of the pairs' A/B = $(median $RATIOS)"
