@@ -61,7 +61,7 @@ static int use_winograd(const conv2d_shape *s)
  * im2col + gemm wins back the layers with 128 channels and more in and out
  * (the PatchGAN's last two wide ones), whichever kernel gemm() runs: with
  * our AVX-512 one 1.1–1.2× over oneDNN (BENCHMARKS.md, session 11), with
- * OpenBLAS's AVX-512 one 1.25× on 256→512 and even on 128→256 (session 15);
+ * OpenBLAS's AVX-512 one 1.25× on 256→512 and a tie on 128→256 (session 15);
  * oneDNN keeps the others. */
 static int wants_dnnl(const conv2d_shape *s)
 {
