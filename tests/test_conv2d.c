@@ -477,6 +477,8 @@ static void test_conv2d_dnnl_auto_policy_and_threads(void)
     const struct { conv2d_shape s; conv2d_algo same_as; const char *what; } cases[] = {
         {conv2d_make(4, 16, 16, 16, 32, 4, 2, 1), CONV2D_DNNL, "4x4 s2 (PatchGAN)"},
         {conv2d_make(4, 32, 4, 4, 16, 4, 1, 1), CONV2D_DNNL, "4x4 s1 (PatchGAN)"},
+        /* the PatchGAN's wide layers take im2col + gemm on every host */
+        {conv2d_make(2, 128, 4, 4, 128, 4, 1, 1), CONV2D_IM2COL, "4x4 s1 128->128 (wide PatchGAN)"},
         {conv2d_make_pad(2, 16, 16, 16, 16, 3, 2, 0, 0, 1, 1), CONV2D_IM2COL, "3x3 s2 (VAE downsample)"},
         {conv2d_make(4, 16, 8, 8, 16, 3, 1, 1), CONV2D_WINOGRAD, "3x3 s1 8x8"},
         {conv2d_make(2, 16, 12, 12, 8, 5, 1, 2), CONV2D_IM2COL, "5x5 s1"},

@@ -51,6 +51,21 @@ static void moments(const float *x, int nchunks, size_t len, size_t stride, doub
 
 /* ---------------------------------------------------------------- GroupNorm */
 
+/* Channel c's GroupNorm affine with its group's statistics:
+ * GN(x) = (x − mean)·scale + shift.  One definition for the forward and for
+ * the backward's recomputation of the pre-activation, which must give the
+ * same floats. */
+typedef struct gn_affine {
+    float mean, scale, shift;
+} gn_affine;
+
+static inline gn_affine gn_channel(float mf, float rf, const float *weight, const float *bias, int c)
+{
+    return (gn_affine){mf, rf * (weight ? weight[c] : 1.0f), bias ? bias[c] : 0.0f};
+}
+
+static inline float gn_apply(gn_affine a, float x) { return (x - a.mean) * a.scale + a.shift; }
+
 /* GroupNorm, optionally followed by SiLU in the same pass: out = SiLU(GN(x))
  * and, when pre is given, pre = GN(x) (what SiLU's backward needs).  With
  * saved_mean/saved_rstd (a backward's recomputation) the statistics come
@@ -84,26 +99,25 @@ static void group_norm_apply(float *out, float *pre, bool silu, float *mean, flo
             rstd[bg] = rf;
         int c0 = (bg % G) * Cg;
         for (int j = 0; j < Cg; j++) {
-            float w = weight ? weight[c0 + j] : 1.0f, b = bias ? bias[c0 + j] : 0.0f;
-            float scale = rf * w;
+            const gn_affine a = gn_channel(mf, rf, weight, bias, c0 + j);
             const float *xc = xg + (size_t)j * HW;
             float *oc = og + (size_t)j * HW;
             if (!silu) {
 #pragma omp simd
                 for (int i = 0; i < HW; i++)
-                    oc[i] = (xc[i] - mf) * scale + b;
+                    oc[i] = gn_apply(a, xc[i]);
             } else if (pg) {
                 float *pc = pg + (size_t)j * HW;
 #pragma omp simd
                 for (int i = 0; i < HW; i++) {
-                    float h = (xc[i] - mf) * scale + b;
+                    float h = gn_apply(a, xc[i]);
                     pc[i] = h;
                     oc[i] = h * fast_sigmoidf(h);
                 }
             } else {
 #pragma omp simd
                 for (int i = 0; i < HW; i++) {
-                    float h = (xc[i] - mf) * scale + b;
+                    float h = gn_apply(a, xc[i]);
                     oc[i] = h * fast_sigmoidf(h);
                 }
             }
@@ -151,8 +165,8 @@ static float *silu_grad_scratch(size_t n)
 
 /* GroupNorm's backward; with `silu`, through the SiLU after it first (dout
  * is then the gradient at the SiLU's output, whose input GroupNorm(x) is
- * recomputed here from x, the statistics and weight/bias, with
- * group_norm_apply's arithmetic: the same floats as its `pre`).
+ * recomputed here from x, the statistics and weight/bias by gn_apply, as
+ * group_norm_apply makes its `pre`: the same floats).
  * accumulate: dx += (the kernel convention), else dx = 0 + ... (bit-identical
  * to adding into a zeroed dx, without the zeroing pass).
  * Parallel over groups, samples in sequence inside: dweight/dbias of a
@@ -183,13 +197,12 @@ static void group_norm_backward_impl(float *dx, bool accumulate, float *dweight,
                 /* silu_backward into a zeroed buffer, element by element, at
                  * the pre-activation GroupNorm(x) recomputed channel by channel */
                 for (int j = 0; j < Cg; j++) {
-                    float w = weight ? weight[c0 + j] : 1.0f, bj = bias ? bias[c0 + j] : 0.0f;
-                    float scale = rf * w;
+                    const gn_affine a = gn_channel(mf, rf, weight, bias, c0 + j);
                     const float *xc = xg + (size_t)j * HW, *dyc = dyg + (size_t)j * HW;
                     float *dc = dpre + (size_t)j * HW;
 #pragma omp simd
                     for (int i = 0; i < HW; i++)
-                        dc[i] = 0.0f + silu_grad(dyc[i], (xc[i] - mf) * scale + bj);
+                        dc[i] = 0.0f + silu_grad(dyc[i], gn_apply(a, xc[i]));
                 }
                 dyg = dpre;
             }
