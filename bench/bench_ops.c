@@ -141,7 +141,7 @@ static void run_attn(void *p)
     attn_ctx *c = p;
     int D = c->NH * c->HD;
     attention_forward(c->out, c->probs, c->qkv, c->qkv + D, c->qkv + 2 * D, 3 * D, c->B, c->T, c->NH, c->HD, c->ws);
-    attention_backward(c->dqkv, c->dqkv + D, c->dqkv + 2 * D, 3 * D, c->dout, c->probs, c->qkv, c->qkv + D,
+    attention_backward(c->dqkv, c->dqkv + D, c->dqkv + 2 * D, true, 3 * D, c->dout, c->probs, c->qkv, c->qkv + D,
                        c->qkv + 2 * D, 3 * D, c->B, c->T, c->NH, c->HD, c->ws);
 }
 

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "core/error.h"
 #include "ops/act.h"
 #include "test.h"
 
@@ -17,13 +18,18 @@ static void leaky02_backward(float *din, const float *dout, const float *in, siz
     leaky_relu_backward(din, dout, in, n, 0.2f);
 }
 
+static void gelu_tanh_backward_adding(float *din, const float *dout, const float *in, size_t n)
+{
+    gelu_tanh_backward(din, true, dout, in, n);
+}
+
 static const struct {
     const char *name;
     fwd_fn fwd;
     bwd_fn bwd;
 } ACTS[] = {
     {"silu", silu_forward, silu_backward},
-    {"gelu_tanh", gelu_tanh_forward, gelu_tanh_backward},
+    {"gelu_tanh", gelu_tanh_forward, gelu_tanh_backward_adding},
     {"gelu_erf", gelu_erf_forward, gelu_erf_backward},
     {"relu", relu_forward, relu_backward},
     {"leaky_relu", leaky02_forward, leaky02_backward},
@@ -126,12 +132,30 @@ static void test_act_backward_accumulates(void)
     float *x = fixture_f32(st, "x", &n), *cot = fixture_f32(st, "cot", NULL);
     float *p = alloc_normal(n, 1.0f, 40), *din = malloc(n * sizeof(float));
     memcpy(din, p, n * sizeof(float));
-    gelu_tanh_backward(din, cot, x, n);
+    gelu_tanh_backward(din, true, cot, x, n);
     for (size_t i = 0; i < n; i++)
         din[i] -= p[i]; /* exact up to one rounding of p + grad */
     fixture_check(st, "grad.x", din, n, 1e-6, 1e-5);
     free(x), free(cot), free(p), free(din);
     safetensors_close(st);
+}
+
+/* accumulate = false stores: into a buffer of NaNs it must give the bits of
+ * adding into zeros, on the threaded and the serial path. */
+static void test_gelu_tanh_backward_stores(void)
+{
+    const size_t sizes[] = {(1u << 17) + 3, 1000};
+    for (size_t k = 0; k < 2; k++) {
+        const size_t n = sizes[k];
+        float *x = alloc_normal(n, 3.0f, 60), *dout = alloc_normal(n, 1.0f, 61);
+        float *want = alloc_zeros(n), *got = xmalloc(n * sizeof(float));
+        for (size_t i = 0; i < n; i++)
+            got[i] = NAN;
+        gelu_tanh_backward(want, true, dout, x, n);
+        gelu_tanh_backward(got, false, dout, x, n);
+        CHECK(memcmp(got, want, n * sizeof(float)) == 0, "n=%zu: stored gradient differs from added into zeros", n);
+        free(x), free(dout), free(want), free(got);
+    }
 }
 
 static void test_act_threaded_matches_serial(void)
@@ -164,6 +188,7 @@ int main(void)
     RUN(test_act_kinks_follow_torch);
     RUN(test_act_in_place_forward);
     RUN(test_act_backward_accumulates);
+    RUN(test_gelu_tanh_backward_stores);
     RUN(test_act_threaded_matches_serial);
     return test_summary();
 }

@@ -89,7 +89,7 @@ static void check_vs_ref(int B, int T, int NH, int HD, uint64_t seed)
 
     float *g = alloc_normal(nqkv, 1.0f, seed + 2), *g_ref = xmalloc(nqkv * sizeof(float));
     memcpy(g_ref, g, nqkv * sizeof(float));
-    attention_backward(g, g + D, g + 2 * D, ld, cot, P, qkv, qkv + D, qkv + 2 * D, ld, B, T, NH, HD, ws);
+    attention_backward(g, g + D, g + 2 * D, true, ld, cot, P, qkv, qkv + D, qkv + 2 * D, ld, B, T, NH, HD, ws);
     attention_backward_ref(g_ref, g_ref + D, g_ref + 2 * D, ld, cot, P_ref, qkv, qkv + D, qkv + 2 * D, ld, B, T,
                            NH, HD);
     snprintf(what, sizeof what, "dqkv (prefilled) B%d T%d NH%d HD%d", B, T, NH, HD);
@@ -115,7 +115,7 @@ static void test_attention_fd_packed(void)
     attn_ctx c = {B, T, NH, HD, ld, qkv, qkv + D, qkv + 2 * D, cot, out, P, ws};
     attn_loss(&c);
     float *g = alloc_zeros(nqkv);
-    attention_backward(g, g + D, g + 2 * D, ld, cot, P, qkv, qkv + D, qkv + 2 * D, ld, B, T, NH, HD, ws);
+    attention_backward(g, g + D, g + 2 * D, true, ld, cot, P, qkv, qkv + D, qkv + 2 * D, ld, B, T, NH, HD, ws);
     fd_check("attention dqkv (packed, ld=3D)", attn_loss, &c, qkv, g, nqkv, 1e-2, 1e-4, 5e-4, 0);
     free(qkv), free(cot), free(out), free(P), free(ws), free(g);
 }
@@ -132,7 +132,7 @@ static void test_attention_fd_separate(void)
     attn_ctx c = {B, T, NH, HD, D, q, k, v, cot, out, P, ws};
     attn_loss(&c);
     float *g = alloc_zeros(3 * n); /* packed [B,T,3D] */
-    attention_backward(g, g + D, g + 2 * D, 3 * D, cot, P, q, k, v, D, B, T, NH, HD, ws);
+    attention_backward(g, g + D, g + 2 * D, true, 3 * D, cot, P, q, k, v, D, B, T, NH, HD, ws);
     /* unpack into separate gradients */
     float *gs[3];
     for (int s = 0; s < 3; s++) {
@@ -151,8 +151,8 @@ static void test_attention_fd_separate(void)
     const char *names[3] = {"dq alone", "dk alone", "dv alone"};
     for (int s = 0; s < 3; s++) {
         float *one = alloc_zeros(n);
-        attention_backward(s == 0 ? one : NULL, s == 1 ? one : NULL, s == 2 ? one : NULL, D, cot, P, q, k, v, D, B,
-                           T, NH, HD, ws);
+        attention_backward(s == 0 ? one : NULL, s == 1 ? one : NULL, s == 2 ? one : NULL, true, D, cot, P, q, k, v, D,
+                           B, T, NH, HD, ws);
         check_close(names[s], one, gs[s], n, 0, 0);
         free(one);
     }
@@ -170,10 +170,10 @@ static void test_attention_backward_accumulates(void)
     float *out = alloc_zeros(nout), *P = alloc_zeros((size_t)B * NH * T * T), *ws = alloc_ws(B, T, NH, HD);
     attention_forward(out, P, qkv, qkv + D, qkv + 2 * D, ld, B, T, NH, HD, ws);
     float *g0 = alloc_zeros(nqkv), *g1 = alloc_normal(nqkv, 3.0f, 43), *want = xmalloc(nqkv * sizeof(float));
-    attention_backward(g0, g0 + D, g0 + 2 * D, ld, cot, P, qkv, qkv + D, qkv + 2 * D, ld, B, T, NH, HD, ws);
+    attention_backward(g0, g0 + D, g0 + 2 * D, true, ld, cot, P, qkv, qkv + D, qkv + 2 * D, ld, B, T, NH, HD, ws);
     for (size_t i = 0; i < nqkv; i++)
         want[i] = g1[i] + g0[i];
-    attention_backward(g1, g1 + D, g1 + 2 * D, ld, cot, P, qkv, qkv + D, qkv + 2 * D, ld, B, T, NH, HD, ws);
+    attention_backward(g1, g1 + D, g1 + 2 * D, true, ld, cot, P, qkv, qkv + D, qkv + 2 * D, ld, B, T, NH, HD, ws);
     /* gemm with beta = 1 rounds g1 + x once more than our sum: 1 ulp of |g1| ~ 3 */
     check_close("dqkv accumulates into prefilled", g1, want, nqkv, 1e-6, 1e-6);
     double nz = 0;
@@ -181,6 +181,31 @@ static void test_attention_backward_accumulates(void)
         nz += fabs(g0[i]);
     CHECK(nz > 1.0, "gradient is (nearly) zero, test would be vacuous: %g", nz);
     free(qkv), free(cot), free(out), free(P), free(ws), free(g0), free(g1), free(want);
+}
+
+/* accumulate = false stores into dq/dk/dv (NaNs here) the bits of adding into
+ * zeros, on the path that splits (sample, head) pairs over threads and on
+ * the serial one (one pair). */
+static void test_attention_backward_stores(void)
+{
+    const int shapes[2][4] = {{3, 40, 4, 32}, {1, 9, 1, 8}}; /* B, T, NH, HD */
+    for (int s = 0; s < 2; s++) {
+        const int B = shapes[s][0], T = shapes[s][1], NH = shapes[s][2], HD = shapes[s][3], D = NH * HD, ld = 3 * D;
+        const size_t nqkv = (size_t)B * T * ld, nout = (size_t)B * T * D;
+        float *qkv = alloc_normal(nqkv, 1.0f, 44), *cot = alloc_normal(nout, 1.0f, 45);
+        float *out = alloc_zeros(nout), *P = alloc_zeros((size_t)B * NH * T * T), *ws = alloc_ws(B, T, NH, HD);
+        attention_forward(out, P, qkv, qkv + D, qkv + 2 * D, ld, B, T, NH, HD, ws);
+        float *want = alloc_zeros(nqkv), *got = xmalloc(nqkv * sizeof(float));
+        for (size_t i = 0; i < nqkv; i++)
+            got[i] = NAN;
+        attention_backward(want, want + D, want + 2 * D, true, ld, cot, P, qkv, qkv + D, qkv + 2 * D, ld, B, T, NH, HD,
+                           ws);
+        attention_backward(got, got + D, got + 2 * D, false, ld, cot, P, qkv, qkv + D, qkv + 2 * D, ld, B, T, NH, HD,
+                           ws);
+        CHECK(memcmp(got, want, nqkv * sizeof(float)) == 0, "B=%d T=%d NH=%d: stored dqkv differs from added", B, T,
+              NH);
+        free(qkv), free(cot), free(out), free(P), free(ws), free(want), free(got);
+    }
 }
 
 static int meta_int(const safetensors *st, const char *key)
@@ -204,7 +229,7 @@ static void test_attention_matches_torch_timm(void)
     fixture_check(st, "out", out, ncot, 1e-5, 1e-5);
     fixture_check(st, "attn", P, (size_t)B * NH * T * T, 1e-6, 1e-5);
     float *g = alloc_zeros(nqkv);
-    attention_backward(g, g + D, g + 2 * D, ld, cot, P, qkv, qkv + D, qkv + 2 * D, ld, B, T, NH, HD, ws);
+    attention_backward(g, g + D, g + 2 * D, true, ld, cot, P, qkv, qkv + D, qkv + 2 * D, ld, B, T, NH, HD, ws);
     fixture_check(st, "grad.qkv", g, nqkv, 1e-5, 1e-4);
     free(qkv), free(cot), free(out), free(P), free(ws), free(g);
     safetensors_close(st);
@@ -243,7 +268,7 @@ static void test_attention_matches_torch_vae_single_head(void)
     transpose_bcl(out, out_t, B, L, C);
     fixture_check(st, "out", out, n, 1e-5, 1e-5);
     fixture_check(st, "attn", P, (size_t)B * L * L, 1e-6, 1e-5);
-    attention_backward(g_t[0], g_t[1], g_t[2], C, cot_t, P, in_t[0], in_t[1], in_t[2], C, B, L, 1, C, ws);
+    attention_backward(g_t[0], g_t[1], g_t[2], true, C, cot_t, P, in_t[0], in_t[1], in_t[2], C, B, L, 1, C, ws);
     const char *g_names[3] = {"grad.q", "grad.k", "grad.v"};
     for (int s = 0; s < 3; s++) {
         transpose_bcl(in[s], g_t[s], B, L, C); /* reuse in[s] as the NCHW gradient */
@@ -261,6 +286,7 @@ int main(void)
     RUN(test_attention_fd_packed);
     RUN(test_attention_fd_separate);
     RUN(test_attention_backward_accumulates);
+    RUN(test_attention_backward_stores);
     RUN(test_attention_matches_torch_timm);
     RUN(test_attention_matches_torch_vae_single_head);
     return test_summary();

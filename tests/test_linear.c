@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "core/error.h"
 #include "ops/linear.h"
 #include "test.h"
 
@@ -33,7 +34,7 @@ static void test_linear_finite_differences(void)
 {
     lin_ctx c = lin_new(3, 5, 4, 1, 100);
     float *dx = alloc_zeros(15), *dw = alloc_zeros(20), *db = alloc_zeros(4);
-    linear_backward(dx, dw, db, c.cot, c.x, c.w, c.N, c.IN, c.OUT);
+    linear_backward(dx, true, dw, db, c.cot, c.x, c.w, c.N, c.IN, c.OUT);
     /* L is linear in each argument, so central differences have no
      * truncation error; only float rounding of out (~1e-7·|L|/2h ≈ 1e-5). */
     fd_check("linear dx", lin_loss, &c, c.x, dx, 15, 1e-2, 0.0, 1e-3, 0);
@@ -48,7 +49,7 @@ static void test_linear_finite_differences_large(void)
     int N = 64, IN = 96, OUT = 80;
     lin_ctx c = lin_new(N, IN, OUT, 1, 200);
     float *dx = alloc_zeros((size_t)N * IN), *dw = alloc_zeros((size_t)OUT * IN), *db = alloc_zeros(OUT);
-    linear_backward(dx, dw, db, c.cot, c.x, c.w, N, IN, OUT);
+    linear_backward(dx, true, dw, db, c.cot, c.x, c.w, N, IN, OUT);
     /* One random direction each; |L| ~ 70 so rounding in L ~ 1e-5 over 2h = 2e-2. */
     fd_check_direction("linear dx (dir)", lin_loss, &c, c.x, dx, (size_t)N * IN, 1e-2, 1e-3, 1);
     fd_check_direction("linear dweight (dir)", lin_loss, &c, c.w, dw, (size_t)OUT * IN, 1e-2, 1e-3, 2);
@@ -76,7 +77,7 @@ static void check_fixture(const char *name, int prefill)
     memcpy(px, dx, nx * sizeof(float)), memcpy(pw, dw, nw * sizeof(float)), memcpy(pb, db, OUT * sizeof(float));
 
     linear_forward(out, x, w, b, N, IN, OUT);
-    linear_backward(dx, dw, has_bias ? db : NULL, cot, x, w, N, IN, OUT);
+    linear_backward(dx, true, dw, has_bias ? db : NULL, cot, x, w, N, IN, OUT);
     for (size_t i = 0; i < nx; i++) dx[i] -= px[i];
     for (size_t i = 0; i < nw; i++) dw[i] -= pw[i];
     for (int i = 0; i < OUT; i++) db[i] -= pb[i];
@@ -109,17 +110,46 @@ static void test_linear_null_gradients(void)
     size_t nx = (size_t)N * IN, nw = (size_t)OUT * IN;
     float *dx = alloc_zeros(nx), *dw = alloc_zeros(nw), *db = alloc_zeros(OUT);
     float *dx1 = alloc_zeros(nx), *dw1 = alloc_zeros(nw), *db1 = alloc_zeros(OUT);
-    linear_backward(dx, dw, db, c.cot, c.x, c.w, N, IN, OUT);
-    linear_backward(dx1, NULL, NULL, c.cot, c.x, c.w, N, IN, OUT);
-    linear_backward(NULL, dw1, NULL, c.cot, c.x, c.w, N, IN, OUT);
-    linear_backward(NULL, NULL, db1, c.cot, c.x, c.w, N, IN, OUT);
-    linear_backward(NULL, NULL, NULL, c.cot, c.x, c.w, N, IN, OUT);
+    linear_backward(dx, true, dw, db, c.cot, c.x, c.w, N, IN, OUT);
+    linear_backward(dx1, true, NULL, NULL, c.cot, c.x, c.w, N, IN, OUT);
+    linear_backward(NULL, true, dw1, NULL, c.cot, c.x, c.w, N, IN, OUT);
+    linear_backward(NULL, true, NULL, db1, c.cot, c.x, c.w, N, IN, OUT);
+    linear_backward(NULL, true, NULL, NULL, c.cot, c.x, c.w, N, IN, OUT);
     CHECK(memcmp(dx, dx1, nx * sizeof(float)) == 0, "dx alone differs");
     CHECK(memcmp(dw, dw1, nw * sizeof(float)) == 0, "dweight alone differs");
     CHECK(memcmp(db, db1, OUT * sizeof(float)) == 0, "dbias alone differs");
     /* a frozen layer with no input gradient: NULL weight pointers */
-    linear_backward(NULL, NULL, NULL, c.cot, NULL, NULL, N, IN, OUT);
+    linear_backward(NULL, true, NULL, NULL, c.cot, NULL, NULL, N, IN, OUT);
     free(dx), free(dw), free(db), free(dx1), free(dw1), free(db1);
+    lin_free(&c);
+}
+
+/* accumulate = false stores dinp (a buffer of NaNs here) with the bits of
+ * adding into zeros, while dweight and dbias still add; with OUT = 0 the
+ * stored input gradient is zero. */
+static void test_linear_backward_stores_input_gradient(void)
+{
+    int N = 37, IN = 29, OUT = 23;
+    lin_ctx c = lin_new(N, IN, OUT, 1, 500);
+    size_t nx = (size_t)N * IN, nw = (size_t)OUT * IN;
+    float *dx0 = alloc_zeros(nx), *dw0 = alloc_normal(nw, 1.0f, 501), *db0 = alloc_normal(OUT, 1.0f, 502);
+    float *dx1 = xmalloc(nx * sizeof(float)), *dw1 = xmalloc(nw * sizeof(float)), *db1 = xmalloc(OUT * sizeof(float));
+    for (size_t i = 0; i < nx; i++)
+        dx1[i] = NAN;
+    memcpy(dw1, dw0, nw * sizeof(float)), memcpy(db1, db0, OUT * sizeof(float));
+    linear_backward(dx0, true, dw0, db0, c.cot, c.x, c.w, N, IN, OUT);
+    linear_backward(dx1, false, dw1, db1, c.cot, c.x, c.w, N, IN, OUT);
+    CHECK(memcmp(dx0, dx1, nx * sizeof(float)) == 0, "stored dx differs from dx added into zeros");
+    CHECK(memcmp(dw0, dw1, nw * sizeof(float)) == 0, "dweight must still add");
+    CHECK(memcmp(db0, db1, OUT * sizeof(float)) == 0, "dbias must still add");
+    for (size_t i = 0; i < nx; i++)
+        dx1[i] = NAN;
+    linear_backward(dx1, false, NULL, NULL, c.cot, c.x, c.w, N, IN, 0);
+    int zeros = 1;
+    for (size_t i = 0; i < nx; i++)
+        zeros &= dx1[i] == 0.0f;
+    CHECK(zeros, "OUT = 0: the stored input gradient must be zero");
+    free(dx0), free(dw0), free(db0), free(dx1), free(dw1), free(db1);
     lin_free(&c);
 }
 
@@ -131,7 +161,7 @@ static void test_linear_large_matches_double(void)
     lin_ctx c = lin_new(N, IN, OUT, 1, 400);
     float *db = alloc_zeros(OUT), *want_db = alloc_zeros(OUT), *want_out = alloc_zeros((size_t)N * OUT);
     linear_forward(c.out, c.x, c.w, c.b, N, IN, OUT);
-    linear_backward(NULL, NULL, db, c.cot, c.x, c.w, N, IN, OUT);
+    linear_backward(NULL, true, NULL, db, c.cot, c.x, c.w, N, IN, OUT);
     for (int o = 0; o < OUT; o++) {
         double s = 0;
         for (int n = 0; n < N; n++)
@@ -160,6 +190,7 @@ int main(void)
     RUN(test_linear_nobias_matches_torch);
     RUN(test_linear_backward_accumulates);
     RUN(test_linear_null_gradients);
+    RUN(test_linear_backward_stores_input_gradient);
     RUN(test_linear_large_matches_double);
     return test_summary();
 }

@@ -54,9 +54,10 @@ static double mod_loss(void *v)
 static void mod_grads(const mod_ctx *c, float *dx, float *dh, float *dc6)
 {
     const int B = c->B, T = c->T, D = c->D;
-    modulate_backward(dx, dc6 + SHIFT_MLP * D, dc6 + SCALE_MLP * D, 6 * D, c->cot_mod, c->x,
+    modulate_backward(dx, true, dc6 + SHIFT_MLP * D, dc6 + SCALE_MLP * D, 6 * D, c->cot_mod, c->x,
                       c->c6 + SCALE_MLP * D, 6 * D, B, T, D);
-    gated_residual_backward(dh, dc6 + GATE_MSA * D, 6 * D, c->cot_res, c->h, c->c6 + GATE_MSA * D, 6 * D, B, T, D);
+    gated_residual_backward(dh, true, dc6 + GATE_MSA * D, 6 * D, c->cot_res, c->h, c->c6 + GATE_MSA * D, 6 * D, B, T,
+                            D);
 }
 
 static void test_modulate_fd(void)
@@ -112,9 +113,9 @@ static void test_modulate_accumulates_null_inplace(void)
 
     /* NULL gradients: only the requested ones change. */
     float *g = alloc_zeros(nc), *gx = alloc_zeros(n);
-    modulate_backward(NULL, NULL, g + SCALE_MLP * D, 6 * D, c.cot_mod, c.x, c.c6 + SCALE_MLP * D, 6 * D, B, T, D);
-    gated_residual_backward(NULL, g + GATE_MSA * D, 6 * D, c.cot_res, c.h, c.c6 + GATE_MSA * D, 6 * D, B, T, D);
-    modulate_backward(gx, NULL, NULL, 6 * D, c.cot_mod, c.x, c.c6 + SCALE_MLP * D, 6 * D, B, T, D);
+    modulate_backward(NULL, true, NULL, g + SCALE_MLP * D, 6 * D, c.cot_mod, c.x, c.c6 + SCALE_MLP * D, 6 * D, B, T, D);
+    gated_residual_backward(NULL, true, g + GATE_MSA * D, 6 * D, c.cot_res, c.h, c.c6 + GATE_MSA * D, 6 * D, B, T, D);
+    modulate_backward(gx, true, NULL, NULL, 6 * D, c.cot_mod, c.x, c.c6 + SCALE_MLP * D, 6 * D, B, T, D);
     for (int b = 0; b < B; b++) /* expected: dc0 without its shift chunk */
         for (int d = 0; d < D; d++)
             dc0[(size_t)b * 6 * D + SHIFT_MLP * D + d] = 0.0f;
@@ -129,6 +130,37 @@ static void test_modulate_accumulates_null_inplace(void)
     free(c.x), free(c.h), free(c.resid), free(c.c6), free(c.mod), free(c.res), free((void *)c.cot_mod),
         free((void *)c.cot_res), free(dx0), free(dh0), free(dc0), free(dx), free(dh), free(dc), free(want_x),
         free(want_h), free(want_c), free(g), free(gx), free(xi);
+}
+
+/* accumulate = false stores dx / dh (NaNs here) with the bits of adding into
+ * zeros; the adaLN chunks' sums still add.  Sizes on both sides of the
+ * threading threshold. */
+static void test_modulate_backward_stores(void)
+{
+    const int shapes[2][3] = {{2, 5, 40}, {4, 64, 160}};
+    for (int s = 0; s < 2; s++) {
+        const int B = shapes[s][0], T = shapes[s][1], D = shapes[s][2];
+        const size_t n = (size_t)B * T * D, nc = (size_t)B * 6 * D;
+        float *x = alloc_normal(n, 1.0f, 21), *h = alloc_normal(n, 1.0f, 22), *c6 = alloc_normal(nc, 0.5f, 23);
+        float *cot = alloc_normal(n, 1.0f, 24);
+        float *want_x = alloc_zeros(n), *want_h = alloc_zeros(n), *want_c = alloc_normal(nc, 1.0f, 25);
+        float *got_x = xmalloc(n * sizeof(float)), *got_h = xmalloc(n * sizeof(float));
+        float *got_c = xmalloc(nc * sizeof(float));
+        for (size_t i = 0; i < n; i++)
+            got_x[i] = got_h[i] = NAN;
+        memcpy(got_c, want_c, nc * sizeof(float));
+        for (int store = 0; store < 2; store++) {
+            float *dx = store ? got_x : want_x, *dh = store ? got_h : want_h, *dc = store ? got_c : want_c;
+            modulate_backward(dx, !store, dc + SHIFT_MLP * D, dc + SCALE_MLP * D, 6 * D, cot, x, c6 + SCALE_MLP * D,
+                              6 * D, B, T, D);
+            gated_residual_backward(dh, !store, dc + GATE_MSA * D, 6 * D, cot, h, c6 + GATE_MSA * D, 6 * D, B, T, D);
+        }
+        CHECK(memcmp(got_x, want_x, n * sizeof(float)) == 0, "D=%d: stored modulate dx differs from added", D);
+        CHECK(memcmp(got_h, want_h, n * sizeof(float)) == 0, "D=%d: stored gated residual dh differs from added", D);
+        CHECK(memcmp(got_c, want_c, nc * sizeof(float)) == 0, "D=%d: adaLN chunk sums must still add", D);
+        free(x), free(h), free(c6), free(cot), free(want_x), free(want_h), free(want_c), free(got_x), free(got_h),
+            free(got_c);
+    }
 }
 
 /* Above MOD_PAR_MIN (B·T·D >= 2^15) the kernels split (b, column block) over
@@ -188,6 +220,7 @@ int main(void)
 {
     RUN(test_modulate_fd);
     RUN(test_modulate_accumulates_null_inplace);
+    RUN(test_modulate_backward_stores);
     RUN(test_modulate_threaded_matches_serial);
     RUN(test_modulate_matches_torch);
     return test_summary();

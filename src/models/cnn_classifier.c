@@ -306,7 +306,7 @@ void cnn_backward(const cnn_classifier *m, const float *params, const cnn_acts *
     if (d_logits) {
         if (c->num_classes <= 0)
             die("cnn_backward: logit gradients for a model without a head");
-        linear_backward(dfeat, grads ? grads + m->head_w : NULL, grads ? grads + m->head_b : NULL, d_logits,
+        linear_backward(dfeat, true, grads ? grads + m->head_w : NULL, grads ? grads + m->head_b : NULL, d_logits,
                         a->features, P + m->head_w, B, D, c->num_classes);
     }
     /* Average pool: every pixel of the last map gets dfeat / hw. */

@@ -328,21 +328,16 @@ static void sit_block_backward(const sit *m, const float *P, int i, const sit_bl
 {
     const sit_block_offsets *o = &m->blocks[i];
     const int D = m->D, T = m->T, NT = N * T, H4 = m->H4, D6 = 6 * D;
-    const size_t ND = (size_t)NT * D;
     const float *c6 = a->c6;
     float *dc6 = dP ? s->dc6 : NULL;
     if (dc6)
         zero(dc6, (size_t)N * D6);
 
     /* MLP branch: x_out = x_mid + gate_mlp ⊙ fc2(gelu(fc1(modulate(norm2(x_mid))))) */
-    zero(s->dh, ND);
-    gated_residual_backward(s->dh, dc6 ? dc6 + 5 * D : NULL, D6, dx, a->fc2, c6 + 5 * D, D6, N, T, D);
-    zero(s->dh4a, (size_t)NT * H4);
-    linear_backward(s->dh4a, GP(o->fc2_w), GP(o->fc2_b), s->dh, a->act, P + o->fc2_w, NT, H4, D);
-    zero(s->dh4b, (size_t)NT * H4);
-    gelu_tanh_backward(s->dh4b, s->dh4a, a->fc1, (size_t)NT * H4);
-    zero(s->dmod, ND);
-    linear_backward(s->dmod, GP(o->fc1_w), GP(o->fc1_b), s->dh4b, a->mod2, P + o->fc1_w, NT, D, H4);
+    gated_residual_backward(s->dh, false, dc6 ? dc6 + 5 * D : NULL, D6, dx, a->fc2, c6 + 5 * D, D6, N, T, D);
+    linear_backward(s->dh4a, false, GP(o->fc2_w), GP(o->fc2_b), s->dh, a->act, P + o->fc2_w, NT, H4, D);
+    gelu_tanh_backward(s->dh4b, false, s->dh4a, a->fc1, (size_t)NT * H4);
+    linear_backward(s->dmod, false, GP(o->fc1_w), GP(o->fc1_b), s->dh4b, a->mod2, P + o->fc1_w, NT, D, H4);
     /* modulate_backward reads x for dscale; without parameter gradients any
      * valid buffer will do (its sums are discarded), so skip the recompute. */
     const float *xh2 = a->mod2;
@@ -350,35 +345,29 @@ static void sit_block_backward(const sit *m, const float *P, int i, const sit_bl
         ln_recompute(s->xhat, a->x_mid, a->ln2_mean, a->ln2_rstd, NT, D);
         xh2 = s->xhat;
     }
-    zero(s->dln, ND);
-    modulate_backward(s->dln, dc6 ? dc6 + 3 * D : NULL, dc6 ? dc6 + 4 * D : NULL, D6, s->dmod, xh2, c6 + 4 * D, D6,
-                      N, T, D);
+    modulate_backward(s->dln, false, dc6 ? dc6 + 3 * D : NULL, dc6 ? dc6 + 4 * D : NULL, D6, s->dmod, xh2, c6 + 4 * D,
+                      D6, N, T, D);
     layer_norm_backward(dx, NULL, NULL, s->dln, a->x_mid, a->ln2_mean, a->ln2_rstd, NULL, NT, D);
 
     /* attention branch: x_mid = x_in + gate_msa ⊙ proj(attn(qkv(modulate(norm1(x_in))))) */
-    zero(s->dh, ND);
-    gated_residual_backward(s->dh, dc6 ? dc6 + 2 * D : NULL, D6, dx, a->attn_proj, c6 + 2 * D, D6, N, T, D);
-    zero(s->dmod, ND);
-    linear_backward(s->dmod, GP(o->proj_w), GP(o->proj_b), s->dh, a->attn, P + o->proj_w, NT, D, D);
-    zero(s->dqkv, ND * 3);
+    gated_residual_backward(s->dh, false, dc6 ? dc6 + 2 * D : NULL, D6, dx, a->attn_proj, c6 + 2 * D, D6, N, T, D);
+    linear_backward(s->dmod, false, GP(o->proj_w), GP(o->proj_b), s->dh, a->attn, P + o->proj_w, NT, D, D);
     const float *q = a->qkv_n;
-    attention_backward(s->dqkv, s->dqkv + D, s->dqkv + 2 * D, 3 * D, s->dmod, a->probs, q, q + D, q + 2 * D, 3 * D,
-                       N, T, m->NH, m->HD, attn_ws);
+    attention_backward(s->dqkv, s->dqkv + D, s->dqkv + 2 * D, false, 3 * D, s->dmod, a->probs, q, q + D, q + 2 * D,
+                       3 * D, N, T, m->NH, m->HD, attn_ws);
     if (m->cfg.qk_norm)
         qk_norm_backward(m, P, o, a, s->dqkv_raw, s->dqkv, dP, NT);
-    zero(s->dh, ND);
-    linear_backward(s->dh, GP(o->qkv_w), GP(o->qkv_b), s->dqkv_raw, a->mod1, P + o->qkv_w, NT, D, 3 * D);
+    linear_backward(s->dh, false, GP(o->qkv_w), GP(o->qkv_b), s->dqkv_raw, a->mod1, P + o->qkv_w, NT, D, 3 * D);
     const float *xh1 = a->mod1;
     if (dP) {
         ln_recompute(s->xhat, a->x_in, a->ln1_mean, a->ln1_rstd, NT, D);
         xh1 = s->xhat;
     }
-    zero(s->dln, ND);
-    modulate_backward(s->dln, dc6 ? dc6 : NULL, dc6 ? dc6 + D : NULL, D6, s->dh, xh1, c6 + D, D6, N, T, D);
+    modulate_backward(s->dln, false, dc6 ? dc6 : NULL, dc6 ? dc6 + D : NULL, D6, s->dh, xh1, c6 + D, D6, N, T, D);
     layer_norm_backward(dx, NULL, NULL, s->dln, a->x_in, a->ln1_mean, a->ln1_rstd, NULL, NT, D);
 
     if (dP)
-        linear_backward(d_silu_c, dP + o->ada_w, dP + o->ada_b, dc6, silu_c, P + o->ada_w, N, D, D6);
+        linear_backward(d_silu_c, true, dP + o->ada_w, dP + o->ada_b, dc6, silu_c, P + o->ada_w, N, D, D6);
 }
 
 /* dst[n, j, i] (+)= src[n, i, j] for n < N, i < R, j < K: tokens [N,T,D]
@@ -438,15 +427,13 @@ static void projector_backward(const sit *m, const float *P, int e, const sit_pr
         batched_transpose(dx, s->dpb, N, D, T, true); /* back to tokens, added into the stream */
         return;
     }
-    zero(s->dpa, (size_t)NT * Pd);
-    linear_backward(s->dpa, GP(o->w4), GP(o->b4), dzt, pa->s2, P + o->w4, NT, Pd, Z);
+    linear_backward(s->dpa, false, GP(o->w4), GP(o->b4), dzt, pa->s2, P + o->w4, NT, Pd, Z);
     zero(s->dpb, (size_t)NT * Pd);
     silu_backward(s->dpb, s->dpa, pa->h2, (size_t)NT * Pd);
-    zero(s->dpa, (size_t)NT * Pd);
-    linear_backward(s->dpa, GP(o->w2), GP(o->b2), s->dpb, pa->s0, P + o->w2, NT, Pd, Pd);
+    linear_backward(s->dpa, false, GP(o->w2), GP(o->b2), s->dpb, pa->s0, P + o->w2, NT, Pd, Pd);
     zero(s->dpb, (size_t)NT * Pd);
     silu_backward(s->dpb, s->dpa, pa->h0, (size_t)NT * Pd);
-    linear_backward(dx, GP(o->w0), GP(o->b0), s->dpb, h, P + o->w0, NT, D, Pd);
+    linear_backward(dx, true, GP(o->w0), GP(o->b0), s->dpb, h, P + o->w0, NT, D, Pd);
 }
 
 /* FinalLayer: out_tokens = linear(modulate(norm_final(x), shift, scale)). */
@@ -574,8 +561,7 @@ void sit_net_backward(const sit *m, const float *params, const sit_acts *a, aren
     if (d_out) {
         zero(s.dtok, (size_t)NT * m->PC);
         unpatchify_backward(s.dtok, d_out, N, C, m->H, m->H, m->p);
-        zero(s.dmod, ND);
-        linear_backward(s.dmod, GP(m->final_w), GP(m->final_b), s.dtok, a->modf, P + m->final_w, NT, D, m->PC);
+        linear_backward(s.dmod, false, GP(m->final_w), GP(m->final_b), s.dtok, a->modf, P + m->final_w, NT, D, m->PC);
         const float *xlast = a->blocks[a->n_blocks - 1].x_out;
         const float *xh = a->modf;
         if (dP) {
@@ -583,12 +569,11 @@ void sit_net_backward(const sit *m, const float *params, const sit_acts *a, aren
             xh = s.xhat;
             zero(s.dc2, (size_t)N * 2 * D);
         }
-        zero(s.dln, ND);
-        modulate_backward(s.dln, dP ? s.dc2 : NULL, dP ? s.dc2 + D : NULL, 2 * D, s.dmod, xh, a->c2 + D, 2 * D, N, T,
-                          D);
+        modulate_backward(s.dln, false, dP ? s.dc2 : NULL, dP ? s.dc2 + D : NULL, 2 * D, s.dmod, xh, a->c2 + D, 2 * D,
+                          N, T, D);
         layer_norm_backward(dx, NULL, NULL, s.dln, xlast, a->lnf_mean, a->lnf_rstd, NULL, NT, D);
         if (dP)
-            linear_backward(s.d_silu_c, dP + m->final_ada_w, dP + m->final_ada_b, s.dc2, a->silu_c,
+            linear_backward(s.d_silu_c, true, dP + m->final_ada_w, dP + m->final_ada_b, s.dc2, a->silu_c,
                             P + m->final_ada_w, N, D, 2 * D);
     }
 
@@ -606,9 +591,7 @@ void sit_net_backward(const sit *m, const float *params, const sit_acts *a, aren
         for (int n = 0; n < N; n++)
             for (size_t k = 0; k < (size_t)m->T * D; k++)
                 dP[m->pos_embed + k] += dx[(size_t)n * m->T * D + k];
-    if (dx_t)
-        zero(s.dtok, (size_t)NT * m->PC);
-    linear_backward(dx_t ? s.dtok : NULL, GP(m->x_w), GP(m->x_b), dx, a->patches, P + m->x_w, NT, m->PC, D);
+    linear_backward(dx_t ? s.dtok : NULL, false, GP(m->x_w), GP(m->x_b), dx, a->patches, P + m->x_w, NT, m->PC, D);
 
     /* conditioning: c = t_embedder(t) + table[labels] */
     if (dP) {
@@ -619,10 +602,10 @@ void sit_net_backward(const sit *m, const float *params, const sit_acts *a, aren
             for (int d = 0; d < D; d++)
                 dtab[(size_t)a->labels[n] * D + d] += s.dc[(size_t)n * D + d];
         zero(s.d_ths, (size_t)N * D);
-        linear_backward(s.d_ths, dP + m->t2_w, dP + m->t2_b, s.dc, a->t_hs, P + m->t2_w, N, D, D);
+        linear_backward(s.d_ths, true, dP + m->t2_w, dP + m->t2_b, s.dc, a->t_hs, P + m->t2_w, N, D, D);
         zero(s.d_th, (size_t)N * D);
         silu_backward(s.d_th, s.d_ths, a->t_h, (size_t)N * D);
-        linear_backward(NULL, dP + m->t0_w, dP + m->t0_b, s.d_th, a->t_freq, P + m->t0_w, N, SIT_FREQ_DIM, D);
+        linear_backward(NULL, true, dP + m->t0_w, dP + m->t0_b, s.d_th, a->t_freq, P + m->t0_w, N, SIT_FREQ_DIM, D);
     }
 
     if (dx_t)

@@ -349,9 +349,8 @@ static void vae_attnblock_backward(vae_run *r, const vae_attnblock *ab, const va
     if (r->G)
         bias_grad_cl(GW(r, ab->proj_out.b), dy, B, C, (size_t)L);
     /* attention */
-    zero(d_qkv, (size_t)B * L * 3 * C);
-    attention_backward(d_qkv, d_qkv + C, d_qkv + 2 * C, 3 * C, d_att, s->probs, s->qkv, s->qkv + C, s->qkv + 2 * C,
-                       3 * C, B, L, 1, C, ws);
+    attention_backward(d_qkv, d_qkv + C, d_qkv + 2 * C, false, 3 * C, d_att, s->probs, s->qkv, s->qkv + C,
+                       s->qkv + 2 * C, 3 * C, B, L, 1, C, ws);
     /* q, k, v (1×1 convs of hn) */
     group_norm_forward(hn, NULL, NULL, x, PW(r, ab->norm.w), PW(r, ab->norm.b), B, C, L, G, VAE_GN_EPS);
     zero(d_hn, n);

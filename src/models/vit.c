@@ -579,7 +579,7 @@ void vit_block_backward(const vit *m, const float *params, int l, const vit_bloc
     const vit_block *k = &m->blocks[l];
     const float *P = params;
     const int D = c->embed_dim, T = m->ntok, N = B * T, Hd = m->hidden, NH = c->heads;
-    const size_t ND = (size_t)N * D, NH_ = (size_t)N * Hd, NH1 = (size_t)N * m->ffn1;
+    const size_t NH1 = (size_t)N * m->ffn1;
     if (!a->probs)
         die("internal: vit_block_backward needs activations from a train-mode forward");
     size_t mark = arena_mark(ar);
@@ -596,13 +596,11 @@ void vit_block_backward(const vit *m, const float *params, int l, const vit_bloc
         dmo = dbr;
     }
     ffn_act_forward(m, hg, a->h, (size_t)N);
-    memset(dhg, 0, NH_ * sizeof(float));
-    linear_backward(dhg, GRAD(k->ffn2_w), GRAD(k->ffn2_b), dmo, hg, P + k->ffn2_w, N, Hd, D);
+    linear_backward(dhg, false, GRAD(k->ffn2_w), GRAD(k->ffn2_b), dmo, hg, P + k->ffn2_w, N, Hd, D);
     float *dh = hg; /* the activation output is no longer needed (hg was carved ffn1 wide for this) */
     memset(dh, 0, NH1 * sizeof(float));
     ffn_act_backward(m, dh, dhg, a->h, (size_t)N);
-    memset(dln, 0, ND * sizeof(float));
-    linear_backward(dln, GRAD(k->ffn1_w), GRAD(k->ffn1_b), dh, a->ln2, P + k->ffn1_w, N, D, m->ffn1);
+    linear_backward(dln, false, GRAD(k->ffn1_w), GRAD(k->ffn1_b), dh, a->ln2, P + k->ffn1_w, N, D, m->ffn1);
     layer_norm_backward(dx, GRAD(k->norm2_w), GRAD(k->norm2_b), dln, a->xmid, a->mean2, a->rstd2, P + k->norm2_w,
                         N, D);
 
@@ -614,13 +612,10 @@ void vit_block_backward(const vit *m, const float *params, int l, const vit_bloc
         scale_rows(dbr, dx, P + k->ls1, (size_t)N, D);
         dao = dbr;
     }
-    memset(datt, 0, ND * sizeof(float));
-    linear_backward(datt, GRAD(k->proj_w), GRAD(k->proj_b), dao, a->att, P + k->proj_w, N, D, D);
-    memset(dqkv, 0, 3 * ND * sizeof(float));
-    attention_backward(dqkv, dqkv + D, dqkv + 2 * D, 3 * D, datt, a->probs, a->qkv, a->qkv + D, a->qkv + 2 * D,
+    linear_backward(datt, false, GRAD(k->proj_w), GRAD(k->proj_b), dao, a->att, P + k->proj_w, N, D, D);
+    attention_backward(dqkv, dqkv + D, dqkv + 2 * D, false, 3 * D, datt, a->probs, a->qkv, a->qkv + D, a->qkv + 2 * D,
                        3 * D, B, T, NH, D / NH, attn_ws);
-    memset(dln, 0, ND * sizeof(float));
-    linear_backward(dln, GRAD(k->qkv_w), GRAD(k->qkv_b), dqkv, a->ln1, P + k->qkv_w, N, D, 3 * D);
+    linear_backward(dln, false, GRAD(k->qkv_w), GRAD(k->qkv_b), dqkv, a->ln1, P + k->qkv_w, N, D, 3 * D);
     layer_norm_backward(dx, GRAD(k->norm1_w), GRAD(k->norm1_b), dln, x_in, a->mean1, a->rstd1, P + k->norm1_w, N,
                         D);
     arena_reset(ar, mark);
@@ -707,7 +702,8 @@ void vit_backward(const vit *m, const float *params, const vit_acts *a, arena *a
     if (d_cls)
         memcpy(dcls, d_cls, (size_t)B * D * sizeof(float));
     if (d_logits)
-        linear_backward(dcls, GRAD(m->head_w), GRAD(m->head_b), d_logits, a->cls, P + m->head_w, B, D, c->num_classes);
+        linear_backward(dcls, true, GRAD(m->head_w), GRAD(m->head_b), d_logits, a->cls, P + m->head_w, B, D,
+                        c->num_classes);
     for (int b = 0; b < B; b++) {
         float *db = dxn + (size_t)b * T * D;
         memcpy(db, dcls + (size_t)b * D, (size_t)D * sizeof(float));
@@ -747,7 +743,7 @@ void vit_backward(const vit *m, const float *params, const vit_acts *a, arena *a
     for (int b = 0; b < B; b++)
         memcpy(dpe + (size_t)b * G2 * D, dx + ((size_t)b * T + 1 + R) * D, (size_t)G2 * D * sizeof(float));
     float *dtok = d_img ? arena_zeros(ar, (size_t)B * G2 * cpp) : NULL;
-    linear_backward(dtok, GRAD(m->patch_w), GRAD(m->patch_b), dpe, a->tok_in, P + m->patch_w, B * G2, cpp, D);
+    linear_backward(dtok, true, GRAD(m->patch_w), GRAD(m->patch_b), dpe, a->tok_in, P + m->patch_w, B * G2, cpp, D);
     if (d_img)
         patchify_backward(d_img, dtok, B, c->in_chans, c->img_size, c->img_size, c->patch);
     arena_reset(ar, mark);

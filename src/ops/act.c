@@ -63,15 +63,26 @@ void gelu_tanh_forward(float *out, const float *in, size_t n)
     }
 }
 
-void gelu_tanh_backward(float *din, const float *dout, const float *in, size_t n)
+static inline float gelu_tanh_grad(float dout, float x)
 {
+    float s, s_neg;
+    gelu_tanh_sigmoids(x, &s, &s_neg);
+    float du = GELU_TANH_BETA * (1.0f + 3.0f * GELU_TANH_KAPPA * x * x);
+    /* d/dx [x·0.5(1 + tanh u)] = 0.5(1 + tanh u) + 0.5x(1 − tanh²u)·u' */
+    return dout * (s + 2.0f * x * s * s_neg * du);
+}
+
+void gelu_tanh_backward(float *din, bool accumulate, const float *dout, const float *in, size_t n)
+{
+    /* Two loops: a select on `accumulate` inside one kept gcc from vectorising it. */
+    if (accumulate) {
 #pragma omp parallel for simd schedule(static) if ((long)n >= PAR_MIN)
-    for (size_t i = 0; i < n; i++) {
-        float x = in[i], s, s_neg;
-        gelu_tanh_sigmoids(x, &s, &s_neg);
-        float du = GELU_TANH_BETA * (1.0f + 3.0f * GELU_TANH_KAPPA * x * x);
-        /* d/dx [x·0.5(1 + tanh u)] = 0.5(1 + tanh u) + 0.5x(1 − tanh²u)·u' */
-        din[i] += dout[i] * (s + 2.0f * x * s * s_neg * du);
+        for (size_t i = 0; i < n; i++)
+            din[i] += gelu_tanh_grad(dout[i], in[i]);
+    } else {
+#pragma omp parallel for simd schedule(static) if ((long)n >= PAR_MIN)
+        for (size_t i = 0; i < n; i++)
+            din[i] = 0.0f + gelu_tanh_grad(dout[i], in[i]); /* 0 + g: the zeroed buffer's bits, -0 included */
     }
 }
 

@@ -14,6 +14,7 @@
 #ifndef REPAE_ACT_H
 #define REPAE_ACT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "ops/fast_exp.h"
@@ -30,7 +31,9 @@ static inline float silu_grad(float dout, float x)
 }
 
 void gelu_tanh_forward(float *out, const float *in, size_t n);
-void gelu_tanh_backward(float *din, const float *dout, const float *in, size_t n);
+/* din += dout · GELU'(in); accumulate = false stores instead (as if din had
+ * been zeroed first). */
+void gelu_tanh_backward(float *din, bool accumulate, const float *dout, const float *in, size_t n);
 
 void gelu_erf_forward(float *out, const float *in, size_t n);
 void gelu_erf_backward(float *din, const float *dout, const float *in, size_t n);

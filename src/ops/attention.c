@@ -99,7 +99,7 @@ void attention_forward(float *out, float *probs, const float *q, const float *k,
     }
 }
 
-static void attn_bwd_pair(float *dq, float *dk, float *dv, int ld_d, const float *dout, const float *P,
+static void attn_bwd_pair(float *dq, float *dk, float *dv, float beta, int ld_d, const float *dout, const float *P,
                           const float *q, const float *k, const float *v, int ld, int b, int h, int T, int NH,
                           int HD, float *dP, int inner_par)
 {
@@ -108,8 +108,8 @@ static void attn_bwd_pair(float *dq, float *dk, float *dv, int ld_d, const float
     const size_t dbase = (size_t)b * T * ld_d + (size_t)h * HD;
     const float *dO = dout + (size_t)b * T * D + (size_t)h * HD;
     const float scale = 1.0f / sqrtf((float)HD);
-    if (dv) /* dV += Pᵀ dO */
-        gemm(true, false, T, HD, T, 1.0f, P, T, dO, D, 1.0f, dv + dbase, ld_d);
+    if (dv) /* dV (+)= Pᵀ dO */
+        gemm(true, false, T, HD, T, 1.0f, P, T, dO, D, beta, dv + dbase, ld_d);
     if (!dq && !dk)
         return;
     /* dP = dO Vᵀ, then dS = P ⊙ (dP − rowsum(dP ⊙ P)) in place. */
@@ -117,31 +117,32 @@ static void attn_bwd_pair(float *dq, float *dk, float *dv, int ld_d, const float
 #pragma omp parallel for schedule(static) if (inner_par)
     for (int i = 0; i < T; i++)
         softmax_backward_row(dP + (size_t)i * T, P + (size_t)i * T, T);
-    if (dq) /* dQ += scale · dS K */
-        gemm(false, false, T, HD, T, scale, dP, T, k + base, ld, 1.0f, dq + dbase, ld_d);
-    if (dk) /* dK += scale · dSᵀ Q */
-        gemm(true, false, T, HD, T, scale, dP, T, q + base, ld, 1.0f, dk + dbase, ld_d);
+    if (dq) /* dQ (+)= scale · dS K */
+        gemm(false, false, T, HD, T, scale, dP, T, k + base, ld, beta, dq + dbase, ld_d);
+    if (dk) /* dK (+)= scale · dSᵀ Q */
+        gemm(true, false, T, HD, T, scale, dP, T, q + base, ld, beta, dk + dbase, ld_d);
 }
 
-void attention_backward(float *dq, float *dk, float *dv, int ld_d, const float *dout, const float *probs,
-                        const float *q, const float *k, const float *v, int ld, int B, int T, int NH, int HD,
-                        float *workspace)
+void attention_backward(float *dq, float *dk, float *dv, bool accumulate, int ld_d, const float *dout,
+                        const float *probs, const float *q, const float *k, const float *v, int ld, int B, int T,
+                        int NH, int HD, float *workspace)
 {
     if (!dq && !dk && !dv)
         return;
     const int npairs = B * NH;
     const size_t TT = (size_t)T * T;
     const int nthreads = omp_get_max_threads();
+    const float beta = accumulate ? 1.0f : 0.0f;
     if (npairs >= nthreads && (long)npairs * (long)TT * HD >= ATTN_PAR_MIN_MACS) {
 #pragma omp parallel for schedule(static)
         for (int bh = 0; bh < npairs; bh++)
-            attn_bwd_pair(dq, dk, dv, ld_d, dout, probs + (size_t)bh * TT, q, k, v, ld, bh / NH, bh % NH, T, NH,
-                          HD, workspace + (size_t)omp_get_thread_num() * TT, 0);
+            attn_bwd_pair(dq, dk, dv, beta, ld_d, dout, probs + (size_t)bh * TT, q, k, v, ld, bh / NH, bh % NH, T,
+                          NH, HD, workspace + (size_t)omp_get_thread_num() * TT, 0);
     } else {
         const int inner_par = (long)TT >= ATTN_PAR_MIN_TT;
         for (int bh = 0; bh < npairs; bh++)
-            attn_bwd_pair(dq, dk, dv, ld_d, dout, probs + (size_t)bh * TT, q, k, v, ld, bh / NH, bh % NH, T, NH,
-                          HD, workspace, inner_par);
+            attn_bwd_pair(dq, dk, dv, beta, ld_d, dout, probs + (size_t)bh * TT, q, k, v, ld, bh / NH, bh % NH, T,
+                          NH, HD, workspace, inner_par);
     }
 }
 

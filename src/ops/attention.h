@@ -16,7 +16,9 @@
  * L = H·W positions of a [B, L, C] transposed feature map.
  *
  * Backward ADDS into dq, dk, dv (row stride ld_d, same layout as q/k/v, so a
- * packed dqkv [B,T,3D] works with ld_d = 3D); a NULL pointer skips that
+ * packed dqkv [B,T,3D] works with ld_d = 3D), or with accumulate = false
+ * stores into them as if they had been zeroed first (the slots of other
+ * columns between rows are not touched); a NULL pointer skips that
  * gradient.  dq/dk/dv must not overlap each other's (b,t,h) slots (they do not
  * in the packed layout).
  *
@@ -28,6 +30,7 @@
 #ifndef REPAE_ATTENTION_H
 #define REPAE_ATTENTION_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 size_t attention_workspace_floats(int B, int T, int NH, int HD);
@@ -35,9 +38,9 @@ size_t attention_workspace_floats(int B, int T, int NH, int HD);
 void attention_forward(float *out, float *probs, const float *q, const float *k, const float *v, int ld,
                        int B, int T, int NH, int HD, float *workspace);
 
-void attention_backward(float *dq, float *dk, float *dv, int ld_d, const float *dout, const float *probs,
-                        const float *q, const float *k, const float *v, int ld, int B, int T, int NH, int HD,
-                        float *workspace);
+void attention_backward(float *dq, float *dk, float *dv, bool accumulate, int ld_d, const float *dout,
+                        const float *probs, const float *q, const float *k, const float *v, int ld, int B, int T,
+                        int NH, int HD, float *workspace);
 
 /* Naive reference (double accumulation, no BLAS, no workspace), same
  * semantics; for tests. */

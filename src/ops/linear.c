@@ -54,13 +54,15 @@ static void bias_grad(float *dbias, const float *dout, int N, int OUT)
     }
 }
 
-void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+void linear_backward(float *dinp, bool accumulate, float *dweight, float *dbias, const float *dout, const float *inp,
                      const float *weight, int N, int IN, int OUT)
 {
-    if (N <= 0 || OUT <= 0 || IN <= 0)
+    if (N <= 0 || IN <= 0)
         return;
-    if (dinp)
-        gemm(false, false, N, IN, OUT, 1.0f, dout, OUT, weight, IN, 1.0f, dinp, IN);
+    if (dinp) /* (OUT = 0: gemm still stores the zeros that accumulate = false asks for) */
+        gemm(false, false, N, IN, OUT, 1.0f, dout, OUT, weight, IN, accumulate ? 1.0f : 0.0f, dinp, IN);
+    if (OUT <= 0)
+        return;
     if (dweight)
         gemm(true, false, OUT, IN, N, 1.0f, dout, OUT, inp, IN, 1.0f, dweight, IN);
     if (dbias)

@@ -24,8 +24,8 @@ void modulate_forward(float *out, const float *x, const float *shift, const floa
         }
 }
 
-void modulate_backward(float *dx, float *dshift, float *dscale, int ld_d, const float *dout, const float *x,
-                       const float *scale, int ld, int B, int T, int D)
+void modulate_backward(float *dx, bool accumulate, float *dshift, float *dscale, int ld_d, const float *dout,
+                       const float *x, const float *scale, int ld, int B, int T, int D)
 {
     const int nblk = (D + MOD_DBLK - 1) / MOD_DBLK;
 #pragma omp parallel for collapse(2) schedule(static) if ((long)B * T * D >= MOD_PAR_MIN)
@@ -41,9 +41,14 @@ void modulate_backward(float *dx, float *dshift, float *dscale, int ld_d, const 
                 const float *g = dout + row, *xr = x + row;
                 if (dx) {
                     float *dxr = dx + row;
+                    if (accumulate)
 #pragma omp simd
-                    for (int d = 0; d < n; d++)
-                        dxr[d] += g[d] * (1.0f + sc[d]);
+                        for (int d = 0; d < n; d++)
+                            dxr[d] += g[d] * (1.0f + sc[d]);
+                    else /* 0 + …: the bits of adding into a zeroed buffer, -0 included */
+#pragma omp simd
+                        for (int d = 0; d < n; d++)
+                            dxr[d] = 0.0f + g[d] * (1.0f + sc[d]);
                 }
 #pragma omp simd
                 for (int d = 0; d < n; d++) {
@@ -74,8 +79,8 @@ void gated_residual_forward(float *x, const float *h, const float *gate, int ld,
         }
 }
 
-void gated_residual_backward(float *dh, float *dgate, int ld_d, const float *dx, const float *h, const float *gate,
-                             int ld, int B, int T, int D)
+void gated_residual_backward(float *dh, bool accumulate, float *dgate, int ld_d, const float *dx, const float *h,
+                             const float *gate, int ld, int B, int T, int D)
 {
     const int nblk = (D + MOD_DBLK - 1) / MOD_DBLK;
 #pragma omp parallel for collapse(2) schedule(static) if ((long)B * T * D >= MOD_PAR_MIN)
@@ -91,9 +96,14 @@ void gated_residual_backward(float *dh, float *dgate, int ld_d, const float *dx,
                 const float *dxr = dx + row, *hr = h + row;
                 if (dh) {
                     float *dhr = dh + row;
+                    if (accumulate)
 #pragma omp simd
-                    for (int d = 0; d < n; d++)
-                        dhr[d] += dxr[d] * g[d];
+                        for (int d = 0; d < n; d++)
+                            dhr[d] += dxr[d] * g[d];
+                    else /* 0 + …: as into a zeroed buffer, -0 included */
+#pragma omp simd
+                        for (int d = 0; d < n; d++)
+                            dhr[d] = 0.0f + dxr[d] * g[d];
                 }
                 if (dgate) {
 #pragma omp simd

@@ -17,16 +17,20 @@
 #ifndef REPAE_MODULATE_H
 #define REPAE_MODULATE_H
 
+#include <stdbool.h>
+
 void modulate_forward(float *out, const float *x, const float *shift, const float *scale, int ld, int B, int T,
                       int D);
-/* dx += dout ⊙ (1 + scale);  dshift += Σ_t dout;  dscale += Σ_t dout ⊙ x. */
-void modulate_backward(float *dx, float *dshift, float *dscale, int ld_d, const float *dout, const float *x,
-                       const float *scale, int ld, int B, int T, int D);
+/* dx += dout ⊙ (1 + scale);  dshift += Σ_t dout;  dscale += Σ_t dout ⊙ x.
+ * accumulate = false stores dx instead (as if it had been zeroed first). */
+void modulate_backward(float *dx, bool accumulate, float *dshift, float *dscale, int ld_d, const float *dout,
+                       const float *x, const float *scale, int ld, int B, int T, int D);
 
 void gated_residual_forward(float *x, const float *h, const float *gate, int ld, int B, int T, int D);
 /* dh += dx ⊙ gate;  dgate += Σ_t dx ⊙ h.  The residual path's gradient is dx
- * itself (identity), which the caller keeps; dx is not modified. */
-void gated_residual_backward(float *dh, float *dgate, int ld_d, const float *dx, const float *h, const float *gate,
-                             int ld, int B, int T, int D);
+ * itself (identity), which the caller keeps; dx is not modified.
+ * accumulate = false stores dh instead (as if it had been zeroed first). */
+void gated_residual_backward(float *dh, bool accumulate, float *dgate, int ld_d, const float *dx, const float *h,
+                             const float *gate, int ld, int B, int T, int D);
 
 #endif
