@@ -59,7 +59,7 @@ void linear_backward(float *dinp, bool accumulate, float *dweight, float *dbias,
 {
     if (N <= 0 || IN <= 0)
         return;
-    if (dinp) /* (OUT = 0: gemm still stores the zeros that accumulate = false asks for) */
+    if (dinp && (OUT > 0 || !accumulate)) /* OUT = 0: gemm stores the zeros a store asks for */
         gemm(false, false, N, IN, OUT, 1.0f, dout, OUT, weight, IN, accumulate ? 1.0f : 0.0f, dinp, IN);
     if (OUT <= 0)
         return;

@@ -7,11 +7,11 @@
  *   linear_backward(dx, true, dW, db, dy, x, W, N, IN, OUT);  // each d* += ...
  *
  * Backward adds into dinp, dweight, dbias (accumulate = false stores dinp
- * instead, as if it had been zeroed first: one pass over it fewer); any of them may be NULL when that
- * gradient is not needed (frozen weights, stop-gradient input); inp is only
- * read for dweight and weight only for dinp (either may be NULL when that
- * gradient is).  Both directions are one or two gemm() calls, so threading
- * comes from OpenBLAS.
+ * instead, as if it had been zeroed first: one pass over it fewer); any of
+ * them may be NULL when that gradient is not needed (frozen weights,
+ * stop-gradient input); inp is only read for dweight and weight only for
+ * dinp (either may be NULL when that gradient is).  Both directions are one
+ * or two gemm() calls, so threading comes from OpenBLAS.
  */
 #ifndef REPAE_LINEAR_H
 #define REPAE_LINEAR_H
