@@ -193,10 +193,10 @@ static void vae_resblock_forward(vae_run *r, const vae_resblock *rb, vae_resbloc
         wsn = zmax(wsn, conv2d_workspace_floats(&sn));
     float *ws = mem_floats(r->mem, wsn);
     if (!r->plan) {
-        group_norm_silu_forward(a, NULL, m1, r1, x, PW(r, rb->norm1.w), PW(r, rb->norm1.b), B, rb->c_in, (int)HW, G,
+        group_norm_silu_forward(a, m1, r1, x, PW(r, rb->norm1.w), PW(r, rb->norm1.b), B, rb->c_in, (int)HW, G,
                                 VAE_GN_EPS);
         conv2d_forward(h1, a, PW(r, rb->conv1.w), PW(r, rb->conv1.b), &s1, ws);
-        group_norm_silu_forward(a, NULL, m2, r2, h1, PW(r, rb->norm2.w), PW(r, rb->norm2.b), B, rb->c_out, (int)HW, G,
+        group_norm_silu_forward(a, m2, r2, h1, PW(r, rb->norm2.w), PW(r, rb->norm2.b), B, rb->c_out, (int)HW, G,
                                 VAE_GN_EPS);
         conv2d_forward(out, a, PW(r, rb->conv2.w), PW(r, rb->conv2.b), &s2, ws);
         if (rb->has_nin) {
@@ -399,8 +399,7 @@ static void head_forward(vae_run *r, const vae_layer *ly, vae_layer_saved *s, fl
     float *a = mem_floats(r->mem, n);
     float *ws = mem_floats(r->mem, conv2d_workspace_floats(&cs));
     if (!r->plan) {
-        group_norm_silu_forward(a, NULL, mean, rstd, x, PW(r, ly->norm.w), PW(r, ly->norm.b), B, C, (int)HW, G,
-                                VAE_GN_EPS);
+        group_norm_silu_forward(a, mean, rstd, x, PW(r, ly->norm.w), PW(r, ly->norm.b), B, C, (int)HW, G, VAE_GN_EPS);
         conv2d_forward(out, a, PW(r, ly->conv.w), PW(r, ly->conv.b), &cs, ws);
     }
     mem_reset(r->mem, mark);

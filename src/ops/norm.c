@@ -66,12 +66,11 @@ static inline gn_affine gn_channel(float mf, float rf, const float *weight, cons
 
 static inline float gn_apply(gn_affine a, float x) { return (x - a.mean) * a.scale + a.shift; }
 
-/* GroupNorm, optionally followed by SiLU in the same pass: out = SiLU(GN(x))
- * and, when pre is given, pre = GN(x) (what SiLU's backward needs).  With
- * saved_mean/saved_rstd (a backward's recomputation) the statistics come
+/* GroupNorm, optionally followed by SiLU in the same pass: out = SiLU(GN(x)).
+ * With saved_mean/saved_rstd (a backward's recomputation) the statistics come
  * from there instead of two passes over x: the same floats, so the same
  * outputs. */
-static void group_norm_apply(float *out, float *pre, bool silu, float *mean, float *rstd, const float *saved_mean,
+static void group_norm_apply(float *out, bool silu, float *mean, float *rstd, const float *saved_mean,
                              const float *saved_rstd, const float *x, const float *weight, const float *bias, int B,
                              int C, int HW, int G, float eps, const char *who)
 {
@@ -84,7 +83,7 @@ static void group_norm_apply(float *out, float *pre, bool silu, float *mean, flo
 #pragma omp parallel for schedule(static) if ((long)B * C * HW >= PAR_MIN)
     for (int bg = 0; bg < B * G; bg++) {
         const float *xg = x + (size_t)bg * glen; /* group g of sample b is contiguous in NCHW */
-        float *og = out + (size_t)bg * glen, *pg = pre ? pre + (size_t)bg * glen : NULL;
+        float *og = out + (size_t)bg * glen;
         float mf, rf;
         if (saved_mean) {
             mf = saved_mean[bg], rf = saved_rstd[bg];
@@ -106,14 +105,6 @@ static void group_norm_apply(float *out, float *pre, bool silu, float *mean, flo
 #pragma omp simd
                 for (int i = 0; i < HW; i++)
                     oc[i] = gn_apply(a, xc[i]);
-            } else if (pg) {
-                float *pc = pg + (size_t)j * HW;
-#pragma omp simd
-                for (int i = 0; i < HW; i++) {
-                    float h = gn_apply(a, xc[i]);
-                    pc[i] = h;
-                    oc[i] = h * fast_sigmoidf(h);
-                }
             } else {
 #pragma omp simd
                 for (int i = 0; i < HW; i++) {
@@ -128,21 +119,21 @@ static void group_norm_apply(float *out, float *pre, bool silu, float *mean, flo
 void group_norm_forward(float *out, float *mean, float *rstd, const float *x, const float *weight,
                         const float *bias, int B, int C, int HW, int G, float eps)
 {
-    group_norm_apply(out, NULL, false, mean, rstd, NULL, NULL, x, weight, bias, B, C, HW, G, eps,
+    group_norm_apply(out, false, mean, rstd, NULL, NULL, x, weight, bias, B, C, HW, G, eps,
                      "group_norm_forward");
 }
 
-void group_norm_silu_forward(float *out, float *pre, float *mean, float *rstd, const float *x, const float *weight,
+void group_norm_silu_forward(float *out, float *mean, float *rstd, const float *x, const float *weight,
                              const float *bias, int B, int C, int HW, int G, float eps)
 {
-    group_norm_apply(out, pre, true, mean, rstd, NULL, NULL, x, weight, bias, B, C, HW, G, eps,
+    group_norm_apply(out, true, mean, rstd, NULL, NULL, x, weight, bias, B, C, HW, G, eps,
                      "group_norm_silu_forward");
 }
 
 void group_norm_silu_recompute(float *out, const float *x, const float *mean, const float *rstd, const float *weight,
                                const float *bias, int B, int C, int HW, int G)
 {
-    group_norm_apply(out, NULL, true, NULL, NULL, mean, rstd, x, weight, bias, B, C, HW, G, 0.0f,
+    group_norm_apply(out, true, NULL, NULL, mean, rstd, x, weight, bias, B, C, HW, G, 0.0f,
                      "group_norm_silu_recompute");
 }
 
@@ -166,7 +157,7 @@ static float *silu_grad_scratch(size_t n)
 /* GroupNorm's backward; with `silu`, through the SiLU after it first (dout
  * is then the gradient at the SiLU's output, whose input GroupNorm(x) is
  * recomputed here from x, the statistics and weight/bias by gn_apply, as
- * group_norm_apply makes its `pre`: the same floats).
+ * group_norm_apply computes it in the forward: the same floats).
  * accumulate: dx += (the kernel convention), else dx = 0 + ... (bit-identical
  * to adding into a zeroed dx, without the zeroing pass).
  * Parallel over groups, samples in sequence inside: dweight/dbias of a

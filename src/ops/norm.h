@@ -33,10 +33,10 @@
 
 void group_norm_forward(float *out, float *mean, float *rstd, const float *x, const float *weight,
                         const float *bias, int B, int C, int HW, int G, float eps);
-/* SiLU(GroupNorm(x)) in one pass over x (out may equal x); pre, when not
- * NULL, receives GroupNorm(x).  Bit-identical to group_norm_forward followed
- * by silu_forward. */
-void group_norm_silu_forward(float *out, float *pre, float *mean, float *rstd, const float *x, const float *weight,
+/* SiLU(GroupNorm(x)) in one pass over x (out may equal x).  Bit-identical to
+ * group_norm_forward followed by silu_forward.  The pre-activation is not
+ * kept: the backward recomputes it from x and the statistics. */
+void group_norm_silu_forward(float *out, float *mean, float *rstd, const float *x, const float *weight,
                              const float *bias, int B, int C, int HW, int G, float eps);
 void group_norm_backward(float *dx, float *dweight, float *dbias, const float *dout, const float *x,
                          const float *mean, const float *rstd, const float *weight, int B, int C, int HW, int G);
@@ -48,8 +48,7 @@ void group_norm_silu_recompute(float *out, const float *x, const float *mean, co
 /* The backward of SiLU(GroupNorm(x)) in one parallel pass: dout is the
  * gradient at the SiLU's output; the SiLU's input GroupNorm(x) is
  * recomputed on the way from x, the saved statistics, weight and bias (the
- * same floats as group_norm_silu_forward's `pre`, which therefore need not
- * be kept or rewritten).  Bit-identical to silu_backward into a zeroed
+ * same floats as group_norm_forward's output, so nothing need be kept).  Bit-identical to silu_backward into a zeroed
  * buffer followed by group_norm_backward, without writing that buffer.
  * accumulate = false stores into dx instead of adding (as if dx had been
  * zeroed first). */
