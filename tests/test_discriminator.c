@@ -2,8 +2,11 @@
  * statistics and full backward against dev/ref/disc_ref.py, and finite
  * differences through the train-mode BatchNorms. */
 #include <math.h>
+#include <stdbool.h>
+#include <string.h>
 
 #include "models/discriminator.h"
+#include "train/vae_loss.h"
 #include "param_check.h"
 #include "test.h"
 
@@ -85,9 +88,97 @@ static void test_disc_matches_torch(void)
     safetensors_close(st);
 }
 
+static bool same_floats(const float *a, const float *b, size_t n) { return !memcmp(a, b, n * sizeof(float)); }
+
+/* Forward x, forward y, forward x again (the reference's D(recon), D(x),
+ * D(recon)) against forward x, forward y, replay of the first pass: the
+ * same parameters and running statistics bit for bit, and the kept pass
+ * serves the same backward as the second forward's. */
+static void test_disc_replay_matches_second_forward(void)
+{
+    discriminator d;
+    disc_build(&d, &(disc_config){3, 8, 3});
+    const int B = 3;
+    size_t np = d.table.total, nx = (size_t)B * 3 * 32 * 32, nl = (size_t)B * 4;
+    float *P = param_alloc(&d.table), *Q = param_alloc(&d.table);
+    disc_init_weights(&d, P, 7);
+    memcpy(Q, P, np * sizeof(float));
+    float *x = alloc_normal(nx, 1.0f, 8), *y = alloc_normal(nx, 1.0f, 9), *cot = alloc_normal(nl, 1.0f, 10);
+    float *l1 = alloc_zeros(nl), *l2 = alloc_zeros(nl), *l3 = alloc_zeros(nl), *lk = alloc_zeros(nl);
+    arena a = arena_create(3 * disc_acts_bytes(&d, B, 32, 32)), b = arena_create(2 * disc_acts_bytes(&d, B, 32, 32));
+    disc_acts s1, s2, s3, sk, sy;
+    disc_forward(&d, P, &s1, l1, x, B, 32, 32, &a);
+    disc_forward(&d, P, &s2, l2, y, B, 32, 32, &a);
+    disc_forward(&d, P, &s3, l3, x, B, 32, 32, &a);
+    disc_forward(&d, Q, &sk, lk, x, B, 32, 32, &b);
+    disc_forward(&d, Q, &sy, l2, y, B, 32, 32, &b);
+    CHECK(!same_floats(P, Q, np), "the reference's third forward moved nothing: the test cannot fail");
+    disc_replay_running_stats(&d, Q, &sk);
+    CHECK(same_floats(P, Q, np), "parameters / running statistics after the replay differ from a second forward");
+    CHECK(same_floats(l1, l3, nl) && same_floats(l3, lk, nl), "the same input gave different logits");
+    float *g1 = alloc_zeros(np), *g2 = alloc_zeros(np), *dx1 = alloc_zeros(nx), *dx2 = alloc_zeros(nx);
+    disc_backward(&d, P, &s3, cot, g1, dx1);
+    disc_backward(&d, Q, &sk, cot, g2, dx2);
+    CHECK(same_floats(g1, g2, np) && same_floats(dx1, dx2, nx), "the kept pass's backward differs");
+    arena_free(&a), arena_free(&b);
+    free(P), free(Q), free(x), free(y), free(cot), free(l1), free(l2), free(l3), free(lk);
+    free(g1), free(g2), free(dx1), free(dx2);
+    disc_free(&d);
+}
+
+/* The generator loss and the discriminator update with the D(recon) pass
+ * kept and reused, against the same two calls with three forwards: the
+ * same gradient into recon, logs, parameters after AdamW, gradients and
+ * LeCam EMAs, bit for bit (LeCam on, so the reused logits feed it too). */
+static void test_vae_loss_kept_fake_pass_is_exact(void)
+{
+    discriminator d;
+    disc_build(&d, &(disc_config){3, 8, 3});
+    const int B = 3, M = 4 * 8 * 8;
+    size_t np = d.table.total, nx = (size_t)B * 3 * 32 * 32;
+    float *x = alloc_uniform(nx, -1.0f, 1.0f, 11), *recon = alloc_uniform(nx, -1.0f, 1.0f, 12);
+    float *mean = alloc_normal((size_t)B * M, 1.0f, 13), *logvar = alloc_normal((size_t)B * M, 0.5f, 14);
+    float *params[2], *grads[2], *d_recon[2], ema[2][2];
+    vae_loss_logs logs[2];
+    for (int k = 0; k < 2; k++) {
+        params[k] = param_alloc(&d.table), grads[k] = param_alloc(&d.table), d_recon[k] = alloc_zeros(nx);
+        disc_init_weights(&d, params[k], 15);
+        ema[k][0] = 0.3f, ema[k][1] = -0.2f;
+        vae_loss L = {.w = {.reconstruction = 1.0f, .kl = 1e-6f, .disc = 0.1f, .disc_factor = 1.0f, .lecam = 0.01f},
+                      .disc = &d, .disc_params = params[k], .B = B, .C = 3, .H = 32, .W = 32};
+        arena ar = arena_create(vae_loss_plan_bytes(&L) + vae_loss_fake_pass_bytes(&L));
+        adamw opt = adamw_create(&d.table, 1e-3f);
+        float *d_mean = alloc_zeros((size_t)B * M), *d_logvar = alloc_zeros((size_t)B * M);
+        vae_loss_fake_pass fake;
+        memset(&logs[k], 0, sizeof logs[k]);
+        vae_generator_loss(&L, 5, x, recon, mean, logvar, M, d_recon[k], d_mean, d_logvar, &ar, &logs[k],
+                           k ? &fake : NULL);
+        CHECK(!k || fake.kept, "the generator loss did not keep its D(recon) pass");
+        vae_discriminator_step(&L, 5, x, recon, grads[k], &opt, 1.0, &ema[k][0], &ema[k][1], &ar, &logs[k],
+                               k ? &fake : NULL);
+        adamw_free(&opt);
+        arena_free(&ar);
+        free(d_mean), free(d_logvar);
+    }
+    CHECK(same_floats(d_recon[0], d_recon[1], nx), "gradient into recon differs");
+    CHECK(same_floats(params[0], params[1], np) && same_floats(grads[0], grads[1], np),
+          "discriminator parameters / gradients differ");
+    CHECK(ema[0][0] == ema[1][0] && ema[0][1] == ema[1][1], "LeCam EMAs differ");
+    CHECK(logs[0].gan_loss == logs[1].gan_loss && logs[0].d_loss == logs[1].d_loss &&
+              logs[0].logits_fake == logs[1].logits_fake && logs[0].lecam_loss == logs[1].lecam_loss &&
+              logs[0].grad_norm_disc == logs[1].grad_norm_disc && logs[0].lecam_loss != 0,
+          "logs differ (gan %g/%g, d %g/%g)", logs[0].gan_loss, logs[1].gan_loss, logs[0].d_loss, logs[1].d_loss);
+    for (int k = 0; k < 2; k++)
+        free(params[k]), free(grads[k]), free(d_recon[k]);
+    free(x), free(recon), free(mean), free(logvar);
+    disc_free(&d);
+}
+
 int main(void)
 {
     RUN(test_disc_parameter_count);
     RUN(test_disc_matches_torch);
+    RUN(test_disc_replay_matches_second_forward);
+    RUN(test_vae_loss_kept_fake_pass_is_exact);
     return test_summary();
 }

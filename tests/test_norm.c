@@ -465,6 +465,32 @@ static void test_batch_norm_running_stats_momentum(void)
           "mean %g out %g %g", mean, out[0], out[1]);
 }
 
+/* batch_norm_running_update leaves the very floats the train forward leaves
+ * in the running statistics: serial (2 channels) and threaded (16 channels of
+ * 4096 values each, past the threading threshold) sizes. */
+static void test_batch_norm_running_update_matches_forward(void)
+{
+    const int shapes[2][3] = {{3, 2, 5}, {4, 16, 1024}}; /* B, C, HW */
+    for (int k = 0; k < 2; k++) {
+        int B = shapes[k][0], C = shapes[k][1], HW = shapes[k][2];
+        size_t n = (size_t)B * C * HW;
+        float *x = alloc_normal(n, 3.0f, 40 + k), *out = alloc_zeros(n);
+        float *rm1 = alloc_normal((size_t)C, 1.0f, 50 + k), *rv1 = alloc_zeros((size_t)C);
+        float *rm2 = alloc_zeros((size_t)C), *rv2 = alloc_zeros((size_t)C);
+        for (int c = 0; c < C; c++)
+            x[(size_t)c * HW] += 7.0f, rv1[c] = 0.5f + (float)c;
+        memcpy(rm2, rm1, (size_t)C * sizeof(float));
+        memcpy(rv2, rv1, (size_t)C * sizeof(float));
+        for (int rep = 0; rep < 2; rep++) { /* twice: from the stats the first call moved */
+            batch_norm_train_forward(out, NULL, NULL, rm1, rv1, x, NULL, NULL, B, C, HW, 1e-5f, 0.1f);
+            batch_norm_running_update(rm2, rv2, x, B, C, HW, 0.1f);
+        }
+        CHECK(!memcmp(rm1, rm2, (size_t)C * sizeof(float)) && !memcmp(rv1, rv2, (size_t)C * sizeof(float)),
+              "running stats differ from the forward's (C = %d)", C);
+        free(x), free(out), free(rm1), free(rv1), free(rm2), free(rv2);
+    }
+}
+
 int main(void)
 {
     RUN(test_group_norm_finite_differences);
@@ -481,5 +507,6 @@ int main(void)
     RUN(test_group_norm_silu_backward_fused_is_exact);
     RUN(test_norm_large_offset_statistics);
     RUN(test_batch_norm_running_stats_momentum);
+    RUN(test_batch_norm_running_update_matches_forward);
     return test_summary();
 }

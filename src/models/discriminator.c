@@ -171,6 +171,19 @@ void disc_forward(const discriminator *d, float *params, disc_acts *s, float *lo
     }
 }
 
+void disc_replay_running_stats(const discriminator *d, float *params, const disc_acts *s)
+{
+    for (int i = 0; i < d->n_convs; i++) {
+        const disc_conv *c = &d->convs[i];
+        if (!c->has_bn)
+            continue;
+        const conv2d_shape *sh = &s->shape[i];
+        batch_norm_running_update(params + c->bn_mean, params + c->bn_var, s->conv_out[i], s->B, c->cout,
+                                  conv2d_out_h(sh) * conv2d_out_w(sh), d->bn_momentum);
+        params[c->bn_count] += 1.0f;
+    }
+}
+
 void disc_backward(const discriminator *d, const float *params, const disc_acts *s, const float *dlogits,
                    float *dparams, float *dx)
 {

@@ -83,7 +83,14 @@ size_t disc_acts_bytes(const discriminator *d, int B, int H, int W);
  * from the arena (disc_acts_bytes; valid until the caller resets it). */
 void disc_forward(const discriminator *d, float *params, disc_acts *s, float *logits, const float *x, int B, int H,
                   int W, arena *a);
-/* Adds into dparams (table layout) and dx; either may be NULL. */
+/* What disc_forward does to the BN running statistics in params (and
+ * num_batches_tracked), the same floats, from the activations `s` of an
+ * earlier forward on the same input with the same weights: a second forward
+ * of that input then needs only this (the REPA-E step's D(recon) of the D
+ * update, vae_loss.c).  Reads conv_out only; `s` stays valid. */
+void disc_replay_running_stats(const discriminator *d, float *params, const disc_acts *s);
+/* Adds into dparams (table layout) and dx; either may be NULL.  Reads `s`
+ * without changing it, so one forward can serve several backwards. */
 void disc_backward(const discriminator *d, const float *params, const disc_acts *s, const float *dlogits,
                    float *dparams, float *dx);
 

@@ -72,6 +72,11 @@ void layer_norm_backward(float *dx, float *dweight, float *dbias, const float *d
 void batch_norm_train_forward(float *out, float *mean, float *rstd, float *running_mean, float *running_var,
                               const float *x, const float *weight, const float *bias, int B, int C, int HW,
                               float eps, float momentum);
+/* Only the running-statistics update of batch_norm_train_forward on x: the
+ * same floats as that forward leaves in running_mean / running_var (the
+ * discriminator replays a pass whose activations it reuses). */
+void batch_norm_running_update(float *running_mean, float *running_var, const float *x, int B, int C, int HW,
+                               float momentum);
 /* The full train-mode backward, including the dependence of μ and σ² on x
  * (the GAN generator loss needs it through the discriminator's BatchNorms). */
 void batch_norm_train_backward(float *dx, float *dweight, float *dbias, const float *dout, const float *x,

@@ -112,7 +112,8 @@ static size_t plan_bytes(const repae_trainer *t)
     vae_loss L = loss_of(t);
     size_t loss_phase = vae_loss_plan_bytes(&L);
     size_t sit_align = denoising_objective_plan_bytes(t->sit, B, &align);
-    size_t vae_phase = vp.saved + (vp.scratch > loss_phase + sit_align ? vp.scratch : loss_phase + sit_align);
+    size_t vae_phase = vp.saved + vae_loss_fake_pass_bytes(&L) +
+                       (vp.scratch > loss_phase + sit_align ? vp.scratch : loss_phase + sit_align);
     size_t sit_phase = denoising_objective_plan_bytes(t->sit, B, &full);
     size_t peak = enc_phase;
     if (vae_phase > peak)
@@ -277,8 +278,9 @@ void repae_step(repae_trainer *t, const uint8_t *images, const int *labels, cons
     /* 5. Generator loss (spec §7.1). */
     vae_loss L = loss_of(t);
     vae_loss_logs ll;
+    vae_loss_fake_pass fake; /* D(recon), kept on the arena for step 8 */
     logs->vae_loss = vae_generator_loss(&L, t->step, x, recon, va->mean, va->logvar, t->sit->C * t->h * t->w,
-                                        d_recon, d_mean, d_logvar, ar, &ll);
+                                        d_recon, d_mean, d_logvar, ar, &ll, &fake);
 
     /* 6. The VAE pass through the frozen, eval-mode SiT (skipped when it
      * would carry no gradient: no encoder and no naive-E2E diffusion loss;
@@ -319,7 +321,7 @@ void repae_step(repae_trainer *t, const uint8_t *images, const int *labels, cons
 
     /* 8. Discriminator update on x and the pre-update reconstruction. */
     vae_discriminator_step(&L, t->step, x, recon, t->disc_grads, &t->opt_disc, c->max_grad_norm, &t->lecam_ema_real,
-                           &t->lecam_ema_fake, ar, &ll);
+                           &t->lecam_ema_fake, ar, &ll, &fake);
     copy_loss_logs(logs, &ll);
     arena_reset(ar, vae_mark); /* the VAE activations are no longer needed */
 

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "core/dist.h"
+#include "core/error.h"
 #include "ops/loss.h"
 
 float vae_loss_factor(const vae_loss *L, long long step)
@@ -32,6 +33,13 @@ size_t vae_loss_plan_bytes(const vae_loss *L)
     return peak;
 }
 
+size_t vae_loss_fake_pass_bytes(const vae_loss *L)
+{
+    if (!L->disc)
+        return 0;
+    return disc_acts_bytes(L->disc, L->B, L->H, L->W) + arena_round(n_logits(L) * sizeof(float));
+}
+
 /* LPIPS needs RGB: a 1-channel image is replicated, and the gradient of
  * the three copies is summed back. */
 static void to_rgb(float *dst, const float *src, int B, int C, int HW)
@@ -55,8 +63,10 @@ static void add_from_rgb(float *dst, const float *src3, int B, int C, int HW)
 
 double vae_generator_loss(const vae_loss *L, long long step, const float *x, const float *recon, const float *mean,
                           const float *logvar, int M, float *d_recon, float *d_mean, float *d_logvar, arena *ar,
-                          vae_loss_logs *logs)
+                          vae_loss_logs *logs, vae_loss_fake_pass *keep)
 {
+    if (keep)
+        keep->kept = false;
     const vae_loss_weights *w = &L->w;
     int B = L->B, C = L->C, HW = L->H * L->W;
     size_t n_img = (size_t)B * C * HW;
@@ -92,16 +102,23 @@ double vae_generator_loss(const vae_loss *L, long long step, const float *x, con
          * statistics, running stats updated, full BN backward into recon. */
         size_t mark = arena_mark(ar);
         size_t nl = n_logits(L);
-        float *logits = arena_floats(ar, nl), *dlog = arena_zeros(ar, nl);
+        float *logits = arena_floats(ar, nl);
         disc_acts da;
         disc_forward(L->disc, L->disc_params, &da, logits, recon, B, L->H, L->W, ar);
+        size_t kept_mark = arena_mark(ar); /* the pass above stays when kept */
+        float *dlog = arena_zeros(ar, nl);
         logs->gan_loss = hinge_g_loss_forward(logits, nl);
         logs->weighted_gan_loss = w->disc * factor * logs->gan_loss;
         if (factor != 0) {
             hinge_g_loss_backward(dlog, w->disc * factor, nl);
             disc_backward(L->disc, L->disc_params, &da, dlog, NULL, d_recon);
         }
-        arena_reset(ar, mark);
+        if (keep) {
+            *keep = (vae_loss_fake_pass){.kept = true, .acts = da, .logits = logits};
+            arena_reset(ar, kept_mark);
+        } else {
+            arena_reset(ar, mark);
+        }
     }
     logs->discriminator_factor = factor;
     logs->d_weight = w->disc;
@@ -110,7 +127,7 @@ double vae_generator_loss(const vae_loss *L, long long step, const float *x, con
 
 void vae_discriminator_step(const vae_loss *L, long long step, const float *x, const float *recon, float *disc_grads,
                             adamw *opt, double max_grad_norm, float *lecam_ema_real, float *lecam_ema_fake,
-                            arena *ar, vae_loss_logs *logs)
+                            arena *ar, vae_loss_logs *logs, const vae_loss_fake_pass *fake)
 {
     logs->d_loss = logs->grad_norm_disc = logs->logits_real = logs->logits_fake = logs->lecam_loss = 0;
     if (!L->disc)
@@ -120,11 +137,19 @@ void vae_discriminator_step(const vae_loss *L, long long step, const float *x, c
     float factor = vae_loss_factor(L, step);
     size_t mark = arena_mark(ar);
     size_t nl = n_logits(L);
-    float *lr = arena_floats(ar, nl), *lf = arena_floats(ar, nl);
+    if (fake && fake->kept && fake->acts.input != recon)
+        die("vae_discriminator_step: the kept D(recon) pass ran on another reconstruction");
+    bool reuse = fake && fake->kept;
+    float *lr = arena_floats(ar, nl), *lf = reuse ? fake->logits : arena_floats(ar, nl);
     float *dr = arena_zeros(ar, nl), *df = arena_zeros(ar, nl);
     disc_acts ar_real, ar_fake;
     disc_forward(L->disc, L->disc_params, &ar_real, lr, x, B, L->H, L->W, ar);
-    disc_forward(L->disc, L->disc_params, &ar_fake, lf, recon, B, L->H, L->W, ar);
+    if (reuse) { /* the running stats move as the reference's second D(recon) moves them, after D(x) */
+        ar_fake = fake->acts;
+        disc_replay_running_stats(L->disc, L->disc_params, &ar_fake);
+    } else {
+        disc_forward(L->disc, L->disc_params, &ar_fake, lf, recon, B, L->H, L->W, ar);
+    }
     double d = hinge_d_loss_forward(lr, nl, lf, nl);
     hinge_d_loss_backward(dr, df, factor, lr, nl, lf, nl);
     if (w->lecam > 0 && L->disc && step >= w->disc_start) {

@@ -47,7 +47,7 @@ static size_t plan_bytes(const vae_trainer *t)
     vae_plan vp = vae_plan_memory(t->vae, VAE_PASS_TRAIN, B, t->H, t->W);
     size_t loss = vae_loss_plan_bytes(&t->loss);
     size_t train = 2 * arena_round(B * img * sizeof(float)) + 2 * arena_round(B * lat * sizeof(float)) + vp.saved +
-                   (vp.scratch > loss ? vp.scratch : loss);
+                   vae_loss_fake_pass_bytes(&t->loss) + (vp.scratch > loss ? vp.scratch : loss);
     if (dist_world() > 1) /* this rank's rows of the global batch's posterior noise */
         train += arena_round(B * lat * sizeof(float));
     size_t eval = 0;
@@ -119,9 +119,10 @@ void vae_trainer_step(vae_trainer *t, const uint8_t *images, const float *eps, v
     vae_acts vacts = {0}, *va = &vacts; /* pointers into the arena */
     vae_forward(t->vae, t->vae_params, va, x, eps, &vae_rng, B, t->H, t->W, ar);
 
+    vae_loss_fake_pass fake; /* D(recon), kept on the arena for the discriminator update */
     logs->vae_loss = vae_generator_loss(&t->loss, t->step, x, va->recon, va->mean, va->logvar,
                                         t->vae->cfg.z_channels * t->h * t->w, d_recon, d_mean, d_logvar, ar,
-                                        &logs->loss);
+                                        &logs->loss, &fake);
     grad_zero(&t->vae->table, t->vae_grads);
     vae_backward(t->vae, t->vae_params, va, d_recon, NULL, d_mean, d_logvar, t->vae_grads, NULL, ar);
     dist_allreduce_mean(t->vae_grads, t->vae->table.total); /* data parallel: the global batch's gradient */
@@ -130,7 +131,7 @@ void vae_trainer_step(vae_trainer *t, const uint8_t *images, const float *eps, v
 
     /* The reconstruction of the pre-update VAE is still on the arena. */
     vae_discriminator_step(&t->loss, t->step, x, va->recon, t->disc_grads, &t->opt_disc, c->max_grad_norm,
-                           &t->lecam_ema_real, &t->lecam_ema_fake, ar, &logs->loss);
+                           &t->lecam_ema_real, &t->lecam_ema_fake, ar, &logs->loss, &fake);
     arena_reset(ar, 0);
     t->step++;
 }
