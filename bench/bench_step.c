@@ -25,9 +25,9 @@
  * separately (not part of `make bench`; the torch side is
  * `bench_torch_models.py phases`): encoder forward, VAE forward+backward
  * (L1), the alignment pass through the frozen SiT into dz, the SiT training
- * forward+backward, the three discriminator passes, and clipping + AdamW of
- * the three models + EMA.  BENCH_PHASE=phase_... runs that one alone (for
- * `perf record`).
+ * forward+backward, the discriminator passes (ours reuse one forward, as the
+ * step does), and clipping + AdamW of the three models + EMA.
+ * BENCH_PHASE=phase_... runs that one alone (for `perf record`).
  */
 #include "core/omp_spin.h"
 #include "bench_common.h"
@@ -213,7 +213,10 @@ static void ph_sit_align(void *p) { ph_sit(p, true); }
 static void ph_sit_train(void *p) { ph_sit(p, false); }
 
 /* The GAN work of one step: D(recon) backward into recon only (generator
- * term), then D(x) and D(recon) backward into D's parameters (D step). */
+ * term), then D(x) and D(recon) backward into D's parameters (D step).  As
+ * in repae_step, the D step reuses the generator term's D(recon) pass and
+ * replays its running-statistics update (two forwards; torch's side runs
+ * three). */
 static void ph_disc(void *p)
 {
     phase_ctx *c = p;
@@ -224,16 +227,14 @@ static void ph_disc(void *p)
         c->dlogits[i] = -1.0f / (float)nl;
     memset(c->d_recon, 0, (size_t)B * 3 * IMG * IMG * sizeof(float));
     arena_reset(&c->ar, 0);
-    disc_acts s;
-    disc_forward(d, w, &s, c->logits, c->recon, B, IMG, IMG, &c->ar);
-    disc_backward(d, w, &s, c->dlogits, NULL, c->d_recon);
-    arena_reset(&c->ar, 0);
+    disc_acts fake, real;
+    disc_forward(d, w, &fake, c->logits, c->recon, B, IMG, IMG, &c->ar);
+    disc_backward(d, w, &fake, c->dlogits, NULL, c->d_recon);
     grad_zero(&d->table, c->disc_grads);
-    disc_forward(d, w, &s, c->logits, c->x, B, IMG, IMG, &c->ar);
-    disc_backward(d, w, &s, c->dlogits, c->disc_grads, NULL);
-    arena_reset(&c->ar, 0);
-    disc_forward(d, w, &s, c->logits, c->recon, B, IMG, IMG, &c->ar);
-    disc_backward(d, w, &s, c->dlogits, c->disc_grads, NULL);
+    disc_forward(d, w, &real, c->logits, c->x, B, IMG, IMG, &c->ar);
+    disc_replay_running_stats(d, w, &fake);
+    disc_backward(d, w, &real, c->dlogits, c->disc_grads, NULL);
+    disc_backward(d, w, &fake, c->dlogits, c->disc_grads, NULL);
 }
 
 static void ph_optim(void *p)
@@ -263,7 +264,7 @@ static void bench_phases(void)
     bytes = max_sz(bytes, denoising_objective_plan_bytes(&m.s, B, &full));
     bytes = max_sz(bytes, denoising_objective_plan_bytes(&m.s, B, &align));
     bytes = max_sz(bytes, vit_plan_bytes(&m.enc, B, false));
-    bytes = max_sz(bytes, disc_acts_bytes(&m.d, B, IMG, IMG));
+    bytes = max_sz(bytes, 2 * disc_acts_bytes(&m.d, B, IMG, IMG)); /* fake and real passes */
     c.ar = arena_create(bytes + (1u << 20));
     c.r = rng_new(9, 0);
     uint8_t *u8 = xmalloc(n);
@@ -289,7 +290,7 @@ static void bench_phases(void)
         void (*fn)(void *);
     } ph[] = {{"phase_encoder_fwd", ph_encoder},         {"phase_vae_fwd_bwd", ph_vae},
               {"phase_sit_align_fwd_bwd", ph_sit_align}, {"phase_sit_train_fwd_bwd", ph_sit_train},
-              {"phase_disc_3fwd_3bwd", ph_disc},         {"phase_clip_adamw_ema", ph_optim}};
+              {"phase_disc_passes", ph_disc},         {"phase_clip_adamw_ema", ph_optim}};
     const char *only = getenv("BENCH_PHASE"); /* one phase alone, for a profile of it */
     for (size_t i = 0; i < sizeof ph / sizeof ph[0]; i++)
         if (!only || !strcmp(only, ph[i].name))

@@ -336,7 +336,7 @@ def bench_phases(B=32):
 
     for name, fn in (("phase_encoder_fwd", encoder), ("phase_vae_fwd_bwd", vae_fb),
                      ("phase_sit_align_fwd_bwd", sit_align), ("phase_sit_train_fwd_bwd", sit_train),
-                     ("phase_disc_3fwd_3bwd", disc_3), ("phase_clip_adamw_ema", optim)):
+                     ("phase_disc_passes", disc_3), ("phase_clip_adamw_ema", optim)):
         ms = median_ms(fn, reps(5))
         print(f"{name} {ms:.4f} -1 {OTHERS[0]:.1f} {SPREAD[0]:.1f}", flush=True)
 
