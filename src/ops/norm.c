@@ -367,18 +367,6 @@ void layer_norm_backward(float *dx, float *dweight, float *dbias, const float *d
 
 /* ---------------------------------------------------------------- BatchNorm */
 
-/* Channel c's running statistics moved by a batch of mean m and biased
- * variance v over n values (one definition for the forward and for
- * batch_norm_running_update, which must give the same floats). */
-static inline void update_running(float *running_mean, float *running_var, int c, double m, double v, double n,
-                                  float momentum)
-{
-    if (running_mean)
-        running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * m);
-    if (running_var)
-        running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * v * n / (n - 1));
-}
-
 void batch_norm_forward_channel(float *out, float *mean, float *rstd, float *running_mean, float *running_var,
                                 const float *x, const float *weight, const float *bias, double m, double v, double n,
                                 float eps, float momentum, int c, int B, int C, int HW)
@@ -390,7 +378,12 @@ void batch_norm_forward_channel(float *out, float *mean, float *rstd, float *run
         mean[c] = mf;
     if (rstd)
         rstd[c] = rf;
-    update_running(running_mean, running_var, c, m, v, n, momentum);
+    if (running_mean)
+        running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * m);
+    if (running_var)
+        running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * v * n / (n - 1));
+    if (!out) /* statistics only (batch_norm_running_update) */
+        return;
     float scale = rf * (weight ? weight[c] : 1.0f), shift = bias ? bias[c] : 0.0f;
     for (int b = 0; b < B; b++) {
         const float *xp = xc + (size_t)b * cstride;
@@ -421,16 +414,7 @@ void batch_norm_train_forward(float *out, float *mean, float *rstd, float *runni
 void batch_norm_running_update(float *running_mean, float *running_var, const float *x, int B, int C, int HW,
                                float momentum)
 {
-    size_t n = (size_t)B * HW;
-    if (n <= 1)
-        die("batch_norm_running_update: need more than 1 value per channel (B=%d, HW=%d)", B, HW);
-    size_t cstride = (size_t)C * HW;
-#pragma omp parallel for schedule(static) if ((long)n * C >= PAR_MIN)
-    for (int c = 0; c < C; c++) {
-        double m, v;
-        moments(x + (size_t)c * HW, B, (size_t)HW, cstride, &m, &v);
-        update_running(running_mean, running_var, c, m, v, (double)n, momentum);
-    }
+    batch_norm_train_forward(NULL, NULL, NULL, running_mean, running_var, x, NULL, NULL, B, C, HW, 0.0f, momentum);
 }
 
 void batch_norm_backward_channel(float *dx, float *dweight, float *dbias, const float *dout, const float *x,

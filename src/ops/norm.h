@@ -72,9 +72,10 @@ void layer_norm_backward(float *dx, float *dweight, float *dbias, const float *d
 void batch_norm_train_forward(float *out, float *mean, float *rstd, float *running_mean, float *running_var,
                               const float *x, const float *weight, const float *bias, int B, int C, int HW,
                               float eps, float momentum);
-/* Only the running-statistics update of batch_norm_train_forward on x: the
- * same floats as that forward leaves in running_mean / running_var (the
- * discriminator replays a pass whose activations it reuses). */
+/* Only the running-statistics update of batch_norm_train_forward on x (that
+ * forward with out = NULL): the same floats it leaves in running_mean /
+ * running_var (the discriminator replays a pass whose activations it
+ * reuses). */
 void batch_norm_running_update(float *running_mean, float *running_var, const float *x, int B, int C, int HW,
                                float momentum);
 /* The full train-mode backward, including the dependence of μ and σ² on x
@@ -93,8 +94,8 @@ void batch_norm_eval_backward(float *dx, float *dweight, float *dbias, const flo
 
 /* The training forward's second half for channel c, from its batch mean m
  * and biased variance v over n values (shared with sync_batch_norm, whose
- * statistics are the global batch's): normalise, scale, shift, update the
- * running statistics (unbiased variance). */
+ * statistics are the global batch's): update the running statistics
+ * (unbiased variance), then normalise, scale, shift (not when out is NULL). */
 void batch_norm_forward_channel(float *out, float *mean, float *rstd, float *running_mean, float *running_var,
                                 const float *x, const float *weight, const float *bias, double m, double v, double n,
                                 float eps, float momentum, int c, int B, int C, int HW);
