@@ -48,8 +48,9 @@ void group_norm_silu_recompute(float *out, const float *x, const float *mean, co
 /* The backward of SiLU(GroupNorm(x)) in one parallel pass: dout is the
  * gradient at the SiLU's output; the SiLU's input GroupNorm(x) is
  * recomputed on the way from x, the saved statistics, weight and bias (the
- * same floats as group_norm_forward's output, so nothing need be kept).  Bit-identical to silu_backward into a zeroed
- * buffer followed by group_norm_backward, without writing that buffer.
+ * same floats as group_norm_forward's output, so nothing need be kept).
+ * Bit-identical to silu_backward into a zeroed buffer followed by
+ * group_norm_backward, without writing that buffer.
  * accumulate = false stores into dx instead of adding (as if dx had been
  * zeroed first). */
 void group_norm_silu_backward(float *dx, bool accumulate, float *dweight, float *dbias, const float *dout,
