@@ -627,9 +627,13 @@ static void load_blocks(float *lines, long stride, const float *plane, const win
         for (long a = 0; a < m; a++) {
             long oh = m * ty + a;
             float *l = lines + a * stride + m * pc[p].off;
-            memset(l, 0, (size_t)(m * pl) * sizeof(float));
-            if (oh < g->Ho)
-                memcpy(l, dc + oh * g->Wo + m * tx0, (size_t)width * sizeof(float));
+            if (oh >= g->Ho) { /* a row past the bottom edge */
+                memset(l, 0, (size_t)(m * pl) * sizeof(float));
+                continue;
+            }
+            memcpy(l, dc + oh * g->Wo + m * tx0, (size_t)width * sizeof(float));
+            if (width < m * pl) /* past the right edge */
+                memset(l + width, 0, (size_t)(m * pl - width) * sizeof(float));
         }
     }
 }
