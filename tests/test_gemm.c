@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <math.h>
 
+#include <stdio.h>
 #include <string.h>
 
 #include <cblas.h>
@@ -127,6 +128,78 @@ static void test_gemm_avx512_row_independent_of_batch(void)
     free(A), free(B), free(C), free(row), free(P);
 }
 
+/* gemm_strided_batch: every item against the reference, a shared operand
+ * (stride 0) on either side, and batches smaller than the thread count (one
+ * GEMM after the other, each threaded: the same bits as gemm() alone) and
+ * at least as large (one item per thread). */
+static void test_gemm_strided_batch(void)
+{
+    const int M = 37, N = 45, K = 29;
+    const int sizes[] = {1, omp_get_max_threads(), omp_get_max_threads() + 3};
+    for (int s = 0; s < 3; s++)
+        for (int shared = 0; shared < 2; shared++) {
+            const int items = sizes[s];
+            const long sa = shared == 0 ? 0 : (long)M * K, sb = shared == 1 ? 0 : (long)K * N, sc = (long)M * N;
+            float *A = alloc_normal((size_t)items * M * K, 1.0f, 11), *B = alloc_normal((size_t)items * K * N, 1.0f, 12);
+            float *C = alloc_normal((size_t)items * M * N, 1.0f, 13), *R = malloc((size_t)items * M * N * sizeof(float));
+            float *G = malloc((size_t)items * M * N * sizeof(float));
+            memcpy(R, C, (size_t)items * M * N * sizeof(float));
+            memcpy(G, C, (size_t)items * M * N * sizeof(float));
+            gemm_strided_batch(items, false, true, M, N, K, 0.5f, A, sa, K, B, sb, K, 1.0f, C, sc, N);
+            for (int i = 0; i < items; i++) {
+                gemm_ref(false, true, M, N, K, 0.5f, A + i * sa, K, B + i * sb, K, 1.0f, R + i * sc, N);
+                gemm(false, true, M, N, K, 0.5f, A + i * sa, K, B + i * sb, K, 1.0f, G + i * sc, N);
+            }
+            char what[96];
+            snprintf(what, sizeof what, "batch of %d, %s operand shared", items, shared == 0 ? "A" : "B");
+            check_close(what, C, R, (size_t)items * M * N, 1e-4 * sqrt(K), 1e-5);
+            if (items < omp_get_max_threads() || items == 1)
+                CHECK(memcmp(C, G, (size_t)items * M * N * sizeof(float)) == 0,
+                      "%s: a batch run one GEMM after the other must equal gemm() per item", what);
+            free(A), free(B), free(C), free(R), free(G);
+        }
+}
+
+static long resident_kib(void)
+{
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f)
+        return -1;
+    if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+        resident = -1;
+    fclose(f);
+    return resident < 0 ? -1 : resident * 4;
+}
+
+/* Inside a parallel region that is inactive (its `if` clause false) our
+ * kernel must run on the calling thread: a fork there starts a nested team,
+ * new threads on every call, and each new thread's packing buffers were
+ * never freed (session 19: +75 MiB over two VAE training steps at 256²).
+ * 40 such calls that each used a new thread would leave ~24 MiB resident. */
+static void test_gemm_avx512_no_nested_team(void)
+{
+    if (!gemm_avx512_supported() || omp_get_max_threads() < 2)
+        return;
+    const int n = 512;
+    float *A = alloc_normal((size_t)n * n, 1.0f, 21), *B = alloc_normal((size_t)n * n, 1.0f, 22);
+    float *C = malloc((size_t)n * n * sizeof(float)), *D = malloc((size_t)n * n * sizeof(float));
+    gemm_avx512(false, false, n, n, n, 1.0f, A, n, B, n, 0.0f, D, n); /* the calling thread's buffers, grown */
+    int flag = 0;
+#pragma omp parallel if (flag)
+    gemm_avx512(false, false, n, n, n, 1.0f, A, n, B, n, 0.0f, C, n);
+    long before = resident_kib();
+    for (int i = 0; i < 40; i++) {
+#pragma omp parallel if (flag)
+        gemm_avx512(false, false, n, n, n, 1.0f, A, n, B, n, 0.0f, C, n);
+    }
+    long grown = resident_kib() - before;
+    CHECK(before > 0 && grown < 8 * 1024, "40 GEMMs inside an inactive parallel region grew the resident set by %ld KiB",
+          grown);
+    CHECK(memcmp(C, D, (size_t)n * n * sizeof(float)) == 0, "inside an inactive region != outside");
+    free(A), free(B), free(C), free(D);
+}
+
 static void test_blas_core_names(void)
 {
     CHECK(blas_core_is_avx512("SkylakeX") && blas_core_is_avx512("cooperlake") &&
@@ -135,7 +208,9 @@ static void test_blas_core_names(void)
     CHECK(!blas_core_is_avx512("Haswell") && !blas_core_is_avx512("Zen") && !blas_core_is_avx512(NULL),
           "AVX2 cores (and no name) are not AVX-512 ones");
     printf("  (OpenBLAS core %s; gemm() runs %s)\n", openblas_get_corename(),
-           gemm_uses_own_kernel() ? "our AVX-512 kernel" : "OpenBLAS");
+           gemm_uses_own_kernel()   ? "our AVX-512 kernel"
+           : gemm_avx512_supported() ? "our AVX-512 kernel outside parallel regions, OpenBLAS inside"
+                                     : "OpenBLAS");
 }
 
 int main(void)
@@ -146,6 +221,8 @@ int main(void)
     RUN(test_gemm_avx512_shapes);
     RUN(test_gemm_avx512_beta_and_empty_k);
     RUN(test_gemm_avx512_row_independent_of_batch);
+    RUN(test_gemm_strided_batch);
+    RUN(test_gemm_avx512_no_nested_team);
     RUN(test_blas_core_names);
     return test_summary();
 }

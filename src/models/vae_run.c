@@ -260,15 +260,11 @@ static void attn_qkv(const vae_run *r, const vae_attnblock *ab, float *qkv, cons
 {
     const int B = r->B, C = ab->c;
     const vae_conv *cv[3] = {&ab->q, &ab->k, &ab->v};
-    /* One GEMM per (image, projection): spread over the threads when every
-     * thread gets an image (inside the loop OpenBLAS runs single-threaded:
-     * one fork, not 3·B); with fewer images OpenBLAS threads each GEMM. */
-#pragma omp parallel for schedule(static) if (gemm_items_in_parallel(B))
-    for (int bj = 0; bj < 3 * B; bj++) {
-        const int b = bj / 3, j = bj % 3;
-        gemm(true, true, L, C, C, 1.0f, hn + (size_t)b * C * L, L, PW(r, cv[j]->w), C, 0.0f,
-             qkv + (size_t)b * L * 3 * C + (size_t)j * C, 3 * C);
-    }
+    /* One GEMM per (image, projection), the images spread over the threads
+     * when every thread gets one, else each GEMM threaded. */
+    for (int j = 0; j < 3; j++)
+        gemm_strided_batch(B, true, true, L, C, C, 1.0f, hn, (long)C * L, L, PW(r, cv[j]->w), 0, C, 0.0f,
+                           qkv + (size_t)j * C, (long)L * 3 * C, 3 * C);
     const float *bq = PW(r, ab->q.b), *bk = PW(r, ab->k.b), *bv = PW(r, ab->v.b);
 #pragma omp parallel for schedule(static) if ((size_t)B * L * C >= (1u << 14))
     for (size_t t = 0; t < (size_t)B * L; t++) {
@@ -307,10 +303,8 @@ static void vae_attnblock_forward(vae_run *r, const vae_attnblock *ab, vae_attnb
         /* NH = 1, HD = C: the op's HD^-1/2 scale is the block's C^-1/2. */
         attention_forward(att, probs, qkv, qkv + C, qkv + 2 * C, 3 * C, B, L, 1, C, ws);
         memcpy(out, x, n * sizeof(float));
-#pragma omp parallel for schedule(static) if (gemm_items_in_parallel(B))
-        for (int b = 0; b < B; b++)
-            gemm(false, true, C, L, C, 1.0f, PW(r, ab->proj_out.w), C, att + (size_t)b * L * C, C, 1.0f,
-                 out + (size_t)b * C * L, L);
+        gemm_strided_batch(B, false, true, C, L, C, 1.0f, PW(r, ab->proj_out.w), 0, C, att, (long)L * C, C, 1.0f,
+                           out, (long)C * L, L);
         add_bias_cl(out, PW(r, ab->proj_out.b), B, C, (size_t)L);
     }
     mem_reset(r->mem, mark);
@@ -342,10 +336,8 @@ static void vae_attnblock_backward(vae_run *r, const vae_attnblock *ab, const va
     if (dWp)
         for (int b = 0; b < B; b++)
             gemm(false, false, C, C, L, 1.0f, dy + (size_t)b * C * L, L, s->att + (size_t)b * L * C, C, 1.0f, dWp, C);
-#pragma omp parallel for schedule(static) if (gemm_items_in_parallel(B))
-    for (int b = 0; b < B; b++)
-        gemm(true, false, L, C, C, 1.0f, dy + (size_t)b * C * L, L, PW(r, ab->proj_out.w), C, 0.0f,
-             d_att + (size_t)b * L * C, C);
+    gemm_strided_batch(B, true, false, L, C, C, 1.0f, dy, (long)C * L, L, PW(r, ab->proj_out.w), 0, C, 0.0f, d_att,
+                       (long)L * C, C);
     if (r->G)
         bias_grad_cl(GW(r, ab->proj_out.b), dy, B, C, (size_t)L);
     /* attention */
@@ -362,10 +354,8 @@ static void vae_attnblock_backward(vae_run *r, const vae_attnblock *ab, const va
                 gemm(true, true, C, C, L, 1.0f, d_qkv + (size_t)b * L * 3 * C + (size_t)j * C, 3 * C,
                      hn + (size_t)b * C * L, L, 1.0f, dW, C);
         /* d_hn[c,l] += Σ_o W[o,c] d[l,o] */
-#pragma omp parallel for schedule(static) if (gemm_items_in_parallel(B))
-        for (int b = 0; b < B; b++)
-            gemm(true, true, C, L, C, 1.0f, PW(r, cv[j]->w), C, d_qkv + (size_t)b * L * 3 * C + (size_t)j * C,
-                 3 * C, 1.0f, d_hn + (size_t)b * C * L, L);
+        gemm_strided_batch(B, true, true, C, L, C, 1.0f, PW(r, cv[j]->w), 0, C, d_qkv + (size_t)j * C,
+                           (long)L * 3 * C, 3 * C, 1.0f, d_hn, (long)C * L, L);
         if (db) {
 #pragma omp parallel for schedule(static) if ((size_t)B * L * C >= (1u << 14))
             for (int o = 0; o < C; o++) {

@@ -435,10 +435,8 @@ void conv2d_forward(float *out, const float *x, const float *weight, const float
     }
     if (is_direct_1x1(s)) {
         fill_bias(out, bias, s->B, s->C_out, HWo);
-#pragma omp parallel for schedule(static) if (gemm_items_in_parallel(s->B))
-        for (int b = 0; b < s->B; b++)
-            gemm(false, false, s->C_out, (int)HWo, s->C_in, 1.0f, weight, s->C_in, x + b * ximg, (int)HWo, 1.0f,
-                 out + b * oimg, (int)HWo);
+        gemm_strided_batch(s->B, false, false, s->C_out, (int)HWo, s->C_in, 1.0f, weight, 0, s->C_in, x, ximg,
+                           (int)HWo, 1.0f, out, oimg, (int)HWo);
         return;
     }
     float *cols = workspace;
@@ -512,12 +510,9 @@ void conv2d_backward(float *dx, float *dweight, float *dbias, const float *dout,
             for (int b = 0; b < s->B; b++)
                 gemm(false, true, s->C_out, s->C_in, (int)HWo, 1.0f, dout + b * oimg, (int)HWo, x + b * ximg,
                      (int)HWo, 1.0f, dweight, s->C_in);
-        if (dx) {
-#pragma omp parallel for schedule(static) if (gemm_items_in_parallel(s->B))
-            for (int b = 0; b < s->B; b++)
-                gemm(true, false, s->C_in, (int)HWo, s->C_out, 1.0f, weight, s->C_in, dout + b * oimg, (int)HWo, 1.0f,
-                     dx + b * ximg, (int)HWo);
-        }
+        if (dx)
+            gemm_strided_batch(s->B, true, false, s->C_in, (int)HWo, s->C_out, 1.0f, weight, 0, s->C_in, dout, oimg,
+                               (int)HWo, 1.0f, dx, ximg, (int)HWo);
         return;
     }
     float *cols = workspace;

@@ -18,6 +18,18 @@ bool blas_core_is_avx512(const char *core)
     return false;
 }
 
+/* gemm_avx512_supported() once (it asks cpuid). */
+static bool gemm_avx512_supported_cached(void)
+{
+    static atomic_int supported; /* 0 unknown, 1 no, 2 yes */
+    int c = atomic_load_explicit(&supported, memory_order_relaxed);
+    if (!c) {
+        c = gemm_avx512_supported() ? 2 : 1;
+        atomic_store_explicit(&supported, c, memory_order_relaxed);
+    }
+    return c == 2;
+}
+
 bool gemm_uses_own_kernel(void)
 {
     /* Decided once: 0 undecided, 1 OpenBLAS, 2 ours.  A race only computes
@@ -25,7 +37,7 @@ bool gemm_uses_own_kernel(void)
     static atomic_int choice;
     int c = atomic_load_explicit(&choice, memory_order_relaxed);
     if (!c) {
-        c = gemm_avx512_supported() && !blas_core_is_avx512(openblas_get_corename()) ? 2 : 1;
+        c = gemm_avx512_supported_cached() && !blas_core_is_avx512(openblas_get_corename()) ? 2 : 1;
         atomic_store_explicit(&choice, c, memory_order_relaxed);
     }
     return c == 2;
@@ -42,7 +54,12 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
                 C[(long)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(long)i * ldc + j];
         return;
     }
-    if (gemm_uses_own_kernel()) {
+    /* The rule is in gemm.h.  Inside an inactive parallel region (an `if`
+     * clause that was false) OpenBLAS would start a nested team; ours then
+     * runs on the calling thread (gemm_avx512). */
+    bool own = gemm_uses_own_kernel() ||
+               (!omp_in_parallel() && omp_get_max_threads() > 1 && gemm_avx512_supported_cached());
+    if (own) {
         gemm_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
@@ -67,4 +84,18 @@ void gemm_ref(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
         }
 }
 
-int gemm_items_in_parallel(int items) { return items >= omp_get_max_threads(); }
+void gemm_strided_batch(int items, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
+                        long stride_a, int lda, const float *B, long stride_b, int ldb, float beta, float *C,
+                        long stride_c, int ldc)
+{
+    if (items > 1 && items >= omp_get_max_threads() && !omp_in_parallel()) {
+#pragma omp parallel for schedule(static)
+        for (int i = 0; i < items; i++)
+            gemm(trans_a, trans_b, M, N, K, alpha, A + i * stride_a, lda, B + i * stride_b, ldb, beta,
+                 C + i * stride_c, ldc);
+    } else {
+        for (int i = 0; i < items; i++)
+            gemm(trans_a, trans_b, M, N, K, alpha, A + i * stride_a, lda, B + i * stride_b, ldb, beta,
+                 C + i * stride_c, ldc);
+    }
+}

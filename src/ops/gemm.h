@@ -4,13 +4,19 @@
  * where op(X) is X or its transpose.  lda/ldb/ldc are row strides of the
  * stored matrices (the stored A is M×K, or K×M when transposed).
  *
- * gemm() calls OpenBLAS (the OpenMP build, so it shares our OpenMP thread
- * pool; inside one of our own parallel regions it runs single-threaded),
- * unless OpenBLAS runs kernels without AVX-512 on a CPU that has it: then
- * our own AVX-512 kernel (gemm_avx512.h), about twice as fast there.  That
- * happens where OpenBLAS does not know the CPU, or where the environment
- * says OPENBLAS_CORETYPE=Haswell (BENCHMARKS.md, session 11); where it runs
- * its SkylakeX-family kernels it is a little faster than ours and is kept.
+ * Which kernel runs a call (AVX-512 CPUs; elsewhere always OpenBLAS):
+ * - where OpenBLAS runs kernels without AVX-512 on a CPU that has it (it does
+ *   not know the CPU, or the environment says OPENBLAS_CORETYPE=Haswell),
+ *   our own AVX-512 kernel (gemm_avx512.h) for every call, about twice as
+ *   fast there (BENCHMARKS.md, session 11);
+ * - otherwise ours where the call may use several threads (outside our
+ *   parallel regions, more than one thread), OpenBLAS's kernel inside them,
+ *   single-threaded.  Our kernel splits C into independent stripes, one per
+ *   thread, and scales ~2× on two threads where OpenBLAS's threads, which
+ *   share packed panels, reach ~1.7× on the small step's shapes; on one
+ *   thread OpenBLAS's SkylakeX-family kernels are as fast or up to ~10 %
+ *   faster (BENCHMARKS.md, session 19).
+ * OpenBLAS is the OpenMP build, so it shares our OpenMP thread pool.
  * gemm_ref() is a plain triple loop in double precision, used only by tests.
  */
 #ifndef REPAE_GEMM_H
@@ -21,14 +27,21 @@
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
           const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
-/* Whether `items` independent GEMMs (one per image, say) should run one per
- * thread, each single-threaded inside OpenBLAS, instead of one after the
- * other with OpenBLAS threading each (a fork per call): yes when every
- * thread gets at least one. */
-int gemm_items_in_parallel(int items);
+/* `items` independent GEMMs (one per image, say):
+ *   C_i = alpha * op(A_i) @ op(B_i) + beta * C_i,  X_i = X + i * stride_x
+ * (a stride of 0 shares that operand between the items).  One item per
+ * thread in one parallel region when every thread gets one; otherwise one
+ * after the other, each GEMM using every thread (then each item's result is
+ * the one gemm() gives it alone).  A parallel loop with an `if` clause would
+ * not do: inside the inactive region a GEMM that forks starts a nested team,
+ * new threads on every call. */
+void gemm_strided_batch(int items, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
+                        long stride_a, int lda, const float *B, long stride_b, int ldb, float beta, float *C,
+                        long stride_c, int ldc);
 
-/* Whether gemm() runs our AVX-512 kernel rather than OpenBLAS's (decided at
- * the first call, from the CPU and the core OpenBLAS chose). */
+/* Whether gemm() runs our AVX-512 kernel for every call, OpenBLAS's kernels
+ * lacking AVX-512 (decided at the first call, from the CPU and the core
+ * OpenBLAS chose). */
 bool gemm_uses_own_kernel(void);
 
 /* Whether an OpenBLAS core name (openblas_get_corename()) is one of its

@@ -1,7 +1,8 @@
 /* gemm_avx512.c — our own single-precision GEMM for CPUs with AVX-512.
  *
- * Used by gemm() where OpenBLAS runs AVX2 kernels on an AVX-512 CPU (see
- * gemm.c for the rule).  The structure is the usual one of packed GEMMs
+ * Used by gemm() for every call where OpenBLAS runs AVX2 kernels on an
+ * AVX-512 CPU, and for the multi-threaded calls where it runs AVX-512 ones
+ * (gemm.h has the rule).  The structure is the usual one of packed GEMMs
  * (Goto / BLIS): C is computed in MR × NR tiles by a register-blocked
  * micro-kernel that reads A and B from small "packed" copies laid out in the
  * order it consumes them:
@@ -34,8 +35,9 @@
  *
  * Threads: outside a parallel region the output is split into one stripe
  * per thread (columns when N is the larger side, else rows), each stripe a
- * GEMM of its own with its own packed copies; inside one of our parallel
- * regions it runs on the calling thread only.
+ * GEMM of its own with its own packed copies (no thread waits on another's
+ * packing); inside a parallel region, even an inactive one, it runs on the
+ * calling thread only.
  */
 #include "ops/gemm_avx512.h"
 
@@ -410,7 +412,9 @@ void gemm_avx512(bool ta, bool tb, int M, int N, int K, float alpha, const float
                 C[(long)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(long)i * ldc + j];
         return;
     }
-    int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+    /* Inside any parallel region, active or not, the calling thread only: a
+     * fork there would start a nested team, new threads on every call. */
+    int threads = omp_get_level() > 0 ? 1 : omp_get_max_threads();
     /* Below ~1 MFLOP a fork costs more than the second thread saves. */
     if ((double)M * N * K < 5e5)
         threads = 1;
