@@ -12,9 +12,9 @@
  * - otherwise ours where the call may use several threads (outside our
  *   parallel regions, more than one thread), OpenBLAS's kernel inside them,
  *   single-threaded.  Our kernel splits C into independent stripes, one per
- *   thread, and scales ~2× on two threads where OpenBLAS's threads, which
- *   share packed panels, reach ~1.7× on the small step's shapes; on one
- *   thread OpenBLAS's SkylakeX-family kernels are as fast or up to ~10 %
+ *   thread, and scales 1.7–2× on two threads where OpenBLAS's threads, which
+ *   share packed panels, reach 1.3–1.7× on the small step's shapes; on one
+ *   thread OpenBLAS's SkylakeX-family kernels are as fast or up to ~15 %
  *   faster (BENCHMARKS.md, session 19).
  * OpenBLAS is the OpenMP build, so it shares our OpenMP thread pool.
  * gemm_ref() is a plain triple loop in double precision, used only by tests.
