@@ -88,7 +88,8 @@ void gemm_strided_batch(int items, bool trans_a, bool trans_b, int M, int N, int
                         long stride_a, int lda, const float *B, long stride_b, int ldb, float beta, float *C,
                         long stride_c, int ldc)
 {
-    if (items > 1 && items >= omp_get_max_threads() && !omp_in_parallel()) {
+    /* Not inside any region, active or not: a region there would be a nested team. */
+    if (items > 1 && items >= omp_get_max_threads() && omp_get_level() == 0) {
 #pragma omp parallel for schedule(static)
         for (int i = 0; i < items; i++)
             gemm(trans_a, trans_b, M, N, K, alpha, A + i * stride_a, lda, B + i * stride_b, ldb, beta,
