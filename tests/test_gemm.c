@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cblas.h>
 #include <omp.h>
@@ -162,14 +163,14 @@ static void test_gemm_strided_batch(void)
 
 static long resident_kib(void)
 {
-    long pages = 0, resident = 0;
+    long pages = 0, resident = 0, page_kib = sysconf(_SC_PAGESIZE) / 1024;
     FILE *f = fopen("/proc/self/statm", "r");
     if (!f)
         return -1;
     if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
         resident = -1;
     fclose(f);
-    return resident < 0 ? -1 : resident * 4;
+    return resident < 0 ? -1 : resident * page_kib;
 }
 
 /* Inside a parallel region that is inactive (its `if` clause false) our

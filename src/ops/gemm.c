@@ -18,30 +18,25 @@ bool blas_core_is_avx512(const char *core)
     return false;
 }
 
-/* gemm_avx512_supported() once (it asks cpuid). */
-static bool gemm_avx512_supported_cached(void)
+/* Which kernels gemm() may run (the rule is in gemm.h), decided once from
+ * the CPU and the core OpenBLAS chose.  A race only computes the same answer
+ * twice. */
+enum { RULE_UNDECIDED, RULE_OPENBLAS, RULE_OURS_THREADED, RULE_OURS_ALWAYS };
+
+static int kernel_rule(void)
 {
-    static atomic_int supported; /* 0 unknown, 1 no, 2 yes */
-    int c = atomic_load_explicit(&supported, memory_order_relaxed);
-    if (!c) {
-        c = gemm_avx512_supported() ? 2 : 1;
-        atomic_store_explicit(&supported, c, memory_order_relaxed);
+    static atomic_int rule;
+    int r = atomic_load_explicit(&rule, memory_order_relaxed);
+    if (r == RULE_UNDECIDED) {
+        r = !gemm_avx512_supported()                          ? RULE_OPENBLAS
+            : blas_core_is_avx512(openblas_get_corename()) ? RULE_OURS_THREADED
+                                                               : RULE_OURS_ALWAYS;
+        atomic_store_explicit(&rule, r, memory_order_relaxed);
     }
-    return c == 2;
+    return r;
 }
 
-bool gemm_uses_own_kernel(void)
-{
-    /* Decided once: 0 undecided, 1 OpenBLAS, 2 ours.  A race only computes
-     * the same answer twice. */
-    static atomic_int choice;
-    int c = atomic_load_explicit(&choice, memory_order_relaxed);
-    if (!c) {
-        c = gemm_avx512_supported_cached() && !blas_core_is_avx512(openblas_get_corename()) ? 2 : 1;
-        atomic_store_explicit(&choice, c, memory_order_relaxed);
-    }
-    return c == 2;
-}
+bool gemm_uses_own_kernel(void) { return kernel_rule() == RULE_OURS_ALWAYS; }
 
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
           const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc)
@@ -57,8 +52,9 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
     /* The rule is in gemm.h.  Inside an inactive parallel region (an `if`
      * clause that was false) OpenBLAS would start a nested team; ours then
      * runs on the calling thread (gemm_avx512). */
-    bool own = gemm_uses_own_kernel() ||
-               (!omp_in_parallel() && omp_get_max_threads() > 1 && gemm_avx512_supported_cached());
+    const int rule = kernel_rule();
+    bool own = rule == RULE_OURS_ALWAYS ||
+               (rule == RULE_OURS_THREADED && !omp_in_parallel() && omp_get_max_threads() > 1);
     if (own) {
         gemm_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
@@ -88,15 +84,20 @@ void gemm_strided_batch(int items, bool trans_a, bool trans_b, int M, int N, int
                         long stride_a, int lda, const float *B, long stride_b, int ldb, float beta, float *C,
                         long stride_c, int ldc)
 {
-    /* Not inside any region, active or not: a region there would be a nested team. */
-    if (items > 1 && items >= omp_get_max_threads() && omp_get_level() == 0) {
+    /* One item per thread only outside any region, active or not: a region
+     * inside an inactive one would be a nested team.  A branch, not an `if`
+     * clause: inside the inactive region that a false clause leaves, each
+     * GEMM would run on one thread (gemm_avx512) or fork a nested team. */
+    const bool per_thread = items > 1 && items >= omp_get_max_threads() && omp_get_level() == 0;
+#define ITEM(i) gemm(trans_a, trans_b, M, N, K, alpha, A + (i) * stride_a, lda, B + (i) * stride_b, ldb, beta, \
+                     C + (i) * stride_c, ldc)
+    if (per_thread) {
 #pragma omp parallel for schedule(static)
         for (int i = 0; i < items; i++)
-            gemm(trans_a, trans_b, M, N, K, alpha, A + i * stride_a, lda, B + i * stride_b, ldb, beta,
-                 C + i * stride_c, ldc);
+            ITEM(i);
     } else {
         for (int i = 0; i < items; i++)
-            gemm(trans_a, trans_b, M, N, K, alpha, A + i * stride_a, lda, B + i * stride_b, ldb, beta,
-                 C + i * stride_c, ldc);
+            ITEM(i);
     }
+#undef ITEM
 }
