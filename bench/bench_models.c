@@ -22,6 +22,14 @@
  *                            Time per run of n images; the note gives images/s.
  *                            n from BENCH_SAMPLE_BATCH (default 1).
  *
+ *   host_steadiness_gemm_x60 a control, not a model: 60 identical GEMMs
+ *                            1024×768 · (3072×768)ᵀ (SiT-B/2's fc1 forward)
+ *                            per timed run, ~0.8 s here like a step row, 5
+ *                            timed runs.  The work cannot vary (no
+ *                            allocation, no data-dependent branch), so its
+ *                            spread is the host's own: the floor under the
+ *                            spread of every model and step row in that run.
+ *
  * Repetitions: one warm-up, then the median of a few runs (BENCH_REPS
  * overrides).  The sampler's warm-up is one network call, not a whole run.
  */
@@ -32,7 +40,37 @@
 #include "diffusion/sampler.h"
 #include "models/sit.h"
 #include "models/vae.h"
+#include "ops/gemm.h"
 #include "ops/loss.h"
+
+/* ---- the host's steadiness: a workload that cannot vary ---- */
+
+enum { STEADY_M = 1024, STEADY_N = 3072, STEADY_K = 768, STEADY_GEMMS = 60 };
+
+typedef struct {
+    const float *a, *b;
+    float *c;
+} steady_ctx;
+
+static void run_steady(void *p)
+{
+    steady_ctx *c = p;
+    for (int i = 0; i < STEADY_GEMMS; i++)
+        gemm(false, true, STEADY_M, STEADY_N, STEADY_K, 1.0f, c->a, STEADY_K, c->b, STEADY_K, 0.0f, c->c, STEADY_N);
+}
+
+static void bench_steadiness(const char *name)
+{
+    float *a = bench_randn((size_t)STEADY_M * STEADY_K, 21), *b = bench_randn((size_t)STEADY_N * STEADY_K, 22);
+    float *out = xmalloc((size_t)STEADY_M * STEADY_N * sizeof(float));
+    steady_ctx c = {a, b, out};
+    double ms = time_median(run_steady, &c, bench_reps(5));
+    char note[128];
+    snprintf(note, sizeof note, "control: %d GEMMs %dx%dx%d per run, %.0f GFLOP/s", STEADY_GEMMS, STEADY_M, STEADY_N,
+             STEADY_K, 2.0 * STEADY_M * STEADY_N * STEADY_K * STEADY_GEMMS / (ms * 1e6));
+    bench_row(name, ms, -1, note);
+    free(a), free(b), free(out);
+}
 
 /* ---- SiT-B/2 training forward + backward ---- */
 
@@ -237,11 +275,11 @@ int main(int argc, char **argv)
     omp_spin_default(argv);
     char sample_name[64];
     snprintf(sample_name, sizeof sample_name, "sample_sit_b2_ode50_cfg_B%d", sample_batch());
-    const char *names[] = {"sit_b2_train_B4", "vae_f8d4_train_256_B1", sample_name};
+    const char *names[] = {"host_steadiness_gemm_x60", "sit_b2_train_B4", "vae_f8d4_train_256_B1", sample_name};
     if (argc < 2 || !strcmp(argv[1], "--list")) {
         if (argc < 2)
             fprintf(stderr, "usage: bench_models --list | NAME [TORCH_RESULTS]\n");
-        for (int i = 0; i < 3; i++)
+        for (int i = 0; i < 4; i++)
             printf("%s\n", names[i]);
         return argc < 2;
     }
@@ -249,10 +287,12 @@ int main(int argc, char **argv)
         load_torch(argv[2]);
     const char *name = argv[1];
     if (!strcmp(name, names[0]))
-        bench_sit_train(name, 4);
+        bench_steadiness(name);
     else if (!strcmp(name, names[1]))
-        bench_vae_train(name, 1, 256);
+        bench_sit_train(name, 4);
     else if (!strcmp(name, names[2]))
+        bench_vae_train(name, 1, 256);
+    else if (!strcmp(name, names[3]))
         bench_sample(name, sample_batch());
     else
         die("bench_models: unknown benchmark '%s' (see --list)", name);

@@ -11,7 +11,9 @@
 #
 # Columns others% and spread% are "ours/torch": the share of all cores' time
 # that OTHER processes used during the timed runs, and (slowest − fastest) /
-# median of the timed runs.  See BENCHMARKS.md for the reading.
+# median of the timed runs.  See BENCHMARKS.md for the reading; the row
+# host_steadiness_gemm_x60 (before and after the models) is a control whose
+# work cannot vary, so its spread is the host's.
 # Disturbance: a model or step benchmark where either exceeds BENCH_MAX_OTHERS percent is
 # run again (both sides), up to BENCH_RETRIES times, each time after waiting
 # (at most BENCH_WAIT seconds) for a 5-second window in which the machine
@@ -96,7 +98,10 @@ wait_quiet() {
 
 models=$("$OUT/bench_models" --list)
 steps=$("$OUT/bench_step" --list)
-for name in $models $steps; do
+# The control row (host_steadiness_gemm_x60, first of bench_models' list:
+# identical GEMMs whose spread is the host's own) once more at the end, so
+# that the model and step rows are bracketed by two readings of the host.
+for name in $models $steps host_steadiness_gemm_x60; do
     if [ -n "$BENCH_ONLY" ]; then
         case " $BENCH_ONLY " in *" $name "*) ;; *) continue ;; esac
     elif [ -n "$BENCH_QUICK" ] && [ "$BENCH_QUICK" != 0 ]; then

@@ -14,6 +14,8 @@ side (BENCH_REPS overrides; the sampler's warm-up is one network call).
 Run by `make bench` with 2 threads and OMP_WAIT_POLICY=PASSIVE.
 
 Names:
+  host_steadiness_gemm_x60       a control: 60 identical matmuls 1024x768 @ (3072x768)^T per timed
+                                 run, 5 runs; its spread is the host's own
   sit_b2_train_B4                SiT-B/2, 4x32x32 latent, batch 4, spec §5 training forward in
                                  train mode, projector 2048 -> 768 after block 4,
                                  loss mean(denoise) + 0.5 proj, backward to all params
@@ -90,6 +92,18 @@ def median_ms(fn, n, warmup=None):
     ts.sort()
     SPREAD[0] = 100.0 * (ts[-1] - ts[0]) / ts[len(ts) // 2] if len(ts) > 1 else -1.0
     return ts[n // 2]
+
+
+# ----------------------------------------------------------------------------- the host's steadiness
+def bench_steadiness(gemms=60):
+    a, b = torch.randn(1024, 768), torch.randn(3072, 768)
+    out = torch.empty(1024, 3072)
+
+    def run():
+        for _ in range(gemms):
+            torch.mm(a, b.t(), out=out)
+
+    return median_ms(run, reps(5))
 
 
 # ----------------------------------------------------------------------------- SiT-B/2 train
@@ -392,7 +406,9 @@ def main():
     if name == "phases":  # not part of make bench: the full small step's parts (bench_step --phases)
         bench_phases()
         return
-    if name == "sit_b2_train_B4":
+    if name == "host_steadiness_gemm_x60":
+        ms = bench_steadiness()
+    elif name == "sit_b2_train_B4":
         ms = bench_sit_train(4)
     elif name == "vae_f8d4_train_256_B1":
         ms = bench_vae_train(1, 256)
