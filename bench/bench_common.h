@@ -22,6 +22,7 @@
 
 #include <math.h>
 #include <omp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,7 @@
 
 #include "core/error.h"
 #include "core/rng.h"
+#include "ops/gemm.h"
 
 static inline double now_ms(void)
 {
@@ -109,6 +111,38 @@ static inline void perf_control(const char *cmd)
         die("BENCH_PERF_ACK=%s: no acknowledgement from perf", ack_path);
 }
 
+/* ---- the control workload: the host's own steadiness ----
+ * CONTROL_GEMMS identical GEMMs 1024×768 · (3072×768)ᵀ (SiT-B/2's fc1
+ * forward), ~0.8 s on the benchmark host.  The work cannot vary (no
+ * allocation, no data-dependent branch), so the spread of its timings is
+ * the host's: bench_models' row host_steadiness_gemm_x60, and with
+ * BENCH_CONTROL=1 one block after every timed run of any row (below). */
+enum { CONTROL_M = 1024, CONTROL_N = 3072, CONTROL_K = 768, CONTROL_GEMMS = 60 };
+
+typedef struct control_work {
+    float *a, *b, *c;
+} control_work;
+
+static inline control_work control_work_new(void)
+{
+    control_work w = {bench_randn((size_t)CONTROL_M * CONTROL_K, 21), bench_randn((size_t)CONTROL_N * CONTROL_K, 22),
+                      xmalloc((size_t)CONTROL_M * CONTROL_N * sizeof(float))};
+    return w;
+}
+
+static inline void control_work_run(void *p)
+{
+    control_work *w = p;
+    for (int i = 0; i < CONTROL_GEMMS; i++)
+        gemm(false, true, CONTROL_M, CONTROL_N, CONTROL_K, 1.0f, w->a, CONTROL_K, w->b, CONTROL_K, 0.0f, w->c,
+             CONTROL_N);
+}
+
+static inline void control_work_free(control_work *w)
+{
+    free(w->a), free(w->b), free(w->c);
+}
+
 /* Of the latest time_median (or a caller's own loop): see cpu_others_frac. */
 static double bench_others = NAN;
 /* Of the latest median_of: (slowest − fastest) / median of the timed runs, NAN for one run. */
@@ -135,6 +169,15 @@ static inline double time_median(void (*fn)(void *), void *ctx, int reps)
         reps = 1;
     if (reps > 64)
         reps = 64;
+    /* BENCH_CONTROL=1 (a diagnostic, not for `make bench`): one block of the
+     * control workload after every timed run, untimed by the row, each pair
+     * traced with the ratio row/control: when the row's times move with the
+     * control's, the ratio's spread is what is left of the row's own. */
+    bool control = getenv("BENCH_CONTROL") && *getenv("BENCH_CONTROL") && strcmp(getenv("BENCH_CONTROL"), "0");
+    control_work cw = {0};
+    double ratio[64], ctl[64];
+    if (control)
+        cw = control_work_new();
     fn(ctx);
     perf_control("enable");
     cpu_snap c0 = cpu_snap_now();
@@ -142,11 +185,26 @@ static inline double time_median(void (*fn)(void *), void *ctx, int reps)
         double t0 = now_ms();
         fn(ctx);
         t[i] = now_ms() - t0;
-        if (getenv("BENCH_TRACE")) /* every timed run, to see what makes the spread */
+        if (control) {
+            double c_start = now_ms();
+            control_work_run(&cw);
+            double ct = now_ms() - c_start;
+            ctl[i] = ct;
+            ratio[i] = t[i] / ct;
+            fprintf(stderr, "run %d: %.1f ms, control %.1f ms, ratio %.4f\n", i + 1, t[i], ct, ratio[i]);
+        } else if (getenv("BENCH_TRACE")) /* every timed run, to see what makes the spread */
             fprintf(stderr, "run %d: %.1f ms\n", i + 1, t[i]);
     }
     bench_others = cpu_others_frac(c0, cpu_snap_now());
     perf_control("disable");
+    if (control) {
+        median_of(ctl, reps);
+        double spread_ctl = bench_spread;
+        median_of(ratio, reps);
+        fprintf(stderr, "spread of the control: %.1f %%, of row/control: %.1f %%\n", spread_ctl * 100,
+                bench_spread * 100);
+        control_work_free(&cw);
+    }
     return median_of(t, reps);
 }
 

@@ -40,36 +40,19 @@
 #include "diffusion/sampler.h"
 #include "models/sit.h"
 #include "models/vae.h"
-#include "ops/gemm.h"
 #include "ops/loss.h"
 
-/* ---- the host's steadiness: a workload that cannot vary ---- */
-
-enum { STEADY_M = 1024, STEADY_N = 3072, STEADY_K = 768, STEADY_GEMMS = 60 };
-
-typedef struct {
-    const float *a, *b;
-    float *c;
-} steady_ctx;
-
-static void run_steady(void *p)
-{
-    steady_ctx *c = p;
-    for (int i = 0; i < STEADY_GEMMS; i++)
-        gemm(false, true, STEADY_M, STEADY_N, STEADY_K, 1.0f, c->a, STEADY_K, c->b, STEADY_K, 0.0f, c->c, STEADY_N);
-}
+/* ---- the host's steadiness: the control workload (bench_common.h) ---- */
 
 static void bench_steadiness(const char *name)
 {
-    float *a = bench_randn((size_t)STEADY_M * STEADY_K, 21), *b = bench_randn((size_t)STEADY_N * STEADY_K, 22);
-    float *out = xmalloc((size_t)STEADY_M * STEADY_N * sizeof(float));
-    steady_ctx c = {a, b, out};
-    double ms = time_median(run_steady, &c, bench_reps(5));
+    control_work w = control_work_new();
+    double ms = time_median(control_work_run, &w, bench_reps(5));
     char note[128];
-    snprintf(note, sizeof note, "control: %d GEMMs %dx%dx%d per run, %.0f GFLOP/s", STEADY_GEMMS, STEADY_M, STEADY_N,
-             STEADY_K, 2.0 * STEADY_M * STEADY_N * STEADY_K * STEADY_GEMMS / (ms * 1e6));
+    snprintf(note, sizeof note, "control: %d GEMMs %dx%dx%d per run, %.0f GFLOP/s", CONTROL_GEMMS, CONTROL_M,
+             CONTROL_N, CONTROL_K, 2.0 * CONTROL_M * CONTROL_N * CONTROL_K * CONTROL_GEMMS / (ms * 1e6));
     bench_row(name, ms, -1, note);
-    free(a), free(b), free(out);
+    control_work_free(&w);
 }
 
 /* ---- SiT-B/2 training forward + backward ---- */
