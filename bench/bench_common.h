@@ -173,7 +173,8 @@ static inline double time_median(void (*fn)(void *), void *ctx, int reps)
      * control workload after every timed run, untimed by the row, each pair
      * traced with the ratio row/control: when the row's times move with the
      * control's, the ratio's spread is what is left of the row's own. */
-    bool control = getenv("BENCH_CONTROL") && *getenv("BENCH_CONTROL") && strcmp(getenv("BENCH_CONTROL"), "0");
+    const char *control_env = getenv("BENCH_CONTROL");
+    bool control = control_env && *control_env && strcmp(control_env, "0") != 0;
     control_work cw = {0};
     double ratio[64], ctl[64];
     if (control)

@@ -262,7 +262,7 @@ int main(int argc, char **argv)
     if (argc < 2 || !strcmp(argv[1], "--list")) {
         if (argc < 2)
             fprintf(stderr, "usage: bench_models --list | NAME [TORCH_RESULTS]\n");
-        for (int i = 0; i < 4; i++)
+        for (size_t i = 0; i < sizeof names / sizeof *names; i++)
             printf("%s\n", names[i]);
         return argc < 2;
     }
