@@ -48,6 +48,11 @@ echo "== machine"
 uname -m
 grep -m1 'model name' /proc/cpuinfo || true
 echo "cores: $(nproc), memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
+# Topology and caches: whether the two vCPUs are two cores or one core's two
+# hyperthreads changes what two threads can gain (and our GEMM's blocking
+# assumes L1d/L2 sizes; BENCHMARKS.md names the host they were tuned on).
+lscpu 2>/dev/null | grep -E '^(Vendor ID|CPU family|Model|Thread\(s\) per core|Core\(s\) per socket|L1d cache|L2 cache|L3 cache):' |
+    sed 's/  */ /g' | paste -sd';' - || true
 echo "OpenMP threads (ours): ${OMP_NUM_THREADS:-default ($(nproc))}"
 echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset} OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE:-unset}"
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
