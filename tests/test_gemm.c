@@ -1,5 +1,8 @@
 /* gemm against the double-precision reference, all transpose cases, with
  * leading dimensions larger than the matrices and beta = 0 / 1. */
+#include <dlfcn.h> /* RTLD_NEXT: the Makefile defines _GNU_SOURCE */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <math.h>
 
@@ -201,6 +204,58 @@ static void test_gemm_avx512_no_nested_team(void)
     free(A), free(B), free(C), free(D);
 }
 
+/* Counts the threads this process starts: the executable's symbols come
+ * first in the dynamic linker's lookup, so libgomp starts its threads
+ * through this definition, which passes them on to the next one (libc's,
+ * or the sanitizer's that wraps it). */
+static atomic_int threads_started;
+
+int pthread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*start)(void *), void *arg)
+{
+    typedef int (*create_fn)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+    static _Atomic(create_fn) next;
+    create_fn f = atomic_load(&next);
+    if (!f) {
+        f = (create_fn)dlsym(RTLD_NEXT, "pthread_create");
+        atomic_store(&next, f);
+    }
+    atomic_fetch_add(&threads_started, 1);
+    return f(thread, attr, start, arg);
+}
+
+/* Where gemm() runs OpenBLAS (every call on a CPU without AVX-512), a call
+ * inside an inactive parallel region must not fork a nested team: OpenBLAS
+ * would start new threads on every call (40 such calls started 53 threads,
+ * session 20).  The thread count set for the call is this task's own and is
+ * restored after it. */
+static void test_gemm_openblas_no_nested_team(void)
+{
+    if (omp_get_max_threads() < 2)
+        return;
+    gemm_route_to_openblas(true);
+    const int n = 256, threads = omp_get_max_threads();
+    float *A = alloc_normal((size_t)n * n, 1.0f, 23), *B = alloc_normal((size_t)n * n, 1.0f, 24);
+    float *C = malloc((size_t)n * n * sizeof(float)), *D = malloc((size_t)n * n * sizeof(float));
+    gemm(false, false, n, n, n, 1.0f, A, n, B, n, 0.0f, D, n); /* outside: OpenBLAS's threads, started once */
+    const int before = atomic_load(&threads_started);
+    int flag = 0, restored = 1;
+    for (int i = 0; i < 40; i++) {
+#pragma omp parallel if (flag)
+        {
+            gemm(false, false, n, n, n, 1.0f, A, n, B, n, 0.0f, C, n);
+            restored &= omp_get_max_threads() == threads;
+        }
+        gemm(false, false, n, n, n, 1.0f, A, n, B, n, 0.0f, D, n); /* outside again, on every thread */
+    }
+    const int started = atomic_load(&threads_started) - before;
+    gemm_route_to_openblas(false);
+    CHECK(started == 0, "40 OpenBLAS GEMMs inside an inactive parallel region started %d threads", started);
+    CHECK(restored, "the calling task's thread count was not restored after the call");
+    /* One thread and two sum in different orders in OpenBLAS: close, not equal. */
+    check_close("OpenBLAS inside an inactive region vs outside", C, D, (size_t)n * n, 1e-4 * sqrt(n), 1e-5);
+    free(A), free(B), free(C), free(D);
+}
+
 static void test_blas_core_names(void)
 {
     CHECK(blas_core_is_avx512("SkylakeX") && blas_core_is_avx512("cooperlake") &&
@@ -224,6 +279,7 @@ int main(void)
     RUN(test_gemm_avx512_row_independent_of_batch);
     RUN(test_gemm_strided_batch);
     RUN(test_gemm_avx512_no_nested_team);
+    RUN(test_gemm_openblas_no_nested_team);
     RUN(test_blas_core_names);
     return test_summary();
 }

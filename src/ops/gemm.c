@@ -22,10 +22,10 @@ bool blas_core_is_avx512(const char *core)
  * the CPU and the core OpenBLAS chose.  A race only computes the same answer
  * twice. */
 enum { RULE_UNDECIDED, RULE_OPENBLAS, RULE_OURS_THREADED, RULE_OURS_ALWAYS };
+static atomic_int rule;
 
 static int kernel_rule(void)
 {
-    static atomic_int rule;
     int r = atomic_load_explicit(&rule, memory_order_relaxed);
     if (r == RULE_UNDECIDED) {
         r = !gemm_avx512_supported()                          ? RULE_OPENBLAS
@@ -37,6 +37,31 @@ static int kernel_rule(void)
 }
 
 bool gemm_uses_own_kernel(void) { return kernel_rule() == RULE_OURS_ALWAYS; }
+
+void gemm_route_to_openblas(bool all)
+{
+    atomic_store_explicit(&rule, all ? RULE_OPENBLAS : RULE_UNDECIDED, memory_order_relaxed);
+}
+
+/* OpenBLAS's OpenMP build takes its thread count from omp_get_max_threads()
+ * unless omp_in_parallel().  Inside a parallel region that is inactive (its
+ * `if` clause false, and so are all the enclosing ones) it would therefore
+ * fork a nested team: new threads on every call.  There the count is this
+ * task's own setting, seen by no other thread, so it is set to one for the
+ * call.  (OpenBLAS then also sets its global thread count to one; its next
+ * call outside sets it back.  No other thread runs meanwhile.) */
+static void openblas_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                           const float *B, int ldb, float beta, float *C, int ldc)
+{
+    const bool inactive_region = omp_get_level() > 0 && !omp_in_parallel();
+    const int threads = omp_get_max_threads();
+    if (inactive_region)
+        omp_set_num_threads(1);
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K,
+                alpha, A, lda, B, ldb, beta, C, ldc);
+    if (inactive_region)
+        omp_set_num_threads(threads);
+}
 
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
           const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc)
@@ -50,8 +75,8 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
         return;
     }
     /* The rule is in gemm.h.  Inside an inactive parallel region (an `if`
-     * clause that was false) OpenBLAS would start a nested team; ours then
-     * runs on the calling thread (gemm_avx512). */
+     * clause that was false) ours runs on the calling thread (gemm_avx512),
+     * and so does OpenBLAS (openblas_sgemm). */
     const int rule = kernel_rule();
     bool own = rule == RULE_OURS_ALWAYS ||
                (rule == RULE_OURS_THREADED && !omp_in_parallel() && omp_get_max_threads() > 1);
@@ -59,8 +84,7 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
         gemm_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-                M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    openblas_sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void gemm_ref(bool trans_a, bool trans_b, int M, int N, int K, float alpha,

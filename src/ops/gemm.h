@@ -17,6 +17,8 @@
  *   thread OpenBLAS's SkylakeX-family kernels are as fast or up to ~15 %
  *   faster (BENCHMARKS.md, session 19).
  * OpenBLAS is the OpenMP build, so it shares our OpenMP thread pool.
+ * Inside a parallel region, active or not, either kernel runs on the calling
+ * thread alone: a GEMM never starts a nested team.
  * gemm_ref() is a plain triple loop in double precision, used only by tests.
  */
 #ifndef REPAE_GEMM_H
@@ -43,6 +45,11 @@ void gemm_strided_batch(int items, bool trans_a, bool trans_b, int M, int N, int
  * lacking AVX-512 (decided at the first call, from the CPU and the core
  * OpenBLAS chose). */
 bool gemm_uses_own_kernel(void);
+
+/* Tests and diagnostics only: gemm() runs every call on OpenBLAS, as on a
+ * CPU without AVX-512 (all = true), or decides again from the CPU (false).
+ * Call it where no other thread is in gemm(). */
+void gemm_route_to_openblas(bool all);
 
 /* Whether an OpenBLAS core name (openblas_get_corename()) is one of its
  * AVX-512 kernel sets. */
