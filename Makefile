@@ -51,7 +51,7 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 LIB      := $(BUILD)/librepae.a
 PROGRAM  := $(BUILD)/repae
 
-.PHONY: all test test-asan bench fixtures clean fuzz fuzz-build fuzz-replay
+.PHONY: all test test-asan test-no-avx512 bench fixtures clean fuzz fuzz-build fuzz-replay
 .SECONDARY:
 all: $(PROGRAM) repae
 
@@ -88,6 +88,16 @@ test: $(TEST_BIN) $(PROGRAM)
 test-asan:
 	ASAN_OPTIONS=detect_leaks=0 $(MAKE) BUILD=build-asan EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	        EXTRA_LDFLAGS="-fsanitize=address,undefined" test
+
+# The tests whose guarantees rest on our GEMM (a row's bits do not depend on
+# its batch, so batch sizes and MPI splits do not change results), built as
+# for a CPU without AVX-512: AVX2 code, gemm_avx512_supported() false, our
+# AVX2 kernels (docs/testing.md).  Needs a CPU with AVX2.
+NO_AVX512_TESTS := test_gemm test_conv2d test_sample_cli test_mpi
+test-no-avx512:
+	$(MAKE) BUILD=build-no-avx512 OPT="-O2 -march=x86-64-v3 -fvect-cost-model=dynamic" \
+	        EXTRA_CFLAGS="-DREPAE_WITHOUT_AVX512 $(EXTRA_CFLAGS)" \
+	        TEST_BIN="$(NO_AVX512_TESTS:%=build-no-avx512/tests/%)" test
 
 bench: $(BENCH_BIN)
 	@PYTHON=$(PYTHON) BUILD=$(BUILD) sh bench/run_bench.sh

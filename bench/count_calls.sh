@@ -4,9 +4,9 @@
 #   sh bench/count_calls.sh [ROW] [TOP]     (default repae_step_small_plain_B32, 25 sites)
 # Runs the row with 1 and with 3 timed repetitions and prints the difference
 # / 2, so that set-up and the warm-up step cancel out.
-# Where gemm() runs our own AVX-512 kernel (src/ops/gemm.h) there are no
+# Where gemm() runs our own kernels (src/ops/gemm.h) there are no
 # cblas_sgemm calls to count; its forks show as parallel regions of
-# gemm_avx512.
+# gemm_packed (src/ops/gemm_packed.c).
 set -eu
 ROW=${1:-repae_step_small_plain_B32}
 TOP=${2:-25}

@@ -14,7 +14,7 @@
 #include <omp.h>
 
 #include "ops/gemm.h"
-#include "ops/gemm_avx512.h"
+#include "ops/gemm_packed.h"
 #include "test.h"
 
 typedef void (*gemm_fn)(bool, bool, int, int, int, float, const float *, int, const float *, int, float, float *,
@@ -68,68 +68,117 @@ static void test_gemm_empty_k(void)
     CHECK(C[0] == 0 && C[1] == 0, "K=0 with beta=0 should zero C, got %g %g", C[0], C[1]);
 }
 
-/* Our AVX-512 kernel on its own (gemm() uses it only on some hosts): every
- * transpose case, edges of the 12 × 32 tile, several KC (256) inner blocks,
- * more than one MC (240) row block and NC (3072) column block, alpha and
- * beta not 1. */
-static void test_gemm_avx512_shapes(void)
+/* Our own kernels (gemm_packed.h), each where the CPU runs it. */
+typedef struct {
+    const char *name;
+    gemm_fn fn;
+    bool (*supported)(void);
+} own_kernel;
+static const own_kernel own_kernels[] = {{"gemm_avx512", gemm_avx512, gemm_avx512_supported},
+                                         {"gemm_avx2", gemm_avx2, gemm_avx2_supported}};
+enum { OWN_KERNELS = sizeof own_kernels / sizeof own_kernels[0] };
+
+/* Each of our kernels on its own (gemm() uses them only on some hosts):
+ * every transpose case, edges of the tiles (12 × 32, 6 × 16), several KC
+ * (384) inner blocks, more than one MC (144) row block and NC (3072) column
+ * block, alpha and beta not 1. */
+static void test_gemm_own_shapes(void)
 {
-    if (!gemm_avx512_supported()) {
-        printf("  (no AVX-512 on this CPU: our kernel is not used here)\n");
-        return;
-    }
-    for (int ta = 0; ta < 2; ta++)
-        for (int tb = 0; tb < 2; tb++) {
-            check_case_with(gemm_avx512, "gemm_avx512", ta, tb, 1, 1, 1, 1.0f, 0.0f);
-            check_case_with(gemm_avx512, "gemm_avx512", ta, tb, 13, 33, 7, 1.0f, 1.0f);
-            check_case_with(gemm_avx512, "gemm_avx512", ta, tb, 12, 32, 256, 0.5f, 0.0f);
-            check_case_with(gemm_avx512, "gemm_avx512", ta, tb, 251, 47, 600, 1.0f, 0.25f);
-            check_case_with(gemm_avx512, "gemm_avx512", ta, tb, 5, 17, 513, -2.0f, 1.0f);
+    for (int o = 0; o < OWN_KERNELS; o++) {
+        const own_kernel *k = &own_kernels[o];
+        if (!k->supported()) {
+            printf("  (%s: not on this CPU)\n", k->name);
+            continue;
         }
-    check_case_with(gemm_avx512, "gemm_avx512", false, true, 3, 3100, 40, 1.0f, 0.0f);
-    check_case_with(gemm_avx512, "gemm_avx512", true, false, 500, 70, 300, 1.0f, 1.0f);
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++) {
+                check_case_with(k->fn, k->name, ta, tb, 1, 1, 1, 1.0f, 0.0f);
+                check_case_with(k->fn, k->name, ta, tb, 13, 33, 7, 1.0f, 1.0f);
+                check_case_with(k->fn, k->name, ta, tb, 12, 32, 256, 0.5f, 0.0f);
+                check_case_with(k->fn, k->name, ta, tb, 251, 47, 600, 1.0f, 0.25f);
+                check_case_with(k->fn, k->name, ta, tb, 5, 17, 513, -2.0f, 1.0f);
+                check_case_with(k->fn, k->name, ta, tb, 7, 9, 800, 1.0f, 1.0f);
+            }
+        check_case_with(k->fn, k->name, false, true, 3, 3100, 40, 1.0f, 0.0f);
+        check_case_with(k->fn, k->name, true, false, 500, 70, 300, 1.0f, 1.0f);
+    }
+}
+
+/* The AVX2 kernels give the AVX-512 kernels' bits (gemm_kernels.h: the same
+ * FMA chain per element), so results do not depend on which of the two a
+ * host runs: every transpose case, tile edges of both, alpha/beta paths,
+ * several KC blocks, and beta = 1 on C's earlier contents. */
+static void test_gemm_avx2_matches_avx512_bits(void)
+{
+    if (!gemm_avx512_supported() || !gemm_avx2_supported())
+        return;
+    const int shapes[][3] = {{1, 1, 1}, {13, 33, 7}, {12, 32, 384}, {251, 47, 1000}, {6, 16, 5}, {150, 3100, 40}};
+    const float ab[][2] = {{1.0f, 0.0f}, {1.0f, 1.0f}, {0.5f, 0.0f}, {-2.0f, 0.25f}, {1.0f, 0.25f}};
+    int differ = 0, cases = 0;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++)
+                for (size_t p = 0; p < sizeof ab / sizeof ab[0]; p++) {
+                    int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+                    int lda = (ta ? M : K) + 1, ldb = (tb ? K : N) + 3, ldc = N + 2;
+                    float *A = alloc_normal((size_t)(ta ? K : M) * lda, 1.0f, 31);
+                    float *B = alloc_normal((size_t)(tb ? N : K) * ldb, 1.0f, 32);
+                    float *C1 = alloc_normal((size_t)M * ldc, 1.0f, 33), *C2 = alloc_normal((size_t)M * ldc, 1.0f, 33);
+                    gemm_avx512(ta, tb, M, N, K, ab[p][0], A, lda, B, ldb, ab[p][1], C1, ldc);
+                    gemm_avx2(ta, tb, M, N, K, ab[p][0], A, lda, B, ldb, ab[p][1], C2, ldc);
+                    differ += memcmp(C1, C2, (size_t)M * ldc * sizeof(float)) != 0;
+                    cases++;
+                    free(A), free(B), free(C1), free(C2);
+                }
+    CHECK(differ == 0, "gemm_avx2 and gemm_avx512 differ in %d of %d cases", differ, cases);
 }
 
 /* beta = 0 never reads C (NaN there must not leak), K = 0 scales C. */
-static void test_gemm_avx512_beta_and_empty_k(void)
+static void test_gemm_own_beta_and_empty_k(void)
 {
-    if (!gemm_avx512_supported())
-        return;
-    float A[4] = {1, 2, 3, 4}, B[4] = {1, 0, 0, 1}, C[4] = {NAN, NAN, NAN, NAN};
-    gemm_avx512(false, false, 2, 2, 2, 1.0f, A, 2, B, 2, 0.0f, C, 2);
-    CHECK(C[0] == 1 && C[1] == 2 && C[2] == 3 && C[3] == 4, "beta=0 must overwrite C, got %g %g %g %g", C[0], C[1],
-          C[2], C[3]);
-    float D[2] = {5, 7};
-    gemm_avx512(false, false, 1, 2, 0, 1.0f, NULL, 1, NULL, 2, 0.5f, D, 2);
-    CHECK(D[0] == 2.5f && D[1] == 3.5f, "K=0 with beta=0.5 should halve C, got %g %g", D[0], D[1]);
+    for (int o = 0; o < OWN_KERNELS; o++) {
+        const own_kernel *k = &own_kernels[o];
+        if (!k->supported())
+            continue;
+        float A[4] = {1, 2, 3, 4}, B[4] = {1, 0, 0, 1}, C[4] = {NAN, NAN, NAN, NAN};
+        k->fn(false, false, 2, 2, 2, 1.0f, A, 2, B, 2, 0.0f, C, 2);
+        CHECK(C[0] == 1 && C[1] == 2 && C[2] == 3 && C[3] == 4, "%s: beta=0 must overwrite C, got %g %g %g %g",
+              k->name, C[0], C[1], C[2], C[3]);
+        float D[2] = {5, 7};
+        k->fn(false, false, 1, 2, 0, 1.0f, NULL, 1, NULL, 2, 0.5f, D, 2);
+        CHECK(D[0] == 2.5f && D[1] == 3.5f, "%s: K=0 with beta=0.5 should halve C, got %g %g", k->name, D[0], D[1]);
+    }
 }
 
 /* Each element is summed in k order whatever the thread split or the batch
  * it is in: a row computed alone, inside a batch, on one thread or inside a
  * parallel region must be bit-identical. */
-static void test_gemm_avx512_row_independent_of_batch(void)
+static void test_gemm_own_row_independent_of_batch(void)
 {
-    if (!gemm_avx512_supported())
-        return;
-    int M = 200, N = 300, K = 700;
-    float *A = alloc_normal((size_t)M * K, 1.0f, 4), *B = alloc_normal((size_t)K * N, 1.0f, 5);
-    float *C = malloc((size_t)M * N * sizeof(float)), *row = malloc((size_t)N * sizeof(float));
-    float *P = malloc((size_t)M * N * sizeof(float));
-    gemm_avx512(false, false, M, N, K, 1.0f, A, K, B, N, 0.0f, C, N);
-    int mismatch = 0;
-    for (int i = 0; i < M; i += 37) {
-        gemm_avx512(false, false, 1, N, K, 1.0f, A + (long)i * K, K, B, N, 0.0f, row, N);
-        mismatch += memcmp(row, C + (long)i * N, (size_t)N * sizeof(float)) != 0;
-    }
-    CHECK(mismatch == 0, "%d rows differ between a batch of %d and a batch of 1", mismatch, M);
+    for (int o = 0; o < OWN_KERNELS; o++) {
+        const own_kernel *k = &own_kernels[o];
+        if (!k->supported())
+            continue;
+        int M = 200, N = 300, K = 700;
+        float *A = alloc_normal((size_t)M * K, 1.0f, 4), *B = alloc_normal((size_t)K * N, 1.0f, 5);
+        float *C = malloc((size_t)M * N * sizeof(float)), *row = malloc((size_t)N * sizeof(float));
+        float *P = malloc((size_t)M * N * sizeof(float));
+        k->fn(false, false, M, N, K, 1.0f, A, K, B, N, 0.0f, C, N);
+        int mismatch = 0;
+        for (int i = 0; i < M; i += 37) {
+            k->fn(false, false, 1, N, K, 1.0f, A + (long)i * K, K, B, N, 0.0f, row, N);
+            mismatch += memcmp(row, C + (long)i * N, (size_t)N * sizeof(float)) != 0;
+        }
+        CHECK(mismatch == 0, "%s: %d rows differ between a batch of %d and a batch of 1", k->name, mismatch, M);
 #pragma omp parallel
-    {
+        {
 #pragma omp single
-        gemm_avx512(false, false, M, N, K, 1.0f, A, K, B, N, 0.0f, P, N);
+            k->fn(false, false, M, N, K, 1.0f, A, K, B, N, 0.0f, P, N);
+        }
+        CHECK(memcmp(P, C, (size_t)M * N * sizeof(float)) == 0,
+              "%s: inside a parallel region (one thread) != outside (%d)", k->name, omp_get_max_threads());
+        free(A), free(B), free(C), free(row), free(P);
     }
-    CHECK(memcmp(P, C, (size_t)M * N * sizeof(float)) == 0, "inside a parallel region (one thread) != outside (%d)",
-          omp_get_max_threads());
-    free(A), free(B), free(C), free(row), free(P);
 }
 
 /* gemm_strided_batch: every item against the reference, a shared operand
@@ -177,31 +226,36 @@ static long resident_kib(void)
 }
 
 /* Inside a parallel region that is inactive (its `if` clause false) our
- * kernel must run on the calling thread: a fork there starts a nested team,
+ * kernels must run on the calling thread: a fork there starts a nested team,
  * new threads on every call, and each new thread's packing buffers were
  * never freed (session 19: +75 MiB over two VAE training steps at 256²).
  * 40 such calls that each used a new thread would leave ~24 MiB resident. */
-static void test_gemm_avx512_no_nested_team(void)
+static void test_gemm_own_no_nested_team(void)
 {
-    if (!gemm_avx512_supported() || omp_get_max_threads() < 2)
+    if (omp_get_max_threads() < 2)
         return;
-    const int n = 512;
-    float *A = alloc_normal((size_t)n * n, 1.0f, 21), *B = alloc_normal((size_t)n * n, 1.0f, 22);
-    float *C = malloc((size_t)n * n * sizeof(float)), *D = malloc((size_t)n * n * sizeof(float));
-    gemm_avx512(false, false, n, n, n, 1.0f, A, n, B, n, 0.0f, D, n); /* the calling thread's buffers, grown */
-    int flag = 0;
+    for (int o = 0; o < OWN_KERNELS; o++) {
+        const own_kernel *k = &own_kernels[o];
+        if (!k->supported())
+            continue;
+        const int n = 512;
+        float *A = alloc_normal((size_t)n * n, 1.0f, 21), *B = alloc_normal((size_t)n * n, 1.0f, 22);
+        float *C = malloc((size_t)n * n * sizeof(float)), *D = malloc((size_t)n * n * sizeof(float));
+        k->fn(false, false, n, n, n, 1.0f, A, n, B, n, 0.0f, D, n); /* the calling thread's buffers, grown */
+        int flag = 0;
 #pragma omp parallel if (flag)
-    gemm_avx512(false, false, n, n, n, 1.0f, A, n, B, n, 0.0f, C, n);
-    long before = resident_kib();
-    for (int i = 0; i < 40; i++) {
+        k->fn(false, false, n, n, n, 1.0f, A, n, B, n, 0.0f, C, n);
+        long before = resident_kib();
+        for (int i = 0; i < 40; i++) {
 #pragma omp parallel if (flag)
-        gemm_avx512(false, false, n, n, n, 1.0f, A, n, B, n, 0.0f, C, n);
+            k->fn(false, false, n, n, n, 1.0f, A, n, B, n, 0.0f, C, n);
+        }
+        long grown = resident_kib() - before;
+        CHECK(before > 0 && grown < 8 * 1024,
+              "%s: 40 GEMMs inside an inactive parallel region grew the resident set by %ld KiB", k->name, grown);
+        CHECK(memcmp(C, D, (size_t)n * n * sizeof(float)) == 0, "%s: inside an inactive region != outside", k->name);
+        free(A), free(B), free(C), free(D);
     }
-    long grown = resident_kib() - before;
-    CHECK(before > 0 && grown < 8 * 1024, "40 GEMMs inside an inactive parallel region grew the resident set by %ld KiB",
-          grown);
-    CHECK(memcmp(C, D, (size_t)n * n * sizeof(float)) == 0, "inside an inactive region != outside");
-    free(A), free(B), free(C), free(D);
 }
 
 /* Counts the threads this process starts: the executable's symbols come
@@ -264,9 +318,37 @@ static void test_blas_core_names(void)
     CHECK(!blas_core_is_avx512("Haswell") && !blas_core_is_avx512("Zen") && !blas_core_is_avx512(NULL),
           "AVX2 cores (and no name) are not AVX-512 ones");
     printf("  (OpenBLAS core %s; gemm() runs %s)\n", openblas_get_corename(),
-           gemm_uses_own_kernel()   ? "our AVX-512 kernel"
-           : gemm_avx512_supported() ? "our AVX-512 kernel outside parallel regions, OpenBLAS inside"
-                                     : "OpenBLAS");
+           gemm_avx512_supported() ? (gemm_uses_own_kernel()
+                                          ? "our AVX-512 kernel"
+                                          : "our AVX-512 kernel outside parallel regions, OpenBLAS inside")
+           : gemm_avx2_supported() ? "our AVX2 kernel"
+                                   : "OpenBLAS");
+}
+
+/* Where gemm() runs our kernel for every call (gemm.h), it is the kernel
+ * of the CPU's best instruction set, bit for bit, inside a parallel region
+ * too. */
+static void test_gemm_routes_every_call_to_own_kernel(void)
+{
+    CHECK(gemm_avx512_supported() || !gemm_avx2_supported() || gemm_uses_own_kernel(),
+          "a CPU with AVX2 but not AVX-512 must run our AVX2 kernel for every call");
+    if (!gemm_uses_own_kernel())
+        return;
+    const gemm_fn own = gemm_avx512_supported() ? gemm_avx512 : gemm_avx2;
+    const int M = 100, N = 300, K = 500;
+    float *A = alloc_normal((size_t)M * K, 1.0f, 41), *B = alloc_normal((size_t)N * K, 1.0f, 42);
+    float *C = malloc((size_t)M * N * sizeof(float)), *D = malloc((size_t)M * N * sizeof(float));
+    float *P = malloc((size_t)M * N * sizeof(float));
+    gemm(false, true, M, N, K, 1.0f, A, K, B, K, 0.0f, C, N);
+    own(false, true, M, N, K, 1.0f, A, K, B, K, 0.0f, D, N);
+#pragma omp parallel
+    {
+#pragma omp single
+        gemm(false, true, M, N, K, 1.0f, A, K, B, K, 0.0f, P, N);
+    }
+    CHECK(memcmp(C, D, (size_t)M * N * sizeof(float)) == 0, "gemm() is not our kernel's result");
+    CHECK(memcmp(P, D, (size_t)M * N * sizeof(float)) == 0, "gemm() inside a parallel region is not our kernel's");
+    free(A), free(B), free(C), free(D), free(P);
 }
 
 int main(void)
@@ -274,12 +356,14 @@ int main(void)
     RUN(test_gemm_all_transposes);
     RUN(test_gemm_beta_zero_ignores_nan);
     RUN(test_gemm_empty_k);
-    RUN(test_gemm_avx512_shapes);
-    RUN(test_gemm_avx512_beta_and_empty_k);
-    RUN(test_gemm_avx512_row_independent_of_batch);
+    RUN(test_gemm_own_shapes);
+    RUN(test_gemm_avx2_matches_avx512_bits);
+    RUN(test_gemm_own_beta_and_empty_k);
+    RUN(test_gemm_own_row_independent_of_batch);
     RUN(test_gemm_strided_batch);
-    RUN(test_gemm_avx512_no_nested_team);
+    RUN(test_gemm_own_no_nested_team);
     RUN(test_gemm_openblas_no_nested_team);
     RUN(test_blas_core_names);
+    RUN(test_gemm_routes_every_call_to_own_kernel);
     return test_summary();
 }

@@ -7,7 +7,7 @@
 
 #include <cblas.h>
 
-#include "ops/gemm_avx512.h"
+#include "ops/gemm_packed.h"
 
 bool blas_core_is_avx512(const char *core)
 {
@@ -21,22 +21,27 @@ bool blas_core_is_avx512(const char *core)
 /* Which kernels gemm() may run (the rule is in gemm.h), decided once from
  * the CPU and the core OpenBLAS chose.  A race only computes the same answer
  * twice. */
-enum { RULE_UNDECIDED, RULE_OPENBLAS, RULE_OURS_THREADED, RULE_OURS_ALWAYS };
+enum { RULE_UNDECIDED, RULE_OPENBLAS, RULE_OURS_THREADED, RULE_OURS_ALWAYS, RULE_OURS_AVX2 };
 static atomic_int rule;
 
 static int kernel_rule(void)
 {
     int r = atomic_load_explicit(&rule, memory_order_relaxed);
     if (r == RULE_UNDECIDED) {
-        r = !gemm_avx512_supported()                          ? RULE_OPENBLAS
-            : blas_core_is_avx512(openblas_get_corename()) ? RULE_OURS_THREADED
-                                                               : RULE_OURS_ALWAYS;
+        r = gemm_avx512_supported() ? (blas_core_is_avx512(openblas_get_corename()) ? RULE_OURS_THREADED
+                                                                                   : RULE_OURS_ALWAYS)
+            : gemm_avx2_supported() ? RULE_OURS_AVX2
+                                    : RULE_OPENBLAS;
         atomic_store_explicit(&rule, r, memory_order_relaxed);
     }
     return r;
 }
 
-bool gemm_uses_own_kernel(void) { return kernel_rule() == RULE_OURS_ALWAYS; }
+bool gemm_uses_own_kernel(void)
+{
+    const int r = kernel_rule();
+    return r == RULE_OURS_ALWAYS || r == RULE_OURS_AVX2;
+}
 
 void gemm_route_to_openblas(bool all)
 {
@@ -75,9 +80,13 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
         return;
     }
     /* The rule is in gemm.h.  Inside an inactive parallel region (an `if`
-     * clause that was false) ours runs on the calling thread (gemm_avx512),
+     * clause that was false) ours runs on the calling thread (gemm_packed.c),
      * and so does OpenBLAS (openblas_sgemm). */
     const int rule = kernel_rule();
+    if (rule == RULE_OURS_AVX2) {
+        gemm_avx2(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
     bool own = rule == RULE_OURS_ALWAYS ||
                (rule == RULE_OURS_THREADED && !omp_in_parallel() && omp_get_max_threads() > 1);
     if (own) {
@@ -111,7 +120,7 @@ void gemm_strided_batch(int items, bool trans_a, bool trans_b, int M, int N, int
     /* One item per thread only outside any region, active or not: a region
      * inside an inactive one would be a nested team.  A branch, not an `if`
      * clause: inside the inactive region that a false clause leaves, each
-     * GEMM would run on one thread (gemm_avx512) or fork a nested team. */
+     * GEMM would run on one thread. */
     const bool per_thread = items > 1 && items >= omp_get_max_threads() && omp_get_level() == 0;
 #define ITEM(i) gemm(trans_a, trans_b, M, N, K, alpha, A + (i) * stride_a, lda, B + (i) * stride_b, ldb, beta, \
                      C + (i) * stride_c, ldc)

@@ -4,20 +4,26 @@
  * where op(X) is X or its transpose.  lda/ldb/ldc are row strides of the
  * stored matrices (the stored A is M×K, or K×M when transposed).
  *
- * Which kernel runs a call (AVX-512 CPUs; elsewhere always OpenBLAS):
- * - where OpenBLAS runs kernels without AVX-512 on a CPU that has it (it does
- *   not know the CPU, or the environment says OPENBLAS_CORETYPE=Haswell),
- *   our own AVX-512 kernel (gemm_avx512.h) for every call, about twice as
- *   fast there (BENCHMARKS.md, session 11);
- * - otherwise ours where the call may use several threads (outside our
- *   parallel regions, more than one thread), OpenBLAS's kernel inside them,
- *   single-threaded.  Our kernel splits C into independent stripes, one per
- *   thread, and scales 1.7–2× on two threads where OpenBLAS's threads, which
- *   share packed panels, reach 1.3–1.7× on the small step's shapes; on one
- *   thread OpenBLAS's SkylakeX-family kernels are as fast or up to ~15 %
- *   faster (BENCHMARKS.md, session 19).
+ * Which kernel runs a call (our kernels: gemm_packed.h):
+ * - AVX-512 CPUs where OpenBLAS runs kernels without AVX-512 (it does not
+ *   know the CPU, or the environment says OPENBLAS_CORETYPE=Haswell): our
+ *   AVX-512 kernel for every call, about twice as fast there (BENCHMARKS.md,
+ *   session 11);
+ * - other AVX-512 CPUs: ours where the call may use several threads
+ *   (outside our parallel regions, more than one thread), OpenBLAS's kernel
+ *   inside them, single-threaded.  Our kernel splits C into independent
+ *   stripes, one per thread, and scales 1.7–2× on two threads where
+ *   OpenBLAS's threads, which share packed panels, reach 1.3–1.7× on the
+ *   small step's shapes; on one thread OpenBLAS's SkylakeX-family kernels
+ *   are as fast or up to ~15 % faster (BENCHMARKS.md, session 19);
+ * - CPUs with AVX2 and FMA but not AVX-512: our AVX2 kernel for every call.
+ *   OpenBLAS's rows depend on the batch they are in, ours do not, so the
+ *   guarantees that rest on it (a batch size or an MPI split does not change
+ *   the results) hold there too; its speed is OpenBLAS's Haswell kernel's
+ *   (0.90–1.03× on one thread, 0.95–1.58× on two; BENCHMARKS.md, session 21);
+ * - older CPUs: OpenBLAS (without those guarantees).
  * OpenBLAS is the OpenMP build, so it shares our OpenMP thread pool.
- * Inside a parallel region, active or not, either kernel runs on the calling
+ * Inside a parallel region, active or not, every kernel runs on the calling
  * thread alone: a GEMM never starts a nested team.
  * gemm_ref() is a plain triple loop in double precision, used only by tests.
  */

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "ops/gemm_avx512.h"
+#include "ops/gemm_packed.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>

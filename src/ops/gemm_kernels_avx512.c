@@ -1,19 +1,5 @@
-/* gemm_avx512.c — our own single-precision GEMM for CPUs with AVX-512.
- *
- * Used by gemm() for every call where OpenBLAS runs AVX2 kernels on an
- * AVX-512 CPU, and for the multi-threaded calls where it runs AVX-512 ones
- * (gemm.h has the rule).  The structure is the usual one of packed GEMMs
- * (Goto / BLIS): C is computed in MR × NR tiles by a register-blocked
- * micro-kernel that reads A and B from small "packed" copies laid out in the
- * order it consumes them:
- *
- *   for each block of NC columns          (B block, KC × NC, lives in L3)
- *     for each block of KC inner indices
- *       pack B's block into NR-wide panels, k-major
- *       for each block of MC rows         (A block, MC × KC, lives in L2)
- *         pack A's block into MR-tall panels (k-major, or row-major where A
- *         is stored row-major: a copy either way, never a transpose)
- *         for each NR panel, for each MR panel: micro-kernel (KC FMAs deep)
+/* gemm_kernels_avx512.c — the AVX-512 kernels of our packed GEMM
+ * (gemm_packed.c runs the loops; gemm_kernels.h the contract).
  *
  * The micro-kernel keeps a 12 × 32 tile of C in 24 zmm registers; each k
  * loads 32 floats of B (two zmm) and broadcasts 12 floats of A: 24 FMAs per
@@ -23,31 +9,10 @@
  * panels are zero-padded when packed, stores are masked, and the last panel
  * of M runs a 4- or 8-row kernel where it is that short.
  * Only a transposed B (N × K) is transposed while packing.
- *
- * Summation order: every element of C is the sum over k in increasing order,
- * one FMA at a time from zero, in blocks of KC that are added to C in order
- * (a two-level sum: continuing one FMA chain across blocks instead put two
- * long-K weight gradients of the tests past their tolerances).  It does not
- * depend on M, N, the thread split or where a tile starts, so a row of C is
- * bit-identical whatever batch it was computed in (OpenBLAS does not promise
- * that).  Block sizes: KC 384 / MC 144 beat 256 / 240 by ~5 % on SiT-B/2's
- * shapes (Zen 5, 2026-12-04).
- *
- * Threads: outside a parallel region the output is split into one stripe
- * per thread (columns when N is the larger side, else rows), each stripe a
- * GEMM of its own with its own packed copies (no thread waits on another's
- * packing); inside a parallel region, even an inactive one, it runs on the
- * calling thread only.
  */
-#include "ops/gemm_avx512.h"
+#include "ops/gemm_kernels.h"
 
-#include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
-
-#include <omp.h>
-
-#include "core/error.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -59,22 +24,16 @@
 #define HAVE_AVX512_CODE 0
 #endif
 
-#ifndef GEMM_KC
-#define GEMM_KC 384
-#define GEMM_MC 144
-#define GEMM_NC 3072
-#endif
 enum {
     MR = 12,      /* rows of the C tile in registers */
     NR = 32,      /* columns: two zmm */
-    KC = GEMM_KC, /* inner block (a B micro-panel is KC × NR, 48 KiB) */
-    MC = GEMM_MC, /* A block: MC × KC = 216 KiB, in L2 */
-    NC = GEMM_NC  /* B block: KC × NC = 4.5 MiB, in L3 */
+    KC = GEMM_KC, /* a B micro-panel is KC × NR, 48 KiB */
 };
 
-bool gemm_avx512_supported(void)
+static bool supported(void)
 {
-#if HAVE_AVX512_CODE
+    /* REPAE_WITHOUT_AVX512: a binary that runs as on a CPU without it. */
+#if HAVE_AVX512_CODE && !defined(REPAE_WITHOUT_AVX512)
     /* libgcc's checks include the OS's support for the zmm state (XCR0). */
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
@@ -86,23 +45,6 @@ bool gemm_avx512_supported(void)
 }
 
 #if HAVE_AVX512_CODE
-
-/* Each thread's packing buffers, grown to the largest call it has made. */
-static _Thread_local float *pack_a_buf, *pack_b_buf;
-static _Thread_local size_t pack_a_cap, pack_b_cap;
-
-static float *grow(float **buf, size_t *cap, size_t n)
-{
-    if (n > *cap) {
-        free(*buf);
-        void *p = NULL;
-        if (posix_memalign(&p, 64, n * sizeof(float)) != 0)
-            die("out of memory: %zu bytes for the GEMM's packed operands", n * sizeof(float));
-        *buf = p;
-        *cap = n;
-    }
-    return *buf;
-}
 
 /* The lanes of the first nr (≤ NR) columns of a tile, in its two zmm halves. */
 static inline void column_masks(int nr, __mmask16 *m0, __mmask16 *m1)
@@ -355,101 +297,35 @@ TARGET_AVX512 static void store_tile(const float *tile, float *c, long ldc, int 
     }
 }
 
-/* One thread's GEMM on a stripe of C. */
-TARGET_AVX512 static void gemm_serial(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, long lda,
-                                      const float *B, long ldb, float beta, float *C, long ldc)
+/* gemm_kernels.h's tile: full tiles go straight to C when nothing scales
+ * the sum, others through a buffer. */
+TARGET_AVX512 static void tile(int mr, int nr, bool a_kmajor, int kc, const float *a, const float *b, float *c,
+                               long ldc, float alpha, float beta, bool first)
 {
-    int kc_max = K < KC ? K : KC;
-    int nc_max = N < NC ? N : NC;
-    int mc_max = M < MC ? M : MC;
-    float *pb = grow(&pack_b_buf, &pack_b_cap, (size_t)kc_max * ((nc_max + NR - 1) / NR * NR));
-    /* row-major panels keep a row stride of KC whatever kc is */
-    float *pa = grow(&pack_a_buf, &pack_a_cap, (size_t)(ta ? kc_max : KC) * ((mc_max + MR - 1) / MR * MR));
-    _Alignas(64) float tile[MR * NR];
-    for (int jc = 0; jc < N; jc += NC) {
-        int nc = N - jc < NC ? N - jc : NC;
-        for (int pc = 0; pc < K; pc += KC) {
-            int kc = K - pc < KC ? K - pc : KC;
-            bool first = pc == 0;
-            /* Full tiles go straight to C when nothing scales the sum. */
-            bool direct = alpha == 1.0f && (!first || beta == 0.0f || beta == 1.0f);
-            pack_b(tb, tb ? B + (long)jc * ldb + pc : B + (long)pc * ldb + jc, ldb, kc, nc, pb);
-            for (int ic = 0; ic < M; ic += MC) {
-                int mc = M - ic < MC ? M - ic : MC;
-                pack_a(ta, ta ? A + (long)pc * lda + ic : A + (long)ic * lda + pc, lda, mc, kc, pa);
-                for (int jr = 0; jr < nc; jr += NR) {
-                    int nr = nc - jr < NR ? nc - jr : NR;
-                    const float *bp = pb + (long)jr * kc;
-                    for (int ir = 0; ir < mc; ir += MR) {
-                        int mr = mc - ir < MR ? mc - ir : MR;
-                        float *c = C + (long)(ic + ir) * ldc + jc + jr;
-                        __mmask16 m0, m1;
-                        column_masks(nr, &m0, &m1);
-                        int height;
-                        kernel_fn kernel = kernel_for(mr, ta, &height);
-                        const float *ap = pa + (long)ir * (ta ? kc : KC);
-                        if (direct && mr == height) {
-                            kernel(kc, ap, bp, c, ldc, m0, m1, true, !first || beta != 0.0f);
-                        } else {
-                            kernel(kc, ap, bp, tile, NR, 0, 0, false, false);
-                            store_tile(tile, c, ldc, mr, nr, alpha, beta, first);
-                        }
-                    }
-                }
-            }
-        }
+    bool direct = alpha == 1.0f && (!first || beta == 0.0f || beta == 1.0f);
+    __mmask16 m0, m1;
+    column_masks(nr, &m0, &m1);
+    int height;
+    kernel_fn kernel = kernel_for(mr, a_kmajor, &height);
+    if (direct && mr == height) {
+        kernel(kc, a, b, c, ldc, m0, m1, true, !first || beta != 0.0f);
+    } else {
+        _Alignas(64) float buf[MR * NR];
+        kernel(kc, a, b, buf, NR, 0, 0, false, false);
+        store_tile(buf, c, ldc, mr, nr, alpha, beta, first);
     }
-}
-
-void gemm_avx512(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
-                 int ldb, float beta, float *C, int ldc)
-{
-    if (M <= 0 || N <= 0)
-        return;
-    if (K <= 0) {
-        for (int i = 0; i < M; i++)
-            for (int j = 0; j < N; j++)
-                C[(long)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(long)i * ldc + j];
-        return;
-    }
-    /* Inside any parallel region, active or not, the calling thread only: a
-     * fork there would start a nested team, new threads on every call. */
-    int threads = omp_get_level() > 0 ? 1 : omp_get_max_threads();
-    /* Below ~1 MFLOP a fork costs more than the second thread saves. */
-    if ((double)M * N * K < 5e5)
-        threads = 1;
-    /* Stripes along the longer side of C, each a whole number of tiles. */
-    bool by_cols = N >= M;
-    int unit = by_cols ? NR : MR, len = by_cols ? N : M;
-    int units = (len + unit - 1) / unit;
-    if (threads > units)
-        threads = units;
-    if (threads <= 1) {
-        gemm_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-        return;
-    }
-#pragma omp parallel num_threads(threads)
-    {
-        int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        int u0 = (int)((long)units * t / nt), u1 = (int)((long)units * (t + 1) / nt);
-        int s0 = u0 * unit, s1 = u1 * unit < len ? u1 * unit : len;
-        if (s1 > s0) {
-            if (by_cols)
-                gemm_serial(ta, tb, M, s1 - s0, K, alpha, A, lda, tb ? B + (long)s0 * ldb : B + s0, ldb, beta,
-                            C + s0, ldc);
-            else
-                gemm_serial(ta, tb, s1 - s0, N, K, alpha, ta ? A + s0 : A + (long)s0 * lda, lda, B, ldb, beta,
-                            C + (long)s0 * ldc, ldc);
-        }
-    }
-}
-
-#else /* no AVX-512 code on this compiler or architecture */
-
-void gemm_avx512(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
-                 int ldb, float beta, float *C, int ldc)
-{
-    die("gemm_avx512: not built for this architecture");
 }
 
 #endif
+
+const gemm_kernels gemm_kernels_avx512 = {
+    .mr = MR,
+    .nr = NR,
+    .supported = supported,
+#if HAVE_AVX512_CODE
+    .pack_a = pack_a,
+    .pack_b = pack_b,
+    .tile = tile,
+#endif
+};
+

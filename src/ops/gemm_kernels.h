@@ -1,0 +1,45 @@
+/* gemm_kernels.h — what one instruction set brings to our packed GEMM
+ * (gemm_packed.c runs the loops): its micro-tile, packing and tile kernel.
+ *
+ * Every set computes each element of C the same way: the sum over k in
+ * increasing order, one FMA at a time from zero, in blocks of GEMM_KC that
+ * are added to C in order (the first block: C = sum, C + sum, or
+ * alpha*sum + beta*C as beta and alpha ask).  So the sets give the same bits
+ * as each other, whatever M, N, the tile or the thread split.
+ */
+#ifndef REPAE_GEMM_KERNELS_H
+#define REPAE_GEMM_KERNELS_H
+
+#include <stdbool.h>
+
+/* Block sizes (shared by the sets, so that their sums agree): KC 384 / MC
+ * 144 beat 256 / 240 by ~5 % on SiT-B/2's shapes (Zen 5, 2026-12-04).  MC
+ * is a multiple of every set's mr, NC of every nr. */
+#ifndef GEMM_KC
+#define GEMM_KC 384  /* inner block */
+#define GEMM_MC 144  /* A block: MC × KC, in L2 */
+#define GEMM_NC 3072 /* B block: KC × NC, in L3 */
+#endif
+
+typedef struct gemm_kernels {
+    int mr, nr; /* the C tile in registers */
+    bool (*supported)(void);
+    /* A[mc × kc] of op(A) into ceil(mc/mr) panels of mr rows, rows past mc
+     * zero: stored K × M (trans), k-major, panel[k*mr + i], panels mr*kc
+     * apart; stored M × K, row-major with row stride GEMM_KC, panels
+     * mr*GEMM_KC apart (a plain copy either way). */
+    void (*pack_a)(bool trans, const float *A, long lda, int mc, int kc, float *dst);
+    /* B[kc × nc] of op(B) into ceil(nc/nr) k-major panels of kc × nr
+     * (panel[k*nr + j]), columns past nc zero. */
+    void (*pack_b)(bool trans, const float *B, long ldb, int kc, int nc, float *dst);
+    /* The mr × nr tile (mr ≤ .mr, nr ≤ .nr) of packed a (k-major when
+     * a_kmajor) times packed b, kc deep, into C at c (row stride ldc);
+     * first: the first KC block (then C = alpha*sum + beta*C, C not read
+     * when beta = 0), later blocks add alpha*sum. */
+    void (*tile)(int mr, int nr, bool a_kmajor, int kc, const float *a, const float *b, float *c, long ldc,
+                 float alpha, float beta, bool first);
+} gemm_kernels;
+
+extern const gemm_kernels gemm_kernels_avx512, gemm_kernels_avx2;
+
+#endif

@@ -1,0 +1,150 @@
+/* gemm_packed.c — our own single-precision GEMM: the loops of a packed GEMM
+ * and the split over threads, shared by the instruction sets' kernels
+ * (gemm_kernels.h; gemm.h says where gemm() uses it).
+ *
+ * The structure is the usual one of packed GEMMs (Goto / BLIS): C is
+ * computed in mr × nr tiles by a register-blocked micro-kernel that reads A
+ * and B from small "packed" copies laid out in the order it consumes them:
+ *
+ *   for each block of NC columns          (B block, KC × NC, lives in L3)
+ *     for each block of KC inner indices
+ *       pack B's block into nr-wide panels, k-major
+ *       for each block of MC rows         (A block, MC × KC, lives in L2)
+ *         pack A's block into mr-tall panels (k-major, or row-major where A
+ *         is stored row-major: a copy either way, never a transpose)
+ *         for each nr panel, for each mr panel: micro-kernel (KC FMAs deep)
+ *
+ * Summation order: every element of C is the sum over k in increasing order,
+ * one FMA at a time from zero, in blocks of KC that are added to C in order
+ * (a two-level sum: continuing one FMA chain across blocks instead put two
+ * long-K weight gradients of the tests past their tolerances).  It does not
+ * depend on M, N, the thread split, where a tile starts or the instruction
+ * set, so a row of C is bit-identical whatever batch it was computed in
+ * (OpenBLAS does not promise that).
+ *
+ * Threads: outside a parallel region the output is split into one stripe
+ * per thread (columns when N is the larger side, else rows), each stripe a
+ * GEMM of its own with its own packed copies (no thread waits on another's
+ * packing); inside a parallel region, even an inactive one, it runs on the
+ * calling thread only.
+ */
+#include "ops/gemm_packed.h"
+
+#include <stdlib.h>
+
+#include <omp.h>
+
+#include "core/error.h"
+#include "ops/gemm_kernels.h"
+
+bool gemm_avx512_supported(void) { return gemm_kernels_avx512.supported(); }
+bool gemm_avx2_supported(void) { return gemm_kernels_avx2.supported(); }
+
+/* Each thread's packing buffers, grown to the largest call it has made. */
+static _Thread_local float *pack_a_buf, *pack_b_buf;
+static _Thread_local size_t pack_a_cap, pack_b_cap;
+
+static float *grow(float **buf, size_t *cap, size_t n)
+{
+    if (n > *cap) {
+        free(*buf);
+        void *p = NULL;
+        if (posix_memalign(&p, 64, n * sizeof(float)) != 0)
+            die("out of memory: %zu bytes for the GEMM's packed operands", n * sizeof(float));
+        *buf = p;
+        *cap = n;
+    }
+    return *buf;
+}
+
+static int round_up(int n, int unit) { return (n + unit - 1) / unit * unit; }
+
+/* One thread's GEMM on a stripe of C. */
+static void gemm_serial(const gemm_kernels *ks, bool ta, bool tb, int M, int N, int K, float alpha, const float *A,
+                        long lda, const float *B, long ldb, float beta, float *C, long ldc)
+{
+    const int MR = ks->mr, NR = ks->nr, KC = GEMM_KC, MC = GEMM_MC, NC = GEMM_NC;
+    int kc_max = K < KC ? K : KC;
+    int nc_max = N < NC ? N : NC;
+    int mc_max = M < MC ? M : MC;
+    float *pb = grow(&pack_b_buf, &pack_b_cap, (size_t)kc_max * round_up(nc_max, NR));
+    /* row-major panels keep a row stride of KC whatever kc is */
+    float *pa = grow(&pack_a_buf, &pack_a_cap, (size_t)(ta ? kc_max : KC) * round_up(mc_max, MR));
+    for (int jc = 0; jc < N; jc += NC) {
+        int nc = N - jc < NC ? N - jc : NC;
+        for (int pc = 0; pc < K; pc += KC) {
+            int kc = K - pc < KC ? K - pc : KC;
+            ks->pack_b(tb, tb ? B + (long)jc * ldb + pc : B + (long)pc * ldb + jc, ldb, kc, nc, pb);
+            for (int ic = 0; ic < M; ic += MC) {
+                int mc = M - ic < MC ? M - ic : MC;
+                ks->pack_a(ta, ta ? A + (long)pc * lda + ic : A + (long)ic * lda + pc, lda, mc, kc, pa);
+                for (int jr = 0; jr < nc; jr += NR) {
+                    int nr = nc - jr < NR ? nc - jr : NR;
+                    const float *bp = pb + (long)jr * kc;
+                    for (int ir = 0; ir < mc; ir += MR) {
+                        int mr = mc - ir < MR ? mc - ir : MR;
+                        ks->tile(mr, nr, ta, kc, pa + (long)ir * (ta ? kc : KC), bp,
+                                 C + (long)(ic + ir) * ldc + jc + jr, ldc, alpha, beta, pc == 0);
+                    }
+                }
+            }
+        }
+    }
+}
+
+static void gemm_packed(const gemm_kernels *ks, bool ta, bool tb, int M, int N, int K, float alpha, const float *A,
+                        int lda, const float *B, int ldb, float beta, float *C, int ldc)
+{
+    if (!ks->tile)
+        die("our GEMM kernels are not built for this architecture");
+    if (M <= 0 || N <= 0)
+        return;
+    if (K <= 0) {
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++)
+                C[(long)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(long)i * ldc + j];
+        return;
+    }
+    /* Inside any parallel region, active or not, the calling thread only: a
+     * fork there would start a nested team, new threads on every call. */
+    int threads = omp_get_level() > 0 ? 1 : omp_get_max_threads();
+    /* Below ~1 MFLOP a fork costs more than the second thread saves. */
+    if ((double)M * N * K < 5e5)
+        threads = 1;
+    /* Stripes along the longer side of C, each a whole number of tiles. */
+    bool by_cols = N >= M;
+    int unit = by_cols ? ks->nr : ks->mr, len = by_cols ? N : M;
+    int units = (len + unit - 1) / unit;
+    if (threads > units)
+        threads = units;
+    if (threads <= 1) {
+        gemm_serial(ks, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+#pragma omp parallel num_threads(threads)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        int u0 = (int)((long)units * t / nt), u1 = (int)((long)units * (t + 1) / nt);
+        int s0 = u0 * unit, s1 = u1 * unit < len ? u1 * unit : len;
+        if (s1 > s0) {
+            if (by_cols)
+                gemm_serial(ks, ta, tb, M, s1 - s0, K, alpha, A, lda, tb ? B + (long)s0 * ldb : B + s0, ldb, beta,
+                            C + s0, ldc);
+            else
+                gemm_serial(ks, ta, tb, s1 - s0, N, K, alpha, ta ? A + s0 : A + (long)s0 * lda, lda, B, ldb, beta,
+                            C + (long)s0 * ldc, ldc);
+        }
+    }
+}
+
+void gemm_avx512(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                 int ldb, float beta, float *C, int ldc)
+{
+    gemm_packed(&gemm_kernels_avx512, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void gemm_avx2(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+               int ldb, float beta, float *C, int ldc)
+{
+    gemm_packed(&gemm_kernels_avx2, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
