@@ -1,0 +1,4 @@
+build-trap/src/core/path.o: src/core/path.c src/core/path.h \
+ src/core/error.h
+src/core/path.h:
+src/core/error.h:
