@@ -1,2 +1,0 @@
-build-trap/src/ops/loss.o: src/ops/loss.c src/ops/loss.h
-src/ops/loss.h:

@@ -1,2 +1,0 @@
-build-trap/src/ops/modulate.o: src/ops/modulate.c src/ops/modulate.h
-src/ops/modulate.h:
