@@ -46,7 +46,7 @@ conv_gemm = float(sys.argv[5])  # share of our sgemm time spent in convolutions
 # Our symbols -> the same classes as the torch side (dev/ref/bench_torch_models.py).
 CLASSES = [
     ("convolution", r"transform_|add_input_gradient|add_weight_gradient|weight_tile|load_padded|segment_pieces|im2col|col2im|fill_bias|conv2d|^b6$|^bt6$|^a6$|^at6$|gather_|scatter_|load_blocks|store_blocks"),
-    ("gemm (linear, matmul)", r"sgemm|cblas|^gemm|^micro_kernel|^pack_rows_k_major$|^pack_[ab]$|^store_tile$|^tile$|^copy_panel$"),
+    ("gemm (linear, matmul)", r"sgemm|cblas|^gemm|^micro_kernel|^pack_rows_k_major$|^pack_a_kmajor$|^pack_a_rows$|^pack_b$|^store_tile$|^tile$|^copy_panel$"),
     ("normalisation", r"group_norm|layer_norm|batch_norm|moments|ln_recompute|qk_norm"),
     ("activations", r"silu|gelu|relu|sigmoid"),
     ("attention softmax", r"softmax|attn_|attention"),

@@ -24,11 +24,11 @@
 typedef struct gemm_kernels {
     int mr, nr; /* the C tile in registers */
     bool (*supported)(void);
-    /* A[mc × kc] of op(A) into ceil(mc/mr) panels of mr rows, rows past mc
-     * zero: stored K × M (trans), k-major, panel[k*mr + i], panels mr*kc
-     * apart; stored M × K, row-major with row stride GEMM_KC, panels
-     * mr*GEMM_KC apart (a plain copy either way). */
-    void (*pack_a)(bool trans, const float *A, long lda, int mc, int kc, float *dst);
+    /* A[mc × kc] of op(A), A stored K × M (trans), into ceil(mc/mr)
+     * k-major panels, panel[k*mr + i], mr*kc apart, rows past mc zero.  A
+     * stored M × K needs no kernel of its own: gemm_packed.c copies its rows
+     * as they are, with a row stride of GEMM_KC, panels mr*GEMM_KC apart. */
+    void (*pack_a_kmajor)(const float *A, long lda, int mc, int kc, float *dst);
     /* B[kc × nc] of op(B) into ceil(nc/nr) k-major panels of kc × nr
      * (panel[k*nr + j]), columns past nc zero. */
     void (*pack_b)(bool trans, const float *B, long ldb, int kc, int nc, float *dst);

@@ -87,26 +87,17 @@ TARGET_AVX2 static void pack_rows_k_major(const float *src, long ld, int rows, i
     }
 }
 
-/* gemm_kernels.h's pack_a (the AVX-512 set's layouts with MR = 6). */
-TARGET_AVX2 static void pack_a(bool trans, const float *A, long lda, int mc, int kc, float *dst)
+/* gemm_kernels.h's pack_a_kmajor: A stored K × M, the MR values of one k
+ * adjacent. */
+static void pack_a_kmajor(const float *A, long lda, int mc, int kc, float *dst)
 {
     for (int i0 = 0; i0 < mc; i0 += MR) {
         int mr = mc - i0 < MR ? mc - i0 : MR;
-        if (trans) { /* stored K × M: the MR values of one k are adjacent */
-            float *panel = dst + (long)i0 * kc;
-            for (int k = 0; k < kc; k++) {
-                memcpy(panel + (long)k * MR, A + (long)k * lda + i0, (size_t)mr * sizeof(float));
-                if (mr < MR)
-                    memset(panel + (long)k * MR + mr, 0, (size_t)(MR - mr) * sizeof(float));
-            }
-        } else { /* stored M × K: each row contiguous in k */
-            float *panel = dst + (long)i0 * KC;
-            for (int i = 0; i < MR; i++) {
-                if (i < mr)
-                    memcpy(panel + (long)i * KC, A + (long)(i0 + i) * lda, (size_t)kc * sizeof(float));
-                else
-                    memset(panel + (long)i * KC, 0, (size_t)kc * sizeof(float));
-            }
+        float *panel = dst + (long)i0 * kc;
+        for (int k = 0; k < kc; k++) {
+            memcpy(panel + (long)k * MR, A + (long)k * lda + i0, (size_t)mr * sizeof(float));
+            if (mr < MR)
+                memset(panel + (long)k * MR + mr, 0, (size_t)(MR - mr) * sizeof(float));
         }
     }
 }
@@ -185,7 +176,7 @@ TARGET_AVX2 static inline __attribute__((always_inline)) void store_tile_direct(
 
 /* kc steps of packed a times packed b (NR per k), summed from zero, for the
  * first `rows` rows of the panel (a constant in each instantiation below;
- * a_kmajor: which of pack_a's two layouts).  Out into a `rows`-high tile of
+ * a_kmajor: which of the two layouts of A, gemm_kernels.h).  Out into a `rows`-high tile of
  * C (c_direct: C = sum, or C + sum when add_c; columns under m0/m1, all
  * set for a whole tile) or, otherwise, the rows × NR sum into `out`. */
 TARGET_AVX2 static inline __attribute__((always_inline)) void kernel_rows(const int rows, const bool a_kmajor, int kc,
@@ -310,7 +301,7 @@ const gemm_kernels gemm_kernels_avx2 = {
     .nr = NR,
     .supported = supported,
 #if HAVE_AVX2_CODE
-    .pack_a = pack_a,
+    .pack_a_kmajor = pack_a_kmajor,
     .pack_b = pack_b,
     .tile = tile,
 #endif

@@ -74,40 +74,23 @@ TARGET_AVX512 static void pack_rows_k_major(const float *src, long ld, int rows,
     }
 }
 
-/* A[ic.., pc..] (mc × kc of op(A)) into ceil(mc/MR) panels of MR rows,
- * rows past mc zero, in the layout that is a plain copy of A's storage:
- * - A stored K × M (trans): k-major, panel[k*MR + i] (the MR values of one k
- *   are adjacent in A);
- * - A stored M × K: row-major with a fixed row stride KC, panel[i*KC + k]
- *   (each row contiguous in k; the micro-kernel's broadcasts then read 12
- *   rows at constant offsets, and packing needs no transpose).
- * Panels are MR*KC floats apart in the row-major layout, MR*kc k-major. */
-TARGET_AVX512 static void pack_a(bool trans, const float *A, long lda, int mc, int kc, float *dst)
+/* gemm_kernels.h's pack_a_kmajor: A stored K × M, the MR values of one k
+ * adjacent. */
+TARGET_AVX512 static void pack_a_kmajor(const float *A, long lda, int mc, int kc, float *dst)
 {
     for (int i0 = 0; i0 < mc; i0 += MR) {
         int mr = mc - i0 < MR ? mc - i0 : MR;
-        if (trans) { /* stored K × M: the MR values of one k are adjacent */
-            float *panel = dst + (long)i0 * kc;
-            __mmask16 m = (__mmask16)((1u << mr) - 1);
-            if (mr == MR) /* 8 + 4 floats: no masked load or store (slow on AMD cores) */
-                for (int k = 0; k < kc; k++) {
-                    const float *a = A + (long)k * lda + i0;
-                    _mm256_storeu_ps(panel + (long)k * MR, _mm256_loadu_ps(a));
-                    _mm_storeu_ps(panel + (long)k * MR + 8, _mm_loadu_ps(a + 8));
-                }
-            else
-                for (int k = 0; k < kc; k++)
-                    _mm512_mask_storeu_ps(panel + (long)k * MR, 0xfff,
-                                          _mm512_maskz_loadu_ps(m, A + (long)k * lda + i0));
-        } else { /* stored M × K: each row contiguous in k */
-            float *panel = dst + (long)i0 * KC;
-            for (int i = 0; i < MR; i++) {
-                if (i < mr)
-                    memcpy(panel + (long)i * KC, A + (long)(i0 + i) * lda, (size_t)kc * sizeof(float));
-                else
-                    memset(panel + (long)i * KC, 0, (size_t)kc * sizeof(float));
+        float *panel = dst + (long)i0 * kc;
+        __mmask16 m = (__mmask16)((1u << mr) - 1);
+        if (mr == MR) /* 8 + 4 floats: no masked load or store (slow on AMD cores) */
+            for (int k = 0; k < kc; k++) {
+                const float *a = A + (long)k * lda + i0;
+                _mm256_storeu_ps(panel + (long)k * MR, _mm256_loadu_ps(a));
+                _mm_storeu_ps(panel + (long)k * MR + 8, _mm_loadu_ps(a + 8));
             }
-        }
+        else
+            for (int k = 0; k < kc; k++)
+                _mm512_mask_storeu_ps(panel + (long)k * MR, 0xfff, _mm512_maskz_loadu_ps(m, A + (long)k * lda + i0));
     }
 }
 
@@ -189,7 +172,7 @@ TARGET_AVX512 static inline __attribute__((always_inline)) void store_tile_direc
 
 /* kc steps of packed a times packed b (NR per k), summed from zero, for the
  * first `rows` rows of the panel (a constant in each instantiation below;
- * a_kmajor: which of pack_a's two layouts).  Nothing else is live in the
+ * a_kmajor: which of the two layouts of A, gemm_kernels.h).  Nothing else is live in the
  * loop, so the 24 accumulators, two B vectors and a broadcast fit in the 32
  * zmm registers.
  * Two ways out:
@@ -323,7 +306,7 @@ const gemm_kernels gemm_kernels_avx512 = {
     .nr = NR,
     .supported = supported,
 #if HAVE_AVX512_CODE
-    .pack_a = pack_a,
+    .pack_a_kmajor = pack_a_kmajor,
     .pack_b = pack_b,
     .tile = tile,
 #endif

@@ -31,6 +31,7 @@
 #include "ops/gemm_packed.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include <omp.h>
 
@@ -59,6 +60,20 @@ static float *grow(float **buf, size_t *cap, size_t n)
 
 static int round_up(int n, int unit) { return (n + unit - 1) / unit * unit; }
 
+/* A[mc × kc] of op(A), A stored M × K, into panels of mr rows, each row
+ * copied as it is with a row stride of GEMM_KC (rows past mc zero): the
+ * micro-kernels broadcast from mr rows at constant offsets, and packing
+ * needs no transpose. */
+static void pack_a_rows(const float *A, long lda, int mc, int kc, int mr_panel, float *dst)
+{
+    for (int i = 0; i < round_up(mc, mr_panel); i++) {
+        if (i < mc)
+            memcpy(dst + (long)i * GEMM_KC, A + (long)i * lda, (size_t)kc * sizeof(float));
+        else
+            memset(dst + (long)i * GEMM_KC, 0, (size_t)kc * sizeof(float));
+    }
+}
+
 /* One thread's GEMM on a stripe of C. */
 static void gemm_serial(const gemm_kernels *ks, bool ta, bool tb, int M, int N, int K, float alpha, const float *A,
                         long lda, const float *B, long ldb, float beta, float *C, long ldc)
@@ -77,7 +92,10 @@ static void gemm_serial(const gemm_kernels *ks, bool ta, bool tb, int M, int N, 
             ks->pack_b(tb, tb ? B + (long)jc * ldb + pc : B + (long)pc * ldb + jc, ldb, kc, nc, pb);
             for (int ic = 0; ic < M; ic += MC) {
                 int mc = M - ic < MC ? M - ic : MC;
-                ks->pack_a(ta, ta ? A + (long)pc * lda + ic : A + (long)ic * lda + pc, lda, mc, kc, pa);
+                if (ta)
+                    ks->pack_a_kmajor(A + (long)pc * lda + ic, lda, mc, kc, pa);
+                else
+                    pack_a_rows(A + (long)ic * lda + pc, lda, mc, kc, MR, pa);
                 for (int jr = 0; jr < nc; jr += NR) {
                     int nr = nc - jr < NR ? nc - jr : NR;
                     const float *bp = pb + (long)jr * kc;
