@@ -12,8 +12,6 @@
  */
 #include "ops/gemm_kernels.h"
 
-#include <string.h>
-
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
