@@ -35,9 +35,11 @@ typedef struct gemm_kernels {
     /* The mr × nr tile (mr ≤ .mr, nr ≤ .nr) of packed a (k-major when
      * a_kmajor) times packed b, kc deep, into C at c (row stride ldc);
      * first: the first KC block (then C = alpha*sum + beta*C, C not read
-     * when beta = 0), later blocks add alpha*sum. */
+     * when beta = 0), later blocks add alpha*sum.  direct: nothing scales
+     * the sum (alpha = 1, and beta is 0 or 1 or this is a later block), so a
+     * full-height tile may write C straight from its registers. */
     void (*tile)(int mr, int nr, bool a_kmajor, int kc, const float *a, const float *b, float *c, long ldc,
-                 float alpha, float beta, bool first);
+                 float alpha, float beta, bool first, bool direct);
 } gemm_kernels;
 
 extern const gemm_kernels gemm_kernels_avx512, gemm_kernels_avx2;

@@ -277,12 +277,11 @@ TARGET_AVX2 static void store_tile(const float *buf, float *c, long ldc, int mr,
     }
 }
 
-/* gemm_kernels.h's tile: full-height tiles go straight to C when nothing
- * scales the sum, others through a buffer. */
+/* gemm_kernels.h's tile: full-height tiles go straight to C where the
+ * driver says so (direct), others through a buffer. */
 TARGET_AVX2 static void tile(int mr, int nr, bool a_kmajor, int kc, const float *a, const float *b, float *c,
-                             long ldc, float alpha, float beta, bool first)
+                             long ldc, float alpha, float beta, bool first, bool direct)
 {
-    bool direct = alpha == 1.0f && (!first || beta == 0.0f || beta == 1.0f);
     int height;
     kernel_fn kernel = kernel_for(mr, a_kmajor, &height);
     if (direct && mr == height) {

@@ -278,12 +278,11 @@ TARGET_AVX512 static void store_tile(const float *tile, float *c, long ldc, int 
     }
 }
 
-/* gemm_kernels.h's tile: full tiles go straight to C when nothing scales
- * the sum, others through a buffer. */
+/* gemm_kernels.h's tile: full-height tiles go straight to C where the
+ * driver says so (direct), others through a buffer. */
 TARGET_AVX512 static void tile(int mr, int nr, bool a_kmajor, int kc, const float *a, const float *b, float *c,
-                               long ldc, float alpha, float beta, bool first)
+                               long ldc, float alpha, float beta, bool first, bool direct)
 {
-    bool direct = alpha == 1.0f && (!first || beta == 0.0f || beta == 1.0f);
     __mmask16 m0, m1;
     column_masks(nr, &m0, &m1);
     int height;

@@ -89,6 +89,9 @@ static void gemm_serial(const gemm_kernels *ks, bool ta, bool tb, int M, int N, 
         int nc = N - jc < NC ? N - jc : NC;
         for (int pc = 0; pc < K; pc += KC) {
             int kc = K - pc < KC ? K - pc : KC;
+            bool first = pc == 0;
+            /* Full tiles go straight to C when nothing scales the sum. */
+            bool direct = alpha == 1.0f && (!first || beta == 0.0f || beta == 1.0f);
             ks->pack_b(tb, tb ? B + (long)jc * ldb + pc : B + (long)pc * ldb + jc, ldb, kc, nc, pb);
             for (int ic = 0; ic < M; ic += MC) {
                 int mc = M - ic < MC ? M - ic : MC;
@@ -102,7 +105,7 @@ static void gemm_serial(const gemm_kernels *ks, bool ta, bool tb, int M, int N, 
                     for (int ir = 0; ir < mc; ir += MR) {
                         int mr = mc - ir < MR ? mc - ir : MR;
                         ks->tile(mr, nr, ta, kc, pa + (long)ir * (ta ? kc : KC), bp,
-                                 C + (long)(ic + ir) * ldc + jc + jr, ldc, alpha, beta, pc == 0);
+                                 C + (long)(ic + ir) * ldc + jc + jr, ldc, alpha, beta, first, direct);
                     }
                 }
             }
