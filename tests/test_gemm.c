@@ -133,6 +133,71 @@ static void test_gemm_avx2_matches_avx512_bits(void)
     CHECK(differ == 0, "gemm_avx2 and gemm_avx512 differ in %d of %d cases", differ, cases);
 }
 
+/* B packed once (gemm_prepack_b) gives the bits of the same product on the
+ * unpacked B, by the set this CPU runs: every transpose, N past whole
+ * panels, several KC blocks, both thread splits (column stripes when N >= M,
+ * row stripes else), scaled sums, and inside a parallel region (one
+ * thread). */
+static void test_gemm_prepacked_matches_unpacked_bits(void)
+{
+    const int width = gemm_prepacked_width();
+    CHECK(width == (gemm_avx512_supported() ? 32 : gemm_avx2_supported() ? 16 : 0), "prepacked width %d", width);
+    if (width == 0)
+        return;
+    void (*own)(bool, bool, int, int, int, float, const float *, int, const float *, int, float, float *, int) =
+        gemm_avx512_supported() ? gemm_avx512 : gemm_avx2;
+    const int shapes[][3] = {{1, 1, 1}, {13, 33, 7}, {300, 416, 400}, {251, 47, 1000}, {6, 16, 5}, {40, 3100, 40},
+                             {700, 96, 390}, {2, 1056, 450}};
+    const float ab[][2] = {{1.0f, 0.0f}, {1.0f, 1.0f}, {-2.0f, 0.25f}};
+    int differ = 0, cases = 0;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        /* operands drawn once per shape, large enough for either layout */
+        const int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2], ldc = N + 2;
+        float *A = alloc_normal((size_t)(M + 1) * (K + 1), 1.0f, 41), *B = alloc_normal((size_t)(N + 3) * (K + 3), 1.0f, 42);
+        float *C0 = alloc_normal((size_t)M * ldc, 1.0f, 43);
+        float *C1 = malloc((size_t)M * ldc * sizeof(float)), *C2 = malloc((size_t)M * ldc * sizeof(float));
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++)
+                for (size_t p = 0; p < sizeof ab / sizeof ab[0]; p++)
+                    for (int in_region = 0; in_region < 2; in_region++) {
+                        int lda = (ta ? M : K) + 1, ldb = (tb ? K : N) + 3;
+                        memcpy(C1, C0, (size_t)M * ldc * sizeof(float));
+                        memcpy(C2, C0, (size_t)M * ldc * sizeof(float));
+                        float *Bp = aligned_alloc(64, (gemm_prepacked_floats(K, N) * sizeof(float) + 63) / 64 * 64);
+                        gemm_prepack_b(tb, B, ldb, K, N, Bp);
+                        if (in_region) {
+#pragma omp parallel num_threads(2)
+#pragma omp single
+                            {
+                                own(ta, tb, M, N, K, ab[p][0], A, lda, B, ldb, ab[p][1], C1, ldc);
+                                gemm_prepacked(ta, M, N, K, ab[p][0], A, lda, Bp, ab[p][1], C2, ldc);
+                            }
+                        } else {
+                            own(ta, tb, M, N, K, ab[p][0], A, lda, B, ldb, ab[p][1], C1, ldc);
+                            gemm_prepacked(ta, M, N, K, ab[p][0], A, lda, Bp, ab[p][1], C2, ldc);
+                        }
+                        differ += memcmp(C1, C2, (size_t)M * ldc * sizeof(float)) != 0;
+                        cases++;
+                        free(Bp);
+                    }
+        free(A), free(B), free(C0), free(C1), free(C2);
+    }
+    CHECK(differ == 0, "gemm_prepacked differs from the unpacked product in %d of %d cases", differ, cases);
+    /* and it is the product: one case against the double-precision reference */
+    int M = 37, N = 45, K = 800;
+    float *A = alloc_normal((size_t)M * K, 1.0f, 44), *B = alloc_normal((size_t)N * K, 1.0f, 45);
+    float *C = malloc((size_t)M * N * sizeof(float)), *R = malloc((size_t)M * N * sizeof(float));
+    float *Bp = aligned_alloc(64, (gemm_prepacked_floats(K, N) * sizeof(float) + 63) / 64 * 64);
+    gemm_prepack_b(true, B, K, K, N, Bp);
+    gemm_prepacked(false, M, N, K, 1.0f, A, K, Bp, 0.0f, C, N);
+    gemm_ref(false, true, M, N, K, 1.0f, A, K, B, K, 0.0f, R, N);
+    double err = 0;
+    for (int i = 0; i < M * N; i++)
+        err = fmax(err, fabs((double)C[i] - R[i]));
+    CHECK(err < 1e-3, "gemm_prepacked vs reference: max error %g", err);
+    free(A), free(B), free(C), free(R), free(Bp);
+}
+
 /* beta = 0 never reads C (NaN there must not leak), K = 0 scales C. */
 static void test_gemm_own_beta_and_empty_k(void)
 {
@@ -358,6 +423,7 @@ int main(void)
     RUN(test_gemm_empty_k);
     RUN(test_gemm_own_shapes);
     RUN(test_gemm_avx2_matches_avx512_bits);
+    RUN(test_gemm_prepacked_matches_unpacked_bits);
     RUN(test_gemm_own_beta_and_empty_k);
     RUN(test_gemm_own_row_independent_of_batch);
     RUN(test_gemm_strided_batch);

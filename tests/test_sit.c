@@ -17,6 +17,8 @@
 #include "core/error.h"
 #include "diffusion/denoising_objective.h"
 #include "models/sit.h"
+#include "ops/gemm.h"
+#include "ops/gemm_packed.h"
 #include "sit_problem.h"
 #include "test.h"
 
@@ -237,7 +239,7 @@ static void test_init_rules(void)
     float *x = alloc_normal(N * CHW, 1.0f, 3), *v = alloc_normal(N * CHW, 1.0f, 4), t[2] = {0.3f, 0.9f};
     int y[2] = {1, 10};
     arena ar = arena_create(sit_velocity_plan_bytes(&m, N));
-    sit_velocity(&m, w, &ar, v, x, t, y, N);
+    sit_velocity(&m, w, false, &ar, v, x, t, y, N);
     double vmax = 0;
     for (size_t i = 0; i < N * CHW; i++)
         vmax = fmax(vmax, fabs(v[i]));
@@ -567,7 +569,7 @@ static void test_draws_and_velocity(void)
                 xt[i] = (1.0f - a.time_input[n]) * ((p.z[i] - mu) * rs) + a.time_input[n] * a.noise[i];
             }
         }
-    sit_velocity(&m, w, &ar, v, xt, e.time_input, e.labels, N);
+    sit_velocity(&m, w, false, &ar, v, xt, e.time_input, e.labels, N);
     check_close("sit_velocity == training forward output (eval)", v, e.model_output, N * CHW, 1e-5, 1e-4);
     free(xt), free(v);
     arena_free(&ar);
@@ -702,11 +704,22 @@ static void test_torch_inference(void)
     const sit_net_opts o = {.train = false};
     arena ar = arena_create(sit_net_plan_bytes(&m, N, &o) + sit_velocity_plan_bytes(&m, N));
     float *v = alloc_zeros(nx);
-    sit_velocity(&m, w, &ar, v, x, t, y, N);
+    sit_velocity(&m, w, false, &ar, v, x, t, y, N);
     fixture_check_rel(st, "infer.out", v, nx, FWD_REL, 0);
     sit_acts a;
     sit_net_forward(&a, &m, w, &ar, &o, &(sit_net_inputs){.x_t = x, .t = t, .y = y}, N);
     CHECK(memcmp(a.model_output, v, nx * sizeof(float)) == 0, "sit_net_forward == sit_velocity bit for bit");
+    /* The weights packed for sampling give the same bits (where gemm() runs
+     * our kernels, as on every host with AVX2 and two threads). */
+    float *wp = param_alloc(&m.table), *vp = alloc_zeros(nx);
+    memcpy(wp, w, m.table.total * sizeof(float));
+    const bool packed = sit_pack_for_sampling(&m, wp);
+    CHECK(packed == (gemm_prepacked_width() > 0 && gemm_outside_regions_uses_own_kernel()),
+          "sit_pack_for_sampling packed: %d", packed);
+    CHECK(!packed || memcmp(wp, w, m.table.total * sizeof(float)) != 0, "packing rearranged no weight");
+    sit_velocity(&m, wp, packed, &ar, vp, x, t, y, N);
+    CHECK(memcmp(vp, v, nx * sizeof(float)) == 0, "sit_velocity on packed weights == unpacked, bit for bit");
+    free(wp), free(vp);
     float *g = param_alloc(&m.table), *dx = alloc_zeros(nx);
     sit_net_backward(&m, w, &a, &ar, cot, NULL, g, dx);
     check_grads_by_name(st, &m, g, "infer.grad.", GRAD_REL, GRAD_FLOOR);

@@ -287,7 +287,7 @@ static void sit_velocity_pass(const sit *m, const float *params, const safetenso
     const size_t nx = (size_t)N * m->C * m->H * m->H;
     float *t = read_f32(in, tt), *v = xmalloc(nx * sizeof(float));
     arena ar = arena_create(sit_velocity_plan_bytes(m, N));
-    sit_velocity(m, params, &ar, v, x, t, y, N);
+    sit_velocity(m, params, false, &ar, v, x, t, y, N);
     arena_free(&ar);
     put(out, "v", 4, (int64_t[]){N, m->C, m->H, m->H}, v);
     free(t);

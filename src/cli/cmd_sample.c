@@ -472,7 +472,9 @@ static void generate_images(sample_out *so, const sample_options *o, mf_sample_m
     void *ws = xmalloc(sampler_workspace_bytes(cfg, B, n));
     arena net = arena_create(sit_velocity_arena_bytes(&m->s, cfg, B, o->net_batch));
     arena dec = arena_create(decode_latents_arena_bytes(&m->v, B, h, h, o->decode_batch));
-    sit_velocity_ctx ctx = {&m->s, m->sp, &net, o->net_batch};
+    /* The weights are only sampled from from here on: packed once (sit.h).
+     * (The latent statistics were read from them when the models opened.) */
+    sit_velocity_ctx ctx = {&m->s, m->sp, &net, o->net_batch, sit_pack_for_sampling(&m->s, m->sp)};
     const int rank = dist_rank(), world = dist_world();
     const bool writer = rank == 0;
     uint8_t *round_u8 = writer ? xmalloc((size_t)world * B * Co * npix) : NULL;

@@ -9,14 +9,14 @@ void sit_velocity_fn(void *p, float *v, const float *x, const float *t, const in
     sit_velocity_ctx *c = p;
     const int K = c->chunk;
     if (K <= 0) {
-        sit_velocity(c->s, c->params, c->ar, v, x, t, y, B);
+        sit_velocity(c->s, c->params, c->packed, c->ar, v, x, t, y, B);
         return;
     }
     const size_t n = row_floats(c->s);
     for (int r0 = 0; r0 < B; r0 += K) {
         int nr = B - r0 < K ? B - r0 : K;
         if (nr == K) {
-            sit_velocity(c->s, c->params, c->ar, v + (size_t)r0 * n, x + (size_t)r0 * n, t + r0, y + r0, K);
+            sit_velocity(c->s, c->params, c->packed, c->ar, v + (size_t)r0 * n, x + (size_t)r0 * n, t + r0, y + r0, K);
             continue;
         }
         /* The last, partial chunk: pad with copies of its last row. */
@@ -30,7 +30,7 @@ void sit_velocity_fn(void *p, float *v, const float *x, const float *t, const in
             pt[i] = t[src];
             py[i] = y[src];
         }
-        sit_velocity(c->s, c->params, c->ar, pv, px, pt, py, K);
+        sit_velocity(c->s, c->params, c->packed, c->ar, pv, px, pt, py, K);
         memcpy(v + (size_t)r0 * n, pv, (size_t)nr * n * sizeof(float));
         arena_reset(c->ar, mark);
     }

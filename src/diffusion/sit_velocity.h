@@ -23,6 +23,7 @@
 #ifndef REPAE_SIT_VELOCITY_H
 #define REPAE_SIT_VELOCITY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "core/arena.h"
@@ -30,13 +31,15 @@
 #include "models/sit.h"
 #include "models/vae.h"
 
-/* velocity_fn context: the SiT, its weights (eval mode), a scratch arena and
- * the chunk size (0: none). */
+/* velocity_fn context: the SiT, its weights (eval mode), a scratch arena,
+ * the chunk size (0: none) and whether the weights are packed
+ * (sit_pack_for_sampling returned true). */
 typedef struct sit_velocity_ctx {
     const sit *s;
     const float *params;
     arena *ar;
     int chunk;
+    bool packed;
 } sit_velocity_ctx;
 
 /* A velocity_fn (sampler.h) calling sit_velocity. */

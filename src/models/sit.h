@@ -267,8 +267,20 @@ void sit_net_backward(const sit *m, const float *params, const sit_acts *a, aren
 size_t sit_velocity_plan_bytes(const sit *m, int N);
 /* v [N,C,H,W] = SiT(x_t, t, y) in eval mode: x_t already normalised (no BN),
  * labels as given (pass num_classes for the unconditional branch).  Uses
- * the arena as scratch and resets it to its entry mark before returning. */
-void sit_velocity(const sit *m, const float *params, arena *ar, float *v, const float *x_t, const float *t,
-                  const int *y, int N);
+ * the arena as scratch and resets it to its entry mark before returning.
+ * packed: params as sit_pack_for_sampling left them (true only where it
+ * returned true). */
+void sit_velocity(const sit *m, const float *params, bool packed, arena *ar, float *v, const float *x_t,
+                  const float *t, const int *y, int N);
+
+/* Rearranges in place, into our GEMM kernels' packed layout
+ * (ops/gemm_packed.h), the weights that sit_velocity multiplies, so that no
+ * call packs them again (sampling SiT-B/2 spent ~9 % of its time packing
+ * them).  Afterwards `params` serve sit_velocity(packed = true) only: not
+ * training, saving, EMA or sit_net_forward; the buffer keeps its size (no
+ * second copy of the weights).  The samples keep their bits.  Returns false,
+ * params untouched, where gemm() does not run our kernels for these calls
+ * (then pass packed = false). */
+bool sit_pack_for_sampling(const sit *m, float *params);
 
 #endif

@@ -25,6 +25,7 @@
 #include "ops/conv2d.h"
 #include "ops/embed.h"
 #include "ops/gemm.h"
+#include "ops/gemm_packed.h"
 #include "ops/linear.h"
 #include "ops/modulate.h"
 #include "ops/norm.h"
@@ -197,11 +198,23 @@ size_t sit_net_plan_bytes(const sit *m, int N, const sit_net_opts *opts)
 
 static void zero(float *p, size_t n) { memset(p, 0, n * sizeof(float)); }
 
+/* y = x Wᵀ + b, W as sit_pack_for_sampling left it when `packed`: every
+ * weight it could pack, it did (the same predicate decides both). */
+static void lin(bool packed, float *out, const float *inp, const float *weight, const float *bias, int N, int IN,
+                int OUT)
+{
+    if (packed && linear_weight_prepackable(IN, OUT))
+        linear_forward_prepacked(out, inp, weight, bias, N, IN, OUT);
+    else
+        linear_forward(out, inp, weight, bias, N, IN, OUT);
+}
+
 /* ---- pieces ---- */
 
 /* x0[n,t,:] = patches[n,t,:] · Wᵀ + b + pos_embed[t]: seed with bias + pos,
  * then one gemm with beta = 1. */
-static void patch_embed_forward(const sit *m, const float *P, float *x0, float *patches, const float *xt, int N)
+static void patch_embed_forward(const sit *m, const float *P, bool packed, float *x0, float *patches, const float *xt,
+                                int N)
 {
     const int D = m->D, T = m->T;
     patchify_forward(patches, xt, N, m->C, m->H, m->H, m->p);
@@ -214,18 +227,21 @@ static void patch_embed_forward(const sit *m, const float *P, float *x0, float *
             for (int d = 0; d < D; d++)
                 row[d] = b[d] + pr[d];
         }
-    gemm(false, true, N * T, D, m->PC, 1.0f, patches, m->PC, P + m->x_w, m->PC, 1.0f, x0, D);
+    if (packed && linear_weight_prepackable(m->PC, D))
+        gemm_prepacked(false, N * T, D, m->PC, 1.0f, patches, m->PC, P + m->x_w, 1.0f, x0, D);
+    else
+        gemm(false, true, N * T, D, m->PC, 1.0f, patches, m->PC, P + m->x_w, m->PC, 1.0f, x0, D);
 }
 
 /* c = t_embedder(t) + y_embedder(labels), silu_c = SiLU(c). */
-static void cond_forward(const sit *m, const float *P, float *t_freq, float *t_h, float *t_hs, float *c,
+static void cond_forward(const sit *m, const float *P, bool packed, float *t_freq, float *t_h, float *t_hs, float *c,
                          float *silu_c, const float *t, const int *labels, int N)
 {
     const int D = m->D;
     timestep_embedding(t_freq, t, N, SIT_FREQ_DIM, 10000.0f);
-    linear_forward(t_h, t_freq, P + m->t0_w, P + m->t0_b, N, SIT_FREQ_DIM, D);
+    lin(packed, t_h, t_freq, P + m->t0_w, P + m->t0_b, N, SIT_FREQ_DIM, D);
     silu_forward(t_hs, t_h, (size_t)N * D);
-    linear_forward(c, t_hs, P + m->t2_w, P + m->t2_b, N, D, D);
+    lin(packed, c, t_hs, P + m->t2_w, P + m->t2_b, N, D, D);
     for (int n = 0; n < N; n++) {
         const float *row = P + m->y_table + (size_t)labels[n] * D;
         for (int d = 0; d < D; d++)
@@ -276,31 +292,31 @@ static void qk_norm_backward(const sit *m, const float *P, const sit_block_offse
 }
 
 /* One SiTBlock: a->x_in -> a->x_out (spec §4.2). */
-static void sit_block_forward(const sit *m, const float *P, int i, sit_block_acts *a, const float *silu_c, int N,
-                              float *attn_ws)
+static void sit_block_forward(const sit *m, const float *P, bool packed, int i, sit_block_acts *a,
+                              const float *silu_c, int N, float *attn_ws)
 {
     const sit_block_offsets *o = &m->blocks[i];
     const int D = m->D, T = m->T, NT = N * T, H4 = m->H4, D6 = 6 * D;
     const size_t ND = (size_t)NT * D;
-    linear_forward(a->c6, silu_c, P + o->ada_w, P + o->ada_b, N, D, D6);
+    lin(packed, a->c6, silu_c, P + o->ada_w, P + o->ada_b, N, D, D6);
     const float *c6 = a->c6;
     /* attention branch */
     layer_norm_forward(a->mod1, a->ln1_mean, a->ln1_rstd, a->x_in, NULL, NULL, NT, D, SIT_LN_EPS);
     modulate_forward(a->mod1, a->mod1, c6, c6 + D, D6, N, T, D);
-    linear_forward(a->qkv, a->mod1, P + o->qkv_w, P + o->qkv_b, NT, D, 3 * D);
+    lin(packed, a->qkv, a->mod1, P + o->qkv_w, P + o->qkv_b, NT, D, 3 * D);
     if (m->cfg.qk_norm)
         qk_norm_forward(m, P, o, a, NT);
     const float *q = a->qkv_n;
     attention_forward(a->attn, a->probs, q, q + D, q + 2 * D, 3 * D, N, T, m->NH, m->HD, attn_ws);
-    linear_forward(a->attn_proj, a->attn, P + o->proj_w, P + o->proj_b, NT, D, D);
+    lin(packed, a->attn_proj, a->attn, P + o->proj_w, P + o->proj_b, NT, D, D);
     memcpy(a->x_mid, a->x_in, ND * sizeof(float));
     gated_residual_forward(a->x_mid, a->attn_proj, c6 + 2 * D, D6, N, T, D);
     /* MLP branch */
     layer_norm_forward(a->mod2, a->ln2_mean, a->ln2_rstd, a->x_mid, NULL, NULL, NT, D, SIT_LN_EPS);
     modulate_forward(a->mod2, a->mod2, c6 + 3 * D, c6 + 4 * D, D6, N, T, D);
-    linear_forward(a->fc1, a->mod2, P + o->fc1_w, P + o->fc1_b, NT, D, H4);
+    lin(packed, a->fc1, a->mod2, P + o->fc1_w, P + o->fc1_b, NT, D, H4);
     gelu_tanh_forward(a->act, a->fc1, (size_t)NT * H4);
-    linear_forward(a->fc2, a->act, P + o->fc2_w, P + o->fc2_b, NT, H4, D);
+    lin(packed, a->fc2, a->act, P + o->fc2_w, P + o->fc2_b, NT, H4, D);
     memcpy(a->x_out, a->x_mid, ND * sizeof(float));
     gated_residual_forward(a->x_out, a->fc2, c6 + 5 * D, D6, N, T, D);
 }
@@ -437,14 +453,14 @@ static void projector_backward(const sit *m, const float *P, int e, const sit_pr
 }
 
 /* FinalLayer: out_tokens = linear(modulate(norm_final(x), shift, scale)). */
-static void final_forward(const sit *m, const float *P, float *c2, float *lnf_mean, float *lnf_rstd, float *modf,
-                          float *out_tokens, const float *x, const float *silu_c, int N)
+static void final_forward(const sit *m, const float *P, bool packed, float *c2, float *lnf_mean, float *lnf_rstd,
+                          float *modf, float *out_tokens, const float *x, const float *silu_c, int N)
 {
     const int D = m->D, T = m->T, NT = N * T;
-    linear_forward(c2, silu_c, P + m->final_ada_w, P + m->final_ada_b, N, D, 2 * D);
+    lin(packed, c2, silu_c, P + m->final_ada_w, P + m->final_ada_b, N, D, 2 * D);
     layer_norm_forward(modf, lnf_mean, lnf_rstd, x, NULL, NULL, NT, D, SIT_LN_EPS);
     modulate_forward(modf, modf, c2, c2 + D, 2 * D, N, T, D);
-    linear_forward(out_tokens, modf, P + m->final_w, P + m->final_b, NT, D, m->PC);
+    lin(packed, out_tokens, modf, P + m->final_w, P + m->final_b, NT, D, m->PC);
 }
 
 /* ---- the latent BatchNorm ---- */
@@ -517,10 +533,10 @@ void sit_net_forward(sit_acts *a, const sit *m, const float *params, arena *ar, 
     drop_labels(a->labels, m, opts, in, N);
     const float *P = params;
     const int NT = N * m->T;
-    patch_embed_forward(m, P, a->x0, a->patches, in->x_t, N);
-    cond_forward(m, P, a->t_freq, a->t_h, a->t_hs, a->c, a->silu_c, in->t, a->labels, N);
+    patch_embed_forward(m, P, false, a->x0, a->patches, in->x_t, N);
+    cond_forward(m, P, false, a->t_freq, a->t_h, a->t_hs, a->c, a->silu_c, in->t, a->labels, N);
     for (int i = 0; i < a->n_blocks; i++) {
-        sit_block_forward(m, P, i, &a->blocks[i], a->silu_c, N, a->attn_ws);
+        sit_block_forward(m, P, false, i, &a->blocks[i], a->silu_c, N, a->attn_ws);
         if (i + 1 == cfg->encoder_depth)
             for (int e = 0; e < cfg->n_encoders; e++) {
                 if (conv_projector(m))
@@ -531,7 +547,7 @@ void sit_net_forward(sit_acts *a, const sit *m, const float *params, arena *ar, 
     }
     if (opts->align_only)
         return;
-    final_forward(m, P, a->c2, a->lnf_mean, a->lnf_rstd, a->modf, a->out_tokens, a->blocks[a->n_blocks - 1].x_out,
+    final_forward(m, P, false, a->c2, a->lnf_mean, a->lnf_rstd, a->modf, a->out_tokens, a->blocks[a->n_blocks - 1].x_out,
                   a->silu_c, N);
     unpatchify_forward(a->model_output, a->out_tokens, N, m->C, m->H, m->H, m->p);
 }
@@ -644,8 +660,38 @@ size_t sit_velocity_plan_bytes(const sit *m, int N)
     return c.bytes;
 }
 
-void sit_velocity(const sit *m, const float *params, arena *ar, float *v, const float *x_t, const float *t,
-                  const int *y, int N)
+/* Every weight that sit_velocity multiplies through lin() or the patch
+ * embed, where linear_weight_prepackable says so (the blocks' adaLN, qkv,
+ * proj, fc1, fc2, the timestep MLP, the final adaLN and linear). */
+bool sit_pack_for_sampling(const sit *m, float *params)
+{
+    if (!gemm_outside_regions_uses_own_kernel() || gemm_prepacked_width() == 0)
+        return false;
+    const int D = m->D, H4 = m->H4;
+#define PACK(off, IN, OUT)                                                                                         \
+    do {                                                                                                           \
+        if (linear_weight_prepackable(IN, OUT))                                                                    \
+            linear_prepack_weight(params + (off), IN, OUT);                                                        \
+    } while (0)
+    PACK(m->x_w, m->PC, D);
+    PACK(m->t0_w, SIT_FREQ_DIM, D);
+    PACK(m->t2_w, D, D);
+    for (int i = 0; i < m->cfg.depth; i++) {
+        const sit_block_offsets *o = &m->blocks[i];
+        PACK(o->ada_w, D, 6 * D);
+        PACK(o->qkv_w, D, 3 * D);
+        PACK(o->proj_w, D, D);
+        PACK(o->fc1_w, D, H4);
+        PACK(o->fc2_w, H4, D);
+    }
+    PACK(m->final_ada_w, D, 2 * D);
+    PACK(m->final_w, D, m->PC);
+#undef PACK
+    return true;
+}
+
+void sit_velocity(const sit *m, const float *params, bool packed, arena *ar, float *v, const float *x_t,
+                  const float *t, const int *y, int N)
 {
     const int rows = m->cfg.num_classes + (m->cfg.class_dropout_prob > 0);
     for (int n = 0; n < N; n++)
@@ -655,17 +701,17 @@ void sit_velocity(const sit *m, const float *params, arena *ar, float *v, const 
     carver c = {ar, 0};
     sit_infer_bufs b;
     carve_infer(&b, m, N, &c);
-    patch_embed_forward(m, params, b.xa, b.patches, x_t, N);
-    cond_forward(m, params, b.t_freq, b.t_h, b.t_hs, b.c, b.silu_c, t, y, N);
+    patch_embed_forward(m, params, packed, b.xa, b.patches, x_t, N);
+    cond_forward(m, params, packed, b.t_freq, b.t_h, b.t_hs, b.c, b.silu_c, t, y, N);
     float *x = b.xa, *other = b.xb;
     for (int i = 0; i < m->cfg.depth; i++) {
         b.blk.x_in = x;
         b.blk.x_out = other;
-        sit_block_forward(m, params, i, &b.blk, b.silu_c, N, b.attn_ws);
+        sit_block_forward(m, params, packed, i, &b.blk, b.silu_c, N, b.attn_ws);
         other = x;
         x = b.blk.x_out;
     }
-    final_forward(m, params, b.c2, b.lnf_mean, b.lnf_rstd, b.modf, b.out_tokens, x, b.silu_c, N);
+    final_forward(m, params, packed, b.c2, b.lnf_mean, b.lnf_rstd, b.modf, b.out_tokens, x, b.silu_c, N);
     unpatchify_forward(v, b.out_tokens, N, m->C, m->H, m->H, m->p);
     arena_reset(ar, mark);
 }

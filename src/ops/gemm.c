@@ -43,6 +43,12 @@ bool gemm_uses_own_kernel(void)
     return r == RULE_OURS_ALWAYS || r == RULE_OURS_AVX2;
 }
 
+bool gemm_outside_regions_uses_own_kernel(void)
+{
+    const int r = kernel_rule();
+    return r == RULE_OURS_ALWAYS || r == RULE_OURS_AVX2 || (r == RULE_OURS_THREADED && omp_get_max_threads() > 1);
+}
+
 void gemm_route_to_openblas(bool all)
 {
     atomic_store_explicit(&rule, all ? RULE_OPENBLAS : RULE_UNDECIDED, memory_order_relaxed);

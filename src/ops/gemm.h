@@ -47,10 +47,14 @@ void gemm_strided_batch(int items, bool trans_a, bool trans_b, int M, int N, int
                         long stride_a, int lda, const float *B, long stride_b, int ldb, float beta, float *C,
                         long stride_c, int ldc);
 
-/* Whether gemm() runs our AVX-512 kernel for every call, OpenBLAS's kernels
- * lacking AVX-512 (decided at the first call, from the CPU and the core
- * OpenBLAS chose). */
+/* Whether gemm() runs our kernels for every call: AVX-512 ones where
+ * OpenBLAS's kernels lack AVX-512, AVX2 ones on CPUs without AVX-512
+ * (decided at the first call, from the CPU and the core OpenBLAS chose). */
 bool gemm_uses_own_kernel(void);
+/* Whether it runs ours for a call made outside any parallel region now
+ * (the rule above, under the current thread count): there a product on B
+ * packed once (gemm_packed.h) gives gemm()'s bits. */
+bool gemm_outside_regions_uses_own_kernel(void);
 
 /* Tests and diagnostics only: gemm() runs every call on OpenBLAS, as on a
  * CPU without AVX-512 (all = true), or decides again from the CPU (false).

@@ -30,6 +30,7 @@
  */
 #include "ops/gemm_packed.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,15 +75,23 @@ static void pack_a_rows(const float *A, long lda, int mc, int kc, int mr_panel, 
     }
 }
 
-/* One thread's GEMM on a stripe of C. */
+/* B packed once by gemm_prepack_b: its panels, the padded width of the
+ * whole op(B) and the column where this call's C starts in it. */
+typedef struct prepacked_b {
+    const float *panels;
+    long width;
+    int col0;
+} prepacked_b;
+
+/* One thread's GEMM on a stripe of C; B packed here, or already (pre). */
 static void gemm_serial(const gemm_kernels *ks, bool ta, bool tb, int M, int N, int K, float alpha, const float *A,
-                        long lda, const float *B, long ldb, float beta, float *C, long ldc)
+                        long lda, const float *B, long ldb, const prepacked_b *pre, float beta, float *C, long ldc)
 {
     const int MR = ks->mr, NR = ks->nr, KC = GEMM_KC, MC = GEMM_MC, NC = GEMM_NC;
     int kc_max = K < KC ? K : KC;
     int nc_max = N < NC ? N : NC;
     int mc_max = M < MC ? M : MC;
-    float *pb = grow(&pack_b_buf, &pack_b_cap, (size_t)kc_max * round_up(nc_max, NR));
+    float *pb = pre ? NULL : grow(&pack_b_buf, &pack_b_cap, (size_t)kc_max * round_up(nc_max, NR));
     /* row-major panels keep a row stride of KC whatever kc is */
     float *pa = grow(&pack_a_buf, &pack_a_cap, (size_t)(ta ? kc_max : KC) * round_up(mc_max, MR));
     for (int jc = 0; jc < N; jc += NC) {
@@ -92,7 +101,10 @@ static void gemm_serial(const gemm_kernels *ks, bool ta, bool tb, int M, int N, 
             bool first = pc == 0;
             /* Full tiles go straight to C when nothing scales the sum. */
             bool direct = alpha == 1.0f && (!first || beta == 0.0f || beta == 1.0f);
-            ks->pack_b(tb, tb ? B + (long)jc * ldb + pc : B + (long)pc * ldb + jc, ldb, kc, nc, pb);
+            /* A block of the prepacked layout holds kc rows of every panel. */
+            const float *block = pre ? pre->panels + (long)pc * pre->width + (long)(pre->col0 + jc) * kc : pb;
+            if (!pre)
+                ks->pack_b(tb, tb ? B + (long)jc * ldb + pc : B + (long)pc * ldb + jc, ldb, kc, nc, pb);
             for (int ic = 0; ic < M; ic += MC) {
                 int mc = M - ic < MC ? M - ic : MC;
                 if (ta)
@@ -101,7 +113,7 @@ static void gemm_serial(const gemm_kernels *ks, bool ta, bool tb, int M, int N, 
                     pack_a_rows(A + (long)ic * lda + pc, lda, mc, kc, MR, pa);
                 for (int jr = 0; jr < nc; jr += NR) {
                     int nr = nc - jr < NR ? nc - jr : NR;
-                    const float *bp = pb + (long)jr * kc;
+                    const float *bp = block + (long)jr * kc;
                     for (int ir = 0; ir < mc; ir += MR) {
                         int mr = mc - ir < MR ? mc - ir : MR;
                         ks->tile(mr, nr, ta, kc, pa + (long)ir * (ta ? kc : KC), bp,
@@ -113,8 +125,11 @@ static void gemm_serial(const gemm_kernels *ks, bool ta, bool tb, int M, int N, 
     }
 }
 
+/* B is either B (ldb, tb) or, where panels is not NULL, packed once
+ * (gemm_prepack_b) for an op(B) whose padded width is `width`. */
 static void gemm_packed(const gemm_kernels *ks, bool ta, bool tb, int M, int N, int K, float alpha, const float *A,
-                        int lda, const float *B, int ldb, float beta, float *C, int ldc)
+                        int lda, const float *B, int ldb, const float *panels, long width, float beta, float *C,
+                        int ldc)
 {
     if (!ks->tile)
         die("our GEMM kernels are not built for this architecture");
@@ -138,8 +153,9 @@ static void gemm_packed(const gemm_kernels *ks, bool ta, bool tb, int M, int N, 
     int units = (len + unit - 1) / unit;
     if (threads > units)
         threads = units;
+    prepacked_b pre = {panels, width, 0};
     if (threads <= 1) {
-        gemm_serial(ks, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        gemm_serial(ks, ta, tb, M, N, K, alpha, A, lda, B, ldb, panels ? &pre : NULL, beta, C, ldc);
         return;
     }
 #pragma omp parallel num_threads(threads)
@@ -147,13 +163,14 @@ static void gemm_packed(const gemm_kernels *ks, bool ta, bool tb, int M, int N, 
         int t = omp_get_thread_num(), nt = omp_get_num_threads();
         int u0 = (int)((long)units * t / nt), u1 = (int)((long)units * (t + 1) / nt);
         int s0 = u0 * unit, s1 = u1 * unit < len ? u1 * unit : len;
+        prepacked_b mine = {panels, width, by_cols ? s0 : 0}; /* a column stripe starts at a panel */
         if (s1 > s0) {
             if (by_cols)
-                gemm_serial(ks, ta, tb, M, s1 - s0, K, alpha, A, lda, tb ? B + (long)s0 * ldb : B + s0, ldb, beta,
-                            C + s0, ldc);
+                gemm_serial(ks, ta, tb, M, s1 - s0, K, alpha, A, lda, panels ? NULL : tb ? B + (long)s0 * ldb : B + s0,
+                            ldb, panels ? &mine : NULL, beta, C + s0, ldc);
             else
-                gemm_serial(ks, ta, tb, s1 - s0, N, K, alpha, ta ? A + s0 : A + (long)s0 * lda, lda, B, ldb, beta,
-                            C + (long)s0 * ldc, ldc);
+                gemm_serial(ks, ta, tb, s1 - s0, N, K, alpha, ta ? A + s0 : A + (long)s0 * lda, lda, B, ldb,
+                            panels ? &mine : NULL, beta, C + (long)s0 * ldc, ldc);
         }
     }
 }
@@ -161,11 +178,66 @@ static void gemm_packed(const gemm_kernels *ks, bool ta, bool tb, int M, int N, 
 void gemm_avx512(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                  int ldb, float beta, float *C, int ldc)
 {
-    gemm_packed(&gemm_kernels_avx512, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    gemm_packed(&gemm_kernels_avx512, ta, tb, M, N, K, alpha, A, lda, B, ldb, NULL, 0, beta, C, ldc);
 }
 
 void gemm_avx2(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                int ldb, float beta, float *C, int ldc)
 {
-    gemm_packed(&gemm_kernels_avx2, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    gemm_packed(&gemm_kernels_avx2, ta, tb, M, N, K, alpha, A, lda, B, ldb, NULL, 0, beta, C, ldc);
+}
+
+/* ---- B packed once ---- */
+
+/* The set gemm() runs where it runs ours (gemm.c): AVX-512, else AVX2. */
+static const gemm_kernels *prepack_set(void)
+{
+    return gemm_avx512_supported() ? &gemm_kernels_avx512 : gemm_avx2_supported() ? &gemm_kernels_avx2 : NULL;
+}
+
+int gemm_prepacked_width(void)
+{
+    const gemm_kernels *ks = prepack_set();
+    return ks ? ks->nr : 0;
+}
+
+size_t gemm_prepacked_floats(int K, int N)
+{
+    const int nr = gemm_prepacked_width();
+    if (nr == 0)
+        die("gemm_prepacked_floats: no GEMM kernels of ours on this CPU");
+    return (size_t)K * (size_t)round_up(N, nr);
+}
+
+/* Block by block of GEMM_KC rows of op(B), each block's panels split among
+ * the threads (each packs whole panels: pack_b's own layout, so a block is
+ * exactly what gemm_serial would have packed for it). */
+void gemm_prepack_b(bool trans_b, const float *B, int ldb, int K, int N, float *packed)
+{
+    const gemm_kernels *ks = prepack_set();
+    if (!ks)
+        die("gemm_prepack_b: no GEMM kernels of ours on this CPU");
+    if ((uintptr_t)packed % 64)
+        die("gemm_prepack_b: the packed buffer must be 64-byte aligned (the kernels load it aligned)");
+    const int nr = ks->nr, panels = (N + nr - 1) / nr;
+    const long width = round_up(N, nr);
+    for (int pc = 0; pc < K; pc += GEMM_KC) {
+        const int kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
+        float *block = packed + (long)pc * width;
+#pragma omp parallel for schedule(static) if ((long)kc * N >= (1L << 16))
+        for (int j = 0; j < panels; j++) {
+            const int c0 = j * nr, nc = N - c0 < nr ? N - c0 : nr;
+            ks->pack_b(trans_b, trans_b ? B + (long)c0 * ldb + pc : B + (long)pc * ldb + c0, ldb, kc, nc,
+                       block + (long)c0 * kc);
+        }
+    }
+}
+
+void gemm_prepacked(bool trans_a, int M, int N, int K, float alpha, const float *A, int lda, const float *packed,
+                    float beta, float *C, int ldc)
+{
+    const gemm_kernels *ks = prepack_set();
+    if (!ks)
+        die("gemm_prepacked: no GEMM kernels of ours on this CPU");
+    gemm_packed(ks, trans_a, false, M, N, K, alpha, A, lda, NULL, 0, packed, round_up(N, ks->nr), beta, C, ldc);
 }

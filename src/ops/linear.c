@@ -7,25 +7,65 @@
  */
 #include "ops/linear.h"
 
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <stddef.h>
 
+#include "core/error.h"
 #include "ops/gemm.h"
+#include "ops/gemm_packed.h"
+
+/* Seeds every row of out with the bias, so that the product adds onto it
+ * (beta = 1): one pass over `out` instead of a second one after the
+ * product.  Returns the beta for the product. */
+static float seed_bias(float *out, const float *bias, int N, int OUT)
+{
+    if (!bias)
+        return 0.0f;
+    for (int n = 0; n < N; n++) /* (memcpy: the -O2 loop was scalar, 3 % of a 1-thread step) */
+        memcpy(out + (size_t)n * OUT, bias, (size_t)OUT * sizeof(float));
+    return 1.0f;
+}
 
 void linear_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int IN, int OUT)
 {
     if (N <= 0 || OUT <= 0)
         return;
-    float beta = 0.0f;
-    if (bias) {
-        /* Seed every row with the bias and let gemm add onto it (beta = 1):
-         * one pass over `out` instead of a second one after the product. */
-        for (int n = 0; n < N; n++) /* (memcpy: the -O2 loop was scalar, 3 % of a 1-thread step) */
-            memcpy(out + (size_t)n * OUT, bias, (size_t)OUT * sizeof(float));
-        beta = 1.0f;
-    }
+    float beta = seed_bias(out, bias, N, OUT);
     gemm(false, true, N, OUT, IN, 1.0f, inp, IN, weight, IN, beta, out, OUT);
+}
+
+bool linear_weight_prepackable(int IN, int OUT)
+{
+    const int width = gemm_prepacked_width();
+    /* a whole number of panels: the packed weight has exactly OUT × IN floats */
+    return width > 0 && IN > 0 && OUT > 0 && OUT % width == 0;
+}
+
+void linear_prepack_weight(float *weight, int IN, int OUT)
+{
+    if (!linear_weight_prepackable(IN, OUT))
+        die("linear_prepack_weight: a [%d, %d] weight cannot be packed on this CPU", OUT, IN);
+    if ((uintptr_t)weight % 64)
+        die("linear_prepack_weight: the weight must be 64-byte aligned (every tensor of a parameter table is)");
+    const size_t n = (size_t)OUT * IN;
+    float *packed = NULL;
+    if (posix_memalign((void **)&packed, 64, n * sizeof(float)) != 0)
+        die("out of memory: %zu bytes to pack a [%d, %d] weight", n * sizeof(float), OUT, IN);
+    gemm_prepack_b(true, weight, IN, IN, OUT, packed);
+    memcpy(weight, packed, n * sizeof(float));
+    free(packed);
+}
+
+void linear_forward_prepacked(float *out, const float *inp, const float *packed_weight, const float *bias, int N,
+                              int IN, int OUT)
+{
+    if (N <= 0 || OUT <= 0)
+        return;
+    float beta = seed_bias(out, bias, N, OUT);
+    gemm_prepacked(false, N, OUT, IN, 1.0f, inp, IN, packed_weight, beta, out, OUT);
 }
 
 /* dbias[o] += Σ_n dout[n, o].  Rows of dout are contiguous, so each thread

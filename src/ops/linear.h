@@ -23,4 +23,18 @@ void linear_forward(float *out, const float *inp, const float *weight, const flo
 void linear_backward(float *dinp, bool accumulate, float *dweight, float *dbias, const float *dout, const float *inp,
                      const float *weight, int N, int IN, int OUT);
 
+/* ---- weights packed once (sampling) ----
+ * A weight whose OUT is a whole number of our GEMM kernels' panels
+ * (gemm_packed.h) can be rearranged in place into their packed layout, so
+ * that no product packs it again; it then serves linear_forward_prepacked
+ * only (same bits as linear_forward where gemm() runs our kernels).
+ * prepackable: whether this CPU and shape allow it (the CPU alone decides,
+ * so the answer does not change while a program runs). */
+bool linear_weight_prepackable(int IN, int OUT);
+/* Packs weight [OUT, IN] (64-byte aligned, as every tensor of a parameter
+ * table is) in place; dies unless prepackable. */
+void linear_prepack_weight(float *weight, int IN, int OUT);
+void linear_forward_prepacked(float *out, const float *inp, const float *packed_weight, const float *bias, int N,
+                              int IN, int OUT);
+
 #endif
