@@ -11,7 +11,7 @@
  * them may be NULL when that gradient is not needed (frozen weights,
  * stop-gradient input); inp is only read for dweight and weight only for
  * dinp (either may be NULL when that gradient is).  Both directions are one
- * or two gemm() calls, so threading comes from OpenBLAS.
+ * or two gemm() calls, so threading comes from gemm().
  */
 #ifndef REPAE_LINEAR_H
 #define REPAE_LINEAR_H
