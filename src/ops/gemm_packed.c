@@ -221,10 +221,13 @@ void gemm_prepack_b(bool trans_b, const float *B, int ldb, int K, int N, float *
         die("gemm_prepack_b: the packed buffer must be 64-byte aligned (the kernels load it aligned)");
     const int nr = ks->nr, panels = (N + nr - 1) / nr;
     const long width = round_up(N, nr);
+    /* threads only outside every region: inside an inactive one a region
+     * would start a nested team */
+    const bool top = omp_get_level() == 0;
     for (int pc = 0; pc < K; pc += GEMM_KC) {
         const int kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
         float *block = packed + (long)pc * width;
-#pragma omp parallel for schedule(static) if ((long)kc * N >= (1L << 16))
+#pragma omp parallel for schedule(static) if (top && (long)kc * N >= (1L << 16))
         for (int j = 0; j < panels; j++) {
             const int c0 = j * nr, nc = N - c0 < nr ? N - c0 : nr;
             ks->pack_b(trans_b, trans_b ? B + (long)c0 * ldb + pc : B + (long)pc * ldb + c0, ldb, kc, nc,

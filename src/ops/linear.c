@@ -8,7 +8,6 @@
 #include "ops/linear.h"
 
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include <stddef.h>
