@@ -20,6 +20,8 @@
  *                             projector outputs zs_tilde after block
  *                             encoder_depth; label dropout in train mode
  *   sit_velocity              the same network for sampling, nothing kept
+ *                             (on weights packed once for our GEMM where
+ *                             sit_pack_for_sampling did so)
  *
  * The training objective around them (time, noise, x_t, the velocity target,
  * the denoising and REPA losses, spec §5) is diffusion/denoising_objective.h.
