@@ -56,7 +56,7 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 LIB      := $(BUILD)/librepae.a
 PROGRAM  := $(BUILD)/repae
 
-.PHONY: all test test-asan test-no-avx512 bench fixtures clean fuzz fuzz-build fuzz-replay
+.PHONY: all test test-asan test-no-avx512 bench bench-targets fixtures clean fuzz fuzz-build fuzz-replay
 .SECONDARY:
 all: $(PROGRAM) repae
 
@@ -106,6 +106,18 @@ test-no-avx512:
 
 bench: $(BENCH_BIN)
 	@PYTHON=$(PYTHON) BUILD=$(BUILD) sh bench/run_bench.sh
+
+# The performance issue's verdict on this host: BENCH_RUNS complete `make
+# bench` runs (each table kept as $(BUILD)/bench/table-run<i>.txt), then
+# bench/targets.sh on their medians.
+BENCH_RUNS ?= 3
+bench-targets: $(BENCH_BIN)
+	@for i in $$(seq $(BENCH_RUNS)); do \
+	    echo "=== make bench, run $$i of $(BENCH_RUNS)"; \
+	    PYTHON=$(PYTHON) BUILD=$(BUILD) sh bench/run_bench.sh || exit 1; \
+	    cp $(BUILD)/bench/table.txt $(BUILD)/bench/table-run$$i.txt; \
+	done; \
+	echo; sh bench/targets.sh $$(seq -f "$(BUILD)/bench/table-run%g.txt" $(BENCH_RUNS))
 
 fixtures:
 	@for f in dev/ref/*_ref.py; do echo "== $$f"; $(PYTHON) $$f || exit 1; done
