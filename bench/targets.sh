@@ -28,7 +28,7 @@ NF >= 8 && $1 ~ /^[A-Za-z0-9_]+$/ {
     if (!(name in seen)) { seen[name] = 1; order[++rows] = name }
     r = $4; sub(/x$/, "", r)
     if (r != "-") { ratio[name, ++nratio[name]] = r + 0 }
-    if ($5 != "-" && $6 != "-") { rss_o[name, run] = $5 + 0; rss_t[name, run] = $6 + 0; has_rss[name] = 1 }
+    if ($5 != "-" && $6 != "-") { rss_o[name, run] = $5 + 0; rss_t[name, run] = $6 + 0 }
     split($8, sp, "/")
     if (sp[1] != "-") { spread[name, ++nspread[name]] = sp[1] + 0; spread_run[name, nspread[name]] = run }
 }
@@ -38,7 +38,7 @@ function median(name,    n, i, j, v, tmp) {
     for (i = 2; i <= n; i++) { tmp = v[i]; for (j = i - 1; j >= 1 && v[j] > tmp; j--) v[j + 1] = v[j]; v[j + 1] = tmp }
     return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
 }
-function readings(name, key,    i, s) {
+function readings(name,    i, s) {
     s = ""
     for (i = 1; i <= nratio[name]; i++) s = s (i > 1 ? " " : "") sprintf("%.2f", ratio[name, i])
     return s
