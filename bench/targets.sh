@@ -53,7 +53,8 @@ function verdict(label, name, target,    m) {
     printf "%-40s %-26s %7.2fx  >= %.1fx  %s\n", label, readings(name), m, target, ok ? "met" : "NOT met"
 }
 END {
-    printf "%d run(s)\n%-40s %-26s %8s  %-7s  %s\n", runs, "target row", "ratios (torch / ours)", "median", "target", "verdict"
+    printf "%d run(s)\n", runs
+    printf "%-40s %-26s %8s  %-7s  %s\n", "target row", "ratios (torch / ours)", "median", "target", "verdict"
     verdict("small REPA-E step, plain", "repae_step_small_plain_B32", 1.6)
     verdict("small REPA-E step, full", "repae_step_small_full_B32", 1.6)
     verdict("SiT-B/2 forward + backward", "sit_b2_train_B4", 1.6)
