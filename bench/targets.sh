@@ -44,7 +44,7 @@ function readings(name,    i, s) {
     for (i = 1; i <= nratio[name]; i++) s = s (i > 1 ? " " : "") sprintf("%.2f", ratio[name, i])
     return s
 }
-function verdict(label, name, target,    m) {
+function verdict(label, name, target,    m, ok) {
     total++
     if (!(name in nratio)) { printf "%-40s %-26s %8s  >= %.1fx  no reading\n", label, "-", "-", target; return }
     m = median(name)
