@@ -21,6 +21,10 @@
 #include "io/image.h"
 #include "io/metrics_read.h"
 #include "io/npz.h"
+#include "io/safetensors.h"
+#include "models/params.h"
+#include "models/sit.h"
+#include "models/vae.h"
 #include "test.h"
 
 static char tmpdir[64];
@@ -404,6 +408,61 @@ static void test_image_folder_problems_refused(void)
     CHECK(run_in_child(folder_child, root, err, sizeof err) == 0, "the folder must load again: %s", err);
 }
 
+/* ---- fuzz find (model_config harness): numbers in a model's JSON ----
+ * A file's metadata JSON may say 1e300 or 2.5 where a count belongs; casting
+ * that to int was undefined behaviour (UBSan: "1e+300 is outside the range of
+ * representable values of type 'int'"), and widths whose product overflows
+ * int slipped past vae_config_check's divisibility test.  The sanitizer
+ * builds (make test-asan) abort on either, so there this test fails on the
+ * old code; the plain build checks the messages. */
+
+static void vae_check_child(void *ctx) { vae_config_check(ctx); }
+
+static void test_model_config_numbers_checked(void)
+{
+    const char *junk[] = {
+        "{\"ch\": 1e300}", "{\"ch\": 2.5}", "{\"z_channels\": -1e19}", "{\"ch_mult\": [1, 1e10]}",
+        "{\"norm_groups\": 1e999}",
+    };
+    for (size_t i = 0; i < sizeof junk / sizeof *junk; i++) {
+        vae_config c;
+        CHECK(vae_config_from_json(junk[i], &c) == -1, "vae_config_from_json(%s) refused", junk[i]);
+    }
+    vae_config c;
+    CHECK(vae_config_from_json("{\"ch\": 64, \"ch_mult\": [1, 2], \"norm_groups\": 32}", &c) == 0 &&
+              c.ch == 64 && c.n_levels == 2 && c.ch_mult[1] == 2,
+          "a whole-number VAE config still reads");
+    c.ch = 65536, c.ch_mult[0] = 65536, c.norm_groups = 1;
+    expect_die("VAE widths whose product overflows int", vae_check_child, &c,
+               "level 0 width 65536×65536 is not in [1, 65536]");
+    c.ch = 1 << 20, c.ch_mult[0] = 1;
+    expect_die("a VAE 2^20 channels wide", vae_check_child, &c, "VAE configuration too large (ch 1048576");
+
+    /* A SiT whose recorded options are junk numbers: `repae inspect` falls
+     * back to what the shapes say (heads guessed), as for absent options. */
+    sit_config sc = sit_config_default();
+    sc.depth = 1, sc.hidden = 8, sc.heads = 2, sc.patch = 2, sc.in_channels = 1, sc.input_size = 4;
+    sc.num_classes = 2, sc.encoder_depth = 1, sc.projector_dim = 8, sc.n_encoders = 1, sc.z_dims[0] = 4;
+    sit m;
+    sit_build(&m, &sc);
+    float *w = param_alloc(&m.table);
+    st_writer *sw = st_writer_new();
+    param_save(&m.table, w, sw, "");
+    st_writer_set_metadata(sw, "config",
+                           "{\"model\": \"custom\", \"sit_heads\": 1e300, \"num_heads\": -1e300, "
+                           "\"encoder_depth\": 1e300, \"cfg_prob\": 0.1}");
+    const char *path = tmp("sit_junk_numbers.safetensors");
+    st_writer_save(sw, path);
+    st_writer_free(sw);
+    free(w);
+    sit_free(&m);
+    char cmd[512], out[8192], err[4096];
+    snprintf(cmd, sizeof cmd, "%s inspect %s", repae_bin(), path);
+    int status = run_command(cmd, out, sizeof out, err, sizeof err);
+    CHECK(status == 0 && strstr(out, "heads not recorded in the file: a guess"),
+          "repae inspect on junk numbers: status %d, stdout '%s', stderr '%s'", status, out, err);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/repae_bad_XXXXXX");
@@ -417,6 +476,7 @@ int main(void)
     RUN(test_latent_cache_bad_labels_refused);
     RUN(test_sizes_checked_before_allocating);
     RUN(test_image_folder_problems_refused);
+    RUN(test_model_config_numbers_checked);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0)

@@ -1,5 +1,6 @@
 #include "cli/model_files.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +54,13 @@ double mf_json_num(const cJSON *j, const char *key, double def)
     return def;
 }
 
+int mf_json_int(const cJSON *j, const char *key, int def)
+{
+    double v = mf_json_num(j, key, def);
+    /* a file's junk (1e300, 2.5, inf) is no count: casting it would be undefined */
+    return v >= INT_MIN && v <= INT_MAX && v == floor(v) ? (int)v : def;
+}
+
 const char *mf_json_str(const cJSON *j, const char *key, const char *def)
 {
     const cJSON *v = j ? cJSON_GetObjectItemCaseSensitive(j, key) : NULL;
@@ -65,7 +73,7 @@ int mf_sit_heads(const cJSON *j, int hidden, int heads)
         return heads;
     const char *model = mf_json_str(j, "model", NULL);
     if (model && !strcmp(model, "custom")) {
-        int h = (int)mf_json_num(j, "sit_heads", 0);
+        int h = mf_json_int(j, "sit_heads", 0);
         if (h > 0 && hidden % h == 0)
             return h;
     } else if (model) {
@@ -73,7 +81,7 @@ int mf_sit_heads(const cJSON *j, int hidden, int heads)
         if (sit_config_preset(&c, model) == 0 && c.hidden == hidden)
             return c.heads;
     }
-    int h = (int)mf_json_num(j, "num_heads", 0);
+    int h = mf_json_int(j, "num_heads", 0);
     if (h > 0 && hidden % h == 0)
         return h;
     return sit_heads_for_hidden(hidden);
@@ -107,7 +115,7 @@ int mf_sit_config(sit_config *cfg, const safetensors *st, const char *prefix, co
     cfg->class_dropout_prob = (float)mf_json_num(j, "cfg_prob", mf_json_num(j, "class_dropout_prob", 0.1));
     cfg->encoder_depth = 1;
     sit_config_from_weights(cfg, st, prefix, heads);
-    int ed = (int)mf_json_num(j, "encoder_depth", 0);
+    int ed = mf_json_int(j, "encoder_depth", 0);
     cfg->encoder_depth = ed >= 1 && ed <= cfg->depth ? ed : (cfg->depth < 8 ? cfg->depth : 8);
     cfg->bn_momentum = (float)mf_json_num(j, "bn_momentum", cfg->bn_momentum);
     sit_config_check(cfg);
@@ -124,9 +132,9 @@ void mf_vae_config(vae_config *cfg, const safetensors *st, const char *prefix, c
         const char *preset = mf_json_str(j, "vae", NULL);
         const cJSON *ck = j ? cJSON_GetObjectItemCaseSensitive(j, "vae_ckpt") : NULL;
         if (preset && !strcmp(preset, "custom") && !cJSON_IsString(ck))
-            g = (int)mf_json_num(j, "vae_norm_groups", 0); /* a checkpoint of a custom-VAE run */
+            g = mf_json_int(j, "vae_norm_groups", 0); /* a checkpoint of a custom-VAE run */
         else if (!preset)
-            g = (int)mf_json_num(j, "norm_groups", 0); /* a converted file's config */
+            g = mf_json_int(j, "norm_groups", 0); /* a converted file's config */
     }
     if (g > 0)
         cfg->norm_groups = g;
@@ -173,7 +181,7 @@ vit_config mf_vit_config(const safetensors *st, const char *prefix, const cJSON 
         die("'%s': no DINOv2 ViT under prefix '%s' (no %s [1, 1, D])", st->path, prefix, key);
     int width = (int)t->shape[2];
     if (heads <= 0) {
-        int h = (int)mf_json_num(j, "num_heads", 0);
+        int h = mf_json_int(j, "num_heads", 0);
         heads = h > 0 && width % h == 0 ? h : vit_heads_for_width(width);
     }
     if (heads <= 0 && guess)

@@ -29,8 +29,10 @@ int mf_is_checkpoint(const safetensors *st);
 /* The file's options: metadata `args` (checkpoints) or `config` (fixtures,
  * converted weights), parsed; NULL if neither is JSON.  cJSON_Delete it. */
 cJSON *mf_metadata_json(const safetensors *st);
-/* Numbers/strings from that JSON with defaults (j may be NULL). */
+/* Numbers/strings from that JSON with defaults (j may be NULL); mf_json_int
+ * gives def also for a number that is not a whole number in int's range. */
 double mf_json_num(const cJSON *j, const char *key, double def);
+int mf_json_int(const cJSON *j, const char *key, int def);
 const char *mf_json_str(const cJSON *j, const char *key, const char *def);
 
 /* The attention heads a SiT of this width was built with: `heads` if > 0,

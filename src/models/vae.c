@@ -3,6 +3,8 @@
 #include "models/vae.h"
 
 #include <cjson/cJSON.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,12 +49,39 @@ void vae_config_check(const vae_config *c)
             c->resolution, c->norm_groups);
     if (!c->double_z)
         die("VAE configuration: double_z = false is not an AutoencoderKL (the posterior needs mean and logvar)");
+    /* Bounds far above any released VAE (SD: widths up to 512, z 4 to 32),
+     * so that widths, their products and the parameter count cannot
+     * overflow whatever a file's metadata says. */
+    if (c->ch > VAE_MAX_WIDTH || c->z_channels > VAE_MAX_Z || c->in_channels > VAE_MAX_IMAGE_CHANNELS ||
+        c->out_ch > VAE_MAX_IMAGE_CHANNELS || c->num_res_blocks > VAE_MAX_RES_BLOCKS ||
+        c->resolution > VAE_MAX_RESOLUTION)
+        die("VAE configuration too large (ch %d, z %d, in %d, out %d, %d res blocks, resolution %d; at most %d, %d, "
+            "%d, %d, %d, %d)",
+            c->ch, c->z_channels, c->in_channels, c->out_ch, c->num_res_blocks, c->resolution, VAE_MAX_WIDTH,
+            VAE_MAX_Z, VAE_MAX_IMAGE_CHANNELS, VAE_MAX_IMAGE_CHANNELS, VAE_MAX_RES_BLOCKS, VAE_MAX_RESOLUTION);
     if (c->ch % c->norm_groups)
         die("VAE configuration: ch %d is not divisible by %d GroupNorm groups", c->ch, c->norm_groups);
-    for (int l = 0; l < c->n_levels; l++)
-        if (c->ch_mult[l] <= 0 || (c->ch * c->ch_mult[l]) % c->norm_groups)
+    for (int l = 0; l < c->n_levels; l++) {
+        long long width = (long long)c->ch * c->ch_mult[l];
+        if (c->ch_mult[l] <= 0 || width > VAE_MAX_WIDTH)
+            die("VAE configuration: level %d width %d×%d is not in [1, %d]", l, c->ch, c->ch_mult[l], VAE_MAX_WIDTH);
+        if (width % c->norm_groups)
             die("VAE configuration: level %d width %d×%d is not a positive multiple of %d GroupNorm groups", l,
                 c->ch, c->ch_mult[l], c->norm_groups);
+    }
+}
+
+/* A JSON number that is an int: finite, whole, in int's range (a cast of
+ * anything else is undefined behaviour). */
+static int json_number_int(const cJSON *j, int *out)
+{
+    if (!cJSON_IsNumber(j))
+        return -1;
+    double v = j->valuedouble;
+    if (!(v >= INT_MIN && v <= INT_MAX) || v != floor(v))
+        return -1;
+    *out = (int)v;
+    return 0;
 }
 
 static int json_int(const cJSON *o, const char *key, int *out)
@@ -64,10 +93,7 @@ static int json_int(const cJSON *o, const char *key, int *out)
         *out = cJSON_IsTrue(j);
         return 0;
     }
-    if (!cJSON_IsNumber(j))
-        return -1;
-    *out = (int)j->valuedouble;
-    return 0;
+    return json_number_int(j, out);
 }
 
 static int json_int_list(const cJSON *o, const char *key, int *out, int *n, int max)
@@ -81,9 +107,8 @@ static int json_int_list(const cJSON *o, const char *key, int *out, int *n, int 
     const cJSON *e;
     cJSON_ArrayForEach(e, j)
     {
-        if (!cJSON_IsNumber(e))
+        if (json_number_int(e, &out[k++]) != 0)
             return -1;
-        out[k++] = (int)e->valuedouble;
     }
     *n = k;
     return 0;

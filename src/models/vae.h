@@ -62,6 +62,13 @@
 
 #define VAE_MAX_LEVELS 8
 #define VAE_MAX_ATTN 8
+/* vae_config_check's upper bounds (any level's width, latent and image
+ * channels, res blocks per level, nominal resolution). */
+#define VAE_MAX_WIDTH 65536
+#define VAE_MAX_Z 4096
+#define VAE_MAX_IMAGE_CHANNELS 64
+#define VAE_MAX_RES_BLOCKS 64
+#define VAE_MAX_RESOLUTION 65536
 #define VAE_GN_EPS 1e-6f
 #define VAE_LOGVAR_MIN -30.0f
 #define VAE_LOGVAR_MAX 20.0f
