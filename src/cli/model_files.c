@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/path.h"
+#include "core/whole_number.h"
 #include "train/latents_stats.h"
 #include "models/vae_diffusers.h"
 #include "train/checkpoint.h"
@@ -58,7 +59,7 @@ int mf_json_int(const cJSON *j, const char *key, int def)
 {
     double v = mf_json_num(j, key, def);
     /* a file's junk (1e300, 2.5, inf) is no count: casting it would be undefined */
-    return v >= INT_MIN && v <= INT_MAX && v == floor(v) ? (int)v : def;
+    return whole_number_in(v, INT_MIN, INT_MAX) ? (int)v : def;
 }
 
 const char *mf_json_str(const cJSON *j, const char *key, const char *def)

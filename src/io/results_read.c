@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/whole_number.h"
 #include "io/jsonl_lines.h"
 
 #define MAX_RUN_NAME 64
@@ -19,8 +20,7 @@ static double integer_field(const cJSON *obj, const char *key, double lo, double
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
     if (!v)
         die("'%s': line %ld: no \"%s\"", path, lineno, key);
-    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble != floor(v->valuedouble) ||
-        v->valuedouble < lo || v->valuedouble > hi)
+    if (!cJSON_IsNumber(v) || !whole_number_in(v->valuedouble, lo, hi))
         die("'%s': line %ld: \"%s\" must be an integer between %.0f and %.0f", path, lineno, key, lo, hi);
     return v->valuedouble;
 }

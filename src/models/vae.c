@@ -4,12 +4,12 @@
 
 #include <cjson/cJSON.h>
 #include <limits.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
+#include "core/whole_number.h"
 #include "io/weights_file.h"
 #include "models/vae_diffusers.h"
 
@@ -77,10 +77,9 @@ static int json_number_int(const cJSON *j, int *out)
 {
     if (!cJSON_IsNumber(j))
         return -1;
-    double v = j->valuedouble;
-    if (!(v >= INT_MIN && v <= INT_MAX) || v != floor(v))
+    if (!whole_number_in(j->valuedouble, INT_MIN, INT_MAX))
         return -1;
-    *out = (int)v;
+    *out = (int)j->valuedouble;
     return 0;
 }
 

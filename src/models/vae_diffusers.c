@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "core/whole_number.h"
 #include "io/safetensors.h"
 
 /* config.json files of real VAEs are about 1 kB; anything near this is not one. */
@@ -159,7 +160,7 @@ static int get_int(const cJSON *o, const char *path, const char *key, int def, i
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!j)
         return def;
-    if (!cJSON_IsNumber(j) || j->valuedouble != floor(j->valuedouble) || j->valuedouble < lo || j->valuedouble > hi)
+    if (!cJSON_IsNumber(j) || !whole_number_in(j->valuedouble, lo, hi))
         die("'%s': field \"%s\" must be an integer in [%d, %d] (it is %s%s)", path, key, lo, hi, json_type(j),
             cJSON_IsNumber(j) ? " out of range or fractional" : "");
     return (int)j->valuedouble;
@@ -315,8 +316,7 @@ static void parse_config(const char *dir, dv_config *d)
         L = 0;
         cJSON_ArrayForEach(e, boc)
         {
-            if (!cJSON_IsNumber(e) || e->valuedouble != floor(e->valuedouble) || e->valuedouble < 1 ||
-                e->valuedouble > 65536)
+            if (!cJSON_IsNumber(e) || !whole_number_in(e->valuedouble, 1, 65536))
                 die("'%s': field \"block_out_channels\"[%d] must be an integer in [1, 65536]", path, L);
             widths[L++] = (int)e->valuedouble;
         }
