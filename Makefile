@@ -56,7 +56,7 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 LIB      := $(BUILD)/librepae.a
 PROGRAM  := $(BUILD)/repae
 
-.PHONY: all test test-asan test-no-avx512 bench bench-targets fixtures clean fuzz fuzz-build fuzz-replay
+.PHONY: all test test-asan test-no-avx512 bench bench-paper bench-targets fixtures clean fuzz fuzz-build fuzz-replay
 .SECONDARY:
 all: $(PROGRAM) repae
 
@@ -110,6 +110,11 @@ test-no-avx512:
 
 bench: $(BENCH_BIN)
 	@PYTHON=$(PYTHON) BUILD=$(BUILD) sh bench/run_bench.sh
+
+# One REPA-E step at the paper's scale (SD-VAE, SiT-B/2, DINOv2-B, PatchGAN,
+# LPIPS at 256², batch 2) next to torch's: ~7 minutes, not part of `make bench`.
+bench-paper: $(BENCH_BIN)
+	@PYTHON=$(PYTHON) BUILD=$(BUILD) BENCH_PAPER=1 BENCH_ONLY=repae_step_sitb2_256_B2 sh bench/run_bench.sh
 
 # The performance issue's verdict on this host: BENCH_RUNS complete `make
 # bench` runs (each table kept as $(BUILD)/bench/table-run<i>.txt), then

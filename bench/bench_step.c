@@ -21,6 +21,20 @@
  *                                SiT denoising update, EMA
  * One warm-up step, then the median of 5 (BENCH_REPS overrides).
  *
+ * Not in --list (so not in `make bench`: torch needs ~30 s per step there;
+ * `make bench-paper` runs it):
+ *   repae_step_sitb2_256_B2      one REPA-E step at the paper's scale with
+ *                                SiT-B/2: batch 2 of random 256×256×3 uint8
+ *                                images, 1000 classes; SD-VAE f8d4 (latent
+ *                                4×32×32), SiT-B/2 (encoder_depth 4,
+ *                                projector 2048 → 768), DINOv2-B/14 at 224
+ *                                (bicubic resize, the reference's
+ *                                preprocessing), PatchGAN ndf 64 n_layers 3,
+ *                                LPIPS (VGG16, full width, weight 1); random
+ *                                weights of the right shapes (no pretrained
+ *                                file is needed for a timing).  One warm-up,
+ *                                median of 3.
+ *
  * bench_step --phases [TORCH_RESULTS] times the parts of the full step
  * separately (not part of `make bench`; the torch side is
  * `bench_torch_models.py phases`): encoder forward, VAE forward+backward
@@ -33,6 +47,7 @@
 #include "bench_common.h"
 #include "diffusion/denoising_objective.h"
 #include "models/discriminator.h"
+#include "models/lpips.h"
 #include "models/encoder_preprocess.h"
 #include "models/sit.h"
 #include "models/vae.h"
@@ -133,6 +148,84 @@ static void random_batch(uint8_t *images, int *labels)
         images[i] = (uint8_t)rng_below(&r, 256);
     for (int i = 0; i < B; i++)
         labels[i] = (int)rng_below(&r, 10);
+}
+
+/* ---- the paper's scale ---- */
+
+enum { PAPER_B = 2, PAPER_IMG = 256, PAPER_CLASSES = 1000 };
+
+typedef struct {
+    vae v;
+    vit enc;
+    sit s;
+    discriminator d;
+    lpips lp;
+    float *vae_params, *enc_params, *sit_params, *disc_params, *lpips_params;
+} paper_models;
+
+static void build_paper(paper_models *m)
+{
+    vae_config vc;
+    vae_preset("f8d4", &vc);
+    vc.resolution = PAPER_IMG;
+    vae_config_check(&vc);
+    vae_build(&m->v, &vc);
+    m->vae_params = param_alloc(&m->v.table);
+    vae_init_weights(&m->v, m->vae_params, 1);
+    vit_config ec = vit_preset("dinov2-vit-b", encoder_input_size(ENC_PRE_DINOV2, PAPER_IMG));
+    vit_config_check(&ec);
+    vit_build(&m->enc, &ec);
+    m->enc_params = param_alloc(&m->enc.table);
+    vit_init_weights(&m->enc, m->enc_params, 2);
+    sit_config sc = sit_config_default();
+    sit_config_preset(&sc, "SiT-B/2");
+    sc.in_channels = 4, sc.input_size = PAPER_IMG / 8, sc.num_classes = PAPER_CLASSES;
+    sc.encoder_depth = 4, sc.projector_dim = 2048, sc.n_encoders = 1, sc.z_dims[0] = ec.embed_dim;
+    sit_config_check(&sc);
+    sit_build(&m->s, &sc);
+    m->sit_params = param_alloc(&m->s.table);
+    sit_init_weights(&m->s, m->sit_params, 3);
+    disc_build(&m->d, &(disc_config){3, 64, 3});
+    m->disc_params = param_alloc(&m->d.table);
+    disc_init_weights(&m->d, m->disc_params, 4);
+    lpips_build(&m->lp, 1);
+    m->lpips_params = param_alloc(&m->lp.table);
+    lpips_init_weights(&m->lp, m->lpips_params, 5);
+}
+
+static void free_paper(paper_models *m)
+{
+    vae_free(&m->v), vit_free(&m->enc), sit_free(&m->s), disc_free(&m->d), lpips_free(&m->lp);
+    free(m->vae_params), free(m->enc_params), free(m->sit_params), free(m->disc_params), free(m->lpips_params);
+}
+
+static void bench_step_paper(const char *name)
+{
+    paper_models m;
+    build_paper(&m);
+    repae_config rc = repae_config_default();
+    rc.batch = PAPER_B;
+    rc.enc_pre = ENC_PRE_DINOV2;
+    step_ctx c;
+    repae_trainer_init(&c.t, &rc, &m.v, m.vae_params, &m.s, m.sit_params, &m.enc, m.enc_params, &m.d, m.disc_params,
+                       &m.lp, m.lpips_params, PAPER_IMG, PAPER_IMG, 3);
+    const size_t n = (size_t)PAPER_B * 3 * PAPER_IMG * PAPER_IMG;
+    c.images = xmalloc(n);
+    c.labels = xmalloc(PAPER_B * sizeof(int));
+    rng r = rng_new(5, 0);
+    for (size_t i = 0; i < n; i++)
+        c.images[i] = (uint8_t)rng_below(&r, 256);
+    for (int i = 0; i < PAPER_B; i++)
+        c.labels[i] = (int)rng_below(&r, PAPER_CLASSES);
+    double ms = time_median(run_step, &c, bench_reps(3));
+    char note[160];
+    snprintf(note, sizeof note, "VAE %.1f M, SiT %.1f M params, arena %.0f MiB",
+             param_count(&m.v.table, PARAM_TRAINABLE) / 1e6, sit_param_count(&m.s, true) / 1e6,
+             c.t.ar.capacity / 1048576.0);
+    bench_row(name, ms, peak_rss_kib(), note);
+    repae_trainer_free(&c.t);
+    free(c.images), free(c.labels);
+    free_paper(&m);
 }
 
 static void bench_step(const char *name, bool full)
@@ -324,6 +417,8 @@ int main(int argc, char **argv)
         bench_step(argv[1], true);
     else if (!strcmp(argv[1], names[1]))
         bench_step(argv[1], false);
+    else if (!strcmp(argv[1], "repae_step_sitb2_256_B2"))
+        bench_step_paper(argv[1]);
     else
         die("bench_step: unknown benchmark '%s' (see --list)", argv[1]);
     return 0;

@@ -28,6 +28,8 @@
 #   BENCH_ONLY="a b"     run only these model/step benchmarks (and no kernels)
 #   BENCH_REPS=n         timed runs after the warm-up, for every benchmark
 #   BENCH_SAMPLE_BATCH=n images per sampling run (default 1; CFG doubles it)
+#   BENCH_PAPER=1        also the REPA-E step at the paper's scale (repae_step_sitb2_256_B2:
+#                        ~7 min, torch ~70 s a step; `make bench-paper` runs it alone)
 set -e
 BUILD=${BUILD:-build}
 PYTHON=${PYTHON:-/usr/bin/python3}
@@ -103,6 +105,9 @@ wait_quiet() {
 
 models=$("$OUT/bench_models" --list)
 steps=$("$OUT/bench_step" --list)
+if [ -n "$BENCH_PAPER" ] && [ "$BENCH_PAPER" != 0 ]; then
+    steps="$steps repae_step_sitb2_256_B2"
+fi
 # The control row (host_steadiness_gemm_x60, first of bench_models' list:
 # identical GEMMs whose spread is the host's own) once more at the end, so
 # that the model and step rows are bracketed by two readings of the host.

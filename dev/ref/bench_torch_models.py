@@ -28,12 +28,17 @@ Names:
                                  width 192 depth 4 (REPA targets), PatchGAN ndf 64 n_layers 3, no LPIPS
   repae_step_small_plain_B32     the same without encoder / GAN / LPIPS: VAE L1+KL update, SiT
                                  denoising update, EMA
+  repae_step_sitb2_256_B2        (not in make bench; make bench-paper) one REPA-E step at the paper's
+                                 scale: batch 2 of 256x256x3, SD-VAE f8d4, SiT-B/2 encoder_depth 4
+                                 projector 2048 -> 768, DINOv2-B/14 at 224 (bicubic resize), PatchGAN
+                                 ndf 64 n_layers 3, LPIPS (VGG16, weight 1); median of 3
   phases                         (not in make bench) the full small step's parts, one line each, as
                                  bench/bench_step --phases
   profile NAME                   (not in make bench; bench/profile.sh) NAME's iteration under
                                  torch.profiler: self CPU ms per iteration by op class, one
                                  "class ms" line each (after one warm-up, mean of 3 iterations)
 """
+import copy
 import math
 import os
 import resource
@@ -46,8 +51,8 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from repae_ref.sit import SiT, interpolant, sit_preset  # noqa: E402
 from repae_ref.vae import AutoencoderKL, vae_f8d4  # noqa: E402
-from repae_ref.vae_loss import NLayerDiscriminator, discriminator_loss, generator_loss  # noqa: E402
-from repae_ref.vit import DinoVisionTransformer  # noqa: E402
+from repae_ref.vae_loss import LPIPS, NLayerDiscriminator, discriminator_loss, generator_loss  # noqa: E402
+from repae_ref.vit import DinoVisionTransformer, dinov2_preset  # noqa: E402
 
 
 def reps(default):
@@ -208,27 +213,58 @@ def bench_repae_step(B, full):
     sit = SiT(z_dims=[192] if full else [], **SMALL["sit"])
     ema = SiT(z_dims=[192] if full else [], **SMALL["sit"])
     ema.load_state_dict(sit.state_dict())
+    enc = DinoVisionTransformer(**SMALL["enc"]) if full else None
+    disc = NLayerDiscriminator(**SMALL["disc"]) if full else None
+    images = torch.randint(0, 256, (B, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.randint(0, 10, (B,))
+    return median_ms(repae_step_fn(vae, sit, ema, enc, disc, None, images, labels, enc_size=None), reps(5))
+
+
+def bench_repae_step_paper(B):
+    """The paper's scale with SiT-B/2 (bench_step.c's repae_step_sitb2_256_B2): 256x256 RGB, SD-VAE f8d4,
+    SiT-B/2 (encoder_depth 4, projector 2048 -> 768), DINOv2-B/14 at 224 (the reference's preprocess_raw_image:
+    ImageNet mean/std, then bicubic resize), PatchGAN ndf 64 n_layers 3, LPIPS (VGG16) with weight 1."""
+    torch.manual_seed(0)
+    vae = vae_f8d4()
+    sit = sit_preset("SiT-B/2", input_size=32, in_channels=4, num_classes=1000, encoder_depth=4,
+                     projector_dim=2048, z_dims=[768])
+    enc = dinov2_preset("b", img_size=224)
+    disc = NLayerDiscriminator(3, 64, 3)
+    lpips = LPIPS(1)
+    images = torch.randint(0, 256, (B, 3, 256, 256), dtype=torch.uint8)
+    labels = torch.randint(0, 1000, (B,))
+    return median_ms(repae_step_fn(vae, sit, copy.deepcopy(sit), enc, disc, lpips, images, labels, enc_size=224),
+                     reps(3))
+
+
+def repae_step_fn(vae, sit, ema, enc, disc, lpips, images, labels, enc_size):
+    """One REPA-E step (repae_step_ref.py's loop) as a closure; ema: a copy of sit.  No enc/disc: the plain
+    step (L1 + KL, no alignment pass, no GAN); enc_size: the encoder's input size (None: the images' own)."""
+    full = enc is not None
     set_requires_grad(ema, False)
-    enc = disc = None
     if full:
-        enc = DinoVisionTransformer(**SMALL["enc"]).eval()
+        enc.eval()
         set_requires_grad(enc, False)
-        disc = NLayerDiscriminator(**SMALL["disc"]).train()
+        disc.train()
+    if lpips is not None:
+        lpips.eval()
+        set_requires_grad(lpips, False)
     opt_sit = torch.optim.AdamW(sit.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0)
     opt_vae = torch.optim.AdamW(vae.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0)
     opt_disc = (torch.optim.AdamW(disc.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0)
                 if full else None)
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-    images = torch.randint(0, 256, (B, 3, 32, 32), dtype=torch.uint8)
-    labels = torch.randint(0, 10, (B,))
     ema_decay = 0.9999
 
     def step():
         zs = []
         if full:
             with torch.no_grad():
-                zs = [enc.forward_features(((images.float() / 255) - mean) / std)["x_norm_patchtokens"]]
+                enc_in = ((images.float() / 255) - mean) / std
+                if enc_size is not None:
+                    enc_in = F.interpolate(enc_in, size=(enc_size, enc_size), mode="bicubic", align_corners=False)
+                zs = [enc.forward_features(enc_in)["x_norm_patchtokens"]]
         vae.train()
         sit.train()
         x = images.float() / 127.5 - 1
@@ -236,7 +272,7 @@ def bench_repae_step(B, full):
         set_requires_grad(sit, False)
         sit.eval()
         if full:
-            vae_loss, _ = generator_loss(x, recon, posterior.mean, posterior.logvar, disc, None, kl_weight=1e-6,
+            vae_loss, _ = generator_loss(x, recon, posterior.mean, posterior.logvar, disc, lpips, kl_weight=1e-6,
                                          disc_weight=0.1)
             out_a = sit(z, labels, zs, align_only=True)
             vae_loss = vae_loss + 1.5 * out_a["proj_loss"]
@@ -271,7 +307,7 @@ def bench_repae_step(B, full):
                 else:
                     ema_state[k].copy_(v)
 
-    return median_ms(step, reps(5))
+    return step
 
 
 def bench_phases(B=32):
@@ -418,6 +454,8 @@ def main():
         ms = bench_repae_step(32, True)
     elif name == "repae_step_small_plain_B32":
         ms = bench_repae_step(32, False)
+    elif name == "repae_step_sitb2_256_B2":
+        ms = bench_repae_step_paper(2)
     else:
         sys.exit(f"bench_torch_models.py: unknown benchmark '{name}'")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
