@@ -141,13 +141,28 @@ static void free_small(small_models *m)
     }
 }
 
-static void random_batch(uint8_t *images, int *labels)
+/* n images of `pixels` uint8 values each, and their labels below `classes`. */
+static void random_batch(uint8_t *images, int *labels, int n, size_t pixels, int classes)
 {
     rng r = rng_new(5, 0);
-    for (size_t i = 0; i < (size_t)B * 3 * IMG * IMG; i++)
+    for (size_t i = 0; i < (size_t)n * pixels; i++)
         images[i] = (uint8_t)rng_below(&r, 256);
-    for (int i = 0; i < B; i++)
-        labels[i] = (int)rng_below(&r, 10);
+    for (int i = 0; i < n; i++)
+        labels[i] = (int)rng_below(&r, (uint32_t)classes);
+}
+
+/* Times c's step (reps after one warm-up), prints the row, frees the
+ * trainer and the batch. */
+static void time_step_row(const char *name, step_ctx *c, int reps, const vae *v, const sit *s, bool projectors)
+{
+    double ms = time_median(run_step, c, bench_reps(reps));
+    char note[160];
+    snprintf(note, sizeof note, "VAE %.2f M, SiT %.2f M params, arena %.0f MiB",
+             param_count(&v->table, PARAM_TRAINABLE) / 1e6, sit_param_count(s, projectors) / 1e6,
+             c->t.ar.capacity / 1048576.0);
+    bench_row(name, ms, peak_rss_kib(), note);
+    repae_trainer_free(&c->t);
+    free(c->images), free(c->labels);
 }
 
 /* ---- the paper's scale ---- */
@@ -209,22 +224,11 @@ static void bench_step_paper(const char *name)
     step_ctx c;
     repae_trainer_init(&c.t, &rc, &m.v, m.vae_params, &m.s, m.sit_params, &m.enc, m.enc_params, &m.d, m.disc_params,
                        &m.lp, m.lpips_params, PAPER_IMG, PAPER_IMG, 3);
-    const size_t n = (size_t)PAPER_B * 3 * PAPER_IMG * PAPER_IMG;
-    c.images = xmalloc(n);
+    const size_t pixels = (size_t)3 * PAPER_IMG * PAPER_IMG;
+    c.images = xmalloc(PAPER_B * pixels);
     c.labels = xmalloc(PAPER_B * sizeof(int));
-    rng r = rng_new(5, 0);
-    for (size_t i = 0; i < n; i++)
-        c.images[i] = (uint8_t)rng_below(&r, 256);
-    for (int i = 0; i < PAPER_B; i++)
-        c.labels[i] = (int)rng_below(&r, PAPER_CLASSES);
-    double ms = time_median(run_step, &c, bench_reps(3));
-    char note[160];
-    snprintf(note, sizeof note, "VAE %.1f M, SiT %.1f M params, arena %.0f MiB",
-             param_count(&m.v.table, PARAM_TRAINABLE) / 1e6, sit_param_count(&m.s, true) / 1e6,
-             c.t.ar.capacity / 1048576.0);
-    bench_row(name, ms, peak_rss_kib(), note);
-    repae_trainer_free(&c.t);
-    free(c.images), free(c.labels);
+    random_batch(c.images, c.labels, PAPER_B, pixels, PAPER_CLASSES);
+    time_step_row(name, &c, 3, &m.v, &m.s, true);
     free_paper(&m);
 }
 
@@ -242,15 +246,8 @@ static void bench_step(const char *name, bool full)
                        full ? m.enc_params : NULL, full ? &m.d : NULL, m.disc_params, NULL, NULL, IMG, IMG, 3);
     c.images = xmalloc((size_t)B * 3 * IMG * IMG);
     c.labels = xmalloc(B * sizeof(int));
-    random_batch(c.images, c.labels);
-    double ms = time_median(run_step, &c, bench_reps(5));
-    char note[160];
-    snprintf(note, sizeof note, "VAE %.2f M, SiT %.2f M params, arena %.0f MiB",
-             param_count(&m.v.table, PARAM_TRAINABLE) / 1e6, sit_param_count(&m.s, full) / 1e6,
-             c.t.ar.capacity / 1048576.0);
-    bench_row(name, ms, peak_rss_kib(), note);
-    repae_trainer_free(&c.t);
-    free(c.images), free(c.labels);
+    random_batch(c.images, c.labels, B, (size_t)3 * IMG * IMG, 10);
+    time_step_row(name, &c, 5, &m.v, &m.s, full);
     free_small(&m);
 }
 
@@ -362,7 +359,7 @@ static void bench_phases(void)
     c.r = rng_new(9, 0);
     uint8_t *u8 = xmalloc(n);
     c.labels = xmalloc(B * sizeof(int));
-    random_batch(u8, c.labels);
+    random_batch(u8, c.labels, B, (size_t)3 * IMG * IMG, 10);
     c.x = xmalloc(n * sizeof(float)), c.enc_in = xmalloc(n * sizeof(float)), c.recon = xmalloc(n * sizeof(float));
     const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
     for (size_t i = 0; i < n; i++)
