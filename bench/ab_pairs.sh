@@ -44,7 +44,7 @@ build_rev() {
 mkdir -p build-ab
 PA=$(build_rev "$A")
 PB=$(build_rev "$B")
-"$PA" --list | grep -qx "$ROW" || { echo "ab_pairs: no row '$ROW' in $PROG" >&2; exit 2; }
+{ "$PA" --list; [ $PROG = bench_step ] && "$PA" --list-extra; } | grep -qx "$ROW" || { echo "ab_pairs: no row '$ROW' in $PROG" >&2; exit 2; }
 
 time_of() { BENCH_REPS=$REPS "$1" "$ROW" | awk -v r="$ROW" '$1 == r { print $2 }'; }
 TA=""

@@ -2,7 +2,7 @@
  * PyTorch loop of dev/ref/repae_step_ref.py (dev/ref/bench_torch_models.py
  * runs the same names).
  *
- * usage: bench_step --list
+ * usage: bench_step --list | --list-extra
  *        bench_step NAME [TORCH_RESULTS]
  *
  * One benchmark per process (peak RSS = VmHWM at the end).  The small
@@ -21,8 +21,8 @@
  *                                SiT denoising update, EMA
  * One warm-up step, then the median of 5 (BENCH_REPS overrides).
  *
- * Not in --list (so not in `make bench`: torch needs ~30 s per step there;
- * `make bench-paper` runs it):
+ * Not in --list but in --list-extra (so not in `make bench`: torch needs
+ * 70-95 s per step there; `make bench-paper` runs it):
  *   repae_step_sitb2_256_B2      one REPA-E step at the paper's scale with
  *                                SiT-B/2: batch 2 of random 256×256×3 uint8
  *                                images, 1000 classes; SD-VAE f8d4 (latent
@@ -397,9 +397,13 @@ int main(int argc, char **argv)
 {
     omp_spin_default(argv);
     const char *names[] = {"repae_step_small_full_B32", "repae_step_small_plain_B32"};
+    if (argc == 2 && !strcmp(argv[1], "--list-extra")) { /* rows outside `make bench` */
+        printf("repae_step_sitb2_256_B2\n");
+        return 0;
+    }
     if (argc < 2 || !strcmp(argv[1], "--list")) {
         if (argc < 2)
-            fprintf(stderr, "usage: bench_step --list | NAME [TORCH_RESULTS] | --phases [TORCH_RESULTS]\n");
+            fprintf(stderr, "usage: bench_step --list | --list-extra | NAME [TORCH_RESULTS] | --phases [TORCH_RESULTS]\n");
         for (int i = 0; i < 2; i++)
             printf("%s\n", names[i]);
         return argc < 2;

@@ -106,7 +106,7 @@ wait_quiet() {
 models=$("$OUT/bench_models" --list)
 steps=$("$OUT/bench_step" --list)
 if [ -n "$BENCH_PAPER" ] && [ "$BENCH_PAPER" != 0 ]; then
-    steps="$steps repae_step_sitb2_256_B2"
+    steps="$steps $("$OUT/bench_step" --list-extra)"
 fi
 # The control row (host_steadiness_gemm_x60, first of bench_models' list:
 # identical GEMMs whose spread is the host's own) once more at the end, so
