@@ -397,14 +397,15 @@ int main(int argc, char **argv)
 {
     omp_spin_default(argv);
     const char *names[] = {"repae_step_small_full_B32", "repae_step_small_plain_B32"};
-    if (argc == 2 && !strcmp(argv[1], "--list-extra")) { /* rows outside `make bench` */
-        printf("repae_step_sitb2_256_B2\n");
+    const char *paper_name = "repae_step_sitb2_256_B2"; /* --list-extra: outside `make bench` */
+    if (argc == 2 && !strcmp(argv[1], "--list-extra")) {
+        printf("%s\n", paper_name);
         return 0;
     }
     if (argc < 2 || !strcmp(argv[1], "--list")) {
         if (argc < 2)
             fprintf(stderr, "usage: bench_step --list | --list-extra | NAME [TORCH_RESULTS] | --phases [TORCH_RESULTS]\n");
-        for (int i = 0; i < 2; i++)
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
             printf("%s\n", names[i]);
         return argc < 2;
     }
@@ -418,9 +419,9 @@ int main(int argc, char **argv)
         bench_step(argv[1], true);
     else if (!strcmp(argv[1], names[1]))
         bench_step(argv[1], false);
-    else if (!strcmp(argv[1], "repae_step_sitb2_256_B2"))
+    else if (!strcmp(argv[1], paper_name))
         bench_step_paper(argv[1]);
     else
-        die("bench_step: unknown benchmark '%s' (see --list)", argv[1]);
+        die("bench_step: unknown benchmark '%s' (see --list and --list-extra)", argv[1]);
     return 0;
 }
