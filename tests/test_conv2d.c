@@ -425,6 +425,16 @@ static void test_conv2d_shapes(void)
     conv2d_shape wide = conv2d_make(1, 512, 32, 32, 512, 3, 1, 1);
     CHECK(conv2d_workspace_floats(&wide) <= ((size_t)22 << 20), "Winograd workspace for a 32x32x512 conv: %zu floats",
           conv2d_workspace_floats(&wide));
+    /* Wide layers' chunks hold about twice U (2·36·512·512 floats), and stay
+     * that size however large the image: U, dU and the chunk buffers. */
+    const size_t u512 = (size_t)36 * 512 * 512;
+    conv2d_shape wide_big = conv2d_make(8, 512, 256, 256, 512, 3, 1, 1);
+    CHECK(conv2d_workspace_floats(&wide_big) <= 2 * u512 + 2 * u512 + u512 / 4,
+          "Winograd workspace for a 256x256x512 conv, batch 8: %zu floats", conv2d_workspace_floats(&wide_big));
+    conv2d_shape wide_64 = conv2d_make(2, 512, 64, 64, 512, 3, 1, 1);
+    CHECK(conv2d_workspace_floats(&wide_64) >= 2 * u512 + u512,
+          "a 64x64x512 conv, batch 2, should take chunks of about twice U: %zu floats",
+          conv2d_workspace_floats(&wide_64));
 }
 
 /* oneDNN against the direct reference: the PatchGAN's layers (4×4 stride 2
@@ -581,8 +591,9 @@ static void test_conv2d_auto_tile_and_batch_independence(void)
  * on the short last batch. */
 static void test_workspace_monotonic_in_batch(void)
 {
-    const int chans[] = {8, 24, 48, 96, 128}, sizes[] = {8, 16, 32, 64, 96};
-    for (int ci = 0; ci < 5; ci++)
+    /* 256 and 512 channels: chunks sized from U (conv2d_winograd.c) */
+    const int chans[] = {8, 24, 48, 96, 128, 256, 512}, sizes[] = {8, 16, 32, 64, 96};
+    for (int ci = 0; ci < 7; ci++)
         for (int si = 0; si < 5; si++)
             for (int k = 1; k <= 4; k += 2) {
                 size_t prev = 0;

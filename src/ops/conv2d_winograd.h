@@ -14,8 +14,10 @@
  *     P[ξ]  = (A dY Aᵀ)[ξ]           (output adjoint, per tile)
  *     dU[ξ] = P[ξ] · V[ξ]ᵀ,   dg = Gᵀ dU G
  *     dV[ξ] = U[ξ]ᵀ · P[ξ],   dx += B dV Bᵀ  (overlap-added: tiles overlap by 2)
- * Tiles are processed in chunks whose buffers stay around WINO_CHUNK_FLOATS,
- * so the workspace is bounded whatever the image size.  The 16 GEMMs of a
+ * Tiles are processed in chunks whose buffers stay around WINO_CHUNK_FLOATS
+ * (16 MB), or twice U's size for convolutions of ~240 channels and more
+ * (conv2d_winograd.c says why), so the workspace is bounded whatever the
+ * image size.  The 16 GEMMs of a
  * chunk run as one OpenMP loop (OpenBLAS runs single-threaded inside it).
  *
  * F(4×4,3×3) is the same with 6×6 input tiles, 4×4 output blocks and 36
