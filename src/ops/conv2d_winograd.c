@@ -42,8 +42,8 @@ int conv2d_winograd_tile(const conv2d_shape *s)
  * about half the chunk's own, and the chunk no longer stays in L3 (it is
  * written and read back once, instead of U eight times).  512 channels at
  * 64×64, batch 2, forward + backward: 1.25–1.3× faster; the VAE f8d4 row
- * 1.05× (BENCHMARKS.md, session 26).  Layers below ~240 channels keep the
- * 16 MB chunks.  dU sums over tiles chunk by chunk, so a layer that now
+ * 1.05× (BENCHMARKS.md, session 26).  Narrower layers keep the 16 MB
+ * chunks (F(4×4,3×3) below ~240 channels, F(2×2,3×3) below ~360).  dU sums over tiles chunk by chunk, so a layer that now
  * takes fewer chunks gives weight gradients that differ in the last bits. */
 #ifndef WINO_U_CHUNK_RATIO
 #define WINO_U_CHUNK_RATIO 2

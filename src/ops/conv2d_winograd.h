@@ -15,9 +15,9 @@
  *     dU[ξ] = P[ξ] · V[ξ]ᵀ,   dg = Gᵀ dU G
  *     dV[ξ] = U[ξ]ᵀ · P[ξ],   dx += B dV Bᵀ  (overlap-added: tiles overlap by 2)
  * Tiles are processed in chunks whose buffers stay around WINO_CHUNK_FLOATS
- * (16 MB), or twice U's size for convolutions of ~240 channels and more
- * (conv2d_winograd.c says why), so the workspace is bounded whatever the
- * image size.  The 16 GEMMs of a
+ * (16 MB), or twice U's size where that is more (F(4×4,3×3) from ~240
+ * channels in and out, F(2×2,3×3) from ~360; conv2d_winograd.c says why),
+ * so the workspace is bounded whatever the image size.  The 16 GEMMs of a
  * chunk run as one OpenMP loop (OpenBLAS runs single-threaded inside it).
  *
  * F(4×4,3×3) is the same with 6×6 input tiles, 4×4 output blocks and 36
