@@ -34,24 +34,22 @@ int conv2d_winograd_tile(const conv2d_shape *s)
     return 2;
 }
 
-/* Wide convolutions get larger chunks.  Every chunk streams all of U (and,
- * backward, reads and writes all of dU) from memory: 36 MiB each at 512
- * channels, where 16 MB of chunk buffers hold only 64 tiles, so at 64×64
- * and batch 2 such a layer went through U in 8 chunks.  A chunk's buffers
- * are therefore at least WINO_U_CHUNK_RATIO times U: U's traffic is at most
- * about half the chunk's own, and the chunk no longer stays in L3 (it is
- * written and read back once, instead of U eight times).  512 channels at
- * 64×64, batch 2, forward + backward: 1.25–1.3× faster; the VAE f8d4 row
- * 1.05× (BENCHMARKS.md, session 26).  Narrower layers keep the 16 MB
- * chunks (F(4×4,3×3) below ~240 channels, F(2×2,3×3) below ~360).  dU sums over tiles chunk by chunk, so a layer that now
- * takes fewer chunks gives weight gradients that differ in the last bits. */
 #ifndef WINO_U_CHUNK_RATIO
 #define WINO_U_CHUNK_RATIO 2
 #endif
 
 /* The most tile rows a chunk may hold: its buffers (backward keeps V (Ci),
  * P (Co) and dV (Ci) per tile) stay around WINO_CHUNK_FLOATS, or around
- * WINO_U_CHUNK_RATIO times U where that is more. */
+ * WINO_U_CHUNK_RATIO times U where that is more.  Why U: every chunk
+ * streams all of U (and, backward, reads and writes all of dU) from memory,
+ * 36 MiB each at 512 channels, where 16 MB of buffers hold only 64 tiles
+ * (8 passes over U at 64×64, batch 2).  Sized from U, a wide layer's chunk
+ * leaves L3 but is written and read back once, and U's traffic is at most
+ * about half the chunk's own: 512 channels at 64×64, batch 2, forward +
+ * backward 1.25–1.3× faster (BENCHMARKS.md, session 26).  Narrower layers
+ * keep the 16 MB chunks (F(4×4,3×3) below ~240 channels, F(2×2,3×3) below
+ * ~360).  dU sums over tiles chunk by chunk, so a layer that takes fewer
+ * chunks gives weight gradients that differ in the last bits. */
 static long max_chunk_rows(const wino_geom *g)
 {
     long budget = WINO_CHUNK_FLOATS, u = g->nx * g->Co * g->Ci;
