@@ -53,6 +53,8 @@ static void write_bytes(const char *path, const void *bytes, size_t n)
     xfclose(f, path);
 }
 
+static uint8_t *fixture_bytes(const char *path, size_t *n) { return (uint8_t *)read_file_all(path, n); }
+
 /* ---- reading everything (the child of the death tests) ------------------------ */
 
 static int is_float(st_dtype d) { return d == ST_F32 || d == ST_F64 || d == ST_F16 || d == ST_BF16; }
@@ -162,6 +164,161 @@ static void compare_with_expected(const char *pt_path, int zip)
 
 static void test_zip_format_every_dtype_and_layout(void) { compare_with_expected(FIX "pt_tensors_zip.pt", 1); }
 static void test_legacy_format_every_dtype_and_layout(void) { compare_with_expected(FIX "pt_tensors_legacy.pt", 0); }
+
+/* torch.save(..., pickle_protocol=3/4/5): the same tensors (protocols 4 and
+ * 5 frame every pickle, the legacy magic's included). */
+static void test_pickle_protocols_3_to_5(void)
+{
+    compare_with_expected(FIX "pt_tensors_zip_p3.pt", 1);
+    compare_with_expected(FIX "pt_tensors_zip_p4.pt", 1);
+    compare_with_expected(FIX "pt_tensors_zip_p5.pt", 1);
+    compare_with_expected(FIX "pt_tensors_legacy_p4.pt", 0);
+}
+
+/* ---- plain Python pickles (dev/ref/pickle_ref.py) --------------------------------- */
+
+static const pk_value *dict_get(const pk_value *d, const char *key)
+{
+    for (int i = 0; d && d->kind == PK_DICT && i + 1 < d->n; i += 2)
+        if (d->items[i]->kind == PK_STR && !strcmp(d->items[i]->s, key))
+            return d->items[i + 1];
+    return NULL;
+}
+
+static int is_int(const pk_value *v, int64_t want) { return v && v->kind == PK_INT && v->i == want; }
+
+static int is_str(const pk_value *v, pk_kind kind, const char *want, size_t len)
+{
+    return v && v->kind == kind && v->len == len && memcmp(v->s, want, len) == 0 && v->s[len] == 0;
+}
+
+/* What pickle_load makes of pickle_ref.py's value, one protocol at a time. */
+static void check_python_value(const char *path, const pk_value *v)
+{
+    CHECK(v->kind == PK_DICT && v->n == 2 * 15, "%s: a dict of 15 items expected (kind %s, %d entries)", path,
+          pk_kind_name(v->kind), v->n);
+    const pk_value *x = dict_get(v, "none");
+    CHECK(x && x->kind == PK_NONE, "%s: none", path);
+    x = dict_get(v, "true");
+    CHECK(x && x->kind == PK_BOOL && x->i == 1, "%s: true", path);
+    x = dict_get(v, "false");
+    CHECK(x && x->kind == PK_BOOL && x->i == 0, "%s: false", path);
+    static const int64_t ints[] = {0, 255, 256, 65535, 65536, -1, -129, INT32_MIN, INT32_MAX, (int64_t)1 << 31,
+                                   -((int64_t)1 << 40), INT64_MAX, INT64_MIN};
+    x = dict_get(v, "ints");
+    CHECK(x && x->kind == PK_LIST && x->n == 13, "%s: ints list", path);
+    for (int i = 0; x && x->kind == PK_LIST && i < x->n && i < 13; i++)
+        CHECK(is_int(x->items[i], ints[i]), "%s: ints[%d] = %lld, want %lld", path, i, (long long)x->items[i]->i,
+              (long long)ints[i]);
+    x = dict_get(v, "float");
+    CHECK(x && x->kind == PK_FLOAT && x->f == -1.5e300, "%s: float", path);
+    CHECK(is_str(dict_get(v, "text"), PK_STR, "h\xc3\xa9llo \xe2\x9c\x93", 10), "%s: text", path);
+    char xs[300];
+    memset(xs, 'x', sizeof xs);
+    CHECK(is_str(dict_get(v, "long_text"), PK_STR, xs, 300), "%s: long_text", path);
+    CHECK(is_str(dict_get(v, "bytes"), PK_BYTES, "\x00\x7f\x80\xc3\xff", 5), "%s: bytes (latin1 in protocol 2)",
+          path);
+    CHECK(is_str(dict_get(v, "empty_bytes"), PK_BYTES, "", 0), "%s: empty bytes", path);
+    char lb[512];
+    for (int i = 0; i < 512; i++)
+        lb[i] = (char)(i & 255);
+    CHECK(is_str(dict_get(v, "long_bytes"), PK_BYTES, lb, 512), "%s: long_bytes", path);
+    x = dict_get(v, "tuples");
+    CHECK(x && x->kind == PK_TUPLE && x->n == 5, "%s: tuples", path);
+    for (int k = 0; x && x->kind == PK_TUPLE && k < x->n; k++) {
+        const pk_value *t = x->items[k];
+        int ok = t->kind == PK_TUPLE && t->n == k;
+        for (int j = 0; ok && j < k; j++)
+            ok = is_int(t->items[j], j + 1);
+        CHECK(ok, "%s: tuple of %d", path, k);
+    }
+    x = dict_get(v, "ordered");
+    CHECK(x && x->kind == PK_DICT && x->n == 4 && is_str(x->items[0], PK_STR, "b", 1) && is_int(x->items[1], 2) &&
+              is_str(x->items[2], PK_STR, "a", 1) && is_int(x->items[3], 1),
+          "%s: OrderedDict, in its order", path);
+    x = dict_get(v, "big_list");
+    int ok = x && x->kind == PK_LIST && x->n == 1500;
+    for (int i = 0; ok && i < 1500; i++)
+        ok = is_int(x->items[i], i);
+    CHECK(ok, "%s: a list of 1500 (two APPENDS)", path);
+    x = dict_get(v, "big_dict");
+    ok = x && x->kind == PK_DICT && x->n == 2400;
+    for (int i = 0; ok && i < 1200; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "k%d", i);
+        ok = is_str(x->items[2 * i], PK_STR, key, strlen(key)) && is_int(x->items[2 * i + 1], i);
+    }
+    CHECK(ok, "%s: a dict of 1200 (two SETITEMS)", path);
+    x = dict_get(v, "shared");
+    CHECK(x && x->kind == PK_LIST && x->n == 2 && x->items[0] == x->items[1] && x->items[0]->kind == PK_LIST &&
+              x->items[0]->n == 2 && is_int(x->items[0]->items[0], 1) && is_int(x->items[0]->items[1], 2),
+          "%s: one list stored twice should be one node (memo)", path);
+}
+
+static void test_python_pickles_every_protocol(void)
+{
+    for (int proto = 2; proto <= 5; proto++) {
+        char path[128];
+        snprintf(path, sizeof path, FIX "pickle_values_p%d.pkl", proto);
+        size_t n, used = 0;
+        uint8_t *d = fixture_bytes(path, &n);
+        pk_arena *a = pk_arena_new();
+        const pk_value *v = pickle_load(a, path, d, n, &used);
+        CHECK(used == n, "%s: %zu of %zu bytes used", path, used, n);
+        check_python_value(path, v);
+        pk_arena_free(a);
+        free(d);
+    }
+}
+
+/* Opcodes that Python 3 does not write for these values (Python 2's
+ * strings, DICT/LIST with a MARK, POP_MARK, DUP, the 8-byte lengths,
+ * NEWOBJ_EX, OrderedDict from a list of pairs), one pickle each. */
+static void test_handmade_pickle_opcodes(void)
+{
+#define LOAD(lit) pickle_load(a, "handmade", (const uint8_t *)(lit), sizeof(lit) - 1, NULL)
+    pk_arena *a = pk_arena_new();
+    CHECK(is_str(LOAD("\x80\x02U\x03" "abc."), PK_STR, "abc", 3), "SHORT_BINSTRING of UTF-8 is a str");
+    CHECK(is_str(LOAD("\x80\x02U\x02\xff\xfe."), PK_BYTES, "\xff\xfe", 2), "SHORT_BINSTRING, not UTF-8, is bytes");
+    CHECK(is_str(LOAD("\x80\x02T\x03\x00\x00\x00" "abc."), PK_STR, "abc", 3), "BINSTRING");
+    CHECK(is_str(LOAD("\x80\x04\x8d\x02\x00\x00\x00\x00\x00\x00\x00" "hi."), PK_STR, "hi", 2), "BINUNICODE8");
+    CHECK(is_str(LOAD("\x80\x03" "B\x02\x00\x00\x00\x01\x02."), PK_BYTES, "\x01\x02", 2), "BINBYTES");
+    CHECK(is_str(LOAD("\x80\x04\x8e\x01\x00\x00\x00\x00\x00\x00\x00\x09."), PK_BYTES, "\x09", 1), "BINBYTES8");
+    CHECK(is_str(LOAD("\x80\x05\x96\x01\x00\x00\x00\x00\x00\x00\x00\x09."), PK_BYTES, "\x09", 1), "BYTEARRAY8");
+    const pk_value *v = LOAD("\x80\x02(K\x01K\x02K\x03K\x04" "d.");
+    CHECK(v->kind == PK_DICT && v->n == 4 && is_int(v->items[0], 1) && is_int(v->items[3], 4), "DICT");
+    v = LOAD("\x80\x02(K\x05K\x06l.");
+    CHECK(v->kind == PK_LIST && v->n == 2 && is_int(v->items[1], 6), "LIST");
+    CHECK(is_int(LOAD("\x80\x02K\x01(K\x02K\x03" "1."), 1), "POP_MARK drops what is above the MARK");
+    v = LOAD("\x80\x02K\x07" "2\x86.");
+    CHECK(v->kind == PK_TUPLE && v->n == 2 && v->items[0] == v->items[1] && is_int(v->items[0], 7), "DUP");
+    v = LOAD("\x80\x02\x8a\x05\x00\x00\x00\x00\xff.");
+    CHECK(is_int(v, -((int64_t)1 << 32)), "LONG1 of 5 bytes is sign-extended: %lld", (long long)v->i);
+    CHECK(is_int(LOAD("\x80\x02\x8a\x00."), 0), "LONG1 of 0 bytes is 0");
+    v = LOAD("\x80\x02\x8b\x02\x00\x00\x00\x00\x80.");
+    CHECK(is_int(v, -32768), "LONG4 of 2 bytes: %lld", (long long)v->i);
+    CHECK(is_int(LOAD("\x80\x02M\xff\xff."), 65535), "BININT2 is unsigned");
+    v = LOAD("\x80\x02" "ccollections\nOrderedDict\n]((K\x01K\x02t(K\x03K\x04te\x85R.");
+    CHECK(v->kind == PK_DICT && v->n == 4 && is_int(v->items[0], 1) && is_int(v->items[1], 2) &&
+              is_int(v->items[2], 3) && is_int(v->items[3], 4),
+          "OrderedDict([(1, 2), (3, 4)])");
+    v = LOAD("\x80\x04\x95\x03\x00\x00\x00\x00\x00\x00\x00" "cargparse\nNamespace\n)}\x92}b.");
+    CHECK(v->kind == PK_OBJECT && pk_is_global(v->func, "argparse.Namespace") && v->state &&
+              v->state->kind == PK_DICT,
+          "NEWOBJ_EX of argparse.Namespace, then BUILD");
+    v = LOAD("\x80\x02(K\x01\x94K\x02\x94h\x01h\x00t.");
+    CHECK(v->kind == PK_TUPLE && v->n == 4 && is_int(v->items[2], 2) && is_int(v->items[3], 1),
+          "MEMOIZE stores at the memo's length");
+    pk_arena_free(a);
+#undef LOAD
+}
+
+/* pickle_load refuses a pickle over its size limit before reading a byte. */
+static void child_load_oversized(void *ctx)
+{
+    pk_arena *a = pk_arena_new();
+    pickle_load(a, "huge.pkl", (const uint8_t *)ctx, (size_t)PK_MAX_BYTES + 1, NULL);
+}
 
 static void test_checkpoint_equals_safetensors_bit_for_bit(void)
 {
@@ -485,6 +642,36 @@ static void test_handmade_hostile_pickles(void)
         C("NEWOBJ of OrderedDict", "\x80\x02" "ccollections\nOrderedDict\n)\x81.", "refusing to instantiate"),
         C("invalid UTF-8", "\x80\x02X\x02\x00\x00\x00\xc3\x28.", "not valid UTF-8"),
         C("cyclic list", "\x80\x02]q\x00" "h\x00" "a.", "nests deeper than"),
+        C("POP_MARK without a MARK", "\x80\x02" "1.", "no MARK on the stack"),
+        C("DICT with an odd count", "\x80\x02(K\x01" "d.", "DICT with an odd number of items"),
+        C("negative BINSTRING", "\x80\x02T\xff\xff\xff\xff.", "negative BINSTRING length"),
+        C("BINSTRING past the end", "\x80\x02T\x10\x00\x00\x00" "ab.", "string runs past the end"),
+        C("FRAME past the end", "\x80\x04\x95\xff\x00\x00\x00\x00\x00\x00\x00N.", "FRAME longer than the rest"),
+        C("STACK_GLOBAL of ints", "\x80\x04K\x01K\x02\x93.", "STACK_GLOBAL needs two strings"),
+        C("NEWOBJ_EX with kwargs", "\x80\x04" "cargparse\nNamespace\n)}X\x01\x00\x00\x00" "aK\x01s\x92.",
+          "NEWOBJ_EX with keyword arguments"),
+        C("NEWOBJ with a list", "\x80\x02" "cargparse\nNamespace\n]\x81.", "NEWOBJ arguments are a list"),
+        C("BUILD on a list", "\x80\x02]]b.", "BUILD on a list"),
+        C("SETITEMS on nothing", "\x80\x02(K\x01K\x02u.", "SETITEMS without a dict below the MARK"),
+        C("SETITEMS odd", "\x80\x02}(K\x01u.", "SETITEMS with an odd number of items"),
+        C("APPENDS on nothing", "\x80\x02(K\x01" "e.", "APPENDS without a list below the MARK"),
+        C("SETITEM short", "\x80\x02}K\x01s.", "SETITEM needs a dict, a key and a value"),
+        C("APPEND short", "\x80\x02]a.", "APPEND needs a list and a value"),
+        C("STOP on an empty stack", "\x80\x02.", "STOP with an empty stack"),
+        C("POP on an empty stack", "\x80\x02" "0.", "stack underflow"),
+        C("TUPLE2 of one", "\x80\x02N\x86.", "stack underflow"),
+        C("REDUCE of an int", "\x80\x02K\x01)R.", "REDUCE of a int, not of a global"),
+        C("REDUCE with a list", "\x80\x02" "ctorch\nSize\n]R.", "REDUCE of torch.Size with a list argument"),
+        C("torch.Size()", "\x80\x02" "ctorch\nSize\n)R.", "torch.Size called with unexpected arguments"),
+        C("OrderedDict(1)", "\x80\x02" "ccollections\nOrderedDict\nK\x01\x85R.",
+          "OrderedDict called with unexpected arguments"),
+        C("OrderedDict([1])", "\x80\x02" "ccollections\nOrderedDict\n]K\x01" "a\x85R.",
+          "OrderedDict item 0 is not a (key, value) pair"),
+        C("encode as utf8", "\x80\x02" "c_codecs\nencode\nX\x01\x00\x00\x00" "aX\x04\x00\x00\x00utf8\x86R.",
+          "only accepted as encode(str, 'latin1')"),
+        C("encode above U+00FF", "\x80\x02" "c_codecs\nencode\nX\x03\x00\x00\x00\xe2\x9c\x93X\x06\x00\x00\x00latin1\x86R.",
+          "character above U+00FF"),
+        C("bytes(1)", "\x80\x02" "c__builtin__\nbytes\nK\x01\x85R.", "bytes() is only accepted without arguments"),
         C("bare storage", "\x80\x02(X\x07\x00\x00\x00" "storagectorch\nFloatStorage\nX\x01\x00\x00\x00" "0X\x03\x00\x00\x00" "cpuK\x01tQ.",
           "bare storage"),
 #undef C
@@ -528,11 +715,25 @@ static void test_handmade_hostile_pickles(void)
     put8(&b, '.');
     expect_bad("stack too deep", write_pt("stack.pt", &b, 40), "stack deeper than");
     free(b.p);
+    /* A GLOBAL whose module and name, each under the 256-byte line limit,
+     * are too long together. */
+    b = (buf){0};
+    put8(&b, 0x80), put8(&b, 2), put8(&b, 'c');
+    for (int i = 0; i < 2; i++) {
+        for (int k = 0; k < 200; k++)
+            put8(&b, 'a');
+        put8(&b, '\n');
+    }
+    put8(&b, '.');
+    expect_bad("a 401-byte global name", write_pt("longglobal.pt", &b, 40), "global name too long");
+    free(b.p);
+    char err[4096];
+    int rc = run_in_child(child_load_oversized, (void *)"", err, sizeof err);
+    CHECK(rc == 1 && strstr(err, "huge.pkl") && strstr(err, "is too large"),
+          "a pickle over PK_MAX_BYTES should be refused, got status %d: %s", rc, err);
 }
 
 /* ---- hostile archives ------------------------------------------------------------------ */
-
-static uint8_t *fixture_bytes(const char *path, size_t *n) { return (uint8_t *)read_file_all(path, n); }
 
 static size_t find_sig(const uint8_t *d, size_t n, uint32_t sig, int from_end)
 {
@@ -919,6 +1120,9 @@ int main(void)
     tmp_dir = test_tmp_dir("pt");
     RUN(test_zip_format_every_dtype_and_layout);
     RUN(test_legacy_format_every_dtype_and_layout);
+    RUN(test_pickle_protocols_3_to_5);
+    RUN(test_python_pickles_every_protocol);
+    RUN(test_handmade_pickle_opcodes);
     RUN(test_checkpoint_equals_safetensors_bit_for_bit);
     RUN(test_latents_stats_file);
     RUN(test_malicious_pickles_are_refused_and_nothing_runs);

@@ -6,6 +6,8 @@ Writes tests/fixtures/io/:
       a 0-d scalar, an empty [0, 3], a transposed (non-contiguous) tensor, a strided
       slice with a storage offset, two overlapping views of one storage, nested
       dicts and a list, and non-tensor leaves (int, str, float, bool, list);
+  pt_tensors_zip_p{3,4,5}.pt, pt_tensors_legacy_p4.pt  the same dict pickled with
+      protocols 3 to 5 (torch.save's pickle_protocol; its default is 2);
   pt_tensors_expected.safetensors  every tensor of that dict made contiguous (floats
       as F32, integers as I64, U8 as U8), metadata "dtypes" = JSON {name: dtype};
   pt_checkpoint.pt  a dict saved the way train_repae.py saves it (spec §6.3):
@@ -73,6 +75,11 @@ assert d["sliced"].storage_offset() == 10
 
 torch.save(d, path("pt_tensors_zip.pt"))
 torch.save(d, path("pt_tensors_legacy.pt"), _use_new_zipfile_serialization=False)
+# torch.save's default pickle is protocol 2; other tools save with 3 to 5
+# (FRAME, MEMOIZE, STACK_GLOBAL, SHORT_BINUNICODE): the same dict in each.
+for proto in (3, 4, 5):
+    torch.save(d, path(f"pt_tensors_zip_p{proto}.pt"), pickle_protocol=proto)
+torch.save(d, path("pt_tensors_legacy_p4.pt"), _use_new_zipfile_serialization=False, pickle_protocol=4)
 
 
 def flat(prefix, v, out):

@@ -203,6 +203,7 @@ static const char *const whitelist[] = {
     "torch.ByteStorage", "torch.BoolStorage",
     "argparse.Namespace",
     "_codecs.encode",
+    "__builtin__.bytes", "builtins.bytes", /* bytes() only: protocol 2's b"" */
 };
 
 static pk_value *make_global(unpickler *u, const char *module, size_t mlen, const char *name, size_t nlen)
@@ -299,6 +300,15 @@ static pk_value *reduce(unpickler *u, pk_value *f, pk_value *args)
         }
         b->s[n] = 0;
         b->len = n;
+        return b;
+    }
+    if (pk_is_global(f, "__builtin__.bytes") || pk_is_global(f, "builtins.bytes")) {
+        /* Protocol 2 writes b"" as bytes(); with an argument bytes() would
+         * convert it, which a weights file never needs. */
+        if (args->n != 0)
+            FAIL(u, "bytes() is only accepted without arguments (protocol 2's empty bytes)");
+        pk_value *b = node(u, PK_BYTES);
+        b->s = xstrdup("");
         return b;
     }
     if (strncmp(f->s, "torch._utils.", 13) == 0 || pk_is_global(f, "argparse.Namespace")) {

@@ -10,11 +10,13 @@
  * torch._utils._rebuild_tensor_v2 / _rebuild_tensor / _rebuild_parameter /
  * _rebuild_parameter_with_state, torch.Size, the typed storages
  * torch.{Float,Double,Half,BFloat16,Long,Int,Short,Char,Byte,Bool}Storage,
- * argparse.Namespace, _codecs.encode); anything else dies at once with
+ * argparse.Namespace, _codecs.encode, and bytes() without arguments, which
+ * is how protocol 2 writes b""); anything else dies at once with
  * "refusing to load global <module>.<name>", naming the file.  "Calling" a
  * whitelisted global only records a PK_CALL node (function + arguments) for
  * the caller to interpret; OrderedDict() becomes a dict, torch.Size(t) its
- * tuple, _codecs.encode(s, "latin1") bytes.  Persistent ids become PK_PERSID
+ * tuple, _codecs.encode(s, "latin1") bytes, bytes() empty bytes.  Persistent
+ * ids become PK_PERSID
  * nodes holding the pid value.
  *
  * Limits (each checked, each a clear error): pickle size, stack depth, mark

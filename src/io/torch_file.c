@@ -12,17 +12,29 @@
 #include "io/pickle.h"
 #include "io/zip_archive.h"
 
-/* The legacy format's first pickle: PROTO 2, LONG1 of 10 bytes = the magic
+/* The legacy format's first pickle: PROTO, LONG1 of 10 bytes = the magic
  * number 0x1950a86a20f9469cfc6c, STOP.  Compared as bytes (the magic does not
  * fit the unpickler's 64-bit integers). */
 static const uint8_t legacy_magic[] = {0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, '.'};
+
+/* Where the magic's LONG1 starts in a legacy file: after PROTO, and with
+ * protocols 4 and 5 (torch.save's pickle_protocol) after the FRAME opcode
+ * that begins every pickle; 0 if the file does not start with the magic. */
+static size_t legacy_magic_at(const uint8_t *d, size_t n)
+{
+    if (n < 2 || d[0] != 0x80 || d[1] < 2 || d[1] > 5)
+        return 0;
+    size_t at = 2;
+    if (d[1] >= 4 && n > at && d[at] == 0x95)
+        at += 9; /* FRAME and its 8-byte length, a hint */
+    return n >= at + sizeof legacy_magic && memcmp(d + at, legacy_magic, sizeof legacy_magic) == 0 ? at : 0;
+}
 
 torch_kind torch_file_sniff(const uint8_t *d, size_t n)
 {
     if (zip_archive_sniff(d, n))
         return TORCH_ZIP;
-    if (n >= 2 + sizeof legacy_magic && d[0] == 0x80 && d[1] >= 2 && d[1] <= 5 &&
-        memcmp(d + 2, legacy_magic, sizeof legacy_magic) == 0)
+    if (legacy_magic_at(d, n))
         return TORCH_LEGACY;
     return TORCH_NOT;
 }
@@ -549,7 +561,7 @@ static const pk_value *open_zip(loader *L, char *what, size_t what_size)
 static const pk_value *open_legacy(loader *L, char *what, size_t what_size)
 {
     const uint8_t *d = L->ps->fm.data;
-    size_t n = L->ps->fm.size, pos = 2 + sizeof legacy_magic, used;
+    size_t n = L->ps->fm.size, pos = legacy_magic_at(d, n) + sizeof legacy_magic, used;
     snprintf(what, what_size, "%s", L->path);
     const pk_value *proto = pickle_load(L->arena, what, d + pos, n - pos, &used);
     pos += used;
