@@ -427,6 +427,7 @@ static void test_lecam_matches_torch(void)
 {
     lecam_case("ops/loss_lecam");      /* both terms active */
     lecam_case("ops/loss_lecam_half"); /* fake term inactive: zero gradient for fake */
+    lecam_case("ops/loss_lecam_real_off"); /* real term inactive: zero gradient for real */
 }
 
 static void test_lecam_finite_differences(void)

@@ -188,6 +188,9 @@ def main():
     # Both terms active; then only the real term (ema_real below mean(fake)).
     lecam_fixture("ops/loss_lecam", real_shift=1.0, fake_shift=-1.0, ema_real=0.8, ema_fake=-0.7)
     lecam_fixture("ops/loss_lecam_half", real_shift=0.5, fake_shift=2.0, ema_real=-0.3, ema_fake=-0.2)
+    # Only the fake term (mean(real) below ema_fake), and it below 1: a zero
+    # gradient for real, and a hinge that a threshold of 1 would get wrong.
+    lecam_fixture("ops/loss_lecam_real_off", real_shift=-2.0, fake_shift=0.4, ema_real=1.0, ema_fake=0.5)
     print("wrote tests/fixtures/ops/loss_*.safetensors")
 
 
