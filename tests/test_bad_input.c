@@ -463,6 +463,35 @@ static void test_model_config_numbers_checked(void)
           "repae inspect on junk numbers: status %d, stdout '%s', stderr '%s'", status, out, err);
 }
 
+/* No command, an unknown one, --help: usage on the right stream, every
+ * command listed, status 2 for a misuse and 0 for help. */
+static void test_command_line_usage(void)
+{
+    static const char *const names[] = {"inspect", "convert", "sample", "forward", "train", "train-vae",
+                                        "train-encoder", "export-vae", "prepare", "cache-latents", "train-ldm",
+                                        "plot", "speedup", "eval", "reconstruct"};
+    char cmd[512], out[8192], err[8192];
+    snprintf(cmd, sizeof cmd, "%s", repae_bin());
+    int rc = run_command(cmd, out, sizeof out, err, sizeof err);
+    CHECK(rc == 2 && strstr(err, "usage: repae <command>") && !out[0], "no command: status %d, stderr \"%.200s\"", rc,
+          err);
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char line[64];
+        snprintf(line, sizeof line, "\n  %s ", names[i]);
+        CHECK(strstr(err, line) != NULL, "the usage should list '%s'", names[i]);
+    }
+    snprintf(cmd, sizeof cmd, "%s bogus-command", repae_bin());
+    rc = run_command(cmd, out, sizeof out, err, sizeof err);
+    CHECK(rc == 2 && strstr(err, "repae: error: unknown command 'bogus-command'") && strstr(err, "usage:"),
+          "an unknown command: status %d, stderr \"%.200s\"", rc, err);
+    for (int h = 0; h < 3; h++) {
+        snprintf(cmd, sizeof cmd, "%s %s", repae_bin(), (const char *[]){"--help", "-h", "help"}[h]);
+        rc = run_command(cmd, out, sizeof out, err, sizeof err);
+        CHECK(rc == 0 && strstr(out, "usage: repae <command>") && strstr(out, "\n  reconstruct ") && !err[0],
+              "%s: status %d, stdout \"%.100s\"", cmd, rc, out);
+    }
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/repae_bad_XXXXXX");
@@ -477,6 +506,7 @@ int main(void)
     RUN(test_sizes_checked_before_allocating);
     RUN(test_image_folder_problems_refused);
     RUN(test_model_config_numbers_checked);
+    RUN(test_command_line_usage);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0)
