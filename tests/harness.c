@@ -244,6 +244,9 @@ int fd_check_direction(const char *what, fd_loss_fn loss, void *ctx, float *x, c
 /* Present only under -fsanitize=address (LeakSanitizer): allocations made
  * after __lsan_disable() are never reported as leaks. */
 extern void __lsan_disable(void) __attribute__((weak));
+/* gcc's --coverage runtime (make coverage): a child that ends in _exit()
+ * must write its counters itself, or the lines it ran count as never run. */
+extern void __gcov_dump(void) __attribute__((weak));
 /* OpenBLAS (OpenMP build) forces its own thread count on its regions. */
 extern void openblas_set_num_threads(int) __attribute__((weak));
 
@@ -303,6 +306,8 @@ static int run_child(void (*fn)(void *), void *ctx, const char *cmd, FILE *outf,
         fn(ctx);
         fflush(stdout);
         fflush(stderr);
+        if (__gcov_dump)
+            __gcov_dump();
         _exit(0);
     }
     return wait_status(pid);
