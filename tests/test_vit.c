@@ -132,6 +132,24 @@ static void test_preset_counts_and_keys(void)
     free(js);
 }
 
+/* Head counts (parameter counts cannot see them): DINOv2's heads are 64
+ * wide (spec §8.1: ViT-B, 768 = 12 × 64), in the presets and in the table a
+ * checkpoint without a config is read with. */
+static void test_head_counts(void)
+{
+    static const struct { const char *name; int width, heads; } dinov2[] = {
+        {"dinov2-vit-s", 384, 6}, {"dinov2-vit-b", 768, 12}, {"dinov2-vit-l", 1024, 16}, {"dinov2-vit-g", 1536, 24}};
+    for (size_t i = 0; i < sizeof dinov2 / sizeof dinov2[0]; i++) {
+        vit_config c = vit_preset(dinov2[i].name, 224);
+        CHECK(c.embed_dim == dinov2[i].width && c.heads == dinov2[i].heads, "%s: width %d, %d heads", dinov2[i].name,
+              c.embed_dim, c.heads);
+        CHECK(vit_heads_for_width(dinov2[i].width) == dinov2[i].heads, "heads for width %d: %d", dinov2[i].width,
+              vit_heads_for_width(dinov2[i].width));
+    }
+    CHECK(vit_heads_for_width(192) == 3, "ViT-Ti width 192: 3 heads");
+    CHECK(vit_heads_for_width(500) == 0, "an unknown width has no default head count");
+}
+
 static void make_unknown(void *ctx) { (void)ctx, (void)vit_preset("dinov2-vit-x", 224); }
 
 static void test_unsupported_presets_die_clearly(void)
@@ -781,6 +799,7 @@ static void test_preprocess_one_channel(void)
 
 int main(void)
 {
+    RUN(test_head_counts);
     RUN(test_unsupported_presets_die_clearly);
     RUN(test_vit_g_preset_swiglu);
     RUN(test_load_errors);
