@@ -254,6 +254,7 @@ static void test_reads_numpy_written_files(void)
 {
     check_four("tests/fixtures/diffusion/numpy_written.npz");
     check_four("tests/fixtures/diffusion/numpy_compressed.npz");
+    check_four("tests/fixtures/diffusion/numpy_npy_v2_v3.npz"); /* .npy format 2.0 and 3.0 members */
     /* np.savez_compressed deflates: row reads need stored members. */
     npz_file *z = npz_open("tests/fixtures/diffusion/numpy_compressed.npz");
     CHECK(npz_find(z, "arr_0")->method == 8, "savez_compressed member should be deflated");

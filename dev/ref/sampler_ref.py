@@ -12,6 +12,7 @@ Writes
       x0, eps, t and <path>.xt, <path>.vt of the float32 training interpolant (spec §5)
   tests/fixtures/diffusion/numpy_written.npz      np.savez (stored members)
   tests/fixtures/diffusion/numpy_compressed.npz   np.savez_compressed (deflated members)
+  tests/fixtures/diffusion/numpy_npy_v2_v3.npz    the same arrays as .npy format 2.0 / 3.0 members
 
 The samplers below follow samplers.py of the reference as the spec describes
 it: float64 state, the network evaluated in float32, CFG on [x; x] with labels
@@ -26,8 +27,10 @@ It depends on the label, so guidance changes the result.
 
 Run with Debian's torch:  /usr/bin/python3 dev/ref/sampler_ref.py
 """
+import io
 import os
 import sys
+import zipfile
 
 import numpy as np
 import torch
@@ -219,7 +222,6 @@ def npz_arrays():
 
 
 def _same_npz(path, arrays, compressed):
-    import zipfile
     if not os.path.exists(path):
         return False
     with zipfile.ZipFile(path) as zf:
@@ -241,7 +243,16 @@ def npz_fixtures():
         # than churn it on every `make fixtures`.
         if not _same_npz(path, arrays, compressed=save is np.savez_compressed):
             save(path, **arrays)
-    for name in ("numpy_written.npz", "numpy_compressed.npz"):
+    # .npy format versions 2.0 and 3.0 (numpy writes them for headers over
+    # 64 KiB and for non-Latin-1 field names): the same arrays, written member
+    # by member with a fixed zip date, so the file is the same on every run.
+    with zipfile.ZipFile(os.path.join(d, "numpy_npy_v2_v3.npz"), "w", zipfile.ZIP_STORED) as zf:
+        versions = {"arr_0": (2, 0), "mu": (3, 0), "sigma": (2, 0), "scalar": (1, 0)}
+        for k, v in arrays.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, v, version=versions[k])
+            zf.writestr(zipfile.ZipInfo(k + ".npy", date_time=(1980, 1, 1, 0, 0, 0)), buf.getvalue())
+    for name in ("numpy_written.npz", "numpy_compressed.npz", "numpy_npy_v2_v3.npz"):
         back = np.load(os.path.join(d, name))
         for k, v in arrays.items():
             assert back[k].dtype == v.dtype and np.array_equal(back[k], v), (name, k)
