@@ -22,7 +22,6 @@ time_weighting time_weighting_parse(const char *name)
     die("unknown time weighting '%s' (expected 'uniform' or 'lognormal')", name ? name : "(null)");
 }
 
-const char *time_weighting_name(time_weighting w) { return w == TIME_WEIGHTING_LOGNORMAL ? "lognormal" : "uniform"; }
 
 void denoising_draw_time(float *t, rng *r, int N, time_weighting weighting, path_type path)
 {

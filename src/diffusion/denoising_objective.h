@@ -48,7 +48,6 @@ typedef enum time_weighting { TIME_WEIGHTING_UNIFORM, TIME_WEIGHTING_LOGNORMAL }
 
 /* "uniform" | "lognormal"; anything else dies naming the value. */
 time_weighting time_weighting_parse(const char *name);
-const char *time_weighting_name(time_weighting w);
 
 /* Draws N training times from r: uniform t ~ U[0,1), or lognormal σ = exp(n),
  * n ~ N(0,1), t = σ/(1+σ) (linear path) or (2/π)·atan(σ) (cosine path). */

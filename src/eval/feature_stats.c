@@ -134,19 +134,6 @@ void feature_stats_from_arrays(feature_stats *out, int dim, const double *mu, co
     memcpy(out->sigma, sigma, D * D * sizeof(double));
 }
 
-void feature_stats_from_arrays_f32(feature_stats *out, int dim, const float *mu, const float *sigma, int64_t n)
-{
-    size_t D = (size_t)dim;
-    out->dim = dim;
-    out->n = n;
-    out->mu = xmalloc(D * sizeof(double));
-    out->sigma = xmalloc(D * D * sizeof(double));
-    for (size_t i = 0; i < D; i++)
-        out->mu[i] = mu[i];
-    for (size_t i = 0; i < D * D; i++)
-        out->sigma[i] = sigma[i];
-}
-
 void feature_stats_free(feature_stats *s)
 {
     free(s->mu);

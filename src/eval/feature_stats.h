@@ -75,7 +75,6 @@ void feature_stats_compute(feature_stats *out, const float *x, int64_t N, int D,
 
 /* Copies caller arrays (e.g. an ADM reference npz).  n may be 0 (unknown). */
 void feature_stats_from_arrays(feature_stats *out, int dim, const double *mu, const double *sigma, int64_t n);
-void feature_stats_from_arrays_f32(feature_stats *out, int dim, const float *mu, const float *sigma, int64_t n);
 void feature_stats_free(feature_stats *s);
 
 /* safetensors file with "mu" [D], "sigma" [D,D] (F64) and, when spatial is

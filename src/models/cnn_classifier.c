@@ -149,11 +149,6 @@ void cnn_load(const cnn_classifier *m, float *params, const safetensors *st, con
     param_load(&m->table, params, st, prefix, mode);
 }
 
-void cnn_save(const cnn_classifier *m, const float *params, st_writer *w, const char *prefix)
-{
-    param_save(&m->table, params, w, prefix);
-}
-
 float *cnn_from_checkpoint(cnn_classifier *m, const safetensors *st, const char *prefix, int groups,
                            param_load_mode mode)
 {

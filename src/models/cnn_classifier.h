@@ -117,8 +117,6 @@ void cnn_free(cnn_classifier *m);
 void cnn_init_weights(const cnn_classifier *m, float *params, uint64_t seed);
 /* Loads by name under prefix (shape mismatches and missing keys die). */
 void cnn_load(const cnn_classifier *m, float *params, const safetensors *st, const char *prefix, param_load_mode mode);
-/* Adds every tensor to a writer under prefix (pointing into params). */
-void cnn_save(const cnn_classifier *m, const float *params, st_writer *w, const char *prefix);
 /* cnn_config_from_checkpoint + cnn_build + cnn_load into a new buffer, which
  * it returns (the caller frees it). */
 float *cnn_from_checkpoint(cnn_classifier *m, const safetensors *st, const char *prefix, int groups,

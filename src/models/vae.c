@@ -457,13 +457,6 @@ void vae_load(const vae *m, float *params, const safetensors *st, const char *pr
     param_load(&m->table, params, st, prefix, mode);
 }
 
-void vae_load_file(const vae *m, float *params, const char *path, const char *prefix, param_load_mode mode)
-{
-    safetensors *st = weights_open(path);
-    vae_load(m, params, st, prefix, mode);
-    safetensors_close(st);
-}
-
 float *vae_from_file(vae *m, const char *path, const char *prefix, param_load_mode mode)
 {
     /* A diffusers folder holds exactly one VAE and is always loaded strictly:

@@ -10,7 +10,7 @@
  *   vae_preset("f8d4", &cfg);
  *   vae_build(&m, &cfg);                          // table and layer lists only
  *   float *w = param_alloc(&m.table);             // the weights: the caller's buffer
- *   vae_load_file(&m, w, "sdvae.safetensors", "", PARAM_ALLOW_EXTRA);   // or vae_init_weights(&m, w, seed)
+ *   vae_load(&m, w, st, "", PARAM_ALLOW_EXTRA);   // st = weights_open(path); or vae_init_weights(&m, w, seed)
  *
  * (models/params.h: a model never owns parameter memory; every function
  * that reads weights takes the buffer.)
@@ -183,7 +183,6 @@ size_t vae_param_count(const vae *m);
  * reference loads non-strictly for training (PARAM_ALLOW_EXTRA) and strictly
  * for cache-latents. */
 void vae_load(const vae *m, float *params, const safetensors *st, const char *prefix, param_load_mode mode);
-void vae_load_file(const vae *m, float *params, const char *path, const char *prefix, param_load_mode mode);
 /* Detects the configuration from `path`, builds the model and loads it into
  * a new buffer, which it returns (the caller frees it).  A diffusers
  * AutoencoderKL folder (a directory with config.json; prefix "") is read by
