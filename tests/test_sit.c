@@ -522,6 +522,44 @@ static void test_frozen_and_accumulate(void)
 
 /* Draws: t, ε and label dropout from the rng when not supplied; the same
  * draws reproduce; returned t/ε reused with train BN give the SiT pass. */
+/* Training times (spec §5 step 2): uniform t = U[0,1); lognormal σ = exp(n),
+ * n ~ N(0,1), t = σ/(1+σ) on the linear path and (2/π)·atan(σ) on the
+ * cosine one, one normal per sample from the same stream. */
+static void test_time_draws(void)
+{
+    enum { N = 64 };
+    float t[N];
+    for (int w = 0; w < 2; w++)
+        for (int path = 0; path < 2; path++) {
+            time_weighting tw = w ? TIME_WEIGHTING_LOGNORMAL : TIME_WEIGHTING_UNIFORM;
+            path_type pt = path ? PATH_COSINE : PATH_LINEAR;
+            rng r = rng_new(21, 3), ref = rng_new(21, 3);
+            denoising_draw_time(t, &r, N, tw, pt);
+            int bad = 0;
+            for (int n = 0; n < N; n++) {
+                float want;
+                if (!w)
+                    want = rng_uniform(&ref);
+                else {
+                    double sig = exp((double)rng_normal(&ref));
+                    want = (float)(path ? 2.0 / M_PI * atan(sig) : sig / (1.0 + sig));
+                }
+                bad += t[n] != want || !(t[n] >= 0 && t[n] < 1);
+            }
+            CHECK(bad == 0, "%s times on the %s path: %d of %d differ from the formula", w ? "lognormal" : "uniform",
+                  path ? "cosine" : "linear", bad, N);
+        }
+    /* The two lognormal maps differ (a draw of σ = 1 gives 1/2 on both). */
+    rng a = rng_new(5, 1), b = rng_new(5, 1);
+    float tl[N], tc[N];
+    denoising_draw_time(tl, &a, N, TIME_WEIGHTING_LOGNORMAL, PATH_LINEAR);
+    denoising_draw_time(tc, &b, N, TIME_WEIGHTING_LOGNORMAL, PATH_COSINE);
+    CHECK(memcmp(tl, tc, sizeof tl) != 0, "lognormal times should depend on the path");
+    CHECK(time_weighting_parse("lognormal") == TIME_WEIGHTING_LOGNORMAL &&
+              time_weighting_parse("uniform") == TIME_WEIGHTING_UNIFORM,
+          "weighting names");
+}
+
 static void test_draws_and_velocity(void)
 {
     sit_config c = tiny_config(false);
@@ -781,6 +819,7 @@ int main(void)
     RUN(test_fd_train_pass_qknorm_cosine);
     RUN(test_fd_eval_full_dz);
     RUN(test_frozen_and_accumulate);
+    RUN(test_time_draws);
     RUN(test_draws_and_velocity);
     RUN(test_torch_train_pass);
     RUN(test_torch_train_pass_qknorm);

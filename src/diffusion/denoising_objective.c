@@ -22,7 +22,6 @@ time_weighting time_weighting_parse(const char *name)
     die("unknown time weighting '%s' (expected 'uniform' or 'lognormal')", name ? name : "(null)");
 }
 
-
 void denoising_draw_time(float *t, rng *r, int N, time_weighting weighting, path_type path)
 {
     for (int n = 0; n < N; n++) {
