@@ -1,7 +1,9 @@
 /* AdamW + gradient clipping against torch.optim.AdamW and
  * clip_grad_norm_ (dev/ref/adamw_ref.py), and the EMA rule. */
 #include <math.h>
+#include <omp.h>
 
+#include "core/error.h"
 #include "models/params.h"
 #include "train/adamw.h"
 #include "train/ema.h"
@@ -90,9 +92,82 @@ static void test_ema_rule(void)
     param_table_free(&t);
 }
 
+/* Tensors over 65,536 elements are shared out among the threads (AdamW,
+ * the gradient norm, clipping, EMA); no test model has one.  Every element
+ * must be updated once, whatever the team: results equal one thread's (the
+ * norm to rounding, its partial sums being added in another order), and the
+ * norm the double sum over the trainable tensors only. */
+static void test_large_tensors_split_across_threads(void)
+{
+    param_table t = {0};
+    param_add(&t, "big", INIT_EXTERNAL, 1, (int64_t[]){100003});
+    param_add(&t, "small", INIT_EXTERNAL, 1, (int64_t[]){70});
+    param_add_ex(&t, "frozen_big", INIT_CONSTANT, 2.0f, PARAM_FROZEN, 1, (int64_t[]){70000});
+    param_add(&t, "big2", INIT_EXTERNAL, 2, (int64_t[]){257, 255}); /* 65,535: one thread */
+    param_add(&t, "big3", INIT_EXTERNAL, 1, (int64_t[]){65537});
+    param_add_ex(&t, "bn.running_mean", INIT_CONSTANT, 0, PARAM_BUFFER, 1, (int64_t[]){80001});
+    size_t n = t.total;
+    float *p0 = alloc_normal(n, 1.0f, 11), *g0 = alloc_normal(n, 0.5f, 12), *e0 = alloc_normal(n, 1.0f, 13);
+    double want = 0;
+    for (int i = 0; i < t.n; i++)
+        if (t.entries[i].kind == PARAM_TRAINABLE)
+            for (size_t k = 0; k < t.entries[i].numel; k++)
+                want += (double)g0[t.entries[i].offset + k] * g0[t.entries[i].offset + k];
+    want = sqrt(want);
+    float *p1 = NULL, *e1 = NULL;
+    const int max_threads = omp_get_max_threads();
+    for (int nt = 1; nt <= 3; nt++) {
+        omp_set_num_threads(nt);
+        float *p = xmalloc(n * sizeof(float)), *g = xmalloc(n * sizeof(float)), *e = xmalloc(n * sizeof(float));
+        memcpy(p, p0, n * sizeof(float)), memcpy(g, g0, n * sizeof(float)), memcpy(e, e0, n * sizeof(float));
+        double norm = grad_clip(&t, g, want / 4);
+        CHECK(fabs(norm - want) <= 1e-12 * want, "%d threads: norm %.15g, want %.15g", nt, norm, want);
+        const float c = (float)(want / 4 / (norm + 1e-6));
+        size_t wrong = 0;
+        for (int i = 0; i < t.n; i++) {
+            const param_entry *pe = &t.entries[i];
+            for (size_t k = pe->offset; k < pe->offset + pe->numel; k++)
+                wrong += g[k] != (pe->kind == PARAM_TRAINABLE ? g0[k] * c : g0[k]);
+        }
+        CHECK(wrong == 0, "%d threads: %zu gradient elements not clipped exactly once", nt, wrong);
+        adamw o = adamw_create(&t, 1e-3f);
+        adamw_step(&o, p, g);
+        adamw_step(&o, p, g);
+        adamw_free(&o);
+        ema_update(&t, e, p, 0.9f);
+        size_t unchanged = 0;
+        for (int i = 0; i < t.n; i++) {
+            const param_entry *pe = &t.entries[i];
+            if (pe->kind == PARAM_TRAINABLE)
+                for (size_t k = pe->offset; k < pe->offset + pe->numel; k++)
+                    unchanged += p[k] == p0[k];
+        }
+        CHECK(unchanged == 0, "%d threads: %zu trainable elements not updated by AdamW", nt, unchanged);
+        if (nt == 1)
+            p1 = p, e1 = e, p = e = NULL;
+        else {
+            CHECK(!memcmp(p, p1, n * sizeof(float)), "%d threads: AdamW differs from one thread's", nt);
+            CHECK(!memcmp(e, e1, n * sizeof(float)), "%d threads: EMA differs from one thread's", nt);
+        }
+        free(p), free(g), free(e);
+    }
+    omp_set_num_threads(max_threads);
+    /* The EMA rule itself, element by element (one thread's result). */
+    size_t off = param_find(&t, "big")->offset, wrong = 0;
+    for (size_t k = off; k < off + 100003; k++) {
+        float a = e0[k];
+        a = 0.9f * a + (1.0f - 0.9f) * p1[k];
+        wrong += e1[k] != a;
+    }
+    CHECK(wrong == 0, "EMA of a large tensor: %zu elements off the rule", wrong);
+    free(p0), free(g0), free(e0), free(p1), free(e1);
+    param_table_free(&t);
+}
+
 int main(void)
 {
     RUN(test_adamw_matches_torch);
     RUN(test_ema_rule);
+    RUN(test_large_tensors_split_across_threads);
     return test_summary();
 }
