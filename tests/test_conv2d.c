@@ -268,6 +268,10 @@ static void test_conv2d_panels_match_reference(void)
     compare_with_ref("4x4 s2 p1, B=7", im2col(conv2d_make(7, 8, 12, 12, 6, 4, 2, 1)), 0);
     compare_with_ref("patch 2, B=9", conv2d_make(9, 4, 16, 16, 12, 2, 2, 0), 1);
     compare_with_ref("1x1, B=3", conv2d_make(3, 16, 20, 20, 8, 1, 1, 0), 1);
+    /* Strides over 2 take im2col's and col2im's general loops (outputs too
+     * large for a tap table: kh·kw·Ho·Wo over 4096). */
+    compare_with_ref("3x3 s3 p1, B=2 72x71", conv2d_make(2, 3, 72, 71, 5, 3, 3, 1), 1);
+    compare_with_ref("patch 4 (stride 4), B=2 72x72", im2col(conv2d_make(2, 4, 72, 72, 6, 4, 4, 0)), 1);
     /* One output channel (the PatchGAN's last layer): dx without the column
      * buffer when the tap table fits (images grouped, or one 16×16 output
      * per panel), through gemm + col2im when it does not (20×20 output). */
