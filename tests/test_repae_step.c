@@ -127,8 +127,67 @@ static void test_three_repae_steps_match_torch(void)
     safetensors_close(st);
 }
 
+/* ---- models that do not fit together: each mismatch alone is refused ---- */
+
+typedef struct mismatch {
+    const char *label, *problem;
+    int C;                      /* image channels */
+    int vae_out, sit_channels, sit_input, sit_zdim, enc_patch, enc_img, enc_chans;
+} mismatch;
+
+static void init_mismatched(void *ctx)
+{
+    const mismatch *m = ctx;
+    vae v;
+    sit s;
+    vit e;
+    vae_config vc = {.ch = 16, .n_levels = 2, .ch_mult = {1, 2}, .num_res_blocks = 1, .z_channels = 4,
+                     .n_attn = 0, .resolution = 16, .in_channels = m->C, .out_ch = m->vae_out, .double_z = 1,
+                     .norm_groups = 8};
+    vae_build(&v, &vc);
+    sit_config sc = sit_config_default();
+    sc.depth = 1, sc.hidden = 32, sc.heads = 2, sc.patch = 2, sc.in_channels = m->sit_channels;
+    sc.input_size = m->sit_input, sc.num_classes = 10, sc.encoder_depth = 1, sc.projector_dim = 32;
+    sc.n_encoders = 1, sc.z_dims[0] = m->sit_zdim;
+    sit_build(&s, &sc);
+    vit_config ec = {.img_size = m->enc_img, .patch = m->enc_patch, .in_chans = m->enc_chans, .embed_dim = 24,
+                     .depth = 1, .heads = 2, .mlp_ratio = 4.0f, .layerscale = true, .layerscale_init = 1.0f,
+                     .ln_eps = 1e-6f};
+    vit_build(&e, &ec);
+    float *vp = param_alloc(&v.table), *sp = param_alloc(&s.table), *ew = param_alloc(&e.table);
+    repae_config cfg = repae_config_default();
+    cfg.batch = 2;
+    repae_trainer t;
+    repae_trainer_init(&t, &cfg, &v, vp, &s, sp, &e, ew, NULL, NULL, NULL, NULL, 16, 16, m->C);
+}
+
+static void test_mismatched_models_refused(void)
+{
+    /* The fitting set first (it must initialise), then one field off at a time. */
+    static const mismatch cases[] = {
+        {"fitting models", NULL, 3, 3, 4, 8, 24, 4, 16, 3},
+        {"VAE output channels", "the VAE takes 3-channel images, the data has 3", 3, 1, 4, 8, 24, 4, 16, 3},
+        {"SiT channels", "the SiT expects a 8×8×8 latent, the VAE makes 4×8×8", 3, 3, 8, 8, 24, 4, 16, 3},
+        {"SiT input size", "the SiT expects a 4×4×4 latent, the VAE makes 4×8×8", 3, 3, 4, 4, 24, 4, 16, 3},
+        {"projector target", "targets 16 features, the encoder gives 24", 3, 3, 4, 8, 16, 4, 16, 3},
+        {"encoder patches", "the encoder has 64 patch tokens, the SiT 16", 3, 3, 4, 8, 24, 2, 16, 3},
+        {"1-channel encoder size", "a 1-channel encoder must take the 16×16 images", 1, 1, 4, 8, 24, 8, 32, 1},
+        {"1-channel encoder channels", "a 1-channel encoder must take the 16×16 images", 1, 1, 4, 8, 24, 4, 16,
+         3},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char err[2048];
+        if (!cases[i].problem) {
+            int rc = run_in_child(init_mismatched, (void *)&cases[i], err, sizeof err);
+            CHECK(rc == 0, "%s: should initialise, got status %d: %s", cases[i].label, rc, err);
+        } else
+            expect_die(cases[i].label, init_mismatched, (void *)&cases[i], cases[i].problem);
+    }
+}
+
 int main(void)
 {
     RUN(test_three_repae_steps_match_torch);
+    RUN(test_mismatched_models_refused);
     return test_summary();
 }
