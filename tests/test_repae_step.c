@@ -102,6 +102,13 @@ static void test_three_repae_steps_match_torch(void)
             CHECK(fabs(values[k] - want) <= 2e-5 + rtol * fabs(want), "%s: %.8g vs torch %.8g", name, values[k],
                   want);
         }
+        /* The three the reference logs as constants: disc_factor past
+         * disc_start (0), the fixed discriminator weight, and LeCam at weight 0. */
+        CHECK(logs.discriminator_factor == cfg.disc_factor && logs.d_weight == cfg.disc_weight &&
+                  logs.lecam_loss == 0.0,
+              "step %d: discriminator_factor %g (want %g), d_weight %g (want %g), lecam_loss %g", step,
+              logs.discriminator_factor, (double)cfg.disc_factor, logs.d_weight, (double)cfg.disc_weight,
+              logs.lecam_loss);
         free(lab), free(drop), free(eps), free(time), free(noise);
         if (step == 0) {
             /* The clipped gradients of the first step, exactly comparable
