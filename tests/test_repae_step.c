@@ -2,7 +2,8 @@
  * SiT, ViT encoder, PatchGAN, LPIPS) and all randomness given, against the
  * PyTorch reference dev/ref/repae_step_ref.py: every logged scalar of every
  * step, and the final parameters of the VAE, the SiT, its EMA and the
- * discriminator. */
+ * discriminator; the same steps with --e2e-diffusion-loss (VAE side); and
+ * mismatched models refused. */
 #include <math.h>
 #include <stdbool.h>
 
@@ -38,9 +39,13 @@ static void load_u8(const safetensors *st, const char *name, uint8_t *dst, size_
     free(f);
 }
 
-static void test_three_repae_steps_match_torch(void)
+/* Three steps from train/repae_steps' models and data; the expected values
+ * come from `expect` (itself, or the --e2e-diffusion-loss variant, which
+ * holds the VAE side only). */
+static void run_golden_steps(const char *expect, bool e2e)
 {
     safetensors *st = fixture_open("train/repae_steps");
+    safetensors *ex = e2e ? fixture_open(expect) : st;
     vae v;
     sit s;
     vit e;
@@ -60,6 +65,7 @@ static void test_three_repae_steps_match_torch(void)
     cfg.batch = B;
     cfg.learning_rate = cfg.vae_learning_rate = cfg.disc_learning_rate = 1e-4f; /* the release default */
     cfg.ema_decay = 0.9f;
+    cfg.e2e_diffusion_loss = e2e;
     repae_trainer t;
     repae_trainer_init(&t, &cfg, &v, vp, &s, sp, &e, ew, &d, dp, &l, lp, 16, 16, 3);
 
@@ -88,10 +94,10 @@ static void test_three_repae_steps_match_torch(void)
         repae_logs_values(&logs, values);
         for (int k = 0; k < REPAE_N_LOGS; k++) {
             snprintf(name, sizeof name, "step%d.%s", step, repae_log_names[k]);
-            if (!safetensors_find(st, name))
+            if (!safetensors_find(ex, name))
                 continue; /* discriminator_factor, d_weight, lecam_loss: constants */
             float want;
-            safetensors_load_f32(st, name, 1, (int64_t[]){1}, &want);
+            safetensors_load_f32(ex, name, 1, (int64_t[]){1}, &want);
             /* Losses are sums over a few thousand fp32 terms: ~1e-5 relative.
              * After the first AdamW step a handful of elements with |g| ~ eps
              * have moved by a rounding-decided fraction of lr, and gradient
@@ -99,8 +105,8 @@ static void test_three_repae_steps_match_torch(void)
              * amplify that: 1e-2 for norms after step 0. */
             bool norm = strstr(repae_log_names[k], "grad_norm") != NULL;
             double rtol = norm && step > 0 ? 1e-2 : 1e-4;
-            CHECK(fabs(values[k] - want) <= 2e-5 + rtol * fabs(want), "%s: %.8g vs torch %.8g", name, values[k],
-                  want);
+            CHECK(fabs(values[k] - want) <= 2e-5 + rtol * fabs(want), "%s%s: %.8g vs torch %.8g", e2e ? "e2e " : "",
+                  name, values[k], want);
         }
         /* The three the reference logs as constants: disc_factor past
          * disc_start (0), the fixed discriminator weight, and LeCam at weight 0. */
@@ -113,16 +119,22 @@ static void test_three_repae_steps_match_torch(void)
         if (step == 0) {
             /* The clipped gradients of the first step, exactly comparable
              * (no AdamW in between): ~1e-5 relative to each tensor's scale. */
-            check_params_against_fixture(st, &v.table, t.vae_grads, "step0.grad.vae.", PARAM_TRAINABLE, 2e-7, 2e-3);
-            check_params_against_fixture(st, &s.table, t.sit_grads, "step0.grad.sit.", PARAM_TRAINABLE, 2e-7, 2e-3);
-            check_params_against_fixture(st, &d.table, t.disc_grads, "step0.grad.disc.", PARAM_TRAINABLE, 2e-7, 2e-3);
+            check_params_against_fixture(ex, &v.table, t.vae_grads, "step0.grad.vae.", PARAM_TRAINABLE, 2e-7, 2e-3);
+            if (!e2e) {
+                check_params_against_fixture(st, &s.table, t.sit_grads, "step0.grad.sit.", PARAM_TRAINABLE, 2e-7,
+                                             2e-3);
+                check_params_against_fixture(st, &d.table, t.disc_grads, "step0.grad.disc.", PARAM_TRAINABLE, 2e-7,
+                                             2e-3);
+            }
         }
     }
     /* 3 steps of lr 1e-3: an element moves by at most ~3e-3 (6e-3 allowed). */
-    check_params_after_adam(st, &v.table, vp, "final.vae.", 1e-4, 6e-3);
-    check_params_after_adam(st, &s.table, sp, "final.sit.", 1e-4, 6e-3);
-    check_params_after_adam(st, &s.table, t.ema_params, "final.ema.", 1e-4, 6e-3);
-    check_params_after_adam(st, &d.table, dp, "final.disc.", 1e-4, 6e-3);
+    check_params_after_adam(ex, &v.table, vp, "final.vae.", 1e-4, 6e-3);
+    if (!e2e) {
+        check_params_after_adam(st, &s.table, sp, "final.sit.", 1e-4, 6e-3);
+        check_params_after_adam(st, &s.table, t.ema_params, "final.ema.", 1e-4, 6e-3);
+        check_params_after_adam(st, &d.table, dp, "final.disc.", 1e-4, 6e-3);
+    }
 
     repae_trainer_free(&t);
     free(vp), free(sp), free(dp), free(lp), free(ew);
@@ -131,8 +143,17 @@ static void test_three_repae_steps_match_torch(void)
     vit_free(&e);
     disc_free(&d);
     lpips_free(&l);
+    if (ex != st)
+        safetensors_close(ex);
     safetensors_close(st);
 }
+
+static void test_three_repae_steps_match_torch(void) { run_golden_steps("train/repae_steps", false); }
+
+/* --e2e-diffusion-loss (the paper's naive end-to-end baseline): the VAE also
+ * gets the frozen SiT's denoising loss; its logs, first gradients and final
+ * weights against the same reference with that term. */
+static void test_e2e_diffusion_loss_steps_match_torch(void) { run_golden_steps("train/repae_steps_e2e", true); }
 
 /* ---- models that do not fit together: each mismatch alone is refused ---- */
 
@@ -195,6 +216,7 @@ static void test_mismatched_models_refused(void)
 int main(void)
 {
     RUN(test_three_repae_steps_match_torch);
+    RUN(test_e2e_diffusion_loss_steps_match_torch);
     RUN(test_mismatched_models_refused);
     return test_summary();
 }

@@ -23,6 +23,11 @@ normalised targets for irepa_ref.py (train/repae_steps_irepa): every other model
 and all step data are identical to repae_steps (the conv SiT is drawn from a
 forked generator, its non-projector weights copied), so that fixture holds only
 init.sit.*, the step scalars, step0.grad.sit.*, final.sit.*, final.ema.*.
+
+golden("repae_steps_e2e", e2e=True) writes train/repae_steps_e2e: the same
+steps with `--e2e-diffusion-loss` (the frozen SiT's mean denoising loss, eval
+mode, added to the VAE's loss); it holds the step scalars, step0.grad.vae.*
+and final.vae.*, the rest being repae_steps'.
 """
 import copy
 import json
@@ -62,8 +67,11 @@ def set_requires_grad(model, flag):
         p.requires_grad = flag
 
 
-def golden(name="repae_steps", irepa=None, script=__file__):
-    """irepa: None, or dict(sit_extra=SiT kwargs of the conv projector, zscore_alpha=...)."""
+def golden(name="repae_steps", irepa=None, script=__file__, e2e=False):
+    """irepa: None, or dict(sit_extra=SiT kwargs of the conv projector, zscore_alpha=...).
+    e2e: the VAE update also takes the diffusion loss (`--e2e-diffusion-loss`,
+    the paper's naive end-to-end baseline): the frozen SiT's full pass in eval
+    mode on the same t and noise, its mean denoising loss added to vae_loss."""
     torch.manual_seed(SEED)
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
@@ -132,8 +140,10 @@ def golden(name="repae_steps", irepa=None, script=__file__):
         sit.eval()
         vae_loss, logs = generator_loss(x, recon, posterior.mean, posterior.logvar, disc, lpips,
                                         kl_weight=CFG["kl_weight"], disc_weight=CFG["disc_weight"])
-        out_a = sit(z, labels, zs, time_input=time.view(B, 1, 1, 1), noises=noise, align_only=True)
+        out_a = sit(z, labels, zs, time_input=time.view(B, 1, 1, 1), noises=noise, align_only=not e2e)
         vae_loss = vae_loss + CFG["vae_align_proj_coeff"] * out_a["proj_loss"]
+        if e2e:
+            vae_loss = vae_loss + out_a["denoising_loss"].mean()
         opt_vae.zero_grad(set_to_none=True)
         vae_loss.backward()
         gn_vae = torch.nn.utils.clip_grad_norm_(vae.parameters(), CFG["max_grad_norm"])
@@ -179,7 +189,13 @@ def golden(name="repae_steps", irepa=None, script=__file__):
     for prefix, m in (("final.vae.", vae), ("final.sit.", sit), ("final.ema.", ema), ("final.disc.", disc)):
         for k, v in m.state_dict().items():
             out[prefix + k] = v.clone()
-    if irepa:
+    if e2e:  # the VAE side; everything else is train/repae_steps' (same seed, same draws)
+        keep = ("step0.grad.vae.", "final.vae.")
+        out = {k: v for k, v in out.items()
+               if k.startswith(keep) or (k.startswith("step") and "." in k and k.split(".", 1)[1] in scalars)}
+        save_fixture("train/" + name, out, script, SEED,
+                     config=json.dumps(dict(CFG, e2e_diffusion_loss=True, shared_with="train/repae_steps")))
+    elif irepa:
         keep = ("init.sit.", "step0.grad.sit.", "final.sit.", "final.ema.")
         out = {k: v for k, v in out.items()
                if k.startswith(keep) or (k.startswith("step") and "." in k and k.split(".", 1)[1] in scalars)}
@@ -192,3 +208,4 @@ def golden(name="repae_steps", irepa=None, script=__file__):
 
 if __name__ == "__main__":
     golden()
+    golden("repae_steps_e2e", e2e=True)
