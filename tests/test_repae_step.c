@@ -155,12 +155,37 @@ static void test_three_repae_steps_match_torch(void) { run_golden_steps("train/r
  * weights against the same reference with that term. */
 static void test_e2e_diffusion_loss_steps_match_torch(void) { run_golden_steps("train/repae_steps_e2e", true); }
 
+/* The release's training defaults (spec §6.3's table and §7's loss weights;
+ * iREPA's z-score alpha 0.6; ImageNet's mean/std for a 1-channel encoder's
+ * input); the golden steps override batch, learning rates and EMA decay. */
+static void test_release_defaults(void)
+{
+    repae_config c = repae_config_default();
+    CHECK(c.batch == 256 && c.learning_rate == 1e-4f && c.vae_learning_rate == 1e-4f &&
+              c.disc_learning_rate == 1e-4f,
+          "batch %d, learning rates %g %g %g", c.batch, (double)c.learning_rate, (double)c.vae_learning_rate,
+          (double)c.disc_learning_rate);
+    CHECK(c.proj_coeff == 0.5f && c.vae_align_proj_coeff == 1.5f, "REPA coefficients %g %g", (double)c.proj_coeff,
+          (double)c.vae_align_proj_coeff);
+    CHECK(c.reconstruction_weight == 1.0f && c.perceptual_weight == 1.0f && c.kl_weight == 1e-6f &&
+              c.disc_weight == 0.1f && c.disc_factor == 1.0f && c.disc_start == 0 && c.lecam_weight == 0.0f,
+          "VAE loss weights");
+    CHECK(c.max_grad_norm == 1.0f && c.ema_decay == 0.9999f, "clip %g, EMA %g", (double)c.max_grad_norm,
+          (double)c.ema_decay);
+    CHECK(c.path == PATH_LINEAR && c.weighting == TIME_WEIGHTING_UNIFORM && c.train_pos_embed &&
+              !c.e2e_diffusion_loss && !c.spatial_norm && c.zscore_alpha == 0.6f,
+          "path, weighting, pos_embed, e2e, iREPA defaults");
+    const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
+    CHECK(!memcmp(c.enc_mean, mean, sizeof mean) && !memcmp(c.enc_std, std, sizeof std), "ImageNet mean/std");
+}
+
 /* ---- models that do not fit together: each mismatch alone is refused ---- */
 
 typedef struct mismatch {
     const char *label, *problem;
     int C;                      /* image channels */
     int vae_out, sit_channels, sit_input, sit_zdim, enc_patch, enc_img, enc_chans;
+    int no_encoder, with_lpips; /* train without an encoder (REPA weights 0.5/0 or 0/1.5); with LPIPS */
 } mismatch;
 
 static void init_mismatched(void *ctx)
@@ -185,8 +210,19 @@ static void init_mismatched(void *ctx)
     float *vp = param_alloc(&v.table), *sp = param_alloc(&s.table), *ew = param_alloc(&e.table);
     repae_config cfg = repae_config_default();
     cfg.batch = 2;
+    if (m->no_encoder == 1)
+        cfg.vae_align_proj_coeff = 0; /* proj_coeff 0.5 alone */
+    if (m->no_encoder == 2)
+        cfg.proj_coeff = 0; /* vae_align_proj_coeff 1.5 alone */
+    lpips l;
+    float *lp = NULL;
+    if (m->with_lpips) {
+        lpips_build(&l, 16);
+        lp = param_alloc(&l.table);
+    }
     repae_trainer t;
-    repae_trainer_init(&t, &cfg, &v, vp, &s, sp, &e, ew, NULL, NULL, NULL, NULL, 16, 16, m->C);
+    repae_trainer_init(&t, &cfg, &v, vp, &s, sp, m->no_encoder ? NULL : &e, ew, NULL, NULL, m->with_lpips ? &l : NULL,
+                       lp, 16, 16, m->C);
 }
 
 static void test_mismatched_models_refused(void)
@@ -202,6 +238,10 @@ static void test_mismatched_models_refused(void)
         {"1-channel encoder size", "a 1-channel encoder must take the 16×16 images", 1, 1, 4, 8, 24, 8, 32, 1},
         {"1-channel encoder channels", "a 1-channel encoder must take the 16×16 images", 1, 1, 4, 8, 24, 4, 16,
          3},
+        {"no encoder, proj_coeff", "REPA needs an encoder", 3, 3, 4, 8, 24, 4, 16, 3, 1, 0},
+        {"no encoder, vae_align_proj_coeff", "REPA needs an encoder", 3, 3, 4, 8, 24, 4, 16, 3, 2, 0},
+        {"LPIPS on 1-channel images", NULL, 1, 1, 4, 8, 24, 4, 16, 1, 0, 1},
+        {"LPIPS on 4-channel images", "LPIPS needs 1- or 3-channel images", 4, 4, 4, 8, 24, 4, 16, 4, 0, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char err[2048];
@@ -217,6 +257,7 @@ int main(void)
 {
     RUN(test_three_repae_steps_match_torch);
     RUN(test_e2e_diffusion_loss_steps_match_torch);
+    RUN(test_release_defaults);
     RUN(test_mismatched_models_refused);
     return test_summary();
 }
