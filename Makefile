@@ -56,7 +56,7 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 LIB      := $(BUILD)/librepae.a
 PROGRAM  := $(BUILD)/repae
 
-.PHONY: all test test-asan test-no-avx512 bench bench-paper bench-targets fixtures clean fuzz fuzz-build fuzz-replay
+.PHONY: all test test-asan test-no-avx512 coverage mutants bench bench-paper bench-targets fixtures clean fuzz fuzz-build fuzz-replay
 .SECONDARY:
 all: $(PROGRAM) repae
 
@@ -107,6 +107,21 @@ test-no-avx512:
 	$(MAKE) BUILD=build-no-avx512 OPT="-O2 -march=x86-64-v3 -fvect-cost-model=dynamic" \
 	        EXTRA_CFLAGS="-DREPAE_WITHOUT_AVX512 $(EXTRA_CFLAGS)" \
 	        TEST_BIN="$(NO_AVX512_TESTS:%=build-no-avx512/tests/%)" test
+
+# Which lines of src/ the suite runs (tests/coverage.sh; not part of CI):
+# the same tests built with gcc's --coverage in build-cov, -O1 so that lines
+# map to code, atomic counters because the tests run OpenMP teams.
+coverage:
+	@rm -f $$(find build-cov -name '*.gcda' 2>/dev/null)
+	$(MAKE) BUILD=build-cov OPT="-O1 -march=native" EXTRA_CFLAGS="--coverage -fprofile-update=atomic" \
+	        EXTRA_LDFLAGS=--coverage test
+	sh tests/coverage.sh build-cov
+
+# Mutation testing of one file against the tests named (tests/mutants.sh; not
+# part of CI): make mutants MUTATE=src/ops/loss.c TESTS="test_loss".
+mutants:
+	@[ -n "$(MUTATE)" ] && [ -n "$(TESTS)" ] || { echo 'make mutants MUTATE=<src file> TESTS="<test programs>"' >&2; exit 1; }
+	sh tests/mutants.sh $(MUTATE) $(TESTS)
 
 bench: $(BENCH_BIN)
 	@PYTHON=$(PYTHON) BUILD=$(BUILD) sh bench/run_bench.sh
@@ -207,7 +222,7 @@ fuzz-replay: $(FUZZ_TARGETS:%=build-fuzz-replay/fuzz_%)
 	done
 
 clean:
-	rm -rf build build-asan build-fuzz build-fuzz-replay repae
+	rm -rf build build-asan build-cov build-mut build-fuzz build-fuzz-replay repae
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 ifneq ($(filter fuzz fuzz-build fuzz-replay build-fuzz%,$(MAKECMDGOALS)),)
