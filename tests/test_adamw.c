@@ -28,15 +28,16 @@ static void load(const safetensors *st, const param_table *t, float *dst, const 
     }
 }
 
-static void test_adamw_matches_torch(void)
+static void adamw_against(const char *fixture, float weight_decay)
 {
-    safetensors *st = fixture_open("train/adamw");
+    safetensors *st = fixture_open(fixture);
     param_table t = {0};
     build_table(&t);
     float *p = param_alloc(&t), *g = param_alloc(&t), *want = param_alloc(&t);
     param_init(&t, p, 0);
     load(st, &t, p, "p0.%s");
     adamw opt = adamw_create(&t, 1e-2f);
+    opt.weight_decay = weight_decay;
     for (int s = 0; s < 4; s++) {
         char fmt[32];
         snprintf(fmt, sizeof fmt, "g%d.%%s", s);
@@ -54,7 +55,7 @@ static void test_adamw_matches_torch(void)
         snprintf(fmt, sizeof fmt, "p%d.%%s", s + 1);
         load(st, &t, want, fmt);
         char what[64];
-        snprintf(what, sizeof what, "params after step %d", s);
+        snprintf(what, sizeof what, "%s: params after step %d", fixture, s);
         /* Same formula in the same precision; differences only from the clip
          * coefficient (double vs float norm): ~1e-7 relative of the update. */
         check_close(what, p, want, t.entries[1].offset + t.entries[1].numel, 1e-6, 1e-5);
@@ -70,6 +71,12 @@ static void test_adamw_matches_torch(void)
     param_table_free(&t);
     safetensors_close(st);
 }
+
+static void test_adamw_matches_torch(void) { adamw_against("train/adamw", 0.0f); }
+
+/* Decoupled weight decay (train-encoder's 0.05) and gradients of 1e-8, where
+ * eps sets the step. */
+static void test_adamw_weight_decay_and_eps_match_torch(void) { adamw_against("train/adamw_wd", 0.05f); }
 
 static void test_ema_rule(void)
 {
@@ -88,6 +95,19 @@ static void test_ema_rule(void)
     CHECK(fabsf(ema[w] - 1.5f) < 1e-7f, "ema of a parameter: %g, want 1.5", ema[w]);
     CHECK(fabsf(ema[rm] - 5.0f) < 1e-7f, "ema of a running stat: %g, want 5", ema[rm]);
     CHECK(ema[nb] == 6.0f, "counter must be copied, got %g", ema[nb]);
+    /* Names longer than "num_batches_tracked" are averaged unless they end in it. */
+    param_table u = {0};
+    param_add(&u, "blocks.0.attn.qkv.weight", INIT_CONSTANT, 1, (int64_t[]){2});
+    param_add_ex(&u, "x_embedder.bn.num_batches_tracked", INIT_CONSTANT, 0, PARAM_BUFFER, 0, NULL);
+    float *ue = param_alloc(&u), *up = param_alloc(&u);
+    size_t q = param_find(&u, "blocks.0.attn.qkv.weight")->offset,
+           c = param_find(&u, "x_embedder.bn.num_batches_tracked")->offset;
+    up[q] = up[q + 1] = 3.0f, up[c] = 9.0f;
+    ema_update(&u, ue, up, 0.75f);
+    CHECK(ue[q] == 0.75f && ue[q + 1] == 0.75f && ue[c] == 9.0f,
+          "long names: %g %g (want 0.75), counter %g (want 9)", ue[q], ue[q + 1], ue[c]);
+    free(ue), free(up);
+    param_table_free(&u);
     free(ema), free(p);
     param_table_free(&t);
 }
@@ -105,6 +125,7 @@ static void test_large_tensors_split_across_threads(void)
     param_add_ex(&t, "frozen_big", INIT_CONSTANT, 2.0f, PARAM_FROZEN, 1, (int64_t[]){70000});
     param_add(&t, "big2", INIT_EXTERNAL, 2, (int64_t[]){257, 255}); /* 65,535: one thread */
     param_add(&t, "big3", INIT_EXTERNAL, 1, (int64_t[]){65537});
+    param_add(&t, "edge", INIT_EXTERNAL, 1, (int64_t[]){65536}); /* the largest done by one thread */
     param_add_ex(&t, "bn.running_mean", INIT_CONSTANT, 0, PARAM_BUFFER, 1, (int64_t[]){80001});
     size_t n = t.total;
     float *p0 = alloc_normal(n, 1.0f, 11), *g0 = alloc_normal(n, 0.5f, 12), *e0 = alloc_normal(n, 1.0f, 13);
@@ -167,6 +188,7 @@ static void test_large_tensors_split_across_threads(void)
 int main(void)
 {
     RUN(test_adamw_matches_torch);
+    RUN(test_adamw_weight_decay_and_eps_match_torch);
     RUN(test_ema_rule);
     RUN(test_large_tensors_split_across_threads);
     return test_summary();
