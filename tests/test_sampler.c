@@ -455,6 +455,21 @@ static void test_bad_configuration_dies(void)
     cfg.mode = SAMPLER_SDE;
     cfg.heun = 1;
     expect_die("heun with sde", die_bad_config, &cfg, "Heun");
+    /* Each guidance number alone non-finite; a null class only under guidance. */
+    for (int k = 0; k < 3; k++) {
+        cfg = sampler_config_default();
+        double *v = k == 0 ? &cfg.cfg_scale : k == 1 ? &cfg.guidance_low : &cfg.guidance_high;
+        *v = k == 1 ? -INFINITY : NAN;
+        expect_die("a non-finite guidance number", die_bad_config, &cfg, "must be finite");
+    }
+    cfg = sampler_config_default();
+    cfg.null_class = -1;
+    expect_die("guidance without a null class", die_bad_config, &cfg, "null_class must be >= 0 under guidance");
+    char err[512];
+    cfg.cfg_scale = 1.0; /* no guidance: no null class needed */
+    CHECK(run_in_child(die_bad_config, &cfg, err, sizeof err) == 0, "cfg_scale 1 without a null class: %s", err);
+    cfg.cfg_scale = 1.5, cfg.null_class = 0; /* class 0 is a valid null class */
+    CHECK(run_in_child(die_bad_config, &cfg, err, sizeof err) == 0, "null class 0: %s", err);
 }
 
 int main(void)
