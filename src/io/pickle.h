@@ -16,8 +16,7 @@
  * whitelisted global only records a PK_CALL node (function + arguments) for
  * the caller to interpret; OrderedDict() becomes a dict, torch.Size(t) its
  * tuple, _codecs.encode(s, "latin1") bytes, bytes() empty bytes.  Persistent
- * ids become PK_PERSID
- * nodes holding the pid value.
+ * ids become PK_PERSID nodes holding the pid value.
  *
  * Limits (each checked, each a clear error): pickle size, stack depth, mark
  * depth, memo size and indices, total nodes, string lengths (within the
