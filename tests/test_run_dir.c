@@ -95,7 +95,7 @@ static void test_layout_round_trip(void)
 /* Writes a file like tiny_layout's with one thing changed. */
 typedef struct tamper {
     const char *format, *kind, *version, *step, *position, *scalar;
-    bool extra_tensor, drop_tensor;
+    bool extra_tensor, drop_tensor, extra_first;
 } tamper;
 
 static void write_tampered(const char *path, tamper t)
@@ -111,6 +111,8 @@ static void write_tampered(const char *path, tamper t)
     st_writer_set_metadata(w, "position", t.position ? t.position : "4");
     if (t.scalar)
         st_writer_set_metadata(w, "scalar", t.scalar);
+    if (t.extra_first) /* the file's first tensor */
+        st_writer_add_f32(w, "a.extra", 1, (int64_t[]){3}, data);
     const char *names[] = {"model.w", "model.b", "opt.w", "opt.b"};
     for (int i = 0; i < 4; i++) {
         if (t.drop_tensor && i == 3)
@@ -122,6 +124,7 @@ static void write_tampered(const char *path, tamper t)
     }
     if (t.extra_tensor)
         st_writer_add_f32(w, "model.w_misspelt", 1, (int64_t[]){3}, data);
+
     st_writer_save(w, path);
     st_writer_free(w);
 }
@@ -152,6 +155,10 @@ static void test_layout_load_is_strict(void)
         {"extra", {.extra_tensor = true}, "unexpected tensor 'model.w_misspelt'"},
         {"missing", {.drop_tensor = true}, "missing tensor 'opt.b'"},
         {"scalar_nan", {.scalar = "nan"}, "'scalar' = 'nan' is not a finite number"},
+        {"scalar_text", {.scalar = "0.5x"}, "'scalar' = '0.5x' is not a finite number"},
+        {"extra_first", {.extra_first = true}, "unexpected tensor 'a.extra'"},
+        {"position_max", {.position = "2147483647"}, NULL}, /* the range's ends are in it */
+        {"step_zero", {.step = "0", .position = "0"}, NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *path = path_printf("%s/%s.safetensors", tmp, cases[i].name);
