@@ -98,6 +98,22 @@ static void check_vs_ref(int B, int T, int NH, int HD, uint64_t seed)
         free(g_ref);
 }
 
+/* Large logits (|q·k|/√HD up to ~100): the softmax must subtract the row's
+ * maximum before exp, or exp overflows; the reference works in double. */
+static void test_attention_large_logits(void)
+{
+    const int B = 1, T = 24, NH = 2, HD = 8, D = NH * HD, ld = 3 * D;
+    const size_t nqkv = (size_t)B * T * ld, nout = (size_t)B * T * D, np = (size_t)B * NH * T * T;
+    float *qkv = alloc_normal(nqkv, 6.0f, 31);
+    float *out = alloc_zeros(nout), *out_ref = alloc_zeros(nout), *P = alloc_zeros(np), *P_ref = alloc_zeros(np);
+    float *ws = alloc_ws(B, T, NH, HD);
+    attention_forward(out, P, qkv, qkv + D, qkv + 2 * D, ld, B, T, NH, HD, ws);
+    attention_forward_ref(out_ref, P_ref, qkv, qkv + D, qkv + 2 * D, ld, B, T, NH, HD);
+    check_close("large logits: out", out, out_ref, nout, 1e-4, 1e-5);
+    check_close("large logits: probs", P, P_ref, np, 1e-6, 1e-5);
+    free(qkv), free(out), free(out_ref), free(P), free(P_ref), free(ws);
+}
+
 static void test_attention_matches_reference(void)
 {
     /* The kernel picks its threading by size (see ATTN_PAR_MIN_* in attention.c): */
@@ -283,6 +299,7 @@ int main(void)
 {
     RUN(test_softmax_exp_accuracy);
     RUN(test_attention_matches_reference);
+    RUN(test_attention_large_logits);
     RUN(test_attention_fd_packed);
     RUN(test_attention_fd_separate);
     RUN(test_attention_backward_accumulates);
