@@ -12,6 +12,7 @@
 # MUTANTS_TIMEOUT the seconds per test program (a hang counts as killed).
 # MUTANTS_RETRY=<an earlier log> tries only the mutants that survived there
 # (e.g. a fast test first, then the slower ones on what it left).
+# One run at a time: every run rebuilds the same copy (build-mut/tree).
 # Writes build-mut/<file>.log: one line per mutant, killed / survived /
 # no-compile, with the line and the change.
 set -u
@@ -89,7 +90,6 @@ for t in "$@"; do
 done
 
 : > "$log"
-tried=0 killed=0 survived=0 broken=0
 for n in $(cat "$lines"); do
     code=$(sed -n "${n}p" "$file")
     # Comments, preprocessor lines, bare braces: nothing to mutate.
@@ -117,7 +117,6 @@ for n in $(cat "$lines"); do
         if [ -n "$retry" ] && ! grep -qxF "$(printf '%s\t%s' "$n" "$op")" build-mut/retry.txt; then
             continue
         fi
-        tried=$((tried + 1))
         awk -v n="$n" -v new="$new" 'NR == n { print new; next } { print }' "$file" > "$work/$file"
         if ! build_tests "$@"; then
             result=no-compile

@@ -40,12 +40,12 @@ static void load_u8(const safetensors *st, const char *name, uint8_t *dst, size_
 }
 
 /* Three steps from train/repae_steps' models and data; the expected values
- * come from `expect` (itself, or the --e2e-diffusion-loss variant, which
- * holds the VAE side only). */
-static void run_golden_steps(const char *expect, bool e2e)
+ * come from that file, or with e2e from train/repae_steps_e2e (the
+ * --e2e-diffusion-loss variant, which holds the VAE side only). */
+static void run_golden_steps(bool e2e)
 {
     safetensors *st = fixture_open("train/repae_steps");
-    safetensors *ex = e2e ? fixture_open(expect) : st;
+    safetensors *ex = e2e ? fixture_open("train/repae_steps_e2e") : st;
     vae v;
     sit s;
     vit e;
@@ -148,12 +148,12 @@ static void run_golden_steps(const char *expect, bool e2e)
     safetensors_close(st);
 }
 
-static void test_three_repae_steps_match_torch(void) { run_golden_steps("train/repae_steps", false); }
+static void test_three_repae_steps_match_torch(void) { run_golden_steps(false); }
 
 /* --e2e-diffusion-loss (the paper's naive end-to-end baseline): the VAE also
  * gets the frozen SiT's denoising loss; its logs, first gradients and final
  * weights against the same reference with that term. */
-static void test_e2e_diffusion_loss_steps_match_torch(void) { run_golden_steps("train/repae_steps_e2e", true); }
+static void test_e2e_diffusion_loss_steps_match_torch(void) { run_golden_steps(true); }
 
 /* The release's training defaults (spec §6.3's table and §7's loss weights;
  * iREPA's z-score alpha 0.6; ImageNet's mean/std for a 1-channel encoder's
