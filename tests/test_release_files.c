@@ -373,10 +373,12 @@ static void test_other_inceptions_refused(void)
     st_writer_free(w);
     expect_die("AuxLogits", load_inception_file, (void *)aux, "unexpected tensor 'AuxLogits.fc.weight'");
     w = st_writer_new();
-    st_writer_add_f32(w, "fc.weight", 2, (int64_t[]){1000, 1}, alloc_zeros(1000));
+    float *fc = alloc_zeros(1000);
+    st_writer_add_f32(w, "fc.weight", 2, (int64_t[]){1000, 1}, fc);
     const char *tv = tmp("tv.safetensors");
     st_writer_save(w, tv);
     st_writer_free(w);
+    free(fc);
     expect_die("1000 classes", load_inception_file, (void *)tv, "fc.weight has 1000 classes");
 }
 

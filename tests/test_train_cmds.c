@@ -405,7 +405,7 @@ static void test_train_encoder_and_use_it(void)
     CHECK(!safetensors_find(st, "head.weight") && !safetensors_find(st, "head.bias"), "the head was saved");
     CHECK(safetensors_meta(st, "config") && safetensors_meta(st, "test_accuracy"), "metadata lacks config/accuracy");
     vit e;
-    vit_from_checkpoint(&e, st, "", 0, 2, PARAM_STRICT);
+    free(vit_from_checkpoint(&e, st, "", 0, 2, PARAM_STRICT));
     CHECK(e.cfg.patch == 8 && e.cfg.embed_dim == 24 && e.cfg.depth == 2 && e.cfg.in_chans == 1 && e.npatch == 16 &&
               e.cfg.layerscale && e.cfg.num_classes == 0,
           "encoder config: patch %d D %d depth %d in %d tokens %d", e.cfg.patch, e.cfg.embed_dim, e.cfg.depth,

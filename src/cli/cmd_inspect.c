@@ -403,7 +403,7 @@ static int inspect_diffusers_folder(const char *path)
 {
     char buf[1024], a[40];
     vae m;
-    vae_diffusers_load(&m, path);
+    float *params = vae_diffusers_load(&m, path); /* only checked: every tensor must map */
     int C = m.cfg.z_channels;
     float *bias = xmalloc((size_t)C * sizeof(float)), *scale = xmalloc((size_t)C * sizeof(float));
     const char *src;
@@ -417,6 +417,7 @@ static int inspect_diffusers_folder(const char *path)
     printf("%s  [(bias, scale) per channel]\n", C > 8 ? " ..." : "");
     free(bias);
     free(scale);
+    free(params);
     vae_free(&m);
     return 0;
 }

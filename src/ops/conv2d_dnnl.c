@@ -8,6 +8,7 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include "core/error.h"
+#include "core/thread_scratch.h"
 
 /* Shapes whose primitives are kept: a model's layers at a batch size or
  * two; past it the oldest entry is dropped and made again when needed.
@@ -63,8 +64,7 @@ static _Thread_local dnnl_stream_t stream; /* one per thread: a stream is not sh
 /* Each thread's scratch buffer, grown to the largest pass it has run.  Not
  * the caller's workspace: oneDNN's scratchpad sizes are its own business and
  * need not grow with the batch, which conv2d_workspace_floats promises. */
-static _Thread_local char *scratch_buf;
-static _Thread_local size_t scratch_cap;
+static _Thread_local thread_scratch scratch_buf;
 static entry cache[DNNL_CACHE_SIZE];
 static int cache_next;
 
@@ -303,17 +303,16 @@ static void op_run(const op *o, dnnl_exec_arg_t *args, int n, char *scratch)
         dnnl_memory_destroy(sm);
 }
 
-static char *thread_scratch(size_t bytes)
+static char *pass_scratch(size_t bytes)
 {
-    if (bytes > scratch_cap) {
-        free(scratch_buf);
-        void *p = NULL;
-        if (posix_memalign(&p, DNNL_ALIGN, bytes) != 0)
-            die("conv2d (oneDNN): out of memory for %zu bytes of scratch", bytes);
-        scratch_buf = p;
-        scratch_cap = bytes;
-    }
-    return scratch_buf;
+    return thread_scratch_reserve(&scratch_buf, bytes, DNNL_ALIGN, "oneDNN's convolution scratch");
+}
+
+static void destroy_stream(void *unused)
+{
+    (void)unused;
+    dnnl_stream_destroy(stream);
+    stream = NULL;
 }
 
 /* Runs a pass on our tensors ptr[i] (in port order), its buffers carved
@@ -321,9 +320,11 @@ static char *thread_scratch(size_t bytes)
  * several threads may run the same pass at once. */
 static void pass_run(const pass *ps, void *const ptr[])
 {
-    if (!stream)
+    if (!stream) {
         ok(dnnl_stream_create(&stream, engine, dnnl_stream_default_flags), "stream_create");
-    char *base = thread_scratch(ps->bytes > 0 ? ps->bytes : 1);
+        thread_scratch_at_exit(destroy_stream, NULL);
+    }
+    char *base = pass_scratch(ps->bytes > 0 ? ps->bytes : 1);
     dnnl_memory_t user[4], prim[4];
     dnnl_exec_arg_t args[5];
     for (int i = 0; i < ps->n; i++) {

@@ -37,26 +37,18 @@
 #include <omp.h>
 
 #include "core/error.h"
+#include "core/thread_scratch.h"
 #include "ops/gemm_kernels.h"
 
 bool gemm_avx512_supported(void) { return gemm_kernels_avx512.supported(); }
 bool gemm_avx2_supported(void) { return gemm_kernels_avx2.supported(); }
 
 /* Each thread's packing buffers, grown to the largest call it has made. */
-static _Thread_local float *pack_a_buf, *pack_b_buf;
-static _Thread_local size_t pack_a_cap, pack_b_cap;
+static _Thread_local thread_scratch pack_a_buf, pack_b_buf;
 
-static float *grow(float **buf, size_t *cap, size_t n)
+static float *grow(thread_scratch *buf, size_t n)
 {
-    if (n > *cap) {
-        free(*buf);
-        void *p = NULL;
-        if (posix_memalign(&p, 64, n * sizeof(float)) != 0)
-            die("out of memory: %zu bytes for the GEMM's packed operands", n * sizeof(float));
-        *buf = p;
-        *cap = n;
-    }
-    return *buf;
+    return thread_scratch_reserve(buf, n * sizeof(float), 64, "the GEMM's packed operands");
 }
 
 static int round_up(int n, int unit) { return (n + unit - 1) / unit * unit; }
@@ -91,9 +83,9 @@ static void gemm_serial(const gemm_kernels *ks, bool ta, bool tb, int M, int N, 
     int kc_max = K < KC ? K : KC;
     int nc_max = N < NC ? N : NC;
     int mc_max = M < MC ? M : MC;
-    float *pb = pre ? NULL : grow(&pack_b_buf, &pack_b_cap, (size_t)kc_max * round_up(nc_max, NR));
+    float *pb = pre ? NULL : grow(&pack_b_buf, (size_t)kc_max * round_up(nc_max, NR));
     /* row-major panels keep a row stride of KC whatever kc is */
-    float *pa = grow(&pack_a_buf, &pack_a_cap, (size_t)(ta ? kc_max : KC) * round_up(mc_max, MR));
+    float *pa = grow(&pack_a_buf, (size_t)(ta ? kc_max : KC) * round_up(mc_max, MR));
     for (int jc = 0; jc < N; jc += NC) {
         int nc = N - jc < NC ? N - jc : NC;
         for (int pc = 0; pc < K; pc += KC) {

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 
 #include "core/error.h"
+#include "core/thread_scratch.h"
 #include "ops/act.h"
 #include "ops/fast_exp.h"
 
@@ -141,17 +142,11 @@ void group_norm_silu_recompute(float *out, const float *x, const float *mean, co
  * the GroupNorm output, kept in cache between the two passes that read it.
  * Grown as needed and kept for the thread's life (like gemm_avx512's
  * packing buffers). */
-static _Thread_local float *silu_grad_buf;
-static _Thread_local size_t silu_grad_cap;
+static _Thread_local thread_scratch silu_grad_buf;
 
 static float *silu_grad_scratch(size_t n)
 {
-    if (n > silu_grad_cap) {
-        free(silu_grad_buf);
-        silu_grad_buf = xmalloc(n * sizeof(float));
-        silu_grad_cap = n;
-    }
-    return silu_grad_buf;
+    return thread_scratch_reserve(&silu_grad_buf, n * sizeof(float), 64, "GroupNorm's backward scratch");
 }
 
 /* GroupNorm's backward; with `silu`, through the SiLU after it first (dout
