@@ -14,19 +14,37 @@
 #define B 4
 #define STEPS 3
 
-static void build(vae *v, sit *s, vit *e, discriminator *d, lpips *l)
+/* The shapes the models are built with: train/repae_steps' by default; the
+ * mismatch test below varies one at a time. */
+typedef struct model_shapes {
+    int C;       /* image channels (VAE input, encoder input) */
+    int vae_out; /* VAE output channels */
+    int sit_channels, sit_input, sit_zdim;
+    int enc_patch, enc_img, enc_chans;
+} model_shapes;
+
+static const model_shapes GOLDEN_SHAPES = {3, 3, 4, 8, 24, 4, 16, 3};
+
+static void build_shaped(const model_shapes *m, vae *v, sit *s, vit *e)
 {
     vae_config vc = {.ch = 16, .n_levels = 2, .ch_mult = {1, 2}, .num_res_blocks = 1, .z_channels = 4,
-                     .n_attn = 0, .resolution = 16, .in_channels = 3, .out_ch = 3, .double_z = 1,
+                     .n_attn = 0, .resolution = 16, .in_channels = m->C, .out_ch = m->vae_out, .double_z = 1,
                      .norm_groups = 8};
     vae_build(v, &vc);
     sit_config sc = sit_config_default();
-    sc.depth = 2, sc.hidden = 32, sc.heads = 2, sc.patch = 2, sc.in_channels = 4, sc.input_size = 8;
-    sc.num_classes = 10, sc.encoder_depth = 1, sc.projector_dim = 32, sc.n_encoders = 1, sc.z_dims[0] = 24;
+    sc.depth = 2, sc.hidden = 32, sc.heads = 2, sc.patch = 2, sc.in_channels = m->sit_channels;
+    sc.input_size = m->sit_input, sc.num_classes = 10, sc.encoder_depth = 1, sc.projector_dim = 32;
+    sc.n_encoders = 1, sc.z_dims[0] = m->sit_zdim;
     sit_build(s, &sc);
-    vit_config ec = {.img_size = 16, .patch = 4, .in_chans = 3, .embed_dim = 24, .depth = 1, .heads = 2,
-                     .mlp_ratio = 4.0f, .layerscale = true, .layerscale_init = 1.0f, .ln_eps = 1e-6f};
+    vit_config ec = {.img_size = m->enc_img, .patch = m->enc_patch, .in_chans = m->enc_chans, .embed_dim = 24,
+                     .depth = 1, .heads = 2, .mlp_ratio = 4.0f, .layerscale = true, .layerscale_init = 1.0f,
+                     .ln_eps = 1e-6f};
     vit_build(e, &ec);
+}
+
+static void build(vae *v, sit *s, vit *e, discriminator *d, lpips *l)
+{
+    build_shaped(&GOLDEN_SHAPES, v, s, e);
     disc_build(d, &(disc_config){3, 8, 2});
     lpips_build(l, 16);
 }
@@ -183,8 +201,7 @@ static void test_release_defaults(void)
 
 typedef struct mismatch {
     const char *label, *problem;
-    int C;                      /* image channels */
-    int vae_out, sit_channels, sit_input, sit_zdim, enc_patch, enc_img, enc_chans;
+    model_shapes shapes;
     int no_encoder, with_lpips; /* train without an encoder (REPA weights 0.5/0 or 0/1.5); with LPIPS */
 } mismatch;
 
@@ -194,19 +211,7 @@ static void init_mismatched(void *ctx)
     vae v;
     sit s;
     vit e;
-    vae_config vc = {.ch = 16, .n_levels = 2, .ch_mult = {1, 2}, .num_res_blocks = 1, .z_channels = 4,
-                     .n_attn = 0, .resolution = 16, .in_channels = m->C, .out_ch = m->vae_out, .double_z = 1,
-                     .norm_groups = 8};
-    vae_build(&v, &vc);
-    sit_config sc = sit_config_default();
-    sc.depth = 1, sc.hidden = 32, sc.heads = 2, sc.patch = 2, sc.in_channels = m->sit_channels;
-    sc.input_size = m->sit_input, sc.num_classes = 10, sc.encoder_depth = 1, sc.projector_dim = 32;
-    sc.n_encoders = 1, sc.z_dims[0] = m->sit_zdim;
-    sit_build(&s, &sc);
-    vit_config ec = {.img_size = m->enc_img, .patch = m->enc_patch, .in_chans = m->enc_chans, .embed_dim = 24,
-                     .depth = 1, .heads = 2, .mlp_ratio = 4.0f, .layerscale = true, .layerscale_init = 1.0f,
-                     .ln_eps = 1e-6f};
-    vit_build(&e, &ec);
+    build_shaped(&m->shapes, &v, &s, &e);
     float *vp = param_alloc(&v.table), *sp = param_alloc(&s.table), *ew = param_alloc(&e.table);
     repae_config cfg = repae_config_default();
     cfg.batch = 2;
@@ -222,26 +227,26 @@ static void init_mismatched(void *ctx)
     }
     repae_trainer t;
     repae_trainer_init(&t, &cfg, &v, vp, &s, sp, m->no_encoder ? NULL : &e, ew, NULL, NULL, m->with_lpips ? &l : NULL,
-                       lp, 16, 16, m->C);
+                       lp, 16, 16, m->shapes.C);
 }
 
 static void test_mismatched_models_refused(void)
 {
     /* The fitting set first (it must initialise), then one field off at a time. */
     static const mismatch cases[] = {
-        {"fitting models", NULL, 3, 3, 4, 8, 24, 4, 16, 3},
-        {"VAE output channels", "the VAE takes 3-channel images, the data has 3", 3, 1, 4, 8, 24, 4, 16, 3},
-        {"SiT channels", "the SiT expects a 8×8×8 latent, the VAE makes 4×8×8", 3, 3, 8, 8, 24, 4, 16, 3},
-        {"SiT input size", "the SiT expects a 4×4×4 latent, the VAE makes 4×8×8", 3, 3, 4, 4, 24, 4, 16, 3},
-        {"projector target", "targets 16 features, the encoder gives 24", 3, 3, 4, 8, 16, 4, 16, 3},
-        {"encoder patches", "the encoder has 64 patch tokens, the SiT 16", 3, 3, 4, 8, 24, 2, 16, 3},
-        {"1-channel encoder size", "a 1-channel encoder must take the 16×16 images", 1, 1, 4, 8, 24, 8, 32, 1},
-        {"1-channel encoder channels", "a 1-channel encoder must take the 16×16 images", 1, 1, 4, 8, 24, 4, 16,
-         3},
-        {"no encoder, proj_coeff", "REPA needs an encoder", 3, 3, 4, 8, 24, 4, 16, 3, 1, 0},
-        {"no encoder, vae_align_proj_coeff", "REPA needs an encoder", 3, 3, 4, 8, 24, 4, 16, 3, 2, 0},
-        {"LPIPS on 1-channel images", NULL, 1, 1, 4, 8, 24, 4, 16, 1, 0, 1},
-        {"LPIPS on 4-channel images", "LPIPS needs 1- or 3-channel images", 4, 4, 4, 8, 24, 4, 16, 4, 0, 1},
+        {"fitting models", NULL, {3, 3, 4, 8, 24, 4, 16, 3}},
+        {"VAE output channels", "the VAE takes 3-channel images, the data has 3", {3, 1, 4, 8, 24, 4, 16, 3}},
+        {"SiT channels", "the SiT expects a 8×8×8 latent, the VAE makes 4×8×8", {3, 3, 8, 8, 24, 4, 16, 3}},
+        {"SiT input size", "the SiT expects a 4×4×4 latent, the VAE makes 4×8×8", {3, 3, 4, 4, 24, 4, 16, 3}},
+        {"projector target", "targets 16 features, the encoder gives 24", {3, 3, 4, 8, 16, 4, 16, 3}},
+        {"encoder patches", "the encoder has 64 patch tokens, the SiT 16", {3, 3, 4, 8, 24, 2, 16, 3}},
+        {"1-channel encoder size", "a 1-channel encoder must take the 16×16 images", {1, 1, 4, 8, 24, 8, 32, 1}},
+        {"1-channel encoder channels", "a 1-channel encoder must take the 16×16 images",
+         {1, 1, 4, 8, 24, 4, 16, 3}},
+        {"no encoder, proj_coeff", "REPA needs an encoder", {3, 3, 4, 8, 24, 4, 16, 3}, 1, 0},
+        {"no encoder, vae_align_proj_coeff", "REPA needs an encoder", {3, 3, 4, 8, 24, 4, 16, 3}, 2, 0},
+        {"LPIPS on 1-channel images", NULL, {1, 1, 4, 8, 24, 4, 16, 1}, 0, 1},
+        {"LPIPS on 4-channel images", "LPIPS needs 1- or 3-channel images", {4, 4, 4, 8, 24, 4, 16, 4}, 0, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char err[2048];
