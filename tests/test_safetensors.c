@@ -508,6 +508,55 @@ static void test_bad_headers_die_with_clear_messages(void)
     }
 }
 
+/* What the limits allow must load: 8 dimensions (9 are refused above), and
+ * an empty tensor at the offset where a non-empty one begins, listed before
+ * or after it: sorted by begin and then end, the two do not overlap. */
+static void test_limits_that_must_load(void)
+{
+    const char *p = write_st("dims8.safetensors",
+                             "{\"t\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,2],\"data_offsets\":[0,8]}}", NULL, 8);
+    safetensors *st = safetensors_open(p);
+    const st_tensor *t = safetensors_find(st, "t");
+    CHECK(t && t->ndim == 8 && t->shape[7] == 2 && t->numel == 2, "an 8-dimensional tensor did not load as such");
+    safetensors_close(st);
+    static const char *headers[] = {
+        "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+        "\"b\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,8]},"
+        "\"c\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}",
+        "{\"c\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]},"
+        "\"b\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,8]},"
+        "\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}",
+    };
+    for (int i = 0; i < 2; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "empty_shared_%d.safetensors", i);
+        char err[1024];
+        const char *path = write_st(name, headers[i], NULL, 16);
+        int rc = run_in_child(child_open_and_read, (void *)path, err, sizeof err);
+        CHECK(rc == 0, "an empty tensor where another begins (order %d) was refused: %s", i, err);
+    }
+}
+
+/* Shape strings (in error messages) are cut to the buffer, never past it. */
+static void test_shape_string_fits_its_buffer(void)
+{
+    char area[64];
+    int64_t shape[8] = {123456789, 2, 3, 4, 5, 6, 7, 8};
+    CHECK(!strcmp(st_shape_str(2, shape + 1, area, sizeof area), "[2, 3]"), "shape string: \"%s\"", area);
+    CHECK(!strcmp(st_shape_str(0, shape, area, sizeof area), "[]"), "scalar shape string: \"%s\"", area);
+    for (size_t size = 1; size <= 32; size++) {
+        memset(area, '#', sizeof area);
+        char *buf = area + 16;
+        st_shape_str(8, shape, buf, size);
+        int intact = strnlen(buf, size) < size;
+        for (size_t i = 0; i < sizeof area; i++)
+            if ((i < 16 || i >= 16 + size) && area[i] != '#')
+                intact = 0;
+        CHECK(intact, "st_shape_str with a %zu-byte buffer wrote outside it or left no NUL", size);
+        CHECK(!strncmp(buf, "[123456789, 2, 3, 4, 5, 6, 7, 8]", strlen(buf)), "cut shape string: \"%s\"", buf);
+    }
+}
+
 static void test_bad_framing_dies_with_clear_messages(void)
 {
     const char *p = tmp_path("bad_empty.safetensors");
@@ -888,6 +937,8 @@ int main(void)
     RUN(test_accessor_errors_name_file_and_tensor);
     RUN(test_bad_headers_die_with_clear_messages);
     RUN(test_bad_framing_dies_with_clear_messages);
+    RUN(test_limits_that_must_load);
+    RUN(test_shape_string_fits_its_buffer);
     RUN(test_corrupted_files_never_crash);
     RUN(test_many_tensors_open_in_linear_time);
     RUN(test_names_must_be_strict_utf8_without_controls);
