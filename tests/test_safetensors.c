@@ -663,6 +663,21 @@ static void test_corrupted_files_never_crash(void)
  * with every earlier one (quadratic, 20 s); now duplicates go through a hash
  * index, so opening and finding are linear.  Not a timed test: it has to
  * finish, and TEST_VERBOSE prints the time. */
+/* The longest run of occupied slots in the name index.  With linear probing
+ * a hash that collapses the names (a constant, or one that divides where it
+ * should multiply) still finds every name, only in quadratic time; this
+ * shows it without a clock: a run of a few dozen slots here, N if collapsed. */
+static size_t longest_occupied_run(const safetensors *st)
+{
+    size_t best = 0, run = 0;
+    for (size_t h = 0; h <= st->index_mask; h++) {
+        run = st->index[h] ? run + 1 : 0;
+        if (run > best)
+            best = run;
+    }
+    return best;
+}
+
 static void test_many_tensors_open_in_linear_time(void)
 {
     enum { N = 80000 };
@@ -691,6 +706,9 @@ static void test_many_tensors_open_in_linear_time(void)
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     CHECK(st->n_tensors == N && found == N, "%d tensors, %d found with the right value", st->n_tensors, found);
+    size_t run = longest_occupied_run(st);
+    CHECK(run < 1000, "the name index has a run of %zu occupied slots (of %zu): the hash does not spread names", run,
+          st->index_mask + 1);
     safetensors_close(st);
     /* The writer's duplicate check is linear too. */
     st_writer *w = st_writer_new();
