@@ -10,6 +10,7 @@
 # Lines are those with a non-zero count in build-cov (make coverage) when it
 # has one, else every code line.  MUTANTS_MAX caps the mutants tried (0: all),
 # MUTANTS_TIMEOUT the seconds per test program (a hang counts as killed).
+# MUTANTS_FROM=<line> starts at that line of FILE (to go on after a stop).
 # MUTANTS_RETRY=<an earlier log> tries only the mutants that survived there
 # (e.g. a fast test first, then the slower ones on what it left).
 # One run at a time: every run rebuilds the same copy (build-mut/tree).
@@ -54,6 +55,8 @@ else
     awk '{ print NR }' "$file" > "$lines"
     echo "no coverage data for $file (make coverage): mutating every line"
 fi
+from=${MUTANTS_FROM:-1}
+awk -v from="$from" '$1 >= from' "$lines" > "$lines.tmp" && mv "$lines.tmp" "$lines"
 
 # The mutation operators, tried in turn on each line: the first occurrence of
 # the pattern (sed, basic regex) is replaced.  Spaces around binary operators

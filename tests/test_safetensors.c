@@ -229,6 +229,9 @@ static void test_f16_bf16_and_integer_dtypes_read_exactly(void)
     data[off++] = 255, data[off++] = 3;
     size_t bool_off = off;
     data[off++] = 0, data[off++] = 1;
+    size_t i64_off = off;
+    int64_t d64i[3] = {-5, (int64_t)1 << 40, 7};
+    memcpy(data + off, d64i, sizeof d64i), off += sizeof d64i;
 
     char header[1024];
     snprintf(header, sizeof header,
@@ -239,9 +242,10 @@ static void test_f16_bf16_and_integer_dtypes_read_exactly(void)
              "\"i16\":{\"dtype\":\"I16\",\"shape\":[2],\"data_offsets\":[%zu,%zu]},"
              "\"i8\":{\"dtype\":\"I8\",\"shape\":[2],\"data_offsets\":[%zu,%zu]},"
              "\"u8\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[%zu,%zu]},"
-             "\"bool\":{\"dtype\":\"BOOL\",\"shape\":[2],\"data_offsets\":[%zu,%zu]}}",
+             "\"bool\":{\"dtype\":\"BOOL\",\"shape\":[2],\"data_offsets\":[%zu,%zu]},"
+             "\"i64\":{\"dtype\":\"I64\",\"shape\":[3],\"data_offsets\":[%zu,%zu]}}",
              NH, bf_off, NB, bf_off, f64_off, f64_off, i32_off, i32_off, i16_off, i16_off, i8_off, i8_off, u8_off,
-             u8_off, bool_off, bool_off, off);
+             u8_off, bool_off, bool_off, i64_off, i64_off, off);
     safetensors *st = safetensors_open(write_st("dtypes.safetensors", header, data, off));
     float got[32];
     safetensors_read_f32(st, safetensors_require(st, "h"), got);
@@ -268,6 +272,8 @@ static void test_f16_bf16_and_integer_dtypes_read_exactly(void)
     CHECK(gi[0] == 255 && gi[1] == 3, "U8 -> i64");
     safetensors_read_f32(st, safetensors_require(st, "bool"), got);
     CHECK(got[0] == 0 && got[1] == 1, "BOOL -> f32");
+    safetensors_read_f32(st, safetensors_require(st, "i64"), got);
+    CHECK(got[0] == -5 && got[1] == 0x1p40f && got[2] == 7, "I64 -> f32: %g %g %g", got[0], got[1], got[2]);
     safetensors_close(st);
 }
 
@@ -534,6 +540,48 @@ static void test_limits_that_must_load(void)
         const char *path = write_st(name, headers[i], NULL, 16);
         int rc = run_in_child(child_open_and_read, (void *)path, err, sizeof err);
         CHECK(rc == 0, "an empty tensor where another begins (order %d) was refused: %s", i, err);
+    }
+}
+
+static void child_writer_metadata_name(void *ctx)
+{
+    st_writer *w = st_writer_new();
+    float x = 1;
+    st_writer_add_f32(w, "__metadata__", 1, (int64_t[]){1}, &x);
+}
+
+static void child_meta_ll(void *ctx)
+{
+    safetensors *st = safetensors_open((const char *)ctx);
+    safetensors_meta_ll(st, "n");
+}
+
+/* The writer: 8 dimensions round-trip, the header's own key is not a tensor
+ * name; integer metadata (checkpoints' counters) parse whole or not at all. */
+static void test_writer_limits_and_integer_metadata(void)
+{
+    st_writer *w = st_writer_new();
+    float x[2] = {3, 4};
+    st_writer_add_f32(w, "t", 8, (int64_t[]){1, 1, 1, 1, 1, 1, 2, 1}, x);
+    st_writer_set_metadata(w, "n", "-42");
+    const char *p = tmp_path("dims8_written.safetensors");
+    st_writer_save(w, p);
+    st_writer_free(w);
+    safetensors *st = safetensors_open(p);
+    const st_tensor *t = safetensors_find(st, "t");
+    CHECK(t && t->ndim == 8 && t->shape[6] == 2 && t->shape[7] == 1, "the 8-dimensional tensor did not round-trip");
+    CHECK(safetensors_meta_ll(st, "n") == -42, "metadata -42 read as %lld", safetensors_meta_ll(st, "n"));
+    safetensors_close(st);
+    expect_die("a tensor named __metadata__", child_writer_metadata_name, NULL,
+               "'__metadata__' is not a valid tensor name");
+    static const char *bad[] = {"12x", "", " ", "99999999999999999999", "1.5"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char header[128], name[48];
+        snprintf(header, sizeof header, "{\"__metadata__\":{\"n\":\"%s\"}}", bad[i]);
+        snprintf(name, sizeof name, "meta_ll_%zu.safetensors", i);
+        char what[64];
+        snprintf(what, sizeof what, "metadata n = '%s'", bad[i]);
+        expect_die(what, child_meta_ll, (void *)write_st(name, header, NULL, 0), "is not an integer");
     }
 }
 
@@ -957,6 +1005,7 @@ int main(void)
     RUN(test_bad_framing_dies_with_clear_messages);
     RUN(test_limits_that_must_load);
     RUN(test_shape_string_fits_its_buffer);
+    RUN(test_writer_limits_and_integer_metadata);
     RUN(test_corrupted_files_never_crash);
     RUN(test_many_tensors_open_in_linear_time);
     RUN(test_names_must_be_strict_utf8_without_controls);
