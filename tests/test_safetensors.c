@@ -332,11 +332,12 @@ static void child_require_missing(void *ctx)
     safetensors_require(st, "no.such.tensor");
 }
 
+/* ctx: the expected shape, 2 dimensions (x is [2, 3]). */
 static void child_load_wrong_shape(void *ctx)
 {
     safetensors *st = safetensors_open(good_path);
     float buf[16];
-    safetensors_load_f32(st, "x", 2, (int64_t[]){3, 2}, buf);
+    safetensors_load_f32(st, "x", 2, (const int64_t *)ctx, buf);
 }
 
 static void child_read_i64_of_float(void *ctx)
@@ -374,9 +375,14 @@ static void test_accessor_errors_name_file_and_tensor(void)
     int rc = run_in_child(child_require_missing, NULL, err, sizeof err);
     CHECK(rc == 1 && strstr(err, good_path) && strstr(err, "'no.such.tensor' is missing"),
           "require of a missing tensor: status %d, stderr \"%s\"", rc, err);
-    rc = run_in_child(child_load_wrong_shape, NULL, err, sizeof err);
+    rc = run_in_child(child_load_wrong_shape, (int64_t[]){3, 2}, err, sizeof err);
     CHECK(rc == 1 && strstr(err, good_path) && strstr(err, "has shape [2, 3], expected [3, 2]"),
           "load with the wrong shape: status %d, stderr \"%s\"", rc, err);
+    /* Each dimension is compared, the first and the last alone. */
+    expect_die("load with the first dimension wrong", child_load_wrong_shape, (int64_t[]){1, 3},
+               "has shape [2, 3], expected [1, 3]");
+    expect_die("load with the last dimension wrong", child_load_wrong_shape, (int64_t[]){2, 2},
+               "has shape [2, 3], expected [2, 2]");
     rc = run_in_child(child_read_i64_of_float, NULL, err, sizeof err);
     CHECK(rc == 1 && strstr(err, good_path) && strstr(err, "integer tensor is expected"),
           "read_i64 of F32: status %d, stderr \"%s\"", rc, err);
