@@ -435,17 +435,22 @@ static void put16(buf *b, uint16_t v) { put8(b, (uint8_t)v), put8(b, (uint8_t)(v
 static void put32(buf *b, uint32_t v) { put16(b, (uint16_t)v), put16(b, (uint16_t)(v >> 16)); }
 static void puts_(buf *b, const char *s) { put(b, s, strlen(s)); }
 
-/* Writes a stored ZIP of n members to path.  zip64: every size and offset
+/* Writes a stored ZIP of n members to path.  zip64 1: every size and offset
  * goes through ZIP64 extra fields and the ZIP64 end records, as for a file
  * over 4 GB; the local headers carry a padding extra field the central
- * directory does not have (torch aligns data to 64 bytes that way). */
-static const char *write_zip_ex(const char *name, int n, const char **names, const buf *datas, int zip64)
+ * directory does not have (torch aligns data to 64 bytes that way).
+ * zip64 2 (ZIP64_OFFSETS_ONLY): only the central offsets go through ZIP64
+ * extra fields (8 bytes: the one field whose 32-bit value is 0xffffffff),
+ * each after an unrelated extended-timestamp field. */
+#define ZIP64_OFFSETS_ONLY 2
+static const char *write_zip_ex(const char *name, int n, const char **names, const buf *datas, int mode)
 {
     buf z = {0}, cd = {0};
+    int zip64 = mode == 1, offsets_only = mode == ZIP64_OFFSETS_ONLY;
     for (int i = 0; i < n; i++) {
         uint32_t crc = (uint32_t)crc32(0, datas[i].p ? datas[i].p : (const Bytef *)"", (uInt)datas[i].n);
         uint64_t off = z.n, sz = datas[i].n;
-        uint32_t sz32 = zip64 ? 0xffffffffu : (uint32_t)sz, off32 = zip64 ? 0xffffffffu : (uint32_t)off;
+        uint32_t sz32 = zip64 ? 0xffffffffu : (uint32_t)sz, off32 = zip64 || offsets_only ? 0xffffffffu : (uint32_t)off;
         uint16_t nl = (uint16_t)strlen(names[i]), pad = (uint16_t)(i * 5 + 3);
         put32(&z, 0x04034b50), put16(&z, zip64 ? 45 : 20), put16(&z, 0), put16(&z, 0), put16(&z, 0), put16(&z, 0);
         put32(&z, crc), put32(&z, sz32), put32(&z, sz32);
@@ -459,8 +464,12 @@ static const char *write_zip_ex(const char *name, int n, const char **names, con
             put(&z, datas[i].p, datas[i].n);
         put32(&cd, 0x02014b50), put16(&cd, 45), put16(&cd, zip64 ? 45 : 20), put16(&cd, 0), put16(&cd, 0);
         put16(&cd, 0), put16(&cd, 0), put32(&cd, crc), put32(&cd, sz32), put32(&cd, sz32);
-        put16(&cd, nl), put16(&cd, zip64 ? 28 : 0), put16(&cd, 0), put16(&cd, 0), put16(&cd, 0);
+        put16(&cd, nl), put16(&cd, zip64 ? 28 : offsets_only ? 21 : 0), put16(&cd, 0), put16(&cd, 0), put16(&cd, 0);
         put32(&cd, 0), put32(&cd, off32), puts_(&cd, names[i]);
+        if (offsets_only) {
+            put16(&cd, 0x5455), put16(&cd, 5), put8(&cd, 1), put32(&cd, 0); /* "UT": a modification time */
+            put16(&cd, 1), put16(&cd, 8), put32(&cd, (uint32_t)off), put32(&cd, (uint32_t)(off >> 32));
+        }
         if (zip64) {
             put16(&cd, 1), put16(&cd, 24);
             put32(&cd, (uint32_t)sz), put32(&cd, 0), put32(&cd, (uint32_t)sz), put32(&cd, 0);
@@ -547,10 +556,11 @@ static buf tensor_pickle(int64_t numel, int64_t offset, int ndim, const int64_t 
 static void test_handmade_tensor_pickles(void)
 {
     /* The good one first: a [2, 3] view with offset 2 and row stride 4 of 10
-     * floats, in a plain archive and in a ZIP64 one (padded local headers). */
-    for (pt_zip64 = 0; pt_zip64 < 2; pt_zip64++) {
+     * floats, in a plain archive, a ZIP64 one (padded local headers) and one
+     * with ZIP64 offsets only, after another extra field. */
+    for (pt_zip64 = 0; pt_zip64 <= ZIP64_OFFSETS_ONLY; pt_zip64++) {
         buf g = tensor_pickle(10, 2, 2, (int64_t[]){2, 3}, (int64_t[]){4, 1});
-        const char *p = write_pt(pt_zip64 ? "good64.pt" : "good.pt", &g, 40);
+        const char *p = write_pt(pt_zip64 == 2 ? "good64off.pt" : pt_zip64 ? "good64.pt" : "good.pt", &g, 40);
         safetensors *st = torch_file_open(p);
         const st_tensor *t = safetensors_require(st, "w");
         CHECK(t->ndim == 2 && t->shape[0] == 2 && t->shape[1] == 3, "hand-made tensor shape (zip64 %d)", pt_zip64);
@@ -568,6 +578,24 @@ static void test_handmade_tensor_pickles(void)
         free(g.p);
     }
     pt_zip64 = 0;
+    /* Members in any order (found by name, not by position). */
+    {
+        buf g = tensor_pickle(10, 2, 2, (int64_t[]){2, 3}, (int64_t[]){4, 1});
+        buf data[3] = {{0}, {0}, g};
+        puts_(&data[0], "3\n");
+        for (int i = 0; i < 40; i++)
+            put8(&data[1], (uint8_t)(i * 7));
+        const char *names[3] = {"arch/version", "arch/data/0", "arch/data.pkl"};
+        safetensors *st = torch_file_open(write_zip("reversed.pt", 3, names, data));
+        const st_tensor *t = safetensors_find(st, "w");
+        float got[6] = {0}, all[10];
+        if (t)
+            safetensors_read_f32(st, t, got);
+        memcpy(all, data[1].p, 40);
+        CHECK(t && got[0] == all[2] && got[5] == all[8], "members in reverse name order read wrongly");
+        safetensors_close(st);
+        free(data[0].p), free(data[1].p), free(g.p);
+    }
     /* An nn.Parameter (one wrap) loads; a chain of 60,000 wraps is refused
      * cleanly (it would have been a deep recursion). */
     param_wraps = 1;
@@ -831,6 +859,140 @@ static void test_hostile_archives(void)
     expect_bad("an npz", write_zip("arr.npz", 1, np, &one), "NumPy .npz");
     free(one.p);
     free(orig), free(d);
+}
+
+static void patch16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8); }
+static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static uint32_t get32(const uint8_t *p) { return get16(p) | (uint32_t)get16(p + 2) << 16; }
+
+/* One bad field at a time in the ZIP records: each check of the reader is
+ * reached and names what it found (the cases above reach a few of them;
+ * later checks or the CRC would catch most of these too, with a message
+ * that no longer says what is wrong). */
+static void test_hostile_archive_records(void)
+{
+    size_t n;
+    uint8_t *orig = fixture_bytes(FIX "pt_tensors_zip.pt", &n), *d = xmalloc(n + 65535);
+    size_t eocd = find_sig(orig, n, 0x06054b50, 1), cd = find_sig(orig, n, 0x02014b50, 0);
+    size_t cd2 = find_sig(orig + cd + 4, n - cd - 4, 0x02014b50, 0) + cd + 4;
+    /* The second member's local header (the first one's signature is the
+     * file's first bytes: changing it makes the file no ZIP at all). */
+    size_t lh = get32(orig + cd2 + 42), nlen = get16(orig + cd2 + 28);
+    CHECK(lh > 0 && get32(orig + lh) == 0x04034b50 && nlen > 2, "the fixture's second member has no local header");
+#define FRESH memcpy(d, orig, n)
+    FRESH, patch16(d + eocd + 4, 1);
+    expect_bad("EOCD: disk number", write_variant("r_disk.pt", d, n), "multi-part ZIP archives are not supported");
+    FRESH, patch16(d + eocd + 8, (uint16_t)(get16(orig + eocd + 10) - 1));
+    expect_bad("EOCD: entries on this disk", write_variant("r_ndisk.pt", d, n), "multi-part ZIP archives");
+    /* One entry more than the directory's bytes can hold at 46 bytes each. */
+    uint16_t too_many = (uint16_t)(get32(orig + eocd + 12) / 46 + 1);
+    char holds[64];
+    snprintf(holds, sizeof holds, "cannot hold %u entries", too_many);
+    FRESH, patch16(d + eocd + 8, too_many), patch16(d + eocd + 10, too_many);
+    expect_bad("EOCD: entry count", write_variant("r_count.pt", d, n), holds);
+    FRESH, d[cd2] ^= 1;
+    expect_bad("central: second signature", write_variant("r_sig2.pt", d, n),
+               "central directory entry 1 is missing or corrupt");
+    FRESH, patch16(d + cd + 28, 0xffff);
+    expect_bad("central: name length", write_variant("r_nlen.pt", d, n),
+               "central directory entry 0 runs past the directory");
+    const char *bad_name = "has an empty, NUL-containing or non-UTF-8 name";
+    FRESH, patch16(d + cd + 28, 0);
+    expect_bad("central: empty name", write_variant("r_name0.pt", d, n), bad_name);
+    FRESH, d[cd + 46 + 1] = 0;
+    expect_bad("central: NUL in the name", write_variant("r_namenul.pt", d, n), bad_name);
+    FRESH, d[cd + 46 + 1] = 0xff;
+    expect_bad("central: non-UTF-8 name", write_variant("r_nameutf.pt", d, n), bad_name);
+    FRESH, d[cd + 8] |= 1;
+    expect_bad("central: encrypted", write_variant("r_enc.pt", d, n), "is encrypted");
+    FRESH, patch16(d + cd + 34, 1);
+    expect_bad("central: disk", write_variant("r_cdisk.pt", d, n), "is on disk 1 of a multi-part archive");
+    FRESH, patch32(d + cd + 20, get32(orig + cd + 20) + 1);
+    expect_bad("central: sizes differ", write_variant("r_sizes.pt", d, n), "has different sizes");
+    FRESH, patch32(d + cd + 20, 0xffffffffu), patch32(d + cd + 24, 0xffffffffu);
+    expect_bad("central: ZIP64 sizes without the extra field", write_variant("r_noextra.pt", d, n),
+               "needs a ZIP64 extra field but has none");
+    FRESH, d[lh] ^= 1;
+    expect_bad("local: signature", write_variant("r_lsig.pt", d, n), "no local header at offset");
+    FRESH, d[lh + 6] |= 1;
+    expect_bad("local: encrypted", write_variant("r_lenc.pt", d, n), "is encrypted");
+    FRESH, patch16(d + lh + 8, 8);
+    expect_bad("local: compressed", write_variant("r_ldefl.pt", d, n), "is compressed (method 8)");
+    FRESH, patch16(d + lh + 28, 0xffff);
+    expect_bad("local: extra field past the directory", write_variant("r_lxlen.pt", d, n),
+               "local header runs past the central directory");
+    FRESH, d[lh + 30 + nlen - 1] ^= 1;
+    expect_bad("local: another name", write_variant("r_lname.pt", d, n), "its local header names another file");
+    FRESH, patch16(d + lh + 26, (uint16_t)(nlen - 1));
+    expect_bad("local: a shorter name", write_variant("r_lnlen.pt", d, n), "its local header names another file");
+    /* The first member (its local header at 0) grows by 64 bytes in the
+     * central directory, past its data descriptor into the next member. */
+    FRESH, patch32(d + cd + 20, get32(orig + cd + 20) + 64), patch32(d + cd + 24, get32(orig + cd + 24) + 64);
+    CHECK(get32(orig + cd + 42) == 0, "the fixture's first member is not the first in the file");
+    expect_bad("members overlap", write_variant("r_overlap.pt", d, n), "overlap (corrupt or malicious archive)");
+
+    /* The member last in the file grows past the data area's end. */
+    size_t last = cd;
+    for (size_t e = cd; e + 46 <= n && get32(orig + e) == 0x02014b50;
+         e += 46u + get16(orig + e + 28) + get16(orig + e + 30) + get16(orig + e + 32))
+        if (get32(orig + e + 42) > get32(orig + last + 42))
+            last = e;
+    FRESH, patch32(d + last + 20, get32(orig + last + 20) + 64), patch32(d + last + 24, get32(orig + last + 24) + 64);
+    expect_bad("last member past the data area", write_variant("r_lastsize.pt", d, n),
+               "runs past the end of the data area");
+    /* The longest comment a ZIP can have: the EOCD is then the first byte of
+     * the window searched; the archive opens. */
+    FRESH, patch16(d + eocd + 20, 0xffff);
+    memset(d + n, 'c', 65535);
+    const char *p = write_variant("r_comment.pt", d, n + 65535);
+    safetensors *st = torch_file_open(p);
+    CHECK(st->n_tensors > 0, "the archive with a 65,535-byte comment has no tensors");
+    safetensors_close(st);
+#undef FRESH
+    /* An empty archive is the 22-byte EOCD alone: a ZIP, without data.pkl. */
+    expect_bad("an empty archive", write_zip("r_empty.pt", 0, NULL, NULL), "without <prefix>/data.pkl");
+
+    /* ZIP64 records, in a hand-made ZIP64 archive. */
+    buf one = {0};
+    puts_(&one, "hello");
+    const char *nm[1] = {"readme.txt"};
+    uint8_t *z = fixture_bytes(write_zip_ex("r_z64_good.pt", 1, nm, &one, 1), &n);
+    free(one.p);
+    one = (buf){0};
+    free(d);
+    d = xmalloc(n);
+    size_t zcd = find_sig(z, n, 0x02014b50, 0), rec = find_sig(z, n, 0x06064b50, 0), loc = find_sig(z, n, 0x07064b50, 0);
+    CHECK(zcd != (size_t)-1 && rec != (size_t)-1 && loc != (size_t)-1, "the ZIP64 archive lacks its records");
+    memcpy(d, z, n), patch16(d + zcd + 46 + strlen(nm[0]) + 2, 16);
+    expect_bad("ZIP64: short extra field", write_variant("r_z64short.pt", d, n),
+               "short ZIP64 extra field (16 bytes, need 24)");
+    memcpy(d, z, n), patch32(d + loc + 8, 0x7fffffff);
+    expect_bad("ZIP64: locator out of range", write_variant("r_z64loc.pt", d, n),
+               "ZIP64 end-of-central-directory record is missing or out of range");
+    memcpy(d, z, n), d[rec] ^= 1;
+    expect_bad("ZIP64: record signature", write_variant("r_z64rec.pt", d, n),
+               "ZIP64 end-of-central-directory record is missing or out of range");
+    memcpy(d, z, n), patch32(d + rec + 16, 1);
+    expect_bad("ZIP64: record disk", write_variant("r_z64disk.pt", d, n), "multi-part ZIP archives are not supported");
+    memcpy(d, z, n), d[loc] ^= 1;
+    expect_bad("ZIP64: locator signature", write_variant("r_z64locsig.pt", d, n),
+               "without a ZIP64 end-of-central-directory locator");
+    free(z), free(d), free(orig);
+    /* One name twice, another between them (sorted by name, they meet). */
+    buf three[3] = {{0}, {0}, {0}};
+    puts_(&three[0], "a"), puts_(&three[1], "b"), puts_(&three[2], "c");
+    const char *twice[3] = {"x/data.pkl", "x/zz", "x/data.pkl"};
+    expect_bad("a member twice", write_zip("r_twice.pt", 3, twice, three), "member 'x/data.pkl' appears twice");
+    free(three[0].p), free(three[1].p), free(three[2].p);
+    /* A plain archive whose EOCD says 0xffff entries: ZIP64 without its records. */
+    puts_(&one, "hello");
+    z = fixture_bytes(write_zip("r_plain.pt", 1, nm, &one), &n);
+    free(one.p);
+    size_t zeocd = find_sig(z, n, 0x06054b50, 1);
+    patch16(z + zeocd + 8, 0xffff), patch16(z + zeocd + 10, 0xffff);
+    expect_bad("EOCD: ZIP64 count without ZIP64 records", write_variant("r_z64none.pt", z, n),
+               "without a ZIP64 end-of-central-directory locator");
+    free(z);
 }
 
 static void test_hostile_legacy_files(void)
@@ -1129,6 +1291,7 @@ int main(void)
     RUN(test_handmade_tensor_pickles);
     RUN(test_handmade_hostile_pickles);
     RUN(test_hostile_archives);
+    RUN(test_hostile_archive_records);
     RUN(test_hostile_legacy_files);
     RUN(test_old_legacy_storage_views);
     RUN(test_fifo_and_directory_refused);
