@@ -49,7 +49,7 @@ git ls-files -z --cached --others --exclude-standard | (cd "$root" && xargs -0 c
 lines=build-mut/lines.txt
 obj=build-cov/$(dirname "$file")
 if [ -e "$obj/$(basename "$file" .c).gcda" ]; then
-    gcov -t -o "$obj" "$file" 2> /dev/null | awk -F: '$1 ~ /^ *[0-9]+\*?$/ { gsub(/ /, "", $2); print $2 }' > "$lines"
+    gcov -t -o "$obj" "$file" 2> /dev/null | awk -F: '$1 ~ /^ *[0-9]+\*?$/ { gsub(/ /, "", $2); print $2 }' | sort -n -u > "$lines"
     echo "mutating the lines of $file that make coverage saw run: $(wc -l < "$lines")"
 else
     awk '{ print NR }' "$file" > "$lines"

@@ -179,7 +179,6 @@ zip_archive *zip_archive_open(const char *path, const uint8_t *d, size_t size)
     zip_archive *z = xcalloc(1, sizeof *z);
     z->path = path;
     z->data = d;
-    z->size = size;
     read_central_directory(z, cd_offset, cd_size, count);
 
     /* Local headers, then: members in offset order may not overlap. */

@@ -44,7 +44,6 @@ typedef struct zip_member {
 typedef struct zip_archive {
     const char *path;    /* for messages; not owned */
     const uint8_t *data; /* the mapped file; not owned */
-    size_t size;
     int n;
     zip_member *members; /* sorted by name */
 } zip_archive;
