@@ -961,7 +961,8 @@ static void test_hostile_archive_records(void)
     one = (buf){0};
     free(d);
     d = xmalloc(n);
-    size_t zcd = find_sig(z, n, 0x02014b50, 0), rec = find_sig(z, n, 0x06064b50, 0), loc = find_sig(z, n, 0x07064b50, 0);
+    size_t zcd = find_sig(z, n, 0x02014b50, 0), rec = find_sig(z, n, 0x06064b50, 0);
+    size_t loc = find_sig(z, n, 0x07064b50, 0);
     CHECK(zcd != (size_t)-1 && rec != (size_t)-1 && loc != (size_t)-1, "the ZIP64 archive lacks its records");
     memcpy(d, z, n), patch16(d + zcd + 46 + strlen(nm[0]) + 2, 16);
     expect_bad("ZIP64: short extra field", write_variant("r_z64short.pt", d, n),
