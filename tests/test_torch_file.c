@@ -423,6 +423,8 @@ typedef struct buf {
 
 static void put(buf *b, const void *src, size_t n)
 {
+    if (!n)
+        return; /* an empty archive's directory: no bytes, maybe no buffer */
     if (b->n + n > b->cap) {
         b->cap = (b->n + n) * 2 + 64;
         b->p = xrealloc(b->p, b->cap);
