@@ -48,6 +48,11 @@ float *alloc_uniform(size_t n, float lo, float hi, uint64_t seed);
 float *alloc_normal(size_t n, float std, uint64_t seed);
 float *alloc_zeros(size_t n);
 
+/* Little-endian fields of the binary formats that tests build or patch. */
+static inline uint32_t le16(const uint8_t *p) { return p[0] | p[1] << 8; }
+static inline uint32_t le32(const uint8_t *p) { return le16(p) | le16(p + 2) << 16; }
+static inline uint64_t le64(const uint8_t *p) { return le32(p) | (uint64_t)le32(p + 4) << 32; }
+
 /* ---- fixtures ---- */
 /* Opens tests/fixtures/<name>.safetensors (dies with a hint to run `make fixtures`). */
 safetensors *fixture_open(const char *name);

@@ -44,10 +44,6 @@ static void make_sigma(float *s)
         s[i] = (float)(i * 0.25 - 1);
 }
 
-static uint32_t le32(const uint8_t *p) { return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24; }
-static uint32_t le16(const uint8_t *p) { return p[0] | p[1] << 8; }
-static uint64_t le64(const uint8_t *p) { return le32(p) | (uint64_t)le32(p + 4) << 32; }
-
 static void write_file(const char *path, const void *data, size_t n)
 {
     FILE *f = xfopen(path, "wb");

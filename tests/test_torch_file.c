@@ -876,8 +876,6 @@ static void test_hostile_archives(void)
 }
 
 static void patch16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8); }
-static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-static uint32_t get32(const uint8_t *p) { return get16(p) | (uint32_t)get16(p + 2) << 16; }
 
 /* One bad field at a time in the ZIP records: each check of the reader is
  * reached and names what it found (the cases above reach a few of them;
@@ -891,15 +889,15 @@ static void test_hostile_archive_records(void)
     size_t cd2 = find_sig(orig + cd + 4, n - cd - 4, 0x02014b50, 0) + cd + 4;
     /* The second member's local header (the first one's signature is the
      * file's first bytes: changing it makes the file no ZIP at all). */
-    size_t lh = get32(orig + cd2 + 42), nlen = get16(orig + cd2 + 28);
-    CHECK(lh > 0 && get32(orig + lh) == 0x04034b50 && nlen > 2, "the fixture's second member has no local header");
+    size_t lh = le32(orig + cd2 + 42), nlen = le16(orig + cd2 + 28);
+    CHECK(lh > 0 && le32(orig + lh) == 0x04034b50 && nlen > 2, "the fixture's second member has no local header");
 #define FRESH memcpy(d, orig, n)
     FRESH, patch16(d + eocd + 4, 1);
     expect_bad("EOCD: disk number", write_variant("r_disk.pt", d, n), "multi-part ZIP archives are not supported");
-    FRESH, patch16(d + eocd + 8, (uint16_t)(get16(orig + eocd + 10) - 1));
+    FRESH, patch16(d + eocd + 8, (uint16_t)(le16(orig + eocd + 10) - 1));
     expect_bad("EOCD: entries on this disk", write_variant("r_ndisk.pt", d, n), "multi-part ZIP archives");
     /* One entry more than the directory's bytes can hold at 46 bytes each. */
-    uint16_t too_many = (uint16_t)(get32(orig + eocd + 12) / 46 + 1);
+    uint16_t too_many = (uint16_t)(le32(orig + eocd + 12) / 46 + 1);
     char holds[64];
     snprintf(holds, sizeof holds, "cannot hold %u entries", too_many);
     FRESH, patch16(d + eocd + 8, too_many), patch16(d + eocd + 10, too_many);
@@ -921,7 +919,7 @@ static void test_hostile_archive_records(void)
     expect_bad("central: encrypted", write_variant("r_enc.pt", d, n), "is encrypted");
     FRESH, patch16(d + cd + 34, 1);
     expect_bad("central: disk", write_variant("r_cdisk.pt", d, n), "is on disk 1 of a multi-part archive");
-    FRESH, patch32(d + cd + 20, get32(orig + cd + 20) + 1);
+    FRESH, patch32(d + cd + 20, le32(orig + cd + 20) + 1);
     expect_bad("central: sizes differ", write_variant("r_sizes.pt", d, n), "has different sizes");
     FRESH, patch32(d + cd + 20, 0xffffffffu), patch32(d + cd + 24, 0xffffffffu);
     expect_bad("central: ZIP64 sizes without the extra field", write_variant("r_noextra.pt", d, n),
@@ -941,17 +939,17 @@ static void test_hostile_archive_records(void)
     expect_bad("local: a shorter name", write_variant("r_lnlen.pt", d, n), "its local header names another file");
     /* The first member (its local header at 0) grows by 64 bytes in the
      * central directory, past its data descriptor into the next member. */
-    FRESH, patch32(d + cd + 20, get32(orig + cd + 20) + 64), patch32(d + cd + 24, get32(orig + cd + 24) + 64);
-    CHECK(get32(orig + cd + 42) == 0, "the fixture's first member is not the first in the file");
+    FRESH, patch32(d + cd + 20, le32(orig + cd + 20) + 64), patch32(d + cd + 24, le32(orig + cd + 24) + 64);
+    CHECK(le32(orig + cd + 42) == 0, "the fixture's first member is not the first in the file");
     expect_bad("members overlap", write_variant("r_overlap.pt", d, n), "overlap (corrupt or malicious archive)");
 
     /* The member last in the file grows past the data area's end. */
     size_t last = cd;
-    for (size_t e = cd; e + 46 <= n && get32(orig + e) == 0x02014b50;
-         e += 46u + get16(orig + e + 28) + get16(orig + e + 30) + get16(orig + e + 32))
-        if (get32(orig + e + 42) > get32(orig + last + 42))
+    for (size_t e = cd; e + 46 <= n && le32(orig + e) == 0x02014b50;
+         e += 46u + le16(orig + e + 28) + le16(orig + e + 30) + le16(orig + e + 32))
+        if (le32(orig + e + 42) > le32(orig + last + 42))
             last = e;
-    FRESH, patch32(d + last + 20, get32(orig + last + 20) + 64), patch32(d + last + 24, get32(orig + last + 24) + 64);
+    FRESH, patch32(d + last + 20, le32(orig + last + 20) + 64), patch32(d + last + 24, le32(orig + last + 24) + 64);
     expect_bad("last member past the data area", write_variant("r_lastsize.pt", d, n),
                "runs past the end of the data area");
     /* The longest comment a ZIP can have: the EOCD is then the first byte of

@@ -59,18 +59,17 @@ static void release(void *p)
     free(s->data);
     s->data = NULL;
     s->bytes = 0;
-    s->registered = 0;
 }
 
 void *thread_scratch_reserve(thread_scratch *s, size_t bytes, size_t align, const char *what)
 {
     if (bytes <= s->bytes)
         return s->data;
-    if (!s->registered) {
+    /* A buffer goes on its thread's exit list with its first allocation. */
+    if (s->data)
+        free(s->data);
+    else
         thread_scratch_at_exit(release, s);
-        s->registered = 1;
-    }
-    free(s->data);
     s->data = NULL;
     s->bytes = 0;
     void *p = NULL;

@@ -12,7 +12,6 @@
 typedef struct thread_scratch {
     void *data;
     size_t bytes;
-    int registered; /* on its thread's exit list */
 } thread_scratch;
 
 /* At least `bytes` bytes aligned to `align` (a power of two, at least
