@@ -443,13 +443,19 @@ static void puts_(buf *b, const char *s) { put(b, s, strlen(s)); }
  * directory does not have (torch aligns data to 64 bytes that way).
  * zip64 2 (ZIP64_OFFSETS_ONLY): only the central offsets go through ZIP64
  * extra fields (8 bytes: the one field whose 32-bit value is 0xffffffff),
- * each after an unrelated extended-timestamp field. */
+ * each after an unrelated extended-timestamp field.
+ * zip64 3 (CENTRAL_REVERSED): a plain archive whose central directory lists
+ * the members in the reverse of their order in the file (valid: the reader
+ * sorts them by offset before its overlap check). */
 #define ZIP64_OFFSETS_ONLY 2
+#define CENTRAL_REVERSED 3
 static const char *write_zip_ex(const char *name, int n, const char **names, const buf *datas, int mode)
 {
     buf z = {0}, cd = {0};
     int zip64 = mode == 1, offsets_only = mode == ZIP64_OFFSETS_ONLY;
+    size_t *entry_at = xcalloc((size_t)n + 1, sizeof *entry_at); /* where each central entry begins in cd */
     for (int i = 0; i < n; i++) {
+        entry_at[i] = cd.n;
         uint32_t crc = (uint32_t)crc32(0, datas[i].p ? datas[i].p : (const Bytef *)"", (uInt)datas[i].n);
         uint64_t off = z.n, sz = datas[i].n;
         uint32_t sz32 = zip64 ? 0xffffffffu : (uint32_t)sz, off32 = zip64 || offsets_only ? 0xffffffffu : (uint32_t)off;
@@ -478,6 +484,15 @@ static const char *write_zip_ex(const char *name, int n, const char **names, con
             put32(&cd, (uint32_t)off), put32(&cd, (uint32_t)(off >> 32));
         }
     }
+    entry_at[n] = cd.n;
+    if (mode == CENTRAL_REVERSED) {
+        buf reversed = {0};
+        for (int i = n - 1; i >= 0; i--)
+            put(&reversed, cd.p + entry_at[i], entry_at[i + 1] - entry_at[i]);
+        free(cd.p);
+        cd = reversed;
+    }
+    free(entry_at);
     uint64_t cd_off = z.n;
     put(&z, cd.p, cd.n);
     if (zip64) {
@@ -558,11 +573,13 @@ static buf tensor_pickle(int64_t numel, int64_t offset, int ndim, const int64_t 
 static void test_handmade_tensor_pickles(void)
 {
     /* The good one first: a [2, 3] view with offset 2 and row stride 4 of 10
-     * floats, in a plain archive, a ZIP64 one (padded local headers) and one
-     * with ZIP64 offsets only, after another extra field. */
-    for (pt_zip64 = 0; pt_zip64 <= ZIP64_OFFSETS_ONLY; pt_zip64++) {
+     * floats, in a plain archive, a ZIP64 one (padded local headers), one
+     * with ZIP64 offsets only, after another extra field, and one whose
+     * central directory lists the members last to first. */
+    for (pt_zip64 = 0; pt_zip64 <= CENTRAL_REVERSED; pt_zip64++) {
         buf g = tensor_pickle(10, 2, 2, (int64_t[]){2, 3}, (int64_t[]){4, 1});
-        const char *p = write_pt(pt_zip64 == 2 ? "good64off.pt" : pt_zip64 ? "good64.pt" : "good.pt", &g, 40);
+        const char *file_names[] = {"good.pt", "good64.pt", "good64off.pt", "good_cd_reversed.pt"};
+        const char *p = write_pt(file_names[pt_zip64], &g, 40);
         safetensors *st = torch_file_open(p);
         const st_tensor *t = safetensors_require(st, "w");
         CHECK(t->ndim == 2 && t->shape[0] == 2 && t->shape[1] == 3, "hand-made tensor shape (zip64 %d)", pt_zip64);
