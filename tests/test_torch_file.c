@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -674,15 +675,21 @@ static void test_handmade_hostile_pickles(void)
         C("the error names the opcode's byte", "\x80\x02NN\xff.", "pickle byte 4: unsupported opcode 0xff"),
         C("long memo index", "\x80\x02j\xff\xff\xff\x7f.", "never stored"),
         C("memo put too large", "\x80\x02Nr\xff\xff\xff\x7f.", "memo index 2147483647 is too large"),
-        C("unknown opcode", "\x80\x02\xff.", "unsupported opcode 0xff"),
+        C("unknown opcode", "\x80\x02\xff.", "unsupported opcode 0xff (not something torch.save writes)"),
+        C("unknown printable opcode", "\x80\x02!.", "unsupported opcode 0x21 ('!') (not something"),
+        C("unknown opcode DEL", "\x80\x02\x7f.", "unsupported opcode 0x7f (not something"),
         C("text INT opcode", "\x80\x02I12\n.", "unsupported opcode 0x49 ('I')"),
         C("huge LONG1", "\x80\x02\x8a\x10" "0123456789abcdef.", "integer of 16 bytes is too large"),
         C("huge LONG4", "\x80\x02\x8b\xff\xff\xff\xff.", "is too large"),
         C("truncated string", "\x80\x02X\xff\xff\x00\x00" "abc", "more bytes"),
         C("no STOP", "\x80\x02N", "more bytes"),
         C("stack underflow", "\x80\x02R.", "stack underflow"),
+        C("TUPLE2 of one item", "\x80\x02K\x01\x86.", "stack underflow"),
+        C("TUPLE2 reaching below a MARK", "\x80\x02K\x01(K\x02\x86.", "stack underflow"),
         C("SETITEM on a list", "\x80\x02]NNs.", "not a dict"),
         C("APPEND on a dict", "\x80\x02}Na.", "not a list"),
+        C("SETITEM reaching below a MARK", "\x80\x02}(NNs.", "SETITEM needs a dict, a key and a value"),
+        C("APPEND reaching below a MARK", "\x80\x02](Na.", "APPEND needs a list and a value"),
         C("protocol 1 header", "\x80\x01N.", "protocol 1 is not supported"),
         C("STACK_GLOBAL os.system", "\x80\x04\x8c\x05posix\x8c\x06system\x93.", "refusing to load global posix.system"),
         C("GLOBAL builtins.exec", "\x80\x02" "cbuiltins\nexec\n.", "refusing to load global builtins.exec"),
@@ -695,9 +702,14 @@ static void test_handmade_hostile_pickles(void)
         C("POP_MARK without a MARK", "\x80\x02" "1.", "no MARK on the stack"),
         C("DICT with an odd count", "\x80\x02(K\x01" "d.", "DICT with an odd number of items"),
         C("negative BINSTRING", "\x80\x02T\xff\xff\xff\xff.", "negative BINSTRING length"),
+        C("BINSTRING of -2^31", "\x80\x02T\x00\x00\x00\x80.", "negative BINSTRING length"),
         C("BINSTRING past the end", "\x80\x02T\x10\x00\x00\x00" "ab.", "string runs past the end"),
+        C("BINSTRING up to the end", "\x80\x02T\x02\x00\x00\x00" "ab", "more bytes"),
+        C("FRAME one byte too long", "\x80\x04\x95\x03\x00\x00\x00\x00\x00\x00\x00N.", "FRAME longer than the rest"),
         C("FRAME past the end", "\x80\x04\x95\xff\x00\x00\x00\x00\x00\x00\x00N.", "FRAME longer than the rest"),
         C("STACK_GLOBAL of ints", "\x80\x04K\x01K\x02\x93.", "STACK_GLOBAL needs two strings"),
+        C("STACK_GLOBAL of a string and an int", "\x80\x04\x8c\x05torchK\x02\x93.", "STACK_GLOBAL needs two strings"),
+        C("STACK_GLOBAL of an int and a string", "\x80\x04K\x02\x8c\x04Size\x93.", "STACK_GLOBAL needs two strings"),
         C("NEWOBJ_EX with kwargs", "\x80\x04" "cargparse\nNamespace\n)}X\x01\x00\x00\x00" "aK\x01s\x92.",
           "NEWOBJ_EX with keyword arguments"),
         C("NEWOBJ with a list", "\x80\x02" "cargparse\nNamespace\n]\x81.", "NEWOBJ arguments are a list"),
@@ -793,6 +805,20 @@ static void test_handmade_hostile_pickles(void)
     int rc = run_in_child(child_load_oversized, (void *)"", err, sizeof err);
     CHECK(rc == 1 && strstr(err, "huge.pkl") && strstr(err, "is too large"),
           "a pickle over PK_MAX_BYTES should be refused, got status %d: %s", rc, err);
+    /* ... and one of exactly PK_MAX_BYTES is read: a mapping of that size
+     * (reserved, not touched) that holds a 4-byte pickle at its start. */
+    uint8_t *limit = mmap(NULL, (size_t)PK_MAX_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                          -1, 0);
+    CHECK(limit != MAP_FAILED, "could not reserve %llu bytes of address space", (unsigned long long)PK_MAX_BYTES);
+    if (limit != MAP_FAILED) {
+        memcpy(limit, "\x80\x02N.", 4);
+        pk_arena *a = pk_arena_new();
+        size_t used = 0;
+        const pk_value *v = pickle_load(a, "limit.pkl", limit, (size_t)PK_MAX_BYTES, &used);
+        CHECK(v->kind == PK_NONE && used == 4, "a pickle buffer of exactly PK_MAX_BYTES should load");
+        pk_arena_free(a);
+        munmap(limit, (size_t)PK_MAX_BYTES);
+    }
 }
 
 /* ---- hostile archives ------------------------------------------------------------------ */

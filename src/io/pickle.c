@@ -549,8 +549,8 @@ static int step(unpickler *u)
         push(u, v);
         break;
     default:
-        FAIL(u, "unsupported opcode 0x%02x%s%c%s (not something torch.save writes)", op, op >= 0x21 && op < 0x7f ? " ('" : "",
-             op >= 0x21 && op < 0x7f ? op : ' ', op >= 0x21 && op < 0x7f ? "')" : "");
+        FAIL(u, "unsupported opcode 0x%02x%s%.*s%s (not something torch.save writes)", op, op >= 0x21 && op < 0x7f ? " ('" : "",
+             op >= 0x21 && op < 0x7f ? 1 : 0, (const char *)&op, op >= 0x21 && op < 0x7f ? "')" : "");
     }
     return 1;
 }
