@@ -543,31 +543,51 @@ static void pk_int(buf *b, int64_t v)
     }
 }
 
+/* A persistent id ("storage", torch.<type>, key, "cpu", numel) as pickle opcodes. */
+static buf storage_pid(const char *type, const char *key, int64_t numel)
+{
+    buf b = {0};
+    put8(&b, '('), pk_str(&b, "storage"), puts_(&b, "ctorch\n"), puts_(&b, type), put8(&b, '\n');
+    pk_str(&b, key), pk_str(&b, "cpu"), pk_int(&b, numel), put8(&b, 't');
+    return b;
+}
+
+/* _rebuild_tensor_v2(BINPERSID(pid), offset, size, stride, False, OrderedDict()); the size as a list
+ * instead of a tuple when sizes_as_list is set. */
+static int sizes_as_list;
+static void put_tensor_call(buf *b, const buf *pid, int64_t offset, int ndim, const int64_t *size,
+                            const int64_t *stride)
+{
+    puts_(b, "ctorch._utils\n_rebuild_tensor_v2\n(");
+    put(b, pid->p, pid->n), put8(b, 'Q');
+    pk_int(b, offset);
+    if (sizes_as_list)
+        put8(b, ']');
+    put8(b, '(');
+    for (int d = 0; d < ndim; d++)
+        pk_int(b, size[d]);
+    put8(b, sizes_as_list ? 'e' : 't'), put8(b, '(');
+    for (int d = 0; d < ndim; d++)
+        pk_int(b, stride[d]);
+    put8(b, 't'), put8(b, 0x89), puts_(b, "ccollections\nOrderedDict\n)R");
+    put8(b, 't'), put8(b, 'R');
+}
+
 /* {"w": _rebuild_tensor_v2(storage("0", FloatStorage, numel), offset, size, stride, False, OrderedDict())},
  * wrapped `wraps` times in torch._utils._rebuild_parameter(..., False, OrderedDict()). */
 static int param_wraps;
 static buf tensor_pickle(int64_t numel, int64_t offset, int ndim, const int64_t *size, const int64_t *stride)
 {
-    buf b = {0};
+    buf b = {0}, pid = storage_pid("FloatStorage", "0", numel);
     put8(&b, 0x80), put8(&b, 2), put8(&b, '}'), put8(&b, '(');
     pk_str(&b, "w");
     for (int i = 0; i < param_wraps; i++)
         puts_(&b, "ctorch._utils\n_rebuild_parameter\n(");
-    puts_(&b, "ctorch._utils\n_rebuild_tensor_v2\n(");
-    put8(&b, '('), pk_str(&b, "storage"), puts_(&b, "ctorch\nFloatStorage\n"), pk_str(&b, "0"), pk_str(&b, "cpu");
-    pk_int(&b, numel), put8(&b, 't'), put8(&b, 'Q');
-    pk_int(&b, offset);
-    put8(&b, '(');
-    for (int d = 0; d < ndim; d++)
-        pk_int(&b, size[d]);
-    put8(&b, 't'), put8(&b, '(');
-    for (int d = 0; d < ndim; d++)
-        pk_int(&b, stride[d]);
-    put8(&b, 't'), put8(&b, 0x89), puts_(&b, "ccollections\nOrderedDict\n)R");
-    put8(&b, 't'), put8(&b, 'R');
+    put_tensor_call(&b, &pid, offset, ndim, size, stride);
     for (int i = 0; i < param_wraps; i++)
         put8(&b, 0x89), puts_(&b, "ccollections\nOrderedDict\n)Rt"), put8(&b, 'R');
     put8(&b, 'u'), put8(&b, '.');
+    free(pid.p);
     return b;
 }
 
@@ -658,6 +678,308 @@ static void test_handmade_tensor_pickles(void)
         expect_bad(cases[i].label, write_pt(name, &b, cases[i].bytes), cases[i].problem);
         free(b.p);
     }
+}
+
+/* A .pt whose pickle is {"w": tensor} with the persistent id given as raw opcodes. */
+static const char *write_pid_pt(const char *name, const buf *pid, size_t storage_bytes)
+{
+    buf b = {0};
+    put8(&b, 0x80), put8(&b, 2), put8(&b, '}'), put8(&b, '('), pk_str(&b, "w");
+    put_tensor_call(&b, pid, 0, 1, (int64_t[]){2}, (int64_t[]){1});
+    put8(&b, 'u'), put8(&b, '.');
+    const char *p = write_pt(name, &b, storage_bytes);
+    free(b.p);
+    return p;
+}
+
+/* The storage references of a tensor: persistent ids, their types, keys and sizes, one storage under two
+ * types, and the shapes and strides around them. */
+static void test_handmade_storage_references(void)
+{
+    static const struct {
+        const char *label, *pid, *problem;
+        size_t n;
+    } pids[] = {
+#define P(label, lit, problem) {label, lit, problem, sizeof lit - 1}
+        P("a persistent id that is a string", "X\x07\x00\x00\x00storage", "unexpected persistent id"),
+        P("a persistent id of another kind", "(X\x06\x00\x00\x00moduleX\x01\x00\x00\x00" "0X\x03\x00\x00\x00" "cpuK\x0aK\x0at",
+          "unexpected persistent id"),
+        P("a persistent id of 4 items", "(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x00" "0X\x03\x00\x00\x00" "cput",
+          "unexpected persistent id"),
+        P("a persistent id of 7 items",
+          "(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x00" "0X\x03\x00\x00\x00" "cpuK\x0aNNt",
+          "unexpected persistent id"),
+        P("a storage type that is a string", "(X\x07\x00\x00\x00storageX\x0c\x00\x00\x00" "FloatStorageX\x01\x00\x00\x00" "0X\x03\x00\x00\x00" "cpuK\x0at",
+          "storage of unsupported type str"),
+        P("a storage key that is bytes", "(X\x07\x00\x00\x00storagectorch\nFloatStorage\nC\x01" "0X\x03\x00\x00\x00" "cpuK\x0at",
+          "storage key is not a plain non-empty name"),
+        P("a storage key with a slash", "(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x03\x00\x00\x00" "0/0X\x03\x00\x00\x00" "cpuK\x0at",
+          "storage key is not a plain non-empty name"),
+        P("an element count that is a string", "(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x00" "0X\x03\x00\x00\x00" "cpuX\x02\x00\x00\x00" "10t",
+          "a storage's element count must be an integer in [0, "),
+#undef P
+    };
+    for (size_t i = 0; i < sizeof pids / sizeof pids[0]; i++) {
+        buf pid = {0};
+        put(&pid, pids[i].pid, pids[i].n);
+        char name[64];
+        snprintf(name, sizeof name, "bad_pid_%zu.pt", i);
+        expect_bad(pids[i].label, write_pid_pt(name, &pid, 40), pids[i].problem);
+        free(pid.p);
+    }
+
+    /* Storage keys of 200 characters (the longest accepted) and 201. */
+    for (int len = 200; len <= 201; len++) {
+        char key[202], member[256];
+        memset(key, 'k', (size_t)len);
+        key[len] = 0;
+        buf pid = storage_pid("FloatStorage", key, 2), data[3] = {{0}}, pkl = {0};
+        put8(&pkl, 0x80), put8(&pkl, 2), put8(&pkl, '}'), put8(&pkl, '('), pk_str(&pkl, "w");
+        put_tensor_call(&pkl, &pid, 0, 1, (int64_t[]){2}, (int64_t[]){1});
+        put8(&pkl, 'u'), put8(&pkl, '.');
+        data[0] = pkl;
+        put(&data[1], "\x00\x00\x80\x3f\x00\x00\x00\x40", 8); /* 1.0f, 2.0f */
+        puts_(&data[2], "3\n");
+        snprintf(member, sizeof member, "arch/data/%s", key);
+        const char *names[3] = {"arch/data.pkl", member, "arch/version"};
+        const char *p = write_zip(len == 200 ? "key200.pt" : "key201.pt", 3, names, data);
+        if (len == 200) {
+            safetensors *st = torch_file_open(p);
+            float got[2] = {0};
+            safetensors_read_f32(st, safetensors_require(st, "w"), got);
+            CHECK(got[0] == 1.0f && got[1] == 2.0f, "a storage key of 200 characters read %g %g", got[0], got[1]);
+            safetensors_close(st);
+        } else
+            expect_bad("a storage key of 201 characters", p, "storage key is not a plain non-empty name");
+        free(pid.p), free(pkl.p), free(data[1].p), free(data[2].p);
+    }
+
+    /* One storage used under two types, or two sizes, of the same byte count. */
+    for (int k = 0; k < 2; k++) {
+        buf a = storage_pid("FloatStorage", "0", 10);
+        buf b = k == 0 ? storage_pid("IntStorage", "0", 10) : storage_pid("FloatStorage", "0", 5);
+        buf pkl = {0};
+        put8(&pkl, 0x80), put8(&pkl, 2), put8(&pkl, '}'), put8(&pkl, '(');
+        pk_str(&pkl, "a"), put_tensor_call(&pkl, &a, 0, 1, (int64_t[]){2}, (int64_t[]){1});
+        pk_str(&pkl, "b"), put_tensor_call(&pkl, &b, 0, 1, (int64_t[]){2}, (int64_t[]){1});
+        put8(&pkl, 'u'), put8(&pkl, '.');
+        expect_bad(k == 0 ? "one storage as floats and ints" : "one storage of two sizes",
+                   write_pt(k == 0 ? "two_types.pt" : "two_sizes.pt", &pkl, 40),
+                   "storage '0' is used with two different types or sizes");
+        free(a.p), free(b.p), free(pkl.p);
+    }
+
+    /* The size as a list; a tensor of ST_MAX_DIMS dimensions; a stride span of exactly 2^64 (it wraps to 0
+     * in 64 bits: size 2^24 + 1, stride 2^40). */
+    sizes_as_list = 1;
+    buf g = tensor_pickle(10, 0, 1, (int64_t[]){2}, (int64_t[]){1});
+    expect_bad("a size that is a list", write_pt("size_list.pt", &g, 40), "size and stride must be tuples");
+    free(g.p);
+    sizes_as_list = 0;
+    int64_t size8[ST_MAX_DIMS] = {1, 1, 1, 1, 1, 1, 2, 5}, stride8[ST_MAX_DIMS] = {10, 10, 10, 10, 10, 10, 5, 1};
+    g = tensor_pickle(10, 0, ST_MAX_DIMS, size8, stride8);
+    safetensors *st = torch_file_open(write_pt("dims8.pt", &g, 40));
+    const st_tensor *t = safetensors_require(st, "w");
+    CHECK(t->ndim == ST_MAX_DIMS && t->shape[6] == 2 && t->shape[7] == 5 && t->numel == 10,
+          "a tensor of %d dimensions should load", ST_MAX_DIMS);
+    safetensors_close(st);
+    free(g.p);
+    g = tensor_pickle(10, 0, 1, (int64_t[]){((int64_t)1 << 24) + 1}, (int64_t[]){(int64_t)1 << 40});
+    expect_bad("a stride span of 2^64", write_pt("span64.pt", &g, 40), "reaches past the end of its storage");
+    free(g.p);
+}
+
+static const char *write_variant(const char *name, const uint8_t *d, size_t n);
+
+/* A .pt of the pickle `pkl` with storage "0" of 40 bytes and a byteorder record when `byteorder` is not NULL. */
+static const char *write_pt_byteorder(const char *name, const buf *pkl, const char *byteorder)
+{
+    buf data[4] = {*pkl, {0}, {0}, {0}};
+    for (int i = 0; i < 40; i++)
+        put8(&data[1], (uint8_t)(i * 7));
+    puts_(&data[2], "3\n");
+    if (byteorder)
+        puts_(&data[3], byteorder);
+    const char *names[4] = {"arch/data.pkl", "arch/data/0", "arch/version", "arch/byteorder"};
+    const char *p = write_zip(name, byteorder ? 4 : 3, names, data);
+    free(data[1].p), free(data[2].p), free(data[3].p);
+    return p;
+}
+
+/* What the walk makes of the containers around tensors: names, their limits, metadata, byte order, and
+ * the copies of non-contiguous tensors. */
+static void test_handmade_names_and_metadata(void)
+{
+    /* The byteorder record: "little" loads, anything else is refused. */
+    buf g = tensor_pickle(10, 0, 1, (int64_t[]){10}, (int64_t[]){1});
+    safetensors *st = torch_file_open(write_pt_byteorder("little.pt", &g, "little"));
+    CHECK(safetensors_find(st, "w") != NULL, "a file with byteorder 'little' should load");
+    safetensors_close(st);
+    expect_bad("byteorder big", write_pt_byteorder("big.pt", &g, "big"), "storages are not little-endian");
+    expect_bad("byteorder littl", write_pt_byteorder("littl.pt", &g, "littl"), "storages are not little-endian");
+    free(g.p);
+
+    /* Dict keys: empty, with a control character, and an error after a sibling's walk names the parent
+     * only. */
+    static const struct {
+        const char *label, *bytes, *problem;
+        size_t n;
+    } keys[] = {
+#define K(label, lit, problem) {label, lit, problem, sizeof lit - 1}
+        K("an empty key", "\x80\x02}(X\x00\x00\x00\x00K\x01u.", "a dict key under '(top level)' is empty"),
+        K("a key with a control character", "\x80\x02}(X\x03\x00\x00\x00" "a\x01" "bK\x01u.",
+          "a dict key under '(top level)' is empty or has control characters"),
+        K("an empty key after a sibling", "\x80\x02}(X\x01\x00\x00\x00" "a}(X\x01\x00\x00\x00" "bK\x01X\x00\x00\x00\x00K\x02uu.",
+          "a dict key under 'a' is empty"),
+#undef K
+    };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        buf b = {0};
+        put(&b, keys[i].bytes, keys[i].n);
+        char name[64];
+        snprintf(name, sizeof name, "bad_key_%zu.pt", i);
+        expect_bad(keys[i].label, write_pt(name, &b, 40), keys[i].problem);
+        free(b.p);
+    }
+
+    /* Keys 1 and "1" name two tensors "1": refused, not one of them dropped. */
+    buf pid = storage_pid("FloatStorage", "0", 10), two = {0};
+    put8(&two, 0x80), put8(&two, 2), put8(&two, '}'), put8(&two, '(');
+    pk_str(&two, "1"), put_tensor_call(&two, &pid, 0, 1, (int64_t[]){2}, (int64_t[]){1});
+    put8(&two, 'K'), put8(&two, 1), put_tensor_call(&two, &pid, 2, 1, (int64_t[]){2}, (int64_t[]){1});
+    put8(&two, 'u'), put8(&two, '.');
+    expect_bad("two tensors named 1", write_pt("twice1.pt", &two, 40), "tensor '1' appears twice");
+    free(pid.p), free(two.p);
+
+    /* Names up to 4,095 bytes ({"a": {<4,093 x>: 1}}); one byte more is refused. */
+    for (int klen = 4093; klen <= 4094; klen++) {
+        buf b = {0};
+        put8(&b, 0x80), put8(&b, 2), put8(&b, '}'), put8(&b, '('), pk_str(&b, "a"), put8(&b, '}'), put8(&b, '(');
+        put8(&b, 'X'), put32(&b, (uint32_t)klen);
+        for (int k = 0; k < klen; k++)
+            put8(&b, 'x');
+        put8(&b, 'K'), put8(&b, 1), put8(&b, 'u'), put8(&b, 'u'), put8(&b, '.');
+        const char *p = write_pt(klen == 4093 ? "name4095.pt" : "name4096.pt", &b, 40);
+        if (klen == 4093) {
+            st = torch_file_open(p);
+            CHECK(st->n_meta == 1 && strlen(st->meta[0].key) == 4095 && !strcmp(st->meta[0].value, "1"),
+                  "a name of 4,095 bytes should load");
+            safetensors_close(st);
+        } else
+            expect_bad("a name of 4,096 bytes", p, "a name under 'a' is longer than 4 KB");
+        free(b.p);
+    }
+
+    /* Nesting: 200 tuples in one another load (the innermost is depth 200), 201 do not.  Inside an
+     * argparse.Namespace its value starts at depth 2: 198 levels load, 199 do not. */
+    for (int ns = 0; ns <= 1; ns++)
+        for (int extra = 0; extra <= 1; extra++) {
+            int levels = (ns ? 198 : 200) + extra;
+            buf b = {0};
+            put8(&b, 0x80), put8(&b, 2);
+            if (ns)
+                put8(&b, '}'), put8(&b, '('), pk_str(&b, "args"), puts_(&b, "cargparse\nNamespace\n)\x81}("),
+                    pk_str(&b, "deep");
+            put8(&b, ')');
+            for (int i = 0; i < levels; i++)
+                put8(&b, 0x85);
+            if (ns)
+                put8(&b, 'u'), put8(&b, 'b'), put8(&b, 'u');
+            put8(&b, '.');
+            char name[64];
+            snprintf(name, sizeof name, "deep_%d_%d.pt", ns, levels);
+            const char *p = write_pt(name, &b, 40);
+            if (!extra) {
+                st = torch_file_open(p);
+                CHECK(st->n_meta == 1, "%d nested tuples%s should load", levels, ns ? " in a Namespace" : "");
+                safetensors_close(st);
+            } else
+                expect_bad(name, p, "the pickle nests deeper than 200 levels");
+            free(b.p);
+        }
+
+    /* A Namespace without state is {}; lists of None, bools and numbers are one JSON entry; an
+     * exponential DAG inside a Namespace is refused like one outside it. */
+    buf b = {0};
+    put8(&b, 0x80), put8(&b, 2), put8(&b, '}'), put8(&b, '('), pk_str(&b, "args");
+    puts_(&b, "cargparse\nNamespace\n)\x81"), pk_str(&b, "list"), put8(&b, ']'), put8(&b, '(');
+    put8(&b, 'N'), put8(&b, 0x88), put8(&b, 0x89), put8(&b, 'K'), put8(&b, 3), put8(&b, 'e'), put8(&b, 'u'), put8(&b, '.');
+    st = torch_file_open(write_pt("ns_empty.pt", &b, 40));
+    const char *args = safetensors_meta(st, "args"), *list = safetensors_meta(st, "list");
+    CHECK(args && !strcmp(args, "{}"), "a Namespace without state: %s", args ? args : "(none)");
+    CHECK(list && !strcmp(list, "[null,true,false,3]") && st->n_meta == 2, "a list of scalars: %s",
+          list ? list : "(none)");
+    safetensors_close(st);
+    free(b.p);
+    b = (buf){0};
+    put8(&b, 0x80), put8(&b, 2), put8(&b, '}'), put8(&b, '('), pk_str(&b, "args");
+    puts_(&b, "cargparse\nNamespace\n)\x81}("), pk_str(&b, "dag"), put8(&b, ')');
+    for (int i = 0; i < 40; i++)
+        put8(&b, 'q'), put8(&b, 0), put8(&b, '0'), put8(&b, 'h'), put8(&b, 0), put8(&b, 'h'), put8(&b, 0), put8(&b, 0x86);
+    put8(&b, 'u'), put8(&b, 'b'), put8(&b, 'u'), put8(&b, '.');
+    expect_bad("an exponential DAG in a Namespace", write_pt("ns_dag.pt", &b, 40), "too large when expanded");
+    free(b.p);
+
+    /* A non-contiguous tensor is copied out at open, so its storage's CRC is checked then. */
+    g = tensor_pickle(10, 0, 2, (int64_t[]){2, 3}, (int64_t[]){1, 2});
+    const char *p = write_pt("strided_crc.pt", &g, 40);
+    size_t n;
+    uint8_t *d = fixture_bytes(p, &n);
+    uint8_t storage[40];
+    for (int i = 0; i < 40; i++)
+        storage[i] = (uint8_t)(i * 7);
+    uint8_t *at = memmem(d, n, storage, 40);
+    CHECK(at != NULL, "storage bytes not found in %s", p);
+    if (at) {
+        at[7] ^= 1;
+        expect_bad("a strided tensor of a corrupt storage", write_variant("strided_crc_bad.pt", d, n),
+                   "fails its CRC-32 check");
+    }
+    free(d), free(g.p);
+}
+
+/* {"a": bytes[0] repeated n_a times, "b": ... n_b times (b absent when n_b is 0)}: stride-0 views of a
+ * 40-byte ByteStorage, each copied out at open. */
+static buf broadcast_pickle(int64_t n_a, int64_t n_b)
+{
+    buf b = {0}, pid = storage_pid("ByteStorage", "0", 40);
+    put8(&b, 0x80), put8(&b, 2), put8(&b, '}'), put8(&b, '(');
+    pk_str(&b, "a"), put_tensor_call(&b, &pid, 0, 1, &n_a, (int64_t[]){0});
+    if (n_b)
+        pk_str(&b, "b"), put_tensor_call(&b, &pid, 0, 1, &n_b, (int64_t[]){0});
+    put8(&b, 'u'), put8(&b, '.');
+    free(pid.p);
+    return b;
+}
+
+/* The bytes that copies of non-contiguous tensors may take: twice the file's size plus
+ * TORCH_MATERIALISE_SLACK, for all of a file's copies together. */
+static void test_materialise_limit(void)
+{
+    /* Two copies of 40 MiB each: the second is refused. */
+    buf g = broadcast_pickle((int64_t)40 << 20, (int64_t)40 << 20);
+    expect_bad("two copies over the limit together", write_pt("copies2.pt", &g, 40), "would need 41943040 bytes copied out");
+    free(g.p);
+    /* One copy of exactly the limit loads; one byte more does not.  The file's size does not depend on
+     * the count (a 4-byte integer either way), so a first file tells it. */
+    g = broadcast_pickle(1, 0);
+    const char *p = write_pt("copy_size.pt", &g, 40);
+    free(g.p);
+    struct stat sb;
+    CHECK(stat(p, &sb) == 0, "stat %s", p);
+    int64_t limit = 2 * (int64_t)sb.st_size + (int64_t)TORCH_MATERIALISE_SLACK;
+    g = broadcast_pickle(limit, 0);
+    p = write_pt("copy_limit.pt", &g, 40);
+    free(g.p);
+    CHECK(stat(p, &sb) == 0 && 2 * (int64_t)sb.st_size + (int64_t)TORCH_MATERIALISE_SLACK == limit,
+          "the file's size changed with the count");
+    safetensors *st = torch_file_open(p);
+    const st_tensor *t = safetensors_require(st, "a");
+    CHECK(t->numel == limit && t->bytes[0] == 0 && t->bytes[limit - 1] == 0, "a copy of exactly the limit");
+    safetensors_close(st);
+    g = broadcast_pickle(limit + 1, 0);
+    expect_bad("a copy one byte over the limit", write_pt("copy_over.pt", &g, 40), "copied out");
+    free(g.p);
 }
 
 static void test_handmade_hostile_pickles(void)
@@ -917,6 +1239,8 @@ static void test_hostile_archives(void)
     expect_bad("zip without data.pkl", write_zip("nopkl.pt", 1, nm, &one), "without <prefix>/data.pkl");
     const char *np[1] = {"arr_0.npy"};
     expect_bad("an npz", write_zip("arr.npz", 1, np, &one), "NumPy .npz");
+    const char *np_named[1] = {"weights.npy"}; /* np.savez(weights=...) */
+    expect_bad("an npz of named arrays", write_zip("named.npz", 1, np_named, &one), "NumPy .npz");
     free(one.p);
     free(orig), free(d);
 }
@@ -1110,12 +1434,92 @@ static void test_old_legacy_storage_views(void)
     /* view starts at element 2; tensor offset 1, stride 2: elements 3, 5, 7 */
     CHECK(t->ndim == 1 && t->shape[0] == 3 && got[0] == 3.5f && got[1] == 5.5f && got[2] == 7.5f,
           "old legacy view read %g %g %g", got[0], got[1], got[2]);
-    CHECK(st->globals && strstr(st->globals, "torch._utils._rebuild_tensor"), "globals %s", st->globals);
+    CHECK(st->globals && !strcmp(st->globals, "torch._utils._rebuild_tensor torch.FloatStorage"), "globals %s",
+          st->globals);
     safetensors_close(st);
     expect_bad("view past its storage", write_old_legacy("oldv.pt", 10, 6, 6, 0), "storage view");
     expect_bad("tensor past its view", write_old_legacy("oldt.pt", 10, 2, 5, 0), "reaches past the end");
     expect_bad("count mismatch", write_old_legacy("oldc.pt", 9, 2, 6, 0), "");
-    expect_bad("trailing bytes", write_old_legacy("oldx.pt", 10, 2, 6, 4), "unexpected bytes after the last storage");
+    expect_bad("trailing bytes", write_old_legacy("oldx.pt", 10, 2, 6, 4), "4 unexpected bytes after the last storage");
+    /* The second pickle holds the format's version, 1001: 1000 is refused. */
+    size_t n;
+    uint8_t *d = fixture_bytes(write_old_legacy("oldp.pt", 10, 2, 6, 0), &n);
+    CHECK(n > 20 && d[15] == 0x80 && d[17] == 'M' && d[18] == 0xe9 && d[19] == 0x03, "old legacy layout");
+    d[18] = 0xe8;
+    expect_bad("legacy protocol version 1000", write_variant("oldp1000.pt", d, n), "protocol version other than 1001");
+    /* The third, the writer's sys info: little_endian False is refused. */
+    d[18] = 0xe9;
+    CHECK(!memcmp(d + 30, "little_endian", 13) && d[43] == 0x88, "old legacy sys info layout");
+    d[43] = 0x89;
+    expect_bad("legacy from a big-endian machine", write_variant("oldbig.pt", d, n), "written on a big-endian machine");
+    d[43] = 0x88;
+    /* Cut inside the object's pickle, inside the key list's, and inside a storage's element count. */
+    static const char keys_pickle[] = "\x80\x02](X\x01\x00\x00\x00ke.";
+    uint8_t *keys = memmem(d, n, keys_pickle, sizeof keys_pickle - 1);
+    CHECK(keys != NULL, "old legacy key list not found");
+    if (keys) {
+        size_t at = (size_t)(keys - d), after = at + sizeof keys_pickle - 1;
+        expect_bad("legacy cut inside the object", write_variant("oldcut1.pt", d, at - 5), "more bytes");
+        expect_bad("legacy cut inside the key list", write_variant("oldcut2.pt", d, at + 5), "more bytes");
+        expect_bad("legacy cut inside a count", write_variant("oldcut3.pt", d, after + 4), "truncated before storage 'k'");
+        /* An empty key list: the storage the tensor uses is not in the file. */
+        uint8_t *e = xmalloc(n);
+        memcpy(e, d, at);
+        memcpy(e + at, "\x80\x02].", 4);
+        memcpy(e + at + 4, d + after, n - after);
+        expect_bad("legacy without its storage in the key list", write_variant("oldnokey.pt", e, at + 4 + n - after),
+                   "storage 'k' is used but not in the file's storage list");
+        free(e);
+    }
+    free(d);
+}
+
+/* torch_file_sniff on buffers of exactly their content's size (malloc'd, so
+ * that ASan sees a read past the end): the legacy magic after PROTO 2 to 5,
+ * after the FRAME that protocols 4 and 5 begin with, and near misses. */
+static torch_kind sniff_bytes(const void *bytes, size_t n)
+{
+    uint8_t *d = xmalloc(n);
+    memcpy(d, bytes, n);
+    torch_kind k = torch_file_sniff(d, n);
+    free(d);
+    return k;
+}
+
+static void test_sniff_legacy_magic(void)
+{
+    static const uint8_t magic[] = {0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, '.'};
+    uint8_t d[64];
+    for (int proto = 1; proto <= 6; proto++)
+        for (int framed = 0; framed <= 1; framed++) {
+            size_t n = 0;
+            d[n++] = 0x80, d[n++] = (uint8_t)proto;
+            if (framed) {
+                d[n++] = 0x95;
+                for (int i = 0; i < 8; i++)
+                    d[n++] = i == 0 ? sizeof magic : 0;
+            }
+            memcpy(d + n, magic, sizeof magic); /* the buffer ends with the magic's STOP */
+            n += sizeof magic;
+            torch_kind want = proto >= 2 && proto <= 5 && (!framed || proto >= 4) ? TORCH_LEGACY : TORCH_NOT;
+            CHECK(sniff_bytes(d, n) == want, "legacy magic after protocol %d%s: sniffed %d, want %d", proto,
+                  framed ? " and a FRAME" : "", (int)sniff_bytes(d, n), (int)want);
+            CHECK(sniff_bytes(d, n - 1) == TORCH_NOT, "legacy magic cut by one byte (protocol %d%s)", proto,
+                  framed ? ", framed" : "");
+        }
+    /* The first byte must be PROTO. */
+    memcpy(d, "\x00\x02", 2), memcpy(d + 2, magic, sizeof magic);
+    CHECK(sniff_bytes(d, 2 + sizeof magic) == TORCH_NOT, "magic after a first byte that is not PROTO");
+    /* A protocol-4 header and nothing else (no byte to look for a FRAME in). */
+    CHECK(sniff_bytes("\x80\x04", 2) == TORCH_NOT && sniff_bytes("\x80", 1) == TORCH_NOT &&
+              sniff_bytes("", 0) == TORCH_NOT,
+          "a PROTO alone is not a PyTorch file");
+    /* Any other pickle at least as long as the magic. */
+    static const char plain[] = "\x80\x02}q\x00(X\x01\x00\x00\x00aK\x01u.";
+    CHECK(sniff_bytes(plain, sizeof plain - 1) == TORCH_NOT, "a plain pickle sniffed as a legacy PyTorch file");
+    const char *p = tmp_path("plain.pkl");
+    write_bytes(p, plain, sizeof plain - 1);
+    expect_bad("a plain pickle", p, "not a PyTorch file");
 }
 
 static void test_fifo_and_directory_refused(void)
@@ -1341,6 +1745,10 @@ int main(void)
     tmp_dir = test_tmp_dir("pt");
     RUN(test_zip_format_every_dtype_and_layout);
     RUN(test_legacy_format_every_dtype_and_layout);
+    RUN(test_sniff_legacy_magic);
+    RUN(test_handmade_storage_references);
+    RUN(test_handmade_names_and_metadata);
+    RUN(test_materialise_limit);
     RUN(test_pickle_protocols_3_to_5);
     RUN(test_python_pickles_every_protocol);
     RUN(test_handmade_pickle_opcodes);
