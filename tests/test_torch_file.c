@@ -16,7 +16,11 @@
  *    overflowing sizes/strides, memo indices, deep and cyclic nesting, an
  *    exponential DAG, unknown opcodes, huge LONGs, truncated legacy storages,
  *    a FIFO; and a few hundred random corruptions: each a clean "repae: error:"
- *    naming the file (in a forked child), never a crash or a hang.
+ *    naming the file (in a forked child), never a crash or a hang;
+ *  - each limit at its boundary, both sides (the mutation runs of
+ *    docs/testing.md): key and name lengths, nesting depth, dimensions, the
+ *    bytes copied out for strided tensors, PK_MAX_BYTES; the byteorder record,
+ *    the legacy magic, version and sys info.
  */
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -644,6 +648,16 @@ static void test_handmade_tensor_pickles(void)
     CHECK(safetensors_find(st, "w") && safetensors_find(st, "w")->numel == 10, "a Parameter should load as its tensor");
     safetensors_close(st);
     free(g.p);
+    param_wraps = 4; /* the most accepted */
+    g = tensor_pickle(10, 0, 1, (int64_t[]){10}, (int64_t[]){1});
+    st = torch_file_open(write_pt("param4.pt", &g, 40));
+    CHECK(safetensors_find(st, "w") && safetensors_find(st, "w")->numel == 10, "4 nested Parameters should load");
+    safetensors_close(st);
+    free(g.p);
+    param_wraps = 5;
+    g = tensor_pickle(10, 0, 1, (int64_t[]){10}, (int64_t[]){1});
+    expect_bad("5 nested Parameters", write_pt("param5.pt", &g, 40), "unexpected arguments");
+    free(g.p);
     param_wraps = 60000;
     g = tensor_pickle(10, 0, 1, (int64_t[]){10}, (int64_t[]){1});
     expect_bad("60,000 nested Parameters", write_pt("params.pt", &g, 40), "unexpected arguments");
@@ -666,6 +680,7 @@ static void test_handmade_tensor_pickles(void)
         {"negative offset", 10, -1, 1, {2}, {1}, 40, "storage offset must be an integer"},
         {"huge size", 10, 0, 1, {(int64_t)1 << 50}, {1}, 40, "a tensor size must be an integer"},
         {"overflowing shape", 10, 0, 3, {1 << 20, 1 << 20, 1 << 20}, {0, 0, 0}, 40, "impossibly large"},
+        {"last element one past the storage", 10, 0, 1, {2}, {10}, 40, "tensor 'w' (offset 0) reaches past the end"},
         {"overflowing stride span", 10, 0, 2, {1 << 20, 2}, {(int64_t)1 << 40, 1}, 40, "reaches past the end"},
         {"zero strides asking for terabytes", 10, 0, 2, {1 << 20, 1 << 20}, {0, 0}, 40, "copied out"},
         {"record size mismatch", 10, 0, 1, {2}, {1}, 36, "its record has 36 bytes"},
@@ -1395,6 +1410,7 @@ static void test_hostile_legacy_files(void)
 /* An old-style legacy file, written by hand: torch._utils._rebuild_tensor (4
  * arguments, torch < 0.4) on a storage *view* (view_metadata = (key, offset,
  * size)), a stride-2 tensor with offset 1 inside the view. */
+static int old_view_as_list, old_tensor_offset = 1, old_tensor_size = 3, old_data_floats = 10;
 static const char *write_old_legacy(const char *name, int64_t count, int64_t view_off, int64_t view_size, size_t extra)
 {
     buf b = {0};
@@ -1406,14 +1422,18 @@ static const char *write_old_legacy(const char *name, int64_t count, int64_t vie
     put8(&b, 0x80), put8(&b, 2), put8(&b, '}'), put8(&b, '('), pk_str(&b, "w");
     puts_(&b, "ctorch._utils\n_rebuild_tensor\n(");
     put8(&b, '('), pk_str(&b, "storage"), puts_(&b, "ctorch\nFloatStorage\n"), pk_str(&b, "k"), pk_str(&b, "cpu");
-    pk_int(&b, count), put8(&b, '('), pk_str(&b, "kv"), pk_int(&b, view_off), pk_int(&b, view_size), put8(&b, 't');
+    pk_int(&b, count);
+    if (old_view_as_list)
+        put8(&b, ']');
+    put8(&b, '('), pk_str(&b, "kv"), pk_int(&b, view_off), pk_int(&b, view_size), put8(&b, old_view_as_list ? 'e' : 't');
     put8(&b, 't'), put8(&b, 'Q');
-    pk_int(&b, 1), put8(&b, '('), pk_int(&b, 3), put8(&b, 't'), put8(&b, '('), pk_int(&b, 2), put8(&b, 't');
+    pk_int(&b, old_tensor_offset), put8(&b, '('), pk_int(&b, old_tensor_size), put8(&b, 't'), put8(&b, '(');
+    pk_int(&b, 2), put8(&b, 't');
     put8(&b, 't'), put8(&b, 'R'), put8(&b, 'u'), put8(&b, '.');
     put8(&b, 0x80), put8(&b, 2), put8(&b, ']'), put8(&b, '('), pk_str(&b, "k"), put8(&b, 'e'), put8(&b, '.');
     for (int i = 0; i < 8; i++)
         put8(&b, (uint8_t)((uint64_t)count >> (8 * i)));
-    for (int i = 0; i < 10; i++) {
+    for (int i = 0; i < old_data_floats; i++) {
         float v = (float)i + 0.5f;
         put(&b, &v, 4);
     }
@@ -1441,6 +1461,20 @@ static void test_old_legacy_storage_views(void)
     expect_bad("tensor past its view", write_old_legacy("oldt.pt", 10, 2, 5, 0), "reaches past the end");
     expect_bad("count mismatch", write_old_legacy("oldc.pt", 9, 2, 6, 0), "");
     expect_bad("trailing bytes", write_old_legacy("oldx.pt", 10, 2, 6, 4), "4 unexpected bytes after the last storage");
+    /* The view metadata as a list is refused; an empty view at the storage's end holds an empty tensor,
+     * and an empty storage may end the file. */
+    old_view_as_list = 1;
+    expect_bad("view metadata as a list", write_old_legacy("oldvl.pt", 10, 2, 6, 0), "unexpected storage view metadata");
+    old_view_as_list = 0;
+    old_tensor_offset = 0, old_tensor_size = 0;
+    st = torch_file_open(write_old_legacy("oldend.pt", 10, 10, 0, 0));
+    CHECK(safetensors_require(st, "w")->numel == 0, "an empty view at the end of its storage");
+    safetensors_close(st);
+    old_data_floats = 0;
+    st = torch_file_open(write_old_legacy("oldempty.pt", 0, 0, 0, 0));
+    CHECK(safetensors_require(st, "w")->numel == 0, "an empty storage at the end of the file");
+    safetensors_close(st);
+    old_tensor_offset = 1, old_tensor_size = 3, old_data_floats = 10;
     /* The second pickle holds the format's version, 1001: 1000 is refused. */
     size_t n;
     uint8_t *d = fixture_bytes(write_old_legacy("oldp.pt", 10, 2, 6, 0), &n);
@@ -1459,6 +1493,7 @@ static void test_old_legacy_storage_views(void)
     CHECK(keys != NULL, "old legacy key list not found");
     if (keys) {
         size_t at = (size_t)(keys - d), after = at + sizeof keys_pickle - 1;
+        expect_bad("legacy cut inside the sys info", write_variant("oldcut0.pt", d, 31), "more bytes");
         expect_bad("legacy cut inside the object", write_variant("oldcut1.pt", d, at - 5), "more bytes");
         expect_bad("legacy cut inside the key list", write_variant("oldcut2.pt", d, at + 5), "more bytes");
         expect_bad("legacy cut inside a count", write_variant("oldcut3.pt", d, after + 4), "truncated before storage 'k'");
