@@ -372,6 +372,211 @@ static void test_malformed_files_die_naming_the_file(void)
     free(f);
 }
 
+/* An .npz of one u8 array "arr_0" of 4 bytes "abcd" whose .npy header text is `text`: left-aligned
+ * and padded with spaces and a '\n' as numpy does, or right-aligned (spaces first, the text ending at the
+ * header's last byte).  The CRCs are recomputed, so only the header parser can object. */
+static const char *npz_with_header(const char *name, const char *text, int right_aligned)
+{
+    const char *good = tmp_path("header_base.npz");
+    npz_save(good, "arr_0", NPZ_U8, 1, (int64_t[]){4}, "abcd");
+    size_t n;
+    uint8_t *f = (uint8_t *)read_file_all(good, &n);
+    uint8_t *npy = f + 30 + 9;
+    uint32_t hlen = le16(npy + 8), tlen = (uint32_t)strlen(text);
+    CHECK(le32(f + 22) == 10 + hlen + 4 && tlen < hlen, "header base layout (header %u, text %u)", hlen, tlen);
+    if (tlen < hlen) {
+        memset(npy + 10, ' ', hlen);
+        if (right_aligned)
+            memcpy(npy + 10 + hlen - tlen, text, tlen);
+        else
+            memcpy(npy + 10, text, tlen), npy[10 + hlen - 1] = '\n';
+        uint32_t crc = (uint32_t)crc32(0, npy, 10 + hlen + 4);
+        uint32_t cd = le32(f + n - 22 + 16);
+        for (int i = 0; i < 4; i++)
+            f[14 + i] = f[cd + 16 + i] = (uint8_t)(crc >> (8 * i));
+    }
+    const char *p = tmp_path(name);
+    write_file(p, f, n);
+    free(f);
+    return p;
+}
+
+static void expect_header_loads(const char *label, const char *path)
+{
+    npz_file *z = npz_open(path);
+    const npz_entry *e = npz_require(z, "arr_0", NPZ_U8);
+    char got[5] = {0};
+    if (e->nbytes == 4)
+        npz_read(z, e, got);
+    CHECK(e->numel == 4 && !strcmp(got, "abcd"), "%s: read %lld elements '%s'", label, (long long)e->numel, got);
+    npz_close(z);
+}
+
+/* The .npy header parser, one field at a time, each limit from both sides. */
+static void test_npy_header_parser(void)
+{
+    static const struct {
+        const char *label, *text;
+        int right_aligned;
+        const char *problem; /* NULL: loads "abcd" */
+    } cases[] = {
+        {"numpy's header", "{'descr': '|u1', 'fortran_order': False, 'shape': (4,), }", 0, NULL},
+        {"double quotes", "{\"descr\": \"<u1\", \"fortran_order\": False, \"shape\": (4,), }", 0, NULL},
+        {"keys that appear as values first", "{'n': 'shape', 'm': 'descr' , 'descr': 'u1', 'fortran_order': False, 'shape': (4,)}", 0, NULL},
+        {"spaces inside the shape", "{'descr': '|u1', 'fortran_order': False, 'shape': ( 4 , ), }", 0, NULL},
+        {"a Python 2 long", "{'descr': '|u1', 'fortran_order': False, 'shape': (4L,), }", 0, NULL},
+        {"8 dimensions", "{'descr': '|u1', 'fortran_order': False, 'shape': (1, 1, 1, 1, 1, 1, 1, 4), }", 0, NULL},
+        {"False ending the header", "{'descr': '|u1', 'shape': (4,), 'fortran_order': False", 1, NULL},
+        {"True ending the header", "{'descr': '|u1', 'shape': (4,), 'fortran_order': True", 1, "Fortran"},
+        {"no descr", "{'fortran_order': False, 'shape': (4,), }", 0, "no 'descr' string"},
+        {"descr not a string", "{'descr': 5, 'fortran_order': False, 'shape': (4,), }", 0, "no 'descr' string"},
+        {"descr unterminated", "{'fortran_order': False, 'shape': (4,), 'descr': '|u1", 1, "malformed 'descr'"},
+        {"descr of 15 characters", "{'descr': '<f4xxxxxxxxxxxx', 'fortran_order': False, 'shape': (4,), }", 0,
+         "dtype '<f4xxxxxxxxxxxx', which is unsupported"},
+        {"descr of 16 characters", "{'descr': '<f4xxxxxxxxxxxxx', 'fortran_order': False, 'shape': (4,), }", 0,
+         "malformed 'descr'"},
+        {"fortran_order 1", "{'descr': '|u1', 'fortran_order': 1, 'shape': (4,), }", 0, "no 'fortran_order' True/False"},
+        {"no shape", "{'descr': '|u1', 'fortran_order': False, }", 0, "no 'shape' tuple"},
+        {"shape a list", "{'descr': '|u1', 'fortran_order': False, 'shape': [4], }", 0, "no 'shape' tuple"},
+        {"shape with a name", "{'descr': '|u1', 'fortran_order': False, 'shape': (4, x), }", 0, "malformed 'shape'"},
+        {"9 dimensions", "{'descr': '|u1', 'fortran_order': False, 'shape': (1, 1, 1, 1, 1, 1, 1, 1, 4), }", 0,
+         "more than 8 dimensions"},
+        {"shape entry 2^63 - 1", "{'descr': '|u1', 'fortran_order': False, 'shape': (0, 9223372036854775807), }", 0,
+         "need"},
+        {"shape entry 2^63", "{'descr': '|u1', 'fortran_order': False, 'shape': (9223372036854775808,), }", 0,
+         "shape entry out of range"},
+        {"a count of 2^64", "{'descr': '|u1', 'fortran_order': False, 'shape': (4294967296, 4294967296), }", 0,
+         "element count overflows"},
+        {"a count of 2^63 - 2", "{'descr': '|u1', 'fortran_order': False, 'shape': (3, 3074457345618258602), }", 0,
+         "need"},
+        {"shape unterminated", "{'descr': '|u1', 'fortran_order': False, 'shape': (4,", 1, "unterminated 'shape'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "header_%zu.npz", i);
+        const char *p = npz_with_header(name, cases[i].text, cases[i].right_aligned);
+        if (!cases[i].problem)
+            expect_header_loads(cases[i].label, p);
+        else
+            expect_read_dies(cases[i].label, p, "arr_0", NPZ_U8, 0, cases[i].problem);
+    }
+}
+
+/* Every field the writer puts in a ZIP record, against the ZIP specification (APPNOTE 6.3): local
+ * headers, central entries, the ZIP64 records and the end record, for 9 members (the member table
+ * grows past its first size) with and without forced ZIP64. */
+static void test_writer_every_zip_field(void)
+{
+    for (int zip64 = 0; zip64 <= 1; zip64++) {
+        const char *path = tmp_path(zip64 ? "fields64.npz" : "fields.npz");
+        npz_writer *w = npz_writer_open(path);
+        if (zip64)
+            npz_writer_force_zip64(w);
+        enum { M = 9 };
+        for (int i = 0; i < M; i++) {
+            char name[16];
+            snprintf(name, sizeof name, "a%d", i);
+            uint8_t data[16];
+            for (int k = 0; k <= i; k++)
+                data[k] = (uint8_t)(i * 16 + k);
+            npz_writer_begin(w, name, NPZ_U8, 1, (int64_t[]){i + 1});
+            npz_writer_data(w, data, (size_t)i + 1);
+            npz_writer_end(w);
+        }
+        npz_writer_close(w);
+        size_t n;
+        uint8_t *f = (uint8_t *)read_file_all(path, &n);
+        const uint8_t *e = f + n - 22;
+        CHECK(le32(e) == 0x06054b50 && le16(e + 4) == 0 && le16(e + 6) == 0 && le16(e + 8) == M && le16(e + 10) == M &&
+                  le16(e + 20) == 0,
+              "end record (zip64 %d)", zip64);
+        uint32_t cd_size = le32(e + 12), cd_off = le32(e + 16);
+        if (zip64) {
+            const uint8_t *loc = e - 20, *e64 = loc - 56;
+            CHECK(le32(loc) == 0x07064b50 && le32(loc + 4) == 0 && le64(loc + 8) == (uint64_t)(e64 - f) &&
+                      le32(loc + 16) == 1,
+                  "ZIP64 locator: signature, disk 0, the record's offset, 1 disk");
+            CHECK(le32(e64) == 0x06064b50 && le64(e64 + 4) == 44 && le16(e64 + 12) == ((3 << 8) | 45) &&
+                      le16(e64 + 14) == 45 && le32(e64 + 16) == 0 && le32(e64 + 20) == 0 && le64(e64 + 24) == M &&
+                      le64(e64 + 32) == M && le64(e64 + 40) == cd_size && le64(e64 + 48) == cd_off,
+                  "ZIP64 end record: signature, size 44, versions, disks, counts, directory size and offset");
+            CHECK(cd_off + cd_size == (uint64_t)(e64 - f), "the directory ends where the ZIP64 record begins");
+        } else
+            CHECK(cd_off + cd_size == n - 22, "the directory ends where the end record begins");
+        const uint8_t *c = f + cd_off;
+        uint16_t version = zip64 ? 45 : 20;
+        for (int i = 0; i < M && c < f + n - 46; i++) {
+            char name[16];
+            snprintf(name, sizeof name, "a%d.npy", i);
+            size_t nlen = strlen(name);
+            CHECK(le32(c) == 0x02014b50 && le16(c + 4) == ((3 << 8) | version) && le16(c + 6) == version &&
+                      le16(c + 8) == 0 && le16(c + 10) == 0 && le16(c + 12) == 0 && le16(c + 14) == 0x21,
+                  "member %d: central signature, versions, flags, method, time, date (zip64 %d)", i, zip64);
+            CHECK(le16(c + 28) == nlen && le16(c + 30) == (zip64 ? 28 : 0) && le16(c + 32) == 0 && le16(c + 34) == 0 &&
+                      le16(c + 36) == 0 && le32(c + 38) == 0100644u << 16 && !memcmp(c + 46, name, nlen),
+                  "member %d: central name, extra length, comment, disk, attributes", i);
+            uint64_t size = le32(c + 24), offset = le32(c + 42);
+            uint32_t crc = le32(c + 16);
+            if (zip64) {
+                const uint8_t *x = c + 46 + nlen;
+                CHECK(le32(c + 20) == 0xFFFFFFFFu && size == 0xFFFFFFFFu && offset == 0xFFFFFFFFu && le16(x) == 1 &&
+                          le16(x + 2) == 24 && le64(x + 4) == le64(x + 12),
+                      "member %d: central sizes and offset in a ZIP64 extra field", i);
+                size = le64(x + 4), offset = le64(x + 20);
+            } else
+                CHECK(le32(c + 20) == size, "member %d: central sizes", i);
+            const uint8_t *l = f + offset;
+            CHECK(offset + 30 < n && le32(l) == 0x04034b50 && le16(l + 4) == version && le16(l + 6) == 0 &&
+                      le16(l + 8) == 0 && le16(l + 10) == 0 && le16(l + 12) == 0x21 && le32(l + 14) == crc,
+                  "member %d: local signature, version, flags, method, time, date, CRC (zip64 %d)", i, zip64);
+            CHECK(le16(l + 26) == nlen && le16(l + 28) == (zip64 ? 20 : 0) && !memcmp(l + 30, name, nlen),
+                  "member %d: local name and extra length", i);
+            if (zip64) {
+                const uint8_t *x = l + 30 + nlen;
+                CHECK(le32(l + 18) == 0xFFFFFFFFu && le32(l + 22) == 0xFFFFFFFFu && le16(x) == 1 && le16(x + 2) == 16 &&
+                          le64(x + 4) == size && le64(x + 12) == size,
+                      "member %d: local sizes in a ZIP64 extra field", i);
+            } else
+                CHECK(le32(l + 18) == size && le32(l + 22) == size, "member %d: local sizes", i);
+            const uint8_t *data = l + 30 + nlen + (zip64 ? 20 : 0);
+            CHECK(size == 128 + (uint64_t)i + 1 && crc == (uint32_t)crc32(0, data, (uInt)size) && data[128] == i * 16,
+                  "member %d: size %llu and CRC of its data", i, (unsigned long long)size);
+            c += 46 + nlen + (zip64 ? 28 : 0);
+        }
+        CHECK(c == f + cd_off + cd_size, "the directory holds exactly the %d entries", M);
+        free(f);
+    }
+}
+
+/* Header lengths: whatever the dict's length, magic + length + dict + padding + '\n' is the smallest
+ * multiple of 64 that holds them (numpy's rule), across shapes of every rank and width. */
+static void test_header_padding_every_length(void)
+{
+    int checked = 0;
+    for (int ndim = 1; ndim <= 8; ndim++)
+        for (int64_t big = 1; big <= (int64_t)1e15; big *= 7) {
+            int64_t shape[8];
+            for (int d = 0; d < ndim; d++)
+                shape[d] = d == 0 ? 0 : big + d;
+            const char *p = tmp_path("pad.npz");
+            npz_writer *w = npz_writer_open(p);
+            npz_writer_begin(w, "arr_0", NPZ_U8, ndim, shape);
+            npz_writer_end(w);
+            npz_writer_close(w);
+            size_t n;
+            uint8_t *f = (uint8_t *)read_file_all(p, &n);
+            const uint8_t *npy = f + 30 + 9;
+            uint32_t hlen = le16(npy + 8);
+            const uint8_t *close = memchr(npy + 10, '}', hlen);
+            uint32_t used = close ? (uint32_t)(close - npy) + 1 : 0; /* through the dict's '}' */
+            CHECK(close && (10 + hlen) % 64 == 0 && 10 + hlen - (used + 1) < 64 && npy[10 + hlen - 1] == '\n',
+                  "rank %d, width %lld: header of %u bytes for a dict ending at %u", ndim, (long long)big, hlen, used);
+            checked++;
+            free(f);
+        }
+    CHECK(checked > 100, "only %d headers checked", checked);
+}
+
 static void write_too_little(void *ctx)
 {
     npz_writer *w = npz_writer_open(ctx);
@@ -391,6 +596,62 @@ static void write_bad_name(void *ctx)
 {
     npz_writer *w = npz_writer_open(ctx);
     npz_writer_begin(w, "arr/0", NPZ_U8, 1, (int64_t[]){4});
+}
+
+/* Writes members `names` in turn (NULL-terminated), each a u8 array of `ndim` dimensions of size 1,
+ * then closes the file. */
+typedef struct write_job {
+    const char *path, *names[4];
+    int ndim;
+} write_job;
+
+static void write_members(void *ctx)
+{
+    const write_job *j = ctx;
+    npz_writer *w = npz_writer_open(j->path);
+    int64_t shape[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    for (int i = 0; j->names[i]; i++) {
+        npz_writer_begin(w, j->names[i], NPZ_U8, j->ndim, shape);
+        npz_writer_data(w, "x", 1);
+        npz_writer_end(w);
+    }
+    npz_writer_close(w);
+}
+
+static void write_over_two_chunks(void *ctx)
+{
+    npz_writer *w = npz_writer_open(ctx);
+    npz_writer_begin(w, "arr_0", NPZ_U8, 1, (int64_t[]){4});
+    npz_writer_data(w, "123", 3);
+    npz_writer_data(w, "456", 3);
+}
+
+static void test_writer_limits(void)
+{
+    const char *p = tmp_path("limits.npz");
+    char n200[202], n201[202];
+    memset(n200, 'n', 200), n200[200] = 0;
+    memset(n201, 'n', 201), n201[201] = 0;
+    /* What may be written: 8 dimensions, a name of 200 characters. */
+    write_members(&(write_job){p, {"a", n200, NULL}, 8});
+    npz_file *z = npz_open(p);
+    const npz_entry *e = npz_require(z, n200, NPZ_U8);
+    CHECK(e->ndim == 8 && e->numel == 1 && npz_require(z, "a", NPZ_U8)->ndim == 8, "8 dimensions and a 200-character name");
+    npz_close(z);
+    /* What may not. */
+    expect_die("9 dimensions", write_members, &(write_job){p, {"a", NULL}, 9}, "array 'a': 9 dimensions (at most 8)");
+    expect_die("-1 dimensions", write_members, &(write_job){p, {"a", NULL}, -1}, "array 'a': -1 dimensions");
+    expect_die("a name of 201 characters", write_members, &(write_job){p, {n201, NULL}, 1}, "bad array name");
+    expect_die("an empty name", write_members, &(write_job){p, {"", NULL}, 1}, "bad array name ''");
+    expect_die("a bad first character", write_members, &(write_job){p, {"/a", NULL}, 1},
+               "array name '/a' has a character other than");
+    expect_die("the first name again", write_members, &(write_job){p, {"a", "b", "a", NULL}, 1}, "array 'a' written twice");
+    /* A name that begins another is not the same name. */
+    write_members(&(write_job){p, {"ab", "a", NULL}, 0});
+    z = npz_open(p);
+    CHECK(npz_require(z, "ab", NPZ_U8)->numel == 1 && npz_require(z, "a", NPZ_U8)->numel == 1, "arrays 'ab' and 'a'");
+    npz_close(z);
+    expect_die("too much data in the second chunk", write_over_two_chunks, (void *)p, "more data than its shape holds");
 }
 
 static void test_writer_misuse_dies(void)
@@ -468,6 +729,10 @@ int main(int argc, char **argv)
     RUN(test_forced_zip64_layout);
     RUN(test_reads_numpy_written_files);
     RUN(test_malformed_files_die_naming_the_file);
+    RUN(test_npy_header_parser);
+    RUN(test_writer_every_zip_field);
+    RUN(test_header_padding_every_length);
+    RUN(test_writer_limits);
     RUN(test_writer_misuse_dies);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
