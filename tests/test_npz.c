@@ -598,6 +598,83 @@ static void write_bad_name(void *ctx)
     npz_writer_begin(w, "arr/0", NPZ_U8, 1, (int64_t[]){4});
 }
 
+/* A file like np.savez_compressed's: one u8 array "arr_0" of `n` pseudo-random bytes (incompressible, so
+ * its deflate stream is longer than the reader's 64 KiB input buffer), its member deflated.  `how`:
+ * 0 as written; 1 the stream encodes one byte less than the member's size; 2 the stream is cut short
+ * (and the sizes say so); 3 the stream's first block header is invalid. */
+static const char *deflated_npz(const char *name, size_t n, int how, uint8_t **data_out)
+{
+    uint8_t *data = xmalloc(n);
+    uint32_t x = 12345;
+    for (size_t i = 0; i < n; i++)
+        x = x * 1103515245u + 12345u, data[i] = (uint8_t)(x >> 23);
+    const char *stored = tmp_path("deflate_src.npz");
+    npz_save(stored, "arr_0", NPZ_U8, 1, (int64_t[]){(int64_t)n}, data);
+    size_t fn;
+    uint8_t *f = (uint8_t *)read_file_all(stored, &fn);
+    uint32_t usize = le32(f + 22);
+    const uint8_t *member = f + 30 + 9;
+    z_stream zs = {0};
+    CHECK(deflateInit2(&zs, 6, Z_DEFLATED, -MAX_WBITS, 8, Z_DEFAULT_STRATEGY) == Z_OK, "deflateInit2");
+    uLong cap = deflateBound(&zs, usize);
+    uint8_t *z = xmalloc(cap);
+    zs.next_in = (Bytef *)member, zs.avail_in = usize - (how == 1);
+    zs.next_out = z, zs.avail_out = (uInt)cap;
+    CHECK(deflate(&zs, Z_FINISH) == Z_STREAM_END, "deflate");
+    uint32_t clen = (uint32_t)zs.total_out;
+    deflateEnd(&zs);
+    CHECK(clen > 70000, "the stream should outgrow one 64 KiB read (%u bytes)", clen);
+    if (how == 2)
+        clen -= 5000;
+    if (how == 3)
+        z[0] = 0x07; /* BFINAL 1, BTYPE 11: reserved */
+    const uint8_t *cd = f + 30 + 9 + usize;
+    uint8_t *g = xmalloc(fn + cap);
+    size_t gn = 0;
+    memcpy(g, f, 30 + 9), gn = 30 + 9;
+    g[8] = 8, g[9] = 0; /* method: deflate */
+    for (int i = 0; i < 4; i++)
+        g[18 + i] = (uint8_t)(clen >> (8 * i));
+    memcpy(g + gn, z, clen), gn += clen;
+    size_t cd_at = gn;
+    memcpy(g + gn, cd, 46 + 9), gn += 46 + 9;
+    g[cd_at + 10] = 8, g[cd_at + 11] = 0;
+    for (int i = 0; i < 4; i++)
+        g[cd_at + 20 + i] = (uint8_t)(clen >> (8 * i));
+    memcpy(g + gn, f + fn - 22, 22);
+    for (int i = 0; i < 4; i++)
+        g[gn + 16 + i] = (uint8_t)(cd_at >> (8 * i));
+    gn += 22;
+    const char *p = tmp_path(name);
+    write_file(p, g, gn);
+    free(f), free(z), free(g);
+    if (data_out)
+        *data_out = data;
+    else
+        free(data);
+    return p;
+}
+
+static void test_deflated_members(void)
+{
+    enum { N = 200000 };
+    uint8_t *want;
+    const char *p = deflated_npz("deflated.npz", N, 0, &want);
+    npz_file *z = npz_open(p);
+    const npz_entry *e = npz_require(z, "arr_0", NPZ_U8);
+    CHECK(e->method == 8 && e->numel == N, "a deflated member of %d bytes", N);
+    uint8_t *got = xmalloc(N);
+    npz_read(z, e, got);
+    CHECK(memcmp(got, want, N) == 0, "a deflated member read over several 64 KiB inputs");
+    npz_close(z);
+    free(got), free(want);
+    expect_read_dies("a deflate stream one byte short", deflated_npz("short.npz", N, 1, NULL), "arr_0", NPZ_U8, 0,
+                     "ends early");
+    expect_read_dies("a deflate stream cut", deflated_npz("cut.npz", N, 2, NULL), "arr_0", NPZ_U8, 0, "ends early");
+    expect_read_dies("an invalid deflate block", deflated_npz("badblock.npz", N, 3, NULL), "arr_0", NPZ_U8, 0,
+                     "corrupt deflate data");
+}
+
 /* Writes members `names` in turn (NULL-terminated), each a u8 array of `ndim` dimensions of size 1,
  * then closes the file. */
 typedef struct write_job {
@@ -650,6 +727,9 @@ static void test_writer_limits(void)
     write_members(&(write_job){p, {"ab", "a", NULL}, 0});
     z = npz_open(p);
     CHECK(npz_require(z, "ab", NPZ_U8)->numel == 1 && npz_require(z, "a", NPZ_U8)->numel == 1, "arrays 'ab' and 'a'");
+    char one = 0;
+    npz_read(z, npz_require(z, "a", NPZ_U8), &one); /* a read of exactly one byte */
+    CHECK(one == 'x', "a 1-byte array read '%c'", one);
     npz_close(z);
     expect_die("too much data in the second chunk", write_over_two_chunks, (void *)p, "more data than its shape holds");
 }
@@ -733,6 +813,7 @@ int main(int argc, char **argv)
     RUN(test_writer_every_zip_field);
     RUN(test_header_padding_every_length);
     RUN(test_writer_limits);
+    RUN(test_deflated_members);
     RUN(test_writer_misuse_dies);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
