@@ -384,13 +384,19 @@ static const char *npz_with_header(const char *name, const char *text, int right
     uint8_t *npy = f + 30 + 9;
     uint32_t hlen = le16(npy + 8), tlen = (uint32_t)strlen(text);
     CHECK(le32(f + 22) == 10 + hlen + 4 && tlen < hlen, "header base layout (header %u, text %u)", hlen, tlen);
+    if (right_aligned == 2) { /* format 2.0: a 4-byte length, the text 2 bytes shorter, the same member size */
+        npy[6] = 2, hlen -= 2;
+        for (int i = 0; i < 4; i++)
+            npy[8 + i] = (uint8_t)(hlen >> (8 * i));
+        npy += 2, right_aligned = 0;
+    }
     if (tlen < hlen) {
         memset(npy + 10, ' ', hlen);
         if (right_aligned)
             memcpy(npy + 10 + hlen - tlen, text, tlen);
         else
             memcpy(npy + 10, text, tlen), npy[10 + hlen - 1] = '\n';
-        uint32_t crc = (uint32_t)crc32(0, npy, 10 + hlen + 4);
+        uint32_t crc = (uint32_t)crc32(0, f + 30 + 9, le32(f + 22));
         uint32_t cd = le32(f + n - 22 + 16);
         for (int i = 0; i < 4; i++)
             f[14 + i] = f[cd + 16 + i] = (uint8_t)(crc >> (8 * i));
@@ -421,6 +427,8 @@ static void test_npy_header_parser(void)
         const char *problem; /* NULL: loads "abcd" */
     } cases[] = {
         {"numpy's header", "{'descr': '|u1', 'fortran_order': False, 'shape': (4,), }", 0, NULL},
+        {"format 2.0", "{'descr': '|u1', 'fortran_order': False, 'shape': (4,), }", 2, NULL},
+        {"format 2.0, a bad header", "{'descr': '|u1', 'fortran_order': False, 'shape': (5,), }", 2, "need"},
         {"double quotes", "{\"descr\": \"<u1\", \"fortran_order\": False, \"shape\": (4,), }", 0, NULL},
         {"keys that appear as values first", "{'n': 'shape', 'm': 'descr' , 'descr': 'u1', 'fortran_order': False, 'shape': (4,)}", 0, NULL},
         {"spaces inside the shape", "{'descr': '|u1', 'fortran_order': False, 'shape': ( 4 , ), }", 0, NULL},
@@ -703,6 +711,43 @@ static void write_over_two_chunks(void *ctx)
     npz_writer_data(w, "456", 3);
 }
 
+/* Archives at the edges of what the reader accepts: no arrays at all (the end record is the whole file),
+ * an empty array (its member is the header alone), and two members of one name, next to each other or
+ * not in the directory. */
+static void test_archive_edges(void)
+{
+    const char *p = tmp_path("no_arrays.npz");
+    npz_writer_close(npz_writer_open(p));
+    struct stat sb;
+    CHECK(stat(p, &sb) == 0 && sb.st_size == 22, "an archive without arrays is its end record alone");
+    npz_file *z = npz_open(p);
+    CHECK(z->n_entries == 0, "an archive without arrays opens with none");
+    npz_close(z);
+
+    p = tmp_path("empty_array.npz");
+    npz_save(p, "e", NPZ_F32, 1, (int64_t[]){0}, NULL);
+    z = npz_open(p);
+    const npz_entry *e = npz_require(z, "e", NPZ_F32);
+    CHECK(e->numel == 0 && e->nbytes == 0 && e->header_size == 128, "an empty array");
+    npz_read(z, e, NULL);
+    npz_close(z);
+
+    for (int n = 2; n <= 3; n++) {
+        p = tmp_path(n == 2 ? "twice2.npz" : "twice3.npz");
+        write_members(&(write_job){p, {"a", "b", n == 3 ? "c" : NULL, NULL}, 1});
+        size_t fn;
+        uint8_t *f = (uint8_t *)read_file_all(p, &fn);
+        char last = n == 3 ? 'c' : 'b';
+        for (size_t i = 0; i + 5 <= fn; i++) /* the last member's name, local and central, becomes "a.npy" */
+            if (f[i] == (uint8_t)last && !memcmp(f + i + 1, ".npy", 4))
+                f[i] = 'a';
+        write_file(p, f, fn);
+        free(f);
+        expect_read_dies(n == 2 ? "two members named a" : "two members named a, apart", p, "a", NPZ_U8, 0,
+                         "the archive holds two members named 'a.npy'");
+    }
+}
+
 static void test_writer_limits(void)
 {
     const char *p = tmp_path("limits.npz");
@@ -814,6 +859,7 @@ int main(int argc, char **argv)
     RUN(test_header_padding_every_length);
     RUN(test_writer_limits);
     RUN(test_deflated_members);
+    RUN(test_archive_edges);
     RUN(test_writer_misuse_dies);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);

@@ -74,7 +74,7 @@ static uint64_t xftell(FILE *fp, const char *path)
 
 static uint32_t crc_update(uint32_t crc, const void *p, size_t n)
 {
-    return (uint32_t)crc32_z(crc, p, n);
+    return n ? (uint32_t)crc32_z(crc, p, n) : crc; /* crc32_z(crc, NULL, 0) is 0, not crc: an empty array */
 }
 
 /* ---- .npy header ---- */
