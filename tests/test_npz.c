@@ -748,6 +748,58 @@ static void test_archive_edges(void)
     }
 }
 
+/* Row reads of a stored array: the first and last rows, a 1-D array, an empty range, and ranges
+ * outside the array; and the list of arrays a failed lookup names. */
+static void read_rows_job(void *ctx)
+{
+    const int64_t *range = ctx;
+    npz_file *z = npz_open(tmp_path("rows.npz"));
+    uint8_t buf[64];
+    npz_read_rows(z, npz_require(z, "m", NPZ_U8), range[0], range[1], buf);
+    npz_close(z);
+}
+
+static void test_row_reads(void)
+{
+    uint8_t m[5 * 3], v[6] = {9, 8, 7, 6, 5, 4};
+    for (int i = 0; i < 15; i++)
+        m[i] = (uint8_t)(10 * (i / 3) + i % 3);
+    const char *p = tmp_path("rows.npz");
+    npz_writer *w = npz_writer_open(p);
+    npz_writer_begin(w, "m", NPZ_U8, 2, (int64_t[]){5, 3});
+    npz_writer_data(w, m, sizeof m);
+    npz_writer_end(w);
+    npz_writer_begin(w, "v", NPZ_U8, 1, (int64_t[]){6});
+    npz_writer_data(w, v, sizeof v);
+    npz_writer_end(w);
+    npz_writer_begin(w, "s", NPZ_U8, 0, NULL);
+    npz_writer_data(w, "s", 1);
+    npz_writer_end(w);
+    npz_writer_close(w);
+    npz_file *z = npz_open(p);
+    const npz_entry *e = npz_require(z, "m", NPZ_U8);
+    uint8_t got[16] = {0};
+    npz_read_rows(z, e, 0, 2, got);
+    CHECK(!memcmp(got, m, 6), "rows 0-1");
+    npz_read_rows(z, e, 3, 2, got);
+    CHECK(!memcmp(got, m + 9, 6), "rows 3-4 (the last)");
+    memset(got, 0xee, sizeof got);
+    npz_read_rows(z, e, 5, 0, got);
+    CHECK(got[0] == 0xee, "an empty range at the end reads nothing");
+    npz_read_rows(z, npz_require(z, "v", NPZ_U8), 2, 3, got);
+    CHECK(got[0] == 7 && got[1] == 6 && got[2] == 5, "elements 2-4 of a 1-D array");
+    npz_close(z);
+    static const int64_t bad[][2] = {{-1, 1}, {0, -1}, {6, 0}, {4, 2}, {0, 6}};
+    for (int i = 0; i < 5; i++) {
+        char label[64];
+        snprintf(label, sizeof label, "rows [%lld, +%lld) of 5", (long long)bad[i][0], (long long)bad[i][1]);
+        expect_die(label, read_rows_job, (void *)bad[i], "array 'm': rows [");
+    }
+    read_job j = {p, "s", NPZ_U8, 1};
+    expect_die("rows of a 0-d array", do_read, &j, "array 's' is 0-dimensional: it has no rows");
+    expect_read_dies("a missing array", p, "x", NPZ_U8, 0, "no array 'x' (arrays in the file: m, v, s)");
+}
+
 static void test_writer_limits(void)
 {
     const char *p = tmp_path("limits.npz");
@@ -860,6 +912,7 @@ int main(int argc, char **argv)
     RUN(test_writer_limits);
     RUN(test_deflated_members);
     RUN(test_archive_edges);
+    RUN(test_row_reads);
     RUN(test_writer_misuse_dies);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
