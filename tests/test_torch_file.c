@@ -707,6 +707,19 @@ static const char *write_pid_pt(const char *name, const buf *pid, size_t storage
     return p;
 }
 
+/* expect_bad on a .pt made of `bytes`: the whole pickle, or (as_pid) the persistent id of the tensor
+ * {"w": ...} (write_pid_pt); the file is <prefix>_<i>.pt. */
+static void expect_bad_bytes(const char *label, const char *prefix, size_t i, const char *bytes, size_t n, int as_pid,
+                             const char *problem)
+{
+    buf b = {0};
+    put(&b, bytes, n);
+    char name[64];
+    snprintf(name, sizeof name, "%s_%zu.pt", prefix, i);
+    expect_bad(label, as_pid ? write_pid_pt(name, &b, 40) : write_pt(name, &b, 40), problem);
+    free(b.p);
+}
+
 /* The storage references of a tensor: persistent ids, their types, keys and sizes, one storage under two
  * types, and the shapes and strides around them. */
 static void test_handmade_storage_references(void)
@@ -734,14 +747,8 @@ static void test_handmade_storage_references(void)
           "a storage's element count must be an integer in [0, "),
 #undef P
     };
-    for (size_t i = 0; i < sizeof pids / sizeof pids[0]; i++) {
-        buf pid = {0};
-        put(&pid, pids[i].pid, pids[i].n);
-        char name[64];
-        snprintf(name, sizeof name, "bad_pid_%zu.pt", i);
-        expect_bad(pids[i].label, write_pid_pt(name, &pid, 40), pids[i].problem);
-        free(pid.p);
-    }
+    for (size_t i = 0; i < sizeof pids / sizeof pids[0]; i++)
+        expect_bad_bytes(pids[i].label, "bad_pid", i, pids[i].pid, pids[i].n, 1, pids[i].problem);
 
     /* Storage keys of 200 characters (the longest accepted) and 201. */
     for (int len = 200; len <= 201; len++) {
@@ -1087,14 +1094,8 @@ static void test_handmade_hostile_pickles(void)
           "bare storage"),
 #undef C
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        buf b = {0};
-        put(&b, cases[i].bytes, cases[i].n);
-        char name[64];
-        snprintf(name, sizeof name, "bad_pickle_%zu.pt", i);
-        expect_bad(cases[i].label, write_pt(name, &b, 40), cases[i].problem);
-        free(b.p);
-    }
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        expect_bad_bytes(cases[i].label, "bad_pickle", i, cases[i].bytes, cases[i].n, 0, cases[i].problem);
     /* Deep nesting: a tuple in a tuple ... 300 deep. */
     buf b = {0};
     put8(&b, 0x80), put8(&b, 2), put8(&b, ')');
