@@ -374,7 +374,8 @@ static void test_malformed_files_die_naming_the_file(void)
 
 /* An .npz of one u8 array "arr_0" of 4 bytes "abcd" whose .npy header text is `text`: left-aligned
  * and padded with spaces and a '\n' as numpy does, or right-aligned (spaces first, the text ending at the
- * header's last byte).  The CRCs are recomputed, so only the header parser can object. */
+ * header's last byte); 2 and 3: the same in an .npy format 2.0 header.  The CRCs are recomputed, so only
+ * the header parser can object. */
 static const char *npz_with_header(const char *name, const char *text, int right_aligned)
 {
     const char *good = tmp_path("header_base.npz");
@@ -384,11 +385,11 @@ static const char *npz_with_header(const char *name, const char *text, int right
     uint8_t *npy = f + 30 + 9;
     uint32_t hlen = le16(npy + 8), tlen = (uint32_t)strlen(text);
     CHECK(le32(f + 22) == 10 + hlen + 4 && tlen < hlen, "header base layout (header %u, text %u)", hlen, tlen);
-    if (right_aligned == 2) { /* format 2.0: a 4-byte length, the text 2 bytes shorter, the same member size */
+    if (right_aligned >= 2) { /* format 2.0: a 4-byte length, the text 2 bytes shorter, the same member size */
         npy[6] = 2, hlen -= 2;
         for (int i = 0; i < 4; i++)
             npy[8 + i] = (uint8_t)(hlen >> (8 * i));
-        npy += 2, right_aligned = 0;
+        npy += 2, right_aligned -= 2;
     }
     if (tlen < hlen) {
         memset(npy + 10, ' ', hlen);
@@ -428,6 +429,7 @@ static void test_npy_header_parser(void)
     } cases[] = {
         {"numpy's header", "{'descr': '|u1', 'fortran_order': False, 'shape': (4,), }", 0, NULL},
         {"format 2.0", "{'descr': '|u1', 'fortran_order': False, 'shape': (4,), }", 2, NULL},
+        {"format 2.0, right-aligned", "{'descr': '|u1', 'fortran_order': False, 'shape': (4,)", 3, NULL},
         {"format 2.0, a bad header", "{'descr': '|u1', 'fortran_order': False, 'shape': (5,), }", 2, "need"},
         {"double quotes", "{\"descr\": \"<u1\", \"fortran_order\": False, \"shape\": (4,), }", 0, NULL},
         {"keys that appear as values first", "{'n': 'shape', 'm': 'descr' , 'descr': 'u1', 'fortran_order': False, 'shape': (4,)}", 0, NULL},
@@ -800,6 +802,75 @@ static void test_row_reads(void)
     expect_read_dies("a missing array", p, "x", NPZ_U8, 0, "no array 'x' (arrays in the file: m, v, s)");
 }
 
+static void put16_at(uint8_t *p, uint32_t v) { p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8); }
+static void put32_at(uint8_t *p, uint32_t v) { put16_at(p, v), put16_at(p + 2, v >> 16); }
+
+/* The reader's side of the ZIP records: a ZIP64 file whose classic end record holds only the "see ZIP64"
+ * markers (as a file past 4 GiB has), and one field of a record changed at a time, each refused with its
+ * own message. */
+static void test_hostile_directory(void)
+{
+    const char *p = tmp_path("dir64.npz");
+    write_four(p, 1);
+    size_t n;
+    uint8_t *f = (uint8_t *)read_file_all(p, &n), *g = xmalloc(n);
+    uint8_t *e = f + n - 22;
+    uint32_t cd_off = le32(e + 16), cd_size = le32(e + 12);
+    memcpy(g, f, n);
+    put16_at(g + n - 22 + 8, 0xFFFF), put16_at(g + n - 22 + 10, 0xFFFF);
+    put32_at(g + n - 22 + 12, 0xFFFFFFFFu), put32_at(g + n - 22 + 16, 0xFFFFFFFFu);
+    write_file(tmp_path("dir64_markers.npz"), g, n);
+    check_four(tmp_path("dir64_markers.npz"));
+
+    struct {
+        const char *label;
+        size_t at; /* byte to change */
+        int width;
+        uint32_t value;
+        const char *problem;
+    } cases[] = {
+        {"ZIP64 record offset past the end", n - 42 + 8, 4, (uint32_t)n + 100, "ZIP64 end record at byte"},
+        {"ZIP64 record signature", le32(f + n - 42 + 8), 4, 0x12345678u, "bad ZIP64 end-of-central-directory record"},
+        {"ZIP64 directory size one too many", le32(f + n - 42 + 8) + 40, 4, cd_size + 1, "lies outside the file"},
+        {"ZIP64 count too large", le32(f + n - 42 + 8) + 32, 4, 1000, "entries cannot fit"},
+        {"central signature", cd_off, 4, 0x02014b51u, "central directory entry 0 is malformed"},
+        {"central disk 5", cd_off + 34, 2, 5, "multi-disk zip archives are not supported"},
+        {"ZIP64 extra too short", cd_off + 46 + 9 + 2, 2, 8, "ZIP64 extra field too short"},
+        {"local extra length past the directory", le32(f + cd_off + 46 + 9 + 4 + 16) + 28, 2, 60000,
+         "overlaps the central directory"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        memcpy(g, f, n);
+        if (cases[i].width == 4)
+            put32_at(g + cases[i].at, cases[i].value);
+        else
+            put16_at(g + cases[i].at, cases[i].value);
+        char name[64];
+        snprintf(name, sizeof name, "dir_%zu.npz", i);
+        write_file(tmp_path(name), g, n);
+        expect_read_dies(cases[i].label, tmp_path(name), "arr_0", NPZ_U8, 0, cases[i].problem);
+    }
+    /* Disk 0xFFFF beside a ZIP64 extra field means "see the extra field": disk 0. */
+    memcpy(g, f, n);
+    put16_at(g + cd_off + 34, 0xFFFF);
+    write_file(tmp_path("dir_disk_ffff.npz"), g, n);
+    check_four(tmp_path("dir_disk_ffff.npz"));
+    free(f), free(g);
+
+    /* A member that is not an array (any name not ending in .npy) is skipped. */
+    p = tmp_path("with_text.npz");
+    write_members(&(write_job){p, {"a", "b", NULL}, 1});
+    f = (uint8_t *)read_file_all(p, &n);
+    for (size_t i = 0; i + 5 <= n; i++)
+        if (!memcmp(f + i, "b.npy", 5))
+            memcpy(f + i, "b.txt", 5);
+    write_file(p, f, n);
+    free(f);
+    npz_file *z = npz_open(p);
+    CHECK(z->n_entries == 1 && npz_find(z, "a") && !npz_find(z, "b"), "a member b.txt is not an array");
+    npz_close(z);
+}
+
 static void test_writer_limits(void)
 {
     const char *p = tmp_path("limits.npz");
@@ -913,6 +984,7 @@ int main(int argc, char **argv)
     RUN(test_deflated_members);
     RUN(test_archive_edges);
     RUN(test_row_reads);
+    RUN(test_hostile_directory);
     RUN(test_writer_misuse_dies);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
