@@ -286,6 +286,17 @@ static void do_read(void *ctx)
     npz_close(z);
 }
 
+/* npz_read on an entry found with npz_find, without npz_require's checks. */
+static void do_read_found(void *ctx)
+{
+    npz_file *z = npz_open(ctx);
+    const npz_entry *e = npz_find(z, "arr_0");
+    void *buf = xmalloc(e->nbytes + 1);
+    npz_read(z, e, buf);
+    free(buf);
+    npz_close(z);
+}
+
 static void expect_read_dies(const char *what, const char *path, const char *name, npz_dtype dt, int rows,
                              const char *substring)
 {
@@ -353,6 +364,8 @@ static void test_malformed_files_die_naming_the_file(void)
     memcpy(fo, "True ", 5);
     write_file(tmp_path("fortran.npz"), g, n);
     expect_read_dies("Fortran order", tmp_path("fortran.npz"), "arr_0", NPZ_U8, 0, "Fortran (column-major) order");
+    expect_die("Fortran order, read without npz_require", do_read_found, (void *)tmp_path("fortran.npz"),
+               "Fortran (column-major) order");
     /* Shape that disagrees with the member size. */
     memcpy(g, f, n);
     char *sh = strstr((char *)hdr, "(5, 8");
