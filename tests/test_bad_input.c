@@ -180,7 +180,7 @@ static void test_npz_duplicate_member_refused(void)
     npz_writer_close(w);
     CHECK(patch_file(p, "arr_1.npy", "arr_0.npy") == 2, "patched the local and central names");
     expect_die("npz with two arr_0 members", npz_open_child, (void *)p,
-               "dup.npz': the archive holds two members named 'arr_0.npy'");
+               "dup.npz': member 'arr_0.npy' appears twice");
 }
 
 /* ---- item 15: bytes after an IDX payload ---- */

@@ -1201,8 +1201,15 @@ static void test_hostile_archives(void)
     expect_bad("truncated by one byte", write_variant("t1.pt", orig, n - 1), "end-of-central-directory");
     expect_bad("truncated in half", write_variant("thalf.pt", orig, n / 2), "end-of-central-directory");
 
+    /* torch writes the ZIP64 records too, always: the directory's place is
+     * in both end records, and they must agree. */
+    size_t rec = find_sig(orig, n, 0x06064b50, 1);
+    CHECK(rec != (size_t)-1 && le64(orig + rec + 48) == le32(orig + eocd + 16), "the fixture has no ZIP64 record");
     memcpy(d, orig, n);
-    patch32(d + eocd + 16, (uint32_t)n); /* central directory offset past the end */
+    patch32(d + eocd + 16, (uint32_t)n);
+    expect_bad("the end records disagree", write_variant("cdoff32.pt", d, n), "the end record and the ZIP64 end record disagree");
+    memcpy(d, orig, n);
+    patch32(d + eocd + 16, (uint32_t)n), patch32(d + rec + 48, (uint32_t)n); /* central directory offset past the end */
     expect_bad("central directory out of range", write_variant("cdoff.pt", d, n), "lies outside the archive");
 
     memcpy(d, orig, n);
@@ -1214,7 +1221,7 @@ static void test_hostile_archives(void)
     expect_bad("record past the end", write_variant("size.pt", d, n), "runs past the end of the data area");
 
     memcpy(d, orig, n);
-    d[cd + 10] = 8; /* deflate */
+    d[cd + 10] = 8, d[le32(orig + cd + 42) + 8] = 8; /* deflate, in the central entry and the local header */
     expect_bad("compressed member", write_variant("deflate.pt", d, n), "is compressed");
 
     /* Two central entries pointing at the same local header. */
@@ -1287,7 +1294,9 @@ static void test_hostile_archive_records(void)
     uint16_t too_many = (uint16_t)(le32(orig + eocd + 12) / 46 + 1);
     char holds[64];
     snprintf(holds, sizeof holds, "cannot hold %u entries", too_many);
+    size_t rec64 = find_sig(orig, n, 0x06064b50, 1);
     FRESH, patch16(d + eocd + 8, too_many), patch16(d + eocd + 10, too_many);
+    patch32(d + rec64 + 24, too_many), patch32(d + rec64 + 32, too_many);
     expect_bad("EOCD: entry count", write_variant("r_count.pt", d, n), holds);
     FRESH, d[cd2] ^= 1;
     expect_bad("central: second signature", write_variant("r_sig2.pt", d, n),
@@ -1316,7 +1325,7 @@ static void test_hostile_archive_records(void)
     FRESH, d[lh + 6] |= 1;
     expect_bad("local: encrypted", write_variant("r_lenc.pt", d, n), "is encrypted");
     FRESH, patch16(d + lh + 8, 8);
-    expect_bad("local: compressed", write_variant("r_ldefl.pt", d, n), "is compressed (method 8)");
+    expect_bad("local: compressed", write_variant("r_ldefl.pt", d, n), "its local header says compression method 8, the central directory 0");
     FRESH, patch16(d + lh + 28, 0xffff);
     expect_bad("local: extra field past the directory", write_variant("r_lxlen.pt", d, n),
                "local header runs past the central directory");

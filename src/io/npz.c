@@ -9,21 +9,12 @@
 #include <zlib.h>
 
 #include "core/error.h"
+#include "io/zip_records.h"
 
 /* Python's zipfile switches to ZIP64 past 2^31 − 1 (readers that use signed
  * 32-bit offsets exist); numpy.savez goes through zipfile, so we do the same. */
 #define ZIP64_LIMIT 0x7FFFFFFFull
 #define ZIP_FILECOUNT_LIMIT 0xFFFF
-#define SIG_LOCAL 0x04034b50u
-#define SIG_CENTRAL 0x02014b50u
-#define SIG_END 0x06054b50u
-#define SIG_END64 0x06064b50u
-#define SIG_LOCATOR64 0x07064b50u
-#define LOCAL_SIZE 30
-#define CENTRAL_SIZE 46
-#define END_SIZE 22
-#define END64_SIZE 56
-#define LOCATOR64_SIZE 20
 #define DOS_DATE_1980 0x21 /* 1980-01-01: a fixed date keeps our files reproducible */
 #define NPY_ALIGN 64
 
@@ -56,7 +47,6 @@ static void put64(uint8_t *p, uint64_t v)
 }
 static uint32_t get16(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8; }
 static uint32_t get32(const uint8_t *p) { return get16(p) | get16(p + 2) << 16; }
-static uint64_t get64(const uint8_t *p) { return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32; }
 
 static void xfseek(FILE *fp, uint64_t off, const char *path)
 {
@@ -253,9 +243,9 @@ void npz_writer_begin(npz_writer *w, const char *name, npz_dtype dtype, int ndim
     m->zip64 = w->force_zip64 || m->size > ZIP64_LIMIT;
     m->crc = crc_update(0, header, hsize);
 
-    uint8_t lh[LOCAL_SIZE + 20];
+    uint8_t lh[ZIP_LOCAL_SIZE + 20];
     uint16_t fnlen = (uint16_t)(nlen + 4);
-    put32(lh, SIG_LOCAL);
+    put32(lh, ZIP_SIG_LOCAL);
     put16(lh + 4, m->zip64 ? 45 : 20); /* version needed */
     put16(lh + 6, 0);                  /* flags */
     put16(lh + 8, 0);                  /* stored */
@@ -266,7 +256,7 @@ void npz_writer_begin(npz_writer *w, const char *name, npz_dtype dtype, int ndim
     put32(lh + 22, m->zip64 ? 0xFFFFFFFFu : (uint32_t)m->size);
     put16(lh + 26, fnlen);
     put16(lh + 28, m->zip64 ? 20 : 0);
-    wr(w, lh, LOCAL_SIZE);
+    wr(w, lh, ZIP_LOCAL_SIZE);
     wr(w, m->fname, fnlen);
     if (m->zip64) {
         uint8_t ex[20];
@@ -324,8 +314,8 @@ void npz_writer_close(npz_writer *w)
         int zip64 = big_size || big_off;
         uint16_t fnlen = (uint16_t)strlen(m->fname);
         uint16_t exlen = zip64 ? (uint16_t)(4 + 16 * big_size + 8 * big_off) : 0;
-        uint8_t ch[CENTRAL_SIZE], ex[28];
-        put32(ch, SIG_CENTRAL);
+        uint8_t ch[ZIP_CENTRAL_SIZE], ex[28];
+        put32(ch, ZIP_SIG_CENTRAL);
         put16(ch + 4, (3 << 8) | (zip64 ? 45 : 20)); /* made by: Unix */
         put16(ch + 6, zip64 ? 45 : 20);
         put16(ch + 8, 0);
@@ -342,7 +332,7 @@ void npz_writer_close(npz_writer *w)
         put16(ch + 36, 0);              /* internal attributes */
         put32(ch + 38, 0100644u << 16); /* regular file, rw-r--r-- */
         put32(ch + 42, big_off ? 0xFFFFFFFFu : (uint32_t)m->offset);
-        wr(w, ch, CENTRAL_SIZE);
+        wr(w, ch, ZIP_CENTRAL_SIZE);
         wr(w, m->fname, fnlen);
         if (zip64) {
             size_t k = 4;
@@ -361,9 +351,9 @@ void npz_writer_close(npz_writer *w)
     uint64_t cd_size = end64_offset - cd_offset;
     uint64_t count = (uint64_t)w->n;
     if (w->force_zip64 || count > ZIP_FILECOUNT_LIMIT || cd_offset > ZIP64_LIMIT || cd_size > ZIP64_LIMIT) {
-        uint8_t e64[END64_SIZE], loc[LOCATOR64_SIZE];
-        put32(e64, SIG_END64);
-        put64(e64 + 4, END64_SIZE - 12);
+        uint8_t e64[ZIP_END64_SIZE], loc[ZIP_LOCATOR64_SIZE];
+        put32(e64, ZIP_SIG_END64);
+        put64(e64 + 4, ZIP_END64_SIZE - 12);
         put16(e64 + 12, (3 << 8) | 45);
         put16(e64 + 14, 45);
         put32(e64 + 16, 0);
@@ -372,15 +362,15 @@ void npz_writer_close(npz_writer *w)
         put64(e64 + 32, count);
         put64(e64 + 40, cd_size);
         put64(e64 + 48, cd_offset);
-        wr(w, e64, END64_SIZE);
-        put32(loc, SIG_LOCATOR64);
+        wr(w, e64, ZIP_END64_SIZE);
+        put32(loc, ZIP_SIG_LOCATOR64);
         put32(loc + 4, 0);
         put64(loc + 8, end64_offset);
         put32(loc + 16, 1);
-        wr(w, loc, LOCATOR64_SIZE);
+        wr(w, loc, ZIP_LOCATOR64_SIZE);
     }
-    uint8_t e[END_SIZE];
-    put32(e, SIG_END);
+    uint8_t e[ZIP_END_SIZE];
+    put32(e, ZIP_SIG_END);
     put16(e + 4, 0);
     put16(e + 6, 0);
     put16(e + 8, (uint32_t)(count > ZIP_FILECOUNT_LIMIT ? 0xFFFF : count));
@@ -388,7 +378,7 @@ void npz_writer_close(npz_writer *w)
     put32(e + 12, cd_size > 0xFFFFFFFFull ? 0xFFFFFFFFu : (uint32_t)cd_size);
     put32(e + 16, cd_offset > 0xFFFFFFFFull ? 0xFFFFFFFFu : (uint32_t)cd_offset);
     put16(e + 20, 0);
-    wr(w, e, END_SIZE);
+    wr(w, e, ZIP_END_SIZE);
     atomic_file_commit(&w->af);
     for (int i = 0; i < w->n; i++)
         free(w->m[i].fname);
@@ -569,28 +559,6 @@ static void read_npy_header(npz_file *z, npz_entry *e)
     }
 }
 
-static int cmp_entry_name(const void *a, const void *b)
-{
-    return strcmp((*(const npz_entry *const *)a)->name, (*(const npz_entry *const *)b)->name);
-}
-
-/* Two members of one name (a zip allows it; numpy's writer never makes it):
- * which one a lookup finds would be arbitrary.  Sorted, so a directory of a
- * million entries costs n log n, not n². */
-static void check_unique_names(const npz_file *z)
-{
-    if (z->n_entries < 2)
-        return;
-    const npz_entry **sorted = xmalloc((size_t)z->n_entries * sizeof *sorted);
-    for (int i = 0; i < z->n_entries; i++)
-        sorted[i] = &z->entries[i];
-    qsort(sorted, (size_t)z->n_entries, sizeof *sorted, cmp_entry_name);
-    for (int i = 1; i < z->n_entries; i++)
-        if (!strcmp(sorted[i]->name, sorted[i - 1]->name))
-            die("'%s': the archive holds two members named '%s.npy'", z->path, sorted[i]->name);
-    free(sorted);
-}
-
 npz_file *npz_open(const char *path)
 {
     npz_file *z = xcalloc(1, sizeof *z);
@@ -601,117 +569,37 @@ npz_file *npz_open(const char *path)
         die("'%s': cannot seek: %s", path, strerror(errno));
     z->file_size = xftell(fp, path);
 
-    /* End of central directory: the last 22 bytes, or earlier if the
-     * archive has a comment (up to 65,535 bytes). */
-    size_t tail_len = z->file_size < END_SIZE + 65535 ? (size_t)z->file_size : END_SIZE + 65535;
-    uint8_t *tail = xmalloc(tail_len + 1);
-    read_at(z, z->file_size - tail_len, tail, tail_len, "end of file");
-    int64_t end_pos = -1;
-    for (int64_t i = (int64_t)tail_len - END_SIZE; i >= 0; i--)
-        if (get32(tail + i) == SIG_END && (uint64_t)i + END_SIZE + get16(tail + i + 20) == tail_len) {
-            end_pos = i;
-            break;
-        }
-    if (end_pos < 0) {
-        int npy = z->file_size >= 6 && tail_len == z->file_size && memcmp(tail, "\x93NUMPY", 6) == 0;
-        int zip = tail_len >= 4 && tail_len == z->file_size && get32(tail) == SIG_LOCAL;
+    zip_listing l;
+    if (!zip_list_members(&(zip_source){.path = path, .size = z->file_size, .fp = fp}, &l)) {
+        /* No end record: say what the file looks like instead. */
+        uint8_t head[6] = {0};
+        if (z->file_size >= 6)
+            read_at(z, 0, head, 6, "file's first bytes");
+        int npy = z->file_size >= 6 && memcmp(head, "\x93NUMPY", 6) == 0;
+        int zip = z->file_size >= 4 && get32(head) == ZIP_SIG_LOCAL;
         die("'%s': not an .npz file: no zip end-of-central-directory record%s", path,
             npy ? " (this is a bare .npy file)" : zip || z->file_size > 65536 ? " (truncated?)" : "");
     }
-    const uint8_t *e = tail + end_pos;
-    uint64_t end_abs = z->file_size - tail_len + (uint64_t)end_pos;
-    uint64_t count = get16(e + 10), cd_size = get32(e + 12), cd_offset = get32(e + 16);
-    if (get16(e + 4) != 0 || get16(e + 6) != 0)
-        die("'%s': multi-disk zip archives are not supported", path);
-    uint64_t cd_end_limit = end_abs;
-    if (end_abs >= LOCATOR64_SIZE) {
-        uint8_t loc[LOCATOR64_SIZE];
-        read_at(z, end_abs - LOCATOR64_SIZE, loc, LOCATOR64_SIZE, "ZIP64 locator");
-        if (get32(loc) == SIG_LOCATOR64) {
-            uint64_t off64 = get64(loc + 8);
-            uint8_t e64[END64_SIZE];
-            read_at(z, off64, e64, END64_SIZE, "ZIP64 end record");
-            if (get32(e64) != SIG_END64)
-                die("'%s': bad ZIP64 end-of-central-directory record", path);
-            count = get64(e64 + 32);
-            cd_size = get64(e64 + 40);
-            cd_offset = get64(e64 + 48);
-            cd_end_limit = off64;
-        }
-    }
-    free(tail);
-    if (cd_offset > cd_end_limit || cd_size > cd_end_limit - cd_offset)
-        die("'%s': the central directory (%" PRIu64 " bytes at %" PRIu64 ") lies outside the file: truncated?",
-            path, cd_size, cd_offset);
-    if (count > cd_size / CENTRAL_SIZE || count > INT32_MAX)
-        die("'%s': %" PRIu64 " entries cannot fit a %" PRIu64 "-byte central directory", path, count, cd_size);
-    uint8_t *cd = xmalloc(cd_size + 1);
-    read_at(z, cd_offset, cd, cd_size, "central directory");
-
-    z->entries = xcalloc(count ? count : 1, sizeof *z->entries);
-    uint64_t pos = 0;
-    for (uint64_t k = 0; k < count; k++) {
-        if (pos + CENTRAL_SIZE > cd_size || get32(cd + pos) != SIG_CENTRAL)
-            die("'%s': central directory entry %" PRIu64 " is malformed", path, k);
-        const uint8_t *c = cd + pos;
-        uint32_t flags = get16(c + 8), method = get16(c + 10), crc = get32(c + 16);
-        uint64_t csize = get32(c + 20), usize = get32(c + 24), off = get32(c + 42);
-        uint32_t nlen = get16(c + 28), xlen = get16(c + 30), clen = get16(c + 32), disk = get16(c + 34);
-        if (pos + CENTRAL_SIZE + nlen + xlen + clen > cd_size)
-            die("'%s': central directory entry %" PRIu64 " runs past the directory", path, k);
-        const char *name = (const char *)c + CENTRAL_SIZE;
-        const uint8_t *x = c + CENTRAL_SIZE + nlen, *xend = x + xlen;
-        while (x + 4 <= xend) {
-            uint32_t id = get16(x), len = get16(x + 2);
-            const uint8_t *v = x + 4, *vend = v + len;
-            if (vend > xend)
-                die("'%s': entry '%.*s': malformed extra field", path, (int)nlen, name);
-            if (id == 1) {
-                uint64_t *fields[3] = {&usize, &csize, &off};
-                for (int f = 0; f < 3; f++)
-                    if (*fields[f] == 0xFFFFFFFFu) {
-                        if (v + 8 > vend)
-                            die("'%s': entry '%.*s': ZIP64 extra field too short", path, (int)nlen, name);
-                        *fields[f] = get64(v);
-                        v += 8;
-                    }
-                if (disk == 0xFFFF)
-                    disk = 0;
-            }
-            x = vend;
-        }
-        pos += CENTRAL_SIZE + nlen + xlen + clen;
-        if (nlen < 5 || memcmp(name + nlen - 4, ".npy", 4) != 0)
+    z->entries = xcalloc(l.n ? (size_t)l.n : 1, sizeof *z->entries);
+    for (int i = 0; i < l.n; i++) {
+        const zip_member *m = &l.members[i];
+        size_t nlen = strlen(m->name);
+        if (nlen < 5 || memcmp(m->name + nlen - 4, ".npy", 4) != 0)
             continue; /* not an array */
-        if (flags & 1)
-            die("'%s': member '%.*s' is encrypted", path, (int)nlen, name);
-        if (method != 0 && method != 8)
-            die("'%s': member '%.*s' uses compression method %u (only stored and deflate are supported)", path,
-                (int)nlen, name, method);
-        if (disk != 0)
-            die("'%s': multi-disk zip archives are not supported", path);
+        if (m->method != 0 && m->method != 8)
+            die("'%s': member '%s' uses compression method %u (only stored and deflate are supported)", path,
+                m->name, m->method);
         npz_entry *en = &z->entries[z->n_entries++];
         en->name = xmalloc(nlen - 3);
-        memcpy(en->name, name, nlen - 4);
+        memcpy(en->name, m->name, nlen - 4);
         en->name[nlen - 4] = 0;
-        en->method = (int)method;
-        en->crc = crc;
-        en->comp_size = csize;
-        en->size = usize;
-        if (method == 0 && csize != usize)
-            die("'%s': stored member '%s.npy' has compressed size %" PRIu64 " != size %" PRIu64, path, en->name,
-                csize, usize);
-        uint8_t lh[LOCAL_SIZE];
-        read_at(z, off, lh, LOCAL_SIZE, "local file header");
-        if (get32(lh) != SIG_LOCAL)
-            die("'%s': member '%s.npy': bad local file header at byte %" PRIu64, path, en->name, off);
-        en->data_offset = off + LOCAL_SIZE + get16(lh + 26) + get16(lh + 28);
-        if (en->data_offset > cd_offset || csize > cd_offset - en->data_offset)
-            die("'%s': member '%s.npy' (%" PRIu64 " bytes at %" PRIu64 ") overlaps the central directory: corrupt",
-                path, en->name, csize, en->data_offset);
+        en->method = m->method;
+        en->crc = m->crc;
+        en->comp_size = m->comp_size;
+        en->size = m->size;
+        en->data_offset = m->data_offset;
     }
-    free(cd);
-    check_unique_names(z);
+    zip_listing_free(&l);
     for (int i = 0; i < z->n_entries; i++)
         read_npy_header(z, &z->entries[i]);
     return z;

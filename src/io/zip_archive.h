@@ -6,14 +6,9 @@
  * header's extra field, and a big checkpoint (> 4 GB) uses ZIP64.
  *
  * zip_archive_open validates the whole layout up front against the mapped
- * size: the end-of-central-directory record (searched within the last
- * 64 KiB + 22 bytes only), the ZIP64 locator and record, every central
- * directory entry (with ZIP64 extra fields), every local header (its own
- * name and extra lengths decide where the data start; its name must equal
- * the central one), that each member's data lie inside the file before the
- * central directory and that no two members overlap, and that names are
- * unique, NUL-free UTF-8.  Encrypted members are refused; compressed
- * (deflate) members are refused too: torch never writes them.
+ * size, by the rules of zip_records.h (the end records, every central
+ * entry and local header, no overlaps, unique NUL-free UTF-8 names), and
+ * refuses compressed (deflate) members: torch never writes them.
  *
  * CRC-32: zip_member_data(.., check_crc=1) checks a member's CRC the first
  * time it is asked for (then remembers it); the caller decides when.  The
@@ -32,14 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct zip_member {
-    char *name;
-    uint64_t header_offset; /* local header */
-    uint64_t data_offset;   /* first data byte */
-    uint64_t size;          /* stored == uncompressed size */
-    uint32_t crc;
-    int crc_checked;
-} zip_member;
+#include "io/zip_records.h"
 
 typedef struct zip_archive {
     const char *path;    /* for messages; not owned */
