@@ -385,11 +385,14 @@ static void test_malformed_files_die_naming_the_file(void)
     free(f);
 }
 
-/* An .npz of one u8 array "arr_0" of 4 bytes "abcd" whose .npy header text is `text`: left-aligned
- * and padded with spaces and a '\n' as numpy does, or right-aligned (spaces first, the text ending at the
- * header's last byte); 2 and 3: the same in an .npy format 2.0 header.  The CRCs are recomputed, so only
- * the header parser can object. */
-static const char *npz_with_header(const char *name, const char *text, int right_aligned)
+/* How npz_with_header lays its text out: left-aligned and padded with spaces and a '\n' as numpy does
+ * (0), or RIGHT (spaces first, the text ending at the header's last byte); in an .npy format 1.0 header
+ * (0) or FORMAT_2 (a 4-byte header length). */
+enum header_layout { RIGHT = 1, FORMAT_2 = 2 };
+
+/* An .npz of one u8 array "arr_0" of 4 bytes "abcd" whose .npy header text is `text`, laid out as
+ * `layout` says.  The CRCs are recomputed, so only the header parser can object. */
+static const char *npz_with_header(const char *name, const char *text, int layout)
 {
     const char *good = tmp_path("header_base.npz");
     npz_save(good, "arr_0", NPZ_U8, 1, (int64_t[]){4}, "abcd");
@@ -398,15 +401,15 @@ static const char *npz_with_header(const char *name, const char *text, int right
     uint8_t *npy = f + 30 + 9;
     uint32_t hlen = le16(npy + 8), tlen = (uint32_t)strlen(text);
     CHECK(le32(f + 22) == 10 + hlen + 4 && tlen < hlen, "header base layout (header %u, text %u)", hlen, tlen);
-    if (right_aligned >= 2) { /* format 2.0: a 4-byte length, the text 2 bytes shorter, the same member size */
+    if (layout & FORMAT_2) { /* a 4-byte length, the text 2 bytes shorter, the same member size */
         npy[6] = 2, hlen -= 2;
         for (int i = 0; i < 4; i++)
             npy[8 + i] = (uint8_t)(hlen >> (8 * i));
-        npy += 2, right_aligned -= 2;
+        npy += 2;
     }
     if (tlen < hlen) {
         memset(npy + 10, ' ', hlen);
-        if (right_aligned)
+        if (layout & RIGHT)
             memcpy(npy + 10 + hlen - tlen, text, tlen);
         else
             memcpy(npy + 10, text, tlen), npy[10 + hlen - 1] = '\n';
@@ -437,23 +440,23 @@ static void test_npy_header_parser(void)
 {
     static const struct {
         const char *label, *text;
-        int right_aligned;
+        int layout;
         const char *problem; /* NULL: loads "abcd" */
     } cases[] = {
         {"numpy's header", "{'descr': '|u1', 'fortran_order': False, 'shape': (4,), }", 0, NULL},
-        {"format 2.0", "{'descr': '|u1', 'fortran_order': False, 'shape': (4,), }", 2, NULL},
-        {"format 2.0, right-aligned", "{'descr': '|u1', 'fortran_order': False, 'shape': (4,)", 3, NULL},
-        {"format 2.0, a bad header", "{'descr': '|u1', 'fortran_order': False, 'shape': (5,), }", 2, "need"},
+        {"format 2.0", "{'descr': '|u1', 'fortran_order': False, 'shape': (4,), }", FORMAT_2, NULL},
+        {"format 2.0, right-aligned", "{'descr': '|u1', 'fortran_order': False, 'shape': (4,)", FORMAT_2 | RIGHT, NULL},
+        {"format 2.0, a bad header", "{'descr': '|u1', 'fortran_order': False, 'shape': (5,), }", FORMAT_2, "need"},
         {"double quotes", "{\"descr\": \"<u1\", \"fortran_order\": False, \"shape\": (4,), }", 0, NULL},
         {"keys that appear as values first", "{'n': 'shape', 'm': 'descr' , 'descr': 'u1', 'fortran_order': False, 'shape': (4,)}", 0, NULL},
         {"spaces inside the shape", "{'descr': '|u1', 'fortran_order': False, 'shape': ( 4 , ), }", 0, NULL},
         {"a Python 2 long", "{'descr': '|u1', 'fortran_order': False, 'shape': (4L,), }", 0, NULL},
         {"8 dimensions", "{'descr': '|u1', 'fortran_order': False, 'shape': (1, 1, 1, 1, 1, 1, 1, 4), }", 0, NULL},
-        {"False ending the header", "{'descr': '|u1', 'shape': (4,), 'fortran_order': False", 1, NULL},
-        {"True ending the header", "{'descr': '|u1', 'shape': (4,), 'fortran_order': True", 1, "Fortran"},
+        {"False ending the header", "{'descr': '|u1', 'shape': (4,), 'fortran_order': False", RIGHT, NULL},
+        {"True ending the header", "{'descr': '|u1', 'shape': (4,), 'fortran_order': True", RIGHT, "Fortran"},
         {"no descr", "{'fortran_order': False, 'shape': (4,), }", 0, "no 'descr' string"},
         {"descr not a string", "{'descr': 5, 'fortran_order': False, 'shape': (4,), }", 0, "no 'descr' string"},
-        {"descr unterminated", "{'fortran_order': False, 'shape': (4,), 'descr': '|u1", 1, "malformed 'descr'"},
+        {"descr unterminated", "{'fortran_order': False, 'shape': (4,), 'descr': '|u1", RIGHT, "malformed 'descr'"},
         {"descr of 15 characters", "{'descr': '<f4xxxxxxxxxxxx', 'fortran_order': False, 'shape': (4,), }", 0,
          "dtype '<f4xxxxxxxxxxxx', which is unsupported"},
         {"descr of 16 characters", "{'descr': '<f4xxxxxxxxxxxxx', 'fortran_order': False, 'shape': (4,), }", 0,
@@ -472,12 +475,12 @@ static void test_npy_header_parser(void)
          "element count overflows"},
         {"a count of 2^63 - 2", "{'descr': '|u1', 'fortran_order': False, 'shape': (3, 3074457345618258602), }", 0,
          "need"},
-        {"shape unterminated", "{'descr': '|u1', 'fortran_order': False, 'shape': (4,", 1, "unterminated 'shape'"},
+        {"shape unterminated", "{'descr': '|u1', 'fortran_order': False, 'shape': (4,", RIGHT, "unterminated 'shape'"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char name[64];
         snprintf(name, sizeof name, "header_%zu.npz", i);
-        const char *p = npz_with_header(name, cases[i].text, cases[i].right_aligned);
+        const char *p = npz_with_header(name, cases[i].text, cases[i].layout);
         if (!cases[i].problem)
             expect_header_loads(cases[i].label, p);
         else

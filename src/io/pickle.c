@@ -548,9 +548,11 @@ static int step(unpickler *u)
         v->args = w;
         push(u, v);
         break;
-    default:
-        FAIL(u, "unsupported opcode 0x%02x%s%.*s%s (not something torch.save writes)", op, op >= 0x21 && op < 0x7f ? " ('" : "",
-             op >= 0x21 && op < 0x7f ? 1 : 0, (const char *)&op, op >= 0x21 && op < 0x7f ? "')" : "");
+    default: {
+        int printable = op >= 0x21 && op < 0x7f; /* shown as the character too */
+        FAIL(u, "unsupported opcode 0x%02x%s%.*s%s (not something torch.save writes)", op, printable ? " ('" : "",
+             printable, (const char *)&op, printable ? "')" : "");
+    }
     }
     return 1;
 }
