@@ -33,7 +33,7 @@ int *labels_parse(const char *arg, const char *flag, int *count)
             break;
         char *end;
         long x = strtol(p, &end, 10);
-        if (end == p || x < 0 || x > 1 << 30)
+        if (end == p || x < 0 || x >= 1 << 30)
             die("%s: '%.20s' in '%s' is not a non-negative integer below 2^30", flag, p, arg);
         if (n == cap)
             v = xrealloc(v, (size_t)(cap *= 2) * sizeof(int));
