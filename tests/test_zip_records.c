@@ -145,7 +145,7 @@ typedef struct edit {
 typedef struct hostile {
     const char *label;
     int variants;
-    edit edits[2];
+    edit edits[3];
     const char *problem;
 } hostile;
 
@@ -176,6 +176,10 @@ static const hostile cases[] = {
      "ZIP64 archive without a ZIP64 end-of-central-directory locator"},
     {"end: the directory past the file", PLAIN, {{END, 16, 4, ADD, 100000}}, "lies outside the archive"},
     {"end: the directory one byte long", PLAIN, {{END, 12, 4, ADD, 1}}, "lies outside the archive"},
+    {"end: the directory 11 bytes short", PLAIN, {{END, 12, 4, ADD, 0xfffffff5u}},
+     "central directory entry 2 is missing or corrupt"},
+    {"end: the directory 5 bytes short", PLAIN, {{END, 12, 4, ADD, 0xfffffffbu}},
+     "central directory entry 2 runs past the directory"},
     {"end: more entries than the directory holds", PLAIN, {{END, 8, 2, ADD, 100}, {END, 10, 2, ADD, 100}},
      "cannot hold 103 entries"},
     {"end: one entry fewer", PLAIN, {{END, 8, 2, ADD, 0xffff}, {END, 10, 2, ADD, 0xffff}},
@@ -187,6 +191,8 @@ static const hostile cases[] = {
     {"locator: the record past the file", Z64 | MARKERS, {{LOCATOR, 8, 8, ADD, 100000}},
      "ZIP64 end-of-central-directory record is missing or out of range"},
     {"locator: the record overlapping it", Z64 | MARKERS, {{LOCATOR, 8, 8, ADD, 1}},
+     "ZIP64 end-of-central-directory record is missing or out of range"},
+    {"locator: a record 40 bytes before it", Z64 | MARKERS, {{RECORD, 16, 4, SET, 0x06064b50}, {LOCATOR, 8, 8, ADD, 16}},
      "ZIP64 end-of-central-directory record is missing or out of range"},
     {"locator: lost", MARKERS, {{LOCATOR, 0, 1, XOR, 1}},
      "ZIP64 archive without a ZIP64 end-of-central-directory locator"},
@@ -225,6 +231,8 @@ static const hostile cases[] = {
      "stored member 'b.npy' has different sizes"},
     {"central: ZIP64 markers without the field", PLAIN, {{CENTRAL1, 20, 4, SET, 0xffffffff}, {CENTRAL1, 24, 4, SET, 0xffffffff}},
      "member 'b.npy' needs a ZIP64 extra field but has none"},
+    {"central: a size marker without the field", PLAIN, {{CENTRAL1, 24, 4, SET, 0xffffffff}},
+     "member 'b.npy' needs a ZIP64 extra field but has none"},
     {"central: an offset marker without the field", PLAIN, {{CENTRAL1, 42, 4, SET, 0xffffffff}},
      "member 'b.npy' needs a ZIP64 extra field but has none"},
     {"central: the ZIP64 field under another id", Z64 | MARKERS, {{CENTRAL1, EXTRA, 2, SET, 0x5455}},
@@ -233,10 +241,18 @@ static const hostile cases[] = {
      "member 'b.npy' has a short ZIP64 extra field (16 bytes, need 24)"},
     {"central: an extra field past the area", Z64 | MARKERS, {{CENTRAL1, EXTRA + 2, 2, SET, 25}},
      "member 'b.npy' has a malformed extra field"},
+    {"central: the ZIP64 field after another, empty", Z64 | MARKERS,
+     {{CENTRAL1, EXTRA, 4, SET, 0x5455 | 20u << 16}, {CENTRAL1, EXTRA + 24, 4, SET, 1}},
+     "member 'b.npy' has a short ZIP64 extra field (0 bytes, need 24)"},
+    {"central: a second extra field past the area", Z64 | MARKERS,
+     {{CENTRAL1, EXTRA, 4, SET, 0x5455}, {CENTRAL1, EXTRA + 4, 4, SET, 1 | 21u << 16}},
+     "member 'b.npy' has a malformed extra field (a 21-byte field"},
     {"central: a local header past the directory", PLAIN, {{CENTRAL1, 42, 4, ADD, 100000}},
      "member 'b.npy' has its local header at"},
     {"central: a local header in the directory", Z64 | MARKERS, {{CENTRAL2, EXTRA + 20, 8, ADD, 160}},
      "member 'c.npy' has its local header at"},
+    {"central: a local header 35 bytes before the directory", Z64 | MARKERS, {{CENTRAL2, EXTRA + 20, 8, ADD, 152}},
+     "member 'c.npy': no local header at offset"},
     /* local headers */
     {"local: a signature", ALL, {{LOCAL1, 0, 1, XOR, 1}}, "member 'b.npy': no local header at offset"},
     {"local: encrypted", ALL, {{LOCAL1, 6, 2, SET, 1}}, "member 'b.npy' is encrypted"},
@@ -253,6 +269,9 @@ static const hostile cases[] = {
      "member 'c.npy' (133 bytes at offset"},
     {"the last member grown past 2^64", Z64 | MARKERS,
      {{CENTRAL2, EXTRA + 4, 8, SET, ~0ull}, {CENTRAL2, EXTRA + 12, 8, SET, ~0ull}}, "runs past the end of the data area"},
+    {"the last member of 2^32 - 1 bytes", Z64 | MARKERS,
+     {{CENTRAL2, EXTRA + 4, 8, SET, 0xffffffffu}, {CENTRAL2, EXTRA + 12, 8, SET, 0xffffffffu}},
+     "member 'c.npy' (4294967295 bytes at offset"},
     {"one name twice", ALL, {{CENTRAL2, NAME, 1, SET, 'a'}, {LOCAL2, 30, 1, SET, 'a'}}, "member 'a.npy' appears twice"},
     {"two members at one place", PLAIN, {{CENTRAL1, 42, 4, SET, 0}, {CENTRAL1, NAME, 1, SET, 'a'}},
      "members 'a.npy' and 'a.npy' overlap"},
@@ -282,7 +301,7 @@ static void test_hostile_records_both_readers(void)
             if (!(cases[i].variants & variant))
                 continue;
             memcpy(d, base, n);
-            for (int k = 0; k < 2; k++)
+            for (int k = 0; k < 3; k++)
                 apply(d, &L, &cases[i].edits[k]);
             char file[64], what[160];
             snprintf(file, sizeof file, "case%zu_%d.zip", i, variant);
@@ -293,6 +312,23 @@ static void test_hostile_records_both_readers(void)
             expect_die(what, open_as_npz, (void *)p, cases[i].problem);
             run++;
         }
+        /* The last member emptied, its data starting where the directory does: a ZIP allows it; it is no
+         * .npy file any more. */
+        memcpy(d, base, n);
+        size_t c_extra = variant == PLAIN ? 0 : 20; /* the local ZIP64 extra field */
+        patch(d + L.local[2] + 28, 2, c_extra + 132);
+        if (variant == PLAIN)
+            patch(d + L.central[2] + 20, 4, 0), patch(d + L.central[2] + 24, 4, 0);
+        else
+            patch(d + L.central[2] + EXTRA + 4, 8, 0), patch(d + L.central[2] + EXTRA + 12, 8, 0);
+        const char *emptied = write_bytes("emptied.zip", d, n);
+        zip_archive *z = zip_archive_open(emptied, d, n);
+        const zip_member *last = zip_find(z, "c.npy");
+        CHECK(last && last->size == 0 && last->data_offset == L.directory, "%s: an empty last member at the directory's start",
+              variant_names[variant]);
+        zip_archive_close(z);
+        expect_die("an empty last member (.npz reader)", open_as_npz, (void *)emptied,
+                   "member 'c.npy' is too short to be an .npy file");
         /* Disk 0xFFFF means "see the ZIP64 extra field", which a one-part archive need not have. */
         memcpy(d, base, n);
         patch(d + L.central[1] + 34, 2, 0xffff);
@@ -317,7 +353,13 @@ static void test_hostile_records_both_readers(void)
     /* No members at all: the 22-byte end record alone. */
     uint8_t empty[22] = {0x50, 0x4b, 0x05, 0x06};
     expect_read_alike("an empty archive", write_bytes("empty.zip", empty, sizeof empty), 0);
-    const char *p = write_bytes("short.zip", empty, sizeof empty - 1);
+    /* A locator and the end record alone: a locator at byte 0 has no room for its record. */
+    uint8_t located[42] = {0x50, 0x4b, 0x06, 0x07};
+    memcpy(located + 20, empty, sizeof empty);
+    const char *p = write_bytes("located.zip", located, sizeof located);
+    expect_die("a locator at byte 0 (.pt reader)", open_as_pt, (void *)p, "ZIP64 end-of-central-directory record is missing");
+    expect_die("a locator at byte 0 (.npz reader)", open_as_npz, (void *)p, "ZIP64 end-of-central-directory record is missing");
+    p = write_bytes("short.zip", empty, sizeof empty - 1);
     expect_die("21 bytes (.pt reader)", open_as_pt, (void *)p, "too short for a ZIP archive");
     expect_die("21 bytes (.npz reader)", open_as_npz, (void *)p, "no zip end-of-central-directory record");
 }

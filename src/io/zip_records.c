@@ -99,6 +99,8 @@ static int find_directory(const zip_source *src, scratch *s, directory *dir)
             "(truncated file?)", path, size, offset);
     if (size / ZIP_CENTRAL_SIZE < count)
         die("'%s': the central directory (%" PRIu64 " bytes) cannot hold %" PRIu64 " entries", path, size, count);
+    /* Each entry takes 46 bytes of the file at least, so the member table
+     * (56 bytes an entry) stays within 1.3 × the file's size. */
     if (count > INT32_MAX)
         die("'%s': %" PRIu64 " members: more than this reader takes", path, count);
     *dir = (directory){offset, size, count};
@@ -248,7 +250,6 @@ int zip_list_members(const zip_source *src, zip_listing *out)
         return 0;
     }
     out->members = xcalloc(dir.count ? dir.count : 1, sizeof *out->members);
-    out->directory_offset = dir.offset;
     uint64_t at = dir.offset, end = dir.offset + dir.size;
     for (uint64_t i = 0; i < dir.count; i++) {
         at = read_entry(src, &s, at, end, i, &out->members[i]);

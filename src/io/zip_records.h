@@ -75,8 +75,7 @@ typedef struct zip_member {
 
 typedef struct zip_listing {
     int n;
-    zip_member *members;        /* in directory order */
-    uint64_t directory_offset;  /* where the data area ends */
+    zip_member *members; /* in directory order */
 } zip_listing;
 
 /* 0 if the file has no end record (not a ZIP, or cut short: the caller
