@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages repae needs (only those missing), then builds.
 #   scripts/setup.sh          build dependencies + Fashion-MNIST
 #   scripts/setup.sh --test   also OpenMPI (the data-parallel build and its tests)
-#   scripts/setup.sh --dev    also OpenMPI and python3-torch/numpy/scipy (fixtures, benchmarks)
+#   scripts/setup.sh --dev    also OpenMPI and python3-torch/numpy/scipy/pil (fixtures, benchmarks)
 #   scripts/setup.sh --fuzz   also clang + its sanitizer runtimes (libFuzzer, for `make fuzz`; `make fuzz-replay` needs only gcc)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +13,7 @@ if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--dev" ]; then
     packages+=(openmpi-bin libopenmpi-dev)
 fi
 if [ "${1:-}" = "--dev" ]; then
-    packages+=(python3-torch python3-numpy python3-scipy)
+    packages+=(python3-torch python3-numpy python3-scipy python3-pil)
 fi
 if [ "${1:-}" = "--fuzz" ]; then
     packages+=(clang libclang-rt-14-dev)

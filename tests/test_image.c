@@ -5,7 +5,10 @@
 #include <stdio.h> /* before jpeglib.h, which needs FILE */
 #include <jpeglib.h>
 
+#include "core/error.h"
+#include "data/image_folder.h"
 #include "io/image.h"
+#include "io/safetensors.h"
 #include "test.h"
 
 static void test_png_round_trip(void)
@@ -23,7 +26,7 @@ static void test_png_round_trip(void)
     image grey = image_read(path, 1);
     /* pixel 0: R=0, G=(35*37)&255, B=(70*37)&255 */
     int r = px[0], g = px[35], b = px[70];
-    int want = (r * 299 + g * 587 + b * 114 + 500) / 1000;
+    int want = (r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16; /* Pillow's convert("L") */
     CHECK(grey.channels == 1 && grey.pixels[0] == want, "grey conversion %d, want %d", grey.pixels[0], want);
     image_free(&grey);
     image_free(&im);
@@ -140,10 +143,157 @@ static void test_model_range_counts_non_finite(void)
     CHECK(image_from_model_range(u, x, 1) == 0, "a finite input counted as bad");
 }
 
+
+/* The reference reads images with PIL (convert("RGB") / convert("L")) and
+ * crops them with guided-diffusion's center_crop_arr: dev/ref/image_ref.py
+ * wrote files of every kind an image folder holds and what PIL makes of
+ * them.  Every value must be equal (JPEGs go through the same libjpeg). */
+static int count_diff(const char *what, const uint8_t *chw, const safetensors *st, const char *name, int C, int H,
+                      int W)
+{
+    const st_tensor *t = safetensors_find(st, name);
+    if (!t) {
+        CHECK(0, "%s: no '%s' in the fixture", what, name);
+        return -1;
+    }
+    const uint8_t *hwc = safetensors_tensor_bytes(st, t);
+    int64_t want_c = t->ndim == 3 ? t->shape[2] : 1;
+    if (t->shape[0] != H || t->shape[1] != W || want_c != C) {
+        CHECK(0, "%s: shape %dx%dx%d, PIL's %dx%dx%d", what, H, W, C, (int)t->shape[0], (int)t->shape[1], (int)want_c);
+        return -1;
+    }
+    int bad = 0, worst = 0;
+    for (int c = 0; c < C; c++)
+        for (int i = 0; i < H * W; i++) {
+            int d = abs((int)chw[(size_t)c * H * W + i] - (int)hwc[(size_t)i * C + c]);
+            bad += d != 0;
+            worst = d > worst ? d : worst;
+        }
+    CHECK(bad == 0, "%s: %d of %d values differ from PIL's (by up to %d)", what, bad, C * H * W, worst);
+    return bad;
+}
+
+static void test_pil_parity(void)
+{
+    safetensors *st = safetensors_open("tests/fixtures/io/image_pil.safetensors");
+    static const char *files[] = {"rgb420.jpg", "rgb444.jpg", "grey.jpg", "cmyk.jpg", "rgb.png",
+                                  "rgba.png",   "grey.png",   "la.png",   "palette.png", "rgb16.png"};
+    char path[256], name[128], what[160];
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(path, sizeof path, "tests/fixtures/io/images/%s", files[i]);
+        image rgb = image_read(path, 3), grey = image_read(path, 1);
+        snprintf(name, sizeof name, "rgb.%s", files[i]);
+        snprintf(what, sizeof what, "%s as RGB", files[i]);
+        count_diff(what, rgb.pixels, st, name, 3, rgb.height, rgb.width);
+        snprintf(name, sizeof name, "l.%s", files[i]);
+        snprintf(what, sizeof what, "%s as grey", files[i]);
+        count_diff(what, grey.pixels, st, name, 1, grey.height, grey.width);
+        for (int r = 16; r <= 32; r *= 2) {
+            snprintf(name, sizeof name, "crop%d.%s", r, files[i]);
+            if (!safetensors_find(st, name))
+                continue;
+            uint8_t *crop = xmalloc((size_t)3 * r * r);
+            adm_center_crop(crop, rgb.pixels, 3, rgb.height, rgb.width, r);
+            snprintf(what, sizeof what, "%s cropped to %d", files[i], r);
+            count_diff(what, crop, st, name, 3, r, r);
+            free(crop);
+        }
+        image_free(&rgb), image_free(&grey);
+    }
+    for (int i = 0;; i++) {
+        snprintf(name, sizeof name, "crop_src.%d", i);
+        const st_tensor *src = safetensors_find(st, name);
+        if (!src)
+            break;
+        int H = (int)src->shape[0], W = (int)src->shape[1];
+        snprintf(name, sizeof name, "crop_out.%d", i);
+        int R = (int)safetensors_require(st, name)->shape[0];
+        const uint8_t *hwc = safetensors_tensor_bytes(st, src);
+        uint8_t *chw = xmalloc((size_t)3 * H * W), *crop = xmalloc((size_t)3 * R * R);
+        for (int c = 0; c < 3; c++)
+            for (int p = 0; p < H * W; p++)
+                chw[(size_t)c * H * W + p] = hwc[(size_t)p * 3 + c];
+        adm_center_crop(crop, chw, 3, H, W, R);
+        snprintf(what, sizeof what, "a %dx%d image cropped to %d", H, W, R);
+        count_diff(what, crop, st, name, 3, R, R);
+        free(chw), free(crop);
+    }
+    safetensors_close(st);
+}
+
+
+/* A YCCK JPEG (Photoshop's usual CMYK), which the fixture's PIL cannot
+ * write: libjpeg turns it into the stored CMYK bytes, and the RGB must be
+ * PIL's conversion of those (ink = 255 - byte; R = (255 - K) - C(255 - K)/255
+ * with Pillow's rounding), written out here independently. */
+static void test_ycck_jpeg(void)
+{
+    char path[] = "/tmp/repae_ycck_XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    enum { W = 24, H = 16 };
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr e;
+    c.err = jpeg_std_error(&e);
+    jpeg_create_compress(&c);
+    FILE *f = fopen(path, "wb");
+    jpeg_stdio_dest(&c, f);
+    c.image_width = W, c.image_height = H, c.input_components = 4, c.in_color_space = JCS_CMYK;
+    jpeg_set_defaults(&c);
+    jpeg_set_colorspace(&c, JCS_YCCK);
+    jpeg_set_quality(&c, 90, TRUE);
+    jpeg_start_compress(&c, TRUE);
+    unsigned char row[4 * W];
+    for (int y = 0; y < H; y++) {
+        for (int i = 0; i < 4 * W; i++)
+            row[i] = (unsigned char)((i * 37 + y * 53) % 256);
+        JSAMPROW r = row;
+        jpeg_write_scanlines(&c, &r, 1);
+    }
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    fclose(f);
+
+    struct jpeg_decompress_struct d;
+    d.err = jpeg_std_error(&e);
+    jpeg_create_decompress(&d);
+    f = fopen(path, "rb");
+    jpeg_stdio_src(&d, f);
+    jpeg_read_header(&d, TRUE);
+    CHECK(d.jpeg_color_space == JCS_YCCK, "the file is not YCCK (%d)", (int)d.jpeg_color_space);
+    d.out_color_space = JCS_CMYK;
+    jpeg_start_decompress(&d);
+    static unsigned char stored[H][4 * W];
+    while (d.output_scanline < d.output_height) {
+        JSAMPROW r = stored[d.output_scanline];
+        jpeg_read_scanlines(&d, &r, 1);
+    }
+    jpeg_finish_decompress(&d);
+    jpeg_destroy_decompress(&d);
+    fclose(f);
+
+    image im = image_read(path, 0);
+    CHECK(im.channels == 3 && im.height == H && im.width == W, "YCCK JPEG shape %d %d %d", im.channels, im.height,
+          im.width);
+    int bad = 0;
+    for (int y = 0; y < H && im.channels == 3; y++)
+        for (int x = 0; x < W; x++)
+            for (int k = 0; k < 3; k++) {
+                int ink = 255 - stored[y][4 * x + k], nk = stored[y][4 * x + 3];
+                int want = nk - (int)floor(ink * nk / 255.0 + 0.5); /* MULDIV255 rounds half up */
+                bad += im.pixels[((size_t)k * H + y) * W + x] != (want < 0 ? 0 : want);
+            }
+    CHECK(bad == 0, "%d YCCK values differ from PIL's conversion", bad);
+    image_free(&im);
+    unlink(path);
+}
+
 int main(void)
 {
     RUN(test_png_round_trip);
     RUN(test_jpeg_read);
+    RUN(test_pil_parity);
+    RUN(test_ycck_jpeg);
     RUN(test_grid_layout);
     RUN(test_model_range_truncates);
     RUN(test_model_range_counts_non_finite);

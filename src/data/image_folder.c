@@ -13,7 +13,7 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "io/image.h"
-#include "ops/resample.h"
+#include "data/pil_resize.h"
 
 typedef struct path_list {
     char **items;
@@ -119,80 +119,25 @@ static void walk(const char *root, const char *rel, path_list *out, dir_ids *see
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* PIL's BOX filter, separable, for the halving steps. */
-static void box_resize(float *out, const float *in, int C, int H, int W, int Ho, int Wo)
-{
-    float *tmp = xmalloc((size_t)C * H * Wo * sizeof(float));
-    for (int pass = 0; pass < 2; pass++) {
-        int n_in = pass == 0 ? W : H, n_out = pass == 0 ? Wo : Ho, lines = pass == 0 ? C * H : C * Wo;
-        double scale = (double)n_in / n_out, support = 0.5 * scale;
-        for (int i = 0; i < n_out; i++) {
-            double center = (i + 0.5) * scale;
-            int lo = (int)fmax(floor(center - support + 0.5), 0), hi = (int)fmin(floor(center + support + 0.5), n_in);
-            double wsum = 0, w[64];
-            int n = 0;
-            for (int j = lo; j < hi && n < 64; j++, n++) {
-                double x = (j + 0.5 - center) / scale;
-                w[n] = (x >= -0.5 && x < 0.5) ? 1.0 : 0.0;
-                wsum += w[n];
-            }
-            for (int l = 0; l < lines; l++) {
-                double acc = 0;
-                for (int k = 0; k < n; k++) {
-                    int j = lo + k;
-                    if (pass == 0)
-                        acc += w[k] * in[(size_t)l * W + j];
-                    else {
-                        int c = l / Wo, x = l % Wo;
-                        acc += w[k] * tmp[((size_t)c * H + j) * Wo + x];
-                    }
-                }
-                float v = (float)(acc / (wsum > 0 ? wsum : 1));
-                if (pass == 0)
-                    tmp[(size_t)l * Wo + i] = v;
-                else {
-                    int c = l / Wo, x = l % Wo;
-                    out[((size_t)c * Ho + i) * Wo + x] = v;
-                }
-            }
-        }
-    }
-    free(tmp);
-}
-
-static uint8_t to_u8(float v)
-{
-    v = roundf(v);
-    return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
-}
-
 void adm_center_crop(uint8_t *out, const uint8_t *img, int C, int H, int W, int R)
 {
-    float *cur = xmalloc((size_t)C * H * W * sizeof(float));
-    for (size_t i = 0; i < (size_t)C * H * W; i++)
-        cur[i] = img[i];
-    /* Each halving result is an 8-bit image in PIL: round between steps. */
+    uint8_t *cur = xmalloc((size_t)C * H * W);
+    memcpy(cur, img, (size_t)C * H * W);
     while ((H < W ? H : W) >= 2 * R) {
         int Ho = H / 2, Wo = W / 2;
-        float *next = xmalloc((size_t)C * Ho * Wo * sizeof(float));
-        box_resize(next, cur, C, H, W, Ho, Wo);
-        for (size_t i = 0; i < (size_t)C * Ho * Wo; i++)
-            next[i] = to_u8(next[i]);
+        uint8_t *next = xmalloc((size_t)C * Ho * Wo);
+        pil_resize_u8(next, cur, C, H, W, Ho, Wo, PIL_BOX);
         free(cur);
         cur = next, H = Ho, W = Wo;
     }
     double scale = (double)R / (H < W ? H : W);
     int Wn = (int)nearbyint(W * scale), Hn = (int)nearbyint(H * scale); /* ties to even, as Python's round */
-    float *res = xmalloc((size_t)C * Hn * Wn * sizeof(float));
-    if (Hn == H && Wn == W)
-        memcpy(res, cur, (size_t)C * H * W * sizeof(float));
-    else
-        bicubic_resize_antialias_forward(res, cur, 1, C, H, W, Hn, Wn);
+    uint8_t *res = xmalloc((size_t)C * Hn * Wn);
+    pil_resize_u8(res, cur, C, H, W, Hn, Wn, PIL_BICUBIC);
     int top = (Hn - R) / 2, left = (Wn - R) / 2;
     for (int c = 0; c < C; c++)
         for (int y = 0; y < R; y++)
-            for (int x = 0; x < R; x++)
-                out[((size_t)c * R + y) * R + x] = to_u8(res[((size_t)c * Hn + top + y) * Wn + left + x]);
+            memcpy(out + ((size_t)c * R + y) * R, res + ((size_t)c * Hn + top + y) * Wn + left, (size_t)R);
     free(res);
     free(cur);
 }

@@ -9,12 +9,12 @@
  * class folders are an error (they would silently be class 0), and so is a
  * folder reached twice (a symlink loop, two links to one folder).
  *
- * ADM centre crop to R×R: while min(W,H) >= 2R halve both sides (floor)
- * with a box filter; then resize so the short side is R (bicubic, a = −0.5,
- * antialiased, the new size rounded half to even as Python's round); then
- * crop the centre.  PIL computes the two resizes in 8-bit fixed point; we do
- * them in float and round once, so a pixel may differ from PIL's by one
- * level [unverified beyond that bound].
+ * ADM centre crop to R×R (guided-diffusion's center_crop_arr): while
+ * min(W,H) >= 2R halve both sides (floor) with a box filter; then resize so
+ * the short side is R (bicubic, the new size rounded half to even as
+ * Python's round); then crop the centre.  Both resizes are Pillow's own
+ * 8-bit fixed-point arithmetic (data/pil_resize.h): the same values as the
+ * reference's PIL, checked in tests/test_image.c.
  */
 #ifndef REPAE_IMAGE_FOLDER_H
 #define REPAE_IMAGE_FOLDER_H

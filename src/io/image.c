@@ -107,6 +107,20 @@ static void jpeg_on_message(j_common_ptr cinfo, int level)
     }
 }
 
+/* PIL's reading of a CMYK JPEG, then convert("RGB"): it takes every such
+ * file to be inverted, as Photoshop (Adobe) writes them, so ink is 255 - the
+ * stored byte; then R = (255 - K) - C·(255 - K)/255 with Pillow's rounded
+ * integer product, and likewise G from M, B from Y.  In terms of the
+ * stored bytes s: R = sK - round((255 - sC)·sK / 255). */
+static void cmyk_to_rgb(uint8_t *rgb, const uint8_t *stored)
+{
+    int nk = stored[3], c[3] = {255 - stored[0], 255 - stored[1], 255 - stored[2]};
+    for (int k = 0; k < 3; k++) {
+        int t = c[k] * nk + 128, v = nk - (((t >> 8) + t) >> 8); /* Pillow's MULDIV255 */
+        rgb[k] = (uint8_t)(v < 0 ? 0 : v);
+    }
+}
+
 static image read_jpeg(const char *path, FILE *f)
 {
     struct jpeg_decompress_struct cinfo;
@@ -126,11 +140,16 @@ static image read_jpeg(const char *path, FILE *f)
     jpeg_create_decompress(&cinfo);
     jpeg_stdio_src(&cinfo, f);
     jpeg_read_header(&cinfo, TRUE);
-    if (cinfo.jpeg_color_space != JCS_GRAYSCALE)
+    /* Four components (CMYK, or YCCK which libjpeg turns into CMYK): libjpeg
+     * makes no RGB of them; we convert as PIL does (below). */
+    int cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
+    if (cmyk)
+        cinfo.out_color_space = JCS_CMYK;
+    else if (cinfo.jpeg_color_space != JCS_GRAYSCALE)
         cinfo.out_color_space = JCS_RGB;
     jpeg_start_decompress(&cinfo);
     int W = (int)cinfo.output_width, H = (int)cinfo.output_height, C = cinfo.output_components;
-    if ((C != 1 && C != 3) || (size_t)W * H > IMAGE_MAX_PIXELS) {
+    if ((C != 1 && C != 3 && !(cmyk && C == 4)) || (size_t)W * H > IMAGE_MAX_PIXELS) {
         jpeg_destroy_decompress(&cinfo);
         die("'%s': unsupported JPEG (%dx%d, %d components; at most %d megapixels)", path, W, H, C,
             (int)(IMAGE_MAX_PIXELS >> 20));
@@ -142,10 +161,14 @@ static image read_jpeg(const char *path, FILE *f)
     }
     jpeg_finish_decompress(&cinfo);
     jpeg_destroy_decompress(&cinfo);
-    image im = {C, H, W, xmalloc((size_t)W * H * C)};
-    for (int c = 0; c < C; c++)
+    if (cmyk) /* RGB in place: the first 3 of every 4 bytes, read before written */
         for (size_t i = 0; i < (size_t)W * H; i++)
-            im.pixels[(size_t)c * W * H + i] = hwc[i * C + c];
+            cmyk_to_rgb(hwc + 3 * i, hwc + 4 * i);
+    int Cout = cmyk ? 3 : C;
+    image im = {Cout, H, W, xmalloc((size_t)W * H * Cout)};
+    for (int c = 0; c < Cout; c++)
+        for (size_t i = 0; i < (size_t)W * H; i++)
+            im.pixels[(size_t)c * W * H + i] = hwc[i * Cout + c];
     free(hwc);
     return im;
 }
@@ -170,9 +193,9 @@ image image_read(const char *path, int channels)
         if (channels == 3) /* grey → RGB */
             for (int c = 0; c < 3; c++)
                 memcpy(p + c * hw, im.pixels, hw);
-        else /* RGB → grey with ITU-R 601 weights, as PIL's convert("L") */
+        else /* RGB → grey with ITU-R 601 weights in 16-bit fixed point, as Pillow's convert("L") */
             for (size_t i = 0; i < hw; i++)
-                p[i] = (uint8_t)((im.pixels[i] * 299 + im.pixels[hw + i] * 587 + im.pixels[2 * hw + i] * 114 + 500) / 1000);
+                p[i] = (uint8_t)((im.pixels[i] * 19595 + im.pixels[hw + i] * 38470 + im.pixels[2 * hw + i] * 7471 + 0x8000) >> 16);
         free(im.pixels);
         im.pixels = p;
         im.channels = channels;
