@@ -1,8 +1,12 @@
 /* image.h — PNG/JPEG files and image grids.
  *
  * Images in memory are uint8 CHW (C = 1 or 3), the layout datasets use.
- * Reading always yields 8-bit; grey, grey+alpha, palette and RGBA PNGs are
- * converted (alpha dropped), 16-bit PNGs are reduced to 8 bits.
+ * Reading gives what the reference's PIL gives (Image.open(f).convert("RGB")
+ * or convert("L"); tests/test_image.c checks every value): grey, grey+alpha,
+ * palette and RGBA PNGs are converted (alpha dropped), 16-bit PNGs keep
+ * their high byte, CMYK and YCCK JPEGs become RGB as PIL converts them.
+ * One deviation: PIL 9.4 reads a 16-bit *grey* PNG as 32-bit integers and
+ * clips them to 255 (a white image); we keep the high byte, as for colour.
  *
  *   image im = image_read("cat.jpg", 3);     // force 3 channels
  *   image_write_png("out.png", pixels, C, H, W);
