@@ -86,10 +86,107 @@ static void test_folder_labels_and_prepare(void)
     CHECK(system(cmd) == 0, "cleanup");
 }
 
+
+/* dataset.json (the reference's preprocessing.py: it supplies the labels
+ * when present), and files PIL would read that we cannot: refused, since
+ * skipping one would shift every index after it. */
+static const char *label_root;
+
+static void write_text_file(const char *rel, const char *text)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", label_root, rel);
+    FILE *f = fopen(path, "wb");
+    fputs(text, f);
+    fclose(f);
+}
+
+static void open_folder(void *unused)
+{
+    (void)unused;
+    dataset d = dataset_image_folder(label_root, 4, 3, 0);
+    dataset_free(&d);
+}
+
+static void test_dataset_json_and_pil_only_files(void)
+{
+    char root[] = "/tmp/repae_dsjson_XXXXXX";
+    CHECK(mkdtemp(root) != NULL, "mkdtemp");
+    label_root = root;
+    char path[512];
+    uint8_t px[3 * 6 * 6];
+    const char *rel[4] = {"a/x.png", "a/y.png", "b/z.png", "loose.png"};
+    for (int k = 0; k < 2; k++) {
+        snprintf(path, sizeof path, "%s/%s", root, k ? "b" : "a");
+        mkdir(path, 0755);
+    }
+    for (int i = 0; i < 4; i++) {
+        memset(px, 10 * (i + 1), sizeof px);
+        snprintf(path, sizeof path, "%s/%s", root, rel[i]);
+        image_write_png(path, px, 3, 6, 6);
+    }
+    /* Labels from the file, not the folders; a loose image is fine then. */
+    write_text_file("dataset.json", "{\"labels\": [[\"b/z.png\", 7], [\"a/x.png\", 3], [\"loose.png\", 0], "
+                                    "[\"a/y.png\", 3], [\"gone.png\", 9]]}");
+    dataset d = dataset_image_folder(root, 4, 3, 0);
+    /* sorted: a/x, a/y, b/z, loose */
+    CHECK(d.n == 4 && d.num_classes == 10, "%d images, %d classes (want 4, 10: the largest label listed + 1)", d.n,
+          d.num_classes);
+    CHECK(d.labels[0] == 3 && d.labels[1] == 3 && d.labels[2] == 7 && d.labels[3] == 0, "labels %d %d %d %d",
+          d.labels[0], d.labels[1], d.labels[2], d.labels[3]);
+    dataset_free(&d);
+    write_text_file("dataset.json", "{\"labels\": null}");
+    d = dataset_image_folder(root, 4, 3, 2);
+    CHECK(d.n == 2 && d.num_classes == 1 && d.labels[0] == 0 && d.labels[1] == 0, "null labels: %d classes",
+          d.num_classes);
+    dataset_free(&d);
+
+    static const struct {
+        const char *json, *problem;
+    } bad[] = {
+        {"{\"labels\": [[\"a/x.png\", 1], [\"a/y.png\", 1], [\"b/z.png\", 2]]}",
+         "the image 'loose.png' has no label"},
+        {"{\"labels\": [[\"a/x.png\", 1], [\"a/x.png\", 2]]}", "'a/x.png' is labelled twice"},
+        {"{\"labels\": [[\"a/x.png\", -1]]}", "labels entry 0 is not"},
+        {"{\"labels\": [[\"a/x.png\", 1.5]]}", "labels entry 0 is not"},
+        {"{\"labels\": [[\"a/x.png\", 1073741824]]}", "labels entry 0 is not"},
+        {"{\"labels\": [[\"a/x.png\", 1], [\"a/y.png\"]]}", "labels entry 1 is not"},
+        {"{\"labels\": [[\"a/x.png\", 1, 2]]}", "labels entry 0 is not"},
+        {"{\"labels\": [[5, 1]]}", "labels entry 0 is not"},
+        {"{\"labels\": [\"a/x.png\"]}", "labels entry 0 is not"},
+        {"{\"labels\": {}}", "not a dataset.json"},
+        {"{\"names\": []}", "not a dataset.json"},
+        {"[1, 2]", "not a dataset.json"},
+        {"{\"labels\": [", "not a dataset.json"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        write_text_file("dataset.json", bad[i].json);
+        expect_die(bad[i].json, open_folder, NULL, bad[i].problem);
+    }
+    snprintf(path, sizeof path, "%s/dataset.json", root);
+    unlink(path);
+    /* Without dataset.json, the loose image is refused next to class folders. */
+    expect_die("a loose image beside class folders", open_folder, NULL, "lie directly in the folder");
+    snprintf(path, sizeof path, "%s/loose.png", root);
+    unlink(path);
+    /* .jpe / .JFIF are JPEG names PIL collects: so do we (read by content). */
+    snprintf(path, sizeof path, "%s/b/w.JFIF", root);
+    image_write_png(path, px, 3, 6, 6);
+    d = dataset_image_folder(root, 4, 3, 0);
+    CHECK(d.n == 4 && d.num_classes == 2, "a .JFIF file collected: %d images", d.n);
+    dataset_free(&d);
+    write_text_file("a/notes.txt", "not an image");
+    write_text_file("b/pic.GIF", "GIF89a");
+    expect_die("a GIF", open_folder, NULL, "b/pic.GIF': the reference (PIL) would read this file as an image");
+    snprintf(path, sizeof path, "rm -rf %s", root);
+    CHECK(system(path) == 0, "cleanup");
+}
+
 int main(void)
 {
     setenv("OMP_NUM_THREADS", "1", 1);
     RUN(test_center_crop_identity_and_halving);
     RUN(test_folder_labels_and_prepare);
+    RUN(test_dataset_json_and_pil_only_files);
     return test_summary();
 }

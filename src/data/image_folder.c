@@ -1,5 +1,6 @@
 #include "data/image_folder.h"
 
+#include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/error.h"
 #include "core/progress.h"
@@ -20,11 +22,36 @@ typedef struct path_list {
     int n, cap;
 } path_list;
 
-static int has_image_ext(const char *name)
+/* The reference collects every file whose extension PIL recognises (any
+ * case).  We decode PNG and JPEG (by content, so an .apng's first frame or
+ * an .mpo's first picture too); a file of another kind PIL knows would be
+ * one of the reference's images that we would skip, shifting every index
+ * after it, so it is refused.  The list: Pillow 9.4's registered extensions. */
+enum { NOT_AN_IMAGE, IMAGE_WE_READ, IMAGE_ONLY_PIL_READS };
+
+static int image_kind(const char *name)
 {
+    static const char *ours[] = {".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".mpo"};
+    static const char *pil_only[] = {
+        ".blp", ".bmp", ".bufr", ".bw",   ".cur",  ".dcx", ".dds",  ".dib", ".emf", ".eps", ".fit",  ".fits",
+        ".flc", ".fli", ".fpx",  ".ftc",  ".ftu",  ".gbr", ".gif",  ".grib", ".h5", ".hdf", ".icb",  ".icns",
+        ".ico", ".iim", ".im",   ".j2c",  ".j2k",  ".jp2", ".jpc",  ".jpf", ".jpx", ".mic", ".mpeg", ".mpg",
+        ".msp", ".palm", ".pbm", ".pcd",  ".pcx",  ".pdf", ".pgm",  ".pnm", ".ppm", ".ps",  ".psd",  ".pxr",
+        ".ras", ".rgb", ".rgba", ".sgi",  ".tga",  ".tif", ".tiff", ".vda", ".vst", ".webp", ".wmf", ".xbm",
+        ".xpm"};
     const char *dot = strrchr(name, '.');
-    return dot && (!strcasecmp(dot, ".png") || !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg"));
+    if (!dot)
+        return NOT_AN_IMAGE;
+    for (size_t i = 0; i < sizeof ours / sizeof ours[0]; i++)
+        if (!strcasecmp(dot, ours[i]))
+            return IMAGE_WE_READ;
+    for (size_t i = 0; i < sizeof pil_only / sizeof pil_only[0]; i++)
+        if (!strcasecmp(dot, pil_only[i]))
+            return IMAGE_ONLY_PIL_READS;
+    return NOT_AN_IMAGE;
 }
+
+static int has_image_ext(const char *name) { return image_kind(name) != NOT_AN_IMAGE; }
 
 /* Directories already walked, by device and inode: a symlink that leads
  * back to an ancestor would otherwise repeat its images until the path
@@ -106,6 +133,9 @@ static void walk(const char *root, const char *rel, path_list *out, dir_ids *see
             walk(root, sub, out, seen);
         else if (has_image_ext(e->d_name) && !S_ISREG(sb.st_mode))
             die("'%s' is named like an image but is not a regular file (a FIFO, socket or device)", full);
+        else if (S_ISREG(sb.st_mode) && image_kind(e->d_name) == IMAGE_ONLY_PIL_READS)
+            die("'%s': the reference (PIL) would read this file as an image, repae reads PNG and JPEG only: convert "
+                "it or move it out of the folder (skipping it would shift every image index after it)", full);
         else if (S_ISREG(sb.st_mode) && has_image_ext(e->d_name)) {
             if (out->n == out->cap) {
                 out->cap = out->cap ? 2 * out->cap : 256;
@@ -142,6 +172,75 @@ void adm_center_crop(uint8_t *out, const uint8_t *img, int C, int H, int W, int 
     free(cur);
 }
 
+/* dataset.json at the root (the reference's preprocessing.py, as EDM2's
+ * dataset_tool): {"labels": [["<path relative to the root>", label], ...]}
+ * gives the labels instead of the folder names; "labels": null leaves the
+ * images unlabelled (one class here).  Otherwise every image needs its
+ * label: the reference's training loader looks each one up.  Returns 0 if
+ * there is no dataset.json; else fills labels[0..n_files) and the class
+ * count (the largest label + 1). */
+typedef struct path_label {
+    const char *path;
+    int label;
+} path_label;
+
+static int cmp_path_label(const void *a, const void *b)
+{
+    return strcmp(((const path_label *)a)->path, ((const path_label *)b)->path);
+}
+
+static int labels_from_dataset_json(const char *root, char **files, int n_files, int32_t *labels, int *num_classes)
+{
+    char path[8192];
+    snprintf(path, sizeof path, "%s/dataset.json", root);
+    if (access(path, F_OK) != 0)
+        return 0;
+    size_t len;
+    char *text = read_file_all(path, &len);
+    cJSON *doc = cJSON_ParseWithLength(text, len);
+    free(text);
+    const cJSON *list = cJSON_IsObject(doc) ? cJSON_GetObjectItemCaseSensitive(doc, "labels") : NULL;
+    if (!list || !(cJSON_IsArray(list) || cJSON_IsNull(list)))
+        die("'%s': not a dataset.json: expected {\"labels\": [[\"<relative path>\", <label>], ...]} (or null)",
+            path);
+    if (cJSON_IsNull(list)) {
+        cJSON_Delete(doc);
+        memset(labels, 0, (size_t)n_files * sizeof *labels);
+        *num_classes = 1;
+        return 1;
+    }
+    int n = cJSON_GetArraySize(list), k = 0, max_label = -1;
+    path_label *table = xmalloc((size_t)(n ? n : 1) * sizeof *table);
+    const cJSON *e;
+    cJSON_ArrayForEach(e, list)
+    {
+        const cJSON *name = cJSON_GetArrayItem(e, 0), *label = cJSON_GetArrayItem(e, 1);
+        double v = cJSON_IsNumber(label) ? label->valuedouble : -1;
+        if (!cJSON_IsArray(e) || cJSON_GetArraySize(e) != 2 || !cJSON_IsString(name) || !(v >= 0 && v < (1 << 30)) ||
+            v != (int)v)
+            die("'%s': labels entry %d is not [\"<relative path>\", <label>] with a whole label in [0, 2^30)", path,
+                k);
+        table[k++] = (path_label){name->valuestring, (int)v};
+        max_label = (int)v > max_label ? (int)v : max_label;
+    }
+    qsort(table, (size_t)n, sizeof *table, cmp_path_label);
+    for (int i = 1; i < n; i++)
+        if (!strcmp(table[i].path, table[i - 1].path))
+            die("'%s': '%s' is labelled twice", path, table[i].path);
+    for (int i = 0; i < n_files; i++) {
+        path_label key = {files[i], 0};
+        const path_label *hit = n ? bsearch(&key, table, (size_t)n, sizeof *table, cmp_path_label) : NULL;
+        if (!hit)
+            die("'%s': the image '%s' has no label (the reference's loader needs one for every image)", path,
+                files[i]);
+        labels[i] = hit->label;
+    }
+    *num_classes = max_label + 1;
+    free(table);
+    cJSON_Delete(doc);
+    return 1;
+}
+
 dataset dataset_image_folder(const char *root, int resolution, int channels, int max_images)
 {
     if (resolution < 1 || resolution > 4096)
@@ -153,8 +252,10 @@ dataset dataset_image_folder(const char *root, int resolution, int channels, int
         free(seen.path[i]);
     free(seen.dev), free(seen.ino), free(seen.path), free(seen.slot);
     if (files.n == 0)
-        die("'%s': no .png/.jpg/.jpeg images found", root);
+        die("'%s': no PNG or JPEG images found (.png, .jpg, .jpeg, .jpe, .jfif, .apng, .mpo)", root);
     qsort(files.items, (size_t)files.n, sizeof(char *), cmp_str);
+    int32_t *json_labels = xmalloc((size_t)files.n * sizeof(int32_t));
+    int json_classes = 0, from_json = labels_from_dataset_json(root, files.items, files.n, json_labels, &json_classes);
     /* Distinct top-level folders → labels. */
     char **tops = xmalloc((size_t)files.n * sizeof(char *));
     int n_tops = 0;
@@ -176,7 +277,7 @@ dataset dataset_image_folder(const char *root, int resolution, int channels, int
     for (int i = 0; i < files.n; i++)
         if (!strchr(files.items[i], '/') && loose++ == 0)
             first_loose = i;
-    if (loose && n_tops > 0)
+    if (loose && n_tops > 0 && !from_json)
         die("'%s': %d image(s) lie directly in the folder (e.g. '%s') next to %d class folder(s): move them into a "
             "class folder (labels come from the top-level folders) or remove them",
             root, loose, files.items[first_loose], n_tops);
@@ -185,7 +286,7 @@ dataset dataset_image_folder(const char *root, int resolution, int channels, int
      * first max_images are decoded. */
     d.n = max_images > 0 && max_images < files.n ? max_images : files.n;
     d.channels = channels, d.height = d.width = resolution;
-    d.num_classes = n_tops > 1 ? n_tops : 1;
+    d.num_classes = from_json ? json_classes : n_tops > 1 ? n_tops : 1;
     d.source = xstrdup(root);
     size_t img = (size_t)channels * resolution * resolution;
     d.images = dataset_alloc_images((size_t)d.n, img, root, "use --max-images or a smaller --resolution");
@@ -198,7 +299,9 @@ dataset dataset_image_folder(const char *root, int resolution, int channels, int
         image im = image_read(full, channels);
         adm_center_crop(d.images + (size_t)i * img, im.pixels, channels, im.height, im.width, resolution);
         image_free(&im);
-        if (n_tops > 1) {
+        if (from_json) {
+            d.labels[i] = json_labels[i];
+        } else if (n_tops > 1) {
             /* Paths are sorted, so their top-level folders come in order. */
             const char *slash = strchr(files.items[i], '/');
             size_t len = slash ? (size_t)(slash - files.items[i]) : 0;
@@ -216,5 +319,6 @@ dataset dataset_image_folder(const char *root, int resolution, int channels, int
         free(tops[k]);
     free(files.items);
     free(tops);
+    free(json_labels);
     return d;
 }
