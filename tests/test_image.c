@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "data/image_folder.h"
+#include "data/pil_resize.h"
 #include "io/image.h"
 #include "io/safetensors.h"
 #include "test.h"
@@ -217,6 +218,31 @@ static void test_pil_parity(void)
         snprintf(what, sizeof what, "a %dx%d image cropped to %d", H, W, R);
         count_diff(what, crop, st, name, 3, R, R);
         free(chw), free(crop);
+    }
+    for (int i = 0;; i++) {
+        snprintf(name, sizeof name, "resize_src.%d", i);
+        const st_tensor *src = safetensors_find(st, name);
+        if (!src)
+            break;
+        int H = (int)src->shape[0], W = (int)src->shape[1];
+        pil_filter filter = PIL_BOX;
+        snprintf(name, sizeof name, "resize_box.%d", i);
+        const st_tensor *want = safetensors_find(st, name);
+        if (!want) {
+            filter = PIL_BICUBIC;
+            snprintf(name, sizeof name, "resize_bicubic.%d", i);
+            want = safetensors_require(st, name);
+        }
+        int Ho = (int)want->shape[0], Wo = (int)want->shape[1];
+        const uint8_t *hwc = safetensors_tensor_bytes(st, src);
+        uint8_t *chw = xmalloc((size_t)3 * H * W), *out = xmalloc((size_t)3 * Ho * Wo);
+        for (int c = 0; c < 3; c++)
+            for (int p = 0; p < H * W; p++)
+                chw[(size_t)c * H * W + p] = hwc[(size_t)p * 3 + c];
+        pil_resize_u8(out, chw, 3, H, W, Ho, Wo, filter);
+        snprintf(what, sizeof what, "%s resize %dx%d to %dx%d", filter == PIL_BOX ? "BOX" : "BICUBIC", H, W, Ho, Wo);
+        count_diff(what, out, st, name, 3, Ho, Wo);
+        free(chw), free(out);
     }
     safetensors_close(st);
 }

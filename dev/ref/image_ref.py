@@ -10,6 +10,8 @@ of them into tests/fixtures/io/image_pil.safetensors:
   rgb.<file>   convert("RGB"), [H, W, 3] uint8
   l.<file>     convert("L"),   [H, W] uint8
   crop<R>.<file>  center_crop_arr(convert("RGB"), R), [R, R, 3] uint8
+  crop_src.<i> / crop_out.<i>   larger images and their centre crops
+  resize_src.<i> / resize_<box|bicubic>.<i>   Image.resize alone
 
 Needs Debian's python3-pil (scripts/setup.sh --dev).  The JPEGs are decoded
 by the same libjpeg-turbo the C code links, so every value must match.
@@ -92,6 +94,15 @@ def main():
         src = smooth_image(rng, h, w, 3)
         tensors["crop_src.%d" % i] = torch.from_numpy(src)
         tensors["crop_out.%d" % i] = torch.from_numpy(np.ascontiguousarray(center_crop_arr(Image.fromarray(src), r)))
+    # Pillow's resize itself, one direction at a time, up and down, and the
+    # BOX filter on the exact edge of its window (2 → 3: a centre at 1.0).
+    resizes = [(20, 30, 20, 17, "bicubic"), (20, 30, 11, 30, "box"), (7, 5, 13, 9, "bicubic"), (2, 2, 3, 3, "box"),
+               (9, 9, 4, 4, "box"), (33, 40, 12, 50, "bicubic"), (1, 6, 1, 2, "bicubic"), (5, 1, 14, 3, "box")]
+    for i, (h, w, ho, wo, f) in enumerate(resizes):
+        src = smooth_image(rng, h, w, 3)
+        out = Image.fromarray(src).resize((wo, ho), resample=Image.BOX if f == "box" else Image.BICUBIC)
+        tensors["resize_src.%d" % i] = torch.from_numpy(src)
+        tensors["resize_%s.%d" % (f, i)] = torch.from_numpy(np.ascontiguousarray(np.array(out)))
     import PIL
     save_fixture("io/image_pil", tensors, __file__, SEED, pillow=PIL.__version__)
 
