@@ -401,3 +401,12 @@ const char *test_tmp_path(const char *name)
     snprintf(p, 512, "%s/%s", test_tmp_dir("test"), name);
     return p;
 }
+
+const char *test_write_tmp(const char *name, const void *data, size_t n)
+{
+    const char *p = test_tmp_path(name);
+    FILE *f = xfopen(p, "wb");
+    xfwrite(data, 1, n, f, p);
+    xfclose(f, p);
+    return p;
+}

@@ -104,5 +104,7 @@ int expect_command_fails(const char *cmd, const char *expected_substring);
  * returns "<folder>/<name>" in one of 8 rotating buffers. */
 const char *test_tmp_dir(const char *tag);
 const char *test_tmp_path(const char *name);
+/* Writes n bytes to test_tmp_path(name) and returns that path. */
+const char *test_write_tmp(const char *name, const void *data, size_t n);
 
 #endif

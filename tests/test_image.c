@@ -174,6 +174,18 @@ static int count_diff(const char *what, const uint8_t *chw, const safetensors *s
     return bad;
 }
 
+/* A fixture's [H, W, 3] image as our [3, H, W] planes (malloc'd). */
+static uint8_t *planes_of(const safetensors *st, const st_tensor *t)
+{
+    int H = (int)t->shape[0], W = (int)t->shape[1];
+    const uint8_t *hwc = safetensors_tensor_bytes(st, t);
+    uint8_t *chw = xmalloc((size_t)3 * H * W);
+    for (int c = 0; c < 3; c++)
+        for (int p = 0; p < H * W; p++)
+            chw[(size_t)c * H * W + p] = hwc[(size_t)p * 3 + c];
+    return chw;
+}
+
 static void test_pil_parity(void)
 {
     safetensors *st = safetensors_open("tests/fixtures/io/image_pil.safetensors");
@@ -209,11 +221,7 @@ static void test_pil_parity(void)
         int H = (int)src->shape[0], W = (int)src->shape[1];
         snprintf(name, sizeof name, "crop_out.%d", i);
         int R = (int)safetensors_require(st, name)->shape[0];
-        const uint8_t *hwc = safetensors_tensor_bytes(st, src);
-        uint8_t *chw = xmalloc((size_t)3 * H * W), *crop = xmalloc((size_t)3 * R * R);
-        for (int c = 0; c < 3; c++)
-            for (int p = 0; p < H * W; p++)
-                chw[(size_t)c * H * W + p] = hwc[(size_t)p * 3 + c];
+        uint8_t *chw = planes_of(st, src), *crop = xmalloc((size_t)3 * R * R);
         adm_center_crop(crop, chw, 3, H, W, R);
         snprintf(what, sizeof what, "a %dx%d image cropped to %d", H, W, R);
         count_diff(what, crop, st, name, 3, R, R);
@@ -234,11 +242,7 @@ static void test_pil_parity(void)
             want = safetensors_require(st, name);
         }
         int Ho = (int)want->shape[0], Wo = (int)want->shape[1];
-        const uint8_t *hwc = safetensors_tensor_bytes(st, src);
-        uint8_t *chw = xmalloc((size_t)3 * H * W), *out = xmalloc((size_t)3 * Ho * Wo);
-        for (int c = 0; c < 3; c++)
-            for (int p = 0; p < H * W; p++)
-                chw[(size_t)c * H * W + p] = hwc[(size_t)p * 3 + c];
+        uint8_t *chw = planes_of(st, src), *out = xmalloc((size_t)3 * Ho * Wo);
         pil_resize_u8(out, chw, 3, H, W, Ho, Wo, filter);
         snprintf(what, sizeof what, "%s resize %dx%d to %dx%d", filter == PIL_BOX ? "BOX" : "BICUBIC", H, W, Ho, Wo);
         count_diff(what, out, st, name, 3, Ho, Wo);

@@ -9,14 +9,6 @@
 #include "io/labels.h"
 #include "test.h"
 
-static const char *write_text(const char *name, const char *text, size_t n)
-{
-    const char *p = test_tmp_path(name);
-    FILE *f = xfopen(p, "wb");
-    xfwrite(text, 1, n, f, p);
-    xfclose(f, p);
-    return p;
-}
 
 static void expect_labels(const char *what, const char *arg, int n, const int *want)
 {
@@ -32,15 +24,15 @@ static void test_lists_and_files(void)
     expect_labels("one label", "0", 1, (int[]){0});
     expect_labels("spaces and doubled commas", " 7 ,, 8 9,", 3, (int[]){7, 8, 9});
     expect_labels("the largest label", "1073741823", 1, (int[]){(1 << 30) - 1});
-    expect_labels("a file", write_text("l.txt", "5\n6\r\n\t7, 8\n", 11), 4, (int[]){5, 6, 7, 8});
-    expect_labels("a sign", write_text("sign.txt", "1 +2\n", 5), 2, (int[]){1, 2});
+    expect_labels("a file", test_write_tmp("l.txt", "5\n6\r\n\t7, 8\n", 11), 4, (int[]){5, 6, 7, 8});
+    expect_labels("a sign", test_write_tmp("sign.txt", "1 +2\n", 5), 2, (int[]){1, 2});
     /* A name of digits only is a list, even where a file of that name exists. */
     char here[4096];
     CHECK(getcwd(here, sizeof here) != NULL, "getcwd");
     CHECK(chdir(test_tmp_dir("labels")) == 0, "chdir");
-    write_text("12", "99\n", 3);
+    test_write_tmp("12", "99\n", 3);
     expect_labels("digits are a list", "12", 1, (int[]){12});
-    write_text("12.txt", "5\n", 2);
+    test_write_tmp("12.txt", "5\n", 2);
     expect_labels("a name with a letter is a file", "12.txt", 1, (int[]){5});
     CHECK(chdir(here) == 0, "chdir back");
 
@@ -52,7 +44,7 @@ static void test_lists_and_files(void)
         want[i] = (i * 37) % 1000;
         p += sprintf(p, "%d\n", want[i]);
     }
-    expect_labels("3,000 labels in a file", write_text("many.txt", text, (size_t)(p - text)), N, want);
+    expect_labels("3,000 labels in a file", test_write_tmp("many.txt", text, (size_t)(p - text)), N, want);
     free(text), free(want);
 }
 
@@ -77,17 +69,17 @@ static void test_refusals(void)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         expect_die(cases[i].label, parse_job, (void *)cases[i].arg, cases[i].problem);
 
-    expect_die("a fraction in a file", parse_job, (void *)write_text("frac.txt", "1 2.5\n", 6),
+    expect_die("a fraction in a file", parse_job, (void *)test_write_tmp("frac.txt", "1 2.5\n", 6),
                "'.5\n' in '");
-    expect_die("a word in a file", parse_job, (void *)write_text("word.txt", "1 cat 2\n", 8),
+    expect_die("a word in a file", parse_job, (void *)test_write_tmp("word.txt", "1 cat 2\n", 8),
                "'cat 2\n' in '");
-    expect_die("a minus in a file", parse_job, (void *)write_text("neg.txt", "-3\n", 3), "'-3\n' in '");
-    expect_die("an empty file", parse_job, (void *)write_text("empty.txt", "", 0), "no labels in '");
-    expect_die("white space only", parse_job, (void *)write_text("blank.txt", " \n\t\r\n", 5), "no labels in '");
-    expect_die("a NUL byte", parse_job, (void *)write_text("nul.txt", "1 2\0 3\n", 7), "nul.txt' contains a NUL byte");
+    expect_die("a minus in a file", parse_job, (void *)test_write_tmp("neg.txt", "-3\n", 3), "'-3\n' in '");
+    expect_die("an empty file", parse_job, (void *)test_write_tmp("empty.txt", "", 0), "no labels in '");
+    expect_die("white space only", parse_job, (void *)test_write_tmp("blank.txt", " \n\t\r\n", 5), "no labels in '");
+    expect_die("a NUL byte", parse_job, (void *)test_write_tmp("nul.txt", "1 2\0 3\n", 7), "nul.txt' contains a NUL byte");
     expect_die("a directory", parse_job, (void *)test_tmp_dir("labels"), "is a directory, not a regular file");
     /* The message quotes at most 20 characters of the bad entry. */
-    expect_die("a long bad entry", parse_job, (void *)write_text("long.txt", "x123456789012345678901234\n", 26),
+    expect_die("a long bad entry", parse_job, (void *)test_write_tmp("long.txt", "x123456789012345678901234\n", 26),
                "'x1234567890123456789' in '");
 }
 

@@ -89,14 +89,6 @@ static uint8_t *base_archive(int variant, size_t *n)
     return f;
 }
 
-static const char *write_bytes(const char *name, const uint8_t *d, size_t n)
-{
-    const char *p = test_tmp_path(name);
-    FILE *fp = xfopen(p, "wb");
-    xfwrite(d, 1, n, fp, p);
-    xfclose(fp, p);
-    return p;
-}
 
 static void open_as_pt(void *path)
 {
@@ -296,7 +288,7 @@ static void test_hostile_records_both_readers(void)
         layout L = layout_of(base, n);
         CHECK(L.count == N_MEMBERS && (variant == PLAIN) == (L.locator == 0), "%s: the base archive's layout",
               variant_names[variant]);
-        expect_read_alike(variant_names[variant], write_bytes("base.zip", base, n), N_MEMBERS);
+        expect_read_alike(variant_names[variant], test_write_tmp("base.zip", base, n), N_MEMBERS);
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
             if (!(cases[i].variants & variant))
                 continue;
@@ -305,7 +297,7 @@ static void test_hostile_records_both_readers(void)
                 apply(d, &L, &cases[i].edits[k]);
             char file[64], what[160];
             snprintf(file, sizeof file, "case%zu_%d.zip", i, variant);
-            const char *p = write_bytes(file, d, n);
+            const char *p = test_write_tmp(file, d, n);
             snprintf(what, sizeof what, "%s (%s, .pt reader)", cases[i].label, variant_names[variant]);
             expect_die(what, open_as_pt, (void *)p, cases[i].problem);
             snprintf(what, sizeof what, "%s (%s, .npz reader)", cases[i].label, variant_names[variant]);
@@ -321,7 +313,7 @@ static void test_hostile_records_both_readers(void)
             patch(d + L.central[2] + 20, 4, 0), patch(d + L.central[2] + 24, 4, 0);
         else
             patch(d + L.central[2] + EXTRA + 4, 8, 0), patch(d + L.central[2] + EXTRA + 12, 8, 0);
-        const char *emptied = write_bytes("emptied.zip", d, n);
+        const char *emptied = test_write_tmp("emptied.zip", d, n);
         zip_archive *z = zip_archive_open(emptied, d, n);
         const zip_member *last = zip_find(z, "c.npy");
         CHECK(last && last->size == 0 && last->data_offset == L.directory, "%s: an empty last member at the directory's start",
@@ -332,17 +324,17 @@ static void test_hostile_records_both_readers(void)
         /* Disk 0xFFFF means "see the ZIP64 extra field", which a one-part archive need not have. */
         memcpy(d, base, n);
         patch(d + L.central[1] + 34, 2, 0xffff);
-        expect_read_alike("disk 0xFFFF", write_bytes("disk_ffff.zip", d, n), N_MEMBERS);
+        expect_read_alike("disk 0xFFFF", test_write_tmp("disk_ffff.zip", d, n), N_MEMBERS);
         /* The longest comment: the end record is the first byte searched. */
         uint8_t *c = xmalloc(n + 65535);
         memcpy(c, base, n);
         patch(c + L.end + 20, 2, 65535);
         memset(c + n, 'c', 65535);
-        expect_read_alike("a 65,535-byte comment", write_bytes("comment.zip", c, n + 65535), N_MEMBERS);
+        expect_read_alike("a 65,535-byte comment", test_write_tmp("comment.zip", c, n + 65535), N_MEMBERS);
         /* One byte more: the comment no longer reaches the end, and no end record is found. */
         c = xrealloc(c, n + 65536);
         c[n + 65535] = 'c';
-        const char *p = write_bytes("comment_long.zip", c, n + 65536);
+        const char *p = test_write_tmp("comment_long.zip", c, n + 65536);
         expect_die("a comment one byte short of the file's end (.pt reader)", open_as_pt, (void *)p,
                    "no ZIP end-of-central-directory record");
         expect_die("a comment one byte short of the file's end (.npz reader)", open_as_npz, (void *)p,
@@ -352,14 +344,14 @@ static void test_hostile_records_both_readers(void)
     CHECK(run > 100, "only %d hostile archives", run);
     /* No members at all: the 22-byte end record alone. */
     uint8_t empty[22] = {0x50, 0x4b, 0x05, 0x06};
-    expect_read_alike("an empty archive", write_bytes("empty.zip", empty, sizeof empty), 0);
+    expect_read_alike("an empty archive", test_write_tmp("empty.zip", empty, sizeof empty), 0);
     /* A locator and the end record alone: a locator at byte 0 has no room for its record. */
     uint8_t located[42] = {0x50, 0x4b, 0x06, 0x07};
     memcpy(located + 20, empty, sizeof empty);
-    const char *p = write_bytes("located.zip", located, sizeof located);
+    const char *p = test_write_tmp("located.zip", located, sizeof located);
     expect_die("a locator at byte 0 (.pt reader)", open_as_pt, (void *)p, "ZIP64 end-of-central-directory record is missing");
     expect_die("a locator at byte 0 (.npz reader)", open_as_npz, (void *)p, "ZIP64 end-of-central-directory record is missing");
-    p = write_bytes("short.zip", empty, sizeof empty - 1);
+    p = test_write_tmp("short.zip", empty, sizeof empty - 1);
     expect_die("21 bytes (.pt reader)", open_as_pt, (void *)p, "too short for a ZIP archive");
     expect_die("21 bytes (.npz reader)", open_as_npz, (void *)p, "no zip end-of-central-directory record");
 }
