@@ -1,6 +1,7 @@
 /* PNG write/read round trip, grids, and the reference's float → uint8 rule. */
 #include <math.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <stdio.h> /* before jpeglib.h, which needs FILE */
 #include <jpeglib.h>
@@ -318,12 +319,148 @@ static void test_ycck_jpeg(void)
     unlink(path);
 }
 
+
+/* ---- the decoders' messages and limits ---- */
+
+typedef struct bytes {
+    uint8_t *p;
+    size_t n;
+} bytes;
+
+static void put_be32(bytes *b, uint32_t v)
+{
+    b->p = xrealloc(b->p, b->n + 4);
+    for (int i = 0; i < 4; i++)
+        b->p[b->n++] = (uint8_t)(v >> (24 - 8 * i));
+}
+
+static void put_raw(bytes *b, const void *d, size_t n)
+{
+    b->p = xrealloc(b->p, b->n + n);
+    memcpy(b->p + b->n, d, n);
+    b->n += n;
+}
+
+/* A PNG chunk; crc_delta != 0 spoils its CRC. */
+static void png_chunk(bytes *b, const char *type, const void *data, uint32_t n, uint32_t crc_delta)
+{
+    put_be32(b, n);
+    size_t at = b->n;
+    put_raw(b, type, 4);
+    put_raw(b, data, n);
+    put_be32(b, (uint32_t)crc32(crc32(0, NULL, 0), b->p + at, (uInt)(n + 4)) + crc_delta);
+}
+
+/* An 8-bit RGB PNG of W×H grey pixels; `text_crc_delta` adds a tEXt chunk
+ * with that CRC error, `idat_crc_delta` spoils the image data's CRC. */
+static bytes png_file(uint32_t W, uint32_t H, uint32_t text_crc_delta, uint32_t idat_crc_delta)
+{
+    bytes b = {0};
+    put_raw(&b, "\x89PNG\r\n\x1a\n", 8);
+    uint8_t ihdr[13] = {0};
+    for (int i = 0; i < 4; i++)
+        ihdr[i] = (uint8_t)(W >> (24 - 8 * i)), ihdr[4 + i] = (uint8_t)(H >> (24 - 8 * i));
+    ihdr[8] = 8, ihdr[9] = 2; /* 8 bits, RGB */
+    png_chunk(&b, "IHDR", ihdr, 13, 0);
+    if (text_crc_delta)
+        png_chunk(&b, "tEXt", "Comment\0hello", 13, text_crc_delta);
+    size_t raw_n = (W <= 64 && H <= 64) ? (size_t)H * (1 + 3 * W) : 1;
+    uint8_t *raw = xcalloc(raw_n, 1), z[4096];
+    for (size_t i = 0; i < raw_n; i++)
+        raw[i] = i % (1 + 3 * W) ? 120 : 0;
+    uLongf zn = sizeof z;
+    compress(z, &zn, raw, raw_n);
+    free(raw);
+    png_chunk(&b, "IDAT", z, (uint32_t)zn, idat_crc_delta);
+    png_chunk(&b, "IEND", "", 0, 0);
+    return b;
+}
+
+static void read_image_job(void *path)
+{
+    image im = image_read(path, 0);
+    fprintf(stderr, "read %dx%dx%d\n", im.channels, im.height, im.width);
+    image_free(&im);
+}
+
+static void expect_read(const char *what, const char *path, const char *stderr_has)
+{
+    char err[2048] = "";
+    int status = run_in_child(read_image_job, (void *)path, err, sizeof err);
+    CHECK(status == 0 && strstr(err, "read ") && (!stderr_has || strstr(err, stderr_has)),
+          "%s: status %d, stderr lacks '%s': %s", what, status, stderr_has ? stderr_has : "read", err);
+}
+
+static void test_decoder_messages_and_limits(void)
+{
+    bytes b = png_file(4, 3, 0, 0);
+    expect_read("a hand-made PNG", test_write_tmp("ok.png", b.p, b.n), NULL);
+    free(b.p);
+    /* An ancillary chunk's CRC error is libpng's warning: passed on with the file's name. */
+    b = png_file(4, 3, 1, 0);
+    expect_read("a tEXt chunk with a bad CRC", test_write_tmp("text.png", b.p, b.n), "text.png': PNG: tEXt: CRC error");
+    free(b.p);
+    /* A critical chunk's is an error: libpng's own words in ours. */
+    b = png_file(4, 3, 0, 1);
+    expect_die("the image data's CRC", read_image_job, (void *)test_write_tmp("idat.png", b.p, b.n),
+               "idat.png': corrupt or truncated PNG (IDAT: CRC error)");
+    free(b.p);
+    /* Sizes: refused from the header, before any pixel is allocated. */
+    b = png_file(65537, 1, 0, 0);
+    expect_die("a PNG 65,537 wide", read_image_job, (void *)test_write_tmp("wide.png", b.p, b.n),
+               "unsupported PNG (65537x1, 3 channels; at most 256 megapixels)");
+    free(b.p);
+    b = png_file(16385, 16384, 0, 0);
+    expect_die("a PNG of 2^28 + 2^14 pixels", read_image_job, (void *)test_write_tmp("big.png", b.p, b.n),
+               "unsupported PNG (16385x16384");
+    free(b.p);
+    /* 65,536 wide passes the size check; its one short row of data does not. */
+    b = png_file(65536, 1, 0, 0);
+    expect_die("a PNG 65,536 wide, one byte of data", read_image_job, (void *)test_write_tmp("wide2.png", b.p, b.n),
+               "wide2.png': corrupt or truncated PNG (");
+    free(b.p);
+
+    /* A JPEG with bytes between its data and the end marker: libjpeg's warning, once, with the file's name;
+     * the image still reads. */
+    const int grey[1] = {90};
+    const char *p = test_tmp_path("extra.jpg");
+    write_jpeg(p, 1, 16, 16, grey);
+    size_t n;
+    uint8_t *j = (uint8_t *)read_file_all(p, &n);
+    CHECK(n > 4 && j[n - 2] == 0xFF && j[n - 1] == 0xD9, "the JPEG ends with its EOI marker");
+    size_t sof = 0;
+    for (size_t i = 2; i + 9 < n; i++)
+        if (j[i] == 0xFF && (j[i + 1] == 0xC0 || j[i + 1] == 0xC2)) {
+            sof = i;
+            break;
+        }
+    CHECK(sof > 0, "the JPEG has a frame header");
+    /* 2 stray bytes before the frame header, 3 before the end marker: two warnings from libjpeg, one printed. */
+    uint8_t *k = xmalloc(n + 5);
+    memcpy(k, j, sof), memcpy(k + sof, "xy", 2), memcpy(k + sof + 2, j + sof, n - 2 - sof);
+    memcpy(k + n, "abc", 3), memcpy(k + n + 3, j + n - 2, 2);
+    char err[2048] = "";
+    p = test_write_tmp("extra.jpg", k, n + 5);
+    int status = run_in_child(read_image_job, (void *)p, err, sizeof err);
+    const char *warning = "extra.jpg': JPEG: Corrupt JPEG data: 2 extraneous bytes before marker 0xc";
+    const char *first = strstr(err, warning);
+    CHECK(status == 0 && first && !strstr(first + strlen(warning), "JPEG:") && strstr(err, "read 1x16x16"),
+          "a JPEG with stray bytes in two places: status %d, stderr %s", status, err);
+    /* Its frame header claiming 16,385 × 16,385 pixels: refused before decoding. */
+    memcpy(k, j, n);
+    k[sof + 5] = 0x40, k[sof + 6] = 0x01, k[sof + 7] = 0x40, k[sof + 8] = 0x01; /* height, width = 16385 */
+    expect_die("a JPEG of 16,385²", read_image_job, (void *)test_write_tmp("huge.jpg", k, n),
+               "huge.jpg': unsupported JPEG (16385x16385, 1 components; at most 256 megapixels)");
+    free(j), free(k);
+}
+
 int main(void)
 {
     RUN(test_png_round_trip);
     RUN(test_jpeg_read);
     RUN(test_pil_parity);
     RUN(test_ycck_jpeg);
+    RUN(test_decoder_messages_and_limits);
     RUN(test_grid_layout);
     RUN(test_model_range_truncates);
     RUN(test_model_range_counts_non_finite);
