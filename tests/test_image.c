@@ -103,6 +103,13 @@ static void test_jpeg_read(void)
     unlink(path);
 }
 
+static void write_two_channels(void *unused)
+{
+    (void)unused;
+    uint8_t px[8] = {0};
+    image_write_png(test_tmp_path("two.png"), px, 2, 2, 2);
+}
+
 static void test_grid_layout(void)
 {
     char path[] = "/tmp/repae_grid_XXXXXX";
@@ -118,7 +125,30 @@ static void test_grid_layout(void)
           "images not at their grid cells");
     CHECK(im.pixels[0] == 0 && im.pixels[6 * im.width + 6] == 0, "borders and the empty cell must be black");
     image_free(&im);
+    /* Colour, and every pixel: 3 RGB images of 2×3 in 2 columns; cols 0 means 1. */
+    uint8_t rgb[3 * 3 * 2 * 3];
+    for (int i = 0; i < (int)sizeof rgb; i++)
+        rgb[i] = (uint8_t)(1 + i);
+    for (int cols = 0; cols <= 2; cols += 2) {
+        int c_used = cols ? cols : 1, rows = (3 + c_used - 1) / c_used, GH = rows * 4 + 2, GW = c_used * 5 + 2;
+        image_grid_png(path, rgb, 3, 3, 2, 3, cols);
+        im = image_read(path, 0);
+        CHECK(im.channels == 3 && im.height == GH && im.width == GW, "cols %d: grid %dx%dx%d", cols, im.channels,
+              im.height, im.width);
+        int bad = 0;
+        for (int c = 0; c < 3 && im.height == GH && im.width == GW; c++)
+            for (int y = 0; y < GH; y++)
+                for (int x = 0; x < GW; x++) {
+                    int cy = (y - 2) / 4, cx = (x - 2) / 5, iy = (y - 2) % 4, ix = (x - 2) % 5, n = cy * c_used + cx;
+                    int inside = y >= 2 && x >= 2 && iy < 2 && ix < 3 && n < 3;
+                    int want = inside ? rgb[((n * 3 + c) * 2 + iy) * 3 + ix] : 0;
+                    bad += im.pixels[((size_t)c * GH + y) * GW + x] != want;
+                }
+        CHECK(bad == 0, "cols %d: %d grid pixels wrong", cols, bad);
+        image_free(&im);
+    }
     unlink(path);
+    expect_die("a 2-channel PNG", write_two_channels, NULL, "internal: cannot write a 2-channel PNG to '");
 }
 
 static void test_model_range_truncates(void)
@@ -400,10 +430,19 @@ static void test_decoder_messages_and_limits(void)
     b = png_file(4, 3, 1, 0);
     expect_read("a tEXt chunk with a bad CRC", test_write_tmp("text.png", b.p, b.n), "text.png': PNG: tEXt: CRC error");
     free(b.p);
-    /* A critical chunk's is an error: libpng's own words in ours. */
+    /* The image data's own CRC error too, as PIL reads such a file (zlib's checksum still guards the pixels). */
     b = png_file(4, 3, 0, 1);
-    expect_die("the image data's CRC", read_image_job, (void *)test_write_tmp("idat.png", b.p, b.n),
-               "idat.png': corrupt or truncated PNG (IDAT: CRC error)");
+    expect_read("the image data's CRC", test_write_tmp("idat.png", b.p, b.n), "idat.png': PNG: IDAT: CRC error");
+    free(b.p);
+    /* A file cut after its image data (no IEND) reads, as in PIL; cut inside the data, it is refused with
+     * libpng's own words in ours; a spoilt data byte fails zlib's checksum. */
+    b = png_file(4, 3, 0, 0);
+    expect_read("a PNG without IEND", test_write_tmp("noiend.png", b.p, b.n - 12), NULL);
+    expect_die("a PNG cut inside its data", read_image_job, (void *)test_write_tmp("cut.png", b.p, b.n - 16),
+               "cut.png': corrupt or truncated PNG (");
+    b.p[b.n - 12 - 8] ^= 0x55; /* the zlib stream's last byte (its Adler-32), the IDAT CRC left stale */
+    expect_die("a spoilt data byte", read_image_job, (void *)test_write_tmp("spoilt.png", b.p, b.n),
+               "spoilt.png': corrupt or truncated PNG (");
     free(b.p);
     /* Sizes: refused from the header, before any pixel is allocated. */
     b = png_file(65537, 1, 0, 0);
@@ -446,11 +485,43 @@ static void test_decoder_messages_and_limits(void)
     const char *first = strstr(err, warning);
     CHECK(status == 0 && first && !strstr(first + strlen(warning), "JPEG:") && strstr(err, "read 1x16x16"),
           "a JPEG with stray bytes in two places: status %d, stderr %s", status, err);
+    /* Stray bytes before the end marker alone: seen only when the decoder reads to the end. */
+    memcpy(k, j, n - 2), memcpy(k + n - 2, "abc", 3), memcpy(k + n + 1, j + n - 2, 2);
+    err[0] = 0;
+    status = run_in_child(read_image_job, (void *)test_write_tmp("tail.jpg", k, n + 3), err, sizeof err);
+    CHECK(status == 0 && strstr(err, "tail.jpg': JPEG: Corrupt JPEG data: 3 extraneous bytes before marker 0xd9"),
+          "stray bytes before a JPEG's end marker: status %d, stderr %s", status, err);
+    /* libjpeg's errors (not warnings) come back through our handler with the file's name. */
+    memcpy(k, j, n);
+    k[sof + 4] = 12; /* sample precision */
+    expect_die("a 12-bit JPEG", read_image_job, (void *)test_write_tmp("p12.jpg", k, n),
+               "p12.jpg': corrupt or truncated JPEG: Unsupported JPEG data precision 12");
     /* Its frame header claiming 16,385 × 16,385 pixels: refused before decoding. */
     memcpy(k, j, n);
     k[sof + 5] = 0x40, k[sof + 6] = 0x01, k[sof + 7] = 0x40, k[sof + 8] = 0x01; /* height, width = 16385 */
     expect_die("a JPEG of 16,385²", read_image_job, (void *)test_write_tmp("huge.jpg", k, n),
                "huge.jpg': unsupported JPEG (16385x16385, 1 components; at most 256 megapixels)");
+    /* 16,384² is allowed: then its data run out. */
+    k[sof + 5] = 0x40, k[sof + 6] = 0x00, k[sof + 7] = 0x40, k[sof + 8] = 0x00;
+    expect_die("a JPEG of 16,384², its data of 16²", read_image_job, (void *)test_write_tmp("limit.jpg", k, n),
+               "limit.jpg': corrupt or truncated JPEG");
+
+    /* What the first bytes say: PNG's 8-byte signature, JPEG's 3 bytes, or neither. */
+    static const struct {
+        const char *name, *data;
+        size_t n;
+        const char *problem;
+    } sniff[] = {
+        {"png_sig_off.png", "XPNG\r\n\x1a\n\0\0\0\0", 12, "png_sig_off.png': not a PNG or JPEG file"},
+        {"png7.png", "\x89PNG\r\n\x1a", 7, "png7.png': not a PNG or JPEG file"},
+        {"soi3.jpg", "\xff\xd8\xff", 3, "soi3.jpg': corrupt or truncated JPEG"},
+        {"soi2.jpg", "\xff\xd8", 2, "soi2.jpg': not a PNG or JPEG file"},
+        {"text.jpg", "hello, not an image\n", 20, "text.jpg': not a PNG or JPEG file"},
+        {"empty.png", "", 0, "empty.png': not a PNG or JPEG file"},
+    };
+    for (size_t i = 0; i < sizeof sniff / sizeof sniff[0]; i++)
+        expect_die(sniff[i].name, read_image_job, (void *)test_write_tmp(sniff[i].name, sniff[i].data, sniff[i].n),
+                   sniff[i].problem);
     free(j), free(k);
 }
 

@@ -46,6 +46,10 @@ static image read_png(const char *path, FILE *f)
         die("'%s': corrupt or truncated PNG (%s)", path, msg);
     }
     png_init_io(png, f);
+    /* As the reference's PIL: a chunk's CRC error is a warning, its data used
+     * (zlib's own checksum still guards the pixels), and nothing after the
+     * image data is read (PIL reads a file whose IEND is missing). */
+    png_set_crc_action(png, PNG_CRC_WARN_USE, PNG_CRC_WARN_DISCARD);
     png_read_info(png, info);
     png_set_expand(png);       /* palette, low-bit grey, tRNS → 8-bit */
     png_set_strip_16(png);
@@ -61,7 +65,6 @@ static image read_png(const char *path, FILE *f)
     for (int y = 0; y < H; y++)
         rows[y] = rgb + (size_t)y * W * C;
     png_read_image(png, rows);
-    png_read_end(png, NULL);
     png_destroy_read_struct(&png, &info, NULL);
     free(rows);
     free(ctx);

@@ -5,6 +5,9 @@
  * or convert("L"); tests/test_image.c checks every value): grey, grey+alpha,
  * palette and RGBA PNGs are converted (alpha dropped), 16-bit PNGs keep
  * their high byte, CMYK and YCCK JPEGs become RGB as PIL converts them.
+ * As in PIL, a PNG chunk's CRC error is only a warning (zlib's checksum
+ * still guards the pixels) and nothing after the image data is read (a
+ * missing IEND is fine); data cut short or failing zlib's check is an error.
  * One deviation: PIL 9.4 reads a 16-bit *grey* PNG as 32-bit integers and
  * clips them to 255 (a white image); we keep the high byte, as for colour.
  *
