@@ -1,5 +1,7 @@
 /* Image folders with the ADM centre crop, labels from top-level folders,
  * and `repae prepare` writing shards and ADM npz batches. */
+#include <omp.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -182,11 +184,41 @@ static void test_dataset_json_and_pil_only_files(void)
     CHECK(system(path) == 0, "cleanup");
 }
 
+
+/* Decoding runs on every thread, each image into its own slot: two threads
+ * give the bytes one does (images of several sizes, some halved). */
+static void test_parallel_decode_same_bytes(void)
+{
+    char root[] = "/tmp/repae_par_XXXXXX";
+    CHECK(mkdtemp(root) != NULL, "mkdtemp");
+    char path[512];
+    for (int i = 0; i < 12; i++) {
+        int H = 9 + 5 * i, W = 40 - 2 * i;
+        uint8_t *px = malloc((size_t)3 * H * W);
+        for (int k = 0; k < 3 * H * W; k++)
+            px[k] = (uint8_t)((k * 131 + i * 17) % 251);
+        snprintf(path, sizeof path, "%s/img%02d.png", root, i);
+        image_write_png(path, px, 3, H, W);
+        free(px);
+    }
+    omp_set_num_threads(1);
+    dataset one = dataset_image_folder(root, 8, 3, 0);
+    omp_set_num_threads(2);
+    dataset two = dataset_image_folder(root, 8, 3, 0);
+    omp_set_num_threads(1);
+    CHECK(one.n == 12 && two.n == 12 && !memcmp(one.images, two.images, (size_t)12 * 3 * 8 * 8),
+          "two threads decoded other bytes than one");
+    dataset_free(&one), dataset_free(&two);
+    snprintf(path, sizeof path, "rm -rf %s", root);
+    CHECK(system(path) == 0, "cleanup");
+}
+
 int main(void)
 {
     setenv("OMP_NUM_THREADS", "1", 1);
     RUN(test_center_crop_identity_and_halving);
     RUN(test_folder_labels_and_prepare);
     RUN(test_dataset_json_and_pil_only_files);
+    RUN(test_parallel_decode_same_bytes);
     return test_summary();
 }

@@ -291,14 +291,8 @@ dataset dataset_image_folder(const char *root, int resolution, int channels, int
     size_t img = (size_t)channels * resolution * resolution;
     d.images = dataset_alloc_images((size_t)d.n, img, root, "use --max-images or a smaller --resolution");
     d.labels = xcalloc((size_t)d.n, sizeof(int32_t));
-    progress pb = progress_start("prepare", d.n, "img");
     int top = 0;
     for (int i = 0; i < d.n; i++) {
-        char full[8192];
-        snprintf(full, sizeof full, "%s/%s", root, files.items[i]);
-        image im = image_read(full, channels);
-        adm_center_crop(d.images + (size_t)i * img, im.pixels, channels, im.height, im.width, resolution);
-        image_free(&im);
         if (from_json) {
             d.labels[i] = json_labels[i];
         } else if (n_tops > 1) {
@@ -310,7 +304,20 @@ dataset dataset_image_folder(const char *root, int resolution, int channels, int
                 top++;
             d.labels[i] = slash ? top : 0;
         }
-        progress_update(&pb, i + 1, NULL);
+    }
+    /* Decoding and cropping, one image per thread at a time: each writes
+     * its own slot, so the result does not depend on the thread count. */
+    progress pb = progress_start("prepare", d.n, "img");
+    long long done = 0;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int i = 0; i < d.n; i++) {
+        char full[8192];
+        snprintf(full, sizeof full, "%s/%s", root, files.items[i]);
+        image im = image_read(full, channels);
+        adm_center_crop(d.images + (size_t)i * img, im.pixels, channels, im.height, im.width, resolution);
+        image_free(&im);
+#pragma omp critical(prepare_progress)
+        progress_update(&pb, ++done, NULL);
     }
     progress_finish(&pb);
     for (int i = 0; i < files.n; i++)
