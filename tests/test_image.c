@@ -444,20 +444,22 @@ static void test_decoder_messages_and_limits(void)
     expect_die("a spoilt data byte", read_image_job, (void *)test_write_tmp("spoilt.png", b.p, b.n),
                "spoilt.png': corrupt or truncated PNG (");
     free(b.p);
-    /* Sizes: refused from the header, before any pixel is allocated. */
-    b = png_file(65537, 1, 0, 0);
-    expect_die("a PNG 65,537 wide", read_image_job, (void *)test_write_tmp("wide.png", b.p, b.n),
-               "unsupported PNG (65537x1, 3 channels; at most 256 megapixels)");
-    free(b.p);
-    b = png_file(16385, 16384, 0, 0);
-    expect_die("a PNG of 2^28 + 2^14 pixels", read_image_job, (void *)test_write_tmp("big.png", b.p, b.n),
-               "unsupported PNG (16385x16384");
-    free(b.p);
-    /* 65,536 wide passes the size check; its one short row of data does not. */
-    b = png_file(65536, 1, 0, 0);
-    expect_die("a PNG 65,536 wide, one byte of data", read_image_job, (void *)test_write_tmp("wide2.png", b.p, b.n),
-               "wide2.png': corrupt or truncated PNG (");
-    free(b.p);
+    /* Sizes: refused from the header, before any pixel is allocated; 65,536 wide passes the size check, and
+     * then its one short row of data does not. */
+    static const struct {
+        const char *label, *name;
+        uint32_t W, H;
+        const char *problem;
+    } sizes[] = {
+        {"a PNG 65,537 wide", "wide.png", 65537, 1, "unsupported PNG (65537x1, 3 channels; at most 256 megapixels)"},
+        {"a PNG of 2^28 + 2^14 pixels", "big.png", 16385, 16384, "unsupported PNG (16385x16384"},
+        {"a PNG 65,536 wide, one byte of data", "wide2.png", 65536, 1, "wide2.png': corrupt or truncated PNG ("},
+    };
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        b = png_file(sizes[i].W, sizes[i].H, 0, 0);
+        expect_die(sizes[i].label, read_image_job, (void *)test_write_tmp(sizes[i].name, b.p, b.n), sizes[i].problem);
+        free(b.p);
+    }
 
     /* A JPEG with bytes between its data and the end marker: libjpeg's warning, once, with the file's name;
      * the image still reads. */

@@ -14,8 +14,8 @@
 
 #include "core/error.h"
 #include "core/progress.h"
-#include "io/image.h"
 #include "data/pil_resize.h"
+#include "io/image.h"
 
 typedef struct path_list {
     char **items;
