@@ -57,9 +57,12 @@ static image read_png(const char *path, FILE *f)
     png_read_update_info(png, info);
     int W = (int)png_get_image_width(png, info), H = (int)png_get_image_height(png, info);
     int C = png_get_channels(png, info);
-    if (W <= 0 || H <= 0 || W > 65536 || H > 65536 || (C != 1 && C != 3) || (size_t)W * H > IMAGE_MAX_PIXELS)
+    if (W <= 0 || H <= 0 || W > 65536 || H > 65536 || (C != 1 && C != 3) || (size_t)W * H > IMAGE_MAX_PIXELS) {
+        png_destroy_read_struct(&png, &info, NULL); /* libpng's own allocations: the fuzz build's die() returns */
+        free(ctx);
         die("'%s': unsupported PNG (%dx%d, %d channels; at most %d megapixels)", path, W, H, C,
             (int)(IMAGE_MAX_PIXELS >> 20));
+    }
     rgb = xmalloc((size_t)W * H * C);
     rows = xmalloc((size_t)H * sizeof(png_bytep));
     for (int y = 0; y < H; y++)
