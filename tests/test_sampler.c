@@ -6,6 +6,7 @@
  *   v = (0.5·t − 0.75)·x + b[y]·x/(1 + x²) + c[y, channel],
  * evaluated here with the same float32 operations in the same order. */
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "core/error.h"
@@ -99,9 +100,9 @@ static void test_time_grids_match_torch_linspace(void)
     const struct {
         sampler_mode mode;
         int steps;
-    } grids[] = {{SAMPLER_ODE, 1},  {SAMPLER_ODE, 2}, {SAMPLER_ODE, 10}, {SAMPLER_ODE, 20},
-                 {SAMPLER_ODE, 50}, {SAMPLER_SDE, 1}, {SAMPLER_SDE, 2},  {SAMPLER_SDE, 12},
-                 {SAMPLER_SDE, 250}};
+    } grids[] = {{SAMPLER_ODE, 1},  {SAMPLER_ODE, 2},  {SAMPLER_ODE, 7},  {SAMPLER_ODE, 10}, {SAMPLER_ODE, 15},
+                 {SAMPLER_ODE, 20}, {SAMPLER_ODE, 50}, {SAMPLER_SDE, 1},  {SAMPLER_SDE, 2},  {SAMPLER_SDE, 8},
+                 {SAMPLER_SDE, 12}, {SAMPLER_SDE, 16}, {SAMPLER_SDE, 250}};
     for (size_t g = 0; g < sizeof grids / sizeof grids[0]; g++) {
         sampler_config cfg = sampler_config_default();
         cfg.mode = grids[g].mode;
@@ -472,12 +473,176 @@ static void test_bad_configuration_dies(void)
     CHECK(run_in_child(die_bad_config, &cfg, err, sizeof err) == 0, "null class 0: %s", err);
 }
 
+/* The streams are part of what a seed means: image i's noise and label come
+ * from rng_new(seed, SAMPLER_STREAM + i) (sampler.h), so a run's images can
+ * be reproduced one by one by index, by any later version.  These values
+ * were written by this code (session 31) and must never change. */
+static void test_noise_streams_pinned(void)
+{
+    int64_t idx[3] = {0, 1, 1000000};
+    float x[12], e[12];
+    int y[3];
+    sampler_initial_noise(x, 3, 4, 5, idx);
+    sampler_step_noise(e, 3, 3, 4, 5, idx);
+    sampler_random_labels(y, 3, 1000, 5, idx);
+    const float want_x[12] = {2.14562201f,   0.595507562f, -0.749492407f, -1.18295789f,
+                              -0.184136674f, 1.7153796f,   0.17951192f,   0.305281818f,
+                              -0.602475882f, -0.292667449f, 0.17051217f,  1.60043955f};
+    const float want_e[12] = {2.32138276f, -0.397744209f, -0.52047354f, 0.0536885113f,
+                              0.362302393f, 0.126305684f, 0.345551401f, 0.19942756f,
+                              -2.55333185f, -0.261605173f, 1.00160265f, 1.25529027f};
+    for (int i = 0; i < 12; i++) {
+        CHECK(x[i] == want_x[i], "initial noise of image index %lld, element %d: %.9g, pinned %.9g",
+              (long long)idx[i / 4], i % 4, x[i], want_x[i]);
+        CHECK(e[i] == want_e[i], "step-3 noise of image index %lld, element %d: %.9g, pinned %.9g",
+              (long long)idx[i / 4], i % 4, e[i], want_e[i]);
+    }
+    CHECK(y[0] == 887 && y[1] == 235 && y[2] == 492, "labels %d %d %d, pinned 887 235 492", y[0], y[1], y[2]);
+    /* One class: every label is 0, and asking for it is not an error. */
+    int one[3] = {-1, -1, -1};
+    sampler_random_labels(one, 3, 1, 5, idx);
+    CHECK(one[0] == 0 && one[1] == 0 && one[2] == 0, "one class: labels %d %d %d", one[0], one[1], one[2]);
+}
+
+/* What the network is handed: its input, output, times and labels are
+ * separate 8-byte-aligned regions inside the workspace (a network that
+ * writes its output before it has read all its input must not see its
+ * input change), and the workspace the sampler asks for holds its float64
+ * state, direction and Heun's predictor and second direction ([B, n] each),
+ * the network's input and output ([2B, n] float each), the SDE noise
+ * ([B, n]) and the times and labels of 2B rows. */
+typedef struct strict_net {
+    toy m;
+    const char *ws;
+    size_t ws_bytes, n;
+    int calls_checked;
+} strict_net;
+
+static int inside(const strict_net *s, const void *p, size_t bytes)
+{
+    const char *c = p;
+    return c >= s->ws && c + bytes <= s->ws + s->ws_bytes;
+}
+
+static int disjoint(const void *a, size_t na, const void *b, size_t nb)
+{
+    const char *x = a, *y = b;
+    return x + na <= y || y + nb <= x;
+}
+
+static void strict_velocity(void *ctx, float *v, const float *x, const float *t, const int *y, int rows)
+{
+    strict_net *s = ctx;
+    const size_t vb = (size_t)rows * s->n * sizeof(float), tb = (size_t)rows * sizeof(float),
+                 yb = (size_t)rows * sizeof(int);
+    int ok = inside(s, v, vb) && inside(s, x, vb) && inside(s, t, tb) && inside(s, y, yb);
+    ok = ok && (uintptr_t)v % 8 == 0 && (uintptr_t)x % 8 == 0 && (uintptr_t)t % 8 == 0 && (uintptr_t)y % 8 == 0;
+    ok = ok && disjoint(v, vb, x, vb) && disjoint(v, vb, t, tb) && disjoint(v, vb, y, yb) &&
+         disjoint(x, vb, t, tb) && disjoint(x, vb, y, yb) && disjoint(t, tb, y, yb);
+    CHECK(ok, "network call %d: its buffers are misaligned, overlap or leave the workspace", s->m.calls);
+    s->calls_checked += ok;
+    /* Output written first (a NaN canary), then computed. */
+    for (size_t i = 0; i < (size_t)rows * s->n; i++)
+        v[i] = NAN;
+    toy_velocity(&s->m, v, x, t, y, rows);
+}
+
+static void test_workspace_contract(void)
+{
+    const int B = 3, C = 2, HW = 5;
+    const size_t n = (size_t)C * HW, bn = (size_t)B * n;
+    const float b[4] = {0.2f, -0.3f, 0.1f, 0.4f}, c[8] = {0.1f, -0.1f, 0.0f, 0.2f, -0.2f, 0.05f, 0.3f, -0.3f};
+    int y[3] = {0, 2, 1};
+    for (int mode = 0; mode < 2; mode++) {
+        sampler_config cfg = sampler_config_default();
+        cfg.mode = mode ? SAMPLER_SDE : SAMPLER_ODE;
+        cfg.heun = !mode;
+        cfg.num_steps = 6;
+        cfg.cfg_scale = 2.0;
+        cfg.null_class = 3;
+        size_t bytes = sampler_workspace_bytes(&cfg, B, n);
+        size_t least = bn * (4 * sizeof(double) + 2 * 2 * sizeof(float) + sizeof(float)) +
+                       2 * (size_t)B * (sizeof(float) + sizeof(int));
+        CHECK(bytes >= least, "%s: workspace of %zu bytes, its buffers need at least %zu", sampler_mode_name(cfg.mode),
+              bytes, least);
+        char *ws = xmalloc(bytes);
+        float x0[30], plain[30], strict[30];
+        int64_t idx[3] = {4, 5, 6};
+        sampler_initial_noise(x0, B, n, 11, idx);
+        sampler_noise src = {.seed = 11, .image_index = idx};
+        toy m = {.b = b, .c = c, .B = B, .C = C, .HW = HW};
+        memcpy(plain, x0, sizeof plain);
+        float *big = xmalloc(bytes + 4096); /* the reference run: room to spare */
+        sampler_run(&cfg, toy_velocity, &m, plain, y, B, n, &src, big);
+        free(big);
+        strict_net s = {.m = {.b = b, .c = c, .B = B, .C = C, .HW = HW}, .ws = ws, .ws_bytes = bytes, .n = n};
+        memcpy(strict, x0, sizeof strict);
+        int nfe = sampler_run(&cfg, strict_velocity, &s, strict, y, B, n, &src, ws);
+        CHECK(s.calls_checked == nfe, "%s: %d of %d network calls had sound buffers", sampler_mode_name(cfg.mode),
+              s.calls_checked, nfe);
+        CHECK(memcmp(plain, strict, sizeof plain) == 0,
+              "%s: a network that writes its output before reading its input changes the samples",
+              sampler_mode_name(cfg.mode));
+        free(ws);
+    }
+}
+
+/* sampler_run checks what it is given, whoever built the configuration. */
+static void run_bad(void *ctx)
+{
+    const int *which = ctx;
+    sampler_config cfg = sampler_config_default();
+    cfg.cfg_scale = 1.0;
+    float x[8] = {0};
+    int y[2] = {0, 0};
+    int B = 2;
+    size_t n = 4;
+    if (*which == 0)
+        cfg.num_steps = 0;
+    else if (*which == 1)
+        B = 0;
+    else if (*which == 2)
+        n = 0;
+    else if (*which == 3)
+        cfg.mode = SAMPLER_SDE, cfg.num_steps = 2;
+    const float b[1] = {0}, c[1] = {0};
+    toy m = {.b = b, .c = c, .B = 2, .C = 1, .HW = 4};
+    void *ws = xmalloc(sampler_workspace_bytes(&cfg, 2, 4));
+    sampler_run(&cfg, toy_velocity, &m, x, y, B, n, NULL, ws);
+    free(ws);
+}
+
+static void test_run_refuses_bad_arguments(void)
+{
+    const int cases[4] = {0, 1, 2, 3};
+    expect_die("sampler_run with 0 steps", run_bad, (void *)&cases[0], "num_steps must be at least 1");
+    expect_die("sampler_run with B = 0", run_bad, (void *)&cases[1], "empty batch (B = 0, n = 4)");
+    expect_die("sampler_run with n = 0", run_bad, (void *)&cases[2], "empty batch (B = 2, n = 0)");
+    expect_die("a 2-step SDE without noise", run_bad, (void *)&cases[3], "the SDE sampler needs a noise source");
+    /* One SDE step is the noiseless mean step: no noise source needed. */
+    sampler_config cfg = sampler_config_default();
+    cfg.mode = SAMPLER_SDE;
+    cfg.num_steps = 1;
+    cfg.cfg_scale = 1.0;
+    const float b[1] = {0.5f}, c[1] = {0.25f};
+    toy m = {.b = b, .c = c, .B = 1, .C = 1, .HW = 4};
+    float x[4] = {1, -1, 0.5f, 2};
+    int y[1] = {0};
+    void *ws = xmalloc(sampler_workspace_bytes(&cfg, 1, 4));
+    int nfe = sampler_run(&cfg, toy_velocity, &m, x, y, 1, 4, NULL, ws);
+    CHECK(nfe == 1 && isfinite(x[0]), "one SDE step without a noise source: NFE %d, x[0] %g", nfe, x[0]);
+    free(ws);
+}
+
 int main(void)
 {
     RUN(test_time_grids_match_torch_linspace);
     RUN(test_samplers_match_reference);
     RUN(test_same_images_whatever_the_batch_split);
     RUN(test_noise_streams);
+    RUN(test_noise_streams_pinned);
+    RUN(test_workspace_contract);
+    RUN(test_run_refuses_bad_arguments);
     RUN(test_sde_default_noise_source);
     RUN(test_interpolant);
     RUN(test_defaults_and_parsing);
