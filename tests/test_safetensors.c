@@ -14,6 +14,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -591,6 +592,69 @@ static void test_writer_limits_and_integer_metadata(void)
     }
 }
 
+/* Metadata written from numbers reads back as the same numbers: counters
+ * whole at both ends of the range, floats to the last bit (9 digits). */
+static void test_number_metadata_round_trip(void)
+{
+    const float floats[4] = {1e-4f, 0.1f, -3.4028235e38f, 1.4e-45f};
+    st_writer *w = st_writer_new();
+    st_writer_set_metadata_ll(w, "min", LLONG_MIN);
+    st_writer_set_metadata_ll(w, "max", LLONG_MAX);
+    st_writer_set_metadata_ll(w, "step", 400000);
+    for (int i = 0; i < 4; i++) {
+        char key[8];
+        snprintf(key, sizeof key, "f%d", i);
+        st_writer_set_metadata_f32(w, key, floats[i]);
+    }
+    const char *p = tmp_path("number_metadata.safetensors");
+    st_writer_save(w, p);
+    st_writer_free(w);
+    safetensors *st = safetensors_open(p);
+    CHECK(safetensors_meta_ll(st, "min") == LLONG_MIN && safetensors_meta_ll(st, "max") == LLONG_MAX &&
+              safetensors_meta_ll(st, "step") == 400000,
+          "integer metadata: %lld %lld %lld", safetensors_meta_ll(st, "min"), safetensors_meta_ll(st, "max"),
+          safetensors_meta_ll(st, "step"));
+    for (int i = 0; i < 4; i++) {
+        char key[8];
+        snprintf(key, sizeof key, "f%d", i);
+        float got = safetensors_meta_f32(st, key, 99);
+        CHECK(memcmp(&got, &floats[i], sizeof got) == 0, "float metadata %s: %.9g written, %.9g read", key,
+              floats[i], got);
+    }
+    CHECK(safetensors_meta_f32(st, "absent", 0.5f) == 0.5f, "an absent float key must give the fallback");
+    safetensors_close(st);
+}
+
+/* A name added twice is caught however many names came between: the
+ * writer's name index grows (64 slots, then doubling at half full) and
+ * every earlier name must still be found in it. */
+static void child_writer_duplicate_after_growth(void *ctx)
+{
+    int again = *(const int *)ctx;
+    st_writer *w = st_writer_new();
+    float x = 0;
+    char name[32];
+    for (int i = 0; i < 300; i++) {
+        snprintf(name, sizeof name, "blocks.%d.weight", i);
+        st_writer_add_f32(w, name, 1, (int64_t[]){1}, &x);
+    }
+    snprintf(name, sizeof name, "blocks.%d.weight", again);
+    st_writer_add_f32(w, name, 1, (int64_t[]){1}, &x);
+}
+
+static void test_writer_duplicates_found_after_growth(void)
+{
+    for (int k = 0; k < 300; k += 13) {
+        char what[64], want[64];
+        snprintf(what, sizeof what, "name %d of 300 added again", k);
+        snprintf(want, sizeof want, "'blocks.%d.weight' added twice", k);
+        expect_die(what, child_writer_duplicate_after_growth, &k, want);
+    }
+    int last = 299;
+    expect_die("the last name added again", child_writer_duplicate_after_growth, &last,
+               "'blocks.299.weight' added twice");
+}
+
 /* Shape strings (in error messages) are cut to the buffer, never past it. */
 static void test_shape_string_fits_its_buffer(void)
 {
@@ -1012,6 +1076,8 @@ int main(void)
     RUN(test_limits_that_must_load);
     RUN(test_shape_string_fits_its_buffer);
     RUN(test_writer_limits_and_integer_metadata);
+    RUN(test_number_metadata_round_trip);
+    RUN(test_writer_duplicates_found_after_growth);
     RUN(test_corrupted_files_never_crash);
     RUN(test_many_tensors_open_in_linear_time);
     RUN(test_names_must_be_strict_utf8_without_controls);
