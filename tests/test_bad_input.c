@@ -9,6 +9,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <stdio.h> /* before jpeglib.h, which needs FILE */
 #include <jpeglib.h>
@@ -224,6 +225,70 @@ static void test_idx_huge_header_small_file(void)
     const uint8_t hdr[16] = {0, 0, 8, 3, 0x10, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 4};
     expect_die("a 16-byte IDX declaring 4 GiB", idx_limited_child, (void *)write_bytes("huge.idx", hdr, sizeof hdr),
                "huge.idx': file is truncated while reading the IDX data");
+}
+
+/* Each field of the IDX header is checked on its own; the limits accept
+ * what they claim to (4 dimensions, 16 GiB: that one fails later, as
+ * truncated); data cut short is an error, never a short array. */
+static void test_idx_header_fields_and_limits(void)
+{
+    static const struct {
+        const char *name;
+        uint8_t bytes[20];
+        size_t len;
+        const char *want;
+    } bad[] = {
+        {"magic_second.idx", {0, 1, 8, 1, 0, 0, 0, 1, 5}, 9, "not an IDX file (bad magic 00 01)"},
+        {"magic_first.idx", {1, 0, 8, 1, 0, 0, 0, 1, 5}, 9, "not an IDX file (bad magic 01 00)"},
+        {"ndim0.idx", {0, 0, 8, 0, 5}, 5, "IDX file has 0 dimensions (1 to 4 supported)"},
+        {"ndim5.idx", {0, 0, 8, 5, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1}, 20, "has 5 dimensions"},
+        {"dim0.idx", {0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 0}, 12, "implausible IDX dimension 0"},
+        {"over16g.idx", {0, 0, 8, 2, 0, 0, 0x40, 0, 0, 0x10, 0, 1}, 12, "IDX data would be larger than 16 GiB"},
+        {"at16g.idx", {0, 0, 8, 2, 0, 0, 0x40, 0, 0, 0x10, 0, 0}, 12, "truncated while reading the IDX data (0 of"},
+        {"short.idx", {0, 0, 8, 1, 0, 0, 0, 3, 7, 8}, 10, "truncated while reading the IDX data (2 of 3 bytes)"},
+        {"short_dims.idx", {0, 0, 8, 2, 0, 0, 0, 3, 0, 0}, 10, "truncated while reading the IDX dimensions"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        expect_die(bad[i].name, idx_limited_child, (void *)write_bytes(bad[i].name, bad[i].bytes, bad[i].len),
+                   bad[i].want);
+
+    /* Four dimensions read, and the reader leaves no descriptor open. */
+    const uint8_t four[4 + 16 + 4] = {0, 0, 8, 4, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 2, 1, 2, 3, 4};
+    const char *p = write_bytes("four.idx", four, sizeof four);
+    int probe = dup(0);
+    close(probe);
+    idx_array a = idx_read_u8(p);
+    CHECK(a.ndim == 4 && a.dims[1] == 2 && a.dims[3] == 2 && a.count == 4 && a.data[3] == 4,
+          "a 4-D IDX: ndim %d, count %zu", a.ndim, a.count);
+    idx_free(&a);
+    CHECK(a.data == NULL, "idx_free must clear the pointer");
+    int after = dup(0);
+    close(after);
+    CHECK(after == probe, "reading an IDX left a descriptor open (next free %d, was %d)", after, probe);
+}
+
+/* A gzipped IDX whose compressed stream is damaged: zlib's own words, said
+ * as corrupt data, without its "<fd:N>" stream name. */
+static void test_idx_corrupt_gzip(void)
+{
+    uint8_t raw[8 + 3000] = {0, 0, 8, 1, 0, 0, 0x0b, 0xb8};
+    for (int i = 0; i < 3000; i++)
+        raw[8 + i] = (uint8_t)(i * 7 % 251);
+    const char *p = tmp("corrupt.idx.gz");
+    gzFile g = gzopen(p, "wb");
+    CHECK(g && gzwrite(g, raw, sizeof raw) == (int)sizeof raw && gzclose(g) == Z_OK, "writing %s", p);
+    char err[512];
+    CHECK(run_in_child(idx_child, (void *)p, err, sizeof err) == 0, "the intact gzipped IDX must read: %s", err);
+    FILE *f = fopen(p, "r+b");
+    CHECK(f && fseek(f, -8, SEEK_END) == 0, "opening %s", p);
+    if (!f)
+        return;
+    int c = fgetc(f);
+    fseek(f, -8, SEEK_END);
+    fputc(c ^ 0x55, f); /* the gzip trailer's CRC-32 */
+    fclose(f);
+    expect_die("a gzipped IDX with a wrong CRC", idx_child, (void *)p,
+               "corrupt.idx.gz': cannot read the IDX header: corrupt gzip data: incorrect data check");
 }
 
 /* ---- a latent cache's labels must be class indices (an I64 of -1 or 2^32
@@ -502,6 +567,8 @@ int main(void)
     RUN(test_npz_duplicate_member_refused);
     RUN(test_idx_trailing_bytes_refused);
     RUN(test_idx_huge_header_small_file);
+    RUN(test_idx_header_fields_and_limits);
+    RUN(test_idx_corrupt_gzip);
     RUN(test_latent_cache_bad_labels_refused);
     RUN(test_sizes_checked_before_allocating);
     RUN(test_image_folder_problems_refused);

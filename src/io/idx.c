@@ -1,10 +1,25 @@
 #include "io/idx.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 #include <zlib.h>
 
 #include "core/error.h"
+
+/* zlib's message names the stream "<fd:N>" (it was opened with gzdopen);
+ * the path is in ours already.  Corrupt compressed data is said as such:
+ * zlib decodes ahead, so the damage may lie past the part being read. */
+static void die_read_error(gzFile f, const char *path, const char *what) __attribute__((noreturn));
+static void die_read_error(gzFile f, const char *path, const char *what)
+{
+    int err;
+    const char *msg = gzerror(f, &err);
+    const char *sep = strstr(msg, ": ");
+    if (strncmp(msg, "<fd:", 4) == 0 && sep)
+        msg = sep + 2;
+    die("'%s': cannot read %s: %s%s", path, what, err == Z_DATA_ERROR ? "corrupt gzip data: " : "", msg);
+}
 
 static void read_exact(gzFile f, void *buf, size_t n, const char *path, const char *what)
 {
@@ -12,10 +27,8 @@ static void read_exact(gzFile f, void *buf, size_t n, const char *path, const ch
     while (done < n) {
         unsigned chunk = n - done > (1u << 30) ? (1u << 30) : (unsigned)(n - done);
         int got = gzread(f, (char *)buf + done, chunk);
-        if (got < 0) {
-            int err;
-            die("'%s': cannot read %s: %s", path, what, gzerror(f, &err));
-        }
+        if (got < 0)
+            die_read_error(f, path, what);
         if (got == 0)
             die("'%s': file is truncated while reading %s (%zu of %zu bytes)", path, what, done, n);
         done += (size_t)got;
@@ -70,7 +83,10 @@ idx_array idx_read_u8(const char *path)
     /* The header fixes the size: more bytes mean a wrong header or two files
      * concatenated, not data to ignore. */
     char extra;
-    if (gzread(f, &extra, 1) != 0)
+    int got = gzread(f, &extra, 1);
+    if (got < 0)
+        die_read_error(f, path, "past the IDX data");
+    if (got > 0)
         die("'%s': unexpected bytes after the %zu bytes of IDX data the header declares (corrupt or wrong header?)",
             path, a.count);
     gzclose(f);
