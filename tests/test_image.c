@@ -217,6 +217,15 @@ static uint8_t *planes_of(const safetensors *st, const st_tensor *t)
     return chw;
 }
 
+/* The fixture's i-th tensor of a numbered family ("crop_src.3"), or NULL
+ * after the last. */
+static const st_tensor *numbered(const safetensors *st, const char *family, int i)
+{
+    char name[128];
+    snprintf(name, sizeof name, "%s.%d", family, i);
+    return safetensors_find(st, name);
+}
+
 static void test_pil_parity(void)
 {
     safetensors *st = safetensors_open("tests/fixtures/io/image_pil.safetensors");
@@ -244,11 +253,9 @@ static void test_pil_parity(void)
         }
         image_free(&rgb), image_free(&grey);
     }
-    for (int i = 0;; i++) {
-        snprintf(name, sizeof name, "crop_src.%d", i);
-        const st_tensor *src = safetensors_find(st, name);
-        if (!src)
-            break;
+    const st_tensor *src;
+    int crops = 0, resizes = 0;
+    for (int i = 0; (src = numbered(st, "crop_src", i)); i++, crops++) {
         int H = (int)src->shape[0], W = (int)src->shape[1];
         snprintf(name, sizeof name, "crop_out.%d", i);
         int R = (int)safetensors_require(st, name)->shape[0];
@@ -258,11 +265,7 @@ static void test_pil_parity(void)
         count_diff(what, crop, st, name, 3, R, R);
         free(chw), free(crop);
     }
-    for (int i = 0;; i++) {
-        snprintf(name, sizeof name, "resize_src.%d", i);
-        const st_tensor *src = safetensors_find(st, name);
-        if (!src)
-            break;
+    for (int i = 0; (src = numbered(st, "resize_src", i)); i++, resizes++) {
         int H = (int)src->shape[0], W = (int)src->shape[1];
         pil_filter filter = PIL_BOX;
         snprintf(name, sizeof name, "resize_box.%d", i);
@@ -279,6 +282,8 @@ static void test_pil_parity(void)
         count_diff(what, out, st, name, 3, Ho, Wo);
         free(chw), free(out);
     }
+    CHECK(crops == 5 && resizes == 8, "the fixture's %d crops and %d resizes (image_ref.py writes 5 and 8)", crops,
+          resizes);
     safetensors_close(st);
 }
 
