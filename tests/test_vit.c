@@ -252,7 +252,10 @@ static void check_parity(const char *name)
     float *grads = param_alloc(&m.table);
     float *dx = alloc_zeros(nx);
     vit_backward(&m, mw, &a, &ar, grads, dx, cot_p, cot_c, cot_r, NULL);
-    CHECK(ar.high_water <= vit_plan_bytes(&m, B, true), "arena high water %zu over the plan", ar.high_water);
+    /* Covering the peak is the arena's own check; the plan is also no blanket over-estimate
+     * (at most 1/8 above it: it counts a few buffers that some configurations do not use). */
+    CHECK(ar.capacity - ar.high_water <= ar.capacity / 8, "arena plan %zu bytes for a peak of %zu", ar.capacity,
+          ar.high_water);
     char key[PARAM_NAME_MAX + 16];
     int compared = 0;
     for (int i = 0; i < m.table.n; i++) {
@@ -371,8 +374,8 @@ static void fd_model(vit_config cfg, const char *tag)
     fd_loss(&c);
     float *grads = param_alloc(&m.table), *dimg = alloc_zeros(nimg);
     vit_backward(&m, mw, &a, &ar, grads, dimg, cp, cc, R ? cr : NULL, K ? cl : NULL);
-    CHECK(ar.high_water <= vit_plan_bytes(&m, B, true), "%s: arena high water %zu over plan %zu", tag,
-          ar.high_water, vit_plan_bytes(&m, B, true));
+    CHECK(ar.capacity - ar.high_water <= ar.capacity / 8, "%s: arena plan %zu bytes for a peak of %zu", tag,
+          ar.capacity, ar.high_water);
 
     char what[128];
     /* Directional checks: L is a sum of ~1e3 O(1) terms evaluated in float32,
@@ -498,7 +501,7 @@ static void backward_accumulates_and_nulls(vit_ffn ffn)
     vit_backward(&m, mw, &a, &ar, g6, NULL, cp, NULL, NULL, NULL);
     vit_backward(&m, mw, &a, &ar, g6, NULL, NULL, cc, cr, cl);
     check_close("split cotangents add up", g6, g1, m.table.total, 1e-5, 1e-4);
-    CHECK(ar.used == arena_mark(&ar) && ar.high_water <= ar.capacity, "backward must give its scratch back");
+    CHECK(ar.used == arena_mark(&ar), "backward must give its scratch back");
 
     free(g1), free(g2), free(g4), free(g5), free(g6), free(d1), free(d2), free(d3), free(w), free(wd), free(mw);
     free(img), free(patch), free(cp), free(cc), free(cr), free(cl), free(logits);
@@ -717,7 +720,7 @@ static void preprocess_case(const safetensors *st, const uint8_t *img, const int
     arena ar = arena_create(encoder_preprocess_workspace_bytes(kind, B, C, H, W, S));
     encoder_preprocess(y, img, kind, B, C, H, W, S, &ar);
     CHECK(ar.used == 0, "%s: preprocess must give its workspace back", name);
-    CHECK(ar.high_water <= ar.capacity, "%s: over plan", name);
+    CHECK(ar.high_water == ar.capacity, "%s: plan of %zu bytes for a peak of %zu", name, ar.capacity, ar.high_water);
     fixture_check(st, name, y, (size_t)B * C * S * S, tol, tol);
     free(y);
     arena_free(&ar);
