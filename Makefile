@@ -83,6 +83,11 @@ repae: $(PROGRAM)
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_UTIL_OBJ) $(LIB)
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
+# test_model_files checks a helper of the command line: that object is linked
+# in too, ahead of the library it calls.
+$(BUILD)/tests/test_model_files: $(BUILD)/tests/test_model_files.o $(BUILD)/src/cli/model_files.o $(TEST_UTIL_OBJ) $(LIB)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 

@@ -1,0 +1,330 @@
+/* src/cli/model_files.c on its own: what a weights file's metadata and
+ * shapes say about its models (the options JSON, the SiT's heads, its
+ * configuration from weights, the VAE's GroupNorm groups, a run's
+ * args.json beside its checkpoints).  The CLI tests run these through
+ * `repae sample/forward/inspect`; here each rule is checked alone. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli/model_files.h"
+#include "core/error.h"
+#include "models/params.h"
+#include "train/checkpoint.h"
+#include "test.h"
+
+static cJSON *json(const char *text)
+{
+    cJSON *j = cJSON_Parse(text);
+    if (!j)
+        die("test: bad JSON %s", text);
+    return j;
+}
+
+/* A safetensors file with one small tensor per name and the given metadata
+ * (pairs of key, value; NULL-terminated). */
+static const char *write_file(const char *name, const char *const *tensors, const char *const *meta)
+{
+    st_writer *w = st_writer_new();
+    static const float one[1] = {1};
+    for (int i = 0; tensors && tensors[i]; i++)
+        st_writer_add_f32(w, tensors[i], 1, (int64_t[]){1}, one);
+    for (int i = 0; meta && meta[i]; i += 2)
+        st_writer_set_metadata(w, meta[i], meta[i + 1]);
+    const char *path = test_tmp_path(name);
+    st_writer_save(w, path);
+    st_writer_free(w);
+    return path;
+}
+
+static void test_json_numbers_and_strings(void)
+{
+    cJSON *j = json("{\"a\": 2, \"t\": true, \"f\": false, \"half\": 2.5, \"huge\": 1e300, \"neg\": -3,"
+                    " \"s\": \"text\", \"n\": null}");
+    CHECK(mf_json_num(j, "a", 7) == 2 && mf_json_num(j, "t", 7) == 1 && mf_json_num(j, "f", 7) == 0,
+          "numbers and booleans: %g %g %g", mf_json_num(j, "a", 7), mf_json_num(j, "t", 7), mf_json_num(j, "f", 7));
+    CHECK(mf_json_num(j, "s", 7) == 7 && mf_json_num(j, "n", 7) == 7 && mf_json_num(j, "missing", 7) == 7 &&
+              mf_json_num(NULL, "a", 7) == 7,
+          "a string, null, a missing key or no JSON must give the default");
+    CHECK(mf_json_int(j, "a", 9) == 2 && mf_json_int(j, "neg", 9) == -3 && mf_json_int(j, "t", 9) == 1,
+          "whole numbers: %d %d %d", mf_json_int(j, "a", 9), mf_json_int(j, "neg", 9), mf_json_int(j, "t", 9));
+    CHECK(mf_json_int(j, "half", 9) == 9 && mf_json_int(j, "huge", 9) == 9,
+          "2.5 and 1e300 are no counts: %d %d", mf_json_int(j, "half", 9), mf_json_int(j, "huge", 9));
+    CHECK(!strcmp(mf_json_str(j, "s", "def"), "text") && !strcmp(mf_json_str(j, "a", "def"), "def") &&
+              !strcmp(mf_json_str(NULL, "s", "def"), "def") && mf_json_str(j, "missing", NULL) == NULL,
+          "strings");
+    cJSON_Delete(j);
+}
+
+/* `args` (a checkpoint's run options) first, then `config`; either must be
+ * a JSON object. */
+static void test_metadata_json_order(void)
+{
+    static const char *const t[] = {"x", NULL};
+    const struct {
+        const char *name, *args, *config, *want_key; /* want_key NULL: no JSON */
+    } cases[] = {
+        {"both.safetensors", "{\"from_args\": 1}", "{\"from_config\": 1}", "from_args"},
+        {"config_only.safetensors", NULL, "{\"from_config\": 1}", "from_config"},
+        {"args_array.safetensors", "[1, 2]", "{\"from_config\": 1}", "from_config"},
+        {"args_broken.safetensors", "{\"unclosed\": ", "{\"from_config\": 1}", "from_config"},
+        {"args_only.safetensors", "{\"from_args\": 1}", NULL, "from_args"},
+        {"neither_object.safetensors", "3", "\"text\"", NULL},
+        {"none.safetensors", NULL, NULL, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *meta[5] = {0};
+        int k = 0;
+        if (cases[i].args)
+            meta[k++] = "args", meta[k++] = cases[i].args;
+        if (cases[i].config)
+            meta[k++] = "config", meta[k++] = cases[i].config;
+        safetensors *st = safetensors_open(write_file(cases[i].name, t, meta));
+        cJSON *j = mf_metadata_json(st);
+        if (cases[i].want_key)
+            CHECK(j && cJSON_GetObjectItemCaseSensitive(j, cases[i].want_key), "%s: want the object with '%s'",
+                  cases[i].name, cases[i].want_key);
+        else
+            CHECK(j == NULL, "%s: want no JSON", cases[i].name);
+        cJSON_Delete(j);
+        safetensors_close(st);
+    }
+}
+
+static void test_prefix_and_checkpoint_kind(void)
+{
+    static const char *const t[] = {"vae.encoder.conv_in.weight", "model.pos_embed", NULL};
+    static const char *const ckpt[] = {"format", CHECKPOINT_FORMAT, NULL};
+    static const char *const other[] = {"format", "pt", NULL};
+    static const char *const pre[] = {"", "vae.", "model.", NULL};
+    safetensors *st = safetensors_open(write_file("prefixes.safetensors", t, ckpt));
+    const char *p = mf_find_prefix(st, "encoder.conv_in.weight", pre);
+    CHECK(p && !strcmp(p, "vae."), "the VAE's prefix: %s", p ? p : "(none)");
+    p = mf_find_prefix(st, "pos_embed", pre);
+    CHECK(p && !strcmp(p, "model."), "the SiT's prefix: %s", p ? p : "(none)");
+    CHECK(mf_find_prefix(st, "cls_token", pre) == NULL, "no ViT in the file");
+    CHECK(mf_is_checkpoint(st), "format %s is a checkpoint", CHECKPOINT_FORMAT);
+    safetensors_close(st);
+    st = safetensors_open(write_file("not_ckpt.safetensors", t, other));
+    CHECK(!mf_is_checkpoint(st), "format 'pt' is no checkpoint");
+    safetensors_close(st);
+    st = safetensors_open(write_file("no_format.safetensors", t, NULL));
+    CHECK(!mf_is_checkpoint(st), "no format: no checkpoint");
+    safetensors_close(st);
+}
+
+/* heads > 0 wins; a custom model's sit_heads, then num_heads, each only if
+ * it divides the width; then the preset for the width (0 if none). */
+static void test_sit_heads_rules(void)
+{
+    const struct {
+        const char *json;
+        int hidden, heads, want;
+    } cases[] = {
+        {"{\"num_heads\": 4}", 64, 1, 1},
+        {"{\"num_heads\": 4}", 64, 0, 4},
+        {"{\"num_heads\": 5}", 64, 0, 0},
+        {"{\"num_heads\": 0}", 64, 0, 0},
+        {"{\"model\": \"custom\", \"sit_heads\": 8}", 64, 0, 8},
+        {"{\"model\": \"custom\", \"sit_heads\": 8, \"num_heads\": 4}", 64, 0, 8},
+        {"{\"model\": \"custom\", \"num_heads\": 4}", 64, 0, 4},
+        {"{\"model\": \"custom\", \"sit_heads\": 5, \"num_heads\": 4}", 64, 0, 4},
+        {"{\"model\": \"custom\", \"sit_heads\": 5}", 768, 0, 12},
+        {"{\"model\": \"SiT-B/2\"}", 768, 0, 12},
+        {"{\"model\": \"SiT-B/2\", \"num_heads\": 4}", 64, 0, 4},
+        {"{\"model\": \"SiT-Q/2\", \"num_heads\": 4}", 64, 0, 4},
+        {"{}", 1152, 0, 16},
+        {"{}", 96, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cJSON *j = json(cases[i].json);
+        int got = mf_sit_heads(j, cases[i].hidden, cases[i].heads);
+        CHECK(got == cases[i].want, "%s, width %d, --heads %d: %d heads, want %d", cases[i].json, cases[i].hidden,
+              cases[i].heads, got, cases[i].want);
+        cJSON_Delete(j);
+    }
+    CHECK(mf_sit_heads(NULL, 384, 0) == 6, "no JSON, width 384: the S preset's 6 heads");
+}
+
+/* A small SiT saved under "ema.", read back by mf_sit_config. */
+static const char *write_sit(const char *name, int hidden, int heads)
+{
+    sit_config c = sit_config_default();
+    c.depth = 3;
+    c.hidden = hidden;
+    c.heads = heads;
+    c.patch = 2;
+    c.input_size = 4;
+    c.in_channels = 4;
+    c.num_classes = 10;
+    c.encoder_depth = 1;
+    c.projector_dim = 32;
+    c.z_dims[0] = 16;
+    sit m;
+    sit_build(&m, &c);
+    float *w = param_alloc(&m.table);
+    param_init(&m.table, w, 1);
+    st_writer *wr = st_writer_new();
+    param_save(&m.table, w, wr, "ema.");
+    const char *path = test_tmp_path(name);
+    st_writer_save(wr, path);
+    st_writer_free(wr);
+    free(w);
+    sit_free(&m);
+    return path;
+}
+
+typedef struct sit_case {
+    const char *path, *json;
+    int guess;
+} sit_case;
+
+static void sit_config_child(void *ctx)
+{
+    const sit_case *c = ctx;
+    safetensors *st = safetensors_open(c->path);
+    cJSON *j = json(c->json);
+    sit_config cfg;
+    mf_sit_config(&cfg, st, "ema.", j, 0, c->guess);
+}
+
+static void test_sit_config_from_file(void)
+{
+    const char *path = write_sit("sit_w96.safetensors", 96, 4);
+    safetensors *st = safetensors_open(path);
+    cJSON *j = json("{\"num_heads\": 4, \"encoder_depth\": 2, \"cfg_prob\": 0.25, \"bn_momentum\": 0.05}");
+    sit_config cfg;
+    int guessed = mf_sit_config(&cfg, st, "ema.", j, 0, 0);
+    CHECK(!guessed && cfg.hidden == 96 && cfg.heads == 4 && cfg.depth == 3 && cfg.patch == 2 &&
+              cfg.encoder_depth == 2 && cfg.class_dropout_prob == 0.25f && cfg.bn_momentum == 0.05f,
+          "hidden %d heads %d depth %d patch %d encoder_depth %d dropout %g bn_momentum %g (guessed %d)", cfg.hidden,
+          cfg.heads, cfg.depth, cfg.patch, cfg.encoder_depth, cfg.class_dropout_prob, cfg.bn_momentum, guessed);
+    cJSON_Delete(j);
+    /* The label dropout's older name; an encoder depth past the model's
+     * depth (or none) gives the depth, at most 8. */
+    j = json("{\"num_heads\": 4, \"class_dropout_prob\": 0.3, \"encoder_depth\": 4}");
+    mf_sit_config(&cfg, st, "ema.", j, 0, 0);
+    CHECK(cfg.class_dropout_prob == 0.3f && cfg.encoder_depth == 3, "dropout %g, encoder depth %d (want 0.3, 3)",
+          cfg.class_dropout_prob, cfg.encoder_depth);
+    cJSON_Delete(j);
+    j = json("{\"num_heads\": 4, \"encoder_depth\": 0}");
+    mf_sit_config(&cfg, st, "ema.", j, 0, 0);
+    CHECK(cfg.class_dropout_prob == 0.1f && cfg.encoder_depth == 3, "defaults: dropout %g, encoder depth %d",
+          cfg.class_dropout_prob, cfg.encoder_depth);
+    cJSON_Delete(j);
+    /* Explicit heads override the file. */
+    j = json("{\"num_heads\": 4}");
+    mf_sit_config(&cfg, st, "ema.", j, 2, 0);
+    CHECK(cfg.heads == 2, "--heads 2 gave %d heads", cfg.heads);
+    cJSON_Delete(j);
+    /* No heads anywhere: refused, or guessed from the width (96 / 64 → 1
+     * head; 192 / 64 → 3). */
+    sit_case none = {path, "{}", 0};
+    expect_die("a SiT of width 96 without heads", sit_config_child, &none,
+               "the SiT's width 96 matches no preset and the file does not record its attention heads; pass --heads");
+    j = json("{}");
+    guessed = mf_sit_config(&cfg, st, "ema.", j, 0, 1);
+    CHECK(guessed && cfg.heads == 1, "width 96 guessed: %d heads (guessed %d)", cfg.heads, guessed);
+    safetensors_close(st);
+    st = safetensors_open(write_sit("sit_w192.safetensors", 192, 4));
+    guessed = mf_sit_config(&cfg, st, "ema.", j, 0, 1);
+    CHECK(guessed && cfg.heads == 3, "width 192 guessed: %d heads (guessed %d)", cfg.heads, guessed);
+    safetensors_close(st);
+    cJSON_Delete(j);
+    sit_case wrong_prefix = {path, "{}", 1};
+    static const char *const t[] = {"ema.pos_embed", NULL};
+    wrong_prefix.path = write_file("flat_pos_embed.safetensors", t, NULL);
+    expect_die("a pos_embed that is not [1, T, D]", sit_config_child, &wrong_prefix,
+               "no SiT under prefix 'ema.' (no ema.pos_embed [1, T, D])");
+}
+
+/* The VAE's GroupNorm groups: --vae-norm-groups, else a custom-VAE run's
+ * vae_norm_groups (unless it named a VAE file), else a converted file's
+ * norm_groups; else what the shapes say. */
+static void test_vae_norm_groups(void)
+{
+    safetensors *st = fixture_open("models/vae_tiny_f8");
+    vae_config base;
+    mf_vae_config(&base, st, "", NULL, 0);
+    const struct {
+        const char *json;
+        int flag, want; /* want 0: the shapes' default */
+    } cases[] = {
+        {"{\"vae\": \"custom\", \"vae_norm_groups\": 4}", 0, 4},
+        {"{\"vae\": \"custom\", \"vae_norm_groups\": 4}", 2, 2},
+        {"{\"vae\": \"custom\", \"vae_norm_groups\": 4, \"vae_ckpt\": \"sd-vae.safetensors\"}", 0, 0},
+        {"{\"vae\": \"custom\", \"vae_norm_groups\": 4, \"vae_ckpt\": null}", 0, 4},
+        {"{\"vae\": \"f8d4\", \"vae_norm_groups\": 4, \"norm_groups\": 2}", 0, 0},
+        {"{\"norm_groups\": 2}", 0, 2},
+        {"{\"norm_groups\": 0}", 0, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cJSON *j = json(cases[i].json);
+        vae_config cfg;
+        mf_vae_config(&cfg, st, "", j, cases[i].flag);
+        int want = cases[i].want ? cases[i].want : base.norm_groups;
+        CHECK(cfg.norm_groups == want && cfg.z_channels == base.z_channels, "%s, flag %d: %d groups, want %d",
+              cases[i].json, cases[i].flag, cfg.norm_groups, want);
+        cJSON_Delete(j);
+    }
+    CHECK(base.norm_groups != 4 && base.norm_groups != 2, "the fixture's own groups (%d) must differ from the cases'",
+          base.norm_groups);
+    safetensors_close(st);
+}
+
+/* A checkpoint in <run>/checkpoints/ that is not our own (a converted
+ * release file) takes the run's options from <run>/args.json. */
+static void test_run_args_beside_checkpoints(void)
+{
+    static const char *const t[] = {"x", NULL};
+    static const char *const meta[] = {"args", "{\"from_metadata\": 1}", NULL};
+    char dir[600], ckpt[700], args[700];
+    snprintf(dir, sizeof dir, "%s", test_tmp_path("run"));
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoints", dir);
+    mkdir(dir, 0755);
+    mkdir(ckpt, 0755);
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoints/0400000.safetensors", dir);
+    snprintf(args, sizeof args, "%s/args.json", dir);
+    /* Written where write_file puts its files, then moved into the run. */
+    rename(write_file("release.safetensors", t, meta), ckpt);
+    FILE *f = fopen(args, "w");
+    fputs("{\"from_args_json\": 1}", f);
+    fclose(f);
+    char from[1300];
+    safetensors *st = safetensors_open(ckpt);
+    cJSON *j = mf_run_args(st, ckpt, from, sizeof from);
+    CHECK(j && cJSON_GetObjectItemCaseSensitive(j, "from_args_json") && !strcmp(from, args),
+          "the run's args.json, read from '%s'", from);
+    cJSON_Delete(j);
+    safetensors_close(st);
+    /* Elsewhere, the file's own metadata. */
+    const char *loose = write_file("loose.safetensors", t, meta);
+    st = safetensors_open(loose);
+    j = mf_run_args(st, loose, from, sizeof from);
+    CHECK(j && cJSON_GetObjectItemCaseSensitive(j, "from_metadata") &&
+              !strcmp(from, "the file's own options (metadata args/config)"),
+          "a loose file's metadata, read from '%s'", from);
+    cJSON_Delete(j);
+    safetensors_close(st);
+    /* Our own checkpoint carries its options: args.json is not read. */
+    static const char *const own[] = {"format", CHECKPOINT_FORMAT, "args", "{\"from_metadata\": 1}", NULL};
+    rename(write_file("own.safetensors", t, own), ckpt);
+    st = safetensors_open(ckpt);
+    j = mf_run_args(st, ckpt, from, sizeof from);
+    CHECK(j && cJSON_GetObjectItemCaseSensitive(j, "from_metadata"), "our checkpoint's own options, not '%s'", from);
+    cJSON_Delete(j);
+    safetensors_close(st);
+}
+
+int main(void)
+{
+    test_tmp_dir("model_files");
+    RUN(test_json_numbers_and_strings);
+    RUN(test_metadata_json_order);
+    RUN(test_prefix_and_checkpoint_kind);
+    RUN(test_sit_heads_rules);
+    RUN(test_sit_config_from_file);
+    RUN(test_vae_norm_groups);
+    RUN(test_run_args_beside_checkpoints);
+    return test_summary();
+}
