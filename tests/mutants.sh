@@ -13,7 +13,8 @@
 # MUTANTS_FROM=<line> starts at that line of FILE (to go on after a stop).
 # MUTANTS_RETRY=<an earlier log> tries only the mutants that survived there
 # (e.g. a fast test first, then the slower ones on what it left).
-# One run at a time: every run rebuilds the same copy (build-mut/tree).
+# Runs on different files may go side by side: each builds its own copy
+# (build-mut/tree-<file>) and keeps its own scratch files.
 # Writes build-mut/<file>.log: one line per mutant, killed / survived /
 # no-compile, with the line and the change.
 set -u
@@ -27,14 +28,15 @@ done
 max=${MUTANTS_MAX:-0}
 limit=${MUTANTS_TIMEOUT:-300}
 root=$(pwd)
-work=build-mut/tree
-log=build-mut/$(echo "$file" | tr / _).log
+tag=$(echo "$file" | tr / _)
+work=build-mut/tree-$tag
+log=build-mut/$tag.log
 retry=${MUTANTS_RETRY:-}
 mkdir -p build-mut
 if [ -n "$retry" ]; then
     [ -f "$retry" ] || { echo "mutants.sh: MUTANTS_RETRY=$retry: no such log" >&2; exit 1; }
     # "line<TAB>operator" of each survivor; the new log must not overwrite it.
-    sed -n 's/^[^:]*:\([0-9]*\): survived   \[\(.*\)\]  .*$/\1\t\2/p' "$retry" > build-mut/retry.txt
+    sed -n 's/^[^:]*:\([0-9]*\): survived   \[\(.*\)\]  .*$/\1\t\2/p' "$retry" > build-mut/$tag.retry.txt
     [ "$retry" -ef "$log" ] && log=$log.retry
 fi
 
@@ -46,7 +48,7 @@ mkdir -p "$work"
 git ls-files -z --cached --others --exclude-standard | (cd "$root" && xargs -0 cp --parents -t "$work") || exit 1
 
 # The lines to mutate: executed ones from gcov's annotated output, or all.
-lines=build-mut/lines.txt
+lines=build-mut/$tag.lines.txt
 obj=build-cov/$(dirname "$file")
 if [ -e "$obj/$(basename "$file" .c).gcda" ]; then
     gcov -t -o "$obj" "$file" 2> /dev/null | awk -F: '$1 ~ /^ *[0-9]+\*?$/ { gsub(/ /, "", $2); print $2 }' | sort -n -u > "$lines"
@@ -82,11 +84,11 @@ s/\([^a-zA-Z_0-9.]\)0\.5f/\10.25f/
 s/\([( ]\)0\([;,)]\)/\11\2/'
 
 build_tests() {
-    (cd "$work" && make -s -j2 BUILD=build WERROR= build/repae $(for t in "$@"; do printf 'build/tests/%s ' "$t"; done)) > build-mut/build.log 2>&1
+    (cd "$work" && make -s -j2 BUILD=build WERROR= build/repae $(for t in "$@"; do printf 'build/tests/%s ' "$t"; done)) > build-mut/$tag.build.log 2>&1
 }
 
 echo "building the unmutated copy"
-build_tests "$@" || { echo "mutants.sh: the unmutated tree does not build (build-mut/build.log)" >&2; exit 1; }
+build_tests "$@" || { echo "mutants.sh: the unmutated tree does not build (build-mut/$tag.build.log)" >&2; exit 1; }
 for t in "$@"; do
     (cd "$work" && BUILD=build timeout "$limit" "build/tests/$t" > /dev/null 2>&1) \
         || { echo "mutants.sh: $t fails before any mutation" >&2; exit 1; }
@@ -117,7 +119,7 @@ for n in $(cat "$lines"); do
     esac
     printf '%s\n' "$variants" | while IFS="$(printf '\t')" read -r op new; do
         [ -n "$op" ] || continue
-        if [ -n "$retry" ] && ! grep -qxF "$(printf '%s\t%s' "$n" "$op")" build-mut/retry.txt; then
+        if [ -n "$retry" ] && ! grep -qxF "$(printf '%s\t%s' "$n" "$op")" build-mut/$tag.retry.txt; then
             continue
         fi
         awk -v n="$n" -v new="$new" 'NR == n { print new; next } { print }' "$file" > "$work/$file"
