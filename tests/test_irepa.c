@@ -462,6 +462,7 @@ static void test_repae_steps_irepa_match_torch(void)
     cfg.spatial_norm = true, cfg.zscore_alpha = 0.6f;
     repae_trainer t;
     repae_trainer_init(&t, &cfg, &v, vp, &s, sp, &e, ew, &d, dp, &l, lp, 16, 16, 3);
+    int compared = 0;
     for (int step = 0; step < STEPS; step++) {
         char name[64];
         uint8_t images[B * 3 * 16 * 16];
@@ -483,6 +484,7 @@ static void test_repae_steps_irepa_match_torch(void)
             snprintf(name, sizeof name, "step%d.%s", step, repae_log_names[k]);
             if (!safetensors_find(st, name))
                 continue;
+            compared++;
             float want;
             safetensors_load_f32(st, name, 1, (int64_t[]){1}, &want);
             bool norm = strstr(repae_log_names[k], "grad_norm") != NULL;
@@ -494,6 +496,8 @@ static void test_repae_steps_irepa_match_torch(void)
             check_params_against_fixture(st, &s.table, t.sit_grads, "step0.grad.sit.", PARAM_TRAINABLE, 2e-7, 2e-3);
         free(imf), free(lab), free(drop), free(eps), free(time), free(noise);
     }
+    CHECK(compared == STEPS * (REPAE_N_LOGS - 3), "%d logged values compared with torch's, want every one but the three "
+          "constants in each of %d steps", compared, STEPS);
     check_params_after_adam(st, &s.table, sp, "final.sit.", 1e-4, 6e-3);
     check_params_after_adam(st, &s.table, t.ema_params, "final.ema.", 1e-4, 6e-3);
     repae_trainer_free(&t);

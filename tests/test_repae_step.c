@@ -87,6 +87,7 @@ static void run_golden_steps(bool e2e)
     repae_trainer t;
     repae_trainer_init(&t, &cfg, &v, vp, &s, sp, &e, ew, &d, dp, &l, lp, 16, 16, 3);
 
+    int compared = 0;
     for (int step = 0; step < STEPS; step++) {
         char name[64];
         uint8_t images[B * 3 * 16 * 16];
@@ -114,6 +115,7 @@ static void run_golden_steps(bool e2e)
             snprintf(name, sizeof name, "step%d.%s", step, repae_log_names[k]);
             if (!safetensors_find(ex, name))
                 continue; /* discriminator_factor, d_weight, lecam_loss: constants */
+            compared++;
             float want;
             safetensors_load_f32(ex, name, 1, (int64_t[]){1}, &want);
             /* Losses are sums over a few thousand fp32 terms: ~1e-5 relative.
@@ -146,6 +148,8 @@ static void run_golden_steps(bool e2e)
             }
         }
     }
+    CHECK(compared == STEPS * (REPAE_N_LOGS - 3), "%d logged values compared with torch's, want every one but the three "
+          "constants in each of %d steps", compared, STEPS);
     /* The step's arena plan covers its peak without its 64 KiB safety
      * margin, and is not a blanket over-estimate: at most 5 % more (here
      * the plan is 28 KiB above the peak of 3.3 MiB).  An error in one of its
