@@ -212,6 +212,11 @@ static void test_sit_config_from_file(void)
     CHECK(cfg.class_dropout_prob == 0.1f && cfg.encoder_depth == 3, "defaults: dropout %g, encoder depth %d",
           cfg.class_dropout_prob, cfg.encoder_depth);
     cJSON_Delete(j);
+    /* One head, recorded, is no guess. */
+    j = json("{\"num_heads\": 1}");
+    guessed = mf_sit_config(&cfg, st, "ema.", j, 0, 0);
+    CHECK(!guessed && cfg.heads == 1, "num_heads 1: %d heads (guessed %d)", cfg.heads, guessed);
+    cJSON_Delete(j);
     /* Explicit heads override the file. */
     j = json("{\"num_heads\": 4}");
     mf_sit_config(&cfg, st, "ema.", j, 2, 0);
