@@ -407,6 +407,33 @@ static void test_fid_invariants(void)
     free(s3);
 }
 
+/* trace_sqrtm_product on matrices whose answer is known in closed form:
+ * diagonal ones (with the offset 0 and 1), Σ1 = Σ2 (the trace of Σ), and
+ * non-finite input, refused before LAPACK sees it. */
+static void test_trace_sqrtm_closed_forms(void)
+{
+    const double s1[9] = {1, 0, 0, 0, 4, 0, 0, 0, 9}, s2[9] = {25, 0, 0, 0, 16, 0, 0, 0, 1};
+    double lo1, lo;
+    double t = trace_sqrtm_product(3, s1, s2, 0, &lo1, &lo);
+    /* sqrt(1·25) + sqrt(4·16) + sqrt(9·1); smallest eigenvalues 1 (Σ1) and 9 (Σ1Σ2). */
+    CHECK(fabs(t - 16) < 1e-12 && fabs(lo1 - 1) < 1e-12 && fabs(lo - 9) < 1e-12,
+          "diagonal: trace %.15g (want 16), min eigenvalues %.15g (1), %.15g (9)", t, lo1, lo);
+    t = trace_sqrtm_product(3, s1, s2, 1, &lo1, &lo);
+    double want = sqrt(2.0 * 26) + sqrt(5.0 * 17) + sqrt(10.0 * 2);
+    CHECK(fabs(t - want) < 1e-12 && fabs(lo1 - 2) < 1e-12 && fabs(lo - 20) < 1e-12,
+          "diagonal, offset 1: trace %.15g (want %.15g), min eigenvalues %.15g (2), %.15g (20)", t, want, lo1, lo);
+    const double sym[4] = {2, 1, 1, 2}; /* eigenvalues 1 and 3 */
+    t = trace_sqrtm_product(2, sym, sym, 0, &lo1, &lo);
+    CHECK(fabs(t - 4) < 1e-12 && fabs(lo1 - 1) < 1e-12 && fabs(lo - 1) < 1e-12,
+          "Σ1 = Σ2: trace %.15g (want tr Σ = 4), min eigenvalues %.15g, %.15g (1, 1)", t, lo1, lo);
+    double bad[9];
+    memcpy(bad, s2, sizeof bad);
+    bad[8] = INFINITY;
+    t = trace_sqrtm_product(3, s1, bad, 0, &lo1, &lo);
+    CHECK(isnan(t) && isnan(lo1) && isnan(lo), "an infinite last element of Σ2: trace %g, eigenvalues %g %g", t, lo1,
+          lo);
+}
+
 typedef struct nonpsd_ctx {
     int D;
 } nonpsd_ctx;
@@ -687,6 +714,7 @@ int main(void)
     RUN(test_fid_matches_scipy);
     RUN(test_fid_invariants);
     RUN(test_fid_imaginary_component_dies);
+    RUN(test_trace_sqrtm_closed_forms);
     RUN(test_inception_score_matches_numpy);
     RUN(test_inception_score_limits);
     RUN(test_pr_matches_numpy);
