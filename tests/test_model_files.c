@@ -176,7 +176,7 @@ static const char *write_sit(const char *name, int hidden, int heads)
 
 typedef struct sit_case {
     const char *path, *json;
-    int guess;
+    int guess, heads;
 } sit_case;
 
 static void sit_config_child(void *ctx)
@@ -185,7 +185,7 @@ static void sit_config_child(void *ctx)
     safetensors *st = safetensors_open(c->path);
     cJSON *j = json(c->json);
     sit_config cfg;
-    mf_sit_config(&cfg, st, "ema.", j, 0, c->guess);
+    mf_sit_config(&cfg, st, "ema.", j, c->heads, c->guess);
 }
 
 static void test_sit_config_from_file(void)
@@ -212,6 +212,11 @@ static void test_sit_config_from_file(void)
     CHECK(cfg.class_dropout_prob == 0.1f && cfg.encoder_depth == 3, "defaults: dropout %g, encoder depth %d",
           cfg.class_dropout_prob, cfg.encoder_depth);
     cJSON_Delete(j);
+    /* An encoder depth of 1 is taken as it is. */
+    j = json("{\"num_heads\": 4, \"encoder_depth\": 1}");
+    mf_sit_config(&cfg, st, "ema.", j, 0, 0);
+    CHECK(cfg.encoder_depth == 1, "encoder_depth 1 gave %d", cfg.encoder_depth);
+    cJSON_Delete(j);
     /* One head, recorded, is no guess. */
     j = json("{\"num_heads\": 1}");
     guessed = mf_sit_config(&cfg, st, "ema.", j, 0, 0);
@@ -236,6 +241,15 @@ static void test_sit_config_from_file(void)
     CHECK(guessed && cfg.heads == 3, "width 192 guessed: %d heads (guessed %d)", cfg.heads, guessed);
     safetensors_close(st);
     cJSON_Delete(j);
+    /* --heads that do not divide the width. */
+    sit_case five = {path, "{}", 0, 5};
+    expect_die("--heads 5 for a width of 96", sit_config_child, &five, "96");
+    /* Numbers the file gets wrong: the configuration's own checks. */
+    sit_case dropout = {path, "{\"num_heads\": 4, \"cfg_prob\": 1.5}", 0, 0};
+    expect_die("cfg_prob 1.5 in the file", sit_config_child, &dropout,
+               "class dropout probability 1.5 is outside [0, 1)");
+    sit_case momentum = {path, "{\"num_heads\": 4, \"bn_momentum\": 2}", 0, 0};
+    expect_die("bn_momentum 2 in the file", sit_config_child, &momentum, "momentum 2 in [0, 1]");
     sit_case wrong_prefix = {path, "{}", 1};
     static const char *const t[] = {"ema.pos_embed", NULL};
     wrong_prefix.path = write_file("flat_pos_embed.safetensors", t, NULL);
@@ -262,6 +276,9 @@ static void test_vae_norm_groups(void)
         {"{\"vae\": \"f8d4\", \"vae_norm_groups\": 4, \"norm_groups\": 2}", 0, 0},
         {"{\"norm_groups\": 2}", 0, 2},
         {"{\"norm_groups\": 0}", 0, 0},
+        {"{\"vae\": \"custom\"}", 0, 0},
+        {"{}", 1, 1},
+        {"{\"norm_groups\": 1}", 0, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         cJSON *j = json(cases[i].json);
@@ -272,9 +289,76 @@ static void test_vae_norm_groups(void)
               cases[i].json, cases[i].flag, cfg.norm_groups, want);
         cJSON_Delete(j);
     }
-    CHECK(base.norm_groups != 4 && base.norm_groups != 2, "the fixture's own groups (%d) must differ from the cases'",
+    CHECK(base.norm_groups != 4 && base.norm_groups != 2 && base.norm_groups != 1, "the fixture's own groups (%d) must differ from the cases'",
           base.norm_groups);
     safetensors_close(st);
+}
+
+static void vae_groups_child(void *ctx)
+{
+    safetensors *st = fixture_open("models/vae_tiny_f8");
+    vae_config cfg;
+    mf_vae_config(&cfg, st, "", NULL, *(const int *)ctx);
+}
+
+typedef struct open_vae_case {
+    const char *path;
+    int groups;
+} open_vae_case;
+
+static void open_vae_child(void *ctx)
+{
+    const open_vae_case *c = ctx;
+    vae v;
+    mf_open_vae(&v, c->path, c->groups, PARAM_STRICT, NULL);
+}
+
+/* Groups that do not divide the widths are refused; a diffusers folder's
+ * config.json and --vae-norm-groups must agree; a weights file holds the
+ * VAE at the top level or under vae. */
+static void test_vae_groups_refused_and_files_opened(void)
+{
+    const int three = 3;
+    expect_die("3 GroupNorm groups", vae_groups_child, (void *)&three, "is not divisible by 3 GroupNorm groups");
+    open_vae_case folder = {"tests/fixtures/io/diffusers_vae_tiny", 2};
+    expect_die("--vae-norm-groups 2 against config.json's 4", open_vae_child, &folder,
+               "config.json says norm_num_groups 4, which --vae-norm-groups 2 contradicts");
+    const int agree[2] = {0, 4};
+    for (int i = 0; i < 2; i++) {
+        vae v;
+        const char *prefix = NULL;
+        float *w = mf_open_vae(&v, folder.path, agree[i], PARAM_STRICT, &prefix);
+        CHECK(v.cfg.norm_groups == 4 && prefix && !strcmp(prefix, ""), "diffusers folder, groups %d: %d groups",
+              agree[i], v.cfg.norm_groups);
+        free(w);
+        vae_free(&v);
+    }
+    /* Under "vae.": the fixture's tensors saved again with that prefix (its
+     * metadata left behind: the groups come from the flag). */
+    safetensors *st = fixture_open("models/vae_tiny_f8");
+    vae_config base;
+    mf_vae_config(&base, st, "", NULL, 0);
+    st_writer *wr = st_writer_new();
+    for (int i = 0; i < st->n_tensors; i++) {
+        const st_tensor *t = &st->tensors[i];
+        char name[300];
+        snprintf(name, sizeof name, "vae.%s", t->name);
+        st_writer_add(wr, name, t->dtype, t->ndim, t->shape, safetensors_tensor_bytes(st, t));
+    }
+    const char *under = test_tmp_path("under_vae.safetensors");
+    st_writer_save(wr, under);
+    st_writer_free(wr);
+    safetensors_close(st);
+    vae v;
+    const char *prefix = NULL;
+    float *w = mf_open_vae(&v, under, base.norm_groups, PARAM_STRICT, &prefix);
+    CHECK(prefix && !strcmp(prefix, "vae.") && v.cfg.ch == base.ch, "the VAE's prefix: %s",
+          prefix ? prefix : "(none)");
+    free(w);
+    vae_free(&v);
+    static const char *const t[] = {"x", NULL};
+    open_vae_case none = {write_file("no_vae.safetensors", t, NULL), 0};
+    expect_die("a file without a VAE", open_vae_child, &none, "no VAE encoder in this file");
 }
 
 /* A checkpoint in <run>/checkpoints/ that is not our own (a converted
@@ -330,6 +414,7 @@ int main(void)
     RUN(test_sit_heads_rules);
     RUN(test_sit_config_from_file);
     RUN(test_vae_norm_groups);
+    RUN(test_vae_groups_refused_and_files_opened);
     RUN(test_run_args_beside_checkpoints);
     return test_summary();
 }
