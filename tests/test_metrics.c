@@ -426,6 +426,20 @@ static void test_trace_sqrtm_closed_forms(void)
     t = trace_sqrtm_product(2, sym, sym, 0, &lo1, &lo);
     CHECK(fabs(t - 4) < 1e-12 && fabs(lo1 - 1) < 1e-12 && fabs(lo - 1) < 1e-12,
           "Σ1 = Σ2: trace %.15g (want tr Σ = 4), min eigenvalues %.15g, %.15g (1, 1)", t, lo1, lo);
+    /* The same through frechet_distance_ex, and what it reports. */
+    const double mu1[3] = {1, 2, 3}, mu2[3] = {1, 0, 3};
+    frechet_info info;
+    double f = frechet_distance_ex(3, mu1, s1, mu2, s2, 1, &info);
+    CHECK(info.mean_term == 4 && info.trace1 == 14 && info.trace2 == 42 && fabs(info.trace_sqrt - want) < 1e-12 &&
+              fabs(info.min_eig1 - 2) < 1e-12 && fabs(info.min_eig - 20) < 1e-12 && info.offset == 1 &&
+              fabs(f - (4 + 14 + 42 - 2 * want)) < 1e-11,
+          "FID %.15g: mean term %g (4), traces %g (14) %g (42) %.15g (%.15g), eigenvalues %g (2) %g (20), offset %g",
+          f, info.mean_term, info.trace1, info.trace2, info.trace_sqrt, want, info.min_eig1, info.min_eig,
+          info.offset);
+    /* One dimension: (m1 − m2)² + s1 + s2 − 2·sqrt(s1·s2). */
+    const double a = 2.25, b = 0.25, m1 = 0.5, m2 = -1;
+    f = frechet_distance_ex(1, &m1, &a, &m2, &b, 0, NULL);
+    CHECK(fabs(f - (2.25 + 2.25 + 0.25 - 2 * 0.75)) < 1e-14, "1-D FID %.17g, want 3.25", f);
     double bad[9];
     memcpy(bad, s2, sizeof bad);
     bad[8] = INFINITY;
@@ -450,8 +464,15 @@ static void fid_not_psd(void *vctx)
     frechet_distance_ex(D, mu, s1, mu, s2, 0, NULL);
 }
 
+static void fid_of_nothing(void *ctx)
+{
+    const double x = 1;
+    frechet_distance_ex(0, &x, &x, &x, &x, 0, NULL);
+}
+
 static void test_fid_imaginary_component_dies(void)
 {
+    expect_die("FID of dimension 0", fid_of_nothing, NULL, "Frechet distance: dimension 0 must be positive");
     nonpsd_ctx c = {8};
     expect_die("FID of a non-PSD covariance", fid_not_psd, &c, "imaginary component");
 }
