@@ -361,6 +361,54 @@ static void test_vae_groups_refused_and_files_opened(void)
     expect_die("a file without a VAE", open_vae_child, &none, "no VAE encoder in this file");
 }
 
+/* The ViT's heads: --heads, else the file's num_heads if it divides the
+ * width, else the DINOv2 preset for the width (none for the fixture's 48),
+ * else (with guess) one from the width, else refused. */
+typedef struct vit_case {
+    const char *path, *json;
+    int heads, guess;
+} vit_case;
+
+static void vit_config_child(void *ctx)
+{
+    const vit_case *c = ctx;
+    safetensors *st = safetensors_open(c->path);
+    cJSON *j = c->json ? json(c->json) : NULL;
+    mf_vit_config(st, "", j, 0, c->heads, c->guess);
+}
+
+static void test_vit_heads_and_refusals(void)
+{
+    const char *path = "tests/fixtures/models/vit_tiny.safetensors";
+    safetensors *st = safetensors_open(path);
+    const struct {
+        const char *json;
+        int heads, guess, want;
+    } cases[] = {
+        {NULL, 2, 0, 2}, {NULL, 1, 0, 1}, {"{\"num_heads\": 4}", 0, 0, 4}, {"{\"num_heads\": 4}", 2, 0, 2},
+        {"{\"num_heads\": 5}", 0, 1, 1}, {"{\"num_heads\": 0}", 0, 1, 1}, {"{}", 0, 1, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cJSON *j = cases[i].json ? json(cases[i].json) : NULL;
+        vit_config c = mf_vit_config(st, "", j, 0, cases[i].heads, cases[i].guess);
+        CHECK(c.embed_dim == 48 && c.heads == cases[i].want, "%s, --heads %d, guess %d: width %d, %d heads, want %d",
+              cases[i].json ? cases[i].json : "no JSON", cases[i].heads, cases[i].guess, c.embed_dim, c.heads,
+              cases[i].want);
+        cJSON_Delete(j);
+    }
+    safetensors_close(st);
+    vit_case unknown = {path, "{\"num_heads\": 5}", 0, 0};
+    expect_die("width 48, no usable head count", vit_config_child, &unknown, "no default head count for width 48");
+    unknown.json = "{}";
+    expect_die("width 48, no head count", vit_config_child, &unknown, "no default head count for width 48");
+    static const char *const t[] = {"x", NULL};
+    vit_case none = {write_file("no_vit.safetensors", t, NULL), NULL, 0, 1};
+    expect_die("a file without a ViT", vit_config_child, &none, "no DINOv2 ViT under prefix '' (no cls_token [1, 1, D])");
+    static const char *const flat[] = {"cls_token", NULL};
+    vit_case flat_cls = {write_file("flat_cls.safetensors", flat, NULL), NULL, 0, 1};
+    expect_die("a cls_token of one dimension", vit_config_child, &flat_cls, "no DINOv2 ViT under prefix ''");
+}
+
 /* A checkpoint in <run>/checkpoints/ that is not our own (a converted
  * release file) takes the run's options from <run>/args.json. */
 static void test_run_args_beside_checkpoints(void)
@@ -415,6 +463,7 @@ int main(void)
     RUN(test_sit_config_from_file);
     RUN(test_vae_norm_groups);
     RUN(test_vae_groups_refused_and_files_opened);
+    RUN(test_vit_heads_and_refusals);
     RUN(test_run_args_beside_checkpoints);
     return test_summary();
 }
