@@ -1,6 +1,9 @@
 /* Datasets and the loader: Fashion-MNIST from Debian's package, shard round
  * trip, epoch permutations, exact resume, and the per-rank split. */
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "core/error.h"
 #include "data/dataset.h"
@@ -202,9 +205,99 @@ static void test_bad_data_errors(void)
     CHECK(system(cmd) == 0, "cleanup");
 }
 
+/* Fashion-MNIST's files are checked for what they must hold (N×28×28
+ * images, N labels of 0-9), and the size, channel and split flags alone;
+ * the smallest size, 28, is the images as they are. */
+static void write_idx_gz(const char *path, const uint32_t *dims, int ndim, const uint8_t *data, size_t n)
+{
+    uint8_t head[4 + 16] = {0, 0, 8, (uint8_t)ndim};
+    for (int i = 0; i < ndim; i++)
+        for (int b = 0; b < 4; b++)
+            head[4 + 4 * i + b] = (uint8_t)(dims[i] >> (24 - 8 * b));
+    gzFile g = gzopen(path, "wb");
+    CHECK(g && gzwrite(g, head, 4 + 4 * ndim) == 4 + 4 * ndim && (n == 0 || gzwrite(g, data, (unsigned)n) == (int)n) &&
+              gzclose(g) == Z_OK,
+          "writing %s", path);
+}
+
+typedef struct fmnist_case {
+    const char *dir, *split;
+    int size, channels;
+} fmnist_case;
+
+static void read_fmnist(void *ctx)
+{
+    const fmnist_case *c = ctx;
+    dataset d = dataset_fashion_mnist(c->dir, c->split, c->size, c->channels);
+    dataset_free(&d);
+}
+
+static void test_fashion_mnist_files_checked(void)
+{
+    char dir[] = "/tmp/repae_fmnist_XXXXXX", images[128], labels[128];
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    snprintf(images, sizeof images, "%s/t10k-images-idx3-ubyte.gz", dir);
+    snprintf(labels, sizeof labels, "%s/t10k-labels-idx1-ubyte.gz", dir);
+    uint8_t pix[3 * 28 * 28], lab[3] = {3, 7, 9};
+    for (size_t i = 0; i < sizeof pix; i++)
+        pix[i] = (uint8_t)(1 + i % 251);
+    const uint32_t good[3] = {2, 28, 28}, one[1] = {2};
+    write_idx_gz(images, good, 3, pix, 2 * 784);
+    write_idx_gz(labels, one, 1, lab, 2);
+    dataset d = dataset_fashion_mnist(dir, "test", 28, 1);
+    CHECK(d.n == 2 && d.height == 28 && !memcmp(d.images, pix, 2 * 784) && d.labels[0] == 3 && d.labels[1] == 7,
+          "size 28: the images as they are (n %d, size %d)", d.n, d.height);
+    dataset_free(&d);
+    d = dataset_fashion_mnist(dir, "test", 30, 1);
+    CHECK(d.images[0] == 0 && d.images[31] == pix[0] && d.images[30 + 28] == pix[27] && d.images[30 + 29] == 0,
+          "size 30: one pixel of zero padding on each side");
+    dataset_free(&d);
+    d = dataset_fashion_mnist_first(dir, "test", 28, 1, 1);
+    CHECK(d.n == 1, "max_images 1 gave %d images", d.n);
+    dataset_free(&d);
+
+    fmnist_case c = {dir, "test", 28, 1};
+    c.size = 27;
+    expect_die("size 27", read_fmnist, &c, "Fashion-MNIST image size 27: must be at least 28");
+    c.size = 28, c.channels = 2;
+    expect_die("2 channels", read_fmnist, &c, "Fashion-MNIST channels must be 1 or 3, not 2");
+    c.channels = 1, c.split = "val";
+    expect_die("split val", read_fmnist, &c, "Fashion-MNIST split must be 'train' or 'test', not 'val'");
+    c.split = "test";
+
+    const struct {
+        uint32_t dims[3];
+        int ndim;
+    } bad_images[] = {{{2, 27, 28}, 3}, {{2, 28, 27}, 3}, {{2, 784}, 2}, {{2, 28, 28 * 28}, 3}};
+    for (size_t i = 0; i < sizeof bad_images / sizeof bad_images[0]; i++) {
+        size_t n = 1;
+        for (int k = 0; k < bad_images[i].ndim; k++)
+            n *= bad_images[i].dims[k];
+        uint8_t *z = calloc(n, 1);
+        write_idx_gz(images, bad_images[i].dims, bad_images[i].ndim, z, n);
+        free(z);
+        expect_die("images not N×28×28", read_fmnist, &c, "t10k-images-idx3-ubyte.gz': expected N×28×28 images");
+    }
+    write_idx_gz(images, good, 3, pix, 2 * 784);
+    const uint32_t three[1] = {3}, two_by_one[2] = {2, 1};
+    write_idx_gz(labels, three, 1, lab, 3);
+    expect_die("3 labels for 2 images", read_fmnist, &c, "expected 2 labels to match");
+    write_idx_gz(labels, two_by_one, 2, lab, 2);
+    expect_die("labels of 2 dimensions", read_fmnist, &c, "expected 2 labels to match");
+    const uint8_t ten[2] = {3, 10};
+    write_idx_gz(labels, one, 1, ten, 2);
+    expect_die("a label of 10", read_fmnist, &c,
+               "t10k-images-idx3-ubyte.gz': label 10 of image 1 is out of range [0, 10)");
+
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0, "cleanup");
+}
+
 int main(void)
 {
     RUN(test_fashion_mnist_padded);
+    RUN(test_fashion_mnist_files_checked);
     RUN(test_shard_round_trip);
     RUN(test_loader_epochs_and_resume);
     RUN(test_loader_ranks_disjoint);
