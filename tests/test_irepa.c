@@ -496,8 +496,9 @@ static void test_repae_steps_irepa_match_torch(void)
             check_params_against_fixture(st, &s.table, t.sit_grads, "step0.grad.sit.", PARAM_TRAINABLE, 2e-7, 2e-3);
         free(imf), free(lab), free(drop), free(eps), free(time), free(noise);
     }
-    CHECK(compared == STEPS * (REPAE_N_LOGS - 3), "%d logged values compared with torch's, want every one but the three "
-          "constants in each of %d steps", compared, STEPS);
+    CHECK(compared == STEPS * (REPAE_N_LOGS - 3),
+          "%d logged values compared with torch's, want every one but the three constants in each of %d steps",
+          compared, STEPS);
     check_params_after_adam(st, &s.table, sp, "final.sit.", 1e-4, 6e-3);
     check_params_after_adam(st, &s.table, t.ema_params, "final.ema.", 1e-4, 6e-3);
     repae_trainer_free(&t);

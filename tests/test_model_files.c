@@ -289,7 +289,8 @@ static void test_vae_norm_groups(void)
               cases[i].json, cases[i].flag, cfg.norm_groups, want);
         cJSON_Delete(j);
     }
-    CHECK(base.norm_groups != 4 && base.norm_groups != 2 && base.norm_groups != 1, "the fixture's own groups (%d) must differ from the cases'",
+    CHECK(base.norm_groups != 4 && base.norm_groups != 2 && base.norm_groups != 1,
+          "the fixture's own groups (%d) must differ from the cases'",
           base.norm_groups);
     safetensors_close(st);
 }
@@ -403,7 +404,8 @@ static void test_vit_heads_and_refusals(void)
     expect_die("width 48, no head count", vit_config_child, &unknown, "no default head count for width 48");
     static const char *const t[] = {"x", NULL};
     vit_case none = {write_file("no_vit.safetensors", t, NULL), NULL, 0, 1};
-    expect_die("a file without a ViT", vit_config_child, &none, "no DINOv2 ViT under prefix '' (no cls_token [1, 1, D])");
+    expect_die("a file without a ViT", vit_config_child, &none,
+               "no DINOv2 ViT under prefix '' (no cls_token [1, 1, D])");
     static const char *const flat[] = {"cls_token", NULL};
     vit_case flat_cls = {write_file("flat_cls.safetensors", flat, NULL), NULL, 0, 1};
     expect_die("a cls_token of one dimension", vit_config_child, &flat_cls, "no DINOv2 ViT under prefix ''");

@@ -148,8 +148,9 @@ static void run_golden_steps(bool e2e)
             }
         }
     }
-    CHECK(compared == STEPS * (REPAE_N_LOGS - 3), "%d logged values compared with torch's, want every one but the three "
-          "constants in each of %d steps", compared, STEPS);
+    CHECK(compared == STEPS * (REPAE_N_LOGS - 3),
+          "%d logged values compared with torch's, want every one but the three constants in each of %d steps",
+          compared, STEPS);
     /* The step's arena plan covers its peak without its 64 KiB safety
      * margin, and is not a blanket over-estimate: at most 5 % more (here
      * the plan is 28 KiB above the peak of 3.3 MiB).  An error in one of its
