@@ -327,6 +327,39 @@ static void shard_child(void *path)
     dataset_free(&d);
 }
 
+/* Each field of a shard's header alone: a zero count, size or class count,
+ * more channels, a side, images or classes than the limits; the limits
+ * themselves are allowed (they then fail on the file's size). */
+static void test_shard_header_fields(void)
+{
+    const struct {
+        uint32_t f[6]; /* version, N, C, H, W, classes */
+        const char *want;
+    } cases[] = {
+        {{2, 1, 1, 1, 1, 1}, "shard version 2 is not supported (this repae reads version 1)"},
+        {{1, 0, 1, 1, 1, 1}, "implausible shard header (N=0 C=1 H=1 W=1 classes=1)"},
+        {{1, 1, 0, 1, 1, 1}, "implausible shard header (N=1 C=0"},
+        {{1, 1, 1, 0, 1, 1}, "implausible shard header (N=1 C=1 H=0"},
+        {{1, 1, 1, 1, 0, 1}, "implausible shard header (N=1 C=1 H=1 W=0"},
+        {{1, 1, 1, 1, 1, 0}, "implausible shard header (N=1 C=1 H=1 W=1 classes=0)"},
+        {{1, 1, 5, 1, 1, 1}, "implausible shard header (N=1 C=5"},
+        {{1, 1, 1, 8193, 1, 1}, "implausible shard header (N=1 C=1 H=8193"},
+        {{1, 1, 1, 1, 8193, 1}, "implausible shard header (N=1 C=1 H=1 W=8193"},
+        {{1, (1u << 27) + 1, 1, 1, 1, 1}, "implausible shard header (N=134217729"},
+        {{1, 1, 1, 1, 1, 100001}, "classes=100001)"},
+        {{1, 1 << 27, 4, 8192, 8192, 100000}, "the header declares 134217728 images of 4x8192x8192"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint8_t h[32 + 5] = "REPAESHD";
+        for (int k = 0; k < 6; k++)
+            for (int b = 0; b < 4; b++)
+                h[8 + 4 * k + b] = (uint8_t)(cases[i].f[k] >> (8 * b));
+        char name[32];
+        snprintf(name, sizeof name, "header%zu.shard", i);
+        expect_die(name, shard_child, (void *)write_bytes(name, h, sizeof h), cases[i].want);
+    }
+}
+
 static void alloc_child(void *unused)
 {
     (void)unused;
@@ -571,6 +604,7 @@ int main(void)
     RUN(test_idx_corrupt_gzip);
     RUN(test_latent_cache_bad_labels_refused);
     RUN(test_sizes_checked_before_allocating);
+    RUN(test_shard_header_fields);
     RUN(test_image_folder_problems_refused);
     RUN(test_model_config_numbers_checked);
     RUN(test_command_line_usage);

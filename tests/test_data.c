@@ -75,6 +75,31 @@ static void test_shard_round_trip(void)
     rmdir(dir);
 }
 
+/* dataset_open: a shard by its path, Fashion-MNIST by name, each cut to
+ * --max-images (0: all). */
+static void test_dataset_open(void)
+{
+    char path[] = "/tmp/repae_open_XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    dataset d = tiny_dataset(7);
+    dataset_write_shard(&d, path);
+    dataset_free(&d);
+    dataset all = dataset_open(path, "train", 0, 0, 0), three = dataset_open(path, "train", 0, 0, 3),
+            one = dataset_open(path, "train", 0, 0, 1);
+    CHECK(all.n == 7 && three.n == 3 && one.n == 1 && !memcmp(all.images, three.images, 3 * 6) &&
+              three.labels[2] == 2,
+          "a shard of 7: %d images, with --max-images 3: %d, 1: %d", all.n, three.n, one.n);
+    dataset_free(&all);
+    dataset_free(&one);
+    dataset_free(&three);
+    unlink(path);
+    dataset f = dataset_open("fashion-mnist", "test", 32, 1, 5);
+    CHECK(f.n == 5 && f.height == 32 && f.num_classes == 10, "fashion-mnist cut to 5: %d images of %d", f.n,
+          f.height);
+    dataset_free(&f);
+}
+
 static void test_loader_epochs_and_resume(void)
 {
     dataset d = tiny_dataset(23); /* 23 images, batch 4: 5 batches, 3 dropped */
@@ -182,7 +207,7 @@ static void test_bad_data_errors(void)
     f = fopen(bad_path, "wb");
     fwrite(bytes, 1, size, f);
     fclose(f);
-    expect_die("label out of range", read_bad_shard, NULL, "label 99 of image 9 is out of range");
+    expect_die("label out of range", read_bad_shard, NULL, "label.shard': label 99 of image 9 is out of range");
     /* Not a shard at all. */
     snprintf(bad_path, sizeof bad_path, "%s/text.shard", dir);
     f = fopen(bad_path, "wb");
@@ -299,6 +324,7 @@ int main(void)
     RUN(test_fashion_mnist_padded);
     RUN(test_fashion_mnist_files_checked);
     RUN(test_shard_round_trip);
+    RUN(test_dataset_open);
     RUN(test_loader_epochs_and_resume);
     RUN(test_loader_ranks_disjoint);
     RUN(test_bad_data_errors);
