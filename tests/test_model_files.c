@@ -386,7 +386,7 @@ static void test_vit_heads_and_refusals(void)
         const char *json;
         int heads, guess, want;
     } cases[] = {
-        {NULL, 2, 0, 2}, {NULL, 1, 0, 1}, {"{\"num_heads\": 4}", 0, 0, 4}, {"{\"num_heads\": 4}", 2, 0, 2},
+        {NULL, 2, 0, 2}, {NULL, 2, 1, 2}, {NULL, 1, 0, 1}, {"{\"num_heads\": 4}", 0, 0, 4}, {"{\"num_heads\": 4}", 2, 0, 2},
         {"{\"num_heads\": 5}", 0, 1, 1}, {"{\"num_heads\": 0}", 0, 1, 1}, {"{}", 0, 1, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -409,6 +409,14 @@ static void test_vit_heads_and_refusals(void)
     static const char *const flat[] = {"cls_token", NULL};
     vit_case flat_cls = {write_file("flat_cls.safetensors", flat, NULL), NULL, 0, 1};
     expect_die("a cls_token of one dimension", vit_config_child, &flat_cls, "no DINOv2 ViT under prefix ''");
+}
+
+static void run_args_child(void *ctx)
+{
+    const char *ckpt = ctx;
+    char from[1300];
+    safetensors *st = safetensors_open(ckpt);
+    mf_run_args(st, ckpt, from, sizeof from);
 }
 
 /* A checkpoint in <run>/checkpoints/ that is not our own (a converted
@@ -436,6 +444,17 @@ static void test_run_args_beside_checkpoints(void)
           "the run's args.json, read from '%s'", from);
     cJSON_Delete(j);
     safetensors_close(st);
+    /* An args.json that is not an object, or not JSON, is refused. */
+    const char *bad[2] = {"[1, 2]", "{\"unclosed\": "};
+    for (int i = 0; i < 2; i++) {
+        f = fopen(args, "w");
+        fputs(bad[i], f);
+        fclose(f);
+        expect_die(bad[i], run_args_child, ckpt, "(the options of the run of '");
+    }
+    f = fopen(args, "w");
+    fputs("{\"from_args_json\": 1}", f);
+    fclose(f);
     /* Elsewhere, the file's own metadata. */
     const char *loose = write_file("loose.safetensors", t, meta);
     st = safetensors_open(loose);
