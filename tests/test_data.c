@@ -313,6 +313,9 @@ static void test_fashion_mnist_files_checked(void)
     write_idx_gz(labels, one, 1, ten, 2);
     expect_die("a label of 10", read_fmnist, &c,
                "t10k-images-idx3-ubyte.gz': label 10 of image 1 is out of range [0, 10)");
+    const uint8_t first[2] = {10, 3};
+    write_idx_gz(labels, one, 1, first, 2);
+    expect_die("the first label 10", read_fmnist, &c, "label 10 of image 0 is out of range [0, 10)");
 
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
