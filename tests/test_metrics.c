@@ -629,6 +629,58 @@ static void test_pr_matches_numpy(void)
     safetensors_close(st);
 }
 
+/* Each option alone out of range is refused; k = 1 and k = 63 with one
+ * more point than k are accepted. */
+typedef struct pr_bad {
+    pr_opts o;
+    int64_t n;
+} pr_bad;
+
+static void pr_radii_child(void *ctx)
+{
+    const pr_bad *b = ctx;
+    float x[70 * 2], r[70];
+    for (int i = 0; i < 140; i++)
+        x[i] = (float)(i * 7 % 13);
+    pr_manifold_radii(r, x, b->n, 2, &b->o, NULL);
+}
+
+static void test_pr_options_refused(void)
+{
+    const struct {
+        int field;
+        int64_t value;
+        const char *want;
+    } cases[] = {
+        {0, 0, "bad options k=0"},          {1, 0, "row_block=0"},
+        {2, 0, "col_block=0"},              {3, -1, "tile_rows=-1"},
+        {2, INT32_MAX / 2 + 1, "column block 1073741824 is too large"},
+        {0, 64, "k = 64 is too large (at most 63)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        pr_bad b = {pr_opts_adm(), 70};
+        if (cases[i].field == 0)
+            b.o.k = (int)cases[i].value;
+        else if (cases[i].field == 1)
+            b.o.row_block = cases[i].value;
+        else if (cases[i].field == 2)
+            b.o.col_block = cases[i].value;
+        else
+            b.o.tile_rows = cases[i].value;
+        expect_die(cases[i].want, pr_radii_child, &b, cases[i].want);
+    }
+    pr_bad b = {pr_opts_adm(), 3};
+    expect_die("3 points for k = 3", pr_radii_child, &b, "3 points cannot have a 3-th nearest neighbour");
+    char err[256];
+    const int ks[2] = {1, 63};
+    for (int i = 0; i < 2; i++) {
+        pr_bad ok = {pr_opts_adm(), ks[i] + 1};
+        ok.o.k = ks[i];
+        CHECK(run_in_child(pr_radii_child, &ok, err, sizeof err) == 0, "k = %d with %d points: %s", ks[i], ks[i] + 1,
+              err);
+    }
+}
+
 static void test_pr_distance_block(void)
 {
     /* fp32 path against exact double distances; fp16 path within fp16 rounding. */
@@ -740,6 +792,7 @@ int main(void)
     RUN(test_inception_score_limits);
     RUN(test_pr_matches_numpy);
     RUN(test_pr_distance_block);
+    RUN(test_pr_options_refused);
     RUN(test_psnr_ssim_match_skimage);
     RUN(test_ssim_rejects_small_images);
     return test_summary();
