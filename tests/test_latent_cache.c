@@ -12,22 +12,14 @@
 #include "data/latent_cache.h"
 #include "models/params.h"
 #include "test.h"
+#include "tiny_vae.h"
 
+/* tests/tiny_vae.c's VAE, without attention, for C-channel images. */
 static vae_config tiny_config(int channels)
 {
-    vae_config c;
-    vae_preset("f8d4", &c);
-    c.ch = 8;
-    c.n_levels = 2;
-    c.ch_mult[0] = 1;
-    c.ch_mult[1] = 2;
-    c.num_res_blocks = 1;
-    c.z_channels = 3;
+    vae_config c = tiny_vae_config();
     c.n_attn = 0;
-    c.resolution = 8;
-    c.in_channels = channels;
-    c.out_ch = channels;
-    c.norm_groups = 4;
+    c.in_channels = c.out_ch = channels;
     return c;
 }
 

@@ -20,6 +20,7 @@
 #include "core/error.h"
 #include "models/vae.h"
 #include "test.h"
+#include "tiny_vae.h"
 
 static double max_abs(const float *x, size_t n)
 {
@@ -265,28 +266,6 @@ static void test_vae_parity_tiny_attn(void) { vae_parity("models/vae_tiny_attn")
 
 /* ------------------------------------------------------------------ finite differences */
 
-/* Tiny but complete: two levels, nin_shortcut in both directions, attention
- * at level 1 (nominal 4) besides mid, 1 input channel, 2 output channels,
- * a non-square image, batch 2. */
-static vae_config tiny_config(void)
-{
-    vae_config c;
-    vae_preset("f8d4", &c);
-    c.ch = 8;
-    c.n_levels = 2;
-    c.ch_mult[0] = 1;
-    c.ch_mult[1] = 2;
-    c.num_res_blocks = 1;
-    c.z_channels = 3;
-    c.n_attn = 1;
-    c.attn_resolutions[0] = 4;
-    c.resolution = 8;
-    c.in_channels = 1;
-    c.out_ch = 2;
-    c.norm_groups = 4;
-    return c;
-}
-
 /* Reference init plus noise, so GroupNorm affines are not 1/0 and every path
  * carries a signal. */
 static void tiny_weights(const vae *m, float *w, uint64_t seed)
@@ -334,7 +313,7 @@ typedef struct tiny_case {
 
 static void tiny_setup(tiny_case *t, uint64_t seed)
 {
-    vae_config cfg = tiny_config();
+    vae_config cfg = tiny_vae_config();
     vae_build(&t->m, &cfg);
     t->w = param_alloc(&t->m.table);
     tiny_weights(&t->m, t->w, seed);
@@ -678,7 +657,7 @@ static void roundtrip(const vae_config *cfg, const char *prefix, const vae_confi
 
 static void test_vae_save_load_detect(void)
 {
-    vae_config tiny = tiny_config();
+    vae_config tiny = tiny_vae_config();
     /* With the config in the metadata (prefix ""): everything, groups included. */
     roundtrip(&tiny, "", &tiny, "tiny, metadata");
     /* From shapes alone (prefixed keys carry no config): groups default to 32,
@@ -707,7 +686,7 @@ static void test_vae_save_load_detect(void)
 
 static void test_vae_reference_init(void)
 {
-    vae_config cfg = tiny_config();
+    vae_config cfg = tiny_vae_config();
     cfg.ch = 32;
     cfg.norm_groups = 32;
     vae m;
