@@ -479,6 +479,33 @@ static void test_fid_imaginary_component_dies(void)
 
 /* ---- Inception Score ---- */
 
+/* Degenerate but valid: one image per split, or one class, gives exactly 1
+ * (every KL term is 0); no images, no classes or splits of 0 are refused. */
+typedef struct is_bad {
+    int64_t N, split;
+    int C;
+} is_bad;
+
+static void is_child(void *ctx)
+{
+    const is_bad *b = ctx;
+    const float logits[4] = {0.5f, -1, 2, 0};
+    inception_score_logits(logits, b->N, b->C, b->split, NULL);
+}
+
+static void test_inception_score_edges(void)
+{
+    const float logits[6] = {0.5f, -1, 2, 0, 3, -2};
+    double one = inception_score_logits(logits, 3, 2, 1, NULL);
+    double one_class = inception_score_logits(logits, 6, 1, 5000, NULL);
+    CHECK(one == 1 && one_class == 1, "splits of one image: IS %.17g; one class: %.17g (both exactly 1)", one,
+          one_class);
+    is_bad cases[3] = {{2, 0, 2}, {0, 10, 2}, {2, 10, 0}};
+    expect_die("splits of 0", is_child, &cases[0], "inception score: split size 0 must be positive");
+    expect_die("no images", is_child, &cases[1], "inception score: 0 samples of 2 classes");
+    expect_die("no classes", is_child, &cases[2], "inception score: 2 samples of 0 classes");
+}
+
 static void test_inception_score_matches_numpy(void)
 {
     safetensors *st = fixture_open("eval/is");
@@ -790,6 +817,7 @@ int main(void)
     RUN(test_trace_sqrtm_closed_forms);
     RUN(test_inception_score_matches_numpy);
     RUN(test_inception_score_limits);
+    RUN(test_inception_score_edges);
     RUN(test_pr_matches_numpy);
     RUN(test_pr_distance_block);
     RUN(test_pr_options_refused);
