@@ -4,6 +4,8 @@
  * channel count refused.  (test_ldm_cli runs `cache-latents` and
  * test_diffusers_vae compares two VAE files through it, but neither checked
  * its numbers against the encoder's.) */
+#include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -97,10 +99,71 @@ static void test_channels_must_match(void)
                "cache-latents: the VAE takes 3-channel images, 'test images' has 1");
 }
 
+/* A hand-made cache: N latents of 1×1×2, with one thing wrong at a time. */
+typedef struct bad_cache {
+    const char *name, *format, *want;
+    int64_t mean_shape[4], std_shape[4], n_labels;
+    int mean_ndim;
+    int64_t label;
+    float mean0, std0;
+} bad_cache;
+
+static void read_cache_child(void *ctx)
+{
+    const bad_cache *b = ctx;
+    float mean[8] = {b->mean0, 0, 0, 0, 0, 0, 0, 0}, std[8] = {b->std0, 1, 1, 1, 1, 1, 1, 1};
+    int64_t labels[4] = {b->label, 0, 0, 0};
+    st_writer *w = st_writer_new();
+    st_writer_add_f32(w, "mean", b->mean_ndim, b->mean_shape, mean);
+    st_writer_add_f32(w, "std", 4, b->std_shape, std);
+    st_writer_add_i64(w, "labels", 1, (int64_t[]){b->n_labels}, labels);
+    if (b->format)
+        st_writer_set_metadata(w, "format", b->format);
+    const char *path = test_tmp_path(b->name);
+    st_writer_save(w, path);
+    st_writer_free(w);
+    latent_cache c = latent_cache_read(path);
+    latent_cache_free(&c);
+}
+
+static void test_hostile_caches_refused(void)
+{
+    const char *F = "repae-latent-cache";
+    const bad_cache ok = {"ok.safetensors", F, NULL, {4, 1, 1, 2}, {4, 1, 1, 2}, 4, 4, 3, 0.5f, 1};
+    char err[512];
+    CHECK(run_in_child(read_cache_child, (void *)&ok, err, sizeof err) == 0, "a sound cache must read: %s", err);
+    /* The largest label an int holds, and a std of 0 (a latent without noise), are sound too. */
+    bad_cache edge = ok;
+    edge.label = INT32_MAX, edge.std0 = 0;
+    CHECK(run_in_child(read_cache_child, &edge, err, sizeof err) == 0, "label 2^31 - 1 and std 0 must read: %s", err);
+    bad_cache cases[11];
+    for (int i = 0; i < 11; i++)
+        cases[i] = ok;
+    cases[0].format = NULL, cases[0].want = "not a latent cache written by 'repae cache-latents'";
+    cases[1].format = "repae-checkpoint", cases[1].want = "not a latent cache";
+    cases[2].mean_ndim = 3, cases[2].want = "mean, std and labels must be [N,C,h,w], [N,C,h,w] and [N]";
+    cases[3].std_shape[3] = 1, cases[3].std_shape[2] = 2, cases[3].want = "must be [N,C,h,w], [N,C,h,w] and [N]";
+    cases[4].n_labels = 3, cases[4].want = "must be [N,C,h,w], [N,C,h,w] and [N]";
+    cases[5].mean_shape[0] = cases[5].std_shape[0] = 0, cases[5].n_labels = 0;
+    cases[5].want = "mean has an empty or oversized dimension (0)";
+    cases[6].label = -1, cases[6].want = "label -1 of latent 0 is not a class index";
+    cases[7].label = (int64_t)INT32_MAX + 1, cases[7].want = "label 2147483648 of latent 0 is not a class index";
+    cases[8].mean0 = NAN, cases[8].want = "latent 0 is not finite (mean nan, std 1)";
+    cases[9].std0 = -1, cases[9].want = "latent 0 is not finite (mean 0.5, std -1)";
+    cases[10].std0 = INFINITY, cases[10].want = "latent 0 is not finite (mean 0.5, std inf)";
+    for (int i = 0; i < 11; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "bad%d.safetensors", i);
+        cases[i].name = name;
+        expect_die(cases[i].want, read_cache_child, &cases[i], cases[i].want);
+    }
+}
+
 int main(void)
 {
     test_tmp_dir("latent_cache");
     RUN(test_cache_is_the_encoder);
     RUN(test_channels_must_match);
+    RUN(test_hostile_caches_refused);
     return test_summary();
 }
