@@ -83,6 +83,19 @@ s/\([^a-zA-Z_0-9.]\)1\.0f/\12.0f/
 s/\([^a-zA-Z_0-9.]\)0\.5f/\10.25f/
 s/\([( ]\)0\([;,)]\)/\11\2/'
 
+# One test program of the copy, in a session of its own: afterwards whatever
+# it started and left behind (a `repae` that a mutant made loop, orphaned when
+# the test gave up on it) is killed with its process group, so no mutant
+# goes on using the cores after its test has ended.
+run_test() {
+    (cd "$work" && BUILD=build exec setsid timeout "$limit" "build/tests/$1") > /dev/null 2>&1 &
+    pid=$!
+    wait "$pid"
+    status=$?
+    kill -9 "-$pid" 2> /dev/null
+    return "$status"
+}
+
 build_tests() {
     (cd "$work" && make -s -j2 BUILD=build WERROR= build/repae $(for t in "$@"; do printf 'build/tests/%s ' "$t"; done)) > build-mut/$tag.build.log 2>&1
 }
@@ -90,7 +103,7 @@ build_tests() {
 echo "building the unmutated copy"
 build_tests "$@" || { echo "mutants.sh: the unmutated tree does not build (build-mut/$tag.build.log)" >&2; exit 1; }
 for t in "$@"; do
-    (cd "$work" && BUILD=build timeout "$limit" "build/tests/$t" > /dev/null 2>&1) \
+    run_test "$t" \
         || { echo "mutants.sh: $t fails before any mutation" >&2; exit 1; }
 done
 
@@ -128,7 +141,7 @@ for n in $(cat "$lines"); do
         else
             result=survived
             for t in "$@"; do
-                if ! (cd "$work" && BUILD=build timeout "$limit" "build/tests/$t" > /dev/null 2>&1); then
+                if ! run_test "$t"; then
                     result="killed by $t"
                     break
                 fi
