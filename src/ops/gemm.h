@@ -20,7 +20,9 @@
  *   OpenBLAS's rows depend on the batch they are in, ours do not, so the
  *   guarantees that rest on it (a batch size or an MPI split does not change
  *   the results) hold there too; its speed is OpenBLAS's Haswell kernel's
- *   (0.90–1.03× on one thread, 0.95–1.58× on two; BENCHMARKS.md, session 21);
+ *   (0.90–1.03× on one thread, 0.95–1.58× on two; BENCHMARKS.md, session 21),
+ *   and on a real Zen 3 that of its ZEN kernel (0.95–1.06× in total on
+ *   SiT-B/2's shapes; session 32);
  * - older CPUs: OpenBLAS (without those guarantees).
  * OpenBLAS is the OpenMP build, so it shares our OpenMP thread pool.
  * Inside a parallel region, active or not, every kernel runs on the calling
