@@ -97,6 +97,54 @@ static void test_rng_below_and_shuffle(void)
     CHECK(moved > 90, "shuffle moved only %d of 100", moved);
 }
 
+/* Each draw against its definition, computed from a copy of the state's
+ * raw words: the Box–Muller pair (cos first, then the kept sin), Lemire's
+ * rejection where it rejects about half the words (n = 2^31 + 1: threshold
+ * 2^31 − 1; with n = 7 the loop never ran), the fills as their single
+ * draws with the element past the end untouched, and a shuffle that takes
+ * exactly n − 1 draws (a resumed run's data order depends on that count). */
+static void test_rng_draws_follow_their_definitions(void)
+{
+    rng r = rng_new(5, 2), w = r;
+    for (int i = 0; i < 8; i++) {
+        const double u1 = 1.0 - rng_uniform_double(&w), u2 = rng_uniform_double(&w);
+        const double radius = sqrt(-2.0 * log(u1)), angle = 2.0 * M_PI * u2;
+        const float z0 = rng_normal(&r), z1 = rng_normal(&r);
+        CHECK(z0 == (float)(radius * cos(angle)) && z1 == (float)(radius * sin(angle)),
+              "normal pair %d: %g %g, want %g %g", i, z0, z1, radius * cos(angle), radius * sin(angle));
+    }
+    const uint32_t n = 0x80000001u, threshold = (uint32_t)(0x100000000ull % n);
+    int rejected = 0;
+    for (int i = 0; i < 64; i++) {
+        uint64_t m = (uint64_t)rng_u32(&w) * n;
+        while ((uint32_t)m < threshold)
+            m = (uint64_t)rng_u32(&w) * n, rejected++;
+        const uint32_t got = rng_below(&r, n);
+        CHECK(got == (uint32_t)(m >> 32), "rng_below(2^31 + 1) draw %d: %u, want %u", i, got, (uint32_t)(m >> 32));
+    }
+    CHECK(rejected > 16, "only %d of 64 draws rejected a word", rejected);
+    float x[9], y[9];
+    x[8] = y[8] = -1.0f;
+    rng_uniform_fill(&r, x, 8);
+    rng_normal_fill(&r, y, 8);
+    for (int i = 0; i < 8; i++) {
+        const float u = rng_uniform(&w);
+        CHECK(x[i] == u, "uniform fill [%d] = %g, want %g", i, x[i], u);
+    }
+    for (int i = 0; i < 8; i++) {
+        const float z = rng_normal(&w);
+        CHECK(y[i] == z, "normal fill [%d] = %g, want %g", i, y[i], z);
+    }
+    CHECK(x[8] == -1.0f && y[8] == -1.0f, "a fill wrote past its end");
+    uint32_t v[10];
+    for (uint32_t i = 0; i < 10; i++)
+        v[i] = i;
+    rng_shuffle_u32(&r, v, 10);
+    for (uint32_t i = 10; i > 1; i--)
+        (void)rng_below(&w, i);
+    CHECK(rng_u32(&r) == rng_u32(&w), "a shuffle of 10 must take exactly 9 draws");
+}
+
 int main(void)
 {
     RUN(test_rng_reproducible_and_streams_differ);
@@ -104,5 +152,6 @@ int main(void)
     RUN(test_rng_state_copy_resumes);
     RUN(test_rng_moments);
     RUN(test_rng_below_and_shuffle);
+    RUN(test_rng_draws_follow_their_definitions);
     return test_summary();
 }
