@@ -14,6 +14,7 @@
 #include <omp.h>
 
 #include "ops/gemm.h"
+#include "ops/gemm_kernels.h"
 #include "ops/gemm_packed.h"
 #include "test.h"
 
@@ -131,6 +132,67 @@ static void test_gemm_avx2_matches_avx512_bits(void)
                     free(A), free(B), free(C1), free(C2);
                 }
     CHECK(differ == 0, "gemm_avx2 and gemm_avx512 differ in %d of %d cases", differ, cases);
+}
+
+/* The contract of gemm_kernels.h, element by element in scalar code: the
+ * sum over each block of GEMM_KC inner indices, one fmaf at a time from
+ * zero, then alpha * sum, and C = that (first block, beta = 0), C + that
+ * (a later block, or beta = 1) or fmaf(beta, C, that).  Volatile keeps the
+ * compiler from fusing the multiply into the add. */
+static float contract_element(bool ta, bool tb, int i, int j, int K, float alpha, const float *A, int lda,
+                              const float *B, int ldb, float beta, float c)
+{
+    for (int p0 = 0; p0 < K; p0 += GEMM_KC) {
+        float sum = 0.0f;
+        for (int p = p0; p < K && p < p0 + GEMM_KC; p++)
+            sum = fmaf(ta ? A[(long)p * lda + i] : A[(long)i * lda + p], tb ? B[(long)j * ldb + p] : B[(long)p * ldb + j],
+                       sum);
+        volatile float x = alpha != 1.0f ? alpha * sum : sum;
+        if (p0 > 0 || beta == 1.0f)
+            c = c + x;
+        else if (beta != 0.0f)
+            c = fmaf(beta, c, x);
+        else
+            c = x;
+    }
+    return c;
+}
+
+/* Our kernels give exactly the contract's bits, in every path of the tile
+ * epilogue: full tiles and the masked edges of both sides, the short last
+ * panel of M, alpha 1 or not, beta 0, 1 or neither, later KC blocks, both
+ * thread splits (a thin C splits by rows). */
+static void test_gemm_own_bits_follow_the_contract(void)
+{
+    const int shapes[][3] = {{1, 1, 1}, {13, 33, 7}, {12, 32, 384}, {151, 47, 1000}, {6, 16, 5}, {40, 3, 390}};
+    /* alpha and beta not powers of two too: their products round, so a
+     * fused or reordered epilogue shows */
+    const float ab[][2] = {{1.0f, 0.0f}, {1.0f, 1.0f}, {0.125f, 0.0f}, {-1.7f, 0.3f}, {1.0f, 0.3f}, {0.3f, 1.0f}};
+    for (int o = 0; o < OWN_KERNELS; o++) {
+        const own_kernel *k = &own_kernels[o];
+        if (!k->supported())
+            continue;
+        int differ = 0, cases = 0;
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            for (int ta = 0; ta < 2; ta++)
+                for (int tb = 0; tb < 2; tb++)
+                    for (size_t q = 0; q < sizeof ab / sizeof ab[0]; q++) {
+                        int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+                        int lda = (ta ? M : K) + 1, ldb = (tb ? K : N) + 3, ldc = N + 2;
+                        float *A = alloc_normal((size_t)(ta ? K : M) * lda, 1.0f, 51);
+                        float *B = alloc_normal((size_t)(tb ? N : K) * ldb, 1.0f, 52);
+                        float *C = alloc_normal((size_t)M * ldc, 1.0f, 53), *R = alloc_normal((size_t)M * ldc, 1.0f, 53);
+                        k->fn(ta, tb, M, N, K, ab[q][0], A, lda, B, ldb, ab[q][1], C, ldc);
+                        for (int i = 0; i < M; i++)
+                            for (int j = 0; j < N; j++)
+                                R[(long)i * ldc + j] = contract_element(ta, tb, i, j, K, ab[q][0], A, lda, B, ldb,
+                                                                        ab[q][1], R[(long)i * ldc + j]);
+                        differ += memcmp(C, R, (size_t)M * ldc * sizeof(float)) != 0;
+                        cases++;
+                        free(A), free(B), free(C), free(R);
+                    }
+        CHECK(differ == 0, "%s differs from the contract's bits in %d of %d cases", k->name, differ, cases);
+    }
 }
 
 /* B packed once (gemm_prepack_b) gives the bits of the same product on the
@@ -423,6 +485,7 @@ int main(void)
     RUN(test_gemm_empty_k);
     RUN(test_gemm_own_shapes);
     RUN(test_gemm_avx2_matches_avx512_bits);
+    RUN(test_gemm_own_bits_follow_the_contract);
     RUN(test_gemm_prepacked_matches_unpacked_bits);
     RUN(test_gemm_own_beta_and_empty_k);
     RUN(test_gemm_own_row_independent_of_batch);

@@ -35,9 +35,13 @@ typedef struct gemm_kernels {
     /* The mr × nr tile (mr ≤ .mr, nr ≤ .nr) of packed a (k-major when
      * a_kmajor) times packed b, kc deep, into C at c (row stride ldc);
      * first: the first KC block (then C = alpha*sum + beta*C, C not read
-     * when beta = 0), later blocks add alpha*sum.  direct: nothing scales
-     * the sum (alpha = 1, and beta is 0 or 1 or this is a later block), so a
-     * full-height tile may write C straight from its registers. */
+     * when beta = 0), later blocks add alpha*sum — exactly: alpha*sum
+     * rounded, then C + that, or fmaf(beta, C, that) (tests/test_gemm.c
+     * checks each set's bits against this in scalar code).  direct: nothing
+     * scales the sum (alpha = 1, and beta is 0 or 1 or this is a later
+     * block), so a full-height tile may write C straight from its registers
+     * (the AVX-512 set's rule; the AVX2 set scales in its registers and goes
+     * straight to C for every full-height tile). */
     void (*tile)(int mr, int nr, bool a_kmajor, int kc, const float *a, const float *b, float *c, long ldc,
                  float alpha, float beta, bool first, bool direct);
 } gemm_kernels;

@@ -94,6 +94,11 @@ static void pack_a_kmajor(const float *A, long lda, int mc, int kc, float *dst)
     for (int i0 = 0; i0 < mc; i0 += MR) {
         int mr = mc - i0 < MR ? mc - i0 : MR;
         float *panel = dst + (long)i0 * kc;
+        if (mr == MR) { /* a constant size, which the compiler inlines: no library call per 24 bytes */
+            for (int k = 0; k < kc; k++)
+                memcpy(panel + (long)k * MR, A + (long)k * lda + i0, MR * sizeof(float));
+            continue;
+        }
         for (int k = 0; k < kc; k++) {
             memcpy(panel + (long)k * MR, A + (long)k * lda + i0, (size_t)mr * sizeof(float));
             if (mr < MR)
@@ -155,35 +160,57 @@ TARGET_AVX2 static inline __attribute__((always_inline)) void store_lanes(const 
         _mm256_maskstore_ps(p, m, v);
 }
 
-/* The rows × NR sum into C (row stride ldc, columns m0/m1): C = sum, or
- * C = C + sum when add_c. */
-TARGET_AVX2 static inline __attribute__((always_inline)) void store_tile_direct(const int rows, __m256 acc[][2],
-                                                                               float *out, long ldc, __m256i m0,
-                                                                               __m256i m1, bool add_c,
-                                                                               const bool whole)
+/* How a KC block's sum meets C (gemm_kernels.h's `first`, alpha and beta),
+ * the AVX-512 set's operations in its order: sum scaled by alpha (scale),
+ * then C + that (add: a later block, or beta = 1), or beta*C + that (blend),
+ * or C = that (the first block with beta = 0: C not read). */
+typedef struct epilogue {
+    bool scale, add, blend;
+    float alpha, beta;
+} epilogue;
+
+static epilogue epilogue_for(float alpha, float beta, bool first)
 {
-#pragma GCC unroll 6
-    for (int i = 0; i < rows; i++) {
-        __m256 x0 = acc[i][0], x1 = acc[i][1];
-        if (add_c) {
-            x0 = _mm256_add_ps(load_lanes(whole, m0, out + i * ldc), x0);
-            x1 = _mm256_add_ps(load_lanes(whole, m1, out + i * ldc + 8), x1);
-        }
-        store_lanes(whole, out + i * ldc, m0, x0);
-        store_lanes(whole, out + i * ldc + 8, m1, x1);
+    return (epilogue){.scale = alpha != 1.0f,
+                      .add = !first || beta == 1.0f,
+                      .blend = first && beta != 0.0f && beta != 1.0f,
+                      .alpha = alpha,
+                      .beta = beta};
+}
+
+/* One row's two vectors of sum into C at `row` (columns under m0/m1). */
+TARGET_AVX2 static inline __attribute__((always_inline)) void store_row(const bool whole, __m256 x0, __m256 x1,
+                                                                       float *row, __m256i m0, __m256i m1,
+                                                                       const epilogue *ep)
+{
+    if (ep->scale) {
+        __m256 va = _mm256_set1_ps(ep->alpha);
+        x0 = _mm256_mul_ps(va, x0);
+        x1 = _mm256_mul_ps(va, x1);
     }
+    if (ep->add) {
+        x0 = _mm256_add_ps(load_lanes(whole, m0, row), x0);
+        x1 = _mm256_add_ps(load_lanes(whole, m1, row + 8), x1);
+    } else if (ep->blend) {
+        __m256 vb = _mm256_set1_ps(ep->beta);
+        x0 = _mm256_fmadd_ps(vb, load_lanes(whole, m0, row), x0);
+        x1 = _mm256_fmadd_ps(vb, load_lanes(whole, m1, row + 8), x1);
+    }
+    store_lanes(whole, row, m0, x0);
+    store_lanes(whole, row + 8, m1, x1);
 }
 
 /* kc steps of packed a times packed b (NR per k), summed from zero, for the
  * first `rows` rows of the panel (a constant in each instantiation below;
- * a_kmajor: which of the two layouts of A, gemm_kernels.h).  Out into a `rows`-high tile of
- * C (c_direct: C = sum, or C + sum when add_c; columns under m0/m1, all
- * set for a whole tile) or, otherwise, the rows × NR sum into `out`. */
+ * a_kmajor: which of the two layouts of A, gemm_kernels.h).  Out into a
+ * `rows`-high tile of C (c_direct: through the epilogue, from the registers;
+ * columns under m0/m1, all set for a whole tile) or, otherwise, the
+ * rows × NR sum into `out`. */
 TARGET_AVX2 static inline __attribute__((always_inline)) void kernel_rows(const int rows, const bool a_kmajor, int kc,
                                                                          const float *restrict a,
                                                                          const float *restrict b, float *out,
                                                                          long ldc, __m256i m0, __m256i m1,
-                                                                         bool whole, bool c_direct, bool add_c)
+                                                                         bool whole, bool c_direct, const epilogue *ep)
 {
     __m256 acc[MR][2];
 #pragma GCC unroll 6
@@ -210,11 +237,15 @@ TARGET_AVX2 static inline __attribute__((always_inline)) void kernel_rows(const 
         a += a_kmajor ? MR : 1;
         b += NR;
     }
-    if (c_direct && whole)
-        store_tile_direct(rows, acc, out, ldc, m0, m1, add_c, true);
-    else if (c_direct)
-        store_tile_direct(rows, acc, out, ldc, m0, m1, add_c, false);
-    else {
+    if (c_direct && whole) {
+#pragma GCC unroll 6
+        for (int i = 0; i < rows; i++)
+            store_row(true, acc[i][0], acc[i][1], out + i * ldc, m0, m1, ep);
+    } else if (c_direct) {
+#pragma GCC unroll 6
+        for (int i = 0; i < rows; i++)
+            store_row(false, acc[i][0], acc[i][1], out + i * ldc, m0, m1, ep);
+    } else {
 #pragma GCC unroll 6
         for (int i = 0; i < rows; i++) {
             _mm256_store_ps(out + i * NR, acc[i][0]);
@@ -228,9 +259,9 @@ TARGET_AVX2 static inline __attribute__((always_inline)) void kernel_rows(const 
     TARGET_AVX2 __attribute__((noinline)) static void name(int kc, const float *restrict a,                       \
                                                            const float *restrict b, float *out, long ldc,         \
                                                            __m256i m0, __m256i m1, bool whole, bool c_direct,     \
-                                                           bool add_c)                                            \
+                                                           const epilogue *ep)                                    \
     {                                                                                                             \
-        kernel_rows(R, KMAJOR, kc, a, b, out, ldc, m0, m1, whole, c_direct, add_c);                               \
+        kernel_rows(R, KMAJOR, kc, a, b, out, ldc, m0, m1, whole, c_direct, ep);                                  \
     }
 KERNEL_VARIANT(micro_kernel, MR, true)
 KERNEL_VARIANT(micro_kernel_4, 4, true)
@@ -240,7 +271,7 @@ KERNEL_VARIANT(micro_kernel_rows_4, 4, false)
 KERNEL_VARIANT(micro_kernel_rows_2, 2, false)
 
 typedef void (*kernel_fn)(int, const float *restrict, const float *restrict, float *, long, __m256i, __m256i, bool,
-                          bool, bool);
+                          bool, const epilogue *);
 
 /* The shortest kernel that covers mr rows, and its height. */
 static kernel_fn kernel_for(int mr, bool a_kmajor, int *height)
@@ -252,47 +283,26 @@ static kernel_fn kernel_for(int mr, bool a_kmajor, int *height)
     return *height = MR, a_kmajor ? micro_kernel : micro_kernel_rows;
 }
 
-/* The buffered tile into C (mr × nr at c): first block C = beta*C +
- * alpha*tile (C not read when beta = 0), later ones add alpha*tile — the
- * AVX-512 set's operations, in its order. */
-TARGET_AVX2 static void store_tile(const float *buf, float *c, long ldc, int mr, int nr, float alpha, float beta,
-                                   bool first)
-{
-    __m256i m0 = lanes_below(nr), m1 = lanes_below(nr - 8);
-    __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
-    bool scale = alpha != 1.0f, add = !first || beta == 1.0f, blend = first && beta != 0.0f && beta != 1.0f;
-    for (int i = 0; i < mr; i++) {
-        float *row = c + (long)i * ldc;
-        __m256 x0 = _mm256_load_ps(buf + i * NR), x1 = _mm256_load_ps(buf + i * NR + 8);
-        if (scale) {
-            x0 = _mm256_mul_ps(va, x0);
-            x1 = _mm256_mul_ps(va, x1);
-        }
-        if (add) {
-            x0 = _mm256_add_ps(_mm256_maskload_ps(row, m0), x0);
-            x1 = _mm256_add_ps(_mm256_maskload_ps(row + 8, m1), x1);
-        } else if (blend) {
-            x0 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(row, m0), x0);
-            x1 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(row + 8, m1), x1);
-        }
-        _mm256_maskstore_ps(row, m0, x0);
-        _mm256_maskstore_ps(row + 8, m1, x1);
-    }
-}
-
-/* gemm_kernels.h's tile: full-height tiles go straight to C where the
- * driver says so (direct), others through a buffer. */
+/* gemm_kernels.h's tile.  The epilogue (alpha, beta) runs on the registers,
+ * so every full-height tile goes straight to C whatever the driver's
+ * `direct` says; a shorter one (the last panel of M) runs a taller kernel
+ * into a buffer, and its mr rows go on from there. */
 TARGET_AVX2 static void tile(int mr, int nr, bool a_kmajor, int kc, const float *a, const float *b, float *c,
                              long ldc, float alpha, float beta, bool first, bool direct)
 {
+    (void)direct;
     int height;
     kernel_fn kernel = kernel_for(mr, a_kmajor, &height);
-    if (direct && mr == height) {
-        kernel(kc, a, b, c, ldc, lanes_below(nr), lanes_below(nr - 8), nr == NR, true, !first || beta != 0.0f);
+    const epilogue ep = epilogue_for(alpha, beta, first);
+    __m256i m0 = lanes_below(nr), m1 = lanes_below(nr - 8);
+    if (mr == height) {
+        kernel(kc, a, b, c, ldc, m0, m1, nr == NR, true, &ep);
     } else {
         _Alignas(32) float buf[MR * NR];
-        kernel(kc, a, b, buf, NR, lanes_below(NR), lanes_below(NR), true, false, false);
-        store_tile(buf, c, ldc, mr, nr, alpha, beta, first);
+        kernel(kc, a, b, buf, NR, m0, m1, true, false, &ep);
+        for (int i = 0; i < mr; i++)
+            store_row(false, _mm256_load_ps(buf + i * NR), _mm256_load_ps(buf + i * NR + 8), c + (long)i * ldc, m0,
+                      m1, &ep);
     }
 }
 
