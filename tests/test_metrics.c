@@ -4,6 +4,7 @@
  * reference is double precision. */
 #include "test.h"
 
+#include <inttypes.h>
 #include <math.h>
 
 #include "core/error.h"
@@ -245,6 +246,209 @@ static void test_stats_incremental_equals_one_shot(void)
     free(mu);
     free(sigma);
     free(x);
+}
+
+/* The buffer's edges, each against the two-pass statistics: a buffer of
+ * one row (every merge a rank-1 correction onto n = 1, 2, ...), a last
+ * flush of a single row, two rows (the fewest the unbiased covariance
+ * takes), one dimension; rows are merged exactly when the buffer fills. */
+static void check_against_two_pass(const char *what, const float *x, int64_t N, int D, int buffer_rows, int batch)
+{
+    double *mu = xmalloc((size_t)D * sizeof(double)), *sigma = xmalloc((size_t)D * D * sizeof(double));
+    two_pass_stats(x, N, D, mu, sigma);
+    feature_accum a;
+    feature_accum_init(&a, D, buffer_rows);
+    for (int64_t i = 0; i < N; i += batch)
+        feature_accum_add(&a, x + (size_t)i * D, N - i < batch ? N - i : batch);
+    feature_stats s;
+    feature_accum_finish(&a, FEATURE_MEAN_F64, &s);
+    double em = max_abs_diff(s.mu, mu, (size_t)D), es = max_abs_diff(s.sigma, sigma, (size_t)D * D);
+    CHECK(s.n == N && s.dim == D, "%s: n %" PRId64 " dim %d", what, s.n, s.dim);
+    CHECK(em <= 1e-12 * fmax(1, max_abs(mu, (size_t)D)) && es <= 1e-12 * fmax(1, max_abs(sigma, (size_t)D * D)),
+          "%s: mean off by %.3g, covariance by %.3g", what, em, es);
+    feature_stats_free(&s);
+    feature_accum_free(&a);
+    free(mu), free(sigma);
+}
+
+static void test_stats_buffer_edges(void)
+{
+    const int D = 5;
+    float *x = alloc_normal(40 * D, 3.0f, 11);
+    for (int i = 0; i < 40 * D; i++)
+        x[i] += 10.0f * (float)(i % D);
+    check_against_two_pass("one-row buffer", x, 40, D, 1, 3);
+    check_against_two_pass("last flush of one row", x, 10, D, 3, 4);
+    check_against_two_pass("two rows", x, 2, D, 0, 2);
+    check_against_two_pass("one dimension", x, 40, 1, 7, 5);
+    float two[2] = {1.0f, 4.0f}; /* var of {1, 4}: 4.5 */
+    feature_stats s;
+    feature_stats_compute(&s, two, 2, 1, FEATURE_MEAN_F64);
+    CHECK(s.mu[0] == 2.5 && s.sigma[0] == 4.5, "two values: mean %g variance %g", s.mu[0], s.sigma[0]);
+    feature_stats_free(&s);
+
+    feature_accum a;
+    feature_accum_init(&a, D, 0);
+    CHECK(a.buffer_rows == FEATURE_ACCUM_DEFAULT_ROWS, "buffer_rows 0 gave %d rows", a.buffer_rows);
+    feature_accum_free(&a);
+    feature_accum_init(&a, D, 4);
+    CHECK(a.buffer_rows == 4, "buffer_rows 4 gave %d", a.buffer_rows);
+    feature_accum_add(&a, x, 3);
+    CHECK(a.n == 0 && a.buffered == 3, "3 rows into a 4-row buffer: %" PRId64 " merged, %d buffered", a.n,
+          a.buffered);
+    feature_accum_add(&a, x + 3 * D, 2);
+    CHECK(a.n == 4 && a.buffered == 1, "5 rows: %" PRId64 " merged, %d buffered", a.n, a.buffered);
+    feature_accum_free(&a);
+    feature_accum_init(&a, D, 1);
+    CHECK(a.buffer_rows == 1, "buffer_rows 1 gave %d", a.buffer_rows);
+    feature_accum_free(&a);
+    free(x);
+}
+
+typedef struct {
+    int dim;
+    int64_t rows;
+    int bad_row, bad_col;
+    float bad;
+} stats_case;
+
+static void stats_of_case(void *ctx)
+{
+    const stats_case *c = ctx;
+    float *x = alloc_normal((size_t)(c->rows > 0 ? c->rows : 1) * (c->dim > 0 ? c->dim : 1), 1.0f, 12);
+    if (c->bad_row >= 0)
+        x[(size_t)c->bad_row * c->dim + c->bad_col] = c->bad;
+    feature_stats s;
+    feature_stats_compute(&s, x, c->rows, c->dim, FEATURE_MEAN_F64);
+}
+
+static void test_stats_refuse_bad_input(void)
+{
+    stats_case zero_dim = {0, 4, -1, 0, 0}, one_row = {3, 1, -1, 0, 0};
+    expect_die("dimension 0", stats_of_case, &zero_dim, "dimension 0 must be positive");
+    expect_die("one row", stats_of_case, &one_row, "1 feature vector(s); the unbiased covariance needs at least 2");
+    stats_case nan_first = {3, 4, 0, 0, NAN}, inf_last = {3, 4, 3, 2, INFINITY};
+    expect_die("NaN in feature 0", stats_of_case, &nan_first, "feature 0 of row 0 of a batch is nan");
+    expect_die("inf in the last feature", stats_of_case, &inf_last, "feature 2 of row 3 of a batch is inf");
+}
+
+/* Statistics handed over as arrays (an ADM .npz's) are copied. */
+static void test_stats_from_arrays(void)
+{
+    double mu[3] = {1, -2, 3}, sigma[9] = {2, 0.5, 0, 0.5, 3, 0.25, 0, 0.25, 4};
+    feature_stats s;
+    feature_stats_from_arrays(&s, 3, mu, sigma, 77);
+    CHECK(s.dim == 3 && s.n == 77 && memcmp(s.mu, mu, sizeof mu) == 0 && memcmp(s.sigma, sigma, sizeof sigma) == 0,
+          "feature_stats_from_arrays did not copy the arrays");
+    mu[0] = 9; /* a copy, not the caller's array */
+    CHECK(s.mu[0] == 1 && s.mu != mu && s.sigma != sigma, "feature_stats_from_arrays kept the caller's arrays");
+    feature_stats_free(&s);
+    CHECK(s.mu == NULL && s.sigma == NULL && s.dim == 0, "feature_stats_free left the pointers");
+}
+
+/* The checks on reference statistics (feature_stats_check), each at its
+ * edge: what a real covariance may be (a zero or small variance, rounding
+ * asymmetry, a singular matrix, an eigenvalue a little below zero) passes,
+ * and what it may not be dies naming the entry. */
+typedef struct {
+    int dim;
+    double mu[3], sigma[9];
+} check_case;
+
+static void run_check(void *ctx)
+{
+    check_case *c = ctx;
+    feature_stats s = {c->dim, 0, c->mu, c->sigma};
+    feature_stats_check(&s, "ref.safetensors", "mu", "sigma");
+}
+
+static void test_stats_check_edges(void)
+{
+    /* accepted */
+    const check_case good[] = {
+        {3, {0, 0, 0}, {0, 0, 0, 0, 1, 0, 0, 0, 2}},                          /* a constant feature */
+        {3, {0, 0, 0}, {0.5, 0, 0, 0, 0.5, 0, 0, 0, 0.5}},                   /* variances below 1 */
+        {3, {0, 0, 0}, {1000, 0, 1000, 0, 1, 0, 1000.0001, 0, 1000.0001}},   /* asymmetry 5e-8 relative, singular */
+        {3, {0, 0, 0}, {1, 1, 0, 1, 1, 0, 0, 0, 1}},                          /* singular: eigenvalue 0 */
+        {2, {0, 0}, {500, 500.0005, 500.0005, 500}},                          /* eigenvalue -5e-4 of 1000 */
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        check_case c = good[i];
+        char err[512];
+        int rc = run_in_child(run_check, &c, err, sizeof err);
+        CHECK(rc == 0, "valid statistics %zu refused (%d): %s", i, rc, err);
+    }
+    /* refused */
+    check_case nan_mu = {3, {NAN, 0, 0}, {1, 0, 0, 0, 1, 0, 0, 0, 1}};
+    expect_die("NaN mean", run_check, &nan_mu, "'ref.safetensors': mu[0] is nan");
+    check_case inf_sigma = {3, {0, 0, 0}, {INFINITY, 0, 0, 0, 1, 0, 0, 0, 1}};
+    expect_die("inf covariance", run_check, &inf_sigma, "sigma[0, 0] is inf");
+    check_case nan_last = {3, {0, 0, 0}, {1, 0, 0, 0, 1, 0, 0, 0, NAN}};
+    expect_die("NaN last entry", run_check, &nan_last, "sigma[2, 2] is nan");
+    check_case neg = {3, {0, 0, 0}, {1, 0, 0, 0, -2, 0, 0, 0, 1}};
+    expect_die("negative variance", run_check, &neg, "sigma[1, 1] = -2 is a negative variance");
+    check_case asym = {3, {0, 0, 0}, {1, 0, 0.5, 0, 1, 0, 0.25, 0, 1}};
+    expect_die("asymmetric far from the diagonal", run_check, &asym, "sigma is not symmetric ([0, 2] = 0.5");
+    check_case asym_big = {2, {0, 0}, {1000, 1000.01, 1000, 1000}};
+    expect_die("asymmetric by 5e-6 relative", run_check, &asym_big, "not symmetric");
+    check_case not_psd = {2, {0, 0}, {500, 500.1, 500.1, 500}};
+    expect_die("eigenvalue -0.1 of 1000", run_check, &not_psd, "not positive semidefinite");
+    check_case small_not_psd = {2, {0, 0}, {0.0005, 0.00050001, 0.00050001, 0.0005}};
+    expect_die("eigenvalue -1e-8 of 1e-3", run_check, &small_not_psd, "not positive semidefinite");
+}
+
+typedef struct {
+    const char *path, *mu;
+} load_args;
+
+static void load_named(void *ctx)
+{
+    const load_args *a = ctx;
+    feature_stats s;
+    feature_stats_load(a->path, a->mu, "sigma", &s);
+}
+
+/* Loading: single-precision statistics are widened; other dtypes and shapes
+ * die naming the file; `n` comes from the metadata of its own set (n for
+ * mu, n_s for mu_s) and is 0 for any other pair of names. */
+static void test_stats_load_variants(void)
+{
+    const char *path = "build/test_metrics_stats_f32.safetensors";
+    const float mu[2] = {1.5f, -0.25f}, sigma[4] = {2.0f, 0.5f, 0.5f, 1.0f};
+    const int32_t ints[2] = {1, 2};
+    st_writer *w = st_writer_new();
+    st_writer_add_f32(w, "mu", 1, (int64_t[]){2}, mu);
+    st_writer_add_f32(w, "sigma", 2, (int64_t[]){2, 2}, sigma);
+    st_writer_add_f32(w, "mu_ref", 1, (int64_t[]){2}, mu);
+    st_writer_add_f32(w, "mu_s", 1, (int64_t[]){2}, mu);
+    st_writer_add(w, "mu_int", ST_I32, 1, (int64_t[]){2}, ints);
+    st_writer_add_f32(w, "mu_2d", 2, (int64_t[]){1, 2}, mu);
+    st_writer_set_metadata(w, "n", "50");
+    st_writer_set_metadata(w, "n_s", "60");
+    st_writer_save(w, path);
+    st_writer_free(w);
+    feature_stats s;
+    feature_stats_load(path, "mu", "sigma", &s);
+    CHECK(s.dim == 2 && s.n == 50 && s.mu[0] == 1.5 && s.mu[1] == -0.25 && s.sigma[0] == 2 && s.sigma[1] == 0.5 &&
+              s.sigma[2] == 0.5 && s.sigma[3] == 1,
+          "F32 statistics loaded as dim %d n %" PRId64 " mu %g %g sigma %g %g %g %g", s.dim, s.n, s.mu[0], s.mu[1],
+          s.sigma[0], s.sigma[1], s.sigma[2], s.sigma[3]);
+    feature_stats_free(&s);
+    feature_stats_load(path, "mu_s", "sigma", &s);
+    CHECK(s.n == 60, "mu_s read n = %" PRId64 ", not n_s = 60", s.n);
+    feature_stats_free(&s);
+    feature_stats_load(path, "mu_ref", "sigma", &s);
+    CHECK(s.n == 0, "mu_ref read n = %" PRId64 ": only mu and mu_s have a count", s.n);
+    feature_stats_free(&s);
+    struct {
+        const char *mu, *expect;
+    } bad[] = {{"mu_int", "tensor 'mu_int' has dtype I32; feature statistics must be floating point"},
+               {"mu_2d", "'mu_2d' [1, 2] and 'sigma' [2, 2] are not a [D] mean and a [D, D] covariance"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        load_args args = {path, bad[i].mu};
+        expect_die(bad[i].mu, load_named, &args, bad[i].expect);
+    }
+    remove(path);
 }
 
 /* ---- FID ---- */
@@ -811,6 +1015,11 @@ int main(void)
     RUN(test_f16_round_matches_numpy);
     RUN(test_stats_match_numpy);
     RUN(test_stats_incremental_equals_one_shot);
+    RUN(test_stats_buffer_edges);
+    RUN(test_stats_refuse_bad_input);
+    RUN(test_stats_from_arrays);
+    RUN(test_stats_check_edges);
+    RUN(test_stats_load_variants);
     RUN(test_fid_matches_scipy);
     RUN(test_fid_invariants);
     RUN(test_fid_imaginary_component_dies);
