@@ -371,6 +371,7 @@ static void test_stats_check_edges(void)
         {3, {0, 0, 0}, {1000, 0, 1000, 0, 1, 0, 1000.0001, 0, 1000.0001}},   /* asymmetry 5e-8 relative, singular */
         {3, {0, 0, 0}, {1, 1, 0, 1, 1, 0, 0, 0, 1}},                          /* singular: eigenvalue 0 */
         {2, {0, 0}, {500, 500.0005, 500.0005, 500}},                          /* eigenvalue -5e-4 of 1000 */
+        {2, {0, 0}, {0, 0, 0, 0}},                                            /* every feature constant */
     };
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         check_case c = good[i];
@@ -398,14 +399,14 @@ static void test_stats_check_edges(void)
 }
 
 typedef struct {
-    const char *path, *mu;
+    const char *path, *mu, *sigma;
 } load_args;
 
 static void load_named(void *ctx)
 {
     const load_args *a = ctx;
     feature_stats s;
-    feature_stats_load(a->path, a->mu, "sigma", &s);
+    feature_stats_load(a->path, a->mu, a->sigma, &s);
 }
 
 /* Loading: single-precision statistics are widened; other dtypes and shapes
@@ -423,6 +424,9 @@ static void test_stats_load_variants(void)
     st_writer_add_f32(w, "mu_s", 1, (int64_t[]){2}, mu);
     st_writer_add(w, "mu_int", ST_I32, 1, (int64_t[]){2}, ints);
     st_writer_add_f32(w, "mu_2d", 2, (int64_t[]){1, 2}, mu);
+    st_writer_add_f32(w, "mu_square", 2, (int64_t[]){2, 2}, sigma); /* 2-D, as many rows as sigma */
+    st_writer_add_f32(w, "mu_empty", 1, (int64_t[]){0}, mu);
+    st_writer_add_f32(w, "sigma_empty", 2, (int64_t[]){0, 0}, sigma);
     st_writer_set_metadata(w, "n", "50");
     st_writer_set_metadata(w, "n_s", "60");
     st_writer_save(w, path);
@@ -437,15 +441,18 @@ static void test_stats_load_variants(void)
     feature_stats_load(path, "mu_s", "sigma", &s);
     CHECK(s.n == 60, "mu_s read n = %" PRId64 ", not n_s = 60", s.n);
     feature_stats_free(&s);
+    s.n = 12345;
     feature_stats_load(path, "mu_ref", "sigma", &s);
     CHECK(s.n == 0, "mu_ref read n = %" PRId64 ": only mu and mu_s have a count", s.n);
     feature_stats_free(&s);
     struct {
         const char *mu, *expect;
     } bad[] = {{"mu_int", "tensor 'mu_int' has dtype I32; feature statistics must be floating point"},
-               {"mu_2d", "'mu_2d' [1, 2] and 'sigma' [2, 2] are not a [D] mean and a [D, D] covariance"}};
+               {"mu_2d", "'mu_2d' [1, 2] and 'sigma' [2, 2] are not a [D] mean and a [D, D] covariance"},
+               {"mu_square", "'mu_square' [2, 2] and 'sigma' [2, 2] are not a [D] mean"},
+               {"mu_empty", "'mu_empty' [0] and 'sigma_empty' [0, 0] are not a [D] mean"}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        load_args args = {path, bad[i].mu};
+        load_args args = {path, bad[i].mu, strcmp(bad[i].mu, "mu_empty") ? "sigma" : "sigma_empty"};
         expect_die(bad[i].mu, load_named, &args, bad[i].expect);
     }
     remove(path);
