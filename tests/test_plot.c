@@ -245,6 +245,62 @@ static void test_metrics_bad_lines_refused(void)
     plot_fails(args, "empty scalar name");
 }
 
+/* metrics_read's edges: a file longer than its first allocation (1024
+ * rows, twice over), a key whose name holds ":nan" (inside a string the
+ * legacy tokens are left alone), "Infinity" as a string (a gap), an x of
+ * exactly 2^53 (still exact), and the number of keys read, 1 to 8. */
+static void read_keys_child(void *ctx)
+{
+    static const char *keys[9] = {"a", "b", "c", "d", "e", "f", "g", "h", "i"};
+    metrics_table t = metrics_read((const char *)ctx, "step", keys, *((const char *)ctx + strlen(ctx) + 1));
+    metrics_free(&t);
+}
+
+static void test_metrics_read_edges(void)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/long.jsonl", tmpdir);
+    FILE *f = fopen(path, "w");
+    for (int i = 0; i < 3000; i++)
+        fprintf(f, "{\"step\": %d, \"loss\": %d.5, \"a:nan\": %d}\n", 10 * i, i, -i);
+    fclose(f);
+    const char *keys[] = {"loss", "a:nan"};
+    metrics_table t = metrics_read(path, "step", keys, 2);
+    CHECK(t.n == 3000, "rows %zu, want 3000", t.n);
+    if (t.n == 3000)
+        for (int i = 0; i < 3000; i += 1)
+            if (t.x[i] != 10.0 * i || t.y[0][i] != i + 0.5 || t.y[1][i] != -i) {
+                CHECK(0, "row %d: x %g loss %g a:nan %g", i, t.x[i], t.y[0][i], t.y[1][i]);
+                break;
+            }
+    metrics_free(&t);
+    CHECK(t.x == NULL && t.n == 0 && t.n_keys == 0, "metrics_free left the table");
+
+    const char *m = TMP_TEXT("edges.jsonl", "{\"step\": 9007199254740992, \"loss\": \"Infinity\", \"k\\\": nan\": 3}\n"
+                                            "{\"step\": 1, \"loss\": \"-infinity\", \"k\\\": nan\": 4}\n");
+    const char *k2[] = {"loss", "k\": nan"};
+    t = metrics_read(m, "step", k2, 2);
+    CHECK(t.n == 2 && t.x[0] == 9007199254740992.0 && isnan(t.y[0][0]) && isnan(t.y[0][1]) && t.y[1][0] == 3 &&
+              t.y[1][1] == 4,
+          "edges: n %zu x %g loss %g %g k %g %g", t.n, t.x[0], t.y[0][0], t.y[0][1], t.y[1][0], t.y[1][1]);
+    metrics_free(&t);
+
+    /* ctx: the path, its NUL, then the key count as one byte */
+    char ctx[300];
+    snprintf(ctx, sizeof ctx, "%s", m);
+    size_t l = strlen(ctx);
+    for (int n = 0; n <= 9; n++) {
+        ctx[l + 1] = (char)n;
+        char err[512];
+        int rc = run_in_child(read_keys_child, ctx, err, sizeof err);
+        if (n >= 1 && n <= METRICS_MAX_KEYS)
+            CHECK(rc == 0, "%d keys refused: %s", n, err);
+        else
+            CHECK(rc == 1 && strstr(err, "between 1 and 8 scalars can be read"), "%d keys: status %d, %s", n, rc,
+                  err);
+    }
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/repae_plot_XXXXXX");
@@ -257,6 +313,7 @@ int main(void)
     RUN(test_plot_cli_huge_steps_refused);
     RUN(test_metrics_nan_values_are_gaps);
     RUN(test_metrics_bad_lines_refused);
+    RUN(test_metrics_read_edges);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0)
