@@ -4,6 +4,7 @@
 #include "core/options.h"
 #include "test.h"
 
+#include <errno.h>
 #include <stdlib.h>
 
 static int steps;
@@ -60,6 +61,8 @@ static void test_options_print(void)
     options_print(f, opts, N_OPTS(opts));
     fclose(f);
     CHECK(strstr(buf, "proj-coeff") && strstr(buf, "= 1.5") && strstr(buf, "= cosine"), "printed config:\n%s", buf);
+    CHECK(!strncmp(buf, "  max-train-steps              = 1000\n", 38), "the first option is not printed first:\n%s",
+          buf);
     CHECK(strstr(buf, "max-images                   = 5000000000\n") && strstr(buf, "lr                           = 0.25\n") &&
               strstr(buf, "output-dir                   = (none)\n") && strstr(buf, "ema                          = false\n") &&
               strstr(buf, "heun                         = false\n") && strstr(buf, "seed                         = 0\n"),
@@ -104,6 +107,7 @@ static void test_options_refusals(void)
         {"--proj-coeff", "inf", "'inf' is not a finite number"},
         {"--proj-coeff", "nan", "'nan' is not a finite number"},
         {"--proj-coeff", "1e999", "'1e999' is not a finite number"},
+        {"--proj-coeff", "", "train --proj-coeff: '' is not a finite number"},
         {"--proj-coeff", "100.5", "train --proj-coeff: 100.5 is out of range [0, 100]"},
         {"--lr", "-0.001", "train --lr: -0.001 is out of range [0, 1]"},
         {"--path-type", "cos", "train --path-type: 'cos' is not one of linear|cosine"},
@@ -129,6 +133,7 @@ static void test_options_refusals(void)
  * that looks like an option, "--" and "-x" as positional arguments. */
 static void test_options_accepted_edges(void)
 {
+    errno = ERANGE; /* left over from an earlier call: not this value's error */
     char *a1[] = {"train", "--max-train-steps", "1", "--workers", "0", "--proj-coeff", "100", "--lr=0",
                   "--seed", "-2147483647", "--max-images", "-9000000000", "--heun=1", "--ema=0"};
     options_parse("train", "usage", opts, N_OPTS(opts), 14, a1);
@@ -152,9 +157,12 @@ static void test_options_accepted_edges(void)
           "options_given remembers an earlier parse");
 }
 
-/* Exits 0 only if the parse itself exits (as --help and -h must). */
+/* Exits 0 only if the parse itself exits (as --help and -h must); what it
+ * prints goes to build/test_options_help.txt. */
 static void help_child(void *ctx)
 {
+    if (!freopen("build/test_options_help.txt", "w", stdout))
+        exit(4);
     char *argv[] = {"train", "--seed", "3", (char *)ctx};
     options_parse("train", "usage: repae train [options]", opts, N_OPTS(opts), 4, argv);
     exit(3);
@@ -177,8 +185,18 @@ static void test_options_help(void)
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         CHECK(strstr(buf, want[i]), "help lacks \"%s\":\n%s", want[i], buf);
     char err[256];
-    CHECK(run_in_child(help_child, "--help", err, sizeof err) == 0, "--help did not exit 0: %s", err);
-    CHECK(run_in_child(help_child, "-h", err, sizeof err) == 0, "-h did not exit 0: %s", err);
+    const char *flags[] = {"--help", "-h"};
+    for (int i = 0; i < 2; i++) {
+        remove("build/test_options_help.txt");
+        CHECK(run_in_child(help_child, (void *)flags[i], err, sizeof err) == 0, "%s did not exit 0: %s", flags[i], err);
+        char printed[4096] = {0};
+        FILE *h = fopen("build/test_options_help.txt", "r");
+        size_t got = h ? fread(printed, 1, sizeof printed - 1, h) : 0;
+        if (h)
+            fclose(h);
+        CHECK(got > 0 && !strcmp(printed, buf), "%s printed %zu bytes, not the help:\n%s", flags[i], got, printed);
+    }
+    remove("build/test_options_help.txt");
 }
 
 int main(void)
