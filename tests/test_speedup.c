@@ -397,6 +397,71 @@ static void test_bad_lines_refused(void)
     expect_command_fails(cmd, "missing.jsonl");
 }
 
+/* results_read's edges, directly: a file longer than its first allocation
+ * (256 rows), a name of 64 characters and one of every allowed kind, step
+ * 0 and set 999; refused: a name of 65 characters, a bad first character,
+ * a 65th run. */
+static const char *results_file(const char *name, int rows, int runs, const char *run_name)
+{
+    static char path[512];
+    snprintf(path, sizeof path, "%s/%s", test_tmp_dir("speedup"), name);
+    FILE *f = fopen(path, "w");
+    for (int i = 0; i < rows; i++) {
+        char run[80];
+        if (run_name && i == rows - 1)
+            snprintf(run, sizeof run, "%s", run_name);
+        else
+            snprintf(run, sizeof run, "r%d", i % runs);
+        fprintf(f, "{\"run\": \"%s\", \"seed\": %d, \"step\": %d, \"set\": %d, \"metrics\": {\"fd\": %d.25}}\n", run,
+                i % 7, i, i % 2 ? 999 : 0, i);
+    }
+    fclose(f);
+    return path;
+}
+
+static void read_child(void *ctx)
+{
+    eval_results r = results_read((const char *)ctx, "fd");
+    results_free(&r);
+}
+
+static void test_results_read_edges(void)
+{
+    const char *name64 = "a123456789b123456789c123456789d123456789e123456789f123456789._+-";
+    const char *path = results_file("long.jsonl", 300, 3, name64);
+    eval_results r = results_read(path, "fd");
+    CHECK(r.n == 300 && r.n_runs == 4 && !strcmp(r.runs[3], name64), "n %zu, %d runs", r.n, r.n_runs);
+    int bad = 0;
+    for (size_t i = 0; i < r.n && !bad; i++) {
+        const eval_result *e = &r.rows[i];
+        bad = e->value != (double)i + 0.25 || e->step != (double)i || e->seed != (int)i % 7 ||
+              e->set != (i % 2 ? 999 : 0) || e->line != (long)i + 1 || e->run != (i == 299 ? 3 : (int)i % 3);
+        CHECK(!bad, "row %zu: run %d seed %d set %d step %g value %g line %ld", i, e->run, e->seed, e->set, e->step,
+              e->value, e->line);
+    }
+    results_free(&r);
+    CHECK(r.rows == NULL && r.n == 0 && r.n_runs == 0, "results_free left the table");
+
+    char name65[70];
+    snprintf(name65, sizeof name65, "%sx", name64);
+    char err[512];
+    struct {
+        const char *file, *run, *message;
+        int runs;
+    } refused[] = {{"name65.jsonl", name65, "line 3: the run name must have 1 to 64 characters", 2},
+                   {"first.jsonl", "/r", "line 3: the run name may only hold letters, digits and . _ + -", 2},
+                   {"space.jsonl", " r", "the run name may only hold", 2},
+                   {"runs.jsonl", NULL, "line 65: more than 64 runs", 65}};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        const char *p = results_file(refused[i].file, refused[i].runs == 65 ? 65 : 3, refused[i].runs, refused[i].run);
+        int rc = run_in_child(read_child, (void *)p, err, sizeof err);
+        CHECK(rc == 1 && strstr(err, refused[i].message), "%s: status %d, %s", refused[i].file, rc, err);
+    }
+    /* 64 runs are accepted */
+    const char *p64 = results_file("runs64.jsonl", 64, 64, NULL);
+    CHECK(run_in_child(read_child, (void *)p64, err, sizeof err) == 0, "64 runs refused: %s", err);
+}
+
 int main(void)
 {
     test_tmp_dir("speedup");
@@ -410,5 +475,6 @@ int main(void)
     RUN(test_cli_by_step_and_final_only);
     RUN(test_cli_curve_mean_partial);
     RUN(test_bad_lines_refused);
+    RUN(test_results_read_edges);
     return test_summary();
 }
