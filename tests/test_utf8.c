@@ -122,7 +122,8 @@ static void test_four_bytes(void)
         wrong += utf8_valid((const char *)s + 1, 4) != 1;
         wrong += utf8_valid((const char *)s, 5) != 1;
         wrong += utf8_valid((const char *)s + 1, 3) != 0;
-        tried += 3;
+        wrong += utf8_valid((const char *)s, 4) != 0; /* cut short after ASCII: the lead is not at 0 */
+        tried += 4;
     }
     /* every four-byte string whose first byte is 0xf0-0xf5 and whose other
      * bytes are each at an edge of a range (0x7f, 0x80, 0x8f, 0x90, 0x9f,
