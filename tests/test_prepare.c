@@ -213,10 +213,87 @@ static void test_parallel_decode_same_bytes(void)
     CHECK(system(path) == 0, "cleanup");
 }
 
+/* The folder walk at scale: 300 class folders (the table of folders seen
+ * grows twice and its probes collide), each a class in sorted order, then a
+ * link deep inside back to the root (refused, naming both folders), and a
+ * second link to one folder (refused too).  One image alone is a dataset;
+ * resolutions 1 and 4096 are the range's edges. */
+static const char *walk_root;
+static int walk_resolution = 4;
+
+static void open_walk_root(void *unused)
+{
+    (void)unused;
+    dataset d = dataset_image_folder(walk_root, walk_resolution, 3, 0);
+    dataset_free(&d);
+}
+
+static void test_folder_walk_at_scale(void)
+{
+    static char root[] = "/tmp/repae_walk_XXXXXX";
+    CHECK(mkdtemp(root) != NULL, "mkdtemp");
+    walk_root = root;
+    char path[512];
+    uint8_t px[3 * 4 * 4];
+    for (int k = 0; k < 300; k++) {
+        snprintf(path, sizeof path, "%s/c%03d", root, 299 - k); /* created out of order */
+        CHECK(mkdir(path, 0755) == 0, "mkdir %s", path);
+        memset(px, (299 - k) % 251, sizeof px);
+        snprintf(path, sizeof path, "%s/c%03d/a.png", root, 299 - k);
+        image_write_png(path, px, 3, 4, 4);
+    }
+    dataset d = dataset_image_folder(root, 4, 3, 0);
+    CHECK(d.n == 300 && d.num_classes == 300, "%d images in %d classes", d.n, d.num_classes);
+    int wrong = 0;
+    for (int i = 0; i < d.n; i++)
+        wrong += d.labels[i] != i || d.images[(size_t)i * 48] != i % 251;
+    CHECK(wrong == 0, "%d images out of order or mislabelled", wrong);
+    dataset_free(&d);
+
+    char err[1024], target[512];
+    snprintf(path, sizeof path, "%s/c150/loop", root);
+    CHECK(symlink("../", path) == 0, "symlink");
+    int rc = run_in_child(open_walk_root, NULL, err, sizeof err);
+    CHECK(rc == 1 && strstr(err, "the folder 'c150/loop' is the same as '.'"), "a loop to the root: %d %s", rc, err);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/c299/again", root);
+    snprintf(target, sizeof target, "%s/c007", root);
+    CHECK(symlink(target, path) == 0, "symlink");
+    rc = run_in_child(open_walk_root, NULL, err, sizeof err);
+    CHECK(rc == 1 && strstr(err, "the folder 'c299/again' is the same as 'c007'"), "a second link: %d %s", rc, err);
+    unlink(path);
+
+    /* one image, no class folder */
+    static char one[] = "/tmp/repae_one_XXXXXX";
+    CHECK(mkdtemp(one) != NULL, "mkdtemp");
+    snprintf(path, sizeof path, "%s/only.jpg.png", one);
+    memset(px, 77, sizeof px);
+    image_write_png(path, px, 3, 4, 4);
+    d = dataset_image_folder(one, 1, 3, 0);
+    CHECK(d.n == 1 && d.num_classes == 1 && d.labels[0] == 0 && d.height == 1 && d.images[0] == 77,
+          "one image: n %d classes %d pixel %d", d.n, d.num_classes, d.images[0]);
+    dataset_free(&d);
+    walk_root = one;
+    walk_resolution = 0;
+    rc = run_in_child(open_walk_root, NULL, err, sizeof err);
+    CHECK(rc == 1 && strstr(err, "image folder: resolution 0 is out of range [1, 4096]"), "resolution 0: %s", err);
+    walk_resolution = 4097;
+    rc = run_in_child(open_walk_root, NULL, err, sizeof err);
+    CHECK(rc == 1 && strstr(err, "resolution 4097 is out of range"), "resolution 4097: %s", err);
+    walk_resolution = 4096;
+    rc = run_in_child(open_walk_root, NULL, err, sizeof err);
+    CHECK(rc == 0, "resolution 4096 refused: %s", err);
+    walk_resolution = 4;
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf %s %s", root, one);
+    CHECK(system(cmd) == 0, "cleanup");
+}
+
 int main(void)
 {
     setenv("OMP_NUM_THREADS", "1", 1);
     RUN(test_center_crop_identity_and_halving);
+    RUN(test_folder_walk_at_scale);
     RUN(test_folder_labels_and_prepare);
     RUN(test_dataset_json_and_pil_only_files);
     RUN(test_parallel_decode_same_bytes);
