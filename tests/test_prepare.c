@@ -1,5 +1,6 @@
 /* Image folders with the ADM centre crop, labels from top-level folders,
  * and `repae prepare` writing shards and ADM npz batches. */
+#include <dirent.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -250,11 +251,45 @@ static void test_folder_walk_at_scale(void)
     CHECK(wrong == 0, "%d images out of order or mislabelled", wrong);
     dataset_free(&d);
 
-    char err[1024], target[512];
-    snprintf(path, sizeof path, "%s/c150/loop", root);
+    /* the loop goes into the folder the walk reads last, after the table has
+     * grown: the root, entered first, must have survived the rehashing */
+    char err[1024], target[512], last[256] = "";
+    DIR *dir = opendir(root);
+    for (struct dirent *e; (e = readdir(dir));)
+        if (e->d_name[0] != '.')
+            snprintf(last, sizeof last, "%s", e->d_name);
+    closedir(dir);
+    snprintf(path, sizeof path, "%s/%s/loop", root, last);
     CHECK(symlink("../", path) == 0, "symlink");
     int rc = run_in_child(open_walk_root, NULL, err, sizeof err);
-    CHECK(rc == 1 && strstr(err, "the folder 'c150/loop' is the same as '.'"), "a loop to the root: %d %s", rc, err);
+    char want[300];
+    snprintf(want, sizeof want, "the folder '%s/loop' is the same as '.'", last);
+    CHECK(rc == 1 && strstr(err, want), "a loop to the root: %d %s", rc, err);
+    unlink(path);
+    /* a dangling link not named like an image is skipped; one named like an
+     * image, and a link to itself, are refused */
+    snprintf(path, sizeof path, "%s/c010/notes.txt", root);
+    CHECK(symlink("missing-target", path) == 0, "symlink");
+    d = dataset_image_folder(root, 4, 3, 0);
+    CHECK(d.n == 300, "a dangling notes.txt changed the count to %d", d.n);
+    dataset_free(&d);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/c010/b.png", root);
+    CHECK(symlink("missing-target", path) == 0, "symlink");
+    rc = run_in_child(open_walk_root, NULL, err, sizeof err);
+    CHECK(rc == 1 && strstr(err, "c010/b.png': No such file or directory"), "a dangling image: %d %s", rc, err);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/c010/self", root);
+    CHECK(symlink("self", path) == 0, "symlink");
+    rc = run_in_child(open_walk_root, NULL, err, sizeof err);
+    CHECK(rc == 1 && strstr(err, "c010/self': Too many levels of symbolic links"), "a link to itself: %d %s", rc,
+          err);
+    unlink(path);
+    /* the first of the extensions only PIL reads */
+    snprintf(path, sizeof path, "%s/c010/z.BLP", root);
+    fclose(fopen(path, "w"));
+    rc = run_in_child(open_walk_root, NULL, err, sizeof err);
+    CHECK(rc == 1 && strstr(err, "c010/z.BLP': the reference (PIL) would read this file"), "a .blp: %d %s", rc, err);
     unlink(path);
     snprintf(path, sizeof path, "%s/c299/again", root);
     snprintf(target, sizeof target, "%s/c007", root);
