@@ -105,6 +105,25 @@ static void test_gemm_own_shapes(void)
     }
 }
 
+/* Operands of one bit-exactness case: A and B with leading dimensions
+ * past the matrices, and two copies of one C. */
+typedef struct {
+    int lda, ldb, ldc;
+    float *A, *B, *C1, *C2;
+} bits_operands;
+
+static bits_operands bits_operands_draw(bool ta, bool tb, int M, int N, int K, uint64_t seed)
+{
+    bits_operands o = {.lda = (ta ? M : K) + 1, .ldb = (tb ? K : N) + 3, .ldc = N + 2};
+    o.A = alloc_normal((size_t)(ta ? K : M) * o.lda, 1.0f, seed);
+    o.B = alloc_normal((size_t)(tb ? N : K) * o.ldb, 1.0f, seed + 1);
+    o.C1 = alloc_normal((size_t)M * o.ldc, 1.0f, seed + 2);
+    o.C2 = alloc_normal((size_t)M * o.ldc, 1.0f, seed + 2);
+    return o;
+}
+
+static void bits_operands_free(bits_operands *o) { free(o->A), free(o->B), free(o->C1), free(o->C2); }
+
 /* The AVX2 kernels give the AVX-512 kernels' bits (gemm_kernels.h: the same
  * FMA chain per element), so results do not depend on which of the two a
  * host runs: every transpose case, tile edges of both, alpha/beta paths,
@@ -121,15 +140,12 @@ static void test_gemm_avx2_matches_avx512_bits(void)
             for (int tb = 0; tb < 2; tb++)
                 for (size_t p = 0; p < sizeof ab / sizeof ab[0]; p++) {
                     int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
-                    int lda = (ta ? M : K) + 1, ldb = (tb ? K : N) + 3, ldc = N + 2;
-                    float *A = alloc_normal((size_t)(ta ? K : M) * lda, 1.0f, 31);
-                    float *B = alloc_normal((size_t)(tb ? N : K) * ldb, 1.0f, 32);
-                    float *C1 = alloc_normal((size_t)M * ldc, 1.0f, 33), *C2 = alloc_normal((size_t)M * ldc, 1.0f, 33);
-                    gemm_avx512(ta, tb, M, N, K, ab[p][0], A, lda, B, ldb, ab[p][1], C1, ldc);
-                    gemm_avx2(ta, tb, M, N, K, ab[p][0], A, lda, B, ldb, ab[p][1], C2, ldc);
-                    differ += memcmp(C1, C2, (size_t)M * ldc * sizeof(float)) != 0;
+                    bits_operands o = bits_operands_draw(ta, tb, M, N, K, 31);
+                    gemm_avx512(ta, tb, M, N, K, ab[p][0], o.A, o.lda, o.B, o.ldb, ab[p][1], o.C1, o.ldc);
+                    gemm_avx2(ta, tb, M, N, K, ab[p][0], o.A, o.lda, o.B, o.ldb, ab[p][1], o.C2, o.ldc);
+                    differ += memcmp(o.C1, o.C2, (size_t)M * o.ldc * sizeof(float)) != 0;
                     cases++;
-                    free(A), free(B), free(C1), free(C2);
+                    bits_operands_free(&o);
                 }
     CHECK(differ == 0, "gemm_avx2 and gemm_avx512 differ in %d of %d cases", differ, cases);
 }
@@ -178,18 +194,16 @@ static void test_gemm_own_bits_follow_the_contract(void)
                 for (int tb = 0; tb < 2; tb++)
                     for (size_t q = 0; q < sizeof ab / sizeof ab[0]; q++) {
                         int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
-                        int lda = (ta ? M : K) + 1, ldb = (tb ? K : N) + 3, ldc = N + 2;
-                        float *A = alloc_normal((size_t)(ta ? K : M) * lda, 1.0f, 51);
-                        float *B = alloc_normal((size_t)(tb ? N : K) * ldb, 1.0f, 52);
-                        float *C = alloc_normal((size_t)M * ldc, 1.0f, 53), *R = alloc_normal((size_t)M * ldc, 1.0f, 53);
-                        k->fn(ta, tb, M, N, K, ab[q][0], A, lda, B, ldb, ab[q][1], C, ldc);
+                        bits_operands o = bits_operands_draw(ta, tb, M, N, K, 51);
+                        k->fn(ta, tb, M, N, K, ab[q][0], o.A, o.lda, o.B, o.ldb, ab[q][1], o.C1, o.ldc);
                         for (int i = 0; i < M; i++)
-                            for (int j = 0; j < N; j++)
-                                R[(long)i * ldc + j] = contract_element(ta, tb, i, j, K, ab[q][0], A, lda, B, ldb,
-                                                                        ab[q][1], R[(long)i * ldc + j]);
-                        differ += memcmp(C, R, (size_t)M * ldc * sizeof(float)) != 0;
+                            for (int j = 0; j < N; j++) {
+                                float *r = &o.C2[(long)i * o.ldc + j];
+                                *r = contract_element(ta, tb, i, j, K, ab[q][0], o.A, o.lda, o.B, o.ldb, ab[q][1], *r);
+                            }
+                        differ += memcmp(o.C1, o.C2, (size_t)M * o.ldc * sizeof(float)) != 0;
                         cases++;
-                        free(A), free(B), free(C), free(R);
+                        bits_operands_free(&o);
                     }
         CHECK(differ == 0, "%s differs from the contract's bits in %d of %d cases", k->name, differ, cases);
     }
