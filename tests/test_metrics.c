@@ -176,6 +176,27 @@ static void test_stats_match_numpy(void)
     safetensors_close(st);
 }
 
+/* Statistics accumulated in buffers of buffer_rows, fed in batches, against
+ * the two-pass double-precision ones. */
+static void check_against_two_pass(const char *what, const float *x, int64_t N, int D, int buffer_rows, int batch)
+{
+    double *mu = xmalloc((size_t)D * sizeof(double)), *sigma = xmalloc((size_t)D * D * sizeof(double));
+    two_pass_stats(x, N, D, mu, sigma);
+    feature_accum a;
+    feature_accum_init(&a, D, buffer_rows);
+    for (int64_t i = 0; i < N; i += batch)
+        feature_accum_add(&a, x + (size_t)i * D, N - i < batch ? N - i : batch);
+    feature_stats s;
+    feature_accum_finish(&a, FEATURE_MEAN_F64, &s);
+    double em = max_abs_diff(s.mu, mu, (size_t)D), es = max_abs_diff(s.sigma, sigma, (size_t)D * D);
+    CHECK(s.n == N && s.dim == D, "%s: n %" PRId64 " dim %d", what, s.n, s.dim);
+    CHECK(em <= 1e-12 * fmax(1, max_abs(mu, (size_t)D)) && es <= 1e-12 * fmax(1, max_abs(sigma, (size_t)D * D)),
+          "%s: mean off by %.3g, covariance by %.3g", what, em, es);
+    feature_stats_free(&s);
+    feature_accum_free(&a);
+    free(mu), free(sigma);
+}
+
 static void test_stats_incremental_equals_one_shot(void)
 {
     const int64_t N = 1000;
@@ -209,22 +230,12 @@ static void test_stats_incremental_equals_one_shot(void)
         feature_stats_free(&sa);
         feature_accum_free(&a);
     }
-    /* Many small merges (buffer of 13 rows, batches of 5) against two-pass double. */
-    feature_accum a;
-    feature_accum_init(&a, D, 13);
-    for (int64_t i = 0; i < N; i += 5)
-        feature_accum_add(&a, x + (size_t)i * D, N - i < 5 ? N - i : 5);
-    feature_stats s;
-    feature_accum_finish(&a, FEATURE_MEAN_F64, &s);
-    double em = max_abs_diff(s.mu, mu, D), es = max_abs_diff(s.sigma, sigma, (size_t)D * D);
-    /* mean ~ 80, Σ ~ 4: rounding of double sums of 1000 terms, ≤ 1e-12 relative. */
-    CHECK(em <= 1e-12 * max_abs(mu, D), "merged mean off by %.3g", em);
-    CHECK(es <= 1e-12 * max_abs(sigma, (size_t)D * D), "merged covariance off by %.3g", es);
-    verbose("       merged (13-row buffers) mean err %.3g, sigma err %.3g\n", em, es);
+    /* Many small merges against two-pass double.  Mean ~ 80, Σ ~ 4 (so the
+     * helper's floor of 1 does not loosen it): rounding of double sums of
+     * 1000 terms, ≤ 1e-12 relative. */
+    check_against_two_pass("13-row buffers, batches of 5", x, N, D, 13, 5);
     double e1 = max_abs_diff(one.sigma, sigma, (size_t)D * D);
     CHECK(e1 <= 1e-12 * max_abs(sigma, (size_t)D * D), "one-shot covariance off by %.3g", e1);
-    feature_stats_free(&s);
-    feature_accum_free(&a);
 
     /* Save/load round trip (F64, exact), with and without spatial stats. */
     const char *path = "build/test_metrics_stats.safetensors";
@@ -252,25 +263,6 @@ static void test_stats_incremental_equals_one_shot(void)
  * one row (every merge a rank-1 correction onto n = 1, 2, ...), a last
  * flush of a single row, two rows (the fewest the unbiased covariance
  * takes), one dimension; rows are merged exactly when the buffer fills. */
-static void check_against_two_pass(const char *what, const float *x, int64_t N, int D, int buffer_rows, int batch)
-{
-    double *mu = xmalloc((size_t)D * sizeof(double)), *sigma = xmalloc((size_t)D * D * sizeof(double));
-    two_pass_stats(x, N, D, mu, sigma);
-    feature_accum a;
-    feature_accum_init(&a, D, buffer_rows);
-    for (int64_t i = 0; i < N; i += batch)
-        feature_accum_add(&a, x + (size_t)i * D, N - i < batch ? N - i : batch);
-    feature_stats s;
-    feature_accum_finish(&a, FEATURE_MEAN_F64, &s);
-    double em = max_abs_diff(s.mu, mu, (size_t)D), es = max_abs_diff(s.sigma, sigma, (size_t)D * D);
-    CHECK(s.n == N && s.dim == D, "%s: n %" PRId64 " dim %d", what, s.n, s.dim);
-    CHECK(em <= 1e-12 * fmax(1, max_abs(mu, (size_t)D)) && es <= 1e-12 * fmax(1, max_abs(sigma, (size_t)D * D)),
-          "%s: mean off by %.3g, covariance by %.3g", what, em, es);
-    feature_stats_free(&s);
-    feature_accum_free(&a);
-    free(mu), free(sigma);
-}
-
 static void test_stats_buffer_edges(void)
 {
     const int D = 5;

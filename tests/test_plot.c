@@ -249,10 +249,16 @@ static void test_metrics_bad_lines_refused(void)
  * rows, twice over), a key whose name holds ":nan" (inside a string the
  * legacy tokens are left alone), "Infinity" as a string (a gap), an x of
  * exactly 2^53 (still exact), and the number of keys read, 1 to 8. */
+typedef struct {
+    const char *path;
+    int n_keys;
+} read_keys_case;
+
 static void read_keys_child(void *ctx)
 {
     static const char *keys[9] = {"a", "b", "c", "d", "e", "f", "g", "h", "i"};
-    metrics_table t = metrics_read((const char *)ctx, "step", keys, *((const char *)ctx + strlen(ctx) + 1));
+    const read_keys_case *c = ctx;
+    metrics_table t = metrics_read(c->path, "step", keys, c->n_keys);
     metrics_free(&t);
 }
 
@@ -285,14 +291,10 @@ static void test_metrics_read_edges(void)
           "edges: n %zu x %g loss %g %g k %g %g", t.n, t.x[0], t.y[0][0], t.y[0][1], t.y[1][0], t.y[1][1]);
     metrics_free(&t);
 
-    /* ctx: the path, its NUL, then the key count as one byte */
-    char ctx[300];
-    snprintf(ctx, sizeof ctx, "%s", m);
-    size_t l = strlen(ctx);
     for (int n = 0; n <= 9; n++) {
-        ctx[l + 1] = (char)n;
+        read_keys_case c = {m, n};
         char err[512];
-        int rc = run_in_child(read_keys_child, ctx, err, sizeof err);
+        int rc = run_in_child(read_keys_child, &c, err, sizeof err);
         if (n >= 1 && n <= METRICS_MAX_KEYS)
             CHECK(rc == 0, "%d keys refused: %s", n, err);
         else

@@ -104,10 +104,13 @@ static void write_text_file(const char *rel, const char *text)
     fclose(f);
 }
 
+static int folder_resolution = 4;
+
+/* Opens label_root at folder_resolution (in a child, for the refusals). */
 static void open_folder(void *unused)
 {
     (void)unused;
-    dataset d = dataset_image_folder(label_root, 4, 3, 0);
+    dataset d = dataset_image_folder(label_root, folder_resolution, 3, 0);
     dataset_free(&d);
 }
 
@@ -219,21 +222,11 @@ static void test_parallel_decode_same_bytes(void)
  * link deep inside back to the root (refused, naming both folders), and a
  * second link to one folder (refused too).  One image alone is a dataset;
  * resolutions 1 and 4096 are the range's edges. */
-static const char *walk_root;
-static int walk_resolution = 4;
-
-static void open_walk_root(void *unused)
-{
-    (void)unused;
-    dataset d = dataset_image_folder(walk_root, walk_resolution, 3, 0);
-    dataset_free(&d);
-}
-
 static void test_folder_walk_at_scale(void)
 {
     static char root[] = "/tmp/repae_walk_XXXXXX";
     CHECK(mkdtemp(root) != NULL, "mkdtemp");
-    walk_root = root;
+    label_root = root;
     char path[512];
     uint8_t px[3 * 4 * 4];
     for (int k = 0; k < 300; k++) {
@@ -261,7 +254,7 @@ static void test_folder_walk_at_scale(void)
     closedir(dir);
     snprintf(path, sizeof path, "%s/%s/loop", root, last);
     CHECK(symlink("../", path) == 0, "symlink");
-    int rc = run_in_child(open_walk_root, NULL, err, sizeof err);
+    int rc = run_in_child(open_folder, NULL, err, sizeof err);
     char want[300];
     snprintf(want, sizeof want, "the folder '%s/loop' is the same as '.'", last);
     CHECK(rc == 1 && strstr(err, want), "a loop to the root: %d %s", rc, err);
@@ -276,25 +269,25 @@ static void test_folder_walk_at_scale(void)
     unlink(path);
     snprintf(path, sizeof path, "%s/c010/b.png", root);
     CHECK(symlink("missing-target", path) == 0, "symlink");
-    rc = run_in_child(open_walk_root, NULL, err, sizeof err);
+    rc = run_in_child(open_folder, NULL, err, sizeof err);
     CHECK(rc == 1 && strstr(err, "c010/b.png': No such file or directory"), "a dangling image: %d %s", rc, err);
     unlink(path);
     snprintf(path, sizeof path, "%s/c010/self", root);
     CHECK(symlink("self", path) == 0, "symlink");
-    rc = run_in_child(open_walk_root, NULL, err, sizeof err);
+    rc = run_in_child(open_folder, NULL, err, sizeof err);
     CHECK(rc == 1 && strstr(err, "c010/self': Too many levels of symbolic links"), "a link to itself: %d %s", rc,
           err);
     unlink(path);
     /* the first of the extensions only PIL reads */
     snprintf(path, sizeof path, "%s/c010/z.BLP", root);
     fclose(fopen(path, "w"));
-    rc = run_in_child(open_walk_root, NULL, err, sizeof err);
+    rc = run_in_child(open_folder, NULL, err, sizeof err);
     CHECK(rc == 1 && strstr(err, "c010/z.BLP': the reference (PIL) would read this file"), "a .blp: %d %s", rc, err);
     unlink(path);
     snprintf(path, sizeof path, "%s/c299/again", root);
     snprintf(target, sizeof target, "%s/c007", root);
     CHECK(symlink(target, path) == 0, "symlink");
-    rc = run_in_child(open_walk_root, NULL, err, sizeof err);
+    rc = run_in_child(open_folder, NULL, err, sizeof err);
     CHECK(rc == 1 && strstr(err, "the folder 'c299/again' is the same as 'c007'"), "a second link: %d %s", rc, err);
     unlink(path);
 
@@ -308,17 +301,17 @@ static void test_folder_walk_at_scale(void)
     CHECK(d.n == 1 && d.num_classes == 1 && d.labels[0] == 0 && d.height == 1 && d.images[0] == 77,
           "one image: n %d classes %d pixel %d", d.n, d.num_classes, d.images[0]);
     dataset_free(&d);
-    walk_root = one;
-    walk_resolution = 0;
-    rc = run_in_child(open_walk_root, NULL, err, sizeof err);
+    label_root = one;
+    folder_resolution = 0;
+    rc = run_in_child(open_folder, NULL, err, sizeof err);
     CHECK(rc == 1 && strstr(err, "image folder: resolution 0 is out of range [1, 4096]"), "resolution 0: %s", err);
-    walk_resolution = 4097;
-    rc = run_in_child(open_walk_root, NULL, err, sizeof err);
+    folder_resolution = 4097;
+    rc = run_in_child(open_folder, NULL, err, sizeof err);
     CHECK(rc == 1 && strstr(err, "resolution 4097 is out of range"), "resolution 4097: %s", err);
-    walk_resolution = 4096;
-    rc = run_in_child(open_walk_root, NULL, err, sizeof err);
+    folder_resolution = 4096;
+    rc = run_in_child(open_folder, NULL, err, sizeof err);
     CHECK(rc == 0, "resolution 4096 refused: %s", err);
-    walk_resolution = 4;
+    folder_resolution = 4;
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s %s", root, one);
     CHECK(system(cmd) == 0, "cleanup");

@@ -99,10 +99,9 @@ static void pack_a_kmajor(const float *A, long lda, int mc, int kc, float *dst)
                 memcpy(panel + (long)k * MR, A + (long)k * lda + i0, MR * sizeof(float));
             continue;
         }
-        for (int k = 0; k < kc; k++) {
+        for (int k = 0; k < kc; k++) { /* the last, short panel: zeros below its rows */
             memcpy(panel + (long)k * MR, A + (long)k * lda + i0, (size_t)mr * sizeof(float));
-            if (mr < MR)
-                memset(panel + (long)k * MR + mr, 0, (size_t)(MR - mr) * sizeof(float));
+            memset(panel + (long)k * MR + mr, 0, (size_t)(MR - mr) * sizeof(float));
         }
     }
 }
