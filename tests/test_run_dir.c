@@ -264,6 +264,62 @@ static void test_trim_metrics(void)
     run_dir_close(&r);
 }
 
+/* ---- paths (src/core/path.c) ------------------------------------------------------ */
+
+static void format_exact_fit(void *ctx)
+{
+    (void)ctx;
+    char buf[8];
+    path_format(buf, sizeof buf, "%s/%d", "abcd", 12); /* 7 bytes and the NUL */
+    fprintf(stderr, "fit: %s|", buf);
+    path_format(buf, sizeof buf, "%s/%d", "abcd", 123); /* 8 bytes: one too many */
+}
+
+static void dirs_of(void *ctx) { make_dirs((const char *)ctx); }
+
+static void test_paths(void)
+{
+    /* path_printf: any length, exactly the formatted bytes. */
+    char big[5000];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    char *p = path_printf("%s/%07lld.png", big, 42LL);
+    CHECK(strlen(p) == 4999 + 12 && !strcmp(p + 4999, "/0000042.png"), "path_printf of a 5011-byte path");
+    free(p);
+    p = path_printf("%s", "");
+    CHECK(p && !strcmp(p, ""), "path_printf of an empty string");
+    free(p);
+    /* path_format: a path that fits to the last byte is kept; one more dies naming the size and the start. */
+    char err[1024];
+    int rc = run_in_child(format_exact_fit, NULL, err, sizeof err);
+    CHECK(!strncmp(err, "fit: abcd/12|", 13), "path_format of an exact fit: %s", err);
+    CHECK(rc == 1 && strstr(err, "path too long (more than 7 bytes): 'abcd/12...'"), "path_format overflow: %d, %s",
+          rc, err);
+    char one[1] = {'x'};
+    path_format(one, sizeof one, "%s", ""); /* an empty path fits in one byte */
+    CHECK(one[0] == 0, "path_format of an empty path");
+
+    /* make_dirs: nested, again (exists), with a trailing slash. */
+    const char *deep = tmp_path("mk/a/b/c");
+    make_dirs(deep);
+    struct stat sb;
+    CHECK(stat(deep, &sb) == 0 && S_ISDIR(sb.st_mode), "make_dirs did not create '%s'", deep);
+    make_dirs(deep);
+    char *slash = path_printf("%s/d/", deep);
+    make_dirs(slash);
+    free(slash);
+    CHECK(stat(tmp_path("mk/a/b/c/d"), &sb) == 0 && S_ISDIR(sb.st_mode), "make_dirs with a trailing slash");
+    /* a file where a folder should be: as the last component, and in the middle */
+    write_text(tmp_path("mk/file"), "x");
+    char want[1024];
+    snprintf(want, sizeof want, "'%s' exists but is not a directory", tmp_path("mk/file"));
+    expect_die("make_dirs onto a file", dirs_of, (void *)tmp_path("mk/file"), want);
+    snprintf(want, sizeof want, "cannot create directory '%s': Not a directory", tmp_path("mk/file/sub"));
+    expect_die("make_dirs through a file", dirs_of, (void *)tmp_path("mk/file/sub/deeper"), want);
+    expect_die("make_dirs right under a file", dirs_of, (void *)tmp_path("mk/file/sub"), want);
+    expect_die("make_dirs of an empty name", dirs_of, (void *)"", "cannot create a directory with an empty name");
+}
+
 int main(void)
 {
     tmp = test_tmp_dir("run_dir");
@@ -273,5 +329,6 @@ int main(void)
     RUN(test_stale_tmp_removed);
     RUN(test_long_paths);
     RUN(test_trim_metrics);
+    RUN(test_paths);
     return test_summary();
 }
