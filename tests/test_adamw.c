@@ -102,13 +102,16 @@ static void test_ema_rule(void)
     param_table u = {0};
     param_add(&u, "blocks.0.attn.qkv.weight", INIT_CONSTANT, 1, (int64_t[]){2});
     param_add_ex(&u, "x_embedder.bn.num_batches_tracked", INIT_CONSTANT, 0, PARAM_BUFFER, 0, NULL);
+    /* A top-level BatchNorm's counter has the name alone. */
+    param_add_ex(&u, "num_batches_tracked", INIT_CONSTANT, 0, PARAM_BUFFER, 0, NULL);
     float *ue = param_alloc(&u), *up = param_alloc(&u);
     size_t q = param_find(&u, "blocks.0.attn.qkv.weight")->offset,
-           c = param_find(&u, "x_embedder.bn.num_batches_tracked")->offset;
-    up[q] = up[q + 1] = 3.0f, up[c] = 9.0f;
+           c = param_find(&u, "x_embedder.bn.num_batches_tracked")->offset,
+           bare = param_find(&u, "num_batches_tracked")->offset;
+    up[q] = up[q + 1] = 3.0f, up[c] = 9.0f, up[bare] = 7.0f;
     ema_update(&u, ue, up, 0.75f);
-    CHECK(ue[q] == 0.75f && ue[q + 1] == 0.75f && ue[c] == 9.0f,
-          "long names: %g %g (want 0.75), counter %g (want 9)", ue[q], ue[q + 1], ue[c]);
+    CHECK(ue[q] == 0.75f && ue[q + 1] == 0.75f && ue[c] == 9.0f && ue[bare] == 7.0f,
+          "long names: %g %g (want 0.75), counters %g %g (want 9, 7)", ue[q], ue[q + 1], ue[c], ue[bare]);
     free(ue), free(up);
     param_table_free(&u);
     free(ema), free(p);
