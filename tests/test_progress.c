@@ -83,6 +83,32 @@ static void test_rate_and_eta(void)
     }
 }
 
+/* The rate counts from the step before the first one this process reports:
+ * a fresh job's steps 1 and 2, or a resumed job's step 510 (a multiple of
+ * 600/20, so it is printed), 10.25 s after the start. */
+static void rate_run(void *ctx)
+{
+    const long long first = *(const long long *)ctx;
+    progress p = progress_start("rate", first == 1 ? 4 : 600, "it");
+    p.tty = false;
+    p.t_start -= 10.25;
+    progress_update(&p, first, NULL);
+    if (first == 1)
+        progress_update(&p, 2, NULL);
+}
+
+static void test_rate_from_the_first_step_seen(void)
+{
+    long long fresh = 1, resumed = 510;
+    int rc = run_in_child(rate_run, &fresh, err, sizeof err);
+    /* step 2: 2 steps in 10.25 s, 2 to go: 10.25 s */
+    CHECK(rc == 0 && !strcmp(err, "rate 1/4 0.10 it/s ETA 00:30 \nrate 2/4 0.20 it/s ETA 00:10 \n"),
+          "a fresh job's rate: '%s'", err);
+    rc = run_in_child(rate_run, &resumed, err, sizeof err);
+    /* step 510 of 600: 1 step in 10.25 s, 90 to go: 922.5 s */
+    CHECK(rc == 0 && !strcmp(err, "rate 510/600 0.10 it/s ETA 15:22 \n"), "a resumed job's rate: '%s'", err);
+}
+
 static void tty_run(void *ctx)
 {
     (void)ctx;
@@ -122,6 +148,7 @@ int main(void)
 {
     RUN(test_plain_lines);
     RUN(test_rate_and_eta);
+    RUN(test_rate_from_the_first_step_seen);
     RUN(test_terminal_and_quiet);
     return test_summary();
 }
