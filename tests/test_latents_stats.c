@@ -167,13 +167,21 @@ static void estimate_none(void *ctx)
     latents_stats_estimate_vae(&k->ds, &k->v, k->w, 0, b, s);
 }
 
+static void estimate_one(void *ctx)
+{
+    vae_case *k = ctx;
+    float b[257], s[257];
+    latents_stats_estimate_vae(&k->ds, &k->v, k->w, 1, b, s);
+}
+
 static void test_estimate_vae(void)
 {
     vae_case k;
     vae_case_build(&k);
-    /* 37 of 40 images (one batch of 32 and a short one of 5), then all 40 when more are asked for */
-    const int uses[2] = {37, 100};
-    for (int u = 0; u < 2; u++) {
+    /* 37 of 40 images (one batch of 32 and a short one of 5), all 40 when more are asked for, one batch
+     * exactly, one image */
+    const int uses[4] = {37, 100, 32, 1};
+    for (int u = 0; u < 4; u++) {
         float bias[4], scale[4];
         latents_stats_estimate_vae(&k.ds, &k.v, k.w, uses[u], bias, scale);
         int n = uses[u] < k.ds.n ? uses[u] : k.ds.n;
@@ -199,6 +207,14 @@ static void test_estimate_vae(void)
         moments_check(what, &mo, 4, bias, scale, 2e-5);
     }
     expect_die("no images", estimate_none, &k, "'forty images': no images to measure the latents statistics on");
+    /* A VAE of 257 latent channels is refused before any image is encoded. */
+    vae wide;
+    vae_config vc = k.v.cfg;
+    vc.z_channels = 257;
+    vae_build(&wide, &vc);
+    vae_case w257 = {.v = wide, .w = NULL, .ds = k.ds};
+    expect_die("257 latent channels", estimate_one, &w257, "latents statistics for 257 channels are not supported");
+    vae_free(&wide);
     vae_case_free(&k);
 }
 
