@@ -276,8 +276,8 @@ static void check_progress_closed_once(const char *what, const char *then)
 /* The metrics line of step s in a plain run (with the preview's extra when `extra`). */
 static void metrics_line(char *buf, size_t size, long long s, long long epoch, bool extra)
 {
-    int n = snprintf(buf, size, "{\"step\": %lld, \"epoch\": %lld, \"a\": %.8g, \"b\": %.8g", s, epoch, 0.25 * (double)s,
-                     -(double)s - 0.125);
+    int n = snprintf(buf, size, "{\"step\": %lld, \"epoch\": %lld, \"a\": %.8g, \"b\": %.8g", s, epoch,
+                     0.25 * (double)s, -(double)s - 0.125);
     if (extra)
         n += snprintf(buf + n, size - (size_t)n, ", \"p\": %.8g", (double)s + 0.5);
     snprintf(buf + n, size - (size_t)n, "}\n");

@@ -47,6 +47,10 @@ static void test_interpolate_and_first_crossing(void)
           speedup_bound_name(c.bound));
     c = speedup_first_crossing(step, fd, 4, 3);
     CHECK(c.bound == SPEEDUP_AT_LEAST && c.step == 1600, "never met: %g %s", c.step, speedup_bound_name(c.bound));
+    /* One evaluation: its value at its step, NaN elsewhere; no evaluation: NaN. */
+    CHECK(speedup_interpolate(step + 1, fd + 1, 1, 800) == 8 && isnan(speedup_interpolate(step + 1, fd + 1, 1, 801)) &&
+              isnan(speedup_interpolate(NULL, NULL, 0, 800)),
+          "a curve of one or no evaluation");
     /* The first crossing counts even when the curve rises again. */
     const double bumpy[] = {10, 5, 9, 3};
     c = speedup_first_crossing(step, bumpy, 4, 7.5);
@@ -66,8 +70,16 @@ static void test_curve_mean(void)
           speedup_curve_mean(step, v, 3, 2, 8));
     CHECK(isnan(speedup_curve_mean(step, v, 3, 0, 30)) && isnan(speedup_curve_mean(step, v, 3, -1, 20)),
           "a span the curve does not cover is NaN");
-    CHECK(isnan(speedup_curve_mean(step, v, 3, 10, 10)) && isnan(speedup_curve_mean(step, v, 0, 0, 20)),
+    CHECK(isnan(speedup_curve_mean(step, v, 3, 10, 10)) && isnan(speedup_curve_mean(step, v, 0, 0, 20)) &&
+              isnan(speedup_curve_mean(NULL, NULL, 0, 0, 20)),
           "an empty span or curve is NaN");
+    /* The same curve 100 steps later: the clipped ends are interpolated from their own segment's start. */
+    const double later[] = {100, 110, 120};
+    CHECK(near(speedup_curve_mean(later, v, 3, 105, 120), 32.5 / 15) &&
+              near(speedup_curve_mean(later, v, 3, 102, 108), 3.0) &&
+              near(speedup_curve_mean(later, v, 3, 100, 115), 8.0 / 3),
+          "means of the shifted curve: %g %g %g", speedup_curve_mean(later, v, 3, 105, 120),
+          speedup_curve_mean(later, v, 3, 102, 108), speedup_curve_mean(later, v, 3, 100, 115));
 }
 
 static void test_stats_spread(void)
@@ -110,6 +122,15 @@ static void test_bounds_in_means_and_ratios(void)
     CHECK(r.bound == SPEEDUP_UNKNOWN && isnan(r.value), "late/never: %s", speedup_bound_name(r.bound));
     r = speedup_ratio_of(&mixed, &exact);
     CHECK(r.bound == SPEEDUP_UNKNOWN && isnan(r.value), "mixed/exact");
+    /* A mean of step 0 has no ratio either way; half a step has one. */
+    speedup_steps zero = steps_of(0, SPEEDUP_EXACT, 0, SPEEDUP_EXACT);
+    speedup_steps half = steps_of(0.5, SPEEDUP_EXACT, 0.5, SPEEDUP_EXACT);
+    r = speedup_ratio_of(&zero, &exact);
+    CHECK(r.bound == SPEEDUP_UNKNOWN && isnan(r.value), "zero/exact: %g %s", r.value, speedup_bound_name(r.bound));
+    r = speedup_ratio_of(&exact, &zero);
+    CHECK(r.bound == SPEEDUP_UNKNOWN && isnan(r.value), "exact/zero: %g %s", r.value, speedup_bound_name(r.bound));
+    r = speedup_ratio_of(&half, &exact);
+    CHECK(r.bound == SPEEDUP_EXACT && near(r.value, 0.5 / 1200), "half/exact: %g", r.value);
 }
 
 /* Three seeds each:
@@ -233,6 +254,52 @@ static void test_noise_verdicts(void)
     CHECK(speedup_compare_finals(&a, &b) == SPEEDUP_BEYOND_NOISE, "beyond");
     a = final_run(5.0, 4.8, 5.2, NAN), b = final_run(6.0, 5.9, 6.1, NAN);
     CHECK(speedup_compare_finals(&a, &b) == SPEEDUP_NOISE_UNMEASURED, "unmeasured");
+    /* The edges: a difference of exactly twice the noise, ranges that touch. */
+    a = final_run(1.0, 0.5, 1.5, 0.25), b = final_run(1.5, 1.25, 1.75, 0.125);
+    CHECK(speedup_compare_finals(&a, &b) == SPEEDUP_WITHIN_NOISE, "0.5 = 2 x 0.25");
+    a = final_run(1.0, 0.5, 1.5, 0.125), b = final_run(2.0, 1.5, 2.5, 0.125);
+    CHECK(speedup_compare_finals(&a, &b) == SPEEDUP_SEEDS_OVERLAP &&
+              speedup_compare_finals(&b, &a) == SPEEDUP_SEEDS_OVERLAP,
+          "ranges touching at 1.5");
+    /* Curve means apart: not when either run has none, nor when they touch. */
+    speedup_run c = {.curve_mean = {.n = 2, .min = 1, .max = 2}}, d = {.curve_mean = {.n = 2, .min = 3, .max = 4}},
+                none = {.curve_mean = {.n = 0}};
+    CHECK(speedup_curve_means_apart(&c, &d) && speedup_curve_means_apart(&d, &c), "[1, 2] and [3, 4] are apart");
+    CHECK(!speedup_curve_means_apart(&c, &none) && !speedup_curve_means_apart(&none, &d), "a run without curve means");
+    d.curve_mean.min = 2;
+    CHECK(!speedup_curve_means_apart(&c, &d) && !speedup_curve_means_apart(&d, &c), "[1, 2] and [2, 4] touch");
+}
+
+/* A seed's noise is its mean distance to every other sample set at its last
+ * step, whichever line of the file those come on. */
+static void summarise_fraction(void *fraction)
+{
+    eval_results r = results_read(test_tmp_path("noise.jsonl"), "fd");
+    speedup_summarise(&r, 0, "a", (const double *)fraction, 1);
+}
+
+static void test_noise_over_several_sets(void)
+{
+    const char *path = test_tmp_path("noise.jsonl");
+    FILE *f = fopen(path, "w");
+    fprintf(f, "{\"run\": \"a\", \"seed\": 0, \"step\": 200, \"set\": 2, \"metrics\": {\"fd\": 3}}\n");
+    fprintf(f, "{\"run\": \"a\", \"seed\": 0, \"step\": 100, \"metrics\": {\"fd\": 5}}\n");
+    fprintf(f, "{\"run\": \"a\", \"seed\": 0, \"step\": 200, \"metrics\": {\"fd\": 4}}\n");
+    fprintf(f, "{\"run\": \"a\", \"seed\": 0, \"step\": 200, \"set\": 1, \"metrics\": {\"fd\": 4.5}}\n");
+    fprintf(f, "{\"run\": \"a\", \"seed\": 0, \"step\": 100, \"set\": 1, \"metrics\": {\"fd\": 9}}\n");
+    fclose(f);
+    eval_results r = results_read(path, "fd");
+    const double fr[] = {1.0};
+    speedup_summary s = speedup_summarise(&r, 0, "a", fr, 1);
+    CHECK(s.n_runs == 1 && s.runs[0].n_seeds == 1 && near(s.runs[0].seeds[0].noise, 0.75) &&
+              near(s.runs[0].noise, 0.75),
+          "noise over sets 1 and 2 at step 200: %g, want (0.5 + 1) / 2", s.n_runs ? s.runs[0].seeds[0].noise : NAN);
+    speedup_summary_free(&s);
+    results_free(&r);
+    const double zero = 0, above = 1.5;
+    expect_die("fraction 0", summarise_fraction, (void *)&zero,
+               "speedup: the fraction 0 of the horizon is not in (0, 1]");
+    expect_die("fraction 1.5", summarise_fraction, (void *)&above, "the fraction 1.5 of the horizon is not in (0, 1]");
 }
 
 /* The command: the markdown rows, the JSON summary and the band curves. */
@@ -471,6 +538,7 @@ int main(void)
     RUN(test_bounds_in_means_and_ratios);
     RUN(test_summary_known_crossings);
     RUN(test_noise_verdicts);
+    RUN(test_noise_over_several_sets);
     RUN(test_cli_table_and_files);
     RUN(test_cli_by_step_and_final_only);
     RUN(test_cli_curve_mean_partial);
