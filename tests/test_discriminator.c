@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "models/discriminator.h"
+#include "models/lpips.h"
 #include "train/vae_loss.h"
 #include "param_check.h"
 #include "test.h"
@@ -174,11 +175,75 @@ static void test_vae_loss_kept_fake_pass_is_exact(void)
     disc_free(&d);
 }
 
+/* vae_loss_plan_bytes is what the loss's phases take at their peak, byte
+ * for byte: with LPIPS alone (its pass), with the discriminator alone (its
+ * update: D(x) and D(recon) kept for the backward), with both (the larger),
+ * and a 1-channel image replicated for LPIPS.  The kept D(recon) pass is
+ * vae_loss_fake_pass_bytes more.  Without a discriminator the GAN factor is
+ * 0 whatever the step. */
+static void test_vae_loss_plan_is_exact(void)
+{
+    discriminator d;
+    disc_build(&d, &(disc_config){3, 8, 3});
+    lpips l;
+    lpips_build(&l, 16);
+    float *dp = param_alloc(&d.table), *lp = param_alloc(&l.table), *grads = param_alloc(&d.table);
+    disc_init_weights(&d, dp, 21);
+    lpips_init_weights(&l, lp, 22);
+    const int B = 2, M = 4 * 8 * 8;
+    for (int variant = 0; variant < 4; variant++) {
+        const bool with_lp = variant != 1, with_disc = variant >= 1 && variant != 3;
+        const int C = variant == 3 ? 1 : 3;
+        size_t nx = (size_t)B * C * 32 * 32;
+        float *x = alloc_uniform(nx, -1.0f, 1.0f, 31), *recon = alloc_uniform(nx, -1.0f, 1.0f, 32);
+        float *mean = alloc_normal((size_t)B * M, 1.0f, 33), *logvar = alloc_normal((size_t)B * M, 0.5f, 34);
+        float *d_recon = alloc_zeros(nx), *d_mean = alloc_zeros((size_t)B * M), *d_logvar = alloc_zeros((size_t)B * M);
+        vae_loss L = {.w = {.reconstruction = 1.0f, .perceptual = 1.0f, .kl = 1e-6f, .disc = 0.1f, .disc_factor = 1.0f,
+                            .lecam = 0.01f},
+                      .disc = with_disc ? &d : NULL, .disc_params = with_disc ? dp : NULL, .lp = with_lp ? &l : NULL,
+                      .lpips_params = with_lp ? lp : NULL, .B = B, .C = C, .H = 32, .W = 32};
+        size_t plan = vae_loss_plan_bytes(&L);
+        arena ar = arena_create(plan);
+        adamw opt = adamw_create(&d.table, 1e-3f);
+        float ema_real = 0, ema_fake = 0;
+        vae_loss_logs logs = {0};
+        vae_generator_loss(&L, 5, x, recon, mean, logvar, M, d_recon, d_mean, d_logvar, &ar, &logs, NULL);
+        size_t generator_peak = ar.high_water;
+        vae_discriminator_step(&L, 5, x, recon, grads, &opt, 1.0, &ema_real, &ema_fake, &ar, &logs, NULL);
+        CHECK(ar.high_water == plan && ar.used == 0, "variant %d: plan of %zu bytes for a peak of %zu (generator %zu)",
+              variant, plan, ar.high_water, generator_peak);
+        CHECK(with_disc || (logs.discriminator_factor == 0 && vae_loss_factor(&L, 1000000) == 0),
+              "variant %d: a GAN factor without a discriminator", variant);
+        arena_free(&ar);
+        if (with_disc) {
+            /* the kept pass: the plan and the fake pass's bytes, to the byte */
+            size_t fake_bytes = vae_loss_fake_pass_bytes(&L);
+            ar = arena_create(plan + fake_bytes);
+            vae_loss_fake_pass fake;
+            vae_generator_loss(&L, 5, x, recon, mean, logvar, M, d_recon, d_mean, d_logvar, &ar, &logs, &fake);
+            CHECK(fake.kept && ar.used == fake_bytes, "variant %d: the kept pass holds %zu bytes, planned %zu",
+                  variant, ar.used, fake_bytes);
+            vae_discriminator_step(&L, 5, x, recon, grads, &opt, 1.0, &ema_real, &ema_fake, &ar, &logs, &fake);
+            CHECK(ar.high_water <= plan + fake_bytes, "variant %d: kept pass peak %zu over %zu", variant,
+                  ar.high_water, plan + fake_bytes);
+            arena_free(&ar);
+        } else {
+            CHECK(vae_loss_fake_pass_bytes(&L) == 0, "no discriminator, no kept pass");
+        }
+        adamw_free(&opt);
+        free(x), free(recon), free(mean), free(logvar), free(d_recon), free(d_mean), free(d_logvar);
+    }
+    free(dp), free(lp), free(grads);
+    lpips_free(&l);
+    disc_free(&d);
+}
+
 int main(void)
 {
     RUN(test_disc_parameter_count);
     RUN(test_disc_matches_torch);
     RUN(test_disc_replay_matches_second_forward);
     RUN(test_vae_loss_kept_fake_pass_is_exact);
+    RUN(test_vae_loss_plan_is_exact);
     return test_summary();
 }

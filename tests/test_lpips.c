@@ -51,6 +51,9 @@ static void test_lpips_matches_torch(void)
     fixture_check(st, "dist", dist, 2, 1e-6, 1e-4);
     lpips_backward(&l, params, &s, cot, db);
     fixture_check(st, "grad.b", db, n, 1e-7, 2e-3);
+    /* The plan is the pass's peak to the byte (the a pass is released before the b pass). */
+    CHECK(ar.high_water == lpips_acts_bytes(&l, 2, 32, 32), "LPIPS plan of %zu bytes for a peak of %zu",
+          lpips_acts_bytes(&l, 2, 32, 32), ar.high_water);
     lp_ctx c = {&l, params, a, b, cot, dist, &ar};
     fd_check_direction("lpips d/db", lp_loss, &c, b, db, n, 1e-3, 2e-3, 3);
     /* Identical images: distance 0. */

@@ -125,15 +125,15 @@ size_t lpips_acts_bytes(const lpips *l, int B, int H, int W)
 {
     conv2d_shape s[LPIPS_CONVS];
     plan_shapes(l, B, H, W, s);
-    size_t bytes = 0, ws = 0, max_n = 0;
-    bytes += arena_round((size_t)B * 3 * H * W * sizeof(float)); /* scaled b */
+    const size_t image = arena_round((size_t)B * 3 * H * W * sizeof(float));
+    size_t taps = 0, b_pass = image, ws = 0, max_n = 0; /* b_pass: the scaled b and what its pass keeps */
     for (int i = 0; i < LPIPS_CONVS; i++) {
         size_t n_in = conv2d_x_numel(&s[i]), n_out = conv2d_out_numel(&s[i]);
         if (pool_before[i])
-            bytes += arena_round(n_in * sizeof(float));
-        bytes += arena_round(n_out * sizeof(float));
+            b_pass += arena_round(n_in * sizeof(float));
+        b_pass += arena_round(n_out * sizeof(float));
         if (tap_after[i] >= 0) /* na, nb, norm_b */
-            bytes += 2 * arena_round(n_out * sizeof(float)) + arena_round(n_out / l->ch[i] * sizeof(float));
+            taps += 2 * arena_round(n_out * sizeof(float)) + arena_round(n_out / l->ch[i] * sizeof(float));
         if (conv2d_workspace_floats(&s[i]) > ws)
             ws = conv2d_workspace_floats(&s[i]);
         if (n_in > max_n)
@@ -141,9 +141,12 @@ size_t lpips_acts_bytes(const lpips *l, int B, int H, int W)
         if (n_out > max_n)
             max_n = n_out;
     }
-    /* workspace, two gradient buffers, and the a-pass ping-pong buffers */
-    return bytes + arena_round(ws * sizeof(float)) + 4 * arena_round(max_n * sizeof(float)) +
-           arena_round((size_t)B * 3 * H * W * sizeof(float));
+    /* Held throughout: the workspace, two gradient buffers and the taps.  The
+     * a pass (scaled a and two ping-pong buffers) is released before the b
+     * pass starts, so only the larger of the two counts. */
+    const size_t held = arena_round((ws ? ws : 1) * sizeof(float)) + 2 * arena_round(max_n * sizeof(float)) + taps;
+    const size_t a_pass = image + 2 * arena_round(max_n * sizeof(float));
+    return held + (a_pass > b_pass ? a_pass : b_pass);
 }
 
 /* (2x − 1 − shift[c]) / scale[c] for each of the 3 channels. */
