@@ -198,7 +198,7 @@ static void test_vae_loss_plan_is_exact(void)
         float *x = alloc_uniform(nx, -1.0f, 1.0f, 31), *recon = alloc_uniform(nx, -1.0f, 1.0f, 32);
         float *mean = alloc_normal((size_t)B * M, 1.0f, 33), *logvar = alloc_normal((size_t)B * M, 0.5f, 34);
         float *d_recon = alloc_zeros(nx), *d_mean = alloc_zeros((size_t)B * M), *d_logvar = alloc_zeros((size_t)B * M);
-        vae_loss L = {.w = {.reconstruction = 1.0f, .perceptual = 1.0f, .kl = 1e-6f, .disc = 0.1f, .disc_factor = 1.0f,
+        vae_loss L = {.w = {.reconstruction = 1.0f, .perceptual = 1.0f, .kl = 1e-6f, .disc = 0.1f, .disc_factor = 0.5f,
                             .lecam = 0.01f},
                       .disc = with_disc ? &d : NULL, .disc_params = with_disc ? dp : NULL, .lp = with_lp ? &l : NULL,
                       .lpips_params = with_lp ? lp : NULL, .B = B, .C = C, .H = 32, .W = 32};
@@ -206,9 +206,18 @@ static void test_vae_loss_plan_is_exact(void)
         arena ar = arena_create(plan);
         adamw opt = adamw_create(&d.table, 1e-3f);
         float ema_real = 0, ema_fake = 0;
-        vae_loss_logs logs = {0};
-        vae_generator_loss(&L, 5, x, recon, mean, logvar, M, d_recon, d_mean, d_logvar, &ar, &logs, NULL);
+        vae_loss_logs logs;
+        memset(&logs, 0x7f, sizeof logs); /* every log the loss owns must be written */
+        vae_loss_fake_pass none = {.kept = true};
+        vae_generator_loss(&L, 5, x, recon, mean, logvar, M, d_recon, d_mean, d_logvar, &ar, &logs,
+                           with_disc ? NULL : &none);
         size_t generator_peak = ar.high_water;
+        CHECK(with_lp ? logs.perceptual_loss > 0 : logs.perceptual_loss == 0, "variant %d: perceptual loss %g",
+              variant, logs.perceptual_loss);
+        CHECK(with_disc ? logs.weighted_gan_loss == (double)(L.w.disc * 0.5f) * logs.gan_loss
+                        : logs.gan_loss == 0 && logs.weighted_gan_loss == 0 && !none.kept,
+              "variant %d: GAN %g, weighted %g (factor 0.5), kept %d", variant, logs.gan_loss, logs.weighted_gan_loss,
+              (int)none.kept);
         vae_discriminator_step(&L, 5, x, recon, grads, &opt, 1.0, &ema_real, &ema_fake, &ar, &logs, NULL);
         CHECK(ar.high_water == plan && ar.used == 0, "variant %d: plan of %zu bytes for a peak of %zu (generator %zu)",
               variant, plan, ar.high_water, generator_peak);
@@ -238,6 +247,47 @@ static void test_vae_loss_plan_is_exact(void)
     disc_free(&d);
 }
 
+/* A 1-channel image goes through LPIPS as its 3-channel replica, and its
+ * gradient is the replica's three channels summed. */
+static void test_vae_loss_grey_images_as_rgb(void)
+{
+    lpips l;
+    lpips_build(&l, 16);
+    float *lp = param_alloc(&l.table);
+    lpips_init_weights(&l, lp, 41);
+    const int B = 2, HW = 32 * 32, M = 4 * 8 * 8;
+    float *x1 = alloc_uniform((size_t)B * HW, -1.0f, 1.0f, 42), *r1 = alloc_uniform((size_t)B * HW, -1.0f, 1.0f, 43);
+    float *x3 = alloc_zeros((size_t)B * 3 * HW), *r3 = alloc_zeros((size_t)B * 3 * HW);
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < 3; c++)
+            for (int i = 0; i < HW; i++)
+                x3[((size_t)b * 3 + c) * HW + i] = x1[(size_t)b * HW + i],
+                          r3[((size_t)b * 3 + c) * HW + i] = r1[(size_t)b * HW + i];
+    float *mean = alloc_normal((size_t)B * M, 1.0f, 44), *logvar = alloc_normal((size_t)B * M, 0.5f, 45);
+    float *dm = alloc_zeros((size_t)B * M), *dl = alloc_zeros((size_t)B * M);
+    float *g1 = alloc_zeros((size_t)B * HW), *g3 = alloc_zeros((size_t)B * 3 * HW);
+    vae_loss_logs logs1, logs3;
+    for (int C = 1; C <= 3; C += 2) {
+        vae_loss L = {.w = {.perceptual = 1.0f}, .lp = &l, .lpips_params = lp, .B = B, .C = C, .H = 32, .W = 32};
+        arena ar = arena_create(vae_loss_plan_bytes(&L));
+        vae_generator_loss(&L, 0, C == 1 ? x1 : x3, C == 1 ? r1 : r3, mean, logvar, M, C == 1 ? g1 : g3, dm, dl, &ar,
+                           C == 1 ? &logs1 : &logs3, NULL);
+        arena_free(&ar);
+    }
+    CHECK(logs1.perceptual_loss == logs3.perceptual_loss && logs1.perceptual_loss > 0,
+          "grey LPIPS %.9g vs its RGB replica %.9g", logs1.perceptual_loss, logs3.perceptual_loss);
+    double worst = 0;
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < HW; i++) {
+            const float *g = g3 + (size_t)b * 3 * HW + i;
+            float sum = g[0] + g[HW] + g[2 * HW];
+            worst = fmax(worst, fabs((double)g1[(size_t)b * HW + i] - sum));
+        }
+    CHECK(worst == 0, "grey gradient vs the replica's channel sum: %g apart", worst);
+    free(x1), free(r1), free(x3), free(r3), free(mean), free(logvar), free(dm), free(dl), free(g1), free(g3), free(lp);
+    lpips_free(&l);
+}
+
 int main(void)
 {
     RUN(test_disc_parameter_count);
@@ -245,5 +295,6 @@ int main(void)
     RUN(test_disc_replay_matches_second_forward);
     RUN(test_vae_loss_kept_fake_pass_is_exact);
     RUN(test_vae_loss_plan_is_exact);
+    RUN(test_vae_loss_grey_images_as_rgb);
     return test_summary();
 }
