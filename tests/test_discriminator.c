@@ -247,6 +247,165 @@ static void test_vae_loss_plan_is_exact(void)
     disc_free(&d);
 }
 
+/* The GAN and LeCam terms at their weights: the generator's GAN gradient
+ * scales with disc_weight × disc_factor (nothing before disc_start), and
+ * the discriminator step adds lecam × its LeCam loss, with the gradient to
+ * match, from disc_start on, updating the EMAs only then; a kept D(recon)
+ * pass is refused for another reconstruction. */
+typedef struct gan_case {
+    discriminator d;
+    float *p0, *p, *grads, *x, *recon, *other;
+    const float *dir; /* NULL, or parameters start at p0 + eps * dir */
+    float eps;
+    int B, M;
+    size_t np, nx;
+} gan_case;
+
+static void gan_case_build(gan_case *g)
+{
+    memset(g, 0, sizeof *g);
+    disc_build(&g->d, &(disc_config){3, 8, 3});
+    g->B = 2, g->M = 4 * 8 * 8;
+    g->np = g->d.table.total, g->nx = (size_t)g->B * 3 * 32 * 32;
+    g->p0 = param_alloc(&g->d.table), g->p = param_alloc(&g->d.table), g->grads = param_alloc(&g->d.table);
+    disc_init_weights(&g->d, g->p0, 51);
+    g->x = alloc_uniform(g->nx, -1.0f, 1.0f, 52), g->recon = alloc_uniform(g->nx, -1.0f, 1.0f, 53);
+    g->other = alloc_uniform(g->nx, -1.0f, 1.0f, 54);
+}
+
+static void gan_case_free(gan_case *g)
+{
+    free(g->p0), free(g->p), free(g->grads), free(g->x), free(g->recon), free(g->other);
+    disc_free(&g->d);
+}
+
+static vae_loss gan_loss_of(gan_case *g, float factor, float lecam)
+{
+    memcpy(g->p, g->p0, g->np * sizeof(float)); /* each run from the same parameters and running stats */
+    if (g->dir) /* or moved along a direction, for a finite difference */
+        for (size_t i = 0; i < g->np; i++)
+            g->p[i] += g->eps * g->dir[i];
+    return (vae_loss){.w = {.disc = 0.1f, .disc_factor = factor, .lecam = lecam, .disc_start = 5}, .disc = &g->d,
+                      .disc_params = g->p, .B = g->B, .C = 3, .H = 32, .W = 32};
+}
+
+/* The generator's gradient into recon from the GAN term alone. */
+static void gan_gradient(gan_case *g, float factor, long long step, float *d_recon)
+{
+    vae_loss L = gan_loss_of(g, factor, 0);
+    float *mean = alloc_zeros((size_t)g->B * g->M), *logvar = alloc_zeros((size_t)g->B * g->M);
+    float *dm = alloc_zeros((size_t)g->B * g->M), *dl = alloc_zeros((size_t)g->B * g->M);
+    arena ar = arena_create(vae_loss_plan_bytes(&L));
+    vae_loss_logs logs;
+    vae_generator_loss(&L, step, g->x, g->recon, mean, logvar, g->M, d_recon, dm, dl, &ar, &logs, NULL);
+    arena_free(&ar);
+    free(mean), free(logvar), free(dm), free(dl);
+}
+
+/* One discriminator step; returns its logs, the gradients in g->grads. */
+static vae_loss_logs lecam_step(gan_case *g, float lecam, long long step, float *ema)
+{
+    vae_loss L = gan_loss_of(g, 0.5f, lecam);
+    arena ar = arena_create(vae_loss_plan_bytes(&L));
+    adamw opt = adamw_create(&g->d.table, 1e-3f);
+    vae_loss_logs logs;
+    ema[0] = 0.3f, ema[1] = -0.2f;
+    vae_discriminator_step(&L, step, g->x, g->recon, g->grads, &opt, 1e9, &ema[0], &ema[1], &ar, &logs, NULL);
+    adamw_free(&opt);
+    arena_free(&ar);
+    return logs;
+}
+
+static void kept_for_another_recon(void *ctx)
+{
+    gan_case *g = ctx;
+    vae_loss L = gan_loss_of(g, 1.0f, 0);
+    arena ar = arena_create(vae_loss_plan_bytes(&L) + vae_loss_fake_pass_bytes(&L));
+    float *mean = alloc_zeros((size_t)g->B * g->M), *logvar = alloc_zeros((size_t)g->B * g->M);
+    float *dm = alloc_zeros((size_t)g->B * g->M), *dl = alloc_zeros((size_t)g->B * g->M), *dr = alloc_zeros(g->nx);
+    vae_loss_logs logs;
+    vae_loss_fake_pass fake;
+    vae_generator_loss(&L, 5, g->x, g->recon, mean, logvar, g->M, dr, dm, dl, &ar, &logs, &fake);
+    adamw opt = adamw_create(&g->d.table, 1e-3f);
+    float er = 0, ef = 0;
+    vae_discriminator_step(&L, 5, g->x, g->other, g->grads, &opt, 1.0, &er, &ef, &ar, &logs, &fake);
+}
+
+static void test_vae_loss_gan_and_lecam_terms(void)
+{
+    gan_case g;
+    gan_case_build(&g);
+    float *half = alloc_zeros(g.nx), *full = alloc_zeros(g.nx), *early = alloc_zeros(g.nx);
+    gan_gradient(&g, 0.5f, 5, half);
+    gan_gradient(&g, 1.0f, 5, full);
+    gan_gradient(&g, 1.0f, 4, early);
+    int exact = 1, any = 0, none_early = 1;
+    for (size_t i = 0; i < g.nx; i++) {
+        exact &= full[i] == 2 * half[i];
+        any |= full[i] != 0;
+        none_early &= early[i] == 0;
+    }
+    CHECK(exact && any, "the GAN gradient at factor 1 is not twice that at 0.5");
+    CHECK(none_early, "a GAN gradient before disc_start");
+    free(half), free(full), free(early);
+
+    /* LeCam weights 0, 0.01 and 0.02 at factor 0.5 from the same state. */
+    float ema[3][2], *grads[3];
+    vae_loss_logs logs[3];
+    const float weights[3] = {0, 0.01f, 0.02f};
+    for (int k = 0; k < 3; k++) {
+        logs[k] = lecam_step(&g, weights[k], 5, ema[k]);
+        grads[k] = alloc_zeros(g.np);
+        memcpy(grads[k], g.grads, g.np * sizeof(float));
+    }
+    CHECK(logs[0].lecam_loss == 0 && ema[0][0] == 0.3f && ema[0][1] == -0.2f, "LeCam off: loss %g, EMAs %g %g",
+          logs[0].lecam_loss, (double)ema[0][0], (double)ema[0][1]);
+    CHECK(logs[1].lecam_loss > 0 && logs[1].lecam_loss == logs[2].lecam_loss && ema[1][0] != 0.3f &&
+              ema[1][0] == ema[2][0] && ema[1][1] == ema[2][1],
+          "LeCam on at disc_start: losses %g %g, EMAs %g %g", logs[1].lecam_loss, logs[2].lecam_loss,
+          (double)ema[1][0], (double)ema[1][1]);
+    for (int k = 1; k < 3; k++) {
+        double want = 0.5 * (double)weights[k] * logs[k].lecam_loss, got = logs[k].d_loss - logs[0].d_loss;
+        CHECK(fabs(got - want) <= 1e-6 * fabs(logs[0].d_loss) + 1e-9, "d_loss with LeCam %g: +%.9g, want +%.9g",
+              (double)weights[k], got, want);
+    }
+    double worst = 0, scale = 0;
+    for (size_t i = 0; i < g.np; i++) {
+        double one = (double)grads[1][i] - grads[0][i], two = (double)grads[2][i] - grads[0][i];
+        worst = fmax(worst, fabs(two - 2 * one));
+        scale = fmax(scale, fabs(one));
+    }
+    CHECK(scale > 0 && worst <= 1e-3 * scale, "LeCam gradients: doubling the weight moves them by %g (x2 of %g)",
+          worst, scale);
+    /* Their size: along v = (LeCam on) − (off), the change of d_loss's LeCam part is v·v per unit step. */
+    float *v = alloc_zeros(g.np);
+    double vv = 0;
+    for (size_t i = 0; i < g.np; i++)
+        v[i] = grads[1][i] - grads[0][i], vv += (double)v[i] * v[i];
+    double slope[2];
+    g.dir = v;
+    for (int k = 0; k < 2; k++) {
+        double d[2];
+        for (int side = 0; side < 2; side++) {
+            g.eps = (side ? 1.0f : -1.0f) * 1e-2f / (float)sqrt(vv);
+            d[side] = lecam_step(&g, weights[k], 5, ema[k]).d_loss;
+        }
+        slope[k] = (d[1] - d[0]) / (2e-2 / sqrt(vv));
+    }
+    g.dir = NULL;
+    double got = (slope[1] - slope[0]) / vv;
+    CHECK(fabs(got - 1) <= 0.05, "LeCam gradient's size: finite differences give %.4f of v·v", got);
+    printf("       LeCam gradient along its own direction: %.5f of v·v by finite differences\n", got);
+    free(v);
+    vae_loss_logs before = lecam_step(&g, 0.01f, 4, ema[0]);
+    CHECK(before.lecam_loss == 0 && ema[0][0] == 0.3f, "LeCam before disc_start: %g", before.lecam_loss);
+    for (int k = 0; k < 3; k++)
+        free(grads[k]);
+    expect_die("a kept pass for another reconstruction", kept_for_another_recon, &g,
+               "the kept D(recon) pass ran on another reconstruction");
+    gan_case_free(&g);
+}
+
 /* A 1-channel image goes through LPIPS as its 3-channel replica, and its
  * gradient is the replica's three channels summed. */
 static void test_vae_loss_grey_images_as_rgb(void)
@@ -296,5 +455,6 @@ int main(void)
     RUN(test_vae_loss_kept_fake_pass_is_exact);
     RUN(test_vae_loss_plan_is_exact);
     RUN(test_vae_loss_grey_images_as_rgb);
+    RUN(test_vae_loss_gan_and_lecam_terms);
     return test_summary();
 }
