@@ -11,10 +11,6 @@
 #include "ops/spatial_norm.h"
 #include "train/ema.h"
 
-#define STREAM_LDM_Z 0x4c444d5a00000000ull    /* "LDMZ": posterior samples */
-#define STREAM_LDM_DROP 0x4c444d4400000000ull /* "LDMD": label dropout */
-#define STREAM_LDM_SIT 0x4c444d5300000000ull  /* "LDMS": t and ε */
-
 ldm_config ldm_config_default(void)
 {
     ldm_config c = {0};
@@ -55,14 +51,22 @@ void ldm_trainer_init(ldm_trainer *t, const ldm_config *cfg, sit *s, float *sit_
     int B = cfg->batch;
     size_t lat = (size_t)B * s->C * s->H * s->H;
     denoising_opts o = {.train = false, .path = cfg->path, .weighting = cfg->weighting};
-    size_t bytes = 2 * arena_round(lat * sizeof(float)) + arena_round((size_t)B * sizeof(int)) +
-                   denoising_objective_plan_bytes(s, B, &o) + (1u << 16);
+    /* Held for the whole step: z, the labels and the encoder's targets.  The
+     * encoder's input and activations are released before the SiT runs (and
+     * the 3-channel preprocessing's workspace before the encoder), so the
+     * larger of the two phases counts; 64 KiB of margin. */
+    size_t held = arena_round(lat * sizeof(float)) + arena_round((size_t)B * sizeof(int));
+    size_t phase = denoising_objective_plan_bytes(s, B, &o);
     if (enc) {
         int S = enc->cfg.img_size;
-        bytes += arena_round((size_t)B * enc->npatch * enc->cfg.embed_dim * sizeof(float)) +
-                 arena_round((size_t)B * enc->cfg.in_chans * S * S * sizeof(float)) +
-                 vit_plan_bytes(enc, B, false) + encoder_preprocess_workspace_bytes(cfg->enc_pre, B, 3, H, W, S);
+        held += arena_round((size_t)B * enc->npatch * enc->cfg.embed_dim * sizeof(float));
+        size_t pre = C == 3 ? encoder_preprocess_workspace_bytes(cfg->enc_pre, B, 3, H, W, S) : 0;
+        size_t vit = vit_plan_bytes(enc, B, false);
+        size_t enc_phase = arena_round((size_t)B * enc->cfg.in_chans * S * S * sizeof(float)) + (pre > vit ? pre : vit);
+        if (enc_phase > phase)
+            phase = enc_phase;
     }
+    size_t bytes = held + phase + (1u << 16);
     if (dist_world() > 1) /* parallel_random's rows */
         bytes += 2 * arena_round(lat * sizeof(float)) + arena_round((size_t)B * sizeof(float)) +
                  arena_round((size_t)B * sizeof(int));

@@ -36,6 +36,12 @@ typedef struct ldm_config {
 
 ldm_config ldm_config_default(void);
 
+/* The random streams of step k (the steps taken before it) under cfg.seed:
+ * rng_new(seed, STREAM + k) — part of what makes a seed reproduce a run. */
+#define STREAM_LDM_Z 0x4c444d5a00000000ull    /* "LDMZ": posterior samples */
+#define STREAM_LDM_DROP 0x4c444d4400000000ull /* "LDMD": label dropout */
+#define STREAM_LDM_SIT 0x4c444d5300000000ull  /* "LDMS": t and ε */
+
 typedef struct ldm_trainer {
     ldm_config cfg;
     sit *sit;
