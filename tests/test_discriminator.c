@@ -194,14 +194,14 @@ static void test_vae_loss_plan_is_exact(void)
     for (int variant = 0; variant < 4; variant++) {
         const bool with_lp = variant != 1, with_disc = variant >= 1 && variant != 3;
         const int C = variant == 3 ? 1 : 3;
-        size_t nx = (size_t)B * C * 32 * 32;
+        size_t nx = (size_t)B * C * 64 * 64; /* 64²: the logits take more than one 64-byte arena line */
         float *x = alloc_uniform(nx, -1.0f, 1.0f, 31), *recon = alloc_uniform(nx, -1.0f, 1.0f, 32);
         float *mean = alloc_normal((size_t)B * M, 1.0f, 33), *logvar = alloc_normal((size_t)B * M, 0.5f, 34);
         float *d_recon = alloc_zeros(nx), *d_mean = alloc_zeros((size_t)B * M), *d_logvar = alloc_zeros((size_t)B * M);
         vae_loss L = {.w = {.reconstruction = 1.0f, .perceptual = 1.0f, .kl = 1e-6f, .disc = 0.1f, .disc_factor = 0.5f,
                             .lecam = 0.01f},
                       .disc = with_disc ? &d : NULL, .disc_params = with_disc ? dp : NULL, .lp = with_lp ? &l : NULL,
-                      .lpips_params = with_lp ? lp : NULL, .B = B, .C = C, .H = 32, .W = 32};
+                      .lpips_params = with_lp ? lp : NULL, .B = B, .C = C, .H = 64, .W = 64};
         size_t plan = vae_loss_plan_bytes(&L);
         arena ar = arena_create(plan);
         adamw opt = adamw_create(&d.table, 1e-3f);
@@ -238,6 +238,13 @@ static void test_vae_loss_plan_is_exact(void)
             arena_free(&ar);
         } else {
             CHECK(vae_loss_fake_pass_bytes(&L) == 0, "no discriminator, no kept pass");
+        }
+        if (variant == 0) { /* a perceptual weight of 0 does not run LPIPS at all */
+            L.w.perceptual = 0;
+            ar = arena_create(plan);
+            vae_generator_loss(&L, 5, x, recon, mean, logvar, M, d_recon, d_mean, d_logvar, &ar, &logs, NULL);
+            CHECK(ar.high_water == 0 && logs.perceptual_loss == 0, "LPIPS ran at weight 0 (%zu bytes)", ar.high_water);
+            arena_free(&ar);
         }
         adamw_free(&opt);
         free(x), free(recon), free(mean), free(logvar), free(d_recon), free(d_mean), free(d_logvar);

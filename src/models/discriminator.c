@@ -109,7 +109,8 @@ size_t disc_acts_bytes(const discriminator *d, int B, int H, int W)
     size_t bytes = 0, ws = 0;
     for (int i = 0; i < d->n_convs; i++) {
         size_t n = conv2d_out_numel(&s[i]) * sizeof(float);
-        bytes += arena_round(n);                             /* conv_out */
+        if (i < d->n_convs - 1)
+            bytes += arena_round(n); /* conv_out (the last conv writes the caller's logits) */
         if (d->convs[i].has_bn)
             bytes += arena_round(n) + 2 * arena_round((size_t)d->convs[i].cout * sizeof(float));
         if (d->convs[i].has_act)
@@ -121,7 +122,7 @@ size_t disc_acts_bytes(const discriminator *d, int B, int H, int W)
     for (int i = 0; i < d->n_convs; i++)
         if (conv2d_out_numel(&s[i]) > max_n)
             max_n = conv2d_out_numel(&s[i]);
-    return bytes + arena_round(ws * sizeof(float)) + 2 * arena_round(max_n * sizeof(float));
+    return bytes + arena_round((ws ? ws : 1) * sizeof(float)) + 2 * arena_round(max_n * sizeof(float));
 }
 
 void disc_forward(const discriminator *d, float *params, disc_acts *s, float *logits, const float *x, int B, int H,
