@@ -3,10 +3,12 @@
  * stats untouched), label dropout, REPA from a 1-channel encoder: logged
  * losses, the first step's clipped gradients, final parameters and EMA. */
 #include <math.h>
+#include <string.h>
 
 #include "core/rng.h"
 #include "param_check.h"
 #include "test.h"
+#include "train/ema.h"
 #include "train/ldm_step.h"
 
 #define B 4
@@ -147,17 +149,23 @@ static void test_ldm_init_refusals(void)
 
 /* The step's own randoms are the documented streams of its step count (a
  * second trainer given exactly those draws ends bit-identical, two steps
- * on), and its arena plan is its peak plus the fixed 64 KiB margin. */
+ * on); its arena plan is its peak plus the fixed 64 KiB margin, also where
+ * the encoder's phase is the larger (a 128-px encoder); the EMA moves at
+ * the configured decay; the targets depend on the images. */
 static void test_ldm_own_randoms_and_plan(void)
 {
     const int NB = 3;
-    for (int variant = 0; variant < 3; variant++) { /* no encoder; grey images; RGB images (preprocessed) */
-        const int with_enc = variant > 0, C = variant == 2 ? 3 : 1;
+    /* no encoder; grey images; RGB images preprocessed for a 16-px and for a 128-px encoder */
+    for (int variant = 0; variant < 4; variant++) {
+        const int with_enc = variant > 0, C = variant >= 2 ? 3 : 1, enc_img = variant == 3 ? 128 : 16;
         tiny_ldm ma, mb;
-        tiny_ldm_build(&ma, with_enc ? 24 : 0, 16, C);
-        tiny_ldm_build(&mb, with_enc ? 24 : 0, 16, C);
+        tiny_ldm_build(&ma, with_enc ? 24 : 0, enc_img, C);
+        tiny_ldm_build(&mb, with_enc ? 24 : 0, enc_img, C);
         ldm_config cfg = ldm_config_default();
         cfg.batch = NB, cfg.seed = 11, cfg.cfg_prob = 0.4f, cfg.proj_coeff = with_enc ? 0.5f : 0.0f;
+        cfg.ema_decay = 0.75f;
+        float *ema_want = param_alloc(&ma.s.table);
+        memcpy(ema_want, ma.sp, ma.s.table.total * sizeof(float));
         ldm_trainer a, b;
         ldm_trainer_init(&a, &cfg, &ma.s, ma.sp, with_enc ? &ma.e : NULL, ma.ew, C, 16, 16);
         ldm_trainer_init(&b, &cfg, &mb.s, mb.sp, with_enc ? &mb.e : NULL, mb.ew, C, 16, 16);
@@ -183,6 +191,9 @@ static void test_ldm_own_randoms_and_plan(void)
             ldm_logs la, lb;
             ldm_step(&a, images, mean, stdv, labels, NULL, &la);
             ldm_step(&b, images, mean, stdv, labels, &given, &lb);
+            ema_update(&ma.s.table, ema_want, ma.sp, 0.75f);
+            CHECK(!memcmp(a.ema_params, ema_want, ma.s.table.total * sizeof(float)),
+                  "variant %d, step %lld: the EMA did not move at decay 0.75", variant, k);
             CHECK(la.loss == lb.loss && la.denoising_loss == lb.denoising_loss && la.proj_loss == lb.proj_loss &&
                       la.grad_norm == lb.grad_norm,
                   "variant %d, step %lld: own randoms' loss %.9g, the streams' %.9g", variant, k, la.loss, lb.loss);
@@ -194,6 +205,22 @@ static void test_ldm_own_randoms_and_plan(void)
               variant, a.ar.capacity, a.ar.high_water);
         if (variant == 1)
             CHECK(dropped > 0 && dropped < 6, "%d of 6 labels dropped at p = 0.4: the test should see both", dropped);
+        if (with_enc) { /* other images, the same step otherwise: other targets, another REPA loss */
+            uint8_t other[3 * 3 * 256];
+            for (int i = 0; i < 3 * 3 * 256; i++)
+                other[i] = (uint8_t)(255 - images[i]);
+            ldm_logs la, lb;
+            ldm_trainer_free(&b);
+            memcpy(mb.sp, ma.sp, ma.s.table.total * sizeof(float));
+            ldm_trainer_init(&b, &cfg, &mb.s, mb.sp, &mb.e, mb.ew, C, 16, 16);
+            b.step = a.step;
+            ldm_step(&a, images, mean, stdv, labels, NULL, &la);
+            ldm_step(&b, other, mean, stdv, labels, NULL, &lb);
+            CHECK(la.denoising_loss == lb.denoising_loss && la.proj_loss != lb.proj_loss,
+                  "variant %d: other images gave REPA loss %.9g (was %.9g), denoising %.9g (was %.9g)", variant,
+                  lb.proj_loss, la.proj_loss, lb.denoising_loss, la.denoising_loss);
+        }
+        free(ema_want);
         ldm_trainer_free(&a), ldm_trainer_free(&b);
         tiny_ldm_free(&ma), tiny_ldm_free(&mb);
         free(mean), free(stdv);
