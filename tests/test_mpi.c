@@ -221,6 +221,22 @@ static void test_train_vae_two_ranks_equal_one(void)
     compare_runs("train-vae", "vae1/metrics.jsonl", "vae2/metrics.jsonl", 6, 1e-4);
 }
 
+/* With a discriminator the ranks keep their own BatchNorm statistics within
+ * a step and continue from rank 0's after it (the reference's DDP
+ * broadcast_buffers), so the ranks' parameters stay identical: the check at
+ * each checkpoint passes and the run ends. */
+static void test_train_vae_with_discriminator_two_ranks(void)
+{
+    char cmd[2048], err[8192];
+    const char *v = "train-vae --max-images 64 --batch-size 8 --vae-ch 8 --vae-norm-groups 4 --vae-ch-mult 1,2,2 "
+                    "--disc-ndf 8 --disc-layers 2 --preview-images 8 --stats-images 16 --sampling-steps 0 "
+                    "--checkpointing-steps 2 --max-train-steps 4 --vae-learning-rate 1e-4";
+    snprintf(cmd, sizeof cmd, "%s %s %s --output-dir %s --exp-name vaed2", mpirun, bin, v, tmp);
+    CHECK(sh(cmd, err, sizeof err) == 0, "2-rank train-vae with a discriminator failed: %s", err);
+    CHECK(access(test_tmp_path("vaed2/checkpoints/0000004.safetensors"), F_OK) == 0,
+          "2-rank train-vae with a discriminator wrote no final checkpoint");
+}
+
 static void test_train_encoder_two_ranks_equal_one(void)
 {
     char cmd[2048], err[8192];
@@ -390,6 +406,7 @@ int main(int argc, char **argv)
     RUN(test_sync_batch_norm);
     RUN(test_train_two_ranks_equal_one);
     RUN(test_train_vae_two_ranks_equal_one);
+    RUN(test_train_vae_with_discriminator_two_ranks);
     RUN(test_train_encoder_two_ranks_equal_one);
     RUN(test_train_ldm_and_sample);
     RUN(test_resume_across_world_sizes);

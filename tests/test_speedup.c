@@ -90,6 +90,9 @@ static void test_stats_spread(void)
           "stats %g %g %g %g", s.mean, s.sd, s.min, s.max);
     s = speedup_stats_of(v + 2, 1);
     CHECK(s.mean == 3 && s.sd == 0 && s.min == 3 && s.max == 3, "one value: sd %g", s.sd);
+    s = speedup_stats_of(NULL, 0);
+    CHECK(s.n == 0 && isnan(s.mean) && isnan(s.sd) && isnan(s.min) && isnan(s.max), "no values: %g %g %g %g", s.mean,
+          s.sd, s.min, s.max);
 }
 
 static speedup_steps steps_of(double a, speedup_bound ba, double b, speedup_bound bb)
