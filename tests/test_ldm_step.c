@@ -136,6 +136,9 @@ static void test_ldm_init_refusals(void)
     init_case features = {32, 16, 1, 1, true, 0.5f};
     expect_die("encoder features", init_child, &features,
                "the encoder (16 tokens × 24) does not match the SiT's projector (16 tokens × 32)");
+    init_case vanilla_sit = {0, 16, 1, 1, true, 0.5f};
+    expect_die("an encoder for a SiT without a projector", init_child, &vanilla_sit,
+               "does not match the SiT's projector (16 tokens × 0)");
     init_case tokens = {24, 20, 1, 1, true, 0.5f}; /* 20 px in 5-px patches: still 16 tokens */
     expect_die("a 1-channel encoder of another size", init_child, &tokens,
                "a 1-channel encoder must take the 16×16 images as they are");
