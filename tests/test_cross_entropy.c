@@ -103,6 +103,20 @@ static void test_cross_entropy_backward_adds(void)
     free(logits), free(probs), free(once), free(twice), free(base);
 }
 
+/* Logits 1000 apart (past double's exp), an empty batch, a batch of one. */
+static void test_cross_entropy_edges(void)
+{
+    float wide[3] = {-500.0f, 500.0f, 0.0f}, p[3], d[3] = {0, 0, 0};
+    int label = 2;
+    float loss = cross_entropy_forward(p, wide, &label, 1, 3);
+    CHECK(loss == 500.0f && p[1] == 1.0f && p[0] == 0.0f && p[2] == 0.0f, "logits 1000 apart: loss %g, p %g %g %g",
+          (double)loss, (double)p[0], (double)p[1], (double)p[2]);
+    cross_entropy_backward(d, 2.0f, p, &label, 1, 3); /* one row: the whole dloss */
+    CHECK(d[0] == 0.0f && d[1] == 2.0f && d[2] == -2.0f, "one row's gradient %g %g %g", (double)d[0], (double)d[1],
+          (double)d[2]);
+    CHECK(cross_entropy_forward(p, wide, &label, 0, 3) == 0.0f, "an empty batch's loss is 0");
+}
+
 static void bad_label(void *ctx)
 {
     float logits[6] = {0}, probs[6];
@@ -121,5 +135,6 @@ int main(void)
     RUN(test_cross_entropy_finite_differences);
     RUN(test_cross_entropy_backward_adds);
     RUN(test_cross_entropy_bad_label_dies);
+    RUN(test_cross_entropy_edges);
     return test_summary();
 }
