@@ -182,6 +182,20 @@ static void open_run(void *ctx)
     run_dir_close(&r);
 }
 
+static void open_run_named(void *name)
+{
+    run_dir r;
+    run_dir_open(&r, "train", tmp, (const char *)name, true);
+}
+
+static void check_file_text(const char *name, const char *want)
+{
+    size_t n;
+    char *got = read_file_all(tmp_path(name), &n);
+    CHECK(got && !strcmp(got, want), "%s:\n%s\nwant:\n%s", name, got ? got : "(missing)", want);
+    free(got);
+}
+
 static void open_empty_output(void *ctx)
 {
     run_dir r;
@@ -264,6 +278,124 @@ static void test_trim_metrics(void)
     run_dir_close(&r);
 }
 
+/* ---- the folder's edges ------------------------------------------------------------ */
+
+static void open_and_close(void *name)
+{
+    run_dir r;
+    run_dir_open(&r, "train", tmp, (const char *)name, true);
+    run_dir_close(&r);
+}
+
+static int exists(const char *path)
+{
+    struct stat sb;
+    return lstat(path, &sb) == 0;
+}
+
+static void test_open_leaves_nothing_behind(void)
+{
+    /* A fresh folder: no message, and no write probe left in any of the three folders. */
+    char err[4096];
+    int rc = run_in_child(open_and_close, (void *)"clean", err, sizeof err);
+    CHECK(rc == 0 && err[0] == 0, "opening a fresh run folder said: %s", err);
+    const char *probes[3] = {"clean/.repae-write-test.tmp", "clean/checkpoints/.repae-write-test.tmp",
+                             "clean/samples/.repae-write-test.tmp"};
+    for (int i = 0; i < 3; i++)
+        CHECK(!exists(tmp_path(probes[i])), "'%s' left behind", probes[i]);
+    CHECK(exists(tmp_path("clean/.lock")), "no lock file");
+
+    /* Stale files: only regular "<name>.tmp" files go, in every folder, each named in a warning; a
+     * bare ".tmp", a folder and a link (and what it points to) stay. */
+    mkdir(tmp_path("edge"), 0755);
+    mkdir(tmp_path("edge/samples"), 0755);
+    mkdir(tmp_path("edge/dir.tmp"), 0755);
+    write_text(tmp_path("edge/.tmp"), "not ours");
+    write_text(tmp_path("edge/samples/0000002.png.tmp"), "half a preview");
+    write_text(tmp_path("target"), "kept");
+    if (symlink(tmp_path("target"), tmp_path("edge/link.tmp")) != 0)
+        CHECK(0, "symlink failed");
+    rc = run_in_child(open_and_close, (void *)"edge", err, sizeof err);
+    char want[1024];
+    snprintf(want, sizeof want, "removed '%s', left by an interrupted write", tmp_path("edge/samples/0000002.png.tmp"));
+    CHECK(rc == 0 && strstr(err, want) && !strstr(err, "edge/.tmp'") && !strstr(err, "link.tmp") &&
+              !strstr(err, "dir.tmp"),
+          "stale files: %s", err);
+    CHECK(!exists(tmp_path("edge/samples/0000002.png.tmp")), "the stale preview was kept");
+    CHECK(exists(tmp_path("edge/.tmp")) && exists(tmp_path("edge/dir.tmp")) && exists(tmp_path("edge/link.tmp")) &&
+              exists(tmp_path("target")),
+          "a bare .tmp, a folder or a link named *.tmp was removed");
+    expect_die("--exp-name .", open_run_named, (void *)".", "train --exp-name '.': not a run name");
+    expect_die("--exp-name ..", open_run_named, (void *)"..", "train --exp-name '..': not a run name");
+}
+
+static void resume_latest(void *ctx)
+{
+    run_dir *r = ctx;
+    long long file_step;
+    free(run_dir_resume_path(r, "train", -1, &file_step));
+}
+
+static void test_checkpoint_names_and_resume(void)
+{
+    run_dir r;
+    run_dir_open(&r, "train", tmp, "names", true);
+    CHECK(run_dir_latest_step(&r) == 0, "an empty checkpoints folder: latest %lld", run_dir_latest_step(&r));
+    char want[1024];
+    snprintf(want, sizeof want, "train --resume-step -1: no checkpoint in '%s'", r.ckdir);
+    expect_die("resume -1 with no checkpoint", resume_latest, &r, want);
+    write_text(tmp_path("names/checkpoints/0000001.safetensors"), "x");
+    long long file_step = 0;
+    char *p = run_dir_resume_path(&r, "train", -1, &file_step);
+    CHECK(file_step == 1 && strstr(p, "/0000001.safetensors"), "resume -1 with checkpoint 1 alone: %s (%lld)", p,
+          file_step);
+    free(p);
+    write_text(tmp_path("names/checkpoints/0000003.safetensors"), "x");
+    p = run_dir_resume_path(&r, "train", 1, &file_step);
+    CHECK(file_step == 1 && strstr(p, "/0000001.safetensors"), "resume 1 with checkpoints 1 and 3: %s (%lld)", p,
+          file_step);
+    free(p);
+    /* Names: digits only, at most 15 of them, then ".safetensors". */
+    write_text(tmp_path("names/checkpoints/000000000000123.safetensors"), "x");    /* 15 digits */
+    write_text(tmp_path("names/checkpoints/0000000000000004567.safetensors"), "x"); /* 19 digits */
+    write_text(tmp_path("names/checkpoints/.safetensors"), "x");
+    write_text(tmp_path("names/checkpoints/-900.safetensors"), "x");
+    write_text(tmp_path("names/checkpoints/0000800.safetensors~"), "x");
+    write_text(tmp_path("names/checkpoints/0000700.safetensor"), "x");
+    CHECK(run_dir_latest_step(&r) == 123, "latest among odd names: %lld, want 123", run_dir_latest_step(&r));
+    run_dir_close(&r);
+    /* No checkpoints folder at all. */
+    run_dir_open(&r, "train", tmp, "no-ck", false);
+    r.ckdir = path_printf("%s/checkpoints", r.dir);
+    CHECK(run_dir_latest_step(&r) == 0, "a missing checkpoints folder: latest %lld", run_dir_latest_step(&r));
+    run_dir_close(&r);
+}
+
+static void trim_child(void *step)
+{
+    run_dir r;
+    run_dir_open(&r, "train", tmp, "trim2", true);
+    run_dir_trim_metrics(&r, *(const long long *)step);
+    run_dir_close(&r);
+}
+
+static void test_trim_messages(void)
+{
+    mkdir(tmp_path("trim2"), 0755);
+    write_text(tmp_path("trim2/metrics.jsonl"), "{\"step\": 1, \"loss\": 1}\n{\"step\": 2, \"loss\": 2}\n");
+    char err[2048];
+    long long two = 2, one = 1;
+    int rc = run_in_child(trim_child, &two, err, sizeof err);
+    CHECK(rc == 0 && err[0] == 0, "trimming nothing said: %s", err);
+    check_file_text("trim2/metrics.jsonl", "{\"step\": 1, \"loss\": 1}\n{\"step\": 2, \"loss\": 2}\n");
+    write_text(tmp_path("trim2/metrics.jsonl"), "{\"step\": 1, \"loss\": 1}\n{\"step\": 2, \"loss\": 2}\n{\"st");
+    rc = run_in_child(trim_child, &one, err, sizeof err);
+    CHECK(rc == 0 && strstr(err, "metrics.jsonl': dropped 2 line(s) after step 1, written before the run was "
+                                 "interrupted"),
+          "trimming a line and a torn one said: %s", err);
+    check_file_text("trim2/metrics.jsonl", "{\"step\": 1, \"loss\": 1}\n");
+}
+
 /* ---- paths (src/core/path.c) ------------------------------------------------------ */
 
 static void format_exact_fit(void *ctx)
@@ -330,5 +462,8 @@ int main(void)
     RUN(test_long_paths);
     RUN(test_trim_metrics);
     RUN(test_paths);
+    RUN(test_open_leaves_nothing_behind);
+    RUN(test_checkpoint_names_and_resume);
+    RUN(test_trim_messages);
     return test_summary();
 }
