@@ -16,6 +16,8 @@ static void test_reserve_grows_and_keeps(void)
     memset(a, 1, 100);
     char *b = thread_scratch_reserve(&buf, 60, 64, "test");
     CHECK(b == a && buf.bytes == 100, "a smaller request must reuse the buffer");
+    b = thread_scratch_reserve(&buf, 100, 64, "test");
+    CHECK(b == a && buf.bytes == 100 && b[99] == 1, "a request of the same size must reuse the buffer, contents kept");
     char *c = thread_scratch_reserve(&buf, 1 << 20, 256, "test");
     CHECK(c && (uintptr_t)c % 256 == 0 && buf.bytes == (1u << 20), "grown: %p, %zu bytes", (void *)c, buf.bytes);
     memset(c, 2, 1 << 20);
