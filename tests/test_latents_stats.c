@@ -61,9 +61,10 @@ static void test_shapes_and_round_trip(void)
     CHECK(format && !strcmp(format, LATENTS_STATS_FORMAT) && source && !strcmp(source, "test"),
           "written metadata: format '%s', source '%s'", format ? format : "(none)", source ? source : "(none)");
     safetensors_close(st);
-    expect_die("[2, 4, 1, 1]", read4, (void *)write_stats("nchw2", 4, (int64_t[]){2, 4, 1, 1}, scale, bias),
+    float eight[8] = {1, 1, 1, 1, 1, 1, 1, 1}; /* the 8 values of the two shapes below */
+    expect_die("[2, 4, 1, 1]", read4, (void *)write_stats("nchw2", 4, (int64_t[]){2, 4, 1, 1}, eight, eight),
                "has shape [2, 4, 1, 1]; expected [4] or [1, 4, 1, 1]");
-    expect_die("[1, 4, 1, 2]", read4, (void *)write_stats("nchw3", 4, (int64_t[]){1, 4, 1, 2}, scale, bias),
+    expect_die("[1, 4, 1, 2]", read4, (void *)write_stats("nchw3", 4, (int64_t[]){1, 4, 1, 2}, eight, eight),
                "has shape [1, 4, 1, 2]");
     float neg0[4] = {-0.5f, 1.0f, 2.0f, 4.0f};
     expect_die("negative scale in channel 0", read4, (void *)write_stats("neg0", 1, (int64_t[]){4}, neg0, bias),
