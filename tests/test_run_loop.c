@@ -31,15 +31,10 @@ static const char *tmp;
 
 /* ---- the fake trainer ------------------------------------------------------------ */
 
-typedef struct fake {
-    run_dir rd;
-    dataset ds;
-    loader ld;
-    long long step;
-    int n_logs;
-    FILE *calls;
-    /* at step bad_step, logs[bad_log] = bad_value (and logs[0] too when both_bad) */
-    long long bad_step;
+/* What the fake trainer does besides its plain steps (steps count from 1,
+ * so a step of 0 means never). */
+typedef struct fake_script {
+    long long bad_step; /* at this step logs[bad_log] = bad_value (and logs[0] too when both_bad) */
     int bad_log;
     double bad_value;
     bool both_bad;
@@ -47,8 +42,19 @@ typedef struct fake {
     long long signal_step;    /* the step raises `sig` */
     int sig;
     bool report_disk;         /* each step logs how many metrics lines are on disk */
-    /* load reports these instead of the file's counters when >= 0 */
-    long long load_step, load_epoch, load_position;
+    long long load_step;      /* load reports this step instead of the file's (0: the file's) */
+    bool load_counters;       /* load reports load_epoch and load_position instead of the file's */
+    long long load_epoch, load_position;
+} fake_script;
+
+typedef struct fake {
+    run_dir rd;
+    dataset ds;
+    loader ld;
+    long long step;
+    int n_logs;
+    FILE *calls;
+    fake_script script;
 } fake;
 
 static const char *const log_names[RUN_LOOP_MAX_LOGS] = {
@@ -62,7 +68,8 @@ static long long fake_step(void *ctx, double *logs)
     uint8_t img[2 * 4];
     int32_t lab[2];
     loader_next(&f->ld, img, lab);
-    if (f->report_disk) {
+    const fake_script *sc = &f->script;
+    if (sc->report_disk) {
         char *path = run_dir_file(&f->rd, "metrics.jsonl");
         FILE *m = fopen(path, "r");
         int lines = 0;
@@ -78,13 +85,13 @@ static long long fake_step(void *ctx, double *logs)
     logs[1] = -(double)f->step - 0.125;
     for (int k = 2; k < f->n_logs; k++)
         logs[k] = k;
-    if (f->step == f->bad_step) {
-        logs[f->bad_log] = f->bad_value;
-        if (f->both_bad)
-            logs[0] = f->bad_value;
+    if (f->step == sc->bad_step) {
+        logs[sc->bad_log] = sc->bad_value;
+        if (sc->both_bad)
+            logs[0] = sc->bad_value;
     }
-    if (f->step == f->signal_step)
-        raise(f->sig);
+    if (f->step == sc->signal_step)
+        raise(sc->sig);
     return f->step;
 }
 
@@ -111,12 +118,10 @@ static void fake_load(void *ctx, const char *path, long long *epoch, long long *
     if (fscanf(c, "%lld %lld %lld", &f->step, epoch, position) != 3)
         die("'%s': not a fake checkpoint", path);
     fclose(c);
-    if (f->load_step >= 0)
-        f->step = f->load_step;
-    if (f->load_epoch >= 0)
-        *epoch = f->load_epoch;
-    if (f->load_position >= 0)
-        *position = f->load_position;
+    if (f->script.load_step)
+        f->step = f->script.load_step;
+    if (f->script.load_counters)
+        *epoch = f->script.load_epoch, *position = f->script.load_position;
 }
 
 static long long fake_current_step(void *ctx) { return ((fake *)ctx)->step; }
@@ -125,7 +130,7 @@ static void fake_preview(void *ctx, long long step, const char *png, double *ext
 {
     fake *f = ctx;
     fprintf(f->calls, "preview %lld %s\n", step, png ? png : "(none)");
-    extras[0] = step == f->nan_extra_step ? (double)NAN : (double)step + 0.5;
+    extras[0] = step == f->script.nan_extra_step ? (double)NAN : (double)step + 0.5;
 }
 
 static void fake_check_same(void *ctx)
@@ -138,8 +143,6 @@ static void fake_check_same(void *ctx)
 static void fake_open(fake *f, const char *name, bool checkpoints)
 {
     memset(f, 0, sizeof *f);
-    f->bad_step = f->nan_extra_step = f->signal_step = -1;
-    f->load_step = f->load_epoch = f->load_position = -1;
     f->ds = (dataset){.n = 8, .channels = 1, .height = 2, .width = 2, .num_classes = 1};
     f->ds.images = xcalloc(8 * 4, 1);
     f->ds.labels = xcalloc(8, sizeof(int32_t));
@@ -178,12 +181,7 @@ typedef struct scenario {
     bool no_preview_first, no_load;
     int n_logs, n_extras; /* 0: the fake's 2 and 1 */
     const char *save_path, *nan_note, *args_json;
-    long long bad_step, nan_extra_step, signal_step;
-    int bad_log, sig;
-    double bad_value;
-    bool both_bad;
-    long long load_step, load_epoch, load_position; /* 0: the file's */
-    bool report_disk;
+    fake_script script;
     long long second_run_steps; /* after the run, a second loop in the same process to this step */
 } scenario;
 
@@ -194,17 +192,7 @@ static void run_scenario_child(void *ctx)
     const scenario *s = ctx;
     fake f;
     fake_open(&f, s->name, s->checkpoints);
-    if (s->bad_step)
-        f.bad_step = s->bad_step, f.bad_log = s->bad_log, f.bad_value = s->bad_value, f.both_bad = s->both_bad;
-    if (s->nan_extra_step)
-        f.nan_extra_step = s->nan_extra_step;
-    if (s->signal_step)
-        f.signal_step = s->signal_step, f.sig = s->sig;
-    if (s->load_step)
-        f.load_step = s->load_step;
-    if (s->load_epoch || s->load_position)
-        f.load_epoch = s->load_epoch, f.load_position = s->load_position;
-    f.report_disk = s->report_disk;
+    f.script = s->script;
     run_loop rl = fake_loop(&f, s->max_steps, s->checkpoint_every, s->preview_every);
     rl.preview_first = !s->no_preview_first;
     if (s->no_load)
@@ -218,7 +206,7 @@ static void run_scenario_child(void *ctx)
     int rc = run_loop_run(&rl, s->resume_step, s->args_json ? s->args_json : "{\"fake\": true}");
     if (s->second_run_steps) {
         fprintf(f.calls, "second run\n");
-        f.signal_step = -1;
+        f.script.signal_step = 0;
         rl.max_steps = s->second_run_steps;
         rc = run_loop_run(&rl, -1, NULL);
     }
@@ -345,7 +333,7 @@ static void test_cadence_and_files(void)
 static void test_metrics_on_disk_each_step(void)
 {
     scenario s = {.name = "on-disk", .checkpoints = true, .max_steps = 3, .no_preview_first = true,
-                  .report_disk = true};
+                  .script = {.report_disk = true}};
     CHECK(run_scenario(&s) == 0, "on-disk run failed:\n%s", err);
     char *calls = run_text("on-disk", "calls.txt");
     CHECK(calls && !strncmp(calls, "on disk 0\non disk 1\non disk 2\n", 30), "calls:\n%s", calls);
@@ -378,7 +366,7 @@ static void test_nan_stop(void)
     /* b is NaN at step 5: checkpoints 2 and 4 stay, step 5 has no preview
      * (due: every 5) and no checkpoint, and its metrics line says null. */
     scenario s = {.name = "nan", .checkpoints = true, .max_steps = 8, .checkpoint_every = 2, .preview_every = 5,
-                  .no_preview_first = true, .bad_step = 5, .bad_log = 1, .bad_value = NAN};
+                  .no_preview_first = true, .script = {.bad_step = 5, .bad_log = 1, .bad_value = NAN}};
     int rc = run_scenario(&s);
     char *ck = path_printf("%s/nan/checkpoints", tmp);
     char want[4096];
@@ -401,21 +389,22 @@ static void test_nan_stop(void)
 
     /* +Inf in the first log, and the trainer's own note on what is on disk;
      * the last step would have saved and previewed. */
-    scenario inf = {.name = "inf", .checkpoints = true, .max_steps = 3, .no_preview_first = true, .bad_step = 3,
-                    .bad_log = 0, .bad_value = INFINITY, .nan_note = "the VAE file is untouched"};
+    scenario inf = {.name = "inf", .checkpoints = true, .max_steps = 3, .no_preview_first = true,
+                    .script = {.bad_step = 3, .bad_log = 0, .bad_value = INFINITY},
+                    .nan_note = "the VAE file is untouched"};
     rc = run_scenario(&inf);
     CHECK(rc == 1 && strstr(err, "repae: error: a is inf at step 3: training stopped; the VAE file is untouched\n"),
           "Inf at step 3: status %d, stderr:\n%s", rc, err);
     check_text("inf", "calls.txt", "end 3 epoch 0 position 3 signal 0\n");
 
     /* Both logs bad: the first one is named; -Inf is as bad as NaN. */
-    scenario both = {.name = "both", .checkpoints = true, .max_steps = 4, .bad_step = 2, .bad_log = 1,
-                     .bad_value = -INFINITY, .both_bad = true};
+    scenario both = {.name = "both", .checkpoints = true, .max_steps = 4,
+                     .script = {.bad_step = 2, .bad_log = 1, .bad_value = -INFINITY, .both_bad = true}};
     rc = run_scenario(&both);
     CHECK(rc == 1 && strstr(err, "a is -inf at step 2"), "two bad logs: status %d, stderr:\n%s", rc, err);
 
     /* A non-finite preview extra is written as null but stops nothing. */
-    scenario extra = {.name = "nan-extra", .checkpoints = true, .max_steps = 2, .nan_extra_step = 1};
+    scenario extra = {.name = "nan-extra", .checkpoints = true, .max_steps = 2, .script = {.nan_extra_step = 1}};
     rc = run_scenario(&extra);
     CHECK(rc == 0, "a NaN preview extra stopped the run: status %d, stderr:\n%s", rc, err);
     char *m = run_text("nan-extra", "metrics.jsonl");
@@ -431,7 +420,7 @@ static void test_signal_stop(void)
     const char *names[2] = {"sigterm", "sigint"};
     for (int i = 0; i < 2; i++) {
         scenario s = {.name = names[i], .checkpoints = true, .max_steps = 100, .no_preview_first = true,
-                      .signal_step = 3, .sig = sigs[i]};
+                      .script = {.signal_step = 3, .sig = sigs[i]}};
         int rc = run_scenario(&s);
         char *ck = path_printf("%s/%s/checkpoints", tmp, names[i]);
         char want[2048];
@@ -447,7 +436,7 @@ static void test_signal_stop(void)
     /* The next loop in the same process starts without the old stop: it
      * resumes from the checkpoint the signal left and runs to its end. */
     scenario again = {.name = "sig-again", .checkpoints = true, .max_steps = 100, .no_preview_first = true,
-                      .signal_step = 2, .sig = SIGTERM, .second_run_steps = 4};
+                      .script = {.signal_step = 2, .sig = SIGTERM}, .second_run_steps = 4};
     int rc2 = run_scenario(&again);
     char *ck = path_printf("%s/sig-again/checkpoints", tmp), want2[2048];
     snprintf(want2, sizeof want2,
@@ -460,8 +449,8 @@ static void test_signal_stop(void)
     free(ck);
     /* With a network file, the message names it. */
     char *net = path_printf("%s/sig-net.safetensors", tmp);
-    scenario s = {.name = "sig-net", .max_steps = 100, .no_preview_first = true, .signal_step = 2, .sig = SIGTERM,
-                  .save_path = net};
+    scenario s = {.name = "sig-net", .max_steps = 100, .no_preview_first = true,
+                  .script = {.signal_step = 2, .sig = SIGTERM}, .save_path = net};
     int rc = run_scenario(&s);
     char want[2048];
     snprintf(want, sizeof want, "checkpoint saved in '%s'\n", net);
@@ -540,26 +529,29 @@ static void test_resume_refusals(void)
     char want[2048];
 
     scenario renamed = base;
-    renamed.max_steps = 6, renamed.resume_step = 4, renamed.load_step = 3;
+    renamed.max_steps = 6, renamed.resume_step = 4, renamed.script.load_step = 3;
     snprintf(want, sizeof want, "'%s': the checkpoint says step 3 but its file name says 4", ck4);
     int rc = run_scenario(&renamed);
     CHECK(rc == 1 && strstr(err, want), "renamed checkpoint: status %d, stderr:\n%s", rc, err);
 
     scenario past = base;
-    past.max_steps = 6, past.resume_step = 4, past.load_epoch = 0, past.load_position = 5;
+    past.max_steps = 6, past.resume_step = 4;
+    past.script = (fake_script){.load_counters = true, .load_epoch = 0, .load_position = 5};
     snprintf(want, sizeof want, "'%s': data position 5 is past the 4 batches of an epoch", ck4);
     rc = run_scenario(&past);
     CHECK(rc == 1 && strstr(err, want), "position past the epoch: status %d, stderr:\n%s", rc, err);
 
     scenario other = base;
-    other.max_steps = 6, other.resume_step = -1, other.load_epoch = 0, other.load_position = 3;
+    other.max_steps = 6, other.resume_step = -1;
+    other.script = (fake_script){.load_counters = true, .load_epoch = 0, .load_position = 3};
     snprintf(want, sizeof want, "'%s': step 4 does not match epoch 0, batch 3 at 4 batches per epoch", ck4);
     rc = run_scenario(&other);
     CHECK(rc == 1 && strstr(err, want), "counters of other data: status %d, stderr:\n%s", rc, err);
 
     /* At the end of an epoch (position = batches per epoch) is fine. */
     scenario edge = base;
-    edge.max_steps = 5, edge.resume_step = 4, edge.load_epoch = 0, edge.load_position = 4;
+    edge.max_steps = 5, edge.resume_step = 4;
+    edge.script = (fake_script){.load_counters = true, .load_epoch = 0, .load_position = 4};
     rc = run_scenario(&edge);
     CHECK(rc == 0, "resume at the end of an epoch: status %d, stderr:\n%s", rc, err);
 
