@@ -63,7 +63,7 @@ static void trainer_init(repae_trainer *t, models *m)
                        16, 16, 3);
 }
 
-/* Every array and counter of a trainer's state, in one list. */
+/* Every array of a trainer's state, in one list (the counters are checked apart). */
 typedef struct state_view {
     int n;
     const char *name[16];
