@@ -273,14 +273,15 @@ static void test_noise_verdicts(void)
     CHECK(!speedup_curve_means_apart(&c, &d) && !speedup_curve_means_apart(&d, &c), "[1, 2] and [2, 4] touch");
 }
 
-/* A seed's noise is its mean distance to every other sample set at its last
- * step, whichever line of the file those come on. */
 static void summarise_fraction(void *fraction)
 {
     eval_results r = results_read(test_tmp_path("noise.jsonl"), "fd");
     speedup_summarise(&r, 0, "a", (const double *)fraction, 1);
 }
 
+/* A seed's noise is its mean distance to every other sample set at its last
+ * step, whichever line of the file those come on; the library refuses a
+ * horizon fraction outside (0, 1] itself. */
 static void test_noise_over_several_sets(void)
 {
     const char *path = test_tmp_path("noise.jsonl");
