@@ -491,6 +491,135 @@ static void test_batch_norm_running_update_matches_forward(void)
     }
 }
 
+/* A GroupNorm whose channels do not split into G groups (or G = 0) is
+ * refused by name, in the forwards and in the backward. */
+typedef struct {
+    int which, C, G;
+} gn_groups_case;
+
+static void gn_with_groups(void *arg)
+{
+    const gn_groups_case *g = arg;
+    float x[12] = {0}, out[12], d[12];
+    if (g->which == 0)
+        group_norm_forward(out, NULL, NULL, x, NULL, NULL, 1, g->C, 1, g->G, 1e-6f);
+    else if (g->which == 1)
+        group_norm_silu_forward(out, NULL, NULL, x, NULL, NULL, 1, g->C, 1, g->G, 1e-6f);
+    else
+        group_norm_backward(d, NULL, NULL, x, x, x, x, NULL, 1, g->C, 1, g->G);
+}
+
+static void test_group_norm_refuses_bad_groups(void)
+{
+    static const char *who[3] = {"group_norm_forward", "group_norm_silu_forward", "group_norm_backward"};
+    for (int w = 0; w < 3; w++) {
+        char want[128];
+        gn_groups_case zero = {w, 12, 0}, uneven = {w, 12, 5};
+        snprintf(want, sizeof want, "%s: 12 channels do not split into 0 groups", who[w]);
+        expect_die(who[w], gn_with_groups, &zero, want);
+        snprintf(want, sizeof want, "%s: 12 channels do not split into 5 groups", who[w]);
+        expect_die(who[w], gn_with_groups, &uneven, want);
+    }
+}
+
+/* Groups with no spread: one value per group (C = G, HW = 1), and groups of
+ * one repeated value.  Then x − mean is 0, the variance 0 and rstd exactly
+ * 1/sqrt(eps): every output is the channel's bias. */
+static void test_group_norm_groups_without_spread(void)
+{
+    const float eps = 1e-6f, want_rstd = (float)(1.0 / sqrt((double)eps));
+    const int shapes[2][3] = {{4, 1, 4}, {8, 5, 2}}; /* C, HW, G */
+    for (int k = 0; k < 2; k++) {
+        int B = 2, C = shapes[k][0], HW = shapes[k][1], G = shapes[k][2], Cg = C / G;
+        size_t n = (size_t)B * C * HW;
+        float *x = alloc_zeros(n), *out = alloc_zeros(n), *w = alloc_normal((size_t)C, 1.0f, 800 + k);
+        float *b = alloc_normal((size_t)C, 1.0f, 810 + k), mean[16], rstd[16];
+        for (size_t i = 0; i < n; i++)
+            x[i] = (float)(1 + i / ((size_t)Cg * HW)); /* group bg holds bg + 1 */
+        group_norm_forward(out, mean, rstd, x, w, b, B, C, HW, G, eps);
+        for (int bg = 0; bg < B * G; bg++)
+            CHECK(mean[bg] == (float)(bg + 1) && rstd[bg] == want_rstd, "C %d HW %d group %d: mean %g rstd %g", C,
+                  HW, bg, mean[bg], rstd[bg]);
+        for (size_t i = 0; i < n; i++)
+            CHECK(out[i] == b[(i / HW) % C], "C %d HW %d: out[%zu] %g, want the bias %g", C, HW, i, out[i],
+                  b[(i / HW) % C]);
+        /* The backward: x̂ = 0, so dx = rstd·(dy·w − mean(dy·w)) (exactly 0
+         * for one value per group), dweight = 0 and dbias = Σ dy. */
+        float *dy = alloc_normal(n, 1.0f, 820 + k), *dx = alloc_zeros(n);
+        float *dw = alloc_zeros((size_t)C), *db = alloc_zeros((size_t)C);
+        group_norm_backward(dx, dw, db, dy, x, mean, rstd, w, B, C, HW, G);
+        for (int ch = 0; ch < C; ch++) {
+            double sum = 0;
+            for (int bb = 0; bb < B; bb++)
+                for (int i = 0; i < HW; i++)
+                    sum += dy[((size_t)bb * C + ch) * HW + i];
+            CHECK(dw[ch] == 0.0f && fabsf(db[ch] - (float)sum) <= 1e-6f, "C %d HW %d channel %d: dweight %g, dbias %g "
+                  "want 0, %g", C, HW, ch, dw[ch], db[ch], sum);
+        }
+        if (HW == 1 && C == G)
+            for (size_t i = 0; i < n; i++)
+                CHECK(dx[i] == 0.0f, "one value per group: dx[%zu] = %g, want 0", i, dx[i]);
+        free(dy), free(dx), free(dw), free(db);
+        free(x), free(out), free(w), free(b);
+    }
+}
+
+/* LayerNorm edge cases: rows of one value (out = bias, rstd = 1/sqrt(eps));
+ * rows of no values (nothing written); weight alone or bias alone, which
+ * take their own loop, give the bits of the full affine with a neutral
+ * other half; a backward of one row gives that row's dx of a larger call
+ * and dbias = dy. */
+static void test_layer_norm_edge_cases(void)
+{
+    const float eps = 1e-6f, want_rstd = (float)(1.0 / sqrt((double)eps));
+    float x1[3] = {4.0f, -2.0f, 0.5f}, w1[1] = {1.5f}, b1[1] = {-0.25f}, out1[3], mean1[3], rstd1[3];
+    layer_norm_forward(out1, mean1, rstd1, x1, w1, b1, 3, 1, eps);
+    for (int r = 0; r < 3; r++)
+        CHECK(out1[r] == b1[0] && mean1[r] == x1[r] && rstd1[r] == want_rstd, "D = 1 row %d: out %g mean %g rstd %g",
+              r, out1[r], mean1[r], rstd1[r]);
+    float sentinel[2] = {7.0f, 7.0f};
+    layer_norm_forward(out1, sentinel, sentinel + 1, x1, NULL, NULL, 1, 0, eps);
+    CHECK(sentinel[0] == 7.0f && sentinel[1] == 7.0f, "D = 0 wrote its statistics: %g %g", sentinel[0], sentinel[1]);
+
+    const int N = 3, D = 70;
+    const size_t n = (size_t)N * D;
+    float *x = alloc_normal(n, 2.0f, 900), *w = alloc_normal(D, 1.0f, 901), *b = alloc_normal(D, 1.0f, 902);
+    float *ones = alloc_zeros(D), *zeros = alloc_zeros(D), *got = alloc_zeros(n), *want = alloc_zeros(n);
+    float mean[3], rstd[3];
+    for (int d = 0; d < D; d++)
+        ones[d] = 1.0f;
+    layer_norm_forward(got, NULL, NULL, x, w, NULL, N, D, eps);
+    layer_norm_forward(want, NULL, NULL, x, w, zeros, N, D, eps);
+    CHECK(memcmp(got, want, n * sizeof(float)) == 0, "layer_norm with weight alone differs from bias = 0");
+    layer_norm_forward(got, NULL, NULL, x, NULL, b, N, D, eps);
+    layer_norm_forward(want, mean, rstd, x, ones, b, N, D, eps);
+    CHECK(memcmp(got, want, n * sizeof(float)) == 0, "layer_norm with bias alone differs from weight = 1");
+
+    float *dy = alloc_normal(n, 1.0f, 903), *dx_all = alloc_zeros(n), *dx_one = alloc_zeros(D);
+    float *dw = alloc_zeros(D), *db = alloc_zeros(D), *dw_all = alloc_zeros(D), *db_all = alloc_zeros(D);
+    layer_norm_backward(dx_all, dw_all, db_all, dy, x, mean, rstd, w, N, D);
+    layer_norm_backward(dx_one, dw, db, dy, x, mean, rstd, w, 1, D);
+    CHECK(memcmp(dx_one, dx_all, D * sizeof(float)) == 0, "layer_norm backward of one row differs from its row");
+    CHECK(memcmp(db, dy, D * sizeof(float)) == 0, "layer_norm backward of one row: dbias is not dy");
+    free(x), free(w), free(b), free(ones), free(zeros), free(got), free(want);
+    free(dy), free(dx_all), free(dx_one), free(dw), free(db), free(dw_all), free(db_all);
+}
+
+/* A train-mode BatchNorm of one value per channel has no unbiased variance:
+ * refused with the sizes, as torch refuses it. */
+static void bn_one_value(void *arg)
+{
+    (void)arg;
+    float x[3] = {1, 2, 3}, out[3];
+    batch_norm_train_forward(out, NULL, NULL, NULL, NULL, x, NULL, NULL, 1, 3, 1, 1e-5f, 0.1f);
+}
+
+static void test_batch_norm_refuses_one_value(void)
+{
+    expect_die("BatchNorm of 1 value per channel", bn_one_value, NULL,
+               "batch_norm_train_forward: need more than 1 value per channel in training (B=1, HW=1)");
+}
+
 int main(void)
 {
     RUN(test_group_norm_finite_differences);
@@ -508,5 +637,9 @@ int main(void)
     RUN(test_norm_large_offset_statistics);
     RUN(test_batch_norm_running_stats_momentum);
     RUN(test_batch_norm_running_update_matches_forward);
+    RUN(test_group_norm_refuses_bad_groups);
+    RUN(test_group_norm_groups_without_spread);
+    RUN(test_layer_norm_edge_cases);
+    RUN(test_batch_norm_refuses_one_value);
     return test_summary();
 }

@@ -1,6 +1,8 @@
 /* Nearest ×2 upsampling (forward, backward: parity, finite differences, +=)
  * and the two bicubic resizers (PyTorch parity on down/up/mixed resizes and
- * DINOv2's 37×37 → 16×16 antialiased position-table resample; invariants).
+ * DINOv2's 37×37 → 16×16 antialiased position-table resample, antialiased
+ * scales between 1 and 2, outputs wider than one block of the column-weight
+ * table; invariants; sizes refused).
  * Fixtures: tests/fixtures/ops/ (upsample_nearest2x, bicubic_*), from dev/ref/resample_ref.py. */
 #include <math.h>
 #include <stdlib.h>
@@ -74,7 +76,8 @@ static void test_upsample_nearest_finite_differences(void)
 static void test_bicubic_matches_torch(void)
 {
     const char *names[] = {"ops/bicubic_down", "ops/bicubic_up", "ops/bicubic_mixed", "ops/bicubic_aa_pos_embed",
-                           "ops/bicubic_aa_up"};
+                           "ops/bicubic_aa_up", "ops/bicubic_aa_down_mild", "ops/bicubic_wide",
+                           "ops/bicubic_aa_wide"};
     for (size_t f = 0; f < sizeof names / sizeof names[0]; f++) {
         safetensors *st = fixture_open(names[f]);
         int H = meta_int(st, "H"), W = meta_int(st, "W"), Ho = meta_int(st, "H_out"), Wo = meta_int(st, "W_out");
@@ -126,11 +129,51 @@ static void test_bicubic_invariants(void)
     free(x), free(out), free(c), free(oc);
 }
 
+/* Sizes that are not positive, and antialiased downscales whose window would
+ * pass 256 taps on either axis (2·ceil(2·in/out) + 1: in/out = 63 gives 253,
+ * 64 gives 257), are refused by name; 63 → 1 is still accepted. */
+typedef struct {
+    int aa, H, W, H_out, W_out;
+} resize_case;
+
+static void resize_with(void *arg)
+{
+    const resize_case *r = arg;
+    static float x[64 * 64], out[64 * 64];
+    if (r->aa)
+        bicubic_resize_antialias_forward(out, x, 1, 1, r->H, r->W, r->H_out, r->W_out);
+    else
+        bicubic_resize_forward(out, x, 1, 1, r->H, r->W, r->H_out, r->W_out);
+}
+
+static void test_bicubic_refuses_bad_sizes(void)
+{
+    const resize_case bad[] = {{0, 0, 4, 2, 2}, {0, 4, 0, 2, 2}, {1, 4, 4, 0, 2}, {1, 4, 4, 2, -1}};
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        char want[96];
+        snprintf(want, sizeof want, "bicubic resize: bad sizes %dx%d -> %dx%d", bad[k].H, bad[k].W, bad[k].H_out,
+                 bad[k].W_out);
+        expect_die("non-positive size", resize_with, (void *)&bad[k], want);
+    }
+    const resize_case too_far[] = {{1, 64, 2, 1, 2}, {1, 2, 64, 2, 1}};
+    for (int k = 0; k < 2; k++)
+        expect_die("a 64x antialiased downscale", resize_with, (void *)&too_far[k],
+                   "downscale factor too large (more than 256 taps)");
+    /* 63 → 1 on both axes: one output, the normalised window's weighted mean
+     * of a constant is that constant. */
+    float c[63 * 63], o = 0.0f, one = 0.5f;
+    for (int i = 0; i < 63 * 63; i++)
+        c[i] = 0.5f;
+    bicubic_resize_antialias_forward(&o, c, 1, 1, 63, 63, 1, 1);
+    check_close("antialiased 63x63 -> 1x1 of a constant", &o, &one, 1, 1e-6, 1e-6);
+}
+
 int main(void)
 {
     RUN(test_upsample_nearest_matches_torch);
     RUN(test_upsample_nearest_finite_differences);
     RUN(test_bicubic_matches_torch);
     RUN(test_bicubic_invariants);
+    RUN(test_bicubic_refuses_bad_sizes);
     return test_summary();
 }

@@ -9,6 +9,12 @@
                                   [1, 6, 37, 37] -> 16x16: DINOv2's position-table resample (timm
                                   resample_abs_pos_embed), on 6 of the 768 channels
   ops/bicubic_aa_up               antialias=True while upsampling, 8x9 -> 13x12 (support stays 2)
+  ops/bicubic_aa_down_mild        antialias=True, 13x11 -> 9x7: scales 1.44 and 1.57, between 1 and 2,
+                                  where the support (2·scale) and the kernel's stretch differ from both
+                                  the upsampling case and the pos-embed one
+  ops/bicubic_wide                antialias=False, 3x300 -> 2x1100: wider than one block of the C code's
+                                  column-weight table (4096 entries / 4 taps = 1024 columns)
+  ops/bicubic_aa_wide             antialias=True, 3x200 -> 2x900: 5 taps, blocks of 819 columns
 
 The bicubic resizes run in float32 on purpose: PyTorch computes their weights
 in float32, and that rounding is what the C code reproduces.
@@ -49,6 +55,9 @@ def main():
         ("bicubic_mixed", (1, 2, 11, 16), (15, 9), False),
         ("bicubic_aa_pos_embed", (1, 6, 37, 37), (16, 16), True),
         ("bicubic_aa_up", (1, 2, 8, 9), (13, 12), True),
+        ("bicubic_aa_down_mild", (1, 2, 13, 11), (9, 7), True),
+        ("bicubic_wide", (1, 1, 3, 300), (2, 1100), False),
+        ("bicubic_aa_wide", (1, 1, 3, 200), (2, 900), True),
     ]:
         x = torch.randn(*shape, generator=gen)
         out = F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=aa)
