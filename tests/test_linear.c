@@ -1,10 +1,12 @@
 /* Linear layer (src/ops/linear.c): finite differences, PyTorch parity
  * (tests/fixtures/ops/linear*.safetensors from dev/ref/linear_ref.py),
- * accumulation, NULL gradients, and the threaded bias gradient. */
+ * accumulation, NULL gradients, the threaded bias gradient, sizes of one,
+ * and the prepacked weights of sampling (on the CPUs that have them). */
 #include <math.h>
 #include <stdlib.h>
 
 #include "core/error.h"
+#include "ops/gemm_packed.h"
 #include "ops/linear.h"
 #include "test.h"
 
@@ -182,6 +184,130 @@ static void test_linear_large_matches_double(void)
     lin_free(&c);
 }
 
+/* out, dinp, dweight and dbias in double, from zero (the reference for the
+ * odd sizes below). */
+static void linear_reference(double *out, double *dx, double *dw, double *db, const float *x, const float *w,
+                             const float *b, const float *dy, int N, int IN, int OUT)
+{
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OUT; o++) {
+            double s = b ? b[o] : 0.0;
+            for (int i = 0; i < IN; i++)
+                s += (double)x[(size_t)n * IN + i] * w[(size_t)o * IN + i];
+            out[(size_t)n * OUT + o] = s;
+        }
+    for (size_t i = 0; i < (size_t)N * IN; i++)
+        dx[i] = 0;
+    for (size_t i = 0; i < (size_t)OUT * IN; i++)
+        dw[i] = 0;
+    for (int o = 0; o < OUT; o++)
+        db[o] = 0;
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OUT; o++) {
+            double g = dy[(size_t)n * OUT + o];
+            db[o] += g;
+            for (int i = 0; i < IN; i++) {
+                dx[(size_t)n * IN + i] += g * w[(size_t)o * IN + i];
+                dw[(size_t)o * IN + i] += g * x[(size_t)n * IN + i];
+            }
+        }
+}
+
+static void check_against(const char *what, const float *got, const double *want, size_t n)
+{
+    float *w = xmalloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        w[i] = (float)want[i];
+    check_close(what, got, w, n, 1e-5, 1e-5);
+    free(w);
+}
+
+/* One input feature, one output feature, one row: every loop bound at 1. */
+static void test_linear_sizes_of_one(void)
+{
+    const int shapes[3][3] = {{3, 1, 4}, {3, 4, 1}, {1, 5, 3}}; /* N, IN, OUT */
+    for (int k = 0; k < 3; k++) {
+        int N = shapes[k][0], IN = shapes[k][1], OUT = shapes[k][2];
+        lin_ctx c = lin_new(N, IN, OUT, 1, 600 + 10 * k);
+        size_t nx = (size_t)N * IN, nw = (size_t)OUT * IN, no = (size_t)N * OUT;
+        double *out = xmalloc(no * sizeof(double)), *dx = xmalloc(nx * sizeof(double));
+        double *dw = xmalloc(nw * sizeof(double)), *db = xmalloc(OUT * sizeof(double));
+        linear_reference(out, dx, dw, db, c.x, c.w, c.b, c.cot, N, IN, OUT);
+        float *gx = alloc_zeros(nx), *gw = alloc_zeros(nw), *gb = alloc_zeros(OUT);
+        linear_forward(c.out, c.x, c.w, c.b, N, IN, OUT);
+        linear_backward(gx, true, gw, gb, c.cot, c.x, c.w, N, IN, OUT);
+        char what[96];
+        snprintf(what, sizeof what, "N %d IN %d OUT %d: out", N, IN, OUT);
+        check_against(what, c.out, out, no);
+        snprintf(what, sizeof what, "N %d IN %d OUT %d: dinp", N, IN, OUT);
+        check_against(what, gx, dx, nx);
+        snprintf(what, sizeof what, "N %d IN %d OUT %d: dweight", N, IN, OUT);
+        check_against(what, gw, dw, nw);
+        snprintf(what, sizeof what, "N %d IN %d OUT %d: dbias", N, IN, OUT);
+        check_against(what, gb, db, OUT);
+        free(out), free(dx), free(dw), free(db), free(gx), free(gw), free(gb);
+        lin_free(&c);
+    }
+}
+
+static void prepack_unpackable(void *arg)
+{
+    float *w = arg;
+    linear_prepack_weight(w, 8, gemm_prepacked_width() + 1);
+}
+
+static void prepack_misaligned(void *arg)
+{
+    float *w = arg;
+    linear_prepack_weight(w + 1, 8, gemm_prepacked_width());
+}
+
+/* Sampling's weights, packed once in place: which shapes may be packed, the
+ * refusals, and the product with and without a bias against double sums
+ * (one row, several, none). */
+static void test_linear_prepacked_weights(void)
+{
+    const int width = gemm_prepacked_width();
+    if (width == 0) {
+        CHECK(!linear_weight_prepackable(8, 16), "no kernels of ours: nothing is prepackable");
+        printf("     (no GEMM kernels of ours on this CPU: weights are never prepacked)\n");
+        return;
+    }
+    CHECK(linear_weight_prepackable(5, width) && linear_weight_prepackable(5, 3 * width),
+          "whole panels of %d columns are prepackable", width);
+    CHECK(!linear_weight_prepackable(5, width + 1) && !linear_weight_prepackable(5, width - 1),
+          "a part panel is not prepackable");
+    CHECK(!linear_weight_prepackable(0, width) && !linear_weight_prepackable(5, 0), "empty weights are not");
+    float *w8 = aligned_alloc(64, 64 * 8 * sizeof(float) * 2);
+    expect_die("a part panel", prepack_unpackable, w8, "cannot be packed on this CPU");
+    expect_die("a weight off 64 bytes", prepack_misaligned, w8, "the weight must be 64-byte aligned");
+    free(w8);
+
+    const int IN = 37, OUT = 2 * width, N = 5;
+    lin_ctx c = lin_new(N, IN, OUT, 1, 700);
+    float *packed = aligned_alloc(64, (size_t)OUT * IN * sizeof(float));
+    memcpy(packed, c.w, (size_t)OUT * IN * sizeof(float));
+    linear_prepack_weight(packed, IN, OUT);
+    size_t no = (size_t)N * OUT, nx = (size_t)N * IN, nw = (size_t)OUT * IN;
+    double *out = xmalloc(no * sizeof(double)), *dx = xmalloc(nx * sizeof(double));
+    double *dw = xmalloc(nw * sizeof(double)), *db = xmalloc(OUT * sizeof(double));
+    for (int with_bias = 0; with_bias < 2; with_bias++) {
+        const float *b = with_bias ? c.b : NULL;
+        linear_reference(out, dx, dw, db, c.x, c.w, b, c.cot, N, IN, OUT);
+        for (size_t i = 0; i < no; i++)
+            c.out[i] = NAN;
+        linear_forward_prepacked(c.out, c.x, packed, b, N, IN, OUT);
+        check_against(with_bias ? "prepacked, bias" : "prepacked, no bias", c.out, out, no);
+        linear_forward_prepacked(c.out, c.x + IN, packed, b, 1, IN, OUT); /* one row: row 1 */
+        check_against("prepacked, one row", c.out, out + OUT, OUT);
+    }
+    c.out[0] = 42.0f;
+    linear_forward_prepacked(c.out, c.x, packed, c.b, 0, IN, OUT);
+    CHECK(c.out[0] == 42.0f, "no rows: nothing written");
+    free(out), free(dx), free(dw), free(db), free(packed);
+    lin_free(&c);
+}
+
 int main(void)
 {
     RUN(test_linear_finite_differences);
@@ -192,5 +318,7 @@ int main(void)
     RUN(test_linear_null_gradients);
     RUN(test_linear_backward_stores_input_gradient);
     RUN(test_linear_large_matches_double);
+    RUN(test_linear_sizes_of_one);
+    RUN(test_linear_prepacked_weights);
     return test_summary();
 }
