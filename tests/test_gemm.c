@@ -67,6 +67,28 @@ static void test_gemm_empty_k(void)
     float C[2] = {5, 7};
     gemm(false, false, 1, 2, 0, 1.0f, NULL, 1, NULL, 2, 0.0f, C, 2);
     CHECK(C[0] == 0 && C[1] == 0, "K=0 with beta=0 should zero C, got %g %g", C[0], C[1]);
+    /* beta ≠ 0 scales every row of C; the columns past N (ldc = 4) keep
+     * their values; NaN is zeroed by beta = 0 on every row */
+    float D[12], want[12];
+    for (int i = 0; i < 12; i++)
+        D[i] = (float)(i + 1), want[i] = (i % 4) < 2 ? 0.5f * (float)(i + 1) : (float)(i + 1);
+    gemm(true, true, 3, 2, 0, 1.0f, NULL, 1, NULL, 1, 0.5f, D, 4);
+    CHECK(memcmp(D, want, sizeof D) == 0, "K=0 with beta=0.5 must halve C's 3x2 block, and only it");
+    for (int i = 0; i < 12; i++)
+        D[i] = NAN;
+    gemm(false, false, 3, 2, 0, 1.0f, NULL, 1, NULL, 2, 0.0f, D, 4);
+    for (int i = 0; i < 12; i++)
+        CHECK((i % 4) < 2 ? D[i] == 0.0f : isnan(D[i]), "K=0, beta=0, NaN C: element %d is %g", i, D[i]);
+}
+
+/* One row, one column, one term, and all three at once. */
+static void test_gemm_thin_shapes(void)
+{
+    const int shapes[5][3] = {{1, 5, 7}, {5, 1, 7}, {5, 7, 1}, {1, 1, 1}, {1, 40, 300}};
+    for (int k = 0; k < 5; k++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++)
+                check_case(ta, tb, shapes[k][0], shapes[k][1], shapes[k][2], 0.5f, 1.0f);
 }
 
 /* Our own kernels (gemm_packed.h), each where the CPU runs it. */
@@ -492,11 +514,32 @@ static void test_gemm_routes_every_call_to_own_kernel(void)
     free(A), free(B), free(C), free(D), free(P);
 }
 
+/* gemm_route_to_openblas(true) sends every call to OpenBLAS (gemm() then
+ * gives cblas_sgemm's bits, and says it runs no kernel of ours);
+ * gemm_route_to_openblas(false) decides again from the CPU. */
+static void test_gemm_route_to_openblas(void)
+{
+    const bool own_before = gemm_uses_own_kernel(), outside_before = gemm_outside_regions_uses_own_kernel();
+    const int M = 37, N = 53, K = 301;
+    float *A = alloc_normal((size_t)M * K, 1.0f, 51), *B = alloc_normal((size_t)K * N, 1.0f, 52);
+    float *C = malloc((size_t)M * N * sizeof(float)), *D = malloc((size_t)M * N * sizeof(float));
+    gemm_route_to_openblas(true);
+    CHECK(!gemm_uses_own_kernel() && !gemm_outside_regions_uses_own_kernel(), "routed to OpenBLAS, yet ours runs");
+    gemm(false, false, M, N, K, 1.0f, A, K, B, N, 0.0f, C, N);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, K, B, N, 0.0f, D, N);
+    CHECK(memcmp(C, D, (size_t)M * N * sizeof(float)) == 0, "routed to OpenBLAS, gemm() is not cblas_sgemm's result");
+    gemm_route_to_openblas(false);
+    CHECK(gemm_uses_own_kernel() == own_before && gemm_outside_regions_uses_own_kernel() == outside_before,
+          "deciding again from the CPU did not restore the rule");
+    free(A), free(B), free(C), free(D);
+}
+
 int main(void)
 {
     RUN(test_gemm_all_transposes);
     RUN(test_gemm_beta_zero_ignores_nan);
     RUN(test_gemm_empty_k);
+    RUN(test_gemm_thin_shapes);
     RUN(test_gemm_own_shapes);
     RUN(test_gemm_avx2_matches_avx512_bits);
     RUN(test_gemm_own_bits_follow_the_contract);
@@ -508,5 +551,6 @@ int main(void)
     RUN(test_gemm_openblas_no_nested_team);
     RUN(test_blas_core_names);
     RUN(test_gemm_routes_every_call_to_own_kernel);
+    RUN(test_gemm_route_to_openblas);
     return test_summary();
 }

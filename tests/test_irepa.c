@@ -567,6 +567,16 @@ static void one_token(void *ctx)
 static void test_spatial_norm_bad_input(void)
 {
     expect_die("spatial norm of one token", one_token, NULL, "at least 2");
+    /* two tokens are enough: per channel the values a, b have mean (a + b)/2
+     * and unbiased std |a − b|/√2 */
+    float x[4] = {1, -2, 3, 6}, want[4]; /* [T = 2][D = 2] */
+    for (int t = 0; t < 2; t++)
+        for (int d = 0; d < 2; d++) {
+            double a = x[d], b = x[2 + d], mean = (a + b) / 2, sd = fabs(a - b) / sqrt(2.0);
+            want[t * 2 + d] = (float)((x[t * 2 + d] - 0.6 * mean) / (sd + SPATIAL_NORM_EPS));
+        }
+    spatial_norm_forward(x, x, 1, 2, 2, 0.6f, SPATIAL_NORM_EPS);
+    check_close("spatial norm of two tokens", x, want, 4, 1e-6, 1e-6);
 }
 
 int main(void)
