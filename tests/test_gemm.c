@@ -62,24 +62,26 @@ static void test_gemm_beta_zero_ignores_nan(void)
           C[2], C[3]);
 }
 
-static void test_gemm_empty_k(void)
+/* K = 0: beta ≠ 0 scales every row of C's M × N block; the columns past N
+ * (ldc = 4) keep their values; beta = 0 zeroes NaN on every row. */
+static void check_empty_k(gemm_fn fn, const char *name)
 {
     float C[2] = {5, 7};
-    gemm(false, false, 1, 2, 0, 1.0f, NULL, 1, NULL, 2, 0.0f, C, 2);
-    CHECK(C[0] == 0 && C[1] == 0, "K=0 with beta=0 should zero C, got %g %g", C[0], C[1]);
-    /* beta ≠ 0 scales every row of C; the columns past N (ldc = 4) keep
-     * their values; NaN is zeroed by beta = 0 on every row */
+    fn(false, false, 1, 2, 0, 1.0f, NULL, 1, NULL, 2, 0.0f, C, 2);
+    CHECK(C[0] == 0 && C[1] == 0, "%s: K=0 with beta=0 should zero C, got %g %g", name, C[0], C[1]);
     float D[12], want[12];
     for (int i = 0; i < 12; i++)
         D[i] = (float)(i + 1), want[i] = (i % 4) < 2 ? 0.5f * (float)(i + 1) : (float)(i + 1);
-    gemm(true, true, 3, 2, 0, 1.0f, NULL, 1, NULL, 1, 0.5f, D, 4);
-    CHECK(memcmp(D, want, sizeof D) == 0, "K=0 with beta=0.5 must halve C's 3x2 block, and only it");
+    fn(true, true, 3, 2, 0, 1.0f, NULL, 1, NULL, 1, 0.5f, D, 4);
+    CHECK(memcmp(D, want, sizeof D) == 0, "%s: K=0 with beta=0.5 must halve C's 3x2 block, and only it", name);
     for (int i = 0; i < 12; i++)
         D[i] = NAN;
-    gemm(false, false, 3, 2, 0, 1.0f, NULL, 1, NULL, 2, 0.0f, D, 4);
+    fn(false, false, 3, 2, 0, 1.0f, NULL, 1, NULL, 2, 0.0f, D, 4);
     for (int i = 0; i < 12; i++)
-        CHECK((i % 4) < 2 ? D[i] == 0.0f : isnan(D[i]), "K=0, beta=0, NaN C: element %d is %g", i, D[i]);
+        CHECK((i % 4) < 2 ? D[i] == 0.0f : isnan(D[i]), "%s: K=0, beta=0, NaN C: element %d is %g", name, i, D[i]);
 }
+
+static void test_gemm_empty_k(void) { check_empty_k(gemm, "gemm"); }
 
 /* One row, one column, one term, and all three at once. */
 static void test_gemm_thin_shapes(void)
@@ -307,9 +309,7 @@ static void test_gemm_own_beta_and_empty_k(void)
         k->fn(false, false, 2, 2, 2, 1.0f, A, 2, B, 2, 0.0f, C, 2);
         CHECK(C[0] == 1 && C[1] == 2 && C[2] == 3 && C[3] == 4, "%s: beta=0 must overwrite C, got %g %g %g %g",
               k->name, C[0], C[1], C[2], C[3]);
-        float D[2] = {5, 7};
-        k->fn(false, false, 1, 2, 0, 1.0f, NULL, 1, NULL, 2, 0.5f, D, 2);
-        CHECK(D[0] == 2.5f && D[1] == 3.5f, "%s: K=0 with beta=0.5 should halve C, got %g %g", k->name, D[0], D[1]);
+        check_empty_k(k->fn, k->name);
     }
 }
 
