@@ -534,6 +534,24 @@ static void test_gemm_route_to_openblas(void)
     free(A), free(B), free(C), free(D);
 }
 
+static void prepack_misaligned(void *arg)
+{
+    float *buf = arg;
+    const float B[16] = {0};
+    gemm_prepack_b(false, B, 16, 1, 16, buf + 1);
+}
+
+/* The packed buffer must be 64-byte aligned: the kernels load it so. */
+static void test_gemm_prepack_refuses_misaligned(void)
+{
+    if (gemm_prepacked_width() == 0)
+        return;
+    float *buf = aligned_alloc(64, 64 * sizeof(float) * 4);
+    expect_die("a packed buffer off 64 bytes", prepack_misaligned, buf,
+               "gemm_prepack_b: the packed buffer must be 64-byte aligned");
+    free(buf);
+}
+
 int main(void)
 {
     RUN(test_gemm_all_transposes);
@@ -552,5 +570,6 @@ int main(void)
     RUN(test_blas_core_names);
     RUN(test_gemm_routes_every_call_to_own_kernel);
     RUN(test_gemm_route_to_openblas);
+    RUN(test_gemm_prepack_refuses_misaligned);
     return test_summary();
 }
