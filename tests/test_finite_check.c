@@ -51,13 +51,14 @@ static void test_first_bad_value(void)
     /* two bad values: the first, in the same block and in different ones */
     x[BLOCK + 9] = NAN, x[BLOCK + 3] = INFINITY;
     CHECK(finite_check_f32(x, LEN) == BLOCK + 3, "two in one block: the first");
-    x[2 * BLOCK + 1] = -INFINITY;
+    x[2 * BLOCK + 5] = -INFINITY;
     CHECK(finite_check_f32(x, LEN) == BLOCK + 3, "two blocks: the first");
     x[BLOCK + 9] = x[BLOCK + 3] = 0.5f;
-    CHECK(finite_check_f32(x, LEN) == 2 * BLOCK + 1, "the remaining one");
-    /* past n: not looked at, in a whole block and in a part block */
-    CHECK(finite_check_f32(x, 2 * BLOCK + 1) == 2 * BLOCK + 1, "a bad value at n is not counted");
-    CHECK(finite_check_f32(x, 2 * BLOCK) == 2 * BLOCK, "a bad value past n is not counted");
+    CHECK(finite_check_f32(x, LEN) == 2 * BLOCK + 5, "the remaining one");
+    /* past n: not looked at, at n, in a part block and after whole blocks */
+    CHECK(finite_check_f32(x, 2 * BLOCK + 5) == 2 * BLOCK + 5, "a bad value at n is not counted");
+    CHECK(finite_check_f32(x, 2 * BLOCK + 1) == 2 * BLOCK + 1, "a bad value 4 past n is not counted");
+    CHECK(finite_check_f32(x, 2 * BLOCK) == 2 * BLOCK, "a bad value past whole blocks is not counted");
     free(x);
 }
 
