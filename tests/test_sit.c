@@ -187,6 +187,129 @@ static void test_preset_counts_and_keys(void)
     sit_free(&m);
 }
 
+/* ------------------------------------------------------------ configuration */
+
+/* A configuration that sit_config_check must refuse, and the words it must
+ * use: the default (SiT-XL/2 with one encoder) with one field changed. */
+typedef struct {
+    const char *what, *message;
+    void (*change)(sit_config *);
+} config_case;
+
+static void cfg_depth0(sit_config *c) { c->depth = 0; }
+static void cfg_hidden3(sit_config *c) { c->hidden = 3, c->heads = 1; }
+static void cfg_heads0(sit_config *c) { c->heads = 0; }
+static void cfg_patch0(sit_config *c) { c->patch = 0; }
+static void cfg_channels0(sit_config *c) { c->in_channels = 0; }
+static void cfg_input0(sit_config *c) { c->input_size = 0; }
+static void cfg_heads7(sit_config *c) { c->heads = 7; }
+static void cfg_hidden6(sit_config *c) { c->hidden = 6, c->heads = 2; }
+static void cfg_input33(sit_config *c) { c->input_size = 33; }
+static void cfg_classes0(sit_config *c) { c->num_classes = 0; }
+static void cfg_dropout1(sit_config *c) { c->class_dropout_prob = 1.0f; }
+static void cfg_dropout_neg(sit_config *c) { c->class_dropout_prob = -0.01f; }
+static void cfg_encoders_neg(sit_config *c) { c->n_encoders = -1; }
+static void cfg_encoders_many(sit_config *c) { c->n_encoders = SIT_MAX_ENCODERS + 1; }
+static void cfg_enc_depth0(sit_config *c) { c->encoder_depth = 0; }
+static void cfg_enc_depth29(sit_config *c) { c->encoder_depth = 29; }
+static void cfg_proj_dim0(sit_config *c) { c->projector_dim = 0; }
+static void cfg_zdim0(sit_config *c) { c->n_encoders = 2, c->z_dims[1] = 0; }
+static void cfg_proj_type(sit_config *c) { c->projector_type = (sit_projector_type)7; }
+static void cfg_kernel_even(sit_config *c) { c->projector_type = SIT_PROJECTOR_CONV, c->projector_kernel = 4; }
+static void cfg_kernel0(sit_config *c) { c->projector_type = SIT_PROJECTOR_CONV, c->projector_kernel = 0; }
+static void cfg_kernel33(sit_config *c) { c->projector_type = SIT_PROJECTOR_CONV, c->projector_kernel = 33; }
+static void cfg_mlp_empty(sit_config *c) { c->mlp_ratio = 0.0001f; }
+static void cfg_eps0(sit_config *c) { c->bn_eps = 0.0f; }
+static void cfg_eps_nan(sit_config *c) { c->bn_eps = NAN; }
+static void cfg_momentum_neg(sit_config *c) { c->bn_momentum = -0.5f; }
+static void cfg_momentum_big(sit_config *c) { c->bn_momentum = 1.5f; }
+
+static const config_case bad_configs[] = {
+    {"depth 0", "depth 0, hidden 1152, heads 16, patch 2, channels 4, input 32 must all be positive", cfg_depth0},
+    {"hidden 3", "hidden 3, heads 1", cfg_hidden3},
+    {"heads 0", "heads 0, patch 2", cfg_heads0},
+    {"patch 0", "patch 0, channels 4", cfg_patch0},
+    {"channels 0", "channels 0, input 32 must", cfg_channels0},
+    {"input 0", "input 0 must all be positive", cfg_input0},
+    {"heads 7", "hidden size 1152 is not a multiple of the 7 heads", cfg_heads7},
+    {"hidden 6", "hidden size 6 must be a multiple of 4", cfg_hidden6},
+    {"input 33", "input size 33 is not a multiple of the patch size 2", cfg_input33},
+    {"classes 0", "num_classes 0 must be positive", cfg_classes0},
+    {"dropout 1", "class dropout probability 1 is outside [0, 1)", cfg_dropout1},
+    {"dropout -0.01", "class dropout probability -0.01 is outside [0, 1)", cfg_dropout_neg},
+    {"-1 encoders", "-1 encoders (at most", cfg_encoders_neg},
+    {"too many encoders", "encoders (at most", cfg_encoders_many},
+    {"encoder depth 0", "encoder_depth 0 is outside [1, depth = 28]", cfg_enc_depth0},
+    {"encoder depth 29", "encoder_depth 29 is outside [1, depth = 28]", cfg_enc_depth29},
+    {"projector dim 0", "projector_dim 0 must be positive", cfg_proj_dim0},
+    {"z dim 0", "z_dims[1] = 0 must be positive", cfg_zdim0},
+    {"projector type 7", "unknown projector type 7", cfg_proj_type},
+    {"conv kernel 4", "conv projector kernel 4 must be odd and in [1, 31]", cfg_kernel_even},
+    {"conv kernel 0", "conv projector kernel 0 must be odd", cfg_kernel0},
+    {"conv kernel 33", "conv projector kernel 33 must be odd", cfg_kernel33},
+    {"mlp ratio 0.0001", "gives an empty MLP", cfg_mlp_empty},
+    {"bn eps 0", "BN eps 0 must be > 0", cfg_eps0},
+    {"bn eps NaN", "BN eps nan must be > 0", cfg_eps_nan},
+    {"bn momentum -0.5", "momentum -0.5 in [0, 1]", cfg_momentum_neg},
+    {"bn momentum 1.5", "momentum 1.5 in [0, 1]", cfg_momentum_big},
+};
+
+static void check_changed_config(void *arg)
+{
+    const config_case *k = arg;
+    sit_config c = sit_config_default();
+    k->change(&c);
+    sit_config_check(&c);
+}
+
+/* The defaults are the spec's SiT-XL/2 with one 768-wide encoder; every
+ * refusal of sit_config_check names its field; the edges of each range are
+ * accepted. */
+static void test_config_defaults_and_checks(void)
+{
+    sit_config c = sit_config_default();
+    CHECK(c.depth == 28 && c.hidden == 1152 && c.heads == 16 && c.patch == 2 && c.in_channels == 4 &&
+              c.input_size == 32 && c.num_classes == 1000 && c.class_dropout_prob == 0.1f,
+          "default size: depth %d hidden %d heads %d patch %d C %d input %d classes %d dropout %g", c.depth, c.hidden,
+          c.heads, c.patch, c.in_channels, c.input_size, c.num_classes, c.class_dropout_prob);
+    CHECK(c.encoder_depth == 8 && c.projector_dim == 2048 && c.projector_type == SIT_PROJECTOR_MLP &&
+              c.projector_kernel == 3 && c.n_encoders == 1 && c.z_dims[0] == 768,
+          "default REPA head: encoder_depth %d projector_dim %d type %d kernel %d encoders %d z_dim %d",
+          c.encoder_depth, c.projector_dim, (int)c.projector_type, c.projector_kernel, c.n_encoders, c.z_dims[0]);
+    CHECK(!c.qk_norm && c.mlp_ratio == 4.0f && c.bn_momentum == 0.1f && c.bn_eps == 1e-4f,
+          "default qk_norm %d mlp_ratio %g bn momentum %g eps %g", (int)c.qk_norm, c.mlp_ratio, c.bn_momentum,
+          c.bn_eps);
+    char buf[512];
+    CHECK(!strcmp(sit_config_str(&c, buf, sizeof buf),
+                  "depth 28 hidden 1152 heads 16 patch 2 C 4 input 32 classes 1000 dropout 0.1 encoder_depth 8 "
+                  "projector 2048 z_dims 768 qk_norm 0 mlp_ratio 4 bn_momentum 0.1 bn_eps 0.0001"),
+          "default config string '%s'", buf);
+    CHECK(sit_heads_for_hidden(1000) == 0, "no preset has hidden 1000: 0 heads, got %d", sit_heads_for_hidden(1000));
+    sit_config_check(&c);
+    for (size_t k = 0; k < sizeof bad_configs / sizeof bad_configs[0]; k++)
+        expect_die(bad_configs[k].what, check_changed_config, (void *)&bad_configs[k], bad_configs[k].message);
+    /* the edges that are allowed */
+    sit_config e = c;
+    e.depth = 1, e.encoder_depth = 1, e.hidden = 4, e.heads = 1, e.patch = 1, e.in_channels = 1, e.input_size = 1;
+    e.num_classes = 1, e.class_dropout_prob = 0.0f, e.bn_momentum = 0.0f, e.projector_dim = 1, e.z_dims[0] = 1;
+    sit_config_check(&e);
+    e = c;
+    e.encoder_depth = e.depth, e.bn_momentum = 1.0f, e.n_encoders = SIT_MAX_ENCODERS;
+    for (int i = 0; i < SIT_MAX_ENCODERS; i++)
+        e.z_dims[i] = 384;
+    e.projector_type = SIT_PROJECTOR_CONV, e.projector_kernel = 31;
+    sit_config_check(&e);
+    e.projector_kernel = 1;
+    sit_config_check(&e);
+    e = c; /* without encoders, the REPA head's fields are not looked at */
+    e.n_encoders = 0, e.encoder_depth = 0, e.projector_dim = 0, e.projector_type = (sit_projector_type)7;
+    sit_config_check(&e);
+    CHECK(!strcmp(sit_config_str(&e, buf, sizeof buf),
+                  "depth 28 hidden 1152 heads 16 patch 2 C 4 input 32 classes 1000 dropout 0.1 encoder_depth 0 "
+                  "projector 0 z_dims none qk_norm 0 mlp_ratio 4 bn_momentum 0.1 bn_eps 0.0001"),
+          "config string without encoders '%s'", buf);
+}
+
 static void test_init_rules(void)
 {
     sit_config c = tiny_config(false);
@@ -813,6 +936,7 @@ static void bench_sit_b2(void)
 int main(void)
 {
     RUN(test_preset_counts_and_keys);
+    RUN(test_config_defaults_and_checks);
     RUN(test_init_rules);
     RUN(test_save_load_and_detect);
     RUN(test_fd_alignment_pass_dz);
