@@ -157,6 +157,67 @@ static void test_unsupported_presets_die_clearly(void)
     expect_die("unknown preset", make_unknown, NULL, "unknown ViT preset");
 }
 
+/* vit_config_check: each refusal by its words, from dinov2-vit-s at 224
+ * with one field changed; the edges of each range are accepted. */
+typedef struct {
+    const char *what, *message;
+    void (*change)(vit_config *);
+} vit_config_case;
+
+static void vc_patch0(vit_config *c) { c->patch = 0; }
+static void vc_img0(vit_config *c) { c->img_size = 0; }
+static void vc_img225(vit_config *c) { c->img_size = 225; }
+static void vc_chans0(vit_config *c) { c->in_chans = 0; }
+static void vc_dim0(vit_config *c) { c->embed_dim = 0; }
+static void vc_heads0(vit_config *c) { c->heads = 0; }
+static void vc_heads5(vit_config *c) { c->heads = 5; }
+static void vc_depth0(vit_config *c) { c->depth = 0; }
+static void vc_ffn_kind(vit_config *c) { c->ffn = (vit_ffn)5; }
+static void vc_ffn_negative(vit_config *c) { c->ffn_hidden = -3; }
+static void vc_ratio0(vit_config *c) { c->mlp_ratio = 0.0f; }
+static void vc_ratio_tiny(vit_config *c) { c->mlp_ratio = 1e-4f; }
+static void vc_registers(vit_config *c) { c->num_register_tokens = -1; }
+static void vc_classes(vit_config *c) { c->num_classes = -1; }
+static void vc_eps0(vit_config *c) { c->ln_eps = 0.0f; }
+
+static const vit_config_case bad_vit_configs[] = {
+    {"patch 0", "img_size 224 is not a positive multiple of the patch size 0", vc_patch0},
+    {"img 0", "img_size 0 is not a positive multiple of the patch size 14", vc_img0},
+    {"img 225", "img_size 225 is not a positive multiple of the patch size 14", vc_img225},
+    {"in_chans 0", "in_chans 0 must be positive", vc_chans0},
+    {"embed_dim 0", "embed_dim 0 is not a positive multiple of heads 6", vc_dim0},
+    {"heads 0", "embed_dim 384 is not a positive multiple of heads 0", vc_heads0},
+    {"heads 5", "embed_dim 384 is not a positive multiple of heads 5", vc_heads5},
+    {"depth 0", "depth 0 must be positive", vc_depth0},
+    {"FFN kind 5", "unknown FFN kind 5", vc_ffn_kind},
+    {"ffn_hidden -3", "ffn_hidden -3 must be positive (or 0: from mlp_ratio)", vc_ffn_negative},
+    {"mlp_ratio 0", "mlp_ratio 0 gives no FFN width", vc_ratio0},
+    {"mlp_ratio 1e-4", "mlp_ratio 0.0001 gives no FFN width", vc_ratio_tiny},
+    {"-1 registers", "negative register or class count", vc_registers},
+    {"-1 classes", "negative register or class count", vc_classes},
+    {"ln_eps 0", "ln_eps must be positive", vc_eps0},
+};
+
+static void check_changed_vit_config(void *arg)
+{
+    const vit_config_case *k = arg;
+    vit_config c = vit_preset("dinov2-vit-s", 224);
+    k->change(&c);
+    vit_config_check(&c);
+}
+
+static void test_config_check(void)
+{
+    for (size_t k = 0; k < sizeof bad_vit_configs / sizeof bad_vit_configs[0]; k++)
+        expect_die(bad_vit_configs[k].what, check_changed_vit_config, (void *)&bad_vit_configs[k],
+                   bad_vit_configs[k].message);
+    vit_config c = vit_preset("dinov2-vit-s", 224);
+    vit_config_check(&c);
+    c.patch = 1, c.img_size = 1, c.in_chans = 1, c.embed_dim = 1, c.heads = 1, c.depth = 1;
+    c.ffn_hidden = 1, c.mlp_ratio = 0.0f; /* an explicit width needs no ratio */
+    vit_config_check(&c);
+}
+
 static void test_vit_g_preset_swiglu(void)
 {
     vit_config c = vit_preset("dinov2-vit-g", 224);
@@ -175,6 +236,8 @@ static void test_vit_g_preset_swiglu(void)
     CHECK(vit_ffn_hidden(&c) == 6144, "Mlp hidden at 1536·4: %d", vit_ffn_hidden(&c));
     c.ffn_hidden = 100;
     CHECK(vit_ffn_hidden(&c) == 100, "ffn_hidden must override the rule");
+    c.ffn_hidden = 1;
+    CHECK(vit_ffn_hidden(&c) == 1, "ffn_hidden 1 must override the rule too: %d", vit_ffn_hidden(&c));
     vit m;
     c = vit_preset("dinov2-vit-g", 224);
     vit_build(&m, &c);
@@ -805,6 +868,7 @@ int main(void)
     RUN(test_head_counts);
     RUN(test_unsupported_presets_die_clearly);
     RUN(test_vit_g_preset_swiglu);
+    RUN(test_config_check);
     RUN(test_load_errors);
     RUN(test_preset_counts_and_keys);
     RUN(test_parity_vit_tiny);
