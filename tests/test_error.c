@@ -149,11 +149,57 @@ static void test_atomic_file(void)
     free(got);
 }
 
+/* /dev/full takes the bytes into stdio's buffer and fails when they reach
+ * it: a write larger than the buffer fails in xfwrite, a small one when
+ * xfclose flushes it. */
+static void write_to_full(void *arg)
+{
+    (void)arg;
+    static char big[1 << 17];
+    FILE *fp = xfopen("/dev/full", "wb");
+    xfwrite(big, 1, sizeof big, fp, "/dev/full");
+}
+
+static void close_on_full(void *arg)
+{
+    (void)arg;
+    FILE *fp = xfopen("/dev/full", "wb");
+    xfwrite("abc", 1, 3, fp, "/dev/full");
+    xfclose(fp, "/dev/full");
+}
+
+/* atomic_file over a folder: the temporary is written, the rename fails. */
+static void commit_onto_folder(void *arg)
+{
+    atomic_file af = atomic_file_open((const char *)arg);
+    xfwrite("x", 1, 1, af.fp, af.tmp_path);
+    atomic_file_commit(&af);
+}
+
+static void test_write_failures(void)
+{
+    struct stat sb;
+    if (stat("/dev/full", &sb) != 0 || !S_ISCHR(sb.st_mode)) {
+        printf("     (no /dev/full here: the full-disk messages are not checked)\n");
+    } else {
+        expect_die("a write to a full disk", write_to_full, NULL,
+                   "'/dev/full': write failed: No space left on device (disk full?)");
+        expect_die("a close that flushes to a full disk", close_on_full, NULL,
+                   "'/dev/full': close failed: No space left on device");
+    }
+    const char *folder = test_tmp_path("folder");
+    CHECK(mkdir(folder, 0700) == 0 && mkdir(test_tmp_path("folder/inside"), 0700) == 0, "mkdir %s", folder);
+    char want[512];
+    snprintf(want, sizeof want, "cannot rename '%s.tmp' to '%s': ", folder, folder);
+    expect_die("a commit onto a folder", commit_onto_folder, (void *)folder, want);
+}
+
 int main(void)
 {
     RUN(test_messages);
     RUN(test_allocation);
     RUN(test_files);
     RUN(test_atomic_file);
+    RUN(test_write_failures);
     return test_summary();
 }
