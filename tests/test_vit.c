@@ -218,6 +218,103 @@ static void test_config_check(void)
     vit_config_check(&c);
 }
 
+/* vit_config_from_checkpoint reads the configuration off the shapes of a
+ * few tensors.  A file of those tensors (zeros) for D = 8, 1 channel, patch
+ * 4, a 2×2 grid, 1 block, MLP width 16, 2 register tokens, 3 classes; each
+ * case changes one shape (or adds a tensor) and must be refused in its
+ * words.  The unchanged file gives that configuration back. */
+typedef struct {
+    const char *name; /* the tensor whose shape changes (NULL: none) */
+    int ndim;
+    int64_t shape[4];
+    const char *extra; /* a tensor to add (NULL: none) */
+    const char *message;
+} shape_case;
+
+static const shape_case vit_shape_cases[] = {
+    {"cls_token", 3, {2, 1, 8}, NULL, "cls_token has shape [2, 1, 8], expected [1, 1, D]"},
+    {"cls_token", 3, {1, 2, 8}, NULL, "cls_token has shape [1, 2, 8], expected [1, 1, D]"},
+    {"cls_token", 2, {1, 8}, NULL, "cls_token has shape [1, 8], expected [1, 1, D]"},
+    {"patch_embed.proj.weight", 4, {9, 1, 4, 4}, NULL, "patch_embed.proj.weight has shape [9, 1, 4, 4], expected [8"},
+    {"patch_embed.proj.weight", 4, {8, 1, 4, 3}, NULL, "patch_embed.proj.weight has shape [8, 1, 4, 3]"},
+    {"patch_embed.proj.weight", 3, {8, 1, 4}, NULL, "patch_embed.proj.weight has shape [8, 1, 4]"},
+    {"pos_embed", 3, {2, 5, 8}, NULL, "pos_embed has shape [2, 5, 8], expected [1, 1+G², 8]"},
+    {"pos_embed", 3, {1, 5, 9}, NULL, "pos_embed has shape [1, 5, 9]"},
+    {"pos_embed", 2, {5, 8}, NULL, "pos_embed has shape [5, 8]"},
+    {"pos_embed", 3, {1, 6, 8}, NULL, "pos_embed has 5 patch entries, not a square grid"},
+    {"blocks.0.mlp.fc1.weight", 2, {16, 9}, NULL, "blocks.0.mlp.fc1.weight has shape [16, 9], expected [H, 8]"},
+    {"blocks.0.mlp.fc1.weight", 1, {16}, NULL, "blocks.0.mlp.fc1.weight has shape [16], expected [H, 8]"},
+    {"register_tokens", 3, {2, 2, 8}, NULL, "register_tokens has shape [2, 2, 8], expected [1, R, 8]"},
+    {"register_tokens", 3, {1, 2, 7}, NULL, "register_tokens has shape [1, 2, 7]"},
+    {"register_tokens", 2, {2, 8}, NULL, "register_tokens has shape [2, 8]"},
+    {"head.weight", 2, {3, 7}, NULL, "head.weight has shape [3, 7], expected [K, 8]"},
+    {"head.weight", 1, {3}, NULL, "head.weight has shape [3], expected [K, 8]"},
+    {NULL, 0, {0}, "blocks.0.0.norm1.weight", "chunked block keys (blocks.<chunk>.<i>.*, block_chunks > 0)"},
+    {NULL, 0, {0}, "blocks.0.mlp.w3.weight", "no tensor 'blocks.0.mlp.w12.weight'"},
+    {"blocks.0.mlp.w12.weight", 2, {31, 8}, NULL, "blocks.0.mlp.w12.weight has shape [31, 8], expected [2H, 8]"},
+    {"blocks.0.mlp.w12.weight", 2, {32, 9}, NULL, "blocks.0.mlp.w12.weight has shape [32, 9]"},
+    {"blocks.0.mlp.w12.weight", 1, {32}, NULL, "blocks.0.mlp.w12.weight has shape [32]"},
+    {"blocks.0.mlp.w12.weight", 2, {0, 8}, NULL, "blocks.0.mlp.w12.weight has shape [0, 8]"},
+};
+
+static void write_shapes(const char *path, const shape_case *k)
+{
+    static const struct {
+        const char *name;
+        int ndim;
+        int64_t shape[4];
+    } base[] = {{"cls_token", 3, {1, 1, 8}},         {"patch_embed.proj.weight", 4, {8, 1, 4, 4}},
+                {"pos_embed", 3, {1, 5, 8}},         {"blocks.0.norm1.weight", 1, {8}},
+                {"blocks.0.mlp.fc1.weight", 2, {16, 8}}, {"register_tokens", 3, {1, 2, 8}},
+                {"head.weight", 2, {3, 8}}};
+    static float zeros[4096];
+    st_writer *w = st_writer_new();
+    bool swiglu = k && k->name && !strcmp(k->name, "blocks.0.mlp.w12.weight");
+    for (size_t i = 0; i < sizeof base / sizeof base[0]; i++) {
+        if (swiglu && !strcmp(base[i].name, "blocks.0.mlp.fc1.weight"))
+            continue;
+        if (k && k->name && !strcmp(k->name, base[i].name))
+            st_writer_add_f32(w, base[i].name, k->ndim, k->shape, zeros);
+        else
+            st_writer_add_f32(w, base[i].name, base[i].ndim, base[i].shape, zeros);
+    }
+    if (swiglu)
+        st_writer_add_f32(w, k->name, k->ndim, k->shape, zeros);
+    if (k && k->extra)
+        st_writer_add_f32(w, k->extra, 1, (int64_t[]){8}, zeros);
+    st_writer_save(w, path);
+    st_writer_free(w);
+}
+
+static void detect_config(void *arg)
+{
+    safetensors *st = safetensors_open((const char *)arg);
+    (void)vit_config_from_checkpoint(st, "", 0, 0); /* heads 0: from the width */
+}
+
+static void test_config_from_bad_shapes(void)
+{
+    const char *path = test_tmp_path("vit_shapes.safetensors");
+    write_shapes(path, NULL);
+    safetensors *st = safetensors_open(path);
+    vit_config c = vit_config_from_checkpoint(st, "", 0, 2);
+    CHECK(c.embed_dim == 8 && c.in_chans == 1 && c.patch == 4 && c.img_size == 8 && c.depth == 1 && c.heads == 2 &&
+              c.mlp_ratio == 2.0f && c.ffn == VIT_FFN_MLP && c.num_register_tokens == 2 && c.num_classes == 3 &&
+              !c.layerscale,
+          "detected D %d C %d p %d S %d depth %d heads %d ratio %g ffn %d R %d K %d ls %d", c.embed_dim, c.in_chans,
+          c.patch, c.img_size, c.depth, c.heads, c.mlp_ratio, (int)c.ffn, c.num_register_tokens, c.num_classes,
+          (int)c.layerscale);
+    c = vit_config_from_checkpoint(st, "", 16, 4);
+    CHECK(c.img_size == 16 && c.heads == 4, "explicit size and heads: %d, %d", c.img_size, c.heads);
+    safetensors_close(st);
+    expect_die("width 8 without heads", detect_config, (void *)path,
+               "no default head count for width 8 (known widths 192, 384, 768, 1024, 1536); pass it explicitly");
+    for (size_t k = 0; k < sizeof vit_shape_cases / sizeof vit_shape_cases[0]; k++) {
+        write_shapes(path, &vit_shape_cases[k]);
+        expect_die(vit_shape_cases[k].message, detect_config, (void *)path, vit_shape_cases[k].message);
+    }
+}
+
 static void test_vit_g_preset_swiglu(void)
 {
     vit_config c = vit_preset("dinov2-vit-g", 224);
@@ -869,6 +966,7 @@ int main(void)
     RUN(test_unsupported_presets_die_clearly);
     RUN(test_vit_g_preset_swiglu);
     RUN(test_config_check);
+    RUN(test_config_from_bad_shapes);
     RUN(test_load_errors);
     RUN(test_preset_counts_and_keys);
     RUN(test_parity_vit_tiny);
