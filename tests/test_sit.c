@@ -175,6 +175,33 @@ static void test_preset_counts_and_keys(void)
               sit_config_preset(&c, "SiT-B/2x") == -1,
           "bad preset names must be refused");
 
+    /* qk_norm: LayerNorm(head_dim) weight and bias for q and k in every
+     * block; no class dropout: no null-class row */
+    c = sit_config_default();
+    sit_config_preset(&c, "SiT-B/2");
+    sit_build(&m, &c);
+    size_t plain = sit_param_count(&m, false);
+    sit_free(&m);
+    c.qk_norm = true;
+    sit_build(&m, &c);
+    CHECK(sit_param_count(&m, false) == plain + 12 * 4 * 64, "qk_norm adds %zu parameters, want 12·4·64",
+          sit_param_count(&m, false) - plain);
+    for (int i = 0; i < 12; i++) {
+        const char *parts[4] = {"q_norm.weight", "q_norm.bias", "k_norm.weight", "k_norm.bias"};
+        for (int k = 0; k < 4; k++) {
+            char key[64];
+            snprintf(key, sizeof key, "blocks.%d.attn.%s", i, parts[k]);
+            const param_entry *q = param_find(&m.table, key);
+            CHECK(q && q->ndim == 1 && q->shape[0] == 64 && q->kind == PARAM_TRAINABLE, "%s: [64], trainable", key);
+        }
+    }
+    sit_free(&m);
+    c.qk_norm = false, c.class_dropout_prob = 0.0f;
+    sit_build(&m, &c);
+    e = param_find(&m.table, "y_embedder.embedding_table.weight");
+    CHECK(e && e->shape[0] == 1000, "no class dropout: 1000 label rows, got %lld", e ? (long long)e->shape[0] : -1LL);
+    sit_free(&m);
+
     /* SiT-B/2 count (spec: 12 blocks of 12·768² + 13·768 weights ...): check the parts add up */
     c = sit_config_default();
     sit_config_preset(&c, "SiT-B/2");
@@ -262,6 +289,15 @@ static void check_changed_config(void *arg)
     sit_config_check(&c);
 }
 
+static void build_changed_config(void *arg)
+{
+    const config_case *k = arg;
+    sit_config c = sit_config_default();
+    k->change(&c);
+    sit m;
+    sit_build(&m, &c);
+}
+
 /* The defaults are the spec's SiT-XL/2 with one 768-wide encoder; every
  * refusal of sit_config_check names its field; the edges of each range are
  * accepted. */
@@ -288,6 +324,7 @@ static void test_config_defaults_and_checks(void)
     sit_config_check(&c);
     for (size_t k = 0; k < sizeof bad_configs / sizeof bad_configs[0]; k++)
         expect_die(bad_configs[k].what, check_changed_config, (void *)&bad_configs[k], bad_configs[k].message);
+    expect_die("sit_build checks its config", build_changed_config, (void *)&bad_configs[0], bad_configs[0].message);
     /* the edges that are allowed */
     sit_config e = c;
     e.depth = 1, e.encoder_depth = 1, e.hidden = 4, e.heads = 1, e.patch = 1, e.in_channels = 1, e.input_size = 1;
@@ -301,6 +338,23 @@ static void test_config_defaults_and_checks(void)
     sit_config_check(&e);
     e.projector_kernel = 1;
     sit_config_check(&e);
+    /* two conv-projector encoders: the string names the kernel and both widths;
+     * a short buffer holds the string's first bytes, terminated */
+    e = c;
+    e.n_encoders = 2, e.z_dims[1] = 1024, e.projector_type = SIT_PROJECTOR_CONV, e.qk_norm = true;
+    CHECK(!strcmp(sit_config_str(&e, buf, sizeof buf),
+                  "depth 28 hidden 1152 heads 16 patch 2 C 4 input 32 classes 1000 dropout 0.1 encoder_depth 8 "
+                  "projector conv kernel 3 z_dims 768,1024 qk_norm 1 mlp_ratio 4 bn_momentum 0.1 bn_eps 0.0001"),
+          "config string with two conv projectors '%s'", buf);
+    char full[512], small[40];
+    memset(small, 'x', sizeof small);
+    sit_config_str(&e, full, sizeof full);
+    sit_config_str(&e, small, sizeof small);
+    CHECK(strlen(small) == sizeof small - 1 && !strncmp(small, full, sizeof small - 1),
+          "a 40-byte buffer holds '%s'", small);
+    char mid[150]; /* cut inside the z_dims list */
+    sit_config_str(&e, mid, sizeof mid);
+    CHECK(strlen(mid) == sizeof mid - 1 && !strncmp(mid, full, sizeof mid - 1), "a 150-byte buffer holds '%s'", mid);
     e = c; /* without encoders, the REPA head's fields are not looked at */
     e.n_encoders = 0, e.encoder_depth = 0, e.projector_dim = 0, e.projector_type = (sit_projector_type)7;
     sit_config_check(&e);
