@@ -315,6 +315,103 @@ static void test_config_from_bad_shapes(void)
     }
 }
 
+/* A tiny model's file with pos_embed replaced by `pos` (ndim, shape; NULL:
+ * kept) and `extras` extra tensors. */
+static void write_tiny_vit(const char *path, const vit *m, const float *w, int pos_ndim, const int64_t *pos_shape,
+                           int extras)
+{
+    static float zeros[256];
+    st_writer *wr = st_writer_new();
+    char names[16][32];
+    for (int i = 0; i < m->table.n; i++) {
+        const param_entry *e = &m->table.entries[i];
+        if (pos_shape && e->offset == m->pos_embed)
+            st_writer_add_f32(wr, e->name, pos_ndim, pos_shape, zeros);
+        else
+            st_writer_add_f32(wr, e->name, e->ndim, e->shape, w + e->offset);
+    }
+    for (int k = 0; k < extras; k++) {
+        snprintf(names[k], sizeof names[k], "extra.%d", k);
+        st_writer_add_f32(wr, names[k], 1, (int64_t[]){2}, zeros);
+    }
+    st_writer_save(wr, path);
+    st_writer_free(wr);
+}
+
+typedef struct {
+    const char *path;
+    int img_size;
+} tiny_load;
+
+static void load_tiny(void *arg)
+{
+    const tiny_load *t = arg;
+    vit_config c = {.img_size = t->img_size, .patch = 4, .in_chans = 1, .embed_dim = 8, .depth = 1, .heads = 2,
+                    .mlp_ratio = 2.0f, .ln_eps = 1e-6f};
+    vit m;
+    vit_build(&m, &c);
+    float *w = param_alloc(&m.table);
+    safetensors *st = safetensors_open(t->path);
+    vit_load(&m, w, st, "", PARAM_ALLOW_EXTRA);
+    safetensors_close(st);
+    vit_free(&m);
+    free(w);
+}
+
+static int count_of(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
+/* Extra tensors in a lenient load: the first five named, then a count; a
+ * pos_embed for another grid that is not [1, 1+G², D] with a square G is
+ * refused in its words; resampling to the same grid copies. */
+static void test_load_extras_and_pos_embed(void)
+{
+    vit_config c = {.img_size = 8, .patch = 4, .in_chans = 1, .embed_dim = 8, .depth = 1, .heads = 2,
+                    .mlp_ratio = 2.0f, .ln_eps = 1e-6f};
+    vit m;
+    vit_build(&m, &c);
+    float *w = param_alloc(&m.table);
+    vit_init_weights(&m, w, 5);
+    const char *path = test_tmp_path("tiny_vit.safetensors");
+    char err[4096];
+    tiny_load tl = {path, 8};
+    for (int extras = 5; extras <= 7; extras += 2) {
+        write_tiny_vit(path, &m, w, 0, NULL, extras);
+        int rc = run_in_child(load_tiny, &tl, err, sizeof err);
+        CHECK(rc == 0 && count_of(err, "ignoring extra tensor 'extra.") == 5, "%d extras: status %d, stderr '%s'",
+              extras, rc, err);
+        CHECK((extras > 5) == (strstr(err, "ignored 7 extra tensors in all") != NULL), "%d extras: the count line: '%s'",
+              extras, err);
+    }
+    const struct {
+        int ndim;
+        int64_t shape[3];
+        const char *shape_str;
+    } bad[] = {{3, {2, 5, 8}, "[2, 5, 8]"}, {3, {1, 5, 9}, "[1, 5, 9]"}, {3, {1, 6, 8}, "[1, 6, 8]"},
+               {2, {5, 8}, "[5, 8]"},       {3, {1, 1, 8}, "[1, 1, 8]"}};
+    tl.img_size = 12; /* the model's grid is 3: every file's pos_embed must be resampled */
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        write_tiny_vit(path, &m, w, bad[k].ndim, bad[k].shape, 0);
+        char want[256];
+        snprintf(want, sizeof want, "'pos_embed' has shape %s; expected [1, 1+G², 8] with a square grid G (the model "
+                 "wants [1, 10, 8])", bad[k].shape_str);
+        expect_die(want, load_tiny, &tl, want);
+    }
+    /* same grid: prefix and grid copied as they are */
+    float in[(1 + 9) * 8], out[(1 + 9) * 8], ws[2 * 9 * 8];
+    for (int i = 0; i < 80; i++)
+        in[i] = (float)i * 0.25f - 3.0f;
+    vit_resample_pos_embed(out, in, 8, 1, 3, 3, ws);
+    CHECK(memcmp(in, out, sizeof in) == 0, "resampling a 3x3 grid to 3x3 must copy it");
+    vit_free(&m);
+    free(w);
+}
+
 static void test_vit_g_preset_swiglu(void)
 {
     vit_config c = vit_preset("dinov2-vit-g", 224);
@@ -967,6 +1064,7 @@ int main(void)
     RUN(test_vit_g_preset_swiglu);
     RUN(test_config_check);
     RUN(test_config_from_bad_shapes);
+    RUN(test_load_extras_and_pos_embed);
     RUN(test_load_errors);
     RUN(test_preset_counts_and_keys);
     RUN(test_parity_vit_tiny);
