@@ -364,6 +364,128 @@ static void test_config_defaults_and_checks(void)
           "config string without encoders '%s'", buf);
 }
 
+/* ------------------------------------------------------------ configuration from a file */
+
+/* sit_config_from_weights reads the configuration off a few tensors' shapes.
+ * The base file: D 8, a 2×2 grid of patch 2 over 4 channels, 10 classes and
+ * the null row, blocks 0 and 1, MLP width 32, q/k norms, one MLP projector
+ * 16 → 12.  Each case replaces one tensor's shape (ndim 0: drops it) or
+ * adds one, and must be refused in its words. */
+typedef struct {
+    const char *name;
+    int ndim;
+    int64_t shape[4];
+    const char *message;
+} sit_shape_case;
+
+static const sit_shape_case sit_shape_cases[] = {
+    {"pos_embed", 0, {0}, "no tensor 'pos_embed': not a SiT state dict (or the wrong key prefix)"},
+    {"pos_embed", 2, {4, 8}, "tensor 'pos_embed' has 2 dimensions, expected 3"},
+    {"pos_embed", 3, {1, 5, 8}, "pos_embed has 5 tokens, not a square grid"},
+    {"x_embedder.proj.weight", 4, {8, 4, 2, 3}, "x_embedder.proj.weight has an unexpected shape"},
+    {"x_embedder.proj.weight", 4, {9, 4, 2, 2}, "x_embedder.proj.weight has an unexpected shape"},
+    {"y_embedder.embedding_table.weight", 3, {1, 11, 8}, "'y_embedder.embedding_table.weight' has 3 dimensions"},
+    {"blocks.0.attn.qkv.weight", 0, {0}, "no SiT blocks (blocks.0.attn.qkv.weight) under prefix ''"},
+    {"blocks.0.mlp.fc1.weight", 0, {0}, "no tensor 'blocks.0.mlp.fc1.weight'"},
+    {"projectors.0.4.weight", 0, {0}, "no tensor 'projectors.0.4.weight'"},
+    {"projectors.0.0.weight", 3, {16, 8, 1}, "'projectors.0.0.weight' has 3 dimensions, expected 2"},
+    {"projectors.0.projection_layer.weight", 4, {12, 9, 3, 3},
+     "'projectors.0.projection_layer.weight' has shape [12, 9, 3, 3]; a conv projector is [z_dim, 8, k, k] with odd k"},
+    {"projectors.0.projection_layer.weight", 4, {12, 8, 2, 2}, "has shape [12, 8, 2, 2]; a conv projector is"},
+    {"projectors.0.projection_layer.weight", 4, {12, 8, 3, 1}, "has shape [12, 8, 3, 1]; a conv projector is"},
+    {"projectors.0.projection_layer.weight", 4, {12, 8, 33, 33}, "has shape [12, 8, 33, 33]; a conv projector is"},
+    {"projectors.0.projection_layer.weight", 3, {12, 8, 3}, "has 3 dimensions, expected 4"},
+};
+
+static void write_sit_shapes(const char *path, const sit_shape_case *k)
+{
+    static const struct {
+        const char *name;
+        int ndim;
+        int64_t shape[4];
+    } base[] = {{"pos_embed", 3, {1, 4, 8}},
+                {"x_embedder.proj.weight", 4, {8, 4, 2, 2}},
+                {"y_embedder.embedding_table.weight", 2, {11, 8}},
+                {"blocks.0.attn.qkv.weight", 2, {24, 8}},
+                {"blocks.0.attn.q_norm.weight", 1, {4}},
+                {"blocks.0.mlp.fc1.weight", 2, {32, 8}},
+                {"blocks.1.attn.qkv.weight", 2, {24, 8}},
+                {"projectors.0.0.weight", 2, {16, 8}},
+                {"projectors.0.4.weight", 2, {12, 16}}};
+    static float zeros[12 * 8 * 33 * 33];
+    st_writer *w = st_writer_new();
+    bool added = false;
+    for (size_t i = 0; i < sizeof base / sizeof base[0]; i++) {
+        if (k && !strcmp(k->name, base[i].name)) {
+            added = true;
+            if (k->ndim > 0)
+                st_writer_add_f32(w, k->name, k->ndim, k->shape, zeros);
+        } else {
+            st_writer_add_f32(w, base[i].name, base[i].ndim, base[i].shape, zeros);
+        }
+    }
+    if (k && !added)
+        st_writer_add_f32(w, k->name, k->ndim, k->shape, zeros);
+    st_writer_save(w, path);
+    st_writer_free(w);
+}
+
+static void sit_config_of(void *arg)
+{
+    safetensors *st = safetensors_open((const char *)arg);
+    sit_config c = sit_config_default();
+    c.encoder_depth = 1;
+    sit_config_from_weights(&c, st, "", 2);
+}
+
+static void sit_config_of_without_heads(void *arg)
+{
+    safetensors *st = safetensors_open((const char *)arg);
+    sit_config c = sit_config_default();
+    c.encoder_depth = 1;
+    sit_config_from_weights(&c, st, NULL, 0);
+}
+
+static void test_config_from_weights(void)
+{
+    const char *path = test_tmp_path("sit_shapes.safetensors");
+    write_sit_shapes(path, NULL);
+    safetensors *st = safetensors_open(path);
+    sit_config c = sit_config_default();
+    c.encoder_depth = 1; /* (a configuration the file does not hold) */
+    sit_config_from_weights(&c, st, NULL, 2);
+    CHECK(c.hidden == 8 && c.heads == 2 && c.patch == 2 && c.in_channels == 4 && c.input_size == 4 && c.depth == 2 &&
+              c.mlp_ratio == 4.0f && c.qk_norm && c.num_classes == 10 && c.n_encoders == 1 &&
+              c.projector_type == SIT_PROJECTOR_MLP && c.projector_dim == 16 && c.z_dims[0] == 12,
+          "read D %d heads %d p %d C %d input %d depth %d ratio %g qk %d classes %d encoders %d type %d P %d z %d",
+          c.hidden, c.heads, c.patch, c.in_channels, c.input_size, c.depth, c.mlp_ratio, (int)c.qk_norm,
+          c.num_classes, c.n_encoders, (int)c.projector_type, c.projector_dim, c.z_dims[0]);
+    c = sit_config_default();
+    c.encoder_depth = 1, c.class_dropout_prob = 0.0f; /* then every row of the table is a class */
+    sit_config_from_weights(&c, st, "", 2);
+    CHECK(c.num_classes == 11, "without class dropout: 11 classes, got %d", c.num_classes);
+    safetensors_close(st);
+    expect_die("hidden 8 without heads", sit_config_of_without_heads, (void *)path,
+               "hidden size 8 matches no SiT preset, so the head count is unknown; give it explicitly");
+    for (size_t k = 0; k < sizeof sit_shape_cases / sizeof sit_shape_cases[0]; k++) {
+        write_sit_shapes(path, &sit_shape_cases[k]);
+        expect_die(sit_shape_cases[k].message, sit_config_of, (void *)path, sit_shape_cases[k].message);
+    }
+}
+
+typedef struct {
+    const sit *m;
+    float *w;
+    float bad;
+} stats_case;
+
+static void set_bad_scale(void *arg)
+{
+    const stats_case *k = arg;
+    float bias[3] = {0}, scale[3] = {1.0f, k->bad, 1.0f};
+    sit_set_latent_stats(k->m, k->w, bias, scale);
+}
+
 static void test_init_rules(void)
 {
     sit_config c = tiny_config(false);
@@ -427,6 +549,14 @@ static void test_init_rules(void)
     sit_get_latent_stats(&m, w, b2, s2);
     for (int k = 0; k < 3; k++)
         CHECK(b2[k] == bias[k] && fabsf(s2[k] - scale[k]) < 1e-6f * scale[k], "latent stats round trip [%d]", k);
+    /* a scale that cannot be inverted is refused, naming its channel */
+    const float bad_scales[3] = {0.0f, NAN, INFINITY};
+    const char *bad_words[3] = {"scale[1] = 0 cannot be inverted", "scale[1] = nan cannot be inverted",
+                                "scale[1] = inf cannot be inverted"};
+    for (int k = 0; k < 3; k++) {
+        stats_case sc = {&m, w, bad_scales[k]};
+        expect_die(bad_words[k], set_bad_scale, &sc, bad_words[k]);
+    }
     arena_free(&ar);
     free(x), free(v), free(w);
     sit_free(&m);
@@ -991,6 +1121,7 @@ int main(void)
 {
     RUN(test_preset_counts_and_keys);
     RUN(test_config_defaults_and_checks);
+    RUN(test_config_from_weights);
     RUN(test_init_rules);
     RUN(test_save_load_and_detect);
     RUN(test_fd_alignment_pass_dz);
