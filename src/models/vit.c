@@ -423,15 +423,17 @@ static size_t backward_scratch_bytes(const vit *m, int B)
     const vit_config *c = &m->cfg;
     const size_t D = (size_t)c->embed_dim, N = (size_t)B * m->ntok;
     const size_t cpp = (size_t)c->in_chans * c->patch * c->patch, np = (size_t)B * m->npatch;
-    planner p = {0};
+    planner held = {0}, block = {0}, tail = {0};
     float *f;
-    take(&p, N * D);             /* dxn */
-    take(&p, N * D);             /* dx */
-    take(&p, (size_t)B * D);     /* dcls (head) */
-    block_scratch_carve(m, &p, B, &f, &f, &f, &f, &f, &f);
-    take(&p, np * D);            /* dpe */
-    take(&p, np * cpp);          /* dtok */
-    return p.bytes;
+    take(&held, N * D);          /* dxn */
+    take(&held, (size_t)B * D);  /* dcls (head) */
+    take(&held, N * D);          /* dx */
+    /* each block's scratch is given back before the next block, and the
+     * last before the patch embedding's: the peak is the larger phase */
+    block_scratch_carve(m, &block, B, &f, &f, &f, &f, &f, &f);
+    take(&tail, np * D);         /* dpe */
+    take(&tail, np * cpp);       /* dtok (when the image gradient is asked for) */
+    return held.bytes + (block.bytes > tail.bytes ? block.bytes : tail.bytes);
 }
 
 size_t vit_plan_bytes(const vit *m, int B, bool train)
