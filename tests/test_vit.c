@@ -206,6 +206,15 @@ static void check_changed_vit_config(void *arg)
     vit_config_check(&c);
 }
 
+static void build_changed_vit_config(void *arg)
+{
+    const vit_config_case *k = arg;
+    vit_config c = vit_preset("dinov2-vit-s", 224);
+    k->change(&c);
+    vit m;
+    vit_build(&m, &c);
+}
+
 static void test_config_check(void)
 {
     for (size_t k = 0; k < sizeof bad_vit_configs / sizeof bad_vit_configs[0]; k++)
@@ -216,6 +225,11 @@ static void test_config_check(void)
     c.patch = 1, c.img_size = 1, c.in_chans = 1, c.embed_dim = 1, c.heads = 1, c.depth = 1;
     c.ffn_hidden = 1, c.mlp_ratio = 0.0f; /* an explicit width needs no ratio */
     vit_config_check(&c);
+    c = vit_preset("dinov2-vit-s", 224);
+    c.mlp_ratio = 0.5f; /* a ratio under 1 is a width all the same */
+    vit_config_check(&c);
+    expect_die("vit_build checks its config", build_changed_vit_config, (void *)&bad_vit_configs[0],
+               bad_vit_configs[0].message);
 }
 
 /* vit_config_from_checkpoint reads the configuration off the shapes of a
