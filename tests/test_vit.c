@@ -1069,6 +1069,42 @@ static void test_preprocess_one_channel(void)
     CHECK(ok, "1-channel normalisation");
 }
 
+/* Calls the model cannot serve are refused as internal errors: logits from
+ * a model without a head (forward, or their gradient in the backward), a
+ * backward after an inference forward, and one block's backward on
+ * inference activations. */
+static void vit_misuse(void *arg)
+{
+    const int which = *(const int *)arg;
+    vit_config c = {.img_size = 8, .patch = 4, .in_chans = 1, .embed_dim = 8, .depth = 1, .heads = 2,
+                    .mlp_ratio = 2.0f, .ln_eps = 1e-6f};
+    vit m;
+    vit_build(&m, &c);
+    float *w = param_alloc(&m.table), *g = param_alloc(&m.table), img[64] = {0}, logits[4], dl[4] = {0}, x[64];
+    const bool train = which != 1 && which != 3;
+    arena ar = arena_create(vit_plan_bytes(&m, 1, train));
+    vit_acts a;
+    vit_acts_alloc(&a, &m, &ar, 1, train);
+    vit_forward(&m, w, &a, img, NULL, NULL, NULL, which == 0 ? logits : NULL);
+    if (which == 1 || which == 2)
+        vit_backward(&m, w, &a, &ar, g, NULL, NULL, NULL, NULL, which == 2 ? dl : NULL);
+    if (which == 3)
+        vit_block_backward(&m, w, 0, &a.blocks[0], g, x, x, 1, &ar, a.attn_ws);
+}
+
+static void test_misuse_dies(void)
+{
+    static const int which[4] = {0, 1, 2, 3};
+    expect_die("logits without a head", vit_misuse, (void *)&which[0],
+               "internal: vit_forward asked for logits but the model has no classification head");
+    expect_die("a backward after an inference forward", vit_misuse, (void *)&which[1],
+               "internal: vit_backward needs a train-mode forward");
+    expect_die("logit gradients without a head", vit_misuse, (void *)&which[2],
+               "internal: vit_backward got d_logits but the model has no classification head");
+    expect_die("a block backward on inference activations", vit_misuse, (void *)&which[3],
+               "internal: vit_block_backward needs activations from a train-mode forward");
+}
+
 int main(void)
 {
     RUN(test_head_counts);
@@ -1077,6 +1113,7 @@ int main(void)
     RUN(test_config_check);
     RUN(test_config_from_bad_shapes);
     RUN(test_load_extras_and_pos_embed);
+    RUN(test_misuse_dies);
     RUN(test_load_errors);
     RUN(test_preset_counts_and_keys);
     RUN(test_parity_vit_tiny);
