@@ -241,6 +241,7 @@ static void cfg_enc_depth0(sit_config *c) { c->encoder_depth = 0; }
 static void cfg_enc_depth29(sit_config *c) { c->encoder_depth = 29; }
 static void cfg_proj_dim0(sit_config *c) { c->projector_dim = 0; }
 static void cfg_zdim0(sit_config *c) { c->n_encoders = 2, c->z_dims[1] = 0; }
+static void cfg_zdim0_first(sit_config *c) { c->z_dims[0] = 0; }
 static void cfg_proj_type(sit_config *c) { c->projector_type = (sit_projector_type)7; }
 static void cfg_kernel_even(sit_config *c) { c->projector_type = SIT_PROJECTOR_CONV, c->projector_kernel = 4; }
 static void cfg_kernel0(sit_config *c) { c->projector_type = SIT_PROJECTOR_CONV, c->projector_kernel = 0; }
@@ -270,6 +271,7 @@ static const config_case bad_configs[] = {
     {"encoder depth 29", "encoder_depth 29 is outside [1, depth = 28]", cfg_enc_depth29},
     {"projector dim 0", "projector_dim 0 must be positive", cfg_proj_dim0},
     {"z dim 0", "z_dims[1] = 0 must be positive", cfg_zdim0},
+    {"first z dim 0", "z_dims[0] = 0 must be positive", cfg_zdim0_first},
     {"projector type 7", "unknown projector type 7", cfg_proj_type},
     {"conv kernel 4", "conv projector kernel 4 must be odd and in [1, 31]", cfg_kernel_even},
     {"conv kernel 0", "conv projector kernel 0 must be odd", cfg_kernel0},
@@ -329,6 +331,7 @@ static void test_config_defaults_and_checks(void)
     sit_config e = c;
     e.depth = 1, e.encoder_depth = 1, e.hidden = 4, e.heads = 1, e.patch = 1, e.in_channels = 1, e.input_size = 1;
     e.num_classes = 1, e.class_dropout_prob = 0.0f, e.bn_momentum = 0.0f, e.projector_dim = 1, e.z_dims[0] = 1;
+    e.mlp_ratio = 0.25f; /* an MLP one wide */
     sit_config_check(&e);
     e = c;
     e.encoder_depth = e.depth, e.bn_momentum = 1.0f, e.n_encoders = SIT_MAX_ENCODERS;
