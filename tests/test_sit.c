@@ -370,8 +370,8 @@ static void test_config_defaults_and_checks(void)
 /* ------------------------------------------------------------ configuration from a file */
 
 /* sit_config_from_weights reads the configuration off a few tensors' shapes.
- * The base file: D 8, a 2×2 grid of patch 2 over 4 channels, 10 classes and
- * the null row, blocks 0 and 1, MLP width 32, q/k norms, one MLP projector
+ * The base file: D 8, a 2×2 grid of patch 4 over 4 channels, 10 classes and
+ * the null row, blocks 0 and 1, MLP width 24, q/k norms, one MLP projector
  * 16 → 12.  Each case replaces one tensor's shape (ndim 0: drops it) or
  * adds one, and must be refused in its words. */
 typedef struct {
@@ -385,8 +385,9 @@ static const sit_shape_case sit_shape_cases[] = {
     {"pos_embed", 0, {0}, "no tensor 'pos_embed': not a SiT state dict (or the wrong key prefix)"},
     {"pos_embed", 2, {4, 8}, "tensor 'pos_embed' has 2 dimensions, expected 3"},
     {"pos_embed", 3, {1, 5, 8}, "pos_embed has 5 tokens, not a square grid"},
-    {"x_embedder.proj.weight", 4, {8, 4, 2, 3}, "x_embedder.proj.weight has an unexpected shape"},
-    {"x_embedder.proj.weight", 4, {9, 4, 2, 2}, "x_embedder.proj.weight has an unexpected shape"},
+    {"x_embedder.proj.weight", 4, {8, 4, 4, 3}, "x_embedder.proj.weight has an unexpected shape"},
+    {"x_embedder.proj.weight", 4, {9, 4, 4, 4}, "x_embedder.proj.weight has an unexpected shape"},
+    {"y_embedder.embedding_table.weight", 2, {1, 8}, "num_classes 0 must be positive"},
     {"y_embedder.embedding_table.weight", 3, {1, 11, 8}, "'y_embedder.embedding_table.weight' has 3 dimensions"},
     {"blocks.0.attn.qkv.weight", 0, {0}, "no SiT blocks (blocks.0.attn.qkv.weight) under prefix ''"},
     {"blocks.0.mlp.fc1.weight", 0, {0}, "no tensor 'blocks.0.mlp.fc1.weight'"},
@@ -407,11 +408,11 @@ static void write_sit_shapes(const char *path, const sit_shape_case *k)
         int ndim;
         int64_t shape[4];
     } base[] = {{"pos_embed", 3, {1, 4, 8}},
-                {"x_embedder.proj.weight", 4, {8, 4, 2, 2}},
+                {"x_embedder.proj.weight", 4, {8, 4, 4, 4}},
                 {"y_embedder.embedding_table.weight", 2, {11, 8}},
                 {"blocks.0.attn.qkv.weight", 2, {24, 8}},
                 {"blocks.0.attn.q_norm.weight", 1, {4}},
-                {"blocks.0.mlp.fc1.weight", 2, {32, 8}},
+                {"blocks.0.mlp.fc1.weight", 2, {24, 8}},
                 {"blocks.1.attn.qkv.weight", 2, {24, 8}},
                 {"projectors.0.0.weight", 2, {16, 8}},
                 {"projectors.0.4.weight", 2, {12, 16}}};
@@ -456,9 +457,10 @@ static void test_config_from_weights(void)
     safetensors *st = safetensors_open(path);
     sit_config c = sit_config_default();
     c.encoder_depth = 1; /* (a configuration the file does not hold) */
+    c.projector_type = SIT_PROJECTOR_CONV; /* the file's MLP projector must replace it */
     sit_config_from_weights(&c, st, NULL, 2);
-    CHECK(c.hidden == 8 && c.heads == 2 && c.patch == 2 && c.in_channels == 4 && c.input_size == 4 && c.depth == 2 &&
-              c.mlp_ratio == 4.0f && c.qk_norm && c.num_classes == 10 && c.n_encoders == 1 &&
+    CHECK(c.hidden == 8 && c.heads == 2 && c.patch == 4 && c.in_channels == 4 && c.input_size == 8 && c.depth == 2 &&
+              c.mlp_ratio == 3.0f && c.qk_norm && c.num_classes == 10 && c.n_encoders == 1 &&
               c.projector_type == SIT_PROJECTOR_MLP && c.projector_dim == 16 && c.z_dims[0] == 12,
           "read D %d heads %d p %d C %d input %d depth %d ratio %g qk %d classes %d encoders %d type %d P %d z %d",
           c.hidden, c.heads, c.patch, c.in_channels, c.input_size, c.depth, c.mlp_ratio, (int)c.qk_norm,
@@ -467,6 +469,8 @@ static void test_config_from_weights(void)
     c.encoder_depth = 1, c.class_dropout_prob = 0.0f; /* then every row of the table is a class */
     sit_config_from_weights(&c, st, "", 2);
     CHECK(c.num_classes == 11, "without class dropout: 11 classes, got %d", c.num_classes);
+    sit_config_from_weights(&c, st, "", 1);
+    CHECK(c.heads == 1, "one head asked for: %d", c.heads);
     safetensors_close(st);
     expect_die("hidden 8 without heads", sit_config_of_without_heads, (void *)path,
                "hidden size 8 matches no SiT preset, so the head count is unknown; give it explicitly");
