@@ -669,6 +669,45 @@ static void test_fd_alignment_pass_dz(void)
 /* The SiT pass in train mode (batch statistics), full depth: input gradient
  * (through the batch-statistics BN backward and both the x_t and the v*
  * paths) and every parameter tensor. */
+/* A label outside the table is refused: below 0, past the null class, and
+ * the null class itself when there is no class dropout (the table then has
+ * no null row).  With dropout the null class is a valid label. */
+typedef struct {
+    int label;
+    float dropout;
+} label_case;
+
+static void forward_with_label(void *arg)
+{
+    const label_case *k = arg;
+    sit_config c = tiny_config(false);
+    c.class_dropout_prob = k->dropout;
+    sit m;
+    sit_build(&m, &c);
+    float *w = param_alloc(&m.table);
+    sit_test_randomize(&m, w, 7, true);
+    sit_problem p = sit_problem_make(&m, 2, 300, 0.0f, -1.0f);
+    p.y[1] = k->label, p.drop[0] = p.drop[1] = 0;
+    denoising_opts o = {.train = true, .path = PATH_LINEAR};
+    arena ar = arena_create(denoising_objective_plan_bytes(&m, 2, &o));
+    denoising_pass a;
+    denoising_inputs in = sit_problem_inputs(&p, &m);
+    denoising_objective_forward(&a, &m, w, &ar, &o, &in, 2);
+}
+
+static void test_labels_outside_the_table(void)
+{
+    const label_case bad[3] = {{-1, 0.1f}, {11, 0.1f}, {10, 0.0f}};
+    expect_die("label -1", forward_with_label, (void *)&bad[0], "label -1 of sample 1 is outside [0, 11)");
+    expect_die("label 11", forward_with_label, (void *)&bad[1], "label 11 of sample 1 is outside [0, 11)");
+    expect_die("the null class without dropout", forward_with_label, (void *)&bad[2],
+               "label 10 of sample 1 is outside [0, 10)");
+    const label_case null_ok = {10, 0.1f};
+    char err[512];
+    CHECK(run_in_child(forward_with_label, (void *)&null_ok, err, sizeof err) == 0,
+          "the null class with dropout must be accepted: %s", err);
+}
+
 static void fd_full_model(bool qk_norm, path_type path)
 {
     sit_config c = tiny_config(qk_norm);
@@ -1129,6 +1168,7 @@ int main(void)
     RUN(test_preset_counts_and_keys);
     RUN(test_config_defaults_and_checks);
     RUN(test_config_from_weights);
+    RUN(test_labels_outside_the_table);
     RUN(test_init_rules);
     RUN(test_save_load_and_detect);
     RUN(test_fd_alignment_pass_dz);
