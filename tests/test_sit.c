@@ -713,6 +713,8 @@ static void fd_full_model(bool qk_norm, path_type path)
     sit_config c = tiny_config(qk_norm);
     sit m;
     sit_build(&m, &c);
+    if (qk_norm) /* pos_embed trainable, as the release's REPA-E loop makes it: its gradient is checked too */
+        m.table.entries[param_find(&m.table, "pos_embed") - m.table.entries].kind = PARAM_TRAINABLE;
     float *w = param_alloc(&m.table), *g = param_alloc(&m.table);
     sit_test_randomize(&m, w, 31 + qk_norm, true);
     int N = 3;
