@@ -695,6 +695,19 @@ static void forward_with_label(void *arg)
     denoising_objective_forward(&a, &m, w, &ar, &o, &in, 2);
 }
 
+static void velocity_with_label(void *arg)
+{
+    const label_case *k = arg;
+    sit_config c = tiny_config(false);
+    c.class_dropout_prob = k->dropout;
+    sit m;
+    sit_build(&m, &c);
+    float *w = param_alloc(&m.table), x[2 * 3 * 8 * 8] = {0}, v[2 * 3 * 8 * 8], t[2] = {0.5f, 0.5f};
+    int y[2] = {0, k->label};
+    arena ar = arena_create(sit_velocity_plan_bytes(&m, 2));
+    sit_velocity(&m, w, false, &ar, v, x, t, y, 2);
+}
+
 static void test_labels_outside_the_table(void)
 {
     const label_case bad[3] = {{-1, 0.1f}, {11, 0.1f}, {10, 0.0f}};
@@ -706,6 +719,14 @@ static void test_labels_outside_the_table(void)
     char err[512];
     CHECK(run_in_child(forward_with_label, (void *)&null_ok, err, sizeof err) == 0,
           "the null class with dropout must be accepted: %s", err);
+    /* the sampler's velocity: the same rule */
+    expect_die("velocity, label -1", velocity_with_label, (void *)&bad[0], "sit_velocity: label -1 of sample 1 is "
+               "outside [0, 11)");
+    expect_die("velocity, label 11", velocity_with_label, (void *)&bad[1], "label 11 of sample 1 is outside [0, 11)");
+    expect_die("velocity, the null class without dropout", velocity_with_label, (void *)&bad[2],
+               "label 10 of sample 1 is outside [0, 10)");
+    CHECK(run_in_child(velocity_with_label, (void *)&null_ok, err, sizeof err) == 0,
+          "velocity: the null class with dropout (the unconditional half of CFG) must be accepted: %s", err);
 }
 
 static void fd_full_model(bool qk_norm, path_type path)
