@@ -23,6 +23,7 @@
 #include "core/arena.h"
 #include "core/error.h"
 #include "models/encoder_preprocess.h"
+#include "ops/resample.h"
 #include "models/params.h"
 #include "models/vit.h"
 #include "test.h"
@@ -1053,6 +1054,55 @@ static void test_preprocess_noresize_path(void)
     arena_free(&ar);
     check_close("imagenet no-resize", b, a, 75, 0, 0);
     check_close("dinov2 at native size", c, a, 75, 0, 0);
+    /* no resize, no workspace */
+    CHECK(encoder_preprocess_workspace_bytes(ENC_PRE_IMAGENET, 1, 3, 5, 5, 5) == 0 &&
+              encoder_preprocess_workspace_bytes(ENC_PRE_DINOV2, 1, 3, 5, 5, 5) == 0 &&
+              encoder_preprocess_workspace_bytes(ENC_PRE_CLIP, 1, 3, 5, 5, 5) == 0,
+          "the native size takes no workspace");
+}
+
+/* A 5×7 image to 5×5: one side already at the size is still a resize (the
+ * normalised image, resized; the workspace holds it). */
+static void test_preprocess_one_side_at_size(void)
+{
+    uint8_t img[3 * 5 * 7];
+    for (int i = 0; i < 105; i++)
+        img[i] = (uint8_t)(i * 2 + 3);
+    float norm[105], want[75], got[75];
+    encoder_normalize_u8(norm, img, 1, 3, 35, (const float[]){0.485f, 0.456f, 0.406f},
+                         (const float[]){0.229f, 0.224f, 0.225f});
+    bicubic_resize_forward(want, norm, 1, 3, 5, 7, 5, 5);
+    size_t ws = encoder_preprocess_workspace_bytes(ENC_PRE_DINOV2, 1, 3, 5, 7, 5);
+    CHECK(ws >= 105 * sizeof(float), "a resize needs the normalised image: %zu bytes", ws);
+    arena ar = arena_create(ws);
+    encoder_preprocess(got, img, ENC_PRE_DINOV2, 1, 3, 5, 7, 5, &ar);
+    arena_free(&ar);
+    check_close("5x7 -> 5x5", got, want, 75, 0, 0);
+}
+
+static void preprocess_to_size(void *arg)
+{
+    uint8_t img[3 * 4 * 4] = {0};
+    float out[48];
+    arena ar = arena_create(1 << 12);
+    encoder_preprocess(out, img, ENC_PRE_DINOV2, 1, 3, 4, 4, *(const int *)arg, &ar);
+}
+
+/* The size the encoder runs at in training: 224/256 of the image for RGB
+ * images and the DINOv2/CLIP families, unless that is under one 14-pixel
+ * patch; the image's own size otherwise.  An output size of 0 is refused. */
+static void test_encoder_train_input_size(void)
+{
+    CHECK(encoder_train_input_size(ENC_PRE_DINOV2, 3, 256) == 224, "256 -> 224");
+    CHECK(encoder_train_input_size(ENC_PRE_CLIP, 3, 512) == 448, "512 -> 448");
+    CHECK(encoder_train_input_size(ENC_PRE_DINOV2, 3, 32) == 28, "32 -> 28");
+    CHECK(encoder_train_input_size(ENC_PRE_DINOV2, 3, 16) == 14, "16 -> 14 (one patch)");
+    CHECK(encoder_train_input_size(ENC_PRE_DINOV2, 3, 15) == 15, "15: 13 is under a patch, keep 15");
+    CHECK(encoder_train_input_size(ENC_PRE_DINOV2, 1, 64) == 64, "grey images keep their size");
+    CHECK(encoder_train_input_size(ENC_PRE_IMAGENET, 3, 64) == 64, "ImageNet-family encoders keep the size");
+    static const int zero = 0, negative = -3;
+    expect_die("output size 0", preprocess_to_size, (void *)&zero, "encoder preprocessing: output size 0");
+    expect_die("output size -3", preprocess_to_size, (void *)&negative, "encoder preprocessing: output size -3");
 }
 
 static void test_preprocess_one_channel(void)
@@ -1129,5 +1179,7 @@ int main(void)
     RUN(test_preprocess_parity);
     RUN(test_preprocess_noresize_path);
     RUN(test_preprocess_one_channel);
+    RUN(test_preprocess_one_side_at_size);
+    RUN(test_encoder_train_input_size);
     return test_summary();
 }
