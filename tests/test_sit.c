@@ -729,6 +729,43 @@ static void test_labels_outside_the_table(void)
           "velocity: the null class with dropout (the unconditional half of CFG) must be accepted: %s", err);
 }
 
+/* The network refuses calls it cannot serve: no samples or a missing input,
+ * align-only mode without a projector, label dropout to draw without an
+ * rng. */
+static void net_misuse(void *arg)
+{
+    const int which = *(const int *)arg;
+    sit_config c = tiny_config(false);
+    if (which == 3)
+        c.n_encoders = 0;
+    sit m;
+    sit_build(&m, &c);
+    float *w = param_alloc(&m.table), x[2 * 3 * 8 * 8] = {0}, t[2] = {0.5f, 0.5f};
+    int y[2] = {1, 2};
+    sit_net_opts o = {.train = which == 4, .align_only = which == 3};
+    sit_net_inputs in = {x, t, y, NULL, NULL};
+    if (which == 1)
+        in.t = NULL;
+    if (which == 2)
+        in.y = NULL;
+    arena ar = arena_create(sit_net_plan_bytes(&m, 2, &o));
+    sit_acts a;
+    sit_net_forward(&a, &m, w, &ar, &o, &in, which == 0 ? 0 : 2);
+}
+
+static void test_net_misuse(void)
+{
+    static const int which[5] = {0, 1, 2, 3, 4};
+    const char *want = "sit_net_forward: needs N >= 1, x_t, t and labels";
+    expect_die("no samples", net_misuse, (void *)&which[0], want);
+    expect_die("no times", net_misuse, (void *)&which[1], want);
+    expect_die("no labels", net_misuse, (void *)&which[2], want);
+    expect_die("align-only without a projector", net_misuse, (void *)&which[3],
+               "sit_net_forward: align-only mode needs at least one projector");
+    expect_die("dropout without an rng", net_misuse, (void *)&which[4],
+               "sit_net_forward: label dropout must be drawn but no rng was given");
+}
+
 static void fd_full_model(bool qk_norm, path_type path)
 {
     sit_config c = tiny_config(qk_norm);
@@ -1192,6 +1229,7 @@ int main(void)
     RUN(test_config_defaults_and_checks);
     RUN(test_config_from_weights);
     RUN(test_labels_outside_the_table);
+    RUN(test_net_misuse);
     RUN(test_init_rules);
     RUN(test_save_load_and_detect);
     RUN(test_fd_alignment_pass_dz);
