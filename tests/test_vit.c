@@ -1103,6 +1103,8 @@ static void test_encoder_train_input_size(void)
     static const int zero = 0, negative = -3;
     expect_die("output size 0", preprocess_to_size, (void *)&zero, "encoder preprocessing: output size 0");
     expect_die("output size -3", preprocess_to_size, (void *)&negative, "encoder preprocessing: output size -3");
+    static const int one = 1;
+    CHECK(run_in_child(preprocess_to_size, (void *)&one, NULL, 0) == 0, "an output of 1x1 is a size like any other");
 }
 
 static void test_preprocess_one_channel(void)
