@@ -677,15 +677,22 @@ typedef struct {
     float dropout;
 } label_case;
 
+/* The tiny SiT with the case's class dropout, its weights randomised. */
+static float *build_with_dropout(sit *m, const label_case *k)
+{
+    sit_config c = tiny_config(false);
+    c.class_dropout_prob = k->dropout;
+    sit_build(m, &c);
+    float *w = param_alloc(&m->table);
+    sit_test_randomize(m, w, 7, true);
+    return w;
+}
+
 static void forward_with_label(void *arg)
 {
     const label_case *k = arg;
-    sit_config c = tiny_config(false);
-    c.class_dropout_prob = k->dropout;
     sit m;
-    sit_build(&m, &c);
-    float *w = param_alloc(&m.table);
-    sit_test_randomize(&m, w, 7, true);
+    float *w = build_with_dropout(&m, k);
     sit_problem p = sit_problem_make(&m, 2, 300, 0.0f, -1.0f);
     p.y[1] = k->label, p.drop[0] = p.drop[1] = 0;
     denoising_opts o = {.train = true, .path = PATH_LINEAR};
@@ -698,11 +705,8 @@ static void forward_with_label(void *arg)
 static void velocity_with_label(void *arg)
 {
     const label_case *k = arg;
-    sit_config c = tiny_config(false);
-    c.class_dropout_prob = k->dropout;
     sit m;
-    sit_build(&m, &c);
-    float *w = param_alloc(&m.table), x[2 * 3 * 8 * 8] = {0}, v[2 * 3 * 8 * 8], t[2] = {0.5f, 0.5f};
+    float *w = build_with_dropout(&m, k), x[2 * 3 * 8 * 8] = {0}, v[2 * 3 * 8 * 8], t[2] = {0.5f, 0.5f};
     int y[2] = {0, k->label};
     arena ar = arena_create(sit_velocity_plan_bytes(&m, 2));
     sit_velocity(&m, w, false, &ar, v, x, t, y, 2);

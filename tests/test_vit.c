@@ -330,6 +330,14 @@ static void test_config_from_bad_shapes(void)
     }
 }
 
+/* The tiny ViT the load and misuse tests build: D 8, patch 4 over one
+ * channel, one block, no head. */
+static vit_config tiny_vit_config(int img_size)
+{
+    return (vit_config){.img_size = img_size, .patch = 4, .in_chans = 1, .embed_dim = 8, .depth = 1, .heads = 2,
+                        .mlp_ratio = 2.0f, .ln_eps = 1e-6f};
+}
+
 /* A tiny model's file with pos_embed replaced by `pos` (ndim, shape; NULL:
  * kept) and `extras` extra tensors. */
 static void write_tiny_vit(const char *path, const vit *m, const float *w, int pos_ndim, const int64_t *pos_shape,
@@ -361,8 +369,7 @@ typedef struct {
 static void load_tiny(void *arg)
 {
     const tiny_load *t = arg;
-    vit_config c = {.img_size = t->img_size, .patch = 4, .in_chans = 1, .embed_dim = 8, .depth = 1, .heads = 2,
-                    .mlp_ratio = 2.0f, .ln_eps = 1e-6f};
+    vit_config c = tiny_vit_config(t->img_size);
     vit m;
     vit_build(&m, &c);
     float *w = param_alloc(&m.table);
@@ -386,8 +393,7 @@ static int count_of(const char *hay, const char *needle)
  * refused in its words; resampling to the same grid copies. */
 static void test_load_extras_and_pos_embed(void)
 {
-    vit_config c = {.img_size = 8, .patch = 4, .in_chans = 1, .embed_dim = 8, .depth = 1, .heads = 2,
-                    .mlp_ratio = 2.0f, .ln_eps = 1e-6f};
+    vit_config c = tiny_vit_config(8);
     vit m;
     vit_build(&m, &c);
     float *w = param_alloc(&m.table);
@@ -1128,8 +1134,7 @@ static void test_preprocess_one_channel(void)
 static void vit_misuse(void *arg)
 {
     const int which = *(const int *)arg;
-    vit_config c = {.img_size = 8, .patch = 4, .in_chans = 1, .embed_dim = 8, .depth = 1, .heads = 2,
-                    .mlp_ratio = 2.0f, .ln_eps = 1e-6f};
+    vit_config c = tiny_vit_config(8);
     vit m;
     vit_build(&m, &c);
     float *w = param_alloc(&m.table), *g = param_alloc(&m.table), img[64] = {0}, logits[4], dl[4] = {0}, x[64];
