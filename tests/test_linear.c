@@ -155,35 +155,6 @@ static void test_linear_backward_stores_input_gradient(void)
     lin_free(&c);
 }
 
-static void test_linear_large_matches_double(void)
-{
-    /* N·OUT above the threading threshold and OUT not a multiple of the
-     * 64-column blocks of the bias gradient: every column must be summed. */
-    int N = 300, IN = 20, OUT = 230;
-    lin_ctx c = lin_new(N, IN, OUT, 1, 400);
-    float *db = alloc_zeros(OUT), *want_db = alloc_zeros(OUT), *want_out = alloc_zeros((size_t)N * OUT);
-    linear_forward(c.out, c.x, c.w, c.b, N, IN, OUT);
-    linear_backward(NULL, true, NULL, db, c.cot, c.x, c.w, N, IN, OUT);
-    for (int o = 0; o < OUT; o++) {
-        double s = 0;
-        for (int n = 0; n < N; n++)
-            s += c.cot[(size_t)n * OUT + o];
-        want_db[o] = (float)s;
-    }
-    for (int n = 0; n < N; n++)
-        for (int o = 0; o < OUT; o++) {
-            double s = c.b[o];
-            for (int i = 0; i < IN; i++)
-                s += (double)c.x[(size_t)n * IN + i] * c.w[(size_t)o * IN + i];
-            want_out[(size_t)n * OUT + o] = (float)s;
-        }
-    /* dbias is summed in double: one final rounding.  out: √20·6e-8·|terms|. */
-    check_close("dbias vs double", db, want_db, OUT, 1e-6, 1e-6);
-    check_close("out vs double", c.out, want_out, (size_t)N * OUT, 1e-5, 1e-5);
-    free(db), free(want_db), free(want_out);
-    lin_free(&c);
-}
-
 /* out, dinp, dweight and dbias in double, from zero (the reference for the
  * odd sizes below). */
 static void linear_reference(double *out, double *dx, double *dw, double *db, const float *x, const float *w,
@@ -211,6 +182,30 @@ static void linear_reference(double *out, double *dx, double *dw, double *db, co
                 dw[(size_t)o * IN + i] += g * x[(size_t)n * IN + i];
             }
         }
+}
+
+static void test_linear_large_matches_double(void)
+{
+    /* N·OUT above the threading threshold and OUT not a multiple of the
+     * 64-column blocks of the bias gradient: every column must be summed. */
+    int N = 300, IN = 20, OUT = 230;
+    lin_ctx c = lin_new(N, IN, OUT, 1, 400);
+    size_t no = (size_t)N * OUT, nx = (size_t)N * IN, nw = (size_t)OUT * IN;
+    float *db = alloc_zeros(OUT), *want_db = alloc_zeros(OUT), *want_out = alloc_zeros(no);
+    double *out = xmalloc(no * sizeof(double)), *dx = xmalloc(nx * sizeof(double));
+    double *dw = xmalloc(nw * sizeof(double)), *dbd = xmalloc(OUT * sizeof(double));
+    linear_forward(c.out, c.x, c.w, c.b, N, IN, OUT);
+    linear_backward(NULL, true, NULL, db, c.cot, c.x, c.w, N, IN, OUT);
+    linear_reference(out, dx, dw, dbd, c.x, c.w, c.b, c.cot, N, IN, OUT);
+    for (int o = 0; o < OUT; o++)
+        want_db[o] = (float)dbd[o];
+    for (size_t i = 0; i < no; i++)
+        want_out[i] = (float)out[i];
+    /* dbias is summed in double: one final rounding.  out: √20·6e-8·|terms|. */
+    check_close("dbias vs double", db, want_db, OUT, 1e-6, 1e-6);
+    check_close("out vs double", c.out, want_out, no, 1e-5, 1e-5);
+    free(db), free(want_db), free(want_out), free(out), free(dx), free(dw), free(dbd);
+    lin_free(&c);
 }
 
 static void check_against(const char *what, const float *got, const double *want, size_t n)
