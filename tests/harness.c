@@ -166,6 +166,14 @@ double dot_f64(const float *a, const float *b, size_t n)
     return s;
 }
 
+int count_of(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    return n;
+}
+
 int fd_check(const char *what, fd_loss_fn loss, void *ctx, float *x, const float *grad, size_t n, double h,
              double atol, double rtol, size_t max_elems)
 {

@@ -77,6 +77,9 @@ int fd_check_direction(const char *what, fd_loss_fn loss, void *ctx, float *x, c
 /* sum(out * cot) in double: the usual scalar for a gradient check. */
 double dot_f64(const float *a, const float *b, size_t n);
 
+/* How many times `needle` occurs in `text`, without overlaps (counting messages in captured stderr). */
+int count_of(const char *text, const char *needle);
+
 /* ---- death tests ----
  * run_in_child runs fn(ctx) in a forked child (stdout discarded, stderr
  * captured into err, NUL-terminated and truncated to err_size; err may be

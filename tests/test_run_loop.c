@@ -244,14 +244,6 @@ static void check_text(const char *name, const char *file, const char *want)
     free(got);
 }
 
-static int count_of(const char *text, const char *needle)
-{
-    int n = 0;
-    for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle))
-        n++;
-    return n;
-}
-
 /* The progress bar closed once ("done in"), before the message `then` when given. */
 static void check_progress_closed_once(const char *what, const char *then)
 {

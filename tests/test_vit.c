@@ -380,14 +380,6 @@ static void load_tiny(void *arg)
     free(w);
 }
 
-static int count_of(const char *hay, const char *needle)
-{
-    int n = 0;
-    for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle))
-        n++;
-    return n;
-}
-
 /* Extra tensors in a lenient load: the first five named, then a count; a
  * pos_embed for another grid that is not [1, 1+G², D] with a square G is
  * refused in its words; resampling to the same grid copies. */
