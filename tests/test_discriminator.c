@@ -43,6 +43,8 @@ static double disc_loss(void *p)
     return dot_f64(c->logits, c->cot, (size_t)c->B * 4);
 }
 
+static bool same_floats(const float *a, const float *b, size_t n) { return !memcmp(a, b, n * sizeof(float)); }
+
 static void test_disc_matches_torch(void)
 {
     safetensors *st = fixture_open("models/disc_tiny");
@@ -56,6 +58,8 @@ static void test_disc_matches_torch(void)
     arena a = arena_create(2 * disc_acts_bytes(&d, B, 32, 32)); /* saved acts + one for the FD forwards */
     disc_acts s;
     disc_forward(&d, params, &s, logits, x, B, 32, 32, &a);
+    CHECK(a.high_water == disc_acts_bytes(&d, B, 32, 32), "plan %zu bytes, the forward used %zu",
+          disc_acts_bytes(&d, B, 32, 32), a.high_water);
     /* Four conv layers of fp32 sums over ≤ 512 terms: ~1e-6 relative. */
     fixture_check(st, "logits", logits, (size_t)B * 4, 1e-5, 1e-4);
     check_params_against_fixture(st, &d.table, params, "after.", PARAM_BUFFER, 1e-6, 1e-5);
@@ -83,13 +87,83 @@ static void test_disc_matches_torch(void)
         dx2[i] -= 1.0f;
     check_close("frozen dx accumulates", dx2, dx, (size_t)B * 3 * 32 * 32, 1e-6, 1e-4);
 
+    /* The workspace has room for every conv's (none, at these shapes), and
+     * each gradient buffer for the largest output. */
+    size_t ws = 0, max_n = 0;
+    for (int i = 0; i < d.n_convs; i++) {
+        ws = conv2d_workspace_floats(&s.shape[i]) > ws ? conv2d_workspace_floats(&s.shape[i]) : ws;
+        max_n = conv2d_out_numel(&s.shape[i]) > max_n ? conv2d_out_numel(&s.shape[i]) : max_n;
+    }
+    CHECK(s.grad_a >= s.workspace + ws && s.grad_b >= s.grad_a + max_n && s.conv_out[0] >= s.grad_b + max_n,
+          "workspace %zu floats at %p, grad_a %zu at %p, grad_b at %p, conv_out[0] at %p", ws, (void *)s.workspace,
+          max_n, (void *)s.grad_a, (void *)s.grad_b, (void *)s.conv_out[0]);
+
+    /* Saved and loaded back: the same parameters and buffers. */
+    st_writer *w = st_writer_new();
+    disc_save(&d, params, w, "disc.");
+    test_tmp_dir("disc");
+    const char *saved = test_tmp_path("disc.safetensors");
+    st_writer_save(w, saved);
+    st_writer_free(w);
+    safetensors *back = safetensors_open(saved);
+    float *reloaded = param_alloc(&d.table);
+    disc_load(&d, reloaded, back, "disc.", PARAM_STRICT);
+    CHECK(same_floats(reloaded, params, d.table.total), "disc_save then disc_load changed the parameters");
+    safetensors_close(back);
+    free(reloaded);
+
     arena_free(&a);
     free(params), free(grads), free(x), free(cot), free(logits), free(dx), free(dx2);
     disc_free(&d);
     safetensors_close(st);
 }
 
-static bool same_floats(const float *a, const float *b, size_t n) { return !memcmp(a, b, n * sizeof(float)); }
+static void build_disc(void *ctx)
+{
+    discriminator d;
+    disc_build(&d, ctx);
+}
+
+static void disc_plan_of_size(void *ctx)
+{
+    const int *hw = ctx;
+    discriminator d;
+    disc_build(&d, &(disc_config){3, 8, 3});
+    disc_acts_bytes(&d, 1, hw[0], hw[1]);
+}
+
+/* Configurations refused and the edges allowed; the smallest image a
+ * 3-layer PatchGAN takes (24 pixels: 12, 6, 3, 2, then one logit), each
+ * direction on its own; the biases' init bound from 16·C_in (4×4 kernels). */
+static void test_disc_configurations(void)
+{
+    const disc_config bad[] = {{0, 8, 3}, {3, 0, 3}, {3, 8, 0}, {3, 8, DISC_MAX_CONVS - 1}};
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        char what[64];
+        snprintf(what, sizeof what, "in %d, ndf %d, layers %d", bad[k].in_channels, bad[k].ndf, bad[k].n_layers);
+        char want[96];
+        snprintf(want, sizeof want, "unsupported configuration (%s)", what);
+        expect_die(what, build_disc, (void *)&bad[k], want);
+    }
+    discriminator d;
+    disc_build(&d, &(disc_config){1, 1, DISC_MAX_CONVS - 2});
+    CHECK(d.n_convs == DISC_MAX_CONVS && d.convs[0].cin == 1 && d.convs[DISC_MAX_CONVS - 1].cout == 1,
+          "the largest depth, one channel in: %d convs", d.n_convs);
+    disc_free(&d);
+
+    disc_build(&d, &(disc_config){3, 8, 3});
+    CHECK(disc_logits_h(&d, 24) == 1 && disc_logits_w(&d, 25) == 1 && disc_logits_h(&d, 32) == 2,
+          "logits for 24, 25, 32 pixels: %d %d %d", disc_logits_h(&d, 24), disc_logits_w(&d, 25),
+          disc_logits_h(&d, 32));
+    const param_entry *b0 = param_find(&d.table, "main.0.bias"), *b11 = param_find(&d.table, "main.11.bias");
+    CHECK(b0 && b0->init_arg == 3 * 16 && b11 && b11->init_arg == 64 * 16, "bias fan-ins %g and %g, want 48, 1024",
+          b0 ? b0->init_arg : 0, b11 ? b11->init_arg : 0);
+    disc_free(&d);
+    char err[512];
+    CHECK(run_in_child(disc_plan_of_size, (int[]){24, 24}, err, sizeof err) == 0, "24x24: %s", err);
+    expect_die("23x24", disc_plan_of_size, (int[]){23, 24}, "a 3-layer PatchGAN needs larger images (layer 4 has no");
+    expect_die("24x23", disc_plan_of_size, (int[]){24, 23}, "a 3-layer PatchGAN needs larger images (layer 4 has no");
+}
 
 /* Forward x, forward y, forward x again (the reference's D(recon), D(x),
  * D(recon)) against forward x, forward y, replay of the first pass: the
@@ -459,6 +533,7 @@ int main(void)
     RUN(test_disc_parameter_count);
     RUN(test_disc_matches_torch);
     RUN(test_disc_replay_matches_second_forward);
+    RUN(test_disc_configurations);
     RUN(test_vae_loss_kept_fake_pass_is_exact);
     RUN(test_vae_loss_plan_is_exact);
     RUN(test_vae_loss_grey_images_as_rgb);

@@ -19,13 +19,13 @@ void disc_build(discriminator *d, const disc_config *config)
     d->slope = 0.2f;
     char name[PARAM_NAME_MAX];
     int index = 0; /* position in the PyTorch Sequential */
-    int cin = cfg.in_channels, mult = 1;
+    int cin = cfg.in_channels;
     for (int i = 0; i < cfg.n_layers + 2; i++) {
         disc_conv *c = &d->convs[i];
         bool first = i == 0, last = i == cfg.n_layers + 1;
+        /* Width ndf·min(2^i, 8); the reference writes the stride-1 layer
+         * (i = n_layers) apart, with the same rule. */
         int next_mult = i == 0 ? 1 : (1 << i) < 8 ? (1 << i) : 8;
-        if (i == cfg.n_layers) /* the stride-1 layer */
-            next_mult = (1 << cfg.n_layers) < 8 ? (1 << cfg.n_layers) : 8;
         c->cin = cin;
         c->cout = last ? 1 : cfg.ndf * next_mult;
         c->stride = i < cfg.n_layers ? 2 : 1;
@@ -55,9 +55,7 @@ void disc_build(discriminator *d, const disc_config *config)
         if (c->has_act)
             index++;
         cin = c->cout;
-        mult = next_mult;
     }
-    (void)mult;
     d->n_convs = cfg.n_layers + 2;
 }
 
