@@ -248,6 +248,12 @@ static void test_stats_incremental_equals_one_shot(void)
           "saved statistics do not load back exactly");
     CHECK(ls.dim == D && ls.n == N && memcmp(ls.mu, adm_one.mu, D * sizeof(double)) == 0,
           "saved spatial statistics do not load back exactly");
+    safetensors *saved = safetensors_open(path);
+    const char *format = safetensors_meta(saved, "format"), *version = safetensors_meta(saved, "version");
+    CHECK(format && !strcmp(format, "repae-feature-stats") && version && !strcmp(version, "1"),
+          "a statistics file says what it is: format '%s' version '%s'", format ? format : "(none)",
+          version ? version : "(none)");
+    safetensors_close(saved);
     feature_stats_free(&l);
     feature_stats_free(&ls);
     remove(path);
@@ -419,6 +425,8 @@ static void test_stats_load_variants(void)
     st_writer_add_f32(w, "mu_square", 2, (int64_t[]){2, 2}, sigma); /* 2-D, as many rows as sigma */
     st_writer_add_f32(w, "mu_empty", 1, (int64_t[]){0}, mu);
     st_writer_add_f32(w, "sigma_empty", 2, (int64_t[]){0, 0}, sigma);
+    const float asym[4] = {2.0f, 0.5f, 0.25f, 1.0f};
+    st_writer_add_f32(w, "sigma_asym", 2, (int64_t[]){2, 2}, asym);
     st_writer_set_metadata(w, "n", "50");
     st_writer_set_metadata(w, "n_s", "60");
     st_writer_save(w, path);
@@ -447,6 +455,9 @@ static void test_stats_load_variants(void)
         load_args args = {path, bad[i].mu, strcmp(bad[i].mu, "mu_empty") ? "sigma" : "sigma_empty"};
         expect_die(bad[i].mu, load_named, &args, bad[i].expect);
     }
+    /* What is loaded is checked as a covariance (feature_stats_check). */
+    expect_die("an asymmetric covariance", load_named, &(load_args){path, "mu", "sigma_asym"},
+               "sigma_asym is not symmetric ([0, 1] = 0.5, [1, 0] = 0.25)");
     remove(path);
 }
 
