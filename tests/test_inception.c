@@ -506,6 +506,20 @@ static void features_unloaded(void *p)
     inception_features(&m, NULL, img, 1, 4, 4, pool3, NULL, NULL, &a);
 }
 
+static void features_bad_batch(void *p)
+{
+    const int *bhw = p;
+    inception m;
+    inception_build(&m, 16);
+    float *params = param_alloc(&m.table);
+    param_init(&m.table, params, 1);
+    float *folded = inception_fold(&m, params);
+    arena a = arena_create(inception_workspace_bytes(&m, 1));
+    uint8_t img[3 * 4 * 4] = {0};
+    float pool3[128];
+    inception_features(&m, folded, img, bhw[0], bhw[1], bhw[2], pool3, NULL, NULL, &a);
+}
+
 /* Writes the fixture's weights to `path`, dropping `skip`, reshaping
  * `reshape` to [n−1] (flattened) and adding `extra` [1008]. */
 static void write_variant(const char *path, const inception *m, const float *params, const char *skip,
@@ -558,6 +572,13 @@ static void test_clear_errors(void)
     expect_die("unexpected AuxLogits", load_file, &c, "unexpected tensor 'AuxLogits.fc.bias'");
     write_variant(path, &m, params, NULL, NULL, "fc.bias", scratch);
     CHECK(run_in_child(load_file, &c, NULL, 0) == 0, "pytorch-fid's fc.bias is not ignored");
+    write_variant(path, &m, params, NULL, NULL, "Mixed_5b.branch1x1.bn.num_batches_tracked", scratch);
+    CHECK(run_in_child(load_file, &c, NULL, 0) == 0, "a BN's num_batches_tracked is not ignored");
+    write_variant(path, &m, params, NULL, NULL, "Mixed_5b.branch1x1.bn.running_mean_copy", scratch);
+    expect_die("a long name of no suffix", load_file, &c,
+               "unexpected tensor 'Mixed_5b.branch1x1.bn.running_mean_copy'");
+    write_variant(path, &m, params, NULL, NULL, ".bn.num_batches_tracked", scratch);
+    expect_die("the suffix alone", load_file, &c, "unexpected tensor '.bn.num_batches_tracked'");
 
     /* Real weights into a width-8 table: the first tensor's shape is wrong. */
     err_ctx c1 = {path, 1};
@@ -570,6 +591,19 @@ static void test_clear_errors(void)
     bad = 32;
     expect_die("width divisor 32", build_bad, &bad, "width divisor 32");
     expect_die("features before load", features_unloaded, NULL, "weights not loaded");
+    expect_die("no images", features_bad_batch, (int[]){0, 4, 4}, "inception: bad batch 0 of 4x4 images");
+    expect_die("no rows", features_bad_batch, (int[]){1, 0, 4}, "inception: bad batch 1 of 0x4 images");
+    expect_die("no columns", features_bad_batch, (int[]){1, 4, 0}, "inception: bad batch 1 of 4x0 images");
+
+    /* Random networks (benchmarks, tests) draw convs He-normal over the
+     * kernel's fan-in and the fc at 1/sqrt(dim). */
+    const param_entry *c3 = param_find(&m.table, "Conv2d_1a_3x3.conv.weight");
+    const param_entry *c7 = param_find(&m.table, "Mixed_6b.branch7x7_2.conv.weight");
+    const param_entry *fc = param_find(&m.table, "fc.weight");
+    CHECK(c3 && c3->init_arg == sqrtf(2.0f / 27) && c7 && c7->shape[2] == 1 && c7->shape[3] == 7 &&
+              c7->init_arg == sqrtf(2.0f / (float)(c7->shape[1] * 7)) && fc && fc->init_arg == 1.0f / sqrtf(m.dim),
+          "init std: conv 3x3 %g, conv 1x7 %g, fc %g", c3 ? c3->init_arg : 0, c7 ? c7->init_arg : 0,
+          fc ? fc->init_arg : 0);
 
     free(scratch);
     free(params);
