@@ -521,11 +521,14 @@ static void features_bad_batch(void *p)
 }
 
 /* Writes the fixture's weights to `path`, dropping `skip`, reshaping
- * `reshape` to [n−1] (flattened) and adding `extra` [1008]. */
+ * `reshape` to [n−1] (flattened) and adding `extra` [1008] as the file's
+ * first tensor (the screen for extras must start there). */
 static void write_variant(const char *path, const inception *m, const float *params, const char *skip,
                           const char *reshape, const char *extra, float *scratch)
 {
     st_writer *w = st_writer_new();
+    if (extra)
+        st_writer_add_f32(w, extra, 1, (int64_t[]){INCEPTION_CLASSES}, scratch);
     for (int i = 0; i < m->table.n; i++) {
         const param_entry *e = &m->table.entries[i];
         if (skip && strcmp(e->name, skip) == 0)
@@ -535,8 +538,6 @@ static void write_variant(const char *path, const inception *m, const float *par
         else
             st_writer_add_f32(w, e->name, e->ndim, e->shape, params + e->offset);
     }
-    if (extra)
-        st_writer_add_f32(w, extra, 1, (int64_t[]){INCEPTION_CLASSES}, scratch);
     st_writer_save(w, path);
     st_writer_free(w);
 }
