@@ -1015,9 +1015,16 @@ static void ssim_too_small(void *ctx)
     ssim_u8(a, a, 3, 10, 12);
 }
 
+static void ssim_f32_too_small(void *ctx)
+{
+    float a[12 * 11] = {0};
+    ssim_f32(a, a, 1, 12, 10, 2.0);
+}
+
 static void test_ssim_rejects_small_images(void)
 {
     expect_die("SSIM of a 10x12 image", ssim_too_small, NULL, "smaller than the 11x11 window");
+    expect_die("SSIM of a float 12x10 image", ssim_f32_too_small, NULL, "a 1x12x10 image is smaller than the 11x11");
 }
 
 int main(void)

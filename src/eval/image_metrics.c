@@ -78,7 +78,10 @@ static void check_size(int C, int H, int W)
         die("SSIM: a %dx%dx%d image is smaller than the %dx%d window", C, H, W, SSIM_WIN, SSIM_WIN);
 }
 
-double ssim_u8(const uint8_t *a, const uint8_t *b, int C, int H, int W)
+/* Mean SSIM over the C planes of a pair of images given as bytes (a8, b8)
+ * or as floats (af, bf), each plane widened to double. */
+static double ssim_planes(const uint8_t *a8, const uint8_t *b8, const float *af, const float *bf, int C, int H,
+                          int W, double data_range)
 {
     check_size(C, H, W);
     size_t n = (size_t)H * W;
@@ -86,28 +89,22 @@ double ssim_u8(const uint8_t *a, const uint8_t *b, int C, int H, int W)
     double total = 0;
     for (int c = 0; c < C; c++) {
         for (size_t i = 0; i < n; i++) {
-            x[i] = a[(size_t)c * n + i];
-            y[i] = b[(size_t)c * n + i];
-        }
-        total += ssim_plane(x, y, H, W, 255.0);
-    }
-    free(x);
-    return total / C;
-}
-
-double ssim_f32(const float *a, const float *b, int C, int H, int W, double data_range)
-{
-    check_size(C, H, W);
-    size_t n = (size_t)H * W;
-    double *x = xmalloc(2 * n * sizeof(double)), *y = x + n;
-    double total = 0;
-    for (int c = 0; c < C; c++) {
-        for (size_t i = 0; i < n; i++) {
-            x[i] = a[(size_t)c * n + i];
-            y[i] = b[(size_t)c * n + i];
+            size_t k = (size_t)c * n + i;
+            x[i] = a8 ? a8[k] : af[k];
+            y[i] = b8 ? b8[k] : bf[k];
         }
         total += ssim_plane(x, y, H, W, data_range);
     }
     free(x);
     return total / C;
+}
+
+double ssim_u8(const uint8_t *a, const uint8_t *b, int C, int H, int W)
+{
+    return ssim_planes(a, b, NULL, NULL, C, H, W, 255.0);
+}
+
+double ssim_f32(const float *a, const float *b, int C, int H, int W, double data_range)
+{
+    return ssim_planes(NULL, NULL, a, b, C, H, W, data_range);
 }
