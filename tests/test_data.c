@@ -186,6 +186,76 @@ static void read_bad_image(void *ctx)
     dataset_free(&d);
 }
 
+typedef struct loader_case {
+    int n, batch, rank, world;
+    long long seek_epoch;
+    int seek_position;
+    int last_indices; /* ask for the last batch's indices before any batch */
+} loader_case;
+
+static void run_loader_case(void *ctx)
+{
+    const loader_case *c = ctx;
+    dataset d = tiny_dataset(c->n);
+    loader l = loader_create(&d, c->batch, 1, c->rank, c->world);
+    if (c->last_indices)
+        loader_last_indices(&l);
+    loader_seek(&l, c->seek_epoch, c->seek_position);
+}
+
+/* The loader's refusals and edges: ranks outside the world, a batch of 0,
+ * fewer images per process than one batch, resume points outside an epoch
+ * (its end is allowed: the next batch starts the next epoch), the last
+ * batch's indices before any batch; the permutation of (seed, epoch)
+ * pinned, and the indices loader_last_indices gives. */
+static void test_loader_refusals_and_edges(void)
+{
+    const struct {
+        loader_case c;
+        const char *message;
+    } bad[] = {
+        {{8, 2, 0, 0, 0, 0, 0}, "data loader: rank 0 is not in [0, world=0)"},
+        {{8, 2, -1, 2, 0, 0, 0}, "data loader: rank -1 is not in [0, world=2)"},
+        {{8, 2, 2, 2, 0, 0, 0}, "data loader: rank 2 is not in [0, world=2)"},
+        {{8, 0, 0, 1, 0, 0, 0}, "batch size must be positive, got 0"},
+        {{3, 4, 0, 1, 0, 0, 0}, "'tiny': 3 images (3 per process) are fewer than one batch of 4"},
+        {{5, 3, 1, 2, 0, 0, 0}, "'tiny': 5 images (2 per process) are fewer than one batch of 3"},
+        {{8, 2, 0, 1, -1, 0, 0}, "cannot resume at epoch -1 batch 0 (4 batches per epoch)"},
+        {{8, 2, 0, 1, 0, -1, 0}, "cannot resume at epoch 0 batch -1 (4 batches per epoch)"},
+        {{8, 2, 0, 1, 3, 5, 0}, "cannot resume at epoch 3 batch 5 (4 batches per epoch)"},
+        {{8, 2, 0, 1, 0, 0, 1}, "loader_last_indices before the first batch of an epoch"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++)
+        expect_die(bad[k].message, run_loader_case, (void *)&bad[k].c, bad[k].message);
+    char err[512];
+    CHECK(run_in_child(run_loader_case, &(loader_case){4, 4, 0, 1, 2, 1, 0}, err, sizeof err) == 0,
+          "one batch of all the images, resumed at the end of epoch 2: %s", err);
+    CHECK(run_in_child(run_loader_case, &(loader_case){6, 3, 1, 2, 0, 0, 0}, err, sizeof err) == 0,
+          "rank 1 of 2 with exactly one batch: %s", err);
+
+    /* The permutations of seed 99 (a resumed run depends on them). */
+    dataset d = tiny_dataset(23);
+    loader l = loader_create(&d, 4, 99, 0, 1);
+    const uint32_t epoch0[23] = {19, 11, 12, 16, 1, 22, 17, 9, 2, 18, 3, 4, 8, 14, 15, 21, 13, 20, 0, 6, 7, 5, 10};
+    const uint32_t epoch1[23] = {11, 3, 6, 13, 18, 7, 5, 8, 19, 21, 14, 12, 9, 10, 4, 22, 17, 15, 20, 16, 0, 1, 2};
+    CHECK(l.per_rank == 23 && !memcmp(l.order, epoch0, sizeof epoch0), "epoch 0's permutation of seed 99");
+    /* The end of epoch 0 is a resume point: the next batch is epoch 1's first. */
+    loader_seek(&l, 0, l.batches_per_epoch);
+    uint8_t img[4 * 6];
+    int32_t lab[4];
+    loader_next(&l, img, lab);
+    CHECK(l.epoch == 1 && l.position == 1 && !memcmp(l.order, epoch1, sizeof epoch1),
+          "epoch 1's permutation of seed 99, after resuming at the end of epoch 0");
+    loader_next(&l, img, lab);
+    const uint32_t *last = loader_last_indices(&l);
+    CHECK(last[0] == 18 && last[1] == 7 && last[2] == 5 && last[3] == 8 && img[0] == 18 && img[18] == 8,
+          "the second batch's indices %u %u %u %u, its images %d .. %d", last[0], last[1], last[2], last[3], img[0],
+          img[18]);
+    loader_free(&l);
+    CHECK(!l.order, "loader_free forgets its order");
+    dataset_free(&d);
+}
+
 static void test_bad_data_errors(void)
 {
     char dir[] = "/tmp/repae_baddata_XXXXXX";
@@ -330,6 +400,7 @@ int main(void)
     RUN(test_dataset_open);
     RUN(test_loader_epochs_and_resume);
     RUN(test_loader_ranks_disjoint);
+    RUN(test_loader_refusals_and_edges);
     RUN(test_bad_data_errors);
     return test_summary();
 }
