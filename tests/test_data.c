@@ -232,6 +232,8 @@ static void test_loader_refusals_and_edges(void)
           "one batch of all the images, resumed at the end of epoch 2: %s", err);
     CHECK(run_in_child(run_loader_case, &(loader_case){6, 3, 1, 2, 0, 0, 0}, err, sizeof err) == 0,
           "rank 1 of 2 with exactly one batch: %s", err);
+    CHECK(run_in_child(run_loader_case, &(loader_case){2, 1, 0, 1, 0, 0, 0}, err, sizeof err) == 0,
+          "batches of one: %s", err);
 
     /* The permutations of seed 99 (a resumed run depends on them). */
     dataset d = tiny_dataset(23);
@@ -246,6 +248,7 @@ static void test_loader_refusals_and_edges(void)
     loader_next(&l, img, lab);
     CHECK(l.epoch == 1 && l.position == 1 && !memcmp(l.order, epoch1, sizeof epoch1),
           "epoch 1's permutation of seed 99, after resuming at the end of epoch 0");
+    CHECK(loader_last_indices(&l)[0] == 11, "after the first batch: index %u", loader_last_indices(&l)[0]);
     loader_next(&l, img, lab);
     const uint32_t *last = loader_last_indices(&l);
     CHECK(last[0] == 18 && last[1] == 7 && last[2] == 5 && last[3] == 8 && img[0] == 18 && img[18] == 8,
