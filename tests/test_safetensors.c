@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "io/file_map.h"
 #include "io/safetensors.h"
 #include "test.h"
 
@@ -924,6 +925,52 @@ static void test_fifo_is_refused_without_blocking(void)
     const char *p = tmp_path("fifo.safetensors");
     CHECK(mkfifo(p, 0600) == 0, "mkfifo");
     expect_bad_file("a FIFO", p, "not a regular file (a FIFO)");
+    expect_bad_file("a device", "/dev/null", "'/dev/null' is not a regular file (a device)");
+}
+
+/* Entries of /proc/self/fd, or lines of /proc/self/maps. */
+static int count_entries(const char *what)
+{
+    int n = 0;
+    if (!strcmp(what, "fd")) {
+        DIR *d = opendir("/proc/self/fd");
+        for (struct dirent *e; d && (e = readdir(d));)
+            n++;
+        if (d)
+            closedir(d);
+        return n;
+    }
+    FILE *f = fopen("/proc/self/maps", "r");
+    for (int c; f && (c = fgetc(f)) != EOF;)
+        n += c == '\n';
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* A file mapped and closed 300 times leaves no descriptor and no mapping
+ * behind (an evaluation opens weights and statistics files again and
+ * again); a closed map is empty, and an empty file has readable data. */
+static void test_file_map_leaves_nothing_open(void)
+{
+    const char *p = tmp_path("map.bin");
+    write_bytes(p, "0123456789", 10);
+    file_map warm = file_map_open(p); /* whatever the first call sets up once */
+    file_map_close(&warm);
+    int fds = count_entries("fd"), maps = count_entries("maps");
+    for (int i = 0; i < 300; i++) {
+        file_map m = file_map_open(p);
+        CHECK(m.size == 10 && m.map && m.data[9] == '9', "map %d: size %zu", i, m.size);
+        file_map_close(&m);
+        CHECK(!m.map && m.size == 0, "a closed map is empty");
+    }
+    CHECK(count_entries("fd") == fds && count_entries("maps") == maps, "descriptors %d → %d, mappings %d → %d",
+          fds, count_entries("fd"), maps, count_entries("maps"));
+    const char *e = tmp_path("empty.bin");
+    write_bytes(e, "", 0);
+    file_map m = file_map_open(e);
+    CHECK(m.size == 0 && !m.map && m.data, "an empty file: size %zu, data %p", m.size, (const void *)m.data);
+    file_map_close(&m);
 }
 
 /* ---- repae inspect ------------------------------------------------------------ */
@@ -1083,6 +1130,7 @@ int main(void)
     RUN(test_names_must_be_strict_utf8_without_controls);
     RUN(test_integer_tensors_are_not_float_weights);
     RUN(test_fifo_is_refused_without_blocking);
+    RUN(test_file_map_leaves_nothing_open);
     RUN(test_inspect_good_file);
     RUN(test_inspect_bad_files_exit_1);
     return test_summary();
