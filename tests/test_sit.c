@@ -702,6 +702,42 @@ static void forward_with_label(void *arg)
     denoising_objective_forward(&a, &m, w, &ar, &o, &in, 2);
 }
 
+/* One objective forward of the tiny SiT (dropout 0.1, train mode) with one
+ * input taken away or zeroed (`what`), to see it refused. */
+static void forward_missing(void *arg)
+{
+    const char *what = arg;
+    sit m;
+    float *w = build_with_dropout(&m, &(label_case){0, 0.1f});
+    sit_problem p = sit_problem_make(&m, 2, 300, 0.0f, -1.0f);
+    denoising_opts o = {.train = true, .path = PATH_LINEAR};
+    arena ar = arena_create(denoising_objective_plan_bytes(&m, 2, &o));
+    denoising_pass a;
+    denoising_inputs in = sit_problem_inputs(&p, &m);
+    int N = 2;
+    rng r = rng_new(1, 2);
+    in.rng = NULL;
+    if (!strcmp(what, "N"))
+        N = 0;
+    else if (!strcmp(what, "z"))
+        in.z = NULL;
+    else if (!strcmp(what, "y"))
+        in.y = NULL;
+    else if (!strcmp(what, "zs"))
+        in.zs[0] = NULL;
+    else if (!strcmp(what, "t"))
+        in.time_input = NULL;
+    else if (!strcmp(what, "noise"))
+        in.noise = NULL;
+    else if (!strcmp(what, "drop"))
+        in.force_drop = NULL;
+    else if (!strcmp(what, "drop, eval mode"))
+        in.force_drop = NULL, o.train = false;
+    else if (!strcmp(what, "everything drawn"))
+        in.time_input = in.noise = NULL, in.force_drop = NULL, in.rng = &r;
+    denoising_objective_forward(&a, &m, w, &ar, &o, &in, N);
+}
+
 static void velocity_with_label(void *arg)
 {
     const label_case *k = arg;
@@ -710,6 +746,71 @@ static void velocity_with_label(void *arg)
     int y[2] = {0, k->label};
     arena ar = arena_create(sit_velocity_plan_bytes(&m, 2));
     sit_velocity(&m, w, false, &ar, v, x, t, y, 2);
+}
+
+/* The objective's inputs: a batch of none, no latent, no labels or no REPA
+ * target are refused; so is anything left to draw (t, ε, the label
+ * dropout in train mode) without an rng.  Eval mode draws no dropout, and
+ * drawn t and ε come from the rng in that order. */
+static void test_objective_inputs(void)
+{
+    const struct {
+        const char *what, *message;
+    } bad[] = {
+        {"N", "needs N >= 1, a latent and labels"},
+        {"z", "needs N >= 1, a latent and labels"},
+        {"y", "needs N >= 1, a latent and labels"},
+        {"zs", "missing REPA target for encoder 0"},
+        {"t", "t, noise or label dropout must be drawn but no rng was given"},
+        {"noise", "t, noise or label dropout must be drawn but no rng was given"},
+        {"drop", "t, noise or label dropout must be drawn but no rng was given"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++)
+        expect_die(bad[k].what, forward_missing, (void *)bad[k].what, bad[k].message);
+    char err[512];
+    CHECK(run_in_child(forward_missing, "drop, eval mode", err, sizeof err) == 0, "eval mode draws no dropout: %s",
+          err);
+    CHECK(run_in_child(forward_missing, "everything drawn", err, sizeof err) == 0, "all drawn from an rng: %s", err);
+
+    /* Drawn: t (lognormal on the linear path), then ε, from the rng given. */
+    sit m;
+    float *w = build_with_dropout(&m, &(label_case){0, 0.1f});
+    sit_problem p = sit_problem_make(&m, 2, 300, 0.0f, -1.0f);
+    denoising_opts o = {.train = true, .path = PATH_LINEAR, .weighting = TIME_WEIGHTING_LOGNORMAL};
+    arena ar = arena_create(denoising_objective_plan_bytes(&m, 2, &o));
+    denoising_pass a;
+    denoising_inputs in = sit_problem_inputs(&p, &m);
+    rng r = rng_new(3, 4), same = rng_new(3, 4);
+    in.time_input = in.noise = NULL, in.rng = &r;
+    denoising_objective_forward(&a, &m, w, &ar, &o, &in, 2);
+    const size_t CHW = (size_t)m.C * m.H * m.H;
+    float t[2], *eps = alloc_zeros(2 * CHW);
+    denoising_draw_time(t, &same, 2, TIME_WEIGHTING_LOGNORMAL, PATH_LINEAR);
+    rng_normal_fill(&same, eps, 2 * CHW);
+    CHECK(!memcmp(a.time_input, t, sizeof t) && !memcmp(a.noise, eps, 2 * CHW * sizeof(float)) && t[0] > 0 &&
+              t[0] < 1 && t[0] != t[1],
+          "drawn t %g %g, ε[0] %g: want t %g %g, ε[0] %g", a.time_input[0], a.time_input[1], a.noise[0], t[0], t[1],
+          eps[0]);
+    arena_free(&ar);
+    free(eps), free(w);
+    sit_problem_free(&p);
+    sit_free(&m);
+
+    CHECK(time_weighting_parse("uniform") == TIME_WEIGHTING_UNIFORM &&
+              time_weighting_parse("lognormal") == TIME_WEIGHTING_LOGNORMAL,
+          "the two time weightings by name");
+}
+
+static void parse_weighting(void *arg)
+{
+    time_weighting_parse(arg);
+}
+
+static void test_time_weighting_names(void)
+{
+    expect_die("a bogus weighting", parse_weighting, "logit", "unknown time weighting 'logit' (expected 'uniform'");
+    expect_die("no weighting", parse_weighting, NULL, "unknown time weighting '(null)'");
+    expect_die("a prefix", parse_weighting, "lognorm", "unknown time weighting 'lognorm'");
 }
 
 static void test_labels_outside_the_table(void)
@@ -1233,6 +1334,8 @@ int main(void)
     RUN(test_config_defaults_and_checks);
     RUN(test_config_from_weights);
     RUN(test_labels_outside_the_table);
+    RUN(test_objective_inputs);
+    RUN(test_time_weighting_names);
     RUN(test_net_misuse);
     RUN(test_init_rules);
     RUN(test_save_load_and_detect);
