@@ -37,6 +37,7 @@
 #include "io/pickle.h"
 #include "io/safetensors.h"
 #include "io/torch_file.h"
+#include "io/weights_file.h"
 #include "io/zip_archive.h"
 #include "models/sit.h"
 #include "models/vae.h"
@@ -1579,6 +1580,52 @@ static void test_fifo_and_directory_refused(void)
     expect_bad("a directory", tmp_dir, "not a regular file (a directory)");
 }
 
+static void weights_open_child(void *ctx)
+{
+    safetensors_close(weights_open(ctx));
+}
+
+/* weights_open's sniffing (every weights flag goes through it): a PyTorch
+ * file, a safetensors file (its header length may reach the end of the
+ * file exactly), a bare pickle of protocol 2 to 5, anything else of 10
+ * bytes or more "not a weights file"; shorter files get safetensors' own
+ * words.  The header length is all eight bytes, low byte first. */
+static void test_weights_open_sniffing(void)
+{
+    st_writer *w = st_writer_new();
+    const char *empty = tmp_path("no_tensors.safetensors");
+    st_writer_save(w, empty); /* header only: its length is the file's size − 8 */
+    st_writer_free(w);
+    char err[512];
+    CHECK(run_in_child(weights_open_child, (void *)empty, err, sizeof err) == 0,
+          "a safetensors file whose header ends the file: %s", err);
+    CHECK(run_in_child(weights_open_child, FIX "pt_tensors_zip.pt", err, sizeof err) == 0, "a .pt file: %s", err);
+    const struct {
+        const char *what;
+        const char *bytes;
+        size_t n;
+        const char *message;
+    } bad[] = {
+        {"pickle protocol 2", "\x80\x02}q\x00.\x00\x00\x00\x00\x00", 11, "a bare Python pickle, not a weights file"},
+        {"pickle protocol 5", "\x80\x05}q\x00.\x00\x00\x00\x00\x00", 11, "a bare Python pickle"},
+        {"pickle protocol 6", "\x80\x06}q\x00.\x00\x00\x00\x00\x00", 11, "not a weights file: neither safetensors"},
+        {"protocol 1 marker", "\x80\x01}q\x00.\x00\x00\x00\x00\x00", 11, "not a weights file: neither"},
+        {"ten bytes of text", "not weight", 10, "not a weights file"},
+        {"'{' but the length too long", "\x03\x00\x00\x00\x00\x00\x00\x00{}", 10, "not a weights file"},
+        {"the length's low byte", "\x00\x01\x00\x00\x00\x00\x00\x00{}", 10, "not a weights file"},
+        {"the length's high byte", "\x01\x00\x00\x00\x00\x00\x00\x01{}", 10, "not a weights file"},
+        {"a length that fits, no '{'", "\x02\x00\x00\x00\x00\x00\x00\x00[]", 10, "not a weights file"},
+        {"nine bytes", "not weigh", 9, "is past the end of the file (9 bytes): not a safetensors file"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        char name[32];
+        snprintf(name, sizeof name, "sniff%zu.bin", k);
+        const char *p = tmp_path(name);
+        write_bytes(p, bad[k].bytes, bad[k].n);
+        expect_die(bad[k].what, weights_open_child, (void *)p, bad[k].message);
+    }
+}
+
 /* Random corruptions of both fixtures: accepted, or a clean die. */
 static void corrupt_loop(const char *fixture, int rounds, uint64_t seed, int *rejected_out)
 {
@@ -1792,6 +1839,7 @@ int main(void)
     RUN(test_zip_format_every_dtype_and_layout);
     RUN(test_legacy_format_every_dtype_and_layout);
     RUN(test_sniff_legacy_magic);
+    RUN(test_weights_open_sniffing);
     RUN(test_handmade_storage_references);
     RUN(test_handmade_names_and_metadata);
     RUN(test_materialise_limit);
