@@ -708,7 +708,7 @@ static void forward_missing(void *arg)
 {
     const char *what = arg;
     sit m;
-    float *w = build_with_dropout(&m, &(label_case){0, 0.1f});
+    float *w = build_with_dropout(&m, &(label_case){0, strcmp(what, "drop, no dropout") ? 0.1f : 0.0f});
     sit_problem p = sit_problem_make(&m, 2, 300, 0.0f, -1.0f);
     denoising_opts o = {.train = true, .path = PATH_LINEAR};
     arena ar = arena_create(denoising_objective_plan_bytes(&m, 2, &o));
@@ -719,6 +719,8 @@ static void forward_missing(void *arg)
     in.rng = NULL;
     if (!strcmp(what, "N"))
         N = 0;
+    else if (!strcmp(what, "one sample"))
+        N = 1;
     else if (!strcmp(what, "z"))
         in.z = NULL;
     else if (!strcmp(what, "y"))
@@ -731,8 +733,8 @@ static void forward_missing(void *arg)
         in.noise = NULL;
     else if (!strcmp(what, "drop"))
         in.force_drop = NULL;
-    else if (!strcmp(what, "drop, eval mode"))
-        in.force_drop = NULL, o.train = false;
+    else if (!strcmp(what, "drop, eval mode") || !strcmp(what, "drop, no dropout"))
+        in.force_drop = NULL, o.train = !strcmp(what, "drop, no dropout");
     else if (!strcmp(what, "everything drawn"))
         in.time_input = in.noise = NULL, in.force_drop = NULL, in.rng = &r;
     denoising_objective_forward(&a, &m, w, &ar, &o, &in, N);
@@ -770,6 +772,9 @@ static void test_objective_inputs(void)
     char err[512];
     CHECK(run_in_child(forward_missing, "drop, eval mode", err, sizeof err) == 0, "eval mode draws no dropout: %s",
           err);
+    CHECK(run_in_child(forward_missing, "drop, no dropout", err, sizeof err) == 0,
+          "train mode without class dropout draws none: %s", err);
+    CHECK(run_in_child(forward_missing, "one sample", err, sizeof err) == 0, "a batch of one: %s", err);
     CHECK(run_in_child(forward_missing, "everything drawn", err, sizeof err) == 0, "all drawn from an rng: %s", err);
 
     /* Drawn: t (lognormal on the linear path), then ε, from the rng given. */

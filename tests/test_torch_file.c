@@ -1600,6 +1600,10 @@ static void test_weights_open_sniffing(void)
     CHECK(run_in_child(weights_open_child, (void *)empty, err, sizeof err) == 0,
           "a safetensors file whose header ends the file: %s", err);
     CHECK(run_in_child(weights_open_child, FIX "pt_tensors_zip.pt", err, sizeof err) == 0, "a .pt file: %s", err);
+    const char *smallest = tmp_path("smallest.safetensors");
+    write_bytes(smallest, "\x02\x00\x00\x00\x00\x00\x00\x00{}", 10);
+    CHECK(run_in_child(weights_open_child, (void *)smallest, err, sizeof err) == 0,
+          "the smallest safetensors file (10 bytes, no tensors): %s", err);
     const struct {
         const char *what;
         const char *bytes;
@@ -1607,6 +1611,7 @@ static void test_weights_open_sniffing(void)
         const char *message;
     } bad[] = {
         {"pickle protocol 2", "\x80\x02}q\x00.\x00\x00\x00\x00\x00", 11, "a bare Python pickle, not a weights file"},
+ {"a pickle of 10 bytes", "\x80\x02}q\x00.\x00\x00\x00\x00", 10, "a bare Python pickle"},
         {"pickle protocol 5", "\x80\x05}q\x00.\x00\x00\x00\x00\x00", 11, "a bare Python pickle"},
         {"pickle protocol 6", "\x80\x06}q\x00.\x00\x00\x00\x00\x00", 11, "not a weights file: neither safetensors"},
         {"protocol 1 marker", "\x80\x01}q\x00.\x00\x00\x00\x00\x00", 11, "not a weights file: neither"},
