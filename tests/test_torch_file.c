@@ -1611,7 +1611,7 @@ static void test_weights_open_sniffing(void)
         const char *message;
     } bad[] = {
         {"pickle protocol 2", "\x80\x02}q\x00.\x00\x00\x00\x00\x00", 11, "a bare Python pickle, not a weights file"},
- {"a pickle of 10 bytes", "\x80\x02}q\x00.\x00\x00\x00\x00", 10, "a bare Python pickle"},
+        {"a pickle of 10 bytes", "\x80\x02}q\x00.\x00\x00\x00\x00", 10, "a bare Python pickle"},
         {"pickle protocol 5", "\x80\x05}q\x00.\x00\x00\x00\x00\x00", 11, "a bare Python pickle"},
         {"pickle protocol 6", "\x80\x06}q\x00.\x00\x00\x00\x00\x00", 11, "not a weights file: neither safetensors"},
         {"protocol 1 marker", "\x80\x01}q\x00.\x00\x00\x00\x00\x00", 11, "not a weights file: neither"},
