@@ -114,6 +114,13 @@ static void test_name_map(void)
         {"decoder.up.2.block.2.norm2.bias", "decoder.up_blocks.1.resnets.2.norm2.bias", NULL, 0},
         {"encoder.down.1.block.0.nin_shortcut.bias", "encoder.down_blocks.1.resnets.0.conv_shortcut.bias", NULL, 0},
         {"encoder.down.2.downsample.conv.weight", "encoder.down_blocks.2.downsamplers.0.conv.weight", NULL, 0},
+        {"encoder.down.0.attn.1.k.bias", "encoder.down_blocks.0.attentions.1.to_k.bias",
+         "encoder.down_blocks.0.attentions.1.key.bias", 0},
+        {"encoder.down.0.downsample.conv.bias", "encoder.down_blocks.0.downsamplers.0.conv.bias", NULL, 0},
+        {"decoder.up.0.attn.2.q.weight", "decoder.up_blocks.3.attentions.2.to_q.weight",
+         "decoder.up_blocks.3.attentions.2.query.weight", 1},
+        {"decoder.up.3.block.0.conv1.bias", "decoder.up_blocks.0.resnets.0.conv1.bias", NULL, 0},
+        {"encoder.down.0.block.1.conv2.weight", "encoder.down_blocks.0.resnets.1.conv2.weight", NULL, 0},
         {"encoder.mid.block_1.conv1.weight", "encoder.mid_block.resnets.0.conv1.weight", NULL, 0},
         {"decoder.mid.block_2.norm1.weight", "decoder.mid_block.resnets.1.norm1.weight", NULL, 0},
         {"encoder.mid.attn_1.norm.weight", "encoder.mid_block.attentions.0.group_norm.weight",
@@ -141,9 +148,23 @@ static void test_name_map(void)
             rc = vae_diffusers_name(&c, T[i].ours, 1, out, sizeof out, &lin);
             CHECK(rc == 0 && !strcmp(out, T[i].old), "%s (old naming) -> '%s', want %s", T[i].ours, out, T[i].old);
         }
+        /* The name and its NUL fit exactly; one byte less is refused, never cut. */
+        for (int old = 0; old < 2; old++) {
+            const char *want = old && T[i].old ? T[i].old : T[i].now;
+            size_t len = strlen(want);
+            rc = vae_diffusers_name(&c, T[i].ours, old, out, len + 1, NULL);
+            CHECK(rc == 0 && !strcmp(out, want), "%s in exactly %zu bytes: rc %d", T[i].ours, len + 1, rc);
+            CHECK(vae_diffusers_name(&c, T[i].ours, old, out, len, NULL) == -1, "%s in %zu bytes must be refused",
+                  T[i].ours, len);
+        }
     }
     const char *bad[] = {"decoder.up.4.block.0.conv1.weight", "encoder.up.0.block.0.conv1.weight", "mid.attn_1.q.weight",
-                         "encoder.mid.attn_1.qq.weight", "encoder.down.0.block.0.norm3.weight", "x"};
+                         "encoder.mid.attn_1.qq.weight", "encoder.down.0.block.0.norm3.weight", "x",
+                         /* level 4 of 4, and -1 */
+                         "encoder.down.4.block.0.conv1.weight", "encoder.down.4.attn.0.q.weight",
+                         "encoder.down.4.downsample.conv.weight", "decoder.up.4.attn.0.q.weight",
+                         "decoder.up.4.upsample.conv.weight", "encoder.down.-1.block.0.conv1.weight",
+                         "decoder.up.-1.upsample.conv.weight"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         CHECK(vae_diffusers_name(&c, bad[i], 0, out, sizeof out, NULL) != 0, "'%s' should not map (got %s)", bad[i],
               out);
@@ -639,6 +660,57 @@ static int have_repae(char *bin, size_t size)
     return 1;
 }
 
+/* A path padded with "/." up to exactly `len` characters that names `dir`
+ * (a trailing "/" makes up an odd count). */
+static char *padded_path(const char *dir, size_t len)
+{
+    size_t n = strlen(dir);
+    char *p = xmalloc(len + 1);
+    memcpy(p, dir, n);
+    while (n + 2 <= len) {
+        memcpy(p + n, "/.", 2);
+        n += 2;
+    }
+    if (n < len)
+        p[n++] = '/';
+    p[n] = '\0';
+    return p;
+}
+
+/* The folder's files are found whether or not its path ends in '/', and
+ * named without a doubled '/'; the longest paths: is_folder's limit to the
+ * character (a longer path is not a folder, never a cut one), loading
+ * refuses a path it cannot join. */
+static void test_folder_paths(void)
+{
+    const char *d = tmp_path("cfgdir");
+    char path[600], slash[600];
+    mkdir(d, 0755);
+    snprintf(path, sizeof path, "%s/" VAE_DIFFUSERS_CONFIG, d);
+    mkdir(path, 0755); /* config.json a folder: the message names the joined path */
+    char want[700];
+    snprintf(want, sizeof want, "'%s': not a regular file", path);
+    expect_load_dies("config.json a folder", d, want);
+    snprintf(slash, sizeof slash, "%s/", d);
+    expect_load_dies("config.json a folder, the path ending in '/'", slash, want);
+
+    const char *good = folder(0);
+    char real[4096];
+    CHECK(realpath(good, real) != NULL, "realpath %s", good);
+    /* strlen + the "/config.json" + 2 must fit 4096: 4082 characters pass, 4083 do not. */
+    char *at = padded_path(real, 4082), *over = padded_path(real, 4083);
+    CHECK(vae_diffusers_is_folder(at) == 1, "a folder path of 4082 characters");
+    CHECK(vae_diffusers_is_folder(over) == 0, "a folder path of 4083 characters is over the limit");
+    free(at), free(over);
+    char *long_path = padded_path(real, 4090);
+    /* (the message quotes the path: more than expect_die keeps) */
+    static char err[8192];
+    int status = run_in_child(load_child, long_path, err, sizeof err);
+    CHECK(status == 1 && strstr(err, long_path) && strstr(err, "': path too long"),
+          "a folder path of 4090 characters: status %d, %.80s", status, err + (strlen(err) > 80 ? strlen(err) - 80 : 0));
+    free(long_path);
+}
+
 static void test_cli_export_then_reconstruct(void)
 {
     char bin[256], cmd[4096], out[16384], err[8192];
@@ -795,6 +867,7 @@ int main(void)
     RUN(test_init_from_file_takes_folders);
     RUN(test_fp16_variant);
     RUN(test_bad_folders);
+    RUN(test_folder_paths);
     RUN(test_cli_export_then_reconstruct);
     return test_summary();
 }

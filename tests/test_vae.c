@@ -684,6 +684,129 @@ static void test_vae_save_load_detect(void)
           "embed_dim != z_channels must be rejected");
 }
 
+/* ------------------------------------------------------------------ configuration checks */
+
+typedef struct config_case {
+    const char *what;
+    vae_config c;
+    const char *message; /* NULL: the configuration is accepted */
+} config_case;
+
+static void check_config(void *ctx) { vae_config_check(ctx); }
+
+/* Every refusal of vae_config_check in its words, and the edge of each
+ * range accepted (checked in a child, since a refusal dies). */
+static void test_vae_config_checks(void)
+{
+    const vae_config base = tiny_vae_config();
+    config_case k[64];
+    int n = 0;
+#define CASE(WHAT, EDIT, MESSAGE)                                                                                   \
+    do {                                                                                                            \
+        k[n] = (config_case){WHAT, base, MESSAGE};                                                                  \
+        vae_config *c = &k[n++].c;                                                                                  \
+        EDIT;                                                                                                       \
+    } while (0)
+    const char *range = "VAE configuration out of range", *large = "VAE configuration too large";
+    CASE("the tiny VAE", (void)c, NULL);
+    CASE("ch 0", c->ch = 0, range);
+    CASE("ch -4", c->ch = -4, range);
+    CASE("no levels", c->n_levels = 0, range);
+    CASE("9 levels", (c->n_levels = 9, c->ch_mult[1] = 1), range);
+    CASE("8 levels", (c->n_levels = 8, memcpy(c->ch_mult, (int[8]){1, 1, 1, 1, 1, 1, 1, 4}, sizeof c->ch_mult)),
+         NULL);
+    CASE("-1 res blocks", c->num_res_blocks = -1, range);
+    CASE("0 res blocks", c->num_res_blocks = 0, NULL);
+    CASE("64 res blocks", c->num_res_blocks = 64, NULL);
+    CASE("65 res blocks", c->num_res_blocks = 65, large);
+    CASE("z 0", c->z_channels = 0, range);
+    CASE("z 1", c->z_channels = 1, NULL);
+    CASE("z 4096", c->z_channels = 4096, NULL);
+    CASE("z 4097", c->z_channels = 4097, large);
+    CASE("in 0", c->in_channels = 0, range);
+    CASE("in 64", c->in_channels = 64, NULL);
+    CASE("in 65", c->in_channels = 65, large);
+    CASE("out 0", c->out_ch = 0, range);
+    CASE("out 64", c->out_ch = 64, NULL);
+    CASE("out 65", c->out_ch = 65, large);
+    CASE("-1 attention resolutions", c->n_attn = -1, range);
+    CASE("no attention", c->n_attn = 0, NULL);
+    CASE("8 attention resolutions", c->n_attn = 8, NULL);
+    CASE("9 attention resolutions", c->n_attn = 9, range);
+    CASE("resolution 0", c->resolution = 0, range);
+    CASE("resolution 1", c->resolution = 1, NULL);
+    CASE("resolution 65536", c->resolution = 65536, NULL);
+    CASE("resolution 65537", c->resolution = 65537, large);
+    CASE("0 groups", c->norm_groups = 0, range);
+    CASE("1 group", (c->norm_groups = 1, c->ch = 7), NULL);
+    CASE("double_z false", c->double_z = 0, "double_z = false is not an AutoencoderKL");
+    CASE("ch 65536", (c->ch = 65536, c->ch_mult[1] = 1), NULL);
+    CASE("ch 65537", (c->ch = 65537, c->norm_groups = 1, c->ch_mult[1] = 1), large);
+    CASE("ch 6, 4 groups", c->ch = 6, "ch 6 is not divisible by 4 GroupNorm groups");
+    CASE("level 0 mult 0", c->ch_mult[0] = 0, "level 0 width 8×0 is not in [1, 65536]");
+    CASE("level 1 mult 0", c->ch_mult[1] = 0, "level 1 width 8×0 is not in [1, 65536]");
+    CASE("level 1 mult -1", c->ch_mult[1] = -1, "level 1 width 8×-1 is not in [1, 65536]");
+    CASE("level 1 width 65536", c->ch_mult[1] = 8192, NULL);
+    CASE("level 1 width 65544", c->ch_mult[1] = 8193, "level 1 width 8×8193 is not in [1, 65536]");
+    CASE("level 0 width 2^33", (c->ch = 65536, c->ch_mult[0] = 131072), "level 0 width 65536×131072");
+#undef CASE
+    for (int i = 0; i < n; i++) {
+        if (k[i].message) {
+            expect_die(k[i].what, check_config, &k[i].c, k[i].message);
+        } else {
+            char err[512];
+            int status = run_in_child(check_config, &k[i].c, err, sizeof err);
+            CHECK(status == 0, "%s: refused (status %d): %s", k[i].what, status, err);
+        }
+    }
+}
+
+/* vae_config_from_json: missing keys keep f8d4's values; the keys it
+ * reads; lists up to their limits; anything else is -1. */
+static void test_vae_config_json_reading(void)
+{
+    vae_config f8, c;
+    vae_preset("f8d4", &f8);
+    CHECK(vae_config_from_json("{}", &c) == 0 && config_equal(&c, &f8) && !c.no_quant_conv && !c.no_post_quant_conv,
+          "{} must give the f8d4 preset");
+    CHECK(vae_config_from_json("{\"ch\": 32, \"ch_mult\": [1, 1, 1, 1, 1, 1, 1, 2], \"num_res_blocks\": 3, "
+                               "\"z_channels\": 5, \"embed_dim\": 5, \"attn_resolutions\": [1, 2, 3, 4, 5, 6, 7, 8], "
+                               "\"resolution\": 64, \"in_channels\": 2, \"out_ch\": 4, \"norm_groups\": 8, "
+                               "\"double_z\": false, \"use_quant_conv\": false, \"use_post_quant_conv\": false}",
+                               &c) == 0,
+          "a JSON with every key must be read");
+    CHECK(c.ch == 32 && c.n_levels == 8 && c.ch_mult[7] == 2 && c.num_res_blocks == 3 && c.z_channels == 5 &&
+              c.n_attn == 8 && c.attn_resolutions[0] == 1 && c.attn_resolutions[7] == 8 && c.resolution == 64 &&
+              c.in_channels == 2 && c.out_ch == 4 && c.norm_groups == 8 && c.double_z == 0 && c.no_quant_conv &&
+              c.no_post_quant_conv,
+          "every key must be taken: ch %d, %d levels, z %d, %d attn, groups %d, double_z %d, quant %d/%d", c.ch,
+          c.n_levels, c.z_channels, c.n_attn, c.norm_groups, c.double_z, c.no_quant_conv, c.no_post_quant_conv);
+    /* ... and written back: the lists at their longest, the flags. */
+    char json[1024];
+    vae_config back;
+    CHECK(vae_config_from_json(vae_config_to_json(&c, json, sizeof json), &back) == 0 && config_equal(&back, &c) &&
+              back.no_quant_conv && back.no_post_quant_conv,
+          "JSON round trip: %s", json);
+    CHECK(!strcmp(json, "{\"ch\": 32, \"ch_mult\": [1, 1, 1, 1, 1, 1, 1, 2], \"num_res_blocks\": 3, \"z_channels\": 5, "
+                        "\"embed_dim\": 5, \"attn_resolutions\": [1, 2, 3, 4, 5, 6, 7, 8], \"resolution\": 64, "
+                        "\"in_channels\": 2, \"out_ch\": 4, \"norm_groups\": 8, \"double_z\": false, "
+                        "\"use_quant_conv\": false, \"use_post_quant_conv\": false}"),
+          "JSON: %s", json);
+    CHECK(vae_config_from_json("{\"use_quant_conv\": true, \"double_z\": true}", &c) == 0 && !c.no_quant_conv &&
+              c.double_z == 1,
+          "true flags");
+    static const char *const bad[] = {
+        "", "[1]", "{\"ch\": 1.5}", "{\"ch\": \"8\"}", "{\"ch\": 3e9}", "{\"ch_mult\": 3}",
+        "{\"ch_mult\": [1, 1, 1, 1, 1, 1, 1, 1, 1]}", "{\"attn_resolutions\": [1, 2, 3, 4, 5, 6, 7, 8, 9]}",
+        "{\"ch_mult\": [1, \"2\"]}", "{\"z_channels\": 4, \"embed_dim\": 8}", "{\"embed_dim\": 0}",
+        "{\"norm_groups\": null}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        vae_config keep = f8;
+        CHECK(vae_config_from_json(bad[i], &keep) == -1 && config_equal(&keep, &f8), "'%s' must be refused", bad[i]);
+    }
+}
+
 static void test_vae_reference_init(void)
 {
     vae_config cfg = tiny_vae_config();
@@ -774,5 +897,7 @@ int main(void)
     RUN(test_vae_plan_is_exact);
     RUN(test_vae_inference_matches_forward);
     RUN(test_vae_save_load_detect);
+    RUN(test_vae_config_checks);
+    RUN(test_vae_config_json_reading);
     return test_summary();
 }
