@@ -684,6 +684,155 @@ static void test_vae_save_load_detect(void)
           "embed_dim != z_channels must be rejected");
 }
 
+/* ------------------------------------------------------------------ detection from shapes */
+
+typedef struct shape_spec {
+    const char *name;
+    int ndim;
+    int64_t shape[4];
+} shape_spec;
+
+/* A file of zero tensors with these names (under `prefix`) and shapes. */
+static safetensors *shapes_file(const char *prefix, const shape_spec *t, int n, const char *config)
+{
+    static const float zeros[4096];
+    st_writer *w = st_writer_new();
+    char names[24][96];
+    for (int i = 0; i < n; i++) {
+        snprintf(names[i], sizeof names[i], "%s%s", prefix, t[i].name);
+        st_writer_add_f32(w, names[i], t[i].ndim, t[i].shape, zeros);
+    }
+    if (config)
+        st_writer_set_metadata(w, "config", config);
+    const char *path = test_tmp_path("shapes.safetensors");
+    st_writer_save(w, path);
+    st_writer_free(w);
+    return safetensors_open(path);
+}
+
+#define CONV(ci, co) 4, {co, ci, 3, 3}
+/* ch 4, 1 input channel, ch_mult {2, 1, 3}, 2 res blocks, z 3, 2 output
+ * channels, attention at level 1 on both sides. */
+static const shape_spec LAYOUT[] = {
+    {"encoder.conv_in.weight", CONV(1, 4)},
+    {"encoder.down.0.block.0.conv1.weight", CONV(4, 8)},
+    {"encoder.down.0.block.1.conv1.weight", CONV(8, 8)},
+    {"encoder.down.1.block.0.conv1.weight", CONV(8, 4)},
+    {"encoder.down.2.block.0.conv1.weight", CONV(4, 12)},
+    {"quant_conv.weight", 4, {6, 6, 1, 1}},
+    {"post_quant_conv.weight", 4, {3, 3, 1, 1}},
+    {"decoder.conv_out.weight", CONV(4, 2)},
+    {"encoder.down.1.attn.0.norm.weight", 1, {4}},
+    {"decoder.up.1.attn.0.norm.weight", 1, {4}},
+};
+#define N_LAYOUT 10
+
+static int detect(const shape_spec *t, int n, const char *prefix, const char *config, vae_config *c)
+{
+    safetensors *st = shapes_file(prefix, t, n, config);
+    int rc = vae_config_detect(st, prefix, c);
+    safetensors_close(st);
+    return rc;
+}
+
+/* The layout with tensor `drop` left out (-1: none) and `with` added or, when
+ * its name is in the layout, put in that tensor's place. */
+static int detect_edited(int drop, shape_spec with, vae_config *c)
+{
+    shape_spec t[N_LAYOUT + 1];
+    int n = 0, replaced = 0;
+    for (int i = 0; i < N_LAYOUT; i++) {
+        if (i == drop)
+            continue;
+        if (with.name && !strcmp(with.name, LAYOUT[i].name))
+            t[n++] = with, replaced = 1;
+        else
+            t[n++] = LAYOUT[i];
+    }
+    if (with.name && !replaced)
+        t[n++] = with;
+    return detect(t, n, "vae.", NULL, c);
+}
+
+static void test_vae_config_from_shapes(void)
+{
+    test_tmp_dir("vae");
+    vae_config c, want;
+    vae_preset("f8d4", &want);
+    want.ch = 4, want.in_channels = 1, want.n_levels = 3;
+    memcpy(want.ch_mult, (int[]){2, 1, 3}, 3 * sizeof(int));
+    want.num_res_blocks = 2, want.z_channels = 3, want.out_ch = 2;
+    want.n_attn = 1, want.attn_resolutions[0] = 128;
+    CHECK(detect(LAYOUT, N_LAYOUT, "vae.", NULL, &c) == 0 && config_equal(&c, &want) && !c.no_quant_conv &&
+              !c.no_post_quant_conv && c.norm_groups == 32 && c.resolution == 256,
+          "the layout's configuration: ch %d, in %d, %d levels (%d, %d, %d), %d res blocks, z %d, out %d, %d attn (%d)",
+          c.ch, c.in_channels, c.n_levels, c.ch_mult[0], c.ch_mult[1], c.ch_mult[2], c.num_res_blocks,
+          c.z_channels, c.out_ch, c.n_attn, c.attn_resolutions[0]);
+    /* The metadata's config wins without a prefix only. */
+    const char *meta = "{\"ch\": 16, \"ch_mult\": [1], \"norm_groups\": 4}";
+    CHECK(detect(LAYOUT, N_LAYOUT, "", meta, &c) == 0 && c.ch == 16 && c.n_levels == 1 && c.norm_groups == 4,
+          "metadata without a prefix: ch %d", c.ch);
+    CHECK(detect(LAYOUT, N_LAYOUT, "vae.", meta, &c) == 0 && config_equal(&c, &want), "metadata under a prefix: ch %d",
+          c.ch);
+    CHECK(detect(LAYOUT, N_LAYOUT, "", "{\"ch\": \"16\"}", &c) == 0 && config_equal(&c, &want),
+          "bad metadata: the shapes decide (ch %d)", c.ch);
+    /* Without quant convs (Flux / SD3.5): z from encoder.conv_out. */
+    vae_config nq = want;
+    const shape_spec conv_out = {"encoder.conv_out.weight", CONV(12, 6)};
+    shape_spec t[24];
+    int n = 0;
+    for (int i = 0; i < N_LAYOUT; i++)
+        if (!strstr(LAYOUT[i].name, "quant_conv"))
+            t[n++] = LAYOUT[i];
+    t[n++] = conv_out;
+    CHECK(detect(t, n, "vae.", NULL, &c) == 0 && config_equal(&c, &nq) && c.no_quant_conv && c.no_post_quant_conv,
+          "without quant convs: z %d, flags %d %d", c.z_channels, c.no_quant_conv, c.no_post_quant_conv);
+    CHECK(detect_edited(6, (shape_spec){0}, &c) == 0 && !c.no_quant_conv && c.no_post_quant_conv,
+          "quant_conv only: flags %d %d", c.no_quant_conv, c.no_post_quant_conv);
+    /* No attention but mid's: one resolution below every level. */
+    vae_config na = want;
+    na.attn_resolutions[0] = 256 >> 3;
+    CHECK(detect(LAYOUT, N_LAYOUT - 2, "vae.", NULL, &c) == 0 && config_equal(&c, &na), "no attention: %d at %d",
+          c.n_attn, c.attn_resolutions[0]);
+    /* One level; eight levels, a ninth not read. */
+    CHECK(detect((shape_spec[]){LAYOUT[0], LAYOUT[1], LAYOUT[5], LAYOUT[7]}, 4, "vae.", NULL, &c) == 0 &&
+              c.n_levels == 1 && c.ch_mult[0] == 2 && c.num_res_blocks == 1,
+          "one level: %d levels, %d res blocks", c.n_levels, c.num_res_blocks);
+    n = 0;
+    t[n++] = LAYOUT[0], t[n++] = LAYOUT[5], t[n++] = LAYOUT[7];
+    static char level_names[9][64];
+    for (int l = 0; l < 9; l++) {
+        snprintf(level_names[l], sizeof level_names[l], "encoder.down.%d.block.0.conv1.weight", l);
+        t[n++] = (shape_spec){level_names[l], CONV(4, 4 * (l + 1))};
+    }
+    CHECK(detect(t, n, "vae.", NULL, &c) == 0 && c.n_levels == 8 && c.ch_mult[7] == 8 && c.num_res_blocks == 1,
+          "nine levels in the file: %d levels read, the last x%d", c.n_levels, c.ch_mult[7]);
+
+    /* What is not a VAE under the prefix. */
+    static const struct {
+        const char *what;
+        int drop;
+        shape_spec with;
+    } bad[] = {
+        {"no encoder.conv_in", 0, {0}},
+        {"encoder.conv_in of 3 dims", -1, {"encoder.conv_in.weight", 3, {4, 1, 3}}},
+        {"no level 0", 1, {0}},
+        {"level 1 of 3 dims", -1, {"encoder.down.1.block.0.conv1.weight", 3, {8, 8, 3}}},
+        {"level 2 width 6 for ch 4", -1, {"encoder.down.2.block.0.conv1.weight", CONV(4, 6)}},
+        {"no quant_conv and no encoder.conv_out", 5, {0}},
+        {"quant_conv of 3 dims", -1, {"quant_conv.weight", 3, {6, 6, 1}}},
+        {"quant_conv of 5 rows", -1, {"quant_conv.weight", 4, {5, 5, 1, 1}}},
+        {"no decoder.conv_out", 7, {0}},
+        {"decoder.conv_out of 2 dims", -1, {"decoder.conv_out.weight", 2, {2, 4}}},
+        {"attention at level 0 in the encoder only", -1, {"encoder.down.0.attn.0.norm.weight", 1, {4}}},
+        {"attention at level 1 in the encoder only", 9, {0}},
+        {"attention at level 1 in the decoder only", 8, {0}},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        CHECK(detect_edited(bad[i].drop, bad[i].with, &c) == -1, "%s: must not be detected", bad[i].what);
+}
+#undef CONV
+
 /* ------------------------------------------------------------------ configuration checks */
 
 typedef struct config_case {
@@ -897,6 +1046,7 @@ int main(void)
     RUN(test_vae_plan_is_exact);
     RUN(test_vae_inference_matches_forward);
     RUN(test_vae_save_load_detect);
+    RUN(test_vae_config_from_shapes);
     RUN(test_vae_config_checks);
     RUN(test_vae_config_json_reading);
     return test_summary();
