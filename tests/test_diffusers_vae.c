@@ -637,6 +637,26 @@ static void test_bad_folders(void)
         {"    16\n  ]", "    65536\n  ]", "describes an AutoencoderKL of"},
         {"\"layers_per_block\": 1", "\"layers_per_block\": 64", "missing tensor 'encoder.down_blocks.0.resnets.1.norm1.weight'"},
         {"\"act_fn\"", "\"act_fn\" \"", "not a JSON object"},
+        {"\"scaling_factor\": 0.18215", "\"scaling_factor\": \"0.5\"",
+         "field \"scaling_factor\" must be a finite number (it is a string)"},
+        {"\"shift_factor\": null", "\"shift_factor\": \"0\"",
+         "field \"shift_factor\" must be a finite number or null (it is a string)"},
+        {"\"latents_mean\": null", "\"latents_mean\": [1, 2, 4e38, 3]", "field \"latents_mean\"[2] must be a finite number"},
+        {"\"latents_mean\": null", "\"latents_mean\": [1, 2, 3, \"4\"]", "field \"latents_mean\"[3] must be a finite number"},
+        {"\"latents_std\": null", "\"latents_std\": [1, 0, 3, 4]", "field \"latents_std\"[1] must be a finite positive"},
+        {"\"latents_std\": null", "\"latents_std\": [1, -1, 3, 4]", "field \"latents_std\"[1] must be a finite positive"},
+        {"\"down_block_types\": [", "\"down_block_types\": [], \"x\": [",
+         "field \"down_block_types\" must be a list of 1 to 8 block type names (it is a list)"},
+        {"\"down_block_types\": [", "\"down_block_types\": \"DownEncoderBlock2D\", \"x\": [",
+         "field \"down_block_types\" must be a list of 1 to 8 block type names (it is a string)"},
+        {"\"down_block_types\": [", "\"down_block_types\": [\"DownEncoderBlock2D\", \"DownEncoderBlock2D\", "
+         "\"DownEncoderBlock2D\", \"DownEncoderBlock2D\", \"DownEncoderBlock2D\", \"DownEncoderBlock2D\", "
+         "\"DownEncoderBlock2D\", \"DownEncoderBlock2D\", \"DownEncoderBlock2D\"], \"x\": [",
+         "field \"down_block_types\" must be a list of 1 to 8 block type names"},
+        {"\"down_block_types\": [", "\"down_block_types\": [\"DownEncoderBlock2D\", \"DownEncoderBlock2D\", "
+         "\"DownEncoderBlock2D\", \"DownEncoderBlock2D\", \"DownEncoderBlock2D\", \"DownEncoderBlock2D\", "
+         "\"DownEncoderBlock2D\", \"DownEncoderBlock2D\"], \"x\": [",
+         "must have the same length"}, /* 8 types are a list the parser takes */
     };
     for (size_t i = 0; i < sizeof J / sizeof J[0]; i++) {
         char name[32], what[128];
