@@ -680,6 +680,145 @@ static int have_repae(char *bin, size_t size)
     return 1;
 }
 
+/* ---- config.json alone (vae_diffusers_read_config, latents statistics) ---- */
+
+/* A folder holding only config.json with this text (n bytes; -1: strlen). */
+static const char *config_folder(const char *name, const char *text, long n)
+{
+    const char *dir = tmp_path(name);
+    char path[600];
+    mkdir(dir, 0755);
+    snprintf(path, sizeof path, "%s/" VAE_DIFFUSERS_CONFIG, dir);
+    FILE *fp = xfopen(path, "wb");
+    xfwrite(text, 1, n < 0 ? strlen(text) : (size_t)n, fp, path);
+    xfclose(fp, path);
+    return dir;
+}
+
+static void read_config_child(void *ctx)
+{
+    vae_config c;
+    vae_diffusers_read_config(ctx, &c);
+}
+
+static void latents_stats_child(void *ctx)
+{
+    float bias[4], scale[4];
+    vae_diffusers_latents_stats(ctx, 4, bias, scale, NULL);
+}
+
+#define LEVELS8 "[\"DownEncoderBlock2D\", \"DownEncoderBlock2D\", \"DownEncoderBlock2D\", \"DownEncoderBlock2D\", " \
+                "\"DownEncoderBlock2D\", \"DownEncoderBlock2D\", \"DownEncoderBlock2D\", \"DownEncoderBlock2D\""
+#define UP8 "[\"UpDecoderBlock2D\", \"UpDecoderBlock2D\", \"UpDecoderBlock2D\", \"UpDecoderBlock2D\", " \
+            "\"UpDecoderBlock2D\", \"UpDecoderBlock2D\", \"UpDecoderBlock2D\", \"UpDecoderBlock2D\""
+
+/* diffusers' defaults for absent fields; attention placed by level as
+ * vae_config_detect places it; the fields' edges; each refusal in words
+ * that name the field; unknown fields are named in one warning each. */
+static void test_config_json_alone(void)
+{
+    vae_config c;
+    const char *d = config_folder("defaults", "{}", -1);
+    vae_diffusers_read_config(d, &c);
+    CHECK(c.in_channels == 3 && c.out_ch == 3 && c.num_res_blocks == 1 && c.z_channels == 4 && c.norm_groups == 32 &&
+              c.n_levels == 1 && c.ch == 64 && c.ch_mult[0] == 1 && c.n_attn == 1 && c.attn_resolutions[0] == 128 &&
+              c.resolution == 256 && c.double_z == 1 && !c.no_quant_conv && !c.no_post_quant_conv,
+          "{}: diffusers' defaults (in %d, out %d, %d blocks, z %d, %d groups, %d levels of %d, attention at %d)",
+          c.in_channels, c.out_ch, c.num_res_blocks, c.z_channels, c.norm_groups, c.n_levels, c.ch,
+          c.attn_resolutions[0]);
+    float bias[4], scale[4];
+    const char *from = NULL;
+    vae_diffusers_latents_stats(d, 4, bias, scale, &from);
+    CHECK(bias[0] == 0.0f && bias[3] == 0.0f && scale[0] == 0.18215f && scale[3] == 0.18215f &&
+              strstr(from, "scaling_factor / shift_factor"),
+          "{}: SD's scaling 0.18215, no shift (%g, %g, %s)", bias[0], scale[0], from);
+
+    d = config_folder("attn", "{\"block_out_channels\": [8, 16, 16], \"norm_num_groups\": 8, \"down_block_types\": "
+                              "[\"AttnDownEncoderBlock2D\", \"DownEncoderBlock2D\", \"AttnDownEncoderBlock2D\"], "
+                              "\"up_block_types\": [\"AttnUpDecoderBlock2D\", \"UpDecoderBlock2D\", "
+                              "\"AttnUpDecoderBlock2D\"], \"_name_or_path\": \"x\", \"shift_factor\": 0.5, "
+                              "\"scaling_factor\": 2.0}",
+                      -1);
+    vae_diffusers_read_config(d, &c);
+    CHECK(c.n_levels == 3 && c.ch == 8 && c.ch_mult[1] == 2 && c.ch_mult[2] == 2 && c.n_attn == 2 &&
+              c.attn_resolutions[0] == 256 && c.attn_resolutions[1] == 64,
+          "attention at levels 0 and 2: %d levels, %d resolutions (%d, %d)", c.n_levels, c.n_attn,
+          c.attn_resolutions[0], c.attn_resolutions[1]);
+    vae_diffusers_latents_stats(d, 4, bias, scale, NULL);
+    CHECK(bias[2] == 0.5f && scale[2] == 2.0f, "shift 0.5 and scaling 2: %g, %g", bias[2], scale[2]);
+
+    char eight[1024];
+    snprintf(eight, sizeof eight,
+             "{\"block_out_channels\": [32, 32, 32, 32, 32, 32, 32, 32], \"down_block_types\": %s], "
+             "\"up_block_types\": %s]}",
+             LEVELS8, UP8);
+    vae_diffusers_read_config(config_folder("eight", eight, -1), &c);
+    CHECK(c.n_levels == 8 && c.ch == 32 && c.ch_mult[7] == 1, "eight levels: %d", c.n_levels);
+
+    /* config.json may be 1 MiB, not a byte more. */
+    const size_t MiB = 1u << 20;
+    char *big = xmalloc(MiB + 2);
+    memset(big, ' ', MiB + 1);
+    memcpy(big, "{}", 2);
+    vae_diffusers_read_config(config_folder("mib", big, (long)MiB), &c);
+    CHECK(c.ch == 64, "a config.json of exactly 1 MiB");
+    expect_die("config.json of 1 MiB + 1", read_config_child, (void *)config_folder("mib1", big, (long)MiB + 1),
+               "config.json': not a regular file of at most 1048576 bytes");
+    free(big);
+
+    char err[4096];
+    d = config_folder("unknown", "{\"_diffusers_version\": \"0.31.0\", \"_x\": 1, \"sample_size\": [256, 256], "
+                                 "\"tile_size\": 3, \"force_upcast\": false}",
+                      -1);
+    int status = run_in_child(read_config_child, (void *)d, err, sizeof err);
+    CHECK(status == 0 && count_of(err, "repae: warning:") == 1 &&
+              strstr(err, "ignoring field \"tile_size\" (not an AutoencoderKL option)"),
+          "one warning, for tile_size only (status %d): %s", status, err);
+
+    static const struct {
+        const char *text;
+        long n;
+        const char *msg;
+    } bad[] = {
+        {"{\"in_channels\": 3}\0 ", 20, "config.json': contains a NUL byte"},
+        {"[1, 2]", -1, "config.json': not a JSON object"},
+        {"\"AutoencoderKL\"", -1, "config.json': not a JSON object"},
+        {"{\"block_out_channels\": []}", -1, "field \"block_out_channels\" must be a list of 1 to 8 widths"},
+        {"{\"block_out_channels\": {\"a\": 8}}", -1, "field \"block_out_channels\" must be a list of 1 to 8 widths"},
+        {"{\"block_out_channels\": [8, 8, 8, 8, 8, 8, 8, 8, 8]}", -1,
+         "field \"block_out_channels\" must be a list of 1 to 8 widths"},
+        {"{\"block_out_channels\": [0]}", -1, "field \"block_out_channels\"[0] must be an integer in [1, 65536]"},
+        {"{\"block_out_channels\": [64, 65600]}", -1, "field \"block_out_channels\"[1] must be an integer"},
+        {"{\"block_out_channels\": [64, \"128\"]}", -1, "field \"block_out_channels\"[1] must be an integer"},
+        {"{\"scaling_factor\": 0}", -1, "field \"scaling_factor\" = 0 must be positive"},
+        {"{\"scaling_factor\": null}", -1, "field \"scaling_factor\" must be a finite number (it is null)"},
+        {"{\"latents_mean\": [0, 0, 0, 0]}", -1, "field \"latents_mean\" is given without \"latents_std\""},
+        {"{\"in_channels\": 65}", -1, "field \"in_channels\" must be an integer in [1, 64] (it is a number out of"},
+        {"{\"latent_channels\": 0}", -1, "field \"latent_channels\" must be an integer in [1, 4096]"},
+        {"{\"norm_num_groups\": 4097}", -1, "field \"norm_num_groups\" must be an integer in [1, 4096]"},
+        {"{\"layers_per_block\": true}", -1, "field \"layers_per_block\" must be an integer in [1, 64] (it is a bool"},
+        {"{\"use_post_quant_conv\": \"no\"}", -1, "field \"use_post_quant_conv\" must be true or false"},
+        {"{\"force_upcast\": 1}", -1, "field \"force_upcast\" must be true or false"},
+        {"{\"act_fn\": 1}", -1, "field \"act_fn\" is a number; the AutoencoderKL here uses \"silu\""},
+        {"{\"sample_size\": \"256\"}", -1, "field \"sample_size\" must be a number or a list (it is a string)"},
+        {"{\"_class_name\": 5}", -1, "field \"_class_name\" is a number; only \"AutoencoderKL\""},
+        {"{\"block_out_channels\": [8, 16], \"norm_num_groups\": 8, \"down_block_types\": [\"AttnDownEncoderBlock2D\", "
+         "\"DownEncoderBlock2D\"], \"up_block_types\": [\"UpDecoderBlock2D\", \"UpDecoderBlock2D\"]}",
+         -1,
+         "field \"up_block_types\"[1] has no attention but \"down_block_types\"[0] has: repae's AutoencoderKL has "
+         "attention at the same levels"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "bad%zu", i);
+        expect_die(bad[i].msg, read_config_child, (void *)config_folder(name, bad[i].text, bad[i].n), bad[i].msg);
+    }
+    expect_die("latents statistics of 4 channels from a VAE of 16", latents_stats_child,
+               (void *)config_folder("z16", "{\"latent_channels\": 16}", -1), "latent_channels is 16, wanted 4");
+}
+#undef LEVELS8
+#undef UP8
+
 /* A path padded with "/." up to exactly `len` characters that names `dir`
  * (a trailing "/" makes up an odd count). */
 static char *padded_path(const char *dir, size_t len)
@@ -888,6 +1027,7 @@ int main(void)
     RUN(test_fp16_variant);
     RUN(test_bad_folders);
     RUN(test_folder_paths);
+    RUN(test_config_json_alone);
     RUN(test_cli_export_then_reconstruct);
     return test_summary();
 }
