@@ -641,10 +641,14 @@ static void test_bad_folders(void)
          "field \"scaling_factor\" must be a finite number (it is a string)"},
         {"\"shift_factor\": null", "\"shift_factor\": \"0\"",
          "field \"shift_factor\" must be a finite number or null (it is a string)"},
-        {"\"latents_mean\": null", "\"latents_mean\": [1, 2, 4e38, 3]", "field \"latents_mean\"[2] must be a finite number"},
-        {"\"latents_mean\": null", "\"latents_mean\": [1, 2, 3, \"4\"]", "field \"latents_mean\"[3] must be a finite number"},
-        {"\"latents_std\": null", "\"latents_std\": [1, 0, 3, 4]", "field \"latents_std\"[1] must be a finite positive"},
-        {"\"latents_std\": null", "\"latents_std\": [1, -1, 3, 4]", "field \"latents_std\"[1] must be a finite positive"},
+        {"\"latents_mean\": null", "\"latents_mean\": [1, 2, 4e38, 3]",
+         "field \"latents_mean\"[2] must be a finite number"},
+        {"\"latents_mean\": null", "\"latents_mean\": [1, 2, 3, \"4\"]",
+         "field \"latents_mean\"[3] must be a finite number"},
+        {"\"latents_std\": null", "\"latents_std\": [1, 0, 3, 4]",
+         "field \"latents_std\"[1] must be a finite positive"},
+        {"\"latents_std\": null", "\"latents_std\": [1, -1, 3, 4]",
+         "field \"latents_std\"[1] must be a finite positive"},
         {"\"down_block_types\": [", "\"down_block_types\": [], \"x\": [",
          "field \"down_block_types\" must be a list of 1 to 8 block type names (it is a list)"},
         {"\"down_block_types\": [", "\"down_block_types\": \"DownEncoderBlock2D\", \"x\": [",
@@ -866,7 +870,8 @@ static void test_folder_paths(void)
     static char err[8192];
     int status = run_in_child(load_child, long_path, err, sizeof err);
     CHECK(status == 1 && strstr(err, long_path) && strstr(err, "': path too long"),
-          "a folder path of 4090 characters: status %d, %.80s", status, err + (strlen(err) > 80 ? strlen(err) - 80 : 0));
+          "a folder path of 4090 characters: status %d, %.80s", status,
+          err + (strlen(err) > 80 ? strlen(err) - 80 : 0));
     free(long_path);
 }
 

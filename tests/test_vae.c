@@ -833,6 +833,90 @@ static void test_vae_config_from_shapes(void)
 }
 #undef CONV
 
+/* ------------------------------------------------------------------ layer lists */
+
+/* "KIND c_in>c_out name" per layer, joined by " | "; also checks that each
+ * layer's weights have its widths (and the norm of a head its input's). */
+static const char *layer_listing(const vae_layer *ly, int n, char *buf, size_t size)
+{
+    static const char *const kinds[] = {"CONV", "RES", "ATTN", "DOWN", "UP", "HEAD"};
+    size_t k = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < n && k < size; i++) {
+        const vae_layer *l = &ly[i];
+        int ok = 1;
+        if (l->kind == VAE_LAYER_RES)
+            ok = l->res.c_in == l->c_in && l->res.c_out == l->c_out;
+        else if (l->kind == VAE_LAYER_ATTN)
+            ok = l->attn.c == l->c_in && l->c_out == l->c_in;
+        else
+            ok = l->conv.c_in == l->c_in && l->conv.c_out == l->c_out &&
+                 (l->kind != VAE_LAYER_HEAD || l->norm.c == l->c_in);
+        k += (size_t)snprintf(buf + k, size - k, "%s%s %d>%d %s%s", i ? " | " : "", kinds[l->kind], l->c_in, l->c_out,
+                              l->name, ok ? "" : " (weights of other widths)");
+    }
+    return buf;
+}
+
+/* The encoder and decoder run their layers in CompVis' execution order, with
+ * its widths and state-dict names; without the quant convs the lists end and
+ * start at the encoder's and decoder's own convs; with no res blocks in the
+ * encoder its widths follow CompVis' block_in (the previous level's). */
+static void test_vae_layer_lists(void)
+{
+    static char got[4096];
+    vae_config c = tiny_vae_config(); /* ch 8, mult (1, 2), 1 res block, z 3, attention at level 1, 1 > 2 channels */
+    vae m;
+    vae_build(&m, &c);
+    const char *enc = "CONV 1>8 encoder.conv_in | RES 8>8 encoder.down.0.block.0 | "
+                      "DOWN 8>8 encoder.down.0.downsample | RES 8>16 encoder.down.1.block.0 | "
+                      "ATTN 16>16 encoder.down.1.attn.0 | "
+                      "RES 16>16 encoder.mid.block_1 | ATTN 16>16 encoder.mid.attn_1 | RES 16>16 encoder.mid.block_2 | "
+                      "HEAD 16>6 encoder.norm_out+conv_out";
+    const char *dec = "CONV 3>16 decoder.conv_in | RES 16>16 decoder.mid.block_1 | ATTN 16>16 decoder.mid.attn_1 | "
+                      "RES 16>16 decoder.mid.block_2 | RES 16>16 decoder.up.1.block.0 | "
+                      "ATTN 16>16 decoder.up.1.attn.0 | RES 16>16 decoder.up.1.block.1 | "
+                      "ATTN 16>16 decoder.up.1.attn.1 | UP 16>16 decoder.up.1.upsample | "
+                      "RES 16>8 decoder.up.0.block.0 | RES 8>8 decoder.up.0.block.1 | "
+                      "HEAD 8>2 decoder.norm_out+conv_out";
+    char want[4096];
+    snprintf(want, sizeof want, "%s | CONV 6>6 quant_conv", enc);
+    CHECK(!strcmp(layer_listing(m.enc, m.n_enc, got, sizeof got), want), "encoder:\n  %s\nwant\n  %s", got, want);
+    snprintf(want, sizeof want, "CONV 3>3 post_quant_conv | %s", dec);
+    CHECK(!strcmp(layer_listing(m.dec, m.n_dec, got, sizeof got), want), "decoder:\n  %s\nwant\n  %s", got, want);
+    vae_free(&m);
+
+    c.no_quant_conv = c.no_post_quant_conv = 1;
+    vae_build(&m, &c);
+    CHECK(!strcmp(layer_listing(m.enc, m.n_enc, got, sizeof got), enc), "encoder without quant_conv:\n  %s", got);
+    CHECK(!strcmp(layer_listing(m.dec, m.n_dec, got, sizeof got), dec), "decoder without post_quant_conv:\n  %s", got);
+    vae_free(&m);
+
+    c = tiny_vae_config();
+    c.num_res_blocks = 0;
+    vae_build(&m, &c);
+    snprintf(want, sizeof want, "%s",
+             "CONV 1>8 encoder.conv_in | DOWN 8>8 encoder.down.0.downsample | RES 8>8 encoder.mid.block_1 | "
+             "ATTN 8>8 encoder.mid.attn_1 | RES 8>8 encoder.mid.block_2 | HEAD 8>6 encoder.norm_out+conv_out | "
+             "CONV 6>6 quant_conv");
+    CHECK(!strcmp(layer_listing(m.enc, m.n_enc, got, sizeof got), want),
+          "encoder without res blocks:\n  %s\nwant\n  %s", got, want);
+    snprintf(want, sizeof want, "%s",
+             "CONV 3>3 post_quant_conv | CONV 3>16 decoder.conv_in | RES 16>16 decoder.mid.block_1 | "
+             "ATTN 16>16 decoder.mid.attn_1 | RES 16>16 decoder.mid.block_2 | RES 16>16 decoder.up.1.block.0 | "
+             "ATTN 16>16 decoder.up.1.attn.0 | UP 16>16 decoder.up.1.upsample | RES 16>8 decoder.up.0.block.0 | "
+             "HEAD 8>2 decoder.norm_out+conv_out");
+    CHECK(!strcmp(layer_listing(m.dec, m.n_dec, got, sizeof got), want),
+          "decoder of 1 block per level:\n  %s\nwant\n  %s", got, want);
+    vae_free(&m);
+}
+
+static void build_config(void *ctx)
+{
+    vae m;
+    vae_build(&m, ctx);
+}
+
 /* ------------------------------------------------------------------ configuration checks */
 
 typedef struct config_case {
@@ -899,6 +983,7 @@ static void test_vae_config_checks(void)
     CASE("level 1 width 65544", c->ch_mult[1] = 8193, "level 1 width 8×8193 is not in [1, 65536]");
     CASE("level 0 width 2^33", (c->ch = 65536, c->ch_mult[0] = 131072), "level 0 width 65536×131072");
 #undef CASE
+    expect_die("vae_build checks", build_config, &k[1].c, range);
     for (int i = 0; i < n; i++) {
         if (k[i].message) {
             expect_die(k[i].what, check_config, &k[i].c, k[i].message);
@@ -1048,6 +1133,7 @@ int main(void)
     RUN(test_vae_save_load_detect);
     RUN(test_vae_config_from_shapes);
     RUN(test_vae_config_checks);
+    RUN(test_vae_layer_lists);
     RUN(test_vae_config_json_reading);
     return test_summary();
 }
