@@ -41,6 +41,7 @@
 #include "models/vae.h"
 #include "models/vae_diffusers.h"
 #include "test.h"
+#include "tiny_vae.h"
 
 #define FX "tests/fixtures/io/"
 #define TOL_OUT 1e-5
@@ -684,6 +685,40 @@ static int have_repae(char *bin, size_t size)
     return 1;
 }
 
+/* A VAE of more than 2^20 parameters (the size guard's slack) round-trips:
+ * the guard counts every tensor of the file. */
+static void test_export_roundtrip_large(void)
+{
+    vae_config c = tiny_vae_config();
+    c.ch = 64;
+    vae a, b;
+    vae_build(&a, &c);
+    CHECK(vae_param_count(&a) > (1u << 21), "%zu parameters: more than 2^21 wanted", vae_param_count(&a));
+    float *aw = param_alloc(&a.table);
+    vae_init_weights(&a, aw, 5);
+    const char *out = tmp_path("large");
+    vae_diffusers_save(&a, aw, out, NULL, NULL);
+    float *bw = vae_diffusers_load(&b, out);
+    CHECK(same_params(&a, aw, &b, bw), "a VAE of %zu parameters: export -> load changed them", vae_param_count(&a));
+    /* Its config.json widened to 65536 channels at level 1: refused before
+     * the (terabyte) buffer is allocated, whatever the file's size. */
+    char path[600];
+    snprintf(path, sizeof path, "%s/" VAE_DIFFUSERS_CONFIG, out);
+    char *text = slurp(path), *p = strstr(text, "\"block_out_channels\"");
+    p = p ? strstr(p, "128") : NULL;
+    CHECK(p != NULL, "block_out_channels 128 in %s", path);
+    if (p) {
+        FILE *fp = xfopen(path, "wb");
+        fprintf(fp, "%.*s65536%s", (int)(p - text), text, p + 3);
+        xfclose(fp, path);
+        expect_load_dies("a 2M-parameter file under a config of 65536 channels", out,
+                         "config.json describes an AutoencoderKL of");
+    }
+    free(text);
+    vae_free(&a), vae_free(&b);
+    free(aw), free(bw);
+}
+
 /* ---- config.json alone (vae_diffusers_read_config, latents statistics) ---- */
 
 /* A folder holding only config.json with this text (n bytes; -1: strlen). */
@@ -1027,6 +1062,7 @@ int main(void)
     RUN(test_folder_equals_compvis_file);
     RUN(test_folder_latents_stats);
     RUN(test_export_roundtrip);
+    RUN(test_export_roundtrip_large);
     RUN(test_no_quant_conv_is_identity);
     RUN(test_init_from_file_takes_folders);
     RUN(test_fp16_variant);
