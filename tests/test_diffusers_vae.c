@@ -858,6 +858,146 @@ static void test_config_json_alone(void)
 #undef LEVELS8
 #undef UP8
 
+/* config.json as we write it is the one diffusers wrote for the same VAE:
+ * the same keys in the same (sorted) order and the same values. */
+static void test_export_config_is_diffusers(void)
+{
+    for (int i = 0; i < N_CASES; i++) {
+        vae a;
+        float *aw = vae_diffusers_load(&a, folder(i));
+        const char *out = tmp_path(CASES[i].name);
+        vae_diffusers_save(&a, aw, out, NULL, NULL);
+        char ours[600], theirs[600];
+        snprintf(ours, sizeof ours, "%s/" VAE_DIFFUSERS_CONFIG, out);
+        snprintf(theirs, sizeof theirs, "%s/" VAE_DIFFUSERS_CONFIG, folder(i));
+        cJSON *jo = read_json(ours), *jt = read_json(theirs);
+        int same = cJSON_GetArraySize(jo) == cJSON_GetArraySize(jt);
+        const cJSON *eo = jo ? jo->child : NULL, *et = jt ? jt->child : NULL;
+        /* sample_size is informational (ours: the nominal resolution); the
+         * statistics' fields follow the statistics, here only the fixture's. */
+        const int stats = !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(jt, "latents_mean")) ||
+                          !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(jt, "shift_factor"));
+        for (; same && eo && et; eo = eo->next, et = et->next) {
+            if (!strcmp(eo->string, et->string) &&
+                (!strcmp(eo->string, "sample_size") ||
+                 (stats && (strstr(eo->string, "latents_") || strstr(eo->string, "_factor")))))
+                continue;
+            if (strcmp(eo->string, et->string) || !cJSON_Compare(eo, et, 1)) {
+                char *po = cJSON_PrintUnformatted(eo), *pt = cJSON_PrintUnformatted(et);
+                CHECK(0, "%s: our \"%s\": %s, diffusers' \"%s\": %s", CASES[i].name, eo->string, po, et->string, pt);
+                free(po), free(pt);
+                same = 0;
+            }
+        }
+        CHECK(same, "%s: config.json as diffusers writes it (%d keys, theirs %d)", CASES[i].name,
+              cJSON_GetArraySize(jo), cJSON_GetArraySize(jt));
+        cJSON_Delete(jo), cJSON_Delete(jt);
+        vae_free(&a);
+        free(aw);
+    }
+}
+
+static void save_child(void *ctx)
+{
+    const char *dir = ctx;
+    vae_config c = tiny_vae_config();
+    vae m;
+    vae_build(&m, &c);
+    float *w = param_alloc(&m.table);
+    vae_diffusers_save(&m, w, dir, NULL, NULL);
+}
+
+/* Statistics from each source, exactly as documented; each bad one refused
+ * naming the file and the channel; an export without statistics removes an
+ * old sidecar; the folder cannot be made where a file is. */
+static void test_latents_stats_sources(void)
+{
+    float bias[4], scale[4];
+    const char *from;
+    const char *d = config_folder("pair", "{\"latents_mean\": [0.5, -1, 2, 0.25], \"latents_std\": [2, 4, 0.5, 8], "
+                                          "\"scaling_factor\": 1.5, \"shift_factor\": 7}",
+                                  -1);
+    vae_diffusers_latents_stats(d, 4, bias, scale, &from);
+    CHECK(bias[0] == 0.5f && bias[1] == -1.0f && bias[3] == 0.25f && scale[0] == 0.75f && scale[1] == 0.375f &&
+              scale[2] == 3.0f && scale[3] == 0.1875f &&
+              !strcmp(from, "config.json latents_mean / latents_std with scaling_factor"),
+          "latents_mean / latents_std: bias = mean, scale = scaling / std (%g %g, %s)", bias[1], scale[1], from);
+    d = config_folder("scalars", "{\"scaling_factor\": 1.5, \"shift_factor\": -0.125}", -1);
+    vae_diffusers_latents_stats(d, 4, bias, scale, &from);
+    CHECK(bias[0] == -0.125f && bias[3] == -0.125f && scale[0] == 1.5f && scale[3] == 1.5f &&
+              !strcmp(from, "config.json scaling_factor / shift_factor"),
+          "scalars: %g %g, %s", bias[3], scale[3], from);
+
+    static const struct {
+        const char *config, *msg;
+    } bad_config[] = {
+        {"{\"latents_mean\": [0, 0, 0, 0], \"latents_std\": [1, 1e-30, 1, 1], \"scaling_factor\": 1e30}",
+         "config.json: channel 1: scale inf"},
+        {"{\"scaling_factor\": 1e39}", "config.json: channel 0: scale inf"},
+    };
+    for (size_t i = 0; i < sizeof bad_config / sizeof *bad_config; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "badstats%zu", i);
+        expect_die(bad_config[i].msg, latents_stats_child, (void *)config_folder(name, bad_config[i].config, -1),
+                   bad_config[i].msg);
+    }
+
+    /* The sidecar: each bad channel named (the first channel too), missing
+     * or short tensors refused. */
+    const struct {
+        const char *what;
+        float scale0, scale1, bias1;
+        int drop_bias, short_scale;
+        const char *msg;
+    } sidecar[] = {
+        {"scale 0 in channel 0", 0.0f, 1.0f, 0.0f, 0, 0, ": channel 0: scale 0, bias"},
+        {"scale -1 in channel 1", 1.0f, -1.0f, 0.0f, 0, 0, ": channel 1: scale -1, bias"},
+        {"scale NaN in channel 1", 1.0f, NAN, 0.0f, 0, 0, ": channel 1: scale nan"},
+        {"bias inf in channel 1", 1.0f, 1.0f, INFINITY, 0, 0, ": channel 1: scale 1, bias inf"},
+        {"no latents_bias", 1.0f, 1.0f, 0.0f, 1, 0, "no tensor 'latents_bias' (want 4 values, shape [1, 4, 1, 1])"},
+        {"3 scales", 1.0f, 1.0f, 0.0f, 0, 1, "wrong size of 'latents_scale' (want 4 values"},
+    };
+    for (size_t i = 0; i < sizeof sidecar / sizeof *sidecar; i++) {
+        char name[32], path[600];
+        snprintf(name, sizeof name, "sidecar%zu", i);
+        d = config_folder(name, "{}", -1);
+        float s[4] = {sidecar[i].scale0, sidecar[i].scale1, 1, 1}, b[4] = {0, sidecar[i].bias1, 0, 0};
+        st_writer *w = st_writer_new();
+        st_writer_add_f32(w, "latents_scale", 4, (int64_t[]){1, sidecar[i].short_scale ? 3 : 4, 1, 1}, s);
+        if (!sidecar[i].drop_bias)
+            st_writer_add_f32(w, "latents_bias", 4, (int64_t[]){1, 4, 1, 1}, b);
+        snprintf(path, sizeof path, "%s/" VAE_DIFFUSERS_STATS, d);
+        st_writer_save(w, path);
+        st_writer_free(w);
+        expect_die(sidecar[i].what, latents_stats_child, (void *)d, sidecar[i].msg);
+    }
+
+    /* Exporting without statistics removes the sidecar of an earlier export. */
+    vae_config c = tiny_vae_config();
+    vae m;
+    vae_build(&m, &c);
+    float *w = param_alloc(&m.table);
+    const char *out = tmp_path("resaved");
+    float b3[3] = {0.5f, 0, 0}, s3[3] = {2, 2, 2};
+    vae_diffusers_save(&m, w, out, b3, s3);
+    char path[600];
+    snprintf(path, sizeof path, "%s/" VAE_DIFFUSERS_STATS, out);
+    CHECK(access(path, F_OK) == 0, "the sidecar is written with statistics");
+    vae_diffusers_save(&m, w, out, NULL, NULL);
+    CHECK(access(path, F_OK) != 0, "an export without statistics removes the old sidecar");
+    float rb[3], rs[3];
+    vae_diffusers_latents_stats(out, 3, rb, rs, &from);
+    CHECK(rb[0] == 0.0f && rs[0] == 0.18215f && strstr(from, "scaling_factor / shift_factor"),
+          "after it, SD's scalars again (%g, %g, %s)", rb[0], rs[0], from);
+    vae_free(&m);
+    free(w);
+
+    const char *file = test_write_tmp("a_file", "x", 1);
+    expect_die("an export over a file", save_child, (void *)file, "exists and is not a directory");
+    expect_die("an export under a missing folder", save_child, (void *)tmp_path("absent/dir"),
+               "cannot create directory '");
+}
+
 /* A path padded with "/." up to exactly `len` characters that names `dir`
  * (a trailing "/" makes up an odd count). */
 static char *padded_path(const char *dir, size_t len)
@@ -1069,6 +1209,8 @@ int main(void)
     RUN(test_bad_folders);
     RUN(test_folder_paths);
     RUN(test_config_json_alone);
+    RUN(test_export_config_is_diffusers);
+    RUN(test_latents_stats_sources);
     RUN(test_cli_export_then_reconstruct);
     return test_summary();
 }
