@@ -645,6 +645,12 @@ static void roundtrip(const vae_config *cfg, const char *prefix, const vae_confi
     float *mw = param_alloc(&m.table);
     vae_init_weights(&m, mw, 77);
     vae_save_file(&m, mw, path, prefix);
+    safetensors *st = safetensors_open(path);
+    const char *format = safetensors_meta(st, "format");
+    CHECK(format && !strcmp(format, "repae-vae"), "%s: format '%s', want repae-vae", what, format ? format : "(none)");
+    CHECK(!safetensors_meta(st, "config") == (prefix[0] != '\0'), "%s: the config is in the metadata without a prefix "
+          "only", what);
+    safetensors_close(st);
     float *m2w = vae_from_file(&m2, path, prefix, PARAM_STRICT);
     CHECK(config_equal(&m2.cfg, expect), "%s: detected configuration differs", what);
     CHECK(m2.table.total == m.table.total && memcmp(m2w, mw, m.table.total * sizeof(float)) == 0,
