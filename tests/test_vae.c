@@ -681,6 +681,8 @@ static void test_vae_save_load_detect(void)
     f16.ch = f8.ch = 32;
     roundtrip(&f16, "first_stage_model.", &f16, "f16d32-like, shapes");
     roundtrip(&f8, "vae.", &f8, "f8d4-like, shapes");
+    /* A prefix of 60 characters: the longest keys (100) are still found. */
+    roundtrip(&f8, "model.diffusion_model.first_stage_model.autoencoder.module.", &f8, "f8d4-like, long prefix");
     /* JSON round trip */
     char json[1024];
     vae_config back;
