@@ -40,7 +40,10 @@ int vae_preset(const char *name, vae_config *cfg)
 
 void vae_config_check(const vae_config *c)
 {
-    if (c->ch <= 0 || c->n_levels < 1 || c->n_levels > VAE_MAX_LEVELS || c->num_res_blocks < 0 ||
+    /* At least one res block per level: without them the encoder never
+     * widens, and a level whose width grows would feed its input to a layer
+     * expecting more channels (diffusers' layers_per_block is >= 1 too). */
+    if (c->ch <= 0 || c->n_levels < 1 || c->n_levels > VAE_MAX_LEVELS || c->num_res_blocks < 1 ||
         c->z_channels <= 0 || c->in_channels <= 0 || c->out_ch <= 0 || c->n_attn < 0 || c->n_attn > VAE_MAX_ATTN ||
         c->resolution <= 0 || c->norm_groups <= 0)
         die("VAE configuration out of range (ch %d, %d levels, %d res blocks, z %d, in %d, out %d, %d attention "

@@ -77,7 +77,7 @@ typedef struct vae_config {
     int ch;                               /* base width (128) */
     int n_levels;                         /* len(ch_mult) */
     int ch_mult[VAE_MAX_LEVELS];
-    int num_res_blocks;                   /* encoder; the decoder has num_res_blocks + 1 per level */
+    int num_res_blocks;                   /* >= 1, encoder; the decoder has num_res_blocks + 1 per level */
     int z_channels;                       /* = embed_dim = C */
     int n_attn;
     int attn_resolutions[VAE_MAX_ATTN];   /* nominal resolutions with attention (16) */
