@@ -202,9 +202,17 @@ static void test_vae_trainer_matches_repae_step_without_encoder(void)
 
     /* Evaluation: posterior mean, decoded; deterministic. */
     uint8_t r1[B * C * H * H], r2[B * C * H * H];
-    vae_trainer_reconstruct(&vt, images, B, r1);
-    vae_trainer_reconstruct(&vt, images, B, r2);
+    CHECK(vae_trainer_reconstruct(&vt, images, B, r1) == 0 && vae_trainer_reconstruct(&vt, images, B, r2) == 0,
+          "finite reconstructions");
     CHECK(!memcmp(r1, r2, sizeof r1), "reconstructions of the same images differ");
+    /* A diverged decoder (conv_out's bias NaN in channel 0): those values are counted, drawn 0. */
+    const param_entry *ob = param_find(&va.table, "decoder.conv_out.bias");
+    float keep = vpb[ob->offset];
+    vpb[ob->offset] = NAN;
+    size_t bad = vae_trainer_reconstruct(&vt, images, B, r2);
+    CHECK(bad == (size_t)B * H * H && r2[0] == 0, "a NaN channel: %zu non-finite values reported, want %d", bad,
+          B * H * H);
+    vpb[ob->offset] = keep;
     /* The plan is the larger pass's peak exactly, plus its 64 KiB margin. */
     CHECK(vt.ar.high_water + (1u << 16) == vt.ar.capacity, "arena plan %zu bytes for a peak of %zu", vt.ar.capacity,
           vt.ar.high_water);

@@ -104,9 +104,10 @@ static void evaluate(vae_trainer *t, const dataset *h, uint8_t *recon, uint8_t *
 {
     int n = h->n, C = h->channels, H = h->height, W = h->width, cols = 8;
     size_t img = (size_t)C * H * W;
+    size_t bad = 0;
     for (int i0 = 0; i0 < n; i0 += t->eval_batch) {
         int b = n - i0 < t->eval_batch ? n - i0 : t->eval_batch;
-        vae_trainer_reconstruct(t, h->images + (size_t)i0 * img, b, recon + (size_t)i0 * img);
+        bad += vae_trainer_reconstruct(t, h->images + (size_t)i0 * img, b, recon + (size_t)i0 * img);
     }
     double sp = 0, ss = 0;
     for (int i = 0; i < n; i++) {
@@ -115,6 +116,12 @@ static void evaluate(vae_trainer *t, const dataset *h, uint8_t *recon, uint8_t *
         ss += ssim_u8(h->images + i * img, recon + i * img, C, H, W);
     }
     *psnr = sp / n, *ssim = ss / n;
+    if (bad) { /* black pixels would be scored as a (bad) reconstruction: log null instead */
+        warn("train-vae: %zu of %zu reconstructed values of the held-out images are NaN or infinite (the VAE has "
+             "diverged): psnr and ssim are logged as null",
+             bad, (size_t)n * img);
+        *psnr = *ssim = NAN;
+    }
     int rows = (n + cols - 1) / cols, k = 0;
     memset(grid, 0, (size_t)rows * 2 * cols * img);
     for (int r = 0; r < rows; r++)

@@ -136,7 +136,7 @@ void vae_trainer_step(vae_trainer *t, const uint8_t *images, const float *eps, v
     t->step++;
 }
 
-void vae_trainer_reconstruct(vae_trainer *t, const uint8_t *images, int n, uint8_t *out)
+size_t vae_trainer_reconstruct(vae_trainer *t, const uint8_t *images, int n, uint8_t *out)
 {
     if (n < 1 || n > t->eval_batch)
         die("vae_trainer_reconstruct: %d images, the plan is for 1..%d", n, t->eval_batch);
@@ -148,8 +148,9 @@ void vae_trainer_reconstruct(vae_trainer *t, const uint8_t *images, int n, uint8
         x[i] = images[i] / 127.5f - 1.0f;
     vae_encode(t->vae, t->vae_params, x, mean, NULL, NULL, n, t->H, t->W, ar);
     vae_decode(t->vae, t->vae_params, mean, recon, n, t->h, t->w, ar);
-    image_from_model_range(out, recon, n_img);
+    size_t bad = image_from_model_range(out, recon, n_img);
     arena_reset(ar, 0);
+    return bad;
 }
 
 /* ---- checkpoint ---- */

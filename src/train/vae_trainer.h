@@ -75,8 +75,10 @@ void vae_trainer_free(vae_trainer *t);
 /* One step on images [B,C,H,W] uint8; eps [B,C,h,w] may be given (tests). */
 void vae_trainer_step(vae_trainer *t, const uint8_t *images, const float *eps, vae_train_logs *logs);
 /* Reconstructs n ≤ eval_batch images through the posterior mean; writes
- * uint8 images (the reference's truncating conversion) into out. */
-void vae_trainer_reconstruct(vae_trainer *t, const uint8_t *images, int n, uint8_t *out);
+ * uint8 images (the reference's truncating conversion) into out.  Returns
+ * how many values came out NaN or ±Inf (written as 0): a caller must not
+ * score such images as if they were real. */
+size_t vae_trainer_reconstruct(vae_trainer *t, const uint8_t *images, int n, uint8_t *out);
 
 /* Checkpoint: one safetensors file (written atomically) with vae.*, disc.*,
  * opt.{m,v}.vae.*, opt.{m,v}.disc.*; metadata format "repae-vae-checkpoint",
