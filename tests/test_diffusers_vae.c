@@ -583,6 +583,44 @@ static const char *bad_folder(const char *name, const char *from, const char *to
     return dir;
 }
 
+/* A copy of fixture 0 whose weights file starts with an extra tensor `name`. */
+static const char *folder_with_first(const char *name, const char *first)
+{
+    const char *dir = tmp_path(name);
+    char path[600], src[300];
+    mkdir(dir, 0755);
+    snprintf(src, sizeof src, "%s/" VAE_DIFFUSERS_CONFIG, folder(0));
+    char *cfg = slurp(src);
+    snprintf(path, sizeof path, "%s/" VAE_DIFFUSERS_CONFIG, dir);
+    FILE *fp = xfopen(path, "wb");
+    xfwrite(cfg, 1, strlen(cfg), fp, path);
+    xfclose(fp, path);
+    free(cfg);
+    snprintf(src, sizeof src, "%s/" VAE_DIFFUSERS_WEIGHTS, folder(0));
+    safetensors *st = safetensors_open(src);
+    st_writer *w = st_writer_new();
+    static const float four[4];
+    st_writer_add_f32(w, first, 2, (int64_t[]){2, 2}, four);
+    float **bufs = xcalloc((size_t)st->n_tensors, sizeof *bufs);
+    for (int i = 0; i < st->n_tensors; i++) {
+        const st_tensor *t = &st->tensors[i];
+        bufs[i] = xmalloc((size_t)t->numel * sizeof(float));
+        safetensors_read_f32(st, t, bufs[i]);
+        st_writer_add_f32(w, t->name, t->ndim, t->shape, bufs[i]);
+    }
+    snprintf(path, sizeof path, "%s/" VAE_DIFFUSERS_WEIGHTS, dir);
+    st_writer_save(w, path);
+    st_writer_free(w);
+    safetensors *check = safetensors_open(path);
+    CHECK(!strcmp(check->tensors[0].name, first), "'%s' first in the file (found '%s')", first, check->tensors[0].name);
+    safetensors_close(check);
+    for (int i = 0; i < st->n_tensors; i++)
+        free(bufs[i]);
+    free(bufs);
+    safetensors_close(st);
+    return dir;
+}
+
 static void load_child(void *ctx)
 {
     vae m;
@@ -614,6 +652,11 @@ static void test_bad_folders(void)
     expect_load_dies("quant_conv against use_quant_conv false", d, "unexpected tensor 'quant_conv.");
     d = bad_folder("mixed", NULL, NULL, NULL, "decoder.mid_block.attentions.0.query.weight", NULL);
     expect_load_dies("mixed attention names", d, "mixes diffusers' attention names");
+    /* The same, with the odd tensor first in the file: every tensor is looked at. */
+    d = folder_with_first("first_mixed", "decoder.mid_block.attentions.0.query.weight");
+    expect_load_dies("mixed attention names, the old one first", d, "mixes diffusers' attention names");
+    d = folder_with_first("first_extra", "a_first.weight");
+    expect_load_dies("an extra tensor first", d, "unexpected tensor 'a_first.weight'");
 
     static const struct {
         const char *from, *to, *msg;
@@ -638,6 +681,9 @@ static void test_bad_folders(void)
         {"    16\n  ]", "    65536\n  ]", "describes an AutoencoderKL of"},
         {"\"layers_per_block\": 1", "\"layers_per_block\": 64", "missing tensor 'encoder.down_blocks.0.resnets.1.norm1.weight'"},
         {"\"act_fn\"", "\"act_fn\" \"", "not a JSON object"},
+        {"\"out_channels\": 3", "\"out_channels\": 4",
+         "tensor 'decoder.conv_out.weight' (our decoder.conv_out.weight) has shape [3, 8, 3, 3]; config.json needs "
+         "[4, 8, 3, 3]"},
         {"\"scaling_factor\": 0.18215", "\"scaling_factor\": \"0.5\"",
          "field \"scaling_factor\" must be a finite number (it is a string)"},
         {"\"shift_factor\": null", "\"shift_factor\": \"0\"",
@@ -786,6 +832,11 @@ static void test_config_json_alone(void)
     vae_diffusers_latents_stats(d, 4, bias, scale, NULL);
     CHECK(bias[2] == 0.5f && scale[2] == 2.0f, "shift 0.5 and scaling 2: %g, %g", bias[2], scale[2]);
 
+    d = config_folder("one", "{\"block_out_channels\": [32], \"down_block_types\": [\"DownEncoderBlock2D\"], "
+                             "\"up_block_types\": [\"UpDecoderBlock2D\"]}",
+                      -1);
+    vae_diffusers_read_config(d, &c);
+    CHECK(c.n_levels == 1 && c.ch == 32, "one level named: %d levels", c.n_levels);
     char eight[1024];
     snprintf(eight, sizeof eight,
              "{\"block_out_channels\": [32, 32, 32, 32, 32, 32, 32, 32], \"down_block_types\": %s], "
@@ -806,7 +857,7 @@ static void test_config_json_alone(void)
     free(big);
 
     char err[4096];
-    d = config_folder("unknown", "{\"_diffusers_version\": \"0.31.0\", \"_x\": 1, \"sample_size\": [256, 256], "
+    d = config_folder("unknown", "{\"in_channels\": 3, \"_diffusers_version\": \"0.31.0\", \"_x\": 1, \"sample_size\": [256, 256], "
                                  "\"tile_size\": 3, \"force_upcast\": false}",
                       -1);
     int status = run_in_child(read_config_child, (void *)d, err, sizeof err);
@@ -999,18 +1050,18 @@ static void test_latents_stats_sources(void)
 }
 
 /* A path padded with "/." up to exactly `len` characters that names `dir`
- * (a trailing "/" makes up an odd count). */
+ * (a doubled "/" after dir makes up an odd count; it never ends in '/'). */
 static char *padded_path(const char *dir, size_t len)
 {
     size_t n = strlen(dir);
     char *p = xmalloc(len + 1);
     memcpy(p, dir, n);
+    if ((len - n) % 2)
+        p[n++] = '/';
     while (n + 2 <= len) {
         memcpy(p + n, "/.", 2);
         n += 2;
     }
-    if (n < len)
-        p[n++] = '/';
     p[n] = '\0';
     return p;
 }
@@ -1036,17 +1087,25 @@ static void test_folder_paths(void)
     char real[4096];
     CHECK(realpath(good, real) != NULL, "realpath %s", good);
     /* strlen + the "/config.json" + 2 must fit 4096: 4082 characters pass, 4083 do not. */
+    /* (the messages quote the path: more than expect_die keeps) */
+    static char err_long[8192];
     char *at = padded_path(real, 4082), *over = padded_path(real, 4083);
     CHECK(vae_diffusers_is_folder(at) == 1, "a folder path of 4082 characters");
     CHECK(vae_diffusers_is_folder(over) == 0, "a folder path of 4083 characters is over the limit");
     free(at), free(over);
+    /* Joined with "/config.json" (12 characters), 4083 fill 4095 bytes and read; 4084 need 4097. */
+    char *fits = padded_path(real, 4083), *over_by_one = padded_path(real, 4084);
+    vae_config c;
+    vae_diffusers_read_config(fits, &c);
+    CHECK(c.z_channels == 4, "the config read through a path of 4083 characters");
+    int st = run_in_child(read_config_child, over_by_one, err_long, sizeof err_long);
+    CHECK(st == 1 && strstr(err_long, "': path too long"), "a folder path of 4084 characters: status %d", st);
+    free(fits), free(over_by_one);
     char *long_path = padded_path(real, 4090);
-    /* (the message quotes the path: more than expect_die keeps) */
-    static char err[8192];
-    int status = run_in_child(load_child, long_path, err, sizeof err);
-    CHECK(status == 1 && strstr(err, long_path) && strstr(err, "': path too long"),
+    int status = run_in_child(load_child, long_path, err_long, sizeof err_long);
+    CHECK(status == 1 && strstr(err_long, long_path) && strstr(err_long, "': path too long"),
           "a folder path of 4090 characters: status %d, %.80s", status,
-          err + (strlen(err) > 80 ? strlen(err) - 80 : 0));
+          err_long + (strlen(err_long) > 80 ? strlen(err_long) - 80 : 0));
     free(long_path);
 }
 
