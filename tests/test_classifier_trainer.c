@@ -21,6 +21,7 @@
 #include "core/arena.h"
 #include "core/error.h"
 #include "core/rng.h"
+#include "models/encoder_preprocess.h"
 #include "ops/cross_entropy.h"
 #include "test.h"
 #include "train/classifier_trainer.h"
@@ -56,6 +57,9 @@ static void test_learning_rate_schedule(void)
         float got = classifier_lr(&c, T[i].step);
         CHECK(fabs(got - T[i].want) <= 1e-6, "step %lld: lr %.8g, want %.8g", T[i].step, got, T[i].want);
     }
+    c.warmup_steps = 3, c.total_steps = 4; /* a span of one step: lr, then 0 */
+    CHECK(classifier_lr(&c, 3) == 2.0f && classifier_lr(&c, 4) == 0.0f && classifier_lr(&c, 5) == 0.0f,
+          "a cosine over one step: %g, %g", classifier_lr(&c, 3), classifier_lr(&c, 4));
     c.warmup_steps = 0, c.total_steps = 0;
     CHECK(classifier_lr(&c, 0) == 2.0f && classifier_lr(&c, 100) == 2.0f, "no schedule: lr throughout");
     c.warmup_steps = 4, c.total_steps = 4;
@@ -131,7 +135,7 @@ static void test_augmentation_is_the_documented_one(void)
     const struct {
         bool hflip;
         int crop_pad;
-    } settings[] = {{true, 0}, {false, 2}, {true, 3}, {true, 7}};
+    } settings[] = {{true, 0}, {false, 1}, {false, 2}, {true, 3}, {true, 7}};
     for (size_t k = 0; k < sizeof settings / sizeof *settings; k++) {
         classifier_config with = plain_config(), without = plain_config();
         with.hflip = settings[k].hflip, with.crop_pad = settings[k].crop_pad;
@@ -163,6 +167,26 @@ static void test_augmentation_is_the_documented_one(void)
 
 /* ---- inputs, logs, the optimiser ---- */
 
+/* The global norm of d(mean cross-entropy)/dw at the run's current weights. */
+static double expected_grad_norm(const run *r, const uint8_t *images, const int *lab, const classifier_config *cfg)
+{
+    float in[B * IMG], logits[B * K], probs[B * K], dlogits[B * K] = {0};
+    for (size_t i = 0; i < B * IMG; i++)
+        in[i] = ((float)images[i] / 255.0f - cfg->mean) / cfg->std;
+    arena ar = arena_create(cnn_plan_bytes(&r->m, B, H, W, true) + (1u << 16));
+    cnn_acts acts;
+    cnn_acts_alloc(&acts, &r->m, &ar, B, H, W, true);
+    cnn_forward(&r->m, r->w, &acts, in, NULL, logits);
+    cross_entropy_forward(probs, logits, lab, B, K);
+    cross_entropy_backward(dlogits, 1.0f, probs, lab, B, K);
+    float *g = param_alloc(&r->m.table);
+    cnn_backward(&r->m, r->w, &acts, g, NULL, NULL, dlogits);
+    double n = grad_global_norm(&r->m.table, g);
+    free(g);
+    arena_free(&ar);
+    return n;
+}
+
 static void test_step_inputs_and_logs(void)
 {
     uint8_t images[B * IMG];
@@ -188,6 +212,7 @@ static void test_step_inputs_and_logs(void)
     double loss = cross_entropy_forward(probs, logits, lab, B, K);
     double acc = (double)count_correct(logits, lab, B, K) / B;
     classifier_logs l;
+    double want_norm = expected_grad_norm(&a, images, lab, &cfg);
     classifier_step(&a.t, images, labels, &l);
     CHECK(fabs(l.loss - loss) <= 1e-6 * fabs(loss) && l.accuracy == acc,
           "step 0: loss %.8g accuracy %g, want %.8g and %g from (u/255 - mean)/std", l.loss, l.accuracy, loss, acc);
@@ -195,9 +220,13 @@ static void test_step_inputs_and_logs(void)
               a.t.step == 1 && a.t.opt.step == 1,
           "lr %g (want %g), weight decay %g, steps %lld/%lld", l.lr, classifier_lr(&cfg, 0), a.t.opt.weight_decay,
           a.t.step, (long long)a.t.opt.step);
-    CHECK(l.grad_norm > 0 && isfinite(l.grad_norm), "grad norm %g", l.grad_norm);
+    CHECK(l.grad_norm == want_norm, "grad norm %.9g, want %.9g: d(mean cross-entropy) through the CNN", l.grad_norm,
+          want_norm);
+    /* Step 1's gradient is its own (not added to step 0's). */
+    want_norm = expected_grad_norm(&a, images, lab, &cfg);
     classifier_step(&a.t, images, labels, &l);
     CHECK(l.lr == classifier_lr(&cfg, 1) && l.lr != classifier_lr(&cfg, 0), "step 1: lr %g", l.lr);
+    CHECK(l.grad_norm == want_norm, "step 1: grad norm %.9g, want %.9g", l.grad_norm, want_norm);
     run_end(&a);
 
     /* No clipping (max_grad_norm 0): the norm is still logged; with clipping the update is smaller. */
@@ -212,10 +241,19 @@ static void test_step_inputs_and_logs(void)
     classifier_step(&t.t, images, labels, &lt);
     CHECK(lu.grad_norm == lt.grad_norm && lu.grad_norm > 1e-3, "both log the unclipped norm (%g, %g)", lu.grad_norm,
           lt.grad_norm);
-    run_end(&u), run_end(&t);
+    classifier_config huge = plain_config();
+    huge.max_grad_norm = 1e30f;
+    run h;
+    run_start(&h, &huge);
+    classifier_logs lh;
+    classifier_step(&h.t, images, labels, &lh);
+    CHECK(!memcmp(u.w, h.w, u.m.table.total * sizeof(float)) && memcmp(u.w, t.w, u.m.table.total * sizeof(float)),
+          "max_grad_norm 0 updates as an unreachable bound does, and unlike a tight one");
+    run_end(&u), run_end(&t), run_end(&h);
 }
 
-/* A 1-channel ViT takes (u/255 − mean)/std at the images' own size. */
+/* A 1-channel ViT takes (u/255 − mean)/std at the images' own size, an RGB
+ * one the DINOv2 preprocessing. */
 static void test_vit_one_channel_input(void)
 {
     vit_config vc = {.img_size = 8, .patch = 4, .in_chans = 1, .embed_dim = 16, .depth = 1, .heads = 2,
@@ -251,6 +289,82 @@ static void test_vit_one_channel_input(void)
     classifier_trainer_free(&t);
     vit_free(&m);
     free(w);
+
+    /* 3 channels: the DINOv2 preprocessing (ImageNet statistics, bicubic to img_size). */
+    vc.in_chans = 3, vc.img_size = 12;
+    vit_build(&m, &vc);
+    w = param_alloc(&m.table);
+    vit_init_weights(&m, w, 4);
+    classifier_trainer_init(&t, &cfg, &m, w, 3, 8, 8, 4);
+    uint8_t rgb[B * 3 * 64];
+    for (size_t i = 0; i < sizeof rgb; i++)
+        rgb[i] = (uint8_t)rng_below(&r, 256);
+    float in3[B * 3 * 144], logits3[B * K], probs3[B * K];
+    arena ar3 = arena_create(vit_plan_bytes(&m, B, false) +
+                             encoder_preprocess_workspace_bytes(ENC_PRE_DINOV2, B, 3, 8, 8, 12) + (1u << 16));
+    encoder_preprocess(in3, rgb, ENC_PRE_DINOV2, B, 3, 8, 8, 12, &ar3);
+    vit_acts a3;
+    vit_acts_alloc(&a3, &m, &ar3, B, false);
+    vit_forward(&m, w, &a3, in3, NULL, NULL, NULL, logits3);
+    arena_free(&ar3);
+    loss = cross_entropy_forward(probs3, logits3, lab, B, K);
+    classifier_step(&t, rgb, labels, &l);
+    CHECK(fabs(l.loss - loss) <= 1e-6 * fabs(loss), "RGB ViT step 0: loss %.8g, want %.8g (DINOv2 preprocessing)",
+          l.loss, loss);
+    classifier_trainer_free(&t);
+    vit_free(&m);
+    free(w);
+}
+
+/* The arena is planned to the byte: the larger of a step with flips and
+ * crops and an evaluation batch, plus its 64 KiB margin — CNN and ViT
+ * (3 channels: the DINOv2 preprocessing's workspace included). */
+static void test_arena_plan_is_exact(void)
+{
+    enum { N = 40 };
+    static uint8_t images[N * 3 * H * W];
+    int32_t labels[N];
+    rng r = rng_new(14, 0);
+    for (size_t i = 0; i < sizeof images; i++)
+        images[i] = (uint8_t)rng_below(&r, 256);
+    for (int i = 0; i < N; i++)
+        labels[i] = i % K;
+    classifier_config cfg = plain_config();
+    cfg.hflip = true, cfg.crop_pad = 2;
+    for (int vit_arch = 0; vit_arch < 2; vit_arch++)
+        for (int eval_batch = 2; eval_batch <= N; eval_batch += N - 2) {
+            cnn_classifier cm;
+            vit vm;
+            float *w;
+            classifier_trainer t;
+            if (vit_arch) {
+                vit_config vc = {.img_size = 14, .patch = 7, .in_chans = 3, .embed_dim = 16, .depth = 1, .heads = 2,
+                                 .mlp_ratio = 2.0f, .num_classes = K, .ln_eps = 1e-6f};
+                vit_build(&vm, &vc);
+                w = param_alloc(&vm.table);
+                vit_init_weights(&vm, w, 4);
+                classifier_trainer_init(&t, &cfg, &vm, w, 3, H, W, eval_batch);
+            } else {
+                cnn_config mc = small_cnn();
+                mc.in_chans = 3;
+                cnn_build(&cm, &mc);
+                w = param_alloc(&cm.table);
+                cnn_init_weights(&cm, w, 4);
+                classifier_trainer_init_cnn(&t, &cfg, &cm, w, 3, H, W, eval_batch);
+            }
+            classifier_logs l;
+            classifier_step(&t, images, labels, &l);
+            int correct = classifier_evaluate(&t, images, labels, N);
+            CHECK(correct >= 0 && correct <= N && t.ar.high_water + (1u << 16) == t.ar.capacity,
+                  "%s, evaluation batches of %d: planned %zu bytes for a peak of %zu (+ 65536)",
+                  vit_arch ? "ViT" : "CNN", eval_batch, t.ar.capacity, t.ar.high_water);
+            classifier_trainer_free(&t);
+            free(w);
+            if (vit_arch)
+                vit_free(&vm);
+            else
+                cnn_free(&cm);
+        }
 }
 
 /* ---- evaluation ---- */
@@ -346,10 +460,14 @@ static void test_bad_settings(void)
     };
     for (size_t i = 0; i < sizeof T / sizeof *T; i++)
         expect_die(T[i].what, init_child, (void *)&T[i], T[i].message);
-    /* the edges that pass: a padding one below each side */
-    bad_init ok = {"padding 7 of 8x8", 0, K, 2, 0, 7, 2, 8, 8, NULL};
-    char err[512];
-    CHECK(run_in_child(init_child, &ok, err, sizeof err) == 0, "a padding of 7 px for 8x8 images: %s", err);
+    /* the edges that pass: a padding one below each side, one class */
+    const bad_init ok[] = {{"padding 7 of 8x8", 0, K, 2, 0, 7, 2, 8, 8, NULL},
+                           {"a CNN of one class", 0, 1, 2, 0, 0, 2, 8, 8, NULL},
+                           {"a ViT of one class", 1, 1, 1, 8, 0, 1, 8, 8, NULL}};
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+        char err[512];
+        CHECK(run_in_child(init_child, (void *)&ok[i], err, sizeof err) == 0, "%s: refused: %s", ok[i].what, err);
+    }
 }
 
 int main(void)
@@ -359,6 +477,7 @@ int main(void)
     RUN(test_step_inputs_and_logs);
     RUN(test_vit_one_channel_input);
     RUN(test_evaluate_any_batch);
+    RUN(test_arena_plan_is_exact);
     RUN(test_bad_settings);
     return test_summary();
 }

@@ -35,13 +35,13 @@ static size_t input_floats(const classifier_trainer *t, int N)
     return (size_t)N * t->m->cfg.in_chans * S * S;
 }
 
-/* Bytes of one model input batch plus its preprocessing. */
-static size_t input_bytes(const classifier_trainer *t, int N)
+/* Bytes of the preprocessing's scratch for N images: given back before the
+ * model runs, so it shares its room with what comes after the input. */
+static size_t preprocess_bytes(const classifier_trainer *t, int N)
 {
-    size_t b = arena_round(input_floats(t, N) * sizeof(float));
     if (t->arch == CLASSIFIER_VIT && t->C == 3)
-        b += encoder_preprocess_workspace_bytes(ENC_PRE_DINOV2, N, 3, t->H, t->W, t->m->cfg.img_size);
-    return b;
+        return encoder_preprocess_workspace_bytes(ENC_PRE_DINOV2, N, 3, t->H, t->W, t->m->cfg.img_size);
+    return 0;
 }
 
 static size_t model_bytes(const classifier_trainer *t, int N, bool train)
@@ -51,16 +51,24 @@ static size_t model_bytes(const classifier_trainer *t, int N, bool train)
     return vit_plan_bytes(t->m, N, train);
 }
 
+static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
+
+/* The arena's peak, in the order the passes take from it: labels, the
+ * augmented images, the model input (and the preprocessing's scratch, then
+ * in its place) logits, probabilities, their gradient and the model. */
 static size_t plan_bytes(const classifier_trainer *t)
 {
     int B = t->cfg.batch, E = t->eval_batch, K = t->num_classes;
     size_t img = (size_t)t->C * t->H * t->W;
-    size_t train = model_bytes(t, B, true) + input_bytes(t, B) + 3 * arena_round((size_t)B * K * sizeof(float)) +
-                   arena_round((size_t)B * sizeof(int)) + arena_round((size_t)B * img) +
-                   (t->cfg.crop_pad > 0 ? arena_round((size_t)B * img) + 2 * arena_round((size_t)B * sizeof(int)) : 0);
-    size_t eval = model_bytes(t, E, false) + input_bytes(t, E) + arena_round((size_t)E * K * sizeof(float)) +
-                  arena_round((size_t)E * sizeof(int));
-    return (train > eval ? train : eval) + (1u << 16);
+    size_t train = arena_round((size_t)B * sizeof(int)) + arena_round((size_t)B * img) +
+                   (t->cfg.crop_pad > 0 ? arena_round((size_t)B * img) + 2 * arena_round((size_t)B * sizeof(int)) : 0) +
+                   arena_round(input_floats(t, B) * sizeof(float)) +
+                   max_size(preprocess_bytes(t, B),
+                            3 * arena_round((size_t)B * K * sizeof(float)) + model_bytes(t, B, true));
+    size_t eval = arena_round((size_t)E * sizeof(int)) + arena_round(input_floats(t, E) * sizeof(float)) +
+                  max_size(preprocess_bytes(t, E),
+                           arena_round((size_t)E * K * sizeof(float)) + model_bytes(t, E, false));
+    return max_size(train, eval) + (1u << 16);
 }
 
 static void trainer_common_init(classifier_trainer *t, const classifier_config *cfg, int C, int H, int W,
