@@ -1049,6 +1049,82 @@ static void test_latents_stats_sources(void)
                "cannot create directory '");
 }
 
+static void save_bad_stats_child(void *ctx)
+{
+    const char *dir = ctx;
+    vae_config c = tiny_vae_config();
+    vae m;
+    vae_build(&m, &c);
+    float *w = param_alloc(&m.table);
+    const float bias[3] = {0, 0, 0}, scale[3] = {1, 0, 1};
+    vae_diffusers_save(&m, w, dir, bias, scale);
+}
+
+/* What an export writes besides the tensors (the files' format tags,
+ * config.json's closing newline), and how it fails: bad statistics before
+ * anything is written, an old config.json removed before the weights are
+ * (a folder with config.json is complete), paths it cannot replace named. */
+static void test_export_files_and_failures(void)
+{
+    vae_config c = tiny_vae_config();
+    vae m;
+    vae_build(&m, &c);
+    float *w = param_alloc(&m.table);
+    const char *out = tmp_path("tags");
+    const float bias[3] = {0.5f, 0, 0}, scale[3] = {2, 2, 2};
+    vae_diffusers_save(&m, w, out, bias, scale);
+    char path[600];
+    snprintf(path, sizeof path, "%s/" VAE_DIFFUSERS_WEIGHTS, out);
+    safetensors *st = safetensors_open(path);
+    const char *f = safetensors_meta(st, "format");
+    CHECK(f && !strcmp(f, "pt"), "the weights' format tag is save_pretrained's \"pt\" (%s)", f ? f : "none");
+    safetensors_close(st);
+    snprintf(path, sizeof path, "%s/" VAE_DIFFUSERS_STATS, out);
+    st = safetensors_open(path);
+    f = safetensors_meta(st, "format");
+    CHECK(f && !strcmp(f, "repae-latents-stats"), "the sidecar's format tag (%s)", f ? f : "none");
+    safetensors_close(st);
+    snprintf(path, sizeof path, "%s/" VAE_DIFFUSERS_CONFIG, out);
+    char *text = slurp(path);
+    size_t n = strlen(text);
+    CHECK(n > 2 && text[n - 2] == '}' && text[n - 1] == '\n', "config.json ends with \"}\\n\"");
+    free(text);
+
+    expect_die("statistics with a zero scale", save_bad_stats_child, (void *)tmp_path("badstats_out"),
+               "vae_diffusers_save: channel 1: scale 0");
+    CHECK(access(tmp_path("badstats_out"), F_OK) != 0, "bad statistics: nothing written");
+
+    /* The weights cannot be written (a folder in their place): the old config.json is already gone. */
+    snprintf(path, sizeof path, "%s/" VAE_DIFFUSERS_WEIGHTS, out);
+    unlink(path);
+    mkdir(path, 0755);
+    char sub[700];
+    snprintf(sub, sizeof sub, "%s/x", path);
+    mkdir(sub, 0755);
+    expect_die("weights over a folder", save_child, (void *)out, VAE_DIFFUSERS_WEIGHTS);
+    snprintf(path, sizeof path, "%s/" VAE_DIFFUSERS_CONFIG, out);
+    CHECK(access(path, F_OK) != 0, "a failed export leaves no config.json (the folder is not taken for complete)");
+    CHECK(!vae_diffusers_is_folder(out), "a failed export is not a diffusers folder");
+
+    /* config.json or the old sidecar a folder that cannot be removed: named. */
+    const char *d = tmp_path("cfg_is_dir");
+    mkdir(d, 0755);
+    snprintf(path, sizeof path, "%s/" VAE_DIFFUSERS_CONFIG, d);
+    mkdir(path, 0755);
+    snprintf(sub, sizeof sub, "%s/x", path);
+    mkdir(sub, 0755);
+    expect_die("config.json a folder", save_child, (void *)d, "config.json': ");
+    d = tmp_path("stats_is_dir");
+    mkdir(d, 0755);
+    snprintf(path, sizeof path, "%s/" VAE_DIFFUSERS_STATS, d);
+    mkdir(path, 0755);
+    snprintf(sub, sizeof sub, "%s/x", path);
+    mkdir(sub, 0755);
+    expect_die("the old sidecar a folder", save_child, (void *)d, "cannot remove the old '");
+    vae_free(&m);
+    free(w);
+}
+
 /* A path padded with "/." up to exactly `len` characters that names `dir`
  * (a doubled "/" after dir makes up an odd count; it never ends in '/'). */
 static char *padded_path(const char *dir, size_t len)
@@ -1270,6 +1346,7 @@ int main(void)
     RUN(test_config_json_alone);
     RUN(test_export_config_is_diffusers);
     RUN(test_latents_stats_sources);
+    RUN(test_export_files_and_failures);
     RUN(test_cli_export_then_reconstruct);
     return test_summary();
 }
