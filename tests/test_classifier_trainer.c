@@ -167,6 +167,18 @@ static void test_augmentation_is_the_documented_one(void)
 
 /* ---- inputs, logs, the optimiser ---- */
 
+/* n random bytes of images; labels (both types) b·stride mod K; returns the
+ * generator, to draw more. */
+static rng random_batch(uint8_t *images, size_t n, int32_t *labels, int *lab, uint64_t seed, int stride)
+{
+    rng r = rng_new(seed, 0);
+    for (size_t i = 0; i < n; i++)
+        images[i] = (uint8_t)rng_below(&r, 256);
+    for (int b = 0; b < B; b++)
+        lab[b] = labels[b] = (b * stride) % K;
+    return r;
+}
+
 /* The global norm of d(mean cross-entropy)/dw at the run's current weights. */
 static double expected_grad_norm(const run *r, const uint8_t *images, const int *lab, const classifier_config *cfg)
 {
@@ -192,11 +204,7 @@ static void test_step_inputs_and_logs(void)
     uint8_t images[B * IMG];
     int32_t labels[B];
     int lab[B];
-    rng r = rng_new(8, 0);
-    for (size_t i = 0; i < sizeof images; i++)
-        images[i] = (uint8_t)rng_below(&r, 256);
-    for (int b = 0; b < B; b++)
-        lab[b] = labels[b] = (b * 2) % K;
+    random_batch(images, sizeof images, labels, lab, 8, 2);
     classifier_config cfg = plain_config();
     run a;
     run_start(&a, &cfg);
@@ -269,11 +277,7 @@ static void test_vit_one_channel_input(void)
     uint8_t images[B * 64];
     int32_t labels[B];
     int lab[B];
-    rng r = rng_new(9, 0);
-    for (size_t i = 0; i < sizeof images; i++)
-        images[i] = (uint8_t)rng_below(&r, 256);
-    for (int b = 0; b < B; b++)
-        lab[b] = labels[b] = b % K;
+    rng r = random_batch(images, sizeof images, labels, lab, 9, 1);
     float in[B * 64], logits[B * K], probs[B * K];
     for (size_t i = 0; i < sizeof images; i++)
         in[i] = ((float)images[i] / 255.0f - cfg.mean) / cfg.std;
