@@ -441,6 +441,76 @@ static void test_vae_logvar_clamp(void)
     tiny_free(&t);
 }
 
+/* torch.clamp passes the gradient at its bounds: a raw logvar of exactly
+ * 20 or -30 still trains its quant_conv row. */
+static void test_vae_logvar_at_the_bounds(void)
+{
+    const float bounds[2] = {VAE_LOGVAR_MAX, VAE_LOGVAR_MIN};
+    for (int k = 0; k < 2; k++) {
+        tiny_case t;
+        tiny_setup(&t, 12);
+        const int C = t.m.cfg.z_channels, hw = (int)(t.nz / (size_t)(t.c.B * C));
+        const param_entry *qb = param_find(&t.m.table, "quant_conv.bias"),
+                          *qw = param_find(&t.m.table, "quant_conv.weight");
+        for (int j = 0; j < 2 * C; j++) /* logvar channel 2 = its bias exactly */
+            t.w[qw->offset + (size_t)(C + 2) * 2 * C + j] = 0.0f;
+        t.w[qb->offset + C + 2] = bounds[k];
+        for (int b = 0; b < t.c.B; b++) /* e^10·eps would swamp the rest */
+            for (int i = 0; i < hw; i++)
+                t.c.eps[((size_t)b * C + 2) * hw + i] *= 1e-4f;
+        float *grads = param_alloc(&t.m.table);
+        vae_forward(&t.m, t.w, &t.a, t.c.x, t.c.eps, NULL, t.c.B, t.c.H, t.c.W, &t.ar);
+        CHECK(t.a.logvar[2 * hw] == bounds[k], "logvar exactly %g (got %g)", bounds[k], t.a.logvar[2 * hw]);
+        vae_backward(&t.m, t.w, &t.a, t.c.cr, t.c.cz, t.c.cm, t.c.cl, grads, NULL, &t.ar);
+        CHECK(grads[qb->offset + C + 2] != 0.0f, "a logvar at %g must pass its gradient (bias grad %g)", bounds[k],
+              grads[qb->offset + C + 2]);
+        free(grads);
+        tiny_free(&t);
+    }
+}
+
+typedef struct misuse {
+    int B, H, W, h, w, no_eps, no_forward;
+} misuse;
+
+static void misuse_child(void *ctx)
+{
+    const misuse *u = ctx;
+    tiny_case t;
+    tiny_setup(&t, 12);
+    if (u->no_forward) {
+        vae_acts fresh = {0};
+        float *grads = param_alloc(&t.m.table);
+        vae_decoder_backward(&t.m, t.w, &fresh, t.c.cr, grads, NULL, &t.ar);
+    } else if (u->h || u->w) {
+        vae_decoder_forward(&t.m, t.w, &t.a, t.c.cz, u->B, u->h, u->w, &t.ar);
+    } else {
+        vae_encoder_forward(&t.m, t.w, &t.a, t.c.x, u->no_eps ? NULL : t.c.eps, NULL, u->B, u->H, u->W, &t.ar);
+    }
+}
+
+/* Passes asked for with no images, no latents, nothing to sample z with,
+ * or no forward to go back through are refused in words. */
+static void test_vae_misuse(void)
+{
+    static const struct {
+        const char *what;
+        misuse u;
+        const char *message;
+    } T[] = {
+        {"no images", {.B = 0, .H = 8, .W = 6}, "vae_encoder_forward: bad input size 0×8×6"},
+        {"no rows", {.B = 2, .H = 0, .W = 6}, "vae_encoder_forward: bad input size 2×0×6"},
+        {"no columns", {.B = 2, .H = 8, .W = 0}, "vae_encoder_forward: bad input size 2×8×0"},
+        {"no eps, no rng", {.B = 2, .H = 8, .W = 6, .no_eps = 1}, "vae_encoder_forward: needs eps or an rng"},
+        {"no latents", {.B = 0, .h = 4, .w = 3}, "vae_decoder_forward: bad latent size 0×4×3"},
+        {"no latent rows", {.B = 2, .h = 0, .w = 3}, "vae_decoder_forward: bad latent size 2×0×3"},
+        {"no latent columns", {.B = 2, .h = 4, .w = 0}, "vae_decoder_forward: bad latent size 2×4×0"},
+        {"a backward without a forward", {.no_forward = 1}, "vae_decoder_backward: no decoder forward to go back"},
+    };
+    for (size_t i = 0; i < sizeof T / sizeof *T; i++)
+        expect_die(T[i].what, misuse_child, (void *)&T[i].u, T[i].message);
+}
+
 /* ------------------------------------------------------------------ conventions */
 
 static void test_vae_accumulate_and_null(void)
@@ -1162,6 +1232,8 @@ int main(void)
     RUN(test_vae_parity_tiny_attn);
     RUN(test_vae_finite_differences);
     RUN(test_vae_logvar_clamp);
+    RUN(test_vae_logvar_at_the_bounds);
+    RUN(test_vae_misuse);
     RUN(test_vae_accumulate_and_null);
     RUN(test_vae_plan_is_exact);
     RUN(test_vae_inference_matches_forward);
