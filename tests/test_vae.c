@@ -470,7 +470,7 @@ static void test_vae_logvar_at_the_bounds(void)
 }
 
 typedef struct misuse {
-    int B, H, W, h, w, no_eps, no_forward;
+    int B, H, W, h, w, no_eps, no_forward, inference;
 } misuse;
 
 static void misuse_child(void *ctx)
@@ -478,10 +478,18 @@ static void misuse_child(void *ctx)
     const misuse *u = ctx;
     tiny_case t;
     tiny_setup(&t, 12);
+    float *out = alloc_zeros(t.nx + t.nz + t.nr);
     if (u->no_forward) {
         vae_acts fresh = {0};
         float *grads = param_alloc(&t.m.table);
-        vae_decoder_backward(&t.m, t.w, &fresh, t.c.cr, grads, NULL, &t.ar);
+        if (u->no_forward == 1)
+            vae_decoder_backward(&t.m, t.w, &fresh, t.c.cr, grads, NULL, &t.ar);
+        else
+            vae_encoder_backward(&t.m, t.w, &fresh, t.c.cz, NULL, NULL, grads, NULL, &t.ar);
+    } else if (u->inference && (u->h || u->w)) {
+        vae_decode(&t.m, t.w, t.c.cz, out, u->B, u->h, u->w, &t.ar);
+    } else if (u->inference) {
+        vae_encode(&t.m, t.w, t.c.x, out, NULL, NULL, u->B, u->H, u->W, &t.ar);
     } else if (u->h || u->w) {
         vae_decoder_forward(&t.m, t.w, &t.a, t.c.cz, u->B, u->h, u->w, &t.ar);
     } else {
@@ -505,7 +513,16 @@ static void test_vae_misuse(void)
         {"no latents", {.B = 0, .h = 4, .w = 3}, "vae_decoder_forward: bad latent size 0×4×3"},
         {"no latent rows", {.B = 2, .h = 0, .w = 3}, "vae_decoder_forward: bad latent size 2×0×3"},
         {"no latent columns", {.B = 2, .h = 4, .w = 0}, "vae_decoder_forward: bad latent size 2×4×0"},
-        {"a backward without a forward", {.no_forward = 1}, "vae_decoder_backward: no decoder forward to go back"},
+        {"a decoder backward without a forward", {.no_forward = 1},
+         "vae_decoder_backward: no decoder forward to go back"},
+        {"an encoder backward without a forward", {.no_forward = 2},
+         "vae_encoder_backward: no encoder forward to go back"},
+        {"encoding no images", {.B = 0, .H = 8, .W = 6, .inference = 1}, "vae_encode: bad input size 0×8×6"},
+        {"encoding no rows", {.B = 2, .H = 0, .W = 6, .inference = 1}, "vae_encode: bad input size 2×0×6"},
+        {"encoding no columns", {.B = 2, .H = 8, .W = 0, .inference = 1}, "vae_encode: bad input size 2×8×0"},
+        {"decoding no latents", {.B = 0, .h = 4, .w = 3, .inference = 1}, "vae_decode: bad latent size 0×4×3"},
+        {"decoding no latent rows", {.B = 2, .h = 0, .w = 3, .inference = 1}, "vae_decode: bad latent size 2×0×3"},
+        {"decoding no latent columns", {.B = 2, .h = 4, .w = 0, .inference = 1}, "vae_decode: bad latent size 2×4×0"},
     };
     for (size_t i = 0; i < sizeof T / sizeof *T; i++)
         expect_die(T[i].what, misuse_child, (void *)&T[i].u, T[i].message);
