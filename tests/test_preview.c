@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/arena.h"
 #include "core/error.h"
@@ -175,7 +176,8 @@ static void diverged_preview(void *ctx)
     for (size_t i = 0; i < n_bytes(m, 2); i++)
         if ((i / plane) % 3 == 0)
             ok &= img[i] == 0;
-    exit(ok ? 0 : 2);
+    if (!ok)
+        _exit(2); /* _exit: no leak check at exit (the harness's children end that way) */
 }
 
 static void wrong_size(void *ctx)
