@@ -77,6 +77,11 @@ int fd_check_direction(const char *what, fd_loss_fn loss, void *ctx, float *x, c
 /* sum(out * cot) in double: the usual scalar for a gradient check. */
 double dot_f64(const float *a, const float *b, size_t n);
 
+/* Entries of /proc/self/fd, and lines of /proc/self/maps: what a file left
+ * open or mapped would add to (-1 when /proc cannot be read). */
+int count_open_fds(void);
+int count_mappings(void);
+
 /* How many times `needle` occurs in `text`, without overlaps (counting messages in captured stderr). */
 int count_of(const char *text, const char *needle);
 
