@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "ops/act.h"
 #include "ops/norm.h"
+#include "ops/sync_batch_norm.h"
 #include "test.h"
 
 typedef enum { GN, LN, BN_TRAIN, BN_EVAL } norm_kind;
@@ -620,6 +621,53 @@ static void test_batch_norm_refuses_one_value(void)
                "batch_norm_train_forward: need more than 1 value per channel in training (B=1, HW=1)");
 }
 
+/* In one process SyncBatchNorm is BatchNorm: the statistics, the running
+ * update and every gradient of the same batch (both sum in double). */
+static void test_sync_batch_norm_one_process_is_batch_norm(void)
+{
+    const int B = 3, C = 4, HW = 5;
+    const size_t n = (size_t)B * C * HW;
+    float *x = alloc_normal(n, 1.5f, 81), *dy = alloc_normal(n, 1.0f, 82);
+    for (size_t i = 0; i < n; i++)
+        x[i] += 0.3f;
+    float w[4] = {1.5f, -0.5f, 2.0f, 0.7f}, bias[4] = {0.1f, 0.2f, -0.3f, 0.0f};
+    float *out[2], *dx[2], mean[2][4], rstd[2][4], rm[2][4] = {{0}}, rv[2][4] = {{1, 1, 1, 1}, {1, 1, 1, 1}};
+    float dw[2][4] = {{0}}, db[2][4] = {{0}};
+    for (int k = 0; k < 2; k++)
+        out[k] = alloc_zeros(n), dx[k] = alloc_zeros(n);
+    batch_norm_train_forward(out[0], mean[0], rstd[0], rm[0], rv[0], x, w, bias, B, C, HW, 1e-4f, 0.1f);
+    batch_norm_train_backward(dx[0], dw[0], db[0], dy, x, mean[0], rstd[0], w, B, C, HW);
+    sync_batch_norm_train_forward(out[1], mean[1], rstd[1], rm[1], rv[1], x, w, bias, B, C, HW, 1e-4f, 0.1f);
+    sync_batch_norm_train_backward(dx[1], dw[1], db[1], dy, x, mean[1], rstd[1], w, B, C, HW);
+    check_close("sync BN out", out[1], out[0], n, 1e-6, 1e-6);
+    check_close("sync BN mean", mean[1], mean[0], 4, 1e-6, 1e-6);
+    check_close("sync BN rstd", rstd[1], rstd[0], 4, 1e-6, 1e-6);
+    check_close("sync BN running_mean", rm[1], rm[0], 4, 1e-6, 1e-6);
+    check_close("sync BN running_var", rv[1], rv[0], 4, 1e-6, 1e-6);
+    check_close("sync BN dx", dx[1], dx[0], n, 1e-5, 1e-5);
+    check_close("sync BN dweight", dw[1], dw[0], 4, 1e-5, 1e-5);
+    check_close("sync BN dbias", db[1], db[0], 4, 1e-5, 1e-5);
+    /* nothing asked for: nothing written, nothing read */
+    sync_batch_norm_train_backward(NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, B, C, HW);
+    for (int k = 0; k < 2; k++)
+        free(out[k]), free(dx[k]);
+    free(x), free(dy);
+}
+
+static void sync_bn_one_value(void *arg)
+{
+    (void)arg;
+    float x[3] = {1, 2, 3}, out[3];
+    sync_batch_norm_train_forward(out, NULL, NULL, NULL, NULL, x, NULL, NULL, 1, 3, 1, 1e-5f, 0.1f);
+}
+
+static void test_sync_batch_norm_refuses_one_value(void)
+{
+    expect_die("SyncBatchNorm of 1 value per channel in 1 process", sync_bn_one_value, NULL,
+               "sync_batch_norm_train_forward: need more than 1 value per channel in training (B=1, HW=1, 1 "
+               "processes)");
+}
+
 int main(void)
 {
     RUN(test_group_norm_finite_differences);
@@ -641,5 +689,7 @@ int main(void)
     RUN(test_group_norm_groups_without_spread);
     RUN(test_layer_norm_edge_cases);
     RUN(test_batch_norm_refuses_one_value);
+    RUN(test_sync_batch_norm_one_process_is_batch_norm);
+    RUN(test_sync_batch_norm_refuses_one_value);
     return test_summary();
 }

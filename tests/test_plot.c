@@ -303,6 +303,90 @@ static void test_metrics_read_edges(void)
     }
 }
 
+/* ---- reviewed images ----------------------------------------------------------------
+ * Four plots compared pixel for pixel with PNGs in tests/fixtures/io/plot/,
+ * each looked at when it was written (session 38): the grid and its tick
+ * values, "%.4g" and "%.1e" labels, the log scale's labels as powers, bands
+ * under the curves, gaps at NaN, a flat series, a lone point, eight colours
+ * and a ninth that reuses the first, the legend box, every glyph of the font
+ * and '?' for a character it lacks.
+ * The counts above say a plot has its parts; these say each part is where it
+ * was.  A deliberate change to the drawing: look at the new image the
+ * failure names, then copy it over the fixture
+ * (REPAE_PLOT_WRITE_FIXTURES=1 build/tests/test_plot writes all four). */
+typedef struct {
+    const char *name, *x_label, *y_label;
+    bool log_y;
+    int n_series;
+    plot_series s[9];
+} golden_plot;
+
+static void golden_compare(const golden_plot *g)
+{
+    char want_path[256], got_path[256];
+    snprintf(want_path, sizeof want_path, "tests/fixtures/io/plot/%s.png", g->name);
+    snprintf(got_path, sizeof got_path, "%s/golden_%s.png", tmpdir, g->name);
+    if (getenv("REPAE_PLOT_WRITE_FIXTURES")) {
+        plot_png(want_path, g->s, g->n_series, g->x_label, g->y_label, g->log_y);
+        printf("   wrote %s\n", want_path);
+        return;
+    }
+    plot_png(got_path, g->s, g->n_series, g->x_label, g->y_label, g->log_y);
+    image got = image_read(got_path, 0), want = image_read(want_path, 0);
+    CHECK(got.channels == 3 && got.width == 800 && got.height == 480, "%s: %dx%dx%d", g->name, got.channels,
+          got.width, got.height);
+    CHECK(want.channels == 3 && want.width == 800 && want.height == 480, "%s: the fixture is %dx%dx%d", want_path,
+          want.channels, want.width, want.height);
+    if (got.channels == want.channels && got.width == want.width && got.height == want.height) {
+        size_t hw = (size_t)got.width * got.height, differ = 0, first = 0;
+        for (size_t i = 0; i < hw; i++) {
+            bool d = false;
+            for (int c = 0; c < 3; c++)
+                d |= got.pixels[c * hw + i] != want.pixels[c * hw + i];
+            if (d && differ++ == 0)
+                first = i;
+        }
+        CHECK(differ == 0, "%s: %zu pixels differ from %s, the first at x %zu y %zu (the new image: %s)", g->name,
+              differ, want_path, first % (size_t)got.width, first / (size_t)got.width, got_path);
+        if (differ == 0)
+            unlink(got_path);
+    }
+    image_free(&got), image_free(&want);
+}
+
+static void test_plot_images_as_reviewed(void)
+{
+    enum { N = 60 };
+    static double x[N], decay[N], noisy[N], lo[N], hi[N], big[N], tiny[N], tiny_lo[N], tiny_hi[N], neg_x[N], flat[N], lone_x[1], lone_y[1];
+    static double lines[8][N];
+    for (int i = 0; i < N; i++) {
+        x[i] = 250.0 * i;
+        decay[i] = 1.9 * exp(-i / 12.0) + 0.1;
+        noisy[i] = i == 17 || i == 18 ? NAN : decay[i] + 0.15 * sin(i * 1.7);
+        lo[i] = decay[i] * 0.8, hi[i] = i == 40 ? NAN : decay[i] * 1.25;
+        big[i] = 1.2e5 + 9e4 * sin(i / 9.0);
+        tiny[i] = 1e-4 * pow(1e6, (double)i / (N - 1)); /* 1e-4 .. 1e2: six decades */
+        tiny_lo[i] = tiny[i] / 2, tiny_hi[i] = i >= 30 && i < 34 ? NAN : tiny[i] * 3;
+        neg_x[i] = -30 + i;
+        flat[i] = 2e5;
+        for (int s = 0; s < 8; s++)
+            lines[s][i] = s + 0.5 * cos(i / 7.0 + s);
+    }
+    lone_x[0] = 5, lone_y[0] = 1.5e5;
+    const golden_plot plots[] = {
+        {"linear", "step", "loss", false, 2, {{"decay", x, decay, N, lo, hi}, {"noisy (gaps)", x, noisy, N}}},
+        {"log_band", "step", "fid", true, 2, {{"tiny", x, tiny, N, tiny_lo, tiny_hi}, {"decay", x, decay, N}}},
+        {"big_values", "epoch", "0123456789.-_+()abcdefghijklmnopqrstuvwxyz/:,=%'?", false, 3,
+         {{"big", neg_x, big, N}, {"flat", neg_x, flat, N}, {"lone", lone_x, lone_y, 1}}},
+        {"nine_series", "STEP", NULL, false, 9,
+         {{"s0", x, lines[0], N}, {"s1", x, lines[1], N}, {"s2", x, lines[2], N}, {"s3", x, lines[3], N},
+          {"s4", x, lines[4], N}, {"s5", x, lines[5], N}, {"s6", x, lines[6], N}, {"s7", x, lines[7], N},
+          {"s8 = s0's colour, ~ is ?", x, decay, N}}},
+    };
+    for (size_t i = 0; i < sizeof plots / sizeof plots[0]; i++)
+        golden_compare(&plots[i]);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/repae_plot_XXXXXX");
@@ -316,6 +400,7 @@ int main(void)
     RUN(test_metrics_nan_values_are_gaps);
     RUN(test_metrics_bad_lines_refused);
     RUN(test_metrics_read_edges);
+    RUN(test_plot_images_as_reviewed);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0)

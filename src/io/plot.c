@@ -42,6 +42,10 @@ static const struct {
     {'u', {0x00, 0x00, 0x11, 0x11, 0x11, 0x13, 0x0D}}, {'v', {0x00, 0x00, 0x11, 0x11, 0x11, 0x0A, 0x04}},
     {'w', {0x00, 0x00, 0x11, 0x11, 0x15, 0x15, 0x0A}}, {'x', {0x00, 0x00, 0x11, 0x0A, 0x04, 0x0A, 0x11}},
     {'y', {0x00, 0x00, 0x11, 0x11, 0x0F, 0x01, 0x0E}}, {'z', {0x00, 0x00, 0x1F, 0x02, 0x04, 0x08, 0x1F}},
+    {'/', {0x01, 0x01, 0x02, 0x04, 0x08, 0x10, 0x10}}, {':', {0x00, 0x0C, 0x0C, 0x00, 0x0C, 0x0C, 0x00}},
+    {',', {0x00, 0x00, 0x00, 0x00, 0x0C, 0x04, 0x08}}, {'=', {0x00, 0x00, 0x1F, 0x00, 0x1F, 0x00, 0x00}},
+    {'%', {0x18, 0x19, 0x02, 0x04, 0x08, 0x13, 0x03}}, {'\'', {0x0C, 0x04, 0x08, 0x00, 0x00, 0x00, 0x00}},
+    {'?', {0x0E, 0x11, 0x01, 0x02, 0x04, 0x00, 0x04}},
 };
 
 static const uint8_t palette[][3] = {{31, 119, 180}, {255, 127, 14}, {44, 160, 44}, {214, 39, 40},
@@ -92,16 +96,24 @@ static void line(canvas *cv, double x0, double y0, double x1, double y1, const u
     }
 }
 
+/* Upper case is drawn as lower case; a space is blank; a character the
+ * font lacks is drawn as '?', so a label never loses a letter unseen. */
 static void text(canvas *cv, int x, int y, const char *s, const uint8_t *rgb)
 {
+    const size_t n_glyphs = sizeof font / sizeof font[0];
     for (; *s; s++, x += 6) {
         char ch = *s >= 'A' && *s <= 'Z' ? (char)(*s - 'A' + 'a') : *s;
-        for (size_t g = 0; g < sizeof font / sizeof font[0]; g++)
-            if (font[g].c == ch)
-                for (int r = 0; r < 7; r++)
-                    for (int b = 0; b < 5; b++)
-                        if (font[g].rows[r] & (0x10 >> b))
-                            put(cv, x + b, y + r, rgb);
+        if (ch == ' ')
+            continue;
+        size_t g = 0;
+        while (g < n_glyphs && font[g].c != ch)
+            g++;
+        if (g == n_glyphs)
+            g = n_glyphs - 1; /* '?' */
+        for (int r = 0; r < 7; r++)
+            for (int b = 0; b < 5; b++)
+                if (font[g].rows[r] & (0x10 >> b))
+                    put(cv, x + b, y + r, rgb);
     }
 }
 
@@ -120,11 +132,13 @@ static void fmt_tick(char *buf, size_t n, double v, bool log_y)
 {
     if (log_y)
         v = pow(10, v);
-    double a = fabs(v);
+    double a = fabs(v), whole = round(v);
     if (v == 0)
         snprintf(buf, n, "0");
-    else if (a >= 1e5 || a < 1e-3)
+    else if (a >= 1e7 || a < 1e-3)
         snprintf(buf, n, "%.1e", v);
+    else if (a >= 1e4 && fabs(v - whole) <= 1e-9 * a)
+        snprintf(buf, n, "%.0f", whole); /* steps: "12000", where %.4g wrote "1.2e+04" */
     else
         snprintf(buf, n, "%.4g", v);
 }
@@ -264,8 +278,15 @@ void plot_png(const char *path, const plot_series *series, int n_series, const c
             px = cx, py = cy, have = true;
         }
     }
+    /* The legend's box fits its longest label; one longer than the plot is
+     * wide is cut there. */
     const uint8_t white[3] = {255, 255, 255};
-    int lx = x1 - 8 - 6 * 24;
+    int longest = 1, fits = (x1 - x0 - 40) / 6;
+    for (int s = 0; s < n_series; s++) {
+        size_t len = strlen(series[s].label);
+        longest = len > (size_t)longest ? (len < (size_t)fits ? (int)len : fits) : longest;
+    }
+    int lx = x1 - 10 - 20 - 6 * longest;
     for (int yy = y1 + 2; yy < y1 + 10 + 12 * n_series; yy++)
         for (int xx = lx - 4; xx < x1 - 2; xx++)
             put(&cv, xx, yy, white);
@@ -273,7 +294,9 @@ void plot_png(const char *path, const plot_series *series, int n_series, const c
         int ly = y1 + 6 + 12 * s;
         for (int k = 0; k < 14; k++)
             line(&cv, lx + k, ly + 3, lx + k, ly + 4, palette[s % 8]);
-        text(&cv, lx + 20, ly, series[s].label, black);
+        char cut[128];
+        snprintf(cut, sizeof cut, "%.*s", longest, series[s].label);
+        text(&cv, lx + 20, ly, cut, black);
     }
 #undef SX
 #undef SY
