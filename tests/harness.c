@@ -22,12 +22,17 @@
 static int tests_passed, tests_failed;
 int test_checks_failed_in_current;
 static const char *current_test = "?";
+/* Checks made outside any RUN (in main, or in a program's second mode such
+ * as test_mpi's rank side) count too: test_summary fails on them. */
+static int in_test, checks_failed_outside;
 
 void check_at(const char *file, int line, int ok, const char *fmt, ...)
 {
     if (ok)
         return;
     test_checks_failed_in_current++;
+    if (!in_test)
+        checks_failed_outside++;
     va_list ap;
     fprintf(stderr, "  FAIL %s (%s:%d): ", current_test, file, line);
     va_start(ap, fmt);
@@ -40,7 +45,9 @@ void test_run(const char *name, void (*fn)(void))
 {
     current_test = name;
     test_checks_failed_in_current = 0;
+    in_test = 1;
     fn();
+    in_test = 0;
     if (test_checks_failed_in_current) {
         tests_failed++;
         printf("FAIL %s\n", name);
@@ -53,8 +60,10 @@ void test_run(const char *name, void (*fn)(void))
 
 int test_summary(void)
 {
-    printf("%d passed, %d failed\n", tests_passed, tests_failed);
-    return tests_failed ? 1 : 0;
+    if (checks_failed_outside)
+        printf("%d checks failed outside any test\n", checks_failed_outside);
+    printf("%d passed, %d failed\n", tests_passed, tests_failed + (checks_failed_outside ? 1 : 0));
+    return tests_failed || checks_failed_outside ? 1 : 0;
 }
 
 int check_close(const char *what, const float *got, const float *want, size_t n, double atol, double rtol)
@@ -312,12 +321,15 @@ static int run_child(void (*fn)(void *), void *ctx, const char *cmd, FILE *outf,
 #endif
         if (openblas_set_num_threads)
             openblas_set_num_threads(1);
+        int failed_before = test_checks_failed_in_current;
         fn(ctx);
         fflush(stdout);
         fflush(stderr);
         if (__gcov_dump)
             __gcov_dump();
-        _exit(0);
+        /* A CHECK that failed in the child would be lost with its memory:
+         * the exit status carries it to run_in_child. */
+        _exit(test_checks_failed_in_current != failed_before ? CHILD_CHECKS_FAILED : 0);
     }
     return wait_status(pid);
 }
@@ -329,6 +341,8 @@ int run_in_child(void (*fn)(void *), void *ctx, char *err, size_t err_size)
     read_back(errf, err, err_size);
     if (errf)
         fclose(errf);
+    if (rc == CHILD_CHECKS_FAILED)
+        CHECK(0, "checks failed in a child process; its stderr: %s", err ? err : "(not captured)");
     return rc;
 }
 

@@ -34,6 +34,9 @@ extern int test_checks_failed_in_current;
 void check_at(const char *file, int line, int ok, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 #define RUN(fn) test_run(#fn, fn)
+/* The exit status of a run_in_child child whose CHECKs failed (the parent
+ * then fails the current test with the child's stderr). */
+#define CHILD_CHECKS_FAILED 86
 void test_run(const char *name, void (*fn)(void));
 int test_summary(void);
 
