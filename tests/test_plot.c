@@ -387,6 +387,56 @@ static void test_plot_images_as_reviewed(void)
         golden_compare(&plots[i]);
 }
 
+/* --smooth's trailing moving average, against sums written out by hand:
+ * the window's finite values only, a gap stays a gap, a window longer than
+ * the series, window 1 is the identity. */
+static void test_moving_average(void)
+{
+    double y[7] = {1, 2, NAN, 4, 8, INFINITY, 16};
+    metrics_moving_average(y, 7, 3);
+    const double want[7] = {1, 1.5, NAN, 3, 6, NAN, 12}; /* (1), (1+2), gap, (2+4), (4+8), gap, (8+16) */
+    for (int i = 0; i < 7; i++)
+        CHECK(isnan(want[i]) ? isnan(y[i]) : fabs(y[i] - want[i]) < 1e-12, "window 3: y[%d] = %g, want %g", i, y[i],
+              want[i]);
+    double z[5] = {3, 5, 7, 9, 11};
+    metrics_moving_average(z, 5, 10);
+    const double running[5] = {3, 4, 5, 6, 7};
+    for (int i = 0; i < 5; i++)
+        CHECK(fabs(z[i] - running[i]) < 1e-12, "window 10 over 5 values: z[%d] = %g, want %g", i, z[i], running[i]);
+    double w[4] = {0.25, NAN, -3, 1e300};
+    metrics_moving_average(w, 4, 1);
+    CHECK(w[0] == 0.25 && isnan(w[1]) && w[2] == -3 && w[3] == 1e300, "window 1 changed the values");
+    metrics_moving_average(NULL, 0, 5); /* nothing to average */
+}
+
+/* The command's edges: a one-line file plots; a y label of exactly 80
+ * characters fits; the output's path is printed; --bands warns for each key
+ * that lacks K_min or K_max (a key with only one of them too), and one
+ * without a band has none drawn. */
+static void test_plot_cli_edges(void)
+{
+    const char *one = TMP_TEXT("one.jsonl", "{\"step\": 3, \"loss\": 0.5}\n");
+    char cmd[1024], out[1024], err[2048];
+    snprintf(cmd, sizeof cmd, "%s plot %s --keys loss --y-label %080d --smooth 5 --out %s/one.png", repae_bin(), one,
+             0, tmpdir);
+    int rc = run_command(cmd, out, sizeof out, err, sizeof err);
+    char want[600];
+    snprintf(want, sizeof want, "%s/one.png\n", tmpdir);
+    CHECK(rc == 0 && !strcmp(out, want), "one line, an 80-character y label: status %d, stdout '%s', stderr %s", rc,
+          out, err);
+    const char *m = TMP_TEXT("half.jsonl", "{\"step\": 1, \"a\": 5, \"a_min\": 4, \"a_max\": 6, \"b\": 3, \"b_min\": 2}\n"
+                                           "{\"step\": 2, \"a\": 4, \"a_min\": 3, \"a_max\": 5, \"b\": 2, \"b_min\": 1}\n");
+    snprintf(cmd, sizeof cmd, "%s plot %s --keys a,b --bands --out %s/half.png", repae_bin(), m, tmpdir);
+    rc = run_command(cmd, NULL, 0, err, sizeof err);
+    CHECK(rc == 0 && strstr(err, "no b_min and b_max") && !strstr(err, "no a_min"),
+          "--bands with b_min alone: status %d, stderr %s", rc, err);
+    image im = image_read(tmp_file("half.png", NULL, 0), 0);
+    /* a's band (blue tint) is drawn, b's (orange tint: 20 % of 255,127,14 over white) is not */
+    CHECK(count_colour(&im, 210, 228, 240) > 1000 && count_colour(&im, 255, 229, 207) == 0,
+          "bands: a's %d pixels, b's %d", count_colour(&im, 210, 228, 240), count_colour(&im, 255, 229, 207));
+    image_free(&im);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/repae_plot_XXXXXX");
@@ -401,6 +451,8 @@ int main(void)
     RUN(test_metrics_bad_lines_refused);
     RUN(test_metrics_read_edges);
     RUN(test_plot_images_as_reviewed);
+    RUN(test_moving_average);
+    RUN(test_plot_cli_edges);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0)

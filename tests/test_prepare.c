@@ -2,10 +2,12 @@
  * and `repae prepare` writing shards and ADM npz batches. */
 #include <dirent.h>
 #include <omp.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/error.h"
 #include "data/dataset.h"
 #include "data/image_folder.h"
 #include "io/image.h"
@@ -317,12 +319,79 @@ static void test_folder_walk_at_scale(void)
     CHECK(system(cmd) == 0, "cleanup");
 }
 
+/* `repae prepare --npz` is the folder's images in NHWC, pixel for pixel:
+ * colour as it is, grey repeated into 3 channels, or kept as 1 with
+ * --no-rgb; the shard beside it holds the same images as the dataset. */
+static void test_prepare_npz_pixels(void)
+{
+    char root[] = "/tmp/repae_npz_XXXXXX";
+    CHECK(mkdtemp(root) != NULL, "mkdtemp");
+    char path[512], cmd[1024], err[2048];
+    snprintf(path, sizeof path, "%s/cls", root);
+    mkdir(path, 0755);
+    uint8_t px[3 * 5 * 7];
+    for (int k = 0; k < 3; k++) {
+        for (int i = 0; i < 3 * 5 * 7; i++)
+            px[i] = (uint8_t)(i * 7 + k * 31 + (i / 35) * 50); /* every channel, row and column different */
+        snprintf(path, sizeof path, "%s/cls/img%d.png", root, k);
+        image_write_png(path, px, 3, 5, 7);
+    }
+    const char *b = getenv("BUILD");
+    const struct {
+        int channels;
+        bool no_rgb;
+        int npz_channels;
+    } modes[] = {{3, false, 3}, {1, false, 3}, {1, true, 1}};
+    for (int m = 0; m < 3; m++) {
+        snprintf(cmd, sizeof cmd, "%s/repae prepare --data %s --resolution 4 --channels %d%s --output %s/s.shard "
+                 "--npz %s/r.npz", b ? b : "build", root, modes[m].channels, modes[m].no_rgb ? " --no-rgb" : "",
+                 root, root);
+        char out[1024];
+        CHECK(run_command(cmd, out, sizeof out, err, sizeof err) == 0, "prepare (mode %d) failed: %s", m, err);
+        char want_line[600];
+        snprintf(want_line, sizeof want_line, "%s/s.shard: 3 images %dx4x4, 1 classes", root, modes[m].channels);
+        CHECK(strstr(out, want_line) != NULL, "mode %d: the shard's line is missing: %s", m, out);
+        snprintf(want_line, sizeof want_line, "%s/r.npz: arr_0 uint8 [3, 4, 4, %d]", root, modes[m].npz_channels);
+        CHECK(strstr(out, want_line) != NULL, "mode %d: the npz's line is missing: %s", m, out);
+        dataset d = dataset_image_folder(root, 4, modes[m].channels, 0);
+        snprintf(path, sizeof path, "%s/s.shard", root);
+        dataset s = dataset_read_shard(path);
+        CHECK(s.n == 3 && s.channels == d.channels && !memcmp(s.images, d.images, (size_t)3 * d.channels * 16),
+              "mode %d: the shard's images differ from the folder's", m);
+        dataset_free(&s);
+        snprintf(path, sizeof path, "%s/r.npz", root);
+        npz_file *z = npz_open(path);
+        const npz_entry *e = npz_require(z, "arr_0", NPZ_U8);
+        const int C = modes[m].npz_channels;
+        CHECK(e->ndim == 4 && e->shape[0] == 3 && e->shape[1] == 4 && e->shape[2] == 4 && e->shape[3] == C,
+              "mode %d: npz shape [%lld, %lld, %lld, %lld]", m, (long long)e->shape[0], (long long)e->shape[1],
+              (long long)e->shape[2], (long long)e->shape[3]);
+        if (e->nbytes == (size_t)3 * 16 * C) {
+            uint8_t *nhwc = xmalloc(e->nbytes);
+            npz_read(z, e, nhwc);
+            int bad = 0;
+            for (int i = 0; i < 3; i++)
+                for (int p = 0; p < 16; p++)
+                    for (int c = 0; c < C; c++)
+                        bad += nhwc[(i * 16 + p) * C + c] !=
+                               d.images[(i * d.channels + (d.channels == 1 ? 0 : c)) * 16 + p];
+            CHECK(bad == 0, "mode %d: %d npz values differ from the folder's images", m, bad);
+            free(nhwc);
+        }
+        npz_close(z);
+        dataset_free(&d);
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf %s", root);
+    CHECK(system(cmd) == 0, "cleanup");
+}
+
 int main(void)
 {
     setenv("OMP_NUM_THREADS", "1", 1);
     RUN(test_center_crop_identity_and_halving);
     RUN(test_folder_walk_at_scale);
     RUN(test_folder_labels_and_prepare);
+    RUN(test_prepare_npz_pixels);
     RUN(test_dataset_json_and_pil_only_files);
     RUN(test_parallel_decode_same_bytes);
     return test_summary();

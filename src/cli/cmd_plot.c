@@ -1,5 +1,4 @@
 /* repae plot — loss curves from a run's metrics.jsonl as a PNG. */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,22 +20,6 @@ static const char *usage =
     "range is shaded lightly in K's colour under the curves.";
 
 #define MAX_KEYS METRICS_MAX_KEYS
-
-/* Trailing moving average over the finite values; a gap stays a gap. */
-static void smooth_in_place(double **y, size_t n, int window)
-{
-    double *sm = xmalloc(n * sizeof(double)), acc = 0;
-    int cnt = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (isfinite((*y)[i]))
-            acc += (*y)[i], cnt++;
-        if (i >= (size_t)window && isfinite((*y)[i - window]))
-            acc -= (*y)[i - window], cnt--;
-        sm[i] = isfinite((*y)[i]) && cnt > 0 ? acc / cnt : NAN;
-    }
-    free(*y);
-    *y = sm;
-}
 
 /* The K_min and K_max columns of every key K (not found: found[k] = 0). */
 static void read_bands(const char *path, const char *x_key, const char *const *names, int n_keys,
@@ -109,9 +92,9 @@ int cmd_plot(int argc, char **argv)
     for (int k = 0; k < n_keys; k++) {
         bool band = bands && lo.found[k] && hi.found[k];
         if (smooth > 1) {
-            smooth_in_place(&y[k], n, smooth);
+            metrics_moving_average(y[k], n, smooth);
             if (band)
-                smooth_in_place(&lo.y[k], n, smooth), smooth_in_place(&hi.y[k], n, smooth);
+                metrics_moving_average(lo.y[k], n, smooth), metrics_moving_average(hi.y[k], n, smooth);
         }
         s[k] = (plot_series){names[k], x, y[k], n, band ? lo.y[k] : NULL, band ? hi.y[k] : NULL};
     }

@@ -139,3 +139,20 @@ void metrics_free(metrics_table *t)
         free(t->y[k]);
     memset(t, 0, sizeof *t);
 }
+
+void metrics_moving_average(double *y, size_t n, int window)
+{
+    if (n == 0)
+        return;
+    double *raw = xmalloc(n * sizeof(double)), acc = 0;
+    memcpy(raw, y, n * sizeof(double));
+    int cnt = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (isfinite(raw[i]))
+            acc += raw[i], cnt++;
+        if (i >= (size_t)window && isfinite(raw[i - window]))
+            acc -= raw[i - window], cnt--;
+        y[i] = isfinite(raw[i]) && cnt > 0 ? acc / cnt : NAN;
+    }
+    free(raw);
+}

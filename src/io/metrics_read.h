@@ -31,4 +31,9 @@ typedef struct metrics_table {
 metrics_table metrics_read(const char *path, const char *x_key, const char *const *keys, int n_keys);
 void metrics_free(metrics_table *t);
 
+/* `repae plot --smooth`: y[i] becomes the mean of the finite values among
+ * y[i - window + 1 .. i] (a trailing moving average); a non-finite y[i]
+ * stays a gap.  window 1 leaves y as it is. */
+void metrics_moving_average(double *y, size_t n, int window);
+
 #endif
