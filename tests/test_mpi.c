@@ -83,6 +83,34 @@ static int sync_bn_rank(void)
     return test_summary();
 }
 
+/* dist_check_same on 64 floats that rank 1 changes in one byte (argv: "first", "last") or
+ * not at all ("none"): a difference anywhere must stop both ranks. */
+static int check_same_rank(const char *where)
+{
+    float x[64];
+    for (int i = 0; i < 64; i++)
+        x[i] = 0.25f * (float)i - 3.0f;
+    unsigned char *bytes = (unsigned char *)x;
+    if (dist_rank() == 1 && !strcmp(where, "first"))
+        bytes[0] ^= 1;
+    if (dist_rank() == 1 && !strcmp(where, "last"))
+        bytes[sizeof x - 1] ^= 0x80;
+    dist_check_same(x, 64, "the test's floats");
+    printf("rank %d: the same\n", dist_rank());
+    return 0;
+}
+
+/* Rank 1 dies (die(): exit status 1) while rank 0 waits in an all-reduce
+ * for it: the job must end, not hang. */
+static int die_rank(void)
+{
+    if (dist_rank() == 1)
+        die("rank 1 stops on purpose");
+    float x[4] = {1, 2, 3, 4};
+    dist_allreduce_sum(x, 4);
+    return 0;
+}
+
 /* ---- the driver side ------------------------------------------------------------------ */
 
 static int sh(const char *cmd, char *err, size_t err_size)
@@ -352,6 +380,39 @@ static void test_resume_across_world_sizes(void)
     printf("   resume: 2 ranks bit-identical; 2 ranks -> 1 process: logged values %.3g, parameters %.3g\n", d, p);
 }
 
+/* This program under mpirun in one of its rank modes; its status, stdout and stderr. */
+static int rank_mode(const char *args, char *out, size_t out_size, char *err, size_t err_size)
+{
+    char cmd[512];
+    const char *b = getenv("BUILD");
+    snprintf(cmd, sizeof cmd, "timeout 60 %s %s/tests/test_mpi %s", mpirun, b && *b ? b : "build", args);
+    return run_command(cmd, out, out_size, err, err_size);
+}
+
+static void test_check_same_stops_diverged_ranks(void)
+{
+    static char out[1 << 14], err[1 << 14];
+    int rc = rank_mode("--rank-check-same none", out, sizeof out, err, sizeof err);
+    CHECK(rc == 0 && strstr(out, "rank 0: the same"), "identical floats: status %d: %s%s", rc, out, err);
+    const char *where[2] = {"first", "last"};
+    for (int k = 0; k < 2; k++) {
+        char args[64];
+        snprintf(args, sizeof args, "--rank-check-same %s", where[k]);
+        rc = rank_mode(args, out, sizeof out, err, sizeof err);
+        CHECK(rc != 0 && rc != 124 && !strstr(out, "the same") &&
+                  strstr(err, "the test's floats differ between the 2 processes (rank 1: differs from rank 0)"),
+              "the %s byte changed on rank 1: status %d: %s%s", where[k], rc, out, err);
+    }
+}
+
+static void test_one_rank_dying_ends_the_job(void)
+{
+    static char out[1 << 14], err[1 << 14];
+    int rc = rank_mode("--rank-die", out, sizeof out, err, sizeof err);
+    CHECK(rc != 0 && rc != 124 && strstr(err, "rank 1 stops on purpose"),
+          "rank 1 died while rank 0 waited: status %d (124: the job hung): %s", rc, err);
+}
+
 static void test_failures(void)
 {
     char cmd[2048], err[8192];
@@ -386,6 +447,10 @@ int main(int argc, char **argv)
     dist_init(&argc, &argv);
     if (argc > 1 && !strcmp(argv[1], "--rank-sync-bn"))
         return sync_bn_rank();
+    if (argc > 2 && !strcmp(argv[1], "--rank-check-same"))
+        return check_same_rank(argv[2]);
+    if (argc > 1 && !strcmp(argv[1], "--rank-die"))
+        return die_rank();
     if (!dist_available() || system("command -v mpirun >/dev/null 2>&1") != 0) {
         printf("   MPI is not in this build or mpirun is missing: nothing to test (the one-process program "
                "is tested by the other programs)\n");
@@ -411,6 +476,8 @@ int main(int argc, char **argv)
     snprintf(bin, sizeof bin, "%s/repae", b && *b ? b : "build");
     tmp = test_tmp_dir("mpi");
     RUN(test_sync_batch_norm);
+    RUN(test_check_same_stops_diverged_ranks);
+    RUN(test_one_rank_dying_ends_the_job);
     RUN(test_train_two_ranks_equal_one);
     RUN(test_train_vae_two_ranks_equal_one);
     RUN(test_train_vae_with_discriminator_two_ranks);
