@@ -100,6 +100,45 @@ static int check_same_rank(const char *where)
     return 0;
 }
 
+/* The collectives in chunks of 5 elements (real buffers reach the default
+ * 2^28 only past 1 GiB: a SiT-XL's gradients do): lengths 0, 5, 10 and 23
+ * (whole chunks and a tail), each element's result exact. */
+static void chunked_collectives_are_whole(void)
+{
+    const int rank = dist_rank();
+    dist_set_chunk(5);
+    const size_t lengths[4] = {0, 5, 10, 23};
+    for (int k = 0; k < 4; k++) {
+        size_t n = lengths[k];
+        float f[23], mean[23];
+        double d[23], mx[23];
+        unsigned char bytes[23];
+        for (size_t i = 0; i < n; i++) {
+            f[i] = mean[i] = (float)(i + 100 * rank);
+            d[i] = 0.5 * (double)i + 1000.0 * rank;
+            mx[i] = rank == (int)(i % 2) ? 7.0 * (double)i : -1.0; /* the max is on alternate ranks */
+            bytes[i] = (unsigned char)(rank == 1 ? 200 + i : 0);
+        }
+        dist_allreduce_sum(f, n);
+        dist_allreduce_mean(mean, n);
+        dist_allreduce_sum_f64(d, n);
+        dist_allreduce_max_f64(mx, n);
+        dist_broadcast(bytes, n, 1);
+        int bad = 0;
+        for (size_t i = 0; i < n; i++)
+            bad += f[i] != (float)(2 * i + 100) || mean[i] != (float)i + 50.0f || d[i] != (double)i + 1000.0 ||
+                   mx[i] != 7.0 * (double)i || bytes[i] != 200 + i;
+        CHECK(bad == 0, "%zu elements in chunks of 5: %d wrong", n, bad);
+    }
+    dist_set_chunk((size_t)1 << 28);
+}
+
+static int chunks_rank(void)
+{
+    RUN(chunked_collectives_are_whole);
+    return test_summary();
+}
+
 /* Rank 1 dies (die(): exit status 1) while rank 0 waits in an all-reduce
  * for it: the job must end, not hang. */
 static int die_rank(void)
@@ -407,6 +446,13 @@ static void test_check_same_stops_diverged_ranks(void)
     }
 }
 
+static void test_chunked_collectives(void)
+{
+    static char out[1 << 14], err[1 << 14];
+    int rc = rank_mode("--rank-chunks", out, sizeof out, err, sizeof err);
+    CHECK(rc == 0 && strstr(out, "\n1 passed, 0 failed"), "collectives in chunks (status %d):\n%s%s", rc, out, err);
+}
+
 static void test_one_rank_dying_ends_the_job(void)
 {
     static char out[1 << 14], err[1 << 14];
@@ -451,6 +497,8 @@ int main(int argc, char **argv)
         return sync_bn_rank();
     if (argc > 2 && !strcmp(argv[1], "--rank-check-same"))
         return check_same_rank(argv[2]);
+    if (argc > 1 && !strcmp(argv[1], "--rank-chunks"))
+        return chunks_rank();
     if (argc > 1 && !strcmp(argv[1], "--rank-die"))
         return die_rank();
     if (!dist_available() || system("command -v mpirun >/dev/null 2>&1") != 0) {
@@ -480,6 +528,7 @@ int main(int argc, char **argv)
     RUN(test_sync_batch_norm);
     RUN(test_check_same_stops_diverged_ranks);
     RUN(test_one_rank_dying_ends_the_job);
+    RUN(test_chunked_collectives);
     RUN(test_train_two_ranks_equal_one);
     RUN(test_train_vae_two_ranks_equal_one);
     RUN(test_train_vae_with_discriminator_two_ranks);

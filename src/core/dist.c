@@ -7,6 +7,14 @@
 
 static int rank_, world_ = 1;
 static uint64_t bytes_sent;
+static size_t chunk_ = (size_t)1 << 28; /* MPI counts are int: large buffers go in chunks */
+
+void dist_set_chunk(size_t elements)
+{
+    if (elements < 1 || elements > (size_t)1 << 30)
+        die("dist_set_chunk: %zu elements; between 1 and 2^30", elements);
+    chunk_ = elements;
+}
 
 uint64_t dist_bytes_sent(void) { return bytes_sent; }
 int dist_rank(void) { return rank_; }
@@ -83,42 +91,40 @@ void dist_finalize(void)
     MPI_Finalize();
 }
 
-/* MPI counts are int: large buffers go in chunks. */
-#define CHUNK ((size_t)1 << 28)
+/* In place over all ranks, chunk_ elements of `size` bytes at a time. */
+static void allreduce_chunks(void *x, size_t n, size_t size, MPI_Datatype type, MPI_Op op)
+{
+    for (size_t i = 0; i < n; i += chunk_) {
+        size_t m = n - i < chunk_ ? n - i : chunk_;
+        MPI_Allreduce(MPI_IN_PLACE, (char *)x + i * size, (int)m, type, op, MPI_COMM_WORLD);
+    }
+    bytes_sent += n * size;
+}
 
 void dist_allreduce_sum(float *x, size_t n)
 {
-    if (world_ == 1)
-        return;
-    for (size_t i = 0; i < n; i += CHUNK) {
-        size_t m = n - i < CHUNK ? n - i : CHUNK;
-        MPI_Allreduce(MPI_IN_PLACE, x + i, (int)m, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
-    }
-    bytes_sent += n * sizeof(float);
+    if (world_ > 1)
+        allreduce_chunks(x, n, sizeof(float), MPI_FLOAT, MPI_SUM);
 }
 
 void dist_allreduce_sum_f64(double *x, size_t n)
 {
-    if (world_ == 1)
-        return;
-    MPI_Allreduce(MPI_IN_PLACE, x, (int)n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
-    bytes_sent += n * sizeof(double);
+    if (world_ > 1)
+        allreduce_chunks(x, n, sizeof(double), MPI_DOUBLE, MPI_SUM);
 }
 
 void dist_allreduce_max_f64(double *x, size_t n)
 {
-    if (world_ == 1)
-        return;
-    MPI_Allreduce(MPI_IN_PLACE, x, (int)n, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-    bytes_sent += n * sizeof(double);
+    if (world_ > 1)
+        allreduce_chunks(x, n, sizeof(double), MPI_DOUBLE, MPI_MAX);
 }
 
 void dist_broadcast(void *buf, size_t bytes, int root)
 {
     if (world_ == 1)
         return;
-    for (size_t i = 0; i < bytes; i += CHUNK) {
-        size_t m = bytes - i < CHUNK ? bytes - i : CHUNK;
+    for (size_t i = 0; i < bytes; i += chunk_) {
+        size_t m = bytes - i < chunk_ ? bytes - i : chunk_;
         MPI_Bcast((char *)buf + i, (int)m, MPI_BYTE, root, MPI_COMM_WORLD);
     }
     bytes_sent += bytes;

@@ -58,6 +58,10 @@ bool dist_own_row(int j, int *k);
  * (0 past the end) and its first item in *first. */
 int dist_round_chunk(int64_t r0, int64_t n, int batch, int64_t *first);
 void dist_normal_rows(rng *r, float *out, int B, size_t len);
+/* The collectives above go in chunks of this many elements (bytes for
+ * dist_broadcast): MPI counts are int.  2^28 by default; a smaller chunk is
+ * for tests of the chunking, which real buffers only reach past 1 GiB. */
+void dist_set_chunk(size_t elements);
 /* Bytes this process has sent through the calls above (for the benchmark). */
 uint64_t dist_bytes_sent(void);
 
