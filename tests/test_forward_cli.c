@@ -179,6 +179,199 @@ static void test_vit_matches_fixture(void)
     }
 }
 
+/* An output tensor of the command as floats (NULL if absent); *n its count. */
+static float *output_f32(const char *path, const char *name, size_t *n)
+{
+    safetensors *o = safetensors_open(path);
+    const st_tensor *t = safetensors_find(o, name);
+    float *v = NULL;
+    *n = 0;
+    if (t) {
+        *n = (size_t)t->numel;
+        v = malloc((*n ? *n : 1) * sizeof(float));
+        safetensors_read_f32(o, t, v);
+    }
+    safetensors_close(o);
+    return v;
+}
+
+/* Runs `repae forward ARGS`; its status, stdout in out. */
+static int forward_out(const char *args, char *out, size_t out_size, char *err, size_t err_size)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s forward %s", repae_bin(), args);
+    return run_command(cmd, out, out_size, err, err_size);
+}
+
+/* The VAE's other outputs: std = exp(logvar / 2), z = mean + std · eps, and
+ * the list of outputs printed in the order written. */
+static void test_vae_std_and_outputs_listed(void)
+{
+    const char *const in[][2] = {{"x", "x"}, {"eps", "eps"}};
+    write_input(tmp("vae_in3.safetensors"), "vae_tiny_f8", in, 2);
+    char args[1024], out[4096], err[4096];
+    snprintf(args, sizeof args, "--model vae --weights " FIX "vae_tiny_f8.safetensors --input %s --output %s",
+             tmp("vae_in3.safetensors"), tmp("vae_out3.safetensors"));
+    int rc = forward_out(args, out, sizeof out, err, sizeof err);
+    char want[512];
+    snprintf(want, sizeof want, "outputs (%s): mean logvar std z recon\n", tmp("vae_out3.safetensors"));
+    CHECK(rc == 0 && strstr(out, want) && strstr(out, "vae: 2 images 3x16x16 -> latent 4x8x8 (sampled with eps)"),
+          "status %d, stdout: %s%s", rc, out, err);
+    size_t n1, n2, n3, n4;
+    float *mean = output_f32(tmp("vae_out3.safetensors"), "mean", &n1);
+    float *logvar = output_f32(tmp("vae_out3.safetensors"), "logvar", &n2);
+    float *std = output_f32(tmp("vae_out3.safetensors"), "std", &n3);
+    float *z = output_f32(tmp("vae_out3.safetensors"), "z", &n4);
+    CHECK(n1 == 512 && n2 == 512 && n3 == 512 && n4 == 512, "sizes %zu %zu %zu %zu", n1, n2, n3, n4);
+    if (n1 == 512 && n2 == 512 && n3 == 512 && n4 == 512) {
+        safetensors *f = safetensors_open(FIX "vae_tiny_f8.safetensors");
+        size_t ne;
+        float *eps = fixture_f32(f, "eps", &ne), want_std[512], want_z[512];
+        for (int i = 0; i < 512; i++)
+            want_std[i] = expf(0.5f * logvar[i]), want_z[i] = mean[i] + want_std[i] * eps[i];
+        check_close("std = exp(logvar / 2)", std, want_std, 512, 0, 1e-6);
+        check_close("z = mean + std * eps", z, want_z, 512, 1e-6, 1e-6);
+        free(eps);
+        safetensors_close(f);
+    }
+    free(mean), free(logvar), free(std), free(z);
+}
+
+/* A SiT file without metadata: heads are not guessed (the command asks for
+ * --heads); with --heads and --encoder-depth it is the fixture's model.
+ * --encoder-depth moves the projectors' block; past the depth it is refused.
+ * --cfg-prob 0 leaves no null-class row; labels may be integer floats. */
+static void test_sit_flags(void)
+{
+    safetensors *fix = safetensors_open(FIX "sit_tiny.safetensors");
+    st_writer *w = st_writer_new();
+    for (int i = 0; i < fix->n_tensors; i++) {
+        const st_tensor *t = &fix->tensors[i];
+        st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, fix->data + t->begin);
+    }
+    st_writer_save(w, tmp("sit_bare.safetensors"));
+    st_writer_free(w);
+    safetensors_close(fix);
+    const char *const infer[][2] = {{"x", "infer.x"}, {"t", "infer.t"}, {"y", "infer.y"}};
+    write_input(tmp("sit_infer2.safetensors"), "sit_tiny", infer, 3);
+    char cmd[2048], args[1024], err[4096];
+    snprintf(cmd, sizeof cmd, "%s forward --model sit --weights %s --input %s --output %s", repae_bin(),
+             tmp("sit_bare.safetensors"), tmp("sit_infer2.safetensors"), tmp("bare_out.safetensors"));
+    expect_command_fails(cmd, "--heads");
+    snprintf(args, sizeof args, "--model sit --heads 4 --weights %s --input %s --output %s",
+             tmp("sit_bare.safetensors"), tmp("sit_infer2.safetensors"), tmp("bare_out.safetensors"));
+    if (!run_forward(args, err, sizeof err))
+        compare(tmp("bare_out.safetensors"), "v", "sit_tiny", "infer.out", 5e-6, 0);
+
+    /* the training forward's projector output at encoder depth 2 (the fixture's), 3 and 1 */
+    const char *const train[][2] = {{"x", "train.x"},         {"y", "train.y"},
+                                    {"drop_mask", "train.drop_mask"}, {"time_input", "train.time_input"},
+                                    {"noises", "train.noises"}, {"zs.0", "train.zs.0"}};
+    write_input(tmp("sit_train2.safetensors"), "sit_tiny", train, 6);
+    float *zt[3] = {0};
+    size_t nz[3] = {0};
+    for (int d = 1; d <= 3; d++) {
+        char outp[64];
+        snprintf(outp, sizeof outp, "enc_depth_%d.safetensors", d);
+        snprintf(args, sizeof args, "--model sit --encoder-depth %d --weights " FIX "sit_tiny.safetensors --input %s "
+                 "--output %s", d, tmp("sit_train2.safetensors"), tmp(outp));
+        if (!run_forward(args, err, sizeof err))
+            zt[d - 1] = output_f32(tmp(outp), "zs_tilde.0", &nz[d - 1]);
+    }
+    if (zt[0] && zt[1] && zt[2] && nz[0] == nz[1] && nz[1] == nz[2]) {
+        compare(tmp("enc_depth_2.safetensors"), "zs_tilde.0", "sit_tiny", "train.zs_tilde.0", 5e-6, 0);
+        CHECK(memcmp(zt[0], zt[1], nz[0] * sizeof(float)) && memcmp(zt[2], zt[1], nz[0] * sizeof(float)),
+              "--encoder-depth 1 and 3 must read other blocks than 2");
+    }
+    for (int d = 0; d < 3; d++)
+        free(zt[d]);
+    snprintf(cmd, sizeof cmd, "%s forward --model sit --encoder-depth 4 --weights " FIX "sit_tiny.safetensors "
+             "--input %s --output %s", repae_bin(), tmp("sit_train2.safetensors"), tmp("bad_out.safetensors"));
+    expect_command_fails(cmd, "forward --encoder-depth 4: the SiT has only 3 blocks");
+
+    /* labels: the null class (10) is a row of the file's 11 with its cfg_prob 0.1; with --cfg-prob 0 the 11
+     * rows are 11 classes; floats that are integers read as labels, others are refused */
+    safetensors *f = safetensors_open(FIX "sit_tiny.safetensors");
+    size_t nx, nt;
+    float *x = fixture_f32(f, "infer.x", &nx), *t = fixture_f32(f, "infer.t", &nt);
+    const st_tensor *tx = safetensors_require(f, "infer.x");
+    const int N = (int)tx->shape[0];
+    float y_null[16], y_past[16], y_half[16];
+    for (int i = 0; i < N && i < 16; i++)
+        y_null[i] = 10, y_past[i] = 11, y_half[i] = i == N - 1 ? 2.5f : 1;
+    const char *names[3] = {"y_null.safetensors", "y_past.safetensors", "y_half.safetensors"};
+    const float *ys[3] = {y_null, y_past, y_half};
+    for (int k = 0; k < 3; k++) {
+        st_writer *wi = st_writer_new();
+        st_writer_add_f32(wi, "x", tx->ndim, tx->shape, x);
+        st_writer_add_f32(wi, "t", 1, (int64_t[]){N}, t);
+        st_writer_add_f32(wi, "y", 1, (int64_t[]){N}, ys[k]);
+        st_writer_save(wi, tmp(names[k]));
+        st_writer_free(wi);
+    }
+    snprintf(args, sizeof args, "--model sit --weights " FIX "sit_tiny.safetensors --input %s --output %s",
+             tmp("y_null.safetensors"), tmp("null_out.safetensors"));
+    run_forward(args, err, sizeof err);
+    snprintf(cmd, sizeof cmd, "%s forward --model sit --weights " FIX "sit_tiny.safetensors --input %s --output %s",
+             repae_bin(), tmp("y_past.safetensors"), tmp("bad_out.safetensors"));
+    expect_command_fails(cmd, "y[0] = 11 is outside [0, 11) (10 classes + the null class)");
+    snprintf(cmd, sizeof cmd, "%s forward --model sit --cfg-prob 0 --weights " FIX "sit_tiny.safetensors --input %s "
+             "--output %s", repae_bin(), tmp("y_past.safetensors"), tmp("bad_out.safetensors"));
+    expect_command_fails(cmd, "y[0] = 11 is outside [0, 11) (11 classes)");
+    snprintf(cmd, sizeof cmd, "%s forward --model sit --weights " FIX "sit_tiny.safetensors --input %s --output %s",
+             repae_bin(), tmp("y_half.safetensors"), tmp("bad_out.safetensors"));
+    char want[160];
+    snprintf(want, sizeof want, "'y'[%d] = 2.5 is not an integer", N - 1);
+    expect_command_fails(cmd, want);
+    free(x), free(t);
+    safetensors_close(f);
+}
+
+/* --seed draws what the input leaves out (time and noise): the same seed
+ * the same draws, another seed others. */
+static void test_sit_seed(void)
+{
+    const char *const train[][2] = {{"x", "train.x"}, {"y", "train.y"}, {"zs.0", "train.zs.0"}};
+    write_input(tmp("sit_seed_in.safetensors"), "sit_tiny", train, 3);
+    float *noise[3];
+    size_t n[3];
+    const int seeds[3] = {5, 5, 6};
+    for (int k = 0; k < 3; k++) {
+        char args[1024], err[4096], outp[64];
+        snprintf(outp, sizeof outp, "seed_%d.safetensors", k);
+        snprintf(args, sizeof args, "--model sit --seed %d --weights " FIX "sit_tiny.safetensors --input %s "
+                 "--output %s", seeds[k], tmp("sit_seed_in.safetensors"), tmp(outp));
+        noise[k] = run_forward(args, err, sizeof err) ? NULL : output_f32(tmp(outp), "noises", &n[k]);
+    }
+    if (noise[0] && noise[1] && noise[2] && n[0] == n[1] && n[1] == n[2])
+        CHECK(!memcmp(noise[0], noise[1], n[0] * sizeof(float)) && memcmp(noise[0], noise[2], n[0] * sizeof(float)),
+              "--seed 5 twice must draw the same noise, --seed 6 another");
+    for (int k = 0; k < 3; k++)
+        free(noise[k]);
+}
+
+/* --img-size: the ViT's input size; an x of another size is refused with
+ * the shape expected. */
+static void test_vit_img_size(void)
+{
+    const char *const in[][2] = {{"x", "x"}};
+    write_input(tmp("vit_in2.safetensors"), "vit_tiny", in, 1);
+    safetensors *f = safetensors_open(tmp("vit_in2.safetensors"));
+    const st_tensor *tx = safetensors_require(f, "x");
+    const int S = (int)tx->shape[2], C = (int)tx->shape[1];
+    safetensors_close(f);
+    char args[1024], cmd[2048], err[4096];
+    snprintf(args, sizeof args, "--model vit --img-size %d --weights " FIX "vit_tiny.safetensors --input %s --output %s",
+             S, tmp("vit_in2.safetensors"), tmp("vit_out2.safetensors"));
+    if (!run_forward(args, err, sizeof err))
+        compare(tmp("vit_out2.safetensors"), "x_norm_clstoken", "vit_tiny", "x_norm_clstoken", 1e-5, 1e-5);
+    snprintf(cmd, sizeof cmd, "%s forward --model vit --img-size %d --weights " FIX "vit_tiny.safetensors --input %s "
+             "--output %s", repae_bin(), S / 2, tmp("vit_in2.safetensors"), tmp("bad_out.safetensors"));
+    char want[200];
+    snprintf(want, sizeof want, "expected [*, %d, %d, %d] (the ViT's input at --img-size)", C, S / 2, S / 2);
+    expect_command_fails(cmd, want);
+}
+
 static void test_bad_inputs(void)
 {
     char cmd[1024];
@@ -200,7 +393,13 @@ static void test_bad_inputs(void)
     write_input(tmp("wrong_x.safetensors"), "sit_tiny", wrong, 1);
     snprintf(cmd, sizeof cmd, "%s forward --model vae --weights %s --input %s --output %s", repae_bin(), vae_w,
              tmp("wrong_x.safetensors"), tmp("bad_out.safetensors"));
-    expect_command_fails(cmd, "'x' has shape [4, 16, 32]");
+    expect_command_fails(cmd, "'x' has shape [4, 16, 32], expected [*, 3, *, *] (the VAE's image)");
+    /* a posterior noise of the wrong shape: the whole shape expected */
+    const char *const bad_eps[][2] = {{"x", "x"}, {"eps", "cot.recon"}};
+    write_input(tmp("bad_eps.safetensors"), "vae_tiny_f8", bad_eps, 2);
+    snprintf(cmd, sizeof cmd, "%s forward --model vae --weights %s --input %s --output %s", repae_bin(), vae_w,
+             tmp("bad_eps.safetensors"), tmp("bad_out.safetensors"));
+    expect_command_fails(cmd, "'eps' has shape [2, 3, 16, 16], expected [2, 4, 8, 8] (the posterior noise");
     /* a model that is not in the file, an unknown model, missing flags */
     snprintf(cmd, sizeof cmd, "%s forward --model sit --weights %s --input %s --output %s", repae_bin(), vae_w,
              tmp("vae_in.safetensors"), tmp("bad_out.safetensors"));
@@ -229,6 +428,10 @@ int main(void)
     RUN(test_vae_matches_fixture);
     RUN(test_sit_matches_fixture);
     RUN(test_vit_matches_fixture);
+    RUN(test_vae_std_and_outputs_listed);
+    RUN(test_sit_flags);
+    RUN(test_sit_seed);
+    RUN(test_vit_img_size);
     RUN(test_bad_inputs);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
