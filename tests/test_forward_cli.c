@@ -361,8 +361,9 @@ static void test_vit_img_size(void)
     const int S = (int)tx->shape[2], C = (int)tx->shape[1];
     safetensors_close(f);
     char args[1024], cmd[2048], err[4096];
-    snprintf(args, sizeof args, "--model vit --img-size %d --weights " FIX "vit_tiny.safetensors --input %s --output %s",
-             S, tmp("vit_in2.safetensors"), tmp("vit_out2.safetensors"));
+    snprintf(args, sizeof args,
+             "--model vit --img-size %d --weights " FIX "vit_tiny.safetensors --input %s --output %s", S,
+             tmp("vit_in2.safetensors"), tmp("vit_out2.safetensors"));
     if (!run_forward(args, err, sizeof err))
         compare(tmp("vit_out2.safetensors"), "x_norm_clstoken", "vit_tiny", "x_norm_clstoken", 1e-5, 1e-5);
     snprintf(cmd, sizeof cmd, "%s forward --model vit --img-size %d --weights " FIX "vit_tiny.safetensors --input %s "
