@@ -98,18 +98,21 @@ static void line(canvas *cv, double x0, double y0, double x1, double y1, const u
 
 /* Upper case is drawn as lower case; a space is blank; a character the
  * font lacks is drawn as '?', so a label never loses a letter unseen. */
+static int glyph(char ch)
+{
+    for (int g = 0; g < (int)(sizeof font / sizeof font[0]); g++)
+        if (font[g].c == ch)
+            return g;
+    return -1;
+}
+
 static void text(canvas *cv, int x, int y, const char *s, const uint8_t *rgb)
 {
-    const size_t n_glyphs = sizeof font / sizeof font[0];
     for (; *s; s++, x += 6) {
         char ch = *s >= 'A' && *s <= 'Z' ? (char)(*s - 'A' + 'a') : *s;
         if (ch == ' ')
             continue;
-        size_t g = 0;
-        while (g < n_glyphs && font[g].c != ch)
-            g++;
-        if (g == n_glyphs)
-            g = n_glyphs - 1; /* '?' */
+        int g = glyph(ch) >= 0 ? glyph(ch) : glyph('?');
         for (int r = 0; r < 7; r++)
             for (int b = 0; b < 5; b++)
                 if (font[g].rows[r] & (0x10 >> b))
