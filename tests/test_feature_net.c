@@ -1,0 +1,267 @@
+/* The ViT and CNN feature networks of `repae eval` (src/eval/feature_net.c)
+ * against the same features built from their public parts: the documented
+ * normalisation (u/255 − mean)/std, grey taken as the mean of the channels
+ * or repeated into them, the bicubic resize to the network's size, the
+ * final-norm cls token or the mean of the patch tokens.  The networks are
+ * tiny ones that `repae train-encoder` writes; Inception's path is
+ * test_release_files' and test_inception's. */
+#include <math.h>
+
+#include "core/arena.h"
+#include "core/error.h"
+#include "eval/feature_net.h"
+#include "models/cnn_classifier.h"
+#include "models/vit.h"
+#include "ops/resample.h"
+#include "test.h"
+
+static const char *tmp;
+static char vit_path[512], cnn1_path[512], cnn3_path[512];
+
+static const char *repae_bin(void)
+{
+    static char path[256];
+    const char *b = getenv("BUILD");
+    snprintf(path, sizeof path, "%s/repae", b && *b ? b : "build");
+    return path;
+}
+
+/* B images H×W in NHWC with C channels: every pixel and channel different;
+ * with equal_channels the channels of a pixel hold one value. */
+static uint8_t *images_nhwc(int B, int H, int W, int C, int equal_channels, int seed)
+{
+    uint8_t *im = xmalloc((size_t)B * H * W * C);
+    for (int i = 0; i < B * H * W; i++)
+        for (int c = 0; c < C; c++)
+            im[(size_t)i * C + c] = (uint8_t)((i * 37 + seed * 11 + (equal_channels ? 0 : c * 85)) % 256);
+    return im;
+}
+
+/* The grey (1-channel) NCHW input the documentation describes: the mean of
+ * the channels, normalised. */
+static float *grey_normalised(const uint8_t *im, int B, int HW, int C, float mean, float std)
+{
+    float *g = xmalloc((size_t)B * HW * sizeof(float));
+    for (int i = 0; i < B * HW; i++) {
+        float v = 0;
+        for (int c = 0; c < C; c++)
+            v += (float)im[(size_t)i * C + c];
+        v = C == 1 ? v : v / (float)C;
+        g[i] = (v / 255.0f - mean) / std;
+    }
+    return g;
+}
+
+/* The ViT's features from its parts: grey input, resized to S when the
+ * images are another size, then the cls token or the patch tokens' mean. */
+static float *vit_reference(const uint8_t *im, int B, int H, int W, int C, feature_net_layer layer, float mean,
+                            float std)
+{
+    safetensors *st = safetensors_open(vit_path);
+    vit m;
+    float *w = vit_from_checkpoint(&m, st, "", 0, 2, PARAM_ALLOW_EXTRA);
+    safetensors_close(st);
+    const int S = m.cfg.img_size, D = m.cfg.embed_dim, G2 = m.npatch;
+    float *g = grey_normalised(im, B, H * W, C, mean, std), *in = g;
+    if (H != S || W != S) {
+        in = xmalloc((size_t)B * S * S * sizeof(float));
+        bicubic_resize_forward(in, g, B, 1, H, W, S, S);
+    }
+    arena ar = arena_create(vit_plan_bytes(&m, B, false));
+    vit_acts a;
+    vit_acts_alloc(&a, &m, &ar, B, false);
+    float *pool = xmalloc((size_t)B * D * sizeof(float)), *patch = xmalloc((size_t)B * G2 * D * sizeof(float));
+    vit_forward(&m, w, &a, in, patch, pool, NULL, NULL);
+    if (layer == FNET_VIT_MEAN_PATCH)
+        for (int b = 0; b < B; b++)
+            for (int d = 0; d < D; d++) {
+                double s = 0;
+                for (int t = 0; t < G2; t++)
+                    s += patch[((size_t)b * G2 + t) * D + d];
+                pool[(size_t)b * D + d] = (float)(s / G2);
+            }
+    arena_free(&ar);
+    if (in != g)
+        free(in);
+    free(g), free(patch), free(w);
+    vit_free(&m);
+    return pool;
+}
+
+static void test_vit_features_from_their_parts(void)
+{
+    const int B = 3;
+    const struct {
+        int H, C, equal;
+    } cases[] = {{32, 1, 0}, {32, 3, 1}, {40, 1, 0}, {24, 3, 0}};
+    for (int layer = 0; layer < 2; layer++)
+        for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+            const int H = cases[k].H, C = cases[k].C;
+            uint8_t *im = images_nhwc(B, H, H, C, cases[k].equal, (int)k);
+            feature_net f;
+            feature_net_open_vit(&f, vit_path, (feature_net_layer)layer, 0, NAN, NAN, 4);
+            CHECK(f.dim == 24 && f.spatial_dim == 0 && f.n_logits == 0, "ViT feature net: dim %d", f.dim);
+            float *got = xmalloc((size_t)B * f.dim * sizeof(float));
+            feature_net_features(&f, im, B, H, H, C, got, NULL, NULL);
+            float *want = vit_reference(im, B, H, H, C, (feature_net_layer)layer, 0.5f, 0.5f);
+            char what[96];
+            snprintf(what, sizeof what, "ViT %s, %d px, %d channels", layer ? "mean patch" : "cls", H, C);
+            check_close(what, got, want, (size_t)B * f.dim, 1e-6, 1e-6);
+            free(got), free(want), free(im);
+            feature_net_free(&f);
+        }
+    /* --enc-mean / --enc-std over the file's 0.5 / 0.5 */
+    uint8_t *im = images_nhwc(B, 32, 32, 1, 0, 9);
+    feature_net f;
+    feature_net_open_vit(&f, vit_path, FNET_VIT_CLS, 2, 0.25f, 0.125f, 4);
+    float got[3 * 24];
+    feature_net_features(&f, im, B, 32, 32, 1, got, NULL, NULL);
+    float *want = vit_reference(im, B, 32, 32, 1, FNET_VIT_CLS, 0.25f, 0.125f);
+    check_close("ViT with enc_mean 0.25, enc_std 0.125", got, want, (size_t)B * 24, 1e-6, 1e-6);
+    free(want), free(im);
+    feature_net_free(&f);
+}
+
+/* The CNN's features from its parts: its input channels from the images
+ * (grey = the mean, or grey repeated), resized to the size it was trained
+ * at. */
+static float *cnn_reference(const char *path, const uint8_t *im, int B, int H, int C)
+{
+    safetensors *st = safetensors_open(path);
+    cnn_classifier m;
+    float *w = cnn_from_checkpoint(&m, st, "", 0, PARAM_ALLOW_EXTRA);
+    safetensors_close(st);
+    const int Cm = m.cfg.in_chans, S = 32, HW = H * H;
+    float *x = xmalloc((size_t)B * Cm * HW * sizeof(float));
+    if (Cm == 1) {
+        float *g = grey_normalised(im, B, HW, C, 0.5f, 0.5f);
+        memcpy(x, g, (size_t)B * HW * sizeof(float));
+        free(g);
+    } else
+        for (int b = 0; b < B; b++)
+            for (int c = 0; c < Cm; c++)
+                for (int p = 0; p < HW; p++)
+                    x[((size_t)b * Cm + c) * HW + p] =
+                        ((float)im[((size_t)b * HW + p) * C + (C == 1 ? 0 : c)] / 255.0f - 0.5f) / 0.5f;
+    float *in = x;
+    if (H != S) {
+        in = xmalloc((size_t)B * Cm * S * S * sizeof(float));
+        bicubic_resize_forward(in, x, B, Cm, H, H, S, S);
+    }
+    arena ar = arena_create(cnn_plan_bytes(&m, B, S, S, false));
+    cnn_acts a;
+    cnn_acts_alloc(&a, &m, &ar, B, S, S, false);
+    float *pool = xmalloc((size_t)B * m.dim * sizeof(float));
+    cnn_forward(&m, w, &a, in, pool, NULL);
+    arena_free(&ar);
+    if (in != x)
+        free(in);
+    free(x), free(w);
+    cnn_free(&m);
+    return pool;
+}
+
+static void test_cnn_features_from_their_parts(void)
+{
+    const int B = 2;
+    const char *paths[2] = {cnn1_path, cnn3_path};
+    const struct {
+        int H, C;
+    } cases[] = {{32, 1}, {32, 3}, {20, 3}};
+    for (int p = 0; p < 2; p++)
+        for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+            const int H = cases[k].H, C = cases[k].C;
+            uint8_t *im = images_nhwc(B, H, H, C, 0, (int)k + 3);
+            feature_net f;
+            feature_net_open_cnn(&f, paths[p], NAN, NAN, 2);
+            CHECK(f.cnn_size == 32 && f.dim == 16, "CNN feature net: trained at %d px, dim %d", f.cnn_size, f.dim);
+            float *got = xmalloc((size_t)B * f.dim * sizeof(float));
+            feature_net_features(&f, im, B, H, H, C, got, NULL, NULL);
+            float *want = cnn_reference(paths[p], im, B, H, C);
+            char what[96];
+            snprintf(what, sizeof what, "CNN of %d channels, %d px images of %d channels", p ? 3 : 1, H, C);
+            check_close(what, got, want, (size_t)B * f.dim, 1e-6, 1e-6);
+            free(got), free(want), free(im);
+            feature_net_free(&f);
+        }
+}
+
+/* Misuse is refused in words: batches outside 1..max, 2-channel images,
+ * outputs the network does not have, a file of the other kind. */
+typedef struct {
+    int B, C, want_spatial, want_logits;
+    const char *path;
+} misuse;
+
+static void misuse_child(void *ctx)
+{
+    const misuse *m = ctx;
+    feature_net f;
+    if (m->path == vit_path)
+        feature_net_open_vit(&f, m->path, FNET_VIT_CLS, 0, NAN, NAN, 2);
+    else
+        feature_net_open_cnn(&f, m->path, NAN, NAN, 2);
+    uint8_t im[3 * 32 * 32 * 3] = {0};
+    float pool[3 * 64], spatial[16], logits[16];
+    feature_net_features(&f, im, m->B, 32, 32, m->C, pool, m->want_spatial ? spatial : NULL,
+                         m->want_logits ? logits : NULL);
+}
+
+static void open_vit_child(void *ctx)
+{
+    feature_net f;
+    feature_net_open_vit(&f, ctx, FNET_VIT_CLS, 0, NAN, NAN, 2);
+}
+
+static void open_cnn_child(void *ctx)
+{
+    feature_net f;
+    feature_net_open_cnn(&f, ctx, NAN, NAN, 2);
+}
+
+static void test_misuse_refused(void)
+{
+    misuse cases[] = {{0, 1, 0, 0, vit_path}, {3, 1, 0, 0, cnn1_path}, {1, 2, 0, 0, vit_path},
+                      {1, 1, 1, 0, vit_path}, {1, 1, 0, 1, cnn1_path}};
+    const char *want[] = {"feature network: batch of 0 images (1..2)", "feature network: batch of 3 images (1..2)",
+                          "feature network: 2-channel images (1 or 3 are supported)",
+                          "feature network vit-cls has no spatial output", "feature network cnn has no logits output"};
+    for (int i = 0; i < 5; i++)
+        expect_die(want[i], misuse_child, &cases[i], want[i]);
+    expect_die("a CNN file as a ViT", open_vit_child, cnn1_path,
+               "a CNN classifier (from `repae train-encoder --arch cnn`)");
+    expect_die("a ViT file as a CNN", open_cnn_child, vit_path, "a ViT encoder, not a CNN classifier");
+}
+
+static int make_networks(void)
+{
+    char cmd[2048], err[4096];
+    const char *common = "--max-images 32 --max-eval-images 16 --batch-size 16 --eval-batch 16 --epochs 1";
+    snprintf(cmd, sizeof cmd, "%s train-encoder %s --embed-dim 24 --heads 2 --depth 1 --patch 8 --output-dir %s "
+             "--exp-name vit", repae_bin(), common, tmp);
+    int rc = run_command(cmd, NULL, 0, err, sizeof err);
+    for (int c = 1; c <= 3 && rc == 0; c += 2) {
+        snprintf(cmd, sizeof cmd, "%s train-encoder %s --arch cnn --cnn-widths 8,16 --cnn-groups 4 --channels %d "
+                 "--output-dir %s --exp-name cnn%d", repae_bin(), common, c, tmp, c);
+        rc = run_command(cmd, NULL, 0, err, sizeof err);
+    }
+    if (rc != 0)
+        fprintf(stderr, "train-encoder failed: %s\n", err);
+    snprintf(vit_path, sizeof vit_path, "%s/vit/encoder.safetensors", tmp);
+    snprintf(cnn1_path, sizeof cnn1_path, "%s/cnn1/classifier.safetensors", tmp);
+    snprintf(cnn3_path, sizeof cnn3_path, "%s/cnn3/classifier.safetensors", tmp);
+    return rc;
+}
+
+int main(void)
+{
+    tmp = test_tmp_dir("feature_net");
+    if (make_networks() != 0) {
+        CHECK(0, "could not write the networks with `repae train-encoder`");
+        return test_summary();
+    }
+    RUN(test_vit_features_from_their_parts);
+    RUN(test_cnn_features_from_their_parts);
+    RUN(test_misuse_refused);
+    return test_summary();
+}
