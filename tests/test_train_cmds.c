@@ -36,6 +36,8 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "data/dataset.h"
+#include "io/image.h"
 #include "models/vit.h"
 #include "test.h"
 #include "train/repae_step.h"
@@ -369,6 +371,48 @@ static void test_train_vae_nan_stops_without_a_checkpoint(void)
     CHECK(!file_exists(tmp_path("nan/vae.safetensors")), "a NaN run wrote vae.safetensors");
 }
 
+/* On a shard (not Fashion-MNIST, whose other split is held out) the
+ * held-out images are the shard's last --preview-images, taken out of the
+ * training set: the grid's first row is those images, byte for byte.  A
+ * shard too small for both is refused. */
+static void test_train_vae_on_a_shard_holds_out_its_tail(void)
+{
+    if (!have_repae())
+        return;
+    char args[2048], out[16384], shard[600];
+    snprintf(shard, sizeof shard, "%s", tmp_path("tail.shard"));
+    snprintf(args, sizeof args, "prepare --data fashion-mnist --max-images 24 --output '%s'", shard);
+    if (repae_ok("prepare", args, out, sizeof out))
+        return;
+    snprintf(args, sizeof args,
+             "train-vae --data '%s' --batch-size 8 " VAE_FLAGS " " DISC_FLAGS " --preview-images 8 --stats-images 8 "
+             "--max-train-steps 1 --checkpointing-steps 1 --output-dir '%s' --exp-name tail",
+             shard, tmp_dir);
+    if (repae_ok("train-vae on a shard", args, out, sizeof out))
+        return;
+    CHECK(strstr(out, "16 images 1x32x32; held out: held-out tail of the shard, 8 images") != NULL,
+          "the split of a 24-image shard:\n%s", out);
+    dataset d = dataset_read_shard(shard);
+    image grid = image_read(tmp_path("tail/samples/0000001.png"), 0);
+    const int H = 32, pad = 2;
+    CHECK(grid.channels == 1 && grid.width == 8 * (H + pad) + pad, "grid %dx%dx%d", grid.channels, grid.height,
+          grid.width);
+    int bad = 0;
+    if (grid.channels == 1 && grid.width == 8 * (H + pad) + pad && d.n == 24)
+        for (int i = 0; i < 8; i++)
+            for (int y = 0; y < H; y++)
+                for (int x = 0; x < H; x++)
+                    bad += grid.pixels[(size_t)(pad + y) * grid.width + pad + i * (H + pad) + x] !=
+                           d.images[((size_t)(16 + i) * H + y) * H + x];
+    CHECK(bad == 0, "the grid's first row is not the shard's last 8 images: %d pixels differ", bad);
+    image_free(&grid);
+    dataset_free(&d);
+    snprintf(args, sizeof args,
+             "train-vae --data '%s' --batch-size 8 " VAE_FLAGS " --no-disc --preview-images 17 --output-dir '%s' "
+             "--exp-name small", shard, tmp_dir);
+    repae_fails(args, "has 24 images: too few to hold out --preview-images 17 and still fill a batch of 8");
+}
+
 static void test_train_vae_bad_flags(void)
 {
     if (!have_repae())
@@ -554,6 +598,7 @@ int main(void)
     RUN(test_train_vae_sigterm_saves_a_checkpoint);
     RUN(test_train_vae_nan_stops_without_a_checkpoint);
     RUN(test_train_vae_bad_flags);
+    RUN(test_train_vae_on_a_shard_holds_out_its_tail);
     RUN(test_train_encoder_and_use_it);
     RUN(test_export_vae);
     return test_summary();
