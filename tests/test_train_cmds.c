@@ -573,7 +573,44 @@ static void test_export_vae(void)
         }
     }
 
+    /* A run started from a VAE file: its groups come from that file while it
+     * is readable; once it is gone the export warns, assumes the presets' 32
+     * (which 8 channels refuse) and takes --norm-groups. */
+    snprintf(path, sizeof path, "%s", tmp_path("exported/start-vae.safetensors"));
+    char copy[1500];
+    snprintf(copy, sizeof copy, "cp '%s.safetensors' '%s'", name, path);
+    CHECK(system(copy) == 0, "%s", copy);
+    snprintf(args, sizeof args,
+             "train " DATA " " DISC_FLAGS " --vae-ckpt '%s' --sit-depth 1 --sit-hidden 32 --sit-heads 2 "
+             "--projector-dim 16 --max-train-steps 1 --preview-images 4 --output-dir '%s' --exp-name fromfile",
+             path, tmp_dir);
+    if (repae_ok("repae train --vae-ckpt FILE", args, NULL, 0) == 0) {
+        char from_file[600], out3[8192];
+        snprintf(from_file, sizeof from_file, "%s", tmp_path("fromfile/checkpoints/0000001.safetensors"));
+        snprintf(args, sizeof args, "export-vae --checkpoint '%s' --output '%s'", from_file,
+                 tmp_path("exported/fromfile"));
+        if (repae_ok("export-vae of a run started from a file", args, out3, sizeof out3) == 0)
+            CHECK(strstr(out3, "groups 4 from the run's --vae-ckpt file") != NULL, "export-vae output:\n%s", out3);
+        unlink(path);
+        repae_fails(args, "not divisible");
+        char cmd[4200], err[4096];
+        snprintf(cmd, sizeof cmd, "%s'%s' %s", omp_prefix(), repae_bin, args);
+        run_command(cmd, NULL, 0, err, sizeof err);
+        CHECK(strstr(err, "which is not readable here; assuming 32 GroupNorm groups (give --norm-groups") != NULL,
+              "export-vae without the run's --vae-ckpt file: %s", err);
+        snprintf(args, sizeof args, "export-vae --checkpoint '%s' --norm-groups 4 --output '%s'", from_file,
+                 tmp_path("exported/fromfile"));
+        if (repae_ok("export-vae --norm-groups", args, out3, sizeof out3) == 0)
+            CHECK(strstr(out3, "groups 4 from --norm-groups") != NULL, "export-vae output:\n%s", out3);
+    }
+
     /* Wrong inputs. */
+    snprintf(args, sizeof args, "export-vae --checkpoint '%s' --vae-ckpt '%s.safetensors' --output x", ckpt, name);
+    repae_fails(args, "give --checkpoint or --vae-ckpt, not both");
+    snprintf(args, sizeof args, "export-vae --checkpoint '%s' --latents-stats s.safetensors --output x", ckpt);
+    repae_fails(args, "--latents-stats goes with --vae-ckpt");
+    snprintf(args, sizeof args, "export-vae --checkpoint '%s' --output x extra", ckpt);
+    repae_fails(args, "unexpected argument 'extra'");
     snprintf(args, sizeof args, "export-vae --checkpoint '%s'", ckpt);
     repae_fails(args, "--output is required");
     repae_fails("export-vae --output x", "--checkpoint is required");
