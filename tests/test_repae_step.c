@@ -250,7 +250,8 @@ static void test_mismatched_models_refused(void)
     /* The fitting set first (it must initialise), then one field off at a time. */
     static const mismatch cases[] = {
         {"fitting models", NULL, {3, 3, 4, 8, 24, 4, 16, 3}},
-        {"VAE output channels", "the VAE takes 3-channel images, the data has 3", {3, 1, 4, 8, 24, 4, 16, 3}},
+        {"VAE output channels", "the VAE takes 3-channel images and returns 1-channel ones; the data has 3",
+         {3, 1, 4, 8, 24, 4, 16, 3}},
         {"SiT channels", "the SiT expects a 8×8×8 latent, the VAE makes 4×8×8", {3, 3, 8, 8, 24, 4, 16, 3}},
         {"SiT input size", "the SiT expects a 4×4×4 latent, the VAE makes 4×8×8", {3, 3, 4, 4, 24, 4, 16, 3}},
         {"projector target", "targets 16 features, the encoder gives 24", {3, 3, 4, 8, 16, 4, 16, 3}},

@@ -227,6 +227,58 @@ static void test_vae_trainer_matches_repae_step_without_encoder(void)
     free(dpa), free(dpb), free(lpp), free(sp);
 }
 
+/* The arena when evaluation is the larger pass (a batch of 2, evaluation
+ * batches of 16): planned to its peak exactly; and the trainer's refusals. */
+static void vae_trainer_misuse(void *ctx)
+{
+    const int *which = ctx;
+    int in = which[0], out = which[1], C = which[2], with_lpips = which[3];
+    vae_config vc = {.ch = 8, .n_levels = 2, .ch_mult = {1, 2}, .num_res_blocks = 1, .z_channels = 4, .n_attn = 0,
+                     .resolution = 16, .in_channels = in, .out_ch = out, .double_z = 1, .norm_groups = 4};
+    vae v;
+    vae_build(&v, &vc);
+    float *vp = param_alloc(&v.table);
+    lpips lp;
+    lpips_build(&lp, 16);
+    vae_trainer_config tc = vae_trainer_config_default();
+    tc.batch = 2;
+    vae_trainer t;
+    vae_trainer_init(&t, &tc, &v, vp, NULL, NULL, with_lpips ? &lp : NULL, NULL, 16, 16, C, 4);
+}
+
+static void test_vae_trainer_eval_plan_and_refusals(void)
+{
+    enum { B = 2, E = 16, H = 16, C = 3 };
+    vae_config vc = {.ch = 8, .n_levels = 2, .ch_mult = {1, 2}, .num_res_blocks = 1, .z_channels = 4, .n_attn = 0,
+                     .resolution = 16, .in_channels = C, .out_ch = C, .double_z = 1, .norm_groups = 4};
+    vae v;
+    vae_build(&v, &vc);
+    float *vp = param_alloc(&v.table);
+    vae_init_weights(&v, vp, 5);
+    vae_trainer_config tc = vae_trainer_config_default();
+    tc.batch = B, tc.loss.perceptual = 0, tc.loss.disc = 0;
+    vae_trainer t;
+    vae_trainer_init(&t, &tc, &v, vp, NULL, NULL, NULL, NULL, H, H, C, E);
+    uint8_t images[E * C * H * H], recon[E * C * H * H];
+    fill_images(images, sizeof images, 7);
+    vae_train_logs logs;
+    vae_trainer_step(&t, images, NULL, &logs);
+    size_t after_step = t.ar.high_water;
+    CHECK(vae_trainer_reconstruct(&t, images, E, recon) == 0, "finite reconstructions");
+    CHECK(t.ar.high_water > after_step && t.ar.high_water + (1u << 16) == t.ar.capacity,
+          "evaluation the larger pass: planned %zu bytes for a peak of %zu (the step's %zu)", t.ar.capacity,
+          t.ar.high_water, after_step);
+    vae_trainer_free(&t);
+    vae_free(&v);
+    free(vp);
+    const int cases[3][4] = {{3, 3, 1, 0}, {3, 1, 3, 0}, {2, 2, 2, 1}};
+    const char *want[3] = {"train-vae: the VAE takes 3-channel images and returns 3-channel ones; the data has 1",
+                           "train-vae: the VAE takes 3-channel images and returns 1-channel ones; the data has 3",
+                           "train-vae: LPIPS needs 1- or 3-channel images"};
+    for (int i = 0; i < 3; i++)
+        expect_die(want[i], vae_trainer_misuse, (void *)cases[i], want[i]);
+}
+
 /* ---- train-vae --------------------------------------------------------------------- */
 
 static void test_train_vae_writes_everything(void)
@@ -630,6 +682,7 @@ int main(void)
 {
     tmp_dir = test_tmp_dir("train_cmds");
     RUN(test_vae_trainer_matches_repae_step_without_encoder);
+    RUN(test_vae_trainer_eval_plan_and_refusals);
     RUN(test_train_vae_writes_everything);
     RUN(test_train_vae_resume_is_exact);
     RUN(test_train_vae_sigterm_saves_a_checkpoint);
