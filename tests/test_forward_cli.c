@@ -298,7 +298,7 @@ static void test_sit_flags(void)
     const int N = (int)tx->shape[0];
     float y_null[16], y_past[16], y_half[16];
     for (int i = 0; i < N && i < 16; i++)
-        y_null[i] = 10, y_past[i] = 11, y_half[i] = i == N - 1 ? 2.5f : 1;
+        y_null[i] = 10, y_past[i] = i == 0 ? 11 : 1, y_half[i] = i == N - 1 ? 2.5f : 1;
     const char *names[3] = {"y_null.safetensors", "y_past.safetensors", "y_half.safetensors"};
     const float *ys[3] = {y_null, y_past, y_half};
     for (int k = 0; k < 3; k++) {
@@ -311,7 +311,10 @@ static void test_sit_flags(void)
     }
     snprintf(args, sizeof args, "--model sit --weights " FIX "sit_tiny.safetensors --input %s --output %s",
              tmp("y_null.safetensors"), tmp("null_out.safetensors"));
-    run_forward(args, err, sizeof err);
+    char out[4096], line[96];
+    int rc = forward_out(args, out, sizeof out, err, sizeof err);
+    snprintf(line, sizeof line, "sit: velocity of %d latents 4x8x8\n", N);
+    CHECK(rc == 0 && strstr(out, line), "the null class as a label: status %d: %s%s", rc, out, err);
     snprintf(cmd, sizeof cmd, "%s forward --model sit --weights " FIX "sit_tiny.safetensors --input %s --output %s",
              repae_bin(), tmp("y_past.safetensors"), tmp("bad_out.safetensors"));
     expect_command_fails(cmd, "y[0] = 11 is outside [0, 11) (10 classes + the null class)");
@@ -341,7 +344,11 @@ static void test_sit_seed(void)
         snprintf(outp, sizeof outp, "seed_%d.safetensors", k);
         snprintf(args, sizeof args, "--model sit --seed %d --weights " FIX "sit_tiny.safetensors --input %s "
                  "--output %s", seeds[k], tmp("sit_seed_in.safetensors"), tmp(outp));
-        noise[k] = run_forward(args, err, sizeof err) ? NULL : output_f32(tmp(outp), "noises", &n[k]);
+        char out[4096];
+        int rc = forward_out(args, out, sizeof out, err, sizeof err);
+        CHECK(rc == 0 && strstr(out, "sit: train-mode training forward of "), "--seed %d: status %d: %s%s", seeds[k],
+              rc, out, err);
+        noise[k] = rc ? NULL : output_f32(tmp(outp), "noises", &n[k]);
     }
     if (noise[0] && noise[1] && noise[2] && n[0] == n[1] && n[1] == n[2])
         CHECK(!memcmp(noise[0], noise[1], n[0] * sizeof(float)) && memcmp(noise[0], noise[2], n[0] * sizeof(float)),
@@ -370,6 +377,17 @@ static void test_vit_img_size(void)
              "--output %s", repae_bin(), S / 2, tmp("vit_in2.safetensors"), tmp("bad_out.safetensors"));
     char want[200];
     snprintf(want, sizeof want, "expected [*, %d, %d, %d] (the ViT's input at --img-size)", C, S / 2, S / 2);
+    expect_command_fails(cmd, want);
+    /* a non-square image */
+    float *wx = calloc((size_t)2 * C * S * (S + 2), sizeof(float));
+    st_writer *w = st_writer_new();
+    st_writer_add_f32(w, "x", 4, (int64_t[]){2, C, S, S + 2}, wx);
+    st_writer_save(w, tmp("vit_wide.safetensors"));
+    st_writer_free(w);
+    free(wx);
+    snprintf(cmd, sizeof cmd, "%s forward --model vit --weights " FIX "vit_tiny.safetensors --input %s --output %s",
+             repae_bin(), tmp("vit_wide.safetensors"), tmp("bad_out.safetensors"));
+    snprintf(want, sizeof want, "'x' has shape [2, %d, %d, %d], expected a square image [B, C, S, S]", C, S, S + 2);
     expect_command_fails(cmd, want);
 }
 
