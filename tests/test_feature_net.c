@@ -72,14 +72,16 @@ static float *vit_reference(const uint8_t *im, int B, int H, int W, int C, featu
     vit_acts_alloc(&a, &m, &ar, B, false);
     float *pool = xmalloc((size_t)B * D * sizeof(float)), *patch = xmalloc((size_t)B * G2 * D * sizeof(float));
     vit_forward(&m, w, &a, in, patch, pool, NULL, NULL);
-    if (layer == FNET_VIT_MEAN_PATCH)
+    if (layer == FNET_VIT_MEAN_PATCH) { /* token by token into double sums, then the mean */
+        double *sum = calloc((size_t)B * D, sizeof(double));
         for (int b = 0; b < B; b++)
-            for (int d = 0; d < D; d++) {
-                double s = 0;
-                for (int t = 0; t < G2; t++)
-                    s += patch[((size_t)b * G2 + t) * D + d];
-                pool[(size_t)b * D + d] = (float)(s / G2);
-            }
+            for (int t = 0; t < G2; t++)
+                for (int d = 0; d < D; d++)
+                    sum[(size_t)b * D + d] += patch[((size_t)b * G2 + t) * D + d];
+        for (int i = 0; i < B * D; i++)
+            pool[i] = (float)(sum[i] / G2);
+        free(sum);
+    }
     arena_free(&ar);
     if (in != g)
         free(in);

@@ -606,19 +606,23 @@ static void test_layer_norm_edge_cases(void)
     free(dy), free(dx_all), free(dx_one), free(dw), free(db), free(dw_all), free(db_all);
 }
 
-/* A train-mode BatchNorm of one value per channel has no unbiased variance:
- * refused with the sizes, as torch refuses it. */
-static void bn_one_value(void *arg)
+/* A train-mode BatchNorm (or SyncBatchNorm, ctx non-NULL) of one value per
+ * channel has no unbiased variance: refused with the sizes, as torch
+ * refuses it. */
+static void bn_one_value(void *sync)
 {
-    (void)arg;
     float x[3] = {1, 2, 3}, out[3];
-    batch_norm_train_forward(out, NULL, NULL, NULL, NULL, x, NULL, NULL, 1, 3, 1, 1e-5f, 0.1f);
+    (sync ? sync_batch_norm_train_forward : batch_norm_train_forward)(out, NULL, NULL, NULL, NULL, x, NULL, NULL, 1,
+                                                                       3, 1, 1e-5f, 0.1f);
 }
 
 static void test_batch_norm_refuses_one_value(void)
 {
     expect_die("BatchNorm of 1 value per channel", bn_one_value, NULL,
                "batch_norm_train_forward: need more than 1 value per channel in training (B=1, HW=1)");
+    expect_die("SyncBatchNorm of 1 value per channel in 1 process", bn_one_value, "sync",
+               "sync_batch_norm_train_forward: need more than 1 value per channel in training (B=1, HW=1, 1 "
+               "processes)");
 }
 
 /* In one process SyncBatchNorm is BatchNorm: the statistics, the running
@@ -654,20 +658,6 @@ static void test_sync_batch_norm_one_process_is_batch_norm(void)
     free(x), free(dy);
 }
 
-static void sync_bn_one_value(void *arg)
-{
-    (void)arg;
-    float x[3] = {1, 2, 3}, out[3];
-    sync_batch_norm_train_forward(out, NULL, NULL, NULL, NULL, x, NULL, NULL, 1, 3, 1, 1e-5f, 0.1f);
-}
-
-static void test_sync_batch_norm_refuses_one_value(void)
-{
-    expect_die("SyncBatchNorm of 1 value per channel in 1 process", sync_bn_one_value, NULL,
-               "sync_batch_norm_train_forward: need more than 1 value per channel in training (B=1, HW=1, 1 "
-               "processes)");
-}
-
 int main(void)
 {
     RUN(test_group_norm_finite_differences);
@@ -690,6 +680,5 @@ int main(void)
     RUN(test_layer_norm_edge_cases);
     RUN(test_batch_norm_refuses_one_value);
     RUN(test_sync_batch_norm_one_process_is_batch_norm);
-    RUN(test_sync_batch_norm_refuses_one_value);
     return test_summary();
 }
