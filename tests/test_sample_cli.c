@@ -609,6 +609,51 @@ static void test_inspect_recognises_models(void)
     }
 }
 
+/* Models whose keys are not all there: the count of missing keys and of
+ * keys of another shape, the first named; a VAE or PatchGAN too incomplete
+ * to detect is said to be so. */
+static void test_inspect_incomplete_models(void)
+{
+    static char out[1 << 20];
+    char err[4096], cmd[900], path[600];
+    safetensors *fix = safetensors_open("tests/fixtures/models/sit_tiny.safetensors");
+    st_writer *w = st_writer_new();
+    for (int i = 0; i < fix->n_tensors; i++) {
+        const st_tensor *t = &fix->tensors[i];
+        if (!strcmp(t->name, "blocks.1.mlp.fc2.bias"))
+            continue;
+        if (!strcmp(t->name, "blocks.0.attn.proj.bias"))
+            st_writer_add(w, t->name, t->dtype, 2, (int64_t[]){2, t->shape[0] / 2}, fix->data + t->begin);
+        else
+            st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, fix->data + t->begin);
+    }
+    snprintf(path, sizeof path, "%s/sit_incomplete.safetensors", tmpdir);
+    st_writer_save(w, path);
+    st_writer_free(w);
+    safetensors_close(fix);
+    snprintf(cmd, sizeof cmd, "%s inspect %s", repae_bin(), path);
+    int rc = run_command(cmd, out, sizeof out, err, sizeof err);
+    CHECK(rc == 0 && strstr(out, "SiT at '':") &&
+              strstr(out, "1 keys missing, 1 of another shape (first: blocks.0.attn.proj.bias has another shape)"),
+          "inspect of a SiT with a key missing and one reshaped (%d):\n%s%s", rc, out, err);
+    /* a VAE's first conv alone, a PatchGAN's first layer alone */
+    float zeros[8 * 3 * 4 * 4] = {0};
+    const char *names[2] = {"encoder.conv_in.weight", "main.0.weight"};
+    const char *want[2] = {"incomplete AutoencoderKL keys", "not a PatchGAN layout"};
+    const int64_t shapes[2][4] = {{8, 3, 3, 3}, {8, 3, 4, 4}};
+    for (int k = 0; k < 2; k++) {
+        w = st_writer_new();
+        st_writer_add_f32(w, names[k], 4, shapes[k], zeros);
+        snprintf(path, sizeof path, "%s/partial%d.safetensors", tmpdir, k);
+        st_writer_save(w, path);
+        st_writer_free(w);
+        snprintf(cmd, sizeof cmd, "%s inspect %s", repae_bin(), path);
+        rc = run_command(cmd, out, sizeof out, err, sizeof err);
+        CHECK(rc == 0 && strstr(out, want[k]), "inspect of %s alone: expected \"%s\" (%d):\n%s%s", names[k], want[k],
+              rc, out, err);
+    }
+}
+
 int main(void)
 {
     /* Tiny models: one thread is fastest and immune to a busy machine. */
@@ -629,6 +674,7 @@ int main(void)
     RUN(test_sample_bad_numbers);
     RUN(test_inspect_arch_counts);
     RUN(test_inspect_recognises_models);
+    RUN(test_inspect_incomplete_models);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0)
