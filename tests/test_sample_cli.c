@@ -570,6 +570,28 @@ static void test_inspect_arch_counts(void)
     snprintf(cmd, sizeof cmd, "%s inspect --arch disc", repae_bin());
     CHECK(run_command(cmd, out, sizeof out, err, sizeof err) == 0 && parse_params(out) == 2765633,
           "disc: expected 2,765,633 parameters (spec §12.1: 11.1 MB of fp32)");
+    /* --in-channels 1: one input (and, for the VAE, output) channel fewer twice over: the VAE's conv_in
+     * [128, C, 3, 3] and conv_out [C, 128, 3, 3] + bias lose 2·1152 + 2·1152 + 2 = 4610, the ViT's
+     * patch embedding [384, C, 14, 14] loses 2·384·196 = 150528 */
+    const char *pairs[2][2] = {{"vae-f8d4", "4610"}, {"dinov2-vit-s", "150528"}};
+    for (int k = 0; k < 2; k++) {
+        long long n3, n1;
+        snprintf(cmd, sizeof cmd, "%s inspect --arch %s", repae_bin(), pairs[k][0]);
+        n3 = run_command(cmd, out, sizeof out, err, sizeof err) == 0 ? parse_params(out) : -1;
+        snprintf(cmd, sizeof cmd, "%s inspect --arch %s --in-channels 1", repae_bin(), pairs[k][0]);
+        n1 = run_command(cmd, out, sizeof out, err, sizeof err) == 0 ? parse_params(out) : -1;
+        CHECK(n3 > 0 && n3 - n1 == atoll(pairs[k][1]), "%s: %lld parameters at 3 channels, %lld at 1 (want %s fewer)",
+              pairs[k][0], n3, n1, pairs[k][1]);
+    }
+    /* the CNN: bias-free 3x3 convs 1→32→32, 32→64→64, 64→128→128 (288 + 9216 + 18432 + 36864 + 73728 +
+     * 147456 = 285984), a GroupNorm weight and bias after each (2·(32+32+64+64+128+128) =
+     * 896), the head 128·10 + 10 = 1290: 288170 */
+    snprintf(cmd, sizeof cmd, "%s inspect --arch cnn", repae_bin());
+    CHECK(run_command(cmd, out, sizeof out, err, sizeof err) == 0 && parse_params(out) == 288170 &&
+              strstr(out, "\"in_chans\": 1, \"widths\": [32, 64, 128]"),
+          "cnn: expected 288,170 parameters:\n%s", out);
+    snprintf(cmd, sizeof cmd, "%s inspect --arch vae-f9", repae_bin());
+    expect_command_fails(cmd, "unknown VAE preset 'vae-f9' (vae-f8d4, vae-f16d32)");
     snprintf(cmd, sizeof cmd, "%s inspect --arch unet-xl", repae_bin());
     expect_command_fails(cmd, "unknown architecture 'unet-xl'");
     snprintf(cmd, sizeof cmd, "%s inspect --arch sit-xxl/2", repae_bin());
