@@ -590,6 +590,35 @@ static void test_command_line_usage(void)
     }
 }
 
+/* Flags and arguments each command refuses before reading anything: a
+ * stray positional argument, lists out of range, empty names, a missing
+ * partner flag.  The message names the flag or the argument. */
+static void test_flag_refusals_by_command(void)
+{
+    static const char *const cases[][2] = {
+        {"train-encoder extra", "train-encoder: unexpected argument 'extra'"},
+        {"reconstruct extra", "reconstruct: unexpected argument 'extra'"},
+        {"sample extra", "sample: unexpected argument 'extra' (see 'repae sample --help')"},
+        {"eval extra", "eval: unexpected argument 'extra'"},
+        {"train-ldm extra", "train-ldm: unexpected positional argument 'extra'"},
+        {"cache-latents extra", "cache-latents: unexpected argument 'extra'"},
+        {"train-vae extra", "train-vae: unexpected argument 'extra' (every option starts with --)"},
+        {"cache-latents", "cache-latents: --vae-ckpt and --output are required (see --help)"},
+        {"speedup", "speedup: expected one RESULTS.jsonl argument (see 'repae speedup --help')"},
+        {"speedup x.jsonl --metric ''", "speedup --metric: empty name"},
+        {"speedup x.jsonl --fractions 0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,0.91,0.92,0.93,0.94,0.95,0.96,0.97,0.98",
+         "speedup --fractions: at most 16 fractions"},
+        {"train --vae-ch-mult 1,2,3,4,5,6,7,8,9", "--vae-ch-mult: at most 8 values"},
+        {"train --vae-ch-mult 1,0", "--vae-ch-mult: '1,0' is not a comma-separated list of positive integers"},
+        {"train-encoder --arch cnn --cnn-widths ,", "--cnn-widths: ',' is not a comma-separated list"},
+        {"train --lpips-vgg /tmp/x.pth", "--lpips-vgg '/tmp/x.pth' is LPIPS's VGG16: it needs --lpips-ckpt"},
+        {"train-vae --vae f9", "--vae: unknown preset 'f9' (f8d4, f16d32 or custom)"},
+        {"train-encoder --evaluate /nonexistent.safetensors", "train-encoder: --evaluate needs --arch cnn"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        repae_fails(cases[i][1], "%s", cases[i][0]);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/repae_bad_XXXXXX");
@@ -608,6 +637,7 @@ int main(void)
     RUN(test_image_folder_problems_refused);
     RUN(test_model_config_numbers_checked);
     RUN(test_command_line_usage);
+    RUN(test_flag_refusals_by_command);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0)
