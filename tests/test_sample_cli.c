@@ -286,6 +286,36 @@ static void test_noise_file_reproduces(void)
     snprintf(cmd, sizeof cmd, "%s sample --ckpt %s --sample-dir %s --num-samples 5 " SAMPLE " --noise %s",
              repae_bin(), ckpt, tmpdir, tmp("noise_x_only.safetensors"));
     expect_command_fails(cmd, "'x' has shape [3, 4, 8, 8], expected [5, 4, 8, 8]");
+    /* no x; SDE step noise in float64; labels too few, or not a class */
+    double *steps64 = malloc((size_t)(S - 1) * N * n * sizeof(double));
+    for (size_t i = 0; i < (size_t)(S - 1) * N * n; i++)
+        steps64[i] = steps[i];
+    int64_t y_few[2] = {1, 2}, y_past[3] = {1, 10, 2};
+    const struct {
+        const char *file, *mode, *want;
+        int with_x, steps_f64, n_y;
+        const int64_t *y;
+    } bad[] = {
+        {"noise_no_x.safetensors", "ode",
+         "noise_no_x.safetensors': no tensor 'x' (the initial noise, shape [N, 4, 8, 8])", 0, 0, 3, y64},
+        {"noise_f64.safetensors", "sde", "'step_noise' must be F32 (it is F64)", 1, 1, 3, y64},
+        {"noise_y2.safetensors", "ode", "'y' has 2 labels, expected 3", 1, 0, 2, y_few},
+        {"noise_y10.safetensors", "ode", "y[1] = 10 is not a class of this SiT (0..9)", 1, 0, 3, y_past},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        w = st_writer_new();
+        if (bad[k].with_x)
+            st_writer_add_f32(w, "x", 4, (int64_t[]){N, C, h, h}, x);
+        if (bad[k].steps_f64)
+            st_writer_add(w, "step_noise", ST_F64, 5, (int64_t[]){S - 1, N, C, h, h}, steps64);
+        st_writer_add_i64(w, "y", 1, (int64_t[]){bad[k].n_y}, bad[k].y);
+        st_writer_save(w, tmp(bad[k].file));
+        st_writer_free(w);
+        snprintf(cmd, sizeof cmd, "%s sample --ckpt %s --sample-dir %s --no-png --mode %s " SAMPLE " --noise %s",
+                 repae_bin(), ckpt, tmpdir, bad[k].mode, tmp(bad[k].file));
+        expect_command_fails(cmd, bad[k].want);
+    }
+    free(steps64);
     free(x), free(steps);
 }
 
