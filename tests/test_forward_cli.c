@@ -217,6 +217,13 @@ static void test_vae_std_and_outputs_listed(void)
     snprintf(want, sizeof want, "outputs (%s): mean logvar std z recon\n", tmp("vae_out3.safetensors"));
     CHECK(rc == 0 && strstr(out, want) && strstr(out, "vae: 2 images 3x16x16 -> latent 4x8x8 (sampled with eps)"),
           "status %d, stdout: %s%s", rc, out, err);
+    safetensors *o = safetensors_open(tmp("vae_out3.safetensors"));
+    const char *mm = safetensors_meta(o, "model"), *mw = safetensors_meta(o, "weights");
+    const char *mi = safetensors_meta(o, "input");
+    CHECK(mm && !strcmp(mm, "vae") && mw && !strcmp(mw, FIX "vae_tiny_f8.safetensors") && mi &&
+              !strcmp(mi, tmp("vae_in3.safetensors")),
+          "the output's metadata: model %s, weights %s, input %s", mm ? mm : "-", mw ? mw : "-", mi ? mi : "-");
+    safetensors_close(o);
     size_t n1, n2, n3, n4;
     float *mean = output_f32(tmp("vae_out3.safetensors"), "mean", &n1);
     float *logvar = output_f32(tmp("vae_out3.safetensors"), "logvar", &n2);
@@ -349,6 +356,7 @@ static void test_sit_seed(void)
         CHECK(rc == 0 && strstr(out, "sit: train-mode training forward of "), "--seed %d: status %d: %s%s", seeds[k],
               rc, out, err);
         noise[k] = rc ? NULL : output_f32(tmp(outp), "noises", &n[k]);
+        CHECK(rc || (noise[k] && n[k] > 0), "--seed %d: no 'noises' output", seeds[k]);
     }
     if (noise[0] && noise[1] && noise[2] && n[0] == n[1] && n[1] == n[2])
         CHECK(!memcmp(noise[0], noise[1], n[0] * sizeof(float)) && memcmp(noise[0], noise[2], n[0] * sizeof(float)),
@@ -419,6 +427,22 @@ static void test_bad_inputs(void)
     snprintf(cmd, sizeof cmd, "%s forward --model vae --weights %s --input %s --output %s", repae_bin(), vae_w,
              tmp("bad_eps.safetensors"), tmp("bad_out.safetensors"));
     expect_command_fails(cmd, "'eps' has shape [2, 3, 16, 16], expected [2, 4, 8, 8] (the posterior noise");
+    /* ... or of another batch only */
+    float eps3[3 * 4 * 8 * 8] = {0};
+    safetensors *xin = safetensors_open(tmp("bad_eps.safetensors"));
+    const st_tensor *xt = safetensors_require(xin, "x");
+    st_writer *we = st_writer_new();
+    st_writer_add(we, "x", xt->dtype, xt->ndim, xt->shape, xin->data + xt->begin);
+    st_writer_add_f32(we, "eps", 4, (int64_t[]){3, 4, 8, 8}, eps3);
+    st_writer_save(we, tmp("bad_eps3.safetensors"));
+    st_writer_free(we);
+    safetensors_close(xin);
+    snprintf(cmd, sizeof cmd, "%s forward --model vae --weights %s --input %s --output %s", repae_bin(), vae_w,
+             tmp("bad_eps3.safetensors"), tmp("bad_out.safetensors"));
+    expect_command_fails(cmd, "'eps' has shape [3, 4, 8, 8], expected [2, 4, 8, 8]");
+    snprintf(cmd, sizeof cmd, "%s forward --weights %s --input %s --output %s", repae_bin(), vae_w,
+             tmp("vae_in.safetensors"), tmp("bad_out.safetensors"));
+    expect_command_fails(cmd, "forward: --model, --weights, --input and --output are required");
     /* a model that is not in the file, an unknown model, missing flags */
     snprintf(cmd, sizeof cmd, "%s forward --model sit --weights %s --input %s --output %s", repae_bin(), vae_w,
              tmp("vae_in.safetensors"), tmp("bad_out.safetensors"));
