@@ -268,6 +268,23 @@ static void test_vae_trainer_eval_plan_and_refusals(void)
     CHECK(t.ar.high_water > after_step && t.ar.high_water + (1u << 16) == t.ar.capacity,
           "evaluation the larger pass: planned %zu bytes for a peak of %zu (the step's %zu)", t.ar.capacity,
           t.ar.high_water, after_step);
+    /* A reconstruction is decode(posterior mean of encode(u / 127.5 − 1)) in the reference's uint8 rule. */
+    {
+        const size_t n_img = (size_t)E * C * H * H, n_lat = (size_t)E * 4 * t.h * t.w;
+        float *x = xmalloc(n_img * sizeof(float)), *mean = xmalloc(n_lat * sizeof(float));
+        float *dec = xmalloc(n_img * sizeof(float));
+        uint8_t want[E * C * H * H];
+        for (size_t i = 0; i < n_img; i++)
+            x[i] = images[i] / 127.5f - 1.0f;
+        arena ar = arena_create(t.ar.capacity);
+        vae_encode(&v, vp, x, mean, NULL, NULL, E, H, H, &ar);
+        arena_reset(&ar, 0);
+        vae_decode(&v, vp, mean, dec, E, t.h, t.w, &ar);
+        image_from_model_range(want, dec, n_img);
+        CHECK(!memcmp(recon, want, sizeof want), "the reconstruction is not decode(mean(encode(x))) in uint8");
+        arena_free(&ar);
+        free(x), free(mean), free(dec);
+    }
     vae_trainer_free(&t);
     vae_free(&v);
     free(vp);
