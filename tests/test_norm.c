@@ -651,6 +651,15 @@ static void test_sync_batch_norm_one_process_is_batch_norm(void)
     check_close("sync BN dx", dx[1], dx[0], n, 1e-5, 1e-5);
     check_close("sync BN dweight", dw[1], dw[0], 4, 1e-5, 1e-5);
     check_close("sync BN dbias", db[1], db[0], 4, 1e-5, 1e-5);
+    /* the weight gradient alone (dx NULL); no affine weight, as the SiT's latent BatchNorm: its dx */
+    float dw_only[4] = {0};
+    sync_batch_norm_train_backward(NULL, dw_only, NULL, dy, x, mean[1], rstd[1], w, B, C, HW);
+    check_close("sync BN dweight without dx", dw_only, dw[0], 4, 1e-5, 1e-5);
+    for (int k = 0; k < 2; k++)
+        memset(dx[k], 0, n * sizeof(float));
+    batch_norm_train_backward(dx[0], NULL, NULL, dy, x, mean[0], rstd[0], NULL, B, C, HW);
+    sync_batch_norm_train_backward(dx[1], NULL, NULL, dy, x, mean[1], rstd[1], NULL, B, C, HW);
+    check_close("sync BN dx without an affine weight", dx[1], dx[0], n, 1e-5, 1e-5);
     /* nothing asked for: nothing written, nothing read */
     sync_batch_norm_train_backward(NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, B, C, HW);
     for (int k = 0; k < 2; k++)
