@@ -426,15 +426,37 @@ static void test_plot_cli_edges(void)
           out, err);
     const char *m = TMP_TEXT("half.jsonl", "{\"step\": 1, \"a\": 5, \"a_min\": 4, \"a_max\": 6, \"b\": 3, \"b_min\": 2}\n"
                                            "{\"step\": 2, \"a\": 4, \"a_min\": 3, \"a_max\": 5, \"b\": 2, \"b_min\": 1}\n");
-    snprintf(cmd, sizeof cmd, "%s plot %s --keys a,b --bands --out %s/half.png", repae_bin(), m, tmpdir);
+    snprintf(cmd, sizeof cmd, "%s plot %s --keys b,a --bands --out %s/half.png", repae_bin(), m, tmpdir);
     rc = run_command(cmd, NULL, 0, err, sizeof err);
     CHECK(rc == 0 && strstr(err, "no b_min and b_max") && !strstr(err, "no a_min"),
           "--bands with b_min alone: status %d, stderr %s", rc, err);
     image im = image_read(tmp_file("half.png", NULL, 0), 0);
-    /* a's band (blue tint) is drawn, b's (orange tint: 20 % of 255,127,14 over white) is not */
-    CHECK(count_colour(&im, 210, 228, 240) > 1000 && count_colour(&im, 255, 229, 207) == 0,
-          "bands: a's %d pixels, b's %d", count_colour(&im, 210, 228, 240), count_colour(&im, 255, 229, 207));
+    /* b, the first series, has no band (its tint would be blue's); a, the second, has orange's: 20 % of
+     * 255,127,14 over white */
+    CHECK(count_colour(&im, 255, 229, 207) > 1000 && count_colour(&im, 210, 228, 240) == 0,
+          "bands: a's %d pixels, b's %d", count_colour(&im, 255, 229, 207), count_colour(&im, 210, 228, 240));
     image_free(&im);
+    /* a key that is not in the file, first or not */
+    snprintf(cmd, sizeof cmd, "%s plot %s --keys nosuch,a --out %s/x.png", repae_bin(), m, tmpdir);
+    expect_command_fails(cmd, "half.jsonl': no scalar named 'nosuch' (check --keys)");
+    /* --smooth changes what is drawn; --smooth 1 does not */
+    const char *zig = TMP_TEXT("zig.jsonl", "{\"step\": 1, \"l\": 1}\n{\"step\": 2, \"l\": 3}\n"
+                                            "{\"step\": 3, \"l\": 1}\n{\"step\": 4, \"l\": 3}\n"
+                                            "{\"step\": 5, \"l\": 1}\n{\"step\": 6, \"l\": 3}\n");
+    const char *outs[3] = {"zig0.png", "zig1.png", "zig3.png"};
+    const char *flags[3] = {"", "--smooth 1", "--smooth 3"};
+    image zim[3];
+    for (int k = 0; k < 3; k++) {
+        snprintf(cmd, sizeof cmd, "%s plot %s --keys l %s --out %s/%s", repae_bin(), zig, flags[k], tmpdir, outs[k]);
+        rc = run_command(cmd, NULL, 0, err, sizeof err);
+        CHECK(rc == 0, "plot %s: status %d: %s", flags[k], rc, err);
+        zim[k] = image_read(tmp_file(outs[k], NULL, 0), 0);
+    }
+    size_t bytes = (size_t)3 * 800 * 480;
+    CHECK(!memcmp(zim[0].pixels, zim[1].pixels, bytes) && memcmp(zim[0].pixels, zim[2].pixels, bytes),
+          "--smooth 1 must draw the raw curve and --smooth 3 another");
+    for (int k = 0; k < 3; k++)
+        image_free(&zim[k]);
 }
 
 int main(void)
