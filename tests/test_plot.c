@@ -304,16 +304,17 @@ static void test_metrics_read_edges(void)
 }
 
 /* ---- reviewed images ----------------------------------------------------------------
- * Four plots compared pixel for pixel with PNGs in tests/fixtures/io/plot/,
+ * Five plots compared pixel for pixel with PNGs in tests/fixtures/io/plot/,
  * each looked at when it was written (session 38): the grid and its tick
  * values, "%.4g" and "%.1e" labels, the log scale's labels as powers, bands
  * under the curves, gaps at NaN, a flat series, a lone point, eight colours
  * and a ninth that reuses the first, the legend box, every glyph of the font
  * and '?' for a character it lacks.
+ * Both axes flat, a first label longer than the plot (cut), upper case.
  * The counts above say a plot has its parts; these say each part is where it
  * was.  A deliberate change to the drawing: look at the new image the
  * failure names, then copy it over the fixture
- * (REPAE_PLOT_WRITE_FIXTURES=1 build/tests/test_plot writes all four). */
+ * (REPAE_PLOT_WRITE_FIXTURES=1 build/tests/test_plot writes all five). */
 typedef struct {
     const char *name, *x_label, *y_label;
     bool log_y;
@@ -373,11 +374,17 @@ static void test_plot_images_as_reviewed(void)
             lines[s][i] = s + 0.5 * cos(i / 7.0 + s);
     }
     lone_x[0] = 5, lone_y[0] = 1.5e5;
+    static const double flat_x[3] = {3, 3, 3}, flat_y[3] = {5, 5, 5}; /* both axes flat */
     const golden_plot plots[] = {
         {"linear", "step", "loss", false, 2, {{"decay", x, decay, N, lo, hi}, {"noisy (gaps)", x, noisy, N}}},
         {"log_band", "step", "fid", true, 2, {{"tiny", x, tiny, N, tiny_lo, tiny_hi}, {"decay", x, decay, N}}},
         {"big_values", "epoch", "0123456789.-_+()abcdefghijklmnopqrstuvwxyz/:,=%'?", false, 3,
          {{"big", neg_x, big, N}, {"flat", neg_x, flat, N}, {"lone", lone_x, lone_y, 1}}},
+        {"flat_long_label", "Zeta", "AZ az", false, 2,
+         {{"AZ the first label is the longest, longer than the plot is wide: the legend box stops at the plot's "
+           "width and the label is cut there",
+           flat_x, flat_y, 3},
+          {"z", flat_x, flat_y, 3}}},
         {"nine_series", "STEP", NULL, false, 9,
          {{"s0", x, lines[0], N}, {"s1", x, lines[1], N}, {"s2", x, lines[2], N}, {"s3", x, lines[3], N},
           {"s4", x, lines[4], N}, {"s5", x, lines[5], N}, {"s6", x, lines[6], N}, {"s7", x, lines[7], N},
