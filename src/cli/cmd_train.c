@@ -139,8 +139,7 @@ int cmd_train(int argc, char **argv)
     int n = train_options_table(&o, opts, TRAIN_KIND_REPAE);
     if (options_parse("train", usage, opts, n, argc, argv) != 1)
         die("train: unexpected argument '%s' (every option starts with --)", argv[1]);
-    if (o.disc_ckpt && o.no_disc)
-        die("train: --disc-ckpt and --no-disc contradict each other");
+    train_check_flags("train", &o);
     char *args_json = options_to_json(opts, n);
 
     train_models mdl;

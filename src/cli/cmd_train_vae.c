@@ -263,8 +263,7 @@ int cmd_train_vae(int argc, char **argv)
     if (options_parse("train-vae", usage, opts, n, argc, argv) != 1)
         die("train-vae: unexpected argument '%s' (every option starts with --)", argv[1]);
     char *args_json = options_to_json(opts, n);
-    if (o.disc_ckpt && o.no_disc)
-        die("train-vae: --disc-ckpt and --no-disc contradict each other");
+    train_check_flags("train-vae", &o);
 
     train_data data;
     train_setup_data(&o, &data);

@@ -105,6 +105,14 @@ int train_options_table(train_options *o, option_spec *opts, train_kind kind)
     return n;
 }
 
+void train_check_flags(const char *command, const train_options *o)
+{
+    if (o->disc_ckpt && o->no_disc)
+        die("%s: --disc-ckpt and --no-disc contradict each other", command);
+    if (o->lpips_vgg && !o->lpips_ckpt)
+        die("--lpips-vgg '%s' is LPIPS's VGG16: it needs --lpips-ckpt (the LPIPS heads, vgg.pth)", o->lpips_vgg);
+}
+
 void train_setup_data(const train_options *o, train_data *d)
 {
     memset(d, 0, sizeof *d);
@@ -203,8 +211,7 @@ void train_build_loss_nets(const train_options *o, const train_data *d, train_mo
         lpips_build(&m->lp, 1);
         m->lpips_params = param_alloc(&m->lp.table);
         lpips_load_files(&m->lp, m->lpips_params, o->lpips_ckpt, o->lpips_vgg);
-    } else if (o->lpips_vgg)
-        die("--lpips-vgg '%s' is LPIPS's VGG16: it needs --lpips-ckpt (the LPIPS heads, vgg.pth)", o->lpips_vgg);
+    } /* --lpips-vgg alone was refused by train_check_flags */
 }
 
 void train_check_channels(const char *data, int C, const vae *v, const char *vae_file, const vit *enc,

@@ -92,6 +92,10 @@ sit_config train_sit_config(const train_options *o, int in_channels, int input_s
  * encoder_train_input_size for its preprocessing family); returns its new
  * weights buffer (the caller frees it). */
 float *train_load_encoder(const char *path, encoder_preprocess_kind kind, int C, int H, int heads, vit *enc);
+/* The flag combinations train and train-vae refuse, checked before any data
+ * is read: --disc-ckpt with --no-disc, --lpips-vgg without --lpips-ckpt.
+ * `command` names the command in the message. */
+void train_check_flags(const char *command, const train_options *o);
 void train_setup_data(const train_options *o, train_data *d);
 void train_data_free(train_data *d);
 /* Builds/loads every model; sets the SiT's latent BatchNorm from
