@@ -513,3 +513,10 @@ void vae_image_size(const vae *m, int h, int w, int *H, int *W)
     *H = h << (m->cfg.n_levels - 1);
     *W = w << (m->cfg.n_levels - 1);
 }
+
+void vae_check_data_channels(const vae *m, int C, const char *who)
+{
+    if (C != m->cfg.in_channels || C != m->cfg.out_ch)
+        die("%s: the VAE takes %d-channel images and returns %d-channel ones; the data has %d", who,
+            m->cfg.in_channels, m->cfg.out_ch, C);
+}

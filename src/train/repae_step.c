@@ -135,9 +135,7 @@ void repae_trainer_init(repae_trainer *t, const repae_config *cfg, vae *v, float
     t->vae_params = vae_params, t->sit_params = sit_params, t->enc_params = enc_params;
     t->disc_params = disc_params, t->lpips_params = lpips_params;
     t->H = H, t->W = W, t->C = C;
-    if (C != v->cfg.in_channels || C != v->cfg.out_ch)
-        die("train: the VAE takes %d-channel images and returns %d-channel ones; the data has %d",
-            v->cfg.in_channels, v->cfg.out_ch, C);
+    vae_check_data_channels(v, C, "train");
     vae_latent_size(v, H, W, &t->h, &t->w);
     if (s->C != v->cfg.z_channels || s->H != t->h)
         die("train: the SiT expects a %d×%d×%d latent, the VAE makes %d×%d×%d", s->C, s->H, s->H, v->cfg.z_channels,

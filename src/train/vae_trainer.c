@@ -69,9 +69,7 @@ void vae_trainer_init(vae_trainer *t, const vae_trainer_config *cfg, vae *v, flo
     t->vae = v;
     t->vae_params = vae_params;
     t->H = H, t->W = W, t->C = C, t->eval_batch = eval_batch;
-    if (C != v->cfg.in_channels || C != v->cfg.out_ch)
-        die("train-vae: the VAE takes %d-channel images and returns %d-channel ones; the data has %d",
-            v->cfg.in_channels, v->cfg.out_ch, C);
+    vae_check_data_channels(v, C, "train-vae");
     if (lp && C != 1 && C != 3)
         die("train-vae: LPIPS needs 1- or 3-channel images");
     vae_latent_size(v, H, W, &t->h, &t->w);
