@@ -36,15 +36,31 @@ typedef struct gemm_kernels {
      * a_kmajor) times packed b, kc deep, into C at c (row stride ldc);
      * first: the first KC block (then C = alpha*sum + beta*C, C not read
      * when beta = 0), later blocks add alpha*sum — exactly: alpha*sum
-     * rounded, then C + that, or fmaf(beta, C, that) (tests/test_gemm.c
-     * checks each set's bits against this in scalar code).  direct: nothing
-     * scales the sum (alpha = 1, and beta is 0 or 1 or this is a later
-     * block), so a full-height tile may write C straight from its registers
-     * (the AVX-512 set's rule; the AVX2 set scales in its registers and goes
-     * straight to C for every full-height tile). */
+     * rounded, then C + that, or fmaf(beta, C, that) (gemm_epilogue below;
+     * tests/test_gemm.c checks each set's bits against this in scalar code).
+     * Both sets apply it to the tile in their registers, so every
+     * full-height tile goes straight to C. */
     void (*tile)(int mr, int nr, bool a_kmajor, int kc, const float *a, const float *b, float *c, long ldc,
-                 float alpha, float beta, bool first, bool direct);
+                 float alpha, float beta, bool first);
 } gemm_kernels;
+
+/* How a KC block's sum meets C (the tile's first, alpha and beta), in this
+ * order: the sum scaled by alpha (scale), then C + that (add: a later block,
+ * or beta = 1), or beta*C + that in one FMA (blend), or C = that (the first
+ * block with beta = 0: C not read). */
+typedef struct gemm_epilogue {
+    bool scale, add, blend;
+    float alpha, beta;
+} gemm_epilogue;
+
+static inline gemm_epilogue gemm_epilogue_for(float alpha, float beta, bool first)
+{
+    return (gemm_epilogue){.scale = alpha != 1.0f,
+                           .add = !first || beta == 1.0f,
+                           .blend = first && beta != 0.0f && beta != 1.0f,
+                           .alpha = alpha,
+                           .beta = beta};
+}
 
 extern const gemm_kernels gemm_kernels_avx512, gemm_kernels_avx2;
 

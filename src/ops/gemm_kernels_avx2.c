@@ -159,28 +159,10 @@ TARGET_AVX2 static inline __attribute__((always_inline)) void store_lanes(const 
         _mm256_maskstore_ps(p, m, v);
 }
 
-/* How a KC block's sum meets C (gemm_kernels.h's `first`, alpha and beta),
- * the AVX-512 set's operations in its order: sum scaled by alpha (scale),
- * then C + that (add: a later block, or beta = 1), or beta*C + that (blend),
- * or C = that (the first block with beta = 0: C not read). */
-typedef struct epilogue {
-    bool scale, add, blend;
-    float alpha, beta;
-} epilogue;
-
-static epilogue epilogue_for(float alpha, float beta, bool first)
-{
-    return (epilogue){.scale = alpha != 1.0f,
-                      .add = !first || beta == 1.0f,
-                      .blend = first && beta != 0.0f && beta != 1.0f,
-                      .alpha = alpha,
-                      .beta = beta};
-}
-
 /* One row's two vectors of sum into C at `row` (columns under m0/m1). */
 TARGET_AVX2 static inline __attribute__((always_inline)) void store_row(const bool whole, __m256 x0, __m256 x1,
                                                                        float *row, __m256i m0, __m256i m1,
-                                                                       const epilogue *ep)
+                                                                       const gemm_epilogue *ep)
 {
     if (ep->scale) {
         __m256 va = _mm256_set1_ps(ep->alpha);
@@ -209,7 +191,8 @@ TARGET_AVX2 static inline __attribute__((always_inline)) void kernel_rows(const 
                                                                          const float *restrict a,
                                                                          const float *restrict b, float *out,
                                                                          long ldc, __m256i m0, __m256i m1,
-                                                                         bool whole, bool c_direct, const epilogue *ep)
+                                                                         bool whole, bool c_direct,
+                                                                         const gemm_epilogue *ep)
 {
     __m256 acc[MR][2];
 #pragma GCC unroll 6
@@ -258,7 +241,7 @@ TARGET_AVX2 static inline __attribute__((always_inline)) void kernel_rows(const 
     TARGET_AVX2 __attribute__((noinline)) static void name(int kc, const float *restrict a,                       \
                                                            const float *restrict b, float *out, long ldc,         \
                                                            __m256i m0, __m256i m1, bool whole, bool c_direct,     \
-                                                           const epilogue *ep)                                    \
+                                                           const gemm_epilogue *ep)                               \
     {                                                                                                             \
         kernel_rows(R, KMAJOR, kc, a, b, out, ldc, m0, m1, whole, c_direct, ep);                                  \
     }
@@ -270,7 +253,7 @@ KERNEL_VARIANT(micro_kernel_rows_4, 4, false)
 KERNEL_VARIANT(micro_kernel_rows_2, 2, false)
 
 typedef void (*kernel_fn)(int, const float *restrict, const float *restrict, float *, long, __m256i, __m256i, bool,
-                          bool, const epilogue *);
+                          bool, const gemm_epilogue *);
 
 /* The shortest kernel that covers mr rows, and its height. */
 static kernel_fn kernel_for(int mr, bool a_kmajor, int *height)
@@ -283,16 +266,14 @@ static kernel_fn kernel_for(int mr, bool a_kmajor, int *height)
 }
 
 /* gemm_kernels.h's tile.  The epilogue (alpha, beta) runs on the registers,
- * so every full-height tile goes straight to C whatever the driver's
- * `direct` says; a shorter one (the last panel of M) runs a taller kernel
+ * so every full-height tile goes straight to C; a shorter one (the last panel of M) runs a taller kernel
  * into a buffer, and its mr rows go on from there. */
 TARGET_AVX2 static void tile(int mr, int nr, bool a_kmajor, int kc, const float *a, const float *b, float *c,
-                             long ldc, float alpha, float beta, bool first, bool direct)
+                             long ldc, float alpha, float beta, bool first)
 {
-    (void)direct;
     int height;
     kernel_fn kernel = kernel_for(mr, a_kmajor, &height);
-    const epilogue ep = epilogue_for(alpha, beta, first);
+    const gemm_epilogue ep = gemm_epilogue_for(alpha, beta, first);
     __m256i m0 = lanes_below(nr), m1 = lanes_below(nr - 8);
     if (mr == height) {
         kernel(kc, a, b, c, ldc, m0, m1, nr == NR, true, &ep);

@@ -5,9 +5,10 @@
  * loads 32 floats of B (two zmm) and broadcasts 12 floats of A: 24 FMAs per
  * 14 loads; where it writes C directly it first prefetches the C tile, whose
  * rows are far apart in memory (6–8 % on 2-thread 1024×3072×768 GEMMs: the
- * tile's loads and stores no longer wait on memory at the end).  Edges:
- * panels are zero-padded when packed, stores are masked, and the last panel
- * of M runs a 4- or 8-row kernel where it is that short.
+ * tile's loads and stores no longer wait on memory at the end).  alpha and
+ * beta are applied to the registers.  Edges: panels are zero-padded when
+ * packed, stores are masked, and the last panel of M runs a 4- or 8-row
+ * kernel where it is that short.
  * Only a transposed B (N × K) is transposed while packing.
  */
 #include "ops/gemm_kernels.h"
@@ -149,23 +150,27 @@ TARGET_AVX512 static void pack_b(bool trans, const float *B, long ldb, int kc, i
     }
 }
 
-/* The rows × NR sum into C (row stride ldc, columns m0/m1): C = sum, or
- * C = C + sum when add_c. */
-TARGET_AVX512 static inline __attribute__((always_inline)) void store_tile_direct(const int rows, __m512 acc[][2],
-                                                                                 float *out, long ldc, __mmask16 m0,
-                                                                                 __mmask16 m1, bool add_c,
-                                                                                 const bool whole)
+/* One row's two vectors of sum into C at `row` (columns under m0/m1),
+ * through the epilogue. */
+TARGET_AVX512 static inline __attribute__((always_inline)) void store_row(const bool whole, __m512 x0, __m512 x1,
+                                                                         float *row, __mmask16 m0, __mmask16 m1,
+                                                                         const gemm_epilogue *ep)
 {
-#pragma GCC unroll 12
-    for (int i = 0; i < rows; i++) {
-        __m512 x0 = acc[i][0], x1 = acc[i][1];
-        if (add_c) {
-            x0 = _mm512_add_ps(load_lanes(whole, m0, out + i * ldc), x0);
-            x1 = _mm512_add_ps(load_lanes(whole, m1, out + i * ldc + 16), x1);
-        }
-        store_lanes(whole, out + i * ldc, m0, x0);
-        store_lanes(whole, out + i * ldc + 16, m1, x1);
+    if (ep->scale) {
+        __m512 va = _mm512_set1_ps(ep->alpha);
+        x0 = _mm512_mul_ps(va, x0);
+        x1 = _mm512_mul_ps(va, x1);
     }
+    if (ep->add) {
+        x0 = _mm512_add_ps(load_lanes(whole, m0, row), x0);
+        x1 = _mm512_add_ps(load_lanes(whole, m1, row + 16), x1);
+    } else if (ep->blend) {
+        __m512 vb = _mm512_set1_ps(ep->beta);
+        x0 = _mm512_fmadd_ps(vb, load_lanes(whole, m0, row), x0);
+        x1 = _mm512_fmadd_ps(vb, load_lanes(whole, m1, row + 16), x1);
+    }
+    store_lanes(whole, row, m0, x0);
+    store_lanes(whole, row + 16, m1, x1);
 }
 
 /* kc steps of packed a times packed b (NR per k), summed from zero, for the
@@ -175,13 +180,14 @@ TARGET_AVX512 static inline __attribute__((always_inline)) void store_tile_direc
  * zmm registers.
  * Two ways out:
  * - c_direct: into a `rows`-high tile of C (row stride ldc, columns masked
- *   by m0/m1): C = sum, or C = C + sum when add_c;
- * - otherwise the rows × NR sum goes to `out` (store_tile finishes it). */
+ *   by m0/m1) through the epilogue, from the registers;
+ * - otherwise the rows × NR sum goes to `out` (tile finishes it). */
 TARGET_AVX512 static inline __attribute__((always_inline)) void kernel_rows(const int rows, const bool a_kmajor, int kc,
                                                                            const float *restrict a,
                                                                            const float *restrict b, float *out,
                                                                            long ldc, __mmask16 m0, __mmask16 m1,
-                                                                           bool c_direct, bool add_c)
+                                                                           bool c_direct,
+                                                                           const gemm_epilogue *ep)
 {
     __m512 acc[MR][2];
 #pragma GCC unroll 12
@@ -205,11 +211,15 @@ TARGET_AVX512 static inline __attribute__((always_inline)) void kernel_rows(cons
         a += a_kmajor ? MR : 1;
         b += NR;
     }
-    if (c_direct && (m0 & m1) == 0xffff)
-        store_tile_direct(rows, acc, out, ldc, m0, m1, add_c, true);
-    else if (c_direct)
-        store_tile_direct(rows, acc, out, ldc, m0, m1, add_c, false);
-    else {
+    if (c_direct && (m0 & m1) == 0xffff) {
+#pragma GCC unroll 12
+        for (int i = 0; i < rows; i++)
+            store_row(true, acc[i][0], acc[i][1], out + i * ldc, m0, m1, ep);
+    } else if (c_direct) {
+#pragma GCC unroll 12
+        for (int i = 0; i < rows; i++)
+            store_row(false, acc[i][0], acc[i][1], out + i * ldc, m0, m1, ep);
+    } else {
 #pragma GCC unroll 12
         for (int i = 0; i < rows; i++) {
             _mm512_store_ps(out + i * NR, acc[i][0]);
@@ -224,9 +234,10 @@ TARGET_AVX512 static inline __attribute__((always_inline)) void kernel_rows(cons
 #define KERNEL_VARIANT(name, R, KMAJOR)                                                                            \
     TARGET_AVX512 __attribute__((noinline)) static void name(int kc, const float *restrict a,                      \
                                                              const float *restrict b, float *out, long ldc,        \
-                                                             __mmask16 m0, __mmask16 m1, bool c_direct, bool add_c) \
+                                                             __mmask16 m0, __mmask16 m1, bool c_direct,            \
+                                                             const gemm_epilogue *ep)                              \
     {                                                                                                              \
-        kernel_rows(R, KMAJOR, kc, a, b, out, ldc, m0, m1, c_direct, add_c);                                       \
+        kernel_rows(R, KMAJOR, kc, a, b, out, ldc, m0, m1, c_direct, ep);                                          \
     }
 KERNEL_VARIANT(micro_kernel, MR, true)
 KERNEL_VARIANT(micro_kernel_8, 8, true)
@@ -236,7 +247,7 @@ KERNEL_VARIANT(micro_kernel_rows_8, 8, false)
 KERNEL_VARIANT(micro_kernel_rows_4, 4, false)
 
 typedef void (*kernel_fn)(int, const float *restrict, const float *restrict, float *, long, __mmask16, __mmask16,
-                          bool, bool);
+                          bool, const gemm_epilogue *);
 
 /* The shortest kernel that covers mr rows of A packed k-major (a_kmajor) or
  * row-major, and its height. */
@@ -249,50 +260,26 @@ static kernel_fn kernel_for(int mr, bool a_kmajor, int *height)
     return *height = MR, a_kmajor ? micro_kernel : micro_kernel_rows;
 }
 
-/* The tile into C (mr × nr at c, row stride ldc).  first: the first KC
- * block, so C = beta*C + alpha*tile (C not read when beta = 0); later blocks
- * add alpha*tile. */
-TARGET_AVX512 static void store_tile(const float *tile, float *c, long ldc, int mr, int nr, float alpha, float beta,
-                                     bool first)
-{
-    __mmask16 m0, m1;
-    column_masks(nr, &m0, &m1);
-    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-    bool scale = alpha != 1.0f, add = !first || beta == 1.0f, blend = first && beta != 0.0f && beta != 1.0f;
-    for (int i = 0; i < mr; i++) {
-        float *row = c + (long)i * ldc;
-        __m512 x0 = _mm512_load_ps(tile + i * NR), x1 = _mm512_load_ps(tile + i * NR + 16);
-        if (scale) {
-            x0 = _mm512_mul_ps(va, x0);
-            x1 = _mm512_mul_ps(va, x1);
-        }
-        if (add) {
-            x0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, row), x0);
-            x1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, row + 16), x1);
-        } else if (blend) {
-            x0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, row), x0);
-            x1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, row + 16), x1);
-        }
-        _mm512_mask_storeu_ps(row, m0, x0);
-        _mm512_mask_storeu_ps(row + 16, m1, x1);
-    }
-}
-
-/* gemm_kernels.h's tile: full-height tiles go straight to C where the
- * driver says so (direct), others through a buffer. */
+/* gemm_kernels.h's tile.  The epilogue (alpha, beta) runs on the registers,
+ * so every full-height tile goes straight to C; a shorter one (the last
+ * panel of M) runs a taller kernel into a buffer, and its mr rows go on from
+ * there. */
 TARGET_AVX512 static void tile(int mr, int nr, bool a_kmajor, int kc, const float *a, const float *b, float *c,
-                               long ldc, float alpha, float beta, bool first, bool direct)
+                               long ldc, float alpha, float beta, bool first)
 {
     __mmask16 m0, m1;
     column_masks(nr, &m0, &m1);
     int height;
     kernel_fn kernel = kernel_for(mr, a_kmajor, &height);
-    if (direct && mr == height) {
-        kernel(kc, a, b, c, ldc, m0, m1, true, !first || beta != 0.0f);
+    const gemm_epilogue ep = gemm_epilogue_for(alpha, beta, first);
+    if (mr == height) {
+        kernel(kc, a, b, c, ldc, m0, m1, true, &ep);
     } else {
         _Alignas(64) float buf[MR * NR];
-        kernel(kc, a, b, buf, NR, 0, 0, false, false);
-        store_tile(buf, c, ldc, mr, nr, alpha, beta, first);
+        kernel(kc, a, b, buf, NR, 0, 0, false, &ep);
+        for (int i = 0; i < mr; i++)
+            store_row(false, _mm512_load_ps(buf + i * NR), _mm512_load_ps(buf + i * NR + 16), c + (long)i * ldc, m0,
+                      m1, &ep);
     }
 }
 

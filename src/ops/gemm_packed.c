@@ -91,8 +91,6 @@ static void gemm_serial(const gemm_kernels *ks, bool ta, bool tb, int M, int N, 
         for (int pc = 0; pc < K; pc += KC) {
             int kc = K - pc < KC ? K - pc : KC;
             bool first = pc == 0;
-            /* Full tiles go straight to C when nothing scales the sum. */
-            bool direct = alpha == 1.0f && (!first || beta == 0.0f || beta == 1.0f);
             /* A block of the prepacked layout holds kc rows of every panel. */
             const float *block = pre ? pre->panels + (long)pc * pre->width + (long)(pre->col0 + jc) * kc : pb;
             if (!pre)
@@ -109,7 +107,7 @@ static void gemm_serial(const gemm_kernels *ks, bool ta, bool tb, int M, int N, 
                     for (int ir = 0; ir < mc; ir += MR) {
                         int mr = mc - ir < MR ? mc - ir : MR;
                         ks->tile(mr, nr, ta, kc, pa + (long)ir * (ta ? kc : KC), bp,
-                                 C + (long)(ic + ir) * ldc + jc + jr, ldc, alpha, beta, first, direct);
+                                 C + (long)(ic + ir) * ldc + jc + jr, ldc, alpha, beta, first);
                     }
                 }
             }
