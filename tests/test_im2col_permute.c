@@ -9,10 +9,37 @@
  * 3×3 cases have planes under 64 floats). */
 #include <math.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "ops/conv2d.h"
+#include "ops/gemm_packed.h"
 #include "ops/im2col_permute.h"
 #include "test.h"
+
+/* `bytes` of memory that end where a page no access is allowed to begin:
+ * a read one byte past them (a whole vector load where a masked one is
+ * needed, a loop one past) faults, where in a heap block it would pass
+ * unseen outside ASan. */
+typedef struct guarded {
+    void *map, *data;
+    size_t map_bytes;
+} guarded;
+
+static guarded guarded_alloc(size_t bytes)
+{
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE), data_pages = (bytes + page - 1) / page;
+    guarded g = {.map_bytes = (data_pages + 1) * page};
+    g.map = mmap(NULL, g.map_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (g.map == MAP_FAILED || mprotect((char *)g.map + data_pages * page, page, PROT_NONE) != 0) {
+        perror("guarded_alloc");
+        abort();
+    }
+    g.data = (char *)g.map + data_pages * page - bytes;
+    return g;
+}
+
+static void guarded_free(guarded *g) { munmap(g->map, g->map_bytes); }
 
 /* The tap table of conv2d.c, from the geometry. */
 static void tap_table(int *tap, const conv2d_shape *s)
@@ -37,9 +64,13 @@ static void check_shape(const char *name, conv2d_shape s)
     }
     const int C = s.C_in;
     const long ldc = HWo + 5; /* a row stride past the row: nothing may be written between rows */
-    float *x = alloc_normal((size_t)C * plane, 1.0f, 7);
+    /* the input and the tap table end at a page no access is allowed to */
+    guarded xg = guarded_alloc(sizeof(float) * C * plane), tg = guarded_alloc(sizeof(int) * kk * HWo);
+    float *x = xg.data, *drawn = alloc_normal((size_t)C * plane, 1.0f, 7);
+    memcpy(x, drawn, sizeof(float) * C * plane);
+    free(drawn);
     x[0] = -0.0f, x[1] = NAN, x[plane - 1] = INFINITY, x[plane] = -INFINITY;
-    int *tap = malloc(sizeof(int) * kk * HWo);
+    int *tap = tg.data;
     tap_table(tap, &s);
     im2col_permute_plan p;
     im2col_permute_make(&p, tap, kk, HWo, plane);
@@ -73,15 +104,24 @@ static void check_shape(const char *name, conv2d_shape s)
     } else {
         CHECK(kk > 16 || HWo > 16, "%s: the transposed form should apply (%d taps, %ld positions)", name, kk, HWo);
     }
-    free(x), free(tap), free(got), free(want);
+    guarded_free(&xg), guarded_free(&tg), free(got), free(want);
+}
+
+/* Whether this CPU runs the permute path: the product's own test of the
+ * CPU (gemm_packed.h), not im2col_permute_applies, so that a path that
+ * wrongly turns itself off on an AVX-512 CPU fails here instead of being
+ * skipped. */
+static bool cpu_has_path(void)
+{
+    if (!gemm_avx512_supported())
+        printf("     (no AVX-512 on this CPU: the permute path does not run; nothing to test)\n");
+    return gemm_avx512_supported();
 }
 
 static void test_columns_bit_exact(void)
 {
-    if (!im2col_permute_applies(64, 16, 16)) {
-        printf("     (no AVX-512 on this CPU: the permute path does not run; nothing to test)\n");
+    if (!cpu_has_path())
         return;
-    }
     /* PatchGAN: 4×4 stride 2 on 8×8 → 4×4, stride 1 on 4×4 → 3×3 and 3×3 → 2×2 */
     check_shape("4x4 s2 8x8", conv2d_make(1, 3, 8, 8, 1, 4, 2, 1));
     check_shape("4x4 s1 4x4", conv2d_make(1, 2, 4, 4, 1, 4, 1, 1));
@@ -97,17 +137,73 @@ static void test_columns_bit_exact(void)
 
 static void test_applies_only_to_small_planes(void)
 {
-    if (!im2col_permute_applies(64, 16, 16))
+    if (!gemm_avx512_supported()) {
+        CHECK(!im2col_permute_applies(64, 16, 16), "the permute path applies on a CPU without AVX-512");
         return;
+    }
+    CHECK(im2col_permute_applies(64, 16, 16), "a 64-float plane fits four registers");
+    CHECK(im2col_permute_applies(1, 1, 1), "one float, one tap, one position");
     CHECK(!im2col_permute_applies(65, 9, 16), "a 65-float plane does not fit four registers");
     CHECK(!im2col_permute_applies(0, 9, 16), "an empty plane");
+    CHECK(!im2col_permute_applies(16, 9, 0), "no output position");
     CHECK(!im2col_permute_applies(64, 49, 81), "49 taps × 6 chunks exceed the plan's rows");
     CHECK(im2col_permute_applies(64, 16, 64), "16 taps × 4 chunks fit");
+    /* the plan's rows to the row: 16 taps × 16 chunks of 16 positions */
+    CHECK(im2col_permute_applies(64, 16, 256), "16 taps × 16 chunks fill the plan's %d rows", IM2COL_PERMUTE_ROWS_MAX);
+    CHECK(!im2col_permute_applies(64, 16, 257), "16 taps × 17 chunks exceed the plan's rows");
+    CHECK(im2col_permute_applies(64, 256, 16), "256 taps × 1 chunk fill the plan's rows");
+    CHECK(!im2col_permute_applies(64, 257, 1), "257 taps exceed the plan's rows");
+}
+
+/* permute_gather_rows (the Winograd input gather of small maps) against its
+ * definition: dst[r][l] = xc[idx[r][l]] where bit l of valid[r] is set, else
+ * +0, lanes l < n only; planes of every size up to 64 floats (whole and
+ * partial 16-float loads), special values copied as they are. */
+static void test_gather_rows_bit_exact(void)
+{
+    if (!cpu_has_path())
+        return;
+    enum { ROWS = 5, LD = 20 };
+    const int planes[] = {1, 7, 16, 17, 33, 48, 63, 64}, lanes[] = {16, 11, 1};
+    uint64_t state = 99;
+    int differ = 0, cases = 0;
+    for (size_t pi = 0; pi < sizeof planes / sizeof planes[0]; pi++)
+        for (size_t ni = 0; ni < sizeof lanes / sizeof lanes[0]; ni++) {
+            const int plane = planes[pi], n = lanes[ni];
+            guarded xg = guarded_alloc(sizeof(float) * plane); /* nothing past the plane may be read */
+            float *xc = xg.data, *drawn = alloc_normal((size_t)plane, 1.0f, 5 + pi);
+            memcpy(xc, drawn, sizeof(float) * plane);
+            free(drawn);
+            xc[0] = -0.0f, xc[plane - 1] = plane > 1 ? NAN : xc[0];
+            uint8_t idx[ROWS][16];
+            uint16_t valid[ROWS];
+            float out[ROWS * LD], want[ROWS * LD];
+            float *dst[ROWS];
+            for (int r = 0; r < ROWS; r++) {
+                dst[r] = out + r * LD;
+                valid[r] = r == 0 ? 0xffff : r == 1 ? 0 : (uint16_t)((state = state * 6364136223846793005u + 1) >> 48);
+                for (int l = 0; l < 16; l++) {
+                    state = state * 6364136223846793005u + 1442695040888963407u;
+                    idx[r][l] = (uint8_t)((state >> 33) % (uint64_t)plane);
+                }
+            }
+            for (int i = 0; i < ROWS * LD; i++)
+                out[i] = want[i] = 12345.0f; /* past lane n, and between rows: untouched */
+            for (int r = 0; r < ROWS; r++)
+                for (int l = 0; l < n; l++)
+                    want[r * LD + l] = valid[r] >> l & 1 ? xc[idx[r][l]] : 0.0f;
+            permute_gather_rows(dst, ROWS, xc, plane, (const uint8_t (*)[16])idx, valid, n);
+            differ += memcmp(out, want, sizeof out) != 0;
+            cases++;
+            guarded_free(&xg);
+        }
+    CHECK(differ == 0, "permute_gather_rows differs from its definition in %d of %d cases", differ, cases);
 }
 
 int main(void)
 {
     RUN(test_columns_bit_exact);
     RUN(test_applies_only_to_small_planes);
+    RUN(test_gather_rows_bit_exact);
     return test_summary();
 }
