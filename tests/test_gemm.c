@@ -534,6 +534,73 @@ static void test_gemm_route_to_openblas(void)
     free(A), free(B), free(C), free(D);
 }
 
+/* gemm.h's rule on an AVX-512 CPU follows the core OpenBLAS chose, which is
+ * fixed when the library loads; so each core is tried in a fresh process of
+ * this program (`--rule-child`, OPENBLAS_CORETYPE set, two threads), which
+ * says whose bits gemm() gave outside and inside a parallel region. */
+static int rule_child(void)
+{
+    const char *core = openblas_get_corename();
+    const bool blas_avx512 = blas_core_is_avx512(core);
+    printf("core %s\n", core);
+    const int M = 100, N = 300, K = 500;
+    float *A = alloc_normal((size_t)M * K, 1.0f, 61), *B = alloc_normal((size_t)N * K, 1.0f, 62);
+    float *outside = malloc((size_t)M * N * sizeof(float)), *inside = malloc((size_t)M * N * sizeof(float));
+    float *ours = malloc((size_t)M * N * sizeof(float)), *blas = malloc((size_t)M * N * sizeof(float));
+    gemm(false, true, M, N, K, 1.0f, A, K, B, K, 0.0f, outside, N);
+    gemm_avx512(false, true, M, N, K, 1.0f, A, K, B, K, 0.0f, ours, N);
+#pragma omp parallel
+    {
+#pragma omp single
+        {
+            gemm(false, true, M, N, K, 1.0f, A, K, B, K, 0.0f, inside, N);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, A, K, B, K, 0.0f, blas, N);
+        }
+    }
+    const size_t bytes = (size_t)M * N * sizeof(float);
+    const bool outside_ours = !memcmp(outside, ours, bytes), inside_ours = !memcmp(inside, ours, bytes),
+               inside_blas = !memcmp(inside, blas, bytes), distinct = memcmp(ours, blas, bytes) != 0;
+    printf("threads %d, outside: ours %d; inside: ours %d, OpenBLAS %d; uses_own %d, outside_regions %d\n",
+           omp_get_max_threads(), outside_ours, inside_ours, inside_blas, gemm_uses_own_kernel(),
+           gemm_outside_regions_uses_own_kernel());
+    const bool ok = omp_get_max_threads() == 2 && distinct && outside_ours &&
+                    gemm_outside_regions_uses_own_kernel() &&
+                    (blas_avx512 ? inside_blas && !gemm_uses_own_kernel() : inside_ours && gemm_uses_own_kernel());
+    free(A), free(B), free(outside), free(inside), free(ours), free(blas);
+    return ok ? 0 : 1;
+}
+
+static void test_gemm_rule_follows_openblas_core(void)
+{
+    if (!gemm_avx512_supported()) {
+        printf("     (no AVX-512 on this CPU: our AVX2 kernel or OpenBLAS, whatever the core; nothing to test)\n");
+        return;
+    }
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) {
+        CHECK(0, "cannot find this program (/proc/self/exe)");
+        return;
+    }
+    self[n] = 0;
+    /* an AVX-512 core (an Intel host's own choice): ours outside regions
+     * only; an AVX2 one (what an AMD host's environment may force): ours
+     * always */
+    const char *cores[] = {"SkylakeX", "Haswell"};
+    for (int c = 0; c < 2; c++) {
+        char cmd[4200], out[1024] = "";
+        snprintf(cmd, sizeof cmd, "OPENBLAS_CORETYPE=%s OMP_NUM_THREADS=2 '%s' --rule-child 2>&1", cores[c], self);
+        FILE *f = popen(cmd, "r");
+        size_t got = f ? fread(out, 1, sizeof out - 1, f) : 0;
+        out[got] = 0;
+        int status = f ? pclose(f) : -1;
+        char want[64];
+        snprintf(want, sizeof want, "core %s\n", cores[c]);
+        CHECK(strstr(out, want) != NULL, "OPENBLAS_CORETYPE=%s: the child did not run on that core: %s", cores[c], out);
+        CHECK(status == 0, "OPENBLAS_CORETYPE=%s: gemm() did not follow the rule: %s", cores[c], out);
+    }
+}
+
 static void prepack_misaligned(void *arg)
 {
     float *buf = arg;
@@ -552,8 +619,10 @@ static void test_gemm_prepack_refuses_misaligned(void)
     free(buf);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "--rule-child"))
+        return rule_child();
     RUN(test_gemm_all_transposes);
     RUN(test_gemm_beta_zero_ignores_nan);
     RUN(test_gemm_empty_k);
@@ -570,6 +639,7 @@ int main(void)
     RUN(test_blas_core_names);
     RUN(test_gemm_routes_every_call_to_own_kernel);
     RUN(test_gemm_route_to_openblas);
+    RUN(test_gemm_rule_follows_openblas_core);
     RUN(test_gemm_prepack_refuses_misaligned);
     return test_summary();
 }
