@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -130,6 +131,31 @@ float *alloc_normal(size_t n, float std, uint64_t seed)
 }
 
 float *alloc_zeros(size_t n) { return xcalloc(n, sizeof(float)); }
+
+static size_t guarded_data_bytes(size_t bytes, size_t page) { return (bytes + page - 1) / page * page; }
+
+void *alloc_guarded(size_t bytes)
+{
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE), data = guarded_data_bytes(bytes, page);
+    char *map = mmap(NULL, data + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (map == MAP_FAILED || mprotect(map + data, page, PROT_NONE) != 0)
+        die("alloc_guarded: %zu bytes: %s", bytes, strerror(errno));
+    return map + data - bytes;
+}
+
+void free_guarded(void *p, size_t bytes)
+{
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE), data = guarded_data_bytes(bytes, page);
+    if (p)
+        munmap((char *)p + bytes - data, data + page);
+}
+
+float *alloc_normal_guarded(size_t n, float std, uint64_t seed)
+{
+    float *x = alloc_guarded(n * sizeof(float));
+    fill_normal(x, n, std, seed);
+    return x;
+}
 
 safetensors *fixture_open(const char *name)
 {

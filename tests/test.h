@@ -50,6 +50,14 @@ void fill_normal(float *x, size_t n, float std, uint64_t seed);
 float *alloc_uniform(size_t n, float lo, float hi, uint64_t seed);
 float *alloc_normal(size_t n, float std, uint64_t seed);
 float *alloc_zeros(size_t n);
+/* Memory that ends where a page no access is allowed to begins: a read or
+ * write one byte past it (a whole vector where a masked one is due, a loop
+ * one past the end) faults, where past a heap block it would pass unseen
+ * outside ASan.  Free with free_guarded and the same size. */
+void *alloc_guarded(size_t bytes);
+void free_guarded(void *p, size_t bytes);
+/* n normal values (std, seed: fill_normal) in guarded memory */
+float *alloc_normal_guarded(size_t n, float std, uint64_t seed);
 
 /* Little-endian fields of the binary formats that tests build or patch. */
 static inline uint32_t le16(const uint8_t *p) { return p[0] | p[1] << 8; }

@@ -134,19 +134,30 @@ static void test_gemm_own_shapes(void)
 typedef struct {
     int lda, ldb, ldc;
     float *A, *B, *C1, *C2;
+    size_t a_size, b_size, c_size; /* floats: the last row ends the matrix, without its padding */
 } bits_operands;
 
+/* Each operand ends with its last row's last element, at a page no access
+ * is allowed to (alloc_guarded): a kernel that reads or writes past a
+ * matrix (a whole vector at an edge, a row or a k one past) faults. */
 static bits_operands bits_operands_draw(bool ta, bool tb, int M, int N, int K, uint64_t seed)
 {
     bits_operands o = {.lda = (ta ? M : K) + 1, .ldb = (tb ? K : N) + 3, .ldc = N + 2};
-    o.A = alloc_normal((size_t)(ta ? K : M) * o.lda, 1.0f, seed);
-    o.B = alloc_normal((size_t)(tb ? N : K) * o.ldb, 1.0f, seed + 1);
-    o.C1 = alloc_normal((size_t)M * o.ldc, 1.0f, seed + 2);
-    o.C2 = alloc_normal((size_t)M * o.ldc, 1.0f, seed + 2);
+    o.a_size = (size_t)((ta ? K : M) - 1) * o.lda + (ta ? M : K);
+    o.b_size = (size_t)((tb ? N : K) - 1) * o.ldb + (tb ? K : N);
+    o.c_size = (size_t)(M - 1) * o.ldc + N;
+    o.A = alloc_normal_guarded(o.a_size, 1.0f, seed);
+    o.B = alloc_normal_guarded(o.b_size, 1.0f, seed + 1);
+    o.C1 = alloc_normal_guarded(o.c_size, 1.0f, seed + 2);
+    o.C2 = alloc_normal_guarded(o.c_size, 1.0f, seed + 2);
     return o;
 }
 
-static void bits_operands_free(bits_operands *o) { free(o->A), free(o->B), free(o->C1), free(o->C2); }
+static void bits_operands_free(bits_operands *o)
+{
+    free_guarded(o->A, o->a_size * sizeof(float)), free_guarded(o->B, o->b_size * sizeof(float));
+    free_guarded(o->C1, o->c_size * sizeof(float)), free_guarded(o->C2, o->c_size * sizeof(float));
+}
 
 /* The AVX2 kernels give the AVX-512 kernels' bits (gemm_kernels.h: the same
  * FMA chain per element), so results do not depend on which of the two a
@@ -167,7 +178,7 @@ static void test_gemm_avx2_matches_avx512_bits(void)
                     bits_operands o = bits_operands_draw(ta, tb, M, N, K, 31);
                     gemm_avx512(ta, tb, M, N, K, ab[p][0], o.A, o.lda, o.B, o.ldb, ab[p][1], o.C1, o.ldc);
                     gemm_avx2(ta, tb, M, N, K, ab[p][0], o.A, o.lda, o.B, o.ldb, ab[p][1], o.C2, o.ldc);
-                    differ += memcmp(o.C1, o.C2, (size_t)M * o.ldc * sizeof(float)) != 0;
+                    differ += memcmp(o.C1, o.C2, o.c_size * sizeof(float)) != 0;
                     cases++;
                     bits_operands_free(&o);
                 }
@@ -225,7 +236,7 @@ static void test_gemm_own_bits_follow_the_contract(void)
                                 float *r = &o.C2[(long)i * o.ldc + j];
                                 *r = contract_element(ta, tb, i, j, K, ab[q][0], o.A, o.lda, o.B, o.ldb, ab[q][1], *r);
                             }
-                        differ += memcmp(o.C1, o.C2, (size_t)M * o.ldc * sizeof(float)) != 0;
+                        differ += memcmp(o.C1, o.C2, o.c_size * sizeof(float)) != 0;
                         cases++;
                         bits_operands_free(&o);
                     }

@@ -9,37 +9,11 @@
  * 3×3 cases have planes under 64 floats). */
 #include <math.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "ops/conv2d.h"
 #include "ops/gemm_packed.h"
 #include "ops/im2col_permute.h"
 #include "test.h"
-
-/* `bytes` of memory that end where a page no access is allowed to begin:
- * a read one byte past them (a whole vector load where a masked one is
- * needed, a loop one past) faults, where in a heap block it would pass
- * unseen outside ASan. */
-typedef struct guarded {
-    void *map, *data;
-    size_t map_bytes;
-} guarded;
-
-static guarded guarded_alloc(size_t bytes)
-{
-    const size_t page = (size_t)sysconf(_SC_PAGESIZE), data_pages = (bytes + page - 1) / page;
-    guarded g = {.map_bytes = (data_pages + 1) * page};
-    g.map = mmap(NULL, g.map_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (g.map == MAP_FAILED || mprotect((char *)g.map + data_pages * page, page, PROT_NONE) != 0) {
-        perror("guarded_alloc");
-        abort();
-    }
-    g.data = (char *)g.map + data_pages * page - bytes;
-    return g;
-}
-
-static void guarded_free(guarded *g) { munmap(g->map, g->map_bytes); }
 
 /* The tap table of conv2d.c, from the geometry. */
 static void tap_table(int *tap, const conv2d_shape *s)
@@ -65,12 +39,9 @@ static void check_shape(const char *name, conv2d_shape s)
     const int C = s.C_in;
     const long ldc = HWo + 5; /* a row stride past the row: nothing may be written between rows */
     /* the input and the tap table end at a page no access is allowed to */
-    guarded xg = guarded_alloc(sizeof(float) * C * plane), tg = guarded_alloc(sizeof(int) * kk * HWo);
-    float *x = xg.data, *drawn = alloc_normal((size_t)C * plane, 1.0f, 7);
-    memcpy(x, drawn, sizeof(float) * C * plane);
-    free(drawn);
+    float *x = alloc_normal_guarded((size_t)C * plane, 1.0f, 7);
+    int *tap = alloc_guarded(sizeof(int) * kk * HWo);
     x[0] = -0.0f, x[1] = NAN, x[plane - 1] = INFINITY, x[plane] = -INFINITY;
-    int *tap = tg.data;
     tap_table(tap, &s);
     im2col_permute_plan p;
     im2col_permute_make(&p, tap, kk, HWo, plane);
@@ -104,7 +75,8 @@ static void check_shape(const char *name, conv2d_shape s)
     } else {
         CHECK(kk > 16 || HWo > 16, "%s: the transposed form should apply (%d taps, %ld positions)", name, kk, HWo);
     }
-    guarded_free(&xg), guarded_free(&tg), free(got), free(want);
+    free_guarded(x, sizeof(float) * C * plane), free_guarded(tap, sizeof(int) * kk * HWo);
+    free(got), free(want);
 }
 
 /* Whether this CPU runs the permute path: the product's own test of the
@@ -170,10 +142,7 @@ static void test_gather_rows_bit_exact(void)
     for (size_t pi = 0; pi < sizeof planes / sizeof planes[0]; pi++)
         for (size_t ni = 0; ni < sizeof lanes / sizeof lanes[0]; ni++) {
             const int plane = planes[pi], n = lanes[ni];
-            guarded xg = guarded_alloc(sizeof(float) * plane); /* nothing past the plane may be read */
-            float *xc = xg.data, *drawn = alloc_normal((size_t)plane, 1.0f, 5 + pi);
-            memcpy(xc, drawn, sizeof(float) * plane);
-            free(drawn);
+            float *xc = alloc_normal_guarded((size_t)plane, 1.0f, 5 + pi); /* nothing past it may be read */
             xc[0] = -0.0f, xc[plane - 1] = plane > 1 ? NAN : xc[0];
             uint8_t idx[ROWS][16];
             uint16_t valid[ROWS];
@@ -195,7 +164,7 @@ static void test_gather_rows_bit_exact(void)
             permute_gather_rows(dst, ROWS, xc, plane, (const uint8_t (*)[16])idx, valid, n);
             differ += memcmp(out, want, sizeof out) != 0;
             cases++;
-            guarded_free(&xg);
+            free_guarded(xc, sizeof(float) * plane);
         }
     CHECK(differ == 0, "permute_gather_rows differs from its definition in %d of %d cases", differ, cases);
 }
