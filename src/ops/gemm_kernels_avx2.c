@@ -266,8 +266,9 @@ static kernel_fn kernel_for(int mr, bool a_kmajor, int *height)
 }
 
 /* gemm_kernels.h's tile.  The epilogue (alpha, beta) runs on the registers,
- * so every full-height tile goes straight to C; a shorter one (the last panel of M) runs a taller kernel
- * into a buffer, and its mr rows go on from there. */
+ * so every full-height tile goes straight to C; a shorter one (the last
+ * panel of M) runs a taller kernel into a buffer, and its mr rows go on from
+ * there. */
 TARGET_AVX2 static void tile(int mr, int nr, bool a_kmajor, int kc, const float *a, const float *b, float *c,
                              long ldc, float alpha, float beta, bool first)
 {
