@@ -215,7 +215,9 @@ static float contract_element(bool ta, bool tb, int i, int j, int K, float alpha
  * thread splits (a thin C splits by rows). */
 static void test_gemm_own_bits_follow_the_contract(void)
 {
-    const int shapes[][3] = {{1, 1, 1}, {13, 33, 7}, {12, 32, 384}, {151, 47, 1000}, {6, 16, 5}, {40, 3, 390}};
+    /* K = 21: a k block past whole vectors of both sets (16 + 5, 8 + 8 + 5) */
+    const int shapes[][3] = {{1, 1, 1},   {13, 33, 7}, {12, 32, 384}, {151, 47, 1000},
+                             {6, 16, 5}, {40, 3, 390}, {29, 45, 21}};
     /* alpha and beta not powers of two too: their products round, so a
      * fused or reordered epilogue shows */
     const float ab[][2] = {{1.0f, 0.0f}, {1.0f, 1.0f}, {0.125f, 0.0f}, {-1.7f, 0.3f}, {1.0f, 0.3f}, {0.3f, 1.0f}};
