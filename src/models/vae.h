@@ -193,10 +193,11 @@ float *vae_from_file(vae *m, const char *path, const char *prefix, param_load_mo
 void vae_save(const vae *m, const float *params, st_writer *w, const char *prefix);
 void vae_save_file(const vae *m, const float *params, const char *path, const char *prefix);
 
-/* Latent size of an H×W image; image size of an h×w latent. */
 /* Dies, naming `who` and both channel counts, unless the VAE takes and
  * returns C-channel images (the trainers' guard on their data). */
 void vae_check_data_channels(const vae *m, int C, const char *who);
+
+/* Latent size of an H×W image; image size of an h×w latent. */
 void vae_latent_size(const vae *m, int H, int W, int *h, int *w);
 void vae_image_size(const vae *m, int h, int w, int *H, int *W);
 
