@@ -611,7 +611,8 @@ static void test_flag_refusals_by_command(void)
         {"train --vae-ch-mult 1,2,3,4,5,6,7,8,9", "--vae-ch-mult: at most 8 values"},
         {"train --vae-ch-mult 1,0", "--vae-ch-mult: '1,0' is not a comma-separated list of positive integers"},
         {"train-encoder --arch cnn --cnn-widths ,", "--cnn-widths: ',' is not a comma-separated list"},
-        {"train --lpips-vgg /tmp/x.pth", "--lpips-vgg '/tmp/x.pth' is LPIPS's VGG16: it needs --lpips-ckpt"},
+        {"train --lpips-vgg /tmp/x.pth", "train: --lpips-vgg '/tmp/x.pth' is LPIPS's VGG16: it needs --lpips-ckpt"},
+        {"train-vae --lpips-vgg /tmp/x.pth", "train-vae: --lpips-vgg '/tmp/x.pth' is LPIPS's VGG16: it needs"},
         {"train-vae --vae f9", "--vae: unknown preset 'f9' (f8d4, f16d32 or custom)"},
         {"train-encoder --evaluate /nonexistent.safetensors", "train-encoder: --evaluate needs --arch cnn"},
     };

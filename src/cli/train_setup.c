@@ -110,7 +110,8 @@ void train_check_flags(const char *command, const train_options *o)
     if (o->disc_ckpt && o->no_disc)
         die("%s: --disc-ckpt and --no-disc contradict each other", command);
     if (o->lpips_vgg && !o->lpips_ckpt)
-        die("--lpips-vgg '%s' is LPIPS's VGG16: it needs --lpips-ckpt (the LPIPS heads, vgg.pth)", o->lpips_vgg);
+        die("%s: --lpips-vgg '%s' is LPIPS's VGG16: it needs --lpips-ckpt (the LPIPS heads, vgg.pth)", command,
+            o->lpips_vgg);
 }
 
 void train_setup_data(const train_options *o, train_data *d)
