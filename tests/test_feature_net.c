@@ -2,7 +2,8 @@
  * against the same features built from their public parts: the documented
  * normalisation (u/255 − mean)/std, grey taken as the mean of the channels
  * or repeated into them, the bicubic resize to the network's size, the
- * final-norm cls token or the mean of the patch tokens.  The networks are
+ * final-norm cls token or the mean of the patch tokens; a 3-channel ViT
+ * takes DINOv2's ImageNet normalisation instead.  The networks are
  * tiny ones that `repae train-encoder` writes; Inception's path is
  * test_release_files' and test_inception's. */
 #include <math.h>
@@ -10,13 +11,14 @@
 #include "core/arena.h"
 #include "core/error.h"
 #include "eval/feature_net.h"
+#include "io/safetensors.h"
 #include "models/cnn_classifier.h"
 #include "models/vit.h"
 #include "ops/resample.h"
 #include "test.h"
 
 static const char *tmp;
-static char vit_path[512], cnn1_path[512], cnn3_path[512];
+static char vit_path[512], vit3_path[512], cnn1_path[512], cnn3_path[512];
 
 static const char *repae_bin(void)
 {
@@ -52,20 +54,36 @@ static float *grey_normalised(const uint8_t *im, int B, int HW, int C, float mea
     return g;
 }
 
-/* The ViT's features from its parts: grey input, resized to S when the
- * images are another size, then the cls token or the patch tokens' mean. */
-static float *vit_reference(const uint8_t *im, int B, int H, int W, int C, feature_net_layer layer, float mean,
-                            float std)
+/* The NCHW input of a 3-channel ViT, as DINOv2's preprocessing documents
+ * it: (u/255 − ImageNet mean)/ImageNet std per channel, a grey image's value
+ * in all three. */
+static float *imagenet_normalised(const uint8_t *im, int B, int HW, int C)
 {
-    safetensors *st = safetensors_open(vit_path);
+    const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
+    float *x = xmalloc((size_t)B * 3 * HW * sizeof(float));
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < 3; c++)
+            for (int p = 0; p < HW; p++)
+                x[((size_t)b * 3 + c) * HW + p] =
+                    ((float)im[((size_t)b * HW + p) * C + (C == 1 ? 0 : c)] / 255.0f - mean[c]) / std[c];
+    return x;
+}
+
+/* The ViT's features from its parts: the input (grey for a 1-channel ViT,
+ * DINOv2's normalisation for a 3-channel one), resized to S when the images
+ * are another size, then the cls token or the patch tokens' mean. */
+static float *vit_reference(const char *path, const uint8_t *im, int B, int H, int W, int C,
+                            feature_net_layer layer, float mean, float std)
+{
+    safetensors *st = safetensors_open(path);
     vit m;
     float *w = vit_from_checkpoint(&m, st, "", 0, 2, PARAM_ALLOW_EXTRA);
     safetensors_close(st);
-    const int S = m.cfg.img_size, D = m.cfg.embed_dim, G2 = m.npatch;
-    float *g = grey_normalised(im, B, H * W, C, mean, std), *in = g;
+    const int S = m.cfg.img_size, D = m.cfg.embed_dim, G2 = m.npatch, Cv = m.cfg.in_chans;
+    float *g = Cv == 1 ? grey_normalised(im, B, H * W, C, mean, std) : imagenet_normalised(im, B, H * W, C), *in = g;
     if (H != S || W != S) {
-        in = xmalloc((size_t)B * S * S * sizeof(float));
-        bicubic_resize_forward(in, g, B, 1, H, W, S, S);
+        in = xmalloc((size_t)B * Cv * S * S * sizeof(float));
+        bicubic_resize_forward(in, g, B, Cv, H, W, S, S);
     }
     arena ar = arena_create(vit_plan_bytes(&m, B, false));
     vit_acts a;
@@ -93,23 +111,33 @@ static float *vit_reference(const uint8_t *im, int B, int H, int W, int C, featu
 static void test_vit_features_from_their_parts(void)
 {
     const int B = 3;
+    /* 1- and 3-channel ViTs (32 px) on images of their size or another,
+     * square or not (the output goes to guarded memory: a write past the
+     * last feature faults) */
     const struct {
-        int H, C, equal;
-    } cases[] = {{32, 1, 0}, {32, 3, 1}, {40, 1, 0}, {24, 3, 0}};
+        const char *path;
+        int H, W, C, equal;
+    } cases[] = {{vit_path, 32, 32, 1, 0},  {vit_path, 32, 32, 3, 1},  {vit_path, 40, 40, 1, 0},
+                 {vit_path, 24, 24, 3, 0},  {vit_path, 32, 24, 1, 0},  {vit_path, 24, 32, 3, 0},
+                 {vit3_path, 32, 32, 3, 0}, {vit3_path, 32, 32, 1, 0}, {vit3_path, 40, 24, 3, 0}};
     for (int layer = 0; layer < 2; layer++)
         for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
-            const int H = cases[k].H, C = cases[k].C;
-            uint8_t *im = images_nhwc(B, H, H, C, cases[k].equal, (int)k);
+            const int H = cases[k].H, W = cases[k].W, C = cases[k].C;
+            const bool three = cases[k].path == vit3_path;
+            uint8_t *im = images_nhwc(B, H, W, C, cases[k].equal, (int)k);
             feature_net f;
-            feature_net_open_vit(&f, vit_path, (feature_net_layer)layer, 0, NAN, NAN, 4);
-            CHECK(f.dim == 24 && f.spatial_dim == 0 && f.n_logits == 0, "ViT feature net: dim %d", f.dim);
-            float *got = xmalloc((size_t)B * f.dim * sizeof(float));
-            feature_net_features(&f, im, B, H, H, C, got, NULL, NULL);
-            float *want = vit_reference(im, B, H, H, C, (feature_net_layer)layer, 0.5f, 0.5f);
-            char what[96];
-            snprintf(what, sizeof what, "ViT %s, %d px, %d channels", layer ? "mean patch" : "cls", H, C);
+            feature_net_open_vit(&f, cases[k].path, (feature_net_layer)layer, 0, NAN, NAN, 4);
+            CHECK(f.dim == 24 && f.spatial_dim == 0 && f.n_logits == 0 && f.v.cfg.in_chans == (three ? 3 : 1),
+                  "ViT feature net: dim %d, %d channels", f.dim, f.v.cfg.in_chans);
+            const size_t bytes = (size_t)B * f.dim * sizeof(float);
+            float *got = alloc_guarded(bytes);
+            feature_net_features(&f, im, B, H, W, C, got, NULL, NULL);
+            float *want = vit_reference(cases[k].path, im, B, H, W, C, (feature_net_layer)layer, 0.5f, 0.5f);
+            char what[128];
+            snprintf(what, sizeof what, "%d-channel ViT %s, %dx%d px, %d channels", three ? 3 : 1,
+                     layer ? "mean patch" : "cls", H, W, C);
             check_close(what, got, want, (size_t)B * f.dim, 1e-6, 1e-6);
-            free(got), free(want), free(im);
+            free_guarded(got, bytes), free(want), free(im);
             feature_net_free(&f);
         }
     /* --enc-mean / --enc-std over the file's 0.5 / 0.5 */
@@ -118,7 +146,7 @@ static void test_vit_features_from_their_parts(void)
     feature_net_open_vit(&f, vit_path, FNET_VIT_CLS, 2, 0.25f, 0.125f, 4);
     float got[3 * 24];
     feature_net_features(&f, im, B, 32, 32, 1, got, NULL, NULL);
-    float *want = vit_reference(im, B, 32, 32, 1, FNET_VIT_CLS, 0.25f, 0.125f);
+    float *want = vit_reference(vit_path, im, B, 32, 32, 1, FNET_VIT_CLS, 0.25f, 0.125f);
     check_close("ViT with enc_mean 0.25, enc_std 0.125", got, want, (size_t)B * 24, 1e-6, 1e-6);
     free(want), free(im);
     feature_net_free(&f);
@@ -127,13 +155,13 @@ static void test_vit_features_from_their_parts(void)
 /* The CNN's features from its parts: its input channels from the images
  * (grey = the mean, or grey repeated), resized to the size it was trained
  * at. */
-static float *cnn_reference(const char *path, const uint8_t *im, int B, int H, int C)
+static float *cnn_reference(const char *path, const uint8_t *im, int B, int H, int W, int C)
 {
     safetensors *st = safetensors_open(path);
     cnn_classifier m;
     float *w = cnn_from_checkpoint(&m, st, "", 0, PARAM_ALLOW_EXTRA);
     safetensors_close(st);
-    const int Cm = m.cfg.in_chans, S = 32, HW = H * H;
+    const int Cm = m.cfg.in_chans, S = 32, HW = H * W;
     float *x = xmalloc((size_t)B * Cm * HW * sizeof(float));
     if (Cm == 1) {
         float *g = grey_normalised(im, B, HW, C, 0.5f, 0.5f);
@@ -146,9 +174,9 @@ static float *cnn_reference(const char *path, const uint8_t *im, int B, int H, i
                     x[((size_t)b * Cm + c) * HW + p] =
                         ((float)im[((size_t)b * HW + p) * C + (C == 1 ? 0 : c)] / 255.0f - 0.5f) / 0.5f;
     float *in = x;
-    if (H != S) {
+    if (H != S || W != S) {
         in = xmalloc((size_t)B * Cm * S * S * sizeof(float));
-        bicubic_resize_forward(in, x, B, Cm, H, H, S, S);
+        bicubic_resize_forward(in, x, B, Cm, H, W, S, S);
     }
     arena ar = arena_create(cnn_plan_bytes(&m, B, S, S, false));
     cnn_acts a;
@@ -168,22 +196,23 @@ static void test_cnn_features_from_their_parts(void)
     const int B = 2;
     const char *paths[2] = {cnn1_path, cnn3_path};
     const struct {
-        int H, C;
-    } cases[] = {{32, 1}, {32, 3}, {20, 3}};
+        int H, W, C;
+    } cases[] = {{32, 32, 1}, {32, 32, 3}, {20, 20, 3}, {32, 20, 3}, {20, 32, 1}};
     for (int p = 0; p < 2; p++)
         for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
-            const int H = cases[k].H, C = cases[k].C;
-            uint8_t *im = images_nhwc(B, H, H, C, 0, (int)k + 3);
+            const int H = cases[k].H, W = cases[k].W, C = cases[k].C;
+            uint8_t *im = images_nhwc(B, H, W, C, 0, (int)k + 3);
             feature_net f;
             feature_net_open_cnn(&f, paths[p], NAN, NAN, 2);
             CHECK(f.cnn_size == 32 && f.dim == 16, "CNN feature net: trained at %d px, dim %d", f.cnn_size, f.dim);
-            float *got = xmalloc((size_t)B * f.dim * sizeof(float));
-            feature_net_features(&f, im, B, H, H, C, got, NULL, NULL);
-            float *want = cnn_reference(paths[p], im, B, H, C);
+            const size_t bytes = (size_t)B * f.dim * sizeof(float);
+            float *got = alloc_guarded(bytes);
+            feature_net_features(&f, im, B, H, W, C, got, NULL, NULL);
+            float *want = cnn_reference(paths[p], im, B, H, W, C);
             char what[96];
-            snprintf(what, sizeof what, "CNN of %d channels, %d px images of %d channels", p ? 3 : 1, H, C);
+            snprintf(what, sizeof what, "CNN of %d channels, %dx%d px images of %d channels", p ? 3 : 1, H, W, C);
             check_close(what, got, want, (size_t)B * f.dim, 1e-6, 1e-6);
-            free(got), free(want), free(im);
+            free_guarded(got, bytes), free(want), free(im);
             feature_net_free(&f);
         }
 }
@@ -233,15 +262,35 @@ static void test_misuse_refused(void)
     expect_die("a CNN file as a ViT", open_vit_child, cnn1_path,
                "a CNN classifier (from `repae train-encoder --arch cnn`)");
     expect_die("a ViT file as a CNN", open_cnn_child, vit_path, "a ViT encoder, not a CNN classifier");
+    /* a file of neither kind, and a cls_token of the wrong rank */
+    char other[600], flat[600];
+    snprintf(other, sizeof other, "%s/other.safetensors", tmp);
+    snprintf(flat, sizeof flat, "%s/flat_cls.safetensors", tmp);
+    const float zeros[24] = {0};
+    const int64_t shape1[1] = {24}, shape2[2] = {1, 24};
+    st_writer *w = st_writer_new();
+    st_writer_add_f32(w, "conv_in.weight", 1, shape1, zeros);
+    st_writer_save(w, other);
+    st_writer_free(w);
+    w = st_writer_new();
+    st_writer_add_f32(w, "cls_token", 2, shape2, zeros);
+    st_writer_save(w, flat);
+    st_writer_free(w);
+    expect_die("a file of neither kind as a ViT", open_vit_child, other, "not a DINOv2-family ViT (no cls_token");
+    expect_die("a [1, D] cls_token", open_vit_child, flat, "not a DINOv2-family ViT (no cls_token [1, 1, D])");
+    expect_die("a file of neither kind as a CNN", open_cnn_child, other, "not a CNN classifier (no stages.0.conv1");
 }
 
 static int make_networks(void)
 {
     char cmd[2048], err[4096];
     const char *common = "--max-images 32 --max-eval-images 16 --batch-size 16 --eval-batch 16 --epochs 1";
-    snprintf(cmd, sizeof cmd, "%s train-encoder %s --embed-dim 24 --heads 2 --depth 1 --patch 8 --output-dir %s "
-             "--exp-name vit", repae_bin(), common, tmp);
-    int rc = run_command(cmd, NULL, 0, err, sizeof err);
+    int rc = 0;
+    for (int c = 1; c <= 3 && rc == 0; c += 2) {
+        snprintf(cmd, sizeof cmd, "%s train-encoder %s --embed-dim 24 --heads 2 --depth 1 --patch 8 --channels %d "
+                 "--output-dir %s --exp-name vit%d", repae_bin(), common, c, tmp, c);
+        rc = run_command(cmd, NULL, 0, err, sizeof err);
+    }
     for (int c = 1; c <= 3 && rc == 0; c += 2) {
         snprintf(cmd, sizeof cmd, "%s train-encoder %s --arch cnn --cnn-widths 8,16 --cnn-groups 4 --channels %d "
                  "--output-dir %s --exp-name cnn%d", repae_bin(), common, c, tmp, c);
@@ -249,7 +298,8 @@ static int make_networks(void)
     }
     if (rc != 0)
         fprintf(stderr, "train-encoder failed: %s\n", err);
-    snprintf(vit_path, sizeof vit_path, "%s/vit/encoder.safetensors", tmp);
+    snprintf(vit_path, sizeof vit_path, "%s/vit1/encoder.safetensors", tmp);
+    snprintf(vit3_path, sizeof vit3_path, "%s/vit3/encoder.safetensors", tmp);
     snprintf(cnn1_path, sizeof cnn1_path, "%s/cnn1/classifier.safetensors", tmp);
     snprintf(cnn3_path, sizeof cnn3_path, "%s/cnn3/classifier.safetensors", tmp);
     return rc;
