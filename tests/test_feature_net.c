@@ -217,6 +217,107 @@ static void test_cnn_features_from_their_parts(void)
         }
 }
 
+static void open_vit_child(void *ctx)
+{
+    feature_net f;
+    feature_net_open_vit(&f, ctx, FNET_VIT_CLS, 0, NAN, NAN, 2);
+}
+
+/* A copy of `src` at `dst` whose metadata key `key` is `value` (NULL: the
+ * key removed); the tensors are the same. */
+static void copy_with_meta(const char *src, const char *dst, const char *key, const char *value)
+{
+    safetensors *st = safetensors_open(src);
+    st_writer *w = st_writer_new();
+    for (int i = 0; i < st->n_tensors; i++) {
+        const st_tensor *t = &st->tensors[i];
+        st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, safetensors_tensor_bytes(st, t));
+    }
+    for (int i = 0; i < st->n_meta; i++)
+        if (strcmp(st->meta[i].key, key) != 0)
+            st_writer_set_metadata(w, st->meta[i].key, st->meta[i].value);
+    if (value)
+        st_writer_set_metadata(w, key, value);
+    st_writer_save(w, dst);
+    st_writer_free(w);
+    safetensors_close(st);
+}
+
+/* What the files' metadata sets: enc_mean / enc_std where the flags leave
+ * them (NaN), 0.5 where the file has none, an unreadable one or a std that
+ * is not positive; the CNN's training size from img_size, 0 (the images'
+ * own size) outside 1..65536 or absent. */
+static void test_metadata_read_and_defaults(void)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/meta.safetensors", tmp);
+    const struct {
+        const char *key, *value;
+        float mean, std;
+    } vit_cases[] = {{"enc_mean", "0.25", 0.25f, 0.5f}, {"enc_std", "0.125", 0.5f, 0.125f},
+                     {"enc_mean", NULL, 0.5f, 0.5f},    {"enc_std", NULL, 0.5f, 0.5f},
+                     {"enc_mean", "0.25x", 0.5f, 0.5f}, {"enc_mean", "", 0.5f, 0.5f},
+                     {"enc_std", "0", 0.5f, 0.5f},      {"enc_std", "-1", 0.5f, 0.5f},
+                     {"enc_mean", "0.75", 0.75f, 0.5f}};
+    for (size_t k = 0; k < sizeof vit_cases / sizeof vit_cases[0]; k++)
+        for (int cnn = 0; cnn < 2; cnn++) {
+            copy_with_meta(cnn ? cnn1_path : vit_path, path, vit_cases[k].key, vit_cases[k].value);
+            feature_net f;
+            if (cnn)
+                feature_net_open_cnn(&f, path, NAN, NAN, 2);
+            else
+                feature_net_open_vit(&f, path, FNET_VIT_CLS, 0, NAN, NAN, 2);
+            CHECK(f.enc_mean == vit_cases[k].mean && f.enc_std == vit_cases[k].std,
+                  "%s with %s = '%s': enc_mean %g, enc_std %g (want %g, %g)", cnn ? "CNN" : "ViT", vit_cases[k].key,
+                  vit_cases[k].value ? vit_cases[k].value : "(none)", f.enc_mean, f.enc_std, vit_cases[k].mean,
+                  vit_cases[k].std);
+            feature_net_free(&f);
+        }
+    /* the heads: --enc-heads, else the config's "heads" or "num_heads", else
+     * the DINOv2 preset of the width (none for 24: refused) */
+    safetensors *st = safetensors_open(vit_path);
+    char config[512];
+    snprintf(config, sizeof config, "%s", safetensors_meta(st, "config"));
+    safetensors_close(st);
+    char *at = strstr(config, "\"heads\": 2");
+    CHECK(at != NULL, "the ViT's config records no \"heads\": 2: %s", config);
+    if (!at)
+        return;
+    const struct {
+        const char *heads_entry;
+        int flag, want;
+    } head_cases[] = {{"\"heads\": 2", 1, 1}, {"\"heads\": 1", 0, 1}, {"\"num_heads\": 2", 0, 2},
+                      {"\"heads\": 1", 3, 3}, {"\"heads\": 0", 0, 0}, {"\"heads\": 5", 0, 0}};
+    for (size_t k = 0; k < sizeof head_cases / sizeof head_cases[0]; k++) {
+        char changed[600];
+        snprintf(changed, sizeof changed, "%.*s%s%s", (int)(at - config), config, head_cases[k].heads_entry,
+                 at + strlen("\"heads\": 2"));
+        copy_with_meta(vit_path, path, "config", changed);
+        if (head_cases[k].want == 0) { /* 24 is no multiple of 5, and no preset's width */
+            expect_die(changed, open_vit_child, path,
+                       "matches no DINOv2 preset and the file does not record its heads");
+            continue;
+        }
+        feature_net f;
+        feature_net_open_vit(&f, path, FNET_VIT_CLS, head_cases[k].flag, NAN, NAN, 2);
+        CHECK(f.v.cfg.heads == head_cases[k].want, "ViT with %s and --enc-heads %d: %d heads (want %d)",
+              head_cases[k].heads_entry, head_cases[k].flag, f.v.cfg.heads, head_cases[k].want);
+        feature_net_free(&f);
+    }
+    const struct {
+        const char *value;
+        int size;
+    } size_cases[] = {{"32", 32}, {"1", 1}, {"65536", 65536}, {"65537", 0}, {"0", 0}, {"0.5", 0}, {NULL, 0}};
+    for (size_t k = 0; k < sizeof size_cases / sizeof size_cases[0]; k++) {
+        copy_with_meta(cnn1_path, path, "img_size", size_cases[k].value);
+        feature_net f;
+        feature_net_open_cnn(&f, path, NAN, NAN, 2);
+        CHECK(f.cnn_size == size_cases[k].size, "CNN with img_size '%s': size %d (want %d)",
+              size_cases[k].value ? size_cases[k].value : "(none)", f.cnn_size, size_cases[k].size);
+        feature_net_free(&f);
+    }
+}
+
 /* Misuse is refused in words: batches outside 1..max, 2-channel images,
  * outputs the network does not have, a file of the other kind. */
 typedef struct {
@@ -238,16 +339,16 @@ static void misuse_child(void *ctx)
                          m->want_logits ? logits : NULL);
 }
 
-static void open_vit_child(void *ctx)
-{
-    feature_net f;
-    feature_net_open_vit(&f, ctx, FNET_VIT_CLS, 0, NAN, NAN, 2);
-}
-
 static void open_cnn_child(void *ctx)
 {
     feature_net f;
     feature_net_open_cnn(&f, ctx, NAN, NAN, 2);
+}
+
+static void open_inception_child(void *ctx)
+{
+    feature_net f;
+    feature_net_open_inception(&f, ctx, 2);
 }
 
 static void test_misuse_refused(void)
@@ -279,6 +380,24 @@ static void test_misuse_refused(void)
     expect_die("a file of neither kind as a ViT", open_vit_child, other, "not a DINOv2-family ViT (no cls_token");
     expect_die("a [1, D] cls_token", open_vit_child, flat, "not a DINOv2-family ViT (no cls_token [1, 1, D])");
     expect_die("a file of neither kind as a CNN", open_cnn_child, other, "not a CNN classifier (no stages.0.conv1");
+    /* Inception's first convolution: 32 filters, or 32 / 2, 4, 8, 16 */
+    const int64_t filters24[4] = {24, 3, 3, 3}, rank3[3] = {16, 3, 9}, none[4] = {0, 3, 3, 3};
+    float *w3 = calloc(24 * 27, sizeof(float));
+    const struct {
+        int ndim;
+        const int64_t *shape;
+        const char *want;
+    } inc[] = {{4, filters24, "has 24 filters; Inception-v3 has 32"},
+               {3, rank3, "has 16 filters; Inception-v3"},
+               {4, none, "has 0 filters; Inception-v3"}};
+    for (int i = 0; i < 3; i++) {
+        w = st_writer_new();
+        st_writer_add_f32(w, "Conv2d_1a_3x3.conv.weight", inc[i].ndim, inc[i].shape, w3);
+        st_writer_save(w, other);
+        st_writer_free(w);
+        expect_die(inc[i].want, open_inception_child, other, inc[i].want);
+    }
+    free(w3);
 }
 
 static int make_networks(void)
@@ -314,6 +433,7 @@ int main(void)
     }
     RUN(test_vit_features_from_their_parts);
     RUN(test_cnn_features_from_their_parts);
+    RUN(test_metadata_read_and_defaults);
     RUN(test_misuse_refused);
     return test_summary();
 }
