@@ -54,12 +54,10 @@ static float *grey_normalised(const uint8_t *im, int B, int HW, int C, float mea
     return g;
 }
 
-/* The NCHW input of a 3-channel ViT, as DINOv2's preprocessing documents
- * it: (u/255 − ImageNet mean)/ImageNet std per channel, a grey image's value
- * in all three. */
-static float *imagenet_normalised(const uint8_t *im, int B, int HW, int C)
+/* The 3-channel NCHW input (u/255 − mean[c])/std[c], a grey image's value
+ * in all three channels. */
+static float *rgb_normalised(const uint8_t *im, int B, int HW, int C, const float mean[3], const float std[3])
 {
-    const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
     float *x = xmalloc((size_t)B * 3 * HW * sizeof(float));
     for (int b = 0; b < B; b++)
         for (int c = 0; c < 3; c++)
@@ -80,7 +78,11 @@ static float *vit_reference(const char *path, const uint8_t *im, int B, int H, i
     float *w = vit_from_checkpoint(&m, st, "", 0, 2, PARAM_ALLOW_EXTRA);
     safetensors_close(st);
     const int S = m.cfg.img_size, D = m.cfg.embed_dim, G2 = m.npatch, Cv = m.cfg.in_chans;
-    float *g = Cv == 1 ? grey_normalised(im, B, H * W, C, mean, std) : imagenet_normalised(im, B, H * W, C), *in = g;
+    /* a 3-channel ViT: DINOv2's ImageNet normalisation */
+    const float imagenet_mean[3] = {0.485f, 0.456f, 0.406f}, imagenet_std[3] = {0.229f, 0.224f, 0.225f};
+    float *g = Cv == 1 ? grey_normalised(im, B, H * W, C, mean, std)
+                       : rgb_normalised(im, B, H * W, C, imagenet_mean, imagenet_std),
+          *in = g;
     if (H != S || W != S) {
         in = xmalloc((size_t)B * Cv * S * S * sizeof(float));
         bicubic_resize_forward(in, g, B, Cv, H, W, S, S);
@@ -162,17 +164,8 @@ static float *cnn_reference(const char *path, const uint8_t *im, int B, int H, i
     float *w = cnn_from_checkpoint(&m, st, "", 0, PARAM_ALLOW_EXTRA);
     safetensors_close(st);
     const int Cm = m.cfg.in_chans, S = 32, HW = H * W;
-    float *x = xmalloc((size_t)B * Cm * HW * sizeof(float));
-    if (Cm == 1) {
-        float *g = grey_normalised(im, B, HW, C, 0.5f, 0.5f);
-        memcpy(x, g, (size_t)B * HW * sizeof(float));
-        free(g);
-    } else
-        for (int b = 0; b < B; b++)
-            for (int c = 0; c < Cm; c++)
-                for (int p = 0; p < HW; p++)
-                    x[((size_t)b * Cm + c) * HW + p] =
-                        ((float)im[((size_t)b * HW + p) * C + (C == 1 ? 0 : c)] / 255.0f - 0.5f) / 0.5f;
+    const float half[3] = {0.5f, 0.5f, 0.5f};
+    float *x = Cm == 1 ? grey_normalised(im, B, HW, C, 0.5f, 0.5f) : rgb_normalised(im, B, HW, C, half, half);
     float *in = x;
     if (H != S || W != S) {
         in = xmalloc((size_t)B * Cm * S * S * sizeof(float));
